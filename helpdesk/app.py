@@ -1,0 +1,49 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: environment first, then `config` (tests), then the TOML settings."""
+    app = Flask(__name__)
+    secrets = Secrets.from_environ()
+    app.config.update(
+        SECRET_KEY=secrets.secret_key,
+        DATABASE_URL=secrets.database_url,
+        TWILIO_ACCOUNT_SID=secrets.twilio_account_sid,
+        TWILIO_AUTH_TOKEN=secrets.twilio_auth_token,
+        PUBLIC_BASE_URL=secrets.public_base_url,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        MAX_CONTENT_LENGTH=25 * 1024 * 1024,
+    )
+    if config:
+        app.config.update(config)
+    if not app.config["SECRET_KEY"]:
+        raise ConfigError("SECRET_KEY is not set: put a long random value in the environment")
+    # Cookies only over HTTPS whenever the public address is HTTPS.
+    secure = str(app.config.get("PUBLIC_BASE_URL") or "").startswith("https://")
+    app.config.setdefault("SESSION_COOKIE_SECURE", secure)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+
+    settings = app.config.get("SETTINGS") or load_settings(app.config.get("HELPDESK_CONFIG"))
+    app.extensions["helpdesk.settings"] = settings
+    Database().init_app(app)
+
+    from helpdesk import health, pages
+    from helpdesk.voice import blueprint as voice
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(voice.bp)
+    pages.init_app(app)
+    return app

@@ -1,0 +1,322 @@
+"""Configuration: a TOML file for the help desk's rules, the environment for secrets.
+
+The file is validated once at start-up; every error names the key and the file, so an
+administrator can fix it without reading code.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from helpdesk.calendar import NATIONS, BusinessCalendar, Closure
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DEFAULT_PATH = Path("config/helpdesk.toml")
+_INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    mode: str = "dial"
+    dial_targets: tuple[str, ...] = ("client:agent-1",)
+    dial_timeout_seconds: int = 60
+    answer_on_bridge: bool = True
+    ring_tone: str = "uk"
+    caller_id: str = ""
+    queue_name: str = "helpdesk"
+    queue_max_wait_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    enabled: bool = False
+    prompt: str = "If you are calling from DWP, press 1. For all other enquiries, press 2."
+    dwp_digit: str = "1"
+    customer_digit: str = "2"
+    timeout_seconds: int = 5
+
+
+@dataclass(frozen=True)
+class Messages:
+    voice: str = "Polly.Amy"
+    language: str = "en-GB"
+    out_of_hours: str = "We are closed at the moment. Please leave a message after the tone and we will call you back."
+    no_answer: str = "Sorry, nobody is free to take your call. Please leave a message after the tone and we will call you back."
+    voicemail_thanks: str = "Thank you. We will call you back. Goodbye."
+    goodbye: str = "Thank you for calling. We will call you back. Goodbye."
+    queue_hold: str = "Thank you for waiting. You will be answered as soon as possible."
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration. `version` identifies the file's content."""
+
+    name: str = "Help desk"
+    phone: str = ""
+    timezone: str = "Europe/London"
+    nation: str = "england-and-wales"
+    opening_hours: dict[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
+    closures: tuple[Closure, ...] = ()
+    ring_period_seconds: float = 3.0
+    max_rings: int = 10
+    routing: RoutingSettings = RoutingSettings()
+    ivr: IvrSettings = IvrSettings()
+    dwp_numbers: frozenset[str] = frozenset()
+    voicemail_enabled: bool = True
+    voicemail_max_length_seconds: int = 120
+    messages: Messages = Messages()
+    version: str = "defaults"
+    source: str = "(built-in defaults)"
+
+    @property
+    def answer_target_seconds(self) -> float:
+        return self.max_rings * self.ring_period_seconds
+
+    @cached_property
+    def calendar(self) -> BusinessCalendar:
+        # Built once per Settings so its per-day cache is shared by every request.
+        return BusinessCalendar(self.opening_hours, nation=self.nation, closures=self.closures, tz=self.timezone)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("HELPDESK_CONFIG") or DEFAULT_PATH)
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read and validate the TOML configuration file."""
+    path = Path(path) if path is not None else config_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    version = hashlib.sha256(raw).hexdigest()[:12]
+    return parse_settings(data, source=str(path), version=version)
+
+
+class _Reader:
+    """Typed access to one table of the file, with errors that name the key and file."""
+
+    def __init__(self, data: dict[str, Any], table: str, source: str):
+        self.data, self.table, self.source = data.get(table, {}), table, source
+        if not isinstance(self.data, dict):
+            self.fail(table, "must be a table")
+
+    def fail(self, key: str, problem: str):
+        name = key if key == self.table else f"{self.table}.{key}"
+        raise ConfigError(f"{self.source}: {name} {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = self.data.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(key, f"must be a {_KIND_WORDS.get(names, names)}, not {value!r}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float, kind: type = float) -> Any:
+        value = self.get(key, kind, default)
+        if not low <= value <= high:
+            self.fail(key, f"must be between {low:g} and {high:g}, not {value!r}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(key, list, list(default))
+        if not all(isinstance(v, str) for v in value):
+            self.fail(key, "must be a list of strings")
+        return tuple(value)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            self.fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+        return value
+
+
+_KIND_WORDS = {"str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
+_KNOWN = {
+    "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
+    "callback", "email", "scheduler", "supervisors",
+}
+
+
+def parse_settings(data: dict[str, Any], source: str = "(configuration)", version: str = "unversioned") -> Settings:
+    """Validate a parsed TOML document and build Settings."""
+    for table in data:
+        if table not in _KNOWN:
+            raise ConfigError(f"{source}: unknown table or key {table!r}")
+    desk = _Reader(data, "helpdesk", source)
+    tz = desk.get("timezone", str, "Europe/London")
+    if tz != "Europe/London":
+        desk.fail("timezone", f"must be 'Europe/London' (the rules are defined in UK time), not {tz!r}")
+    nation = desk.choice("nation", "england-and-wales", NATIONS)
+
+    hours = _Reader(data, "hours", source)
+    opening: dict[int, tuple[tuple[time, time], ...]] = {}
+    for key in hours.data:
+        if key not in WEEKDAYS:
+            hours.fail(key, "is not a weekday (monday to sunday)")
+    for index, day in enumerate(WEEKDAYS):
+        intervals = []
+        for text in hours.strings(day, ()):
+            intervals.append(_parse_interval(text, hours, day))
+        intervals.sort()
+        for (_, end), (start, _) in zip(intervals, intervals[1:]):
+            if start < end:
+                hours.fail(day, "has overlapping intervals")
+        if intervals:
+            opening[index] = tuple(intervals)
+
+    closures = tuple(_parse_closures(data.get("closures", []), source, ZoneInfo(tz)))
+
+    answer = _Reader(data, "answer", source)
+    routing = _Reader(data, "routing", source)
+    mode = routing.choice("mode", "dial", ("dial", "queue"))
+    targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
+    for target in targets:
+        if not (_E164.match(target) or target.startswith(("sip:", "client:"))):
+            routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
+    if mode == "dial" and not targets:
+        routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
+    ivr = _Reader(data, "ivr", source)
+    dwp_digit = ivr.get("dwp_digit", str, "1")
+    customer_digit = ivr.get("customer_digit", str, "2")
+    for key, digit in (("dwp_digit", dwp_digit), ("customer_digit", customer_digit)):
+        if len(digit) != 1 or digit not in "0123456789*#":
+            ivr.fail(key, f"must be a single key (0-9, * or #), not {digit!r}")
+    if dwp_digit == customer_digit:
+        ivr.fail("customer_digit", "must differ from ivr.dwp_digit")
+    callers = _Reader(data, "callers", source)
+    dwp_numbers = callers.strings("dwp_numbers", ())
+    for number in dwp_numbers:
+        if not _E164.match(number):
+            callers.fail("dwp_numbers", f"has {number!r}, which is not an E.164 number (+44...)")
+    voicemail = _Reader(data, "voicemail", source)
+    messages = _Reader(data, "messages", source)
+
+    return Settings(
+        name=desk.get("name", str, "Help desk"),
+        phone=desk.get("phone", str, ""),
+        timezone=tz,
+        nation=nation,
+        opening_hours=opening,
+        closures=closures,
+        ring_period_seconds=answer.number("ring_period_seconds", 3.0, 0.5, 10.0),
+        max_rings=answer.number("max_rings", 10, 1, 100, int),
+        routing=RoutingSettings(
+            mode=mode,
+            dial_targets=targets,
+            dial_timeout_seconds=routing.number("dial_timeout_seconds", 60, 5, 600, int),
+            answer_on_bridge=routing.get("answer_on_bridge", bool, True),
+            ring_tone=routing.get("ring_tone", str, "uk"),
+            caller_id=routing.get("caller_id", str, ""),
+            queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
+            queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
+        ),
+        ivr=IvrSettings(
+            enabled=ivr.get("enabled", bool, False),
+            prompt=ivr.get("prompt", str, IvrSettings.prompt),
+            dwp_digit=dwp_digit,
+            customer_digit=customer_digit,
+            timeout_seconds=ivr.number("timeout_seconds", 5, 1, 60, int),
+        ),
+        dwp_numbers=frozenset(dwp_numbers),
+        voicemail_enabled=voicemail.get("enabled", bool, True),
+        voicemail_max_length_seconds=voicemail.number("max_length_seconds", 120, 5, 3600, int),
+        messages=Messages(**{
+            name: messages.get(name, str, getattr(Messages, name))
+            for name in Messages.__dataclass_fields__
+        }),
+        version=version,
+        source=source,
+    )
+
+
+def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
+    match = _INTERVAL.match(text.strip())
+    if not match:
+        reader.fail(day, f"has {text!r}: write intervals as \"HH:MM-HH:MM\"")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        reader.fail(day, f"has {text!r}, which is not a valid time of day")
+    start = time(h1, m1)
+    end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+    if end <= start:
+        reader.fail(day, f"has {text!r}: the closing time must be after the opening time")
+    return start, end
+
+
+def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: closures must be a list of [[closures]] tables")
+    closures = []
+    for number, item in enumerate(items, 1):
+        where = f"{source}: closures[{number}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(item) - {"date", "from", "to", "reason"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown key {sorted(unknown)[0]!r}")
+        reason = item.get("reason", "")
+        try:
+            if "date" in item:
+                day = item["date"]
+                day = datetime.fromisoformat(day) if isinstance(day, str) else day
+                start = datetime(day.year, day.month, day.day, tzinfo=tz)
+                end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=tz)
+            else:
+                start, end = (_local(item[key], tz) for key in ("from", "to"))
+        except KeyError as exc:
+            raise ConfigError(f"{where} needs 'date', or both 'from' and 'to' (missing {exc.args[0]!r})") from None
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError(f"{where} has a date or time that cannot be read (use \"2026-12-24\" or \"2026-12-24T13:00\")") from None
+        if end <= start:
+            raise ConfigError(f"{where}: 'to' must be after 'from'")
+        closures.append(Closure(start=start, end=end, reason=str(reason)))
+    return closures
+
+
+def _local(value: Any, tz: ZoneInfo) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        raise TypeError(value)
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Everything secret comes from the environment."""
+
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    secret_key: str | None
+    database_url: str
+    public_base_url: str | None
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> "Secrets":
+        env = os.environ if environ is None else environ
+        return cls(
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            secret_key=env.get("SECRET_KEY") or None,
+            database_url=env.get("DATABASE_URL") or "sqlite:///helpdesk.db",
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        )

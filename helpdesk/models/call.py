@@ -1,0 +1,40 @@
+"""A call's record, recomputed from all its events in the journal."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from helpdesk.models.base import Base, UTCDateTime
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_arrived_at", "arrived_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answer_seconds: Mapped[float | None] = mapped_column(Float)
+    rings: Mapped[int | None] = mapped_column(Integer)
+    # answered, abandoned, no_answer, voicemail, out_of_hours, failed, in_progress
+    outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
+    in_hours: Mapped[bool] = mapped_column(Boolean, default=True)
+    countable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "met", "breached", or None while undecided or not counted.
+    sla_result: Mapped[str | None] = mapped_column(String(8))
+    caller_number: Mapped[str | None] = mapped_column(String(32))
+    # dwp, customer, unknown
+    caller_type: Mapped[str] = mapped_column(String(16), default="unknown")
+    agent_leg_sid: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(128))
+    # False when only status callbacks were seen: arrival is then estimated from them.
+    incoming_seen: Mapped[bool] = mapped_column(Boolean, default=True)
+    events_count: Mapped[int] = mapped_column(Integer, default=0)
+    config_version: Mapped[str | None] = mapped_column(String(32))
+    enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id"))
+
+    enquiry = relationship("Enquiry")

@@ -1,0 +1,31 @@
+"""Enquiries (one per call or email) and the yearly reference counter."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from helpdesk.models.base import Base, UTCDateTime
+
+
+class Enquiry(Base):
+    __tablename__ = "enquiries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # HD-YYYY-NNNNNN, the year being the Europe/London year the contact arrived.
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    channel: Mapped[str] = mapped_column(String(8))  # phone, email
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # For phone enquiries: the inbound call that opened it.
+    call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+
+
+class ReferenceCounter(Base):
+    """The last sequence number given out per year; its row lock serialises allocation."""
+
+    __tablename__ = "reference_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)

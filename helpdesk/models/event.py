@@ -1,0 +1,30 @@
+"""The event journal: every accepted Twilio webhook, as received, append-only."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from helpdesk.models.base import Base, UTCDateTime
+
+
+class TwilioEvent(Base):
+    __tablename__ = "twilio_events"
+    __table_args__ = (Index("ix_twilio_events_call_sid_id", "call_sid", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Which webhook it came to: incoming, status, gather, dial_action, agent_status, queue_wait, ...
+    kind: Mapped[str] = mapped_column(String(32))
+    # The inbound call the event belongs to (the parent leg for agent legs).
+    call_sid: Mapped[str] = mapped_column(String(64))
+    # The leg the event is about (the CallSid parameter).
+    leg_sid: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the webhook path and its parameters: a redelivery has the same fingerprint.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_token: Mapped[str | None] = mapped_column(String(128))
+    # The form parameters exactly as received, as JSON pairs in arrival order.
+    params: Mapped[str] = mapped_column(Text)
+    # What the app decided when it answered (e.g. "agents", "out_of_hours"), for TwiML requests.
+    decision: Mapped[str | None] = mapped_column(String(32))

@@ -1,0 +1,1 @@
+"""Twilio voice: webhooks, TwiML, the event journal and the call projection."""

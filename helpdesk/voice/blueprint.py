@@ -1,0 +1,178 @@
+"""Twilio voice webhooks: verify, validate, answer with TwiML, journal the event.
+
+A caller must never hear Twilio's error message because of us: TwiML is decided from
+the configuration alone, and if storing the event fails the TwiML is still returned.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Callable
+
+from flask import Blueprint, Response, current_app, request
+
+from helpdesk.voice import twiml
+from helpdesk.voice.journal import record_event
+from helpdesk.voice.signature import is_valid
+from helpdesk.web import clock, database, settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
+
+_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+_XML = "text/xml; charset=utf-8"
+# The decision about where a caller goes, with the TwiML that carries it out.
+Answer = tuple[str | None, str]
+
+
+@bp.before_request
+def verify_signature():
+    token = current_app.config.get("TWILIO_AUTH_TOKEN")
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if not token or not base:
+        log.error("Twilio webhook refused: TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must both be set")
+        return _plain("Webhooks are not configured on this server.", 403)
+    if not is_valid(token, base, request):
+        log.warning("Twilio webhook refused: the signature does not verify (%s)", request.path)
+        return _plain("The request signature does not verify.", 403)
+    return None
+
+
+def _plain(text: str, status: int) -> Response:
+    return Response(text + "\n", status=status, mimetype="text/plain")
+
+
+def _problem(kind: str, params: dict[str, str]) -> str | None:
+    sid = params.get("CallSid")
+    if not sid:
+        return "CallSid is missing."
+    if not _SID.match(sid):
+        return "CallSid is not a Twilio call SID."
+    if kind == "agent_status" and not _SID.match(params.get("ParentCallSid", "")):
+        return "ParentCallSid is missing or not a Twilio call SID."
+    return None
+
+
+def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None) -> Response:
+    params = list(request.form.items(multi=True))
+    flat = request.form.to_dict()
+    problem = _problem(kind, flat)
+    if problem:
+        return _plain(problem, 400)
+    received_at = clock()
+    decision, body = decide(flat) if decide else (None, None)
+    try:
+        with database().session() as session:
+            record_event(
+                session, settings(), kind=kind, path=request.path, params=params, received_at=received_at,
+                idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"), decision=decision,
+            )
+    except Exception:
+        # The call goes on; the event is lost from the journal. Say so loudly.
+        log.exception("STORING FAILED for a %s webhook (call %s)", kind, flat["CallSid"])
+        if body is None:
+            return _plain("The event could not be stored.", 503)
+    if body is None:
+        return Response(status=204)
+    return Response(body, mimetype=_XML)
+
+
+def _urls() -> twiml.Urls:
+    return twiml.Urls(current_app.config["PUBLIC_BASE_URL"])
+
+
+def _agents(_params=None) -> Answer:
+    config = settings()
+    return ("queue" if config.routing.mode == "queue" else "agents"), twiml.agents(config, _urls())
+
+
+@bp.post("/incoming")
+def incoming():
+    def decide(params: dict[str, str]) -> Answer:
+        config = settings()
+        if not config.calendar.is_open(clock()):
+            return "out_of_hours", twiml.out_of_hours(config, _urls())
+        if config.ivr.enabled and params.get("From") not in config.dwp_numbers:
+            return "ivr", twiml.menu(config, _urls())
+        return _agents()
+
+    return _handle("incoming", decide)
+
+
+@bp.post("/menu")
+def menu():
+    return _handle("gather", _agents)
+
+
+@bp.post("/agents")
+def agents():
+    return _handle("agents", _agents)
+
+
+@bp.post("/dial-action")
+def dial_action():
+    def decide(params: dict[str, str]) -> Answer:
+        if params.get("DialCallStatus") in ("completed", "answered", "canceled"):
+            return "hangup", twiml.hang_up()
+        return "voicemail", twiml.no_agent(settings(), _urls())
+
+    return _handle("dial_action", decide)
+
+
+@bp.post("/queue-wait")
+def queue_wait():
+    def decide(params: dict[str, str]) -> Answer:
+        try:
+            waited = float(params.get("QueueTime") or 0)
+        except ValueError:
+            waited = 0.0
+        return None, twiml.queue_wait(settings(), waited)
+
+    return _handle("queue_wait", decide)
+
+
+@bp.post("/queue-action")
+def queue_action():
+    def decide(params: dict[str, str]) -> Answer:
+        if params.get("QueueResult") in ("bridged", "hangup", "redirected", "redirected-from-bridged"):
+            return "hangup", twiml.hang_up()
+        return "voicemail", twiml.no_agent(settings(), _urls())
+
+    return _handle("queue_action", decide)
+
+
+@bp.post("/dequeue")
+def dequeue():
+    return _handle("dequeue", lambda _params: (None, twiml.empty()))
+
+
+@bp.post("/voicemail")
+def voicemail():
+    return _handle("voicemail", lambda _params: (None, twiml.say_and_hang_up(settings(), settings().messages.voicemail_thanks)))
+
+
+@bp.post("/fallback")
+def fallback():
+    # Twilio's fallback URL: our primary answer failed. Take a message rather than drop the caller.
+    return _handle("fallback", lambda _params: ("voicemail", twiml.no_agent(settings(), _urls())))
+
+
+@bp.post("/status")
+def status():
+    return _handle("status")
+
+
+@bp.post("/agent-status")
+def agent_status():
+    return _handle("agent_status")
+
+
+@bp.post("/recording")
+def recording():
+    return _handle("recording")
+
+
+@bp.post("/agent-dequeue")
+def agent_dequeue():
+    """Voice URL for agents' phones in queue mode: connects them to the next caller."""
+    return Response(twiml.agent_dequeue(settings(), _urls()), mimetype=_XML)

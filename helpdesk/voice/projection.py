@@ -1,0 +1,244 @@
+"""A call's record, recomputed from every event the journal holds for it.
+
+Pure: the same set of events gives the same record whatever order they arrived in and
+however often each was delivered, because every field is a minimum, a maximum or a
+choice that does not depend on order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Callable, Mapping, Sequence
+
+from helpdesk.rings import judge_answer, rings_for
+
+WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "unavailable", "+266696687", "+7378742833"}
+TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journal entry, as the projection needs it."""
+
+    kind: str
+    received_at: datetime
+    params: Mapping[str, str]
+    decision: str | None = None
+
+    def sort_key(self):
+        return (self.received_at, self.kind, sorted(self.params.items()), self.decision or "")
+
+
+@dataclass(frozen=True)
+class CallRules:
+    """What the projection needs from the configuration."""
+
+    ring_period_seconds: float
+    target_seconds: float
+    dwp_numbers: frozenset[str]
+    dwp_digit: str
+    customer_digit: str
+    is_open: Callable[[datetime], bool]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    call_sid: str
+    arrived_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    answer_seconds: float | None
+    rings: int | None
+    outcome: str
+    in_hours: bool
+    countable: bool
+    sla_result: str | None
+    caller_number: str | None
+    caller_type: str
+    agent_leg_sid: str | None
+    agent: str | None
+    incoming_seen: bool
+    events_count: int
+
+
+def event_time(event: Event) -> datetime:
+    """When Twilio says the event fired (Timestamp), else when we received it."""
+    stamp = event.params.get("Timestamp")
+    if stamp:
+        try:
+            parsed = parsedate_to_datetime(stamp)
+        except (TypeError, ValueError, IndexError):
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return event.received_at
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is not None and number >= 0 else None
+
+
+def caller_number(raw: str | None) -> str | None:
+    """The caller's number, or None when withheld."""
+    if raw is None or raw.strip().lower() in WITHHELD:
+        return None
+    return raw.strip()
+
+
+def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: datetime) -> CallRecord:
+    """Recompute a call's record from all its events."""
+    events = sorted(set_of(events), key=Event.sort_key)
+    by_kind: dict[str, list[Event]] = {}
+    for event in events:
+        by_kind.setdefault(event.kind, []).append(event)
+    incoming = by_kind.get("incoming", [])
+    parent_events = [e for e in events if e.params.get("CallSid") == call_sid]
+
+    if incoming:
+        arrived_at = incoming[0].received_at
+    else:
+        arrived_at = _estimated_arrival(events)
+    first_decision = next((e.decision for e in incoming if e.decision), None)
+    in_hours = first_decision != "out_of_hours" if first_decision else rules.is_open(arrived_at)
+
+    number = next((caller_number(e.params.get("From")) for e in parent_events if "From" in e.params), None)
+    caller_type = _caller_type(number, by_kind.get("gather", []), rules)
+
+    answered_at, agent_leg_sid, agent = _answer(events, by_kind, arrived_at)
+    ended_at = _ended(by_kind)
+    outcome = _outcome(first_decision, answered_at, ended_at, by_kind)
+
+    answer_seconds = rings = None
+    if answered_at is not None:
+        answer_seconds = max((answered_at - arrived_at).total_seconds(), 0.0)
+        rings = rings_for(answer_seconds, rules.ring_period_seconds)
+    wait_end = ended_at or _wait_end(by_kind) or now
+    judgement = judge_answer(
+        outcome=outcome,
+        in_hours=in_hours,
+        answer_seconds=answer_seconds,
+        waited_seconds=max((wait_end - arrived_at).total_seconds(), 0.0),
+        target_seconds=rules.target_seconds,
+    )
+    return CallRecord(
+        call_sid=call_sid,
+        arrived_at=arrived_at,
+        answered_at=answered_at,
+        ended_at=ended_at,
+        answer_seconds=answer_seconds,
+        rings=rings,
+        outcome=outcome,
+        in_hours=in_hours,
+        countable=judgement.countable,
+        sla_result=judgement.result,
+        caller_number=number,
+        caller_type=caller_type,
+        agent_leg_sid=agent_leg_sid,
+        agent=agent,
+        incoming_seen=bool(incoming),
+        events_count=len(events),
+    )
+
+
+def set_of(events: Sequence[Event]) -> list[Event]:
+    """Drop exact redeliveries (same kind and parameters), keeping the earliest receipt."""
+    seen: dict[tuple, Event] = {}
+    for event in sorted(events, key=Event.sort_key):
+        key = (event.kind, tuple(sorted(event.params.items())))
+        seen.setdefault(key, event)
+    return list(seen.values())
+
+
+def _estimated_arrival(events: list[Event]) -> datetime:
+    # No incoming request was seen: the earliest moment any event vouches for.
+    candidates = []
+    for event in events:
+        candidates.append(min(event.received_at, event_time(event)))
+        duration = _seconds(event.params.get("CallDuration"))
+        if event.kind == "status" and duration is not None and event.params.get("CallStatus") in TERMINAL:
+            candidates.append(event_time(event) - timedelta(seconds=duration))
+    return min(candidates)
+
+
+def _caller_type(number: str | None, gathers: list[Event], rules: CallRules) -> str:
+    if number is not None and number in rules.dwp_numbers:
+        return "dwp"
+    for event in gathers:
+        digits = event.params.get("Digits", "")
+        if digits == rules.dwp_digit:
+            return "dwp"
+        if digits == rules.customer_digit:
+            return "customer"
+    return "unknown"
+
+
+def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, str | None]:
+    """The earliest moment a person answered, and the agent leg that did."""
+    candidates: list[tuple[datetime, str, str | None, str | None]] = []
+    for event in by_kind.get("agent_status", []):
+        if event.params.get("CallStatus") == "in-progress":
+            candidates.append((event_time(event), "a", event.params.get("CallSid"), event.params.get("To")))
+    # Queue flow: the queue's own clock counts from when the caller entered it.
+    entered = next((e.received_at for e in events if e.decision == "queue"), arrived_at)
+    for event in by_kind.get("dequeue", []) + by_kind.get("queue_action", []):
+        if event.kind == "queue_action" and event.params.get("QueueResult") != "bridged":
+            continue
+        waited = _seconds(event.params.get("QueueTime"))
+        if waited is not None:
+            agent_leg = event.params.get("DequeingCallSid")
+            candidates.append((entered + timedelta(seconds=waited), "b", agent_leg, None))
+    # Last resort, a Dial action saying the agent leg was connected for so long.
+    for event in by_kind.get("dial_action", []):
+        talked = _seconds(event.params.get("DialCallDuration"))
+        if event.params.get("DialCallStatus") in ("completed", "answered") and talked is not None:
+            candidates.append((event.received_at - timedelta(seconds=talked), "c", event.params.get("DialCallSid"), None))
+    if not candidates:
+        return None, None, None
+    answered_at, _, leg, agent = min(candidates, key=lambda c: (c[0], c[1], c[2] or "", c[3] or ""))
+    return answered_at, leg, agent
+
+
+def _ended(by_kind) -> datetime | None:
+    ends = [event_time(e) for e in by_kind.get("status", []) if e.params.get("CallStatus") in TERMINAL]
+    return min(ends) if ends else None
+
+
+def _wait_end(by_kind) -> datetime | None:
+    # The caller stopped waiting for a person: hung up in the queue or during the Dial,
+    # or went to voicemail.
+    ends = [e.received_at for e in by_kind.get("dial_action", [])]
+    ends += [e.received_at for e in by_kind.get("queue_action", []) if e.params.get("QueueResult") != "bridged"]
+    return min(ends) if ends else None
+
+
+def _outcome(decision: str | None, answered_at, ended_at, by_kind) -> str:
+    if answered_at is not None:
+        return "answered"
+    if decision == "out_of_hours":
+        return "out_of_hours"
+    statuses = {e.params.get("CallStatus") for e in by_kind.get("status", [])}
+    dial = {e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
+    queue = {e.params.get("QueueResult") for e in by_kind.get("queue_action", [])}
+    if "failed" in statuses or "failed" in dial or queue & {"error", "system-error"} or by_kind.get("fallback"):
+        return "failed"
+    if _has_voicemail(by_kind):
+        return "voicemail"
+    if dial & {"no-answer", "busy"} or queue & {"leave", "queue-full"}:
+        return "no_answer"
+    if ended_at is not None or "canceled" in dial or "hangup" in queue:
+        return "abandoned"
+    return "in_progress"
+
+
+def _has_voicemail(by_kind) -> bool:
+    for event in by_kind.get("voicemail", []) + by_kind.get("recording", []):
+        duration = _seconds(event.params.get("RecordingDuration"))
+        if event.params.get("RecordingUrl") and (duration is None or duration > 0):
+            if event.kind == "voicemail" or event.params.get("RecordingStatus") == "completed":
+                return True
+    return False

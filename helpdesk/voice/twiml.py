@@ -1,0 +1,123 @@
+"""The TwiML the help desk answers with, built with the twilio library.
+
+Every URL is absolute, made from PUBLIC_BASE_URL, so Twilio requests exactly the URL
+that the signature check will rebuild.
+"""
+from __future__ import annotations
+
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+from helpdesk.config import Settings
+
+AGENT_EVENTS = "initiated ringing answered completed"
+
+
+class Urls:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+
+    def __getattr__(self, name: str) -> str:
+        return f"{self.base}/twilio/voice/{name.replace('_', '-')}"
+
+
+def _say(response, settings: Settings, text: str) -> None:
+    response.say(text, voice=settings.messages.voice, language=settings.messages.language)
+
+
+def menu(settings: Settings, urls: Urls) -> str:
+    """The IVR menu; no key press goes straight to the agents."""
+    response = VoiceResponse()
+    gather = Gather(num_digits=1, action=urls.menu, method="POST", timeout=settings.ivr.timeout_seconds)
+    _say(gather, settings, settings.ivr.prompt)
+    response.append(gather)
+    response.redirect(urls.agents, method="POST")
+    return str(response)
+
+
+def agents(settings: Settings, urls: Urls) -> str:
+    """Ring the agents (a ring group) or put the caller in the queue."""
+    response = VoiceResponse()
+    routing = settings.routing
+    if routing.mode == "queue":
+        response.enqueue(routing.queue_name, action=urls.queue_action, method="POST",
+                         wait_url=urls.queue_wait, wait_url_method="POST")
+        return str(response)
+    dial = Dial(
+        action=urls.dial_action,
+        method="POST",
+        timeout=routing.dial_timeout_seconds,
+        answer_on_bridge=routing.answer_on_bridge,
+        ring_tone=routing.ring_tone,
+        caller_id=routing.caller_id or None,
+    )
+    callback = {"status_callback": urls.agent_status, "status_callback_event": AGENT_EVENTS,
+                "status_callback_method": "POST"}
+    for target in routing.dial_targets:
+        if target.startswith("client:"):
+            dial.client(target[len("client:"):], **callback)
+        elif target.startswith("sip:"):
+            dial.sip(target, **callback)
+        else:
+            dial.number(target, **callback)
+    response.append(dial)
+    return str(response)
+
+
+def voicemail(settings: Settings, urls: Urls, message: str) -> str:
+    """A message, then a voicemail recording if voicemail is on."""
+    response = VoiceResponse()
+    if settings.voicemail_enabled:
+        _say(response, settings, message)
+        response.record(action=urls.voicemail, method="POST", max_length=settings.voicemail_max_length_seconds,
+                        play_beep=True, timeout=5, recording_status_callback=urls.recording,
+                        recording_status_callback_method="POST")
+        _say(response, settings, settings.messages.goodbye)
+    else:
+        _say(response, settings, message if message != settings.messages.no_answer else settings.messages.goodbye)
+    response.hangup()
+    return str(response)
+
+
+def out_of_hours(settings: Settings, urls: Urls) -> str:
+    return voicemail(settings, urls, settings.messages.out_of_hours)
+
+
+def no_agent(settings: Settings, urls: Urls) -> str:
+    return voicemail(settings, urls, settings.messages.no_answer)
+
+
+def queue_wait(settings: Settings, queue_seconds: float) -> str:
+    """Played while the caller waits in the queue, repeated by Twilio when it runs out."""
+    response = VoiceResponse()
+    if queue_seconds >= settings.routing.queue_max_wait_seconds:
+        response.leave()
+        return str(response)
+    _say(response, settings, settings.messages.queue_hold)
+    response.pause(length=15)
+    return str(response)
+
+
+def say_and_hang_up(settings: Settings, text: str) -> str:
+    response = VoiceResponse()
+    _say(response, settings, text)
+    response.hangup()
+    return str(response)
+
+
+def hang_up() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def agent_dequeue(settings: Settings, urls: Urls) -> str:
+    """For an agent's phone or client: take the next caller from the queue."""
+    response = VoiceResponse()
+    dial = Dial()
+    dial.queue(settings.routing.queue_name, url=urls.dequeue, method="POST")
+    response.append(dial)
+    return str(response)
+
+
+def empty() -> str:
+    return str(VoiceResponse())

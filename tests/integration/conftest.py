@@ -1,0 +1,78 @@
+"""App fixtures for integration tests: a real database (SQLite and PostgreSQL), a fixed clock."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from helpdesk.app import create_app
+from helpdesk.config import parse_settings
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+BASE_URL = "https://helpdesk.example.org"
+# A Tuesday in November, 10:00 UK time (GMT): the help desk is open.
+OPEN_TIME = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime = OPEN_TIME):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def make_settings(**tables):
+    """Test configuration: Mon-Fri 08:00-18:00 split for lunch on Wednesday, England and Wales."""
+    data = {
+        "hours": {day: ["08:00-18:00"] for day in ("monday", "tuesday", "thursday", "friday")},
+        "routing": {"mode": "dial", "dial_targets": ["client:agent-1", "+447700900001"]},
+        "ivr": {"enabled": False},
+        "callers": {"dwp_numbers": ["+441234567890"]},
+    }
+    data["hours"]["wednesday"] = ["08:00-12:30", "13:30-18:00"]
+    for table, values in tables.items():
+        data.setdefault(table, {}).update(values)
+    return parse_settings(data, source="test.toml", version="test")
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def settings():
+    return make_settings()
+
+
+@pytest.fixture
+def app(migrated_url, settings, clock):
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "DATABASE_URL": migrated_url,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PUBLIC_BASE_URL": BASE_URL,
+        "SETTINGS": settings,
+        "CLOCK": clock,
+    })
+    yield app
+    app.extensions["helpdesk.db"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db_session(app):
+    with app.extensions["helpdesk.db"].session() as session:
+        yield session

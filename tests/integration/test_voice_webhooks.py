@@ -1,0 +1,225 @@
+"""Twilio voice webhooks on a real database: TwiML, signatures, the journal, the record."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from helpdesk.models import Call, Enquiry, TwilioEvent
+from tests.integration.conftest import BASE_URL, make_settings
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+
+def count(session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def call(session, call_sid) -> Call:
+    session.expire_all()
+    return session.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+
+
+def test_an_incoming_call_in_hours_rings_the_agents_with_status_callbacks(client, db_session):
+    response = post(client, "/twilio/voice/incoming", inbound(sid(1)))
+    assert response.status_code == 200
+    assert response.mimetype == "text/xml"
+    dial = ET.fromstring(response.data).find("Dial")
+    assert dial.get("answerOnBridge") == "true" and dial.get("ringTone") == "uk"
+    assert dial.get("action") == f"{BASE_URL}/twilio/voice/dial-action"
+    client_noun, number = dial.find("Client"), dial.find("Number")
+    assert client_noun.text == "agent-1" and number.text == "+447700900001"
+    for noun in (client_noun, number):
+        assert noun.get("statusCallback") == f"{BASE_URL}/twilio/voice/agent-status"
+        assert noun.get("statusCallbackEvent") == "initiated ringing answered completed"
+    record = call(db_session, sid(1))
+    assert record.outcome == "in_progress" and record.incoming_seen
+    assert record.enquiry.reference == "HD-2026-000001"
+
+
+def test_a_call_answered_by_an_agent_after_four_rings_is_recorded_as_met(client, db_session, clock):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(2)))
+    agent = {"CallSid": sid(900), "ParentCallSid": sid(2), "To": "client:agent-1", "CallbackSource": "call-progress-events"}
+    clock.advance(11)
+    post(client, "/twilio/voice/agent-status", {**agent, "CallStatus": "in-progress", "SequenceNumber": "2",
+                                                 "Timestamp": stamp(arrived + timedelta(seconds=11))})
+    clock.advance(60)
+    response = post(client, "/twilio/voice/dial-action", {"CallSid": sid(2), "DialCallStatus": "completed",
+                                                          "DialCallSid": sid(900), "DialCallDuration": "60"})
+    assert ET.fromstring(response.data).find("Hangup") is not None
+    post(client, "/twilio/voice/status", {"CallSid": sid(2), "CallStatus": "completed", "CallDuration": "71",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=71))})
+    record = call(db_session, sid(2))
+    assert (record.outcome, record.rings, record.sla_result) == ("answered", 4, "met")
+    assert record.answer_seconds == 11.0 and record.agent == "client:agent-1"
+    assert record.ended_at == arrived + timedelta(seconds=71)
+    assert record.caller_number == "+447700900123" and record.events_count == 4
+
+
+def test_an_unanswered_ring_group_offers_voicemail_and_the_message_makes_a_voicemail_breach(client, db_session, clock):
+    post(client, "/twilio/voice/incoming", inbound(sid(3)))
+    clock.advance(65)
+    response = post(client, "/twilio/voice/dial-action", {"CallSid": sid(3), "DialCallStatus": "no-answer"})
+    record_verb = ET.fromstring(response.data).find("Record")
+    assert record_verb.get("action") == f"{BASE_URL}/twilio/voice/voicemail"
+    assert record_verb.get("recordingStatusCallback") == f"{BASE_URL}/twilio/voice/recording"
+    clock.advance(20)
+    post(client, "/twilio/voice/voicemail", {"CallSid": sid(3), "RecordingUrl": "https://api.twilio.com/r/RE1",
+                                             "RecordingDuration": "15", "Digits": "hangup"})
+    assert (call(db_session, sid(3)).outcome, call(db_session, sid(3)).sla_result) == ("voicemail", "breached")
+
+
+def test_a_call_out_of_hours_hears_the_message_and_a_voicemail_prompt(app, client, db_session, clock):
+    clock.now = datetime(2026, 11, 24, 19, 30, tzinfo=timezone.utc)  # 19:30 on a Tuesday, closed
+    response = post(client, "/twilio/voice/incoming", inbound(sid(4)))
+    document = ET.fromstring(response.data)
+    assert "closed" in document.find("Say").text
+    assert document.find("Record") is not None
+    record = call(db_session, sid(4))
+    assert (record.outcome, record.in_hours, record.countable) == ("out_of_hours", False, False)
+
+
+def test_a_bank_holiday_is_out_of_hours(client, db_session, clock):
+    clock.now = datetime(2026, 12, 25, 10, 0, tzinfo=timezone.utc)
+    post(client, "/twilio/voice/incoming", inbound(sid(5)))
+    assert call(db_session, sid(5)).outcome == "out_of_hours"
+
+
+def test_with_the_menu_on_a_caller_pressing_1_is_recorded_as_dwp(app, client, db_session):
+    app.extensions["helpdesk.settings"] = make_settings(ivr={"enabled": True})
+    response = post(client, "/twilio/voice/incoming", inbound(sid(6)))
+    gather = ET.fromstring(response.data).find("Gather")
+    assert gather.get("action") == f"{BASE_URL}/twilio/voice/menu" and gather.get("numDigits") == "1"
+    response = post(client, "/twilio/voice/menu", {"CallSid": sid(6), "Digits": "1"})
+    assert ET.fromstring(response.data).find("Dial") is not None
+    assert call(db_session, sid(6)).caller_type == "dwp"
+
+
+def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
+    response = post(client, "/twilio/voice/incoming", inbound(sid(7)), token="not-the-token")
+    assert response.status_code == 403
+    unsigned = client.post("/twilio/voice/status", data={"CallSid": sid(7), "CallStatus": "completed"})
+    assert unsigned.status_code == 403
+    assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
+
+
+def test_a_signature_for_other_parameters_is_refused(client, db_session):
+    params = inbound(sid(8))
+    from twilio.request_validator import RequestValidator
+
+    from tests.integration.conftest import AUTH_TOKEN
+
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(BASE_URL + "/twilio/voice/incoming", params)
+    tampered = dict(params, From="+447700900999")
+    response = client.post("/twilio/voice/incoming", data=tampered, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403 and count(db_session, TwilioEvent) == 0
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"CallStatus": "ringing"}, "CallSid is missing"),
+    ({"CallSid": "not-a-sid"}, "not a Twilio call SID"),
+])
+def test_missing_or_malformed_parameters_get_400_with_a_reason(client, db_session, params, reason):
+    response = post(client, "/twilio/voice/incoming", params)
+    assert response.status_code == 400 and reason in response.get_data(as_text=True)
+    assert count(db_session, TwilioEvent) == 0
+
+
+def test_an_agent_status_without_a_parent_call_is_refused(client, db_session):
+    response = post(client, "/twilio/voice/agent-status", {"CallSid": sid(9), "CallStatus": "ringing"})
+    assert response.status_code == 400 and "ParentCallSid" in response.get_data(as_text=True)
+
+
+def test_a_redelivered_webhook_is_stored_once(client, db_session):
+    params = inbound(sid(10))
+    first = post(client, "/twilio/voice/incoming", params, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    second = post(client, "/twilio/voice/incoming", params, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    assert first.data == second.data
+    assert count(db_session, TwilioEvent) == 1
+    assert call(db_session, sid(10)).events_count == 1
+    assert count(db_session, Enquiry) == 1
+
+
+def test_a_status_event_for_a_call_never_seen_still_makes_a_record(client, db_session, clock):
+    response = post(client, "/twilio/voice/status", {"CallSid": sid(11), "CallStatus": "completed",
+                                                     "CallDuration": "20", "From": "+447700900555",
+                                                     "Timestamp": stamp(clock.now)})
+    assert response.status_code == 204
+    record = call(db_session, sid(11))
+    assert record.incoming_seen is False
+    assert record.arrived_at == clock.now - timedelta(seconds=20)
+    assert record.enquiry.reference.startswith("HD-2026-")
+
+
+def test_out_of_order_events_give_the_same_record_as_in_order_ones(client, db_session, clock):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(12)))
+    events = [
+        ("/twilio/voice/status", {"CallSid": sid(12), "CallStatus": "completed", "Timestamp": stamp(arrived + timedelta(seconds=90))}),
+        ("/twilio/voice/agent-status", {"CallSid": sid(901), "ParentCallSid": sid(12), "CallStatus": "completed",
+                                        "Timestamp": stamp(arrived + timedelta(seconds=90))}),
+        ("/twilio/voice/agent-status", {"CallSid": sid(901), "ParentCallSid": sid(12), "CallStatus": "in-progress",
+                                        "Timestamp": stamp(arrived + timedelta(seconds=35))}),
+    ]
+    for path, params in events:
+        clock.advance(1)
+        post(client, path, params)
+    record = call(db_session, sid(12))
+    assert (record.outcome, record.rings, record.sla_result) == ("answered", 12, "breached")
+
+
+def test_queue_mode_enqueues_the_caller_and_a_dequeue_records_the_answer(app, client, db_session, clock):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    response = post(client, "/twilio/voice/incoming", inbound(sid(13)))
+    enqueue = ET.fromstring(response.data).find("Enqueue")
+    assert enqueue.text == "helpdesk" and enqueue.get("waitUrl") == f"{BASE_URL}/twilio/voice/queue-wait"
+    wait = post(client, "/twilio/voice/queue-wait", {"CallSid": sid(13), "QueueTime": "5", "QueuePosition": "1"})
+    assert ET.fromstring(wait.data).find("Say") is not None
+    clock.advance(18)
+    post(client, "/twilio/voice/dequeue", {"CallSid": sid(13), "QueueTime": "18", "DequeingCallSid": sid(902)})
+    record = call(db_session, sid(13))
+    assert (record.outcome, record.answer_seconds, record.rings) == ("answered", 18.0, 7)
+    assert record.agent_leg_sid == sid(902)
+
+
+def test_a_caller_who_waited_too_long_in_the_queue_is_told_to_leave(app, client):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "queue_max_wait_seconds": 60})
+    post(client, "/twilio/voice/incoming", inbound(sid(14)))
+    wait = post(client, "/twilio/voice/queue-wait", {"CallSid": sid(14), "QueueTime": "61"})
+    assert ET.fromstring(wait.data).find("Leave") is not None
+    action = post(client, "/twilio/voice/queue-action", {"CallSid": sid(14), "QueueResult": "leave", "QueueTime": "61"})
+    assert ET.fromstring(action.data).find("Record") is not None
+
+
+def test_when_the_database_fails_the_caller_still_gets_valid_twiml(app, client, caplog):
+    app.extensions["helpdesk.db"].engine.dispose()
+    app.extensions["helpdesk.db"].connect("sqlite:////nonexistent-dir/helpdesk.db")
+    response = post(client, "/twilio/voice/incoming", inbound(sid(15)))
+    assert response.status_code == 200
+    assert ET.fromstring(response.data).find("Dial") is not None
+    assert "STORING FAILED" in caplog.text
+    status = post(client, "/twilio/voice/status", {"CallSid": sid(15), "CallStatus": "completed"})
+    assert status.status_code == 503
+
+
+def test_the_fallback_url_takes_a_message(client, db_session):
+    response = post(client, "/twilio/voice/fallback", {**inbound(sid(16)), "ErrorCode": "11200",
+                                                       "ErrorUrl": f"{BASE_URL}/twilio/voice/incoming"})
+    assert ET.fromstring(response.data).find("Record") is not None
+    assert call(db_session, sid(16)).outcome == "failed"
+
+
+def test_enquiry_references_count_up_per_year(client, db_session):
+    for n in range(20, 23):
+        post(client, "/twilio/voice/incoming", inbound(sid(n)))
+    references = sorted(db_session.scalars(select(Enquiry.reference)))
+    assert references == ["HD-2026-000001", "HD-2026-000002", "HD-2026-000003"]
+
+
+def test_health_and_readiness(client, app):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").get_data(as_text=True) == "ready\n"
+    app.extensions["helpdesk.db"].connect("sqlite:////nonexistent-dir/helpdesk.db")
+    assert client.get("/readyz").status_code == 503

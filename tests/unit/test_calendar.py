@@ -1,0 +1,378 @@
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpdesk.calendar import NATIONS, BusinessCalendar, Closure, DayCrossing
+
+UTC = timezone.utc
+LONDON = ZoneInfo("Europe/London")
+NINE_TO_FIVE = {weekday: [(time(9), time(17))] for weekday in range(5)}
+SPLIT_DAY = {weekday: [(time(8), time(12, 30)), (time(13, 30), time(17))] for weekday in range(5)}
+SPRING_FORWARD = date(2026, 3, 29)
+FALL_BACK = date(2026, 10, 25)
+
+
+def local(year, month, day, hour=0, minute=0):
+    return datetime(year, month, day, hour, minute, tzinfo=LONDON)
+
+
+@pytest.fixture
+def desk():
+    return BusinessCalendar(NINE_TO_FIVE)
+
+
+# Opening hours
+
+
+def test_the_desk_is_open_at_the_exact_opening_time(desk):
+    assert desk.is_open(local(2026, 3, 10, 9, 0))
+
+
+def test_the_desk_is_closed_one_microsecond_before_opening(desk):
+    assert not desk.is_open(local(2026, 3, 10, 9) - timedelta(microseconds=1))
+
+
+def test_the_desk_is_closed_at_the_exact_closing_time(desk):
+    assert desk.is_open(local(2026, 3, 10, 16, 59))
+    assert not desk.is_open(local(2026, 3, 10, 17, 0))
+
+
+def test_the_desk_is_closed_during_the_lunch_gap_of_a_split_day():
+    calendar = BusinessCalendar(SPLIT_DAY)
+    assert calendar.is_open(local(2026, 3, 10, 12, 29))
+    assert not calendar.is_open(local(2026, 3, 10, 12, 30))
+    assert not calendar.is_open(local(2026, 3, 10, 13, 29))
+    assert calendar.is_open(local(2026, 3, 10, 13, 30))
+
+
+def test_a_split_day_counts_only_the_hours_either_side_of_lunch():
+    calendar = BusinessCalendar(SPLIT_DAY)
+    assert calendar.business_time_between(local(2026, 3, 10), local(2026, 3, 11)) == timedelta(hours=8)
+
+
+def test_the_desk_is_closed_at_the_weekend_when_only_weekdays_have_hours(desk):
+    assert not desk.is_open(local(2026, 3, 14, 12))  # Saturday
+    assert not desk.is_open(local(2026, 3, 15, 12))  # Sunday
+
+
+def test_opening_hours_are_london_wall_clock_times_whatever_zone_the_question_uses(desk):
+    # 08:30 UTC is 09:30 in summer (open) but 08:30 in winter (closed).
+    assert desk.is_open(datetime(2026, 6, 10, 8, 30, tzinfo=UTC))
+    assert not desk.is_open(datetime(2026, 1, 14, 8, 30, tzinfo=UTC))
+
+
+def test_every_returned_time_is_utc(desk):
+    assert desk.next_opening(local(2026, 6, 13, 12)).tzinfo is UTC
+    assert desk.add_business_time(local(2026, 6, 10, 10), timedelta(hours=1)).tzinfo is UTC
+    assert all(a.tzinfo is UTC and b.tzinfo is UTC for a, b in desk.open_intervals(local(2026, 6, 8), local(2026, 6, 13)))
+
+
+# Bank holidays by nation
+
+
+@pytest.mark.parametrize("nation", NATIONS)
+@pytest.mark.parametrize(
+    "substitute_day",
+    [date(2021, 12, 27), date(2021, 12, 28), date(2022, 1, 3)],
+    ids=["christmas-2021", "boxing-day-2021", "new-year-2022"],
+)
+def test_substitute_days_for_christmas_2021_and_new_year_2022_are_bank_holidays_in_every_nation(nation, substitute_day):
+    calendar = BusinessCalendar(NINE_TO_FIVE, nation=nation)
+    assert calendar.holiday_name(substitute_day) is not None
+    assert not calendar.is_open(datetime.combine(substitute_day, time(12), LONDON))
+
+
+def test_an_ordinary_working_day_has_no_holiday_name(desk):
+    assert desk.holiday_name(date(2026, 3, 10)) is None
+
+
+def test_easter_monday_is_a_bank_holiday_in_england_and_wales_but_not_in_scotland():
+    easter_monday = date(2026, 4, 6)
+    assert BusinessCalendar(NINE_TO_FIVE, "england-and-wales").holiday_name(easter_monday) == "Easter Monday"
+    assert BusinessCalendar(NINE_TO_FIVE, "scotland").holiday_name(easter_monday) is None
+    assert BusinessCalendar(NINE_TO_FIVE, "scotland").is_open(local(2026, 4, 6, 10))
+
+
+def test_scotland_has_2_january_and_a_substitute_for_st_andrews_day_on_a_sunday():
+    scotland = BusinessCalendar(NINE_TO_FIVE, "scotland")
+    assert scotland.holiday_name(date(2026, 1, 2)) is not None
+    # 30 November 2025 was a Sunday, so Monday 1 December was the holiday.
+    assert "Andrew" in scotland.holiday_name(date(2025, 12, 1))
+    assert not scotland.is_open(local(2025, 12, 1, 10))
+
+
+def test_northern_ireland_has_st_patricks_day_and_the_twelfth_of_july():
+    northern_ireland = BusinessCalendar(NINE_TO_FIVE, "northern-ireland")
+    assert "Patrick" in northern_ireland.holiday_name(date(2026, 3, 17))
+    assert northern_ireland.holiday_name(date(2025, 7, 14)) is not None  # 12 July 2025 was a Saturday
+    assert not northern_ireland.is_open(local(2026, 3, 17, 10))
+
+
+@pytest.mark.parametrize("day", [date(2026, 1, 2), date(2026, 3, 17), date(2024, 7, 12), date(2025, 12, 1)])
+def test_england_and_wales_does_not_have_the_other_nations_holidays(day):
+    england = BusinessCalendar(NINE_TO_FIVE, "england-and-wales")
+    assert england.holiday_name(day) is None
+    assert england.is_open(datetime.combine(day, time(10), LONDON))
+
+
+# Closures
+
+
+def test_a_whole_day_closure_keeps_the_desk_shut_all_day(desk):
+    calendar = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 11), local(2026, 3, 12), "office move")])
+    assert not calendar.is_open(local(2026, 3, 11, 12))
+    assert calendar.business_time_between(local(2026, 3, 10), local(2026, 3, 13)) == timedelta(hours=16)
+
+
+def test_a_partial_day_closure_removes_only_its_own_hours():
+    calendar = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 11, 12), local(2026, 3, 11, 14), "training")])
+    assert calendar.is_open(local(2026, 3, 11, 11, 59))
+    assert not calendar.is_open(local(2026, 3, 11, 12))
+    assert calendar.is_open(local(2026, 3, 11, 14))
+    assert calendar.business_time_between(local(2026, 3, 11), local(2026, 3, 12)) == timedelta(hours=6)
+
+
+def test_a_deadline_runs_past_a_partial_day_closure():
+    calendar = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 11, 12), local(2026, 3, 11, 14), "training")])
+    due = calendar.add_business_time(local(2026, 3, 11, 11), timedelta(hours=2))
+    assert due == local(2026, 3, 11, 15)
+
+
+# Business time between two instants
+
+
+def test_business_time_between_is_zero_when_end_is_not_after_start(desk):
+    assert desk.business_time_between(local(2026, 3, 10, 12), local(2026, 3, 10, 12)) == timedelta(0)
+    assert desk.business_time_between(local(2026, 3, 10, 12), local(2026, 3, 10, 10)) == timedelta(0)
+
+
+def test_a_call_at_1630_on_a_day_closing_at_1700_has_30_minutes_left_today(desk):
+    assert desk.business_time_between(local(2026, 3, 10, 16, 30), local(2026, 3, 11)) == timedelta(minutes=30)
+
+
+def test_business_time_overnight_counts_only_opening_hours(desk):
+    assert desk.business_time_between(local(2026, 3, 10, 16), local(2026, 3, 11, 10)) == timedelta(hours=2)
+
+
+def test_business_time_from_friday_afternoon_to_monday_morning_skips_the_weekend(desk):
+    assert desk.business_time_between(local(2026, 3, 13, 15), local(2026, 3, 16, 11)) == timedelta(hours=4)
+
+
+def test_business_time_over_a_bank_holiday_weekend_skips_the_monday(desk):
+    # Monday 25 May 2026 is the spring bank holiday.
+    assert desk.business_time_between(local(2026, 5, 22, 15), local(2026, 5, 26, 11)) == timedelta(hours=4)
+
+
+# Adding business time (callback deadlines)
+
+
+def test_a_call_at_1630_on_a_day_closing_at_1700_is_due_at_1130_the_next_working_day(desk):
+    assert desk.add_business_time(local(2026, 3, 10, 16, 30), timedelta(hours=3)) == local(2026, 3, 11, 11, 30)
+
+
+def test_a_call_at_1630_on_a_friday_is_due_at_1130_on_monday(desk):
+    assert desk.add_business_time(local(2026, 3, 13, 16, 30), timedelta(hours=3)) == local(2026, 3, 16, 11, 30)
+
+
+def test_a_call_at_1630_before_a_bank_holiday_monday_is_due_on_tuesday(desk):
+    assert desk.add_business_time(local(2026, 5, 22, 16, 30), timedelta(hours=3)) == local(2026, 5, 26, 11, 30)
+
+
+def test_a_deadline_landing_exactly_on_closing_time_is_closing_time(desk):
+    assert desk.add_business_time(local(2026, 3, 10, 14), timedelta(hours=3)) == local(2026, 3, 10, 17)
+
+
+def test_a_call_received_in_the_evening_starts_counting_at_the_next_opening(desk):
+    assert desk.add_business_time(local(2026, 3, 10, 20), timedelta(hours=3)) == local(2026, 3, 11, 12)
+
+
+def test_a_call_received_on_saturday_starts_counting_on_monday_morning(desk):
+    assert desk.add_business_time(local(2026, 3, 14, 10), timedelta(hours=1)) == local(2026, 3, 16, 10)
+
+
+def test_adding_no_time_gives_the_start_when_open_and_the_next_opening_when_closed(desk):
+    assert desk.add_business_time(local(2026, 3, 10, 10), timedelta(0)) == local(2026, 3, 10, 10)
+    assert desk.add_business_time(local(2026, 3, 10, 17), timedelta(0)) == local(2026, 3, 11, 9)
+
+
+def test_next_opening_is_the_time_itself_when_open_and_after_lunch_when_at_lunch():
+    calendar = BusinessCalendar(SPLIT_DAY)
+    assert calendar.next_opening(local(2026, 3, 10, 10)) == local(2026, 3, 10, 10)
+    assert calendar.next_opening(local(2026, 3, 10, 12, 45)) == local(2026, 3, 10, 13, 30)
+
+
+def test_adding_time_to_a_calendar_that_never_opens_gives_up_with_a_value_error():
+    with pytest.raises(ValueError, match="no opening hours within 366 days"):
+        BusinessCalendar({}).add_business_time(local(2026, 3, 10, 10), timedelta(hours=3))
+
+
+def test_adding_a_negative_amount_of_time_is_refused(desk):
+    with pytest.raises(ValueError, match="negative"):
+        desk.add_business_time(local(2026, 3, 10, 10), timedelta(minutes=-1))
+
+
+# Clock changes
+
+
+@pytest.mark.parametrize("sunday", [SPRING_FORWARD, FALL_BACK], ids=["spring", "autumn"])
+def test_a_clock_change_weekend_neither_adds_nor_loses_business_time(desk, sunday):
+    saturday, monday = sunday - timedelta(days=1), sunday + timedelta(days=1)
+    noon = time(12)
+    between = desk.business_time_between(datetime.combine(saturday, noon, LONDON), datetime.combine(monday, noon, LONDON))
+    assert between == timedelta(hours=3)
+    friday_noon = datetime.combine(sunday - timedelta(days=2), noon, LONDON)
+    assert desk.business_time_between(friday_noon, datetime.combine(monday, noon, LONDON)) == timedelta(hours=8)
+    assert desk.add_business_time(friday_noon, timedelta(hours=8)) == datetime.combine(monday, noon, LONDON)
+
+
+@pytest.mark.parametrize(
+    ("sunday", "opens_utc"), [(SPRING_FORWARD, time(7)), (FALL_BACK, time(8))], ids=["spring", "autumn"]
+)
+def test_an_0800_to_1700_sunday_on_a_clock_change_day_is_still_nine_hours(sunday, opens_utc):
+    calendar = BusinessCalendar({6: [(time(8), time(17))]})
+    intervals = calendar.open_intervals(datetime.combine(sunday, time(0), LONDON), datetime.combine(sunday, time(23), LONDON))
+    opens = datetime.combine(sunday, opens_utc, UTC)
+    assert intervals == [(opens, opens + timedelta(hours=9))]
+
+
+@pytest.mark.parametrize(
+    ("sunday", "elapsed"),
+    [(SPRING_FORWARD, timedelta(hours=22, minutes=59)), (FALL_BACK, timedelta(hours=24, minutes=59))],
+    ids=["spring", "autumn"],
+)
+def test_an_opening_that_spans_the_clock_change_counts_the_time_actually_elapsed(sunday, elapsed):
+    calendar = BusinessCalendar({6: [(time(0), time(23, 59))]})
+    day = calendar.business_time_between(datetime.combine(sunday, time(0), LONDON), datetime.combine(sunday, time(23, 59), LONDON))
+    assert day == elapsed
+
+
+def test_an_opening_in_the_missing_spring_hour_does_not_break_the_day():
+    # 01:30 does not exist on 29 March 2026; it is read with the pre-change offset (02:30 BST).
+    calendar = BusinessCalendar({6: [(time(0), time(1, 30)), (time(1, 30), time(3))]})
+    intervals = calendar.open_intervals(local(2026, 3, 28), local(2026, 3, 30))
+    assert intervals == [(datetime(2026, 3, 29, 0, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC))]
+
+
+# Crossings (explaining a deadline)
+
+
+def test_crossings_list_the_nights_and_a_bank_holiday_in_order(desk):
+    start = local(2026, 5, 22, 16, 30)
+    due = desk.add_business_time(start, timedelta(hours=3))
+    assert desk.crossings(start, due) == [
+        DayCrossing("closed", local(2026, 5, 22, 17), local(2026, 5, 25), "closed (outside opening hours)"),
+        DayCrossing("bank_holiday", local(2026, 5, 25), local(2026, 5, 26), "Spring Bank Holiday (bank holiday)"),
+        DayCrossing("closed", local(2026, 5, 26), local(2026, 5, 26, 9), "closed (outside opening hours)"),
+    ]
+
+
+def test_crossings_include_the_spring_clock_change_at_0100_utc(desk):
+    crossings = desk.crossings(local(2026, 3, 27, 16, 30), local(2026, 3, 30, 11, 30))
+    changes = [c for c in crossings if c.kind == "dst_change"]
+    moment = datetime(2026, 3, 29, 1, tzinfo=UTC)
+    assert changes == [DayCrossing("dst_change", moment, moment, "clocks went forward one hour")]
+    assert [c.kind for c in crossings] == ["closed", "dst_change"]
+
+
+def test_crossings_include_the_autumn_clock_change(desk):
+    crossings = desk.crossings(local(2026, 10, 23, 16, 30), local(2026, 10, 26, 11, 30))
+    assert [c.description for c in crossings if c.kind == "dst_change"] == ["clocks went back one hour"]
+
+
+def test_crossings_name_closures_and_leave_open_time_out():
+    closure = Closure(local(2026, 3, 11, 12), local(2026, 3, 11, 14), "fire drill")
+    calendar = BusinessCalendar(NINE_TO_FIVE, closures=[closure])
+    assert calendar.crossings(local(2026, 3, 11, 10), local(2026, 3, 11, 16)) == [
+        DayCrossing("closure", local(2026, 3, 11, 12), local(2026, 3, 11, 14), "fire drill (closure)"),
+    ]
+
+
+def test_crossings_returns_nothing_for_a_span_wholly_in_opening_hours(desk):
+    assert desk.crossings(local(2026, 3, 10, 10), local(2026, 3, 10, 12)) == []
+
+
+def test_crossings_times_are_utc(desk):
+    crossings = desk.crossings(local(2026, 5, 22, 16, 30), local(2026, 5, 26, 11, 30))
+    assert crossings and all(c.start.tzinfo is UTC and c.end.tzinfo is UTC for c in crossings)
+
+
+# Invalid input
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, t: c.is_open(t),
+        lambda c, t: c.next_opening(t),
+        lambda c, t: c.add_business_time(t, timedelta(hours=1)),
+        lambda c, t: c.business_time_between(t, local(2026, 3, 12)),
+        lambda c, t: c.open_intervals(local(2026, 3, 9), t),
+        lambda c, t: c.crossings(t, local(2026, 3, 12)),
+        lambda c, t: Closure(t, local(2026, 3, 12)),
+    ],
+    ids=["is_open", "next_opening", "add_business_time", "business_time_between", "open_intervals", "crossings", "closure"],
+)
+def test_a_naive_datetime_is_refused(desk, call):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        call(desk, datetime(2026, 3, 10, 10))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"opening_hours": NINE_TO_FIVE, "nation": "wales"}, "unknown nation"),
+        ({"opening_hours": {0: [(time(17), time(9))]}}, "not before closing"),
+        ({"opening_hours": {0: [(time(9), time(9))]}}, "not before closing"),
+        ({"opening_hours": {0: [(time(9), time(13)), (time(12), time(17))]}}, "overlaps"),
+        ({"opening_hours": {7: [(time(9), time(17))]}}, "weekday"),
+        ({"opening_hours": NINE_TO_FIVE, "tz": "Europe/Atlantis"}, "time zone"),
+    ],
+    ids=["nation", "backwards", "empty", "overlap", "weekday", "zone"],
+)
+def test_an_invalid_configuration_is_refused_with_a_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BusinessCalendar(**kwargs)
+
+
+def test_a_closure_that_ends_before_it_starts_is_refused():
+    with pytest.raises(ValueError, match="must end after it starts"):
+        Closure(local(2026, 3, 11, 14), local(2026, 3, 11, 12), "backwards")
+
+
+# Properties
+
+CALENDARS = [
+    BusinessCalendar(
+        {**SPLIT_DAY, 5: [(time(9), time(12))]},
+        nation="scotland",
+        closures=[Closure(local(2026, 12, 24, 12), local(2027, 1, 5), "Christmas shutdown")],
+    ),
+    # Awkward on purpose: Sunday hours that touch the missing and repeated hours.
+    BusinessCalendar({0: [(time(9), time(17))], 6: [(time(0), time(1, 30)), (time(2), time(23, 59))]}),
+]
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(
+    calendar=st.sampled_from(CALENDARS),
+    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
+    delta=st.timedeltas(timedelta(0), timedelta(hours=60)),
+)
+def test_the_business_time_between_a_start_and_its_deadline_is_the_time_that_was_added(calendar, start, delta):
+    assert calendar.business_time_between(start, calendar.add_business_time(start, delta)) == delta
+
+
+@settings(database=None, deadline=None, max_examples=200)
+@given(
+    calendar=st.sampled_from(CALENDARS),
+    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
+    first=st.timedeltas(timedelta(0), timedelta(days=10)),
+    second=st.timedeltas(timedelta(0), timedelta(days=10)),
+)
+def test_business_time_over_two_consecutive_spans_adds_up(calendar, start, first, second):
+    middle, end = start + first, start + first + second
+    whole = calendar.business_time_between(start, end)
+    assert calendar.business_time_between(start, middle) + calendar.business_time_between(middle, end) == whole

@@ -1,0 +1,174 @@
+"""A call's record from its events: outcomes, timings, and order independence."""
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpdesk.voice.projection import CallRules, Event, caller_number, project_call
+
+CALL = "CA" + "a" * 32
+AGENT_1 = "CA" + "b" * 32
+AGENT_2 = "CA" + "c" * 32
+T0 = datetime(2026, 11, 24, 10, 0, 0, 250000, tzinfo=timezone.utc)
+RULES = CallRules(
+    ring_period_seconds=3.0,
+    target_seconds=30.0,
+    dwp_numbers=frozenset({"+441234567890"}),
+    dwp_digit="1",
+    customer_digit="2",
+    is_open=lambda t: 8 <= t.hour < 18,
+)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def stamp(seconds: float) -> str:
+    return format_datetime(at(seconds).replace(microsecond=0), usegmt=True)
+
+
+def incoming(caller="+447700900123", decision="agents", seconds=0.0):
+    return Event("incoming", at(seconds), {"CallSid": CALL, "From": caller, "CallStatus": "ringing"}, decision)
+
+
+def agent(leg, status, seconds, seq, to="client:agent-1"):
+    params = {"CallSid": leg, "ParentCallSid": CALL, "CallStatus": status, "Timestamp": stamp(seconds),
+              "SequenceNumber": str(seq), "To": to}
+    return Event("agent_status", at(seconds + 0.3), params)
+
+
+def parent_completed(seconds, duration):
+    params = {"CallSid": CALL, "From": "+447700900123", "CallStatus": "completed", "Timestamp": stamp(seconds),
+              "CallDuration": str(duration)}
+    return Event("status", at(seconds + 0.5), params)
+
+
+def dial_action(status, seconds, talked=0, leg=AGENT_1):
+    params = {"CallSid": CALL, "DialCallStatus": status, "DialCallSid": leg, "DialCallDuration": str(talked)}
+    return Event("dial_action", at(seconds), params, "hangup" if status == "completed" else "voicemail")
+
+
+def answered_ring_group(answer_after=12):
+    return [
+        incoming(),
+        agent(AGENT_1, "initiated", 1, 0), agent(AGENT_2, "initiated", 1, 0, "+447700900001"),
+        agent(AGENT_1, "ringing", 1, 1), agent(AGENT_2, "ringing", 1, 1, "+447700900001"),
+        agent(AGENT_1, "in-progress", answer_after, 2),
+        agent(AGENT_2, "canceled", answer_after, 2, "+447700900001"),
+        agent(AGENT_1, "completed", answer_after + 60, 3),
+        dial_action("completed", answer_after + 60, talked=60),
+        parent_completed(answer_after + 61, answer_after + 61),
+    ]
+
+
+def test_a_ring_group_answer_takes_the_agent_legs_answered_timestamp():
+    record = project_call(CALL, answered_ring_group(12), RULES, now=at(200))
+    assert record.outcome == "answered"
+    assert record.answered_at == at(12).replace(microsecond=0)
+    assert record.answer_seconds == 11.75
+    assert record.rings == 4
+    assert record.sla_result == "met" and record.countable
+    assert record.agent_leg_sid == AGENT_1 and record.agent == "client:agent-1"
+
+
+def test_an_answer_after_ten_rings_is_a_breach():
+    record = project_call(CALL, answered_ring_group(41), RULES, now=at(200))
+    assert (record.rings, record.sla_result) == (14, "breached")
+
+
+def test_a_caller_who_hangs_up_after_eight_seconds_is_abandoned_and_not_counted():
+    events = [incoming(), agent(AGENT_1, "ringing", 1, 0), dial_action("canceled", 8.2),
+              agent(AGENT_1, "canceled", 8, 1), parent_completed(8, 8)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert record.outcome == "abandoned"
+    assert (record.countable, record.sla_result) == (False, None)
+
+
+def test_a_caller_who_hangs_up_after_forty_seconds_is_an_abandoned_breach():
+    events = [incoming(), dial_action("canceled", 40.5), parent_completed(40, 40)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", True, "breached")
+
+
+def test_no_answer_then_a_voicemail_is_a_voicemail_breach():
+    recording = {"CallSid": CALL, "RecordingUrl": "https://api.twilio.com/x/RE1", "RecordingDuration": "14"}
+    events = [incoming(), dial_action("no-answer", 65), Event("voicemail", at(85), recording), parent_completed(86, 86)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.sla_result) == ("voicemail", "breached")
+
+
+def test_no_answer_without_a_message_is_no_answer():
+    events = [incoming(), dial_action("no-answer", 65), parent_completed(70, 70)]
+    assert project_call(CALL, events, RULES, now=at(100)).outcome == "no_answer"
+
+
+def test_an_out_of_hours_call_is_not_counted():
+    events = [incoming(decision="out_of_hours"), parent_completed(30, 30)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.in_hours, record.countable) == ("out_of_hours", False, False)
+
+
+def test_a_queue_answer_is_arrival_in_the_queue_plus_queue_time_so_menu_time_counts():
+    menu = Event("gather", at(9), {"CallSid": CALL, "Digits": "1"}, "queue")
+    dequeue = Event("dequeue", at(30), {"CallSid": CALL, "QueueTime": "20", "DequeingCallSid": AGENT_1})
+    events = [incoming(decision="ivr"), menu, dequeue, parent_completed(300, 300)]
+    record = project_call(CALL, events, RULES, now=at(400))
+    assert record.answered_at == at(29)
+    assert (record.answer_seconds, record.rings, record.sla_result) == (29.0, 10, "met")
+    assert record.caller_type == "dwp" and record.agent_leg_sid == AGENT_1
+
+
+def test_a_known_dwp_number_is_a_dwp_caller_and_a_withheld_number_is_none():
+    record = project_call(CALL, [incoming(caller="+441234567890")], RULES, now=at(5))
+    assert record.caller_type == "dwp"
+    withheld = project_call(CALL, [incoming(caller="anonymous")], RULES, now=at(5))
+    assert (withheld.caller_number, withheld.caller_type) == (None, "unknown")
+    assert caller_number("+266696687") is None
+
+
+def test_a_call_still_ringing_is_in_progress_and_breached_once_the_target_passes():
+    assert project_call(CALL, [incoming()], RULES, now=at(10)).sla_result is None
+    late = project_call(CALL, [incoming()], RULES, now=at(31))
+    assert (late.outcome, late.sla_result) == ("in_progress", "breached")
+
+
+def test_status_events_without_the_incoming_request_still_make_a_record_marked_as_such():
+    events = [agent(AGENT_1, "in-progress", 12, 2), parent_completed(72, 72)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert record.incoming_seen is False
+    assert record.arrived_at == at(0).replace(microsecond=0)
+    assert record.outcome == "answered" and record.rings == 5
+
+
+def test_a_malformed_timestamp_falls_back_to_the_time_of_receipt():
+    bad = Event("agent_status", at(15), {"CallSid": AGENT_1, "ParentCallSid": CALL, "CallStatus": "in-progress",
+                                         "Timestamp": "not a date"})
+    record = project_call(CALL, [incoming(), bad], RULES, now=at(100))
+    assert record.answered_at == at(15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    flow=st.sampled_from(["answered", "late", "abandoned", "voicemail"]),
+    data=st.data(),
+)
+def test_any_order_and_any_duplication_of_a_calls_events_gives_the_same_record(flow, data):
+    events = {
+        "answered": answered_ring_group(9),
+        "late": answered_ring_group(44),
+        "abandoned": [incoming(), agent(AGENT_1, "ringing", 1, 0), dial_action("canceled", 20), parent_completed(20, 20)],
+        "voicemail": [incoming(), dial_action("no-answer", 65),
+                      Event("voicemail", at(85), {"CallSid": CALL, "RecordingUrl": "u", "RecordingDuration": "9"}),
+                      parent_completed(86, 86)],
+    }[flow]
+    expected = project_call(CALL, events, RULES, now=at(1000))
+    # A redelivery carries the same parameters but arrives later.
+    redelivered = [
+        Event(e.kind, e.received_at + timedelta(seconds=delay), e.params, e.decision)
+        for e, delay in data.draw(st.lists(st.tuples(st.sampled_from(events), st.floats(0, 30)), max_size=len(events)))
+    ]
+    duplicated = events + redelivered
+    shuffled = data.draw(st.permutations(duplicated))
+    assert project_call(CALL, shuffled, RULES, now=at(1000)) == expected

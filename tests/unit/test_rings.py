@@ -1,0 +1,56 @@
+"""The answer rule: rings and what counts (DESIGN.md, "Answer within ten rings")."""
+import pytest
+
+from helpdesk.rings import judge_answer, rings_for
+
+TARGET = 30.0
+
+
+@pytest.mark.parametrize(
+    "seconds, rings",
+    [(0.0, 1), (2.99, 1), (3.0, 2), (27.0, 10), (29.99, 10), (30.0, 11), (45.5, 16), (-0.4, 1)],
+)
+def test_a_call_is_answered_during_the_ring_its_answer_time_falls_in(seconds, rings):
+    assert rings_for(seconds, 3.0) == rings
+
+
+def test_north_american_cadence_gives_fewer_rings_for_the_same_wait():
+    assert rings_for(30.0, 6.0) == 6
+
+
+def test_an_answer_at_exactly_the_target_meets_it():
+    judgement = judge_answer(outcome="answered", in_hours=True, answer_seconds=30.0, waited_seconds=30.0, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (True, "met")
+
+
+def test_an_answer_just_after_the_target_breaches_it():
+    judgement = judge_answer(outcome="answered", in_hours=True, answer_seconds=30.5, waited_seconds=30.5, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (True, "breached")
+
+
+def test_calls_out_of_hours_are_not_counted_even_if_answered_late():
+    judgement = judge_answer(outcome="answered", in_hours=False, answer_seconds=90.0, waited_seconds=90.0, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (False, None)
+
+
+def test_a_caller_who_hangs_up_before_the_target_is_left_out_of_the_denominator():
+    judgement = judge_answer(outcome="abandoned", in_hours=True, answer_seconds=None, waited_seconds=12.0, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (False, None)
+
+
+def test_a_caller_who_hangs_up_after_the_target_is_a_breach():
+    judgement = judge_answer(outcome="abandoned", in_hours=True, answer_seconds=None, waited_seconds=31.0, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (True, "breached")
+
+
+@pytest.mark.parametrize("outcome", ["no_answer", "voicemail", "failed"])
+def test_a_call_no_person_answered_in_hours_is_a_breach(outcome):
+    judgement = judge_answer(outcome=outcome, in_hours=True, answer_seconds=None, waited_seconds=20.0, target_seconds=TARGET)
+    assert (judgement.countable, judgement.result) == (True, "breached")
+
+
+def test_a_call_still_waiting_is_undecided_until_the_target_passes():
+    waiting = judge_answer(outcome="in_progress", in_hours=True, answer_seconds=None, waited_seconds=10.0, target_seconds=TARGET)
+    late = judge_answer(outcome="in_progress", in_hours=True, answer_seconds=None, waited_seconds=40.0, target_seconds=TARGET)
+    assert (waiting.countable, waiting.result) == (False, None)
+    assert (late.countable, late.result) == (True, "breached")
