@@ -1,0 +1,113 @@
+# make demo   - install, migrate demo.db, create a demo manager, run the app with simulated traffic
+# make test   - the whole test suite (unit, integration on SQLite and PostgreSQL, end-to-end)
+# make bench  - the benchmarks under bench/
+# make clean  - remove build artefacts, caches and the demo database (distclean: also .venv, .demo.env)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALL_STAMP := .stamp-install
+PYTEST_ARGS ?=
+
+DEMO_HOST := 127.0.0.1
+DEMO_PORT := 5000
+DEMO_URL := http://$(DEMO_HOST):$(DEMO_PORT)
+DEMO_DATABASE_URL := sqlite:///demo.db
+DEMO_USER ?= manager
+DEMO_CALLS ?= 300
+DEMO_RATE ?= 2
+DEMO_ENV := .demo.env
+
+.PHONY: help demo test bench clean distclean install
+
+help:
+	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
+
+# ---------------------------------------------------------------- environment
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed (or the venv was recreated).
+$(INSTALL_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(INSTALL_STAMP)
+
+# Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos.
+$(DEMO_ENV):
+	@umask 077; \
+	hex() { $(PYTHON) -c "import secrets; print(secrets.token_hex($$1))"; }; \
+	{ \
+	  echo "SECRET_KEY=$$(hex 32)"; \
+	  echo "TWILIO_ACCOUNT_SID=AC$$(hex 16)"; \
+	  echo "TWILIO_AUTH_TOKEN=$$(hex 16)"; \
+	  echo "DEMO_MANAGER_PASSWORD=$$(hex 12)"; \
+	} > $@.tmp; \
+	mv $@.tmp $@
+	@echo "demo: wrote new demo secrets to $@"
+
+# ---------------------------------------------------------------- demo
+
+# The app runs in the foreground until Ctrl-C; the simulator runs in the background once the
+# app answers /readyz, and is stopped with the app.
+demo: $(INSTALL_STAMP) $(DEMO_ENV)
+	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
+	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)'; \
+	$(BIN)/helpdesk db upgrade; \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager 2>&1); then \
+	  if grep -qi 'exist' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
+	  else echo "$$out" >&2; exit 1; fi; \
+	else echo "$$out"; fi; \
+	( ready=; \
+	  for _ in $$(seq 1 120); do \
+	    if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+	         '$(DEMO_URL)/readyz' 2>/dev/null; then ready=1; break; fi; \
+	    sleep 0.5; \
+	  done; \
+	  if [ -z "$$ready" ]; then echo "demo: the app did not answer /readyz within 60 s; no simulated traffic" >&2; exit 1; fi; \
+	  echo; \
+	  echo "================================================================"; \
+	  echo " Help-desk SLA monitor demo: $(DEMO_URL)/login"; \
+	  echo " manager login: $(DEMO_USER) / $$DEMO_MANAGER_PASSWORD"; \
+	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s; Ctrl-C stops)"; \
+	  echo "================================================================"; \
+	  echo; \
+	  exec $(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) \
+	) & \
+	simulator=$$!; \
+	trap 'kill $$simulator 2>/dev/null || true' EXIT; \
+	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
+	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT)
+
+# ---------------------------------------------------------------- tests and benchmarks
+
+test: $(INSTALL_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every bench/*.py that is a script (has a __main__ block); the others are its helper modules.
+bench: $(INSTALL_STAMP)
+	shopt -s nullglob; ran=0; \
+	for script in bench/*.py; do \
+	  grep -q '__name__ == .__main__.' "$$script" || continue; \
+	  echo "== $$script"; \
+	  $(BIN)/python "$$script"; \
+	  ran=1; \
+	done; \
+	[ "$$ran" = 1 ] || echo "bench: no benchmark scripts in bench/"
+
+# ---------------------------------------------------------------- cleaning
+
+clean:
+	rm -rf build dist .pytest_cache .hypothesis .coverage htmlcov *.egg-info $(INSTALL_STAMP)
+	rm -f demo.db demo.db-wal demo.db-shm
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(DEMO_ENV)

@@ -1,0 +1,116 @@
+"""Fixtures shared by the whole suite: databases (SQLite and a real PostgreSQL).
+
+* ``skip_or_fail(reason)``: skip locally, fail under ``CI=true``. Defined in ``tests/servers.py``
+  (import it from there: ``from servers import skip_or_fail``) and re-exported here.
+* ``postgres_server`` (session): one throw-away PostgreSQL cluster for the whole run.
+* ``database_url``: a fresh, EMPTY database per test, parametrised ``sqlite`` / ``postgresql``.
+  The ``postgresql`` case carries the ``postgres`` marker (``-m "not postgres"`` deselects it).
+* ``postgres_url``: a fresh, empty PostgreSQL database (for PostgreSQL-only tests).
+* ``migrated_url``: ``database_url`` with the schema upgraded to head by ``helpdesk.migrate``.
+
+App fixtures live in ``tests/integration/conftest.py``.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+# `import servers` must work from every test directory, whatever the import mode.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from servers import (  # noqa: E402
+    PostgresServer,
+    find_postgres_binaries,
+    require_program,
+    skip_or_fail,
+)
+
+__all__ = ["skip_or_fail", "require_program"]
+
+_database_numbers = itertools.count(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the PostgreSQL server (directly or through a fixture) get `postgres`."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.postgres)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster started once per session on 127.0.0.1 (superuser `postgres`, trust)."""
+    binaries = find_postgres_binaries()
+    if binaries is None:
+        skip_or_fail(
+            "PostgreSQL server programs (initdb, pg_ctl, postgres) not found on PATH or in "
+            "/usr/lib/postgresql/*/bin; install the `postgresql` package"
+        )
+    server = PostgresServer(binaries)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _fresh_postgres_database(server: PostgresServer) -> Iterator[str]:
+    name = f"t_{next(_database_numbers)}"
+    url = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A new, empty PostgreSQL database (dropped after the test): postgresql+psycopg://..."""
+    with _fresh_postgres_database(postgres_server) as url:
+        yield url
+
+
+# --------------------------------------------------------------------------- both backends
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, EMPTY database for this test, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/helpdesk.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    with _fresh_postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """`database_url` with the schema brought to head by the project's migrations."""
+    from helpdesk.migrate import upgrade
+
+    upgrade(database_url)
+    return database_url
+
+
+def pytest_report_header(config):
+    binaries = find_postgres_binaries()
+    where = os.path.dirname(binaries["postgres"]) if binaries else "not found"
+    return [f"CI={os.environ.get('CI', '')!r} (true: missing servers fail instead of skip); PostgreSQL: {where}"]
