@@ -178,7 +178,7 @@ def _caller_type(number: str | None, gathers: list[Event], rules: CallRules) -> 
 
 
 def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, str | None]:
-    """The earliest moment a person answered, and the agent leg that did."""
+    """When a person answered, and the agent leg that did."""
     candidates: list[tuple[datetime, str, str | None, str | None]] = []
     for event in by_kind.get("agent_status", []):
         if event.params.get("CallStatus") == "in-progress":
@@ -199,7 +199,9 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
             candidates.append((event.received_at - timedelta(seconds=talked), "c", event.params.get("DialCallSid"), None))
     if not candidates:
         return None, None, None
-    answered_at, _, leg, agent = min(candidates, key=lambda c: (c[0], c[1], c[2] or "", c[3] or ""))
+    # Best evidence first (the agent leg's own answered event, then the queue's clock, then
+    # the estimate); the earliest moment within it.
+    answered_at, _, leg, agent = min(candidates, key=lambda c: (c[1], c[0], c[2] or "", c[3] or ""))
     return answered_at, leg, agent
 
 

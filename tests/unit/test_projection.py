@@ -73,6 +73,18 @@ def test_a_ring_group_answer_takes_the_agent_legs_answered_timestamp():
     assert record.agent_leg_sid == AGENT_1 and record.agent == "client:agent-1"
 
 
+def test_the_agent_legs_answered_event_wins_over_an_estimate_from_a_dial_action_received_early():
+    events = [incoming(), agent(AGENT_1, "in-progress", 20, 2), dial_action("completed", 5, talked=60)]
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert record.answered_at == at(20).replace(microsecond=0)
+
+
+def test_without_agent_leg_events_the_dial_action_gives_the_answer_time():
+    events = [incoming(), dial_action("completed", 75, talked=60)]
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert (record.answered_at, record.rings) == (at(15), 6)
+
+
 def test_an_answer_after_ten_rings_is_a_breach():
     record = project_call(CALL, answered_ring_group(41), RULES, now=at(200))
     assert (record.rings, record.sla_result) == (14, "breached")

@@ -1,0 +1,36 @@
+"""End-to-end fixtures: the app under gunicorn with its own configuration file."""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+AUTH_TOKEN = secrets.token_hex(16)
+
+HOURS_ALWAYS_OPEN = "\n".join(
+    f'{day} = ["00:00-24:00"]' for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+)
+
+
+def write_config(path, routing_mode: str = "dial", ivr: bool = True) -> str:
+    path.write_text(f"""
+[helpdesk]
+nation = "england-and-wales"
+
+[hours]
+{HOURS_ALWAYS_OPEN}
+
+[routing]
+mode = "{routing_mode}"
+dial_targets = ["client:agent-1", "client:agent-2", "+447700900001"]
+dial_timeout_seconds = 45
+
+[ivr]
+enabled = {"true" if ivr else "false"}
+""")
+    return str(path)
+
+
+@pytest.fixture
+def app_env():
+    return {"SECRET_KEY": secrets.token_hex(16), "TWILIO_AUTH_TOKEN": AUTH_TOKEN}

@@ -1,0 +1,75 @@
+"""The app under gunicorn, driven by the call simulator: the stored figures match what was played."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from helpdesk.config import load_settings
+from helpdesk.db import Database
+from helpdesk.models import Call, Enquiry, TwilioEvent
+from helpdesk.rings import rings_for
+from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic
+from live import LiveApp
+from tests.e2e.conftest import AUTH_TOKEN, write_config
+
+CALLS = 40
+TARGET = 30.0
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode, ivr", [("dial", True), ("queue", False)], ids=["ring-group-with-menu", "queue"])
+def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_path, mode, ivr):
+    config = write_config(tmp_path / "helpdesk.toml", routing_mode=mode, ivr=ivr)
+    calendar = load_settings(config).calendar
+    profile = TrafficProfile(seed=20261124, abandon_rate=0.15, no_answer_rate=0.1, answer_median=15)
+    with LiveApp(database_url, {**app_env, "HELPDESK_CONFIG": config}, workers=3) as live:
+        transport = RequestsTransport()
+        simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0, duplicate=0.15, out_of_order=0.4)
+        result = run_traffic(simulator, profile, calls=CALLS, rate_per_second=None, concurrency=8)
+        transport.close()
+        log = live.log_text()
+    assert result.summary.errors == 0, [trace.errors for trace in result.traces if trace.errors]
+    assert result.summary.redeliveries > 0, "the run should include redelivered webhooks"
+    assert "Traceback" not in log
+
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            calls = {call.call_sid: call for call in session.scalars(select(Call))}
+            events = dict(session.execute(select(TwilioEvent.call_sid, func.count()).group_by(TwilioEvent.call_sid)).all())
+            references = list(session.scalars(select(Enquiry.reference)))
+    finally:
+        database.dispose()
+
+    assert len(calls) == CALLS
+    assert len(set(references)) == CALLS
+    for scenario, trace in zip(profile.scenarios(CALLS), result.traces):
+        call = calls[trace.call_sid]
+        # Every distinct webhook is journalled once; redeliveries are recognised.
+        assert events[trace.call_sid] == sum(not r.duplicate for r in trace.requests), trace.call_sid
+        assert call.incoming_seen and call.ended_at is not None
+        if not calendar.is_open(call.arrived_at):
+            assert call.outcome == "out_of_hours" and not call.countable
+            continue
+        assert call.outcome == trace.outcome, (trace.call_sid, scenario)
+        if trace.outcome == "answered":
+            # The simulator's answer delay: the scenario's, or later if the menu took longer.
+            delay = trace.answer_delay
+            assert delay >= scenario.answer_after
+            # Timestamps have one-second resolution; arrival is measured to the microsecond.
+            assert delay - 1.5 <= call.answer_seconds <= delay + 0.5, (call.answer_seconds, delay)
+            assert call.rings in (rings_for(delay, 3.0), rings_for(delay - 1.5, 3.0))
+            if delay <= TARGET - 1.5:
+                assert call.sla_result == "met"
+            elif delay > TARGET + 0.5:
+                assert call.sla_result == "breached"
+        elif trace.outcome == "abandoned" and scenario.abandon_after > TARGET + 1:
+            assert (call.countable, call.sla_result) == (True, "breached")
+        elif trace.outcome == "abandoned" and scenario.abandon_after < TARGET - 1:
+            assert (call.countable, call.sla_result) == (False, None)
+        elif trace.outcome in ("no_answer", "voicemail"):
+            assert call.sla_result == "breached"
+        if scenario.caller != "anonymous":
+            assert call.caller_number == scenario.caller
+        if ivr:
+            assert call.caller_type == scenario.kind

@@ -1,0 +1,66 @@
+"""The app under gunicorn on 127.0.0.1, as in production: for end-to-end tests and benchmarks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from servers import free_port, wait_for_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LiveApp:
+    """`gunicorn 'helpdesk:create_app()'` with its own environment, migrated database and log."""
+
+    def __init__(self, database_url: str, env: dict[str, str], workers: int = 2, threads: int = 1,
+                 app: str = "helpdesk:create_app()", migrate: bool = True):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.workers, self.threads, self.app, self.migrate = workers, threads, app, migrate
+        self.env = {**os.environ, "DATABASE_URL": database_url, "PUBLIC_BASE_URL": self.url, **env}
+        self.log = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LiveApp":
+        if self.migrate:
+            from helpdesk.migrate import upgrade
+
+            upgrade(self.database_url)
+        command = [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class",
+            "gthread" if self.threads > 1 else "sync", "--timeout", "30", self.app,
+        ]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_url(self.url + ("/readyz" if "helpdesk" in self.app else "/"), process=self.process,
+                         status=None if "helpdesk" not in self.app else 200)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start; its log:\n{self.log.read_text()[-3000:]}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def __enter__(self) -> "LiveApp":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

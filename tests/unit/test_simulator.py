@@ -1,0 +1,446 @@
+"""The call simulator plays Twilio's part faithfully against canned TwiML (no network)."""
+from __future__ import annotations
+
+import random
+import re
+import threading
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from helpdesk import simulator as simulator_module
+from helpdesk.simulator import (
+    CallScenario,
+    RequestsTransport,
+    Simulator,
+    TrafficProfile,
+    run_traffic,
+    simulate_command,
+)
+
+TOKEN = "test-auth-token"
+BASE = "http://127.0.0.1:5000"
+START = datetime(2025, 3, 3, 9, 0, 0, tzinfo=timezone.utc)
+SID = re.compile(r"^CA[0-9a-f]{32}$")
+AGENT_EVENTS = 'statusCallback="agent-status" statusCallbackEvent="initiated ringing answered completed"'
+
+MENU = ('<Response><Gather numDigits="1" action="menu" timeout="5"><Say>Press 1 for DWP, 2 for anything else.'
+        '</Say></Gather><Redirect>/twilio/voice/agents</Redirect></Response>')
+RING_GROUP = (f'<Response><Dial action="dial-action" timeout="30" answerOnBridge="true" ringTone="uk">'
+              f'<Number {AGENT_EVENTS}>+441632960001</Number><Client {AGENT_EVENTS}>alice</Client></Dial></Response>')
+VOICEMAIL = ('<Response><Say>Please leave a message.</Say><Record action="voicemail" maxLength="120" '
+             'recordingStatusCallback="recording"/><Hangup/></Response>')
+QUEUE = '<Response><Enqueue action="queue-action" waitUrl="queue-wait">helpdesk</Enqueue></Response>'
+
+
+def _dial_action(params):
+    return "<Response><Hangup/></Response>" if params["DialCallStatus"] == "completed" else VOICEMAIL
+
+
+class FakeTransport:
+    """Serves canned TwiML by URL path (a string, ``(status, body)`` or a function of the params)."""
+
+    def __init__(self, routes):
+        self.routes = routes
+        self.requests = []
+        self._lock = threading.Lock()
+
+    def post(self, url, params, headers):
+        with self._lock:
+            self.requests.append((url, list(params), dict(headers)))
+        answer = self.routes.get(urlsplit(url).path, "<Response/>")
+        answer = answer(dict(params)) if callable(answer) else answer
+        return answer if isinstance(answer, tuple) else (200, answer)
+
+    def paths(self):
+        return [urlsplit(url).path for url, _, _ in self.requests]
+
+
+def make(routes, **options):
+    transport = FakeTransport(routes)
+    options.setdefault("rng", random.Random(1))
+    return Simulator(BASE, TOKEN, "AC" + "1" * 32, transport, clock=lambda: START, **options), transport
+
+
+def ring_group_app(**extra):
+    return {"/twilio/voice/incoming": RING_GROUP, "/twilio/voice/dial-action": _dial_action, **extra}
+
+
+def seconds_after_start(stamp):
+    return (parsedate_to_datetime(stamp) - START).total_seconds()
+
+
+def test_every_request_carries_a_signature_that_twilios_validator_accepts():
+    sim, transport = make(ring_group_app())
+    sim.run_call(CallScenario(answer_after=None, leaves_voicemail=True))
+    assert len(transport.requests) > 5
+    for url, params, headers in transport.requests:
+        signature = headers["X-Twilio-Signature"]
+        assert RequestValidator(TOKEN).validate(url, dict(params), signature), url
+        assert not RequestValidator("another-token").validate(url, dict(params), signature)
+        assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_signatures_match_twilio_pythons_own_vector():
+    sim = Simulator(BASE, "12345", transport=FakeTransport({}))
+    params = [("CallSid", "CA1234567890ABCDE"), ("Digits", "1234"), ("From", "+14158675309"),
+              ("To", "+18005551212"), ("Caller", "+14158675309")]
+    assert sim.sign("https://mycompany.com/myapp.php?foo=1&bar=2", params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+def test_the_incoming_request_looks_like_twilios_for_a_ringing_inbound_call():
+    sim, transport = make({})
+    trace = sim.run_call(CallScenario(caller="+447700900123"))
+    url, params, _ = transport.requests[0]
+    form = dict(params)
+    assert url == BASE + "/twilio/voice/incoming"
+    assert SID.match(form["CallSid"]) and form["CallSid"] == trace.call_sid
+    assert form["AccountSid"] == "AC" + "1" * 32
+    assert (form["From"], form["Caller"], form["To"], form["Called"]) == (
+        "+447700900123", "+447700900123", "+448001217479", "+448001217479")
+    assert (form["CallStatus"], form["Direction"], form["ApiVersion"], form["FromCountry"]) == (
+        "ringing", "inbound", "2010-04-01", "GB")
+    assert "ParentCallSid" not in form and "Timestamp" not in form
+
+
+def test_a_withheld_caller_arrives_as_anonymous_without_a_country():
+    sim, transport = make({})
+    sim.run_call(CallScenario(caller="anonymous"))
+    form = dict(transport.requests[0][1])
+    assert form["From"] == "anonymous" and "FromCountry" not in form
+
+
+def test_an_answered_ring_group_sends_child_leg_callbacks_timed_by_answer_after():
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=18, talk_seconds=95))
+    legs = trace.sent("leg-status")
+    assert {leg.param("ParentCallSid") for leg in legs} == {trace.call_sid}
+    assert {leg.param("Direction") for leg in legs} == {"outbound-dial"}
+    assert {leg.param("To") for leg in legs} == {"+441632960001", "client:alice"}
+    answered = [leg for leg in legs if leg.param("CallStatus") == "in-progress"]
+    assert len(answered) == 1
+    assert seconds_after_start(answered[0].param("Timestamp")) == pytest.approx(18, abs=1)
+    winner = answered[0].param("CallSid")
+    events = [leg for leg in legs if leg.param("CallSid") == winner]
+    assert [e.param("CallStatus") for e in events] == ["initiated", "ringing", "in-progress", "completed"]
+    assert [e.param("SequenceNumber") for e in events] == ["0", "1", "2", "3"]
+    assert events[-1].param("CallDuration") == "95" and events[-1].param("Duration") == "2"
+    assert {e.param("CallbackSource") for e in events} == {"call-progress-events"}
+    loser = [leg for leg in legs if leg.param("CallSid") != winner]
+    assert loser[-1].param("CallStatus") == "canceled" and loser[-1].param("CallDuration") == "0"
+    (action,) = trace.sent("dial-action")
+    assert action.url == BASE + "/twilio/voice/dial-action"
+    assert (action.param("DialCallStatus"), action.param("DialCallSid"), action.param("DialCallDuration")) == (
+        "completed", winner, "95")
+    assert trace.outcome == "answered" and trace.answer_delay == pytest.approx(18)
+
+
+def test_a_ring_group_nobody_answers_times_out_and_the_caller_leaves_a_voicemail():
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=45, leaves_voicemail=True, talk_seconds=40))
+    (action,) = trace.sent("dial-action")
+    assert action.param("DialCallStatus") == "no-answer" and action.param("DialCallDuration") == "0"
+    ends = [leg for leg in trace.sent("leg-status") if leg.param("SequenceNumber") == "2"]
+    assert [leg.param("CallStatus") for leg in ends] == ["no-answer", "no-answer"]
+    assert all(seconds_after_start(leg.param("Timestamp")) == pytest.approx(30, abs=1) for leg in ends)
+    assert trace.outcome == "voicemail" and trace.answer_delay is None
+
+
+def test_a_caller_who_hangs_up_while_ringing_cancels_the_dial_and_its_twiml_is_not_followed():
+    routes = ring_group_app()
+    routes["/twilio/voice/dial-action"] = "<Response><Redirect>/twilio/voice/after</Redirect></Response>"
+    sim, transport = make(routes)
+    trace = sim.run_call(CallScenario(answer_after=None, abandon_after=10))
+    (action,) = trace.sent("dial-action")
+    assert action.param("DialCallStatus") == "canceled" and action.param("CallStatus") == "completed"
+    assert {leg.param("CallStatus") for leg in trace.sent("leg-status") if leg.param("SequenceNumber") == "2"} == {
+        "canceled"}
+    assert "/twilio/voice/after" not in transport.paths()
+    assert trace.outcome == "abandoned"
+
+
+def test_hanging_up_during_the_voicemail_greeting_after_a_timeout_is_not_abandoning():
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=None, abandon_after=31, leaves_voicemail=True))
+    assert trace.sent("dial-action")[0].param("DialCallStatus") == "no-answer"
+    assert trace.sent("record-action") == [] and trace.duration == pytest.approx(31)
+    assert trace.outcome == "no_answer"
+
+
+def test_the_gather_sends_the_digit_for_the_callers_kind_to_the_resolved_action():
+    sim, transport = make({"/twilio/voice/incoming": MENU})
+    sim.run_call(CallScenario(kind="dwp"))
+    sim.run_call(CallScenario(kind="customer"))
+    menus = [dict(params) for url, params, _ in transport.requests if url == BASE + "/twilio/voice/menu"]
+    assert [m["Digits"] for m in menus] == ["1", "2"]
+    assert "/twilio/voice/agents" not in transport.paths()
+
+
+def test_a_caller_who_presses_nothing_falls_through_to_the_next_verb():
+    sim, transport = make({"/twilio/voice/incoming": MENU})
+    trace = sim.run_call(CallScenario(digits=None))
+    assert "/twilio/voice/menu" not in transport.paths()
+    (redirect,) = trace.sent("redirect")
+    assert redirect.url == BASE + "/twilio/voice/agents"
+    assert redirect.at >= 5  # the Gather's timeout passed first
+
+
+def test_relative_and_absolute_urls_are_resolved_as_twilio_resolves_them():
+    routes = {"/twilio/voice/incoming": '<Response><Redirect>next</Redirect></Response>',
+              "/twilio/voice/next": '<Response><Redirect>/root</Redirect></Response>',
+              "/root": '<Response><Redirect>https://elsewhere.example/x?y=1</Redirect></Response>'}
+    sim, transport = make(routes)
+    sim.run_call(CallScenario())
+    urls = [url for url, _, _ in transport.requests]
+    assert urls[:4] == [BASE + "/twilio/voice/incoming", BASE + "/twilio/voice/next", BASE + "/root",
+                        "https://elsewhere.example/x?y=1"]
+    assert RequestValidator(TOKEN).validate(urls[3], dict(transport.requests[3][1]),
+                                            transport.requests[3][2]["X-Twilio-Signature"])
+
+
+def _queue_wait(params):
+    if float(params["QueueTime"]) >= 60:
+        return "<Response><Leave/></Response>"
+    return '<Response><Say>Please hold.</Say><Pause length="10"/></Response>'
+
+
+def queue_app(**extra):
+    return {"/twilio/voice/incoming": QUEUE, "/twilio/voice/queue-wait": _queue_wait, **extra}
+
+
+def test_an_agent_dequeuing_the_caller_sends_dequeue_with_the_queue_time_then_bridged():
+    # five seconds of greeting first: QueueTime counts from entering the queue, not from arrival
+    sim, _ = make(queue_app(**{"/twilio/voice/incoming": QUEUE.replace("<Response>", '<Response><Pause length="5"/>')}))
+    trace = sim.run_call(CallScenario(answer_after=30, talk_seconds=60))
+    waits = trace.sent("wait")
+    assert len(waits) >= 2 and waits[0].param("QueueTime") == "0"
+    assert waits[1].param("QueueSid") == waits[0].param("QueueSid") and waits[1].param("QueuePosition") == "1"
+    (dequeue,) = trace.sent("dequeue")
+    assert dequeue.url == BASE + "/twilio/voice/dequeue"
+    assert dequeue.param("CallSid") == trace.call_sid and dequeue.param("QueueTime") == "25"
+    assert dequeue.at == pytest.approx(30)
+    assert SID.match(dequeue.param("DequeingCallSid")) and dequeue.param("DequeingCallSid") != trace.call_sid
+    assert re.match(r"^QU[0-9a-f]{32}$", dequeue.param("QueueSid"))
+    (action,) = trace.sent("enqueue-action")
+    assert (action.param("QueueResult"), action.param("QueueTime")) == ("bridged", "25")
+    assert action.at == pytest.approx(90)  # the action comes when the bridged call ends
+    assert trace.outcome == "answered" and trace.answer_delay == pytest.approx(30)
+
+
+def test_a_caller_who_gives_up_in_the_queue_is_reported_as_a_hangup():
+    sim, _ = make(queue_app())
+    trace = sim.run_call(CallScenario(answer_after=None, abandon_after=40))
+    assert trace.sent("dequeue") == []
+    (action,) = trace.sent("enqueue-action")
+    assert (action.param("QueueResult"), action.param("QueueTime")) == ("hangup", "40")
+    assert trace.outcome == "abandoned"
+
+
+def test_wait_twiml_that_says_leave_sends_the_caller_to_the_enqueue_action():
+    sim, transport = make(queue_app(**{"/twilio/voice/queue-action": VOICEMAIL}))
+    trace = sim.run_call(CallScenario(answer_after=None, leaves_voicemail=True))
+    (action,) = trace.sent("enqueue-action")
+    assert action.param("QueueResult") == "leave" and int(action.param("QueueTime")) >= 60
+    assert "/twilio/voice/voicemail" in transport.paths() and trace.outcome == "voicemail"
+
+
+def test_a_voicemail_sends_the_record_action_and_the_recording_status_callback():
+    sim, _ = make({"/twilio/voice/incoming": VOICEMAIL})
+    trace = sim.run_call(CallScenario(answer_after=None, leaves_voicemail=True, talk_seconds=200))
+    (action,) = trace.sent("record-action")
+    assert action.url == BASE + "/twilio/voice/voicemail"
+    assert re.match(r"^https://api\.twilio\.com/2010-04-01/Accounts/AC1{32}/Recordings/RE[0-9a-f]{32}$",
+                    action.param("RecordingUrl"))
+    assert action.param("RecordingDuration") == "120"  # capped by maxLength
+    assert action.param("Digits") == "hangup"
+    (status,) = trace.sent("recording-status")
+    assert status.url == BASE + "/twilio/voice/recording"
+    assert status.param("RecordingStatus") == "completed" and status.param("CallSid") == trace.call_sid
+    assert status.param("RecordingSid") == action.param("RecordingSid")
+    assert seconds_after_start(status.param("RecordingStartTime")) == pytest.approx(3, abs=1)
+
+
+def test_a_caller_who_leaves_no_message_just_hangs_up_without_a_record_action():
+    sim, _ = make({"/twilio/voice/incoming": VOICEMAIL})
+    trace = sim.run_call(CallScenario(answer_after=None, leaves_voicemail=False))
+    assert trace.sent("record-action") == [] and trace.sent("recording-status") == []
+    assert trace.outcome == "no_answer"
+
+
+def test_duplicate_deliveries_reuse_the_idempotency_token_and_parameters():
+    sim, transport = make(ring_group_app(), duplicate=1.0)
+    trace = sim.run_call(CallScenario(answer_after=10))
+    originals = [r for r in trace.requests if not r.duplicate]
+    copies = [r for r in trace.requests if r.duplicate]
+    assert len(copies) == len(originals) > 5
+    for original, copy in zip(originals, copies):
+        assert (copy.url, copy.params, copy.token) == (original.url, original.params, original.token)
+    assert len({r.token for r in originals}) == len(originals)
+    sent_tokens = [headers["I-Twilio-Idempotency-Token"] for _, _, headers in transport.requests]
+    assert sent_tokens[0] == sent_tokens[1] != sent_tokens[2]
+
+
+def test_status_callbacks_come_after_the_conversation_and_can_arrive_out_of_order():
+    in_order, _ = make(ring_group_app())
+    shuffled, _ = make(ring_group_app(), out_of_order=1.0)
+    calm = in_order.run_call(CallScenario(answer_after=10))
+    rough = shuffled.run_call(CallScenario(answer_after=10))
+    kinds = [r.kind for r in calm.requests]
+    assert kinds[-1] == "call-status" and kinds.index("leg-status") > kinds.index("dial-action")
+    assert [r.at for r in calm.requests[kinds.index("leg-status"):]] == sorted(
+        r.at for r in calm.requests[kinds.index("leg-status"):])
+    rough_times = [r.at for r in rough.requests if r.kind in ("leg-status", "call-status")]
+    assert rough_times != sorted(rough_times)
+
+
+def test_the_final_status_callback_reports_the_completed_call_and_its_duration():
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=12, talk_seconds=100))
+    (status,) = trace.sent("call-status")
+    assert status.url == BASE + "/twilio/voice/status"
+    assert (status.param("CallSid"), status.param("CallStatus"), status.param("CallDuration")) == (
+        trace.call_sid, "completed", "112")
+    assert status.param("SequenceNumber") == "0" and status.param("Duration") == "2"
+    assert seconds_after_start(status.param("Timestamp")) == pytest.approx(112, abs=1)
+
+
+def test_reject_as_the_first_verb_ends_the_call_busy():
+    sim, _ = make({"/twilio/voice/incoming": '<Response><Reject reason="busy"/></Response>'})
+    trace = sim.run_call(CallScenario())
+    (status,) = trace.sent("call-status")
+    assert status.param("CallStatus") == "busy" and trace.errors == []
+
+
+def test_an_unknown_verb_ends_the_call_with_an_error_in_the_trace():
+    sim, transport = make({"/twilio/voice/incoming": "<Response><Dance/><Redirect>/never</Redirect></Response>"})
+    trace = sim.run_call(CallScenario())
+    assert trace.outcome == "failed"
+    assert any("12100" in error and "Dance" in error for error in trace.errors)
+    assert "/never" not in transport.paths()
+    assert transport.paths()[-1] == "/twilio/voice/status"  # Twilio still reports the call's end
+
+
+@pytest.mark.parametrize("answer", [(500, "<Response><Hangup/></Response>"), (0, ""), (200, "<Response><Say>")])
+def test_a_failing_or_invalid_twiml_response_ends_the_call_with_an_error(answer):
+    sim, transport = make({"/twilio/voice/incoming": MENU, "/twilio/voice/menu": answer})
+    trace = sim.run_call(CallScenario(kind="dwp"))
+    assert trace.outcome == "failed" and len(trace.errors) == 1
+    assert "/twilio/voice/menu" in trace.errors[0]
+    assert transport.paths()[-2:] == ["/twilio/voice/menu", "/twilio/voice/status"]
+
+
+def test_a_failing_status_callback_is_recorded_without_changing_the_outcome():
+    sim, _ = make(ring_group_app(**{"/twilio/voice/agent-status": (403, "no")}))
+    trace = sim.run_call(CallScenario(answer_after=5))
+    assert trace.outcome == "answered"
+    assert trace.errors and all(error.startswith("15003 leg-status") for error in trace.errors)
+
+
+def test_speed_one_sleeps_in_real_time_and_speed_zero_never_sleeps():
+    slept = []
+    fast, _ = make(ring_group_app(), sleep=slept.append)
+    fast.run_call(CallScenario(answer_after=10, talk_seconds=50))
+    assert slept == []
+    timed, _ = make(ring_group_app(), speed=10, sleep=slept.append)
+    trace = timed.run_call(CallScenario(answer_after=10, talk_seconds=50))
+    assert sum(slept) == pytest.approx(trace.duration / 10) and trace.duration == pytest.approx(60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(answer=st.one_of(st.none(), st.floats(0, 120)), abandon=st.one_of(st.none(), st.floats(0, 120)),
+       voicemail=st.booleans())
+def test_leg_callbacks_are_numbered_from_zero_in_time_order_whatever_the_caller_does(answer, abandon, voicemail):
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=answer, abandon_after=abandon, leaves_voicemail=voicemail))
+    assert trace.outcome in ("answered", "abandoned", "no_answer", "voicemail") and trace.errors == []
+    for leg in {r.param("CallSid") for r in trace.sent("leg-status")}:
+        events = [r for r in trace.sent("leg-status") if r.param("CallSid") == leg]
+        assert [int(e.param("SequenceNumber")) for e in events] == list(range(len(events)))
+        stamps = [parsedate_to_datetime(e.param("Timestamp")) for e in events]
+        assert stamps == sorted(stamps)
+    if trace.outcome == "answered":
+        assert trace.answer_delay < 30 and (abandon is None or trace.answer_delay < abandon)
+
+
+def test_traffic_profiles_draw_realistic_callers():
+    callers = TrafficProfile(seed=3).scenarios(3000)
+    numbers = [c.caller for c in callers if c.caller != "anonymous"]
+    assert all(re.match(r"^\+447700900\d{3}$", n) for n in numbers)
+    assert 0.03 < 1 - len(numbers) / len(callers) < 0.07
+    assert 0.26 < sum(c.kind == "dwp" for c in callers) / len(callers) < 0.34
+    abandoners = [c for c in callers if c.abandon_after is not None]
+    assert 0.06 < len(abandoners) / len(callers) < 0.10
+    assert all(5 <= c.abandon_after <= 90 and c.answer_after is None for c in abandoners)
+    answer_times = sorted(c.answer_after for c in callers if c.answer_after is not None)
+    assert 10 < answer_times[len(answer_times) // 2] < 14
+
+
+def test_run_traffic_is_deterministic_for_a_seed():
+    def run(seed):
+        sim, _ = make(ring_group_app(**{"/twilio/voice/incoming": MENU, "/twilio/voice/menu": RING_GROUP}),
+                      duplicate=0.1, out_of_order=0.3)
+        return run_traffic(sim, TrafficProfile(seed=seed), calls=40, rate_per_second=None, concurrency=4)
+
+    first, again, other = run(11), run(11), run(12)
+
+    def fingerprint(result):
+        return [(t.call_sid, t.outcome, [(r.url, r.params, r.token) for r in t.requests]) for t in result.traces]
+
+    assert fingerprint(first) == fingerprint(again)
+    assert fingerprint(first) != fingerprint(other)
+    summary = first.summary
+    assert summary.calls == 40 and sum(summary.outcomes.values()) == 40
+    assert summary.requests == sum(len(t.requests) for t in first.traces)
+    assert summary.redeliveries > 0 and summary.errors == 0
+    assert "40 calls" in summary.describe()
+
+
+def test_run_traffic_paces_calls_at_the_requested_rate():
+    slept = []
+    sim, _ = make({}, sleep=slept.append)
+    run_traffic(sim, TrafficProfile(seed=1), calls=5, rate_per_second=2, concurrency=2)
+    # the fake sleep lets no time pass, so each wait is the whole way to that call's slot
+    assert slept == pytest.approx([0.5, 1.0, 1.5, 2.0], abs=0.1)
+
+
+def test_the_requests_transport_reports_an_unreachable_app_as_status_zero():
+    transport = RequestsTransport(timeout=2)
+    try:
+        assert transport.post("http://127.0.0.1:9/twilio/voice/incoming", [("CallSid", "CA1")], {}) == (0, "")
+    finally:
+        transport.close()
+
+
+def test_the_simulate_command_names_the_missing_auth_token():
+    result = CliRunner().invoke(simulate_command, ["--url", BASE], env={"TWILIO_AUTH_TOKEN": ""})
+    assert result.exit_code == 2 and "TWILIO_AUTH_TOKEN" in result.output
+
+
+def test_the_simulate_command_exits_with_status_one_when_the_app_refuses_requests(monkeypatch):
+    transport = FakeTransport({"/twilio/voice/incoming": (403, "The request signature does not verify.")})
+    monkeypatch.setattr(simulator_module, "RequestsTransport", lambda: transport)
+    result = CliRunner().invoke(simulate_command, ["--url", BASE, "--calls", "2", "--rate", "1000", "--quiet"],
+                                env={"TWILIO_AUTH_TOKEN": TOKEN})
+    assert result.exit_code == 1
+    assert "2 calls: answered 0, abandoned 0, no_answer 0, voicemail 0, failed 2" in result.output
+
+
+def test_the_simulate_command_runs_calls_and_prints_a_summary(monkeypatch):
+    transport = FakeTransport(ring_group_app())
+    monkeypatch.setattr(simulator_module, "RequestsTransport", lambda: transport)
+    result = CliRunner().invoke(simulate_command, ["--url", BASE, "--calls", "6", "--rate", "1000", "--seed", "5"],
+                                env={"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ""})
+    assert result.exit_code == 0, result.output
+    assert "6 calls: answered" in result.output and "seed 5" in result.output
+    assert "+4477" not in result.output  # no caller numbers on screen
+    incoming = {dict(params)["CallSid"] for url, params, _ in transport.requests if url.endswith("/incoming")}
+    assert len(incoming) == 6
+    url, params, headers = transport.requests[0]
+    assert RequestValidator(TOKEN).validate(url, dict(params), headers["X-Twilio-Signature"])
+    assert dict(params)["AccountSid"] == "AC" + "0" * 32
