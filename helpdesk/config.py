@@ -6,6 +6,7 @@ administrator can fix it without reading code.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tomllib
@@ -60,9 +61,12 @@ class Messages:
     queue_hold: str = "Thank you for waiting. You will be answered as soon as possible."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Settings:
-    """The validated configuration. `version` identifies the file's content."""
+    """The validated configuration. `version` identifies the file's content.
+
+    Compared and hashed by identity, so derived objects can be cached per Settings.
+    """
 
     name: str = "Help desk"
     phone: str = ""
@@ -157,8 +161,10 @@ _KNOWN = {
 }
 
 
-def parse_settings(data: dict[str, Any], source: str = "(configuration)", version: str = "unversioned") -> Settings:
+def parse_settings(data: dict[str, Any], source: str = "(configuration)", version: str | None = None) -> Settings:
     """Validate a parsed TOML document and build Settings."""
+    if version is None:
+        version = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
     for table in data:
         if table not in _KNOWN:
             raise ConfigError(f"{source}: unknown table or key {table!r}")

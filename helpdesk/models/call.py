@@ -33,7 +33,6 @@ class Call(Base):
     agent: Mapped[str | None] = mapped_column(String(128))
     # False when only status callbacks were seen: arrival is then estimated from them.
     incoming_seen: Mapped[bool] = mapped_column(Boolean, default=True)
-    events_count: Mapped[int] = mapped_column(Integer, default=0)
     config_version: Mapped[str | None] = mapped_column(String(32))
     enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id"))
 

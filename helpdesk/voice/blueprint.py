@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
 
+from helpdesk.config import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import record_event
 from helpdesk.voice.signature import is_valid
@@ -77,13 +79,18 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
     return Response(body, mimetype=_XML)
 
 
-def _urls() -> twiml.Urls:
-    return twiml.Urls(current_app.config["PUBLIC_BASE_URL"])
+@lru_cache(maxsize=64)
+def _static(name: str, config: Settings, base: str) -> str:
+    # Most answers depend only on the configuration and the public address: build once.
+    return getattr(twiml, name)(config, twiml.Urls(base))
+
+
+def _twiml(name: str) -> str:
+    return _static(name, settings(), current_app.config["PUBLIC_BASE_URL"])
 
 
 def _agents(_params=None) -> Answer:
-    config = settings()
-    return ("queue" if config.routing.mode == "queue" else "agents"), twiml.agents(config, _urls())
+    return ("queue" if settings().routing.mode == "queue" else "agents"), _twiml("agents")
 
 
 @bp.post("/incoming")
@@ -91,9 +98,9 @@ def incoming():
     def decide(params: dict[str, str]) -> Answer:
         config = settings()
         if not config.calendar.is_open(clock()):
-            return "out_of_hours", twiml.out_of_hours(config, _urls())
+            return "out_of_hours", _twiml("out_of_hours")
         if config.ivr.enabled and params.get("From") not in config.dwp_numbers:
-            return "ivr", twiml.menu(config, _urls())
+            return "ivr", _twiml("menu")
         return _agents()
 
     return _handle("incoming", decide)
@@ -114,7 +121,7 @@ def dial_action():
     def decide(params: dict[str, str]) -> Answer:
         if params.get("DialCallStatus") in ("completed", "answered", "canceled"):
             return "hangup", twiml.hang_up()
-        return "voicemail", twiml.no_agent(settings(), _urls())
+        return "voicemail", _twiml("no_agent")
 
     return _handle("dial_action", decide)
 
@@ -136,7 +143,7 @@ def queue_action():
     def decide(params: dict[str, str]) -> Answer:
         if params.get("QueueResult") in ("bridged", "hangup", "redirected", "redirected-from-bridged"):
             return "hangup", twiml.hang_up()
-        return "voicemail", twiml.no_agent(settings(), _urls())
+        return "voicemail", _twiml("no_agent")
 
     return _handle("queue_action", decide)
 
@@ -148,13 +155,13 @@ def dequeue():
 
 @bp.post("/voicemail")
 def voicemail():
-    return _handle("voicemail", lambda _params: (None, twiml.say_and_hang_up(settings(), settings().messages.voicemail_thanks)))
+    return _handle("voicemail", lambda _params: (None, _twiml("thanks")))
 
 
 @bp.post("/fallback")
 def fallback():
     # Twilio's fallback URL: our primary answer failed. Take a message rather than drop the caller.
-    return _handle("fallback", lambda _params: ("voicemail", twiml.no_agent(settings(), _urls())))
+    return _handle("fallback", lambda _params: ("voicemail", _twiml("no_agent")))
 
 
 @bp.post("/status")
@@ -175,4 +182,4 @@ def recording():
 @bp.post("/agent-dequeue")
 def agent_dequeue():
     """Voice URL for agents' phones in queue mode: connects them to the next caller."""
-    return Response(twiml.agent_dequeue(settings(), _urls()), mimetype=_XML)
+    return Response(_twiml("agent_dequeue"), mimetype=_XML)

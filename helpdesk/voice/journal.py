@@ -1,4 +1,8 @@
-"""Store each accepted webhook once, as received, and recompute the call's record."""
+"""Store each accepted webhook once, as received, and recompute the call's record.
+
+This is the hot path of every webhook, so it uses SQLAlchemy Core statements that are
+built once and cached compiled, rather than ORM objects.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,19 +10,23 @@ import json
 import logging
 from dataclasses import asdict
 from datetime import datetime
+from functools import cache
 from typing import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
-from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
-from helpdesk.voice.projection import CallRules, Event, project_call
+from helpdesk.voice.projection import CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)
 
+CALLS = Call.__table__
+EVENTS = TwilioEvent.__table__
 # Agent legs report under their own CallSid; they belong to the inbound (parent) call.
 _CHILD_KINDS = {"agent_status"}
 
@@ -35,6 +43,7 @@ def owning_call_sid(kind: str, params: dict[str, str]) -> str:
     return params["CallSid"]
 
 
+@cache
 def call_rules(settings: Settings) -> CallRules:
     return CallRules(
         ring_period_seconds=settings.ring_period_seconds,
@@ -44,6 +53,22 @@ def call_rules(settings: Settings) -> CallRules:
         customer_digit=settings.ivr.customer_digit,
         is_open=settings.calendar.is_open,
     )
+
+
+@cache
+def _statements(dialect: str):
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return {
+        "new_call": insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]),
+        "lock_call": select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen)
+        .where(CALLS.c.call_sid == bindparam("sid"))
+        .with_for_update(),
+        "new_event": insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]),
+        "events": select(EVENTS.c.kind, EVENTS.c.received_at, EVENTS.c.params, EVENTS.c.decision)
+        .where(EVENTS.c.call_sid == bindparam("sid"))
+        .order_by(EVENTS.c.id),
+        "update_call": update(CALLS).where(CALLS.c.id == bindparam("_id")),
+    }
 
 
 def record_event(
@@ -56,62 +81,67 @@ def record_event(
     received_at: datetime,
     idempotency_token: str | None = None,
     decision: str | None = None,
-) -> tuple[Call, bool]:
+) -> bool:
     """Journal one webhook and bring its call's record up to date.
 
-    Returns the call and whether the event was new (False for a redelivery). Owns the
-    transaction: on any error nothing is stored.
+    Returns whether the event was new (False for a redelivery). Owns the transaction:
+    on any error nothing is stored.
     """
     flat = dict(params)
     call_sid = owning_call_sid(kind, flat)
     with session.begin():
-        call = _lock_call(session, call_sid)
-        inserted = session.execute(
-            insert_ignoring_conflicts(
-                session,
-                TwilioEvent,
-                {
-                    "received_at": received_at,
-                    "kind": kind,
-                    "call_sid": call_sid,
-                    "leg_sid": flat["CallSid"],
-                    "fingerprint": fingerprint(path, params),
-                    "idempotency_token": idempotency_token,
-                    "params": json.dumps(list(params), ensure_ascii=False),
-                    "decision": decision,
-                },
-            )
-        ).rowcount
-        if inserted:
-            refresh_call(session, settings, call, now=received_at)
+        connection = session.connection()
+        sql = _statements(connection.dialect.name)
+        call_id, enquiry_id, incoming_seen = _lock_call(connection, sql, call_sid)
+        inserted = connection.execute(sql["new_event"], {
+            "received_at": received_at,
+            "kind": kind,
+            "call_sid": call_sid,
+            "leg_sid": flat["CallSid"],
+            "fingerprint": fingerprint(path, params),
+            "idempotency_token": idempotency_token,
+            "params": json.dumps(list(params), ensure_ascii=False),
+            "decision": decision,
+        }).rowcount
+        if inserted and can_change_record(kind, flat, incoming_seen):
+            _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now=received_at)
         else:
             log.info("duplicate %s webhook for call %s ignored", kind, call_sid)
-    return call, bool(inserted)
+    return bool(inserted)
 
 
-def _lock_call(session: Session, call_sid: str) -> Call:
+def _lock_call(connection: Connection, sql, call_sid: str) -> tuple[int, int | None, bool]:
     # Every event for one call takes the call row's lock first, so two webhooks for the
     # same call recompute one after the other and the later one sees both events.
-    session.execute(insert_ignoring_conflicts(session, Call, {"call_sid": call_sid, "outcome": "in_progress"}))
-    return session.scalars(select(Call).where(Call.call_sid == call_sid).with_for_update(of=Call)).one()
+    row = connection.execute(sql["lock_call"], {"sid": call_sid}).first()
+    if row is None:
+        connection.execute(sql["new_call"], {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
+                                             "countable": False, "caller_type": "unknown",
+                                             "incoming_seen": False})
+        row = connection.execute(sql["lock_call"], {"sid": call_sid}).one()
+    # A call row made just now has never been projected: its first event must be.
+    return row.id, row.enquiry_id, row.incoming_seen and row.enquiry_id is not None
 
 
-def load_events(session: Session, call_sid: str) -> list[Event]:
-    rows = session.execute(
-        select(TwilioEvent.kind, TwilioEvent.received_at, TwilioEvent.params, TwilioEvent.decision)
-        .where(TwilioEvent.call_sid == call_sid)
-        .order_by(TwilioEvent.id)
-    )
+def load_events(connection: Connection, call_sid: str) -> list[Event]:
+    rows = connection.execute(_statements(connection.dialect.name)["events"], {"sid": call_sid})
     return [Event(kind, received_at, dict(json.loads(params)), decision) for kind, received_at, params, decision in rows]
 
 
-def refresh_call(session: Session, settings: Settings, call: Call, now: datetime) -> Call:
-    """Recompute `call` from every event stored for it."""
-    events = load_events(session, call.call_sid)
-    record = project_call(call.call_sid, events, call_rules(settings), now=now)
-    for name, value in asdict(record).items():
-        setattr(call, name, value)
-    call.config_version = settings.version
-    if call.enquiry_id is None:
-        call.enquiry_id = open_phone_enquiry(session, call.call_sid, record.arrived_at).id
-    return call
+def _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now) -> None:
+    record = project_call(call_sid, load_events(connection, call_sid), call_rules(settings), now=now)
+    values = asdict(record)
+    del values["call_sid"]
+    values.update(_id=call_id, config_version=settings.version)
+    if enquiry_id is None:
+        values["enquiry_id"] = open_phone_enquiry(session, call_sid, record.arrived_at).id
+    connection.execute(sql["update_call"], values)
+
+
+def refresh_call(session: Session, settings: Settings, call_sid: str, now: datetime) -> None:
+    """Recompute one call's record from its events (e.g. after the rules changed)."""
+    with session.begin():
+        connection = session.connection()
+        sql = _statements(connection.dialect.name)
+        call_id, enquiry_id, _ = _lock_call(connection, sql, call_sid)
+        _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now)

@@ -59,7 +59,6 @@ class CallRecord:
     agent_leg_sid: str | None
     agent: str | None
     incoming_seen: bool
-    events_count: int
 
 
 def event_time(event: Event) -> datetime:
@@ -141,8 +140,19 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
         agent_leg_sid=agent_leg_sid,
         agent=agent,
         incoming_seen=bool(incoming),
-        events_count=len(events),
     )
+
+
+def can_change_record(kind: str, params: Mapping[str, str], incoming_seen: bool) -> bool:
+    """Whether adding this event could change a call's record.
+
+    Once the incoming request is known, an agent leg that is only being set up or rung
+    (or ends without answering) changes nothing: only an agent leg's answer counts. Used
+    to skip recomputing for most agent-leg callbacks, the bulk of all webhooks.
+    """
+    if kind == "agent_status" and incoming_seen:
+        return params.get("CallStatus") == "in-progress"
+    return True
 
 
 def set_of(events: Sequence[Event]) -> list[Event]:

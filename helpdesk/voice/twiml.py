@@ -5,6 +5,8 @@ that the signature check will rebuild.
 """
 from __future__ import annotations
 
+from functools import cache
+
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from helpdesk.config import Settings
@@ -97,13 +99,15 @@ def queue_wait(settings: Settings, queue_seconds: float) -> str:
     return str(response)
 
 
-def say_and_hang_up(settings: Settings, text: str) -> str:
+def thanks(settings: Settings, urls: Urls) -> str:
+    """After a voicemail."""
     response = VoiceResponse()
-    _say(response, settings, text)
+    _say(response, settings, settings.messages.voicemail_thanks)
     response.hangup()
     return str(response)
 
 
+@cache
 def hang_up() -> str:
     response = VoiceResponse()
     response.hangup()
@@ -119,5 +123,6 @@ def agent_dequeue(settings: Settings, urls: Urls) -> str:
     return str(response)
 
 
+@cache
 def empty() -> str:
     return str(VoiceResponse())

@@ -39,7 +39,7 @@ def make_settings(**tables):
     data["hours"]["wednesday"] = ["08:00-12:30", "13:30-18:00"]
     for table, values in tables.items():
         data.setdefault(table, {}).update(values)
-    return parse_settings(data, source="test.toml", version="test")
+    return parse_settings(data, source="test.toml")
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def test_a_call_answered_by_an_agent_after_four_rings_is_recorded_as_met(client,
     assert (record.outcome, record.rings, record.sla_result) == ("answered", 4, "met")
     assert record.answer_seconds == 11.0 and record.agent == "client:agent-1"
     assert record.ended_at == arrived + timedelta(seconds=71)
-    assert record.caller_number == "+447700900123" and record.events_count == 4
+    assert record.caller_number == "+447700900123"
+    assert count(db_session, TwilioEvent) == 4
 
 
 def test_an_unanswered_ring_group_offers_voicemail_and_the_message_makes_a_voicemail_breach(client, db_session, clock):
@@ -138,7 +139,6 @@ def test_a_redelivered_webhook_is_stored_once(client, db_session):
     second = post(client, "/twilio/voice/incoming", params, headers={"I-Twilio-Idempotency-Token": "tok-1"})
     assert first.data == second.data
     assert count(db_session, TwilioEvent) == 1
-    assert call(db_session, sid(10)).events_count == 1
     assert count(db_session, Enquiry) == 1
 
 

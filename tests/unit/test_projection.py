@@ -184,3 +184,34 @@ def test_any_order_and_any_duplication_of_a_calls_events_gives_the_same_record(f
     duplicated = events + redelivered
     shuffled = data.draw(st.permutations(duplicated))
     assert project_call(CALL, shuffled, RULES, now=at(1000)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flow=st.sampled_from(["answered", "abandoned", "voicemail"]),
+    status=st.sampled_from(["initiated", "ringing", "in-progress", "completed", "no-answer", "busy", "canceled"]),
+    seconds=st.floats(0, 120),
+    now=st.floats(0, 2000),
+)
+def test_an_event_said_not_to_change_the_record_does_not_change_it(flow, status, seconds, now):
+    from helpdesk.voice.projection import can_change_record
+
+    events = {
+        "answered": answered_ring_group(9),
+        "abandoned": [incoming(), dial_action("canceled", 20), parent_completed(20, 20)],
+        "voicemail": [incoming(), dial_action("no-answer", 65), parent_completed(86, 86)],
+    }[flow]
+    extra = agent("CA" + "e" * 32, status, seconds, 5, to="client:agent-9")
+    before = project_call(CALL, events, RULES, now=at(now))
+    after = project_call(CALL, events + [extra], RULES, now=at(now))
+    if not can_change_record(extra.kind, extra.params, incoming_seen=True):
+        assert after == before
+    if status == "in-progress" and seconds < 9:
+        assert can_change_record(extra.kind, extra.params, incoming_seen=True) and after != before
+
+
+def test_without_the_incoming_request_every_event_may_change_the_record():
+    from helpdesk.voice.projection import can_change_record
+
+    assert can_change_record("agent_status", {"CallStatus": "ringing"}, incoming_seen=False)
+    assert not can_change_record("agent_status", {"CallStatus": "ringing"}, incoming_seen=True)

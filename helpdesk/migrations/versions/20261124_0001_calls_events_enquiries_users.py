@@ -76,7 +76,6 @@ def upgrade() -> None:
     sa.Column('agent_leg_sid', sa.String(length=64), nullable=True),
     sa.Column('agent', sa.String(length=128), nullable=True),
     sa.Column('incoming_seen', sa.Boolean(), nullable=False),
-    sa.Column('events_count', sa.Integer(), nullable=False),
     sa.Column('config_version', sa.String(length=32), nullable=True),
     sa.Column('enquiry_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['enquiry_id'], ['enquiries.id'], name=op.f('fk_calls_enquiry_id_enquiries')),
