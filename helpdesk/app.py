@@ -29,12 +29,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if config:
         app.config.update(config)
+    # Cookies only over HTTPS whenever the public address is HTTPS (Flask's own default is
+    # False, so set it here rather than with setdefault).
+    secure = str(app.config["PUBLIC_BASE_URL"] or "").startswith("https://")
+    for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
+        if key not in (config or {}):
+            app.config[key] = secure
     if not app.config["SECRET_KEY"]:
         raise ConfigError("SECRET_KEY is not set: put a long random value in the environment")
-    # Cookies only over HTTPS whenever the public address is HTTPS.
-    secure = str(app.config.get("PUBLIC_BASE_URL") or "").startswith("https://")
-    app.config.setdefault("SESSION_COOKIE_SECURE", secure)
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", secure)
 
     settings = app.config.get("SETTINGS") or load_settings(app.config.get("HELPDESK_CONFIG"))
     app.extensions["helpdesk.settings"] = settings

@@ -1,0 +1,72 @@
+"""People-facing pages: signing in, and one blueprint per audience.
+
+`init_app` sets up Flask-Login and CSRF protection for every form. Webhooks are signed
+by their sender (Twilio, SendGrid) instead and carry no CSRF token, so their blueprints
+are left out by name: that holds whether they are registered before or after this runs.
+"""
+from __future__ import annotations
+
+from flask import Flask, current_app, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from helpdesk.pages.access import login_manager, role_required
+from helpdesk.pages.format import role_label
+from helpdesk.web import settings
+
+__all__ = ["init_app", "role_required", "csrf", "WEBHOOK_BLUEPRINTS"]
+
+csrf = CSRFProtect()
+# Blueprints that receive webhooks: their own signature check stands in for CSRF.
+WEBHOOK_BLUEPRINTS = frozenset({"voice", "email"})
+# The navigation: (endpoint, label, roles). Entries whose blueprint is not registered
+# (yet) are left out, so later pages only need a line here.
+NAVIGATION = (
+    ("agents.queue", "Callback queue", ("agent",)),
+    ("managers.calls", "Calls", ("manager", "auditor")),
+)
+
+
+def navigation() -> list[dict]:
+    """The links the signed-in user may follow, for the header."""
+    if not current_user.is_authenticated:
+        return []
+    return [
+        {"href": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
+        for endpoint, label, roles in NAVIGATION
+        if endpoint in current_app.view_functions and current_user.has_role(*roles)
+    ]
+
+
+def init_app(app: Flask) -> None:
+    from helpdesk.pages import auth, managers
+
+    # CSRFProtect's own before_request is switched off: the hook below runs the same
+    # check but skips webhook blueprints by name.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf.init_app(app)
+
+    @app.before_request
+    def protect_forms():
+        if not app.config["WTF_CSRF_ENABLED"] or request.endpoint is None:
+            return None
+        if request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS:
+            return None
+        csrf.protect()
+        return None
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error: CSRFError):
+        message = (
+            "This form has expired or did not come from this site. "
+            "Go back, reload the page and try again."
+        )
+        return render_template("error.html", title="Form not accepted", message=message), 400
+
+    @app.context_processor
+    def page_context():
+        return {"desk_name": settings().name, "navigation": navigation, "role_label": role_label}
+
+    login_manager.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(managers.bp)

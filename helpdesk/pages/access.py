@@ -1,0 +1,82 @@
+"""Who is signed in and what they may see: Flask-Login wiring and the role check."""
+from __future__ import annotations
+
+import hashlib
+from functools import wraps
+from typing import Callable
+from urllib.parse import urlsplit
+
+from flask import render_template, session
+from flask_login import LoginManager, current_user, login_required
+
+from helpdesk.models import User
+from helpdesk.web import database
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Sign in to see that page."
+login_manager.login_message_category = "info"
+
+# The Flask session remembers which password the user signed in with, so changing a
+# password (or deactivating the user) ends every session that used the old one.
+_PASSWORD_KEY = "password_mark"
+
+
+def password_mark(user: User) -> str:
+    return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:32]
+
+
+def remember_password(user: User) -> None:
+    session[_PASSWORD_KEY] = password_mark(user)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    try:
+        key = int(user_id)
+    except (TypeError, ValueError):
+        return None
+    with database().session() as db_session:
+        user = db_session.get(User, key)
+    if user is None or not user.active or session.get(_PASSWORD_KEY) != password_mark(user):
+        return None
+    return user
+
+
+def role_required(*roles: str) -> Callable:
+    """Only signed-in users with one of `roles` (admins always) see the view; others get 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def checked(*args, **kwargs):
+            if not current_user.has_role(*roles):
+                return render_template("forbidden.html"), 403
+            return view(*args, **kwargs)
+
+        return login_required(checked)
+
+    return decorator
+
+
+def local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None (so `next` cannot send people away)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def page_headers(response):
+    """Headers for every people-facing page: no framing, no caching of personal data."""
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,86 @@
+"""Signing in and out, and the start page that sends each role to its own page."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from helpdesk.pages.access import local_path, page_headers, remember_password
+from helpdesk.users import authenticate
+from helpdesk.web import database
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+bp.after_request(page_headers)
+
+WRONG = "Username or password is wrong."
+# Where each role starts. Pages written later (the agents' callback queue) are used
+# as soon as their blueprint is registered; until then the start page says so.
+START_PAGES = {
+    "admin": ("managers.calls",),
+    "manager": ("managers.calls",),
+    "auditor": ("managers.calls",),
+    "agent": ("agents.queue", "callbacks.queue"),
+}
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024)])
+    next = HiddenField()
+
+
+def start_page(user) -> str | None:
+    for endpoint in START_PAGES.get(user.role, ()):
+        if endpoint in current_app.view_functions:
+            return url_for(endpoint)
+    return None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in form; on success, go to `next` (if on this site) or the role's page."""
+    form = LoginForm()
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            return redirect(url_for("auth.home"))
+        form.next.data = local_path(request.args.get("next")) or ""
+        return render_template("login.html", form=form, error=None)
+    if not form.validate_on_submit():
+        return render_template("login.html", form=form, error=None), 400
+    with database().session() as db_session:
+        user = authenticate(db_session, form.username.data, form.password.data)
+    if user is None:
+        log.info("sign-in refused for username %r", form.username.data[:64])
+        return render_template("login.html", form=form, error=WRONG), 200
+    session.clear()  # nothing from before sign-in carries over (session fixation)
+    login_user(user)
+    remember_password(user)
+    log.info("user %s signed in", user.username)
+    return redirect(local_path(form.next.data) or start_page(user) or url_for("auth.home"))
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out (a POST form with a CSRF token, so no other site can sign people out)."""
+    if current_user.is_authenticated:
+        log.info("user %s signed out", current_user.username)
+    logout_user()
+    session.clear()
+    flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/")
+def home():
+    """Send people to the page for their role."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    target = start_page(current_user)
+    if target:
+        return redirect(target)
+    return render_template("home.html")

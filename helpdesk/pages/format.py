@@ -1,0 +1,98 @@
+"""How a call's stored values are shown to people. Pure functions of plain values."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from helpdesk.clock import local
+
+# The same set the call projection uses to decide a number was withheld.
+from helpdesk.voice.projection import WITHHELD
+
+MASK = "••••••••"  # always eight, so the mask does not give away the number's length
+SHOWN_DIGITS = 3
+
+OUTCOMES = {
+    "answered": "Answered",
+    "abandoned": "Abandoned",
+    "no_answer": "No answer",
+    "voicemail": "Voicemail",
+    "out_of_hours": "Out of hours",
+    "failed": "Failed",
+    "in_progress": "In progress",
+}
+CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
+SLA_RESULTS = {"met": "Met", "breached": "Breached"}
+
+
+def is_withheld(number: str | None) -> bool:
+    return number is None or number.strip().lower() in WITHHELD
+
+
+def number_ending(number: str | None) -> str | None:
+    """The last three digits of a number, or None when withheld or too short to show any."""
+    if is_withheld(number):
+        return None
+    digits = "".join(ch for ch in number if ch.isdigit())
+    # A number of six digits or fewer would be mostly given away by three of them.
+    if len(digits) <= 2 * SHOWN_DIGITS:
+        return None
+    return digits[-SHOWN_DIGITS:]
+
+
+def mask_number(number: str | None) -> str:
+    """A caller's number with all but the last three digits hidden: "•••••••• 123"."""
+    if is_withheld(number):
+        return "Withheld"
+    ending = number_ending(number)
+    return f"{MASK} {ending}" if ending else MASK
+
+
+def outcome_label(outcome: str | None) -> str:
+    """A call's outcome in words."""
+    if not outcome:
+        return "Unknown"
+    return OUTCOMES.get(outcome, outcome.replace("_", " ").capitalize())
+
+
+def caller_type_label(caller_type: str | None) -> str:
+    return CALLER_TYPES.get(caller_type or "", "Unknown")
+
+
+def sla_label(result: str | None) -> str:
+    """"Met", "Breached", or "" when the call is not judged."""
+    return SLA_RESULTS.get(result or "", "")
+
+
+def format_local_time(moment: datetime | None, with_zone: bool = False) -> str:
+    """A stored UTC instant as UK time, HH:MM:SS (with GMT/BST on request)."""
+    if moment is None:
+        return ""
+    shown = local(moment)
+    text = shown.strftime("%H:%M:%S")
+    return f"{text} {shown.tzname()}" if with_zone else text
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Seconds to one decimal place, or "" when there are none."""
+    return "" if seconds is None else f"{seconds:.1f}"
+
+
+def format_compliance(met: int, countable: int) -> str:
+    """Met / countable as a percentage with one decimal, or "No data" with nothing to count."""
+    if countable <= 0:
+        return "No data"
+    percent = (Decimal(met) * 100 / Decimal(countable)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{percent}%"
+
+
+def format_day(day) -> str:
+    """A date in words, British style: "Tuesday 24 November 2026"."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+ROLE_LABELS = {"agent": "Agent", "manager": "Manager", "auditor": "DWP auditor", "admin": "Administrator"}
+
+
+def role_label(role: str | None) -> str:
+    return ROLE_LABELS.get(role or "", (role or "").capitalize())

@@ -1,0 +1,101 @@
+"""Pages for managers and auditors: the Calls page."""
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from helpdesk.clock import local
+from helpdesk.pages import format as fmt
+from helpdesk.pages.access import page_headers, role_required
+from helpdesk.pages.calls import calls_page, has_clock_change
+from helpdesk.web import clock, database, settings
+
+bp = Blueprint("managers", __name__)
+bp.after_request(page_headers)
+
+PER_PAGE = 200
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PAGE = re.compile(r"[0-9]{1,6}")
+# Far enough from date.min and date.max that the day before and after still exist.
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
+
+class BadQuery(ValueError):
+    """A query parameter that cannot be used; the message is shown to the user."""
+
+
+def _day(text: str | None) -> date:
+    if not text:
+        return local(clock()).date()
+    if _ISO_DAY.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            day = None
+        if day is not None and _FIRST_DAY <= day <= _LAST_DAY:
+            return day
+    raise BadQuery(f"“{text}” is not a date. Give the day as YYYY-MM-DD, for example 2026-11-24.")
+
+
+def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None:
+    if not value:
+        return None
+    if value not in allowed:
+        raise BadQuery(f"“{value}” is not {what}. Choose one of: {', '.join(allowed.values())}.")
+    return value
+
+
+def _page(text: str | None) -> int:
+    if not text:
+        return 1
+    if not _PAGE.fullmatch(text) or int(text) < 1:
+        raise BadQuery(f"“{text}” is not a page number. Use a whole number from 1.")
+    return int(text)
+
+
+@bp.get("/calls")
+@role_required("manager", "auditor")
+def calls():
+    """Calls on one UK day, newest first, with the day's answer figures."""
+    args = request.args
+    try:
+        day = _day(args.get("day"))
+        outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
+        result = _choice(args.get("result"), fmt.SLA_RESULTS, "a result")
+        page = _page(args.get("page"))
+    except BadQuery as problem:
+        return render_template(
+            "error.html", title="Cannot show these calls", message=str(problem),
+            back_href=url_for("managers.calls"), back_label="Show today’s calls",
+        ), 400
+
+    per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
+    with database().session() as session:
+        listing = calls_page(session, day, outcome=outcome, result=result, page=page, per_page=per_page)
+    if page > listing.pages:
+        message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."
+        return render_template("error.html", title="Page not found", message=message), 404
+
+    filters = {"outcome": outcome, "result": result}
+
+    def link(**changes) -> str:
+        params = {"day": day.isoformat(), **filters, **changes}
+        return url_for("managers.calls", **{k: v for k, v in params.items() if v})
+
+    return render_template(
+        "calls.html",
+        listing=listing,
+        day=day,
+        day_words=fmt.format_day(day),
+        filters=filters,
+        fmt=fmt,
+        with_zone=has_clock_change(day),
+        max_rings=settings().max_rings,
+        compliance=fmt.format_compliance(listing.summary.met, listing.summary.countable),
+        previous_day=link(day=(day - timedelta(days=1)).isoformat(), page=None),
+        next_day=link(day=(day + timedelta(days=1)).isoformat(), page=None),
+        previous_page=link(page=page - 1) if page > 1 else None,
+        next_page=link(page=page + 1) if page < listing.pages else None,
+    )

@@ -1,0 +1,264 @@
+"""People who sign in: adding them, checking passwords, and the `helpdesk users` commands.
+
+Usernames are case-insensitive (stored in lower case). Passwords are stored only as
+werkzeug scrypt hashes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Iterator
+
+import click
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from helpdesk.clock import now_utc
+from helpdesk.config import Secrets
+from helpdesk.db import Database
+from helpdesk.models import User
+from helpdesk.models.user import ROLES
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 12
+# Longer passwords only make hashing slower; no one types more than this.
+MAX_PASSWORD_LENGTH = 1024
+_USERNAME = re.compile(r"^[a-z0-9._-]{3,64}$")
+
+
+class UserError(ValueError):
+    """A request about a user that cannot be carried out; the message says why."""
+
+
+def normalise_username(username: str) -> str:
+    return (username or "").strip().lower()
+
+
+def check_username(username: str) -> str:
+    """The username as stored, or UserError if it breaks the rules."""
+    name = normalise_username(username)
+    if not _USERNAME.match(name):
+        raise UserError(
+            f"username {username!r} is not allowed: use 3 to 64 letters, digits, dots, hyphens or underscores"
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"role {role!r} does not exist: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def add_user(
+    session: Session,
+    username: str,
+    password: str,
+    role: str,
+    display_name: str = "",
+    now: datetime | None = None,
+) -> User:
+    """Add a user who can sign in at once. Owns the transaction."""
+    name = check_username(username)
+    check_password(password)
+    check_role(role)
+    display_name = (display_name or "").strip()
+    if len(display_name) > 128:
+        raise UserError("the display name is too long: use at most 128 characters")
+    user = User(
+        username=name,
+        display_name=display_name,
+        password_hash=generate_password_hash(password),
+        role=role,
+        active=True,
+        created_at=now or now_utc(),
+    )
+    try:
+        with session.begin():
+            if session.scalar(select(User.id).where(User.username == name)) is not None:
+                raise UserError(f"username {name!r} is already taken")
+            session.add(user)
+    except IntegrityError:  # added by someone else between the check and the insert
+        raise UserError(f"username {name!r} is already taken") from None
+    log.info("user %s added with role %s", name, role)
+    return user
+
+
+@cache
+def _decoy_hash() -> str:
+    return generate_password_hash("a password nobody has")
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user with this username and password, or None.
+
+    Unknown usernames cost the same hashing time as wrong passwords, so the response
+    time does not tell which usernames exist.
+    """
+    with session.begin():
+        user = session.scalar(select(User).where(User.username == normalise_username(username)))
+    if user is None:
+        check_password_hash(_decoy_hash(), password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    return user
+
+
+def _get(session: Session, username: str) -> User:
+    name = normalise_username(username)
+    user = session.scalar(select(User).where(User.username == name))
+    if user is None:
+        raise UserError(f"there is no user {name!r}")
+    return user
+
+
+def set_password(session: Session, username: str, password: str) -> User:
+    """Replace a user's password; sessions signed in with the old one stop working."""
+    check_password(password)
+    with session.begin():
+        user = _get(session, username)
+        user.password_hash = generate_password_hash(password)
+    log.info("password changed for user %s", user.username)
+    return user
+
+
+def deactivate(session: Session, username: str) -> User:
+    """Stop a user signing in; their record stays for the audit trail."""
+    with session.begin():
+        user = _get(session, username)
+        user.active = False
+    log.info("user %s deactivated", user.username)
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    with session.begin():
+        return list(session.scalars(select(User).order_by(User.username)))
+
+
+# --- the `helpdesk users` commands -------------------------------------------------------
+
+users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on DATABASE_URL; every failure becomes a one-line message."""
+    url = Secrets.from_environ().database_url
+    database = None
+    try:
+        _refuse_missing_sqlite_file(url)
+        database = Database(url)
+        with database.session() as session:
+            yield session
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(_database_problem(database, exc)) from None
+    finally:
+        if database is not None:
+            database.dispose()
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    # SQLite would quietly create an empty file; say what is wrong instead.
+    try:
+        parsed = make_url(url)
+    except SQLAlchemyError:
+        raise click.ClickException(f"DATABASE_URL is not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            raise click.ClickException(
+                f"the database file {parsed.database} does not exist: run 'helpdesk db upgrade' first"
+            )
+
+
+def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:
+    try:
+        migrated = database is not None and inspect(database.engine).has_table("users")
+    except SQLAlchemyError:
+        migrated = None
+    if migrated is False and database is not None:
+        return "the database is not migrated (no users table): run 'helpdesk db upgrade' first"
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"database error: {detail[0] if detail else type(exc).__name__}"
+
+
+def _new_password() -> str:
+    password = os.environ.get("HELPDESK_PASSWORD")
+    if password:
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_cli.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
+@click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
+def add_command(username: str, role: str, display_name: str) -> None:
+    """Add a user who can sign in.
+
+    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    """
+    # Check the cheap things before asking for a password.
+    try:
+        check_username(username)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    password = _new_password()
+    with _session() as session:
+        user = add_user(session, username, password, role, display_name)
+    named = f" ({user.display_name})" if user.display_name else ""
+    click.echo(f"Added {user.role} {user.username!r}{named}.")
+
+
+@users_cli.command("list")
+def list_command() -> None:
+    """List users with their roles and whether they can sign in."""
+    with _session() as session:
+        users = list_users(session)
+    if not users:
+        click.echo("No users yet: add one with 'helpdesk users add USERNAME --role admin'.")
+        return
+    for user in users:
+        state = "active" if user.active else "deactivated"
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {user.display_name}".rstrip())
+
+
+@users_cli.command("deactivate")
+@click.argument("username")
+def deactivate_command(username: str) -> None:
+    """Stop a user signing in (their record is kept)."""
+    with _session() as session:
+        user = deactivate(session, username)
+    click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+def set_password_command(username: str) -> None:
+    """Set a user's password.
+
+    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    """
+    password = _new_password()
+    with _session() as session:
+        user = set_password(session, username, password)
+    click.echo(f"Changed the password of {user.username!r}.")

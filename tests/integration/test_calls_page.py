@@ -1,0 +1,199 @@
+"""The managers' Calls page: one UK day's calls, masked numbers, and the day's figures."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from helpdesk.models import Call, Enquiry
+from tests.integration.test_users_and_login import make_user, sign_in
+from tests.integration.twilio_requests import sid
+
+DAY = "2026-11-24"  # a Tuesday in GMT; the test clock's today
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answered", answer_seconds: float | None = None,
+             countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
+             caller_type: str = "customer", in_hours: bool = True, reference: str | None = None) -> None:
+    """A call as the projection would have stored it, with its enquiry."""
+    rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
+    enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
+                      call_sid=sid(n))
+    call = Call(
+        call_sid=sid(n), arrived_at=arrived_at, outcome=outcome, in_hours=in_hours, countable=countable,
+        sla_result=sla_result, caller_number=caller, caller_type=caller_type, rings=rings,
+        answer_seconds=answer_seconds,
+        answered_at=None if answer_seconds is None else arrived_at + timedelta(seconds=answer_seconds),
+        enquiry=enquiry,
+    )
+    with db_session.begin():
+        db_session.add(call)
+
+
+@pytest.fixture
+def manager(client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    return client
+
+
+@pytest.fixture
+def busy_day(db_session):
+    """Three countable calls (two met, one breached) and two not counted, plus the days around."""
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0, 5), answer_seconds=11.0, sla_result="met")
+    add_call(db_session, 2, utc(2026, 11, 24, 9, 30), answer_seconds=40.0, sla_result="breached",
+             caller="+441234567890", caller_type="dwp")
+    add_call(db_session, 3, utc(2026, 11, 24, 10, 15), answer_seconds=2.0, sla_result="met", caller=None,
+             caller_type="unknown")
+    add_call(db_session, 4, utc(2026, 11, 24, 7, 0), outcome="out_of_hours", countable=False, in_hours=False,
+             caller="+447700900456")
+    add_call(db_session, 5, utc(2026, 11, 24, 11, 0), outcome="abandoned", countable=False, caller="+447700900789")
+    add_call(db_session, 6, utc(2026, 11, 23, 23, 59, 59), answer_seconds=50.0, sla_result="breached")
+    add_call(db_session, 7, utc(2026, 11, 25, 0, 0, 0), answer_seconds=50.0, sla_result="breached")
+
+
+def figures(page: str) -> dict[str, str]:
+    return dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", page))
+
+
+def rows(page: str) -> list[list[str]]:
+    """The table's body rows as lists of cell texts (tags removed)."""
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
+
+
+def test_the_calls_page_shows_masked_numbers_and_never_the_full_number(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert "•••••••• 123" in page and "•••••••• 890" in page
+    for full in ("+447700900123", "7700900123", "+441234567890", "1234567890"):
+        assert full not in page
+    assert "Withheld" in page
+
+
+def test_the_calls_are_listed_newest_first_with_uk_times_rings_and_results(manager, busy_day):
+    table = rows(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
+    assert [row[0] for row in table] == ["11:00:00", "10:15:00", "09:30:00", "09:00:05", "07:00:00"]
+    abandoned, withheld, breached, met, out_of_hours = table
+    assert breached[1:] == ["•••••••• 890Number ending 890", "DWP", "14", "40.0", "Answered", "Yes", "Breached",
+                            "HD-2026-000002"]
+    assert met[3:8] == ["4", "11.0", "Answered", "Yes", "Met"]
+    assert withheld[1:3] == ["Withheld", "Unknown"]
+    assert abandoned[3:8] == ["", "", "Abandoned", "No", ""]
+    assert out_of_hours[5:8] == ["Out of hours", "No", ""]
+
+
+def test_the_day_summary_counts_offered_countable_met_breached_and_compliance(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert figures(page) == {"Calls offered": "5", "Countable": "3", "Met": "2", "Breached": "1",
+                             "Compliance": "66.7%"}
+
+
+def test_calls_from_the_days_either_side_are_not_shown(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert "HD-2026-000006" not in page and "HD-2026-000007" not in page
+    before = manager.get("/calls?day=2026-11-23").get_data(as_text=True)
+    assert "HD-2026-000006" in before and "HD-2026-000001" not in before
+
+
+def test_a_day_with_no_countable_calls_has_no_compliance_figure(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 22, 12, 0), outcome="out_of_hours", countable=False, in_hours=False)
+    page = manager.get("/calls?day=2026-11-22").get_data(as_text=True)
+    assert figures(page)["Compliance"] == "No data"
+    assert figures(page)["Calls offered"] == "1" and "0.0%" not in page
+
+
+def test_a_day_without_calls_says_so(manager):
+    page = manager.get("/calls?day=2026-11-21").get_data(as_text=True)
+    assert "No calls on this day." in page and figures(page)["Compliance"] == "No data"
+
+
+def test_without_a_day_the_page_shows_today_by_the_apps_clock(manager, busy_day, clock):
+    clock.now = utc(2026, 11, 24, 23, 30)
+    page = manager.get("/calls").get_data(as_text=True)
+    assert "<h1>Calls on Tuesday 24 November 2026</h1>" in page and "HD-2026-000001" in page
+
+
+def test_a_summer_day_runs_from_midnight_bst(manager, db_session):
+    add_call(db_session, 1, utc(2026, 7, 1, 23, 30), answer_seconds=5.0, sla_result="met")  # 00:30 BST on 2 July
+    assert "HD-2026-000001" not in manager.get("/calls?day=2026-07-01").get_data(as_text=True)
+    page = manager.get("/calls?day=2026-07-02").get_data(as_text=True)
+    assert rows(page)[0][0] == "00:30:00"
+
+
+def test_on_the_day_the_clocks_go_back_times_show_their_zone(manager, db_session):
+    add_call(db_session, 1, utc(2026, 10, 25, 0, 30), outcome="out_of_hours", countable=False, in_hours=False)
+    add_call(db_session, 2, utc(2026, 10, 25, 1, 30), outcome="out_of_hours", countable=False, in_hours=False)
+    table = rows(manager.get("/calls?day=2026-10-25").get_data(as_text=True))
+    assert [row[0] for row in table] == ["01:30:00 GMT", "01:30:00 BST"]
+
+
+@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "yesterday", "20261124", "0001-01-01"])
+def test_a_day_that_is_not_a_date_gets_a_400_page_saying_so(manager, day):
+    response = manager.get(f"/calls?day={day}")
+    assert response.status_code == 400
+    assert "is not a date" in response.get_data(as_text=True)
+
+
+def test_a_caller_value_with_a_script_tag_is_not_rendered_as_html(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=3.0, sla_result="met",
+             caller="<script>x</script>+447700900999", reference="<script>HD-1")
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert "<script>" not in page
+    assert "&lt;script&gt;HD-1" in page and "•••••••• 999" in page
+
+
+def test_a_day_parameter_with_a_script_tag_is_escaped_in_the_error_page(manager):
+    response = manager.get("/calls?day=<script>alert(1)</script>")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_the_previous_and_next_day_links_keep_the_filters(manager):
+    page = manager.get(f"/calls?day={DAY}&outcome=answered").get_data(as_text=True)
+    assert 'href="/calls?day=2026-11-23&amp;outcome=answered" rel="prev"' in page
+    assert 'href="/calls?day=2026-11-25&amp;outcome=answered" rel="next"' in page
+
+
+def test_the_outcome_filter_shows_only_that_outcome_but_the_summary_is_for_the_whole_day(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}&outcome=abandoned").get_data(as_text=True)
+    assert [row[5] for row in rows(page)] == ["Abandoned"]
+    assert figures(page)["Calls offered"] == "5"
+
+
+def test_the_result_filter_shows_only_breached_calls(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}&result=breached").get_data(as_text=True)
+    assert [row[-1] for row in rows(page)] == ["HD-2026-000002"]
+
+
+def test_an_unknown_filter_value_gets_a_400_page_naming_it(manager):
+    response = manager.get(f"/calls?day={DAY}&outcome=exploded")
+    assert response.status_code == 400 and "“exploded” is not an outcome" in response.get_data(as_text=True)
+
+
+def test_a_big_day_is_split_into_pages(app, manager, busy_day):
+    app.config["CALLS_PER_PAGE"] = 2
+    first = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert [row[0] for row in rows(first)] == ["11:00:00", "10:15:00"]
+    assert "Page 1 of 3" in first and 'href="/calls?day=2026-11-24&amp;page=2" rel="next"' in first
+    third = manager.get(f"/calls?day={DAY}&page=3").get_data(as_text=True)
+    assert [row[0] for row in rows(third)] == ["07:00:00"] and "Next page" not in third
+    assert figures(third)["Calls offered"] == "5"
+    assert manager.get(f"/calls?day={DAY}&page=4").status_code == 404
+    assert manager.get(f"/calls?day={DAY}&page=0").status_code == 400
+
+
+def test_the_calls_table_is_accessible_with_a_caption_and_column_headers(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert '<caption id="calls-caption">' in page
+    assert page.count('<th scope="col"') == 9
+    assert '<label for="day">Day</label>' in page and '<input type="date" id="day" name="day" value="2026-11-24"' in page
+    assert 'aria-current="page">Calls</a>' in page

@@ -1,0 +1,354 @@
+"""Users (the service and the `helpdesk users` commands) and signing in and out."""
+from __future__ import annotations
+
+import re
+from datetime import timezone
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from helpdesk.app import create_app
+from helpdesk.cli import main as helpdesk_cli
+from helpdesk.models import User
+from helpdesk.users import UserError, add_user, authenticate, deactivate, set_password
+from tests.integration.conftest import AUTH_TOKEN, BASE_URL
+from tests.integration.twilio_requests import inbound, post, sid
+
+PASSWORD = "correct horse battery"
+WRONG = "Username or password is wrong."
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """The CSRF token from a page's form (every form carries one)."""
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def sign_in(client, username: str, password: str = PASSWORD, next_path: str | None = None):
+    """Sign in through the form, as a browser does; returns the POST's response."""
+    token = csrf_token(client, "/login" + (f"?next={next_path}" if next_path else ""))
+    form = {"csrf_token": token, "username": username, "password": password}
+    if next_path is not None:
+        form["next"] = next_path
+    return client.post("/login", data=form)
+
+
+def stored_users(db_session) -> list[User]:
+    """Every user, read in a transaction of its own (an open one would block the app on SQLite)."""
+    with db_session.begin():
+        return list(db_session.scalars(select(User).order_by(User.username)))
+
+
+def make_user(db_session, username: str, role: str, password: str = PASSWORD, **kwargs) -> User:
+    return add_user(db_session, username, password, role, **kwargs)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def test_a_new_user_can_authenticate_with_their_password(db_session, clock):
+    added = add_user(db_session, "Alex.Smith", PASSWORD, "manager", display_name="Alex Smith", now=clock.now)
+    user = authenticate(db_session, "alex.smith", PASSWORD)
+    assert user is not None and user.id == added.id
+    assert (user.username, user.role, user.display_name, user.active) == ("alex.smith", "manager", "Alex Smith", True)
+    assert user.created_at == clock.now and user.created_at.tzinfo == timezone.utc
+
+
+def test_the_password_is_stored_only_as_a_scrypt_hash(db_session):
+    add_user(db_session, "sam", PASSWORD, "agent")
+    stored = stored_users(db_session)[0].password_hash
+    assert stored.startswith("scrypt:") and PASSWORD not in stored
+
+
+def test_a_wrong_password_does_not_authenticate(db_session):
+    add_user(db_session, "sam", PASSWORD, "agent")
+    assert authenticate(db_session, "sam", PASSWORD + "x") is None
+    assert authenticate(db_session, "sam", "") is None
+
+
+def test_an_unknown_username_does_not_authenticate(db_session):
+    assert authenticate(db_session, "nobody", PASSWORD) is None
+
+
+def test_a_username_already_taken_is_refused_whatever_its_case(db_session):
+    add_user(db_session, "sam", PASSWORD, "agent")
+    with pytest.raises(UserError, match="already taken"):
+        add_user(db_session, "SAM", PASSWORD, "manager")
+    assert [(user.username, user.role) for user in stored_users(db_session)] == [("sam", "agent")]
+
+
+def test_a_password_shorter_than_twelve_characters_is_refused(db_session):
+    with pytest.raises(UserError, match="at least 12 characters"):
+        add_user(db_session, "sam", "elevenchars", "agent")
+    assert stored_users(db_session) == []
+
+
+def test_an_unknown_role_is_refused(db_session):
+    with pytest.raises(UserError, match="role 'boss' does not exist"):
+        add_user(db_session, "sam", PASSWORD, "boss")
+
+
+@pytest.mark.parametrize("username", ["ab", "sam smith", "sam@example.org", "x" * 65, "émile"])
+def test_a_username_breaking_the_rules_is_refused(db_session, username):
+    with pytest.raises(UserError, match="is not allowed"):
+        add_user(db_session, username, PASSWORD, "agent")
+
+
+def test_a_deactivated_user_cannot_authenticate(db_session):
+    add_user(db_session, "sam", PASSWORD, "agent")
+    deactivate(db_session, "sam")
+    assert authenticate(db_session, "sam", PASSWORD) is None
+
+
+def test_after_a_password_change_only_the_new_password_works(db_session):
+    add_user(db_session, "sam", PASSWORD, "agent")
+    set_password(db_session, "sam", "a brand new passphrase")
+    assert authenticate(db_session, "sam", PASSWORD) is None
+    assert authenticate(db_session, "sam", "a brand new passphrase") is not None
+
+
+def test_changing_the_password_of_an_unknown_user_says_there_is_no_such_user(db_session):
+    with pytest.raises(UserError, match="there is no user 'nobody'"):
+        set_password(db_session, "nobody", "a brand new passphrase")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def run_cli(url: str, *args: str, password: str | None = PASSWORD, stdin: str | None = None):
+    env = {"DATABASE_URL": url, "HELPDESK_PASSWORD": password or ""}
+    return CliRunner().invoke(helpdesk_cli, ["users", *args], env=env, input=stdin)
+
+
+def test_users_add_takes_the_password_from_helpdesk_password_and_stores_only_a_hash(migrated_url, db_session):
+    result = run_cli(migrated_url, "add", "alex", "--role", "manager", "--name", "Alex Smith")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "Added manager 'alex' (Alex Smith)."
+    [user] = stored_users(db_session)
+    assert user.username == "alex"
+    assert user.role == "manager" and user.display_name == "Alex Smith"
+    assert user.password_hash != PASSWORD and PASSWORD not in user.password_hash
+    assert authenticate(db_session, "alex", PASSWORD) is not None
+
+
+def test_users_add_asks_for_the_password_twice_when_helpdesk_password_is_not_set(migrated_url, db_session):
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=None,
+                     stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output  # the typed password is not echoed
+    assert authenticate(db_session, "alex", PASSWORD) is not None
+
+
+def test_users_add_with_a_username_already_taken_fails_with_a_message_and_no_traceback(migrated_url):
+    assert run_cli(migrated_url, "add", "alex", "--role", "agent").exit_code == 0
+    result = run_cli(migrated_url, "add", "alex", "--role", "manager")
+    assert result.exit_code != 0
+    assert "username 'alex' is already taken" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught error
+
+
+def test_users_add_with_a_short_password_fails_naming_the_problem(migrated_url, db_session):
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", password="short")
+    assert result.exit_code != 0
+    assert "password is too short" in result.output and "Traceback" not in result.output
+    assert stored_users(db_session) == []
+
+
+def test_users_add_with_an_unknown_role_fails_listing_the_roles(migrated_url):
+    result = run_cli(migrated_url, "add", "alex", "--role", "boss")
+    assert result.exit_code != 0
+    assert "boss" in result.output and "manager" in result.output and "Traceback" not in result.output
+
+
+def test_users_commands_on_a_database_not_migrated_say_to_run_db_upgrade(database_url):
+    result = run_cli(database_url, "list")
+    assert result.exit_code != 0
+    assert "helpdesk db upgrade" in result.output and "Traceback" not in result.output
+
+
+def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_session):
+    run_cli(migrated_url, "add", "alex", "--role", "manager", "--name", "Alex Smith")
+    run_cli(migrated_url, "add", "sam", "--role", "agent")
+    listing = run_cli(migrated_url, "list")
+    assert listing.exit_code == 0
+    lines = listing.output.splitlines()
+    assert lines[0].split() == ["alex", "manager", "active", "Alex", "Smith"]
+    assert lines[1].split() == ["sam", "agent", "active"]
+
+    result = run_cli(migrated_url, "deactivate", "sam")
+    assert result.exit_code == 0 and "Deactivated 'sam'" in result.output
+    assert run_cli(migrated_url, "list").output.splitlines()[1].split() == ["sam", "agent", "deactivated"]
+
+    result = run_cli(migrated_url, "set-password", "alex", password="another long passphrase")
+    assert result.exit_code == 0 and "Changed the password of 'alex'" in result.output
+    assert authenticate(db_session, "alex", "another long passphrase") is not None
+    assert authenticate(db_session, "alex", PASSWORD) is None
+
+
+def test_deactivating_an_unknown_user_fails_naming_the_user(migrated_url):
+    result = run_cli(migrated_url, "deactivate", "nobody")
+    assert result.exit_code != 0 and "there is no user 'nobody'" in result.output
+
+
+# --------------------------------------------------------------------------- signing in
+
+
+def test_the_sign_in_page_has_a_labelled_form_with_a_csrf_token(client):
+    response = client.get("/login")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<html lang="en-GB">' in page and 'href="#main"' in page
+    assert '<label for="username">Username</label>' in page and '<label for="password">Password</label>' in page
+    assert re.search(r'name="csrf_token"[^>]*value="[^"]+"', page)
+
+
+def test_signing_in_without_a_csrf_token_is_refused(client, db_session):
+    make_user(db_session, "alex", "manager")
+    response = client.post("/login", data={"username": "alex", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert client.get("/calls").status_code == 302  # still not signed in
+
+
+def test_signing_in_with_a_forged_csrf_token_is_refused(client, db_session):
+    make_user(db_session, "alex", "manager")
+    csrf_token(client)
+    response = client.post("/login", data={"csrf_token": "forged", "username": "alex", "password": PASSWORD})
+    assert response.status_code == 400
+    assert client.get("/calls").status_code == 302
+
+
+def test_a_manager_who_signs_in_is_sent_to_the_calls_page(client, db_session):
+    make_user(db_session, "alex", "manager", display_name="Alex Smith")
+    response = sign_in(client, "alex")
+    assert response.status_code == 302 and response.headers["Location"] == "/calls"
+    page = client.get("/calls").get_data(as_text=True)
+    assert "Signed in as <strong>Alex Smith</strong>" in page and "(Manager)" in page
+
+
+def test_the_session_cookie_is_httponly_samesite_and_secure_behind_https(client, db_session):
+    make_user(db_session, "alex", "manager")
+    response = sign_in(client, "alex")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+def test_a_wrong_password_shows_the_generic_message_and_does_not_sign_in(client, db_session):
+    make_user(db_session, "alex", "manager")
+    response = sign_in(client, "alex", "not the password")
+    assert response.status_code == 200
+    assert WRONG in response.get_data(as_text=True)
+    assert client.get("/calls").status_code == 302
+
+
+def test_an_unknown_username_gets_the_same_message_as_a_wrong_password(client):
+    response = sign_in(client, "nobody")
+    assert WRONG in response.get_data(as_text=True)
+    assert "nobody" not in response.get_data(as_text=True).split("<form")[0]
+
+
+def test_a_deactivated_user_cannot_sign_in(client, db_session):
+    make_user(db_session, "alex", "manager")
+    deactivate(db_session, "alex")
+    assert WRONG in sign_in(client, "alex").get_data(as_text=True)
+
+
+def test_an_empty_form_asks_for_the_username_and_password(client):
+    response = client.post("/login", data={"csrf_token": csrf_token(client)})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Enter your username." in page and "Enter your password." in page
+
+
+def test_an_agent_gets_403_with_a_plain_page_on_the_calls_page(client, db_session):
+    make_user(db_session, "sam", "agent")
+    sign_in(client, "sam")
+    response = client.get("/calls")
+    assert response.status_code == 403
+    assert "You cannot see this page" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+def test_auditors_and_admins_can_see_the_calls_page(client, db_session, role):
+    make_user(db_session, "pat", role)
+    sign_in(client, "pat")
+    assert client.get("/calls").status_code == 200
+
+
+def test_an_anonymous_visitor_to_the_calls_page_is_sent_to_sign_in_and_back(client, db_session):
+    response = client.get("/calls?day=2026-11-23")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=%2Fcalls%3Fday%3D2026-11-23")
+    make_user(db_session, "alex", "manager")
+    response = sign_in(client, "alex", next_path="/calls?day=2026-11-23")
+    assert response.headers["Location"] == "/calls?day=2026-11-23"
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["https://evil.example", "//evil.example/calls", "/\\evil.example", "javascript:alert(1)", "http:/evil.example",
+     "evil.example/calls"],
+)
+def test_next_pointing_off_this_site_is_not_followed(client, db_session, next_path):
+    make_user(db_session, "alex", "manager")
+    response = sign_in(client, "alex", next_path=next_path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/calls"
+
+
+def test_the_start_page_sends_each_person_to_their_page(client, db_session):
+    assert client.get("/").headers["Location"] == "/login"
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    assert client.get("/").headers["Location"] == "/calls"
+
+
+def test_signing_out_needs_a_post_with_a_csrf_token(client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    assert client.get("/logout").status_code == 405
+    assert client.post("/logout").status_code == 400
+    assert client.get("/calls").status_code == 200  # still signed in
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, "/calls")})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert client.get("/calls").status_code == 302
+
+
+def test_a_deactivated_user_is_signed_out_at_their_next_request(client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    deactivate(db_session, "alex")
+    assert client.get("/calls").status_code == 302
+
+
+def test_a_password_change_ends_sessions_signed_in_with_the_old_password(client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    set_password(db_session, "alex", "a brand new passphrase")
+    assert client.get("/calls").status_code == 302
+
+
+def test_the_twilio_webhooks_need_no_csrf_token(client):
+    response = post(client, "/twilio/voice/incoming", inbound(sid(1)))
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+
+
+def test_pages_are_not_cached_and_cannot_be_framed(client):
+    response = client.get("/login")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_csrf_protection_stays_on_for_forms_when_the_app_is_built_without_test_settings(migrated_url, settings):
+    app = create_app({"SECRET_KEY": "another-secret", "DATABASE_URL": migrated_url, "SETTINGS": settings,
+                      "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": BASE_URL})
+    try:
+        assert app.config["WTF_CSRF_ENABLED"] is True
+        response = app.test_client().post("/login", data={"username": "alex", "password": PASSWORD})
+        assert response.status_code == 400
+    finally:
+        app.extensions["helpdesk.db"].dispose()
