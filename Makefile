@@ -22,6 +22,7 @@ DEMO_USER ?= manager
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
 DEMO_ENV := .demo.env
+DEMO_CONFIG := config/demo.toml
 
 .PHONY: help demo test bench clean distclean install
 
@@ -59,7 +60,7 @@ $(DEMO_ENV):
 # app answers /readyz, and is stopped with the app.
 demo: $(INSTALL_STAMP) $(DEMO_ENV)
 	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
-	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)'; \
+	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)'; \
 	$(BIN)/helpdesk db upgrade; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager 2>&1); then \
 	  if grep -qi 'exist' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \

@@ -1,0 +1,53 @@
+"""The helpdesk command: migrations, configuration checks and start-up refusals."""
+from click.testing import CliRunner
+from sqlalchemy import inspect
+
+from helpdesk.cli import main
+from helpdesk.db import make_engine
+
+
+def test_db_upgrade_creates_the_schema_and_is_repeatable(database_url):
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["db", "upgrade"], env={"DATABASE_URL": database_url})
+        assert result.exit_code == 0, result.output
+        assert "up to date" in result.output
+    engine = make_engine(database_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"calls", "twilio_events", "enquiries", "reference_counters", "users"} <= tables
+    current = runner.invoke(main, ["db", "current"], env={"DATABASE_URL": database_url})
+    assert current.output.strip() == "0001"
+
+
+def test_check_config_names_the_file_and_key_of_a_mistake(tmp_path):
+    bad = tmp_path / "helpdesk.toml"
+    bad.write_text('[routing]\nmode = "broadcast"\n')
+    result = CliRunner().invoke(main, ["check-config", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}: routing.mode must be one of" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_refuses_to_start_without_its_secrets():
+    result = CliRunner().invoke(main, ["run"], env={"SECRET_KEY": "", "TWILIO_AUTH_TOKEN": "", "PUBLIC_BASE_URL": ""})
+    assert result.exit_code == 1
+    assert "set SECRET_KEY, TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL" in result.output
+
+
+def test_run_refuses_to_start_with_invalid_configuration(tmp_path):
+    bad = tmp_path / "helpdesk.toml"
+    bad.write_text('[hours]\nmonday = ["08:00-25:00"]\n')
+    env = {"SECRET_KEY": "k", "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example", "HELPDESK_CONFIG": str(bad),
+           "DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 1
+    assert f"{bad}: hours.monday has '08:00-25:00'" in result.output
+
+
+def test_db_upgrade_on_an_unreachable_database_says_so_without_a_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.exit_code == 1
+    assert "could not migrate the database" in result.output and "Traceback" not in result.output

@@ -1,0 +1,93 @@
+"""Configuration: the documented file is valid, and every mistake is named with key and file."""
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from helpdesk.config import ConfigError, Secrets, load_settings, parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_documented_configuration_file_is_valid():
+    settings = load_settings(ROOT / "config" / "helpdesk.toml")
+    assert settings.answer_target_seconds == 30.0
+    assert settings.opening_hours[0] == ((time(8), time(18)),)
+    assert 5 not in settings.opening_hours and 6 not in settings.opening_hours
+    assert settings.routing.mode == "dial" and settings.routing.answer_on_bridge
+    assert len(settings.version) == 12 and settings.source.endswith("helpdesk.toml")
+
+
+def test_a_split_day_and_a_closure_reach_the_calendar():
+    settings = parse_settings({
+        "hours": {"monday": ["08:00-12:30", "13:30-17:00"]},
+        "closures": [{"date": "2026-11-30", "reason": "Training"}, {"from": "2026-12-07T08:00", "to": "2026-12-07T10:00"}],
+    })
+    london = ZoneInfo("Europe/London")
+    assert settings.calendar.is_open(datetime(2026, 11, 23, 12, 0, tzinfo=london))
+    assert not settings.calendar.is_open(datetime(2026, 11, 23, 13, 0, tzinfo=london))
+    assert not settings.calendar.is_open(datetime(2026, 11, 30, 9, 0, tzinfo=london))
+    assert not settings.calendar.is_open(datetime(2026, 12, 7, 9, 0, tzinfo=london))
+    assert settings.calendar.is_open(datetime(2026, 12, 7, 10, 0, tzinfo=london))
+    assert settings.closures[0].end - settings.closures[0].start == timedelta(days=1)
+
+
+def test_a_day_open_until_midnight_is_written_24_00():
+    settings = parse_settings({"hours": {"sunday": ["00:00-24:00"]}})
+    assert settings.opening_hours[6][0][0] == time(0)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"hours": {"friday": ["9-17"]}}, "hours.friday has '9-17'"),
+    ({"hours": {"friday": ["17:00-09:00"]}}, "hours.friday has '17:00-09:00': the closing time must be after"),
+    ({"hours": {"monday": ["08:00-13:00", "12:00-17:00"]}}, "hours.monday has overlapping intervals"),
+    ({"hours": {"funday": ["08:00-17:00"]}}, "hours.funday is not a weekday"),
+    ({"hours": {"monday": "08:00-17:00"}}, "hours.monday must be a list"),
+    ({"helpdesk": {"nation": "wales"}}, "helpdesk.nation must be one of"),
+    ({"helpdesk": {"timezone": "Europe/Paris"}}, "helpdesk.timezone must be 'Europe/London'"),
+    ({"answer": {"ring_period_seconds": 0}}, "answer.ring_period_seconds must be between"),
+    ({"answer": {"max_rings": "ten"}}, "answer.max_rings must be a whole number"),
+    ({"answer": {"max_rings": True}}, "answer.max_rings must be a whole number"),
+    ({"routing": {"mode": "broadcast"}}, "routing.mode must be one of 'dial', 'queue'"),
+    ({"routing": {"dial_targets": ["07700 900123"]}}, "routing.dial_targets has '07700 900123'"),
+    ({"routing": {"dial_targets": []}}, "routing.dial_targets must name at least one target"),
+    ({"routing": {"dial_timeout_seconds": 1}}, "routing.dial_timeout_seconds must be between 5 and 600"),
+    ({"ivr": {"dwp_digit": "12"}}, "ivr.dwp_digit must be a single key"),
+    ({"ivr": {"dwp_digit": "2"}}, "ivr.customer_digit must differ"),
+    ({"callers": {"dwp_numbers": ["01234 567890"]}}, "callers.dwp_numbers has '01234 567890'"),
+    ({"closures": [{"date": "2026-02-30"}]}, "closures[1] has a date or time that cannot be read"),
+    ({"closures": [{"from": "2026-12-01T10:00"}]}, "closures[1] needs 'date', or both 'from' and 'to'"),
+    ({"closures": [{"from": "2026-12-01T10:00", "to": "2026-12-01T09:00"}]}, "closures[1]: 'to' must be after 'from'"),
+    ({"closures": [{"date": "2026-12-01", "why": "x"}]}, "closures[1] has unknown key 'why'"),
+    ({"answr": {}}, "unknown table or key 'answr'"),
+])
+def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
+    with pytest.raises(ConfigError) as error:
+        parse_settings(data, source="config/helpdesk.toml")
+    assert str(error.value).startswith("config/helpdesk.toml: ")
+    assert message in str(error.value)
+
+
+def test_a_missing_file_or_broken_toml_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_settings(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[hours\nmonday = 1")
+    with pytest.raises(ConfigError, match=r"broken.toml: not valid TOML"):
+        load_settings(broken)
+
+
+def test_the_version_changes_with_the_content(tmp_path):
+    one, two = tmp_path / "one.toml", tmp_path / "two.toml"
+    one.write_text('[answer]\nmax_rings = 10\n')
+    two.write_text('[answer]\nmax_rings = 9\n')
+    assert load_settings(one).version != load_settings(two).version
+    assert load_settings(one).version == load_settings(one).version
+
+
+def test_secrets_come_from_the_environment_with_no_default_secret():
+    secrets = Secrets.from_environ({"PUBLIC_BASE_URL": "https://desk.example.org/", "DATABASE_URL": ""})
+    assert secrets.public_base_url == "https://desk.example.org"
+    assert secrets.database_url == "sqlite:///helpdesk.db"
+    assert secrets.secret_key is None and secrets.twilio_auth_token is None
