@@ -103,10 +103,10 @@ def record_event(
             "params": json.dumps(list(params), ensure_ascii=False),
             "decision": decision,
         }).rowcount
-        if inserted and can_change_record(kind, flat, incoming_seen):
+        if not inserted:
+            log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
+        elif can_change_record(kind, flat, incoming_seen):
             _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now=received_at)
-        else:
-            log.info("duplicate %s webhook for call %s ignored", kind, call_sid)
     return bool(inserted)
 
 
