@@ -23,6 +23,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 DEFAULT_PATH = Path("config/helpdesk.toml")
 _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ConfigError(ValueError):
@@ -61,6 +62,34 @@ class Messages:
     queue_hold: str = "Thank you for waiting. You will be answered as soon as possible."
 
 
+@dataclass(frozen=True)
+class CallbackSettings:
+    # "business": only opening hours count towards the deadline; "elapsed": the wall clock.
+    clock: str = "business"
+    within_minutes: int = 180
+    warn_before_minutes: tuple[int, ...] = (30, 10)
+    # After an attempt that did not reach the caller, wait this long before the next one
+    # (the last value repeats), up to max_attempts in all.
+    retry_spacing_minutes: tuple[int, ...] = (30, 60)
+    max_attempts: int = 3
+    # Shown as "due soon" on the agents' page when this little time is left.
+    due_soon_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"  # starttls, ssl, none
+    from_address: str = ""
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    sweep_seconds: int = 60
+    lease_seconds: int = 120
+
+
 @dataclass(frozen=True, eq=False)
 class Settings:
     """The validated configuration. `version` identifies the file's content.
@@ -82,6 +111,10 @@ class Settings:
     voicemail_enabled: bool = True
     voicemail_max_length_seconds: int = 120
     messages: Messages = Messages()
+    callback: CallbackSettings = CallbackSettings()
+    supervisors: tuple[str, ...] = ()
+    smtp: SmtpSettings = SmtpSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     version: str = "defaults"
     source: str = "(built-in defaults)"
 
@@ -157,7 +190,7 @@ class _Reader:
 _KIND_WORDS = {"str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
-    "callback", "email", "scheduler", "supervisors",
+    "callback", "email", "scheduler", "supervisors", "smtp",
 }
 
 
@@ -216,6 +249,14 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             callers.fail("dwp_numbers", f"has {number!r}, which is not an E.164 number (+44...)")
     voicemail = _Reader(data, "voicemail", source)
     messages = _Reader(data, "messages", source)
+    callback = _parse_callback(_Reader(data, "callback", source))
+    supervisors = _Reader(data, "supervisors", source)
+    supervisor_emails = supervisors.strings("emails", ())
+    for address in supervisor_emails:
+        if not _EMAIL.match(address):
+            supervisors.fail("emails", f"has {address!r}, which is not an email address")
+    smtp = _Reader(data, "smtp", source)
+    scheduler = _Reader(data, "scheduler", source)
 
     return Settings(
         name=desk.get("name", str, "Help desk"),
@@ -250,8 +291,41 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             name: messages.get(name, str, getattr(Messages, name))
             for name in Messages.__dataclass_fields__
         }),
+        callback=callback,
+        supervisors=supervisor_emails,
+        smtp=SmtpSettings(
+            host=smtp.get("host", str, ""),
+            port=smtp.number("port", 587, 1, 65535, int),
+            security=smtp.choice("security", "starttls", ("starttls", "ssl", "none")),
+            from_address=smtp.get("from_address", str, ""),
+        ),
+        scheduler=SchedulerSettings(
+            sweep_seconds=scheduler.number("sweep_seconds", 60, 5, 3600, int),
+            lease_seconds=scheduler.number("lease_seconds", 120, 10, 7200, int),
+        ),
         version=version,
         source=source,
+    )
+
+
+def _parse_callback(reader: _Reader) -> CallbackSettings:
+    within = reader.number("within_minutes", 180, 1, 7 * 24 * 60, int)
+    warnings = reader.get("warn_before_minutes", list, [30, 10])
+    spacing = reader.get("retry_spacing_minutes", list, [30, 60])
+    for key, values in (("warn_before_minutes", warnings), ("retry_spacing_minutes", spacing)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            reader.fail(key, "must be a list of whole numbers of minutes above 0")
+    if any(lead >= within for lead in warnings):
+        reader.fail("warn_before_minutes", f"must all be less than callback.within_minutes ({within})")
+    if not spacing:
+        reader.fail("retry_spacing_minutes", "must have at least one value")
+    return CallbackSettings(
+        clock=reader.choice("clock", "business", ("business", "elapsed")),
+        within_minutes=within,
+        warn_before_minutes=tuple(sorted(set(warnings), reverse=True)),
+        retry_spacing_minutes=tuple(spacing),
+        max_attempts=reader.number("max_attempts", 3, 1, 20, int),
+        due_soon_minutes=reader.number("due_soon_minutes", 30, 1, within, int),
     )
 
 

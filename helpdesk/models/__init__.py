@@ -1,8 +1,9 @@
 """SQLAlchemy 2 models, one module per entity."""
 from helpdesk.models.base import Base, UTCDateTime
 from helpdesk.models.call import Call
+from helpdesk.models.callback import Callback, CallbackAttempt, CallbackNotice, SchedulerLease
 from helpdesk.models.enquiry import Enquiry, ReferenceCounter
 from helpdesk.models.event import TwilioEvent
 from helpdesk.models.user import User
 
-__all__ = ["Base", "UTCDateTime", "Call", "Enquiry", "ReferenceCounter", "TwilioEvent", "User"]
+__all__ = ["Base", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "User"]

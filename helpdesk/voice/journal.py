@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from callbacks.service import owe_for_missed_call
 from helpdesk.config import Settings
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
@@ -134,8 +135,12 @@ def _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, 
     del values["call_sid"]
     values.update(_id=call_id, config_version=settings.version)
     if enquiry_id is None:
-        values["enquiry_id"] = open_phone_enquiry(session, call_sid, record.arrived_at).id
+        enquiry_id = values["enquiry_id"] = open_phone_enquiry(session, call_sid, record.arrived_at).id
     connection.execute(sql["update_call"], values)
+    if record.ended_at is not None or record.outcome == "answered":
+        owe_for_missed_call(session, settings, call_sid=call_sid, enquiry_id=enquiry_id, outcome=record.outcome,
+                            caller_number=record.caller_number, caller_type=record.caller_type,
+                            arrived_at=record.arrived_at, now=now)
 
 
 def refresh_call(session: Session, settings: Settings, call_sid: str, now: datetime) -> None:

@@ -1,0 +1,134 @@
+"""The three-hour rule as pure functions: when a callback is due, and why.
+
+Nothing here imports Flask, SQLAlchemy, Twilio or APScheduler; `now` is always passed in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from helpdesk.calendar import BusinessCalendar
+
+LONDON = ZoneInfo("Europe/London")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    owed_from: datetime
+    due_at: datetime
+    clock: str
+    explanation: dict
+
+
+def callback_deadline(
+    owed_from: datetime, *, clock: str, within: timedelta, calendar: BusinessCalendar, config_version: str
+) -> Deadline:
+    """When a callback owed since `owed_from` is due, with the explanation kept beside it."""
+    if clock == "elapsed":
+        due_at = owed_from + within
+        counting_from = owed_from
+    elif clock == "business":
+        due_at = calendar.add_business_time(owed_from, within)
+        counting_from = calendar.next_opening(owed_from)
+    else:
+        raise ValueError(f"unknown callback clock {clock!r}")
+    crossed = calendar.crossings(owed_from, due_at)
+    explanation = {
+        "owed_from": _iso(owed_from),
+        "clock": clock,
+        "within_minutes": round(within.total_seconds() / 60),
+        "counting_from": _iso(counting_from),
+        "due_at": _iso(due_at),
+        "crossed": [
+            {"kind": c.kind, "start": _iso(c.start), "end": _iso(c.end), "description": c.description}
+            for c in crossed
+        ],
+        "config_version": config_version,
+    }
+    explanation["summary"] = explain(explanation)
+    return Deadline(owed_from=owed_from, due_at=due_at, clock=clock, explanation=explanation)
+
+
+def explain(explanation: dict) -> str:
+    """One plain sentence or two for an agent or an auditor."""
+    owed = _local(explanation["owed_from"])
+    due = _local(explanation["due_at"])
+    hours = _duration(timedelta(minutes=explanation["within_minutes"]))
+    if explanation["clock"] == "elapsed":
+        text = f"Owed from {_when(owed)}; due {hours} later, at {_when(due)}."
+    else:
+        text = f"Owed from {_when(owed)}; due after {hours} of opening time, at {_when(due)}."
+        counting = _local(explanation["counting_from"])
+        if counting != owed:
+            text += f" The help desk was closed, so the clock started at {_when(counting)}."
+    closed = [c["description"] for c in explanation["crossed"] if c["kind"] in ("bank_holiday", "closure", "dst_change")]
+    if closed:
+        text += " Crossed: " + "; ".join(dict.fromkeys(closed)) + "."
+    return text
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # "warning_30", "warning_10", ... or "breach"
+    due_at: datetime  # when it fell due
+
+
+def notices_due(
+    *,
+    due_at: datetime,
+    now: datetime,
+    first_attempt_at: datetime | None,
+    remaining: timedelta,
+    warn_before: tuple[int, ...],
+    already: set[str],
+) -> list[Notice]:
+    """The warnings and breach a sweep at `now` should record for one callback.
+
+    `remaining` is the time left before `due_at` on the callback's own clock (business time
+    for the business clock), so a warning fires while staff are there to act on it. An
+    attempt at or before `due_at` meets the rule: no more warnings, never a breach. A
+    sweep after `due_at` records the breach and no longer sends stale warnings.
+    """
+    if first_attempt_at is not None and first_attempt_at <= due_at:
+        return []
+    if now > due_at:
+        return [] if "breach" in already else [Notice("breach", due_at)]
+    if first_attempt_at is not None:
+        return []
+    notices = []
+    for lead in warn_before:
+        kind = f"warning_{lead}"
+        if kind not in already and remaining <= timedelta(minutes=lead):
+            notices.append(Notice(kind, now))
+    return notices
+
+
+def next_attempt_at(
+    attempted_at: datetime, attempts_made: int, *, spacing_minutes: tuple[int, ...], max_attempts: int
+) -> datetime | None:
+    """When to try again after an attempt that did not reach the caller, or None when done."""
+    if attempts_made >= max_attempts:
+        return None
+    spacing = spacing_minutes[min(attempts_made - 1, len(spacing_minutes) - 1)]
+    return attempted_at + timedelta(minutes=spacing)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(LONDON).isoformat()
+
+
+def _local(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(LONDON)
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%H:%M on %a %d %b %Y").replace(" 0", " ")
+
+
+def _duration(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = ([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []) + (
+        [f"{minutes} minute{'s' if minutes != 1 else ''}"] if minutes else [])
+    return " ".join(parts) or "0 minutes"

@@ -1,0 +1,202 @@
+"""Changes to callbacks. Each public function owns its transaction."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from callbacks.deadlines import callback_deadline, next_attempt_at
+from helpdesk.config import Settings
+from helpdesk.dbutil import insert_ignoring_conflicts
+from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
+from helpdesk.models.callback import CLOSING_OUTCOMES
+
+log = logging.getLogger(__name__)
+
+MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
+ATTEMPT_OUTCOMES = ("reached", "no_answer", "busy", "failed", "voicemail_left")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class CallbackError(ValueError):
+    """Something an agent asked for cannot be done; the message says why, plainly."""
+
+
+def owe_for_missed_call(session: Session, settings: Settings, *, call_sid: str, enquiry_id: int, outcome: str,
+                        caller_number: str | None, caller_type: str, arrived_at: datetime, now: datetime) -> None:
+    """Inside the journal's transaction: a missed call with a number is owed a callback, once.
+
+    If later events show the call was answered after all (callbacks arrive out of order),
+    an untouched automatic callback is withdrawn rather than left in the queue.
+    """
+    key = f"call:{call_sid}"
+    if outcome == "answered":
+        session.execute(
+            update(Callback)
+            .where(Callback.contact_key == key, Callback.reason != "not_concluded", Callback.status == "open",
+                   Callback.attempts_count == 0)
+            .values(status="closed", outcome="withdrawn", closed_at=now,
+                    note="Not owed: the call was answered (its events arrived out of order).")
+        )
+        return
+    if outcome not in MISSED_OUTCOMES or caller_number is None:
+        return
+    deadline = _deadline(settings, arrived_at)
+    session.execute(insert_ignoring_conflicts(session, Callback, {
+        "contact_key": key, "enquiry_id": enquiry_id, "call_sid": call_sid, "reason": outcome,
+        "caller_number": caller_number, "caller_type": caller_type, "owed_from": arrived_at,
+        "due_at": deadline.due_at, "clock": deadline.clock, "explanation": json.dumps(deadline.explanation),
+        "config_version": settings.version, "created_at": now, "status": "open", "attempts_count": 0, "note": "",
+    }))
+
+
+def _deadline(settings: Settings, owed_from: datetime):
+    return callback_deadline(owed_from, clock=settings.callback.clock,
+                             within=timedelta(minutes=settings.callback.within_minutes),
+                             calendar=settings.calendar, config_version=settings.version)
+
+
+def record_not_concluded(session: Session, settings: Settings, *, call_sid: str, agent_id: int, now: datetime,
+                         note: str = "", number: str | None = None) -> Callback:
+    """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
+    with session.begin():
+        call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+        if call is None or call.enquiry_id is None:
+            raise CallbackError("There is no such call.")
+        number = (number or "").strip() or call.caller_number
+        if number is not None and not _E164.match(number):
+            raise CallbackError("Enter the number in international format, for example +447700900123.")
+        key = f"call:{call_sid}"
+        existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
+        if existing is not None:
+            raise CallbackError(f"A callback is already owed for this call ({existing.enquiry.reference}).")
+        deadline = _deadline(settings, call.arrived_at)
+        callback = Callback(
+            contact_key=key, enquiry_id=call.enquiry_id, call_sid=call_sid, reason="not_concluded",
+            caller_number=number, caller_type=call.caller_type, owed_from=call.arrived_at,
+            due_at=deadline.due_at, clock=deadline.clock, explanation=json.dumps(deadline.explanation),
+            config_version=settings.version, created_at=now, note=note.strip(), status="open", attempts_count=0,
+        )
+        session.add(callback)
+        session.get(Enquiry, call.enquiry_id).status = "callback_owed"
+    return callback
+
+
+def record_concluded(session: Session, *, call_sid: str, now: datetime) -> None:
+    """An agent says an answered call's enquiry was concluded on the call."""
+    with session.begin():
+        enquiry = session.scalars(select(Enquiry).where(Enquiry.call_sid == call_sid)).one_or_none()
+        if enquiry is None:
+            raise CallbackError("There is no such call.")
+        if enquiry.status == "callback_owed":
+            raise CallbackError("A callback is already owed for this enquiry.")
+        enquiry.status = "concluded"
+
+
+def claim(session: Session, callback_id: int, agent_id: int, now: datetime) -> None:
+    """Take a callback; only one agent can hold it, the second is told who has it."""
+    with session.begin():
+        taken = session.execute(
+            update(Callback)
+            .where(Callback.id == callback_id, Callback.status == "open",
+                   (Callback.claimed_by_id.is_(None)) | (Callback.claimed_by_id == agent_id))
+            .values(claimed_by_id=agent_id, claimed_at=now)
+        ).rowcount
+        if not taken:
+            callback = session.get(Callback, callback_id)
+            if callback is None or callback.status != "open":
+                raise CallbackError("This callback is no longer open.")
+            holder = callback.claimed_by.display_name or callback.claimed_by.username
+            raise CallbackError(f"{holder} has already claimed this callback.")
+
+
+def release(session: Session, callback_id: int, agent_id: int) -> None:
+    with session.begin():
+        released = session.execute(
+            update(Callback).where(Callback.id == callback_id, Callback.claimed_by_id == agent_id)
+            .values(claimed_by_id=None, claimed_at=None)
+        ).rowcount
+        if not released:
+            raise CallbackError("You have not claimed this callback.")
+
+
+def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
+    callback = session.get(Callback, callback_id, with_for_update=True)
+    if callback is None or callback.status != "open":
+        raise CallbackError("This callback is no longer open.")
+    if callback.claimed_by_id not in (None, agent_id):
+        raise CallbackError("Another agent has claimed this callback.")
+    return callback
+
+
+def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent_id: int, started_at: datetime,
+                source: str, outcome: str, now: datetime, call_sid: str | None = None, note: str = "") -> CallbackAttempt:
+    """Record an attempt: placed through Twilio (outcome "placing") or entered by the agent."""
+    if outcome not in ATTEMPT_OUTCOMES + ("placing",):
+        raise CallbackError("Choose what happened on the call.")
+    if started_at > now + timedelta(minutes=1):
+        raise CallbackError("An attempt cannot be in the future.")
+    with session.begin():
+        callback = _open_for(session, callback_id, agent_id)
+        if started_at < callback.owed_from:
+            raise CallbackError("An attempt cannot be before the callback was owed.")
+        attempt = CallbackAttempt(callback_id=callback.id, started_at=started_at, source=source, call_sid=call_sid,
+                                  agent_id=agent_id, outcome=outcome, note=note.strip())
+        session.add(attempt)
+        callback.attempts_count += 1
+        callback.claimed_by_id = callback.claimed_by_id or agent_id
+        if callback.first_attempt_at is None or started_at < callback.first_attempt_at:
+            callback.first_attempt_at = started_at
+        _judge(callback)
+        if outcome != "placing":
+            _after_outcome(callback, settings, attempt, now)
+    return attempt
+
+
+def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outcome: str, now: datetime,
+                   answered_at: datetime | None = None) -> None:
+    """A Twilio-placed attempt ended (from its status callbacks)."""
+    with session.begin():
+        attempt = session.scalars(select(CallbackAttempt).where(CallbackAttempt.call_sid == call_sid)).one_or_none()
+        if attempt is None or attempt.outcome != "placing":
+            return
+        attempt.outcome, attempt.ended_at, attempt.answered_at = outcome, now, answered_at
+        callback = session.get(Callback, attempt.callback_id, with_for_update=True)
+        if callback.status == "open":
+            _after_outcome(callback, settings, attempt, now)
+
+
+def _judge(callback: Callback) -> None:
+    if callback.sla_result is None and callback.first_attempt_at is not None:
+        callback.sla_result = "met" if callback.first_attempt_at <= callback.due_at else None
+
+
+def _after_outcome(callback: Callback, settings: Settings, attempt: CallbackAttempt, now: datetime) -> None:
+    if attempt.outcome == "reached":
+        callback.reached_at = callback.reached_at or (attempt.answered_at or attempt.started_at)
+        callback.next_attempt_at = None
+        return
+    callback.next_attempt_at = next_attempt_at(
+        attempt.started_at, callback.attempts_count,
+        spacing_minutes=settings.callback.retry_spacing_minutes, max_attempts=settings.callback.max_attempts)
+    if callback.next_attempt_at is None:
+        callback.status, callback.outcome, callback.closed_at = "closed", "unreachable", now
+        callback.closed_by_id = attempt.agent_id
+
+
+def close(session: Session, *, callback_id: int, agent_id: int, outcome: str, now: datetime, note: str = "") -> None:
+    """Close a callback as resolved or withdrawn (unreachable is reached through attempts, or here)."""
+    if outcome not in CLOSING_OUTCOMES:
+        raise CallbackError("Choose resolved, unreachable or withdrawn.")
+    with session.begin():
+        callback = _open_for(session, callback_id, agent_id)
+        if outcome == "resolved" and callback.reached_at is None:
+            raise CallbackError("Record the attempt that reached the caller before closing as resolved.")
+        callback.status, callback.outcome, callback.closed_at, callback.closed_by_id = "closed", outcome, now, agent_id
+        if note.strip():
+            callback.note = (callback.note + "\n" if callback.note else "") + note.strip()
+        log.info("callback %s closed as %s", callback.id, outcome)

@@ -1,0 +1,88 @@
+"""The scheduler's sweep: each warning once, each breach once, whenever it runs."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from callbacks.deadlines import notices_due
+from helpdesk.config import Settings
+from helpdesk.dbutil import insert_ignoring_conflicts
+from helpdesk.models import Callback, CallbackNotice, SchedulerLease
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    recorded: list[tuple[int, str]] = field(default_factory=list)  # (callback id, kind)
+    retries_due: int = 0
+
+
+def remaining(settings: Settings, clock: str, now: datetime, due_at: datetime) -> timedelta:
+    if clock == "business":
+        return settings.calendar.business_time_between(now, due_at)
+    return max(due_at - now, timedelta(0))
+
+
+def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
+    """Record the warnings and breaches due at `now` for every open, undecided callback.
+
+    Safe to run twice or late: a notice is inserted at most once per callback and kind
+    (a unique constraint), and a late sweep records the breaches that happened meanwhile.
+    """
+    result = SweepResult()
+    leads = settings.callback.warn_before_minutes
+    with session.begin():
+        candidates = session.execute(
+            select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at)
+            .where(Callback.status == "open", Callback.sla_result.is_(None))
+        ).all()
+        sent: dict[int, set[str]] = {}
+        for callback_id, kind in session.execute(
+            select(CallbackNotice.callback_id, CallbackNotice.kind)
+            .join(Callback, Callback.id == CallbackNotice.callback_id)
+            .where(Callback.status == "open", Callback.sla_result.is_(None))
+        ):
+            sent.setdefault(callback_id, set()).add(kind)
+        for callback_id, due_at, clock, first_attempt_at in candidates:
+            for notice in notices_due(due_at=due_at, now=now, first_attempt_at=first_attempt_at,
+                                      remaining=remaining(settings, clock, now, due_at), warn_before=leads,
+                                      already=sent.get(callback_id, set())):
+                inserted = session.execute(insert_ignoring_conflicts(session, CallbackNotice, {
+                    "callback_id": callback_id, "kind": notice.kind, "fell_due_at": notice.due_at, "recorded_at": now,
+                })).rowcount
+                if not inserted:
+                    continue
+                result.recorded.append((callback_id, notice.kind))
+                if notice.kind == "breach":
+                    session.execute(update(Callback).where(Callback.id == callback_id, Callback.sla_result.is_(None))
+                                    .values(sla_result="breached", breached_at=due_at))
+        result.retries_due = len(session.execute(
+            select(Callback.id).where(Callback.status == "open", Callback.next_attempt_at <= now)).all())
+    if result.recorded:
+        log.info("sweep recorded %d notices", len(result.recorded))
+    return result
+
+
+def acquire_lease(session: Session, name: str, holder: str, now: datetime, seconds: int) -> bool:
+    """Take or renew the lease `name` for `holder`; False while another holder's lease runs."""
+    expires = now + timedelta(seconds=seconds)
+    with session.begin():
+        if session.execute(insert_ignoring_conflicts(
+                session, SchedulerLease, {"name": name, "holder": holder, "expires_at": expires})).rowcount:
+            return True
+        return bool(session.execute(
+            update(SchedulerLease)
+            .where(SchedulerLease.name == name, (SchedulerLease.holder == holder) | (SchedulerLease.expires_at < now))
+            .values(holder=holder, expires_at=expires)
+        ).rowcount)
+
+
+def release_lease(session: Session, name: str, holder: str) -> None:
+    with session.begin():
+        session.execute(update(SchedulerLease).where(SchedulerLease.name == name, SchedulerLease.holder == holder)
+                        .values(expires_at=datetime(1970, 1, 1).astimezone()))

@@ -1,0 +1,101 @@
+"""Owed callbacks, their attempts, the warnings and breaches recorded for them, and leases."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from helpdesk.models.base import Base, UTCDateTime
+
+# Why a callback is owed.
+REASONS = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed", "not_concluded")
+# How a callback was closed.
+CLOSING_OUTCOMES = ("resolved", "unreachable", "withdrawn")
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_status_due_at", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # One callback per contact: "call:<CallSid>" (later "email:<Message-ID>").
+    contact_key: Mapped[str] = mapped_column(String(300), unique=True)
+    enquiry_id: Mapped[int] = mapped_column(ForeignKey("enquiries.id"))
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))
+    # None when the caller withheld their number: owed, but it cannot be dialled.
+    caller_number: Mapped[str | None] = mapped_column(String(32))
+    caller_type: Mapped[str] = mapped_column(String(16), default="unknown")
+    owed_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    clock: Mapped[str] = mapped_column(String(8))
+    # JSON: start, clock, what the deadline crossed (closures, holidays, DST), summary.
+    explanation: Mapped[str] = mapped_column(Text)
+    config_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # open or closed
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # met (first attempt at or before due_at) or breached; None while still undecided.
+    sla_result: Mapped[str | None] = mapped_column(String(8))
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    enquiry = relationship("Enquiry")
+    claimed_by = relationship("User", foreign_keys=[claimed_by_id])
+    attempts = relationship("CallbackAttempt", order_by="CallbackAttempt.started_at", back_populates="callback")
+
+
+class CallbackAttempt(Base):
+    """An outbound call to the caller: placed through Twilio or entered by an agent."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callbacks.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(8))  # twilio, manual
+    call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # placing (Twilio call under way), reached, no_answer, busy, failed, voicemail_left
+    outcome: Mapped[str] = mapped_column(String(16))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    callback = relationship("Callback", back_populates="attempts")
+    agent = relationship("User")
+
+
+class CallbackNotice(Base):
+    """A warning or a breach, recorded exactly once per callback and kind."""
+
+    __tablename__ = "callback_notices"
+    __table_args__ = (UniqueConstraint("callback_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callbacks.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # warning_30, warning_10, breach
+    fell_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class SchedulerLease(Base):
+    """Which scheduler may run a job until when, so two never do the same work."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
