@@ -5,6 +5,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import time
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -20,7 +21,8 @@ def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "factory": QueuedSQLiteConnection}, **kwargs)
+        connect_args = {"timeout": 30, "factory": QueuedSQLiteConnection, **kwargs.pop("connect_args", {})}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front
         # instead, so a read-then-write transaction cannot be overtaken by another writer.
@@ -38,8 +40,9 @@ class QueuedSQLiteConnection(sqlite3.Connection):
     as the lock is released after COMMIT or ROLLBACK.
     """
 
-    def __init__(self, database, *args, **kwargs):
-        super().__init__(database, *args, **kwargs)
+    def __init__(self, database, *args, timeout: float = 5.0, **kwargs):
+        super().__init__(database, *args, timeout=timeout, **kwargs)
+        self._timeout = timeout
         name = os.fspath(database)
         in_memory = name in ("", ":memory:") or name.startswith("file:")
         self._lock_path = None if in_memory else name + ".lock"
@@ -50,13 +53,28 @@ class QueuedSQLiteConnection(sqlite3.Connection):
         if self._lock_path is not None:
             if self._lock_fd is None:
                 self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._wait_for_lock()
             self._locked = True
         try:
             self.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._release()
             raise
+
+    def _wait_for_lock(self) -> None:
+        # Bounded like SQLite's own busy timeout, so a stuck transaction elsewhere gives
+        # "database is locked" instead of a hang; short sleeps keep the hand-over quick.
+        deadline = time.monotonic() + self._timeout
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def _release(self) -> None:
         if self._locked:

@@ -1,0 +1,180 @@
+"""Callbacks owed for missed calls and recorded by agents, on a real database."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from threading import Barrier, Thread
+
+import pytest
+from sqlalchemy import func, select
+
+from callbacks import service
+from callbacks.service import CallbackError
+from helpdesk.models import Callback, CallbackAttempt, Enquiry
+from helpdesk.users import add_user
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+
+def callbacks(session) -> list[Callback]:
+    """Read, then end the read transaction so the app can write (SQLite has one writer)."""
+    session.expire_all()
+    rows = list(session.scalars(select(Callback).order_by(Callback.id)))
+    session.expunge_all()
+    session.rollback()
+    return rows
+
+
+def miss_a_call(client, clock, n: int, caller="+447700900123", wait=40):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(n), caller=caller))
+    clock.advance(wait)
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(n), "DialCallStatus": "canceled"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=wait))})
+    return arrived
+
+
+def answer_a_call(client, clock, n: int):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(n)))
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(900 + n), "ParentCallSid": sid(n), "To": "client:agent-1",
+                                                "CallStatus": "in-progress", "Timestamp": stamp(arrived + timedelta(seconds=6))})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+
+
+@pytest.fixture
+def agents(app, db_session):
+    made = []
+    for name in ("alice", "bob"):
+        with app.extensions["helpdesk.db"].session() as session:
+            made.append(add_user(session, name, "a-long-enough-password", "agent", now=datetime.now(timezone.utc)).id)
+    return made
+
+
+def test_a_missed_call_with_a_number_is_owed_one_callback_due_three_hours_later(client, db_session, clock):
+    arrived = miss_a_call(client, clock, 1)
+    [callback] = callbacks(db_session)
+    assert (callback.reason, callback.status, callback.caller_number) == ("abandoned", "open", "+447700900123")
+    assert callback.owed_from == arrived and callback.due_at == arrived + timedelta(hours=3)
+    explanation = json.loads(callback.explanation)
+    assert explanation["clock"] == "business" and explanation["config_version"]
+    # The same events again (redelivered) do not owe a second callback.
+    miss_a_call(client, clock, 1)
+    assert len(callbacks(db_session)) == 1
+
+
+def test_a_withheld_caller_is_not_owed_an_automatic_callback(client, db_session, clock):
+    miss_a_call(client, clock, 2, caller="anonymous")
+    assert callbacks(db_session) == []
+
+
+def test_an_answered_call_owes_nothing_until_an_agent_says_it_was_not_concluded(app, client, db_session, clock, settings, agents):
+    answer_a_call(client, clock, 3)
+    assert callbacks(db_session) == []
+    with app.extensions["helpdesk.db"].session() as session:
+        service.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now,
+                                     note="Needs the grant team")
+    [callback] = callbacks(db_session)
+    assert (callback.reason, callback.note) == ("not_concluded", "Needs the grant team")
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="already owed"):
+        service.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now)
+
+
+def test_a_callback_made_from_out_of_order_events_is_withdrawn_when_the_answer_arrives(client, db_session, clock):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(4)))
+    post(client, "/twilio/voice/status", {"CallSid": sid(4), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+    assert [c.status for c in callbacks(db_session)] == ["open"]
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(904), "ParentCallSid": sid(4), "CallStatus": "in-progress",
+                                                "Timestamp": stamp(arrived + timedelta(seconds=8))})
+    [callback] = callbacks(db_session)
+    assert (callback.status, callback.outcome) == ("closed", "withdrawn")
+
+
+def test_two_agents_claiming_at_once_give_one_winner_and_a_clear_refusal(app, client, db_session, clock, agents):
+    miss_a_call(client, clock, 5)
+    [callback] = callbacks(db_session)
+    barrier, results = Barrier(2), {}
+
+    def take(agent_id):
+        with app.extensions["helpdesk.db"].session() as session:
+            barrier.wait()
+            try:
+                service.claim(session, callback.id, agent_id, clock.now)
+                results[agent_id] = "won"
+            except CallbackError as error:
+                results[agent_id] = str(error)
+
+    threads = [Thread(target=take, args=(agent,)) for agent in agents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values())[-1] == "won"
+    refusal = [r for r in results.values() if r != "won"]
+    assert len(refusal) == 1 and refusal[0].endswith("has already claimed this callback.")
+
+
+def test_a_first_attempt_before_the_deadline_meets_the_rule_and_a_miss_schedules_a_retry(app, client, db_session, clock,
+                                                                                         settings, agents):
+    arrived = miss_a_call(client, clock, 6)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=arrived + timedelta(hours=2), outcome="no_answer", now=clock.now + timedelta(hours=2))
+    [callback] = callbacks(db_session)
+    assert callback.sla_result == "met" and callback.reached_at is None
+    assert callback.next_attempt_at == arrived + timedelta(hours=2, minutes=30)
+    assert callback.claimed_by_id == agents[0]
+
+
+def test_three_unanswered_attempts_close_the_callback_as_unreachable(app, client, db_session, clock, settings, agents):
+    arrived = miss_a_call(client, clock, 7)
+    [callback] = callbacks(db_session)
+    for hours in (1, 2, 3):
+        with app.extensions["helpdesk.db"].session() as session:
+            service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                                started_at=arrived + timedelta(hours=hours), outcome="busy", now=arrived + timedelta(hours=4))
+    [callback] = callbacks(db_session)
+    assert (callback.status, callback.outcome, callback.attempts_count) == ("closed", "unreachable", 3)
+    assert db_session.scalar(select(func.count()).select_from(CallbackAttempt)) == 3
+    db_session.rollback()
+
+
+def test_resolving_needs_an_attempt_that_reached_the_caller(app, client, db_session, clock, settings, agents):
+    arrived = miss_a_call(client, clock, 8)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="reached the caller"):
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="resolved", now=clock.now)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=arrived + timedelta(minutes=20), outcome="reached", now=clock.now + timedelta(hours=1))
+    with app.extensions["helpdesk.db"].session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="resolved", now=clock.now,
+                      note="Explained the grant")
+    [callback] = callbacks(db_session)
+    assert (callback.status, callback.outcome, callback.reached_at) == ("closed", "resolved", arrived + timedelta(minutes=20))
+
+
+@pytest.mark.parametrize("started, message", [
+    (timedelta(hours=-1), "before the callback was owed"),
+    (timedelta(hours=30), "cannot be in the future"),
+])
+def test_an_impossible_attempt_time_is_refused(app, client, db_session, clock, settings, agents, started, message):
+    arrived = miss_a_call(client, clock, 9)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match=message):
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=arrived + started, outcome="busy", now=clock.now)
+    assert callbacks(db_session)[0].attempts_count == 0
+
+
+def test_concluding_an_answered_call_marks_its_enquiry(app, client, db_session, clock):
+    answer_a_call(client, clock, 10)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.record_concluded(session, call_sid=sid(10), now=clock.now)
+    db_session.expire_all()
+    assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(10))) == "concluded"
+    db_session.rollback()

@@ -1,0 +1,136 @@
+"""The three-hour rule: when a callback is due, why, and what the sweep records."""
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callbacks.deadlines import callback_deadline, next_attempt_at, notices_due
+from helpdesk.calendar import BusinessCalendar, Closure
+
+LONDON = ZoneInfo("Europe/London")
+THREE_HOURS = timedelta(hours=3)
+# Monday to Friday, 09:00 to 17:00, England and Wales.
+CALENDAR = BusinessCalendar({day: [(time(9), time(17))] for day in range(5)})
+
+
+def local(*args) -> datetime:
+    return datetime(*args, tzinfo=LONDON)
+
+
+def due(start: datetime, clock: str = "business", calendar: BusinessCalendar = CALENDAR) -> datetime:
+    deadline = callback_deadline(start, clock=clock, within=THREE_HOURS, calendar=calendar, config_version="v7")
+    return deadline.due_at.astimezone(LONDON)
+
+
+def test_a_call_at_1630_on_a_day_closing_at_1700_is_due_at_1130_the_next_working_day():
+    assert due(local(2026, 11, 24, 16, 30)) == local(2026, 11, 25, 11, 30)
+
+
+def test_a_call_at_1000_is_due_at_1300_the_same_day():
+    assert due(local(2026, 11, 24, 10, 0)) == local(2026, 11, 24, 13, 0)
+
+
+def test_friday_afternoon_is_due_on_monday_morning():
+    assert due(local(2026, 11, 27, 15, 0)) == local(2026, 11, 30, 10, 0)
+
+
+def test_a_bank_holiday_monday_is_skipped():
+    # Friday 22 May 2026, then the Spring bank holiday on Monday 25 May.
+    assert due(local(2026, 5, 22, 16, 0)) == local(2026, 5, 26, 11, 0)
+
+
+def test_the_spring_clock_change_neither_adds_nor_loses_an_hour():
+    # Friday 27 March 2026 16:00 GMT; clocks go forward on Sunday 29 March.
+    result = due(local(2026, 3, 27, 16, 0))
+    assert result == local(2026, 3, 30, 11, 0)
+    assert result.utcoffset() == timedelta(hours=1)
+
+
+def test_the_autumn_clock_change_neither_adds_nor_loses_an_hour():
+    # Friday 23 October 2026 16:00 BST; clocks go back on Sunday 25 October.
+    result = due(local(2026, 10, 23, 16, 0))
+    assert result == local(2026, 10, 26, 11, 0)
+    assert result.utcoffset() == timedelta(0)
+
+
+def test_an_out_of_hours_call_starts_counting_at_the_next_opening():
+    assert due(local(2026, 11, 24, 20, 15)) == local(2026, 11, 25, 12, 0)
+    assert due(local(2026, 11, 28, 11, 0)) == local(2026, 11, 30, 12, 0)  # a Saturday
+
+
+def test_the_elapsed_clock_counts_the_wall_clock():
+    assert due(local(2026, 11, 24, 16, 30), clock="elapsed") == local(2026, 11, 24, 19, 30)
+    # Across the autumn change: three real hours, whatever the wall clock says.
+    start = local(2026, 10, 25, 0, 30)
+    assert due(start, clock="elapsed") - start == THREE_HOURS
+
+
+def test_a_closure_pushes_the_deadline_and_is_explained():
+    closed = Closure(local(2026, 11, 25, 9, 0), local(2026, 11, 25, 13, 0), reason="Staff training")
+    calendar = BusinessCalendar({day: [(time(9), time(17))] for day in range(5)}, closures=[closed])
+    deadline = callback_deadline(local(2026, 11, 24, 16, 30), clock="business", within=THREE_HOURS,
+                                 calendar=calendar, config_version="v7")
+    assert deadline.due_at.astimezone(LONDON) == local(2026, 11, 25, 15, 30)
+    assert "Staff training" in deadline.explanation["summary"]
+
+
+def test_the_explanation_keeps_start_clock_crossings_and_configuration_version():
+    deadline = callback_deadline(local(2026, 12, 24, 16, 30), clock="business", within=THREE_HOURS,
+                                 calendar=CALENDAR, config_version="v7")
+    explanation = deadline.explanation
+    assert explanation["owed_from"] == "2026-12-24T16:30:00+00:00"
+    assert explanation["clock"] == "business" and explanation["within_minutes"] == 180
+    assert explanation["config_version"] == "v7"
+    kinds = [c["kind"] for c in explanation["crossed"]]
+    assert kinds.count("bank_holiday") == 3 and "closed" in kinds
+    assert "Christmas Day" in explanation["summary"]
+    assert deadline.due_at.astimezone(LONDON) == local(2026, 12, 29, 11, 30)
+
+
+def test_an_unknown_clock_is_refused():
+    with pytest.raises(ValueError, match="unknown callback clock"):
+        callback_deadline(local(2026, 11, 24, 10), clock="lunar", within=THREE_HOURS, calendar=CALENDAR,
+                          config_version="v")
+
+
+DUE = datetime(2026, 11, 24, 13, 0, tzinfo=timezone.utc)
+
+
+def sweep_at(minutes_before_due, first_attempt_at=None, already=()):
+    now = DUE - timedelta(minutes=minutes_before_due)
+    notices = notices_due(due_at=DUE, now=now, first_attempt_at=first_attempt_at, remaining=max(DUE - now, timedelta(0)),
+                          warn_before=(30, 10), already=set(already))
+    return [n.kind for n in notices]
+
+
+def test_warnings_fall_due_at_their_lead_times_and_never_twice():
+    assert sweep_at(45) == []
+    assert sweep_at(30) == ["warning_30"]
+    assert sweep_at(20, already={"warning_30"}) == []
+    assert sweep_at(10, already={"warning_30"}) == ["warning_10"]
+
+
+def test_a_sweep_that_missed_both_warnings_sends_both_before_the_deadline():
+    assert sweep_at(5) == ["warning_30", "warning_10"]
+
+
+def test_a_late_sweep_records_the_breach_and_no_stale_warnings():
+    assert sweep_at(-300) == ["breach"]
+    assert sweep_at(-301, already={"breach"}) == []
+
+
+def test_an_attempt_at_the_deadline_meets_the_rule_and_stops_all_notices():
+    assert sweep_at(-60, first_attempt_at=DUE) == []
+    assert sweep_at(5, first_attempt_at=DUE - timedelta(minutes=6)) == []
+
+
+def test_a_first_attempt_after_the_deadline_is_still_a_breach():
+    assert sweep_at(-60, first_attempt_at=DUE + timedelta(minutes=1)) == ["breach"]
+
+
+def test_retries_follow_the_spacing_and_stop_at_the_limit():
+    attempted = DUE
+    assert next_attempt_at(attempted, 1, spacing_minutes=(30, 60), max_attempts=3) == DUE + timedelta(minutes=30)
+    assert next_attempt_at(attempted, 2, spacing_minutes=(30, 60), max_attempts=3) == DUE + timedelta(minutes=60)
+    assert next_attempt_at(attempted, 3, spacing_minutes=(30, 60), max_attempts=3) is None
+    assert next_attempt_at(attempted, 4, spacing_minutes=(30,), max_attempts=9) == DUE + timedelta(minutes=30)
