@@ -7,7 +7,7 @@ import os
 import sqlite3
 import time
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,7 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front
         # instead, so a read-then-write transaction cannot be overtaken by another writer.
-        event.listen(engine, "begin", lambda conn: conn.connection.dbapi_connection.begin_immediate())
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -99,6 +99,14 @@ class QueuedSQLiteConnection(sqlite3.Connection):
             os.close(self._lock_fd)
             self._lock_fd = None
         super().close()
+
+
+def _begin_immediate(connection) -> None:
+    try:
+        connection.connection.dbapi_connection.begin_immediate()
+    except sqlite3.Error as error:
+        # Raised outside statement execution, so SQLAlchemy would not wrap it itself.
+        raise exc.OperationalError("BEGIN IMMEDIATE", None, error) from error
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
