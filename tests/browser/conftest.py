@@ -1,0 +1,222 @@
+"""Browser fixtures: the app under gunicorn, driven by a real headless Chromium (Playwright).
+
+Playwright is used only as a driver: the browser is Debian's `chromium` (`playwright install`
+is never needed). Locally a missing `chromium`, Playwright or axe-core skips the test with the
+reason; with `CI=true` it fails (see `servers.skip_or_fail`).
+
+* ``chromium_path`` (session): the Chromium program.
+* ``browser`` (package): one headless Chromium for all of ``tests/browser``.
+* ``page``: a fresh browser context (cookies, storage) per test, en-GB, Europe/London.
+* ``live_app`` (package): the app under gunicorn on a migrated SQLite database, open all hours,
+  with a manager and an agent (``live_app.manager``, ``live_app.agent``: ``.username``,
+  ``.password``) and ``SIMULATED_CALLS`` calls played by the simulator. Shared by every test in
+  ``tests/browser`` (started once, stopped when they are done): add data, never delete any;
+  ``live_app.add_user(...)`` adds another user.
+* ``sign_in``: ``sign_in(page, live_app.manager)`` signs in by filling the form (quick; not a
+  keyboard test) and returns the path the app sent the user to.
+
+Every test under ``tests/browser`` gets the ``browser`` marker (``-m "not browser"`` skips them).
+"""
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from servers import find_program, skip_or_fail
+
+HERE = Path(__file__).resolve().parent
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+CHROMIUM_FALLBACKS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+# We run as root in CI, hence --no-sandbox; the rest keep Chromium off the network and quiet.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEFAULT_TIMEOUT_MS = 10_000
+
+SIMULATED_CALLS = 12
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HERE in Path(str(item.path)).parents and not item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.browser)
+
+
+# --------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's `chromium` (or `chromium-browser`); skipped locally, failed under CI, if missing."""
+    for name in CHROMIUM_NAMES:
+        found = find_program(name)
+        if found:
+            return found
+    for candidate in CHROMIUM_FALLBACKS:
+        if Path(candidate).is_file():
+            return candidate
+    skip_or_fail("`chromium` not found on PATH or in /usr/bin; install the Debian package `chromium`")
+
+
+@pytest.fixture(scope="package")
+def browser(chromium_path):
+    """One headless Chromium for all of tests/browser, driven through Playwright's sync API."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the Python package `playwright` is not installed: pip install -e '.[test]'")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page in a new context (no cookies from other tests), British English, UK time."""
+    context = browser.new_context(locale="en-GB", timezone_id="Europe/London")
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    role: str
+    display_name: str = ""
+
+
+@dataclass
+class BrowserApp:
+    url: str
+    database_url: str
+    manager: Login
+    agent: Login
+    # Simulated calls per UK day they arrived on (all on one day unless the run crossed midnight).
+    calls_by_day: Counter = field(default_factory=Counter)
+    log_text: Callable[[], str] | None = None  # gunicorn's log so far
+
+    def at(self, path: str) -> str:
+        return self.url + path
+
+    @property
+    def calls_day(self) -> date:
+        """The UK day most simulated calls arrived on."""
+        return self.calls_by_day.most_common(1)[0][0]
+
+    def add_user(self, username: str, role: str, display_name: str = "") -> Login:
+        """Another user who can sign in at once, with a random password."""
+        from helpdesk.db import Database
+        from helpdesk.users import add_user
+
+        login = Login(username, secrets.token_urlsafe(16), role, display_name)
+        database = Database(self.database_url)
+        try:
+            with database.session() as session:
+                add_user(session, login.username, login.password, role, display_name)
+        finally:
+            database.dispose()
+        return login
+
+
+def _calls_by_day(database_url: str) -> Counter:
+    from sqlalchemy import select
+
+    from helpdesk.clock import local
+    from helpdesk.db import Database
+    from helpdesk.models import Call
+
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            arrivals = list(session.scalars(select(Call.arrived_at)))
+    finally:
+        database.dispose()
+    return Counter(local(moment).date() for moment in arrivals)
+
+
+@pytest.fixture(scope="package")
+def live_app(tmp_path_factory) -> Iterator[BrowserApp]:
+    """The app under gunicorn (SQLite, open all hours) with two users and simulated calls."""
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic
+    from helpdesk.users import add_user
+    from live import LiveApp
+    from tests.e2e.conftest import write_config
+
+    directory = tmp_path_factory.mktemp("browser-app")
+    database_url = f"sqlite:///{directory}/helpdesk.db"
+    upgrade(database_url)
+    manager = Login("morgan.manager", secrets.token_urlsafe(16), "manager", "Morgan Manager")
+    agent = Login("abi.agent", secrets.token_urlsafe(16), "agent", "Abi Agent")
+    database = Database(database_url)
+    try:
+        for login in (manager, agent):
+            with database.session() as session:
+                add_user(session, login.username, login.password, login.role, login.display_name)
+    finally:
+        database.dispose()
+
+    auth_token = secrets.token_hex(16)
+    env = {
+        "SECRET_KEY": secrets.token_hex(16),
+        "TWILIO_AUTH_TOKEN": auth_token,
+        "HELPDESK_CONFIG": write_config(directory / "helpdesk.toml", routing_mode="dial", ivr=True),
+    }
+    with LiveApp(database_url, env, workers=2, migrate=False) as live:
+        # Some answered within ten rings, some late, some abandoned or never answered.
+        profile = TrafficProfile(seed=20261124, answer_median=20, abandon_rate=0.2, no_answer_rate=0.1)
+        transport = RequestsTransport()
+        try:
+            simulator = Simulator(live.url, auth_token, transport=transport, speed=0)
+            result = run_traffic(simulator, profile, calls=SIMULATED_CALLS, rate_per_second=None, concurrency=4)
+        finally:
+            transport.close()
+        assert result.summary.errors == 0, [trace.errors for trace in result.traces if trace.errors]
+        yield BrowserApp(
+            url=live.url, database_url=database_url, manager=manager, agent=agent,
+            calls_by_day=_calls_by_day(database_url), log_text=live.log_text,
+        )
+    log = live.log_text()
+    assert "Traceback" not in log, f"the app logged an error during the browser tests:\n{log[-3000:]}"
+
+
+@pytest.fixture
+def sign_in(live_app):
+    """``sign_in(page, login)``: sign in through the form; returns the page's path afterwards."""
+    from urllib.parse import urlsplit
+
+    def signing_in(page, login: Login) -> str:
+        page.goto(live_app.at("/login"))
+        page.fill("#username", login.username)
+        page.fill("#password", login.password)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.locator(".account strong").count() == 1, f"{login.username} did not get signed in"
+        return urlsplit(page.url).path
+
+    return signing_in

@@ -1,0 +1,278 @@
+"""The sign-in and Calls pages in a real headless Chromium: keyboard use, focus, axe-core, escaping."""
+from __future__ import annotations
+
+import re
+from datetime import date
+from urllib.parse import urlsplit
+
+import pytest
+
+from helpdesk.pages.format import format_compliance
+from tests.browser import axe
+
+SCREENSHOT = "/tmp/calls-page.png"
+WRONG = "Username or password is wrong."
+MASKED = re.compile(r"^(•{8} [0-9]{3}|•{8}|Withheld)$")
+
+FOCUSED = """() => {
+    const e = document.activeElement;
+    if (!e || e === document.body || e === document.documentElement) return null;
+    const style = getComputedStyle(e);
+    return {
+        tag: e.tagName.toLowerCase(), id: e.id, classes: e.className || '',
+        text: (e.textContent || e.value || '').trim().replace(/\\s+/g, ' ').slice(0, 40),
+        outlineStyle: style.outlineStyle, outlineWidth: parseFloat(style.outlineWidth) || 0,
+        boxShadow: style.boxShadow, type: e.type || '', matchesFocus: e.matches(':focus'),
+        describe: e.outerHTML.slice(0, 120),
+    };
+}"""
+
+
+def path_of(page) -> str:
+    return urlsplit(page.url).path
+
+
+def focused(page) -> dict | None:
+    return page.evaluate(FOCUSED)
+
+
+def tab_to(page, element_id: str, limit: int = 10) -> list[str]:
+    """Press Tab until the element with `element_id` has focus; returns what focus passed through."""
+    passed = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        now = focused(page)
+        passed.append(now["id"] or now["describe"] if now else "(nothing)")
+        if now and now["id"] == element_id:
+            return passed
+    pytest.fail(f"Tab never reached #{element_id} in {limit} presses; focus went through {passed}")
+
+
+def day_figures(live_app, day: date) -> dict[str, int]:
+    """The day's calls counted straight from the stored rows, not through the page's query."""
+    from sqlalchemy import select
+
+    from helpdesk.clock import local
+    from helpdesk.db import Database
+    from helpdesk.models import Call
+
+    database = Database(live_app.database_url)
+    try:
+        with database.session() as session:
+            calls = [c for c in session.scalars(select(Call)) if local(c.arrived_at).date() == day]
+    finally:
+        database.dispose()
+    countable = [c for c in calls if c.countable]
+    return {
+        "offered": len(calls),
+        "countable": len(countable),
+        "met": sum(c.sla_result == "met" for c in countable),
+        "breached": sum(c.sla_result == "breached" for c in countable),
+    }
+
+
+def shown_figures(page) -> dict[str, str]:
+    terms = page.locator("dl.figures dt").all_text_contents()
+    values = page.locator("dl.figures dd").all_text_contents()
+    return {term.strip(): value.strip() for term, value in zip(terms, values)}
+
+
+# --------------------------------------------------------------------------- signing in
+
+
+def test_a_manager_signs_in_with_the_keyboard_alone_and_lands_on_the_calls_page_with_the_simulated_calls(
+        page, live_app):
+    page.goto(live_app.at("/login"))
+    tab_to(page, "username")
+    page.keyboard.type(live_app.manager.username)
+    page.keyboard.press("Tab")
+    assert focused(page)["id"] == "password", "Tab from the username should go to the password"
+    page.keyboard.type(live_app.manager.password)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    assert path_of(page) == "/calls"
+    assert page.locator("h1").text_content().startswith("Calls on ")
+    day = date.fromisoformat(page.input_value("#day"))
+    expected = day_figures(live_app, day)
+    assert expected["offered"] > 0, (
+        f"the page shows {day}, the simulated calls arrived on {dict(live_app.calls_by_day)} (run across midnight?)")
+    assert expected["offered"] == live_app.calls_by_day[day]
+
+    rows = page.locator("table.calls tbody tr")
+    assert rows.count() == expected["offered"]
+    callers = [text.strip() for text in page.locator("table.calls tbody tr td:nth-child(2) [aria-hidden], "
+                                                    "table.calls tbody tr td:nth-child(2):not(:has(span))")
+               .all_text_contents()]
+    assert len(callers) == expected["offered"]
+    assert all(MASKED.match(caller) for caller in callers), callers
+    assert "+44" not in page.locator("table.calls").text_content()
+
+    figures = shown_figures(page)
+    assert figures["Calls offered"] == str(expected["offered"])
+    assert figures["Countable"] == str(expected["countable"])
+    assert figures["Met"] == str(expected["met"])
+    assert figures["Breached"] == str(expected["breached"])
+    assert expected["countable"] > 0, "the simulated traffic should include countable calls"
+    assert figures["Compliance"] == format_compliance(expected["met"], expected["countable"])
+    assert re.fullmatch(r"[0-9]{1,3}\.[0-9]%", figures["Compliance"])
+
+    page.screenshot(path=SCREENSHOT, full_page=True)  # for a person to look at; not asserted
+
+
+def test_a_wrong_password_shows_the_generic_error_and_stays_on_the_sign_in_page(page, live_app):
+    page.goto(live_app.at("/login"))
+    page.fill("#username", live_app.manager.username)
+    page.fill("#password", live_app.manager.password + "-wrong")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+
+    assert path_of(page) == "/login"
+    summary = page.locator(".error-summary[role=alert]")
+    assert summary.is_visible()
+    assert summary.locator("li").all_text_contents() == [WRONG]
+    assert page.title().startswith("Error: ")
+    assert page.locator(".account").count() == 0, "nobody should be signed in"
+    # The same message for an unknown user: it does not tell which usernames exist.
+    page.fill("#username", "nobody-by-this-name")
+    page.fill("#password", "whatever-it-is-here")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.locator(".error-summary li").all_text_contents() == [WRONG]
+
+
+def test_an_agent_who_opens_the_calls_page_is_told_they_cannot_see_it(page, live_app, sign_in):
+    sign_in(page, live_app.agent)
+    response = page.goto(live_app.at("/calls"))
+    assert response.status == 403
+    assert page.locator("h1").text_content() == "You cannot see this page"
+    assert page.locator("table.calls").count() == 0
+
+
+# --------------------------------------------------------------------------- keyboard and focus
+
+
+@pytest.mark.parametrize("where", ["sign-in page", "calls page"])
+def test_the_skip_link_is_the_first_thing_tab_reaches_and_moves_focus_to_the_main_content(
+        page, live_app, sign_in, where):
+    if where == "calls page":
+        sign_in(page, live_app.manager)
+        page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    else:
+        page.goto(live_app.at("/login"))
+    assert focused(page) is None, "nothing should have focus before the first Tab"
+
+    page.keyboard.press("Tab")
+    first = focused(page)
+    assert first is not None and "skip-link" in first["classes"].split(), f"first Tab reached {first}"
+    assert first["text"] == "Skip to main content"
+    box = page.locator(".skip-link").bounding_box()
+    viewport = page.viewport_size
+    assert box and 0 <= box["x"] < viewport["width"] and 0 <= box["y"] < viewport["height"], (
+        f"the focused skip link should be on screen, it is at {box}")
+
+    page.keyboard.press("Enter")
+    now = focused(page)
+    assert now is not None and now["tag"] == "main" and now["id"] == "main", f"focus went to {now}"
+    assert page.url.endswith("#main")
+    # The next Tab continues from the main content, not from the top of the page.
+    page.keyboard.press("Tab")
+    after = page.evaluate("document.activeElement.closest('main') !== null")
+    assert after, f"Tab after the skip link left the main content: {focused(page)}"
+
+
+def _visible_focus(element: dict) -> bool:
+    outline = element["outlineStyle"] != "none" and element["outlineWidth"] > 0
+    shadow = element["boxShadow"] not in ("none", "")
+    return outline or shadow
+
+
+@pytest.mark.parametrize("where", ["sign-in page", "calls page"])
+def test_every_link_button_and_field_reached_with_tab_shows_a_visible_focus_indicator(
+        page, live_app, sign_in, where):
+    if where == "calls page":
+        sign_in(page, live_app.manager)
+        page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    else:
+        page.goto(live_app.at("/login"))
+
+    stops: list[dict] = []  # every Tab stop, in order (a date input has several)
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        element = focused(page)
+        if element is None or (stops and element["describe"] == stops[0]["describe"]):
+            break  # off the end of the page, or round again
+        stops.append(element)
+
+    tags = {stop["tag"] for stop in stops}
+    assert {"a", "button", "input"} <= tags, f"Tab reached only {[stop['describe'] for stop in stops]}"
+    if where == "calls page":
+        assert {"select", "div"} <= tags, "the filters and the scrollable table should be reached"
+    # Chromium's own calendar button inside <input type=date> is a Tab stop of its own; the page's
+    # CSS cannot reach it (the input then matches neither :focus nor :focus-visible) and Chromium
+    # draws its default ring round the icon. Reported, not judged here.
+    browser_drawn = [stop for stop in stops if not stop["matchesFocus"]]
+    assert all(stop["tag"] == "input" and stop["type"] == "date" for stop in browser_drawn), browser_drawn
+    invisible = [
+        f"{stop['describe']} (outline {stop['outlineStyle']} {stop['outlineWidth']}px, box-shadow {stop['boxShadow']})"
+        for stop in stops if stop["matchesFocus"] and not _visible_focus(stop)
+    ]
+    assert not invisible, "focus is not visible on:\n" + "\n".join(invisible)
+
+
+# --------------------------------------------------------------------------- axe-core
+
+
+def _check_with_axe(page, where: str) -> None:
+    found = axe.violations(page)
+    print(f"\naxe-core {axe.inject(page)} on {where}: {axe.describe(found)}")
+    serious = axe.blocking(found)
+    assert not serious, f"axe-core: serious or critical WCAG A/AA violations on {where}:\n{axe.describe(serious)}"
+
+
+def test_the_axe_check_reports_violations_planted_in_a_page(page):
+    """So that "no violations" below means axe-core ran its WCAG rules, not that it ran none."""
+    page.set_content(
+        '<!doctype html><html lang="en-GB"><head><title>Planted</title></head><body><main>'
+        '<h1>Planted</h1><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">'
+        '<p style="color:#aaaaaa;background:#ffffff">Too faint to read</p></main></body></html>'
+    )
+    found = {v["id"]: v["impact"] for v in axe.violations(page)}
+    assert found.get("image-alt") == "critical", found
+    assert found.get("color-contrast") == "serious", found
+    assert {"image-alt", "color-contrast"} <= {v["id"] for v in axe.blocking(axe.violations(page))}
+
+
+@pytest.mark.parametrize("state", ["empty", "after a wrong password"])
+def test_axe_core_finds_nothing_serious_or_critical_on_the_sign_in_page(page, live_app, state):
+    page.goto(live_app.at("/login"))
+    if state == "after a wrong password":
+        page.fill("#username", live_app.manager.username)
+        page.fill("#password", "not-the-password-at-all")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.locator(".error-summary").count() == 1
+    _check_with_axe(page, f"/login ({state})")
+
+
+def test_axe_core_finds_nothing_serious_or_critical_on_the_calls_page(page, live_app, sign_in):
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    assert page.locator("table.calls tbody tr").count() > 0, "the page should show the simulated calls"
+    _check_with_axe(page, "/calls")
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+PAYLOAD = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+
+
+def test_a_display_name_containing_markup_is_shown_as_text_and_never_run(page, live_app, sign_in):
+    """The display name is the one free text the Calls page shows (in the header)."""
+    login = live_app.add_user("xss.manager", "manager", display_name=PAYLOAD)
+    assert sign_in(page, login) == "/calls"
+
+    assert page.locator(".account strong").text_content() == PAYLOAD
+    assert page.locator("header script, header img").count() == 0
+    assert page.evaluate("typeof window.__xss") == "undefined"
