@@ -60,6 +60,14 @@ def check_password(password: str) -> None:
         raise UserError(f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
 
 
+def check_phone(phone: str | None) -> str | None:
+    """An agent's phone for "Call back now": a number in international format, or none."""
+    phone = (phone or "").strip() or None
+    if phone is not None and not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
+        raise UserError("the phone number must be in international format, for example +447700900123")
+    return phone
+
+
 def check_role(role: str) -> str:
     if role not in ROLES:
         raise UserError(f"role {role!r} does not exist: choose one of {', '.join(ROLES)}")
@@ -73,11 +81,13 @@ def add_user(
     role: str,
     display_name: str = "",
     now: datetime | None = None,
+    phone: str | None = None,
 ) -> User:
     """Add a user who can sign in at once. Owns the transaction."""
     name = check_username(username)
     check_password(password)
     check_role(role)
+    phone = check_phone(phone)
     display_name = (display_name or "").strip()
     if len(display_name) > 128:
         raise UserError("the display name is too long: use at most 128 characters")
@@ -86,6 +96,7 @@ def add_user(
         display_name=display_name,
         password_hash=generate_password_hash(password),
         role=role,
+        phone=phone,
         active=True,
         created_at=now or now_utc(),
     )
@@ -136,6 +147,16 @@ def set_password(session: Session, username: str, password: str) -> User:
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)
     log.info("password changed for user %s", user.username)
+    return user
+
+
+def set_phone(session: Session, username: str, phone: str | None) -> User:
+    """Set (or, with None, clear) the phone an agent's callbacks ring first."""
+    phone = check_phone(phone)
+    with session.begin():
+        user = _get(session, username)
+        user.phone = phone
+    log.info("phone changed for user %s", user.username)
     return user
 
 
@@ -212,7 +233,8 @@ def _new_password() -> str:
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
 @click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
-def add_command(username: str, role: str, display_name: str) -> None:
+@click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
+def add_command(username: str, role: str, display_name: str, phone: str) -> None:
     """Add a user who can sign in.
 
     The password comes from HELPDESK_PASSWORD, or is asked for twice.
@@ -220,11 +242,12 @@ def add_command(username: str, role: str, display_name: str) -> None:
     # Check the cheap things before asking for a password.
     try:
         check_username(username)
+        check_phone(phone)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     password = _new_password()
     with _session() as session:
-        user = add_user(session, username, password, role, display_name)
+        user = add_user(session, username, password, role, display_name, phone=phone)
     named = f" ({user.display_name})" if user.display_name else ""
     click.echo(f"Added {user.role} {user.username!r}{named}.")
 
@@ -249,6 +272,16 @@ def deactivate_command(username: str) -> None:
     with _session() as session:
         user = deactivate(session, username)
     click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
+
+
+@users_cli.command("set-phone")
+@click.argument("username")
+@click.argument("phone", required=False, default="")
+def set_phone_command(username: str, phone: str) -> None:
+    """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
+    with _session() as session:
+        user = set_phone(session, username, phone)
+    click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
 
 
 @users_cli.command("set-password")

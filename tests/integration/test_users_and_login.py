@@ -352,3 +352,29 @@ def test_csrf_protection_stays_on_for_forms_when_the_app_is_built_without_test_s
         assert response.status_code == 400
     finally:
         app.extensions["helpdesk.db"].dispose()
+
+
+def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_url):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": "a-long-enough-password"}
+    added = runner.invoke(main, ["users", "add", "dana", "--role", "agent", "--phone", "+447700900321"], env=env)
+    assert added.exit_code == 0, added.output
+    refused = runner.invoke(main, ["users", "set-phone", "dana", "07700 900321"], env=env)
+    assert refused.exit_code == 1 and "international format" in refused.output
+    changed = runner.invoke(main, ["users", "set-phone", "dana", "+447700900999"], env=env)
+    assert changed.exit_code == 0 and "+447700900999" in changed.output
+    from sqlalchemy import select
+
+    from helpdesk.db import Database
+    from helpdesk.models import User
+
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            assert session.scalar(select(User.phone).where(User.username == "dana")) == "+447700900999"
+    finally:
+        database.dispose()
