@@ -19,6 +19,8 @@ DEMO_PORT := 5000
 DEMO_URL := http://$(DEMO_HOST):$(DEMO_PORT)
 DEMO_DATABASE_URL := sqlite:///demo.db
 DEMO_USER ?= manager
+DEMO_AGENT ?= agent
+DEMO_AGENT_PHONE ?= +447700900100
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
 DEMO_ENV := .demo.env
@@ -50,6 +52,7 @@ $(DEMO_ENV):
 	  echo "TWILIO_ACCOUNT_SID=AC$$(hex 16)"; \
 	  echo "TWILIO_AUTH_TOKEN=$$(hex 16)"; \
 	  echo "DEMO_MANAGER_PASSWORD=$$(hex 12)"; \
+	  echo "DEMO_AGENT_PASSWORD=$$(hex 12)"; \
 	} > $@.tmp; \
 	mv $@.tmp $@
 	@echo "demo: wrote new demo secrets to $@"
@@ -66,6 +69,11 @@ demo: $(INSTALL_STAMP) $(DEMO_ENV)
 	  if grep -qi 'exist' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
+	if ! out=$$(HELPDESK_PASSWORD="$${DEMO_AGENT_PASSWORD:?remove $(DEMO_ENV) to make new demo secrets}" $(BIN)/helpdesk users add '$(DEMO_AGENT)' \
+	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' 2>&1); then \
+	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AGENT) already exists, keeping it"; \
+	  else echo "$$out" >&2; exit 1; fi; \
+	else echo "$$out"; fi; \
 	( ready=; \
 	  for _ in $$(seq 1 120); do \
 	    if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -76,7 +84,8 @@ demo: $(INSTALL_STAMP) $(DEMO_ENV)
 	  echo; \
 	  echo "================================================================"; \
 	  echo " Help-desk SLA monitor demo: $(DEMO_URL)/login"; \
-	  echo " manager login: $(DEMO_USER) / $$DEMO_MANAGER_PASSWORD"; \
+	  echo " manager login: $(DEMO_USER) / $$DEMO_MANAGER_PASSWORD   (Calls: /calls)"; \
+	  echo " agent login:   $(DEMO_AGENT) / $$DEMO_AGENT_PASSWORD   (Callback queue: /queue)"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s; Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
