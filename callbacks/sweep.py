@@ -37,20 +37,30 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     result = SweepResult()
     leads = settings.callback.warn_before_minutes
     with session.begin():
+        # Undecided callbacks that were still owed at their deadline: open ones, and closed
+        # ones closed after it (attempted late and closed between two sweeps, or while the
+        # scheduler was down, still breached).
+        undecided = (Callback.sla_result.is_(None)
+                     & ((Callback.status == "open") | (Callback.closed_at > Callback.due_at)))
         candidates = session.execute(
-            select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at)
-            .where(Callback.status == "open", Callback.sla_result.is_(None))
+            select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
+            .where(undecided)
         ).all()
         sent: dict[int, set[str]] = {}
         for callback_id, kind in session.execute(
             select(CallbackNotice.callback_id, CallbackNotice.kind)
             .join(Callback, Callback.id == CallbackNotice.callback_id)
-            .where(Callback.status == "open", Callback.sla_result.is_(None))
+            .where(undecided)
         ):
             sent.setdefault(callback_id, set()).add(kind)
-        for callback_id, due_at, clock, first_attempt_at in candidates:
+        desk_open = settings.calendar.is_open(now)
+        for callback_id, due_at, clock, first_attempt_at, status in candidates:
+            # Warnings go out while someone can act: an open callback, and on the business
+            # clock only while the desk is open (overnight the time left does not change).
+            warn = status == "open" and (clock != "business" or desk_open)
             for notice in notices_due(due_at=due_at, now=now, first_attempt_at=first_attempt_at,
-                                      remaining=remaining(settings, clock, now, due_at), warn_before=leads,
+                                      remaining=remaining(settings, clock, now, due_at),
+                                      warn_before=leads if warn else (),
                                       already=sent.get(callback_id, set())):
                 inserted = session.execute(insert_ignoring_conflicts(session, CallbackNotice, {
                     "callback_id": callback_id, "kind": notice.kind, "fell_due_at": notice.due_at, "recorded_at": now,

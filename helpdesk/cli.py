@@ -77,15 +77,92 @@ def build_app():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-def run(host: str, port: int, workers: int) -> None:
-    """Serve the app with gunicorn (the one-machine set-up)."""
+@click.option("--no-scheduler", is_flag=True,
+              help="Do not run the scheduler in this server (run `helpdesk scheduler` as its own process).")
+def run(host: str, port: int, workers: int, no_scheduler: bool) -> None:
+    """Serve the app with gunicorn (the one-machine set-up), with the scheduler in gunicorn's master."""
     missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
     if missing:
         raise click.ClickException(f"set {', '.join(missing)} in the environment first")
-    build_app()  # fail here, with a message, rather than in every worker
+    app = build_app()  # fail here, with a message, rather than in every worker
     from helpdesk.server import serve
 
-    serve(f"{host}:{port}", workers=workers)
+    serve(f"{host}:{port}", workers=workers, scheduler=None if no_scheduler else in_process_scheduler(app))
+
+
+# --------------------------------------------------------------------------- scheduler
+# The callback sweep and the supervisors' emails (callbacks/scheduler.py): in-process under
+# `helpdesk run` (started by gunicorn's master, see helpdesk/server.py), or its own process.
+
+
+def in_process_scheduler(app):
+    """A BackgroundScheduler for `run`; gunicorn's master starts it once it is ready."""
+    from callbacks.scheduler import build_scheduler
+
+    _quiet_apscheduler()
+    return build_scheduler(app, background=True)
+
+
+def _quiet_apscheduler() -> None:
+    # APScheduler logs every run at INFO; ours logs what a run did. Keep its detail for --verbose.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+
+
+@main.command("scheduler")
+@click.option("--once", is_flag=True, help="Run the sweep once and exit (to check the set-up, or from cron).")
+def scheduler_command(once: bool) -> None:
+    """Run the scheduler in the foreground: warnings, breaches and their emails. Ctrl-C stops it.
+
+    For deployments that serve the app with `helpdesk run --no-scheduler` or plain gunicorn.
+    Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail server asks.
+    """
+    import signal
+
+    from callbacks.scheduler import SweepJob, build_scheduler
+    from helpdesk.migrate import current
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    url = database_url()
+    try:
+        revision = current(url)
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
+    if revision is None:
+        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+    job = SweepJob.from_settings(settings, url)
+    if once:
+        outcome = job()
+        job.release()  # not running again: let the next run (or another scheduler) in at once
+        if outcome.failed:
+            raise click.ClickException("the sweep failed (see the log above)")
+        if not outcome.held:
+            click.echo("Another scheduler holds the sweep lease; nothing to do.")
+        else:
+            click.echo(f"Swept: {outcome.recorded} new warning or breach notice{'' if outcome.recorded == 1 else 's'}, "
+                       f"{outcome.emailed} emailed.")
+        return
+    _quiet_apscheduler()
+    scheduler = build_scheduler(job, background=False)
+    click.echo(f"Scheduler started with {settings.source}: sweeping every {settings.scheduler.sweep_seconds} s "
+               f"as {job.holder}. Press Ctrl-C to stop.")
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.start()
+    except KeyboardInterrupt:
+        click.echo("Stopping the scheduler...")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if scheduler.running:
+            scheduler.shutdown()
+    click.echo("Scheduler stopped.")
 
 
 def _register() -> None:

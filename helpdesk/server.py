@@ -19,8 +19,11 @@ class HelpdeskServer(BaseApplication):
         return create_app()
 
 
-def serve(bind: str, workers: int = 2, threads: int = 4) -> None:
-    HelpdeskServer({
+def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None:
+    """Run gunicorn. `scheduler` (an APScheduler BackgroundScheduler) runs in the master process:
+    started once the master is listening (`when_ready`), before it forks the workers, and shut
+    down when the master exits; workers never run it, however many there are."""
+    options = {
         "bind": bind,
         "workers": workers,
         "threads": threads,
@@ -28,4 +31,21 @@ def serve(bind: str, workers: int = 2, threads: int = 4) -> None:
         # Twilio waits 15 s; answer well inside that or fail fast.
         "timeout": 30,
         "preload_app": False,
-    }).run()
+    }
+    if scheduler is not None:
+        options.update(scheduler_hooks(scheduler))
+    HelpdeskServer(options).run()
+
+
+def scheduler_hooks(scheduler) -> dict:
+    """gunicorn server hooks that run `scheduler` in the master (the arbiter), not in the workers."""
+
+    def when_ready(arbiter):
+        scheduler.start()
+        arbiter.log.info("Scheduler started in the master process (pid %s)", arbiter.pid)
+
+    def on_exit(arbiter):
+        if scheduler.running:
+            scheduler.shutdown()
+
+    return {"when_ready": when_ready, "on_exit": on_exit}

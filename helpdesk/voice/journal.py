@@ -60,11 +60,13 @@ def call_rules(settings: Settings) -> CallRules:
 def _statements(dialect: str):
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return {
+        # preserve_rowcount: without it psycopg reports -1 for INSERT, not whether it inserted.
         "new_call": insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]),
         "lock_call": select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen)
         .where(CALLS.c.call_sid == bindparam("sid"))
         .with_for_update(),
-        "new_event": insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]),
+        "new_event": insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"])
+        .execution_options(preserve_rowcount=True),
         "events": select(EVENTS.c.kind, EVENTS.c.received_at, EVENTS.c.params, EVENTS.c.decision)
         .where(EVENTS.c.call_sid == bindparam("sid"))
         .order_by(EVENTS.c.id),

@@ -223,3 +223,15 @@ def test_health_and_readiness(client, app):
     assert client.get("/readyz").get_data(as_text=True) == "ready\n"
     app.extensions["helpdesk.db"].connect("sqlite:////nonexistent-dir/helpdesk.db")
     assert client.get("/readyz").status_code == 503
+
+
+def test_a_redelivery_is_recognised_as_such_on_every_database(app, settings):
+    from helpdesk.voice.journal import record_event
+
+    params = list(inbound(sid(30)).items())
+    results = []
+    for _ in range(2):
+        with app.extensions["helpdesk.db"].session() as session:
+            results.append(record_event(session, settings, kind="incoming", path="/twilio/voice/incoming",
+                                        params=params, received_at=datetime(2026, 11, 24, 10, tzinfo=timezone.utc)))
+    assert results == [True, False]

@@ -134,3 +134,10 @@ def test_retries_follow_the_spacing_and_stop_at_the_limit():
     assert next_attempt_at(attempted, 2, spacing_minutes=(30, 60), max_attempts=3) == DUE + timedelta(minutes=60)
     assert next_attempt_at(attempted, 3, spacing_minutes=(30, 60), max_attempts=3) is None
     assert next_attempt_at(attempted, 4, spacing_minutes=(30,), max_attempts=9) == DUE + timedelta(minutes=30)
+
+
+def test_no_warning_is_sent_when_no_lead_times_apply():
+    # The sweep passes no lead times while the desk is closed on the business clock.
+    now = DUE - timedelta(minutes=5)
+    assert notices_due(due_at=DUE, now=now, first_attempt_at=None, remaining=timedelta(minutes=5),
+                       warn_before=(), already=set()) == []

@@ -1,0 +1,273 @@
+"""Emailing the supervisors about warnings and breaches, each notice once.
+
+The sweep records notices (`callback_notices`); `notify_pending` emails the ones not yet
+emailed. A notice is claimed before it is sent (`emailed_at` set in its own transaction), so two
+schedulers never email the same notice; a failed send gives the claim back and keeps the error,
+so the next sweep tries again. Emails never carry a caller's full number.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import smtplib
+import ssl
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from helpdesk.config import Settings, SmtpSettings
+from helpdesk.models import Callback, CallbackNotice, Enquiry
+from helpdesk.voice.projection import WITHHELD
+
+log = logging.getLogger(__name__)
+
+LONDON = ZoneInfo("Europe/London")
+TIMEOUT_SECONDS = 15.0
+ERROR_LIMIT = 300  # CallbackNotice.email_error is String(300)
+
+REASONS = {
+    "abandoned": "the caller hung up before an answer",
+    "no_answer": "nobody answered",
+    "voicemail": "the caller left a voicemail",
+    "out_of_hours": "the call came out of hours",
+    "failed": "the call failed",
+    "not_concluded": "the enquiry could not be concluded on the call",
+}
+CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
+
+
+class NotifyError(Exception):
+    """A message could not be sent. The text is short and holds no personal data."""
+
+
+class Notifier(Protocol):
+    def send(self, subject: str, body: str, to: Sequence[str]) -> None:
+        """Send one plain-text message to `to`, or raise NotifyError."""
+
+
+# --------------------------------------------------------------------------- notifiers
+
+
+class SmtpNotifier:
+    """Plain-text email through the configured SMTP server (smtplib)."""
+
+    def __init__(self, smtp: SmtpSettings, *, username: str | None = None, password: str | None = None,
+                 timeout: float = TIMEOUT_SECONDS, ssl_context: ssl.SSLContext | None = None):
+        self.smtp, self.username, self.password, self.timeout = smtp, username, password, timeout
+        self.ssl_context = ssl_context
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> "SmtpNotifier":
+        """Server from the configuration file, credentials (optional) from SMTP_USERNAME/SMTP_PASSWORD."""
+        env = os.environ if environ is None else environ
+        return cls(settings.smtp, username=env.get("SMTP_USERNAME") or None, password=env.get("SMTP_PASSWORD") or None)
+
+    def message(self, subject: str, body: str, to: Sequence[str]) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self.smtp.from_address
+        message["To"] = ", ".join(to)
+        message["Subject"] = subject
+        message["Date"] = format_datetime(datetime.now(LONDON))
+        message["Message-ID"] = make_msgid(domain=self.smtp.from_address.rpartition("@")[2] or None)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody should auto-reply to it
+        message.set_content(body)
+        return message
+
+    def send(self, subject: str, body: str, to: Sequence[str]) -> None:
+        if not self.smtp.host:
+            raise NotifyError("smtp.host is not set")
+        if not self.smtp.from_address:
+            raise NotifyError("smtp.from_address is not set")
+        if not to:
+            raise NotifyError("no recipients")
+        message = self.message(subject, body, to)
+        context = self.ssl_context or ssl.create_default_context()
+        where = f"{self.smtp.host}:{self.smtp.port}"
+        try:
+            if self.smtp.security == "ssl":
+                client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=context)
+            else:
+                client = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout)
+            with client:
+                if self.smtp.security == "starttls":
+                    client.starttls(context=context)
+                if self.username:
+                    client.login(self.username, self.password or "")
+                refused = client.send_message(message)
+        except smtplib.SMTPResponseException as exc:
+            raise NotifyError(_short(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}")) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise NotifyError(_short(f"{where} refused all {len(exc.recipients)} recipients")) from None
+        except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            raise NotifyError(_short(f"could not send through {where}: {type(exc).__name__}: {exc}")) from None
+        if refused:
+            # Some got it: sending again would repeat it to them, so report and carry on.
+            log.warning("the SMTP server refused %d of %d recipients", len(refused), len(to))
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    subject: str
+    body: str
+    to: tuple[str, ...]
+
+
+@dataclass
+class FakeNotifier:
+    """Records messages instead of sending them; `fail()` makes every send raise until `recover()`."""
+
+    sent: list[SentMessage] = field(default_factory=list)
+    failure: str | None = None
+    attempts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, message: str = "the mail server is unreachable") -> None:
+        self.failure = message
+
+    def recover(self) -> None:
+        self.failure = None
+
+    def send(self, subject: str, body: str, to: Sequence[str]) -> None:
+        with self._lock:
+            self.attempts += 1
+            if self.failure is not None:
+                raise NotifyError(self.failure)
+            self.sent.append(SentMessage(subject, body, tuple(to)))
+
+
+# --------------------------------------------------------------------------- sending notices
+
+
+@dataclass
+class NotifyResult:
+    sent: int = 0
+    failed: int = 0
+    skipped: bool = False  # nobody to email, or no mail server: notices are shown on the page only
+
+
+_said_page_only: set[str] = set()
+
+
+def notify_pending(session: Session, settings: Settings, notifier: Notifier, now: datetime) -> NotifyResult:
+    """Email every recorded notice that has not been emailed yet: one message per notice."""
+    result = NotifyResult()
+    if not settings.supervisors or not settings.smtp.host:
+        result.skipped = True
+        missing = "supervisors.emails" if not settings.supervisors else "smtp.host"
+        if missing not in _said_page_only:
+            _said_page_only.add(missing)
+            log.info("%s is not set in %s: warnings and breaches are shown on the callbacks page only",
+                     missing, settings.source)
+        return result
+    with session.begin():
+        pending = list(session.scalars(
+            select(CallbackNotice.id).where(CallbackNotice.emailed_at.is_(None)).order_by(CallbackNotice.id)))
+    for notice_id in pending:
+        with session.begin():
+            claimed = session.execute(
+                update(CallbackNotice)
+                .where(CallbackNotice.id == notice_id, CallbackNotice.emailed_at.is_(None))
+                .values(emailed_at=now)
+            ).rowcount
+        if not claimed:
+            continue  # another scheduler has it
+        try:
+            with session.begin():
+                kind, reference, callback = session.execute(
+                    select(CallbackNotice.kind, Enquiry.reference, Callback)
+                    .join(Callback, Callback.id == CallbackNotice.callback_id)
+                    .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+                    .where(CallbackNotice.id == notice_id)
+                ).one()
+                subject, body = compose(kind, reference, callback, settings)
+            notifier.send(subject, body, settings.supervisors)
+        except Exception as exc:  # noqa: BLE001 - give the claim back whatever went wrong
+            error = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__} while sending"
+            error = _short(error)
+            with session.begin():
+                session.execute(
+                    update(CallbackNotice).where(CallbackNotice.id == notice_id, CallbackNotice.emailed_at == now)
+                    .values(emailed_at=None, email_error=error))
+            result.failed += 1
+            log.warning("could not email notice %d (will try again at the next sweep): %s", notice_id, error)
+            continue
+        with session.begin():
+            session.execute(update(CallbackNotice).where(CallbackNotice.id == notice_id).values(email_error=None))
+        result.sent += 1
+    if result.sent or result.failed:
+        log.info("emailed %d notices to the supervisors, %d failed", result.sent, result.failed)
+    return result
+
+
+def compose(kind: str, reference: str, callback: Callback, settings: Settings) -> tuple[str, str]:
+    """Subject and plain-text body for one notice. Only the last three digits of the number."""
+    explanation = json.loads(callback.explanation or "{}")
+    due = _when(callback.due_at)
+    if kind == "breach":
+        target = _target(explanation.get("within_minutes", settings.callback.within_minutes))
+        subject = f"Callback {reference} breached the {target} target"
+        opening = f"Nobody tried to call back by {due}, so callback {reference} missed the {target} target."
+    else:
+        lead = kind.removeprefix("warning_")
+        minutes = f"{lead} minute{'' if lead == '1' else 's'}"
+        subject = f"Callback {reference} due in {minutes}"
+        left = "of opening time left" if callback.clock == "business" else "left"
+        opening = f"Callback {reference} is due at {due}, with {minutes} {left}. Please call back before then."
+    lines = [
+        opening,
+        "",
+        f"Enquiry:   {reference}",
+        f"Caller:    {CALLER_TYPES.get(callback.caller_type, 'Unknown')}, {_number(callback.caller_number)}",
+        f"Reason:    {REASONS.get(callback.reason, callback.reason.replace('_', ' '))}",
+        f"Due:       {due}",
+        f"Deadline:  {explanation.get('summary', 'not recorded')}",
+        "",
+        "The callbacks page has the caller's number and the full history.",
+        "",
+        f"-- {settings.name}",
+    ]
+    return subject, "\n".join(lines) + "\n"
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(LONDON).strftime("%H:%M on %a %d %b %Y").replace(" 0", " ") + " (UK time)"
+
+
+def _target(within_minutes: int) -> str:
+    hours, minutes = divmod(int(within_minutes), 60)
+    return f"{hours}-hour" if not minutes else f"{within_minutes}-minute"
+
+
+def _number(number: str | None) -> str:
+    if number is None or number.strip().lower() in WITHHELD:
+        return "number withheld"
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return f"number ending {digits[-3:]}" if len(digits) > 6 else "number not shown"
+
+
+_EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+")
+_DIGITS = re.compile(r"\+?\d[\d\s-]{6,}\d")
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like an email address or a phone number."""
+    return _DIGITS.sub("[number]", _EMAIL.sub("[address]", text))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _short(text: str) -> str:
+    text = " ".join(redact(text).split())
+    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
