@@ -42,10 +42,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["helpdesk.settings"] = settings
     Database().init_app(app)
 
+    from callbacks import outbound
+    from callbacks.telephony import telephony_from_app_config
     from helpdesk import health, pages
     from helpdesk.voice import blueprint as voice
 
+    # "Call back now" places calls through this; tests put a FakeTelephony here instead.
+    app.extensions["helpdesk.telephony"] = telephony_from_app_config(app.config)
     app.register_blueprint(health.bp)
+    outbound.nest_in(voice.bp)  # /twilio/voice/callback-*: the voice blueprint's signature check
     app.register_blueprint(voice.bp)
     pages.init_app(app)
     return app

@@ -39,6 +39,7 @@ def navigation() -> list[dict]:
 
 
 def init_app(app: Flask) -> None:
+    from callbacks import blueprint as agents
     from helpdesk.pages import auth, managers
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
@@ -70,3 +71,4 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(managers.bp)
+    app.register_blueprint(agents.bp)

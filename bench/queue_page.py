@@ -1,0 +1,185 @@
+"""The agents' queue page with 5,000 open callbacks, and the deadline rule's speed.
+
+1. /queue (and /queue/items, what queue.js fetches) rendered through the Flask test client
+   for a signed-in agent, on a temporary SQLite database holding 5,000 open callbacks.
+   Target: p95 < 150 ms. The page shows the first 200 by due time, with counts of all.
+2. callback_deadline(...) on the business clock (config/helpdesk.toml's hours, England and
+   Wales bank holidays) from random starts in 2026. Target: >= 100,000 calls/s.
+
+Run: .venv/bin/python bench/queue_page.py [--renders 50] [--callbacks 5000] [--deadlines 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from sqlalchemy import insert  # noqa: E402
+
+from callbacks.deadlines import callback_deadline, explain  # noqa: E402
+from helpdesk.app import create_app  # noqa: E402
+from helpdesk.config import load_settings  # noqa: E402
+from helpdesk.migrate import upgrade  # noqa: E402
+from helpdesk.models import Callback, Enquiry  # noqa: E402
+from helpdesk.users import add_user  # noqa: E402
+
+PAGE_TARGET_MS = 150.0
+DEADLINE_TARGET = 100_000
+PASSWORD = "bench-password-long-enough"
+REASONS = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed", "not_concluded")
+YEAR_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+def fill(app, settings, now: datetime, count: int) -> None:
+    """`count` open callbacks owed over the last day, some overdue, some due soon, most later."""
+    rng = random.Random(5000)
+    within = timedelta(minutes=settings.callback.within_minutes)
+    enquiries, callbacks = [], []
+    for n in range(1, count + 1):
+        owed_from = now - timedelta(minutes=rng.uniform(0, 24 * 60))
+        deadline = callback_deadline(owed_from, clock="business", within=within, calendar=settings.calendar,
+                                     config_version=settings.version)
+        call_sid = f"CA{n:032x}"
+        enquiries.append({"id": n, "reference": f"HD-2026-{n:06d}", "channel": "phone", "opened_at": owed_from,
+                          "call_sid": call_sid, "status": "callback_owed"})
+        withheld = n % 17 == 0
+        callbacks.append({
+            "id": n, "contact_key": f"call:{call_sid}", "enquiry_id": n, "call_sid": call_sid,
+            "reason": REASONS[n % len(REASONS)], "caller_number": None if withheld else f"+4477009{n:05d}",
+            "caller_type": "customer", "owed_from": owed_from, "due_at": deadline.due_at, "clock": "business",
+            "explanation": json.dumps(deadline.explanation), "config_version": settings.version, "created_at": owed_from,
+            "status": "open", "attempts_count": 0, "note": "Wants a call about the grant" if n % 5 == 0 else "",
+        })
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        session.execute(insert(Enquiry), enquiries)
+        session.execute(insert(Callback), callbacks)
+
+
+def signed_in_client(app):
+    with app.extensions["helpdesk.db"].session() as session:
+        add_user(session, "bench.agent", PASSWORD, "agent", display_name="Bench Agent")
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={"csrf_token": token, "username": "bench.agent", "password": PASSWORD})
+    assert response.status_code == 302, "the bench agent could not sign in"
+    return client
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def time_renders(client, path: str, renders: int) -> list[float]:
+    client.get(path)  # warm-up: template compilation, the calendar's day cache
+    timings = []
+    for _ in range(renders):
+        began = time.perf_counter()
+        response = client.get(path)
+        timings.append((time.perf_counter() - began) * 1000)
+        assert response.status_code == 200, f"{path} answered {response.status_code}"
+    return timings
+
+
+def deadline_rate(settings, calls: int) -> tuple[float, float]:
+    """(calls per second with a warm calendar cache, calls per second from a cold one)."""
+    rng = random.Random(2026)
+    starts = [YEAR_START + timedelta(seconds=rng.uniform(0, YEAR_SECONDS)) for _ in range(calls)]
+    within = timedelta(minutes=settings.callback.within_minutes)
+    calendar = settings.calendar
+    rates = []
+    for _ in range(2):  # the first pass fills the calendar's per-day cache, the second uses it
+        began = time.perf_counter()
+        for start in starts:
+            callback_deadline(start, clock="business", within=within, calendar=calendar, config_version="bench")
+        rates.append(calls / (time.perf_counter() - began))
+    return rates[1], rates[0]
+
+
+def breakdown(settings, calls: int) -> dict[str, float]:
+    """Microseconds per call of the parts of callback_deadline, to name the hot spot."""
+    rng = random.Random(2027)
+    starts = [YEAR_START + timedelta(seconds=rng.uniform(0, YEAR_SECONDS)) for _ in range(calls)]
+    within = timedelta(minutes=settings.callback.within_minutes)
+    calendar = settings.calendar
+    deadlines = [callback_deadline(s, clock="business", within=within, calendar=calendar, config_version="bench")
+                 for s in starts]
+    parts = {
+        "due time (add_business_time + next_opening)":
+            lambda: [(calendar.add_business_time(s, within), calendar.next_opening(s)) for s in starts],
+        "closures/holidays/DST crossed (calendar.crossings)":
+            lambda: [calendar.crossings(d.owed_from, d.due_at) for d in deadlines],
+        "summary sentence (deadlines.explain)": lambda: [explain(d.explanation) for d in deadlines],
+        "whole callback_deadline": lambda: [
+            callback_deadline(s, clock="business", within=within, calendar=calendar, config_version="bench")
+            for s in starts],
+    }
+    spent = {}
+    for name, run in parts.items():
+        began = time.perf_counter()
+        run()
+        spent[name] = (time.perf_counter() - began) / calls * 1e6
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callbacks", type=int, default=5000)
+    parser.add_argument("--renders", type=int, default=50)
+    parser.add_argument("--deadlines", type=int, default=200_000)
+    args = parser.parse_args()
+
+    settings = load_settings(ROOT / "config" / "helpdesk.toml")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-queue-"))
+    url = f"sqlite:///{workdir}/bench.db"
+    upgrade(url)
+    # A Tuesday morning, open: the business clock is running.
+    now = datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)
+    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": lambda: now})
+    fill(app, settings, now, args.callbacks)
+    client = signed_in_client(app)
+    page = client.get("/queue").get_data(as_text=True)
+    shown = len(re.findall(r'<li class="queue-item', page))
+    counts = re.search(r'data-open="(\d+)" data-overdue="(\d+)"\s+data-due-soon="(\d+)"', page).groups()
+
+    print(f"queue page: {args.callbacks} open callbacks in SQLite ({counts[0]} open, {counts[1]} overdue, "
+          f"{counts[2]} due soon); {shown} shown; page {len(page) / 1024:.0f} KiB; {args.renders} renders each")
+    for path in ("/queue", "/queue/items"):
+        timings = time_renders(client, path, args.renders)
+        p50, p95 = statistics.median(timings), percentile(timings, 0.95)
+        print(f"  {path:<13} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  (target p95 < {PAGE_TARGET_MS:.0f} ms: "
+              f"{p95 / PAGE_TARGET_MS:.2f} of the budget, {'met' if p95 < PAGE_TARGET_MS else 'MISSED'})")
+    gc.disable()  # to show how much of the tail is Python's cyclic garbage collector
+    try:
+        quiet = time_renders(client, "/queue", args.renders)
+    finally:
+        gc.enable()
+    print(f"  /queue with the garbage collector off: p50 {statistics.median(quiet):.1f} ms  "
+          f"p95 {percentile(quiet, 0.95):.1f} ms (the p95 above is mostly collection pauses)")
+
+    warm, cold = deadline_rate(settings, args.deadlines)
+    print(f"callback_deadline, business clock, {args.deadlines:,} random starts in 2026:")
+    print(f"  warm calendar cache {warm:,.0f} calls/s ({warm / DEADLINE_TARGET:.2f} x target {DEADLINE_TARGET:,}/s, "
+          f"{'met' if warm >= DEADLINE_TARGET else 'MISSED'}); first pass (cold cache) {cold:,.0f} calls/s")
+    spent = breakdown(settings, min(args.deadlines, 50_000))
+    whole = spent["whole callback_deadline"]
+    for name, micros in spent.items():
+        print(f"  {name:<52} {micros:5.1f} us/call ({micros / whole:4.0%})")
+    app.extensions["helpdesk.db"].dispose()
+
+
+if __name__ == "__main__":
+    main()

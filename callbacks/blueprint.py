@@ -1,0 +1,238 @@
+"""The agents' callback queue: the page, its live list, and one POST route per action.
+
+Every action is a plain form (CSRF token, works without JavaScript) that calls one service
+function and redirects back to the queue with a message saying what happened.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from callbacks import queue, service
+from callbacks.service import CallbackError
+from callbacks.telephony import TelephonyError
+from helpdesk.clock import LONDON, local
+from helpdesk.pages import format as fmt
+from helpdesk.pages.access import page_headers, role_required
+from helpdesk.web import clock, database, settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("agents", __name__)
+bp.after_request(page_headers)
+
+ROLES = ("agent", "manager")  # admins always
+SHOWN, MOST_SHOWN = 200, 2000
+POLL_SECONDS = 15
+MAX_NOTE = 2000
+_SHOW = re.compile(r"[0-9]{1,5}")
+_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+_LOCAL_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})(:[0-9]{2}(\.[0-9]+)?)?")
+NO_PHONE = ("Your phone number is not set, so the help desk cannot ring you. "
+            "Ask an administrator to set your phone number.")
+
+
+def _shown() -> int:
+    text = request.values.get("show", "")
+    if not _SHOW.fullmatch(text):
+        return SHOWN
+    return min(max(int(text), 1), MOST_SHOWN)
+
+
+def _queue_context(now: datetime) -> dict:
+    shown = _shown()
+    with database().session() as session:
+        view = queue.open_callbacks(session, settings(), now, limit=shown)
+    return {
+        "view": view, "shown": shown, "now": now, "today": local(now).date(), "queue": queue, "fmt": fmt,
+        "now_input": local(now).strftime("%Y-%m-%dT%H:%M"), "me": current_user.id,
+        "more_href": url_for("agents.queue", show=min(shown + SHOWN, MOST_SHOWN)) if view.more and shown < MOST_SHOWN
+        else None,
+        "show_arg": shown if shown != SHOWN else None,
+    }
+
+
+@bp.get("/queue", endpoint="queue")
+@role_required(*ROLES)
+def queue_page():
+    """Open callbacks, earliest due first; answered calls awaiting an outcome; recent notices."""
+    now = clock()
+    context = _queue_context(now)
+    with database().session() as session:
+        notices = queue.recent_notices(session, now)
+        awaiting, awaiting_count = queue.awaiting_outcome(session, now)
+    poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
+    return render_template("queue.html", notices=notices, awaiting=awaiting, awaiting_count=awaiting_count,
+                           poll_seconds=poll, **context)
+
+
+@bp.get("/queue/items")
+@role_required(*ROLES)
+def items():
+    """The list of open callbacks alone (the page's own partial), for queue.js to swap in."""
+    return render_template("queue/items.html", **_queue_context(clock()))
+
+
+def _back(callback_id: int | None = None):
+    show = request.args.get("show")
+    target = url_for("agents.queue", show=show if show and _SHOW.fullmatch(show) else None)
+    return redirect(target + (f"#callback-{callback_id}" if callback_id else ""))
+
+
+def _note() -> str:
+    note = request.form.get("note", "").strip()
+    if len(note) > MAX_NOTE:
+        raise CallbackError(f"Keep the note under {MAX_NOTE} characters.")
+    return note
+
+
+def _act(callback_id: int, action, done: str):
+    """Run `action(session)`; flash `done` (with the reference) or the reason it was refused."""
+    try:
+        with database().session() as session:
+            reference = queue.reference_of(session, callback_id=callback_id)
+            if not reference:
+                abort(404)
+            action(session)
+        flash(done.format(reference=reference), "success")
+    except CallbackError as refusal:
+        flash(str(refusal), "error")
+    return _back(callback_id)
+
+
+@bp.post("/queue/<int:callback_id>/claim")
+@role_required(*ROLES)
+def claim(callback_id: int):
+    return _act(callback_id, lambda s: service.claim(s, callback_id, current_user.id, clock()),
+                "You have claimed {reference}.")
+
+
+@bp.post("/queue/<int:callback_id>/release")
+@role_required(*ROLES)
+def release(callback_id: int):
+    return _act(callback_id, lambda s: service.release(s, callback_id, current_user.id),
+                "You have released {reference}; another agent can take it.")
+
+
+@bp.post("/queue/<int:callback_id>/call")
+@role_required(*ROLES)
+def call_back(callback_id: int):
+    """Ring the agent's phone through Twilio; Twilio then dials the caller. Logged as an attempt."""
+    phone = (current_user.phone or "").strip()
+    if not phone:
+        flash(NO_PHONE, "error")
+        return _back(callback_id)
+    with database().session() as session:
+        found = queue.callback_to_dial(session, callback_id)
+    if found is None:
+        flash("This callback is no longer open.", "error")
+        return _back(callback_id)
+    reference, number, holder = found
+    if fmt.is_withheld(number):
+        flash("The caller withheld their number, so this callback cannot be dialled.", "error")
+        return _back(callback_id)
+    if holder not in (None, current_user.id):
+        flash("Another agent has claimed this callback.", "error")
+        return _back(callback_id)
+    telephony = current_app.extensions["helpdesk.telephony"]
+    try:
+        placed = telephony.place_callback(agent_phone=phone, caller_number=number, callback_id=callback_id)
+    except TelephonyError as failure:
+        flash(failure.message, "error")
+        return _back(callback_id)
+    try:
+        with database().session() as session:
+            service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
+                                started_at=placed.placed_at, source="twilio", outcome="placing",
+                                call_sid=placed.call_sid, now=clock())
+    except CallbackError as refusal:
+        log.error("callback %s: call %s placed but not recorded: %s", callback_id, placed.call_sid, refusal)
+        flash(f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded: {refusal} "
+              "Log the attempt by hand.", "error")
+        return _back(callback_id)
+    log.info("callback %s: agent %s placed call %s", callback_id, current_user.id, placed.call_sid)
+    flash(f"Ringing your phone for {reference}. Answer it and you will be connected to the caller.", "success")
+    return _back(callback_id)
+
+
+def _started_at(text: str) -> datetime:
+    """A UK date and time from the form (as <input type=datetime-local> sends it), in UTC."""
+    match = _LOCAL_TIME.fullmatch(text.strip())
+    if not match:
+        raise CallbackError("Enter when you called as a date and time, for example 2026-11-24 14:05.")
+    try:
+        naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}")
+    except ValueError:
+        raise CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
+    return naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
+
+
+@bp.post("/queue/<int:callback_id>/attempts")
+@role_required(*ROLES)
+def log_attempt(callback_id: int):
+    """An attempt the agent made by hand (their own phone), with what happened."""
+    outcome = request.form.get("outcome", "")
+
+    def add(session):
+        if outcome not in queue.ATTEMPT_OUTCOMES:
+            raise CallbackError("Choose what happened on the call.")
+        service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
+                            started_at=_started_at(request.form.get("started_at", "")), source="manual",
+                            outcome=outcome, now=clock(), note=_note())
+
+    label = queue.ATTEMPT_OUTCOMES.get(outcome, "").lower()
+    return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".")
+
+
+@bp.post("/queue/<int:callback_id>/close")
+@role_required(*ROLES)
+def close(callback_id: int):
+    outcome = request.form.get("outcome", "")
+    label = queue.CLOSING.get(outcome, ("",))[0].lower()
+    return _act(callback_id, lambda s: service.close(s, callback_id=callback_id, agent_id=current_user.id,
+                                                     outcome=outcome, now=clock(), note=_note()),
+                "{reference} is closed as " + label + ".")
+
+
+def _call_sid(call_sid: str) -> str:
+    if not _CALL_SID.fullmatch(call_sid):
+        abort(404)
+    return call_sid
+
+
+@bp.post("/queue/calls/<call_sid>/concluded")
+@role_required(*ROLES)
+def concluded(call_sid: str):
+    """The enquiry was dealt with on the call: no callback is owed."""
+    call_sid = _call_sid(call_sid)
+    try:
+        with database().session() as session:
+            service.record_concluded(session, call_sid=call_sid, now=clock())
+            reference = queue.reference_of(session, call_sid=call_sid)
+        flash(f"{reference} is recorded as concluded on the call.", "success")
+    except CallbackError as refusal:
+        flash(str(refusal), "error")
+    return _back()
+
+
+@bp.post("/queue/calls/<call_sid>/callback")
+@role_required(*ROLES)
+def callback_needed(call_sid: str):
+    """The enquiry could not be concluded on the call: a callback is owed from the call's arrival."""
+    call_sid = _call_sid(call_sid)
+    try:
+        with database().session() as session:
+            callback = service.record_not_concluded(
+                session, settings(), call_sid=call_sid, agent_id=current_user.id, now=clock(), note=_note(),
+                number=request.form.get("number") or None)
+            reference = queue.reference_of(session, call_sid=call_sid)
+        due = queue.when(callback.due_at, local(clock()).date())
+        flash(f"A callback is now owed for {reference}, due by {due}.", "success")
+        return _back(callback.id)
+    except CallbackError as refusal:
+        flash(str(refusal), "error")
+    return _back()
+

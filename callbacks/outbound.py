@@ -1,0 +1,193 @@
+"""Twilio webhooks for callbacks placed with "Call back now".
+
+Twilio rings the agent (a REST call whose CallSid is the attempt's `call_sid`), fetches
+`callback-connect` when the agent answers, dials the caller (a child leg whose
+ParentCallSid is the attempt's `call_sid`) and reports both legs to `callback-status`.
+
+The routes are nested in the voice blueprint (`nest_in`), so they share its URL prefix, its
+single signature check (a parent blueprint's before_request runs for nested ones: a bad
+signature is refused with 403 before anything here runs) and its exemption from CSRF.
+
+Events are journalled to the log as received, with phone numbers masked: the voice journal
+projects every event into a Call record, which an outbound leg is not.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from flask import Blueprint, Response, current_app, request
+from twilio.twiml.voice_response import VoiceResponse
+
+from callbacks import queue, service
+from callbacks.telephony import connect_twiml
+from helpdesk.pages.format import is_withheld, mask_number
+from helpdesk.voice.blueprint import _SID, _XML, _plain
+from helpdesk.web import clock, database, settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("callbacks", __name__)
+
+_CALLBACK = re.compile(r"[0-9]{1,12}")
+_NUMBER_PARAMS = ("To", "From", "Called", "Caller", "ForwardedFrom")
+STATUSES = ("queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled")
+# What a leg's final status says about the attempt (the caller's leg "completed" was answered).
+_ENDED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
+_DIAL_OUTCOMES = {"completed": "reached", "answered": "reached", **_ENDED}
+_nested: set[int] = set()
+
+
+class BadRequest(ValueError):
+    """A webhook's parameters cannot be used; the message says which and why."""
+
+
+def nest_in(parent: Blueprint) -> None:
+    """Register these routes inside `parent` (the voice blueprint), once per process.
+
+    Call it before `parent` is registered on an app: Flask refuses changes to a blueprint
+    that has been registered once.
+    """
+    if id(parent) not in _nested:
+        parent.register_blueprint(bp)
+        _nested.add(id(parent))
+
+
+def _journal(kind: str, callback_id: str, params: dict[str, str]) -> None:
+    shown = {key: mask_number(value) if key in _NUMBER_PARAMS else value for key, value in params.items()}
+    log.info("outbound %s for callback %s: %s", kind, callback_id, json.dumps(shown, ensure_ascii=False))
+
+
+def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+    """The callback id from the URL and the form, journalled; BadRequest if either is unusable."""
+    text = request.args.get("callback", "")
+    params = request.form.to_dict()
+    _journal(kind, text[:20], params)
+    if not _CALLBACK.fullmatch(text):
+        raise BadRequest("The callback query parameter is missing or not a callback number.")
+    sid = params.get("CallSid", "")
+    if not _SID.match(sid):
+        raise BadRequest("CallSid is missing or not a Twilio call SID.")
+    if "ParentCallSid" in params and not _SID.match(params["ParentCallSid"]):
+        raise BadRequest("ParentCallSid is not a Twilio call SID.")
+    for name in needs:
+        if not params.get(name):
+            raise BadRequest(f"{name} is missing.")
+    return int(text), params
+
+
+def _moment(params: dict[str, str], name: str = "Timestamp") -> datetime | None:
+    if not params.get(name):
+        return None
+    try:
+        moment = parsedate_to_datetime(params[name])
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise BadRequest(f"{name} is not a date and time (RFC 2822).")
+    return moment
+
+
+def _seconds(params: dict[str, str], name: str) -> int | None:
+    text = params.get(name)
+    if not text:
+        return None
+    if not text.isdigit():
+        raise BadRequest(f"{name} is not a whole number of seconds.")
+    return int(text)
+
+
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype=_XML)
+
+
+def _goodbye(text: str) -> Response:
+    response = VoiceResponse()
+    response.say(text, voice=settings().messages.voice, language=settings().messages.language)
+    response.hangup()
+    return _twiml(response)
+
+
+@bp.post("/callback-connect")
+def connect():
+    """The agent answered: dial the caller. A callback that is gone gets a short message, never an error."""
+    try:
+        callback_id, params = _parse("callback_connect")
+    except BadRequest as problem:
+        return _plain(str(problem), 400)
+    try:
+        with database().session() as session:
+            found = queue.callback_to_dial(session, callback_id)
+    except Exception:
+        log.exception("callback %s: could not read the callback to connect call %s", callback_id, params["CallSid"])
+        return _goodbye("Sorry, the callback could not be connected. Please try again from the queue. Goodbye.")
+    if found is None:
+        log.info("callback %s: closed or unknown when call %s was answered", callback_id, params["CallSid"])
+        return _goodbye("This callback has been closed, so there is no one to call. Goodbye.")
+    _, number, _ = found
+    if is_withheld(number):
+        return _goodbye("This callback has no number that can be dialled. Goodbye.")
+    caller_id = getattr(current_app.extensions.get("helpdesk.telephony"), "from_number", None) or params.get("From", "")
+    body = connect_twiml(number, caller_id, current_app.config["PUBLIC_BASE_URL"], callback_id)
+    return Response(body, mimetype=_XML)
+
+
+def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None]:
+    """(attempt outcome, when the caller answered) from one leg's status, or (None, None) if not final."""
+    status = params["CallStatus"]
+    if status not in STATUSES:
+        raise BadRequest(f"CallStatus {status[:20]!r} is not a Twilio call status.")
+    stamp = _moment(params)
+    if "ParentCallSid" not in params:  # the agent's leg: it ending before the caller answered is a miss
+        return ({**_ENDED, "completed": "no_answer"}.get(status), None)
+    if status == "in-progress":
+        return "reached", stamp
+    if status == "completed":
+        duration = _seconds(params, "CallDuration")
+        return "reached", (stamp - timedelta(seconds=duration)) if stamp and duration is not None else stamp
+    return _ENDED.get(status), None
+
+
+@bp.post("/callback-status")
+def status():
+    """Status callbacks of both legs: the caller answering means reached; a leg ending first, a miss."""
+    try:
+        callback_id, params = _parse("callback_status", needs=("CallStatus",))
+        outcome, answered_at = _status_outcome(params)
+    except BadRequest as problem:
+        return _plain(str(problem), 400)
+    if outcome is None:
+        return Response(status=204)
+    return _finish(callback_id, params.get("ParentCallSid") or params["CallSid"], outcome, answered_at)
+
+
+def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datetime | None) -> Response:
+    try:
+        with database().session() as session:
+            service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=clock(),
+                                   answered_at=answered_at)
+    except Exception:
+        log.exception("callback %s: STORING FAILED for call %s (%s)", callback_id, attempt_sid, outcome)
+        return _plain("The outcome could not be stored.", 503)
+    log.info("callback %s: call %s ended as %s", callback_id, attempt_sid, outcome)
+    return Response(status=204)
+
+
+@bp.post("/callback-dial")
+def dial_action():
+    """The dial to the caller ended: record how (if the status callbacks have not), then hang up."""
+    try:
+        callback_id, params = _parse("callback_dial", needs=("DialCallStatus",))
+        outcome = _DIAL_OUTCOMES.get(params["DialCallStatus"])
+        if outcome is None:
+            raise BadRequest(f"DialCallStatus {params['DialCallStatus'][:20]!r} is not a Twilio dial status.")
+        duration = _seconds(params, "DialCallDuration")
+    except BadRequest as problem:
+        return _plain(str(problem), 400)
+    answered_at = clock() - timedelta(seconds=duration) if outcome == "reached" and duration is not None else None
+    _finish(callback_id, params["CallSid"], outcome, answered_at)  # the agent is on the line: hang up regardless
+    response = VoiceResponse()
+    response.hangup()
+    return _twiml(response)

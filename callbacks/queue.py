@@ -1,0 +1,214 @@
+"""What the agents' queue page shows: read-side queries, and the words for time left.
+
+Nothing here changes data. "Due soon" and "overdue" use the callback's own clock, as the
+sweep's warnings do: on the business clock, time left is opening time left.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from callbacks.sweep import remaining
+from helpdesk.clock import local
+from helpdesk.config import Settings
+from helpdesk.models import Call, Callback, CallbackNotice, Enquiry
+from helpdesk.pages.calls import day_bounds
+
+REASONS = {
+    "abandoned": "Missed call – caller hung up",
+    "no_answer": "No answer",
+    "voicemail": "Voicemail",
+    "out_of_hours": "Out of hours",
+    "failed": "Failed call",
+    "not_concluded": "Not concluded on the call",
+}
+ATTEMPT_OUTCOMES = {
+    "reached": "Reached the caller",
+    "no_answer": "No answer",
+    "busy": "Busy",
+    "failed": "Failed",
+    "voicemail_left": "Left a voicemail",
+}
+CLOSING = {
+    "resolved": ("Resolved", "the caller was reached and helped"),
+    "unreachable": ("Unreachable", "the caller could not be reached"),
+    "withdrawn": ("Withdrawn", "the callback is no longer needed"),
+}
+NOTICES_SINCE = timedelta(hours=24)
+# Not met yet: overdue and due soon only make sense while the first attempt is still owed.
+_UNDECIDED = or_(Callback.sla_result.is_(None), Callback.sla_result != "met")
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    callback: Callback
+    state: str  # overdue, due_soon, on_time, met (first attempt made in time)
+    time_left: str  # "1 h 12 min left", "Overdue by 25 min"
+    time_left_spoken: str  # the same without abbreviations, for screen readers
+
+
+@dataclass(frozen=True)
+class QueueView:
+    entries: list[QueueEntry]
+    total: int
+    overdue: int
+    due_soon: int
+    signature: str  # changes when what the list says changes (not the minutes ticking by)
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.entries)
+
+
+@dataclass(frozen=True)
+class RecentNotice:
+    text: str
+    recorded_at: datetime
+    breach: bool
+
+
+def due_soon_limits(settings: Settings, now: datetime) -> dict[str, datetime]:
+    """Per clock, the due time before which a callback has less than `due_soon_minutes` left."""
+    lead = timedelta(minutes=settings.callback.due_soon_minutes)
+    try:
+        business = settings.calendar.add_business_time(now, lead)
+    except ValueError:  # a calendar that never opens: fall back to the wall clock
+        business = now + lead
+    return {"business": business, "elapsed": now + lead}
+
+
+def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit: int) -> QueueView:
+    """The first `limit` open callbacks by due time, with counts over all of them."""
+    limits = due_soon_limits(settings, now)
+    open_ = Callback.status == "open"
+    soon = (Callback.due_at >= now) & (
+        ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
+        | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
+    with session.begin():
+        total, overdue, due_soon = session.execute(select(
+            func.count(Callback.id),
+            func.count(Callback.id).filter(_UNDECIDED, Callback.due_at < now),
+            func.count(Callback.id).filter(_UNDECIDED, soon),
+        ).where(open_)).one()
+        callbacks = list(session.scalars(
+            select(Callback).options(joinedload(Callback.enquiry), joinedload(Callback.claimed_by))
+            .where(open_).order_by(Callback.due_at, Callback.id).limit(limit)))
+    entries = [_entry(settings, callback, now, limits) for callback in callbacks]
+    fingerprint = json.dumps([total, overdue, due_soon] + [
+        [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
+         str(e.callback.next_attempt_at)] for e in entries])
+    return QueueView(entries, int(total), int(overdue), int(due_soon),
+                     hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
+
+
+def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[str, datetime]) -> QueueEntry:
+    if callback.sla_result == "met":
+        return QueueEntry(callback, "met", "First attempt made in time", "First attempt made in time")
+    if callback.due_at < now:
+        shown, spoken = span_words(now - callback.due_at)
+        return QueueEntry(callback, "overdue", f"Overdue by {shown}", f"Overdue by {spoken}")
+    wall = callback.due_at - now
+    left = remaining(settings, callback.clock, now, callback.due_at)
+    state = "due_soon" if callback.due_at < limits.get(callback.clock, limits["elapsed"]) else "on_time"
+    shown, spoken = span_words(left)
+    if callback.clock == "business" and wall - left >= timedelta(minutes=1):
+        return QueueEntry(callback, state, f"{shown} of opening hours left", f"{spoken} of opening hours left")
+    return QueueEntry(callback, state, f"{shown} left", f"{spoken} left")
+
+
+def span_words(span: timedelta) -> tuple[str, str]:
+    """("1 h 12 min", "1 hour 12 minutes"): whole minutes, rounded down; under one, "less than a minute"."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute", "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    shown = " ".join(([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes else []))
+    spoken = " ".join(([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else [])
+                      + ([f"{minutes} minute{'s' if minutes != 1 else ''}"] if minutes else []))
+    return shown, spoken
+
+
+def when(moment: datetime | None, today: date) -> str:
+    """UK time in words an agent scans quickly: "11:30 today", "09:05 tomorrow", "14:00 Mon 30 Nov"."""
+    if moment is None:
+        return ""
+    shown = local(moment)
+    if shown.date() == today:
+        day = "today"
+    elif shown.date() == today + timedelta(days=1):
+        day = "tomorrow"
+    elif shown.date() == today - timedelta(days=1):
+        day = "yesterday"
+    else:
+        day = f"{shown:%a} {shown.day} {shown:%b}" + ("" if shown.year == today.year else f" {shown.year}")
+    return f"{shown:%H:%M} {day}"
+
+
+def summary_of(callback: Callback) -> str:
+    """The deadline's explanation in a sentence or two (kept beside the callback when it was owed)."""
+    try:
+        return str(json.loads(callback.explanation).get("summary") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def recent_notices(session: Session, now: datetime, limit: int = 20) -> list[RecentNotice]:
+    """The sweep's warnings and breaches of the last 24 hours, newest first."""
+    with session.begin():
+        rows = session.execute(
+            select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference)
+            .join(Callback, Callback.id == CallbackNotice.callback_id)
+            .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+            .where(CallbackNotice.recorded_at >= now - NOTICES_SINCE)
+            .order_by(CallbackNotice.recorded_at.desc(), CallbackNotice.id.desc()).limit(limit)
+        ).all()
+    return [RecentNotice(notice_text(kind, reference), recorded_at, kind == "breach")
+            for kind, recorded_at, reference in rows]
+
+
+def notice_text(kind: str, reference: str) -> str:
+    if kind == "breach":
+        return f"Breached: {reference}"
+    lead = kind.removeprefix("warning_")
+    return f"Due in {lead} minutes: {reference}" if lead.isdigit() else f"{kind}: {reference}"
+
+
+def awaiting_outcome(session: Session, now: datetime, limit: int = 100) -> tuple[list[Call], int]:
+    """Today's answered calls whose enquiry nobody has concluded or turned into a callback yet."""
+    start, end = day_bounds(local(now).date())
+    conditions = (Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered",
+                  Enquiry.status == "open")
+    with session.begin():
+        count = session.scalar(select(func.count(Call.id)).join(Enquiry, Enquiry.id == Call.enquiry_id)
+                               .where(*conditions)) or 0
+        calls = list(session.scalars(
+            select(Call).join(Enquiry, Enquiry.id == Call.enquiry_id).options(joinedload(Call.enquiry))
+            .where(*conditions).order_by(Call.arrived_at.desc(), Call.id.desc()).limit(limit)))
+    return calls, int(count)
+
+
+def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None, int | None] | None:
+    """(reference, caller number, claimed by) of an open callback, or None if it is not open."""
+    with session.begin():
+        row = session.execute(
+            select(Enquiry.reference, Callback.caller_number, Callback.claimed_by_id)
+            .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+            .where(Callback.id == callback_id, Callback.status == "open")
+        ).one_or_none()
+    return tuple(row) if row is not None else None
+
+
+def reference_of(session: Session, *, callback_id: int | None = None, call_sid: str | None = None) -> str:
+    """The enquiry reference of a callback or a call, for messages ("" if there is none)."""
+    query = select(Enquiry.reference)
+    if callback_id is not None:
+        query = query.join(Callback, Callback.enquiry_id == Enquiry.id).where(Callback.id == callback_id)
+    else:
+        query = query.where(Enquiry.call_sid == call_sid)
+    with session.begin():
+        return session.scalar(query) or ""

@@ -1,0 +1,174 @@
+/* The callback queue keeps itself up to date: every few seconds (data-poll-seconds on
+ * #queue-live, 15 by default) it fetches the server-rendered list from data-items-url and
+ * swaps it in. What the agent is doing survives the swap: keyboard focus, text typed into a
+ * form, choices made, panels opened. Changes are announced politely in #queue-status.
+ * Without JavaScript the page works the same, refreshed by hand.
+ */
+(function () {
+  "use strict";
+
+  var live = document.getElementById("queue-live");
+  var holder = document.getElementById("queue-items");
+  var status = document.getElementById("queue-status");
+  if (!live || !holder || !status || !window.fetch || !window.DOMParser) {
+    return;
+  }
+  var heading = document.getElementById("open-title");
+  var timer = null;
+  var busy = false;
+  var failing = false;
+
+  function seconds() {
+    var value = parseFloat(live.getAttribute("data-poll-seconds"));
+    return value > 0 ? value : 15;
+  }
+
+  function schedule() {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(refresh, seconds() * 1000);
+  }
+
+  function current() {
+    return holder.querySelector(".queue-items");
+  }
+
+  function byId(root, id) {
+    return id ? root.querySelector("#" + window.CSS.escape(id)) : null;
+  }
+
+  /* What the agent has changed in the list, by element id, to carry over into the new list. */
+  function remember(root) {
+    var saved = { fields: [], open: [] };
+    root.querySelectorAll("input, select, textarea").forEach(function (field) {
+      if (!field.id || field.type === "hidden") {
+        return;
+      }
+      if (field.type === "radio" || field.type === "checkbox") {
+        if (field.checked !== field.defaultChecked) {
+          saved.fields.push({ id: field.id, checked: field.checked });
+        }
+      } else if (field.tagName === "SELECT") {
+        var chosen = field.options[field.selectedIndex];
+        if (chosen && !chosen.defaultSelected && field.selectedIndex !== 0) {
+          saved.fields.push({ id: field.id, value: field.value });
+        }
+      } else if (field.value !== field.defaultValue) {
+        saved.fields.push({ id: field.id, value: field.value });
+      }
+    });
+    root.querySelectorAll("details[open]").forEach(function (panel) {
+      if (panel.id) {
+        saved.open.push(panel.id);
+      }
+    });
+    return saved;
+  }
+
+  function restore(root, saved) {
+    saved.fields.forEach(function (item) {
+      var field = byId(root, item.id);
+      if (!field) {
+        return;
+      }
+      if ("checked" in item) {
+        field.checked = item.checked;
+      } else {
+        field.value = item.value;
+      }
+    });
+    saved.open.forEach(function (id) {
+      var panel = byId(root, id);
+      if (panel) {
+        panel.open = true;
+      }
+    });
+  }
+
+  function announce(list) {
+    var text = "Queue updated: " + list.getAttribute("data-open") + " open, " +
+      list.getAttribute("data-overdue") + " overdue";
+    var soon = list.getAttribute("data-due-soon");
+    if (soon && soon !== "0") {
+      text += ", " + soon + " due soon";
+    }
+    status.textContent = text + ".";
+  }
+
+  function swap(html) {
+    var fresh = new DOMParser().parseFromString(html, "text/html").querySelector(".queue-items");
+    var old = current();
+    if (!fresh || !old) {
+      return;
+    }
+    var active = document.activeElement;
+    var focusId = active && old.contains(active) ? active.id : null;
+    var hadFocus = Boolean(active && old.contains(active));
+    var selection = null;
+    if (focusId && typeof active.selectionStart === "number") {
+      try {
+        selection = [active.selectionStart, active.selectionEnd];
+      } catch (ignored) { /* not a text field */ }
+    }
+    var saved = remember(old);
+    var changed = fresh.getAttribute("data-signature") !== old.getAttribute("data-signature");
+    var adopted = document.importNode(fresh, true);
+    old.replaceWith(adopted);
+    restore(adopted, saved);
+    if (hadFocus) {
+      var again = byId(adopted, focusId);
+      if (again) {
+        again.focus({ preventScroll: true });
+        if (selection && typeof again.setSelectionRange === "function") {
+          try {
+            again.setSelectionRange(selection[0], selection[1]);
+          } catch (ignored) { /* not a text field */ }
+        }
+      } else if (heading) {
+        heading.focus({ preventScroll: true }); /* the item left the queue */
+      }
+    }
+    if (changed) {
+      announce(adopted);
+    }
+  }
+
+  function refresh() {
+    if (busy || document.hidden) {
+      schedule();
+      return;
+    }
+    busy = true;
+    window.fetch(live.getAttribute("data-items-url"), {
+      credentials: "same-origin",
+      cache: "no-store",
+      redirect: "manual", /* signed out: the sign-in page is not a list */
+      headers: { "Accept": "text/html" }
+    }).then(function (response) {
+      if (!response.ok || response.type === "opaqueredirect") {
+        throw new Error("HTTP " + response.status);
+      }
+      return response.text();
+    }).then(function (html) {
+      failing = false;
+      swap(html);
+    }).catch(function () {
+      if (!failing) {
+        status.textContent = "The queue could not be updated. Use “Refresh the queue now” to reload it.";
+        failing = true;
+      }
+    }).then(function () {
+      busy = false;
+      schedule();
+    });
+  }
+
+  /* A new interval takes effect at once (tests shorten it; nothing else changes it). */
+  new MutationObserver(schedule).observe(live, { attributes: true, attributeFilter: ["data-poll-seconds"] });
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      refresh();
+    }
+  });
+  live.setAttribute("data-live", "on");
+  schedule();
+}());

@@ -1,0 +1,347 @@
+"""The agents' callback queue in a real headless Chromium, against the app under gunicorn.
+
+"Call back now" goes through the real TwilioTelephony to a Prism mock of Twilio's REST API
+(TWILIO_API_BASE_URL), so the request the app sends is checked against Twilio's own OpenAPI
+description. A small proxy in front of Prism sends repeated form keys as ``Key[]`` (Prism 5
+reads no other array form, see tests/prism.py) and asks for generated answers, so every call
+gets its own CallSid.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import pytest
+import requests
+from twilio.request_validator import RequestValidator
+
+from prism import PrismServer, bracket_list_fields
+from servers import HOST
+from tests.browser import axe
+
+AGENT_PHONE = "+447700900555"
+DESK = "+441134960000"
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+SCREENSHOT = "/tmp/queue-page.png"
+
+
+# --------------------------------------------------------------------------- Twilio's API, mocked
+
+
+class TwilioApiProxy(ThreadingHTTPServer):
+    """Forwards the app's Twilio REST requests to Prism and keeps what passed through."""
+
+    daemon_threads = True
+
+    def __init__(self, prism_url: str):
+        super().__init__((HOST, 0), _ProxyHandler)
+        self.prism_url = prism_url
+        self.exchanges: list[tuple[str, dict[str, list[str]], int, dict]] = []  # path, form, status, answer
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8")
+        form: dict[str, list[str]] = {}
+        for key, value in parse_qsl(body, keep_blank_values=True):
+            form.setdefault(key, []).append(value)
+        data = bracket_list_fields({key: values if len(values) > 1 else values[0] for key, values in form.items()})
+        answer = requests.post(self.server.prism_url + self.path, data=data, timeout=10, headers={
+            "Authorization": self.headers.get("Authorization", ""), "Prefer": "dynamic=true"})
+        try:
+            parsed = answer.json()
+        except ValueError:
+            parsed = {}
+        self.server.exchanges.append((self.path, form, answer.status_code, parsed))
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args):
+        pass
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@dataclass(frozen=True)
+class Agent:
+    username: str
+    password: str
+    display_name: str
+
+
+@dataclass
+class QueueApp:
+    url: str
+    database_url: str
+    auth_token: str
+    twilio: TwilioApiProxy
+    agent: Agent
+
+    def at(self, path: str) -> str:
+        return self.url + path
+
+    def signed_post(self, path: str, params: dict[str, str]) -> None:
+        """A webhook as Twilio sends it, signed with the app's auth token."""
+        url = self.url + path
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        response = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
+        assert response.status_code in (200, 204), f"{path}: {response.status_code} {response.text}"
+
+    def missed_call(self, caller: str = "+447700900123") -> int:
+        """A caller hangs up before anyone answers; returns the callback owed for it."""
+        call_sid, now = "CA" + secrets.token_hex(16), datetime.now(timezone.utc)
+        self.signed_post("/twilio/voice/incoming", _inbound(call_sid, caller))
+        self.signed_post("/twilio/voice/dial-action", {"CallSid": call_sid, "DialCallStatus": "canceled"})
+        self.signed_post("/twilio/voice/status", {"CallSid": call_sid, "CallStatus": "completed",
+                                                  "Timestamp": format_datetime(now, usegmt=True)})
+        return self.query("SELECT id FROM callbacks WHERE call_sid = :sid", sid=call_sid)[0][0]
+
+    def answered_call(self, caller: str = "+447700900124") -> str:
+        call_sid, now = "CA" + secrets.token_hex(16), datetime.now(timezone.utc)
+        self.signed_post("/twilio/voice/incoming", _inbound(call_sid, caller))
+        self.signed_post("/twilio/voice/agent-status", {
+            "CallSid": "CA" + secrets.token_hex(16), "ParentCallSid": call_sid, "To": "client:agent-1",
+            "CallStatus": "in-progress", "Timestamp": format_datetime(now, usegmt=True)})
+        self.signed_post("/twilio/voice/status", {"CallSid": call_sid, "CallStatus": "completed",
+                                                  "Timestamp": format_datetime(now + timedelta(seconds=60), usegmt=True)})
+        return call_sid
+
+    def query(self, sql: str, **params) -> list[tuple]:
+        from sqlalchemy import text
+
+        from helpdesk.db import Database
+
+        database = Database(self.database_url)
+        try:
+            with database.session() as session, session.begin():
+                rows = list(session.execute(text(sql), params))
+        finally:
+            database.dispose()
+        return rows
+
+    def execute(self, sql: str, **params) -> None:
+        from sqlalchemy import text
+
+        from helpdesk.db import Database
+
+        database = Database(self.database_url)
+        try:
+            with database.session() as session, session.begin():
+                session.execute(text(sql), params)
+        finally:
+            database.dispose()
+
+
+def _inbound(call_sid: str, caller: str) -> dict[str, str]:
+    return {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": DESK, "Caller": caller,
+            "Called": DESK, "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+
+
+@pytest.fixture(scope="module")
+def queue_app(tmp_path_factory, browser) -> Iterator[QueueApp]:
+    """The app under gunicorn (open all hours), its Twilio REST API a Prism mock, and an agent with a phone."""
+    from sqlalchemy import text
+
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from helpdesk.users import add_user
+    from live import LiveApp
+    from tests.e2e.conftest import write_config
+
+    directory = tmp_path_factory.mktemp("queue-app")
+    database_url = f"sqlite:///{directory}/helpdesk.db"
+    upgrade(database_url)
+    agent = Agent("queue.agent", secrets.token_urlsafe(16), "Quinn Agent")
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            add_user(session, agent.username, agent.password, "agent", agent.display_name)
+        with database.session() as session, session.begin():
+            session.execute(text("UPDATE users SET phone = :phone WHERE username = :name"),
+                            {"phone": AGENT_PHONE, "name": agent.username})
+    finally:
+        database.dispose()
+
+    auth_token, log = secrets.token_hex(16), ""
+    with PrismServer() as prism:
+        proxy = TwilioApiProxy(prism.url)
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        env = {
+            "SECRET_KEY": secrets.token_hex(16), "TWILIO_AUTH_TOKEN": auth_token,
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_FROM_NUMBER": DESK, "TWILIO_API_BASE_URL": proxy.url,
+            "HELPDESK_CONFIG": write_config(directory / "helpdesk.toml", routing_mode="dial", ivr=False),
+        }
+        try:
+            with LiveApp(database_url, env, workers=2, migrate=False) as live:
+                yield QueueApp(live.url, database_url, auth_token, proxy, agent)
+                log = live.log_text()
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
+    assert "Traceback" not in log, f"the app logged an error:\n{log[-3000:]}"
+
+
+def sign_in(page, app: QueueApp) -> None:
+    page.goto(app.at("/login"))
+    page.fill("#username", app.agent.username)
+    page.fill("#password", app.agent.password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.url.endswith("/queue"), f"an agent should start on the queue, not {page.url}"
+
+
+def item(page, callback_id: int):
+    return page.locator(f"#callback-{callback_id}")
+
+
+def flash(page) -> str:
+    return " ".join(page.locator("main > .notice").all_text_contents())
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_an_agent_claims_calls_back_and_sees_a_closed_item_leave_without_a_reload(page, browser, queue_app):
+    first, second = queue_app.missed_call(), queue_app.missed_call()
+    sign_in(page, queue_app)
+    assert page.locator("h1").text_content() == "Callback queue"
+    assert item(page, first).is_visible() and item(page, second).is_visible()
+    assert "Nobody yet" in item(page, first).text_content()
+
+    with page.expect_navigation():
+        item(page, first).get_by_role("button", name=re.compile("^Claim")).click()
+    assert "You have claimed HD-" in flash(page)
+    assert "ClaimedbyYou" in re.sub(r"\s+", "", item(page, first).text_content())
+
+    with page.expect_navigation():
+        item(page, first).get_by_role("button", name=re.compile("^Call back now")).click()
+    assert "Ringing your phone for HD-" in flash(page), flash(page)
+    [(path, form, status, answer)] = [e for e in queue_app.twilio.exchanges if e[1].get("To") == [AGENT_PHONE]]
+    assert status == 201 and path.endswith("/Calls.json"), (status, answer)
+    assert form["From"] == [DESK] and form["Url"] == [queue_app.at(f"/twilio/voice/callback-connect?callback={first}")]
+    attempts = queue_app.query("SELECT source, outcome, call_sid FROM callback_attempts WHERE callback_id = :id",
+                               id=first)
+    assert attempts == [("twilio", "placing", answer["sid"])] and CALL_SID.match(answer["sid"])
+    assert "1 so far" in item(page, first).text_content()
+
+    # The page polls every second from now on; the second item is closed in another window.
+    page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    other = browser.new_context(locale="en-GB", timezone_id="Europe/London")
+    try:
+        elsewhere = other.new_page()
+        sign_in(elsewhere, queue_app)
+        elsewhere.locator(f"#callback-{second}-close-panel summary").click()
+        elsewhere.check(f"#callback-{second}-close-withdrawn")
+        elsewhere.fill(f"#callback-{second}-close-note", "The caller emailed instead")
+        with elsewhere.expect_navigation():
+            elsewhere.click(f"#callback-{second}-close-submit")
+        assert "is closed as withdrawn." in flash(elsewhere)
+    finally:
+        other.close()
+    item(page, second).wait_for(state="detached", timeout=5000)
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+    assert page.locator("#queue-status").text_content().startswith("Queue updated: ")
+    assert item(page, first).is_visible()
+
+
+def test_what_an_agent_is_typing_and_their_focus_survive_the_live_updates(page, queue_app):
+    callback = queue_app.missed_call()
+    sign_in(page, queue_app)
+    page.locator(f"#callback-{callback}-attempt-panel summary").click()
+    note = page.locator(f"#callback-{callback}-attempt-note")
+    note.click()
+    page.keyboard.type("Rang twice, half way through typ")
+    page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    queue_app.missed_call()  # something changes, so the update is announced
+    from playwright.sync_api import expect  # imported here: without Playwright the fixtures skip the test
+
+    expect(page.locator("#queue-status")).to_have_text(re.compile("^Queue updated: "), timeout=5000)
+    page.wait_for_timeout(1500)  # at least one more swap while typing
+    assert page.evaluate("document.activeElement.id") == f"callback-{callback}-attempt-note"
+    page.keyboard.type("ing")
+    assert note.input_value() == "Rang twice, half way through typing"
+    assert page.locator(f"#callback-{callback}-attempt-panel").get_attribute("open") is not None
+    assert page.evaluate("window.__samePage") is True
+
+
+def test_a_script_in_a_note_stays_inert_text(page, queue_app):
+    call_sid = queue_app.answered_call()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, queue_app)
+    payload = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2; alert(1)">'
+    page.locator(f"#call-{call_sid}-callback-panel summary").click()
+    page.fill(f"#call-{call_sid}-note", payload)
+    with page.expect_navigation():
+        page.click(f"#call-{call_sid}-callback")
+    assert "A callback is now owed for HD-" in flash(page)
+    [(callback,)] = queue_app.query("SELECT id FROM callbacks WHERE call_sid = :sid", sid=call_sid)
+    assert payload in item(page, callback).locator(".note dd").text_content()
+    page.reload()
+    page.wait_for_timeout(300)
+    assert dialogs == [] and page.evaluate("typeof window.__xss") == "undefined"
+    assert item(page, callback).locator(".note img, .note script").count() == 0
+
+
+def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, queue_app):
+    overdue, soon = queue_app.missed_call(), queue_app.missed_call()
+    now = datetime.now(timezone.utc)
+    for callback, due in ((overdue, now - timedelta(minutes=25)), (soon, now + timedelta(minutes=10))):
+        # As SQLAlchemy stores a UTC time in SQLite: naive text.
+        queue_app.execute("UPDATE callbacks SET due_at = :due WHERE id = :id",
+                          due=due.strftime("%Y-%m-%d %H:%M:%S.%f"), id=callback)
+    withheld, awaiting = queue_app.answered_call(caller="anonymous"), queue_app.answered_call(caller="anonymous")
+    sign_in(page, queue_app)
+    page.locator(f"#call-{withheld}-callback-panel summary").click()
+    with page.expect_navigation():
+        page.click(f"#call-{withheld}-callback")
+    [(withheld_callback,)] = queue_app.query("SELECT id FROM callbacks WHERE call_sid = :sid", sid=withheld)
+    assert "Number withheld – cannot be dialled" in item(page, withheld_callback).text_content()
+    assert item(page, withheld_callback).get_by_role("button", name=re.compile("^Call back now")).count() == 0
+    assert page.locator(f"#call-{awaiting}-number").count() == 1  # a number can be given for a withheld caller
+    assert item(page, overdue).locator(".flag").text_content() == "Overdue"
+    assert item(page, soon).locator(".flag").text_content() == "Due soon"
+    # Overdue and due soon differ by more than colour: the border style too.
+    styles = [item(page, n).evaluate("e => getComputedStyle(e).borderLeftStyle") for n in (overdue, soon)]
+    assert styles == ["solid", "dashed"]
+    page.screenshot(path=SCREENSHOT, full_page=True)  # for a person to look at; not asserted
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    found = axe.violations(page)
+    assert axe.blocking(found) == [], axe.describe(axe.blocking(found))
+    small = page.evaluate("""() => [...document.querySelectorAll('main button, main summary, main input, main select')]
+        .filter(e => e.type !== 'hidden').map(e => [e.id || e.textContent.trim(), e.getBoundingClientRect()])
+        .filter(([, r]) => r.width < 24 || r.height < 24).map(([name]) => name)""")
+    assert small == [], f"targets smaller than 24 by 24 px: {small}"
+
+
+def test_an_agent_claims_with_the_keyboard_and_sees_where_focus_is(page, queue_app):
+    callback = queue_app.missed_call()
+    sign_in(page, queue_app)
+    page.focus("#queue-refresh")
+    for _ in range(400):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == f"callback-{callback}-claim":
+            break
+    else:
+        pytest.fail("Tab never reached the Claim button")
+    shadow = page.evaluate("getComputedStyle(document.activeElement).boxShadow")
+    assert shadow not in ("", "none"), "the focused button shows no focus indicator"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "You have claimed HD-" in flash(page)

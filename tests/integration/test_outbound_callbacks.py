@@ -1,0 +1,181 @@
+"""Twilio's webhooks for callbacks placed with "Call back now": connect, status of both legs, dial action."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from callbacks import service
+from helpdesk.models import Callback, CallbackAttempt
+from helpdesk.users import add_user
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+CALLER = "+447700900123"
+DESK = "+441134960000"
+AGENT_LEG = sid(5001)  # the REST call that rings the agent: the attempt's CallSid
+CALLER_LEG = sid(5002)  # the <Dial><Number> child leg to the caller
+
+
+def miss_a_call(client, clock, n: int) -> None:
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(n), caller=CALLER))
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(n), "DialCallStatus": "canceled"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=40))})
+
+
+def fresh(db_session, model):
+    db_session.rollback()
+    db_session.expire_all()
+    with db_session.begin():
+        return list(db_session.scalars(select(model).order_by(model.id)))
+
+
+@pytest.fixture
+def placed(app, client, clock, settings, db_session):
+    """The id of a missed call's callback with a Twilio attempt under way (as "Call back now" leaves it)."""
+    miss_a_call(client, clock, 1)
+    [callback] = fresh(db_session, Callback)
+    with app.extensions["helpdesk.db"].session() as session:
+        agent = add_user(session, "alice", "a-long-enough-password", "agent", now=datetime.now(timezone.utc)).id
+    clock.advance(600)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, started_at=clock.now,
+                            source="twilio", outcome="placing", call_sid=AGENT_LEG, now=clock.now)
+    return callback.id
+
+
+def status_of(client, callback_id, **params):
+    return post(client, f"/twilio/voice/callback-status?callback={callback_id}", params)
+
+
+def attempt_and_callback(db_session) -> tuple[CallbackAttempt, Callback]:
+    """The one attempt and its callback, read in one short transaction (SQLite locks for it)."""
+    db_session.rollback()
+    db_session.expire_all()
+    with db_session.begin():
+        [attempt] = db_session.scalars(select(CallbackAttempt)).all()
+        [callback] = db_session.scalars(select(Callback)).all()
+    return attempt, callback
+
+
+def test_the_caller_answering_marks_the_attempt_reached(client, clock, placed, db_session):
+    answered = clock.advance(20)
+    for status in ("initiated", "ringing", "in-progress"):
+        response = status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus=status,
+                             To=CALLER, From=DESK, Timestamp=stamp(answered))
+        assert response.status_code == 204
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.answered_at) == ("reached", answered)
+    assert callback.reached_at == answered and callback.next_attempt_at is None and callback.status == "open"
+    # The caller's leg completing afterwards changes nothing.
+    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="completed",
+              CallDuration="300", Timestamp=stamp(answered + timedelta(minutes=5)))
+    assert attempt_and_callback(db_session)[0].outcome == "reached"
+
+
+def test_the_agent_not_answering_is_a_miss_with_a_retry_scheduled(client, clock, placed, db_session):
+    started = clock.now
+    clock.advance(40)
+    assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer").status_code == 204
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "no_answer" and attempt.ended_at == clock.now
+    assert callback.next_attempt_at == started + timedelta(minutes=30) and callback.reached_at is None
+
+
+def test_the_caller_being_busy_is_recorded_as_busy(client, placed, db_session):
+    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="busy")
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "busy" and callback.next_attempt_at is not None
+
+
+def test_the_agent_hanging_up_before_the_caller_answers_is_no_answer(client, placed, db_session):
+    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="in-progress")
+    assert attempt_and_callback(db_session)[0].outcome == "placing"
+    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="12")
+    assert attempt_and_callback(db_session)[0].outcome == "no_answer"
+
+
+def test_a_forged_status_callback_is_refused_and_changes_nothing(client, placed, db_session):
+    response = post(client, f"/twilio/voice/callback-status?callback={placed}",
+                    {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "in-progress"}, token="wrong-token")
+    assert response.status_code == 403 and "signature" in response.get_data(as_text=True)
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "placing" and callback.reached_at is None
+
+
+def test_an_unsigned_connect_request_is_refused(client, placed):
+    response = client.post(f"/twilio/voice/callback-connect?callback={placed}", data={"CallSid": AGENT_LEG})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("query", "params", "reason"), [
+    ("", {"CallSid": AGENT_LEG, "CallStatus": "completed"}, "callback query parameter"),
+    ("?callback=abc", {"CallSid": AGENT_LEG, "CallStatus": "completed"}, "callback query parameter"),
+    ("?callback=1", {"CallStatus": "completed"}, "CallSid is missing"),
+    ("?callback=1", {"CallSid": "CA123", "CallStatus": "completed"}, "not a Twilio call SID"),
+    ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": "nope", "CallStatus": "completed"}, "ParentCallSid"),
+    ("?callback=1", {"CallSid": AGENT_LEG}, "CallStatus is missing"),
+    ("?callback=1", {"CallSid": AGENT_LEG, "CallStatus": "exploded"}, "not a Twilio call status"),
+    ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "in-progress",
+                     "Timestamp": "yesterday"}, "Timestamp is not a date"),
+])
+def test_malformed_status_callbacks_get_a_400_with_the_reason(client, placed, db_session, query, params, reason):
+    response = post(client, "/twilio/voice/callback-status" + query, params)
+    assert response.status_code == 400 and reason in response.get_data(as_text=True)
+    assert attempt_and_callback(db_session)[0].outcome == "placing"
+
+
+def test_connect_dials_the_caller_with_status_callbacks_naming_the_callback(client, placed):
+    response = post(client, f"/twilio/voice/callback-connect?callback={placed}",
+                    {"CallSid": AGENT_LEG, "From": DESK, "To": "+447700900555", "CallStatus": "in-progress"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    assert f'<Dial action="https://helpdesk.example.org/twilio/voice/callback-dial?callback={placed}"' in body
+    assert f'callerId="{DESK}"' in body and f">{CALLER}</Number>" in body
+    assert f'statusCallback="https://helpdesk.example.org/twilio/voice/callback-status?callback={placed}"' in body
+
+
+@pytest.mark.parametrize("callback_id", ["closed", "999999"])
+def test_connect_for_a_closed_or_unknown_callback_says_goodbye_instead_of_failing(app, client, clock, placed, db_session,
+                                                                                 callback_id):
+    if callback_id == "closed":
+        holder = attempt_and_callback(db_session)[1].claimed_by_id
+        with app.extensions["helpdesk.db"].session() as session:
+            service.close(session, callback_id=placed, agent_id=holder, outcome="withdrawn", now=clock.now)
+        callback_id = str(placed)
+    response = post(client, f"/twilio/voice/callback-connect?callback={callback_id}",
+                    {"CallSid": AGENT_LEG, "From": DESK})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<Say" in body and "<Hangup" in body and "<Dial" not in body
+
+
+def test_the_dial_action_hangs_up_and_records_the_answer_if_the_status_callbacks_have_not(client, clock, placed, db_session):
+    clock.advance(200)
+    response = post(client, f"/twilio/voice/callback-dial?callback={placed}",
+                    {"CallSid": AGENT_LEG, "DialCallStatus": "completed", "DialCallDuration": "150"})
+    assert response.status_code == 200 and "<Hangup />" in response.get_data(as_text=True)
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "reached" and attempt.answered_at == clock.now - timedelta(seconds=150)
+
+
+def test_the_dial_action_without_its_status_is_a_400(client, placed):
+    response = post(client, f"/twilio/voice/callback-dial?callback={placed}", {"CallSid": AGENT_LEG})
+    assert response.status_code == 400 and "DialCallStatus is missing" in response.get_data(as_text=True)
+
+
+def test_events_are_logged_as_received_without_the_phone_numbers(client, placed, caplog):
+    with caplog.at_level(logging.INFO, logger="callbacks.outbound"):
+        status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="ringing",
+                  To=CALLER, From=DESK)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outbound callback_status")]
+    assert f'"CallSid": "{CALLER_LEG}"' in line and '"CallStatus": "ringing"' in line
+    assert CALLER not in line and DESK not in line and "•••••••• 123" in line
+
+
+def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, placed, db_session):
+    response = status_of(client, placed, CallSid=sid(7777), CallStatus="no-answer")
+    assert response.status_code == 204
+    assert attempt_and_callback(db_session)[0].outcome == "placing"

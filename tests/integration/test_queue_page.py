@@ -1,0 +1,347 @@
+"""The agents' callback queue page, through the Flask test client on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta, timezone
+from threading import Barrier, Thread
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select, update
+
+from callbacks.sweep import sweep
+from callbacks.telephony import FakeTelephony
+from helpdesk.models import Callback, CallbackAttempt, Enquiry, User
+from helpdesk.users import add_user
+from tests.integration.conftest import OPEN_TIME
+from tests.integration.test_users_and_login import csrf_token, sign_in
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+PASSWORD = "a-long-enough-password"
+AGENT_PHONE = "+447700900555"
+
+
+def at(hour: int, minute: int = 0) -> datetime:
+    """A time on the test day (Tuesday 24 November 2026, GMT, so UK time = UTC)."""
+    return OPEN_TIME.replace(hour=hour, minute=minute)
+
+
+def miss_a_call(client, clock, n: int, arrived: datetime, caller: str = "+447700900123") -> None:
+    clock.now = arrived
+    post(client, "/twilio/voice/incoming", inbound(sid(n), caller=caller))
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(n), "DialCallStatus": "canceled"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=40))})
+
+
+def answer_a_call(client, clock, n: int, arrived: datetime, caller: str = "+447700900123") -> None:
+    clock.now = arrived
+    post(client, "/twilio/voice/incoming", inbound(sid(n), caller=caller))
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(900 + n), "ParentCallSid": sid(n), "To": "client:agent-1",
+                                                "CallStatus": "in-progress", "Timestamp": stamp(arrived + timedelta(seconds=6))})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+
+
+def add_agent(app, username: str, display_name: str, phone: str | None = AGENT_PHONE, role: str = "agent") -> int:
+    with app.extensions["helpdesk.db"].session() as session:
+        user_id = add_user(session, username, PASSWORD, role, display_name=display_name,
+                           now=datetime.now(timezone.utc)).id
+        with session.begin():
+            session.execute(update(User).where(User.id == user_id).values(phone=phone))
+    return user_id
+
+
+def stored(db_session, model=Callback):
+    """Every stored row, read afresh (ending any transaction a lazy load began)."""
+    db_session.rollback()
+    db_session.expire_all()
+    with db_session.begin():
+        return list(db_session.scalars(select(model).order_by(model.id)))
+
+
+def reference(db_session, callback) -> str:
+    db_session.rollback()
+    with db_session.begin():
+        return db_session.scalar(select(Enquiry.reference).where(Enquiry.id == callback.enquiry_id))
+
+
+def text_of(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def item(page: str, callback_id: int) -> str:
+    """One callback's <li> from the page."""
+    match = re.search(rf'<li class="queue-item[^"]*" id="callback-{callback_id}">(.*?)</li>', page, re.S)
+    assert match, f"callback {callback_id} is not on the page"
+    return match.group(0)
+
+
+def act(client, path: str, **form):
+    """POST a queue form with the page's CSRF token, following the redirect back to the queue."""
+    return client.post(path, data={"csrf_token": csrf_token(client, "/queue"), **form}, follow_redirects=True)
+
+
+@pytest.fixture
+def telephony(app, clock):
+    fake = FakeTelephony(clock=clock)
+    app.extensions["helpdesk.telephony"] = fake
+    return fake
+
+
+@pytest.fixture
+def alice(app, client):
+    """Alice, an agent with a phone, signed in with the test client."""
+    user_id = add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    return user_id
+
+
+@pytest.fixture
+def three_callbacks(client, clock, db_session):
+    """Owed in an order different from their due order; then the clock is at 13:25."""
+    miss_a_call(client, clock, 2, at(10, 40))  # due 13:40: 15 minutes left, due soon
+    miss_a_call(client, clock, 1, at(10, 0))  # due 13:00: 25 minutes overdue
+    miss_a_call(client, clock, 3, at(11, 30))  # due 14:30: 1 h 5 min left
+    clock.now = at(13, 25)
+    # Plain values: ORM objects would reload (and on SQLite take the write lock) once expired.
+    return {c.call_sid: SimpleNamespace(id=c.id, enquiry_id=c.enquiry_id) for c in stored(db_session)}
+
+
+def test_open_callbacks_are_listed_earliest_due_first(alice, client, three_callbacks):
+    page = text_of(client.get("/queue"))
+    shown = [int(n) for n in re.findall(r'<li class="queue-item[^"]*" id="callback-(\d+)"', page)]
+    expected = [three_callbacks[sid(n)].id for n in (1, 2, 3)]
+    assert shown == expected
+    assert "3 open callbacks: 1 overdue, 1 due soon." in re.sub(r"<[^>]+>|\s+", lambda m: " " if m.group(0).isspace() else "", page)
+
+
+def test_overdue_and_due_soon_callbacks_are_marked_by_words_and_style(alice, client, three_callbacks):
+    page = text_of(client.get("/queue"))
+    overdue, soon, later = (item(page, three_callbacks[sid(n)].id) for n in (1, 2, 3))
+    assert 'class="queue-item state-overdue"' in overdue and '<span class="flag flag-overdue">Overdue</span>' in overdue
+    assert "Overdue by 25 min" in overdue and "Overdue by 25 minutes" in overdue  # shown, and for screen readers
+    assert 'class="queue-item state-due-soon"' in soon and '<span class="flag flag-due-soon">Due soon</span>' in soon
+    assert "15 min left" in soon and "15 minutes left" in soon
+    assert 'class="queue-item state-on-time"' in later and "flag" not in later
+    assert "1 h 5 min left" in later and "1 hour 5 minutes left" in later
+    assert 'Due <time datetime="2026-11-24T14:30:00+00:00">14:30 today</time>' in later
+    assert "Missed call – caller hung up" in later and "<dt>Caller type</dt><dd>Unknown</dd>" in later
+    assert "•••••••• 123" in later and "+447700900123" not in page
+    assert "Owed from 11:30 on Tue 24 Nov 2026; due after 3 hours of opening time" in later  # the explanation
+
+
+def test_business_time_left_overnight_says_it_counts_opening_hours(alice, client, clock, db_session):
+    miss_a_call(client, clock, 4, at(16, 30))  # 1 h 30 min today (closing at 18:00), 1 h 30 min tomorrow
+    clock.now = at(17, 30)
+    [callback] = stored(db_session)
+    entry = item(text_of(client.get("/queue")), callback.id)
+    assert "2 h of opening hours left" in entry and "2 hours of opening hours left" in entry
+    assert "09:30 tomorrow" in entry and "state-on-time" in entry
+
+
+def test_a_withheld_caller_owed_a_callback_cannot_be_dialled(alice, client, clock, db_session):
+    answer_a_call(client, clock, 5, at(10, 0), caller="anonymous")
+    clock.now = at(10, 5)
+    page = text_of(client.get("/queue"))
+    assert f'id="call-{sid(5)}"' in page and "Withheld" in page
+    done = act(client, f"/queue/calls/{sid(5)}/callback", note="Wants the grant form")
+    assert "A callback is now owed for HD-2026-" in text_of(done)
+    [callback] = stored(db_session)
+    assert callback.caller_number is None and callback.reason == "not_concluded"
+    entry = item(text_of(client.get("/queue")), callback.id)
+    assert "Number withheld – cannot be dialled" in entry and "Not concluded on the call" in entry
+    assert "Call back now" not in entry and "Wants the grant form" in entry
+    assert f'id="call-{sid(5)}"' not in text_of(client.get("/queue"))  # no longer awaiting an outcome
+
+
+def test_a_second_agent_is_told_who_has_already_claimed_the_callback(app, alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(3)]
+    assert "You have claimed HD-2026-" in text_of(act(client, f"/queue/{callback.id}/claim"))
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    # Bob's page was loaded before Alice claimed it would still show Claim; his POST is refused.
+    refused = text_of(act(bob, f"/queue/{callback.id}/claim"))
+    assert "Alice Agent has already claimed this callback." in refused
+    assert "Only Alice Agent can act on this callback while they hold it." in item(refused, callback.id)
+    assert [c.claimed_by_id for c in stored(db_session) if c.id == callback.id] == [alice]
+    released = text_of(act(client, f"/queue/{callback.id}/release"))
+    assert "You have released HD-2026-" in released and "Nobody yet" in item(released, callback.id)
+
+
+def test_two_agents_claiming_at_the_same_moment_get_one_winner_and_one_named_refusal(app, alice, client,
+                                                                                   three_callbacks, db_session):
+    callback_id = three_callbacks[sid(3)].id
+    bob = app.test_client()
+    bob_id = add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    forms = {name: {"csrf_token": csrf_token(browser, "/queue")} for name, browser in (("alice", client), ("bob", bob))}
+    barrier, pages = Barrier(2), {}
+
+    def claim(name, browser):
+        barrier.wait()
+        pages[name] = text_of(browser.post(f"/queue/{callback_id}/claim", data=forms[name], follow_redirects=True))
+
+    threads = [Thread(target=claim, args=pair) for pair in (("alice", client), ("bob", bob))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [holder] = [c.claimed_by_id for c in stored(db_session) if c.id == callback_id]
+    winner, loser = ("alice", "bob") if holder == alice else ("bob", "alice")
+    assert holder in (alice, bob_id)
+    assert "You have claimed HD-2026-" in pages[winner]
+    name = {"alice": "Alice Agent", "bob": "Bob Builder"}[winner]
+    assert f"{name} has already claimed this callback." in pages[loser]
+
+
+def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(alice, client, telephony,
+                                                                               three_callbacks, db_session):
+    callback = three_callbacks[sid(3)]
+    page = text_of(act(client, f"/queue/{callback.id}/call"))
+    assert "Ringing your phone for HD-2026-" in page
+    [placed] = telephony.calls
+    assert (placed.agent_phone, placed.caller_number, placed.callback_id) == (AGENT_PHONE, "+447700900123", callback.id)
+    [attempt] = stored(db_session, CallbackAttempt)
+    assert (attempt.callback_id, attempt.source, attempt.outcome) == (callback.id, "twilio", "placing")
+    assert attempt.call_sid == placed.placed.call_sid and attempt.agent_id == alice
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert (after.attempts_count, after.claimed_by_id, after.sla_result) == (1, alice, "met")
+    assert "1 so far" in item(page, callback.id)
+
+
+def test_a_call_twilio_refuses_records_nothing_and_shows_why(alice, client, telephony, three_callbacks, db_session):
+    telephony.fail_with = "Twilio refused the call: The source phone number is not verified."
+    callback = three_callbacks[sid(3)]
+    page = text_of(act(client, f"/queue/{callback.id}/call"))
+    assert "Twilio refused the call: The source phone number is not verified." in page
+    assert stored(db_session, CallbackAttempt) == []
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert (after.attempts_count, after.claimed_by_id, after.sla_result) == (0, None, None)
+
+
+def test_an_agent_without_a_phone_is_told_to_ask_an_administrator(app, client, telephony, three_callbacks, db_session):
+    add_agent(app, "carol", "Carol", phone=None)
+    sign_in(client, "carol", PASSWORD)
+    page = text_of(act(client, f"/queue/{three_callbacks[sid(3)].id}/call"))
+    assert "Ask an administrator to set your phone number." in page
+    assert telephony.calls == [] and stored(db_session, CallbackAttempt) == []
+
+
+def test_a_manual_attempt_before_the_due_time_meets_the_target(alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(1)]  # due 13:00, now 13:25: the agent logs a call made at 12:50
+    page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at="2026-11-24T12:50",
+                       outcome="no_answer", note="Rang out"))
+    assert "Attempt logged for HD-2026-" in page
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert after.sla_result == "met" and after.first_attempt_at == at(12, 50)
+    assert after.next_attempt_at == at(13, 20)  # the first retry, 30 minutes on
+    [attempt] = stored(db_session, CallbackAttempt)
+    assert (attempt.source, attempt.outcome, attempt.note) == ("manual", "no_answer", "Rang out")
+    entry = item(page, callback.id)
+    assert "state-met" in entry and "Overdue" not in entry and "next try <time" in entry
+
+
+def test_an_attempt_time_in_summer_is_read_as_uk_time(alice, client, clock, db_session):
+    summer = datetime(2026, 7, 14, 9, 0, tzinfo=timezone.utc)  # 10:00 BST
+    miss_a_call(client, clock, 6, summer)
+    clock.now = summer + timedelta(hours=1)
+    [callback] = stored(db_session)
+    act(client, f"/queue/{callback.id}/attempts", started_at="2026-07-14T10:30", outcome="reached")
+    [attempt] = stored(db_session, CallbackAttempt)
+    assert attempt.started_at == datetime(2026, 7, 14, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("started_at", ["", "yesterday", "2026-02-30T10:00"])
+def test_an_attempt_without_a_usable_time_is_refused_with_a_reason(alice, client, three_callbacks, db_session, started_at):
+    page = text_of(act(client, f"/queue/{three_callbacks[sid(1)].id}/attempts", started_at=started_at,
+                       outcome="reached"))
+    assert "as a date and time" in page or "is not a date and time that exists" in page
+    assert stored(db_session, CallbackAttempt) == []
+
+
+def test_closing_as_unreachable_takes_the_callback_off_the_queue(alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(2)]
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="Number not in service"))
+    assert "is closed as unreachable." in page and f'id="callback-{callback.id}"' not in page
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert (after.status, after.outcome, after.closed_by_id) == ("closed", "unreachable", alice)
+    assert after.note.endswith("Number not in service")
+
+
+def test_resolving_without_reaching_the_caller_is_refused_with_the_reason(alice, client, three_callbacks):
+    page = text_of(act(client, f"/queue/{three_callbacks[sid(2)].id}/close", outcome="resolved"))
+    assert "Record the attempt that reached the caller before closing as resolved." in page
+
+
+def test_a_script_in_a_note_is_shown_as_text(alice, client, clock, db_session):
+    answer_a_call(client, clock, 7, at(10, 0))
+    payload = '<script>window.__xss = 1</script><img src=x onerror="alert(1)">'
+    act(client, f"/queue/calls/{sid(7)}/callback", note=payload)
+    raw = client.get("/queue").get_data(as_text=True)
+    assert payload not in raw and "<script>window.__xss" not in raw and "<img src=x" not in raw
+    assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in raw
+
+
+def test_concluded_on_the_call_owes_nothing_and_leaves_the_list(alice, client, clock, db_session):
+    answer_a_call(client, clock, 8, at(10, 0))
+    page = text_of(act(client, f"/queue/calls/{sid(8)}/concluded"))
+    assert "is recorded as concluded on the call." in page and f'id="call-{sid(8)}"' not in page
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "concluded"
+    assert stored(db_session) == []
+
+
+def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, clock, settings, three_callbacks, db_session):
+    first = reference(db_session, three_callbacks[sid(1)])
+    second = reference(db_session, three_callbacks[sid(2)])
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, clock.now)
+    page = text_of(client.get("/queue"))
+    notices = page[page.index('id="notices-title"'):page.index('id="queue-live"')]
+    assert f"Breached: {first}" in notices and f"Due in 30 minutes: {second}" in notices
+    clock.now += timedelta(hours=25)
+    assert "No warnings or breaches in the last 24 hours." in text_of(client.get("/queue"))
+
+
+def test_the_items_route_returns_the_list_alone_for_the_live_update(alice, client, three_callbacks):
+    response = client.get("/queue/items")
+    fragment = text_of(response)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert re.match(r'\s*<div class="queue-items" data-open="3" data-overdue="1"\s+data-due-soon="1"', fragment)
+    assert "<html" not in fragment and "<h1" not in fragment
+    assert all(f'id="callback-{c.id}"' in fragment for c in three_callbacks.values())
+    assert re.search(r'data-poll-seconds="15"', text_of(client.get("/queue")))
+
+
+def test_a_long_queue_shows_the_first_ones_with_a_link_to_more(app, alice, client, three_callbacks):
+    page = text_of(client.get("/queue?show=2"))
+    assert len(re.findall(r'<li class="queue-item', page)) == 2
+    assert "Showing the first 2, earliest due first." in page and 'href="/queue?show=202"' in page
+
+
+def test_a_form_without_its_csrf_token_is_refused(alice, client, three_callbacks, db_session):
+    response = client.post(f"/queue/{three_callbacks[sid(1)].id}/claim")
+    assert response.status_code == 400
+    assert all(c.claimed_by_id is None for c in stored(db_session))
+
+
+@pytest.mark.parametrize("role,status", [("auditor", 403), ("manager", 200), ("admin", 200)])
+def test_only_agents_managers_and_admins_see_the_queue(app, client, role, status):
+    add_agent(app, "someone", "Someone", role=role)
+    sign_in(client, "someone", PASSWORD)
+    assert client.get("/queue").status_code == status
+    assert client.get("/queue/items").status_code == status
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client):
+    response = client.get("/queue")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_an_agent_signing_in_starts_on_the_queue(app, client):
+    add_agent(app, "dave", "Dave")
+    assert sign_in(client, "dave", PASSWORD).headers["Location"] == "/queue"
+    assert 'href="/queue" aria-current="page"' in text_of(client.get("/queue"))
