@@ -13,7 +13,6 @@ projects every event into a Call record, which an outbound leg is not.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import datetime, timedelta
@@ -24,15 +23,15 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callbacks import queue, service
 from callbacks.telephony import connect_twiml
-from helpdesk.pages.format import is_withheld, mask_number
+from helpdesk.pages.format import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain
+from helpdesk.voice.journal import journal_only
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__)
 
 _CALLBACK = re.compile(r"[0-9]{1,12}")
-_NUMBER_PARAMS = ("To", "From", "Called", "Caller", "ForwardedFrom")
 STATUSES = ("queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled")
 # What a leg's final status says about the attempt (the caller's leg "completed" was answered).
 _ENDED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
@@ -55,16 +54,23 @@ def nest_in(parent: Blueprint) -> None:
         _nested.add(id(parent))
 
 
-def _journal(kind: str, callback_id: str, params: dict[str, str]) -> None:
-    shown = {key: mask_number(value) if key in _NUMBER_PARAMS else value for key, value in params.items()}
-    log.info("outbound %s for callback %s: %s", kind, callback_id, json.dumps(shown, ensure_ascii=False))
+def _journal(kind: str, params: dict[str, str]) -> None:
+    """Keep the webhook as received, like every other Twilio event, under the attempt's call."""
+    try:
+        with database().session() as session:
+            journal_only(session, kind=kind, path=request.full_path.rstrip("?"),
+                         params=list(request.form.items(multi=True)), received_at=clock(),
+                         call_sid=params.get("ParentCallSid") or params["CallSid"],
+                         idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"))
+    except Exception:
+        # The call goes on; the event is lost from the journal. Say so loudly.
+        log.exception("STORING FAILED for a %s webhook (call %s)", kind, params["CallSid"])
 
 
 def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
     """The callback id from the URL and the form, journalled; BadRequest if either is unusable."""
     text = request.args.get("callback", "")
     params = request.form.to_dict()
-    _journal(kind, text[:20], params)
     if not _CALLBACK.fullmatch(text):
         raise BadRequest("The callback query parameter is missing or not a callback number.")
     sid = params.get("CallSid", "")
@@ -75,6 +81,7 @@ def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]
     for name in needs:
         if not params.get(name):
             raise BadRequest(f"{name} is missing.")
+    _journal(kind, params)
     return int(text), params
 
 

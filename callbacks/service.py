@@ -162,12 +162,21 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
     """A Twilio-placed attempt ended (from its status callbacks)."""
     with session.begin():
         attempt = session.scalars(select(CallbackAttempt).where(CallbackAttempt.call_sid == call_sid)).one_or_none()
-        if attempt is None or attempt.outcome != "placing":
+        if attempt is None:
             return
-        attempt.outcome, attempt.ended_at, attempt.answered_at = outcome, now, answered_at
         callback = session.get(Callback, attempt.callback_id, with_for_update=True)
-        if callback.status == "open":
-            _after_outcome(callback, settings, attempt, now)
+        if attempt.outcome == "placing":
+            attempt.outcome, attempt.ended_at, attempt.answered_at = outcome, now, answered_at
+            if callback.status == "open":
+                _after_outcome(callback, settings, attempt, now)
+        elif outcome == "reached" and attempt.outcome != "reached":
+            # The caller leg's answer arrived after the agent leg's end (callbacks are not
+            # ordered): the caller was reached after all, so undo the miss.
+            attempt.outcome, attempt.answered_at = "reached", answered_at or attempt.answered_at
+            if callback.outcome == "unreachable":
+                callback.status, callback.outcome, callback.closed_at, callback.closed_by_id = "open", None, None, None
+            if callback.status == "open":
+                _after_outcome(callback, settings, attempt, now)
 
 
 def _judge(callback: Callback) -> None:

@@ -96,21 +96,50 @@ def record_event(
         connection = session.connection()
         sql = _statements(connection.dialect.name)
         call_id, enquiry_id, incoming_seen = _lock_call(connection, sql, call_sid)
-        inserted = connection.execute(sql["new_event"], {
-            "received_at": received_at,
-            "kind": kind,
-            "call_sid": call_sid,
-            "leg_sid": flat["CallSid"],
-            "fingerprint": fingerprint(path, params),
-            "idempotency_token": idempotency_token,
-            "params": json.dumps(list(params), ensure_ascii=False),
-            "decision": decision,
-        }).rowcount
+        inserted = connection.execute(
+            sql["new_event"], _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
+        ).rowcount
         if not inserted:
             log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
         elif can_change_record(kind, flat, incoming_seen):
             _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now=received_at)
     return bool(inserted)
+
+
+def journal_only(
+    session: Session,
+    *,
+    kind: str,
+    path: str,
+    params: Sequence[tuple[str, str]],
+    received_at: datetime,
+    call_sid: str,
+    idempotency_token: str | None = None,
+    decision: str | None = None,
+) -> bool:
+    """Journal a webhook that is not about an inbound call (e.g. a placed callback's legs).
+
+    Stored as received under `call_sid`, with no call record. Returns whether it was new.
+    """
+    with session.begin():
+        connection = session.connection()
+        return bool(connection.execute(
+            _statements(connection.dialect.name)["new_event"],
+            _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision),
+        ).rowcount)
+
+
+def _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision) -> dict:
+    return {
+        "received_at": received_at,
+        "kind": kind,
+        "call_sid": call_sid,
+        "leg_sid": dict(params)["CallSid"],
+        "fingerprint": fingerprint(path, params),
+        "idempotency_token": idempotency_token,
+        "params": json.dumps(list(params), ensure_ascii=False),
+        "decision": decision,
+    }
 
 
 def _lock_call(connection: Connection, sql, call_sid: str) -> tuple[int, int | None, bool]:

@@ -1,6 +1,7 @@
 """Twilio's webhooks for callbacks placed with "Call back now": connect, status of both legs, dial action."""
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 
@@ -166,16 +167,42 @@ def test_the_dial_action_without_its_status_is_a_400(client, placed):
     assert response.status_code == 400 and "DialCallStatus is missing" in response.get_data(as_text=True)
 
 
-def test_events_are_logged_as_received_without_the_phone_numbers(client, placed, caplog):
-    with caplog.at_level(logging.INFO, logger="callbacks.outbound"):
-        status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="ringing",
+def test_the_logs_never_hold_a_phone_number(client, placed, caplog):
+    with caplog.at_level(logging.DEBUG):
+        status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
                   To=CALLER, From=DESK)
-    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outbound callback_status")]
-    assert f'"CallSid": "{CALLER_LEG}"' in line and '"CallStatus": "ringing"' in line
-    assert CALLER not in line and DESK not in line and "•••••••• 123" in line
+        status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", To=DESK, From=CALLER)
+    assert caplog.records and CALLER not in caplog.text and DESK not in caplog.text
+
+
+def test_a_caller_answer_arriving_after_the_agent_legs_end_still_counts_as_reached(client, clock, placed, db_session):
+    answered = clock.advance(20)
+    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="80")
+    assert attempt_and_callback(db_session)[0].outcome == "no_answer"
+    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+              Timestamp=stamp(answered))
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.answered_at) == ("reached", answered)
+    assert callback.reached_at == answered and callback.next_attempt_at is None and callback.status == "open"
 
 
 def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, placed, db_session):
     response = status_of(client, placed, CallSid=sid(7777), CallStatus="no-answer")
     assert response.status_code == 204
     assert attempt_and_callback(db_session)[0].outcome == "placing"
+
+
+def test_outbound_webhooks_are_journalled_as_received_without_making_a_call_record(client, db_session):
+    from sqlalchemy import func, select
+
+    from helpdesk.models import Call, TwilioEvent
+
+    calls_before = db_session.scalar(select(func.count()).select_from(Call))
+    db_session.rollback()
+    post(client, "/twilio/voice/callback-status?callback=999999", {"CallSid": sid(777), "CallStatus": "ringing"})
+    db_session.expire_all()
+    events = db_session.scalars(select(TwilioEvent).where(TwilioEvent.kind == "callback_status")).all()
+    assert [(e.call_sid, json.loads(e.params)) for e in events] == [
+        (sid(777), [["CallSid", sid(777)], ["CallStatus", "ringing"]])]
+    assert db_session.scalar(select(func.count()).select_from(Call)) == calls_before
+    db_session.rollback()
