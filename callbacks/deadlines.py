@@ -5,7 +5,7 @@ Nothing here imports Flask, SQLAlchemy, Twilio or APScheduler; `now` is always p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from helpdesk.calendar import BusinessCalendar
@@ -21,19 +21,28 @@ class Deadline:
     explanation: dict
 
 
+def due_at_for(owed_from: datetime, *, clock: str, within: timedelta, calendar: BusinessCalendar) -> datetime:
+    """When a callback owed since `owed_from` is due: the rule itself."""
+    if clock == "business":
+        return calendar.add_business_time(owed_from, within)
+    if clock == "elapsed":
+        return owed_from + within
+    raise ValueError(f"unknown callback clock {clock!r}")
+
+
 def callback_deadline(
     owed_from: datetime, *, clock: str, within: timedelta, calendar: BusinessCalendar, config_version: str
 ) -> Deadline:
-    """When a callback owed since `owed_from` is due, with the explanation kept beside it."""
-    if clock == "elapsed":
-        due_at = owed_from + within
-        counting_from = owed_from
-    elif clock == "business":
-        due_at = calendar.add_business_time(owed_from, within)
-        counting_from = calendar.next_opening(owed_from)
-    else:
-        raise ValueError(f"unknown callback clock {clock!r}")
-    crossed = calendar.crossings(owed_from, due_at)
+    """When a callback owed since `owed_from` is due, with the explanation kept beside it.
+
+    The explanation holds the facts (start, clock, when counting began, what was crossed,
+    the configuration version); `explain()` turns them into a sentence when shown.
+    """
+    due_at = due_at_for(owed_from, clock=clock, within=within, calendar=calendar)
+    counting_from = calendar.next_opening(owed_from) if clock == "business" else owed_from
+    # Ordinary closed hours are implied by the opening hours of the configuration version;
+    # what is kept is what an auditor could not see from them: holidays, closures, DST.
+    crossed = calendar.crossings(owed_from, due_at, closed=False)
     explanation = {
         "owed_from": _iso(owed_from),
         "clock": clock,
@@ -46,7 +55,6 @@ def callback_deadline(
         ],
         "config_version": config_version,
     }
-    explanation["summary"] = explain(explanation)
     return Deadline(owed_from=owed_from, due_at=due_at, clock=clock, explanation=explanation)
 
 
@@ -115,7 +123,8 @@ def next_attempt_at(
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(LONDON).isoformat()
+    # Stored in UTC like every other instant; explain() shows UK time.
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def _local(text: str) -> datetime:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from callbacks.deadlines import explain
 from helpdesk.config import Settings, SmtpSettings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.voice.projection import WITHHELD
@@ -230,7 +231,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings) -
         f"Caller:    {CALLER_TYPES.get(callback.caller_type, 'Unknown')}, {_number(callback.caller_number)}",
         f"Reason:    {REASONS.get(callback.reason, callback.reason.replace('_', ' '))}",
         f"Due:       {due}",
-        f"Deadline:  {explanation.get('summary', 'not recorded')}",
+        f"Deadline:  {_summary(explanation)}",
         "",
         "The callbacks page has the caller's number and the full history.",
         "",
@@ -271,3 +272,10 @@ def _text(value: bytes | str) -> str:
 def _short(text: str) -> str:
     text = " ".join(redact(text).split())
     return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
+
+
+def _summary(explanation: dict) -> str:
+    try:
+        return explain(explanation)
+    except (KeyError, TypeError, ValueError):
+        return "not recorded"

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from callbacks.deadlines import explain
 from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
@@ -152,8 +153,8 @@ def when(moment: datetime | None, today: date) -> str:
 def summary_of(callback: Callback) -> str:
     """The deadline's explanation in a sentence or two (kept beside the callback when it was owed)."""
     try:
-        return str(json.loads(callback.explanation).get("summary") or "")
-    except (ValueError, AttributeError):
+        return explain(json.loads(callback.explanation))
+    except (ValueError, AttributeError, KeyError, TypeError):
         return ""
 
 

@@ -106,10 +106,15 @@ class BusinessCalendar:
         # Observed (substitute) days are included by the package, e.g. 27 and 28 December 2021.
         self._holidays = holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[nation])
         self._closures = tuple(sorted(closures, key=lambda c: c.start.astimezone(UTC)))
+        self._closures_utc = tuple(
+            (c.start.astimezone(UTC), c.end.astimezone(UTC), f"{c.reason} (closure)" if c.reason else "closure")
+            for c in self._closures)
         self._shut = _merge([(c.start.astimezone(UTC), c.end.astimezone(UTC)) for c in closures])
         self._shut_ends = [end for _, end in self._shut]
         # Per local date, so each date's wall-clock hours are converted with that date's offset.
         self._days: dict[date, tuple[Interval, ...]] = {}
+        # Per local date: its UTC midnights, bank holiday name and clock change (cached).
+        self._facts: dict[date, tuple[datetime, datetime, str | None, tuple[datetime, str] | None]] = {}
 
     def holiday_name(self, d: date) -> str | None:
         """Name of the bank holiday on local date ``d``, or None on an ordinary day."""
@@ -169,11 +174,12 @@ class BusinessCalendar:
         """``t`` in UTC if the desk is open then, otherwise the next opening."""
         return self.add_business_time(t, _ZERO)
 
-    def crossings(self, start: datetime, end: datetime) -> list[DayCrossing]:
+    def crossings(self, start: datetime, end: datetime, closed: bool = True) -> list[DayCrossing]:
         """Closed periods, bank holidays, closures and clock changes within [start, end), in order.
 
         Each is clipped to [start, end). Holidays and closures are listed even where they
-        overlap each other; "closed" covers only the remaining time outside opening hours.
+        overlap each other; "closed" covers only the remaining time outside opening hours,
+        and is left out with ``closed=False`` (the opening hours already say it).
         """
         s, e = _as_utc(start, "start"), _as_utc(end, "end")
         found: list[DayCrossing] = []
@@ -182,21 +188,22 @@ class BusinessCalendar:
         explained: list[Interval] = []
         d, last = self._local_date(s), self._local_date(e)
         while d <= last:
-            name = self._holidays.get(d)
-            a, b = max(self._midnight(d), s), min(self._midnight(d + _DAY), e)
+            midnight, next_midnight, name, change = self._date_facts(d)
+            a, b = max(midnight, s), min(next_midnight, e)
             if name and a < b:
                 found.append(DayCrossing("bank_holiday", a, b, f"{name} (bank holiday)"))
                 explained.append((a, b))
-            change = self._clock_change(d)
             if change and s <= change[0] < e:
                 found.append(DayCrossing("dst_change", change[0], change[0], change[1]))
             d += _DAY
-        for closure in self._closures:
-            a, b = max(closure.start.astimezone(UTC), s), min(closure.end.astimezone(UTC), e)
+        for shut_start, shut_end, reason in self._closures_utc:
+            a, b = max(shut_start, s), min(shut_end, e)
             if a < b:
-                reason = f"{closure.reason} (closure)" if closure.reason else "closure"
                 found.append(DayCrossing("closure", a, b, reason))
                 explained.append((a, b))
+        if not closed:
+            found.sort(key=lambda c: (c.start, c.end))
+            return found
         cursor = s
         for a, b in _merge(self.open_intervals(s, e) + explained) + [(e, e)]:
             if cursor < a:
@@ -204,6 +211,13 @@ class BusinessCalendar:
             cursor = max(cursor, b)
         found.sort(key=lambda c: (c.start, c.end))
         return found
+
+    def _date_facts(self, d: date) -> tuple[datetime, datetime, str | None, tuple[datetime, str] | None]:
+        facts = self._facts.get(d)
+        if facts is None:
+            facts = self._facts[d] = (self._midnight(d), self._midnight(d + _DAY), self._holidays.get(d),
+                                      self._clock_change(d))
+        return facts
 
     def _local_date(self, u: datetime) -> date:
         return u.astimezone(self._tz).date()

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbacks.deadlines import callback_deadline, next_attempt_at, notices_due
+from callbacks.deadlines import callback_deadline, due_at_for, explain, next_attempt_at, notices_due
 from helpdesk.calendar import BusinessCalendar, Closure
 
 LONDON = ZoneInfo("Europe/London")
@@ -71,19 +71,20 @@ def test_a_closure_pushes_the_deadline_and_is_explained():
     deadline = callback_deadline(local(2026, 11, 24, 16, 30), clock="business", within=THREE_HOURS,
                                  calendar=calendar, config_version="v7")
     assert deadline.due_at.astimezone(LONDON) == local(2026, 11, 25, 15, 30)
-    assert "Staff training" in deadline.explanation["summary"]
+    assert "Staff training" in explain(deadline.explanation)
 
 
 def test_the_explanation_keeps_start_clock_crossings_and_configuration_version():
     deadline = callback_deadline(local(2026, 12, 24, 16, 30), clock="business", within=THREE_HOURS,
                                  calendar=CALENDAR, config_version="v7")
     explanation = deadline.explanation
-    assert explanation["owed_from"] == "2026-12-24T16:30:00+00:00"
+    assert explanation["owed_from"] == "2026-12-24T16:30:00+00:00"  # UTC inside (GMT in December)
     assert explanation["clock"] == "business" and explanation["within_minutes"] == 180
     assert explanation["config_version"] == "v7"
     kinds = [c["kind"] for c in explanation["crossed"]]
-    assert kinds.count("bank_holiday") == 3 and "closed" in kinds
-    assert "Christmas Day" in explanation["summary"]
+    assert kinds == ["bank_holiday"] * 3  # ordinary closed hours are implied by the opening hours
+    assert "Christmas Day" in explain(explanation)
+    assert "summary" not in explanation  # a rendering, not a fact: made when shown
     assert deadline.due_at.astimezone(LONDON) == local(2026, 12, 29, 11, 30)
 
 
@@ -141,3 +142,17 @@ def test_no_warning_is_sent_when_no_lead_times_apply():
     now = DUE - timedelta(minutes=5)
     assert notices_due(due_at=DUE, now=now, first_attempt_at=None, remaining=timedelta(minutes=5),
                        warn_before=(), already=set()) == []
+
+
+def test_the_explanation_stores_utc_and_explains_in_uk_time_in_summer():
+    deadline = callback_deadline(local(2026, 7, 14, 16, 30), clock="business", within=THREE_HOURS, calendar=CALENDAR,
+                                 config_version="v7")
+    assert deadline.explanation["owed_from"] == "2026-07-14T15:30:00+00:00"
+    assert "Owed from 16:30 on Tue 14 Jul 2026" in explain(deadline.explanation)
+    assert "11:30 on Wed 15 Jul 2026" in explain(deadline.explanation)
+
+
+def test_the_rule_alone_gives_the_same_due_time_as_the_full_deadline():
+    start = local(2026, 11, 27, 15, 0)
+    full = callback_deadline(start, clock="business", within=THREE_HOURS, calendar=CALENDAR, config_version="v")
+    assert due_at_for(start, clock="business", within=THREE_HOURS, calendar=CALENDAR) == full.due_at
