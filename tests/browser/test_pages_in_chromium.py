@@ -152,14 +152,18 @@ def test_an_agent_who_opens_the_calls_page_is_told_they_cannot_see_it(page, live
 # --------------------------------------------------------------------------- keyboard and focus
 
 
-@pytest.mark.parametrize("where", ["sign-in page", "calls page"])
-def test_the_skip_link_is_the_first_thing_tab_reaches_and_moves_focus_to_the_main_content(
-        page, live_app, sign_in, where):
+def open_page(page, live_app, sign_in, where: str) -> None:
     if where == "calls page":
         sign_in(page, live_app.manager)
         page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
     else:
         page.goto(live_app.at("/login"))
+
+
+@pytest.mark.parametrize("where", ["sign-in page", "calls page"])
+def test_the_skip_link_is_the_first_thing_tab_reaches_and_moves_focus_to_the_main_content(
+        page, live_app, sign_in, where):
+    open_page(page, live_app, sign_in, where)
     assert focused(page) is None, "nothing should have focus before the first Tab"
 
     page.keyboard.press("Tab")
@@ -190,11 +194,7 @@ def _visible_focus(element: dict) -> bool:
 @pytest.mark.parametrize("where", ["sign-in page", "calls page"])
 def test_every_link_button_and_field_reached_with_tab_shows_a_visible_focus_indicator(
         page, live_app, sign_in, where):
-    if where == "calls page":
-        sign_in(page, live_app.manager)
-        page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
-    else:
-        page.goto(live_app.at("/login"))
+    open_page(page, live_app, sign_in, where)
 
     stops: list[dict] = []  # every Tab stop, in order (a date input has several)
     for _ in range(80):
