@@ -5,13 +5,14 @@ import json
 import logging
 import re
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.config import Settings
-from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
 
@@ -46,12 +47,19 @@ def owe_for_missed_call(session: Session, settings: Settings, *, call_sid: str, 
     if outcome not in MISSED_OUTCOMES or caller_number is None:
         return
     deadline = _deadline(settings, arrived_at)
-    session.execute(insert_ignoring_conflicts(session, Callback, {
+    session.execute(_owe_statement(session.get_bind().dialect.name), {
         "contact_key": key, "enquiry_id": enquiry_id, "call_sid": call_sid, "reason": outcome,
         "caller_number": caller_number, "caller_type": caller_type, "owed_from": arrived_at,
         "due_at": deadline.due_at, "clock": deadline.clock, "explanation": json.dumps(deadline.explanation),
         "config_version": settings.version, "created_at": now, "status": "open", "attempts_count": 0, "note": "",
-    }))
+    })
+
+
+@cache
+def _owe_statement(dialect: str):
+    # Built once per dialect: this runs inside the webhook's transaction.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(Callback.__table__).on_conflict_do_nothing(index_elements=["contact_key"])
 
 
 def _deadline(settings: Settings, owed_from: datetime):

@@ -65,7 +65,7 @@ class QueuedSQLiteConnection(sqlite3.Connection):
         # Bounded like SQLite's own busy timeout, so a stuck transaction elsewhere gives
         # "database is locked" instead of a hang; short sleeps keep the hand-over quick.
         deadline = time.monotonic() + self._timeout
-        pause = 0.0002
+        pause = 0.0001
         while True:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -74,7 +74,7 @@ class QueuedSQLiteConnection(sqlite3.Connection):
                 if time.monotonic() >= deadline:
                     raise sqlite3.OperationalError("database is locked") from None
                 time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+                pause = min(pause * 2, 0.001)
 
     def _release(self) -> None:
         if self._locked:

@@ -11,14 +11,14 @@ import logging
 from dataclasses import asdict
 from datetime import datetime
 from functools import cache
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from callbacks.service import owe_for_missed_call
+from callbacks.service import MISSED_OUTCOMES, owe_for_missed_call
 from helpdesk.config import Settings
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
@@ -62,7 +62,7 @@ def _statements(dialect: str):
     return {
         # preserve_rowcount: without it psycopg reports -1 for INSERT, not whether it inserted.
         "new_call": insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]),
-        "lock_call": select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen)
+        "lock_call": select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at)
         .where(CALLS.c.call_sid == bindparam("sid"))
         .with_for_update(),
         "new_event": insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"])
@@ -95,14 +95,14 @@ def record_event(
     with session.begin():
         connection = session.connection()
         sql = _statements(connection.dialect.name)
-        call_id, enquiry_id, incoming_seen = _lock_call(connection, sql, call_sid)
+        locked = _lock_call(connection, sql, call_sid)
         inserted = connection.execute(
             sql["new_event"], _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
         ).rowcount
         if not inserted:
             log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
-        elif can_change_record(kind, flat, incoming_seen):
-            _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now=received_at)
+        elif can_change_record(kind, flat, locked.projected):
+            _refresh(session, connection, sql, settings, locked, call_sid, now=received_at)
     return bool(inserted)
 
 
@@ -142,7 +142,16 @@ def _event_row(kind, path, params, received_at, call_sid, idempotency_token, dec
     }
 
 
-def _lock_call(connection: Connection, sql, call_sid: str) -> tuple[int, int | None, bool]:
+class _Locked(NamedTuple):
+    """The call row as it was when its lock was taken."""
+
+    id: int
+    enquiry_id: int | None
+    projected: bool  # its incoming request has been seen and projected
+    state: tuple[str, bool]  # outcome, and whether the call had ended
+
+
+def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
     # Every event for one call takes the call row's lock first, so two webhooks for the
     # same call recompute one after the other and the later one sees both events.
     row = connection.execute(sql["lock_call"], {"sid": call_sid}).first()
@@ -152,7 +161,8 @@ def _lock_call(connection: Connection, sql, call_sid: str) -> tuple[int, int | N
                                              "incoming_seen": False})
         row = connection.execute(sql["lock_call"], {"sid": call_sid}).one()
     # A call row made just now has never been projected: its first event must be.
-    return row.id, row.enquiry_id, row.incoming_seen and row.enquiry_id is not None
+    return _Locked(row.id, row.enquiry_id, row.incoming_seen and row.enquiry_id is not None,
+                   (row.outcome, row.ended_at is not None))
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:
@@ -160,15 +170,21 @@ def load_events(connection: Connection, call_sid: str) -> list[Event]:
     return [Event(kind, received_at, dict(json.loads(params)), decision) for kind, received_at, params, decision in rows]
 
 
-def _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now) -> None:
+def _refresh(session, connection, sql, settings, locked: _Locked, call_sid, now) -> None:
     record = project_call(call_sid, load_events(connection, call_sid), call_rules(settings), now=now)
     values = asdict(record)
     del values["call_sid"]
-    values.update(_id=call_id, config_version=settings.version)
+    values.update(_id=locked.id, config_version=settings.version)
+    enquiry_id = locked.enquiry_id
     if enquiry_id is None:
         enquiry_id = values["enquiry_id"] = open_phone_enquiry(session, call_sid, record.arrived_at).id
     connection.execute(sql["update_call"], values)
-    if record.ended_at is not None or record.outcome == "answered":
+    # A callback is owed once a missed call has ended; one owed earlier is withdrawn if the
+    # call turns out to have been answered. Nothing else changes it, so skip the work.
+    state = (record.outcome, record.ended_at is not None)
+    owed_before = locked.state[1] and locked.state[0] in MISSED_OUTCOMES
+    owed_now = state[1] and record.outcome in MISSED_OUTCOMES
+    if (owed_now and state != locked.state) or (owed_before and record.outcome == "answered"):
         owe_for_missed_call(session, settings, call_sid=call_sid, enquiry_id=enquiry_id, outcome=record.outcome,
                             caller_number=record.caller_number, caller_type=record.caller_type,
                             arrived_at=record.arrived_at, now=now)
@@ -179,5 +195,4 @@ def refresh_call(session: Session, settings: Settings, call_sid: str, now: datet
     with session.begin():
         connection = session.connection()
         sql = _statements(connection.dialect.name)
-        call_id, enquiry_id, _ = _lock_call(connection, sql, call_sid)
-        _refresh(session, connection, sql, settings, call_id, enquiry_id, call_sid, now)
+        _refresh(session, connection, sql, settings, _lock_call(connection, sql, call_sid), call_sid, now)
