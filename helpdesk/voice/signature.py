@@ -1,6 +1,8 @@
 """Twilio request signatures, checked against the public URL Twilio requested."""
 from __future__ import annotations
 
+import hmac
+
 from flask import Request
 from twilio.request_validator import RequestValidator
 
@@ -19,4 +21,9 @@ def is_valid(token: str, base: str, request: Request) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
-    return RequestValidator(token).validate(public_url(base, request), request.form, signature)
+    validator, url = RequestValidator(token), public_url(base, request)
+    # The URL exactly as configured first (one HMAC, the usual case); then the library's
+    # full check, which also tries the URL with and without the default port.
+    if hmac.compare_digest(validator.compute_signature(url, request.form), signature):
+        return True
+    return validator.validate(url, request.form, signature)

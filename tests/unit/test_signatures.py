@@ -55,3 +55,19 @@ def test_a_request_without_a_signature_is_not_valid():
     client = _app().test_client()
     response = client.post("/myapp.php?foo=1&bar=2", data=VECTOR_PARAMS)
     assert response.json["valid"] is False
+
+
+def test_a_signature_made_over_the_url_with_its_default_port_is_accepted_too():
+    client = _app().test_client()
+    response = client.post(
+        "/myapp.php?foo=1&bar=2", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": "kvajT1Ptam85bY51eRf/AJRuM3w="}
+    )
+    assert response.json["valid"] is True
+
+
+def test_a_signature_for_another_url_is_refused():
+    client = _app().test_client()
+    response = client.post(
+        "/myapp.php?foo=1&bar=3", data=VECTOR_PARAMS, headers={"X-Twilio-Signature": "RSOYDt4T1cUTdK1PDd93/VVr8B8="}
+    )
+    assert response.json["valid"] is False
