@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import explain
 from helpdesk.config import Settings, SmtpSettings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
-from helpdesk.voice.projection import WITHHELD
+from helpdesk.phones import is_withheld, number_ending
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +250,10 @@ def _target(within_minutes: int) -> str:
 
 
 def _number(number: str | None) -> str:
-    if number is None or number.strip().lower() in WITHHELD:
+    if is_withheld(number):
         return "number withheld"
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return f"number ending {digits[-3:]}" if len(digits) > 6 else "number not shown"
+    ending = number_ending(number)
+    return f"number ending {ending}" if ending else "number not shown"
 
 
 _EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -15,12 +14,12 @@ from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
+from helpdesk.phones import is_e164
 
 log = logging.getLogger(__name__)
 
 MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
 ATTEMPT_OUTCOMES = ("reached", "no_answer", "busy", "failed", "voicemail_left")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class CallbackError(ValueError):
@@ -76,7 +75,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
         if call is None or call.enquiry_id is None:
             raise CallbackError("There is no such call.")
         number = (number or "").strip() or call.caller_number
-        if number is not None and not _E164.match(number):
+        if number is not None and not is_e164(number):
             raise CallbackError("Enter the number in international format, for example +447700900123.")
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()

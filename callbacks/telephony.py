@@ -24,7 +24,7 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from helpdesk.clock import now_utc
-from helpdesk.voice.projection import WITHHELD
+from helpdesk.phones import is_e164, is_withheld
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ TWILIO_API = "https://api.twilio.com"
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
 
@@ -58,16 +57,16 @@ class Telephony(Protocol):
 
 
 def check_caller(caller_number: str | None) -> None:
-    if caller_number is None or caller_number.strip().lower() in WITHHELD:
+    if is_withheld(caller_number):
         raise TelephonyError("This callback has no number to dial.")
-    if not _E164.match(caller_number):
+    if not is_e164(caller_number):
         raise TelephonyError(f"The caller's number {_INTERNATIONAL}")
 
 
 def check_numbers(agent_phone: str, caller_number: str | None) -> None:
     """Raise TelephonyError unless both numbers are E.164 (the message never repeats a number)."""
     check_caller(caller_number)
-    if not _E164.match(agent_phone or ""):
+    if not is_e164(agent_phone):
         raise TelephonyError(f"Your phone number {_INTERNATIONAL}")
 
 
@@ -228,6 +227,6 @@ def telephony_from_app_config(config: Mapping, environ: Mapping[str, str] | None
     if missing:
         names = " and ".join(filter(None, [", ".join(missing[:-1]), missing[-1]]))
         return UnconfiguredTelephony(f"Twilio is not configured: set {names}.")
-    if not _E164.match(number):
+    if not is_e164(number):
         return UnconfiguredTelephony(f"Twilio is not configured: TWILIO_FROM_NUMBER {_INTERNATIONAL}")
     return TwilioTelephony(sid, token, number, base, api or None)

@@ -18,11 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from helpdesk.calendar import NATIONS, BusinessCalendar, Closure
+from helpdesk.phones import is_e164
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PATH = Path("config/helpdesk.toml")
 _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -230,7 +230,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     mode = routing.choice("mode", "dial", ("dial", "queue"))
     targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
     for target in targets:
-        if not (_E164.match(target) or target.startswith(("sip:", "client:"))):
+        if not (is_e164(target) or target.startswith(("sip:", "client:"))):
             routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
     if mode == "dial" and not targets:
         routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
@@ -245,7 +245,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     callers = _Reader(data, "callers", source)
     dwp_numbers = callers.strings("dwp_numbers", ())
     for number in dwp_numbers:
-        if not _E164.match(number):
+        if not is_e164(number):
             callers.fail("dwp_numbers", f"has {number!r}, which is not an E.164 number (+44...)")
     voicemail = _Reader(data, "voicemail", source)
     messages = _Reader(data, "messages", source)

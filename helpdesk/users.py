@@ -26,6 +26,7 @@ from helpdesk.config import Secrets
 from helpdesk.db import Database
 from helpdesk.models import User
 from helpdesk.models.user import ROLES
+from helpdesk.phones import is_e164
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def check_password(password: str) -> None:
 def check_phone(phone: str | None) -> str | None:
     """An agent's phone for "Call back now": a number in international format, or none."""
     phone = (phone or "").strip() or None
-    if phone is not None and not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
+    if phone is not None and not is_e164(phone):
         raise UserError("the phone number must be in international format, for example +447700900123")
     return phone
 

@@ -6,11 +6,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from helpdesk.clock import local
 
-# The same set the call projection uses to decide a number was withheld.
-from helpdesk.voice.projection import WITHHELD
+# One rule for withheld numbers and what of a number may be shown, used by the projection too.
+from helpdesk.phones import is_withheld, number_ending  # noqa: F401 (used by templates)
 
 MASK = "••••••••"  # always eight, so the mask does not give away the number's length
-SHOWN_DIGITS = 3
 
 OUTCOMES = {
     "answered": "Answered",
@@ -23,21 +22,6 @@ OUTCOMES = {
 }
 CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
 SLA_RESULTS = {"met": "Met", "breached": "Breached"}
-
-
-def is_withheld(number: str | None) -> bool:
-    return number is None or number.strip().lower() in WITHHELD
-
-
-def number_ending(number: str | None) -> str | None:
-    """The last three digits of a number, or None when withheld or too short to show any."""
-    if is_withheld(number):
-        return None
-    digits = "".join(ch for ch in number if ch.isdigit())
-    # A number of six digits or fewer would be mostly given away by three of them.
-    if len(digits) <= 2 * SHOWN_DIGITS:
-        return None
-    return digits[-SHOWN_DIGITS:]
 
 
 def mask_number(number: str | None) -> str:

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping, Sequence
 
+from helpdesk.phones import is_withheld
 from helpdesk.rings import judge_answer, rings_for
 
-WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "unavailable", "+266696687", "+7378742833"}
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
 
 
@@ -84,7 +84,7 @@ def _seconds(value: str | None) -> float | None:
 
 def caller_number(raw: str | None) -> str | None:
     """The caller's number, or None when withheld."""
-    if raw is None or raw.strip().lower() in WITHHELD:
+    if is_withheld(raw):
         return None
     return raw.strip()
 

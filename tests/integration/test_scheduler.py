@@ -69,8 +69,6 @@ def lease_row(database: Database) -> SchedulerLease | None:
 
 
 def test_a_second_scheduler_cannot_take_an_unexpired_lease_but_can_take_an_expired_one(database):
-    job = job_for(database, make_settings(), FakeClock())
-
     def take(holder: str, seconds_later: int) -> bool:
         with database.session() as session:
             return acquire_lease(session, LEASE, holder, T + timedelta(seconds=seconds_later), 120)

@@ -1,0 +1,26 @@
+"""Phone numbers: one rule for international format, withheld callers and what may be shown."""
+import pytest
+
+from helpdesk.phones import is_e164, is_withheld, number_ending
+
+
+@pytest.mark.parametrize("number", ["+447700900123", "+14158675309", "+4412345"])
+def test_international_numbers_are_accepted(number):
+    assert is_e164(number)
+
+
+@pytest.mark.parametrize("number", [None, "", "07700 900123", "+44 7700 900123", "+047700900123", "+447700900123\n",
+                                    "client:agent-1", "+4412"])
+def test_anything_else_is_not_an_international_number(number):
+    assert not is_e164(number)
+
+
+@pytest.mark.parametrize("number", [None, "", "anonymous", " Restricted ", "+266696687"])
+def test_withheld_numbers_are_recognised(number):
+    assert is_withheld(number) and number_ending(number) is None
+
+
+def test_only_the_last_three_digits_of_a_long_enough_number_are_shown():
+    assert number_ending("+447700900123") == "123"
+    assert number_ending("123456") is None
+    assert not is_withheld("+447700900123")
