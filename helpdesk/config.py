@@ -85,6 +85,34 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """A mailbox to poll. Credentials come from IMAP_USERNAME and IMAP_PASSWORD."""
+
+    host: str = ""  # empty: no polling
+    port: int = 993
+    security: str = "ssl"  # ssl (IMAPS), starttls
+    mailbox: str = "INBOX"
+    poll_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    # The help desk's own addresses: never acknowledged (no mail loops). The first is the
+    # address acknowledgements come from, unless smtp.from_address is set.
+    addresses: tuple[str, ...] = ()
+    ack_within_minutes: int = 15
+    # At most this many acknowledgements to one sender within the window (flood guard).
+    per_sender_limit: int = 5
+    per_sender_window_minutes: int = 60
+    # Waits between failed sends (the last value repeats), up to max_send_attempts in all.
+    retry_spacing_minutes: tuple[int, ...] = (1, 5, 15, 60)
+    max_send_attempts: int = 8
+    # Also send a simple HTML part with the plain text.
+    html: bool = False
+    imap: ImapSettings = ImapSettings()
+
+
+@dataclass(frozen=True)
 class SchedulerSettings:
     sweep_seconds: int = 60
     lease_seconds: int = 120
@@ -114,6 +142,7 @@ class Settings:
     callback: CallbackSettings = CallbackSettings()
     supervisors: tuple[str, ...] = ()
     smtp: SmtpSettings = SmtpSettings()
+    email: EmailSettings = EmailSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     version: str = "defaults"
     source: str = "(built-in defaults)"
@@ -256,6 +285,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         if not _EMAIL.match(address):
             supervisors.fail("emails", f"has {address!r}, which is not an email address")
     smtp = _Reader(data, "smtp", source)
+    email = _parse_email(_Reader(data, "email", source), data, source)
     scheduler = _Reader(data, "scheduler", source)
 
     return Settings(
@@ -299,6 +329,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             security=smtp.choice("security", "starttls", ("starttls", "ssl", "none")),
             from_address=smtp.get("from_address", str, ""),
         ),
+        email=email,
         scheduler=SchedulerSettings(
             sweep_seconds=scheduler.number("sweep_seconds", 60, 5, 3600, int),
             lease_seconds=scheduler.number("lease_seconds", 120, 10, 7200, int),
@@ -326,6 +357,40 @@ def _parse_callback(reader: _Reader) -> CallbackSettings:
         retry_spacing_minutes=tuple(spacing),
         max_attempts=reader.number("max_attempts", 3, 1, 20, int),
         due_soon_minutes=reader.number("due_soon_minutes", 30, 1, within, int),
+    )
+
+
+def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSettings:
+    addresses = reader.strings("addresses", ())
+    for address in addresses:
+        if not _EMAIL.match(address):
+            reader.fail("addresses", f"has {address!r}, which is not an email address")
+    spacing = reader.get("retry_spacing_minutes", list, list(EmailSettings.retry_spacing_minutes))
+    if not spacing or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spacing):
+        reader.fail("retry_spacing_minutes", "must be a non-empty list of whole numbers of minutes above 0")
+    imap_data = reader.data.get("imap", {})
+    imap = _Reader({"email.imap": imap_data}, "email.imap", source)
+    for key in imap.data:
+        if key not in ImapSettings.__dataclass_fields__:
+            imap.fail(key, "is not a known key")
+    for key in reader.data:
+        if key not in EmailSettings.__dataclass_fields__:
+            reader.fail(key, "is not a known key")
+    return EmailSettings(
+        addresses=tuple(a.lower() for a in addresses),
+        ack_within_minutes=reader.number("ack_within_minutes", 15, 1, 7 * 24 * 60, int),
+        per_sender_limit=reader.number("per_sender_limit", 5, 1, 1000, int),
+        per_sender_window_minutes=reader.number("per_sender_window_minutes", 60, 1, 7 * 24 * 60, int),
+        retry_spacing_minutes=tuple(spacing),
+        max_send_attempts=reader.number("max_send_attempts", 8, 1, 50, int),
+        html=reader.get("html", bool, False),
+        imap=ImapSettings(
+            host=imap.get("host", str, ""),
+            port=imap.number("port", 993, 1, 65535, int),
+            security=imap.choice("security", "ssl", ("ssl", "starttls")),
+            mailbox=imap.get("mailbox", str, "INBOX") or imap.fail("mailbox", "must not be empty"),
+            poll_seconds=imap.number("poll_seconds", 60, 5, 3600, int),
+        ),
     )
 
 

@@ -1,9 +1,12 @@
 """SQLAlchemy 2 models, one module per entity."""
+from helpdesk.models.audit import AuditEntry
 from helpdesk.models.base import Base, UTCDateTime
 from helpdesk.models.call import Call
 from helpdesk.models.callback import Callback, CallbackAttempt, CallbackNotice, SchedulerLease
+from helpdesk.models.email import EmailAcknowledgement, ImapMailboxState, InboundEmail
 from helpdesk.models.enquiry import Enquiry, ReferenceCounter
 from helpdesk.models.event import TwilioEvent
 from helpdesk.models.user import User
 
-__all__ = ["Base", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "User"]
+__all__ = [
+    "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "User"]

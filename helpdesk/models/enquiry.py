@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -20,6 +20,9 @@ class Enquiry(Base):
     # For phone enquiries: the inbound call that opened it.
     call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
+    # When an agent marked the enquiry answered (email enquiries leave the agents' list then).
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class ReferenceCounter(Base):
