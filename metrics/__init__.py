@@ -1,0 +1,1 @@
+"""Compliance figures, the Prometheus collector and /metrics, dashboards and alert rules."""

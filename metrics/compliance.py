@@ -1,0 +1,205 @@
+"""Compliance figures from the stored records: the one source for /metrics, the pages,
+the Grafana checks and the evidence exports.
+
+Each item belongs to the period of its contact time (a call's arrival, a callback's
+`owed_from`, an email's receipt). Counting is done by SQL aggregates; a period with
+nothing countable has no compliance figure (None, shown as "No data"), never 0 or 1.
+The period arithmetic is pure and lives in `metrics.periods`; it is re-exported here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, case, func, select, true
+from sqlalchemy.orm import Session
+
+from helpdesk.config import Settings
+from helpdesk.models import Call, Callback, EmailAcknowledgement
+from metrics.periods import (
+    PERIOD_KINDS,
+    Period,
+    compliance_ratio,
+    current_period,
+    date_range_period,
+    day_periods,
+    month_periods,
+    uk_midnight,
+    week_periods,
+)
+
+__all__ = [
+    "RULES", "RULE_TITLES", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures",
+    "current_period", "date_range_period", "day_periods", "week_periods", "month_periods",
+    "compliance_ratio", "figures", "figures_for_periods", "figures_by_day", "live_figures",
+]
+
+RULES = ("answer_within_rings", "callback_within_3h", "email_ack")
+RULE_TITLES = {
+    "answer_within_rings": "Calls answered within 10 rings",
+    "callback_within_3h": "Callbacks within 3 hours",
+    "email_ack": "Emails acknowledged",
+}
+# Day buckets per grouped query: keeps the CASE expression and its parameters bounded.
+_DAYS_PER_QUERY = 400
+
+
+@dataclass(frozen=True)
+class RuleFigures:
+    """How one rule did in one period."""
+
+    rule: str
+    countable: int
+    met: int
+    breached: int  # countable - met
+
+    @property
+    def compliance(self) -> float | None:
+        """met / countable; None ("no data") when nothing was countable."""
+        return compliance_ratio(self.met, self.countable)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What counts for a rule: the contact time column, the countable filter, and "met"."""
+
+    name: str
+    table: type
+    contact: object
+    countable: object
+    met: object
+
+
+def _rules(now: datetime) -> list[_Rule]:
+    ack = EmailAcknowledgement
+    return [
+        _Rule("answer_within_rings", Call, Call.arrived_at,
+              and_(Call.countable == true(), Call.sla_result.in_(("met", "breached"))),
+              Call.sla_result == "met"),
+        _Rule("callback_within_3h", Callback, Callback.owed_from,
+              Callback.sla_result.in_(("met", "breached")),
+              Callback.sla_result == "met"),
+        # Sent (met or late), or still unsent once past its due time: a breach already.
+        _Rule("email_ack", ack, ack.received_at,
+              and_(ack.status != "suppressed",
+                   ack.sla_result.in_(("met", "late")) | (ack.sla_result.is_(None) & (ack.due_at < now))),
+              ack.sla_result == "met"),
+    ]
+
+
+def _figures(rule: str, countable, met) -> RuleFigures:
+    countable, met = int(countable or 0), int(met or 0)
+    return RuleFigures(rule, countable, met, countable - met)
+
+
+def figures(session: Session, period: Period, settings: Settings, now: datetime) -> dict[str, RuleFigures]:
+    """Countable, met and breached per rule for items whose contact time is in `period`."""
+    return figures_for_periods(session, [period], settings, now)[period.label]
+
+
+def figures_for_periods(session: Session, periods: list[Period], settings: Settings,
+                        now: datetime) -> dict[str, dict[str, RuleFigures]]:
+    """`figures` for several periods (distinct labels) at once: one query per rule, by label."""
+    if not periods:
+        return {}
+    if len({p.label for p in periods}) != len(periods):
+        raise ValueError("periods must have distinct labels")
+    earliest, latest = min(p.start for p in periods), max(p.end for p in periods)
+    result: dict[str, dict[str, RuleFigures]] = {p.label: {} for p in periods}
+    with session.begin():
+        for rule in _rules(now):
+            columns = []
+            for period in periods:
+                inside = (rule.contact >= period.start) & (rule.contact < period.end)
+                columns.append(func.sum(case((inside, 1), else_=0)))
+                columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
+            row = session.execute(
+                select(*columns).select_from(rule.table)
+                .where(rule.contact >= earliest, rule.contact < latest, rule.countable)
+            ).one()
+            for index, period in enumerate(periods):
+                result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
+    return result
+
+
+def figures_by_day(session: Session, first: date, last: date, settings: Settings,
+                   now: datetime) -> dict[date, dict[str, RuleFigures]]:
+    """Per UK day from `first` to `last` (both included), per rule; every day present.
+
+    Days are bucketed by UK-midnight boundaries computed here, in a CASE expression, so the
+    grouping is the same on SQLite and PostgreSQL and needs no time-zone support in SQL.
+    """
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)] if last >= first else []
+    day_periods(first, last)  # validates the range with the same message as the other helpers
+    result = {day: {rule: RuleFigures(rule, 0, 0, 0) for rule in RULES} for day in days}
+    with session.begin():
+        for chunk_start in range(0, len(days), _DAYS_PER_QUERY):
+            chunk = days[chunk_start:chunk_start + _DAYS_PER_QUERY]
+            bounds = [uk_midnight(day) for day in chunk] + [uk_midnight(chunk[-1] + timedelta(days=1))]
+            for rule in _rules(now):
+                bucket = case(*[(rule.contact < bound, index) for index, bound in enumerate(bounds[1:])],
+                              else_=None).label("bucket")
+                rows = session.execute(
+                    select(bucket, func.count(), func.sum(case((rule.met, 1), else_=0)))
+                    .select_from(rule.table)
+                    .where(rule.contact >= bounds[0], rule.contact < bounds[-1], rule.countable)
+                    .group_by(bucket)
+                )
+                for index, countable, met in rows:
+                    result[chunk[index]][rule.name] = _figures(rule.name, countable, met)
+    return result
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What is owed right now: open callbacks and unacknowledged emails."""
+
+    callbacks_open: int
+    callbacks_due_soon: int
+    callbacks_due_soon_unclaimed: int
+    callbacks_overdue: int
+    oldest_open_callback_age_seconds: float  # 0 when nothing is open
+    emails_unacknowledged: int
+    emails_unacknowledged_overdue: int
+
+
+def due_soon_limits(settings: Settings, now: datetime) -> dict[str, datetime]:
+    """Per callback clock, the due time before which a callback is "due soon" at `now`.
+
+    As on the agents' queue page: on the business clock, the time left is opening time left.
+    """
+    lead = timedelta(minutes=settings.callback.due_soon_minutes)
+    try:
+        business = settings.calendar.add_business_time(now, lead)
+    except ValueError:  # a calendar that never opens: fall back to the wall clock
+        business = now + lead
+    return {"business": business, "elapsed": now + lead}
+
+
+def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
+    """Open callbacks (due soon, overdue, oldest) and unacknowledged emails at `now`.
+
+    Overdue and due soon count only callbacks whose first attempt is still owed (not met),
+    the same as the agents' queue page.
+    """
+    limits = due_soon_limits(settings, now)
+    undecided = Callback.sla_result.is_(None) | (Callback.sla_result != "met")
+    soon = undecided & (Callback.due_at >= now) & (
+        ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
+        | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
+    ack = EmailAcknowledgement
+    with session.begin():
+        open_, due_soon, unclaimed, overdue, oldest = session.execute(select(
+            func.count(),
+            func.sum(case((soon, 1), else_=0)),
+            func.sum(case((soon & Callback.claimed_by_id.is_(None), 1), else_=0)),
+            func.sum(case((undecided & (Callback.due_at < now), 1), else_=0)),
+            func.min(Callback.owed_from),
+        ).select_from(Callback).where(Callback.status == "open")).one()
+        # Pending (to send or retry) and failed (gave up) acknowledgements were never sent.
+        unacknowledged, unacknowledged_overdue = session.execute(select(
+            func.count(), func.sum(case((ack.due_at < now, 1), else_=0)),
+        ).select_from(ack).where(ack.status.in_(("pending", "failed")))).one()
+    oldest_age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+    return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), oldest_age,
+                       int(unacknowledged), int(unacknowledged_overdue or 0))

@@ -1,0 +1,174 @@
+"""Compliance figures from stored records, on SQLite and PostgreSQL.
+
+The clock stands at Tuesday 24 November 2026, 10:00 UK time (GMT): the week started on
+Monday 23rd, the month on 1 November.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from helpdesk.models import User
+from metrics.compliance import (
+    RULES,
+    current_period,
+    date_range_period,
+    figures,
+    figures_by_day,
+    figures_for_periods,
+    live_figures,
+)
+from tests.integration.compliance_data import add_call, add_callback, add_email
+
+UTC = timezone.utc
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def store_known_mix(session) -> None:
+    """Today: calls 5 countable / 3 met, callbacks 3 / 2, emails 4 / 1. Earlier this week and month: more."""
+    with session.begin():
+        today = utc(2026, 11, 24, 8, 30)
+        add_call(session, today, answer_seconds=5.0)
+        add_call(session, today, answer_seconds=29.9)
+        add_call(session, today, answer_seconds=30.0)  # exactly at the target: met
+        add_call(session, today, answer_seconds=31.0)
+        add_call(session, today, outcome="abandoned", sla_result="breached")  # hung up after the target
+        add_call(session, today, outcome="abandoned", countable=False)  # hung up before the target
+        add_call(session, today, outcome="out_of_hours", countable=False, in_hours=False)
+        add_call(session, utc(2026, 11, 24, 9, 59, 50), outcome="in_progress", countable=False)  # undecided
+        add_call(session, utc(2026, 11, 23, 9), answer_seconds=3.0)  # Monday
+        add_call(session, utc(2026, 11, 23, 17), answer_seconds=12.0)
+        add_call(session, utc(2026, 11, 1, 0, 0), answer_seconds=4.0)  # first instant of November
+        add_call(session, utc(2026, 11, 2, 9), outcome="no_answer", sla_result="breached")
+        add_call(session, utc(2026, 10, 31, 23, 59, 59), answer_seconds=90.0)  # still October
+
+        add_callback(session, utc(2026, 11, 24, 8), result="met")
+        add_callback(session, utc(2026, 11, 24, 8, 5), result="met")
+        add_callback(session, utc(2026, 11, 24, 6), result="breached")
+        add_callback(session, utc(2026, 11, 24, 9), result=None)  # open, not yet due: undecided
+        add_callback(session, utc(2026, 11, 23, 12), result="breached")
+
+        add_email(session, utc(2026, 11, 24, 9), result="met")
+        add_email(session, utc(2026, 11, 24, 9), result="late")
+        add_email(session, utc(2026, 11, 24, 9, 30), status="pending", result=None)  # due 09:45: breached
+        add_email(session, utc(2026, 11, 24, 9, 50), status="pending", result=None)  # due 10:05: undecided
+        add_email(session, utc(2026, 11, 24, 9), status="suppressed", result=None)  # not counted
+        add_email(session, utc(2026, 11, 24, 7), status="failed", result=None)  # gave up: breached
+
+
+def as_tuples(figs) -> dict[str, tuple[int, int, int]]:
+    return {rule: (f.countable, f.met, f.breached) for rule, f in figs.items()}
+
+
+def test_today_this_week_and_this_month_count_each_item_in_the_period_of_its_contact(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    with database.session() as session:
+        today = figures(session, current_period("today", NOW), settings, NOW)
+    with database.session() as session:
+        week = figures(session, current_period("week", NOW), settings, NOW)
+    with database.session() as session:
+        month = figures(session, current_period("month", NOW), settings, NOW)
+    assert as_tuples(today) == {"answer_within_rings": (5, 3, 2), "callback_within_3h": (3, 2, 1), "email_ack": (4, 1, 3)}
+    assert as_tuples(week) == {"answer_within_rings": (7, 5, 2), "callback_within_3h": (4, 2, 2), "email_ack": (4, 1, 3)}
+    assert as_tuples(month) == {"answer_within_rings": (9, 6, 3), "callback_within_3h": (4, 2, 2), "email_ack": (4, 1, 3)}
+    assert today["answer_within_rings"].compliance == pytest.approx(0.6)
+    assert today["email_ack"].compliance == pytest.approx(0.25)
+
+
+def test_an_unsent_acknowledgement_becomes_countable_once_past_its_due_time(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    later = NOW + timedelta(minutes=10)  # the 09:50 email was due at 10:05
+    with database.session() as session:
+        email = figures(session, current_period("today", later), settings, later)["email_ack"]
+    assert (email.countable, email.met) == (5, 1)
+
+
+def test_a_period_with_nothing_countable_has_no_compliance_figure(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    with database.session() as session:
+        quiet = figures(session, date_range_period(date(2026, 9, 1), date(2026, 9, 30)), settings, NOW)
+    assert set(quiet) == set(RULES)
+    for rule in RULES:
+        assert (quiet[rule].countable, quiet[rule].met, quiet[rule].breached) == (0, 0, 0)
+        assert quiet[rule].compliance is None
+
+
+def test_several_periods_at_once_give_the_same_figures_as_one_at_a_time(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    periods = [current_period(kind, NOW) for kind in ("today", "week", "month")]
+    with database.session() as session:
+        together = figures_for_periods(session, periods, settings, NOW)
+    for period in periods:
+        with database.session() as session:
+            assert together[period.label] == figures(session, period, settings, NOW)
+
+
+def test_figures_by_day_put_items_on_their_uk_day_and_add_up_to_the_range(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        add_call(session, utc(2026, 10, 24, 22, 59), answer_seconds=5.0)  # 23:59 BST on the 24th
+        add_call(session, utc(2026, 10, 24, 23, 30), answer_seconds=5.0)  # 00:30 BST on the 25th
+        add_call(session, utc(2026, 10, 25, 23, 30), answer_seconds=40.0)  # 23:30 GMT on the 25th (25 h day)
+        add_callback(session, utc(2026, 10, 26, 0, 0), result="breached")
+    with database.session() as session:
+        store_known_mix(session)
+    first, last = date(2026, 10, 24), date(2026, 11, 24)
+    with database.session() as session:
+        by_day = figures_by_day(session, first, last, settings, NOW)
+    assert list(by_day) == [first + timedelta(days=n) for n in range(32)]
+    assert as_tuples(by_day[date(2026, 10, 24)])["answer_within_rings"] == (1, 1, 0)
+    assert as_tuples(by_day[date(2026, 10, 25)])["answer_within_rings"] == (2, 1, 1)
+    assert as_tuples(by_day[date(2026, 10, 26)])["callback_within_3h"] == (1, 0, 1)
+    assert as_tuples(by_day[date(2026, 10, 31)])["answer_within_rings"] == (1, 0, 1)
+    assert as_tuples(by_day[date(2026, 11, 24)]) == {
+        "answer_within_rings": (5, 3, 2), "callback_within_3h": (3, 2, 1), "email_ack": (4, 1, 3)}
+    assert by_day[date(2026, 11, 10)]["answer_within_rings"].compliance is None
+    with database.session() as session:
+        whole = figures(session, date_range_period(first, last), settings, NOW)
+    for rule in RULES:
+        assert sum(day[rule].countable for day in by_day.values()) == whole[rule].countable
+        assert sum(day[rule].met for day in by_day.values()) == whole[rule].met
+
+
+def test_live_figures_count_open_callbacks_by_how_soon_they_are_due_and_unsent_acknowledgements(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        agent = User(username="agent", password_hash="x", role="agent", created_at=NOW)
+        session.add(agent)
+        session.flush()
+        add_callback(session, NOW - timedelta(hours=3, minutes=5), result=None)  # overdue by 5 min
+        add_callback(session, NOW - timedelta(hours=2, minutes=40), result=None)  # due in 20 min
+        add_callback(session, NOW - timedelta(hours=2, minutes=50), result=None, claimed_by_id=agent.id)  # 10 min
+        add_callback(session, NOW - timedelta(hours=1), result=None)  # due in 2 h
+        add_callback(session, NOW - timedelta(hours=4), result="met", status="open")  # attempted in time, still open
+        add_callback(session, NOW - timedelta(hours=6), result="breached")  # closed
+        add_email(session, NOW - timedelta(minutes=20), status="pending", result=None)  # overdue
+        add_email(session, NOW - timedelta(minutes=5), status="pending", result=None)
+        add_email(session, NOW - timedelta(hours=2), status="failed", result=None)  # overdue
+        add_email(session, NOW - timedelta(minutes=5), status="suppressed", result=None)
+        add_email(session, NOW - timedelta(minutes=5), result="met")
+    with database.session() as session:
+        live = live_figures(session, settings, NOW)
+    assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_due_soon_unclaimed,
+            live.callbacks_overdue) == (5, 2, 1, 1)
+    assert live.oldest_open_callback_age_seconds == 4 * 3600
+    assert (live.emails_unacknowledged, live.emails_unacknowledged_overdue) == (3, 2)
+
+
+def test_with_nothing_open_the_oldest_age_is_zero(app, settings):
+    with app.extensions["helpdesk.db"].session() as session:
+        live = live_figures(session, settings, NOW)
+    assert live == type(live)(0, 0, 0, 0, 0.0, 0, 0)
