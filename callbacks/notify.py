@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
-import smtplib
-import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -26,15 +22,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain
-from helpdesk.config import Settings, SmtpSettings
+from callbacks.smtp import MailError, SmtpSender, short_error
+from helpdesk.config import Settings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.phones import is_withheld, number_ending
 
 log = logging.getLogger(__name__)
 
 LONDON = ZoneInfo("Europe/London")
-TIMEOUT_SECONDS = 15.0
-ERROR_LIMIT = 300  # CallbackNotice.email_error is String(300)
 
 REASONS = {
     "abandoned": "the caller hung up before an answer",
@@ -47,8 +42,8 @@ REASONS = {
 CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
 
 
-class NotifyError(Exception):
-    """A message could not be sent. The text is short and holds no personal data."""
+# One error for every failed send, whatever was being sent.
+NotifyError = MailError
 
 
 class Notifier(Protocol):
@@ -59,19 +54,8 @@ class Notifier(Protocol):
 # --------------------------------------------------------------------------- notifiers
 
 
-class SmtpNotifier:
-    """Plain-text email through the configured SMTP server (smtplib)."""
-
-    def __init__(self, smtp: SmtpSettings, *, username: str | None = None, password: str | None = None,
-                 timeout: float = TIMEOUT_SECONDS, ssl_context: ssl.SSLContext | None = None):
-        self.smtp, self.username, self.password, self.timeout = smtp, username, password, timeout
-        self.ssl_context = ssl_context
-
-    @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> "SmtpNotifier":
-        """Server from the configuration file, credentials (optional) from SMTP_USERNAME/SMTP_PASSWORD."""
-        env = os.environ if environ is None else environ
-        return cls(settings.smtp, username=env.get("SMTP_USERNAME") or None, password=env.get("SMTP_PASSWORD") or None)
+class SmtpNotifier(SmtpSender):
+    """Plain-text email to the supervisors through the configured SMTP server."""
 
     def message(self, subject: str, body: str, to: Sequence[str]) -> EmailMessage:
         message = EmailMessage()
@@ -91,29 +75,7 @@ class SmtpNotifier:
             raise NotifyError("smtp.from_address is not set")
         if not to:
             raise NotifyError("no recipients")
-        message = self.message(subject, body, to)
-        context = self.ssl_context or ssl.create_default_context()
-        where = f"{self.smtp.host}:{self.smtp.port}"
-        try:
-            if self.smtp.security == "ssl":
-                client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=context)
-            else:
-                client = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout)
-            with client:
-                if self.smtp.security == "starttls":
-                    client.starttls(context=context)
-                if self.username:
-                    client.login(self.username, self.password or "")
-                refused = client.send_message(message)
-        except smtplib.SMTPResponseException as exc:
-            raise NotifyError(_short(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}")) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise NotifyError(_short(f"{where} refused all {len(exc.recipients)} recipients")) from None
-        except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
-            raise NotifyError(_short(f"could not send through {where}: {type(exc).__name__}: {exc}")) from None
-        if refused:
-            # Some got it: sending again would repeat it to them, so report and carry on.
-            log.warning("the SMTP server refused %d of %d recipients", len(refused), len(to))
+        self.send_message(self.message(subject, body, to))
 
 
 @dataclass(frozen=True)
@@ -194,7 +156,7 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
             notifier.send(subject, body, settings.supervisors)
         except Exception as exc:  # noqa: BLE001 - give the claim back whatever went wrong
             error = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__} while sending"
-            error = _short(error)
+            error = short_error(error)
             with session.begin():
                 session.execute(
                     update(CallbackNotice).where(CallbackNotice.id == notice_id, CallbackNotice.emailed_at == now)
@@ -254,24 +216,6 @@ def _number(number: str | None) -> str:
         return "number withheld"
     ending = number_ending(number)
     return f"number ending {ending}" if ending else "number not shown"
-
-
-_EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+")
-_DIGITS = re.compile(r"\+?\d[\d\s-]{6,}\d")
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like an email address or a phone number."""
-    return _DIGITS.sub("[number]", _EMAIL.sub("[address]", text))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _short(text: str) -> str:
-    text = " ".join(redact(text).split())
-    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
 
 
 def _summary(explanation: dict) -> str:

@@ -31,7 +31,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from callbacks.notify import Notifier, SmtpNotifier, notify_pending, redact
+from callbacks.notify import Notifier, SmtpNotifier, notify_pending
+from callbacks.smtp import redact
 from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import now_utc
 from helpdesk.config import Settings

@@ -18,7 +18,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from callbacks.deadlines import callback_deadline
-from callbacks.notify import FakeNotifier, NotifyError, SmtpNotifier, compose, redact
+from callbacks.notify import FakeNotifier, NotifyError, SmtpNotifier, compose
+from callbacks.smtp import redact
 from helpdesk.config import SmtpSettings, parse_settings
 from helpdesk.models import Callback
 from servers import free_port, require_program

@@ -1,0 +1,122 @@
+"""Sending email through the configured SMTP server: one sender for the supervisors' notices and
+the acknowledgements of email enquiries.
+
+STARTTLS (port 587), SMTPS (`security = "ssl"`, port 465) or plain SMTP to a local relay
+(`none`); credentials, when the server wants them, from SMTP_USERNAME and SMTP_PASSWORD.
+Errors come back as `MailError` with a short text holding no addresses or numbers, fit for a
+log line or the agents' page.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import smtplib
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Protocol
+
+from helpdesk.config import Settings, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 15.0
+ERROR_LIMIT = 300  # the error columns are String(300)
+
+
+class MailError(Exception):
+    """A message could not be sent. The text is short and holds no personal data."""
+
+
+class MessageSender(Protocol):
+    def send_message(self, message: EmailMessage) -> None:
+        """Send a complete message to the addresses in its To header, or raise MailError."""
+
+
+class SmtpSender:
+    """Complete messages through the configured SMTP server (smtplib), one connection per message."""
+
+    def __init__(self, smtp: SmtpSettings, *, username: str | None = None, password: str | None = None,
+                 timeout: float = TIMEOUT_SECONDS, ssl_context: ssl.SSLContext | None = None):
+        self.smtp, self.username, self.password, self.timeout = smtp, username, password, timeout
+        self.ssl_context = ssl_context
+
+    @classmethod
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None, **kwargs):
+        """Server from the configuration file, credentials (optional) from SMTP_USERNAME/SMTP_PASSWORD."""
+        env = os.environ if environ is None else environ
+        return cls(settings.smtp, username=env.get("SMTP_USERNAME") or None,
+                   password=env.get("SMTP_PASSWORD") or None, **kwargs)
+
+    def send_message(self, message: EmailMessage) -> None:
+        if not self.smtp.host:
+            raise MailError("smtp.host is not set")
+        context = self.ssl_context or ssl.create_default_context()
+        where = f"{self.smtp.host}:{self.smtp.port}"
+        try:
+            if self.smtp.security == "ssl":
+                client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=context)
+            else:
+                client = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout)
+            with client:
+                if self.smtp.security == "starttls":
+                    client.starttls(context=context)
+                if self.username:
+                    client.login(self.username, self.password or "")
+                refused = client.send_message(message)
+        except smtplib.SMTPResponseException as exc:
+            raise MailError(short_error(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}")) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise MailError(short_error(f"{where} refused all {len(exc.recipients)} recipients")) from None
+        except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            raise MailError(short_error(f"could not send through {where}: {type(exc).__name__}: {exc}")) from None
+        except ValueError as exc:  # e.g. an address smtplib cannot put in an envelope
+            raise MailError(short_error(f"the message could not be encoded: {type(exc).__name__}")) from None
+        if refused:
+            # Some got it: sending again would repeat it to them, so report and carry on.
+            log.warning("the SMTP server refused %d of the message's recipients", len(refused))
+
+
+@dataclass
+class FakeSender:
+    """Keeps messages instead of sending them; `fail()` makes every send raise until `recover()`."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    failure: str | None = None
+    attempts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, message: str = "the mail server is unreachable") -> None:
+        self.failure = message
+
+    def recover(self) -> None:
+        self.failure = None
+
+    def send_message(self, message: EmailMessage) -> None:
+        with self._lock:
+            self.attempts += 1
+            if self.failure is not None:
+                raise MailError(self.failure)
+            self.messages.append(message)
+
+
+_EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+")
+_DIGITS = re.compile(r"\+?\d[\d\s-]{6,}\d")
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like an email address or a phone number."""
+    return _DIGITS.sub("[number]", _EMAIL.sub("[address]", text))
+
+
+def short_error(text: str) -> str:
+    """`text` redacted, on one line, and cut to fit the error columns."""
+    text = " ".join(redact(text).split())
+    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
