@@ -1,0 +1,1 @@
+"""The email channel: inbound mail (SendGrid Inbound Parse, IMAP) and its acknowledgements."""
