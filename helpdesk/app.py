@@ -46,10 +46,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from callbacks.telephony import telephony_from_app_config
     from helpdesk import health, pages
     from helpdesk.voice import blueprint as voice
+    from metrics import blueprint as metrics_endpoint
+    from metrics import http as metrics_http
 
     # "Call back now" places calls through this; tests put a FakeTelephony here instead.
     app.extensions["helpdesk.telephony"] = telephony_from_app_config(app.config)
+    metrics_http.init_app(app)  # first, so its timer starts before any other request hook
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_endpoint.bp)
     outbound.nest_in(voice.bp)  # /twilio/voice/callback-*: the voice blueprint's signature check
     app.register_blueprint(voice.bp)
     pages.init_app(app)

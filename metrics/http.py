@@ -1,0 +1,78 @@
+"""HTTP request counts and latencies per endpoint, added up across gunicorn workers.
+
+These are per-process counters (prometheus_client), so under gunicorn they need
+multiprocess mode: PROMETHEUS_MULTIPROC_DIR set before the workers start (helpdesk/server.py
+does it), and /metrics reads every worker's files. The instruments are created on first
+use in each process, after gunicorn has forked the worker, so they write to those files.
+
+The endpoint label is the Flask endpoint name (never the raw path), so the number of
+series stays bounded; requests that match no route are "unmatched".
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Webhooks must answer well within Twilio's 15 s; pages within a second or two.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+
+_instruments: tuple[Counter, Histogram] | None = None
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when this process runs in multiprocess mode."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def instruments() -> tuple[Counter, Histogram]:
+    """This process's request counter and duration histogram (unregistered)."""
+    global _instruments
+    if _instruments is None:
+        _instruments = (
+            Counter("helpdesk_http_requests", "HTTP requests by endpoint, method and status.",
+                    ["endpoint", "method", "status"], registry=None),
+            Histogram("helpdesk_http_request_duration_seconds", "HTTP request duration by endpoint.",
+                      ["endpoint"], buckets=DURATION_BUCKETS, registry=None),
+        )
+    return _instruments
+
+
+def register(registry: CollectorRegistry) -> None:
+    """Add the request metrics to `registry`: every worker's in multiprocess mode, else this process's."""
+    directory = multiprocess_dir()
+    if directory:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        MultiProcessCollector(registry, path=directory)
+    else:
+        for instrument in instruments():
+            registry.register(instrument)
+
+
+def endpoint_label() -> str:
+    rule = request.url_rule
+    return rule.endpoint if rule is not None else "unmatched"
+
+
+def init_app(app: Flask) -> None:
+    """Time every request and count it by endpoint, method and status."""
+
+    @app.before_request
+    def start_timer():
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def record(response):
+        started = g.pop("metrics_started", None)
+        endpoint = endpoint_label()
+        method = request.method if request.method in METHODS else "other"
+        requests, duration = instruments()
+        requests.labels(endpoint, method, str(response.status_code)).inc()
+        if started is not None:
+            duration.labels(endpoint).observe(time.perf_counter() - started)
+        return response
