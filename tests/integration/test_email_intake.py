@@ -1,0 +1,186 @@
+"""store_inbound on SQLite and PostgreSQL: the corpus, duplicates, threading, the per-sender limit."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from callbacks.email.intake import store_inbound
+from helpdesk.db import Database
+from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from tests.integration.conftest import make_settings
+from tests.unit.email_corpus import OWN_ADDRESS, PER_SENDER_LIMIT, cases
+
+RECEIVED = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def database(migrated_url):
+    database = Database(migrated_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def desk_settings():
+    return make_settings(email={"addresses": [OWN_ADDRESS], "per_sender_limit": PER_SENDER_LIMIT,
+                                "ack_within_minutes": 15})
+
+
+def store(database, settings, raw, *, at=RECEIVED, source="sendgrid", source_ref=None):
+    with database.session() as session, session.begin():
+        return store_inbound(session, raw, source=source, received_at=at, settings=settings, source_ref=source_ref)
+
+
+def count(database, model) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_the_corpus_is_stored_whole_with_the_expected_decisions(database, desk_settings):
+    results = {}
+    for n, case in enumerate(cases()):
+        result = store(database, desk_settings, case.raw, at=RECEIVED + timedelta(seconds=n))
+        results[case.file] = result
+        assert result.decision == case.decision, case.file
+        assert result.duplicate == case.duplicate, case.file
+        if case.joins:
+            assert result.enquiry_id == results[case.joins].enquiry_id, case.file
+        if case.decision in ("new_enquiry", "rate_limited"):
+            assert result.reference and result.reference.startswith("HD-2026-"), case.file
+        elif not case.joins:
+            assert result.enquiry_id is None, case.file
+
+    assert results["01-ordinary-enquiry.eml"].reference == "HD-2026-000001"
+    distinct = [case for case in cases() if not case.duplicate]
+    assert count(database, InboundEmail) == len(distinct)
+    with database.session() as session:
+        for case in distinct:
+            row = session.get(InboundEmail, results[case.file].inbound_email_id)
+            assert row.raw == case.raw, case.file  # kept byte for byte, however broken
+            assert row.decision == case.decision
+        acknowledgements = session.scalars(select(EmailAcknowledgement)).all()
+    # One acknowledgement row per opened enquiry, never one for a reply, bounce or duplicate.
+    opened = [c for c in distinct if c.decision in ("new_enquiry", "rate_limited")]
+    assert len(acknowledgements) == len(opened)
+    assert len({a.enquiry_id for a in acknowledgements}) == len(opened)
+    statuses = {a.inbound_email_id: a.status for a in acknowledgements}
+    assert statuses[results["23-flood-4.eml"].inbound_email_id] == "suppressed"
+    assert statuses[results["23-flood-3.eml"].inbound_email_id] == "pending"
+
+
+def test_a_new_enquiry_owes_an_acknowledgement_due_within_the_configured_minutes(database, desk_settings):
+    raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
+    result = store(database, desk_settings, raw, source="imap", source_ref="mbox/1/7")
+    assert result.acknowledgement_owed and result.decision == "new_enquiry"
+    with database.session() as session:
+        ack = session.scalars(select(EmailAcknowledgement)).one()
+        email = session.get(InboundEmail, result.inbound_email_id)
+        enquiry = session.get(Enquiry, result.enquiry_id)
+    assert (ack.status, ack.attempts, ack.to_address) == ("pending", 0, "amira.khan@example.net")
+    assert ack.received_at == RECEIVED and ack.next_attempt_at == RECEIVED
+    assert ack.due_at == RECEIVED + timedelta(minutes=15)
+    assert (email.source, email.source_ref, email.sender) == ("imap", "mbox/1/7", "amira.khan@example.net")
+    assert email.message_id == "<CAF7ordinary.0001@mail.example.net>"
+    assert (enquiry.channel, enquiry.opened_at, enquiry.closed_at) == ("email", RECEIVED, None)
+
+
+def test_a_duplicate_delivery_returns_the_first_result_and_stores_nothing(database, desk_settings):
+    raw = next(c.raw for c in cases() if c.file == "10-missing-message-id.eml")
+    first = store(database, desk_settings, raw)
+    again = store(database, desk_settings, raw, at=RECEIVED + timedelta(minutes=5))
+    assert again.duplicate and not first.duplicate
+    assert (again.inbound_email_id, again.enquiry_id, again.reference) == (
+        first.inbound_email_id, first.enquiry_id, first.reference)
+    assert count(database, InboundEmail) == 1
+    assert count(database, EmailAcknowledgement) == 1
+    assert count(database, Enquiry) == 1
+
+
+def test_concurrent_deliveries_of_one_message_open_one_enquiry(database, desk_settings):
+    raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def deliver():
+        try:
+            barrier.wait()
+            results.append(store(database, desk_settings, raw))
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(r.duplicate for r in results) == [False, True, True, True]
+    assert len({r.enquiry_id for r in results}) == 1
+    assert count(database, EmailAcknowledgement) == 1
+
+
+def test_a_reply_threaded_to_our_acknowledgement_joins_its_enquiry(database, desk_settings):
+    raw = next(c.raw for c in cases() if c.file == "10-missing-message-id.eml")
+    first = store(database, desk_settings, raw)
+    with database.session() as session, session.begin():
+        ack = session.scalars(select(EmailAcknowledgement)).one()
+        ack.message_id = "<ack.123@desk.example.org>"
+    reply = (b"From: eve.jones@example.org\r\nSubject: Re: thanks\r\nMessage-ID: <r1@example.org>\r\n"
+             b"In-Reply-To: <ack.123@DESK.example.org>\r\n\r\nThanks for replying.\r\n")
+    result = store(database, desk_settings, reply)
+    assert (result.decision, result.enquiry_id, result.acknowledgement_owed) == ("joined", first.enquiry_id, False)
+    assert count(database, EmailAcknowledgement) == 1
+
+
+def test_a_reply_to_a_closed_enquiry_opens_it_again_but_an_auto_reply_does_not(database, desk_settings):
+    raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
+    first = store(database, desk_settings, raw)
+    with database.session() as session, session.begin():
+        session.get(Enquiry, first.enquiry_id).closed_at = RECEIVED + timedelta(hours=1)
+    auto = (b"From: amira.khan@example.net\r\nSubject: Out of office: back soon\r\nMessage-ID: <oo@example.net>\r\n"
+            b"Auto-Submitted: auto-replied\r\nIn-Reply-To: <CAF7ordinary.0001@mail.example.net>\r\n\r\nAway.\r\n")
+    assert store(database, desk_settings, auto).enquiry_id == first.enquiry_id
+    with database.session() as session:
+        assert session.get(Enquiry, first.enquiry_id).closed_at is not None
+    reply = next(c.raw for c in cases() if c.file == "02-reply-quoting-reference.eml")
+    assert store(database, desk_settings, reply).decision == "joined"
+    with database.session() as session:
+        assert session.get(Enquiry, first.enquiry_id).closed_at is None
+
+
+def test_a_quoted_reference_that_does_not_exist_opens_a_new_enquiry(database, desk_settings):
+    raw = (b"From: someone@example.com\r\nSubject: About HD-2026-999999\r\nMessage-ID: <q@example.com>\r\n\r\nHi\r\n")
+    result = store(database, desk_settings, raw)
+    assert result.decision == "new_enquiry" and result.reference == "HD-2026-000001"
+
+
+def test_the_per_sender_limit_counts_only_acknowledgements_inside_the_window(database, desk_settings):
+    window = desk_settings.email.per_sender_window_minutes
+    decisions = []
+    for n in range(PER_SENDER_LIMIT + 2):
+        raw = f"From: flood@example.com\r\nSubject: {n}\r\nMessage-ID: <f{n}@example.com>\r\n\r\nx\r\n".encode()
+        decisions.append(store(database, desk_settings, raw, at=RECEIVED + timedelta(minutes=n)).decision)
+    assert decisions == ["new_enquiry"] * PER_SENDER_LIMIT + ["rate_limited"] * 2
+    later = RECEIVED + timedelta(minutes=window + 1)  # the first acknowledgement has left the window
+    raw = b"From: flood@example.com\r\nSubject: later\r\nMessage-ID: <later@example.com>\r\n\r\nx\r\n"
+    assert store(database, desk_settings, raw, at=later).decision == "new_enquiry"
+
+
+def test_the_reference_year_is_the_uk_year_of_receipt(database, desk_settings):
+    raw = b"From: a@example.com\r\nSubject: New year\r\nMessage-ID: <ny@example.com>\r\n\r\nx\r\n"
+    new_year = datetime(2026, 12, 31, 23, 59, 59, tzinfo=timezone.utc)  # GMT: still 2026 in London
+    assert store(database, desk_settings, raw, at=new_year).reference == "HD-2026-000001"
+    raw2 = raw.replace(b"<ny@", b"<ny2@")
+    assert store(database, desk_settings, raw2, at=new_year + timedelta(seconds=2)).reference == "HD-2027-000001"
+
+
+def test_an_unknown_source_or_a_naive_time_is_refused(database, desk_settings):
+    with database.session() as session:
+        with pytest.raises(ValueError):
+            store_inbound(session, b"x", source="fax", received_at=RECEIVED, settings=desk_settings)
+        with pytest.raises(ValueError):
+            store_inbound(session, b"x", source="imap", received_at=RECEIVED.replace(tzinfo=None),
+                          settings=desk_settings)
