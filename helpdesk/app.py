@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Mapping
 
 from flask import Flask
@@ -22,6 +23,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         TWILIO_ACCOUNT_SID=secrets.twilio_account_sid,
         TWILIO_AUTH_TOKEN=secrets.twilio_auth_token,
         PUBLIC_BASE_URL=secrets.public_base_url,
+        # The password in SendGrid Inbound Parse's URL (callbacks/email/inbound.py).
+        SENDGRID_INBOUND_SECRET=os.environ.get("SENDGRID_INBOUND_SECRET") or None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
@@ -43,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Database().init_app(app)
 
     from callbacks import outbound
+    from callbacks.email import inbound as email_inbound
     from callbacks.telephony import telephony_from_app_config
     from helpdesk import health, pages
     from helpdesk.voice import blueprint as voice
@@ -56,5 +60,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(metrics_endpoint.bp)
     outbound.nest_in(voice.bp)  # /twilio/voice/callback-*: the voice blueprint's signature check
     app.register_blueprint(voice.bp)
+    app.register_blueprint(email_inbound.bp)  # "email": exempt from CSRF in helpdesk/pages (WEBHOOK_BLUEPRINTS)
     pages.init_app(app)
     return app
