@@ -1,7 +1,16 @@
 """gunicorn, embedded, so `helpdesk run` needs no separate configuration file."""
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import sys
+import tempfile
+
 from gunicorn.app.base import BaseApplication
+
+# prometheus_client's multiprocess mode: each worker writes its request metrics here.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class HelpdeskServer(BaseApplication):
@@ -32,9 +41,73 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
         "timeout": 30,
         "preload_app": False,
     }
+    hooks = metrics_hooks(prepare_metrics_dir())
     if scheduler is not None:
-        options.update(scheduler_hooks(scheduler))
+        hooks = combine_hooks(hooks, scheduler_hooks(scheduler))
+    options.update(hooks)
     HelpdeskServer(options).run()
+
+
+def prepare_metrics_dir() -> tuple[str, bool]:
+    """Set PROMETHEUS_MULTIPROC_DIR before any worker starts: (directory, whether we made it).
+
+    A fresh temporary directory per server start, unless the operator set one; then its
+    old metric files are removed, as prometheus_client requires at start-up.
+    """
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+        made = False
+    else:
+        directory, made = tempfile.mkdtemp(prefix="helpdesk-prometheus-"), True
+        os.environ[MULTIPROC_ENV] = directory
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        # Imported in this (master) process before the variable was set, e.g. while
+        # create_app checked the configuration: choose the multiprocess value class again,
+        # so metrics the forked workers create write to the directory.
+        values.ValueClass = values.get_value_class()
+    return directory, made
+
+
+def metrics_hooks(prepared: tuple[str, bool]) -> dict:
+    """gunicorn hooks: forget a dead worker's live gauges; remove our own directory at exit."""
+    directory, made = prepared
+
+    def child_exit(server, worker):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, directory)
+
+    def on_exit(arbiter):
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return {"child_exit": child_exit, "on_exit": on_exit}
+
+
+def combine_hooks(*hook_sets: dict) -> dict:
+    """One gunicorn hook per name, calling each set's hook in order.
+
+    Only hooks taking the arbiter alone may appear in more than one set (gunicorn checks
+    each hook's number of arguments).
+    """
+    combined: dict = {}
+    for hooks in hook_sets:
+        for name, hook in hooks.items():
+            previous = combined.get(name)
+            combined[name] = hook if previous is None else _chain(previous, hook)
+    return combined
+
+
+def _chain(first, second):
+    def both(arbiter):
+        first(arbiter)
+        second(arbiter)
+
+    return both
 
 
 def scheduler_hooks(scheduler) -> dict:

@@ -1,0 +1,230 @@
+"""GET /metrics on SQLite and PostgreSQL: the business series equal metrics.compliance, the
+counters never go down, the exposition passes promtool, and HTTP metrics add up across
+gunicorn workers."""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpdesk.app import create_app
+from metrics.compliance import RULES, current_period, figures, live_figures
+from tests.integration.compliance_data import add_call, add_callback
+from tests.integration.conftest import AUTH_TOKEN, BASE_URL
+from tests.integration.test_compliance import store_known_mix
+from tests.servers import free_port, require_program, wait_for_url
+
+UTC = timezone.utc
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scrape(client) -> dict[tuple, float]:
+    """{(sample name, (label, value) pairs sorted): value} from one GET /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return parse(response.get_data(as_text=True))
+
+
+def parse(text: str) -> dict[tuple, float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def test_the_sla_series_equal_the_compliance_figures_for_today_this_week_and_this_month(app, client, clock, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    samples = scrape(client)
+    for kind in ("today", "week", "month"):
+        with database.session() as session:
+            expected = figures(session, current_period(kind, clock()), settings, clock())
+        for rule in RULES:
+            assert value(samples, "helpdesk_sla_countable", sla=rule, period=kind) == expected[rule].countable
+            assert value(samples, "helpdesk_sla_met", sla=rule, period=kind) == expected[rule].met
+            assert value(samples, "helpdesk_sla_compliance_ratio", sla=rule, period=kind) == pytest.approx(
+                expected[rule].compliance)
+    assert value(samples, "helpdesk_sla_compliance_ratio", sla="answer_within_rings", period="today") == 0.6
+    assert value(samples, "helpdesk_sla_target_ratio", sla="callback_within_3h") == 1.0
+
+
+def test_a_period_with_nothing_countable_has_no_ratio_sample_but_zero_counts(app, client):
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        add_call(session, datetime(2026, 11, 2, 9, tzinfo=UTC), answer_seconds=5.0)  # earlier this month only
+    samples = scrape(client)
+    assert value(samples, "helpdesk_sla_compliance_ratio", sla="answer_within_rings", period="month") == 1.0
+    for period in ("today", "week"):
+        assert value(samples, "helpdesk_sla_compliance_ratio", sla="answer_within_rings", period=period) is None
+        assert value(samples, "helpdesk_sla_countable", sla="answer_within_rings", period=period) == 0
+    assert not any(name == "helpdesk_sla_compliance_ratio" and dict(labels)["sla"] != "answer_within_rings"
+                   for name, labels in samples)
+
+
+def test_call_counters_and_the_answer_histogram_count_finished_calls(app, client):
+    with app.extensions["helpdesk.db"].session() as session:
+        store_known_mix(session)
+    samples = scrape(client)
+    assert value(samples, "helpdesk_calls_total", outcome="answered", caller_type="customer") == 8
+    assert value(samples, "helpdesk_calls_total", outcome="abandoned", caller_type="customer") == 2
+    assert value(samples, "helpdesk_calls_total", outcome="no_answer", caller_type="customer") == 1
+    assert value(samples, "helpdesk_calls_total", outcome="voicemail", caller_type="dwp") == 0  # zero-initialised
+    assert not any(dict(labels).get("outcome") == "in_progress" for _, labels in samples)
+    assert value(samples, "helpdesk_calls_countable_total") == 10
+    assert value(samples, "helpdesk_calls_answered_within_target_total") == 6
+    bucket = {le: value(samples, "helpdesk_call_answer_seconds_bucket", le=le)
+              for le in ("3.0", "6.0", "12.0", "30.0", "45.0", "90.0", "300.0", "+Inf")}
+    # Answered countable: 5, 29.9, 30.0, 31.0, 3.0, 12.0, 4.0, 90.0 seconds.
+    assert bucket == {"3.0": 1, "6.0": 3, "12.0": 4, "30.0": 6, "45.0": 7, "90.0": 8, "300.0": 8, "+Inf": 8}
+    assert value(samples, "helpdesk_call_answer_seconds_count") == 8
+    assert value(samples, "helpdesk_call_answer_seconds_sum") == pytest.approx(5 + 29.9 + 30 + 31 + 3 + 12 + 4 + 90)
+    last = datetime(2026, 11, 24, 8, 30, tzinfo=UTC) + timedelta(seconds=31)
+    assert value(samples, "helpdesk_last_answered_call_timestamp_seconds") == last.timestamp()
+
+
+def test_with_no_call_ever_answered_there_is_no_last_answered_timestamp(client):
+    samples = scrape(client)
+    assert value(samples, "helpdesk_last_answered_call_timestamp_seconds") is None
+    assert value(samples, "helpdesk_call_answer_seconds_count") == 0
+
+
+def test_callback_and_email_series_equal_the_live_figures(app, client, clock, settings):
+    database = app.extensions["helpdesk.db"]
+    now = clock()
+    with database.session() as session:
+        store_known_mix(session)
+    with database.session() as session, session.begin():
+        add_callback(session, now - timedelta(hours=2, minutes=45), result=None)  # due in 15 min
+        add_callback(session, now - timedelta(hours=3, minutes=30), result=None)  # overdue
+    with database.session() as session:
+        live = live_figures(session, settings, now)
+    samples = scrape(client)
+    assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_overdue) == (3, 1, 1)
+    assert value(samples, "helpdesk_callbacks_open") == live.callbacks_open
+    assert value(samples, "helpdesk_callbacks_due_soon") == live.callbacks_due_soon
+    assert value(samples, "helpdesk_callbacks_due_soon_unclaimed") == live.callbacks_due_soon_unclaimed
+    assert value(samples, "helpdesk_callbacks_overdue") == live.callbacks_overdue
+    assert value(samples, "helpdesk_callback_oldest_open_age_seconds") == 3.5 * 3600
+    assert value(samples, "helpdesk_callbacks_total", result="met") == 2
+    assert value(samples, "helpdesk_callbacks_total", result="breached") == 2
+    assert value(samples, "helpdesk_emails_received_total") == 6
+    assert value(samples, "helpdesk_emails_acknowledged_total", result="met") == 1
+    assert value(samples, "helpdesk_emails_acknowledged_total", result="late") == 1
+    assert value(samples, "helpdesk_emails_unacknowledged") == live.emails_unacknowledged == 3
+    assert value(samples, "helpdesk_emails_unacknowledged_overdue") == live.emails_unacknowledged_overdue == 2
+
+
+def test_counters_never_go_down_as_calls_finish_and_callbacks_are_decided(app, client, clock):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        waiting = add_call(session, clock() - timedelta(seconds=10), outcome="in_progress", countable=False)
+        owed = add_callback(session, clock() - timedelta(hours=1), result=None)
+    before = scrape(client)
+    with database.session() as session, session.begin():
+        session.merge(waiting).outcome = "answered"
+        session.merge(owed).sla_result = "met"
+    clock.advance(60)
+    after = scrape(client)
+    counters = [key for key in before if key[0].endswith("_total") or key[0].startswith("helpdesk_call_answer_seconds")]
+    assert counters and all(after[key] >= before[key] for key in counters)
+    assert sum(after[k] for k in counters if k[0] == "helpdesk_calls_total") == 1
+    assert value(after, "helpdesk_callbacks_total", result="met") == 1
+
+
+def test_the_desk_is_shown_closed_on_a_saturday(client, clock):
+    assert value(scrape(client), "helpdesk_open") == 1
+    clock.now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    assert value(scrape(client), "helpdesk_open") == 0
+
+
+def test_the_exposition_passes_promtool_check_metrics(app, client):
+    promtool = require_program("promtool", "install the `prometheus` package")
+    with app.extensions["helpdesk.db"].session() as session:
+        store_known_mix(session)
+    client.get("/healthz")
+    client.get("/no/such/page")
+    text = client.get("/metrics").get_data()
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert b"helpdesk_http_requests_total" in text and b"helpdesk_sla_compliance_ratio{" in text
+
+
+def test_http_requests_are_counted_by_endpoint_name_and_unknown_paths_as_unmatched(client):
+    before = scrape(client)
+    for _ in range(3):
+        client.get("/healthz")
+    client.get("/no/such/page/12345")
+    client.post("/healthz")
+    after = scrape(client)
+
+    def delta(**labels) -> float:
+        return (value(after, "helpdesk_http_requests_total", **labels) or 0) - (
+            value(before, "helpdesk_http_requests_total", **labels) or 0)
+
+    assert delta(endpoint="health.healthz", method="GET", status="200") == 3
+    assert delta(endpoint="unmatched", method="GET", status="404") == 1
+    assert delta(endpoint="unmatched", method="POST", status="405") == 1
+    assert not any("12345" in str(labels) for _, labels in after)
+    assert (value(after, "helpdesk_http_request_duration_seconds_count", endpoint="health.healthz")
+            - (value(before, "helpdesk_http_request_duration_seconds_count", endpoint="health.healthz") or 0)) == 3
+
+
+def test_a_database_error_during_a_scrape_gives_503_with_a_reason_and_no_series(database_url, settings):
+    # A database without the schema: every query fails.
+    app = create_app({"TESTING": True, "SECRET_KEY": "k", "DATABASE_URL": database_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                      "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings})
+    try:
+        response = app.test_client().get("/metrics")
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert "Cannot read the database" in body and "helpdesk_" not in body
+
+
+def test_http_metrics_add_up_across_three_gunicorn_workers(tmp_path):
+    url = f"sqlite:///{tmp_path}/helpdesk.db"
+    from helpdesk.migrate import upgrade
+
+    upgrade(url)
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('[hours]\nmonday = ["08:00-18:00"]\n')
+    port, log = free_port(), tmp_path / "run.log"
+    env = {**os.environ, "SECRET_KEY": "test-secret", "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://h.example",
+           "DATABASE_URL": url, "HELPDESK_CONFIG": str(config), "TMPDIR": str(tmp_path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "helpdesk.cli", "run", "--port", str(port), "--workers", "3",
+                                    "--no-scheduler"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", process=process)
+        (directory,) = glob.glob(str(tmp_path / "helpdesk-prometheus-*"))
+        sent, writers = 1, []  # the readiness poll's request counts too
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            while len(writers) < 2 and sent < 2000:  # concurrent requests reach several workers
+                list(pool.map(lambda _: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).close(),
+                              range(48)))
+                sent += 48
+                writers = glob.glob(os.path.join(directory, "counter_*.db"))
+        totals = []
+        for _ in range(6):  # whichever worker answers, the count is the same
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                samples = parse(response.read().decode())
+            totals.append(value(samples, "helpdesk_http_requests_total", endpoint="health.healthz", method="GET",
+                                status="200"))
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert len(writers) >= 2, log.read_text()  # more than one worker answered
+    assert totals == [float(sent)] * 6
+    assert not glob.glob(str(tmp_path / "helpdesk-prometheus-*"))  # removed when the server stopped
