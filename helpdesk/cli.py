@@ -168,9 +168,11 @@ def scheduler_command(once: bool) -> None:
 def _register() -> None:
     from helpdesk.simulator import simulate_command
     from helpdesk.users import users_cli
+    from metrics.evidence.cli import evidence_cli
 
     main.add_command(simulate_command)
     main.add_command(users_cli)
+    main.add_command(evidence_cli)
 
 
 _register()

@@ -1,0 +1,108 @@
+"""`helpdesk evidence export` and `helpdesk evidence verify`."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from helpdesk.clock import now_utc
+from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.db import Database
+from helpdesk.users import _refuse_missing_sqlite_file, authenticate, normalise_username
+from metrics.evidence.csvs import TerminalProgress
+from metrics.evidence.fields import REDACTIONS
+from metrics.evidence.manifest import ManifestError, verify
+
+evidence_cli = click.Group("evidence", help="Evidence packs for DWP: export them, and verify one.")
+
+
+def _password(username: str) -> str:
+    password = os.environ.get("HELPDESK_PASSWORD")
+    if password:
+        return password
+    return click.prompt(f"Password for {username}", hide_input=True, err=True)
+
+
+@evidence_cli.command("export")
+@click.option("--from", "first", required=True, metavar="DATE", help="First UK day, YYYY-MM-DD (included).")
+@click.option("--to", "last", required=True, metavar="DATE", help="Last UK day, YYYY-MM-DD (included).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="A new (or empty) directory for the pack.")
+@click.option("--user", "username", required=True,
+              help="Who is exporting: an active auditor, manager or administrator (their password is asked for).")
+@click.option("--redact", "redaction", type=click.Choice(REDACTIONS), default="masked", show_default=True,
+              help="'none' shows full numbers and addresses: administrators only.")
+@click.option("--include-notes", is_flag=True, help="Add agents' notes on callbacks and attempts.")
+@click.option("--allow-empty", is_flag=True, help="Write a pack even when nothing happened in the range.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def export_command(first: str, last: str, out: Path, username: str, redaction: str, include_notes: bool,
+                   allow_empty: bool, quiet: bool) -> None:
+    """Write an evidence pack for the UK days --from to --to into --out.
+
+    The password comes from HELPDESK_PASSWORD (for scripts), or is asked for. Uses DATABASE_URL
+    and the configuration file. Every export is recorded in the audit log.
+    """
+    # Imported here: reportlab and openpyxl need not load for every `helpdesk` command.
+    from metrics.evidence.pack import (
+        EvidenceError, Exporter, ExportRequest, check_request, check_target, export_pack, parse_day)
+
+    try:
+        request = ExportRequest(parse_day(first, "--from"), parse_day(last, "--to"), redaction, include_notes,
+                                allow_empty, via="cli")
+        check_target(out)  # before asking for a password, so a typo costs nothing
+        settings = load_settings()
+    except (EvidenceError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    url = Secrets.from_environ().database_url
+    _refuse_missing_sqlite_file(url)
+    database = Database(url)
+    try:
+        with database.session() as session:
+            user = authenticate(session, username, _password(username))
+            if user is None:
+                raise click.ClickException(
+                    f"cannot export as {normalise_username(username)!r}: the password is wrong, or there is no "
+                    "such active user")
+            exporter = Exporter(user.id, user.username, user.display_name, user.role)
+            check_request(request, exporter)
+            progress = None if quiet else TerminalProgress(sys.stderr)
+            result = export_pack(url, settings, request, exporter, out, now_utc(), session, progress)
+    except EvidenceError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise click.ClickException(f"database error: {detail[0] if detail else type(exc).__name__}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the pack: {exc.strerror or exc} ({exc.filename or out})") from None
+    finally:
+        database.dispose()
+    counts = ", ".join(f"{name} {rows:,} row{'' if rows == 1 else 's'}" for name, rows in result.rows.items())
+    click.echo(f"Wrote the evidence pack to {result.directory}: {counts}.")
+    click.echo(f"Manifest SHA-256 (also in the audit log): {result.manifest_sha256}")
+
+
+@evidence_cli.command("verify")
+@click.argument("directory", type=click.Path(path_type=Path))
+def verify_command(directory: Path) -> None:
+    """Check every file of the pack in DIRECTORY against its manifest.json.
+
+    Exits 0 only when every file matches and nothing is missing or added.
+    """
+    try:
+        result = verify(directory)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in result.altered:
+        click.echo(f"ALTERED: {name} (its SHA-256 does not match the manifest)")
+    for name in result.missing:
+        click.echo(f"MISSING: {name} (listed in the manifest, not in the pack)")
+    for name in result.unexpected:
+        click.echo(f"UNEXPECTED: {name} (in the pack, not listed in the manifest)")
+    click.echo(f"manifest.json SHA-256: {result.manifest_sha256} (compare it with the audit log's record)")
+    if not result.ok:
+        problems = len(result.altered) + len(result.missing) + len(result.unexpected)
+        click.echo(f"The pack does NOT verify: {problems} problem{'' if problems == 1 else 's'}.", err=True)
+        sys.exit(1)
+    click.echo(f"All {len(result.checked)} files match the manifest.")

@@ -1,0 +1,70 @@
+"""Writing and reading the pack's CSV files, row by row, with progress reports.
+
+UTF-8 with a byte-order mark, so Excel opens them with the right characters; CRLF line ends,
+as RFC 4180 says.
+"""
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TextIO
+
+Progress = Callable[[str, int, bool], None]
+ENCODING = "utf-8-sig"
+PROGRESS_EVERY = 50_000
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[list[str]], progress: Progress | None = None) -> int:
+    """Write `header` and `rows` to `path`; returns the number of rows (not counting the header)."""
+    count = 0
+    with open(path, "w", encoding=ENCODING, newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\r\n")
+        writer.writerow(header)
+        if progress is None:
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        else:
+            # writerows on slices keeps the per-row cost down; progress between slices.
+            batch: list[list[str]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) == PROGRESS_EVERY:
+                    writer.writerows(batch)
+                    count += len(batch)
+                    batch.clear()
+                    progress(path.name, count, False)
+            writer.writerows(batch)
+            count += len(batch)
+            progress(path.name, count, True)
+    return count
+
+
+def read_csv(path: Path) -> Iterator[list[str]]:
+    """The rows of a pack CSV, header first, one at a time."""
+    with open(path, encoding=ENCODING, newline="") as stream:
+        yield from csv.reader(stream)
+
+
+class TerminalProgress:
+    """Progress on stderr: a line rewritten in place on a terminal, else a line per report."""
+
+    def __init__(self, stream: TextIO | None = None, every_seconds: float = 1.0):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.every = every_seconds
+        self._last = 0.0
+
+    def __call__(self, name: str, rows: int, done: bool) -> None:
+        now = time.monotonic()
+        if not done and now - self._last < self.every:
+            return
+        self._last = now
+        text = f"{name}: {rows:,} row{'' if rows == 1 else 's'}{' written' if done else '...'}"
+        if self.live:
+            self.stream.write("\r\033[K" + text + ("\n" if done else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()

@@ -1,0 +1,117 @@
+"""How stored values are written into an evidence pack. Pure: the standard library only.
+
+Times are ISO 8601 in UK time with the offset in force ("2026-11-24T10:00:05.123+00:00").
+Phone numbers keep their last three digits; email addresses keep one letter of the name,
+one letter of the domain and the top-level domain ("j***@e***.org").
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from helpdesk.phones import is_withheld, number_ending
+
+LONDON = ZoneInfo("Europe/London")
+NUMBER_MASK = "********"  # always eight, so the mask does not give away the number's length
+REDACTIONS = ("masked", "none")
+
+
+def mask_number(number: str | None) -> str:
+    """A caller's number as "********123", "withheld", or "********" when too short to show any."""
+    if is_withheld(number):
+        return "withheld"
+    ending = number_ending(number)
+    return NUMBER_MASK + (ending or "")
+
+
+def mask_email(address: str | None) -> str:
+    """An address as "j***@e***.org": first letter of the name, of the domain, and the top level.
+
+    Subdomains are folded into the one masked part, so "jane@mail.example.co.uk" is "j***@m***.uk".
+    """
+    if not address:
+        return ""
+    name, at, domain = address.strip().rpartition("@")
+    if not at or not name or not domain:
+        return "***"
+    head, dot, top = domain.rpartition(".")
+    masked_domain = f"{head[0]}***.{top}" if dot and head else f"{domain[0]}***"
+    return f"{name[0]}***@{masked_domain}"
+
+
+class Redactor:
+    """Masks numbers and addresses unless the export is unredacted (`redaction="none"`)."""
+
+    def __init__(self, redaction: str = "masked"):
+        if redaction not in REDACTIONS:
+            raise ValueError(f"unknown redaction {redaction!r}: use one of {', '.join(REDACTIONS)}")
+        self.redaction = redaction
+        self.masked = redaction == "masked"
+
+    def number(self, number: str | None) -> str:
+        if self.masked:
+            return mask_number(number)
+        return "withheld" if is_withheld(number) else number
+
+    def email(self, address: str | None) -> str:
+        return mask_email(address) if self.masked else (address or "")
+
+
+class LondonTimes:
+    """Stored instants as ISO 8601 UK time, cheaply: a million rows must not cost much.
+
+    Accepts SQLite's stored text ("YYYY-MM-DD HH:MM:SS.ffffff", naive UTC) or an aware datetime
+    (PostgreSQL). UK offsets are whole hours, so only the date and hour depend on the offset:
+    those are worked out once per UTC hour and cached.
+    """
+
+    def __init__(self):
+        self._hours: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, value: str | datetime | None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            if len(value) == 26 and value[10] == " ":
+                local_hour, offset = self._hour(value[:13])
+                return f"{local_hour}{value[13:23]}{offset}"
+            value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(LONDON).isoformat(timespec="milliseconds")
+
+    def _hour(self, utc_hour: str) -> tuple[str, str]:
+        cached = self._hours.get(utc_hour)
+        if cached is None:
+            moment = datetime.fromisoformat(utc_hour + ":00:00").replace(tzinfo=timezone.utc).astimezone(LONDON)
+            text = moment.isoformat(timespec="seconds")
+            cached = (text[:13], text[19:])  # "YYYY-MM-DDTHH", "+01:00"
+            self._hours[utc_hour] = cached
+        return cached
+
+
+def as_utc(value: str | datetime | None) -> datetime | None:
+    """A stored instant (SQLite text or datetime) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def seconds(value: float | timedelta | None) -> str:
+    """Seconds to one decimal place, or "" when there are none."""
+    if value is None:
+        return ""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    return f"{value:.1f}"
+
+
+def yes_no(flag: bool | None) -> str:
+    return "yes" if flag else "no"
+
+
+def ratio(value: float | None) -> str:
+    """A compliance ratio to four decimal places; blank for "no data"."""
+    return "" if value is None else f"{value:.4f}"

@@ -1,0 +1,157 @@
+"""manifest.json: what a pack covers, the rules in force, and the SHA-256 of every other file.
+
+`verify` is what `helpdesk evidence verify` runs: it recomputes every hash and names each
+altered, missing or unexpected file. Pure file work: no database.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from importlib import metadata
+from pathlib import Path
+
+from helpdesk.config import WEEKDAYS, Settings
+
+MANIFEST = "manifest.json"
+FORMAT = "helpdesk-sla evidence pack 1"
+CHUNK = 1 << 20
+
+
+class ManifestError(ValueError):
+    """manifest.json is missing, not JSON, or not shaped like a pack's manifest."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("helpdesk-sla")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def rules_in_force(settings: Settings, first: date, last: date) -> dict:
+    """The rules and calendar that judged the figures, as plain JSON values."""
+    calendar = settings.calendar
+    holidays = []
+    day = first
+    while day <= last:
+        name = calendar.holiday_name(day)
+        if name:
+            holidays.append({"date": day.isoformat(), "name": name})
+        day += timedelta(days=1)
+    return {
+        "configuration_version": settings.version,
+        "time_zone": settings.timezone,
+        "nation": settings.nation,
+        "opening_hours": {
+            WEEKDAYS[weekday]: [f"{opens:%H:%M}-{closes:%H:%M}" for opens, closes in settings.opening_hours.get(weekday, ())]
+            for weekday in range(7)
+        },
+        "closures": [
+            {"from": c.start.isoformat(), "to": c.end.isoformat(), "reason": c.reason} for c in settings.closures
+        ],
+        "bank_holidays_in_range": holidays,
+        "answer": {
+            "ring_period_seconds": settings.ring_period_seconds,
+            "max_rings": settings.max_rings,
+            "target_seconds": settings.answer_target_seconds,
+        },
+        "callback": {
+            "clock": settings.callback.clock,
+            "within_minutes": settings.callback.within_minutes,
+            "warn_before_minutes": list(settings.callback.warn_before_minutes),
+        },
+        "email": {"ack_within_minutes": settings.email.ack_within_minutes},
+    }
+
+
+def describe_files(directory: Path, rows: dict[str, int]) -> dict[str, dict]:
+    """SHA-256, size and (for CSVs) row count of every file in `directory` but the manifest."""
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.name == MANIFEST or not path.is_file():
+            continue
+        entry = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+        if path.name in rows:
+            entry["rows"] = rows[path.name]
+        files[path.name] = entry
+    return files
+
+
+def write_manifest(directory: Path, facts: dict, rows: dict[str, int]) -> str:
+    """Write manifest.json (facts plus the files' hashes); returns the manifest's own SHA-256."""
+    manifest = {"format": FORMAT, **facts, "files": describe_files(directory, rows)}
+    path = directory / MANIFEST
+    with open(path, "w", encoding="utf-8", newline="\n") as stream:
+        json.dump(manifest, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    return sha256_of(path)
+
+
+@dataclass
+class Verification:
+    manifest_sha256: str = ""
+    checked: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.altered or self.missing or self.unexpected)
+
+
+def read_manifest(directory: Path) -> dict:
+    """The manifest's content, or ManifestError saying what is wrong with it."""
+    path = directory / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist: this is not an evidence pack, or its manifest was removed") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): it has been altered") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise ManifestError(f"{path} has no \"files\" list of hashes: it has been altered or is not a pack's manifest")
+    for name, entry in files.items():
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or len(digest) != 64 or Path(name).name != name or name == MANIFEST:
+            raise ManifestError(f"{path}: the entry for {name!r} is not a file name with a SHA-256: it has been altered")
+    return manifest
+
+
+def verify(directory: Path) -> Verification:
+    """Check every file of the pack in `directory` against manifest.json."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ManifestError(f"{directory} is not a directory")
+    manifest = read_manifest(directory)
+    result = Verification(manifest_sha256=sha256_of(directory / MANIFEST))
+    listed = manifest["files"]
+    for name in sorted(listed):
+        path = directory / name
+        if not path.is_file():
+            result.missing.append(name)
+        elif sha256_of(path) != listed[name]["sha256"]:
+            result.altered.append(name)
+        else:
+            result.checked.append(name)
+    present = {p.name for p in directory.iterdir()} - {MANIFEST}
+    result.unexpected = sorted(present - set(listed))
+    return result

@@ -1,0 +1,239 @@
+"""Writing an evidence pack: the service behind `helpdesk evidence export` and the auditors' page.
+
+The pack is written into a temporary directory beside the target and renamed into place at
+the end, so an interrupted or failed export never leaves a half-written pack behind. Every
+export is recorded in the audit log (who, when, which range, redaction, notes, how, and the
+manifest's SHA-256, which ties the record to the files).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import exists, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from helpdesk.config import Settings
+from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
+from metrics import compliance
+from metrics.evidence import rows as tables
+from metrics.evidence.csvs import Progress, write_csv
+from metrics.evidence.fields import REDACTIONS, Redactor
+from metrics.evidence.manifest import rules_in_force, software_version, write_manifest
+from metrics.evidence.report import ReportFacts, write_report
+from metrics.evidence.snapshot import snapshot
+from metrics.evidence.summary import SUMMARY_COLUMNS, build_summary, summary_rows
+from metrics.evidence.workbook import write_workbook
+
+log = logging.getLogger(__name__)
+
+EXPORT_ROLES = ("auditor", "manager", "admin")
+ACTION = "evidence.export"
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EARLIEST = date(2000, 1, 1)
+
+
+class EvidenceError(ValueError):
+    """An export that cannot be made; the message says why, in words for the person asking."""
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """The accountable person: a signed-in or authenticated user."""
+
+    user_id: int
+    username: str
+    display_name: str
+    role: str
+
+    @property
+    def described(self) -> str:
+        name = self.display_name or self.username
+        return f"{name} ({self.username}, {self.role})"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    first: date
+    last: date
+    redaction: str = "masked"
+    include_notes: bool = False
+    allow_empty: bool = False
+    via: str = "cli"  # cli or web
+
+
+@dataclass
+class PackResult:
+    directory: Path
+    manifest_sha256: str
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def parse_day(text: str | None, what: str) -> date:
+    """A UK date given as YYYY-MM-DD, or EvidenceError naming the problem."""
+    if not text:
+        raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
+    day = None
+    if _ISO_DAY.fullmatch(text.strip()):
+        try:
+            day = date.fromisoformat(text.strip())
+        except ValueError:
+            day = None
+    if day is None:
+        raise EvidenceError(f"the {what} date {text!r} is not a date: use YYYY-MM-DD, for example 2026-11-24")
+    if not EARLIEST <= day <= date(9998, 12, 31):
+        raise EvidenceError(f"the {what} date {text!r} is out of range: use a date from {EARLIEST.year} on")
+    return day
+
+
+def check_request(request: ExportRequest, exporter: Exporter) -> None:
+    """Refuse what the exporter may not do, and ranges that make no sense."""
+    if exporter.role not in EXPORT_ROLES:
+        raise EvidenceError(f"{exporter.username} is a {exporter.role}: only auditors, managers and administrators "
+                            "may export evidence")
+    if request.redaction not in REDACTIONS:
+        raise EvidenceError(f"unknown redaction {request.redaction!r}: use one of {', '.join(REDACTIONS)}")
+    if request.redaction == "none" and exporter.role != "admin":
+        raise EvidenceError("only an administrator may export without masking (--redact none)")
+    if request.last < request.first:
+        raise EvidenceError(f"the range ends ({request.last.isoformat()}) before it starts "
+                            f"({request.first.isoformat()}): swap the dates")
+
+
+def check_target(out: Path) -> None:
+    """The output directory must not hold anything yet, and its parent must be writable."""
+    if out.exists() and not out.is_dir():
+        raise EvidenceError(f"{out} is a file, not a directory: choose a new directory for the pack")
+    if out.is_dir() and any(out.iterdir()):
+        raise EvidenceError(f"{out} already exists and is not empty: choose a new directory, so no pack is overwritten")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise EvidenceError(f"{parent} does not exist: create it first, or choose another place for the pack")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EvidenceError(f"cannot write in {parent}: permission denied")
+
+
+def has_contacts(connection: Connection, start: datetime, end: datetime) -> bool:
+    """Whether any call, callback or email falls in [start, end) by its contact time."""
+    checks = (
+        exists().where(Call.arrived_at >= start, Call.arrived_at < end),
+        exists().where(Callback.owed_from >= start, Callback.owed_from < end),
+        exists().where(EmailAcknowledgement.received_at >= start, EmailAcknowledgement.received_at < end),
+    )
+    return any(connection.scalar(select(check)) for check in checks)
+
+
+def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: Exporter, directory: Path,
+               now: datetime, progress: Progress | None = None) -> PackResult:
+    """Write every file of the pack into `directory` (which must exist and be empty)."""
+    period = compliance.date_range_period(request.first, request.last)
+    redactor = Redactor(request.redaction)
+    tally = tables.Tally()
+    counts: dict[str, int] = {}
+    with snapshot(url) as connection:
+        if not request.allow_empty and not has_contacts(connection, period.start, period.end):
+            raise EvidenceError(
+                f"there are no calls, callbacks or emails from {request.first.isoformat()} to "
+                f"{request.last.isoformat()}: check the dates, or export anyway to show there was nothing "
+                "(--allow-empty)")
+        start, end = period.start, period.end
+        files = (
+            ("calls.csv", tables.call_rows(connection, start, end, redactor, tally)),
+            ("callbacks.csv", tables.callback_rows(connection, start, end, redactor, tally, request.include_notes)),
+            ("callback_attempts.csv", tables.attempt_rows(connection, start, end, request.include_notes)),
+            ("emails.csv", tables.email_rows(connection, start, end, redactor, now)),
+        )
+        for name, (header, rows) in files:
+            counts[name] = write_csv(directory / name, header, rows, progress)
+        with Session(bind=connection) as session:
+            summary = build_summary(session, request.first, request.last, settings, now)
+    counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
+    write_workbook(directory, directory / "evidence.xlsx", progress)
+    facts = ReportFacts(request.first, request.last, now, exporter.described, request.redaction,
+                        request.include_notes, settings)
+    write_report(directory / "report.pdf", facts, summary, tally, settings.name)
+    manifest_facts = {
+        "period": {
+            "first_day": request.first.isoformat(), "last_day": request.last.isoformat(),
+            "start": period.start.isoformat(), "end": period.end.isoformat(),
+            "note": "UK dates inclusive; start and end are UTC instants, end exclusive",
+        },
+        "time_zone": "Europe/London",
+        "rules": rules_in_force(settings, request.first, request.last),
+        "software_version": software_version(),
+        "generated_at": now.isoformat(),
+        "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
+                         "role": exporter.role, "via": request.via},
+        "redaction": request.redaction,
+        "notes_included": request.include_notes,
+        "callback_attempts": "one row per attempt in callback_attempts.csv, joined on callback_id",
+    }
+    digest = write_manifest(directory, manifest_facts, counts)
+    return PackResult(directory, digest, counts)
+
+
+def export_pack(url: str, settings: Settings, request: ExportRequest, exporter: Exporter, out: Path,
+                now: datetime, audit_session: Session, progress: Progress | None = None) -> PackResult:
+    """Write a pack to `out`, all or nothing, and record the export in the audit log."""
+    check_request(request, exporter)
+    check_target(out)
+    out = out.absolute()
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise EvidenceError(f"cannot write in {out.parent}: {exc.strerror}") from None
+    try:
+        result = write_pack(url, settings, request, exporter, work, now, progress)
+        # rename() replaces an empty directory atomically; anything else was refused above.
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    result.directory = out
+    try:
+        record_export(audit_session, exporter, request, result, now, where=str(out))
+    except BaseException:
+        # An export nobody can account for must not exist.
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return result
+
+
+def record_export(session: Session, exporter: Exporter, request: ExportRequest, result: PackResult,
+                  now: datetime, where: str | None = None) -> AuditEntry:
+    """Add the audit record of one export. Owns the transaction."""
+    detail = {
+        "first_day": request.first.isoformat(),
+        "last_day": request.last.isoformat(),
+        "redaction": request.redaction,
+        "notes_included": request.include_notes,
+        "via": request.via,
+        "manifest_sha256": result.manifest_sha256,
+        "rows": result.rows,
+    }
+    if request.via == "cli":
+        detail["out"] = where
+        detail["system_user"] = _system_user()
+    entry = AuditEntry(at=now, user_id=exporter.user_id, actor=exporter.username, action=ACTION,
+                       detail=json.dumps(detail, sort_keys=True))
+    with session.begin():
+        session.add(entry)
+    log.info("evidence export %s to %s by %s via %s", request.first, request.last, exporter.username, request.via)
+    return entry
+
+
+def _system_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+

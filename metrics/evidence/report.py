@@ -1,0 +1,178 @@
+"""report.pdf: a readable summary with the rules in words, the figures and the charts.
+
+Drawn from aggregates only (the Summary and the Tally), never from rows. Real text with the
+document's title and subject set, so screen readers and search can use it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from helpdesk.config import WEEKDAYS, Settings
+from metrics import compliance
+from metrics.evidence import charts
+from metrics.evidence.fields import LONDON
+from metrics.evidence.rows import LATE, LEAD_BUCKETS, NO_ATTEMPT, Tally
+from metrics.evidence.summary import PeriodFigures, Summary
+
+DAILY_TABLE_LIMIT = 62  # longer ranges list their days in summary.csv only
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    first: date
+    last: date
+    generated_at: datetime
+    generated_by: str  # "Alex Smith (auditor)"
+    redaction: str
+    include_notes: bool
+    settings: Settings
+
+
+def day_words(day: date) -> str:
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def percent(value: float | None) -> str:
+    return "No data" if value is None else f"{value * 100:.1f}%"
+
+
+def _duration(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    parts = ([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []) + (
+        [f"{rest} minute{'s' if rest != 1 else ''}"] if rest else [])
+    return " ".join(parts) or "0 minutes"
+
+
+def rules_in_words(settings: Settings) -> list[str]:
+    """The rules that judged these figures, as an auditor would read them."""
+    hours = []
+    for index, day in enumerate(WEEKDAYS):
+        intervals = settings.opening_hours.get(index, ())
+        text = ", ".join(f"{o:%H:%M} to {c:%H:%M}" for o, c in intervals) or "closed"
+        hours.append(f"{day.capitalize()} {text}")
+    clock = ("opening hours only (time when the help desk is closed does not count)"
+             if settings.callback.clock == "business" else "the wall clock (every hour counts)")
+    nation = settings.nation.replace("-", " ").title().replace("And", "and")
+    lines = [
+        f"<b>Calls answered within {settings.max_rings} rings.</b> A call is met when a person answers within "
+        f"{settings.answer_target_seconds:g} seconds ({settings.max_rings} rings of {settings.ring_period_seconds:g} "
+        "seconds, UK ringing cadence). Calls outside opening hours, and calls where the caller hung up before the "
+        "target, are not counted; a caller who hung up after it is a breach.",
+        f"<b>Callbacks within {_duration(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
+        "call with a caller number and for enquiries not concluded at once. It is met when the first attempt to call "
+        f"back is made within {settings.callback.within_minutes} minutes counted on {clock}.",
+        f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
+        f"when sent within {settings.email.ack_within_minutes} minutes of receipt. One not sent by then is a breach.",
+        f"<b>Opening hours</b> (UK time): {'; '.join(hours)}. Bank holidays in {nation} close the help desk"
+        + (f", as do {len(settings.closures)} configured closure{'s' if len(settings.closures) != 1 else ''}"
+           if settings.closures else "") + ".",
+        "<b>Compliance</b> is met divided by countable. A period with nothing countable has no figure "
+        "(\u201cNo data\u201d), never 0% or 100%. Each item belongs to the period of its contact: the call's "
+        "arrival, the time the callback was owed from, or the email's receipt.",
+    ]
+    return lines
+
+
+def _figures_table(entries: list[PeriodFigures], first_column: str, styles) -> Table:
+    header = [first_column] + [compliance.RULE_TITLES[rule] for rule in compliance.RULES]
+    small = styles["BodyText"].clone("cell", fontSize=8, leading=10)
+    rows = [[Paragraph(f"<b>{escape(text)}</b>", small) for text in header]]
+    for entry in entries:
+        row = [Paragraph(escape(entry.period.label if entry.level != "range" else "Whole period"), small)]
+        for rule in compliance.RULES:
+            f = entry.figures[rule]
+            row.append(Paragraph(f"{percent(f.compliance)}<br/>{f.met} met of {f.countable}, {f.breached} breached",
+                                 small))
+        rows.append(row)
+    table = Table(rows, colWidths=[32 * mm] + [46 * mm] * len(compliance.RULES), repeatRows=1)
+    table.setStyle(TableStyle([
+        ("GRID", (0, 0), (-1, -1), 0.5, colors.grey),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f2f1")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ]))
+    return table
+
+
+def _chart(drawing, description: str, styles) -> KeepTogether:
+    caption = styles["BodyText"].clone("caption", fontSize=8, leading=10, textColor=colors.HexColor("#505a5f"))
+    return KeepTogether([drawing, Paragraph(escape(description), caption), Spacer(1, 4 * mm)])
+
+
+def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str) -> None:
+    """Write the PDF report for one pack."""
+    styles = getSampleStyleSheet()
+    settings = facts.settings
+    title = f"Service level evidence: {facts.first:%d %B %Y} to {facts.last:%d %B %Y}"
+    story = [
+        Paragraph(escape(f"{desk_name}: service level evidence"), styles["Title"]),
+        Paragraph(escape(f"Period: {day_words(facts.first)} to {day_words(facts.last)} inclusive, UK time "
+                         "(Europe/London)."), styles["BodyText"]),
+        Paragraph(escape(f"Generated {facts.generated_at.astimezone(LONDON):%d %B %Y at %H:%M %Z} by "
+                         f"{facts.generated_by}. Configuration version {settings.version}. "
+                         + ("Caller numbers and email addresses are masked. " if facts.redaction == "masked"
+                            else "Caller numbers and email addresses are shown in full. ")
+                         + ("Notes are included." if facts.include_notes else "Notes are left out.")),
+                  styles["BodyText"]),
+        Paragraph("Rules in force", styles["Heading2"]),
+        *[Paragraph(line, styles["BodyText"]) for line in rules_in_words(settings)],
+        Paragraph("Figures", styles["Heading2"]),
+    ]
+    if not any(f.countable for f in summary.whole.figures.values()):
+        story.append(Paragraph("<b>No data:</b> nothing in this period counted for any rule.", styles["BodyText"]))
+    story += [_figures_table([summary.whole] + summary.months, "Month", styles), Spacer(1, 4 * mm)]
+    if len(summary.weeks) > 1:
+        story += [_figures_table(summary.weeks, "ISO week", styles), Spacer(1, 4 * mm)]
+    if len(summary.days) <= DAILY_TABLE_LIMIT:
+        story += [_figures_table(summary.days, "Day", styles)]
+    else:
+        story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
+
+    story.append(Paragraph("Charts", styles["Heading2"]))
+    days = [entry.first_day for entry in summary.days]
+    for rule in compliance.RULES:
+        series = [(day, entry.figures[rule].compliance) for day, entry in zip(days, summary.days)]
+        with_data = [value for _, value in series if value is not None]
+        description = (f"{compliance.RULE_TITLES[rule]}: compliance each day against the 100% target; "
+                       f"{len(with_data)} of {len(series)} days have data"
+                       + (f", lowest {percent(min(with_data))}." if with_data else "."))
+        story.append(_chart(charts.daily_compliance(f"{compliance.RULE_TITLES[rule]}, each day", series),
+                            description, styles))
+
+    over = f"over {settings.max_rings}"
+    categories = [str(n) for n in range(1, settings.max_rings + 1)] + [over, "gave up late"]
+    values = [tally.rings.get(n, 0) for n in range(1, settings.max_rings + 1)]
+    values += [sum(count for rings, count in tally.rings.items() if rings > settings.max_rings),
+               tally.unanswered_breaches]
+    story.append(_chart(
+        charts.bars("Counted calls by the ring they were answered on", categories, values, "calls"),
+        "Counted calls by ring: " + "; ".join(f"{c}: {v}" for c, v in zip(categories, values)) + ".", styles))
+
+    lead_categories = [label for label, _ in LEAD_BUCKETS] + [LATE, NO_ATTEMPT]
+    lead_values = [tally.lead.get(label, 0) for label in lead_categories]
+    story.append(_chart(
+        charts.bars("Callbacks by time to spare at the first attempt", lead_categories, lead_values, "callbacks"),
+        "Decided callbacks by how long before the deadline the first attempt was made (wall-clock time): "
+        + "; ".join(f"{c}: {v}" for c, v in zip(lead_categories, lead_values)) + ".", styles))
+
+    document = SimpleDocTemplate(
+        str(path), pagesize=A4, title=title, author=facts.generated_by, subject="Help desk service level evidence",
+        creator="helpdesk-sla", leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm,
+        lang="en-GB",
+    )
+    document.build(story, onFirstPage=_footer, onLaterPages=_footer)
+
+
+def _footer(canvas, document) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 8)
+    canvas.drawRightString(A4[0] - 15 * mm, 8 * mm, f"Page {document.page}")
+    canvas.restoreState()

@@ -1,0 +1,225 @@
+"""The pack's rows, streamed from the database: Core selects, never ORM objects.
+
+Each function returns the CSV header and a generator of rows (lists of strings). Rows belong
+to the range by their contact time (call arrival, callback owed-from, email receipt), as in
+`metrics.compliance`. Results are fetched in batches (`yield_per`; a server-side cursor on
+PostgreSQL), so memory stays flat however many rows there are. Counting what the charts need
+happens on the way past, in a `Tally`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator
+
+from sqlalchemy import String, select, type_coerce
+from sqlalchemy.engine import Connection
+
+from callbacks.deadlines import explain
+from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail
+from metrics.evidence.fields import LondonTimes, Redactor, as_utc, seconds, yes_no
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000
+DECIDED = ("met", "breached")
+
+CALL_COLUMNS = [
+    "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
+    "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller",
+]
+CALLBACK_COLUMNS = [
+    "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
+    "deadline_explanation", "attempts", "first_attempt", "reached", "counted", "three_hour_result",
+    "status", "closed", "closed_outcome", "config_version",
+]
+ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "source", "outcome", "answered", "ended"]
+EMAIL_COLUMNS = [
+    "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
+    "ack_result", "sender",
+]
+NOTE = "note"
+
+
+@dataclass
+class Tally:
+    """What the PDF's charts need, counted while the rows stream past (aggregates only)."""
+
+    rings: Counter = field(default_factory=Counter)  # counted, answered calls by rings
+    unanswered_breaches: int = 0  # counted calls breached without an answer (gave up late)
+    lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
+    rows: Counter = field(default_factory=Counter)  # rows per file
+
+
+# Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
+LEAD_BUCKETS = (
+    ("2 hours or more", 120), ("1 to 2 hours", 60), ("30 to 60 minutes", 30), ("0 to 30 minutes", 0),
+)
+LATE = "Late"
+NO_ATTEMPT = "No attempt"
+
+
+def lead_bucket(due_at: datetime, first_attempt_at: datetime | None) -> str:
+    """Which bar of the lead-time chart a callback falls in."""
+    if first_attempt_at is None:
+        return NO_ATTEMPT
+    spare = (due_at - first_attempt_at).total_seconds() / 60
+    for label, minimum in LEAD_BUCKETS:
+        if spare >= minimum:
+            return label
+    return LATE
+
+
+def _stream(connection: Connection, statement) -> Iterator:
+    return connection.execute(statement.execution_options(yield_per=BATCH))
+
+
+def call_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor,
+              tally: Tally) -> tuple[list[str], Iterator[list[str]]]:
+    """One row per call that arrived in [start, end), oldest first."""
+    # Timestamps as they are stored (text on SQLite): LondonTimes formats them far faster
+    # than building a datetime per value.
+    raw = {name: type_coerce(getattr(Call, name), String) for name in ("arrived_at", "answered_at", "ended_at")}
+    statement = (
+        select(
+            Call.call_sid, raw["arrived_at"], raw["answered_at"], raw["ended_at"], Call.answer_seconds, Call.rings,
+            Call.outcome, Call.in_hours, Call.countable, Call.sla_result, Call.caller_type, Enquiry.reference,
+            Call.caller_number,
+        )
+        .select_from(Call)
+        .outerjoin(Enquiry, Enquiry.id == Call.enquiry_id)
+        .where(Call.arrived_at >= start, Call.arrived_at < end)
+        .order_by(Call.arrived_at, Call.id)
+    )
+
+    def rows() -> Iterator[list[str]]:
+        when = LondonTimes()
+        number = redactor.number
+        rings_seen = tally.rings
+        for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
+             caller_type, reference, caller) in _stream(connection, statement):
+            counted = bool(countable) and result in DECIDED
+            if counted:
+                if rings is not None and answered is not None:
+                    rings_seen[rings] += 1
+                elif result == "breached":
+                    tally.unanswered_breaches += 1
+            yield [
+                sid, when(arrived), when(answered), when(ended),
+                "" if answer_seconds is None else f"{answer_seconds:.1f}",
+                "" if rings is None else str(rings), outcome, "yes" if in_hours else "no",
+                "yes" if counted else "no", result if counted else "", caller_type, reference or "",
+                number(caller),
+            ]
+
+    return list(CALL_COLUMNS), rows()
+
+
+def _explanation(text: str | None) -> str:
+    try:
+        return explain(json.loads(text or ""))
+    except (ValueError, KeyError, TypeError):
+        log.warning("a callback's stored deadline explanation could not be read")
+        return "(the stored explanation could not be read)"
+
+
+def callback_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor, tally: Tally,
+                  include_notes: bool = False) -> tuple[list[str], Iterator[list[str]]]:
+    """One row per callback owed from a moment in [start, end), oldest first."""
+    columns = [
+        Callback.id, Enquiry.reference, Callback.reason, Callback.caller_type, Callback.caller_number,
+        Callback.owed_from, Callback.due_at, Callback.clock, Callback.explanation, Callback.attempts_count,
+        Callback.first_attempt_at, Callback.reached_at, Callback.sla_result, Callback.status, Callback.closed_at,
+        Callback.outcome, Callback.config_version, Callback.note,
+    ]
+    statement = (
+        select(*columns)
+        .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+        .where(Callback.owed_from >= start, Callback.owed_from < end)
+        .order_by(Callback.owed_from, Callback.id)
+    )
+
+    def rows() -> Iterator[list[str]]:
+        when = LondonTimes()
+        for (callback_id, reference, reason, caller_type, caller, owed_from, due_at, clock, explanation, attempts,
+             first_attempt_at, reached_at, result, status, closed_at, outcome, version, note) in _stream(connection, statement):
+            counted = result in DECIDED
+            if counted:
+                tally.lead[lead_bucket(due_at, first_attempt_at)] += 1
+            row = [
+                str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
+                when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),
+                when(reached_at), yes_no(counted), result if counted else "", status, when(closed_at),
+                outcome or "", version,
+            ]
+            if include_notes:
+                row.append(note or "")
+            yield row
+
+    return CALLBACK_COLUMNS + ([NOTE] if include_notes else []), rows()
+
+
+def attempt_rows(connection: Connection, start: datetime, end: datetime,
+                 include_notes: bool = False) -> tuple[list[str], Iterator[list[str]]]:
+    """One row per callback attempt, for the callbacks in callbacks.csv, in the same order."""
+    statement = (
+        select(
+            CallbackAttempt.callback_id, Enquiry.reference, CallbackAttempt.started_at, CallbackAttempt.source,
+            CallbackAttempt.outcome, CallbackAttempt.answered_at, CallbackAttempt.ended_at, CallbackAttempt.note,
+        )
+        .join(Callback, Callback.id == CallbackAttempt.callback_id)
+        .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+        .where(Callback.owed_from >= start, Callback.owed_from < end)
+        .order_by(Callback.owed_from, Callback.id, CallbackAttempt.started_at, CallbackAttempt.id)
+    )
+
+    def rows() -> Iterator[list[str]]:
+        when = LondonTimes()
+        for callback_id, reference, started, source, outcome, answered, ended, note in _stream(connection, statement):
+            row = [str(callback_id), reference, when(started), source, outcome, when(answered), when(ended)]
+            if include_notes:
+                row.append(note or "")
+            yield row
+
+    return ATTEMPT_COLUMNS + ([NOTE] if include_notes else []), rows()
+
+
+def ack_result(status: str, sla_result: str | None, due_at: datetime, now: datetime) -> tuple[bool, str]:
+    """Whether an acknowledgement counts for the rule, and its result, as metrics.compliance judges it."""
+    if status == "suppressed":
+        return False, ""
+    if sla_result in ("met", "late"):
+        return True, sla_result
+    if due_at < now:
+        return True, "unacknowledged"
+    return False, "pending"
+
+
+def email_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor,
+               now: datetime) -> tuple[list[str], Iterator[list[str]]]:
+    """One row per acknowledgement owed for an email received in [start, end), oldest first."""
+    ack = EmailAcknowledgement
+    statement = (
+        select(Enquiry.reference, ack.received_at, ack.due_at, ack.sent_at, ack.status, ack.sla_result,
+               InboundEmail.sender, ack.to_address)
+        .select_from(ack)
+        .join(Enquiry, Enquiry.id == ack.enquiry_id)
+        .outerjoin(InboundEmail, InboundEmail.id == ack.inbound_email_id)
+        .where(ack.received_at >= start, ack.received_at < end)
+        .order_by(ack.received_at, ack.id)
+    )
+
+    def rows() -> Iterator[list[str]]:
+        when = LondonTimes()
+        for reference, received, due_at, sent, status, result, sender, to_address in _stream(connection, statement):
+            counted, verdict = ack_result(status, result, as_utc(due_at), now)
+            waited = as_utc(sent) - as_utc(received) if sent is not None else None
+            yield [
+                reference, when(received), when(due_at), when(sent), seconds(waited), status, yes_no(counted),
+                verdict, redactor.email(sender or to_address),
+            ]
+
+    return list(EMAIL_COLUMNS), rows()

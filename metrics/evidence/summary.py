@@ -1,0 +1,88 @@
+"""summary.csv: each rule's figures per day, ISO week, month and for the whole range.
+
+Every figure comes from `metrics.compliance`, the one module behind /metrics and the Service
+levels page, so the pack can never disagree with them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Iterator
+
+from sqlalchemy.orm import Session
+
+from helpdesk.config import Settings
+from metrics import compliance
+from metrics.evidence.fields import LONDON, ratio
+
+SUMMARY_COLUMNS = [
+    "level", "period", "first_day", "last_day", "rule", "countable", "met", "breached", "compliance",
+]
+LEVELS = ("day", "week", "month", "range")
+
+
+@dataclass(frozen=True)
+class PeriodFigures:
+    level: str  # day, week, month, range
+    period: compliance.Period
+    figures: dict[str, compliance.RuleFigures]
+
+    @property
+    def first_day(self) -> date:
+        return self.period.start.astimezone(LONDON).date()
+
+    @property
+    def last_day(self) -> date:
+        return self.period.end.astimezone(LONDON).date() - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The range's figures at every level, in the order summary.csv lists them."""
+
+    whole: PeriodFigures
+    months: list[PeriodFigures]
+    weeks: list[PeriodFigures]
+    days: list[PeriodFigures]
+
+    def levels(self) -> Iterator[PeriodFigures]:
+        yield from self.days
+        yield from self.weeks
+        yield from self.months
+        yield self.whole
+
+    @property
+    def has_data(self) -> bool:
+        return any(f.countable for f in self.whole.figures.values())
+
+
+def build_summary(session: Session, first: date, last: date, settings: Settings, now: datetime) -> Summary:
+    """Figures for `first`..`last` (UK dates, inclusive) from metrics.compliance."""
+    by_day = compliance.figures_by_day(session, first, last, settings, now)
+    days = [
+        PeriodFigures("day", period, by_day[date.fromisoformat(period.label)])
+        for period in compliance.day_periods(first, last)
+    ]
+
+    whole = compliance.date_range_period(first, last)
+    months = compliance.month_periods(first, last)
+    weeks = compliance.week_periods(first, last)
+    # One query per rule for every week, month and the whole range together.
+    by_label = compliance.figures_for_periods(session, [whole, *months, *weeks], settings, now)
+    return Summary(
+        whole=PeriodFigures("range", whole, by_label[whole.label]),
+        months=[PeriodFigures("month", p, by_label[p.label]) for p in months],
+        weeks=[PeriodFigures("week", p, by_label[p.label]) for p in weeks],
+        days=days,
+    )
+
+
+def summary_rows(summary: Summary) -> Iterator[list[str]]:
+    """summary.csv's rows: compliance as a ratio (0 to 1) to four places, blank for no data."""
+    for entry in summary.levels():
+        for rule in compliance.RULES:
+            figures = entry.figures[rule]
+            yield [
+                entry.level, entry.period.label, entry.first_day.isoformat(), entry.last_day.isoformat(), rule,
+                str(figures.countable), str(figures.met), str(figures.breached), ratio(figures.compliance),
+            ]

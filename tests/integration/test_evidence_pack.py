@@ -1,0 +1,318 @@
+"""Evidence packs end to end on SQLite and PostgreSQL: files, rows, masking, figures, audit."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import zipfile
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import openpyxl
+import pytest
+from sqlalchemy import select
+
+from callbacks.deadlines import callback_deadline
+from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry,
+                             InboundEmail)
+from metrics import compliance
+from metrics.evidence.manifest import MANIFEST, verify
+from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, export_pack
+from servers import require_program
+from tests.integration.test_users_and_login import make_user
+
+FIRST, LAST = date(2026, 11, 23), date(2026, 11, 24)
+PACK_FILES = {"calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv", "summary.csv", "evidence.xlsx",
+              "report.pdf", MANIFEST}
+NUMBERS = ("+447700900123", "+441234567890", "+447700900456", "+447700900789")
+ADDRESSES = ("jane.doe@example.org", "sam@mail.example.co.uk")
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def _call(n, arrived, *, outcome="answered", answer=None, countable=True, result=None, caller="+447700900123",
+          caller_type="customer", in_hours=True):
+    enquiry = Enquiry(reference=f"HD-2026-{n:06d}", channel="phone", opened_at=arrived, call_sid=f"CA{n:032x}")
+    return Call(
+        call_sid=f"CA{n:032x}", arrived_at=arrived, outcome=outcome, in_hours=in_hours, countable=countable,
+        sla_result=result, caller_number=caller, caller_type=caller_type,
+        rings=None if answer is None else int(answer // 3) + 1, answer_seconds=answer,
+        answered_at=None if answer is None else arrived + timedelta(seconds=answer),
+        ended_at=arrived + timedelta(minutes=5), enquiry=enquiry, config_version="test",
+    )
+
+
+def _callback(settings, enquiry, n, owed_from, *, result=None, attempts=(), note="", caller="+447700900456"):
+    deadline = callback_deadline(owed_from, clock="business", within=timedelta(hours=3),
+                                 calendar=settings.calendar, config_version="test")
+    callback = Callback(
+        contact_key=f"call:CB{n}", enquiry=enquiry, reason="abandoned", caller_number=caller, caller_type="customer",
+        owed_from=owed_from, due_at=deadline.due_at, clock="business", explanation=json.dumps(deadline.explanation),
+        config_version="test", created_at=owed_from, status="open", attempts_count=len(attempts),
+        first_attempt_at=attempts[0][0] if attempts else None, sla_result=result, note=note,
+    )
+    for index, (started, outcome) in enumerate(attempts):
+        callback.attempts.append(CallbackAttempt(started_at=started, source="manual", outcome=outcome,
+                                                 call_sid=f"CAATTEMPT{n}{index}", note=f"attempt note {n}"))
+    return callback
+
+
+def _email(n, received, sender, *, sent_after=None, status="sent", ack_minutes=15):
+    enquiry = Enquiry(reference=f"HD-2026-{900 + n:06d}", channel="email", opened_at=received)
+    inbound = InboundEmail(received_at=received, source="sendgrid", dedupe_key=f"{n:064d}", raw=b"Subject: x\r\n\r\nhi",
+                           raw_sha256="0" * 64, sender=sender, subject="Personal subject", decision="new_enquiry",
+                           enquiry=enquiry)
+    sent = None if sent_after is None else received + timedelta(minutes=sent_after)
+    result = None if sent is None else ("met" if sent_after <= ack_minutes else "late")
+    return EmailAcknowledgement(enquiry=enquiry, inbound_email=inbound, to_address=sender, received_at=received,
+                                due_at=received + timedelta(minutes=ack_minutes), status=status, sent_at=sent,
+                                sla_result=result)
+
+
+def seed(db_session, settings) -> None:
+    """Two days of contacts (Monday 23 and Tuesday 24 November 2026) and some either side."""
+    calls = [
+        _call(1, utc(2026, 11, 23, 9, 0, 5, 250000), answer=11.0, result="met"),
+        _call(2, utc(2026, 11, 23, 9, 30), answer=40.0, result="breached", caller="+441234567890", caller_type="dwp"),
+        _call(3, utc(2026, 11, 24, 9, 15), answer=2.0, result="met", caller=None, caller_type="unknown"),
+        _call(4, utc(2026, 11, 24, 7, 0), outcome="out_of_hours", countable=False, in_hours=False,
+              caller="+447700900456"),
+        _call(5, utc(2026, 11, 24, 9, 40), outcome="abandoned", countable=False, caller="+447700900789"),
+        _call(6, utc(2026, 11, 22, 23, 59, 59), answer=50.0, result="breached"),  # Sunday: outside
+        _call(7, utc(2026, 11, 25, 0, 0, 0), answer=5.0, result="met"),  # Wednesday: outside
+    ]
+    with db_session.begin():
+        db_session.add_all(calls)
+    callbacks = [
+        _callback(settings, calls[4].enquiry, 1, utc(2026, 11, 23, 9, 0), result="met",
+                  attempts=[(utc(2026, 11, 23, 9, 45), "no_answer"), (utc(2026, 11, 23, 10, 30), "reached")],
+                  note="Customer asked about grant"),
+        _callback(settings, calls[3].enquiry, 2, utc(2026, 11, 23, 16, 30), result="breached"),
+        _callback(settings, calls[0].enquiry, 3, utc(2026, 11, 24, 9, 50)),  # open, not yet due
+    ]
+    emails = [
+        _email(1, utc(2026, 11, 23, 10, 0), "jane.doe@example.org", sent_after=2),
+        _email(2, utc(2026, 11, 23, 11, 0), "sam@mail.example.co.uk", sent_after=40),
+        _email(3, utc(2026, 11, 24, 8, 0), "jane.doe@example.org", status="failed"),  # never sent, overdue
+        _email(4, utc(2026, 11, 24, 9, 55), "jane.doe@example.org", status="pending"),  # not yet due at 10:00
+        _email(5, utc(2026, 11, 24, 9, 0), "sam@mail.example.co.uk", status="suppressed"),
+    ]
+    with db_session.begin():
+        db_session.add_all(callbacks + emails)
+
+
+@pytest.fixture
+def seeded(db_session, settings):
+    seed(db_session, settings)
+
+
+@pytest.fixture
+def auditor(db_session):
+    user = make_user(db_session, "dana", "auditor", display_name="Dana Auditor")
+    return Exporter(user.id, user.username, user.display_name, user.role)
+
+
+@pytest.fixture
+def admin(db_session):
+    user = make_user(db_session, "root-admin", "admin")
+    return Exporter(user.id, user.username, user.display_name, user.role)
+
+
+def export(app, db_session, clock, exporter, out: Path, **request) -> Path:
+    request = ExportRequest(request.pop("first", FIRST), request.pop("last", LAST), **request)
+    export_pack(app.config["DATABASE_URL"], app.extensions["helpdesk.settings"], request, exporter, out,
+                clock.now, db_session)
+    return out
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8-sig", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture
+def packs(tmp_path) -> Path:
+    """Where the packs go: a directory of their own (tmp_path holds the SQLite database)."""
+    (tmp_path / "packs").mkdir()
+    return tmp_path / "packs"
+
+
+@pytest.fixture
+def pack(app, db_session, clock, seeded, auditor, packs) -> Path:
+    return export(app, db_session, clock, auditor, packs / "pack")
+
+
+def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(pack):
+    assert {p.name for p in pack.iterdir()} == PACK_FILES
+    manifest = json.loads((pack / MANIFEST).read_text())
+    assert set(manifest["files"]) == PACK_FILES - {MANIFEST}
+    assert manifest["period"]["first_day"] == "2026-11-23" and manifest["period"]["last_day"] == "2026-11-24"
+    assert manifest["time_zone"] == "Europe/London"
+    assert manifest["rules"]["answer"] == {"ring_period_seconds": 3.0, "max_rings": 10, "target_seconds": 30.0}
+    assert manifest["rules"]["opening_hours"]["wednesday"] == ["08:00-12:30", "13:30-18:00"]
+    assert manifest["rules"]["callback"]["clock"] == "business"
+    assert manifest["rules"]["email"] == {"ack_within_minutes": 15}
+    assert manifest["generated_by"]["username"] == "dana" and manifest["generated_by"]["via"] == "cli"
+    assert manifest["files"]["calls.csv"]["rows"] == 5
+    assert verify(pack).ok
+
+
+def test_calls_csv_has_one_row_per_call_in_the_range_with_uk_times_and_results(pack):
+    calls = read(pack / "calls.csv")
+    assert [c["enquiry_reference"] for c in calls] == [f"HD-2026-{n:06d}" for n in (1, 2, 4, 3, 5)]
+    first = calls[0]
+    assert first["arrived"] == "2026-11-23T09:00:05.250+00:00"
+    assert first["answered"] == "2026-11-23T09:00:16.250+00:00"
+    assert (first["answer_seconds"], first["rings"], first["counted"], first["ten_ring_result"]) == ("11.0", "4", "yes", "met")
+    assert (calls[1]["ten_ring_result"], calls[1]["caller_type"]) == ("breached", "dwp")
+    out_of_hours = calls[2]
+    assert (out_of_hours["outcome"], out_of_hours["counted"], out_of_hours["ten_ring_result"]) == ("out_of_hours", "no", "")
+
+
+def test_caller_numbers_and_email_addresses_are_masked_by_default_in_every_file(pack):
+    calls = read(pack / "calls.csv")
+    assert [c["caller"] for c in calls] == ["********123", "********890", "********456", "withheld", "********789"]
+    emails = read(pack / "emails.csv")
+    assert [e["sender"] for e in emails] == ["j***@e***.org", "s***@m***.uk", "j***@e***.org", "s***@m***.uk",
+                                             "j***@e***.org"]
+    texts = [(pack / name).read_text(encoding="utf-8-sig") for name in PACK_FILES if name.endswith((".csv", ".json"))]
+    book = openpyxl.load_workbook(pack / "evidence.xlsx", read_only=True)
+    texts.append(" ".join(str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row))
+    book.close()
+    for text in texts:
+        for secret in NUMBERS + ADDRESSES + ("Customer asked about grant", "attempt note", "Personal subject"):
+            assert secret not in text
+
+
+def test_an_administrator_can_export_unmasked_with_notes(app, db_session, clock, seeded, admin, packs):
+    pack = export(app, db_session, clock, admin, packs / "full", redaction="none", include_notes=True)
+    assert [c["caller"] for c in read(pack / "calls.csv")][:2] == ["+447700900123", "+441234567890"]
+    assert read(pack / "emails.csv")[0]["sender"] == "jane.doe@example.org"
+    assert read(pack / "callbacks.csv")[0]["note"] == "Customer asked about grant"
+    assert read(pack / "callback_attempts.csv")[0]["note"] == "attempt note 1"
+
+
+def test_only_an_administrator_may_export_unmasked(app, db_session, clock, seeded, auditor, packs):
+    with pytest.raises(EvidenceError, match="only an administrator"):
+        export(app, db_session, clock, auditor, packs / "full", redaction="none")
+    assert list(packs.iterdir()) == []
+
+
+def test_callbacks_explain_their_deadlines_and_list_attempts_in_their_own_file(pack):
+    callbacks = read(pack / "callbacks.csv")
+    assert [c["three_hour_result"] for c in callbacks] == ["met", "breached", ""]
+    assert [c["counted"] for c in callbacks] == ["yes", "yes", "no"]
+    met = callbacks[0]
+    assert met["owed_from"] == "2026-11-23T09:00:00.000+00:00" and met["due"] == "2026-11-23T12:00:00.000+00:00"
+    assert met["deadline_explanation"].startswith("Owed from 09:00 on Mon 23 Nov 2026; due after 3 hours of opening time, at 12:00")
+    assert (met["attempts"], met["first_attempt"]) == ("2", "2026-11-23T09:45:00.000+00:00")
+    # 16:30 on Monday with 18:00 closing: 1.5 hours that day, the rest from 08:00 on Tuesday.
+    assert callbacks[1]["due"] == "2026-11-24T09:30:00.000+00:00"
+    attempts = read(pack / "callback_attempts.csv")
+    assert [(a["callback_id"], a["outcome"]) for a in attempts] == [(met["callback_id"], "no_answer"),
+                                                                   (met["callback_id"], "reached")]
+    assert "note" not in attempts[0] and "note" not in met
+
+
+def test_emails_show_met_late_unacknowledged_pending_and_suppressed(pack):
+    emails = read(pack / "emails.csv")
+    assert [(e["ack_result"], e["counted"]) for e in emails] == [
+        ("met", "yes"), ("late", "yes"), ("unacknowledged", "yes"), ("", "no"), ("pending", "no")]
+    assert emails[0]["ack_seconds"] == "120.0" and emails[0]["acknowledged"] == "2026-11-23T10:02:00.000+00:00"
+
+
+def test_summary_csv_figures_are_those_of_metrics_compliance_for_every_period(app, pack, db_session, clock):
+    summary = read(pack / "summary.csv")
+    settings = app.extensions["helpdesk.settings"]
+    periods = {("range", "range"): compliance.date_range_period(FIRST, LAST)}
+    periods.update({("day", p.label): p for p in compliance.day_periods(FIRST, LAST)})
+    periods.update({("week", p.label): p for p in compliance.week_periods(FIRST, LAST)})
+    periods.update({("month", p.label): p for p in compliance.month_periods(FIRST, LAST)})
+    assert {(row["level"], row["period"]) for row in summary} == set(periods)
+    for row in summary:
+        expected = compliance.figures(db_session, periods[row["level"], row["period"]], settings, clock.now)[row["rule"]]
+        ratio = "" if expected.compliance is None else f"{expected.compliance:.4f}"
+        assert (row["countable"], row["met"], row["breached"], row["compliance"]) == (
+            str(expected.countable), str(expected.met), str(expected.breached), ratio), row
+    whole = {row["rule"]: row for row in summary if row["level"] == "range"}
+    assert (whole["answer_within_rings"]["countable"], whole["answer_within_rings"]["met"]) == ("3", "2")
+    assert whole["callback_within_3h"]["compliance"] == "0.5000"
+    assert (whole["email_ack"]["countable"], whole["email_ack"]["met"]) == ("3", "1")
+
+
+def test_a_day_with_nothing_countable_has_a_blank_compliance_not_zero(app, db_session, clock, seeded, auditor, packs):
+    pack = export(app, db_session, clock, auditor, packs / "p", first=date(2026, 11, 21), last=date(2026, 11, 23))
+    saturday = [r for r in read(pack / "summary.csv") if r["period"] == "2026-11-21"]
+    assert len(saturday) == 3 and all(r["countable"] == "0" and r["compliance"] == "" for r in saturday)
+
+
+def test_the_workbook_opens_with_a_sheet_per_table_and_the_same_rows(pack):
+    book = openpyxl.load_workbook(pack / "evidence.xlsx")
+    assert book.sheetnames == ["Summary", "Calls", "Callbacks", "Callback attempts", "Emails"]
+    calls = book["Calls"]
+    assert calls.freeze_panes == "A2"
+    values = list(calls.iter_rows(values_only=True))
+    with open(pack / "calls.csv", encoding="utf-8-sig", newline="") as stream:
+        expected = list(csv.reader(stream))
+    assert [str(v) for v in values[0]] == expected[0]
+    assert len(values) == len(expected) == 6
+    assert values[1][4] == 11.0 and values[1][5] == 4  # numbers stay numbers
+    assert values[1][1] == "2026-11-23T09:00:05.250+00:00"  # times keep their offset
+    assert book["Calls"].column_dimensions["B"].width >= 29
+    assert len(list(book["Summary"].iter_rows())) == 1 + 3 * (2 + 1 + 1 + 1)
+
+
+def test_the_report_renders_as_a_pdf_with_real_text_and_a_title(pack, tmp_path):
+    pdftoppm = require_program("pdftoppm", "install poppler-utils")
+    pdftotext = require_program("pdftotext", "install poppler-utils")
+    subprocess.run([pdftoppm, "-png", "-r", "40", str(pack / "report.pdf"), str(tmp_path / "page")], check=True,
+                   capture_output=True, timeout=60)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages and all(p.stat().st_size > 1000 for p in pages)
+    text = subprocess.run([pdftotext, str(pack / "report.pdf"), "-"], check=True, capture_output=True,
+                          timeout=60).stdout.decode()
+    assert "Monday 23 November 2026 to Tuesday 24 November 2026" in text
+    assert "Calls answered within 10 rings" in text and "66.7%" in text and "No data" in text
+    info = subprocess.run([require_program("pdfinfo"), str(pack / "report.pdf")], capture_output=True,
+                          timeout=60).stdout.decode()
+    assert "Service level evidence: 23 November 2026 to 24 November 2026" in info
+
+
+def test_an_export_is_recorded_in_the_audit_log_with_the_manifest_hash(pack, db_session, clock):
+    with db_session.begin():
+        entries = list(db_session.scalars(select(AuditEntry)))
+    assert len(entries) == 1
+    entry = entries[0]
+    detail = json.loads(entry.detail)
+    assert (entry.actor, entry.action, entry.at) == ("dana", "evidence.export", clock.now)
+    assert detail["first_day"] == "2026-11-23" and detail["last_day"] == "2026-11-24"
+    assert (detail["redaction"], detail["notes_included"], detail["via"]) == ("masked", False, "cli")
+    assert detail["manifest_sha256"] == verify(pack).manifest_sha256
+
+
+def test_a_failure_while_writing_leaves_nothing_behind(app, db_session, clock, seeded, auditor, packs, monkeypatch):
+    from metrics.evidence import pack as pack_module
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pack_module, "write_report", broken)
+    with pytest.raises(OSError):
+        export(app, db_session, clock, auditor, packs / "pack")
+    assert list(packs.iterdir()) == []
+    with db_session.begin():
+        assert db_session.scalar(select(AuditEntry.id)) is None
+
+
+def test_an_empty_range_is_refused_unless_allowed_and_then_says_no_data(app, db_session, clock, seeded, auditor, packs):
+    with pytest.raises(EvidenceError, match="no calls, callbacks or emails from 2026-10-01 to 2026-10-31"):
+        export(app, db_session, clock, auditor, packs / "empty", first=date(2026, 10, 1), last=date(2026, 10, 31))
+    assert list(packs.iterdir()) == []
+    pack = export(app, db_session, clock, auditor, packs / "empty", first=date(2026, 10, 1), last=date(2026, 10, 31),
+                  allow_empty=True)
+    assert read(pack / "calls.csv") == [] and verify(pack).ok
+    whole = [r for r in read(pack / "summary.csv") if r["level"] == "range"]
+    assert all(r["countable"] == "0" and r["compliance"] == "" for r in whole)
