@@ -24,6 +24,7 @@ from metrics.periods import (
     date_range_period,
     day_periods,
     month_periods,
+    uk_date,
     uk_midnight,
     week_periods,
 )
@@ -31,7 +32,7 @@ from metrics.periods import (
 __all__ = [
     "RULES", "RULE_TITLES", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures",
     "current_period", "date_range_period", "day_periods", "week_periods", "month_periods",
-    "compliance_ratio", "figures", "figures_for_periods", "figures_by_day", "live_figures",
+    "compliance_ratio", "uk_date", "uk_midnight", "figures", "figures_for_periods", "figures_by_day", "live_figures",
 ]
 
 RULES = ("answer_within_rings", "callback_within_3h", "email_ack")

@@ -24,6 +24,7 @@ WEBHOOK_BLUEPRINTS = frozenset({"voice", "email"})
 NAVIGATION = (
     ("agents.queue", "Callback queue", ("agent",)),
     ("managers.calls", "Calls", ("manager", "auditor")),
+    ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
 )
 
 

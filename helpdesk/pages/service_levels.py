@@ -1,0 +1,115 @@
+"""The Service levels page: compliance per rule for today, this week, this month and any
+range of UK dates, and what is owed now. Figures come from metrics.compliance, as /metrics."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from flask import Blueprint, render_template, request, url_for
+
+from helpdesk.pages import format as fmt
+from helpdesk.pages.access import page_headers, role_required
+from helpdesk.web import clock, database, settings
+from metrics import compliance
+
+bp = Blueprint("service_levels", __name__)
+bp.after_request(page_headers)
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+PERIOD_HEADINGS = {"today": "Today", "week": "This week", "month": "This month"}
+
+
+class BadRange(ValueError):
+    """A date range that cannot be used; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class PeriodTable:
+    key: str
+    heading: str
+    words: str  # "Tuesday 24 November 2026", "Monday 23 to Sunday 29 November 2026"
+    figures: dict[str, compliance.RuleFigures]
+
+
+def _day(text: str, what: str) -> date:
+    if _ISO_DAY.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            day = None
+        if day is not None and _FIRST_DAY <= day <= _LAST_DAY:
+            return day
+    raise BadRange(f"The {what} date “{text}” is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.")
+
+
+def requested_range(args) -> tuple[date, date] | None:
+    """The range asked for in `from` and `to` (both UK dates, both included), or None."""
+    first_text, last_text = (args.get("from") or "").strip(), (args.get("to") or "").strip()
+    if not first_text and not last_text:
+        return None
+    if not first_text or not last_text:
+        raise BadRange("Give both a first and a last date for the range.")
+    first, last = _day(first_text, "first"), _day(last_text, "last")
+    if last < first:
+        raise BadRange(f"The last date ({fmt.format_day(last)}) is before the first ({fmt.format_day(first)}).")
+    return first, last
+
+
+def span_words(first: date, last: date) -> str:
+    """"Tuesday 24 November 2026", or "Monday 23 November 2026 to Sunday 29 November 2026"."""
+    if first == last:
+        return fmt.format_day(first)
+    return f"{fmt.format_day(first)} to {fmt.format_day(last)}"
+
+
+def age_words(seconds: float) -> str:
+    """An age in whole hours and minutes: "2 hours 5 minutes", "less than a minute"."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    if minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " ".join(parts)
+
+
+@bp.get("/service-levels")
+@role_required("manager", "auditor")
+def service_levels():
+    """Compliance per rule for today, this week and this month, a chosen range, and what is owed now."""
+    try:
+        chosen = requested_range(request.args)
+    except BadRange as problem:
+        return render_template("error.html", title="Cannot show these figures", message=str(problem),
+                               back_href=url_for("service_levels.service_levels"),
+                               back_label="Show today’s service levels"), 400
+    now, config = clock(), settings()
+    periods = [compliance.current_period(kind, now) for kind in compliance.PERIOD_KINDS]
+    if chosen:
+        periods.append(compliance.date_range_period(*chosen))
+    with database().session() as session:
+        by_period = compliance.figures_for_periods(session, periods, config, now)
+        live = compliance.live_figures(session, config, now)
+    tables = []
+    for period in periods:
+        first = compliance.uk_date(period.start)
+        last = compliance.uk_date(period.end) - timedelta(days=1)
+        heading = PERIOD_HEADINGS.get(period.label, "Chosen dates")
+        tables.append(PeriodTable(period.label, heading, span_words(first, last), by_period[period.label]))
+    return render_template(
+        "service_levels.html",
+        tables=tables,
+        chosen=chosen,
+        live=live,
+        rules=compliance.RULES,
+        titles=compliance.RULE_TITLES,
+        fmt=fmt,
+        oldest=age_words(live.oldest_open_callback_age_seconds) if live.callbacks_open else "None open",
+        due_soon_minutes=config.callback.due_soon_minutes,
+        ack_minutes=config.email.ack_within_minutes,
+        max_rings=config.max_rings,
+        today=compliance.uk_date(now),
+    )
