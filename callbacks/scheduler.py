@@ -1,4 +1,5 @@
-"""The scheduler: the callback sweep and the supervisors' emails, every `scheduler.sweep_seconds`.
+"""The scheduler: the callback sweep and the supervisors' emails every `scheduler.sweep_seconds`,
+the email acknowledgements every 15 seconds, and the IMAP mailbox every `email.imap.poll_seconds`.
 
 Two shapes (DESIGN.md, "Deployment shapes"):
 
@@ -6,10 +7,11 @@ Two shapes (DESIGN.md, "Deployment shapes"):
   per server, however many workers);
 * separate: `helpdesk scheduler` runs a BlockingScheduler in the foreground.
 
-Either way each run first takes the database lease "sweep", so two schedulers (two servers, or a
-server and a separate scheduler) never sweep at the same time; the sweep and the emails are
-safe even if they did (a unique notice per callback and kind, an atomic claim per email).
-The job runs once at start, which is the catch-up after downtime: a late sweep records the
+Either way each run first takes its job's database lease ("sweep", "email.acks", "email.imap"),
+so two schedulers (two servers, or a server and a separate scheduler) never run the same job at
+the same time; the work is safe even if they did (a unique notice per callback and kind, an
+atomic claim per email and acknowledgement, a unique key per inbound message).
+Each job runs once at start, which is the catch-up after downtime: a late sweep records the
 breaches that fell due meanwhile.
 """
 from __future__ import annotations
@@ -20,19 +22,21 @@ import secrets
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.orm import Session
 
+from callbacks.email.sending import send_due_acknowledgements
 from callbacks.notify import Notifier, SmtpNotifier, notify_pending
-from callbacks.smtp import redact
+from callbacks.smtp import MessageSender, SmtpSender, redact
 from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import now_utc
 from helpdesk.config import Settings
@@ -43,6 +47,10 @@ log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
 LEASE = "sweep"
 JOB_ID = "callbacks.sweep"
+ACK_JOB_ID = "email.acknowledgements"
+IMAP_JOB_ID = "email.imap"
+# Acknowledgements are due within minutes (email.ack_within), so look for them often.
+ACK_SECONDS = 15
 # Waiting longer than this for a running sweep before gunicorn forks a worker is not worth it.
 FORK_WAIT_SECONDS = 10.0
 
@@ -54,36 +62,38 @@ def make_holder() -> str:
 
 @dataclass
 class JobRun:
-    """What one run of the job did (for tests and logs)."""
+    """What one run of a job did (for tests and logs)."""
 
     now: datetime
     held: bool = False
     recorded: int = 0
     emailed: int = 0
     failed: bool = False
+    result: Any = None  # the job's own report (SendReport, PollResult)
 
 
 @dataclass(eq=False)
-class SweepJob:
-    """One run: take the lease, sweep, email. Never raises: failures are logged and the next run tries again."""
+class LeasedJob:
+    """One run of a periodic job: take its lease, do the work. Never raises: failures are logged
+    and the next run tries again."""
 
     settings: Settings
     database: Database
-    notifier: Notifier | None = None
     clock: Callable[[], datetime] = now_utc
     holder: str = field(default_factory=make_holder)
     # In gunicorn's master no connection is kept between runs, so none is inherited by a forked worker.
     close_connections: bool = False
     _running: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, database_url: str, **kwargs: Any) -> "SweepJob":
-        notifier = kwargs.pop("notifier", None) or SmtpNotifier.from_settings(settings)
-        return cls(settings=settings, database=Database(database_url), notifier=notifier, **kwargs)
+    lease: ClassVar[str]
+    job_id: ClassVar[str]
+    description: ClassVar[str]
 
-    @classmethod
-    def from_app(cls, app, **kwargs: Any) -> "SweepJob":
-        return cls.from_settings(app.extensions["helpdesk.settings"], app.config["DATABASE_URL"], **kwargs)
+    def every_seconds(self) -> int:
+        raise NotImplementedError
+
+    def work(self, session: Session, run: JobRun) -> None:
+        raise NotImplementedError
 
     def __call__(self) -> JobRun:
         with self._running:
@@ -91,17 +101,15 @@ class SweepJob:
             try:
                 with self.database.session() as session:
                     lease_seconds = self.settings.scheduler.lease_seconds
-                    run.held = acquire_lease(session, LEASE, self.holder, run.now, lease_seconds)
+                    run.held = acquire_lease(session, self.lease, self.holder, run.now, lease_seconds)
                     if not run.held:
-                        log.debug("another scheduler holds the sweep lease")
+                        log.debug("another scheduler holds the %s lease", self.lease)
                         return run
-                    run.recorded = len(sweep(session, self.settings, run.now).recorded)
-                    if self.notifier is not None:
-                        run.emailed = notify_pending(session, self.settings, self.notifier, run.now).sent
+                    self.work(session, run)
             except Exception as exc:  # noqa: BLE001 - a failed run must not stop the scheduler
                 run.failed = True
-                log.error("the callback sweep failed; it will run again in %d s: %s",
-                          self.settings.scheduler.sweep_seconds, _describe(exc))
+                log.error("the %s failed; it will run again in %d s: %s",
+                          self.description, self.every_seconds(), _describe(exc))
             finally:
                 if self.close_connections:
                     self.database.dispose()
@@ -111,9 +119,9 @@ class SweepJob:
         """Give the lease up (on shutdown), so another scheduler can take over at once."""
         try:
             with self.database.session() as session:
-                release_lease(session, LEASE, self.holder)
+                release_lease(session, self.lease, self.holder)
         except Exception as exc:  # noqa: BLE001 - shutting down anyway
-            log.warning("could not release the sweep lease: %s", _describe(exc))
+            log.warning("could not release the %s lease: %s", self.lease, _describe(exc))
         finally:
             self.database.dispose()
 
@@ -139,6 +147,77 @@ class SweepJob:
         os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=after_in_child)
 
 
+@dataclass(eq=False)
+class SweepJob(LeasedJob):
+    """The callback sweep, then the supervisors' emails."""
+
+    notifier: Notifier | None = None
+
+    lease: ClassVar[str] = LEASE
+    job_id: ClassVar[str] = JOB_ID
+    description: ClassVar[str] = "callback sweep"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database_url: str, **kwargs: Any) -> "SweepJob":
+        notifier = kwargs.pop("notifier", None) or SmtpNotifier.from_settings(settings)
+        return cls(settings=settings, database=Database(database_url), notifier=notifier, **kwargs)
+
+    @classmethod
+    def from_app(cls, app, **kwargs: Any) -> "SweepJob":
+        return cls.from_settings(app.extensions["helpdesk.settings"], app.config["DATABASE_URL"], **kwargs)
+
+    def every_seconds(self) -> int:
+        return self.settings.scheduler.sweep_seconds
+
+    def work(self, session: Session, run: JobRun) -> None:
+        run.recorded = len(sweep(session, self.settings, run.now).recorded)
+        if self.notifier is not None:
+            run.emailed = notify_pending(session, self.settings, self.notifier, run.now).sent
+
+
+@dataclass(eq=False)
+class AcknowledgementJob(LeasedJob):
+    """Sends the email acknowledgements that are due (first sends and retries)."""
+
+    sender: MessageSender | None = None
+
+    lease: ClassVar[str] = "email.acks"
+    job_id: ClassVar[str] = ACK_JOB_ID
+    description: ClassVar[str] = "sending of email acknowledgements"
+
+    def every_seconds(self) -> int:
+        return ACK_SECONDS
+
+    def work(self, session: Session, run: JobRun) -> None:
+        sender = self.sender or SmtpSender.from_settings(self.settings)
+        run.result = send_due_acknowledgements(session, sender, self.settings, run.now, clock=self.clock)
+        run.emailed = run.result.sent
+
+
+@dataclass(eq=False)
+class MailboxJob(LeasedJob):
+    """Reads new messages from the IMAP mailbox (email.imap), with IMAP_USERNAME/IMAP_PASSWORD."""
+
+    environ: Mapping[str, str] | None = None
+    poll: Callable[..., Any] | None = None  # callbacks.email.imap.poll_mailbox unless a test gives one
+
+    lease: ClassVar[str] = "email.imap"
+    job_id: ClassVar[str] = IMAP_JOB_ID
+    description: ClassVar[str] = "IMAP mailbox poll"
+
+    def every_seconds(self) -> int:
+        return self.settings.email.imap.poll_seconds
+
+    def work(self, session: Session, run: JobRun) -> None:
+        poll = self.poll
+        if poll is None:
+            from callbacks.email.imap import poll_mailbox as poll
+        env = os.environ if self.environ is None else self.environ
+        # The poller commits message by message through its own sessions; the lease is ours.
+        run.result = poll(self.database, self.settings, username=env.get("IMAP_USERNAME", ""),
+                          password=env.get("IMAP_PASSWORD", ""), now=run.now)
+
+
 def _describe(exc: BaseException) -> str:
     """An exception for the log: its type, message and where it happened, with numbers and addresses removed."""
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
@@ -148,14 +227,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], datetime] | None = None,
-                    notifier: Notifier | None = None, holder: str | None = None) -> BaseScheduler:
-    """An APScheduler 3 scheduler with the sweep job, not yet started.
+                    notifier: Notifier | None = None, holder: str | None = None,
+                    sender: MessageSender | None = None) -> BaseScheduler:
+    """An APScheduler 3 scheduler with the sweep, acknowledgement and (if configured) IMAP jobs, not yet started.
 
     `app_or_factory` is a Flask app (settings and DATABASE_URL from it), a zero-argument
-    factory returning one (`create_app`), or a ready `SweepJob`. `background=True` gives a
+    factory returning one (`create_app`), or a ready `SweepJob` (the other jobs then use its
+    settings, database address, clock and holder). `background=True` gives a
     BackgroundScheduler for `helpdesk run` (no connections kept between runs, forks held back
     while a run is in progress); otherwise a BlockingScheduler for `helpdesk scheduler`.
-    On shutdown the lease is released. The job is `scheduler.get_job(JOB_ID).func`.
+    On shutdown the leases are released. A job is `scheduler.get_job(JOB_ID).func`.
     """
     if isinstance(app_or_factory, SweepJob):
         job = app_or_factory
@@ -168,21 +249,30 @@ def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], dat
         log.warning("scheduler.lease_seconds (%d) is not longer than scheduler.sweep_seconds (%d) in %s: "
                     "the lease lapses between runs, so schedulers may take turns",
                     settings.scheduler.lease_seconds, settings.scheduler.sweep_seconds, settings.source)
+    url = job.database.engine.url.render_as_string(hide_password=False)
+    # Each job has its own engine: one job disposing of its connections never touches another's.
+    shared = {"settings": settings, "clock": job.clock, "holder": job.holder, "close_connections": background}
+    jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
+    if settings.email.imap.host:
+        jobs.append(MailboxJob(database=Database(url), **shared))
     scheduler: BaseScheduler = (BackgroundScheduler if background else BlockingScheduler)(timezone=LONDON)
-    scheduler.add_job(
-        job, "interval", seconds=settings.scheduler.sweep_seconds, id=JOB_ID, name="callback sweep and emails",
-        coalesce=True, max_instances=1,
-        # However late (a suspended machine, a long stall), a run is still wanted: it catches up.
-        misfire_grace_time=None,
-        # At start: the catch-up after downtime.
-        next_run_time=datetime.now(LONDON),
-    )
+    for each in jobs:
+        scheduler.add_job(
+            each, "interval", seconds=each.every_seconds(), id=each.job_id, name=each.description,
+            coalesce=True, max_instances=1,
+            # However late (a suspended machine, a long stall), a run is still wanted: it catches up.
+            misfire_grace_time=None,
+            # At start: the catch-up after downtime.
+            next_run_time=datetime.now(LONDON),
+        )
 
     def on_shutdown(_event) -> None:
-        job.release()
-        log.info("scheduler stopped; the sweep lease is released")
+        for each in jobs:
+            each.release()
+        log.info("scheduler stopped; its leases are released")
 
     scheduler.add_listener(on_shutdown, EVENT_SCHEDULER_SHUTDOWN)
     if background:
-        job.guard_forks()
+        for each in jobs:
+            each.guard_forks()
     return scheduler

@@ -6,19 +6,32 @@ enquiry; `send_due_acknowledgements` sends them, retries failures and records th
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import time
+from datetime import datetime, timedelta, timezone
 from threading import Barrier, Thread
 
 import pytest
 from sqlalchemy import select, update
 
 import callbacks.email.sending as sending
+import callbacks.scheduler as scheduler_module
 from callbacks.email.intake import store_inbound
 from callbacks.email.sending import AcknowledgementError, retry_acknowledgement, send_due_acknowledgements
+from callbacks.notify import FakeNotifier
+from callbacks.scheduler import (
+    ACK_JOB_ID,
+    IMAP_JOB_ID,
+    LEASE,
+    AcknowledgementJob,
+    MailboxJob,
+    SweepJob,
+    build_scheduler,
+)
 from callbacks.smtp import FakeSender, SmtpSender
+from callbacks.sweep import acquire_lease
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
-from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail, SchedulerLease
 from servers import free_port
 from tests.integration.conftest import OPEN_TIME, FakeClock, make_settings
 from tests.unit import test_notify
@@ -310,3 +323,91 @@ def test_a_huge_message_is_acknowledged_from_its_headers_alone(database):
     assert message["References"].split() == ["<root@mail.example.org>", "<original-1@mail.example.org>"]
     with database.session() as session:
         assert session.scalar(select(Enquiry.reference).where(Enquiry.id == intake.enquiry_id)) in message["Subject"]
+
+
+# --------------------------------------------------------------------------- the scheduler's jobs
+
+
+def test_the_scheduler_sends_acknowledgements_every_15_seconds_and_polls_imap_only_when_configured(app):
+    scheduler = build_scheduler(app, background=False, sender=FakeSender())
+    ack_job = scheduler.get_job(ACK_JOB_ID)
+    assert ack_job.trigger.interval == timedelta(seconds=15) and isinstance(ack_job.func, AcknowledgementJob)
+    assert (ack_job.coalesce, ack_job.max_instances, ack_job.misfire_grace_time) == (True, 1, None)
+    assert scheduler.get_job(IMAP_JOB_ID) is None
+    settings = desk_settings(email={"imap": {"host": "127.0.0.1", "poll_seconds": 45}})
+    sweep_job = SweepJob(settings=settings, database=Database(app.config["DATABASE_URL"]))
+    imap_job = build_scheduler(sweep_job, background=False).get_job(IMAP_JOB_ID)
+    sweep_job.database.dispose()
+    assert imap_job.trigger.interval == timedelta(seconds=45) and isinstance(imap_job.func, MailboxJob)
+    assert abs(imap_job.next_run_time - datetime.now(timezone.utc)) < timedelta(seconds=5)  # at start
+
+
+def test_the_acknowledgement_job_sends_under_its_own_lease_through_a_real_smtp_server(database):
+    with SmtpServer() as server:
+        settings = desk_settings(server)
+        receive(database, settings, raw_email(1), T)
+        clock = FakeClock(T + timedelta(seconds=10))
+        # Another scheduler holds the acknowledgements' lease: this one sends nothing.
+        with database.session() as session:
+            assert acquire_lease(session, "email.acks", "scheduler-b", clock.now, 120)
+        job = AcknowledgementJob(settings=settings, database=database, clock=clock, holder="scheduler-a")
+        run = job()
+        assert (run.held, run.emailed, server.mailbox.messages) == (False, 0, [])
+        # The sweep's lease is another lease: holding it does not stop acknowledgements.
+        with database.session() as session:
+            assert acquire_lease(session, LEASE, "scheduler-b", clock.now, 120)
+        clock.advance(121)
+        run = job()
+        assert (run.held, run.failed, run.emailed, run.result.sent) == (True, False, 1, 1)
+        assert len(server.mailbox.messages) == 1
+    assert acknowledgements(database)[0].sent_at == clock.now
+
+
+def test_a_failing_acknowledgement_run_is_logged_without_personal_data(database, monkeypatch, caplog):
+    settings = desk_settings()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot send to jo.bloggs@example.org")
+
+    monkeypatch.setattr(scheduler_module, "send_due_acknowledgements", broken)
+    job = AcknowledgementJob(settings=settings, database=database, clock=FakeClock(), sender=FakeSender())
+    with caplog.at_level(logging.ERROR, logger="callbacks.scheduler"):
+        run = job()
+    assert run.failed and "the sending of email acknowledgements failed; it will run again in 15 s" in caplog.text
+    assert "jo.bloggs" not in caplog.text and "[address]" in caplog.text
+
+
+def test_the_mailbox_job_polls_with_the_imap_credentials_from_the_environment_under_its_lease(database):
+    settings = desk_settings(email={"imap": {"host": "127.0.0.1", "poll_seconds": 30}})
+    calls = []
+
+    def poll(db, settings_given, **kwargs):
+        calls.append((db, settings_given, kwargs))
+        return "polled"
+
+    environ = {"IMAP_USERNAME": "enquiries", "IMAP_PASSWORD": "imap-pass"}
+    clock = FakeClock()
+    first = MailboxJob(settings=settings, database=database, clock=clock, holder="a", environ=environ, poll=poll)
+    second = MailboxJob(settings=settings, database=database, clock=clock, holder="b", environ=environ, poll=poll)
+    assert first().result == "polled"
+    assert second().held is False  # one poller at a time
+    assert calls == [(database, settings, {"username": "enquiries", "password": "imap-pass", "now": T})]
+
+
+def test_the_background_scheduler_acknowledges_at_start_and_releases_its_leases(app, clock):
+    database = app.extensions["helpdesk.db"]
+    settings = desk_settings()
+    app.extensions["helpdesk.settings"] = settings
+    receive(database, settings, raw_email(), T)
+    sender = FakeSender()
+    scheduler = build_scheduler(app, background=True, clock=clock, sender=sender, notifier=FakeNotifier())
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not sender.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown()
+    assert len(sender.messages) == 1 and acknowledgements(database)[0].status == "sent"
+    with database.session() as session:
+        assert session.get(SchedulerLease, "email.acks").expires_at < datetime(2000, 1, 1, tzinfo=timezone.utc)
