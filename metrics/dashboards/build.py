@@ -91,6 +91,13 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
                        width=6, height=5)
         layout.add(stat("Target", [target(f'max(helpdesk_sla_target_ratio{{sla="{sla}"}})', "Target", instant=True)],
                         field_config("percentunit", decimals=1)), width=6, height=5)
+        # The counts behind each percentage: 100 % of one call is not 100 % of a hundred.
+        for period, period_title in PERIODS.items():
+            counts = [target(f'max(helpdesk_sla_{figure}{{sla="{sla}",period="{period}"}})', legend, ref,
+                             instant=True)
+                      for ref, (figure, legend) in zip("AB", (("met", "Met"), ("countable", "Countable")))]
+            layout.add(stat(f"{period_title}: met and countable", counts, count_fields(), text_mode="value_and_name"),
+                       width=6, height=3)
 
     layout.row("Today's compliance through the day")
     queries = [target(f'max(helpdesk_sla_compliance_ratio{{sla="{sla}",period="today"}})', title, ref)
@@ -131,6 +138,9 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
                            [target(latency, "{{endpoint}}")], field_config("s")), width=8, height=8)
     layout.add(time_series("Server errors per second", [target(errors, "Server errors")], field_config("reqps")),
                width=8, height=8)
+    layout.add(time_series("Time to read the figures from the database, per scrape", [
+        target("max by (instance) (helpdesk_metrics_read_seconds)", "{{instance}}")
+    ], field_config("s")), width=8, height=8)
     return dashboard("helpdesk-compliance", "Help desk: service levels",
                      "Compliance with the answer, callback and email rules against their targets, and breaches.",
                      layout, links=dashboard_links())
