@@ -49,7 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from callbacks.email import inbound as email_inbound
     from callbacks.telephony import telephony_from_app_config
     from helpdesk import health, pages
-    from helpdesk.pages import service_levels
+    from helpdesk.pages import evidence, service_levels
     from helpdesk.voice import blueprint as voice
     from metrics import blueprint as metrics_endpoint
     from metrics import http as metrics_http
@@ -64,4 +64,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(email_inbound.bp)  # "email": exempt from CSRF in helpdesk/pages (WEBHOOK_BLUEPRINTS)
     pages.init_app(app)
     app.register_blueprint(service_levels.bp)
+    app.register_blueprint(evidence.bp)
     return app

@@ -25,7 +25,16 @@ NAVIGATION = (
     ("agents.queue", "Callback queue", ("agent",)),
     ("managers.calls", "Calls", ("manager", "auditor")),
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
+    ("evidence.page", "Evidence", ("manager", "auditor")),
 )
+# Links shown to exactly these roles: administrators are not let in to these pages either.
+EXACT_ROLES = frozenset({"evidence.page"})
+
+
+def _may_follow(endpoint: str, roles: tuple[str, ...]) -> bool:
+    if endpoint in EXACT_ROLES:
+        return current_user.role in roles
+    return current_user.has_role(*roles)
 
 
 def navigation() -> list[dict]:
@@ -35,7 +44,7 @@ def navigation() -> list[dict]:
     return [
         {"href": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
         for endpoint, label, roles in NAVIGATION
-        if endpoint in current_app.view_functions and current_user.has_role(*roles)
+        if endpoint in current_app.view_functions and _may_follow(endpoint, roles)
     ]
 
 

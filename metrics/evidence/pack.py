@@ -98,8 +98,8 @@ def parse_day(text: str | None, what: str) -> date:
 def check_request(request: ExportRequest, exporter: Exporter) -> None:
     """Refuse what the exporter may not do, and ranges that make no sense."""
     if exporter.role not in EXPORT_ROLES:
-        raise EvidenceError(f"{exporter.username} is a {exporter.role}: only auditors, managers and administrators "
-                            "may export evidence")
+        raise EvidenceError(f"{exporter.username} may not export evidence (role {exporter.role}): only auditors, "
+                            "managers and administrators may")
     if request.redaction not in REDACTIONS:
         raise EvidenceError(f"unknown redaction {request.redaction!r}: use one of {', '.join(REDACTIONS)}")
     if request.redaction == "none" and exporter.role != "admin":

@@ -1,0 +1,82 @@
+"""The auditors' Evidence page: choose UK dates and download the evidence pack as a ZIP.
+
+Auditors and managers only. Administrators are not let in here (unlike most pages): the
+pack holds callers' data, and they can export from the command line, which asks for their
+password and is audited the same way.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import wraps
+
+from flask import Blueprint, current_app, render_template, request, send_file
+from flask_login import current_user, login_required
+
+from helpdesk.clock import local
+from helpdesk.pages import format as fmt
+from helpdesk.pages.access import page_headers
+from helpdesk.web import clock, database, settings
+from metrics.evidence.download import export_zip, pack_name
+from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, parse_day
+
+log = logging.getLogger(__name__)
+bp = Blueprint("evidence", __name__)
+bp.after_request(page_headers)
+
+ROLES = ("auditor", "manager")
+# A request has to finish in reasonable time; longer ranges are for the command line.
+MAX_DAYS = 366
+
+
+def auditors_only(view):
+    """Only auditors and managers, exactly (administrators too get 403 here)."""
+
+    @wraps(view)
+    def checked(*args, **kwargs):
+        if current_user.role not in ROLES:
+            return render_template("forbidden.html"), 403
+        return view(*args, **kwargs)
+
+    return login_required(checked)
+
+
+def _form_page(form: dict, error: str | None = None, status: int = 200):
+    return render_template("evidence.html", form=form, error=error, max_days=MAX_DAYS, fmt=fmt,
+                           ack_minutes=settings().email.ack_within_minutes), status
+
+
+@bp.get("/evidence")
+@auditors_only
+def page():
+    """The form: this month so far by default."""
+    today = local(clock()).date()
+    form = {"from": today.replace(day=1).isoformat(), "to": today.isoformat(), "include_notes": False,
+            "allow_empty": False}
+    return _form_page(form)
+
+
+@bp.post("/evidence/download")
+@auditors_only
+def download():
+    """Build the pack for the chosen dates and send it as a ZIP; the export is audited."""
+    values = request.form
+    form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
+            "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
+    try:
+        first, last = parse_day(form["from"], "first"), parse_day(form["to"], "last")
+        if last - first >= timedelta(days=MAX_DAYS):
+            raise EvidenceError(f"choose at most {MAX_DAYS} days here; for longer ranges, ask an administrator to "
+                                "use `helpdesk evidence export`")
+        export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via="web")
+        exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
+        with database().session() as audit_session:
+            archive, result = export_zip(current_app.config["DATABASE_URL"], settings(), export, exporter, clock(),
+                                         audit_session)
+    except EvidenceError as problem:
+        message = str(problem)
+        return _form_page(form, message[0].upper() + message[1:] + ".", 400)
+    response = send_file(archive, mimetype="application/zip", as_attachment=True,
+                         download_name=f"{pack_name(export)}.zip")
+    response.headers["Cache-Control"] = "no-store"  # callers' data: never kept by a browser or proxy
+    return response

@@ -1,0 +1,109 @@
+"""The auditors' Evidence page: who may use it, the ZIP download, and the audit record."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.models import AuditEntry
+from metrics.evidence.manifest import verify
+from tests.integration.test_evidence_pack import PACK_FILES, seed
+from tests.integration.test_users_and_login import csrf_token, make_user, sign_in
+
+FORM = {"from": "2026-11-23", "to": "2026-11-24"}
+
+
+def signed_in(client, db_session, role: str):
+    make_user(db_session, f"{role}-user", role, display_name=f"A {role}")
+    sign_in(client, f"{role}-user")
+    return client
+
+
+def download(client, **changes):
+    token = csrf_token(client, "/evidence")
+    return client.post("/evidence/download", data={"csrf_token": token, **FORM, **changes})
+
+
+def audit_entries(db_session) -> list[AuditEntry]:
+    with db_session.begin():
+        return list(db_session.scalars(select(AuditEntry)))
+
+
+@pytest.mark.parametrize("role", ["auditor", "manager"])
+def test_auditors_and_managers_see_the_form_and_an_evidence_link(client, db_session, role):
+    signed_in(client, db_session, role)
+    page = client.get("/evidence")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'href="/evidence"' in html and 'name="from" value="2026-11-01"' in html and 'value="2026-11-24"' in html
+
+
+@pytest.mark.parametrize("role", ["agent", "admin"])
+def test_agents_and_administrators_are_refused_with_403_and_see_no_link(client, db_session, role):
+    signed_in(client, db_session, role)
+    assert client.get("/evidence").status_code == 403
+    token = csrf_token(client, "/queue" if role == "agent" else "/calls")  # the sign-out form's token
+    assert client.post("/evidence/download", data={"csrf_token": token, **FORM}).status_code == 403
+    assert 'href="/evidence"' not in client.get("/calls").get_data(as_text=True)
+    assert audit_entries(db_session) == []
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client):
+    for response in (client.get("/evidence"), client.post("/evidence/download", data=FORM)):
+        assert response.status_code in (302, 400)
+    response = client.get("/evidence")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited(
+        client, db_session, settings, clock, tmp_path):
+    seed(db_session, settings)
+    signed_in(client, db_session, "auditor")
+    response = download(client)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/zip"
+    assert 'filename=evidence-2026-11-23-to-2026-11-24.zip' in response.headers["Content-Disposition"]
+    assert response.headers["Cache-Control"] == "no-store"
+    with zipfile.ZipFile(io.BytesIO(response.get_data())) as bundle:
+        bundle.extractall(tmp_path / "unzipped")
+    pack = tmp_path / "unzipped" / "evidence-2026-11-23-to-2026-11-24"
+    assert {p.name for p in pack.iterdir()} == PACK_FILES
+    result = verify(pack)
+    assert result.ok
+    with open(pack / "calls.csv", encoding="utf-8-sig", newline="") as stream:
+        calls = list(csv.DictReader(stream))
+    assert len(calls) == 5 and calls[0]["caller"] == "********123"  # masked
+    [entry] = audit_entries(db_session)
+    detail = json.loads(entry.detail)
+    assert entry.actor == "auditor-user" and entry.at == clock.now
+    assert (detail["via"], detail["first_day"], detail["last_day"], detail["redaction"]) == (
+        "web", "2026-11-23", "2026-11-24", "masked")
+    assert detail["manifest_sha256"] == result.manifest_sha256
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"from": "2026-02-30"}, "The first date &#39;2026-02-30&#39; is not a date"),
+    ({"to": ""}, "Give the last date as YYYY-MM-DD"),
+    ({"from": "2026-11-24", "to": "2026-11-23"}, "The range ends (2026-11-23) before it starts (2026-11-24)"),
+    ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01"),
+    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here"),
+])
+def test_bad_dates_get_the_form_again_with_a_400_and_the_reason(client, db_session, settings, changes, message):
+    seed(db_session, settings)
+    signed_in(client, db_session, "manager")
+    response = download(client, **changes)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert audit_entries(db_session) == []
+
+
+def test_an_empty_range_downloads_when_asked_for(client, db_session):
+    signed_in(client, db_session, "manager")
+    response = download(client, allow_empty="yes")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert len(audit_entries(db_session)) == 1
