@@ -4,15 +4,19 @@ Grafana 11.6's schema, reading Prometheus through the `${datasource}` variable, 
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.dashboards import build
 from metrics.dashboards.panels import DATASOURCE, concrete, panel_queries
 from servers import require_program
+from tests.integration.compliance_data import add_call
 
 ROOT = Path(__file__).resolve().parents[2]
 # Grafana 11.6's schemas from grafana-foundation-sdk, copied unchanged into the repository.
@@ -185,3 +189,31 @@ def promtool_check_rules():
     promtool = require_program("promtool", "install the Debian `prometheus` package")
     return lambda path: subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,
                                        timeout=60)
+
+
+def series_names(expr: str) -> set[str]:
+    """The help desk's series a PromQL expression reads (recording-rule names, with colons, left out)."""
+    return set(re.findall(r"\b(helpdesk_[a-z_]+)\b", expr))
+
+
+def test_every_series_the_dashboards_and_alert_rules_read_is_in_the_apps_exposition(app, client, clock):
+    """Catches a renamed series before Grafana shows "No data" for it (SQLite and PostgreSQL)."""
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        add_call(session, clock() - timedelta(minutes=5), answer_seconds=12.0)  # so a "last answered" exists
+    client.get("/readyz")  # so the HTTP request series exist
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = [sample for family in text_string_to_metric_families(response.get_data(as_text=True))
+               for sample in family.samples]
+    exported = {sample.name for sample in samples}
+    wanted = {name for board in BOARDS.values() for _, query in panel_queries(board)
+              for name in series_names(query["expr"])}
+    rules = yaml.safe_load((ROOT / "metrics" / "alerts" / "helpdesk.rules.yml").read_text())
+    wanted |= {name for group in rules["groups"] for rule in group["rules"] for name in series_names(rule["expr"])}
+    assert len(wanted) > 20
+    assert wanted - exported == set()
+    # The ring bars subtract cumulative buckets: each `le` they name must be one the app writes.
+    bounds = {sample.labels["le"] for sample in samples if sample.name == "helpdesk_call_answer_seconds_bucket"}
+    named = {le for board in BOARDS.values() for _, query in panel_queries(board)
+             for le in re.findall(r'le="([^"]+)"', query["expr"])}
+    assert len(named) == 16 and named == bounds
