@@ -419,3 +419,184 @@ class PostgresServer:
         with self.connect() as connection:
             rows = connection.execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()
         return {row[0] for row in rows}
+
+
+# --------------------------------------------------------------------------- Dovecot (IMAP)
+
+DOVECOT_DIRS = ("/usr/sbin",)
+
+
+class DovecotServer:
+    """A throw-away Dovecot IMAP server on 127.0.0.1 (use as a context manager, or start()/stop()).
+
+    One user (`username`, a random `password`, passwd-file), Maildir under a temporary
+    directory, IMAPS on `imaps_port` and IMAP with STARTTLS on `imap_port`, a self-signed
+    certificate for 127.0.0.1 made with the `openssl` command (`cafile` trusts it; see
+    `ssl_context()`). As root, Dovecot's own system users (dovecot, dovenull, from Debian's
+    dovecot-core) run the mail and login processes; otherwise everything runs as ourselves.
+    Starts in well under a second; `stop()` removes every file.
+    """
+
+    username = "enquiries"
+
+    def __init__(self, dovecot: str, openssl: str, host: str = HOST):
+        self.dovecot = dovecot
+        self.openssl = openssl
+        self.host = host
+        self.password = secrets_token()
+        self.tempdir: Path | None = None
+        self.imap_port: int | None = None
+        self.imaps_port: int | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def cafile(self) -> str:
+        assert self.tempdir is not None
+        return str(self.tempdir / "cert.pem")
+
+    @property
+    def logfile(self) -> Path:
+        assert self.tempdir is not None
+        return self.tempdir / "dovecot.log"
+
+    def ssl_context(self):
+        import ssl
+
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def __enter__(self) -> "DovecotServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> "DovecotServer":
+        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-dovecot-", dir=PostgresServer._temp_base()))
+        try:
+            os.chmod(self.tempdir, 0o755)  # Dovecot's unprivileged processes read the user list here
+            self._certificate()
+            mail_user = self._write_configuration()
+            mail = self.tempdir / "mail"
+            mail.mkdir()
+            if mail_user is not None:
+                os.chown(mail, mail_user.pw_uid, mail_user.pw_gid)
+            self.process = subprocess.Popen(
+                [self.dovecot, "-F", "-c", str(self.tempdir / "dovecot.conf")],
+                cwd=self.tempdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )
+            for port in (self.imaps_port, self.imap_port):
+                wait_for_port(port, self.host, timeout=10, process=self.process)
+            return self
+        except BaseException as error:
+            log = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
+            self.stop()
+            if isinstance(error, Exception):
+                raise RuntimeError(f"Dovecot did not start: {error}\n{log}") from error
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+            self.process = None
+        if self.tempdir is not None:
+            shutil.rmtree(self.tempdir, ignore_errors=True)
+            self.tempdir = None
+
+    def _certificate(self) -> None:
+        assert self.tempdir is not None
+        subprocess.run(
+            [self.openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", f"/CN={self.host}", "-addext", f"subjectAltName=IP:{self.host}",
+             "-keyout", str(self.tempdir / "key.pem"), "-out", str(self.tempdir / "cert.pem")],
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        os.chmod(self.tempdir / "key.pem", 0o600)  # read by Dovecot's master, which runs as us
+
+    def _write_configuration(self):
+        """Write dovecot.conf and the user list; return the system user mail runs as (root only)."""
+        assert self.tempdir is not None
+        self.imap_port, self.imaps_port = free_port(self.host), free_port(self.host)
+        if os.geteuid() == 0:
+            try:
+                mail_user = pwd.getpwnam("dovecot")
+                pwd.getpwnam("dovenull")
+            except KeyError:
+                raise RuntimeError("running as root, but the dovecot and dovenull users are missing "
+                                   "(install Debian's dovecot-core)") from None
+            users = ""
+        else:
+            mail_user = None
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            users = f"default_login_user = {me}\ndefault_internal_user = {me}\n"
+        uid = mail_user.pw_uid if mail_user else os.geteuid()
+        gid = mail_user.pw_gid if mail_user else os.getegid()
+        t = self.tempdir
+        (t / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}::::::\n")
+        os.chmod(t / "passwd", 0o644)
+        (t / "dovecot.conf").write_text(f"""\
+base_dir = {t}/run
+state_dir = {t}/state
+log_path = {t}/dovecot.log
+protocols = imap
+listen = {self.host}
+{users}ssl = yes
+ssl_cert = <{t}/cert.pem
+ssl_key = <{t}/key.pem
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+# Tests try wrong passwords on purpose: no delay or penalty for that on this machine.
+auth_failure_delay = 0
+first_valid_uid = {uid}
+last_valid_uid = 0
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {t}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={t}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    address = {self.host}
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+""")
+        return mail_user
+
+    def client(self):
+        """An IMAPS connection, logged in as the test user."""
+        import imaplib
+
+        connection = imaplib.IMAP4_SSL(self.host, self.imaps_port, ssl_context=self.ssl_context())
+        connection.login(self.username, self.password)
+        return connection
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(16)
