@@ -237,3 +237,47 @@ def test_the_webhook_needs_no_csrf_token(app):
     app.config["WTF_CSRF_ENABLED"] = True
     response = post_bytes(app.test_client(), [("email", ORDINARY, None, None)])
     assert response.status_code == 200
+
+
+@pytest.fixture
+def live_url(app):
+    """The app served over real HTTP on 127.0.0.1 (a thread), for the simulator."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def test_the_simulator_posts_every_kind_of_mail_over_http(live_url, app, clock):
+    from callbacks.email.simulate import simulate
+
+    sent = simulate(live_url, SECRET, 9, clock(), report=lambda line: None)
+    assert [s.status for s in sent] == [200] * 9
+    decisions = [(s.kind, s.answer["decision"], s.answer["duplicate"]) for s in sent]
+    assert decisions == [
+        ("new_raw", "new_enquiry", False), ("new_parsed", "new_enquiry", False),
+        ("reply_reference", "joined", False), ("new_raw", "new_enquiry", False),
+        ("auto_reply", "auto_reply", False), ("reply_threaded", "joined", False),
+        ("bounce", "bounce", False), ("duplicate", "new_enquiry", True), ("new_parsed", "new_enquiry", False),
+    ]
+    assert len(stored(app)) == 8
+    assert acknowledgements(app) == 4
+
+
+def test_the_simulator_command_says_what_is_missing_or_refused(live_url):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    missing = CliRunner().invoke(main, ["email", "simulate", "--url", live_url], env={"SENDGRID_INBOUND_SECRET": ""})
+    assert missing.exit_code == 1 and "SENDGRID_INBOUND_SECRET" in missing.output
+    wrong = CliRunner().invoke(main, ["email", "simulate", "--url", live_url, "--count", "2"],
+                               env={"SENDGRID_INBOUND_SECRET": "not-the-secret-at-all"})
+    assert wrong.exit_code == 1 and "2 of 2 posts were not accepted (first: HTTP 403" in wrong.output
+    assert "Traceback" not in wrong.output

@@ -186,3 +186,22 @@ def test_a_missing_mailbox_or_missing_credentials_are_clear_errors(dovecot, data
         poll(database, dovecot, settings_for(dovecot, "INBOX"), password="")
     with pytest.raises(ImapError, match="no IMAP server"):
         poll(database, dovecot, make_settings())
+
+
+def test_the_poll_command_reads_the_mailbox_once_and_says_what_it_read(dovecot, mailbox, migrated_url, tmp_path):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[email.imap]\nhost = "{dovecot.host}"\nport = {dovecot.imaps_port}\nmailbox = "{mailbox}"\n')
+    append(dovecot, mailbox, 1, 2)
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config), "IMAP_USERNAME": dovecot.username,
+           "IMAP_PASSWORD": dovecot.password}
+    arguments = ["email", "poll", "--once", "--ca-file", dovecot.cafile]
+    result = CliRunner().invoke(main, arguments, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{mailbox}: 2 read, 2 new, 0 already stored (last UID 2)." in result.output
+    refused = CliRunner().invoke(main, arguments, env={**env, "IMAP_PASSWORD": "wrong-password-456"})
+    assert refused.exit_code == 1 and "refused the login" in refused.output
+    assert "wrong-password-456" not in refused.output and "Traceback" not in refused.output
