@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
@@ -19,28 +20,19 @@ PROGRESS_EVERY = 50_000
 def write_csv(path: Path, header: list[str], rows: Iterable[list[str]], progress: Progress | None = None) -> int:
     """Write `header` and `rows` to `path`; returns the number of rows (not counting the header)."""
     count = 0
+    rows = iter(rows)
     with open(path, "w", encoding=ENCODING, newline="") as stream:
         writer = csv.writer(stream, lineterminator="\r\n")
         writer.writerow(header)
-        if progress is None:
-            for row in rows:
-                writer.writerow(row)
-                count += 1
-        else:
-            # writerows on slices keeps the per-row cost down; progress between slices.
-            batch: list[list[str]] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) == PROGRESS_EVERY:
-                    writer.writerows(batch)
-                    count += len(batch)
-                    batch.clear()
-                    progress(path.name, count, False)
+        # writerows on slices keeps the per-row cost down; progress between slices.
+        while batch := list(islice(rows, PROGRESS_EVERY)):
             writer.writerows(batch)
             count += len(batch)
+            if progress is not None and len(batch) == PROGRESS_EVERY:
+                progress(path.name, count, False)
+        if progress is not None:
             progress(path.name, count, True)
     return count
-
 
 def read_csv(path: Path) -> Iterator[list[str]]:
     """The rows of a pack CSV, header first, one at a time."""

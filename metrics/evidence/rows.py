@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain
 from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail
-from metrics.evidence.fields import LondonTimes, Redactor, as_utc, seconds, yes_no
+from metrics.evidence.fields import Redactor, as_utc, london_times, seconds, yes_no
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _stream(connection: Connection, statement) -> Iterator:
 def call_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor,
               tally: Tally) -> tuple[list[str], Iterator[list[str]]]:
     """One row per call that arrived in [start, end), oldest first."""
-    # Timestamps as they are stored (text on SQLite): LondonTimes formats them far faster
+    # Timestamps as they are stored (text on SQLite): london_times() formats them far faster
     # than building a datetime per value.
     raw = {name: type_coerce(getattr(Call, name), String) for name in ("arrived_at", "answered_at", "ended_at")}
     statement = (
@@ -96,7 +96,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime, redactor: 
     )
 
     def rows() -> Iterator[list[str]]:
-        when = LondonTimes()
+        when = london_times()
         number = redactor.number
         rings_seen = tally.rings
         for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
@@ -143,7 +143,7 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
     )
 
     def rows() -> Iterator[list[str]]:
-        when = LondonTimes()
+        when = london_times()
         for (callback_id, reference, reason, caller_type, caller, owed_from, due_at, clock, explanation, attempts,
              first_attempt_at, reached_at, result, status, closed_at, outcome, version, note) in _stream(connection, statement):
             counted = result in DECIDED
@@ -177,7 +177,7 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
     )
 
     def rows() -> Iterator[list[str]]:
-        when = LondonTimes()
+        when = london_times()
         for callback_id, reference, started, source, outcome, answered, ended, note in _stream(connection, statement):
             row = [str(callback_id), reference, when(started), source, outcome, when(answered), when(ended)]
             if include_notes:
@@ -213,7 +213,7 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
     )
 
     def rows() -> Iterator[list[str]]:
-        when = LondonTimes()
+        when = london_times()
         for reference, received, due_at, sent, status, result, sender, to_address in _stream(connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
             waited = as_utc(sent) - as_utc(received) if sent is not None else None

@@ -1,0 +1,105 @@
+"""manifest.json: hashes of every file, and verify naming what was altered, removed or added."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from metrics.evidence.manifest import MANIFEST, ManifestError, verify, write_manifest
+from metrics.evidence.csvs import TerminalProgress, read_csv, write_csv
+
+
+@pytest.fixture
+def pack(tmp_path) -> Path:
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    write_csv(pack / "calls.csv", ["a", "b"], [["1", "x,y"], ["2", 'say "hi"']])
+    (pack / "report.pdf").write_bytes(b"%PDF-1.4 pretend\n")
+    write_manifest(pack, {"period": {"first_day": "2026-11-23"}}, {"calls.csv": 2})
+    return pack
+
+
+def test_the_manifest_holds_each_files_sha256_size_and_rows(pack):
+    manifest = json.loads((pack / MANIFEST).read_text())
+    calls = manifest["files"]["calls.csv"]
+    assert calls["sha256"] == hashlib.sha256((pack / "calls.csv").read_bytes()).hexdigest()
+    assert calls["bytes"] == (pack / "calls.csv").stat().st_size and calls["rows"] == 2
+    assert "rows" not in manifest["files"]["report.pdf"] and MANIFEST not in manifest["files"]
+    assert manifest["period"] == {"first_day": "2026-11-23"}
+
+
+def test_an_untouched_pack_verifies(pack):
+    result = verify(pack)
+    assert result.ok and result.checked == ["calls.csv", "report.pdf"]
+    assert result.manifest_sha256 == hashlib.sha256((pack / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_one_changed_byte_is_found_and_the_file_named(pack):
+    data = bytearray((pack / "report.pdf").read_bytes())
+    data[3] ^= 0x20
+    (pack / "report.pdf").write_bytes(bytes(data))
+    result = verify(pack)
+    assert not result.ok and result.altered == ["report.pdf"] and result.checked == ["calls.csv"]
+
+
+def test_missing_and_extra_files_are_named(pack):
+    (pack / "calls.csv").unlink()
+    (pack / "notes.txt").write_text("added later")
+    result = verify(pack)
+    assert (result.missing, result.unexpected, result.altered) == (["calls.csv"], ["notes.txt"], [])
+
+
+def test_a_manifest_with_a_changed_hash_fails_for_that_file(pack):
+    manifest = json.loads((pack / MANIFEST).read_text())
+    manifest["files"]["calls.csv"]["sha256"] = "0" * 64
+    (pack / MANIFEST).write_text(json.dumps(manifest))
+    assert verify(pack).altered == ["calls.csv"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is not valid JSON"),
+    ('{"files": {}}', 'has no "files" list'),
+    ('{"files": {"calls.csv": "abc"}}', "the entry for 'calls.csv' is not a file name with a SHA-256"),
+    ('{"files": {"/etc/passwd": {"sha256": "' + "a" * 64 + '"}}}', "the entry for '/etc/passwd'"),
+])
+def test_a_malformed_manifest_is_explained(pack, text, message):
+    (pack / MANIFEST).write_text(text)
+    with pytest.raises(ManifestError, match=message.replace("(", r"\(")):
+        verify(pack)
+
+
+def test_a_directory_that_is_not_a_pack_is_explained(tmp_path):
+    with pytest.raises(ManifestError, match="manifest.json does not exist"):
+        verify(tmp_path)
+    with pytest.raises(ManifestError, match="is not a directory"):
+        verify(tmp_path / "nowhere")
+
+
+def test_csv_files_round_trip_commas_quotes_and_a_byte_order_mark(pack):
+    assert (pack / "calls.csv").read_bytes().startswith(b"\xef\xbb\xbfa,b\r\n")
+    assert list(read_csv(pack / "calls.csv")) == [["a", "b"], ["1", "x,y"], ["2", 'say "hi"']]
+
+
+class FakeTerminal:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_is_a_line_per_report_off_a_terminal_and_rewritten_on_one(tmp_path):
+    rows = [[str(n)] for n in range(120_000)]
+    plain, live = FakeTerminal(False), FakeTerminal(True)
+    write_csv(tmp_path / "a.csv", ["n"], rows, TerminalProgress(plain, every_seconds=0))
+    write_csv(tmp_path / "b.csv", ["n"], rows, TerminalProgress(live, every_seconds=0))
+    assert plain.text.splitlines() == ["a.csv: 50,000 rows...", "a.csv: 100,000 rows...", "a.csv: 120,000 rows written"]
+    assert live.text.count("\r\033[K") == 3 and live.text.endswith("b.csv: 120,000 rows written\n")
