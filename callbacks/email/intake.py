@@ -94,7 +94,7 @@ def store_inbound(
         return existing
 
     if joined is not None:
-        if decision == "joined" and joined.closed_at is not None:
+        if decision == "joined" and (joined.status == "closed" or joined.closed_at is not None):
             # The customer wrote again about an enquiry an agent had closed: it needs an answer.
             joined.closed_at, joined.closed_by_id, joined.status = None, None, "open"
         session.flush()

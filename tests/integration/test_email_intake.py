@@ -138,8 +138,9 @@ def test_a_reply_threaded_to_our_acknowledgement_joins_its_enquiry(database, des
 def test_a_reply_to_a_closed_enquiry_opens_it_again_but_an_auto_reply_does_not(database, desk_settings):
     raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
     first = store(database, desk_settings, raw)
-    with database.session() as session, session.begin():
-        session.get(Enquiry, first.enquiry_id).closed_at = RECEIVED + timedelta(hours=1)
+    with database.session() as session, session.begin():  # as an agent's "answered" does
+        enquiry = session.get(Enquiry, first.enquiry_id)
+        enquiry.status, enquiry.closed_at = "closed", RECEIVED + timedelta(hours=1)
     auto = (b"From: amira.khan@example.net\r\nSubject: Out of office: back soon\r\nMessage-ID: <oo@example.net>\r\n"
             b"Auto-Submitted: auto-replied\r\nIn-Reply-To: <CAF7ordinary.0001@mail.example.net>\r\n\r\nAway.\r\n")
     assert store(database, desk_settings, auto).enquiry_id == first.enquiry_id
@@ -148,7 +149,8 @@ def test_a_reply_to_a_closed_enquiry_opens_it_again_but_an_auto_reply_does_not(d
     reply = next(c.raw for c in cases() if c.file == "02-reply-quoting-reference.eml")
     assert store(database, desk_settings, reply).decision == "joined"
     with database.session() as session:
-        assert session.get(Enquiry, first.enquiry_id).closed_at is None
+        reopened = session.get(Enquiry, first.enquiry_id)
+        assert (reopened.status, reopened.closed_at, reopened.closed_by_id) == ("open", None, None)
 
 
 def test_a_quoted_reference_that_does_not_exist_opens_a_new_enquiry(database, desk_settings):
