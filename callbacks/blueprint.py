@@ -13,6 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from callbacks import queue, service
+from callbacks.email import sending, waiting
 from callbacks.service import CallbackError
 from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, local
@@ -64,8 +65,10 @@ def queue_page():
     with database().session() as session:
         notices = queue.recent_notices(session, now)
         awaiting, awaiting_count = queue.awaiting_outcome(session, now)
+        emails, emails_count = waiting.awaiting_response(session, now)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
     return render_template("queue.html", notices=notices, awaiting=awaiting, awaiting_count=awaiting_count,
+                           emails=emails, emails_count=emails_count, ack_within=settings().email.ack_within_minutes,
                            poll_seconds=poll, **context)
 
 
@@ -236,3 +239,41 @@ def callback_needed(call_sid: str):
         flash(str(refusal), "error")
     return _back()
 
+
+
+# --------------------------------------------------------------------------- email enquiries
+
+
+def _back_to_emails():
+    show = request.args.get("show")
+    return redirect(url_for("agents.queue", show=show if show and _SHOW.fullmatch(show) else None) + "#emails")
+
+
+@bp.post("/queue/emails/<int:enquiry_id>/answered")
+@role_required(*ROLES)
+def email_answered(enquiry_id: int):
+    """The agent has answered the email enquiry: it leaves the list of emails awaiting a response."""
+    try:
+        with database().session() as session:
+            reference = waiting.mark_answered(session, enquiry_id, agent_id=current_user.id, now=clock())
+        flash(f"{reference} is marked as answered.", "success")
+    except waiting.NoSuchEnquiry:
+        abort(404)
+    except waiting.EnquiryError as refusal:
+        flash(str(refusal), "error")
+    return _back_to_emails()
+
+
+@bp.post("/queue/emails/acknowledgements/<int:acknowledgement_id>/retry")
+@role_required(*ROLES)
+def retry_acknowledgement(acknowledgement_id: int):
+    """Send a failed acknowledgement again (at the scheduler's next run, within 15 seconds)."""
+    try:
+        with database().session() as session:
+            reference = sending.retry_acknowledgement(session, acknowledgement_id, clock())
+        flash(f"The acknowledgement for {reference} will be sent again in the next minute.", "success")
+    except sending.NoSuchAcknowledgement:
+        abort(404)
+    except sending.AcknowledgementError as refusal:
+        flash(str(refusal), "error")
+    return _back_to_emails()

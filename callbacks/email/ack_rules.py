@@ -70,3 +70,11 @@ def ack_state(*, status: str | None, sla: str | None, attempts: int, decision: s
                             "This sender passed the limit of acknowledgements in the time window.")
         return AckState("not_sent", "Not sent", (last_error or "").strip())
     return AckState("none", "None owed")
+
+
+def mask_address(address: str | None) -> tuple[str, str]:
+    """("j***@example.org", "address starting j, at example.org"): the first character and the domain only."""
+    local, at, domain = (address or "").strip().rpartition("@")
+    if not at or not local or not domain:
+        return "Not known", "address not known"
+    return f"{local[0]}***@{domain}", f"address starting {local[0]}, at {domain}"

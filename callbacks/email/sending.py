@@ -37,6 +37,10 @@ class AcknowledgementError(Exception):
     """A request about an acknowledgement that cannot be met; the text says why, for the agent."""
 
 
+class NoSuchAcknowledgement(AcknowledgementError):
+    """There is no acknowledgement with that id."""
+
+
 @dataclass
 class SendReport:
     """What one run did."""
@@ -171,7 +175,7 @@ def retry_acknowledgement(db: Session, ack_id: int, now: datetime) -> str:
         reference = db.scalar(select(Enquiry.reference).join(Ack, Ack.enquiry_id == Enquiry.id)
                               .where(Ack.id == ack_id))
         if reference is None:
-            raise AcknowledgementError("There is no such acknowledgement.")
+            raise NoSuchAcknowledgement("There is no such acknowledgement.")
         changed = db.execute(update(Ack).where(Ack.id == ack_id, Ack.status == "failed").values(
             status="pending", next_attempt_at=now, claimed_at=None)).rowcount
         if not changed:

@@ -1,0 +1,84 @@
+"""Email enquiries awaiting a response, for the agents' page, and marking one as answered.
+
+An email enquiry waits from its first email until an agent marks it answered (a reply from
+the customer reopens it: see callbacks.email.intake). Senders are shown masked.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from callbacks.email.ack_rules import AckState, ack_state, mask_address
+from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+
+log = logging.getLogger(__name__)
+
+SHOWN = 100
+Ack = EmailAcknowledgement
+
+
+class EnquiryError(Exception):
+    """An action on an email enquiry that cannot be done; the text says why, for the agent."""
+
+
+class NoSuchEnquiry(EnquiryError):
+    """There is no email enquiry with that id."""
+
+
+@dataclass(frozen=True)
+class WaitingEmail:
+    enquiry_id: int
+    reference: str
+    received_at: datetime
+    sender: str  # masked: "j***@example.org"
+    sender_spoken: str
+    acknowledgement: AckState
+    acknowledgement_id: int | None
+    next_attempt_at: datetime | None
+
+
+def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) -> tuple[list[WaitingEmail], int]:
+    """Open email enquiries, oldest first, with their acknowledgement's state; and how many there are."""
+    waiting = (Enquiry.channel == "email", Enquiry.status == "open")
+    # The email that opened the enquiry: the first stored with it.
+    opening = (select(func.min(InboundEmail.id)).where(InboundEmail.enquiry_id == Enquiry.id)
+               .correlate(Enquiry).scalar_subquery())
+    with session.begin():
+        total = session.scalar(select(func.count(Enquiry.id)).where(*waiting)) or 0
+        rows = session.execute(
+            select(Enquiry.id, Enquiry.reference, Enquiry.opened_at, Ack.id, Ack.status, Ack.sla_result,
+                   Ack.attempts, Ack.due_at, Ack.last_error, Ack.next_attempt_at, Ack.to_address,
+                   InboundEmail.sender, InboundEmail.decision)
+            .outerjoin(Ack, Ack.enquiry_id == Enquiry.id)
+            .outerjoin(InboundEmail, InboundEmail.id == opening)
+            .where(*waiting).order_by(Enquiry.opened_at, Enquiry.id).limit(limit)
+        ).all()
+    entries = []
+    for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
+         to_address, sender, decision) in rows:
+        shown, spoken = mask_address(sender or to_address)
+        state = ack_state(status=status, sla=sla, attempts=attempts or 0, decision=decision, due_at=due_at,
+                          now=now, last_error=last_error)
+        entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,
+                                    next_attempt_at if status == "pending" else None))
+    return entries, int(total)
+
+
+def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime) -> str:
+    """An agent answered the email enquiry: it is closed and leaves the list. Returns its reference."""
+    with session.begin():
+        reference = session.scalar(select(Enquiry.reference).where(Enquiry.id == enquiry_id,
+                                                                   Enquiry.channel == "email"))
+        if reference is None:
+            raise NoSuchEnquiry("There is no such email enquiry.")
+        changed = session.execute(
+            update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.status == "open")
+            .values(status="closed", closed_at=now, closed_by_id=agent_id)).rowcount
+        if not changed:
+            raise EnquiryError(f"{reference} is already marked as answered.")
+    log.info("email enquiry %d marked answered by user %d", enquiry_id, agent_id)
+    return reference

@@ -1,0 +1,206 @@
+"""Email enquiries on the agents' queue page: oldest first, their age, their acknowledgement, and the actions."""
+from __future__ import annotations
+
+import re
+import pytest
+from sqlalchemy import select
+
+from callbacks.email.sending import send_due_acknowledgements
+from callbacks.smtp import FakeSender
+from helpdesk.models import EmailAcknowledgement, Enquiry
+from tests.integration.conftest import make_settings
+from tests.integration.test_email_acknowledgements import DESK, raw_email, receive
+from tests.integration.test_queue_page import PASSWORD, add_agent, at, text_of
+from tests.integration.test_users_and_login import csrf_token, sign_in
+
+
+@pytest.fixture
+def settings():
+    return make_settings(helpdesk={"name": "Access to Work help desk", "phone": "0800 121 7479"},
+                         smtp={"host": "127.0.0.1", "port": 2525, "security": "none"},
+                         email={"addresses": [DESK], "ack_within_minutes": 15, "per_sender_limit": 1,
+                                "retry_spacing_minutes": [1], "max_send_attempts": 2})
+
+
+@pytest.fixture
+def alice(app, client):
+    user_id = add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    return user_id
+
+
+@pytest.fixture
+def database(app):
+    return app.extensions["helpdesk.db"]
+
+
+def email_in(database, settings, n: int, received, sender: str | None = None) -> str:
+    """An email enquiry from its own sender (unless given); returns its reference."""
+    return receive(database, settings, raw_email(n, sender=sender or f"sender{n}@example.org"), received).reference
+
+
+def send(database, settings, now, sender=None):
+    with database.session() as session:
+        return send_due_acknowledgements(session, sender or FakeSender(), settings, now)
+
+
+def row(page: str, reference: str) -> str:
+    """One email enquiry's table row, by its reference."""
+    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row">{reference}</th>.*?</tr>', page, re.S)
+    assert match, f"{reference} is not on the page"
+    return match.group(0)
+
+
+def words(html: str) -> str:
+    return re.sub(r" ([.,:])", r"\1", " ".join(re.sub(r"<[^>]+>", " ", html).split()))
+
+
+def stored_enquiry(database, reference: str) -> Enquiry:
+    with database.session() as session:
+        return session.scalars(select(Enquiry).where(Enquiry.reference == reference)).one()
+
+
+def post_from_page(client, path: str, with_token: bool = True):
+    form = {"csrf_token": csrf_token(client, "/queue")} if with_token else {}
+    return client.post(path, data=form)
+
+
+# --------------------------------------------------------------------------- the list
+
+
+def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sender(
+        alice, client, clock, database, settings):
+    later = email_in(database, settings, 1, at(9, 30), sender="jo.bloggs@example.org")
+    oldest = email_in(database, settings, 2, at(8, 5))
+    newest = email_in(database, settings, 3, at(9, 58))
+    clock.now = at(10, 0)
+    page = text_of(client.get("/queue"))
+    section = page[page.index('<h2 id="emails-title">Email enquiries awaiting a response</h2>'):]
+    assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section) == [oldest, later, newest]
+    assert "Email enquiries awaiting a response: 3, oldest first. Times are UK time." in words(section)
+    first = row(page, oldest)
+    assert '<time datetime="2026-11-24T08:05:00+00:00">08:05 today</time>' in first
+    assert "1 h 55 min" in first and "1 hour 55 minutes" in first  # shown, and for screen readers
+    jo = row(page, later)
+    assert "j***@example.org" in jo and "address starting j, at example.org" in jo
+    assert "jo.bloggs" not in page and "sender1@" not in page
+
+
+def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, database, settings):
+    on_time = email_in(database, settings, 1, at(8, 0))
+    send(database, settings, at(8, 1))
+    late = email_in(database, settings, 2, at(8, 10))
+    send(database, settings, at(8, 40))
+    failing = FakeSender()
+    failing.fail("could not send through 127.0.0.1:2525: ConnectionRefusedError")
+    failed = email_in(database, settings, 3, at(9, 0))
+    send(database, settings, at(9, 0), failing)
+    send(database, settings, at(9, 1), failing)  # max_send_attempts 2
+    failing.fail("127.0.0.1:2525 answered 451: 4.3.0 try later")
+    retried = email_in(database, settings, 4, at(9, 40))
+    send(database, settings, at(9, 40), failing)  # next try at 09:41
+    email_in(database, settings, 5, at(9, 40), sender="flood@example.org")
+    flooded = email_in(database, settings, 6, at(9, 40), sender="flood@example.org")  # per_sender_limit 1
+    overdue = email_in(database, settings, 7, at(9, 20))  # read late from the mailbox: nothing sent yet
+    clock.now = at(9, 40).replace(second=30)
+    page = text_of(client.get("/queue"))
+    assert "<strong>Sent on time</strong>" in row(page, on_time)
+    assert "<strong>Sent late</strong>" in row(page, late)
+    retrying_row = words(row(page, retried))
+    assert "Sending failed: retrying Next try 09:41 today." in retrying_row
+    assert "Last error: 127.0.0.1:2525 answered 451: 4.3.0 try later" in retrying_row
+    failed_row = row(page, failed)
+    assert "<strong>Failed</strong>" in failed_row and "Gave up after 2 attempts." in words(failed_row)
+    assert "ConnectionRefusedError" in failed_row and ">Try again<" in failed_row
+    assert "<strong>Not sent: flood guard</strong>" in row(page, flooded)
+    assert "<strong>Not sent yet: overdue</strong>" in row(page, overdue)
+    assert "Try again" not in row(page, on_time) + row(page, retried) + row(page, flooded)
+
+
+def test_without_email_enquiries_the_section_says_so(alice, client):
+    page = text_of(client.get("/queue"))
+    assert "No email enquiries are awaiting a response." in page
+
+
+# --------------------------------------------------------------------------- the actions
+
+
+def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(alice, client, clock, database,
+                                                                                 settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    clock.now = at(10, 0)
+    response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails")
+    page = text_of(client.get("/queue"))
+    assert f"{reference} is marked as answered." in page and f'<th scope="row">{reference}</th>' not in page
+    enquiry = stored_enquiry(database, reference)
+    assert (enquiry.status, enquiry.closed_at, enquiry.closed_by_id) == ("closed", at(10, 0), alice)
+    post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
+    assert f"{reference} is already marked as answered." in text_of(client.get("/queue"))
+    assert stored_enquiry(database, reference).closed_at == at(10, 0)  # unchanged by the second press
+
+
+def test_a_new_email_from_the_customer_brings_an_answered_enquiry_back(alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    clock.now = at(9, 30)
+    post_from_page(client, f"/queue/emails/{stored_enquiry(database, reference).id}/answered")
+    receive(database, settings, raw_email(2, subject=f"Re: We have your email [{reference}]"), at(9, 45))
+    assert f'<th scope="row">{reference}</th>' in text_of(client.get("/queue"))
+
+
+def test_try_again_sends_a_failed_acknowledgement_at_the_next_run(alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    failing = FakeSender()
+    failing.fail()
+    send(database, settings, at(9, 0), failing)
+    send(database, settings, at(9, 1), failing)
+    with database.session() as session:
+        ack = session.scalars(select(EmailAcknowledgement)).one()
+    assert ack.status == "failed"
+    clock.now = at(9, 30)
+    response = post_from_page(client, f"/queue/emails/acknowledgements/{ack.id}/retry")
+    assert response.status_code == 302
+    assert f"The acknowledgement for {reference} will be sent again in the next minute." in text_of(
+        client.get("/queue"))
+    sender = FakeSender()
+    assert send(database, settings, at(9, 30), sender).sent == 1 and len(sender.messages) == 1
+    assert "<strong>Sent late</strong>" in row(text_of(client.get("/queue")), reference)
+    post_from_page(client, f"/queue/emails/acknowledgements/{ack.id}/retry")
+    assert "has not failed, so there is nothing to retry" in text_of(client.get("/queue"))
+
+
+def test_the_actions_need_the_forms_csrf_token(alice, client, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    assert post_from_page(client, f"/queue/emails/{enquiry_id}/answered", with_token=False).status_code == 400
+    assert stored_enquiry(database, reference).status == "open"
+
+
+def test_unknown_enquiries_and_acknowledgements_are_not_found(alice, client, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    assert post_from_page(client, f"/queue/emails/{enquiry_id + 99}/answered").status_code == 404
+    assert post_from_page(client, "/queue/emails/acknowledgements/999/retry").status_code == 404
+    assert post_from_page(client, "/queue/emails/not-a-number/answered").status_code == 404
+
+
+def test_an_auditor_cannot_mark_an_email_enquiry_answered(app, client, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    add_agent(app, "audrey", "Audrey", role="auditor")
+    sign_in(client, "audrey", PASSWORD)
+    token = csrf_token(client, "/calls")  # the sign-out form on any page carries it
+    response = client.post(f"/queue/emails/{enquiry_id}/answered", data={"csrf_token": token})
+    assert response.status_code == 403 and stored_enquiry(database, reference).status == "open"
+
+
+def test_the_section_keeps_the_pages_structure_for_screen_readers(alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    clock.now = at(9, 20)
+    page = text_of(client.get("/queue"))
+    assert re.search(r'<section class="queue-emails" id="emails" aria-labelledby="emails-title"', page)
+    assert '<caption id="emails-caption">' in page and 'aria-labelledby="emails-caption"' in page
+    assert all(f'<th scope="col">{name}</th>' in page for name in
+               ("Received", "Enquiry", "From", "Waiting", "Acknowledgement", "Action"))
+    assert f'Mark as answered<span class="visually-hidden"> ({reference})</span>' in page
