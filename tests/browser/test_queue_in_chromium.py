@@ -121,6 +121,22 @@ class QueueApp:
                                                   "Timestamp": format_datetime(now + timedelta(seconds=60), usegmt=True)})
         return call_sid
 
+    def email_enquiry(self, sender: str = "jo.bloggs@example.org") -> str:
+        """An email enquiry as the intake stores it; returns its reference."""
+        from callbacks.email.intake import store_inbound
+        from helpdesk.config import parse_settings
+        from helpdesk.db import Database
+
+        raw = (f"From: {sender}\r\nTo: help@helpdesk.example.org\r\nSubject: My grant\r\n"
+               f"Message-ID: <{secrets.token_hex(8)}@mail.example.org>\r\n\r\nHello.\r\n").encode()
+        database = Database(self.database_url)
+        try:
+            with database.session() as session, session.begin():
+                return store_inbound(session, raw, source="imap", received_at=datetime.now(timezone.utc),
+                                     settings=parse_settings({})).reference
+        finally:
+            database.dispose()
+
     def query(self, sql: str, **params) -> list[tuple]:
         from sqlalchemy import text
 
@@ -307,7 +323,14 @@ def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, que
         queue_app.execute("UPDATE callbacks SET due_at = :due WHERE id = :id",
                           due=due.strftime("%Y-%m-%d %H:%M:%S.%f"), id=callback)
     withheld, awaiting = queue_app.answered_call(caller="anonymous"), queue_app.answered_call(caller="anonymous")
+    failed_email, waiting_email = queue_app.email_enquiry(), queue_app.email_enquiry("sam@example.org")
+    queue_app.execute("UPDATE email_acknowledgements SET status = 'failed', attempts = 8, next_attempt_at = NULL, "
+                      "last_error = 'could not send' WHERE enquiry_id = (SELECT id FROM enquiries "
+                      "WHERE reference = :reference)", reference=failed_email)
     sign_in(page, queue_app)
+    emails = page.locator("#emails")
+    assert emails.get_by_role("button", name=f"Try again to send the acknowledgement for {failed_email}").count() == 1
+    assert emails.get_by_role("button", name=f"Mark as answered ({waiting_email})").count() == 1
     page.locator(f"#call-{withheld}-callback-panel summary").click()
     with page.expect_navigation():
         page.click(f"#call-{withheld}-callback")
