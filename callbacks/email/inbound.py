@@ -82,8 +82,12 @@ def inbound():
     try:
         parts = read_multipart(request.stream, request.content_type or "")
         fields = {part.name: part for part in parts if part.filename is None}
-        mode = "raw" if "email" in fields else "parsed"
-        raw = fields["email"].data if mode == "raw" else rebuild_message(parts)
+        # Raw mode's message is a plain field; take it as an upload too, should it come as one.
+        message = next((part for part in parts if part.name == "email"), None)
+        mode = "raw" if message is not None else "parsed"
+        raw = message.data if message is not None else rebuild_message(parts)
+        if not raw.strip():
+            raise BadPost("The email field is empty.")
         raw = with_return_path(raw, _envelope_sender(fields))
     except RequestEntityTooLarge:
         return _plain(f"The post is larger than {MAX_POST_BYTES // (1024 * 1024)} MB.", 413)

@@ -166,6 +166,7 @@ def test_parsed_mode_with_text_only_is_a_plain_message(client, app):
     ("fields", "reason"),
     [
         ([("from", b"x@example.com", None, None)], "Neither an email field"),
+        ([("email", b" \r\n", None, None)], "The email field is empty"),
         ([("headers", b"\n\n", None, None)], "no header lines"),
         ([("email", ORDINARY, None, None), ("envelope", b"{not json", None, None)], "envelope field is not valid JSON"),
         ([("headers", PARSED_HEADERS, None, None), ("charsets", b"[1]", None, None)], "must be JSON objects"),
@@ -176,6 +177,11 @@ def test_a_post_that_is_not_an_inbound_parse_request_gets_400_with_the_reason(cl
     assert response.status_code == 400
     assert reason in response.get_data(as_text=True)
     assert stored(app) == []
+
+
+def test_a_raw_message_sent_as_an_upload_is_taken_too(client, app):
+    response = post_bytes(client, [("email", ORDINARY, "message.eml", "message/rfc822")])
+    assert response.status_code == 200 and stored(app)[0].raw == ORDINARY
 
 
 def test_a_post_that_is_not_multipart_gets_400(client, app):
