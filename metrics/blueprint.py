@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from helpdesk.web import clock, database, settings
 from metrics import http
 from metrics.collector import HelpdeskCollector
+from metrics.history import SettledHistory
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
@@ -22,7 +23,8 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 def exposition():
     """Business series read from the database now, and the HTTP request metrics."""
-    collector = HelpdeskCollector(database(), settings(), clock())
+    history = current_app.extensions.setdefault("metrics.history", SettledHistory())
+    collector = HelpdeskCollector(database(), settings(), clock(), history)
     try:
         collector.read()
     except SQLAlchemyError as exc:

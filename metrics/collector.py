@@ -19,6 +19,7 @@ from helpdesk.config import Settings
 from helpdesk.db import Database
 from metrics import compliance
 from metrics.counts import Totals, totals
+from metrics.history import SettledHistory
 
 # The contract asks for every call, callback and email: the target is all of them.
 SLA_TARGET_RATIO = 1.0
@@ -36,13 +37,20 @@ class Snapshot:
     read_seconds: float
 
 
-def read_snapshot(database: Database, settings: Settings, now: datetime) -> Snapshot:
-    """Read every figure from the database (raises SQLAlchemyError if it cannot)."""
+def read_snapshot(database: Database, settings: Settings, now: datetime,
+                  history: SettledHistory | None = None) -> Snapshot:
+    """Read every figure from the database (raises SQLAlchemyError if it cannot).
+
+    With `history`, the settled rows it has counted already are not counted again.
+    """
     started = time.perf_counter()
     periods = [compliance.current_period(kind, now) for kind in compliance.PERIOD_KINDS]
     with database.session() as session:
-        all_time = totals(session, settings)
-        by_period = compliance.figures_for_periods(session, periods, settings, now)
+        if history is None:
+            all_time = totals(session, settings)
+            by_period = compliance.figures_for_periods(session, periods, settings, now)
+        else:
+            all_time, by_period = history.read(session, settings, now, periods)
         live = compliance.live_figures(session, settings, now)
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started)
 
@@ -50,12 +58,12 @@ def read_snapshot(database: Database, settings: Settings, now: datetime) -> Snap
 class HelpdeskCollector:
     """Yields the business metric families from one snapshot (see `read`)."""
 
-    def __init__(self, database: Database, settings: Settings, now: datetime):
-        self.database, self.settings, self.now = database, settings, now
+    def __init__(self, database: Database, settings: Settings, now: datetime, history: SettledHistory | None = None):
+        self.database, self.settings, self.now, self.history = database, settings, now, history
         self.snapshot: Snapshot | None = None
 
     def read(self) -> Snapshot:
-        self.snapshot = read_snapshot(self.database, self.settings, self.now)
+        self.snapshot = read_snapshot(self.database, self.settings, self.now, self.history)
         return self.snapshot
 
     def collect(self) -> Iterator[Metric]:

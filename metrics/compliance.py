@@ -8,7 +8,7 @@ The period arithmetic is pure and lives in `metrics.periods`; it is re-exported 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, func, select, true
@@ -30,7 +30,7 @@ from metrics.periods import (
 )
 
 __all__ = [
-    "RULES", "RULE_TITLES", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures",
+    "RULES", "RULE_TITLES", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures", "Scope", "add_figures",
     "current_period", "date_range_period", "day_periods", "week_periods", "month_periods",
     "compliance_ratio", "uk_date", "uk_midnight", "figures", "figures_for_periods", "figures_by_day", "live_figures",
 ]
@@ -58,6 +58,24 @@ class RuleFigures:
     def compliance(self) -> float | None:
         """met / countable; None ("no data") when nothing was countable."""
         return compliance_ratio(self.met, self.countable)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows of each table to count: a SQL condition per model (None: every row)."""
+
+    conditions: dict = field(default_factory=dict)  # model -> condition
+
+    @staticmethod
+    def of(scope: Scope | None, model) -> tuple:
+        """The condition for `model` as a tuple for `.where(*...)` (empty when unscoped)."""
+        condition = scope.conditions.get(model) if scope is not None else None
+        return () if condition is None else (condition,)
+
+
+def add_figures(a: RuleFigures, b: RuleFigures) -> RuleFigures:
+    """The figures of two disjoint sets of items of the same rule, together."""
+    return RuleFigures(a.rule, a.countable + b.countable, a.met + b.met, a.breached + b.breached)
 
 
 @dataclass(frozen=True)
@@ -99,8 +117,11 @@ def figures(session: Session, period: Period, settings: Settings, now: datetime)
 
 
 def figures_for_periods(session: Session, periods: list[Period], settings: Settings,
-                        now: datetime) -> dict[str, dict[str, RuleFigures]]:
-    """`figures` for several periods (distinct labels) at once: one query per rule, by label."""
+                        now: datetime, scope: Scope | None = None) -> dict[str, dict[str, RuleFigures]]:
+    """`figures` for several periods (distinct labels) at once: one query per rule, by label.
+
+    `scope` limits the rows looked at (metrics.history adds a cached part to a live part).
+    """
     if not periods:
         return {}
     if len({p.label for p in periods}) != len(periods):
@@ -116,7 +137,7 @@ def figures_for_periods(session: Session, periods: list[Period], settings: Setti
                 columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
             row = session.execute(
                 select(*columns).select_from(rule.table)
-                .where(rule.contact >= earliest, rule.contact < latest, rule.countable)
+                .where(rule.contact >= earliest, rule.contact < latest, rule.countable, *Scope.of(scope, rule.table))
             ).one()
             for index, period in enumerate(periods):
                 result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])

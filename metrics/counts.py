@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement, InboundEmail
+from metrics.compliance import Scope
 
 # Finished outcomes (helpdesk/models/call.py) and caller types, zero-initialised as labels.
 CALL_OUTCOMES = ("answered", "abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
@@ -44,8 +45,27 @@ class Totals:
     acknowledgements: dict[str, int] = field(default_factory=dict)  # met, late
 
 
-def totals(session: Session, settings: Settings) -> Totals:
-    """Every all-time count, in one transaction (five aggregate queries)."""
+def add_totals(a: Totals, b: Totals) -> Totals:
+    """The counts of two disjoint sets of rows, together."""
+    return Totals(
+        calls={key: a.calls.get(key, 0) + b.calls.get(key, 0) for key in {**a.calls, **b.calls}},
+        calls_countable=a.calls_countable + b.calls_countable,
+        calls_within_target=a.calls_within_target + b.calls_within_target,
+        answer_bounds=a.answer_bounds,
+        answer_cumulative=[x + y for x, y in zip(a.answer_cumulative, b.answer_cumulative)],
+        answer_sum=a.answer_sum + b.answer_sum,
+        last_answered_at=max(filter(None, (a.last_answered_at, b.last_answered_at)), default=None),
+        callbacks={key: a.callbacks[key] + b.callbacks[key] for key in a.callbacks},
+        emails_received=a.emails_received + b.emails_received,
+        acknowledgements={key: a.acknowledgements[key] + b.acknowledgements[key] for key in a.acknowledgements},
+    )
+
+
+def totals(session: Session, settings: Settings, scope: Scope | None = None) -> Totals:
+    """Every all-time count, in one transaction (five aggregate queries).
+
+    `scope` limits the rows counted (metrics.history adds a cached part to a live part).
+    """
     bounds = answer_buckets(settings)
     result = Totals(calls={(o, t): 0 for o in CALL_OUTCOMES for t in CALLER_TYPES}, answer_bounds=bounds,
                     answer_cumulative=[0] * (len(bounds) + 1),
@@ -64,7 +84,7 @@ def totals(session: Session, settings: Settings) -> Totals:
                    func.sum(case((decided, 1), else_=0)),
                    func.sum(case((decided & (Call.sla_result == "met"), 1), else_=0)),
                    func.sum(Call.answer_seconds), func.max(Call.answered_at))
-            .where(Call.outcome != "in_progress")
+            .where(Call.outcome != "in_progress", *Scope.of(scope, Call))
             .group_by(Call.outcome, Call.caller_type, bucket)
         ).all()
         for outcome, caller_type, index, count, countable, met, seconds, answered_at in rows:
@@ -79,13 +99,15 @@ def totals(session: Session, settings: Settings) -> Totals:
             if outcome == "answered" and answered_at is not None:
                 result.last_answered_at = max(filter(None, (result.last_answered_at, answered_at)))
         for sla_result, count in session.execute(
-                select(Callback.sla_result, func.count()).where(Callback.sla_result.in_(("met", "breached")))
+                select(Callback.sla_result, func.count())
+                .where(Callback.sla_result.in_(("met", "breached")), *Scope.of(scope, Callback))
                 .group_by(Callback.sla_result)):
             result.callbacks[sla_result] = int(count)
-        result.emails_received = int(session.scalar(select(func.count()).select_from(InboundEmail)))
+        result.emails_received = int(session.scalar(
+            select(func.count()).select_from(InboundEmail).where(*Scope.of(scope, InboundEmail))))
         for sla_result, count in session.execute(
                 select(EmailAcknowledgement.sla_result, func.count())
-                .where(EmailAcknowledgement.sla_result.in_(("met", "late")))
+                .where(EmailAcknowledgement.sla_result.in_(("met", "late")), *Scope.of(scope, EmailAcknowledgement))
                 .group_by(EmailAcknowledgement.sla_result)):
             result.acknowledgements[sla_result] = int(count)
     return result

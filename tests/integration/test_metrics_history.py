@@ -1,0 +1,117 @@
+"""The settled-history cache behind /metrics gives exactly the uncached figures, whatever
+changes after it counted: unsettled items settling, late rows, journal events, a new day."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select, update
+
+from helpdesk.models import Call, Callback, EmailAcknowledgement, TwilioEvent
+from metrics import history as history_module
+from metrics.compliance import current_period, figures_for_periods
+from metrics.counts import totals
+from metrics.history import SettledHistory
+from tests.integration.compliance_data import add_call, add_callback, add_email
+from tests.integration.test_compliance import store_known_mix
+
+UTC = timezone.utc
+TODAY = datetime(2026, 11, 24, tzinfo=UTC)  # the test clock's UK midnight
+
+
+def periods(now):
+    return [current_period(kind, now) for kind in ("today", "week", "month")]
+
+
+def uncached(database, settings, now):
+    with database.session() as session:
+        return totals(session, settings), figures_for_periods(session, periods(now), settings, now)
+
+
+def cached(history, database, settings, now):
+    with database.session() as session:
+        return history.read(session, settings, now, periods(now))
+
+
+def assert_same(history, database, settings, now):
+    expected_totals, expected_periods = uncached(database, settings, now)
+    got_totals, got_periods = cached(history, database, settings, now)
+    assert got_totals == expected_totals
+    assert got_periods == expected_periods
+
+
+@pytest.fixture
+def history_with_old_items(app, settings, clock):
+    """A history counted once, holding settled and unsettled items from before today."""
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    with database.session() as session, session.begin():
+        add_call(session, datetime(2026, 11, 23, 17, 59, tzinfo=UTC), outcome="in_progress", countable=False)
+        add_callback(session, datetime(2026, 11, 23, 16, 30, tzinfo=UTC), result=None, due_in=timedelta(hours=19))
+        add_email(session, datetime(2026, 11, 23, 9, tzinfo=UTC), status="pending", result=None)
+    history = SettledHistory()
+    assert_same(history, database, settings, clock())
+    return history
+
+
+def test_items_from_before_today_that_settle_later_are_counted_when_they_do(app, settings, clock,
+                                                                             history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    before = cached(history_with_old_items, database, settings, clock())[0]
+    with database.session() as session, session.begin():
+        session.execute(update(Call).where(Call.outcome == "in_progress", Call.arrived_at < TODAY)
+                        .values(outcome="answered", answer_seconds=12.0, countable=True, sla_result="met",
+                                answered_at=datetime(2026, 11, 23, 17, 59, 12, tzinfo=UTC)))
+        session.execute(update(Callback).where(Callback.sla_result.is_(None), Callback.owed_from < TODAY)
+                        .values(sla_result="met", first_attempt_at=clock()))
+        session.execute(update(EmailAcknowledgement).where(EmailAcknowledgement.status == "pending",
+                                                           EmailAcknowledgement.received_at < TODAY)
+                        .values(status="sent", sent_at=clock(), sla_result="late"))
+    assert_same(history_with_old_items, database, settings, clock())
+    after = cached(history_with_old_items, database, settings, clock())[0]
+    assert after.calls_within_target == before.calls_within_target + 1
+    assert after.callbacks["met"] == before.callbacks["met"] + 1
+    assert after.acknowledgements["late"] == before.acknowledgements["late"] + 1
+
+
+def test_rows_added_later_for_earlier_days_are_counted(app, settings, clock, history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        add_call(session, datetime(2026, 11, 2, 10, tzinfo=UTC), answer_seconds=50.0)
+        add_callback(session, datetime(2026, 11, 23, 9, tzinfo=UTC), result="breached")
+        add_email(session, datetime(2026, 11, 20, 9, tzinfo=UTC), result="met")
+    assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_a_journal_event_for_a_counted_call_makes_it_count_again(app, settings, clock, history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        old = session.scalars(select(Call).where(Call.arrived_at < TODAY,
+                                                 Call.sla_result == "met").order_by(Call.id).limit(1)).one()
+        # The projection rewrites a call only for a new journal event: a late correction.
+        session.execute(insert(TwilioEvent).values(received_at=clock(), kind="status", call_sid=old.call_sid,
+                                                   leg_sid=old.call_sid, fingerprint="f" * 64, params="[]"))
+        session.execute(update(Call).where(Call.id == old.id).values(outcome="abandoned", sla_result="breached",
+                                                                     answer_seconds=None, answered_at=None))
+    assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_the_next_day_counts_yesterday_into_the_history(app, settings, clock, history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    clock.advance(24 * 3600)
+    assert_same(history_with_old_items, database, settings, clock())
+    clock.now = datetime(2026, 12, 1, 9, tzinfo=UTC)  # a new month
+    assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_a_change_made_outside_the_app_is_seen_once_the_history_is_counted_again(app, settings, clock, monkeypatch,
+                                                                                 history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        session.execute(update(Call).where(Call.arrived_at < TODAY)
+                        .values(caller_type="dwp"))
+    stale = cached(history_with_old_items, database, settings, clock())[0]
+    assert stale != uncached(database, settings, clock())[0]  # unseen until the next count
+    monkeypatch.setattr(history_module, "REBUILD_SECONDS", 0)
+    assert_same(history_with_old_items, database, settings, clock())
