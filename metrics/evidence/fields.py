@@ -72,13 +72,15 @@ def london_times() -> Callable[[str | datetime | None], str]:
     """
     hours: dict[str, tuple[str, str]] = {}
 
+    def hour(utc_hour: str) -> tuple[str, str]:
+        cached = hours[utc_hour] = _local_hour(utc_hour)
+        return cached
+
     def formatted(value: str | datetime | None) -> str:
         if value is None:
             return ""
         if value.__class__ is str and len(value) == 26 and value[10] == " ":
-            cached = hours.get(value[:13])
-            if cached is None:
-                cached = hours[value[:13]] = _local_hour(value[:13])
+            cached = hours.get(value[:13]) or hour(value[:13])
             return cached[0] + value[13:23] + cached[1]
         if isinstance(value, str):
             value = datetime.fromisoformat(value)

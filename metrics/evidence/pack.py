@@ -147,13 +147,14 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
                 "(--allow-empty)")
         start, end = period.start, period.end
         files = (
-            ("calls.csv", tables.call_rows(connection, start, end, redactor, tally)),
+            ("calls.csv", tables.call_rows(connection, start, end, redactor)),
             ("callbacks.csv", tables.callback_rows(connection, start, end, redactor, tally, request.include_notes)),
             ("callback_attempts.csv", tables.attempt_rows(connection, start, end, request.include_notes)),
             ("emails.csv", tables.email_rows(connection, start, end, redactor, now)),
         )
         for name, (header, rows) in files:
             counts[name] = write_csv(directory / name, header, rows, progress)
+        tables.answer_rings(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import String, and_, case, cast, func, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain
@@ -77,16 +77,20 @@ def _stream(connection: Connection, statement) -> Iterator:
     return connection.execute(statement.execution_options(yield_per=BATCH))
 
 
-def call_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor,
-              tally: Tally) -> tuple[list[str], Iterator[list[str]]]:
+def call_rows(connection: Connection, start: datetime, end: datetime,
+              redactor: Redactor) -> tuple[list[str], Iterator[list[str]]]:
     """One row per call that arrived in [start, end), oldest first."""
-    # Timestamps as they are stored (text on SQLite): london_times() formats them far faster
-    # than building a datetime per value.
+    counted = and_(Call.countable.is_(True), Call.sla_result.in_(DECIDED))
+    # The hot path of a big export, so the database does what it can: timestamps come as
+    # stored (text on SQLite; london_times() formats that far faster than building a datetime
+    # per value), and the yes/no, result and text columns come out of SQL ready to write.
     raw = {name: type_coerce(getattr(Call, name), String) for name in ("arrived_at", "answered_at", "ended_at")}
     statement = (
         select(
-            Call.call_sid, raw["arrived_at"], raw["answered_at"], raw["ended_at"], Call.answer_seconds, Call.rings,
-            Call.outcome, Call.in_hours, Call.countable, Call.sla_result, Call.caller_type, Enquiry.reference,
+            Call.call_sid, raw["arrived_at"], raw["answered_at"], raw["ended_at"], Call.answer_seconds,
+            func.coalesce(cast(Call.rings, String), ""), Call.outcome,
+            case((Call.in_hours.is_(True), "yes"), else_="no"), case((counted, "yes"), else_="no"),
+            case((counted, Call.sla_result), else_=""), Call.caller_type, func.coalesce(Enquiry.reference, ""),
             Call.caller_number,
         )
         .select_from(Call)
@@ -98,24 +102,31 @@ def call_rows(connection: Connection, start: datetime, end: datetime, redactor: 
     def rows() -> Iterator[list[str]]:
         when = london_times()
         number = redactor.number
-        rings_seen = tally.rings
-        for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
+        for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, is_counted, result,
              caller_type, reference, caller) in _stream(connection, statement):
-            counted = bool(countable) and result in DECIDED
-            if counted:
-                if rings is not None and answered is not None:
-                    rings_seen[rings] += 1
-                elif result == "breached":
-                    tally.unanswered_breaches += 1
             yield [
                 sid, when(arrived), when(answered), when(ended),
                 "" if answer_seconds is None else f"{answer_seconds:.1f}",
-                "" if rings is None else str(rings), outcome, "yes" if in_hours else "no",
-                "yes" if counted else "no", result if counted else "", caller_type, reference or "",
-                number(caller),
+                rings, outcome, in_hours, is_counted, result, caller_type, reference, number(caller),
             ]
 
     return list(CALL_COLUMNS), rows()
+
+
+def answer_rings(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
+    """Counted calls of [start, end) by the ring they were answered on, for the report's chart."""
+    counted = and_(Call.countable.is_(True), Call.sla_result.in_(DECIDED))
+    answered = Call.answered_at.is_not(None) & Call.rings.is_not(None)
+    statement = (
+        select(case((answered, Call.rings), else_=None).label("ring"), Call.sla_result, func.count())
+        .where(Call.arrived_at >= start, Call.arrived_at < end, counted)
+        .group_by(case((answered, Call.rings), else_=None), Call.sla_result)
+    )
+    for ring, result, count in connection.execute(statement):
+        if ring is not None:
+            tally.rings[int(ring)] += int(count)
+        elif result == "breached":
+            tally.unanswered_breaches += int(count)
 
 
 def _explanation(text: str | None) -> str:
