@@ -232,17 +232,19 @@ def _has_delivery_status(message: Message) -> bool:
     return False
 
 
-def _decoded_payload(part: Message) -> str:
+def _decoded_payload(part: Message) -> tuple[str, bool]:
+    """The part's text (at most _MAX_PART_BYTES of it), and whether some was left out."""
     payload = _safe(lambda: part.get_payload(decode=True), None)
     if not isinstance(payload, bytes):
         payload = str(part.get_payload() or "").encode("utf-8", "surrogateescape")
+    cut = len(payload) > _MAX_PART_BYTES
     payload = payload[:_MAX_PART_BYTES]
     charset = _safe(part.get_content_charset, None) or "utf-8"
     try:
         text = payload.decode(charset, "replace")
     except (LookupError, TypeError, ValueError):  # unknown or unusable charset name
         text = payload.decode("utf-8", "replace")
-    return clean_text(text)
+    return clean_text(text), cut
 
 
 def _body_part(message: Message) -> Message | None:
@@ -261,14 +263,11 @@ def _body_text(message: Message) -> tuple[str, bool]:
     part = _body_part(message)
     if part is None:
         return "", False
-    text = _decoded_payload(part)
+    text, cut = _decoded_payload(part)
     if _safe(part.get_content_subtype, "plain") == "html":
         text = html_to_text(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if len(text) > MAX_TEXT_CHARS:
-        return text[:MAX_TEXT_CHARS], True
-    payload_size = len(_safe(lambda: part.get_payload(decode=False), "") or "")
-    return text, payload_size > _MAX_PART_BYTES * 2
+    return text[:MAX_TEXT_CHARS], cut or len(text) > MAX_TEXT_CHARS
 
 
 class _TextFromHtml(HTMLParser):
