@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import subprocess
-import zipfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -316,3 +314,6 @@ def test_an_empty_range_is_refused_unless_allowed_and_then_says_no_data(app, db_
     assert read(pack / "calls.csv") == [] and verify(pack).ok
     whole = [r for r in read(pack / "summary.csv") if r["level"] == "range"]
     assert all(r["countable"] == "0" and r["compliance"] == "" for r in whole)
+    text = subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"), "-"],
+                          check=True, capture_output=True, timeout=60).stdout.decode()
+    assert "No data: nothing in this period counted for any rule." in text and "0.0%" not in text

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select

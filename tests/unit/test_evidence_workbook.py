@@ -1,0 +1,43 @@
+"""evidence.xlsx from the pack's CSVs: a sheet per table, numbers as numbers, long tables split."""
+from __future__ import annotations
+
+import openpyxl
+
+from metrics.evidence import workbook
+from metrics.evidence.csvs import write_csv
+
+
+def test_each_csv_becomes_a_sheet_with_a_frozen_bold_header_and_numbers_as_numbers(tmp_path):
+    write_csv(tmp_path / "calls.csv", ["arrived", "answer_seconds", "rings", "caller"],
+              [["2026-11-24T10:00:00.000+00:00", "11.0", "4", "********123"], ["2026-11-24T10:05:00.000+00:00", "", "", "withheld"]])
+    write_csv(tmp_path / "summary.csv", ["rule", "countable", "compliance"], [["email_ack", "0", ""]])
+    workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
+    book = openpyxl.load_workbook(tmp_path / "evidence.xlsx")
+    assert book.sheetnames == ["Summary", "Calls"]
+    calls = book["Calls"]
+    assert calls.freeze_panes == "A2" and calls["A1"].font.bold
+    assert list(calls.iter_rows(values_only=True)) == [
+        ("arrived", "answer_seconds", "rings", "caller"),
+        ("2026-11-24T10:00:00.000+00:00", 11.0, 4, "********123"),
+        ("2026-11-24T10:05:00.000+00:00", None, None, "withheld"),
+    ]
+    assert calls.column_dimensions["A"].width == workbook.TIME_WIDTH
+    assert list(book["Summary"].iter_rows(values_only=True))[1] == ("email_ack", 0, None)  # no data stays blank
+
+
+def test_a_table_longer_than_a_sheet_continues_on_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(workbook, "MAX_SHEET_ROWS", 4)  # a header and three rows per sheet
+    write_csv(tmp_path / "emails.csv", ["enquiry_reference"], [[f"HD-2026-{n:06d}"] for n in range(1, 8)])
+    workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
+    book = openpyxl.load_workbook(tmp_path / "evidence.xlsx")
+    assert book.sheetnames == ["Emails", "Emails (2)", "Emails (3)"]
+    rows = [list(sheet.iter_rows(values_only=True)) for sheet in book]
+    assert [r[0] for r in rows] == [("enquiry_reference",)] * 3  # each sheet has the header
+    assert [v for sheet in rows for (v,) in sheet[1:]] == [f"HD-2026-{n:06d}" for n in range(1, 8)]
+
+
+def test_an_empty_table_still_gets_its_sheet_with_the_header(tmp_path):
+    write_csv(tmp_path / "callbacks.csv", ["callback_id", "reason"], [])
+    workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
+    book = openpyxl.load_workbook(tmp_path / "evidence.xlsx")
+    assert list(book["Callbacks"].iter_rows(values_only=True)) == [("callback_id", "reason")]
