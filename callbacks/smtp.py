@@ -54,16 +54,15 @@ class SmtpSender:
     def send_message(self, message: EmailMessage) -> None:
         if not self.smtp.host:
             raise MailError("smtp.host is not set")
-        context = self.ssl_context or ssl.create_default_context()
         where = f"{self.smtp.host}:{self.smtp.port}"
         try:
             if self.smtp.security == "ssl":
-                client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=context)
+                client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=self._tls())
             else:
                 client = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout)
             with client:
                 if self.smtp.security == "starttls":
-                    client.starttls(context=context)
+                    client.starttls(context=self._tls())
                 if self.username:
                     client.login(self.username, self.password or "")
                 refused = client.send_message(message)
@@ -78,6 +77,13 @@ class SmtpSender:
         if refused:
             # Some got it: sending again would repeat it to them, so report and carry on.
             log.warning("the SMTP server refused %d of the message's recipients", len(refused))
+
+
+    def _tls(self) -> ssl.SSLContext:
+        # Made once: loading the system's certificate authorities takes tens of milliseconds.
+        if self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        return self.ssl_context
 
 
 @dataclass
