@@ -189,8 +189,9 @@ class AcknowledgementJob(LeasedJob):
         return ACK_SECONDS
 
     def work(self, session: Session, run: JobRun) -> None:
-        sender = self.sender or SmtpSender.from_settings(self.settings)
-        run.result = send_due_acknowledgements(session, sender, self.settings, run.now, clock=self.clock)
+        if self.sender is None:  # made once: it keeps its TLS context between runs
+            self.sender = SmtpSender.from_settings(self.settings)
+        run.result = send_due_acknowledgements(session, self.sender, self.settings, run.now, clock=self.clock)
         run.emailed = run.result.sent
 
 
