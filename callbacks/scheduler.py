@@ -201,6 +201,7 @@ class MailboxJob(LeasedJob):
 
     environ: Mapping[str, str] | None = None
     poll: Callable[..., Any] | None = None  # callbacks.email.imap.poll_mailbox unless a test gives one
+    ssl_context: Any = None  # None: the system's certificate authorities
 
     lease: ClassVar[str] = "email.imap"
     job_id: ClassVar[str] = IMAP_JOB_ID
@@ -216,7 +217,7 @@ class MailboxJob(LeasedJob):
         env = os.environ if self.environ is None else self.environ
         # The poller commits message by message through its own sessions; the lease is ours.
         run.result = poll(self.database, self.settings, username=env.get("IMAP_USERNAME", ""),
-                          password=env.get("IMAP_PASSWORD", ""), now=run.now)
+                          password=env.get("IMAP_PASSWORD", ""), now=run.now, ssl_context=self.ssl_context)
 
 
 def _describe(exc: BaseException) -> str:

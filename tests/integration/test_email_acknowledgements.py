@@ -5,6 +5,7 @@ enquiry; `send_due_acknowledgements` sends them, retries failures and records th
 """
 from __future__ import annotations
 
+import imaplib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -32,7 +33,7 @@ from callbacks.sweep import acquire_lease
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail, SchedulerLease
-from servers import free_port
+from servers import DOVECOT_DIRS, DovecotServer, find_program, free_port, skip_or_fail
 from tests.integration.conftest import OPEN_TIME, FakeClock, make_settings
 from tests.unit import test_notify
 from tests.unit.test_notify import SmtpServer
@@ -391,7 +392,8 @@ def test_the_mailbox_job_polls_with_the_imap_credentials_from_the_environment_un
     second = MailboxJob(settings=settings, database=database, clock=clock, holder="b", environ=environ, poll=poll)
     assert first().result == "polled"
     assert second().held is False  # one poller at a time
-    assert calls == [(database, settings, {"username": "enquiries", "password": "imap-pass", "now": T})]
+    assert calls == [(database, settings, {"username": "enquiries", "password": "imap-pass", "now": T,
+                                           "ssl_context": None})]
 
 
 def test_the_background_scheduler_acknowledges_at_start_and_releases_its_leases(app, clock):
@@ -411,3 +413,34 @@ def test_the_background_scheduler_acknowledges_at_start_and_releases_its_leases(
     assert len(sender.messages) == 1 and acknowledgements(database)[0].status == "sent"
     with database.session() as session:
         assert session.get(SchedulerLease, "email.acks").expires_at < datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def test_an_email_in_the_imap_mailbox_is_acknowledged_by_the_schedulers_jobs(database):
+    """End to end: Dovecot holds the email, the mailbox job takes it in, the acknowledgement job answers it."""
+    program, openssl = find_program("dovecot", DOVECOT_DIRS), find_program("openssl")
+    if program is None or openssl is None:
+        skip_or_fail("`dovecot` (Debian dovecot-imapd) and `openssl` are needed for the IMAP tests")
+    with DovecotServer(program, openssl) as dovecot, SmtpServer() as smtp:
+        client = dovecot.client()
+        try:
+            raw = raw_email(7, references="<earlier@mail.example.org>")
+            assert client.append("INBOX", None, imaplib.Time2Internaldate(T - timedelta(minutes=2)), raw)[0] == "OK"
+        finally:
+            client.logout()
+        settings = desk_settings(smtp, email={"imap": {"host": dovecot.host, "port": dovecot.imaps_port}})
+        clock = FakeClock(T)
+        mailbox = MailboxJob(settings=settings, database=database, clock=clock, ssl_context=dovecot.ssl_context(),
+                             environ={"IMAP_USERNAME": dovecot.username, "IMAP_PASSWORD": dovecot.password})
+        acks = AcknowledgementJob(settings=settings, database=database, clock=clock)
+        polled = mailbox()
+        assert (polled.held, polled.failed, polled.result.stored) == (True, False, 1)
+        clock.advance(15)
+        assert acks().emailed == 1
+        clock.advance(60)
+        assert mailbox().result.stored == 0 and acks().emailed == 0  # nothing read or sent twice
+        [(_, recipients, message)] = smtp.mailbox.messages
+    [ack] = acknowledgements(database)
+    assert recipients == ["jo.bloggs@example.org"] and message["In-Reply-To"] == "<original-7@mail.example.org>"
+    assert message["References"].split() == ["<earlier@mail.example.org>", "<original-7@mail.example.org>"]
+    # The clock starts when the mailbox received it (two minutes before the poll).
+    assert (ack.received_at, ack.sent_at, ack.sla_result) == (T - timedelta(minutes=2), T + timedelta(seconds=15), "met")
