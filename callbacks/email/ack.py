@@ -84,8 +84,19 @@ def subject_line(reference: str, original_subject: str) -> str:
 
 def clean(text: str | None) -> str:
     """One line of printable text: control characters dropped, runs of white space made one space."""
-    printable = "".join(" " if unicodedata.category(ch)[0] in "CZ" and ch != " " else ch for ch in text or "")
-    return " ".join(printable.split())
+    return " ".join("".join(" " if _unprintable(ch) else ch for ch in text or "").split())
+
+
+# Direction overrides could make a subject read differently from what it is; joiners (emoji,
+# Persian, Indic scripts) are kept.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _unprintable(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ch in _BIDI_CONTROLS
+    return category[0] == "C" or (category[0] == "Z" and ch != " ")
 
 
 def shorten(text: str, limit: int) -> str:

@@ -78,6 +78,11 @@ def test_line_breaks_and_control_characters_in_the_original_subject_never_reach_
     assert message["Bcc"] is None
 
 
+def test_direction_overrides_are_dropped_from_the_subject_but_joined_emoji_are_kept():
+    subject = subject_line(REFERENCE, "Invoice \u202egnp.exe \U0001f469\u200d\U0001f4bb")
+    assert subject == f"We have your email [{REFERENCE}]: Invoice gnp.exe \U0001f469\u200d\U0001f4bb"
+
+
 def test_the_reply_threads_to_the_original_message_and_its_references():
     message = acknowledgement()
     assert message["In-Reply-To"] == ORIGINAL_ID
