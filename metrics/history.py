@@ -9,8 +9,9 @@ other row: today's, newer ids, and the ones that were unsettled (their ids are k
 
 That is exact for every change the app makes: settled states never change back, and a call
 is only changed by projecting a new journal event, so a new event for a counted call drops
-the cache. The cache is rebuilt when the UK day changes and at least hourly, which bounds
-how long a change made outside the app (an edit or deletion in SQL) goes unseen.
+the cache. At UK midnight the rows left to the live part that have settled are added to it;
+everything is counted again at least hourly, which bounds how long a change made outside
+the app (an edit or deletion in SQL) goes unseen.
 """
 from __future__ import annotations
 
@@ -50,13 +51,14 @@ def _settled(model, cutoff: datetime):
 
 @dataclass
 class _Cache:
-    key: tuple
-    built: float  # time.monotonic()
+    key: tuple  # the settings it was counted with
+    built: float  # time.monotonic() of the last full count
     cutoff: datetime
     highest: dict  # model -> highest id when counted
     unsettled: dict  # model -> ids contacted before the cutoff, not settled then
     last_event: int
     totals: Totals
+    period_starts: dict[str, datetime]  # "week", "month" -> the period's start
     periods: dict[str, dict[str, RuleFigures]]  # "week", "month": their part before the cutoff
 
     def live_scope(self) -> Scope:
@@ -64,15 +66,17 @@ class _Cache:
         conditions = {}
         for model, highest in self.highest.items():
             contact = _CONTACT[model]
-            terms = [model.id > highest, contact >= self.cutoff, contact.is_(None)]
+            terms = [model.id > highest, contact >= self.cutoff]
+            if contact.nullable:
+                terms.append(contact.is_(None))
             if self.unsettled.get(model):
                 terms.append(model.id.in_(self.unsettled[model]))
             conditions[model] = or_(*terms)
-        return Scope(conditions)
+        return Scope(conditions, bounded=False)
 
 
 class SettledHistory:
-    """One per app (process): thread-safe, rebuilt as described in the module docstring."""
+    """One per app (process): thread-safe, kept up to date as the module docstring says."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -87,7 +91,7 @@ class SettledHistory:
         live_periods = compliance.figures_for_periods(session, periods, settings, now, live)
         merged = {}
         for period in periods:
-            cached = cache.periods.get(period.label)
+            cached = cache.periods.get(period.label) if period.start == cache.period_starts.get(period.label) else None
             merged[period.label] = {
                 rule: add_figures(figures, cached[rule]) if cached else figures
                 for rule, figures in live_periods[period.label].items()}
@@ -95,19 +99,22 @@ class SettledHistory:
 
     def _current(self, session: Session, settings: Settings, now: datetime) -> _Cache:
         cutoff = compliance.uk_midnight(compliance.uk_date(now))
-        key = (cutoff, settings.version, settings.answer_target_seconds, settings.ring_period_seconds)
+        key = (settings.version, settings.answer_target_seconds, settings.ring_period_seconds, settings.max_rings)
+        starts = {kind: compliance.current_period(kind, now).start for kind in ("week", "month")}
         with self._lock:
             cache = self._cache
-            fresh = (cache is not None and cache.key == key
-                     and time.monotonic() - cache.built < REBUILD_SECONDS)
-            if fresh and self._events_touch_cache(session, cache):
-                fresh = False
-            if not fresh:
-                self._cache = cache = self._build(session, settings, now, cutoff, key)
+            usable = (cache is not None and cache.key == key and time.monotonic() - cache.built < REBUILD_SECONDS
+                      and cache.cutoff <= cutoff and not self._events_touch_cache(session, cache))
+            if not usable:
+                cache = self._count(session, settings, now, cutoff, key, starts, None)
+            elif cache.cutoff < cutoff:  # a new UK day: count what settled since, if the periods allow
+                rollable = all(start >= cutoff or cache.period_starts[kind] == start for kind, start in starts.items())
+                cache = self._count(session, settings, now, cutoff, key, starts, cache if rollable else None)
+            self._cache = cache
             return cache
 
     def _events_touch_cache(self, session: Session, cache: _Cache) -> bool:
-        """True when a journal event since the last check is for a counted call (then rebuild)."""
+        """True when a journal event since the last check is for a counted call (then count again)."""
         with session.begin():
             newest = session.scalar(select(func.max(TwilioEvent.id))) or 0
             if newest <= cache.last_event:
@@ -122,22 +129,39 @@ class SettledHistory:
         cache.last_event = newest
         return False
 
-    def _build(self, session: Session, settings: Settings, now: datetime, cutoff: datetime, key: tuple) -> _Cache:
+    def _count(self, session: Session, settings: Settings, now: datetime, cutoff: datetime, key: tuple,
+               starts: dict[str, datetime], base: _Cache | None) -> _Cache:
+        """Count the settled rows before `cutoff`: all of them, or only those `base` left to the live part."""
         started = time.perf_counter()
+        previous = base.live_scope() if base is not None else None
         with session.begin():
             last_event = session.scalar(select(func.max(TwilioEvent.id))) or 0
             highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in _CONTACT}
             unsettled, counted = {}, {}
             for model, top in highest.items():
-                old = (model.id <= top) & (_CONTACT[model] < cutoff)
+                candidate = (model.id <= top) & (_CONTACT[model] < cutoff)
+                if previous is not None:
+                    candidate = candidate & previous.conditions[model]
                 settled = _settled(model, cutoff)
-                counted[model] = old if settled is None else old & settled
-                unsettled[model] = [] if settled is None else list(
-                    session.scalars(select(model.id).where(old, ~settled)))
-        scope = Scope(counted)
-        cached_totals = totals(session, settings, scope)
-        parts = [Period(kind, compliance.current_period(kind, now).start, cutoff) for kind in ("week", "month")]
-        cached_periods = compliance.figures_for_periods(session, [p for p in parts if p.start < cutoff],
-                                                        settings, now, scope)
-        log.info("counted the settled history in %.2f s", time.perf_counter() - started)
-        return _Cache(key, time.monotonic(), cutoff, highest, unsettled, last_event, cached_totals, cached_periods)
+                if settled is None:
+                    unsettled[model], counted[model] = [], candidate
+                    continue
+                unsettled[model] = list(session.scalars(select(model.id).where(candidate, ~settled)))
+                # Excluded by id as well: a row that settles between these queries stays live only.
+                counted[model] = candidate & settled
+                if unsettled[model]:
+                    counted[model] = counted[model] & model.id.not_in(unsettled[model])
+        scope = Scope(counted, bounded=base is None)
+        counted_totals = totals(session, settings, scope)
+        parts = [Period(kind, start, cutoff) for kind, start in starts.items() if start < cutoff]
+        counted_periods = compliance.figures_for_periods(session, parts, settings, now, scope)
+        if base is not None:
+            counted_totals = add_totals(base.totals, counted_totals)
+            for label, figures in counted_periods.items():
+                kept = base.periods.get(label)
+                if kept:
+                    counted_periods[label] = {rule: add_figures(f, kept[rule]) for rule, f in figures.items()}
+        log.info("counted the settled history%s in %.2f s", "" if base is None else " since yesterday",
+                 time.perf_counter() - started)
+        return _Cache(key, time.monotonic() if base is None else base.built, cutoff, highest, unsettled,
+                      last_event, counted_totals, dict(starts), counted_periods)

@@ -115,3 +115,22 @@ def test_a_change_made_outside_the_app_is_seen_once_the_history_is_counted_again
     assert stale != uncached(database, settings, clock())[0]  # unseen until the next count
     monkeypatch.setattr(history_module, "REBUILD_SECONDS", 0)
     assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_at_midnight_only_what_settled_since_is_counted_and_the_figures_stay_exact(app, settings, clock, caplog,
+                                                                                   history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        add_call(session, datetime(2026, 11, 24, 23, 50, tzinfo=UTC), outcome="in_progress", countable=False)
+        add_callback(session, datetime(2026, 11, 24, 15, tzinfo=UTC), result="met")
+    clock.now = datetime(2026, 11, 25, 9, tzinfo=UTC)
+    with caplog.at_level("INFO", logger="metrics.history"):
+        assert_same(history_with_old_items, database, settings, clock())
+    assert "counted the settled history since yesterday" in caplog.text
+    with database.session() as session, session.begin():
+        session.execute(update(Call).where(Call.outcome == "in_progress")
+                        .values(outcome="no_answer", countable=True, sla_result="breached"))
+        session.execute(update(Callback).where(Callback.sla_result.is_(None)).values(sla_result="breached"))
+    assert_same(history_with_old_items, database, settings, clock())
+    clock.now = datetime(2026, 11, 26, 9, tzinfo=UTC)
+    assert_same(history_with_old_items, database, settings, clock())

@@ -1,0 +1,260 @@
+"""GET /metrics over a large history: 1,000,000 calls, 200,000 callbacks, 200,000 emails.
+
+The figures are generated over the 90 days before a Tuesday morning in November 2026
+(mostly in opening hours, realistic outcome and answer-time mixes), bulk-inserted with
+Core executemany into SQLite and into a throw-away PostgreSQL (tests/servers.py). GET /metrics
+is timed through the Flask test client in this process (no HTTP server: the database queries
+are what is measured), for the empty database first, then the full one without and with the
+indexes proposed in the report (created here only to measure them; the migration is the lead's).
+PostgreSQL is VACUUM ANALYZEd after loading, as autovacuum would do; SQLite is not ANALYZEd
+(the app never does it).
+
+Target: median < 50 ms, and at most 3x the empty-database time.
+
+Run: .venv/bin/python bench/metrics_scrape.py [--scale 1.0] [--scrapes 40] [--only sqlite|postgresql]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from sqlalchemy import Index, insert, text  # noqa: E402
+
+from helpdesk.app import create_app  # noqa: E402
+from helpdesk.config import load_settings  # noqa: E402
+from helpdesk.migrate import upgrade  # noqa: E402
+from helpdesk.models import Call, Callback, EmailAcknowledgement, Enquiry, InboundEmail  # noqa: E402
+
+TARGET_MS, TARGET_RATIO = 50.0, 3.0
+LONDON = ZoneInfo("Europe/London")
+NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)  # Tuesday, open
+DAYS = 90
+CHUNK = 20_000
+CALLS, CALLBACKS, EMAILS = 1_000_000, 200_000, 200_000
+CALL_OUTCOMES = [("answered", 0.80), ("abandoned", 0.07), ("no_answer", 0.04), ("voicemail", 0.03),
+                 ("out_of_hours", 0.05), ("failed", 0.01)]
+CALLER_TYPES = [("customer", 0.8), ("dwp", 0.15), ("unknown", 0.05)]
+
+# The indexes the /metrics queries need (see the report; the lead adds the migration).
+PROPOSED_INDEXES = [
+    # The live part of each scrape picks callbacks owed since UK midnight: without it, every
+    # scrape reads the whole callbacks table.
+    Index("ix_callbacks_owed_from", Callback.owed_from),
+]
+
+def pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+    roll, total = rng.random(), 0.0
+    for value, weight in weighted:
+        total += weight
+        if roll < total:
+            return value
+    return weighted[-1][0]
+
+
+def contact_time(rng: random.Random, in_hours: bool = True) -> datetime:
+    """A moment in the last DAYS days: weekdays 08:00-18:00 UK time, or any time at all."""
+    while True:
+        moment = NOW - timedelta(seconds=rng.uniform(0, DAYS * 86400))
+        if not in_hours:
+            return moment
+        uk = moment.astimezone(LONDON)
+        if uk.weekday() < 5 and 8 <= uk.hour < 18:
+            return moment
+
+
+def call_rows(count: int, first_id: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for n in range(first_id, first_id + count):
+        outcome = pick(rng, CALL_OUTCOMES)
+        in_hours = outcome != "out_of_hours"
+        arrived = contact_time(rng, in_hours)
+        answer = waited = None
+        if outcome == "answered":
+            answer = rng.lognormvariate(2.3, 0.6)  # median 10 s; about 5 % beyond 30 s
+        elif outcome == "abandoned":
+            waited = rng.uniform(2, 90)
+        countable = in_hours and not (outcome == "abandoned" and waited <= 30)
+        result = None
+        if countable:
+            result = "met" if answer is not None and answer <= 30 else "breached"
+        rows.append({
+            "id": n, "call_sid": f"CA{n:032x}", "arrived_at": arrived, "outcome": outcome, "in_hours": in_hours,
+            "countable": countable, "sla_result": result, "caller_type": pick(rng, CALLER_TYPES),
+            "caller_number": f"+4477009{n % 100000:05d}", "answer_seconds": answer,
+            "answered_at": arrived + timedelta(seconds=answer) if answer is not None else None,
+            "ended_at": arrived + timedelta(minutes=5), "rings": int(answer // 3) + 1 if answer is not None else None,
+            "incoming_seen": True, "config_version": "bench",
+        })
+    return rows
+
+
+def callback_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], list[dict]]:
+    rng = random.Random(seed)
+    enquiries, callbacks = [], []
+    for n in range(first_id, first_id + count):
+        owed = contact_time(rng)
+        due = owed + timedelta(hours=3)
+        age = NOW - owed
+        if age < timedelta(hours=3) and rng.random() < 0.6:
+            status, result, first_attempt = "open", None, None  # still owed, not yet due
+        else:
+            met = rng.random() < 0.93
+            status, result = "closed", "met" if met else "breached"
+            first_attempt = owed + timedelta(minutes=rng.uniform(5, 175) if met else rng.uniform(181, 400))
+        enquiries.append({"id": n, "reference": f"HD-2026-{n:07d}", "channel": "phone", "opened_at": owed,
+                          "status": "open"})
+        callbacks.append({
+            "id": n, "contact_key": f"call:CB{n:030x}", "enquiry_id": n, "reason": "abandoned",
+            "caller_number": "+447700900123", "caller_type": "customer", "owed_from": owed, "due_at": due,
+            "clock": "elapsed", "explanation": "{}", "config_version": "bench", "created_at": owed, "status": status,
+            "attempts_count": 0 if first_attempt is None else 1, "first_attempt_at": first_attempt,
+            "sla_result": result, "closed_at": None if status == "open" else due, "note": "",
+        })
+    return enquiries, callbacks
+
+
+def email_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    rng = random.Random(seed)
+    enquiries, emails, acks = [], [], []
+    for n in range(first_id, first_id + count):
+        received = contact_time(rng, in_hours=rng.random() < 0.7)
+        due = received + timedelta(minutes=15)
+        roll = rng.random()
+        if NOW - received < timedelta(minutes=2):
+            status, sent = "pending", None
+        elif roll < 0.02:
+            status, sent = "suppressed", None
+        elif roll < 0.025:
+            status, sent = "failed", None
+        else:
+            status, sent = "sent", received + timedelta(seconds=rng.lognormvariate(3.5, 1.0))
+        result = None if sent is None else ("met" if sent <= due else "late")
+        enquiries.append({"id": n, "reference": f"HD-2026-{n:07d}", "channel": "email", "opened_at": received,
+                          "status": "open"})
+        emails.append({"id": n, "received_at": received, "source": "sendgrid", "dedupe_key": f"{n:064x}",
+                       "message_id": f"<m{n}@example.org>", "raw": b"Subject: help\r\n\r\nPlease call me.",
+                       "raw_sha256": "0" * 64, "sender": f"s{n % 5000}@example.org", "subject": "help",
+                       "decision": "new_enquiry", "enquiry_id": n})
+        acks.append({"id": n, "enquiry_id": n, "inbound_email_id": n, "to_address": "someone@example.org",
+                     "received_at": received, "due_at": due, "status": status, "attempts": 1, "sent_at": sent,
+                     "sla_result": result})
+    return enquiries, emails, acks
+
+
+def fill(database, scale: float) -> None:
+    """Bulk-insert the history in chunks (the same rows on every database: fixed seeds)."""
+    calls, callbacks, emails = int(CALLS * scale), int(CALLBACKS * scale), int(EMAILS * scale)
+    with database.session() as session:
+        for start in range(0, calls, CHUNK):
+            with session.begin():
+                session.execute(insert(Call), call_rows(min(CHUNK, calls - start), start + 1, start))
+        for start in range(0, callbacks, CHUNK):
+            enquiries, rows = callback_rows(min(CHUNK, callbacks - start), start + 1, 10**7 + start)
+            with session.begin():
+                session.execute(insert(Enquiry), enquiries)
+                session.execute(insert(Callback), rows)
+        for start in range(0, emails, CHUNK):
+            enquiries, inbound, acks = email_rows(min(CHUNK, emails - start), callbacks + start + 1, 2 * 10**7 + start)
+            with session.begin():
+                session.execute(insert(Enquiry), enquiries)
+                session.execute(insert(InboundEmail), inbound)
+                session.execute(insert(EmailAcknowledgement), acks)
+
+
+def maintain(engine) -> None:
+    """PostgreSQL: fresh planner statistics and visibility map, as autovacuum keeps them.
+
+    SQLite gets nothing: the app never runs ANALYZE there, so neither does the benchmark.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+
+
+def time_scrapes(client, scrapes: int) -> list[float]:
+    for _ in range(3):  # warm-up: connection pool, caches
+        client.get("/metrics")
+    timings = []
+    for _ in range(scrapes):
+        began = time.perf_counter()
+        response = client.get("/metrics")
+        timings.append((time.perf_counter() - began) * 1000)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    return timings
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def run(name: str, url: str, settings, scale: float, scrapes: int) -> None:
+    upgrade(url)
+    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": lambda: NOW})
+    database = app.extensions["helpdesk.db"]
+    client = app.test_client()
+    empty = time_scrapes(client, scrapes)
+    began = time.perf_counter()
+    fill(database, scale)
+    maintain(database.engine)
+    loaded = time.perf_counter() - began
+    print(f"{name}: {int(CALLS * scale):,} calls, {int(CALLBACKS * scale):,} callbacks, "
+          f"{int(EMAILS * scale):,} emails loaded in {loaded:.0f} s; {scrapes} scrapes each", flush=True)
+    database.dispose()
+    results = {"empty": empty}
+    for label in ("full, schema indexes only", "full, with the proposed indexes"):
+        if label.endswith("proposed indexes"):
+            for index in PROPOSED_INDEXES:
+                index.create(database.engine)
+            maintain(database.engine)
+        # A new app, as after a restart: its first scrape counts the settled history.
+        app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": lambda: NOW})
+        client = app.test_client()
+        began = time.perf_counter()
+        assert client.get("/metrics").status_code == 200
+        first = (time.perf_counter() - began) * 1000
+        results[label] = time_scrapes(client, scrapes)
+        print(f"  {label}: first scrape after start {first:,.0f} ms (counts the settled history once)", flush=True)
+        app.extensions["helpdesk.db"].dispose()
+    base = statistics.median(empty)
+    for label, timings in results.items():
+        median = statistics.median(timings)
+        verdict = "" if label == "empty" else (
+            f"  ratio {median / base:4.1f}x empty; target < {TARGET_MS:.0f} ms and <= {TARGET_RATIO:.0f}x: "
+            f"{'met' if median < TARGET_MS and median / base <= TARGET_RATIO else 'MISSED'}")
+        print(f"  {label:<34} median {median:7.1f} ms  p95 {percentile(timings, 0.95):7.1f} ms{verdict}", flush=True)
+    for index in PROPOSED_INDEXES:
+        index.drop(database.engine)
+    database.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full history to generate")
+    parser.add_argument("--scrapes", type=int, default=40)
+    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    args = parser.parse_args()
+    settings = load_settings(ROOT / "config" / "helpdesk.toml")
+    if args.only != "postgresql":
+        workdir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
+        run("SQLite", f"sqlite:///{workdir}/bench.db", settings, args.scale, args.scrapes)
+    if args.only != "sqlite":
+        from servers import PostgresServer
+
+        with PostgresServer() as server:
+            run("PostgreSQL", server.create_database("bench"), settings, args.scale, args.scrapes)
+
+
+if __name__ == "__main__":
+    main()
