@@ -3,8 +3,8 @@
 Each function returns the CSV header and a generator of rows (lists of strings). Rows belong
 to the range by their contact time (call arrival, callback owed-from, email receipt), as in
 `metrics.compliance`. Results are fetched in batches (`yield_per`; a server-side cursor on
-PostgreSQL), so memory stays flat however many rows there are. Counting what the charts need
-happens on the way past, in a `Tally`.
+PostgreSQL), so memory stays flat however many rows there are. What the report's charts need
+goes into a `Tally`: callbacks' lead times on the way past, answer rings from one grouped query.
 """
 from __future__ import annotations
 
@@ -46,12 +46,11 @@ NOTE = "note"
 
 @dataclass
 class Tally:
-    """What the PDF's charts need, counted while the rows stream past (aggregates only)."""
+    """What the PDF's charts need: counts only, never rows."""
 
     rings: Counter = field(default_factory=Counter)  # counted, answered calls by rings
     unanswered_breaches: int = 0  # counted calls breached without an answer (gave up late)
     lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
-    rows: Counter = field(default_factory=Counter)  # rows per file
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
