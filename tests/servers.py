@@ -13,6 +13,8 @@ Import it as ``servers`` (``tests/`` is on ``sys.path``; ``tests/conftest.py`` m
   fsync). PostgreSQL refuses to run as root, so under euid 0 the cluster runs as the ``postgres``
   system user (created by Debian's ``postgresql`` package), or as a dedicated unprivileged user
   created on the fly.
+* ``DovecotServer``: a throw-away Dovecot IMAP server (IMAPS and STARTTLS, one passwd-file user,
+  Maildir in a temporary directory, a self-signed certificate made with ``openssl``).
 
 Nothing here imports the ``helpdesk`` package.
 """

@@ -36,7 +36,7 @@ class IntakeResult:
     reference: str | None
     decision: str
     duplicate: bool
-    acknowledgement_owed: bool  # an acknowledgement row is pending for this message
+    acknowledgement_owed: bool  # the message has an acknowledgement row to send (or sent), not suppressed
 
 
 def store_inbound(
