@@ -143,8 +143,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         if not request.allow_empty and not has_contacts(connection, period.start, period.end):
             raise EvidenceError(
                 f"there are no calls, callbacks or emails from {request.first.isoformat()} to "
-                f"{request.last.isoformat()}: check the dates, or export anyway to show there was nothing "
-                "(--allow-empty)")
+                f"{request.last.isoformat()}: check the dates, or make the pack anyway to show there was nothing "
+                "(--allow-empty, or the tick box on the Evidence page)")
         start, end = period.start, period.end
         files = (
             ("calls.csv", tables.call_rows(connection, start, end, redactor)),
