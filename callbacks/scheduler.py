@@ -228,6 +228,19 @@ def _describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {message} (at {where})")
 
 
+def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None,
+                   close_connections: bool = False) -> list[LeasedJob]:
+    """The sweep, the acknowledgement job and (when [email.imap] has a host) the mailbox job."""
+    url = job.database.engine.url.render_as_string(hide_password=False)
+    # Each job has its own engine: one job disposing of its connections never touches another's.
+    shared = {"settings": job.settings, "clock": job.clock, "holder": job.holder,
+              "close_connections": close_connections}
+    jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
+    if job.settings.email.imap.host:
+        jobs.append(MailboxJob(database=Database(url), **shared))
+    return jobs
+
+
 def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], datetime] | None = None,
                     notifier: Notifier | None = None, holder: str | None = None,
                     sender: MessageSender | None = None) -> BaseScheduler:
@@ -251,12 +264,7 @@ def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], dat
         log.warning("scheduler.lease_seconds (%d) is not longer than scheduler.sweep_seconds (%d) in %s: "
                     "the lease lapses between runs, so schedulers may take turns",
                     settings.scheduler.lease_seconds, settings.scheduler.sweep_seconds, settings.source)
-    url = job.database.engine.url.render_as_string(hide_password=False)
-    # Each job has its own engine: one job disposing of its connections never touches another's.
-    shared = {"settings": settings, "clock": job.clock, "holder": job.holder, "close_connections": background}
-    jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
-    if settings.email.imap.host:
-        jobs.append(MailboxJob(database=Database(url), **shared))
+    jobs = scheduled_jobs(job, sender=sender, close_connections=background)
     scheduler: BaseScheduler = (BackgroundScheduler if background else BlockingScheduler)(timezone=LONDON)
     for each in jobs:
         scheduler.add_job(

@@ -103,6 +103,20 @@ def in_process_scheduler(app):
     return build_scheduler(app, background=True)
 
 
+def _once_summary(job, outcome) -> str:
+    from callbacks.scheduler import AcknowledgementJob, SweepJob
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    if isinstance(job, SweepJob):
+        return f"Swept: {plural(outcome.recorded, 'new warning or breach notice')}, {outcome.emailed} emailed."
+    if isinstance(job, AcknowledgementJob):
+        return f"Email acknowledgements: {outcome.emailed} sent."
+    result = outcome.result
+    return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
+
+
 def _quiet_apscheduler() -> None:
     # APScheduler logs every run at INFO; ours logs what a run did. Keep its detail for --verbose.
     if logging.getLogger().level > logging.DEBUG:
@@ -110,16 +124,18 @@ def _quiet_apscheduler() -> None:
 
 
 @main.command("scheduler")
-@click.option("--once", is_flag=True, help="Run the sweep once and exit (to check the set-up, or from cron).")
+@click.option("--once", is_flag=True, help="Run every job once and exit (to check the set-up, or from cron).")
 def scheduler_command(once: bool) -> None:
-    """Run the scheduler in the foreground: warnings, breaches and their emails. Ctrl-C stops it.
+    """Run the scheduler in the foreground: callback warnings and breaches, email acknowledgements
+    and (when [email.imap] has a host) the mailbox poll. Ctrl-C stops it.
 
     For deployments that serve the app with `helpdesk run --no-scheduler` or plain gunicorn.
-    Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail server asks.
+    Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail
+    server asks, IMAP_USERNAME/IMAP_PASSWORD for the mailbox.
     """
     import signal
 
-    from callbacks.scheduler import SweepJob, build_scheduler
+    from callbacks.scheduler import SweepJob, build_scheduler, scheduled_jobs
     from helpdesk.migrate import current
 
     try:
@@ -135,15 +151,18 @@ def scheduler_command(once: bool) -> None:
         raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
     job = SweepJob.from_settings(settings, url)
     if once:
-        outcome = job()
-        job.release()  # not running again: let the next run (or another scheduler) in at once
-        if outcome.failed:
-            raise click.ClickException("the sweep failed (see the log above)")
-        if not outcome.held:
-            click.echo("Another scheduler holds the sweep lease; nothing to do.")
-        else:
-            click.echo(f"Swept: {outcome.recorded} new warning or breach notice{'' if outcome.recorded == 1 else 's'}, "
-                       f"{outcome.emailed} emailed.")
+        failed = []
+        for each in scheduled_jobs(job):
+            outcome = each()
+            each.release()  # not running again: let the next run (or another scheduler) in at once
+            if outcome.failed:
+                failed.append(each.description)
+            elif not outcome.held:
+                click.echo(f"Another scheduler holds the {each.description} lease; skipped.")
+            else:
+                click.echo(_once_summary(each, outcome))
+        if failed:
+            raise click.ClickException(f"failed: {', '.join(failed)} (see the log above)")
         return
     _quiet_apscheduler()
     scheduler = build_scheduler(job, background=False)

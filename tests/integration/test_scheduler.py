@@ -381,6 +381,9 @@ def test_helpdesk_scheduler_once_records_the_overdue_breach_and_says_so(migrated
     first = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
     assert first.exit_code == 0, first.output
     assert "Swept: 1 new warning or breach notice, 0 emailed." in first.output
+    # Every job runs once, not only the sweep; no mailbox is configured, so no poll.
+    assert "Email acknowledgements: 0 sent." in first.output
+    assert "Mailbox polled" not in first.output
     again = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
     assert "Swept: 0 new warning or breach notices" in again.output
 
