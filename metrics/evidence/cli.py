@@ -84,14 +84,15 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
 
 
 @evidence_cli.command("verify")
-@click.argument("directory", type=click.Path(path_type=Path))
-def verify_command(directory: Path) -> None:
-    """Check every file of the pack in DIRECTORY against its manifest.json.
+@click.argument("pack", type=click.Path(path_type=Path))
+def verify_command(pack: Path) -> None:
+    """Check every file of PACK against its manifest.json.
 
-    Exits 0 only when every file matches and nothing is missing or added.
+    PACK is a pack's directory, or the ZIP file downloaded from the Evidence page. Exits 0
+    only when every file matches and nothing is missing or added.
     """
     try:
-        result = verify(directory)
+        result = verify(pack)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
     for name in result.altered:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
@@ -117,41 +118,77 @@ def read_manifest(directory: Path) -> dict:
     """The manifest's content, or ManifestError saying what is wrong with it."""
     path = directory / MANIFEST
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist: this is not an evidence pack, or its manifest was removed") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    except OSError as exc:
+        raise ManifestError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    return parse_manifest(raw, str(path))
+
+
+def parse_manifest(raw: bytes, where: str) -> dict:
+    """A manifest's content checked for shape, or ManifestError naming `where` and the problem."""
     try:
-        manifest = json.loads(text)
+        manifest = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ManifestError(f"{where} is not UTF-8 text: it has been altered") from None
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): it has been altered") from None
+        raise ManifestError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}): it has been altered") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not files:
-        raise ManifestError(f"{path} has no \"files\" list of hashes: it has been altered or is not a pack's manifest")
+        raise ManifestError(f"{where} has no \"files\" list of hashes: it has been altered or is not a pack's manifest")
     for name, entry in files.items():
         digest = entry.get("sha256") if isinstance(entry, dict) else None
         if not isinstance(digest, str) or len(digest) != 64 or Path(name).name != name or name == MANIFEST:
-            raise ManifestError(f"{path}: the entry for {name!r} is not a file name with a SHA-256: it has been altered")
+            raise ManifestError(f"{where}: the entry for {name!r} is not a file name with a SHA-256: it has been altered")
     return manifest
 
 
-def verify(directory: Path) -> Verification:
-    """Check every file of the pack in `directory` against manifest.json."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ManifestError(f"{directory} is not a directory")
-    manifest = read_manifest(directory)
-    result = Verification(manifest_sha256=sha256_of(directory / MANIFEST))
-    listed = manifest["files"]
+def verify(path: Path) -> Verification:
+    """Check every file of a pack (a directory, or the ZIP the Evidence page gives) against its manifest."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        return _verify_zip(path)
+    if not path.is_dir():
+        raise ManifestError(f"{path} is not a directory or a ZIP file of an evidence pack")
+    manifest = read_manifest(path)
+    present = {p.name: p for p in path.iterdir() if p.name != MANIFEST}
+    return _compare(manifest["files"], sha256_of(path / MANIFEST), present, lambda p: sha256_of(p) if p.is_file() else "")
+
+
+def _verify_zip(path: Path) -> Verification:
+    """Check a ZIP without unpacking it: the pack is one folder, with the manifest inside."""
+    with zipfile.ZipFile(path) as bundle:
+        members = [info for info in bundle.infolist() if not info.is_dir()]
+        manifests = [info for info in members if info.filename.count("/") == 1 and info.filename.endswith("/" + MANIFEST)]
+        if len(manifests) != 1:
+            raise ManifestError(f"{path} does not hold one pack folder with a {MANIFEST}: it is not an evidence pack "
+                                "from the Evidence page, or its manifest was removed")
+        folder = manifests[0].filename[: -len(MANIFEST)]
+        raw = bundle.read(manifests[0])
+        manifest = parse_manifest(raw, f"{path}:{manifests[0].filename}")
+        # Anything outside the folder or in a subfolder is unexpected, named in full.
+        present = {(info.filename[len(folder):] if info.filename.startswith(folder) and "/" not in info.filename[len(folder):]
+                    else info.filename): info for info in members if info is not manifests[0]}
+        return _compare(manifest["files"], hashlib.sha256(raw).hexdigest(), present, lambda info: _member_sha256(bundle, info))
+
+
+def _member_sha256(bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    digest = hashlib.sha256()
+    with bundle.open(info) as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _compare(listed: dict, manifest_sha256: str, present: dict, digest_of) -> Verification:
+    result = Verification(manifest_sha256=manifest_sha256)
     for name in sorted(listed):
-        path = directory / name
-        if not path.is_file():
+        if name not in present:
             result.missing.append(name)
-        elif sha256_of(path) != listed[name]["sha256"]:
+        elif digest_of(present[name]) != listed[name]["sha256"]:
             result.altered.append(name)
         else:
             result.checked.append(name)
-    present = {p.name for p in directory.iterdir()} - {MANIFEST}
-    result.unexpected = sorted(present - set(listed))
+    result.unexpected = sorted(set(present) - set(listed))
     return result

@@ -74,6 +74,8 @@ def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited
     assert {p.name for p in pack.iterdir()} == PACK_FILES
     result = verify(pack)
     assert result.ok
+    (tmp_path / "download.zip").write_bytes(response.get_data())
+    assert verify(tmp_path / "download.zip").checked == result.checked  # the ZIP as downloaded, too
     with open(pack / "calls.csv", encoding="utf-8-sig", newline="") as stream:
         calls = list(csv.DictReader(stream))
     assert len(calls) == 5 and calls[0]["caller"] == "********123"  # masked

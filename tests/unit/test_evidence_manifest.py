@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,37 @@ def test_a_directory_that_is_not_a_pack_is_explained(tmp_path):
         verify(tmp_path)
     with pytest.raises(ManifestError, match="is not a directory"):
         verify(tmp_path / "nowhere")
+
+
+def zipped(pack: Path, extra: dict[str, bytes] | None = None, leave_out: str = "") -> Path:
+    """The pack as the Evidence page sends it: one folder inside a ZIP."""
+    path = pack.parent / "pack.zip"
+    with zipfile.ZipFile(path, "w") as bundle:
+        for file in sorted(pack.iterdir()):
+            if file.name != leave_out:
+                bundle.write(file, f"evidence-2026-11-23-to-2026-11-24/{file.name}")
+        for name, data in (extra or {}).items():
+            bundle.writestr(name, data)
+    return path
+
+
+def test_a_downloaded_zip_verifies_without_unpacking(pack):
+    result = verify(zipped(pack))
+    assert result.ok and result.checked == ["calls.csv", "report.pdf"]
+    assert result.manifest_sha256 == hashlib.sha256((pack / MANIFEST).read_bytes()).hexdigest()
+
+
+def test_a_zip_with_a_changed_missing_or_added_file_names_it(pack):
+    (pack / "calls.csv").write_bytes((pack / "calls.csv").read_bytes().replace(b"x,y", b"x,z"))
+    result = verify(zipped(pack, extra={"evidence-2026-11-23-to-2026-11-24/extra.csv": b"1\n", "../escape.txt": b"!"},
+                           leave_out="report.pdf"))
+    assert (result.altered, result.missing, result.unexpected) == (["calls.csv"], ["report.pdf"],
+                                                                   ["../escape.txt", "extra.csv"])
+
+
+def test_a_zip_without_a_pack_folder_and_manifest_is_explained(pack):
+    with pytest.raises(ManifestError, match="does not hold one pack folder with a manifest.json"):
+        verify(zipped(pack, leave_out=MANIFEST))
 
 
 def test_csv_files_round_trip_commas_quotes_and_a_byte_order_mark(pack):
