@@ -1,6 +1,7 @@
 """The report's charts, drawn with reportlab.graphics from aggregates (plain values only)."""
 from __future__ import annotations
 
+import math
 from datetime import date
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
@@ -67,6 +68,13 @@ def daily_compliance(title: str, days: list[tuple[date, float | None]], target: 
     return drawing
 
 
+def nice_step(top: int) -> int:
+    """A step of 1, 2 or 5 times a power of ten giving about five gridlines up to `top`."""
+    raw = max(top / 5, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
 def bars(title: str, categories: list[str], values: list[int], axis_label: str) -> Drawing:
     """A bar per category (counts), labelled with the count."""
     drawing = _frame(title)
@@ -84,9 +92,9 @@ def bars(title: str, categories: list[str], values: list[int], axis_label: str) 
     chart.categoryAxis.labels.boxAnchor = "n" if chart.categoryAxis.labels.angle == 0 else "ne"
     chart.valueAxis.valueMin = 0
     chart.valueAxis.labels.fontName, chart.valueAxis.labels.fontSize = FONT, 7
-    top = max(values)
-    chart.valueAxis.valueMax = top + max(1, top // 8)
-    chart.valueAxis.valueStep = max(1, (top + 4) // 5)
+    step = nice_step(max(values))
+    chart.valueAxis.valueStep = step
+    chart.valueAxis.valueMax = (max(values) // step + 1) * step
     drawing.add(chart)
     drawing.add(String(WIDTH - 10, HEIGHT - 12, axis_label, fontName=FONT, fontSize=7, textAnchor="end"))
     return drawing
