@@ -21,12 +21,16 @@ DEMO_DATABASE_URL := sqlite:///demo.db
 DEMO_USER ?= manager
 DEMO_AGENT ?= agent
 DEMO_AGENT_PHONE ?= +447700900100
+DEMO_AUDITOR ?= auditor
+DEMO_EMAILS ?= 40
+DEMO_SMTP_PORT ?= 8025
+DEMO_MAIL_DIR := demo-mail
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
 DEMO_ENV := .demo.env
 DEMO_CONFIG := config/demo.toml
 
-.PHONY: help demo test bench clean distclean install
+.PHONY: help demo demo-secrets test bench clean distclean install
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -43,37 +47,43 @@ $(INSTALL_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 
 install: $(INSTALL_STAMP)
 
-# Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos.
-$(DEMO_ENV):
-	@umask 077; \
+# Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos. A key
+# added in a later version of the demo is appended to an existing file.
+DEMO_SECRETS := SECRET_KEY TWILIO_AUTH_TOKEN DEMO_MANAGER_PASSWORD DEMO_AGENT_PASSWORD \
+	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET
+
+demo-secrets:
+	@umask 077; touch $(DEMO_ENV); \
 	hex() { $(PYTHON) -c "import secrets; print(secrets.token_hex($$1))"; }; \
-	{ \
-	  echo "SECRET_KEY=$$(hex 32)"; \
-	  echo "TWILIO_ACCOUNT_SID=AC$$(hex 16)"; \
-	  echo "TWILIO_AUTH_TOKEN=$$(hex 16)"; \
-	  echo "DEMO_MANAGER_PASSWORD=$$(hex 12)"; \
-	  echo "DEMO_AGENT_PASSWORD=$$(hex 12)"; \
-	} > $@.tmp; \
-	mv $@.tmp $@
-	@echo "demo: wrote new demo secrets to $@"
+	grep -q '^TWILIO_ACCOUNT_SID=' $(DEMO_ENV) || echo "TWILIO_ACCOUNT_SID=AC$$(hex 16)" >> $(DEMO_ENV); \
+	for key in $(DEMO_SECRETS); do \
+	  grep -q "^$$key=" $(DEMO_ENV) || { echo "$$key=$$(hex 16)" >> $(DEMO_ENV); echo "demo: wrote a new $$key to $(DEMO_ENV)"; }; \
+	done
 
 # ---------------------------------------------------------------- demo
 
 # The app runs in the foreground until Ctrl-C; the simulator runs in the background once the
 # app answers /readyz, and is stopped with the app.
-demo: $(INSTALL_STAMP) $(DEMO_ENV)
+demo: $(INSTALL_STAMP) demo-secrets
 	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
 	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)'; \
 	$(BIN)/helpdesk db upgrade; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager 2>&1); then \
-	  if grep -qi 'exist' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
+	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
-	if ! out=$$(HELPDESK_PASSWORD="$${DEMO_AGENT_PASSWORD:?remove $(DEMO_ENV) to make new demo secrets}" $(BIN)/helpdesk users add '$(DEMO_AGENT)' \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AGENT)' \
 	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AUDITOR_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AUDITOR)' --role auditor --name 'DWP Auditor' 2>&1); then \
+	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AUDITOR) already exists, keeping it"; \
+	  else echo "$$out" >&2; exit 1; fi; \
+	else echo "$$out"; fi; \
+	mkdir -p $(DEMO_MAIL_DIR)/tmp $(DEMO_MAIL_DIR)/new $(DEMO_MAIL_DIR)/cur; \
+	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(DEMO_SMTP_PORT) -c aiosmtpd.handlers.Mailbox $(DEMO_MAIL_DIR) & \
+	mailserver=$$!; \
 	( ready=; \
 	  for _ in $$(seq 1 120); do \
 	    if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -86,13 +96,17 @@ demo: $(INSTALL_STAMP) $(DEMO_ENV)
 	  echo " Help-desk SLA monitor demo: $(DEMO_URL)/login"; \
 	  echo " manager login: $(DEMO_USER) / $$DEMO_MANAGER_PASSWORD   (Calls: /calls)"; \
 	  echo " agent login:   $(DEMO_AGENT) / $$DEMO_AGENT_PASSWORD   (Callback queue: /queue)"; \
-	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s; Ctrl-C stops)"; \
+	  echo " auditor login: $(DEMO_AUDITOR) / $$DEMO_AUDITOR_PASSWORD   (Evidence: /evidence)"; \
+	  echo " Prometheus metrics: $(DEMO_URL)/metrics   Service levels: /service-levels (manager)"; \
+	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
+	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s; Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
+	  $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) || echo "demo: the email simulator failed" >&2; \
 	  exec $(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) \
 	) & \
 	simulator=$$!; \
-	trap 'kill $$simulator 2>/dev/null || true' EXIT; \
+	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
 	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
 	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT)
 
@@ -116,7 +130,8 @@ bench: $(INSTALL_STAMP)
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis .coverage htmlcov *.egg-info $(INSTALL_STAMP)
-	rm -f demo.db demo.db-wal demo.db-shm
+	rm -f demo.db demo.db-wal demo.db-shm demo.db.lock
+	rm -rf $(DEMO_MAIL_DIR)
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
