@@ -1,16 +1,16 @@
-"""Settled history, counted once per process, so a scrape only counts what can still change.
+"""Settled rows, counted once per process, so a scrape counts only what can still change.
 
-A scrape needs all-time counters and this week's and month's compliance, over millions of
-rows. Rows whose counted state is final do not change, so they are counted once and kept:
-items contacted before today (UK) that were settled when counted (a finished call, a decided
-callback, an acknowledgement sent, suppressed, or given up and past due) and that existed
-then (id at most the table's highest id at the time). Each scrape adds, by query, every
-other row: today's, newer ids, and the ones that were unsettled (their ids are kept).
+A scrape needs all-time counters and today's, this week's and this month's compliance over
+millions of rows. Rows whose counted state is final are counted once and kept: a finished
+call that ended over SETTLE_MARGIN ago, a decided callback, an acknowledgement sent,
+suppressed, or given up and past due. Each scrape adds, by query, the rows newer than the
+last count (higher ids) and the ones that were not settled then (their ids are kept).
+Every ROLL_SECONDS the rows that have settled since are added to the kept counts.
 
-That is exact for every change the app makes: settled states never change back, and a call
-is only changed by projecting a new journal event, so a new event for a counted call drops
-the cache. At UK midnight the rows left to the live part that have settled are added to it;
-everything is counted again at least hourly, which bounds how long a change made outside
+That is exact for every change the app makes: callbacks and acknowledgements never leave a
+settled state, and a call is only changed by projecting a new journal event, so an event
+for a counted call makes everything count again. So does a new configuration, the clock
+going back, and the passing of REBUILD_SECONDS, which bounds how long a change made outside
 the app (an edit or deletion in SQL) goes unseen.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
@@ -32,20 +32,23 @@ from metrics.counts import Totals, add_totals, totals
 
 log = logging.getLogger(__name__)
 REBUILD_SECONDS = 3600
-_CONTACT = {Call: Call.arrived_at, Callback: Callback.owed_from, InboundEmail: InboundEmail.received_at,
-            EmailAcknowledgement: EmailAcknowledgement.received_at}
+ROLL_SECONDS = 60
+# Twilio's last status callbacks arrive within seconds of a call's end; a call is counted
+# as settled only this long after it ended, so they rarely touch a counted call.
+SETTLE_MARGIN = timedelta(minutes=15)
+MODELS = (Call, Callback, InboundEmail, EmailAcknowledgement)
 
 
-def _settled(model, cutoff: datetime):
-    """Whether a row's counted state is final, for rows contacted before `cutoff`."""
+def _settled(model, at: datetime):
+    """Whether a row's counted state is final at `at` (None: always, it never changes)."""
     if model is Call:
-        return Call.outcome != "in_progress"
+        ended = func.coalesce(Call.ended_at, Call.arrived_at)
+        return and_(Call.outcome != "in_progress", ended < at - SETTLE_MARGIN)
     if model is Callback:
         return Callback.sla_result.is_not(None)
     if model is EmailAcknowledgement:
         ack = EmailAcknowledgement
-        return (ack.sla_result.is_not(None) | (ack.status == "suppressed")
-                | ((ack.status == "failed") & (ack.due_at < cutoff)))
+        return ack.sla_result.is_not(None) | (ack.status == "suppressed") | ((ack.status == "failed") & (ack.due_at < at))
     return None  # inbound emails are stored once and never change
 
 
@@ -53,26 +56,23 @@ def _settled(model, cutoff: datetime):
 class _Cache:
     key: tuple  # the settings it was counted with
     built: float  # time.monotonic() of the last full count
-    cutoff: datetime
-    highest: dict  # model -> highest id when counted
-    unsettled: dict  # model -> ids contacted before the cutoff, not settled then
+    counted_at: datetime  # the app's `now` at the last count or roll
+    highest: dict  # model -> highest id when counted; every row up to it is counted or unsettled
+    unsettled: dict  # model -> ids up to `highest` that were not settled
     last_event: int
     totals: Totals
-    period_starts: dict[str, datetime]  # "week", "month" -> the period's start
-    periods: dict[str, dict[str, RuleFigures]]  # "week", "month": their part before the cutoff
+    parts: dict[str, tuple[Period, dict[str, RuleFigures]]]  # "today", "week", "month": counted rows' figures
 
-    def live_scope(self) -> Scope:
-        """Every row not in the cache."""
+    def scope(self, counted: bool) -> Scope:
+        """The rows counted here (counted=True), or every other row (the live part)."""
         conditions = {}
         for model, highest in self.highest.items():
-            contact = _CONTACT[model]
-            terms = [model.id > highest, contact >= self.cutoff]
-            if contact.nullable:
-                terms.append(contact.is_(None))
-            if self.unsettled.get(model):
-                terms.append(model.id.in_(self.unsettled[model]))
-            conditions[model] = or_(*terms)
-        return Scope(conditions, bounded=False)
+            ids = self.unsettled.get(model) or []
+            if counted:
+                conditions[model] = (model.id <= highest) & model.id.not_in(ids) if ids else model.id <= highest
+            else:
+                conditions[model] = or_(model.id > highest, model.id.in_(ids)) if ids else model.id > highest
+        return Scope(conditions, bounded=counted)
 
 
 class SettledHistory:
@@ -85,31 +85,26 @@ class SettledHistory:
     def read(self, session: Session, settings: Settings, now: datetime,
              periods: list[Period]) -> tuple[Totals, dict[str, dict[str, RuleFigures]]]:
         """All-time totals and the figures for `periods` (today, week, month) at `now`."""
-        cache = self._current(session, settings, now)
-        live = cache.live_scope()
+        cache = self._current(session, settings, now, periods)
+        live = cache.scope(counted=False)
         live_totals = totals(session, settings, live)
         live_periods = compliance.figures_for_periods(session, periods, settings, now, live)
         merged = {}
         for period in periods:
-            cached = cache.periods.get(period.label) if period.start == cache.period_starts.get(period.label) else None
-            merged[period.label] = {
-                rule: add_figures(figures, cached[rule]) if cached else figures
-                for rule, figures in live_periods[period.label].items()}
+            kept = cache.parts[period.label][1]
+            merged[period.label] = {rule: add_figures(f, kept[rule]) for rule, f in live_periods[period.label].items()}
         return add_totals(cache.totals, live_totals), merged
 
-    def _current(self, session: Session, settings: Settings, now: datetime) -> _Cache:
-        cutoff = compliance.uk_midnight(compliance.uk_date(now))
+    def _current(self, session: Session, settings: Settings, now: datetime, periods: list[Period]) -> _Cache:
         key = (settings.version, settings.answer_target_seconds, settings.ring_period_seconds, settings.max_rings)
-        starts = {kind: compliance.current_period(kind, now).start for kind in ("week", "month")}
         with self._lock:
             cache = self._cache
-            usable = (cache is not None and cache.key == key and time.monotonic() - cache.built < REBUILD_SECONDS
-                      and cache.cutoff <= cutoff and not self._events_touch_cache(session, cache))
-            if not usable:
-                cache = self._count(session, settings, now, cutoff, key, starts, None)
-            elif cache.cutoff < cutoff:  # a new UK day: count what settled since, if the periods allow
-                rollable = all(start >= cutoff or cache.period_starts[kind] == start for kind, start in starts.items())
-                cache = self._count(session, settings, now, cutoff, key, starts, cache if rollable else None)
+            if (cache is None or cache.key != key or time.monotonic() - cache.built >= REBUILD_SECONDS
+                    or now < cache.counted_at or self._events_touch_cache(session, cache)):
+                cache = self._count(session, settings, now, key, periods, None)
+            elif (now - cache.counted_at >= timedelta(seconds=ROLL_SECONDS)
+                  or any(cache.parts.get(p.label, (None,))[0] != p for p in periods)):
+                cache = self._count(session, settings, now, key, periods, cache)
             self._cache = cache
             return cache
 
@@ -119,49 +114,55 @@ class SettledHistory:
             newest = session.scalar(select(func.max(TwilioEvent.id))) or 0
             if newest <= cache.last_event:
                 return False
+            counted = cache.scope(counted=True).conditions[Call]
             touched = session.scalar(
                 select(TwilioEvent.id).join(Call, Call.call_sid == TwilioEvent.call_sid)
-                .where(TwilioEvent.id > cache.last_event, TwilioEvent.id <= newest,
-                       Call.id <= cache.highest[Call], Call.arrived_at < cache.cutoff).limit(1))
+                .where(TwilioEvent.id > cache.last_event, TwilioEvent.id <= newest, counted).limit(1))
         if touched is not None:
-            log.info("a journal event changed a call from before today: counting the history again")
+            log.info("a journal event changed a counted call: counting everything again")
             return True
         cache.last_event = newest
         return False
 
-    def _count(self, session: Session, settings: Settings, now: datetime, cutoff: datetime, key: tuple,
-               starts: dict[str, datetime], base: _Cache | None) -> _Cache:
-        """Count the settled rows before `cutoff`: all of them, or only those `base` left to the live part."""
+    def _count(self, session: Session, settings: Settings, now: datetime, key: tuple, periods: list[Period],
+               base: _Cache | None) -> _Cache:
+        """Count the settled rows: all of them, or only those `base` left to the live part."""
         started = time.perf_counter()
-        previous = base.live_scope() if base is not None else None
+        previous = base.scope(counted=False) if base is not None else None
         with session.begin():
             last_event = session.scalar(select(func.max(TwilioEvent.id))) or 0
-            highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in _CONTACT}
-            unsettled, counted = {}, {}
+            highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in MODELS}
+            unsettled, delta = {}, {}
             for model, top in highest.items():
-                candidate = (model.id <= top) & (_CONTACT[model] < cutoff)
+                candidate = model.id <= top
                 if previous is not None:
                     candidate = candidate & previous.conditions[model]
-                settled = _settled(model, cutoff)
+                settled = _settled(model, now)
                 if settled is None:
-                    unsettled[model], counted[model] = [], candidate
+                    unsettled[model], delta[model] = [], candidate
                     continue
                 unsettled[model] = list(session.scalars(select(model.id).where(candidate, ~settled)))
                 # Excluded by id as well: a row that settles between these queries stays live only.
-                counted[model] = candidate & settled
+                delta[model] = candidate & settled
                 if unsettled[model]:
-                    counted[model] = counted[model] & model.id.not_in(unsettled[model])
-        scope = Scope(counted, bounded=base is None)
-        counted_totals = totals(session, settings, scope)
-        parts = [Period(kind, start, cutoff) for kind, start in starts.items() if start < cutoff]
-        counted_periods = compliance.figures_for_periods(session, parts, settings, now, scope)
+                    delta[model] = delta[model] & model.id.not_in(unsettled[model])
+        delta_scope = Scope(delta, bounded=base is None)
+        counted_totals = totals(session, settings, delta_scope)
         if base is not None:
             counted_totals = add_totals(base.totals, counted_totals)
-            for label, figures in counted_periods.items():
-                kept = base.periods.get(label)
-                if kept:
-                    counted_periods[label] = {rule: add_figures(f, kept[rule]) for rule, f in figures.items()}
-        log.info("counted the settled history%s in %.2f s", "" if base is None else " since yesterday",
-                 time.perf_counter() - started)
-        return _Cache(key, time.monotonic() if base is None else base.built, cutoff, highest, unsettled,
-                      last_event, counted_totals, dict(starts), counted_periods)
+        cache = _Cache(key, base.built if base is not None else time.monotonic(), now, highest, unsettled,
+                       last_event, counted_totals, {})
+        # A period already kept gets the newly counted rows; a new one (a new day, week or
+        # month) is counted from everything kept, which is little so soon after it started.
+        same = [p for p in periods if base is not None and base.parts.get(p.label, (None,))[0] == p]
+        fresh = [p for p in periods if p not in same]
+        added = compliance.figures_for_periods(session, same, settings, now, delta_scope)
+        for period in same:
+            kept = base.parts[period.label][1]
+            cache.parts[period.label] = (period, {r: add_figures(f, kept[r]) for r, f in added[period.label].items()})
+        counted = compliance.figures_for_periods(session, fresh, settings, now, cache.scope(counted=True))
+        for period in fresh:
+            cache.parts[period.label] = (period, counted[period.label])
+        log.log(logging.INFO if base is None else logging.DEBUG, "counted the settled rows%s in %.3f s",
+                "" if base is None else " since the last count", time.perf_counter() - started)
+        return cache

@@ -117,16 +117,17 @@ def test_a_change_made_outside_the_app_is_seen_once_the_history_is_counted_again
     assert_same(history_with_old_items, database, settings, clock())
 
 
-def test_at_midnight_only_what_settled_since_is_counted_and_the_figures_stay_exact(app, settings, clock, caplog,
+def test_a_new_day_counts_only_what_settled_since_and_the_figures_stay_exact(app, settings, clock, caplog,
                                                                                    history_with_old_items):
     database = app.extensions["helpdesk.db"]
     with database.session() as session, session.begin():
         add_call(session, datetime(2026, 11, 24, 23, 50, tzinfo=UTC), outcome="in_progress", countable=False)
         add_callback(session, datetime(2026, 11, 24, 15, tzinfo=UTC), result="met")
     clock.now = datetime(2026, 11, 25, 9, tzinfo=UTC)
-    with caplog.at_level("INFO", logger="metrics.history"):
+    with caplog.at_level("DEBUG", logger="metrics.history"):
         assert_same(history_with_old_items, database, settings, clock())
-    assert "counted the settled history since yesterday" in caplog.text
+    assert "counted the settled rows since the last count" in caplog.text
+    assert "counting everything again" not in caplog.text
     with database.session() as session, session.begin():
         session.execute(update(Call).where(Call.outcome == "in_progress")
                         .values(outcome="no_answer", countable=True, sla_result="breached"))
@@ -134,3 +135,17 @@ def test_at_midnight_only_what_settled_since_is_counted_and_the_figures_stay_exa
     assert_same(history_with_old_items, database, settings, clock())
     clock.now = datetime(2026, 11, 26, 9, tzinfo=UTC)
     assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_calls_that_ended_recently_are_counted_by_a_later_roll_and_meanwhile_live(app, settings, clock, caplog,
+                                                                                 history_with_old_items):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        recent = add_call(session, clock() - timedelta(minutes=2), answer_seconds=8.0)
+    assert_same(history_with_old_items, database, settings, clock())
+    clock.advance(20 * 60)
+    with caplog.at_level("DEBUG", logger="metrics.history"):
+        assert_same(history_with_old_items, database, settings, clock())
+    assert "since the last count" in caplog.text
+    assert recent.id not in history_with_old_items._cache.unsettled[Call]
+    assert recent.id <= history_with_old_items._cache.highest[Call]  # now among the counted rows
