@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from sqlalchemy import Index, insert, text  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
 
 from helpdesk.app import create_app  # noqa: E402
 from helpdesk.config import load_settings  # noqa: E402
@@ -47,13 +47,6 @@ CALLS, CALLBACKS, EMAILS = 1_000_000, 200_000, 200_000
 CALL_OUTCOMES = [("answered", 0.80), ("abandoned", 0.07), ("no_answer", 0.04), ("voicemail", 0.03),
                  ("out_of_hours", 0.05), ("failed", 0.01)]
 CALLER_TYPES = [("customer", 0.8), ("dwp", 0.15), ("unknown", 0.05)]
-
-# The indexes the /metrics queries need (see the report; the lead adds the migration).
-PROPOSED_INDEXES = [
-    # The period figures of a new day, week or month, and the Service levels page and the
-    # evidence export, pick callbacks by owed_from range: without it they read the whole table.
-    Index("ix_callbacks_owed_from", Callback.owed_from),
-]
 
 def pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
     roll, total = rng.random(), 0.0
@@ -228,11 +221,7 @@ def run(name: str, url: str, settings, scale: float, scrapes: int) -> None:
           f"{int(EMAILS * scale):,} emails loaded in {loaded:.0f} s; {scrapes} scrapes each", flush=True)
     database.dispose()
     results = {"empty": empty}
-    for label in ("full, schema indexes only", "full, with the proposed indexes"):
-        if label.endswith("proposed indexes"):
-            for index in PROPOSED_INDEXES:
-                index.create(database.engine)
-            maintain(database.engine)
+    for label in ("full",):
         # A new app, as after a restart: its first scrape counts the settled history.
         app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": ScrapeClock()})
         client = app.test_client()
@@ -249,8 +238,6 @@ def run(name: str, url: str, settings, scale: float, scrapes: int) -> None:
             f"  ratio {median / base:4.1f}x empty; target < {TARGET_MS:.0f} ms and <= {TARGET_RATIO:.0f}x: "
             f"{'met' if median < TARGET_MS and median / base <= TARGET_RATIO else 'MISSED'}")
         print(f"  {label:<34} median {median:7.1f} ms  p95 {percentile(timings, 0.95):7.1f} ms{verdict}", flush=True)
-    for index in PROPOSED_INDEXES:
-        index.drop(database.engine)
     database.dispose()
 
 

@@ -16,7 +16,7 @@ CLOSING_OUTCOMES = ("resolved", "unreachable", "withdrawn")
 
 class Callback(Base):
     __tablename__ = "callbacks"
-    __table_args__ = (Index("ix_callbacks_status_due_at", "status", "due_at"),)
+    __table_args__ = (Index("ix_callbacks_status_due_at", "status", "due_at"), Index("ix_callbacks_owed_from", "owed_from"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One callback per contact: "call:<CallSid>" (later "email:<Message-ID>").
