@@ -5,11 +5,13 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from helpdesk.clock import LONDON
+from helpdesk.config import Settings
 from helpdesk.models import Call
+from metrics import compliance
 
 
 @dataclass(frozen=True)
@@ -43,25 +45,25 @@ def has_clock_change(day: date) -> bool:
     return end - start != timedelta(days=1)
 
 
-def day_summary(session: Session, day: date) -> DaySummary:
-    """Calls offered on `day`, and how many counted for, met and breached the answer rule."""
+def day_summary(session: Session, day: date, settings: Settings, now: datetime) -> DaySummary:
+    """Calls offered on `day`, and the answer rule's countable, met and breached calls.
+
+    The rule's figures come from metrics.compliance, as everywhere else they are shown.
+    """
+    figures = compliance.figures(session, compliance.day_periods(day, day)[0], settings, now)
+    answer = figures["answer_within_rings"]
     start, end = day_bounds(day)
-    counted = Call.countable.is_(True)
-    offered, countable, met, breached = session.execute(
-        select(
-            func.count(Call.id),
-            func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
-            func.coalesce(func.sum(case(((counted) & (Call.sla_result == "met"), 1), else_=0)), 0),
-            func.coalesce(func.sum(case(((counted) & (Call.sla_result == "breached"), 1), else_=0)), 0),
-        ).where(Call.arrived_at >= start, Call.arrived_at < end)
-    ).one()
-    return DaySummary(int(offered), int(countable), int(met), int(breached))
+    with session.begin():
+        offered = session.scalar(select(func.count(Call.id)).where(Call.arrived_at >= start, Call.arrived_at < end))
+    return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached)
 
 
 def calls_page(
     session: Session,
     day: date,
     *,
+    settings: Settings,
+    now: datetime,
     outcome: str | None = None,
     result: str | None = None,
     page: int = 1,
@@ -75,8 +77,8 @@ def calls_page(
     if result:
         conditions.append(Call.countable.is_(True))
         conditions.append(Call.sla_result == result)
+    summary = day_summary(session, day, settings, now)
     with session.begin():
-        summary = day_summary(session, day)
         matching = session.scalar(select(func.count(Call.id)).where(*conditions)) or 0
         calls = list(
             session.scalars(

@@ -73,7 +73,8 @@ def calls():
 
     per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
     with database().session() as session:
-        listing = calls_page(session, day, outcome=outcome, result=result, page=page, per_page=per_page)
+        listing = calls_page(session, day, settings=settings(), now=clock(), outcome=outcome, result=result,
+                             page=page, per_page=per_page)
     if page > listing.pages:
         message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."
         return render_template("error.html", title="Page not found", message=message), 404
