@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,13 +102,38 @@ def database_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _migrated_templates(tmp_path_factory) -> dict[str, object]:
+    """Databases migrated to head once per run, copied for each test (migrating each time is slow)."""
+    return {"sqlite_dir": tmp_path_factory.mktemp("migrated-template")}
+
+
 @pytest.fixture
-def migrated_url(database_url: str) -> str:
-    """`database_url` with the schema brought to head by the project's migrations."""
+def migrated_url(request, database_url: str, _migrated_templates: dict) -> str:
+    """`database_url` with the schema brought to head by the project's migrations.
+
+    The migrations run once per test run and database kind; each test gets a copy (a file
+    copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL), which is the same schema.
+    """
     from helpdesk.migrate import upgrade
 
-    upgrade(database_url)
+    if database_url.startswith("sqlite"):
+        template = _migrated_templates["sqlite_dir"] / "template.db"
+        if not template.exists():
+            upgrade(f"sqlite:///{template}")
+        shutil.copyfile(template, database_url[len("sqlite:///"):])
+        return database_url
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    if "postgres_template" not in _migrated_templates:
+        _migrated_templates["postgres_template"] = server.create_database(_PG_TEMPLATE)
+        upgrade(_migrated_templates["postgres_template"])
+    name = database_url.rsplit("/", 1)[1]
+    server.drop_database(name)
+    server.create_database(name, template=_PG_TEMPLATE)
     return database_url
+
+
+_PG_TEMPLATE = "helpdesk_migrated_template"
 
 
 def pytest_report_header(config):

@@ -399,12 +399,15 @@ class PostgresServer:
 
         return psycopg.connect(self.conninfo(database), autocommit=autocommit)
 
-    def create_database(self, name: str) -> str:
-        """CREATE DATABASE `name`; return its SQLAlchemy URL (postgresql+psycopg://...)."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """CREATE DATABASE `name` (a copy of `template` if given); return its SQLAlchemy URL."""
         from psycopg import sql
 
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self.connect() as connection:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            connection.execute(statement)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
