@@ -262,6 +262,28 @@ def test_axe_core_finds_nothing_serious_or_critical_on_the_calls_page(page, live
     _check_with_axe(page, "/calls")
 
 
+def test_axe_core_finds_nothing_serious_or_critical_on_the_service_levels_page(page, live_app, sign_in):
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at("/service-levels"))
+    assert page.locator("table caption").count() >= 3, "one table per rule"
+    _check_with_axe(page, "/service-levels")
+    # The date range form, filled in and shown with its figures.
+    day = live_app.calls_day.isoformat()
+    page.fill("#from", day)
+    page.fill("#to", day)
+    with page.expect_navigation():
+        page.locator("form.filters button[type=submit]").click()
+    assert "from=" in page.url
+    _check_with_axe(page, "/service-levels (a date range)")
+
+
+def test_axe_core_finds_nothing_serious_or_critical_on_the_evidence_page(page, live_app, sign_in):
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at("/evidence"))
+    assert page.locator("form.filters input[type=date]").count() == 2
+    _check_with_axe(page, "/evidence")
+
+
 # --------------------------------------------------------------------------- escaping
 
 
