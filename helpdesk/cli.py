@@ -258,6 +258,44 @@ def email_simulate(url: str, count: int) -> None:
                                    f"(first: HTTP {failed[0].status} {failed[0].answer.get('error', '')})")
 
 
+@main.command("simulate-agent")
+@click.option("--url", "base_url", required=True, help="The help desk's base URL, e.g. http://127.0.0.1:5000.")
+@click.option("--username", required=True, help="An agent's username (the password comes from HELPDESK_PASSWORD).")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="Stop after this many rounds (default: until stopped).")
+@click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Seconds between rounds.")
+@click.option("--late-share", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of callbacks left alone until overdue, so they breach.")
+@click.option("--seed", type=int, default=None, help="Repeat a run's choices exactly.")
+def simulate_agent(base_url: str, username: str, rounds: int | None, interval: float, late_share: float,
+                   seed: int | None) -> None:
+    """Play an agent at the callback queue page: claim, log attempts, close, answer emails."""
+    import random
+    import signal
+    import threading
+    from urllib.parse import urlsplit
+
+    from helpdesk.agent_simulator import AgentSimulator, Behaviour, RequestsTransport, run
+
+    password = os.environ.get("HELPDESK_PASSWORD", "")
+    if not password:
+        raise click.UsageError("HELPDESK_PASSWORD is not set: export the agent's password first.")
+    if urlsplit(base_url).scheme not in ("http", "https") or not urlsplit(base_url).netloc:
+        raise click.BadParameter("give an http:// or https:// base URL", param_hint="--url")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    transport = RequestsTransport(base_url)
+    agent = AgentSimulator(transport, username, password, Behaviour(late_share=late_share),
+                           rng=random.Random(seed), report=click.echo)
+    try:
+        total = run(agent, interval=interval, rounds=rounds, stopping=stop.is_set, sleep=stop.wait)
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+        return
+    finally:
+        transport.close()
+    click.echo(f"{'Stopped' if stop.is_set() else 'Done'}: {total} actions.")
+
+
 def _register() -> None:
     from helpdesk.simulator import simulate_command
     from helpdesk.users import users_cli

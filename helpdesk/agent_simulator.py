@@ -1,0 +1,306 @@
+"""A simulated help-desk agent: works the agents' queue page over HTTP, as a person would.
+
+It signs in through /login, then each round reads /queue and submits the page's own forms:
+claim an open callback, log an attempt by hand (reached or no answer), sometimes close it
+as resolved, now and then release one, and mark some email enquiries answered. Every figure
+it produces therefore comes from the real views and services. A share of callbacks
+(``late_share``) is left alone until the page shows them overdue, so the sweep records
+breaches too. It prints references and actions only, never numbers, names or addresses.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Callable, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+log = logging.getLogger(__name__)
+
+_REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
+_CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
+_EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/answered(?:\?.*)?$")
+NOTES = ("Spoke to the caller; query answered.", "Rang back about their claim.", "Returned the call.")
+MISSED_NOTES = ("No answer; will try again.", "Rang out.")
+
+
+class Transport(Protocol):
+    """A browser's session: GET and form POST a path, following redirects, keeping cookies."""
+
+    def get(self, path: str) -> tuple[int, str]: ...
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, str]: ...
+
+
+class RequestsTransport:
+    """The real transport: one requests session (its cookie jar holds the sign-in)."""
+
+    def __init__(self, base_url: str, timeout: float = 15.0):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def get(self, path: str) -> tuple[int, str]:
+        response = self.session.get(urljoin(self.base_url, path.lstrip("/")), timeout=self.timeout)
+        return response.status_code, response.text
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, str]:
+        response = self.session.post(urljoin(self.base_url, path.lstrip("/")), data=form, timeout=self.timeout)
+        return response.status_code, response.text
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class AgentError(Exception):
+    """The help desk could not be reached, refused, or its page was not as expected."""
+
+
+@dataclass
+class Form:
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class QueueItem:
+    """One open callback as the page shows it."""
+
+    callback_id: int
+    reference: str = ""
+    state: str = ""
+    forms: dict[str, Form] = field(default_factory=dict)  # "claim", "release", "attempts", "close"
+    attempted: bool = False
+    next_try: bool = False  # a retry is scheduled (the last attempt did not reach the caller)
+    next_try_now: bool = False
+    owed_this_minute: bool = False  # the form's times are whole minutes: an attempt now would seem early
+
+
+@dataclass
+class QueuePage:
+    callbacks: list[QueueItem] = field(default_factory=list)
+    emails: list[tuple[str, Form]] = field(default_factory=list)  # (reference, "Mark as answered" form)
+
+
+class _PageParser(HTMLParser):
+    """Collects the queue's forms (with their hidden and pre-filled fields) and each item's facts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[tuple[str | None, Form]] = []  # (enclosing row or item id, form)
+        self.texts: dict[str, list[str]] = {}
+        self.states: dict[str, str] = {}
+        self._container: str | None = None
+        self._form: Form | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
+            self._container = a["id"]
+            self.texts[self._container] = []
+            self.states[self._container] = next(
+                (c.removeprefix("state-") for c in a.get("class", "").split() if c.startswith("state-")), "")
+        elif tag == "form" and a.get("method", "").lower() == "post":
+            self._form = Form(a.get("action", ""))
+            self.forms.append((self._container, self._form))
+        elif tag == "input" and self._form is not None and a.get("name") and a.get("type") != "radio":
+            self._form.fields[a["name"]] = a.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag in ("li", "tr") and self._container and self._form is None:
+            self._container = None
+
+    def handle_data(self, data: str) -> None:
+        if self._container:
+            self.texts[self._container].append(data)
+
+
+def parse_queue(page: str) -> QueuePage:
+    """The open callbacks and email enquiries on /queue, with the forms an agent can submit."""
+    parser = _PageParser()
+    parser.feed(page)
+    parser.close()
+    items: dict[int, QueueItem] = {}
+    result = QueuePage()
+    for container, form in parser.forms:
+        path = urlsplit(form.action).path + (f"?{urlsplit(form.action).query}" if urlsplit(form.action).query else "")
+        text = " ".join(" ".join(parser.texts.get(container or "", [])).split())
+        reference = (_REFERENCE.search(text) or [""])[0] if container else ""
+        if match := _CALLBACK_ACTION.search(path):
+            callback_id = int(match.group(1))
+            item = items.setdefault(callback_id, QueueItem(callback_id))
+            item.reference = reference
+            item.state = parser.states.get(container or "", "")
+            item.attempted = "None yet" not in text
+            item.next_try = "next try" in text
+            item.next_try_now = "next try now" in text
+            owed = re.search(r"Owed from ([0-9]{1,2}:[0-9]{2})", text)
+            started = form.fields.get("started_at", "")
+            if owed and started:
+                item.owed_this_minute = started.endswith("T" + owed.group(1).zfill(5))
+            item.forms[match.group(2)] = form
+        elif _EMAIL_ACTION.search(path):
+            result.emails.append((reference, form))
+    result.callbacks = list(items.values())
+    if "csrf_token" not in page and (result.callbacks or result.emails):
+        raise AgentError("the queue page's forms carry no CSRF token")
+    return result
+
+
+@dataclass
+class Behaviour:
+    """How the simulated agent works: shares are chances between 0 and 1."""
+
+    late_share: float = 0.1  # callbacks left alone until overdue (breached)
+    reached_share: float = 0.7  # attempts that reach the caller; the rest ring out
+    close_share: float = 0.6  # reached callbacks closed as resolved in the same round
+    release_share: float = 0.05  # claimed callbacks let go for another agent
+    answer_share: float = 0.7  # email enquiries marked answered (the rest keep waiting)
+    per_round: int = 3  # callbacks worked each round
+
+
+@dataclass
+class AgentSimulator:
+    """One agent at the queue page. `round()` is one look at the page and a few actions."""
+
+    transport: Transport
+    username: str
+    password: str
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    rng: random.Random = field(default_factory=random.Random)
+    report: Callable[[str], None] = print
+    _late: dict[str, bool] = field(default_factory=dict)
+    _answer: dict[str, bool] = field(default_factory=dict)
+    _signed_in: bool = False
+
+    def sign_in(self) -> None:
+        """Sign in through the login form, with its CSRF token."""
+        status, page = self.transport.get("/login")
+        if status != 200:
+            raise AgentError(f"the sign-in page answered HTTP {status}")
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+        if not token:
+            raise AgentError("the sign-in page has no CSRF token")
+        status, page = self.transport.post("/login", {"csrf_token": token.group(1), "username": self.username,
+                                                      "password": self.password})
+        if status != 200 or 'action="/login"' in page.replace("'", '"') or "There is a problem" in page:
+            raise AgentError("sign-in was refused: check the username and HELPDESK_PASSWORD")
+        self._signed_in = True
+        self.report(f"signed in as {self.username}")
+
+    def round(self) -> int:
+        """Read /queue and act on it; answers how many actions were taken."""
+        if not self._signed_in:
+            self.sign_in()
+        status, page = self.transport.get("/queue")
+        if status != 200 or 'id="queue-items"' not in page:
+            self._signed_in = status == 200 and "Sign in" not in page
+            raise AgentError(f"the queue page answered HTTP {status}" if status != 200
+                             else "the queue page is not as expected (signed out?)")
+        queue = parse_queue(page)
+        done = 0
+        for item in self._to_work(queue.callbacks):
+            done += self._work(item)
+        for reference, form in queue.emails:
+            if self._answer.setdefault(reference, self.rng.random() < self.behaviour.answer_share):
+                done += self._submit(form, {}, f"marked {reference} answered") is not None
+                break  # one email a round, as a person reading and replying would
+        return done
+
+    def _to_work(self, callbacks: list[QueueItem]) -> list[QueueItem]:
+        workable = []
+        for item in callbacks:
+            if not item.reference or ("claim" not in item.forms and "release" not in item.forms):
+                continue  # another agent holds it
+            late = self._late.setdefault(item.reference, self.rng.random() < self.behaviour.late_share)
+            if late and item.state != "overdue":
+                continue  # left alone on purpose until it is overdue: the sweep records the breach
+            if item.next_try and not item.next_try_now:
+                continue  # waiting for the next try
+            workable.append(item)
+        return workable[: self.behaviour.per_round]
+
+    def _work(self, item: QueueItem) -> int:
+        b, ref = self.behaviour, item.reference
+        done = 0
+        if "claim" in item.forms:
+            page = self._submit(item.forms["claim"], {}, f"claimed {ref}")
+            item = _find(page, item.callback_id)
+            if item is None:
+                return 0
+            done += 1
+            if self.rng.random() < b.release_share:
+                return done + bool(self._act(item, "release", {}, f"released {ref}"))
+        if item.owed_this_minute and not item.attempted:
+            return done  # the form's time (this minute) is before the call came in: ring next round
+        if item.attempted and not item.next_try:  # the caller was reached: the enquiry is dealt with
+            return done + bool(self._act(item, "close", {"outcome": "resolved", "note": "Caller helped."},
+                                         f"closed {ref} as resolved"))
+        reached = self.rng.random() < b.reached_share
+        outcome = "reached" if reached else "no_answer"
+        note = self.rng.choice(NOTES if reached else MISSED_NOTES)
+        page = self._act(item, "attempts", {"outcome": outcome, "note": note},
+                         f"{ref}, attempt: {outcome.replace('_', ' ')}")
+        if page is None:
+            return done
+        done += 1
+        item = _find(page, item.callback_id)
+        if item is not None and reached and self.rng.random() < b.close_share:
+            done += bool(self._act(item, "close", {"outcome": "resolved", "note": "Caller helped."},
+                                   f"closed {ref} as resolved"))
+        return done
+
+    def _act(self, item: QueueItem, action: str, values: dict[str, str], said: str) -> str | None:
+        form = item.forms.get(action)
+        if form is None:
+            self.report(f"could not do it ({said}): the page has no such form")
+            return None
+        return self._submit(form, values, said)
+
+    def _submit(self, form: Form, values: dict[str, str], said: str) -> str | None:
+        """Post a form from the page; the queue page it leads back to, or None if refused."""
+        status, page = self.transport.post(form.action, {**form.fields, **values})
+        refused = re.search(r'class="notice notice-error"[^>]*>([^<]*)<', page)
+        if status != 200 or refused:
+            reason = refused.group(1).strip() if refused else f"HTTP {status}"
+            self.report(f"could not do it ({said}): {_scrub(reason)}")
+            return None
+        self.report(said)
+        return page
+
+
+def _find(page: str | None, callback_id: int) -> QueueItem | None:
+    """The callback on the page an action led back to (None when it has left the list)."""
+    if page is None:
+        return None
+    return next((i for i in parse_queue(page).callbacks if i.callback_id == callback_id), None)
+
+
+def _scrub(text: str) -> str:
+    """A refusal's words, with anything like a phone number or an email address taken out."""
+    text = re.sub(r"\S+@\S+", "[address]", text)
+    return re.sub(r"\+?[0-9][0-9 ]{7,}[0-9]", "[number]", text)[:200]
+
+
+def run(agent: AgentSimulator, *, interval: float, rounds: int | None, stopping: Callable[[], bool],
+        sleep: Callable[[float], None] = time.sleep) -> int:
+    """Rounds until `rounds` are done or `stopping()`; errors are reported and retried next round."""
+    total = done = 0
+    while not stopping() and (rounds is None or done < rounds):
+        try:
+            total += agent.round()
+        except (AgentError, requests.RequestException) as exc:
+            reason = str(exc) if isinstance(exc, AgentError) else f"cannot reach the help desk ({type(exc).__name__})"
+            agent.report(f"round {done + 1}: {reason}; trying again next round")
+            log.warning("simulated agent round failed: %s", reason)
+        done += 1
+        if not stopping() and (rounds is None or done < rounds):
+            sleep(interval)
+    return total
