@@ -163,7 +163,7 @@ class Behaviour:
     close_share: float = 0.6  # reached callbacks closed as resolved in the same round
     release_share: float = 0.05  # claimed callbacks let go for another agent
     answer_share: float = 0.7  # email enquiries marked answered (the rest keep waiting)
-    per_round: int = 3  # callbacks worked each round
+    per_round: int = 5  # callbacks worked each round
 
 
 @dataclass
@@ -222,6 +222,8 @@ class AgentSimulator:
             late = self._late.setdefault(item.reference, self.rng.random() < self.behaviour.late_share)
             if late and item.state != "overdue":
                 continue  # left alone on purpose until it is overdue: the sweep records the breach
+            if item.owed_this_minute and not item.attempted and "claim" not in item.forms:
+                continue  # claimed already; rung next minute (the form's time would seem early)
             if item.next_try and not item.next_try_now:
                 continue  # waiting for the next try
             workable.append(item)

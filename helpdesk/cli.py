@@ -265,9 +265,11 @@ def email_simulate(url: str, count: int) -> None:
 @click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Seconds between rounds.")
 @click.option("--late-share", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Share of callbacks left alone until overdue, so they breach.")
+@click.option("--per-round", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Callbacks worked each round at most.")
 @click.option("--seed", type=int, default=None, help="Repeat a run's choices exactly.")
 def simulate_agent(base_url: str, username: str, rounds: int | None, interval: float, late_share: float,
-                   seed: int | None) -> None:
+                   per_round: int, seed: int | None) -> None:
     """Play an agent at the callback queue page: claim, log attempts, close, answer emails."""
     import random
     import signal
@@ -284,7 +286,7 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     transport = RequestsTransport(base_url)
-    agent = AgentSimulator(transport, username, password, Behaviour(late_share=late_share),
+    agent = AgentSimulator(transport, username, password, Behaviour(late_share=late_share, per_round=per_round),
                            rng=random.Random(seed), report=click.echo)
     try:
         total = run(agent, interval=interval, rounds=rounds, stopping=stop.is_set, sleep=stop.wait)
