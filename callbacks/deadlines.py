@@ -141,3 +141,16 @@ def _duration(span: timedelta) -> str:
     parts = ([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []) + (
         [f"{minutes} minute{'s' if minutes != 1 else ''}"] if minutes else [])
     return " ".join(parts) or "0 minutes"
+
+
+def due_soon_limits(settings, now: datetime) -> dict[str, datetime]:
+    """Per callback clock, the due time before which a callback is "due soon" at `now`.
+
+    On the business clock the time left is opening time left, as on the agents' page.
+    """
+    lead = timedelta(minutes=settings.callback.due_soon_minutes)
+    try:
+        business = settings.calendar.add_business_time(now, lead)
+    except ValueError:  # a calendar that never opens: fall back to the wall clock
+        business = now + lead
+    return {"business": business, "elapsed": now + lead}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain
-from callbacks.smtp import MailError, SmtpSender, short_error
+from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
 from helpdesk.config import Settings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.phones import is_withheld, number_ending
@@ -86,26 +85,13 @@ class SentMessage:
 
 
 @dataclass
-class FakeNotifier:
-    """Records messages instead of sending them; `fail()` makes every send raise until `recover()`."""
+class FakeNotifier(FakeMailServer):
+    """Records messages instead of sending them."""
 
     sent: list[SentMessage] = field(default_factory=list)
-    failure: str | None = None
-    attempts: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def fail(self, message: str = "the mail server is unreachable") -> None:
-        self.failure = message
-
-    def recover(self) -> None:
-        self.failure = None
 
     def send(self, subject: str, body: str, to: Sequence[str]) -> None:
-        with self._lock:
-            self.attempts += 1
-            if self.failure is not None:
-                raise NotifyError(self.failure)
-            self.sent.append(SentMessage(subject, body, tuple(to)))
+        self._attempt(lambda: self.sent.append(SentMessage(subject, body, tuple(to))))
 
 
 # --------------------------------------------------------------------------- sending notices

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from callbacks.deadlines import explain
+from callbacks.deadlines import due_soon_limits, explain
 from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
@@ -71,16 +71,6 @@ class RecentNotice:
     text: str
     recorded_at: datetime
     breach: bool
-
-
-def due_soon_limits(settings: Settings, now: datetime) -> dict[str, datetime]:
-    """Per clock, the due time before which a callback has less than `due_soon_minutes` left."""
-    lead = timedelta(minutes=settings.callback.due_soon_minutes)
-    try:
-        business = settings.calendar.add_business_time(now, lead)
-    except ValueError:  # a calendar that never opens: fall back to the wall clock
-        business = now + lead
-    return {"business": business, "elapsed": now + lead}
 
 
 def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit: int) -> QueueView:

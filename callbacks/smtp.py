@@ -87,10 +87,9 @@ class SmtpSender:
 
 
 @dataclass
-class FakeSender:
-    """Keeps messages instead of sending them; `fail()` makes every send raise until `recover()`."""
+class FakeMailServer:
+    """For tests: counts attempts; `fail()` makes every send raise until `recover()`."""
 
-    messages: list[EmailMessage] = field(default_factory=list)
     failure: str | None = None
     attempts: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -101,12 +100,22 @@ class FakeSender:
     def recover(self) -> None:
         self.failure = None
 
-    def send_message(self, message: EmailMessage) -> None:
+    def _attempt(self, keep) -> None:
         with self._lock:
             self.attempts += 1
             if self.failure is not None:
                 raise MailError(self.failure)
-            self.messages.append(message)
+            keep()
+
+
+@dataclass
+class FakeSender(FakeMailServer):
+    """Keeps messages instead of sending them."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    def send_message(self, message: EmailMessage) -> None:
+        self._attempt(lambda: self.messages.append(message))
 
 
 _EMAIL = re.compile(r"[^\s<>@,;]+@[^\s<>@,;]+")

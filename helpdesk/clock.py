@@ -1,10 +1,30 @@
 """Time: aware UTC inside, Europe/London at the edges."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: str) -> date | None:
+    """A calendar date written exactly YYYY-MM-DD (surrounding spaces allowed), else None.
+
+    Years before 1900 or after 9998 are refused too: UK times for them are meaningless
+    here, and the day after 9999-12-31 cannot be computed.
+    """
+    text = text.strip()
+    if not _ISO_DAY.fullmatch(text):
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if date(1900, 1, 1) <= day <= date(9998, 12, 31) else None
 
 
 def now_utc() -> datetime:

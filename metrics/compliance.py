@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
+from callbacks.deadlines import due_soon_limits
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from metrics.periods import (
@@ -187,19 +188,6 @@ class LiveFigures:
     oldest_open_callback_age_seconds: float  # 0 when nothing is open
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
-
-
-def due_soon_limits(settings: Settings, now: datetime) -> dict[str, datetime]:
-    """Per callback clock, the due time before which a callback is "due soon" at `now`.
-
-    As on the agents' queue page: on the business clock, the time left is opening time left.
-    """
-    lead = timedelta(minutes=settings.callback.due_soon_minutes)
-    try:
-        business = settings.calendar.add_business_time(now, lead)
-    except ValueError:  # a calendar that never opens: fall back to the wall clock
-        business = now + lead
-    return {"business": business, "elapsed": now + lead}
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-from helpdesk.clock import local
+from helpdesk.clock import iso_day, local
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import page_headers, role_required
 from helpdesk.pages.calls import calls_page, has_clock_change
@@ -16,10 +16,7 @@ bp = Blueprint("managers", __name__)
 bp.after_request(page_headers)
 
 PER_PAGE = 200
-_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PAGE = re.compile(r"[0-9]{1,6}")
-# Far enough from date.min and date.max that the day before and after still exist.
-_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 
 
 class BadQuery(ValueError):
@@ -29,13 +26,9 @@ class BadQuery(ValueError):
 def _day(text: str | None) -> date:
     if not text:
         return local(clock()).date()
-    if _ISO_DAY.fullmatch(text):
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            day = None
-        if day is not None and _FIRST_DAY <= day <= _LAST_DAY:
-            return day
+    day = iso_day(text)
+    if day is not None:
+        return day
     raise BadQuery(f"“{text}” is not a date. Give the day as YYYY-MM-DD, for example 2026-11-24.")
 
 

@@ -2,12 +2,12 @@
 range of UK dates, and what is owed now. Figures come from metrics.compliance, as /metrics."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import Blueprint, render_template, request, url_for
 
+from helpdesk.clock import iso_day
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import page_headers, role_required
 from helpdesk.web import clock, database, settings
@@ -16,8 +16,6 @@ from metrics import compliance
 bp = Blueprint("service_levels", __name__)
 bp.after_request(page_headers)
 
-_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 PERIOD_HEADINGS = {"today": "Today", "week": "This week", "month": "This month"}
 
 
@@ -34,13 +32,9 @@ class PeriodTable:
 
 
 def _day(text: str, what: str) -> date:
-    if _ISO_DAY.fullmatch(text):
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            day = None
-        if day is not None and _FIRST_DAY <= day <= _LAST_DAY:
-            return day
+    day = iso_day(text)
+    if day is not None:
+        return day
     raise BadRange(f"The {what} date “{text}” is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.")
 
 

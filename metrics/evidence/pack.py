@@ -11,7 +11,6 @@ import getpass
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from helpdesk.clock import iso_day
 from helpdesk.config import Settings
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from metrics import compliance
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_ROLES = ("auditor", "manager", "admin")
 ACTION = "evidence.export"
-_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 EARLIEST = date(2000, 1, 1)
 
 
@@ -82,15 +81,10 @@ def parse_day(text: str | None, what: str) -> date:
     """A UK date given as YYYY-MM-DD, or EvidenceError naming the problem."""
     if not text:
         raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
-    day = None
-    if _ISO_DAY.fullmatch(text.strip()):
-        try:
-            day = date.fromisoformat(text.strip())
-        except ValueError:
-            day = None
+    day = iso_day(text)
     if day is None:
         raise EvidenceError(f"the {what} date {text!r} is not a date: use YYYY-MM-DD, for example 2026-11-24")
-    if not EARLIEST <= day <= date(9998, 12, 31):
+    if day < EARLIEST:
         raise EvidenceError(f"the {what} date {text!r} is out of range: use a date from {EARLIEST.year} on")
     return day
 
