@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
 _CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
+_BREACHED = re.compile(r"Breached: ([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
 _EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/answered(?:\?.*)?$")
 NOTES = ("Spoke to the caller; query answered.", "Rang back about their claim.", "Returned the call.")
 MISSED_NOTES = ("No answer; will try again.", "Rang out.")
@@ -85,6 +86,7 @@ class QueueItem:
 class QueuePage:
     callbacks: list[QueueItem] = field(default_factory=list)
     emails: list[tuple[str, Form]] = field(default_factory=list)  # (reference, "Mark as answered" form)
+    breached: set[str] = field(default_factory=set)  # references the sweep has recorded as breached
 
 
 class _PageParser(HTMLParser):
@@ -149,6 +151,7 @@ def parse_queue(page: str) -> QueuePage:
         elif _EMAIL_ACTION.search(path):
             result.emails.append((reference, form))
     result.callbacks = list(items.values())
+    result.breached = set(_BREACHED.findall(page))
     if "csrf_token" not in page and (result.callbacks or result.emails):
         raise AgentError("the queue page's forms carry no CSRF token")
     return result
@@ -164,6 +167,7 @@ class Behaviour:
     release_share: float = 0.05  # claimed callbacks let go for another agent
     answer_share: float = 0.7  # email enquiries marked answered (the rest keep waiting)
     per_round: int = 5  # callbacks worked each round
+    overdue_rounds: int = 30  # a late callback is worked after this many overdue sightings, breach notice or not
 
 
 @dataclass
@@ -177,6 +181,7 @@ class AgentSimulator:
     rng: random.Random = field(default_factory=random.Random)
     report: Callable[[str], None] = print
     _late: dict[str, bool] = field(default_factory=dict)
+    _overdue_seen: dict[str, int] = field(default_factory=dict)
     _answer: dict[str, bool] = field(default_factory=dict)
     _signed_in: bool = False
 
@@ -206,7 +211,7 @@ class AgentSimulator:
                              else "the queue page is not as expected (signed out?)")
         queue = parse_queue(page)
         done = 0
-        for item in self._to_work(queue.callbacks):
+        for item in self._to_work(queue.callbacks, queue.breached):
             done += self._work(item)
         for reference, form in queue.emails:
             if self._answer.setdefault(reference, self.rng.random() < self.behaviour.answer_share):
@@ -214,14 +219,19 @@ class AgentSimulator:
                 break  # one email a round, as a person reading and replying would
         return done
 
-    def _to_work(self, callbacks: list[QueueItem]) -> list[QueueItem]:
+    def _to_work(self, callbacks: list[QueueItem], breached: set[str]) -> list[QueueItem]:
         workable = []
         for item in callbacks:
             if not item.reference or ("claim" not in item.forms and "release" not in item.forms):
                 continue  # another agent holds it
             late = self._late.setdefault(item.reference, self.rng.random() < self.behaviour.late_share)
-            if late and item.state != "overdue":
-                continue  # left alone on purpose until it is overdue: the sweep records the breach
+            if late and item.state == "overdue":
+                self._overdue_seen[item.reference] = self._overdue_seen.get(item.reference, 0) + 1
+            if late and item.reference not in breached \
+                    and self._overdue_seen.get(item.reference, 0) < self.behaviour.overdue_rounds:
+                # Left alone on purpose until the sweep has recorded the breach (the page's
+                # notices): the form's whole-minute time could otherwise still be in time.
+                continue
             if item.owed_this_minute and not item.attempted and "claim" not in item.forms:
                 continue  # claimed already; rung next minute (the form's time would seem early)
             if item.next_try and not item.next_try_now:

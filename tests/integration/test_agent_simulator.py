@@ -138,7 +138,11 @@ def test_a_callback_left_alone_breaches_and_is_worked_once_overdue(app, client, 
     assert agent.round() == 0
     assert callbacks_and_attempts(app)[1] == []
 
-    clock.now = at(13, 5)  # three hours of opening time later, and a little more
+    clock.now = at(13) + timedelta(seconds=30)  # overdue, but the form's time (13:00) would still be in time
+    agent.round()
+    assert callbacks_and_attempts(app)[1] == []  # left alone until the sweep records the breach
+
+    clock.now = at(13, 5)
     with app.extensions["helpdesk.db"].session() as session:
         sweep(session, settings, clock.now)
     agent.round()
