@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, and_, any_, bindparam, func, not_, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
@@ -52,6 +53,14 @@ def _settled(model, at: datetime):
     return None  # inbound emails are stored once and never change
 
 
+def _among(column, ids: list[int], dialect: str):
+    """`column IN ids`. PostgreSQL gets the ids as one array parameter: hundreds of
+    separate parameters cost more to render, send and parse than the lookups themselves."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
 @dataclass
 class _Cache:
     key: tuple  # the settings it was counted with
@@ -62,6 +71,7 @@ class _Cache:
     last_event: int
     totals: Totals
     parts: dict[str, tuple[Period, dict[str, RuleFigures]]]  # "today", "week", "month": counted rows' figures
+    dialect: str  # the database dialect's name: how the id lists are sent
 
     def scope(self, counted: bool) -> Scope:
         """The rows counted here (counted=True), or every other row (the live part)."""
@@ -69,9 +79,10 @@ class _Cache:
         for model, highest in self.highest.items():
             ids = self.unsettled.get(model) or []
             if counted:
-                conditions[model] = (model.id <= highest) & model.id.not_in(ids) if ids else model.id <= highest
+                conditions[model] = ((model.id <= highest) & not_(_among(model.id, ids, self.dialect))
+                                     if ids else model.id <= highest)
             else:
-                conditions[model] = or_(model.id > highest, model.id.in_(ids)) if ids else model.id > highest
+                conditions[model] = or_(model.id > highest, _among(model.id, ids, self.dialect)) if ids else model.id > highest
         return Scope(conditions, bounded=counted)
 
 
@@ -129,6 +140,7 @@ class SettledHistory:
         """Count the settled rows: all of them, or only those `base` left to the live part."""
         started = time.perf_counter()
         previous = base.scope(counted=False) if base is not None else None
+        dialect = session.get_bind().dialect.name
         with session.begin():
             last_event = session.scalar(select(func.max(TwilioEvent.id))) or 0
             highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in MODELS}
@@ -145,13 +157,13 @@ class SettledHistory:
                 # Excluded by id as well: a row that settles between these queries stays live only.
                 delta[model] = candidate & settled
                 if unsettled[model]:
-                    delta[model] = delta[model] & model.id.not_in(unsettled[model])
+                    delta[model] = delta[model] & not_(_among(model.id, unsettled[model], dialect))
         delta_scope = Scope(delta, bounded=base is None)
         counted_totals = totals(session, settings, delta_scope)
         if base is not None:
             counted_totals = add_totals(base.totals, counted_totals)
         cache = _Cache(key, base.built if base is not None else time.monotonic(), now, highest, unsettled,
-                       last_event, counted_totals, {})
+                       last_event, counted_totals, {}, dialect)
         # A period already kept gets the newly counted rows; a new one (a new day, week or
         # month) is counted from everything kept, which is little so soon after it started.
         same = [p for p in periods if base is not None and base.parts.get(p.label, (None,))[0] == p]
