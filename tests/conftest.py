@@ -39,6 +39,22 @@ __all__ = ["skip_or_fail", "require_program"]
 _database_numbers = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(request, monkeypatch):
+    """Hash passwords cheaply in-process: scrypt's 0.1 s a hash, at every sign-in, is minutes of
+    the suite. Tests marked `real_password_hashing` (and servers in other processes) keep scrypt."""
+    if request.node.get_closest_marker("real_password_hashing"):
+        return
+    from functools import partial
+
+    from werkzeug.security import generate_password_hash
+
+    import helpdesk.users
+
+    monkeypatch.setattr(helpdesk.users, "generate_password_hash",
+                        partial(generate_password_hash, method="pbkdf2:sha256:1"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that use the PostgreSQL server (directly or through a fixture) get `postgres`."""
     for item in items:

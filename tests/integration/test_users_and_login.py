@@ -57,6 +57,7 @@ def test_a_new_user_can_authenticate_with_their_password(db_session, clock):
     assert user.created_at == clock.now and user.created_at.tzinfo == timezone.utc
 
 
+@pytest.mark.real_password_hashing
 def test_the_password_is_stored_only_as_a_scrypt_hash(db_session):
     add_user(db_session, "sam", PASSWORD, "agent")
     stored = stored_users(db_session)[0].password_hash
