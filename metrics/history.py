@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, and_, any_, bindparam, func, not_, or_, select
+from sqlalchemy import and_, any_, bindparam, func, not_, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -57,7 +57,7 @@ def _among(column, ids: list[int], dialect: str):
     """`column IN ids`. PostgreSQL gets the ids as one array parameter: hundreds of
     separate parameters cost more to render, send and parse than the lookups themselves."""
     if dialect == "postgresql":
-        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+        return column == any_(bindparam(None, ids, type_=ARRAY(column.type)))
     return column.in_(ids)
 
 
