@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -161,16 +161,26 @@ def call_back(callback_id: int):
     return _back(callback_id)
 
 
-def _started_at(text: str) -> datetime:
-    """A UK date and time from the form (as <input type=datetime-local> sends it), in UTC."""
+def _started_at(text: str, now: datetime) -> datetime:
+    """A UK date and time from the form (as <input type=datetime-local> sends it), in UTC.
+
+    A time given to the minute may be any moment in that minute, so it is read as the minute's
+    last second: an attempt at "13:00" never meets a 13:00:10 deadline it may have missed.
+    In the current minute that is read as now, so an attempt just made is never in the future.
+    """
     match = _LOCAL_TIME.fullmatch(text.strip())
     if not match:
         raise CallbackError("Enter when you called as a date and time, for example 2026-11-24 14:05.")
     try:
-        naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}")
+        naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{match.group(3) or ''}")
     except ValueError:
         raise CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
-    return naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
+    moment = naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
+    if match.group(3):
+        return moment
+    if moment <= now < moment + timedelta(minutes=1):
+        return now
+    return moment + timedelta(seconds=59)
 
 
 @bp.post("/queue/<int:callback_id>/attempts")
@@ -183,7 +193,7 @@ def log_attempt(callback_id: int):
         if outcome not in queue.ATTEMPT_OUTCOMES:
             raise CallbackError("Choose what happened on the call.")
         service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
-                            started_at=_started_at(request.form.get("started_at", "")), source="manual",
+                            started_at=_started_at(request.form.get("started_at", ""), clock()), source="manual",
                             outcome=outcome, now=clock(), note=_note())
 
     label = queue.ATTEMPT_OUTCOMES.get(outcome, "").lower()

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from callbacks.sweep import sweep
 from callbacks.telephony import FakeTelephony
+from helpdesk.clock import local
 from helpdesk.models import Callback, CallbackAttempt, Enquiry, User
 from helpdesk.users import add_user
 from tests.integration.conftest import OPEN_TIME
@@ -236,8 +237,9 @@ def test_a_manual_attempt_before_the_due_time_meets_the_target(alice, client, th
                        outcome="no_answer", note="Rang out"))
     assert "Attempt logged for HD-2026-" in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
-    assert after.sla_result == "met" and after.first_attempt_at == at(12, 50)
-    assert after.next_attempt_at == at(13, 20)  # the first retry, 30 minutes on
+    # A time given to the minute is read as that minute's last second.
+    assert after.sla_result == "met" and after.first_attempt_at == at(12, 50) + timedelta(seconds=59)
+    assert after.next_attempt_at == at(13, 20) + timedelta(seconds=59)  # the first retry, 30 minutes on
     [attempt] = stored(db_session, CallbackAttempt)
     assert (attempt.source, attempt.outcome, attempt.note) == ("manual", "no_answer", "Rang out")
     entry = item(page, callback.id)
@@ -251,7 +253,32 @@ def test_an_attempt_time_in_summer_is_read_as_uk_time(alice, client, clock, db_s
     [callback] = stored(db_session)
     act(client, f"/queue/{callback.id}/attempts", started_at="2026-07-14T10:30", outcome="reached")
     [attempt] = stored(db_session, CallbackAttempt)
-    assert attempt.started_at == datetime(2026, 7, 14, 9, 30, tzinfo=timezone.utc)
+    assert attempt.started_at == datetime(2026, 7, 14, 9, 30, 59, tzinfo=timezone.utc)
+
+
+def test_an_attempt_given_to_the_minute_never_meets_a_deadline_inside_that_minute(alice, client, clock, db_session):
+    miss_a_call(client, clock, 7, OPEN_TIME + timedelta(seconds=10))  # owed from 10:00:10 + ringing
+    [callback] = stored(db_session)
+    db_session.rollback()
+    clock.now = callback.due_at + timedelta(minutes=5)
+    due_minute = local(callback.due_at).strftime("%Y-%m-%dT%H:%M")
+    act(client, f"/queue/{callback.id}/attempts", started_at=due_minute, outcome="reached")
+    [after] = stored(db_session)
+    assert after.due_at.second != 59, "the deadline falls inside its minute"
+    assert after.first_attempt_at == callback.due_at.replace(second=59, microsecond=0)
+    assert after.sla_result != "met"  # the sweep records the breach
+
+
+def test_an_attempt_logged_in_the_minute_it_was_made_is_taken_as_now(alice, client, clock, db_session):
+    miss_a_call(client, clock, 8, OPEN_TIME + timedelta(seconds=10))
+    [callback] = stored(db_session)
+    db_session.rollback()
+    clock.now = callback.owed_from + timedelta(seconds=5)  # the same minute the callback was owed
+    page = text_of(act(client, f"/queue/{callback.id}/attempts",
+                       started_at=local(clock.now).strftime("%Y-%m-%dT%H:%M"), outcome="reached"))
+    assert "Attempt logged for" in page
+    [after] = stored(db_session)
+    assert after.first_attempt_at == clock.now and after.sla_result == "met"
 
 
 @pytest.mark.parametrize("started_at", ["", "yesterday", "2026-02-30T10:00"])
