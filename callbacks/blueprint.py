@@ -53,6 +53,7 @@ def _queue_context(now: datetime) -> dict:
         "more_href": url_for("agents.queue", show=min(shown + SHOWN, MOST_SHOWN)) if view.more and shown < MOST_SHOWN
         else None,
         "show_arg": shown if shown != SHOWN else None,
+        "callback_within": settings().callback.within_minutes,
     }
 
 

@@ -70,6 +70,22 @@ def format_compliance(met: int, countable: int) -> str:
     return f"{percent}%"
 
 
+_NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+                 9: "nine", 10: "ten", 12: "twelve", 24: "twenty-four"}
+
+
+def format_minutes(minutes: int) -> str:
+    """A length of time in words: 180 -> "three hours", 90 -> "1 hour 30 minutes", 5 -> "five minutes"."""
+    hours, rest = divmod(minutes, 60)
+
+    def part(n: int, unit: str) -> str:
+        return f"{_NUMBER_WORDS.get(n, n)} {unit}{'' if n == 1 else 's'}"
+
+    if hours and rest:
+        return f"{hours} hour{'' if hours == 1 else 's'} {rest} minute{'' if rest == 1 else 's'}"
+    return part(hours, "hour") if hours else part(rest, "minute")
+
+
 def format_day(day) -> str:
     """A date in words, British style: "Tuesday 24 November 2026"."""
     return f"{day:%A} {day.day} {day:%B %Y}"

@@ -123,3 +123,13 @@ def test_a_day_with_nothing_countable_has_no_compliance_figure():
 
 def test_a_day_is_written_the_british_way():
     assert format_day(date(2026, 11, 4)) == "Wednesday 4 November 2026"
+
+
+@pytest.mark.parametrize(("minutes", "words"), [
+    (180, "three hours"), (60, "one hour"), (5, "five minutes"), (1, "one minute"),
+    (90, "1 hour 30 minutes"), (150, "2 hours 30 minutes"), (45, "45 minutes"), (1440, "twenty-four hours"),
+])
+def test_a_length_of_time_is_written_in_words(minutes, words):
+    from helpdesk.pages.format import format_minutes
+
+    assert format_minutes(minutes) == words
