@@ -63,30 +63,46 @@ class Redactor:
         return mask_email(address) if self.masked else (address or "")
 
 
-def london_times() -> Callable[[str | datetime | None], str]:
-    """A formatter of stored instants as ISO 8601 UK time, cheap enough for a million rows.
+STORED_LENGTH = len("2026-11-24 10:00:05.123456")  # an instant as SQLite stores it: naive UTC
 
-    Accepts SQLite's stored text ("YYYY-MM-DD HH:MM:SS.ffffff", naive UTC) or an aware datetime
-    (PostgreSQL). UK offsets are whole hours, so only the date and hour depend on the offset:
-    those are worked out once per UTC hour and cached. Milliseconds are kept (truncated).
+
+class UKHours(dict):
+    """The UK date and hour, and the offset, for each UTC hour met: {"2026-07-01 23": ("2026-07-02T00", "+01:00")}.
+
+    UK offsets are whole hours and change only on the hour (at the two DST instants), so a stored
+    instant's UK text is its UTC hour's entry with the minutes, seconds and milliseconds copied
+    over (`uk_time`). Each hour is worked out once, on first use.
     """
-    hours: dict[str, tuple[str, str]] = {}
 
-    def hour(utc_hour: str) -> tuple[str, str]:
-        cached = hours[utc_hour] = _local_hour(utc_hour)
-        return cached
+    def __missing__(self, utc_hour: str) -> tuple[str, str]:
+        local = self[utc_hour] = _local_hour(utc_hour)
+        return local
+
+
+def uk_time(value: str | datetime | None, hours: UKHours) -> str:
+    """A stored instant as ISO 8601 UK time with the offset, to the millisecond (truncated).
+
+    Accepts SQLite's stored text ("YYYY-MM-DD HH:MM:SS.ffffff", naive UTC), other ISO text, or an
+    aware datetime (PostgreSQL). A missing time is "".
+    """
+    if value is None:
+        return ""
+    if value.__class__ is str and len(value) == STORED_LENGTH and value[10] == " ":
+        local_hour, offset = hours[value[:13]]
+        return local_hour + value[13:23] + offset
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(LONDON).isoformat(timespec="milliseconds")
+
+
+def london_times() -> Callable[[str | datetime | None], str]:
+    """A formatter of stored instants as ISO 8601 UK time (`uk_time`), with its own cache of hours."""
+    hours = UKHours()
 
     def formatted(value: str | datetime | None) -> str:
-        if value is None:
-            return ""
-        if value.__class__ is str and len(value) == 26 and value[10] == " ":
-            cached = hours.get(value[:13]) or hour(value[:13])
-            return cached[0] + value[13:23] + cached[1]
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(LONDON).isoformat(timespec="milliseconds")
+        return uk_time(value, hours)
 
     return formatted
 
