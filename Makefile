@@ -27,6 +27,8 @@ DEMO_SMTP_PORT ?= 8025
 DEMO_MAIL_DIR := demo-mail
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
+# Share of callbacks the simulated agent leaves until they breach (the demo's window is 5 minutes).
+DEMO_LATE_SHARE ?= 0.1
 DEMO_ENV := .demo.env
 DEMO_CONFIG := config/demo.toml
 
@@ -99,14 +101,24 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " auditor login: $(DEMO_AUDITOR) / $$DEMO_AUDITOR_PASSWORD   (Evidence: /evidence)"; \
 	  echo " Prometheus metrics: $(DEMO_URL)/metrics   Service levels: /service-levels (manager)"; \
 	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
-	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s; Ctrl-C stops)"; \
+	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
+	  echo "  a simulated agent works the queue; callbacks are due in 5 minutes in the demo; Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
 	  $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) || echo "demo: the email simulator failed" >&2; \
 	  exec $(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) \
 	) & \
 	simulator=$$!; \
-	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
+	( for _ in $$(seq 1 120); do \
+	    $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+	      '$(DEMO_URL)/readyz' 2>/dev/null && break; \
+	    sleep 0.5; \
+	  done; \
+	  HELPDESK_PASSWORD="$$DEMO_AGENT_PASSWORD" exec $(BIN)/helpdesk simulate-agent --url '$(DEMO_URL)' \
+	    --username '$(DEMO_AGENT)' --late-share $(DEMO_LATE_SHARE) \
+	) & \
+	agent=$$!; \
+	trap 'kill $$simulator $$agent $$mailserver 2>/dev/null || true' EXIT; \
 	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
 	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT)
 
