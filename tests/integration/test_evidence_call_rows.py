@@ -1,0 +1,101 @@
+"""calls.csv row by row on SQLite and PostgreSQL: UK times across both 2026 clock changes, quoting."""
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from helpdesk.db import Database
+from helpdesk.models import Call, Enquiry
+from metrics.evidence.csvs import ENCODING, write_csv
+from metrics.evidence.fields import Redactor
+from metrics.evidence.rows import CALL_COLUMNS, call_rows
+from metrics.evidence.snapshot import snapshot
+from metrics.periods import date_range_period
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def add_calls(url: str, calls: list[dict]) -> None:
+    database = Database(url)
+    try:
+        with database.session() as session, session.begin():
+            for n, fields in enumerate(calls, start=1):
+                sid = f"CA{n:032x}"
+                enquiry = Enquiry(reference=f"HD-2026-{n:06d}", channel="phone", opened_at=fields["arrived_at"],
+                                  call_sid=sid)
+                session.add(Call(call_sid=sid, outcome="answered", in_hours=True, countable=True, sla_result="met",
+                                 caller_number="+447700900123", caller_type="customer", enquiry=enquiry,
+                                 config_version="test", **fields))
+    finally:
+        database.dispose()
+
+
+def export(url: str, first: date, last: date, tmp_path, redaction: str = "masked") -> tuple[list[list[str]], list]:
+    """calls.csv's rows as read back by the csv module, and the rows as call_rows iterates them."""
+    period = date_range_period(first, last)
+    with snapshot(url) as connection:
+        header, rows = call_rows(connection, period.start, period.end, Redactor(redaction))
+        write_csv(tmp_path / "calls.csv", header, rows)
+        header, rows = call_rows(connection, period.start, period.end, Redactor(redaction))
+        iterated = [list(row) for row in rows]
+    with open(tmp_path / "calls.csv", encoding=ENCODING, newline="") as stream:
+        written = list(csv.reader(stream))
+    assert written[0] == CALL_COLUMNS
+    return written[1:], iterated
+
+
+def times(rows: list[list[str]]) -> list[tuple[str, str, str]]:
+    return [(row[1], row[2], row[3]) for row in rows]
+
+
+def test_calls_either_side_of_both_2026_clock_changes_show_the_uk_time_and_offset_in_force(migrated_url, tmp_path):
+    add_calls(migrated_url, [
+        # Spring: clocks go forward at 01:00 UTC on 29 March; answered and ended after the change.
+        {"arrived_at": utc(2026, 3, 29, 0, 59, 50, 999999), "answered_at": utc(2026, 3, 29, 1, 0),
+         "ended_at": utc(2026, 3, 29, 1, 4, 0, 1000)},
+        {"arrived_at": utc(2026, 3, 29, 1, 0), "answered_at": None, "ended_at": None},
+        # Autumn: clocks go back at 01:00 UTC on 25 October, so 01:30 UK time happens twice.
+        {"arrived_at": utc(2026, 10, 24, 23, 30), "answered_at": utc(2026, 10, 25, 0, 59, 59, 999000),
+         "ended_at": utc(2026, 10, 25, 1, 0, 0, 500)},
+        {"arrived_at": utc(2026, 10, 25, 0, 30, 0, 123456), "answered_at": None, "ended_at": utc(2026, 10, 25, 1, 30)},
+    ])
+    written, iterated = export(migrated_url, date(2026, 3, 28), date(2026, 10, 25), tmp_path)
+    assert times(written) == [
+        ("2026-03-29T00:59:50.999+00:00", "2026-03-29T02:00:00.000+01:00", "2026-03-29T02:04:00.001+01:00"),
+        ("2026-03-29T02:00:00.000+01:00", "", ""),
+        ("2026-10-25T00:30:00.000+01:00", "2026-10-25T01:59:59.999+01:00", "2026-10-25T01:00:00.000+00:00"),
+        ("2026-10-25T01:30:00.123+01:00", "", "2026-10-25T01:30:00.000+00:00"),
+    ]
+    assert iterated == written
+
+
+def test_a_range_ending_at_a_clock_change_keeps_calls_by_their_uk_date(migrated_url, tmp_path):
+    add_calls(migrated_url, [
+        {"arrived_at": utc(2026, 10, 24, 22, 59, 59), "answered_at": None, "ended_at": None},  # 23:59:59 BST, Saturday
+        {"arrived_at": utc(2026, 10, 24, 23, 0), "answered_at": None, "ended_at": None},  # 00:00 BST, Sunday
+    ])
+    written, _ = export(migrated_url, date(2026, 10, 24), date(2026, 10, 24), tmp_path)
+    assert times(written) == [("2026-10-24T23:59:59.000+01:00", "", "")]
+
+
+def test_an_unredacted_number_that_needs_quoting_is_quoted_and_reads_back_exactly(migrated_url, tmp_path):
+    odd = 'ext, "12"\r\n9'
+    arrived = utc(2026, 11, 24, 10, 0)
+    add_calls(migrated_url, [{"arrived_at": arrived + timedelta(minutes=n), "answered_at": None, "ended_at": None}
+                             for n in range(3)])
+    database = Database(migrated_url)
+    try:
+        with database.session() as session, session.begin():
+            session.get(Call, 2).caller_number = odd
+    finally:
+        database.dispose()
+    written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path, redaction="none")
+    assert [row[-1] for row in written] == ["+447700900123", odd, "+447700900123"]
+    assert [row[0] for row in written] == [f"CA{n:032x}" for n in (1, 2, 3)]
+    assert all(len(row) == len(CALL_COLUMNS) for row in written) and iterated == written
+    masked, _ = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
+    assert [row[-1] for row in masked] == ["********123", "********", "********123"]  # too few digits to show any
