@@ -3,8 +3,8 @@
 1. A temporary SQLite file, migrated, with 1,000,000 calls (and their enquiries) spread over
    2026, bulk-inserted with the sqlite3 module in the stored format.
 2. The exporter (metrics.evidence.rows.call_rows + csvs.write_csv, in a read-only snapshot)
-   writes calls.csv for the whole year, in a child process: its time (measured inside, so
-   without Python's start-up; with it, too), and its peak RSS from
+   writes calls.csv for the whole year, in a child process: its wall and CPU time (measured
+   inside, so without Python's start-up; with it, too), and its peak RSS from
    resource.getrusage(RUSAGE_CHILDREN).ru_maxrss. CPU times are printed as well: on a busy
    machine they compare more fairly than wall times.
 3. `sqlite3 -csv` runs the same query with the same columns as far as SQL can make them
@@ -97,7 +97,7 @@ def fill(path: Path, count: int) -> None:
 
 
 def child(database: str, out: str) -> None:
-    """Run in a fresh process: export calls.csv and print the seconds it took."""
+    """Run in a fresh process: export calls.csv and print the seconds (wall, CPU) it took."""
     from metrics.evidence.csvs import write_csv
     from metrics.evidence.fields import Redactor
     from metrics.evidence.rows import call_rows
@@ -105,11 +105,11 @@ def child(database: str, out: str) -> None:
     from metrics.periods import date_range_period
 
     period = date_range_period(FIRST, LAST)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with snapshot(f"sqlite:///{database}") as connection:
         header, rows = call_rows(connection, period.start, period.end, Redactor("masked"))
         count = write_csv(Path(out), header, rows)
-    print(f"{time.perf_counter() - started:.3f} {count}")
+    print(f"{time.perf_counter() - started:.3f} {time.process_time() - cpu_started:.3f} {count}")
 
 
 def run_child(command: list[str], stdout_path: Path | None = None) -> tuple[float, float, str]:
@@ -159,20 +159,22 @@ def main() -> None:
         export_runs = []
         for _ in range(2):
             wall, cpu, output = run_child([sys.executable, __file__, "--child", str(database), str(work / "calls.csv")])
-            seconds, rows = output.split()
-            export_runs.append((float(seconds), wall, cpu))
+            seconds, inside_cpu, rows = output.split()
+            export_runs.append((float(seconds), wall, cpu, float(inside_cpu)))
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
         sqlite_runs = [run_child([sqlite, "-csv", str(database), query], work / "sqlite3.csv")[:2] for _ in range(2)]
         sqlite_rows = sum(1 for _ in open(work / "sqlite3.csv", "rb"))
         sqlite_wall, sqlite_cpu = min(sqlite_runs)
-        export_seconds, export_wall, export_cpu = min(export_runs)
+        export_seconds, export_wall, export_cpu, export_inside_cpu = min(export_runs)
         ratio = export_seconds / sqlite_wall
         print(f"sqlite3 -csv:      {sqlite_wall:6.2f} s  (CPU {sqlite_cpu:.2f} s)  {sqlite_rows:,} rows  "
               f"{os.path.getsize(work / 'sqlite3.csv') / 1e6:.0f} MB")
-        print(f"exporter:          {export_seconds:6.2f} s  (child process with Python start-up: {export_wall:.2f} s, "
-              f"CPU {export_cpu:.2f} s)  {int(rows):,} rows  {os.path.getsize(work / 'calls.csv') / 1e6:.0f} MB")
+        print(f"exporter:          {export_seconds:6.2f} s  (CPU {export_inside_cpu:.2f} s; child process with Python "
+              f"start-up: {export_wall:.2f} s, CPU {export_cpu:.2f} s)  {int(rows):,} rows  "
+              f"{os.path.getsize(work / 'calls.csv') / 1e6:.0f} MB")
         print(f"ratio:             {ratio:6.2f}x  (target <= {TIME_TARGET}x: {'met' if ratio <= TIME_TARGET else 'NOT met'}); "
-              f"with start-up {export_wall / sqlite_wall:.2f}x; CPU time {export_cpu / sqlite_cpu:.2f}x")
+              f"with start-up {export_wall / sqlite_wall:.2f}x; CPU time {export_inside_cpu / sqlite_cpu:.2f}x "
+              f"(with start-up {export_cpu / sqlite_cpu:.2f}x)")
         print(f"peak RSS (child):  {peak_mb:6.0f} MB (target < {RSS_TARGET_MB} MB: "
               f"{'met' if peak_mb < RSS_TARGET_MB else 'NOT met'})")
     finally:
