@@ -1,4 +1,4 @@
-"""Writing and reading the pack's CSV files, row by row, with progress reports.
+"""Writing and reading the pack's CSV files, a batch of rows at a time, with progress reports.
 
 UTF-8 with a byte-order mark, so Excel opens them with the right characters; CRLF line ends,
 as RFC 4180 says.
