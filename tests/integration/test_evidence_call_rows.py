@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 from datetime import date, datetime, timedelta, timezone
 
-
 from helpdesk.db import Database
 from helpdesk.models import Call, Enquiry
 from metrics.evidence.csvs import ENCODING, write_csv
