@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from servers import free_port, wait_for_url
+from servers import free_port, stop_process, wait_for_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +46,8 @@ class LiveApp:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=15)
         self.process = None
 
     def log_text(self) -> str:

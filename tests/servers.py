@@ -90,6 +90,17 @@ def _version_key(path: str) -> tuple:
 # --------------------------------------------------------------------------- ports
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a server to stop (SIGTERM); kill it if it has not stopped within `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port(host: str = HOST) -> int:
     """A TCP port that was free a moment ago (bind to port 0, read it, release it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -501,13 +512,7 @@ class DovecotServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            stop_process(self.process)
             if self.process.stderr is not None:
                 self.process.stderr.close()
             self.process = None

@@ -26,7 +26,7 @@ from live import LiveApp
 from metrics import compliance
 from metrics.dashboards import build
 from metrics.dashboards.panels import concrete, panel_queries
-from servers import free_port, require_program, wait_for_url
+from servers import free_port, require_program, stop_process, wait_for_url
 from tests.e2e.conftest import AUTH_TOKEN, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,12 +67,7 @@ class Prometheus:
             stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
     def api(self, path: str, **form) -> dict:

@@ -73,6 +73,16 @@ def client(app):
 
 
 @pytest.fixture
+def database(migrated_url):
+    """The project's Database on a migrated database, for service functions that take one."""
+    from helpdesk.db import Database
+
+    database = Database(migrated_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def db_session(app):
     with app.extensions["helpdesk.db"].session() as session:
         yield session

@@ -8,19 +8,11 @@ import pytest
 from sqlalchemy import func, select
 
 from callbacks.email.intake import store_inbound
-from helpdesk.db import Database
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
 from tests.integration.conftest import make_settings
 from tests.unit.email_corpus import OWN_ADDRESS, PER_SENDER_LIMIT, cases
 
 RECEIVED = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def database(migrated_url):
-    database = Database(migrated_url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

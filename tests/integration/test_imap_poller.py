@@ -31,13 +31,6 @@ def dovecot():
 
 
 @pytest.fixture
-def database(migrated_url):
-    database = Database(migrated_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def mailbox(dovecot):
     """A fresh mailbox on the shared server (the tests run against both databases)."""
     name = f"Enquiries-{uuid.uuid4().hex[:8]}"
