@@ -80,10 +80,12 @@ def items():
     return render_template("queue/items.html", **_queue_context(clock()))
 
 
-def _back(callback_id: int | None = None):
+def _back(callback_id: int | None = None, anchor: str | None = None):
+    """Back to the queue page as it was shown (its `show`), at the item acted on."""
     show = request.args.get("show")
     target = url_for("agents.queue", show=show if show and _SHOW.fullmatch(show) else None)
-    return redirect(target + (f"#callback-{callback_id}" if callback_id else ""))
+    anchor = anchor or (f"callback-{callback_id}" if callback_id else None)
+    return redirect(target + (f"#{anchor}" if anchor else ""))
 
 
 def _note() -> str:
@@ -255,11 +257,6 @@ def callback_needed(call_sid: str):
 # --------------------------------------------------------------------------- email enquiries
 
 
-def _back_to_emails():
-    show = request.args.get("show")
-    return redirect(url_for("agents.queue", show=show if show and _SHOW.fullmatch(show) else None) + "#emails")
-
-
 @bp.post("/queue/emails/<int:enquiry_id>/answered")
 @role_required(*ROLES)
 def email_answered(enquiry_id: int):
@@ -272,7 +269,7 @@ def email_answered(enquiry_id: int):
         abort(404)
     except waiting.EnquiryError as refusal:
         flash(str(refusal), "error")
-    return _back_to_emails()
+    return _back(anchor="emails")
 
 
 @bp.post("/queue/emails/acknowledgements/<int:acknowledgement_id>/retry")
@@ -287,4 +284,4 @@ def retry_acknowledgement(acknowledgement_id: int):
         abort(404)
     except sending.AcknowledgementError as refusal:
         flash(str(refusal), "error")
-    return _back_to_emails()
+    return _back(anchor="emails")
