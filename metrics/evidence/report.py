@@ -17,6 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from helpdesk.config import WEEKDAYS, Settings
+from helpdesk.pages.format import format_minutes
 from metrics import compliance
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON
@@ -45,13 +46,6 @@ def percent(value: float | None) -> str:
     return "No data" if value is None else f"{value * 100:.1f}%"
 
 
-def _duration(minutes: int) -> str:
-    hours, rest = divmod(minutes, 60)
-    parts = ([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []) + (
-        [f"{rest} minute{'s' if rest != 1 else ''}"] if rest else [])
-    return " ".join(parts) or "0 minutes"
-
-
 def rules_in_words(settings: Settings) -> list[str]:
     """The rules that judged these figures, as an auditor would read them."""
     hours = []
@@ -67,7 +61,7 @@ def rules_in_words(settings: Settings) -> list[str]:
         f"{settings.answer_target_seconds:g} seconds ({settings.max_rings} rings of {settings.ring_period_seconds:g} "
         "seconds, UK ringing cadence). Calls outside opening hours, and calls where the caller hung up before the "
         "target, are not counted; a caller who hung up after it is a breach.",
-        f"<b>Callbacks within {_duration(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
+        f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the first attempt to call "
         f"back is made within {settings.callback.within_minutes} minutes counted on {clock}.",
         f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
