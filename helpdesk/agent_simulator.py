@@ -20,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from callbacks.smtp import redact
+
 log = logging.getLogger(__name__)
 
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
@@ -282,7 +284,7 @@ class AgentSimulator:
         refused = re.search(r'class="notice notice-error"[^>]*>([^<]*)<', page)
         if status != 200 or refused:
             reason = refused.group(1).strip() if refused else f"HTTP {status}"
-            self.report(f"could not do it ({said}): {_scrub(reason)}")
+            self.report(f"could not do it ({said}): {redact(reason)[:200]}")
             return None
         self.report(said)
         return page
@@ -293,12 +295,6 @@ def _find(page: str | None, callback_id: int) -> QueueItem | None:
     if page is None:
         return None
     return next((i for i in parse_queue(page).callbacks if i.callback_id == callback_id), None)
-
-
-def _scrub(text: str) -> str:
-    """A refusal's words, with anything like a phone number or an email address taken out."""
-    text = re.sub(r"\S+@\S+", "[address]", text)
-    return re.sub(r"\+?[0-9][0-9 ]{7,}[0-9]", "[number]", text)[:200]
 
 
 def run(agent: AgentSimulator, *, interval: float, rounds: int | None, stopping: Callable[[], bool],
