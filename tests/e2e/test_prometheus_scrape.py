@@ -98,6 +98,11 @@ class Prometheus:
             time.sleep(0.25)
 
 
+def minutes_ago_today(now: datetime, minutes: float) -> datetime:
+    """`minutes` before `now`, but never before today's UK midnight: the panels read "today"."""
+    return max(now - timedelta(minutes=minutes), compliance.uk_midnight(compliance.uk_date(now)))
+
+
 def enquiry(session, n: int, channel: str, at: datetime) -> Enquiry:
     row = Enquiry(reference=f"HD-{at.year}-9{n:05d}", channel=channel, opened_at=at)
     session.add(row)
@@ -110,14 +115,14 @@ def seed_callbacks(database: Database, now: datetime) -> None:
     with database.session() as session, session.begin():
         for n, (result, status, age, due_in) in enumerate([
             ("met", "closed", 40, 140), ("breached", "open", 50, -5), (None, "open", 10, 170)]):
-            owed_from = now - timedelta(minutes=age)
+            owed_from = minutes_ago_today(now, age)
             row = enquiry(session, n + 1, "phone", owed_from)
             session.add(Callback(
                 contact_key=f"call:SEEDED{n}", enquiry_id=row.id, reason="not_concluded", caller_type="customer",
                 caller_number=f"+4477009002{n:02d}", owed_from=owed_from, due_at=now + timedelta(minutes=due_in),
                 clock="elapsed", explanation="{}", config_version="seeded", created_at=owed_from, status=status,
                 sla_result=result, attempts_count=1 if result == "met" else 0,
-                first_attempt_at=owed_from + timedelta(minutes=20) if result == "met" else None,
+                first_attempt_at=min(owed_from + timedelta(minutes=20), now) if result == "met" else None,
                 breached_at=now + timedelta(minutes=due_in) if result == "breached" else None))
 
 
@@ -125,7 +130,7 @@ def seed_emails(database: Database, now: datetime) -> None:
     """Three emails: acknowledged in time, acknowledged late, and one still owed past its target."""
     with database.session() as session, session.begin():
         for n, (status, result, age) in enumerate([("sent", "met", 30), ("sent", "late", 45), ("pending", None, 20)]):
-            received = now - timedelta(minutes=age)
+            received = minutes_ago_today(now, age)
             row = enquiry(session, n + 10, "email", received)
             email = InboundEmail(received_at=received, source="sendgrid", dedupe_key=f"{n:064d}",
                                  message_id=f"<seed{n}@example.org>", raw=b"Subject: help\r\n\r\nplease",
