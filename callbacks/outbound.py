@@ -57,8 +57,8 @@ def nest_in(parent: Blueprint) -> None:
 def _journal(kind: str, params: dict[str, str]) -> None:
     """Keep the webhook as received, like every other Twilio event, under the attempt's call."""
     try:
-        with database().session() as session:
-            journal_only(session, kind=kind, path=request.full_path.rstrip("?"),
+        with database().connection() as connection:
+            journal_only(connection, kind=kind, path=request.full_path.rstrip("?"),
                          params=list(request.form.items(multi=True)), received_at=clock(),
                          call_sid=params.get("ParentCallSid") or params["CallSid"],
                          idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"))

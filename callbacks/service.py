@@ -8,10 +8,12 @@ from functools import cache
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.config import Settings
+from helpdesk.dbutil import dialect_name
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
 from helpdesk.phones import is_e164
@@ -26,8 +28,9 @@ class CallbackError(ValueError):
     """Something an agent asked for cannot be done; the message says why, plainly."""
 
 
-def owe_for_missed_call(session: Session, settings: Settings, *, call_sid: str, enquiry_id: int, outcome: str,
-                        caller_number: str | None, caller_type: str, arrived_at: datetime, now: datetime) -> None:
+def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, call_sid: str, enquiry_id: int,
+                        outcome: str, caller_number: str | None, caller_type: str, arrived_at: datetime,
+                        now: datetime) -> None:
     """Inside the journal's transaction: a missed call with a number is owed a callback, once.
 
     If later events show the call was answered after all (callbacks arrive out of order),
@@ -35,7 +38,7 @@ def owe_for_missed_call(session: Session, settings: Settings, *, call_sid: str, 
     """
     key = f"call:{call_sid}"
     if outcome == "answered":
-        session.execute(
+        executor.execute(
             update(Callback)
             .where(Callback.contact_key == key, Callback.reason != "not_concluded", Callback.status == "open",
                    Callback.attempts_count == 0)
@@ -46,7 +49,7 @@ def owe_for_missed_call(session: Session, settings: Settings, *, call_sid: str, 
     if outcome not in MISSED_OUTCOMES or caller_number is None:
         return
     deadline = _deadline(settings, arrived_at)
-    session.execute(_owe_statement(session.get_bind().dialect.name), {
+    executor.execute(_owe_statement(dialect_name(executor)), {
         "contact_key": key, "enquiry_id": enquiry_id, "call_sid": call_sid, "reason": outcome,
         "caller_number": caller_number, "caller_type": caller_type, "owed_from": arrived_at,
         "due_at": deadline.due_at, "clock": deadline.clock, "explanation": json.dumps(deadline.explanation),

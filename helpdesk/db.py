@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 from sqlalchemy import create_engine, event, exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,11 @@ class Database:
     def session(self) -> Session:
         assert self.sessions is not None, "Database.connect() was not called"
         return self.sessions()
+
+    def connection(self) -> Connection:
+        """A Core connection, for hot paths that need no ORM objects (the webhook journal)."""
+        assert self.engine is not None, "Database.connect() was not called"
+        return self.engine.connect()
 
     def dispose(self) -> None:
         if self.engine is not None:

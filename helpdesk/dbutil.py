@@ -4,11 +4,18 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
-def insert_ignoring_conflicts(session: Session, model: type, values: dict[str, Any]):
-    """INSERT ... ON CONFLICT DO NOTHING for the session's database; rowcount says if it inserted."""
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
+def dialect_name(executor: Session | Connection) -> str:
+    """"sqlite" or "postgresql", for an ORM Session or a Core Connection alike."""
+    if isinstance(executor, Connection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
+def insert_ignoring_conflicts(executor: Session | Connection, model: type, values: dict[str, Any]):
+    """INSERT ... ON CONFLICT DO NOTHING for the executor's database; rowcount says if it inserted."""
+    module = postgresql if dialect_name(executor) == "postgresql" else sqlite
     return module.insert(model).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)

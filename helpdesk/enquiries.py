@@ -4,23 +4,25 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Enquiry, ReferenceCounter
 
 LONDON = ZoneInfo("Europe/London")
+ENQUIRIES = Enquiry.__table__
 
 
-def allocate_reference(session: Session, year: int) -> str:
+def allocate_reference(executor: Session | Connection, year: int) -> str:
     """The next reference for `year`, unique under concurrent transactions.
 
     The UPDATE takes the counter row's lock, so concurrent allocations queue behind
     each other until the first commits; the INSERT creates the year's row once.
     """
-    session.execute(insert_ignoring_conflicts(session, ReferenceCounter, {"year": year, "last": 0}))
-    last = session.execute(
+    executor.execute(insert_ignoring_conflicts(executor, ReferenceCounter, {"year": year, "last": 0}))
+    last = executor.execute(
         update(ReferenceCounter)
         .where(ReferenceCounter.year == year)
         .values(last=ReferenceCounter.last + 1)
@@ -29,15 +31,17 @@ def allocate_reference(session: Session, year: int) -> str:
     return f"HD-{year}-{last:06d}"
 
 
-def open_phone_enquiry(session: Session, call_sid: str, opened_at: datetime) -> Enquiry:
-    """The enquiry a call opened, created on the call's first event."""
-    existing = session.scalar(select(Enquiry).where(Enquiry.call_sid == call_sid))
+def open_phone_enquiry(connection: Connection, call_sid: str, opened_at: datetime) -> int:
+    """The id of the enquiry a call opened, created on the call's first event.
+
+    Core statements rather than ORM objects: this runs inside the journal's transaction,
+    on the webhooks' hot path.
+    """
+    existing = connection.execute(select(ENQUIRIES.c.id).where(ENQUIRIES.c.call_sid == call_sid)).scalar()
     if existing is not None:
         return existing
-    year = opened_at.astimezone(LONDON).year
-    enquiry = Enquiry(
-        reference=allocate_reference(session, year), channel="phone", opened_at=opened_at, call_sid=call_sid
-    )
-    session.add(enquiry)
-    session.flush()
-    return enquiry
+    reference = allocate_reference(connection, opened_at.astimezone(LONDON).year)
+    return connection.execute(
+        insert(ENQUIRIES).returning(ENQUIRIES.c.id),
+        {"reference": reference, "channel": "phone", "opened_at": opened_at, "call_sid": call_sid},
+    ).scalar_one()

@@ -64,9 +64,9 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
     received_at = clock()
     decision, body = decide(flat) if decide else (None, None)
     try:
-        with database().session() as session:
+        with database().connection() as connection:
             record_event(
-                session, settings(), kind=kind, path=request.path, params=params, received_at=received_at,
+                connection, settings(), kind=kind, path=request.path, params=params, received_at=received_at,
                 idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"), decision=decision,
             )
     except Exception:

@@ -1,14 +1,14 @@
 """Store each accepted webhook once, as received, and recompute the call's record.
 
-This is the hot path of every webhook, so it uses SQLAlchemy Core statements that are
-built once and cached compiled, rather than ORM objects.
+This is the hot path of every webhook, so it works on a Core Connection, with statements
+built once and cached compiled, rather than on an ORM Session with objects.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from functools import cache
 from typing import NamedTuple, Sequence
@@ -16,13 +16,12 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from callbacks.service import MISSED_OUTCOMES, owe_for_missed_call
 from helpdesk.config import Settings
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
-from helpdesk.voice.projection import CallRules, Event, can_change_record, project_call
+from helpdesk.voice.projection import CallRecord, CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def _statements(dialect: str):
 
 
 def record_event(
-    session: Session,
+    connection: Connection,
     settings: Settings,
     *,
     kind: str,
@@ -92,8 +91,7 @@ def record_event(
     """
     flat = dict(params)
     call_sid = owning_call_sid(kind, flat)
-    with session.begin():
-        connection = session.connection()
+    with connection.begin():
         sql = _statements(connection.dialect.name)
         locked = _lock_call(connection, sql, call_sid)
         inserted = connection.execute(
@@ -102,12 +100,12 @@ def record_event(
         if not inserted:
             log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
         elif can_change_record(kind, flat, locked.projected):
-            _refresh(session, connection, sql, settings, locked, call_sid, now=received_at)
+            _refresh(connection, sql, settings, locked, call_sid, now=received_at)
     return bool(inserted)
 
 
 def journal_only(
-    session: Session,
+    connection: Connection,
     *,
     kind: str,
     path: str,
@@ -121,8 +119,7 @@ def journal_only(
 
     Stored as received under `call_sid`, with no call record. Returns whether it was new.
     """
-    with session.begin():
-        connection = session.connection()
+    with connection.begin():
         return bool(connection.execute(
             _statements(connection.dialect.name)["new_event"],
             _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision),
@@ -140,6 +137,10 @@ def _event_row(kind, path, params, received_at, call_sid, idempotency_token, dec
         "params": json.dumps(list(params), ensure_ascii=False),
         "decision": decision,
     }
+
+
+# The record's fields that are columns of its row (a shallow copy: asdict() deep-copies).
+_RECORD_COLUMNS = tuple(field.name for field in fields(CallRecord) if field.name != "call_sid")
 
 
 class _Locked(NamedTuple):
@@ -170,14 +171,13 @@ def load_events(connection: Connection, call_sid: str) -> list[Event]:
     return [Event(kind, received_at, dict(json.loads(params)), decision) for kind, received_at, params, decision in rows]
 
 
-def _refresh(session, connection, sql, settings, locked: _Locked, call_sid, now) -> None:
+def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
     record = project_call(call_sid, load_events(connection, call_sid), call_rules(settings), now=now)
-    values = asdict(record)
-    del values["call_sid"]
+    values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
     values.update(_id=locked.id, config_version=settings.version)
     enquiry_id = locked.enquiry_id
     if enquiry_id is None:
-        enquiry_id = values["enquiry_id"] = open_phone_enquiry(session, call_sid, record.arrived_at).id
+        enquiry_id = values["enquiry_id"] = open_phone_enquiry(connection, call_sid, record.arrived_at)
     connection.execute(sql["update_call"], values)
     # A callback is owed once a missed call has ended; one owed earlier is withdrawn if the
     # call turns out to have been answered. Nothing else changes it, so skip the work.
@@ -185,14 +185,13 @@ def _refresh(session, connection, sql, settings, locked: _Locked, call_sid, now)
     owed_before = locked.state[1] and locked.state[0] in MISSED_OUTCOMES
     owed_now = state[1] and record.outcome in MISSED_OUTCOMES
     if (owed_now and state != locked.state) or (owed_before and record.outcome == "answered"):
-        owe_for_missed_call(session, settings, call_sid=call_sid, enquiry_id=enquiry_id, outcome=record.outcome,
+        owe_for_missed_call(connection, settings, call_sid=call_sid, enquiry_id=enquiry_id, outcome=record.outcome,
                             caller_number=record.caller_number, caller_type=record.caller_type,
                             arrived_at=record.arrived_at, now=now)
 
 
-def refresh_call(session: Session, settings: Settings, call_sid: str, now: datetime) -> None:
+def refresh_call(connection: Connection, settings: Settings, call_sid: str, now: datetime) -> None:
     """Recompute one call's record from its events (e.g. after the rules changed)."""
-    with session.begin():
-        connection = session.connection()
+    with connection.begin():
         sql = _statements(connection.dialect.name)
-        _refresh(session, connection, sql, settings, _lock_call(connection, sql, call_sid), call_sid, now)
+        _refresh(connection, sql, settings, _lock_call(connection, sql, call_sid), call_sid, now)

@@ -41,8 +41,8 @@ def test_concurrent_events_for_one_call_all_reach_its_record_and_open_one_enquir
 
     def deliver(item):
         index, (kind, params) = item
-        with database.session() as session:
-            record_event(session, settings, kind=kind, path=f"/{kind}", params=list(params.items()),
+        with database.connection() as connection:
+            record_event(connection, settings, kind=kind, path=f"/{kind}", params=list(params.items()),
                          received_at=T0 + timedelta(milliseconds=index))
 
     try:

@@ -231,7 +231,7 @@ def test_a_redelivery_is_recognised_as_such_on_every_database(app, settings):
     params = list(inbound(sid(30)).items())
     results = []
     for _ in range(2):
-        with app.extensions["helpdesk.db"].session() as session:
-            results.append(record_event(session, settings, kind="incoming", path="/twilio/voice/incoming",
+        with app.extensions["helpdesk.db"].connection() as connection:
+            results.append(record_event(connection, settings, kind="incoming", path="/twilio/voice/incoming",
                                         params=params, received_at=datetime(2026, 11, 24, 10, tzinfo=timezone.utc)))
     assert results == [True, False]
