@@ -1,7 +1,7 @@
 """Store each accepted webhook once, as received, and recompute the call's record.
 
-This is the hot path of every webhook, so it works on a Core Connection, with statements
-built once and cached compiled, rather than on an ORM Session with objects.
+This is the hot path of every webhook: its statements are compiled once per dialect and
+run on the driver's cursor (helpdesk.prepared), inside a Core connection's transaction.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from typing import NamedTuple, Sequence
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from callbacks.service import MISSED_OUTCOMES, owe_for_missed_call
 from helpdesk.config import Settings
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
+from helpdesk.prepared import Prepared
 from helpdesk.voice.projection import CallRecord, CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)
@@ -55,22 +56,34 @@ def call_rules(settings: Settings) -> CallRules:
     )
 
 
-@cache
-def _statements(dialect: str):
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return {
-        # preserve_rowcount: without it psycopg reports -1 for INSERT, not whether it inserted.
-        "new_call": insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]),
-        "lock_call": select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at)
-        .where(CALLS.c.call_sid == bindparam("sid"))
-        .with_for_update(),
-        "new_event": insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"])
-        .execution_options(preserve_rowcount=True),
-        "events": select(EVENTS.c.kind, EVENTS.c.received_at, EVENTS.c.params, EVENTS.c.decision)
-        .where(EVENTS.c.call_sid == bindparam("sid"))
-        .order_by(EVENTS.c.id),
-        "update_call": update(CALLS).where(CALLS.c.id == bindparam("_id")),
-    }
+class _Statements:
+    """The journal's statements, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        self.new_call = Prepared(insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]), dialect,
+                                 _NEW_CALL)
+        self.lock_call = Prepared(
+            select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at)
+            .where(CALLS.c.call_sid == bindparam("sid"))
+            .with_for_update(), dialect)
+        self.new_event = Prepared(insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]), dialect,
+                                  _EVENT_COLUMNS)
+        self.events = Prepared(
+            select(EVENTS.c.kind, EVENTS.c.received_at, EVENTS.c.params, EVENTS.c.decision)
+            .where(EVENTS.c.call_sid == bindparam("sid"))
+            .order_by(EVENTS.c.id), dialect)
+        self.update_call = Prepared(update(CALLS).where(CALLS.c.id == bindparam("_id")), dialect, _UPDATED)
+
+
+_compiled: dict[tuple[str, str], _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    key = (dialect.name, dialect.paramstyle)
+    if key not in _compiled:
+        _compiled[key] = _Statements(dialect)
+    return _compiled[key]
 
 
 def record_event(
@@ -91,12 +104,11 @@ def record_event(
     """
     flat = dict(params)
     call_sid = owning_call_sid(kind, flat)
+    row = _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
     with connection.begin():
-        sql = _statements(connection.dialect.name)
+        sql = _statements(connection.dialect)
         locked = _lock_call(connection, sql, call_sid)
-        inserted = connection.execute(
-            sql["new_event"], _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
-        ).rowcount
+        inserted = sql.new_event.execute(connection, row).rowcount
         if not inserted:
             log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
         elif can_change_record(kind, flat, locked.projected):
@@ -119,11 +131,9 @@ def journal_only(
 
     Stored as received under `call_sid`, with no call record. Returns whether it was new.
     """
+    row = _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
     with connection.begin():
-        return bool(connection.execute(
-            _statements(connection.dialect.name)["new_event"],
-            _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision),
-        ).rowcount)
+        return bool(_statements(connection.dialect).new_event.execute(connection, row).rowcount)
 
 
 def _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision) -> dict:
@@ -141,6 +151,10 @@ def _event_row(kind, path, params, received_at, call_sid, idempotency_token, dec
 
 # The record's fields that are columns of its row (a shallow copy: asdict() deep-copies).
 _RECORD_COLUMNS = tuple(field.name for field in fields(CallRecord) if field.name != "call_sid")
+_UPDATED = _RECORD_COLUMNS + ("config_version", "enquiry_id")
+_NEW_CALL = ("call_sid", "outcome", "in_hours", "countable", "caller_type", "incoming_seen")
+_EVENT_COLUMNS = ("received_at", "kind", "call_sid", "leg_sid", "fingerprint", "idempotency_token", "params",
+                  "decision")
 
 
 class _Locked(NamedTuple):
@@ -155,30 +169,29 @@ class _Locked(NamedTuple):
 def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
     # Every event for one call takes the call row's lock first, so two webhooks for the
     # same call recompute one after the other and the later one sees both events.
-    row = connection.execute(sql["lock_call"], {"sid": call_sid}).first()
-    if row is None:
-        connection.execute(sql["new_call"], {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
-                                             "countable": False, "caller_type": "unknown",
-                                             "incoming_seen": False})
-        row = connection.execute(sql["lock_call"], {"sid": call_sid}).one()
+    rows = sql.lock_call.rows(connection, {"sid": call_sid})
+    if not rows:
+        sql.new_call.execute(connection, {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
+                                          "countable": False, "caller_type": "unknown", "incoming_seen": False})
+        rows = sql.lock_call.rows(connection, {"sid": call_sid})
+    (call_id, enquiry_id, incoming_seen, outcome, ended_at), = rows
     # A call row made just now has never been projected: its first event must be.
-    return _Locked(row.id, row.enquiry_id, row.incoming_seen and row.enquiry_id is not None,
-                   (row.outcome, row.ended_at is not None))
+    return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None))
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:
-    rows = connection.execute(_statements(connection.dialect.name)["events"], {"sid": call_sid})
+    rows = _statements(connection.dialect).events.rows(connection, {"sid": call_sid})
     return [Event(kind, received_at, dict(json.loads(params)), decision) for kind, received_at, params, decision in rows]
 
 
 def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
     record = project_call(call_sid, load_events(connection, call_sid), call_rules(settings), now=now)
     values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
-    values.update(_id=locked.id, config_version=settings.version)
     enquiry_id = locked.enquiry_id
     if enquiry_id is None:
-        enquiry_id = values["enquiry_id"] = open_phone_enquiry(connection, call_sid, record.arrived_at)
-    connection.execute(sql["update_call"], values)
+        enquiry_id = open_phone_enquiry(connection, call_sid, record.arrived_at)
+    values.update(_id=locked.id, config_version=settings.version, enquiry_id=enquiry_id)
+    sql.update_call.execute(connection, values)
     # A callback is owed once a missed call has ended; one owed earlier is withdrawn if the
     # call turns out to have been answered. Nothing else changes it, so skip the work.
     state = (record.outcome, record.ended_at is not None)
@@ -193,5 +206,5 @@ def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
 def refresh_call(connection: Connection, settings: Settings, call_sid: str, now: datetime) -> None:
     """Recompute one call's record from its events (e.g. after the rules changed)."""
     with connection.begin():
-        sql = _statements(connection.dialect.name)
+        sql = _statements(connection.dialect)
         _refresh(connection, sql, settings, _lock_call(connection, sql, call_sid), call_sid, now)
