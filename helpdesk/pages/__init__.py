@@ -7,6 +7,7 @@ are left out by name: that holds whether they are registered before or after thi
 from __future__ import annotations
 
 from flask import Flask, current_app, render_template, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -37,6 +38,23 @@ def _may_follow(endpoint: str, roles: tuple[str, ...]) -> bool:
     return current_user.has_role(*roles)
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signer built once per set of keys.
+
+    Flask builds it for every request, webhooks included, which costs more than
+    reading an absent cookie.
+    """
+
+    def __init__(self):
+        self._serializers: dict[tuple, object] = {}
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if keys not in self._serializers:
+            self._serializers[keys] = super().get_signing_serializer(app)
+        return self._serializers[keys]
+
+
 def navigation() -> list[dict]:
     """The links the signed-in user may follow, for the header."""
     if not current_user.is_authenticated:
@@ -56,6 +74,7 @@ def init_app(app: Flask) -> None:
     # check but skips webhook blueprints by name.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+    app.session_interface = SessionInterface()
 
     @app.before_request
     def protect_forms():
