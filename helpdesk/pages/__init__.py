@@ -39,14 +39,24 @@ def _may_follow(endpoint: str, roles: tuple[str, ...]) -> bool:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the signer built once per set of keys.
+    """Flask's signed-cookie sessions, but none for webhooks, and the signer built once.
 
-    Flask builds it for every request, webhooks included, which costs more than
-    reading an absent cookie.
+    Webhooks are stateless and signed by their sender: they get Flask's null session, so
+    no cookie is read or written for them. Flask builds the signer for every request,
+    which cost more than reading an absent cookie.
     """
 
     def __init__(self):
         self._serializers: dict[tuple, object] = {}
+        self._webhook_paths: tuple[str, ...] | None = None
+
+    def open_session(self, app: Flask, request):
+        if self._webhook_paths is None:  # on the first request, when every blueprint is registered
+            self._webhook_paths = tuple(f"{app.blueprints[name].url_prefix}/" for name in WEBHOOK_BLUEPRINTS
+                                        if name in app.blueprints)
+        if request.path.startswith(self._webhook_paths):
+            return None  # Flask's null session
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask):
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))

@@ -235,3 +235,14 @@ def test_a_redelivery_is_recognised_as_such_on_every_database(app, settings):
             results.append(record_event(connection, settings, kind="incoming", path="/twilio/voice/incoming",
                                         params=params, received_at=datetime(2026, 11, 24, 10, tzinfo=timezone.utc)))
     assert results == [True, False]
+
+
+def test_webhooks_have_no_cookie_session_but_pages_do(app):
+    from flask import request
+
+    opened = {}
+    for path in ("/twilio/voice/status", "/twilio/voice/callback-status", "/email/inbound", "/login", "/twilio"):
+        with app.test_request_context(path, method="POST"):
+            opened[path] = app.session_interface.open_session(app, request) is not None
+    assert opened == {"/twilio/voice/status": False, "/twilio/voice/callback-status": False,
+                      "/email/inbound": False, "/login": True, "/twilio": True}
