@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class LiveApp:
-    """`gunicorn 'helpdesk:create_app()'` with its own environment, migrated database and log."""
+    """`gunicorn -c config/gunicorn.conf.py 'helpdesk:create_app()'` with its own environment,
+    migrated database and log (another `app` runs under the same settings)."""
 
     def __init__(self, database_url: str, env: dict[str, str], workers: int = 2, threads: int = 1,
                  app: str = "helpdesk:create_app()", migrate: bool = True):
@@ -31,7 +32,8 @@ class LiveApp:
 
             upgrade(self.database_url)
         command = [
-            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+            sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class",
             "gthread" if self.threads > 1 else "sync", "--timeout", "30", self.app,
         ]
