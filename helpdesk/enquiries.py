@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from helpdesk.dbutil import dialect_name
+from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Enquiry, ReferenceCounter
 
 LONDON = ZoneInfo("Europe/London")
@@ -25,12 +23,6 @@ _PHONE_ENQUIRY = select(ENQUIRIES.c.id).where(ENQUIRIES.c.call_sid == bindparam(
 _NEW_ENQUIRY = insert(ENQUIRIES).returning(ENQUIRIES.c.id)
 
 
-@cache
-def _new_counter(dialect: str):
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(COUNTERS).values(last=0).on_conflict_do_nothing(index_elements=["year"])
-
-
 def allocate_reference(executor: Session | Connection, year: int) -> str:
     """The next reference for `year`, unique under concurrent transactions.
 
@@ -39,7 +31,7 @@ def allocate_reference(executor: Session | Connection, year: int) -> str:
     """
     last = executor.execute(_NEXT_NUMBER, {"y": year}).scalar()
     if last is None:
-        executor.execute(_new_counter(dialect_name(executor)), {"year": year})
+        executor.execute(insert_ignoring_conflicts(executor, ReferenceCounter, {"year": year, "last": 0}))
         last = executor.execute(_NEXT_NUMBER, {"y": year}).scalar_one()
     return f"HD-{year}-{last:06d}"
 
