@@ -10,12 +10,18 @@ its cores) lands on both rather than on one: each round's ratio compares the app
 bare endpoint measured just before or after it, and the median round is reported with the
 spread. Latency percentiles pool every round.
 
+It also prints the CPU each server spent per request (all its gunicorn processes), which
+shows the cost of a webhook apart from the machine's speed, and the load generator's, which
+shows it did not set the pace. A run fails if any request failed or any replayed call is
+missing from the app's database.
+
 Target (issue 2): requests/s ratio >= 0.6 and p99 < 50 ms at 50 calls/s on SQLite.
 """
 from __future__ import annotations
 
 import argparse
 import secrets
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -49,16 +55,19 @@ class Traffic:
     def __init__(self, template: list[Call]):
         self.template = template
         self.runs = 0
+        self.handed_out = 0
 
     def calls(self, count: int) -> list[Call]:
         self.runs += 1
+        self.handed_out += count
         rounds = [renamed(self.template, self.runs * 1000 + i) for i in range(count // len(self.template) + 1)]
         return [call for batch in rounds for call in batch][:count]
 
 
 def pooled(runs: list[Figures]) -> Figures:
     return Figures(sum(r.requests for r in runs), sum(r.errors for r in runs), sum(r.seconds for r in runs),
-                   [ms for r in runs for ms in r.latencies_ms])
+                   [ms for r in runs for ms in r.latencies_ms], sum(r.client_cpu_seconds for r in runs),
+                   sum(r.server_cpu_seconds for r in runs))
 
 
 def main() -> None:
@@ -86,23 +95,34 @@ def main() -> None:
         per_call = sum(map(len, traffic.template)) / len(traffic.template)
         print(f"traffic: {len(traffic.template)} recorded calls, {per_call:.1f} webhooks per call; "
               f"gunicorn: {args.workers} sync workers each; database: SQLite", flush=True)
-        for server in servers.values():  # warm up: first requests load code and fill caches
-            Replayer(server.url, token).run(traffic.calls(100), calls_per_second=None, workers=args.concurrency)
+        sent_to_app = len(traffic.template)  # the recording
+        for name, server in servers.items():  # warm up: first requests load code and fill caches
+            before = traffic.handed_out
+            Replayer(server.url, token, server.process.pid).run(traffic.calls(100), calls_per_second=None,
+                                                                workers=args.concurrency)
+            sent_to_app += (traffic.handed_out - before) * (name == "helpdesk")
         for round_number in range(args.rounds):
             # Alternate who goes first, so neither always follows the other's load.
             order = list(servers.items())[:: 1 if round_number % 2 == 0 else -1]
             for name, server in order:
-                replayer = Replayer(server.url, token)
+                replayer = Replayer(server.url, token, server.process.pid)
+                before = traffic.handed_out
                 if round_number < 2:
                     paced[name].append(replayer.run(traffic.calls(int(args.rate * args.seconds)),
                                                     calls_per_second=args.rate, workers=128))
                 flat_out[name].append(replayer.run(traffic.calls(args.saturation_calls), calls_per_second=None,
                                                    workers=args.concurrency))
+                sent_to_app += (traffic.handed_out - before) * (name == "helpdesk")
             ratio = flat_out["helpdesk"][-1].per_second / flat_out["bare Flask"][-1].per_second
             print(f"round {round_number + 1}: " + ", ".join(
                 f"{name} {runs[-1].per_second:.0f} req/s" for name, runs in flat_out.items()) + f", ratio {ratio:.2f}",
                 flush=True)
         assert "Traceback" not in app.log_text(), app.log_text()[-2000:]
+    # Fast figures mean nothing unless the work was done: every call replayed is in the database.
+    with sqlite3.connect(workdir / "bench.db") as database:
+        stored = database.execute("SELECT count(*) FROM calls").fetchone()[0]
+    if stored != sent_to_app:
+        raise SystemExit(f"the app stored {stored} calls of the {sent_to_app} replayed")
 
     paced_runs = len(paced["helpdesk"])
     print(f"\npaced: {args.rate:g} calls/s, {paced_runs} runs of {args.seconds:g} s each")
@@ -118,8 +138,14 @@ def main() -> None:
           f"{len(ratios)} rounds (range {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.6)")
     print(f"ratio helpdesk/bare requests/s paced:         "
           f"{app_paced.per_second / pooled(paced['bare Flask']).per_second:.2f}")
+    app_cpu, bare_cpu = (pooled(flat_out[name]) for name in ("helpdesk", "bare Flask"))
+    print(f"server CPU per request at saturation: helpdesk {app_cpu.cpu_ms(app_cpu.server_cpu_seconds):.2f} ms, "
+          f"bare {bare_cpu.cpu_ms(bare_cpu.server_cpu_seconds):.2f} ms "
+          f"(ratio bare/helpdesk {bare_cpu.server_cpu_seconds / bare_cpu.requests / (app_cpu.server_cpu_seconds / app_cpu.requests):.2f})")
     print(f"helpdesk p99 at {args.rate:g} calls/s: {app_paced.percentile(99):.1f} ms (target < 50 ms); "
-          f"errors: {errors}")
+          f"errors: {errors}; calls stored: {stored} of {sent_to_app} replayed")
+    if errors or any(r.errors for runs in (paced["bare Flask"], flat_out["bare Flask"]) for r in runs):
+        raise SystemExit("some requests failed: the figures above do not count")
 
 
 if __name__ == "__main__":
