@@ -79,6 +79,31 @@ def process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _read_response(connection: socket.socket) -> bytes:
+    """The whole response, and no more: the client hangs up once the body is in, as Twilio does.
+
+    (gunicorn's worker waits for the client to close before it takes the next request, so a
+    client that waited for the server to close first would hold the worker.)
+    """
+    response = b""
+    length = None
+    while True:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return response
+        response += chunk
+        if length is None and b"\r\n\r\n" in response:
+            head, _, _ = response.partition(b"\r\n\r\n")
+            if head[9:12] in (b"204", b"304"):  # no body
+                length = len(head) + 4
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = len(head) + 4 + int(value)
+        if length is not None and len(response) >= length:
+            return response
+
+
 class Replayer:
     def __init__(self, base_url: str, auth_token: str, server_pid: int | None = None):
         parsed = urllib.parse.urlsplit(base_url)
@@ -109,9 +134,7 @@ class Replayer:
         try:
             with socket.create_connection(self.address, timeout=15) as connection:
                 connection.sendall(request)
-                response = b""
-                while chunk := connection.recv(65536):
-                    response += chunk
+                response = _read_response(connection)
             ok = response.startswith(b"HTTP/1.1 2") or response.startswith(b"HTTP/1.0 2")
         except OSError:
             ok = False
