@@ -5,9 +5,9 @@ rate (paced) or as fast as the workers allow (saturation). Latency is measured p
 
 The load generator shares the machine with the server it measures, so it does as little as
 it can while the clock runs: every request is encoded and signed beforehand, and sent as
-prepared bytes on a new connection (as Twilio opens one per webhook). A general HTTP client
-cost 0.5-0.6 ms of CPU per request here, more than the bare endpoint itself, which capped
-that endpoint at the client's speed and took CPU from the app.
+prepared bytes on a new connection (gunicorn's sync workers close each one after a response
+anyway). A general HTTP client cost 0.5-0.6 ms of CPU per request here, more than the bare
+endpoint itself, which capped that endpoint at the client's speed and took CPU from the app.
 """
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def _read_response(connection: socket.socket) -> bytes:
-    """The whole response, and no more: the client hangs up once the body is in, as Twilio does.
+    """The whole response, and no more: hang up once the body is in, as the server's
+    "Connection: close" asks.
 
     (gunicorn's worker waits for the client to close before it takes the next request, so a
     client that waited for the server to close first would hold the worker.)

@@ -55,11 +55,9 @@ class Traffic:
     def __init__(self, template: list[Call]):
         self.template = template
         self.runs = 0
-        self.handed_out = 0
 
     def calls(self, count: int) -> list[Call]:
         self.runs += 1
-        self.handed_out += count
         rounds = [renamed(self.template, self.runs * 1000 + i) for i in range(count // len(self.template) + 1)]
         return [call for batch in rounds for call in batch][:count]
 
@@ -95,24 +93,22 @@ def main() -> None:
         per_call = sum(map(len, traffic.template)) / len(traffic.template)
         print(f"traffic: {len(traffic.template)} recorded calls, {per_call:.1f} webhooks per call; "
               f"gunicorn: {args.workers} sync workers each; database: SQLite", flush=True)
-        sent_to_app = len(traffic.template)  # the recording
-        for name, server in servers.items():  # warm up: first requests load code and fill caches
-            before = traffic.handed_out
-            Replayer(server.url, token, server.process.pid).run(traffic.calls(100), calls_per_second=None,
-                                                                workers=args.concurrency)
-            sent_to_app += (traffic.handed_out - before) * (name == "helpdesk")
+        sent = {name: 0 for name in servers}
+
+        def replay(name: str, count: int, calls_per_second: float | None, workers: int) -> Figures:
+            calls = traffic.calls(count)
+            sent[name] += len(calls)
+            server = servers[name]
+            return Replayer(server.url, token, server.process.pid).run(calls, calls_per_second, workers)
+
+        for name in servers:  # warm up: first requests load code and fill caches
+            replay(name, 100, None, args.concurrency)
         for round_number in range(args.rounds):
             # Alternate who goes first, so neither always follows the other's load.
-            order = list(servers.items())[:: 1 if round_number % 2 == 0 else -1]
-            for name, server in order:
-                replayer = Replayer(server.url, token, server.process.pid)
-                before = traffic.handed_out
+            for name in list(servers)[:: 1 if round_number % 2 == 0 else -1]:
                 if round_number < 2:
-                    paced[name].append(replayer.run(traffic.calls(int(args.rate * args.seconds)),
-                                                    calls_per_second=args.rate, workers=128))
-                flat_out[name].append(replayer.run(traffic.calls(args.saturation_calls), calls_per_second=None,
-                                                   workers=args.concurrency))
-                sent_to_app += (traffic.handed_out - before) * (name == "helpdesk")
+                    paced[name].append(replay(name, int(args.rate * args.seconds), args.rate, 128))
+                flat_out[name].append(replay(name, args.saturation_calls, None, args.concurrency))
             ratio = flat_out["helpdesk"][-1].per_second / flat_out["bare Flask"][-1].per_second
             print(f"round {round_number + 1}: " + ", ".join(
                 f"{name} {runs[-1].per_second:.0f} req/s" for name, runs in flat_out.items()) + f", ratio {ratio:.2f}",
@@ -121,6 +117,7 @@ def main() -> None:
     # Fast figures mean nothing unless the work was done: every call replayed is in the database.
     with sqlite3.connect(workdir / "bench.db") as database:
         stored = database.execute("SELECT count(*) FROM calls").fetchone()[0]
+    sent_to_app = len(traffic.template) + sent["helpdesk"]  # the recording, then the replays
     if stored != sent_to_app:
         raise SystemExit(f"the app stored {stored} calls of the {sent_to_app} replayed")
 
