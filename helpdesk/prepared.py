@@ -22,6 +22,8 @@ class Prepared:
         self.sql = compiled.string
         # qmark drivers (SQLite) take a tuple in this order; named ones (psycopg) take the mapping.
         self.order: tuple[str, ...] | None = tuple(compiled.positiontup) if compiled.positional else None
+        # Core refuses a value no parameter takes; so does this, rather than drop it unstored.
+        self.names = frozenset(compiled.binds)
         self.binds: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -34,6 +36,8 @@ class Prepared:
 
     def execute(self, connection: Connection, values: Mapping[str, Any]):
         """Run on the connection's driver cursor; returns the cursor (rowcount, fetch*)."""
+        if values.keys() != self.names:
+            raise ValueError(f"values for {sorted(values)}, but the statement takes {sorted(self.names)}")
         binds = self.binds
         processed = {name: binds[name](value) if name in binds else value for name, value in values.items()}
         cursor = connection.connection.driver_connection.cursor()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -75,3 +77,17 @@ def test_an_update_sets_booleans_floats_and_nulls_like_core(database):
         core, cursor = stored(connection, CALLS, "call_sid", f"CA{5:032x}"), \
             stored(connection, CALLS, "call_sid", f"CA{6:032x}")
     assert [a for a, b in zip(core, cursor) if a != b] == [f"CA{5:032x}"]
+
+
+
+def test_values_that_do_not_match_the_statements_parameters_are_refused(database):
+    row = event_row(7)
+    without_decision = [key for key in row if key != "decision"]
+    with database.connection() as connection, connection.begin():
+        statement = Prepared(insert(EVENTS), connection.dialect, without_decision)
+        with pytest.raises(ValueError, match="takes"):
+            statement.execute(connection, row)  # a value it would otherwise drop unstored
+        with pytest.raises(ValueError, match="takes"):
+            statement.execute(connection, {key: row[key] for key in without_decision if key != "kind"})
+        stored_rows = connection.execute(select(EVENTS.c.id).where(EVENTS.c.call_sid == row["call_sid"])).all()
+    assert stored_rows == []
