@@ -37,8 +37,13 @@ class Figures:
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def cpu_ms(self, seconds: float) -> float:
-        return seconds / self.requests * 1000 if self.requests else float("nan")
+    @property
+    def server_cpu_ms(self) -> float:
+        return self.server_cpu_seconds / self.requests * 1000 if self.requests else float("nan")
+
+    @property
+    def client_cpu_ms(self) -> float:
+        return self.client_cpu_seconds / self.requests * 1000 if self.requests else float("nan")
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -49,8 +54,7 @@ class Figures:
     def line(self, name: str) -> str:
         return (f"{name:<14} {self.requests:>7} requests  {self.per_second:>8.1f} req/s  "
                 f"p50 {self.percentile(50):6.2f} ms  p99 {self.percentile(99):6.2f} ms  errors {self.errors}  "
-                f"CPU per request: server {self.cpu_ms(self.server_cpu_seconds):.2f} ms, "
-                f"load generator {self.cpu_ms(self.client_cpu_seconds):.2f} ms")
+                f"CPU per request: server {self.server_cpu_ms:.2f} ms, load generator {self.client_cpu_ms:.2f} ms")
 
 
 def renamed(calls: list[list[Request]], round_number: int) -> list[list[Request]]:

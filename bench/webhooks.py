@@ -135,10 +135,9 @@ def main() -> None:
           f"{len(ratios)} rounds (range {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.6)")
     print(f"ratio helpdesk/bare requests/s paced:         "
           f"{app_paced.per_second / pooled(paced['bare Flask']).per_second:.2f}")
-    app_cpu, bare_cpu = (pooled(flat_out[name]) for name in ("helpdesk", "bare Flask"))
-    print(f"server CPU per request at saturation: helpdesk {app_cpu.cpu_ms(app_cpu.server_cpu_seconds):.2f} ms, "
-          f"bare {bare_cpu.cpu_ms(bare_cpu.server_cpu_seconds):.2f} ms "
-          f"(ratio bare/helpdesk {bare_cpu.server_cpu_seconds / bare_cpu.requests / (app_cpu.server_cpu_seconds / app_cpu.requests):.2f})")
+    app_ms, bare_ms = pooled(flat_out["helpdesk"]).server_cpu_ms, pooled(flat_out["bare Flask"]).server_cpu_ms
+    print(f"server CPU per request at saturation: helpdesk {app_ms:.2f} ms, bare {bare_ms:.2f} ms "
+          f"(ratio bare/helpdesk {bare_ms / app_ms:.2f})")
     print(f"helpdesk p99 at {args.rate:g} calls/s: {app_paced.percentile(99):.1f} ms (target < 50 ms); "
           f"errors: {errors}; calls stored: {stored} of {sent_to_app} replayed")
     if errors or any(r.errors for runs in (paced["bare Flask"], flat_out["bare Flask"]) for r in runs):
