@@ -143,7 +143,7 @@ bench: $(INSTALL_STAMP)
 clean:
 	rm -rf build dist .pytest_cache .hypothesis .coverage htmlcov *.egg-info $(INSTALL_STAMP)
 	rm -f demo.db demo.db-wal demo.db-shm demo.db.lock
-	rm -rf $(DEMO_MAIL_DIR)
+	rm -rf $(DEMO_MAIL_DIR) spool
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -24,8 +24,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from callbacks import queue, service
 from callbacks.telephony import connect_twiml
 from helpdesk.pages.format import is_withheld
-from helpdesk.voice.blueprint import _SID, _XML, _plain
-from helpdesk.voice.journal import journal_only
+from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -56,15 +55,10 @@ def nest_in(parent: Blueprint) -> None:
 
 def _journal(kind: str, params: dict[str, str]) -> None:
     """Keep the webhook as received, like every other Twilio event, under the attempt's call."""
-    try:
-        with database().connection() as connection:
-            journal_only(connection, kind=kind, path=request.full_path.rstrip("?"),
-                         params=list(request.form.items(multi=True)), received_at=clock(),
-                         call_sid=params.get("ParentCallSid") or params["CallSid"],
-                         idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"))
-    except Exception:
-        # The call goes on; the event is lost from the journal. Say so loudly.
-        log.exception("STORING FAILED for a %s webhook (call %s)", kind, params["CallSid"])
+    event = {"kind": kind, "path": request.full_path.rstrip("?"), "params": list(request.form.items(multi=True)),
+             "received_at": clock(), "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"),
+             "decision": None}
+    store_or_spool(event, call_sid=params.get("ParentCallSid") or params["CallSid"], journal="only")
 
 
 def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:

@@ -63,6 +63,41 @@ def check_config(path: str | None) -> None:
     click.echo(f"{settings.source}: valid (version {settings.version}).")
 
 
+@main.group()
+def webhooks() -> None:
+    """Twilio webhooks kept in the spool while the database was unreachable."""
+
+
+@webhooks.command("replay")
+def webhooks_replay() -> None:
+    """Store the webhooks waiting in the spool ([webhooks] spool_dir) in DATABASE_URL's database.
+
+    The app does this by itself once the database is back; this is for when no app runs.
+    """
+    from helpdesk.db import Database
+    from helpdesk.voice.recovery import replay
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    database = Database(database_url())
+    try:
+        result = replay(database, settings)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the spool {settings.webhooks.spool_dir}: {exc.strerror}") from None
+    finally:
+        database.dispose()
+    if result.busy:
+        raise click.ClickException("another process is storing the spool right now; try again in a minute")
+    click.echo(f"Stored {result.stored} webhooks from {settings.webhooks.spool_dir}.")
+    if result.unstored or result.unreadable:
+        click.echo(f"{result.unstored} refused by the database (kept in unstored.jsonl), "
+                   f"{result.unreadable} unreadable (kept in unreadable.jsonl).")
+    if result.waiting:
+        raise click.ClickException(f"{result.waiting} webhooks still wait: the database is unreachable")
+
+
 def build_app():
     """The app, or a clear message about what is missing."""
     from helpdesk.app import create_app

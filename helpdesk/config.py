@@ -118,6 +118,12 @@ class SchedulerSettings:
     lease_seconds: int = 120
 
 
+@dataclass(frozen=True)
+class WebhookSettings:
+    # Where webhooks the database could not take are kept until they are stored (helpdesk/spool.py).
+    spool_dir: str = "spool"
+
+
 @dataclass(frozen=True, eq=False)
 class Settings:
     """The validated configuration. `version` identifies the file's content.
@@ -144,6 +150,7 @@ class Settings:
     smtp: SmtpSettings = SmtpSettings()
     email: EmailSettings = EmailSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     version: str = "defaults"
     source: str = "(built-in defaults)"
 
@@ -219,7 +226,7 @@ class _Reader:
 _KIND_WORDS = {"str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
-    "callback", "email", "scheduler", "supervisors", "smtp",
+    "callback", "email", "scheduler", "supervisors", "smtp", "webhooks",
 }
 
 
@@ -334,9 +341,20 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             sweep_seconds=scheduler.number("sweep_seconds", 60, 5, 3600, int),
             lease_seconds=scheduler.number("lease_seconds", 120, 10, 7200, int),
         ),
+        webhooks=_parse_webhooks(_Reader(data, "webhooks", source)),
         version=version,
         source=source,
     )
+
+
+def _parse_webhooks(reader: _Reader) -> WebhookSettings:
+    for key in reader.data:
+        if key not in WebhookSettings.__dataclass_fields__:
+            reader.fail(key, "is not a known key")
+    spool_dir = reader.get("spool_dir", str, WebhookSettings.spool_dir).strip()
+    if not spool_dir:
+        reader.fail("spool_dir", "must not be empty")
+    return WebhookSettings(spool_dir=spool_dir)
 
 
 def _parse_callback(reader: _Reader) -> CallbackSettings:

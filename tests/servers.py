@@ -292,6 +292,16 @@ class PostgresServer:
         finally:
             self._remove_tempdir()
 
+    def pause(self) -> None:
+        """Stop the server and keep its data, as an outage would; resume() starts it again."""
+        assert self._started and self.tempdir is not None
+        self._run([self.binaries["pg_ctl"], "stop", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "30"],
+                  what="pg_ctl stop -m fast")
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port."""
+        self._pg_ctl_start()
+
     def _pg_ctl_start(self) -> None:
         assert self.tempdir is not None
         options = " ".join(

@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, request
 
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.journal import record_event
+from helpdesk.voice.journal import journal_only, owning_call_sid, record_event
+from helpdesk.voice.recovery import recovery_for, spool_entry
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
 
@@ -63,20 +64,41 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
         return _plain(problem, 400)
     received_at = clock()
     decision, body = decide(flat) if decide else (None, None)
-    try:
-        with database().connection() as connection:
-            record_event(
-                connection, settings(), kind=kind, path=request.path, params=params, received_at=received_at,
-                idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"), decision=decision,
-            )
-    except Exception:
-        # The call goes on; the event is lost from the journal. Say so loudly.
-        log.exception("STORING FAILED for a %s webhook (call %s)", kind, flat["CallSid"])
-        if body is None:
-            return _plain("The event could not be stored.", 503)
+    event = {"kind": kind, "path": request.path, "params": params, "received_at": received_at,
+             "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
+    if not store_or_spool(event, call_sid=owning_call_sid(kind, flat)) and body is None:
+        return _plain("The event could not be stored.", 503)
     if body is None:
         return Response(status=204)
     return Response(body, mimetype=_XML)
+
+
+def store_or_spool(event: dict, *, call_sid: str, journal: str = "call") -> bool:
+    """Store one webhook, or keep it in the spool to store later. False if neither worked.
+
+    `journal` "call" records the event and recomputes its call; "only" journals it (outbound legs).
+    """
+    config, db = settings(), database()
+    try:
+        with db.connection() as connection:
+            if journal == "only":
+                journal_only(connection, call_sid=call_sid, **event)
+            else:
+                record_event(connection, config, **event)
+    except Exception as error:
+        recovery = recovery_for(config)
+        try:
+            recovery.keep(spool_entry(call_sid=call_sid, journal=journal, **event), db, config)
+        except Exception:
+            # The call goes on; the event is lost from the journal. Say so loudly.
+            log.exception("STORING FAILED for a webhook (%s, call %s), and it could not be kept in the spool (%s)",
+                          event["kind"], call_sid, recovery.spool.directory)
+            return False
+        log.error("the database could not take a webhook (%s, call %s): kept in the spool to store later (%s: %s)",
+                  event["kind"], call_sid, type(error).__name__, str(error).split("\n", 1)[0][:200])
+        return True
+    recovery_for(config).check(db, config)
+    return True
 
 
 @lru_cache(maxsize=64)

@@ -27,6 +27,9 @@ dial_timeout_seconds = 45
 
 [ivr]
 enabled = {"true" if ivr else "false"}
+
+[webhooks]
+spool_dir = "{path.parent / 'spool'}"
 """)
     return str(path)
 

@@ -1,6 +1,9 @@
 """App fixtures for integration tests: a real database (SQLite and PostgreSQL), a fixed clock."""
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -29,8 +32,13 @@ class FakeClock:
 
 
 def make_settings(**tables):
-    """Test configuration: Mon-Fri 08:00-18:00 split for lunch on Wednesday, England and Wales."""
+    """Test configuration: Mon-Fri 08:00-18:00 split for lunch on Wednesday, England and Wales.
+
+    Webhooks the database cannot take go to a spool under the temporary directory, never the
+    working directory (it is made only if something is spooled).
+    """
     data = {
+        "webhooks": {"spool_dir": os.path.join(tempfile.gettempdir(), f"helpdesk-test-spool-{uuid.uuid4().hex}")},
         "hours": {day: ["08:00-18:00"] for day in ("monday", "tuesday", "thursday", "friday")},
         "routing": {"mode": "dial", "dial_targets": ["client:agent-1", "+447700900001"]},
         "ivr": {"enabled": False},

@@ -1,0 +1,223 @@
+"""A durable local spool for webhooks the database could not take.
+
+When storing a Twilio webhook fails (the database is down, a disk is full, a lock timed out)
+the event is appended here instead, flushed to disk before the webhook is answered, and
+stored later by `drain`. Nothing else reads these files, and nothing but counts and call
+SIDs from them ever reaches a log.
+
+Files in the spool directory:
+
+* ``webhooks.jsonl``: where events are appended, one JSON object per line;
+* ``draining-*.jsonl``: a batch a drain has taken (left in place if the drain stopped);
+* ``unstored.jsonl``: events the database refused for a reason other than being unreachable
+  (kept for a person to look at, never retried by themselves);
+* ``unreadable.jsonl``: lines that are not JSON (a write torn by a crash);
+* ``drain.lock``: held while a drain runs, so only one process drains at a time.
+
+Writers hold a shared lock on ``webhooks.jsonl`` while they append; a drain renames the file
+and then takes an exclusive lock on it, so an append that began before the rename finishes
+before the batch is read, and one that begins after it goes to a new file.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+CURRENT = "webhooks.jsonl"
+UNSTORED = "unstored.jsonl"
+UNREADABLE = "unreadable.jsonl"
+LOCK = "drain.lock"
+_DRAINING = "draining-"
+
+
+class Unreachable(Exception):
+    """Raised by a drain's `store` when the database cannot be reached: stop, try again later."""
+
+
+@dataclass
+class Drained:
+    """What one drain did."""
+
+    stored: int = 0
+    unstored: int = 0
+    unreadable: int = 0
+    waiting: int = 0  # still in the spool: the database was unreachable
+    busy: bool = False  # another process was draining; this one did nothing
+    call_sids: list[str] = field(default_factory=list, repr=False)
+
+
+class Spool:
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+
+    # ------------------------------------------------------------------ writing
+
+    def put(self, entry: dict[str, Any]) -> None:
+        """Append one entry and flush it to disk. Raises OSError if it could not be kept."""
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.directory / CURRENT
+        fd = self._open_current(path)
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the shared lock
+        _fsync_directory(self.directory)  # the file may be new: make its name durable too
+
+    @staticmethod
+    def _open_current(path: Path) -> int:
+        while True:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # a drain renamed it meanwhile: append to the new one
+
+    # ------------------------------------------------------------------ reading
+
+    def has_waiting(self) -> bool:
+        """Whether any event waits to be stored (one directory listing)."""
+        try:
+            with os.scandir(self.directory) as entries:
+                return any(e.name == CURRENT or e.name.startswith(_DRAINING) for e in entries)
+        except FileNotFoundError:
+            return False
+
+    def counts(self) -> dict[str, int]:
+        """Lines in each state: waiting, unstored, unreadable."""
+        counts = {"waiting": 0, "unstored": 0, "unreadable": 0}
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return counts
+        for name in names:
+            state = ("waiting" if name == CURRENT or name.startswith(_DRAINING) else
+                     "unstored" if name == UNSTORED else "unreadable" if name == UNREADABLE else None)
+            if state:
+                try:
+                    with open(self.directory / name, "rb") as file:
+                        counts[state] += sum(1 for line in file if line.strip())
+                except FileNotFoundError:  # drained meanwhile
+                    pass
+        return counts
+
+    def drain(self, store: Callable[[dict[str, Any]], None]) -> Drained:
+        """Store every waiting entry with `store`, oldest batch first.
+
+        `store` raises Unreachable when the database cannot be reached: the drain stops and
+        keeps what is left for the next one. Any other exception moves that entry to
+        ``unstored.jsonl`` (logged) and the drain goes on. `store` must recognise an entry it
+        has stored before (a drain that stopped part-way reads its batch again next time).
+        """
+        result = Drained()
+        if not self.has_waiting():
+            return result
+        lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                result.busy = True
+                return result
+            self._take_current()
+            for batch in sorted(self.directory.glob(_DRAINING + "*.jsonl")):
+                if not self._drain_batch(batch, store, result):
+                    break
+            result.waiting = self.counts()["waiting"]
+            return result
+        finally:
+            os.close(lock_fd)
+
+    def _take_current(self) -> None:
+        current = self.directory / CURRENT
+        batch = self.directory / f"{_DRAINING}{time.time_ns():020d}-{os.getpid()}.jsonl"
+        try:
+            os.rename(current, batch)
+        except FileNotFoundError:
+            return
+        fd = os.open(batch, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # appends begun before the rename have finished
+        finally:
+            os.close(fd)
+        _fsync_directory(self.directory)
+
+    def _drain_batch(self, batch: Path, store: Callable[[dict[str, Any]], None], result: Drained) -> bool:
+        """Store one batch; False if the database was unreachable (what is left stays)."""
+        lines = self._lines(batch)
+        for index, raw in enumerate(lines):
+            try:
+                entry = json.loads(raw)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                log.error("spool: a line of %s is not a stored webhook; kept in %s", batch.name, UNREADABLE)
+                self._keep(UNREADABLE, raw)
+                result.unreadable += 1
+                continue
+            try:
+                store(entry)
+            except Unreachable:
+                self._replace(batch, lines[index:])
+                return False
+            except Exception:
+                log.exception("spool: the database refused a %s webhook (call %s); kept in %s",
+                              entry.get("kind"), entry.get("call_sid"), UNSTORED)
+                self._keep(UNSTORED, raw)
+                result.unstored += 1
+                continue
+            result.stored += 1
+            result.call_sids.append(str(entry.get("call_sid")))
+        batch.unlink()
+        return True
+
+    @staticmethod
+    def _lines(batch: Path) -> list[bytes]:
+        with open(batch, "rb") as file:
+            return [raw.rstrip(b"\n") for raw in file if raw.strip()]
+
+    def _replace(self, batch: Path, lines: list[bytes]) -> None:
+        """Keep only `lines` in the batch (what the stopped drain had not done), atomically."""
+        partial = batch.with_suffix(".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_all(fd, b"".join(raw + b"\n" for raw in lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, batch)
+        _fsync_directory(self.directory)
+
+    def _keep(self, name: str, raw: bytes) -> None:
+        fd = os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _write_all(fd, raw + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,140 @@
+"""Twilio webhooks the database could not take: kept in the spool, stored when it is back.
+
+A webhook is answered whatever happens to the database (a caller never hears Twilio's error
+message because of us), and Twilio does not send a status callback twice. So an event that
+cannot be stored is written to the spool (helpdesk/spool.py) before the answer goes back, and
+the process that wrote it keeps trying to store it, in a background thread, until the spool
+is empty. Any process that stores a webhook also looks at the spool now and then, so events
+left by a process that has since stopped are stored too; `helpdesk webhooks replay` does the
+same from the command line.
+
+Storing a spooled event is the same call as storing it at once (the journal recognises an
+event it already has), with the time it was received, so the call's record comes out the same.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from sqlalchemy import exc
+
+from helpdesk.config import Settings
+from helpdesk.db import Database
+from helpdesk.spool import Drained, Spool, Unreachable
+from helpdesk.voice.journal import journal_only, record_event
+
+log = logging.getLogger(__name__)
+
+# How often a process that stores webhooks looks for events left in the spool.
+CHECK_SECONDS = 10.0
+# Waits between tries while the database stays unreachable.
+FIRST_RETRY_SECONDS = 2.0
+LAST_RETRY_SECONDS = 60.0
+
+
+def spool_entry(*, kind: str, path: str, params: Sequence[tuple[str, str]], received_at: datetime,
+                call_sid: str, idempotency_token: str | None, decision: str | None,
+                journal: str = "call") -> dict[str, Any]:
+    """One event as the spool keeps it. `journal` is "call" (record_event) or "only" (journal_only)."""
+    return {"v": 1, "journal": journal, "kind": kind, "path": path, "params": [list(p) for p in params],
+            "received_at": received_at.isoformat(), "call_sid": call_sid,
+            "idempotency_token": idempotency_token, "decision": decision}
+
+
+def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
+    """Store one spooled event; Unreachable if the database cannot be reached."""
+    event = {"kind": entry["kind"], "path": entry["path"], "params": [(k, v) for k, v in entry["params"]],
+             "received_at": datetime.fromisoformat(entry["received_at"]),
+             "idempotency_token": entry.get("idempotency_token"), "decision": entry.get("decision")}
+    if event["received_at"].tzinfo is None:
+        raise ValueError("received_at has no time zone")
+    try:
+        with database.connection() as connection:
+            if entry.get("journal") == "only":
+                journal_only(connection, call_sid=entry["call_sid"], **event)
+            else:
+                record_event(connection, settings, **event)
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+        # Cannot connect, the server went away, "database is locked", a full disk: try again later.
+        raise Unreachable(str(error).split("\n", 1)[0][:200]) from error
+
+
+def spool_for(settings: Settings) -> Spool:
+    return Spool(Path(settings.webhooks.spool_dir))
+
+
+def replay(database: Database, settings: Settings) -> Drained:
+    """Store what waits in the spool (one pass)."""
+    return spool_for(settings).drain(lambda entry: store_entry(database, settings, entry))
+
+
+class Recovery:
+    """One per process and spool: keeps events, and stores them once the database is back."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._next_check = 0.0
+
+    def keep(self, entry: dict[str, Any], database: Database, settings: Settings) -> None:
+        """Spool one event (raises OSError if even that failed) and make sure it will be stored."""
+        self.spool.put(entry)
+        self._start(database, settings)
+
+    def check(self, database: Database, settings: Settings) -> None:
+        """After a webhook was stored: now and then, store what waits in the spool (in the background)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + CHECK_SECONDS
+        if self.spool.has_waiting():
+            self._start(database, settings)
+
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _start(self, database: Database, settings: Settings) -> None:
+        with self._lock:
+            if self.running():  # (a thread copied by fork is never alive in the child)
+                return
+            self._thread = threading.Thread(target=self._run, args=(database, settings),
+                                            name="helpdesk-spool", daemon=True)
+            self._thread.start()
+
+    def _run(self, database: Database, settings: Settings) -> None:
+        wait = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                result = self.spool.drain(lambda entry: store_entry(database, settings, entry))
+            except Exception:  # a spool that cannot be read: say so, and try again later
+                log.exception("spool: could not read %s", self.spool.directory)
+                result = Drained(waiting=1)
+            if result.stored or result.unstored or result.unreadable:
+                log.warning("spool: stored %d webhooks kept while the database was unreachable "
+                            "(%d refused, %d unreadable, %d still waiting)",
+                            result.stored, result.unstored, result.unreadable, result.waiting)
+            if not result.waiting and not result.busy:
+                return
+            time.sleep(wait)
+            wait = min(wait * 2, LAST_RETRY_SECONDS)
+
+
+_recoveries: dict[tuple[int, str], Recovery] = {}
+_recoveries_lock = threading.Lock()
+
+
+def recovery_for(settings: Settings) -> Recovery:
+    """This process's Recovery for the spool `settings` names."""
+    key = (os.getpid(), settings.webhooks.spool_dir)
+    recovery = _recoveries.get(key)
+    if recovery is None:
+        with _recoveries_lock:
+            recovery = _recoveries.setdefault(key, Recovery(Spool(os.path.abspath(key[1]))))
+    return recovery

@@ -1,0 +1,211 @@
+"""Webhooks while the database is unreachable: answered, kept in the spool, stored when it is back."""
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from helpdesk.cli import main
+from helpdesk.db import Database
+from helpdesk.models import Call, Callback, TwilioEvent
+from helpdesk.spool import Spool
+from helpdesk.voice import recovery
+from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
+from tests.integration.conftest import OPEN_TIME, make_settings
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+# Addresses where no database answers: a directory that does not exist, a port nobody listens on.
+UNREACHABLE = {"sqlite": "sqlite:////nonexistent-dir/helpdesk.db",
+               "postgresql": "postgresql+psycopg://postgres@127.0.0.1:1/helpdesk?connect_timeout=2"}
+RECORD_FIELDS = ("outcome", "rings", "answer_seconds", "sla_result", "in_hours", "countable", "caller_type",
+                 "agent", "incoming_seen", "caller_number")
+
+
+@pytest.fixture
+def spool_dir(tmp_path):
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def settings(spool_dir):
+    return make_settings(webhooks={"spool_dir": str(spool_dir)})
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(recovery, "FIRST_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(recovery, "LAST_RETRY_SECONDS", 0.2)
+
+
+def take_down(app, database_url):
+    database = app.extensions["helpdesk.db"]
+    database.dispose()
+    database.connect(UNREACHABLE["postgresql" if database_url.startswith("postgresql") else "sqlite"])
+
+
+def bring_back(app, database_url):
+    database = app.extensions["helpdesk.db"]
+    database.dispose()
+    database.connect(database_url)
+
+
+def answered_call(client, clock, n):
+    """An agent answers after 11 seconds; the call lasts 71. Returns the responses."""
+    arrived = clock.now
+    agent = {"CallSid": sid(900 + n), "ParentCallSid": sid(n), "To": "client:agent-1",
+             "CallbackSource": "call-progress-events"}
+    responses = [post(client, "/twilio/voice/incoming", inbound(sid(n)))]
+    clock.advance(11)
+    responses.append(post(client, "/twilio/voice/agent-status", {
+        **agent, "CallStatus": "in-progress", "SequenceNumber": "2", "Timestamp": stamp(arrived + timedelta(seconds=11))}))
+    clock.advance(60)
+    responses.append(post(client, "/twilio/voice/dial-action", {
+        "CallSid": sid(n), "DialCallStatus": "completed", "DialCallSid": sid(900 + n), "DialCallDuration": "60"}))
+    responses.append(post(client, "/twilio/voice/status", {
+        "CallSid": sid(n), "CallStatus": "completed", "CallDuration": "71",
+        "Timestamp": stamp(arrived + timedelta(seconds=71))}))
+    return responses
+
+
+def read(database_url, query):
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            return query(session)
+    finally:
+        database.dispose()
+
+
+def record(database_url, call_sid) -> dict:
+    def query(session):
+        call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one()
+        return {**{name: getattr(call, name) for name in RECORD_FIELDS}, "enquiry": call.enquiry_id is not None,
+                "events": session.scalar(select(func.count()).where(TwilioEvent.call_sid == call_sid))}
+    return read(database_url, query)
+
+
+def wait_until_stored(spool: Spool, settings, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while spool.has_waiting() or recovery_for(settings).running():
+        assert time.monotonic() < deadline, f"the spool was not stored: {spool.counts()}"
+        time.sleep(0.05)
+
+
+def test_while_the_database_is_down_calls_are_answered_kept_and_stored_when_it_is_back(
+        app, client, clock, settings, spool_dir, migrated_url, caplog):
+    stored_at_once = answered_call(client, clock, 1)
+    assert not Spool(spool_dir).has_waiting()
+
+    take_down(app, migrated_url)
+    clock.advance(600)
+    kept = answered_call(client, clock, 2)
+    # The caller notices nothing: the same answers as when the database is up.
+    assert [r.status_code for r in kept] == [r.status_code for r in stored_at_once] == [200, 204, 200, 204]
+    assert ET.fromstring(kept[0].data).find("Dial") is not None
+    assert ET.fromstring(kept[2].data).find("Hangup") is not None
+    spool = Spool(spool_dir)
+    assert spool.counts()["waiting"] >= 1  # the retries cannot store any while it is down
+    assert "kept in the spool" in caplog.text and "STORING FAILED" not in caplog.text
+    assert "+447700900123" not in caplog.text  # no caller's number in the log
+
+    bring_back(app, migrated_url)
+    wait_until_stored(spool, settings)
+    assert spool.counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
+    # The same record as the call stored at once: answered after 11 s, 4 rings, met.
+    assert record(migrated_url, sid(2)) == record(migrated_url, sid(1))
+    assert record(migrated_url, sid(2))["outcome"] == "answered"
+    leg = read(migrated_url, lambda s: s.scalar(select(Call.agent_leg_sid).where(Call.call_sid == sid(2))))
+    assert leg == sid(902)
+    arrived = read(migrated_url, lambda s: s.scalar(select(Call.arrived_at).where(Call.call_sid == sid(2))))
+    assert arrived == OPEN_TIME + timedelta(seconds=71 + 600)  # when Twilio sent it, not when it was stored
+
+
+def test_a_call_missed_while_the_database_was_down_is_owed_a_callback_once_it_is_back(
+        app, client, clock, settings, spool_dir, migrated_url):
+    take_down(app, migrated_url)
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(3)))
+    clock.advance(20)
+    response = post(client, "/twilio/voice/status", {"CallSid": sid(3), "CallStatus": "completed",
+                                                     "CallDuration": "20", "Timestamp": stamp(arrived + timedelta(seconds=20))})
+    assert response.status_code == 204
+    bring_back(app, migrated_url)
+    wait_until_stored(Spool(spool_dir), settings)
+    assert record(migrated_url, sid(3))["outcome"] == "abandoned"
+    owed = read(migrated_url, lambda s: s.scalars(select(Callback).where(Callback.call_sid == sid(3))).all())
+    assert len(owed) == 1
+
+
+def test_webhooks_go_on_being_answered_when_neither_the_database_nor_the_spool_can_take_them(
+        app, client, migrated_url, tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    app.extensions["helpdesk.settings"] = make_settings(webhooks={"spool_dir": str(tmp_path / "a-file" / "spool")})
+    take_down(app, migrated_url)
+    response = post(client, "/twilio/voice/incoming", inbound(sid(4)))
+    assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+    assert "STORING FAILED" in caplog.text
+    # Nothing to answer with but a status: say it was not stored, so it shows in Twilio's debugger.
+    status = post(client, "/twilio/voice/status", {"CallSid": sid(4), "CallStatus": "completed"})
+    assert status.status_code == 503
+
+
+def test_a_spooled_event_stored_twice_is_journalled_once(app, settings, migrated_url):
+    entry = spool_entry(kind="incoming", path="/twilio/voice/incoming", params=list(inbound(sid(5)).items()),
+                        received_at=OPEN_TIME, call_sid=sid(5), idempotency_token=None, decision="agents")
+    database = app.extensions["helpdesk.db"]
+    store_entry(database, settings, entry)
+    store_entry(database, settings, entry)  # a drain that stopped after storing it reads it again
+    assert record(migrated_url, sid(5))["events"] == 1
+
+
+def test_a_callback_leg_event_is_kept_and_stored_in_the_journal_only(app, settings, migrated_url):
+    entry = spool_entry(kind="callback_status", path="/twilio/voice/callback-status?callback=7",
+                        params=[("CallSid", sid(6)), ("CallStatus", "ringing")], received_at=OPEN_TIME,
+                        call_sid=sid(6), idempotency_token=None, decision=None, journal="only")
+    store_entry(app.extensions["helpdesk.db"], settings, entry)
+    assert read(migrated_url, lambda s: s.scalars(select(TwilioEvent.kind).where(TwilioEvent.call_sid == sid(6))).all()) \
+        == ["callback_status"]
+    assert read(migrated_url, lambda s: s.scalar(select(func.count()).select_from(Call))) == 0
+
+
+def _spooled_call(spool_dir, n):
+    spool = Spool(spool_dir)
+    for kind, path, params in (
+            ("incoming", "/twilio/voice/incoming", inbound(sid(n))),
+            ("status", "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "no-answer",
+                                                "Timestamp": stamp(OPEN_TIME + timedelta(seconds=40))})):
+        spool.put(spool_entry(kind=kind, path=path, params=list(params.items()), received_at=OPEN_TIME,
+                              call_sid=sid(n), idempotency_token=None, decision=None))
+
+
+def test_the_replay_command_stores_what_waits_and_says_how_much(migrated_url, spool_dir, tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\ntuesday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{spool_dir}"\n')
+    _spooled_call(spool_dir, 7)
+    runner = CliRunner()
+    down = runner.invoke(main, ["webhooks", "replay"], env={"DATABASE_URL": UNREACHABLE["sqlite"],
+                                                            "HELPDESK_CONFIG": str(config)})
+    assert down.exit_code == 1 and "2 webhooks still wait: the database is unreachable" in down.output
+    assert "Traceback" not in down.output
+    up = runner.invoke(main, ["webhooks", "replay"], env={"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config)})
+    assert up.exit_code == 0, up.output
+    assert "Stored 2 webhooks" in up.output
+    assert record(migrated_url, sid(7))["events"] == 2
+    assert not Spool(spool_dir).has_waiting()
+
+
+def test_metrics_show_what_waits_in_the_spool_and_what_was_set_aside(client, spool_dir):
+    def spooled():
+        text = client.get("/metrics").get_data(as_text=True)
+        return {state: float(value) for state, value in
+                (line.split('state="')[1].split('"} ') for line in text.splitlines()
+                 if line.startswith("helpdesk_webhooks_spooled{"))}
+
+    assert spooled() == {"waiting": 0, "unstored": 0, "unreadable": 0}
+    _spooled_call(spool_dir, 8)
+    (spool_dir / "unstored.jsonl").write_text('{"kind": "status"}\n')
+    assert spooled() == {"waiting": 2, "unstored": 1, "unreadable": 0}
