@@ -11,9 +11,10 @@ from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from helpdesk.voice.recovery import spool_for
 from helpdesk.web import clock, database, settings
 from metrics import http
-from metrics.collector import HelpdeskCollector
+from metrics.collector import HelpdeskCollector, SpoolCollector
 from metrics.history import SettledHistory
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def exposition():
                         mimetype="text/plain", headers={"Cache-Control": "no-store"})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    registry.register(SpoolCollector(spool_for(settings())))
     http.register(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})

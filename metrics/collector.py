@@ -7,6 +7,7 @@ any line is written, never giving half an exposition.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +18,12 @@ from prometheus_client.utils import floatToGoString
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals
 from metrics.history import SettledHistory
+
+log = logging.getLogger(__name__)
 
 # The contract asks for every call, callback and email: the target is all of them.
 SLA_TARGET_RATIO = 1.0
@@ -76,6 +80,27 @@ class HelpdeskCollector:
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)
         yield scrape
+
+
+class SpoolCollector:
+    """Webhooks in this server's spool (helpdesk/spool.py): waiting for the database, or set aside."""
+
+    def __init__(self, spool: Spool):
+        self.spool = spool
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self.spool.counts()
+        except OSError as exc:  # an unreadable spool must not cost the business figures
+            log.error("metrics: cannot read the webhook spool %s (%s)", self.spool.directory, exc.strerror)
+            return
+        spooled = GaugeMetricFamily(
+            "helpdesk_webhooks_spooled",
+            "Twilio webhooks in this server's spool: waiting to be stored, refused by the database, or unreadable.",
+            labels=["state"])
+        for state, count in counts.items():
+            spooled.add_metric([state], count)
+        yield spooled
 
 
 def call_families(snapshot: Snapshot) -> Iterator[Metric]:
