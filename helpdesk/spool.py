@@ -91,7 +91,7 @@ class Spool:
         """Whether any event waits to be stored (one directory listing)."""
         try:
             with os.scandir(self.directory) as entries:
-                return any(e.name == CURRENT or e.name.startswith(_DRAINING) for e in entries)
+                return any(_waiting(e.name) for e in entries)
         except FileNotFoundError:
             return False
 
@@ -103,7 +103,7 @@ class Spool:
         except FileNotFoundError:
             return counts
         for name in names:
-            state = ("waiting" if name == CURRENT or name.startswith(_DRAINING) else
+            state = ("waiting" if _waiting(name) else
                      "unstored" if name == UNSTORED else "unreadable" if name == UNREADABLE else None)
             if state:
                 try:
@@ -181,6 +181,7 @@ class Spool:
             result.stored += 1
             result.call_sids.append(str(entry.get("call_sid")))
         batch.unlink()
+        batch.with_suffix(".partial").unlink(missing_ok=True)  # a rewrite a crash left unfinished
         return True
 
     @staticmethod
@@ -207,6 +208,12 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _waiting(name: str) -> bool:
+    # Not a draining batch's ".partial" rewrite, which a crash may leave behind: it is only
+    # ever renamed over its batch, which still holds every line.
+    return name == CURRENT or (name.startswith(_DRAINING) and name.endswith(".jsonl"))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -149,3 +149,17 @@ def test_a_spool_that_cannot_be_written_says_so(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):
         Spool(tmp_path / "file" / "spool").put(entries(1)[0])
+
+
+def test_a_rewrite_left_half_done_by_a_crash_is_not_taken_for_waiting_events(tmp_path):
+    spool = Spool(tmp_path)
+    for entry in entries(3):
+        spool.put(entry)
+    store = Store(unreachable_at={1})
+    spool.drain(store)  # stops at entry 1: its batch now holds entries 1 and 2
+    (batch,) = tmp_path.glob("draining-*.jsonl")
+    batch.with_suffix(".partial").write_bytes(b'{"n": 2')  # a crash during the next rewrite
+    assert spool.counts()["waiting"] == 2
+    result = spool.drain(store)
+    assert (result.stored, result.waiting, store.stored) == (2, 0, [0, 1, 2])
+    assert sorted(os.listdir(tmp_path)) == [LOCK]
