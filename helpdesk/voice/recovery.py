@@ -121,7 +121,12 @@ class Recovery:
                             "(%d refused, %d unreadable, %d still waiting)",
                             result.stored, result.unstored, result.unreadable, result.waiting)
             if not result.waiting and not result.busy:
-                return
+                # Under the lock _start takes: an event kept from here on starts a new thread.
+                with self._lock:
+                    if not self.spool.has_waiting():
+                        self._thread = None
+                        return
+                continue  # one was kept while this drain finished: store it now
             time.sleep(wait)
             wait = min(wait * 2, LAST_RETRY_SECONDS)
 
