@@ -97,11 +97,19 @@ class Spool:
 
     def counts(self) -> dict[str, int]:
         """Lines in each state: waiting, unstored, unreadable."""
+        for _ in range(5):  # a drain renaming a file between listing and reading: count again
+            counts, complete = self._count()
+            if complete:
+                break
+        return counts
+
+    def _count(self) -> tuple[dict[str, int], bool]:
         counts = {"waiting": 0, "unstored": 0, "unreadable": 0}
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
-            return counts
+            return counts, True
+        complete = True
         for name in names:
             state = ("waiting" if _waiting(name) else
                      "unstored" if name == UNSTORED else "unreadable" if name == UNREADABLE else None)
@@ -109,9 +117,9 @@ class Spool:
                 try:
                     with open(self.directory / name, "rb") as file:
                         counts[state] += sum(1 for line in file if line.strip())
-                except FileNotFoundError:  # drained meanwhile
-                    pass
-        return counts
+                except FileNotFoundError:
+                    complete = False
+        return counts, complete
 
     def drain(self, store: Callable[[dict[str, Any]], None]) -> Drained:
         """Store every waiting entry with `store`, oldest batch first.
