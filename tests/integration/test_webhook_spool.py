@@ -1,21 +1,25 @@
 """Webhooks while the database is unreachable: answered, kept in the spool, stored when it is back."""
 from __future__ import annotations
 
+import shutil
+import socket
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from helpdesk.app import create_app
 from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.spool import Spool
 from helpdesk.voice import recovery
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
-from tests.integration.conftest import OPEN_TIME, make_settings
+from tests.integration.conftest import AUTH_TOKEN, BASE_URL, OPEN_TIME, FakeClock, make_settings
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
 # Addresses where no database answers: a directory that does not exist, a port nobody listens on.
@@ -209,3 +213,30 @@ def test_metrics_show_what_waits_in_the_spool_and_what_was_set_aside(client, spo
     _spooled_call(spool_dir, 8)
     (spool_dir / "unstored.jsonl").write_text('{"kind": "status"}\n')
     assert spooled() == {"waiting": 2, "unstored": 1, "unreadable": 0}
+
+
+def test_a_postgresql_that_accepts_connections_but_never_answers_is_given_up_on_before_twilio_is(tmp_path):
+    # The kernel completes the handshake for a listening socket nobody accepts from: a server
+    # that is overloaded or hung looks like this. Before, the webhook waited as long as TCP did.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
+        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                          "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(),
+                          "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/helpdesk"})
+        started = time.monotonic()
+        pool = ThreadPoolExecutor(1)
+        try:  # a request still hanging at the end is ended by closing the listener
+            response = pool.submit(post, app.test_client(), "/twilio/voice/incoming", inbound(sid(9))).result(timeout=14)
+        finally:
+            pool.shutdown(wait=False)
+        waited = time.monotonic() - started
+        assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+        assert waited < 10, f"Twilio gives up after 15 s; the webhook took {waited:.1f} s"  # 5 s connect timeout
+        assert Spool(tmp_path / "spool").counts()["waiting"] == 1
+    deadline = time.monotonic() + 30
+    while recovery_for(settings).running():  # take the spool away, so its retrying thread stops
+        assert time.monotonic() < deadline
+        shutil.rmtree(tmp_path / "spool", ignore_errors=True)
+        time.sleep(0.05)
