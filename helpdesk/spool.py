@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,7 +51,6 @@ class Drained:
     unreadable: int = 0
     waiting: int = 0  # still in the spool: the database was unreachable
     busy: bool = False  # another process was draining; this one did nothing
-    call_sids: list[str] = field(default_factory=list, repr=False)
 
 
 class Spool:
@@ -187,7 +186,6 @@ class Spool:
                 result.unstored += 1
                 continue
             result.stored += 1
-            result.call_sids.append(str(entry.get("call_sid")))
         batch.unlink()
         batch.with_suffix(".partial").unlink(missing_ok=True)  # a rewrite a crash left unfinished
         return True
