@@ -195,6 +195,12 @@ class _Reader:
         name = key if key == self.table else f"{self.table}.{key}"
         raise ConfigError(f"{self.source}: {name} {problem}")
 
+    def only(self, settings_class: type) -> None:
+        """Refuse a key that is not a field of `settings_class` (a dataclass)."""
+        for key in self.data:
+            if key not in settings_class.__dataclass_fields__:
+                self.fail(key, "is not a known key")
+
     def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
         value = self.data.get(key, default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -348,9 +354,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
 
 
 def _parse_webhooks(reader: _Reader) -> WebhookSettings:
-    for key in reader.data:
-        if key not in WebhookSettings.__dataclass_fields__:
-            reader.fail(key, "is not a known key")
+    reader.only(WebhookSettings)
     spool_dir = reader.get("spool_dir", str, WebhookSettings.spool_dir).strip()
     if not spool_dir:
         reader.fail("spool_dir", "must not be empty")
@@ -388,12 +392,8 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
         reader.fail("retry_spacing_minutes", "must be a non-empty list of whole numbers of minutes above 0")
     imap_data = reader.data.get("imap", {})
     imap = _Reader({"email.imap": imap_data}, "email.imap", source)
-    for key in imap.data:
-        if key not in ImapSettings.__dataclass_fields__:
-            imap.fail(key, "is not a known key")
-    for key in reader.data:
-        if key not in EmailSettings.__dataclass_fields__:
-            reader.fail(key, "is not a known key")
+    imap.only(ImapSettings)
+    reader.only(EmailSettings)
     return EmailSettings(
         addresses=tuple(a.lower() for a in addresses),
         ack_within_minutes=reader.number("ack_within_minutes", 15, 1, 7 * 24 * 60, int),

@@ -61,6 +61,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"closures": [{"from": "2026-12-01T10:00", "to": "2026-12-01T09:00"}]}, "closures[1]: 'to' must be after 'from'"),
     ({"closures": [{"date": "2026-12-01", "why": "x"}]}, "closures[1] has unknown key 'why'"),
     ({"answr": {}}, "unknown table or key 'answr'"),
+    ({"webhooks": {"spool": "x"}}, "webhooks.spool is not a known key"),
+    ({"webhooks": {"spool_dir": " "}}, "webhooks.spool_dir must not be empty"),
+    ({"email": {"ack_within": 15}}, "email.ack_within is not a known key"),
+    ({"email": {"imap": {"hostname": "mail"}}}, "email.imap.hostname is not a known key"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
     with pytest.raises(ConfigError) as error:
