@@ -55,10 +55,8 @@ def nest_in(parent: Blueprint) -> None:
 
 def _journal(kind: str, params: dict[str, str]) -> None:
     """Keep the webhook as received, like every other Twilio event, under the attempt's call."""
-    event = {"kind": kind, "path": request.full_path.rstrip("?"), "params": list(request.form.items(multi=True)),
-             "received_at": clock(), "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"),
-             "decision": None}
-    store_or_spool(event, call_sid=params.get("ParentCallSid") or params["CallSid"], journal="only")
+    store_or_spool(kind, call_sid=params.get("ParentCallSid") or params["CallSid"],
+                   path=request.full_path.rstrip("?"), received_at=clock(), journal="only")
 
 
 def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:

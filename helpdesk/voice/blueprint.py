@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from functools import lru_cache
 from typing import Callable
 
@@ -57,28 +58,31 @@ def _problem(kind: str, params: dict[str, str]) -> str | None:
 
 
 def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None) -> Response:
-    params = list(request.form.items(multi=True))
     flat = request.form.to_dict()
     problem = _problem(kind, flat)
     if problem:
         return _plain(problem, 400)
     received_at = clock()
     decision, body = decide(flat) if decide else (None, None)
-    event = {"kind": kind, "path": request.path, "params": params, "received_at": received_at,
-             "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
-    if not store_or_spool(event, call_sid=owning_call_sid(kind, flat)) and body is None:
+    stored = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
+                            decision=decision)
+    if not stored and body is None:
         return _plain("The event could not be stored.", 503)
     if body is None:
         return Response(status=204)
     return Response(body, mimetype=_XML)
 
 
-def store_or_spool(event: dict, *, call_sid: str, journal: str = "call") -> bool:
-    """Store one webhook, or keep it in the spool to store later. False if neither worked.
+def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime, decision: str | None = None,
+                   journal: str = "call") -> bool:
+    """Store this request's webhook, or keep it in the spool to store later. False if neither worked.
 
     `journal` "call" records the event and recomputes its call; "only" journals it (outbound legs).
     """
+    event = {"kind": kind, "path": path, "params": list(request.form.items(multi=True)), "received_at": received_at,
+             "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
     config, db = settings(), database()
+    recovery = recovery_for(config)
     try:
         with db.connection() as connection:
             if journal == "only":
@@ -86,18 +90,17 @@ def store_or_spool(event: dict, *, call_sid: str, journal: str = "call") -> bool
             else:
                 record_event(connection, config, **event)
     except Exception as error:
-        recovery = recovery_for(config)
         try:
             recovery.keep(spool_entry(call_sid=call_sid, journal=journal, **event), db, config)
         except Exception:
             # The call goes on; the event is lost from the journal. Say so loudly.
             log.exception("STORING FAILED for a webhook (%s, call %s), and it could not be kept in the spool (%s)",
-                          event["kind"], call_sid, recovery.spool.directory)
+                          kind, call_sid, recovery.spool.directory)
             return False
         log.error("the database could not take a webhook (%s, call %s): kept in the spool to store later (%s: %s)",
-                  event["kind"], call_sid, type(error).__name__, str(error).split("\n", 1)[0][:200])
+                  kind, call_sid, type(error).__name__, str(error).split("\n", 1)[0][:200])
         return True
-    recovery_for(config).check(db, config)
+    recovery.check(db, config)
     return True
 
 
