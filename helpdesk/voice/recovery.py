@@ -65,7 +65,8 @@ def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -
 
 
 def spool_for(settings: Settings) -> Spool:
-    return Spool(Path(settings.webhooks.spool_dir))
+    """The spool `settings` names; a relative path is taken from the working directory now."""
+    return Spool(Path(settings.webhooks.spool_dir).absolute())
 
 
 def replay(database: Database, settings: Settings) -> Drained:
@@ -141,5 +142,5 @@ def recovery_for(settings: Settings) -> Recovery:
     recovery = _recoveries.get(key)
     if recovery is None:
         with _recoveries_lock:
-            recovery = _recoveries.setdefault(key, Recovery(Spool(os.path.abspath(key[1]))))
+            recovery = _recoveries.setdefault(key, Recovery(spool_for(settings)))
     return recovery
