@@ -16,6 +16,13 @@ def entries(n, start=0):
     return [{"n": i, "call_sid": f"CA{i:032x}"} for i in range(start, start + n)]
 
 
+def put(spool, count=1, start=0):
+    """Put entries start, start + 1, ... into `spool`; returns it."""
+    for entry in entries(count, start):
+        spool.put(entry)
+    return spool
+
+
 class Store:
     """Records what it was given; raises for chosen entries."""
 
@@ -34,8 +41,7 @@ class Store:
 def test_what_is_put_is_drained_in_order_and_the_spool_is_left_empty(tmp_path):
     spool = Spool(tmp_path / "spool")
     assert not spool.has_waiting() and spool.drain(Store()).stored == 0
-    for entry in entries(5):
-        spool.put(entry)
+    put(spool, 5)
     assert spool.has_waiting() and spool.counts() == {"waiting": 5, "unstored": 0, "unreadable": 0}
     store = Store()
     result = spool.drain(store)
@@ -45,29 +51,24 @@ def test_what_is_put_is_drained_in_order_and_the_spool_is_left_empty(tmp_path):
 
 
 def test_spool_files_are_private_to_the_app(tmp_path):
-    spool = Spool(tmp_path / "spool")
-    spool.put(entries(1)[0])
+    spool = put(Spool(tmp_path / "spool"))
     assert stat.S_IMODE(os.stat(spool.directory / CURRENT).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(spool.directory).st_mode) == 0o700
 
 
 def test_an_unreachable_database_stops_the_drain_and_the_next_one_goes_on_from_there(tmp_path):
-    spool = Spool(tmp_path)
-    for entry in entries(6):
-        spool.put(entry)
+    spool = put(Spool(tmp_path), 6)
     store = Store(unreachable_at={3})
     first = spool.drain(store)
     assert (first.stored, first.waiting) == (3, 3)
-    spool.put(entries(1, start=6)[0])  # arrives meanwhile
+    put(spool, start=6)  # arrives meanwhile
     second = spool.drain(store)
     assert (second.stored, second.waiting) == (4, 0)
     assert store.stored == [0, 1, 2, 3, 4, 5, 6]  # nothing twice, nothing lost
 
 
 def test_an_entry_the_database_refuses_is_set_aside_and_the_rest_are_stored(tmp_path):
-    spool = Spool(tmp_path)
-    for entry in entries(4):
-        spool.put(entry)
+    spool = put(Spool(tmp_path), 4)
     store = Store(refuse={1})
     result = spool.drain(store)
     assert (result.stored, result.unstored, result.waiting) == (3, 1, 0)
@@ -79,13 +80,12 @@ def test_an_entry_the_database_refuses_is_set_aside_and_the_rest_are_stored(tmp_
 
 
 def test_a_line_torn_by_a_crash_is_set_aside_and_the_rest_are_stored(tmp_path):
-    spool = Spool(tmp_path)
-    spool.put(entries(1)[0])
+    spool = put(Spool(tmp_path))
     with open(tmp_path / CURRENT, "ab") as file:
         file.write(b'{"n": 1, "call_si')  # the process died mid-write
     with open(tmp_path / CURRENT, "ab") as file:
         file.write(b"\n")
-    spool.put(entries(1, start=2)[0])
+    put(spool, start=2)
     store = Store()
     result = spool.drain(store)
     assert (result.stored, result.unreadable, store.stored) == (2, 1, [0, 2])
@@ -93,8 +93,7 @@ def test_a_line_torn_by_a_crash_is_set_aside_and_the_rest_are_stored(tmp_path):
 
 
 def test_only_one_process_drains_at_a_time(tmp_path):
-    spool = Spool(tmp_path)
-    spool.put(entries(1)[0])
+    spool = put(Spool(tmp_path))
     fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -107,9 +106,7 @@ def test_only_one_process_drains_at_a_time(tmp_path):
 
 
 def _writer(directory, first, count):
-    spool = Spool(directory)
-    for entry in entries(count, start=first):
-        spool.put(entry)
+    put(Spool(directory), count, first)
 
 
 def _drainer(directory, stop, out):
@@ -152,9 +149,7 @@ def test_a_spool_that_cannot_be_written_says_so(tmp_path):
 
 
 def test_a_rewrite_left_half_done_by_a_crash_is_not_taken_for_waiting_events(tmp_path):
-    spool = Spool(tmp_path)
-    for entry in entries(3):
-        spool.put(entry)
+    spool = put(Spool(tmp_path), 3)
     store = Store(unreachable_at={1})
     spool.drain(store)  # stops at entry 1: its batch now holds entries 1 and 2
     (batch,) = tmp_path.glob("draining-*.jsonl")
