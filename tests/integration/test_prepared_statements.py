@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -77,7 +76,6 @@ def test_an_update_sets_booleans_floats_and_nulls_like_core(database):
         core, cursor = stored(connection, CALLS, "call_sid", f"CA{5:032x}"), \
             stored(connection, CALLS, "call_sid", f"CA{6:032x}")
     assert [a for a, b in zip(core, cursor) if a != b] == [f"CA{5:032x}"]
-
 
 
 def test_values_that_do_not_match_the_statements_parameters_are_refused(database):
