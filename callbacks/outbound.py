@@ -25,6 +25,7 @@ from callbacks import queue, service
 from callbacks.telephony import connect_twiml
 from helpdesk.pages.format import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
+from helpdesk.voice.recovery import attempt_entry, recovery_for
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -163,13 +164,25 @@ def status():
 
 
 def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datetime | None) -> Response:
+    """Record how the attempt ended; if the database cannot take it, keep it in the spool to store later."""
+    now = clock()
     try:
         with database().session() as session:
-            service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=clock(),
+            service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=now,
                                    answered_at=answered_at)
-    except Exception:
-        log.exception("callback %s: STORING FAILED for call %s (%s)", callback_id, attempt_sid, outcome)
-        return _plain("The outcome could not be stored.", 503)
+    except Exception as error:
+        recovery = recovery_for(settings())
+        try:
+            recovery.keep(attempt_entry(callback_id=callback_id, call_sid=attempt_sid, outcome=outcome, ended_at=now,
+                                        answered_at=answered_at), database(), settings())
+        except Exception:
+            log.exception("callback %s: STORING FAILED for call %s (%s), and it could not be kept in the spool (%s)",
+                          callback_id, attempt_sid, outcome, recovery.spool.directory)
+            return _plain("The outcome could not be stored.", 503)
+        log.error("callback %s: the database could not take how call %s ended (%s): kept in the spool to store "
+                  "later (%s: %s)", callback_id, attempt_sid, outcome, type(error).__name__,
+                  str(error).split("\n", 1)[0][:200])
+        return Response(status=204)
     log.info("callback %s: call %s ended as %s", callback_id, attempt_sid, outcome)
     return Response(status=204)
 

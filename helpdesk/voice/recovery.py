@@ -10,6 +10,8 @@ same from the command line.
 
 Storing a spooled event is the same call as storing it at once (the journal recognises an
 event it already has), with the time it was received, so the call's record comes out the same.
+How a placed callback's attempt ended (callbacks.outbound) is kept and stored the same way,
+through callbacks.service.finish_attempt with the time it ended.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any, Sequence
 
 from sqlalchemy import exc
 
+from callbacks.service import ATTEMPT_OUTCOMES, finish_attempt
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.spool import Drained, Spool, Unreachable
@@ -46,22 +49,51 @@ def spool_entry(*, kind: str, path: str, params: Sequence[tuple[str, str]], rece
             "idempotency_token": idempotency_token, "decision": decision}
 
 
+def attempt_entry(*, callback_id: int, call_sid: str, outcome: str, ended_at: datetime,
+                  answered_at: datetime | None) -> dict[str, Any]:
+    """How a placed callback's attempt ended (callbacks.service.finish_attempt), as the spool keeps it."""
+    return {"v": 1, "journal": "attempt", "callback": callback_id, "call_sid": call_sid, "outcome": outcome,
+            "ended_at": ended_at.isoformat(), "answered_at": answered_at.isoformat() if answered_at else None}
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
 def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
-    """Store one spooled event; Unreachable if the database cannot be reached."""
-    event = {"kind": entry["kind"], "path": entry["path"], "params": [(k, v) for k, v in entry["params"]],
-             "received_at": datetime.fromisoformat(entry["received_at"]),
-             "idempotency_token": entry.get("idempotency_token"), "decision": entry.get("decision")}
-    if event["received_at"].tzinfo is None:
-        raise ValueError("received_at has no time zone")
+    """Store one spooled entry; Unreachable if the database cannot be reached."""
     try:
-        with database.connection() as connection:
-            if entry.get("journal") == "only":
-                journal_only(connection, call_sid=entry["call_sid"], **event)
-            else:
-                record_event(connection, settings, **event)
+        if entry.get("journal") == "attempt":
+            _finish_attempt(database, settings, entry)
+        else:
+            _store_event(database, settings, entry)
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         # Cannot connect, the server went away, "database is locked", a full disk: try again later.
         raise Unreachable(str(error).split("\n", 1)[0][:200]) from error
+
+
+def _store_event(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
+    event = {"kind": entry["kind"], "path": entry["path"], "params": [(k, v) for k, v in entry["params"]],
+             "received_at": _moment(entry["received_at"]),
+             "idempotency_token": entry.get("idempotency_token"), "decision": entry.get("decision")}
+    with database.connection() as connection:
+        if entry.get("journal") == "only":
+            journal_only(connection, call_sid=entry["call_sid"], **event)
+        else:
+            record_event(connection, settings, **event)
+
+
+def _finish_attempt(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
+    # Storing it twice changes nothing: an attempt that has its outcome keeps it.
+    if entry["outcome"] not in ATTEMPT_OUTCOMES:
+        raise ValueError(f"{entry['outcome']!r} is not an attempt's outcome")
+    answered_at = _moment(entry["answered_at"]) if entry.get("answered_at") else None
+    with database.session() as session:
+        finish_attempt(session, settings, call_sid=entry["call_sid"], outcome=entry["outcome"],
+                       now=_moment(entry["ended_at"]), answered_at=answered_at)
 
 
 def spool_for(settings: Settings) -> Spool:

@@ -10,6 +10,7 @@ import pytest
 
 from helpdesk.app import create_app
 from helpdesk.config import parse_settings
+from helpdesk.voice import recovery
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "https://helpdesk.example.org"
@@ -58,6 +59,13 @@ def clock():
 @pytest.fixture
 def settings():
     return make_settings()
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """The spool's retrying thread tries again within a fraction of a second, not seconds."""
+    monkeypatch.setattr(recovery, "FIRST_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(recovery, "LAST_RETRY_SECONDS", 0.2)
 
 
 @pytest.fixture

@@ -6,11 +6,14 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from callbacks import service
-from helpdesk.models import Callback, CallbackAttempt
+from helpdesk.models import Call, Callback, CallbackAttempt, TwilioEvent
 from helpdesk.users import add_user
+from helpdesk.voice.recovery import attempt_entry, spool_for, store_entry
+from tests.integration.conftest import make_settings
+from tests.integration.outage import bring_back, take_down, wait_until_stored
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
 CALLER = "+447700900123"
@@ -193,10 +196,6 @@ def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, 
 
 
 def test_outbound_webhooks_are_journalled_as_received_without_making_a_call_record(client, db_session):
-    from sqlalchemy import func, select
-
-    from helpdesk.models import Call, TwilioEvent
-
     calls_before = db_session.scalar(select(func.count()).select_from(Call))
     db_session.rollback()
     post(client, "/twilio/voice/callback-status?callback=999999", {"CallSid": sid(777), "CallStatus": "ringing"})
@@ -206,3 +205,83 @@ def test_outbound_webhooks_are_journalled_as_received_without_making_a_call_reco
         (sid(777), [["CallSid", sid(777)], ["CallStatus", "ringing"]])]
     assert db_session.scalar(select(func.count()).select_from(Call)) == calls_before
     db_session.rollback()
+
+
+def callback_events(db_session) -> int:
+    db_session.rollback()
+    db_session.expire_all()
+    with db_session.begin():
+        return db_session.scalar(select(func.count()).where(TwilioEvent.kind == "callback_status"))
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_an_outcome_the_database_cannot_take_is_kept_in_the_spool_and_stored_when_it_is_back(
+        app, client, clock, placed, settings, migrated_url, db_session, caplog):
+    answered = clock.advance(20)
+    take_down(app, migrated_url)
+    responses = [status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+                           To=CALLER, From=DESK, Timestamp=stamp(answered)),
+                 post(client, f"/twilio/voice/callback-dial?callback={placed}",
+                      {"CallSid": AGENT_LEG, "DialCallStatus": "completed", "DialCallDuration": "150"})]
+    # Twilio hears what it hears when the database is up: nothing is 503, the agent is hung up on.
+    assert [r.status_code for r in responses] == [204, 200] and "<Hangup />" in responses[1].get_data(as_text=True)
+    assert "kept in the spool" in caplog.text and "STORING FAILED" not in caplog.text
+    assert CALLER not in caplog.text and DESK not in caplog.text
+    assert attempt_and_callback(db_session)[0].outcome == "placing"  # not stored yet
+
+    clock.advance(3600)  # stored an hour later: the attempt still ended when Twilio said so
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.answered_at, attempt.ended_at) == ("reached", answered, answered)
+    assert callback.reached_at == answered and callback.next_attempt_at is None
+    assert spool_for(settings).counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
+    assert callback_events(db_session) == 1  # and the callback-dial event is journalled under its own kind
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_a_miss_kept_in_the_spool_schedules_the_retry_from_when_the_attempt_was_made(
+        app, client, clock, placed, settings, migrated_url, db_session):
+    started = clock.now
+    ended = clock.advance(40)
+    take_down(app, migrated_url)
+    assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer").status_code == 204
+    clock.advance(3600)
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.ended_at) == ("no_answer", ended)
+    assert callback.next_attempt_at == started + timedelta(minutes=30)
+
+
+def test_a_kept_outcome_stored_twice_or_with_an_unknown_outcome_changes_nothing_more(app, clock, placed, settings,
+                                                                                     db_session):
+    database = app.extensions["helpdesk.db"]
+    answered = clock.advance(20)
+    entry = attempt_entry(callback_id=placed, call_sid=AGENT_LEG, outcome="reached", ended_at=answered,
+                          answered_at=answered)
+    store_entry(database, settings, entry)
+    stored = attempt_and_callback(db_session)
+    store_entry(database, settings, entry)  # a drain that stopped after storing it reads it again
+    store_entry(database, settings, {**entry, "outcome": "busy"})  # a later miss cannot undo the answer
+    again = attempt_and_callback(db_session)
+    assert [(a.outcome, a.answered_at, a.ended_at, c.attempts_count, c.next_attempt_at) for a, c in (stored, again)] \
+        == [("reached", answered, answered, 1, None)] * 2
+    with pytest.raises(ValueError, match="not an attempt's outcome"):
+        store_entry(database, settings, {**entry, "outcome": "exploded"})
+    with pytest.raises(ValueError, match="no time zone"):
+        store_entry(database, settings, {**entry, "ended_at": "2026-11-24T10:00:00"})
+
+
+def test_an_outcome_neither_the_database_nor_the_spool_can_take_gets_a_503(app, client, placed, migrated_url, tmp_path,
+                                                                          caplog):
+    (tmp_path / "a-file").write_text("")
+    app.extensions["helpdesk.settings"] = make_settings(webhooks={"spool_dir": str(tmp_path / "a-file" / "spool")})
+    take_down(app, migrated_url)
+    response = status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer")
+    # Twilio's debugger then shows it; a callback-dial still hangs up on the agent.
+    assert response.status_code == 503 and "could not be stored" in response.get_data(as_text=True)
+    assert "STORING FAILED" in caplog.text
+    dial = post(client, f"/twilio/voice/callback-dial?callback={placed}",
+                {"CallSid": AGENT_LEG, "DialCallStatus": "no-answer"})
+    assert dial.status_code == 200 and "<Hangup />" in dial.get_data(as_text=True)

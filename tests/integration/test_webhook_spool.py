@@ -17,14 +17,12 @@ from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.spool import Spool
-from helpdesk.voice import recovery
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
 from tests.integration.conftest import AUTH_TOKEN, BASE_URL, OPEN_TIME, FakeClock, make_settings
+from tests.integration.outage import UNREACHABLE, bring_back, take_down, wait_until_stored
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
-# Addresses where no database answers: a directory that does not exist, a port nobody listens on.
-UNREACHABLE = {"sqlite": "sqlite:////nonexistent-dir/helpdesk.db",
-               "postgresql": "postgresql+psycopg://postgres@127.0.0.1:1/helpdesk?connect_timeout=2"}
+pytestmark = pytest.mark.usefixtures("quick_retries")
 RECORD_FIELDS = ("outcome", "rings", "answer_seconds", "sla_result", "in_hours", "countable", "caller_type",
                  "agent", "incoming_seen", "caller_number")
 
@@ -37,24 +35,6 @@ def spool_dir(tmp_path):
 @pytest.fixture
 def settings(spool_dir):
     return make_settings(webhooks={"spool_dir": str(spool_dir)})
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch):
-    monkeypatch.setattr(recovery, "FIRST_RETRY_SECONDS", 0.05)
-    monkeypatch.setattr(recovery, "LAST_RETRY_SECONDS", 0.2)
-
-
-def take_down(app, database_url):
-    database = app.extensions["helpdesk.db"]
-    database.dispose()
-    database.connect(UNREACHABLE["postgresql" if database_url.startswith("postgresql") else "sqlite"])
-
-
-def bring_back(app, database_url):
-    database = app.extensions["helpdesk.db"]
-    database.dispose()
-    database.connect(database_url)
 
 
 def answered_call(client, clock, n):
@@ -92,13 +72,6 @@ def record(database_url, call_sid) -> dict:
     return read(database_url, query)
 
 
-def wait_until_stored(spool: Spool, settings, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while spool.has_waiting() or recovery_for(settings).running():
-        assert time.monotonic() < deadline, f"the spool was not stored: {spool.counts()}"
-        time.sleep(0.05)
-
-
 def test_while_the_database_is_down_calls_are_answered_kept_and_stored_when_it_is_back(
         app, client, clock, settings, spool_dir, migrated_url, caplog):
     stored_at_once = answered_call(client, clock, 1)
@@ -117,7 +90,7 @@ def test_while_the_database_is_down_calls_are_answered_kept_and_stored_when_it_i
     assert "+447700900123" not in caplog.text  # no caller's number in the log
 
     bring_back(app, migrated_url)
-    wait_until_stored(spool, settings)
+    wait_until_stored(settings)
     assert spool.counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
     # The same record as the call stored at once: answered after 11 s, 4 rings, met.
     assert record(migrated_url, sid(2)) == record(migrated_url, sid(1))
@@ -138,7 +111,7 @@ def test_a_call_missed_while_the_database_was_down_is_owed_a_callback_once_it_is
                                                      "CallDuration": "20", "Timestamp": stamp(arrived + timedelta(seconds=20))})
     assert response.status_code == 204
     bring_back(app, migrated_url)
-    wait_until_stored(Spool(spool_dir), settings)
+    wait_until_stored(settings)
     assert record(migrated_url, sid(3))["outcome"] == "abandoned"
     owed = read(migrated_url, lambda s: s.scalars(select(Callback).where(Callback.call_sid == sid(3))).all())
     assert len(owed) == 1
