@@ -301,7 +301,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     email = _parse_email(_Reader(data, "email", source), data, source)
     scheduler = _Reader(data, "scheduler", source)
 
-    return Settings(
+    settings = Settings(
         name=desk.get("name", str, "Help desk"),
         phone=desk.get("phone", str, ""),
         timezone=tz,
@@ -351,6 +351,11 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         version=version,
         source=source,
     )
+    if not opening:
+        # Every call would be out of hours, and no callback or email acknowledgement could fall due.
+        hours.fail("hours", "gives no opening hours on any day, so the help desk would never be open: "
+                            "give at least one weekday its hours, for example monday = [\"08:00-18:00\"]")
+    return settings
 
 
 def _parse_webhooks(reader: _Reader) -> WebhookSettings:

@@ -133,7 +133,7 @@ class QueueApp:
         try:
             with database.session() as session, session.begin():
                 return store_inbound(session, raw, source="imap", received_at=datetime.now(timezone.utc),
-                                     settings=parse_settings({})).reference
+                                     settings=parse_settings({"hours": {"monday": ["08:00-18:00"]}})).reference
         finally:
             database.dispose()
 

@@ -187,7 +187,8 @@ def test_the_poll_command_reads_the_mailbox_once_and_says_what_it_read(dovecot, 
     from helpdesk.cli import main
 
     config = tmp_path / "helpdesk.toml"
-    config.write_text(f'[email.imap]\nhost = "{dovecot.host}"\nport = {dovecot.imaps_port}\nmailbox = "{mailbox}"\n')
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n\n'
+                      f'[email.imap]\nhost = "{dovecot.host}"\nport = {dovecot.imaps_port}\nmailbox = "{mailbox}"\n')
     append(dovecot, mailbox, 1, 2)
     env = {"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config), "IMAP_USERNAME": dovecot.username,
            "IMAP_PASSWORD": dovecot.password}

@@ -63,6 +63,8 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"answr": {}}, "unknown table or key 'answr'"),
     ({"webhooks": {"spool": "x"}}, "webhooks.spool is not a known key"),
     ({"webhooks": {"spool_dir": " "}}, "webhooks.spool_dir must not be empty"),
+    ({}, "hours gives no opening hours on any day"),
+    ({"hours": {"monday": [], "saturday": []}}, "hours gives no opening hours on any day"),
     ({"email": {"ack_within": 15}}, "email.ack_within is not a known key"),
     ({"email": {"imap": {"hostname": "mail"}}}, "email.imap.hostname is not a known key"),
 ])
@@ -84,8 +86,8 @@ def test_a_missing_file_or_broken_toml_is_named(tmp_path):
 
 def test_the_version_changes_with_the_content(tmp_path):
     one, two = tmp_path / "one.toml", tmp_path / "two.toml"
-    one.write_text('[answer]\nmax_rings = 10\n')
-    two.write_text('[answer]\nmax_rings = 9\n')
+    one.write_text('[hours]\nmonday = ["08:00-18:00"]\n[answer]\nmax_rings = 10\n')
+    two.write_text('[hours]\nmonday = ["08:00-18:00"]\n[answer]\nmax_rings = 9\n')
     assert load_settings(one).version != load_settings(two).version
     assert load_settings(one).version == load_settings(one).version
 
