@@ -8,8 +8,9 @@ The routes are nested in the voice blueprint (`nest_in`), so they share its URL 
 single signature check (a parent blueprint's before_request runs for nested ones: a bad
 signature is refused with 403 before anything here runs) and its exemption from CSRF.
 
-Events are journalled to the log as received, with phone numbers masked: the voice journal
-projects every event into a Call record, which an outbound leg is not.
+Every event is journalled as received, under the attempt's call SID, with no call record:
+an outbound leg is not an inbound call. An event or an attempt's outcome the database cannot
+take is kept in the spool and stored later (helpdesk.voice.recovery).
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def connect():
     except BadRequest as problem:
         return _plain(str(problem), 400)
     try:
-        with database().session() as session:
+        with database().webhook_session() as session:
             found = queue.callback_to_dial(session, callback_id)
     except Exception:
         log.exception("callback %s: could not read the callback to connect call %s", callback_id, params["CallSid"])
@@ -167,7 +168,7 @@ def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datet
     """Record how the attempt ended; if the database cannot take it, keep it in the spool to store later."""
     now = clock()
     try:
-        with database().session() as session:
+        with database().webhook_session() as session:
             service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=now,
                                    answered_at=answered_at)
     except Exception as error:
