@@ -141,8 +141,7 @@ class LeasedJob:
 
         def after_in_child() -> None:
             self._running = threading.Lock()
-            if self.database.engine is not None:
-                self.database.engine.dispose(close=False)
+            self.database.dispose(close=False)
 
         os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=after_in_child)
 

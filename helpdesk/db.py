@@ -18,16 +18,28 @@ log = logging.getLogger(__name__)
 # goes to the spool instead, so treat a PostgreSQL that has not answered in 5 s as down.
 # `?connect_timeout=N` in DATABASE_URL overrides it.
 CONNECT_TIMEOUT_SECONDS = 5
+# How long a webhook waits for a lock (SQLite's write lock, a PostgreSQL row or table lock held
+# by a migration or a session left open) or for a statement, before its event goes to the
+# spool instead. With the connect timeout it stays well inside the 15 s Twilio waits.
+WEBHOOK_WAIT_SECONDS = 5.0
+# Everything else (pages, exports, the scheduler) waits longer rather than fail.
+SQLITE_WAIT_SECONDS = 30.0
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with SQLite tuned for concurrent webhooks (WAL, a busy timeout)."""
+def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Engine:
+    """An engine with SQLite tuned for concurrent webhooks (WAL, a busy timeout).
+
+    `wait_seconds` bounds how long a statement may wait for a lock or, on PostgreSQL, run
+    (the webhooks' engine); otherwise SQLite waits SQLITE_WAIT_SECONDS and PostgreSQL as
+    long as its server is configured to.
+    """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        connect_args = {"timeout": 30, "factory": QueuedSQLiteConnection, **kwargs.pop("connect_args", {})}
+        connect_args = {"timeout": wait_seconds or SQLITE_WAIT_SECONDS, "factory": QueuedSQLiteConnection,
+                        **kwargs.pop("connect_args", {})}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front
@@ -35,8 +47,14 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "begin", _begin_immediate)
         return engine
     connect_args = kwargs.pop("connect_args", {})
-    if "connect_timeout" not in make_url(url).query:
+    query = make_url(url).query
+    if "connect_timeout" not in query:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **connect_args}
+    if wait_seconds:
+        milliseconds = round(wait_seconds * 1000)
+        given = connect_args.get("options", query.get("options", ""))
+        connect_args["options"] = " ".join(
+            part for part in (given, f"-c lock_timeout={milliseconds} -c statement_timeout={milliseconds}") if part)
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
@@ -133,12 +151,17 @@ class Database:
     def __init__(self, url: str | None = None):
         self.engine: Engine | None = None
         self.sessions: sessionmaker[Session] | None = None
+        # Webhooks' own engine: the same database, waiting at most WEBHOOK_WAIT_SECONDS.
+        self.webhook_engine: Engine | None = None
+        self.webhook_sessions: sessionmaker[Session] | None = None
         if url:
             self.connect(url)
 
     def connect(self, url: str) -> None:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.webhook_engine = make_engine(url, wait_seconds=WEBHOOK_WAIT_SECONDS)
+        self.webhook_sessions = sessionmaker(self.webhook_engine, expire_on_commit=False)
 
     def init_app(self, app) -> None:
         self.connect(app.config["DATABASE_URL"])
@@ -148,11 +171,18 @@ class Database:
         assert self.sessions is not None, "Database.connect() was not called"
         return self.sessions()
 
-    def connection(self) -> Connection:
-        """A Core connection, for hot paths that need no ORM objects (the webhook journal)."""
-        assert self.engine is not None, "Database.connect() was not called"
-        return self.engine.connect()
+    def webhook_session(self) -> Session:
+        """A session for a Twilio webhook: gives up after WEBHOOK_WAIT_SECONDS, so the spool can step in."""
+        assert self.webhook_sessions is not None, "Database.connect() was not called"
+        return self.webhook_sessions()
 
-    def dispose(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+    def connection(self) -> Connection:
+        """A Core connection for the webhook journal (its hot path needs no ORM objects); waits like webhook_session."""
+        assert self.webhook_engine is not None, "Database.connect() was not called"
+        return self.webhook_engine.connect()
+
+    def dispose(self, close: bool = True) -> None:
+        """Close the pools' connections; `close=False` in a forked child, which must not touch its parent's."""
+        for engine in (self.engine, self.webhook_engine):
+            if engine is not None:
+                engine.dispose(close=close)

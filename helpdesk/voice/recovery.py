@@ -91,7 +91,7 @@ def _finish_attempt(database: Database, settings: Settings, entry: dict[str, Any
     if entry["outcome"] not in ATTEMPT_OUTCOMES:
         raise ValueError(f"{entry['outcome']!r} is not an attempt's outcome")
     answered_at = _moment(entry["answered_at"]) if entry.get("answered_at") else None
-    with database.session() as session:
+    with database.webhook_session() as session:
         finish_attempt(session, settings, call_sid=entry["call_sid"], outcome=entry["outcome"],
                        now=_moment(entry["ended_at"]), answered_at=answered_at)
 

@@ -1,8 +1,10 @@
 """Webhooks while the database is unreachable: answered, kept in the spool, stored when it is back."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import sqlite3
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +12,9 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, make_url, select, text
 
+from helpdesk import db
 from helpdesk.app import create_app
 from helpdesk.cli import main
 from helpdesk.db import Database
@@ -213,3 +216,64 @@ def test_a_postgresql_that_accepts_connections_but_never_answers_is_given_up_on_
         assert time.monotonic() < deadline
         shutil.rmtree(tmp_path / "spool", ignore_errors=True)
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(database_url):
+    """SQLite's write lock, or the calls table's lock on PostgreSQL, held as a long migration would."""
+    if database_url.startswith("sqlite"):
+        other = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.rollback()
+            other.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as other, other.begin():
+            other.execute(text("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def test_a_webhook_waits_for_a_lock_held_elsewhere_only_so_long_then_goes_to_the_spool(
+        app, client, settings, migrated_url, monkeypatch):
+    monkeypatch.setattr(db, "WEBHOOK_WAIT_SECONDS", 1.0)
+    bring_back(app, migrated_url)  # connect again, with the shorter wait
+    with lock_held_elsewhere(migrated_url):
+        started = time.monotonic()
+        response = post(client, "/twilio/voice/incoming", inbound(sid(11)))
+        waited = time.monotonic() - started
+        assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+        assert 0.9 <= waited < 5, f"waited {waited:.1f} s for a 1 s limit"
+        assert Spool(settings.webhooks.spool_dir).counts()["waiting"] == 1
+    wait_until_stored(settings)
+    assert record(migrated_url, sid(11))["events"] == 1
+
+
+def test_pages_and_the_scheduler_still_wait_longer_for_a_lock_than_webhooks(app, migrated_url):
+    database = app.extensions["helpdesk.db"]
+    if migrated_url.startswith("sqlite"):
+        with database.engine.connect() as pages, database.connection() as webhooks:
+            waits = [c.connection.driver_connection._timeout for c in (pages, webhooks)]
+        assert waits == [db.SQLITE_WAIT_SECONDS, db.WEBHOOK_WAIT_SECONDS]
+        return
+    with database.engine.connect() as pages, database.connection() as webhooks:
+        shown = [(c.exec_driver_sql("SHOW lock_timeout").scalar(), c.exec_driver_sql("SHOW statement_timeout").scalar())
+                 for c in (pages, webhooks)]
+    assert shown == [("0", "0"), ("5s", "5s")]
+
+
+def test_options_given_in_the_database_url_are_kept_beside_the_webhooks_limits(postgres_url):
+    separator = "&" if "?" in postgres_url else "?"
+    engine = db.make_engine(f"{postgres_url}{separator}options=-c%20work_mem%3D8MB", wait_seconds=2)
+    try:
+        with engine.connect() as connection:
+            shown = [connection.exec_driver_sql(f"SHOW {name}").scalar()
+                     for name in ("work_mem", "lock_timeout", "statement_timeout")]
+    finally:
+        engine.dispose()
+    assert shown == ["8MB", "2s", "2s"]
