@@ -26,7 +26,7 @@ from callbacks import queue, service
 from callbacks.telephony import connect_twiml
 from helpdesk.pages.format import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
-from helpdesk.voice.recovery import attempt_entry, recovery_for
+from helpdesk.voice.recovery import attempt_entry, describe, recovery_for
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,21 @@ def nest_in(parent: Blueprint) -> None:
         _nested.add(id(parent))
 
 
-def _journal(kind: str, params: dict[str, str]) -> None:
-    """Keep the webhook as received, like every other Twilio event, under the attempt's call."""
-    store_or_spool(kind, call_sid=params.get("ParentCallSid") or params["CallSid"],
-                   path=request.full_path.rstrip("?"), received_at=clock(), journal="only")
+def _journal(kind: str, params: dict[str, str]) -> bool:
+    """Keep the webhook as received, like every other Twilio event, under the attempt's call.
+
+    Returns whether the database took it. If it did not, this request does not try the
+    database again: each try can take the connect timeout, and Twilio waits 15 s.
+    """
+    return store_or_spool(kind, call_sid=params.get("ParentCallSid") or params["CallSid"],
+                          path=request.full_path.rstrip("?"), received_at=clock(), journal="only") == "database"
 
 
-def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
-    """The callback id from the URL and the form, journalled; BadRequest if either is unusable."""
+def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str], bool]:
+    """The callback id and the form, journalled, and whether the database took them (see _journal).
+
+    BadRequest if the id or the form is unusable.
+    """
     text = request.args.get("callback", "")
     params = request.form.to_dict()
     if not _CALLBACK.fullmatch(text):
@@ -75,8 +82,7 @@ def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]
     for name in needs:
         if not params.get(name):
             raise BadRequest(f"{name} is missing.")
-    _journal(kind, params)
-    return int(text), params
+    return int(text), params, _journal(kind, params)
 
 
 def _moment(params: dict[str, str], name: str = "Timestamp") -> datetime | None:
@@ -115,15 +121,20 @@ def _goodbye(text: str) -> Response:
 def connect():
     """The agent answered: dial the caller. A callback that is gone gets a short message, never an error."""
     try:
-        callback_id, params = _parse("callback_connect")
+        callback_id, params, reachable = _parse("callback_connect")
     except BadRequest as problem:
         return _plain(str(problem), 400)
+    sorry = "Sorry, the callback could not be connected. Please try again from the queue. Goodbye."
+    if not reachable:
+        log.error("callback %s: the database is unreachable, so call %s cannot be connected", callback_id,
+                  params["CallSid"])
+        return _goodbye(sorry)
     try:
         with database().webhook_session() as session:
             found = queue.callback_to_dial(session, callback_id)
     except Exception:
         log.exception("callback %s: could not read the callback to connect call %s", callback_id, params["CallSid"])
-        return _goodbye("Sorry, the callback could not be connected. Please try again from the queue. Goodbye.")
+        return _goodbye(sorry)
     if found is None:
         log.info("callback %s: closed or unknown when call %s was answered", callback_id, params["CallSid"])
         return _goodbye("This callback has been closed, so there is no one to call. Goodbye.")
@@ -155,36 +166,40 @@ def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None
 def status():
     """Status callbacks of both legs: the caller answering means reached; a leg ending first, a miss."""
     try:
-        callback_id, params = _parse("callback_status", needs=("CallStatus",))
+        callback_id, params, reachable = _parse("callback_status", needs=("CallStatus",))
         outcome, answered_at = _status_outcome(params)
     except BadRequest as problem:
         return _plain(str(problem), 400)
     if outcome is None:
         return Response(status=204)
-    return _finish(callback_id, params.get("ParentCallSid") or params["CallSid"], outcome, answered_at)
+    return _finish(callback_id, params.get("ParentCallSid") or params["CallSid"], outcome, answered_at, reachable)
 
 
-def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datetime | None) -> Response:
+def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datetime | None,
+            reachable: bool) -> Response:
     """Record how the attempt ended; if the database cannot take it, keep it in the spool to store later."""
     now = clock()
-    try:
-        with database().webhook_session() as session:
-            service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=now,
-                                   answered_at=answered_at)
-    except Exception as error:
-        recovery = recovery_for(settings())
+    problem = "it was unreachable for this webhook's event"
+    if reachable:
         try:
-            recovery.keep(attempt_entry(callback_id=callback_id, call_sid=attempt_sid, outcome=outcome, ended_at=now,
-                                        answered_at=answered_at), database(), settings())
-        except Exception:
-            log.exception("callback %s: STORING FAILED for call %s (%s), and it could not be kept in the spool (%s)",
-                          callback_id, attempt_sid, outcome, recovery.spool.directory)
-            return _plain("The outcome could not be stored.", 503)
-        log.error("callback %s: the database could not take how call %s ended (%s): kept in the spool to store "
-                  "later (%s: %s)", callback_id, attempt_sid, outcome, type(error).__name__,
-                  str(error).split("\n", 1)[0][:200])
-        return Response(status=204)
-    log.info("callback %s: call %s ended as %s", callback_id, attempt_sid, outcome)
+            with database().webhook_session() as session:
+                service.finish_attempt(session, settings(), call_sid=attempt_sid, outcome=outcome, now=now,
+                                       answered_at=answered_at)
+        except Exception as error:
+            problem = describe(error)
+        else:
+            log.info("callback %s: call %s ended as %s", callback_id, attempt_sid, outcome)
+            return Response(status=204)
+    recovery = recovery_for(settings())
+    try:
+        recovery.keep(attempt_entry(callback_id=callback_id, call_sid=attempt_sid, outcome=outcome, ended_at=now,
+                                    answered_at=answered_at), database(), settings())
+    except Exception:
+        log.exception("callback %s: STORING FAILED for call %s (%s), and it could not be kept in the spool (%s)",
+                      callback_id, attempt_sid, outcome, recovery.spool.directory)
+        return _plain("The outcome could not be stored.", 503)
+    log.error("callback %s: the database could not take how call %s ended (%s): kept in the spool to store later "
+              "(%s)", callback_id, attempt_sid, outcome, problem)
     return Response(status=204)
 
 
@@ -192,7 +207,7 @@ def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datet
 def dial_action():
     """The dial to the caller ended: record how (if the status callbacks have not), then hang up."""
     try:
-        callback_id, params = _parse("callback_dial", needs=("DialCallStatus",))
+        callback_id, params, reachable = _parse("callback_dial", needs=("DialCallStatus",))
         outcome = _DIAL_OUTCOMES.get(params["DialCallStatus"])
         if outcome is None:
             raise BadRequest(f"DialCallStatus {params['DialCallStatus'][:20]!r} is not a Twilio dial status.")
@@ -200,7 +215,7 @@ def dial_action():
     except BadRequest as problem:
         return _plain(str(problem), 400)
     answered_at = clock() - timedelta(seconds=duration) if outcome == "reached" and duration is not None else None
-    _finish(callback_id, params["CallSid"], outcome, answered_at)  # the agent is on the line: hang up regardless
+    _finish(callback_id, params["CallSid"], outcome, answered_at, reachable)  # hang up on the agent regardless
     response = VoiceResponse()
     response.hangup()
     return _twiml(response)

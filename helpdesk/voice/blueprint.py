@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import journal_only, owning_call_sid, record_event
-from helpdesk.voice.recovery import recovery_for, spool_entry
+from helpdesk.voice.recovery import describe, recovery_for, spool_entry
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
 
@@ -64,9 +64,9 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
         return _plain(problem, 400)
     received_at = clock()
     decision, body = decide(flat) if decide else (None, None)
-    stored = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
-                            decision=decision)
-    if not stored and body is None:
+    kept = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
+                          decision=decision)
+    if kept is None and body is None:
         return _plain("The event could not be stored.", 503)
     if body is None:
         return Response(status=204)
@@ -74,10 +74,11 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
 
 
 def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime, decision: str | None = None,
-                   journal: str = "call") -> bool:
-    """Store this request's webhook, or keep it in the spool to store later. False if neither worked.
+                   journal: str = "call") -> str | None:
+    """Store this request's webhook, or keep it in the spool to store later.
 
-    `journal` "call" records the event and recomputes its call; "only" journals it (outbound legs).
+    Returns where it went, "database" or "spool"; None if neither could take it. `journal`
+    "call" records the event and recomputes its call; "only" journals it (outbound legs).
     """
     event = {"kind": kind, "path": path, "params": list(request.form.items(multi=True)), "received_at": received_at,
              "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
@@ -96,12 +97,12 @@ def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime
             # The call goes on; the event is lost from the journal. Say so loudly.
             log.exception("STORING FAILED for a webhook (%s, call %s), and it could not be kept in the spool (%s)",
                           kind, call_sid, recovery.spool.directory)
-            return False
-        log.error("the database could not take a webhook (%s, call %s): kept in the spool to store later (%s: %s)",
-                  kind, call_sid, type(error).__name__, str(error).split("\n", 1)[0][:200])
-        return True
+            return None
+        log.error("the database could not take a webhook (%s, call %s): kept in the spool to store later (%s)",
+                  kind, call_sid, describe(error))
+        return "spool"
     recovery.check(db, config)
-    return True
+    return "database"
 
 
 @lru_cache(maxsize=64)

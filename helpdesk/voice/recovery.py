@@ -40,6 +40,12 @@ FIRST_RETRY_SECONDS = 2.0
 LAST_RETRY_SECONDS = 60.0
 
 
+def describe(error: BaseException) -> str:
+    """An error in one short line for the log: its type and the first line of its message."""
+    first_line = str(error).split("\n", 1)[0]
+    return f"{type(error).__name__}: {first_line[:200]}"
+
+
 def spool_entry(*, kind: str, path: str, params: Sequence[tuple[str, str]], received_at: datetime,
                 call_sid: str, idempotency_token: str | None, decision: str | None,
                 journal: str = "call") -> dict[str, Any]:

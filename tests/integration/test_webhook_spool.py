@@ -191,31 +191,61 @@ def test_metrics_show_what_waits_in_the_spool_and_what_was_set_aside(client, spo
     assert spooled() == {"waiting": 2, "unstored": 1, "unreadable": 0}
 
 
-def test_a_postgresql_that_accepts_connections_but_never_answers_is_given_up_on_before_twilio_is(tmp_path):
-    # The kernel completes the handshake for a listening socket nobody accepts from: a server
-    # that is overloaded or hung looks like this. Before, the webhook waited as long as TCP did.
+@contextlib.contextmanager
+def app_on_a_hung_postgresql(tmp_path, query: str = ""):
+    """An app whose PostgreSQL accepts connections but never answers: (app, settings).
+
+    The kernel completes the handshake for a listening socket nobody accepts from: a server
+    that is overloaded or hung looks like this.
+    """
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
         app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                           "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(),
-                          "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/helpdesk"})
-        started = time.monotonic()
-        pool = ThreadPoolExecutor(1)
-        try:  # a request still hanging at the end is ended by closing the listener
-            response = pool.submit(post, app.test_client(), "/twilio/voice/incoming", inbound(sid(9))).result(timeout=14)
-        finally:
-            pool.shutdown(wait=False)
-        waited = time.monotonic() - started
-        assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
-        assert waited < 10, f"Twilio gives up after 15 s; the webhook took {waited:.1f} s"  # 5 s connect timeout
-        assert Spool(tmp_path / "spool").counts()["waiting"] == 1
+                          "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/helpdesk{query}"})
+        yield app, settings
     deadline = time.monotonic() + 30
     while recovery_for(settings).running():  # take the spool away, so its retrying thread stops
         assert time.monotonic() < deadline
         shutil.rmtree(tmp_path / "spool", ignore_errors=True)
         time.sleep(0.05)
+
+
+def timed_post(app, path, params):
+    """(response, seconds taken); a request still hanging after 14 s fails the test."""
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(1)
+    try:  # a request still hanging at the end is ended by closing the listener
+        response = pool.submit(post, app.test_client(), path, params).result(timeout=14)
+    finally:
+        pool.shutdown(wait=False)
+    return response, time.monotonic() - started
+
+
+def test_a_postgresql_that_accepts_connections_but_never_answers_is_given_up_on_before_twilio_is(tmp_path):
+    # Before, the webhook waited as long as TCP did.
+    with app_on_a_hung_postgresql(tmp_path) as (app, settings):
+        response, waited = timed_post(app, "/twilio/voice/incoming", inbound(sid(9)))
+        assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+        assert waited < 10, f"Twilio gives up after 15 s; the webhook took {waited:.1f} s"  # 5 s connect timeout
+        assert Spool(tmp_path / "spool").counts()["waiting"] == 1
+
+
+def test_a_callback_webhook_tries_a_hung_database_once_not_once_for_each_thing_it_stores(tmp_path):
+    # Each try costs the connect timeout (2 s here); the event and the attempt's outcome both go
+    # to the spool after the first.
+    with app_on_a_hung_postgresql(tmp_path, "?connect_timeout=2") as (app, settings):
+        ended, waited = timed_post(app, "/twilio/voice/callback-status?callback=7",
+                                   {"CallSid": sid(5001), "CallStatus": "no-answer"})
+        assert ended.status_code == 204
+        assert waited < 3.5, f"took {waited:.1f} s: more than one try"
+        assert Spool(tmp_path / "spool").counts()["waiting"] == 2
+        connect, waited = timed_post(app, "/twilio/voice/callback-connect?callback=7", {"CallSid": sid(5003)})
+        body = connect.get_data(as_text=True)
+        assert connect.status_code == 200 and "could not be connected" in body and "<Dial" not in body
+        assert waited < 3.5, f"took {waited:.1f} s: more than one try"
 
 
 @contextlib.contextmanager
