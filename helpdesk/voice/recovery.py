@@ -58,8 +58,10 @@ def spool_entry(*, kind: str, path: str, params: Sequence[tuple[str, str]], rece
 def attempt_entry(*, callback_id: int, call_sid: str, outcome: str, ended_at: datetime,
                   answered_at: datetime | None) -> dict[str, Any]:
     """How a placed callback's attempt ended (callbacks.service.finish_attempt), as the spool keeps it."""
-    return {"v": 1, "journal": "attempt", "callback": callback_id, "call_sid": call_sid, "outcome": outcome,
-            "ended_at": ended_at.isoformat(), "answered_at": answered_at.isoformat() if answered_at else None}
+    # "kind" names it in the log if the database refuses it, as a webhook's kind does.
+    return {"v": 1, "journal": "attempt", "kind": "callback_outcome", "callback": callback_id, "call_sid": call_sid,
+            "outcome": outcome, "ended_at": ended_at.isoformat(),
+            "answered_at": answered_at.isoformat() if answered_at else None}
 
 
 def _moment(text: str) -> datetime:
