@@ -11,6 +11,7 @@ series stays bounded; requests that match no route are "unmatched".
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from flask import Flask, g, request
@@ -22,6 +23,9 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 
 _instruments: tuple[Counter, Histogram] | None = None
+# A worker's threads can take their first requests at once: one set of instruments each
+# would write its own running total to the worker's file, and one overwrites the other.
+_instruments_lock = threading.Lock()
 
 
 def multiprocess_dir() -> str | None:
@@ -33,12 +37,14 @@ def instruments() -> tuple[Counter, Histogram]:
     """This process's request counter and duration histogram (unregistered)."""
     global _instruments
     if _instruments is None:
-        _instruments = (
-            Counter("helpdesk_http_requests", "HTTP requests by endpoint, method and status.",
-                    ["endpoint", "method", "status"], registry=None),
-            Histogram("helpdesk_http_request_duration_seconds", "HTTP request duration by endpoint.",
-                      ["endpoint"], buckets=DURATION_BUCKETS, registry=None),
-        )
+        with _instruments_lock:
+            if _instruments is None:
+                _instruments = (
+                    Counter("helpdesk_http_requests", "HTTP requests by endpoint, method and status.",
+                            ["endpoint", "method", "status"], registry=None),
+                    Histogram("helpdesk_http_request_duration_seconds", "HTTP request duration by endpoint.",
+                              ["endpoint"], buckets=DURATION_BUCKETS, registry=None),
+                )
     return _instruments
 
 
