@@ -25,6 +25,7 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -301,6 +302,31 @@ class PostgresServer:
     def resume(self) -> None:
         """Start a paused server again, on the same port."""
         self._pg_ctl_start()
+
+    def freeze(self) -> None:
+        """Stop every process of the server where it stands (SIGSTOP): connections stay open, unanswered."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server go on (SIGCONT)."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, number: int) -> None:
+        assert self._started and self.tempdir is not None
+        postmaster = int((self.datadir / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process has gone
+            if int(fields[1]) == postmaster:  # its parent: a backend or a background worker
+                pids.append(int(status.parent.name))
+        for pid in pids:
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
 
     def _pg_ctl_start(self) -> None:
         assert self.tempdir is not None

@@ -18,9 +18,11 @@ from helpdesk import db
 from helpdesk.app import create_app
 from helpdesk.cli import main
 from helpdesk.db import Database
+from helpdesk.migrate import upgrade
 from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.spool import Spool
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
+from servers import PostgresServer, PostgresUnavailable, skip_or_fail
 from tests.integration.conftest import AUTH_TOKEN, BASE_URL, OPEN_TIME, FakeClock, make_settings
 from tests.integration.outage import UNREACHABLE, bring_back, take_down, wait_until_stored
 from tests.integration.twilio_requests import inbound, post, sid, stamp
@@ -310,3 +312,36 @@ def test_options_given_in_the_database_url_are_kept_beside_the_webhooks_limits(p
     finally:
         engine.dispose()
     assert shown == ["8MB", "2s", "2s"]
+
+
+@pytest.mark.postgres
+def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twilio_gives_up(tmp_path, monkeypatch):
+    # libpq waits for ever for a server that stops answering on a connection already made;
+    # statement_timeout cannot help, because the server enforces it.
+    monkeypatch.setattr(db, "WEBHOOK_HOLD_SECONDS", 1.5)
+    try:
+        server = PostgresServer()  # its own: this test freezes it
+    except PostgresUnavailable as missing:
+        skip_or_fail(str(missing))
+    with server:
+        url = server.create_database("frozen") + "?connect_timeout=2"
+        upgrade(url)
+        settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
+        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                          "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(), "DATABASE_URL": url})
+        try:
+            assert post(app.test_client(), "/twilio/voice/incoming", inbound(sid(21))).status_code == 200
+            assert not Spool(tmp_path / "spool").has_waiting()  # stored, on a connection now in the pool
+            server.freeze()
+            try:
+                response, waited = timed_post(app, "/twilio/voice/incoming", inbound(sid(22)))
+            finally:
+                server.thaw()
+            assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+            assert waited < 3, f"took {waited:.1f} s with a hold limit of 1.5 s"  # and no second wait to connect
+            assert Spool(tmp_path / "spool").counts()["waiting"] == 1
+            wait_until_stored(settings)
+            assert [record(url, sid(n))["events"] for n in (21, 22)] == [1, 1]
+            assert db.WATCHDOG.watching() == 0  # every connection given back was disarmed, the cut one too
+        finally:
+            app.extensions["helpdesk.db"].dispose()
