@@ -85,15 +85,25 @@ class Watchdog:
                 now = time.monotonic()
                 for token in [token for token, (deadline, _, _) in self._armed.items() if deadline <= now]:
                     _, duplicate, seconds = self._armed.pop(token)
-                    with socket.socket(fileno=duplicate) as held:  # closes the duplicate
-                        try:
-                            held.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass  # already closed by the server
+                    self._cut(duplicate)
                     log.error("a webhook's database connection was cut: the server did not answer within %g s",
                               seconds)
                 soonest = min((deadline for deadline, _, _ in self._armed.values()), default=None)
                 self._wake.wait(None if soonest is None else max(soonest - now, 0.001))
+
+
+    @staticmethod
+    def _cut(duplicate: int) -> None:
+        try:
+            held = socket.socket(fileno=duplicate)
+        except OSError:  # not a socket after all: nothing to cut
+            os.close(duplicate)
+            return
+        with held:  # closes the duplicate
+            try:
+                held.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the server has closed it already
 
 
 WATCHDOG = Watchdog()

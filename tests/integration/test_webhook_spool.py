@@ -20,7 +20,7 @@ from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
 from helpdesk.models import Call, Callback, TwilioEvent
-from helpdesk.spool import Spool
+from helpdesk.spool import Spool, Unreachable
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
 from servers import PostgresServer, PostgresUnavailable, skip_or_fail
 from tests.integration.conftest import AUTH_TOKEN, BASE_URL, OPEN_TIME, FakeClock, make_settings
@@ -329,11 +329,21 @@ def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twili
         settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
         app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                           "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(), "DATABASE_URL": url})
+        database = app.extensions["helpdesk.db"]
         try:
             assert post(app.test_client(), "/twilio/voice/incoming", inbound(sid(21))).status_code == 200
-            assert not Spool(tmp_path / "spool").has_waiting()  # stored, on a connection now in the pool
+            with database.connection(), database.connection():
+                pass  # two connections in the pool, made while the server answered
             server.freeze()
             try:
+                # The spool's drain meets one: the server counts as unreachable, and the event waits.
+                entry = spool_entry(kind="incoming", path="/twilio/voice/incoming", params=list(inbound(sid(23)).items()),
+                                    received_at=OPEN_TIME, call_sid=sid(23), idempotency_token=None, decision="agents")
+                started = time.monotonic()
+                with pytest.raises(Unreachable):
+                    store_entry(database, settings, entry)
+                assert 1.4 < time.monotonic() - started < 3  # cut by the watchdog, not by connecting anew
+                # A webhook meets the other.
                 response, waited = timed_post(app, "/twilio/voice/incoming", inbound(sid(22)))
             finally:
                 server.thaw()
@@ -341,7 +351,8 @@ def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twili
             assert waited < 3, f"took {waited:.1f} s with a hold limit of 1.5 s"  # and no second wait to connect
             assert Spool(tmp_path / "spool").counts()["waiting"] == 1
             wait_until_stored(settings)
+            assert Spool(tmp_path / "spool").counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
             assert [record(url, sid(n))["events"] for n in (21, 22)] == [1, 1]
-            assert db.WATCHDOG.watching() == 0  # every connection given back was disarmed, the cut one too
+            assert db.WATCHDOG.watching() == 0  # every connection given back was disarmed, the cut ones too
         finally:
             app.extensions["helpdesk.db"].dispose()
