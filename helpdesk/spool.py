@@ -64,12 +64,7 @@ class Spool:
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / CURRENT
-        fd = self._open_current(path)
-        try:
-            _write_all(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # releases the shared lock
+        _write_synced(self._open_current(path), line)  # closing releases the shared lock
         _fsync_directory(self.directory)  # the file may be new: make its name durable too
 
     @staticmethod
@@ -198,22 +193,13 @@ class Spool:
     def _replace(self, batch: Path, lines: list[bytes]) -> None:
         """Keep only `lines` in the batch (what the stopped drain had not done), atomically."""
         partial = batch.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _write_all(fd, b"".join(raw + b"\n" for raw in lines))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                      b"".join(raw + b"\n" for raw in lines))
         os.replace(partial, batch)
         _fsync_directory(self.directory)
 
     def _keep(self, name: str, raw: bytes) -> None:
-        fd = os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            _write_all(fd, raw + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), raw + b"\n")
 
 
 def _waiting(name: str) -> bool:
@@ -222,10 +208,15 @@ def _waiting(name: str) -> bool:
     return name == CURRENT or (name.startswith(_DRAINING) and name.endswith(".jsonl"))
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _write_synced(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, flush it to disk, and close `fd`."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
