@@ -26,7 +26,7 @@ from callbacks import queue, service
 from callbacks.telephony import connect_twiml
 from helpdesk.pages.format import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
-from helpdesk.voice.recovery import attempt_entry, describe, recovery_for
+from helpdesk.voice.recovery import attempt_entry, describe, keep_for_later
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -190,16 +190,11 @@ def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datet
         else:
             log.info("callback %s: call %s ended as %s", callback_id, attempt_sid, outcome)
             return Response(status=204)
-    recovery = recovery_for(settings())
-    try:
-        recovery.keep(attempt_entry(callback_id=callback_id, call_sid=attempt_sid, outcome=outcome, ended_at=now,
-                                    answered_at=answered_at), database(), settings())
-    except Exception:
-        log.exception("callback %s: STORING FAILED for call %s (%s), and it could not be kept in the spool (%s)",
-                      callback_id, attempt_sid, outcome, recovery.spool.directory)
+    entry = attempt_entry(callback_id=callback_id, call_sid=attempt_sid, outcome=outcome, ended_at=now,
+                          answered_at=answered_at)
+    if not keep_for_later(entry, f"how call {attempt_sid} ended ({outcome}) for callback {callback_id}", problem,
+                          database(), settings()):
         return _plain("The outcome could not be stored.", 503)
-    log.error("callback %s: the database could not take how call %s ended (%s): kept in the spool to store later "
-              "(%s)", callback_id, attempt_sid, outcome, problem)
     return Response(status=204)
 
 

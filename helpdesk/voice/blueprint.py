@@ -15,8 +15,8 @@ from flask import Blueprint, Response, current_app, request
 
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.journal import journal_only, owning_call_sid, record_event
-from helpdesk.voice.recovery import describe, recovery_for, spool_entry
+from helpdesk.voice.journal import owning_call_sid
+from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
 
@@ -83,25 +83,14 @@ def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime
     event = {"kind": kind, "path": path, "params": list(request.form.items(multi=True)), "received_at": received_at,
              "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
     config, db = settings(), database()
-    recovery = recovery_for(config)
     try:
-        with db.connection() as connection:
-            if journal == "only":
-                journal_only(connection, call_sid=call_sid, **event)
-            else:
-                record_event(connection, config, **event)
+        store_event(db, config, journal=journal, call_sid=call_sid, **event)
     except Exception as error:
-        try:
-            recovery.keep(spool_entry(call_sid=call_sid, journal=journal, **event), db, config)
-        except Exception:
-            # The call goes on; the event is lost from the journal. Say so loudly.
-            log.exception("STORING FAILED for a webhook (%s, call %s), and it could not be kept in the spool (%s)",
-                          kind, call_sid, recovery.spool.directory)
-            return None
-        log.error("the database could not take a webhook (%s, call %s): kept in the spool to store later (%s)",
-                  kind, call_sid, describe(error))
-        return "spool"
-    recovery.check(db, config)
+        # If the spool cannot take it either, the call goes on and the event is lost: logged loudly.
+        kept = keep_for_later(spool_entry(call_sid=call_sid, journal=journal, **event),
+                              f"a webhook ({kind}, call {call_sid})", describe(error), db, config)
+        return "spool" if kept else None
+    recovery_for(config).check(db, config)
     return "database"
 
 

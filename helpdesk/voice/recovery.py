@@ -80,18 +80,23 @@ def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -
             _store_event(database, settings, entry)
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         # Cannot connect, the server went away, "database is locked", a full disk: try again later.
-        raise Unreachable(str(error).split("\n", 1)[0][:200]) from error
+        raise Unreachable(describe(error)) from error
+
+
+def store_event(database: Database, settings: Settings, *, journal: str, call_sid: str, **event: Any) -> None:
+    """Store one webhook's event: `journal` "call" records it and recomputes its call; "only" journals it."""
+    with database.connection() as connection:
+        if journal == "only":
+            journal_only(connection, call_sid=call_sid, **event)
+        else:
+            record_event(connection, settings, **event)
 
 
 def _store_event(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
-    event = {"kind": entry["kind"], "path": entry["path"], "params": [(k, v) for k, v in entry["params"]],
-             "received_at": _moment(entry["received_at"]),
-             "idempotency_token": entry.get("idempotency_token"), "decision": entry.get("decision")}
-    with database.connection() as connection:
-        if entry.get("journal") == "only":
-            journal_only(connection, call_sid=entry["call_sid"], **event)
-        else:
-            record_event(connection, settings, **event)
+    store_event(database, settings, journal=entry.get("journal", "call"), call_sid=entry["call_sid"],
+                kind=entry["kind"], path=entry["path"], params=[(k, v) for k, v in entry["params"]],
+                received_at=_moment(entry["received_at"]), idempotency_token=entry.get("idempotency_token"),
+                decision=entry.get("decision"))
 
 
 def _finish_attempt(database: Database, settings: Settings, entry: dict[str, Any]) -> None:
@@ -102,6 +107,23 @@ def _finish_attempt(database: Database, settings: Settings, entry: dict[str, Any
     with database.webhook_session() as session:
         finish_attempt(session, settings, call_sid=entry["call_sid"], outcome=entry["outcome"],
                        now=_moment(entry["ended_at"]), answered_at=answered_at)
+
+
+def keep_for_later(entry: dict[str, Any], what: str, problem: str, database: Database, settings: Settings) -> bool:
+    """Keep an entry the database could not take in the spool, and say so in the log.
+
+    `what` names it ("a webhook (incoming, call CA...)"), `problem` says why the database
+    did not take it. False, logged as STORING FAILED, if the spool could not take it either.
+    """
+    recovery = recovery_for(settings)
+    try:
+        recovery.keep(entry, database, settings)
+    except Exception:
+        log.exception("STORING FAILED for %s, and it could not be kept in the spool (%s)", what,
+                      recovery.spool.directory)
+        return False
+    log.error("the database could not take %s: kept in the spool to store later (%s)", what, problem)
+    return True
 
 
 def spool_for(settings: Settings) -> Spool:
