@@ -68,17 +68,22 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(recovery, "LAST_RETRY_SECONDS", 0.2)
 
 
-@pytest.fixture
-def app(migrated_url, settings, clock):
-    app = create_app({
+def make_app(database_url: str, settings, clock):
+    """The app as the tests run it: signed webhooks under BASE_URL, a fixed clock."""
+    return create_app({
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
-        "DATABASE_URL": migrated_url,
+        "DATABASE_URL": database_url,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "PUBLIC_BASE_URL": BASE_URL,
         "SETTINGS": settings,
         "CLOCK": clock,
     })
+
+
+@pytest.fixture
+def app(migrated_url, settings, clock):
+    app = make_app(migrated_url, settings, clock)
     yield app
     app.extensions["helpdesk.db"].dispose()
 

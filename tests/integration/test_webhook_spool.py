@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, make_url, select, text
 
 from helpdesk import db
-from helpdesk.app import create_app
 from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
@@ -23,7 +22,7 @@ from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.spool import Spool, Unreachable
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
 from servers import PostgresServer, PostgresUnavailable, skip_or_fail
-from tests.integration.conftest import AUTH_TOKEN, BASE_URL, OPEN_TIME, FakeClock, make_settings
+from tests.integration.conftest import OPEN_TIME, FakeClock, make_app, make_settings
 from tests.integration.outage import UNREACHABLE, bring_back, take_down, wait_until_stored
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
@@ -204,9 +203,8 @@ def app_on_a_hung_postgresql(tmp_path, query: str = ""):
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
-        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                          "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(),
-                          "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/helpdesk{query}"})
+        app = make_app(f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/helpdesk{query}", settings,
+                       FakeClock())
         yield app, settings
     deadline = time.monotonic() + 30
     while recovery_for(settings).running():  # take the spool away, so its retrying thread stops
@@ -327,8 +325,7 @@ def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twili
         url = server.create_database("frozen") + "?connect_timeout=2"
         upgrade(url)
         settings = make_settings(webhooks={"spool_dir": str(tmp_path / "spool")})
-        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                          "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": FakeClock(), "DATABASE_URL": url})
+        app = make_app(url, settings, FakeClock())
         database = app.extensions["helpdesk.db"]
         try:
             assert post(app.test_client(), "/twilio/voice/incoming", inbound(sid(21))).status_code == 200
