@@ -1,8 +1,8 @@
 """Request metrics in multiprocess mode (gunicorn), as a worker with several threads counts them."""
 from __future__ import annotations
 
-import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry, values
@@ -20,6 +20,13 @@ def test_a_workers_threads_count_into_one_set_of_instruments_from_their_first_re
     monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
     monkeypatch.setattr(http, "_instruments", None)
     start = threading.Barrier(THREADS)
+    real_counter = http.Counter
+
+    def slow_counter(*args, **kwargs):
+        time.sleep(0.05)  # creating it takes a while: the other threads arrive meanwhile, as under load
+        return real_counter(*args, **kwargs)
+
+    monkeypatch.setattr(http, "Counter", slow_counter)
 
     def first_request(_):
         start.wait()
@@ -27,13 +34,8 @@ def test_a_workers_threads_count_into_one_set_of_instruments_from_their_first_re
         requests.labels("health.healthz", "GET", "200").inc()
         return requests
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads take turns as often as a busy machine makes them
-    try:
-        with ThreadPoolExecutor(THREADS) as pool:
-            counters = list(pool.map(first_request, range(THREADS)))
-    finally:
-        sys.setswitchinterval(interval)
+    with ThreadPoolExecutor(THREADS) as pool:
+        counters = list(pool.map(first_request, range(THREADS)))
     assert len({id(counter) for counter in counters}) == 1
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))
