@@ -3,6 +3,8 @@
 Twilio rings the agent (a REST call whose CallSid is the attempt's `call_sid`), fetches
 `callback-connect` when the agent answers, dials the caller (a child leg whose
 ParentCallSid is the attempt's `call_sid`) and reports both legs to `callback-status`.
+The attempt counts from the dial, recorded by `callback-connect`: if the agent's leg ends
+before that, the caller was never rung and the attempt is `not_dialled`.
 
 The routes are nested in the voice blueprint (`nest_in`), so they share its URL prefix, its
 single signature check (a parent blueprint's before_request runs for nested ones: a bad
@@ -22,9 +24,9 @@ from email.utils import parsedate_to_datetime
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from callbacks import queue, service
+from callbacks import service
 from callbacks.telephony import connect_twiml
-from helpdesk.pages.format import is_withheld
+from helpdesk.phones import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
 from helpdesk.voice.recovery import attempt_entry, describe, keep_for_later
 from helpdesk.web import clock, database, settings
@@ -130,15 +132,15 @@ def connect():
                   params["CallSid"])
         return _goodbye(sorry)
     try:
+        # The caller is dialled only if the dial is recorded: it is what the three-hour rule counts.
         with database().webhook_session() as session:
-            found = queue.callback_to_dial(session, callback_id)
+            number = service.dial_attempt(session, callback_id=callback_id, call_sid=params["CallSid"], now=clock())
     except Exception:
-        log.exception("callback %s: could not read the callback to connect call %s", callback_id, params["CallSid"])
+        log.exception("callback %s: could not record the dial for call %s", callback_id, params["CallSid"])
         return _goodbye(sorry)
-    if found is None:
+    if number is None:
         log.info("callback %s: closed or unknown when call %s was answered", callback_id, params["CallSid"])
         return _goodbye("This callback has been closed, so there is no one to call. Goodbye.")
-    _, number, _ = found
     if is_withheld(number):
         return _goodbye("This callback has no number that can be dialled. Goodbye.")
     caller_id = getattr(current_app.extensions.get("helpdesk.telephony"), "from_number", None) or params.get("From", "")

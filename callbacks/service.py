@@ -16,7 +16,7 @@ from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_name
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
-from helpdesk.phones import is_e164
+from helpdesk.phones import is_e164, is_withheld
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,12 @@ def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
 
 def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent_id: int, started_at: datetime,
                 source: str, outcome: str, now: datetime, call_sid: str | None = None, note: str = "") -> CallbackAttempt:
-    """Record an attempt: placed through Twilio (outcome "placing") or entered by the agent."""
+    """Record an attempt: placed through Twilio (outcome "placing") or entered by the agent.
+
+    An attempt the agent enters rang the caller when it started, so it counts from then. One
+    placed through Twilio rings the agent first: it counts once the caller is dialled
+    (`dial_attempt`), which may never happen.
+    """
     if outcome not in ATTEMPT_OUTCOMES + ("placing",):
         raise CallbackError("Choose what happened on the call.")
     if started_at > now + timedelta(minutes=1):
@@ -157,14 +162,34 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         attempt = CallbackAttempt(callback_id=callback.id, started_at=started_at, source=source, call_sid=call_sid,
                                   agent_id=agent_id, outcome=outcome, note=note.strip())
         session.add(attempt)
-        callback.attempts_count += 1
         callback.claimed_by_id = callback.claimed_by_id or agent_id
-        if callback.first_attempt_at is None or started_at < callback.first_attempt_at:
-            callback.first_attempt_at = started_at
-        _judge(callback)
         if outcome != "placing":
+            _dialled(callback, attempt, started_at)
             _after_outcome(callback, settings, attempt, now)
     return attempt
+
+
+def dial_attempt(session: Session, *, callback_id: int, call_sid: str, now: datetime) -> str | None:
+    """The agent answered a "Call back now" call (`call_sid`): the caller is dialled now.
+
+    Records the attempt as dialled, which is when it counts, and returns the number to dial:
+    None if the callback is closed or unknown. Twilio should dial only once this has been
+    stored, so every attempt the three-hour rule counts is one that rang the caller. A
+    second request for the same call (Twilio retrying) changes nothing.
+    """
+    with session.begin():
+        callback = session.get(Callback, callback_id, with_for_update=True)
+        if callback is None or callback.status != "open":
+            return None
+        attempt = session.scalars(select(CallbackAttempt).where(
+            CallbackAttempt.call_sid == call_sid, CallbackAttempt.callback_id == callback_id)).one_or_none()
+        if attempt is None:
+            # "Call back now" placed the call but could not record it; the agent was asked to log it.
+            log.warning("callback %s: call %s is not a recorded attempt, so its dial is not counted", callback_id,
+                        call_sid)
+        elif attempt.dialled_at is None and not is_withheld(callback.caller_number):
+            _dialled(callback, attempt, now)
+        return callback.caller_number
 
 
 def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outcome: str, now: datetime,
@@ -175,7 +200,13 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
         if attempt is None:
             return
         callback = session.get(Callback, attempt.callback_id, with_for_update=True)
-        if attempt.outcome == "placing":
+        if outcome == "reached" and attempt.dialled_at is None:
+            # Only a dialled caller can answer, but if the dial was not recorded, count it as late as it can be.
+            _dialled(callback, attempt, answered_at or now)
+        if attempt.outcome == "placing" and attempt.dialled_at is None:
+            # The agent's leg ended before the caller was dialled: not an attempt to call them back.
+            attempt.outcome, attempt.ended_at = "not_dialled", now
+        elif attempt.outcome == "placing":
             attempt.outcome, attempt.ended_at, attempt.answered_at = outcome, now, answered_at
             if callback.status == "open":
                 _after_outcome(callback, settings, attempt, now)
@@ -189,6 +220,15 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
                 _after_outcome(callback, settings, attempt, now)
 
 
+def _dialled(callback: Callback, attempt: CallbackAttempt, when: datetime) -> None:
+    """The attempt rang the caller at `when`: it counts, and may meet the three-hour rule."""
+    attempt.dialled_at = when
+    callback.attempts_count += 1
+    if callback.first_attempt_at is None or when < callback.first_attempt_at:
+        callback.first_attempt_at = when
+    _judge(callback)
+
+
 def _judge(callback: Callback) -> None:
     if callback.sla_result is None and callback.first_attempt_at is not None:
         callback.sla_result = "met" if callback.first_attempt_at <= callback.due_at else None
@@ -196,11 +236,11 @@ def _judge(callback: Callback) -> None:
 
 def _after_outcome(callback: Callback, settings: Settings, attempt: CallbackAttempt, now: datetime) -> None:
     if attempt.outcome == "reached":
-        callback.reached_at = callback.reached_at or (attempt.answered_at or attempt.started_at)
+        callback.reached_at = callback.reached_at or (attempt.answered_at or attempt.dialled_at)
         callback.next_attempt_at = None
         return
     callback.next_attempt_at = next_attempt_at(
-        attempt.started_at, callback.attempts_count,
+        attempt.dialled_at, callback.attempts_count,
         spacing_minutes=settings.callback.retry_spacing_minutes, max_attempts=settings.callback.max_attempts)
     if callback.next_attempt_at is None:
         callback.status, callback.outcome, callback.closed_at = "closed", "unreachable", now

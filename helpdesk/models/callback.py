@@ -56,7 +56,11 @@ class Callback(Base):
 
 
 class CallbackAttempt(Base):
-    """An outbound call to the caller: placed through Twilio or entered by an agent."""
+    """A call back to the caller: placed through Twilio or entered by an agent.
+
+    Only an attempt with `dialled_at` rang the caller; only those count (attempts_count,
+    first_attempt_at, the retries and the three-hour rule).
+    """
 
     __tablename__ = "callback_attempts"
 
@@ -66,7 +70,11 @@ class CallbackAttempt(Base):
     source: Mapped[str] = mapped_column(String(8))  # twilio, manual
     call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    # placing (Twilio call under way), reached, no_answer, busy, failed, voicemail_left
+    # When the caller's phone was dialled, which is what the three-hour rule counts. "Call
+    # back now" rings the agent first and dials the caller when they answer; None until then.
+    dialled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # placing (Twilio call under way), reached, no_answer, busy, failed, voicemail_left, or
+    # not_dialled ("Call back now" ended before the caller was dialled: not an attempt at all)
     outcome: Mapped[str] = mapped_column(String(16))
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

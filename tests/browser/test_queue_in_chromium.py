@@ -254,7 +254,8 @@ def test_an_agent_claims_calls_back_and_sees_a_closed_item_leave_without_a_reloa
     attempts = queue_app.query("SELECT source, outcome, call_sid FROM callback_attempts WHERE callback_id = :id",
                                id=first)
     assert attempts == [("twilio", "placing", answer["sid"])] and CALL_SID.match(answer["sid"])
-    assert "1 so far" in item(page, first).text_content()
+    # It rings the agent first: it is an attempt once Twilio dials the caller.
+    assert "None yet" in item(page, first).text_content()
 
     # The page polls every second from now on; the second item is closed in another window.
     page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")

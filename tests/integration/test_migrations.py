@@ -1,13 +1,15 @@
 """The migrations build exactly the schema the models describe, and undo it cleanly."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect, select
 
 from helpdesk import migrate
 from helpdesk.db import make_engine
-from helpdesk.models import Base
+from helpdesk.models import Base, Callback, CallbackAttempt, Enquiry
 
 
 def test_migrated_schema_matches_the_models(migrated_url):
@@ -29,3 +31,31 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(migrate
         assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_attempts_stored_before_dialled_at_keep_the_judgement_they_were_given(migrated_url):
+    # Before revision 0005 an attempt counted from when it started, even one still ringing
+    # the agent; upgrading must not turn them into attempts that never rang the caller.
+    migrate.downgrade(migrated_url, "0004")
+    engine = make_engine(migrated_url)
+    started = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+    try:
+        with engine.begin() as connection:
+            enquiry = connection.execute(insert(Enquiry.__table__).values(
+                reference="HD-2026-000001", channel="phone", opened_at=started, status="open")).inserted_primary_key[0]
+            callback = connection.execute(insert(Callback.__table__).values(
+                contact_key="call:CA1", enquiry_id=enquiry, reason="abandoned", caller_type="customer",
+                owed_from=started, due_at=started, clock="business", explanation="{}", config_version="v",
+                created_at=started, status="open", attempts_count=2, first_attempt_at=started, note="",
+            )).inserted_primary_key[0]
+            for minutes, source, outcome in ((0, "manual", "no_answer"), (30, "twilio", "placing")):
+                connection.execute(insert(CallbackAttempt.__table__).values(
+                    callback_id=callback, started_at=started + timedelta(minutes=minutes), source=source,
+                    outcome=outcome, note=""))
+        migrate.upgrade(migrated_url)
+        with engine.connect() as connection:
+            rows = connection.execute(select(CallbackAttempt.started_at, CallbackAttempt.dialled_at)
+                                      .order_by(CallbackAttempt.id)).all()
+    finally:
+        engine.dispose()
+    assert rows == [(started, started), (started + timedelta(minutes=30), started + timedelta(minutes=30))]

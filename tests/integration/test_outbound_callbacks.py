@@ -51,6 +51,20 @@ def placed(app, client, clock, settings, db_session):
     return callback.id
 
 
+def connect(client, callback_id):
+    """The agent answered "Call back now": Twilio fetches what to do, and the caller is dialled."""
+    return post(client, f"/twilio/voice/callback-connect?callback={callback_id}",
+                {"CallSid": AGENT_LEG, "From": DESK, "To": "+447700900555", "CallStatus": "in-progress"})
+
+
+@pytest.fixture
+def dialled(client, clock, placed):
+    """The id of a callback whose "Call back now" attempt has dialled the caller, 15 s after the click."""
+    clock.advance(15)
+    assert "<Dial" in connect(client, placed).get_data(as_text=True)
+    return placed
+
+
 def status_of(client, callback_id, **params):
     return post(client, f"/twilio/voice/callback-status?callback={callback_id}", params)
 
@@ -65,40 +79,108 @@ def attempt_and_callback(db_session) -> tuple[CallbackAttempt, Callback]:
     return attempt, callback
 
 
-def test_the_caller_answering_marks_the_attempt_reached(client, clock, placed, db_session):
+def test_the_caller_answering_marks_the_attempt_reached(client, clock, dialled, db_session):
     answered = clock.advance(20)
     for status in ("initiated", "ringing", "in-progress"):
-        response = status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus=status,
+        response = status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus=status,
                              To=CALLER, From=DESK, Timestamp=stamp(answered))
         assert response.status_code == 204
     attempt, callback = attempt_and_callback(db_session)
     assert (attempt.outcome, attempt.answered_at) == ("reached", answered)
     assert callback.reached_at == answered and callback.next_attempt_at is None and callback.status == "open"
     # The caller's leg completing afterwards changes nothing.
-    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="completed",
+    status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="completed",
               CallDuration="300", Timestamp=stamp(answered + timedelta(minutes=5)))
     assert attempt_and_callback(db_session)[0].outcome == "reached"
 
 
-def test_the_agent_not_answering_is_a_miss_with_a_retry_scheduled(client, clock, placed, db_session):
-    started = clock.now
+def counted(callback: Callback) -> tuple:
+    """What the three-hour rule and the retries know of a callback's attempts."""
+    return callback.attempts_count, callback.first_attempt_at, callback.sla_result, callback.next_attempt_at
+
+
+def test_clicking_call_back_now_is_not_yet_an_attempt(placed, db_session):
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.dialled_at) == ("placing", None)
+    assert counted(callback) == (0, None, None, None) and callback.claimed_by_id == attempt.agent_id
+
+
+def test_the_attempt_counts_from_when_the_connect_request_dials_the_caller(client, clock, placed, db_session):
+    dialled_at = clock.advance(15)
+    connect(client, placed)
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.dialled_at == dialled_at and attempt.started_at == dialled_at - timedelta(seconds=15)
+    assert counted(callback) == (1, dialled_at, "met", None)
+    # Twilio asking again for the same call dials again, but it is still one attempt.
+    clock.advance(5)
+    assert "<Dial" in connect(client, placed).get_data(as_text=True)
+    assert attempt_and_callback(db_session)[0].dialled_at == dialled_at
+    assert counted(attempt_and_callback(db_session)[1]) == (1, dialled_at, "met", None)
+
+
+@pytest.mark.parametrize(("answered", "result"), [(-1, "met"), (+1, None)], ids=["in-time", "late"])
+def test_an_agent_who_answers_after_the_deadline_misses_it_though_they_clicked_in_time(
+        app, client, clock, settings, db_session, answered, result):
+    miss_a_call(client, clock, 1)
+    [callback] = fresh(db_session, Callback)
+    with app.extensions["helpdesk.db"].session() as session:
+        agent = add_user(session, "alice", "a-long-enough-password", "agent", now=datetime.now(timezone.utc)).id
+    clock.now = callback.due_at - timedelta(seconds=30)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, started_at=clock.now,
+                            source="twilio", outcome="placing", call_sid=AGENT_LEG, now=clock.now)
+    clock.now = callback.due_at + timedelta(seconds=answered)
+    connect(client, callback.id)
+    _, callback = attempt_and_callback(db_session)
+    assert (callback.first_attempt_at, callback.sla_result) == (clock.now, result)
+
+
+@pytest.mark.parametrize("status", ["no-answer", "busy", "completed"])
+def test_the_agents_leg_ending_before_the_caller_is_dialled_is_no_attempt(client, clock, placed, db_session, status):
     clock.advance(40)
-    assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer").status_code == 204
+    assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus=status, CallDuration="3").status_code == 204
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.ended_at, attempt.dialled_at) == ("not_dialled", clock.now, None)
+    assert counted(callback) == (0, None, None, None) and callback.status == "open"
+
+
+def test_calls_the_agent_never_answers_do_not_close_the_callback_as_unreachable(app, client, clock, placed, settings,
+                                                                                 db_session):
+    agent = attempt_and_callback(db_session)[0].agent_id
+    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer")
+    for n in range(settings.callback.max_attempts):
+        clock.advance(60)
+        with app.extensions["helpdesk.db"].session() as session:
+            service.add_attempt(session, settings, callback_id=placed, agent_id=agent, started_at=clock.now,
+                                source="twilio", outcome="placing", call_sid=sid(6000 + n), now=clock.now)
+        status_of(client, placed, CallSid=sid(6000 + n), CallStatus="no-answer")
+    attempts = fresh(db_session, CallbackAttempt)
+    [callback] = fresh(db_session, Callback)
+    assert [a.outcome for a in attempts] == ["not_dialled"] * (settings.callback.max_attempts + 1)
+    assert (callback.status, callback.attempts_count, callback.sla_result) == ("open", 0, None)
+
+
+def test_the_caller_not_answering_once_dialled_is_a_miss_with_a_retry_scheduled(client, clock, dialled, db_session):
+    dialled_at = clock.now
+    clock.advance(40)
+    assert status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG,
+                     CallStatus="no-answer").status_code == 204
     attempt, callback = attempt_and_callback(db_session)
     assert attempt.outcome == "no_answer" and attempt.ended_at == clock.now
-    assert callback.next_attempt_at == started + timedelta(minutes=30) and callback.reached_at is None
+    assert counted(callback) == (1, dialled_at, "met", dialled_at + timedelta(minutes=30))
+    assert callback.reached_at is None
 
 
-def test_the_caller_being_busy_is_recorded_as_busy(client, placed, db_session):
-    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="busy")
+def test_the_caller_being_busy_is_recorded_as_busy(client, dialled, db_session):
+    status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="busy")
     attempt, callback = attempt_and_callback(db_session)
     assert attempt.outcome == "busy" and callback.next_attempt_at is not None
 
 
-def test_the_agent_hanging_up_before_the_caller_answers_is_no_answer(client, placed, db_session):
-    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="in-progress")
+def test_the_agent_hanging_up_before_the_caller_answers_is_no_answer(client, dialled, db_session):
+    status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="in-progress")
     assert attempt_and_callback(db_session)[0].outcome == "placing"
-    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="12")
+    status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="12")
     assert attempt_and_callback(db_session)[0].outcome == "no_answer"
 
 
@@ -133,8 +215,7 @@ def test_malformed_status_callbacks_get_a_400_with_the_reason(client, placed, db
 
 
 def test_connect_dials_the_caller_with_status_callbacks_naming_the_callback(client, placed):
-    response = post(client, f"/twilio/voice/callback-connect?callback={placed}",
-                    {"CallSid": AGENT_LEG, "From": DESK, "To": "+447700900555", "CallStatus": "in-progress"})
+    response = connect(client, placed)
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and response.mimetype == "text/xml"
     assert f'<Dial action="https://helpdesk.example.org/twilio/voice/callback-dial?callback={placed}"' in body
@@ -154,11 +235,14 @@ def test_connect_for_a_closed_or_unknown_callback_says_goodbye_instead_of_failin
                     {"CallSid": AGENT_LEG, "From": DESK})
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "<Say" in body and "<Hangup" in body and "<Dial" not in body
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.dialled_at is None and counted(callback)[:3] == (0, None, None)
 
 
-def test_the_dial_action_hangs_up_and_records_the_answer_if_the_status_callbacks_have_not(client, clock, placed, db_session):
+def test_the_dial_action_hangs_up_and_records_the_answer_if_the_status_callbacks_have_not(client, clock, dialled,
+                                                                                         db_session):
     clock.advance(200)
-    response = post(client, f"/twilio/voice/callback-dial?callback={placed}",
+    response = post(client, f"/twilio/voice/callback-dial?callback={dialled}",
                     {"CallSid": AGENT_LEG, "DialCallStatus": "completed", "DialCallDuration": "150"})
     assert response.status_code == 200 and "<Hangup />" in response.get_data(as_text=True)
     attempt, callback = attempt_and_callback(db_session)
@@ -172,17 +256,19 @@ def test_the_dial_action_without_its_status_is_a_400(client, placed):
 
 def test_the_logs_never_hold_a_phone_number(client, placed, caplog):
     with caplog.at_level(logging.DEBUG):
+        connect(client, placed)
         status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
                   To=CALLER, From=DESK)
         status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", To=DESK, From=CALLER)
     assert caplog.records and CALLER not in caplog.text and DESK not in caplog.text
 
 
-def test_a_caller_answer_arriving_after_the_agent_legs_end_still_counts_as_reached(client, clock, placed, db_session):
+def test_a_caller_answer_arriving_after_the_agent_legs_end_still_counts_as_reached(client, clock, dialled,
+                                                                                 db_session):
     answered = clock.advance(20)
-    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="80")
+    status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="80")
     assert attempt_and_callback(db_session)[0].outcome == "no_answer"
-    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+    status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
               Timestamp=stamp(answered))
     attempt, callback = attempt_and_callback(db_session)
     assert (attempt.outcome, attempt.answered_at) == ("reached", answered)
@@ -216,12 +302,12 @@ def callback_events(db_session) -> int:
 
 @pytest.mark.usefixtures("quick_retries")
 def test_an_outcome_the_database_cannot_take_is_kept_in_the_spool_and_stored_when_it_is_back(
-        app, client, clock, placed, settings, migrated_url, db_session, caplog):
+        app, client, clock, dialled, settings, migrated_url, db_session, caplog):
     answered = clock.advance(20)
     take_down(app, migrated_url)
-    responses = [status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+    responses = [status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
                            To=CALLER, From=DESK, Timestamp=stamp(answered)),
-                 post(client, f"/twilio/voice/callback-dial?callback={placed}",
+                 post(client, f"/twilio/voice/callback-dial?callback={dialled}",
                       {"CallSid": AGENT_LEG, "DialCallStatus": "completed", "DialCallDuration": "150"})]
     # Twilio hears what it hears when the database is up: nothing is 503, the agent is hung up on.
     assert [r.status_code for r in responses] == [204, 200] and "<Hangup />" in responses[1].get_data(as_text=True)
@@ -240,9 +326,23 @@ def test_an_outcome_the_database_cannot_take_is_kept_in_the_spool_and_stored_whe
 
 
 @pytest.mark.usefixtures("quick_retries")
-def test_a_miss_kept_in_the_spool_schedules_the_retry_from_when_the_attempt_was_made(
-        app, client, clock, placed, settings, migrated_url, db_session):
-    started = clock.now
+def test_a_miss_kept_in_the_spool_schedules_the_retry_from_when_the_caller_was_dialled(
+        app, client, clock, dialled, settings, migrated_url, db_session):
+    dialled_at = clock.now
+    ended = clock.advance(40)
+    take_down(app, migrated_url)
+    assert status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="completed").status_code == 204
+    clock.advance(3600)
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.ended_at) == ("no_answer", ended)
+    assert callback.next_attempt_at == dialled_at + timedelta(minutes=30)
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_an_agents_leg_kept_in_the_spool_is_still_no_attempt_when_stored(app, client, clock, placed, settings,
+                                                                         migrated_url, db_session):
     ended = clock.advance(40)
     take_down(app, migrated_url)
     assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer").status_code == 204
@@ -250,15 +350,15 @@ def test_a_miss_kept_in_the_spool_schedules_the_retry_from_when_the_attempt_was_
     bring_back(app, migrated_url)
     wait_until_stored(settings)
     attempt, callback = attempt_and_callback(db_session)
-    assert (attempt.outcome, attempt.ended_at) == ("no_answer", ended)
-    assert callback.next_attempt_at == started + timedelta(minutes=30)
+    assert (attempt.outcome, attempt.ended_at) == ("not_dialled", ended)
+    assert counted(callback) == (0, None, None, None)
 
 
-def test_a_kept_outcome_stored_twice_or_with_an_unknown_outcome_changes_nothing_more(app, clock, placed, settings,
+def test_a_kept_outcome_stored_twice_or_with_an_unknown_outcome_changes_nothing_more(app, clock, dialled, settings,
                                                                                      db_session):
     database = app.extensions["helpdesk.db"]
     answered = clock.advance(20)
-    entry = attempt_entry(callback_id=placed, call_sid=AGENT_LEG, outcome="reached", ended_at=answered,
+    entry = attempt_entry(callback_id=dialled, call_sid=AGENT_LEG, outcome="reached", ended_at=answered,
                           answered_at=answered)
     store_entry(database, settings, entry)
     stored = attempt_and_callback(db_session)

@@ -200,6 +200,7 @@ def test_two_agents_claiming_at_the_same_moment_get_one_winner_and_one_named_ref
 
 def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(alice, client, telephony,
                                                                                three_callbacks, db_session):
+    # The attempt counts once Twilio dials the caller (tests/integration/test_outbound_callbacks.py).
     callback = three_callbacks[sid(3)]
     page = text_of(act(client, f"/queue/{callback.id}/call"))
     assert "Ringing your phone for HD-2026-" in page
@@ -209,8 +210,8 @@ def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(
     assert (attempt.callback_id, attempt.source, attempt.outcome) == (callback.id, "twilio", "placing")
     assert attempt.call_sid == placed.placed.call_sid and attempt.agent_id == alice
     [after] = [c for c in stored(db_session) if c.id == callback.id]
-    assert (after.attempts_count, after.claimed_by_id, after.sla_result) == (1, alice, "met")
-    assert "1 so far" in item(page, callback.id)
+    assert (after.attempts_count, after.claimed_by_id, after.sla_result) == (0, alice, None)
+    assert "It counts as an attempt once the caller is dialled." in page and "None yet" in item(page, callback.id)
 
 
 def test_a_call_twilio_refuses_records_nothing_and_shows_why(alice, client, telephony, three_callbacks, db_session):
