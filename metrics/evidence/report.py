@@ -62,8 +62,9 @@ def rules_in_words(settings: Settings) -> list[str]:
         "seconds, UK ringing cadence). Calls outside opening hours, and calls where the caller hung up before the "
         "target, are not counted; a caller who hung up after it is a breach.",
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
-        "call with a caller number and for enquiries not concluded at once. It is met when the first attempt to call "
-        f"back is made within {settings.callback.within_minutes} minutes counted on {clock}.",
+        "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
+        f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "
+        "now\" rings the agent first and counts from when it dialled the caller.",
         f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
         f"when sent within {settings.email.ack_within_minutes} minutes of receipt. One not sent by then is a breach.",
         f"<b>Opening hours</b> (UK time): {'; '.join(hours)}. Bank holidays in {nation} close the help desk"

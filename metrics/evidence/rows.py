@@ -37,7 +37,7 @@ CALLBACK_COLUMNS = [
     "deadline_explanation", "attempts", "first_attempt", "reached", "counted", "three_hour_result",
     "status", "closed", "closed_outcome", "config_version",
 ]
-ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "source", "outcome", "answered", "ended"]
+ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "source", "outcome", "answered", "ended"]
 EMAIL_COLUMNS = [
     "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
     "ack_result", "sender",
@@ -237,8 +237,9 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
     """One row per callback attempt, for the callbacks in callbacks.csv, in the same order."""
     statement = (
         select(
-            CallbackAttempt.callback_id, Enquiry.reference, CallbackAttempt.started_at, CallbackAttempt.source,
-            CallbackAttempt.outcome, CallbackAttempt.answered_at, CallbackAttempt.ended_at, CallbackAttempt.note,
+            CallbackAttempt.callback_id, Enquiry.reference, CallbackAttempt.started_at, CallbackAttempt.dialled_at,
+            CallbackAttempt.source, CallbackAttempt.outcome, CallbackAttempt.answered_at, CallbackAttempt.ended_at,
+            CallbackAttempt.note,
         )
         .join(Callback, Callback.id == CallbackAttempt.callback_id)
         .join(Enquiry, Enquiry.id == Callback.enquiry_id)
@@ -248,8 +249,10 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
 
     def rows() -> Iterator[list[str]]:
         when = london_times()
-        for callback_id, reference, started, source, outcome, answered, ended, note in _stream(connection, statement):
-            row = [str(callback_id), reference, when(started), source, outcome, when(answered), when(ended)]
+        for callback_id, reference, started, dialled, source, outcome, answered, ended, note in _stream(
+                connection, statement):
+            row = [str(callback_id), reference, when(started), when(dialled), source, outcome, when(answered),
+                   when(ended)]
             if include_notes:
                 row.append(note or "")
             yield row

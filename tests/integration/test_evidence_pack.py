@@ -52,9 +52,12 @@ def _callback(settings, enquiry, n, owed_from, *, result=None, attempts=(), note
         config_version="test", created_at=owed_from, status="open", attempts_count=len(attempts),
         first_attempt_at=attempts[0][0] if attempts else None, sla_result=result, note=note,
     )
-    for index, (started, outcome) in enumerate(attempts):
-        callback.attempts.append(CallbackAttempt(started_at=started, source="manual", outcome=outcome,
-                                                 call_sid=f"CAATTEMPT{n}{index}", note=f"attempt note {n}"))
+    # An attempt placed with "Call back now" (started when the agent clicked) dials the caller 15 s later.
+    for index, (started, outcome, source) in enumerate(attempts):
+        dialled = started + timedelta(seconds=15 if source == "twilio" else 0)
+        callback.attempts.append(CallbackAttempt(started_at=started, dialled_at=dialled, source=source,
+                                                 outcome=outcome, call_sid=f"CAATTEMPT{n}{index}",
+                                                 note=f"attempt note {n}"))
     return callback
 
 
@@ -86,7 +89,8 @@ def seed(db_session, settings) -> None:
         db_session.add_all(calls)
     callbacks = [
         _callback(settings, calls[4].enquiry, 1, utc(2026, 11, 23, 9, 0), result="met",
-                  attempts=[(utc(2026, 11, 23, 9, 45), "no_answer"), (utc(2026, 11, 23, 10, 30), "reached")],
+                  attempts=[(utc(2026, 11, 23, 9, 45), "no_answer", "manual"),
+                            (utc(2026, 11, 23, 10, 30), "reached", "twilio")],
                   note="Customer asked about grant"),
         _callback(settings, calls[3].enquiry, 2, utc(2026, 11, 23, 16, 30), result="breached"),
         _callback(settings, calls[0].enquiry, 3, utc(2026, 11, 24, 9, 50)),  # open, not yet due
@@ -212,6 +216,9 @@ def test_callbacks_explain_their_deadlines_and_list_attempts_in_their_own_file(p
     attempts = read(pack / "callback_attempts.csv")
     assert [(a["callback_id"], a["outcome"]) for a in attempts] == [(met["callback_id"], "no_answer"),
                                                                    (met["callback_id"], "reached")]
+    assert [(a["source"], a["started"], a["dialled"]) for a in attempts] == [
+        ("manual", "2026-11-23T09:45:00.000+00:00", "2026-11-23T09:45:00.000+00:00"),
+        ("twilio", "2026-11-23T10:30:00.000+00:00", "2026-11-23T10:30:15.000+00:00")]
     assert "note" not in attempts[0] and "note" not in met
 
 
