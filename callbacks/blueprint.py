@@ -160,7 +160,7 @@ def call_back(callback_id: int):
               "Log the attempt by hand.", "error")
         return _back(callback_id)
     log.info("callback %s: agent %s placed call %s", callback_id, current_user.id, placed.call_sid)
-    flash(f"Ringing your phone for {reference}. Answer it and you will be connected to the caller. "
+    flash(f"Ringing your phone for {reference}. Answer it and press 1 to be connected to the caller. "
           "It counts as an attempt once the caller is dialled.", "success")
     return _back(callback_id)
 

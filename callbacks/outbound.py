@@ -1,10 +1,12 @@
 """Twilio webhooks for callbacks placed with "Call back now".
 
 Twilio rings the agent (a REST call whose CallSid is the attempt's `call_sid`), fetches
-`callback-connect` when the agent answers, dials the caller (a child leg whose
-ParentCallSid is the attempt's `call_sid`) and reports both legs to `callback-status`.
-The attempt counts from the dial, recorded by `callback-connect`: if the agent's leg ends
-before that, the caller was never rung and the attempt is `not_dialled`.
+`callback-connect` when the agent's phone answers, which asks the agent to press 1; with the
+key (`Digits`), `callback-connect` dials the caller (a child leg whose ParentCallSid is the
+attempt's `call_sid`); Twilio reports both legs to `callback-status`. The attempt counts
+from the dial, recorded by `callback-connect`: if the agent's leg ends before that (not
+answered, no key pressed, voicemail), the caller was never rung and the attempt is
+`not_dialled`.
 
 The routes are nested in the voice blueprint (`nest_in`), so they share its URL prefix, its
 single signature check (a parent blueprint's before_request runs for nested ones: a bad
@@ -25,7 +27,7 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from callbacks import service
-from callbacks.telephony import connect_twiml
+from callbacks.telephony import confirm_twiml, connect_twiml
 from helpdesk.phones import is_withheld
 from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
 from helpdesk.voice.recovery import attempt_entry, describe, keep_for_later
@@ -121,7 +123,10 @@ def _goodbye(text: str) -> Response:
 
 @bp.post("/callback-connect")
 def connect():
-    """The agent answered: dial the caller. A callback that is gone gets a short message, never an error."""
+    """The agent's phone answered: ask for 1, and with it dial the caller.
+
+    A callback that is gone gets a short message, never an error.
+    """
     try:
         callback_id, params, reachable = _parse("callback_connect")
     except BadRequest as problem:
@@ -131,6 +136,12 @@ def connect():
         log.error("callback %s: the database is unreachable, so call %s cannot be connected", callback_id,
                   params["CallSid"])
         return _goodbye(sorry)
+    if "Digits" not in params:
+        return Response(confirm_twiml(current_app.config["PUBLIC_BASE_URL"], callback_id), mimetype=_XML)
+    if params["Digits"] != "1":
+        log.info("callback %s: call %s pressed another key, so the caller was not called", callback_id,
+                 params["CallSid"])
+        return _goodbye("The caller was not called. Press 1 next time to be connected. Goodbye.")
     try:
         # The caller is dialled only if the dial is recorded: it is what the three-hour rule counts.
         with database().webhook_session() as session:

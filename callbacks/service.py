@@ -170,7 +170,7 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
 
 
 def dial_attempt(session: Session, *, callback_id: int, call_sid: str, now: datetime) -> str | None:
-    """The agent answered a "Call back now" call (`call_sid`): the caller is dialled now.
+    """The agent answered a "Call back now" call (`call_sid`) and pressed 1: the caller is dialled now.
 
     Records the attempt as dialled, which is when it counts, and returns the number to dial:
     None if the callback is closed or unknown. Twilio should dial only once this has been

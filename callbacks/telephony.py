@@ -1,8 +1,10 @@
 """Click-to-call through the Twilio REST API: ring the agent first, then connect the caller.
 
-"Call back now" asks Twilio (Calls resource) to call the AGENT's phone. When the agent answers,
-Twilio fetches the TwiML of `connect_twiml`, which dials the CALLER. Every URL names the callback
-(`?callback=ID`), so the routes can log the attempt with its CallSid.
+"Call back now" asks Twilio (Calls resource) to call the AGENT's phone. When it answers, Twilio
+fetches `confirm_twiml`, which asks the agent to press 1, and then `connect_twiml`, which dials
+the CALLER. Only a person presses 1: voicemail answering the agent's phone never rings the
+caller. Every URL names the callback (`?callback=ID`), so the routes can log the attempt with
+its CallSid.
 
 Every failure is a TelephonyError whose message an agent can read. Logs carry CallSids and
 callback ids, never phone numbers.
@@ -21,7 +23,7 @@ import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
-from twilio.twiml.voice_response import Dial, VoiceResponse
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from helpdesk.clock import now_utc
 from helpdesk.phones import is_e164, is_withheld
@@ -34,6 +36,8 @@ RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
+SPEECH = {"voice": "Polly.Amy", "language": "en-GB"}
+CONFIRM_SECONDS = 10  # how long the agent has to press 1 after the prompt
 
 
 class TelephonyError(Exception):
@@ -76,13 +80,29 @@ def _urls(public_base_url: str, callback_id: int) -> tuple[str, str, str]:
     return f"{base}/callback-connect{query}", f"{base}/callback-status{query}", f"{base}/callback-dial{query}"
 
 
+def confirm_twiml(public_base_url: str, callback_id: int) -> str:
+    """TwiML for when the agent's phone answers: press 1 to dial the caller, or the call ends.
+
+    Twilio sends the key to the connect URL again, as `Digits`. Voicemail or an answering
+    machine on the agent's phone hears the prompt, presses nothing, and the caller is not rung.
+    """
+    connect_url, _, _ = _urls(public_base_url, callback_id)
+    response = VoiceResponse()
+    gather = Gather(num_digits=1, action=connect_url, method="POST", timeout=CONFIRM_SECONDS)
+    gather.say("This is your callback from the help desk queue. Press 1 to call the caller now.", **SPEECH)
+    response.append(gather)
+    response.say("No key was pressed, so the caller was not called. Goodbye.", **SPEECH)
+    response.hangup()
+    return str(response)
+
+
 def connect_twiml(caller_number: str, caller_id: str, public_base_url: str, callback_id: int) -> str:
     """TwiML for when the agent answers: a short message, then dial the caller from `caller_id`.
 
     A number that cannot be dialled gets an apology and a hang-up rather than an error: the
     agent is already on the line.
     """
-    response, speech = VoiceResponse(), {"voice": "Polly.Amy", "language": "en-GB"}
+    response, speech = VoiceResponse(), SPEECH
     try:
         check_caller(caller_number)
     except TelephonyError:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -51,17 +52,22 @@ def placed(app, client, clock, settings, db_session):
     return callback.id
 
 
-def connect(client, callback_id):
-    """The agent answered "Call back now": Twilio fetches what to do, and the caller is dialled."""
+def connect(client, callback_id, **keys):
+    """The agent's phone answered "Call back now" (no keys), or the agent pressed a key (Digits)."""
     return post(client, f"/twilio/voice/callback-connect?callback={callback_id}",
-                {"CallSid": AGENT_LEG, "From": DESK, "To": "+447700900555", "CallStatus": "in-progress"})
+                {"CallSid": AGENT_LEG, "From": DESK, "To": "+447700900555", "CallStatus": "in-progress", **keys})
+
+
+def press_1(client, callback_id):
+    """The agent pressed 1 after the prompt: the caller is dialled."""
+    return connect(client, callback_id, Digits="1")
 
 
 @pytest.fixture
 def dialled(client, clock, placed):
     """The id of a callback whose "Call back now" attempt has dialled the caller, 15 s after the click."""
     clock.advance(15)
-    assert "<Dial" in connect(client, placed).get_data(as_text=True)
+    assert "<Dial" in press_1(client, placed).get_data(as_text=True)
     return placed
 
 
@@ -105,15 +111,47 @@ def test_clicking_call_back_now_is_not_yet_an_attempt(placed, db_session):
     assert counted(callback) == (0, None, None, None) and callback.claimed_by_id == attempt.agent_id
 
 
-def test_the_attempt_counts_from_when_the_connect_request_dials_the_caller(client, clock, placed, db_session):
-    dialled_at = clock.advance(15)
+def test_the_agents_phone_answering_asks_for_1_and_dials_no_one_yet(client, clock, placed, db_session):
+    clock.advance(10)
+    response = connect(client, placed)
+    twiml = ET.fromstring(response.data)
+    gather = twiml.find("Gather")
+    assert response.status_code == 200 and twiml.find(".//Dial") is None
+    assert gather.get("action") == f"https://helpdesk.example.org/twilio/voice/callback-connect?callback={placed}"
+    assert gather.get("numDigits") == "1" and "Press 1" in gather.find("Say").text
+    # Nothing pressed (voicemail on the agent's phone): the call ends.
+    assert [child.tag for child in twiml][1:] == ["Say", "Hangup"]
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.dialled_at is None and counted(callback) == (0, None, None, None)
+
+
+@pytest.mark.parametrize("key", ["2", "*", ""])
+def test_a_key_other_than_1_ends_the_call_without_dialling(client, clock, placed, db_session, key):
+    body = connect(client, placed, Digits=key).get_data(as_text=True)
+    assert "<Dial" not in body and "<Hangup" in body and "The caller was not called" in body
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.dialled_at is None and counted(callback) == (0, None, None, None)
+
+
+def test_voicemail_answering_the_agents_phone_leaves_the_attempt_not_dialled(client, clock, placed, db_session):
+    connect(client, placed)  # the prompt plays to the voicemail, which presses nothing
+    status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="25")
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "not_dialled" and counted(callback) == (0, None, None, None)
+
+
+def test_the_attempt_counts_from_when_the_agent_presses_1_and_the_caller_is_dialled(client, clock, placed,
+                                                                                     db_session):
+    clock.advance(10)
     connect(client, placed)
+    dialled_at = clock.advance(5)
+    press_1(client, placed)
     attempt, callback = attempt_and_callback(db_session)
     assert attempt.dialled_at == dialled_at and attempt.started_at == dialled_at - timedelta(seconds=15)
     assert counted(callback) == (1, dialled_at, "met", None)
     # Twilio asking again for the same call dials again, but it is still one attempt.
     clock.advance(5)
-    assert "<Dial" in connect(client, placed).get_data(as_text=True)
+    assert "<Dial" in press_1(client, placed).get_data(as_text=True)
     assert attempt_and_callback(db_session)[0].dialled_at == dialled_at
     assert counted(attempt_and_callback(db_session)[1]) == (1, dialled_at, "met", None)
 
@@ -130,7 +168,7 @@ def test_an_agent_who_answers_after_the_deadline_misses_it_though_they_clicked_i
         service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, started_at=clock.now,
                             source="twilio", outcome="placing", call_sid=AGENT_LEG, now=clock.now)
     clock.now = callback.due_at + timedelta(seconds=answered)
-    connect(client, callback.id)
+    press_1(client, callback.id)
     _, callback = attempt_and_callback(db_session)
     assert (callback.first_attempt_at, callback.sla_result) == (clock.now, result)
 
@@ -214,8 +252,8 @@ def test_malformed_status_callbacks_get_a_400_with_the_reason(client, placed, db
     assert attempt_and_callback(db_session)[0].outcome == "placing"
 
 
-def test_connect_dials_the_caller_with_status_callbacks_naming_the_callback(client, placed):
-    response = connect(client, placed)
+def test_pressing_1_dials_the_caller_with_status_callbacks_naming_the_callback(client, placed):
+    response = press_1(client, placed)
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and response.mimetype == "text/xml"
     assert f'<Dial action="https://helpdesk.example.org/twilio/voice/callback-dial?callback={placed}"' in body
@@ -232,9 +270,9 @@ def test_connect_for_a_closed_or_unknown_callback_says_goodbye_instead_of_failin
             service.close(session, callback_id=placed, agent_id=holder, outcome="withdrawn", now=clock.now)
         callback_id = str(placed)
     response = post(client, f"/twilio/voice/callback-connect?callback={callback_id}",
-                    {"CallSid": AGENT_LEG, "From": DESK})
+                    {"CallSid": AGENT_LEG, "From": DESK, "Digits": "1"})
     body = response.get_data(as_text=True)
-    assert response.status_code == 200 and "<Say" in body and "<Hangup" in body and "<Dial" not in body
+    assert response.status_code == 200 and "has been closed" in body and "<Hangup" in body and "<Dial" not in body
     attempt, callback = attempt_and_callback(db_session)
     assert attempt.dialled_at is None and counted(callback)[:3] == (0, None, None)
 
@@ -257,6 +295,7 @@ def test_the_dial_action_without_its_status_is_a_400(client, placed):
 def test_the_logs_never_hold_a_phone_number(client, placed, caplog):
     with caplog.at_level(logging.DEBUG):
         connect(client, placed)
+        press_1(client, placed)
         status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
                   To=CALLER, From=DESK)
         status_of(client, placed, CallSid=AGENT_LEG, CallStatus="completed", To=DESK, From=CALLER)

@@ -18,6 +18,7 @@ from callbacks.telephony import (
     TelephonyError,
     TwilioTelephony,
     UnconfiguredTelephony,
+    confirm_twiml,
     connect_twiml,
     telephony_from_app_config,
 )
@@ -39,6 +40,17 @@ def parse(twiml: str) -> ET.Element:
 
 
 # --------------------------------------------------------------------------- connect TwiML
+
+
+def test_the_agent_is_asked_to_press_1_and_the_key_goes_back_to_the_connect_url():
+    root = parse(confirm_twiml(BASE + "/", 42))
+    assert [child.tag for child in root] == ["Gather", "Say", "Hangup"]
+    gather = root.find("Gather")
+    assert gather.get("action") == f"{BASE}/twilio/voice/callback-connect?callback=42"
+    assert (gather.get("numDigits"), gather.get("method"), gather.get("timeout")) == ("1", "POST", "10")
+    prompt = gather.find("Say")
+    assert "Press 1" in prompt.text and prompt.get("language") == "en-GB"
+    assert "was not called" in root.find("Say").text  # what voicemail hears once nothing is pressed
 
 
 def test_the_connect_twiml_greets_the_agent_in_british_english_then_dials_the_caller():
