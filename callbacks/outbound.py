@@ -114,9 +114,14 @@ def _twiml(response: VoiceResponse) -> Response:
     return Response(str(response), mimetype=_XML)
 
 
+def _speech() -> dict[str, str]:
+    """The configured voice, so the agent hears one voice through the whole call."""
+    return {"voice": settings().messages.voice, "language": settings().messages.language}
+
+
 def _goodbye(text: str) -> Response:
     response = VoiceResponse()
-    response.say(text, voice=settings().messages.voice, language=settings().messages.language)
+    response.say(text, **_speech())
     response.hangup()
     return _twiml(response)
 
@@ -137,7 +142,7 @@ def connect():
                   params["CallSid"])
         return _goodbye(sorry)
     if "Digits" not in params:
-        return Response(confirm_twiml(current_app.config["PUBLIC_BASE_URL"], callback_id), mimetype=_XML)
+        return Response(confirm_twiml(current_app.config["PUBLIC_BASE_URL"], callback_id, **_speech()), mimetype=_XML)
     if params["Digits"] != "1":
         log.info("callback %s: call %s pressed another key, so the caller was not called", callback_id,
                  params["CallSid"])
@@ -155,7 +160,7 @@ def connect():
     if is_withheld(number):
         return _goodbye("This callback has no number that can be dialled. Goodbye.")
     caller_id = getattr(current_app.extensions.get("helpdesk.telephony"), "from_number", None) or params.get("From", "")
-    body = connect_twiml(number, caller_id, current_app.config["PUBLIC_BASE_URL"], callback_id)
+    body = connect_twiml(number, caller_id, current_app.config["PUBLIC_BASE_URL"], callback_id, **_speech())
     return Response(body, mimetype=_XML)
 
 

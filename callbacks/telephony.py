@@ -36,7 +36,6 @@ RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
 _CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
-SPEECH = {"voice": "Polly.Amy", "language": "en-GB"}
 CONFIRM_SECONDS = 10  # how long the agent has to press 1 after the prompt
 
 
@@ -80,29 +79,30 @@ def _urls(public_base_url: str, callback_id: int) -> tuple[str, str, str]:
     return f"{base}/callback-connect{query}", f"{base}/callback-status{query}", f"{base}/callback-dial{query}"
 
 
-def confirm_twiml(public_base_url: str, callback_id: int) -> str:
+def confirm_twiml(public_base_url: str, callback_id: int, *, voice: str = "Polly.Amy", language: str = "en-GB") -> str:
     """TwiML for when the agent's phone answers: press 1 to dial the caller, or the call ends.
 
     Twilio sends the key to the connect URL again, as `Digits`. Voicemail or an answering
     machine on the agent's phone hears the prompt, presses nothing, and the caller is not rung.
     """
     connect_url, _, _ = _urls(public_base_url, callback_id)
-    response = VoiceResponse()
+    response, speech = VoiceResponse(), {"voice": voice, "language": language}
     gather = Gather(num_digits=1, action=connect_url, method="POST", timeout=CONFIRM_SECONDS)
-    gather.say("This is your callback from the help desk queue. Press 1 to call the caller now.", **SPEECH)
+    gather.say("This is your callback from the help desk queue. Press 1 to call the caller now.", **speech)
     response.append(gather)
-    response.say("No key was pressed, so the caller was not called. Goodbye.", **SPEECH)
+    response.say("No key was pressed, so the caller was not called. Goodbye.", **speech)
     response.hangup()
     return str(response)
 
 
-def connect_twiml(caller_number: str, caller_id: str, public_base_url: str, callback_id: int) -> str:
+def connect_twiml(caller_number: str, caller_id: str, public_base_url: str, callback_id: int, *,
+                  voice: str = "Polly.Amy", language: str = "en-GB") -> str:
     """TwiML for when the agent answers: a short message, then dial the caller from `caller_id`.
 
     A number that cannot be dialled gets an apology and a hang-up rather than an error: the
     agent is already on the line.
     """
-    response, speech = VoiceResponse(), SPEECH
+    response, speech = VoiceResponse(), {"voice": voice, "language": language}
     try:
         check_caller(caller_number)
     except TelephonyError:

@@ -424,3 +424,10 @@ def test_an_outcome_neither_the_database_nor_the_spool_can_take_gets_a_503(app, 
     dial = post(client, f"/twilio/voice/callback-dial?callback={placed}",
                 {"CallSid": AGENT_LEG, "DialCallStatus": "no-answer"})
     assert dial.status_code == 200 and "<Hangup />" in dial.get_data(as_text=True)
+
+
+def test_the_agent_hears_the_configured_voice_throughout(app, client, placed):
+    app.extensions["helpdesk.settings"] = make_settings(messages={"voice": "Polly.Brian", "language": "en-GB"})
+    prompt, dial = connect(client, placed), press_1(client, placed)
+    says = [say for response in (prompt, dial) for say in ET.fromstring(response.data).iter("Say")]
+    assert len(says) == 3 and {say.get("voice") for say in says} == {"Polly.Brian"}
