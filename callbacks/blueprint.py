@@ -19,6 +19,7 @@ from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, local
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import page_headers, role_required
+from helpdesk.voice.recovery import describe
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -143,20 +144,30 @@ def call_back(callback_id: int):
     if holder not in (None, current_user.id):
         flash("Another agent has claimed this callback.", "error")
         return _back(callback_id)
+    try:
+        with database().session() as session:
+            attempt_id = service.start_call(session, callback_id=callback_id, agent_id=current_user.id, now=clock())
+    except CallbackError as refusal:
+        flash(str(refusal), "error")
+        return _back(callback_id)
     telephony = current_app.extensions["helpdesk.telephony"]
     try:
         placed = telephony.place_callback(agent_phone=phone, caller_number=number, callback_id=callback_id)
     except TelephonyError as failure:
+        try:
+            with database().session() as session:
+                service.call_not_placed(session, attempt_id=attempt_id)
+        except Exception as error:  # it stays "placing", and stops another call for two minutes
+            log.error("callback %s: attempt %s not placed, and not removed: %s", callback_id, attempt_id,
+                      describe(error))
         flash(failure.message, "error")
         return _back(callback_id)
     try:
         with database().session() as session:
-            service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
-                                started_at=placed.placed_at, source="twilio", outcome="placing",
-                                call_sid=placed.call_sid, now=clock())
-    except CallbackError as refusal:
-        log.error("callback %s: call %s placed but not recorded: %s", callback_id, placed.call_sid, refusal)
-        flash(f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded: {refusal} "
+            service.call_placed(session, attempt_id=attempt_id, call_sid=placed.call_sid)
+    except Exception as error:  # the phone is ringing already: say so, rather than fail the page
+        log.error("callback %s: call %s placed but not recorded: %s", callback_id, placed.call_sid, describe(error))
+        flash(f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded. "
               "Log the attempt by hand.", "error")
         return _back(callback_id)
     log.info("callback %s: agent %s placed call %s", callback_id, current_user.id, placed.call_sid)

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
 ATTEMPT_OUTCOMES = ("reached", "no_answer", "busy", "failed", "voicemail_left")
+# A "Call back now" call still "placing" after this is taken to have ended unheard of: the
+# agent's phone rings for 60 s, the prompt waits 10 s, then the caller's phone rings.
+CALL_UNDER_WAY = timedelta(minutes=2)
 
 
 class CallbackError(ValueError):
@@ -145,13 +148,11 @@ def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
 
 def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent_id: int, started_at: datetime,
                 source: str, outcome: str, now: datetime, call_sid: str | None = None, note: str = "") -> CallbackAttempt:
-    """Record an attempt: placed through Twilio (outcome "placing") or entered by the agent.
+    """Record an attempt the agent made and entered: it rang the caller when it started.
 
-    An attempt the agent enters rang the caller when it started, so it counts from then. One
-    placed through Twilio rings the agent first: it counts once the caller is dialled
-    (`dial_attempt`), which may never happen.
+    "Call back now" records its attempts with `start_call` and `call_placed` instead.
     """
-    if outcome not in ATTEMPT_OUTCOMES + ("placing",):
+    if outcome not in ATTEMPT_OUTCOMES:
         raise CallbackError("Choose what happened on the call.")
     if started_at > now + timedelta(minutes=1):
         raise CallbackError("An attempt cannot be in the future.")
@@ -163,10 +164,50 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
                                   agent_id=agent_id, outcome=outcome, note=note.strip())
         session.add(attempt)
         callback.claimed_by_id = callback.claimed_by_id or agent_id
-        if outcome != "placing":
-            _dialled(callback, attempt, started_at)
-            _after_outcome(callback, settings, attempt, now)
+        _dialled(callback, attempt, started_at)
+        _after_outcome(callback, settings, attempt, now)
     return attempt
+
+
+def start_call(session: Session, *, callback_id: int, agent_id: int, now: datetime) -> int:
+    """Record a "Call back now" attempt before Twilio is asked to place it; returns its id.
+
+    One call at a time per callback: while one is under way (a double click, a second tab),
+    another is refused, so the agent's phone is not rung twice. The attempt rings the agent
+    first, and counts only once the caller is dialled (`dial_attempt`), which may never happen.
+    """
+    with session.begin():
+        callback = _open_for(session, callback_id, agent_id)
+        under_way = session.scalar(select(CallbackAttempt.id).where(
+            CallbackAttempt.callback_id == callback.id, CallbackAttempt.outcome == "placing",
+            CallbackAttempt.started_at > now - CALL_UNDER_WAY).limit(1))
+        if under_way is not None:
+            raise CallbackError("A call for this callback is already under way. Answer your phone, or wait "
+                                "two minutes and try again.")
+        attempt = CallbackAttempt(callback_id=callback.id, started_at=now, source="twilio", agent_id=agent_id,
+                                  outcome="placing", note="")
+        session.add(attempt)
+        session.flush()
+        return attempt.id
+
+
+def call_placed(session: Session, *, attempt_id: int, call_sid: str) -> None:
+    """Twilio placed the call `start_call` recorded: its CallSid ties Twilio's webhooks to it.
+
+    Placing a call claims the callback for its agent, if nobody has claimed it meanwhile.
+    """
+    with session.begin():
+        attempt = session.get(CallbackAttempt, attempt_id)
+        attempt.call_sid = call_sid
+        callback = session.get(Callback, attempt.callback_id, with_for_update=True)
+        callback.claimed_by_id = callback.claimed_by_id or attempt.agent_id
+
+
+def call_not_placed(session: Session, *, attempt_id: int) -> None:
+    """Twilio did not place the call `start_call` recorded: nothing happened, so nothing is kept."""
+    with session.begin():
+        session.execute(delete(CallbackAttempt).where(CallbackAttempt.id == attempt_id,
+                                                      CallbackAttempt.call_sid.is_(None)))
 
 
 def dial_attempt(session: Session, *, callback_id: int, call_sid: str, now: datetime) -> str | None:

@@ -38,6 +38,14 @@ def fresh(db_session, model):
         return list(db_session.scalars(select(model).order_by(model.id)))
 
 
+def call_back_now(app, clock, callback_id: int, agent: int, call_sid: str = AGENT_LEG) -> None:
+    """What "Call back now" records: the attempt, then the CallSid of the call Twilio placed."""
+    with app.extensions["helpdesk.db"].session() as session:
+        attempt = service.start_call(session, callback_id=callback_id, agent_id=agent, now=clock.now)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.call_placed(session, attempt_id=attempt, call_sid=call_sid)
+
+
 @pytest.fixture
 def placed(app, client, clock, settings, db_session):
     """The id of a missed call's callback with a Twilio attempt under way (as "Call back now" leaves it)."""
@@ -46,9 +54,7 @@ def placed(app, client, clock, settings, db_session):
     with app.extensions["helpdesk.db"].session() as session:
         agent = add_user(session, "alice", "a-long-enough-password", "agent", now=datetime.now(timezone.utc)).id
     clock.advance(600)
-    with app.extensions["helpdesk.db"].session() as session:
-        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, started_at=clock.now,
-                            source="twilio", outcome="placing", call_sid=AGENT_LEG, now=clock.now)
+    call_back_now(app, clock, callback.id, agent)
     return callback.id
 
 
@@ -164,9 +170,7 @@ def test_an_agent_who_answers_after_the_deadline_misses_it_though_they_clicked_i
     with app.extensions["helpdesk.db"].session() as session:
         agent = add_user(session, "alice", "a-long-enough-password", "agent", now=datetime.now(timezone.utc)).id
     clock.now = callback.due_at - timedelta(seconds=30)
-    with app.extensions["helpdesk.db"].session() as session:
-        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, started_at=clock.now,
-                            source="twilio", outcome="placing", call_sid=AGENT_LEG, now=clock.now)
+    call_back_now(app, clock, callback.id, agent)
     clock.now = callback.due_at + timedelta(seconds=answered)
     press_1(client, callback.id)
     _, callback = attempt_and_callback(db_session)
@@ -188,9 +192,7 @@ def test_calls_the_agent_never_answers_do_not_close_the_callback_as_unreachable(
     status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer")
     for n in range(settings.callback.max_attempts):
         clock.advance(60)
-        with app.extensions["helpdesk.db"].session() as session:
-            service.add_attempt(session, settings, callback_id=placed, agent_id=agent, started_at=clock.now,
-                                source="twilio", outcome="placing", call_sid=sid(6000 + n), now=clock.now)
+        call_back_now(app, clock, placed, agent, call_sid=sid(6000 + n))
         status_of(client, placed, CallSid=sid(6000 + n), CallStatus="no-answer")
     attempts = fresh(db_session, CallbackAttempt)
     [callback] = fresh(db_session, Callback)

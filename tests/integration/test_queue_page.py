@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
+from callbacks import service
 from callbacks.sweep import sweep
 from callbacks.telephony import FakeTelephony
 from helpdesk.clock import local
@@ -212,6 +214,55 @@ def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     assert (after.attempts_count, after.claimed_by_id, after.sla_result) == (0, alice, None)
     assert "It counts as an attempt once the caller is dialled." in page and "None yet" in item(page, callback.id)
+
+
+def test_a_second_call_back_now_while_one_is_under_way_is_refused(alice, client, clock, telephony, three_callbacks,
+                                                                  db_session):
+    callback = three_callbacks[sid(3)]
+    act(client, f"/queue/{callback.id}/call")
+    clock.advance(30)
+    page = text_of(act(client, f"/queue/{callback.id}/call"))  # a double click, or a second tab
+    assert "A call for this callback is already under way." in page
+    assert len(telephony.calls) == 1 and len(stored(db_session, CallbackAttempt)) == 1
+    # A call that never reported back does not block the callback for good.
+    clock.advance(91)
+    assert "Ringing your phone for HD-2026-" in text_of(act(client, f"/queue/{callback.id}/call"))
+    assert len(telephony.calls) == 2 and len(stored(db_session, CallbackAttempt)) == 2
+
+
+def test_two_call_back_now_clicks_at_the_same_moment_ring_the_agent_once(app, alice, client, telephony,
+                                                                         three_callbacks, db_session):
+    callback_id = three_callbacks[sid(3)].id
+    tab = app.test_client()
+    sign_in(tab, "alice", PASSWORD)
+    forms = [{"csrf_token": csrf_token(browser, "/queue")} for browser in (client, tab)]
+    barrier, pages = Barrier(2), []
+
+    def click(browser, form):
+        barrier.wait()
+        pages.append(text_of(browser.post(f"/queue/{callback_id}/call", data=form, follow_redirects=True)))
+
+    threads = [Thread(target=click, args=pair) for pair in zip((client, tab), forms)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(telephony.calls) == 1 and len(stored(db_session, CallbackAttempt)) == 1
+    assert sorted("Ringing your phone" in page for page in pages) == [False, True]
+    assert any("already under way" in page for page in pages)
+
+
+def test_a_call_placed_that_cannot_be_recorded_says_so_rather_than_failing_the_page(alice, client, telephony,
+                                                                                     three_callbacks, monkeypatch):
+    def database_gone(*args, **kwargs):
+        raise OperationalError("UPDATE callback_attempts", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(service, "call_placed", database_gone)
+    response = act(client, f"/queue/{three_callbacks[sid(3)].id}/call")
+    page = text_of(response)
+    assert response.status_code == 200 and len(telephony.calls) == 1
+    assert f"The call was placed (Twilio call {telephony.calls[0].placed.call_sid}) but could not be recorded." in page
+    assert "Log the attempt by hand." in page
 
 
 def test_a_call_twilio_refuses_records_nothing_and_shows_why(alice, client, telephony, three_callbacks, db_session):
