@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits, explain
+from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
-from helpdesk.models import Call, Callback, CallbackNotice, Enquiry
+from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry
 from helpdesk.pages.calls import day_bounds
 
 REASONS = {
@@ -51,6 +52,7 @@ class QueueEntry:
     state: str  # overdue, due_soon, on_time, met (first attempt made in time)
     time_left: str  # "1 h 12 min left", "Overdue by 25 min"
     time_left_spoken: str  # the same without abbreviations, for screen readers
+    call: str = ""  # how the latest "Call back now" call is going, or why it did not count ("" if neither)
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,41 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
         callbacks = list(session.scalars(
             select(Callback).options(joinedload(Callback.enquiry), joinedload(Callback.claimed_by))
             .where(open_).order_by(Callback.due_at, Callback.id).limit(limit)))
-    entries = [_entry(settings, callback, now, limits) for callback in callbacks]
+        calls = _latest_calls(session, [callback.id for callback in callbacks], now)
+    entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""))
+               for callback in callbacks]
     fingerprint = json.dumps([total, overdue, due_soon] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
-         str(e.callback.next_attempt_at)] for e in entries])
+         str(e.callback.next_attempt_at), e.call] for e in entries])
     return QueueView(entries, int(total), int(overdue), int(due_soon),
                      hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
+
+
+CALL_STATES = {
+    "ringing_agent": "Ringing the agent's phone: answer and press 1 to call the caller.",
+    "ringing_caller": "Ringing the caller now.",
+    "not_dialled": "The last call did not reach the caller: the agent's phone was not answered, or 1 was not "
+                   "pressed. It does not count as an attempt.",
+}
+
+
+def _latest_calls(session: Session, callback_ids: list[int], now: datetime) -> dict[int, str]:
+    """For callbacks whose latest attempt is a "Call back now" call under way or not dialled, what to say of it."""
+    if not callback_ids:
+        return {}
+    latest = {}
+    for callback_id, outcome, started_at, dialled_at in session.execute(
+            select(CallbackAttempt.callback_id, CallbackAttempt.outcome, CallbackAttempt.started_at,
+                   CallbackAttempt.dialled_at)
+            .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)):
+        latest[callback_id] = (outcome, started_at, dialled_at)  # the last one made wins
+    said = {}
+    for callback_id, (outcome, started_at, dialled_at) in latest.items():
+        if outcome == "not_dialled":
+            said[callback_id] = CALL_STATES["not_dialled"]
+        elif outcome == "placing" and started_at > now - CALL_UNDER_WAY:
+            said[callback_id] = CALL_STATES["ringing_caller" if dialled_at else "ringing_agent"]
+    return said
 
 
 def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[str, datetime]) -> QueueEntry:

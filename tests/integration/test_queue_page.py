@@ -216,6 +216,34 @@ def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(
     assert "It counts as an attempt once the caller is dialled." in page and "None yet" in item(page, callback.id)
 
 
+def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, telephony, three_callbacks):
+    callback_id = three_callbacks[sid(3)].id
+
+    def shown() -> str:
+        return re.sub(r"\s+", " ", item(text_of(client.get("/queue")), callback_id))
+
+    def twilio(path: str, **params) -> None:
+        assert post(client, f"/twilio/voice/{path}?callback={callback_id}", params).status_code in (200, 204)
+
+    act(client, f"/queue/{callback_id}/call")
+    agent_leg = telephony.calls[0].placed.call_sid
+    assert "Ringing the agent's phone: answer and press 1" in shown() and "None yet" in shown()
+    twilio("callback-connect", CallSid=agent_leg, Digits="1")
+    assert "Ringing the caller now." in shown() and "1 so far" in shown()
+    twilio("callback-status", CallSid=sid(900), ParentCallSid=agent_leg, CallStatus="no-answer")
+    assert "Call back now</dt>" not in shown() and "1 so far; next try" in shown()
+
+    clock.advance(60)
+    act(client, f"/queue/{callback_id}/call")
+    twilio("callback-status", CallSid=telephony.calls[1].placed.call_sid, CallStatus="no-answer")
+    assert "The last call did not reach the caller" in shown() and "1 so far" in shown()
+
+    clock.advance(60)
+    act(client, f"/queue/{callback_id}/call")
+    clock.advance(121)  # never heard of again: not said to be ringing for ever
+    assert "Call back now</dt>" not in shown()
+
+
 def test_a_second_call_back_now_while_one_is_under_way_is_refused(alice, client, clock, telephony, three_callbacks,
                                                                   db_session):
     callback = three_callbacks[sid(3)]
