@@ -137,14 +137,11 @@ def call_back(callback_id: int):
     if found is None:
         flash("This callback is no longer open.", "error")
         return _back(callback_id)
-    reference, number, holder = found
+    reference, number = found
     if fmt.is_withheld(number):
         flash("The caller withheld their number, so this callback cannot be dialled.", "error")
         return _back(callback_id)
-    if holder not in (None, current_user.id):
-        flash("Another agent has claimed this callback.", "error")
-        return _back(callback_id)
-    try:
+    try:  # refused if another agent holds the callback, or a call for it is under way
         with database().session() as session:
             attempt_id = service.start_call(session, callback_id=callback_id, agent_id=current_user.id, now=clock())
     except CallbackError as refusal:

@@ -214,11 +214,11 @@ def awaiting_outcome(session: Session, now: datetime, limit: int = 100) -> tuple
     return calls, int(count)
 
 
-def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None, int | None] | None:
-    """(reference, caller number, claimed by) of an open callback, or None if it is not open."""
+def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None] | None:
+    """(reference, caller number) of an open callback, or None if it is not open."""
     with session.begin():
         row = session.execute(
-            select(Enquiry.reference, Callback.caller_number, Callback.claimed_by_id)
+            select(Enquiry.reference, Callback.caller_number)
             .join(Enquiry, Enquiry.id == Callback.enquiry_id)
             .where(Callback.id == callback_id, Callback.status == "open")
         ).one_or_none()

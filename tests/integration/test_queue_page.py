@@ -293,6 +293,18 @@ def test_a_call_placed_that_cannot_be_recorded_says_so_rather_than_failing_the_p
     assert "Log the attempt by hand." in page
 
 
+def test_call_back_now_on_a_callback_another_agent_holds_is_refused(app, alice, client, telephony, three_callbacks,
+                                                                    db_session):
+    callback_id = three_callbacks[sid(3)].id
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    act(bob, f"/queue/{callback_id}/claim")
+    page = text_of(act(client, f"/queue/{callback_id}/call"))
+    assert "Another agent has claimed this callback." in page
+    assert telephony.calls == [] and stored(db_session, CallbackAttempt) == []
+
+
 def test_a_call_twilio_refuses_records_nothing_and_shows_why(alice, client, telephony, three_callbacks, db_session):
     telephony.fail_with = "Twilio refused the call: The source phone number is not verified."
     callback = three_callbacks[sid(3)]
