@@ -91,7 +91,6 @@ class Watchdog:
                 soonest = min((deadline for deadline, _, _ in self._armed.values()), default=None)
                 self._wake.wait(None if soonest is None else max(soonest - now, 0.001))
 
-
     @staticmethod
     def _cut(duplicate: int) -> None:
         try:
