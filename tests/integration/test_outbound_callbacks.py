@@ -334,6 +334,14 @@ def test_outbound_webhooks_are_journalled_as_received_without_making_a_call_reco
     db_session.rollback()
 
 
+def stored_an_hour_later(app, clock, migrated_url, settings, db_session) -> tuple[CallbackAttempt, Callback]:
+    """The database is back an hour later and the spool is stored: the attempt and its callback then."""
+    clock.advance(3600)
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    return attempt_and_callback(db_session)
+
+
 def callback_events(db_session) -> int:
     db_session.rollback()
     db_session.expire_all()
@@ -356,10 +364,8 @@ def test_an_outcome_the_database_cannot_take_is_kept_in_the_spool_and_stored_whe
     assert CALLER not in caplog.text and DESK not in caplog.text
     assert attempt_and_callback(db_session)[0].outcome == "placing"  # not stored yet
 
-    clock.advance(3600)  # stored an hour later: the attempt still ended when Twilio said so
-    bring_back(app, migrated_url)
-    wait_until_stored(settings)
-    attempt, callback = attempt_and_callback(db_session)
+    # Stored an hour later: the attempt still ended when Twilio said so.
+    attempt, callback = stored_an_hour_later(app, clock, migrated_url, settings, db_session)
     assert (attempt.outcome, attempt.answered_at, attempt.ended_at) == ("reached", answered, answered)
     assert callback.reached_at == answered and callback.next_attempt_at is None
     assert spool_for(settings).counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
@@ -373,10 +379,7 @@ def test_a_miss_kept_in_the_spool_schedules_the_retry_from_when_the_caller_was_d
     ended = clock.advance(40)
     take_down(app, migrated_url)
     assert status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="completed").status_code == 204
-    clock.advance(3600)
-    bring_back(app, migrated_url)
-    wait_until_stored(settings)
-    attempt, callback = attempt_and_callback(db_session)
+    attempt, callback = stored_an_hour_later(app, clock, migrated_url, settings, db_session)
     assert (attempt.outcome, attempt.ended_at) == ("no_answer", ended)
     assert callback.next_attempt_at == dialled_at + timedelta(minutes=30)
 
@@ -387,10 +390,7 @@ def test_an_agents_leg_kept_in_the_spool_is_still_no_attempt_when_stored(app, cl
     ended = clock.advance(40)
     take_down(app, migrated_url)
     assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="no-answer").status_code == 204
-    clock.advance(3600)
-    bring_back(app, migrated_url)
-    wait_until_stored(settings)
-    attempt, callback = attempt_and_callback(db_session)
+    attempt, callback = stored_an_hour_later(app, clock, migrated_url, settings, db_session)
     assert (attempt.outcome, attempt.ended_at) == ("not_dialled", ended)
     assert counted(callback) == (0, None, None, None)
 
