@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CALLS = Call.__table__
 EVENTS = TwilioEvent.__table__
 # Agent legs report under their own CallSid; they belong to the inbound (parent) call.
-_CHILD_KINDS = {"agent_status"}
+_CHILD_KINDS = {"agent_status", "api_leg"}
 
 
 def fingerprint(path: str, params: Sequence[tuple[str, str]]) -> str:

@@ -15,6 +15,9 @@ from helpdesk.phones import is_withheld
 from helpdesk.rings import judge_answer, rings_for
 
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
+# Calls as Twilio's REST API described them, fetched when a call's last webhooks never came
+# (helpdesk/voice/reconcile.py): the inbound call itself, and each agent leg of its <Dial>.
+API_CALL, API_LEG = "api_call", "api_leg"
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ def _estimated_arrival(events: list[Event]) -> datetime:
         duration = _seconds(event.params.get("CallDuration"))
         if event.kind == "status" and duration is not None and event.params.get("CallStatus") in TERMINAL:
             candidates.append(event_time(event) - timedelta(seconds=duration))
+        started = _api_time(event, "StartTime") if event.kind == API_CALL else None
+        if started is not None:
+            candidates.append(started)
     return min(candidates)
 
 
@@ -202,11 +208,18 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
         if waited is not None:
             agent_leg = event.params.get("DequeingCallSid")
             candidates.append((entered + timedelta(seconds=waited), "b", agent_leg, None))
-    # Last resort, a Dial action saying the agent leg was connected for so long.
+    # Then a Dial action saying the agent leg was connected for so long.
     for event in by_kind.get("dial_action", []):
         talked = _seconds(event.params.get("DialCallDuration"))
         if event.params.get("DialCallStatus") in ("completed", "answered") and talked is not None:
             candidates.append((event.received_at - timedelta(seconds=talked), "c", event.params.get("DialCallSid"), None))
+    # Last resort, the REST API: an agent leg that completed after talking for so long (whole
+    # seconds; Twilio gives no duration to a leg nobody answered).
+    for event in by_kind.get(API_LEG, []):
+        talked, ended = _seconds(event.params.get("Duration")), _api_time(event, "EndTime")
+        if event.params.get("CallStatus") == "completed" and talked and ended is not None:
+            candidates.append((ended - timedelta(seconds=talked), "d", event.params.get("CallSid"),
+                               event.params.get("To")))
     if not candidates:
         return None, None, None
     # Best evidence first (the agent leg's own answered event, then the queue's clock, then
@@ -217,7 +230,18 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
 
 def _ended(by_kind) -> datetime | None:
     ends = [event_time(e) for e in by_kind.get("status", []) if e.params.get("CallStatus") in TERMINAL]
+    ends += [_api_time(e, "EndTime") or e.received_at
+             for e in by_kind.get(API_CALL, []) if e.params.get("CallStatus") in TERMINAL]
     return min(ends) if ends else None
+
+
+def _api_time(event: Event, name: str) -> datetime | None:
+    """A time the REST API gave (RFC 2822, as Twilio writes it), or None."""
+    try:
+        parsed = parsedate_to_datetime(event.params.get(name) or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _wait_end(by_kind) -> datetime | None:
@@ -233,8 +257,12 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind) -> str:
         return "answered"
     if decision == "out_of_hours":
         return "out_of_hours"
-    statuses = {e.params.get("CallStatus") for e in by_kind.get("status", [])}
+    statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + by_kind.get(API_CALL, [])}
     dial = {e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
+    # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on.
+    legs = {e.params.get("CallStatus") for e in by_kind.get(API_LEG, [])}
+    if legs and legs <= {"no-answer", "busy"}:
+        dial |= {"no-answer"}
     queue = {e.params.get("QueueResult") for e in by_kind.get("queue_action", [])}
     if "failed" in statuses or "failed" in dial or queue & {"error", "system-error"} or by_kind.get("fallback"):
         return "failed"

@@ -216,3 +216,111 @@ def test_without_the_incoming_request_every_event_may_change_the_record():
 
     assert can_change_record("agent_status", {"CallStatus": "ringing"}, incoming_seen=False)
     assert not can_change_record("agent_status", {"CallStatus": "ringing"}, incoming_seen=True)
+
+
+# --------------------------------------------------------------------------- facts from the REST API
+# When a call's last webhooks never came, helpdesk/voice/reconcile.py journals what Twilio's
+# Calls resource says about the call ("api_call") and its agent legs ("api_leg").
+
+
+def api_call(status="completed", ended=None, started=0, caller="+447700900123"):
+    params = {"CallSid": CALL, "CallStatus": status, "StartTime": stamp(started), "From": caller,
+              "To": "+441134960000", "Direction": "inbound"}
+    if ended is not None:
+        params.update(EndTime=stamp(ended), Duration=str(int(ended - started)))
+    return Event("api_call", at(900), params)
+
+
+def api_leg(leg, status, ended=None, talked=None, to="client:agent-1"):
+    params = {"CallSid": leg, "ParentCallSid": CALL, "CallStatus": status, "StartTime": stamp(1), "To": to,
+              "Direction": "outbound-dial"}
+    if ended is not None:
+        params["EndTime"] = stamp(ended)
+    if talked is not None:
+        params["Duration"] = str(talked)
+    return Event("api_leg", at(900), params)
+
+
+def ringing_only():
+    """All that came before the app stopped hearing from Twilio: the call and its legs ringing."""
+    return [incoming(), agent(AGENT_1, "ringing", 1, 1), agent(AGENT_2, "ringing", 1, 1, "+447700900001")]
+
+
+def test_a_leg_the_api_says_completed_gives_the_answer_from_its_end_less_its_duration():
+    events = ringing_only() + [api_leg(AGENT_1, "completed", ended=80, talked=68),
+                               api_leg(AGENT_2, "canceled", ended=12, to="+447700900001"), api_call(ended=81)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert record.outcome == "answered"
+    assert record.answered_at == at(12).replace(microsecond=0)
+    assert (record.rings, record.sla_result) == (4, "met")
+    assert (record.agent_leg_sid, record.agent) == (AGENT_1, "client:agent-1")
+    assert record.ended_at == at(81).replace(microsecond=0)
+
+
+def test_the_api_answer_after_ten_rings_is_a_breach():
+    events = ringing_only() + [api_leg(AGENT_1, "completed", ended=100, talked=55), api_call(ended=101)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert (record.answer_seconds, record.rings, record.sla_result) == (44.75, 15, "breached")
+
+
+def test_the_legs_own_answered_event_wins_over_the_apis_estimate():
+    events = ringing_only() + [agent(AGENT_1, "in-progress", 9, 2),
+                               api_leg(AGENT_1, "completed", ended=80, talked=60), api_call(ended=81)]
+    assert project_call(CALL, events, RULES, now=at(900)).answered_at == at(9).replace(microsecond=0)
+
+
+def test_legs_the_api_says_were_cancelled_make_an_abandoned_call_judged_by_when_it_ended():
+    early = ringing_only() + [api_leg(AGENT_1, "canceled", ended=20), api_call(ended=20)]
+    record = project_call(CALL, early, RULES, now=at(900))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", False, None)
+    late = ringing_only() + [api_leg(AGENT_1, "canceled", ended=45), api_call(ended=45)]
+    record = project_call(CALL, late, RULES, now=at(900))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", True, "breached")
+
+
+def test_legs_that_all_rang_out_or_were_busy_make_no_answer():
+    events = ringing_only() + [api_leg(AGENT_1, "no-answer"), api_leg(AGENT_2, "busy", to="+447700900001"),
+                               api_call(ended=70)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert (record.outcome, record.sla_result) == ("no_answer", "breached")
+
+
+def test_a_leg_with_no_duration_is_no_answer_even_if_it_says_completed():
+    events = ringing_only() + [api_leg(AGENT_1, "completed", ended=30, talked=0), api_call(ended=31)]
+    assert project_call(CALL, events, RULES, now=at(900)).answered_at is None
+
+
+def test_a_call_the_api_says_is_still_live_stays_in_progress():
+    record = project_call(CALL, ringing_only() + [api_call(status="in-progress")], RULES, now=at(20))
+    assert (record.outcome, record.ended_at) == ("in_progress", None)
+
+
+def test_a_call_the_api_says_failed_is_failed():
+    assert project_call(CALL, [incoming(), api_call(status="failed", ended=2)], RULES, now=at(900)).outcome == "failed"
+
+
+def test_without_any_webhook_the_api_gives_arrival_caller_and_outcome():
+    events = [api_leg(AGENT_1, "completed", ended=80, talked=70), api_call(ended=81, started=0)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert record.incoming_seen is False
+    assert record.arrived_at == at(0).replace(microsecond=0)
+    assert (record.caller_number, record.outcome, record.rings) == ("+447700900123", "answered", 4)
+
+
+def test_a_webhook_that_came_after_all_still_decides_the_outcome():
+    # The call went to voicemail: the recording's webhook came, the API only says the call ended.
+    recording = {"CallSid": CALL, "RecordingUrl": "https://api.twilio.com/x/RE1", "RecordingDuration": "14"}
+    events = ringing_only() + [Event("voicemail", at(85), recording), api_leg(AGENT_1, "no-answer"),
+                               api_call(ended=90)]
+    assert project_call(CALL, events, RULES, now=at(900)).outcome == "voicemail"
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_any_order_and_any_duplication_of_webhooks_and_api_facts_gives_the_same_record(data):
+    events = ringing_only() + [api_leg(AGENT_1, "completed", ended=80, talked=68),
+                               api_leg(AGENT_2, "canceled", ended=12, to="+447700900001"), api_call(ended=81)]
+    expected = project_call(CALL, events, RULES, now=at(1000))
+    again = [Event(e.kind, e.received_at + timedelta(seconds=300), e.params, e.decision)
+             for e in data.draw(st.lists(st.sampled_from(events), max_size=len(events)))]
+    assert project_call(CALL, data.draw(st.permutations(events + again)), RULES, now=at(1000)) == expected
