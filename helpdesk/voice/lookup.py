@@ -1,0 +1,150 @@
+"""What Twilio's REST API says about a call: for calls whose last webhooks never came.
+
+Twilio sends each status callback once. If the app could not be reached when a call ended
+(a restart, a network fault), its record would stay "in progress" for good: not counted, and
+no callback owed. `helpdesk/voice/reconcile.py` asks the Calls resource instead, through this
+small interface: `TwilioCallLookup` is the real thing, `FakeCallLookup` is for tests.
+
+Every failure is a LookupFailed with a reason fit for the log: no phone numbers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Mapping, Protocol
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from callbacks.telephony import ApiBaseHttpClient
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100  # agent legs of one call: a ring group rings each target once
+
+
+class LookupFailed(Exception):
+    """The API could not say; `unreachable` when it could not be asked at all (try later)."""
+
+    def __init__(self, reason: str, *, unreachable: bool = False, not_found: bool = False):
+        super().__init__(reason)
+        self.reason, self.unreachable, self.not_found = reason, unreachable, not_found
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """One Call resource, as much of it as the call's record can use."""
+
+    sid: str
+    parent_sid: str | None
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    duration: str | None  # whole seconds from answer; None for a call nobody answered
+    from_: str | None
+    to: str | None
+    direction: str | None
+
+    def params(self) -> list[tuple[str, str]]:
+        """As a journal event's parameters: Twilio's webhook names where there is one."""
+        values = {
+            "CallSid": self.sid, "ParentCallSid": self.parent_sid, "CallStatus": self.status,
+            "StartTime": _rfc2822(self.start_time), "EndTime": _rfc2822(self.end_time), "Duration": self.duration,
+            "From": self.from_, "To": self.to, "Direction": self.direction,
+        }
+        return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
+
+
+def _rfc2822(moment: datetime | None) -> str | None:
+    return format_datetime(moment) if moment is not None else None
+
+
+class CallLookup(Protocol):
+    def call(self, sid: str) -> CallFacts:
+        """The call `sid`. Raises LookupFailed."""
+
+    def legs(self, parent_sid: str) -> list[CallFacts]:
+        """The calls `parent_sid` made (its <Dial>'s agent legs). Raises LookupFailed."""
+
+
+def _facts(call) -> CallFacts:
+    return CallFacts(sid=str(call.sid), parent_sid=call.parent_call_sid, status=str(call.status or ""),
+                     start_time=call.start_time, end_time=call.end_time,
+                     duration=str(call.duration) if call.duration not in (None, "") else None,
+                     from_=call._from, to=call.to, direction=call.direction)
+
+
+class TwilioCallLookup:
+    """The Calls resource, `timeout` seconds at most a request (`api_base_url`: a mock, in tests)."""
+
+    http_client_class: type[ApiBaseHttpClient] = ApiBaseHttpClient
+
+    def __init__(self, account_sid: str, auth_token: str, api_base_url: str | None = None, timeout: float = 10):
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.api_base_url, self.timeout = api_base_url, timeout
+
+    def _ask(self, what: str, request):
+        http = self.http_client_class(self.api_base_url, timeout=self.timeout)
+        try:
+            return request(Client(self.account_sid, self.auth_token, http_client=http))
+        except TwilioRestException as error:
+            raise LookupFailed(f"{what}: Twilio answered HTTP {error.status} (code {error.code})",
+                               unreachable=error.status >= 500 or error.status == 429,
+                               not_found=error.status == 404) from error
+        except requests.RequestException as error:
+            raise LookupFailed(f"{what}: could not reach Twilio ({type(error).__name__})", unreachable=True) from error
+        except (TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
+            # A list page that is not 200 is a plain TwilioException("Unable to fetch page", response).
+            status = getattr(error.args[1], "status_code", 0) if len(error.args) > 1 else 0
+            if isinstance(status, int) and status >= 300:
+                raise LookupFailed(f"{what}: Twilio answered HTTP {status}", unreachable=status >= 500 or status == 429,
+                                   not_found=status == 404) from error
+            raise LookupFailed(f"{what}: Twilio's answer could not be read ({type(error).__name__})") from error
+        finally:
+            if http.session is not None:
+                http.session.close()
+
+    def call(self, sid: str) -> CallFacts:
+        return self._ask(f"call {sid}", lambda client: _facts(client.calls(sid).fetch()))
+
+    def legs(self, parent_sid: str) -> list[CallFacts]:
+        return self._ask(f"the legs of call {parent_sid}", lambda client: [
+            _facts(call) for call in client.calls.page(parent_call_sid=parent_sid, page_size=PAGE_SIZE)])
+
+
+@dataclass
+class FakeCallLookup:
+    """For tests: answers from `calls` (by sid); with `fail` set, raises it; `asked` lists the sids asked."""
+
+    calls: dict[str, CallFacts] = field(default_factory=dict)
+    fail: LookupFailed | None = None
+    asked: list[str] = field(default_factory=list)
+
+    def add(self, *calls: CallFacts) -> None:
+        self.calls.update((call.sid, call) for call in calls)
+
+    def call(self, sid: str) -> CallFacts:
+        self.asked.append(sid)
+        if self.fail is not None:
+            raise self.fail
+        if sid not in self.calls:
+            raise LookupFailed(f"call {sid}: Twilio answered HTTP 404 (code 20404)", not_found=True)
+        return self.calls[sid]
+
+    def legs(self, parent_sid: str) -> list[CallFacts]:
+        if self.fail is not None:
+            raise self.fail
+        return [call for call in self.calls.values() if call.parent_sid == parent_sid]
+
+
+def lookup_from_environment(environ: Mapping[str, str] | None = None) -> TwilioCallLookup | None:
+    """The real lookup from TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (TWILIO_API_BASE_URL: a mock), or None."""
+    env = os.environ if environ is None else environ
+    sid, token = (env.get(key, "").strip() for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"))
+    if not sid or not token:
+        return None
+    return TwilioCallLookup(sid, token, env.get("TWILIO_API_BASE_URL", "").strip() or None)

@@ -1,0 +1,154 @@
+"""Asking Twilio's REST API about a call, against Prism serving Twilio's own OpenAPI description,
+and a small local server for the answers Prism cannot give (errors, unreadable bodies)."""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from callbacks.telephony import ApiBaseHttpClient
+from helpdesk.voice.lookup import CallFacts, LookupFailed, TwilioCallLookup
+from prism import PrismServer
+from servers import HOST, free_port
+
+SID = "AC" + "0" * 32
+EXAMPLE = "CA" + "a" * 32  # the Calls resource's documented example
+EXAMPLE_PARENT = "CAdeadbeefdeadbeefdeadbeefdeadbeef"
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_local_servers(monkeypatch):
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, ",".join(filter(None, [HOST, "localhost", os.environ.get(name, "")])))
+
+
+@pytest.fixture(scope="module")
+def prism() -> Iterator[PrismServer]:
+    with PrismServer() as server:
+        yield server
+
+
+def test_a_call_is_read_from_the_documented_answer_and_the_request_passes_validation(prism):
+    mark = prism.log_size()
+    call = TwilioCallLookup(SID, "token", api_base_url=prism.url).call(EXAMPLE)
+    assert call == CallFacts(
+        sid=EXAMPLE, parent_sid=EXAMPLE_PARENT, status="completed",
+        start_time=datetime(2019, 10, 18, 17, 2, tzinfo=timezone.utc),
+        end_time=datetime(2019, 10, 18, 17, 3, tzinfo=timezone.utc), duration="4",
+        from_="+13051416799", to="+13051913581", direction="outbound-api")
+    assert ("EndTime", "Fri, 18 Oct 2019 17:03:00 +0000") in call.params()
+    log = prism.wait_for_log('Responding with "200"', since=mark)
+    assert f"/Calls/{EXAMPLE}.json" in log
+    assert "Request did not pass the validation rules" not in log
+
+
+class GeneratedAnswers(ApiBaseHttpClient):
+    """Asks Prism for answers generated from the schema: the documented example of the Calls
+    list has relative page URIs, which Prism's own response check (--errors) refuses."""
+
+    def request(self, method, url, params=None, data=None, headers=None, *args, **kwargs):
+        headers = {**(headers or {}), "Prefer": "dynamic=true"}
+        return super().request(method, url, params, data, headers, *args, **kwargs)
+
+
+class GeneratedLookup(TwilioCallLookup):
+    http_client_class = GeneratedAnswers
+
+
+def test_the_legs_of_a_call_are_listed_by_their_parent(prism):
+    mark = prism.log_size()
+    legs = GeneratedLookup(SID, "token", api_base_url=prism.url).legs(EXAMPLE_PARENT)
+    assert all(isinstance(leg, CallFacts) for leg in legs)
+    statuses = {"queued", "ringing", "in-progress", "canceled", "completed", "failed", "busy", "no-answer"}
+    assert {leg.status for leg in legs} <= statuses
+    log = prism.wait_for_log('Responding with "200"', since=mark)
+    assert "Request did not pass the validation rules" not in log
+
+
+# --------------------------------------------------------------------------- answers Prism cannot give
+
+
+class Stub(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__((HOST, 0), StubHandler)
+        self.status, self.body, self.paths = 200, "{}", []
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+
+class StubHandler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        body = self.server.body.encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    server = Stub()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_legs_are_asked_for_by_parent_in_one_page(stub):
+    stub.body = ('{"calls": [{"sid": "CA' + "1" * 32 + '", "parent_call_sid": "' + EXAMPLE + '", "status": "no-answer",'
+                 ' "to": "client:agent-1", "duration": null, "end_time": null}], "page": 0, "page_size": 100}')
+    legs = TwilioCallLookup(SID, "token", api_base_url=stub.url).legs(EXAMPLE)
+    assert [(leg.sid, leg.parent_sid, leg.status, leg.duration) for leg in legs] == [
+        ("CA" + "1" * 32, EXAMPLE, "no-answer", None)]
+    assert stub.paths == [f"/2010-04-01/Accounts/{SID}/Calls.json?ParentCallSid={EXAMPLE}&PageSize=100"]
+
+
+def failure(url: str) -> LookupFailed:
+    with pytest.raises(LookupFailed) as raised:
+        TwilioCallLookup(SID, "token", api_base_url=url, timeout=2).call(EXAMPLE)
+    return raised.value
+
+
+def test_a_call_twilio_does_not_know_is_not_found(stub):
+    stub.status, stub.body = 404, '{"code": 20404, "message": "The requested resource was not found", "status": 404}'
+    found = failure(stub.url)
+    assert (found.not_found, found.unreachable) == (True, False)
+    assert found.reason == f"call {EXAMPLE}: Twilio answered HTTP 404 (code 20404)"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_server_error_or_rate_limit_means_try_again_later(stub, status):
+    stub.status, stub.body = status, '{"code": 20500, "message": "An internal server error has occurred"}'
+    assert failure(stub.url).unreachable
+    with pytest.raises(LookupFailed) as raised:  # a list answers errors differently in twilio-python
+        TwilioCallLookup(SID, "token", api_base_url=stub.url, timeout=2).legs(EXAMPLE)
+    assert raised.value.unreachable and raised.value.reason.endswith(f"Twilio answered HTTP {status}")
+
+
+def test_an_unreadable_answer_is_a_failure_not_a_crash(stub):
+    stub.status, stub.body = 200, "not json"
+    found = failure(stub.url)
+    assert (found.not_found, found.unreachable) == (False, False)
+    assert "could not be read" in found.reason
+
+
+def test_a_closed_port_means_try_again_later():
+    found = failure(f"http://{HOST}:{free_port()}")
+    assert found.unreachable and "could not reach Twilio" in found.reason
