@@ -1,5 +1,6 @@
 """The scheduler: the callback sweep and the supervisors' emails every `scheduler.sweep_seconds`,
-the email acknowledgements every 15 seconds, and the IMAP mailbox every `email.imap.poll_seconds`.
+the email acknowledgements every 15 seconds, the IMAP mailbox every `email.imap.poll_seconds`,
+and every 5 minutes the calls whose last webhooks never came (asked of Twilio's REST API).
 
 Two shapes (DESIGN.md, "Deployment shapes"):
 
@@ -41,6 +42,8 @@ from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import now_utc
 from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.voice.lookup import CallLookup, lookup_from_environment
+from helpdesk.voice.reconcile import reconcile_calls
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ LEASE = "sweep"
 JOB_ID = "callbacks.sweep"
 ACK_JOB_ID = "email.acknowledgements"
 IMAP_JOB_ID = "email.imap"
+RECONCILE_JOB_ID = "calls.reconcile"
+# Unfinished calls are looked for this often; each is asked about reconcile_after_minutes after it arrived.
+RECONCILE_SECONDS = 300
 # Acknowledgements are due within minutes (email.ack_within), so look for them often.
 ACK_SECONDS = 15
 # Waiting longer than this for a running sweep before gunicorn forks a worker is not worth it.
@@ -219,6 +225,24 @@ class MailboxJob(LeasedJob):
                           password=env.get("IMAP_PASSWORD", ""), now=run.now, ssl_context=self.ssl_context)
 
 
+@dataclass(eq=False)
+class ReconcileJob(LeasedJob):
+    """Asks Twilio's REST API how the calls left "in progress" ended (helpdesk/voice/reconcile.py)."""
+
+    lookup: CallLookup | None = None
+
+    lease: ClassVar[str] = "calls.reconcile"
+    job_id: ClassVar[str] = RECONCILE_JOB_ID
+    description: ClassVar[str] = "check of unfinished calls with Twilio"
+
+    def every_seconds(self) -> int:
+        return RECONCILE_SECONDS
+
+    def work(self, session: Session, run: JobRun) -> None:
+        # The lease is ours; each call's events are stored in a transaction of their own.
+        run.result = reconcile_calls(self.database, self.settings, self.lookup, run.now)
+
+
 def _describe(exc: BaseException) -> str:
     """An exception for the log: its type, message and where it happened, with numbers and addresses removed."""
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
@@ -227,9 +251,11 @@ def _describe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {message} (at {where})")
 
 
-def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None,
-                   close_connections: bool = False) -> list[LeasedJob]:
-    """The sweep, the acknowledgement job and (when [email.imap] has a host) the mailbox job."""
+def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_connections: bool = False,
+                   lookup: CallLookup | None = None) -> list[LeasedJob]:
+    """The sweep, the acknowledgement job, the mailbox job (when [email.imap] has a host), and the
+    check of unfinished calls (unless webhooks.reconcile_after_minutes is 0, or there is no `lookup`
+    and no Twilio credentials in the environment)."""
     url = job.database.engine.url.render_as_string(hide_password=False)
     # Each job has its own engine: one job disposing of its connections never touches another's.
     shared = {"settings": job.settings, "clock": job.clock, "holder": job.holder,
@@ -237,13 +263,20 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None,
     jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
     if job.settings.email.imap.host:
         jobs.append(MailboxJob(database=Database(url), **shared))
+    if job.settings.webhooks.reconcile_after_minutes:
+        lookup = lookup or lookup_from_environment()
+        if lookup is None:
+            log.warning("calls whose last webhooks never came stay in progress: set TWILIO_ACCOUNT_SID and "
+                        "TWILIO_AUTH_TOKEN to ask Twilio how they ended (webhooks.reconcile_after_minutes)")
+        else:
+            jobs.append(ReconcileJob(database=Database(url), lookup=lookup, **shared))
     return jobs
 
 
 def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], datetime] | None = None,
                     notifier: Notifier | None = None, holder: str | None = None,
-                    sender: MessageSender | None = None) -> BaseScheduler:
-    """An APScheduler 3 scheduler with the sweep, acknowledgement and (if configured) IMAP jobs, not yet started.
+                    sender: MessageSender | None = None, lookup: CallLookup | None = None) -> BaseScheduler:
+    """An APScheduler 3 scheduler with the jobs of `scheduled_jobs`, not yet started.
 
     `app_or_factory` is a Flask app (settings and DATABASE_URL from it), a zero-argument
     factory returning one (`create_app`), or a ready `SweepJob` (the other jobs then use its
@@ -263,7 +296,7 @@ def build_scheduler(app_or_factory, *, background: bool, clock: Callable[[], dat
         log.warning("scheduler.lease_seconds (%d) is not longer than scheduler.sweep_seconds (%d) in %s: "
                     "the lease lapses between runs, so schedulers may take turns",
                     settings.scheduler.lease_seconds, settings.scheduler.sweep_seconds, settings.source)
-    jobs = scheduled_jobs(job, sender=sender, close_connections=background)
+    jobs = scheduled_jobs(job, sender=sender, close_connections=background, lookup=lookup)
     scheduler: BaseScheduler = (BackgroundScheduler if background else BlockingScheduler)(timezone=LONDON)
     for each in jobs:
         scheduler.add_job(

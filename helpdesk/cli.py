@@ -139,7 +139,7 @@ def in_process_scheduler(app):
 
 
 def _once_summary(job, outcome) -> str:
-    from callbacks.scheduler import AcknowledgementJob, SweepJob
+    from callbacks.scheduler import AcknowledgementJob, ReconcileJob, SweepJob
 
     def plural(n: int, word: str) -> str:
         return f"{n} {word}{'' if n == 1 else 's'}"
@@ -149,6 +149,10 @@ def _once_summary(job, outcome) -> str:
     if isinstance(job, AcknowledgementJob):
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result
+    if isinstance(job, ReconcileJob):
+        stopped = f"; stopped early: {result.stopped}" if result.stopped else ""
+        return (f"Unfinished calls: {result.checked} asked about, {result.finished} ended, "
+                f"{result.live} still live, {result.unknown} unknown to Twilio{stopped}.")
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
 
 
@@ -161,8 +165,9 @@ def _quiet_apscheduler() -> None:
 @main.command("scheduler")
 @click.option("--once", is_flag=True, help="Run every job once and exit (to check the set-up, or from cron).")
 def scheduler_command(once: bool) -> None:
-    """Run the scheduler in the foreground: callback warnings and breaches, email acknowledgements
-    and (when [email.imap] has a host) the mailbox poll. Ctrl-C stops it.
+    """Run the scheduler in the foreground: callback warnings and breaches, email acknowledgements,
+    (when [email.imap] has a host) the mailbox poll, and the check of unfinished calls with
+    Twilio. Ctrl-C stops it.
 
     For deployments that serve the app with `helpdesk run --no-scheduler` or plain gunicorn.
     Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail

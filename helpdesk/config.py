@@ -118,10 +118,17 @@ class SchedulerSettings:
     lease_seconds: int = 120
 
 
+# Calls in a ring group or at the menu end within minutes; asking sooner only finds them live.
+RECONCILE_MINIMUM = 5
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     # Where webhooks the database could not take are kept until they are stored (helpdesk/spool.py).
     spool_dir: str = "spool"
+    # Minutes after a call arrived, still "in progress", to ask Twilio's REST API how it ended
+    # (helpdesk/voice/reconcile.py); 0 never asks.
+    reconcile_after_minutes: int = 15
 
 
 @dataclass(frozen=True, eq=False)
@@ -363,7 +370,10 @@ def _parse_webhooks(reader: _Reader) -> WebhookSettings:
     spool_dir = reader.get("spool_dir", str, WebhookSettings.spool_dir).strip()
     if not spool_dir:
         reader.fail("spool_dir", "must not be empty")
-    return WebhookSettings(spool_dir=spool_dir)
+    after = reader.number("reconcile_after_minutes", WebhookSettings.reconcile_after_minutes, 0, 24 * 60, int)
+    if 0 < after < RECONCILE_MINIMUM:
+        reader.fail("reconcile_after_minutes", f"must be 0 (never) or at least {RECONCILE_MINIMUM}, not {after!r}")
+    return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after)
 
 
 def _parse_callback(reader: _Reader) -> CallbackSettings:

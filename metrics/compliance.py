@@ -44,6 +44,9 @@ RULE_TITLES = {
 }
 # Day buckets per grouped query: keeps the CASE expression and its parameters bounded.
 _DAYS_PER_QUERY = 400
+# Longer than any call can go unanswered within the configuration's limits (the longest queue
+# wait, then the longest voicemail): a call still "in progress" after this lost its last webhooks.
+UNFINISHED_AFTER = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,11 @@ class LiveFigures:
     oldest_open_callback_age_seconds: float  # 0 when nothing is open
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
+    calls_unfinished: int = 0  # still "in progress" UNFINISHED_AFTER after they arrived
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
-    """Open callbacks (due soon, overdue, oldest) and unacknowledged emails at `now`.
+    """Open callbacks (due soon, overdue, oldest), unacknowledged emails and unfinished calls at `now`.
 
     Overdue and due soon count only callbacks whose first attempt is still owed (not met),
     the same as the agents' queue page.
@@ -214,6 +218,8 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
         unacknowledged, unacknowledged_overdue = session.execute(select(
             func.count(), func.sum(case((ack.due_at < now, 1), else_=0)),
         ).select_from(ack).where(ack.status.in_(("pending", "failed")))).one()
+        unfinished = session.scalar(select(func.count()).select_from(Call).where(
+            Call.outcome == "in_progress", Call.arrived_at < now - UNFINISHED_AFTER))
     oldest_age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
     return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), oldest_age,
-                       int(unacknowledged), int(unacknowledged_overdue or 0))
+                       int(unacknowledged), int(unacknowledged_overdue or 0), int(unfinished))

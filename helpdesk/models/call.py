@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -11,7 +11,11 @@ from helpdesk.models.base import Base, UTCDateTime
 
 class Call(Base):
     __tablename__ = "calls"
-    __table_args__ = (Index("ix_calls_arrived_at", "arrived_at"),)
+    __table_args__ = (
+        Index("ix_calls_arrived_at", "arrived_at"),
+        # Calls still in progress, oldest first: few, looked for on every scrape and reconcile run.
+        Index("ix_calls_outcome_arrived_at", "outcome", "arrived_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -33,6 +37,8 @@ class Call(Base):
     agent: Mapped[str | None] = mapped_column(String(128))
     # False when only status callbacks were seen: arrival is then estimated from them.
     incoming_seen: Mapped[bool] = mapped_column(Boolean, default=True)
+    # True when Twilio's REST API finished the record: the call's last webhooks never came.
+    from_api: Mapped[bool] = mapped_column(Boolean, server_default=false())
     config_version: Mapped[str | None] = mapped_column(String(32))
     enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id"))
 

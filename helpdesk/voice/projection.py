@@ -62,6 +62,7 @@ class CallRecord:
     agent_leg_sid: str | None
     agent: str | None
     incoming_seen: bool
+    from_api: bool  # finished from Twilio's REST API: the call's last webhooks never came
 
 
 def event_time(event: Event) -> datetime:
@@ -143,6 +144,7 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
         agent_leg_sid=agent_leg_sid,
         agent=agent,
         incoming_seen=bool(incoming),
+        from_api=API_CALL in by_kind or API_LEG in by_kind,
     )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import insert, inspect, select
 
 from helpdesk import migrate
 from helpdesk.db import make_engine
-from helpdesk.models import Base, Callback, CallbackAttempt, Enquiry
+from helpdesk.models import Base, Call, Callback, CallbackAttempt, Enquiry
 
 
 def test_migrated_schema_matches_the_models(migrated_url):
@@ -59,3 +59,22 @@ def test_attempts_stored_before_dialled_at_keep_the_judgement_they_were_given(mi
     finally:
         engine.dispose()
     assert rows == [(started, started), (started + timedelta(minutes=30), started + timedelta(minutes=30))]
+
+
+def test_calls_stored_before_from_api_were_not_finished_from_the_api(migrated_url):
+    migrate.downgrade(migrated_url, "0005")
+    engine = make_engine(migrated_url)
+    arrived = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Call.__table__).values(
+                call_sid="CA1", arrived_at=arrived, outcome="in_progress", in_hours=True, countable=False,
+                caller_type="unknown", incoming_seen=True))
+        migrate.upgrade(migrated_url)
+        with engine.connect() as connection:
+            rows = connection.execute(select(Call.call_sid, Call.from_api)).all()
+            indexes = {index["name"] for index in inspect(connection).get_indexes("calls")}
+    finally:
+        engine.dispose()
+    assert rows == [("CA1", False)]
+    assert "ix_calls_outcome_arrived_at" in indexes

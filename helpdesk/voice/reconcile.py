@@ -1,0 +1,105 @@
+"""Finish the records of calls whose last webhooks never came, from Twilio's REST API.
+
+Twilio sends each status callback once. A call that ended while the app could not be
+reached (the spool covers the database, not the app itself) keeps the outcome "in progress":
+it counts for nothing and owes no callback. Some time after such a call arrived, ask the
+Calls resource how it ended, and the <Dial>'s agent legs whether anyone answered; journal
+what the API says as events of their own ("api_call", "api_leg") and recompute the record,
+as for any webhook. Nothing the webhooks said is overwritten: the API's facts are the last
+resort of the projection (helpdesk/voice/projection.py).
+
+Calls that waited in a queue (`routing.mode = "queue"`) are left alone: the API cannot say
+whether an agent took them off the queue, so their outcome would be a guess.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select
+
+from helpdesk.config import Settings
+from helpdesk.db import Database
+from helpdesk.models import Call, TwilioEvent
+from helpdesk.voice.journal import record_event
+from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
+from helpdesk.voice.projection import API_CALL, API_LEG, TERMINAL
+
+log = logging.getLogger(__name__)
+
+# Calls older than this are not asked about again (Twilio keeps calls for 13 months; a call
+# still unfinished after two days needs a person to look).
+LOOK_BACK = timedelta(days=2)
+BATCH = 50  # calls asked about in one run, oldest first: the API's rate limits are per account
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    finished: int = 0  # the API said the call had ended: its record is complete now
+    live: int = 0  # still going on Twilio's side
+    unknown: int = 0  # Twilio does not know the call (another account, or deleted)
+    failed: int = 0
+    stopped: str | None = None  # why the run gave up early (Twilio unreachable)
+
+
+def unfinished_calls(database: Database, now: datetime, after: timedelta, limit: int = BATCH) -> list[str]:
+    """CallSids of calls still "in progress" `after` their arrival (within LOOK_BACK), oldest first."""
+    queued = exists().where(TwilioEvent.call_sid == Call.call_sid, TwilioEvent.decision == "queue")
+    with database.session() as session:
+        return list(session.scalars(
+            select(Call.call_sid)
+            .where(Call.outcome == "in_progress", Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
+                   ~queued)
+            .order_by(Call.arrived_at, Call.id)
+            .limit(limit)))
+
+
+def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, now: datetime) -> ReconcileReport:
+    """Ask the API about each unfinished call; store what it says about those that have ended."""
+    report = ReconcileReport()
+    after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
+    for call_sid in unfinished_calls(database, now, after):
+        report.checked += 1
+        try:
+            parent = lookup.call(call_sid)
+            if parent.sid != call_sid:
+                raise LookupFailed(f"call {call_sid}: Twilio's answer is about another call")
+            if parent.status not in TERMINAL:
+                report.live += 1
+                continue
+            legs = lookup.legs(call_sid)
+        except LookupFailed as failure:
+            if failure.not_found:
+                report.unknown += 1
+                log.warning("reconcile: Twilio does not know %s; its record stays in progress", call_sid)
+                continue
+            report.failed += 1
+            if failure.unreachable:
+                report.stopped = failure.reason
+                break
+            log.warning("reconcile: %s", failure.reason)
+            continue
+        store_facts(database, settings, call_sid, parent, legs, now)
+        report.finished += 1
+    if report.stopped:
+        log.warning("reconcile: stopped after %d of the unfinished calls, to try again later: %s",
+                    report.checked, report.stopped)
+    elif report.checked:
+        log.info("reconcile: %d unfinished calls asked about; %d ended, %d still live, %d unknown to Twilio",
+                 report.checked, report.finished, report.live, report.unknown)
+    return report
+
+
+def store_facts(database: Database, settings: Settings, call_sid: str, parent: CallFacts, legs: list[CallFacts],
+                now: datetime) -> None:
+    """Journal the API's account of one call, legs first, then the call: its callback (if owed) is
+    decided once, with every leg known."""
+    with database.connection() as connection:
+        for leg in legs:
+            if leg.parent_sid == call_sid:
+                record_event(connection, settings, kind=API_LEG, path=f"api:Calls/{leg.sid}", params=leg.params(),
+                             received_at=now)
+        record_event(connection, settings, kind=API_CALL, path=f"api:Calls/{call_sid}", params=parent.params(),
+                     received_at=now)

@@ -1,0 +1,229 @@
+"""Calls whose last webhooks never came, finished from what Twilio's REST API says (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from callbacks.scheduler import ReconcileJob, scheduled_jobs, SweepJob
+from helpdesk.models import Call, Callback, TwilioEvent
+from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed
+from helpdesk.voice.reconcile import reconcile_calls
+from tests.integration.conftest import OPEN_TIME, make_settings
+from tests.integration.twilio_requests import inbound, post, sid, stamp
+
+AGENT_1, AGENT_2 = sid(901), sid(902)
+LATER = OPEN_TIME + timedelta(minutes=20)
+
+
+def ringing(client, clock, n: int = 1, **extra) -> None:
+    """What Twilio said before the app stopped hearing: the call came in and its two legs rang."""
+    clock.now = OPEN_TIME
+    assert post(client, "/twilio/voice/incoming", inbound(sid(n), **extra)).status_code == 200
+    for leg, to in ((AGENT_1, "client:agent-1"), (AGENT_2, "+447700900001")):
+        response = post(client, "/twilio/voice/agent-status", {
+            "CallSid": leg, "ParentCallSid": sid(n), "CallStatus": "ringing", "To": to, "SequenceNumber": "1",
+            "Timestamp": stamp(OPEN_TIME + timedelta(seconds=1))})
+        assert response.status_code == 204
+
+
+def facts(call_sid, status, *, parent=None, ended=None, talked=None, to="+448001217479"):
+    return CallFacts(sid=call_sid, parent_sid=parent, status=status, start_time=OPEN_TIME + timedelta(seconds=1),
+                     end_time=OPEN_TIME + timedelta(seconds=ended) if ended is not None else None,
+                     duration=str(talked) if talked is not None else None,
+                     from_="+447700900123" if parent is None else "+448001217479", to=to,
+                     direction="inbound" if parent is None else "outbound-dial")
+
+
+def answered_by_agent_1(n: int = 1) -> FakeCallLookup:
+    lookup = FakeCallLookup()
+    lookup.add(facts(sid(n), "completed", ended=90),
+               facts(AGENT_1, "completed", parent=sid(n), ended=89, talked=75, to="client:agent-1"),
+               facts(AGENT_2, "canceled", parent=sid(n), ended=14, to="+447700900001"))
+    return lookup
+
+
+def hung_up_after(seconds: int, n: int = 1) -> FakeCallLookup:
+    lookup = FakeCallLookup()
+    lookup.add(facts(sid(n), "completed", ended=seconds),
+               facts(AGENT_1, "canceled", parent=sid(n), ended=seconds, to="client:agent-1"),
+               facts(AGENT_2, "canceled", parent=sid(n), ended=seconds, to="+447700900001"))
+    return lookup
+
+
+def the_call(app, n: int = 1) -> Call:
+    with app.extensions["helpdesk.db"].session() as session:
+        return session.scalars(select(Call).where(Call.call_sid == sid(n))).one()
+
+
+def count(app, model, *where) -> int:
+    with app.extensions["helpdesk.db"].session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def reconcile(app, lookup, now=LATER):
+    return reconcile_calls(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup, now)
+
+
+def test_a_call_answered_while_the_app_heard_nothing_is_finished_from_the_api(app, client, clock):
+    ringing(client, clock)
+    assert the_call(app).outcome == "in_progress"
+
+    report = reconcile(app, answered_by_agent_1())
+
+    assert (report.checked, report.finished, report.live, report.failed) == (1, 1, 0, 0)
+    call = the_call(app)
+    assert (call.outcome, call.answer_seconds, call.rings, call.sla_result) == ("answered", 14.0, 5, "met")
+    assert (call.agent_leg_sid, call.agent, call.incoming_seen, call.from_api) == (AGENT_1, "client:agent-1", True, True)
+    assert call.ended_at == OPEN_TIME + timedelta(seconds=90)
+    assert count(app, TwilioEvent, TwilioEvent.kind == "api_leg") == 2
+    assert count(app, TwilioEvent, TwilioEvent.kind == "api_call") == 1
+    assert count(app, Callback) == 0
+
+
+def test_a_caller_who_hung_up_unheard_is_owed_a_callback_from_when_they_called(app, client, clock):
+    ringing(client, clock)
+    reconcile(app, hung_up_after(45))
+
+    call = the_call(app)
+    assert (call.outcome, call.countable, call.sla_result) == ("abandoned", True, "breached")
+    with app.extensions["helpdesk.db"].session() as session:
+        callback = session.scalars(select(Callback)).one()
+    assert (callback.call_sid, callback.reason, callback.status) == (sid(1), "abandoned", "open")
+    assert callback.owed_from == OPEN_TIME
+    assert callback.due_at == OPEN_TIME + timedelta(hours=3)
+
+
+def test_asking_again_stores_nothing_more(app, client, clock):
+    ringing(client, clock)
+    lookup = hung_up_after(12)
+    reconcile(app, lookup)
+    events, before = count(app, TwilioEvent), the_call(app)
+
+    again = reconcile(app, lookup, now=LATER + timedelta(minutes=5))
+
+    assert again.checked == 0  # no longer in progress, so not asked about
+    assert count(app, TwilioEvent) == events and count(app, Callback) == 1
+    assert the_call(app).outcome == before.outcome == "abandoned"
+
+
+def test_a_call_still_live_at_twilio_is_left_as_it_is(app, client, clock):
+    ringing(client, clock)
+    lookup = FakeCallLookup()
+    lookup.add(facts(sid(1), "in-progress"))
+
+    report = reconcile(app, lookup)
+
+    assert (report.checked, report.live, report.finished) == (1, 1, 0)
+    assert count(app, TwilioEvent, TwilioEvent.kind.like("api_%")) == 0
+    assert (the_call(app).outcome, the_call(app).from_api) == ("in_progress", False)
+
+
+def test_a_call_is_not_asked_about_before_reconcile_after_minutes(app, client, clock):
+    ringing(client, clock)
+    lookup = answered_by_agent_1()
+    assert reconcile(app, lookup, now=OPEN_TIME + timedelta(minutes=14)).checked == 0
+    assert lookup.asked == []
+    assert reconcile(app, lookup, now=OPEN_TIME + timedelta(minutes=15, seconds=1)).finished == 1
+
+
+def test_calls_finished_by_their_webhooks_and_calls_older_than_two_days_are_not_asked_about(app, client, clock):
+    ringing(client, clock, 1)
+    ringing(client, clock, 2)
+    post(client, "/twilio/voice/status", {"CallSid": sid(2), "CallStatus": "completed", "CallDuration": "20",
+                                          "Timestamp": stamp(OPEN_TIME + timedelta(seconds=20))})
+    lookup = answered_by_agent_1()
+    assert reconcile(app, lookup, now=OPEN_TIME + timedelta(days=2, seconds=1)).checked == 0
+    assert reconcile(app, lookup).checked == 1
+    assert lookup.asked == [sid(1)]
+
+
+def test_a_call_that_waited_in_a_queue_is_not_asked_about(migrated_url, clock):
+    from tests.integration.conftest import make_app
+
+    app = make_app(migrated_url, make_settings(routing={"mode": "queue", "queue_name": "helpdesk"}), clock)
+    try:
+        client = app.test_client()
+        clock.now = OPEN_TIME
+        post(client, "/twilio/voice/incoming", inbound(sid(1)))
+        lookup = hung_up_after(45)
+        assert reconcile(app, lookup).checked == 0
+        assert lookup.asked == [] and the_call(app).outcome == "in_progress"
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+
+
+def test_when_twilio_cannot_be_reached_the_run_stops_and_the_next_one_finishes_the_calls(app, client, clock, caplog):
+    ringing(client, clock, 1)
+    ringing(client, clock, 2)
+    lookup = hung_up_after(45, 1)
+    lookup.add(*hung_up_after(50, 2).calls.values())
+    lookup.fail = LookupFailed("call CA...: could not reach Twilio (ConnectionError)", unreachable=True)
+
+    with caplog.at_level(logging.WARNING, logger="helpdesk.voice.reconcile"):
+        report = reconcile(app, lookup)
+    assert (report.checked, report.failed, report.finished) == (1, 1, 0)
+    assert "stopped after 1 of the unfinished calls" in caplog.text
+    assert count(app, TwilioEvent, TwilioEvent.kind.like("api_%")) == 0
+
+    lookup.fail = None
+    assert reconcile(app, lookup, now=LATER + timedelta(minutes=5)).finished == 2
+    assert {the_call(app, 1).outcome, the_call(app, 2).outcome} == {"abandoned"}
+
+
+def test_a_call_twilio_does_not_know_or_an_answer_about_another_call_stores_nothing(app, client, clock):
+    ringing(client, clock, 1)
+    ringing(client, clock, 2)
+    lookup = FakeCallLookup()
+    lookup.add(facts(sid(3), "completed", ended=20))
+    lookup.calls[sid(2)] = lookup.calls[sid(3)]  # the API answers about sid(3) when asked about sid(2)
+
+    report = reconcile(app, lookup)
+
+    assert (report.checked, report.unknown, report.failed, report.finished) == (2, 1, 1, 0)
+    assert count(app, TwilioEvent, TwilioEvent.kind.like("api_%")) == 0
+    assert count(app, Call, Call.call_sid == sid(3)) == 0
+
+
+def test_metrics_count_calls_with_no_ending_two_hours_after_arrival_until_they_are_finished(app, client, clock):
+    from tests.integration.test_metrics_endpoint import scrape, value
+
+    ringing(client, clock)
+    clock.now = OPEN_TIME + timedelta(hours=2) - timedelta(seconds=1)
+    assert value(scrape(client), "helpdesk_calls_unfinished") == 0
+    clock.now = OPEN_TIME + timedelta(hours=2, seconds=1)
+    assert value(scrape(client), "helpdesk_calls_unfinished") == 1
+    reconcile(app, hung_up_after(20), now=clock.now)
+    samples = scrape(client)
+    assert value(samples, "helpdesk_calls_unfinished") == 0
+    assert value(samples, "helpdesk_calls_total", outcome="abandoned", caller_type="unknown") == 1
+
+
+def test_the_scheduler_runs_the_check_with_twilio_credentials_and_not_without(migrated_url, monkeypatch, caplog):
+    from helpdesk.db import Database
+
+    job = SweepJob(settings=make_settings(), database=Database(migrated_url))
+    given = FakeCallLookup()
+    reconcilers = [each for each in scheduled_jobs(job, lookup=given) if isinstance(each, ReconcileJob)]
+    assert len(reconcilers) == 1 and reconcilers[0].lookup is given
+    run = reconcilers[0]()
+    assert run.held and not run.failed and run.result.checked == 0
+
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level(logging.WARNING, logger="callbacks.scheduler"):
+        jobs = scheduled_jobs(job)
+    assert not any(isinstance(each, ReconcileJob) for each in jobs)
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in caplog.text
+
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
+    found = [each for each in scheduled_jobs(job) if isinstance(each, ReconcileJob)]
+    assert len(found) == 1 and found[0].lookup.account_sid == "AC" + "0" * 32
+
+    off = SweepJob(settings=make_settings(webhooks={"reconcile_after_minutes": 0}), database=job.database)
+    assert not any(isinstance(each, ReconcileJob) for each in scheduled_jobs(off, lookup=given))
+    for each in jobs + found + reconcilers:
+        each.database.dispose()
