@@ -92,8 +92,24 @@ def test_an_unredacted_number_that_needs_quoting_is_quoted_and_reads_back_exactl
     finally:
         database.dispose()
     written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path, redaction="none")
-    assert [row[-1] for row in written] == ["+447700900123", odd, "+447700900123"]
+    caller = CALL_COLUMNS.index("caller")
+    assert [row[caller] for row in written] == ["+447700900123", odd, "+447700900123"]
     assert [row[0] for row in written] == [f"CA{n:032x}" for n in (1, 2, 3)]
     assert all(len(row) == len(CALL_COLUMNS) for row in written) and iterated == written
     masked, _ = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
-    assert [row[-1] for row in masked] == ["********123", "********", "********123"]  # too few digits to show any
+    assert [row[caller] for row in masked] == ["********123", "********", "********123"]  # too few digits to show any
+
+
+def test_a_call_finished_from_twilios_rest_api_says_so(migrated_url, tmp_path):
+    arrived = utc(2026, 11, 24, 10, 0)
+    add_calls(migrated_url, [{"arrived_at": arrived + timedelta(minutes=n), "answered_at": None, "ended_at": None}
+                             for n in range(2)])
+    database = Database(migrated_url)
+    try:
+        with database.session() as session, session.begin():
+            session.get(Call, 2).from_api = True
+    finally:
+        database.dispose()
+    written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
+    assert [row[CALL_COLUMNS.index("from_twilio_api")] for row in written] == ["no", "yes"]
+    assert iterated == written
