@@ -43,18 +43,19 @@ class CallFacts:
     parent_sid: str | None
     status: str
     start_time: datetime | None
-    end_time: datetime | None
+    end_time: datetime | None  # None for a call that "did not complete successfully" (busy, failed, ...)
     duration: str | None  # whole seconds from answer; None for a call nobody answered
     from_: str | None
     to: str | None
     direction: str | None
+    updated: datetime | None = None  # the resource's last change: for a finished call, its end
 
     def params(self) -> list[tuple[str, str]]:
         """As a journal event's parameters: Twilio's webhook names where there is one."""
         values = {
             "CallSid": self.sid, "ParentCallSid": self.parent_sid, "CallStatus": self.status,
             "StartTime": _rfc2822(self.start_time), "EndTime": _rfc2822(self.end_time), "Duration": self.duration,
-            "From": self.from_, "To": self.to, "Direction": self.direction,
+            "From": self.from_, "To": self.to, "Direction": self.direction, "DateUpdated": _rfc2822(self.updated),
         }
         return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
 
@@ -75,7 +76,7 @@ def _facts(call) -> CallFacts:
     return CallFacts(sid=str(call.sid), parent_sid=call.parent_call_sid, status=str(call.status or ""),
                      start_time=call.start_time, end_time=call.end_time,
                      duration=str(call.duration) if call.duration not in (None, "") else None,
-                     from_=call._from, to=call.to, direction=call.direction)
+                     from_=call._from, to=call.to, direction=call.direction, updated=call.date_updated)
 
 
 class TwilioCallLookup:

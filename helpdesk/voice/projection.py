@@ -232,7 +232,8 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
 
 def _ended(by_kind) -> datetime | None:
     ends = [event_time(e) for e in by_kind.get("status", []) if e.params.get("CallStatus") in TERMINAL]
-    ends += [_api_time(e, "EndTime") or e.received_at
+    # A call that "did not complete successfully" has no EndTime; its last change is its end.
+    ends += [_api_time(e, "EndTime") or _api_time(e, "DateUpdated") or e.received_at
              for e in by_kind.get(API_CALL, []) if e.params.get("CallStatus") in TERMINAL]
     return min(ends) if ends else None
 

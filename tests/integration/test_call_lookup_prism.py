@@ -39,7 +39,8 @@ def test_a_call_is_read_from_the_documented_answer_and_the_request_passes_valida
         sid=EXAMPLE, parent_sid=EXAMPLE_PARENT, status="completed",
         start_time=datetime(2019, 10, 18, 17, 2, tzinfo=timezone.utc),
         end_time=datetime(2019, 10, 18, 17, 3, tzinfo=timezone.utc), duration="4",
-        from_="+13051416799", to="+13051913581", direction="outbound-api")
+        from_="+13051416799", to="+13051913581", direction="outbound-api",
+        updated=datetime(2019, 10, 18, 17, 1, tzinfo=timezone.utc))
     assert ("EndTime", "Fri, 18 Oct 2019 17:03:00 +0000") in call.params()
     log = prism.wait_for_log('Responding with "200"', since=mark)
     assert f"/Calls/{EXAMPLE}.json" in log

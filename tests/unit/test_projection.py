@@ -295,8 +295,12 @@ def test_a_call_the_api_says_is_still_live_stays_in_progress():
     assert (record.outcome, record.ended_at) == ("in_progress", None)
 
 
-def test_a_call_the_api_says_failed_is_failed():
-    assert project_call(CALL, [incoming(), api_call(status="failed", ended=2)], RULES, now=at(900)).outcome == "failed"
+def test_a_call_the_api_says_failed_is_failed_and_without_an_end_time_ends_at_its_last_change():
+    failed = api_call(status="failed")  # Twilio gives no EndTime to a call that did not complete
+    record = project_call(CALL, [incoming(), failed], RULES, now=at(900))
+    assert (record.outcome, record.ended_at) == ("failed", failed.received_at)
+    changed = Event("api_call", failed.received_at, {**failed.params, "DateUpdated": stamp(3)})
+    assert project_call(CALL, [incoming(), changed], RULES, now=at(900)).ended_at == at(3).replace(microsecond=0)
 
 
 def test_without_any_webhook_the_api_gives_arrival_caller_and_outcome():
