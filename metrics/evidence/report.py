@@ -60,7 +60,9 @@ def rules_in_words(settings: Settings) -> list[str]:
         f"<b>Calls answered within {settings.max_rings} rings.</b> A call is met when a person answers within "
         f"{settings.answer_target_seconds:g} seconds ({settings.max_rings} rings of {settings.ring_period_seconds:g} "
         "seconds, UK ringing cadence). Calls outside opening hours, and calls where the caller hung up before the "
-        "target, are not counted; a caller who hung up after it is a breach.",
+        "target, are not counted; a caller who hung up after it is a breach. Times come from Twilio's events "
+        "for each call; where the last of those never reached the help desk, from Twilio's record of the call, "
+        "to the second (from_twilio_api in calls.csv).",
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
         f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "

@@ -282,6 +282,7 @@ def test_the_report_renders_as_a_pdf_with_real_text_and_a_title(pack, tmp_path):
     assert "Monday 23 November 2026 to Tuesday 24 November 2026" in text
     assert "Calls answered within 10 rings" in text and "66.7%" in text and "No data" in text
     assert "Callbacks within three hours." in text  # the configured window, in words
+    assert "from Twilio's record of the call" in " ".join(text.split())
     info = subprocess.run([require_program("pdfinfo"), str(pack / "report.pdf")], capture_output=True,
                           timeout=60).stdout.decode()
     assert "Service level evidence: 23 November 2026 to 24 November 2026" in info
