@@ -19,7 +19,8 @@ def utc(*args) -> datetime:
 
 def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answered", answer_seconds: float | None = None,
              countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
-             caller_type: str = "customer", in_hours: bool = True, reference: str | None = None) -> None:
+             caller_type: str = "customer", in_hours: bool = True, reference: str | None = None,
+             from_api: bool = False) -> None:
     """A call as the projection would have stored it, with its enquiry."""
     rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
     enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
@@ -29,7 +30,7 @@ def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answer
         sla_result=sla_result, caller_number=caller, caller_type=caller_type, rings=rings,
         answer_seconds=answer_seconds,
         answered_at=None if answer_seconds is None else arrived_at + timedelta(seconds=answer_seconds),
-        enquiry=enquiry,
+        enquiry=enquiry, from_api=from_api,
     )
     with db_session.begin():
         db_session.add(call)
@@ -94,6 +95,14 @@ def test_the_day_summary_counts_offered_countable_met_breached_and_compliance(ma
     page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
     assert figures(page) == {"Calls offered": "5", "Countable": "3", "Met": "2", "Breached": "1",
                              "Compliance": "66.7%"}
+
+
+def test_a_call_finished_from_twilios_call_record_says_so(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
+    add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False, from_api=True)
+    table = rows(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
+    assert [row[5] for row in table] == [
+        "AbandonedFrom Twilio's call record: its last updates never reached the help desk", "Answered"]
 
 
 def test_calls_from_the_days_either_side_are_not_shown(manager, busy_day):
