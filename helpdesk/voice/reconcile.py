@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Iterator
 
 from sqlalchemy import exists, select
 
@@ -60,36 +61,46 @@ def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, 
     """Ask the API about each unfinished call; store what it says about those that have ended."""
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
-    for call_sid in unfinished_calls(database, now, after):
+    for call_sid, parent, legs in ended_calls(lookup, unfinished_calls(database, now, after), report, "unfinished calls"):
+        store_facts(database, settings, call_sid, parent, legs, now)
+        report.finished += 1
+    if report.checked and not report.stopped:
+        log.info("reconcile: %d unfinished calls asked about; %d ended, %d still live, %d unknown to Twilio",
+                 report.checked, report.finished, report.live, report.unknown)
+    return report
+
+
+def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileReport,
+                what: str) -> Iterator[tuple[str, CallFacts, list[CallFacts]]]:
+    """Each of `call_sids` that has ended at Twilio, with its legs; the rest are counted in `report`.
+
+    Stops at the first call Twilio cannot be asked about (unreachable, or rate-limited): the next
+    run carries on from the oldest again.
+    """
+    for call_sid in call_sids:
         report.checked += 1
         try:
-            parent = lookup.call(call_sid)
-            if parent.sid != call_sid:
+            call = lookup.call(call_sid)
+            if call.sid != call_sid:
                 raise LookupFailed(f"call {call_sid}: Twilio's answer is about another call")
-            if parent.status not in TERMINAL:
+            if call.status not in TERMINAL:
                 report.live += 1
                 continue
             legs = lookup.legs(call_sid)
         except LookupFailed as failure:
             if failure.not_found:
                 report.unknown += 1
-                log.warning("reconcile: Twilio does not know %s; its record stays in progress", call_sid)
+                log.warning("reconcile: Twilio does not know %s; it is left as it is", call_sid)
                 continue
             report.failed += 1
             if failure.unreachable:
                 report.stopped = failure.reason
-                break
+                log.warning("reconcile: stopped after %d of the %s, to try again later: %s",
+                            report.checked, what, failure.reason)
+                return
             log.warning("reconcile: %s", failure.reason)
             continue
-        store_facts(database, settings, call_sid, parent, legs, now)
-        report.finished += 1
-    if report.stopped:
-        log.warning("reconcile: stopped after %d of the unfinished calls, to try again later: %s",
-                    report.checked, report.stopped)
-    elif report.checked:
-        log.info("reconcile: %d unfinished calls asked about; %d ended, %d still live, %d unknown to Twilio",
-                 report.checked, report.finished, report.live, report.unknown)
-    return report
+        yield call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid]
 
 
 def store_facts(database: Database, settings: Settings, call_sid: str, parent: CallFacts, legs: list[CallFacts],
@@ -98,8 +109,7 @@ def store_facts(database: Database, settings: Settings, call_sid: str, parent: C
     decided once, with every leg known."""
     with database.connection() as connection:
         for leg in legs:
-            if leg.parent_sid == call_sid:
-                record_event(connection, settings, kind=API_LEG, path=f"api:Calls/{leg.sid}", params=leg.params(),
-                             received_at=now)
+            record_event(connection, settings, kind=API_LEG, path=f"api:Calls/{leg.sid}", params=leg.params(),
+                         received_at=now)
         record_event(connection, settings, kind=API_CALL, path=f"api:Calls/{call_sid}", params=parent.params(),
                      received_at=now)
