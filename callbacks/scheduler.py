@@ -37,13 +37,14 @@ from sqlalchemy.orm import Session
 
 from callbacks.email.sending import send_due_acknowledgements
 from callbacks.notify import Notifier, SmtpNotifier, notify_pending
+from callbacks.reconcile import reconcile_attempts
 from callbacks.smtp import MessageSender, SmtpSender, redact
 from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import now_utc
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
-from helpdesk.voice.reconcile import reconcile_calls
+from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class MailboxJob(LeasedJob):
 
 @dataclass(eq=False)
 class ReconcileJob(LeasedJob):
-    """Asks Twilio's REST API how the calls left "in progress" ended (helpdesk/voice/reconcile.py)."""
+    """Asks Twilio's REST API how the calls left "in progress" (helpdesk/voice/reconcile.py), and the
+    "Call back now" attempts left "placing" (callbacks/reconcile.py), ended."""
 
     lookup: CallLookup | None = None
 
@@ -239,8 +241,11 @@ class ReconcileJob(LeasedJob):
         return RECONCILE_SECONDS
 
     def work(self, session: Session, run: JobRun) -> None:
-        # The lease is ours; each call's events are stored in a transaction of their own.
-        run.result = reconcile_calls(self.database, self.settings, self.lookup, run.now)
+        # The lease is ours; each call's events, and each attempt's outcome, are stored in a transaction of their own.
+        calls = reconcile_calls(self.database, self.settings, self.lookup, run.now)
+        attempts = ReconcileReport() if calls.stopped else reconcile_attempts(
+            self.database, self.settings, self.lookup, run.now)
+        run.result = (calls, attempts)
 
 
 def _describe(exc: BaseException) -> str:

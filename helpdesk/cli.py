@@ -150,9 +150,10 @@ def _once_summary(job, outcome) -> str:
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result
     if isinstance(job, ReconcileJob):
-        stopped = f"; stopped early: {result.stopped}" if result.stopped else ""
-        return (f"Unfinished calls: {result.checked} asked about, {result.finished} ended, "
-                f"{result.live} still live, {result.unknown} unknown to Twilio{stopped}.")
+        return " ".join(f"{what}: {report.checked} asked about Twilio, {report.finished} ended, {report.live} still "
+                        f"live, {report.unknown} unknown to Twilio"
+                        + (f"; stopped early: {report.stopped}." if report.stopped else ".")
+                        for what, report in zip(("Unfinished calls", "Placing callback attempts"), result))
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
 
 

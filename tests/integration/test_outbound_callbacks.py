@@ -433,3 +433,76 @@ def test_the_agent_hears_the_configured_voice_throughout(app, client, placed):
     prompt, dial = connect(client, placed), press_1(client, placed)
     says = [say for response in (prompt, dial) for say in ET.fromstring(response.data).iter("Say")]
     assert len(says) == 3 and {say.get("voice") for say in says} == {"Polly.Brian"}
+
+
+# --------------------------------------------------------------------------- status callbacks that never came
+
+
+def api_call(sid_, status, *, parent=None, started=None, ended=None, talked=None):
+    from helpdesk.voice.lookup import CallFacts
+
+    return CallFacts(sid=sid_, parent_sid=parent, status=status, start_time=started, end_time=ended,
+                     duration=str(talked) if talked is not None else None, from_=DESK,
+                     to=CALLER if parent else "+447700900555", direction="outbound-dial" if parent else "outbound-api")
+
+
+def reconcile_attempts_at(app, lookup, now):
+    from callbacks.reconcile import reconcile_attempts
+
+    return reconcile_attempts(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup, now)
+
+
+def test_an_attempt_whose_status_callbacks_never_came_is_finished_from_the_api(app, clock, dialled, db_session):
+    from helpdesk.voice.lookup import FakeCallLookup
+
+    dialled_at = clock.now
+    lookup = FakeCallLookup()
+    lookup.add(api_call(AGENT_LEG, "completed", ended=dialled_at + timedelta(minutes=6)),
+               api_call(CALLER_LEG, "completed", parent=AGENT_LEG, started=dialled_at,
+                        ended=dialled_at + timedelta(minutes=6), talked=340))
+    report = reconcile_attempts_at(app, lookup, dialled_at + timedelta(minutes=20))
+    assert (report.checked, report.finished) == (1, 1)
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.dialled_at) == ("reached", dialled_at)
+    assert attempt.answered_at == dialled_at + timedelta(seconds=20)
+    assert attempt.ended_at == dialled_at + timedelta(minutes=6)
+    assert callback.reached_at == attempt.answered_at and callback.next_attempt_at is None
+    # Finished: not asked about again.
+    assert reconcile_attempts_at(app, lookup, dialled_at + timedelta(minutes=25)).checked == 0
+
+
+def test_a_caller_the_api_says_did_not_answer_is_a_miss_with_its_retry_from_the_dial(app, clock, dialled,
+                                                                                     db_session):
+    from helpdesk.voice.lookup import FakeCallLookup
+
+    dialled_at = clock.now
+    lookup = FakeCallLookup()
+    lookup.add(api_call(AGENT_LEG, "completed", ended=dialled_at + timedelta(seconds=40)),
+               api_call(CALLER_LEG, "no-answer", parent=AGENT_LEG, started=dialled_at,
+                        ended=dialled_at + timedelta(seconds=35)))
+    reconcile_attempts_at(app, lookup, dialled_at + timedelta(minutes=20))
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, attempt.ended_at) == ("no_answer", dialled_at + timedelta(seconds=35))
+    assert counted(callback) == (1, dialled_at, "met", dialled_at + timedelta(minutes=30))
+
+
+def test_an_agent_call_the_api_says_ended_without_dialling_is_not_dialled(app, clock, placed, db_session):
+    from helpdesk.voice.lookup import FakeCallLookup
+
+    clicked = clock.now
+    lookup = FakeCallLookup()
+    lookup.add(api_call(AGENT_LEG, "no-answer"))  # the agent's phone rang out: no caller leg
+    assert reconcile_attempts_at(app, lookup, clicked + timedelta(minutes=14)).checked == 0  # too soon to ask
+    reconcile_attempts_at(app, lookup, clicked + timedelta(minutes=20))
+    attempt, callback = attempt_and_callback(db_session)
+    assert attempt.outcome == "not_dialled" and counted(callback) == (0, None, None, None)
+
+
+def test_an_agent_call_still_live_at_twilio_stays_placing(app, clock, placed, db_session):
+    from helpdesk.voice.lookup import FakeCallLookup
+
+    lookup = FakeCallLookup()
+    lookup.add(api_call(AGENT_LEG, "in-progress"))
+    report = reconcile_attempts_at(app, lookup, clock.now + timedelta(minutes=20))
+    assert (report.checked, report.live, report.finished) == (1, 1, 0)
+    assert attempt_and_callback(db_session)[0].outcome == "placing"

@@ -1,0 +1,69 @@
+"""Finish "Call back now" attempts whose status callbacks never came, from Twilio's REST API.
+
+An attempt stays "placing" until the status callbacks of its two legs (the agent's phone,
+then the caller) say how it ended. If they never reached the app, the attempt stayed
+"placing" for good: no retry was scheduled, and the evidence pack showed it unfinished.
+Some time after the click, ask the Calls resource about the agent's call and the caller leg
+it dialled, and record the outcome through `finish_attempt`, as the webhooks would have:
+the same outcomes, the same retry, the same "not dialled" when the caller was never rung.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from callbacks.service import finish_attempt
+from helpdesk.config import Settings
+from helpdesk.db import Database
+from helpdesk.models import CallbackAttempt
+from helpdesk.voice.lookup import CallFacts, CallLookup
+from helpdesk.voice.reconcile import BATCH, LOOK_BACK, ReconcileReport, ended_calls
+
+log = logging.getLogger(__name__)
+
+# What a leg's final status says about the attempt, as the callback-status webhook reads it.
+ENDED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
+
+
+def attempt_outcome(agent: CallFacts, legs: list[CallFacts], now: datetime) -> tuple[str, datetime | None, datetime]:
+    """(outcome, when the caller answered, when the attempt ended) of an agent's call that has ended."""
+    dialled = sorted(legs, key=lambda leg: leg.start_time or now)
+    if not dialled:  # the caller was never dialled: the agent's leg ending is all there is
+        return {**ENDED, "completed": "no_answer"}.get(agent.status, "no_answer"), None, _end(agent, now)
+    caller = dialled[0]
+    ended = _end(caller, now)
+    if caller.status == "completed":
+        seconds = int(caller.duration) if (caller.duration or "").isdigit() else None
+        return "reached", ended - timedelta(seconds=seconds) if seconds is not None else None, ended
+    return ENDED.get(caller.status, "no_answer"), None, ended
+
+
+def _end(call: CallFacts, now: datetime) -> datetime:
+    return call.end_time or call.updated or now
+
+
+def placing_attempts(database: Database, now: datetime, after: timedelta, limit: int = BATCH) -> list[str]:
+    """CallSids of "Call back now" attempts still placing `after` the click (within LOOK_BACK), oldest first."""
+    with database.session() as session:
+        return list(session.scalars(
+            select(CallbackAttempt.call_sid)
+            .where(CallbackAttempt.outcome == "placing", CallbackAttempt.call_sid.is_not(None),
+                   CallbackAttempt.started_at < now - after, CallbackAttempt.started_at >= now - LOOK_BACK)
+            .order_by(CallbackAttempt.started_at, CallbackAttempt.id)
+            .limit(limit)))
+
+
+def reconcile_attempts(database: Database, settings: Settings, lookup: CallLookup, now: datetime) -> ReconcileReport:
+    """Ask the API about each attempt still placing; record how those that have ended went."""
+    report = ReconcileReport()
+    after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
+    sids = placing_attempts(database, now, after)
+    for call_sid, agent, legs in ended_calls(lookup, sids, report, "placing callback attempts"):
+        outcome, answered_at, ended_at = attempt_outcome(agent, legs, now)
+        with database.session() as session:
+            finish_attempt(session, settings, call_sid=call_sid, outcome=outcome, now=ended_at, answered_at=answered_at)
+        log.info("reconcile: callback call %s ended as %s (from Twilio's REST API)", call_sid, outcome)
+        report.finished += 1
+    return report
