@@ -38,9 +38,7 @@ bp = Blueprint("callbacks", __name__)
 
 _CALLBACK = re.compile(r"[0-9]{1,12}")
 STATUSES = ("queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled")
-# What a leg's final status says about the attempt (the caller's leg "completed" was answered).
-_ENDED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
-_DIAL_OUTCOMES = {"completed": "reached", "answered": "reached", **_ENDED}
+_DIAL_OUTCOMES = {"completed": "reached", "answered": "reached", **service.LEG_ENDED}
 _nested: set[int] = set()
 
 
@@ -171,13 +169,13 @@ def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None
         raise BadRequest(f"CallStatus {status[:20]!r} is not a Twilio call status.")
     stamp = _moment(params)
     if "ParentCallSid" not in params:  # the agent's leg: it ending before the caller answered is a miss
-        return ({**_ENDED, "completed": "no_answer"}.get(status), None)
+        return ({**service.LEG_ENDED, "completed": "no_answer"}.get(status), None)
     if status == "in-progress":
         return "reached", stamp
     if status == "completed":
         duration = _seconds(params, "CallDuration")
         return "reached", (stamp - timedelta(seconds=duration)) if stamp and duration is not None else stamp
-    return _ENDED.get(status), None
+    return service.LEG_ENDED.get(status), None
 
 
 @bp.post("/callback-status")
