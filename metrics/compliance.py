@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import due_soon_limits
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
+from helpdesk.models.call import still_in_progress
 from metrics.periods import (
     PERIOD_KINDS,
     Period,
@@ -219,7 +220,7 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
             func.count(), func.sum(case((ack.due_at < now, 1), else_=0)),
         ).select_from(ack).where(ack.status.in_(("pending", "failed")))).one()
         unfinished = session.scalar(select(func.count()).select_from(Call).where(
-            Call.outcome == "in_progress", Call.arrived_at < now - UNFINISHED_AFTER))
+            still_in_progress(), Call.arrived_at < now - UNFINISHED_AFTER))
     oldest_age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
     return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), oldest_age,
                        int(unacknowledged), int(unacknowledged_overdue or 0), int(unfinished))

@@ -23,6 +23,7 @@ from sqlalchemy import exists, select
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import Call, TwilioEvent
+from helpdesk.models.call import still_in_progress
 from helpdesk.voice.journal import record_event
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
 from helpdesk.voice.projection import API_CALL, API_LEG, TERMINAL
@@ -51,7 +52,7 @@ def unfinished_calls(database: Database, now: datetime, after: timedelta, limit:
     with database.session() as session:
         return list(session.scalars(
             select(Call.call_sid)
-            .where(Call.outcome == "in_progress", Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
+            .where(still_in_progress(), Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
                    ~queued)
             .order_by(Call.arrived_at, Call.id)
             .limit(limit)))

@@ -77,4 +77,4 @@ def test_calls_stored_before_from_api_were_not_finished_from_the_api(migrated_ur
     finally:
         engine.dispose()
     assert rows == [("CA1", False)]
-    assert "ix_calls_outcome_arrived_at" in indexes
+    assert "ix_calls_in_progress" in indexes
