@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from helpdesk.app import create_app
 from helpdesk.config import parse_settings
 from helpdesk.voice import recovery
+from prism import PrismServer
+from servers import HOST
+from tests.integration.stub_api import StubApi
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 BASE_URL = "https://helpdesk.example.org"
@@ -107,3 +111,23 @@ def database(migrated_url):
 def db_session(app):
     with app.extensions["helpdesk.db"].session() as session:
         yield session
+
+
+@pytest.fixture
+def local_no_proxy(monkeypatch):
+    """requests would send 127.0.0.1 through an HTTP(S)_PROXY from the environment."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, ",".join(filter(None, [HOST, "localhost", os.environ.get(name, "")])))
+
+
+@pytest.fixture(scope="session")
+def prism() -> Iterator[PrismServer]:
+    """Prism serving Twilio's OpenAPI description (tests/prism.py), one for the whole run."""
+    with PrismServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stub() -> Iterator[StubApi]:
+    with StubApi.running() as server:
+        yield server

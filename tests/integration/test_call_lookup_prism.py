@@ -2,34 +2,18 @@
 and a small local server for the answers Prism cannot give (errors, unreadable bodies)."""
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from callbacks.telephony import ApiBaseHttpClient
 from helpdesk.voice.lookup import CallFacts, LookupFailed, TwilioCallLookup
-from prism import PrismServer
 from servers import HOST, free_port
 
 SID = "AC" + "0" * 32
 EXAMPLE = "CA" + "a" * 32  # the Calls resource's documented example
 EXAMPLE_PARENT = "CAdeadbeefdeadbeefdeadbeefdeadbeef"
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_for_local_servers(monkeypatch):
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, ",".join(filter(None, [HOST, "localhost", os.environ.get(name, "")])))
-
-
-@pytest.fixture(scope="module")
-def prism() -> Iterator[PrismServer]:
-    with PrismServer() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("local_no_proxy")
 
 
 def test_a_call_is_read_from_the_documented_answer_and_the_request_passes_validation(prism):
@@ -73,47 +57,8 @@ def test_the_legs_of_a_call_are_listed_by_their_parent(prism):
 # --------------------------------------------------------------------------- answers Prism cannot give
 
 
-class Stub(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__((HOST, 0), StubHandler)
-        self.status, self.body, self.paths = 200, "{}", []
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}"
-
-
-class StubHandler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.server.paths.append(self.path)
-        body = self.server.body.encode()
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def stub() -> Iterator[Stub]:
-    server = Stub()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def test_legs_are_asked_for_by_parent_in_one_page(stub):
-    stub.body = ('{"calls": [{"sid": "CA' + "1" * 32 + '", "parent_call_sid": "' + EXAMPLE + '", "status": "no-answer",'
+    stub.status, stub.body = 200, ('{"calls": [{"sid": "CA' + "1" * 32 + '", "parent_call_sid": "' + EXAMPLE + '", "status": "no-answer",'
                  ' "to": "client:agent-1", "duration": null, "end_time": null}], "page": 0, "page_size": 100}')
     legs = TwilioCallLookup(SID, "token", api_base_url=stub.url).legs(EXAMPLE)
     assert [(leg.sid, leg.parent_sid, leg.status, leg.duration) for leg in legs] == [

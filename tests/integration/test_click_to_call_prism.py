@@ -8,19 +8,16 @@ StatusCallbackEvent[] (see tests/prism.py); one test proves the limitation is st
 """
 from __future__ import annotations
 
-import os
 import re
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from callbacks.telephony import ApiBaseHttpClient, PlacedCall, TelephonyError, TwilioTelephony
-from prism import PrismServer, bracket_list_fields
+from prism import bracket_list_fields
 from servers import HOST, free_port
+from tests.integration.stub_api import StubApi
 
 SID = "AC" + "0" * 32
 DESK = "+441134960000"
@@ -31,6 +28,7 @@ CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 EXAMPLE_CALL_SID = "CA" + "a" * 32  # the Calls resource's documented example
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 RETRY = "Nothing was recorded; try again."
+pytestmark = pytest.mark.usefixtures("local_no_proxy")
 
 
 class PrismHttpClient(ApiBaseHttpClient):
@@ -55,19 +53,6 @@ class PrismTelephony(TwilioTelephony):
 
 def place(telephony: TwilioTelephony, callback_id: int = 42) -> PlacedCall:
     return telephony.place_callback(agent_phone=AGENT, caller_number=CALLER, callback_id=callback_id)
-
-
-@pytest.fixture(autouse=True)
-def no_proxy_for_local_servers(monkeypatch):
-    """requests would send 127.0.0.1 through an HTTP(S)_PROXY from the environment."""
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, ",".join(filter(None, [HOST, "localhost", os.environ.get(name, "")])))
-
-
-@pytest.fixture(scope="session")
-def prism() -> Iterator[PrismServer]:
-    with PrismServer() as server:
-        yield server
 
 
 # --------------------------------------------------------------------------- Prism
@@ -110,53 +95,6 @@ def test_a_request_the_api_rejects_becomes_a_telephony_error_with_the_apis_reaso
 
 
 # --------------------------------------------------------------------------- a stand-in API
-
-
-class StubApi(ThreadingHTTPServer):
-    """Answers every request with `status` and `body` after `delay` seconds."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__((HOST, 0), StubHandler)
-        self.status, self.body, self.delay = 201, "{}", 0.0
-        self.released = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}"
-
-
-class StubHandler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.released.wait(self.server.delay)
-        body = self.server.body.encode()
-        try:
-            self.send_response(self.server.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up (the timeout test)
-            pass
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def stub() -> Iterator[StubApi]:
-    server = StubApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.released.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def refusal(stub: StubApi, status: int, body: str) -> str:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
+import pytest
 from sqlalchemy import func, select
 
 from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
@@ -16,7 +14,6 @@ from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed
 from helpdesk.voice.reconcile import reconcile_calls
 from tests.integration.conftest import OPEN_TIME, make_settings
-from servers import HOST
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
 AGENT_1, AGENT_2 = sid(901), sid(902)
@@ -237,43 +234,8 @@ def test_the_scheduler_runs_the_check_with_twilio_credentials_and_not_without(mi
 # --------------------------------------------------------------------------- from the command line, over HTTP
 
 
-class TwilioApi(ThreadingHTTPServer):
-    """Answers GET Calls/{sid}.json and Calls.json?ParentCallSid= from `calls` (resources as JSON)."""
-
-    daemon_threads = True
-
-    def __init__(self, calls: list[dict]):
-        super().__init__((HOST, 0), TwilioApiHandler)
-        self.calls, self.paths = calls, []
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.server_address[1]}"
-
-
-class TwilioApiHandler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.server.paths.append(self.path)
-        path, _, query = self.path.partition("?")
-        parent = parse_qs(query).get("ParentCallSid", [None])[0]
-        if path.endswith("/Calls.json"):
-            status, body = 200, {"calls": [c for c in self.server.calls if c["parent_call_sid"] == parent],
-                                 "page": 0, "page_size": 100}
-        else:
-            found = [c for c in self.server.calls if path.endswith(f"/Calls/{c['sid']}.json")]
-            status, body = (200, found[0]) if found else (404, {"code": 20404, "status": 404})
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_helpdesk_scheduler_once_asks_twilio_over_http_and_finishes_the_call(migrated_url, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_scheduler_once_asks_twilio_over_http_and_finishes_the_call(migrated_url, tmp_path, stub):
     from click.testing import CliRunner
 
     from helpdesk.cli import main
@@ -291,30 +253,27 @@ def test_helpdesk_scheduler_once_asks_twilio_over_http_and_finishes_the_call(mig
     finally:
         database.dispose()
     rfc = lambda moment: format_datetime(moment)  # noqa: E731 - as Twilio writes times
-    api = TwilioApi([
-        {"sid": sid(7), "parent_call_sid": None, "status": "completed", "from": "+447700900123",
-         "to": "+448001217479", "start_time": rfc(arrived), "end_time": rfc(arrived + timedelta(seconds=40)),
-         "duration": "40", "direction": "inbound"},
-        {"sid": AGENT_1, "parent_call_sid": sid(7), "status": "canceled", "to": "client:agent-1",
-         "start_time": rfc(arrived + timedelta(seconds=1)), "end_time": None, "duration": None,
-         "direction": "outbound-dial"},
-    ])
-    thread = threading.Thread(target=api.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    monkeypatch.setenv("NO_PROXY", HOST)
+    calls = f"/2010-04-01/Accounts/AC{'0' * 32}/Calls"
+    call = {"sid": sid(7), "parent_call_sid": None, "status": "completed", "from": "+447700900123",
+            "to": "+448001217479", "start_time": rfc(arrived), "end_time": rfc(arrived + timedelta(seconds=40)),
+            "duration": "40", "direction": "inbound"}
+    leg = {"sid": AGENT_1, "parent_call_sid": sid(7), "status": "canceled", "to": "client:agent-1",
+           "start_time": rfc(arrived + timedelta(seconds=1)), "end_time": None, "duration": None,
+           "direction": "outbound-dial"}
+    stub.answers = {
+        f"{calls}/{sid(7)}.json": (200, json.dumps(call)),
+        f"{calls}.json?ParentCallSid={sid(7)}&PageSize=100": (200, json.dumps({"calls": [leg], "page": 0,
+                                                                              "page_size": 100})),
+    }
+    stub.status, stub.body = 404, json.dumps({"code": 20404, "status": 404})  # any other call is unknown
     env = {"HELPDESK_CONFIG": str(config), "DATABASE_URL": migrated_url, "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-           "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": api.url}
-    try:
-        result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
-    finally:
-        api.shutdown()
-        api.server_close()
-        thread.join(5)
+           "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+    result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
     assert result.exit_code == 0, result.output
     assert ("Unfinished calls: 1 asked about Twilio, 1 ended, 0 still live, 0 unknown to Twilio. "
             "Placing callback attempts: 0 asked about Twilio, 0 ended") in result.output
-    assert api.paths == [f"/2010-04-01/Accounts/AC{'0' * 32}/Calls/{sid(7)}.json",
-                         f"/2010-04-01/Accounts/AC{'0' * 32}/Calls.json?ParentCallSid={sid(7)}&PageSize=100"]
+    assert stub.paths == [f"/2010-04-01/Accounts/AC{'0' * 32}/Calls/{sid(7)}.json",
+                          f"/2010-04-01/Accounts/AC{'0' * 32}/Calls.json?ParentCallSid={sid(7)}&PageSize=100"]
     database = Database(migrated_url)
     try:
         with database.session() as session:
