@@ -33,48 +33,53 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(migrate
         engine.dispose()
 
 
+def upgraded_from(url: str, revision: str, store, read):
+    """Downgrade to `revision`, `store` rows as that schema had them, upgrade to head, and `read`."""
+    migrate.downgrade(url, revision)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            store(connection)
+        migrate.upgrade(url)
+        with engine.connect() as connection:
+            return read(connection)
+    finally:
+        engine.dispose()
+
+
 def test_attempts_stored_before_dialled_at_keep_the_judgement_they_were_given(migrated_url):
     # Before revision 0005 an attempt counted from when it started, even one still ringing
     # the agent; upgrading must not turn them into attempts that never rang the caller.
-    migrate.downgrade(migrated_url, "0004")
-    engine = make_engine(migrated_url)
     started = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
-    try:
-        with engine.begin() as connection:
-            enquiry = connection.execute(insert(Enquiry.__table__).values(
-                reference="HD-2026-000001", channel="phone", opened_at=started, status="open")).inserted_primary_key[0]
-            callback = connection.execute(insert(Callback.__table__).values(
-                contact_key="call:CA1", enquiry_id=enquiry, reason="abandoned", caller_type="customer",
-                owed_from=started, due_at=started, clock="business", explanation="{}", config_version="v",
-                created_at=started, status="open", attempts_count=2, first_attempt_at=started, note="",
-            )).inserted_primary_key[0]
-            for minutes, source, outcome in ((0, "manual", "no_answer"), (30, "twilio", "placing")):
-                connection.execute(insert(CallbackAttempt.__table__).values(
-                    callback_id=callback, started_at=started + timedelta(minutes=minutes), source=source,
-                    outcome=outcome, note=""))
-        migrate.upgrade(migrated_url)
-        with engine.connect() as connection:
-            rows = connection.execute(select(CallbackAttempt.started_at, CallbackAttempt.dialled_at)
-                                      .order_by(CallbackAttempt.id)).all()
-    finally:
-        engine.dispose()
+
+    def store(connection):
+        enquiry = connection.execute(insert(Enquiry.__table__).values(
+            reference="HD-2026-000001", channel="phone", opened_at=started, status="open")).inserted_primary_key[0]
+        callback = connection.execute(insert(Callback.__table__).values(
+            contact_key="call:CA1", enquiry_id=enquiry, reason="abandoned", caller_type="customer",
+            owed_from=started, due_at=started, clock="business", explanation="{}", config_version="v",
+            created_at=started, status="open", attempts_count=2, first_attempt_at=started, note="",
+        )).inserted_primary_key[0]
+        for minutes, source, outcome in ((0, "manual", "no_answer"), (30, "twilio", "placing")):
+            connection.execute(insert(CallbackAttempt.__table__).values(
+                callback_id=callback, started_at=started + timedelta(minutes=minutes), source=source,
+                outcome=outcome, note=""))
+
+    rows = upgraded_from(migrated_url, "0004", store, lambda connection: connection.execute(
+        select(CallbackAttempt.started_at, CallbackAttempt.dialled_at).order_by(CallbackAttempt.id)).all())
     assert rows == [(started, started), (started + timedelta(minutes=30), started + timedelta(minutes=30))]
 
 
 def test_calls_stored_before_from_api_were_not_finished_from_the_api(migrated_url):
-    migrate.downgrade(migrated_url, "0005")
-    engine = make_engine(migrated_url)
-    arrived = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(Call.__table__).values(
-                call_sid="CA1", arrived_at=arrived, outcome="in_progress", in_hours=True, countable=False,
-                caller_type="unknown", incoming_seen=True))
-        migrate.upgrade(migrated_url)
-        with engine.connect() as connection:
-            rows = connection.execute(select(Call.call_sid, Call.from_api)).all()
-            indexes = {index["name"] for index in inspect(connection).get_indexes("calls")}
-    finally:
-        engine.dispose()
+    def store(connection):
+        connection.execute(insert(Call.__table__).values(
+            call_sid="CA1", arrived_at=datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc), outcome="in_progress",
+            in_hours=True, countable=False, caller_type="unknown", incoming_seen=True))
+
+    def read(connection):
+        return (connection.execute(select(Call.call_sid, Call.from_api)).all(),
+                {index["name"] for index in inspect(connection).get_indexes("calls")})
+
+    rows, indexes = upgraded_from(migrated_url, "0005", store, read)
     assert rows == [("CA1", False)]
     assert "ix_calls_in_progress" in indexes
