@@ -80,17 +80,24 @@ def test_a_range_ending_at_a_clock_change_keeps_calls_by_their_uk_date(migrated_
     assert times(written) == [("2026-10-24T23:59:59.000+01:00", "", "")]
 
 
-def test_an_unredacted_number_that_needs_quoting_is_quoted_and_reads_back_exactly(migrated_url, tmp_path):
-    odd = 'ext, "12"\r\n9'
+def add_unanswered_calls(url: str, count: int, **second) -> None:
+    """`count` unanswered calls a minute apart from 10:00 UTC on 24 November 2026; the second
+    one then gets the values in `second`."""
     arrived = utc(2026, 11, 24, 10, 0)
-    add_calls(migrated_url, [{"arrived_at": arrived + timedelta(minutes=n), "answered_at": None, "ended_at": None}
-                             for n in range(3)])
-    database = Database(migrated_url)
+    add_calls(url, [{"arrived_at": arrived + timedelta(minutes=n), "answered_at": None, "ended_at": None}
+                    for n in range(count)])
+    database = Database(url)
     try:
         with database.session() as session, session.begin():
-            session.get(Call, 2).caller_number = odd
+            for name, value in second.items():
+                setattr(session.get(Call, 2), name, value)
     finally:
         database.dispose()
+
+
+def test_an_unredacted_number_that_needs_quoting_is_quoted_and_reads_back_exactly(migrated_url, tmp_path):
+    odd = 'ext, "12"\r\n9'
+    add_unanswered_calls(migrated_url, 3, caller_number=odd)
     written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path, redaction="none")
     caller = CALL_COLUMNS.index("caller")
     assert [row[caller] for row in written] == ["+447700900123", odd, "+447700900123"]
@@ -101,15 +108,7 @@ def test_an_unredacted_number_that_needs_quoting_is_quoted_and_reads_back_exactl
 
 
 def test_a_call_finished_from_twilios_rest_api_says_so(migrated_url, tmp_path):
-    arrived = utc(2026, 11, 24, 10, 0)
-    add_calls(migrated_url, [{"arrived_at": arrived + timedelta(minutes=n), "answered_at": None, "ended_at": None}
-                             for n in range(2)])
-    database = Database(migrated_url)
-    try:
-        with database.session() as session, session.begin():
-            session.get(Call, 2).from_api = True
-    finally:
-        database.dispose()
+    add_unanswered_calls(migrated_url, 2, from_api=True)
     written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
     assert [row[CALL_COLUMNS.index("from_twilio_api")] for row in written] == ["no", "yes"]
     assert iterated == written
