@@ -192,7 +192,7 @@ class LiveFigures:
     oldest_open_callback_age_seconds: float  # 0 when nothing is open
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
-    calls_unfinished: int = 0  # still "in progress" UNFINISHED_AFTER after they arrived
+    calls_unfinished: int  # still "in progress" UNFINISHED_AFTER after they arrived
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:

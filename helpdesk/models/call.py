@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
 
+# The condition of the partial index ix_calls_in_progress (the same on both databases).
+IN_PROGRESS = "outcome = 'in_progress'"
+
 
 class Call(Base):
     __tablename__ = "calls"
@@ -15,8 +18,7 @@ class Call(Base):
         Index("ix_calls_arrived_at", "arrived_at"),
         # Calls still in progress, by arrival: few, looked for on every scrape and reconcile run. A
         # partial index, so no other query's plan sees it (see `still_in_progress`).
-        Index("ix_calls_in_progress", "arrived_at", sqlite_where=text("outcome = 'in_progress'"),
-              postgresql_where=text("outcome = 'in_progress'")),
+        Index("ix_calls_in_progress", "arrived_at", sqlite_where=text(IN_PROGRESS), postgresql_where=text(IN_PROGRESS)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -171,4 +171,4 @@ def test_live_figures_count_open_callbacks_by_how_soon_they_are_due_and_unsent_a
 def test_with_nothing_open_the_oldest_age_is_zero(app, settings):
     with app.extensions["helpdesk.db"].session() as session:
         live = live_figures(session, settings, NOW)
-    assert live == type(live)(0, 0, 0, 0, 0.0, 0, 0)
+    assert live == type(live)(0, 0, 0, 0, 0.0, 0, 0, 0)
