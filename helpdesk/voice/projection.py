@@ -16,8 +16,10 @@ from helpdesk.rings import judge_answer, rings_for
 
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
 # Calls as Twilio's REST API described them, fetched when a call's last webhooks never came
-# (helpdesk/voice/reconcile.py): the inbound call itself, and each agent leg of its <Dial>.
-API_CALL, API_LEG = "api_call", "api_leg"
+# (helpdesk/voice/reconcile.py): the inbound call itself, each agent leg of its <Dial>, and
+# each recording of the call (asked for only when the caller was offered voicemail).
+API_CALL, API_LEG, API_RECORDING = "api_call", "api_leg", "api_recording"
+API_KINDS = (API_CALL, API_LEG, API_RECORDING)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
         agent_leg_sid=agent_leg_sid,
         agent=agent,
         incoming_seen=bool(incoming),
-        from_api=API_CALL in by_kind or API_LEG in by_kind,
+        from_api=any(kind in by_kind for kind in API_KINDS),
     )
 
 
@@ -284,4 +286,10 @@ def _has_voicemail(by_kind) -> bool:
         if event.params.get("RecordingUrl") and (duration is None or duration > 0):
             if event.kind == "voicemail" or event.params.get("RecordingStatus") == "completed":
                 return True
+    # Last resort, the REST API: a finished recording the voicemail's <Record> made, with sound in it.
+    for event in by_kind.get(API_RECORDING, []):
+        duration = _seconds(event.params.get("RecordingDuration"))
+        if (event.params.get("RecordingSource") == "RecordVerb" and event.params.get("RecordingStatus") == "completed"
+                and duration is not None and duration > 0):
+            return True
     return False

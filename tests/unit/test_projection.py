@@ -2,6 +2,7 @@
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -317,6 +318,34 @@ def test_a_webhook_that_came_after_all_still_decides_the_outcome():
     events = ringing_only() + [Event("voicemail", at(85), recording), api_leg(AGENT_1, "no-answer"),
                                api_call(ended=90)]
     assert project_call(CALL, events, RULES, now=at(900)).outcome == "voicemail"
+
+
+def api_recording(status="completed", seconds="14", source="RecordVerb"):
+    params = {"CallSid": CALL, "RecordingSid": "RE" + "1" * 32, "RecordingStatus": status,
+              "RecordingDuration": seconds, "RecordingSource": source}
+    return Event("api_recording", at(900), params)
+
+
+def sent_to_voicemail():
+    """The caller rang out to voicemail; the recording's webhooks and the call's end never came."""
+    return ringing_only() + [dial_action("no-answer", 65), api_leg(AGENT_1, "no-answer"),
+                             api_leg(AGENT_2, "no-answer", to="+447700900001")]
+
+
+def test_a_message_the_api_says_the_caller_left_makes_a_voicemail():
+    record = project_call(CALL, sent_to_voicemail() + [api_recording(), api_call(ended=90)], RULES, now=at(900))
+    assert (record.outcome, record.from_api, record.sla_result) == ("voicemail", True, "breached")
+
+
+@pytest.mark.parametrize("recording", [
+    api_recording(seconds="0"),  # hung up as the beep sounded: nothing to listen to
+    api_recording(status="absent"),  # Twilio kept no sound
+    api_recording(status="processing"),
+    api_recording(source="DialVerb"),  # a recording of a conversation, not a message
+], ids=["empty", "absent", "not finished", "not a voicemail"])
+def test_a_recording_that_is_not_a_message_left_is_not_a_voicemail(recording):
+    record = project_call(CALL, sent_to_voicemail() + [recording, api_call(ended=90)], RULES, now=at(900))
+    assert record.outcome == "no_answer"
 
 
 @settings(max_examples=100, deadline=None)
