@@ -2,8 +2,9 @@
 
 Twilio sends each status callback once. If the app could not be reached when a call ended
 (a restart, a network fault), its record would stay "in progress" for good: not counted, and
-no callback owed. `helpdesk/voice/reconcile.py` asks the Calls resource instead, through this
-small interface: `TwilioCallLookup` is the real thing, `FakeCallLookup` is for tests.
+no callback owed. `helpdesk/voice/reconcile.py` asks the Calls resource instead (and, for a
+caller offered voicemail, the call's Recordings), through this small interface:
+`TwilioCallLookup` is the real thing, `FakeCallLookup` is for tests.
 
 Every failure is a LookupFailed with a reason fit for the log: no phone numbers.
 """
@@ -60,6 +61,24 @@ class CallFacts:
         return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
 
 
+@dataclass(frozen=True)
+class RecordingFacts:
+    """One recording of a call (the Call's Recordings resource): a voicemail left, or not."""
+
+    sid: str
+    call_sid: str
+    status: str  # "completed" once it can be played
+    duration: str | None  # whole seconds
+    source: str | None  # "RecordVerb" for a <Record>, as voicemail is taken
+    uri: str | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        """As a journal event's parameters, with the names of Twilio's recording webhooks."""
+        values = {"CallSid": self.call_sid, "RecordingSid": self.sid, "RecordingStatus": self.status,
+                  "RecordingDuration": self.duration, "RecordingSource": self.source, "RecordingUri": self.uri}
+        return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
+
+
 def _rfc2822(moment: datetime | None) -> str | None:
     return format_datetime(moment) if moment is not None else None
 
@@ -71,12 +90,21 @@ class CallLookup(Protocol):
     def legs(self, parent_sid: str) -> list[CallFacts]:
         """The calls `parent_sid` made (its <Dial>'s agent legs). Raises LookupFailed."""
 
+    def recordings(self, call_sid: str) -> list[RecordingFacts]:
+        """The recordings of the call `call_sid`. Raises LookupFailed."""
+
 
 def _facts(call) -> CallFacts:
     return CallFacts(sid=str(call.sid), parent_sid=call.parent_call_sid, status=str(call.status or ""),
                      start_time=call.start_time, end_time=call.end_time,
                      duration=str(call.duration) if call.duration not in (None, "") else None,
                      from_=call._from, to=call.to, direction=call.direction, updated=call.date_updated)
+
+
+def _recording(recording) -> RecordingFacts:
+    return RecordingFacts(sid=str(recording.sid), call_sid=str(recording.call_sid), status=str(recording.status or ""),
+                          duration=str(recording.duration) if recording.duration not in (None, "") else None,
+                          source=recording.source, uri=recording.uri)
 
 
 class TwilioCallLookup:
@@ -116,14 +144,21 @@ class TwilioCallLookup:
         return self._ask(f"the legs of call {parent_sid}", lambda client: [
             _facts(call) for call in client.calls.page(parent_call_sid=parent_sid, page_size=PAGE_SIZE)])
 
+    def recordings(self, call_sid: str) -> list[RecordingFacts]:
+        return self._ask(f"the recordings of call {call_sid}", lambda client: [
+            _recording(recording) for recording in client.calls(call_sid).recordings.page(page_size=PAGE_SIZE)])
+
 
 @dataclass
 class FakeCallLookup:
-    """For tests: answers from `calls` (by sid); with `fail` set, raises it; `asked` lists the sids asked."""
+    """For tests: answers from `calls` (by sid) and `recorded`; with `fail` set, raises it; `asked`
+    lists the sids asked about, `asked_recordings` the calls whose recordings were asked for."""
 
     calls: dict[str, CallFacts] = field(default_factory=dict)
     fail: LookupFailed | None = None
     asked: list[str] = field(default_factory=list)
+    recorded: list[RecordingFacts] = field(default_factory=list)
+    asked_recordings: list[str] = field(default_factory=list)
 
     def add(self, *calls: CallFacts) -> None:
         self.calls.update((call.sid, call) for call in calls)
@@ -140,6 +175,12 @@ class FakeCallLookup:
         if self.fail is not None:
             raise self.fail
         return [call for call in self.calls.values() if call.parent_sid == parent_sid]
+
+    def recordings(self, call_sid: str) -> list[RecordingFacts]:
+        self.asked_recordings.append(call_sid)
+        if self.fail is not None:
+            raise self.fail
+        return [recording for recording in self.recorded if recording.call_sid == call_sid]
 
 
 def lookup_from_environment(environ: Mapping[str, str] | None = None) -> TwilioCallLookup | None:

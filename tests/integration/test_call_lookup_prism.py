@@ -2,12 +2,13 @@
 and a small local server for the answers Prism cannot give (errors, unreadable bodies)."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
 
 from callbacks.telephony import ApiBaseHttpClient
-from helpdesk.voice.lookup import CallFacts, LookupFailed, TwilioCallLookup
+from helpdesk.voice.lookup import CallFacts, LookupFailed, RecordingFacts, TwilioCallLookup
 from servers import HOST, free_port
 
 SID = "AC" + "0" * 32
@@ -54,6 +55,17 @@ def test_the_legs_of_a_call_are_listed_by_their_parent(prism):
     assert "Request did not pass the validation rules" not in log
 
 
+def test_the_recordings_of_a_call_are_listed_and_the_request_passes_validation(prism):
+    mark = prism.log_size()
+    recordings = GeneratedLookup(SID, "token", api_base_url=prism.url).recordings(EXAMPLE)
+    assert all(isinstance(recording, RecordingFacts) for recording in recordings)
+    statuses = {"in-progress", "paused", "stopped", "processing", "completed", "absent"}
+    assert {recording.status for recording in recordings} <= statuses
+    log = prism.wait_for_log('Responding with "200"', since=mark)
+    assert f"/Calls/{EXAMPLE}/Recordings.json" in log
+    assert "Request did not pass the validation rules" not in log
+
+
 # --------------------------------------------------------------------------- answers Prism cannot give
 
 
@@ -64,6 +76,18 @@ def test_legs_are_asked_for_by_parent_in_one_page(stub):
     assert [(leg.sid, leg.parent_sid, leg.status, leg.duration) for leg in legs] == [
         ("CA" + "1" * 32, EXAMPLE, "no-answer", None)]
     assert stub.paths == [f"/2010-04-01/Accounts/{SID}/Calls.json?ParentCallSid={EXAMPLE}&PageSize=100"]
+
+
+def test_recordings_are_asked_for_by_call_in_one_page_and_read_with_webhook_names(stub):
+    recording = {"sid": "RE" + "2" * 32, "call_sid": EXAMPLE, "status": "completed", "duration": "14",
+                 "source": "RecordVerb", "uri": f"/2010-04-01/Accounts/{SID}/Recordings/RE{'2' * 32}.json"}
+    stub.status, stub.body = 200, json.dumps({"recordings": [recording], "page": 0, "page_size": 100})
+    recordings = TwilioCallLookup(SID, "token", api_base_url=stub.url).recordings(EXAMPLE)
+    assert recordings == [RecordingFacts(sid="RE" + "2" * 32, call_sid=EXAMPLE, status="completed", duration="14",
+                                         source="RecordVerb", uri=recording["uri"])]
+    assert ("RecordingDuration", "14") in recordings[0].params()
+    assert ("RecordingSource", "RecordVerb") in recordings[0].params()
+    assert stub.paths == [f"/2010-04-01/Accounts/{SID}/Calls/{EXAMPLE}/Recordings.json?PageSize=100"]
 
 
 def failure(url: str) -> LookupFailed:
@@ -83,9 +107,11 @@ def test_a_call_twilio_does_not_know_is_not_found(stub):
 def test_a_server_error_or_rate_limit_means_try_again_later(stub, status):
     stub.status, stub.body = status, '{"code": 20500, "message": "An internal server error has occurred"}'
     assert failure(stub.url).unreachable
-    with pytest.raises(LookupFailed) as raised:  # a list answers errors differently in twilio-python
-        TwilioCallLookup(SID, "token", api_base_url=stub.url, timeout=2).legs(EXAMPLE)
-    assert raised.value.unreachable and raised.value.reason.endswith(f"Twilio answered HTTP {status}")
+    lookup = TwilioCallLookup(SID, "token", api_base_url=stub.url, timeout=2)
+    for listed in (lookup.legs, lookup.recordings):  # a list answers errors differently in twilio-python
+        with pytest.raises(LookupFailed) as raised:
+            listed(EXAMPLE)
+        assert raised.value.unreachable and raised.value.reason.endswith(f"Twilio answered HTTP {status}")
 
 
 def test_an_unreadable_answer_is_a_failure_not_a_crash(stub):
