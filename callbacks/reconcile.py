@@ -56,10 +56,11 @@ def reconcile_attempts(database: Database, settings: Settings, lookup: CallLooku
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
     sids = placing_attempts(database, now, after)
-    for call_sid, agent, legs in ended_calls(lookup, sids, report, "placing callback attempts"):
-        outcome, answered_at, ended_at = attempt_outcome(agent, legs, now)
+    for ended in ended_calls(lookup, sids, report, "placing callback attempts"):
+        outcome, answered_at, ended_at = attempt_outcome(ended.call, ended.legs, now)
         with database.session() as session:
-            finish_attempt(session, settings, call_sid=call_sid, outcome=outcome, now=ended_at, answered_at=answered_at)
-        log.info("reconcile: callback call %s ended as %s (from Twilio's REST API)", call_sid, outcome)
+            finish_attempt(session, settings, call_sid=ended.call_sid, outcome=outcome, now=ended_at,
+                           answered_at=answered_at)
+        log.info("reconcile: callback call %s ended as %s (from Twilio's REST API)", ended.call_sid, outcome)
         report.finished += 1
     return report

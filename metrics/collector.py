@@ -117,8 +117,8 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
                               "Countable calls answered by a person within the ring target.",
                               value=counts.calls_within_target)
     yield GaugeMetricFamily("helpdesk_calls_unfinished",
-                            "Calls still in progress two hours after they arrived: Twilio's last webhooks for them "
-                            "never came, and its REST API has not said how they ended.",
+                            "Calls not answered and with no ending two hours after they arrived: Twilio's last "
+                            "webhooks for them never came, and its REST API has not said how they ended.",
                             value=snapshot.live.calls_unfinished)
     buckets = [(floatToGoString(bound), count) for bound, count in zip(counts.answer_bounds, counts.answer_cumulative)]
     buckets.append(("+Inf", counts.answer_cumulative[-1]))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import due_soon_limits
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
-from helpdesk.models.call import still_in_progress
+from helpdesk.models.call import unfinished
 from metrics.periods import (
     PERIOD_KINDS,
     Period,
@@ -46,7 +46,8 @@ RULE_TITLES = {
 # Day buckets per grouped query: keeps the CASE expression and its parameters bounded.
 _DAYS_PER_QUERY = 400
 # Longer than any call can go unanswered within the configuration's limits (the longest queue
-# wait, then the longest voicemail): a call still "in progress" after this lost its last webhooks.
+# wait, then the longest voicemail): a call not answered and with no ending after this lost its
+# last webhooks.
 UNFINISHED_AFTER = timedelta(hours=2)
 
 
@@ -192,7 +193,7 @@ class LiveFigures:
     oldest_open_callback_age_seconds: float  # 0 when nothing is open
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
-    calls_unfinished: int  # still "in progress" UNFINISHED_AFTER after they arrived
+    calls_unfinished: int  # not answered and with no ending UNFINISHED_AFTER after they arrived
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
@@ -219,8 +220,8 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
         unacknowledged, unacknowledged_overdue = session.execute(select(
             func.count(), func.sum(case((ack.due_at < now, 1), else_=0)),
         ).select_from(ack).where(ack.status.in_(("pending", "failed")))).one()
-        unfinished = session.scalar(select(func.count()).select_from(Call).where(
-            still_in_progress(), Call.arrived_at < now - UNFINISHED_AFTER))
+        calls_unfinished = session.scalar(select(func.count()).select_from(Call).where(
+            unfinished(), Call.arrived_at < now - UNFINISHED_AFTER))
     oldest_age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
     return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), oldest_age,
-                       int(unacknowledged), int(unacknowledged_overdue or 0), int(unfinished))
+                       int(unacknowledged), int(unacknowledged_overdue or 0), int(calls_unfinished))

@@ -3,22 +3,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, false, literal_column, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
 
-# The condition of the partial index ix_calls_in_progress (the same on both databases).
-IN_PROGRESS = "outcome = 'in_progress'"
+# The condition of the partial index ix_calls_unfinished (the same on both databases): no
+# ending yet, and not a conversation going on.
+UNFINISHED = "ended_at IS NULL AND outcome <> 'answered'"
 
 
 class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (
         Index("ix_calls_arrived_at", "arrived_at"),
-        # Calls still in progress, by arrival: few, looked for on every scrape and reconcile run. A
-        # partial index, so no other query's plan sees it (see `still_in_progress`).
-        Index("ix_calls_in_progress", "arrived_at", sqlite_where=text(IN_PROGRESS), postgresql_where=text(IN_PROGRESS)),
+        # Unfinished calls, by arrival: few, looked for on every scrape and reconcile run. A
+        # partial index, so no other query's plan sees it (see `unfinished`).
+        Index("ix_calls_unfinished", "arrived_at", sqlite_where=text(UNFINISHED), postgresql_where=text(UNFINISHED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,7 +50,8 @@ class Call(Base):
     enquiry = relationship("Enquiry")
 
 
-def still_in_progress():
-    """Calls still in progress, written so the planner uses ix_calls_in_progress: the value is in
-    the SQL itself, because a planner cannot tell that a bound parameter matches the index."""
-    return Call.outcome == literal_column("'in_progress'")
+def unfinished():
+    """Calls with no ending yet, other than answered calls (conversations going on): written so
+    the planner uses ix_calls_unfinished, with the condition in the SQL itself, because a
+    planner cannot tell that a bound parameter matches the index."""
+    return text(UNFINISHED)

@@ -1,12 +1,17 @@
 """Finish the records of calls whose last webhooks never came, from Twilio's REST API.
 
 Twilio sends each status callback once. A call that ended while the app could not be
-reached (the spool covers the database, not the app itself) keeps the outcome "in progress":
-it counts for nothing and owes no callback. Some time after such a call arrived, ask the
-Calls resource how it ended, and the <Dial>'s agent legs whether anyone answered; journal
-what the API says as events of their own ("api_call", "api_leg") and recompute the record,
-as for any webhook. Nothing the webhooks said is overwritten: the API's facts are the last
-resort of the projection (helpdesk/voice/projection.py).
+reached (the spool covers the database, not the app itself) never gets its ending: one still
+"in progress" counts for nothing, and a missed call (the caller rang out to voicemail, or hung
+up during the <Dial>) owes no callback, because a callback is owed once a missed call has
+ended. Some time after such a call arrived, ask the Calls resource how it ended, and the
+<Dial>'s agent legs whether anyone answered; journal what the API says as events of their own
+("api_call", "api_leg") and recompute the record, as for any webhook. A caller who was offered
+voicemail may have left a message whose webhooks never came either: for those calls the
+call's recordings are asked for too ("api_recording"). Nothing the webhooks said is
+overwritten: the API's facts are the last resort of the projection
+(helpdesk/voice/projection.py). Answered calls with no ending yet are conversations going on,
+and are not asked about.
 
 Calls that waited in a queue (`routing.mode = "queue"`) are left alone: the API cannot say
 whether an agent took them off the queue, so their outcome would be a guess.
@@ -16,17 +21,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from sqlalchemy import exists, select
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import Call, TwilioEvent
-from helpdesk.models.call import still_in_progress
+from helpdesk.models.call import unfinished
 from helpdesk.voice.journal import record_event
-from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
-from helpdesk.voice.projection import API_CALL, API_LEG, TERMINAL
+from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed, RecordingFacts
+from helpdesk.voice.projection import API_CALL, API_LEG, API_RECORDING, TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +52,35 @@ class ReconcileReport:
 
 
 def unfinished_calls(database: Database, now: datetime, after: timedelta, limit: int = BATCH) -> list[str]:
-    """CallSids of calls still "in progress" `after` their arrival (within LOOK_BACK), oldest first."""
+    """CallSids of calls unfinished `after` their arrival (within LOOK_BACK), oldest first: no
+    ending yet, and not answered."""
     queued = exists().where(TwilioEvent.call_sid == Call.call_sid, TwilioEvent.decision == "queue")
     with database.session() as session:
         return list(session.scalars(
             select(Call.call_sid)
-            .where(still_in_progress(), Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
+            .where(unfinished(), Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
                    ~queued)
             .order_by(Call.arrived_at, Call.id)
             .limit(limit)))
+
+
+def offered_voicemail(database: Database, call_sids: list[str]) -> frozenset[str]:
+    """Those of `call_sids` whose caller the app sent to voicemail."""
+    if not call_sids:
+        return frozenset()
+    with database.session() as session:
+        return frozenset(session.scalars(
+            select(TwilioEvent.call_sid).distinct()
+            .where(TwilioEvent.call_sid.in_(call_sids), TwilioEvent.decision == "voicemail")))
 
 
 def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, now: datetime) -> ReconcileReport:
     """Ask the API about each unfinished call; store what it says about those that have ended."""
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
-    for call_sid, parent, legs in ended_calls(lookup, unfinished_calls(database, now, after), report, "unfinished calls"):
-        store_facts(database, settings, call_sid, parent, legs, now)
+    sids = unfinished_calls(database, now, after)
+    for ended in ended_calls(lookup, sids, report, "unfinished calls", offered_voicemail(database, sids)):
+        store_facts(database, settings, ended, now)
         report.finished += 1
     if report.checked and not report.stopped:
         log.info("reconcile: %d unfinished calls asked about; %d ended, %d still live, %d unknown to Twilio",
@@ -71,9 +88,19 @@ def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, 
     return report
 
 
-def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileReport,
-                what: str) -> Iterator[tuple[str, CallFacts, list[CallFacts]]]:
-    """Each of `call_sids` that has ended at Twilio, with its legs; the rest are counted in `report`.
+class EndedCall(NamedTuple):
+    """A call that has ended at Twilio, as the API describes it."""
+
+    call_sid: str
+    call: CallFacts
+    legs: list[CallFacts]  # the calls it made (its <Dial>'s agent legs)
+    recordings: list[RecordingFacts]  # asked for only when the caller was offered voicemail
+
+
+def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileReport, what: str,
+                recordings_for: frozenset[str] = frozenset()) -> Iterator[EndedCall]:
+    """Each of `call_sids` that has ended at Twilio, with its legs (and, for those in
+    `recordings_for`, its recordings); the rest are counted in `report`.
 
     Stops at the first call Twilio cannot be asked about (unreachable, or rate-limited): the next
     run carries on from the oldest again.
@@ -88,6 +115,7 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
                 report.live += 1
                 continue
             legs = lookup.legs(call_sid)
+            recordings = lookup.recordings(call_sid) if call_sid in recordings_for else []
         except LookupFailed as failure:
             if failure.not_found:
                 report.unknown += 1
@@ -101,16 +129,19 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
                 return
             log.warning("reconcile: %s", failure.reason)
             continue
-        yield call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid]
+        yield EndedCall(call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid],
+                        [recording for recording in recordings if recording.call_sid == call_sid])
 
 
-def store_facts(database: Database, settings: Settings, call_sid: str, parent: CallFacts, legs: list[CallFacts],
-                now: datetime) -> None:
-    """Journal the API's account of one call, legs first, then the call: its callback (if owed) is
-    decided once, with every leg known."""
+def store_facts(database: Database, settings: Settings, ended: EndedCall, now: datetime) -> None:
+    """Journal the API's account of one call, legs and recordings first, then the call: its
+    callback (if owed) is decided once, with everything known."""
     with database.connection() as connection:
-        for leg in legs:
+        for leg in ended.legs:
             record_event(connection, settings, kind=API_LEG, path=f"api:Calls/{leg.sid}", params=leg.params(),
                          received_at=now)
-        record_event(connection, settings, kind=API_CALL, path=f"api:Calls/{call_sid}", params=parent.params(),
-                     received_at=now)
+        for recording in ended.recordings:
+            record_event(connection, settings, kind=API_RECORDING, path=f"api:Recordings/{recording.sid}",
+                         params=recording.params(), received_at=now)
+        record_event(connection, settings, kind=API_CALL, path=f"api:Calls/{ended.call_sid}",
+                     params=ended.call.params(), received_at=now)

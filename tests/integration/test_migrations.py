@@ -82,4 +82,30 @@ def test_calls_stored_before_from_api_were_not_finished_from_the_api(migrated_ur
 
     rows, indexes = upgraded_from(migrated_url, "0005", store, read)
     assert rows == [("CA1", False)]
-    assert "ix_calls_in_progress" in indexes
+    assert "ix_calls_unfinished" in indexes and "ix_calls_in_progress" not in indexes
+
+
+def test_the_unfinished_calls_index_takes_missed_calls_with_no_ending_and_the_scrape_uses_it(migrated_url):
+    # Revision 0007: a call rang out to voicemail whose last status callback never came has its
+    # outcome and no ending; it must be found (and counted) as quickly as one still in progress.
+    from helpdesk.dbutil import dialect_name
+    from helpdesk.models.call import unfinished
+
+    arrived = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+    engine = make_engine(migrated_url)
+    try:
+        with engine.begin() as connection:
+            for n, outcome, ended in ((1, "in_progress", None), (2, "no_answer", None), (3, "answered", None),
+                                      (4, "no_answer", arrived)):
+                connection.execute(insert(Call.__table__).values(
+                    call_sid=f"CA{n}", arrived_at=arrived, ended_at=ended, outcome=outcome, in_hours=True,
+                    countable=False, caller_type="unknown", incoming_seen=True))
+        query = select(Call.call_sid).where(unfinished(), Call.arrived_at < arrived + timedelta(hours=2))
+        with engine.connect() as connection:
+            assert sorted(connection.execute(query).scalars()) == ["CA1", "CA2"]
+            if dialect_name(connection) == "sqlite":
+                plan = " ".join(str(row) for row in connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + str(query.compile(connection, compile_kwargs={"literal_binds": True}))))
+                assert "ix_calls_unfinished" in plan, plan
+    finally:
+        engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
 from helpdesk.models import Call, Callback, TwilioEvent
-from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed
+from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed, RecordingFacts
 from helpdesk.voice.reconcile import reconcile_calls
 from tests.integration.conftest import OPEN_TIME, make_settings
 from tests.integration.twilio_requests import inbound, post, sid, stamp
@@ -96,6 +96,69 @@ def test_a_caller_who_hung_up_unheard_is_owed_a_callback_from_when_they_called(a
     assert (callback.call_sid, callback.reason, callback.status) == (sid(1), "abandoned", "open")
     assert callback.owed_from == OPEN_TIME
     assert callback.due_at == OPEN_TIME + timedelta(hours=3)
+
+
+def answered(client, clock, n: int) -> None:
+    """A call an agent answered, still going on: its ending has not come yet."""
+    clock.now = OPEN_TIME
+    assert post(client, "/twilio/voice/incoming", inbound(sid(n))).status_code == 200
+    response = post(client, "/twilio/voice/agent-status", {
+        "CallSid": sid(900 + n), "ParentCallSid": sid(n), "CallStatus": "in-progress", "To": "client:agent-1",
+        "SequenceNumber": "2", "Timestamp": stamp(OPEN_TIME + timedelta(seconds=6))})
+    assert response.status_code == 204
+
+
+def rang_out_to_voicemail(client, clock, n: int = 1) -> None:
+    """As `ringing`, then the <Dial> rang out and the app sent the caller to voicemail: the
+    recording's webhooks and the call's end never came."""
+    ringing(client, clock, n)
+    clock.now = OPEN_TIME + timedelta(seconds=62)
+    response = post(client, "/twilio/voice/dial-action", {"CallSid": sid(n), "DialCallStatus": "no-answer"})
+    assert response.status_code == 200 and b"<Record" in response.data
+
+
+def rang_out(n: int = 1, *recordings: RecordingFacts) -> FakeCallLookup:
+    lookup = FakeCallLookup(recorded=list(recordings))
+    lookup.add(facts(sid(n), "completed", ended=95),
+               facts(AGENT_1, "no-answer", parent=sid(n), to="client:agent-1"),
+               facts(AGENT_2, "no-answer", parent=sid(n), to="+447700900001"))
+    return lookup
+
+
+def message(n: int = 1, seconds: str = "21") -> RecordingFacts:
+    return RecordingFacts(sid="RE" + f"{n:032d}", call_sid=sid(n), status="completed", duration=seconds,
+                          source="RecordVerb")
+
+
+def test_a_message_left_while_the_app_heard_nothing_is_a_voicemail_from_the_calls_recordings(app, client, clock):
+    rang_out_to_voicemail(client, clock)
+    lookup = rang_out(1, message())
+
+    assert reconcile(app, lookup).finished == 1
+
+    assert lookup.asked_recordings == [sid(1)]
+    call = the_call(app)
+    assert (call.outcome, call.from_api, call.ended_at) == ("voicemail", True, OPEN_TIME + timedelta(seconds=95))
+    assert count(app, TwilioEvent, TwilioEvent.kind == "api_recording") == 1
+    with app.extensions["helpdesk.db"].session() as session:
+        assert session.scalars(select(Callback.reason)).one() == "voicemail"
+
+
+def test_no_message_left_is_no_answer_and_only_callers_offered_voicemail_have_recordings_asked_for(
+        app, client, clock):
+    rang_out_to_voicemail(client, clock, 1)
+    ringing(client, clock, 2)
+    lookup = rang_out(1, message(1, seconds="0"))
+    lookup.add(*hung_up_after(20, n=2).calls.values())
+
+    assert reconcile(app, lookup).finished == 2
+
+    assert lookup.asked_recordings == [sid(1)]
+    assert (the_call(app, 1).outcome, the_call(app, 1).ended_at) == ("no_answer", OPEN_TIME + timedelta(seconds=95))
+    assert the_call(app, 2).outcome == "abandoned"
+    with app.extensions["helpdesk.db"].session() as session:
+        owed = session.execute(select(Callback.call_sid, Callback.reason).order_by(Callback.call_sid)).all()
+    assert owed == [(sid(1), "no_answer"), (sid(2), "abandoned")]
 
 
 def test_asking_again_stores_nothing_more(app, client, clock):
@@ -192,15 +255,21 @@ def test_a_call_twilio_does_not_know_or_an_answer_about_another_call_stores_noth
 def test_metrics_count_calls_with_no_ending_two_hours_after_arrival_until_they_are_finished(app, client, clock):
     from tests.integration.test_metrics_endpoint import scrape, value
 
-    ringing(client, clock)
+    ringing(client, clock, 1)
+    rang_out_to_voicemail(client, clock, 2)  # no answer, but no ending: no callback owed yet
+    answered(client, clock, 3)  # a conversation going on: not unfinished
     clock.now = OPEN_TIME + timedelta(hours=2) - timedelta(seconds=1)
     assert value(scrape(client), "helpdesk_calls_unfinished") == 0
     clock.now = OPEN_TIME + timedelta(hours=2, seconds=1)
-    assert value(scrape(client), "helpdesk_calls_unfinished") == 1
-    reconcile(app, hung_up_after(20), now=clock.now)
+    assert value(scrape(client), "helpdesk_calls_unfinished") == 2
+    lookup = hung_up_after(20, n=1)
+    lookup.add(*rang_out(2).calls.values())
+    reconcile(app, lookup, now=clock.now)
+    assert lookup.asked == [sid(1), sid(2)]
     samples = scrape(client)
     assert value(samples, "helpdesk_calls_unfinished") == 0
     assert value(samples, "helpdesk_calls_total", outcome="abandoned", caller_type="unknown") == 1
+    assert value(samples, "helpdesk_calls_total", outcome="no_answer", caller_type="unknown") == 1
 
 
 def test_the_scheduler_runs_the_check_with_twilio_credentials_and_not_without(migrated_url, monkeypatch, caplog):
