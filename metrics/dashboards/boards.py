@@ -117,6 +117,11 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
                     field_config(steps=thresholds((0, RED), (1, GREEN)),
                                  mappings=[value_text("1", "Up", GREEN), value_text("0", "Down", RED)])),
                width=4, height=4)
+    # Both have alerts; here a manager sees them without opening Alertmanager.
+    layout.add(stat("Webhooks not stored yet", [target("sum(helpdesk_webhooks_spooled)", "Spooled", instant=True)],
+                    count_fields(bad_from=1)), width=4, height=4)
+    layout.add(stat("Calls with no ending", [target("max(helpdesk_calls_unfinished)", "Unfinished", instant=True)],
+                    count_fields(bad_from=1)), width=4, height=4)
     requests = "sum by (endpoint) (rate(helpdesk_http_requests_total[$__rate_interval]))"
     layout.add(time_series("Requests per second, by page", [target(requests, "{{endpoint}}")],
                            field_config("reqps")), width=8, height=8)
