@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 
 import click
 
@@ -150,11 +151,14 @@ def _once_summary(job, outcome) -> str:
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result
     if isinstance(job, ReconcileJob):
-        return " ".join(f"{what}: {report.checked} asked about Twilio, {report.finished} ended, {report.live} still "
-                        f"live, {report.unknown} unknown to Twilio"
-                        + (f"; stopped early: {report.stopped}." if report.stopped else ".")
+        return " ".join(_reconcile_line(what, report)
                         for what, report in zip(("Unfinished calls", "Placing callback attempts"), result))
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
+
+
+def _reconcile_line(what: str, report) -> str:
+    return (f"{what}: {report.checked} asked about Twilio, {report.finished} ended, {report.live} still live, "
+            f"{report.unknown} unknown to Twilio" + (f"; stopped early: {report.stopped}." if report.stopped else "."))
 
 
 def _quiet_apscheduler() -> None:
@@ -223,6 +227,83 @@ def scheduler_command(once: bool) -> None:
         if scheduler.running:
             scheduler.shutdown()
     click.echo("Scheduler stopped.")
+
+
+# --------------------------------------------------------------------------- calls
+
+
+@main.group("calls")
+def calls_cli() -> None:
+    """Inbound calls whose ending never reached the help desk."""
+
+
+@calls_cli.command("unfinished")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE",
+              help="Only calls that arrived on or after this UK day, YYYY-MM-DD.")
+@click.option("--ask-twilio", is_flag=True,
+              help="First ask Twilio's REST API how each ended, whatever its age (calls that waited in a "
+                   "queue excepted). Needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.")
+def calls_unfinished(since, ask_twilio: bool) -> None:
+    """List the calls not answered whose ending never came, oldest first.
+
+    These are what `helpdesk_calls_unfinished` counts and the alert HelpdeskCallsUnfinished is
+    about. The scheduler asks Twilio about such calls for two days after they arrive; this
+    command shows the rest, and with --ask-twilio asks about them too. Uses DATABASE_URL and
+    the configuration file.
+    """
+    from helpdesk.clock import LONDON, now_utc
+    from helpdesk.db import Database
+    from helpdesk.migrate import current
+    from helpdesk.pages.format import outcome_label
+    from helpdesk.voice.lookup import lookup_from_environment
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from helpdesk.voice.reconcile import LOOK_BACK, list_unfinished, reconcile_calls
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    lookup = lookup_from_environment() if ask_twilio else None
+    if ask_twilio and lookup is None:
+        raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
+    url = database_url()
+    try:
+        revision = current(url)
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
+    if revision is None:
+        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+    first = since.replace(tzinfo=LONDON).astimezone(timezone.utc) if since else None
+    since_text = f" since {since:%d %b %Y}" if since else ""
+    now = now_utc()
+    database = Database(url)
+    try:
+        if lookup is not None:
+            ever = datetime(1970, 1, 1, tzinfo=timezone.utc)  # no --since: every unfinished call
+            report = reconcile_calls(database, settings, lookup, now, since=first or ever, limit=None)
+            click.echo(_reconcile_line("Unfinished calls", report))
+        calls = list_unfinished(database, first)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise click.ClickException(f"database error: {detail[0] if detail else type(exc).__name__}") from None
+    finally:
+        database.dispose()
+    if not calls:
+        click.echo(f"No calls with no ending{since_text}.")
+        return
+    click.echo(f"{len(calls)} call{'' if len(calls) == 1 else 's'} with no ending{since_text}:")
+    for call in calls:
+        if call.queued:
+            why = "waited in a queue: look it up in Twilio's call logs"
+        elif call.arrived_at < now - LOOK_BACK:
+            why = "over two days old: the scheduler no longer asks Twilio (use --ask-twilio)"
+        elif not settings.webhooks.reconcile_after_minutes:
+            why = "the check with Twilio is off ([webhooks] reconcile_after_minutes = 0)"
+        else:
+            why = "the scheduler asks Twilio about it every 5 minutes, when it has Twilio's credentials"
+        click.echo(f"  {call.call_sid}  {call.arrived_at.astimezone(LONDON):%a %d %b %Y %H:%M}  "
+                   f"{outcome_label(call.outcome):<12}  {why}")
 
 
 # --------------------------------------------------------------------------- email

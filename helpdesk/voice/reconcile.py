@@ -51,17 +51,39 @@ class ReconcileReport:
     stopped: str | None = None  # why the run gave up early (Twilio unreachable)
 
 
-def unfinished_calls(database: Database, now: datetime, after: timedelta, limit: int = BATCH) -> list[str]:
-    """CallSids of calls unfinished `after` their arrival (within LOOK_BACK), oldest first: no
-    ending yet, and not answered."""
-    queued = exists().where(TwilioEvent.call_sid == Call.call_sid, TwilioEvent.decision == "queue")
+def _queued():
+    return exists().where(TwilioEvent.call_sid == Call.call_sid, TwilioEvent.decision == "queue")
+
+
+def unfinished_calls(database: Database, now: datetime, after: timedelta, limit: int | None = BATCH,
+                     since: datetime | None = None) -> list[str]:
+    """CallSids of calls unfinished `after` their arrival, oldest first: no ending yet, and not
+    answered. Only those that arrived since `since` (by default LOOK_BACK before `now`)."""
+    since = now - LOOK_BACK if since is None else since
     with database.session() as session:
         return list(session.scalars(
             select(Call.call_sid)
-            .where(unfinished(), Call.arrived_at < now - after, Call.arrived_at >= now - LOOK_BACK,
-                   ~queued)
+            .where(unfinished(), Call.arrived_at < now - after, Call.arrived_at >= since, ~_queued())
             .order_by(Call.arrived_at, Call.id)
             .limit(limit)))
+
+
+@dataclass(frozen=True)
+class UnfinishedCall:
+    call_sid: str
+    arrived_at: datetime
+    outcome: str
+    queued: bool  # waited in a queue: the API cannot say how it ended, so it is never asked about
+
+
+def list_unfinished(database: Database, since: datetime | None = None) -> list[UnfinishedCall]:
+    """Every unfinished call (that arrived since `since`), oldest first, for a person to look at."""
+    with database.session() as session:
+        rows = session.execute(
+            select(Call.call_sid, Call.arrived_at, Call.outcome, _queued())
+            .where(unfinished(), *([Call.arrived_at >= since] if since is not None else []))
+            .order_by(Call.arrived_at, Call.id)).all()
+    return [UnfinishedCall(sid, arrived_at, outcome, bool(queued)) for sid, arrived_at, outcome, queued in rows]
 
 
 def offered_voicemail(database: Database, call_sids: list[str]) -> frozenset[str]:
@@ -74,11 +96,16 @@ def offered_voicemail(database: Database, call_sids: list[str]) -> frozenset[str
             .where(TwilioEvent.call_sid.in_(call_sids), TwilioEvent.decision == "voicemail")))
 
 
-def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, now: datetime) -> ReconcileReport:
-    """Ask the API about each unfinished call; store what it says about those that have ended."""
+def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, now: datetime,
+                    since: datetime | None = None, limit: int | None = BATCH) -> ReconcileReport:
+    """Ask the API about each unfinished call; store what it says about those that have ended.
+
+    The scheduler asks about the last LOOK_BACK, BATCH at a time; `helpdesk calls unfinished
+    --ask-twilio` about every call since `since`, with no limit.
+    """
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
-    sids = unfinished_calls(database, now, after)
+    sids = unfinished_calls(database, now, after, limit, since)
     for ended in ended_calls(lookup, sids, report, "unfinished calls", offered_voicemail(database, sids)):
         store_facts(database, settings, ended, now)
         report.finished += 1

@@ -5,11 +5,13 @@ import json
 import logging
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
 from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
+from helpdesk.db import Database
 from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed, RecordingFacts
 from helpdesk.voice.reconcile import reconcile_calls
@@ -353,3 +355,121 @@ def test_helpdesk_scheduler_once_asks_twilio_over_http_and_finishes_the_call(mig
     assert (call.outcome, call.ended_at, call.sla_result, call.from_api) == (
         "abandoned", arrived + timedelta(seconds=40), "breached", True)
     assert (callback.reason, callback.owed_from) == ("abandoned", arrived)
+
+
+# --------------------------------------------------------------------------- helpdesk calls unfinished
+
+
+def store_calls(url: str, now: datetime) -> None:
+    """Five calls, by the real clock: three with no ending that are not answered, two finished or answered."""
+    from helpdesk.voice.journal import record_event
+
+    def event(connection, n, kind, params, received_at, decision=None):
+        record_event(connection, make_settings(), kind=kind, path=f"/twilio/voice/{kind}", params=list(params.items()),
+                     received_at=received_at, decision=decision)
+
+    database = Database(url)
+    try:
+        with database.connection() as connection:
+            old = now - timedelta(days=3)
+            event(connection, 1, "incoming", inbound(sid(1)), old, "agents")  # still in progress, 3 days on
+            queued = now - timedelta(hours=1)
+            event(connection, 2, "incoming", inbound(sid(2)), queued, "queue")
+            rang_out_at = now - timedelta(minutes=30)
+            event(connection, 3, "incoming", inbound(sid(3)), rang_out_at, "agents")
+            event(connection, 3, "dial_action", {"CallSid": sid(3), "DialCallStatus": "no-answer"},
+                  rang_out_at + timedelta(seconds=60), "voicemail")
+            event(connection, 4, "incoming", inbound(sid(4)), rang_out_at, "agents")
+            event(connection, 4, "status", {"CallSid": sid(4), "CallStatus": "completed", "CallDuration": "20",
+                                            "Timestamp": stamp(rang_out_at + timedelta(seconds=20))},
+                  rang_out_at + timedelta(seconds=20))
+            event(connection, 5, "incoming", inbound(sid(5)), rang_out_at, "agents")
+            event(connection, 5, "agent_status", {"CallSid": sid(905), "ParentCallSid": sid(5),
+                                                  "CallStatus": "in-progress", "To": "client:agent-1",
+                                                  "Timestamp": stamp(rang_out_at + timedelta(seconds=6))},
+                  rang_out_at + timedelta(seconds=6))
+    finally:
+        database.dispose()
+
+
+def run_cli(args, env):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    return CliRunner().invoke(main, args, env=env)
+
+
+def cli_env(url: str, config) -> dict[str, str]:
+    return {"HELPDESK_CONFIG": str(config), "DATABASE_URL": url, "TWILIO_ACCOUNT_SID": "",
+            "TWILIO_AUTH_TOKEN": "", "TWILIO_API_BASE_URL": ""}
+
+
+def test_helpdesk_calls_unfinished_lists_the_calls_with_no_ending_and_what_happens_to_them(migrated_url, tmp_path):
+    from tests.integration.test_scheduler import write_config
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    store_calls(migrated_url, now)
+    env = cli_env(migrated_url, write_config(tmp_path / "helpdesk.toml"))
+
+    result = run_cli(["calls", "unfinished"], env)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "3 calls with no ending:"
+    assert [line.split()[0] for line in lines[1:]] == [sid(1), sid(2), sid(3)]  # oldest first
+    assert "In progress" in lines[1] and "over two days old" in lines[1]
+    assert "waited in a queue: look it up in Twilio's call logs" in lines[2]
+    assert "No answer" in lines[3] and "the scheduler asks Twilio about it every 5 minutes" in lines[3]
+
+    yesterday = (now - timedelta(days=1)).astimezone(ZoneInfo("Europe/London")).date().isoformat()
+    listed = run_cli(["calls", "unfinished", "--since", yesterday], env)
+    assert listed.exit_code == 0 and listed.output.splitlines()[0] == f"2 calls with no ending since " \
+        f"{datetime.fromisoformat(yesterday):%d %b %Y}:"
+    assert run_cli(["calls", "unfinished", "--since", "2026-13-01"], env).exit_code == 2
+
+
+def test_helpdesk_calls_unfinished_ask_twilio_needs_credentials(migrated_url, tmp_path):
+    from tests.integration.test_scheduler import write_config
+
+    env = cli_env(migrated_url, write_config(tmp_path / "helpdesk.toml"))
+    result = run_cli(["calls", "unfinished", "--ask-twilio"], env)
+    assert result.exit_code == 1
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio" in result.output
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_calls_unfinished_ask_twilio_finishes_calls_of_any_age(migrated_url, tmp_path, stub):
+    from tests.integration.test_scheduler import write_config
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    store_calls(migrated_url, now)
+    old = now - timedelta(days=3)
+    calls = f"/2010-04-01/Accounts/AC{'0' * 32}/Calls"
+    call = {"sid": sid(1), "parent_call_sid": None, "status": "completed", "from": "+447700900123",
+            "to": "+448001217479", "start_time": format_datetime(old),
+            "end_time": format_datetime(old + timedelta(seconds=25)), "duration": "25", "direction": "inbound"}
+    stub.answers = {
+        f"{calls}/{sid(1)}.json": (200, json.dumps(call)),
+        f"{calls}.json?ParentCallSid={sid(1)}&PageSize=100": (200, json.dumps({"calls": [], "page": 0,
+                                                                              "page_size": 100})),
+    }
+    stub.status, stub.body = 404, json.dumps({"code": 20404, "status": 404})  # Twilio does not know call 3
+    env = {**cli_env(migrated_url, write_config(tmp_path / "helpdesk.toml")), "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+           "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+
+    result = run_cli(["calls", "unfinished", "--ask-twilio"], env)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Unfinished calls: 2 asked about Twilio, 1 ended, 0 still live, 1 unknown to Twilio."
+    assert lines[1] == "2 calls with no ending:"
+    assert [line.split()[0] for line in lines[2:]] == [sid(2), sid(3)]
+    assert f"{calls}/{sid(2)}.json" not in stub.paths  # the queued call is never asked about
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            finished = session.scalars(select(Call).where(Call.call_sid == sid(1))).one()
+    finally:
+        database.dispose()
+    assert (finished.outcome, finished.ended_at, finished.from_api) == ("abandoned", old + timedelta(seconds=25), True)
