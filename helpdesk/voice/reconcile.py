@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # still unfinished after two days needs a person to look).
 LOOK_BACK = timedelta(days=2)
 BATCH = 50  # calls asked about in one run, oldest first: the API's rate limits are per account
+# A recording in these states may yet turn out to hold a message.
+UNSETTLED_RECORDING = {"in-progress", "paused", "processing"}
 
 
 @dataclass
@@ -143,6 +145,9 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
                 continue
             legs = lookup.legs(call_sid)
             recordings = lookup.recordings(call_sid) if call_sid in recordings_for else []
+            if any(recording.status in UNSETTLED_RECORDING for recording in recordings):
+                report.live += 1  # a message may be in it: ask again once Twilio has it
+                continue
         except LookupFailed as failure:
             if failure.not_found:
                 report.unknown += 1

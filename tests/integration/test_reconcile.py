@@ -146,6 +146,18 @@ def test_a_message_left_while_the_app_heard_nothing_is_a_voicemail_from_the_call
         assert session.scalars(select(Callback.reason)).one() == "voicemail"
 
 
+def test_a_call_whose_recording_twilio_is_still_processing_is_asked_about_again(app, client, clock):
+    rang_out_to_voicemail(client, clock)
+    processing = RecordingFacts(sid="RE" + "3" * 32, call_sid=sid(1), status="processing", duration="-1",
+                                source="RecordVerb")
+    report = reconcile(app, rang_out(1, processing))
+    assert (report.checked, report.live, report.finished) == (1, 1, 0)
+    assert the_call(app).ended_at is None and count(app, Callback) == 0
+
+    assert reconcile(app, rang_out(1, message()), now=LATER + timedelta(minutes=5)).finished == 1
+    assert the_call(app).outcome == "voicemail"
+
+
 def test_no_message_left_is_no_answer_and_only_callers_offered_voicemail_have_recordings_asked_for(
         app, client, clock):
     rang_out_to_voicemail(client, clock, 1)
