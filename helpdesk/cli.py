@@ -251,13 +251,13 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
     command shows the rest, and with --ask-twilio asks about them too. Uses DATABASE_URL and
     the configuration file.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from helpdesk.clock import LONDON, now_utc
     from helpdesk.db import Database
     from helpdesk.migrate import current
     from helpdesk.pages.format import outcome_label
     from helpdesk.voice.lookup import lookup_from_environment
-    from sqlalchemy.exc import SQLAlchemyError
-
     from helpdesk.voice.reconcile import LOOK_BACK, list_unfinished, reconcile_calls
 
     try:

@@ -108,9 +108,13 @@ def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, 
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
     sids = unfinished_calls(database, now, after, limit, since)
-    for ended in ended_calls(lookup, sids, report, "unfinished calls", offered_voicemail(database, sids)):
-        store_facts(database, settings, ended, now)
-        report.finished += 1
+    for start in range(0, len(sids), BATCH):  # BATCH at a time: one IN (...) of a bounded size
+        batch = sids[start:start + BATCH]
+        for ended in ended_calls(lookup, batch, report, "unfinished calls", offered_voicemail(database, batch)):
+            store_facts(database, settings, ended, now)
+            report.finished += 1
+        if report.stopped:
+            break
     if report.checked and not report.stopped:
         log.info("reconcile: %d unfinished calls asked about; %d ended, %d still live, %d unknown to Twilio",
                  report.checked, report.finished, report.live, report.unknown)

@@ -188,6 +188,19 @@ def test_asking_again_stores_nothing_more(app, client, clock):
     assert the_call(app).outcome == before.outcome == "abandoned"
 
 
+def test_asked_with_no_limit_every_call_is_finished_a_batch_at_a_time(app, client, clock):
+    from helpdesk.voice.reconcile import BATCH
+
+    lookup = FakeCallLookup()
+    for n in range(1, BATCH + 12):
+        assert post(client, "/twilio/voice/incoming", inbound(sid(n))).status_code == 200
+        lookup.add(facts(sid(n), "completed", ended=20))
+    report = reconcile_calls(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup, LATER,
+                             since=OPEN_TIME - timedelta(days=30), limit=None)
+    assert (report.checked, report.finished) == (BATCH + 11, BATCH + 11)
+    assert count(app, Call, Call.outcome == "abandoned") == BATCH + 11
+
+
 def test_a_call_still_live_at_twilio_is_left_as_it_is(app, client, clock):
     ringing(client, clock)
     lookup = FakeCallLookup()
