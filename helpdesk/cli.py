@@ -156,6 +156,20 @@ def _once_summary(job, outcome) -> str:
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
 
 
+def migrated_database_url() -> str:
+    """DATABASE_URL, once its database is known to be reachable and migrated."""
+    from helpdesk.migrate import current
+
+    url = database_url()
+    try:
+        revision = current(url)
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
+    if revision is None:
+        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+    return url
+
+
 def _reconcile_line(what: str, report) -> str:
     return (f"{what}: {report.checked} asked about Twilio, {report.finished} ended, {report.live} still live, "
             f"{report.unknown} unknown to Twilio" + (f"; stopped early: {report.stopped}." if report.stopped else "."))
@@ -181,19 +195,12 @@ def scheduler_command(once: bool) -> None:
     import signal
 
     from callbacks.scheduler import SweepJob, build_scheduler, scheduled_jobs
-    from helpdesk.migrate import current
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    url = database_url()
-    try:
-        revision = current(url)
-    except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
-    if revision is None:
-        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+    url = migrated_database_url()
     job = SweepJob.from_settings(settings, url)
     if once:
         failed = []
@@ -255,7 +262,6 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
 
     from helpdesk.clock import LONDON, now_utc
     from helpdesk.db import Database
-    from helpdesk.migrate import current
     from helpdesk.pages.format import outcome_label
     from helpdesk.voice.lookup import lookup_from_environment
     from helpdesk.voice.reconcile import LOOK_BACK, list_unfinished, reconcile_calls
@@ -267,13 +273,7 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
     lookup = lookup_from_environment() if ask_twilio else None
     if ask_twilio and lookup is None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
-    url = database_url()
-    try:
-        revision = current(url)
-    except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
-    if revision is None:
-        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+    url = migrated_database_url()
     first = since.replace(tzinfo=LONDON).astimezone(timezone.utc) if since else None
     since_text = f" since {since:%d %b %Y}" if since else ""
     now = now_utc()
