@@ -41,6 +41,7 @@ LOOK_BACK = timedelta(days=2)
 BATCH = 50  # calls asked about in one run, oldest first: the API's rate limits are per account
 # A recording in these states may yet turn out to hold a message.
 UNSETTLED_RECORDING = {"in-progress", "paused", "processing"}
+_told_unknown: set[str] = set()  # calls Twilio did not know, already logged by this process
 
 
 @dataclass
@@ -155,7 +156,15 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
         except LookupFailed as failure:
             if failure.not_found:
                 report.unknown += 1
-                log.warning("reconcile: Twilio does not know %s; it is left as it is", call_sid)
+                # Asked again every run for LOOK_BACK: say so once per process, not every 5 minutes.
+                if call_sid not in _told_unknown:
+                    if len(_told_unknown) >= 10_000:
+                        _told_unknown.clear()
+                    _told_unknown.add(call_sid)
+                    log.warning("reconcile: Twilio does not know %s; it is left as it is "
+                                "('helpdesk calls unfinished' lists such calls)", call_sid)
+                else:
+                    log.debug("reconcile: Twilio still does not know %s", call_sid)
                 continue
             report.failed += 1
             if failure.unreachable:

@@ -279,6 +279,18 @@ def test_a_call_twilio_does_not_know_or_an_answer_about_another_call_stores_noth
     assert count(app, Call, Call.call_sid == sid(3)) == 0
 
 
+def test_a_call_twilio_does_not_know_is_logged_once_not_every_run(app, client, clock, caplog, monkeypatch):
+    monkeypatch.setattr("helpdesk.voice.reconcile._told_unknown", set())  # as in a process just started
+    ringing(client, clock, 41)
+    lookup = FakeCallLookup()
+    with caplog.at_level(logging.WARNING, logger="helpdesk.voice.reconcile"):
+        for minutes in (0, 5, 10):
+            assert reconcile(app, lookup, now=LATER + timedelta(minutes=minutes)).unknown == 1
+    told = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    assert told == [f"reconcile: Twilio does not know {sid(41)}; it is left as it is "
+                    "('helpdesk calls unfinished' lists such calls)"]
+
+
 def test_metrics_count_calls_with_no_ending_two_hours_after_arrival_until_they_are_finished(app, client, clock):
     from tests.integration.test_metrics_endpoint import scrape, value
 
