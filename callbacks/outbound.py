@@ -169,7 +169,7 @@ def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None
         raise BadRequest(f"CallStatus {status[:20]!r} is not a Twilio call status.")
     stamp = _moment(params)
     if "ParentCallSid" not in params:  # the agent's leg: it ending before the caller answered is a miss
-        return ({**service.LEG_ENDED, "completed": "no_answer"}.get(status), None)
+        return service.AGENT_LEG_ENDED.get(status), None
     if status == "in-progress":
         return "reached", stamp
     if status == "completed":

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from callbacks.service import LEG_ENDED, finish_attempt
+from callbacks.service import AGENT_LEG_ENDED, LEG_ENDED, finish_attempt
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import CallbackAttempt
@@ -23,11 +23,12 @@ from helpdesk.voice.reconcile import BATCH, LOOK_BACK, ReconcileReport, ended_ca
 
 log = logging.getLogger(__name__)
 
+
 def attempt_outcome(agent: CallFacts, legs: list[CallFacts], now: datetime) -> tuple[str, datetime | None, datetime]:
     """(outcome, when the caller answered, when the attempt ended) of an agent's call that has ended."""
     dialled = sorted(legs, key=lambda leg: leg.start_time or now)
     if not dialled:  # the caller was never dialled: the agent's leg ending is all there is
-        return {**LEG_ENDED, "completed": "no_answer"}.get(agent.status, "no_answer"), None, _end(agent, now)
+        return AGENT_LEG_ENDED.get(agent.status, "no_answer"), None, _end(agent, now)
     caller = dialled[0]
     ended = _end(caller, now)
     if caller.status == "completed":

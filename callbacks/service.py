@@ -24,6 +24,8 @@ MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "faile
 ATTEMPT_OUTCOMES = ("reached", "no_answer", "busy", "failed", "voicemail_left")
 # What a "Call back now" leg's final status says about the attempt (the caller's leg "completed" was answered).
 LEG_ENDED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
+# The agent's leg: it ending, even "completed", before the caller was dialled is a miss.
+AGENT_LEG_ENDED = {**LEG_ENDED, "completed": "no_answer"}
 # A "Call back now" call still "placing" after this is taken to have ended unheard of: the
 # agent's phone rings for 60 s, the prompt waits 10 s, then the caller's phone rings.
 CALL_UNDER_WAY = timedelta(minutes=2)
