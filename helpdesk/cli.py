@@ -262,6 +262,7 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
 
     from helpdesk.clock import LONDON, now_utc
     from helpdesk.db import Database
+    from helpdesk.dbutil import database_error
     from helpdesk.pages.format import outcome_label
     from helpdesk.voice.lookup import lookup_from_environment
     from helpdesk.voice.reconcile import LOOK_BACK, list_unfinished, reconcile_calls
@@ -285,8 +286,7 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
             click.echo(_reconcile_line("Unfinished calls", report))
         calls = list_unfinished(database, first)
     except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise click.ClickException(f"database error: {detail[0] if detail else type(exc).__name__}") from None
+        raise click.ClickException(database_error(exc)) from None
     finally:
         database.dispose()
     if not calls:

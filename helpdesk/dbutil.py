@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 
@@ -19,3 +20,9 @@ def insert_ignoring_conflicts(executor: Session | Connection, model: type, value
     """INSERT ... ON CONFLICT DO NOTHING for the executor's database; rowcount says if it inserted."""
     module = postgresql if dialect_name(executor) == "postgresql" else sqlite
     return module.insert(model).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+
+
+def database_error(exc: SQLAlchemyError) -> str:
+    """A database failure in one line for a command's user: the driver's own first line."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"database error: {detail[0] if detail else type(exc).__name__}"

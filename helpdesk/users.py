@@ -24,6 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from helpdesk.clock import now_utc
 from helpdesk.config import Secrets
 from helpdesk.db import Database
+from helpdesk.dbutil import database_error
 from helpdesk.models import User
 from helpdesk.models.user import ROLES
 from helpdesk.phones import is_e164
@@ -219,8 +220,7 @@ def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:
         migrated = None
     if migrated is False and database is not None:
         return "the database is not migrated (no users table): run 'helpdesk db upgrade' first"
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"database error: {detail[0] if detail else type(exc).__name__}"
+    return database_error(exc)
 
 
 def _new_password() -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, Secrets, load_settings
 from helpdesk.db import Database
+from helpdesk.dbutil import database_error
 from helpdesk.users import _refuse_missing_sqlite_file, authenticate, normalise_username
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
@@ -72,8 +73,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     except EvidenceError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise click.ClickException(f"database error: {detail[0] if detail else type(exc).__name__}") from None
+        raise click.ClickException(database_error(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot write the pack: {exc.strerror or exc} ({exc.filename or out})") from None
     finally:
