@@ -58,7 +58,7 @@ class CallFacts:
             "StartTime": _rfc2822(self.start_time), "EndTime": _rfc2822(self.end_time), "Duration": self.duration,
             "From": self.from_, "To": self.to, "Direction": self.direction, "DateUpdated": _rfc2822(self.updated),
         }
-        return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
+        return _given(values)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,12 @@ class RecordingFacts:
         """As a journal event's parameters, with the names of Twilio's recording webhooks."""
         values = {"CallSid": self.call_sid, "RecordingSid": self.sid, "RecordingStatus": self.status,
                   "RecordingDuration": self.duration, "RecordingSource": self.source, "RecordingUri": self.uri}
-        return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
+        return _given(values)
+
+
+def _given(values: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The values the API gave, as a webhook's parameters: those it left out are left out."""
+    return [(name, str(value)) for name, value in values.items() if value not in (None, "")]
 
 
 def _rfc2822(moment: datetime | None) -> str | None:

@@ -156,15 +156,7 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
         except LookupFailed as failure:
             if failure.not_found:
                 report.unknown += 1
-                # Asked again every run for LOOK_BACK: say so once per process, not every 5 minutes.
-                if call_sid not in _told_unknown:
-                    if len(_told_unknown) >= 10_000:
-                        _told_unknown.clear()
-                    _told_unknown.add(call_sid)
-                    log.warning("reconcile: Twilio does not know %s; it is left as it is "
-                                "('helpdesk calls unfinished' lists such calls)", call_sid)
-                else:
-                    log.debug("reconcile: Twilio still does not know %s", call_sid)
+                _tell_unknown(call_sid)
                 continue
             report.failed += 1
             if failure.unreachable:
@@ -176,6 +168,18 @@ def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileRepor
             continue
         yield EndedCall(call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid],
                         [recording for recording in recordings if recording.call_sid == call_sid])
+
+
+def _tell_unknown(call_sid: str) -> None:
+    # Asked again every run for LOOK_BACK: say so once per process, not every 5 minutes.
+    if call_sid in _told_unknown:
+        log.debug("reconcile: Twilio still does not know %s", call_sid)
+        return
+    if len(_told_unknown) >= 10_000:
+        _told_unknown.clear()
+    _told_unknown.add(call_sid)
+    log.warning("reconcile: Twilio does not know %s; it is left as it is "
+                "('helpdesk calls unfinished' lists such calls)", call_sid)
 
 
 def store_facts(database: Database, settings: Settings, ended: EndedCall, now: datetime) -> None:
