@@ -228,7 +228,7 @@ class MailboxJob(LeasedJob):
 
 @dataclass(eq=False)
 class ReconcileJob(LeasedJob):
-    """Asks Twilio's REST API how the calls left "in progress" (helpdesk/voice/reconcile.py), and the
+    """Asks Twilio's REST API how the calls left with no ending (helpdesk/voice/reconcile.py), and the
     "Call back now" attempts left "placing" (callbacks/reconcile.py), ended."""
 
     lookup: CallLookup | None = None
@@ -271,7 +271,7 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
     if job.settings.webhooks.reconcile_after_minutes:
         lookup = lookup or lookup_from_environment()
         if lookup is None:
-            log.warning("calls whose last webhooks never came stay in progress: set TWILIO_ACCOUNT_SID and "
+            log.warning("calls whose last webhooks never came stay unfinished: set TWILIO_ACCOUNT_SID and "
                         "TWILIO_AUTH_TOKEN to ask Twilio how they ended (webhooks.reconcile_after_minutes)")
         else:
             jobs.append(ReconcileJob(database=Database(url), lookup=lookup, **shared))

@@ -126,7 +126,7 @@ RECONCILE_MINIMUM = 5
 class WebhookSettings:
     # Where webhooks the database could not take are kept until they are stored (helpdesk/spool.py).
     spool_dir: str = "spool"
-    # Minutes after a call arrived, still "in progress", to ask Twilio's REST API how it ended
+    # Minutes after a call arrived, not answered and with no ending, to ask Twilio's REST API how it ended
     # (helpdesk/voice/reconcile.py); 0 never asks.
     reconcile_after_minutes: int = 15
 

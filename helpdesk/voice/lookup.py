@@ -1,8 +1,8 @@
 """What Twilio's REST API says about a call: for calls whose last webhooks never came.
 
 Twilio sends each status callback once. If the app could not be reached when a call ended
-(a restart, a network fault), its record would stay "in progress" for good: not counted, and
-no callback owed. `helpdesk/voice/reconcile.py` asks the Calls resource instead (and, for a
+(a restart, a network fault), its record would have no ending for good: not counted while still
+"in progress", and no callback owed. `helpdesk/voice/reconcile.py` asks the Calls resource instead (and, for a
 caller offered voicemail, the call's Recordings), through this small interface:
 `TwilioCallLookup` is the real thing, `FakeCallLookup` is for tests.
 
