@@ -17,9 +17,9 @@ from sqlalchemy import select
 from callbacks.service import AGENT_LEG_ENDED, LEG_ENDED, finish_attempt
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.models import CallbackAttempt
+from helpdesk.models import CallbackAttempt, TwilioLookup
 from helpdesk.voice.lookup import CallFacts, CallLookup
-from helpdesk.voice.reconcile import BATCH, LOOK_BACK, ReconcileReport, ended_calls
+from helpdesk.voice.reconcile import BATCH, LOOK_BACK, ReconcileReport, ended_calls, in_turn
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,15 @@ def _end(call: CallFacts, now: datetime) -> datetime:
 
 
 def placing_attempts(database: Database, now: datetime, after: timedelta, limit: int = BATCH) -> list[str]:
-    """CallSids of "Call back now" attempts still placing `after` the click (within LOOK_BACK), oldest first."""
+    """CallSids of "Call back now" attempts still placing `after` the click (within LOOK_BACK):
+    those never asked about first, oldest first, then those asked about longest ago."""
     with database.session() as session:
         return list(session.scalars(
             select(CallbackAttempt.call_sid)
+            .outerjoin(TwilioLookup, TwilioLookup.call_sid == CallbackAttempt.call_sid)
             .where(CallbackAttempt.outcome == "placing", CallbackAttempt.call_sid.is_not(None),
                    CallbackAttempt.started_at < now - after, CallbackAttempt.started_at >= now - LOOK_BACK)
-            .order_by(CallbackAttempt.started_at, CallbackAttempt.id)
+            .order_by(*in_turn(), CallbackAttempt.started_at, CallbackAttempt.id)
             .limit(limit)))
 
 
@@ -57,7 +59,7 @@ def reconcile_attempts(database: Database, settings: Settings, lookup: CallLooku
     report = ReconcileReport()
     after = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
     sids = placing_attempts(database, now, after)
-    for ended in ended_calls(lookup, sids, report, "placing callback attempts"):
+    for ended in ended_calls(database, lookup, sids, report, "placing callback attempts", now):
         outcome, answered_at, ended_at = attempt_outcome(ended.call, ended.legs, now)
         with database.session() as session:
             finish_attempt(session, settings, call_sid=ended.call_sid, outcome=outcome, now=ended_at,

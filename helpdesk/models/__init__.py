@@ -6,7 +6,8 @@ from helpdesk.models.callback import Callback, CallbackAttempt, CallbackNotice, 
 from helpdesk.models.email import EmailAcknowledgement, ImapMailboxState, InboundEmail
 from helpdesk.models.enquiry import Enquiry, ReferenceCounter
 from helpdesk.models.event import TwilioEvent
+from helpdesk.models.lookup import TwilioLookup
 from helpdesk.models.user import User
 
 __all__ = [
-    "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "User"]
+    "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "TwilioLookup", "User"]

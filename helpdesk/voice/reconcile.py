@@ -13,6 +13,10 @@ overwritten: the API's facts are the last resort of the projection
 (helpdesk/voice/projection.py). Answered calls with no ending yet are conversations going on,
 and are not asked about.
 
+Each run asks about BATCH calls: first those never asked about, oldest first, then those asked
+about longest ago (what the API last said of each is kept in `twilio_lookups`). So calls
+Twilio does not know, or that stay live, cannot keep newer calls from being asked about.
+
 Calls that waited in a queue (`routing.mode = "queue"`) are left alone: the API cannot say
 whether an agent took them off the queue, so their outcome would be a guess.
 """
@@ -23,11 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator, NamedTuple
 
-from sqlalchemy import exists, select
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.models import Call, TwilioEvent
+from helpdesk.dbutil import dialect_name
+from helpdesk.models import Call, TwilioEvent, TwilioLookup
 from helpdesk.models.call import unfinished
 from helpdesk.voice.journal import record_event
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed, RecordingFacts
@@ -38,7 +44,7 @@ log = logging.getLogger(__name__)
 # Calls older than this are not asked about again (Twilio keeps calls for 13 months; a call
 # still unfinished after two days needs a person to look).
 LOOK_BACK = timedelta(days=2)
-BATCH = 50  # calls asked about in one run, oldest first: the API's rate limits are per account
+BATCH = 50  # calls asked about in one run (in turn: see `in_turn`); the API's rate limits are per account
 # A recording in these states may yet turn out to hold a message.
 UNSETTLED_RECORDING = {"in-progress", "paused", "processing"}
 _told_unknown: set[str] = set()  # calls Twilio did not know, already logged by this process
@@ -60,15 +66,35 @@ def _queued():
 
 def unfinished_calls(database: Database, now: datetime, after: timedelta, limit: int | None = BATCH,
                      since: datetime | None = None) -> list[str]:
-    """CallSids of calls unfinished `after` their arrival, oldest first: no ending yet, and not
-    answered. Only those that arrived since `since` (by default LOOK_BACK before `now`)."""
+    """CallSids of calls unfinished `after` their arrival: no ending yet, and not answered. Only
+    those that arrived since `since` (by default LOOK_BACK before `now`); those never asked
+    about first, oldest first, then those asked about longest ago."""
     since = now - LOOK_BACK if since is None else since
     with database.session() as session:
         return list(session.scalars(
             select(Call.call_sid)
+            .outerjoin(TwilioLookup, TwilioLookup.call_sid == Call.call_sid)
             .where(unfinished(), Call.arrived_at < now - after, Call.arrived_at >= since, ~_queued())
-            .order_by(Call.arrived_at, Call.id)
+            .order_by(*in_turn(), Call.arrived_at, Call.id)
             .limit(limit)))
+
+
+def in_turn() -> tuple[ColumnElement, ...]:
+    """ORDER BY, for a query joined to twilio_lookups: calls never asked about first, then
+    those asked about longest ago."""
+    return TwilioLookup.asked_at.is_not(None), TwilioLookup.asked_at
+
+
+def note_answer(database: Database, call_sid: str, answer: str, now: datetime) -> None:
+    """Keep what the API said about `call_sid` ("ended", "live", "unknown" or "failed"), and when."""
+    with database.session() as session:
+        module = postgresql if dialect_name(session) == "postgresql" else sqlite
+        insert = module.insert(TwilioLookup).values(call_sid=call_sid, asked_at=now, answer=answer, times=1)
+        session.execute(insert.on_conflict_do_update(
+            index_elements=["call_sid"],
+            set_={"asked_at": insert.excluded.asked_at, "answer": insert.excluded.answer,
+                  "times": TwilioLookup.times + 1}))
+        session.commit()
 
 
 @dataclass(frozen=True)
@@ -111,7 +137,8 @@ def reconcile_calls(database: Database, settings: Settings, lookup: CallLookup, 
     sids = unfinished_calls(database, now, after, limit, since)
     for start in range(0, len(sids), BATCH):  # BATCH at a time: one IN (...) of a bounded size
         batch = sids[start:start + BATCH]
-        for ended in ended_calls(lookup, batch, report, "unfinished calls", offered_voicemail(database, batch)):
+        for ended in ended_calls(database, lookup, batch, report, "unfinished calls", now,
+                                 offered_voicemail(database, batch)):
             store_facts(database, settings, ended, now)
             report.finished += 1
         if report.stopped:
@@ -131,43 +158,56 @@ class EndedCall(NamedTuple):
     recordings: list[RecordingFacts]  # asked for only when the caller was offered voicemail
 
 
-def ended_calls(lookup: CallLookup, call_sids: list[str], report: ReconcileReport, what: str,
-                recordings_for: frozenset[str] = frozenset()) -> Iterator[EndedCall]:
+def ended_calls(database: Database, lookup: CallLookup, call_sids: list[str], report: ReconcileReport, what: str,
+                now: datetime, recordings_for: frozenset[str] = frozenset()) -> Iterator[EndedCall]:
     """Each of `call_sids` that has ended at Twilio, with its legs (and, for those in
-    `recordings_for`, its recordings); the rest are counted in `report`.
+    `recordings_for`, its recordings); the rest are counted in `report`. What the API said of
+    each is kept (`note_answer`), so the next run asks about the others first.
 
-    Stops at the first call Twilio cannot be asked about (unreachable, or rate-limited): the next
-    run carries on from the oldest again.
+    Stops at the first call Twilio cannot be asked about (unreachable, or rate-limited): that
+    call keeps its turn, and the next run carries on from it.
     """
     for call_sid in call_sids:
         report.checked += 1
         try:
-            call = lookup.call(call_sid)
-            if call.sid != call_sid:
-                raise LookupFailed(f"call {call_sid}: Twilio's answer is about another call")
-            if call.status not in TERMINAL:
-                report.live += 1
-                continue
-            legs = lookup.legs(call_sid)
-            recordings = lookup.recordings(call_sid) if call_sid in recordings_for else []
-            if any(recording.status in UNSETTLED_RECORDING for recording in recordings):
-                report.live += 1  # a message may be in it: ask again once Twilio has it
-                continue
+            ended = _ask(lookup, call_sid, call_sid in recordings_for)
         except LookupFailed as failure:
-            if failure.not_found:
-                report.unknown += 1
-                _tell_unknown(call_sid)
-                continue
-            report.failed += 1
             if failure.unreachable:
+                report.failed += 1
                 report.stopped = failure.reason
                 log.warning("reconcile: stopped after %d of the %s, to try again later: %s",
                             report.checked, what, failure.reason)
                 return
-            log.warning("reconcile: %s", failure.reason)
+            if failure.not_found:
+                report.unknown += 1
+                _tell_unknown(call_sid)
+                note_answer(database, call_sid, "unknown", now)
+            else:
+                report.failed += 1
+                log.warning("reconcile: %s", failure.reason)
+                note_answer(database, call_sid, "failed", now)
             continue
-        yield EndedCall(call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid],
-                        [recording for recording in recordings if recording.call_sid == call_sid])
+        note_answer(database, call_sid, "live" if ended is None else "ended", now)
+        if ended is None:
+            report.live += 1
+            continue
+        yield ended
+
+
+def _ask(lookup: CallLookup, call_sid: str, with_recordings: bool) -> EndedCall | None:
+    """How the call ended, as the API describes it; None while it is still live, or while one of
+    its recordings is still being made (a message may be in it: ask again once Twilio has it)."""
+    call = lookup.call(call_sid)
+    if call.sid != call_sid:
+        raise LookupFailed(f"call {call_sid}: Twilio's answer is about another call")
+    if call.status not in TERMINAL:
+        return None
+    legs = lookup.legs(call_sid)
+    recordings = lookup.recordings(call_sid) if with_recordings else []
+    if any(recording.status in UNSETTLED_RECORDING for recording in recordings):
+        return None
+    return EndedCall(call_sid, call, [leg for leg in legs if leg.parent_sid == call_sid],
+                     [recording for recording in recordings if recording.call_sid == call_sid])
 
 
 def _tell_unknown(call_sid: str) -> None:

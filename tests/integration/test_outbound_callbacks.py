@@ -506,3 +506,27 @@ def test_an_agent_call_still_live_at_twilio_stays_placing(app, clock, placed, db
     report = reconcile_attempts_at(app, lookup, clock.now + timedelta(minutes=20))
     assert (report.checked, report.live, report.finished) == (1, 1, 0)
     assert attempt_and_callback(db_session)[0].outcome == "placing"
+
+
+def test_attempts_twilio_does_not_know_do_not_keep_a_newer_one_from_being_asked_about(app, clock, placed,
+                                                                                     db_session):
+    from helpdesk.voice.lookup import FakeCallLookup
+    from helpdesk.voice.reconcile import BATCH
+
+    clicked = clock.now
+    with app.extensions["helpdesk.db"].session() as session:  # older attempts, of calls Twilio does not know
+        session.add_all(CallbackAttempt(callback_id=placed, started_at=clicked - timedelta(minutes=n), source="twilio",
+                                        call_sid=f"CA{n:032x}", outcome="placing") for n in range(1, BATCH + 1))
+        session.commit()
+    lookup = FakeCallLookup()
+    lookup.add(api_call(AGENT_LEG, "no-answer"))
+
+    first = reconcile_attempts_at(app, lookup, clicked + timedelta(minutes=20))
+    assert (first.checked, first.unknown, first.finished) == (BATCH, BATCH, 0)  # oldest first
+    second = reconcile_attempts_at(app, lookup, clicked + timedelta(minutes=25))
+
+    assert lookup.asked[BATCH] == AGENT_LEG  # never asked about: first in the next run
+    assert (second.checked, second.finished, second.unknown) == (BATCH, 1, BATCH - 1)
+    with app.extensions["helpdesk.db"].session() as session:
+        assert session.scalars(select(CallbackAttempt.outcome).where(
+            CallbackAttempt.call_sid == AGENT_LEG)).one() == "not_dialled"

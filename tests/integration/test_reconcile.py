@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
 from helpdesk.db import Database
-from helpdesk.models import Call, Callback, TwilioEvent
+from helpdesk.models import Call, Callback, TwilioEvent, TwilioLookup
 from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed, RecordingFacts
 from helpdesk.voice.reconcile import reconcile_calls
 from tests.integration.conftest import OPEN_TIME, make_settings
@@ -287,8 +287,35 @@ def test_a_call_twilio_does_not_know_is_logged_once_not_every_run(app, client, c
         for minutes in (0, 5, 10):
             assert reconcile(app, lookup, now=LATER + timedelta(minutes=minutes)).unknown == 1
     told = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    with app.extensions["helpdesk.db"].session() as session:
+        kept = session.get(TwilioLookup, sid(41))
+    assert (kept.answer, kept.times, kept.asked_at) == ("unknown", 3, LATER + timedelta(minutes=10))
     assert told == [f"reconcile: Twilio does not know {sid(41)}; it is left as it is "
                     "('helpdesk calls unfinished' lists such calls)"]
+
+
+def test_calls_twilio_does_not_know_do_not_keep_newer_calls_from_being_asked_about(app, client, clock):
+    from helpdesk.voice.reconcile import BATCH
+
+    lookup = FakeCallLookup()  # Twilio knows none of the first BATCH calls (another account's, say)
+    clock.now = OPEN_TIME
+    for n in range(1, BATCH + 1):
+        assert post(client, "/twilio/voice/incoming", inbound(sid(n))).status_code == 200
+    clock.now = OPEN_TIME + timedelta(minutes=1)
+    assert post(client, "/twilio/voice/incoming", inbound(sid(BATCH + 1))).status_code == 200
+    lookup.add(facts(sid(BATCH + 1), "completed", ended=80))
+
+    first = reconcile(app, lookup)
+    assert (first.checked, first.unknown, first.finished) == (BATCH, BATCH, 0)  # oldest first
+
+    second = reconcile(app, lookup, now=LATER + timedelta(minutes=5))
+
+    assert lookup.asked[BATCH] == sid(BATCH + 1)  # never asked about: first in the next run
+    assert (second.checked, second.finished, second.unknown) == (BATCH, 1, BATCH - 1)
+    assert the_call(app, BATCH + 1).outcome == "abandoned"
+    third = reconcile(app, lookup, now=LATER + timedelta(minutes=10))
+    assert lookup.asked[2 * BATCH] == sid(BATCH)  # then the one asked about longest ago
+    assert third.checked == BATCH
 
 
 def test_metrics_count_calls_with_no_ending_two_hours_after_arrival_until_they_are_finished(app, client, clock):
