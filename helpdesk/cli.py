@@ -302,8 +302,19 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
             why = "the check with Twilio is off ([webhooks] reconcile_after_minutes = 0)"
         else:
             why = "the scheduler asks Twilio about it every 5 minutes, when it has Twilio's credentials"
+        if call.asked_at is not None:
+            why += f"; asked {call.asked_at.astimezone(LONDON):%d %b %H:%M}: {ANSWERS.get(call.answer, call.answer)}"
         click.echo(f"  {call.call_sid}  {call.arrived_at.astimezone(LONDON):%a %d %b %Y %H:%M}  "
                    f"{outcome_label(call.outcome):<12}  {why}")
+
+
+# What Twilio's REST API last said about a call with no ending (helpdesk.voice.reconcile.note_answer).
+ANSWERS = {
+    "unknown": "Twilio did not know it (another account's call, or deleted)",
+    "live": "still going on at Twilio",
+    "failed": "Twilio's answer could not be used (see the scheduler's log)",
+    "ended": "ended at Twilio, but its record could not be finished (see the scheduler's log)",
+}
 
 
 # --------------------------------------------------------------------------- email

@@ -103,16 +103,20 @@ class UnfinishedCall:
     arrived_at: datetime
     outcome: str
     queued: bool  # waited in a queue: the API cannot say how it ended, so it is never asked about
+    asked_at: datetime | None = None  # when the API was last asked about it
+    answer: str | None = None  # what it said then (see `note_answer`)
 
 
 def list_unfinished(database: Database, since: datetime | None = None) -> list[UnfinishedCall]:
     """Every unfinished call (that arrived since `since`), oldest first, for a person to look at."""
     with database.session() as session:
         rows = session.execute(
-            select(Call.call_sid, Call.arrived_at, Call.outcome, _queued())
+            select(Call.call_sid, Call.arrived_at, Call.outcome, _queued(), TwilioLookup.asked_at, TwilioLookup.answer)
+            .outerjoin(TwilioLookup, TwilioLookup.call_sid == Call.call_sid)
             .where(unfinished(), *([Call.arrived_at >= since] if since is not None else []))
             .order_by(Call.arrived_at, Call.id)).all()
-    return [UnfinishedCall(sid, arrived_at, outcome, bool(queued)) for sid, arrived_at, outcome, queued in rows]
+    return [UnfinishedCall(sid, arrived_at, outcome, bool(queued), asked_at, answer)
+            for sid, arrived_at, outcome, queued, asked_at, answer in rows]
 
 
 def offered_voicemail(database: Database, call_sids: list[str]) -> frozenset[str]:

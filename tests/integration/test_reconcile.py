@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo
@@ -529,6 +530,9 @@ def test_helpdesk_calls_unfinished_ask_twilio_finishes_calls_of_any_age(migrated
     assert lines[0] == "Unfinished calls: 2 asked about Twilio, 1 ended, 0 still live, 1 unknown to Twilio."
     assert lines[1] == "2 calls with no ending:"
     assert [line.split()[0] for line in lines[2:]] == [sid(2), sid(3)]
+    assert re.search(r"; asked \d\d \w{3} \d\d:\d\d: Twilio did not know it \(another account's call, or deleted\)$",
+                     lines[3]), lines[3]
+    assert "asked" not in lines[2]
     assert f"{calls}/{sid(2)}.json" not in stub.paths  # the queued call is never asked about
     database = Database(migrated_url)
     try:
