@@ -260,6 +260,7 @@ def test_when_twilio_cannot_be_reached_the_run_stops_and_the_next_one_finishes_t
     assert (report.checked, report.failed, report.finished) == (1, 1, 0)
     assert "stopped after 1 of the unfinished calls" in caplog.text
     assert count(app, TwilioEvent, TwilioEvent.kind.like("api_%")) == 0
+    assert count(app, TwilioLookup) == 0  # not asked after all: the call keeps its turn
 
     lookup.fail = None
     assert reconcile(app, lookup, now=LATER + timedelta(minutes=5)).finished == 2
