@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
@@ -29,7 +28,8 @@ from twilio.twiml.voice_response import VoiceResponse
 from callbacks import service
 from callbacks.telephony import confirm_twiml, connect_twiml
 from helpdesk.phones import is_withheld
-from helpdesk.voice.blueprint import _SID, _XML, _plain, store_or_spool
+from helpdesk.voice.blueprint import _XML, _plain, store_or_spool
+from helpdesk.voice.params import is_sid, moment, problem, seconds
 from helpdesk.voice.recovery import attempt_entry, describe, keep_for_later
 from helpdesk.web import clock, database, settings
 
@@ -67,45 +67,24 @@ def _journal(kind: str, params: dict[str, str]) -> bool:
                           path=request.full_path.rstrip("?"), received_at=clock(), journal="only") == "database"
 
 
-def _parse(kind: str, needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str], bool]:
-    """The callback id and the form, journalled, and whether the database took them (see _journal).
-
-    BadRequest if the id or the form is unusable.
-    """
+def _parse(needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+    """The callback id and the form; BadRequest if either is unusable. Nothing is journalled
+    before the request has been checked in full (see _journal)."""
     text = request.args.get("callback", "")
     params = request.form.to_dict()
     if not _CALLBACK.fullmatch(text):
         raise BadRequest("The callback query parameter is missing or not a callback number.")
-    sid = params.get("CallSid", "")
-    if not _SID.match(sid):
+    if not is_sid(params.get("CallSid")):
         raise BadRequest("CallSid is missing or not a Twilio call SID.")
-    if "ParentCallSid" in params and not _SID.match(params["ParentCallSid"]):
+    if "ParentCallSid" in params and not is_sid(params["ParentCallSid"]):
         raise BadRequest("ParentCallSid is not a Twilio call SID.")
     for name in needs:
         if not params.get(name):
             raise BadRequest(f"{name} is missing.")
-    return int(text), params, _journal(kind, params)
-
-
-def _moment(params: dict[str, str], name: str = "Timestamp") -> datetime | None:
-    if not params.get(name):
-        return None
-    try:
-        moment = parsedate_to_datetime(params[name])
-    except (TypeError, ValueError):
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise BadRequest(f"{name} is not a date and time (RFC 2822).")
-    return moment
-
-
-def _seconds(params: dict[str, str], name: str) -> int | None:
-    text = params.get(name)
-    if not text:
-        return None
-    if not text.isdigit():
-        raise BadRequest(f"{name} is not a whole number of seconds.")
-    return int(text)
+    reason = problem(params, clock())
+    if reason:
+        raise BadRequest(reason)
+    return int(text), params
 
 
 def _twiml(response: VoiceResponse) -> Response:
@@ -131,9 +110,10 @@ def connect():
     A callback that is gone gets a short message, never an error.
     """
     try:
-        callback_id, params, reachable = _parse("callback_connect")
-    except BadRequest as problem:
-        return _plain(str(problem), 400)
+        callback_id, params = _parse()
+    except BadRequest as bad:
+        return _plain(str(bad), 400)
+    reachable = _journal("callback_connect", params)
     sorry = "Sorry, the callback could not be connected. Please try again from the queue. Goodbye."
     if not reachable:
         log.error("callback %s: the database is unreachable, so call %s cannot be connected", callback_id,
@@ -167,13 +147,13 @@ def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None
     status = params["CallStatus"]
     if status not in STATUSES:
         raise BadRequest(f"CallStatus {status[:20]!r} is not a Twilio call status.")
-    stamp = _moment(params)
+    stamp = moment(params, clock())
     if "ParentCallSid" not in params:  # the agent's leg: it ending before the caller answered is a miss
         return service.AGENT_LEG_ENDED.get(status), None
     if status == "in-progress":
         return "reached", stamp
     if status == "completed":
-        duration = _seconds(params, "CallDuration")
+        duration = seconds(params, "CallDuration")
         return "reached", (stamp - timedelta(seconds=duration)) if stamp and duration is not None else stamp
     return service.LEG_ENDED.get(status), None
 
@@ -182,10 +162,11 @@ def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None
 def status():
     """Status callbacks of both legs: the caller answering means reached; a leg ending first, a miss."""
     try:
-        callback_id, params, reachable = _parse("callback_status", needs=("CallStatus",))
+        callback_id, params = _parse(needs=("CallStatus",))
         outcome, answered_at = _status_outcome(params)
-    except BadRequest as problem:
-        return _plain(str(problem), 400)
+    except BadRequest as bad:
+        return _plain(str(bad), 400)
+    reachable = _journal("callback_status", params)
     if outcome is None:
         return Response(status=204)
     return _finish(callback_id, params.get("ParentCallSid") or params["CallSid"], outcome, answered_at, reachable)
@@ -218,13 +199,14 @@ def _finish(callback_id: int, attempt_sid: str, outcome: str, answered_at: datet
 def dial_action():
     """The dial to the caller ended: record how (if the status callbacks have not), then hang up."""
     try:
-        callback_id, params, reachable = _parse("callback_dial", needs=("DialCallStatus",))
+        callback_id, params = _parse(needs=("DialCallStatus",))
         outcome = _DIAL_OUTCOMES.get(params["DialCallStatus"])
         if outcome is None:
             raise BadRequest(f"DialCallStatus {params['DialCallStatus'][:20]!r} is not a Twilio dial status.")
-        duration = _seconds(params, "DialCallDuration")
-    except BadRequest as problem:
-        return _plain(str(problem), 400)
+    except BadRequest as bad:
+        return _plain(str(bad), 400)
+    reachable = _journal("callback_dial", params)
+    duration = seconds(params, "DialCallDuration")
     answered_at = clock() - timedelta(seconds=duration) if outcome == "reached" and duration is not None else None
     _finish(callback_id, params["CallSid"], outcome, answered_at, reachable)  # hang up on the agent regardless
     response = VoiceResponse()

@@ -6,7 +6,6 @@ the configuration alone, and if storing the event fails the TwiML is still retur
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Callable
@@ -16,6 +15,7 @@ from flask import Blueprint, Response, current_app, request
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import owning_call_sid
+from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
@@ -23,7 +23,6 @@ from helpdesk.web import clock, database, settings
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/twilio/voice")
 
-_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _XML = "text/xml; charset=utf-8"
 # The decision about where a caller goes, with the TwiML that carries it out.
 Answer = tuple[str | None, str]
@@ -46,23 +45,23 @@ def _plain(text: str, status: int) -> Response:
     return Response(text + "\n", status=status, mimetype="text/plain")
 
 
-def _problem(kind: str, params: dict[str, str]) -> str | None:
+def _problem(kind: str, params: dict[str, str], now: datetime) -> str | None:
     sid = params.get("CallSid")
     if not sid:
         return "CallSid is missing."
-    if not _SID.match(sid):
+    if not is_sid(sid):
         return "CallSid is not a Twilio call SID."
-    if kind == "agent_status" and not _SID.match(params.get("ParentCallSid", "")):
+    if kind == "agent_status" and not is_sid(params.get("ParentCallSid")):
         return "ParentCallSid is missing or not a Twilio call SID."
-    return None
+    return problem(params, now)
 
 
 def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None) -> Response:
     flat = request.form.to_dict()
-    problem = _problem(kind, flat)
-    if problem:
-        return _plain(problem, 400)
     received_at = clock()
+    reason = _problem(kind, flat, received_at)
+    if reason:
+        return _plain(reason, 400)
     decision, body = decide(flat) if decide else (None, None)
     kept = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
                           decision=decision)

@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping, Sequence
 
 from helpdesk.phones import is_withheld
+from helpdesk.voice.params import duration, moment
 from helpdesk.rings import judge_answer, rings_for
 
 TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
@@ -68,24 +69,24 @@ class CallRecord:
 
 
 def event_time(event: Event) -> datetime:
-    """When Twilio says the event fired (Timestamp), else when we received it."""
-    stamp = event.params.get("Timestamp")
-    if stamp:
-        try:
-            parsed = parsedate_to_datetime(stamp)
-        except (TypeError, ValueError, IndexError):
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
-    return event.received_at
+    """When Twilio says the event fired (Timestamp), else when we received it.
+
+    The webhooks refuse a Timestamp that is not a time within a day of the request
+    (helpdesk/voice/params.py); one in the journal from before that is not believed either.
+    """
+    try:
+        stamp = moment(event.params, event.received_at)
+    except ValueError:
+        stamp = None
+    return stamp or event.received_at
 
 
 def _seconds(value: str | None) -> float | None:
+    """A duration as the webhooks accept it (helpdesk/voice/params.py), else None."""
     try:
-        number = float(value) if value not in (None, "") else None
+        return duration(value)
     except ValueError:
         return None
-    return number if number is not None and number >= 0 else None
 
 
 def caller_number(raw: str | None) -> str | None:

@@ -247,11 +247,33 @@ def test_an_unsigned_connect_request_is_refused(client, placed):
     ("?callback=1", {"CallSid": AGENT_LEG, "CallStatus": "exploded"}, "not a Twilio call status"),
     ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "in-progress",
                      "Timestamp": "yesterday"}, "Timestamp is not a date"),
+    ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "in-progress",
+                     "Timestamp": "Mon, 01 Jan 0001 00:00:00 +0000"}, "Timestamp is not within a day of now"),
+    ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "completed",
+                     "CallDuration": "\u00b2"}, "CallDuration is not a number of seconds"),
+    ("?callback=1", {"CallSid": CALLER_LEG, "ParentCallSid": AGENT_LEG, "CallStatus": "completed",
+                     "CallDuration": "9" * 5000}, "CallDuration is not a number of seconds"),
 ])
 def test_malformed_status_callbacks_get_a_400_with_the_reason(client, placed, db_session, query, params, reason):
+    events = len(fresh(db_session, TwilioEvent))
     response = post(client, "/twilio/voice/callback-status" + query, params)
     assert response.status_code == 400 and reason in response.get_data(as_text=True)
     assert attempt_and_callback(db_session)[0].outcome == "placing"
+    assert len(fresh(db_session, TwilioEvent)) == events  # refused: not journalled either
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    ({"DialCallStatus": "exploded"}, "not a Twilio dial status"),
+    ({"DialCallStatus": "completed", "DialCallDuration": "\u00b2"}, "DialCallDuration is not a number of seconds"),
+    ({"DialCallStatus": "completed", "DialCallDuration": "99999999999"}, "DialCallDuration is not a number"),
+    ({"DialCallStatus": "completed", "DialCallDuration": "9" * 30}, "DialCallDuration is not a number"),
+])
+def test_a_malformed_dial_action_gets_a_400_and_is_not_journalled(client, dialled, db_session, params, reason):
+    events = len(fresh(db_session, TwilioEvent))
+    response = post(client, f"/twilio/voice/callback-dial?callback={dialled}", {"CallSid": AGENT_LEG, **params})
+    assert response.status_code == 400 and reason in response.get_data(as_text=True)
+    assert attempt_and_callback(db_session)[0].outcome == "placing"
+    assert len(fresh(db_session, TwilioEvent)) == events
 
 
 def test_pressing_1_dials_the_caller_with_status_callbacks_naming_the_callback(client, placed):

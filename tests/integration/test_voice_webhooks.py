@@ -128,6 +128,52 @@ def test_missing_or_malformed_parameters_get_400_with_a_reason(client, db_sessio
     assert count(db_session, TwilioEvent) == 0
 
 
+YEAR_1 = "Mon, 01 Jan 0001 00:00:00 +0000"  # read as 2001 by a lenient parser
+YEAR_9999 = "Fri, 31 Dec 9999 23:59:59 -0100"
+
+
+@pytest.mark.parametrize("path, params, reason", [
+    ("/twilio/voice/incoming", {"CallSid": sid(1) + "\n"}, "CallSid is not a Twilio call SID"),
+    ("/twilio/voice/agent-status", {"CallSid": sid(2), "ParentCallSid": sid(1) + "\n", "CallStatus": "ringing"},
+     "ParentCallSid is missing or not a Twilio call SID"),
+    ("/twilio/voice/status", {"CallSid": sid(1), "CallStatus": "completed", "CallDuration": "\u00b2"},
+     "CallDuration is not a number of seconds from 0 to 86400"),
+    ("/twilio/voice/status", {"CallSid": sid(1), "CallStatus": "completed", "CallDuration": "99999999999"},
+     "CallDuration is not a number of seconds"),
+    ("/twilio/voice/dial-action", {"CallSid": sid(1), "DialCallStatus": "completed", "DialCallDuration": "inf"},
+     "DialCallDuration is not a number of seconds"),
+    ("/twilio/voice/dial-action", {"CallSid": sid(1), "DialCallStatus": "completed", "DialCallDuration": "1e15"},
+     "DialCallDuration is not a number of seconds"),
+    ("/twilio/voice/queue-action", {"CallSid": sid(1), "QueueResult": "bridged", "QueueTime": "Infinity"},
+     "QueueTime is not a number of seconds"),
+    ("/twilio/voice/dequeue", {"CallSid": sid(1), "QueueTime": "86401"}, "QueueTime is not a number of seconds"),
+    ("/twilio/voice/recording", {"CallSid": sid(1), "RecordingDuration": "-5"},
+     "RecordingDuration is not a number of seconds"),
+    ("/twilio/voice/status", {"CallSid": sid(1), "CallStatus": "completed", "Timestamp": "yesterday"},
+     "Timestamp is not a date and time (RFC 2822)"),
+    ("/twilio/voice/status", {"CallSid": sid(1), "CallStatus": "completed", "Timestamp": YEAR_1},
+     "Timestamp is not within a day of now"),
+    ("/twilio/voice/agent-status", {"CallSid": sid(2), "ParentCallSid": sid(1), "CallStatus": "in-progress",
+                                    "Timestamp": YEAR_1}, "Timestamp is not within a day of now"),
+    ("/twilio/voice/status", {"CallSid": sid(1), "CallStatus": "completed", "Timestamp": YEAR_9999},
+     "Timestamp is not within a day of now"),
+])
+def test_values_that_cannot_be_twilios_get_400_with_a_reason_and_store_nothing(client, db_session, path, params,
+                                                                              reason):
+    response = post(client, path, params)
+    assert response.status_code == 400 and reason in response.get_data(as_text=True)
+    assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
+
+
+def test_twilios_own_values_are_accepted(client, db_session, clock):
+    params = {"CallSid": sid(3), "CallStatus": "completed", "CallDuration": "0",
+              "Timestamp": stamp(clock.now - timedelta(hours=23))}
+    assert post(client, "/twilio/voice/status", params).status_code == 204
+    queue = {"CallSid": sid(3), "QueueResult": "bridged", "QueueTime": "86400", "Timestamp": ""}
+    assert post(client, "/twilio/voice/queue-action", queue).status_code == 200
+    assert count(db_session, TwilioEvent) == 2
+
+
 def test_an_agent_status_without_a_parent_call_is_refused(client, db_session):
     response = post(client, "/twilio/voice/agent-status", {"CallSid": sid(9), "CallStatus": "ringing"})
     assert response.status_code == 400 and "ParentCallSid" in response.get_data(as_text=True)
