@@ -110,21 +110,21 @@ def _act(callback_id: int, action, done: str):
     return _back(callback_id)
 
 
-@bp.post("/queue/<int:callback_id>/claim")
+@bp.post("/queue/<id:callback_id>/claim")
 @role_required(*ROLES)
 def claim(callback_id: int):
     return _act(callback_id, lambda s: service.claim(s, callback_id, current_user.id, clock()),
                 "You have claimed {reference}.")
 
 
-@bp.post("/queue/<int:callback_id>/release")
+@bp.post("/queue/<id:callback_id>/release")
 @role_required(*ROLES)
 def release(callback_id: int):
     return _act(callback_id, lambda s: service.release(s, callback_id, current_user.id),
                 "You have released {reference}; another agent can take it.")
 
 
-@bp.post("/queue/<int:callback_id>/call")
+@bp.post("/queue/<id:callback_id>/call")
 @role_required(*ROLES)
 def call_back(callback_id: int):
     """Ring the agent's phone through Twilio; Twilio then dials the caller. Logged as an attempt."""
@@ -195,7 +195,7 @@ def _started_at(text: str, now: datetime) -> datetime:
     return moment + timedelta(seconds=59)
 
 
-@bp.post("/queue/<int:callback_id>/attempts")
+@bp.post("/queue/<id:callback_id>/attempts")
 @role_required(*ROLES)
 def log_attempt(callback_id: int):
     """An attempt the agent made by hand (their own phone), with what happened."""
@@ -212,7 +212,7 @@ def log_attempt(callback_id: int):
     return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".")
 
 
-@bp.post("/queue/<int:callback_id>/close")
+@bp.post("/queue/<id:callback_id>/close")
 @role_required(*ROLES)
 def close(callback_id: int):
     outcome = request.form.get("outcome", "")
@@ -266,7 +266,7 @@ def callback_needed(call_sid: str):
 # --------------------------------------------------------------------------- email enquiries
 
 
-@bp.post("/queue/emails/<int:enquiry_id>/answered")
+@bp.post("/queue/emails/<id:enquiry_id>/answered")
 @role_required(*ROLES)
 def email_answered(enquiry_id: int):
     """The agent has answered the email enquiry: it leaves the list of emails awaiting a response."""
@@ -281,7 +281,7 @@ def email_answered(enquiry_id: int):
     return _back(anchor="emails")
 
 
-@bp.post("/queue/emails/acknowledgements/<int:acknowledgement_id>/retry")
+@bp.post("/queue/emails/acknowledgements/<id:acknowledgement_id>/retry")
 @role_required(*ROLES)
 def retry_acknowledgement(acknowledgement_id: int):
     """Send a failed acknowledgement again (at the scheduler's next run, within 15 seconds)."""

@@ -9,6 +9,7 @@ from flask import Flask
 
 from helpdesk.config import ConfigError, Secrets, load_settings
 from helpdesk.db import Database
+from helpdesk.web import RowId
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: environment first, then `config` (tests), then the TOML settings."""
     app = Flask(__name__)
+    app.url_map.converters["id"] = RowId
     secrets = Secrets.from_environ()
     app.config.update(
         SECRET_KEY=secrets.secret_key,

@@ -464,3 +464,19 @@ def test_an_agent_signing_in_starts_on_the_queue(app, client):
     add_agent(app, "dave", "Dave")
     assert sign_in(client, "dave", PASSWORD).headers["Location"] == "/queue"
     assert 'href="/queue" aria-current="page"' in text_of(client.get("/queue"))
+
+
+@pytest.mark.parametrize("callback_id", [str(2 ** 63), "9" * 30, "\u0661\u0662"])
+@pytest.mark.parametrize("action", ["claim", "release", "call", "attempts", "close"])
+def test_an_id_no_row_can_have_is_a_404_not_a_failure(alice, client, three_callbacks, db_session, callback_id, action):
+    before = [(c.id, c.status, c.claimed_by_id) for c in stored(db_session)]
+    response = client.post(f"/queue/{callback_id}/{action}", data={"csrf_token": csrf_token(client, "/queue")})
+    assert response.status_code == 404
+    assert [(c.id, c.status, c.claimed_by_id) for c in stored(db_session)] == before
+
+
+@pytest.mark.parametrize("path", [f"/queue/emails/{2 ** 63}/answered", f"/queue/emails/acknowledgements/{2 ** 64}/retry"])
+def test_an_email_id_no_row_can_have_is_a_404(alice, client, path):
+    response = client.post(path, data={"csrf_token": csrf_token(client, "/queue")})
+    assert response.status_code == 404
+
