@@ -30,6 +30,7 @@ ROLES = ("agent", "manager")  # admins always
 SHOWN, MOST_SHOWN = 200, 2000
 POLL_SECONDS = 15
 MAX_NOTE = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab and line ends
 _SHOW = re.compile(r"[0-9]{1,5}")
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _LOCAL_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})(:[0-9]{2}(\.[0-9]+)?)?")
@@ -92,7 +93,11 @@ def _back(callback_id: int | None = None, anchor: str | None = None):
 def _note() -> str:
     note = request.form.get("note", "").strip()
     if len(note) > MAX_NOTE:
-        raise CallbackError(f"Keep the note under {MAX_NOTE} characters.")
+        raise CallbackError(f"Keep the note to {MAX_NOTE:,} characters or fewer.")
+    if _CONTROL.search(note):
+        # PostgreSQL cannot store a NUL, and the evidence workbook no control character.
+        raise CallbackError("The note has a control character in it (pasted from elsewhere?). Type it again "
+                            "without it.")
     return note
 
 

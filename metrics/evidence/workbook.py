@@ -2,7 +2,9 @@
 
 Built from the CSV files just written, so the workbook holds exactly what they hold, and
 memory stays flat (write-only mode streams rows to disk). Numbers become numbers; times
-stay ISO 8601 text, because Excel has no time zones and the offset must not be lost.
+stay ISO 8601 text, because Excel has no time zones and the offset must not be lost. The one
+difference: a control character a worksheet cannot hold (in a note stored before the queue
+page refused them, say) is shown as U+FFFD; the CSV keeps it.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Callable
 from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
 from metrics.evidence.csvs import read_csv
@@ -41,6 +44,10 @@ def _width(column: str) -> float:
     return max(10, len(column) + 2)
 
 
+def _text(value: str) -> str:
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+
+
 def _number(text: str) -> int | float | None | str:
     if text == "":
         return None
@@ -68,7 +75,7 @@ def write_workbook(directory: Path, path: Path, progress: Callable | None = None
             if written >= MAX_SHEET_ROWS:
                 sheet = _new_sheet(book, title if part == 1 else f"{title} ({part})", header)
                 part, written = part + 1, 1
-            sheet.append([convert(value) if convert else value for convert, value in zip(converters, row)])
+            sheet.append([convert(value) if convert else _text(value) for convert, value in zip(converters, row)])
             written += 1
             total += 1
         if sheet is None:

@@ -480,3 +480,25 @@ def test_an_email_id_no_row_can_have_is_a_404(alice, client, path):
     response = client.post(path, data={"csrf_token": csrf_token(client, "/queue")})
     assert response.status_code == 404
 
+
+@pytest.mark.parametrize("note", ["Rang\x00 twice", "No answer \x1b[31m", "x\x0by"])
+def test_a_note_with_a_control_character_is_refused_and_nothing_is_stored(alice, client, three_callbacks, db_session,
+                                                                          note):
+    callback = three_callbacks[sid(2)]
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note=note))
+    assert "The note has a control character in it" in page
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert after.status == "open"
+    page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at="", outcome="no_answer", note=note))
+    assert stored(db_session, CallbackAttempt) == []
+
+
+def test_a_note_of_the_longest_length_is_kept_and_a_longer_one_refused(alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(2)]
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="x" * 2001))
+    assert "Keep the note to 2,000 characters or fewer." in page
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="Line one\r\n\tLine two" +
+                       "x" * 1980))
+    assert "is closed as unreachable." in page
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert after.status == "closed" and "Line one\r\n\tLine two" in after.note

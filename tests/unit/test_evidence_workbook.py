@@ -41,3 +41,12 @@ def test_an_empty_table_still_gets_its_sheet_with_the_header(tmp_path):
     workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
     book = openpyxl.load_workbook(tmp_path / "evidence.xlsx")
     assert list(book["Callbacks"].iter_rows(values_only=True)) == [("callback_id", "reason")]
+
+
+def test_a_control_character_a_sheet_cannot_hold_is_shown_as_a_replacement_and_the_csv_keeps_it(tmp_path):
+    note = "Rang twice\x00, no answer\x1b[0m\tthen\nvoicemail"
+    write_csv(tmp_path / "callbacks.csv", ["callback_id", "note"], [["1", note]])
+    workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "evidence.xlsx")["Callbacks"]
+    assert list(sheet.iter_rows(values_only=True))[1] == (1, "Rang twice\ufffd, no answer\ufffd[0m\tthen\nvoicemail")
+    assert note in (tmp_path / "callbacks.csv").read_text(encoding="utf-8")
