@@ -34,7 +34,7 @@ TWILIO_API = "https://api.twilio.com"
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
-_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}\Z")
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
 CONFIRM_SECONDS = 10  # how long the agent has to press 1 after the prompt
 

@@ -22,8 +22,8 @@ from helpdesk.phones import is_e164
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PATH = Path("config/helpdesk.toml")
-_INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 class ConfigError(ValueError):

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 12
 # Longer passwords only make hashing slower; no one types more than this.
 MAX_PASSWORD_LENGTH = 1024
-_USERNAME = re.compile(r"^[a-z0-9._-]{3,64}$")
+_USERNAME = re.compile(r"^[a-z0-9._-]{3,64}\Z")
 
 
 class UserError(ValueError):

@@ -40,9 +40,9 @@ MAX_FORM_PARTS = 1_000
 MIN_SECRET_LENGTH = 16
 # Headers that describe the original body; parsed mode rebuilds the body, so they are replaced.
 _BODY_HEADERS = {"content-type", "content-transfer-encoding", "mime-version", "content-length"}
-_CHARSET = re.compile(r"^[A-Za-z0-9._:+-]{1,40}$")
-_CONTENT_ID = re.compile(r"^<?[^\s<>]{1,200}>?$")
-_ENVELOPE_ADDRESS = re.compile(r"^[^\s<>]{0,320}$")
+_CHARSET = re.compile(r"^[A-Za-z0-9._:+-]{1,40}\Z")
+_CONTENT_ID = re.compile(r"^<?[^\s<>]{1,200}>?\Z")
+_ENVELOPE_ADDRESS = re.compile(r"^[^\s<>]{0,320}\Z")
 
 
 class BadPost(ValueError):
@@ -230,7 +230,8 @@ def rebuild_message(parts: list[Part]) -> bytes:
         mixed.make_mixed()
         mixed.attach(body)
         for upload in sorted(uploads, key=lambda part: _attachment_number(part.name)):
-            mixed.attach(_attachment(upload, info.get(upload.name) or {}))
+            described = info.get(upload.name)  # SendGrid's description of it: an object, if anything
+            mixed.attach(_attachment(upload, described if isinstance(described, dict) else {}))
         body = mixed
     return header_lines + b"MIME-Version: 1.0\r\n" + body.as_bytes(policy=SMTP)
 
@@ -268,7 +269,7 @@ def _part(data: bytes, maintype: str, subtype: str, *, charset: str | None = Non
 
 
 def _attachment_number(name: str) -> tuple[int, str]:
-    digits = re.sub(r"\D", "", name)
+    digits = re.sub(r"[^0-9]", "", name)[:18]  # "attachment12": its number, for the order
     return (int(digits) if digits else 0, name)
 
 

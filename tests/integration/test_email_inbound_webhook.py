@@ -179,6 +179,28 @@ def test_a_post_that_is_not_an_inbound_parse_request_gets_400_with_the_reason(cl
     assert stored(app) == []
 
 
+@pytest.mark.parametrize("described", [[1], "x", None, 7])
+def test_an_attachment_described_oddly_is_kept_with_its_upload_s_own_name_and_type(client, app, described):
+    info = json.dumps({"attachment1": described, "attachment2": {"filename": "logo.png"}}).encode()
+    fields = [(f[0], info, None, None) if f[0] == "attachment-info" else f for f in parsed_fields()]
+    fields.append(("attachment" + "9" * 5000, b"late", "late.txt", "text/plain"))  # a number too long for int()
+    response = post_bytes(client, fields)
+    assert response.status_code == 200, response.data
+    message = email.message_from_bytes(stored(app)[0].raw, policy=email.policy.default)
+    files = {part.get_filename(): part for part in message.iter_attachments()}
+    assert files["payslip.pdf"].get_payload(decode=True) == b"%PDF-1.4 payslip"
+    assert files["payslip.pdf"].get_content_type() == "application/pdf"
+    assert [part.get_filename() for part in message.iter_attachments()] == ["payslip.pdf", "logo.png", "late.txt"]
+
+
+def test_an_envelope_sender_with_a_line_break_is_refused(client, app):
+    envelope = json.dumps({"to": ["enquiries@desk.example.org"], "from": "evil@example.org\n"}).encode()
+    fields = [(f[0], envelope, None, None) if f[0] == "envelope" else f for f in parsed_fields()]
+    response = post_bytes(client, fields)
+    assert response.status_code == 400 and "The envelope's from is not an address." in response.get_data(as_text=True)
+    assert stored(app) == []
+
+
 def test_a_raw_message_sent_as_an_upload_is_taken_too(client, app):
     response = post_bytes(client, [("email", ORDINARY, "message.eml", "message/rfc822")])
     assert response.status_code == 200 and stored(app)[0].raw == ORDINARY

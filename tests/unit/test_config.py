@@ -69,6 +69,8 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({}, "hours gives no opening hours on any day"),
     ({"hours": {"monday": [], "saturday": []}}, "hours gives no opening hours on any day"),
     ({"email": {"ack_within": 15}}, "email.ack_within is not a known key"),
+    ({"email": {"addresses": ["desk@example.org\n"]}}, "email.addresses has 'desk@example.org\\n'"),
+    ({"supervisors": {"emails": ["boss@example.org\nBcc: x@example.net"]}}, "supervisors.emails has"),
     ({"email": {"imap": {"hostname": "mail"}}}, "email.imap.hostname is not a known key"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
