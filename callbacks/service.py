@@ -81,9 +81,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
                          note: str = "", number: str | None = None) -> Callback:
     """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
     with session.begin():
-        call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
-        if call is None or call.enquiry_id is None:
-            raise CallbackError("There is no such call.")
+        call = _answered_call(session, call_sid)
         number = (number or "").strip() or call.caller_number
         if number is not None and not is_e164(number):
             raise CallbackError("Enter the number in international format, for example +447700900123.")
@@ -106,12 +104,22 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
 def record_concluded(session: Session, *, call_sid: str, now: datetime) -> None:
     """An agent says an answered call's enquiry was concluded on the call."""
     with session.begin():
-        enquiry = session.scalars(select(Enquiry).where(Enquiry.call_sid == call_sid)).one_or_none()
-        if enquiry is None:
-            raise CallbackError("There is no such call.")
+        enquiry = session.get(Enquiry, _answered_call(session, call_sid).enquiry_id)
         if enquiry.status == "callback_owed":
             raise CallbackError("A callback is already owed for this enquiry.")
+        if enquiry.status != "open":
+            raise CallbackError(f"This enquiry is already recorded as {enquiry.status}.")
         enquiry.status = "concluded"
+
+
+def _answered_call(session: Session, call_sid: str) -> Call:
+    """The answered call an agent records the outcome of; a missed call's callback is owed by itself."""
+    call = session.scalars(select(Call).where(Call.call_sid == call_sid)).one_or_none()
+    if call is None or call.enquiry_id is None:
+        raise CallbackError("There is no such call.")
+    if call.outcome != "answered":
+        raise CallbackError("This call was not answered: its callback, if one is owed, is on the queue.")
+    return call
 
 
 def claim(session: Session, callback_id: int, agent_id: int, now: datetime) -> None:

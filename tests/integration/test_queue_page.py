@@ -413,6 +413,24 @@ def test_concluded_on_the_call_owes_nothing_and_leaves_the_list(alice, client, c
     assert stored(db_session) == []
 
 
+def test_a_missed_call_cannot_be_recorded_as_concluded_or_as_needing_a_callback(alice, client, clock, db_session):
+    miss_a_call(client, clock, 9, at(10, 0))  # its callback is owed automatically
+    for action in ("concluded", "callback"):
+        page = text_of(act(client, f"/queue/calls/{sid(9)}/{action}"))
+        assert "This call was not answered: its callback, if one is owed, is on the queue." in page
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(9))) == "open"  # as it was
+    [callback] = stored(db_session)
+    assert (callback.reason, callback.status) == ("abandoned", "open")
+
+
+def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, db_session):
+    answer_a_call(client, clock, 8, at(10, 0))
+    act(client, f"/queue/calls/{sid(8)}/concluded")
+    page = text_of(act(client, f"/queue/calls/{sid(8)}/concluded"))
+    assert "This enquiry is already recorded as concluded." in page
+
+
 def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, clock, settings, three_callbacks, db_session):
     first = reference(db_session, three_callbacks[sid(1)])
     second = reference(db_session, three_callbacks[sid(2)])
