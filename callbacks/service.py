@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline, next_attempt_at
+from helpdesk.clock import local
 from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_name
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
@@ -29,6 +30,8 @@ AGENT_LEG_ENDED = {**LEG_ENDED, "completed": "no_answer"}
 # A "Call back now" call still "placing" after this is taken to have ended unheard of: the
 # agent's phone rings for 60 s, the prompt waits 10 s, then the caller's phone rings.
 CALL_UNDER_WAY = timedelta(minutes=2)
+# Two attempts by hand closer than this are one attempt entered twice.
+SAME_ATTEMPT = timedelta(minutes=1)
 
 
 class CallbackError(ValueError):
@@ -172,6 +175,12 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         callback = _open_for(session, callback_id, agent_id)
         if started_at < callback.owed_from:
             raise CallbackError("An attempt cannot be before the callback was owed.")
+        recorded = session.scalar(select(CallbackAttempt.started_at).where(
+            CallbackAttempt.callback_id == callback.id, CallbackAttempt.source == source,
+            CallbackAttempt.started_at > started_at - SAME_ATTEMPT, CallbackAttempt.started_at < started_at + SAME_ATTEMPT,
+        ).limit(1))
+        if recorded is not None:  # the form sent twice (a double click, the back button)
+            raise CallbackError(f"An attempt at {local(recorded):%H:%M} is already recorded for this callback.")
         attempt = CallbackAttempt(callback_id=callback.id, started_at=started_at, source=source, call_sid=call_sid,
                                   agent_id=agent_id, outcome=outcome, note=note.strip())
         session.add(attempt)
@@ -308,6 +317,9 @@ def close(session: Session, *, callback_id: int, agent_id: int, outcome: str, no
         callback = _open_for(session, callback_id, agent_id)
         if outcome == "resolved" and callback.reached_at is None:
             raise CallbackError("Record the attempt that reached the caller before closing as resolved.")
+        if outcome == "unreachable" and not callback.attempts_count and callback.caller_number is not None:
+            # Otherwise a callback could leave the queue before its deadline with no attempt at all.
+            raise CallbackError("Record the attempts that did not reach the caller before closing as unreachable.")
         callback.status, callback.outcome, callback.closed_at, callback.closed_by_id = "closed", outcome, now, agent_id
         if note.strip():
             callback.note = (callback.note + "\n" if callback.note else "") + note.strip()

@@ -381,13 +381,29 @@ def test_an_attempt_without_a_usable_time_is_refused_with_a_reason(alice, client
     assert stored(db_session, CallbackAttempt) == []
 
 
-def test_closing_as_unreachable_takes_the_callback_off_the_queue(alice, client, three_callbacks, db_session):
+def test_closing_as_unreachable_takes_the_callback_off_the_queue(alice, client, clock, three_callbacks, db_session):
     callback = three_callbacks[sid(2)]
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable"))
+    assert "Record the attempts that did not reach the caller before closing as unreachable." in page
+    act(client, f"/queue/{callback.id}/attempts", started_at=local(clock.now).strftime("%Y-%m-%dT%H:%M"),
+        outcome="failed")
     page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="Number not in service"))
     assert "is closed as unreachable." in page and f'id="callback-{callback.id}"' not in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     assert (after.status, after.outcome, after.closed_by_id) == ("closed", "unreachable", alice)
     assert after.note.endswith("Number not in service")
+
+
+def test_an_attempt_sent_twice_is_recorded_once(alice, client, clock, three_callbacks, db_session):
+    callback = three_callbacks[sid(1)]
+    clock.advance(600)
+    when = local(clock.now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+    act(client, f"/queue/{callback.id}/attempts", started_at=when, outcome="no_answer")
+    page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at=when, outcome="no_answer"))
+    assert f"An attempt at {when[-5:]} is already recorded for this callback." in page
+    assert len(stored(db_session, CallbackAttempt)) == 1
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert after.attempts_count == 1
 
 
 def test_resolving_without_reaching_the_caller_is_refused_with_the_reason(alice, client, three_callbacks):
@@ -503,7 +519,7 @@ def test_an_email_id_no_row_can_have_is_a_404(alice, client, path):
 def test_a_note_with_a_control_character_is_refused_and_nothing_is_stored(alice, client, three_callbacks, db_session,
                                                                           note):
     callback = three_callbacks[sid(2)]
-    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note=note))
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note=note))
     assert "The note has a control character in it" in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     assert after.status == "open"
@@ -513,10 +529,10 @@ def test_a_note_with_a_control_character_is_refused_and_nothing_is_stored(alice,
 
 def test_a_note_of_the_longest_length_is_kept_and_a_longer_one_refused(alice, client, three_callbacks, db_session):
     callback = three_callbacks[sid(2)]
-    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="x" * 2001))
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="x" * 2001))
     assert "Keep the note to 2,000 characters or fewer." in page
-    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="unreachable", note="Line one\r\n\tLine two" +
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="Line one\r\n\tLine two" +
                        "x" * 1980))
-    assert "is closed as unreachable." in page
+    assert "is closed as withdrawn." in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     assert after.status == "closed" and "Line one\r\n\tLine two" in after.note
