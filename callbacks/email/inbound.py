@@ -90,7 +90,8 @@ def inbound():
             raise BadPost("The email field is empty.")
         raw = with_return_path(raw, _envelope_sender(fields))
     except RequestEntityTooLarge:
-        return _plain(f"The post is larger than {MAX_POST_BYTES // (1024 * 1024)} MB.", 413)
+        return _plain(f"The post is larger than {MAX_POST_BYTES // (1024 * 1024)} MB, or has more than "
+                      f"{MAX_FORM_PARTS:,} parts.", 413)
     except BadPost as problem:
         return _plain(str(problem), 400)
     try:

@@ -29,8 +29,8 @@ START_PAGES = {
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=64)])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024)])
+    username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=64, message="A username is at most 64 characters.")])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024, message="A password is at most 1,024 characters.")])
     next = HiddenField()
 
 

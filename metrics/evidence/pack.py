@@ -82,10 +82,11 @@ def parse_day(text: str | None, what: str) -> date:
     if not text:
         raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
     day = iso_day(text)
+    shown = text if len(text) <= 30 else text[:30] + "…"
     if day is None:
-        raise EvidenceError(f"the {what} date {text!r} is not a date: use YYYY-MM-DD, for example 2026-11-24")
+        raise EvidenceError(f"the {what} date “{shown}” is not a date: use YYYY-MM-DD, for example 2026-11-24")
     if day < EARLIEST:
-        raise EvidenceError(f"the {what} date {text!r} is out of range: use a date from {EARLIEST.year} on")
+        raise EvidenceError(f"the {what} date “{shown}” is out of range: use a date from {EARLIEST.year} on")
     return day
 
 
@@ -138,7 +139,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             raise EvidenceError(
                 f"there are no calls, callbacks or emails from {request.first.isoformat()} to "
                 f"{request.last.isoformat()}: check the dates, or make the pack anyway to show there was nothing "
-                "(--allow-empty, or the tick box on the Evidence page)")
+                + ("(tick “Make the pack even if nothing came in on these days”)" if request.via == "web"
+                   else "(--allow-empty)"))
         start, end = period.start, period.end
         files = (
             ("calls.csv", tables.call_rows(connection, start, end, redactor)),

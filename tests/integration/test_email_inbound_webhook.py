@@ -212,6 +212,13 @@ def test_a_post_that_is_not_multipart_gets_400(client, app):
     assert response.status_code == 400 and "multipart/form-data" in response.get_data(as_text=True)
 
 
+def test_a_post_of_too_many_parts_gets_413_saying_so(client, app):
+    fields = [("email", ORDINARY, None, None)] + [(f"x{n}", b"", None, None) for n in range(1001)]
+    response = post_bytes(client, fields)
+    assert response.status_code == 413 and "or has more than 1,000 parts" in response.get_data(as_text=True)
+    assert stored(app) == []
+
+
 def test_a_truncated_form_gets_400(client, app):
     body, content_type = _multipart([("email", ORDINARY, None, None)])
     response = client.post("/email/inbound", data=body[:-20], content_type=content_type, headers=auth())

@@ -130,10 +130,11 @@ def _unwritable(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case, message", [
-    ("unknown date", "the --from date '2026-02-30' is not a date: use YYYY-MM-DD"),
-    ("not a date", "the --to date 'yesterday' is not a date"),
+    ("unknown date", "the --from date “2026-02-30” is not a date: use YYYY-MM-DD"),
+    ("not a date", "the --to date “yesterday” is not a date"),
     ("reversed", "the range ends (2026-11-23) before it starts (2026-11-24): swap the dates"),
-    ("no data", "there are no calls, callbacks or emails from 2026-10-01 to 2026-10-31"),
+    ("no data", "there are no calls, callbacks or emails from 2026-10-01 to 2026-10-31: check the dates, or make the "
+                "pack anyway to show there was nothing (--allow-empty)"),
     ("not empty", "already exists and is not empty"),
     ("a file", "is a file, not a directory"),
     ("no parent", "does not exist: create it first"),

@@ -88,11 +88,16 @@ def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"from": "2026-02-30"}, "The first date &#39;2026-02-30&#39; is not a date"),
+    ({"from": "2026-02-30"}, "The first date “2026-02-30” is not a date"),
+    ({"from": "x" * 5000}, "The first date “" + "x" * 30 + "…” is not a date"),
+    ({"from": "1900-01-01"}, "The first date “1900-01-01” is out of range: use a date from 2000 on"),
     ({"to": ""}, "Give the last date as YYYY-MM-DD"),
     ({"from": "2026-11-24", "to": "2026-11-23"}, "The range ends (2026-11-23) before it starts (2026-11-24)"),
-    ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01"),
-    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here"),
+    ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01 to "
+     "2026-10-31: check the dates, or make the pack anyway to show there was nothing (tick “Make the pack even if "
+     "nothing came in on these days”)."),
+    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here; for a longer range, ask an "
+     "administrator to export it on the command line."),
 ])
 def test_bad_dates_get_the_form_again_with_a_400_and_the_reason(client, db_session, settings, changes, message):
     seed(db_session, settings)

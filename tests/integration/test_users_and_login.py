@@ -265,6 +265,14 @@ def test_an_empty_form_asks_for_the_username_and_password(client):
     assert "Enter your username." in page and "Enter your password." in page
 
 
+def test_an_over_long_username_or_password_is_told_plainly(client):
+    response = client.post("/login", data={"csrf_token": csrf_token(client), "username": "x" * 65,
+                                           "password": "y" * 1025})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "A username is at most 64 characters." in page and "A password is at most 1,024 characters." in page
+
+
 def test_an_agent_gets_403_with_a_plain_page_on_the_calls_page(client, db_session):
     make_user(db_session, "sam", "agent")
     sign_in(client, "sam")
