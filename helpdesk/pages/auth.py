@@ -45,7 +45,7 @@ def start_page(user) -> str | None:
 def login():
     """The sign-in form; on success, go to `next` (if on this site) or the role's page."""
     form = LoginForm()
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: a link checker or monitor looking at the page
         if current_user.is_authenticated:
             return redirect(url_for("auth.home"))
         form.next.data = local_path(request.args.get("next")) or ""

@@ -265,6 +265,10 @@ def test_an_empty_form_asks_for_the_username_and_password(client):
     assert "Enter your username." in page and "Enter your password." in page
 
 
+def test_head_of_the_login_page_is_answered_like_get(client):
+    assert client.head("/login").status_code == 200
+
+
 def test_an_over_long_username_or_password_is_told_plainly(client):
     response = client.post("/login", data={"csrf_token": csrf_token(client), "username": "x" * 65,
                                            "password": "y" * 1025})
