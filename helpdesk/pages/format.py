@@ -96,3 +96,8 @@ ROLE_LABELS = {"agent": "Agent", "manager": "Manager", "auditor": "DWP auditor",
 
 def role_label(role: str | None) -> str:
     return ROLE_LABELS.get(role or "", (role or "").capitalize())
+
+
+def quoted(text: str, longest: int = 30) -> str:
+    """Input echoed back in a message, in curly quotes and cut at `longest` characters."""
+    return f"“{text if len(text) <= longest else text[:longest] + '…'}”"

@@ -16,7 +16,7 @@ bp = Blueprint("managers", __name__)
 bp.after_request(page_headers)
 
 PER_PAGE = 200
-_PAGE = re.compile(r"[0-9]{1,6}")
+_PAGE = re.compile(r"[0-9]{1,18}")
 
 
 class BadQuery(ValueError):
@@ -29,14 +29,14 @@ def _day(text: str | None) -> date:
     day = iso_day(text)
     if day is not None:
         return day
-    raise BadQuery(f"“{text}” is not a date. Give the day as YYYY-MM-DD, for example 2026-11-24.")
+    raise BadQuery(f"{fmt.quoted(text)} is not a date. Give the day as YYYY-MM-DD, for example 2026-11-24.")
 
 
 def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None:
     if not value:
         return None
     if value not in allowed:
-        raise BadQuery(f"“{value}” is not {what}. Choose one of: {', '.join(allowed.values())}.")
+        raise BadQuery(f"{fmt.quoted(value)} is not {what}. Choose one of: {', '.join(allowed.values())}.")
     return value
 
 
@@ -44,7 +44,7 @@ def _page(text: str | None) -> int:
     if not text:
         return 1
     if not _PAGE.fullmatch(text) or int(text) < 1:
-        raise BadQuery(f"“{text}” is not a page number. Use a whole number from 1.")
+        raise BadQuery(f"{fmt.quoted(text)} is not a page number. Use a whole number from 1.")
     return int(text)
 
 

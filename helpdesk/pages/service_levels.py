@@ -35,7 +35,7 @@ def _day(text: str, what: str) -> date:
     day = iso_day(text)
     if day is not None:
         return day
-    raise BadRange(f"The {what} date “{text}” is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.")
+    raise BadRange(f"The {what} date {fmt.quoted(text)} is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.")
 
 
 def requested_range(args) -> tuple[date, date] | None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.clock import iso_day
 from helpdesk.config import Settings
+from helpdesk.pages.format import quoted
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from metrics import compliance
 from metrics.evidence import rows as tables
@@ -82,11 +83,10 @@ def parse_day(text: str | None, what: str) -> date:
     if not text:
         raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
     day = iso_day(text)
-    shown = text if len(text) <= 30 else text[:30] + "…"
     if day is None:
-        raise EvidenceError(f"the {what} date “{shown}” is not a date: use YYYY-MM-DD, for example 2026-11-24")
+        raise EvidenceError(f"the {what} date {quoted(text)} is not a date: use YYYY-MM-DD, for example 2026-11-24")
     if day < EARLIEST:
-        raise EvidenceError(f"the {what} date “{shown}” is out of range: use a date from {EARLIEST.year} on")
+        raise EvidenceError(f"the {what} date {quoted(text)} is out of range: use a date from {EARLIEST.year} on")
     return day
 
 

@@ -151,6 +151,11 @@ def test_a_day_that_is_not_a_date_gets_a_400_page_saying_so(manager, day):
     assert "is not a date" in response.get_data(as_text=True)
 
 
+def test_a_long_bad_value_is_quoted_cut_short(manager):
+    page = manager.get(f"/calls?day={'9' * 5000}").get_data(as_text=True)
+    assert "“" + "9" * 30 + "…” is not a date." in page and "9" * 31 not in page
+
+
 def test_a_caller_value_with_a_script_tag_is_not_rendered_as_html(manager, db_session):
     add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=3.0, sla_result="met",
              caller="<script>x</script>+447700900999", reference="<script>HD-1")
@@ -197,6 +202,8 @@ def test_a_big_day_is_split_into_pages(app, manager, busy_day):
     assert [row[0] for row in rows(third)] == ["07:00:00"] and "Next page" not in third
     assert figures(third)["Calls offered"] == "5"
     assert manager.get(f"/calls?day={DAY}&page=4").status_code == 404
+    huge = manager.get(f"/calls?day={DAY}&page=9999999")  # as any page past the last
+    assert huge.status_code == 404 and "There is no page 9999999" in huge.get_data(as_text=True)
     assert manager.get(f"/calls?day={DAY}&page=0").status_code == 400
 
 
