@@ -7,14 +7,13 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.clock import local
 from helpdesk.config import Settings
-from helpdesk.dbutil import dialect_name
+from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
 from helpdesk.phones import is_e164, is_withheld
@@ -70,8 +69,7 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
 @cache
 def _owe_statement(dialect: str):
     # Built once per dialect: this runs inside the webhook's transaction.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(Callback.__table__).on_conflict_do_nothing(index_elements=["contact_key"])
+    return dialect_insert(dialect)(Callback.__table__).on_conflict_do_nothing(index_elements=["contact_key"])
 
 
 def _deadline(settings: Settings, owed_from: datetime):

@@ -16,10 +16,15 @@ def dialect_name(executor: Session | Connection) -> str:
     return executor.get_bind().dialect.name
 
 
+def dialect_insert(dialect: str):
+    """The INSERT constructor of "postgresql" or "sqlite": both have ON CONFLICT."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def insert_ignoring_conflicts(executor: Session | Connection, model: type, values: dict[str, Any]):
     """INSERT ... ON CONFLICT DO NOTHING for the executor's database; rowcount says if it inserted."""
-    module = postgresql if dialect_name(executor) == "postgresql" else sqlite
-    return module.insert(model).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    insert = dialect_insert(dialect_name(executor))
+    return insert(model).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
 
 
 def database_error(exc: SQLAlchemyError) -> str:

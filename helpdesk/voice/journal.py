@@ -14,11 +14,11 @@ from functools import cache
 from typing import NamedTuple, Sequence
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from callbacks.service import MISSED_OUTCOMES, owe_for_missed_call
 from helpdesk.config import Settings
+from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
 from helpdesk.prepared import Prepared
@@ -60,7 +60,7 @@ class _Statements:
     """The journal's statements, compiled for one dialect."""
 
     def __init__(self, dialect: Dialect):
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(dialect.name)
         self.new_call = Prepared(insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]), dialect,
                                  _NEW_CALL)
         self.lock_call = Prepared(

@@ -28,11 +28,10 @@ from datetime import datetime, timedelta
 from typing import Iterator, NamedTuple
 
 from sqlalchemy import ColumnElement, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.dbutil import dialect_name
+from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import Call, TwilioEvent, TwilioLookup
 from helpdesk.models.call import unfinished
 from helpdesk.voice.journal import record_event
@@ -88,8 +87,8 @@ def in_turn() -> tuple[ColumnElement, ...]:
 def note_answer(database: Database, call_sid: str, answer: str, now: datetime) -> None:
     """Keep what the API said about `call_sid` ("ended", "live", "unknown" or "failed"), and when."""
     with database.session() as session:
-        module = postgresql if dialect_name(session) == "postgresql" else sqlite
-        insert = module.insert(TwilioLookup).values(call_sid=call_sid, asked_at=now, answer=answer, times=1)
+        insert = dialect_insert(dialect_name(session))(TwilioLookup).values(call_sid=call_sid, asked_at=now,
+                                                                           answer=answer, times=1)
         session.execute(insert.on_conflict_do_update(
             index_elements=["call_sid"],
             set_={"asked_at": insert.excluded.asked_at, "answer": insert.excluded.answer,
