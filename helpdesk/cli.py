@@ -48,9 +48,23 @@ def db_upgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Show the database's schema revision."""
-    from helpdesk.migrate import current
+    from helpdesk.migrate import NotReady, check_url, current, head
 
-    click.echo(current(database_url()) or "empty (run 'helpdesk db upgrade')")
+    url = database_url()
+    try:
+        check_url(url)
+        revision = current(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+    newest = head()
+    if revision is None:
+        click.echo("empty (run 'helpdesk db upgrade')")
+    elif revision == newest:
+        click.echo(revision)
+    else:
+        click.echo(f"{revision} (run 'helpdesk db upgrade': this version needs {newest})")
 
 
 @main.command("check-config")
@@ -82,7 +96,14 @@ def webhooks_replay() -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    database = Database(database_url())
+    from helpdesk.migrate import NotReady, check_migrated
+
+    url = database_url()
+    try:  # never take the spool's webhooks to a database that cannot hold them: they would be set aside
+        check_migrated(url)
+    except NotReady as exc:
+        raise click.ClickException(f"{exc}. The spool's webhooks are left where they are.") from None
+    database = Database(url)
     try:
         result = replay(database, settings)
     except OSError as exc:
@@ -120,6 +141,11 @@ def run(host: str, port: int, workers: int, no_scheduler: bool) -> None:
     missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
     if missing:
         raise click.ClickException(f"set {', '.join(missing)} in the environment first")
+    try:
+        load_settings()  # the configuration's problems first, then the database's
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    migrated_database_url()
     app = build_app()  # fail here, with a message, rather than in every worker
     from helpdesk.server import serve
 
@@ -157,16 +183,14 @@ def _once_summary(job, outcome) -> str:
 
 
 def migrated_database_url() -> str:
-    """DATABASE_URL, once its database is known to be reachable and migrated."""
-    from helpdesk.migrate import current
+    """DATABASE_URL, once its database is known to be reachable and migrated to this version."""
+    from helpdesk.migrate import NotReady, check_migrated
 
     url = database_url()
     try:
-        revision = current(url)
-    except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {str(exc).splitlines()[0]}") from None
-    if revision is None:
-        raise click.ClickException("the database has no schema yet: run 'helpdesk db upgrade' first")
+        check_migrated(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
     return url
 
 

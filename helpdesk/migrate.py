@@ -37,3 +37,49 @@ def current(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+class NotReady(Exception):
+    """The database cannot be used yet; the message says why and what to do."""
+
+
+def head() -> str:
+    """The newest schema revision this version of the app has."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def check_url(database_url: str) -> None:
+    """NotReady if the URL cannot name a database, or names an SQLite file that does not exist
+    (SQLite would quietly create an empty one)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = database_url if len(database_url) <= 60 else database_url[:60] + "…"
+    try:
+        parsed = make_url(database_url)
+    except ArgumentError:
+        raise NotReady(f"DATABASE_URL is not a database URL: “{shown}”") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "
+                       "postgresql://")
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
+        raise NotReady(f"the database file {parsed.database} does not exist: check DATABASE_URL, or run "
+                       "'helpdesk db upgrade' to create it")
+
+
+def check_migrated(database_url: str) -> None:
+    """NotReady unless the database is reachable and its schema is this version's newest."""
+    check_url(database_url)
+    try:
+        revision = current(database_url)
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise NotReady(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+    if revision is None:
+        raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
+    newest = head()
+    if revision != newest:
+        raise NotReady(f"the database's schema is at revision {revision}, and this version needs {newest}: "
+                       "run 'helpdesk db upgrade' first")

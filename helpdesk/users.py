@@ -202,15 +202,12 @@ def _session() -> Iterator[Session]:
 
 def _refuse_missing_sqlite_file(url: str) -> None:
     # SQLite would quietly create an empty file; say what is wrong instead.
+    from helpdesk.migrate import NotReady, check_url
+
     try:
-        parsed = make_url(url)
-    except SQLAlchemyError:
-        raise click.ClickException(f"DATABASE_URL is not a database URL: {url!r}") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).exists():
-            raise click.ClickException(
-                f"the database file {parsed.database} does not exist: run 'helpdesk db upgrade' first"
-            )
+        check_url(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:

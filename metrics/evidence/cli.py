@@ -12,7 +12,8 @@ from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, Secrets, load_settings
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
-from helpdesk.users import _refuse_missing_sqlite_file, authenticate, normalise_username
+from helpdesk.migrate import NotReady, check_migrated
+from helpdesk.users import authenticate, normalise_username
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify
@@ -57,7 +58,10 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     except (EvidenceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     url = Secrets.from_environ().database_url
-    _refuse_missing_sqlite_file(url)
+    try:
+        check_migrated(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
     database = Database(url)
     try:
         with database.session() as session:

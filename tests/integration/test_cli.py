@@ -1,4 +1,5 @@
 """The helpdesk command: migrations, configuration checks and start-up refusals."""
+import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import inspect
@@ -54,3 +55,23 @@ def test_db_upgrade_on_an_unreachable_database_says_so_without_a_traceback(tmp_p
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
     assert result.exit_code == 1
     assert "could not migrate the database" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("url, message", [
+    ("nonsense://", "DATABASE_URL names a database this app does not use (nonsense)"),
+    ("not a url at all", "DATABASE_URL is not a database URL: “not a url at all”"),
+    ("sqlite:////no-such-directory/h.db", "the database file /no-such-directory/h.db does not exist"),
+])
+def test_db_current_names_what_is_wrong_with_database_url(url, message):
+    result = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_db_current_says_when_the_schema_is_behind_this_version(tmp_path):
+    from helpdesk.migrate import head, upgrade
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(url, "0004")
+    result = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
+    assert result.exit_code == 0
+    assert result.output.strip() == f"0004 (run 'helpdesk db upgrade': this version needs {head()})"

@@ -369,9 +369,17 @@ def test_helpdesk_scheduler_refuses_an_invalid_configuration_naming_the_key_and_
 
 
 def test_helpdesk_scheduler_refuses_a_database_without_its_schema(tmp_path):
+    (tmp_path / "empty.db").touch()
     result = CliRunner().invoke(main, ["scheduler"], env={"HELPDESK_CONFIG": str(write_config(tmp_path / "h.toml")),
                                                           "DATABASE_URL": f"sqlite:///{tmp_path}/empty.db"})
     assert result.exit_code == 1 and "run 'helpdesk db upgrade' first" in result.output
+
+
+def test_helpdesk_scheduler_names_a_database_file_that_does_not_exist_and_makes_none(tmp_path):
+    result = CliRunner().invoke(main, ["scheduler"], env={"HELPDESK_CONFIG": str(write_config(tmp_path / "h.toml")),
+                                                          "DATABASE_URL": f"sqlite:///{tmp_path}/typo.db"})
+    assert result.exit_code == 1 and f"the database file {tmp_path}/typo.db does not exist" in result.output
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_helpdesk_scheduler_once_records_the_overdue_breach_and_says_so(migrated_url, tmp_path):

@@ -170,13 +170,38 @@ def test_the_replay_command_stores_what_waits_and_says_how_much(migrated_url, sp
     runner = CliRunner()
     down = runner.invoke(main, ["webhooks", "replay"], env={"DATABASE_URL": UNREACHABLE["sqlite"],
                                                             "HELPDESK_CONFIG": str(config)})
-    assert down.exit_code == 1 and "2 webhooks still wait: the database is unreachable" in down.output
-    assert "Traceback" not in down.output
+    assert down.exit_code == 1 and "The spool's webhooks are left where they are." in down.output
+    assert "Traceback" not in down.output and Spool(spool_dir).has_waiting()
     up = runner.invoke(main, ["webhooks", "replay"], env={"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config)})
     assert up.exit_code == 0, up.output
     assert "Stored 2 webhooks" in up.output
     assert record(migrated_url, sid(7))["events"] == 2
     assert not Spool(spool_dir).has_waiting()
+
+
+@pytest.mark.parametrize("where", ["missing file", "no schema", "old schema", "not a database"])
+def test_the_replay_command_leaves_the_spool_alone_for_a_database_that_cannot_hold_it(migrated_url, spool_dir,
+                                                                                       tmp_path, where):
+    from helpdesk.migrate import upgrade
+
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\ntuesday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{spool_dir}"\n')
+    _spooled_call(spool_dir, 9)
+    path = tmp_path / "other.db"
+    if where == "no schema":
+        path.touch()
+    elif where == "old schema":
+        upgrade(f"sqlite:///{path}", "0004")
+    elif where == "not a database":
+        path.write_text("these are not the tables you are looking for\n" * 100)
+    result = CliRunner().invoke(main, ["webhooks", "replay"], env={"DATABASE_URL": f"sqlite:///{path}",
+                                                                   "HELPDESK_CONFIG": str(config)})
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "The spool's webhooks are left where they are." in result.output
+    assert Spool(spool_dir).has_waiting() and not (spool_dir / "unstored.jsonl").exists()
+    assert path.exists() == (where != "missing file")  # no empty database made on the way
+    if where == "old schema":
+        assert "is at revision 0004, and this version needs" in result.output
 
 
 def test_metrics_show_what_waits_in_the_spool_and_what_was_set_aside(client, spool_dir):
