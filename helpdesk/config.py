@@ -195,8 +195,15 @@ class _Reader:
 
     def __init__(self, data: dict[str, Any], table: str, source: str):
         self.data, self.table, self.source = data.get(table, {}), table, source
+        self.read: set[str] = set()
         if not isinstance(self.data, dict):
             self.fail(table, "must be a table")
+
+    def all_read(self) -> None:
+        """Refuse a key nothing has read: a misspelt one would leave its default in force unseen."""
+        for key in self.data:
+            if key not in self.read:
+                self.fail(key, "is not a known key")
 
     def fail(self, key: str, problem: str):
         name = key if key == self.table else f"{self.table}.{key}"
@@ -209,6 +216,7 @@ class _Reader:
                 self.fail(key, "is not a known key")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.read.add(key)
         value = self.data.get(key, default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -298,7 +306,8 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             callers.fail("dwp_numbers", f"has {number!r}, which is not an E.164 number (+44...)")
     voicemail = _Reader(data, "voicemail", source)
     messages = _Reader(data, "messages", source)
-    callback = _parse_callback(_Reader(data, "callback", source))
+    callback_reader = _Reader(data, "callback", source)
+    callback = _parse_callback(callback_reader)
     supervisors = _Reader(data, "supervisors", source)
     supervisor_emails = supervisors.strings("emails", ())
     for address in supervisor_emails:
@@ -358,6 +367,9 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         version=version,
         source=source,
     )
+    for reader in (desk, answer, routing, ivr, callers, voicemail, messages, callback_reader, supervisors, smtp,
+                   scheduler):
+        reader.all_read()
     if not opening:
         # Every call would be out of hours, and no callback or email acknowledgement could fall due.
         hours.fail("hours", "gives no opening hours on any day, so the help desk would never be open: "
