@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
@@ -132,6 +133,8 @@ def parse_manifest(raw: bytes, where: str) -> dict:
         manifest = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ManifestError(f"{where} is not UTF-8 text: it has been altered") from None
+    except RecursionError:
+        raise ManifestError(f"{where} is nested too deeply to be a pack's manifest: it has been altered") from None
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}): it has been altered") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -158,6 +161,13 @@ def verify(path: Path) -> Verification:
 
 def _verify_zip(path: Path) -> Verification:
     """Check a ZIP without unpacking it: the pack is one folder, with the manifest inside."""
+    try:
+        return _verify_bundle(path)
+    except UNREADABLE_MEMBER as exc:  # the ZIP's own structure is damaged
+        raise ManifestError(f"{path} cannot be read as a ZIP file ({exc}): it has been altered or damaged") from None
+
+
+def _verify_bundle(path: Path) -> Verification:
     with zipfile.ZipFile(path) as bundle:
         members = [info for info in bundle.infolist() if not info.is_dir()]
         manifests = [info for info in members if info.filename.count("/") == 1 and info.filename.endswith("/" + MANIFEST)]
@@ -174,11 +184,20 @@ def _verify_zip(path: Path) -> Verification:
 
 
 def _member_sha256(bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    """The member's SHA-256; "" (so it counts as altered) if its data cannot be read back."""
     digest = hashlib.sha256()
-    with bundle.open(info) as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
+    try:
+        with bundle.open(info) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+    except UNREADABLE_MEMBER:
+        return ""
     return digest.hexdigest()
+
+
+# What reading a damaged or doctored ZIP member raises: a bad CRC or structure, corrupt
+# compressed data, a truncated stream, encryption or a compression method Python lacks.
+UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError)
 
 
 def _compare(listed: dict, manifest_sha256: str, present: dict, digest_of) -> Verification:

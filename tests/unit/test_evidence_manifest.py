@@ -64,6 +64,7 @@ def test_a_manifest_with_a_changed_hash_fails_for_that_file(pack):
     ('{"files": {}}', 'has no "files" list'),
     ('{"files": {"calls.csv": "abc"}}', "the entry for 'calls.csv' is not a file name with a SHA-256"),
     ('{"files": {"/etc/passwd": {"sha256": "' + "a" * 64 + '"}}}', "the entry for '/etc/passwd'"),
+    ("[" * 100_000, "is nested too deeply to be a pack's manifest"),
 ])
 def test_a_malformed_manifest_is_explained(pack, text, message):
     (pack / MANIFEST).write_text(text)
@@ -102,6 +103,31 @@ def test_a_zip_with_a_changed_missing_or_added_file_names_it(pack):
                            leave_out="report.pdf"))
     assert (result.altered, result.missing, result.unexpected) == (["calls.csv"], ["report.pdf"],
                                                                    ["../escape.txt", "extra.csv"])
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_zip_member_whose_data_was_damaged_is_named_as_altered(pack, compression):
+    path = pack.parent / "pack.zip"
+    with zipfile.ZipFile(path, "w", compression=compression) as bundle:
+        for file in sorted(pack.iterdir()):
+            bundle.write(file, f"evidence/{file.name}")
+        info = bundle.getinfo("evidence/report.pdf")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the member's own bytes
+    data[start:start + 4] = bytes(b ^ 0xFF for b in data[start:start + 4])
+    path.write_bytes(bytes(data))
+    result = verify(path)
+    assert (result.altered, result.checked) == (["report.pdf"], ["calls.csv"]) and not result.ok
+
+
+def test_a_zip_whose_structure_is_damaged_is_explained(pack):
+    path = zipped(pack)
+    data = path.read_bytes()
+    first = data.index(b"PK\x01\x02")  # the central directory's first entry: its signature spoilt
+    path.write_bytes(data[:first] + b"XX\x01\x02" + data[first + 4:])
+    assert zipfile.is_zipfile(path)  # still looks like a ZIP from its end
+    with pytest.raises(ManifestError, match="cannot be read as a ZIP file .*: it has been altered or damaged"):
+        verify(path)
 
 
 def test_a_zip_without_a_pack_folder_and_manifest_is_explained(pack):
