@@ -60,6 +60,17 @@ def check_password(password: str) -> None:
         raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise UserError(f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
+    if not _is_text(password):
+        raise UserError("the password is not valid text (UTF-8): type it again")
+
+
+def _is_text(value: str) -> bool:
+    # Bytes that are not UTF-8 reach us from a terminal or the environment as lone surrogates.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_phone(phone: str | None) -> str | None:
@@ -124,6 +135,8 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     Unknown usernames cost the same hashing time as wrong passwords, so the response
     time does not tell which usernames exist.
     """
+    if not _is_text(password or "") or not _is_text(username or ""):
+        return None  # no stored password or username can match it
     with session.begin():
         user = session.scalar(select(User).where(User.username == normalise_username(username)))
     if user is None:

@@ -159,6 +159,16 @@ def test_users_add_with_a_short_password_fails_naming_the_problem(migrated_url, 
     assert stored_users(db_session) == []
 
 
+def test_a_password_of_bytes_that_are_not_utf8_is_refused_naming_the_problem(migrated_url, db_session):
+    not_text = "long-enough-\udcff\udcfe-password"  # how Python sees such bytes from the environment
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=not_text)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the password is not valid text (UTF-8): type it again" in result.output
+    assert stored_users(db_session) == []
+    assert run_cli(migrated_url, "add", "alex", "--role", "agent").exit_code == 0
+    assert authenticate(db_session, "alex", not_text) is None  # asking is no failure either
+
+
 def test_users_add_with_an_unknown_role_fails_listing_the_roles(migrated_url):
     result = run_cli(migrated_url, "add", "alex", "--role", "boss")
     assert result.exit_code != 0
