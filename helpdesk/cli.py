@@ -112,7 +112,7 @@ def webhooks_replay() -> None:
         database.dispose()
     if result.busy:
         raise click.ClickException("another process is storing the spool right now; try again in a minute")
-    click.echo(f"Stored {result.stored} webhooks from {settings.webhooks.spool_dir}.")
+    click.echo(f"Stored {result.stored} webhook{'' if result.stored == 1 else 's'} from {settings.webhooks.spool_dir}.")
     if result.unstored or result.unreadable:
         click.echo(f"{result.unstored} refused by the database (kept in unstored.jsonl), "
                    f"{result.unreadable} unreadable (kept in unreadable.jsonl).")
@@ -132,8 +132,8 @@ def build_app():
 
 @main.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes.")
 @click.option("--no-scheduler", is_flag=True,
               help="Do not run the scheduler in this server (run `helpdesk scheduler` as its own process).")
 def run(host: str, port: int, workers: int, no_scheduler: bool) -> None:
@@ -195,7 +195,7 @@ def migrated_database_url() -> str:
 
 
 def _reconcile_line(what: str, report) -> str:
-    return (f"{what}: {report.checked} asked about Twilio, {report.finished} ended, {report.live} still live, "
+    return (f"{what}: asked Twilio about {report.checked}; {report.finished} ended, {report.live} still live, "
             f"{report.unknown} unknown to Twilio" + (f"; stopped early: {report.stopped}." if report.stopped else "."))
 
 
@@ -371,7 +371,10 @@ def email_poll(once: bool, ca_file: str | None) -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    try:
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    except ssl.SSLError:
+        raise click.BadParameter(f"{ca_file} holds no certificate in PEM form", param_hint="--ca-file") from None
     db = Database(database_url())
     try:
         while True:
@@ -399,12 +402,16 @@ def email_simulate(url: str, count: int) -> None:
 
     Authenticates with SENDGRID_INBOUND_SECRET from the environment, as SendGrid would.
     """
+    from urllib.parse import urlsplit
+
     from callbacks.email.simulate import simulate
     from helpdesk.clock import now_utc
 
     secret = os.environ.get("SENDGRID_INBOUND_SECRET")
     if not secret:
         raise click.ClickException("set SENDGRID_INBOUND_SECRET in the environment first (the server's secret)")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise click.BadParameter("give an http:// or https:// URL", param_hint="--url")
     try:
         sent = simulate(url, secret, count, now_utc(), report=click.echo)
     except OSError as exc:

@@ -222,7 +222,8 @@ class _Reader:
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            self.fail(key, f"must be a {_KIND_WORDS.get(names, names)}, not {value!r}")
+            words = _KIND_WORDS.get(names, names)
+            self.fail(key, f"must be {'' if words == 'true or false' else 'a '}{words}, not {value!r}")
         return value
 
     def number(self, key: str, default: float, low: float, high: float, kind: type = float) -> Any:

@@ -149,7 +149,14 @@ def _post(endpoint: str, secret: str, fields) -> tuple[int, dict]:
         "User-Agent": "helpdesk email simulate"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            raw = response.read()
     except urllib.error.HTTPError as error:
         with error:
             return error.code, {"error": error.read().decode("utf-8", "replace").strip()}
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):  # not the help desk's /email/inbound: a page, say
+        return 502, {"error": "the answer is not the help desk's (not a JSON object): check --url"}
+    return response.status, answer

@@ -75,3 +75,18 @@ def test_db_current_says_when_the_schema_is_behind_this_version(tmp_path):
     result = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
     assert result.exit_code == 0
     assert result.output.strip() == f"0004 (run 'helpdesk db upgrade': this version needs {head()})"
+
+
+def test_email_poll_names_a_ca_file_that_holds_no_certificate(tmp_path):
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    result = CliRunner().invoke(main, ["email", "poll", "--once", "--ca-file", str(not_pem)],
+                                env={"DATABASE_URL": f"sqlite:///{tmp_path}/h.db"})
+    assert result.exit_code == 2 and "holds no certificate in PEM form" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--port", "99999"], ["--port", "-1"], ["--workers", "0"]])
+def test_run_refuses_a_port_or_worker_count_out_of_range(args):
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == 2 and "is not in the range" in result.output

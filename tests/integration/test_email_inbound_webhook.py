@@ -316,3 +316,9 @@ def test_the_simulator_command_says_what_is_missing_or_refused(live_url):
                                env={"SENDGRID_INBOUND_SECRET": "not-the-secret-at-all"})
     assert wrong.exit_code == 1 and "2 of 2 posts were not accepted (first: HTTP 403" in wrong.output
     assert "Traceback" not in wrong.output
+    env = {"SENDGRID_INBOUND_SECRET": "any"}
+    not_a_url = CliRunner().invoke(main, ["email", "simulate", "--url", "notaurl"], env=env)
+    assert not_a_url.exit_code == 2 and "give an http:// or https:// URL" in not_a_url.output
+    a_page = CliRunner().invoke(main, ["email", "simulate", "--url", f"{live_url}/healthz?", "--count", "1"], env=env)
+    assert a_page.exit_code == 1 and "Traceback" not in a_page.output, a_page.output
+    assert "check --url" in a_page.output or "HTTP 40" in a_page.output

@@ -407,8 +407,8 @@ def test_helpdesk_scheduler_once_asks_twilio_over_http_and_finishes_the_call(mig
            "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
     result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
     assert result.exit_code == 0, result.output
-    assert ("Unfinished calls: 1 asked about Twilio, 1 ended, 0 still live, 0 unknown to Twilio. "
-            "Placing callback attempts: 0 asked about Twilio, 0 ended") in result.output
+    assert ("Unfinished calls: asked Twilio about 1; 1 ended, 0 still live, 0 unknown to Twilio. "
+            "Placing callback attempts: asked Twilio about 0; 0 ended") in result.output
     assert stub.paths == [f"/2010-04-01/Accounts/AC{'0' * 32}/Calls/{sid(7)}.json",
                           f"/2010-04-01/Accounts/AC{'0' * 32}/Calls.json?ParentCallSid={sid(7)}&PageSize=100"]
     database = Database(migrated_url)
@@ -528,7 +528,7 @@ def test_helpdesk_calls_unfinished_ask_twilio_finishes_calls_of_any_age(migrated
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "Unfinished calls: 2 asked about Twilio, 1 ended, 0 still live, 1 unknown to Twilio."
+    assert lines[0] == "Unfinished calls: asked Twilio about 2; 1 ended, 0 still live, 1 unknown to Twilio."
     assert lines[1] == "2 calls with no ending:"
     assert [line.split()[0] for line in lines[2:]] == [sid(2), sid(3)]
     assert re.search(r"; asked \d\d \w{3} \d\d:\d\d: Twilio did not know it \(another account's call, or deleted\)$",
