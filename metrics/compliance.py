@@ -125,6 +125,9 @@ def figures(session: Session, period: Period, settings: Settings, now: datetime)
     return figures_for_periods(session, [period], settings, now)[period.label]
 
 
+PERIODS_PER_QUERY = 400
+
+
 def figures_for_periods(session: Session, periods: list[Period], settings: Settings,
                         now: datetime, scope: Scope | None = None) -> dict[str, dict[str, RuleFigures]]:
     """`figures` for several periods (distinct labels) at once: one query per rule, by label.
@@ -139,18 +142,22 @@ def figures_for_periods(session: Session, periods: list[Period], settings: Setti
     result: dict[str, dict[str, RuleFigures]] = {p.label: {} for p in periods}
     with session.begin():
         for rule in _rules(now):
-            columns = []
-            for period in periods:
-                inside = (rule.contact >= period.start) & (rule.contact < period.end)
-                columns.append(func.sum(case((inside, 1), else_=0)))
-                columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
             scoped = Scope.of(scope, rule.table)
             span = (rule.contact >= earliest, rule.contact < latest) if not scoped or scope.bounded else ()
-            row = session.execute(
-                select(*columns).select_from(rule.table).where(*span, rule.countable, *scoped)
-            ).one()
-            for index, period in enumerate(periods):
-                result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
+            # Two columns a period, and SQLite takes at most 2,000 in a result: years of weeks are
+            # asked for PERIODS_PER_QUERY at a time.
+            for start in range(0, len(periods), PERIODS_PER_QUERY):
+                chunk = periods[start:start + PERIODS_PER_QUERY]
+                columns = []
+                for period in chunk:
+                    inside = (rule.contact >= period.start) & (rule.contact < period.end)
+                    columns.append(func.sum(case((inside, 1), else_=0)))
+                    columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
+                row = session.execute(
+                    select(*columns).select_from(rule.table).where(*span, rule.countable, *scoped)
+                ).one()
+                for index, period in enumerate(chunk):
+                    result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
     return result
 
 

@@ -116,6 +116,25 @@ def test_several_periods_at_once_give_the_same_figures_as_one_at_a_time(app, set
             assert together[period.label] == figures(session, period, settings, NOW)
 
 
+def test_twenty_years_of_weeks_and_months_are_asked_for_in_parts_and_add_up(app, settings):
+    from metrics.compliance import PERIODS_PER_QUERY, date_range_period, month_periods, week_periods
+
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+    first, last = date(2007, 1, 1), date(2026, 12, 31)
+    periods = [date_range_period(first, last), *month_periods(first, last), *week_periods(first, last)]
+    assert len(periods) > 2 * PERIODS_PER_QUERY  # over 2,000 columns in one query: SQLite refused it
+    with database.session() as session:
+        together = figures_for_periods(session, periods, settings, NOW)
+    months = [p for p in periods if len(p.label) == len("2026-11")]
+    month = next(p for p in months if p.start <= NOW < p.end)
+    with database.session() as session:
+        assert together[month.label] == figures(session, month, settings, NOW)
+    for rule in RULES:
+        assert together[periods[0].label][rule].countable == sum(together[p.label][rule].countable for p in months) > 0
+
+
 def test_figures_by_day_put_items_on_their_uk_day_and_add_up_to_the_range(app, settings):
     database = app.extensions["helpdesk.db"]
     with database.session() as session, session.begin():
