@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -175,13 +176,22 @@ def config_path() -> Path:
     return Path(os.environ.get("HELPDESK_CONFIG") or DEFAULT_PATH)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # the sample, every key documented, is under 10 KB
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read and validate the TOML configuration file."""
     path = Path(path) if path is not None else config_path()
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: a pipe would wait for a writer
+            raise ConfigError(f"{path}: the configuration must be an ordinary file, not a directory, device or pipe")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the configuration file is over {MAX_CONFIG_BYTES // 1024 // 1024} MB; "
+                          "is it the right file?")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

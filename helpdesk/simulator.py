@@ -263,13 +263,14 @@ _RATE = click.FloatRange(0, 1)
 
 @click.command("simulate")
 @click.option("--url", "base_url", required=True, help="The app's public base URL, e.g. http://127.0.0.1:5000.")
-@click.option("--calls", type=click.IntRange(min=1), default=50, show_default=True, help="Calls to place.")
+@click.option("--calls", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Calls to place (every call is planned before the first is placed).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="New calls per second.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Calls at once.")
-@click.option("--answer-median", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.answer_median,
+@click.option("--answer-median", type=click.FloatRange(0, 3600, min_open=True), default=_DEFAULTS.answer_median,
               show_default=True, help="Median seconds until a person can answer.")
-@click.option("--answer-sigma", type=click.FloatRange(min=0), default=_DEFAULTS.answer_sigma, show_default=True,
+@click.option("--answer-sigma", type=click.FloatRange(0, 5), default=_DEFAULTS.answer_sigma, show_default=True,
               help="Spread (lognormal sigma) of the answer time.")
 @click.option("--abandon-rate", type=_RATE, default=_DEFAULTS.abandon_rate, show_default=True,
               help="Share of callers who hang up before anyone answers.")

@@ -3,6 +3,8 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import os
+
 import pytest
 
 from helpdesk.config import ConfigError, Secrets, load_settings, parse_settings
@@ -89,6 +91,19 @@ def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
         parse_settings(data, source="config/helpdesk.toml")
     assert str(error.value).startswith("config/helpdesk.toml: ")
     assert message in str(error.value)
+
+
+def test_a_device_a_pipe_or_a_huge_file_is_refused_without_reading_it_all(tmp_path):
+    with pytest.raises(ConfigError, match="/dev/zero: the configuration must be an ordinary file, not a directory"):
+        load_settings("/dev/zero")
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)
+    with pytest.raises(ConfigError, match="must be an ordinary file, not a directory, device or pipe"):
+        load_settings(pipe)  # opening a FIFO with no writer would wait for one
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="huge.toml: the configuration file is over 1 MB; is it the right file"):
+        load_settings(huge)
 
 
 def test_a_missing_file_or_broken_toml_is_named(tmp_path):

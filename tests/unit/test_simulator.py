@@ -417,6 +417,12 @@ def test_the_requests_transport_reports_an_unreachable_app_as_status_zero():
         transport.close()
 
 
+@pytest.mark.parametrize("args", [["--calls", "100000001"], ["--answer-sigma", "1e308"], ["--answer-median", "1e308"]])
+def test_the_simulate_command_refuses_sizes_it_cannot_plan(args):
+    result = CliRunner().invoke(simulate_command, ["--url", BASE, *args], env={"TWILIO_AUTH_TOKEN": "token"})
+    assert result.exit_code == 2 and "is not in the range" in result.output
+
+
 def test_the_simulate_command_names_the_missing_auth_token():
     result = CliRunner().invoke(simulate_command, ["--url", BASE], env={"TWILIO_AUTH_TOKEN": ""})
     assert result.exit_code == 2 and "TWILIO_AUTH_TOKEN" in result.output
