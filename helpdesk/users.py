@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import click
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -104,6 +104,9 @@ def add_user(
     display_name = (display_name or "").strip()
     if len(display_name) > 128:
         raise UserError("the display name is too long: use at most 128 characters")
+    if not display_name.isprintable() or not _is_text(display_name):
+        raise UserError("the display name has a line break or a control character: use letters, spaces and "
+                        "punctuation")
     user = User(
         username=name,
         display_name=display_name,
@@ -179,6 +182,11 @@ def deactivate(session: Session, username: str) -> User:
     """Stop a user signing in; their record stays for the audit trail."""
     with session.begin():
         user = _get(session, username)
+        if not user.active:
+            raise UserError(f"{user.username!r} is already deactivated")
+        if user.role == "admin" and session.scalar(select(func.count(User.id)).where(
+                User.role == "admin", User.active.is_(True), User.id != user.id)) == 0:
+            raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
     log.info("user %s deactivated", user.username)
     return user

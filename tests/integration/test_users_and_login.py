@@ -205,6 +205,25 @@ def test_deactivating_an_unknown_user_fails_naming_the_user(migrated_url):
     assert result.exit_code != 0 and "there is no user 'nobody'" in result.output
 
 
+def test_a_user_is_deactivated_once_and_the_last_administrator_is_kept(migrated_url):
+    run_cli(migrated_url, "add", "sam", "--role", "agent")
+    run_cli(migrated_url, "add", "ada", "--role", "admin")
+    assert run_cli(migrated_url, "deactivate", "sam").exit_code == 0
+    again = run_cli(migrated_url, "deactivate", "sam")
+    assert again.exit_code == 1 and "'sam' is already deactivated" in again.output
+    last = run_cli(migrated_url, "deactivate", "ada")
+    assert last.exit_code == 1 and "'ada' is the last active administrator: add another one first" in last.output
+    run_cli(migrated_url, "add", "bea", "--role", "admin")
+    assert run_cli(migrated_url, "deactivate", "ada").exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["Alex\nSmith", "Alex \x1b[31mSmith", "Alex\tSmith"])
+def test_a_display_name_with_a_line_break_or_control_character_is_refused(migrated_url, db_session, name):
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", "--name", name)
+    assert result.exit_code == 1 and "the display name has a line break or a control character" in result.output
+    assert stored_users(db_session) == []
+
+
 # --------------------------------------------------------------------------- signing in
 
 
