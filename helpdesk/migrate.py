@@ -1,6 +1,7 @@
 """Alembic, driven from Python so `helpdesk db upgrade` needs no alembic.ini."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -32,10 +33,14 @@ def current(database_url: str) -> str | None:
     from helpdesk.db import make_engine
 
     engine = make_engine(database_url)
+    quiet = logging.getLogger("alembic.runtime.migration")  # "Context impl SQLiteImpl." on every command
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
+        quiet.setLevel(level)
         engine.dispose()
 
 
