@@ -106,6 +106,13 @@ def check_request(request: ExportRequest, exporter: Exporter) -> None:
 
 def check_target(out: Path) -> None:
     """The output directory must not hold anything yet, and its parent must be writable."""
+    try:
+        _check_target(out)
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise EvidenceError(f"cannot use {quoted(str(out), 60)} for the pack: {exc.strerror or exc}") from None
+
+
+def _check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise EvidenceError(f"{out} is a file, not a directory: choose a new directory for the pack")
     if out.is_dir() and any(out.iterdir()):

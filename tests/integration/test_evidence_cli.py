@@ -139,6 +139,7 @@ def _unwritable(tmp_path: Path) -> Path:
     ("a file", "is a file, not a directory"),
     ("no parent", "does not exist: create it first"),
     ("unwritable", "cannot write in"),
+    ("name too long", "for the pack: File name too long"),
     ("wrong password", "cannot export as 'dana': the password is wrong, or there is no such active user"),
     ("inactive user", "cannot export as 'gone'"),
     ("agent", "ali may not export evidence (role agent): only auditors, managers and administrators may"),
@@ -166,6 +167,8 @@ def test_bad_input_gets_a_clear_message_a_non_zero_exit_and_leaves_nothing_behin
         args = export_args(packs / "missing" / "pack")
     elif case == "unwritable":
         args = export_args(_unwritable(tmp_path))
+    elif case == "name too long":
+        args = export_args(packs / ("é" * 300))
     elif case == "wrong password":
         env = {**env, "HELPDESK_PASSWORD": "not the password"}
     elif case == "inactive user":
