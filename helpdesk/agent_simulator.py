@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -297,18 +297,26 @@ def _find(page: str | None, callback_id: int) -> QueueItem | None:
     return next((i for i in parse_queue(page).callbacks if i.callback_id == callback_id), None)
 
 
+class Rounds(NamedTuple):
+    actions: int  # done in all rounds
+    played: int
+    failed: int  # rounds that failed as a whole (the desk unreachable, the sign-in refused, ...)
+
+
 def run(agent: AgentSimulator, *, interval: float, rounds: int | None, stopping: Callable[[], bool],
-        sleep: Callable[[float], None] = time.sleep) -> int:
+        sleep: Callable[[float], None] = time.sleep) -> Rounds:
     """Rounds until `rounds` are done or `stopping()`; errors are reported and retried next round."""
-    total = done = 0
+    total = done = failed = 0
     while not stopping() and (rounds is None or done < rounds):
         try:
             total += agent.round()
         except (AgentError, requests.RequestException) as exc:
             reason = str(exc) if isinstance(exc, AgentError) else f"cannot reach the help desk ({type(exc).__name__})"
-            agent.report(f"round {done + 1}: {reason}; trying again next round")
+            last = rounds is not None and done + 1 >= rounds
+            agent.report(f"round {done + 1}: {reason}" + ("" if last else "; trying again next round"))
             log.warning("simulated agent round failed: %s", reason)
+            failed += 1
         done += 1
         if not stopping() and (rounds is None or done < rounds):
             sleep(interval)
-    return total
+    return Rounds(total, done, failed)

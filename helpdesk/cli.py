@@ -453,13 +453,15 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
     agent = AgentSimulator(transport, username, password, Behaviour(late_share=late_share, per_round=per_round),
                            rng=random.Random(seed), report=click.echo)
     try:
-        total = run(agent, interval=interval, rounds=rounds, stopping=stop.is_set, sleep=stop.wait)
+        played = run(agent, interval=interval, rounds=rounds, stopping=stop.is_set, sleep=stop.wait)
     except KeyboardInterrupt:
         click.echo("Stopped.")
         return
     finally:
         transport.close()
-    click.echo(f"{'Stopped' if stop.is_set() else 'Done'}: {total} actions.")
+    click.echo(f"{'Stopped' if stop.is_set() else 'Done'}: {played.actions} actions.")
+    if played.played and played.failed == played.played:
+        raise click.ClickException(f"every round failed ({played.failed}): see the reasons above")
 
 
 def _register() -> None:

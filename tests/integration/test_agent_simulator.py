@@ -157,8 +157,9 @@ def test_a_wrong_password_is_reported_and_nothing_is_done(app, client, clock):
     lines: list[str] = []
     agent = AgentSimulator(ClientTransport(client), "alice", "not-the-password", Behaviour(**KEEN),
                            report=lines.append)
-    assert run(agent, interval=0, rounds=2, stopping=lambda: False) == 0
+    assert run(agent, interval=0, rounds=2, stopping=lambda: False) == (0, 2, 2)
     assert len(lines) == 2 and all("sign-in was refused" in line for line in lines)
+    assert "trying again next round" in lines[0] and "trying again" not in lines[1]  # there is no next round
     assert callbacks_and_attempts(app)[1] == []
 
 
@@ -180,7 +181,7 @@ class BrokenDesk:
 def test_http_errors_and_a_changed_page_are_reported_and_retried_next_round():
     lines: list[str] = []
     agent = AgentSimulator(BrokenDesk(), "alice", "secret", Behaviour(), report=lines.append)
-    assert run(agent, interval=0, rounds=2, stopping=lambda: False) == 0
+    assert run(agent, interval=0, rounds=2, stopping=lambda: False) == (0, 2, 2)
     assert "answered HTTP 502" in lines[0] and "trying again next round" in lines[0]
     assert "not as expected" in lines[-1]
 

@@ -90,3 +90,10 @@ def test_email_poll_names_a_ca_file_that_holds_no_certificate(tmp_path):
 def test_run_refuses_a_port_or_worker_count_out_of_range(args):
     result = CliRunner().invoke(main, ["run", *args])
     assert result.exit_code == 2 and "is not in the range" in result.output
+
+
+def test_simulate_agent_fails_when_every_round_failed():
+    result = CliRunner().invoke(main, ["simulate-agent", "--url", "http://127.0.0.1:1", "--username", "alice",
+                                       "--rounds", "2", "--interval", "0"], env={"HELPDESK_PASSWORD": "secret"})
+    assert result.exit_code == 1 and "every round failed (2): see the reasons above" in result.output
+    assert "round 1: cannot reach the help desk" in result.output
