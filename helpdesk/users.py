@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
@@ -245,7 +246,13 @@ def _new_password() -> str:
     password = os.environ.get("HELPDESK_PASSWORD")
     if password:
         return password
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the terminal: click says "Aborted!"
+        raise click.ClickException("no password was given: send it twice, a line each, on standard input, or set "
+                                   "HELPDESK_PASSWORD") from None
 
 
 @users_cli.command("add")

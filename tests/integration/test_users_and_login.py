@@ -143,6 +143,15 @@ def test_users_add_asks_for_the_password_twice_when_helpdesk_password_is_not_set
     assert authenticate(db_session, "alex", PASSWORD) is not None
 
 
+@pytest.mark.parametrize("stdin", ["", f"{PASSWORD}\n", f"{PASSWORD}\nsomething else entirely\n"])
+def test_users_add_says_what_is_missing_when_the_password_does_not_come_twice(migrated_url, db_session, stdin):
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=None, stdin=stdin)
+    assert result.exit_code == 1
+    assert "no password was given: send it twice, a line each, on standard input, or set HELPDESK_PASSWORD" in \
+        result.output
+    assert stored_users(db_session) == []
+
+
 def test_users_add_with_a_username_already_taken_fails_with_a_message_and_no_traceback(migrated_url):
     assert run_cli(migrated_url, "add", "alex", "--role", "agent").exit_code == 0
     result = run_cli(migrated_url, "add", "alex", "--role", "manager")
