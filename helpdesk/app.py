@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -42,6 +43,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             app.config[key] = secure
     if not app.config["SECRET_KEY"]:
         raise ConfigError("SECRET_KEY is not set: put a long random value in the environment")
+    base = urlsplit(app.config["PUBLIC_BASE_URL"] or "")
+    if app.config["PUBLIC_BASE_URL"] and (base.scheme not in ("http", "https") or not base.netloc
+                                          or base.query or base.fragment):
+        # Every webhook's signature is checked against this address: a wrong one refuses them all.
+        raise ConfigError("PUBLIC_BASE_URL must be the address Twilio reaches the app at, such as "
+                          "https://helpdesk.example.org")
 
     settings = app.config.get("SETTINGS") or load_settings(app.config.get("HELPDESK_CONFIG"))
     app.extensions["helpdesk.settings"] = settings

@@ -97,3 +97,15 @@ def test_simulate_agent_fails_when_every_round_failed():
                                        "--rounds", "2", "--interval", "0"], env={"HELPDESK_PASSWORD": "secret"})
     assert result.exit_code == 1 and "every round failed (2): see the reasons above" in result.output
     assert "round 1: cannot reach the help desk" in result.output
+
+
+@pytest.mark.parametrize("base", ["notaurl", "helpdesk.example.org", "ftp://helpdesk.example.org",
+                                  "https://helpdesk.example.org/?x=1"])
+def test_run_refuses_a_public_base_url_twilio_cannot_use(tmp_path, base):
+    from helpdesk.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    upgrade(url)
+    env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": base, "DATABASE_URL": url}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 1 and "PUBLIC_BASE_URL must be the address Twilio reaches the app at" in result.output
