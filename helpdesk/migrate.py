@@ -61,11 +61,12 @@ def check_url(database_url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    shown = database_url if len(database_url) <= 60 else database_url[:60] + "…"
+    from helpdesk.pages.format import quoted
+
     try:
         parsed = make_url(database_url)
     except ArgumentError:
-        raise NotReady(f"DATABASE_URL is not a database URL: “{shown}”") from None
+        raise NotReady(f"DATABASE_URL is not a database URL: {quoted(database_url, 60)}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "
