@@ -375,7 +375,7 @@ def email_poll(once: bool, ca_file: str | None) -> None:
         context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     except ssl.SSLError:
         raise click.BadParameter(f"{ca_file} holds no certificate in PEM form", param_hint="--ca-file") from None
-    db = Database(database_url())
+    db = Database(migrated_database_url())
     try:
         while True:
             try:
