@@ -19,6 +19,7 @@ from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, local
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import page_headers, role_required
+from helpdesk.voice.params import is_sid
 from helpdesk.voice.recovery import describe
 from helpdesk.web import clock, database, settings
 
@@ -32,7 +33,6 @@ POLL_SECONDS = 15
 MAX_NOTE = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab and line ends
 _SHOW = re.compile(r"[0-9]{1,5}")
-_CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _LOCAL_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})(:[0-9]{2}(\.[0-9]+)?)?")
 NO_PHONE = ("Your phone number is not set, so the help desk cannot ring you. "
             "Ask an administrator to set your phone number.")
@@ -228,7 +228,7 @@ def close(callback_id: int):
 
 
 def _call_sid(call_sid: str) -> str:
-    if not _CALL_SID.fullmatch(call_sid):
+    if not is_sid(call_sid):
         abort(404)
     return call_sid
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping, NamedTuple, Protocol
@@ -27,6 +26,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from helpdesk.clock import now_utc
 from helpdesk.phones import is_e164, is_withheld
+from helpdesk.voice.params import is_sid
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ TWILIO_API = "https://api.twilio.com"
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
-_CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}\Z")
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
 CONFIRM_SECONDS = 10  # how long the agent has to press 1 after the prompt
 
@@ -191,7 +190,7 @@ class TwilioTelephony:
         finally:
             if http.session is not None:
                 http.session.close()
-        if not (isinstance(call.sid, str) and _CALL_SID.match(call.sid)):
+        if not (isinstance(call.sid, str) and is_sid(call.sid)):
             log.warning("callback %s: Twilio's answer has no CallSid", callback_id)
             raise TelephonyError(UNREAD)
         log.info("callback %s: placed call %s (%s)", callback_id, call.sid, call.status)
