@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping, NamedTuple, Protocol
@@ -35,6 +36,7 @@ CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 RETRY = "Nothing was recorded; try again."
 UNREAD = "Twilio's answer could not be read; check in Twilio whether the call was placed before trying again."
 _INTERNATIONAL = "is not a phone number in international format (+44...)."
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")  # whole-string matches only (fullmatch)
 CONFIRM_SECONDS = 10  # how long the agent has to press 1 after the prompt
 
 
@@ -246,6 +248,9 @@ def telephony_from_app_config(config: Mapping, environ: Mapping[str, str] | None
     if missing:
         names = " and ".join(filter(None, [", ".join(missing[:-1]), missing[-1]]))
         return UnconfiguredTelephony(f"Twilio is not configured: set {names}.")
+    if not ACCOUNT_SID.fullmatch(sid):
+        return UnconfiguredTelephony("Twilio is not configured: TWILIO_ACCOUNT_SID is not an account SID "
+                                     "(AC followed by 32 hexadecimal characters, from the Twilio console).")
     if not is_e164(number):
         return UnconfiguredTelephony(f"Twilio is not configured: TWILIO_FROM_NUMBER {_INTERNATIONAL}")
     return TwilioTelephony(sid, token, number, base, api or None)

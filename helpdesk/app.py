@@ -14,6 +14,10 @@ from helpdesk.web import RowId
 
 log = logging.getLogger(__name__)
 
+# Session cookies and form tokens are only as safe as this key: 32 characters is 128 bits of
+# hexadecimal (secrets.token_hex(16)).
+SECRET_KEY_MIN = 32
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: environment first, then `config` (tests), then the TOML settings."""
@@ -43,6 +47,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             app.config[key] = secure
     if not app.config["SECRET_KEY"]:
         raise ConfigError("SECRET_KEY is not set: put a long random value in the environment")
+    if "SECRET_KEY" not in (config or {}) and len(app.config["SECRET_KEY"]) < SECRET_KEY_MIN:
+        raise ConfigError(f"SECRET_KEY is too short ({len(app.config['SECRET_KEY'])} characters): use at least "
+                          f"{SECRET_KEY_MIN} random characters, such as the output of "
+                          "python3 -c 'import secrets; print(secrets.token_hex(32))'")
     base = urlsplit(app.config["PUBLIC_BASE_URL"] or "")
     if app.config["PUBLIC_BASE_URL"] and (base.scheme not in ("http", "https") or not base.netloc
                                           or base.query or base.fragment):

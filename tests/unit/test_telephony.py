@@ -192,6 +192,13 @@ def test_a_help_desk_number_not_in_e164_is_a_configuration_error():
     assert telephony.message == f"Twilio is not configured: TWILIO_FROM_NUMBER {NOT_INTERNATIONAL}"
 
 
+@pytest.mark.parametrize("sid", ["ACC0FFEE", "AC" + "g" * 32, "AC" + "0" * 31, "CA" + "0" * 32])
+def test_an_account_sid_twilio_never_issued_is_a_configuration_error(sid):
+    telephony = telephony_from_app_config(configured(TWILIO_ACCOUNT_SID=sid), environ={})
+    assert isinstance(telephony, UnconfiguredTelephony)
+    assert telephony.message.startswith("Twilio is not configured: TWILIO_ACCOUNT_SID is not an account SID")
+
+
 def test_the_from_number_and_mock_address_come_from_the_environment_when_the_config_lacks_them():
     config = configured()
     del config["TWILIO_FROM_NUMBER"]
