@@ -213,7 +213,7 @@ def test_the_command_works_a_live_help_desk_and_stops_on_sigterm(migrated_url, t
             alice = add_user(session, "alice", PASSWORD, "agent", display_name="Alice",
                              now=datetime.now(timezone.utc)).id
         reference = email_in(db, make_settings(email={"addresses": [DESK]}), 1, datetime.now(timezone.utc))
-        env = {"SECRET_KEY": "live-secret-key-0123456789", "TWILIO_AUTH_TOKEN": token,
+        env = {"SECRET_KEY": "live-secret-key-0123456789" * 2, "TWILIO_AUTH_TOKEN": token,
                "HELPDESK_CONFIG": write_config(tmp_path / "helpdesk.toml")}
         with LiveApp(migrated_url, env, workers=1, migrate=False) as live:
             transport = RequestsTransport()

@@ -44,7 +44,7 @@ def test_run_refuses_to_start_without_its_secrets():
 def test_run_refuses_to_start_with_invalid_configuration(tmp_path):
     bad = tmp_path / "helpdesk.toml"
     bad.write_text('[hours]\nmonday = ["08:00-25:00"]\n')
-    env = {"SECRET_KEY": "k", "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example", "HELPDESK_CONFIG": str(bad),
+    env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example", "HELPDESK_CONFIG": str(bad),
            "DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
     result = CliRunner().invoke(main, ["run"], env=env)
     assert result.exit_code == 1
@@ -97,6 +97,17 @@ def test_simulate_agent_fails_when_every_round_failed():
                                        "--rounds", "2", "--interval", "0"], env={"HELPDESK_PASSWORD": "secret"})
     assert result.exit_code == 1 and "every round failed (2): see the reasons above" in result.output
     assert "round 1: cannot reach the help desk" in result.output
+
+
+def test_run_refuses_a_secret_key_too_short_to_protect_sessions(tmp_path):
+    from helpdesk.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    upgrade(url)
+    env = {"SECRET_KEY": "changeme", "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example", "DATABASE_URL": url}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "SECRET_KEY is too short (8 characters): use at least 32 random characters" in result.output
 
 
 @pytest.mark.parametrize("base", ["notaurl", "helpdesk.example.org", "ftp://helpdesk.example.org",

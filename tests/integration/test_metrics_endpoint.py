@@ -200,7 +200,7 @@ def test_http_metrics_add_up_across_three_gunicorn_workers(tmp_path):
     config = tmp_path / "helpdesk.toml"
     config.write_text('[hours]\nmonday = ["08:00-18:00"]\n')
     port, log = free_port(), tmp_path / "run.log"
-    env = {**os.environ, "SECRET_KEY": "test-secret", "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://h.example",
+    env = {**os.environ, "SECRET_KEY": "test-secret" * 4, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://h.example",
            "DATABASE_URL": url, "HELPDESK_CONFIG": str(config), "TMPDIR": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("wb") as out:

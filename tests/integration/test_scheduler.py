@@ -438,7 +438,7 @@ def test_helpdesk_scheduler_sweeps_at_start_and_stops_cleanly_releasing_its_leas
 
 
 def run_env(url: str, config: Path) -> dict[str, str]:
-    return {"SECRET_KEY": "test-secret", "TWILIO_AUTH_TOKEN": "test-token", "PUBLIC_BASE_URL": "https://h.example",
+    return {"SECRET_KEY": "test-secret" * 4, "TWILIO_AUTH_TOKEN": "test-token", "PUBLIC_BASE_URL": "https://h.example",
             "DATABASE_URL": url, "HELPDESK_CONFIG": str(config)}
 
 
