@@ -88,6 +88,16 @@ def check_role(role: str) -> str:
     return role
 
 
+def check_display_name(display_name: str | None) -> str:
+    display_name = (display_name or "").strip()
+    if len(display_name) > 128:
+        raise UserError("the display name is too long: use at most 128 characters")
+    if not display_name.isprintable() or not _is_text(display_name):
+        raise UserError("the display name has a line break or a control character: use letters, spaces and "
+                        "punctuation")
+    return display_name
+
+
 def add_user(
     session: Session,
     username: str,
@@ -102,12 +112,7 @@ def add_user(
     check_password(password)
     check_role(role)
     phone = check_phone(phone)
-    display_name = (display_name or "").strip()
-    if len(display_name) > 128:
-        raise UserError("the display name is too long: use at most 128 characters")
-    if not display_name.isprintable() or not _is_text(display_name):
-        raise UserError("the display name has a line break or a control character: use letters, spaces and "
-                        "punctuation")
+    display_name = check_display_name(display_name)
     user = User(
         username=name,
         display_name=display_name,
@@ -119,13 +124,17 @@ def add_user(
     )
     try:
         with session.begin():
-            if session.scalar(select(User.id).where(User.username == name)) is not None:
-                raise UserError(f"username {name!r} is already taken")
+            _refuse_taken(session, name)
             session.add(user)
     except IntegrityError:  # added by someone else between the check and the insert
         raise UserError(f"username {name!r} is already taken") from None
     log.info("user %s added with role %s", name, role)
     return user
+
+
+def _refuse_taken(session: Session, name: str) -> None:
+    if session.scalar(select(User.id).where(User.username == name)) is not None:
+        raise UserError(f"username {name!r} is already taken")
 
 
 @cache
@@ -265,12 +274,15 @@ def add_command(username: str, role: str, display_name: str, phone: str) -> None
 
     The password comes from HELPDESK_PASSWORD, or is asked for twice.
     """
-    # Check the cheap things before asking for a password.
+    # Check everything that can be wrong before asking for a password.
     try:
-        check_username(username)
+        name = check_username(username)
         check_phone(phone)
+        check_display_name(display_name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
+    with _session() as session, session.begin():
+        _refuse_taken(session, name)
     password = _new_password()
     with _session() as session:
         user = add_user(session, username, password, role, display_name, phone=phone)
@@ -317,6 +329,8 @@ def set_password_command(username: str) -> None:
 
     The password comes from HELPDESK_PASSWORD, or is asked for twice.
     """
+    with _session() as session, session.begin():
+        _get(session, username)  # no password asked for a user who does not exist
     password = _new_password()
     with _session() as session:
         user = set_password(session, username, password)

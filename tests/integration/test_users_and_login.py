@@ -161,6 +161,26 @@ def test_users_add_with_a_username_already_taken_fails_with_a_message_and_no_tra
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught error
 
 
+@pytest.mark.parametrize("command", [
+    ("add", "alex", "--role", "manager"),  # the name is taken
+    ("add", "bea", "--role", "agent", "--name", "Bea\nJones"),  # the display name has a line break
+    ("set-password", "nobody"),  # there is no such user
+])
+def test_users_commands_say_what_is_wrong_before_asking_for_a_password(migrated_url, command):
+    assert run_cli(migrated_url, "add", "alex", "--role", "agent").exit_code == 0
+    result = run_cli(migrated_url, *command, password=None, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Password" not in result.output  # never asked: the problem was named first
+    assert "taken" in result.output or "line break" in result.output or "no user 'nobody'" in result.output
+
+
+def test_users_add_on_a_database_not_migrated_says_so_before_asking_for_a_password(database_url):
+    result = run_cli(database_url, "add", "alex", "--role", "agent", password=None,
+                     stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1 and "helpdesk db upgrade" in result.output
+    assert "Password" not in result.output
+
+
 def test_users_add_with_a_short_password_fails_naming_the_problem(migrated_url, db_session):
     result = run_cli(migrated_url, "add", "alex", "--role", "agent", password="short")
     assert result.exit_code != 0
