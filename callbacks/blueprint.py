@@ -133,14 +133,16 @@ def release(callback_id: int):
 @role_required(*ROLES)
 def call_back(callback_id: int):
     """Ring the agent's phone through Twilio; Twilio then dials the caller. Logged as an attempt."""
-    phone = (current_user.phone or "").strip()
-    if not phone:
-        flash(NO_PHONE, "error")
-        return _back(callback_id)
     with database().session() as session:
+        if not queue.reference_of(session, callback_id=callback_id):
+            abort(404)  # as for every other action on a callback that does not exist
         found = queue.callback_to_dial(session, callback_id)
     if found is None:
         flash("This callback is no longer open.", "error")
+        return _back(callback_id)
+    phone = (current_user.phone or "").strip()
+    if not phone:
+        flash(NO_PHONE, "error")
         return _back(callback_id)
     reference, number = found
     if fmt.is_withheld(number):
