@@ -10,6 +10,7 @@ series stays bounded; requests that match no route are "unmatched".
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,6 +18,7 @@ import time
 from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Webhooks must answer well within Twilio's 15 s; pages within a second or two.
@@ -77,8 +79,23 @@ def init_app(app: Flask) -> None:
         started = g.pop("metrics_started", None)
         endpoint = endpoint_label()
         method = request.method if request.method in METHODS else "other"
-        requests, duration = instruments()
-        requests.labels(endpoint, method, str(response.status_code)).inc()
-        if started is not None:
-            duration.labels(endpoint).observe(time.perf_counter() - started)
+        try:
+            requests, duration = instruments()
+            requests.labels(endpoint, method, str(response.status_code)).inc()
+            if started is not None:
+                duration.labels(endpoint).observe(time.perf_counter() - started)
+        except Exception as error:  # e.g. the multiprocess directory was removed: count nothing, answer
+            _report_failure(error)
         return response
+
+
+_failed_once = threading.Event()
+
+
+def _report_failure(error: Exception) -> None:
+    # The request is answered all the same (a caller must never hear Twilio's error because a
+    # metric could not be written); said once per process, not once per request.
+    if not _failed_once.is_set():
+        _failed_once.set()
+        log.error("request metrics are not being recorded in this process (%s: %s); requests are served as usual",
+                  type(error).__name__, error)

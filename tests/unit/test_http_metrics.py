@@ -41,3 +41,20 @@ def test_a_workers_threads_count_into_one_set_of_instruments_from_their_first_re
     MultiProcessCollector(registry, path=str(tmp_path))
     labels = {"endpoint": "health.healthz", "method": "GET", "status": "200"}
     assert registry.get_sample_value("helpdesk_http_requests_total", labels) == THREADS
+
+
+def test_a_metric_that_cannot_be_written_never_fails_the_request(tmp_path, monkeypatch, caplog):
+    # e.g. PROMETHEUS_MULTIPROC_DIR removed under a running server: Twilio must still get its answer.
+    from flask import Flask
+
+    monkeypatch.setenv(http.MULTIPROC_ENV, str(tmp_path / "removed"))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    monkeypatch.setattr(http, "_instruments", None)
+    monkeypatch.setattr(http, "_failed_once", threading.Event())
+    app = Flask(__name__)
+    http.init_app(app)
+    app.add_url_rule("/twiml", "twiml", lambda: ("<Response/>", 200, {"Content-Type": "text/xml"}))
+    client = app.test_client()
+    answers = [client.get("/twiml") for _ in range(3)]
+    assert [(a.status_code, a.data) for a in answers] == [(200, b"<Response/>")] * 3
+    assert caplog.text.count("request metrics are not being recorded in this process") == 1
