@@ -36,13 +36,28 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Schema revision to upgrade to.")
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL."""
-    from helpdesk.migrate import upgrade
+    from helpdesk.migrate import current, upgrade
 
+    url = database_url()
     try:
-        upgrade(database_url(), revision)
+        before = current(url)
+    except Exception as exc:  # driver errors: say what failed, no traceback
+        raise click.ClickException(f"cannot reach the database: {_first_line(exc)}") from None
+    try:
+        upgrade(url, revision)
+        after = current(url)
     except Exception as exc:  # alembic and driver errors: say what failed, no traceback
-        raise click.ClickException(f"could not migrate the database: {exc}") from None
-    click.echo("Database is up to date.")
+        raise click.ClickException(f"could not migrate the database: {_first_line(exc)}") from None
+    if before == after:
+        click.echo(f"The database is already at revision {after}: nothing to do.")
+    else:
+        click.echo(f"Migrated the database from {'an empty one' if before is None else 'revision ' + before} "
+                   f"to revision {after}.")
+
+
+def _first_line(exc: Exception) -> str:
+    # SQLAlchemy appends a line pointing at its website; the driver's own words come first.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @db.command("current")
@@ -57,7 +72,7 @@ def db_current() -> None:
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+        raise click.ClickException(f"cannot reach the database: {_first_line(exc)}") from None
     newest = head()
     if revision is None:
         click.echo("empty (run 'helpdesk db upgrade')")
@@ -130,6 +145,33 @@ def build_app():
         raise click.ClickException(str(exc)) from None
 
 
+def check_before_serving():
+    """The app, once the environment, the configuration and the database are fit to serve it.
+
+    `helpdesk run` and gunicorn's master (config/gunicorn.conf.py) call this before any worker
+    starts, so a mistake stops the server with one line naming it, rather than failing every
+    request or every worker with a traceback.
+    """
+    missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
+    if missing:
+        raise click.ClickException(f"set {', '.join(missing)} in the environment first")
+    try:
+        load_settings()  # the configuration's problems first, then the database's
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    from helpdesk.migrate import NotReady, Unreachable, check_migrated
+
+    try:
+        check_migrated(database_url())
+    except Unreachable as exc:
+        # Serve anyway: webhooks wait in the spool until the database answers, and Twilio
+        # gets its TwiML. A schema that is missing or behind is refused: it will not fix itself.
+        log.error("%s: starting anyway; webhooks are kept in the spool until it answers", exc)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    return build_app()
+
+
 @main.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -138,18 +180,13 @@ def build_app():
               help="Do not run the scheduler in this server (run `helpdesk scheduler` as its own process).")
 def run(host: str, port: int, workers: int, no_scheduler: bool) -> None:
     """Serve the app with gunicorn (the one-machine set-up), with the scheduler in gunicorn's master."""
-    missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
-    if missing:
-        raise click.ClickException(f"set {', '.join(missing)} in the environment first")
-    try:
-        load_settings()  # the configuration's problems first, then the database's
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    migrated_database_url()
-    app = build_app()  # fail here, with a message, rather than in every worker
-    from helpdesk.server import serve
+    app = check_before_serving()
+    from helpdesk.server import MetricsDirError, serve
 
-    serve(f"{host}:{port}", workers=workers, scheduler=None if no_scheduler else in_process_scheduler(app))
+    try:
+        serve(f"{host}:{port}", workers=workers, scheduler=None if no_scheduler else in_process_scheduler(app))
+    except MetricsDirError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- scheduler
