@@ -1,11 +1,15 @@
 """gunicorn settings for running the app under gunicorn yourself (`helpdesk run` applies the same):
 
-    PROMETHEUS_MULTIPROC_DIR=/run/helpdesk-metrics \
-      gunicorn -c config/gunicorn.conf.py --workers 4 --bind 127.0.0.1:8000 'helpdesk:create_app()'
+    gunicorn -c config/gunicorn.conf.py --workers 4 --bind 127.0.0.1:8000 'helpdesk:create_app()'
 
-Add your own settings below; keep the two hooks.
+Before any worker starts, the master makes the checks `helpdesk run` makes (the secrets in the
+environment, the configuration file, the database's schema) and stops with one line naming a
+problem. It also prepares PROMETHEUS_MULTIPROC_DIR, where the workers add up their request
+metrics: a fresh temporary directory, removed at exit, unless you set one.
+
+Add your own settings below; keep the four hooks.
 """
-from helpdesk.server import child_exit, post_worker_init  # noqa: F401  (gunicorn finds hooks by name)
+from helpdesk.server import child_exit, on_exit, on_starting, post_worker_init  # noqa: F401  (found by name)
 
 # Twilio waits 15 s for a webhook's answer: a worker stuck for twice that is restarted.
 timeout = 30

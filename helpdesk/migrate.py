@@ -48,6 +48,10 @@ class NotReady(Exception):
     """The database cannot be used yet; the message says why and what to do."""
 
 
+class Unreachable(NotReady):
+    """The database did not answer (down, or refused the login): it may yet, unlike a schema."""
+
+
 def head() -> str:
     """The newest schema revision this version of the app has."""
     from alembic.script import ScriptDirectory
@@ -82,7 +86,7 @@ def check_migrated(database_url: str) -> None:
     try:
         revision = current(database_url)
     except Exception as exc:  # driver errors: say what failed, no traceback
-        raise NotReady(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+        raise Unreachable(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
     if revision is None:
         raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
     newest = head()

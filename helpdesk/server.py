@@ -61,9 +61,16 @@ def prepare_metrics_dir() -> tuple[str, bool]:
     """
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
-        os.makedirs(directory, exist_ok=True)
-        for path in glob.glob(os.path.join(directory, "*.db")):
-            os.remove(path)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            for path in glob.glob(os.path.join(directory, "*.db")):
+                os.remove(path)
+            probe = tempfile.NamedTemporaryFile(dir=directory)  # the workers write here
+            probe.close()
+        except OSError as error:
+            raise MetricsDirError(f"{MULTIPROC_ENV} {directory}: cannot use it for the workers' metrics "
+                                  f"({error.strerror or error}): make it a directory this user can write, "
+                                  "or leave the variable unset") from None
         made = False
     else:
         directory, made = tempfile.mkdtemp(prefix="helpdesk-prometheus-"), True
@@ -75,6 +82,38 @@ def prepare_metrics_dir() -> tuple[str, bool]:
         # so metrics the forked workers create write to the directory.
         values.ValueClass = values.get_value_class()
     return directory, made
+
+
+class MetricsDirError(Exception):
+    """PROMETHEUS_MULTIPROC_DIR names a directory the workers cannot write their metrics in."""
+
+
+# What on_starting made, for on_exit to remove (plain gunicorn with config/gunicorn.conf.py).
+_started: dict[str, tuple[str, bool]] = {}
+
+
+def on_starting(arbiter) -> None:
+    """gunicorn hook (config/gunicorn.conf.py), in the master before any worker starts: the
+    checks `helpdesk run` makes, and the metrics directory it prepares. A problem stops gunicorn
+    with one line naming it."""
+    import click
+
+    from helpdesk.cli import check_before_serving
+
+    try:
+        check_before_serving()
+        _started["metrics"] = prepare_metrics_dir()
+    except (click.ClickException, MetricsDirError) as problem:
+        message = problem.format_message() if isinstance(problem, click.ClickException) else str(problem)
+        print(f"Error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def on_exit(arbiter) -> None:
+    """gunicorn hook (config/gunicorn.conf.py): remove the metrics directory on_starting made."""
+    directory, made = _started.pop("metrics", (None, False))
+    if made:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker) -> None:

@@ -22,6 +22,9 @@ class LiveApp:
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.workers, self.threads, self.app, self.migrate = workers, threads, app, migrate
+        # The help desk's own settings, with its start-up checks; the benchmarks' bare apps have
+        # neither a database nor secrets, and take the same worker settings without the checks.
+        self.config = "config/gunicorn.conf.py" if app.startswith("helpdesk") else "bench/gunicorn_bare.conf.py"
         self.env = {**os.environ, "DATABASE_URL": database_url, "PUBLIC_BASE_URL": self.url, **env}
         self.log = Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
@@ -32,7 +35,7 @@ class LiveApp:
 
             upgrade(self.database_url)
         command = [
-            sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
+            sys.executable, "-m", "gunicorn", "--config", str(ROOT / self.config),
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers), "--threads", str(self.threads), "--worker-class",
             "gthread" if self.threads > 1 else "sync", "--timeout", "30", self.app,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +31,7 @@ def test_the_shipped_gunicorn_configuration_sets_both_hooks_and_gunicorn_accepts
             config.set(name, value)  # gunicorn checks each hook's number of arguments here
     assert config.post_worker_init is server.post_worker_init
     assert config.child_exit is server.child_exit
+    assert config.on_starting is server.on_starting and config.on_exit is server.on_exit
     assert config.timeout == 30
 
 
@@ -44,3 +46,27 @@ def test_a_dead_workers_live_gauges_are_forgotten_in_multiprocess_mode(tmp_path,
 def test_without_multiprocess_mode_a_dead_worker_leaves_nothing_to_do(monkeypatch):
     monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
     server.child_exit(None, SimpleNamespace(pid=4242))  # no directory: nothing to look at, no error
+
+
+def test_plain_gunicorn_gets_a_metrics_directory_of_its_own_removed_at_exit(monkeypatch):
+    # Without one, each worker counts only its own requests, and a scrape sees counters jump back.
+    import helpdesk.cli
+
+    monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
+    server.on_starting(None)
+    directory = Path(os.environ.pop(server.MULTIPROC_ENV))
+    assert directory.is_dir()
+    server.on_exit(None)
+    assert not directory.exists()
+
+
+def test_a_metrics_directory_of_the_operators_is_kept_and_its_old_files_removed(tmp_path, monkeypatch):
+    import helpdesk.cli
+
+    (tmp_path / "counter_99.db").write_bytes(b"old")
+    monkeypatch.setenv(server.MULTIPROC_ENV, str(tmp_path))
+    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
+    server.on_starting(None)
+    server.on_exit(None)
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []

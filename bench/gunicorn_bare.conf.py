@@ -1,0 +1,5 @@
+"""gunicorn settings for the benchmarks' bare endpoints: config/gunicorn.conf.py's worker
+settings, without the help desk's start-up checks (these apps have no database or secrets)."""
+from helpdesk.server import post_worker_init  # noqa: F401  (found by name)
+
+timeout = 30

@@ -1,0 +1,82 @@
+"""`gunicorn -c config/gunicorn.conf.py 'helpdesk:create_app()'`, as the README's production set-up
+runs it: the master makes `helpdesk run`'s checks before any worker starts, and a mistake stops
+it with one line naming the problem, rather than a traceback per worker or a 500 per request."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servers import free_port, stop_process, wait_for_url
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {"SECRET_KEY": "s" * 32, "TWILIO_AUTH_TOKEN": "test-auth-token", "PUBLIC_BASE_URL": "https://h.example"}
+
+
+def gunicorn(env: dict[str, str], port: int | None = None) -> subprocess.Popen:
+    environment = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", *SECRETS)}
+    environment.update(env)
+    command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "--workers", "2",
+               "--bind", f"127.0.0.1:{port or free_port()}", "helpdesk:create_app()"]
+    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def refused(env: dict[str, str]) -> str:
+    process = gunicorn(env)
+    try:
+        output, _ = process.communicate(timeout=60)
+    finally:
+        stop_process(process)
+    assert process.returncode == 1, output
+    assert "Traceback" not in output and "Worker failed to boot" not in output
+    return output
+
+
+def test_a_database_never_migrated_stops_gunicorn_before_any_worker_starts(database_url):
+    if database_url.startswith("sqlite:///"):
+        Path(database_url[len("sqlite:///"):]).touch()  # there, but empty
+    output = refused({**SECRETS, "DATABASE_URL": database_url})
+    assert "Error: the database has no schema yet: run 'helpdesk db upgrade' first" in output
+
+
+@pytest.mark.parametrize("missing", ["TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "SECRET_KEY"])
+def test_a_missing_secret_stops_gunicorn_naming_it(tmp_path, missing):
+    env = {**SECRETS, "DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
+    del env[missing]
+    assert f"Error: set {missing} in the environment first" in refused(env)
+
+
+def test_a_configuration_mistake_or_a_short_key_stops_gunicorn_in_one_line(migrated_url, tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text("[scheduler]\nsweep_second = 60\n")
+    output = refused({**SECRETS, "DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config)})
+    assert f"Error: {config}: scheduler.sweep_second is not a known key" in output
+    output = refused({**SECRETS, "SECRET_KEY": "changeme", "DATABASE_URL": migrated_url})
+    assert "Error: SECRET_KEY is too short (8 characters)" in output
+
+
+def test_a_metrics_directory_the_workers_cannot_write_stops_gunicorn(migrated_url, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    directory = tmp_path / "a-file" / "metrics"  # cannot be made: its parent is a file
+    output = refused({**SECRETS, "DATABASE_URL": migrated_url, "PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    assert f"Error: PROMETHEUS_MULTIPROC_DIR {directory}: cannot use it for the workers' metrics" in output
+
+
+def test_a_database_that_does_not_answer_yet_is_served_anyway_with_the_spool(tmp_path):
+    # Refusing to start would leave callers with Twilio's error; the spool keeps their webhooks.
+    port = free_port()
+    env = {**SECRETS, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "HELPDESK_CONFIG": str(ROOT / "config" / "helpdesk.toml")}
+    process = gunicorn(env, port)
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", process=process)
+        assert wait_for_url(f"http://127.0.0.1:{port}/readyz", status=503, process=process) == 503
+    finally:
+        stop_process(process)
+        output = process.stdout.read()
+    assert "cannot reach the database" in output and "starting anyway" in output
+    assert "Traceback" not in output
