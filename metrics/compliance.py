@@ -32,17 +32,24 @@ from metrics.periods import (
 )
 
 __all__ = [
-    "RULES", "RULE_TITLES", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures", "Scope", "add_figures",
+    "RULES", "rule_titles", "PERIOD_KINDS", "Period", "RuleFigures", "LiveFigures", "Scope", "add_figures",
     "current_period", "date_range_period", "day_periods", "week_periods", "month_periods",
     "compliance_ratio", "uk_date", "uk_midnight", "figures", "figures_for_periods", "figures_by_day", "live_figures",
 ]
 
 RULES = ("answer_within_rings", "callback_within_3h", "email_ack")
-RULE_TITLES = {
-    "answer_within_rings": "Calls answered within 10 rings",
-    "callback_within_3h": "Callbacks within 3 hours",
-    "email_ack": "Emails acknowledged",
-}
+
+
+def rule_titles(settings) -> dict[str, str]:
+    """Each rule's name as people read it, with the configured limits (10 rings, three hours)."""
+    from helpdesk.pages.format import format_minutes
+
+    return {
+        "answer_within_rings": f"Calls answered within {settings.max_rings} rings",
+        "callback_within_3h": f"Callbacks within {format_minutes(settings.callback.within_minutes)}",
+        "email_ack": "Emails acknowledged",
+    }
+
 # Day buckets per grouped query: keeps the CASE expression and its parameters bounded.
 _DAYS_PER_QUERY = 400
 # Longer than any call can go unanswered within the configuration's limits (the longest queue

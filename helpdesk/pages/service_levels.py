@@ -99,7 +99,7 @@ def service_levels():
         chosen=chosen,
         live=live,
         rules=compliance.RULES,
-        titles=compliance.RULE_TITLES,
+        titles=compliance.rule_titles(config),
         fmt=fmt,
         oldest=age_words(live.oldest_open_callback_age_seconds) if live.callbacks_open else "None open",
         due_soon_minutes=config.callback.due_soon_minutes,

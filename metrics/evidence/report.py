@@ -79,8 +79,8 @@ def rules_in_words(settings: Settings) -> list[str]:
     return lines
 
 
-def _figures_table(entries: list[PeriodFigures], first_column: str, styles) -> Table:
-    header = [first_column] + [compliance.RULE_TITLES[rule] for rule in compliance.RULES]
+def _figures_table(entries: list[PeriodFigures], first_column: str, styles, titles: dict[str, str]) -> Table:
+    header = [first_column] + [titles[rule] for rule in compliance.RULES]
     small = styles["BodyText"].clone("cell", fontSize=8, leading=10)
     rows = [[Paragraph(f"<b>{escape(text)}</b>", small) for text in header]]
     for entry in entries:
@@ -125,11 +125,12 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     ]
     if not any(f.countable for f in summary.whole.figures.values()):
         story.append(Paragraph("<b>No data:</b> nothing in this period counted for any rule.", styles["BodyText"]))
-    story += [_figures_table([summary.whole] + summary.months, "Month", styles), Spacer(1, 4 * mm)]
+    titles = compliance.rule_titles(settings)
+    story += [_figures_table([summary.whole] + summary.months, "Month", styles, titles), Spacer(1, 4 * mm)]
     if len(summary.weeks) > 1:
-        story += [_figures_table(summary.weeks, "ISO week", styles), Spacer(1, 4 * mm)]
+        story += [_figures_table(summary.weeks, "ISO week", styles, titles), Spacer(1, 4 * mm)]
     if len(summary.days) <= DAILY_TABLE_LIMIT:
-        story += [_figures_table(summary.days, "Day", styles)]
+        story += [_figures_table(summary.days, "Day", styles, titles)]
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
 
@@ -138,10 +139,10 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     for rule in compliance.RULES:
         series = [(day, entry.figures[rule].compliance) for day, entry in zip(days, summary.days)]
         with_data = [value for _, value in series if value is not None]
-        description = (f"{compliance.RULE_TITLES[rule]}: compliance each day against the 100% target; "
+        description = (f"{titles[rule]}: compliance each day against the 100% target; "
                        f"{len(with_data)} of {len(series)} days have data"
                        + (f", lowest {percent(min(with_data))}." if with_data else "."))
-        story.append(_chart(charts.daily_compliance(f"{compliance.RULE_TITLES[rule]}, each day", series),
+        story.append(_chart(charts.daily_compliance(f"{titles[rule]}, each day", series),
                             description, styles))
 
     over = f"over {settings.max_rings}"

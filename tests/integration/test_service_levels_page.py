@@ -129,3 +129,19 @@ def test_auditors_may_see_the_page_and_signed_out_visitors_are_sent_to_sign_in(c
     make_user(db_session, "dwp", "auditor")
     sign_in(client, "dwp")
     assert client.get("/service-levels").status_code == 200
+
+
+def test_the_rules_are_named_with_the_configured_rings_and_callback_window(migrated_url, clock, db_session):
+    from tests.integration.conftest import make_app, make_settings
+
+    app = make_app(migrated_url, make_settings(answer={"max_rings": 8}, callback={"within_minutes": 120}), clock)
+    try:
+        client = app.test_client()
+        make_user(db_session, "alex", "manager")
+        sign_in(client, "alex")
+        page = client.get("/service-levels").get_data(as_text=True)
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+    assert '<th scope="row">Calls answered within 8 rings</th>' in page
+    assert '<th scope="row">Callbacks within two hours</th>' in page
+    assert "10 rings" not in page and "3 hours" not in page
