@@ -21,6 +21,11 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # twilio logs every REST request's URL, query and headers at INFO, and APScheduler each
+        # job it adds: detail for --verbose, not for every scheduler run.
+        for name in ("twilio.http_client", "apscheduler.scheduler"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def database_url() -> str:

@@ -1,4 +1,6 @@
 """The helpdesk command: migrations, configuration checks and start-up refusals."""
+from pathlib import Path
+
 import pytest
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
@@ -135,3 +137,15 @@ def test_run_refuses_a_public_base_url_twilio_cannot_use(tmp_path, base):
     env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": base, "DATABASE_URL": url}
     result = CliRunner().invoke(main, ["run"], env=env)
     assert result.exit_code == 1 and "PUBLIC_BASE_URL must be the address Twilio reaches the app at" in result.output
+
+
+@pytest.mark.parametrize("verbose, level", [([], "WARNING"), (["--verbose"], "NOTSET")])
+def test_twilio_request_details_and_apscheduler_job_lists_are_logged_only_with_verbose(tmp_path, verbose, level):
+    import logging
+
+    for name in ("twilio.http_client", "apscheduler.scheduler"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    shipped = Path(__file__).resolve().parents[2] / "config" / "helpdesk.toml"
+    assert CliRunner().invoke(main, [*verbose, "check-config", str(shipped)]).exit_code == 0
+    assert [logging.getLevelName(logging.getLogger(name).level)
+            for name in ("twilio.http_client", "apscheduler.scheduler")] == [level, level]
