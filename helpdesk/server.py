@@ -117,11 +117,17 @@ def on_exit(arbiter) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """gunicorn hook, once a worker has loaded the app: the collector leaves what start-up built.
+    """gunicorn hook, once a worker has loaded the app: store what the spool holds, and the
+    collector leaves what start-up built.
 
-    Without it, every full collection walks every module, model and template again, a pause
-    of about a tenth of a second in the middle of some webhook.
+    Without the freeze, every full collection walks every module, model and template again, a
+    pause of about a tenth of a second in the middle of some webhook.
     """
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        from helpdesk.voice.recovery import check_at_start
+
+        check_at_start(app)
     gc.freeze()
 
 

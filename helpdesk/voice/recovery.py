@@ -4,9 +4,9 @@ A webhook is answered whatever happens to the database (a caller never hears Twi
 message because of us), and Twilio does not send a status callback twice. So an event that
 cannot be stored is written to the spool (helpdesk/spool.py) before the answer goes back, and
 the process that wrote it keeps trying to store it, in a background thread, until the spool
-is empty. Any process that stores a webhook also looks at the spool now and then, so events
-left by a process that has since stopped are stored too; `helpdesk webhooks replay` does the
-same from the command line.
+is empty. Every app worker looks at the spool when it starts, and any process that stores a
+webhook now and then, so events left by a process that has since stopped are stored too;
+`helpdesk webhooks replay` does the same from the command line.
 
 Storing a spooled event is the same call as storing it at once (the journal recognises an
 event it already has), with the time it was received, so the call's record comes out the same.
@@ -151,7 +151,8 @@ class Recovery:
         self._start(database, settings)
 
     def check(self, database: Database, settings: Settings) -> None:
-        """After a webhook was stored: now and then, store what waits in the spool (in the background)."""
+        """When the process starts, and now and then after a webhook was stored: store what waits
+        in the spool (in the background)."""
         now = time.monotonic()
         if now < self._next_check:
             return
@@ -206,3 +207,15 @@ def recovery_for(settings: Settings) -> Recovery:
         with _recoveries_lock:
             recovery = _recoveries.setdefault(key, Recovery(spool_for(settings)))
     return recovery
+
+
+def check_at_start(app) -> None:
+    """Store what a stopped process left in the spool, without waiting for the next webhook
+    (gunicorn's post_worker_init: a server restarted, or a worker replaced)."""
+    settings, database = app.extensions.get("helpdesk.settings"), app.extensions.get("helpdesk.db")
+    if settings is None or database is None:
+        return
+    try:
+        recovery_for(settings).check(database, settings)
+    except Exception as error:  # a spool that cannot be read: the worker serves all the same
+        log.error("spool: could not look at %s at start (%s)", spool_for(settings).directory, describe(error))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import shutil
 import socket
 import sqlite3
@@ -378,3 +379,19 @@ def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twili
             assert db.WATCHDOG.watching() == 0  # every connection given back was disarmed, the cut ones too
         finally:
             app.extensions["helpdesk.db"].dispose()
+
+
+def test_a_worker_stores_what_the_spool_holds_when_it_starts_not_at_the_next_call(app, settings, spool_dir,
+                                                                                  migrated_url):
+    # Left by a process that has since stopped; no webhook comes to prompt a look at the spool.
+    from types import SimpleNamespace
+
+    from helpdesk.server import post_worker_init
+
+    _spooled_call(spool_dir, 11)
+    try:
+        post_worker_init(SimpleNamespace(wsgi=app, pid=1))
+    finally:
+        gc.unfreeze()
+    wait_until_stored(settings)
+    assert record(migrated_url, sid(11))["events"] == 2
