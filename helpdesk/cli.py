@@ -104,13 +104,17 @@ def webhooks() -> None:
 
 
 @webhooks.command("replay")
-def webhooks_replay() -> None:
+@click.option("--set-aside", "set_aside", is_flag=True,
+              help="Also try again the webhooks the database refused before (unstored.jsonl in the spool), "
+                   "once what made it refuse them is fixed.")
+def webhooks_replay(set_aside: bool) -> None:
     """Store the webhooks waiting in the spool ([webhooks] spool_dir) in DATABASE_URL's database.
 
     The app does this by itself once the database is back; this is for when no app runs.
     """
     from helpdesk.db import Database
-    from helpdesk.voice.recovery import replay
+    from helpdesk.spool import UNSTORED
+    from helpdesk.voice.recovery import replay, spool_for
 
     try:
         settings = load_settings()
@@ -125,7 +129,13 @@ def webhooks_replay() -> None:
         raise click.ClickException(f"{exc}. The spool's webhooks are left where they are.") from None
     database = Database(url)
     try:
+        if set_aside:
+            moved = spool_for(settings).retry_set_aside()
+            if moved is None:
+                raise click.ClickException("another process is storing the spool right now; try again in a minute")
+            click.echo(f"Trying again {moved} webhook{'' if moved == 1 else 's'} set aside in {UNSTORED}.")
         result = replay(database, settings)
+        set_aside_now = spool_for(settings).counts()["unstored"]
     except OSError as exc:
         raise click.ClickException(f"cannot read the spool {settings.webhooks.spool_dir}: {exc.strerror}") from None
     finally:
@@ -136,6 +146,9 @@ def webhooks_replay() -> None:
     if result.unstored or result.unreadable:
         click.echo(f"{result.unstored} refused by the database (kept in unstored.jsonl), "
                    f"{result.unreadable} unreadable (kept in unreadable.jsonl).")
+    if set_aside_now:
+        click.echo(f"{set_aside_now} set aside in {UNSTORED} (the log says why the database refused each): once "
+                   "that is fixed, 'helpdesk webhooks replay --set-aside' tries them again.")
     if result.waiting:
         raise click.ClickException(f"{result.waiting} webhooks still wait: the database is unreachable")
 

@@ -10,7 +10,8 @@ Files in the spool directory:
 * ``webhooks.jsonl``: where events are appended, one JSON object per line;
 * ``draining-*.jsonl``: a batch a drain has taken (left in place if the drain stopped);
 * ``unstored.jsonl``: events the database refused for a reason other than being unreachable
-  (kept for a person to look at, never retried by themselves);
+  (kept for a person to look at, never retried by themselves: `retry_set_aside` puts them
+  back among those waiting, `helpdesk webhooks replay --set-aside` from the command line);
 * ``unreadable.jsonl``: lines that are not JSON (a write torn by a crash);
 * ``drain.lock``: held while a drain runs, so only one process drains at a time.
 
@@ -139,6 +140,29 @@ class Spool:
                     break
             result.waiting = self.counts()["waiting"]
             return result
+        finally:
+            os.close(lock_fd)
+
+    def retry_set_aside(self) -> int | None:
+        """Put the events in ``unstored.jsonl`` back among those waiting, for the next drain to
+        try again (once whatever made the database refuse them is fixed). Returns how many;
+        None if a drain is running (try again later)."""
+        path = self.directory / UNSTORED
+        if not path.exists():
+            return 0
+        lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            try:
+                count = len(self._lines(path))
+                os.rename(path, self.directory / f"{_DRAINING}{time.time_ns():020d}-{os.getpid()}-retry.jsonl")
+            except FileNotFoundError:
+                return 0
+            _fsync_directory(self.directory)
+            return count
         finally:
             os.close(lock_fd)
 

@@ -180,6 +180,24 @@ def test_the_replay_command_stores_what_waits_and_says_how_much(migrated_url, sp
     assert not Spool(spool_dir).has_waiting()
 
 
+def test_webhooks_set_aside_are_tried_again_only_when_asked(migrated_url, spool_dir, tmp_path):
+    # e.g. refused by a database never migrated: once it is, the administrator asks for them again.
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\ntuesday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{spool_dir}"\n')
+    _spooled_call(spool_dir, 12)
+    (spool_dir / "webhooks.jsonl").rename(spool_dir / "unstored.jsonl")  # as a drain sets them aside
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config)}
+    plain = CliRunner().invoke(main, ["webhooks", "replay"], env=env)
+    assert plain.exit_code == 0 and "Stored 0 webhooks" in plain.output
+    assert "2 set aside in unstored.jsonl" in plain.output and "--set-aside" in plain.output
+    asked = CliRunner().invoke(main, ["webhooks", "replay", "--set-aside"], env=env)
+    assert asked.exit_code == 0, asked.output
+    assert "Trying again 2 webhooks set aside in unstored.jsonl." in asked.output and "Stored 2 webhooks" in asked.output
+    assert "set aside in unstored.jsonl (" not in asked.output
+    assert record(migrated_url, sid(12))["events"] == 2
+    assert Spool(spool_dir).counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
+
+
 @pytest.mark.parametrize("where", ["missing file", "no schema", "old schema", "not a database"])
 def test_the_replay_command_leaves_the_spool_alone_for_a_database_that_cannot_hold_it(migrated_url, spool_dir,
                                                                                        tmp_path, where):
