@@ -117,6 +117,13 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
 
     answered_at, agent_leg_sid, agent = _answer(events, by_kind, arrived_at)
     ended_at = _ended(by_kind)
+    # Twilio stamps events in whole seconds, and arrival is when the first request came, to the
+    # millisecond: a call answered or ended within its first second can be stamped before it
+    # arrived. Nothing happens to a call before it arrives, nor ends before it is answered.
+    if answered_at is not None and answered_at < arrived_at:
+        answered_at = arrived_at
+    if ended_at is not None and ended_at < (answered_at or arrived_at):
+        ended_at = answered_at or arrived_at
     outcome = _outcome(first_decision, answered_at, ended_at, by_kind)
 
     answer_seconds = rings = None

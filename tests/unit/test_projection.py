@@ -357,3 +357,18 @@ def test_any_order_and_any_duplication_of_webhooks_and_api_facts_gives_the_same_
     again = [Event(e.kind, e.received_at + timedelta(seconds=300), e.params, e.decision)
              for e in data.draw(st.lists(st.sampled_from(events), max_size=len(events)))]
     assert project_call(CALL, data.draw(st.permutations(events + again)), RULES, now=at(1000)) == expected
+
+
+def test_an_ending_stamped_in_the_second_the_call_arrived_is_not_before_its_arrival():
+    # T0 is 10:00:00.250; Twilio stamps the caller's hang-up 10:00:00 (whole seconds).
+    record = project_call(CALL, [incoming(), parent_completed(0, 0)], RULES, now=at(60))
+    assert record.ended_at == record.arrived_at == at(0)
+    assert record.outcome == "abandoned"
+
+
+def test_an_answer_stamped_in_the_second_the_call_arrived_is_not_before_its_arrival():
+    events = [incoming(), agent(AGENT_1, "in-progress", 0, 2), agent(AGENT_1, "completed", 0, 3),
+              parent_completed(0, 0)]
+    record = project_call(CALL, events, RULES, now=at(60))
+    assert record.answered_at == record.arrived_at == record.ended_at == at(0)
+    assert record.answer_seconds == 0.0 and record.rings == 1
