@@ -6,6 +6,7 @@ import logging
 from flask import Blueprint, Response
 from sqlalchemy import text
 
+from helpdesk.voice.recovery import describe
 from helpdesk.web import database
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,6 @@ def readyz():
         with database().engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means not ready
-        log.error("readiness check failed: %s", type(exc).__name__)
+        log.error("readiness check failed: %s", describe(exc))
         return Response("database unreachable\n", status=503, mimetype="text/plain")
     return Response("ready\n", mimetype="text/plain")

@@ -199,7 +199,7 @@ class Spool:
                 self._replace(batch, lines[index:])
                 return False
             except Exception:
-                log.exception("spool: the database refused a %s webhook (call %s); kept in %s",
+                log.exception("spool: the database refused a webhook (%s, call %s); kept in %s",
                               entry.get("kind"), entry.get("call_sid"), UNSTORED)
                 self._keep(UNSTORED, raw)
                 result.unstored += 1

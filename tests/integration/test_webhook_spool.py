@@ -413,3 +413,14 @@ def test_a_worker_stores_what_the_spool_holds_when_it_starts_not_at_the_next_cal
         gc.unfreeze()
     wait_until_stored(settings)
     assert record(migrated_url, sid(11))["events"] == 2
+
+
+def test_readiness_says_in_the_log_why_the_database_did_not_answer(tmp_path, caplog):
+    app = make_app(UNREACHABLE["postgresql"], make_settings(webhooks={"spool_dir": str(tmp_path)}), FakeClock())
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+    assert response.status_code == 503
+    assert "readiness check failed: OperationalError: " in caplog.text  # with the driver's reason after it
+    assert len(caplog.text.split("readiness check failed: OperationalError: ")[1].strip()) > 10
