@@ -68,7 +68,7 @@ def download():
         first, last = parse_day(form["from"], "first"), parse_day(form["to"], "last")
         if last - first >= timedelta(days=MAX_DAYS):
             raise EvidenceError(f"choose at most {MAX_DAYS} days here; for a longer range, export it on the server "
-                                "with 'helpdesk evidence export'")
+                                "with ‘helpdesk evidence export’")
         export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via="web")
         exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
         with database().session() as audit_session:
