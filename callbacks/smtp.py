@@ -64,7 +64,11 @@ class SmtpSender:
                 if self.smtp.security == "starttls":
                     client.starttls(context=self._tls())
                 if self.username:
-                    client.login(self.username, self.password or "")
+                    try:
+                        client.login(self.username, self.password or "")
+                    except smtplib.SMTPNotSupportedError:
+                        raise MailError(f"{where} does not take a login (it offers no AUTH): for a relay that "
+                                        "needs none, leave SMTP_USERNAME and SMTP_PASSWORD unset") from None
                 refused = client.send_message(message)
         except smtplib.SMTPResponseException as exc:
             raise MailError(short_error(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}")) from None

@@ -136,6 +136,27 @@ def test_starttls_with_the_credentials_from_the_environment(database, certificat
         assert server.mailbox.logins == [(b"alerts", b"s3cret-passw0rd")] and len(server.mailbox.messages) == 1
 
 
+def test_a_login_to_a_relay_that_takes_none_is_named_as_the_problem(database):
+    from callbacks.smtp import MailError
+
+    with SmtpServer() as server:  # no AUTH offered, as a local relay
+        sender = SmtpSender.from_settings(desk_settings(server), {"SMTP_USERNAME": "alerts", "SMTP_PASSWORD": "pw"})
+        with pytest.raises(MailError) as raised:
+            sender.send_message(ack_like_message())
+        assert not server.mailbox.messages
+    assert "does not take a login (it offers no AUTH): for a relay that needs none, leave SMTP_USERNAME and " \
+        "SMTP_PASSWORD unset" in str(raised.value)
+
+
+def ack_like_message():
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = DESK, "jo.bloggs@example.org", "Test"
+    message.set_content("Hello.")
+    return message
+
+
 def test_smtps_delivers_the_acknowledgement_over_implicit_tls(database, certificate):
     server_tls, client_tls = certificate
     with SmtpServer(implicit_tls=server_tls) as server:
