@@ -3,3 +3,4 @@ settings, without the help desk's start-up checks (these apps have no database o
 from helpdesk.server import post_worker_init  # noqa: F401  (found by name)
 
 timeout = 30
+control_socket_disable = True  # as config/gunicorn.conf.py

@@ -13,3 +13,6 @@ from helpdesk.server import child_exit, on_exit, on_starting, post_worker_init  
 
 # Twilio waits 15 s for a webhook's answer: a worker stuck for twice that is restarted.
 timeout = 30
+# No control socket (gunicorn 25.1 and later): the app needs none, and every gunicorn run by
+# one user would otherwise share the same one, $HOME/.gunicorn/gunicorn.ctl.
+control_socket_disable = True

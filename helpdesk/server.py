@@ -26,6 +26,8 @@ class HelpdeskServer(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn 25.1 and later (config/gunicorn.conf.py)
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         from helpdesk.app import create_app

@@ -33,6 +33,7 @@ def test_the_shipped_gunicorn_configuration_sets_both_hooks_and_gunicorn_accepts
     assert config.child_exit is server.child_exit
     assert config.on_starting is server.on_starting and config.on_exit is server.on_exit
     assert config.timeout == 30
+    assert "control_socket_disable" not in config.settings or config.control_socket_disable
 
 
 def test_a_dead_workers_live_gauges_are_forgotten_in_multiprocess_mode(tmp_path, monkeypatch):
