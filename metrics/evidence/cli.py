@@ -1,7 +1,9 @@
-"""`helpdesk evidence export` and `helpdesk evidence verify`."""
+"""`helpdesk evidence export`, `verify` and `exports`."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify
 
-evidence_cli = click.Group("evidence", help="Evidence packs for DWP: export them, and verify one.")
+evidence_cli = click.Group("evidence", help="Evidence packs for DWP: export them, verify one, list those made.")
 
 
 def _password(username: str) -> str:
@@ -105,9 +107,77 @@ def verify_command(pack: Path) -> None:
         click.echo(f"MISSING: {name} (listed in the manifest, not in the pack)")
     for name in result.unexpected:
         click.echo(f"UNEXPECTED: {name} (in the pack, not listed in the manifest)")
-    click.echo(f"manifest.json SHA-256: {result.manifest_sha256} (compare it with the audit log's record)")
+    click.echo(f"manifest.json SHA-256: {result.manifest_sha256} (on the help desk's server, "
+               f"'helpdesk evidence exports --sha256 {result.manifest_sha256}' says who made it, and when)")
     if not result.ok:
         problems = len(result.altered) + len(result.missing) + len(result.unexpected)
         click.echo(f"The pack does NOT verify: {problems} problem{'' if problems == 1 else 's'}.", err=True)
         sys.exit(1)
     click.echo(f"All {len(result.checked)} files match the manifest.")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@evidence_cli.command("exports")
+@click.option("--sha256", "digest", metavar="HASH",
+              help="Only the export whose manifest.json has this SHA-256 (as 'evidence verify' prints it).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="Show at most this many, newest first.")
+def exports_command(digest: str | None, limit: int) -> None:
+    """List the evidence packs made, from the audit log: when (UK time), by whom, the dates,
+    the redaction, whether notes were in, how (cli or web), and the manifest's SHA-256.
+
+    With --sha256, says whether a pack's manifest is one this help desk made (exit 1 if not).
+    Uses DATABASE_URL.
+    """
+    from sqlalchemy import select
+
+    from helpdesk.clock import LONDON
+    from helpdesk.models import AuditEntry, User
+    from metrics.evidence.pack import ACTION
+
+    if digest is not None:
+        digest = digest.strip().lower()
+        if not _SHA256.fullmatch(digest):
+            raise click.ClickException("--sha256 must be 64 hexadecimal characters, as 'evidence verify' prints it")
+    url = Secrets.from_environ().database_url
+    try:
+        check_migrated(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    database = Database(url)
+    try:
+        with database.session() as session:
+            query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
+                     .where(AuditEntry.action == ACTION).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()))
+            if digest is None:
+                query = query.limit(limit)
+            rows = session.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise click.ClickException(database_error(exc)) from None
+    finally:
+        database.dispose()
+    shown = 0
+    for entry, role in rows:
+        detail = _detail(entry.detail)
+        if digest is not None and detail.get("manifest_sha256") != digest:
+            continue
+        shown += 1
+        notes = "with notes" if detail.get("notes_included") else "no notes"
+        who = f"{entry.actor} ({role})" if role else entry.actor
+        click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M}  {who}  {detail.get('first_day', '?')} to "
+                   f"{detail.get('last_day', '?')}  {detail.get('redaction', '?')}, {notes}  {detail.get('via', '?')}  "
+                   f"{detail.get('manifest_sha256', '?')}")
+    if digest is not None and not shown:
+        raise click.ClickException(f"no evidence export in the audit log has a manifest with SHA-256 {digest}")
+    if not rows:
+        click.echo("No evidence packs have been made yet.")
+
+
+def _detail(text: str) -> dict:
+    try:
+        detail = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {}

@@ -72,6 +72,32 @@ def test_export_writes_a_pack_that_verifies_and_is_in_the_audit_log(desk, tmp_pa
     assert detail["manifest_sha256"] in result.stdout and detail["manifest_sha256"] in checked.stdout
 
 
+def test_exports_lists_the_packs_made_and_finds_one_by_its_manifest(desk, tmp_path):
+    env, database = desk
+    assert run(env, "exports").output.strip() == "No evidence packs have been made yet."
+    first, second = tmp_path / "packs" / "one", tmp_path / "packs" / "two"
+    assert run(env, *export_args(first)).exit_code == 0
+    assert run(env, *export_args(second, "--redact", "none", "--include-notes", user="root-admin",
+                                 first="2026-11-24")).exit_code == 0
+    made = {entry.actor: json.loads(entry.detail)["manifest_sha256"] for entry in audit_entries(database)}
+    listing = run(env, "exports")
+    assert listing.exit_code == 0, listing.output
+    newest, oldest = listing.output.strip().splitlines()
+    assert "root-admin (admin)  2026-11-24 to 2026-11-24  none, with notes  cli  " + made["root-admin"] in newest
+    assert "dana (auditor)  2026-11-23 to 2026-11-24  masked, no notes  cli  " + made["dana"] in oldest
+    assert run(env, "exports", "--limit", "1").output.strip() == newest
+
+    checked = run(env, "verify", str(first))
+    assert f"'helpdesk evidence exports --sha256 {made['dana']}' says who made it" in checked.output
+    found = run(env, "exports", "--sha256", made["dana"].upper())
+    assert found.exit_code == 0 and found.output.strip() == oldest
+    unknown = run(env, "exports", "--sha256", "0" * 64)
+    assert unknown.exit_code == 1
+    assert f"no evidence export in the audit log has a manifest with SHA-256 {'0' * 64}" in unknown.output
+    malformed = run(env, "exports", "--sha256", "not-a-hash")
+    assert malformed.exit_code == 1 and "must be 64 hexadecimal characters" in malformed.output
+
+
 def test_the_password_is_asked_for_when_not_in_the_environment(desk, tmp_path):
     env, _ = desk
     env = {**env, "HELPDESK_PASSWORD": ""}
