@@ -91,6 +91,7 @@ class LeasedJob:
     # In gunicorn's master no connection is kept between runs, so none is inherited by a forked worker.
     close_connections: bool = False
     _running: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _held_before: bool | None = field(default=None, repr=False)  # whether the last run held the lease
 
     lease: ClassVar[str]
     job_id: ClassVar[str]
@@ -109,8 +110,8 @@ class LeasedJob:
                 with self.database.session() as session:
                     lease_seconds = self.settings.scheduler.lease_seconds
                     run.held = acquire_lease(session, self.lease, self.holder, run.now, lease_seconds)
+                    self._say_who_runs_it(run.held)
                     if not run.held:
-                        log.debug("another scheduler holds the %s lease", self.lease)
                         return run
                     self.work(session, run)
             except Exception as exc:  # noqa: BLE001 - a failed run must not stop the scheduler
@@ -121,6 +122,17 @@ class LeasedJob:
                 if self.close_connections:
                     self.database.dispose()
             return run
+
+    def _say_who_runs_it(self, held: bool) -> None:
+        # Once each time it changes, so a standby scheduler says it is one, and when it takes over.
+        if held == self._held_before:
+            return
+        if not held:
+            log.info("another scheduler holds the %s lease: this one stands by, and takes over if that one stops",
+                     self.description)
+        elif self._held_before is False:
+            log.info("took over the %s: the other scheduler's lease lapsed or was released", self.description)
+        self._held_before = held
 
     def release(self) -> None:
         """Give the lease up (on shutdown), so another scheduler can take over at once."""

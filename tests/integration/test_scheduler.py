@@ -119,6 +119,23 @@ def test_a_scheduler_without_the_lease_records_nothing(database):
     assert all_notices(database) == []
 
 
+def test_a_standby_scheduler_says_once_that_it_stands_by_and_when_it_takes_over(database, caplog):
+    import logging
+
+    settings = make_settings()
+    clock = FakeClock(DUE)
+    active, standby = job_for(database, settings, clock, holder="a"), job_for(database, settings, clock, holder="b")
+    caplog.set_level(logging.INFO, logger="callbacks.scheduler")
+    assert active().held
+    for _ in range(3):
+        assert not standby().held
+    assert caplog.text.count("another scheduler holds the callback sweep lease: this one stands by") == 1
+    assert "took over" not in caplog.text
+    active.release()
+    assert standby().held and standby().held
+    assert caplog.text.count("took over the callback sweep: the other scheduler's lease lapsed or was released") == 1
+
+
 def test_a_failing_run_is_logged_without_personal_data_and_the_next_run_works(database, monkeypatch, caplog):
     settings = make_settings()
     callback_id = owe(database, settings, 1)
