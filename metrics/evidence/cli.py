@@ -11,16 +11,21 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from helpdesk.clock import now_utc
-from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
-from helpdesk.migrate import NotReady, check_migrated
 from helpdesk.users import authenticate, normalise_username
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify
 
 evidence_cli = click.Group("evidence", help="Evidence packs for DWP: export them, verify one, list those made.")
+
+
+def _migrated_database_url() -> str:
+    from helpdesk.cli import migrated_database_url  # here: helpdesk.cli adds this module's commands
+
+    return migrated_database_url()
 
 
 def _password(username: str) -> str:
@@ -59,11 +64,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
         settings = load_settings()
     except (EvidenceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    url = Secrets.from_environ().database_url
-    try:
-        check_migrated(url)
-    except NotReady as exc:
-        raise click.ClickException(str(exc)) from None
+    url = _migrated_database_url()
     database = Database(url)
     try:
         with database.session() as session:
@@ -141,11 +142,7 @@ def exports_command(digest: str | None, limit: int) -> None:
         digest = digest.strip().lower()
         if not _SHA256.fullmatch(digest):
             raise click.ClickException("--sha256 must be 64 hexadecimal characters, as 'evidence verify' prints it")
-    url = Secrets.from_environ().database_url
-    try:
-        check_migrated(url)
-    except NotReady as exc:
-        raise click.ClickException(str(exc)) from None
+    url = _migrated_database_url()
     database = Database(url)
     try:
         with database.session() as session:
