@@ -13,6 +13,9 @@ from helpdesk.config import ConfigError, Secrets, load_settings
 log = logging.getLogger(__name__)
 
 
+QUIET_LOGGERS = ("twilio.http_client", "apscheduler.scheduler", "alembic.runtime.plugins")
+
+
 @click.group()
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
 def main(verbose: bool) -> None:
@@ -22,9 +25,10 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not verbose:
-        # twilio logs every REST request's URL, query and headers at INFO, and APScheduler each
-        # job it adds: detail for --verbose, not for every scheduler run.
-        for name in ("twilio.http_client", "apscheduler.scheduler"):
+        # twilio logs every REST request's URL, query and headers at INFO, APScheduler each job
+        # it adds, and Alembic each of its plugins whenever it reads the migrations: detail for
+        # --verbose, not for every command.
+        for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

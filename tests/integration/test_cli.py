@@ -140,12 +140,12 @@ def test_run_refuses_a_public_base_url_twilio_cannot_use(tmp_path, base):
 
 
 @pytest.mark.parametrize("verbose, level", [([], "WARNING"), (["--verbose"], "NOTSET")])
-def test_twilio_request_details_and_apscheduler_job_lists_are_logged_only_with_verbose(tmp_path, verbose, level):
+def test_twilio_request_details_apscheduler_jobs_and_alembic_plugins_are_logged_only_with_verbose(tmp_path, verbose, level):
     import logging
 
-    for name in ("twilio.http_client", "apscheduler.scheduler"):
+    names = ("twilio.http_client", "apscheduler.scheduler", "alembic.runtime.plugins")
+    for name in names:
         logging.getLogger(name).setLevel(logging.NOTSET)
     shipped = Path(__file__).resolve().parents[2] / "config" / "helpdesk.toml"
     assert CliRunner().invoke(main, [*verbose, "check-config", str(shipped)]).exit_code == 0
-    assert [logging.getLevelName(logging.getLogger(name).level)
-            for name in ("twilio.http_client", "apscheduler.scheduler")] == [level, level]
+    assert [logging.getLevelName(logging.getLogger(name).level) for name in names] == [level] * 3
