@@ -56,6 +56,9 @@ def register(registry: CollectorRegistry) -> None:
     if directory:
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        if not os.path.isdir(directory):  # removed under a running server: serve the other series
+            _report_failure(FileNotFoundError(f"{MULTIPROC_ENV} {directory} is not a directory any more"))
+            return
         MultiProcessCollector(registry, path=directory)
     else:
         for instrument in instruments():

@@ -228,3 +228,15 @@ def test_http_metrics_add_up_across_three_gunicorn_workers(tmp_path):
     assert len(writers) >= 2, log.read_text()  # more than one worker answered
     assert totals == [float(sent)] * 6
     assert not glob.glob(str(tmp_path / "helpdesk-prometheus-*"))  # removed when the server stopped
+
+
+def test_a_metrics_directory_removed_under_a_running_server_leaves_the_business_series(client, tmp_path,
+                                                                                        monkeypatch, caplog):
+    from metrics import http
+
+    monkeypatch.setenv(http.MULTIPROC_ENV, str(tmp_path / "removed"))
+    monkeypatch.setattr(http, "_failed_once", __import__("threading").Event())
+    samples = scrape(client)
+    assert ("helpdesk_calls_unfinished", ()) in samples  # from the database, as always
+    assert not any(name.startswith("helpdesk_http_") for name, _ in samples)
+    assert "request metrics are not being recorded in this process" in caplog.text
