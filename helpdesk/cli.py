@@ -45,13 +45,18 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Schema revision to upgrade to.")
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL."""
-    from helpdesk.migrate import current, upgrade
+    from helpdesk.migrate import NotReady, check_url, current, is_known, newer_schema, upgrade
 
     url = database_url()
     try:
+        check_url(url, missing_file_ok=True)  # SQLite: `db upgrade` is how the file is made
         before = current(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # driver errors: say what failed, no traceback
         raise click.ClickException(f"cannot reach the database: {_first_line(exc)}") from None
+    if before is not None and not is_known(before):
+        raise click.ClickException(newer_schema(before))
     try:
         upgrade(url, revision)
         after = current(url)
@@ -72,7 +77,7 @@ def _first_line(exc: Exception) -> str:
 @db.command("current")
 def db_current() -> None:
     """Show the database's schema revision."""
-    from helpdesk.migrate import NotReady, check_url, current, head
+    from helpdesk.migrate import NotReady, check_url, current, head, is_known
 
     url = database_url()
     try:
@@ -87,6 +92,8 @@ def db_current() -> None:
         click.echo("empty (run 'helpdesk db upgrade')")
     elif revision == newest:
         click.echo(revision)
+    elif not is_known(revision):
+        click.echo(f"{revision} (newer than this version of the app, which goes up to {newest})")
     else:
         click.echo(f"{revision} (run 'helpdesk db upgrade': this version needs {newest})")
 

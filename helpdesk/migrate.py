@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from alembic import command
@@ -59,9 +60,31 @@ def head() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def check_url(database_url: str) -> None:
+def is_known(revision: str) -> bool:
+    """Whether this version of the app has the schema revision `revision` among its migrations."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def newer_schema(revision: str) -> str:
+    return (f"the database's schema is at revision {revision}, which this version of the app does not have: a "
+            f"newer version migrated it (this one goes up to {head()}). Run that version, or restore the database "
+            "from before its upgrade")
+
+
+def without_password(database_url: str) -> str:
+    """DATABASE_URL as it may be shown: any password in it replaced by ***."""
+    return re.sub(r"(://[^:/@]*:|^[^:/@]*:)[^@/]*@", r"\1***@", database_url)
+
+
+def check_url(database_url: str, missing_file_ok: bool = False) -> None:
     """NotReady if the URL cannot name a database, or names an SQLite file that does not exist
-    (SQLite would quietly create an empty one)."""
+    (SQLite would quietly create an empty one) unless `missing_file_ok`."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -69,13 +92,18 @@ def check_url(database_url: str) -> None:
 
     try:
         parsed = make_url(database_url)
+        parsed.port  # noqa: B018 - a port that is not a number fails here
     except ArgumentError:
-        raise NotReady(f"DATABASE_URL is not a database URL: {quoted(database_url, 60)}") from None
+        raise NotReady(f"DATABASE_URL is not a database URL: {quoted(without_password(database_url), 60)}") from None
+    except ValueError:
+        raise NotReady("DATABASE_URL has a port that is not a number: "
+                       f"{quoted(without_password(database_url), 60)}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "
                        "postgresql://")
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
+    if (backend == "sqlite" and not missing_file_ok and parsed.database not in (None, "", ":memory:")
+            and not Path(parsed.database).exists()):
         raise NotReady(f"the database file {parsed.database} does not exist: check DATABASE_URL, or run "
                        "'helpdesk db upgrade' to create it")
 
@@ -90,6 +118,8 @@ def check_migrated(database_url: str) -> None:
     if revision is None:
         raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
     newest = head()
+    if revision != newest and not is_known(revision):
+        raise NotReady(newer_schema(revision))
     if revision != newest:
         raise NotReady(f"the database's schema is at revision {revision}, and this version needs {newest}: "
                        "run 'helpdesk db upgrade' first")

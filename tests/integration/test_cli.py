@@ -84,6 +84,38 @@ def test_db_current_names_what_is_wrong_with_database_url(url, message):
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
+def test_a_schema_from_a_newer_version_of_the_app_is_named_as_such_not_sent_to_db_upgrade(tmp_path):
+    from sqlalchemy import text
+
+    from helpdesk.migrate import head, upgrade
+
+    url = f"sqlite:///{tmp_path}/newer.db"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    env = {"DATABASE_URL": url}
+    current = CliRunner().invoke(main, ["db", "current"], env=env)
+    assert current.output.strip() == f"0099 (newer than this version of the app, which goes up to {head()})"
+    for command in (["db", "upgrade"], ["webhooks", "replay"], ["scheduler", "--once"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 1 and "Traceback" not in result.output, (command, result.output)
+        assert "which this version of the app does not have: a newer version migrated it" in result.output
+
+
+@pytest.mark.parametrize("url, shown, hidden", [
+    ("helpdesk:S3cretPw@127.0.0.1:5432/helpdesk", "is not a database URL: “helpdesk:***@127.0.0.1", "S3cretPw"),
+    ("postgresql://helpdesk:S3cretPw@127.0.0.1:port/helpdesk", "has a port that is not a number", "S3cretPw"),
+])
+def test_a_malformed_database_url_is_named_without_its_password_or_a_traceback(url, shown, hidden):
+    for command in (["db", "upgrade"], ["db", "current"], ["users", "list"], ["run"]):
+        result = CliRunner().invoke(main, command, env={"DATABASE_URL": url, "SECRET_KEY": "k" * 32,
+                                                        "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://h.example"})
+        assert result.exit_code == 1 and "Traceback" not in result.output, (command, result.output)
+        assert shown in result.output and hidden not in result.output, (command, result.output)
+
+
 def test_db_current_says_when_the_schema_is_behind_this_version(tmp_path):
     from helpdesk.migrate import head, upgrade
 
