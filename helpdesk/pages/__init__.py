@@ -6,14 +6,21 @@ are left out by name: that holds whether they are registered before or after thi
 """
 from __future__ import annotations
 
-from flask import Flask, current_app, render_template, request, url_for
+import logging
+
+from flask import Flask, current_app, g, render_template, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from helpdesk.pages.access import login_manager, role_required
 from helpdesk.pages.format import role_label
+from helpdesk.voice.recovery import describe
 from helpdesk.web import settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["init_app", "role_required", "csrf", "WEBHOOK_BLUEPRINTS"]
 
@@ -102,6 +109,18 @@ def init_app(app: Flask) -> None:
             "Go back, reload the page and try again."
         )
         return render_template("error.html", title="Form not accepted", message=message), 400
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def database_not_answering(error):
+        # One line in the log, not a traceback per page; webhooks have their own spool.
+        log.error("%s %s: the database did not answer (%s)", request.method, request.path, describe(error))
+        g._login_user = login_manager.anonymous_user()  # the page must not ask the database who is signed in
+        message = ("The help desk cannot reach its database just now, so this page cannot be shown. Calls are "
+                   "still answered, and kept until the database is back. Try again in a minute.")
+        page = render_template("error.html", title="The database is not answering", message=message)
+        return page, 503, {"Retry-After": "30"}
 
     @app.context_processor
     def page_context():

@@ -449,3 +449,22 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
             assert session.scalar(select(User.phone).where(User.username == "dana")) == "+447700900999"
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize("path", ["/login", "/queue", "/calls", "/service-levels", "/evidence"])
+def test_pages_say_the_database_is_not_answering_with_a_503_not_a_bare_500(app, client, db_session, migrated_url,
+                                                                            path, caplog):
+    from tests.integration.outage import bring_back, take_down
+
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    take_down(app, migrated_url)
+    try:
+        response = client.get(path)
+    finally:
+        bring_back(app, migrated_url)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert "The database is not answering" in page and "Calls are still answered" in page
+    assert "Traceback" not in caplog.text and f"GET {path}: the database did not answer (" in caplog.text
+    assert client.get(path).status_code in (200, 302)  # and back to normal once it answers
