@@ -20,6 +20,12 @@ QUIET_LOGGERS = ("twilio.http_client", "apscheduler.scheduler", "alembic.runtime
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
 def main(verbose: bool) -> None:
     """Help-desk telephony and contact SLA monitor."""
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Log lines with time, level and logger to stderr: for every command, and for the app under
+    plain gunicorn (helpdesk.server.on_starting), whose own loggers are gunicorn's alone."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

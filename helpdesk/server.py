@@ -100,8 +100,9 @@ def on_starting(arbiter) -> None:
     with one line naming it."""
     import click
 
-    from helpdesk.cli import check_before_serving
+    from helpdesk.cli import check_before_serving, configure_logging
 
+    configure_logging()  # the app's own log lines, as under `helpdesk run`; the workers inherit it
     try:
         check_before_serving()
         _started["metrics"] = prepare_metrics_dir()

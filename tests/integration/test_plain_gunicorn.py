@@ -4,6 +4,7 @@ it with one line naming the problem, rather than a traceback per worker or a 500
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,5 @@ def test_a_database_that_does_not_answer_yet_is_served_anyway_with_the_spool(tmp
         output = process.stdout.read()
     assert "cannot reach the database" in output and "starting anyway" in output
     assert "Traceback" not in output
+    # The app's lines carry time, level and logger, as under `helpdesk run`.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR helpdesk\.cli: cannot reach the database", output, re.M)
