@@ -45,7 +45,7 @@ def rule_titles(settings) -> dict[str, str]:
     from helpdesk.pages.format import format_minutes
 
     return {
-        "answer_within_rings": f"Calls answered within {settings.max_rings} rings",
+        "answer_within_rings": f"Calls answered within {settings.max_rings} ring{'' if settings.max_rings == 1 else 's'}",
         "callback_within_3h": f"Callbacks within {format_minutes(settings.callback.within_minutes)}",
         "email_ack": "Emails acknowledged",
     }

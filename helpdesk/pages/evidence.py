@@ -44,7 +44,7 @@ def auditors_only(view):
 def _form_page(form: dict, error: str | None = None, status: int = 200):
     return render_template("evidence.html", form=form, error=error, max_days=MAX_DAYS, fmt=fmt,
                            ack_minutes=settings().email.ack_within_minutes,
-                           callback_within=settings().callback.within_minutes), status
+                           callback_within=settings().callback.within_minutes, max_rings=settings().max_rings), status
 
 
 @bp.get("/evidence")

@@ -86,6 +86,16 @@ def format_minutes(minutes: int) -> str:
     return part(hours, "hour") if hours else part(rest, "minute")
 
 
+def format_rings(rings: int) -> str:
+    """A number of rings in words: 10 -> "ten rings", 1 -> "one ring", 15 -> "15 rings"."""
+    return f"{_NUMBER_WORDS.get(rings, rings)} ring{'' if rings == 1 else 's'}"
+
+
+def ring_target(rings: int) -> str:
+    """The answer rule's name as a label: 10 -> "Ten-ring target", 15 -> "15-ring target"."""
+    return f"{str(_NUMBER_WORDS.get(rings, rings)).capitalize()}-ring target"
+
+
 def format_day(day) -> str:
     """A date in words, British style: "Tuesday 24 November 2026"."""
     return f"{day:%A} {day.day} {day:%B %Y}"

@@ -140,8 +140,12 @@ def test_the_rules_are_named_with_the_configured_rings_and_callback_window(migra
         make_user(db_session, "alex", "manager")
         sign_in(client, "alex")
         page = client.get("/service-levels").get_data(as_text=True)
+        calls = client.get("/calls").get_data(as_text=True)
+        evidence = client.get("/evidence").get_data(as_text=True)
     finally:
         app.extensions["helpdesk.db"].dispose()
     assert '<th scope="row">Calls answered within 8 rings</th>' in page
     assert '<th scope="row">Callbacks within two hours</th>' in page
     assert "10 rings" not in page and "3 hours" not in page
+    assert "Eight-ring target" in calls and "Ten-ring" not in calls  # the filter (the table needs calls)
+    assert "calls answered within eight rings, callbacks within\n  two hours" in evidence

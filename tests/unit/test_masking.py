@@ -133,3 +133,11 @@ def test_a_length_of_time_is_written_in_words(minutes, words):
     from helpdesk.pages.format import format_minutes
 
     assert format_minutes(minutes) == words
+
+
+@pytest.mark.parametrize("rings, words, label", [
+    (10, "ten rings", "Ten-ring target"), (1, "one ring", "One-ring target"), (15, "15 rings", "15-ring target")])
+def test_ring_counts_in_words_and_as_a_label(rings, words, label):
+    from helpdesk.pages.format import format_rings, ring_target
+
+    assert (format_rings(rings), ring_target(rings)) == (words, label)
