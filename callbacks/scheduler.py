@@ -92,6 +92,8 @@ class LeasedJob:
     close_connections: bool = False
     _running: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _held_before: bool | None = field(default=None, repr=False)  # whether the last run held the lease
+    # Log when this scheduler stands by or takes over (not for `helpdesk scheduler --once`, which says so itself).
+    announce: bool = field(default=True, repr=False)
 
     lease: ClassVar[str]
     job_id: ClassVar[str]
@@ -125,11 +127,11 @@ class LeasedJob:
 
     def _say_who_runs_it(self, held: bool) -> None:
         # Once each time it changes, so a standby scheduler says it is one, and when it takes over.
-        if held == self._held_before:
+        if held == self._held_before or not self.announce:
             return
         if not held:
-            log.info("another scheduler holds the %s lease: this one stands by, and takes over if that one stops",
-                     self.description)
+            log.info("another scheduler holds the lease for the %s: this one stands by, and takes over if that one "
+                     "stops", self.description)
         elif self._held_before is False:
             log.info("took over the %s: the other scheduler's lease lapsed or was released", self.description)
         self._held_before = held

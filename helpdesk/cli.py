@@ -301,6 +301,7 @@ def scheduler_command(once: bool) -> None:
     if once:
         failed = []
         for each in scheduled_jobs(job):
+            each.announce = False  # the summary below says whether it ran
             outcome = each()
             each.release()  # not running again: let the next run (or another scheduler) in at once
             if outcome.failed:

@@ -129,7 +129,7 @@ def test_a_standby_scheduler_says_once_that_it_stands_by_and_when_it_takes_over(
     assert active().held
     for _ in range(3):
         assert not standby().held
-    assert caplog.text.count("another scheduler holds the callback sweep lease: this one stands by") == 1
+    assert caplog.text.count("another scheduler holds the lease for the callback sweep: this one stands by") == 1
     assert "took over" not in caplog.text
     active.release()
     assert standby().held and standby().held
