@@ -221,7 +221,7 @@ class TrafficSummary:
 
     def describe(self) -> str:
         counts = ", ".join(f"{name} {self.outcomes.get(name, 0)}" for name in OUTCOMES)
-        return (f"{self.calls} calls: {counts}\n{self.requests} requests ({self.redeliveries} redelivered) in "
+        return (f"{self.calls} call{'' if self.calls == 1 else 's'}: {counts}\n{self.requests} requests ({self.redeliveries} redelivered) in "
                 f"{self.elapsed_seconds:.1f} s, {self.requests_per_second:.1f} requests/s; {self.errors} errors")
 
 

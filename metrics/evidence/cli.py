@@ -55,12 +55,13 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     """
     # Imported here: reportlab and openpyxl need not load for every `helpdesk` command.
     from metrics.evidence.pack import (
-        EvidenceError, Exporter, ExportRequest, check_request, check_target, export_pack, parse_day)
+        EvidenceError, Exporter, ExportRequest, check_range, check_request, check_target, export_pack, parse_day)
 
     try:
         request = ExportRequest(parse_day(first, "--from"), parse_day(last, "--to"), redaction, include_notes,
                                 allow_empty, via="cli")
-        check_target(out)  # before asking for a password, so a typo costs nothing
+        check_range(request)  # these before asking for a password, so a typo costs nothing
+        check_target(out)
         settings = load_settings()
     except (EvidenceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None

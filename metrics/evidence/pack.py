@@ -92,6 +92,7 @@ def parse_day(text: str | None, what: str) -> date:
 
 def check_request(request: ExportRequest, exporter: Exporter) -> None:
     """Refuse what the exporter may not do, and ranges that make no sense."""
+    check_range(request)
     if exporter.role not in EXPORT_ROLES:
         raise EvidenceError(f"{exporter.username} may not export evidence (role {exporter.role}): only auditors, "
                             "managers and administrators may")
@@ -99,6 +100,10 @@ def check_request(request: ExportRequest, exporter: Exporter) -> None:
         raise EvidenceError(f"unknown redaction {request.redaction!r}: use one of {', '.join(REDACTIONS)}")
     if request.redaction == "none" and exporter.role != "admin":
         raise EvidenceError("only an administrator may export without masking (--redact none)")
+
+
+def check_range(request: ExportRequest) -> None:
+    """Refuse a range that ends before it starts (before anyone is asked for a password)."""
     if request.last < request.first:
         raise EvidenceError(f"the range ends ({request.last.isoformat()}) before it starts "
                             f"({request.first.isoformat()}): swap the dates")

@@ -106,6 +106,16 @@ def test_the_password_is_asked_for_when_not_in_the_environment(desk, tmp_path):
     assert "Password for dana" in result.stderr and result.stderr.count("rows written") == 0
 
 
+def test_reversed_dates_are_named_before_the_password_is_asked_for(desk, tmp_path):
+    env, database = desk
+    env = {**env, "HELPDESK_PASSWORD": ""}
+    result = run(env, *export_args(tmp_path / "packs" / "p", first="2026-12-05", last="2026-12-01"),
+                 input=PASSWORD + "\n")
+    assert result.exit_code == 1 and "Password for" not in result.output
+    assert "the range ends (2026-12-01) before it starts (2026-12-05): swap the dates" in result.output
+    assert audit_entries(database) == []
+
+
 @pytest.mark.parametrize("change, named", [
     (lambda pack: _flip_one_byte(pack / "calls.csv"), "ALTERED: calls.csv"),
     (lambda pack: _flip_one_byte(pack / "report.pdf"), "ALTERED: report.pdf"),
