@@ -51,6 +51,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError(f"SECRET_KEY is too short ({len(app.config['SECRET_KEY'])} characters): use at least "
                           f"{SECRET_KEY_MIN} random characters, such as the output of "
                           "python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    from callbacks.email.inbound import MIN_SECRET_LENGTH as SENDGRID_SECRET_MIN
+
+    inbound = app.config.get("SENDGRID_INBOUND_SECRET")
+    if inbound and "SENDGRID_INBOUND_SECRET" not in (config or {}) and len(inbound) < SENDGRID_SECRET_MIN:
+        # Unset is allowed (no SendGrid); set but short would refuse every post, found only when mail comes.
+        raise ConfigError(f"SENDGRID_INBOUND_SECRET is too short ({len(inbound)} characters): use at least "
+                          f"{SENDGRID_SECRET_MIN} random characters, or leave it unset if SendGrid does not post here")
     base = urlsplit(app.config["PUBLIC_BASE_URL"] or "")
     if app.config["PUBLIC_BASE_URL"] and (base.scheme not in ("http", "https") or not base.netloc
                                           or base.query or base.fragment):

@@ -159,6 +159,18 @@ def test_run_refuses_a_secret_key_too_short_to_protect_sessions(tmp_path):
     assert "SECRET_KEY is too short (8 characters): use at least 32 random characters" in result.output
 
 
+def test_run_refuses_a_sendgrid_secret_too_short_to_be_accepted(tmp_path):
+    from helpdesk.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/h.db"
+    upgrade(url)
+    env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example", "DATABASE_URL": url,
+           "SENDGRID_INBOUND_SECRET": "short"}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "SENDGRID_INBOUND_SECRET is too short (5 characters): use at least 16 random characters" in result.output
+
+
 @pytest.mark.parametrize("base", ["notaurl", "helpdesk.example.org", "ftp://helpdesk.example.org",
                                   "https://helpdesk.example.org/?x=1"])
 def test_run_refuses_a_public_base_url_twilio_cannot_use(tmp_path, base):
