@@ -60,6 +60,11 @@ def head() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+# What PostgreSQL answers for a wrong password, user or database name (libpq's words).
+_REFUSED = re.compile(r"password authentication failed|database \S+ does not exist|role \S+ does not exist"
+                      r"|no pg_hba\.conf entry")
+
+
 def is_known(revision: str) -> bool:
     """Whether this version of the app has the schema revision `revision` among its migrations."""
     from alembic.script import ScriptDirectory
@@ -114,7 +119,10 @@ def check_migrated(database_url: str) -> None:
     try:
         revision = current(database_url)
     except Exception as exc:  # driver errors: say what failed, no traceback
-        raise Unreachable(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if _REFUSED.search(detail):  # the server answered: the URL is wrong, and waiting will not mend it
+            raise NotReady(f"the database server refused DATABASE_URL: {detail}") from None
+        raise Unreachable(f"cannot reach the database: {detail}") from None
     if revision is None:
         raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
     newest = head()

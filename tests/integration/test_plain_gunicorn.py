@@ -67,6 +67,13 @@ def test_a_metrics_directory_the_workers_cannot_write_stops_gunicorn(migrated_ur
     assert f"Error: PROMETHEUS_MULTIPROC_DIR {directory}: cannot use it for the workers' metrics" in output
 
 
+def test_a_database_name_the_server_does_not_have_stops_gunicorn(postgres_url):
+    # The server answered: a misspelt name will not mend itself, unlike a server still starting.
+    wrong = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    output = refused({**SECRETS, "DATABASE_URL": wrong})
+    assert 'Error: the database server refused DATABASE_URL: ' in output and "no_such_database" in output
+
+
 def test_a_database_that_does_not_answer_yet_is_served_anyway_with_the_spool(tmp_path):
     # Refusing to start would leave callers with Twilio's error; the spool keeps their webhooks.
     port = free_port()
