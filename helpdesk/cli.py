@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import click
 
 from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.dbutil import first_line
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +61,19 @@ def db_upgrade(revision: str) -> None:
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {_first_line(exc)}") from None
+        raise click.ClickException(f"cannot reach the database: {first_line(exc)}") from None
     if before is not None and not is_known(before):
         raise click.ClickException(newer_schema(before))
     try:
         upgrade(url, revision)
         after = current(url)
     except Exception as exc:  # alembic and driver errors: say what failed, no traceback
-        raise click.ClickException(f"could not migrate the database: {_first_line(exc)}") from None
+        raise click.ClickException(f"could not migrate the database: {first_line(exc)}") from None
     if before == after:
         click.echo(f"The database is already at revision {after}: nothing to do.")
     else:
         click.echo(f"Migrated the database from {'an empty one' if before is None else 'revision ' + before} "
                    f"to revision {after}.")
-
-
-def _first_line(exc: Exception) -> str:
-    # SQLAlchemy appends a line pointing at its website; the driver's own words come first.
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @db.command("current")
@@ -92,7 +88,7 @@ def db_current() -> None:
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # driver errors: say what failed, no traceback
-        raise click.ClickException(f"cannot reach the database: {_first_line(exc)}") from None
+        raise click.ClickException(f"cannot reach the database: {first_line(exc)}") from None
     newest = head()
     if revision is None:
         click.echo("empty (run 'helpdesk db upgrade')")

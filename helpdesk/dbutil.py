@@ -31,3 +31,8 @@ def database_error(exc: SQLAlchemyError) -> str:
     """A database failure in one line for a command's user: the driver's own first line."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"database error: {detail[0] if detail else type(exc).__name__}"
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (SQLAlchemy appends a line pointing at its website), or its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

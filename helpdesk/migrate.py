@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from helpdesk.dbutil import first_line
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -50,7 +52,8 @@ class NotReady(Exception):
 
 
 class Unreachable(NotReady):
-    """The database did not answer (down, or refused the login): it may yet, unlike a schema."""
+    """The database server did not answer (down, or not started yet): it may yet, unlike a schema
+    or a login it refused."""
 
 
 def head() -> str:
@@ -119,15 +122,15 @@ def check_migrated(database_url: str) -> None:
     try:
         revision = current(database_url)
     except Exception as exc:  # driver errors: say what failed, no traceback
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = first_line(exc)
         if _REFUSED.search(detail):  # the server answered: the URL is wrong, and waiting will not mend it
             raise NotReady(f"the database server refused DATABASE_URL: {detail}") from None
         raise Unreachable(f"cannot reach the database: {detail}") from None
     if revision is None:
         raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
     newest = head()
-    if revision != newest and not is_known(revision):
-        raise NotReady(newer_schema(revision))
     if revision != newest:
+        if not is_known(revision):
+            raise NotReady(newer_schema(revision))
         raise NotReady(f"the database's schema is at revision {revision}, and this version needs {newest}: "
                        "run 'helpdesk db upgrade' first")
