@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,8 @@ class Spool:
         result = Drained()
         if not self.has_waiting():
             return result
-        lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self._drain_lock() as held:
+            if not held:
                 result.busy = True
                 return result
             self._take_current()
@@ -140,8 +138,6 @@ class Spool:
                     break
             result.waiting = self.counts()["waiting"]
             return result
-        finally:
-            os.close(lock_fd)
 
     def retry_set_aside(self) -> int | None:
         """Put the events in ``unstored.jsonl`` back among those waiting, for the next drain to
@@ -150,11 +146,8 @@ class Spool:
         path = self.directory / UNSTORED
         if not path.exists():
             return 0
-        lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self._drain_lock() as held:
+            if not held:
                 return None
             try:
                 count = len(self._lines(path))
@@ -163,6 +156,18 @@ class Spool:
                 return 0
             _fsync_directory(self.directory)
             return count
+
+    @contextmanager
+    def _drain_lock(self) -> Iterator[bool]:
+        """The drain lock, if no other process holds it: yields whether this one got it."""
+        lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(lock_fd)
 
