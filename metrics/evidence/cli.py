@@ -149,8 +149,8 @@ def exports_command(digest: str | None, limit: int) -> None:
         with database.session() as session:
             query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
                      .where(AuditEntry.action == ACTION).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()))
-            if digest is None:
-                query = query.limit(limit)
+            # The digest is in the JSON detail: the database narrows, the loop below checks the field.
+            query = query.limit(limit) if digest is None else query.where(AuditEntry.detail.contains(digest))
             rows = session.execute(query).all()
     except SQLAlchemyError as exc:
         raise click.ClickException(database_error(exc)) from None
