@@ -41,6 +41,10 @@ class RoutingSettings:
     caller_id: str = ""
     queue_name: str = "helpdesk"
     queue_max_wait_seconds: int = 600
+    # Ring group only: whoever answers an agent's phone must press 1 before the caller is
+    # put through, so voicemail picking up is neither connected nor counted as an answer.
+    screen_calls: bool = False
+    screen_timeout_seconds: int = 6
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Messages:
     voicemail_thanks: str = "Thank you. We will call you back. Goodbye."
     goodbye: str = "Thank you for calling. We will call you back. Goodbye."
     queue_hold: str = "Thank you for waiting. You will be answered as soon as possible."
+    screen_prompt: str = "Help desk call. Press 1 to take it."
 
 
 @dataclass(frozen=True)
@@ -302,6 +307,9 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
     if mode == "dial" and not targets:
         routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
+    screen_calls = routing.get("screen_calls", bool, False)
+    if screen_calls and mode != "dial":
+        routing.fail("screen_calls", "works only with mode = 'dial': in a queue, agents take callers themselves")
     ivr = _Reader(data, "ivr", source)
     dwp_digit = ivr.get("dwp_digit", str, "1")
     customer_digit = ivr.get("customer_digit", str, "2")
@@ -346,6 +354,8 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             caller_id=routing.get("caller_id", str, ""),
             queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
             queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
+            screen_calls=screen_calls,
+            screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
         ),
         ivr=IvrSettings(
             enabled=ivr.get("enabled", bool, False),

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -94,6 +94,8 @@ class CallScenario:
     ``talk_seconds``: how long the conversation lasts, or the voicemail message if they leave one.
     ``digits``: what the caller presses at an IVR menu: ``AUTO`` for the kind's digit,
     None for nothing, or the keys themselves. ``seed`` fixes the call's SIDs and choices.
+    ``agent_voicemail_after``: when one agent's phone sends the call to its own voicemail, if
+    nobody has answered by then (None: no phone does).
     """
 
     caller: str = "+447700900123"
@@ -104,6 +106,7 @@ class CallScenario:
     talk_seconds: float = 90.0
     digits: str | None = AUTO
     seed: int | None = None
+    agent_voicemail_after: float | None = None
 
 
 class Simulator:
@@ -163,6 +166,8 @@ class TrafficProfile:
     ``abandon_min..abandon_max`` s. ``no_answer_rate``: share nobody answers and who never give up.
     Everybody else is answerable after a lognormal time (``answer_median``, ``answer_sigma``).
     ``voicemail_rate``: the chance that a caller nobody answers leaves a message.
+    ``agent_voicemail_rate``: the share of calls on which one agent's phone sends the call to its
+    own voicemail ``agent_voicemail_after`` seconds after arrival, if nobody answered first.
     """
 
     answer_median: float = 12.0
@@ -177,6 +182,8 @@ class TrafficProfile:
     talk_median: float = 90.0
     talk_sigma: float = 0.6
     seed: int | None = None
+    agent_voicemail_rate: float = 0.0
+    agent_voicemail_after: float = 20.0
 
     def __post_init__(self) -> None:
         if self.abandon_rate + self.no_answer_rate > 1:
@@ -195,13 +202,18 @@ class TrafficProfile:
         patience = round(rng.uniform(self.abandon_min, self.abandon_max), 1)
         if roll < self.abandon_rate + self.no_answer_rate:
             answer = None
-        return CallScenario(
+        scenario = CallScenario(
             caller=caller, kind=kind, answer_after=answer,
             abandon_after=patience if roll < self.abandon_rate else None,
             leaves_voicemail=rng.random() < self.voicemail_rate,
             talk_seconds=max(5, round(rng.lognormvariate(math.log(self.talk_median), self.talk_sigma))),
             seed=rng.getrandbits(64),
         )
+        # Drawn from the call's own seed, so a seed gives the same callers whatever the rate.
+        own = random.Random(f"agent-voicemail {scenario.seed}")
+        if self.agent_voicemail_rate and own.random() < self.agent_voicemail_rate:
+            scenario = replace(scenario, agent_voicemail_after=self.agent_voicemail_after)
+        return scenario
 
 
 @dataclass
@@ -278,6 +290,9 @@ _RATE = click.FloatRange(0, 1)
               help="Share of callers nobody answers.")
 @click.option("--voicemail-rate", type=_RATE, default=_DEFAULTS.voicemail_rate, show_default=True,
               help="Chance that an unanswered caller leaves a message.")
+@click.option("--agent-voicemail-rate", type=_RATE, default=0.0, show_default=True,
+              help="Share of calls on which an agent's phone sends the call to its voicemail after "
+                   f"{_DEFAULTS.agent_voicemail_after:.0f} s, if nobody has answered.")
 @click.option("--dwp-share", type=_RATE, default=_DEFAULTS.dwp_share, show_default=True,
               help="Share of callers from DWP (they press 1 at the menu, others 2).")
 @click.option("--duplicate-rate", type=_RATE, default=0.05, show_default=True,
@@ -290,7 +305,7 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--quiet", is_flag=True, help="Print the summary only.")
 def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, answer_median: float,
                      answer_sigma: float, abandon_rate: float, no_answer_rate: float, voicemail_rate: float,
-                     dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
+                     agent_voicemail_rate: float, dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
                      seed: int | None, quiet: bool) -> None:
     """Play Twilio's part: send signed, realistic call webhooks to a running help desk."""
     token = os.environ.get("TWILIO_AUTH_TOKEN")
@@ -303,6 +318,7 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     profile = TrafficProfile(answer_median=answer_median, answer_sigma=answer_sigma, abandon_rate=abandon_rate,
                              no_answer_rate=no_answer_rate, voicemail_rate=voicemail_rate, dwp_share=dwp_share,
+                             agent_voicemail_rate=agent_voicemail_rate,
                              seed=seed)
     transport = RequestsTransport()
     simulator = Simulator(base_url, token, os.environ.get("TWILIO_ACCOUNT_SID") or FAKE_ACCOUNT_SID, transport,

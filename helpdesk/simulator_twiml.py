@@ -70,6 +70,8 @@ class CallTrace:
     errors: list[str] = field(default_factory=list)
     outcome: str = "failed"  # answered, abandoned, no_answer, voicemail or failed
     answer_delay: float | None = None  # seconds from arrival until a person answered
+    machine_answered: bool = False  # an agent's voicemail, not a person, was put through
+    picked_up: float | None = None  # when the answering phone picked up (before a screening prompt)
     duration: float = 0.0  # virtual seconds from arrival until the caller's line closed
 
     def sent(self, kind: str, *, duplicates: bool = False) -> list[RequestRecord]:
@@ -305,57 +307,166 @@ class CallSession:
             return self.fail(f"{exc} (from {url})")
         began, timeout = self.now, _number(verb, "timeout", 30.0)
         answer, quit_at = self.answer_at(began + RING_DELAY), max(self.give_up_at(), began)
-        if answer is not None and answer < began + timeout and answer < quit_at:
+        caller_id = verb.get("callerId") or self.scenario.caller
+        machine, pickup = self.voicemail_pickup(len(targets), began + timeout, answer, quit_at)
+        screens = [self.resolve(url, noun.get("url")) for _, noun in targets]
+        machine_leg = None  # (sid, hung up at) of a screened leg that voicemail answered
+        if machine is not None and screens[machine] is None:
+            answer, self.trace.machine_answered = pickup, True  # nothing stops it: put through
+        elif machine is not None:
+            sid = new_sid(self.rng, "CA")
+            self.tick(pickup)
+            heard = self.screen_leg(screens[machine], sid, targets[machine][0], caller_id, person=False)
+            if heard is None:
+                return END
+            seconds, put_through = heard
+            if put_through:  # the screening TwiML let voicemail through
+                answer, self.trace.machine_answered, machine_leg = pickup + seconds, True, None
+            else:
+                machine_leg = (sid, pickup + seconds)
+        people = [index for index in range(len(targets)) if machine_leg is None or index != machine]
+        if answer is not None and answer < began + timeout and answer < quit_at and people:
             ended, result = answer, "completed"
+        elif machine_leg is not None and len(targets) == 1 and machine_leg[1] < min(quit_at, began + timeout):
+            ended, result = machine_leg[1], "unbridged"  # its only leg was screened out
         elif quit_at <= began + timeout:
             ended, result = quit_at, "canceled"
         else:
             ended, result = began + timeout, "no-answer"
-        winner = self.rng.randrange(len(targets)) if result == "completed" else -1
+        if result == "completed" and self.trace.machine_answered:
+            winner = machine
+        elif result == "completed":
+            winner = people[self.rng.randrange(len(people))]
+        else:
+            winner = -1
         talk = round(self.scenario.talk_seconds) if result == "completed" else 0
-        caller_id = verb.get("callerId") or self.scenario.caller
         legs = [new_sid(self.rng, "CA") for _ in targets]
+        if machine_leg is not None:
+            legs[machine] = machine_leg[0]
+        picked_up = ended  # when the winner's phone answered; it is put through at `ended`
+        if winner >= 0 and screens[winner] is not None and not self.trace.machine_answered:
+            self.tick(answer)
+            heard = self.screen_leg(screens[winner], legs[winner], targets[winner][0], caller_id, person=True,
+                                    deadline=quit_at)
+            if heard is None:
+                return END
+            if heard[1]:
+                ended = answer + heard[0]
+            else:  # the caller hung up while the agent heard the prompt
+                ended, result, talk = quit_at, "canceled", 0
         for index, ((to, noun), leg) in enumerate(zip(targets, legs)):
             callback = self.resolve(url, noun.get("statusCallback"))
-            if callback:
-                terminal = "completed" if index == winner else ("canceled" if result != "no-answer" else "no-answer")
-                self.leg_callbacks(leg, to, caller_id, callback, _events(noun, "statusCallbackEvent"),
-                                   began, ended, index == winner, talk if index == winner else 0, terminal)
+            if not callback:
+                continue
+            wanted = _events(noun, "statusCallbackEvent")
+            if machine_leg is not None and index == machine:
+                self.leg_callbacks(leg, to, caller_id, callback, wanted, began, machine_leg[1], pickup, "completed",
+                                   round(machine_leg[1] - pickup))
+            elif index == winner:
+                put_through = result == "completed"
+                self.leg_callbacks(leg, to, caller_id, callback, wanted, began, ended + talk, picked_up, "completed",
+                                   talk + round(ended - picked_up) if put_through else round(ended - picked_up))
+            else:
+                terminal = "no-answer" if result == "no-answer" else "canceled"
+                self.leg_callbacks(leg, to, caller_id, callback, wanted, began, ended, None, terminal, 0)
         self.tick(ended)
         if result == "completed":
             self.answered, self.status, self.trace.answer_delay = True, "in-progress", ended
+            self.trace.picked_up = picked_up
             self.tick(ended + talk)
         elif result == "canceled":
             self.abandoned = self.over = True
         else:
             self.missed = True
         action = self.resolve(url, verb.get("action"))
-        extra = [("DialBridged", str(winner >= 0).lower()), ("DialCallDuration", str(talk)),
-                 ("DialCallSid", legs[max(winner, 0)]), ("DialCallStatus", result)]
+        dial_status = "completed" if result == "unbridged" else result
+        dialled = legs[winner] if winner >= 0 else (legs[machine] if machine_leg is not None else legs[0])
+        extra = [("DialBridged", str(result == "completed").lower()), ("DialCallDuration", str(talk)),
+                 ("DialCallSid", dialled), ("DialCallStatus", dial_status)]
         if action:
             return self.follow("dial-action", action, extra)
         return END if self.over else None
 
+    def voicemail_pickup(self, count: int, give_up: float, answer: float | None,
+                         quit_at: float) -> tuple[int | None, float]:
+        """Which leg's voicemail picks up, and when: only if it comes before anybody answers."""
+        after = self.scenario.agent_voicemail_after
+        if after is None:
+            return None, 0.0
+        pickup = max(after, self.now + RING_DELAY)
+        if pickup >= min(give_up, quit_at, math.inf if answer is None else answer):
+            return None, 0.0
+        return self.rng.randrange(count), pickup
+
+    def leg_params(self, leg: str, to: str, caller_id: str, status: str) -> list[tuple[str, str]]:
+        """What Twilio sends about one agent leg of a ``<Dial>``."""
+        return [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", leg),
+                ("CallStatus", status), ("Called", to), ("Caller", caller_id), ("Direction", "outbound-dial"),
+                ("From", caller_id), ("ParentCallSid", self.sid), ("To", to)]
+
+    def screen_leg(self, url: str, leg: str, to: str, caller_id: str, *, person: bool,
+                   deadline: float = math.inf) -> tuple[float, bool] | None:
+        """Run a ``<Number url>`` document on an agent leg that answered, as whoever answered it.
+
+        A person presses 1 once the prompt has been said (the session's clock moves on with it);
+        voicemail presses nothing and sends nothing more. Returns the seconds it took and whether
+        the leg is then put through to the caller; None (the error recorded) if Twilio could not
+        have run it. A person stops when the caller hangs up (``deadline``).
+        """
+        status, body = self.deliver("screen", url, self.leg_params(leg, to, caller_id, "in-progress"), self.now)
+        began = self.now
+        seconds = 0.0
+        try:
+            if not 200 <= status < 300:
+                raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
+            verbs = parse_twiml(body)
+            for verb in verbs:
+                if verb.tag in SPOKEN:
+                    seconds += spoken_seconds(verb)
+                elif verb.tag == "Hangup":
+                    return seconds, False
+                elif verb.tag == "Gather":
+                    seconds += sum(spoken_seconds(child) for child in verb if child.tag in SPOKEN)
+                    if not person:
+                        seconds += _number(verb, "timeout", 5.0)
+                        continue
+                    seconds += 0.8  # finds the key and presses it
+                    if began + seconds >= deadline:
+                        return deadline - began, False
+                    self.tick(began + seconds)
+                    action = self.resolve(url, verb.get("action")) or url
+                    status, body = self.deliver("screen-accept", action, self.leg_params(
+                        leg, to, caller_id, "in-progress") + [("Digits", "1"), ("FinishedOnKey", "")], self.now)
+                    if not 200 <= status < 300:
+                        raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
+                    if any(answer.tag == "Hangup" for answer in parse_twiml(body)):
+                        raise TwiMLError("the app hung up on an agent who pressed 1")
+                    return seconds, True
+                else:
+                    raise TwiMLError(f"12100 <{verb.tag}> cannot be run on an agent's leg")
+        except TwiMLError as exc:
+            self.fail(f"{exc} (from {url})")
+            return None
+        return seconds, True
+
     def leg_callbacks(self, leg: str, to: str, caller_id: str, url: str, wanted: list[str], began: float,
-                      ended: float, answered: bool, talk: int, terminal: str) -> None:
+                      ended: float, answered_at: float | None, terminal: str, duration: int) -> None:
         """Queue the status callbacks that one agent leg's noun asked for."""
         timeline = [("initiated", "initiated", began)]
-        if began + RING_DELAY <= ended:
+        if began + RING_DELAY <= (ended if answered_at is None else answered_at):
             timeline.append(("ringing", "ringing", began + RING_DELAY))
-        if answered:
-            timeline.append(("answered", "in-progress", ended))
-        timeline.append(("completed", terminal, ended + talk))
+        if answered_at is not None:
+            timeline.append(("answered", "in-progress", answered_at))
+        timeline.append(("completed", terminal, ended))
         sequence = 0
         for event, status, at in timeline:
             if event not in wanted:
                 continue
-            params = [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", leg),
-                      ("CallStatus", status), ("Called", to), ("Caller", caller_id), ("CallbackSource", PROGRESS),
-                      ("Direction", "outbound-dial"), ("From", caller_id), ("ParentCallSid", self.sid),
-                      ("SequenceNumber", str(sequence)), ("Timestamp", self.stamp(at)), ("To", to)]
+            params = self.leg_params(leg, to, caller_id, status) + [
+                ("CallbackSource", PROGRESS), ("SequenceNumber", str(sequence)), ("Timestamp", self.stamp(at))]
             if event == "completed":
-                params += [("CallDuration", str(talk)), ("Duration", str(math.ceil(talk / 60))),
-                           ("SipResponseCode", "200" if answered else "487")]
+                params += [("CallDuration", str(duration)), ("Duration", str(math.ceil(duration / 60))),
+                           ("SipResponseCode", "200" if answered_at is not None else "487")]
             self.pending.append(("leg-status", url, params, at))
             sequence += 1
 

@@ -14,8 +14,9 @@ from flask import Blueprint, Response, current_app, request
 
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.journal import owning_call_sid
+from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
+from helpdesk.voice.projection import SCREENED
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
@@ -51,7 +52,7 @@ def _problem(kind: str, params: dict[str, str], now: datetime) -> str | None:
         return "CallSid is missing."
     if not is_sid(sid):
         return "CallSid is not a Twilio call SID."
-    if kind == "agent_status" and not is_sid(params.get("ParentCallSid")):
+    if kind in CHILD_KINDS and not is_sid(params.get("ParentCallSid")):
         return "ParentCallSid is missing or not a Twilio call SID."
     return problem(params, now)
 
@@ -104,7 +105,10 @@ def _twiml(name: str) -> str:
 
 
 def _agents(_params=None) -> Answer:
-    return ("queue" if settings().routing.mode == "queue" else "agents"), _twiml("agents")
+    routing = settings().routing
+    if routing.mode == "queue":
+        return "queue", _twiml("agents")
+    return (SCREENED if routing.screen_calls else "agents"), _twiml("agents")
 
 
 @bp.post("/incoming")
@@ -133,11 +137,30 @@ def agents():
 @bp.post("/dial-action")
 def dial_action():
     def decide(params: dict[str, str]) -> Answer:
-        if params.get("DialCallStatus") in ("completed", "answered", "canceled"):
+        status = params.get("DialCallStatus")
+        # Not bridged: every leg that answered was screened out (voicemail), so nobody took it.
+        if status == "canceled" or (status in ("completed", "answered") and params.get("DialBridged") != "false"):
             return "hangup", twiml.hang_up()
         return "voicemail", _twiml("no_agent")
 
     return _handle("dial_action", decide)
+
+
+@bp.post("/screen")
+def screen():
+    """An agent's phone answered a screened call: ask whoever answered to press 1."""
+    return _handle("screen", lambda _params: (None, _twiml("screen")))
+
+
+@bp.post("/screen-accept")
+def screen_accept():
+    """The key pressed (or not) at the screening prompt: 1 puts the caller through."""
+    def decide(params: dict[str, str]) -> Answer:
+        if params.get("Digits") == twiml.ACCEPT_DIGIT:
+            return "accepted", twiml.empty()
+        return "declined", twiml.hang_up()
+
+    return _handle("screen_accept", decide)
 
 
 @bp.post("/queue-wait")

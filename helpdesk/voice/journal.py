@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CALLS = Call.__table__
 EVENTS = TwilioEvent.__table__
 # Agent legs report under their own CallSid; they belong to the inbound (parent) call.
-_CHILD_KINDS = {"agent_status", "api_leg"}
+CHILD_KINDS = frozenset({"agent_status", "api_leg", "screen", "screen_accept"})
 
 
 def fingerprint(path: str, params: Sequence[tuple[str, str]]) -> str:
@@ -39,7 +39,7 @@ def fingerprint(path: str, params: Sequence[tuple[str, str]]) -> str:
 
 
 def owning_call_sid(kind: str, params: dict[str, str]) -> str:
-    if kind in _CHILD_KINDS and params.get("ParentCallSid"):
+    if kind in CHILD_KINDS and params.get("ParentCallSid"):
         return params["ParentCallSid"]
     return params["CallSid"]
 

@@ -21,6 +21,10 @@ TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
 # each recording of the call (asked for only when the caller was offered voicemail).
 API_CALL, API_LEG, API_RECORDING = "api_call", "api_leg", "api_recording"
 API_KINDS = (API_CALL, API_LEG, API_RECORDING)
+# The decision stored with the request that sent a caller to a screened ring group
+# (routing.screen_calls): an agent leg answering proves nothing until 1 is pressed on it.
+SCREENED = "agents_screened"
+ACCEPT_DIGIT = "1"
 
 
 @dataclass(frozen=True)
@@ -205,12 +209,40 @@ def _caller_type(number: str | None, gathers: list[Event], rules: CallRules) -> 
     return "unknown"
 
 
+def _accepted_legs(by_kind) -> dict[str, tuple[timedelta, Event]]:
+    """Screened agent legs on which 1 was pressed: how long after the prompt, and the key press.
+
+    The prompt's request comes when the leg answers and the key press's when it was pressed,
+    so the time between our receipt of the two is how long the prompt kept the caller waiting.
+    """
+    prompts: dict[str, datetime] = {}
+    for event in by_kind.get("screen", []):
+        prompts.setdefault(event.params.get("CallSid"), event.received_at)
+    accepted: dict[str, tuple[timedelta, Event]] = {}
+    for event in by_kind.get("screen_accept", []):
+        leg = event.params.get("CallSid")
+        if event.params.get("Digits") == ACCEPT_DIGIT and leg not in accepted:
+            waited = event.received_at - prompts.get(leg, event.received_at)
+            accepted[leg] = (max(waited, timedelta(0)), event)
+    return accepted
+
+
 def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, str | None]:
     """When a person answered, and the agent leg that did."""
     candidates: list[tuple[datetime, str, str | None, str | None]] = []
+    # A screened ring group: an agent leg answering may be its voicemail. Only a leg on which
+    # 1 was pressed was answered by a person, when it answered plus the prompt's time.
+    screened = any(e.decision == SCREENED for e in events) or "screen" in by_kind or "screen_accept" in by_kind
+    accepted = _accepted_legs(by_kind) if screened else {}
     for event in by_kind.get("agent_status", []):
-        if event.params.get("CallStatus") == "in-progress":
-            candidates.append((event_time(event), "a", event.params.get("CallSid"), event.params.get("To")))
+        leg = event.params.get("CallSid")
+        if event.params.get("CallStatus") != "in-progress" or (screened and leg not in accepted):
+            continue
+        prompt = accepted[leg][0] if screened else timedelta(0)
+        candidates.append((event_time(event) + prompt, "a", leg, event.params.get("To")))
+    # The key press without the leg's answered event: when we received it.
+    for leg, (_, event) in accepted.items():
+        candidates.append((event.received_at, "ab", leg, event.params.get("To")))
     # Queue flow: the queue's own clock counts from when the caller entered it.
     entered = next((e.received_at for e in events if e.decision == "queue"), arrived_at)
     for event in by_kind.get("dequeue", []) + by_kind.get("queue_action", []):
@@ -223,11 +255,13 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
     # Then a Dial action saying the agent leg was connected for so long.
     for event in by_kind.get("dial_action", []):
         talked = _seconds(event.params.get("DialCallDuration"))
-        if event.params.get("DialCallStatus") in ("completed", "answered") and talked is not None:
+        if (event.params.get("DialCallStatus") in ("completed", "answered") and talked is not None
+                and event.params.get("DialBridged") != "false"):
             candidates.append((event.received_at - timedelta(seconds=talked), "c", event.params.get("DialCallSid"), None))
     # Last resort, the REST API: an agent leg that completed after talking for so long (whole
-    # seconds; Twilio gives no duration to a leg nobody answered).
-    for event in by_kind.get(API_LEG, []):
+    # seconds; Twilio gives no duration to a leg nobody answered). Not when screened: a leg
+    # that voicemail answered has a duration too.
+    for event in ([] if screened else by_kind.get(API_LEG, [])):
         talked, ended = _seconds(event.params.get("Duration")), _api_time(event, "EndTime")
         if event.params.get("CallStatus") == "completed" and talked and ended is not None:
             candidates.append((ended - timedelta(seconds=talked), "d", event.params.get("CallSid"),
@@ -271,7 +305,10 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind) -> str:
     if decision == "out_of_hours":
         return "out_of_hours"
     statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + by_kind.get(API_CALL, [])}
-    dial = {e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
+    # A Dial that ended without bridging anybody (every answering leg was screened out) was
+    # not answered.
+    dial = {"no-answer" if e.params.get("DialBridged") == "false" and e.params.get("DialCallStatus") == "completed"
+            else e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
     # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on.
     legs = {e.params.get("CallStatus") for e in by_kind.get(API_LEG, [])}
     if legs and legs <= {"no-answer", "busy"}:

@@ -12,6 +12,8 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from helpdesk.config import Settings
 
 AGENT_EVENTS = "initiated ringing answered completed"
+# The key an agent presses to take a screened call (routing.screen_calls).
+ACCEPT_DIGIT = "1"
 
 
 class Urls:
@@ -54,6 +56,9 @@ def agents(settings: Settings, urls: Urls) -> str:
     )
     callback = {"status_callback": urls.agent_status, "status_callback_event": AGENT_EVENTS,
                 "status_callback_method": "POST"}
+    if routing.screen_calls:
+        # Run on the agent's leg when it answers, before the caller is put through.
+        callback.update(url=urls.screen, method="POST")
     for target in routing.dial_targets:
         if target.startswith("client:"):
             dial.client(target[len("client:"):], **callback)
@@ -62,6 +67,20 @@ def agents(settings: Settings, urls: Urls) -> str:
         else:
             dial.number(target, **callback)
     response.append(dial)
+    return str(response)
+
+
+def screen(settings: Settings, urls: Urls) -> str:
+    """Said to an agent's phone that answered: press 1 to take the call, or the leg hangs up.
+
+    Voicemail presses nothing, so it is never put through to the caller.
+    """
+    response = VoiceResponse()
+    gather = Gather(num_digits=1, action=urls.screen_accept, method="POST",
+                    timeout=settings.routing.screen_timeout_seconds)
+    _say(gather, settings, settings.messages.screen_prompt)
+    response.append(gather)
+    response.hangup()
     return str(response)
 
 

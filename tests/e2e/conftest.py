@@ -12,7 +12,7 @@ HOURS_ALWAYS_OPEN = "\n".join(
 )
 
 
-def write_config(path, routing_mode: str = "dial", ivr: bool = True) -> str:
+def write_config(path, routing_mode: str = "dial", ivr: bool = True, screen_calls: bool = False) -> str:
     path.write_text(f"""
 [helpdesk]
 nation = "england-and-wales"
@@ -24,6 +24,7 @@ nation = "england-and-wales"
 mode = "{routing_mode}"
 dial_targets = ["client:agent-1", "client:agent-2", "+447700900001"]
 dial_timeout_seconds = 45
+screen_calls = {"true" if screen_calls else "false"}
 
 [ivr]
 enabled = {"true" if ivr else "false"}

@@ -17,11 +17,14 @@ TARGET = 30.0
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("mode, ivr", [("dial", True), ("queue", False)], ids=["ring-group-with-menu", "queue"])
-def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_path, mode, ivr):
-    config = write_config(tmp_path / "helpdesk.toml", routing_mode=mode, ivr=ivr)
+@pytest.mark.parametrize("mode, ivr, screened", [("dial", True, False), ("queue", False, False), ("dial", False, True)],
+                         ids=["ring-group-with-menu", "queue", "screened-ring-group"])
+def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_path, mode, ivr, screened):
+    config = write_config(tmp_path / "helpdesk.toml", routing_mode=mode, ivr=ivr, screen_calls=screened)
     calendar = load_settings(config).calendar
-    profile = TrafficProfile(seed=20261124, abandon_rate=0.15, no_answer_rate=0.1, answer_median=15)
+    # With screening, agents' phones send a third of the calls to their own voicemail first.
+    profile = TrafficProfile(seed=20261124, abandon_rate=0.15, no_answer_rate=0.1, answer_median=15,
+                             agent_voicemail_rate=0.35 if screened else 0.0)
     with LiveApp(database_url, {**app_env, "HELPDESK_CONFIG": config}, workers=3) as live:
         transport = RequestsTransport()
         simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0, duplicate=0.15, out_of_order=0.4)
@@ -51,17 +54,24 @@ def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_p
         if not calendar.is_open(call.arrived_at):
             assert call.outcome == "out_of_hours" and not call.countable
             continue
-        assert call.outcome == trace.outcome, (trace.call_sid, scenario)
+        # With screening, an agent's voicemail is never what answered the call.
+        assert call.outcome == trace.outcome and not trace.machine_answered, (trace.call_sid, scenario)
         if trace.outcome == "answered":
             # The simulator's answer delay: the scenario's, or later if the menu took longer.
             delay = trace.answer_delay
             assert delay >= scenario.answer_after
+            # A screened call is put through once the agent has heard the prompt and pressed 1. The
+            # app counts the prompt by its own clock, which the simulator does not advance at
+            # speed 0: the answer lies between the phone picking up and the key being pressed.
+            earliest = trace.picked_up if screened else delay
+            if screened:
+                assert earliest < delay, "the prompt takes time"
             # Timestamps have one-second resolution; arrival is measured to the microsecond.
-            assert delay - 1.5 <= call.answer_seconds <= delay + 0.5, (call.answer_seconds, delay)
-            assert call.rings in (rings_for(delay, 3.0), rings_for(delay - 1.5, 3.0))
+            assert earliest - 1.5 <= call.answer_seconds <= delay + 0.5, (call.answer_seconds, delay)
+            assert rings_for(earliest - 1.5, 3.0) <= call.rings <= rings_for(delay, 3.0)
             if delay <= TARGET - 1.5:
                 assert call.sla_result == "met"
-            elif delay > TARGET + 0.5:
+            elif earliest > TARGET + 0.5:
                 assert call.sla_result == "breached"
         elif trace.outcome == "abandoned" and scenario.abandon_after > TARGET + 1:
             assert (call.countable, call.sla_result) == (True, "breached")
@@ -73,3 +83,7 @@ def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_p
             assert call.caller_number == scenario.caller
         if ivr:
             assert call.caller_type == scenario.kind
+    if screened:
+        # Some agents' voicemail picked up, heard the prompt and was hung up on.
+        prompts = [r for trace in result.traces for r in trace.sent("screen")]
+        assert len(prompts) > sum(len(trace.sent("screen-accept")) for trace in result.traces) > 0

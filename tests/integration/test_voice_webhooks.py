@@ -281,3 +281,62 @@ def test_webhooks_have_no_cookie_session_but_pages_do(app):
             opened[path] = app.session_interface.open_session(app, request) is not None
     assert opened == {"/twilio/voice/status": False, "/twilio/voice/callback-status": False,
                       "/email/inbound": False, "/login": True, "/twilio": True}
+
+
+def test_a_screened_ring_group_counts_only_an_agent_who_pressed_1(app, client, db_session, clock):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"screen_calls": True})
+    arrived = clock.now
+    response = post(client, "/twilio/voice/incoming", inbound(sid(40)))
+    for noun in ET.fromstring(response.data).find("Dial"):
+        assert (noun.get("url"), noun.get("method")) == (f"{BASE_URL}/twilio/voice/screen", "POST")
+    phone = {"ParentCallSid": sid(40), "To": "+447700900001", "CallStatus": "in-progress"}
+    agent = {"ParentCallSid": sid(40), "To": "client:agent-1", "CallStatus": "in-progress"}
+    # The phone's voicemail picks up at 20 s: it hears the prompt and presses nothing.
+    clock.advance(20)
+    post(client, "/twilio/voice/agent-status", {**phone, "CallSid": sid(941), "SequenceNumber": "2",
+                                                 "Timestamp": stamp(arrived + timedelta(seconds=20))})
+    prompt = post(client, "/twilio/voice/screen", {**phone, "CallSid": sid(941)})
+    gather = ET.fromstring(prompt.data).find("Gather")
+    assert (gather.get("action"), gather.get("numDigits")) == (f"{BASE_URL}/twilio/voice/screen-accept", "1")
+    assert "Press 1" in gather.find("Say").text and ET.fromstring(prompt.data).find("Hangup") is not None
+    assert call(db_session, sid(40)).outcome == "in_progress"
+    db_session.rollback()  # end the read, so that SQLite lets the next webhooks write
+    # The agent answers at 24 s and presses 1 three seconds later.
+    clock.advance(4)
+    post(client, "/twilio/voice/agent-status", {**agent, "CallSid": sid(942), "SequenceNumber": "2",
+                                                 "Timestamp": stamp(arrived + timedelta(seconds=24))})
+    post(client, "/twilio/voice/screen", {**agent, "CallSid": sid(942)})
+    clock.advance(3)
+    pressed = post(client, "/twilio/voice/screen-accept", {**agent, "CallSid": sid(942), "Digits": "1"})
+    assert pressed.status_code == 200 and len(ET.fromstring(pressed.data)) == 0  # put through
+    record = call(db_session, sid(40))
+    assert (record.outcome, record.agent_leg_sid, record.agent) == ("answered", sid(942), "client:agent-1")
+    assert record.answer_seconds == 27.0 and record.rings == 10 and record.sla_result == "met"
+    stored = db_session.scalars(select(TwilioEvent.decision).where(TwilioEvent.kind.in_(["incoming", "screen_accept"]))
+                                .order_by(TwilioEvent.id)).all()
+    assert stored == ["agents_screened", "accepted"]
+
+
+def test_a_screened_leg_pressing_another_key_is_hung_up_and_an_unbridged_dial_takes_a_message(app, client, db_session):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"screen_calls": True})
+    post(client, "/twilio/voice/incoming", inbound(sid(41)))
+    leg = {"CallSid": sid(943), "ParentCallSid": sid(41), "To": "+447700900001", "CallStatus": "in-progress"}
+    declined = post(client, "/twilio/voice/screen-accept", {**leg, "Digits": "9"})
+    assert [verb.tag for verb in ET.fromstring(declined.data)] == ["Hangup"]
+    action = post(client, "/twilio/voice/dial-action", {"CallSid": sid(41), "DialCallStatus": "completed",
+                                                        "DialCallSid": sid(943), "DialCallDuration": "0",
+                                                        "DialBridged": "false"})
+    assert ET.fromstring(action.data).find("Record") is not None
+    assert call(db_session, sid(41)).answered_at is None
+
+
+@pytest.mark.parametrize("path", ["/twilio/voice/screen", "/twilio/voice/screen-accept"])
+def test_a_screening_request_without_a_parent_call_is_refused(client, db_session, path):
+    response = post(client, path, {"CallSid": sid(944), "Digits": "1"})
+    assert response.status_code == 400 and b"ParentCallSid" in response.data
+    assert count(db_session, TwilioEvent) == 0
+
+
+def test_an_unscreened_ring_group_names_no_screening_url(client):
+    response = post(client, "/twilio/voice/incoming", inbound(sid(45)))
+    assert all(noun.get("url") is None for noun in ET.fromstring(response.data).find("Dial"))

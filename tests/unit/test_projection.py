@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpdesk.voice.projection import CallRules, Event, caller_number, project_call
+from helpdesk.voice.projection import SCREENED, CallRules, Event, caller_number, project_call
 
 CALL = "CA" + "a" * 32
 AGENT_1 = "CA" + "b" * 32
@@ -164,11 +164,13 @@ def test_a_malformed_timestamp_falls_back_to_the_time_of_receipt():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    flow=st.sampled_from(["answered", "late", "abandoned", "voicemail"]),
+    flow=st.sampled_from(["answered", "late", "abandoned", "voicemail", "screened", "screened_out"]),
     data=st.data(),
 )
 def test_any_order_and_any_duplication_of_a_calls_events_gives_the_same_record(flow, data):
     events = {
+        "screened": screened_ring_group(),
+        "screened_out": voicemail_screened_out(message=True),
         "answered": answered_ring_group(9),
         "late": answered_ring_group(44),
         "abandoned": [incoming(), agent(AGENT_1, "ringing", 1, 0), dial_action("canceled", 20), parent_completed(20, 20)],
@@ -372,3 +374,106 @@ def test_an_answer_stamped_in_the_second_the_call_arrived_is_not_before_its_arri
     record = project_call(CALL, events, RULES, now=at(60))
     assert record.answered_at == record.arrived_at == record.ended_at == at(0)
     assert record.answer_seconds == 0.0 and record.rings == 1
+
+
+# --------------------------------------------------------------------------- screened ring groups
+# routing.screen_calls: an agent leg answering may be its phone's voicemail. Only a leg on which
+# 1 was pressed at the prompt (/twilio/voice/screen, then /screen-accept) was answered by a person.
+
+PHONE = "+447700900001"
+
+
+def screen(leg, seconds, to=PHONE):
+    return Event("screen", at(seconds), {"CallSid": leg, "ParentCallSid": CALL, "CallStatus": "in-progress", "To": to})
+
+
+def accept(leg, seconds, digits="1", to="client:agent-1"):
+    params = {"CallSid": leg, "ParentCallSid": CALL, "CallStatus": "in-progress", "To": to, "Digits": digits}
+    return Event("screen_accept", at(seconds), params, "accepted" if digits == "1" else "declined")
+
+
+def screened_ring_group():
+    """Agent 2's voicemail picks up at 20 s and is screened out; agent 1 answers at 24 s, presses 1."""
+    return [
+        incoming(decision=SCREENED),
+        agent(AGENT_1, "ringing", 1, 1), agent(AGENT_2, "ringing", 1, 1, PHONE),
+        agent(AGENT_2, "in-progress", 20, 2, PHONE), screen(AGENT_2, 20.4),
+        agent(AGENT_2, "completed", 29, 3, PHONE),
+        agent(AGENT_1, "in-progress", 24, 2), screen(AGENT_1, 24.3, "client:agent-1"), accept(AGENT_1, 27.1),
+        agent(AGENT_1, "completed", 90, 3),
+        dial_action("completed", 90, talked=63, leg=AGENT_1),
+        parent_completed(91, 91),
+    ]
+
+
+def voicemail_screened_out(message: bool):
+    """The only agent phone's voicemail picks up and is screened out; the Dial ends unbridged."""
+    events = [
+        incoming(decision=SCREENED),
+        agent(AGENT_2, "ringing", 1, 1, PHONE), agent(AGENT_2, "in-progress", 20, 2, PHONE), screen(AGENT_2, 20.4),
+        agent(AGENT_2, "completed", 29, 3, PHONE),
+        Event("dial_action", at(29.5), {"CallSid": CALL, "DialCallStatus": "completed", "DialCallSid": AGENT_2,
+                                        "DialCallDuration": "0", "DialBridged": "false"}, "voicemail"),
+        parent_completed(60, 60),
+    ]
+    if message:
+        events.append(Event("voicemail", at(58), {"CallSid": CALL, "RecordingUrl": "u", "RecordingDuration": "20"}))
+    return events
+
+
+def test_a_screened_call_is_answered_by_the_leg_that_pressed_1_when_it_answered_plus_the_prompt():
+    record = project_call(CALL, screened_ring_group(), RULES, now=at(200))
+    assert record.outcome == "answered"
+    assert (record.agent_leg_sid, record.agent) == (AGENT_1, "client:agent-1")
+    # Answered at 24 s on Twilio's clock; the prompt took 2.8 s between our receipt of its two requests.
+    assert record.answered_at == at(24).replace(microsecond=0) + timedelta(seconds=2.8)
+    assert record.answer_seconds == pytest.approx(26.55)
+    assert (record.rings, record.sla_result) == (9, "met")
+
+
+def test_the_same_events_without_screening_count_the_voicemail_that_picked_up_first():
+    events = [e for e in screened_ring_group() if e.kind not in ("screen", "screen_accept")]
+    events[0] = incoming()
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert (record.agent_leg_sid, record.answered_at) == (AGENT_2, at(20).replace(microsecond=0))
+
+
+@pytest.mark.parametrize("message, outcome", [(True, "voicemail"), (False, "no_answer")])
+def test_a_call_whose_only_answer_was_voicemail_screened_out_is_not_answered(message, outcome):
+    record = project_call(CALL, voicemail_screened_out(message), RULES, now=at(200))
+    assert (record.outcome, record.answered_at, record.agent_leg_sid) == (outcome, None, None)
+    assert (record.countable, record.sla_result) == (True, "breached")
+
+
+def test_a_screened_leg_on_which_another_key_was_pressed_was_not_answered():
+    events = [incoming(decision=SCREENED), agent(AGENT_1, "in-progress", 12, 2), screen(AGENT_1, 12.2),
+              accept(AGENT_1, 14, digits="9")]
+    record = project_call(CALL, events, RULES, now=at(20))
+    assert (record.outcome, record.answered_at) == ("in_progress", None)
+
+
+def test_a_key_press_whose_legs_answered_event_never_came_answers_when_it_was_received():
+    events = [incoming(decision=SCREENED), screen(AGENT_1, 12.2), accept(AGENT_1, 14.5)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.answered_at, record.agent_leg_sid) == ("answered", at(14.5), AGENT_1)
+
+
+def test_the_screening_events_alone_say_the_call_was_screened():
+    # The request that sent the caller to the agents may be missing (spooled, say): the prompt
+    # on a leg is evidence enough.
+    events = [e for e in screened_ring_group() if e.kind != "incoming"]
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert record.agent_leg_sid == AGENT_1 and not record.incoming_seen
+
+
+def test_an_api_leg_of_a_screened_call_is_no_evidence_of_an_answer():
+    events = voicemail_screened_out(message=False)[:-2] + [api_leg(AGENT_2, "completed", ended=29, talked=9, to=PHONE)]
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert record.answered_at is None
+
+
+def test_screening_events_can_change_the_record():
+    from helpdesk.voice.projection import can_change_record
+
+    assert can_change_record("screen", screen(AGENT_1, 1).params, incoming_seen=True)
+    assert can_change_record("screen_accept", accept(AGENT_1, 1).params, incoming_seen=True)

@@ -450,3 +450,102 @@ def test_the_simulate_command_runs_calls_and_prints_a_summary(monkeypatch):
     url, params, headers = transport.requests[0]
     assert RequestValidator(TOKEN).validate(url, dict(params), headers["X-Twilio-Signature"])
     assert dict(params)["AccountSid"] == "AC" + "0" * 32
+
+
+# --------------------------------------------------------------------------- screened ring groups
+SCREEN_EVENTS = AGENT_EVENTS + ' url="screen"'
+SCREENED_GROUP = (f'<Response><Dial action="dial-action" timeout="30" answerOnBridge="true">'
+                  f'<Number {SCREEN_EVENTS}>+441632960001</Number><Client {SCREEN_EVENTS}>alice</Client>'
+                  f'</Dial></Response>')
+PROMPT = "Help desk call. Press 1 to take it."
+SCREEN = (f'<Response><Gather numDigits="1" action="screen-accept" timeout="6"><Say>{PROMPT}</Say></Gather>'
+          f'<Hangup/></Response>')
+
+
+def _dial_action_unbridged(params):
+    bridged = params["DialCallStatus"] == "completed" and params.get("DialBridged") != "false"
+    return "<Response><Hangup/></Response>" if bridged else VOICEMAIL
+
+
+def screened_app(dial=SCREENED_GROUP):
+    return {"/twilio/voice/incoming": dial, "/twilio/voice/dial-action": _dial_action_unbridged,
+            "/twilio/voice/screen": SCREEN,
+            "/twilio/voice/screen-accept": lambda p: "<Response/>" if p["Digits"] == "1" else "<Response><Hangup/></Response>"}
+
+
+def _prompt_seconds():
+    from helpdesk.simulator_twiml import SAY_SECONDS_PER_CHARACTER
+    return len(PROMPT) * SAY_SECONDS_PER_CHARACTER
+
+
+def test_a_screened_leg_hears_the_prompt_and_the_agent_presses_1_before_the_caller_is_put_through():
+    sim, transport = make(screened_app())
+    trace = sim.run_call(CallScenario(answer_after=18, talk_seconds=60))
+    (prompt,) = trace.sent("screen")
+    (pressed,) = trace.sent("screen-accept")
+    assert prompt.url == BASE + "/twilio/voice/screen" and pressed.url == BASE + "/twilio/voice/screen-accept"
+    winner = prompt.param("CallSid")
+    assert winner != trace.call_sid and pressed.param("CallSid") == winner
+    assert (prompt.param("ParentCallSid"), prompt.param("Direction"), prompt.param("CallStatus")) == (
+        trace.call_sid, "outbound-dial", "in-progress")
+    assert pressed.param("Digits") == "1"
+    assert (prompt.at, pressed.at) == (18, pytest.approx(18 + _prompt_seconds() + 0.8))
+    assert trace.outcome == "answered" and trace.picked_up == 18
+    assert trace.answer_delay == pytest.approx(pressed.at)
+    answered = [leg for leg in trace.sent("leg-status") if leg.param("CallStatus") == "in-progress"]
+    assert [leg.param("CallSid") for leg in answered] == [winner]
+    assert seconds_after_start(answered[0].param("Timestamp")) == pytest.approx(18, abs=1)
+    (action,) = trace.sent("dial-action")
+    assert (action.param("DialBridged"), action.param("DialCallSid"), action.param("DialCallStatus")) == (
+        "true", winner, "completed")
+
+
+def test_voicemail_answering_a_screened_leg_presses_nothing_and_another_agent_answers_later():
+    sim, _ = make(screened_app())
+    trace = sim.run_call(CallScenario(answer_after=25, agent_voicemail_after=20, talk_seconds=60))
+    prompts = trace.sent("screen")
+    assert len(prompts) == 2 and prompts[0].at == 20 and prompts[1].at == 25
+    machine, person = prompts[0].param("CallSid"), prompts[1].param("CallSid")
+    assert machine != person
+    assert [p.param("CallSid") for p in trace.sent("screen-accept")] == [person]
+    ends = {leg.param("CallSid"): leg for leg in trace.sent("leg-status") if leg.param("SequenceNumber") == "3"}
+    # Voicemail heard the prompt and waited out the Gather's 6 s; then the leg hung up.
+    assert seconds_after_start(ends[machine].param("Timestamp")) == pytest.approx(20 + _prompt_seconds() + 6, abs=1)
+    assert trace.outcome == "answered" and not trace.machine_answered
+    assert trace.answer_delay == pytest.approx(25 + _prompt_seconds() + 0.8)
+
+
+def test_voicemail_on_the_only_screened_leg_ends_the_dial_unbridged_and_the_caller_gets_ours():
+    dial = (f'<Response><Dial action="dial-action" timeout="30" answerOnBridge="true">'
+            f'<Number {SCREEN_EVENTS}>+441632960001</Number></Dial></Response>')
+    sim, _ = make(screened_app(dial))
+    trace = sim.run_call(CallScenario(answer_after=None, agent_voicemail_after=20, leaves_voicemail=True,
+                                      talk_seconds=30))
+    (action,) = trace.sent("dial-action")
+    assert (action.param("DialCallStatus"), action.param("DialBridged")) == ("completed", "false")
+    assert action.at == pytest.approx(20 + _prompt_seconds() + 6)
+    assert trace.sent("screen-accept") == [] and trace.outcome == "voicemail" and trace.answer_delay is None
+
+
+def test_without_screening_an_agents_voicemail_is_put_through_as_if_a_person_answered():
+    sim, _ = make(ring_group_app())
+    trace = sim.run_call(CallScenario(answer_after=35, agent_voicemail_after=20, talk_seconds=30))
+    assert trace.machine_answered and trace.outcome == "answered" and trace.answer_delay == 20
+    (action,) = trace.sent("dial-action")
+    assert (action.param("DialCallStatus"), action.param("DialBridged")) == ("completed", "true")
+
+
+def test_the_caller_hanging_up_during_the_prompt_cancels_the_dial():
+    sim, _ = make(screened_app())
+    trace = sim.run_call(CallScenario(answer_after=18, abandon_after=19.5))
+    assert trace.sent("screen-accept") == [] and trace.outcome == "abandoned"
+    (action,) = trace.sent("dial-action")
+    assert (action.param("DialCallStatus"), action.param("DialBridged")) == ("canceled", "false")
+
+
+def test_agent_voicemail_only_marks_calls_and_leaves_every_other_choice_of_a_seed_alone():
+    plain = TrafficProfile(seed=7).scenarios(200)
+    marked = TrafficProfile(seed=7, agent_voicemail_rate=0.3).scenarios(200)
+    assert [s.__class__(**{**vars(s), "agent_voicemail_after": None}) for s in marked] == plain
+    share = sum(s.agent_voicemail_after == 20.0 for s in marked) / len(marked)
+    assert 0.2 < share < 0.4
