@@ -250,13 +250,22 @@ def _once_summary(job, outcome) -> str:
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
 
 
-def migrated_database_url() -> str:
-    """DATABASE_URL, once its database is known to be reachable and migrated to this version."""
-    from helpdesk.migrate import NotReady, check_migrated
+def migrated_database_url(wait_if_unreachable: bool = False) -> str:
+    """DATABASE_URL, once its database is known to be reachable and migrated to this version.
+
+    With `wait_if_unreachable` (a long-running scheduler), a database server that does not
+    answer yet is logged and the URL returned: every job tries again on its next run, as the
+    scheduler in `helpdesk run` does. Anything else wrong stops the command.
+    """
+    from helpdesk.migrate import NotReady, Unreachable, check_migrated
 
     url = database_url()
     try:
         check_migrated(url)
+    except Unreachable as exc:
+        if not wait_if_unreachable:
+            raise click.ClickException(str(exc)) from None
+        log.error("%s: starting anyway; each job tries again on its next run", exc)
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
     return url
@@ -292,7 +301,7 @@ def scheduler_command(once: bool) -> None:
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    url = migrated_database_url()
+    url = migrated_database_url(wait_if_unreachable=not once)
     job = SweepJob.from_settings(settings, url)
     if once:
         failed = []

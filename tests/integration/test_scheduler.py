@@ -28,7 +28,7 @@ from helpdesk.config import load_settings
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
-from servers import free_port, wait_for_url
+from servers import PostgresServer, PostgresUnavailable, free_port, skip_or_fail, wait_for_url
 from tests.integration.conftest import OPEN_TIME, FakeClock, make_settings
 from tests.integration.test_sweep import CALLER, DUE, at, owe
 from tests.unit.test_notify import SUPERVISORS, SmtpServer
@@ -449,6 +449,41 @@ def test_helpdesk_scheduler_sweeps_at_start_and_stops_cleanly_releasing_its_leas
     assert "Traceback" not in output
     assert lease_row(database).expires_at < datetime(2000, 1, 1, tzinfo=timezone.utc)
     database.dispose()
+
+
+@pytest.mark.postgres
+def test_helpdesk_scheduler_started_while_postgresql_is_down_sweeps_once_it_is_back(tmp_path):
+    try:
+        server = PostgresServer()  # its own: this test stops it
+    except PostgresUnavailable as missing:
+        skip_or_fail(str(missing))
+    with server:
+        url = server.create_database("scheduled") + "?connect_timeout=2"
+        upgrade(url)
+        config = write_config(tmp_path / "helpdesk.toml")
+        owe_overdue(url, config)
+        server.pause()
+        env = {"HELPDESK_CONFIG": str(config), "DATABASE_URL": url}
+        # A one-off run is a check: it says the database does not answer, and fails.
+        once = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
+        assert once.exit_code == 1 and "cannot reach the database" in once.output
+        log = tmp_path / "scheduler.log"
+        process = start(["scheduler"], env, log)
+        try:
+            wait_until(lambda: "the callback sweep failed" in log.read_text(), what="a failed sweep")
+            assert process.poll() is None, log.read_text()
+            server.resume()
+            database = Database(url)
+            try:
+                wait_until(lambda: all_notices(database), what="the breach, once the database answers")
+            finally:
+                database.dispose()
+        finally:
+            code = stop(process)
+    output = log.read_text()
+    assert code == 0, output
+    assert "cannot reach the database" in output and "starting anyway" in output
+    assert "Traceback" not in output
 
 
 # --------------------------------------------------------------------------- `helpdesk run` under gunicorn
