@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Executable
 
@@ -41,7 +42,15 @@ class Prepared:
         binds = self.binds
         processed = {name: binds[name](value) if name in binds else value for name, value in values.items()}
         cursor = connection.connection.driver_connection.cursor()
-        cursor.execute(self.sql, tuple(processed[name] for name in self.order) if self.order is not None else processed)
+        parameters = tuple(processed[name] for name in self.order) if self.order is not None else processed
+        dbapi = connection.dialect.loaded_dbapi
+        try:
+            cursor.execute(self.sql, parameters)
+        except dbapi.Error as error:
+            # As Core would raise it (OperationalError, IntegrityError, ...), so that callers tell a
+            # database that cannot be reached from one that refused the statement.
+            raise exc.DBAPIError.instance(self.sql, parameters, error, dbapi.Error, hide_parameters=True,
+                                          dialect=connection.dialect) from error
         return cursor
 
     def rows(self, connection: Connection, values: Mapping[str, Any]) -> list[tuple]:

@@ -89,3 +89,15 @@ def test_values_that_do_not_match_the_statements_parameters_are_refused(database
             statement.execute(connection, {key: row[key] for key in without_decision if key != "kind"})
         stored_rows = connection.execute(select(EVENTS.c.id).where(EVENTS.c.call_sid == row["call_sid"])).all()
     assert stored_rows == []
+
+
+def test_a_driver_error_is_raised_as_core_would_raise_it_without_the_values(database):
+    from sqlalchemy import exc
+
+    row = {**event_row(3), "params": '[["From", "+447700900123"]]'}
+    with database.connection() as connection, connection.begin():
+        Prepared(insert(EVENTS), connection.dialect, row).execute(connection, row)
+        with pytest.raises(exc.IntegrityError) as raised:  # the same fingerprint again: unique
+            with connection.begin_nested():
+                Prepared(insert(EVENTS), connection.dialect, row).execute(connection, row)
+    assert "+447700900123" not in str(raised.value)  # nothing personal if it is logged
