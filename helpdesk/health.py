@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response
-from sqlalchemy import text
 
+from helpdesk.migrate import schema_problem
 from helpdesk.voice.recovery import describe
 from helpdesk.web import database
 
@@ -21,11 +21,15 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """The database answers, so requests can be served."""
+    """The database answers and has this version's schema, so requests can be served."""
     try:
         with database().engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            problem = schema_problem(connection)
     except Exception as exc:  # any driver error means not ready
         log.error("readiness check failed: %s", describe(exc))
         return Response("database unreachable\n", status=503, mimetype="text/plain")
+    if problem:
+        # A database that answers but was never migrated (or is behind): webhooks wait in the spool.
+        log.error("readiness check failed: %s", problem)
+        return Response(f"database not ready: {problem}\n", status=503, mimetype="text/plain")
     return Response("ready\n", mimetype="text/plain")

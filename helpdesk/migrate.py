@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -56,6 +57,7 @@ class Unreachable(NotReady):
     or a login it refused."""
 
 
+@cache
 def head() -> str:
     """The newest schema revision this version of the app has."""
     from alembic.script import ScriptDirectory
@@ -126,11 +128,31 @@ def check_migrated(database_url: str) -> None:
         if _REFUSED.search(detail):  # the server answered: the URL is wrong, and waiting will not mend it
             raise NotReady(f"the database server refused DATABASE_URL: {detail}") from None
         raise Unreachable(f"cannot reach the database: {detail}") from None
+    problem = revision_problem(revision)
+    if problem:
+        raise NotReady(problem)
+
+
+def revision_problem(revision: str | None) -> str | None:
+    """Why this version of the app cannot use a database at schema `revision`; None if it can."""
     if revision is None:
-        raise NotReady("the database has no schema yet: run 'helpdesk db upgrade' first")
+        return "the database has no schema yet: run 'helpdesk db upgrade' first"
     newest = head()
-    if revision != newest:
-        if not is_known(revision):
-            raise NotReady(newer_schema(revision))
-        raise NotReady(f"the database's schema is at revision {revision}, and this version needs {newest}: "
-                       "run 'helpdesk db upgrade' first")
+    if revision == newest:
+        return None
+    if not is_known(revision):
+        return newer_schema(revision)
+    return (f"the database's schema is at revision {revision}, and this version needs {newest}: "
+            "run 'helpdesk db upgrade' first")
+
+
+def schema_problem(connection) -> str | None:
+    """Why the app cannot use the database on `connection` as it is now; None if it can.
+
+    Cheap enough for every readiness probe: one catalogue lookup and one small SELECT.
+    """
+    from sqlalchemy import inspect, text
+
+    if not inspect(connection).has_table("alembic_version"):
+        return revision_problem(None)
+    return revision_problem(connection.execute(text("SELECT version_num FROM alembic_version")).scalar())

@@ -28,6 +28,7 @@ from sqlalchemy import exc
 from callbacks.service import ATTEMPT_OUTCOMES, finish_attempt
 from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.migrate import schema_problem
 from helpdesk.spool import Drained, Spool, Unreachable
 from helpdesk.voice.journal import journal_only, record_event
 
@@ -81,6 +82,21 @@ def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         # Cannot connect, the server went away, "database is locked", a full disk: try again later.
         raise Unreachable(describe(error)) from error
+    except exc.DBAPIError as error:
+        # A table PostgreSQL does not have: a database nobody has migrated yet is not ready, and
+        # will be once somebody runs 'helpdesk db upgrade'. Anything else is a refusal.
+        problem = _schema_problem(database)
+        if problem:
+            raise Unreachable(f"{problem} ({describe(error)})") from error
+        raise
+
+
+def _schema_problem(database: Database) -> str | None:
+    try:
+        with database.engine.connect() as connection:
+            return schema_problem(connection)
+    except exc.SQLAlchemyError as error:
+        return describe(error)
 
 
 def store_event(database: Database, settings: Settings, *, journal: str, call_sid: str, **event: Any) -> None:

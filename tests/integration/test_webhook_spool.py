@@ -181,7 +181,7 @@ def test_the_replay_command_stores_what_waits_and_says_how_much(migrated_url, sp
 
 
 def test_webhooks_set_aside_are_tried_again_only_when_asked(migrated_url, spool_dir, tmp_path):
-    # e.g. refused by a database never migrated: once it is, the administrator asks for them again.
+    # Refused for a reason since put right: the administrator asks for them again.
     config = tmp_path / "helpdesk.toml"
     config.write_text(f'[hours]\ntuesday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{spool_dir}"\n')
     _spooled_call(spool_dir, 12)
@@ -424,3 +424,31 @@ def test_readiness_says_in_the_log_why_the_database_did_not_answer(tmp_path, cap
     assert response.status_code == 503
     assert "readiness check failed: OperationalError: " in caplog.text  # with the driver's reason after it
     assert len(caplog.text.split("readiness check failed: OperationalError: ")[1].strip()) > 10
+
+
+def test_a_database_nobody_migrated_is_not_ready_and_its_webhooks_wait_for_the_upgrade(database_url, settings,
+                                                                                      spool_dir, caplog):
+    # e.g. served anyway while its server was down, then the server came up with an empty database.
+    app = make_app(database_url, settings, FakeClock())
+    try:
+        client = app.test_client()
+        response = post(client, "/twilio/voice/incoming", inbound(sid(31)))
+        assert response.status_code == 200 and ET.fromstring(response.data).find("Dial") is not None
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_data(as_text=True) == ("database not ready: the database has no schema yet: "
+                                                "run 'helpdesk db upgrade' first\n")
+        # The next webhook prompts a drain: it meets the same database, and everything waits.
+        post(client, "/twilio/voice/status", {"CallSid": sid(31), "CallStatus": "completed", "CallDuration": "4"})
+        wait_until_idle = time.monotonic() + 5
+        while recovery_for(settings).running() and time.monotonic() < wait_until_idle:
+            time.sleep(0.05)
+        assert Spool(spool_dir).counts() == {"waiting": 2, "unstored": 0, "unreadable": 0}
+        assert "Traceback" not in caplog.text and "refused a webhook" not in caplog.text
+        upgrade(database_url)
+        assert client.get("/readyz").get_data(as_text=True) == "ready\n"
+        post(client, "/twilio/voice/status", {"CallSid": sid(31), "CallStatus": "completed", "CallDuration": "4"})
+        wait_until_stored(settings)
+        assert record(database_url, sid(31))["events"] == 2
+    finally:
+        app.extensions["helpdesk.db"].dispose()
