@@ -310,6 +310,10 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     screen_calls = routing.get("screen_calls", bool, False)
     if screen_calls and mode != "dial":
         routing.fail("screen_calls", "works only with mode = 'dial': in a queue, agents take callers themselves")
+    answer_on_bridge = routing.get("answer_on_bridge", bool, True)
+    if screen_calls and not answer_on_bridge:
+        routing.fail("screen_calls", "needs answer_on_bridge = true: without it, the caller hears silence, "
+                                     "not ringing, while the agent's phone is asked to press 1")
     ivr = _Reader(data, "ivr", source)
     dwp_digit = ivr.get("dwp_digit", str, "1")
     customer_digit = ivr.get("customer_digit", str, "2")
@@ -349,7 +353,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             mode=mode,
             dial_targets=targets,
             dial_timeout_seconds=routing.number("dial_timeout_seconds", 60, 5, 600, int),
-            answer_on_bridge=routing.get("answer_on_bridge", bool, True),
+            answer_on_bridge=answer_on_bridge,
             ring_tone=routing.get("ring_tone", str, "uk"),
             caller_id=routing.get("caller_id", str, ""),
             queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
@@ -368,7 +372,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         voicemail_enabled=voicemail.get("enabled", bool, True),
         voicemail_max_length_seconds=voicemail.number("max_length_seconds", 120, 5, 3600, int),
         messages=Messages(**{
-            name: messages.get(name, str, getattr(Messages, name))
+            name: messages.get(name, str, getattr(Messages, name)).strip() or messages.fail(name, "must not be empty")
             for name in Messages.__dataclass_fields__
         }),
         callback=callback,
@@ -460,6 +464,15 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
     )
 
 
+# A day open to midnight ("...-24:00") closes at the last instant of the day.
+END_OF_DAY = time(23, 59, 59, 999999)
+
+
+def clock_text(moment: time) -> str:
+    """A time of day as the configuration writes it: "08:30", and "24:00" for the end of the day."""
+    return "24:00" if moment == END_OF_DAY else f"{moment:%H:%M}"
+
+
 def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
     match = _INTERVAL.match(text.strip())
     if not match:
@@ -468,7 +481,7 @@ def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
     if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
         reader.fail(day, f"has {text!r}, which is not a valid time of day")
     start = time(h1, m1)
-    end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+    end = END_OF_DAY if h2 == 24 else time(h2, m2)
     if end <= start:
         reader.fail(day, f"has {text!r}: the closing time must be after the opening time")
     return start, end

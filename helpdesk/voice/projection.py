@@ -119,7 +119,8 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
     number = next((caller_number(e.params.get("From")) for e in parent_events if "From" in e.params), None)
     caller_type = _caller_type(number, by_kind.get("gather", []), rules)
 
-    answered_at, agent_leg_sid, agent = _answer(events, by_kind, arrived_at)
+    screening = _screening(events, by_kind)
+    answered_at, agent_leg_sid, agent = _answer(events, by_kind, arrived_at, screening)
     ended_at = _ended(by_kind)
     # Twilio stamps events in whole seconds, and arrival is when the first request came, to the
     # millisecond: a call answered or ended within its first second can be stamped before it
@@ -128,7 +129,7 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
         answered_at = arrived_at
     if ended_at is not None and ended_at < (answered_at or arrived_at):
         ended_at = answered_at or arrived_at
-    outcome = _outcome(first_decision, answered_at, ended_at, by_kind)
+    outcome = _outcome(first_decision, answered_at, ended_at, by_kind, screening)
 
     answer_seconds = rings = None
     if answered_at is not None:
@@ -209,40 +210,63 @@ def _caller_type(number: str | None, gathers: list[Event], rules: CallRules) -> 
     return "unknown"
 
 
-def _accepted_legs(by_kind) -> dict[str, tuple[timedelta, Event]]:
-    """Screened agent legs on which 1 was pressed: how long after the prompt, and the key press.
+@dataclass(frozen=True)
+class Screening:
+    """A screened ring group (routing.screen_calls): the agent legs on which 1 was pressed."""
 
-    The prompt's request comes when the leg answers and the key press's when it was pressed,
-    so the time between our receipt of the two is how long the prompt kept the caller waiting.
+    on: bool
+    # Leg -> when the key press reached us, and the key press's event.
+    accepted: Mapping[str, tuple[datetime, timedelta, Event]]
+
+
+def _unbridged(event: Event) -> bool:
+    """A Dial action saying nobody was put through to the caller (every answering leg screened out)."""
+    return event.params.get("DialBridged") == "false" and event.params.get("DialCallStatus") in ("completed", "answered")
+
+
+def _screening(events, by_kind) -> Screening:
+    """Which legs of a screened call were taken by a person, and how long their prompt took.
+
+    The prompt's request comes when the leg answers and the key press's when 1 was pressed, so
+    the time between our receipt of the two is how long the prompt kept the caller waiting. A
+    key press counts only while the caller could still be put through: not once the Dial has
+    said that nobody was (the caller hung up, or went to voicemail, first).
     """
+    on = any(e.decision == SCREENED for e in events) or "screen" in by_kind or "screen_accept" in by_kind
+    dials = by_kind.get("dial_action", [])
+    if not on or any(_unbridged(e) or e.params.get("DialCallStatus") == "canceled" for e in dials):
+        return Screening(on, {})
     prompts: dict[str, datetime] = {}
     for event in by_kind.get("screen", []):
         prompts.setdefault(event.params.get("CallSid"), event.received_at)
-    accepted: dict[str, tuple[timedelta, Event]] = {}
+    accepted: dict[str, tuple[datetime, timedelta, Event]] = {}
     for event in by_kind.get("screen_accept", []):
         leg = event.params.get("CallSid")
         if event.params.get("Digits") == ACCEPT_DIGIT and leg not in accepted:
-            waited = event.received_at - prompts.get(leg, event.received_at)
-            accepted[leg] = (max(waited, timedelta(0)), event)
-    return accepted
+            waited = max(event.received_at - prompts.get(leg, event.received_at), timedelta(0))
+            accepted[leg] = (event.received_at, waited, event)
+    return Screening(on, accepted)
 
 
-def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, str | None]:
+def _answer(events, by_kind, arrived_at, screening: Screening) -> tuple[datetime | None, str | None, str | None]:
     """When a person answered, and the agent leg that did."""
     candidates: list[tuple[datetime, str, str | None, str | None]] = []
-    # A screened ring group: an agent leg answering may be its voicemail. Only a leg on which
-    # 1 was pressed was answered by a person, when it answered plus the prompt's time.
-    screened = any(e.decision == SCREENED for e in events) or "screen" in by_kind or "screen_accept" in by_kind
-    accepted = _accepted_legs(by_kind) if screened else {}
+    # A screened ring group: an agent leg answering may be its voicemail. Only a leg on which 1
+    # was pressed was answered by a person: when the key press reached us, and never earlier
+    # than the leg's answered Timestamp plus the prompt's time (a Timestamp has whole seconds).
+    accepted = screening.accepted
     for event in by_kind.get("agent_status", []):
         leg = event.params.get("CallSid")
-        if event.params.get("CallStatus") != "in-progress" or (screened and leg not in accepted):
+        if event.params.get("CallStatus") != "in-progress" or (screening.on and leg not in accepted):
             continue
-        prompt = accepted[leg][0] if screened else timedelta(0)
-        candidates.append((event_time(event) + prompt, "a", leg, event.params.get("To")))
-    # The key press without the leg's answered event: when we received it.
-    for leg, (_, event) in accepted.items():
-        candidates.append((event.received_at, "ab", leg, event.params.get("To")))
+        answered = event_time(event)
+        if screening.on:
+            pressed, prompt, _ = accepted[leg]
+            answered = max(pressed, answered + prompt)
+        candidates.append((answered, "a", leg, event.params.get("To")))
+    # The key press without the leg's answered event: when it reached us.
+    for leg, (pressed, _, event) in accepted.items():
+        candidates.append((pressed, "ab", leg, event.params.get("To")))
     # Queue flow: the queue's own clock counts from when the caller entered it.
     entered = next((e.received_at for e in events if e.decision == "queue"), arrived_at)
     for event in by_kind.get("dequeue", []) + by_kind.get("queue_action", []):
@@ -261,7 +285,7 @@ def _answer(events, by_kind, arrived_at) -> tuple[datetime | None, str | None, s
     # Last resort, the REST API: an agent leg that completed after talking for so long (whole
     # seconds; Twilio gives no duration to a leg nobody answered). Not when screened: a leg
     # that voicemail answered has a duration too.
-    for event in ([] if screened else by_kind.get(API_LEG, [])):
+    for event in ([] if screening.on else by_kind.get(API_LEG, [])):
         talked, ended = _seconds(event.params.get("Duration")), _api_time(event, "EndTime")
         if event.params.get("CallStatus") == "completed" and talked and ended is not None:
             candidates.append((ended - timedelta(seconds=talked), "d", event.params.get("CallSid"),
@@ -299,7 +323,7 @@ def _wait_end(by_kind) -> datetime | None:
     return min(ends) if ends else None
 
 
-def _outcome(decision: str | None, answered_at, ended_at, by_kind) -> str:
+def _outcome(decision: str | None, answered_at, ended_at, by_kind, screening: Screening) -> str:
     if answered_at is not None:
         return "answered"
     if decision == "out_of_hours":
@@ -307,10 +331,12 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind) -> str:
     statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + by_kind.get(API_CALL, [])}
     # A Dial that ended without bridging anybody (every answering leg was screened out) was
     # not answered.
-    dial = {"no-answer" if e.params.get("DialBridged") == "false" and e.params.get("DialCallStatus") == "completed"
-            else e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
+    dial = {"no-answer" if _unbridged(e) else e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
     # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on.
-    legs = {e.params.get("CallStatus") for e in by_kind.get(API_LEG, [])}
+    # On a screened call, a leg that completed with nobody pressing 1 was voicemail: no answer.
+    legs = {"no-answer" if screening.on and e.params.get("CallStatus") == "completed"
+            and e.params.get("CallSid") not in screening.accepted else e.params.get("CallStatus")
+            for e in by_kind.get(API_LEG, [])}
     if legs and legs <= {"no-answer", "busy"}:
         dial |= {"no-answer"}
     queue = {e.params.get("QueueResult") for e in by_kind.get("queue_action", [])}

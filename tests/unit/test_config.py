@@ -88,6 +88,9 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"routing": {"mode": "queue", "screen_calls": True}}, "routing.screen_calls works only with mode = 'dial'"),
     ({"routing": {"screen_calls": "yes"}}, "routing.screen_calls must be"),
     ({"routing": {"screen_calls": True, "screen_timeout_seconds": 1}}, "routing.screen_timeout_seconds must be"),
+    ({"routing": {"screen_calls": True, "answer_on_bridge": False}}, "routing.screen_calls needs answer_on_bridge"),
+    ({"messages": {"screen_prompt": " "}}, "messages.screen_prompt must not be empty"),
+    ({"messages": {"out_of_hours": ""}}, "messages.out_of_hours must not be empty"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
     with pytest.raises(ConfigError) as error:

@@ -421,14 +421,37 @@ def voicemail_screened_out(message: bool):
     return events
 
 
-def test_a_screened_call_is_answered_by_the_leg_that_pressed_1_when_it_answered_plus_the_prompt():
+def test_a_screened_call_is_answered_by_the_leg_that_pressed_1_when_the_key_press_reached_us():
     record = project_call(CALL, screened_ring_group(), RULES, now=at(200))
     assert record.outcome == "answered"
     assert (record.agent_leg_sid, record.agent) == (AGENT_1, "client:agent-1")
-    # Answered at 24 s on Twilio's clock; the prompt took 2.8 s between our receipt of its two requests.
-    assert record.answered_at == at(24).replace(microsecond=0) + timedelta(seconds=2.8)
-    assert record.answer_seconds == pytest.approx(26.55)
-    assert (record.rings, record.sla_result) == (9, "met")
+    # On our clock, as the arrival is: no whole-second Timestamp rounds it down.
+    assert record.answered_at == at(27.1)
+    assert record.answer_seconds == pytest.approx(27.1)
+    assert (record.rings, record.sla_result) == (10, "met")
+
+
+def test_a_key_press_is_never_taken_as_earlier_than_the_legs_answer_plus_the_prompt():
+    # Twilio's clock ahead of ours (or a simulator's virtual one): the leg says it answered at
+    # 26 s, and the prompt took 2.8 s, so the caller was put through at 28.8 s at the earliest.
+    events = [e for e in screened_ring_group() if not (e.kind == "agent_status" and e.params["CallSid"] == AGENT_1
+                                                       and e.params["CallStatus"] == "in-progress")]
+    events.append(agent(AGENT_1, "in-progress", 26, 2))
+    record = project_call(CALL, events, RULES, now=at(200))
+    assert record.answered_at == at(26).replace(microsecond=0) + timedelta(seconds=2.8)
+
+
+@pytest.mark.parametrize("status, outcome", [("canceled", "abandoned"), ("completed", "no_answer"),
+                                             ("answered", "no_answer")])
+def test_a_key_press_after_the_dial_put_nobody_through_is_not_an_answer(status, outcome):
+    # The caller hung up during the prompt (or the Dial ended unbridged); 1 was pressed too late.
+    events = [incoming(decision=SCREENED), agent(AGENT_1, "in-progress", 12, 2), screen(AGENT_1, 12.2),
+              Event("dial_action", at(13), {"CallSid": CALL, "DialCallStatus": status, "DialCallSid": AGENT_1,
+                                            "DialCallDuration": "0", "DialBridged": "false"},
+                    "hangup" if status == "canceled" else "voicemail"),
+              parent_completed(13, 13), accept(AGENT_1, 15)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.answered_at) == (outcome, None)
 
 
 def test_the_same_events_without_screening_count_the_voicemail_that_picked_up_first():
@@ -470,6 +493,14 @@ def test_an_api_leg_of_a_screened_call_is_no_evidence_of_an_answer():
     events = voicemail_screened_out(message=False)[:-2] + [api_leg(AGENT_2, "completed", ended=29, talked=9, to=PHONE)]
     record = project_call(CALL, events, RULES, now=at(200))
     assert record.answered_at is None
+
+
+def test_a_screened_call_whose_legs_the_api_says_were_voicemail_or_rang_out_is_no_answer():
+    events = [incoming(decision=SCREENED), screen(AGENT_2, 20.4), api_leg(AGENT_2, "completed", ended=29, talked=9,
+                                                                          to=PHONE),
+              api_leg(AGENT_1, "no-answer", ended=46), api_call("completed", ended=47)]
+    record = project_call(CALL, events, RULES, now=at(1000))
+    assert (record.outcome, record.sla_result) == ("no_answer", "breached")
 
 
 def test_screening_events_can_change_the_record():
