@@ -88,7 +88,7 @@ def _parse(needs: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
 
 
 def _twiml(response: VoiceResponse) -> Response:
-    return Response(str(response), mimetype=_XML)
+    return Response(str(response), content_type=_XML)
 
 
 def _speech() -> dict[str, str]:
@@ -120,7 +120,7 @@ def connect():
                   params["CallSid"])
         return _goodbye(sorry)
     if "Digits" not in params:
-        return Response(confirm_twiml(current_app.config["PUBLIC_BASE_URL"], callback_id, **_speech()), mimetype=_XML)
+        return Response(confirm_twiml(current_app.config["PUBLIC_BASE_URL"], callback_id, **_speech()), content_type=_XML)
     if params["Digits"] != "1":
         log.info("callback %s: call %s pressed another key, so the caller was not called", callback_id,
                  params["CallSid"])
@@ -139,7 +139,7 @@ def connect():
         return _goodbye("This callback has no number that can be dialled. Goodbye.")
     caller_id = getattr(current_app.extensions.get("helpdesk.telephony"), "from_number", None) or params.get("From", "")
     body = connect_twiml(number, caller_id, current_app.config["PUBLIC_BASE_URL"], callback_id, **_speech())
-    return Response(body, mimetype=_XML)
+    return Response(body, content_type=_XML)
 
 
 def _status_outcome(params: dict[str, str]) -> tuple[str | None, datetime | None]:

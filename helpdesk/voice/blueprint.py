@@ -70,7 +70,7 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
         return _plain("The event could not be stored.", 503)
     if body is None:
         return Response(status=204)
-    return Response(body, mimetype=_XML)
+    return Response(body, content_type=_XML)
 
 
 def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime, decision: str | None = None,
@@ -219,4 +219,4 @@ def recording():
 @bp.post("/agent-dequeue")
 def agent_dequeue():
     """Voice URL for agents' phones in queue mode: connects them to the next caller."""
-    return Response(_twiml("agent_dequeue"), mimetype=_XML)
+    return Response(_twiml("agent_dequeue"), content_type=_XML)

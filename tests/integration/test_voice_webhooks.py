@@ -24,7 +24,7 @@ def call(session, call_sid) -> Call:
 def test_an_incoming_call_in_hours_rings_the_agents_with_status_callbacks(client, db_session):
     response = post(client, "/twilio/voice/incoming", inbound(sid(1)))
     assert response.status_code == 200
-    assert response.mimetype == "text/xml"
+    assert response.headers["Content-Type"] == "text/xml; charset=utf-8"  # one charset, not two
     dial = ET.fromstring(response.data).find("Dial")
     assert dial.get("answerOnBridge") == "true" and dial.get("ringTone") == "uk"
     assert dial.get("action") == f"{BASE_URL}/twilio/voice/dial-action"
