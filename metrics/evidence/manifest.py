@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from importlib import metadata
 from pathlib import Path
 
-from helpdesk.config import WEEKDAYS, Settings
+from helpdesk.config import WEEKDAYS, Settings, clock_text
 
 MANIFEST = "manifest.json"
 FORMAT = "helpdesk-sla evidence pack 1"
@@ -56,7 +56,8 @@ def rules_in_force(settings: Settings, first: date, last: date) -> dict:
         "time_zone": settings.timezone,
         "nation": settings.nation,
         "opening_hours": {
-            WEEKDAYS[weekday]: [f"{opens:%H:%M}-{closes:%H:%M}" for opens, closes in settings.opening_hours.get(weekday, ())]
+            WEEKDAYS[weekday]: [f"{clock_text(opens)}-{clock_text(closes)}"
+                                 for opens, closes in settings.opening_hours.get(weekday, ())]
             for weekday in range(7)
         },
         "closures": [
@@ -67,6 +68,8 @@ def rules_in_force(settings: Settings, first: date, last: date) -> dict:
             "ring_period_seconds": settings.ring_period_seconds,
             "max_rings": settings.max_rings,
             "target_seconds": settings.answer_target_seconds,
+            # Agents' phones had to press 1 to take a call: their voicemail never counted as an answer.
+            "screen_calls": settings.routing.mode == "dial" and settings.routing.screen_calls,
         },
         "callback": {
             "clock": settings.callback.clock,

@@ -16,7 +16,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from helpdesk.config import WEEKDAYS, Settings
+from helpdesk.config import WEEKDAYS, Settings, clock_text
 from helpdesk.pages.format import format_minutes
 from metrics import compliance
 from metrics.evidence import charts
@@ -51,7 +51,7 @@ def rules_in_words(settings: Settings) -> list[str]:
     hours = []
     for index, day in enumerate(WEEKDAYS):
         intervals = settings.opening_hours.get(index, ())
-        text = ", ".join(f"{o:%H:%M} to {c:%H:%M}" for o, c in intervals) or "closed"
+        text = ", ".join(f"{clock_text(o)} to {clock_text(c)}" for o, c in intervals) or "closed"
         hours.append(f"{day.capitalize()} {text}")
     clock = ("opening hours only (time when the help desk is closed does not count)"
              if settings.callback.clock == "business" else "the wall clock (every hour counts)")
@@ -62,7 +62,10 @@ def rules_in_words(settings: Settings) -> list[str]:
         "seconds, UK ringing cadence). Calls outside opening hours, and calls where the caller hung up before the "
         "target, are not counted; a caller who hung up after it is a breach. Times come from Twilio's events "
         "for each call; where the last of those never reached the help desk, from Twilio's record of the call, "
-        "to the second (from_twilio_api in calls.csv).",
+        "to the second (from_twilio_api in calls.csv)."
+        + (" Agents' phones must press 1 to take a call, and a call is answered when 1 is pressed, so an agent's "
+           "voicemail never counts as an answer." if settings.routing.mode == "dial" and settings.routing.screen_calls
+           else ""),
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
         f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "

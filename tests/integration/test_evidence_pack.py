@@ -153,7 +153,8 @@ def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(p
     assert set(manifest["files"]) == PACK_FILES - {MANIFEST}
     assert manifest["period"]["first_day"] == "2026-11-23" and manifest["period"]["last_day"] == "2026-11-24"
     assert manifest["time_zone"] == "Europe/London"
-    assert manifest["rules"]["answer"] == {"ring_period_seconds": 3.0, "max_rings": 10, "target_seconds": 30.0}
+    assert manifest["rules"]["answer"] == {"ring_period_seconds": 3.0, "max_rings": 10, "target_seconds": 30.0,
+                                           "screen_calls": False}
     assert manifest["rules"]["opening_hours"]["wednesday"] == ["08:00-12:30", "13:30-18:00"]
     assert manifest["rules"]["callback"]["clock"] == "business"
     assert manifest["rules"]["email"] == {"ack_within_minutes": 15}

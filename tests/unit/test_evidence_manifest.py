@@ -161,3 +161,23 @@ def test_progress_is_a_line_per_report_off_a_terminal_and_rewritten_on_one(tmp_p
     write_csv(tmp_path / "b.csv", ["n"], rows, TerminalProgress(live, every_seconds=0))
     assert plain.text.splitlines() == ["a.csv: 50,000 rows...", "a.csv: 100,000 rows...", "a.csv: 120,000 rows written"]
     assert live.text.count("\r\033[K") == 3 and live.text.endswith("b.csv: 120,000 rows written\n")
+
+
+def test_the_rules_say_a_day_open_to_midnight_as_configured_and_whether_calls_were_screened():
+    from datetime import date
+
+    from helpdesk.config import parse_settings
+    from metrics.evidence.manifest import rules_in_force
+    from metrics.evidence.report import rules_in_words
+
+    settings = parse_settings({"hours": {"monday": ["00:00-24:00"], "tuesday": ["08:00-12:30", "13:30-18:00"]},
+                               "routing": {"screen_calls": True}}, source="test.toml")
+    rules = rules_in_force(settings, date(2026, 11, 23), date(2026, 11, 24))
+    assert rules["opening_hours"]["monday"] == ["00:00-24:00"]
+    assert rules["opening_hours"]["tuesday"] == ["08:00-12:30", "13:30-18:00"]
+    assert rules["answer"]["screen_calls"] is True
+    words = " ".join(rules_in_words(settings))
+    assert "Monday 00:00 to 24:00" in words and "voicemail never counts as an answer" in words
+    plain = parse_settings({"hours": {"monday": ["09:00-17:00"]}}, source="test.toml")
+    assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["answer"]["screen_calls"] is False
+    assert "voicemail never counts" not in " ".join(rules_in_words(plain))
