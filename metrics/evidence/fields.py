@@ -40,6 +40,22 @@ def mask_email(address: str | None) -> str:
     return f"{name[0]}***@{masked_domain}"
 
 
+# What a spreadsheet program takes as the start of a formula (CSV injection): a cell of free
+# text that starts so is written with a "'" in front, which the programs show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """Free text (notes, addresses, numbers as received) that no spreadsheet will run.
+
+    A number such as "+447700900123" is left as it is: a spreadsheet reads it as a number and
+    runs nothing.
+    """
+    if text.startswith(FORMULA_STARTS) and not (text[1:].isdigit() and text[0] in "+-"):
+        return "'" + text
+    return text
+
+
 class Redactor:
     """Masks numbers and addresses unless the export is unredacted (`redaction="none"`)."""
 
@@ -56,11 +72,11 @@ class Redactor:
             # The usual case, cheaply: "+" and seven or more digits (the same answer as mask_number).
             if len(number) > 7 and number[0] == "+" and number[1:].isdigit() and number not in WITHHELD:
                 return NUMBER_MASK + number[-3:]
-            return mask_number(number)
-        return "withheld" if is_withheld(number) else number
+            return inert(mask_number(number))
+        return "withheld" if is_withheld(number) else inert(number)
 
     def email(self, address: str | None) -> str:
-        return mask_email(address) if self.masked else (address or "")
+        return inert(mask_email(address) if self.masked else (address or ""))
 
 
 STORED_LENGTH = len("2026-11-24 10:00:05.123456")  # an instant as SQLite stores it: naive UTC

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection
 from callbacks.deadlines import explain
 from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail
 from metrics.evidence.csvs import Lines, RowBatches
-from metrics.evidence.fields import Redactor, STORED_LENGTH, UKHours, as_utc, london_times, seconds, uk_time, yes_no
+from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
+                                     yes_no)
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
                 outcome or "", version,
             ]
             if include_notes:
-                row.append(note or "")
+                row.append(inert(note or ""))
             yield row
 
     return CALLBACK_COLUMNS + ([NOTE] if include_notes else []), rows()
@@ -254,7 +255,7 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
             row = [str(callback_id), reference, when(started), when(dialled), source, outcome, when(answered),
                    when(ended)]
             if include_notes:
-                row.append(note or "")
+                row.append(inert(note or ""))
             yield row
 
     return ATTEMPT_COLUMNS + ([NOTE] if include_notes else []), rows()

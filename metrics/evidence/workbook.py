@@ -48,6 +48,19 @@ def _text(value: str) -> str:
     return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
 
 
+def _cells(sheet, values: list) -> list:
+    """The row to append: text that starts with "=" stays text (openpyxl would make it a formula)."""
+    if not any(isinstance(value, str) and value.startswith("=") for value in values):
+        return values
+    cells = []
+    for value in values:
+        cell = WriteOnlyCell(sheet, value=value)
+        if isinstance(value, str):
+            cell.data_type = "s"
+        cells.append(cell)
+    return cells
+
+
 def _number(text: str) -> int | float | None | str:
     if text == "":
         return None
@@ -75,7 +88,8 @@ def write_workbook(directory: Path, path: Path, progress: Callable | None = None
             if written >= MAX_SHEET_ROWS:
                 sheet = _new_sheet(book, title if part == 1 else f"{title} ({part})", header)
                 part, written = part + 1, 1
-            sheet.append([convert(value) if convert else _text(value) for convert, value in zip(converters, row)])
+            sheet.append(_cells(sheet, [convert(value) if convert else _text(value)
+                                        for convert, value in zip(converters, row)]))
             written += 1
             total += 1
         if sheet is None:

@@ -327,3 +327,14 @@ def test_an_empty_range_is_refused_unless_allowed_and_then_says_no_data(app, db_
     text = subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"), "-"],
                           check=True, capture_output=True, timeout=60).stdout.decode()
     assert "No data: nothing in this period counted for any rule." in text and "0.0%" not in text
+
+
+def test_a_note_that_starts_like_a_formula_is_written_as_text(app, db_session, clock, seeded, admin, packs):
+    callback = db_session.scalars(select(Callback).order_by(Callback.id)).first()
+    callback.note = '=HYPERLINK("http://evil.example","click")'
+    db_session.commit()
+    pack = export(app, db_session, clock, admin, packs / "full", redaction="none", include_notes=True)
+    assert read(pack / "callbacks.csv")[0]["note"] == '\'=HYPERLINK("http://evil.example","click")'
+    book = openpyxl.load_workbook(pack / "evidence.xlsx")
+    notes = [row for row in book["Callbacks"].iter_rows(min_row=2) if row[-1].value]
+    assert notes[0][-1].data_type == "s" and notes[0][-1].value.startswith("'=HYPERLINK")

@@ -101,3 +101,21 @@ def test_callbacks_are_charted_by_time_to_spare_at_the_first_attempt(spare_minut
 
 def test_a_callback_without_an_attempt_is_charted_as_no_attempt():
     assert lead_bucket(NOW, None) == NO_ATTEMPT
+
+
+@pytest.mark.parametrize("text, written", [
+    ("=2+3", "'=2+3"), ("+SUM(A1)", "'+SUM(A1)"), ("-1+cmd", "'-1+cmd"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"), ("+447700900123", "+447700900123"), ("-5", "-5"), ("Rang twice.", "Rang twice."), ("", ""),
+])
+def test_free_text_that_a_spreadsheet_would_run_gets_a_quote_in_front(text, written):
+    from metrics.evidence.fields import inert
+
+    assert inert(text) == written
+
+
+def test_addresses_and_numbers_as_received_are_made_inert_masked_or_not():
+    from metrics.evidence.fields import Redactor
+
+    assert Redactor("none").email("=cmd@evil.example.com") == "'=cmd@evil.example.com"
+    assert Redactor("masked").email("=cmd@evil.example.com").startswith("'=")
+    assert Redactor("none").number("=1+2") == "'=1+2" and Redactor("none").number("+447700900123") == "+447700900123"

@@ -50,3 +50,12 @@ def test_a_control_character_a_sheet_cannot_hold_is_shown_as_a_replacement_and_t
     sheet = openpyxl.load_workbook(tmp_path / "evidence.xlsx")["Callbacks"]
     assert list(sheet.iter_rows(values_only=True))[1] == (1, "Rang twice\ufffd, no answer\ufffd[0m\tthen\nvoicemail")
     assert note in (tmp_path / "callbacks.csv").read_text(encoding="utf-8")
+
+
+def test_text_that_starts_like_a_formula_stays_text_in_the_workbook(tmp_path):
+    write_csv(tmp_path / "callback_attempts.csv", ["callback_id", "note"],
+              [["1", '=HYPERLINK("http://evil.example","click")'], ["2", "plain"]])
+    workbook.write_workbook(tmp_path, tmp_path / "evidence.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "evidence.xlsx")["Callback attempts"]
+    assert sheet["B2"].data_type == "s" and sheet["B2"].value == '=HYPERLINK("http://evil.example","click")'
+    assert sheet["A2"].value == 1 and sheet["B3"].value == "plain"
