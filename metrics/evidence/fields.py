@@ -7,6 +7,7 @@ one letter of the domain and the top-level domain ("j***@e***.org").
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -152,6 +153,9 @@ def yes_no(flag: bool | None) -> str:
     return "yes" if flag else "no"
 
 
-def ratio(value: float | None) -> str:
-    """A compliance ratio to four decimal places; blank for "no data"."""
-    return "" if value is None else f"{value:.4f}"
+def ratio(met: int, countable: int) -> str:
+    """Met / countable to four decimal places, halves rounded up as the pages round their
+    percentages (so 1 of 32 is 0.0313, as the pages' 3.1%); blank for "no data"."""
+    if countable <= 0:
+        return ""
+    return str((Decimal(met) / Decimal(countable)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))

@@ -17,7 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from helpdesk.config import WEEKDAYS, Settings, clock_text
-from helpdesk.pages.format import format_minutes
+from helpdesk.pages.format import format_compliance, format_minutes
 from metrics import compliance
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON
@@ -40,10 +40,6 @@ class ReportFacts:
 
 def day_words(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
-
-
-def percent(value: float | None) -> str:
-    return "No data" if value is None else f"{value * 100:.1f}%"
 
 
 def rules_in_words(settings: Settings) -> list[str]:
@@ -90,7 +86,8 @@ def _figures_table(entries: list[PeriodFigures], first_column: str, styles, titl
         row = [Paragraph(escape(entry.period.label if entry.level != "range" else "Whole period"), small)]
         for rule in compliance.RULES:
             f = entry.figures[rule]
-            row.append(Paragraph(f"{percent(f.compliance)}<br/>{f.met} met of {f.countable}, {f.breached} breached",
+            row.append(Paragraph(f"{format_compliance(f.met, f.countable)}<br/>{f.met} met of {f.countable}, "
+                                 f"{f.breached} breached",
                                  small))
         rows.append(row)
     table = Table(rows, colWidths=[32 * mm] + [46 * mm] * len(compliance.RULES), repeatRows=1)
@@ -141,10 +138,11 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     days = [entry.first_day for entry in summary.days]
     for rule in compliance.RULES:
         series = [(day, entry.figures[rule].compliance) for day, entry in zip(days, summary.days)]
-        with_data = [value for _, value in series if value is not None]
+        with_data = [entry.figures[rule] for entry in summary.days if entry.figures[rule].countable > 0]
+        lowest = min(with_data, key=lambda f: f.met / f.countable, default=None)
         description = (f"{titles[rule]}: compliance each day against the 100% target; "
                        f"{len(with_data)} of {len(series)} days have data"
-                       + (f", lowest {percent(min(with_data))}." if with_data else "."))
+                       + (f", lowest {format_compliance(lowest.met, lowest.countable)}." if lowest else "."))
         story.append(_chart(charts.daily_compliance(f"{titles[rule]}, each day", series),
                             description, styles))
 

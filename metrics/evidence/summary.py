@@ -84,5 +84,5 @@ def summary_rows(summary: Summary) -> Iterator[list[str]]:
             figures = entry.figures[rule]
             yield [
                 entry.level, entry.period.label, entry.first_day.isoformat(), entry.last_day.isoformat(), rule,
-                str(figures.countable), str(figures.met), str(figures.breached), ratio(figures.compliance),
+                str(figures.countable), str(figures.met), str(figures.breached), ratio(figures.met, figures.countable),
             ]

@@ -181,3 +181,22 @@ def test_the_rules_say_a_day_open_to_midnight_as_configured_and_whether_calls_we
     plain = parse_settings({"hours": {"monday": ["09:00-17:00"]}}, source="test.toml")
     assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["answer"]["screen_calls"] is False
     assert "voicemail never counts" not in " ".join(rules_in_words(plain))
+
+
+def test_the_reports_table_rounds_a_half_as_the_pages_do():
+    from datetime import datetime, timezone
+
+    from reportlab.lib.styles import getSampleStyleSheet
+
+    from helpdesk.pages.format import format_compliance
+    from metrics import compliance
+    from metrics.evidence.report import _figures_table
+    from metrics.evidence.summary import PeriodFigures
+
+    period = compliance.Period("Mon 23 Nov", datetime(2026, 11, 23, tzinfo=timezone.utc),
+                               datetime(2026, 11, 24, tzinfo=timezone.utc))
+    figures = {rule: compliance.RuleFigures(rule, 16, 13, 3) for rule in compliance.RULES}
+    table = _figures_table([PeriodFigures("day", period, figures)], "Day", getSampleStyleSheet(),
+                           {rule: rule for rule in compliance.RULES})
+    cell = table._cellvalues[1][1].text
+    assert format_compliance(13, 16) == "81.3%" and cell.startswith("81.3%")  # 81.25%: not 81.2%
