@@ -30,7 +30,9 @@ DEMO_RATE ?= 2
 # Share of callbacks the simulated agent leaves until they breach (the demo's window is 5 minutes).
 DEMO_LATE_SHARE ?= 0.1
 DEMO_ENV := .demo.env
-DEMO_CONFIG := config/demo.toml
+# config/demo.toml sends mail to port 8025; with another DEMO_SMTP_PORT the demo runs on a copy
+# that says so, or the acknowledgements would go to whatever listens on 8025.
+DEMO_CONFIG := $(if $(filter 8025,$(DEMO_SMTP_PORT)),config/demo.toml,.demo.toml)
 
 .PHONY: help demo demo-secrets test bench clean distclean install
 
@@ -67,6 +69,10 @@ demo-secrets:
 # The app runs in the foreground until Ctrl-C; the simulator runs in the background once the
 # app answers /readyz, and is stopped with the app.
 demo: $(INSTALL_STAMP) demo-secrets
+	@if [ '$(DEMO_CONFIG)' = .demo.toml ]; then \
+	  sed 's/^port = 8025$$/port = $(DEMO_SMTP_PORT)/' config/demo.toml > .demo.toml; \
+	  grep -q '^port = $(DEMO_SMTP_PORT)$$' .demo.toml || { echo "demo: could not set the mail port in .demo.toml" >&2; exit 1; }; \
+	fi
 	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
 	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)'; \
 	$(BIN)/helpdesk db upgrade; \
@@ -142,7 +148,7 @@ bench: $(INSTALL_STAMP)
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis .coverage htmlcov *.egg-info $(INSTALL_STAMP)
-	rm -f demo.db demo.db-wal demo.db-shm demo.db.lock
+	rm -f demo.db demo.db-wal demo.db-shm demo.db.lock .demo.toml
 	rm -rf $(DEMO_MAIL_DIR) spool
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
