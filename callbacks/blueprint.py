@@ -91,7 +91,8 @@ def _back(callback_id: int | None = None, anchor: str | None = None):
 
 
 def _note() -> str:
-    note = request.form.get("note", "").strip()
+    # Browsers send line ends as CRLF but count them as one character against maxlength.
+    note = request.form.get("note", "").replace("\r\n", "\n").strip()
     if len(note) > MAX_NOTE:
         raise CallbackError(f"Keep the note to {MAX_NOTE:,} characters or fewer.")
     if _CONTROL.search(note):

@@ -318,6 +318,9 @@ def close(session: Session, *, callback_id: int, agent_id: int, outcome: str, no
         if outcome == "unreachable" and not callback.attempts_count and callback.caller_number is not None:
             # Otherwise a callback could leave the queue before its deadline with no attempt at all.
             raise CallbackError("Record the attempts that did not reach the caller before closing as unreachable.")
+        if outcome == "withdrawn" and not note.strip():
+            # A callback withdrawn before its deadline is not counted: the reason is the evidence.
+            raise CallbackError("Say in the note why the callback is no longer needed.")
         callback.status, callback.outcome, callback.closed_at, callback.closed_by_id = "closed", outcome, now, agent_id
         if note.strip():
             callback.note = (callback.note + "\n" if callback.note else "") + note.strip()

@@ -104,6 +104,16 @@ def _chart(drawing, description: str, styles) -> KeepTogether:
     return KeepTogether([drawing, Paragraph(escape(description), caption), Spacer(1, 4 * mm)])
 
 
+def withdrawn_words(count: int) -> str:
+    """Callbacks that left the figures by being withdrawn: an auditor should see how many."""
+    if not count:
+        return "No callback was withdrawn before its deadline was decided."
+    return (f"{count:,} callback{' was' if count == 1 else 's were'} withdrawn before {'its' if count == 1 else 'their'} "
+            "deadline was decided, so the callback figures do not count "
+            f"{'it' if count == 1 else 'them'}. callbacks.csv lists {'it' if count == 1 else 'them'} (closed_outcome "
+            "\u201cwithdrawn\u201d); the agent's reason is in the note, included when notes are.")
+
+
 def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str) -> None:
     """Write the PDF report for one pack."""
     styles = getSampleStyleSheet()
@@ -133,6 +143,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story += [_figures_table(summary.days, "Day", styles, titles)]
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
+    story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
 
     story.append(Paragraph("Charts", styles["Heading2"]))
     days = [entry.first_day for entry in summary.days]
@@ -147,7 +158,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
                             description, styles))
 
     over = f"over {settings.max_rings}"
-    categories = [str(n) for n in range(1, settings.max_rings + 1)] + [over, "gave up late"]
+    categories = [str(n) for n in range(1, settings.max_rings + 1)] + [over, "not answered"]
     values = [tally.rings.get(n, 0) for n in range(1, settings.max_rings + 1)]
     values += [sum(count for rings, count in tally.rings.items() if rings > settings.max_rings),
                tally.unanswered_breaches]

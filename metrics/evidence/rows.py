@@ -51,8 +51,9 @@ class Tally:
     """What the PDF's charts need: counts only, never rows."""
 
     rings: Counter = field(default_factory=Counter)  # counted, answered calls by rings
-    unanswered_breaches: int = 0  # counted calls breached without an answer (gave up late)
+    unanswered_breaches: int = 0  # counted calls breached without an answer (hung up late, no answer, voicemail)
     lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
+    withdrawn: int = 0  # callbacks withdrawn before they were decided: not counted
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
@@ -220,6 +221,8 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
             counted = result in DECIDED
             if counted:
                 tally.lead[lead_bucket(due_at, first_attempt_at)] += 1
+            elif outcome == "withdrawn":
+                tally.withdrawn += 1
             row = [
                 str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
                 when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),

@@ -338,3 +338,15 @@ def test_a_note_that_starts_like_a_formula_is_written_as_text(app, db_session, c
     book = openpyxl.load_workbook(pack / "evidence.xlsx")
     notes = [row for row in book["Callbacks"].iter_rows(min_row=2) if row[-1].value]
     assert notes[0][-1].data_type == "s" and notes[0][-1].value.startswith("'=HYPERLINK")
+
+
+def test_the_report_counts_callbacks_withdrawn_before_they_were_decided(app, db_session, clock, seeded, auditor,
+                                                                          packs):
+    callback = db_session.scalars(select(Callback).where(Callback.sla_result.is_(None))).one()
+    callback.status, callback.outcome, callback.closed_at = "closed", "withdrawn", clock.now
+    db_session.commit()
+    pack = export(app, db_session, clock, auditor, packs / "pack")
+    assert [c["closed_outcome"] for c in read(pack / "callbacks.csv")] == ["", "", "withdrawn"]
+    text = subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"), "-"],
+                          check=True, capture_output=True, timeout=60).stdout.decode()
+    assert "1 callback was withdrawn before its deadline was decided" in " ".join(text.split())

@@ -291,7 +291,8 @@ def test_connect_for_a_closed_or_unknown_callback_says_goodbye_instead_of_failin
     if callback_id == "closed":
         holder = attempt_and_callback(db_session)[1].claimed_by_id
         with app.extensions["helpdesk.db"].session() as session:
-            service.close(session, callback_id=placed, agent_id=holder, outcome="withdrawn", now=clock.now)
+            service.close(session, callback_id=placed, agent_id=holder, outcome="withdrawn", now=clock.now,
+                          note="The caller rang back.")
         callback_id = str(placed)
     response = post(client, f"/twilio/voice/callback-connect?callback={callback_id}",
                     {"CallSid": AGENT_LEG, "From": DESK, "Digits": "1"})

@@ -531,8 +531,22 @@ def test_a_note_of_the_longest_length_is_kept_and_a_longer_one_refused(alice, cl
     callback = three_callbacks[sid(2)]
     page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="x" * 2001))
     assert "Keep the note to 2,000 characters or fewer." in page
+    # 40 lines as a browser sends them (CRLF) and counts them (one character each): 2,000 in all.
+    lines = "\r\n".join(["x" * 49] * 40)
     page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="Line one\r\n\tLine two" +
                        "x" * 1980))
     assert "is closed as withdrawn." in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
-    assert after.status == "closed" and "Line one\r\n\tLine two" in after.note
+    assert after.status == "closed" and "Line one\n\tLine two" in after.note
+    other = three_callbacks[sid(3)]
+    page = text_of(act(client, f"/queue/{other.id}/close", outcome="withdrawn", note=lines))
+    assert "is closed as withdrawn." in page
+    [after] = [c for c in stored(db_session) if c.id == other.id]
+    assert after.note == lines.replace("\r\n", "\n") and len(after.note) == 1999
+
+
+def test_withdrawing_a_callback_needs_a_reason_in_the_note(alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(2)]
+    page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="  "))
+    assert "Say in the note why the callback is no longer needed." in page
+    assert [c.status for c in stored(db_session) if c.id == callback.id] == ["open"]

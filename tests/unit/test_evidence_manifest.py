@@ -200,3 +200,12 @@ def test_the_reports_table_rounds_a_half_as_the_pages_do():
                            {rule: rule for rule in compliance.RULES})
     cell = table._cellvalues[1][1].text
     assert format_compliance(13, 16) == "81.3%" and cell.startswith("81.3%")  # 81.25%: not 81.2%
+
+
+def test_the_report_says_how_many_callbacks_were_withdrawn_and_left_out():
+    from metrics.evidence.report import withdrawn_words
+
+    assert withdrawn_words(0) == "No callback was withdrawn before its deadline was decided."
+    assert withdrawn_words(1).startswith("1 callback was withdrawn before its deadline was decided, so the callback "
+                                         "figures do not count it.")
+    assert withdrawn_words(1200).startswith("1,200 callbacks were withdrawn before their deadline")
