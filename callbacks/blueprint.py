@@ -9,7 +9,7 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from callbacks import queue, service
@@ -76,9 +76,19 @@ def queue_page():
 
 
 @bp.get("/queue/items")
-@role_required(*ROLES)
 def items():
-    """The list of open callbacks alone (the page's own partial), for queue.js to swap in."""
+    """The list of open callbacks alone (the page's own partial), for queue.js to swap in.
+
+    Polled every few seconds: signed out, it answers 401 rather than sending the script to the
+    sign-in page, which would also store a "Sign in" message for every poll.
+    """
+    if not current_user.is_authenticated:
+        return Response("You have been signed out.\n", status=401, mimetype="text/plain")
+    return _items()
+
+
+@role_required(*ROLES)
+def _items():
     return render_template("queue/items.html", **_queue_context(clock()))
 
 

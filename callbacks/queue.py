@@ -197,7 +197,9 @@ def notice_text(kind: str, reference: str) -> str:
     if kind == "breach":
         return f"Breached: {reference}"
     lead = kind.removeprefix("warning_")
-    return f"Due in {lead} minutes: {reference}" if lead.isdigit() else f"{kind}: {reference}"
+    if not lead.isdigit():
+        return f"{kind}: {reference}"
+    return f"Due in {int(lead)} minute{'' if int(lead) == 1 else 's'}: {reference}"
 
 
 def awaiting_outcome(session: Session, now: datetime, limit: int = 100) -> tuple[list[Call], int]:

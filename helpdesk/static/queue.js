@@ -17,6 +17,7 @@
   var timer = null;
   var busy = false;
   var failing = false;
+  var signedOut = false;
 
   function seconds() {
     var value = parseFloat(live.getAttribute("data-poll-seconds"));
@@ -133,6 +134,9 @@
   }
 
   function refresh() {
+    if (signedOut) {
+      return; /* nothing more to fetch until the agent signs in again */
+    }
     if (busy || document.hidden) {
       schedule();
       return;
@@ -144,6 +148,11 @@
       redirect: "manual", /* signed out: the sign-in page is not a list */
       headers: { "Accept": "text/html" }
     }).then(function (response) {
+      if (response.status === 401) {
+        signedOut = true;
+        status.textContent = "You have been signed out. Reload the page to sign in again.";
+        throw new Error("signed out");
+      }
       if (!response.ok || response.type === "opaqueredirect") {
         throw new Error("HTTP " + response.status);
       }
@@ -152,7 +161,7 @@
       failing = false;
       swap(html);
     }).catch(function () {
-      if (!failing) {
+      if (!failing && !signedOut) {
         status.textContent = "The queue could not be updated. Use “Refresh the queue now” to reload it.";
         failing = true;
       }

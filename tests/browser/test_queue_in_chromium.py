@@ -369,3 +369,18 @@ def test_an_agent_claims_with_the_keyboard_and_sees_where_focus_is(page, queue_a
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert "You have claimed HD-" in flash(page)
+
+
+def test_signed_out_elsewhere_the_live_list_says_so_once_and_stops_asking(page, queue_app):
+    from playwright.sync_api import expect
+
+    sign_in(page, queue_app)
+    polled = []
+    page.on("request", lambda request: polled.append(request.url) if "/queue/items" in request.url else None)
+    page.context.clear_cookies()  # as signing out in another tab does
+    page.evaluate("document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    expect(page.locator("#queue-status")).to_have_text(
+        "You have been signed out. Reload the page to sign in again.", timeout=5000)
+    asked = len(polled)
+    page.wait_for_timeout(2500)
+    assert len(polled) == asked, "the page went on polling after it was signed out"

@@ -550,3 +550,11 @@ def test_withdrawing_a_callback_needs_a_reason_in_the_note(alice, client, three_
     page = text_of(act(client, f"/queue/{callback.id}/close", outcome="withdrawn", note="  "))
     assert "Say in the note why the callback is no longer needed." in page
     assert [c.status for c in stored(db_session) if c.id == callback.id] == ["open"]
+
+
+def test_the_live_list_signed_out_is_a_401_and_leaves_no_message_for_the_next_page(client):
+    for _ in range(3):
+        response = client.get("/queue/items")
+        assert response.status_code == 401 and response.get_data(as_text=True) == "You have been signed out.\n"
+    with client.session_transaction() as session:
+        assert not session.get("_flashes")

@@ -156,3 +156,11 @@ def test_the_rule_alone_gives_the_same_due_time_as_the_full_deadline():
     start = local(2026, 11, 27, 15, 0)
     full = callback_deadline(start, clock="business", within=THREE_HOURS, calendar=CALENDAR, config_version="v")
     assert due_at_for(start, clock="business", within=THREE_HOURS, calendar=CALENDAR) == full.due_at
+
+
+def test_a_warnings_line_on_the_queue_page_says_minute_or_minutes():
+    from callbacks.queue import notice_text
+
+    assert notice_text("warning_1", "HD-2026-000001") == "Due in 1 minute: HD-2026-000001"
+    assert notice_text("warning_30", "HD-2026-000001") == "Due in 30 minutes: HD-2026-000001"
+    assert notice_text("breach", "HD-2026-000001") == "Breached: HD-2026-000001"
