@@ -113,14 +113,17 @@ def _note() -> str:
 
 
 def _act(callback_id: int, action, done: str):
-    """Run `action(session)`; flash `done` (with the reference) or the reason it was refused."""
+    """Run `action(session)`; flash `done` (with the reference) or the reason it was refused.
+
+    An action may return more to say (a sentence, with the reference as `{reference}`).
+    """
     try:
         with database().session() as session:
             reference = queue.reference_of(session, callback_id=callback_id)
             if not reference:
                 abort(404)
-            action(session)
-        flash(done.format(reference=reference), "success")
+            more = action(session)
+        flash((done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference), "success")
     except CallbackError as refusal:
         flash(str(refusal), "error")
     return _back(callback_id)
@@ -222,9 +225,14 @@ def log_attempt(callback_id: int):
     def add(session):
         if outcome not in queue.ATTEMPT_OUTCOMES:
             raise CallbackError("Choose what happened on the call.")
-        service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
-                            started_at=_started_at(request.form.get("started_at", ""), clock()), source="manual",
-                            outcome=outcome, now=clock(), note=_note())
+        attempt = service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
+                                      started_at=_started_at(request.form.get("started_at", ""), clock()),
+                                      source="manual", outcome=outcome, now=clock(), note=_note())
+        callback = attempt.callback
+        if callback.status == "closed" and callback.outcome == "unreachable":
+            return (f"That was attempt {callback.attempts_count} of {settings().callback.max_attempts}, the last, so "
+                    "{reference} is closed as unreachable.")
+        return None
 
     label = queue.ATTEMPT_OUTCOMES.get(outcome, "").lower()
     return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".")

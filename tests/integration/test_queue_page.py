@@ -558,3 +558,30 @@ def test_the_live_list_signed_out_is_a_401_and_leaves_no_message_for_the_next_pa
         assert response.status_code == 401 and response.get_data(as_text=True) == "You have been signed out.\n"
     with client.session_transaction() as session:
         assert not session.get("_flashes")
+
+
+def test_the_attempt_that_uses_up_the_last_try_says_the_callback_is_closed(alice, client, clock, three_callbacks,
+                                                                          db_session):
+    callback = three_callbacks[sid(2)]
+    messages = []
+    for minutes_ago in (150, 60, 1):  # three tries (the settings' max_attempts), after 10:40 when it was owed
+        when = local(clock.now - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M")
+        page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at=when, outcome="no_answer"))
+        found = re.search(r"Attempt logged for [^<]*", page)
+        assert found, re.findall(r"notice[^>]*>([^<]*)", page)
+        messages.append(found.group(0))
+    assert messages[0].endswith(": no answer.") and messages[1].endswith(": no answer.")
+    assert messages[2].endswith("no answer. That was attempt 3 of 3, the last, so "
+                                f"{messages[2].split()[3].rstrip(':')} is closed as unreachable.")
+    [after] = [c for c in stored(db_session) if c.id == callback.id]
+    assert (after.status, after.outcome) == ("closed", "unreachable")
+
+
+def test_what_happened_on_an_attempt_must_be_chosen_not_taken_by_default(alice, client, three_callbacks, db_session):
+    callback = three_callbacks[sid(2)]
+    page = text_of(client.get("/queue"))
+    select = re.search(rf'<select id="callback-{callback.id}-attempt-outcome"[^>]*>(.*?)</select>', page, re.S)
+    first = re.search(r"<option([^>]*)>([^<]*)</option>", select.group(1))
+    assert first.groups() == (' value="" selected', "Choose what happened") and "required" in select.group(0)
+    page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at="", outcome=""))
+    assert "Choose what happened on the call." in page and stored(db_session, CallbackAttempt) == []
