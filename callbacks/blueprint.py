@@ -139,7 +139,9 @@ def claim(callback_id: int):
 @bp.post("/queue/<id:callback_id>/release")
 @role_required(*ROLES)
 def release(callback_id: int):
-    return _act(callback_id, lambda s: service.release(s, callback_id, current_user.id),
+    # A manager may give back anyone's claim (an agent who went home holding it).
+    anyones = request.form.get("anyones") == "1" and current_user.has_role("manager")
+    return _act(callback_id, lambda s: service.release(s, callback_id, current_user.id, anyones=anyones),
                 "You have released {reference}; another agent can take it.")
 
 

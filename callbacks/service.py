@@ -140,14 +140,27 @@ def claim(session: Session, callback_id: int, agent_id: int, now: datetime) -> N
             raise CallbackError(f"{holder} has already claimed this callback.")
 
 
-def release(session: Session, callback_id: int, agent_id: int) -> None:
+def release(session: Session, callback_id: int, agent_id: int, *, anyones: bool = False) -> None:
+    """Give a claimed callback back to the queue: one's own, or (`anyones`, for managers) anyone's,
+    so a callback is never stuck with an agent who has gone home."""
     with session.begin():
+        holder = (Callback.claimed_by_id.is_not(None)) if anyones else (Callback.claimed_by_id == agent_id)
         released = session.execute(
-            update(Callback).where(Callback.id == callback_id, Callback.claimed_by_id == agent_id)
+            update(Callback).where(Callback.id == callback_id, Callback.status == "open", holder)
             .values(claimed_by_id=None, claimed_at=None)
         ).rowcount
         if not released:
-            raise CallbackError("You have not claimed this callback.")
+            raise CallbackError("Nobody holds this callback now." if anyones else "You have not claimed this callback.")
+    log.info("callback %s released by user %s", callback_id, agent_id)
+
+
+def release_all(session: Session, agent_id: int) -> int:
+    """Give back every open callback `agent_id` holds (they were deactivated); how many."""
+    released = session.execute(
+        update(Callback).where(Callback.claimed_by_id == agent_id, Callback.status == "open")
+        .values(claimed_by_id=None, claimed_at=None)
+    ).rowcount
+    return released
 
 
 def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
@@ -155,7 +168,8 @@ def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
     if callback is None or callback.status != "open":
         raise CallbackError("This callback is no longer open.")
     if callback.claimed_by_id not in (None, agent_id):
-        raise CallbackError("Another agent has claimed this callback.")
+        holder = callback.claimed_by.display_name or callback.claimed_by.username
+        raise CallbackError(f"{holder} has claimed this callback.")
     return callback
 
 

@@ -198,7 +198,11 @@ def deactivate(session: Session, username: str) -> User:
                 User.role == "admin", User.active.is_(True), User.id != user.id)) == 0:
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
-    log.info("user %s deactivated", user.username)
+        # Their claims would otherwise hold those callbacks for good: give them back to the queue.
+        from callbacks.service import release_all
+
+        released = release_all(session, user.id)
+    log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
     return user
 
 

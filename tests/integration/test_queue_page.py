@@ -301,7 +301,7 @@ def test_call_back_now_on_a_callback_another_agent_holds_is_refused(app, alice, 
     sign_in(bob, "bob", PASSWORD)
     act(bob, f"/queue/{callback_id}/claim")
     page = text_of(act(client, f"/queue/{callback_id}/call"))
-    assert "Another agent has claimed this callback." in page
+    assert "Bob Builder has claimed this callback." in page
     assert telephony.calls == [] and stored(db_session, CallbackAttempt) == []
 
 
@@ -585,3 +585,33 @@ def test_what_happened_on_an_attempt_must_be_chosen_not_taken_by_default(alice, 
     assert first.groups() == (' value="" selected', "Choose what happened") and "required" in select.group(0)
     page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at="", outcome=""))
     assert "Choose what happened on the call." in page and stored(db_session, CallbackAttempt) == []
+
+
+def test_a_manager_can_give_back_a_claim_an_agent_left_and_an_agent_cannot(app, alice, client, three_callbacks,
+                                                                          db_session):
+    callback_id = three_callbacks[sid(3)].id
+    act(client, f"/queue/{callback_id}/claim")  # Alice claims it, then goes home
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    page = text_of(act(bob, f"/queue/{callback_id}/release", anyones="1"))
+    assert "You have not claimed this callback." in page and "release-theirs" not in item(page, callback_id)
+    assert [c.claimed_by_id for c in stored(db_session) if c.id == callback_id] == [alice]
+    manager = app.test_client()
+    add_agent(app, "morgan", "Morgan Manager", role="manager")
+    sign_in(manager, "morgan", PASSWORD)
+    page = text_of(manager.get("/queue"))
+    assert "Release Alice Agent’s claim" in item(page, callback_id)
+    page = text_of(act(manager, f"/queue/{callback_id}/release", anyones="1"))
+    assert "; another agent can take it." in page
+    assert [c.claimed_by_id for c in stored(db_session) if c.id == callback_id] == [None]
+
+
+def test_deactivating_an_agent_gives_their_claims_back_to_the_queue(app, alice, client, three_callbacks, db_session):
+    from helpdesk.users import deactivate
+
+    for n in (1, 3):
+        act(client, f"/queue/{three_callbacks[sid(n)].id}/claim")
+    with app.extensions["helpdesk.db"].session() as session:
+        deactivate(session, "alice")
+    assert [c.claimed_by_id for c in stored(db_session)] == [None, None, None]
