@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -35,6 +36,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
+        # A session ends after 8 hours without a request (a shift), and a form's CSRF token lasts
+        # as long as its session: a page left open all morning still submits.
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=25 * 1024 * 1024,
     )
     if config:

@@ -10,13 +10,13 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Iterator
 
 import click
-from sqlalchemy import func, inspect, select
+from sqlalchemy import delete, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from helpdesk.clock import now_utc
 from helpdesk.config import Secrets
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
-from helpdesk.models import User
+from helpdesk.models import SignInFailure, User
 from helpdesk.models.user import ROLES
 from helpdesk.phones import is_e164
 
@@ -160,6 +160,45 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
+# Refused sign-ins for one username within SIGN_IN_WINDOW before more are refused unheard.
+SIGN_IN_LIMIT = 10
+SIGN_IN_WINDOW = timedelta(minutes=15)
+
+
+def sign_in_blocked_until(session: Session, username: str, now: datetime) -> datetime | None:
+    """When this username may try again, if SIGN_IN_LIMIT sign-ins were refused within the window.
+
+    Counted by the name typed, whether or not such a user exists, so the answer does not tell
+    which usernames do.
+    """
+    name = normalise_username(username)[:64]
+    with session.begin():
+        recent = session.scalars(
+            select(SignInFailure.failed_at).where(SignInFailure.username == name,
+                                                  SignInFailure.failed_at > now - SIGN_IN_WINDOW)
+            .order_by(SignInFailure.failed_at.desc()).limit(SIGN_IN_LIMIT)).all()
+    if len(recent) < SIGN_IN_LIMIT:
+        return None
+    return min(recent) + SIGN_IN_WINDOW
+
+
+def record_sign_in(session: Session, username: str, now: datetime, *, succeeded: bool) -> None:
+    """Keep a refused sign-in for a day (and forget older ones); a good one clears the name's record."""
+    name = normalise_username(username)[:64]
+    with session.begin():
+        if succeeded:
+            session.execute(delete(SignInFailure).where(SignInFailure.username == name))
+            return
+        session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
+        session.add(SignInFailure(username=name, failed_at=now))
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every session the user has signed in with, on every device (they signed out)."""
+    with session.begin():
+        session.execute(update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1))
+
+
 def _get(session: Session, username: str) -> User:
     name = normalise_username(username)
     user = session.scalar(select(User).where(User.username == name))
@@ -174,6 +213,8 @@ def set_password(session: Session, username: str, password: str) -> User:
     with session.begin():
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)
+        # A new password lets the user straight back in after a run of wrong ones.
+        session.execute(delete(SignInFailure).where(SignInFailure.username == user.username))
     log.info("password changed for user %s", user.username)
     return user
 

@@ -7,7 +7,7 @@ from helpdesk.models.email import EmailAcknowledgement, ImapMailboxState, Inboun
 from helpdesk.models.enquiry import Enquiry, ReferenceCounter
 from helpdesk.models.event import TwilioEvent
 from helpdesk.models.lookup import TwilioLookup
-from helpdesk.models.user import User
+from helpdesk.models.user import SignInFailure, User
 
 __all__ = [
-    "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "TwilioLookup", "User"]
+    "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "TwilioEvent", "TwilioLookup", "SignInFailure", "User"]

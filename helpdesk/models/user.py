@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -24,6 +24,9 @@ class User(UserMixin, Base):
     phone: Mapped[str | None] = mapped_column(String(128))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Goes up when the user signs out: every session signed in before then ends, on every
+    # device, even if its cookie was copied.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -31,3 +34,13 @@ class User(UserMixin, Base):
 
     def has_role(self, *roles: str) -> bool:
         return self.role == "admin" or self.role in roles
+
+
+class SignInFailure(Base):
+    """A sign-in refused for a username (known or not), kept for a day to slow password guessing."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -23,7 +23,8 @@ _PASSWORD_KEY = "password_mark"
 
 
 def password_mark(user: User) -> str:
-    return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:32]
+    # The password, and how many times the user has signed out: either changing ends the session.
+    return hashlib.sha256(f"{user.password_hash}:{user.session_epoch}".encode("utf-8")).hexdigest()[:32]
 
 
 def remember_password(user: User) -> None:

@@ -10,8 +10,9 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from helpdesk.pages.access import local_path, page_headers, remember_password
-from helpdesk.users import authenticate
-from helpdesk.web import database
+from helpdesk.users import authenticate, end_sessions, record_sign_in, sign_in_blocked_until
+from helpdesk.web import clock, database
+from helpdesk.clock import LONDON
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -52,12 +53,21 @@ def login():
         return render_template("login.html", form=form, error=None)
     if not form.validate_on_submit():
         return render_template("login.html", form=form, error=None), 400
+    now = clock()
     with database().session() as db_session:
+        blocked = sign_in_blocked_until(db_session, form.username.data, now)
+        if blocked is not None:
+            log.warning("sign-in refused unheard for username %r: too many refused in a row", form.username.data[:64])
+            return render_template("login.html", form=form, error=(
+                f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
+                "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
+        record_sign_in(db_session, form.username.data, now, succeeded=user is not None)
     if user is None:
         log.info("sign-in refused for username %r", form.username.data[:64])
         return render_template("login.html", form=form, error=WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)
+    session.permanent = True  # ends after PERMANENT_SESSION_LIFETIME without a request
     login_user(user)
     remember_password(user)
     log.info("user %s signed in", user.username)
@@ -68,6 +78,8 @@ def login():
 def logout():
     """Sign out (a POST form with a CSRF token, so no other site can sign people out)."""
     if current_user.is_authenticated:
+        with database().session() as db_session:
+            end_sessions(db_session, current_user.id)
         log.info("user %s signed out", current_user.username)
     logout_user()
     session.clear()

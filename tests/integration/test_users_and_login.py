@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -468,3 +468,66 @@ def test_pages_say_the_database_is_not_answering_with_a_503_not_a_bare_500(app, 
     assert "The database is not answering" in page and "Calls are still answered" in page
     assert "Traceback" not in caplog.text and f"GET {path}: the database did not answer (" in caplog.text
     assert client.get(path).status_code in (200, 302)  # and back to normal once it answers
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(app, client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)  # e.g. taken from a shared computer
+    assert copy.get("/calls").status_code == 200
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/calls")})
+    assert copy.get("/calls").status_code == 302  # sent to sign in
+    assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
+
+
+def test_a_session_ends_after_eight_hours_without_a_request(app, client, db_session, monkeypatch):
+    import itsdangerous.timed
+
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    assert app.permanent_session_lifetime == timedelta(hours=8)
+    with client.session_transaction() as session:
+        assert session.permanent
+    real = itsdangerous.timed.TimestampSigner.get_timestamp
+
+    def hours_on(hours: float) -> None:
+        monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp",
+                            lambda self: real(self) + int(hours * 3600))
+
+    hours_on(7)
+    assert client.get("/calls").status_code == 200  # seven hours idle: still signed in, and refreshed
+    hours_on(14)
+    assert client.get("/calls").status_code == 200  # seven hours since that request
+    hours_on(22.02)
+    assert client.get("/calls").status_code == 302  # eight hours and a minute since the last one
+
+
+def test_a_forms_token_lasts_as_long_as_its_session(app):
+    assert app.config["WTF_CSRF_TIME_LIMIT"] is None
+
+
+def test_a_run_of_wrong_passwords_is_refused_for_a_while_known_username_or_not(app, client, clock, db_session):
+    from helpdesk.users import SIGN_IN_LIMIT
+
+    make_user(db_session, "alex", "manager")
+    for name in ("alex", "nobody-here"):
+        for _ in range(SIGN_IN_LIMIT):
+            assert "Username or password is wrong." in sign_in(client, name, "not the password").get_data(as_text=True)
+        refused = sign_in(client, name, PASSWORD if name == "alex" else "x")
+        page = refused.get_data(as_text=True)
+        assert refused.status_code == 429 and "Too many wrong passwords for this username. Try again after" in page
+    assert client.get("/calls").status_code == 302  # the right password was not even tried
+    clock.advance(15 * 60 + 1)
+    assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
+
+
+def test_a_new_password_from_an_administrator_lets_a_blocked_user_in_at_once(app, client, db_session):
+    from helpdesk.users import SIGN_IN_LIMIT
+
+    make_user(db_session, "alex", "manager")
+    for _ in range(SIGN_IN_LIMIT):
+        sign_in(client, "alex", "not the password")
+    assert sign_in(client, "alex").status_code == 429
+    set_password(db_session, "alex", "a brand new passphrase")
+    assert sign_in(client, "alex", "a brand new passphrase").status_code == 302
