@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import session as session_store
 from flask_login import current_user
 
 from callbacks import queue, service
@@ -63,8 +64,17 @@ def _queue_context(now: datetime) -> dict:
 @role_required(*ROLES)
 def queue_page():
     """Open callbacks, earliest due first; answered calls awaiting an outcome; recent notices."""
+    return _render_queue(session_store.pop(SAID, None))
+
+
+def _render_queue(said: dict | None) -> str:
+    """The queue page; `said`: what the last action on a callback said, shown at that callback
+    (or at the top if it has left the list), with any form values to put back."""
     now = clock()
     context = _queue_context(now)
+    if said is not None:
+        listed = any(entry.callback.id == said.get("id") for entry in context["view"].entries)
+        context.update(said=said, said_listed=listed)
     with database().session() as session:
         notices = queue.recent_notices(session, now)
         awaiting, awaiting_count = queue.awaiting_outcome(session, now)
@@ -92,6 +102,10 @@ def _items():
     return render_template("queue/items.html", **_queue_context(clock()))
 
 
+# The session key for what the last action on a callback said (see _act).
+SAID = "queue_said"
+
+
 def _back(callback_id: int | None = None, anchor: str | None = None):
     """Back to the queue page as it was shown (its `show`), at the item acted on."""
     show = request.args.get("show")
@@ -112,10 +126,12 @@ def _note() -> str:
     return note
 
 
-def _act(callback_id: int, action, done: str):
-    """Run `action(session)`; flash `done` (with the reference) or the reason it was refused.
+def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = None):
+    """Run `action(session)`; say `done` (with the reference) or the reason it was refused.
 
-    An action may return more to say (a sentence, with the reference as `{reference}`).
+    An action may return more to say (a sentence, with the reference as `{reference}`). What
+    is said is shown at the callback itself, where the agent acted, and the page opens there;
+    on a refusal, what they typed (`typed`: the panel and its fields) is put back in the form.
     """
     try:
         with database().session() as session:
@@ -123,10 +139,14 @@ def _act(callback_id: int, action, done: str):
             if not reference:
                 abort(404)
             more = action(session)
-        flash((done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference), "success")
+        text, kind, typed = (done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference), \
+            "success", None
     except CallbackError as refusal:
-        flash(str(refusal), "error")
-    return _back(callback_id)
+        # Shown at once, with what they typed still in the form (too long for a session cookie).
+        said = {"id": callback_id, "text": str(refusal), "kind": "error", "typed": typed}
+        return _render_queue(said), 422
+    session_store[SAID] = {"id": callback_id, "text": text, "kind": kind}
+    return _back(callback_id, anchor=f"callback-{callback_id}-said")
 
 
 @bp.post("/queue/<id:callback_id>/claim")
@@ -237,7 +257,9 @@ def log_attempt(callback_id: int):
         return None
 
     label = queue.ATTEMPT_OUTCOMES.get(outcome, "").lower()
-    return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".")
+    typed = {"panel": "attempt", "started_at": request.form.get("started_at", "")[:32], "outcome": outcome[:32],
+             "note": request.form.get("note", "")[:MAX_NOTE * 2]}
+    return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".", typed)
 
 
 @bp.post("/queue/<id:callback_id>/close")
@@ -245,9 +267,10 @@ def log_attempt(callback_id: int):
 def close(callback_id: int):
     outcome = request.form.get("outcome", "")
     label = queue.CLOSING.get(outcome, ("",))[0].lower()
+    typed = {"panel": "close", "outcome": outcome[:32], "note": request.form.get("note", "")[:MAX_NOTE * 2]}
     return _act(callback_id, lambda s: service.close(s, callback_id=callback_id, agent_id=current_user.id,
                                                      outcome=outcome, now=clock(), note=_note()),
-                "{reference} is closed as " + label + ".")
+                "{reference} is closed as " + label + ".", typed)
 
 
 def _call_sid(call_sid: str) -> str:

@@ -113,8 +113,16 @@
     var saved = remember(old);
     var changed = fresh.getAttribute("data-signature") !== old.getAttribute("data-signature");
     var adopted = document.importNode(fresh, true);
+    var said = old.querySelector(".item-message");
     old.replaceWith(adopted);
     restore(adopted, saved);
+    if (said) { /* what the agent's last action said stays at its callback */
+      var article = byId(adopted, said.id.replace(/-said$/, ""));
+      article = article && article.querySelector("article");
+      if (article) {
+        article.insertBefore(said, article.firstChild);
+      }
+    }
     if (hadFocus) {
       var again = byId(adopted, focusId);
       if (again) {
@@ -179,5 +187,11 @@
     }
   });
   live.setAttribute("data-live", "on");
+  /* What the agent's last action said: take them (and a screen reader) to it. */
+  var said = document.querySelector(".item-message");
+  if (said) {
+    said.focus({ preventScroll: true });
+    said.scrollIntoView({ block: "center" });
+  }
   schedule();
 }());

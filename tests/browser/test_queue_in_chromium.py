@@ -227,7 +227,7 @@ def item(page, callback_id: int):
 
 
 def flash(page) -> str:
-    return " ".join(page.locator("main > .notice").all_text_contents())
+    return " ".join(page.locator("main .notice").all_text_contents())
 
 
 # --------------------------------------------------------------------------- the tests
@@ -384,3 +384,23 @@ def test_signed_out_elsewhere_the_live_list_says_so_once_and_stops_asking(page, 
     asked = len(polled)
     page.wait_for_timeout(2500)
     assert len(polled) == asked, "the page went on polling after it was signed out"
+
+
+def test_a_refused_attempt_is_said_where_the_agent_is_with_focus_on_it_and_the_note_kept(page, queue_app):
+    for _ in range(12):  # enough callbacks that the last one is far down the page
+        callback = queue_app.missed_call()
+    sign_in(page, queue_app)
+    item(page, callback).scroll_into_view_if_needed()
+    page.locator(f"#callback-{callback}-attempt-panel summary").click()
+    page.fill(f"#callback-{callback}-attempt-time", "2099-01-01T10:00")
+    page.select_option(f"#callback-{callback}-attempt-outcome", "no_answer")
+    page.fill(f"#callback-{callback}-attempt-note", "Rang twice.")
+    with page.expect_navigation():
+        page.click(f"#callback-{callback}-attempt-submit")
+    said = page.locator(f"#callback-{callback}-said")
+    assert said.text_content() == "An attempt cannot be in the future." and said.get_attribute("role") == "alert"
+    assert page.evaluate("document.activeElement.id") == f"callback-{callback}-said"
+    box, height = said.bounding_box(), page.evaluate("window.innerHeight")
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, (box, height)
+    assert page.input_value(f"#callback-{callback}-attempt-note") == "Rang twice."
+    assert page.input_value(f"#callback-{callback}-attempt-outcome") == "no_answer"

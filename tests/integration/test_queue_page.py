@@ -615,3 +615,39 @@ def test_deactivating_an_agent_gives_their_claims_back_to_the_queue(app, alice, 
     with app.extensions["helpdesk.db"].session() as session:
         deactivate(session, "alice")
     assert [c.claimed_by_id for c in stored(db_session)] == [None, None, None]
+
+
+def test_what_an_action_said_is_shown_at_its_callback_and_the_page_opens_there(alice, client, three_callbacks):
+    callback_id = three_callbacks[sid(3)].id
+    token = csrf_token(client, "/queue")
+    response = client.post(f"/queue/{callback_id}/claim", data={"csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"#callback-{callback_id}-said")
+    here = item(text_of(client.get(response.headers["Location"])), callback_id)
+    assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said" '
+                     r'tabindex="-1"\s+role="status">You have claimed HD-', here)
+    assert "item-message" not in text_of(client.get("/queue"))  # said once
+
+
+def test_a_refused_attempt_is_explained_at_its_callback_with_what_was_typed_kept(alice, client, clock,
+                                                                                three_callbacks, db_session):
+    callback_id = three_callbacks[sid(3)].id
+    later = local(clock.now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    response = client.post(f"/queue/{callback_id}/attempts", data={
+        "csrf_token": csrf_token(client, "/queue"), "started_at": later, "outcome": "no_answer",
+        "note": "Rang twice.\r\nLeft a message."})
+    assert response.status_code == 422
+    here = item(text_of(response), callback_id)
+    assert 'role="alert">An attempt cannot be in the future.</p>' in here
+    assert f'id="callback-{callback_id}-attempt-panel" open>' in here
+    assert f'value="{later}"' in here and '<option value="no_answer" selected>' in here
+    assert ">Rang twice.\nLeft a message.</textarea>" in here.replace("\r\n", "\n")
+    assert stored(db_session, CallbackAttempt) == []
+
+
+def test_closing_says_so_at_the_top_once_the_callback_has_left_the_list(alice, client, three_callbacks):
+    callback_id = three_callbacks[sid(3)].id
+    act(client, f"/queue/{callback_id}/claim")
+    page = text_of(act(client, f"/queue/{callback_id}/close", outcome="withdrawn", note="The caller emailed."))
+    assert f'id="callback-{callback_id}"' not in page
+    assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said"[^>]*>'
+                     r"HD-\d{4}-\d{6} is closed as withdrawn.</p>\s*<h1>", page)
