@@ -153,6 +153,8 @@ def parse_manifest(raw: bytes, where: str) -> dict:
 def verify(path: Path) -> Verification:
     """Check every file of a pack (a directory, or the ZIP the Evidence page gives) against its manifest."""
     path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path} does not exist")
     if path.is_file() and zipfile.is_zipfile(path):
         return _verify_zip(path)
     if not path.is_dir():
@@ -166,6 +168,8 @@ def _verify_zip(path: Path) -> Verification:
     """Check a ZIP without unpacking it: the pack is one folder, with the manifest inside."""
     try:
         return _verify_bundle(path)
+    except ManifestError:  # a ValueError too, but about the manifest: say so as it is
+        raise
     except UNREADABLE_MEMBER as exc:  # the ZIP's own structure is damaged
         raise ManifestError(f"{path} cannot be read as a ZIP file ({exc}): it has been altered or damaged") from None
 

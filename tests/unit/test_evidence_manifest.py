@@ -75,8 +75,13 @@ def test_a_malformed_manifest_is_explained(pack, text, message):
 def test_a_directory_that_is_not_a_pack_is_explained(tmp_path):
     with pytest.raises(ManifestError, match="manifest.json does not exist"):
         verify(tmp_path)
-    with pytest.raises(ManifestError, match="is not a directory"):
+    with pytest.raises(ManifestError, match="nowhere does not exist$"):
         verify(tmp_path / "nowhere")
+    with pytest.raises(ManifestError, match="nowhere.zip does not exist$"):
+        verify(tmp_path / "nowhere.zip")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ManifestError, match="is not a directory or a ZIP file"):
+        verify(tmp_path / "notes.txt")
 
 
 def zipped(pack: Path, extra: dict[str, bytes] | None = None, leave_out: str = "") -> Path:
@@ -209,3 +214,12 @@ def test_the_report_says_how_many_callbacks_were_withdrawn_and_left_out():
     assert withdrawn_words(1).startswith("1 callback was withdrawn before its deadline was decided, so the callback "
                                          "figures do not count it.")
     assert withdrawn_words(1200).startswith("1,200 callbacks were withdrawn before their deadline")
+
+
+def test_a_zip_whose_manifest_is_not_json_says_so_rather_than_that_the_zip_is_damaged(pack):
+    (pack / MANIFEST).write_text("{ not json")
+    with pytest.raises(ManifestError) as raised:
+        verify(zipped(pack))
+    message = str(raised.value)
+    assert "manifest.json is not valid JSON (line 1, column 3): it has been altered" in message
+    assert "cannot be read as a ZIP file" not in message
