@@ -14,6 +14,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from helpdesk.pages.access import login_manager, role_required
 from helpdesk.pages.format import role_label
@@ -30,7 +31,7 @@ WEBHOOK_BLUEPRINTS = frozenset({"voice", "email"})
 # The navigation: (endpoint, label, roles). Entries whose blueprint is not registered
 # (yet) are left out, so later pages only need a line here.
 NAVIGATION = (
-    ("agents.queue", "Callback queue", ("agent",)),
+    ("agents.queue", "Callback queue", ("agent", "manager")),
     ("managers.calls", "Calls", ("manager", "auditor")),
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
     ("evidence.page", "Evidence", ("manager", "auditor")),
@@ -83,6 +84,16 @@ def navigation() -> list[dict]:
     ]
 
 
+# Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers), not people.
+PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/")
+HTTP_MESSAGES = {
+    404: ("Page not found", "There is no page at this address. Check the address, or use the links above."),
+    405: ("That cannot be done here", "This address does not take that kind of request. Go back to the page "
+                                      "and use its buttons."),
+    413: ("Too much was sent", "What was sent is larger than the help desk takes (25 MB). Send less at once."),
+}
+
+
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
     from helpdesk.pages import auth, managers
@@ -109,6 +120,18 @@ def init_app(app: Flask) -> None:
             "Go back, reload the page and try again."
         )
         return render_template("error.html", title="Form not accepted", message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        """Not found, wrong method, too large...: the site's own page, in plain words, for people.
+
+        Webhooks, /metrics and the health checks keep their plain answers.
+        """
+        if (error.code is None or error.code < 400 or request.path.startswith(PLAIN_PREFIXES)
+                or (request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS)):
+            return error
+        title, message = HTTP_MESSAGES.get(error.code, (error.name, "Go back and try again."))
+        return render_template("error.html", title=title, message=message), error.code
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

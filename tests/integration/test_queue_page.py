@@ -651,3 +651,11 @@ def test_closing_says_so_at_the_top_once_the_callback_has_left_the_list(alice, c
     assert f'id="callback-{callback_id}"' not in page
     assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said"[^>]*>'
                      r"HD-\d{4}-\d{6} is closed as withdrawn.</p>\s*<h1>", page)
+
+
+@pytest.mark.parametrize("role, linked", [("agent", True), ("manager", True), ("admin", True), ("auditor", False)])
+def test_the_header_links_to_the_queue_for_those_who_may_use_it(app, client, role, linked):
+    add_agent(app, "someone", "Someone", role=role)
+    sign_in(client, "someone", PASSWORD)
+    page = text_of(client.get("/" if role == "agent" else "/calls", follow_redirects=True))
+    assert ('href="/queue"' in page) is linked

@@ -531,3 +531,20 @@ def test_a_new_password_from_an_administrator_lets_a_blocked_user_in_at_once(app
     assert sign_in(client, "alex").status_code == 429
     set_password(db_session, "alex", "a brand new passphrase")
     assert sign_in(client, "alex", "a brand new passphrase").status_code == 302
+
+
+def test_not_found_wrong_method_and_too_large_get_the_sites_own_page_and_machines_plain_answers(app, client,
+                                                                                               db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    for response, status, title in ((client.get("/no-such-page"), 404, "Page not found"),
+                                    (client.put("/calls"), 405, "That cannot be done here")):
+        page = response.get_data(as_text=True)
+        assert response.status_code == status and f"<h1>{title}</h1>" in page and 'lang="en-GB"' in page
+    app.config["MAX_CONTENT_LENGTH"] = 10
+    too_big = client.post("/logout", data={"csrf_token": "x" * 100})
+    assert too_big.status_code == 413 and "<h1>Too much was sent</h1>" in too_big.get_data(as_text=True)
+    app.config["MAX_CONTENT_LENGTH"] = 25 * 1024 * 1024
+    webhook = client.get("/twilio/voice/incoming")
+    assert webhook.status_code == 405 and "That cannot be done here" not in webhook.get_data(as_text=True)
+    assert "Page not found" not in client.get("/metrics/nothing").get_data(as_text=True)
