@@ -16,7 +16,7 @@ from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.models.callback import CLOSING_OUTCOMES
-from helpdesk.phones import is_e164, is_withheld
+from helpdesk.phones import international, is_withheld
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,17 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
     """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
     with session.begin():
         call = _answered_call(session, call_sid)
-        number = (number or "").strip() or call.caller_number
-        if number is not None and not is_e164(number):
-            raise CallbackError("Enter the number in international format, for example +447700900123.")
+        typed = (number or "").strip()
+        number = international(typed) if typed else call.caller_number
+        if typed and number is None:
+            raise CallbackError("That is not a phone number we can dial: enter it as, for example, 07700 900123 or "
+                                "+447700900123.")
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         if existing is not None:
             raise CallbackError(f"A callback is already owed for this call ({existing.enquiry.reference}).")
+        if not note.strip():
+            raise CallbackError("Say what the callback is about, so whoever calls back knows.")
         deadline = _deadline(settings, call.arrived_at)
         callback = Callback(
             contact_key=key, enquiry_id=call.enquiry_id, call_sid=call_sid, reason="not_concluded",

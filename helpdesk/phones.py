@@ -17,6 +17,25 @@ def is_e164(number: str | None) -> bool:
     return number is not None and _E164.fullmatch(number) is not None
 
 
+_SEPARATORS = re.compile(r"[\s\-.()/]")
+
+
+def international(typed: str | None, country_code: str = "44") -> str | None:
+    """A number as a person types it, in international format, or None if it cannot be one.
+
+    "07700 900123", "+44 (0)7700 900-123" and "0044 7700 900123" are all "+447700900123": a
+    leading 0 is the UK trunk prefix, and 00 the international one.
+    """
+    text = _SEPARATORS.sub("", typed or "")
+    if text.startswith("+44") and text[3:4] == "0":
+        text = "+44" + text[4:]  # the "(0)" people write after +44
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    elif text.startswith("0"):
+        text = f"+{country_code}{text[1:]}"
+    return text if is_e164(text) else None
+
+
 def is_withheld(number: str | None) -> bool:
     return number is None or number.strip().lower() in WITHHELD
 

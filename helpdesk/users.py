@@ -28,7 +28,7 @@ from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.models import SignInFailure, User
 from helpdesk.models.user import ROLES
-from helpdesk.phones import is_e164
+from helpdesk.phones import international
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,15 @@ def _is_text(value: str) -> bool:
 def check_phone(phone: str | None) -> str | None:
     """An agent's phone for "Call back now": a number in international format, or none."""
     phone = (phone or "").strip() or None
-    if phone is not None and not is_e164(phone):
-        raise UserError("the phone number must be in international format, for example +447700900123")
-    return phone
+    if phone is None:
+        return None
+    if phone.startswith(("sip:", "client:")):
+        raise UserError("the phone must be a phone number, for example 07700 900123 or +447700900123")
+    number = international(phone)
+    if number is None:
+        raise UserError("the phone number must be a UK number or in international format, for example "
+                        "07700 900123 or +447700900123")
+    return number
 
 
 def check_role(role: str) -> str:

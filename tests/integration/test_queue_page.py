@@ -659,3 +659,16 @@ def test_the_header_links_to_the_queue_for_those_who_may_use_it(app, client, rol
     sign_in(client, "someone", PASSWORD)
     page = text_of(client.get("/" if role == "agent" else "/calls", follow_redirects=True))
     assert ('href="/queue"' in page) is linked
+
+
+def test_callback_needed_wants_what_it_is_about_and_takes_a_number_as_people_write_it(alice, client, clock,
+                                                                                     db_session):
+    answer_a_call(client, clock, 5, at(10, 0), caller="anonymous")
+    clock.now = at(10, 5)
+    page = text_of(act(client, f"/queue/calls/{sid(5)}/callback", note=" ", number="07700 900123"))
+    assert "Say what the callback is about, so whoever calls back knows." in page and stored(db_session) == []
+    page = text_of(act(client, f"/queue/calls/{sid(5)}/callback", note="Grant form", number="call me"))
+    assert "That is not a phone number we can dial" in page and stored(db_session) == []
+    act(client, f"/queue/calls/{sid(5)}/callback", note="Grant form", number="07700 900123")
+    [callback] = stored(db_session)
+    assert callback.caller_number == "+447700900123"

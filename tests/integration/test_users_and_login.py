@@ -434,8 +434,10 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
     env = {"DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": "a-long-enough-password"}
     added = runner.invoke(main, ["users", "add", "dana", "--role", "agent", "--phone", "+447700900321"], env=env)
     assert added.exit_code == 0, added.output
-    refused = runner.invoke(main, ["users", "set-phone", "dana", "07700 900321"], env=env)
-    assert refused.exit_code == 1 and "international format" in refused.output
+    refused = runner.invoke(main, ["users", "set-phone", "dana", "call me on 123"], env=env)
+    assert refused.exit_code == 1 and "must be a UK number or in international format" in refused.output
+    national = runner.invoke(main, ["users", "set-phone", "dana", "07700 900321"], env=env)
+    assert national.exit_code == 0 and "+447700900321" in national.output
     changed = runner.invoke(main, ["users", "set-phone", "dana", "+447700900999"], env=env)
     assert changed.exit_code == 0 and "+447700900999" in changed.output
     from sqlalchemy import select

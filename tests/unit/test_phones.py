@@ -24,3 +24,15 @@ def test_only_the_last_three_digits_of_a_long_enough_number_are_shown():
     assert number_ending("+447700900123") == "123"
     assert number_ending("123456") is None
     assert not is_withheld("+447700900123")
+
+
+@pytest.mark.parametrize("typed, number", [
+    ("07700 900123", "+447700900123"), ("07700-900-123", "+447700900123"), ("+44 (0)7700 900123", "+447700900123"),
+    ("0044 7700 900123", "+447700900123"), ("+447700900123", "+447700900123"), ("(020) 7946 0000", "+442079460000"),
+    ("+1 415 867 5309", "+14158675309"), ("123", None), ("call me", None), ("", None), (None, None),
+    ("+44 7700 900123 ext 2", None),
+])
+def test_a_number_as_people_type_it_is_put_in_international_format(typed, number):
+    from helpdesk.phones import international
+
+    assert international(typed) == number
