@@ -36,6 +36,12 @@ class ReportFacts:
     redaction: str
     include_notes: bool
     settings: Settings
+    provisional: bool = False  # the period had not ended when the pack was made
+
+
+PROVISIONAL = ("Provisional: this period had not ended when the pack was made. Callbacks and acknowledgements "
+               "not yet due, and calls still going on, are not counted yet, so these figures may still change. "
+               "Export the period again once it is over for final figures.")
 
 
 def day_words(day: date) -> str:
@@ -129,6 +135,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
                             else "Caller numbers and email addresses are shown in full. ")
                          + ("Notes are included." if facts.include_notes else "Notes are left out.")),
                   styles["BodyText"]),
+        *([Paragraph(escape(PROVISIONAL), styles["BodyText"])] if facts.provisional else []),
         Paragraph("Rules in force", styles["Heading2"]),
         *[Paragraph(line, styles["BodyText"]) for line in rules_in_words(settings)],
         Paragraph("Figures", styles["Heading2"]),

@@ -350,3 +350,15 @@ def test_the_report_counts_callbacks_withdrawn_before_they_were_decided(app, db_
     text = subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"), "-"],
                           check=True, capture_output=True, timeout=60).stdout.decode()
     assert "1 callback was withdrawn before its deadline was decided" in " ".join(text.split())
+
+
+def test_a_pack_made_before_its_period_ended_says_it_is_provisional(app, db_session, clock, seeded, auditor, packs):
+    pdftotext = require_program("pdftotext", "install poppler-utils")
+    during = export(app, db_session, clock, auditor, packs / "during")  # the clock is on the last day
+    clock.now = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)  # midnight in the UK: the 24th is over
+    after = export(app, db_session, clock, auditor, packs / "after")
+    for pack, provisional in ((during, True), (after, False)):
+        assert json.loads((pack / MANIFEST).read_text())["provisional"] is provisional
+        text = " ".join(subprocess.run([pdftotext, str(pack / "report.pdf"), "-"], check=True, capture_output=True,
+                                       timeout=60).stdout.decode().split())
+        assert ("Provisional: this period had not ended when the pack was made." in text) is provisional
