@@ -646,3 +646,14 @@ def secrets_token() -> str:
     import secrets
 
     return secrets.token_urlsafe(16)
+
+
+def own_postgres_server() -> PostgresServer:
+    """A PostgreSQL cluster of the test's own, not started (for a test that stops or freezes it).
+
+    Skips the test locally without PostgreSQL's programs; under CI=true fails it instead.
+    """
+    try:
+        return PostgresServer()
+    except PostgresUnavailable as missing:
+        skip_or_fail(str(missing))

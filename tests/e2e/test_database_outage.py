@@ -12,7 +12,7 @@ from helpdesk.models import Call, Enquiry, TwilioEvent
 from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic
 from helpdesk.spool import Spool
 from live import LiveApp
-from servers import PostgresServer, PostgresUnavailable, skip_or_fail
+from servers import own_postgres_server
 from tests.e2e.conftest import AUTH_TOKEN, write_config
 
 CALLS = 12  # in each of the three spells: before, during and after the outage
@@ -30,10 +30,7 @@ def play(url: str, seed: int):
 
 @pytest.mark.e2e
 def test_calls_during_a_database_outage_are_answered_and_stored_once_it_is_back(app_env, tmp_path):
-    try:
-        server = PostgresServer()  # its own: this test stops it
-    except PostgresUnavailable as missing:
-        skip_or_fail(str(missing))
+    server = own_postgres_server()  # this test stops it
     config = write_config(tmp_path / "helpdesk.toml", ivr=False)
     spool = Spool(Path(tmp_path / "spool"))
     with server:

@@ -28,7 +28,7 @@ from helpdesk.config import load_settings
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
-from servers import PostgresServer, PostgresUnavailable, free_port, skip_or_fail, wait_for_url
+from servers import free_port, own_postgres_server, wait_for_url
 from tests.integration.conftest import OPEN_TIME, FakeClock, make_settings
 from tests.integration.test_sweep import CALLER, DUE, at, owe
 from tests.unit.test_notify import SUPERVISORS, SmtpServer
@@ -453,10 +453,7 @@ def test_helpdesk_scheduler_sweeps_at_start_and_stops_cleanly_releasing_its_leas
 
 @pytest.mark.postgres
 def test_helpdesk_scheduler_started_while_postgresql_is_down_sweeps_once_it_is_back(tmp_path):
-    try:
-        server = PostgresServer()  # its own: this test stops it
-    except PostgresUnavailable as missing:
-        skip_or_fail(str(missing))
+    server = own_postgres_server()  # this test stops it
     with server:
         url = server.create_database("scheduled") + "?connect_timeout=2"
         upgrade(url)

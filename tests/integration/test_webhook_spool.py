@@ -22,7 +22,7 @@ from helpdesk.migrate import upgrade
 from helpdesk.models import Call, Callback, TwilioEvent
 from helpdesk.spool import Spool, Unreachable
 from helpdesk.voice.recovery import recovery_for, spool_entry, store_entry
-from servers import PostgresServer, PostgresUnavailable, skip_or_fail
+from servers import own_postgres_server
 from tests.integration.conftest import OPEN_TIME, FakeClock, make_app, make_settings
 from tests.integration.outage import UNREACHABLE, bring_back, take_down, wait_until_stored
 from tests.integration.twilio_requests import inbound, post, sid, stamp
@@ -361,10 +361,7 @@ def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twili
     # libpq waits for ever for a server that stops answering on a connection already made;
     # statement_timeout cannot help, because the server enforces it.
     monkeypatch.setattr(db, "WEBHOOK_HOLD_SECONDS", 1.5)
-    try:
-        server = PostgresServer()  # its own: this test freezes it
-    except PostgresUnavailable as missing:
-        skip_or_fail(str(missing))
+    server = own_postgres_server()  # this test freezes it
     with server:
         url = server.create_database("frozen") + "?connect_timeout=2"
         upgrade(url)
