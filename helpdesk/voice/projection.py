@@ -215,7 +215,7 @@ class Screening:
     """A screened ring group (routing.screen_calls): the agent legs on which 1 was pressed."""
 
     on: bool
-    # Leg -> when the key press reached us, and the key press's event.
+    # Leg -> when the key press reached us, how long its prompt took, and the key press itself.
     accepted: Mapping[str, tuple[datetime, timedelta, Event]]
 
 
