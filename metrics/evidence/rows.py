@@ -32,6 +32,7 @@ DECIDED = ("met", "breached")
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
+    "arrival_estimated",
 ]
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
@@ -116,7 +117,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
         select(
             Call.call_sid, stored(Call.arrived_at), stored(Call.answered_at), stored(Call.ended_at),
             Call.answer_seconds, Call.rings, Call.outcome, Call.in_hours, Call.countable, Call.sla_result,
-            Call.caller_type, Enquiry.reference, Call.caller_number, Call.from_api,
+            Call.caller_type, Enquiry.reference, Call.caller_number, Call.from_api, Call.incoming_seen,
         )
         .select_from(Call)
         .outerjoin(Enquiry, Enquiry.id == Call.enquiry_id)
@@ -144,7 +145,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
     rows = []
     add = rows.append
     for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
-         caller_type, reference, caller, from_api) in batch:
+         caller_type, reference, caller, from_api, incoming_seen) in batch:
         if len(arrived) == STORED_LENGTH:
             local_hour, offset = hours[arrived[:13]]
             arrived = local_hour + arrived[13:23] + offset
@@ -169,6 +170,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             sid, arrived, answered, ended, "" if answer_seconds is None else f"{answer_seconds:.1f}",
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
+            "no" if incoming_seen else "yes",
         )
         add(",".join(fields) if joined else fields)
     return rows

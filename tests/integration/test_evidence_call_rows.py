@@ -112,3 +112,10 @@ def test_a_call_finished_from_twilios_rest_api_says_so(migrated_url, tmp_path):
     written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
     assert [row[CALL_COLUMNS.index("from_twilio_api")] for row in written] == ["no", "yes"]
     assert iterated == written
+
+
+def test_a_call_whose_incoming_webhook_never_came_says_its_arrival_is_estimated(migrated_url, tmp_path):
+    add_unanswered_calls(migrated_url, 2, incoming_seen=False)
+    written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
+    assert [row[CALL_COLUMNS.index("arrival_estimated")] for row in written] == ["no", "yes"]
+    assert iterated == written
