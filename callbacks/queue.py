@@ -18,7 +18,7 @@ from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
-from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry
+from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.pages.calls import day_bounds
 
 REASONS = {
@@ -36,6 +36,9 @@ ATTEMPT_OUTCOMES = {
     "failed": "Failed",
     "voicemail_left": "Left a voicemail",
 }
+# Every outcome an attempt can have, in words (those an agent enters, and "Call back now"'s own).
+ATTEMPT_WORDS = {**ATTEMPT_OUTCOMES, "placing": "Call back now: under way",
+                 "not_dialled": "Call back now: the caller was not dialled"}
 CLOSING = {
     "resolved": ("Resolved", "the caller was reached and helped"),
     "unreachable": ("Unreachable", "the caller could not be reached"),
@@ -53,6 +56,17 @@ class QueueEntry:
     time_left: str  # "1 h 12 min left", "Overdue by 25 min"
     time_left_spoken: str  # the same without abbreviations, for screen readers
     call: str = ""  # how the latest "Call back now" call is going, or why it did not count ("" if neither)
+    history: tuple["PastAttempt", ...] = ()  # the attempts so far, oldest first
+
+
+@dataclass(frozen=True)
+class PastAttempt:
+    """One attempt on a callback, as a colleague taking it over needs to see it."""
+
+    at: datetime  # when the caller was dialled (or the call started, if they never were)
+    outcome: str  # in words
+    by: str  # the agent's name
+    note: str
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,9 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
         callbacks = list(session.scalars(
             select(Callback).options(joinedload(Callback.enquiry), joinedload(Callback.claimed_by))
             .where(open_).order_by(Callback.due_at, Callback.id).limit(limit)))
-        calls = _latest_calls(session, [callback.id for callback in callbacks], now)
-    entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""))
+        calls, history = _latest_calls(session, [callback.id for callback in callbacks], now)
+    entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
+                       history=tuple(history.get(callback.id, ())))
                for callback in callbacks]
     fingerprint = json.dumps([total, overdue, due_soon] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
@@ -109,23 +124,29 @@ CALL_STATES = {
 }
 
 
-def _latest_calls(session: Session, callback_ids: list[int], now: datetime) -> dict[int, str]:
-    """For callbacks whose latest attempt is a "Call back now" call under way or not dialled, what to say of it."""
+def _latest_calls(session: Session, callback_ids: list[int],
+                  now: datetime) -> tuple[dict[int, str], dict[int, list[PastAttempt]]]:
+    """For callbacks whose latest attempt is a "Call back now" call under way or not dialled, what to
+    say of it; and each callback's attempts so far."""
     if not callback_ids:
-        return {}
-    latest = {}
-    for callback_id, outcome, started_at, dialled_at in session.execute(
+        return {}, {}
+    latest, history = {}, {}
+    for callback_id, outcome, started_at, dialled_at, note, name, username in session.execute(
             select(CallbackAttempt.callback_id, CallbackAttempt.outcome, CallbackAttempt.started_at,
-                   CallbackAttempt.dialled_at)
+                   CallbackAttempt.dialled_at, CallbackAttempt.note, User.display_name, User.username)
+            .outerjoin(User, User.id == CallbackAttempt.agent_id)
             .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)):
         latest[callback_id] = (outcome, started_at, dialled_at)  # the last one made wins
+        history.setdefault(callback_id, []).append(PastAttempt(
+            dialled_at or started_at, ATTEMPT_WORDS.get(outcome, outcome.replace("_", " ")), name or username or "",
+            note or ""))
     said = {}
     for callback_id, (outcome, started_at, dialled_at) in latest.items():
         if outcome == "not_dialled":
             said[callback_id] = CALL_STATES["not_dialled"]
         elif outcome == "placing" and started_at > now - CALL_UNDER_WAY:
             said[callback_id] = CALL_STATES["ringing_caller" if dialled_at else "ringing_agent"]
-    return said
+    return said, history
 
 
 def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[str, datetime]) -> QueueEntry:

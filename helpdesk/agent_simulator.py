@@ -100,11 +100,14 @@ class _PageParser(HTMLParser):
         self.texts: dict[str, list[str]] = {}
         self.states: dict[str, str] = {}
         self._container: str | None = None
+        self._nested = 0  # list items open inside the current item
         self._form: Form | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
+        if tag in ("li", "tr") and self._container and not re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
+            self._nested += 1  # a list inside the item (its attempts so far)
+        elif tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
             self._container = a["id"]
             self.texts[self._container] = []
             self.states[self._container] = next(
@@ -118,6 +121,8 @@ class _PageParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._form = None
+        elif tag in ("li", "tr") and self._nested:
+            self._nested -= 1
         elif tag in ("li", "tr") and self._container and self._form is None:
             self._container = None
 

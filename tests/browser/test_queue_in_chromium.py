@@ -333,6 +333,7 @@ def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, que
     assert emails.get_by_role("button", name=f"Try again to send the acknowledgement for {failed_email}").count() == 1
     assert emails.get_by_role("button", name=f"Mark as answered ({waiting_email})").count() == 1
     page.locator(f"#call-{withheld}-callback-panel summary").click()
+    page.fill(f"#call-{withheld}-note", "Wants the grant form")  # required: what the callback is about
     with page.expect_navigation():
         page.click(f"#call-{withheld}-callback")
     [(withheld_callback,)] = queue_app.query("SELECT id FROM callbacks WHERE call_sid = :sid", sid=withheld)

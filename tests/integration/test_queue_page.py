@@ -672,3 +672,20 @@ def test_callback_needed_wants_what_it_is_about_and_takes_a_number_as_people_wri
     act(client, f"/queue/calls/{sid(5)}/callback", note="Grant form", number="07700 900123")
     [callback] = stored(db_session)
     assert callback.caller_number == "+447700900123"
+
+
+def test_a_colleague_sees_the_attempts_so_far_with_their_outcomes_agents_and_notes(app, alice, client, clock,
+                                                                                   three_callbacks):
+    callback_id = three_callbacks[sid(2)].id
+    when = local(clock.now - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M")
+    act(client, f"/queue/{callback_id}/attempts", started_at=when, outcome="no_answer",
+        note="Rang twice. <b>Left</b> no message.")
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    raw = bob.get("/queue").get_data(as_text=True)
+    here = item(raw, callback_id)
+    assert "Attempts so far (1)" in here
+    assert re.search(r"<li><time datetime=\"[^\"]+\">12:55 today</time>: No answer, by Alice Agent\. "
+                     r"Rang twice\. &lt;b&gt;Left&lt;/b&gt; no message\.</li>", here), here
+    assert "Attempts so far" not in item(text_of(bob.get("/queue")), three_callbacks[sid(3)].id)
