@@ -153,6 +153,10 @@ def main() -> None:
     fill(app, settings, now, args.callbacks)
     client = signed_in_client(app)
     page = client.get("/queue").get_data(as_text=True)
+    # As each gunicorn worker does once the app is loaded (helpdesk/server.py, post_worker_init):
+    # full collections then skip the modules, models and templates, which live as long as it does.
+    gc.collect()
+    gc.freeze()
     shown = len(re.findall(r'<li class="queue-item', page))
     counts = re.search(r'data-open="(\d+)" data-overdue="(\d+)"\s+data-due-soon="(\d+)"', page).groups()
 
