@@ -362,10 +362,9 @@ class CallSession:
             if machine_leg is not None and index == machine:
                 self.leg_callbacks(leg, to, caller_id, callback, wanted, began, machine_leg[1], pickup, "completed",
                                    round(machine_leg[1] - pickup))
-            elif index == winner:
-                put_through = result == "completed"
+            elif index == winner:  # talk is 0 unless the caller was put through
                 self.leg_callbacks(leg, to, caller_id, callback, wanted, began, ended + talk, picked_up, "completed",
-                                   talk + round(ended - picked_up) if put_through else round(ended - picked_up))
+                                   talk + round(ended - picked_up))
             else:
                 terminal = "no-answer" if result == "no-answer" else "canceled"
                 self.leg_callbacks(leg, to, caller_id, callback, wanted, began, ended, None, terminal, 0)

@@ -16,7 +16,7 @@ from helpdesk.config import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
-from helpdesk.voice.projection import SCREENED
+from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
@@ -137,9 +137,8 @@ def agents():
 @bp.post("/dial-action")
 def dial_action():
     def decide(params: dict[str, str]) -> Answer:
-        status = params.get("DialCallStatus")
         # Not bridged: every leg that answered was screened out (voicemail), so nobody took it.
-        if status == "canceled" or (status in ("completed", "answered") and params.get("DialBridged") != "false"):
+        if params.get("DialCallStatus") == "canceled" or dial_bridged(params):
             return "hangup", twiml.hang_up()
         return "voicemail", _twiml("no_agent")
 
@@ -156,7 +155,7 @@ def screen():
 def screen_accept():
     """The key pressed (or not) at the screening prompt: 1 puts the caller through."""
     def decide(params: dict[str, str]) -> Answer:
-        if params.get("Digits") == twiml.ACCEPT_DIGIT:
+        if params.get("Digits") == ACCEPT_DIGIT:
             return "accepted", twiml.empty()
         return "declined", twiml.hang_up()
 

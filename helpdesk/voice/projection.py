@@ -24,7 +24,10 @@ API_KINDS = (API_CALL, API_LEG, API_RECORDING)
 # The decision stored with the request that sent a caller to a screened ring group
 # (routing.screen_calls): an agent leg answering proves nothing until 1 is pressed on it.
 SCREENED = "agents_screened"
+# The key an agent presses to take a screened call.
 ACCEPT_DIGIT = "1"
+# What a Dial action's DialCallStatus says when an agent leg answered.
+DIAL_ANSWERED = ("completed", "answered")
 
 
 @dataclass(frozen=True)
@@ -219,9 +222,14 @@ class Screening:
     accepted: Mapping[str, tuple[datetime, timedelta, Event]]
 
 
+def dial_bridged(params: Mapping[str, str]) -> bool:
+    """A Dial action saying the caller was put through to an agent leg."""
+    return params.get("DialCallStatus") in DIAL_ANSWERED and params.get("DialBridged") != "false"
+
+
 def _unbridged(event: Event) -> bool:
-    """A Dial action saying nobody was put through to the caller (every answering leg screened out)."""
-    return event.params.get("DialBridged") == "false" and event.params.get("DialCallStatus") in ("completed", "answered")
+    """A Dial action saying a leg answered but nobody was put through (every one screened out)."""
+    return event.params.get("DialCallStatus") in DIAL_ANSWERED and not dial_bridged(event.params)
 
 
 def _screening(events, by_kind) -> Screening:
@@ -279,8 +287,7 @@ def _answer(events, by_kind, arrived_at, screening: Screening) -> tuple[datetime
     # Then a Dial action saying the agent leg was connected for so long.
     for event in by_kind.get("dial_action", []):
         talked = _seconds(event.params.get("DialCallDuration"))
-        if (event.params.get("DialCallStatus") in ("completed", "answered") and talked is not None
-                and event.params.get("DialBridged") != "false"):
+        if dial_bridged(event.params) and talked is not None:
             candidates.append((event.received_at - timedelta(seconds=talked), "c", event.params.get("DialCallSid"), None))
     # Last resort, the REST API: an agent leg that completed after talking for so long (whole
     # seconds; Twilio gives no duration to a leg nobody answered). Not when screened: a leg

@@ -12,8 +12,6 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from helpdesk.config import Settings
 
 AGENT_EVENTS = "initiated ringing answered completed"
-# The key an agent presses to take a screened call (routing.screen_calls).
-ACCEPT_DIGIT = "1"
 
 
 class Urls:
