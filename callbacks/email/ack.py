@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
-from helpdesk.config import Settings
+from helpdesk.config import END_OF_DAY, Settings
 
 LONDON = ZoneInfo("Europe/London")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -28,7 +28,6 @@ SUBJECT_LINE = 78
 REFERENCES_KEPT = 10
 # Printable ASCII without "<", ">" and "@" on either side: nothing else may reach our headers.
 _MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")
-_END_OF_DAY = time(23, 59, 59, 999999)
 
 
 def acknowledgement_message(*, enquiry_reference: str, original_subject: str, original_message_id: str | None,
@@ -179,7 +178,7 @@ def spell(reference: str) -> str:
 
 def time_words(moment: time) -> str:
     """"8am", "5:30pm", "midday", "midnight" (GOV.UK style)."""
-    if moment == time(0) or moment == _END_OF_DAY:
+    if moment == time(0) or moment == END_OF_DAY:
         return "midnight"
     if moment == time(12):
         return "midday"
@@ -189,7 +188,7 @@ def time_words(moment: time) -> str:
 
 
 def _intervals_words(intervals: tuple[tuple[time, time], ...]) -> str:
-    if intervals == ((time(0), _END_OF_DAY),):
+    if intervals == ((time(0), END_OF_DAY),):
         return "open all day"
     return listed([f"{time_words(opens)} to {time_words(closes)}" for opens, closes in intervals])
 
