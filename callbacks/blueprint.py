@@ -139,13 +139,12 @@ def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = Non
             if not reference:
                 abort(404)
             more = action(session)
-        text, kind, typed = (done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference), \
-            "success", None
     except CallbackError as refusal:
         # Shown at once, with what they typed still in the form (too long for a session cookie).
         said = {"id": callback_id, "text": str(refusal), "kind": "error", "typed": typed}
         return _render_queue(said), 422
-    session_store[SAID] = {"id": callback_id, "text": text, "kind": kind}
+    text = (done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference)
+    session_store[SAID] = {"id": callback_id, "text": text, "kind": "success"}
     return _back(callback_id, anchor=f"callback-{callback_id}-said")
 
 

@@ -149,22 +149,21 @@ def release(session: Session, callback_id: int, agent_id: int, *, anyones: bool 
     so a callback is never stuck with an agent who has gone home."""
     with session.begin():
         holder = (Callback.claimed_by_id.is_not(None)) if anyones else (Callback.claimed_by_id == agent_id)
-        released = session.execute(
-            update(Callback).where(Callback.id == callback_id, Callback.status == "open", holder)
-            .values(claimed_by_id=None, claimed_at=None)
-        ).rowcount
-        if not released:
+        if not _unclaim(session, Callback.id == callback_id, holder):
             raise CallbackError("Nobody holds this callback now." if anyones else "You have not claimed this callback.")
     log.info("callback %s released by user %s", callback_id, agent_id)
 
 
 def release_all(session: Session, agent_id: int) -> int:
     """Give back every open callback `agent_id` holds (they were deactivated); how many."""
-    released = session.execute(
-        update(Callback).where(Callback.claimed_by_id == agent_id, Callback.status == "open")
-        .values(claimed_by_id=None, claimed_at=None)
+    return _unclaim(session, Callback.claimed_by_id == agent_id)
+
+
+def _unclaim(session: Session, *which) -> int:
+    """Clear the claim on the open callbacks `which` selects; how many there were."""
+    return session.execute(
+        update(Callback).where(Callback.status == "open", *which).values(claimed_by_id=None, claimed_at=None)
     ).rowcount
-    return released
 
 
 def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:

@@ -26,9 +26,9 @@ def international(typed: str | None, country_code: str = "44") -> str | None:
     "07700 900123", "+44 (0)7700 900-123" and "0044 7700 900123" are all "+447700900123": a
     leading 0 is the UK trunk prefix, and 00 the international one.
     """
-    text = _SEPARATORS.sub("", typed or "")
-    if text.startswith("+44") and text[3:4] == "0":
-        text = "+44" + text[4:]  # the "(0)" people write after +44
+    text, prefix = _SEPARATORS.sub("", typed or ""), f"+{country_code}"
+    if text.startswith(prefix + "0"):
+        text = prefix + text[len(prefix) + 1:]  # the "(0)" people write after +44
     if text.startswith("00"):
         text = "+" + text[2:]
     elif text.startswith("0"):

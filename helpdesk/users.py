@@ -193,10 +193,14 @@ def record_sign_in(session: Session, username: str, now: datetime, *, succeeded:
     name = normalise_username(username)[:64]
     with session.begin():
         if succeeded:
-            session.execute(delete(SignInFailure).where(SignInFailure.username == name))
+            _forget_failures(session, name)
             return
         session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
         session.add(SignInFailure(username=name, failed_at=now))
+
+
+def _forget_failures(session: Session, username: str) -> None:
+    session.execute(delete(SignInFailure).where(SignInFailure.username == username))
 
 
 def end_sessions(session: Session, user_id: int) -> None:
@@ -220,7 +224,7 @@ def set_password(session: Session, username: str, password: str) -> User:
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)
         # A new password lets the user straight back in after a run of wrong ones.
-        session.execute(delete(SignInFailure).where(SignInFailure.username == user.username))
+        _forget_failures(session, user.username)
     log.info("password changed for user %s", user.username)
     return user
 

@@ -9,10 +9,10 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from helpdesk.clock import LONDON
 from helpdesk.pages.access import local_path, page_headers, remember_password
 from helpdesk.users import authenticate, end_sessions, record_sign_in, sign_in_blocked_until
 from helpdesk.web import clock, database
-from helpdesk.clock import LONDON
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
