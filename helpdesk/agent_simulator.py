@@ -105,9 +105,10 @@ class _PageParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag in ("li", "tr") and self._container and not re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
+        item = tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", ""))
+        if tag in ("li", "tr") and self._container and not item:
             self._nested += 1  # a list inside the item (its attempts so far)
-        elif tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", "")):
+        elif item:
             self._container = a["id"]
             self.texts[self._container] = []
             self.states[self._container] = next(

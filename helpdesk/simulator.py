@@ -210,8 +210,8 @@ class TrafficProfile:
             seed=rng.getrandbits(64),
         )
         # Drawn from the call's own seed, so a seed gives the same callers whatever the rate.
-        own = random.Random(f"agent-voicemail {scenario.seed}")
-        if self.agent_voicemail_rate and own.random() < self.agent_voicemail_rate:
+        if (self.agent_voicemail_rate
+                and random.Random(f"agent-voicemail {scenario.seed}").random() < self.agent_voicemail_rate):
             scenario = replace(scenario, agent_voicemail_after=self.agent_voicemail_after)
         return scenario
 

@@ -69,7 +69,7 @@ def rules_in_force(settings: Settings, first: date, last: date) -> dict:
             "max_rings": settings.max_rings,
             "target_seconds": settings.answer_target_seconds,
             # Agents' phones had to press 1 to take a call: their voicemail never counted as an answer.
-            "screen_calls": settings.routing.mode == "dial" and settings.routing.screen_calls,
+            "screen_calls": settings.routing.screen_calls,  # the configuration allows it in mode "dial" only
         },
         "callback": {
             "clock": settings.callback.clock,

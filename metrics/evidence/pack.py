@@ -167,8 +167,9 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
     write_workbook(directory, directory / "evidence.xlsx", progress)
+    provisional = now < period.end  # the period had not ended: items still pending may yet count
     facts = ReportFacts(request.first, request.last, now, exporter.described, request.redaction,
-                        request.include_notes, settings, provisional=now < period.end)
+                        request.include_notes, settings, provisional=provisional)
     write_report(directory / "report.pdf", facts, summary, tally, settings.name)
     manifest_facts = {
         "period": {
@@ -180,8 +181,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "rules": rules_in_force(settings, request.first, request.last),
         "software_version": software_version(),
         "generated_at": now.isoformat(),
-        # The period had not ended when the pack was made: items still pending may yet count.
-        "provisional": now < period.end,
+        "provisional": provisional,
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
         "redaction": request.redaction,

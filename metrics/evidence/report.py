@@ -66,8 +66,7 @@ def rules_in_words(settings: Settings) -> list[str]:
         "for each call; where the last of those never reached the help desk, from Twilio's record of the call, "
         "to the second (from_twilio_api in calls.csv)."
         + (" Agents' phones must press 1 to take a call, and a call is answered when 1 is pressed, so an agent's "
-           "voicemail never counts as an answer." if settings.routing.mode == "dial" and settings.routing.screen_calls
-           else ""),
+           "voicemail never counts as an answer." if settings.routing.screen_calls else ""),
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
         f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "
@@ -157,7 +156,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     for rule in compliance.RULES:
         series = [(day, entry.figures[rule].compliance) for day, entry in zip(days, summary.days)]
         with_data = [entry.figures[rule] for entry in summary.days if entry.figures[rule].countable > 0]
-        lowest = min(with_data, key=lambda f: f.met / f.countable, default=None)
+        lowest = min(with_data, key=lambda f: f.compliance, default=None)
         description = (f"{titles[rule]}: compliance each day against the 100% target; "
                        f"{len(with_data)} of {len(series)} days have data"
                        + (f", lowest {format_compliance(lowest.met, lowest.countable)}." if lowest else "."))
