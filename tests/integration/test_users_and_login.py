@@ -505,8 +505,16 @@ def test_a_session_ends_after_eight_hours_without_a_request(app, client, db_sess
     assert client.get("/calls").status_code == 302  # eight hours and a minute since the last one
 
 
-def test_a_forms_token_lasts_as_long_as_its_session(app):
-    assert app.config["WTF_CSRF_TIME_LIMIT"] is None
+def test_a_forms_token_lasts_as_long_as_its_session(app, client, db_session, monkeypatch):
+    import itsdangerous.timed
+
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    token = csrf_token(client, "/calls")  # a page loaded, then left open for two hours
+    real = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) + 2 * 3600)
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
 
 
 def test_a_run_of_wrong_passwords_is_refused_for_a_while_known_username_or_not(app, client, clock, db_session):
