@@ -46,16 +46,32 @@ def _shown() -> int:
     return min(max(int(text), 1), MOST_SHOWN)
 
 
+def _only() -> str:
+    """The filter asked for (a key of queue.FILTERS); anything else shows them all."""
+    only = request.args.get("only", "")
+    return only if only in queue.FILTERS else ""
+
+
+def _page_args(shown: int | None = None, only: str | None = None) -> dict[str, str | int]:
+    """The queue page's address arguments as shown now (none when they are the defaults), so the
+    live list, the links and every action come back to the page as the agent had it."""
+    shown = _shown() if shown is None else shown
+    only = _only() if only is None else only
+    return {**({"show": shown} if shown != SHOWN else {}), **({"only": only} if only else {})}
+
+
 def _queue_context(now: datetime) -> dict:
-    shown = _shown()
+    shown, only = _shown(), _only()
     with database().session() as session:
-        view = queue.open_callbacks(session, settings(), now, limit=shown)
+        view = queue.open_callbacks(session, settings(), now, limit=shown, only=only, me=current_user.id)
+    page_args = _page_args(shown, only)
     return {
         "view": view, "shown": shown, "now": now, "today": local(now).date(), "queue": queue, "fmt": fmt,
         "now_input": local(now).strftime("%Y-%m-%dT%H:%M"), "me": current_user.id,
-        "more_href": url_for("agents.queue", show=min(shown + SHOWN, MOST_SHOWN)) if view.more and shown < MOST_SHOWN
-        else None,
-        "show_arg": shown if shown != SHOWN else None,
+        "more_href": url_for("agents.queue", **_page_args(min(shown + SHOWN, MOST_SHOWN), only))
+        if view.more and shown < MOST_SHOWN else None,
+        "page_args": page_args,
+        "filter_hrefs": {key: url_for("agents.queue", **_page_args(shown, key)) for key in queue.FILTERS},
         "callback_within": settings().callback.within_minutes,
     }
 
@@ -107,9 +123,8 @@ SAID = "queue_said"
 
 
 def _back(callback_id: int | None = None, anchor: str | None = None):
-    """Back to the queue page as it was shown (its `show`), at the item acted on."""
-    show = request.args.get("show")
-    target = url_for("agents.queue", show=show if show and _SHOW.fullmatch(show) else None)
+    """Back to the queue page as it was shown (its `show` and `only`), at the item acted on."""
+    target = url_for("agents.queue", **_page_args())
     anchor = anchor or (f"callback-{callback_id}" if callback_id else None)
     return redirect(target + (f"#{anchor}" if anchor else ""))
 

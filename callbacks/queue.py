@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits, explain
@@ -69,17 +69,27 @@ class PastAttempt:
     note: str
 
 
+# Which open callbacks the list shows ("" for all of them): the key in the address, and its words.
+FILTERS = {"": "All open", "mine": "Claimed by you", "free": "Not claimed"}
+
+
 @dataclass(frozen=True)
 class QueueView:
     entries: list[QueueEntry]
-    total: int
+    total: int  # open callbacks, whichever are shown
     overdue: int
     due_soon: int
     signature: str  # changes when what the list says changes (not the minutes ticking by)
+    counts: dict[str, int]  # how many each filter shows, by its key in FILTERS
+    only: str = ""  # the filter shown
+
+    @property
+    def listed(self) -> int:
+        return self.counts[self.only]
 
     @property
     def more(self) -> int:
-        return self.total - len(self.entries)
+        return self.listed - len(self.entries)
 
 
 @dataclass(frozen=True)
@@ -89,31 +99,37 @@ class RecentNotice:
     breach: bool
 
 
-def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit: int) -> QueueView:
-    """The first `limit` open callbacks by due time, with counts over all of them."""
+def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit: int, only: str = "",
+                   me: int | None = None) -> QueueView:
+    """The first `limit` open callbacks by due time that the filter `only` (a key of FILTERS) shows,
+    for the user `me`; with counts over all of them, and how many each filter shows."""
     limits = due_soon_limits(settings, now)
     open_ = Callback.status == "open"
     soon = (Callback.due_at >= now) & (
         ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
         | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
+    shows = {"": true(), "mine": Callback.claimed_by_id == me, "free": Callback.claimed_by_id.is_(None)}
     with session.begin():
-        total, overdue, due_soon = session.execute(select(
+        total, overdue, due_soon, mine, free = session.execute(select(
             func.count(Callback.id),
             func.count(Callback.id).filter(_UNDECIDED, Callback.due_at < now),
             func.count(Callback.id).filter(_UNDECIDED, soon),
+            func.count(Callback.id).filter(shows["mine"]),
+            func.count(Callback.id).filter(shows["free"]),
         ).where(open_)).one()
         callbacks = list(session.scalars(
             select(Callback).options(joinedload(Callback.enquiry), joinedload(Callback.claimed_by))
-            .where(open_).order_by(Callback.due_at, Callback.id).limit(limit)))
+            .where(open_, shows[only]).order_by(Callback.due_at, Callback.id).limit(limit)))
         calls, history = _latest_calls(session, [callback.id for callback in callbacks], now)
     entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
                        history=tuple(history.get(callback.id, ())))
                for callback in callbacks]
-    fingerprint = json.dumps([total, overdue, due_soon] + [
+    fingerprint = json.dumps([total, overdue, due_soon, mine, free] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
          str(e.callback.next_attempt_at), e.call] for e in entries])
     return QueueView(entries, int(total), int(overdue), int(due_soon),
-                     hashlib.sha256(fingerprint.encode()).hexdigest()[:16])
+                     hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+                     {"": int(total), "mine": int(mine), "free": int(free)}, only)
 
 
 CALL_STATES = {

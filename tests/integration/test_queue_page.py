@@ -475,6 +475,57 @@ def test_a_long_queue_shows_the_first_ones_with_a_link_to_more(app, alice, clien
     assert "Showing the first 2, earliest due first." in page and 'href="/queue?show=202"' in page
 
 
+def listed(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'<li class="queue-item[^"]*" id="callback-(\d+)"', page)]
+
+
+def test_the_list_can_show_only_your_claims_or_those_nobody_has_claimed(app, alice, client, three_callbacks):
+    first, second, third = (three_callbacks[sid(n)].id for n in (1, 2, 3))
+    act(client, f"/queue/{third}/claim")
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    act(bob, f"/queue/{first}/claim")
+
+    page = text_of(client.get("/queue?only=mine"))
+    assert listed(page) == [third]
+    assert re.search(r'<a href="/queue\?only=mine" id="queue-filter-mine" aria-current="page">Claimed by you \(1\)</a>',
+                     page)
+    assert ">All open (3)</a>" in page and ">Not claimed (1)</a>" in page
+    assert "3 open callbacks: 1 overdue, 1 due soon." in re.sub(r"<[^>]+>|\s+", lambda m: " " if m.group(0).isspace() else "", page)
+    assert listed(text_of(client.get("/queue?only=free"))) == [second]
+    assert listed(text_of(bob.get("/queue?only=mine"))) == [first]
+    assert listed(text_of(client.get("/queue?only=nonsense"))) == [first, second, third]
+    # The live list keeps the filter, as does every form on the page.
+    assert 'data-items-url="/queue/items?only=mine"' in page
+    assert f'action="/queue/{third}/release?only=mine"' in page
+    assert listed(text_of(client.get("/queue/items?only=free"))) == [second]
+
+
+def test_an_action_comes_back_to_the_filtered_list(alice, client, three_callbacks):
+    second = three_callbacks[sid(2)].id
+    token = csrf_token(client, "/queue?only=free")
+    response = client.post(f"/queue/{second}/claim?only=free&show=2", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/queue?show=2&only=free#")
+    page = text_of(client.get(response.headers["Location"]))
+    assert second not in listed(page)  # claimed, so no longer "not claimed"; what was said is at the top
+    assert "You have claimed" in page
+
+
+def test_an_empty_filter_says_so(alice, client, three_callbacks):
+    page = text_of(client.get("/queue?only=mine"))
+    assert listed(page) == [] and "You have not claimed any open callbacks." in page
+    assert '<a href="/queue?only=free">See those not claimed</a>' in page
+
+
+def test_a_long_filtered_list_links_to_more_of_the_same(alice, client, three_callbacks):
+    page = text_of(client.get("/queue?only=free&show=2"))
+    assert len(listed(page)) == 2
+    assert "Showing the first 2 of 3, earliest due first." in page
+    assert 'href="/queue?show=202&amp;only=free"' in client.get("/queue?only=free&show=2").get_data(as_text=True)
+
+
 def test_a_form_without_its_csrf_token_is_refused(alice, client, three_callbacks, db_session):
     response = client.post(f"/queue/{three_callbacks[sid(1)].id}/claim")
     assert response.status_code == 400
