@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from helpdesk.config import WEEKDAYS, Settings, clock_text
+from metrics.evidence.fields import Redactor
 
 MANIFEST = "manifest.json"
 FORMAT = "helpdesk-sla evidence pack 1"
@@ -41,8 +42,10 @@ def software_version() -> str:
         return "unknown (not installed)"
 
 
-def rules_in_force(settings: Settings, first: date, last: date) -> dict:
-    """The rules and calendar that judged the figures, as plain JSON values."""
+def rules_in_force(settings: Settings, first: date, last: date, redactor: Redactor | None = None) -> dict:
+    """The rules and calendar that judged the figures, as plain JSON values; the DWP numbers
+    masked as the pack's other numbers are (`redactor`)."""
+    redactor = redactor or Redactor()
     calendar = settings.calendar
     holidays = []
     day = first
@@ -70,11 +73,26 @@ def rules_in_force(settings: Settings, first: date, last: date) -> dict:
             "target_seconds": settings.answer_target_seconds,
             # Agents' phones had to press 1 to take a call: their voicemail never counted as an answer.
             "screen_calls": settings.routing.screen_calls,  # the configuration allows it in mode "dial" only
+            # "dial": a ring group, answered when an agent's leg answered; "queue": when an agent took
+            # the caller from the queue.
+            "routing_mode": settings.routing.mode,
+            "answer_on_bridge": settings.routing.answer_on_bridge,
+            "voicemail_offered": settings.voicemail_enabled,
+        },
+        # What made a caller "dwp" or "customer" in calls.csv and callbacks.csv.
+        "caller_type": {
+            "dwp_numbers": [redactor.number(n) for n in sorted(settings.dwp_numbers)],
+            "menu": {"dwp_key": settings.ivr.dwp_digit, "customer_key": settings.ivr.customer_digit}
+            if settings.ivr.enabled else None,
         },
         "callback": {
             "clock": settings.callback.clock,
             "within_minutes": settings.callback.within_minutes,
             "warn_before_minutes": list(settings.callback.warn_before_minutes),
+            # An attempt that did not reach the caller is retried after these minutes (the last
+            # repeats); after max_attempts the callback is closed as unreachable.
+            "retry_spacing_minutes": list(settings.callback.retry_spacing_minutes),
+            "max_attempts": settings.callback.max_attempts,
         },
         "email": {"ack_within_minutes": settings.email.ack_within_minutes},
     }

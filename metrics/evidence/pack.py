@@ -178,7 +178,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             "note": "UK dates inclusive; start and end are UTC instants, end exclusive",
         },
         "time_zone": "Europe/London",
-        "rules": rules_in_force(settings, request.first, request.last),
+        "rules": rules_in_force(settings, request.first, request.last, redactor),
         "software_version": software_version(),
         "generated_at": now.isoformat(),
         "provisional": provisional,

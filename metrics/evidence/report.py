@@ -70,7 +70,8 @@ def rules_in_words(settings: Settings) -> list[str]:
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
         f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "
-        "now\" rings the agent first and counts from when it dialled the caller.",
+        "now\" rings the agent first and counts from when it dialled the caller. " + _retries(settings),
+        _caller_types(settings),
         f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
         f"when sent within {settings.email.ack_within_minutes} minutes of receipt. One not sent by then is a breach.",
         f"<b>Opening hours</b> (UK time): {'; '.join(hours)}. Bank holidays in {nation} close the help desk"
@@ -81,6 +82,28 @@ def rules_in_words(settings: Settings) -> list[str]:
         "arrival, the time the callback was owed from, or the email's receipt.",
     ]
     return lines
+
+
+def _retries(settings: Settings) -> str:
+    spacing = list(settings.callback.retry_spacing_minutes)
+    tries = settings.callback.max_attempts
+    if tries == 1:
+        return "One attempt is made; if it does not reach the caller, the callback is closed as unreachable."
+    gaps = ", then ".join(f"{m} minutes" for m in spacing[:tries - 1])
+    more = " (the last gap repeats)" if tries - 1 > len(spacing) else ""
+    return (f"An attempt that does not reach the caller is tried again after {gaps}{more}, up to {tries} attempts; "
+            "then the callback is closed as unreachable.")
+
+
+def _caller_types(settings: Settings) -> str:
+    known = len(settings.dwp_numbers)
+    numbers = f"calling from a known DWP number ({known} configured)" if known else ""
+    menu = (f"pressing {settings.ivr.dwp_digit} at the menu (customers press {settings.ivr.customer_digit})"
+            if settings.ivr.enabled else "")
+    if not numbers and not menu:
+        return "<b>Caller types.</b> No DWP numbers and no menu were configured, so every caller is \"unknown\"."
+    return (f"<b>Caller types.</b> A caller is DWP when {' or '.join(part for part in (numbers, menu) if part)}."
+            + (" manifest.json lists the numbers." if known else ""))
 
 
 def _figures_table(entries: list[PeriodFigures], first_column: str, styles, titles: dict[str, str]) -> Table:

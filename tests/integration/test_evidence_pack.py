@@ -154,7 +154,12 @@ def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(p
     assert manifest["period"]["first_day"] == "2026-11-23" and manifest["period"]["last_day"] == "2026-11-24"
     assert manifest["time_zone"] == "Europe/London"
     assert manifest["rules"]["answer"] == {"ring_period_seconds": 3.0, "max_rings": 10, "target_seconds": 30.0,
-                                           "screen_calls": False}
+                                           "screen_calls": False, "routing_mode": "dial", "answer_on_bridge": True,
+                                           "voicemail_offered": True}
+    # What made a caller DWP (no menu in these tests), and when a callback was tried again and given up.
+    assert manifest["rules"]["caller_type"] == {"dwp_numbers": ["********890"], "menu": None}  # masked as callers are
+    assert manifest["rules"]["callback"]["retry_spacing_minutes"] == [30, 60]
+    assert manifest["rules"]["callback"]["max_attempts"] == 3
     assert manifest["rules"]["opening_hours"]["wednesday"] == ["08:00-12:30", "13:30-18:00"]
     assert manifest["rules"]["callback"]["clock"] == "business"
     assert manifest["rules"]["email"] == {"ack_within_minutes": 15}
@@ -193,6 +198,7 @@ def test_caller_numbers_and_email_addresses_are_masked_by_default_in_every_file(
 def test_an_administrator_can_export_unmasked_with_notes(app, db_session, clock, seeded, admin, packs):
     pack = export(app, db_session, clock, admin, packs / "full", redaction="none", include_notes=True)
     assert [c["caller"] for c in read(pack / "calls.csv")][:2] == ["+447700900123", "+441234567890"]
+    assert json.loads((pack / MANIFEST).read_text())["rules"]["caller_type"]["dwp_numbers"] == ["+441234567890"]
     assert read(pack / "emails.csv")[0]["sender"] == "jane.doe@example.org"
     assert read(pack / "callbacks.csv")[0]["note"] == "Customer asked about grant"
     assert read(pack / "callback_attempts.csv")[0]["note"] == "attempt note 1"

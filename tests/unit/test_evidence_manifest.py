@@ -223,3 +223,32 @@ def test_a_zip_whose_manifest_is_not_json_says_so_rather_than_that_the_zip_is_da
     message = str(raised.value)
     assert "manifest.json is not valid JSON (line 1, column 3): it has been altered" in message
     assert "cannot be read as a ZIP file" not in message
+
+
+def test_the_rules_say_what_made_a_caller_dwp_and_how_callbacks_were_retried():
+    from datetime import date
+
+    from helpdesk.config import parse_settings
+    from metrics.evidence.manifest import rules_in_force
+    from metrics.evidence.report import rules_in_words
+
+    settings = parse_settings({"hours": {"monday": ["09:00-17:00"]}, "ivr": {"enabled": True, "dwp_digit": "3"},
+                               "callers": {"dwp_numbers": ["+442079460000", "+441234567890"]},
+                               "routing": {"mode": "queue"}, "voicemail": {"enabled": False},
+                               "callback": {"retry_spacing_minutes": [15], "max_attempts": 4}}, source="test.toml")
+    from metrics.evidence.fields import Redactor
+
+    assert rules_in_force(settings, date(2026, 11, 23), date(2026, 11, 23))["caller_type"]["dwp_numbers"] == [
+        "********890", "********000"]  # masked, as every number in a masked pack
+    rules = rules_in_force(settings, date(2026, 11, 23), date(2026, 11, 23), Redactor("none"))
+    assert rules["caller_type"] == {"dwp_numbers": ["+441234567890", "+442079460000"],
+                                    "menu": {"dwp_key": "3", "customer_key": "2"}}
+    assert (rules["answer"]["routing_mode"], rules["answer"]["voicemail_offered"]) == ("queue", False)
+    assert (rules["callback"]["retry_spacing_minutes"], rules["callback"]["max_attempts"]) == ([15], 4)
+    words = " ".join(rules_in_words(settings))
+    assert "A caller is DWP when calling from a known DWP number (2 configured) or pressing 3 at the menu" in words
+    assert "tried again after 15 minutes (the last gap repeats), up to 4 attempts" in words
+    plain = parse_settings({"hours": {"monday": ["09:00-17:00"]}, "callback": {"max_attempts": 1}}, source="test.toml")
+    assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["caller_type"] == {"dwp_numbers": [], "menu": None}
+    words = " ".join(rules_in_words(plain))
+    assert "every caller is \"unknown\"" in words and "One attempt is made" in words
