@@ -27,6 +27,8 @@ from helpdesk.pages.format import quoted
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from metrics import compliance
 from metrics.evidence import rows as tables
+from metrics.evidence.columns import COLUMNS_FILE, column_rows
+from metrics.evidence.columns import HEADER as COLUMNS_HEADER
 from metrics.evidence.csvs import Progress, write_csv
 from metrics.evidence.fields import REDACTIONS, Redactor
 from metrics.evidence.manifest import rules_in_force, software_version, write_manifest
@@ -160,12 +162,15 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             ("callback_attempts.csv", tables.attempt_rows(connection, start, end, request.include_notes)),
             ("emails.csv", tables.email_rows(connection, start, end, redactor, now)),
         )
+        headers = {"summary.csv": SUMMARY_COLUMNS}
         for name, (header, rows) in files:
+            headers[name] = header
             counts[name] = write_csv(directory / name, header, rows, progress)
         tables.answer_rings(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
+    counts[COLUMNS_FILE] = write_csv(directory / COLUMNS_FILE, COLUMNS_HEADER, column_rows(headers))
     write_workbook(directory, directory / "evidence.xlsx", progress)
     provisional = now < period.end  # the period had not ended: items still pending may yet count
     facts = ReportFacts(request.first, request.last, now, exporter.described, request.redaction,

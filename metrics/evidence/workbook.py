@@ -28,8 +28,10 @@ SHEETS = (
     ("callbacks.csv", "Callbacks", {"callback_id", "attempts"}),
     ("callback_attempts.csv", "Callback attempts", {"callback_id"}),
     ("emails.csv", "Emails", {"ack_seconds"}),
+    ("columns.csv", "Columns", set()),  # what each column above means
 )
 WIDTHS = {
+    "meaning": 100, "file": 22, "column": 22,
     "deadline_explanation": 80, "note": 60, "call_sid": 36, "config_version": 16, "enquiry_reference": 18,
 }
 TIME_WIDTH = 30  # "2026-11-24T10:00:05.123+00:00"

@@ -65,7 +65,7 @@ def test_export_writes_a_pack_that_verifies_and_is_in_the_audit_log(desk, tmp_pa
     assert "calls.csv: 5 rows written" in result.stderr  # progress, on stderr only
     checked = run(env, "verify", str(out))
     assert checked.exit_code == 0, checked.output
-    assert "All 7 files match the manifest. That shows nothing was changed after the manifest was written, not who " \
+    assert "All 8 files match the manifest. That shows nothing was changed after the manifest was written, not who " \
            "wrote it" in checked.stdout
     [entry] = audit_entries(database)
     detail = json.loads(entry.detail)

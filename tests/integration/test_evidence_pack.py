@@ -21,7 +21,7 @@ from servers import require_program
 from tests.integration.test_users_and_login import make_user
 
 FIRST, LAST = date(2026, 11, 23), date(2026, 11, 24)
-PACK_FILES = {"calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv", "summary.csv", "evidence.xlsx",
+PACK_FILES = {"calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv", "summary.csv", "columns.csv", "evidence.xlsx",
               "report.pdf", MANIFEST}
 NUMBERS = ("+447700900123", "+441234567890", "+447700900456", "+447700900789")
 ADDRESSES = ("jane.doe@example.org", "sam@mail.example.co.uk")
@@ -195,10 +195,36 @@ def test_caller_numbers_and_email_addresses_are_masked_by_default_in_every_file(
             assert secret not in text
 
 
+def defined_columns(pack: Path) -> list[tuple[str, str]]:
+    return [(row["file"], row["column"]) for row in read(pack / "columns.csv")]
+
+
+def written_columns(pack: Path) -> list[tuple[str, str]]:
+    columns = []
+    for name in ("calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv", "summary.csv"):
+        with open(pack / name, encoding="utf-8-sig", newline="") as stream:
+            columns += [(name, column) for column in next(csv.reader(stream))]
+    return columns
+
+
+def test_the_pack_says_what_each_of_its_columns_means(pack):
+    assert sorted(defined_columns(pack)) == sorted(written_columns(pack))  # each once, none missing or extra
+    meanings = {(row["file"], row["column"]): row["meaning"] for row in read(pack / "columns.csv")}
+    assert all(len(meaning) > 20 for meaning in meanings.values())
+    assert "met or breached when counted" in meanings[("calls.csv", "ten_ring_result")]
+    book = openpyxl.load_workbook(pack / "evidence.xlsx", read_only=True)
+    sheet = [row for row in book["Columns"].iter_rows(values_only=True)]
+    book.close()
+    assert sheet[0] == ("file", "column", "meaning") and len(sheet) == 1 + len(meanings)
+    assert json.loads((pack / MANIFEST).read_text())["files"]["columns.csv"]["rows"] == len(meanings)
+
+
 def test_an_administrator_can_export_unmasked_with_notes(app, db_session, clock, seeded, admin, packs):
     pack = export(app, db_session, clock, admin, packs / "full", redaction="none", include_notes=True)
     assert [c["caller"] for c in read(pack / "calls.csv")][:2] == ["+447700900123", "+441234567890"]
     assert json.loads((pack / MANIFEST).read_text())["rules"]["caller_type"]["dwp_numbers"] == ["+441234567890"]
+    assert ("callbacks.csv", "note") in defined_columns(pack)  # notes included, and defined
+    assert sorted(defined_columns(pack)) == sorted(written_columns(pack))
     assert read(pack / "emails.csv")[0]["sender"] == "jane.doe@example.org"
     assert read(pack / "callbacks.csv")[0]["note"] == "Customer asked about grant"
     assert read(pack / "callback_attempts.csv")[0]["note"] == "attempt note 1"
@@ -263,7 +289,7 @@ def test_a_day_with_nothing_countable_has_a_blank_compliance_not_zero(app, db_se
 
 def test_the_workbook_opens_with_a_sheet_per_table_and_the_same_rows(pack):
     book = openpyxl.load_workbook(pack / "evidence.xlsx")
-    assert book.sheetnames == ["Summary", "Calls", "Callbacks", "Callback attempts", "Emails"]
+    assert book.sheetnames == ["Summary", "Calls", "Callbacks", "Callback attempts", "Emails", "Columns"]
     calls = book["Calls"]
     assert calls.freeze_panes == "A2"
     values = list(calls.iter_rows(values_only=True))

@@ -252,3 +252,11 @@ def test_the_rules_say_what_made_a_caller_dwp_and_how_callbacks_were_retried():
     assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["caller_type"] == {"dwp_numbers": [], "menu": None}
     words = " ".join(rules_in_words(plain))
     assert "every caller is \"unknown\"" in words and "One attempt is made" in words
+
+
+def test_a_column_without_a_definition_stops_the_export_rather_than_going_unexplained():
+    from metrics.evidence.columns import column_rows
+
+    assert column_rows({"calls.csv": ["call_sid"]})[0][:2] == ["calls.csv", "call_sid"]
+    with pytest.raises(KeyError, match="calls.csv has a column 'new_column' that columns.csv does not define"):
+        column_rows({"calls.csv": ["call_sid", "new_column"]})

@@ -1,0 +1,120 @@
+"""columns.csv: what every column of the pack's CSV files means, inside the pack itself.
+
+An auditor reading a pack months later may not have the README of the version that made it;
+the pack says what its own columns mean. Every column a CSV can have is defined here, and the
+pack's tests check that no column is written without a definition.
+"""
+from __future__ import annotations
+
+from metrics.evidence.rows import NOTE
+
+COLUMNS_FILE = "columns.csv"
+HEADER = ["file", "column", "meaning"]
+
+TIMES = "UK time (ISO 8601 with its offset from UTC)"
+NOTE_MEANING = "The agent's note, when the pack was made with notes included; blank otherwise"
+DEFINITIONS: dict[str, dict[str, str]] = {
+    "summary.csv": {
+        "level": "day, week (ISO week, cut at the ends of the range), month, or range (the whole period)",
+        "period": "The period's name: 2026-11-24, 2026-W48, 2026-11, or the range's first and last days",
+        "first_day": "The period's first UK date, inclusive",
+        "last_day": "The period's last UK date, inclusive",
+        "rule": "answer_within_rings (calls answered within the ring target), callback_within_3h (first callback "
+                "attempt by its due time), email_ack (acknowledgement sent within its target)",
+        "countable": "Items that count for the rule in the period: met plus breached",
+        "met": "Countable items that met the rule",
+        "breached": "Countable items that did not meet the rule",
+        "compliance": "met / countable as a fraction to four decimals, a half rounded up; blank when nothing was "
+                      "countable (no data, never 0)",
+    },
+    "calls.csv": {
+        "call_sid": "Twilio's identifier of the call (CA...), to find it in Twilio's own records",
+        "arrived": f"When the incoming-call webhook reached the help desk, {TIMES}",
+        "answered": f"When a person answered (an agent's leg, or an agent taking the caller from the queue), {TIMES}; "
+                    "blank if nobody did",
+        "ended": f"When the call ended, from Twilio's final status callback, {TIMES}",
+        "answer_seconds": "answered minus arrived, in seconds to one decimal",
+        "rings": "The ring the call was answered on: floor(answer_seconds / ring period) + 1",
+        "outcome": "answered, abandoned (the caller hung up first), no_answer, voicemail, out_of_hours, failed, "
+                   "or in_progress",
+        "in_hours": "yes when the call arrived while the help desk was open",
+        "counted": "yes when the call counts for the ten-ring rule (in hours, and decided)",
+        "ten_ring_result": "met or breached when counted; blank otherwise",
+        "caller_type": "dwp (a known DWP number, or the menu's DWP key), customer (the menu's customer key), "
+                       "or unknown",
+        "enquiry_reference": "The enquiry the call opened (HD-YYYY-NNNNNN)",
+        "caller": "The caller's number, masked to its last three digits unless the pack is unmasked; withheld "
+                  "when the caller withheld it",
+        "from_twilio_api": "yes when the call's last webhooks never came and its record was finished from "
+                           "Twilio's REST API (to the second)",
+        "arrival_estimated": "yes when the incoming-call webhook never reached the help desk, so arrived is the "
+                             "earliest moment the call's other events vouch for",
+    },
+    "callbacks.csv": {
+        "callback_id": "The callback's number, joining callback_attempts.csv",
+        "enquiry_reference": "The enquiry the callback is for (HD-YYYY-NNNNNN)",
+        "reason": "Why it is owed: abandoned, no_answer, voicemail, out_of_hours, failed (a missed call), or "
+                  "not_concluded (an answered call whose enquiry was not concluded on it)",
+        "caller_type": "dwp, customer or unknown, as for the call",
+        "caller": "The number to call back, masked as in calls.csv",
+        "owed_from": f"When the three-hour clock started (the call's arrival), {TIMES}",
+        "due": f"When the first attempt was due, {TIMES}",
+        "clock": "business (only opening hours count towards the deadline) or elapsed (the wall clock)",
+        "deadline_explanation": "How due was worked out: when the clock started, and the closed hours, bank "
+                                "holidays, closures and clock changes it crossed",
+        "attempts": "Attempts made that dialled the caller",
+        "first_attempt": f"When the caller was first dialled back, {TIMES}; blank if never",
+        "reached": f"When an attempt first reached the caller, {TIMES}; blank if none did",
+        "counted": "yes when the callback counts for the three-hour rule (decided, and not withdrawn first)",
+        "three_hour_result": "met (first attempt at or before due) or breached, when counted; blank otherwise",
+        "status": "open (still to be worked) or closed",
+        "closed": f"When it was closed, {TIMES}; blank while open",
+        "closed_outcome": "resolved (the caller was reached and helped), unreachable (after the last attempt, or "
+                          "no number to dial), or withdrawn (no longer needed; needs a note saying why)",
+        "config_version": "The configuration that set its deadline (configuration_version in manifest.json when "
+                          "unchanged)",
+        NOTE: NOTE_MEANING,
+    },
+    "callback_attempts.csv": {
+        "callback_id": "The callback in callbacks.csv",
+        "enquiry_reference": "The enquiry the callback is for",
+        "started": f"When the agent clicked \"Call back now\" (source twilio), or the time they entered (manual), "
+                   f"{TIMES}",
+        "dialled": f"When the caller was dialled, which is what the three-hour rule counts, {TIMES}; attempts stored "
+                   "before migration 0005 give their started time",
+        "source": "twilio (placed with \"Call back now\") or manual (made on the agent's own phone and entered)",
+        "outcome": "reached, no_answer, busy, failed, voicemail_left, placing (under way), or not_dialled (rang "
+                   "only the agent's phone: counts for nothing)",
+        "answered": f"When the caller answered, {TIMES}; blank if they did not or it is not known",
+        "ended": f"When the call ended, {TIMES}; blank if not known",
+        NOTE: NOTE_MEANING,
+    },
+    "emails.csv": {
+        "enquiry_reference": "The enquiry the email opened (HD-YYYY-NNNNNN)",
+        "received": f"When the email reached the help desk, {TIMES}",
+        "due": f"When its acknowledgement was due, {TIMES}",
+        "acknowledged": f"When the acknowledgement was sent, {TIMES}; blank if it was not",
+        "ack_seconds": "acknowledged minus received, in seconds",
+        "status": "pending (to send or retry), sent, failed (given up after the last retry), or suppressed (not "
+                  "sent on purpose, such as past the per-sender limit; not counted)",
+        "counted": "yes when it counts for the acknowledgement rule",
+        "ack_result": "met, late, unacknowledged (not sent by its due time), pending (not yet due), or blank (not "
+                      "sent on purpose, not counted)",
+        "sender": "Who sent the email, masked unless the pack is unmasked",
+    },
+}
+
+
+def column_rows(headers: dict[str, list[str]]) -> list[list[str]]:
+    """The rows of columns.csv for the CSVs written, by file name, each with its header as written.
+
+    A column without a definition is a fault in the pack's code, not in the data: it stops the export.
+    """
+    rows = []
+    for name, header in headers.items():
+        meanings = DEFINITIONS[name]
+        for column in header:
+            if column not in meanings:
+                raise KeyError(f"{name} has a column {column!r} that columns.csv does not define")
+            rows.append([name, column, meanings[column]])
+    return rows
