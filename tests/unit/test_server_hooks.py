@@ -49,10 +49,19 @@ def test_without_multiprocess_mode_a_dead_worker_leaves_nothing_to_do(monkeypatc
     server.child_exit(None, SimpleNamespace(pid=4242))  # no directory: nothing to look at, no error
 
 
+def keep_value_class(monkeypatch) -> None:
+    """on_starting makes this process's new metrics write to the directory (as a gunicorn master's
+    workers must); put the value class back afterwards, or later tests' metrics vanish."""
+    from prometheus_client import values
+
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+
+
 def test_plain_gunicorn_gets_a_metrics_directory_of_its_own_removed_at_exit(monkeypatch):
     # Without one, each worker counts only its own requests, and a scrape sees counters jump back.
     import helpdesk.cli
 
+    keep_value_class(monkeypatch)
     monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
     monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
     server.on_starting(None)
@@ -65,6 +74,7 @@ def test_plain_gunicorn_gets_a_metrics_directory_of_its_own_removed_at_exit(monk
 def test_a_metrics_directory_of_the_operators_is_kept_and_its_old_files_removed(tmp_path, monkeypatch):
     import helpdesk.cli
 
+    keep_value_class(monkeypatch)
     (tmp_path / "counter_99.db").write_bytes(b"old")
     monkeypatch.setenv(server.MULTIPROC_ENV, str(tmp_path))
     monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
