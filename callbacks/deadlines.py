@@ -26,7 +26,8 @@ def due_at_for(owed_from: datetime, *, clock: str, within: timedelta, calendar: 
     if clock == "business":
         return calendar.add_business_time(owed_from, within)
     if clock == "elapsed":
-        return owed_from + within
+        # In UTC: adding to a Europe/London time would add wall-clock time across a clock change.
+        return owed_from.astimezone(timezone.utc) + within
     raise ValueError(f"unknown callback clock {clock!r}")
 
 

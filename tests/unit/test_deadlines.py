@@ -60,9 +60,15 @@ def test_an_out_of_hours_call_starts_counting_at_the_next_opening():
 
 def test_the_elapsed_clock_counts_the_wall_clock():
     assert due(local(2026, 11, 24, 16, 30), clock="elapsed") == local(2026, 11, 24, 19, 30)
-    # Across the autumn change: three real hours, whatever the wall clock says.
-    start = local(2026, 10, 25, 0, 30)
-    assert due(start, clock="elapsed") - start == THREE_HOURS
+    # Across the clock changes: three real hours, whatever the wall clock says. (Subtracting two
+    # times in the same zone would compare wall clocks, so compare them in UTC.)
+    utc = timezone.utc
+    autumn = local(2026, 10, 25, 0, 30)  # BST; at 02:00 BST the clocks go back to 01:00 GMT
+    assert due(autumn, clock="elapsed") == local(2026, 10, 25, 2, 30)
+    assert due(autumn, clock="elapsed").astimezone(utc) - autumn.astimezone(utc) == THREE_HOURS
+    spring = local(2026, 3, 29, 0, 30)  # GMT; at 01:00 GMT the clocks go forward to 02:00 BST
+    assert due(spring, clock="elapsed") == local(2026, 3, 29, 4, 30)
+    assert due_at_for(spring, clock="elapsed", within=THREE_HOURS, calendar=CALENDAR).tzinfo == utc
 
 
 def test_a_closure_pushes_the_deadline_and_is_explained():
