@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from helpdesk.config import Settings
 from helpdesk.voice import twiml
@@ -59,7 +59,9 @@ def _problem(kind: str, params: dict[str, str], now: datetime) -> str | None:
 
 def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None) -> Response:
     flat = request.form.to_dict()
-    received_at = clock()
+    # One reading of the clock for the whole request: the arrival stored is the moment the
+    # call was judged open or closed at.
+    g.received_at = received_at = clock()
     reason = _problem(kind, flat, received_at)
     if reason:
         return _plain(reason, 400)
@@ -115,7 +117,7 @@ def _agents(_params=None) -> Answer:
 def incoming():
     def decide(params: dict[str, str]) -> Answer:
         config = settings()
-        if not config.calendar.is_open(clock()):
+        if not config.calendar.is_open(g.received_at):
             return "out_of_hours", _twiml("out_of_hours")
         if config.ivr.enabled and params.get("From") not in config.dwp_numbers:
             return "ivr", _twiml("menu")

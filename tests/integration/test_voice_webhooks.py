@@ -340,3 +340,14 @@ def test_a_screening_request_without_a_parent_call_is_refused(client, db_session
 def test_an_unscreened_ring_group_names_no_screening_url(client):
     response = post(client, "/twilio/voice/incoming", inbound(sid(45)))
     assert all(noun.get("url") is None for noun in ET.fromstring(response.data).find("Dial"))
+
+
+def test_a_call_is_judged_open_or_closed_at_the_moment_stored_as_its_arrival(app, client, db_session, clock):
+    # The clock ticks on between readings: 17:59:59.999 when the request arrives, 18:00 (closed) after.
+    closing = clock.now.replace(hour=18)
+    readings = iter([closing - timedelta(milliseconds=1)])
+    app.config["CLOCK"] = lambda: next(readings, closing)
+    response = post(client, "/twilio/voice/incoming", inbound(sid(61)))
+    stored = call(db_session, sid(61))
+    assert stored.arrived_at == closing - timedelta(milliseconds=1)
+    assert stored.in_hours and b"Dial" in response.data
