@@ -14,7 +14,7 @@ from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.clock import local
 from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert, dialect_name
-from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
+from helpdesk.models import AuditEntry, Call, Callback, CallbackAttempt, Enquiry, User
 from helpdesk.models.callback import CLOSING_OUTCOMES
 from helpdesk.phones import international, is_withheld
 
@@ -29,6 +29,8 @@ AGENT_LEG_ENDED = {**LEG_ENDED, "completed": "no_answer"}
 # A "Call back now" call still "placing" after this is taken to have ended unheard of: the
 # agent's phone rings for 60 s, the prompt waits 10 s, then the caller's phone rings.
 CALL_UNDER_WAY = timedelta(minutes=2)
+# The audit log's action for a recorded breach corrected to met (metrics.history watches for it).
+BREACH_CORRECTED = "callback.breach_corrected"
 # Two attempts by hand closer than this are one attempt entered twice.
 SAME_ATTEMPT = timedelta(minutes=1)
 
@@ -51,7 +53,8 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
             update(Callback)
             .where(Callback.contact_key == key, Callback.reason != "not_concluded", Callback.status == "open",
                    Callback.attempts_count == 0)
-            .values(status="closed", outcome="withdrawn", closed_at=now,
+            # Never owed, so never counted: a breach the sweep recorded meanwhile goes too.
+            .values(status="closed", outcome="withdrawn", closed_at=now, sla_result=None, breached_at=None,
                     note="Not owed: the call was answered (its events arrived out of order).")
         )
         return
@@ -68,8 +71,16 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
 
 @cache
 def _owe_statement(dialect: str):
-    # Built once per dialect: this runs inside the webhook's transaction.
-    return dialect_insert(dialect)(Callback.__table__).on_conflict_do_nothing(index_elements=["contact_key"])
+    """Owe the callback once; if it is owed already, untouched, for a missed call whose outcome
+    later events changed (no answer, then the caller's voicemail), give it the call's outcome as
+    its reason, and the caller type the call now has. Built once per dialect: this runs inside
+    the webhook's transaction."""
+    insert = dialect_insert(dialect)(Callback.__table__)
+    table, new = Callback.__table__.c, insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=["contact_key"], set_={"reason": new.reason, "caller_type": new.caller_type},
+        where=(table.status == "open") & (table.attempts_count == 0) & (table.reason != "not_concluded")
+        & ((table.reason != new.reason) | (table.caller_type != new.caller_type)))
 
 
 def _deadline(settings: Settings, owed_from: datetime):
@@ -90,18 +101,32 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
                                 "+447700900123.")
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
-        if existing is not None:
+        # A callback withdrawn untouched (owed for a call that looked missed until its answer
+        # arrived) is owed again, now as not concluded: one callback per contact.
+        reused = existing is not None and existing.outcome == "withdrawn" and not existing.attempts_count
+        if existing is not None and existing.status == "open":
             raise CallbackError(f"A callback is already owed for this call ({existing.enquiry.reference}).")
+        if existing is not None and not reused:
+            raise CallbackError(f"This call's callback ({existing.enquiry.reference}) is already closed as "
+                                f"{existing.outcome}.")
         if not note.strip():
             raise CallbackError("Say what the callback is about, so whoever calls back knows.")
         deadline = _deadline(settings, call.arrived_at)
-        callback = Callback(
+        fields = dict(
             contact_key=key, enquiry_id=call.enquiry_id, call_sid=call_sid, reason="not_concluded",
             caller_number=number, caller_type=call.caller_type, owed_from=call.arrived_at,
             due_at=deadline.due_at, clock=deadline.clock, explanation=json.dumps(deadline.explanation),
             config_version=settings.version, created_at=now, note=note.strip(), status="open", attempts_count=0,
         )
-        session.add(callback)
+        if reused:
+            callback = existing
+            for name, value in dict(fields, outcome=None, closed_at=None, closed_by_id=None, sla_result=None,
+                                    breached_at=None, claimed_by_id=None, claimed_at=None, first_attempt_at=None,
+                                    next_attempt_at=None, reached_at=None).items():
+                setattr(callback, name, value)
+        else:
+            callback = Callback(**fields)
+            session.add(callback)
         session.get(Enquiry, call.enquiry_id).status = "callback_owed"
     return callback
 
@@ -197,12 +222,28 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         if recorded is not None:  # the form sent twice (a double click, the back button)
             raise CallbackError(f"An attempt at {local(recorded):%H:%M} is already recorded for this callback.")
         attempt = CallbackAttempt(callback_id=callback.id, started_at=started_at, source=source, call_sid=call_sid,
-                                  agent_id=agent_id, outcome=outcome, note=note.strip())
+                                  agent_id=agent_id, outcome=outcome, note=note.strip(), recorded_at=now)
         session.add(attempt)
         callback.claimed_by_id = callback.claimed_by_id or agent_id
-        _dialled(callback, attempt, started_at)
+        if _dialled(callback, attempt, started_at):
+            _record_correction(session, callback, attempt, agent_id, now)
         _after_outcome(callback, settings, attempt, now)
     return attempt
+
+
+def _record_correction(session: Session, callback: Callback, attempt: CallbackAttempt, agent_id: int,
+                       now: datetime) -> None:
+    """A recorded breach turned out met: say so in the audit log. That is also what tells the
+    metrics, which keep decided callbacks' counts, to count again."""
+    agent = session.get(User, agent_id)
+    session.add(AuditEntry(at=now, user_id=agent_id, actor=agent.username if agent else str(agent_id),
+                           action=BREACH_CORRECTED, detail=json.dumps({
+                               "callback_id": callback.id, "due_at": callback.due_at.isoformat(),
+                               "breach_recorded_at": callback.breached_at.isoformat() if callback.breached_at else None,
+                               "attempt_started_at": attempt.started_at.isoformat(), "entered_at": now.isoformat(),
+                           }, sort_keys=True)))
+    log.info("callback %s: an attempt made before its deadline was entered after it: the breach is now met",
+             callback.id)
 
 
 def start_call(session: Session, *, callback_id: int, agent_id: int, now: datetime) -> int:
@@ -221,7 +262,7 @@ def start_call(session: Session, *, callback_id: int, agent_id: int, now: dateti
             raise CallbackError("A call for this callback is already under way. Answer your phone, or wait "
                                 "two minutes and try again.")
         attempt = CallbackAttempt(callback_id=callback.id, started_at=now, source="twilio", agent_id=agent_id,
-                                  outcome="placing", note="")
+                                  outcome="placing", note="", recorded_at=now)
         session.add(attempt)
         session.flush()
         return attempt.id
@@ -297,18 +338,21 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
                 _after_outcome(callback, settings, attempt, now)
 
 
-def _dialled(callback: Callback, attempt: CallbackAttempt, when: datetime) -> None:
-    """The attempt rang the caller at `when`: it counts, and may meet the three-hour rule."""
+def _dialled(callback: Callback, attempt: CallbackAttempt, when: datetime) -> bool:
+    """The attempt rang the caller at `when`: it counts, and may meet the three-hour rule.
+
+    True when that corrects a breach already recorded: an attempt made in time, entered after
+    the deadline passed (the agent called at 12:55 and logged it at 13:10).
+    """
     attempt.dialled_at = when
     callback.attempts_count += 1
     if callback.first_attempt_at is None or when < callback.first_attempt_at:
         callback.first_attempt_at = when
-    _judge(callback)
-
-
-def _judge(callback: Callback) -> None:
-    if callback.sla_result is None and callback.first_attempt_at is not None:
-        callback.sla_result = "met" if callback.first_attempt_at <= callback.due_at else None
+    if callback.sla_result != "met" and callback.first_attempt_at <= callback.due_at:
+        corrected = callback.sla_result == "breached"
+        callback.sla_result = "met"  # breached_at stays: when the breach was recorded, for the evidence
+        return corrected
+    return False
 
 
 def _after_outcome(callback: Callback, settings: Settings, attempt: CallbackAttempt, now: datetime) -> None:

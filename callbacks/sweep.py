@@ -39,9 +39,11 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     with session.begin():
         # Undecided callbacks that were still owed at their deadline: open ones, and closed
         # ones closed after it (attempted late and closed between two sweeps, or while the
-        # scheduler was down, still breached).
+        # scheduler was down, still breached), but not those the app withdrew as never owed
+        # (the call was answered after all), whenever that came to light.
+        never_owed = (Callback.outcome == "withdrawn") & Callback.closed_by_id.is_(None)
         undecided = (Callback.sla_result.is_(None)
-                     & ((Callback.status == "open") | (Callback.closed_at > Callback.due_at)))
+                     & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed)))
         candidates = session.execute(
             select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
             .where(undecided)

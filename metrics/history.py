@@ -7,9 +7,10 @@ suppressed, or given up and past due. Each scrape adds, by query, the rows newer
 last count (higher ids) and the ones that were not settled then (their ids are kept).
 Every ROLL_SECONDS the rows that have settled since are added to the kept counts.
 
-That is exact for every change the app makes: callbacks and acknowledgements never leave a
-settled state, and a call is only changed by projecting a new journal event, so an event
-for a counted call makes everything count again. So does a new configuration, the clock
+That is exact for every change the app makes: acknowledgements never leave a settled state;
+a decided callback changes only when an attempt made in time is entered after its deadline,
+which the audit log records; and a call is only changed by projecting a new journal event.
+Either makes everything count again. So does a new configuration, the clock
 going back, and the passing of REBUILD_SECONDS, which bounds how long a change made outside
 the app (an edit or deletion in SQL) goes unseen.
 """
@@ -26,7 +27,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
-from helpdesk.models import Call, Callback, EmailAcknowledgement, InboundEmail, TwilioEvent
+from callbacks.service import BREACH_CORRECTED
+from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, InboundEmail, TwilioEvent
 from metrics import compliance
 from metrics.compliance import Period, RuleFigures, Scope, add_figures
 from metrics.counts import Totals, add_totals, totals
@@ -53,6 +55,16 @@ def _settled(model, at: datetime):
     return None  # inbound emails are stored once and never change
 
 
+def _last_correction(session: Session, begin: bool = True) -> int:
+    """The newest breach corrected to met (an attempt made in time, entered late): a decided
+    callback changed, so the kept counts are counted again."""
+    query = select(func.max(AuditEntry.id)).where(AuditEntry.action == BREACH_CORRECTED)
+    if not begin:
+        return session.scalar(query) or 0
+    with session.begin():
+        return session.scalar(query) or 0
+
+
 def _among(column, ids: list[int], dialect: str):
     """`column IN ids`. PostgreSQL gets the ids as one array parameter: hundreds of
     separate parameters cost more to render, send and parse than the lookups themselves."""
@@ -69,6 +81,7 @@ class _Cache:
     highest: dict  # model -> highest id when counted; every row up to it is counted or unsettled
     unsettled: dict  # model -> ids up to `highest` that were not settled
     last_event: int
+    last_correction: int  # the audit log's newest breach corrected to met, when counted
     totals: Totals
     parts: dict[str, tuple[Period, dict[str, RuleFigures]]]  # "today", "week", "month": counted rows' figures
     dialect: str  # the database dialect's name: how the id lists are sent
@@ -111,7 +124,8 @@ class SettledHistory:
         with self._lock:
             cache = self._cache
             if (cache is None or cache.key != key or time.monotonic() - cache.built >= REBUILD_SECONDS
-                    or now < cache.counted_at or self._events_touch_cache(session, cache)):
+                    or now < cache.counted_at or self._events_touch_cache(session, cache)
+                    or _last_correction(session) != cache.last_correction):
                 cache = self._count(session, settings, now, key, periods, None)
             elif (now - cache.counted_at >= timedelta(seconds=ROLL_SECONDS)
                   or any(cache.parts.get(p.label, (None,))[0] != p for p in periods)):
@@ -143,6 +157,7 @@ class SettledHistory:
         dialect = session.get_bind().dialect.name
         with session.begin():
             last_event = session.scalar(select(func.max(TwilioEvent.id))) or 0
+            last_correction = _last_correction(session, begin=False)
             highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in MODELS}
             unsettled, delta = {}, {}
             for model, top in highest.items():
@@ -163,7 +178,7 @@ class SettledHistory:
         if base is not None:
             counted_totals = add_totals(base.totals, counted_totals)
         cache = _Cache(key, base.built if base is not None else time.monotonic(), now, highest, unsettled,
-                       last_event, counted_totals, {}, dialect)
+                       last_event, last_correction, counted_totals, {}, dialect)
         # A period already kept gets the newly counted rows; a new one (a new day, week or
         # month) is counted from everything kept, which is little so soon after it started.
         same = [p for p in periods if base is not None and base.parts.get(p.label, (None,))[0] == p]

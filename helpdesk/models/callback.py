@@ -42,8 +42,10 @@ class Callback(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # met (first attempt at or before due_at) or breached; None while still undecided.
+    # met (first attempt at or before due_at) or breached; None while still undecided. A breach
+    # is corrected to met if an attempt made in time is entered after the deadline.
     sla_result: Mapped[str | None] = mapped_column(String(8))
+    # When the sweep recorded a breach (its due_at); kept if the breach is corrected.
     breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(16))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -79,6 +81,9 @@ class CallbackAttempt(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str] = mapped_column(Text, default="")
+    # When the attempt was entered (an attempt made by hand may be entered after it was made);
+    # None for attempts stored before migration 0010.
+    recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     callback = relationship("Callback", back_populates="attempts")
     agent = relationship("User")

@@ -67,6 +67,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "reached": f"When an attempt first reached the caller, {TIMES}; blank if none did",
         "counted": "yes when the callback counts for the three-hour rule (decided, and not withdrawn first)",
         "three_hour_result": "met (first attempt at or before due) or breached, when counted; blank otherwise",
+        "breach_recorded": f"When a breach was recorded (the due time), {TIMES}; blank if none was. With "
+                           "three_hour_result met, the breach was corrected: an attempt made in time was entered "
+                           "after the deadline (see recorded in callback_attempts.csv)",
         "status": "open (still to be worked) or closed",
         "closed": f"When it was closed, {TIMES}; blank while open",
         "closed_outcome": "resolved (the caller was reached and helped), unreachable (after the last attempt, or "
@@ -87,6 +90,8 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                    "only the agent's phone: counts for nothing)",
         "answered": f"When the caller answered, {TIMES}; blank if they did not or it is not known",
         "ended": f"When the call ended, {TIMES}; blank if not known",
+        "recorded": f"When the attempt was entered into the help desk, {TIMES}: later than started for an attempt "
+                    "entered after it was made; blank for attempts stored before migration 0010",
         NOTE: NOTE_MEANING,
     },
     "emails.csv": {

@@ -37,9 +37,10 @@ CALL_COLUMNS = [
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
     "deadline_explanation", "attempts", "first_attempt", "reached", "counted", "three_hour_result",
-    "status", "closed", "closed_outcome", "config_version",
+    "breach_recorded", "status", "closed", "closed_outcome", "config_version",
 ]
-ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "source", "outcome", "answered", "ended"]
+ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "source", "outcome", "answered", "ended",
+                   "recorded"]
 EMAIL_COLUMNS = [
     "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
     "ack_result", "sender",
@@ -206,8 +207,8 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
     columns = [
         Callback.id, Enquiry.reference, Callback.reason, Callback.caller_type, Callback.caller_number,
         Callback.owed_from, Callback.due_at, Callback.clock, Callback.explanation, Callback.attempts_count,
-        Callback.first_attempt_at, Callback.reached_at, Callback.sla_result, Callback.status, Callback.closed_at,
-        Callback.outcome, Callback.config_version, Callback.note,
+        Callback.first_attempt_at, Callback.reached_at, Callback.sla_result, Callback.breached_at, Callback.status,
+        Callback.closed_at, Callback.outcome, Callback.config_version, Callback.note,
     ]
     statement = (
         select(*columns)
@@ -219,7 +220,8 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
     def rows() -> Iterator[list[str]]:
         when = london_times()
         for (callback_id, reference, reason, caller_type, caller, owed_from, due_at, clock, explanation, attempts,
-             first_attempt_at, reached_at, result, status, closed_at, outcome, version, note) in _stream(connection, statement):
+             first_attempt_at, reached_at, result, breached_at, status, closed_at, outcome, version,
+             note) in _stream(connection, statement):
             counted = result in DECIDED
             if counted:
                 tally.lead[lead_bucket(due_at, first_attempt_at)] += 1
@@ -228,7 +230,7 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
             row = [
                 str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
                 when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),
-                when(reached_at), yes_no(counted), result if counted else "", status, when(closed_at),
+                when(reached_at), yes_no(counted), result if counted else "", when(breached_at), status, when(closed_at),
                 outcome or "", version,
             ]
             if include_notes:
@@ -245,7 +247,7 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
         select(
             CallbackAttempt.callback_id, Enquiry.reference, CallbackAttempt.started_at, CallbackAttempt.dialled_at,
             CallbackAttempt.source, CallbackAttempt.outcome, CallbackAttempt.answered_at, CallbackAttempt.ended_at,
-            CallbackAttempt.note,
+            CallbackAttempt.recorded_at, CallbackAttempt.note,
         )
         .join(Callback, Callback.id == CallbackAttempt.callback_id)
         .join(Enquiry, Enquiry.id == Callback.enquiry_id)
@@ -255,10 +257,10 @@ def attempt_rows(connection: Connection, start: datetime, end: datetime,
 
     def rows() -> Iterator[list[str]]:
         when = london_times()
-        for callback_id, reference, started, dialled, source, outcome, answered, ended, note in _stream(
+        for callback_id, reference, started, dialled, source, outcome, answered, ended, recorded, note in _stream(
                 connection, statement):
             row = [str(callback_id), reference, when(started), when(dialled), source, outcome, when(answered),
-                   when(ended)]
+                   when(ended), when(recorded)]
             if include_notes:
                 row.append(inert(note or ""))
             yield row

@@ -41,7 +41,7 @@ def _width(column: str) -> float:
     if column in WIDTHS:
         return WIDTHS[column]
     if column in ("arrived", "answered", "ended", "owed_from", "due", "first_attempt", "reached", "closed",
-                  "started", "dialled", "received", "acknowledged"):
+                  "started", "dialled", "received", "acknowledged", "breach_recorded", "recorded"):
         return TIME_WIDTH
     return max(10, len(column) + 2)
 

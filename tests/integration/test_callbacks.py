@@ -178,3 +178,138 @@ def test_concluding_an_answered_call_marks_its_enquiry(app, client, db_session, 
     db_session.expire_all()
     assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(10))) == "concluded"
     db_session.rollback()
+
+
+# --------------------------------------------------------------------------- decisions revised by what comes later
+
+
+def test_an_attempt_made_in_time_but_entered_after_the_breach_was_recorded_makes_it_met(app, client, db_session,
+                                                                                         clock, settings, agents):
+    from callbacks.sweep import sweep
+    from helpdesk.models import AuditEntry
+    from metrics.history import SettledHistory
+
+    arrived = miss_a_call(client, clock, 21)
+    [callback] = callbacks(db_session)
+    due = callback.due_at
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        sweep(session, settings, due + timedelta(minutes=1))
+    assert (callbacks(db_session)[0].sla_result, callbacks(db_session)[0].breached_at) == ("breached", due)
+    history = SettledHistory()
+    with database.session() as session:
+        before = history.read(session, settings, due + timedelta(minutes=2), [])[0].callbacks
+    assert (before.get("met", 0), before["breached"]) == (0, 1)
+
+    # The agent called at 12:55 and logs it at 13:10, after the sweep recorded the breach.
+    with database.session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=due - timedelta(minutes=5), outcome="reached", now=due + timedelta(minutes=10))
+    [callback] = callbacks(db_session)
+    assert (callback.sla_result, callback.first_attempt_at) == ("met", due - timedelta(minutes=5))
+    assert callback.breached_at == due  # the evidence still shows a breach was recorded
+    with database.session() as session:
+        [attempt] = session.scalars(select(CallbackAttempt)).all()
+        assert attempt.recorded_at == due + timedelta(minutes=10)
+        [entry] = session.scalars(select(AuditEntry)).all()
+    with database.session() as session:
+        after = history.read(session, settings, due + timedelta(minutes=11), [])[0].callbacks
+    assert (entry.action, entry.actor) == ("callback.breach_corrected", "alice")
+    assert json.loads(entry.detail)["attempt_started_at"] == (due - timedelta(minutes=5)).isoformat()
+    # The metrics' kept counts see the correction at once, not at the next hourly recount.
+    assert (after["met"], after.get("breached", 0)) == (1, 0)
+    assert arrived < due
+
+
+def test_an_attempt_entered_late_and_made_late_stays_a_breach(app, client, db_session, clock, settings, agents):
+    from callbacks.sweep import sweep
+
+    miss_a_call(client, clock, 22)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, callback.due_at + timedelta(minutes=1))
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=callback.due_at + timedelta(minutes=2), outcome="reached",
+                            now=callback.due_at + timedelta(minutes=10))
+    assert callbacks(db_session)[0].sla_result == "breached"
+
+
+def answered_out_of_order(client, clock, n: int, answer_arrives: timedelta | None = None):
+    """The caller's leg ends, then the Dial action, and the agent leg's answer only later."""
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(n)))
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=300))})
+    if answer_arrives is not None:
+        clock.now = arrived + answer_arrives
+        post(client, "/twilio/voice/agent-status", {"CallSid": sid(900 + n), "ParentCallSid": sid(n),
+                                                    "To": "client:agent-1", "CallStatus": "in-progress",
+                                                    "Timestamp": stamp(arrived + timedelta(seconds=12))})
+    return arrived
+
+
+def test_a_callback_withdrawn_as_never_owed_is_not_counted_even_when_that_comes_to_light_after_its_deadline(
+        app, client, db_session, clock, settings):
+    from callbacks.sweep import sweep
+
+    # Breached by the sweep, then withdrawn when the answer turns up (replayed from the spool, say).
+    arrived = answered_out_of_order(client, clock, 23)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, callback.due_at + timedelta(minutes=1))
+    assert callbacks(db_session)[0].sla_result == "breached"
+    answered_out_of_order(client, clock, 23, answer_arrives=timedelta(hours=4))
+    [callback] = callbacks(db_session)
+    assert (callback.status, callback.outcome, callback.sla_result, callback.breached_at) == (
+        "closed", "withdrawn", None, None)
+    # Withdrawn after its deadline with no sweep in between: the sweep leaves it uncounted too.
+    clock.now = arrived + timedelta(minutes=1)
+    answered_out_of_order(client, clock, 24, answer_arrives=timedelta(hours=4))
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, arrived + timedelta(hours=5))
+    assert [c.sla_result for c in callbacks(db_session)] == [None, None]
+
+
+def test_a_manual_withdrawal_after_the_deadline_without_an_attempt_is_still_a_breach(app, client, db_session, clock,
+                                                                                    settings, agents):
+    from callbacks.sweep import sweep
+
+    miss_a_call(client, clock, 25)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="withdrawn",
+                      now=callback.due_at + timedelta(minutes=5), note="Caller emailed instead")
+        sweep(session, settings, callback.due_at + timedelta(minutes=6))
+    assert callbacks(db_session)[0].sla_result == "breached"
+
+
+def test_an_enquiry_not_concluded_can_be_recorded_after_the_missed_call_callback_was_withdrawn(
+        app, client, db_session, clock, settings, agents):
+    answered_out_of_order(client, clock, 26, answer_arrives=timedelta(seconds=301))
+    [withdrawn] = callbacks(db_session)
+    assert withdrawn.outcome == "withdrawn"
+    with app.extensions["helpdesk.db"].session() as session:
+        service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
+                                     note="Needs the grant team")
+    [callback] = callbacks(db_session)
+    assert callback.id == withdrawn.id  # one callback per contact, owed again
+    assert (callback.reason, callback.status, callback.outcome, callback.note) == (
+        "not_concluded", "open", None, "Needs the grant team")
+    assert callback.due_at == withdrawn.due_at and callback.sla_result is None
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="already owed"):
+        service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
+                                     note="Again")
+
+
+def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was_missed(client, db_session, clock):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(27)))
+    clock.advance(65)
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(27), "DialCallStatus": "no-answer"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(27), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+    assert [c.reason for c in callbacks(db_session)] == ["no_answer"]
+    post(client, "/twilio/voice/voicemail", {"CallSid": sid(27), "RecordingUrl": "https://api.twilio.com/r/RE1",
+                                             "RecordingDuration": "15", "Digits": "hangup"})
+    [callback] = callbacks(db_session)
+    assert (callback.reason, callback.status, callback.owed_from) == ("voicemail", "open", arrived)

@@ -51,13 +51,16 @@ def _callback(settings, enquiry, n, owed_from, *, result=None, attempts=(), note
         owed_from=owed_from, due_at=deadline.due_at, clock="business", explanation=json.dumps(deadline.explanation),
         config_version="test", created_at=owed_from, status="open", attempts_count=len(attempts),
         first_attempt_at=attempts[0][0] if attempts else None, sla_result=result, note=note,
+        breached_at=deadline.due_at if result == "breached" else None,
     )
     # An attempt placed with "Call back now" (started when the agent clicked) dials the caller 15 s later.
     for index, (started, outcome, source) in enumerate(attempts):
         dialled = started + timedelta(seconds=15 if source == "twilio" else 0)
+        # The manual one was entered 20 minutes after it was made.
         callback.attempts.append(CallbackAttempt(started_at=started, dialled_at=dialled, source=source,
                                                  outcome=outcome, call_sid=f"CAATTEMPT{n}{index}",
-                                                 note=f"attempt note {n}"))
+                                                 note=f"attempt note {n}",
+                                                 recorded_at=started + timedelta(minutes=20 if source == "manual" else 0)))
     return callback
 
 
@@ -252,6 +255,8 @@ def test_callbacks_explain_their_deadlines_and_list_attempts_in_their_own_file(p
     assert [(a["source"], a["started"], a["dialled"]) for a in attempts] == [
         ("manual", "2026-11-23T09:45:00.000+00:00", "2026-11-23T09:45:00.000+00:00"),
         ("twilio", "2026-11-23T10:30:00.000+00:00", "2026-11-23T10:30:15.000+00:00")]
+    assert [a["recorded"] for a in attempts] == ["2026-11-23T10:05:00.000+00:00", "2026-11-23T10:30:00.000+00:00"]
+    assert [c["breach_recorded"] for c in callbacks] == ["", callbacks[1]["due"], ""]
     assert "note" not in attempts[0] and "note" not in met
 
 
