@@ -352,6 +352,10 @@ def _dialled(callback: Callback, attempt: CallbackAttempt, when: datetime) -> bo
         corrected = callback.sla_result == "breached"
         callback.sla_result = "met"  # breached_at stays: when the breach was recorded, for the evidence
         return corrected
+    if callback.sla_result is None and callback.first_attempt_at > callback.due_at:
+        # Decided now, not at the next sweep (which still records the breach notice): the
+        # figures show it at once, even while the scheduler is down.
+        callback.sla_result, callback.breached_at = "breached", callback.due_at
     return False
 
 

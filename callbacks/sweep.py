@@ -5,8 +5,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session, aliased
 
 from callbacks.deadlines import notices_due
 from helpdesk.config import Settings
@@ -41,9 +41,14 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
         # ones closed after it (attempted late and closed between two sweeps, or while the
         # scheduler was down, still breached), but not those the app withdrew as never owed
         # (the call was answered after all), whenever that came to light.
+        # Breached already by a late first attempt, but with no breach notice yet: the supervisors
+        # are still told, once.
         never_owed = (Callback.outcome == "withdrawn") & Callback.closed_by_id.is_(None)
-        undecided = (Callback.sla_result.is_(None)
-                     & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed)))
+        breach = aliased(CallbackNotice)
+        no_breach_notice = ~exists().where(breach.callback_id == Callback.id, breach.kind == "breach")
+        undecided = ((Callback.sla_result.is_(None)
+                      & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed)))
+                     | ((Callback.sla_result == "breached") & no_breach_notice))
         candidates = session.execute(
             select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
             .where(undecided)

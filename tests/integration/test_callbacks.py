@@ -313,3 +313,25 @@ def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was
                                              "RecordingDuration": "15", "Digits": "hangup"})
     [callback] = callbacks(db_session)
     assert (callback.reason, callback.status, callback.owed_from) == ("voicemail", "open", arrived)
+
+
+def test_a_first_attempt_after_the_deadline_is_a_breach_at_once_and_the_sweep_still_records_its_notice(
+        app, client, db_session, clock, settings, agents):
+    from callbacks.sweep import sweep
+    from helpdesk.models import CallbackNotice
+
+    miss_a_call(client, clock, 28)
+    [callback] = callbacks(db_session)
+    # No sweep ran (the scheduler was down): the late attempt decides it.
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=callback.due_at + timedelta(minutes=20), outcome="no_answer",
+                            now=callback.due_at + timedelta(minutes=21))
+    [late] = callbacks(db_session)
+    assert (late.sla_result, late.breached_at) == ("breached", callback.due_at)
+    with app.extensions["helpdesk.db"].session() as session:
+        first = sweep(session, settings, callback.due_at + timedelta(minutes=30)).recorded
+        again = sweep(session, settings, callback.due_at + timedelta(minutes=31)).recorded
+    assert (first, again) == ([(callback.id, "breach")], [])
+    with app.extensions["helpdesk.db"].session() as session:
+        assert [n.kind for n in session.scalars(select(CallbackNotice))] == ["breach"]
