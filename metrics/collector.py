@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+from sqlalchemy import select
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.models import SchedulerLease
 from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals
@@ -39,6 +41,7 @@ class Snapshot:
     periods: dict[str, dict[str, compliance.RuleFigures]]  # "today", "week", "month" -> rule -> figures
     desk_open: bool
     read_seconds: float
+    leases: dict[str, datetime] = field(default_factory=dict)  # scheduler job lease -> when it runs out
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -56,7 +59,11 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
         else:
             all_time, by_period = history.read(session, settings, now, periods)
         live = compliance.live_figures(session, settings, now)
-    return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started)
+        with session.begin():
+            leases = {name: expires for name, expires in session.execute(
+                select(SchedulerLease.name, SchedulerLease.expires_at))}
+    return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
+                    leases)
 
 
 class HelpdeskCollector:
@@ -76,6 +83,7 @@ class HelpdeskCollector:
         yield from callback_families(snapshot)
         yield from email_families(snapshot)
         yield from sla_families(snapshot)
+        yield scheduler_family(snapshot)
         scrape = GaugeMetricFamily("helpdesk_metrics_read_seconds",
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)
@@ -140,7 +148,7 @@ def callback_families(snapshot: Snapshot) -> Iterator[Metric]:
         results.add_metric([result], snapshot.totals.callbacks[result])
     yield results
     yield GaugeMetricFamily("helpdesk_callbacks_open", "Callbacks open now.", value=live.callbacks_open)
-    yield GaugeMetricFamily("helpdesk_callbacks_overdue", "Open callbacks past their due time with no attempt in time.",
+    yield GaugeMetricFamily("helpdesk_callbacks_overdue", "Open callbacks past their due time that nobody has attempted yet.",
                             value=live.callbacks_overdue)
     yield GaugeMetricFamily("helpdesk_callbacks_due_soon", "Open callbacks due within callback.due_soon_minutes.",
                             value=live.callbacks_due_soon)
@@ -191,3 +199,20 @@ def sla_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield target
     yield GaugeMetricFamily("helpdesk_open", "1 while the help desk is open (business calendar), else 0.",
                             value=1.0 if snapshot.desk_open else 0.0)
+
+
+# Leases every scheduler takes: reported (as 0) even before any scheduler has ever run.
+ALWAYS_LEASED = ("sweep", "email.acks")
+
+
+def scheduler_family(snapshot: Snapshot) -> Metric:
+    """When each scheduler job's lease runs out: every run renews it, so a time in the past means
+    no scheduler has run that job since (stopped, or never started)."""
+    leases = GaugeMetricFamily(
+        "helpdesk_scheduler_lease_expires_timestamp_seconds",
+        "When each scheduler job's lease runs out (Unix time); each run renews it, so a time in the past "
+        "means no scheduler is running the job.", labels=["lease"])
+    for name in sorted(set(ALWAYS_LEASED) | set(snapshot.leases)):
+        expires = snapshot.leases.get(name)
+        leases.add_metric([name], expires.timestamp() if expires is not None else 0.0)
+    return leases

@@ -213,8 +213,10 @@ class LiveFigures:
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
     """Open callbacks (due soon, overdue, oldest), unacknowledged emails and unfinished calls at `now`.
 
-    Overdue and due soon count only callbacks whose first attempt is still owed (not met),
-    the same as the agents' queue page.
+    Due soon counts only callbacks whose first attempt is still owed (not met), the same as
+    the agents' queue page. Overdue counts those past due that nobody has attempted yet: the
+    callers still waiting for a first call (one attempted late is a breach already, and waits
+    for its retry).
     """
     limits = due_soon_limits(settings, now)
     undecided = Callback.sla_result.is_(None) | (Callback.sla_result != "met")
@@ -227,7 +229,7 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
             func.count(),
             func.sum(case((soon, 1), else_=0)),
             func.sum(case((soon & Callback.claimed_by_id.is_(None), 1), else_=0)),
-            func.sum(case((undecided & (Callback.due_at < now), 1), else_=0)),
+            func.sum(case((Callback.first_attempt_at.is_(None) & (Callback.due_at < now), 1), else_=0)),
             func.min(Callback.owed_from),
         ).select_from(Callback).where(Callback.status == "open")).one()
         # Pending (to send or retry) and failed (gave up) acknowledgements were never sent.

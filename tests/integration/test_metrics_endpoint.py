@@ -106,17 +106,21 @@ def test_callback_and_email_series_equal_the_live_figures(app, client, clock, se
     with database.session() as session, session.begin():
         add_callback(session, now - timedelta(hours=2, minutes=45), result=None)  # due in 15 min
         add_callback(session, now - timedelta(hours=3, minutes=30), result=None)  # overdue
+        # Past due, but attempted (late, so breached) and waiting for its retry: not a caller still
+        # waiting for a first call, so not "overdue" for the alert that says "call them now".
+        late = add_callback(session, now - timedelta(hours=3, minutes=20), result="breached", status="open")
+        late.first_attempt_at, late.attempts_count = now - timedelta(minutes=10), 1
     with database.session() as session:
         live = live_figures(session, settings, now)
     samples = scrape(client)
-    assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_overdue) == (3, 1, 1)
+    assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_overdue) == (4, 1, 1)
     assert value(samples, "helpdesk_callbacks_open") == live.callbacks_open
     assert value(samples, "helpdesk_callbacks_due_soon") == live.callbacks_due_soon
     assert value(samples, "helpdesk_callbacks_due_soon_unclaimed") == live.callbacks_due_soon_unclaimed
     assert value(samples, "helpdesk_callbacks_overdue") == live.callbacks_overdue
     assert value(samples, "helpdesk_callback_oldest_open_age_seconds") == 3.5 * 3600
     assert value(samples, "helpdesk_callbacks_total", result="met") == 2
-    assert value(samples, "helpdesk_callbacks_total", result="breached") == 2
+    assert value(samples, "helpdesk_callbacks_total", result="breached") == 3
     assert value(samples, "helpdesk_emails_received_total") == 6
     assert value(samples, "helpdesk_emails_acknowledged_total", result="met") == 1
     assert value(samples, "helpdesk_emails_acknowledged_total", result="late") == 1
@@ -240,3 +244,22 @@ def test_a_metrics_directory_removed_under_a_running_server_leaves_the_business_
     assert ("helpdesk_calls_unfinished", ()) in samples  # from the database, as always
     assert not any(name.startswith("helpdesk_http_") for name, _ in samples)
     assert "request metrics are not being recorded in this process" in caplog.text
+
+
+def test_each_scheduler_jobs_lease_is_reported_so_a_stopped_scheduler_can_be_noticed(app, client, clock):
+    from callbacks.sweep import acquire_lease, release_lease
+
+    samples = scrape(client)
+    # Before any scheduler has run: the jobs every scheduler runs are reported as long expired.
+    assert value(samples, "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="sweep") == 0
+    assert value(samples, "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="email.acks") == 0
+    with app.extensions["helpdesk.db"].session() as session:
+        assert acquire_lease(session, "sweep", "host-1", clock(), 120)
+        assert acquire_lease(session, "email.imap", "host-1", clock(), 120)
+    samples = scrape(client)
+    expires = (clock() + timedelta(seconds=120)).timestamp()
+    assert value(samples, "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="sweep") == expires
+    assert value(samples, "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="email.imap") == expires
+    with app.extensions["helpdesk.db"].session() as session:
+        release_lease(session, "sweep", "host-1")  # a scheduler shutting down
+    assert value(scrape(client), "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="sweep") < clock().timestamp()
