@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from callbacks.email.parse import ParsedEmail, classify, dedupe_key, parse, references_in
+from callbacks.email.parse import ParsedEmail, classify, content_fingerprint, dedupe_key, parse, references_in
 from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.enquiries import LONDON, allocate_reference
@@ -62,6 +62,9 @@ def store_inbound(
     if parsed.sender and len(parsed.sender) > _ADDRESS_MAX:
         parsed = replace(parsed, sender=None)  # not an address anyone can be answered at
     key = dedupe_key(parsed.message_id, raw)
+    if parsed.message_id and not _same_message(session, key, parsed):
+        # Another message with that Message-ID is stored: this one is new, not a redelivery.
+        key = dedupe_key(parsed.message_id, raw, content_fingerprint(parsed))
     existing = _existing(session, key)
     if existing is not None:
         return existing
@@ -89,6 +92,9 @@ def store_inbound(
         insert_ignoring_conflicts(session, InboundEmail, values).returning(InboundEmail.id)
     ).scalar_one_or_none()
     if inserted is None:  # another delivery of it was stored between our look and our insert
+        if not _same_message(session, key, parsed):  # or another message with its Message-ID: look again
+            return store_inbound(session, raw, source=source, received_at=received_at, settings=settings,
+                                 source_ref=source_ref)
         existing = _existing(session, key)
         assert existing is not None, "dedupe conflict without a stored row"
         return existing
@@ -125,6 +131,12 @@ def store_inbound(
     session.flush()
     log.info("Email %s (%s): %s, enquiry %s", inserted, source, decision, enquiry.reference)
     return IntakeResult(inserted, enquiry.id, enquiry.reference, decision, False, not suppressed)
+
+
+def _same_message(session: Session, key: str, parsed: ParsedEmail) -> bool:
+    """Whether the message stored under `key` (if any) is this one: True when none is stored."""
+    stored = session.scalar(select(InboundEmail.raw).where(InboundEmail.dedupe_key == key))
+    return stored is None or content_fingerprint(parse(stored)) == content_fingerprint(parsed)
 
 
 def _existing(session: Session, key: str) -> IntakeResult | None:

@@ -92,11 +92,21 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m for m in found if m))
 
 
-def dedupe_key(message_id: str | None, raw: bytes) -> str:
-    """SHA-256 of the normalised Message-ID, or of the raw bytes when there is none."""
+def dedupe_key(message_id: str | None, raw: bytes, content: str | None = None) -> str:
+    """SHA-256 of the normalised Message-ID, or of the raw bytes when there is none.
+
+    `content` (see `content_fingerprint`) tells apart a different message that reuses a
+    Message-ID already stored (some web forms send the same one every time).
+    """
     if message_id:
-        return hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+        return hashlib.sha256((message_id + ("\0" + content if content else "")).encode("utf-8")).hexdigest()
     return hashlib.sha256(raw).hexdigest()
+
+
+def content_fingerprint(parsed: "ParsedEmail") -> str:
+    """What makes two deliveries the same message, whatever relays added to their headers on the way."""
+    parts = (parsed.sender or "", parsed.reply_to or "", parsed.subject, parsed.text, str(parsed.attachments))
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
 
 
 def references_in(text: str) -> list[str]:

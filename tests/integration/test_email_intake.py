@@ -91,6 +91,32 @@ def test_a_duplicate_delivery_returns_the_first_result_and_stores_nothing(databa
     assert count(database, Enquiry) == 1
 
 
+def form_message(name: str, address: str, body: str, received: str = "Received: from relay-1\r\n") -> bytes:
+    """A web form's email: the same sender and Message-ID every time (as some forms send)."""
+    return (f"{received}From: Website <no-reply@forms.example.org>\r\nReply-To: {name} <{address}>\r\n"
+            "To: help@helpdesk.example.org\r\nSubject: Contact form\r\n"
+            "Message-ID: <contact-form@forms.example.org>\r\n\r\n" + body + "\r\n").encode()
+
+
+def test_a_different_message_reusing_a_message_id_is_a_new_enquiry_and_each_is_recognised_again(
+        database, desk_settings):
+    first = store(database, desk_settings, form_message("Ian One", "ian@example.net", "Please call me about my grant."))
+    second = store(database, desk_settings, form_message("Jo Two", "jo@example.net", "My claim form is stuck."),
+                   at=RECEIVED + timedelta(minutes=1))
+    assert not second.duplicate and second.decision == "new_enquiry"
+    assert second.enquiry_id != first.enquiry_id
+    with database.session() as session:
+        assert sorted(session.scalars(select(EmailAcknowledgement.to_address))) == ["ian@example.net", "jo@example.net"]
+    # Each delivered again (through another relay, so with other headers): recognised, nothing new.
+    again = [store(database, desk_settings, form_message(*args, received="Received: from relay-2\r\n"),
+                   at=RECEIVED + timedelta(minutes=5))
+             for args in (("Jo Two", "jo@example.net", "My claim form is stuck."),
+                          ("Ian One", "ian@example.net", "Please call me about my grant."))]
+    assert [(r.duplicate, r.inbound_email_id) for r in again] == [
+        (True, second.inbound_email_id), (True, first.inbound_email_id)]
+    assert count(database, InboundEmail) == 2 and count(database, EmailAcknowledgement) == 2
+
+
 def test_concurrent_deliveries_of_one_message_open_one_enquiry(database, desk_settings):
     raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
     results, errors = [], []
