@@ -24,12 +24,24 @@ class AfterFailure:
     next_attempt_at: datetime | None
 
 
+# A retry that would come after the due time is brought forward to this long before it, so a
+# mail server that is back in time still gets the acknowledgement out in time.
+BEFORE_DUE = timedelta(minutes=1)
+
+
 def after_failure(attempts: int, *, max_attempts: int, spacing_minutes: tuple[int, ...],
-                  now: datetime) -> AfterFailure:
-    """What a failed send leads to, `attempts` counting this one."""
+                  now: datetime, due_at: datetime | None = None) -> AfterFailure:
+    """What a failed send leads to, `attempts` counting this one.
+
+    Before the due time, the next try is never later than BEFORE_DUE before it (nor sooner than
+    a minute from now); after it, the spacing alone decides.
+    """
     if attempts >= max_attempts:
         return AfterFailure("failed", None)
-    return AfterFailure("pending", now + retry_wait(attempts, spacing_minutes))
+    then = now + retry_wait(attempts, spacing_minutes)
+    if due_at is not None and now < due_at:
+        then = min(then, max(due_at - BEFORE_DUE, now + timedelta(minutes=1)))
+    return AfterFailure("pending", then)
 
 
 def sla_result(sent_at: datetime, due_at: datetime) -> str:
@@ -59,7 +71,7 @@ def ack_state(*, status: str | None, sla: str | None, attempts: int, decision: s
         tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
         return AckState("failed", "Failed", f"Gave up after {tries}.{error}", can_retry=True)
     if status == "pending" and attempts:
-        return AckState("retrying", "Sending failed: retrying", error.strip())
+        return AckState("retrying", "Sending failed: retrying", error.strip(), can_retry=True)
     if status == "pending":
         if due_at is not None and now > due_at:
             return AckState("overdue", "Not sent yet: overdue")

@@ -90,6 +90,13 @@ def send_due_acknowledgements(db: Session, sender: MessageSender, settings: Sett
             continue  # another sender has it, or it was sent meanwhile
         outcome = _send_one(db, sender, settings, ack_id, sending_from, now, clock or (lambda: now))
         setattr(report, outcome, getattr(report, outcome) + 1)
+    if report.sent:
+        # The mail server takes messages again: those waiting out a back-off go at the next run.
+        with db.begin():
+            released = db.execute(update(Ack).where(Ack.status == "pending", Ack.attempts > 0, Ack.next_attempt_at > now)
+                                  .values(next_attempt_at=now)).rowcount
+        if released:
+            log.info("acknowledgements: a send succeeded, so %d waiting to retry will be tried at once", released)
     if due:
         log.info("acknowledgements: %d sent, %d to retry, %d failed for good, %d suppressed",
                  report.sent, report.retrying, report.gave_up, report.suppressed)
@@ -122,7 +129,7 @@ def _send_one(db: Session, sender: MessageSender, settings: Settings, ack_id: in
         sender.send_message(message)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, record it and give the claim back
         error = str(exc) if isinstance(exc, MailError) else f"{type(exc).__name__} while sending"
-        return _record_failure(db, settings, ack_id, attempts + 1, short_error(error), now)
+        return _record_failure(db, settings, ack_id, attempts + 1, short_error(error), now, due_at)
     sent_at = clock()
     with db.begin():
         db.execute(update(Ack).where(Ack.id == ack_id).values(
@@ -132,9 +139,10 @@ def _send_one(db: Session, sender: MessageSender, settings: Settings, ack_id: in
     return "sent"
 
 
-def _record_failure(db: Session, settings: Settings, ack_id: int, attempts: int, error: str, now: datetime) -> str:
+def _record_failure(db: Session, settings: Settings, ack_id: int, attempts: int, error: str, now: datetime,
+                    due_at: datetime) -> str:
     then = after_failure(attempts, max_attempts=settings.email.max_send_attempts,
-                         spacing_minutes=settings.email.retry_spacing_minutes, now=now)
+                         spacing_minutes=settings.email.retry_spacing_minutes, now=now, due_at=due_at)
     with db.begin():
         db.execute(update(Ack).where(Ack.id == ack_id).values(
             status=then.status, attempts=attempts, last_error=error, next_attempt_at=then.next_attempt_at,
@@ -167,7 +175,7 @@ def _header(head: bytes | None, name: str) -> str | None:
 
 
 def retry_acknowledgement(db: Session, ack_id: int, now: datetime) -> str:
-    """An agent's "Try again" for a failed acknowledgement: pending again, due at once.
+    """An agent's "Try again" for a failed acknowledgement, or one waiting to retry: due at once.
 
     The attempts so far are kept, so a retry that fails again is marked failed at once and
     shown to the agents again rather than starting a new series of automatic retries.
@@ -178,7 +186,9 @@ def retry_acknowledgement(db: Session, ack_id: int, now: datetime) -> str:
                               .where(Ack.id == ack_id))
         if reference is None:
             raise NoSuchAcknowledgement("There is no such acknowledgement.")
-        changed = db.execute(update(Ack).where(Ack.id == ack_id, Ack.status == "failed").values(
+        # Failed for good, or waiting out a back-off (tried again now, not later).
+        retryable = (Ack.status == "failed") | ((Ack.status == "pending") & (Ack.attempts > 0))
+        changed = db.execute(update(Ack).where(Ack.id == ack_id, retryable).values(
             status="pending", next_attempt_at=now, claimed_at=None)).rowcount
         if not changed:
             raise AcknowledgementError(f"The acknowledgement for {reference} has not failed, so there is nothing to retry.")

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
@@ -41,8 +41,16 @@ class WaitingEmail:
     next_attempt_at: datetime | None
 
 
+def needs_attention(now: datetime):
+    """0 for an enquiry whose acknowledgement failed, is retrying or is overdue (an agent may have
+    to act: "Try again", or answer by hand); 1 for the others. Sorts them first."""
+    return case(((Ack.status == "failed") | ((Ack.status == "pending") & ((Ack.attempts > 0) | (Ack.due_at < now))),
+                 0), else_=1)
+
+
 def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) -> tuple[list[WaitingEmail], int]:
-    """Open email enquiries, oldest first, with their acknowledgement's state; and how many there are."""
+    """Open email enquiries with their acknowledgement's state, those whose acknowledgement needs
+    attention first, then oldest first; and how many there are."""
     waiting = (Enquiry.channel == "email", Enquiry.status == "open")
     # The email that opened the enquiry: the first stored with it.
     opening = (select(func.min(InboundEmail.id)).where(InboundEmail.enquiry_id == Enquiry.id)
@@ -55,7 +63,7 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
                    InboundEmail.sender, InboundEmail.decision)
             .outerjoin(Ack, Ack.enquiry_id == Enquiry.id)
             .outerjoin(InboundEmail, InboundEmail.id == opening)
-            .where(*waiting).order_by(Enquiry.opened_at, Enquiry.id).limit(limit)
+            .where(*waiting).order_by(needs_attention(now), Enquiry.opened_at, Enquiry.id).limit(limit)
         ).all()
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,

@@ -212,6 +212,37 @@ def test_a_server_that_is_down_is_retried_and_the_acknowledgement_goes_once_it_i
     assert acknowledgements(database)[0].sla_result == "met"
 
 
+def test_after_a_short_outage_retries_waiting_out_a_back_off_go_once_a_send_succeeds(database):
+    server = SmtpServer()  # down until the with block
+    settings = desk_settings(server, email={"retry_spacing_minutes": [1, 5, 15, 60], "max_send_attempts": 8})
+    receive(database, settings, raw_email(1, sender="ann@example.org"), T)
+    sender = SmtpSender.from_settings(settings, {})
+    for minute in (0, 1, 6):
+        assert send(database, sender, settings, T + timedelta(minutes=minute)).retrying == 1
+    # The third wait (15 minutes) would pass the due time (T + 15): it comes a minute before.
+    assert acknowledgements(database)[0].next_attempt_at == T + timedelta(minutes=14)
+    with server:
+        receive(database, settings, raw_email(2, sender="ben@example.org"), T + timedelta(minutes=8))
+        assert send(database, sender, settings, T + timedelta(minutes=8)).sent == 1  # the new one
+        assert send(database, sender, settings, T + timedelta(minutes=8, seconds=15)).sent == 1  # then Ann's
+        assert len(server.mailbox.messages) == 2
+    assert [a.sla_result for a in acknowledgements(database)] == ["met", "met"]
+
+
+def test_an_agent_can_send_one_waiting_to_retry_at_once(database):
+    server = SmtpServer()
+    settings = desk_settings(server, email={"retry_spacing_minutes": [10], "max_send_attempts": 5})
+    intake = receive(database, settings, raw_email(), T)
+    sender = SmtpSender.from_settings(settings, {})
+    assert send(database, sender, settings, T).retrying == 1
+    [ack] = acknowledgements(database)
+    with server:
+        with database.session() as session:
+            assert retry_acknowledgement(session, ack.id, T + timedelta(minutes=2)) == intake.reference
+        assert send(database, sender, settings, T + timedelta(minutes=2)).sent == 1
+    assert acknowledgements(database)[0].sla_result == "met"
+
+
 def test_a_manual_retry_is_refused_unless_the_acknowledgement_has_failed(database):
     settings = desk_settings()
     receive(database, settings, raw_email(), T)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -77,7 +79,8 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title">Email enquiries awaiting a response</h2>'):]
     assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section) == [oldest, later, newest]
-    assert "Email enquiries awaiting a response: 3, oldest first. Times are UK time." in words(section)
+    assert ("Email enquiries awaiting a response: 3: those whose acknowledgement failed, is retrying or is overdue "
+            "first, then oldest first. Times are UK time.") in words(section)
     first = row(page, oldest)
     assert '<time datetime="2026-11-24T08:05:00+00:00">08:05 today</time>' in first
     assert "1 h 55 min" in first and "1 hour 55 minutes" in first  # shown, and for screen readers
@@ -114,7 +117,30 @@ def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, data
     assert "ConnectionRefusedError" in failed_row and ">Try again<" in failed_row
     assert "<strong>Not sent: flood guard</strong>" in row(page, flooded)
     assert "<strong>Not sent yet: overdue</strong>" in row(page, overdue)
-    assert "Try again" not in row(page, on_time) + row(page, retried) + row(page, flooded)
+    assert ">Try again<" in row(page, retried)  # at once, rather than at 09:41
+    assert "Try again" not in row(page, on_time) + row(page, flooded)
+    # Those an agent may have to act on come first: failed, retrying, overdue; then the rest, oldest first.
+    section = page[page.index('<h2 id="emails-title">'):]
+    listed = re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)
+    assert listed[:3] == [failed, overdue, retried]
+    assert listed[3:5] == [on_time, late] and listed[-1] == flooded and len(listed) == 7
+
+
+def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hundred(alice, client, clock, database,
+                                                                                     settings):
+    for n in range(1, 103):
+        email_in(database, settings, n, at(8, 0) + timedelta(seconds=n))
+    for minute in (1, 2, 3):  # all sent on time (a run sends a limited number)
+        send(database, settings, at(8, minute))
+    failing = FakeSender()
+    failing.fail("127.0.0.1:2525 answered 451: 4.3.0 try later")
+    newest = email_in(database, settings, 200, at(9, 30))
+    send(database, settings, at(9, 30), failing)
+    clock.now = at(9, 31)
+    page = text_of(client.get("/queue"))
+    section = page[page.index('<h2 id="emails-title">'):]
+    assert "Email enquiries awaiting a response: 103, 100 shown" in words(section)
+    assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)[0] == newest
 
 
 def test_without_email_enquiries_the_section_says_so(alice, client):

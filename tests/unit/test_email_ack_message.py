@@ -228,6 +228,21 @@ def test_after_the_last_allowed_attempt_the_acknowledgement_has_failed():
     assert (last.status, last.next_attempt_at) == ("failed", None)
 
 
+def test_a_retry_that_would_come_after_the_due_time_comes_a_minute_before_it():
+    due = OPEN + timedelta(minutes=15)
+    # Third failure at 10:06 with 15 minutes to wait: tried at 10:14, not 10:21.
+    early = after_failure(3, max_attempts=8, spacing_minutes=(1, 5, 15), now=OPEN + timedelta(minutes=6), due_at=due)
+    assert early.next_attempt_at == due - timedelta(minutes=1)
+    # Inside the last minutes: a minute from now (never at once, never later than needed).
+    close = after_failure(3, max_attempts=8, spacing_minutes=(1, 5, 15), now=due - timedelta(seconds=30), due_at=due)
+    assert close.next_attempt_at == due + timedelta(seconds=30)
+    # A short wait stays as it is; after the due time the spacing alone decides.
+    assert after_failure(1, max_attempts=8, spacing_minutes=(1,), now=OPEN, due_at=due).next_attempt_at == (
+        OPEN + timedelta(minutes=1))
+    late = after_failure(3, max_attempts=8, spacing_minutes=(1, 5, 15), now=due + timedelta(minutes=2), due_at=due)
+    assert late.next_attempt_at == due + timedelta(minutes=17)
+
+
 def test_sent_at_the_due_time_is_on_time_and_a_second_later_is_late():
     due = OPEN + timedelta(minutes=15)
     assert sla_result(due, due) == "met"
@@ -239,7 +254,7 @@ def test_sent_at_the_due_time_is_on_time_and_a_second_later_is_late():
     ({"status": "sent", "sla": "late"}, "sent_late", "Sent late", False),
     ({"status": "pending"}, "waiting", "Not sent yet", False),
     ({"status": "pending", "now": OPEN + timedelta(minutes=16)}, "overdue", "Not sent yet: overdue", False),
-    ({"status": "pending", "attempts": 2, "last_error": "451 busy"}, "retrying", "Sending failed: retrying", False),
+    ({"status": "pending", "attempts": 2, "last_error": "451 busy"}, "retrying", "Sending failed: retrying", True),
     ({"status": "failed", "attempts": 8, "last_error": "451 busy"}, "failed", "Failed", True),
     ({"status": "suppressed", "decision": "rate_limited"}, "flood_guard", "Not sent: flood guard", False),
     ({"status": "suppressed", "last_error": "own address"}, "not_sent", "Not sent", False),
