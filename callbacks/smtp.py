@@ -28,7 +28,15 @@ ERROR_LIMIT = 300  # the error columns are String(300)
 
 
 class MailError(Exception):
-    """A message could not be sent. The text is short and holds no personal data."""
+    """A message could not be sent. The text is short and holds no personal data.
+
+    `permanent`: the server refused it for good (a 5xx reply, or an address it cannot take), so
+    trying the same again later is pointless.
+    """
+
+    def __init__(self, text: str, *, permanent: bool = False):
+        super().__init__(text)
+        self.permanent = permanent
 
 
 class MessageSender(Protocol):
@@ -69,11 +77,20 @@ class SmtpSender:
                     except smtplib.SMTPNotSupportedError:
                         raise MailError(f"{where} does not take a login (it offers no AUTH): for a relay that "
                                         "needs none, leave SMTP_USERNAME and SMTP_PASSWORD unset") from None
-                refused = client.send_message(message)
+                try:
+                    refused = client.send_message(message)
+                except smtplib.SMTPNotSupportedError:
+                    # Non-ASCII letters before the @, and the server does not take SMTPUTF8.
+                    raise MailError(f"{where} does not take internationalised addresses (SMTPUTF8)",
+                                    permanent=True) from None
         except smtplib.SMTPResponseException as exc:
-            raise MailError(short_error(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}")) from None
+            raise MailError(short_error(f"{where} answered {exc.smtp_code}: {_text(exc.smtp_error)}"),
+                            permanent=500 <= exc.smtp_code < 600) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise MailError(short_error(f"{where} refused all {len(exc.recipients)} recipients")) from None
+            codes = [code for code, _ in exc.recipients.values()]
+            raise MailError(short_error(f"{where} refused all {len(exc.recipients)} recipients "
+                                        f"({', '.join(sorted({str(c) for c in codes}))})"),
+                            permanent=bool(codes) and all(500 <= code < 600 for code in codes)) from None
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise MailError(short_error(f"could not send through {where}: {type(exc).__name__}: {exc}")) from None
         except ValueError as exc:  # e.g. an address smtplib cannot put in an envelope
@@ -139,3 +156,15 @@ def short_error(text: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def ascii_domain(address: str) -> str:
+    """`address` with an internationalised domain in its ASCII form (bücher.example is
+    xn--bcher-kva.example), which every mail server takes; the part before the @ is left as it is."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from callbacks.email.ack import acknowledgement_message
 from callbacks.email.ack_rules import CLAIM_STALE_AFTER, after_failure, sla_result
-from callbacks.smtp import MailError, MessageSender, short_error
+from callbacks.smtp import MailError, MessageSender, ascii_domain, short_error
 from helpdesk.config import Settings
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
 
@@ -124,12 +124,14 @@ def _send_one(db: Session, sender: MessageSender, settings: Settings, ack_id: in
     try:
         message = acknowledgement_message(
             enquiry_reference=reference, original_subject=subject or "", original_message_id=original_id,
-            original_references=_header(head, "References"), to_address=to_address, from_address=sending_from,
+            original_references=_header(head, "References"), to_address=ascii_domain(to_address),
+            from_address=sending_from,
             settings=settings, now=now, message_id_domain=sending_from.rpartition("@")[2].lower())
         sender.send_message(message)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, record it and give the claim back
         error = str(exc) if isinstance(exc, MailError) else f"{type(exc).__name__} while sending"
-        return _record_failure(db, settings, ack_id, attempts + 1, short_error(error), now, due_at)
+        permanent = isinstance(exc, MailError) and exc.permanent
+        return _record_failure(db, settings, ack_id, attempts + 1, short_error(error), now, due_at, permanent)
     sent_at = clock()
     with db.begin():
         db.execute(update(Ack).where(Ack.id == ack_id).values(
@@ -140,8 +142,9 @@ def _send_one(db: Session, sender: MessageSender, settings: Settings, ack_id: in
 
 
 def _record_failure(db: Session, settings: Settings, ack_id: int, attempts: int, error: str, now: datetime,
-                    due_at: datetime) -> str:
-    then = after_failure(attempts, max_attempts=settings.email.max_send_attempts,
+                    due_at: datetime, permanent: bool = False) -> str:
+    """A refusal for good (a 5xx reply) fails at once: agents see it now, not after hours of retries."""
+    then = after_failure(attempts, max_attempts=attempts if permanent else settings.email.max_send_attempts,
                          spacing_minutes=settings.email.retry_spacing_minutes, now=now, due_at=due_at)
     with db.begin():
         db.execute(update(Ack).where(Ack.id == ack_id).values(

@@ -243,6 +243,31 @@ def test_an_agent_can_send_one_waiting_to_retry_at_once(database):
     assert acknowledgements(database)[0].sla_result == "met"
 
 
+def test_a_refusal_for_good_fails_at_once_rather_than_after_hours_of_retries(database):
+    with SmtpServer() as server:
+        settings = desk_settings(server, email={"retry_spacing_minutes": [1, 5, 15, 60], "max_send_attempts": 8})
+        receive(database, settings, raw_email(), T)
+        server.mailbox.reply = "550 5.1.1 No such user here"
+        assert send(database, SmtpSender.from_settings(settings, {}), settings, T).gave_up == 1
+    [ack] = acknowledgements(database)
+    assert (ack.status, ack.attempts, ack.next_attempt_at) == ("failed", 1, None)
+    assert "answered 550" in ack.last_error
+
+
+def test_an_internationalised_domain_is_sent_in_its_ascii_form_and_a_local_part_the_server_cannot_take_fails(
+        database):
+    with SmtpServer(smtputf8=False) as server:  # as many relays do not
+        settings = desk_settings(server)
+        receive(database, settings, raw_email(1, sender="bjorn@bücher.example"), T)
+        receive(database, settings, raw_email(2, sender="josé.núñez@correo.example"), T)
+        report = send(database, SmtpSender.from_settings(settings, {}), settings, T)
+        assert (report.sent, report.gave_up) == (1, 1)
+        [(_, recipients, _)] = server.mailbox.messages
+    assert recipients == ["bjorn@xn--bcher-kva.example"]
+    failed = [a for a in acknowledgements(database) if a.status == "failed"]
+    assert len(failed) == 1 and "SMTPUTF8" in failed[0].last_error
+
+
 def test_a_manual_retry_is_refused_unless_the_acknowledgement_has_failed(database):
     settings = desk_settings()
     receive(database, settings, raw_email(), T)

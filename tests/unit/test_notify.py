@@ -55,10 +55,10 @@ class Mailbox:
 class SmtpServer:
     """A real SMTP server on 127.0.0.1 (aiosmtpd's Controller runs it in a thread)."""
 
-    def __init__(self, *, starttls=None, implicit_tls=None, auth: bool = False):
+    def __init__(self, *, starttls=None, implicit_tls=None, auth: bool = False, smtputf8: bool = True):
         self.mailbox = Mailbox()
         self.port = free_port()
-        options = {}
+        options = {"enable_SMTPUTF8": smtputf8}
         if starttls is not None:
             options.update(tls_context=starttls, require_starttls=True)
         if auth:
