@@ -221,7 +221,7 @@ class MailboxJob(LeasedJob):
 
     environ: Mapping[str, str] | None = None
     poll: Callable[..., Any] | None = None  # callbacks.email.imap.poll_mailbox unless a test gives one
-    ssl_context: Any = None  # None: the system's certificate authorities
+    ssl_context: Any = None  # None: email.imap.ca_file if set, else the system's certificate authorities
 
     lease: ClassVar[str] = "email.imap"
     job_id: ClassVar[str] = IMAP_JOB_ID
@@ -235,6 +235,8 @@ class MailboxJob(LeasedJob):
         if poll is None:
             from callbacks.email.imap import poll_mailbox as poll
         env = os.environ if self.environ is None else self.environ
+        if self.ssl_context is None:
+            self.ssl_context = self.settings.email.imap.ssl_context()  # made once: loading it takes a while
         # The poller commits message by message through its own sessions; the lease is ours.
         run.result = poll(self.database, self.settings, username=env.get("IMAP_USERNAME", ""),
                           password=env.get("IMAP_PASSWORD", ""), now=run.now, ssl_context=self.ssl_context)

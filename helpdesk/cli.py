@@ -431,7 +431,8 @@ def email_cli() -> None:
 @email_cli.command("poll")
 @click.option("--once", is_flag=True, help="Poll once and exit (otherwise every [email.imap] poll_seconds).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-              help="Trust this CA certificate for the IMAP server (a private or self-signed certificate).")
+              help="Trust this CA certificate for the IMAP server (a private or self-signed certificate); "
+                   "default: email.imap.ca_file.")
 def email_poll(once: bool, ca_file: str | None) -> None:
     """Read new messages from the [email.imap] mailbox into email enquiries.
 
@@ -450,7 +451,7 @@ def email_poll(once: bool, ca_file: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else settings.email.imap.ssl_context()
     except ssl.SSLError:
         raise click.BadParameter(f"{ca_file} holds no certificate in PEM form", param_hint="--ca-file") from None
     db = Database(migrated_database_url())

@@ -99,6 +99,17 @@ class ImapSettings:
     security: str = "ssl"  # ssl (IMAPS), starttls
     mailbox: str = "INBOX"
     poll_seconds: int = 60
+    # A CA certificate (PEM) to trust for the server, for a private or self-signed one; empty:
+    # the system's certificate authorities. A relative path is from the configuration file.
+    ca_file: str = ""
+
+    def ssl_context(self):
+        """The TLS context to check the server with (None: the system's defaults)."""
+        if not self.ca_file:
+            return None
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 @dataclass(frozen=True)
@@ -460,8 +471,28 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
             security=imap.choice("security", "ssl", ("ssl", "starttls")),
             mailbox=imap.get("mailbox", str, "INBOX") or imap.fail("mailbox", "must not be empty"),
             poll_seconds=imap.number("poll_seconds", 60, 5, 3600, int),
+            ca_file=_ca_file(imap, source),
         ),
     )
+
+
+def _ca_file(imap: "_Reader", source: str) -> str:
+    """email.imap.ca_file as a path that exists and holds a PEM certificate ("" when not set)."""
+    text = imap.get("ca_file", str, "").strip()
+    if not text:
+        return ""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = Path(source).resolve().parent / path
+    if not path.is_file():
+        imap.fail("ca_file", f"names {path}, which is not a file")
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, UnicodeDecodeError):
+        imap.fail("ca_file", f"names {path}, which holds no certificate in PEM form")
+    return str(path)
 
 
 # A day open to midnight ("...-24:00") closes at the last instant of the day.

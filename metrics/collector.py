@@ -15,11 +15,11 @@ from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.models import SchedulerLease
+from helpdesk.models import ImapMailboxState, SchedulerLease
 from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals
@@ -42,6 +42,8 @@ class Snapshot:
     desk_open: bool
     read_seconds: float
     leases: dict[str, datetime] = field(default_factory=dict)  # scheduler job lease -> when it runs out
+    mailbox_read_at: datetime | None = None  # the IMAP mailbox's last successful read (None: never)
+    mailbox_polled: bool = False  # whether [email.imap] has a host
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -62,8 +64,10 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
         with session.begin():
             leases = {name: expires for name, expires in session.execute(
                 select(SchedulerLease.name, SchedulerLease.expires_at))}
+            read_at = session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host \
+                else None
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    leases)
+                    leases, read_at, bool(settings.email.imap.host))
 
 
 class HelpdeskCollector:
@@ -84,6 +88,10 @@ class HelpdeskCollector:
         yield from email_families(snapshot)
         yield from sla_families(snapshot)
         yield scheduler_family(snapshot)
+        if snapshot.mailbox_polled:
+            yield GaugeMetricFamily("helpdesk_imap_last_read_timestamp_seconds",
+                                    "When the IMAP mailbox was last read (Unix time; 0 if never).",
+                                    value=snapshot.mailbox_read_at.timestamp() if snapshot.mailbox_read_at else 0.0)
         scrape = GaugeMetricFamily("helpdesk_metrics_read_seconds",
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)

@@ -263,3 +263,19 @@ def test_each_scheduler_jobs_lease_is_reported_so_a_stopped_scheduler_can_be_not
     with app.extensions["helpdesk.db"].session() as session:
         release_lease(session, "sweep", "host-1")  # a scheduler shutting down
     assert value(scrape(client), "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="sweep") < clock().timestamp()
+
+
+def test_when_the_imap_mailbox_was_last_read_is_reported_when_one_is_polled(app, client, clock, settings):
+    from dataclasses import replace
+
+    from helpdesk.models import ImapMailboxState
+
+    assert value(scrape(client), "helpdesk_imap_last_read_timestamp_seconds") is None  # no mailbox configured
+    polled = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap, host="imap.example.org")))
+    app.extensions["helpdesk.settings"] = polled
+    assert value(scrape(client), "helpdesk_imap_last_read_timestamp_seconds") == 0  # never read
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        session.add(ImapMailboxState(mailbox="u@imap.example.org:993/INBOX", uidvalidity=1, last_uid=7,
+                                     checked_at=clock() - timedelta(minutes=3)))
+    read_at = (clock() - timedelta(minutes=3)).timestamp()
+    assert value(scrape(client), "helpdesk_imap_last_read_timestamp_seconds") == read_at

@@ -134,3 +134,26 @@ def test_secrets_come_from_the_environment_with_no_default_secret():
     assert secrets.public_base_url == "https://desk.example.org"
     assert secrets.database_url == "sqlite:///helpdesk.db"
     assert secrets.secret_key is None and secrets.twilio_auth_token is None
+
+
+def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_checked(tmp_path):
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "ca.pem"), "-days", "1",
+                    "-subj", "/CN=imap.example.org"], check=True, capture_output=True)
+    hours = {"monday": ["09:00-17:00"]}
+    source = str(tmp_path / "helpdesk.toml")
+    settings = parse_settings({"hours": hours, "email": {"imap": {"host": "imap.example.org", "ca_file": "ca.pem"}}},
+                              source=source)
+    assert settings.email.imap.ca_file == str(tmp_path / "ca.pem")
+    assert settings.email.imap.ssl_context().cert_store_stats()["x509_ca"] == 1
+    assert parse_settings({"hours": hours}, source=source).email.imap.ssl_context() is None
+    (tmp_path / "not.pem").write_text("not a certificate\n")
+    for name, problem in (("missing.pem", "which is not a file"), ("not.pem", "which holds no certificate in PEM form")):
+        with pytest.raises(ConfigError, match=rf"helpdesk.toml: email.imap.ca_file names .*{name}, {problem}"):
+            parse_settings({"hours": hours, "email": {"imap": {"ca_file": name}}}, source=source)
