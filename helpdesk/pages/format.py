@@ -63,10 +63,16 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def format_compliance(met: int, countable: int) -> str:
-    """Met / countable as a percentage with one decimal, or "No data" with nothing to count."""
+    """Met / countable as a percentage with one decimal, or "No data" with nothing to count.
+
+    Halves round up, but never to 100.0% while anything was breached: 1,999 of 2,000 is 99.9%,
+    so a missed target never reads as met.
+    """
     if countable <= 0:
         return "No data"
     percent = (Decimal(met) * 100 / Decimal(countable)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if met < countable:
+        percent = min(percent, Decimal("99.9"))
     return f"{percent}%"
 
 

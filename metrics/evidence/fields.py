@@ -158,4 +158,6 @@ def ratio(met: int, countable: int) -> str:
     percentages (so 1 of 32 is 0.0313, as the pages' 3.1%); blank for "no data"."""
     if countable <= 0:
         return ""
-    return str((Decimal(met) / Decimal(countable)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+    value = (Decimal(met) / Decimal(countable)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    # Never 1.0000 while anything was breached (19,999 of 20,000 is 0.9999), as the pages.
+    return str(min(value, Decimal("0.9999")) if met < countable else value)

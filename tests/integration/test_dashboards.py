@@ -104,7 +104,8 @@ def test_compliance_today_week_and_month_say_no_data_and_turn_green_at_the_targe
         for period, period_title in build.PERIODS.items():
             panel = compliance_panel(board, rule_title, period_title)
             (query,) = panel["targets"]
-            assert query["expr"] == f'max(helpdesk_sla_compliance_ratio{{sla="{sla}",period="{period}"}})'
+            ratio = f'max(helpdesk_sla_compliance_ratio{{sla="{sla}",period="{period}"}})'
+            assert query["expr"] == f"clamp_max({ratio} < 1, 0.999) or {ratio}"
             # Instant: an absent series shows "No data", not the last value seen earlier.
             assert query["instant"] is True and query["range"] is False
             defaults = panel["fieldConfig"]["defaults"]
@@ -112,6 +113,33 @@ def test_compliance_today_week_and_month_say_no_data_and_turn_green_at_the_targe
             assert defaults["unit"] == "percentunit" and (defaults["min"], defaults["max"]) == (0, 1)
             assert [step["color"] for step in defaults["thresholds"]["steps"]] == ["red", "green"]
             assert defaults["thresholds"]["steps"][1]["value"] == 1.0
+
+
+def test_a_compliance_stat_never_shows_100_percent_while_anything_was_breached(tmp_path):
+    """Evaluated by Prometheus itself (promtool): 0.9995 would read "100.0%" with one decimal."""
+    import subprocess
+
+    import yaml
+
+    from servers import require_program
+
+    promtool = require_program("promtool", "install the Debian `prometheus` package")
+    board = BOARDS["helpdesk-compliance.json"]
+    (query,) = compliance_panel(board, build.RULES["answer_within_rings"], "Today")["targets"]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(
+        {"groups": [{"name": "panel", "rules": [{"record": "shown", "expr": query["expr"]}]}]}))
+    series = 'helpdesk_sla_compliance_ratio{sla="answer_within_rings", period="today", instance="%s"}'
+    expected = [(0, 0.999), (1, 1), (2, 0.5)]
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m",
+                   "input_series": [{"series": series % node, "values": "0.9995 1 0.5"} for node in ("a", "b")],
+                   "promql_expr_test": [{"expr": "shown", "eval_time": f"{minute}m",
+                                         "exp_samples": [{"labels": "shown", "value": value}]}
+                                        for minute, value in expected]}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_configured_target_moves_the_green_threshold_of_that_rule_only():
@@ -154,10 +182,10 @@ def test_the_required_views_are_all_there():
     assert {"Today", "This week", "This month", "Target"} <= titles["Help desk: service levels"]
     assert {"Calls per hour, by outcome", "Answered calls, by the ring they were answered in",
             "Answer time through the day (seconds)"} <= titles["Help desk: calls"]
-    assert {"Open", "Due soon", "Due soon, not claimed", "Overdue", "Oldest open callback", "Emails received",
+    assert {"Open", "Due soon", "Due soon, not claimed", "Overdue", "Oldest open callback, since its contact", "Emails received",
             "Acknowledged in time", "Acknowledged late", "Waiting for acknowledgement"} <= titles[
         "Help desk: callbacks and email"]
-    assert {"Calls answered outside 10 rings, per hour", "Callbacks breached, per hour",
+    assert {"Calls not answered within 10 rings, per hour", "Callbacks breached, per hour",
             "Emails acknowledged late, per hour", "Webhooks not stored yet",
             "Calls with no ending"} <= titles["Help desk: service levels"]
 

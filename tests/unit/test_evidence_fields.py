@@ -75,6 +75,7 @@ def test_no_data_is_a_blank_ratio_and_never_zero():
     assert (ratio(0, 0), ratio(0, 5), ratio(2, 3)) == ("", "0.0000", "0.6667")
     # Halves round up, as the pages' percentages do: 1 of 32 is 0.0313, not 0.0312.
     assert (ratio(1, 32), ratio(13, 16)) == ("0.0313", "0.8125")
+    assert (ratio(19999, 20000), ratio(20000, 20000)) == ("0.9999", "1.0000")  # one breach is never 1.0000
     assert (seconds(None), seconds(timedelta(minutes=2)), seconds(11.04)) == ("", "120.0", "11.0")
 
 

@@ -117,6 +117,11 @@ def test_all_met_is_100_percent_and_none_met_is_0_percent():
     assert (format_compliance(4, 4), format_compliance(0, 4)) == ("100.0%", "0.0%")
 
 
+def test_one_breach_never_reads_as_100_percent():
+    assert (format_compliance(1999, 2000), format_compliance(19999, 20000)) == ("99.9%", "99.9%")
+    assert format_compliance(1998, 2000) == "99.9%"  # 99.9 exactly, as before
+
+
 def test_a_day_with_nothing_countable_has_no_compliance_figure():
     assert format_compliance(0, 0) == "No data"
 
