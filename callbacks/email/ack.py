@@ -99,13 +99,15 @@ def _unprintable(ch: str) -> bool:
 
 
 def shorten(text: str, limit: int) -> str:
-    """`text` cut at a word boundary to at most `limit` characters, with "…" when cut."""
+    """`text` cut at a word boundary to at most `limit` characters, with "…" when cut ("..." for
+    plain ASCII text, which then stays unencoded on one header line)."""
     if len(text) <= limit:
         return text
-    cut = text[:limit - 1]
+    ellipsis = "..." if text.isascii() else "…"
+    cut = text[:limit - len(ellipsis)]
     if " " in cut[limit // 2:]:
         cut = cut[:cut.rindex(" ")]
-    return cut.rstrip(" ,;:-–—") + "…"
+    return cut.rstrip(" ,;:-–—") + ellipsis
 
 
 def message_ids(header: str | None) -> list[str]:

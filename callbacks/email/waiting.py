@@ -68,7 +68,8 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
-        shown, spoken = mask_address(sender or to_address)
+        # Whom to answer: the Reply-To person a web form wrote for, else the sender.
+        shown, spoken = mask_address(to_address or sender)
         state = ack_state(status=status, sla=sla, attempts=attempts or 0, decision=decision, due_at=due_at,
                           now=now, last_error=last_error)
         entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,

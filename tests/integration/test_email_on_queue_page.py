@@ -89,6 +89,15 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     assert "jo.bloggs" not in page and "sender1@" not in page
 
 
+def test_a_web_forms_email_shows_the_person_to_reply_to_not_the_form(alice, client, clock, database, settings):
+    raw = raw_email(1, sender="no-reply@forms.example.org").replace(
+        b"\r\nTo:", b"\r\nReply-To: Ian One <ian@example.net>\r\nTo:", 1)
+    reference = receive(database, settings, raw, at(9, 0)).reference
+    clock.now = at(9, 5)
+    shown = row(text_of(client.get("/queue")), reference)
+    assert "i***@example.net" in shown and "forms.example.org" not in shown
+
+
 def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, database, settings):
     on_time = email_in(database, settings, 1, at(8, 0))
     send(database, settings, at(8, 1))
@@ -228,5 +237,5 @@ def test_the_section_keeps_the_pages_structure_for_screen_readers(alice, client,
     assert re.search(r'<section class="queue-emails" id="emails" aria-labelledby="emails-title"', page)
     assert '<caption id="emails-caption">' in page and 'aria-labelledby="emails-caption"' in page
     assert all(f'<th scope="col">{name}</th>' in page for name in
-               ("Received", "Enquiry", "From", "Waiting", "Acknowledgement", "Action"))
+               ("Received", "Enquiry", "Reply to", "Waiting", "Acknowledgement", "Action"))
     assert f'Mark as answered<span class="visually-hidden"> ({reference})</span>' in page

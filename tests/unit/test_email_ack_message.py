@@ -66,8 +66,12 @@ def test_a_long_subject_is_shortened_at_a_word_and_an_empty_one_is_left_out():
     long = "Question about my Access to Work grant and the support worker invoices for October and November"
     subject = subject_line(REFERENCE, long)
     assert subject.startswith(f"We have your email [{REFERENCE}]: Question about my Access")
-    assert subject.endswith("…") and len(f"Subject: {subject}") <= 78  # one line, never folded
-    assert subject.split("]: ", 1)[1][:-1] in long  # cut between words, not within one
+    assert subject.endswith("...") and len(f"Subject: {subject}") <= 78  # one line, never folded
+    assert subject.split("]: ", 1)[1][:-3] in long  # cut between words, not within one
+    # Plain ASCII stays unencoded, so the header is one line as sent, not an encoded word folded in two.
+    header = acknowledgement(subject=long).as_bytes().split(b"\nSubject: ", 1)[1].split(b"\n", 1)[0].rstrip(b"\r")
+    assert header.decode("ascii") == subject
+    assert shorten("Rückfrage zu meinem Antrag auf Unterstützung am Arbeitsplatz", 30).endswith("…")
     assert subject_line(REFERENCE, "   ") == f"We have your email [{REFERENCE}]"
     assert shorten("short", 60) == "short"
 
