@@ -121,6 +121,8 @@ class EmailSettings:
     # At most this many acknowledgements to one sender within the window (flood guard).
     per_sender_limit: int = 5
     per_sender_window_minutes: int = 60
+    # Senders at these domains (and their subdomains) are never held back by the flood guard.
+    unlimited_domains: tuple[str, ...] = ()
     # Waits between failed sends (the last value repeats), up to max_send_attempts in all.
     retry_spacing_minutes: tuple[int, ...] = (1, 5, 15, 60)
     max_send_attempts: int = 8
@@ -462,6 +464,7 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
         ack_within_minutes=reader.number("ack_within_minutes", 15, 1, 7 * 24 * 60, int),
         per_sender_limit=reader.number("per_sender_limit", 5, 1, 1000, int),
         per_sender_window_minutes=reader.number("per_sender_window_minutes", 60, 1, 7 * 24 * 60, int),
+        unlimited_domains=_domains(reader, "unlimited_domains"),
         retry_spacing_minutes=tuple(spacing),
         max_send_attempts=reader.number("max_send_attempts", 8, 1, 50, int),
         html=reader.get("html", bool, False),
@@ -474,6 +477,20 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
             ca_file=_ca_file(imap, source),
         ),
     )
+
+
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
+
+def _domains(reader: "_Reader", key: str) -> tuple[str, ...]:
+    """A list of mail domains ("dwp.gov.uk"), lower-cased."""
+    domains = []
+    for value in reader.get(key, list, []):
+        domain = value.strip().lower().lstrip("@") if isinstance(value, str) else ""
+        if not _DOMAIN.fullmatch(domain):
+            reader.fail(key, f"has {value!r}, which is not a mail domain (for example \"dwp.gov.uk\")")
+        domains.append(domain)
+    return tuple(domains)
 
 
 def _ca_file(imap: "_Reader", source: str) -> str:

@@ -210,6 +210,9 @@ def _acknowledge_to(parsed: ParsedEmail, settings: Settings) -> str:
 
 
 def _over_sender_limit(session: Session, to_address: str, received_at: datetime, settings: Settings) -> bool:
+    domain = to_address.rpartition("@")[2].lower()
+    if any(domain == d or domain.endswith("." + d) for d in settings.email.unlimited_domains):
+        return False  # DWP, say: every one of their emails is an enquiry to acknowledge
     window_start = received_at - timedelta(minutes=settings.email.per_sender_window_minutes)
     owed = session.scalar(
         select(func.count(EmailAcknowledgement.id)).where(

@@ -189,6 +189,19 @@ def test_the_per_sender_limit_counts_only_acknowledgements_inside_the_window(dat
     assert store(database, desk_settings, raw, at=later).decision == "new_enquiry"
 
 
+def test_senders_at_an_unlimited_domain_are_never_held_back_by_the_flood_guard(database):
+    settings = make_settings(email={"addresses": [OWN_ADDRESS], "per_sender_limit": 2,
+                                    "unlimited_domains": ["dwp.gov.uk"]})
+    decisions = {}
+    for sender in ("alex.smith@dwp.gov.uk", "case.team@region.dwp.gov.uk", "flood@notdwp.gov.uk"):
+        decisions[sender] = [store(database, settings, (
+            f"From: {sender}\r\nSubject: Referral {n}\r\nMessage-ID: <{n}.{sender}>\r\n\r\nx\r\n").encode(),
+            at=RECEIVED + timedelta(minutes=n)).decision for n in range(4)]
+    assert decisions["alex.smith@dwp.gov.uk"] == ["new_enquiry"] * 4
+    assert decisions["case.team@region.dwp.gov.uk"] == ["new_enquiry"] * 4  # a subdomain
+    assert decisions["flood@notdwp.gov.uk"] == ["new_enquiry"] * 2 + ["rate_limited"] * 2
+
+
 def test_the_reference_year_is_the_uk_year_of_receipt(database, desk_settings):
     raw = b"From: a@example.com\r\nSubject: New year\r\nMessage-ID: <ny@example.com>\r\n\r\nx\r\n"
     new_year = datetime(2026, 12, 31, 23, 59, 59, tzinfo=timezone.utc)  # GMT: still 2026 in London

@@ -157,3 +157,12 @@ def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_ch
     for name, problem in (("missing.pem", "which is not a file"), ("not.pem", "which holds no certificate in PEM form")):
         with pytest.raises(ConfigError, match=rf"helpdesk.toml: email.imap.ca_file names .*{name}, {problem}"):
             parse_settings({"hours": hours, "email": {"imap": {"ca_file": name}}}, source=source)
+
+
+def test_unlimited_domains_are_mail_domains():
+    hours = {"monday": ["09:00-17:00"]}
+    settings = parse_settings({"hours": hours, "email": {"unlimited_domains": ["DWP.gov.uk", "@example.org"]}},
+                              source="t.toml")
+    assert settings.email.unlimited_domains == ("dwp.gov.uk", "example.org")
+    with pytest.raises(ConfigError, match=r"t.toml: email.unlimited_domains has 'not a domain', which is not a mail"):
+        parse_settings({"hours": hours, "email": {"unlimited_domains": ["not a domain"]}}, source="t.toml")
