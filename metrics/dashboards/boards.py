@@ -131,7 +131,7 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
     # A wrong auth token or public address: Twilio's calls are refused and missing from every figure.
     layout.add(stat("Twilio webhooks refused in the time range",
                     [target(f'sum(increase(helpdesk_http_requests_total{{endpoint=~"voice\\\\..+",'
-                            f'status=~"4..|5.."}}[{RANGE}]))', "Refused", instant=True)],
+                            f'status=~"4..|5.."}}[{RANGE}])) or vector(0)', "Refused", instant=True)],
                     count_fields(bad_from=1)), width=4, height=4)
     requests = "sum by (endpoint) (rate(helpdesk_http_requests_total[$__rate_interval]))"
     layout.add(time_series("Requests per second, by page", [target(requests, "{{endpoint}}")],
