@@ -104,8 +104,10 @@ def dedupe_key(message_id: str | None, raw: bytes, content: str | None = None) -
 
 
 def content_fingerprint(parsed: "ParsedEmail") -> str:
-    """What makes two deliveries the same message, whatever relays added to their headers on the way."""
-    parts = (parsed.sender or "", parsed.reply_to or "", parsed.subject, parsed.text, str(parsed.attachments))
+    """What makes two deliveries the same message, whatever relays added to their headers on the way,
+    and however it came (raw from IMAP, or rebuilt from SendGrid's parsed fields): who, the
+    subject and the words of the text, white space aside."""
+    parts = (parsed.sender or "", parsed.reply_to or "", " ".join(parsed.subject.split()), " ".join(parsed.text.split()))
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
 
 

@@ -47,6 +47,7 @@ class _Thread:
     person: tuple[str, str]
     raw: bytes
     reference: str | None = None
+    fields: list = field(default_factory=list)  # exactly what was posted, to deliver it again
 
 
 def inbound_url(url: str) -> str:
@@ -95,19 +96,21 @@ def _message(kind: str, n: int, threads: list[_Thread], now: datetime):
         raw = headers + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + text.encode()
         thread = _Thread(message_id, subject, person, raw)
         if kind == "new_raw":
-            return [("email", raw), _envelope(person[1])], thread
+            thread.fields = [("email", raw), _envelope(person[1])]
+            return thread.fields, thread
         html = f"<p>Hello,</p><p>{question}</p><p>Thank you,<br>{person[0]}</p>".encode()
-        return [("headers", headers), ("text", text.encode()), ("html", html), ("from", f"{person[0]} <{person[1]}>".encode()),
+        thread.fields = [("headers", headers), ("text", text.encode()), ("html", html), ("from", f"{person[0]} <{person[1]}>".encode()),
                 ("to", DESK_ADDRESS.encode()), ("subject", subject.encode()),
                 ("charsets", json.dumps({"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8", "text": "utf-8",
                                          "html": "utf-8"}).encode()),
                 _envelope(person[1]), ("attachments", b"1"),
                 ("attachment-info", json.dumps({"attachment1": {"filename": "letter.txt", "name": "letter.txt",
                                                                 "type": "text/plain"}}).encode()),
-                ("attachment1", b"A copy of my grant letter.\n", "letter.txt", "text/plain")], thread
+                ("attachment1", b"A copy of my grant letter.\n", "letter.txt", "text/plain")]
+        return thread.fields, thread
     original = threads[n % len(threads)]
-    if kind == "duplicate":
-        return [("email", original.raw), _envelope(original.person[1])], None
+    if kind == "duplicate":  # the same post again, as SendGrid retries it
+        return original.fields, None
     if kind == "reply_reference":
         subject = f"RE: {original.subject} [{original.reference}]"
         body = f"Sorry, one more thing about {original.reference}: I can do mornings only.\r\n"

@@ -154,6 +154,30 @@ def test_parsed_mode_rebuilds_one_faithful_message(client, app):
     assert row.message_id == "<parsed.1@example.org>" and row.subject == "Grant £250"
 
 
+def test_a_message_posted_parsed_and_then_read_raw_from_the_mailbox_is_stored_once(client, app):
+    """The same email through both ways in (SendGrid's parsed post, then IMAP's raw bytes, whose
+    headers and MIME layout differ) is one message, acknowledged once."""
+    from datetime import datetime, timezone
+    from email.message import EmailMessage
+
+    from callbacks.email.intake import store_inbound
+
+    assert post_bytes(client, parsed_fields()).json["decision"] == "new_enquiry"
+    original = EmailMessage()
+    original["Received"] = "from mail.example.org by imap.desk.example.org"
+    original["From"] = "Ben Ortiz <ben@example.org>"
+    original["To"] = "enquiries@desk.example.org"
+    original["Subject"] = "Grant £250"
+    original["Message-ID"] = "<parsed.1@example.org>"
+    original.set_content("My grant is £250 a week.\r\n")
+    original.add_alternative("<p>My grant is £250 a week.</p>", subtype="html")
+    original.add_attachment(b"%PDF-1.4 payslip", maintype="application", subtype="pdf", filename="payslip.pdf")
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        again = store_inbound(session, original.as_bytes(), source="imap", settings=app.extensions["helpdesk.settings"],
+                              received_at=datetime(2026, 11, 24, 10, 5, tzinfo=timezone.utc))
+    assert again.duplicate and len(stored(app)) == 1 and acknowledgements(app) == 1
+
+
 def test_parsed_mode_with_text_only_is_a_plain_message(client, app):
     fields = [f for f in parsed_fields() if not f[0].startswith("attachment") and f[0] != "html"]
     assert post_bytes(client, fields).status_code == 200

@@ -162,7 +162,7 @@ def test_the_attempt_counts_from_when_the_agent_presses_1_and_the_caller_is_dial
     assert counted(attempt_and_callback(db_session)[1]) == (1, dialled_at, "met", None)
 
 
-@pytest.mark.parametrize(("answered", "result"), [(-1, "met"), (+1, None)], ids=["in-time", "late"])
+@pytest.mark.parametrize(("answered", "result"), [(-1, "met"), (+1, "breached")], ids=["in-time", "late"])
 def test_an_agent_who_answers_after_the_deadline_misses_it_though_they_clicked_in_time(
         app, client, clock, settings, db_session, answered, result):
     miss_a_call(client, clock, 1)
