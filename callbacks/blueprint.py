@@ -84,17 +84,19 @@ def queue_page():
 
 
 def _render_queue(said: dict | None) -> str:
-    """The queue page; `said`: what the last action on a callback said, shown at that callback
-    (or at the top if it has left the list), with any form values to put back."""
+    """The queue page; `said`: what the last action said, shown where it was taken (see `_say`),
+    or at the top if that has left the page, with any form values to put back."""
     now = clock()
     context = _queue_context(now)
-    if said is not None:
-        listed = any(entry.callback.id == said.get("id") for entry in context["view"].entries)
-        context.update(said=said, said_listed=listed)
     with database().session() as session:
         notices = queue.recent_notices(session, now)
         awaiting, awaiting_count = queue.awaiting_outcome(session, now)
         emails, emails_count = waiting.awaiting_response(session, now)
+    if said is not None:
+        at = said.get("at", "")
+        shown_at = ({f"callback-{entry.callback.id}" for entry in context["view"].entries}
+                    | {f"call-{call.call_sid}" for call in awaiting} | {"awaiting", "emails"})
+        context.update(said=said, said_listed=at in shown_at)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
     return render_template("queue.html", notices=notices, awaiting=awaiting, awaiting_count=awaiting_count,
                            emails=emails, emails_count=emails_count, ack_within=settings().email.ack_within_minutes,
@@ -156,11 +158,21 @@ def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = Non
             more = action(session)
     except CallbackError as refusal:
         # Shown at once, with what they typed still in the form (too long for a session cookie).
-        said = {"id": callback_id, "text": str(refusal), "kind": "error", "typed": typed}
-        return _render_queue(said), 422
+        return _refused(f"callback-{callback_id}", str(refusal), typed)
     text = (done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference)
-    session_store[SAID] = {"id": callback_id, "text": text, "kind": "success"}
-    return _back(callback_id, anchor=f"callback-{callback_id}-said")
+    return _say(f"callback-{callback_id}", text)
+
+
+def _say(at: str, text: str, kind: str = "success"):
+    """Back to the queue, where `text` is shown at `at` ("callback-12", "call-CA...", "emails",
+    "awaiting"), and the page opens there."""
+    session_store[SAID] = {"at": at, "text": text, "kind": kind}
+    return _back(anchor=f"{at}-said")
+
+
+def _refused(at: str, text: str, typed: dict[str, str] | None = None):
+    """The queue page at once (422), saying why at `at`, with what was typed put back."""
+    return _render_queue({"at": at, "text": text, "kind": "error", "typed": typed}), 422
 
 
 @bp.post("/queue/<id:callback_id>/claim")
@@ -187,23 +199,20 @@ def call_back(callback_id: int):
         if not queue.reference_of(session, callback_id=callback_id):
             abort(404)  # as for every other action on a callback that does not exist
         found = queue.callback_to_dial(session, callback_id)
+    at = f"callback-{callback_id}"
     if found is None:
-        flash("This callback is no longer open.", "error")
-        return _back(callback_id)
+        return _say(at, "This callback is no longer open.", "error")
     phone = (current_user.phone or "").strip()
     if not phone:
-        flash(NO_PHONE, "error")
-        return _back(callback_id)
+        return _say(at, NO_PHONE, "error")
     reference, number = found
     if fmt.is_withheld(number):
-        flash("The caller withheld their number, so this callback cannot be dialled.", "error")
-        return _back(callback_id)
+        return _say(at, "The caller withheld their number, so this callback cannot be dialled.", "error")
     try:  # refused if another agent holds the callback, or a call for it is under way
         with database().session() as session:
             attempt_id = service.start_call(session, callback_id=callback_id, agent_id=current_user.id, now=clock())
     except CallbackError as refusal:
-        flash(str(refusal), "error")
-        return _back(callback_id)
+        return _say(at, str(refusal), "error")
     telephony = current_app.extensions["helpdesk.telephony"]
     try:
         placed = telephony.place_callback(agent_phone=phone, caller_number=number, callback_id=callback_id)
@@ -214,20 +223,17 @@ def call_back(callback_id: int):
         except Exception as error:  # it stays "placing", and stops another call for two minutes
             log.error("callback %s: attempt %s not placed, and not removed: %s", callback_id, attempt_id,
                       describe(error))
-        flash(failure.message, "error")
-        return _back(callback_id)
+        return _say(at, failure.message, "error")
     try:
         with database().session() as session:
             service.call_placed(session, attempt_id=attempt_id, call_sid=placed.call_sid)
     except Exception as error:  # the phone is ringing already: say so, rather than fail the page
         log.error("callback %s: call %s placed but not recorded: %s", callback_id, placed.call_sid, describe(error))
-        flash(f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded. "
-              "Log the attempt by hand.", "error")
-        return _back(callback_id)
+        return _say(at, f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded. "
+                    "Log the attempt by hand.", "error")
     log.info("callback %s: agent %s placed call %s", callback_id, current_user.id, placed.call_sid)
-    flash(f"Ringing your phone for {reference}. Answer it and press 1 to be connected to the caller. "
-          "It counts as an attempt once the caller is dialled.", "success")
-    return _back(callback_id)
+    return _say(at, f"Ringing your phone for {reference}. Answer it and press 1 to be connected to the caller. "
+                    "It counts as an attempt once the caller is dialled.")
 
 
 def _started_at(text: str, now: datetime) -> datetime:
@@ -302,10 +308,9 @@ def concluded(call_sid: str):
         with database().session() as session:
             service.record_concluded(session, call_sid=call_sid, now=clock())
             reference = queue.reference_of(session, call_sid=call_sid)
-        flash(f"{reference} is recorded as concluded on the call.", "success")
     except CallbackError as refusal:
-        flash(str(refusal), "error")
-    return _back()
+        return _say(f"call-{call_sid}", str(refusal), "error")
+    return _say("awaiting", f"{reference} is recorded as concluded on the call.")
 
 
 @bp.post("/queue/calls/<call_sid>/callback")
@@ -313,18 +318,20 @@ def concluded(call_sid: str):
 def callback_needed(call_sid: str):
     """The enquiry could not be concluded on the call: a callback is owed from the call's arrival."""
     call_sid = _call_sid(call_sid)
+    typed = {"panel": "callback", "note": request.form.get("note", "")[:MAX_NOTE * 2],
+             "number": request.form.get("number", "")[:64]}
     try:
         with database().session() as session:
             callback = service.record_not_concluded(
                 session, settings(), call_sid=call_sid, agent_id=current_user.id, now=clock(), note=_note(),
                 number=request.form.get("number") or None)
             reference = queue.reference_of(session, call_sid=call_sid)
-        due = queue.when(callback.due_at, local(clock()).date())
-        flash(f"A callback is now owed for {reference}, due by {due}.", "success")
-        return _back(callback.id)
     except CallbackError as refusal:
-        flash(str(refusal), "error")
-    return _back()
+        return _refused(f"call-{call_sid}", str(refusal), typed)
+    now = clock()
+    due = queue.when(callback.due_at, local(now).date())
+    late = " That is already past: call them now." if callback.due_at < now else ""
+    return _say(f"callback-{callback.id}", f"A callback is now owed for {reference}, due by {due}.{late}")
 
 
 
@@ -338,12 +345,11 @@ def email_answered(enquiry_id: int):
     try:
         with database().session() as session:
             reference = waiting.mark_answered(session, enquiry_id, agent_id=current_user.id, now=clock())
-        flash(f"{reference} is marked as answered.", "success")
     except waiting.NoSuchEnquiry:
         abort(404)
     except waiting.EnquiryError as refusal:
-        flash(str(refusal), "error")
-    return _back(anchor="emails")
+        return _say("emails", str(refusal), "error")
+    return _say("emails", f"{reference} is marked as answered.")
 
 
 @bp.post("/queue/emails/acknowledgements/<id:acknowledgement_id>/retry")
@@ -353,9 +359,8 @@ def retry_acknowledgement(acknowledgement_id: int):
     try:
         with database().session() as session:
             reference = sending.retry_acknowledgement(session, acknowledgement_id, clock())
-        flash(f"The acknowledgement for {reference} will be sent again in the next minute.", "success")
     except sending.NoSuchAcknowledgement:
         abort(404)
     except sending.AcknowledgementError as refusal:
-        flash(str(refusal), "error")
-    return _back(anchor="emails")
+        return _say("emails", str(refusal), "error")
+    return _say("emails", f"The acknowledgement for {reference} will be sent again within 15 seconds.")

@@ -6,8 +6,8 @@ from functools import wraps
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import render_template, session
-from flask_login import LoginManager, current_user, login_required
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import LoginManager, current_user, login_required, login_url
 
 from helpdesk.models import User
 from helpdesk.web import database
@@ -29,6 +29,22 @@ def password_mark(user: User) -> str:
 
 def remember_password(user: User) -> None:
     session[_PASSWORD_KEY] = password_mark(user)
+
+
+@login_manager.unauthorized_handler
+def sign_in_first():
+    """Signed out: to the sign-in page, then back. A form sent while signed out (another tab signed
+    out, or the session timed out) was not acted on: say so, and come back to the page it was sent
+    from, not to its address, which answers only POST."""
+    if request.method in ("GET", "HEAD"):
+        flash(login_manager.login_message, login_manager.login_message_category)
+        return redirect(login_url(login_manager.login_view, request.full_path.rstrip("?")))
+    flash("You were signed out, so that was not done. Sign in and do it again.", "error")
+    back = local_path(urlsplit(request.referrer or "").path or None)
+    query = urlsplit(request.referrer or "").query
+    if not back:
+        return redirect(url_for(login_manager.login_view))
+    return redirect(login_url(login_manager.login_view, back + (f"?{query}" if query else "")))
 
 
 @login_manager.user_loader

@@ -79,8 +79,8 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title">Email enquiries awaiting a response</h2>'):]
     assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section) == [oldest, later, newest]
-    assert ("Email enquiries awaiting a response: 3: those whose acknowledgement failed, is retrying or is overdue "
-            "first, then oldest first. Times are UK time.") in words(section)
+    assert ("Email enquiries awaiting a response: 3. Those whose acknowledgement failed, is retrying or is overdue "
+            "come first, then the oldest. Times are UK time.") in words(section)
     first = row(page, oldest)
     assert '<time datetime="2026-11-24T08:05:00+00:00">08:05 today</time>' in first
     assert "1 h 55 min" in first and "1 hour 55 minutes" in first  # shown, and for screen readers
@@ -148,7 +148,7 @@ def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hun
     clock.now = at(9, 31)
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title">'):]
-    assert "Email enquiries awaiting a response: 103, 100 shown" in words(section)
+    assert "Email enquiries awaiting a response: 103 (100 shown)." in words(section)
     assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)[0] == newest
 
 
@@ -166,7 +166,7 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     enquiry_id = stored_enquiry(database, reference).id
     clock.now = at(10, 0)
     response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
-    assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails-said")
     page = text_of(client.get("/queue"))
     assert f"{reference} is marked as answered." in page and f'<th scope="row">{reference}</th>' not in page
     enquiry = stored_enquiry(database, reference)
@@ -196,7 +196,7 @@ def test_try_again_sends_a_failed_acknowledgement_at_the_next_run(alice, client,
     clock.now = at(9, 30)
     response = post_from_page(client, f"/queue/emails/acknowledgements/{ack.id}/retry")
     assert response.status_code == 302
-    assert f"The acknowledgement for {reference} will be sent again in the next minute." in text_of(
+    assert f"The acknowledgement for {reference} will be sent again within 15 seconds." in text_of(
         client.get("/queue"))
     sender = FakeSender()
     assert send(database, settings, at(9, 30), sender).sent == 1 and len(sender.messages) == 1

@@ -526,6 +526,21 @@ def test_a_long_filtered_list_links_to_more_of_the_same(alice, client, three_cal
     assert 'href="/queue?show=202&amp;only=free"' in client.get("/queue?only=free&show=2").get_data(as_text=True)
 
 
+def test_a_form_sent_after_signing_out_elsewhere_says_so_and_comes_back_to_the_queue_page(
+        app, alice, client, three_callbacks, db_session):
+    token = csrf_token(client, "/queue?only=mine")
+    other_tab = app.test_client()
+    sign_in(other_tab, "alice", PASSWORD)
+    other_tab.post("/logout", data={"csrf_token": csrf_token(other_tab, "/queue")})
+    first = three_callbacks[sid(1)].id
+    response = client.post(f"/queue/{first}/claim?only=mine", data={"csrf_token": token},
+                           headers={"Referer": "http://localhost/queue?only=mine"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=%2Fqueue%3Fonly%3Dmine"  # not the claim address
+    assert "You were signed out, so that was not done." in text_of(client.get(response.headers["Location"]))
+    assert all(c.claimed_by_id is None for c in stored(db_session))
+
+
 def test_a_form_without_its_csrf_token_is_refused(alice, client, three_callbacks, db_session):
     response = client.post(f"/queue/{three_callbacks[sid(1)].id}/claim")
     assert response.status_code == 400
