@@ -102,7 +102,8 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         # A callback withdrawn untouched (owed for a call that looked missed until its answer
-        # arrived) is owed again, now as not concluded: one callback per contact.
+        # arrived) stays as it was, with its notices, under a key of its own; the callback owed
+        # now is a new one, as not concluded.
         reused = existing is not None and existing.outcome == "withdrawn" and not existing.attempts_count
         if existing is not None and existing.status == "open":
             raise CallbackError(f"A callback is already owed for this call ({existing.enquiry.reference}).")
@@ -119,14 +120,10 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
             config_version=settings.version, created_at=now, note=note.strip(), status="open", attempts_count=0,
         )
         if reused:
-            callback = existing
-            for name, value in dict(fields, outcome=None, closed_at=None, closed_by_id=None, sla_result=None,
-                                    breached_at=None, claimed_by_id=None, claimed_at=None, first_attempt_at=None,
-                                    next_attempt_at=None, reached_at=None).items():
-                setattr(callback, name, value)
-        else:
-            callback = Callback(**fields)
-            session.add(callback)
+            existing.contact_key = f"{key}#withdrawn-{existing.id}"
+            session.flush()
+        callback = Callback(**fields)
+        session.add(callback)
         session.get(Enquiry, call.enquiry_id).status = "callback_owed"
     return callback
 
@@ -225,22 +222,22 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
                                   agent_id=agent_id, outcome=outcome, note=note.strip(), recorded_at=now)
         session.add(attempt)
         callback.claimed_by_id = callback.claimed_by_id or agent_id
-        if _dialled(callback, attempt, started_at):
-            _record_correction(session, callback, attempt, agent_id, now)
+        session.flush()  # the attempt's id, for the audit log
+        _dialled(session, callback, attempt, started_at, now)
         _after_outcome(callback, settings, attempt, now)
     return attempt
 
 
-def _record_correction(session: Session, callback: Callback, attempt: CallbackAttempt, agent_id: int,
-                       now: datetime) -> None:
+def _record_correction(session: Session, callback: Callback, attempt: CallbackAttempt, now: datetime) -> None:
     """A recorded breach turned out met: say so in the audit log. That is also what tells the
     metrics, which keep decided callbacks' counts, to count again."""
-    agent = session.get(User, agent_id)
-    session.add(AuditEntry(at=now, user_id=agent_id, actor=agent.username if agent else str(agent_id),
+    agent = session.get(User, attempt.agent_id) if attempt.agent_id is not None else None
+    session.add(AuditEntry(at=now, user_id=attempt.agent_id, actor=agent.username if agent else "helpdesk",
                            action=BREACH_CORRECTED, detail=json.dumps({
-                               "callback_id": callback.id, "due_at": callback.due_at.isoformat(),
+                               "callback_id": callback.id, "attempt_id": attempt.id,
+                               "due_at": callback.due_at.isoformat(),
                                "breach_recorded_at": callback.breached_at.isoformat() if callback.breached_at else None,
-                               "attempt_started_at": attempt.started_at.isoformat(), "entered_at": now.isoformat(),
+                               "attempt_dialled_at": attempt.dialled_at.isoformat(), "entered_at": now.isoformat(),
                            }, sort_keys=True)))
     log.info("callback %s: an attempt made before its deadline was entered after it: the breach is now met",
              callback.id)
@@ -306,7 +303,7 @@ def dial_attempt(session: Session, *, callback_id: int, call_sid: str, now: date
             log.warning("callback %s: call %s is not a recorded attempt, so its dial is not counted", callback_id,
                         call_sid)
         elif attempt.dialled_at is None and not is_withheld(callback.caller_number):
-            _dialled(callback, attempt, now)
+            _dialled(session, callback, attempt, now, now)
         return callback.caller_number
 
 
@@ -320,7 +317,7 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
         callback = session.get(Callback, attempt.callback_id, with_for_update=True)
         if outcome == "reached" and attempt.dialled_at is None:
             # Only a dialled caller can answer, but if the dial was not recorded, count it as late as it can be.
-            _dialled(callback, attempt, answered_at or now)
+            _dialled(session, callback, attempt, answered_at or now, now)
         if attempt.outcome == "placing" and attempt.dialled_at is None:
             # The agent's leg ended before the caller was dialled: not an attempt to call them back.
             attempt.outcome, attempt.ended_at = "not_dialled", now
@@ -338,19 +335,22 @@ def finish_attempt(session: Session, settings: Settings, *, call_sid: str, outco
                 _after_outcome(callback, settings, attempt, now)
 
 
-def _dialled(callback: Callback, attempt: CallbackAttempt, when: datetime) -> bool:
+def _dialled(session: Session, callback: Callback, attempt: CallbackAttempt, when: datetime, now: datetime) -> bool:
     """The attempt rang the caller at `when`: it counts, and may meet the three-hour rule.
 
-    True when that corrects a breach already recorded: an attempt made in time, entered after
-    the deadline passed (the agent called at 12:55 and logged it at 13:10).
+    True when this attempt corrects a breach already recorded: made in time, entered after the
+    deadline passed (the agent called at 12:55 and logged it at 13:10); the audit log says so.
+    A result an earlier version recorded is otherwise left as it was decided.
     """
     attempt.dialled_at = when
     callback.attempts_count += 1
     if callback.first_attempt_at is None or when < callback.first_attempt_at:
         callback.first_attempt_at = when
-    if callback.sla_result != "met" and callback.first_attempt_at <= callback.due_at:
+    if callback.sla_result != "met" and when <= callback.due_at:
         corrected = callback.sla_result == "breached"
         callback.sla_result = "met"  # breached_at stays: when the breach was recorded, for the evidence
+        if corrected:
+            _record_correction(session, callback, attempt, now)
         return corrected
     if callback.sla_result is None and callback.first_attempt_at > callback.due_at:
         # Decided now, not at the next sweep (which still records the breach notice): the

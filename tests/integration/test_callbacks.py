@@ -215,7 +215,7 @@ def test_an_attempt_made_in_time_but_entered_after_the_breach_was_recorded_makes
     with database.session() as session:
         after = history.read(session, settings, due + timedelta(minutes=11), [])[0].callbacks
     assert (entry.action, entry.actor) == ("callback.breach_corrected", "alice")
-    assert json.loads(entry.detail)["attempt_started_at"] == (due - timedelta(minutes=5)).isoformat()
+    assert json.loads(entry.detail)["attempt_dialled_at"] == (due - timedelta(minutes=5)).isoformat()
     # The metrics' kept counts see the correction at once, not at the next hourly recount.
     assert (after["met"], after.get("breached", 0)) == (1, 0)
     assert arrived < due
@@ -291,8 +291,9 @@ def test_an_enquiry_not_concluded_can_be_recorded_after_the_missed_call_callback
     with app.extensions["helpdesk.db"].session() as session:
         service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
                                      note="Needs the grant team")
-    [callback] = callbacks(db_session)
-    assert callback.id == withdrawn.id  # one callback per contact, owed again
+    old, callback = callbacks(db_session)
+    # The withdrawn one stays as it was (with any notices); a new one is owed.
+    assert (old.id, old.outcome, old.contact_key) == (withdrawn.id, "withdrawn", f"call:{sid(26)}#withdrawn-{old.id}")
     assert (callback.reason, callback.status, callback.outcome, callback.note) == (
         "not_concluded", "open", None, "Needs the grant team")
     assert callback.due_at == withdrawn.due_at and callback.sla_result is None
@@ -335,3 +336,44 @@ def test_a_first_attempt_after_the_deadline_is_a_breach_at_once_and_the_sweep_st
     assert (first, again) == ([(callback.id, "breach")], [])
     with app.extensions["helpdesk.db"].session() as session:
         assert [n.kind for n in session.scalars(select(CallbackNotice))] == ["breach"]
+
+
+def test_a_callback_breached_withdrawn_and_owed_again_as_not_concluded_is_breached_again_if_missed(
+        app, client, db_session, clock, settings, agents):
+    from callbacks.sweep import sweep
+
+    answered_out_of_order(client, clock, 29)
+    [first] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, first.due_at + timedelta(minutes=1))  # breached: the call looked missed
+    answered_out_of_order(client, clock, 29, answer_arrives=timedelta(hours=4))  # withdrawn: never owed
+    with app.extensions["helpdesk.db"].session() as session:
+        service.record_not_concluded(session, settings, call_sid=sid(29), agent_id=agents[0], now=clock.now,
+                                     note="Needs the grant team")
+        recorded = sweep(session, settings, clock.now + timedelta(minutes=1)).recorded
+    old, new = callbacks(db_session)
+    assert (old.sla_result, new.sla_result) == (None, "breached")  # its due time (from the call) has passed
+    assert recorded == [(new.id, "breach")]
+
+
+def test_a_late_attempt_on_a_breach_an_earlier_version_kept_changes_nothing(app, client, db_session, clock,
+                                                                          settings, agents):
+    """Earlier versions kept a breach when an attempt in time was entered after it; only an attempt
+    in time corrects a breach now, so a later attempt neither flips it nor writes a wrong audit entry."""
+    from sqlalchemy import update as sql_update
+
+    from helpdesk.models import AuditEntry
+
+    miss_a_call(client, clock, 30)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        session.execute(sql_update(Callback).where(Callback.id == callback.id).values(
+            sla_result="breached", breached_at=callback.due_at, attempts_count=1,
+            first_attempt_at=callback.due_at - timedelta(minutes=2)))
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=callback.due_at + timedelta(minutes=3), outcome="busy",
+                            now=callback.due_at + timedelta(minutes=4))
+    assert callbacks(db_session)[0].sla_result == "breached"
+    with app.extensions["helpdesk.db"].session() as session:
+        assert session.scalars(select(AuditEntry)).all() == []
