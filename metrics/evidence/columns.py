@@ -91,7 +91,7 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "answered": f"When the caller answered, {TIMES}; blank if they did not or it is not known",
         "ended": f"When the call ended, {TIMES}; blank if not known",
         "recorded": f"When the attempt was entered into the help desk, {TIMES}: later than started for an attempt "
-                    "entered after it was made; blank for attempts stored before migration 0010",
+                    "entered after it was made; blank for attempts stored by a version before 0.2.0 (migration 0010)",
         NOTE: NOTE_MEANING,
     },
     "emails.csv": {

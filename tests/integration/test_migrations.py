@@ -109,3 +109,37 @@ def test_the_unfinished_calls_index_takes_missed_calls_with_no_ending_and_the_sc
                 assert "ix_calls_unfinished" in plan, plan
     finally:
         engine.dispose()
+
+
+def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept_with_an_audit_entry(migrated_url):
+    from helpdesk.models import AuditEntry, User
+
+    owed = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+
+    def store(connection):
+        enquiry = connection.execute(insert(Enquiry.__table__).values(
+            reference="HD-2026-000001", channel="phone", opened_at=owed, status="open")).inserted_primary_key[0]
+        agent = connection.execute(insert(User.__table__).values(
+            username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=owed,
+            session_epoch=0)).inserted_primary_key[0]
+        rows = (("CA1", "abandoned", None, "breached"),  # withdrawn by the app: never owed
+                ("CA2", "abandoned", agent, "breached"),  # withdrawn by an agent after its deadline: a breach
+                ("CA3", "not_concluded", None, "breached"))  # not the app's withdrawal
+        for sid, reason, closed_by, result in rows:
+            connection.execute(insert(Callback.__table__).values(
+                contact_key=f"call:{sid}", enquiry_id=enquiry, reason=reason, caller_type="customer",
+                owed_from=owed, due_at=owed + timedelta(hours=3), clock="business", explanation="{}",
+                config_version="v", created_at=owed, status="closed", outcome="withdrawn", closed_by_id=closed_by,
+                closed_at=owed + timedelta(hours=4), attempts_count=0, note="", sla_result=result,
+                breached_at=owed + timedelta(hours=3)))
+
+    def read(connection):
+        return (connection.execute(select(Callback.contact_key, Callback.sla_result, Callback.breached_at)
+                                   .order_by(Callback.id)).all(),
+                connection.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.detail)).all())
+
+    rows, audit = upgraded_from(migrated_url, "0009", store, read)
+    assert rows == [("call:CA1", None, None), ("call:CA2", "breached", owed + timedelta(hours=3)),
+                    ("call:CA3", "breached", owed + timedelta(hours=3))]
+    assert [(actor, action) for actor, action, _ in audit] == [("helpdesk db upgrade", "callback.not_owed_uncounted")]
+    assert '"was": "breached"' in audit[0][2]
