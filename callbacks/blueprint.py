@@ -251,6 +251,14 @@ def _started_at(text: str, now: datetime) -> datetime:
     except ValueError:
         raise CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
     moment = naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
+    if moment.astimezone(LONDON).replace(tzinfo=None) != naive:
+        # 01:30 on the last Sunday of March: the clocks went from 01:00 straight to 02:00.
+        raise CallbackError(f"“{text.strip()}” did not happen in the UK: the clocks went forward an hour then.")
+    later = naive.replace(tzinfo=LONDON, fold=1).astimezone(timezone.utc)
+    if later != moment:
+        # 01:30 on the last Sunday of October happened twice: read it as the second, which can
+        # never make an attempt look earlier than it was.
+        moment = later
     if match.group(3):
         return moment
     if moment <= now < moment + timedelta(minutes=1):
@@ -271,6 +279,8 @@ def log_attempt(callback_id: int):
                                       started_at=_started_at(request.form.get("started_at", ""), clock()),
                                       source="manual", outcome=outcome, now=clock(), note=_note())
         callback = attempt.callback
+        if callback.breached_at is not None and callback.sla_result == "met" and attempt.dialled_at <= callback.due_at:
+            return "It was made in time, so the breach recorded for {reference} is corrected to met."
         if callback.status == "closed" and callback.outcome == "unreachable":
             return (f"That was attempt {callback.attempts_count} of {settings().callback.max_attempts}, the last, so "
                     "{reference} is closed as unreachable.")

@@ -152,10 +152,12 @@ def _latest_calls(session: Session, callback_ids: list[int],
                    CallbackAttempt.dialled_at, CallbackAttempt.note, User.display_name, User.username)
             .outerjoin(User, User.id == CallbackAttempt.agent_id)
             .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)):
-        latest[callback_id] = (outcome, started_at, dialled_at)  # the last one made wins
+        latest[callback_id] = (outcome, started_at, dialled_at)  # the last one entered wins
         history.setdefault(callback_id, []).append(PastAttempt(
             dialled_at or started_at, ATTEMPT_WORDS.get(outcome, outcome.replace("_", " ")), name or username or "",
             note or ""))
+    for attempts in history.values():
+        attempts.sort(key=lambda past: past.at)  # in the order they were made, however entered
     said = {}
     for callback_id, (outcome, started_at, dialled_at) in latest.items():
         if outcome == "not_dialled":
@@ -217,17 +219,20 @@ def summary_of(callback: Callback) -> str:
 
 
 def recent_notices(session: Session, now: datetime, limit: int = 20) -> list[RecentNotice]:
-    """The sweep's warnings and breaches of the last 24 hours, newest first."""
+    """The sweep's warnings and breaches of the last 24 hours, newest first; a breach since
+    corrected to met (an attempt in time, entered late) says so."""
     with session.begin():
         rows = session.execute(
-            select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference)
+            select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference, Callback.sla_result)
             .join(Callback, Callback.id == CallbackNotice.callback_id)
             .join(Enquiry, Enquiry.id == Callback.enquiry_id)
             .where(CallbackNotice.recorded_at >= now - NOTICES_SINCE)
             .order_by(CallbackNotice.recorded_at.desc(), CallbackNotice.id.desc()).limit(limit)
         ).all()
-    return [RecentNotice(notice_text(kind, reference), recorded_at, kind == "breach")
-            for kind, recorded_at, reference in rows]
+    return [RecentNotice(notice_text(kind, reference) + (" (corrected: an attempt in time was entered later)"
+                                                         if kind == "breach" and result == "met" else ""),
+                         recorded_at, kind == "breach" and result != "met")
+            for kind, recorded_at, reference, result in rows]
 
 
 def notice_text(kind: str, reference: str) -> str:

@@ -110,6 +110,9 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
         if existing is not None and not reused:
             raise CallbackError(f"This call's callback ({existing.enquiry.reference}) is already closed as "
                                 f"{existing.outcome}.")
+        enquiry = session.get(Enquiry, call.enquiry_id)
+        if enquiry.status == "concluded":  # a colleague recorded it meanwhile (as the reverse order is refused)
+            raise CallbackError(f"{enquiry.reference} is already recorded as concluded on the call.")
         if not note.strip():
             raise CallbackError("Say what the callback is about, so whoever calls back knows.")
         deadline = _deadline(settings, call.arrived_at)
@@ -172,6 +175,9 @@ def release(session: Session, callback_id: int, agent_id: int, *, anyones: bool 
     with session.begin():
         holder = (Callback.claimed_by_id.is_not(None)) if anyones else (Callback.claimed_by_id == agent_id)
         if not _unclaim(session, Callback.id == callback_id, holder):
+            callback = session.get(Callback, callback_id)
+            if callback is None or callback.status != "open":
+                raise CallbackError("This callback is no longer open.")
             raise CallbackError("Nobody holds this callback now." if anyones else "You have not claimed this callback.")
     log.info("callback %s released by user %s", callback_id, agent_id)
 
@@ -364,8 +370,11 @@ def _after_outcome(callback: Callback, settings: Settings, attempt: CallbackAtte
         callback.reached_at = callback.reached_at or (attempt.answered_at or attempt.dialled_at)
         callback.next_attempt_at = None
         return
+    # The next try is spaced from the latest attempt made, not from this one if it was entered
+    # late with an earlier time.
+    latest = max([a.dialled_at for a in callback.attempts if a.dialled_at is not None] + [attempt.dialled_at])
     callback.next_attempt_at = next_attempt_at(
-        attempt.dialled_at, callback.attempts_count,
+        latest, callback.attempts_count,
         spacing_minutes=settings.callback.retry_spacing_minutes, max_attempts=settings.callback.max_attempts)
     if callback.next_attempt_at is None:
         callback.status, callback.outcome, callback.closed_at = "closed", "unreachable", now

@@ -88,9 +88,11 @@ class SmtpSender:
                             permanent=500 <= exc.smtp_code < 600) from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            raise MailError(short_error(f"{where} refused all {len(exc.recipients)} recipients "
-                                        f"({', '.join(sorted({str(c) for c in codes}))})"),
+            whom = "the address" if len(codes) == 1 else f"all {len(codes)} addresses"
+            raise MailError(short_error(f"{where} refused {whom} ({', '.join(sorted({str(c) for c in codes}))})"),
                             permanent=bool(codes) and all(500 <= code < 600 for code in codes)) from None
+        except ConnectionRefusedError:
+            raise MailError(f"could not reach the mail server at {where} (nothing answers there)") from None
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise MailError(short_error(f"could not send through {where}: {type(exc).__name__}: {exc}")) from None
         except ValueError as exc:  # e.g. an address smtplib cannot put in an envelope

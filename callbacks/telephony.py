@@ -231,7 +231,9 @@ class UnconfiguredTelephony:
     message: str
 
     def place_callback(self, *, agent_phone: str, caller_number: str | None, callback_id: int) -> PlacedCall:
-        raise TelephonyError(self.message)
+        # For the agent: what to do now; for the administrator, what is missing.
+        raise TelephonyError("Calling from this page is not set up yet, so call from your own phone and log the "
+                             f"attempt. Tell an administrator: {self.message}")
 
 
 def telephony_from_app_config(config: Mapping, environ: Mapping[str, str] | None = None) -> Telephony:

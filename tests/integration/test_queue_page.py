@@ -755,3 +755,55 @@ def test_a_colleague_sees_the_attempts_so_far_with_their_outcomes_agents_and_not
     assert re.search(r"<li><time datetime=\"[^\"]+\">12:55 today</time>: No answer, by Alice Agent\. "
                      r"Rang twice\. &lt;b&gt;Left&lt;/b&gt; no message\.</li>", here), here
     assert "Attempts so far" not in item(text_of(bob.get("/queue")), three_callbacks[sid(3)].id)
+
+
+def test_a_late_entered_earlier_attempt_is_listed_in_time_order_and_the_next_try_spaced_from_the_latest(
+        app, alice, client, clock, three_callbacks, db_session):
+    first = three_callbacks[sid(1)].id  # due 13:00; the clock is at 13:25
+    act(client, f"/queue/{first}/attempts", started_at="2026-11-24T13:20", outcome="no_answer")
+    act(client, f"/queue/{first}/attempts", started_at="2026-11-24T13:05", outcome="busy")  # entered second
+    page = text_of(client.get("/queue"))
+    history = re.search(r'id="callback-%d-history".*?</details>' % first, page, re.S).group(0)
+    assert history.index("13:05") < history.index("13:20")
+    [callback] = [c for c in stored(db_session) if c.id == first]
+    assert callback.next_attempt_at == at(13, 20) + timedelta(seconds=59, minutes=60)  # from 13:20, the 2nd wait
+
+
+def test_releasing_a_callback_closed_meanwhile_says_it_is_no_longer_open(app, alice, client, three_callbacks):
+    first = three_callbacks[sid(1)].id
+    act(client, f"/queue/{first}/claim")
+    act(client, f"/queue/{first}/attempts", started_at="2026-11-24T13:20", outcome="reached")
+    act(client, f"/queue/{first}/close", outcome="resolved")
+    assert "This callback is no longer open." in text_of(act(client, f"/queue/{first}/release"))
+
+
+def test_a_callback_needed_after_a_colleague_recorded_concluded_is_refused(app, alice, client, clock, db_session):
+    answer_a_call(client, clock, 7, at(10, 0))
+    clock.now = at(10, 5)
+    act(client, f"/queue/calls/{sid(7)}/concluded")
+    refused = act(client, f"/queue/calls/{sid(7)}/callback", note="Needs the grant team")
+    assert "is already recorded as concluded on the call." in text_of(refused)
+    assert stored(db_session) == []
+
+
+def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, alice, client, clock,
+                                                                          three_callbacks, settings):
+    first = three_callbacks[sid(1)].id  # due 13:00
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, at(13, 1))
+    clock.now = at(13, 25)
+    done = text_of(act(client, f"/queue/{first}/attempts", started_at="2026-11-24T12:55:00", outcome="no_answer"))
+    assert "It was made in time, so the breach recorded for HD-2026-" in done and "is corrected to met." in done
+    assert "(corrected: an attempt in time was entered later)" in done
+
+
+def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_hour(app):
+    from callbacks.blueprint import _started_at
+    from callbacks.service import CallbackError
+
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    with pytest.raises(CallbackError, match="did not happen in the UK: the clocks went forward"):
+        _started_at("2026-03-29T01:30", now)
+    # 01:30 happened twice on 25 October 2026 (BST, then GMT): the second, 01:30 GMT.
+    assert _started_at("2026-10-25T01:30", now) == datetime(2026, 10, 25, 1, 30, 59, tzinfo=timezone.utc)
+    assert _started_at("2026-10-25T00:30", now) == datetime(2026, 10, 24, 23, 30, 59, tzinfo=timezone.utc)

@@ -178,7 +178,10 @@ def test_without_account_sid_and_token_every_callback_says_twilio_is_not_configu
     assert isinstance(telephony, UnconfiguredTelephony)
     with pytest.raises(TelephonyError) as raised:
         telephony.place_callback(agent_phone=AGENT, caller_number=CALLER, callback_id=1)
-    assert raised.value.message == "Twilio is not configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN."
+    # The agent is told what to do now, and what to tell an administrator.
+    assert raised.value.message == ("Calling from this page is not set up yet, so call from your own phone and log "
+                                    "the attempt. Tell an administrator: Twilio is not configured: set "
+                                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.")
 
 
 def test_the_not_configured_message_names_every_missing_setting():
