@@ -21,6 +21,8 @@ DEMO_DATABASE_URL := sqlite:///demo.db
 DEMO_USER ?= manager
 DEMO_AGENT ?= agent
 DEMO_AGENT_PHONE ?= +447700900100
+# The simulated agent has a login of its own, so the demo agent's "Claimed by you" is only theirs.
+DEMO_SIM_AGENT ?= sim-agent
 DEMO_AUDITOR ?= auditor
 DEMO_EMAILS ?= 40
 DEMO_SMTP_PORT ?= 8025
@@ -54,7 +56,7 @@ install: $(INSTALL_STAMP)
 # Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos. A key
 # added in a later version of the demo is appended to an existing file.
 DEMO_SECRETS := SECRET_KEY TWILIO_AUTH_TOKEN DEMO_MANAGER_PASSWORD DEMO_AGENT_PASSWORD \
-	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET
+	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET DEMO_SIM_AGENT_PASSWORD
 
 demo-secrets:
 	@umask 077; touch $(DEMO_ENV); \
@@ -85,6 +87,11 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_SIM_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_SIM_AGENT)' \
+	      --role agent --name 'Simulated Agent' --phone '$(DEMO_AGENT_PHONE)' 2>&1); then \
+	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_SIM_AGENT) already exists, keeping it"; \
+	  else echo "$$out" >&2; exit 1; fi; \
+	else echo "$$out"; fi; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AUDITOR_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AUDITOR)' --role auditor --name 'DWP Auditor' 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AUDITOR) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
@@ -108,7 +115,8 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " Prometheus metrics: $(DEMO_URL)/metrics   Service levels: /service-levels (manager)"; \
 	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
-	  echo "  a simulated agent works the queue; callbacks are due in 5 minutes in the demo; Ctrl-C stops)"; \
+	  echo "  a simulated agent, $(DEMO_SIM_AGENT), works the queue; callbacks are due in 5 minutes in the demo;"; \
+	  echo "  Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
 	  $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) || echo "demo: the email simulator failed" >&2; \
@@ -120,8 +128,8 @@ demo: $(INSTALL_STAMP) demo-secrets
 	      '$(DEMO_URL)/readyz' 2>/dev/null && break; \
 	    sleep 0.5; \
 	  done; \
-	  HELPDESK_PASSWORD="$$DEMO_AGENT_PASSWORD" exec $(BIN)/helpdesk simulate-agent --url '$(DEMO_URL)' \
-	    --username '$(DEMO_AGENT)' --late-share $(DEMO_LATE_SHARE) \
+	  HELPDESK_PASSWORD="$$DEMO_SIM_AGENT_PASSWORD" exec $(BIN)/helpdesk simulate-agent --url '$(DEMO_URL)' \
+	    --username '$(DEMO_SIM_AGENT)' --late-share $(DEMO_LATE_SHARE) \
 	) & \
 	agent=$$!; \
 	trap 'kill $$simulator $$agent $$mailserver 2>/dev/null || true' EXIT; \

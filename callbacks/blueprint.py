@@ -89,7 +89,7 @@ def _render_queue(said: dict | None) -> str:
     now = clock()
     context = _queue_context(now)
     with database().session() as session:
-        notices = queue.recent_notices(session, now)
+        notices, notices_count = queue.recent_notices(session, now)
         awaiting, awaiting_count = queue.awaiting_outcome(session, now)
         emails, emails_count = waiting.awaiting_response(session, now)
     if said is not None:
@@ -98,7 +98,8 @@ def _render_queue(said: dict | None) -> str:
                     | {f"call-{call.call_sid}" for call in awaiting} | {"awaiting", "emails"})
         context.update(said=said, said_listed=at in shown_at)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
-    return render_template("queue.html", notices=notices, awaiting=awaiting, awaiting_count=awaiting_count,
+    return render_template("queue.html", notices=notices, notices_count=notices_count, awaiting=awaiting,
+                           awaiting_count=awaiting_count,
                            emails=emails, emails_count=emails_count, ack_within=settings().email.ack_within_minutes,
                            poll_seconds=poll, **context)
 

@@ -218,21 +218,24 @@ def summary_of(callback: Callback) -> str:
         return ""
 
 
-def recent_notices(session: Session, now: datetime, limit: int = 20) -> list[RecentNotice]:
-    """The sweep's warnings and breaches of the last 24 hours, newest first; a breach since
-    corrected to met (an attempt in time, entered late) says so."""
+def recent_notices(session: Session, now: datetime, limit: int = 20) -> tuple[list[RecentNotice], int]:
+    """The sweep's latest `limit` warnings and breaches of the last 24 hours, newest first (a
+    breach since corrected to met, by an attempt in time entered late, says so); and how many
+    there were."""
+    since = CallbackNotice.recorded_at >= now - NOTICES_SINCE
     with session.begin():
+        total = session.scalar(select(func.count(CallbackNotice.id)).where(since)) or 0
         rows = session.execute(
             select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference, Callback.sla_result)
             .join(Callback, Callback.id == CallbackNotice.callback_id)
             .join(Enquiry, Enquiry.id == Callback.enquiry_id)
-            .where(CallbackNotice.recorded_at >= now - NOTICES_SINCE)
+            .where(since)
             .order_by(CallbackNotice.recorded_at.desc(), CallbackNotice.id.desc()).limit(limit)
         ).all()
     return [RecentNotice(notice_text(kind, reference) + (" (corrected: an attempt in time was entered later)"
                                                          if kind == "breach" and result == "met" else ""),
                          recorded_at, kind == "breach" and result != "met")
-            for kind, recorded_at, reference, result in rows]
+            for kind, recorded_at, reference, result in rows], int(total)
 
 
 def notice_text(kind: str, reference: str) -> str:

@@ -807,3 +807,18 @@ def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_ho
     # 01:30 happened twice on 25 October 2026 (BST, then GMT): the second, 01:30 GMT.
     assert _started_at("2026-10-25T01:30", now) == datetime(2026, 10, 25, 1, 30, 59, tzinfo=timezone.utc)
     assert _started_at("2026-10-25T00:30", now) == datetime(2026, 10, 24, 23, 30, 59, tzinfo=timezone.utc)
+
+
+def test_more_notices_than_shown_says_how_many_there_were(app, alice, client, clock, db_session, settings):
+    for n in range(1, 13):  # 12 missed calls, each breached: 12 notices, 10 shown
+        miss_a_call(client, clock, 100 + n, at(9, 0) + timedelta(minutes=n))
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, at(12, 30))
+    clock.now = at(12, 31)
+    from callbacks import queue as queue_module
+
+    with app.extensions["helpdesk.db"].session() as session:
+        shown, total = queue_module.recent_notices(session, clock.now, limit=10)
+    assert (len(shown), total) == (10, 12)
+    page = text_of(client.get("/queue"))
+    assert "The latest" not in page  # 12 fit in the page's 20
