@@ -47,14 +47,19 @@ def upgraded_from(url: str, revision: str, store, read):
         engine.dispose()
 
 
+def an_enquiry(connection, opened_at: datetime) -> int:
+    """A phone enquiry stored as any schema since revision 0001 has it; its id."""
+    return connection.execute(insert(Enquiry.__table__).values(
+        reference="HD-2026-000001", channel="phone", opened_at=opened_at, status="open")).inserted_primary_key[0]
+
+
 def test_attempts_stored_before_dialled_at_keep_the_judgement_they_were_given(migrated_url):
     # Before revision 0005 an attempt counted from when it started, even one still ringing
     # the agent; upgrading must not turn them into attempts that never rang the caller.
     started = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
 
     def store(connection):
-        enquiry = connection.execute(insert(Enquiry.__table__).values(
-            reference="HD-2026-000001", channel="phone", opened_at=started, status="open")).inserted_primary_key[0]
+        enquiry = an_enquiry(connection, started)
         callback = connection.execute(insert(Callback.__table__).values(
             contact_key="call:CA1", enquiry_id=enquiry, reason="abandoned", caller_type="customer",
             owed_from=started, due_at=started, clock="business", explanation="{}", config_version="v",
@@ -117,8 +122,7 @@ def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept
     owed = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
 
     def store(connection):
-        enquiry = connection.execute(insert(Enquiry.__table__).values(
-            reference="HD-2026-000001", channel="phone", opened_at=owed, status="open")).inserted_primary_key[0]
+        enquiry = an_enquiry(connection, owed)
         agent = connection.execute(insert(User.__table__).values(
             username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=owed,
             session_epoch=0)).inserted_primary_key[0]
