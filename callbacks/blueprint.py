@@ -125,11 +125,9 @@ def _items():
 SAID = "queue_said"
 
 
-def _back(callback_id: int | None = None, anchor: str | None = None):
-    """Back to the queue page as it was shown (its `show` and `only`), at the item acted on."""
-    target = url_for("agents.queue", **_page_args())
-    anchor = anchor or (f"callback-{callback_id}" if callback_id else None)
-    return redirect(target + (f"#{anchor}" if anchor else ""))
+def _back(anchor: str):
+    """Back to the queue page as it was shown (its `show` and `only`), at `anchor`."""
+    return redirect(url_for("agents.queue", **_page_args()) + f"#{anchor}")
 
 
 def _note() -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack import acknowledgement_message
-from callbacks.email.ack_rules import CLAIM_STALE_AFTER, after_failure, sla_result
+from callbacks.email.ack_rules import CLAIM_STALE_AFTER, AfterFailure, after_failure, sla_result
 from callbacks.smtp import MailError, MessageSender, ascii_domain, short_error
 from helpdesk.config import Settings
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
@@ -144,8 +144,11 @@ def _send_one(db: Session, sender: MessageSender, settings: Settings, ack_id: in
 def _record_failure(db: Session, settings: Settings, ack_id: int, attempts: int, error: str, now: datetime,
                     due_at: datetime, permanent: bool = False) -> str:
     """A refusal for good (a 5xx reply) fails at once: agents see it now, not after hours of retries."""
-    then = after_failure(attempts, max_attempts=attempts if permanent else settings.email.max_send_attempts,
-                         spacing_minutes=settings.email.retry_spacing_minutes, now=now, due_at=due_at)
+    if permanent:
+        then = AfterFailure("failed", None)
+    else:
+        then = after_failure(attempts, max_attempts=settings.email.max_send_attempts,
+                             spacing_minutes=settings.email.retry_spacing_minutes, now=now, due_at=due_at)
     with db.begin():
         db.execute(update(Ack).where(Ack.id == ack_id).values(
             status=then.status, attempts=attempts, last_error=error, next_attempt_at=then.next_attempt_at,
