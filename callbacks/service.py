@@ -39,6 +39,12 @@ class CallbackError(ValueError):
     """Something an agent asked for cannot be done; the message says why, plainly."""
 
 
+def never_owed():
+    """A callback the app withdrew itself (nobody closed it): its call was answered after all, so it
+    was never owed and never counts, whenever that came to light."""
+    return (Callback.outcome == "withdrawn") & Callback.closed_by_id.is_(None)
+
+
 def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, call_sid: str, enquiry_id: int,
                         outcome: str, caller_number: str | None, caller_type: str, arrived_at: datetime,
                         now: datetime) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from callbacks.deadlines import notices_due
+from callbacks.service import never_owed
 from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
@@ -43,11 +44,10 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
         # (the call was answered after all), whenever that came to light.
         # Breached already by a late first attempt, but with no breach notice yet: the supervisors
         # are still told, once.
-        never_owed = (Callback.outcome == "withdrawn") & Callback.closed_by_id.is_(None)
         breach = aliased(CallbackNotice)
         no_breach_notice = ~exists().where(breach.callback_id == Callback.id, breach.kind == "breach")
         undecided = ((Callback.sla_result.is_(None)
-                      & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed)))
+                      & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed())))
                      | ((Callback.sla_result == "breached") & no_breach_notice))
         candidates = session.execute(
             select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
+from callbacks.scheduler import AcknowledgementJob, SweepJob
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import ImapMailboxState, SchedulerLease
@@ -209,8 +210,9 @@ def sla_families(snapshot: Snapshot) -> Iterator[Metric]:
                             value=1.0 if snapshot.desk_open else 0.0)
 
 
-# Leases every scheduler takes: reported (as 0) even before any scheduler has ever run.
-ALWAYS_LEASED = ("sweep", "email.acks")
+# Leases every scheduler takes (the sweep's and the acknowledgements'): reported (as 0) even
+# before any scheduler has ever run.
+ALWAYS_LEASED = (SweepJob.lease, AcknowledgementJob.lease)
 
 
 def scheduler_family(snapshot: Snapshot) -> Metric:
