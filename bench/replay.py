@@ -52,7 +52,7 @@ class Figures:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
     def line(self, name: str) -> str:
-        return (f"{name:<14} {self.requests:>7} requests  {self.per_second:>8.1f} req/s  "
+        return (f"{name:<16} {self.requests:>7} requests  {self.per_second:>8.1f} req/s  "
                 f"p50 {self.percentile(50):6.2f} ms  p99 {self.percentile(99):6.2f} ms  errors {self.errors}  "
                 f"CPU per request: server {self.server_cpu_ms:.2f} ms, load generator {self.client_cpu_ms:.2f} ms")
 

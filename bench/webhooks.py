@@ -15,9 +15,10 @@ shows the cost of a webhook apart from the machine's speed, and the load generat
 shows it did not set the pace. A run fails if any request failed, any replayed call is
 missing from the app's database, or any webhook went to the spool instead of the database.
 
-A third server, "verify only", takes its turn flat out too: the bare endpoint that also parses
-the form and verifies the signature (bench/bare_app.py), storing nothing. It is not part of
-the target; it shows how much of the gap to the bare endpoint is work no handler can skip.
+Two more servers take their turns flat out, to show how much of the gap to the bare endpoint
+is work no handler can skip (bench/bare_app.py; neither is part of the target): "verify only"
+also parses the form and verifies the signature, storing nothing; "verify and store" then
+also stores each webhook once, as received, in SQLite, and nothing else, before answering.
 
 Target (issue 2): requests/s ratio >= 0.6 and p99 < 50 ms at 50 calls/s on SQLite.
 """
@@ -39,6 +40,7 @@ from live import LiveApp  # noqa: E402
 from replay import Figures, Replayer, renamed  # noqa: E402
 
 from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic  # noqa: E402
+from helpdesk.voice.journal import fingerprint  # noqa: E402
 
 Call = list[tuple[str, list[tuple[str, str]]]]
 
@@ -94,12 +96,15 @@ def main() -> None:
     app = LiveApp(f"sqlite:///{workdir}/bench.db", env, workers=args.workers)
     bare = LiveApp("sqlite://", env, workers=args.workers, app="bare_app:create_app()", migrate=False)
     floor = LiveApp("sqlite://", env, workers=args.workers, app="bare_app:create_verifying_app()", migrate=False)
-    for baseline in (bare, floor):
+    store = LiveApp("sqlite://", env, workers=args.workers, app="bare_app:create_storing_app()", migrate=False)
+    store.env["BENCH_STORE_PATH"] = str(workdir / "store.db")
+    for baseline in (bare, floor, store):
         baseline.env["PYTHONPATH"] = str(ROOT / "bench")
-    servers = {"bare Flask": bare, "verify only": floor, "helpdesk": app}
-    paced: dict[str, list[Figures]] = {name: [] for name in servers if name != "verify only"}
+    servers = {"bare Flask": bare, "verify only": floor, "verify and store": store, "helpdesk": app}
+    paced: dict[str, list[Figures]] = {name: [] for name in ("bare Flask", "helpdesk")}
     flat_out: dict[str, list[Figures]] = {name: [] for name in servers}
-    with app, bare, floor:
+    stored_by_floor: set[str] = set()  # the distinct webhooks sent to "verify and store"
+    with app, bare, floor, store:
         traffic = Traffic(record_calls(app.url, token, 200))
         per_call = sum(map(len, traffic.template)) / len(traffic.template)
         print(f"traffic: {len(traffic.template)} recorded calls, {per_call:.1f} webhooks per call; "
@@ -109,6 +114,8 @@ def main() -> None:
         def replay(name: str, count: int, calls_per_second: float | None, workers: int) -> Figures:
             calls = traffic.calls(count)
             sent[name] += len(calls)
+            if name == "verify and store":
+                stored_by_floor.update(fingerprint(path, params) for call in calls for path, params in call)
             server = servers[name]
             return Replayer(server.url, token, server.process.pid).run(calls, calls_per_second, workers)
 
@@ -135,6 +142,10 @@ def main() -> None:
     sent_to_app = len(traffic.template) + sent["helpdesk"]  # the recording, then the replays
     if stored != sent_to_app:
         raise SystemExit(f"the app stored {stored} calls of the {sent_to_app} replayed")
+    with sqlite3.connect(workdir / "store.db") as database:
+        kept = database.execute("SELECT count(*) FROM events").fetchone()[0]
+    if kept != len(stored_by_floor):
+        raise SystemExit(f"'verify and store' kept {kept} webhooks of the {len(stored_by_floor)} distinct ones sent")
 
     paced_runs = len(paced["helpdesk"])
     print(f"\npaced: {args.rate:g} calls/s, {paced_runs} runs of {args.seconds:g} s each")
@@ -150,17 +161,18 @@ def main() -> None:
           f"{len(ratios)} rounds (range {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= 0.6)")
     print(f"ratio helpdesk/bare requests/s paced:         "
           f"{app_paced.per_second / pooled(paced['bare Flask']).per_second:.2f}")
-    for name, baseline in (("verify only", "bare Flask"), ("helpdesk", "verify only")):
+    for name, baseline in (("verify only", "bare Flask"), ("verify and store", "bare Flask"),
+                           ("helpdesk", "verify and store")):
         others = round_ratios(flat_out[name], flat_out[baseline])
         print(f"ratio {name}/{baseline} requests/s at saturation: {statistics.median(others):.2f} median "
               f"(range {others[0]:.2f}-{others[-1]:.2f}; not a target)")
     cpu_ms = {name: pooled(runs).server_cpu_ms for name, runs in flat_out.items()}
     print(f"server CPU per request at saturation: helpdesk {cpu_ms['helpdesk']:.2f} ms, "
-          f"verify only {cpu_ms['verify only']:.2f} ms, bare {cpu_ms['bare Flask']:.2f} ms "
-          f"(ratio bare/helpdesk {cpu_ms['bare Flask'] / cpu_ms['helpdesk']:.2f})")
+          f"verify and store {cpu_ms['verify and store']:.2f} ms, verify only {cpu_ms['verify only']:.2f} ms, "
+          f"bare {cpu_ms['bare Flask']:.2f} ms (ratio bare/helpdesk {cpu_ms['bare Flask'] / cpu_ms['helpdesk']:.2f})")
     print(f"helpdesk p99 at {args.rate:g} calls/s: {app_paced.percentile(99):.1f} ms (target < 50 ms); "
           f"errors: {errors}; calls stored: {stored} of {sent_to_app} replayed")
-    baselines = (paced["bare Flask"], flat_out["bare Flask"], flat_out["verify only"])
+    baselines = (paced["bare Flask"], flat_out["bare Flask"], flat_out["verify only"], flat_out["verify and store"])
     if errors or any(r.errors for runs in baselines for r in runs):
         raise SystemExit("some requests failed: the figures above do not count")
 
