@@ -87,26 +87,39 @@ def _render_queue(said: dict | None) -> str:
     """The queue page; `said`: what the last action said, shown where it was taken (see `_say`),
     or at the top if that has left the page, with any form values to put back."""
     now = clock()
-    context = _queue_context(now)
+    context = _queue_context(now) | _waiting_context(now)
     with database().session() as session:
         notices, notices_count = queue.recent_notices(session, now)
-        awaiting, awaiting_count = queue.awaiting_outcome(session, now)
-        emails, emails_count = waiting.awaiting_response(session, now)
     if said is not None:
         at = said.get("at", "")
         shown_at = ({f"callback-{entry.callback.id}" for entry in context["view"].entries}
-                    | {f"call-{call.call_sid}" for call in awaiting} | {"awaiting", "emails"})
+                    | {f"call-{call.call_sid}" for call in context["awaiting"]} | {"awaiting", "emails"})
         context.update(said=said, said_listed=at in shown_at)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
-    return render_template("queue.html", notices=notices, notices_count=notices_count, awaiting=awaiting,
-                           awaiting_count=awaiting_count,
-                           emails=emails, emails_count=emails_count, ack_within=settings().email.ack_within_minutes,
-                           poll_seconds=poll, **context)
+    return render_template("queue.html", notices=notices, notices_count=notices_count, poll_seconds=poll, **context)
+
+
+def _waiting_context(now: datetime) -> dict:
+    """The answered calls awaiting an outcome and the email enquiries awaiting a response, each
+    with a signature that changes when what its list says changes."""
+    with database().session() as session:
+        awaiting, awaiting_count = queue.awaiting_outcome(session, now)
+        emails, emails_count = waiting.awaiting_response(session, now)
+    return {
+        "awaiting": awaiting, "awaiting_count": awaiting_count,
+        "awaiting_signature": queue.signature([awaiting_count] + [[call.call_sid, call.caller_type]
+                                                                  for call in awaiting]),
+        "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,
+        "emails_signature": queue.signature([emails_count] + [
+            [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at]
+            for email in emails]),
+    }
 
 
 @bp.get("/queue/items")
 def items():
-    """The list of open callbacks alone (the page's own partial), for queue.js to swap in.
+    """The page's live parts alone (open callbacks, answered calls awaiting an outcome, email
+    enquiries awaiting a response), for queue.js to swap in.
 
     Polled every few seconds: signed out, it answers 401 rather than sending the script to the
     sign-in page, which would also store a "Sign in" message for every poll.
@@ -118,7 +131,8 @@ def items():
 
 @role_required(*ROLES)
 def _items():
-    return render_template("queue/items.html", **_queue_context(clock()))
+    now = clock()
+    return render_template("queue/live.html", **_queue_context(now), **_waiting_context(now))
 
 
 # The session key for what the last action on a callback said (see _act).

@@ -124,12 +124,17 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
     entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
                        history=tuple(history.get(callback.id, ())))
                for callback in callbacks]
-    fingerprint = json.dumps([total, overdue, due_soon, mine, free] + [
+    fingerprint = signature([total, overdue, due_soon, mine, free] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
          str(e.callback.next_attempt_at), e.call] for e in entries])
-    return QueueView(entries, int(total), int(overdue), int(due_soon),
-                     hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+    return QueueView(entries, int(total), int(overdue), int(due_soon), fingerprint,
                      {"": int(total), "mine": int(mine), "free": int(free)}, only)
+
+
+def signature(shown: list) -> str:
+    """A short digest of what a part of the queue page says (JSON-able values), which the live
+    refresh compares to tell whether that part changed."""
+    return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:16]
 
 
 CALL_STATES = {

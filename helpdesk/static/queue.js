@@ -1,8 +1,10 @@
 /* The callback queue keeps itself up to date: every few seconds (data-poll-seconds on
- * #queue-live, 15 by default) it fetches the server-rendered list from data-items-url and
- * swaps it in. What the agent is doing survives the swap: keyboard focus, text typed into a
- * form, choices made, panels opened. Changes are announced politely in #queue-status.
- * Without JavaScript the page works the same, refreshed by hand.
+ * #queue-live, 15 by default) it fetches the server-rendered lists from data-items-url (open
+ * callbacks, answered calls awaiting an outcome, email enquiries awaiting a response) and
+ * swaps each into the page. What the agent is doing survives the swap: keyboard focus, text
+ * typed into a form (also what the server put back after a refusal), choices made, panels
+ * opened. Changes are announced politely in #queue-status. Without JavaScript the page works
+ * the same, refreshed by hand.
  */
 (function () {
   "use strict";
@@ -13,7 +15,12 @@
   if (!live || !holder || !status || !window.fetch || !window.DOMParser) {
     return;
   }
-  var heading = document.getElementById("open-title");
+  /* Each live part: its root's class, and the heading that takes focus if the agent's item leaves it. */
+  var PARTS = [
+    { selector: ".queue-items", heading: "open-title" },
+    { selector: ".awaiting-items", heading: "awaiting-title" },
+    { selector: ".emails-items", heading: "emails-title" }
+  ];
   var timer = null;
   var busy = false;
   var failing = false;
@@ -29,31 +36,30 @@
     timer = window.setTimeout(refresh, seconds() * 1000);
   }
 
-  function current() {
-    return holder.querySelector(".queue-items");
-  }
-
   function byId(root, id) {
     return id ? root.querySelector("#" + window.CSS.escape(id)) : null;
   }
 
-  /* What the agent has changed in the list, by element id, to carry over into the new list. */
+  /* What the agent has changed in the list, by element id, to carry over into the new list.
+   * A panel the server opened with what was typed put back (data-typed, after a refusal) is
+   * kept whole: the new list has it empty. */
   function remember(root) {
     var saved = { fields: [], open: [] };
     root.querySelectorAll("input, select, textarea").forEach(function (field) {
       if (!field.id || field.type === "hidden") {
         return;
       }
+      var typed = Boolean(field.closest("[data-typed]"));
       if (field.type === "radio" || field.type === "checkbox") {
-        if (field.checked !== field.defaultChecked) {
+        if (typed || field.checked !== field.defaultChecked) {
           saved.fields.push({ id: field.id, checked: field.checked });
         }
       } else if (field.tagName === "SELECT") {
         var chosen = field.options[field.selectedIndex];
-        if (chosen && !chosen.defaultSelected && field.selectedIndex !== 0) {
+        if (typed || (chosen && !chosen.defaultSelected && field.selectedIndex !== 0)) {
           saved.fields.push({ id: field.id, value: field.value });
         }
-      } else if (field.value !== field.defaultValue) {
+      } else if (typed || field.value !== field.defaultValue) {
         saved.fields.push({ id: field.id, value: field.value });
       }
     });
@@ -85,21 +91,46 @@
     });
   }
 
-  function announce(list) {
-    var text = "Queue updated: " + list.getAttribute("data-open") + " open, " +
-      list.getAttribute("data-overdue") + " overdue";
-    var soon = list.getAttribute("data-due-soon");
-    if (soon && soon !== "0") {
-      text += ", " + soon + " due soon";
-    }
-    status.textContent = text + ".";
+  function plural(count, one, many) {
+    return count + " " + (count === "1" ? one : many);
+  }
+
+  /* What changed, in a sentence: the parts that changed, each with its counts. */
+  function announce(changed) {
+    var said = changed.map(function (part) {
+      if (part.matches(".queue-items")) {
+        var text = part.getAttribute("data-open") + " open, " + part.getAttribute("data-overdue") + " overdue";
+        var soon = part.getAttribute("data-due-soon");
+        return soon && soon !== "0" ? text + ", " + soon + " due soon" : text;
+      }
+      var count = part.getAttribute("data-count");
+      if (part.matches(".awaiting-items")) {
+        return plural(count, "answered call", "answered calls") + " awaiting an outcome";
+      }
+      return plural(count, "email enquiry", "email enquiries") + " awaiting a response";
+    });
+    status.textContent = "Queue updated: " + said.join("; ") + ".";
   }
 
   function swap(html) {
-    var fresh = new DOMParser().parseFromString(html, "text/html").querySelector(".queue-items");
-    var old = current();
+    var page = new DOMParser().parseFromString(html, "text/html");
+    var changed = [];
+    PARTS.forEach(function (part) {
+      var adopted = swapPart(page.querySelector(part.selector), document.querySelector(part.selector),
+        document.getElementById(part.heading));
+      if (adopted) {
+        changed.push(adopted);
+      }
+    });
+    if (changed.length) {
+      announce(changed);
+    }
+  }
+
+  /* Swap one part for its fresh copy; returns the part put in if what it says changed. */
+  function swapPart(fresh, old, heading) {
     if (!fresh || !old) {
-      return;
+      return null;
     }
     var active = document.activeElement;
     var focusId = active && old.contains(active) ? active.id : null;
@@ -116,11 +147,11 @@
     var said = old.querySelector(".item-message");
     old.replaceWith(adopted);
     restore(adopted, saved);
-    if (said) { /* what the agent's last action said stays at its callback */
-      var article = byId(adopted, said.id.replace(/-said$/, ""));
-      article = article && article.querySelector("article");
-      if (article) {
-        article.insertBefore(said, article.firstChild);
+    if (said) { /* what the agent's last action said stays at its callback or call */
+      var item = byId(adopted, said.id.replace(/-said$/, ""));
+      var place = item && (item.querySelector("article, .outcome-actions") || item);
+      if (place) {
+        place.insertBefore(said, place.firstChild);
       }
     }
     if (hadFocus) {
@@ -133,12 +164,10 @@
           } catch (ignored) { /* not a text field */ }
         }
       } else if (heading) {
-        heading.focus({ preventScroll: true }); /* the item left the queue */
+        heading.focus({ preventScroll: true }); /* the item left the list */
       }
     }
-    if (changed) {
-      announce(adopted);
-    }
+    return changed ? adopted : null;
   }
 
   function refresh() {

@@ -405,3 +405,38 @@ def test_a_refused_attempt_is_said_where_the_agent_is_with_focus_on_it_and_the_n
     assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, (box, height)
     assert page.input_value(f"#callback-{callback}-attempt-note") == "Rang twice."
     assert page.input_value(f"#callback-{callback}-attempt-outcome") == "no_answer"
+    # The live list does not wipe what the server put back (the note, the time, the choice).
+    from playwright.sync_api import expect
+
+    page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    queue_app.missed_call()  # something changes, so the list is swapped and the swap announced
+    expect(page.locator("#queue-status")).to_have_text(re.compile("^Queue updated: "), timeout=5000)
+    page.wait_for_timeout(1500)  # and at least one more swap
+    assert page.evaluate("window.__samePage") is True
+    assert page.input_value(f"#callback-{callback}-attempt-time") == "2099-01-01T10:00"
+    assert page.input_value(f"#callback-{callback}-attempt-note") == "Rang twice."
+    assert page.input_value(f"#callback-{callback}-attempt-outcome") == "no_answer"
+    assert said.text_content() == "An attempt cannot be in the future."
+
+
+def test_new_emails_and_answered_calls_appear_without_a_reload_and_are_announced(page, queue_app):
+    from playwright.sync_api import expect
+
+    sign_in(page, queue_app)
+    page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    reference = queue_app.email_enquiry()
+    emails = page.locator("#emails")
+    expect(emails.locator("th[scope=row]", has_text=reference)).to_be_visible(timeout=5000)
+    expect(page.locator("#queue-status")).to_have_text(
+        re.compile(r"^Queue updated: .*\d+ email enquir(y|ies) awaiting a response\.$"), timeout=5000)
+    call_sid = queue_app.answered_call()
+    expect(page.locator(f"#call-{call_sid}")).to_be_visible(timeout=5000)
+    expect(page.locator("#queue-status")).to_have_text(
+        re.compile(r"^Queue updated: \d+ answered calls? awaiting an outcome\.$"), timeout=5000)
+    # Answered from another window: the row leaves this one.
+    page.locator(f"#call-{call_sid}-concluded").focus()
+    queue_app.execute("UPDATE enquiries SET status = 'closed' WHERE id = "
+                      "(SELECT enquiry_id FROM calls WHERE call_sid = :sid)", sid=call_sid)
+    page.locator(f"#call-{call_sid}").wait_for(state="detached", timeout=5000)
+    assert page.evaluate("document.activeElement.id") == "awaiting-title", "focus was lost with the row"
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"

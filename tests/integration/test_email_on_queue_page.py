@@ -77,7 +77,7 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     newest = email_in(database, settings, 3, at(9, 58))
     clock.now = at(10, 0)
     page = text_of(client.get("/queue"))
-    section = page[page.index('<h2 id="emails-title">Email enquiries awaiting a response</h2>'):]
+    section = page[page.index('<h2 id="emails-title" tabindex="-1">Email enquiries awaiting a response</h2>'):]
     assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section) == [oldest, later, newest]
     assert ("Email enquiries awaiting a response: 3. Those whose acknowledgement failed, is retrying or is overdue "
             "come first, then the oldest. Times are UK time.") in words(section)
@@ -129,7 +129,7 @@ def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, data
     assert ">Try again<" in row(page, retried)  # at once, rather than at 09:41
     assert "Try again" not in row(page, on_time) + row(page, flooded)
     # Those an agent may have to act on come first: failed, retrying, overdue; then the rest, oldest first.
-    section = page[page.index('<h2 id="emails-title">'):]
+    section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
     listed = re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)
     assert listed[:3] == [failed, overdue, retried]
     assert listed[3:5] == [on_time, late] and listed[-1] == flooded and len(listed) == 7
@@ -147,7 +147,7 @@ def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hun
     send(database, settings, at(9, 30), failing)
     clock.now = at(9, 31)
     page = text_of(client.get("/queue"))
-    section = page[page.index('<h2 id="emails-title">'):]
+    section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
     assert "Email enquiries awaiting a response: 103 (100 shown)." in words(section)
     assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)[0] == newest
 

@@ -704,7 +704,7 @@ def test_a_refused_attempt_is_explained_at_its_callback_with_what_was_typed_kept
     assert response.status_code == 422
     here = item(text_of(response), callback_id)
     assert 'role="alert">An attempt cannot be in the future.</p>' in here
-    assert f'id="callback-{callback_id}-attempt-panel" open>' in here
+    assert f'id="callback-{callback_id}-attempt-panel" open data-typed>' in here
     assert f'value="{later}"' in here and '<option value="no_answer" selected>' in here
     assert ">Rang twice.\nLeft a message.</textarea>" in here.replace("\r\n", "\n")
     assert stored(db_session, CallbackAttempt) == []
