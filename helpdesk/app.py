@@ -40,7 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # as long as its session: a page left open all morning still submits.
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=None,
-        MAX_CONTENT_LENGTH=25 * 1024 * 1024,
+        # The pages' forms are a few kilobytes; SendGrid's inbound posts and Twilio's webhooks set
+        # their own limits (callbacks/email/inbound.py, helpdesk/voice/blueprint.py).
+        MAX_CONTENT_LENGTH=1024 * 1024,
     )
     if config:
         app.config.update(config)

@@ -90,7 +90,7 @@ HTTP_MESSAGES = {
     404: ("Page not found", "There is no page at this address. Check the address, or use the links above."),
     405: ("That cannot be done here", "This address does not take that kind of request. Go back to the page "
                                       "and use its buttons."),
-    413: ("Too much was sent", "What was sent is larger than the help desk takes (25 MB). Send less at once."),
+    413: ("Too much was sent", "What was sent is larger than the help desk takes (1 MB). Send less at once."),
 }
 
 

@@ -106,6 +106,23 @@ def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
     assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
 
 
+def test_an_oversized_webhook_is_refused_before_its_form_is_read_and_a_long_real_one_is_taken(client, db_session,
+                                                                                              monkeypatch):
+    from twilio.request_validator import RequestValidator
+
+    checked = []
+    compute = RequestValidator.compute_signature
+    monkeypatch.setattr(RequestValidator, "compute_signature", lambda *args: checked.append(1) or compute(*args))
+    junk = "&".join(f"k{i}=v" for i in range(20_000))  # 170 KB of fields
+    response = client.post("/twilio/voice/incoming", data=junk, content_type="application/x-www-form-urlencoded",
+                           headers={"X-Twilio-Signature": "x"})
+    assert response.status_code == 413 and checked == [], "the signature was computed over an oversized form"
+    monkeypatch.undo()
+    # A real webhook with a long value (a two-minute voicemail's transcription) is well under the limit.
+    long = post(client, "/twilio/voice/incoming", inbound(sid(9), TranscriptionText="word " * 3000))
+    assert long.status_code == 200 and count(db_session, TwilioEvent) == 1  # that one, and nothing of the other
+
+
 def test_a_signature_for_other_parameters_is_refused(client, db_session):
     params = inbound(sid(8))
     from twilio.request_validator import RequestValidator
