@@ -80,7 +80,10 @@ def calls_page(
     summary = day_summary(session, day, settings, now)
     with session.begin():
         matching = session.scalar(select(func.count(Call.id)).where(*conditions)) or 0
-        calls = list(
+        pages = max(1, math.ceil(matching / per_page))
+        # A page past the last has no calls: not asked for, as its offset may be too large for
+        # the database's integers (page 10**17 was a 500).
+        calls = [] if page > pages else list(
             session.scalars(
                 select(Call)
                 .options(joinedload(Call.enquiry))
@@ -90,11 +93,4 @@ def calls_page(
                 .offset((page - 1) * per_page)
             ).unique()
         )
-    return CallsPage(
-        day=day,
-        calls=calls,
-        summary=summary,
-        matching=matching,
-        page=page,
-        pages=max(1, math.ceil(matching / per_page)),
-    )
+    return CallsPage(day=day, calls=calls, summary=summary, matching=matching, page=page, pages=pages)

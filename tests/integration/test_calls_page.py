@@ -204,6 +204,9 @@ def test_a_big_day_is_split_into_pages(app, manager, busy_day):
     assert manager.get(f"/calls?day={DAY}&page=4").status_code == 404
     huge = manager.get(f"/calls?day={DAY}&page=9999999")  # as any page past the last
     assert huge.status_code == 404 and "There is no page 9999999" in huge.get_data(as_text=True)
+    app.config["CALLS_PER_PAGE"] = 200
+    huger = manager.get(f"/calls?day={DAY}&page={10 ** 17}")  # its offset is past the database's integers
+    assert huger.status_code == 404 and f"There is no page {10 ** 17}" in huger.get_data(as_text=True)
     assert manager.get(f"/calls?day={DAY}&page=0").status_code == 400
 
 
