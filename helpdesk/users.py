@@ -171,32 +171,45 @@ SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = timedelta(minutes=15)
 
 
-def sign_in_blocked_until(session: Session, username: str, now: datetime) -> datetime | None:
-    """When this username may try again, if SIGN_IN_LIMIT sign-ins were refused within the window.
+def begin_sign_in(session: Session, username: str, now: datetime) -> tuple[int, datetime | None]:
+    """Count a sign-in as refused before its password is checked; returns the count's row, and
+    when this username may try again if SIGN_IN_LIMIT sign-ins were already refused within the
+    window (this one is then not counted, and its password must not be checked).
 
-    Counted by the name typed, whether or not such a user exists, so the answer does not tell
-    which usernames do.
+    Counting first makes the limit hold under parallel requests: each sees every try committed
+    before its own, so at most SIGN_IN_LIMIT are ever checked in a window. (Checking the count,
+    then adding to it, let 60 parallel tries have 12 checked.) Counted by the name typed, whether
+    or not such a user exists, so the answer does not tell which usernames do.
     """
     name = normalise_username(username)[:64]
     with session.begin():
-        recent = session.scalars(
-            select(SignInFailure.failed_at).where(SignInFailure.username == name,
+        session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
+        attempt = SignInFailure(username=name, failed_at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+    with session.begin():
+        earlier = session.scalars(
+            select(SignInFailure.failed_at).where(SignInFailure.username == name, SignInFailure.id != attempt_id,
                                                   SignInFailure.failed_at > now - SIGN_IN_WINDOW)
             .order_by(SignInFailure.failed_at.desc()).limit(SIGN_IN_LIMIT)).all()
-    if len(recent) < SIGN_IN_LIMIT:
-        return None
-    return min(recent) + SIGN_IN_WINDOW
+        if len(earlier) < SIGN_IN_LIMIT:
+            return attempt_id, None
+        session.execute(delete(SignInFailure).where(SignInFailure.id == attempt_id))  # refused unheard
+    return attempt_id, min(earlier) + SIGN_IN_WINDOW
 
 
-def record_sign_in(session: Session, username: str, now: datetime, *, succeeded: bool) -> None:
-    """Keep a refused sign-in for a day (and forget older ones); a good one clears the name's record."""
-    name = normalise_username(username)[:64]
+def finish_sign_in(session: Session, username: str, *, succeeded: bool) -> None:
+    """A refused sign-in stays counted (for a day); a good one clears the name's record."""
+    if succeeded:
+        with session.begin():
+            _forget_failures(session, normalise_username(username)[:64])
+
+
+def user_id_named(session: Session, username: str) -> int | None:
+    """The id of the user with this name, for the log (never the name typed: it may be a password)."""
     with session.begin():
-        if succeeded:
-            _forget_failures(session, name)
-            return
-        session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
-        session.add(SignInFailure(username=name, failed_at=now))
+        return session.scalar(select(User.id).where(User.username == normalise_username(username)[:64]))
 
 
 def _forget_failures(session: Session, username: str) -> None:

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
 from helpdesk.pages.access import local_path, page_headers, remember_password
-from helpdesk.users import authenticate, end_sessions, record_sign_in, sign_in_blocked_until
+from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, user_id_named
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ def start_page(user) -> str | None:
     return None
 
 
+def _who(db_session, form: LoginForm) -> str:
+    """Whose sign-in, for the log: a user's id, never the name typed (people type passwords there)."""
+    user_id = user_id_named(db_session, form.username.data)
+    return "an unknown username" if user_id is None else f"user id {user_id}"
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """The sign-in form; on success, go to `next` (if on this site) or the role's page."""
@@ -55,16 +61,17 @@ def login():
         return render_template("login.html", form=form, error=None), 400
     now = clock()
     with database().session() as db_session:
-        blocked = sign_in_blocked_until(db_session, form.username.data, now)
+        _, blocked = begin_sign_in(db_session, form.username.data, now)
         if blocked is not None:
-            log.warning("sign-in refused unheard for username %r: too many refused in a row", form.username.data[:64])
+            log.warning("sign-in refused unheard for %s: too many refused in a row", _who(db_session, form))
             return render_template("login.html", form=form, error=(
                 f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
                 "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
-        record_sign_in(db_session, form.username.data, now, succeeded=user is not None)
+        finish_sign_in(db_session, form.username.data, succeeded=user is not None)
+        if user is None:
+            log.info("sign-in refused for %s", _who(db_session, form))
     if user is None:
-        log.info("sign-in refused for username %r", form.username.data[:64])
         return render_template("login.html", form=form, error=WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)
     session.permanent = True  # ends after PERMANENT_SESSION_LIFETIME without a request

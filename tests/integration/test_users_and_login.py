@@ -532,6 +532,29 @@ def test_a_run_of_wrong_passwords_is_refused_for_a_while_known_username_or_not(a
     assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
 
 
+def test_parallel_sign_ins_never_have_more_passwords_checked_than_the_limit(db_session, clock):
+    """Each try is counted before its password is checked, so tries that all start before any
+    has finished (parallel requests) still get at most the limit checked."""
+    from helpdesk.users import SIGN_IN_LIMIT, begin_sign_in, finish_sign_in
+
+    started = [begin_sign_in(db_session, "alex", clock.now) for _ in range(SIGN_IN_LIMIT + 5)]
+    heard = [attempt for attempt, blocked in started if blocked is None]
+    assert len(heard) == SIGN_IN_LIMIT
+    for _ in heard:
+        finish_sign_in(db_session, "alex", succeeded=False)
+    _, blocked = begin_sign_in(db_session, "alex", clock.now)
+    assert blocked == clock.now + timedelta(minutes=15)  # the unheard ones did not push it later
+
+
+def test_the_log_never_has_the_username_typed_only_a_users_id(app, client, db_session, caplog):
+    make_user(db_session, "alex", "manager")
+    with caplog.at_level("INFO"):
+        sign_in(client, "alex", "not the password")
+        sign_in(client, "my secret passphrase", "oops")
+    assert "my secret passphrase" not in caplog.text and "alex" not in caplog.text
+    assert "sign-in refused for user id " in caplog.text and "sign-in refused for an unknown username" in caplog.text
+
+
 def test_a_new_password_from_an_administrator_lets_a_blocked_user_in_at_once(app, client, db_session):
     from helpdesk.users import SIGN_IN_LIMIT
 
