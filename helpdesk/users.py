@@ -56,13 +56,28 @@ def check_username(username: str) -> str:
     return name
 
 
-def check_password(password: str) -> None:
+# A password that is one run of characters over and over ("weak1weak1weak1", "passwordpassword").
+_REPEATED = re.compile(r"(.+?)\1+", re.S)
+
+
+def check_password(password: str, username: str = "") -> None:
+    """UserError if the password is too short or long, or easy to guess: only spaces (the sign-in
+    form could never take it), the same characters over and over ("aaaaaaaaaaaa", "abcabcabcabc"), or
+    the username in it."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise UserError(f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
     if not _is_text(password):
         raise UserError("the password is not valid text (UTF-8): type it again")
+    if not password.strip():
+        raise UserError("the password is only spaces: use words or characters that can be typed at sign-in")
+    if _REPEATED.fullmatch(password.casefold()):
+        raise UserError("the password is the same characters over and over, which is easy to guess: "
+                        "use several unrelated words")
+    name = normalise_username(username)
+    if name and name.casefold() in password.casefold():
+        raise UserError("the password has the username in it, which is easy to guess: use something else")
 
 
 def _is_text(value: str) -> bool:
@@ -115,7 +130,7 @@ def add_user(
 ) -> User:
     """Add a user who can sign in at once. Owns the transaction."""
     name = check_username(username)
-    check_password(password)
+    check_password(password, name)
     check_role(role)
     phone = check_phone(phone)
     display_name = check_display_name(display_name)
@@ -232,7 +247,7 @@ def _get(session: Session, username: str) -> User:
 
 def set_password(session: Session, username: str, password: str) -> User:
     """Replace a user's password; sessions signed in with the old one stop working."""
-    check_password(password)
+    check_password(password, username)
     with session.begin():
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)

@@ -188,6 +188,26 @@ def test_users_add_with_a_short_password_fails_naming_the_problem(migrated_url, 
     assert stored_users(db_session) == []
 
 
+@pytest.mark.parametrize("password, problem", [
+    (" " * 12, "the password is only spaces"),  # the sign-in form could never take it
+    ("aaaaaaaaaaaa", "the same characters over and over"),
+    ("weak1weak1weak1", "the same characters over and over"),
+    ("alex's long passphrase", "the password has the username in it"),
+])
+def test_a_password_easy_to_guess_or_impossible_to_type_is_refused(migrated_url, db_session, password, problem):
+    result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=password)
+    assert result.exit_code == 1 and problem in result.output and "Traceback" not in result.output
+    assert stored_users(db_session) == []
+
+
+def test_set_password_refuses_the_same_easy_passwords(db_session):
+    make_user(db_session, "alex", "manager")
+    for password in (" " * 14, "ALEXandALEXandALEX", "abcabcabcabc"):
+        with pytest.raises(UserError):
+            set_password(db_session, "alex", password)
+    set_password(db_session, "alex", "a brand new passphrase")
+
+
 def test_a_password_of_bytes_that_are_not_utf8_is_refused_naming_the_problem(migrated_url, db_session):
     not_text = "long-enough-\udcff\udcfe-password"  # how Python sees such bytes from the environment
     result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=not_text)
