@@ -133,6 +133,18 @@ def _hold_webhook_connections_briefly(engine: Engine) -> None:
             WATCHDOG.disarm(token)
 
 
+def _create_private(path: str | None) -> None:
+    """Create a new SQLite database file readable by its owner only (0600): it holds callers'
+    numbers, email texts and password hashes. SQLite gives its -wal and -shm files the same
+    mode. An existing file is left as it is (the README says to make it 0600)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # an empty file is an empty database
+    except OSError:
+        return  # it exists, or SQLite will say what is wrong with the path when it opens it
+
+
 def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Engine:
     """An engine with SQLite tuned for concurrent webhooks (WAL, a busy timeout).
 
@@ -145,6 +157,7 @@ def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Eng
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         connect_args = {"timeout": wait_seconds or SQLITE_WAIT_SECONDS, "factory": QueuedSQLiteConnection,
                         **kwargs.pop("connect_args", {})}
         engine = create_engine(url, connect_args=connect_args, **kwargs)

@@ -55,3 +55,24 @@ def test_a_writer_behind_a_stuck_transaction_gives_up_with_database_is_locked(tm
         assert connection.execute(text("SELECT 1")).scalar() == 1
     stuck.dispose()
     waiting.dispose()
+
+
+def test_a_new_database_file_and_its_wal_are_readable_by_their_owner_only(tmp_path):
+    """They hold callers' numbers, email texts and password hashes: not for other local users."""
+    import os
+    import stat
+
+    from helpdesk.migrate import upgrade
+
+    previous = os.umask(0o022)  # the usual default, under which files are made readable by all
+    try:
+        upgrade(f"sqlite:///{tmp_path}/new.db")
+        engine = make_engine(f"sqlite:///{tmp_path}/new.db")
+        with engine.connect() as connection:  # held open, so the -wal and -shm files stay
+            connection.execute(text("SELECT count(*) FROM calls"))
+            modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in os.listdir(tmp_path)}
+        engine.dispose()
+    finally:
+        os.umask(previous)
+    assert {"new.db", "new.db-wal", "new.db-shm"} <= set(modes), modes
+    assert all(mode == 0o600 for mode in modes.values()), {name: oct(mode) for name, mode in modes.items()}
