@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, g, render_template, request, url_for
+from flask import Flask, current_app, g, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from helpdesk.pages.access import login_manager, role_required
+from helpdesk.pages.access import login_manager, role_required, sign_in_first
 from helpdesk.pages.format import role_label
 from helpdesk.voice.recovery import describe
 from helpdesk.web import settings
@@ -115,6 +115,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_refused(error: CSRFError):
+        if not current_user.is_authenticated and request.endpoint not in (None, "auth.login"):
+            # Signed out in another tab of this browser (which clears the form tokens with the
+            # session) or timed out: say that, as for a form sent while signed out, not "expired".
+            if request.endpoint == "auth.logout":
+                return redirect(url_for("auth.login"))
+            return sign_in_first()
         message = (
             "This form has expired or did not come from this site. "
             "Go back, reload the page and try again."

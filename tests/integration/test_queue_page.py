@@ -526,6 +526,23 @@ def test_a_long_filtered_list_links_to_more_of_the_same(alice, client, three_cal
     assert 'href="/queue?show=202&amp;only=free"' in client.get("/queue?only=free&show=2").get_data(as_text=True)
 
 
+def test_a_form_sent_after_signing_out_in_another_tab_of_the_same_browser_says_so_too(
+        app, alice, client, three_callbacks, db_session):
+    """The same browser shares the session, so signing out cleared the form's token as well."""
+    token = csrf_token(client, "/queue?only=mine")
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/queue")})
+    first = three_callbacks[sid(1)].id
+    response = client.post(f"/queue/{first}/claim?only=mine", data={"csrf_token": token},
+                           headers={"Referer": "http://localhost/queue?only=mine"})
+    assert response.status_code == 302, text_of(response)[:300]
+    assert response.headers["Location"] == "/login?next=%2Fqueue%3Fonly%3Dmine"
+    assert "You were signed out, so that was not done." in text_of(client.get(response.headers["Location"]))
+    assert all(c.claimed_by_id is None for c in stored(db_session))
+    # Signing out again from a stale page just goes to the sign-in page.
+    again = client.post("/logout", data={"csrf_token": token})
+    assert again.status_code == 302 and again.headers["Location"] == "/login"
+
+
 def test_a_form_sent_after_signing_out_elsewhere_says_so_and_comes_back_to_the_queue_page(
         app, alice, client, three_callbacks, db_session):
     token = csrf_token(client, "/queue?only=mine")
