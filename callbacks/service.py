@@ -45,6 +45,21 @@ def never_owed():
     return (Callback.outcome == "withdrawn") & Callback.closed_by_id.is_(None)
 
 
+def undecided_owed():
+    """A callback still owed its decision (met or breached) at its deadline: open and undecided, or
+    closed after its deadline undecided (attempted late and closed between two sweeps, or while the
+    scheduler was down), but never one the app withdrew as never owed."""
+    return Callback.sla_result.is_(None) & (
+        (Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed()))
+
+
+def breach_unrecorded(now: datetime):
+    """Breached at `now` though the sweep has not recorded it yet (it runs every minute, or the
+    scheduler is down): owed, undecided, and past its deadline. The figures count it as breached
+    at once, as they do an acknowledgement still unsent past its due time."""
+    return undecided_owed() & (Callback.due_at < now)
+
+
 def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, call_sid: str, enquiry_id: int,
                         outcome: str, caller_number: str | None, caller_type: str, arrived_at: datetime,
                         now: datetime) -> None:

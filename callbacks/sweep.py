@@ -9,7 +9,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from callbacks.deadlines import notices_due
-from callbacks.service import never_owed
+from callbacks.service import undecided_owed
 from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
@@ -38,17 +38,12 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     result = SweepResult()
     leads = settings.callback.warn_before_minutes
     with session.begin():
-        # Undecided callbacks that were still owed at their deadline: open ones, and closed
-        # ones closed after it (attempted late and closed between two sweeps, or while the
-        # scheduler was down, still breached), but not those the app withdrew as never owed
-        # (the call was answered after all), whenever that came to light.
-        # Breached already by a late first attempt, but with no breach notice yet: the supervisors
-        # are still told, once.
+        # Undecided callbacks still owed at their deadline (service.undecided_owed). Breached
+        # already by a late first attempt, but with no breach notice yet: the supervisors are
+        # still told, once.
         breach = aliased(CallbackNotice)
         no_breach_notice = ~exists().where(breach.callback_id == Callback.id, breach.kind == "breach")
-        undecided = ((Callback.sla_result.is_(None)
-                      & ((Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed())))
-                     | ((Callback.sla_result == "breached") & no_breach_notice))
+        undecided = undecided_owed() | ((Callback.sla_result == "breached") & no_breach_notice)
         candidates = session.execute(
             select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
             .where(undecided)

@@ -15,6 +15,7 @@ from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import due_soon_limits
+from callbacks.service import breach_unrecorded
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
@@ -111,8 +112,9 @@ def _rules(now: datetime) -> list[_Rule]:
         _Rule("answer_within_rings", Call, Call.arrived_at,
               and_(Call.countable == true(), Call.sla_result.in_(("met", "breached"))),
               Call.sla_result == "met"),
+        # Decided, or past its deadline undecided: a breach already, before the sweep records it.
         _Rule("callback_within_3h", Callback, Callback.owed_from,
-              Callback.sla_result.in_(("met", "breached")),
+              Callback.sla_result.in_(("met", "breached")) | breach_unrecorded(now),
               Callback.sla_result == "met"),
         # Sent (met or late), or still unsent once past its due time: a breach already.
         _Rule("email_ack", ack, ack.received_at,

@@ -65,8 +65,11 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "attempts": "Attempts made that dialled the caller",
         "first_attempt": f"When the caller was first dialled back, {TIMES}; blank if never",
         "reached": f"When an attempt first reached the caller, {TIMES}; blank if none did",
-        "counted": "yes when the callback counts for the three-hour rule (decided, and not withdrawn first)",
-        "three_hour_result": "met (first attempt at or before due) or breached, when counted; blank otherwise",
+        "counted": "yes when the callback counts for the three-hour rule (decided, or past due with no attempt in "
+                   "time; not withdrawn first)",
+        "three_hour_result": "met (first attempt at or before due) or breached, when counted; blank otherwise. "
+                             "Breached with breach_recorded blank: past due with no attempt when the pack was made, "
+                             "and not yet recorded by the scheduler's sweep",
         "breach_recorded": f"When a breach was recorded (the due time), {TIMES}; blank if none was. With "
                            "three_hour_result met, the breach was corrected: an attempt made in time was entered "
                            "after the deadline (see recorded in callback_attempts.csv)",

@@ -158,7 +158,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         start, end = period.start, period.end
         files = (
             ("calls.csv", tables.call_rows(connection, start, end, redactor)),
-            ("callbacks.csv", tables.callback_rows(connection, start, end, redactor, tally, request.include_notes)),
+            ("callbacks.csv", tables.callback_rows(connection, start, end, redactor, tally, now, request.include_notes)),
             ("callback_attempts.csv", tables.attempt_rows(connection, start, end, request.include_notes)),
             ("emails.csv", tables.email_rows(connection, start, end, redactor, now)),
         )

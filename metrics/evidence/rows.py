@@ -19,6 +19,7 @@ from sqlalchemy import String, and_, case, func, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain
+from callbacks.service import breach_unrecorded
 from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail
 from metrics.evidence.csvs import Lines, RowBatches
 from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
@@ -202,13 +203,16 @@ def _explanation(text: str | None) -> str:
 
 
 def callback_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor, tally: Tally,
-                  include_notes: bool = False) -> tuple[list[str], Iterator[list[str]]]:
-    """One row per callback owed from a moment in [start, end), oldest first."""
+                  now: datetime, include_notes: bool = False) -> tuple[list[str], Iterator[list[str]]]:
+    """One row per callback owed from a moment in [start, end), oldest first; one past its deadline
+    undecided is breached at `now`, as metrics.compliance counts it, before the sweep records it."""
     columns = [
         Callback.id, Enquiry.reference, Callback.reason, Callback.caller_type, Callback.caller_number,
         Callback.owed_from, Callback.due_at, Callback.clock, Callback.explanation, Callback.attempts_count,
-        Callback.first_attempt_at, Callback.reached_at, Callback.sla_result, Callback.breached_at, Callback.status,
-        Callback.closed_at, Callback.outcome, Callback.config_version, Callback.note,
+        Callback.first_attempt_at, Callback.reached_at,
+        case((breach_unrecorded(now), "breached"), else_=Callback.sla_result),
+        Callback.breached_at, Callback.status, Callback.closed_at, Callback.outcome, Callback.config_version,
+        Callback.note,
     ]
     statement = (
         select(*columns)

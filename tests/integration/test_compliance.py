@@ -92,6 +92,33 @@ def test_an_unsent_acknowledgement_becomes_countable_once_past_its_due_time(app,
     assert (email.countable, email.met) == (5, 1)
 
 
+def test_a_callback_past_due_with_no_attempt_is_a_breach_before_the_sweep_records_it(app, settings):
+    """The scheduler may be down or behind: the figures do not wait for it (as for an unsent
+    acknowledgement past its due time), and one withdrawn as never owed still never counts."""
+    from sqlalchemy import update
+
+    from helpdesk.models import Callback
+
+    database = app.extensions["helpdesk.db"]
+    yesterday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    with database.session() as session, session.begin():
+        add_callback(session, yesterday, result=None)  # due 12:00 yesterday, never attempted
+        add_callback(session, NOW - timedelta(hours=1), result=None)  # due 12:00 today: not yet
+        never_owed = add_callback(session, yesterday, result=None, status="closed")
+        session.flush()
+        session.execute(update(Callback).where(Callback.id == never_owed.id).values(
+            outcome="withdrawn", closed_at=yesterday + timedelta(hours=4), closed_by_id=None))
+    with database.session() as session:
+        day = figures(session, date_range_period(date(2026, 11, 23), date(2026, 11, 23)), settings, NOW)
+        today = figures(session, current_period("today", NOW), settings, NOW)
+    assert (day["callback_within_3h"].countable, day["callback_within_3h"].met) == (1, 0)
+    assert today["callback_within_3h"].countable == 0
+    later = NOW + timedelta(hours=3)  # today's is past due now too
+    with database.session() as session:
+        today = figures(session, current_period("today", later), settings, later)
+    assert (today["callback_within_3h"].countable, today["callback_within_3h"].met) == (1, 0)
+
+
 def test_a_period_with_nothing_countable_has_no_compliance_figure(app, settings):
     database = app.extensions["helpdesk.db"]
     with database.session() as session:

@@ -40,11 +40,21 @@ def pack_for(app, db_session, clock, exporter, kind: str, out: Path) -> Path:
     return out
 
 
+def store_unswept_breach(session) -> None:
+    """A callback past its deadline with no attempt, which the sweep has not recorded yet."""
+    from tests.integration.compliance_data import add_callback
+    from tests.integration.test_compliance import utc
+
+    with session.begin():
+        add_callback(session, utc(2026, 11, 24, 6, 30), result=None)  # due 09:30, before the clock's 10:00
+
+
 def test_the_packs_figures_equal_metrics_and_the_service_levels_page_for_today_week_and_month(
         app, client, db_session, clock, manager, tmp_path):
     database = app.extensions["helpdesk.db"]
     with database.session() as session:
         store_known_mix(session)
+        store_unswept_breach(session)
     samples = scrape(client)
     page = client.get("/service-levels").get_data(as_text=True)
     for kind in ("today", "week", "month"):
@@ -70,7 +80,10 @@ def test_the_packs_figures_equal_metrics_and_the_service_levels_page_for_today_w
 def test_the_summary_agrees_with_the_packs_own_rows(app, client, db_session, clock, manager, tmp_path):
     with app.extensions["helpdesk.db"].session() as session:
         store_known_mix(session)
+        store_unswept_breach(session)
     pack = pack_for(app, db_session, clock, manager, "month", tmp_path / "month")
+    [unswept] = [row for row in read(pack / "callbacks.csv") if row["owed_from"].startswith("2026-11-24T06:30")]
+    assert (unswept["counted"], unswept["three_hour_result"], unswept["breach_recorded"]) == ("yes", "breached", "")
     whole = {row["rule"]: row for row in read(pack / "summary.csv") if row["level"] == "range"}
     tables = {
         "answer_within_rings": ("calls.csv", "ten_ring_result", "met"),
