@@ -19,14 +19,13 @@ from callbacks.service import CallbackError
 from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, local
 from helpdesk.pages import format as fmt
-from helpdesk.pages.access import page_headers, role_required
+from helpdesk.pages.access import role_required
 from helpdesk.voice.params import is_sid
 from helpdesk.voice.recovery import describe
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("agents", __name__)
-bp.after_request(page_headers)
 
 ROLES = ("agent", "manager")  # admins always
 SHOWN, MOST_SHOWN = 200, 2000

@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from helpdesk.pages.access import login_manager, role_required, sign_in_first
+from helpdesk.pages.access import login_manager, page_headers, role_required, sign_in_first
 from helpdesk.pages.format import role_label
 from helpdesk.voice.recovery import describe
 from helpdesk.web import settings
@@ -113,6 +113,15 @@ def init_app(app: Flask) -> None:
         csrf.protect()
         return None
 
+    @app.after_request
+    def headers(response):
+        """Every page for people gets page_headers, its error pages (404, 405...) included, as they
+        show who is signed in; the static files and the machines' answers get nosniff."""
+        if request.path.startswith(PLAIN_PREFIXES):
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            return response
+        return page_headers(response)
+
     @app.errorhandler(CSRFError)
     def csrf_refused(error: CSRFError):
         if not current_user.is_authenticated and request.endpoint not in (None, "auth.login"):
@@ -137,6 +146,8 @@ def init_app(app: Flask) -> None:
                 or (request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS)):
             return error
         title, message = HTTP_MESSAGES.get(error.code, (error.name, "Go back and try again."))
+        if error.code == 404 and not current_user.is_authenticated:
+            message = message.replace("use the links above", "sign in and use the links at the top")
         return render_template("error.html", title=title, message=message), error.code
 
     @app.errorhandler(OperationalError)

@@ -10,13 +10,12 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
-from helpdesk.pages.access import local_path, page_headers, remember_password
+from helpdesk.pages.access import local_path, remember_password
 from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, user_id_named
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
-bp.after_request(page_headers)
 
 WRONG = "Username or password is wrong."
 # Where each role starts. Pages written later (the agents' callback queue) are used

@@ -15,14 +15,12 @@ from flask_login import current_user, login_required
 
 from helpdesk.clock import local
 from helpdesk.pages import format as fmt
-from helpdesk.pages.access import page_headers
 from helpdesk.web import clock, database, settings
 from metrics.evidence.download import export_zip, pack_name
 from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, parse_day
 
 log = logging.getLogger(__name__)
 bp = Blueprint("evidence", __name__)
-bp.after_request(page_headers)
 
 ROLES = ("auditor", "manager")
 # A request has to finish in reasonable time; longer ranges are for the command line.

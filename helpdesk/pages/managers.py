@@ -8,12 +8,11 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from helpdesk.clock import iso_day, local
 from helpdesk.pages import format as fmt
-from helpdesk.pages.access import page_headers, role_required
+from helpdesk.pages.access import role_required
 from helpdesk.pages.calls import calls_page, has_clock_change
 from helpdesk.web import clock, database, settings
 
 bp = Blueprint("managers", __name__)
-bp.after_request(page_headers)
 
 PER_PAGE = 200
 _PAGE = re.compile(r"[0-9]{1,18}")

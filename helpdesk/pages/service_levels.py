@@ -9,12 +9,11 @@ from flask import Blueprint, render_template, request, url_for
 
 from helpdesk.clock import iso_day
 from helpdesk.pages import format as fmt
-from helpdesk.pages.access import page_headers, role_required
+from helpdesk.pages.access import role_required
 from helpdesk.web import clock, database, settings
 from metrics import compliance
 
 bp = Blueprint("service_levels", __name__)
-bp.after_request(page_headers)
 
 PERIOD_HEADINGS = {"today": "Today", "week": "This week", "month": "This month"}
 

@@ -594,6 +594,15 @@ def test_not_found_wrong_method_and_too_large_get_the_sites_own_page_and_machine
                                     (client.put("/calls"), 405, "That cannot be done here")):
         page = response.get_data(as_text=True)
         assert response.status_code == status and f"<h1>{title}</h1>" in page and 'lang="en-GB"' in page
+        # They show who is signed in, with a Sign out form: not to be framed or cached.
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    signed_out = app.test_client().get("/no-such-page").get_data(as_text=True)
+    assert "sign in and use the links at the top" in signed_out  # there are no links above yet
+    static = client.get("/static/helpdesk.css")
+    assert static.status_code == 200 and static.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" not in static.headers.get("Cache-Control", "")
     app.config["MAX_CONTENT_LENGTH"] = 10
     too_big = client.post("/logout", data={"csrf_token": "x" * 100})
     assert too_big.status_code == 413 and "<h1>Too much was sent</h1>" in too_big.get_data(as_text=True)
