@@ -298,3 +298,16 @@ def test_a_display_name_containing_markup_is_shown_as_text_and_never_run(page, l
     assert page.locator(".account strong").text_content() == PAYLOAD
     assert page.locator("header script, header img").count() == 0
     assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+@pytest.mark.parametrize("path", ["/calls", "/service-levels", "/evidence", "/queue", "/no-such-page"])
+def test_at_320_px_wide_a_managers_pages_need_no_sideways_scroll(page, live_app, sign_in, path):
+    """WCAG 1.4.10 (reflow, as at 400 % zoom): the header's menu wraps rather than running off."""
+    page.set_viewport_size({"width": 320, "height": 256})
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(path))
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{path} scrolls {overflow} px sideways at 320 px"
+    for link in page.locator("nav[aria-label=Main] a").all():
+        box = link.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 320, (link.text_content(), box)
