@@ -21,6 +21,11 @@
     { selector: ".awaiting-items", heading: "awaiting-title" },
     { selector: ".emails-items", heading: "emails-title" }
   ];
+  /* An unchanged list is swapped at most this often, for its times left; a changed one at once. */
+  var TICK_MS = 60000;
+  var swappedAt = {};
+  var paused = false;
+  var pause = document.getElementById("queue-pause");
   var timer = null;
   var busy = false;
   var failing = false;
@@ -115,24 +120,78 @@
   function swap(html) {
     var page = new DOMParser().parseFromString(html, "text/html");
     var changed = [];
+    var moved = null;
     PARTS.forEach(function (part) {
-      var adopted = swapPart(page.querySelector(part.selector), document.querySelector(part.selector),
-        document.getElementById(part.heading));
-      if (adopted) {
-        changed.push(adopted);
+      var result = swapPart(page.querySelector(part.selector), document.querySelector(part.selector),
+        document.getElementById(part.heading), part.selector);
+      if (result.changed) {
+        changed.push(result.changed);
       }
+      moved = moved || result.moved;
     });
     if (changed.length) {
       announce(changed);
     }
+    if (moved) {
+      status.textContent += " " + moved;
+    }
   }
 
-  /* Swap one part for its fresh copy; returns the part put in if what it says changed. */
-  function swapPart(fresh, old, heading) {
-    if (!fresh || !old) {
+  /* The item (callback, answered call, email) holding `element`, by its id. */
+  function itemOf(element, root) {
+    while (element && element !== root) {
+      if (element.id && /^(callback|call|email)-[^-]+$/.test(element.id)) {
+        return element;
+      }
+      element = element.parentElement;
+    }
+    return null;
+  }
+
+  /* Focus that lost its control to the swap: the item's heading (or row) if it is still listed,
+   * else the item that took its place, else the list's heading. Says which, for a screen reader. */
+  function refocus(adopted, heading, itemId, index) {
+    var item = itemId ? byId(adopted, itemId) : null;
+    var said;
+    if (item) {
+      said = "The item you were on has changed; focus is on it.";
+    } else {
+      var items = Array.prototype.filter.call(adopted.querySelectorAll("[id]"), function (element) {
+        return itemOf(element, adopted) === element;
+      });
+      item = items.length ? items[Math.min(index, items.length - 1)] : null;
+      said = "The item you were on has left the list; focus is on " + (item ? "the next one." : "the list's heading.");
+    }
+    var target = item ? (item.querySelector(".item-title") || item.querySelector("th") || item) : heading;
+    if (!target) {
       return null;
     }
+    if (!target.hasAttribute("tabindex") && !/^(A|BUTTON|INPUT|SELECT|TEXTAREA|SUMMARY)$/.test(target.tagName)) {
+      target.setAttribute("tabindex", "-1");
+    }
+    target.focus({ preventScroll: true });
+    target.scrollIntoView({ block: "nearest" });
+    return said;
+  }
+
+  /* Swap one part for its fresh copy when what it says changed, or once a minute (times left);
+   * returns the part put in if it changed, and what to say if focus had to move. */
+  function swapPart(fresh, old, heading, key) {
+    var result = { changed: null, moved: null };
+    if (!fresh || !old) {
+      return result;
+    }
+    var changed = fresh.getAttribute("data-signature") !== old.getAttribute("data-signature");
+    var now = Date.now();
+    if (!changed && now - (swappedAt[key] || 0) < TICK_MS) {
+      return result; /* nothing new: leave it be, so a screen reader's place in it stays */
+    }
+    swappedAt[key] = now;
     var active = document.activeElement;
+    var activeItem = active && old.contains(active) ? itemOf(active, old) : null;
+    var itemIndex = activeItem ? Array.prototype.filter.call(old.querySelectorAll("[id]"), function (element) {
+      return itemOf(element, old) === element;
+    }).indexOf(activeItem) : 0;
     var focusId = active && old.contains(active) ? active.id : null;
     var hadFocus = Boolean(active && old.contains(active));
     var selection = null;
@@ -142,7 +201,6 @@
       } catch (ignored) { /* not a text field */ }
     }
     var saved = remember(old);
-    var changed = fresh.getAttribute("data-signature") !== old.getAttribute("data-signature");
     var adopted = document.importNode(fresh, true);
     var said = old.querySelector(".item-message");
     old.replaceWith(adopted);
@@ -163,16 +221,17 @@
             again.setSelectionRange(selection[0], selection[1]);
           } catch (ignored) { /* not a text field */ }
         }
-      } else if (heading) {
-        heading.focus({ preventScroll: true }); /* the item left the list */
+      } else {
+        result.moved = refocus(adopted, heading, activeItem && activeItem.id, itemIndex);
       }
     }
-    return changed ? adopted : null;
+    result.changed = changed ? adopted : null;
+    return result;
   }
 
   function refresh() {
-    if (signedOut) {
-      return; /* nothing more to fetch until the agent signs in again */
+    if (signedOut || paused) {
+      return; /* nothing more to fetch until the agent signs in again, or resumes */
     }
     if (busy || document.hidden) {
       schedule();
@@ -215,6 +274,23 @@
       refresh();
     }
   });
+  /* WCAG 2.2.2: the agent can stop the list changing under them, and start it again. */
+  if (pause) {
+    pause.hidden = false;
+    pause.addEventListener("click", function () {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", paused ? "true" : "false");
+      live.setAttribute("data-live", paused ? "paused" : "on");
+      if (paused) {
+        window.clearTimeout(timer);
+        status.textContent = "Live updates paused. Press the button again to resume them.";
+      } else {
+        status.textContent = "Live updates resumed.";
+        swappedAt = {};
+        refresh();
+      }
+    });
+  }
   live.setAttribute("data-live", "on");
   /* What the agent's last action said: take them (and a screen reader) to it. */
   var said = document.querySelector(".item-message");

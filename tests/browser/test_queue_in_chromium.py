@@ -438,5 +438,43 @@ def test_new_emails_and_answered_calls_appear_without_a_reload_and_are_announced
     queue_app.execute("UPDATE enquiries SET status = 'closed' WHERE id = "
                       "(SELECT enquiry_id FROM calls WHERE call_sid = :sid)", sid=call_sid)
     page.locator(f"#call-{call_sid}").wait_for(state="detached", timeout=5000)
-    assert page.evaluate("document.activeElement.id") == "awaiting-title", "focus was lost with the row"
+    assert page.evaluate("document.activeElement.closest('#awaiting') !== null"), "focus was lost with the row"
+    assert "The item you were on has left the list" in page.locator("#queue-status").text_content()
     assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+
+
+def test_when_the_button_an_agent_is_on_goes_focus_stays_at_its_callback_and_says_so(page, queue_app):
+    """Claimed in another window (a colleague's claim is the same): the Claim button goes, the callback stays."""
+    from playwright.sync_api import expect
+
+    callback = queue_app.missed_call()
+    sign_in(page, queue_app)
+    page.locator(f"#callback-{callback}-claim").focus()
+    page.evaluate("document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    queue_app.execute("UPDATE callbacks SET claimed_by_id = (SELECT id FROM users WHERE username = :name) "
+                      "WHERE id = :id", name=queue_app.agent.username, id=callback)
+    expect(page.locator("#queue-status")).to_contain_text("The item you were on has changed", timeout=5000)
+    assert page.evaluate("document.activeElement.id") == f"callback-{callback}-title"
+    box, height = page.locator(f"#callback-{callback}-title").bounding_box(), page.evaluate("window.innerHeight")
+    assert box is not None and 0 <= box["y"] < height, "focus went somewhere off screen"
+
+
+def test_an_agent_can_pause_the_live_updates_and_resume_them(page, queue_app):
+    from playwright.sync_api import expect
+
+    sign_in(page, queue_app)
+    pause = page.locator("#queue-pause")
+    assert pause.is_visible() and pause.get_attribute("aria-pressed") == "false"
+    pause.focus()
+    page.keyboard.press("Enter")
+    assert pause.get_attribute("aria-pressed") == "true"
+    expect(page.locator("#queue-status")).to_have_text(re.compile("^Live updates paused"))
+    polled = []
+    page.on("request", lambda request: polled.append(request.url) if "/queue/items" in request.url else None)
+    page.evaluate("document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    callback = queue_app.missed_call()
+    page.wait_for_timeout(2500)
+    assert polled == [] and item(page, callback).count() == 0, "the list changed while paused"
+    page.keyboard.press("Enter")
+    assert pause.get_attribute("aria-pressed") == "false"
+    item(page, callback).wait_for(state="attached", timeout=5000)
