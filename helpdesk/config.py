@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
 from helpdesk.calendar import NATIONS, BusinessCalendar, Closure
-from helpdesk.phones import is_e164
+from helpdesk.phones import is_phone_number
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PATH = Path("config/helpdesk.toml")
@@ -303,9 +303,9 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         for text in hours.strings(day, ()):
             intervals.append(_parse_interval(text, hours, day))
         intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:]):
-            if start < end:
-                hours.fail(day, "has overlapping intervals")
+        for first, second in zip(intervals, intervals[1:]):
+            if second[0] < first[1]:
+                hours.fail(day, f"has overlapping intervals: {_interval_text(first)} and {_interval_text(second)}")
         if intervals:
             opening[index] = tuple(intervals)
 
@@ -316,8 +316,9 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     mode = routing.choice("mode", "dial", ("dial", "queue"))
     targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
     for target in targets:
-        if not (is_e164(target) or target.startswith(("sip:", "client:"))):
+        if not (is_phone_number(target) or target.startswith(("sip:", "client:"))):
             routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
+    _no_repeats(routing, "dial_targets", targets)
     if mode == "dial" and not targets:
         routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
     screen_calls = routing.get("screen_calls", bool, False)
@@ -338,8 +339,10 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     callers = _Reader(data, "callers", source)
     dwp_numbers = callers.strings("dwp_numbers", ())
     for number in dwp_numbers:
-        if not is_e164(number):
-            callers.fail("dwp_numbers", f"has {number!r}, which is not an E.164 number (+44...)")
+        if not is_phone_number(number):
+            callers.fail("dwp_numbers", f"has {number!r}, which is not a whole number in international form "
+                                        "(+44 and 9 or 10 digits for a UK number)")
+    _no_repeats(callers, "dwp_numbers", dwp_numbers)
     voicemail = _Reader(data, "voicemail", source)
     messages = _Reader(data, "messages", source)
     callback_reader = _Reader(data, "callback", source)
@@ -521,6 +524,19 @@ def clock_text(moment: time) -> str:
     return "24:00" if moment == END_OF_DAY else f"{moment:%H:%M}"
 
 
+def _no_repeats(reader: _Reader, key: str, values: Sequence[str]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            reader.fail(key, f"has {value!r} twice")
+        seen.add(value)
+
+
+def _interval_text(interval: tuple[time, time]) -> str:
+    start, end = interval
+    return f"{start:%H:%M}-" + ("24:00" if end == END_OF_DAY else f"{end:%H:%M}")
+
+
 def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
     match = _INTERVAL.match(text.strip())
     if not match:
@@ -547,6 +563,10 @@ def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
         if unknown:
             raise ConfigError(f"{where} has unknown key {sorted(unknown)[0]!r}")
         reason = item.get("reason", "")
+        if "date" in item and ({"from", "to"} & set(item)):
+            raise ConfigError(f"{where} has both 'date' and 'from'/'to': use 'date' for a whole day, or 'from' and "
+                              "'to' for part of one or several")
+        key = "date"
         try:
             if "date" in item:
                 day = item["date"]
@@ -554,11 +574,15 @@ def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
                 start = datetime(day.year, day.month, day.day, tzinfo=tz)
                 end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=tz)
             else:
-                start, end = (_local(item[key], tz) for key in ("from", "to"))
+                key = "from"
+                start = _local(item["from"], tz)
+                key = "to"
+                end = _local(item["to"], tz)
         except KeyError as exc:
             raise ConfigError(f"{where} needs 'date', or both 'from' and 'to' (missing {exc.args[0]!r})") from None
         except (TypeError, ValueError, AttributeError):
-            raise ConfigError(f"{where} has a date or time that cannot be read (use \"2026-12-24\" or \"2026-12-24T13:00\")") from None
+            raise ConfigError(f"{where}.{key} has {item.get(key)!r}, a date or time that cannot be read "
+                              "(use \"2026-12-24\" or \"2026-12-24T13:00\")") from None
         if end <= start:
             raise ConfigError(f"{where}: 'to' must be after 'from'")
         closures.append(Closure(start=start, end=end, reason=str(reason)))

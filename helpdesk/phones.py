@@ -17,6 +17,14 @@ def is_e164(number: str | None) -> bool:
     return number is not None and _E164.fullmatch(number) is not None
 
 
+def is_phone_number(number: str | None) -> bool:
+    """A number someone can be rung on, in international format: E.164, and a UK one (+44) with the
+    9 or 10 digits UK numbers have after the country code (so "+4411420", a number cut short, is not)."""
+    if not is_e164(number):
+        return False
+    return not number.startswith("+44") or len(number) - 3 in (9, 10)
+
+
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 
 

@@ -1,7 +1,7 @@
 """Phone numbers: one rule for international format, withheld callers and what may be shown."""
 import pytest
 
-from helpdesk.phones import is_e164, is_withheld, number_ending
+from helpdesk.phones import is_e164, is_phone_number, is_withheld, number_ending
 
 
 @pytest.mark.parametrize("number", ["+447700900123", "+14158675309", "+4412345"])
@@ -13,6 +13,14 @@ def test_international_numbers_are_accepted(number):
                                     "client:agent-1", "+4412"])
 def test_anything_else_is_not_an_international_number(number):
     assert not is_e164(number)
+
+
+@pytest.mark.parametrize("number, callable", [
+    ("+447700900123", True), ("+441134960000", True), ("+44800123456", True),  # 10 and 9 digits after 44
+    ("+4411420", False), ("+44770090012345", False), ("+14158675309", True), ("07700 900123", False), (None, False),
+])
+def test_a_number_in_the_configuration_must_be_whole(number, callable):
+    assert is_phone_number(number) is callable
 
 
 @pytest.mark.parametrize("number", [None, "", "anonymous", " Restricted ", "+266696687"])
