@@ -109,6 +109,70 @@ def check_config(path: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.source}: valid (version {settings.version}).")
+    for warning in _routing_warnings(settings):
+        click.echo(warning)
+
+
+def _routing_warnings(settings) -> list[str]:
+    """What a valid configuration may still get wrong: a phone's own voicemail counted as an answer."""
+    routing = settings.routing
+    phones = [target for target in routing.dial_targets if target.startswith("+")]
+    if routing.mode == "dial" and phones and not routing.screen_calls:
+        return [f"warning: routing.dial_targets has phone numbers ({', '.join(phones)}) and routing.screen_calls "
+                "is false: if a phone's own voicemail picks up, the call counts as answered. Turn voicemail off on "
+                "those phones, or set screen_calls = true (see the README)."]
+    return []
+
+
+@main.command("calendar")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="The first UK day to show (today by default).")
+@click.option("--days", type=click.IntRange(1, 400), default=14, show_default=True, help="How many days to show.")
+@click.option("--owed-from", "owed_from", metavar="'YYYY-MM-DD HH:MM'",
+              help="Also say when a callback owed from this UK time would be due, and why.")
+def calendar_command(first: str | None, days: int, owed_from: str | None) -> None:
+    """The opening hours in force day by day (bank holidays and closures taken off), from the
+    configuration (HELPDESK_CONFIG, or config/helpdesk.toml): check them before going live."""
+    from datetime import date, timedelta
+
+    from callbacks.deadlines import callback_deadline, explain
+    from helpdesk.clock import LONDON, local
+
+    try:
+        settings = load_settings(None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        start = date.fromisoformat(first) if first else local(datetime.now(timezone.utc)).date()
+    except ValueError:
+        raise click.BadParameter(f"{first!r} is not a date: use YYYY-MM-DD", param_hint="--from") from None
+    owed = None
+    if owed_from:
+        try:
+            owed = datetime.strptime(owed_from.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=LONDON)
+        except ValueError:
+            raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM'",
+                                     param_hint="--owed-from") from None
+    calendar = settings.calendar
+    click.echo(f"{settings.source} (version {settings.version}); UK time; bank holidays of "
+               f"{settings.nation.replace('-', ' ').title().replace(' And ', ' and ')}.")
+    for day in (start + timedelta(days=n) for n in range(days)):
+        midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON)
+        following = datetime.combine(day + timedelta(days=1), datetime.min.time(), LONDON)
+        spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
+        hours = ", ".join(f"{a:%H:%M}-" + ("24:00" if b.date() != day else f"{b:%H:%M}") for a, b in spans)
+        why = [f"bank holiday: {name}" for name in [calendar.holiday_name(day)] if name]
+        why += [f"closure: {closure.reason or 'no reason given'} ({local(closure.start):%d %b %H:%M} to "
+                f"{local(closure.end):%d %b %H:%M})" for closure in settings.closures
+                if closure.start < following and closure.end > midnight]
+        line = f"{day:%a %d %b %Y}  {hours or 'closed'}"
+        click.echo(line + (f"  ({'; '.join(why)})" if why else ""))
+    if owed is not None:
+        deadline = callback_deadline(owed, clock=settings.callback.clock,
+                                     within=timedelta(minutes=settings.callback.within_minutes),
+                                     calendar=calendar, config_version=settings.version)
+        click.echo(f"\nA callback owed from {owed:%a %d %b %Y %H:%M}: {explain(deadline.explanation)}")
+    for warning in _routing_warnings(settings):
+        click.echo(warning)
 
 
 @main.group()

@@ -41,6 +41,64 @@ def test_check_config_names_the_file_and_key_of_a_mistake(tmp_path):
     assert "Traceback" not in result.output
 
 
+WALES = """
+[helpdesk]
+nation = "england-and-wales"
+[hours]
+monday = ["08:00-18:00"]
+tuesday = ["08:00-18:00"]
+wednesday = ["08:00-18:00"]
+thursday = ["08:00-18:00"]
+friday = ["08:00-12:30", "13:00-18:00"]
+[[closures]]
+from = "2026-12-24T12:00"
+to = "2026-12-25T00:00"
+reason = "Christmas Eve afternoon"
+[routing]
+dial_targets = ["+447700900123", "client:agent-1"]
+"""
+
+
+def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(WALES)
+    result = CliRunner().invoke(main, ["calendar", "--from", "2026-12-24", "--days", "5",
+                                       "--owed-from", "2026-12-24 11:55"], env={"HELPDESK_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1:6] == [
+        "Thu 24 Dec 2026  08:00-12:00  (closure: Christmas Eve afternoon (24 Dec 12:00 to 25 Dec 00:00))",
+        "Fri 25 Dec 2026  closed  (bank holiday: Christmas Day)",
+        "Sat 26 Dec 2026  closed  (bank holiday: Boxing Day)",
+        "Sun 27 Dec 2026  closed",
+        "Mon 28 Dec 2026  closed  (bank holiday: Boxing Day (observed))",
+    ]
+    assert "due after 3 hours of opening time, at 10:55 on Tue 29 Dec 2026" in result.output
+    friday = CliRunner().invoke(main, ["calendar", "--from", "2027-01-15", "--days", "1"],
+                                env={"HELPDESK_CONFIG": str(config)})
+    assert "Fri 15 Jan 2027  08:00-12:30, 13:00-18:00" in friday.output
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--from", "2026-13-01"], "'2026-13-01' is not a date"),
+    (["--owed-from", "tomorrow"], "'tomorrow' is not a UK time"),
+    (["--days", "0"], "--days"),
+])
+def test_calendar_names_a_bad_option(args, problem):
+    result = CliRunner().invoke(main, ["calendar", *args])
+    assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output
+
+
+def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(WALES)
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert "warning: routing.dial_targets has phone numbers (+447700900123)" in result.output
+    config.write_text(WALES + "screen_calls = true\n")
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+
+
 def test_run_refuses_to_start_without_its_secrets():
     result = CliRunner().invoke(main, ["run"], env={"SECRET_KEY": "", "TWILIO_AUTH_TOKEN": "", "PUBLIC_BASE_URL": ""})
     assert result.exit_code == 1
