@@ -337,5 +337,8 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
                 click.echo(f"    {error}")
     click.echo(summary.describe())
     click.echo(f"seed {seed}")
+    if any("HTTP 403" in error for trace in traces for error in trace.errors):
+        click.echo("The app refused requests with 403: their signature did not verify. The auth token must be "
+                   "the app's TWILIO_AUTH_TOKEN, and --url the app's PUBLIC_BASE_URL exactly (scheme, host and port).")
     if summary.errors:
         raise click.exceptions.Exit(1)  # something went wrong that Twilio would have reported

@@ -177,6 +177,11 @@ def verify(path: Path) -> Verification:
         return _verify_zip(path)
     if not path.is_dir():
         raise ManifestError(f"{path} is not a directory or a ZIP file of an evidence pack")
+    inner = [entry for entry in path.iterdir() if entry.is_dir()]
+    if not (path / MANIFEST).exists() and len(inner) == 1 and (inner[0] / MANIFEST).is_file():
+        # The Evidence page's ZIP unpacks into a folder of its own, inside the one it was unpacked in.
+        raise ManifestError(f"{path} has no {MANIFEST}, but {inner[0]} has: check that folder (the ZIP unpacks "
+                            "into it), or the ZIP file itself")
     manifest = read_manifest(path)
     present = {p.name: p for p in path.iterdir() if p.name != MANIFEST}
     return _compare(manifest["files"], sha256_of(path / MANIFEST), present, lambda p: sha256_of(p) if p.is_file() else "")

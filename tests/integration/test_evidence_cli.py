@@ -158,6 +158,17 @@ def test_verify_explains_a_missing_or_malformed_manifest(desk, tmp_path, manifes
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
+def test_verify_on_the_folder_a_zip_was_unpacked_in_points_to_the_pack_inside(desk, tmp_path):
+    env, _ = desk
+    pack = tmp_path / "unpacked" / "evidence-2026-11-01-to-2026-11-30"
+    pack.parent.mkdir()
+    assert run(env, *export_args(pack)).exit_code == 0
+    result = run(env, "verify", str(pack.parent))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"has no manifest.json, but {pack} has: check that folder" in result.output
+    assert run(env, "verify", str(pack)).exit_code == 0
+
+
 def _unwritable(tmp_path: Path) -> Path:
     if os.geteuid() == 0:  # root ignores permissions; /sys refuses new directories even to root
         return Path("/sys/evidence-pack")

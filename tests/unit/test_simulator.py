@@ -435,6 +435,7 @@ def test_the_simulate_command_exits_with_status_one_when_the_app_refuses_request
                                 env={"TWILIO_AUTH_TOKEN": TOKEN})
     assert result.exit_code == 1
     assert "2 calls: answered 0, abandoned 0, no_answer 0, voicemail 0, failed 2" in result.output
+    assert "The app refused requests with 403: their signature did not verify." in result.output
 
 
 def test_the_simulate_command_runs_calls_and_prints_a_summary(monkeypatch):
