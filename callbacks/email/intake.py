@@ -209,14 +209,26 @@ def _acknowledge_to(parsed: ParsedEmail, settings: Settings) -> str:
     return parsed.sender
 
 
+def _like_literal(text: str) -> str:
+    """`text` matched as itself in a LIKE pattern (escape character backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _over_sender_limit(session: Session, to_address: str, received_at: datetime, settings: Settings) -> bool:
     domain = to_address.rpartition("@")[2].lower()
     if any(domain == d or domain.endswith("." + d) for d in settings.email.unlimited_domains):
         return False  # DWP, say: every one of their emails is an enquiry to acknowledge
     window_start = received_at - timedelta(minutes=settings.email.per_sender_window_minutes)
+    # One mailbox, however it is written: any case, and any "+tag" (victim+1@, victim+2@... all
+    # reach victim@ at most providers), so the guard cannot be walked round to mail-bomb someone.
+    local, _, domain = to_address.lower().rpartition("@")
+    base = local.split("+", 1)[0]
+    address = func.lower(EmailAcknowledgement.to_address)
+    same_mailbox = (address == f"{base}@{domain}") | address.like(
+        f"{_like_literal(base)}+%@{_like_literal(domain)}", escape="\\")
     owed = session.scalar(
         select(func.count(EmailAcknowledgement.id)).where(
-            EmailAcknowledgement.to_address == to_address,
+            same_mailbox,
             EmailAcknowledgement.status != "suppressed",
             EmailAcknowledgement.received_at > window_start,
             EmailAcknowledgement.received_at <= received_at,

@@ -189,6 +189,20 @@ def test_the_per_sender_limit_counts_only_acknowledgements_inside_the_window(dat
     assert store(database, desk_settings, raw, at=later).decision == "new_enquiry"
 
 
+def test_the_per_sender_limit_sees_one_mailbox_through_plus_tags_and_case(database, desk_settings):
+    """victim+1@, Victim+2@... reach one mailbox: the guard must not be walked round to mail-bomb it."""
+    decisions = []
+    for n in range(PER_SENDER_LIMIT + 2):
+        to = ["victim@target.example", f"victim+{n}@target.example", f"VICTIM+x{n}@Target.Example"][n % 3]
+        raw = (f"From: attacker@evil.example\r\nReply-To: {to}\r\nSubject: {n}\r\n"
+               f"Message-ID: <p{n}@evil.example>\r\n\r\nx\r\n").encode()
+        decisions.append(store(database, desk_settings, raw, at=RECEIVED + timedelta(minutes=n)).decision)
+    assert decisions == ["new_enquiry"] * PER_SENDER_LIMIT + ["rate_limited"] * 2
+    # Another mailbox whose name merely starts the same is not held back.
+    raw = b"From: victimised@target.example\r\nSubject: mine\r\nMessage-ID: <own@target.example>\r\n\r\nx\r\n"
+    assert store(database, desk_settings, raw, at=RECEIVED + timedelta(minutes=9)).decision == "new_enquiry"
+
+
 def test_senders_at_an_unlimited_domain_are_never_held_back_by_the_flood_guard(database):
     settings = make_settings(email={"addresses": [OWN_ADDRESS], "per_sender_limit": 2,
                                     "unlimited_domains": ["dwp.gov.uk"]})
