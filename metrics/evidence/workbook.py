@@ -18,6 +18,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
 from metrics.evidence.csvs import read_csv
+from metrics.evidence.fields import FORMULA_STARTS
 
 # Excel's limit, header included: a longer table continues on "Calls (2)" and so on.
 MAX_SHEET_ROWS = 1_048_576
@@ -47,6 +48,10 @@ def _width(column: str) -> float:
 
 
 def _text(value: str) -> str:
+    """A CSV value for a cell: the CSV's guard in front of formula-like text (fields.inert) is taken
+    off, as the cell is text anyway (see _cells), so the sheet shows what was written."""
+    if value[:1] == "'" and value[1:2] and value[1] in FORMULA_STARTS:
+        value = value[1:]
     return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
 
 
