@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from functools import wraps
 from typing import Callable
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, login_required, login_url
 
 from helpdesk.models import User
-from helpdesk.web import database
+from helpdesk.web import clock, database
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -29,6 +30,14 @@ def password_mark(user: User) -> str:
 
 def remember_password(user: User) -> None:
     session[_PASSWORD_KEY] = password_mark(user)
+    session[_SIGNED_IN_KEY] = clock().timestamp()
+
+
+# However busy a session is (the queue page asks for its list every 15 seconds, and every
+# request renews the 8-hour idle limit), it ends this long after signing in: a shift and more.
+MOST_SIGNED_IN = timedelta(hours=12)
+_SIGNED_IN_KEY = "signed_in_at"
+ENDED = "You have been signed in for 12 hours, so you have been signed out. Sign in again."
 
 
 @login_manager.unauthorized_handler
@@ -37,7 +46,7 @@ def sign_in_first():
     out, or the session timed out) was not acted on: say so, and come back to the page it was sent
     from, not to its address, which answers only POST."""
     if request.method in ("GET", "HEAD"):
-        flash(login_manager.login_message, login_manager.login_message_category)
+        flash(ENDED if g.get("session_ended") else login_manager.login_message, login_manager.login_message_category)
         return redirect(login_url(login_manager.login_view, request.full_path.rstrip("?")))
     flash("You were signed out, so that was not done. Sign in and do it again.", "error")
     back = local_path(urlsplit(request.referrer or "").path or None)
@@ -56,6 +65,13 @@ def load_user(user_id: str) -> User | None:
     with database().session() as db_session:
         user = db_session.get(User, key)
     if user is None or not user.active or session.get(_PASSWORD_KEY) != password_mark(user):
+        return None
+    signed_in_at = session.get(_SIGNED_IN_KEY)
+    if not isinstance(signed_in_at, (int, float)):  # signed in before this was kept: count from now
+        session[_SIGNED_IN_KEY] = clock().timestamp()
+    elif clock().timestamp() - signed_in_at > MOST_SIGNED_IN.total_seconds():
+        session.clear()
+        g.session_ended = True
         return None
     return user
 

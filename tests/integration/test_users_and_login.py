@@ -575,6 +575,22 @@ def test_the_log_never_has_the_username_typed_only_a_users_id(app, client, db_se
     assert "sign-in refused for user id " in caplog.text and "sign-in refused for an unknown username" in caplog.text
 
 
+def test_a_session_in_constant_use_still_ends_12_hours_after_signing_in(client, clock, db_session):
+    """The queue page polls every 15 seconds, renewing the idle limit: a left-open page or a stolen
+    cookie in use must still end."""
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    clock.advance(11 * 3600 + 59 * 60)
+    assert client.get("/calls").status_code == 200
+    clock.advance(2 * 60)
+    ended = client.get("/calls")
+    assert ended.status_code == 302 and ended.headers["Location"].startswith("/login")
+    assert "You have been signed in for 12 hours, so you have been signed out." in client.get(
+        ended.headers["Location"]).get_data(as_text=True)
+    assert client.get("/calls").status_code == 302  # the session is gone, not merely refused once
+    assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
+
+
 def test_a_new_password_from_an_administrator_lets_a_blocked_user_in_at_once(app, client, db_session):
     from helpdesk.users import SIGN_IN_LIMIT
 
