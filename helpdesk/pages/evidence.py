@@ -17,7 +17,7 @@ from helpdesk.clock import local
 from helpdesk.pages import format as fmt
 from helpdesk.web import clock, database, settings
 from metrics.evidence.download import export_zip, pack_name
-from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, parse_day
+from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, check_range, parse_day
 
 log = logging.getLogger(__name__)
 bp = Blueprint("evidence", __name__)
@@ -39,8 +39,9 @@ def auditors_only(view):
     return login_required(checked)
 
 
-def _form_page(form: dict, error: str | None = None, status: int = 200):
-    return render_template("evidence.html", form=form, error=error, max_days=MAX_DAYS, fmt=fmt,
+def _form_page(form: dict, error: str | None = None, status: int = 200, field: str | None = None):
+    """The form; `error` what was wrong, shown at the top and at `field` (the input it is about)."""
+    return render_template("evidence.html", form=form, error=error, error_field=field, max_days=MAX_DAYS, fmt=fmt,
                            ack_minutes=settings().email.ack_within_minutes,
                            callback_within=settings().callback.within_minutes, max_rings=settings().max_rings), status
 
@@ -62,19 +63,26 @@ def download():
     values = request.form
     form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
+    field = "from"  # what an error is about, as the form goes on
     try:
-        first, last = parse_day(form["from"], "first"), parse_day(form["to"], "last")
+        first = parse_day(form["from"], "first")
+        field = "to"
+        last = parse_day(form["to"], "last")
         if last - first >= timedelta(days=MAX_DAYS):
             raise EvidenceError(f"choose at most {MAX_DAYS} days here; for a longer range, export it on the server "
                                 "with ‘helpdesk evidence export’")
         export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via="web")
+        check_range(export)
+        field = "allow_empty"  # from here on: nothing came in on those days, or the export itself
         exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
         with database().session() as audit_session:
             archive, result = export_zip(current_app.config["DATABASE_URL"], settings(), export, exporter, clock(),
                                          audit_session)
     except EvidenceError as problem:
         message = str(problem)
-        return _form_page(form, message[0].upper() + message[1:] + ".", 400)
+        if field == "allow_empty" and form["allow_empty"]:
+            field = None  # not about the form's fields at all
+        return _form_page(form, message[0].upper() + message[1:] + ".", 400, field)
     response = send_file(archive, mimetype="application/zip", as_attachment=True,
                          download_name=f"{pack_name(export)}.zip")
     response.headers["Cache-Control"] = "no-store"  # callers' data: never kept by a browser or proxy

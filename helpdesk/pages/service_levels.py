@@ -19,7 +19,11 @@ PERIOD_HEADINGS = {"today": "Today", "week": "This week", "month": "This month"}
 
 
 class BadRange(ValueError):
-    """A date range that cannot be used; the message is shown to the user."""
+    """A date range that cannot be used; the message is shown to the user, at `field` ("from", "to")."""
+
+    def __init__(self, message: str, field: str = "from"):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ def _day(text: str, what: str) -> date:
     day = iso_day(text)
     if day is not None:
         return day
-    raise BadRange(f"The {what} date {fmt.quoted(text)} is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.")
+    raise BadRange(f"The {what} date {fmt.quoted(text)} is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.",
+                   "from" if what == "first" else "to")
 
 
 def requested_range(args) -> tuple[date, date] | None:
@@ -43,10 +48,10 @@ def requested_range(args) -> tuple[date, date] | None:
     if not first_text and not last_text:
         return None
     if not first_text or not last_text:
-        raise BadRange("Give both a first and a last date for the range.")
+        raise BadRange("Give both a first and a last date for the range.", "to" if first_text else "from")
     first, last = _day(first_text, "first"), _day(last_text, "last")
     if last < first:
-        raise BadRange(f"The last date ({fmt.format_day(last)}) is before the first ({fmt.format_day(first)}).")
+        raise BadRange(f"The last date ({fmt.format_day(last)}) is before the first ({fmt.format_day(first)}).", "to")
     return first, last
 
 
@@ -73,12 +78,12 @@ def age_words(seconds: float) -> str:
 @role_required("manager", "auditor")
 def service_levels():
     """Compliance per rule for today, this week and this month, a chosen range, and what is owed now."""
+    problem = None
     try:
         chosen = requested_range(request.args)
-    except BadRange as problem:
-        return render_template("error.html", title="Cannot show these figures", message=str(problem),
-                               back_href=url_for("service_levels.service_levels"),
-                               back_label="Show today’s service levels"), 400
+    except BadRange as refused:
+        # The page as usual, with the form as typed and the reason at the field it is about.
+        chosen, problem = None, refused
     now, config = clock(), settings()
     periods = [compliance.current_period(kind, now) for kind in compliance.PERIOD_KINDS]
     if chosen:
@@ -105,4 +110,7 @@ def service_levels():
         ack_minutes=config.email.ack_within_minutes,
         max_rings=config.max_rings,
         today=compliance.uk_date(now),
-    )
+        error=str(problem) if problem else None,
+        error_field=problem.field if problem else None,
+        typed={"from": request.args.get("from", ""), "to": request.args.get("to", "")},
+    ), 400 if problem else 200

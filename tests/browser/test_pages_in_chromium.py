@@ -311,3 +311,21 @@ def test_at_320_px_wide_a_managers_pages_need_no_sideways_scroll(page, live_app,
     for link in page.locator("nav[aria-label=Main] a").all():
         box = link.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 320, (link.text_content(), box)
+
+
+def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_field(page, live_app, sign_in):
+    """As GOV.UK's error summary: focused on arrival, its link leads to the field, which says why."""
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at("/evidence"))
+    page.fill("#from", "2026-11-24")
+    page.fill("#to", "2026-11-23")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.title().startswith("Error: ")
+    assert page.evaluate("document.activeElement.classList.contains('error-summary')"), focused(page)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "to"
+    described = page.evaluate("document.getElementById(document.activeElement.getAttribute('aria-describedby'))"
+                              ".textContent")
+    assert "before it starts" in described

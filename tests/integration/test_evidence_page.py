@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -87,24 +88,31 @@ def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited
     assert detail["manifest_sha256"] == result.manifest_sha256
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"from": "2026-02-30"}, "The first date “2026-02-30” is not a date"),
-    ({"from": "x" * 5000}, "The first date “" + "x" * 30 + "…” is not a date"),
-    ({"from": "1900-01-01"}, "The first date “1900-01-01” is out of range: use a date from 2000 on"),
-    ({"to": ""}, "Give the last date as YYYY-MM-DD"),
-    ({"from": "2026-11-24", "to": "2026-11-23"}, "The range ends (2026-11-23) before it starts (2026-11-24)"),
+@pytest.mark.parametrize("changes, message, field", [
+    ({"from": "2026-02-30"}, "The first date “2026-02-30” is not a date", "from"),
+    ({"from": "x" * 5000}, "The first date “" + "x" * 30 + "…” is not a date", "from"),
+    ({"from": "1900-01-01"}, "The first date “1900-01-01” is out of range: use a date from 2000 on", "from"),
+    ({"to": ""}, "Give the last date as YYYY-MM-DD", "to"),
+    ({"from": "2026-11-24", "to": "2026-11-23"}, "The range ends (2026-11-23) before it starts (2026-11-24)", "to"),
     ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01 to "
      "2026-10-31: check the dates, or make the pack anyway to show there was nothing (tick “Make the pack even if "
-     "nothing came in on these days”)."),
+     "nothing came in on these days”).", "allow_empty"),
     ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here; for a longer range, export it on "
-     "the server with ‘helpdesk evidence export’."),
+     "the server with ‘helpdesk evidence export’.", "to"),
 ])
-def test_bad_dates_get_the_form_again_with_a_400_and_the_reason(client, db_session, settings, changes, message):
+def test_bad_dates_get_the_form_again_with_a_400_and_the_reason_at_the_field(client, db_session, settings, changes,
+                                                                             message, field):
     seed(db_session, settings)
     signed_in(client, db_session, "manager")
     response = download(client, **changes)
-    assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and message in page
+    assert "<title>Error: Evidence for DWP" in page
+    # The summary links to the field; the field says why, and is marked invalid for a screen reader.
+    assert f'<a href="#{field}">' in page
+    assert f'<p class="error-message" id="{field}-error">' in page
+    assert re.search(rf'id="{field}"[^>]* aria-invalid="true" aria-describedby="{field}-error"', page)
+    assert page.count('aria-invalid="true"') == 1
     assert audit_entries(db_session) == []
 
 

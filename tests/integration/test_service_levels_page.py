@@ -100,16 +100,23 @@ def test_a_chosen_date_range_shows_its_figures_from_the_same_module(app, manager
     assert 'value="2026-10-01"' in page
 
 
-@pytest.mark.parametrize("query, message", [
-    ("from=2026-11-30&to=2026-11-01", "The last date (Sunday 1 November 2026) is before the first (Monday 30 November 2026)."),
-    ("from=2026-13-01&to=2026-12-01", "The first date “2026-13-01” is not a date."),
-    ("from=2026-11-01", "Give both a first and a last date for the range."),
-    ("from=yesterday&to=2026-11-01", "The first date “yesterday” is not a date."),
+@pytest.mark.parametrize("query, message, field", [
+    ("from=2026-11-30&to=2026-11-01", "The last date (Sunday 1 November 2026) is before the first (Monday 30 November "
+     "2026).", "to"),
+    ("from=2026-13-01&to=2026-12-01", "The first date “2026-13-01” is not a date.", "from"),
+    ("from=2026-11-01", "Give both a first and a last date for the range.", "to"),
+    ("from=yesterday&to=2026-11-01", "The first date “yesterday” is not a date.", "from"),
 ])
-def test_a_bad_range_is_refused_with_a_reason(manager, query, message):
+def test_a_bad_range_is_refused_at_its_field_with_the_form_and_the_other_figures_kept(manager, query, message, field):
     response = manager.get(f"/service-levels?{query}")
-    assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and message in page and "<title>Error: Service levels" in page
+    assert f'<a href="#{field}">' in page and f'<p class="error-message" id="{field}-error">' in page
+    assert re.search(rf'id="{field}" name="{field}" value="[^"]*" required aria-invalid="true" '
+                     rf'aria-describedby="{field}-error"', page)
+    typed = dict(part.split("=") for part in query.split("&"))
+    assert f'id="from" name="from" value="{typed.get("from", "")}"' in page  # as typed, to correct
+    assert "Today" in page  # the rest of the page is still there
 
 
 def test_agents_may_not_see_the_page_and_managers_find_it_in_the_navigation(app, client, db_session):
