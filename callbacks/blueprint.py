@@ -175,10 +175,10 @@ def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = Non
     return _say(f"callback-{callback_id}", text)
 
 
-def _say(at: str, text: str, kind: str = "success"):
+def _say(at: str, text: str, kind: str = "success", **more: str):
     """Back to the queue, where `text` is shown at `at` ("callback-12", "call-CA...", "emails",
-    "awaiting"), and the page opens there."""
-    session_store[SAID] = {"at": at, "text": text, "kind": kind}
+    "awaiting"), and the page opens there; `more`: an `undo` form's address and its `reference`."""
+    session_store[SAID] = {"at": at, "text": text, "kind": kind, **more}
     return _back(anchor=f"{at}-said")
 
 
@@ -328,11 +328,29 @@ def concluded(call_sid: str):
     call_sid = _call_sid(call_sid)
     try:
         with database().session() as session:
-            service.record_concluded(session, call_sid=call_sid, now=clock())
+            service.record_concluded(session, call_sid=call_sid, now=clock(), agent_id=current_user.id)
             reference = queue.reference_of(session, call_sid=call_sid)
     except CallbackError as refusal:
         return _say(f"call-{call_sid}", str(refusal), "error")
-    return _say("awaiting", f"{reference} is recorded as concluded on the call.")
+    minutes = round(service.UNDO_CONCLUDED.total_seconds() / 60)
+    return _say("awaiting", f"{reference} is recorded as concluded on the call. Pressed by mistake? You can undo it "
+                            f"for {minutes} minutes.",
+                undo=url_for("agents.undo_concluded", call_sid=call_sid, **_page_args()), reference=reference)
+
+
+@bp.post("/queue/calls/<call_sid>/undo-concluded")
+@role_required(*ROLES)
+def undo_concluded(call_sid: str):
+    """"Concluded" taken back: the call is awaiting its outcome again."""
+    call_sid = _call_sid(call_sid)
+    try:
+        with database().session() as session:
+            service.undo_concluded(session, call_sid=call_sid, agent_id=current_user.id, now=clock())
+            reference = queue.reference_of(session, call_sid=call_sid)
+    except CallbackError as refusal:
+        return _say("awaiting", str(refusal), "error")
+    return _say(f"call-{call_sid}", f"{reference} is no longer recorded as concluded: say whether it was, or that a "
+                                    "callback is needed.")
 
 
 @bp.post("/queue/calls/<call_sid>/callback")

@@ -152,7 +152,12 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
     return callback
 
 
-def record_concluded(session: Session, *, call_sid: str, now: datetime) -> None:
+# "Concluded" sits beside "Callback needed" and takes one press: the agent who pressed it may
+# take it back for this long, before anyone relies on it.
+UNDO_CONCLUDED = timedelta(minutes=10)
+
+
+def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id: int | None = None) -> None:
     """An agent says an answered call's enquiry was concluded on the call."""
     with session.begin():
         enquiry = session.get(Enquiry, _answered_call(session, call_sid).enquiry_id)
@@ -160,7 +165,29 @@ def record_concluded(session: Session, *, call_sid: str, now: datetime) -> None:
             raise CallbackError("A callback is already owed for this enquiry.")
         if enquiry.status != "open":
             raise CallbackError(f"This enquiry is already recorded as {enquiry.status}.")
-        enquiry.status = "concluded"
+        enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "concluded", now, agent_id
+
+
+def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datetime) -> None:
+    """Take back "Concluded" (pressed by mistake): the enquiry is open again, awaiting its outcome.
+    Only the agent who recorded it, within UNDO_CONCLUDED; the audit log keeps both."""
+    with session.begin():
+        enquiry = session.get(Enquiry, _answered_call(session, call_sid).enquiry_id)
+        if enquiry.status != "concluded":
+            raise CallbackError(f"This enquiry is recorded as {enquiry.status.replace('_', ' ')}, not concluded: "
+                                "there is nothing to undo.")
+        if enquiry.closed_by_id != agent_id or enquiry.closed_at is None:
+            raise CallbackError("Only the agent who recorded it as concluded can undo that.")
+        if now - enquiry.closed_at > UNDO_CONCLUDED:
+            raise CallbackError(f"It was recorded as concluded over {round(UNDO_CONCLUDED.total_seconds() / 60)} "
+                                "minutes ago, so it can no longer be undone.")
+        concluded_at = enquiry.closed_at
+        enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "open", None, None
+        agent = session.get(User, agent_id)
+        session.add(AuditEntry(at=now, user_id=agent_id, actor=agent.username if agent else "helpdesk",
+                               action="enquiry.concluded_undone", detail=json.dumps({
+                                   "enquiry": enquiry.reference, "call_sid": call_sid,
+                                   "concluded_at": concluded_at.isoformat()}, sort_keys=True)))
 
 
 def _answered_call(session: Session, call_sid: str) -> Call:

@@ -15,7 +15,7 @@ from callbacks import service
 from callbacks.sweep import sweep
 from callbacks.telephony import FakeTelephony
 from helpdesk.clock import local
-from helpdesk.models import Callback, CallbackAttempt, Enquiry, User
+from helpdesk.models import AuditEntry, Callback, CallbackAttempt, Enquiry, User
 from helpdesk.users import add_user
 from tests.integration.conftest import OPEN_TIME
 from tests.integration.test_users_and_login import csrf_token, sign_in
@@ -427,6 +427,32 @@ def test_concluded_on_the_call_owes_nothing_and_leaves_the_list(alice, client, c
     with db_session.begin():
         assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "concluded"
     assert stored(db_session) == []
+
+
+def test_concluded_by_mistake_can_be_undone_by_its_agent_for_ten_minutes(app, alice, client, clock, db_session):
+    answer_a_call(client, clock, 8, at(10, 0))
+    clock.now = at(10, 5)
+    page = text_of(act(client, f"/queue/calls/{sid(8)}/concluded"))
+    assert "Pressed by mistake? You can undo it for 10 minutes." in page
+    assert f'action="/queue/calls/{sid(8)}/undo-concluded"' in page and 'id="awaiting-undo"' in page
+    # Another agent cannot take it back.
+    add_agent(app, "bob", "Bob Agent")
+    other = app.test_client()
+    sign_in(other, "bob", PASSWORD)
+    refused = text_of(act(other, f"/queue/calls/{sid(8)}/undo-concluded"))
+    assert "Only the agent who recorded it as concluded can undo that." in refused
+    clock.now = at(10, 14)
+    undone = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
+    assert "is no longer recorded as concluded: say whether it was, or that a callback is needed." in undone
+    assert f'id="call-{sid(8)}"' in undone  # awaiting its outcome again
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "open"
+        assert db_session.scalar(select(AuditEntry.action).where(AuditEntry.action == "enquiry.concluded_undone"))
+    # Concluded again, and ten minutes later it stays concluded.
+    act(client, f"/queue/calls/{sid(8)}/concluded")
+    clock.now = at(10, 25)
+    late = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
+    assert "over 10 minutes ago, so it can no longer be undone." in late
 
 
 def test_a_missed_call_cannot_be_recorded_as_concluded_or_as_needing_a_callback(alice, client, clock, db_session):
