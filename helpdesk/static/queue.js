@@ -101,7 +101,7 @@
   }
 
   /* What changed, in a sentence: the parts that changed, each with its counts. */
-  function announce(changed) {
+  function announcement(changed) {
     var said = changed.map(function (part) {
       if (part.matches(".queue-items")) {
         var text = part.getAttribute("data-open") + " open, " + part.getAttribute("data-overdue") + " overdue";
@@ -114,7 +114,7 @@
       }
       return plural(count, "email enquiry", "email enquiries") + " awaiting a response";
     });
-    status.textContent = "Queue updated: " + said.join("; ") + ".";
+    return "Queue updated: " + said.join("; ") + ".";
   }
 
   function swap(html) {
@@ -129,11 +129,9 @@
       }
       moved = moved || result.moved;
     });
-    if (changed.length) {
-      announce(changed);
-    }
-    if (moved) {
-      status.textContent += " " + moved;
+    var text = [changed.length ? announcement(changed) : "", moved || ""].join(" ").trim();
+    if (text) {
+      status.textContent = text;
     }
   }
 
