@@ -28,7 +28,8 @@ def password_mark(user: User) -> str:
     return hashlib.sha256(f"{user.password_hash}:{user.session_epoch}".encode("utf-8")).hexdigest()[:32]
 
 
-def remember_password(user: User) -> None:
+def remember_sign_in(user: User) -> None:
+    """Keep in the session which password the user signed in with, and when."""
     session[_PASSWORD_KEY] = password_mark(user)
     session[_SIGNED_IN_KEY] = clock().timestamp()
 

@@ -10,7 +10,7 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
-from helpdesk.pages.access import local_path, remember_password
+from helpdesk.pages.access import local_path, remember_sign_in
 from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, user_id_named
 from helpdesk.web import clock, database
 
@@ -75,7 +75,7 @@ def login():
     session.clear()  # nothing from before sign-in carries over (session fixation)
     session.permanent = True  # ends after PERMANENT_SESSION_LIFETIME without a request
     login_user(user)
-    remember_password(user)
+    remember_sign_in(user)
     log.info("user %s signed in", user.username)
     return redirect(local_path(form.next.data) or start_page(user) or url_for("auth.home"))
 
