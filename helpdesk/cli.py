@@ -136,6 +136,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
 
     from callbacks.deadlines import callback_deadline, explain
     from helpdesk.clock import LONDON, local
+    from helpdesk.config import END_OF_DAY
 
     try:
         settings = load_settings(None)
@@ -159,7 +160,9 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
         midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON)
         following = datetime.combine(day + timedelta(days=1), datetime.min.time(), LONDON)
         spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
-        hours = ", ".join(f"{a:%H:%M}-" + ("24:00" if b.date() != day else f"{b:%H:%M}") for a, b in spans)
+        # A day open until midnight ends at its last instant (the calendar's END_OF_DAY), or at the next day.
+        hours = ", ".join(f"{a:%H:%M}-" + ("24:00" if b.date() != day or b.time() >= END_OF_DAY else f"{b:%H:%M}")
+                          for a, b in spans)
         why = [f"bank holiday: {name}" for name in [calendar.holiday_name(day)] if name]
         why += [f"closure: {closure.reason or 'no reason given'} ({local(closure.start):%d %b %H:%M} to "
                 f"{local(closure.end):%d %b %H:%M})" for closure in settings.closures

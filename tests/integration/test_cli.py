@@ -77,6 +77,10 @@ def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_
     friday = CliRunner().invoke(main, ["calendar", "--from", "2027-01-15", "--days", "1"],
                                 env={"HELPDESK_CONFIG": str(config)})
     assert "Fri 15 Jan 2027  08:00-12:30, 13:00-18:00" in friday.output
+    config.write_text('[hours]\nsaturday = ["00:00-24:00"]\n')
+    whole = CliRunner().invoke(main, ["calendar", "--from", "2026-12-05", "--days", "1"],
+                               env={"HELPDESK_CONFIG": str(config)})
+    assert "Sat 05 Dec 2026  00:00-24:00" in whole.output, whole.output
 
 
 @pytest.mark.parametrize("args, problem", [
