@@ -190,8 +190,14 @@ def _refused(at: str, text: str, typed: dict[str, str] | None = None):
 @bp.post("/queue/<id:callback_id>/claim")
 @role_required(*ROLES)
 def claim(callback_id: int):
-    return _act(callback_id, lambda s: service.claim(s, callback_id, current_user.id, clock()),
-                "You have claimed {reference}.")
+    # Claimed from "Not claimed", it leaves that list: say where it is now, with a way to it.
+    done = ("You have claimed {reference}. It is now under “Claimed by you”." if _only() == "free"
+            else "You have claimed {reference}.")
+    response = _act(callback_id, lambda s: service.claim(s, callback_id, current_user.id, clock()), done)
+    if _only() == "free" and session_store.get(SAID, {}).get("kind") == "success":
+        session_store[SAID] = {**session_store[SAID], "link": url_for("agents.queue", **_page_args(only="mine"))
+                               + f"#callback-{callback_id}", "link_text": "Go to it"}
+    return response
 
 
 @bp.post("/queue/<id:callback_id>/release")

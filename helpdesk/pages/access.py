@@ -71,7 +71,10 @@ def load_user(user_id: str) -> User | None:
     if not isinstance(signed_in_at, (int, float)):  # signed in before this was kept: count from now
         session[_SIGNED_IN_KEY] = clock().timestamp()
     elif clock().timestamp() - signed_in_at > MOST_SIGNED_IN.total_seconds():
-        session.clear()
+        # Signed out: the sign-in keys go. Not the whole session, as a form made earlier in this
+        # request (the sign-in form itself) has put its CSRF token there.
+        for key in ("_user_id", "_fresh", "_id", "_remember", _PASSWORD_KEY, _SIGNED_IN_KEY):
+            session.pop(key, None)
         g.session_ended = True
         return None
     return user

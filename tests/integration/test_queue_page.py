@@ -482,6 +482,7 @@ def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, c
     notices = page[page.index('id="notices-title"'):page.index('id="queue-live"')]
     assert f"Breached: {first}" in notices and f"Due in 30 minutes: {second}" in notices
     clock.now += timedelta(hours=25)
+    sign_in(client, "alice", PASSWORD)  # a session ends 12 hours after signing in
     assert "No warnings or breaches in the last 24 hours." in text_of(client.get("/queue"))
 
 
@@ -536,7 +537,8 @@ def test_an_action_comes_back_to_the_filtered_list(alice, client, three_callback
     assert response.headers["Location"].startswith("/queue?show=2&only=free#")
     page = text_of(client.get(response.headers["Location"]))
     assert second not in listed(page)  # claimed, so no longer "not claimed"; what was said is at the top
-    assert "You have claimed" in page
+    assert "You have claimed" in page and "It is now under “Claimed by you”." in page
+    assert f'<a href="/queue?show=2&only=mine#callback-{second}" id="callback-{second}-link">Go to it</a>' in page
 
 
 def test_an_empty_filter_says_so(alice, client, three_callbacks):

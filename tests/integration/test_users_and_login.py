@@ -589,6 +589,9 @@ def test_a_session_in_constant_use_still_ends_12_hours_after_signing_in(client, 
         ended.headers["Location"]).get_data(as_text=True)
     assert client.get("/calls").status_code == 302  # the session is gone, not merely refused once
     assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
+    # Ended, and the first thing asked for is the sign-in page: its form works at once.
+    clock.advance(12 * 3600 + 60)
+    assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
 
 
 def test_a_new_password_from_an_administrator_lets_a_blocked_user_in_at_once(app, client, db_session):
