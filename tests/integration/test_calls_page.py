@@ -126,6 +126,7 @@ def test_a_day_without_calls_says_so(manager):
 
 def test_without_a_day_the_page_shows_today_by_the_apps_clock(manager, busy_day, clock):
     clock.now = utc(2026, 11, 24, 23, 30)
+    sign_in(manager, "alex")  # 13 hours on: a session ends 12 hours after signing in
     page = manager.get("/calls").get_data(as_text=True)
     assert "<h1>Calls on Tuesday 24 November 2026</h1>" in page and "HD-2026-000001" in page
 
