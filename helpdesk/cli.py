@@ -136,7 +136,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
 
     from callbacks.deadlines import callback_deadline, explain
     from helpdesk.clock import LONDON, local
-    from helpdesk.config import END_OF_DAY
+    from helpdesk.config import clock_text
 
     try:
         settings = load_settings(None)
@@ -160,8 +160,8 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
         midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON)
         following = datetime.combine(day + timedelta(days=1), datetime.min.time(), LONDON)
         spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
-        # A day open until midnight ends at its last instant (the calendar's END_OF_DAY), or at the next day.
-        hours = ", ".join(f"{a:%H:%M}-" + ("24:00" if b.date() != day or b.time() >= END_OF_DAY else f"{b:%H:%M}")
+        # A day open until midnight ends at its last instant (clock_text's 24:00), or at the next day.
+        hours = ", ".join(f"{clock_text(a.time())}-" + ("24:00" if b.date() != day else clock_text(b.time()))
                           for a, b in spans)
         why = [f"bank holiday: {name}" for name in [calendar.holiday_name(day)] if name]
         why += [f"closure: {closure.reason or 'no reason given'} ({local(closure.start):%d %b %H:%M} to "

@@ -534,7 +534,7 @@ def _no_repeats(reader: _Reader, key: str, values: Sequence[str]) -> None:
 
 def _interval_text(interval: tuple[time, time]) -> str:
     start, end = interval
-    return f"{start:%H:%M}-" + ("24:00" if end == END_OF_DAY else f"{end:%H:%M}")
+    return f"{clock_text(start)}-{clock_text(end)}"
 
 
 def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
