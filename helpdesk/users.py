@@ -186,10 +186,10 @@ SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = timedelta(minutes=15)
 
 
-def begin_sign_in(session: Session, username: str, now: datetime) -> tuple[int, datetime | None]:
-    """Count a sign-in as refused before its password is checked; returns the count's row, and
-    when this username may try again if SIGN_IN_LIMIT sign-ins were already refused within the
-    window (this one is then not counted, and its password must not be checked).
+def begin_sign_in(session: Session, username: str, now: datetime) -> datetime | None:
+    """Count a sign-in as refused before its password is checked; returns None, or when this
+    username may try again if SIGN_IN_LIMIT sign-ins were already refused within the window
+    (this one is then not counted, and its password must not be checked).
 
     Counting first makes the limit hold under parallel requests: each sees every try committed
     before its own, so at most SIGN_IN_LIMIT are ever checked in a window. (Checking the count,
@@ -209,9 +209,9 @@ def begin_sign_in(session: Session, username: str, now: datetime) -> tuple[int, 
                                                   SignInFailure.failed_at > now - SIGN_IN_WINDOW)
             .order_by(SignInFailure.failed_at.desc()).limit(SIGN_IN_LIMIT)).all()
         if len(earlier) < SIGN_IN_LIMIT:
-            return attempt_id, None
+            return None
         session.execute(delete(SignInFailure).where(SignInFailure.id == attempt_id))  # refused unheard
-    return attempt_id, min(earlier) + SIGN_IN_WINDOW
+    return min(earlier) + SIGN_IN_WINDOW
 
 
 def finish_sign_in(session: Session, username: str, *, succeeded: bool) -> None:

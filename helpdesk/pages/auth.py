@@ -60,7 +60,7 @@ def login():
         return render_template("login.html", form=form, error=None), 400
     now = clock()
     with database().session() as db_session:
-        _, blocked = begin_sign_in(db_session, form.username.data, now)
+        blocked = begin_sign_in(db_session, form.username.data, now)
         if blocked is not None:
             log.warning("sign-in refused unheard for %s: too many refused in a row", _who(db_session, form))
             return render_template("login.html", form=form, error=(
