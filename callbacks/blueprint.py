@@ -155,29 +155,31 @@ def _note() -> str:
     return note
 
 
-def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = None):
+def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = None, **more: str):
     """Run `action(session)`; say `done` (with the reference) or the reason it was refused.
 
     An action may return more to say (a sentence, with the reference as `{reference}`). What
-    is said is shown at the callback itself, where the agent acted, and the page opens there;
-    on a refusal, what they typed (`typed`: the panel and its fields) is put back in the form.
+    is said is shown at the callback itself, where the agent acted, and the page opens there,
+    with `more` (see `_say`); on a refusal, what they typed (`typed`: the panel and its fields)
+    is put back in the form.
     """
     try:
         with database().session() as session:
             reference = queue.reference_of(session, callback_id=callback_id)
             if not reference:
                 abort(404)
-            more = action(session)
+            said = action(session)
     except CallbackError as refusal:
         # Shown at once, with what they typed still in the form (too long for a session cookie).
         return _refused(f"callback-{callback_id}", str(refusal), typed)
-    text = (done + (f" {more}" if isinstance(more, str) else "")).format(reference=reference)
-    return _say(f"callback-{callback_id}", text)
+    text = (done + (f" {said}" if isinstance(said, str) else "")).format(reference=reference)
+    return _say(f"callback-{callback_id}", text, **more)
 
 
 def _say(at: str, text: str, kind: str = "success", **more: str):
     """Back to the queue, where `text` is shown at `at` ("callback-12", "call-CA...", "emails",
-    "awaiting"), and the page opens there; `more`: an `undo` form's address and its `reference`."""
+    "awaiting"), and the page opens there; `more`: an `undo` form's address and its `reference`,
+    or a `link` and its `link_text`."""
     session_store[SAID] = {"at": at, "text": text, "kind": kind, **more}
     return _back(anchor=f"{at}-said")
 
@@ -190,14 +192,15 @@ def _refused(at: str, text: str, typed: dict[str, str] | None = None):
 @bp.post("/queue/<id:callback_id>/claim")
 @role_required(*ROLES)
 def claim(callback_id: int):
+    def take(session):
+        service.claim(session, callback_id, current_user.id, clock())
+
+    if _only() != "free":
+        return _act(callback_id, take, "You have claimed {reference}.")
     # Claimed from "Not claimed", it leaves that list: say where it is now, with a way to it.
-    done = ("You have claimed {reference}. It is now under “Claimed by you”." if _only() == "free"
-            else "You have claimed {reference}.")
-    response = _act(callback_id, lambda s: service.claim(s, callback_id, current_user.id, clock()), done)
-    if _only() == "free" and session_store.get(SAID, {}).get("kind") == "success":
-        session_store[SAID] = {**session_store[SAID], "link": url_for("agents.queue", **_page_args(only="mine"))
-                               + f"#callback-{callback_id}", "link_text": "Go to it"}
-    return response
+    return _act(callback_id, take, "You have claimed {reference}. It is now under “Claimed by you”.",
+                link=url_for("agents.queue", **_page_args(only="mine")) + f"#callback-{callback_id}",
+                link_text="Go to it")
 
 
 @bp.post("/queue/<id:callback_id>/release")
@@ -293,11 +296,12 @@ def log_attempt(callback_id: int):
     def add(session):
         if outcome not in queue.ATTEMPT_OUTCOMES:
             raise CallbackError("Choose what happened on the call.")
-        attempt = service.add_attempt(session, settings(), callback_id=callback_id, agent_id=current_user.id,
-                                      started_at=_started_at(request.form.get("started_at", ""), clock()),
-                                      source="manual", outcome=outcome, now=clock(), note=_note())
+        attempt, corrected = service.add_attempt(
+            session, settings(), callback_id=callback_id, agent_id=current_user.id,
+            started_at=_started_at(request.form.get("started_at", ""), clock()), source="manual", outcome=outcome,
+            now=clock(), note=_note())
         callback = attempt.callback
-        if callback.breached_at is not None and callback.sla_result == "met" and attempt.dialled_at <= callback.due_at:
+        if corrected:
             return "It was made in time, so the breach recorded for {reference} is corrected to met."
         if callback.status == "closed" and callback.outcome == "unreachable":
             return (f"That was attempt {callback.attempts_count} of {settings().callback.max_attempts}, the last, so "

@@ -253,8 +253,10 @@ def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
 
 
 def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent_id: int, started_at: datetime,
-                source: str, outcome: str, now: datetime, call_sid: str | None = None, note: str = "") -> CallbackAttempt:
-    """Record an attempt the agent made and entered: it rang the caller when it started.
+                source: str, outcome: str, now: datetime, call_sid: str | None = None,
+                note: str = "") -> tuple[CallbackAttempt, bool]:
+    """Record an attempt the agent made and entered: it rang the caller when it started. Returns
+    it, and whether it corrected a breach already recorded (see `_dialled`).
 
     "Call back now" records its attempts with `start_call` and `call_placed` instead.
     """
@@ -277,9 +279,9 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         session.add(attempt)
         callback.claimed_by_id = callback.claimed_by_id or agent_id
         session.flush()  # the attempt's id, for the audit log
-        _dialled(session, callback, attempt, started_at, now)
+        corrected = _dialled(session, callback, attempt, started_at, now)
         _after_outcome(callback, settings, attempt, now)
-    return attempt
+    return attempt, corrected
 
 
 def _record_correction(session: Session, callback: Callback, attempt: CallbackAttempt, now: datetime) -> None:
