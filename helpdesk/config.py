@@ -148,6 +148,9 @@ class WebhookSettings:
     # Minutes after a call arrived, not answered and with no ending, to ask Twilio's REST API how it ended
     # (helpdesk/voice/reconcile.py); 0 never asks.
     reconcile_after_minutes: int = 15
+    # The help desk's Twilio numbers: calls to them that never reached the app are looked for in
+    # Twilio's call log (helpdesk/voice/missed.py).
+    twilio_numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -426,7 +429,13 @@ def _parse_webhooks(reader: _Reader) -> WebhookSettings:
     after = reader.number("reconcile_after_minutes", WebhookSettings.reconcile_after_minutes, 0, 24 * 60, int)
     if 0 < after < RECONCILE_MINIMUM:
         reader.fail("reconcile_after_minutes", f"must be 0 (never) or at least {RECONCILE_MINIMUM}, not {after!r}")
-    return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after)
+    numbers = reader.strings("twilio_numbers", ())
+    for number in numbers:
+        if not is_phone_number(number):
+            reader.fail("twilio_numbers", f"has {number!r}, which is not a whole number in international form "
+                                          "(+44 and 9 or 10 digits for a UK number)")
+    _no_repeats(reader, "twilio_numbers", numbers)
+    return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after, twilio_numbers=tuple(numbers))
 
 
 def _parse_callback(reader: _Reader) -> CallbackSettings:

@@ -26,6 +26,7 @@ from callbacks.telephony import ApiBaseHttpClient
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # agent legs of one call: a ring group rings each target once
+LOG_PAGE_SIZE = 1000  # the calls to a number over a period: Twilio's largest page
 
 
 class LookupFailed(Exception):
@@ -98,6 +99,9 @@ class CallLookup(Protocol):
     def recordings(self, call_sid: str) -> list[RecordingFacts]:
         """The recordings of the call `call_sid`. Raises LookupFailed."""
 
+    def calls_to(self, number: str, started_after: datetime, started_before: datetime) -> list[CallFacts]:
+        """Every call to `number` that started between the two instants. Raises LookupFailed."""
+
 
 def _facts(call) -> CallFacts:
     return CallFacts(sid=str(call.sid), parent_sid=call.parent_call_sid, status=str(call.status or ""),
@@ -149,6 +153,13 @@ class TwilioCallLookup:
         return self._ask(f"the legs of call {parent_sid}", lambda client: [
             _facts(call) for call in client.calls.page(parent_call_sid=parent_sid, page_size=PAGE_SIZE)])
 
+    def calls_to(self, number: str, started_after: datetime, started_before: datetime) -> list[CallFacts]:
+        # Every page of the call log (the client follows next_page_uri), however many calls.
+        return self._ask(f"the calls to {number}", lambda client: [
+            _facts(call) for call in client.calls.stream(to=number, start_time_after=started_after,
+                                                         start_time_before=started_before,
+                                                         page_size=LOG_PAGE_SIZE)])
+
     def recordings(self, call_sid: str) -> list[RecordingFacts]:
         return self._ask(f"the recordings of call {call_sid}", lambda client: [
             _recording(recording) for recording in client.calls(call_sid).recordings.page(page_size=PAGE_SIZE)])
@@ -164,6 +175,7 @@ class FakeCallLookup:
     asked: list[str] = field(default_factory=list)
     recorded: list[RecordingFacts] = field(default_factory=list)
     asked_recordings: list[str] = field(default_factory=list)
+    asked_log: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
     def add(self, *calls: CallFacts) -> None:
         self.calls.update((call.sid, call) for call in calls)
@@ -186,6 +198,13 @@ class FakeCallLookup:
         if self.fail is not None:
             raise self.fail
         return [recording for recording in self.recorded if recording.call_sid == call_sid]
+
+    def calls_to(self, number: str, started_after: datetime, started_before: datetime) -> list[CallFacts]:
+        self.asked_log.append((number, started_after, started_before))
+        if self.fail is not None:
+            raise self.fail
+        return [call for call in self.calls.values() if call.to == number and call.start_time is not None
+                and started_after <= call.start_time <= started_before]
 
 
 def lookup_from_environment(environ: Mapping[str, str] | None = None) -> TwilioCallLookup | None:

@@ -20,7 +20,12 @@ TERMINAL = {"completed", "busy", "failed", "no-answer", "canceled"}
 # (helpdesk/voice/reconcile.py): the inbound call itself, each agent leg of its <Dial>, and
 # each recording of the call (asked for only when the caller was offered voicemail).
 API_CALL, API_LEG, API_RECORDING = "api_call", "api_leg", "api_recording"
-API_KINDS = (API_CALL, API_LEG, API_RECORDING)
+# A call to the help desk's number that Twilio's call log has and the app never heard of
+# (helpdesk/voice/missed.py): the Call resource, as for API_CALL. With no other event but the
+# API's, nothing shows the caller was ever offered a person: unless an agent leg answered,
+# the call failed because of us, as a call that reached the fallback URL did.
+API_LOG = "api_log"
+API_KINDS = (API_CALL, API_LEG, API_RECORDING, API_LOG)
 # The decision stored with the request that sent a caller to a screened ring group
 # (routing.screen_calls): an agent leg answering proves nothing until 1 is pressed on it.
 SCREENED = "agents_screened"
@@ -132,7 +137,9 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
         answered_at = arrived_at
     if ended_at is not None and ended_at < (answered_at or arrived_at):
         ended_at = answered_at or arrived_at
-    outcome = _outcome(first_decision, answered_at, ended_at, by_kind, screening)
+    unheard = API_LOG in by_kind and all(kind in API_KINDS for kind in by_kind)
+    outcome = "failed" if unheard and answered_at is None else _outcome(
+        first_decision, answered_at, ended_at, by_kind, screening)
 
     answer_seconds = rings = None
     if answered_at is not None:
@@ -195,7 +202,7 @@ def _estimated_arrival(events: list[Event]) -> datetime:
         duration = _seconds(event.params.get("CallDuration"))
         if event.kind == "status" and duration is not None and event.params.get("CallStatus") in TERMINAL:
             candidates.append(event_time(event) - timedelta(seconds=duration))
-        started = _api_time(event, "StartTime") if event.kind == API_CALL else None
+        started = _api_time(event, "StartTime") if event.kind in (API_CALL, API_LOG) else None
         if started is not None:
             candidates.append(started)
     return min(candidates)
@@ -309,8 +316,13 @@ def _ended(by_kind) -> datetime | None:
     ends = [event_time(e) for e in by_kind.get("status", []) if e.params.get("CallStatus") in TERMINAL]
     # A call that "did not complete successfully" has no EndTime; its last change is its end.
     ends += [_api_time(e, "EndTime") or _api_time(e, "DateUpdated") or e.received_at
-             for e in by_kind.get(API_CALL, []) if e.params.get("CallStatus") in TERMINAL]
+             for e in _api_calls(by_kind) if e.params.get("CallStatus") in TERMINAL]
     return min(ends) if ends else None
+
+
+def _api_calls(by_kind) -> list[Event]:
+    """The Call resource as the REST API gave it: asked about by id, or found in the call log."""
+    return by_kind.get(API_CALL, []) + by_kind.get(API_LOG, [])
 
 
 def _api_time(event: Event, name: str) -> datetime | None:
@@ -335,7 +347,7 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind, screening: Sc
         return "answered"
     if decision == "out_of_hours":
         return "out_of_hours"
-    statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + by_kind.get(API_CALL, [])}
+    statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + _api_calls(by_kind)}
     # A Dial that ended without bridging anybody (every answering leg was screened out) was
     # not answered.
     dial = {"no-answer" if _unbridged(e) else e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}

@@ -124,3 +124,28 @@ def test_an_unreadable_answer_is_a_failure_not_a_crash(stub):
 def test_a_closed_port_means_try_again_later():
     found = failure(f"http://{HOST}:{free_port()}")
     assert found.unreachable and "could not reach Twilio" in found.reason
+
+
+class LastPage(GeneratedAnswers):
+    """As GeneratedAnswers, and the page is the last: Prism makes up a next page's URI, which
+    it then does not know (the following of next pages is tested against `stub`)."""
+
+    def request(self, *args, **kwargs):
+        response = super().request(*args, **kwargs)
+        page = json.loads(response.text)
+        response.content = json.dumps({**page, "next_page_uri": None})
+        return response
+
+
+class LastPageLookup(TwilioCallLookup):
+    http_client_class = LastPage
+
+
+def test_the_calls_to_a_number_over_a_period_are_listed_and_the_request_passes_validation(prism):
+    mark = prism.log_size()
+    since, until = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc), datetime(2026, 11, 24, 17, 30, tzinfo=timezone.utc)
+    calls = LastPageLookup(SID, "token", api_base_url=prism.url).calls_to("+448001217479", since, until)
+    assert all(isinstance(call, CallFacts) for call in calls)
+    log = prism.wait_for_log('Responding with "200"', since=mark)
+    assert f"get /2010-04-01/Accounts/{SID}/Calls.json" in log
+    assert "Request did not pass the validation rules" not in log
