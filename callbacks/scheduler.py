@@ -25,7 +25,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -44,6 +44,7 @@ from helpdesk.clock import now_utc
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
+from helpdesk.voice.missed import LOOK_BACK as MISSED_LOOK_BACK, SETTLE, MissedReport, find_missed
 from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,8 @@ class MailboxJob(LeasedJob):
 @dataclass(eq=False)
 class ReconcileJob(LeasedJob):
     """Asks Twilio's REST API how the calls left with no ending (helpdesk/voice/reconcile.py), and the
-    "Call back now" attempts left "placing" (callbacks/reconcile.py), ended."""
+    "Call back now" attempts left "placing" (callbacks/reconcile.py), ended; and looks in Twilio's
+    call log for calls to webhooks.twilio_numbers that never reached the app (helpdesk/voice/missed.py)."""
 
     lookup: CallLookup | None = None
 
@@ -261,7 +263,12 @@ class ReconcileJob(LeasedJob):
         calls = reconcile_calls(self.database, self.settings, self.lookup, run.now)
         attempts = ReconcileReport() if calls.stopped else reconcile_attempts(
             self.database, self.settings, self.lookup, run.now)
-        run.result = (calls, attempts)
+        missed = MissedReport()
+        if self.settings.webhooks.twilio_numbers and not (calls.stopped or attempts.stopped):
+            settle = max(SETTLE, timedelta(minutes=self.settings.webhooks.reconcile_after_minutes))
+            missed = find_missed(self.database, self.settings, self.lookup, since=run.now - MISSED_LOOK_BACK,
+                                 until=run.now - settle, now=run.now)
+        run.result = (calls, attempts, missed)
 
 
 def _describe(exc: BaseException) -> str:

@@ -109,7 +109,7 @@ def check_config(path: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.source}: valid (version {settings.version}).")
-    for warning in _routing_warnings(settings):
+    for warning in _routing_warnings(settings) + _missed_calls_warnings(settings):
         click.echo(warning)
 
 
@@ -121,6 +121,15 @@ def _routing_warnings(settings) -> list[str]:
         return [f"warning: routing.dial_targets has phone numbers ({', '.join(phones)}) and routing.screen_calls "
                 "is false: if a phone's own voicemail picks up, the call counts as answered. Turn voicemail off on "
                 "those phones, or set screen_calls = true (see the README)."]
+    return []
+
+
+def _missed_calls_warnings(settings) -> list[str]:
+    """Calls made while the app could not be reached would go uncounted."""
+    if settings.webhooks.reconcile_after_minutes and not settings.webhooks.twilio_numbers:
+        return ["warning: webhooks.twilio_numbers is empty: calls made while the app could not be reached "
+                "will not be found in Twilio's call log, and will be missing from every figure. Set it to the "
+                "help desk's Twilio numbers (see the README)."]
     return []
 
 
@@ -312,8 +321,11 @@ def _once_summary(job, outcome) -> str:
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result
     if isinstance(job, ReconcileJob):
-        return " ".join(_reconcile_line(what, report)
-                        for what, report in zip(("Unfinished calls", "Placing callback attempts"), result))
+        lines = [_reconcile_line(what, report)
+                 for what, report in zip(("Unfinished calls", "Placing callback attempts"), result)]
+        if job.settings.webhooks.twilio_numbers:
+            lines.append(_missed_line(result[2]))
+        return " ".join(lines)
     return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
 
 
@@ -341,6 +353,13 @@ def migrated_database_url(wait_if_unreachable: bool = False) -> str:
 def _reconcile_line(what: str, report) -> str:
     return (f"{what}: asked Twilio about {report.checked}; {report.finished} ended, {report.live} still live, "
             f"{report.unknown} unknown to Twilio" + (f"; stopped early: {report.stopped}." if report.stopped else "."))
+
+
+def _missed_line(report) -> str:
+    found = len(report.found)
+    return (f"Twilio's call log: {report.listed} call{'' if report.listed == 1 else 's'} to the help desk, "
+            f"{found} that never reached the app now stored, {report.live} of those still going on"
+            + (f"; stopped early: {report.stopped}." if report.stopped else "."))
 
 
 def _quiet_apscheduler() -> None:
@@ -410,7 +429,7 @@ def scheduler_command(once: bool) -> None:
 
 @main.group("calls")
 def calls_cli() -> None:
-    """Inbound calls whose ending never reached the help desk."""
+    """Inbound calls the help desk heard of only in part, or not at all."""
 
 
 @calls_cli.command("unfinished")
@@ -475,6 +494,75 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
             why += f"; asked {call.asked_at.astimezone(LONDON):%d %b %H:%M}: {ANSWERS.get(call.answer, call.answer)}"
         click.echo(f"  {call.call_sid}  {call.arrived_at.astimezone(LONDON):%a %d %b %Y %H:%M}  "
                    f"{outcome_label(call.outcome):<12}  {why}")
+
+
+@calls_cli.command("missed")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE", required=True,
+              help="The first UK day to look at, YYYY-MM-DD.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE",
+              help="The last UK day to look at, YYYY-MM-DD (default: today).")
+def calls_missed(since, until) -> None:
+    """Find calls that never reached the app in Twilio's call log, and store them.
+
+    Lists the calls to [webhooks] twilio_numbers that started in those days, and stores each one
+    the app never heard of (it was down, or could not be reached), from what the log says. Each
+    counts as failed, a breach in hours, unless an agent answered it, and its caller is owed a
+    callback. The scheduler does this for the last two days; use this for an older outage.
+    Needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, DATABASE_URL and the configuration file.
+    """
+    from datetime import timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from helpdesk.clock import LONDON, now_utc
+    from helpdesk.db import Database
+    from helpdesk.dbutil import database_error
+    from helpdesk.voice.lookup import lookup_from_environment
+    from helpdesk.voice.missed import SETTLE, find_missed
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not settings.webhooks.twilio_numbers:
+        raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
+                                   "numbers, so their calls can be looked for")
+    lookup = lookup_from_environment()
+    if lookup is None:
+        raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
+    now = now_utc()
+    last = until or now.astimezone(LONDON).replace(tzinfo=None)
+    if last.date() < since.date():
+        raise click.ClickException("--until is before --since")
+    first = since.replace(tzinfo=LONDON).astimezone(timezone.utc)
+    end = (datetime.combine(last.date() + timedelta(days=1), datetime.min.time(), LONDON).astimezone(timezone.utc)
+           - timedelta(microseconds=1))
+    end = min(end, now - SETTLE)  # the calls of the last few minutes may still have webhooks on their way
+    if end < first:
+        raise click.ClickException(f"--since is in the future: nothing can be looked for before "
+                                   f"{(now - SETTLE).astimezone(LONDON):%d %b %Y %H:%M}")
+    database = Database(migrated_database_url())
+    try:
+        report = find_missed(database, settings, lookup, since=first, until=end, now=now)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(database_error(exc)) from None
+    finally:
+        database.dispose()
+    period = (f"{first.astimezone(LONDON):%a %d %b %Y %H:%M} to {end.astimezone(LONDON):%a %d %b %Y %H:%M}")
+    click.echo(f"Looked in Twilio's call log from {period}: {report.listed} call"
+               f"{'' if report.listed == 1 else 's'} to {', '.join(settings.webhooks.twilio_numbers)}.")
+    if report.found:
+        click.echo(f"{len(report.found)} never reached the app, and {'is' if len(report.found) == 1 else 'are'} "
+                   "now stored from the log:")
+        for call in report.found:
+            click.echo(f"  {call.sid}  {call.start_time.astimezone(LONDON):%a %d %b %Y %H:%M}")
+    elif not report.live and not report.stopped:
+        click.echo("Every one of them had reached the app.")
+    if report.live:
+        click.echo(f"{report.live} that never reached the app {'is' if report.live == 1 else 'are'} still going on: "
+                   "run this again once they have ended.")
+    if report.stopped:
+        raise click.ClickException(f"stopped early: {report.stopped}. Run it again: what was stored stays stored.")
 
 
 # What Twilio's REST API last said about a call with no ending (helpdesk.voice.reconcile.note_answer).

@@ -6,7 +6,7 @@ Use the `stub` fixture (tests/integration/conftest.py), or `StubApi.running()`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,7 +15,8 @@ from servers import HOST
 
 class StubApi(ThreadingHTTPServer):
     """Answers a request for a path in `answers` with its (status, body), any other with `status`
-    and `body`, after `delay` seconds; `paths` lists the paths asked for, query included."""
+    and `body`, after `delay` seconds; `paths` lists the paths asked for, query included. `route`,
+    if set, is asked first: a function of the path giving (status, body), or None for the rest."""
 
     daemon_threads = True
 
@@ -23,6 +24,7 @@ class StubApi(ThreadingHTTPServer):
         super().__init__((HOST, 0), StubHandler)
         self.status, self.body, self.delay = 201, "{}", 0.0
         self.answers: dict[str, tuple[int, str]] = {}
+        self.route: Callable[[str], tuple[int, str] | None] | None = None
         self.paths: list[str] = []
         self.released = threading.Event()
 
@@ -56,7 +58,8 @@ class StubHandler(BaseHTTPRequestHandler):
     def _answer(self):
         self.server.paths.append(self.path)
         self.server.released.wait(self.server.delay)
-        status, body = self.server.answers.get(self.path, (self.server.status, self.server.body))
+        routed = self.server.route(self.path) if self.server.route else None
+        status, body = routed or self.server.answers.get(self.path, (self.server.status, self.server.body))
         data = body.encode()
         try:
             self.send_response(status)

@@ -100,6 +100,17 @@ def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp
     assert result.exit_code == 0
     assert "warning: routing.dial_targets has phone numbers (+447700900123)" in result.output
     config.write_text(WALES + "screen_calls = true\n")
+    assert "routing.dial_targets" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+
+
+def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_looked_for(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(WALES + "screen_calls = true\n")
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0 and "warning: webhooks.twilio_numbers is empty" in result.output
+    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n')
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\nreconcile_after_minutes = 0\n')
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 

@@ -348,7 +348,7 @@ def test_the_scheduler_runs_the_check_with_twilio_credentials_and_not_without(mi
     reconcilers = [each for each in scheduled_jobs(job, lookup=given) if isinstance(each, ReconcileJob)]
     assert len(reconcilers) == 1 and reconcilers[0].lookup is given
     run = reconcilers[0]()
-    assert run.held and not run.failed and [report.checked for report in run.result] == [0, 0]
+    assert run.held and not run.failed and [report.checked for report in run.result[:2]] == [0, 0]
 
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         monkeypatch.delenv(name, raising=False)

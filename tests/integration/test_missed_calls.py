@@ -1,0 +1,269 @@
+"""Calls that never reached the app, found in Twilio's call log and stored (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
+from helpdesk.config import ConfigError
+from helpdesk.db import Database
+from helpdesk.models import Call, Callback, TwilioEvent
+from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed
+from helpdesk.voice.missed import find_missed
+from tests.integration.conftest import OPEN_TIME, make_settings
+from tests.integration.test_reconcile import cli_env, run_cli
+from tests.integration.twilio_requests import inbound, post, sid
+
+DESK = "+448001217479"  # the help desk's Twilio number (as twilio_requests.inbound calls it)
+OTHER = "+448001217000"  # another number on the same Twilio account
+CALLER = "+447700900123"
+LEG = sid(950)
+SATURDAY = datetime(2026, 11, 28, 11, 0, tzinfo=timezone.utc)
+LATER = OPEN_TIME + timedelta(hours=1)
+
+
+@pytest.fixture
+def settings():
+    return make_settings(webhooks={"twilio_numbers": [DESK]})
+
+
+def logged(call_sid: str, *, status: str = "completed", start: datetime = OPEN_TIME, seconds: int | None = 8,
+           to: str = DESK, direction: str = "inbound") -> CallFacts:
+    """A call as Twilio's call log lists it: with the app down, Twilio answered it with its error message."""
+    return CallFacts(sid=call_sid, parent_sid=None, status=status, start_time=start,
+                     end_time=start + timedelta(seconds=seconds) if seconds is not None else None,
+                     duration=str(seconds) if seconds is not None else None, from_=CALLER, to=to, direction=direction,
+                     updated=start + timedelta(seconds=seconds or 0))
+
+
+def find(app, lookup, now=LATER, since=OPEN_TIME - timedelta(hours=1), until=None):
+    return find_missed(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup,
+                       since=since, until=until or now - timedelta(minutes=5), now=now)
+
+
+def the_call(app, n: int) -> Call | None:
+    with app.extensions["helpdesk.db"].session() as session:
+        return session.scalars(select(Call).where(Call.call_sid == sid(n))).one_or_none()
+
+
+def count(app, model, *where) -> int:
+    with app.extensions["helpdesk.db"].session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_a_call_the_app_never_heard_of_is_stored_as_failed_and_owes_a_callback(app, caplog):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(1)))
+
+    with caplog.at_level(logging.WARNING, logger="helpdesk.voice.missed"):
+        report = find(app, lookup)
+
+    assert (report.listed, [call.sid for call in report.found], report.live, report.stopped) == (1, [sid(1)], 0, None)
+    call = the_call(app, 1)
+    assert (call.outcome, call.in_hours, call.countable, call.sla_result) == ("failed", True, True, "breached")
+    assert (call.arrived_at, call.ended_at) == (OPEN_TIME, OPEN_TIME + timedelta(seconds=8))
+    assert (call.incoming_seen, call.from_api, call.caller_number) == (False, True, CALLER)
+    assert call.enquiry_id is not None
+    with app.extensions["helpdesk.db"].session() as session:
+        callback = session.scalars(select(Callback)).one()
+    assert (callback.call_sid, callback.reason, callback.status) == (sid(1), "failed", "open")
+    assert callback.owed_from == OPEN_TIME  # from when they called, as for any missed call
+    assert f"{sid(1)} to {DESK} never reached the app" in caplog.text
+    assert CALLER not in caplog.text  # nothing personal in the log
+
+
+def test_calls_the_app_heard_of_are_left_as_they_are(app, client, clock):
+    clock.now = OPEN_TIME
+    assert post(client, "/twilio/voice/incoming", inbound(sid(2))).status_code == 200
+    before = the_call(app, 2)
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(2)))
+
+    report = find(app, lookup)
+
+    assert (report.listed, report.found) == (1, [])
+    after = the_call(app, 2)
+    assert (after.outcome, after.incoming_seen, after.from_api) == (before.outcome, True, False)
+    assert count(app, TwilioEvent, TwilioEvent.kind == "api_log") == 0
+
+
+def test_a_call_still_going_on_is_left_for_a_later_run_and_stored_once(app):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(3), status="in-progress", seconds=None))
+    assert (find(app, lookup).live, the_call(app, 3)) == (1, None)
+
+    lookup.add(logged(sid(3), seconds=40))
+    assert [call.sid for call in find(app, lookup).found] == [sid(3)]
+    assert find(app, lookup).found == []  # heard of now: a second run stores nothing
+    assert count(app, TwilioEvent, TwilioEvent.call_sid == sid(3)) == 1
+    assert the_call(app, 3).ended_at == OPEN_TIME + timedelta(seconds=40)
+
+
+def test_a_call_missed_while_the_desk_was_closed_is_stored_but_not_counted(app):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(4), start=SATURDAY))
+
+    find(app, lookup, now=SATURDAY + timedelta(hours=1), since=SATURDAY - timedelta(hours=1))
+
+    call = the_call(app, 4)
+    assert (call.outcome, call.in_hours, call.countable, call.sla_result) == ("failed", False, False, None)
+
+
+def test_an_agent_leg_that_answered_makes_it_answered_in_so_many_rings(app):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(5), seconds=120),
+               CallFacts(sid=LEG, parent_sid=sid(5), status="completed", start_time=OPEN_TIME + timedelta(seconds=1),
+                         end_time=OPEN_TIME + timedelta(seconds=119), duration="107", from_=DESK,
+                         to="+447700900001", direction="outbound-dial"))
+
+    find(app, lookup)
+
+    call = the_call(app, 5)
+    assert (call.outcome, call.answer_seconds, call.rings, call.sla_result) == ("answered", 12.0, 5, "met")
+    assert (call.agent_leg_sid, call.incoming_seen) == (LEG, False)
+    assert count(app, Callback) == 0
+
+
+def test_only_inbound_calls_to_the_desks_numbers_in_the_period_are_taken(app):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(6), to=OTHER),  # another service on the same account
+               logged(sid(7), direction="outbound-api"),  # a call placed from the number, not to it
+               logged(sid(8), start=OPEN_TIME - timedelta(hours=2)),  # before the period
+               logged(sid(9)))
+
+    report = find(app, lookup)
+
+    assert (report.listed, [call.sid for call in report.found]) == (1, [sid(9)])
+    assert [number for number, _, _ in lookup.asked_log] == [DESK]
+    assert [the_call(app, n) is None for n in (6, 7, 8, 9)] == [True, True, True, False]
+
+
+def test_twilio_unreachable_stops_the_run_and_nothing_is_lost(app):
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(10)))
+    lookup.fail = LookupFailed("the calls to +448001217479: could not reach Twilio (ConnectionError)",
+                               unreachable=True)
+
+    report = find(app, lookup)
+
+    assert (report.found, report.stopped) == ([], "the calls to +448001217479: could not reach Twilio (ConnectionError)")
+    assert the_call(app, 10) is None
+    lookup.fail = None
+    assert [call.sid for call in find(app, lookup).found] == [sid(10)]
+
+
+def test_no_numbers_configured_means_nothing_is_asked(migrated_url):
+    database = Database(migrated_url)
+    try:
+        lookup = FakeCallLookup()
+        lookup.add(logged(sid(11)))
+        report = find_missed(database, make_settings(), lookup, since=OPEN_TIME - timedelta(hours=1), until=LATER,
+                             now=LATER)
+    finally:
+        database.dispose()
+    assert (report.listed, report.found, lookup.asked_log) == (0, [], [])
+
+
+def test_the_scheduler_looks_over_the_last_two_days_once_webhooks_have_had_time(migrated_url, settings):
+    job = SweepJob(settings=settings, database=Database(migrated_url), clock=lambda: LATER)
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(12)), logged(sid(13), start=LATER - timedelta(minutes=3)))
+    reconciler = next(each for each in scheduled_jobs(job, lookup=lookup) if isinstance(each, ReconcileJob))
+
+    run = reconciler()
+
+    assert run.held and not run.failed
+    assert [call.sid for call in run.result[2].found] == [sid(12)]  # sid(13) is left to its webhooks for now
+    assert lookup.asked_log == [(DESK, LATER - timedelta(days=2), LATER - timedelta(minutes=15))]
+    reconciler.release()
+
+
+@pytest.mark.parametrize("numbers, message", [
+    (["0800 121 7479"], "twilio_numbers has '0800 121 7479', which is not a whole number in international form"),
+    ([DESK, DESK], f"twilio_numbers has '{DESK}' twice"),
+])
+def test_the_desks_numbers_are_checked(numbers, message):
+    with pytest.raises(ConfigError) as refused:
+        make_settings(webhooks={"twilio_numbers": numbers})
+    assert f"test.toml: webhooks.{message}" in str(refused.value)
+
+
+# --------------------------------------------------------------------------- helpdesk calls missed
+
+
+def config_with_numbers(path, numbers=(DESK,)):
+    from tests.integration.test_scheduler import write_config
+
+    write_config(path)
+    path.write_text(path.read_text() + f"\n[webhooks]\ntwilio_numbers = {json.dumps(list(numbers))}\n")
+    return path
+
+
+def test_helpdesk_calls_missed_needs_the_numbers_and_credentials(migrated_url, tmp_path):
+    from tests.integration.test_scheduler import write_config
+
+    env = cli_env(migrated_url, write_config(tmp_path / "plain.toml"))
+    result = run_cli(["calls", "missed", "--since", "2026-11-24"], env)
+    assert result.exit_code == 1 and "set [webhooks] twilio_numbers" in result.output
+
+    env = cli_env(migrated_url, config_with_numbers(tmp_path / "numbers.toml"))
+    result = run_cli(["calls", "missed", "--since", "2026-11-24"], env)
+    assert result.exit_code == 1
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio" in result.output
+    assert run_cli(["calls", "missed"], env).exit_code == 2  # --since is required
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of_the_log(migrated_url, tmp_path,
+                                                                                        stub):
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    calls = f"/2010-04-01/Accounts/AC{'0' * 32}/Calls"
+
+    def listed(n, page, next_page):
+        call = {"sid": sid(n), "parent_call_sid": None, "status": "completed", "from": CALLER, "to": DESK,
+                "start_time": format_datetime(start + timedelta(minutes=n)),
+                "end_time": format_datetime(start + timedelta(minutes=n, seconds=6)), "duration": "6",
+                "direction": "inbound"}
+        return 200, json.dumps({"calls": [call], "page": page, "page_size": 1, "next_page_uri": next_page})
+
+    def route(path):  # every page of the period's list; each leg list is empty (the default)
+        query = parse_qs(urlsplit(path).query)
+        if "To" not in query:
+            return None
+        return listed(2, 1, None) if query.get("Page") == ["1"] else listed(1, 0, f"{calls}.json?To=x&Page=1")
+
+    stub.route = route
+    stub.status, stub.body = 200, json.dumps({"calls": [], "page": 0, "page_size": 100})
+    env = {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+
+    result = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == ("Looked in Twilio's call log from Tue 24 Nov 2026 00:00 to Tue 24 Nov 2026 23:59: "
+                        f"2 calls to {DESK}.")
+    assert lines[1:] == ["2 never reached the app, and are now stored from the log:",
+                         f"  {sid(1)}  Tue 24 Nov 2026 10:01", f"  {sid(2)}  Tue 24 Nov 2026 10:02"]
+    pages = [path for path in stub.paths if "To=" in path]
+    assert len(pages) == 2 and "Page=1" in pages[1]
+    query = parse_qs(urlsplit(pages[0]).query)
+    assert (query["To"], query["StartTime>"], query["StartTime<"], query["PageSize"]) == (
+        [DESK], ["2026-11-24T00:00:00Z"], ["2026-11-24T23:59:59Z"], ["1000"])
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            stored = session.scalars(select(Call).order_by(Call.call_sid)).all()
+    finally:
+        database.dispose()
+    assert [(call.call_sid, call.outcome, call.countable, call.sla_result) for call in stored] == [
+        (sid(1), "failed", True, "breached"), (sid(2), "failed", True, "breached")]
+
+    again = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
+    assert again.exit_code == 0 and again.output.splitlines()[1] == "Every one of them had reached the app."
