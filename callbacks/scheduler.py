@@ -250,6 +250,8 @@ class ReconcileJob(LeasedJob):
     call log for calls to webhooks.twilio_numbers that never reached the app (helpdesk/voice/missed.py)."""
 
     lookup: CallLookup | None = None
+    # Where the next look in Twilio's call log starts; None: LOOK_BACK before the run.
+    missed_from: datetime | None = None
 
     lease: ClassVar[str] = "calls.reconcile"
     job_id: ClassVar[str] = RECONCILE_JOB_ID
@@ -266,8 +268,11 @@ class ReconcileJob(LeasedJob):
         missed = MissedReport()
         if self.settings.webhooks.twilio_numbers and not (calls.stopped or attempts.stopped):
             settle = max(SETTLE, timedelta(minutes=self.settings.webhooks.reconcile_after_minutes))
-            missed = find_missed(self.database, self.settings, self.lookup, since=run.now - MISSED_LOOK_BACK,
-                                 until=run.now - settle, now=run.now)
+            since = max(run.now - MISSED_LOOK_BACK, self.missed_from or run.now - MISSED_LOOK_BACK)
+            until = run.now - settle
+            missed = find_missed(self.database, self.settings, self.lookup, since=since, until=until, now=run.now)
+            if not missed.stopped:
+                self.missed_from = min(until, missed.earliest_live or until)
         run.result = (calls, attempts, missed)
 
 

@@ -30,8 +30,9 @@ from helpdesk.voice.projection import API_LEG, API_LOG, TERMINAL
 
 log = logging.getLogger(__name__)
 
-# The scheduler looks this far back on every run: two days, as for unfinished calls, so a
-# call missed while the scheduler was down too is found once it is back.
+# The scheduler looks this far back when it starts: two days, as for unfinished calls, so a
+# call missed while the scheduler was down too is found once it is back. Later runs look from
+# where the last one finished (or from the first call it left because it was still going on).
 LOOK_BACK = timedelta(days=2)
 # Calls that started in the last few minutes are left to their webhooks, which may still be
 # on their way; the scheduler leaves webhooks.reconcile_after_minutes.
@@ -44,6 +45,7 @@ class MissedReport:
     listed: int = 0  # inbound calls to the help desk's numbers in the log
     found: list[CallFacts] = field(default_factory=list)  # of them, never heard of by the app: stored now
     live: int = 0  # never heard of, still going on at Twilio: left for a later run
+    earliest_live: datetime | None = None  # when the first of those started: a later run looks from there
     stopped: str | None = None  # why the run gave up (Twilio unreachable, or its answer unusable)
 
 
@@ -63,6 +65,7 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
         for call in _unheard_of(database, calls):
             if call.status not in TERMINAL:
                 report.live += 1
+                report.earliest_live = min(report.earliest_live or call.start_time, call.start_time)
                 continue
             try:
                 legs = [leg for leg in lookup.legs(call.sid) if leg.parent_sid == call.sid]

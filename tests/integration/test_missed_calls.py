@@ -184,6 +184,29 @@ def test_the_scheduler_looks_over_the_last_two_days_once_webhooks_have_had_time(
     reconciler.release()
 
 
+def test_later_runs_look_from_where_the_last_one_finished_or_from_a_call_still_going_on(migrated_url, settings):
+    now = [LATER]
+    job = SweepJob(settings=settings, database=Database(migrated_url), clock=lambda: now[0])
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(14), status="in-progress", seconds=None, start=LATER - timedelta(minutes=30)))
+    reconciler = next(each for each in scheduled_jobs(job, lookup=lookup) if isinstance(each, ReconcileJob))
+
+    assert reconciler().result[2].live == 1
+    now[0] = LATER + timedelta(minutes=5)
+    reconciler()
+    now[0] = LATER + timedelta(minutes=10)
+    lookup.add(logged(sid(14), seconds=600, start=LATER - timedelta(minutes=30)))
+    assert [call.sid for call in reconciler().result[2].found] == [sid(14)]
+    now[0] = LATER + timedelta(minutes=15)
+    reconciler()
+
+    assert [since for _, since, _ in lookup.asked_log] == [
+        LATER - timedelta(days=2),  # the first run looks two days back
+        LATER - timedelta(minutes=30), LATER - timedelta(minutes=30),  # then from the call still going on
+        LATER - timedelta(minutes=5)]  # once it is stored, from where the last run finished
+    reconciler.release()
+
+
 @pytest.mark.parametrize("numbers, message", [
     (["0800 121 7479"], "twilio_numbers has '0800 121 7479', which is not a whole number in international form"),
     ([DESK, DESK], f"twilio_numbers has '{DESK}' twice"),
