@@ -290,3 +290,25 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
 
     again = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
     assert again.exit_code == 0 and again.output.splitlines()[1] == "Every one of them had reached the app."
+
+
+def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_arrival_from_twilio(app, migrated_url):
+    from datetime import date
+
+    from metrics.evidence.fields import Redactor
+    from metrics.evidence.rows import CALL_COLUMNS, call_rows
+    from metrics.evidence.snapshot import snapshot
+    from metrics.periods import date_range_period
+
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(15)))
+    find(app, lookup)
+
+    period = date_range_period(date(2026, 11, 24), date(2026, 11, 24))
+    with snapshot(migrated_url) as connection:
+        header, rows = call_rows(connection, period.start, period.end, Redactor("masked"))
+        row = dict(zip(header, next(iter(rows))))
+    assert header == CALL_COLUMNS
+    assert (row["call_sid"], row["arrived"], row["outcome"], row["counted"], row["ten_ring_result"]) == (
+        sid(15), "2026-11-24T10:00:00.000+00:00", "failed", "yes", "breached")
+    assert (row["from_twilio_api"], row["arrival_estimated"], row["answered"]) == ("yes", "yes", "")
