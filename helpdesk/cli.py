@@ -356,10 +356,11 @@ def _reconcile_line(what: str, report) -> str:
 
 
 def _missed_line(report) -> str:
-    found = len(report.found)
-    return (f"Twilio's call log: {report.listed} call{'' if report.listed == 1 else 's'} to the help desk, "
-            f"{found} that never reached the app now stored, {report.live} of those still going on"
-            + (f"; stopped early: {report.stopped}." if report.stopped else "."))
+    line = (f"Twilio's call log: {report.listed} call{'' if report.listed == 1 else 's'} to the help desk; "
+            f"{len(report.found)} had never reached the app and {'is' if len(report.found) == 1 else 'are'} now stored")
+    if report.live:
+        line += f"; {report.live} that never reached it {'is' if report.live == 1 else 'are'} still going on"
+    return line + (f"; stopped early: {report.stopped}." if report.stopped else ".")
 
 
 def _quiet_apscheduler() -> None:

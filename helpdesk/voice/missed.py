@@ -12,6 +12,10 @@ log, and store each one the app never heard of from what the log says: the call 
 elsewhere perhaps) as "api_leg" events. The projection (helpdesk/voice/projection.py) counts
 such a call as failed unless an agent leg answered it, and a callback is owed as for any
 missed call. Calls still going on are left for a later run.
+
+A webhook of such a call that was still waiting in a server's spool (helpdesk/spool.py) is
+stored later as usual, and the record recomputed with it: whatever the webhooks say comes
+first, and the call's log entry only fills the gaps, as an "api_call" would.
 """
 from __future__ import annotations
 

@@ -312,3 +312,33 @@ def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_ar
     assert (row["call_sid"], row["arrived"], row["outcome"], row["counted"], row["ten_ring_result"]) == (
         sid(15), "2026-11-24T10:00:00.000+00:00", "failed", "yes", "breached")
     assert (row["from_twilio_api"], row["arrival_estimated"], row["answered"]) == ("yes", "yes", "")
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_scheduler_once_says_what_it_found_in_the_call_log(migrated_url, tmp_path, stub):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=40)
+    call = {"sid": sid(16), "parent_call_sid": None, "status": "completed", "from": CALLER, "to": DESK,
+            "start_time": format_datetime(started), "end_time": format_datetime(started + timedelta(seconds=5)),
+            "duration": "5", "direction": "inbound"}
+
+    def route(path):
+        query = parse_qs(urlsplit(path).query)
+        if "To" in query:
+            return 200, json.dumps({"calls": [call], "page": 0, "page_size": 1000, "next_page_uri": None})
+        return 200, json.dumps({"calls": [], "page": 0, "page_size": 100})  # its legs: none
+
+    stub.route = route
+    env = {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+
+    result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert ("Twilio's call log: 1 call to the help desk; 1 had never reached the app and is now stored."
+            in result.output)
+    again = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
+    assert "Twilio's call log: 1 call to the help desk; 0 had never reached the app and are now stored." in again.output
