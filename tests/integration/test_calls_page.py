@@ -20,7 +20,7 @@ def utc(*args) -> datetime:
 def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answered", answer_seconds: float | None = None,
              countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
              caller_type: str = "customer", in_hours: bool = True, reference: str | None = None,
-             from_api: bool = False) -> None:
+             from_api: bool = False, incoming_seen: bool = True) -> None:
     """A call as the projection would have stored it, with its enquiry."""
     rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
     enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
@@ -30,7 +30,7 @@ def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answer
         sla_result=sla_result, caller_number=caller, caller_type=caller_type, rings=rings,
         answer_seconds=answer_seconds,
         answered_at=None if answer_seconds is None else arrived_at + timedelta(seconds=answer_seconds),
-        enquiry=enquiry, from_api=from_api,
+        enquiry=enquiry, from_api=from_api, incoming_seen=incoming_seen,
     )
     with db_session.begin():
         db_session.add(call)
@@ -100,8 +100,12 @@ def test_the_day_summary_counts_offered_countable_met_breached_and_compliance(ma
 def test_a_call_finished_from_twilios_call_record_says_so(manager, db_session):
     add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
     add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False, from_api=True)
+    # Found in Twilio's call log: the app never heard of it at all.
+    add_call(db_session, 3, utc(2026, 11, 24, 9, 10), outcome="failed", sla_result="breached", from_api=True,
+             incoming_seen=False)
     table = rows(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
     assert [row[5] for row in table] == [
+        "FailedFrom Twilio's call record: the help desk never heard this call arrive",
         "AbandonedFrom Twilio's call record: its last updates never reached the help desk", "Answered"]
 
 
