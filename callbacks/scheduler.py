@@ -272,7 +272,7 @@ class ReconcileJob(LeasedJob):
             until = run.now - settle
             missed = find_missed(self.database, self.settings, self.lookup, since=since, until=until, now=run.now)
             if not missed.stopped:
-                self.missed_from = min(until, missed.earliest_live or until)
+                self.missed_from = min(until, missed.hold_from or until)
         run.result = (calls, attempts, missed)
 
 
@@ -300,7 +300,9 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
         lookup = lookup or lookup_from_environment()
         if lookup is None:
             log.warning("calls whose last webhooks never came stay unfinished: set TWILIO_ACCOUNT_SID and "
-                        "TWILIO_AUTH_TOKEN to ask Twilio how they ended (webhooks.reconcile_after_minutes)")
+                        "TWILIO_AUTH_TOKEN to ask Twilio how they ended (webhooks.reconcile_after_minutes)"
+                        + ("; calls that never reached the app are not looked for in Twilio's call log either"
+                           if job.settings.webhooks.twilio_numbers else ""))
         else:
             jobs.append(ReconcileJob(database=Database(url), lookup=lookup, **shared))
     return jobs

@@ -116,6 +116,32 @@ def record_event(
     return bool(inserted)
 
 
+def record_unheard_call(
+    connection: Connection,
+    settings: Settings,
+    *,
+    call_sid: str,
+    events: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
+    received_at: datetime,
+) -> bool:
+    """Journal the events (kind, path, params) of a call the app never heard of, found in
+    Twilio's call log (helpdesk/voice/missed.py), and project it: all in one transaction, and
+    only if the journal still holds no event of the call once its row is locked. A webhook
+    stored meanwhile (replayed from a spool, say) means the app did hear of it: then nothing is
+    stored and False is returned.
+    """
+    with connection.begin():
+        sql = _statements(connection.dialect)
+        locked = _lock_call(connection, sql, call_sid)
+        if connection.execute(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid).limit(1)).first():
+            return False
+        for kind, path, params in events:
+            row = _event_row(kind, path, params, received_at, call_sid, None, None)
+            sql.new_event.execute(connection, row)
+        _refresh(connection, sql, settings, locked, call_sid, now=received_at)
+    return True
+
+
 def journal_only(
     connection: Connection,
     *,

@@ -30,11 +30,12 @@ LOG_PAGE_SIZE = 1000  # the calls to a number over a period: Twilio's largest pa
 
 
 class LookupFailed(Exception):
-    """The API could not say; `unreachable` when it could not be asked at all (try later)."""
+    """The API could not say; `unreachable` when it could not be asked at all (try later);
+    `refused` when Twilio did not take the credentials (HTTP 401 or 403)."""
 
-    def __init__(self, reason: str, *, unreachable: bool = False, not_found: bool = False):
+    def __init__(self, reason: str, *, unreachable: bool = False, not_found: bool = False, refused: bool = False):
         super().__init__(reason)
-        self.reason, self.unreachable, self.not_found = reason, unreachable, not_found
+        self.reason, self.unreachable, self.not_found, self.refused = reason, unreachable, not_found, refused
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class TwilioCallLookup:
         except TwilioRestException as error:
             raise LookupFailed(f"{what}: Twilio answered HTTP {error.status} (code {error.code})",
                                unreachable=error.status >= 500 or error.status == 429,
-                               not_found=error.status == 404) from error
+                               not_found=error.status == 404, refused=error.status in (401, 403)) from error
         except requests.RequestException as error:
             raise LookupFailed(f"{what}: could not reach Twilio ({type(error).__name__})", unreachable=True) from error
         except (TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
@@ -140,7 +141,7 @@ class TwilioCallLookup:
             status = getattr(error.args[1], "status_code", 0) if len(error.args) > 1 else 0
             if isinstance(status, int) and status >= 300:
                 raise LookupFailed(f"{what}: Twilio answered HTTP {status}", unreachable=status >= 500 or status == 429,
-                                   not_found=status == 404) from error
+                                   not_found=status == 404, refused=status in (401, 403)) from error
             raise LookupFailed(f"{what}: Twilio's answer could not be read ({type(error).__name__})") from error
         finally:
             if http.session is not None:

@@ -23,12 +23,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import TwilioEvent
-from helpdesk.voice.journal import record_event
+from helpdesk.voice.journal import record_unheard_call
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
 from helpdesk.voice.projection import API_LEG, API_LOG, TERMINAL
 
@@ -46,68 +46,102 @@ _IN = 500  # call SIDs in one IN (...) when looking for those already stored
 
 @dataclass
 class MissedReport:
-    listed: int = 0  # inbound calls to the help desk's numbers in the log
+    listed: int = 0  # inbound calls to the help desk's numbers in the log (each once)
     found: list[CallFacts] = field(default_factory=list)  # of them, never heard of by the app: stored now
+    stored_before: int = 0  # of them, found in the log by an earlier look
     live: int = 0  # never heard of, still going on at Twilio: left for a later run
-    earliest_live: datetime | None = None  # when the first of those started: a later run looks from there
-    stopped: str | None = None  # why the run gave up (Twilio unreachable, or its answer unusable)
+    failed: int = 0  # never heard of, but Twilio's answer about its legs could not be used: left for a later run
+    unreadable: int = 0  # listed with no start time Twilio's answer could give: left alone
+    hold_from: datetime | None = None  # when the first call left for a later run started: the next look starts there
+    stopped: str | None = None  # why the run gave up (Twilio unreachable, or its list unusable)
+    refused: bool = False  # it gave up because Twilio did not take the credentials
+
+    def hold(self, call: CallFacts) -> None:
+        self.hold_from = min(self.hold_from or call.start_time, call.start_time)
 
 
 def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, since: datetime, until: datetime,
                 now: datetime) -> MissedReport:
     """Store every call to `webhooks.twilio_numbers` that started between `since` and `until`
-    and that the app never heard of, from Twilio's call log."""
+    and that the app never heard of, from Twilio's call log.
+
+    Stops when a number's calls cannot be listed, or Twilio cannot be reached; a call whose legs
+    Twilio gives no usable answer about is left for a later run, and the others are stored.
+    """
     report = MissedReport()
     for number in settings.webhooks.twilio_numbers:
         try:
-            calls = [call for call in lookup.calls_to(number, since, until) if _inbound(call, number, since, until)]
+            listed = lookup.calls_to(number, since, until)
         except LookupFailed as failure:
-            report.stopped = failure.reason
-            log.warning("missed calls: stopped, to try again later: %s", failure.reason)
-            return report
+            return _stop(report, failure)
+        calls = _inbound(listed, number, since, until, report)
         report.listed += len(calls)
-        for call in _unheard_of(database, calls):
+        unheard, report.stored_before = _unheard_of(database, calls, report.stored_before)
+        for call in unheard:
             if call.status not in TERMINAL:
                 report.live += 1
-                report.earliest_live = min(report.earliest_live or call.start_time, call.start_time)
+                report.hold(call)
                 continue
             try:
                 legs = [leg for leg in lookup.legs(call.sid) if leg.parent_sid == call.sid]
             except LookupFailed as failure:
-                report.stopped = failure.reason
-                log.warning("missed calls: stopped, to try again later: %s", failure.reason)
-                return report
-            _store(database, settings, call, legs, now)
-            report.found.append(call)
-            log.warning("missed calls: %s to %s never reached the app; stored from Twilio's call log",
-                        call.sid, number)
+                if failure.unreachable:
+                    return _stop(report, failure)
+                report.failed += 1
+                report.hold(call)
+                log.warning("missed calls: %s left for a later look: %s", call.sid, failure.reason)
+                continue
+            if _store(database, settings, call, legs, now):
+                report.found.append(call)
+                log.warning("missed calls: %s to %s never reached the app; stored from Twilio's call log",
+                            call.sid, number)
+            else:
+                log.info("missed calls: %s reached the app after all (a webhook was stored meanwhile)", call.sid)
     return report
 
 
-def _inbound(call: CallFacts, number: str, since: datetime, until: datetime) -> bool:
-    # The log's filters are Twilio's: check what came back is what was asked for.
-    return (call.parent_sid is None and call.direction == "inbound" and call.to == number
-            and call.start_time is not None and since <= call.start_time <= until)
+def _stop(report: MissedReport, failure: LookupFailed) -> MissedReport:
+    report.stopped, report.refused = failure.reason, failure.refused
+    log.warning("missed calls: stopped, to try again later: %s", failure.reason)
+    return report
 
 
-def _unheard_of(database: Database, calls: list[CallFacts]) -> list[CallFacts]:
-    """Those of `calls` of which the journal holds no event at all."""
+def _inbound(listed: list[CallFacts], number: str, since: datetime, until: datetime,
+             report: MissedReport) -> list[CallFacts]:
+    """The calls to `number` in the period, each once. The log's filters are Twilio's: check
+    that what came back is what was asked for."""
+    calls: dict[str, CallFacts] = {}
+    for call in listed:
+        if call.parent_sid is not None or call.direction != "inbound" or call.to != number:
+            continue
+        if call.start_time is None:
+            report.unreadable += 1
+            log.warning("missed calls: Twilio's call log gives %s no start time; left alone", call.sid)
+        elif since <= call.start_time <= until:
+            calls.setdefault(call.sid, call)
+    return list(calls.values())
+
+
+def _unheard_of(database: Database, calls: list[CallFacts], stored_before: int) -> tuple[list[CallFacts], int]:
+    """Those of `calls` of which the journal holds no event at all, by start; and `stored_before`
+    plus how many of the others were found in the log by an earlier look."""
     heard: set[str] = set()
-    sids = sorted({call.sid for call in calls})
+    sids = sorted(call.sid for call in calls)
     with database.session() as session:
         for start in range(0, len(sids), _IN):
+            chunk = sids[start:start + _IN]
             heard.update(session.scalars(select(TwilioEvent.call_sid).distinct()
-                                         .where(TwilioEvent.call_sid.in_(sids[start:start + _IN]))))
-    unheard = {call.sid: call for call in calls if call.sid not in heard}
-    return sorted(unheard.values(), key=lambda call: (call.start_time, call.sid))
+                                         .where(TwilioEvent.call_sid.in_(chunk))))
+            stored_before += session.scalar(select(func.count(distinct(TwilioEvent.call_sid)))
+                                            .where(TwilioEvent.call_sid.in_(chunk), TwilioEvent.kind == API_LOG))
+    unheard = [call for call in calls if call.sid not in heard]
+    return sorted(unheard, key=lambda call: (call.start_time, call.sid)), stored_before
 
 
-def _store(database: Database, settings: Settings, call: CallFacts, legs: list[CallFacts], now: datetime) -> None:
-    """Journal the log's account of one call, legs first: its callback (if owed) is decided
-    once, with everything known."""
+def _store(database: Database, settings: Settings, call: CallFacts, legs: list[CallFacts], now: datetime) -> bool:
+    """Journal the log's account of one call, its legs and the call together (its callback, if
+    owed, is decided once, with everything known); False if the app heard of it meanwhile."""
+    events = [(API_LEG, f"api:Calls/{leg.sid}", leg.params()) for leg in legs]
+    events.append((API_LOG, f"api:Calls/{call.sid}", call.params()))
     with database.connection() as connection:
-        for leg in legs:
-            record_event(connection, settings, kind=API_LEG, path=f"api:Calls/{leg.sid}", params=leg.params(),
-                         received_at=now)
-        record_event(connection, settings, kind=API_LOG, path=f"api:Calls/{call.sid}", params=call.params(),
-                     received_at=now)
+        return record_unheard_call(connection, settings, call_sid=call.sid, events=events, received_at=now)
