@@ -126,10 +126,14 @@ def _routing_warnings(settings) -> list[str]:
 
 def _missed_calls_warnings(settings) -> list[str]:
     """Calls made while the app could not be reached would go uncounted."""
-    if settings.webhooks.reconcile_after_minutes and not settings.webhooks.twilio_numbers:
-        return ["warning: webhooks.twilio_numbers is empty: calls made while the app could not be reached "
-                "will not be found in Twilio's call log, and will be missing from every figure. Set it to the "
-                "help desk's Twilio numbers (see the README)."]
+    missing = ("calls made while the app could not be reached will not be found in Twilio's call log, and will be "
+               "missing from every figure")
+    if not settings.webhooks.twilio_numbers:
+        return [f"warning: webhooks.twilio_numbers is empty: {missing}. Set it to the help desk's Twilio numbers "
+                "(see the README)."]
+    if not settings.webhooks.reconcile_after_minutes:
+        return [f"warning: webhooks.reconcile_after_minutes is 0, so the scheduler never asks Twilio: {missing}, "
+                "unless you run 'helpdesk calls missed'."]
     return []
 
 
@@ -360,6 +364,8 @@ def _missed_line(report) -> str:
             f"{len(report.found)} had never reached the app and {'is' if len(report.found) == 1 else 'are'} now stored")
     if report.live:
         line += f"; {report.live} that never reached it {'is' if report.live == 1 else 'are'} still going on"
+    if report.failed:
+        line += f"; {report.failed} left for a later look (see the log)"
     return line + (f"; stopped early: {report.stopped}." if report.stopped else ".")
 
 
@@ -532,16 +538,18 @@ def calls_missed(since, until) -> None:
     if lookup is None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
     now = now_utc()
-    last = until or now.astimezone(LONDON).replace(tzinfo=None)
-    if last.date() < since.date():
+    today = now.astimezone(LONDON).date()
+    if since.date() > today:
+        raise click.ClickException(f"--since {since:%Y-%m-%d} is in the future")
+    last = min(until.date(), today) if until else today  # no call has started after today
+    if last < since.date():
         raise click.ClickException("--until is before --since")
     first = since.replace(tzinfo=LONDON).astimezone(timezone.utc)
-    end = (datetime.combine(last.date() + timedelta(days=1), datetime.min.time(), LONDON).astimezone(timezone.utc)
-           - timedelta(microseconds=1))
-    end = min(end, now - SETTLE)  # the calls of the last few minutes may still have webhooks on their way
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), LONDON).astimezone(timezone.utc)
+    end = min(end - timedelta(microseconds=1), now - SETTLE)  # the last few minutes' webhooks may be on their way
     if end < first:
-        raise click.ClickException(f"--since is in the future: nothing can be looked for before "
-                                   f"{(now - SETTLE).astimezone(LONDON):%d %b %Y %H:%M}")
+        raise click.ClickException(f"nothing to look for yet: the calls of the last {SETTLE.seconds // 60} minutes "
+                                   "are left to their webhooks")
     database = Database(migrated_database_url())
     try:
         report = find_missed(database, settings, lookup, since=first, until=end, now=now)
@@ -549,21 +557,50 @@ def calls_missed(since, until) -> None:
         raise click.ClickException(database_error(exc)) from None
     finally:
         database.dispose()
-    period = (f"{first.astimezone(LONDON):%a %d %b %Y %H:%M} to {end.astimezone(LONDON):%a %d %b %Y %H:%M}")
-    click.echo(f"Looked in Twilio's call log from {period}: {report.listed} call"
-               f"{'' if report.listed == 1 else 's'} to {', '.join(settings.webhooks.twilio_numbers)}.")
-    if report.found:
-        click.echo(f"{len(report.found)} never reached the app, and {'is' if len(report.found) == 1 else 'are'} "
-                   "now stored from the log:")
-        for call in report.found:
-            click.echo(f"  {call.sid}  {call.start_time.astimezone(LONDON):%a %d %b %Y %H:%M}")
-    elif not report.live and not report.stopped:
-        click.echo("Every one of them had reached the app.")
-    if report.live:
-        click.echo(f"{report.live} that never reached the app {'is' if report.live == 1 else 'are'} still going on: "
-                   "run this again once they have ended.")
+    for line in _missed_report(report, settings.webhooks.twilio_numbers, first, end):
+        click.echo(line)
+    if report.refused:
+        raise click.ClickException(f"{report.stopped}: Twilio did not take the credentials; check TWILIO_ACCOUNT_SID "
+                                   "and TWILIO_AUTH_TOKEN")
     if report.stopped:
         raise click.ClickException(f"stopped early: {report.stopped}. Run it again: what was stored stays stored.")
+
+
+def _missed_report(report, numbers, first: datetime, end: datetime) -> list[str]:
+    """What `helpdesk calls missed` found, line by line."""
+    from helpdesk.clock import LONDON
+
+    def n(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
+    def when(moment: datetime) -> str:
+        return f"{moment.astimezone(LONDON):%a %d %b %Y %H:%M %Z}"
+
+    if report.stopped and not report.listed:
+        return []
+    found, reached = len(report.found), (report.listed - len(report.found) - report.stored_before - report.live
+                                         - report.failed)
+    lines = [f"Looked in Twilio's call log from {when(first)} to {when(end)}: "
+             f"{n(report.listed, 'call', 'calls')} to {', '.join(numbers)}."]
+    if found:
+        lines.append(f"{found} never reached the app, and {'is' if found == 1 else 'are'} now stored from the log:")
+        lines += [f"  {call.sid}  {when(call.start_time)}" for call in report.found]
+    if report.listed and not (found or report.live or report.failed):
+        lines.append("None of them is new: " + ", ".join(
+            part for part in (f"{reached} had reached the app" if reached else "",
+                              f"{report.stored_before} {'was' if report.stored_before == 1 else 'were'} stored "
+                              "from the log before" if report.stored_before else "") if part) + ".")
+    if report.live:
+        lines.append(f"{n(report.live, 'call that never reached the app is', 'calls that never reached the app are')} "
+                     f"still going on: run this again once {'it has' if report.live == 1 else 'they have'} ended.")
+    if report.failed:
+        lines.append(f"{n(report.failed, 'call', 'calls')} could not be stored: Twilio's answer about "
+                     f"{'its' if report.failed == 1 else 'their'} agent legs could not be used (see the log above). "
+                     "Run this again later.")
+    if report.unreadable:
+        lines.append(f"{n(report.unreadable, 'call', 'calls')} in the log had no start time, and "
+                     f"{'was' if report.unreadable == 1 else 'were'} left alone.")
+    return lines
 
 
 # What Twilio's REST API last said about a call with no ending (helpdesk.voice.reconcile.note_answer).

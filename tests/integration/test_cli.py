@@ -110,8 +110,10 @@ def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_l
     assert result.exit_code == 0 and "warning: webhooks.twilio_numbers is empty" in result.output
     config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n')
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
-    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\nreconcile_after_minutes = 0\n')
-    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
+                      'reconcile_after_minutes = 0\n')
+    assert "warning: webhooks.reconcile_after_minutes is 0, so the scheduler never asks Twilio" in CliRunner().invoke(
+        main, ["check-config", str(config)]).output
 
 
 def test_run_refuses_to_start_without_its_secrets():

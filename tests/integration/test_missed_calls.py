@@ -270,10 +270,10 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == ("Looked in Twilio's call log from Tue 24 Nov 2026 00:00 to Tue 24 Nov 2026 23:59: "
+    assert lines[0] == ("Looked in Twilio's call log from Tue 24 Nov 2026 00:00 GMT to Tue 24 Nov 2026 23:59 GMT: "
                         f"2 calls to {DESK}.")
     assert lines[1:] == ["2 never reached the app, and are now stored from the log:",
-                         f"  {sid(1)}  Tue 24 Nov 2026 10:01", f"  {sid(2)}  Tue 24 Nov 2026 10:02"]
+                         f"  {sid(1)}  Tue 24 Nov 2026 10:01 GMT", f"  {sid(2)}  Tue 24 Nov 2026 10:02 GMT"]
     pages = [path for path in stub.paths if "To=" in path]
     assert len(pages) == 2 and "Page=1" in pages[1]
     query = parse_qs(urlsplit(pages[0]).query)
@@ -289,7 +289,9 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
         (sid(1), "failed", True, "breached"), (sid(2), "failed", True, "breached")]
 
     again = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
-    assert again.exit_code == 0 and again.output.splitlines()[1] == "Every one of them had reached the app."
+    assert again.exit_code == 0 and again.output.splitlines()[1] == "None of them is new: 2 were stored from the log before."
+    later = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "9999-12-31"], env)  # up to today
+    assert later.exit_code == 0 and "None of them is new: 2 were stored from the log before." in later.output
 
 
 def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_arrival_from_twilio(app, migrated_url):
@@ -342,3 +344,98 @@ def test_helpdesk_scheduler_once_says_what_it_found_in_the_call_log(migrated_url
             in result.output)
     again = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
     assert "Twilio's call log: 1 call to the help desk; 0 had never reached the app and are now stored." in again.output
+
+
+# --------------------------------------------------------------------------- what the walkthrough found
+
+
+def test_a_call_whose_webhook_is_stored_while_its_legs_are_asked_about_is_left_to_its_webhooks(app, client, clock):
+    class WebhookMeanwhile(FakeCallLookup):
+        def legs(self, parent_sid):
+            clock.now = OPEN_TIME  # a spool replays the call's webhook while Twilio is being asked
+            assert post(client, "/twilio/voice/incoming", inbound(parent_sid)).status_code == 200
+            return super().legs(parent_sid)
+
+    lookup = WebhookMeanwhile()
+    lookup.add(logged(sid(20)))
+
+    report = find(app, lookup)
+
+    assert report.found == []
+    call = the_call(app, 20)
+    assert (call.incoming_seen, call.from_api) == (True, False)
+    assert count(app, TwilioEvent, TwilioEvent.kind == "api_log") == 0
+
+
+def test_a_call_and_its_legs_are_stored_together_or_not_at_all(app, monkeypatch):
+    import helpdesk.voice.journal as journal
+    from sqlalchemy.exc import OperationalError
+
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(21), seconds=120),
+               CallFacts(sid=LEG, parent_sid=sid(21), status="completed", start_time=OPEN_TIME + timedelta(seconds=1),
+                         end_time=OPEN_TIME + timedelta(seconds=119), duration="107", from_=DESK,
+                         to="+447700900001", direction="outbound-dial"))
+    refresh = journal._refresh
+
+    def locked(connection, sql, settings, row, call_sid, now):
+        # The database gives way once the call's own entry is in: its legs alone must not stay.
+        if any(event.kind == "api_log" for event in journal.load_events(connection, call_sid)):
+            raise OperationalError("UPDATE calls", {}, Exception("database is locked"))
+        return refresh(connection, sql, settings, row, call_sid, now=now)
+
+    monkeypatch.setattr(journal, "_refresh", locked)
+    with pytest.raises(OperationalError):
+        find(app, lookup)
+    assert count(app, TwilioEvent) == 0 and the_call(app, 21) is None
+
+    monkeypatch.setattr(journal, "_refresh", refresh)
+    assert [call.sid for call in find(app, lookup).found] == [sid(21)]
+    call = the_call(app, 21)
+    assert (call.arrived_at, call.outcome, call.rings) == (OPEN_TIME, "answered", 5)
+
+
+def test_a_call_twilio_gives_no_usable_legs_for_is_left_for_later_and_the_others_are_stored(app):
+    class BadLegs(FakeCallLookup):
+        def legs(self, parent_sid):
+            if parent_sid == sid(22):
+                raise LookupFailed(f"the legs of call {sid(22)}: Twilio's answer could not be read (JSONDecodeError)")
+            return super().legs(parent_sid)
+
+    lookup = BadLegs()
+    lookup.add(logged(sid(22)), logged(sid(23), start=OPEN_TIME + timedelta(minutes=1)))
+
+    report = find(app, lookup)
+
+    assert ([call.sid for call in report.found], report.failed, report.stopped) == ([sid(23)], 1, None)
+    assert report.hold_from == OPEN_TIME  # the next look starts from the call left behind
+    assert the_call(app, 22) is None
+
+
+def test_a_call_listed_twice_is_counted_and_stored_once(app):
+    class TwoPages(FakeCallLookup):
+        def calls_to(self, number, started_after, started_before):
+            listed = super().calls_to(number, started_after, started_before)
+            return listed + listed  # the same call on two pages
+
+    lookup = TwoPages()
+    lookup.add(logged(sid(24)))
+
+    report = find(app, lookup)
+
+    assert (report.listed, [call.sid for call in report.found]) == (1, [sid(24)])
+
+
+def test_helpdesk_calls_missed_refuses_a_future_day_and_says_when_twilio_refused_the_credentials(migrated_url, tmp_path,
+                                                                                              stub):
+    env = {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+    future = (datetime.now(timezone.utc) + timedelta(days=3)).date().isoformat()
+    result = run_cli(["calls", "missed", "--since", future], env)
+    assert result.exit_code == 1 and f"--since {future} is in the future" in result.output
+
+    stub.status, stub.body = 401, json.dumps({"code": 20003, "message": "Authenticate", "status": 401})
+    result = run_cli(["calls", "missed", "--since", "2026-11-24"], env)
+    assert result.exit_code == 1 and "Looked in" not in result.output
+    assert "Twilio did not take the credentials; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in result.output
+    assert "Traceback" not in result.output
