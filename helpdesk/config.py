@@ -269,6 +269,16 @@ class _Reader:
             self.fail(key, "must be a list of strings")
         return tuple(value)
 
+    def phone_numbers(self, key: str) -> tuple[str, ...]:
+        """A list of whole phone numbers in international form, each once (none by default)."""
+        numbers = self.strings(key, ())
+        for number in numbers:
+            if not is_phone_number(number):
+                self.fail(key, f"has {number!r}, which is not a whole number in international form "
+                               "(+44 and 9 or 10 digits for a UK number)")
+        _no_repeats(self, key, numbers)
+        return numbers
+
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get(key, str, default)
         if value not in choices:
@@ -340,12 +350,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     if dwp_digit == customer_digit:
         ivr.fail("customer_digit", "must differ from ivr.dwp_digit")
     callers = _Reader(data, "callers", source)
-    dwp_numbers = callers.strings("dwp_numbers", ())
-    for number in dwp_numbers:
-        if not is_phone_number(number):
-            callers.fail("dwp_numbers", f"has {number!r}, which is not a whole number in international form "
-                                        "(+44 and 9 or 10 digits for a UK number)")
-    _no_repeats(callers, "dwp_numbers", dwp_numbers)
+    dwp_numbers = callers.phone_numbers("dwp_numbers")
     voicemail = _Reader(data, "voicemail", source)
     messages = _Reader(data, "messages", source)
     callback_reader = _Reader(data, "callback", source)
@@ -429,13 +434,8 @@ def _parse_webhooks(reader: _Reader) -> WebhookSettings:
     after = reader.number("reconcile_after_minutes", WebhookSettings.reconcile_after_minutes, 0, 24 * 60, int)
     if 0 < after < RECONCILE_MINIMUM:
         reader.fail("reconcile_after_minutes", f"must be 0 (never) or at least {RECONCILE_MINIMUM}, not {after!r}")
-    numbers = reader.strings("twilio_numbers", ())
-    for number in numbers:
-        if not is_phone_number(number):
-            reader.fail("twilio_numbers", f"has {number!r}, which is not a whole number in international form "
-                                          "(+44 and 9 or 10 digits for a UK number)")
-    _no_repeats(reader, "twilio_numbers", numbers)
-    return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after, twilio_numbers=tuple(numbers))
+    numbers = reader.phone_numbers("twilio_numbers")
+    return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after, twilio_numbers=numbers)
 
 
 def _parse_callback(reader: _Reader) -> CallbackSettings:
