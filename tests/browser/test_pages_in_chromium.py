@@ -322,7 +322,8 @@ def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_
     with page.expect_navigation():
         page.click("main button[type=submit]")
     assert page.title().startswith("Error: ")
-    assert page.evaluate("document.activeElement.classList.contains('error-summary')"), focused(page)
+    # `autofocus` is applied at the page's next rendering update, which can come after "load".
+    page.wait_for_function("document.activeElement.classList.contains('error-summary')", timeout=5000)
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "to"
