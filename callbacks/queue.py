@@ -57,6 +57,7 @@ class QueueEntry:
     time_left_spoken: str  # the same without abbreviations, for screen readers
     call: str = ""  # how the latest "Call back now" call is going, or why it did not count ("" if neither)
     history: tuple["PastAttempt", ...] = ()  # the attempts so far, oldest first
+    unheard: bool = False  # its call never reached the help desk: found later in Twilio's call log
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
             select(Callback).options(joinedload(Callback.enquiry), joinedload(Callback.claimed_by))
             .where(open_, shows[only]).order_by(Callback.due_at, Callback.id).limit(limit)))
         calls, history = _latest_calls(session, [callback.id for callback in callbacks], now)
+        unheard = _unheard_calls(session, callbacks)
     entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
-                       history=tuple(history.get(callback.id, ())))
+                       history=tuple(history.get(callback.id, ())), unheard=callback.call_sid in unheard)
                for callback in callbacks]
     fingerprint = signature([total, overdue, due_soon, mine, free] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
@@ -143,6 +145,16 @@ CALL_STATES = {
     "not_dialled": "The last call did not reach the caller: the agent's phone was not answered, or 1 was not "
                    "pressed. It does not count as an attempt.",
 }
+
+
+def _unheard_calls(session: Session, callbacks: list[Callback]) -> set[str]:
+    """The calls of those failed-call callbacks that never reached the help desk, and were
+    found afterwards in Twilio's call log (helpdesk/voice/missed.py)."""
+    sids = [callback.call_sid for callback in callbacks if callback.reason == "failed" and callback.call_sid]
+    if not sids:
+        return set()
+    return set(session.scalars(select(Call.call_sid).where(
+        Call.call_sid.in_(sids), Call.incoming_seen.is_(False), Call.from_api.is_(True))))
 
 
 def _latest_calls(session: Session, callback_ids: list[int],

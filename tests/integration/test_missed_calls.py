@@ -439,3 +439,21 @@ def test_helpdesk_calls_missed_refuses_a_future_day_and_says_when_twilio_refused
     assert result.exit_code == 1 and "Looked in" not in result.output
     assert "Twilio did not take the credentials; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_queue_says_a_callers_call_never_reached_the_help_desk(app, client, clock):
+    from tests.integration.test_queue_page import PASSWORD, add_agent
+    from tests.integration.test_users_and_login import sign_in
+
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(25)))
+    find(app, lookup)  # at 11:00
+    clock.now = LATER + timedelta(minutes=5)
+    add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+    page = client.get("/queue").get_data(as_text=True)
+
+    assert "Failed call" in page
+    assert ("Never reached the help desk: found in Twilio's call log at <time datetime=\"2026-11-24T11:00:00+00:00\">"
+            "11:00 today</time>. The caller may have heard an error message.") in page
