@@ -271,7 +271,7 @@ class ReconcileJob(LeasedJob):
             since = max(run.now - MISSED_LOOK_BACK, self.missed_from or run.now - MISSED_LOOK_BACK)
             until = run.now - settle
             missed = find_missed(self.database, self.settings, self.lookup, since=since, until=until, now=run.now)
-            if not missed.stopped:
+            if missed.complete:
                 self.missed_from = min(until, missed.hold_from or until)
         run.result = (calls, attempts, missed)
 
@@ -296,6 +296,9 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
     jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
     if job.settings.email.imap.host:
         jobs.append(MailboxJob(database=Database(url), **shared))
+    if not job.settings.webhooks.reconcile_after_minutes and job.settings.webhooks.twilio_numbers:
+        log.warning("calls that never reached the app are not looked for in Twilio's call log: "
+                    "webhooks.reconcile_after_minutes is 0")
     if job.settings.webhooks.reconcile_after_minutes:
         lookup = lookup or lookup_from_environment()
         if lookup is None:

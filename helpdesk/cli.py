@@ -360,13 +360,38 @@ def _reconcile_line(what: str, report) -> str:
 
 
 def _missed_line(report) -> str:
-    line = (f"Twilio's call log: {report.listed} call{'' if report.listed == 1 else 's'} to the help desk; "
-            f"{len(report.found)} had never reached the app and {'is' if len(report.found) == 1 else 'are'} now stored")
+    """What the scheduler's look in Twilio's call log found, in one line."""
+    if report.stopped and not report.listed:
+        return f"Twilio's call log: stopped early: {report.stopped}."
+    found = len(report.found)
+    parts = [f"{_count(report.listed, 'call')} to the help desk"]
+    if found:
+        parts.append(f"{found} never reached the app and {'is' if found == 1 else 'are'} now stored")
+    parts += _missed_left(report)
+    if report.stopped:
+        parts.append(f"stopped early: {report.stopped}")
+    elif len(parts) == 1:
+        parts[0] += ", none new"
+    return "Twilio's call log: " + "; ".join(parts) + "."
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _missed_left(report) -> list[str]:
+    """What a look in Twilio's call log left for later, in short parts."""
+    parts = []
     if report.live:
-        line += f"; {report.live} that never reached it {'is' if report.live == 1 else 'are'} still going on"
+        parts.append(f"{report.live} that never reached the app {'is' if report.live == 1 else 'are'} still going on")
     if report.failed:
-        line += f"; {report.failed} left for a later look (see the log)"
-    return line + (f"; stopped early: {report.stopped}." if report.stopped else ".")
+        parts.append(f"{_count(report.failed, 'call')} left for a later look, as Twilio's answer about "
+                     f"{'its' if report.failed == 1 else 'their'} agent legs could not be used")
+    if report.unlisted:
+        parts.append(f"the calls to {', '.join(report.unlisted)} could not be listed")
+    if report.unreadable:
+        parts.append(f"{_count(report.unreadable, 'call')} with no start time left alone")
+    return parts
 
 
 def _quiet_apscheduler() -> None:
@@ -564,42 +589,32 @@ def calls_missed(since, until) -> None:
                                    "and TWILIO_AUTH_TOKEN")
     if report.stopped:
         raise click.ClickException(f"stopped early: {report.stopped}. Run it again: what was stored stays stored.")
+    if not report.complete or report.failed or report.live:
+        raise click.ClickException("some calls are left for a later look (above): run this again later")
 
 
 def _missed_report(report, numbers, first: datetime, end: datetime) -> list[str]:
     """What `helpdesk calls missed` found, line by line."""
     from helpdesk.clock import LONDON
 
-    def n(count: int, one: str, many: str) -> str:
-        return f"{count} {one if count == 1 else many}"
-
     def when(moment: datetime) -> str:
         return f"{moment.astimezone(LONDON):%a %d %b %Y %H:%M %Z}"
 
     if report.stopped and not report.listed:
         return []
-    found, reached = len(report.found), (report.listed - len(report.found) - report.stored_before - report.live
-                                         - report.failed)
-    lines = [f"Looked in Twilio's call log from {when(first)} to {when(end)}: "
-             f"{n(report.listed, 'call', 'calls')} to {', '.join(numbers)}."]
+    to = ", ".join(numbers) if len(numbers) <= 3 else f"the desk's {len(numbers)} numbers"
+    lines = [f"Looked in Twilio's call log from {when(first)} to {when(end)}: {_count(report.listed, 'call')} to {to}."]
+    found = len(report.found)
     if found:
         lines.append(f"{found} never reached the app, and {'is' if found == 1 else 'are'} now stored from the log:")
         lines += [f"  {call.sid}  {when(call.start_time)}" for call in report.found]
-    if report.listed and not (found or report.live or report.failed):
-        lines.append("None of them is new: " + ", ".join(
-            part for part in (f"{reached} had reached the app" if reached else "",
-                              f"{report.stored_before} {'was' if report.stored_before == 1 else 'were'} stored "
-                              "from the log before" if report.stored_before else "") if part) + ".")
-    if report.live:
-        lines.append(f"{n(report.live, 'call that never reached the app is', 'calls that never reached the app are')} "
-                     f"still going on: run this again once {'it has' if report.live == 1 else 'they have'} ended.")
-    if report.failed:
-        lines.append(f"{n(report.failed, 'call', 'calls')} could not be stored: Twilio's answer about "
-                     f"{'its' if report.failed == 1 else 'their'} agent legs could not be used (see the log above). "
-                     "Run this again later.")
-    if report.unreadable:
-        lines.append(f"{n(report.unreadable, 'call', 'calls')} in the log had no start time, and "
-                     f"{'was' if report.unreadable == 1 else 'were'} left alone.")
+    left = _missed_left(report)
+    lines += [part[0].upper() + part[1:] + "." for part in left]
+    if report.listed and not (found or left or report.stopped):
+        lines.append("None of them is new: " + ", ".join(part for part in (
+            f"{report.reached} had reached the app" if report.reached else "",
+            f"{report.stored_before} {'was' if report.stored_before == 1 else 'were'} stored from the log before"
+            if report.stored_before else "") if part) + ".")
     return lines
 
 

@@ -123,23 +123,25 @@ def record_unheard_call(
     call_sid: str,
     events: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
     received_at: datetime,
-) -> bool:
+    found_kind: str,
+) -> str:
     """Journal the events (kind, path, params) of a call the app never heard of, found in
     Twilio's call log (helpdesk/voice/missed.py), and project it: all in one transaction, and
-    only if the journal still holds no event of the call once its row is locked. A webhook
-    stored meanwhile (replayed from a spool, say) means the app did hear of it: then nothing is
-    stored and False is returned.
+    only if the journal still holds no event of the call once its row is locked. Returns
+    "stored"; or, storing nothing, "found" if another process stored it from the log meanwhile
+    (an event of `found_kind`), "heard" if a webhook was (replayed from a spool, say).
     """
     with connection.begin():
         sql = _statements(connection.dialect)
         locked = _lock_call(connection, sql, call_sid)
-        if connection.execute(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid).limit(1)).first():
-            return False
+        kinds = set(connection.scalars(select(EVENTS.c.kind).distinct().where(EVENTS.c.call_sid == call_sid)))
+        if kinds:
+            return "found" if found_kind in kinds else "heard"
         for kind, path, params in events:
             row = _event_row(kind, path, params, received_at, call_sid, None, None)
             sql.new_event.execute(connection, row)
         _refresh(connection, sql, settings, locked, call_sid, now=received_at)
-    return True
+    return "stored"
 
 
 def journal_only(

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import select
 
 from helpdesk.config import Settings
 from helpdesk.db import Database
@@ -48,16 +48,23 @@ _IN = 500  # call SIDs in one IN (...) when looking for those already stored
 class MissedReport:
     listed: int = 0  # inbound calls to the help desk's numbers in the log (each once)
     found: list[CallFacts] = field(default_factory=list)  # of them, never heard of by the app: stored now
-    stored_before: int = 0  # of them, found in the log by an earlier look
+    reached: int = 0  # of them, calls the app heard of
+    stored_before: int = 0  # of them, found in the log before (by an earlier look, or another process's)
     live: int = 0  # never heard of, still going on at Twilio: left for a later run
     failed: int = 0  # never heard of, but Twilio's answer about its legs could not be used: left for a later run
     unreadable: int = 0  # listed with no start time Twilio's answer could give: left alone
+    unlisted: list[str] = field(default_factory=list)  # numbers whose calls Twilio's answer could not list
     hold_from: datetime | None = None  # when the first call left for a later run started: the next look starts there
-    stopped: str | None = None  # why the run gave up (Twilio unreachable, or its list unusable)
+    stopped: str | None = None  # why the run gave up (Twilio unreachable, or refused the credentials)
     refused: bool = False  # it gave up because Twilio did not take the credentials
 
     def hold(self, call: CallFacts) -> None:
         self.hold_from = min(self.hold_from or call.start_time, call.start_time)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every number's calls were listed, and the run did not stop."""
+        return not self.stopped and not self.unlisted
 
 
 def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, since: datetime, until: datetime,
@@ -65,19 +72,23 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
     """Store every call to `webhooks.twilio_numbers` that started between `since` and `until`
     and that the app never heard of, from Twilio's call log.
 
-    Stops when a number's calls cannot be listed, or Twilio cannot be reached; a call whose legs
-    Twilio gives no usable answer about is left for a later run, and the others are stored.
+    Stops when Twilio cannot be reached or refuses the credentials. A number whose calls cannot
+    be listed, and a call whose legs Twilio gives no usable answer about, are left for a later
+    run, and the others are looked at.
     """
     report = MissedReport()
     for number in settings.webhooks.twilio_numbers:
         try:
             listed = lookup.calls_to(number, since, until)
         except LookupFailed as failure:
-            return _stop(report, failure)
+            if failure.unreachable or failure.refused:
+                return _stop(report, failure)
+            report.unlisted.append(number)
+            log.warning("missed calls: the calls to %s are left for a later look: %s", number, failure.reason)
+            continue
         calls = _inbound(listed, number, since, until, report)
         report.listed += len(calls)
-        unheard, report.stored_before = _unheard_of(database, calls, report.stored_before)
-        for call in unheard:
+        for call in _unheard_of(database, calls, report):
             if call.status not in TERMINAL:
                 report.live += 1
                 report.hold(call)
@@ -85,17 +96,21 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
             try:
                 legs = [leg for leg in lookup.legs(call.sid) if leg.parent_sid == call.sid]
             except LookupFailed as failure:
-                if failure.unreachable:
+                if failure.unreachable or failure.refused:
                     return _stop(report, failure)
                 report.failed += 1
                 report.hold(call)
                 log.warning("missed calls: %s left for a later look: %s", call.sid, failure.reason)
                 continue
-            if _store(database, settings, call, legs, now):
+            stored = _store(database, settings, call, legs, now)
+            if stored == "stored":
                 report.found.append(call)
                 log.warning("missed calls: %s to %s never reached the app; stored from Twilio's call log",
                             call.sid, number)
+            elif stored == "found":
+                report.stored_before += 1  # by another process, a moment ago
             else:
+                report.reached += 1
                 log.info("missed calls: %s reached the app after all (a webhook was stored meanwhile)", call.sid)
     return report
 
@@ -122,26 +137,30 @@ def _inbound(listed: list[CallFacts], number: str, since: datetime, until: datet
     return list(calls.values())
 
 
-def _unheard_of(database: Database, calls: list[CallFacts], stored_before: int) -> tuple[list[CallFacts], int]:
-    """Those of `calls` of which the journal holds no event at all, by start; and `stored_before`
-    plus how many of the others were found in the log by an earlier look."""
+def _unheard_of(database: Database, calls: list[CallFacts], report: MissedReport) -> list[CallFacts]:
+    """Those of `calls` of which the journal holds no event at all, by start; the others are
+    counted in `report`, as reached or stored before."""
     heard: set[str] = set()
+    found: set[str] = set()
     sids = sorted(call.sid for call in calls)
     with database.session() as session:
         for start in range(0, len(sids), _IN):
             chunk = sids[start:start + _IN]
             heard.update(session.scalars(select(TwilioEvent.call_sid).distinct()
                                          .where(TwilioEvent.call_sid.in_(chunk))))
-            stored_before += session.scalar(select(func.count(distinct(TwilioEvent.call_sid)))
-                                            .where(TwilioEvent.call_sid.in_(chunk), TwilioEvent.kind == API_LOG))
+            found.update(session.scalars(select(TwilioEvent.call_sid).distinct()
+                                         .where(TwilioEvent.call_sid.in_(chunk), TwilioEvent.kind == API_LOG)))
+    report.stored_before += len(found)
+    report.reached += len(heard - found)
     unheard = [call for call in calls if call.sid not in heard]
-    return sorted(unheard, key=lambda call: (call.start_time, call.sid)), stored_before
+    return sorted(unheard, key=lambda call: (call.start_time, call.sid))
 
 
-def _store(database: Database, settings: Settings, call: CallFacts, legs: list[CallFacts], now: datetime) -> bool:
+def _store(database: Database, settings: Settings, call: CallFacts, legs: list[CallFacts], now: datetime) -> str:
     """Journal the log's account of one call, its legs and the call together (its callback, if
-    owed, is decided once, with everything known); False if the app heard of it meanwhile."""
+    owed, is decided once, with everything known): "stored", or why not ("found", "heard")."""
     events = [(API_LEG, f"api:Calls/{leg.sid}", leg.params()) for leg in legs]
     events.append((API_LOG, f"api:Calls/{call.sid}", call.params()))
     with database.connection() as connection:
-        return record_unheard_call(connection, settings, call_sid=call.sid, events=events, received_at=now)
+        return record_unheard_call(connection, settings, call_sid=call.sid, events=events, received_at=now,
+                                   found_kind=API_LOG)

@@ -340,10 +340,14 @@ def test_helpdesk_scheduler_once_says_what_it_found_in_the_call_log(migrated_url
     result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
 
     assert result.exit_code == 0, result.output
-    assert ("Twilio's call log: 1 call to the help desk; 1 had never reached the app and is now stored."
-            in result.output)
+    assert "Twilio's call log: 1 call to the help desk; 1 never reached the app and is now stored." in result.output
     again = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
-    assert "Twilio's call log: 1 call to the help desk; 0 had never reached the app and are now stored." in again.output
+    assert "Twilio's call log: 1 call to the help desk, none new." in again.output
+
+    stub.route = None
+    stub.status, stub.body = 500, json.dumps({"code": 20500, "status": 500})
+    failing = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
+    assert "Twilio's call log: stopped early: the calls to +448001217479: Twilio answered HTTP 500" in failing.output
 
 
 # --------------------------------------------------------------------------- what the walkthrough found
@@ -457,3 +461,88 @@ def test_the_queue_says_a_callers_call_never_reached_the_help_desk(app, client, 
     assert "Failed call" in page
     assert ("Never reached the help desk: found in Twilio's call log at <time datetime=\"2026-11-24T11:00:00+00:00\">"
             "11:00 today</time>. The caller may have heard an error message.") in page
+
+
+def test_a_call_another_process_stored_from_the_log_meanwhile_counts_as_stored_before_not_reached(app):
+    class OtherProcessFirst(FakeCallLookup):
+        def legs(self, parent_sid):
+            if not getattr(self, "nested", False):  # the scheduler stores it while the command asks
+                self.nested = True
+                find(app, FakeCallLookup(calls=dict(self.calls)))
+            return super().legs(parent_sid)
+
+    lookup = OtherProcessFirst()
+    lookup.add(logged(sid(26)))
+
+    report = find(app, lookup)
+
+    assert (report.found, report.stored_before, report.reached) == ([], 1, 0)
+    assert count(app, TwilioEvent, TwilioEvent.call_sid == sid(26)) == 1
+
+
+def test_a_number_whose_calls_cannot_be_listed_leaves_the_others_looked_at_and_the_window_held(migrated_url):
+    settings = make_settings(webhooks={"twilio_numbers": [OTHER, DESK]})
+
+    class OtherUnlisted(FakeCallLookup):
+        def calls_to(self, number, started_after, started_before):
+            if number == OTHER:
+                self.asked_log.append((number, started_after, started_before))
+                raise LookupFailed(f"the calls to {OTHER}: Twilio's answer could not be read (JSONDecodeError)")
+            return super().calls_to(number, started_after, started_before)
+
+    lookup = OtherUnlisted()
+    lookup.add(logged(sid(27)))
+    job = SweepJob(settings=settings, database=Database(migrated_url), clock=lambda: LATER)
+    reconciler = next(each for each in scheduled_jobs(job, lookup=lookup) if isinstance(each, ReconcileJob))
+
+    missed = reconciler().result[2]
+
+    assert ([call.sid for call in missed.found], missed.unlisted, missed.stopped) == ([sid(27)], [OTHER], None)
+    assert reconciler.missed_from is None  # the next run looks over the same days again
+    reconciler.release()
+
+
+def test_credentials_twilio_refuses_for_a_calls_legs_stop_the_run(app):
+    class Refused(FakeCallLookup):
+        def legs(self, parent_sid):
+            raise LookupFailed(f"the legs of call {parent_sid}: Twilio answered HTTP 401 (code 20003)", refused=True)
+
+    lookup = Refused()
+    lookup.add(logged(sid(28)), logged(sid(29), start=OPEN_TIME + timedelta(minutes=1)))
+
+    report = find(app, lookup)
+
+    assert (report.found, report.failed, report.refused) == ([], 0, True)
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_calls_missed_says_nothing_of_calls_it_did_not_look_at_and_fails_when_some_are_left(
+        migrated_url, tmp_path, stub):
+    start = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    calls = [{"sid": sid(n), "parent_call_sid": None, "status": "completed", "from": CALLER, "to": DESK,
+              "start_time": format_datetime(start + timedelta(minutes=n)),
+              "end_time": format_datetime(start + timedelta(minutes=n, seconds=6)), "duration": "6",
+              "direction": "inbound"} for n in (30, 31)]
+    legs = {"status": 500, "body": json.dumps({"code": 20500, "status": 500})}
+
+    def route(path):
+        query = parse_qs(urlsplit(path).query)
+        if "To" in query:
+            return 200, json.dumps({"calls": calls, "page": 0, "page_size": 1000, "next_page_uri": None})
+        return legs["status"], legs["body"]
+
+    stub.route = route
+    env = {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+    args = ["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"]
+
+    stopped = run_cli(args, env)  # Twilio fails on the first call's legs: nothing is said of either call
+    assert stopped.exit_code == 1 and "stopped early" in stopped.output
+    assert "reached the app" not in stopped.output and "None of them" not in stopped.output
+
+    legs["status"], legs["body"] = 200, "not json"  # unusable, but Twilio answers: each left for later
+    left = run_cli(args, env)
+    assert left.exit_code == 1
+    assert ("2 calls left for a later look, as Twilio's answer about their agent legs could not be used."
+            in left.output)
+    assert "some calls are left for a later look (above): run this again later" in left.output
