@@ -37,6 +37,12 @@ class LookupFailed(Exception):
         super().__init__(reason)
         self.reason, self.unreachable, self.not_found, self.refused = reason, unreachable, not_found, refused
 
+    @classmethod
+    def answered(cls, reason: str, status: int) -> "LookupFailed":
+        """Twilio answered with the HTTP error `status`: what that means for asking again."""
+        return cls(reason, unreachable=status >= 500 or status == 429, not_found=status == 404,
+                   refused=status in (401, 403))
+
 
 @dataclass(frozen=True)
 class CallFacts:
@@ -131,17 +137,15 @@ class TwilioCallLookup:
         try:
             return request(Client(self.account_sid, self.auth_token, http_client=http))
         except TwilioRestException as error:
-            raise LookupFailed(f"{what}: Twilio answered HTTP {error.status} (code {error.code})",
-                               unreachable=error.status >= 500 or error.status == 429,
-                               not_found=error.status == 404, refused=error.status in (401, 403)) from error
+            raise LookupFailed.answered(f"{what}: Twilio answered HTTP {error.status} (code {error.code})",
+                                        error.status) from error
         except requests.RequestException as error:
             raise LookupFailed(f"{what}: could not reach Twilio ({type(error).__name__})", unreachable=True) from error
         except (TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
             # A list page that is not 200 is a plain TwilioException("Unable to fetch page", response).
             status = getattr(error.args[1], "status_code", 0) if len(error.args) > 1 else 0
             if isinstance(status, int) and status >= 300:
-                raise LookupFailed(f"{what}: Twilio answered HTTP {status}", unreachable=status >= 500 or status == 429,
-                                   not_found=status == 404, refused=status in (401, 403)) from error
+                raise LookupFailed.answered(f"{what}: Twilio answered HTTP {status}", status) from error
             raise LookupFailed(f"{what}: Twilio's answer could not be read ({type(error).__name__})") from error
         finally:
             if http.session is not None:
