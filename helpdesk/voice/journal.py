@@ -22,7 +22,7 @@ from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
 from helpdesk.prepared import Prepared
-from helpdesk.voice.projection import CallRecord, CallRules, Event, can_change_record, project_call
+from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +123,19 @@ def record_unheard_call(
     call_sid: str,
     events: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
     received_at: datetime,
-    found_kind: str,
 ) -> str:
     """Journal the events (kind, path, params) of a call the app never heard of, found in
     Twilio's call log (helpdesk/voice/missed.py), and project it: all in one transaction, and
     only if the journal still holds no event of the call once its row is locked. Returns
     "stored"; or, storing nothing, "found" if another process stored it from the log meanwhile
-    (an event of `found_kind`), "heard" if a webhook was (replayed from a spool, say).
+    (an API_LOG event), "heard" if a webhook was (replayed from a spool, say).
     """
     with connection.begin():
         sql = _statements(connection.dialect)
         locked = _lock_call(connection, sql, call_sid)
         kinds = set(connection.scalars(select(EVENTS.c.kind).distinct().where(EVENTS.c.call_sid == call_sid)))
         if kinds:
-            return "found" if found_kind in kinds else "heard"
+            return "found" if API_LOG in kinds else "heard"
         for kind, path, params in events:
             row = _event_row(kind, path, params, received_at, call_sid, None, None)
             sql.new_event.execute(connection, row)

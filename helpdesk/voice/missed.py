@@ -145,11 +145,12 @@ def _unheard_of(database: Database, calls: list[CallFacts], report: MissedReport
     sids = sorted(call.sid for call in calls)
     with database.session() as session:
         for start in range(0, len(sids), _IN):
-            chunk = sids[start:start + _IN]
-            heard.update(session.scalars(select(TwilioEvent.call_sid).distinct()
-                                         .where(TwilioEvent.call_sid.in_(chunk))))
-            found.update(session.scalars(select(TwilioEvent.call_sid).distinct()
-                                         .where(TwilioEvent.call_sid.in_(chunk), TwilioEvent.kind == API_LOG)))
+            # One pass over the calls' events: each call once or twice, as (sid, from the log or not).
+            for sid, from_log in session.execute(select(TwilioEvent.call_sid, TwilioEvent.kind == API_LOG).distinct()
+                                                 .where(TwilioEvent.call_sid.in_(sids[start:start + _IN]))):
+                heard.add(sid)
+                if from_log:
+                    found.add(sid)
     report.stored_before += len(found)
     report.reached += len(heard - found)
     unheard = [call for call in calls if call.sid not in heard]
@@ -162,5 +163,4 @@ def _store(database: Database, settings: Settings, call: CallFacts, legs: list[C
     events = [(API_LEG, f"api:Calls/{leg.sid}", leg.params()) for leg in legs]
     events.append((API_LOG, f"api:Calls/{call.sid}", call.params()))
     with database.connection() as connection:
-        return record_unheard_call(connection, settings, call_sid=call.sid, events=events, received_at=now,
-                                   found_kind=API_LOG)
+        return record_unheard_call(connection, settings, call_sid=call.sid, events=events, received_at=now)
