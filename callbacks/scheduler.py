@@ -268,7 +268,9 @@ class ReconcileJob(LeasedJob):
         missed = MissedReport()
         if self.settings.webhooks.twilio_numbers and not (calls.stopped or attempts.stopped):
             settle = max(SETTLE, timedelta(minutes=self.settings.webhooks.reconcile_after_minutes))
-            since = max(run.now - MISSED_LOOK_BACK, self.missed_from or run.now - MISSED_LOOK_BACK)
+            since = run.now - MISSED_LOOK_BACK
+            if self.missed_from is not None:
+                since = max(since, self.missed_from)
             until = run.now - settle
             missed = find_missed(self.database, self.settings, self.lookup, since=since, until=until, now=run.now)
             if missed.complete:

@@ -611,10 +611,11 @@ def _missed_report(report, numbers, first: datetime, end: datetime) -> list[str]
     left = _missed_left(report)
     lines += [part[0].upper() + part[1:] + "." for part in left]
     if report.listed and not (found or left or report.stopped):
-        lines.append("None of them is new: " + ", ".join(part for part in (
-            f"{report.reached} had reached the app" if report.reached else "",
-            f"{report.stored_before} {'was' if report.stored_before == 1 else 'were'} stored from the log before"
-            if report.stored_before else "") if part) + ".")
+        known = [f"{report.reached} had reached the app"] if report.reached else []
+        if report.stored_before:
+            known.append(f"{report.stored_before} {'was' if report.stored_before == 1 else 'were'} stored from the "
+                         "log before")
+        lines.append("None of them is new: " + ", ".join(known) + ".")
     return lines
 
 
