@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from callbacks.scheduler import AcknowledgementJob, SweepJob
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.models import ImapMailboxState, SchedulerLease
+from helpdesk.models import ImapMailboxState, SchedulerLease, TwilioEvent
+from helpdesk.models.event import found_in_log as found_in_log_events
 from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals
@@ -45,6 +46,7 @@ class Snapshot:
     leases: dict[str, datetime] = field(default_factory=dict)  # scheduler job lease -> when it runs out
     mailbox_read_at: datetime | None = None  # the IMAP mailbox's last successful read (None: never)
     mailbox_polled: bool = False  # whether [email.imap] has a host
+    found_in_log: int = 0  # calls found in Twilio's call log that never reached the app
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -67,8 +69,11 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                 select(SchedulerLease.name, SchedulerLease.expires_at))}
             read_at = session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host \
                 else None
+            # Events, not calls: the journal only grows, so the counter never goes down, even if
+            # such a call's webhooks turn up later from a spool.
+            found_in_log = session.scalar(select(func.count(TwilioEvent.id)).where(found_in_log_events()))
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    leases, read_at, bool(settings.email.imap.host))
+                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0))
 
 
 class HelpdeskCollector:
@@ -133,6 +138,10 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily("helpdesk_calls_answered_within_target",
                               "Countable calls answered by a person within the ring target.",
                               value=counts.calls_within_target)
+    yield CounterMetricFamily("helpdesk_calls_found_in_twilio_log",
+                              "Calls to the help desk's numbers that never reached the app, found later in Twilio's "
+                              "call log: the app could not be reached when they rang. Also in helpdesk_calls.",
+                              value=snapshot.found_in_log)
     yield GaugeMetricFamily("helpdesk_calls_unfinished",
                             "Calls not answered and with no ending two hours after they arrived: Twilio's last "
                             "webhooks for them never came, and its REST API has not said how they ended.",

@@ -14,9 +14,13 @@ from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
 from helpdesk.config import ConfigError
 from helpdesk.db import Database
 from helpdesk.models import Call, Callback, TwilioEvent
+from helpdesk.models.event import FOUND_IN_LOG
 from helpdesk.voice.lookup import CallFacts, FakeCallLookup, LookupFailed
 from helpdesk.voice.missed import find_missed
+from helpdesk.voice.projection import API_LOG
+from tests.integration.compliance_data import add_call
 from tests.integration.conftest import OPEN_TIME, make_settings
+from tests.integration.test_metrics_endpoint import scrape, value
 from tests.integration.test_reconcile import cli_env, run_cli
 from tests.integration.twilio_requests import inbound, post, sid
 
@@ -546,3 +550,34 @@ def test_helpdesk_calls_missed_says_nothing_of_calls_it_did_not_look_at_and_fail
     assert ("2 calls left for a later look, as Twilio's answer about their agent legs could not be used."
             in left.output)
     assert "some calls are left for a later look (above): run this again later" in left.output
+
+
+def test_metrics_count_the_calls_found_in_the_log_and_the_count_never_goes_down(app, client, clock):
+    clock.now = OPEN_TIME
+    assert post(client, "/twilio/voice/incoming", inbound(sid(60))).status_code == 200  # heard
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        # Heard arriving, its ending read from Twilio's REST API: it reached the app.
+        add_call(session, OPEN_TIME, outcome="no_answer").from_api = True
+    lookup = FakeCallLookup()
+    for n in (61, 62):
+        lookup.add(logged(sid(n), start=OPEN_TIME + timedelta(minutes=n - 60)))
+    clock.now = LATER
+
+    before = scrape(client)
+    assert len(find(app, lookup).found) == 2
+    after = scrape(client)
+    # A spool replays one's webhook afterwards: it did reach the app, late, but was found.
+    clock.now = OPEN_TIME + timedelta(minutes=1)
+    assert post(client, "/twilio/voice/incoming", inbound(sid(61))).status_code == 200
+    clock.now = LATER
+    replayed = scrape(client)
+
+    assert value(before, "helpdesk_calls_found_in_twilio_log_total") == 0
+    assert value(after, "helpdesk_calls_found_in_twilio_log_total") == 2
+    assert value(after, "helpdesk_calls_total", outcome="failed", caller_type="unknown") == 2  # counted there too
+    assert the_call(app, 61).incoming_seen
+    assert value(replayed, "helpdesk_calls_found_in_twilio_log_total") == 2
+
+
+def test_the_index_of_calls_found_in_the_log_names_the_kind_they_are_stored_as():
+    assert FOUND_IN_LOG == f"kind = '{API_LOG}'"
