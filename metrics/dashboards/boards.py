@@ -133,6 +133,11 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
                     [target(f'sum(increase(helpdesk_http_requests_total{{endpoint=~"voice\\\\..+",'
                             f'status=~"4..|5.."}}[{RANGE}])) or vector(0)', "Refused", instant=True)],
                     count_fields(bad_from=1)), width=4, height=4)
+    # The app was down or unreachable: found afterwards in Twilio's call log, their callers owed callbacks.
+    layout.add(stat("Calls that never reached the app, found in the time range",
+                    [target(f"{increase('helpdesk_calls_found_in_twilio_log_total', RANGE)} or vector(0)",
+                            "Never reached", instant=True)],
+                    count_fields(bad_from=1)), width=4, height=4)
     requests = "sum by (endpoint) (rate(helpdesk_http_requests_total[$__rate_interval]))"
     layout.add(time_series("Requests per second, by page", [target(requests, "{{endpoint}}")],
                            field_config("reqps")), width=8, height=8)
