@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from helpdesk.clock import LONDON
@@ -20,6 +20,16 @@ class DaySummary:
     countable: int
     met: int
     breached: int
+    # Calls that never reached the app, found later in Twilio's call log, and when the first
+    # and last of them arrived: how long callers heard Twilio's error message, at least.
+    unheard: int = 0
+    unheard_first: datetime | None = None
+    unheard_last: datetime | None = None
+
+
+def never_reached():
+    """Calls stored from Twilio's call log (helpdesk/voice/missed.py), with no webhook of their own."""
+    return and_(Call.from_api.is_(True), Call.incoming_seen.is_(False))
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,13 @@ def day_summary(session: Session, day: date, settings: Settings, now: datetime) 
     figures = compliance.figures(session, compliance.day_periods(day, day)[0], settings, now)
     answer = figures["answer_within_rings"]
     start, end = day_bounds(day)
+    on_day = (Call.arrived_at >= start, Call.arrived_at < end)
     with session.begin():
-        offered = session.scalar(select(func.count(Call.id)).where(Call.arrived_at >= start, Call.arrived_at < end))
-    return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached)
+        offered = session.scalar(select(func.count(Call.id)).where(*on_day))
+        unheard, first, last = session.execute(
+            select(func.count(Call.id), func.min(Call.arrived_at), func.max(Call.arrived_at))
+            .where(*on_day, never_reached())).one()
+    return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached, int(unheard or 0), first, last)
 
 
 def calls_page(
@@ -66,10 +80,12 @@ def calls_page(
     now: datetime,
     outcome: str | None = None,
     result: str | None = None,
+    unheard: bool = False,
     page: int = 1,
     per_page: int = 200,
 ) -> CallsPage:
-    """One page of `day`'s calls, newest first, optionally only one outcome or SLA result."""
+    """One page of `day`'s calls, newest first, optionally only one outcome or SLA result, or
+    only the calls that never reached the app (`unheard`)."""
     start, end = day_bounds(day)
     conditions = [Call.arrived_at >= start, Call.arrived_at < end]
     if outcome:
@@ -77,6 +93,8 @@ def calls_page(
     if result:
         conditions.append(Call.countable.is_(True))
         conditions.append(Call.sla_result == result)
+    if unheard:
+        conditions.append(never_reached())
     summary = day_summary(session, day, settings, now)
     with session.begin():
         matching = session.scalar(select(func.count(Call.id)).where(*conditions)) or 0

@@ -22,6 +22,7 @@ OUTCOMES = {
 }
 CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
 SLA_RESULTS = {"met": "Met", "breached": "Breached"}
+REACHED = {"no": "Never reached the help desk"}
 
 
 def mask_number(number: str | None) -> str:

@@ -39,6 +39,13 @@ def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None
     return value
 
 
+def _reached(value: str | None) -> str | None:
+    if value and value not in fmt.REACHED:
+        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use reached=no for the calls that never "
+                       "reached the help desk, or leave it out for every call.")
+    return value or None
+
+
 def _page(text: str | None) -> int:
     if not text:
         return 1
@@ -56,6 +63,7 @@ def calls():
         day = _day(args.get("day"))
         outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
         result = _choice(args.get("result"), fmt.SLA_RESULTS, "a result")
+        reached = _reached(args.get("reached"))
         page = _page(args.get("page"))
     except BadQuery as problem:
         return render_template(
@@ -66,12 +74,12 @@ def calls():
     per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
     with database().session() as session:
         listing = calls_page(session, day, settings=settings(), now=clock(), outcome=outcome, result=result,
-                             page=page, per_page=per_page)
+                             unheard=reached == "no", page=page, per_page=per_page)
     if page > listing.pages:
         message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."
         return render_template("error.html", title="Page not found", message=message), 404
 
-    filters = {"outcome": outcome, "result": result}
+    filters = {"outcome": outcome, "result": result, "reached": reached}
 
     def link(**changes) -> str:
         params = {"day": day.isoformat(), **filters, **changes}
@@ -91,4 +99,5 @@ def calls():
         next_day=link(day=(day + timedelta(days=1)).isoformat(), page=None),
         previous_page=link(page=page - 1) if page > 1 else None,
         next_page=link(page=page + 1) if page < listing.pages else None,
+        never_reached_link=link(outcome=None, result=None, reached="no", page=None),
     )

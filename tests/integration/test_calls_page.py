@@ -109,6 +109,61 @@ def test_a_call_finished_from_twilios_call_record_says_so(manager, db_session):
         "AbandonedFrom Twilio's call record: its last updates never reached the help desk", "Answered"]
 
 
+def never_reached_notice(page: str) -> str | None:
+    found = re.search(r'<p class="notice" id="never-reached">(.*?)</p>', page, re.S)
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split()) if found else None
+
+
+def test_a_day_with_calls_that_never_reached_the_help_desk_says_how_many_and_when(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
+    add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False, from_api=True)
+    for n, minute in ((3, 10), (4, 31), (5, 18)):
+        add_call(db_session, n, utc(2026, 11, 24, 10, minute), outcome="failed", sla_result="breached",
+                 from_api=True, incoming_seen=False)
+    add_call(db_session, 6, utc(2026, 11, 25, 9, 0), outcome="failed", sla_result="breached", from_api=True,
+             incoming_seen=False)  # the next day
+
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+
+    assert never_reached_notice(page) == (
+        "3 calls on this day never reached the help desk: Twilio could not reach the app, so the callers heard "
+        "Twilio's error message. The first arrived at 10:10:00, the last at 10:31:00. They were found later in "
+        "Twilio's call log and count as failed; each caller who gave a number is owed a callback. "
+        "Show only these calls")
+    assert 'href="/calls?day=2026-11-24&amp;reached=no">Show only these calls' in page
+
+
+def test_the_reached_filter_lists_only_the_calls_that_never_reached_the_help_desk(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
+    add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="failed", sla_result="breached")  # fallback URL
+    add_call(db_session, 3, utc(2026, 11, 24, 9, 10), outcome="abandoned", countable=False, from_api=True)
+    add_call(db_session, 4, utc(2026, 11, 24, 12, 40), outcome="failed", sla_result="breached", from_api=True,
+             incoming_seen=False)
+
+    page = manager.get(f"/calls?day={DAY}&reached=no").get_data(as_text=True)
+
+    assert [row[-1] for row in rows(page)] == ["HD-2026-000004"]
+    assert "that never reached the help desk: 1 call." in " ".join(page.split())
+    assert '<option value="no" selected>Never reached the help desk</option>' in page
+    assert figures(page)["Calls offered"] == "4"  # the summary is still the whole day's
+    assert never_reached_notice(page).startswith("1 call on this day never reached the help desk")
+    assert "It arrived at 12:40:00." in never_reached_notice(page)
+    assert "Show only" not in never_reached_notice(page)  # already shown
+
+
+def test_a_day_where_every_call_reached_the_help_desk_has_no_notice_and_the_filter_finds_none(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert never_reached_notice(page) is None
+    filtered = manager.get(f"/calls?day={DAY}&reached=no").get_data(as_text=True)
+    assert "No calls on this day match these filters." in filtered
+
+
+def test_a_reached_value_other_than_no_gets_a_400_page_saying_what_to_use(manager):
+    response = manager.get(f"/calls?day={DAY}&reached=yes")
+    assert response.status_code == 400
+    assert "“yes” is not a choice here. Use reached=no" in response.get_data(as_text=True)
+
+
 def test_calls_from_the_days_either_side_are_not_shown(manager, busy_day):
     page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
     assert "HD-2026-000006" not in page and "HD-2026-000007" not in page
