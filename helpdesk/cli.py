@@ -550,7 +550,7 @@ def calls_missed(since, until) -> None:
     from helpdesk.db import Database
     from helpdesk.dbutil import database_error
     from helpdesk.voice.lookup import lookup_from_environment
-    from helpdesk.voice.missed import SETTLE, find_missed
+    from helpdesk.voice.missed import SETTLE, MissedReport, find_missed
 
     try:
         settings = load_settings()
@@ -576,10 +576,17 @@ def calls_missed(since, until) -> None:
         raise click.ClickException(f"nothing to look for yet: the calls of the last {SETTLE.seconds // 60} minutes "
                                    "are left to their webhooks")
     database = Database(migrated_database_url())
+    report = MissedReport()
     try:
-        report = find_missed(database, settings, lookup, since=first, until=end, now=now)
+        find_missed(database, settings, lookup, since=first, until=end, now=now, report=report)
     except SQLAlchemyError as exc:
-        raise click.ClickException(database_error(exc)) from None
+        if report.found:  # stored, and they stay stored: say which
+            click.echo(f"Before the database failed, {len(report.found)} call{'s' if len(report.found) > 1 else ''} "
+                       "that never reached the app had been stored from the log:")
+            for line in _found_lines(report):
+                click.echo(line)
+        raise click.ClickException(f"{database_error(exc)}. Run it again once the database is back: what was "
+                                   "stored stays stored.") from None
     finally:
         database.dispose()
     for line in _missed_report(report, settings.webhooks.twilio_numbers, first, end):
@@ -593,21 +600,28 @@ def calls_missed(since, until) -> None:
         raise click.ClickException("some calls are left for a later look (above): run this again later")
 
 
-def _missed_report(report, numbers, first: datetime, end: datetime) -> list[str]:
-    """What `helpdesk calls missed` found, line by line."""
+def _when(moment: datetime) -> str:
     from helpdesk.clock import LONDON
 
-    def when(moment: datetime) -> str:
-        return f"{moment.astimezone(LONDON):%a %d %b %Y %H:%M %Z}"
+    return f"{moment.astimezone(LONDON):%a %d %b %Y %H:%M %Z}"
 
+
+def _found_lines(report) -> list[str]:
+    """The calls a `calls missed` run stored, a line each: call SID and when it started."""
+    return [f"  {call.sid}  {_when(call.start_time)}" for call in report.found]
+
+
+def _missed_report(report, numbers, first: datetime, end: datetime) -> list[str]:
+    """What `helpdesk calls missed` found, line by line."""
     if report.stopped and not report.listed:
         return []
     to = ", ".join(numbers) if len(numbers) <= 3 else f"the desk's {len(numbers)} numbers"
-    lines = [f"Looked in Twilio's call log from {when(first)} to {when(end)}: {_count(report.listed, 'call')} to {to}."]
+    lines = [f"Looked in Twilio's call log from {_when(first)} to {_when(end)}: {_count(report.listed, 'call')} "
+             f"to {to}."]
     found = len(report.found)
     if found:
         lines.append(f"{found} never reached the app, and {'is' if found == 1 else 'are'} now stored from the log:")
-        lines += [f"  {call.sid}  {when(call.start_time)}" for call in report.found]
+        lines += _found_lines(report)
     left = _missed_left(report)
     lines += [part[0].upper() + part[1:] + "." for part in left]
     if report.listed and not (found or left or report.stopped):

@@ -68,15 +68,16 @@ class MissedReport:
 
 
 def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, since: datetime, until: datetime,
-                now: datetime) -> MissedReport:
+                now: datetime, report: MissedReport | None = None) -> MissedReport:
     """Store every call to `webhooks.twilio_numbers` that started between `since` and `until`
     and that the app never heard of, from Twilio's call log.
 
     Stops when Twilio cannot be reached or refuses the credentials. A number whose calls cannot
     be listed, and a call whose legs Twilio gives no usable answer about, are left for a later
-    run, and the others are looked at.
+    run, and the others are looked at. A database error is raised; the calls stored before it
+    are in `report`, when the caller passes one in.
     """
-    report = MissedReport()
+    report = report if report is not None else MissedReport()
     for number in settings.webhooks.twilio_numbers:
         try:
             listed = lookup.calls_to(number, since, until)

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from callbacks.scheduler import ReconcileJob, SweepJob, scheduled_jobs
 from helpdesk.config import ConfigError
@@ -246,9 +247,8 @@ def test_helpdesk_calls_missed_needs_the_numbers_and_credentials(migrated_url, t
     assert run_cli(["calls", "missed"], env).exit_code == 2  # --since is required
 
 
-@pytest.mark.usefixtures("local_no_proxy")
-def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of_the_log(migrated_url, tmp_path,
-                                                                                        stub):
+def two_logged_calls_on_two_pages(stub) -> None:
+    """The stand-in API lists two calls to the desk on 24 November, a page each; no call has legs."""
     start = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
     calls = f"/2010-04-01/Accounts/AC{'0' * 32}/Calls"
 
@@ -267,8 +267,18 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
 
     stub.route = route
     stub.status, stub.body = 200, json.dumps({"calls": [], "page": 0, "page_size": 100})
-    env = {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
-           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+
+
+def missed_env(migrated_url, tmp_path, stub) -> dict[str, str]:
+    return {**cli_env(migrated_url, config_with_numbers(tmp_path / "helpdesk.toml")),
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token", "TWILIO_API_BASE_URL": stub.url}
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of_the_log(migrated_url, tmp_path,
+                                                                                        stub):
+    two_logged_calls_on_two_pages(stub)
+    env = missed_env(migrated_url, tmp_path, stub)
 
     result = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
 
@@ -296,6 +306,37 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
     assert again.exit_code == 0 and again.output.splitlines()[1] == "None of them is new: 2 were stored from the log before."
     later = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "9999-12-31"], env)  # up to today
     assert later.exit_code == 0 and "None of them is new: 2 were stored from the log before." in later.output
+
+
+@pytest.mark.usefixtures("local_no_proxy")
+def test_helpdesk_calls_missed_names_the_calls_it_stored_before_the_database_failed(migrated_url, tmp_path, stub,
+                                                                                     monkeypatch):
+    import helpdesk.voice.missed as missed
+
+    two_logged_calls_on_two_pages(stub)
+    env = missed_env(migrated_url, tmp_path, stub)
+    store, stored = missed._store, []
+
+    def fails_the_second_time(database, *args):
+        if stored:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        stored.append(store(database, *args))
+        return stored[-1]
+
+    monkeypatch.setattr(missed, "_store", fails_the_second_time)
+    result = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
+
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Before the database failed, 1 call that never reached the app had been stored from the log:",
+        f"  {sid(1)}  Tue 24 Nov 2026 10:01 GMT",
+        "Error: database error: server closed the connection unexpectedly. Run it again once the database is "
+        "back: what was stored stays stored."]
+    monkeypatch.setattr(missed, "_store", store)
+    again = run_cli(["calls", "missed", "--since", "2026-11-24", "--until", "2026-11-24"], env)
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[1:] == ["1 never reached the app, and is now stored from the log:",
+                                             f"  {sid(2)}  Tue 24 Nov 2026 10:02 GMT"]
 
 
 def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_arrival_from_twilio(app, migrated_url):
