@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -32,7 +32,8 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from helpdesk.simulator_twiml import WITHHELD, CallSession, CallTrace, RequestRecord
+from helpdesk.simulator_calllog import CallLog, CallLogServer, LoggedCall
+from helpdesk.simulator_twiml import WITHHELD, CallSession, CallTrace, RequestRecord, new_sid
 
 __all__ = [
     "AUTO", "CallScenario", "CallTrace", "RequestRecord", "RequestsTransport", "Simulator", "TrafficProfile",
@@ -46,6 +47,12 @@ HELP_DESK_NUMBER = "+448001217479"
 AUTO = "auto"  # CallScenario.digits: press the digit for the caller's kind
 DEFAULT_IVR_DIGITS = {"dwp": "1", "customer": "2"}
 OUTCOMES = ("answered", "abandoned", "no_answer", "voicemail", "failed")
+UNREACHED_SECONDS = 6  # Twilio's "an application error has occurred", then it hangs up
+# --unreached: an outage before the run, in the OUTAGE_LENGTH that ended OUTAGE_ENDED ago. Long
+# enough ago that the scheduler's first look in the call log finds them (it leaves the last
+# webhooks.reconcile_after_minutes, 15 by default, to their webhooks).
+OUTAGE_ENDED = timedelta(minutes=20)
+OUTAGE_LENGTH = timedelta(minutes=10)
 
 
 class Transport(Protocol):
@@ -115,13 +122,15 @@ class Simulator:
     ``duplicate`` is the probability that any request is delivered twice (same parameters, same
     idempotency token); ``out_of_order`` the probability that a call's status callbacks arrive
     shuffled. ``clock`` gives the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``.
+    With ``call_log``, every call placed is entered in it, as Twilio's call log would list it.
     """
 
     def __init__(self, base_url: str, auth_token: str, account_sid: str = FAKE_ACCOUNT_SID,
                  transport: Transport | None = None, clock: Callable[[], datetime] | None = None,
                  rng: random.Random | None = None, speed: float = 0.0, *, to_number: str = HELP_DESK_NUMBER,
                  duplicate: float = 0.0, out_of_order: float = 0.0, ivr_digits: dict[str, str] | None = None,
-                 max_call_seconds: float = 1800.0, sleep: Callable[[float], None] = time.sleep):
+                 max_call_seconds: float = 1800.0, sleep: Callable[[float], None] = time.sleep,
+                 call_log: CallLog | None = None):
         if not auth_token:
             raise ValueError("an auth token is needed to sign requests")
         self.base_url = base_url.rstrip("/")
@@ -136,6 +145,7 @@ class Simulator:
         self.ivr_digits = dict(DEFAULT_IVR_DIGITS if ivr_digits is None else ivr_digits)
         self.max_call_seconds = max_call_seconds
         self.sleep = sleep
+        self.call_log = call_log
         self._validator = RequestValidator(auth_token)
         self._lock = threading.Lock()
 
@@ -155,7 +165,22 @@ class Simulator:
         if seed is None:
             with self._lock:
                 seed = self.rng.getrandbits(64)
-        return CallSession(self, scenario, random.Random(seed)).run()
+        session = CallSession(self, scenario, random.Random(seed))
+        trace = session.run()
+        if self.call_log is not None:
+            self.call_log.add(LoggedCall(trace.call_sid, scenario.caller, self.to_number, session.start,
+                                         session.start + timedelta(seconds=round(trace.duration))))
+        return trace
+
+    def unreached_call(self, scenario: CallScenario, start: datetime) -> LoggedCall:
+        """A call that rang while the app could not be reached: Twilio played its error message
+        for a few seconds and hung up, and sent no webhook. Only the call log has it."""
+        seed = scenario.seed if scenario.seed is not None else self.rng.getrandbits(64)
+        call = LoggedCall(new_sid(random.Random(seed), "CA"), scenario.caller, self.to_number, start,
+                          start + timedelta(seconds=UNREACHED_SECONDS))
+        if self.call_log is not None:
+            self.call_log.add(call)
+        return call
 
 
 @dataclass(frozen=True)
@@ -302,11 +327,17 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="0: never wait; 1: real time; 10: ten times faster.")
 @click.option("--seed", type=int, default=None, help="Repeat a run exactly (printed at the end).")
+@click.option("--call-log-port", type=click.IntRange(1, 65535), default=None,
+              help="Also serve Twilio's call log of these calls on 127.0.0.1 at this port, for the app's "
+                   "TWILIO_API_BASE_URL; it stays served after the calls, until stopped.")
+@click.option("--unreached", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Calls that rang while the app could not be reached, in the 10 minutes that ended 20 minutes "
+                   "ago: no webhook, only in the call log (needs --call-log-port).")
 @click.option("--quiet", is_flag=True, help="Print the summary only.")
 def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, answer_median: float,
                      answer_sigma: float, abandon_rate: float, no_answer_rate: float, voicemail_rate: float,
                      agent_voicemail_rate: float, dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
-                     seed: int | None, quiet: bool) -> None:
+                     seed: int | None, call_log_port: int | None, unreached: int, quiet: bool) -> None:
     """Play Twilio's part: send signed, realistic call webhooks to a running help desk."""
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
@@ -315,15 +346,35 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         raise click.BadParameter("give an http:// or https:// base URL", param_hint="--url")
     if abandon_rate + no_answer_rate > 1:
         raise click.BadParameter("--abandon-rate plus --no-answer-rate cannot exceed 1", param_hint="--abandon-rate")
+    if unreached and call_log_port is None:
+        raise click.BadParameter("only Twilio's call log has calls that never reached the app: give --call-log-port "
+                                 "too", param_hint="--unreached")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     profile = TrafficProfile(answer_median=answer_median, answer_sigma=answer_sigma, abandon_rate=abandon_rate,
                              no_answer_rate=no_answer_rate, voicemail_rate=voicemail_rate, dwp_share=dwp_share,
                              agent_voicemail_rate=agent_voicemail_rate,
                              seed=seed)
+    account_sid = os.environ.get("TWILIO_ACCOUNT_SID") or FAKE_ACCOUNT_SID
+    log = server = None
+    if call_log_port is not None:
+        log = CallLog()
+        try:
+            server = CallLogServer(log, account_sid, token, call_log_port).start()
+        except OSError as exc:
+            raise click.ClickException(f"cannot serve the call log on 127.0.0.1:{call_log_port}: "
+                                       f"{exc.strerror or exc}") from None
+        click.echo(f"Serving Twilio's call log at {server.url} (the app's TWILIO_API_BASE_URL)")
     transport = RequestsTransport()
-    simulator = Simulator(base_url, token, os.environ.get("TWILIO_ACCOUNT_SID") or FAKE_ACCOUNT_SID, transport,
-                          rng=random.Random(seed), speed=speed, duplicate=duplicate_rate,
-                          out_of_order=out_of_order_rate)
+    simulator = Simulator(base_url, token, account_sid, transport, rng=random.Random(seed), speed=speed,
+                          duplicate=duplicate_rate, out_of_order=out_of_order_rate, call_log=log)
+    if unreached:
+        # Callers of their own, after the traffic's: the traffic is the same for a seed either way.
+        outage = datetime.now(timezone.utc) - OUTAGE_ENDED - OUTAGE_LENGTH
+        missed = [simulator.unreached_call(scenario, outage + OUTAGE_LENGTH * index / unreached)
+                  for index, scenario in enumerate(profile.scenarios(calls + unreached)[calls:])]
+        click.echo(f"{unreached} call{'' if unreached == 1 else 's'} rang while the app could not be reached, from "
+                   f"{missed[0].start_time:%H:%M} to {missed[-1].start_time:%H:%M} UTC: only the call log has "
+                   f"{'it' if unreached == 1 else 'them'}")
     try:
         traces, summary = run_traffic(simulator, profile, calls, rate, concurrency)
     finally:
@@ -340,5 +391,13 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
     if any("HTTP 403" in error for trace in traces for error in trace.errors):
         click.echo("The app refused requests with 403: their signature did not verify. The auth token must be "
                    "the app's TWILIO_AUTH_TOKEN, and --url the app's PUBLIC_BASE_URL exactly (scheme, host and port).")
+    if server is not None:
+        click.echo(f"The call log ({len(log)} calls) stays served at {server.url} until stopped (Ctrl-C).")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
     if summary.errors:
         raise click.exceptions.Exit(1)  # something went wrong that Twilio would have reported
