@@ -29,6 +29,10 @@ DEMO_SMTP_PORT ?= 8025
 DEMO_MAIL_DIR := demo-mail
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
+# Calls that rang while the app "could not be reached", before the demo: only in the
+# simulator's stand-in for Twilio's call log (on this port), where the scheduler finds them.
+DEMO_UNREACHED ?= 4
+DEMO_TWILIO_API_PORT ?= 5099
 # Share of callbacks the simulated agent leaves until they breach (the demo's window is 5 minutes).
 DEMO_LATE_SHARE ?= 0.1
 DEMO_ENV := .demo.env
@@ -76,7 +80,8 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  grep -q '^port = $(DEMO_SMTP_PORT)$$' .demo.toml || { echo "demo: could not set the mail port in .demo.toml" >&2; exit 1; }; \
 	fi
 	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
-	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)'; \
+	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)' \
+	  TWILIO_API_BASE_URL='http://127.0.0.1:$(DEMO_TWILIO_API_PORT)'; \
 	$(BIN)/helpdesk db upgrade; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
@@ -116,11 +121,14 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
 	  echo "  a simulated agent, $(DEMO_SIM_AGENT), works the queue; callbacks are due in 5 minutes in the demo;"; \
+	  echo "  $(DEMO_UNREACHED) calls rang while the app was down: the scheduler finds them in Twilio's call log"; \
+	  echo "  (played by the simulator on port $(DEMO_TWILIO_API_PORT)) about 5 minutes in;"; \
 	  echo "  Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
 	  $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) || echo "demo: the email simulator failed" >&2; \
 	  exec $(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) \
+	    --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) \
 	) & \
 	simulator=$$!; \
 	( for _ in $$(seq 1 120); do \
