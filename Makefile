@@ -72,8 +72,9 @@ demo-secrets:
 
 # ---------------------------------------------------------------- demo
 
-# The app runs in the foreground until Ctrl-C; the simulator runs in the background once the
-# app answers /readyz, and is stopped with the app.
+# The app runs in the foreground until Ctrl-C. The call simulator starts first, so its stand-in
+# for Twilio's call log is there for the scheduler's first look, and places calls once the app
+# answers /readyz; the simulators are stopped with the app.
 demo: $(INSTALL_STAMP) demo-secrets
 	@if [ '$(DEMO_CONFIG)' = .demo.toml ]; then \
 	  sed 's/^port = 8025$$/port = $(DEMO_SMTP_PORT)/' config/demo.toml > .demo.toml; \
@@ -104,6 +105,20 @@ demo: $(INSTALL_STAMP) demo-secrets
 	mkdir -p $(DEMO_MAIL_DIR)/tmp $(DEMO_MAIL_DIR)/new $(DEMO_MAIL_DIR)/cur; \
 	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(DEMO_SMTP_PORT) -c aiosmtpd.handlers.Mailbox $(DEMO_MAIL_DIR) & \
 	mailserver=$$!; \
+	$(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) --wait 60 \
+	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) & \
+	simulator=$$!; \
+	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
+	listening=; \
+	for _ in $$(seq 1 60); do \
+	  kill -0 $$simulator 2>/dev/null || break; \
+	  if $(BIN)/python -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+	       '$(DEMO_TWILIO_API_PORT)' 2>/dev/null; then listening=1; break; fi; \
+	  sleep 0.25; \
+	done; \
+	if [ -z "$$listening" ]; then \
+	  echo "demo: the simulator is not serving Twilio's call log on port $(DEMO_TWILIO_API_PORT) (see above);" \
+	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; exit 1; fi; \
 	( ready=; \
 	  for _ in $$(seq 1 120); do \
 	    if $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -122,15 +137,13 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
 	  echo "  a simulated agent, $(DEMO_SIM_AGENT), works the queue; callbacks are due in 5 minutes in the demo;"; \
 	  echo "  $(DEMO_UNREACHED) calls rang while the app was down: the scheduler finds them in Twilio's call log"; \
-	  echo "  (played by the simulator on port $(DEMO_TWILIO_API_PORT)) about 5 minutes in;"; \
+	  echo "  (played by the simulator on port $(DEMO_TWILIO_API_PORT)) when it starts;"; \
 	  echo "  Ctrl-C stops)"; \
 	  echo "================================================================"; \
 	  echo; \
-	  $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) || echo "demo: the email simulator failed" >&2; \
-	  exec $(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) \
-	    --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) \
+	  exec $(BIN)/helpdesk email simulate --url '$(DEMO_URL)' --count $(DEMO_EMAILS) \
 	) & \
-	simulator=$$!; \
+	emails=$$!; \
 	( for _ in $$(seq 1 120); do \
 	    $(BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
 	      '$(DEMO_URL)/readyz' 2>/dev/null && break; \
@@ -140,7 +153,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	    --username '$(DEMO_SIM_AGENT)' --late-share $(DEMO_LATE_SHARE) \
 	) & \
 	agent=$$!; \
-	trap 'kill $$simulator $$agent $$mailserver 2>/dev/null || true' EXIT; \
+	trap 'kill $$simulator $$emails $$agent $$mailserver 2>/dev/null || true' EXIT; \
 	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
 	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT)
 

@@ -294,6 +294,20 @@ def run_traffic(simulator: Simulator, profile: TrafficProfile, calls: int, rate_
     return TrafficResult(traces, summary)
 
 
+def _ready(base_url: str, seconds: float) -> bool:
+    """Whether the app answers /readyz with 200 within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(base_url.rstrip("/") + "/readyz", timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
 _DEFAULTS = TrafficProfile()
 _RATE = click.FloatRange(0, 1)
 
@@ -333,11 +347,14 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--unreached", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Calls that rang while the app could not be reached, in the 10 minutes that ended 20 minutes "
                    "ago: no webhook, only in the call log (needs --call-log-port).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds to wait for the app to answer /readyz before the first call (the call log is "
+                   "served meanwhile).")
 @click.option("--quiet", is_flag=True, help="Print the summary only.")
 def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, answer_median: float,
                      answer_sigma: float, abandon_rate: float, no_answer_rate: float, voicemail_rate: float,
                      agent_voicemail_rate: float, dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
-                     seed: int | None, call_log_port: int | None, unreached: int, quiet: bool) -> None:
+                     seed: int | None, call_log_port: int | None, unreached: int, wait: float, quiet: bool) -> None:
     """Play Twilio's part: send signed, realistic call webhooks to a running help desk."""
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
@@ -375,6 +392,10 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         click.echo(f"{unreached} call{'' if unreached == 1 else 's'} rang while the app could not be reached, from "
                    f"{missed[0].start_time:%H:%M} to {missed[-1].start_time:%H:%M} UTC: only the call log has "
                    f"{'it' if unreached == 1 else 'them'}")
+    if wait and not _ready(base_url, wait):
+        if server is not None:
+            server.stop()
+        raise click.ClickException(f"the app did not answer {base_url.rstrip('/')}/readyz within {wait:g} s")
     try:
         traces, summary = run_traffic(simulator, profile, calls, rate, concurrency)
     finally:

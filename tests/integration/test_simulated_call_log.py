@@ -120,7 +120,7 @@ def test_the_log_refuses_other_credentials_an_unknown_call_and_anything_but_read
     assert (bad_page.status_code, bad_page.json()["message"]) == (400, "Invalid PageSize: 5000")
 
 
-def test_simulate_unreached_needs_the_call_log_and_a_port_that_is_free(monkeypatch):
+def test_simulate_unreached_needs_the_call_log_a_free_port_and_waits_for_the_app_only_so_long(monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     runner = CliRunner()
 
@@ -130,6 +130,10 @@ def test_simulate_unreached_needs_the_call_log_and_a_port_that_is_free(monkeypat
         taken.listen()
         port = taken.getsockname()[1]
         busy = runner.invoke(simulate_command, ["--url", "http://127.0.0.1:9", "--call-log-port", str(port)])
+        # Nothing answers /readyz there: the simulator gives up after --wait, before any call.
+        waited = runner.invoke(simulate_command, ["--url", f"http://127.0.0.1:{port}", "--wait", "0.5"])
 
     assert alone.exit_code == 2 and "give --call-log-port too" in alone.output
     assert busy.exit_code == 1 and f"cannot serve the call log on 127.0.0.1:{port}" in busy.output
+    assert waited.exit_code == 1
+    assert f"the app did not answer http://127.0.0.1:{port}/readyz within 0.5 s" in waited.output
