@@ -105,18 +105,22 @@ demo: $(INSTALL_STAMP) demo-secrets
 	mkdir -p $(DEMO_MAIL_DIR)/tmp $(DEMO_MAIL_DIR)/new $(DEMO_MAIL_DIR)/cur; \
 	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(DEMO_SMTP_PORT) -c aiosmtpd.handlers.Mailbox $(DEMO_MAIL_DIR) & \
 	mailserver=$$!; \
+	listening() { $(BIN)/python -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+	  '$(DEMO_TWILIO_API_PORT)' 2>/dev/null; }; \
+	if listening; then \
+	  echo "demo: port $(DEMO_TWILIO_API_PORT) is taken, so the simulator cannot serve Twilio's call log there;" \
+	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; kill $$mailserver; exit 1; fi; \
 	$(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) --wait 60 \
 	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) & \
 	simulator=$$!; \
 	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
-	listening=; \
+	served=; \
 	for _ in $$(seq 1 60); do \
 	  kill -0 $$simulator 2>/dev/null || break; \
-	  if $(BIN)/python -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
-	       '$(DEMO_TWILIO_API_PORT)' 2>/dev/null; then listening=1; break; fi; \
+	  if listening; then served=1; break; fi; \
 	  sleep 0.25; \
 	done; \
-	if [ -z "$$listening" ]; then \
+	if [ -z "$$served" ]; then \
 	  echo "demo: the simulator is not serving Twilio's call log on port $(DEMO_TWILIO_API_PORT) (see above);" \
 	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; exit 1; fi; \
 	( ready=; \
