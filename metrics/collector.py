@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # The contract asks for every call, callback and email: the target is all of them.
 SLA_TARGET_RATIO = 1.0
+# helpdesk_calls_found_in_twilio_log_last_hour: what the alert reads. A gauge read from the
+# database, so a find is seen by any scrape in the hour after it, unlike increase() of the
+# counter, which needs a sample from before the find (none, if the app was down for long).
+FOUND_RECENTLY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Snapshot:
     mailbox_read_at: datetime | None = None  # the IMAP mailbox's last successful read (None: never)
     mailbox_polled: bool = False  # whether [email.imap] has a host
     found_in_log: int = 0  # calls found in Twilio's call log that never reached the app
+    found_in_log_last_hour: int = 0  # of them, found in the hour before `now`
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -71,9 +76,12 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                 else None
             # Events, not calls: the journal only grows, so the counter never goes down, even if
             # such a call's webhooks turn up later from a spool.
-            found_in_log = session.scalar(select(func.count(TwilioEvent.id)).where(found_in_log_events()))
+            found_in_log, last_hour = session.execute(
+                select(func.count(TwilioEvent.id),
+                       func.count(TwilioEvent.id).filter(TwilioEvent.received_at > now - FOUND_RECENTLY))
+                .where(found_in_log_events())).one()
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0))
+                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0))
 
 
 class HelpdeskCollector:
@@ -142,6 +150,9 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
                               "Calls to the help desk's numbers that never reached the app, found later in Twilio's "
                               "call log: the app could not be reached when they rang. Also in helpdesk_calls.",
                               value=snapshot.found_in_log)
+    yield GaugeMetricFamily("helpdesk_calls_found_in_twilio_log_last_hour",
+                            "Calls that never reached the app found in Twilio's call log in the last hour.",
+                            value=snapshot.found_in_log_last_hour)
     yield GaugeMetricFamily("helpdesk_calls_unfinished",
                             "Calls not answered and with no ending two hours after they arrived: Twilio's last "
                             "webhooks for them never came, and its REST API has not said how they ended.",

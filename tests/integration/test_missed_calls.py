@@ -593,7 +593,7 @@ def test_helpdesk_calls_missed_says_nothing_of_calls_it_did_not_look_at_and_fail
     assert "some calls are left for a later look (above): run this again later" in left.output
 
 
-def test_metrics_count_the_calls_found_in_the_log_and_the_count_never_goes_down(app, client, clock):
+def test_metrics_count_the_calls_found_in_the_log_never_going_down_and_those_found_in_the_last_hour(app, client, clock):
     clock.now = OPEN_TIME
     assert post(client, "/twilio/voice/incoming", inbound(sid(60))).status_code == 200  # heard
     with app.extensions["helpdesk.db"].session() as session, session.begin():
@@ -613,11 +613,18 @@ def test_metrics_count_the_calls_found_in_the_log_and_the_count_never_goes_down(
     clock.now = LATER
     replayed = scrape(client)
 
+    clock.now = LATER + timedelta(minutes=61)
+    hour_later = scrape(client)
+
     assert value(before, "helpdesk_calls_found_in_twilio_log_total") == 0
     assert value(after, "helpdesk_calls_found_in_twilio_log_total") == 2
     assert value(after, "helpdesk_calls_total", outcome="failed", caller_type="unknown") == 2  # counted there too
     assert the_call(app, 61).incoming_seen
     assert value(replayed, "helpdesk_calls_found_in_twilio_log_total") == 2
+    # What the alert reads: found in the last hour, by the database's clock of each find.
+    assert [value(samples, "helpdesk_calls_found_in_twilio_log_last_hour")
+            for samples in (before, after, replayed, hour_later)] == [0, 2, 2, 0]
+    assert value(hour_later, "helpdesk_calls_found_in_twilio_log_total") == 2
 
 
 def test_the_index_of_calls_found_in_the_log_names_the_kind_they_are_stored_as():
