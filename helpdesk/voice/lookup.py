@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Mapping, Protocol
 
@@ -107,7 +107,8 @@ class CallLookup(Protocol):
         """The recordings of the call `call_sid`. Raises LookupFailed."""
 
     def calls_to(self, number: str, started_after: datetime, started_before: datetime) -> list[CallFacts]:
-        """Every call to `number` that started between the two instants. Raises LookupFailed."""
+        """Every call to `number` that started between the two instants, and maybe others: the
+        caller keeps those of the period. Raises LookupFailed."""
 
 
 def _facts(call) -> CallFacts:
@@ -159,10 +160,14 @@ class TwilioCallLookup:
             _facts(call) for call in client.calls.page(parent_call_sid=parent_sid, page_size=PAGE_SIZE)])
 
     def calls_to(self, number: str, started_after: datetime, started_before: datetime) -> list[CallFacts]:
+        """Every call to `number` that started between the two instants, and possibly others
+        (the caller filters): Twilio documents StartTime filters as whole UTC dates. Should it
+        read our instants as their dates, StartTime> still takes in every call from `started_after`,
+        but StartTime< would leave out the day of `started_before`, so it is sent a day later."""
         # Every page of the call log (the client follows next_page_uri), however many calls.
         return self._ask(f"the calls to {number}", lambda client: [
             _facts(call) for call in client.calls.stream(to=number, start_time_after=started_after,
-                                                         start_time_before=started_before,
+                                                         start_time_before=started_before + timedelta(days=1),
                                                          page_size=LOG_PAGE_SIZE)])
 
     def recordings(self, call_sid: str) -> list[RecordingFacts]:

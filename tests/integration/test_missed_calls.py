@@ -291,8 +291,9 @@ def test_helpdesk_calls_missed_stores_the_calls_of_those_days_from_every_page_of
     pages = [path for path in stub.paths if "To=" in path]
     assert len(pages) == 2 and "Page=1" in pages[1]
     query = parse_qs(urlsplit(pages[0]).query)
+    # StartTime< a day later: should Twilio read it as a date, the last day is still listed.
     assert (query["To"], query["StartTime>"], query["StartTime<"], query["PageSize"]) == (
-        [DESK], ["2026-11-24T00:00:00Z"], ["2026-11-24T23:59:59Z"], ["1000"])
+        [DESK], ["2026-11-24T00:00:00Z"], ["2026-11-25T23:59:59Z"], ["1000"])
     database = Database(migrated_url)
     try:
         with database.session() as session:
