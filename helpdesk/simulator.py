@@ -32,6 +32,7 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
+from helpdesk.clock import LONDON
 from helpdesk.simulator_calllog import CallLog, CallLogServer, LoggedCall
 from helpdesk.simulator_twiml import WITHHELD, CallSession, CallTrace, RequestRecord, new_sid
 
@@ -168,14 +169,16 @@ class Simulator:
         session = CallSession(self, scenario, random.Random(seed))
         trace = session.run()
         if self.call_log is not None:
-            self.call_log.add(LoggedCall(trace.call_sid, scenario.caller, self.to_number, session.start,
-                                         session.start + timedelta(seconds=round(trace.duration))))
+            start = session.start.replace(microsecond=0)  # the log has whole seconds
+            self.call_log.add(LoggedCall(trace.call_sid, scenario.caller, self.to_number, start,
+                                         start + timedelta(seconds=round(trace.duration))))
         return trace
 
     def unreached_call(self, scenario: CallScenario, start: datetime) -> LoggedCall:
         """A call that rang while the app could not be reached: Twilio played its error message
         for a few seconds and hung up, and sent no webhook. Only the call log has it."""
         seed = scenario.seed if scenario.seed is not None else self.rng.getrandbits(64)
+        start = start.replace(microsecond=0)
         call = LoggedCall(new_sid(random.Random(seed), "CA"), scenario.caller, self.to_number, start,
                           start + timedelta(seconds=UNREACHED_SECONDS))
         if self.call_log is not None:
@@ -389,9 +392,9 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         outage = datetime.now(timezone.utc) - OUTAGE_ENDED - OUTAGE_LENGTH
         missed = [simulator.unreached_call(scenario, outage + OUTAGE_LENGTH * index / unreached)
                   for index, scenario in enumerate(profile.scenarios(calls + unreached)[calls:])]
+        first, last = (call.start_time.astimezone(LONDON) for call in (missed[0], missed[-1]))
         click.echo(f"{unreached} call{'' if unreached == 1 else 's'} rang while the app could not be reached, from "
-                   f"{missed[0].start_time:%H:%M} to {missed[-1].start_time:%H:%M} UTC: only the call log has "
-                   f"{'it' if unreached == 1 else 'them'}")
+                   f"{first:%H:%M} to {last:%H:%M %Z}: only the call log has {'it' if unreached == 1 else 'them'}")
     if wait and not _ready(base_url, wait):
         if server is not None:
             server.stop()
@@ -413,7 +416,8 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         click.echo("The app refused requests with 403: their signature did not verify. The auth token must be "
                    "the app's TWILIO_AUTH_TOKEN, and --url the app's PUBLIC_BASE_URL exactly (scheme, host and port).")
     if server is not None:
-        click.echo(f"The call log ({len(log)} calls) stays served at {server.url} until stopped (Ctrl-C).")
+        click.echo(f"The call log ({len(log)} call{'' if len(log) == 1 else 's'}) stays served at {server.url} "
+                   "until stopped (Ctrl-C).")
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -24,9 +24,10 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -51,25 +52,30 @@ class LoggedCall:
     direction: str = "inbound"
     parent_sid: str | None = None
 
-    def resource(self, account_sid: str) -> dict:
-        """The Call resource's JSON, with the fields Twilio gives (times in RFC 2822, as Twilio writes them)."""
-        seconds = int((self.end_time - self.start_time).total_seconds())
+    def resource(self, account_sid: str, now: datetime) -> dict:
+        """The Call resource's JSON at `now`, with the fields Twilio gives (times in RFC 2822, as
+        Twilio writes them): a call that has not ended by `now` is in progress, with no end."""
+        going_on = self.end_time > now
         return {
             "sid": self.sid, "account_sid": account_sid, "parent_call_sid": self.parent_sid,
-            "status": self.status, "direction": self.direction, "from": self.from_, "to": self.to,
-            "start_time": format_datetime(self.start_time), "end_time": format_datetime(self.end_time),
-            "date_created": format_datetime(self.start_time), "date_updated": format_datetime(self.end_time),
-            "duration": str(seconds), "api_version": "2010-04-01",
-            "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{self.sid}.json",
+            "status": "in-progress" if going_on else self.status, "direction": self.direction,
+            "from": self.from_, "to": self.to, "start_time": format_datetime(self.start_time),
+            "end_time": None if going_on else format_datetime(self.end_time),
+            "date_created": format_datetime(self.start_time),
+            "date_updated": format_datetime(min(now, self.end_time)),
+            "duration": None if going_on else str(int((self.end_time - self.start_time).total_seconds())),
+            "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{account_sid}/Calls/{self.sid}.json",
         }
 
 
 class CallLog:
-    """The calls placed so far, safe to add to from the simulator's threads while being served."""
+    """The calls placed so far, safe to add to from the simulator's threads while being served.
+    `clock` says when it is: a call not ended by then is listed as going on."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._calls: dict[str, LoggedCall] = {}
         self._lock = threading.Lock()
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
 
     def add(self, call: LoggedCall) -> None:
         with self._lock:
@@ -81,13 +87,14 @@ class CallLog:
 
     def matching(self, *, to: str | None = None, parent_sid: str | None = None, started_after: datetime | None = None,
                  started_before: datetime | None = None) -> list[LoggedCall]:
-        """The calls that pass every filter given, newest first, as Twilio lists them."""
+        """The calls that pass every filter given (started in [started_after, started_before)),
+        newest first, as Twilio lists them."""
         with self._lock:
             calls = list(self._calls.values())
         found = [call for call in calls
                  if (to is None or call.to == to) and (parent_sid is None or call.parent_sid == parent_sid)
                  and (started_after is None or call.start_time >= started_after)
-                 and (started_before is None or call.start_time <= started_before)]
+                 and (started_before is None or call.start_time < started_before)]
         return sorted(found, key=lambda call: (call.start_time, call.sid), reverse=True)
 
     def __len__(self) -> int:
@@ -103,17 +110,32 @@ class CallLogError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _when(values: dict[str, list[str]], name: str) -> datetime | None:
-    """A StartTime filter, as twilio-python sends it (YYYY-MM-DDTHH:MM:SSZ) or as a day (YYYY-MM-DD)."""
+def _when(values: dict[str, list[str]], name: str) -> tuple[datetime, bool] | None:
+    """A StartTime filter: an instant as twilio-python sends it (YYYY-MM-DDTHH:MM:SSZ), or a UTC
+    date as Twilio documents (YYYY-MM-DD, its midnight); and whether it was a date."""
     text = (values.get(name) or [""])[0]
     if not text:
         return None
-    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"):
+    for layout, day in (("%Y-%m-%dT%H:%M:%SZ", False), ("%Y-%m-%d", True)):
         try:
-            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc), day
         except ValueError:
             continue
     raise CallLogError(400, 20001, f"Invalid {name}: {text}")
+
+
+def _period(values: dict[str, list[str]]) -> tuple[datetime | None, datetime | None]:
+    """The StartTime filters as [from, until) instants, as Twilio describes them: StartTime=D,
+    calls that started on the date D; StartTime>=D (the parameter StartTime>), on or after it;
+    StartTime<=D (StartTime<), before it. An instant instead of a date means that instant."""
+    after = before = None
+    if (on := _when(values, "StartTime")) is not None:
+        after, before = on[0], on[0] + (timedelta(days=1) if on[1] else timedelta(seconds=1))
+    if (given := _when(values, "StartTime>")) is not None:
+        after = given[0]
+    if (given := _when(values, "StartTime<")) is not None:
+        before = given[0]
+    return after, before
 
 
 def _whole(values: dict[str, list[str]], name: str, default: int, highest: int) -> int:
@@ -126,10 +148,10 @@ def _whole(values: dict[str, list[str]], name: str, default: int, highest: int) 
 def list_page(log: CallLog, account_sid: str, path: str, query: str) -> dict:
     """One page of Calls.json for `query`, with next_page_uri when there are more."""
     values = parse_qs(query, keep_blank_values=True)
-    # "StartTime>" and "StartTime>=" are both "on or after" here; the log has whole seconds.
-    after = _when(values, "StartTime>") or _when(values, "StartTime>=")
-    before = _when(values, "StartTime<") or _when(values, "StartTime<=")
-    size = _whole(values, "PageSize", 50, MAX_PAGE_SIZE) or 50
+    after, before = _period(values)
+    size = _whole(values, "PageSize", 50, MAX_PAGE_SIZE)
+    if size < 1:
+        raise CallLogError(400, 20001, "Invalid PageSize: 0")
     page = _whole(values, "Page", 0, 10**6)
     calls = log.matching(to=(values.get("To") or [None])[0], parent_sid=(values.get("ParentCallSid") or [None])[0],
                          started_after=after, started_before=before)
@@ -141,7 +163,8 @@ def list_page(log: CallLog, account_sid: str, path: str, query: str) -> dict:
         pairs = [(name, item) for name, items in kept for item in items] + [("Page", str(number))]
         return f"{path}?{urlencode(pairs)}"
 
-    return {"calls": [call.resource(account_sid) for call in shown], "page": page, "page_size": size,
+    now = log.clock()
+    return {"calls": [call.resource(account_sid, now) for call in shown], "page": page, "page_size": size,
             "start": page * size, "end": page * size + max(len(shown) - 1, 0), "uri": uri(page),
             "first_page_uri": uri(0), "previous_page_uri": uri(page - 1) if page else None,
             "next_page_uri": uri(page + 1) if more else None}
@@ -163,7 +186,7 @@ def answer(log: CallLog, account_sid: str, auth_token: str, method: str, target:
         if (found := _ONE.fullmatch(path)) and found["account"] == account_sid:
             call = log.get(found["sid"])
             if call is not None:
-                return 200, call.resource(account_sid)
+                return 200, call.resource(account_sid, log.clock())
         if (found := _RECORDINGS.fullmatch(path)) and found["account"] == account_sid:
             return 200, {"recordings": [], "page": 0, "page_size": 50, "next_page_uri": None,
                          "uri": path, "first_page_uri": path, "previous_page_uri": None, "start": 0, "end": 0}
@@ -186,10 +209,13 @@ class CallLogServer:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="Twilio API"')
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _reply
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _reply
 
             def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
                 logger.debug("call log: %s", format % args)

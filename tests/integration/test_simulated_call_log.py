@@ -65,15 +65,19 @@ def test_calls_that_rang_while_the_app_could_not_be_reached_are_found_and_the_ot
     traces, summary = run_traffic(simulator, TrafficProfile(seed=5), 4, rate_per_second=None, concurrency=1)
     outage = [simulator.unreached_call(CallScenario(seed=n), OPEN_TIME - timedelta(minutes=30 - n))
               for n in range(3)]
+    # After the look's period: listed (the lookup asks a day further), but left for a later look.
+    later = simulator.unreached_call(CallScenario(seed=9), OPEN_TIME + timedelta(hours=3))
+    log.clock = lambda: OPEN_TIME + timedelta(hours=2)
     lookup = TwilioCallLookup(ACCOUNT, AUTH_TOKEN, server.url)
 
     report = find_missed(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup,
                          since=OPEN_TIME - timedelta(hours=1), until=OPEN_TIME + timedelta(hours=1),
                          now=OPEN_TIME + timedelta(hours=2))
 
-    assert summary.errors == 0 and len(log) == 7
+    assert summary.errors == 0 and len(log) == 8
     assert sorted(call.sid for call in report.found) == sorted(call.sid for call in outage)
     assert (report.listed, report.reached, report.stopped) == (7, 4, None)
+    assert later.sid not in {call.sid for call in report.found}
     with app.extensions["helpdesk.db"].session() as session:
         stored = {call.call_sid: call for call in session.scalars(select(Call))}
     for call in outage:
@@ -102,6 +106,41 @@ def test_the_log_is_listed_a_page_at_a_time_by_number_and_start_time_as_twilio_l
     assert lookup.legs(f"CA{0:032x}") == [] and lookup.recordings(f"CA{0:032x}") == []
 
 
+def test_a_call_not_ended_yet_is_listed_going_on_and_left_for_a_later_look(app, served):
+    log, server = served
+    log.add(logged(1, OPEN_TIME))
+    log.add(LoggedCall(f"CA{2:032x}", "+447700900123", HELP_DESK_NUMBER, OPEN_TIME, OPEN_TIME + timedelta(hours=1)))
+    log.clock = lambda: OPEN_TIME + timedelta(minutes=20)
+    lookup = TwilioCallLookup(ACCOUNT, AUTH_TOKEN, server.url)
+
+    going_on = lookup.call(f"CA{2:032x}")
+    report = find_missed(app.extensions["helpdesk.db"], app.extensions["helpdesk.settings"], lookup,
+                         since=OPEN_TIME - timedelta(hours=1), until=OPEN_TIME + timedelta(minutes=5),
+                         now=OPEN_TIME + timedelta(minutes=20))
+
+    assert (going_on.status, going_on.end_time, going_on.duration) == ("in-progress", None, None)
+    assert ([call.sid for call in report.found], report.live) == ([f"CA{1:032x}"], 1)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("StartTime=2026-11-24", [1, 2]),
+    ("StartTime%3E=2026-11-24", [1, 2, 3]),  # StartTime>=2026-11-24, in Twilio's words
+    ("StartTime%3E=2026-11-24T12:00:00Z", [2, 3]),
+    ("StartTime%3C=2026-11-24", [0]),  # StartTime<=2026-11-24: before its midnight
+    ("StartTime%3C=2026-11-24T12:00:00Z", [0, 1]),
+    ("StartTime%3E=2026-11-24&StartTime%3C=2026-11-25", [1, 2]),
+])
+def test_start_time_filters_read_a_date_as_twilio_describes_and_an_instant_as_that_instant(served, query,
+                                                                                           expected):
+    log, server = served
+    for n, start in enumerate((datetime(2026, 11, 23, 23, 59, 59, tzinfo=UTC), datetime(2026, 11, 24, 0, 0, tzinfo=UTC),
+                               datetime(2026, 11, 24, 12, 0, tzinfo=UTC), datetime(2026, 11, 25, 0, 0, tzinfo=UTC))):
+        log.add(logged(n, start))
+    listed = requests.get(f"{server.url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json?{query}",
+                          auth=(ACCOUNT, AUTH_TOKEN), timeout=5).json()["calls"]
+    assert sorted(int(call["sid"][2:], 16) for call in listed) == expected
+
+
 def test_the_log_refuses_other_credentials_an_unknown_call_and_anything_but_reading(served):
     log, server = served
     log.add(logged(1, OPEN_TIME))
@@ -114,8 +153,13 @@ def test_the_log_refuses_other_credentials_an_unknown_call_and_anything_but_read
                             data={"To": "+447700900123"}, timeout=5)
     bad_page = requests.get(f"{server.url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json?PageSize=5000",
                             auth=(ACCOUNT, AUTH_TOKEN), timeout=5)
+    empty_page = requests.get(f"{server.url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json?PageSize=0",
+                              auth=(ACCOUNT, AUTH_TOKEN), timeout=5)
+    anonymous = requests.get(f"{server.url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json", timeout=5)
 
     assert refused.value.refused and unknown.value.not_found
+    assert (anonymous.status_code, anonymous.headers["WWW-Authenticate"]) == (401, 'Basic realm="Twilio API"')
+    assert (empty_page.status_code, empty_page.json()["message"]) == (400, "Invalid PageSize: 0")
     assert (written.status_code, written.json()["code"]) == (405, 20004)
     assert (bad_page.status_code, bad_page.json()["message"]) == (400, "Invalid PageSize: 5000")
 
