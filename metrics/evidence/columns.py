@@ -29,10 +29,12 @@ DEFINITIONS: dict[str, dict[str, str]] = {
     },
     "calls.csv": {
         "call_sid": "Twilio's identifier of the call (CA...), to find it in Twilio's own records",
-        "arrived": f"When the incoming-call webhook reached the help desk, {TIMES}",
+        "arrived": f"When the incoming-call webhook reached the help desk, {TIMES}; with arrival_estimated yes, "
+                   "when the call started by its other events or Twilio's record of it",
         "answered": f"When a person answered (an agent's leg, or an agent taking the caller from the queue), {TIMES}; "
                     "blank if nobody did",
-        "ended": f"When the call ended, from Twilio's final status callback, {TIMES}",
+        "ended": f"When the call ended, from Twilio's final status callback (with from_twilio_api yes, from "
+                 f"Twilio's record of the call), {TIMES}",
         "answer_seconds": "answered minus arrived, in seconds to one decimal",
         "rings": "The ring the call was answered on: floor(answer_seconds / ring period) + 1",
         "outcome": "answered, abandoned (the caller hung up first), no_answer, voicemail, out_of_hours, failed, "

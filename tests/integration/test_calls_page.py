@@ -126,10 +126,10 @@ def test_a_day_with_calls_that_never_reached_the_help_desk_says_how_many_and_whe
     page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
 
     assert never_reached_notice(page) == (
-        "3 calls on this day never reached the help desk: Twilio could not reach the app, so the callers heard "
-        "Twilio's error message. The first arrived at 10:10:00, the last at 10:31:00. They were found later in "
-        "Twilio's call log and count as failed; each caller who gave a number is owed a callback. "
-        "Show only these calls")
+        "3 calls on this day never reached the help desk: Twilio could not reach the app, so the callers may have "
+        "heard Twilio's error message. The first arrived at 10:10:00, the last at 10:31:00. They were found later in "
+        "Twilio's call log. Unless an agent answered, each counts as failed, and each caller who gave a number is "
+        "owed a callback. Show only these calls")
     assert 'href="/calls?day=2026-11-24&amp;reached=no">Show only these calls' in page
 
 
