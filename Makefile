@@ -72,7 +72,8 @@ demo-secrets:
 
 # ---------------------------------------------------------------- demo
 
-# The app runs in the foreground until Ctrl-C. The call simulator starts first, so its stand-in
+# The app runs until Ctrl-C (or the make is sent SIGTERM): every process the demo started is
+# stopped with it, the app too. The call simulator starts first, so its stand-in
 # for Twilio's call log is there for the scheduler's first look, and places calls once the app
 # answers /readyz; the simulators are stopped with the app.
 demo: $(INSTALL_STAMP) demo-secrets
@@ -157,9 +158,12 @@ demo: $(INSTALL_STAMP) demo-secrets
 	    --username '$(DEMO_SIM_AGENT)' --late-share $(DEMO_LATE_SHARE) \
 	) & \
 	agent=$$!; \
-	trap 'kill $$simulator $$emails $$agent $$mailserver 2>/dev/null || true' EXIT; \
 	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
-	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT)
+	$(BIN)/helpdesk run --host $(DEMO_HOST) --port $(DEMO_PORT) & \
+	app=$$!; \
+	trap 'kill $$app $$simulator $$emails $$agent $$mailserver 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT; trap 'exit 143' TERM; \
+	wait $$app
 
 # ---------------------------------------------------------------- tests and benchmarks
 
