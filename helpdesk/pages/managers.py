@@ -59,6 +59,7 @@ def _page(text: str | None) -> int:
 def calls():
     """Calls on one UK day, newest first, with the day's answer figures."""
     args = request.args
+    day = None
     try:
         day = _day(args.get("day"))
         outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
@@ -66,10 +67,11 @@ def calls():
         reached = _reached(args.get("reached"))
         page = _page(args.get("page"))
     except BadQuery as problem:
-        return render_template(
-            "error.html", title="Cannot show these calls", message=str(problem),
-            back_href=url_for("managers.calls"), back_label="Show today’s calls",
-        ), 400
+        # Back to the day asked for, when it was a day: only a filter was wrong.
+        back = (url_for("managers.calls", day=day.isoformat()), f"Show all calls on {fmt.format_day(day)}") \
+            if day and args.get("day") else (url_for("managers.calls"), "Show today’s calls")
+        return render_template("error.html", title="Cannot show these calls", message=str(problem),
+                               back_href=back[0], back_label=back[1]), 400
 
     per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
     with database().session() as session:

@@ -158,10 +158,13 @@ def test_a_day_where_every_call_reached_the_help_desk_has_no_notice_and_the_filt
     assert "No calls on this day match these filters." in filtered
 
 
-def test_a_reached_value_other_than_no_gets_a_400_page_saying_what_to_use(manager):
+def test_a_reached_value_other_than_no_gets_a_400_page_saying_what_to_use_and_leading_back_to_the_day(manager):
     response = manager.get(f"/calls?day={DAY}&reached=yes")
+    page = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "“yes” is not a choice here. Use reached=no" in response.get_data(as_text=True)
+    assert "“yes” is not a choice here. Use reached=no" in page
+    assert f'href="/calls?day={DAY}">Show all calls on Tuesday 24 November 2026</a>' in page
+    assert 'href="/calls">Show today’s calls</a>' in manager.get("/calls?day=24/11/2026").get_data(as_text=True)
 
 
 def test_calls_from_the_days_either_side_are_not_shown(manager, busy_day):
