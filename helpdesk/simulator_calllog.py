@@ -9,7 +9,7 @@ the log but sent no webhook, as in a real outage.
 
 Served on 127.0.0.1 only, with HTTP basic authentication by the account SID and auth token:
 
-    GET /2010-04-01/Accounts/{AccountSid}/Calls.json?To=&StartTime>=&StartTime<=&ParentCallSid=&PageSize=&Page=
+    GET /2010-04-01/Accounts/{AccountSid}/Calls.json?To=&StartTime=&StartTime>=&StartTime<=&ParentCallSid=&PageSize=&Page=
     GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json
     GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json   (always empty)
 
