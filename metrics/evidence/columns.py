@@ -48,10 +48,12 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "caller": "The caller's number, masked to its last three digits unless the pack is unmasked; withheld "
                   "when the caller withheld it",
         "from_twilio_api": "yes when the call's last webhooks never came and its record was finished from "
-                           "Twilio's REST API (to the second); with arrival_estimated also yes, the call may "
-                           "never have reached the help desk at all and have been found in Twilio's call log",
+                           "Twilio's REST API (to the second)",
         "arrival_estimated": "yes when the incoming-call webhook never reached the help desk, so arrived is the "
                              "earliest moment the call's other events vouch for",
+        "found_in_call_log": "yes when no webhook of the call had reached the help desk when it was found in "
+                             "Twilio's call log, and its record came from there (the app could not be reached "
+                             "when the call rang)",
     },
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",

@@ -65,7 +65,8 @@ def rules_in_words(settings: Settings) -> list[str]:
         "target, are not counted; a caller who hung up after it is a breach. Times come from Twilio's events "
         "for each call; where the last of those never reached the help desk, from Twilio's record of the call, "
         "to the second (from_twilio_api in calls.csv). A call that never reached the help desk at all, found "
-        "afterwards in Twilio's call log, is a breach in hours unless Twilio's record shows an agent answered it."
+        "afterwards in Twilio's call log (found_in_call_log in calls.csv), is a breach in hours unless Twilio's "
+        "record shows an agent answered it."
         + (" Agents' phones must press 1 to take a call, and a call is answered when 1 is pressed, so an agent's "
            "voicemail never counts as an answer." if settings.routing.screen_calls else ""),
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "

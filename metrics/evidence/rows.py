@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain
 from callbacks.service import breach_unrecorded
-from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent
+from helpdesk.models.event import found_in_log
 from metrics.evidence.csvs import Lines, RowBatches
 from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
                                      yes_no)
@@ -33,7 +34,7 @@ DECIDED = ("met", "breached")
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
-    "arrival_estimated",
+    "arrival_estimated", "found_in_call_log",
 ]
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
@@ -127,17 +128,21 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
         .order_by(Call.arrived_at, Call.id)
     )
 
+    # Calls that never reached the help desk, found in Twilio's call log: few, read from a
+    # partial index, in the export's snapshot.
+    found = set(connection.execute(select(TwilioEvent.call_sid).where(found_in_log())).scalars())
+
     def batches() -> Iterator[Lines]:
         hours = UKHours()
         for batch in _batches(connection, statement):
-            yield Lines(_call_lines(batch, hours, redactor.number),
-                        lambda batch=batch: _call_lines(batch, hours, redactor.number, joined=False))
+            yield Lines(_call_lines(batch, hours, redactor.number, found),
+                        lambda batch=batch: _call_lines(batch, hours, redactor.number, found, joined=False))
 
     return list(CALL_COLUMNS), RowBatches(batches())
 
 
 def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | None], str],
-                joined: bool = True) -> list:
+                found: set[str] | frozenset[str] = frozenset(), joined: bool = True) -> list:
     """Calls' rows from call_rows' plain tuples: CSV lines (`joined`), or tuples of fields.
 
     The hot loop of a big export, so it does without calls where it can: uk_time() is inlined for
@@ -172,7 +177,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             sid, arrived, answered, ended, "" if answer_seconds is None else f"{answer_seconds:.1f}",
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
-            "no" if incoming_seen else "yes",
+            "no" if incoming_seen else "yes", "yes" if sid in found else "no",
         )
         add(",".join(fields) if joined else fields)
     return rows

@@ -351,15 +351,21 @@ def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_ar
     lookup = FakeCallLookup()
     lookup.add(logged(sid(15)))
     find(app, lookup)
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        # Heard arriving, its ending read from Twilio's REST API: not found in the log.
+        add_call(session, OPEN_TIME + timedelta(minutes=5), outcome="no_answer").from_api = True
 
     period = date_range_period(date(2026, 11, 24), date(2026, 11, 24))
     with snapshot(migrated_url) as connection:
         header, rows = call_rows(connection, period.start, period.end, Redactor("masked"))
-        row = dict(zip(header, next(iter(rows))))
+        row, finished = (dict(zip(header, line)) for line in rows)
     assert header == CALL_COLUMNS
     assert (row["call_sid"], row["arrived"], row["outcome"], row["counted"], row["ten_ring_result"]) == (
         sid(15), "2026-11-24T10:00:00.000+00:00", "failed", "yes", "breached")
-    assert (row["from_twilio_api"], row["arrival_estimated"], row["answered"]) == ("yes", "yes", "")
+    assert (row["from_twilio_api"], row["arrival_estimated"], row["found_in_call_log"], row["answered"]) == (
+        "yes", "yes", "yes", "")
+    assert (finished["from_twilio_api"], finished["arrival_estimated"], finished["found_in_call_log"]) == (
+        "yes", "no", "no")
 
 
 @pytest.mark.usefixtures("local_no_proxy")
