@@ -19,6 +19,7 @@ from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
+from helpdesk.models.call import never_reached
 from helpdesk.pages.calls import day_bounds
 
 REASONS = {
@@ -153,8 +154,7 @@ def _unheard_calls(session: Session, callbacks: list[Callback]) -> set[str]:
     sids = [callback.call_sid for callback in callbacks if callback.reason == "failed" and callback.call_sid]
     if not sids:
         return set()
-    return set(session.scalars(select(Call.call_sid).where(
-        Call.call_sid.in_(sids), Call.incoming_seen.is_(False), Call.from_api.is_(True))))
+    return set(session.scalars(select(Call.call_sid).where(Call.call_sid.in_(sids), never_reached())))
 
 
 def _latest_calls(session: Session, callback_ids: list[int],

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, false, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, and_, false, select, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
+from helpdesk.models.event import TwilioEvent, found_in_log
 
 # The condition of the partial index ix_calls_unfinished (the same on both databases): no
 # ending yet, and not a conversation going on.
@@ -55,3 +56,10 @@ def unfinished():
     the planner uses ix_calls_unfinished, with the condition in the SQL itself, because a
     planner cannot tell that a bound parameter matches the index."""
     return text(UNFINISHED)
+
+
+def never_reached():
+    """Calls that never reached the help desk: found in Twilio's call log (helpdesk/voice/missed.py),
+    with no incoming webhook since (one replayed from a spool would mean the app heard it)."""
+    return and_(Call.incoming_seen.is_(False),
+                Call.call_sid.in_(select(TwilioEvent.call_sid).where(found_in_log())))

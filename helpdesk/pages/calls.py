@@ -5,12 +5,13 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from helpdesk.clock import LONDON
 from helpdesk.config import Settings
 from helpdesk.models import Call
+from helpdesk.models.call import never_reached
 from metrics import compliance
 
 
@@ -25,11 +26,6 @@ class DaySummary:
     unheard: int = 0
     unheard_first: datetime | None = None
     unheard_last: datetime | None = None
-
-
-def never_reached():
-    """Calls stored from Twilio's call log (helpdesk/voice/missed.py), with no webhook of their own."""
-    return and_(Call.from_api.is_(True), Call.incoming_seen.is_(False))
 
 
 @dataclass(frozen=True)

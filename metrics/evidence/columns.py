@@ -51,9 +51,8 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                            "Twilio's REST API (to the second)",
         "arrival_estimated": "yes when the incoming-call webhook never reached the help desk, so arrived is the "
                              "earliest moment the call's other events vouch for",
-        "found_in_call_log": "yes when no webhook of the call had reached the help desk when it was found in "
-                             "Twilio's call log, and its record came from there (the app could not be reached "
-                             "when the call rang)",
+        "found_in_call_log": "yes when the call never reached the help desk (the app could not be reached when "
+                             "it rang) and was found afterwards in Twilio's call log, which its times come from",
     },
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",

@@ -128,8 +128,9 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
         .order_by(Call.arrived_at, Call.id)
     )
 
-    # Calls that never reached the help desk, found in Twilio's call log: few, read from a
-    # partial index, in the export's snapshot.
+    # Calls found in Twilio's call log (few, read from a partial index, in the export's
+    # snapshot): those with no incoming webhook since never reached the help desk, as
+    # helpdesk.models.call.never_reached says.
     found = set(connection.execute(select(TwilioEvent.call_sid).where(found_in_log())).scalars())
 
     def batches() -> Iterator[Lines]:
@@ -177,7 +178,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             sid, arrived, answered, ended, "" if answer_seconds is None else f"{answer_seconds:.1f}",
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
-            "no" if incoming_seen else "yes", "yes" if sid in found else "no",
+            "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes",
         )
         add(",".join(fields) if joined else fields)
     return rows

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helpdesk.models import Call, Enquiry
+from helpdesk.models import Call, Enquiry, TwilioEvent
 from tests.integration.test_users_and_login import make_user, sign_in
 from tests.integration.twilio_requests import sid
 
@@ -20,8 +20,9 @@ def utc(*args) -> datetime:
 def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answered", answer_seconds: float | None = None,
              countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
              caller_type: str = "customer", in_hours: bool = True, reference: str | None = None,
-             from_api: bool = False, incoming_seen: bool = True) -> None:
-    """A call as the projection would have stored it, with its enquiry."""
+             from_api: bool = False, incoming_seen: bool = True, found_in_log: bool = False) -> None:
+    """A call as the projection would have stored it, with its enquiry; `found_in_log`: one that
+    never reached the app, stored from Twilio's call log (with its api_log event)."""
     rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
     enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
                       call_sid=sid(n))
@@ -34,6 +35,10 @@ def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answer
     )
     with db_session.begin():
         db_session.add(call)
+        if found_in_log:
+            call.from_api, call.incoming_seen = True, False
+            db_session.add(TwilioEvent(received_at=arrived_at, kind="api_log", call_sid=sid(n), leg_sid=sid(n),
+                                       fingerprint=f"{n:064d}", params="[]"))
 
 
 @pytest.fixture
@@ -119,9 +124,12 @@ def test_a_day_with_calls_that_never_reached_the_help_desk_says_how_many_and_whe
     add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False, from_api=True)
     for n, minute in ((3, 10), (4, 31), (5, 18)):
         add_call(db_session, n, utc(2026, 11, 24, 10, minute), outcome="failed", sla_result="breached",
-                 from_api=True, incoming_seen=False)
-    add_call(db_session, 6, utc(2026, 11, 25, 9, 0), outcome="failed", sla_result="breached", from_api=True,
-             incoming_seen=False)  # the next day
+                 found_in_log=True)
+    add_call(db_session, 6, utc(2026, 11, 25, 9, 0), outcome="failed", sla_result="breached",
+             found_in_log=True)  # the next day
+    # Its incoming webhook lost, heard at the fallback URL, its ending from Twilio's API: it reached the app.
+    add_call(db_session, 7, utc(2026, 11, 24, 10, 40), outcome="failed", sla_result="breached", from_api=True,
+             incoming_seen=False)
 
     page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
 
@@ -137,8 +145,7 @@ def test_the_reached_filter_lists_only_the_calls_that_never_reached_the_help_des
     add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
     add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="failed", sla_result="breached")  # fallback URL
     add_call(db_session, 3, utc(2026, 11, 24, 9, 10), outcome="abandoned", countable=False, from_api=True)
-    add_call(db_session, 4, utc(2026, 11, 24, 12, 40), outcome="failed", sla_result="breached", from_api=True,
-             incoming_seen=False)
+    add_call(db_session, 4, utc(2026, 11, 24, 12, 40), outcome="failed", sla_result="breached", found_in_log=True)
 
     page = manager.get(f"/calls?day={DAY}&reached=no").get_data(as_text=True)
 

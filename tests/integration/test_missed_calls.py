@@ -340,7 +340,8 @@ def test_helpdesk_calls_missed_names_the_calls_it_stored_before_the_database_fai
                                              f"  {sid(2)}  Tue 24 Nov 2026 10:02 GMT"]
 
 
-def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_arrival_from_twilio(app, migrated_url):
+def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_arrival_from_twilio(app, migrated_url,
+                                                                                                  client, clock):
     from datetime import date
 
     from metrics.evidence.fields import Redactor
@@ -349,8 +350,10 @@ def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_ar
     from metrics.periods import date_range_period
 
     lookup = FakeCallLookup()
-    lookup.add(logged(sid(15)))
+    lookup.add(logged(sid(15)), logged(sid(16), start=OPEN_TIME + timedelta(minutes=1)))
     find(app, lookup)
+    clock.now = OPEN_TIME + timedelta(minutes=1)  # a spool replays one's webhook: it reached the app, late
+    assert post(client, "/twilio/voice/incoming", inbound(sid(16))).status_code == 200
     with app.extensions["helpdesk.db"].session() as session, session.begin():
         # Heard arriving, its ending read from Twilio's REST API: not found in the log.
         add_call(session, OPEN_TIME + timedelta(minutes=5), outcome="no_answer").from_api = True
@@ -358,7 +361,7 @@ def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_ar
     period = date_range_period(date(2026, 11, 24), date(2026, 11, 24))
     with snapshot(migrated_url) as connection:
         header, rows = call_rows(connection, period.start, period.end, Redactor("masked"))
-        row, finished = (dict(zip(header, line)) for line in rows)
+        row, replayed, finished = (dict(zip(header, line)) for line in rows)
     assert header == CALL_COLUMNS
     assert (row["call_sid"], row["arrived"], row["outcome"], row["counted"], row["ten_ring_result"]) == (
         sid(15), "2026-11-24T10:00:00.000+00:00", "failed", "yes", "breached")
@@ -366,6 +369,7 @@ def test_the_evidence_pack_shows_a_call_found_in_the_log_as_a_breach_with_its_ar
         "yes", "yes", "yes", "")
     assert (finished["from_twilio_api"], finished["arrival_estimated"], finished["found_in_call_log"]) == (
         "yes", "no", "no")
+    assert (replayed["call_sid"], replayed["arrival_estimated"], replayed["found_in_call_log"]) == (sid(16), "no", "no")
 
 
 @pytest.mark.usefixtures("local_no_proxy")
