@@ -162,11 +162,7 @@ class Simulator:
 
     def run_call(self, scenario: CallScenario) -> CallTrace:
         """Play one inbound call from start to finish, status callbacks included."""
-        seed = scenario.seed
-        if seed is None:
-            with self._lock:
-                seed = self.rng.getrandbits(64)
-        session = CallSession(self, scenario, random.Random(seed))
+        session = CallSession(self, scenario, random.Random(self._seed(scenario)))
         trace = session.run()
         if self.call_log is not None:
             start = session.start.replace(microsecond=0)  # the log has whole seconds
@@ -174,12 +170,18 @@ class Simulator:
                                          start + timedelta(seconds=round(trace.duration))))
         return trace
 
+    def _seed(self, scenario: CallScenario) -> int:
+        """The scenario's seed, or one from the simulator's generator (shared by the call threads)."""
+        if scenario.seed is not None:
+            return scenario.seed
+        with self._lock:
+            return self.rng.getrandbits(64)
+
     def unreached_call(self, scenario: CallScenario, start: datetime) -> LoggedCall:
         """A call that rang while the app could not be reached: Twilio played its error message
         for a few seconds and hung up, and sent no webhook. Only the call log has it."""
-        seed = scenario.seed if scenario.seed is not None else self.rng.getrandbits(64)
         start = start.replace(microsecond=0)
-        call = LoggedCall(new_sid(random.Random(seed), "CA"), scenario.caller, self.to_number, start,
+        call = LoggedCall(new_sid(random.Random(self._seed(scenario)), "CA"), scenario.caller, self.to_number, start,
                           start + timedelta(seconds=UNREACHED_SECONDS))
         if self.call_log is not None:
             self.call_log.add(call)
