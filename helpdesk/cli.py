@@ -581,8 +581,8 @@ def calls_missed(since, until) -> None:
         find_missed(database, settings, lookup, since=first, until=end, now=now, report=report)
     except SQLAlchemyError as exc:
         if report.found:  # stored, and they stay stored: say which
-            click.echo(f"Before the database failed, {len(report.found)} call{'s' if len(report.found) > 1 else ''} "
-                       "that never reached the app had been stored from the log:")
+            click.echo(f"Before the database failed, {_count(len(report.found), 'call')} that never reached the app "
+                       "had been stored from the log:")
             for line in _found_lines(report):
                 click.echo(line)
         raise click.ClickException(f"{database_error(exc)}. Run it again once the database is back: what was "

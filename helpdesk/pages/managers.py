@@ -67,11 +67,13 @@ def calls():
         reached = _reached(args.get("reached"))
         page = _page(args.get("page"))
     except BadQuery as problem:
-        # Back to the day asked for, when it was a day: only a filter was wrong.
-        back = (url_for("managers.calls", day=day.isoformat()), f"Show all calls on {fmt.format_day(day)}") \
-            if day and args.get("day") else (url_for("managers.calls"), "Show today’s calls")
+        if day and args.get("day"):  # the day asked for was a day: only a filter was wrong
+            back_href = url_for("managers.calls", day=day.isoformat())
+            back_label = f"Show all calls on {fmt.format_day(day)}"
+        else:
+            back_href, back_label = url_for("managers.calls"), "Show today’s calls"
         return render_template("error.html", title="Cannot show these calls", message=str(problem),
-                               back_href=back[0], back_label=back[1]), 400
+                               back_href=back_href, back_label=back_label), 400
 
     per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
     with database().session() as session:

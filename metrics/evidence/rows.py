@@ -143,7 +143,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
 
 
 def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | None], str],
-                found: set[str] | frozenset[str] = frozenset(), joined: bool = True) -> list:
+                found: set[str], joined: bool = True) -> list:
     """Calls' rows from call_rows' plain tuples: CSV lines (`joined`), or tuples of fields.
 
     The hot loop of a big export, so it does without calls where it can: uk_time() is inlined for
