@@ -36,6 +36,8 @@ class CallsPage:
     matching: int  # calls that pass the filters, on every page
     page: int
     pages: int
+    # The call SIDs, among `calls`, of those that never reached the app (never_reached).
+    unheard: frozenset[str] = frozenset()
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -107,4 +109,8 @@ def calls_page(
                 .offset((page - 1) * per_page)
             ).unique()
         )
-    return CallsPage(day=day, calls=calls, summary=summary, matching=matching, page=page, pages=pages)
+        listed = [call.id for call in calls]
+        listed_unheard = frozenset(session.scalars(
+            select(Call.call_sid).where(Call.id.in_(listed), never_reached()))) if listed else frozenset()
+    return CallsPage(day=day, calls=calls, summary=summary, matching=matching, page=page, pages=pages,
+                     unheard=listed_unheard)

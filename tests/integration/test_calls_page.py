@@ -106,11 +106,15 @@ def test_a_call_finished_from_twilios_call_record_says_so(manager, db_session):
     add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
     add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False, from_api=True)
     # Found in Twilio's call log: the app never heard of it at all.
-    add_call(db_session, 3, utc(2026, 11, 24, 9, 10), outcome="failed", sla_result="breached", from_api=True,
+    add_call(db_session, 3, utc(2026, 11, 24, 9, 10), outcome="failed", sla_result="breached", found_in_log=True)
+    # Its incoming webhook lost, heard at the fallback URL, its ending from Twilio's API: it reached the
+    # app, so it is not one that never did, though its record looks the same.
+    add_call(db_session, 4, utc(2026, 11, 24, 9, 15), outcome="failed", sla_result="breached", from_api=True,
              incoming_seen=False)
     table = rows(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
     assert [row[5] for row in table] == [
-        "FailedFrom Twilio's call record: the help desk never heard this call arrive",
+        "FailedFrom Twilio's call record: its last updates never reached the help desk",
+        "FailedFrom Twilio's call log: the help desk never heard this call arrive",
         "AbandonedFrom Twilio's call record: its last updates never reached the help desk", "Answered"]
 
 
