@@ -379,6 +379,11 @@ class CallSession:
             self.missed = True
         action = self.resolve(url, verb.get("action"))
         dial_status = "completed" if result == "unbridged" else result
+        if result == "canceled":
+            # Twilio documents "canceled" for a Dial cancelled through its API, and not what a
+            # caller hanging up while the phones ring gives: send each plausible value, chosen
+            # by the call's SID (drawing from the generator would change every later call).
+            dial_status = ("canceled", "no-answer", "completed")[int(self.sid[-4:], 16) % 3]
         dialled = legs[winner] if winner >= 0 else (legs[machine] if machine_leg is not None else legs[0])
         extra = [("DialBridged", str(result == "completed").lower()), ("DialCallDuration", str(talk)),
                  ("DialCallSid", dialled), ("DialCallStatus", dial_status)]

@@ -16,7 +16,7 @@ from helpdesk.config import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
-from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, dial_bridged
+from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid
 from helpdesk.web import clock, database, settings
@@ -146,8 +146,9 @@ def agents():
 @bp.post("/dial-action")
 def dial_action():
     def decide(params: dict[str, str]) -> Answer:
-        # Not bridged: every leg that answered was screened out (voicemail), so nobody took it.
-        if params.get("DialCallStatus") == "canceled" or dial_bridged(params):
+        # Not bridged, with the caller still there: every leg rang out, or every one that
+        # answered was screened out (voicemail), so nobody took it.
+        if caller_left(params) or dial_bridged(params):
             return "hangup", twiml.hang_up()
         return "voicemail", _twiml("no_agent")
 

@@ -239,6 +239,27 @@ def _unbridged(event: Event) -> bool:
     return event.params.get("DialCallStatus") in DIAL_ANSWERED and not dial_bridged(event.params)
 
 
+def caller_left(params: Mapping[str, str]) -> bool:
+    """A Dial action saying the caller hung up before anybody was put through to them.
+
+    Twilio documents DialCallStatus "canceled" only for a Dial cancelled through its API; a
+    caller hanging up while the agents' phones rang may come as "no-answer", "busy" or an
+    unbridged "completed". The action request's own CallStatus, the caller's call, tells: it is
+    over once they have gone, and still ringing or in progress if they are waiting.
+    """
+    if dial_bridged(params) or params.get("DialCallStatus") == "failed":
+        return False
+    return params.get("DialCallStatus") == "canceled" or params.get("CallStatus") in TERMINAL
+
+
+def _dial_result(event: Event) -> str | None:
+    """What became of a Dial: its DialCallStatus, but "canceled" when the caller hung up first
+    and "no-answer" when a leg answered and nobody was put through (all screened out)."""
+    if caller_left(event.params):
+        return "canceled"
+    return "no-answer" if _unbridged(event) else event.params.get("DialCallStatus")
+
+
 def _screening(events, by_kind) -> Screening:
     """Which legs of a screened call were taken by a person, and how long their prompt took.
 
@@ -249,7 +270,7 @@ def _screening(events, by_kind) -> Screening:
     """
     on = any(e.decision == SCREENED for e in events) or "screen" in by_kind or "screen_accept" in by_kind
     dials = by_kind.get("dial_action", [])
-    if not on or any(_unbridged(e) or e.params.get("DialCallStatus") == "canceled" for e in dials):
+    if not on or any(_unbridged(e) or caller_left(e.params) for e in dials):
         return Screening(on, {})
     prompts: dict[str, datetime] = {}
     for event in by_kind.get("screen", []):
@@ -348,9 +369,7 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind, screening: Sc
     if decision == "out_of_hours":
         return "out_of_hours"
     statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + _api_calls(by_kind)}
-    # A Dial that ended without bridging anybody (every answering leg was screened out) was
-    # not answered.
-    dial = {"no-answer" if _unbridged(e) else e.params.get("DialCallStatus") for e in by_kind.get("dial_action", [])}
+    dial = {_dial_result(e) for e in by_kind.get("dial_action", [])}
     # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on.
     # On a screened call, a leg that completed with nobody pressing 1 was voicemail: no answer.
     legs = {"no-answer" if screening.on and e.params.get("CallStatus") == "completed"

@@ -72,6 +72,20 @@ def test_an_unanswered_ring_group_offers_voicemail_and_the_message_makes_a_voice
     assert (call(db_session, sid(3)).outcome, call(db_session, sid(3)).sla_result) == ("voicemail", "breached")
 
 
+def test_a_caller_who_hung_up_while_the_agents_phones_rang_is_abandoned_whatever_the_dial_status(
+        client, db_session, clock):
+    post(client, "/twilio/voice/incoming", inbound(sid(5)))
+    clock.advance(8)
+    # The caller's own call is over (CallStatus completed): no voicemail prompt, and not "no answer".
+    response = post(client, "/twilio/voice/dial-action", {"CallSid": sid(5), "CallStatus": "completed",
+                                                          "DialCallStatus": "no-answer"})
+    assert ET.fromstring(response.data).find("Hangup") is not None
+    record = call(db_session, sid(5))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", False, None)
+    event = db_session.scalars(select(TwilioEvent).where(TwilioEvent.kind == "dial_action")).one()
+    assert event.decision == "hangup"
+
+
 def test_a_call_out_of_hours_hears_the_message_and_a_voicemail_prompt(app, client, db_session, clock):
     clock.now = datetime(2026, 11, 24, 19, 30, tzinfo=timezone.utc)  # 19:30 on a Tuesday, closed
     response = post(client, "/twilio/voice/incoming", inbound(sid(4)))

@@ -46,8 +46,10 @@ def parent_completed(seconds, duration):
     return Event("status", at(seconds + 0.5), params)
 
 
-def dial_action(status, seconds, talked=0, leg=AGENT_1):
+def dial_action(status, seconds, talked=0, leg=AGENT_1, call_status=None):
     params = {"CallSid": CALL, "DialCallStatus": status, "DialCallSid": leg, "DialCallDuration": str(talked)}
+    if call_status:  # the caller's own call, as it was when the Dial ended
+        params["CallStatus"] = call_status
     return Event("dial_action", at(seconds), params, "hangup" if status == "completed" else "voicemail")
 
 
@@ -103,6 +105,37 @@ def test_a_caller_who_hangs_up_after_forty_seconds_is_an_abandoned_breach():
     events = [incoming(), dial_action("canceled", 40.5), parent_completed(40, 40)]
     record = project_call(CALL, events, RULES, now=at(100))
     assert (record.outcome, record.countable, record.sla_result) == ("abandoned", True, "breached")
+
+
+@pytest.mark.parametrize("status, bridged", [("no-answer", None), ("busy", None), ("completed", "false"),
+                                             ("canceled", None)])
+@pytest.mark.parametrize("hung_up_at, countable, result", [(8, False, None), (40, True, "breached")])
+def test_a_dial_that_ended_with_the_caller_gone_is_abandoned_whatever_its_dial_status(
+        status, bridged, hung_up_at, countable, result):
+    # Twilio does not document what DialCallStatus a caller hanging up during the ringing gives;
+    # the action's CallStatus says their call is over.
+    action = dial_action(status, hung_up_at + 0.2, call_status="completed")
+    if bridged:
+        action.params["DialBridged"] = bridged
+    events = [incoming(), agent(AGENT_1, "ringing", 1, 0), action, parent_completed(hung_up_at, hung_up_at)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", countable, result)
+    # The same, without the caller's own status callback (lost): the Dial action alone tells.
+    record = project_call(CALL, events[:-1], RULES, now=at(100))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", countable, result)
+
+
+@pytest.mark.parametrize("call_status", ["ringing", "in-progress"])
+@pytest.mark.parametrize("status", ["no-answer", "busy"])
+def test_a_dial_that_rang_out_with_the_caller_still_there_is_no_answer(status, call_status):
+    events = [incoming(), dial_action(status, 35, call_status=call_status), parent_completed(40, 40)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.outcome, record.countable, record.sla_result) == ("no_answer", True, "breached")
+
+
+def test_a_dial_whose_legs_failed_is_failed_even_if_the_caller_then_hung_up():
+    events = [incoming(), dial_action("failed", 2, call_status="completed"), parent_completed(2, 2)]
+    assert project_call(CALL, events, RULES, now=at(100)).outcome == "failed"
 
 
 def test_no_answer_then_a_voicemail_is_a_voicemail_breach():

@@ -156,13 +156,18 @@ def test_a_caller_who_hangs_up_while_ringing_cancels_the_dial_and_its_twiml_is_n
     routes = ring_group_app()
     routes["/twilio/voice/dial-action"] = "<Response><Redirect>/twilio/voice/after</Redirect></Response>"
     sim, transport = make(routes)
-    trace = sim.run_call(CallScenario(answer_after=None, abandon_after=10))
-    (action,) = trace.sent("dial-action")
-    assert action.param("DialCallStatus") == "canceled" and action.param("CallStatus") == "completed"
-    assert {leg.param("CallStatus") for leg in trace.sent("leg-status") if leg.param("SequenceNumber") == "2"} == {
-        "canceled"}
+    statuses = set()
+    for _ in range(30):
+        trace = sim.run_call(CallScenario(answer_after=None, abandon_after=10))
+        (action,) = trace.sent("dial-action")
+        # The caller's own call is over; what DialCallStatus says then, Twilio does not document.
+        assert action.param("CallStatus") == "completed" and action.param("DialBridged") == "false"
+        statuses.add(action.param("DialCallStatus"))
+        assert {leg.param("CallStatus") for leg in trace.sent("leg-status")
+                if leg.param("SequenceNumber") == "2"} == {"canceled"}
+        assert trace.outcome == "abandoned"
+    assert statuses == {"canceled", "no-answer", "completed"}
     assert "/twilio/voice/after" not in transport.paths()
-    assert trace.outcome == "abandoned"
 
 
 def test_hanging_up_during_the_voicemail_greeting_after_a_timeout_is_not_abandoning():
@@ -541,7 +546,8 @@ def test_the_caller_hanging_up_during_the_prompt_cancels_the_dial():
     trace = sim.run_call(CallScenario(answer_after=18, abandon_after=19.5))
     assert trace.sent("screen-accept") == [] and trace.outcome == "abandoned"
     (action,) = trace.sent("dial-action")
-    assert (action.param("DialCallStatus"), action.param("DialBridged")) == ("canceled", "false")
+    assert action.param("DialBridged") == "false" and action.param("CallStatus") == "completed"
+    assert action.param("DialCallStatus") in ("canceled", "no-answer", "completed")
 
 
 def test_agent_voicemail_only_marks_calls_and_leaves_every_other_choice_of_a_seed_alone():
