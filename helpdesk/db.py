@@ -152,6 +152,9 @@ def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Eng
     (the webhooks' engine); otherwise SQLite waits SQLITE_WAIT_SECONDS and PostgreSQL as
     long as its server is configured to.
     """
+    # A statement's values are callers' numbers, addresses, notes: never in an error's text,
+    # which ends up in the log when a write fails.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):

@@ -21,7 +21,7 @@ def snapshot_engine(url: str) -> Engine:
     """An engine whose connections read one snapshot per transaction and never write."""
     if not url.startswith("sqlite"):
         return make_engine(url, isolation_level="REPEATABLE READ", pool_size=1, max_overflow=0)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
