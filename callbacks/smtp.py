@@ -8,6 +8,7 @@ log line or the agents' page.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 15.0
 ERROR_LIMIT = 300  # the error columns are String(300)
+
+
+def is_this_machine(host: str) -> bool:
+    """Whether `host` names this machine (a loopback address), where plain SMTP crosses no network."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class MailError(Exception):
@@ -63,6 +74,10 @@ class SmtpSender:
         if not self.smtp.host:
             raise MailError("smtp.host is not set")
         where = f"{self.smtp.host}:{self.smtp.port}"
+        if self.username and self.smtp.security == "none" and not is_this_machine(self.smtp.host):
+            # Nothing would protect the password on its way, nor the mail after it.
+            raise MailError(f"not sending the SMTP login to {where} over a connection without TLS: set "
+                            "smtp.security to \"starttls\" or \"ssl\"")
         try:
             if self.smtp.security == "ssl":
                 client = smtplib.SMTP_SSL(self.smtp.host, self.smtp.port, timeout=self.timeout, context=self._tls())

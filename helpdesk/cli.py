@@ -109,8 +109,20 @@ def check_config(path: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.source}: valid (version {settings.version}).")
-    for warning in _routing_warnings(settings) + _missed_calls_warnings(settings):
+    for warning in _routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings):
         click.echo(warning)
+
+
+def _smtp_warnings(settings) -> list[str]:
+    """Mail that would cross a network unencrypted."""
+    from callbacks.smtp import is_this_machine
+
+    smtp = settings.smtp
+    if smtp.host and smtp.security == "none" and not is_this_machine(smtp.host):
+        return [f"warning: smtp.security is \"none\" and smtp.host ({smtp.host}) is not this machine: mail to "
+                "callers and supervisors would cross the network unencrypted, and the app will not send "
+                "SMTP_USERNAME and SMTP_PASSWORD that way. Use \"starttls\" or \"ssl\"."]
+    return []
 
 
 def _routing_warnings(settings) -> list[str]:

@@ -116,6 +116,18 @@ def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_l
         main, ["check-config", str(config)]).output
 
 
+def test_check_config_warns_when_mail_would_cross_the_network_unencrypted(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    quiet = WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
+    config.write_text(quiet + '\n[smtp]\nhost = "mail.example.org"\nport = 25\nsecurity = "none"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert ('warning: smtp.security is "none" and smtp.host (mail.example.org) is not this machine'
+            in result.output)
+    config.write_text(quiet + '\n[smtp]\nhost = "127.0.0.1"\nport = 25\nsecurity = "none"\n')
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+
+
 def test_run_refuses_to_start_without_its_secrets():
     result = CliRunner().invoke(main, ["run"], env={"SECRET_KEY": "", "TWILIO_AUTH_TOKEN": "", "PUBLIC_BASE_URL": ""})
     assert result.exit_code == 1

@@ -19,7 +19,7 @@ from aiosmtpd.smtp import AuthResult
 
 from callbacks.deadlines import callback_deadline
 from callbacks.notify import FakeNotifier, NotifyError, SmtpNotifier, compose
-from callbacks.smtp import redact
+from callbacks.smtp import is_this_machine, redact
 from helpdesk.config import SmtpSettings, parse_settings
 from helpdesk.models import Callback
 from servers import free_port, require_program
@@ -235,6 +235,20 @@ def test_a_refused_message_raises_a_short_error_with_the_code_and_no_addresses_o
     assert message.startswith(f"127.0.0.1:{smtp_server.port} answered 554")
     assert "[number]" in message and "[address]" in message
     assert "900123" not in message and "team.lead" not in message
+
+
+def test_a_login_is_never_sent_over_plain_smtp_to_another_machine():
+    remote = SmtpSettings(host="mail.example.org", port=25, security="none", from_address="a@b.example")
+    with pytest.raises(NotifyError, match="not sending the SMTP login to mail.example.org:25 over a connection "
+                                          "without TLS"):
+        SmtpNotifier(remote, username="alerts", password="s3cret-passw0rd").send("Subject", "Body\n", SUPERVISORS)
+
+
+@pytest.mark.parametrize("host, local", [("127.0.0.1", True), ("127.8.0.1", True), ("localhost", True),
+                                         ("LOCALHOST.", True), ("::1", True), ("[::1]", True),
+                                         ("mail.example.org", False), ("10.0.0.5", False), ("localhost.evil", False)])
+def test_only_loopback_hosts_count_as_this_machine(host, local):
+    assert is_this_machine(host) is local
 
 
 def test_an_unreachable_server_raises_an_error_naming_host_and_port():
