@@ -5,6 +5,8 @@ werkzeug scrypt hashes.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -186,26 +188,39 @@ SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = timedelta(minutes=15)
 
 
-def begin_sign_in(session: Session, username: str, now: datetime) -> datetime | None:
+def sign_in_key(session: Session, username: str, secret: str | bytes) -> str:
+    """What refused sign-ins are counted under: "user:<id>" for a user's name; for a name no user
+    has, a digest of it keyed with `secret` (SECRET_KEY), so the database never holds what was
+    typed (it may be a password) and the digest cannot be reversed by guessing without the key."""
+    name = normalise_username(username)[:64]
+    with session.begin():
+        user_id = session.scalar(select(User.id).where(User.username == name))
+    if user_id is not None:
+        return f"user:{user_id}"
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "name:" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def begin_sign_in(session: Session, who: str, now: datetime) -> datetime | None:
     """Count a sign-in as refused before its password is checked; returns None, or when this
     username may try again if SIGN_IN_LIMIT sign-ins were already refused within the window
     (this one is then not counted, and its password must not be checked).
 
     Counting first makes the limit hold under parallel requests: each sees every try committed
     before its own, so at most SIGN_IN_LIMIT are ever checked in a window. (Checking the count,
-    then adding to it, let 60 parallel tries have 12 checked.) Counted by the name typed, whether
-    or not such a user exists, so the answer does not tell which usernames do.
+    then adding to it, let 60 parallel tries have 12 checked.) Counted by the name typed (`who`,
+    from sign_in_key), whether or not such a user exists, so the answer does not tell which
+    usernames do.
     """
-    name = normalise_username(username)[:64]
     with session.begin():
         session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
-        attempt = SignInFailure(username=name, failed_at=now)
+        attempt = SignInFailure(who=who, failed_at=now)
         session.add(attempt)
         session.flush()
         attempt_id = attempt.id
     with session.begin():
         earlier = session.scalars(
-            select(SignInFailure.failed_at).where(SignInFailure.username == name, SignInFailure.id != attempt_id,
+            select(SignInFailure.failed_at).where(SignInFailure.who == who, SignInFailure.id != attempt_id,
                                                   SignInFailure.failed_at > now - SIGN_IN_WINDOW)
             .order_by(SignInFailure.failed_at.desc()).limit(SIGN_IN_LIMIT)).all()
         if len(earlier) < SIGN_IN_LIMIT:
@@ -214,11 +229,11 @@ def begin_sign_in(session: Session, username: str, now: datetime) -> datetime | 
     return min(earlier) + SIGN_IN_WINDOW
 
 
-def finish_sign_in(session: Session, username: str, *, succeeded: bool) -> None:
+def finish_sign_in(session: Session, who: str, *, succeeded: bool) -> None:
     """A refused sign-in stays counted (for a day); a good one clears the name's record."""
     if succeeded:
         with session.begin():
-            _forget_failures(session, normalise_username(username)[:64])
+            _forget_failures(session, who)
 
 
 def user_id_named(session: Session, username: str) -> int | None:
@@ -227,8 +242,8 @@ def user_id_named(session: Session, username: str) -> int | None:
         return session.scalar(select(User.id).where(User.username == normalise_username(username)[:64]))
 
 
-def _forget_failures(session: Session, username: str) -> None:
-    session.execute(delete(SignInFailure).where(SignInFailure.username == username))
+def _forget_failures(session: Session, who: str) -> None:
+    session.execute(delete(SignInFailure).where(SignInFailure.who == who))
 
 
 def end_sessions(session: Session, user_id: int) -> None:
@@ -252,7 +267,7 @@ def set_password(session: Session, username: str, password: str) -> User:
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)
         # A new password lets the user straight back in after a run of wrong ones.
-        _forget_failures(session, user.username)
+        _forget_failures(session, f"user:{user.id}")
     log.info("password changed for user %s", user.username)
     return user
 

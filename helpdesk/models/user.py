@@ -37,10 +37,14 @@ class User(UserMixin, Base):
 
 
 class SignInFailure(Base):
-    """A sign-in refused for a username (known or not), kept for a day to slow password guessing."""
+    """A sign-in refused for a username (known or not), kept for a day to slow password guessing.
+
+    `who` is never the name typed (people type passwords there): "user:<id>" for a user's
+    name, else a digest of the name keyed with SECRET_KEY (helpdesk.users.sign_in_key).
+    """
 
     __tablename__ = "sign_in_failures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
+    who: Mapped[str] = mapped_column(String(64), index=True)
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

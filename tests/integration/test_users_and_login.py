@@ -555,14 +555,15 @@ def test_a_run_of_wrong_passwords_is_refused_for_a_while_known_username_or_not(a
 def test_parallel_sign_ins_never_have_more_passwords_checked_than_the_limit(db_session, clock):
     """Each try is counted before its password is checked, so tries that all start before any
     has finished (parallel requests) still get at most the limit checked."""
-    from helpdesk.users import SIGN_IN_LIMIT, begin_sign_in, finish_sign_in
+    from helpdesk.users import SIGN_IN_LIMIT, begin_sign_in, finish_sign_in, sign_in_key
 
-    started = [begin_sign_in(db_session, "alex", clock.now) for _ in range(SIGN_IN_LIMIT + 5)]
+    who = sign_in_key(db_session, "alex", "a secret key")
+    started = [begin_sign_in(db_session, who, clock.now) for _ in range(SIGN_IN_LIMIT + 5)]
     heard = [blocked for blocked in started if blocked is None]
     assert len(heard) == SIGN_IN_LIMIT
     for _ in heard:
-        finish_sign_in(db_session, "alex", succeeded=False)
-    blocked = begin_sign_in(db_session, "alex", clock.now)
+        finish_sign_in(db_session, who, succeeded=False)
+    blocked = begin_sign_in(db_session, who, clock.now)
     assert blocked == clock.now + timedelta(minutes=15)  # the unheard ones did not push it later
 
 
@@ -573,6 +574,23 @@ def test_the_log_never_has_the_username_typed_only_a_users_id(app, client, db_se
         sign_in(client, "my secret passphrase", "oops")
     assert "my secret passphrase" not in caplog.text and "alex" not in caplog.text
     assert "sign-in refused for user id " in caplog.text and "sign-in refused for an unknown username" in caplog.text
+
+
+def test_the_database_never_has_the_username_typed_either(app, client, db_session):
+    from helpdesk.models import SignInFailure
+
+    alex = make_user(db_session, "alex", "manager")
+    sign_in(client, "alex", "not the password")
+    sign_in(client, "My Secret Passphrase", "oops")
+    sign_in(client, "my secret passphrase ", "oops again")  # the same name, as sign-in reads it
+    with db_session.begin():
+        counted = db_session.scalars(select(SignInFailure.who).order_by(SignInFailure.id)).all()
+    assert counted[0] == f"user:{alex.id}"
+    assert counted[1] == counted[2] and counted[1].startswith("name:")
+    assert not any("secret" in who.lower() or "passphrase" in who.lower() for who in counted)
+    # Keyed with SECRET_KEY: without it, the digest of a guess does not match.
+    import hashlib
+    assert hashlib.sha256(b"my secret passphrase").hexdigest()[:40] not in counted[1]
 
 
 def test_a_session_in_constant_use_still_ends_12_hours_after_signing_in(client, clock, db_session):
