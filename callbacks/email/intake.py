@@ -114,7 +114,7 @@ def store_inbound(
     enquiry = _open_enquiry(session, received_at)
     session.execute(update(InboundEmail).where(InboundEmail.id == inserted).values(enquiry_id=enquiry.id))
     to_address = _acknowledge_to(parsed, settings)
-    suppressed = _over_sender_limit(session, to_address, received_at, settings)
+    suppressed = _over_sender_limit(session, parsed.sender or "", to_address, received_at, settings)
     if suppressed:
         decision = "rate_limited"
         session.execute(update(InboundEmail).where(InboundEmail.id == inserted).values(decision=decision))
@@ -214,10 +214,18 @@ def _like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _over_sender_limit(session: Session, to_address: str, received_at: datetime, settings: Settings) -> bool:
-    domain = to_address.rpartition("@")[2].lower()
-    if any(domain == d or domain.endswith("." + d) for d in settings.email.unlimited_domains):
-        return False  # DWP, say: every one of their emails is an enquiry to acknowledge
+def _at_unlimited_domain(address: str, settings: Settings) -> bool:
+    domain = address.rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in settings.email.unlimited_domains)
+
+
+def _over_sender_limit(session: Session, sender: str, to_address: str, received_at: datetime,
+                       settings: Settings) -> bool:
+    # DWP, say: every one of their emails is an enquiry to acknowledge. Only when it comes from
+    # there and the acknowledgement goes there: a Reply-To naming a DWP officer on anybody's mail
+    # must not let the desk flood that officer's inbox.
+    if _at_unlimited_domain(sender, settings) and _at_unlimited_domain(to_address, settings):
+        return False
     window_start = received_at - timedelta(minutes=settings.email.per_sender_window_minutes)
     # One mailbox, however it is written: any case, and any "+tag" (victim+1@, victim+2@... all
     # reach victim@ at most providers), so the guard cannot be walked round to mail-bomb someone.

@@ -214,6 +214,12 @@ def test_senders_at_an_unlimited_domain_are_never_held_back_by_the_flood_guard(d
     assert decisions["alex.smith@dwp.gov.uk"] == ["new_enquiry"] * 4
     assert decisions["case.team@region.dwp.gov.uk"] == ["new_enquiry"] * 4  # a subdomain
     assert decisions["flood@notdwp.gov.uk"] == ["new_enquiry"] * 2 + ["rate_limited"] * 2
+    # Anybody's mail whose Reply-To names a DWP officer is held back as any other sender's is.
+    forged = [store(database, settings, (
+        f"From: attacker@evil.example\r\nReply-To: victim.officer@dwp.gov.uk\r\nSubject: Locked {n}\r\n"
+        f"Message-ID: <forged{n}@evil.example>\r\n\r\nx\r\n").encode(),
+        at=RECEIVED + timedelta(minutes=n)).decision for n in range(4)]
+    assert forged == ["new_enquiry"] * 2 + ["rate_limited"] * 2
 
 
 def test_the_reference_year_is_the_uk_year_of_receipt(database, desk_settings):
