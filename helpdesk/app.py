@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         DATABASE_URL=secrets.database_url,
         TWILIO_ACCOUNT_SID=secrets.twilio_account_sid,
         TWILIO_AUTH_TOKEN=secrets.twilio_auth_token,
+        TWILIO_AUTH_TOKEN_SECONDARY=secrets.twilio_auth_token_secondary,
         PUBLIC_BASE_URL=secrets.public_base_url,
         # The password in SendGrid Inbound Parse's URL (callbacks/email/inbound.py).
         SENDGRID_INBOUND_SECRET=os.environ.get("SENDGRID_INBOUND_SECRET") or None,

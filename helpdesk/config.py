@@ -611,6 +611,8 @@ class Secrets:
 
     twilio_account_sid: str | None
     twilio_auth_token: str | None
+    # While the auth token is being changed: a webhook signed with either verifies.
+    twilio_auth_token_secondary: str | None
     secret_key: str | None
     database_url: str
     public_base_url: str | None
@@ -621,6 +623,7 @@ class Secrets:
         return cls(
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_auth_token_secondary=env.get("TWILIO_AUTH_TOKEN_SECONDARY") or None,
             secret_key=env.get("SECRET_KEY") or None,
             database_url=env.get("DATABASE_URL") or "sqlite:///helpdesk.db",
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,

@@ -43,10 +43,23 @@ def verify_signature():
     if not token or not base:
         log.error("Twilio webhook refused: TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must both be set")
         return _plain("Webhooks are not configured on this server.", 403)
-    if not is_valid(token, base, request):
-        log.warning("Twilio webhook refused: the signature does not verify (%s)", request.path)
-        return _plain("The request signature does not verify.", 403)
-    return None
+    if is_valid(token, base, request):
+        return None
+    secondary = current_app.config.get("TWILIO_AUTH_TOKEN_SECONDARY")
+    if secondary and is_valid(secondary, base, request):
+        _signed_with_secondary()
+        return None
+    log.warning("Twilio webhook refused: the signature does not verify (%s)", request.path)
+    return _plain("The request signature does not verify.", 403)
+
+
+def _signed_with_secondary() -> None:
+    """Say once (per app) that Twilio signs with the new token, so the rotation can be finished."""
+    if current_app.extensions.get("helpdesk.signed_with_secondary"):
+        return
+    current_app.extensions["helpdesk.signed_with_secondary"] = True
+    log.warning("a Twilio webhook was signed with TWILIO_AUTH_TOKEN_SECONDARY: Twilio now signs with it, so "
+                "make it TWILIO_AUTH_TOKEN, unset TWILIO_AUTH_TOKEN_SECONDARY and restart (see the README)")
 
 
 def _plain(text: str, status: int) -> Response:

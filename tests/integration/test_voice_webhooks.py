@@ -120,6 +120,19 @@ def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
     assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
 
 
+def test_while_the_auth_token_is_changed_webhooks_signed_with_either_token_are_taken(app, client, db_session,
+                                                                                     caplog):
+    new_token = "the-new-auth-token-0123456789abcd"
+    # Before the new token is set as the secondary one, Twilio's signatures with it are refused.
+    assert post(client, "/twilio/voice/incoming", inbound(sid(8)), token=new_token).status_code == 403
+    app.config["TWILIO_AUTH_TOKEN_SECONDARY"] = new_token
+    assert post(client, "/twilio/voice/incoming", inbound(sid(8))).status_code == 200  # the old one
+    assert post(client, "/twilio/voice/incoming", inbound(sid(9)), token=new_token).status_code == 200
+    assert "make it TWILIO_AUTH_TOKEN, unset TWILIO_AUTH_TOKEN_SECONDARY" in caplog.text
+    assert post(client, "/twilio/voice/incoming", inbound(sid(10)), token="neither").status_code == 403
+    assert {c.call_sid for c in db_session.scalars(select(Call))} == {sid(8), sid(9)}
+
+
 def test_an_oversized_webhook_is_refused_before_its_form_is_read_and_a_long_real_one_is_taken(client, db_session,
                                                                                               monkeypatch):
     from twilio.request_validator import RequestValidator
