@@ -181,7 +181,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings) -
         f"Due:       {due}",
         f"Deadline:  {_summary(explanation)}",
         "",
-        "The callbacks page has the caller's number and the full history.",
+        "On the callbacks page, \"Call back now\" dials the caller, and the full history is there.",
         "",
         f"-- {settings.name}",
     ]

@@ -780,10 +780,12 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
 
 def _register() -> None:
     from helpdesk.simulator import simulate_command
+    from helpdesk.subject_access import subject_access_command
     from helpdesk.users import users_cli
     from metrics.evidence.cli import evidence_cli
 
     main.add_command(simulate_command)
+    main.add_command(subject_access_command)
     main.add_command(users_cli)
     main.add_command(evidence_cli)
 

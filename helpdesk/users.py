@@ -349,6 +349,14 @@ def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:
     return database_error(exc)
 
 
+def password_for(username: str) -> str:
+    """The password of the user a command runs as: HELPDESK_PASSWORD (for scripts), or asked for."""
+    password = os.environ.get("HELPDESK_PASSWORD")
+    if password:
+        return password
+    return click.prompt(f"Password for {username}", hide_input=True, err=True)
+
+
 def _new_password() -> str:
     password = os.environ.get("HELPDESK_PASSWORD")
     if password:

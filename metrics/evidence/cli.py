@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
-from helpdesk.users import authenticate, normalise_username
+from helpdesk.users import authenticate, normalise_username, password_for
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify
@@ -26,13 +25,6 @@ def _migrated_database_url() -> str:
     from helpdesk.cli import migrated_database_url  # here: helpdesk.cli adds this module's commands
 
     return migrated_database_url()
-
-
-def _password(username: str) -> str:
-    password = os.environ.get("HELPDESK_PASSWORD")
-    if password:
-        return password
-    return click.prompt(f"Password for {username}", hide_input=True, err=True)
 
 
 @evidence_cli.command("export")
@@ -69,7 +61,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     database = Database(url)
     try:
         with database.session() as session:
-            user = authenticate(session, username, _password(username))
+            user = authenticate(session, username, password_for(username))
             if user is None:
                 raise click.ClickException(
                     f"cannot export as {normalise_username(username)!r}: the password is wrong, or there is no "
