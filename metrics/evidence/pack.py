@@ -194,6 +194,9 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "callback_attempts": "one row per attempt in callback_attempts.csv, joined on callback_id",
     }
     digest = write_manifest(directory, manifest_facts, counts)
+    for path in directory.iterdir():
+        if path.is_file():  # readable by whoever made the pack only, also once taken out of it
+            path.chmod(0o600)
     return PackResult(directory, digest, counts)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,8 @@ def test_export_writes_a_pack_that_verifies_and_is_in_the_audit_log(desk, tmp_pa
     result = run(env, *export_args(out))
     assert result.exit_code == 0, result.output
     assert f"Wrote the evidence pack to {out}" in result.stdout and "calls.csv 5 rows" in result.stdout
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(path.stat().st_mode) for path in out.iterdir()} == {0o600}
     assert "calls.csv: 5 rows written" in result.stderr  # progress, on stderr only
     checked = run(env, "verify", str(out))
     assert checked.exit_code == 0, checked.output
