@@ -121,8 +121,8 @@ class Simulator:
     """Plays Twilio's part for inbound calls to the help desk at ``base_url``.
 
     ``duplicate`` is the probability that any request is delivered twice (same parameters, same
-    idempotency token); ``out_of_order`` the probability that a call's status callbacks arrive
-    shuffled. ``clock`` gives the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``.
+    idempotency token); ``out_of_order`` the probability that a call's status callbacks are held
+    back until it ends and arrive shuffled (otherwise each arrives as it fires). ``clock`` gives the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``.
     With ``call_log``, every call placed is entered in it, as Twilio's call log would list it.
     """
 
@@ -342,7 +342,7 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--duplicate-rate", type=_RATE, default=0.05, show_default=True,
               help="Chance that a request is delivered twice.")
 @click.option("--out-of-order-rate", type=_RATE, default=0.2, show_default=True,
-              help="Chance that a call's status callbacks arrive shuffled.")
+              help="Chance that a call's status callbacks are held back until it ends, then arrive shuffled.")
 @click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="0: never wait; 1: real time; 10: ten times faster.")
 @click.option("--seed", type=int, default=None, help="Repeat a run exactly (printed at the end).")

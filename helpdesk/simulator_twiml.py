@@ -2,8 +2,10 @@
 
 A :class:`CallSession` keeps a virtual clock for its call, sends signed webhook requests through
 the simulator's transport, executes the returned TwiML verb by verb and records everything in a
-:class:`CallTrace`. Status callbacks are collected and delivered after the conversation, because
-Twilio delivers them asynchronously (and, with the simulator's ``out_of_order`` rate, shuffled).
+:class:`CallTrace`. Status callbacks are delivered as they fire, as Twilio sends them: each when
+the call's virtual clock reaches it, between the TwiML requests (an agent leg's "answered" before
+the ``<Dial>`` action). With the simulator's ``out_of_order`` rate, a call's callbacks are instead
+held back and delivered after the conversation, shuffled, as a slow or retrying delivery would.
 """
 from __future__ import annotations
 
@@ -148,10 +150,23 @@ class CallSession:
         self.answered = self.abandoned = self.voicemail = self.over = False
         self.missed = False  # the app stopped trying to reach a person (Dial timed out, Leave)
         self.pending: list[tuple[str, str, list[tuple[str, str]], float]] = []
+        self.held_back = rng.random() < sim.out_of_order  # callbacks after the conversation, shuffled
 
     # -- time -------------------------------------------------------------------------------
     def tick(self, until: float) -> None:
-        """Move virtual time on; sleep in real time when the simulator runs at a speed."""
+        """Move virtual time on, delivering the status callbacks that fire meanwhile; sleep in
+        real time when the simulator runs at a speed."""
+        while not self.held_back:
+            due = [item for item in self.pending if item[3] <= until]
+            if not due:
+                break
+            item = min(due, key=lambda pending: pending[3])  # the first of equals: the order they fired
+            self.pending.remove(item)
+            self._advance(item[3])
+            self.callback(*item)
+        self._advance(until)
+
+    def _advance(self, until: float) -> None:
         if until > self.now:
             if self.sim.speed > 0:
                 self.sim.sleep((until - self.now) / self.sim.speed)
@@ -200,6 +215,13 @@ class CallSession:
         if self.rng.random() < self.sim.duplicate:
             self.send(kind, url, params, token, at, duplicate=True)
         return answer
+
+    def callback(self, kind: str, url: str, params: list[tuple[str, str]], at: float) -> None:
+        """Deliver one status callback; an error answer is recorded, as Twilio's debugger would."""
+        status, _ = self.deliver(kind, url, params, at)
+        if not 200 <= status < 300:
+            self.trace.errors.append(f"15003 {kind} callback got HTTP {status or 'connection failure'} from {url}")
+            logger.warning("Call %s: the %s callback got HTTP %s", self.sid, kind, status)
 
     def base_params(self, status: str | None = None) -> list[tuple[str, str]]:
         caller, to = self.scenario.caller, self.sim.to_number
@@ -560,7 +582,9 @@ class CallSession:
     def finish(self) -> None:
         """Decide the outcome, then deliver the status callbacks Twilio would send afterwards."""
         trace = self.trace
-        trace.outcome = ("failed" if trace.errors else "answered" if self.answered else
+        # A status callback the app refused (15003) leaves the call as it was.
+        failed = any(not error.startswith("15003 ") for error in trace.errors)
+        trace.outcome = ("failed" if failed else "answered" if self.answered else
                          "voicemail" if self.voicemail else "abandoned" if self.abandoned and not self.missed
                          else "no_answer")  # hanging up once nobody is being tried is not abandoning
         trace.duration = self.now
@@ -569,11 +593,9 @@ class CallSession:
             ("CallDuration", str(seconds)), ("CallbackSource", PROGRESS), ("Duration", str(math.ceil(seconds / 60))),
             ("SequenceNumber", "0"), ("Timestamp", self.stamp(self.now))], self.now))  # the number's callback
         pending = sorted(self.pending, key=lambda item: item[3])  # stable: the order events fired
-        if self.rng.random() < self.sim.out_of_order:
+        self.pending = []
+        if self.held_back:
             self.rng.shuffle(pending)
-        for kind, url, params, at in pending:
-            status, _ = self.deliver(kind, url, params, at)
-            if not 200 <= status < 300:
-                trace.errors.append(f"15003 {kind} callback got HTTP {status or 'connection failure'} from {url}")
-                logger.warning("Call %s: the %s callback got HTTP %s", self.sid, kind, status)
+        for item in pending:
+            self.callback(*item)
         logger.debug("Call %s ended: %s after %.0f s", self.sid, trace.outcome, self.now)

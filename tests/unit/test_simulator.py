@@ -291,15 +291,22 @@ def test_duplicate_deliveries_reuse_the_idempotency_token_and_parameters():
     assert sent_tokens[0] == sent_tokens[1] != sent_tokens[2]
 
 
-def test_status_callbacks_come_after_the_conversation_and_can_arrive_out_of_order():
+def test_status_callbacks_come_as_they_fire_or_held_back_and_out_of_order():
     in_order, _ = make(ring_group_app())
     shuffled, _ = make(ring_group_app(), out_of_order=1.0)
-    calm = in_order.run_call(CallScenario(answer_after=10))
-    rough = shuffled.run_call(CallScenario(answer_after=10))
+    calm = in_order.run_call(CallScenario(answer_after=10, talk_seconds=60))
+    rough = shuffled.run_call(CallScenario(answer_after=10, talk_seconds=60))
+    # As Twilio sends them: the agent leg's "answered" while the caller talks, before the Dial's
+    # action; every request in the order its moment came; the number's own callback last.
     kinds = [r.kind for r in calm.requests]
-    assert kinds[-1] == "call-status" and kinds.index("leg-status") > kinds.index("dial-action")
-    assert [r.at for r in calm.requests[kinds.index("leg-status"):]] == sorted(
-        r.at for r in calm.requests[kinds.index("leg-status"):])
+    answered = next(i for i, r in enumerate(calm.requests) if r.kind == "leg-status"
+                    and r.param("CallStatus") == "in-progress")
+    assert kinds.index("incoming") < answered < kinds.index("dial-action") and kinds[-1] == "call-status"
+    assert calm.requests[answered].at == pytest.approx(10, abs=1)
+    assert [r.at for r in calm.requests] == sorted(r.at for r in calm.requests)
+    # Held back: after the conversation, shuffled.
+    rough_kinds = [r.kind for r in rough.requests]
+    assert min(i for i, kind in enumerate(rough_kinds) if kind == "leg-status") > rough_kinds.index("dial-action")
     rough_times = [r.at for r in rough.requests if r.kind in ("leg-status", "call-status")]
     assert rough_times != sorted(rough_times)
 
