@@ -123,7 +123,8 @@ class Simulator:
     ``duplicate`` is the probability that any request is delivered twice (same parameters, same
     idempotency token); ``out_of_order`` the probability that a call's status callbacks are held
     back until it ends and arrive shuffled (otherwise each arrives as it fires). ``clock`` gives
-    the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``. With ``call_log``, every call placed is entered in it, as Twilio's call log would list it.
+    the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``. With ``call_log``,
+    every call placed is entered in it, as Twilio's call log would list it.
     """
 
     def __init__(self, base_url: str, auth_token: str, account_sid: str = FAKE_ACCOUNT_SID,
