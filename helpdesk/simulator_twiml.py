@@ -32,6 +32,7 @@ PROGRESS = "call-progress-events"
 FORM = "application/x-www-form-urlencoded"
 INCOMING_PATH = "/twilio/voice/incoming"
 STATUS_PATH = "/twilio/voice/status"
+FALLBACK_PATH = "/twilio/voice/fallback"  # the number's fallback URL, as the README says to set it
 DEQUEUE_PATH = "/twilio/voice/dequeue"
 WITHHELD = "anonymous"
 SAY_SECONDS_PER_CHARACTER = 0.07
@@ -265,6 +266,12 @@ class CallSession:
     def run(self) -> CallTrace:
         url = self.sim.base_url + INCOMING_PATH
         verbs = self.fetch("incoming", url)
+        if verbs is None:
+            # The Voice URL failed: Twilio requests the number's fallback URL, saying what went wrong.
+            code = self.trace.errors[-1].split(" ", 1)[0]
+            verbs = self.fetch("fallback", self.sim.base_url + FALLBACK_PATH,
+                               [("ErrorCode", code if code.isdigit() else "11200"), ("ErrorUrl", url)])
+            url = self.sim.base_url + FALLBACK_PATH
         step = END if verbs is None else (url, verbs)
         documents = 0
         while step != END:

@@ -347,6 +347,18 @@ def test_a_failing_or_invalid_twiml_response_ends_the_call_with_an_error(answer)
     assert transport.paths()[-2:] == ["/twilio/voice/menu", "/twilio/voice/status"]
 
 
+@pytest.mark.parametrize("answer, code", [((500, ""), "11200"), ((0, ""), "11200"), ((200, "<Response><Say>"), "12100")])
+def test_when_the_voice_url_fails_twilio_asks_the_fallback_url_and_follows_it(answer, code):
+    sim, transport = make({"/twilio/voice/incoming": answer,
+                           "/twilio/voice/fallback": '<Response><Record action="/twilio/voice/voicemail"/></Response>'})
+    trace = sim.run_call(CallScenario(answer_after=None, leaves_voicemail=True))
+    (fallback,) = trace.sent("fallback")
+    assert fallback.param("ErrorCode") == code and fallback.param("ErrorUrl") == BASE + "/twilio/voice/incoming"
+    assert fallback.param("CallSid") == trace.call_sid and fallback.param("From") == trace.requests[0].param("From")
+    assert transport.paths()[:3] == ["/twilio/voice/incoming", "/twilio/voice/fallback", "/twilio/voice/voicemail"]
+    assert trace.outcome == "failed" and len(trace.errors) == 1  # our answer failed, whatever the caller did next
+
+
 def test_a_failing_status_callback_is_recorded_without_changing_the_outcome():
     sim, _ = make(ring_group_app(**{"/twilio/voice/agent-status": (403, "no")}))
     trace = sim.run_call(CallScenario(answer_after=5))
