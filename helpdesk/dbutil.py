@@ -1,7 +1,9 @@
 """Small helpers for writing SQL that works the same on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -36,3 +38,17 @@ def database_error(exc: SQLAlchemyError) -> str:
 def first_line(exc: BaseException) -> str:
     """An error's first line (SQLAlchemy appends a line pointing at its website), or its type's name."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@contextmanager
+def command_errors(writing: str, out: Path | None) -> Iterator[None]:
+    """A command's database and file errors as one line naming the problem, not a traceback;
+    `writing` names what it writes into `out` ("pack", "copy")."""
+    import click
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise click.ClickException(database_error(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the {writing}: {exc.strerror or exc} ({exc.filename or out})") from None

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
+from helpdesk.paths import parent_problem
 from helpdesk.phones import international, number_ending
 from metrics.evidence.fields import inert, mask_email
 
@@ -73,11 +74,9 @@ def check_copy_target(out: Path) -> None:
     """The copy goes into a new directory (made private from the start) in one that exists."""
     if out.exists():
         raise SubjectAccessError(f"{out} already exists: give a new directory for the copy")
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise SubjectAccessError(f"{parent} does not exist: create it first, or give another place for the copy")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SubjectAccessError(f"cannot write in {parent}: permission denied")
+    problem = parent_problem(out, "copy")
+    if problem:
+        raise SubjectAccessError(problem)
 
 
 def find_person(session: Session, *, phone: str | None = None, email: str | None = None) -> Found:
@@ -208,12 +207,10 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
     password comes from HELPDESK_PASSWORD (for scripts), or is asked for. Every search is in the
     audit log, with no more of the number or address than the pages show. Uses DATABASE_URL.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from helpdesk.cli import migrated_database_url
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
-    from helpdesk.dbutil import database_error
+    from helpdesk.dbutil import command_errors
     from helpdesk.users import authenticate, normalise_username, password_for
 
     try:
@@ -227,7 +224,7 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
         raise click.ClickException(str(exc)) from None
     database = Database(migrated_database_url())
     try:
-        with database.session() as session:
+        with command_errors("copy", out), database.session() as session:
             user = authenticate(session, username, password_for(username))
             if user is None or user.role != "admin":
                 raise click.ClickException(
@@ -240,10 +237,6 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
             record_search(session, user_id=user.id, username=user.username,
                           who=described(phone=number, email=address), found=found,
                           wrote=out.absolute() if out is not None else None, now=now)
-    except SQLAlchemyError as exc:
-        raise click.ClickException(database_error(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the copy: {exc.strerror or exc} ({exc.filename or out})") from None
     finally:
         database.dispose()
     click.echo(f"Held about the {found.searched}:")

@@ -14,12 +14,10 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Iterator
 
 import click
 from sqlalchemy import delete, func, inspect, select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash

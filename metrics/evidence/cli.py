@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
-from helpdesk.dbutil import database_error
+from helpdesk.dbutil import command_errors, database_error
 from helpdesk.users import authenticate, normalise_username, password_for
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
@@ -60,7 +60,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     url = _migrated_database_url()
     database = Database(url)
     try:
-        with database.session() as session:
+        with command_errors("pack", out), database.session() as session:
             user = authenticate(session, username, password_for(username))
             if user is None:
                 raise click.ClickException(
@@ -72,10 +72,6 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
             result = export_pack(url, settings, request, exporter, out, now_utc(), session, progress)
     except EvidenceError as exc:
         raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(database_error(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot write the pack: {exc.strerror or exc} ({exc.filename or out})") from None
     finally:
         database.dispose()
     counts = ", ".join(f"{name} {rows:,} row{'' if rows == 1 else 's'}" for name, rows in result.rows.items())

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from helpdesk.clock import iso_day
 from helpdesk.config import Settings
 from helpdesk.pages.format import quoted
+from helpdesk.paths import parent_problem
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from metrics import compliance
 from metrics.evidence import rows as tables
@@ -124,11 +125,9 @@ def _check_target(out: Path) -> None:
         raise EvidenceError(f"{out} is a file, not a directory: choose a new directory for the pack")
     if out.is_dir() and any(out.iterdir()):
         raise EvidenceError(f"{out} already exists and is not empty: choose a new directory, so no pack is overwritten")
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise EvidenceError(f"{parent} does not exist: create it first, or choose another place for the pack")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise EvidenceError(f"cannot write in {parent}: permission denied")
+    problem = parent_problem(out, "pack")
+    if problem:
+        raise EvidenceError(problem)
 
 
 def has_contacts(connection: Connection, start: datetime, end: datetime) -> bool:
