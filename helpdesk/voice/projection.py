@@ -370,12 +370,13 @@ def _outcome(decision: str | None, answered_at, ended_at, by_kind, screening: Sc
         return "out_of_hours"
     statuses = {e.params.get("CallStatus") for e in by_kind.get("status", []) + _api_calls(by_kind)}
     dial = {_dial_result(e) for e in by_kind.get("dial_action", [])}
-    # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on.
+    # Every agent leg the REST API lists rang out (or was busy): the caller was not hung up on;
+    # unless the Dial's action said they had gone (what Twilio then gives a leg is undocumented).
     # On a screened call, a leg that completed with nobody pressing 1 was voicemail: no answer.
     legs = {"no-answer" if screening.on and e.params.get("CallStatus") == "completed"
             and e.params.get("CallSid") not in screening.accepted else e.params.get("CallStatus")
             for e in by_kind.get(API_LEG, [])}
-    if legs and legs <= {"no-answer", "busy"}:
+    if legs and legs <= {"no-answer", "busy"} and "canceled" not in dial:
         dial |= {"no-answer"}
     queue = {e.params.get("QueueResult") for e in by_kind.get("queue_action", [])}
     if "failed" in statuses or "failed" in dial or queue & {"error", "system-error"} or by_kind.get("fallback"):

@@ -321,6 +321,15 @@ def test_legs_that_all_rang_out_or_were_busy_make_no_answer():
     assert (record.outcome, record.sla_result) == ("no_answer", "breached")
 
 
+@pytest.mark.parametrize("leg_status", ["no-answer", "busy"])
+def test_legs_that_rang_out_do_not_outweigh_a_dial_action_saying_the_caller_had_gone(leg_status):
+    # The caller's last status callback lost, so the scheduler asked Twilio about the legs.
+    events = [incoming(), dial_action("no-answer", 8.2, call_status="completed"), api_call(ended=8),
+              api_leg(AGENT_1, leg_status, ended=8, talked=0)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", False, None)
+
+
 def test_a_leg_with_no_duration_is_no_answer_even_if_it_says_completed():
     events = ringing_only() + [api_leg(AGENT_1, "completed", ended=30, talked=0), api_call(ended=31)]
     assert project_call(CALL, events, RULES, now=at(900)).answered_at is None
