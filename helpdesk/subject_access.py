@@ -9,15 +9,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from helpdesk.dbutil import dialect_name
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
 from helpdesk.paths import parent_problem
@@ -65,7 +67,7 @@ def phone_to_search(typed: str) -> str:
 def email_to_search(typed: str) -> str:
     address = typed.strip().lower()
     name, at, domain = address.rpartition("@")
-    if not at or not name or "." not in domain or " " in address:
+    if not at or not name or "." not in domain or not address.isprintable() or " " in address:
         raise SubjectAccessError(f"{typed!r} is not an email address")
     return address
 
@@ -87,42 +89,64 @@ def find_person(session: Session, *, phone: str | None = None, email: str | None
         raise SubjectAccessError("search by one phone number or one email address")
     with session.begin():
         calls: list[Call] = []
-        callbacks: list[Callback] = []
         emails: list[InboundEmail] = []
-        acknowledgements: list[EmailAcknowledgement] = []
-        events: list[TwilioEvent] = []
         if phone is not None:
-            calls = list(session.scalars(select(Call).where(Call.caller_number == phone).order_by(Call.id)))
-            sids = [call.call_sid for call in calls]
-            # Their calls' events, and any other that names the number: a callback's legs, say.
-            events = list(session.scalars(select(TwilioEvent).where(or_(
-                TwilioEvent.call_sid.in_(sids), TwilioEvent.params.like(f'%"{phone}"%'))).order_by(TwilioEvent.id)))
+            calls = _all(session, select(Call).where(Call.caller_number == phone))
             enquiry_ids = {call.enquiry_id for call in calls if call.enquiry_id is not None}
-            callbacks = list(session.scalars(select(Callback).where(or_(
-                Callback.caller_number == phone, Callback.enquiry_id.in_(enquiry_ids))).order_by(Callback.id)))
+            callbacks = _all(session, select(Callback).where(or_(
+                Callback.caller_number == phone, Callback.enquiry_id.in_(enquiry_ids))))
         else:
-            acknowledgements = list(session.scalars(select(EmailAcknowledgement).where(
-                func.lower(EmailAcknowledgement.to_address) == email).order_by(EmailAcknowledgement.id)))
-            acknowledged = {ack.inbound_email_id for ack in acknowledgements}
-            emails = list(session.scalars(select(InboundEmail).where(or_(
-                func.lower(InboundEmail.sender) == email, InboundEmail.id.in_(acknowledged))).order_by(InboundEmail.id)))
+            emails = _emails_about(session, email)
             enquiry_ids = {row.enquiry_id for row in emails if row.enquiry_id is not None}
-            known = {ack.id for ack in acknowledgements}
-            acknowledgements += [ack for ack in session.scalars(select(EmailAcknowledgement).where(
-                EmailAcknowledgement.inbound_email_id.in_([row.id for row in emails])).order_by(
-                EmailAcknowledgement.id)) if ack.id not in known]
-            callbacks = list(session.scalars(select(Callback).where(Callback.enquiry_id.in_(enquiry_ids))
-                                             .order_by(Callback.id)))
+            # Every email of their enquiries: a web form's follow-up (From a no-reply address,
+            # Reply-To them) joins by the reference it quotes.
+            known = {row.id for row in emails}
+            emails += [row for row in _all(session, select(InboundEmail).where(InboundEmail.enquiry_id.in_(enquiry_ids)))
+                       if row.id not in known]
+            callbacks = _all(session, select(Callback).where(Callback.enquiry_id.in_(enquiry_ids)))
+        acknowledgements = _all(session, select(EmailAcknowledgement).where(or_(
+            EmailAcknowledgement.inbound_email_id.in_([row.id for row in emails]),
+            func.lower(EmailAcknowledgement.to_address) == (email or ""))))
         enquiry_ids |= {callback.enquiry_id for callback in callbacks}
-        enquiries = list(session.scalars(select(Enquiry).where(Enquiry.id.in_(enquiry_ids)).order_by(Enquiry.id)))
-        attempts = list(session.scalars(select(CallbackAttempt).where(
-            CallbackAttempt.callback_id.in_([callback.id for callback in callbacks])).order_by(CallbackAttempt.id)))
+        enquiries = _all(session, select(Enquiry).where(Enquiry.id.in_(enquiry_ids)))
+        attempts = _all(session, select(CallbackAttempt).where(
+            CallbackAttempt.callback_id.in_([callback.id for callback in callbacks])))
+        # The journal: their calls' events, their callbacks' calls (journalled under each
+        # attempt's call SID), and any other event that names the number.
+        sids = [call.call_sid for call in calls] + [a.call_sid for a in attempts if a.call_sid]
+        named = [TwilioEvent.params.like(f'%"{phone}"%')] if phone is not None else []
+        events = _all(session, select(TwilioEvent).where(or_(TwilioEvent.call_sid.in_(sids), *named)))
         found = Found(f"phone number {phone}" if phone else f"email address {email}")
         for name, rows in (("enquiries", enquiries), ("calls", calls), ("twilio_events", events),
                            ("callbacks", callbacks), ("callback_attempts", attempts), ("inbound_emails", emails),
                            ("email_acknowledgements", acknowledgements)):
             found.tables[name] = [_columns(row) for row in rows]
     return found
+
+
+def _all(session: Session, query) -> list:
+    """The rows, in the order they were stored."""
+    entity = query.column_descriptions[0]["entity"]
+    return list(session.scalars(query.order_by(entity.id)))
+
+
+def _emails_about(session: Session, email: str) -> list[InboundEmail]:
+    """Emails from the address, acknowledged to it (a Reply-To), or naming it anywhere in the
+    message as received (a form's Reply-To, say, on mail never acknowledged)."""
+    acknowledged = select(EmailAcknowledgement.inbound_email_id).where(
+        func.lower(EmailAcknowledgement.to_address) == email)
+    # A LIKE over the raw message, read as text, narrows it down ("_" in an address matches any
+    # character there); the check below keeps exactly the messages that name the address.
+    if dialect_name(session) == "postgresql":
+        raw_text = func.encode(InboundEmail.raw, "escape")  # bytes that are not ASCII as \ooo
+    else:
+        raw_text = cast(InboundEmail.raw, Text)
+    rows = _all(session, select(InboundEmail).where(or_(
+        func.lower(InboundEmail.sender) == email, InboundEmail.id.in_(acknowledged),
+        raw_text.ilike(f"%{email}%"))))
+    acknowledged_ids = set(session.scalars(acknowledged))
+    return [row for row in rows if (row.sender or "").lower() == email or row.id in acknowledged_ids
+            or email.encode() in row.raw.lower()]
 
 
 def _columns(row) -> dict[str, Any]:
@@ -198,7 +222,8 @@ def _text(value: Any) -> str:
 @click.option("--user", "username", required=True,
               help="Who is searching: an active administrator (their password is asked for).")
 @click.option("--out", type=click.Path(path_type=Path),
-              help="A new directory for a copy of everything found, unmasked (one CSV file per table).")
+              help="A new directory for a copy of everything found, unmasked (one CSV file per table). Its path "
+                   "goes into the audit log: name it after the request (SAR-2026-017), not the person.")
 def subject_access_command(phone: str | None, email: str | None, username: str, out: Path | None) -> None:
     """Find everything the database holds about one caller (--phone) or email sender (--email).
 
@@ -232,11 +257,16 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
                     "active administrator")
             now = now_utc()
             found = find_person(session, phone=number, email=address)
-            if out is not None:
-                write_copy(found, out, now)
-            record_search(session, user_id=user.id, username=user.username,
-                          who=described(phone=number, email=address), found=found,
-                          wrote=out.absolute() if out is not None else None, now=now)
+            try:
+                if out is not None:
+                    write_copy(found, out, now)
+                record_search(session, user_id=user.id, username=user.username,
+                              who=described(phone=number, email=address), found=found,
+                              wrote=out.absolute() if out is not None else None, now=now)
+            except BaseException:
+                if out is not None:  # a copy nobody can account for must not exist, nor half of one
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
     finally:
         database.dispose()
     click.echo(f"Held about the {found.searched}:")

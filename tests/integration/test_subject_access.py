@@ -110,6 +110,54 @@ def test_a_senders_emails_and_acknowledgements_are_found_however_the_address_was
     assert {row["to_address"].lower() for row in rows(out / "email_acknowledgements.csv")} == {ADDRESS}
 
 
+def test_form_mail_naming_the_sender_only_in_reply_to_is_found_and_look_alike_addresses_are_not(desk, app, tmp_path):
+    settings = make_settings(email={"addresses": [DESK]})
+    database = app.extensions["helpdesk.db"]
+    more = [
+        # A form's follow-up quoting the first form email's enquiry: joined, never acknowledged.
+        f"From: noreply@forms.example\r\nReply-To: {ADDRESS}\r\nSubject: Re: HD-2026-000003 more\r\n"
+        "Message-ID: <5@forms.example>\r\n\r\nMore\r\n",
+        # A form that marks its mail automatic: stored, no enquiry, never acknowledged.
+        f"From: noreply@forms.example\r\nReply-To: {ADDRESS.upper()}\r\nAuto-Submitted: auto-generated\r\n"
+        "Subject: Form\r\nMessage-ID: <6@forms.example>\r\n\r\nForm\r\n",
+        # Somebody else, whose address differs by one character where a LIKE pattern has a wildcard.
+        "From: amiraxkhan@example.net\r\nSubject: Not her\r\nMessage-ID: <7@example.net>\r\n\r\nx\r\n",
+    ]
+    for n, raw in enumerate(more):
+        store(database, settings, raw.encode(), at=RECEIVED + timedelta(minutes=10 + n))
+    result = run(desk, "--email", "amira_khan@example.net")  # the look-alike: only its own email
+    assert result.exit_code == 0 and "inbound_emails: 0 rows" in result.output
+    out = tmp_path / "request-19"
+    assert run(desk, "--email", ADDRESS, "--out", str(out)).exit_code == 0
+    subjects = [row["subject"] for row in rows(out / "inbound_emails.csv")]
+    assert subjects == ["Support worker hours", "New job", "Web form", "Re: HD-2026-000003 more", "Form"]
+
+
+def test_the_calls_of_callbacks_placed_to_the_caller_are_found_though_their_events_do_not_name_them(
+        desk, db_session, tmp_path):
+    placed = "CA" + "e" * 32
+    with db_session.begin():
+        callback = db_session.scalars(select(Callback).where(Callback.call_sid == sid(3))).one()
+        db_session.add(CallbackAttempt(callback_id=callback.id, started_at=at(11, 20), source="twilio",
+                                       call_sid=placed, outcome="reached"))
+        db_session.add(TwilioEvent(received_at=at(11, 25), kind="callback_dial", call_sid=placed, leg_sid=placed,
+                                   fingerprint="f" * 64, params=json.dumps([["CallSid", placed],
+                                                                            ["DialCallDuration", "300"]])))
+    out = tmp_path / "request-20"
+    assert run(desk, "--phone", PERSON, "--out", str(out)).exit_code == 0
+    assert placed in {row["call_sid"] for row in rows(out / "twilio_events.csv")}
+
+
+def test_a_copy_whose_search_cannot_be_audited_is_not_left_behind(desk, migrated_url, tmp_path):
+    from tests.integration.test_personal_data_in_logs import refuse_inserts
+
+    refuse_inserts(migrated_url, "audit_log")
+    out = tmp_path / "request-21"
+    result = run(desk, "--phone", PERSON, "--out", str(out))
+    assert result.exit_code == 1 and "database error" in result.output
+    assert not out.exists()
+
+
 def test_without_out_nothing_is_written_and_the_search_is_still_audited(desk, db_session, tmp_path):
     result = run(desk, "--phone", "+44 7700 900555")
     assert result.exit_code == 0, result.output
@@ -123,6 +171,7 @@ def test_without_out_nothing_is_written_and_the_search_is_still_audited(desk, db
 @pytest.mark.parametrize("args, message", [
     (["--phone", "call me"], "'call me' is not a phone number"),
     (["--email", "not an address"], "'not an address' is not an email address"),
+    (["--email", "a@b.example\x00"], "is not an email address"),
     ([], "give one of --phone and --email"),
     (["--phone", "07700 900338", "--email", ADDRESS], "give one of --phone and --email"),
 ])
