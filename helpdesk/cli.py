@@ -24,13 +24,22 @@ def main(verbose: bool) -> None:
     configure_logging(verbose)
 
 
+class PrivateFormatter(logging.Formatter):
+    """Log lines, tracebacks included, without the database's DETAIL lines: PostgreSQL puts the
+    values of a row it refused there ("Key (caller_number)=(+447700900123) already exists",
+    "Failing row contains (...)"), and its driver puts them in the error's text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(line for line in super().format(record).split("\n")
+                         if not line.lstrip().startswith("DETAIL:"))
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Log lines with time, level and logger to stderr: for every command, and for the app under
     plain gunicorn (helpdesk.server.on_starting), whose own loggers are gunicorn's alone."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrivateFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     if not verbose:
         # twilio logs every REST request's URL, query and headers at INFO, APScheduler each job
         # it adds, and Alembic each of its plugins whenever it reads the migrations: detail for
