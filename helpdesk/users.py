@@ -171,8 +171,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """
     if not _is_text(password or "") or not _is_text(username or ""):
         return None  # no stored password or username can match it
-    with session.begin():
-        user = session.scalar(select(User).where(User.username == normalise_username(username)))
+    user = _user_named(session, username)
     if user is None:
         check_password_hash(_decoy_hash(), password or "")
         return None
@@ -191,10 +190,9 @@ def sign_in_key(session: Session, username: str, secret: str | bytes) -> str:
     has, a digest of it keyed with `secret` (SECRET_KEY), so the database never holds what was
     typed (it may be a password) and the digest cannot be reversed by guessing without the key."""
     name = normalise_username(username)[:64]
-    with session.begin():
-        user_id = session.scalar(select(User.id).where(User.username == name))
-    if user_id is not None:
-        return f"user:{user_id}"
+    user = _user_named(session, name)
+    if user is not None:
+        return f"user:{user.id}"
     key = secret.encode() if isinstance(secret, str) else secret
     return "name:" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:40]
 
@@ -236,8 +234,18 @@ def finish_sign_in(session: Session, who: str, *, succeeded: bool) -> None:
 
 def user_id_named(session: Session, username: str) -> int | None:
     """The id of the user with this name, for the log (never the name typed: it may be a password)."""
+    user = _user_named(session, normalise_username(username)[:64])
+    return None if user is None else user.id
+
+
+def _user_named(session: Session, username: str) -> User | None:
+    """The user with this name; None, without asking the database, for a name no user can have
+    (PostgreSQL refuses a NUL character in a query outright)."""
+    name = normalise_username(username)
+    if not _USERNAME.match(name):
+        return None
     with session.begin():
-        return session.scalar(select(User.id).where(User.username == normalise_username(username)[:64]))
+        return session.scalar(select(User).where(User.username == name))
 
 
 def _forget_failures(session: Session, who: str) -> None:

@@ -576,6 +576,14 @@ def test_the_log_never_has_the_username_typed_only_a_users_id(app, client, db_se
     assert "sign-in refused for user id " in caplog.text and "sign-in refused for an unknown username" in caplog.text
 
 
+@pytest.mark.parametrize("typed", ["al\x00ex", "alex\x00", "\x00"])
+def test_a_username_no_user_can_have_is_just_a_wrong_sign_in(app, client, db_session, typed):
+    make_user(db_session, "alex", "manager")
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: a failure would be a 500
+    refused = sign_in(client, typed, PASSWORD)
+    assert refused.status_code == 200 and "Username or password is wrong." in refused.get_data(as_text=True)
+
+
 def test_the_database_never_has_the_username_typed_either(app, client, db_session):
     from helpdesk.models import SignInFailure
 
