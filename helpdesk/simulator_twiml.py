@@ -4,8 +4,10 @@ A :class:`CallSession` keeps a virtual clock for its call, sends signed webhook 
 the simulator's transport, executes the returned TwiML verb by verb and records everything in a
 :class:`CallTrace`. Status callbacks are delivered as they fire, as Twilio sends them: each when
 the call's virtual clock reaches it, between the TwiML requests (an agent leg's "answered" before
-the ``<Dial>`` action). With the simulator's ``out_of_order`` rate, a call's callbacks are instead
-held back and delivered after the conversation, shuffled, as a slow or retrying delivery would.
+the ``<Dial>`` action). One exception: in a screened ring group, the legs' callbacks come after
+the screening requests (``<Number url>``) they preceded. With the simulator's ``out_of_order``
+rate, a call's callbacks are instead held back and delivered after the conversation, shuffled,
+as a slow or retrying delivery would.
 """
 from __future__ import annotations
 
