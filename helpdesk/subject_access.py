@@ -51,6 +51,7 @@ class Found:
 
     searched: str  # for people: "phone number +447700900123"
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # each table's, found or not
 
     def counts(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.tables.items()}
@@ -117,10 +118,11 @@ def find_person(session: Session, *, phone: str | None = None, email: str | None
         named = [TwilioEvent.params.like(f'%"{phone}"%')] if phone is not None else []
         events = _all(session, select(TwilioEvent).where(or_(TwilioEvent.call_sid.in_(sids), *named)))
         found = Found(f"phone number {phone}" if phone else f"email address {email}")
-        for name, rows in (("enquiries", enquiries), ("calls", calls), ("twilio_events", events),
-                           ("callbacks", callbacks), ("callback_attempts", attempts), ("inbound_emails", emails),
-                           ("email_acknowledgements", acknowledgements)):
+        for model, rows in ((Enquiry, enquiries), (Call, calls), (TwilioEvent, events), (Callback, callbacks),
+                            (CallbackAttempt, attempts), (InboundEmail, emails), (EmailAcknowledgement, acknowledgements)):
+            name = model.__tablename__
             found.tables[name] = [_columns(row) for row in rows]
+            found.columns[name] = [column.key for column in model.__table__.columns]
     return found
 
 
@@ -173,12 +175,11 @@ def write_copy(found: Found, out: Path, now: datetime) -> list[Path]:
     out.mkdir(mode=0o700)
     written = []
     for name, rows in found.tables.items():
-        raw_messages = {}
-        if name == "inbound_emails":
-            raw_messages = {row["id"]: row.pop("raw") for row in rows}
+        # Each email as received is a file of its own, byte for byte, not a cell.
+        raw_messages = {row["id"]: row["raw"] for row in rows} if name == "inbound_emails" else {}
+        columns = [column for column in found.columns[name] if (name, column) != ("inbound_emails", "raw")]
         path = out / f"{name}.csv"
         with _private(path, newline="") as file:
-            columns = list(rows[0]) if rows else []
             writer = csv.writer(file)
             writer.writerow(columns)
             writer.writerows([_text(row[column]) for column in columns] for row in rows)

@@ -84,6 +84,8 @@ def test_a_callers_calls_events_callbacks_and_attempts_are_found_and_copied(desk
     [attempt] = rows(out / "callback_attempts.csv")
     assert attempt["note"] == "'=Left a voicemail about the grant"  # shown as text, never run as a formula
     assert "Held elsewhere, and not in this copy:" in (out / "README.txt").read_text()
+    # A table with nothing about them still says what it would hold.
+    assert (out / "inbound_emails.csv").read_text().startswith("id,received_at,source,")
 
     with db_session.begin():
         [entry] = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "subject_access.search")).all()
