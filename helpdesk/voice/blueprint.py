@@ -159,8 +159,8 @@ def agents():
 @bp.post("/dial-action")
 def dial_action():
     def decide(params: dict[str, str]) -> Answer:
-        # Not bridged, with the caller still there: every leg rang out, or every one that
-        # answered was screened out (voicemail), so nobody took it.
+        # The caller was put through, or has gone: nothing more to say. Otherwise nobody took
+        # it (every leg rang out, or every one that answered was screened out): voicemail.
         if caller_left(params) or dial_bridged(params):
             return "hangup", twiml.hang_up()
         return "voicemail", _twiml("no_agent")
