@@ -185,38 +185,45 @@ SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = timedelta(minutes=15)
 
 
-def sign_in_key(session: Session, username: str, secret: str | bytes) -> str:
-    """What refused sign-ins are counted under: "user:<id>" for a user's name; for a name no user
-    has, a digest of it keyed with `secret` (SECRET_KEY), so the database never holds what was
-    typed (it may be a password) and the digest cannot be reversed by guessing without the key."""
+def sign_in_keys(session: Session, username: str, secret: str | bytes) -> tuple[str, ...]:
+    """What refused sign-ins are counted under, the first being where this one is recorded.
+
+    A name is known by a digest of it keyed with `secret` (SECRET_KEY), so the database never
+    holds what was typed (it may be a password), nor anything that could be reversed by guessing
+    without the key; a user's name also by "user:<id>", first. Refusals under both count, so a
+    run of them against a name carries on when a user of that name is created, rather than
+    stopping and telling that the account now exists.
+    """
     name = normalise_username(username)[:64]
     user = _user_named(session, name)
-    if user is not None:
-        return f"user:{user.id}"
+    return (_name_digest(name, secret),) if user is None else (f"user:{user.id}", _name_digest(name, secret))
+
+
+def _name_digest(name: str, secret: str | bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
     return "name:" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def begin_sign_in(session: Session, who: str, now: datetime) -> datetime | None:
+def begin_sign_in(session: Session, keys: tuple[str, ...], now: datetime) -> datetime | None:
     """Count a sign-in as refused before its password is checked; returns None, or when this
     username may try again if SIGN_IN_LIMIT sign-ins were already refused within the window
     (this one is then not counted, and its password must not be checked).
 
     Counting first makes the limit hold under parallel requests: each sees every try committed
     before its own, so at most SIGN_IN_LIMIT are ever checked in a window. (Checking the count,
-    then adding to it, let 60 parallel tries have 12 checked.) Counted by the name typed (`who`,
-    from sign_in_key), whether or not such a user exists, so the answer does not tell which
+    then adding to it, let 60 parallel tries have 12 checked.) Counted by the name typed (`keys`,
+    from sign_in_keys), whether or not such a user exists, so the answer does not tell which
     usernames do.
     """
     with session.begin():
         session.execute(delete(SignInFailure).where(SignInFailure.failed_at < now - timedelta(days=1)))
-        attempt = SignInFailure(who=who, failed_at=now)
+        attempt = SignInFailure(who=keys[0], failed_at=now)
         session.add(attempt)
         session.flush()
         attempt_id = attempt.id
     with session.begin():
         earlier = session.scalars(
-            select(SignInFailure.failed_at).where(SignInFailure.who == who, SignInFailure.id != attempt_id,
+            select(SignInFailure.failed_at).where(SignInFailure.who.in_(keys), SignInFailure.id != attempt_id,
                                                   SignInFailure.failed_at > now - SIGN_IN_WINDOW)
             .order_by(SignInFailure.failed_at.desc()).limit(SIGN_IN_LIMIT)).all()
         if len(earlier) < SIGN_IN_LIMIT:
@@ -225,11 +232,11 @@ def begin_sign_in(session: Session, who: str, now: datetime) -> datetime | None:
     return min(earlier) + SIGN_IN_WINDOW
 
 
-def finish_sign_in(session: Session, who: str, *, succeeded: bool) -> None:
+def finish_sign_in(session: Session, keys: tuple[str, ...], *, succeeded: bool) -> None:
     """A refused sign-in stays counted (for a day); a good one clears the name's record."""
     if succeeded:
         with session.begin():
-            _forget_failures(session, who)
+            _forget_failures(session, *keys)
 
 
 def user_id_named(session: Session, username: str) -> int | None:
@@ -248,8 +255,8 @@ def _user_named(session: Session, username: str) -> User | None:
         return session.scalar(select(User).where(User.username == name))
 
 
-def _forget_failures(session: Session, who: str) -> None:
-    session.execute(delete(SignInFailure).where(SignInFailure.who == who))
+def _forget_failures(session: Session, *keys: str) -> None:
+    session.execute(delete(SignInFailure).where(SignInFailure.who.in_(keys)))
 
 
 def end_sessions(session: Session, user_id: int) -> None:
@@ -272,8 +279,10 @@ def set_password(session: Session, username: str, password: str) -> User:
     with session.begin():
         user = _get(session, username)
         user.password_hash = generate_password_hash(password)
-        # A new password lets the user straight back in after a run of wrong ones.
-        _forget_failures(session, f"user:{user.id}")
+        # A new password lets the user straight back in after a run of wrong ones (those counted
+        # under the name's digest too, where SECRET_KEY is set, as it is for the app).
+        secret = os.environ.get("SECRET_KEY")
+        _forget_failures(session, f"user:{user.id}", *([_name_digest(user.username, secret)] if secret else []))
     log.info("password changed for user %s", user.username)
     return user
 

@@ -40,7 +40,7 @@ class SignInFailure(Base):
     """A sign-in refused for a username (known or not), kept for a day to slow password guessing.
 
     `who` is never the name typed (people type passwords there): "user:<id>" for a user's
-    name, else a digest of the name keyed with SECRET_KEY (helpdesk.users.sign_in_key).
+    name, else a digest of the name keyed with SECRET_KEY (helpdesk.users.sign_in_keys).
     """
 
     __tablename__ = "sign_in_failures"

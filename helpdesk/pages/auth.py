@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
 from helpdesk.pages.access import local_path, remember_sign_in
-from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_key, user_id_named
+from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, user_id_named
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,15 @@ def login():
         return render_template("login.html", form=form, error=None), 400
     now = clock()
     with database().session() as db_session:
-        who = sign_in_key(db_session, form.username.data, current_app.config["SECRET_KEY"])
-        blocked = begin_sign_in(db_session, who, now)
+        keys = sign_in_keys(db_session, form.username.data, current_app.config["SECRET_KEY"])
+        blocked = begin_sign_in(db_session, keys, now)
         if blocked is not None:
             log.warning("sign-in refused unheard for %s: too many refused in a row", _who(db_session, form))
             return render_template("login.html", form=form, error=(
                 f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
                 "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
-        finish_sign_in(db_session, who, succeeded=user is not None)
+        finish_sign_in(db_session, keys, succeeded=user is not None)
         if user is None:
             log.info("sign-in refused for %s", _who(db_session, form))
     if user is None:

@@ -555,15 +555,15 @@ def test_a_run_of_wrong_passwords_is_refused_for_a_while_known_username_or_not(a
 def test_parallel_sign_ins_never_have_more_passwords_checked_than_the_limit(db_session, clock):
     """Each try is counted before its password is checked, so tries that all start before any
     has finished (parallel requests) still get at most the limit checked."""
-    from helpdesk.users import SIGN_IN_LIMIT, begin_sign_in, finish_sign_in, sign_in_key
+    from helpdesk.users import SIGN_IN_LIMIT, begin_sign_in, finish_sign_in, sign_in_keys
 
-    who = sign_in_key(db_session, "alex", "a secret key")
-    started = [begin_sign_in(db_session, who, clock.now) for _ in range(SIGN_IN_LIMIT + 5)]
+    keys = sign_in_keys(db_session, "alex", "a secret key")
+    started = [begin_sign_in(db_session, keys, clock.now) for _ in range(SIGN_IN_LIMIT + 5)]
     heard = [blocked for blocked in started if blocked is None]
     assert len(heard) == SIGN_IN_LIMIT
     for _ in heard:
-        finish_sign_in(db_session, who, succeeded=False)
-    blocked = begin_sign_in(db_session, who, clock.now)
+        finish_sign_in(db_session, keys, succeeded=False)
+    blocked = begin_sign_in(db_session, keys, clock.now)
     assert blocked == clock.now + timedelta(minutes=15)  # the unheard ones did not push it later
 
 
@@ -574,6 +574,23 @@ def test_the_log_never_has_the_username_typed_only_a_users_id(app, client, db_se
         sign_in(client, "my secret passphrase", "oops")
     assert "my secret passphrase" not in caplog.text and "alex" not in caplog.text
     assert "sign-in refused for user id " in caplog.text and "sign-in refused for an unknown username" in caplog.text
+
+
+def test_a_run_of_refusals_against_a_name_goes_on_when_a_user_of_that_name_is_created(app, client, clock,
+                                                                                   db_session, monkeypatch):
+    from helpdesk.users import SIGN_IN_LIMIT
+
+    for _ in range(SIGN_IN_LIMIT):
+        sign_in(client, "newbie", "guess")
+    assert sign_in(client, "newbie", "guess").status_code == 429
+    make_user(db_session, "newbie", "agent")  # an administrator adds the user meanwhile
+    # The guesser sees no change, which would tell them the account now exists.
+    assert sign_in(client, "newbie", "guess").status_code == 429
+    assert sign_in(client, "newbie", PASSWORD).status_code == 429
+    # A new password from an administrator lets the user in at once, the earlier refusals included.
+    monkeypatch.setenv("SECRET_KEY", app.config["SECRET_KEY"])
+    set_password(db_session, "newbie", "another long enough password")
+    assert sign_in(client, "newbie", "another long enough password").status_code == 302
 
 
 @pytest.mark.parametrize("typed", ["al\x00ex", "alex\x00", "\x00"])
