@@ -35,7 +35,7 @@ FORM = "application/x-www-form-urlencoded"
 INCOMING_PATH = "/twilio/voice/incoming"
 STATUS_PATH = "/twilio/voice/status"
 FALLBACK_PATH = "/twilio/voice/fallback"  # the number's fallback URL, as the README says to set it
-DEQUEUE_PATH = "/twilio/voice/dequeue"
+AGENT_DEQUEUE_PATH = "/twilio/voice/agent-dequeue"  # the agents' phones' Voice URL, as the README says to set it
 WITHHELD = "anonymous"
 SAY_SECONDS_PER_CHARACTER = 0.07
 PLAY_SECONDS = 5.0  # the simulator cannot know a clip's length; assume a short one
@@ -534,7 +534,10 @@ class CallSession:
         queued.append(("QueueTime", str(int(event_at - entered))))
         if answer is not None and answer <= quit_at:
             agent = new_sid(self.rng, "CA")
-            verbs = self.fetch("dequeue", self.sim.base_url + DEQUEUE_PATH, queued + [("DequeingCallSid", agent)])
+            dequeue_url = self.agent_dequeues(agent, name)
+            if dequeue_url is None:
+                return END
+            verbs = self.fetch("dequeue", dequeue_url, queued + [("DequeingCallSid", agent)])
             if verbs is None:
                 return END
             self.answered, self.trace.answer_delay = True, event_at
@@ -546,6 +549,33 @@ class CallSession:
         if action:
             return self.follow("enqueue-action", action, [("QueueResult", result)] + queued)
         return END if self.over else None
+
+    def agent_dequeues(self, agent: str, queue: str) -> str | None:
+        """An agent's phone calls the help desk to take the next caller: Twilio asks the agents'
+        Voice URL, whose ``<Dial><Queue>`` must name the caller's queue. Returns the ``<Queue url>``
+        Twilio then asks about the dequeued caller; None (the error recorded) if none would be."""
+        url = self.sim.base_url + AGENT_DEQUEUE_PATH
+        params = [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", agent),
+                  ("CallStatus", "ringing"), ("Called", self.sim.to_number), ("Caller", "client:agent"),
+                  ("Direction", "inbound"), ("From", "client:agent"), ("To", self.sim.to_number)]
+        status, body = self.deliver("agent-dequeue", url, params, self.now)
+        try:
+            if not 200 <= status < 300:
+                raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
+            nouns = [noun for verb in parse_twiml(body) if verb.tag == "Dial" for noun in verb if noun.tag == "Queue"]
+            if not nouns:
+                raise TwiMLError("12100 the agents' Voice URL dials no <Queue>")
+            named = (nouns[0].text or "").strip()
+            if named != queue:
+                raise TwiMLError(f"the agents' phones take callers from the queue {named!r}, but they wait in "
+                                 f"{queue!r}: nobody would ever reach them")
+        except TwiMLError as exc:
+            self.fail(f"{exc} (from {url})")
+            return None
+        dequeued = self.resolve(url, nouns[0].get("url"))
+        if dequeued is None:
+            self.fail(f"12100 the agents' <Queue> names no url to ask about the caller (from {url})")
+        return dequeued
 
     def hold(self, verbs: list[ET.Element], url: str, until: float) -> tuple[str, str]:
         """Run wait TwiML until it runs out or ``until``; the result and the next wait URL."""

@@ -215,8 +215,12 @@ def _queue_wait(params):
     return '<Response><Say>Please hold.</Say><Pause length="10"/></Response>'
 
 
+AGENT_DEQUEUE = '<Response><Dial><Queue url="/twilio/voice/dequeue">helpdesk</Queue></Dial></Response>'
+
+
 def queue_app(**extra):
-    return {"/twilio/voice/incoming": QUEUE, "/twilio/voice/queue-wait": _queue_wait, **extra}
+    return {"/twilio/voice/incoming": QUEUE, "/twilio/voice/queue-wait": _queue_wait,
+            "/twilio/voice/agent-dequeue": AGENT_DEQUEUE, **extra}
 
 
 def test_an_agent_dequeuing_the_caller_sends_dequeue_with_the_queue_time_then_bridged():
@@ -226,16 +230,34 @@ def test_an_agent_dequeuing_the_caller_sends_dequeue_with_the_queue_time_then_br
     waits = trace.sent("wait")
     assert len(waits) >= 2 and waits[0].param("QueueTime") == "0"
     assert waits[1].param("QueueSid") == waits[0].param("QueueSid") and waits[1].param("QueuePosition") == "1"
+    # The agent's phone calls in: Twilio asks the agents' Voice URL, then the <Queue url> it names.
+    (agent,) = trace.sent("agent-dequeue")
+    assert agent.url == BASE + "/twilio/voice/agent-dequeue" and agent.at == pytest.approx(30)
+    assert SID.match(agent.param("CallSid")) and agent.param("CallSid") != trace.call_sid
     (dequeue,) = trace.sent("dequeue")
     assert dequeue.url == BASE + "/twilio/voice/dequeue"
     assert dequeue.param("CallSid") == trace.call_sid and dequeue.param("QueueTime") == "25"
     assert dequeue.at == pytest.approx(30)
-    assert SID.match(dequeue.param("DequeingCallSid")) and dequeue.param("DequeingCallSid") != trace.call_sid
+    assert dequeue.param("DequeingCallSid") == agent.param("CallSid")
     assert re.match(r"^QU[0-9a-f]{32}$", dequeue.param("QueueSid"))
     (action,) = trace.sent("enqueue-action")
     assert (action.param("QueueResult"), action.param("QueueTime")) == ("bridged", "25")
     assert action.at == pytest.approx(90)  # the action comes when the bridged call ends
     assert trace.outcome == "answered" and trace.answer_delay == pytest.approx(30)
+
+
+@pytest.mark.parametrize("answer, error", [
+    ('<Response><Dial><Queue url="/twilio/voice/dequeue">other</Queue></Dial></Response>',
+     "take callers from the queue 'other', but they wait in 'helpdesk'"),
+    ("<Response><Dial><Number>+447700900001</Number></Dial></Response>", "dials no <Queue>"),
+    ("<Response><Dial><Queue>helpdesk</Queue></Dial></Response>", "names no url"),
+    ((500, ""), "11200 HTTP 500"),
+])
+def test_agents_whose_voice_url_would_never_reach_the_caller_are_an_error(answer, error):
+    sim, transport = make(queue_app(**{"/twilio/voice/agent-dequeue": answer}))
+    trace = sim.run_call(CallScenario(answer_after=30))
+    assert trace.outcome == "failed" and any(error in e for e in trace.errors)
+    assert "/twilio/voice/dequeue" not in transport.paths()
 
 
 def test_a_caller_who_gives_up_in_the_queue_is_reported_as_a_hangup():
