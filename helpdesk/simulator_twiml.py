@@ -534,10 +534,11 @@ class CallSession:
         queued.append(("QueueTime", str(int(event_at - entered))))
         if answer is not None and answer <= quit_at:
             agent = new_sid(self.rng, "CA")
-            dequeue_url = self.agent_dequeues(agent, name)
-            if dequeue_url is None:
+            reached, dequeue_url = self.agent_dequeues(agent, name)
+            if not reached:
                 return END
-            verbs = self.fetch("dequeue", dequeue_url, queued + [("DequeingCallSid", agent)])
+            # A <Queue url> is asked about the caller, and its TwiML played to them, before the bridge.
+            verbs = self.fetch("dequeue", dequeue_url, queued + [("DequeingCallSid", agent)]) if dequeue_url else []
             if verbs is None:
                 return END
             self.answered, self.trace.answer_delay = True, event_at
@@ -550,10 +551,10 @@ class CallSession:
             return self.follow("enqueue-action", action, [("QueueResult", result)] + queued)
         return END if self.over else None
 
-    def agent_dequeues(self, agent: str, queue: str) -> str | None:
+    def agent_dequeues(self, agent: str, queue: str) -> tuple[bool, str | None]:
         """An agent's phone calls the help desk to take the next caller: Twilio asks the agents'
-        Voice URL, whose ``<Dial><Queue>`` must name the caller's queue. Returns the ``<Queue url>``
-        Twilio then asks about the dequeued caller; None (the error recorded) if none would be."""
+        Voice URL, whose ``<Dial><Queue>`` must name the caller's queue. Returns whether the agent
+        reaches the caller (the error recorded if not), and the ``<Queue url>``, if any."""
         url = self.sim.base_url + AGENT_DEQUEUE_PATH
         params = [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", agent),
                   ("CallStatus", "ringing"), ("Called", self.sim.to_number), ("Caller", "client:agent"),
@@ -571,11 +572,8 @@ class CallSession:
                                  f"{queue!r}: nobody would ever reach them")
         except TwiMLError as exc:
             self.fail(f"{exc} (from {url})")
-            return None
-        dequeued = self.resolve(url, nouns[0].get("url"))
-        if dequeued is None:
-            self.fail(f"12100 the agents' <Queue> names no url to ask about the caller (from {url})")
-        return dequeued
+            return False, None
+        return True, self.resolve(url, nouns[0].get("url"))
 
     def hold(self, verbs: list[ET.Element], url: str, until: float) -> tuple[str, str]:
         """Run wait TwiML until it runs out or ``until``; the result and the next wait URL."""

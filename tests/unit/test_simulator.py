@@ -250,7 +250,6 @@ def test_an_agent_dequeuing_the_caller_sends_dequeue_with_the_queue_time_then_br
     ('<Response><Dial><Queue url="/twilio/voice/dequeue">other</Queue></Dial></Response>',
      "take callers from the queue 'other', but they wait in 'helpdesk'"),
     ("<Response><Dial><Number>+447700900001</Number></Dial></Response>", "dials no <Queue>"),
-    ("<Response><Dial><Queue>helpdesk</Queue></Dial></Response>", "names no url"),
     ((500, ""), "11200 HTTP 500"),
 ])
 def test_agents_whose_voice_url_would_never_reach_the_caller_are_an_error(answer, error):
@@ -258,6 +257,14 @@ def test_agents_whose_voice_url_would_never_reach_the_caller_are_an_error(answer
     trace = sim.run_call(CallScenario(answer_after=30))
     assert trace.outcome == "failed" and any(error in e for e in trace.errors)
     assert "/twilio/voice/dequeue" not in transport.paths()
+
+
+def test_a_queue_noun_without_a_url_bridges_the_caller_with_nothing_asked():
+    sim, transport = make(queue_app(**{"/twilio/voice/agent-dequeue":
+                                       "<Response><Dial><Queue>helpdesk</Queue></Dial></Response>"}))
+    trace = sim.run_call(CallScenario(answer_after=30))
+    assert trace.outcome == "answered" and trace.errors == [] and trace.sent("dequeue") == []
+    assert trace.sent("enqueue-action")[0].param("QueueResult") == "bridged"
 
 
 def test_a_caller_who_gives_up_in_the_queue_is_reported_as_a_hangup():
