@@ -110,7 +110,8 @@ def _waiting_context(now: datetime) -> dict:
                                                                   for call in awaiting]),
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,
         "emails_signature": queue.signature([emails_count] + [
-            [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at]
+            [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at,
+             email.other_senders]
             for email in emails]),
     }
 

@@ -18,6 +18,8 @@ from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
 log = logging.getLogger(__name__)
 
 SHOWN = 100
+# Emails a person wrote (not auto-replies, bounces or lists, which are kept with an enquiry too).
+PEOPLE = ("new_enquiry", "joined", "rate_limited")
 Ack = EmailAcknowledgement
 
 
@@ -39,6 +41,9 @@ class WaitingEmail:
     acknowledgement: AckState
     acknowledgement_id: int | None
     next_attempt_at: datetime | None
+    # Emails joined to it from addresses other than the person's (any sender who quotes the
+    # reference joins the enquiry): an agent should check who is asking before acting on them.
+    other_senders: int = 0
 
 
 def needs_attention(now: datetime):
@@ -65,6 +70,12 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
             .outerjoin(InboundEmail, InboundEmail.id == opening)
             .where(*waiting).order_by(needs_attention(now), Enquiry.opened_at, Enquiry.id).limit(limit)
         ).all()
+        senders: dict[int, set[str]] = {}
+        for enquiry_id, sender in session.execute(
+                select(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))
+                .where(InboundEmail.enquiry_id.in_([row[0] for row in rows]), InboundEmail.decision.in_(PEOPLE))
+                .distinct()):
+            senders.setdefault(enquiry_id, set()).add(sender)
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
@@ -72,8 +83,10 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
         shown, spoken = mask_address(to_address or sender)
         state = ack_state(status=status, sla=sla, attempts=attempts or 0, decision=decision, due_at=due_at,
                           now=now, last_error=last_error)
+        theirs = {(address or "").lower() for address in (sender, to_address)}
         entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,
-                                    next_attempt_at if status == "pending" else None))
+                                    next_attempt_at if status == "pending" else None,
+                                    len(senders.get(enquiry_id, set()) - theirs - {None})))
     return entries, int(total)
 
 

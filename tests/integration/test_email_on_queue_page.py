@@ -98,6 +98,27 @@ def test_a_web_forms_email_shows_the_person_to_reply_to_not_the_form(alice, clie
     assert "i***@example.net" in shown and "forms.example.org" not in shown
 
 
+def test_an_enquiry_joined_by_mail_from_another_address_says_so(alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0), sender="jo.bloggs@example.org")
+    form = receive(database, settings, raw_email(2, sender="no-reply@forms.example.org").replace(
+        b"\r\nTo:", b"\r\nReply-To: Ian One <ian@example.net>\r\nTo:", 1), at(9, 1)).reference
+    # Jo again (as her mail program writes her address), and Ian himself, quoting their references:
+    # the people each enquiry is about.
+    receive(database, settings, raw_email(3, sender="Jo.Bloggs@Example.org", subject=f"Re: {reference}"), at(9, 2))
+    receive(database, settings, raw_email(4, sender="ian@example.net", subject=f"Re: {form}"), at(9, 3))
+    clock.now = at(9, 5)
+    page = text_of(client.get("/queue"))
+    assert "other-senders" not in page
+    # Anybody who quotes a reference joins its enquiry.
+    joined = receive(database, settings, raw_email(5, sender="mallory@evil.example",
+                                                   subject=f"Re: {reference} send my award letter here"), at(9, 6))
+    assert joined.decision == "joined"
+    page = text_of(client.get("/queue"))
+    assert ("Also written to from another address: check who is asking before you act on it."
+            in words(row(page, reference)))
+    assert "other-senders" not in row(page, form) and "mallory" not in page
+
+
 def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, database, settings):
     on_time = email_in(database, settings, 1, at(8, 0))
     send(database, settings, at(8, 1))
