@@ -51,4 +51,5 @@ def command_errors(writing: str, out: Path | None) -> Iterator[None]:
     except SQLAlchemyError as exc:
         raise click.ClickException(database_error(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write the {writing}: {exc.strerror or exc} ({exc.filename or out})") from None
+        raise click.ClickException(
+            f"cannot write the {writing}: {exc.strerror or exc} ({exc.filename or out})") from None

@@ -102,12 +102,12 @@ def find_person(session: Session, *, phone: str | None = None, email: str | None
             # Every email of their enquiries: a web form's follow-up (From a no-reply address,
             # Reply-To them) joins by the reference it quotes.
             known = {row.id for row in emails}
-            emails += [row for row in _all(session, select(InboundEmail).where(InboundEmail.enquiry_id.in_(enquiry_ids)))
-                       if row.id not in known]
+            emails += [row for row in _all(session, select(InboundEmail).where(
+                InboundEmail.enquiry_id.in_(enquiry_ids))) if row.id not in known]
             callbacks = _all(session, select(Callback).where(Callback.enquiry_id.in_(enquiry_ids)))
+        addressed = [func.lower(EmailAcknowledgement.to_address) == email] if email is not None else []
         acknowledgements = _all(session, select(EmailAcknowledgement).where(or_(
-            EmailAcknowledgement.inbound_email_id.in_([row.id for row in emails]),
-            func.lower(EmailAcknowledgement.to_address) == (email or ""))))
+            EmailAcknowledgement.inbound_email_id.in_([row.id for row in emails]), *addressed)))
         enquiry_ids |= {callback.enquiry_id for callback in callbacks}
         enquiries = _all(session, select(Enquiry).where(Enquiry.id.in_(enquiry_ids)))
         attempts = _all(session, select(CallbackAttempt).where(
@@ -119,7 +119,8 @@ def find_person(session: Session, *, phone: str | None = None, email: str | None
         events = _all(session, select(TwilioEvent).where(or_(TwilioEvent.call_sid.in_(sids), *named)))
         found = Found(f"phone number {phone}" if phone else f"email address {email}")
         for model, rows in ((Enquiry, enquiries), (Call, calls), (TwilioEvent, events), (Callback, callbacks),
-                            (CallbackAttempt, attempts), (InboundEmail, emails), (EmailAcknowledgement, acknowledgements)):
+                            (CallbackAttempt, attempts), (InboundEmail, emails),
+                            (EmailAcknowledgement, acknowledgements)):
             name = model.__tablename__
             found.tables[name] = [_columns(row) for row in rows]
             found.columns[name] = [column.key for column in model.__table__.columns]
@@ -135,8 +136,8 @@ def _all(session: Session, query) -> list:
 def _emails_about(session: Session, email: str) -> list[InboundEmail]:
     """Emails from the address, acknowledged to it (a Reply-To), or naming it anywhere in the
     message as received (a form's Reply-To, say, on mail never acknowledged)."""
-    acknowledged = select(EmailAcknowledgement.inbound_email_id).where(
-        func.lower(EmailAcknowledgement.to_address) == email)
+    acknowledged = set(session.scalars(select(EmailAcknowledgement.inbound_email_id).where(
+        func.lower(EmailAcknowledgement.to_address) == email)))
     # A LIKE over the raw message, read as text, narrows it down ("_" in an address matches any
     # character there); the check below keeps exactly the messages that name the address.
     if dialect_name(session) == "postgresql":
@@ -146,8 +147,7 @@ def _emails_about(session: Session, email: str) -> list[InboundEmail]:
     rows = _all(session, select(InboundEmail).where(or_(
         func.lower(InboundEmail.sender) == email, InboundEmail.id.in_(acknowledged),
         raw_text.ilike(f"%{email}%"))))
-    acknowledged_ids = set(session.scalars(acknowledged))
-    return [row for row in rows if (row.sender or "").lower() == email or row.id in acknowledged_ids
+    return [row for row in rows if (row.sender or "").lower() == email or row.id in acknowledged
             or email.encode() in row.raw.lower()]
 
 
@@ -170,10 +170,9 @@ def record_search(session: Session, *, user_id: int, username: str, who: str, fo
                                detail=json.dumps(detail, sort_keys=True)))
 
 
-def write_copy(found: Found, out: Path, now: datetime) -> list[Path]:
+def write_copy(found: Found, out: Path, now: datetime) -> None:
     """Write the rows, unmasked, into the new directory `out` (mode 0700, files 0600)."""
     out.mkdir(mode=0o700)
-    written = []
     for name, rows in found.tables.items():
         # Each email as received is a file of its own, byte for byte, not a cell.
         raw_messages = {row["id"]: row["raw"] for row in rows} if name == "inbound_emails" else {}
@@ -183,12 +182,10 @@ def write_copy(found: Found, out: Path, now: datetime) -> list[Path]:
             writer = csv.writer(file)
             writer.writerow(columns)
             writer.writerows([_text(row[column]) for column in columns] for row in rows)
-        written.append(path)
         for email_id, raw in raw_messages.items():
             message = out / f"email-{email_id}.eml"
             with _private(message, binary=True) as file:
                 file.write(raw)
-            written.append(message)
     readme = out / "README.txt"
     with _private(readme) as file:
         file.write(f"Everything the help desk's database held about the {found.searched}, on "
@@ -196,8 +193,6 @@ def write_copy(found: Found, out: Path, now: datetime) -> list[Path]:
                    "One CSV file per table (times in UTC); each email as it was received, in email-<id>.eml.\n"
                    "The twilio_events rows are the webhooks Twilio sent about the calls, as received (params).\n\n"
                    "Held elsewhere, and not in this copy:\n" + "".join(f"- {place}\n" for place in ELSEWHERE))
-    written.append(readme)
-    return written
 
 
 def _private(path: Path, *, binary: bool = False, newline: str | None = None):

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from helpdesk.clock import iso_day
 from helpdesk.config import Settings
+from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from helpdesk.pages.format import quoted
 from helpdesk.paths import parent_problem
-from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from metrics import compliance
 from metrics.evidence import rows as tables
 from metrics.evidence.columns import COLUMNS_FILE, column_rows
