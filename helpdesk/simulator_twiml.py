@@ -100,6 +100,14 @@ def parse_twiml(body: str) -> list[ET.Element]:
     return list(root)
 
 
+def answered_twiml(status: int, body: str) -> list[ET.Element]:
+    """The verbs of the TwiML a request was answered with, or :class:`TwiMLError`: 11200 when
+    Twilio could not have used the answer at all, 12100 when it is not TwiML."""
+    if not 200 <= status < 300:
+        raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
+    return parse_twiml(body)
+
+
 def _number(element: ET.Element, name: str, default: float) -> float:
     try:
         value = float(element.get(name, default))
@@ -452,9 +460,7 @@ class CallSession:
         began = self.now
         seconds = 0.0
         try:
-            if not 200 <= status < 300:
-                raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
-            verbs = parse_twiml(body)
+            verbs = answered_twiml(status, body)
             for verb in verbs:
                 if verb.tag in SPOKEN:
                     seconds += spoken_seconds(verb)
@@ -472,9 +478,7 @@ class CallSession:
                     action = self.resolve(url, verb.get("action")) or url
                     status, body = self.deliver("screen-accept", action, self.leg_params(
                         leg, to, caller_id, "in-progress") + [("Digits", "1"), ("FinishedOnKey", "")], self.now)
-                    if not 200 <= status < 300:
-                        raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
-                    if any(answer.tag == "Hangup" for answer in parse_twiml(body)):
+                    if any(answer.tag == "Hangup" for answer in answered_twiml(status, body)):
                         raise TwiMLError("the app hung up on an agent who pressed 1")
                     return seconds, True
                 else:
@@ -561,9 +565,8 @@ class CallSession:
                   ("Direction", "inbound"), ("From", "client:agent"), ("To", self.sim.to_number)]
         status, body = self.deliver("agent-dequeue", url, params, self.now)
         try:
-            if not 200 <= status < 300:
-                raise TwiMLError(f"11200 HTTP {status or 'connection failure'}")
-            nouns = [noun for verb in parse_twiml(body) if verb.tag == "Dial" for noun in verb if noun.tag == "Queue"]
+            verbs = answered_twiml(status, body)
+            nouns = [noun for verb in verbs if verb.tag == "Dial" for noun in verb if noun.tag == "Queue"]
             if not nouns:
                 raise TwiMLError("12100 the agents' Voice URL dials no <Queue>")
             named = (nouns[0].text or "").strip()
