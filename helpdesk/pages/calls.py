@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -16,16 +17,36 @@ from metrics import compliance
 
 
 @dataclass(frozen=True)
+class Spell:
+    """Calls that never reached the app, with no call that did reach it arriving among them."""
+    first: datetime
+    last: datetime
+    calls: int
+
+
+@dataclass(frozen=True)
 class DaySummary:
     offered: int
     countable: int
     met: int
     breached: int
-    # Calls that never reached the app, found later in Twilio's call log, and when the first
-    # and last of them arrived: how long callers heard Twilio's error message, at least.
+    # Calls that never reached the app, found later in Twilio's call log, and the spells in
+    # which they arrived: how long callers heard Twilio's error message, at least.
     unheard: int = 0
-    unheard_first: datetime | None = None
-    unheard_last: datetime | None = None
+    unheard_spells: tuple[Spell, ...] = ()
+
+
+def spells(unheard: list[datetime], heard: list[datetime]) -> tuple[Spell, ...]:
+    """Split the arrival times of calls that never reached the app (sorted) into spells: a call
+    that reached the app arriving between two of them means the app could be reached again, so
+    two outages on one day are told apart however close they were."""
+    found: list[Spell] = []
+    for arrived in unheard:
+        if found and bisect_right(heard, found[-1].last) == bisect_left(heard, arrived):
+            found[-1] = Spell(found[-1].first, arrived, found[-1].calls + 1)
+        else:
+            found.append(Spell(arrived, arrived, 1))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -64,10 +85,15 @@ def day_summary(session: Session, day: date, settings: Settings, now: datetime) 
     on_day = (Call.arrived_at >= start, Call.arrived_at < end)
     with session.begin():
         offered = session.scalar(select(func.count(Call.id)).where(*on_day))
-        unheard, first, last = session.execute(
-            select(func.count(Call.id), func.min(Call.arrived_at), func.max(Call.arrived_at))
-            .where(*on_day, never_reached())).one()
-    return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached, int(unheard or 0), first, last)
+        unheard = list(session.scalars(
+            select(Call.arrived_at).where(*on_day, never_reached()).order_by(Call.arrived_at)))
+        # The calls that did reach the app, only where they could split the others into spells.
+        heard = list(session.scalars(
+            select(Call.arrived_at)
+            .where(Call.arrived_at > unheard[0], Call.arrived_at < unheard[-1], ~never_reached())
+            .order_by(Call.arrived_at))) if len(unheard) > 1 else []
+    return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached, len(unheard),
+                      spells(unheard, heard))
 
 
 def calls_page(

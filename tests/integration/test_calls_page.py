@@ -145,6 +145,37 @@ def test_a_day_with_calls_that_never_reached_the_help_desk_says_how_many_and_whe
     assert 'href="/calls?day=2026-11-24&amp;reached=no">Show only these calls' in page
 
 
+def test_two_outages_on_one_day_are_told_apart_by_the_calls_that_reached_the_help_desk_between(
+        manager, db_session):
+    for n, (hour, minute) in enumerate(((9, 10), (9, 14), (9, 20), (16, 30), (16, 40)), start=1):
+        add_call(db_session, n, utc(2026, 11, 24, hour, minute), outcome="failed", sla_result="breached",
+                 found_in_log=True)
+    add_call(db_session, 6, utc(2026, 11, 24, 12, 0), answer_seconds=11.0, sla_result="met")
+    # Heard at the fallback URL: the caller heard the help desk, so this too ends a spell.
+    add_call(db_session, 7, utc(2026, 11, 24, 16, 35), outcome="failed", sla_result="breached", from_api=True,
+             incoming_seen=False)
+
+    notice = never_reached_notice(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
+
+    assert ("They arrived in 3 separate spells, with calls that did reach the help desk in between: "
+            "3 calls from 09:10:00 to 09:20:00, 1 call at 16:30:00 and 1 call at 16:40:00. "
+            "They were found later") in notice
+    assert notice.startswith("5 calls on this day never reached the help desk")
+
+
+def test_a_day_of_many_outages_names_the_first_five_and_counts_the_rest(manager, db_session):
+    for n in range(1, 8):
+        add_call(db_session, 2 * n, utc(2026, 11, 24, 8 + n, 0), outcome="failed", sla_result="breached",
+                 found_in_log=True)
+        add_call(db_session, 2 * n + 1, utc(2026, 11, 24, 8 + n, 30), answer_seconds=5.0, sla_result="met")
+
+    notice = never_reached_notice(manager.get(f"/calls?day={DAY}").get_data(as_text=True))
+
+    assert ("They arrived in 7 separate spells, with calls that did reach the help desk in between: "
+            "1 call at 09:00:00, 1 call at 10:00:00, 1 call at 11:00:00, 1 call at 12:00:00, 1 call at 13:00:00, "
+            "and 2 more, the last of them at 15:00:00. They were found later") in notice
+
+
 def test_the_reached_filter_lists_only_the_calls_that_never_reached_the_help_desk(manager, db_session):
     add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=11.0, sla_result="met")
     add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="failed", sla_result="breached")  # fallback URL
