@@ -206,8 +206,8 @@ class CallSession:
         return True
 
     def stamp(self, at: float) -> str:
-        """A status callback ``Timestamp``: RFC 2822, UTC, whole seconds."""
-        return format_datetime(self.start + timedelta(seconds=at), usegmt=True)
+        """A status callback ``Timestamp``: RFC 2822, UTC, whole seconds, as Twilio writes it (``+0000``)."""
+        return format_datetime(self.start + timedelta(seconds=at))
 
     # -- requests ---------------------------------------------------------------------------
     def send(self, kind: str, url: str, params: list[tuple[str, str]], token: str, at: float,
@@ -613,7 +613,7 @@ class CallSession:
         callback = self.resolve(url, verb.get("recordingStatusCallback"))
         if callback and "completed" in _events(verb, "recordingStatusCallbackEvent"):
             self.pending.append(("recording-status", callback, [
-                ("AccountSid", self.sim.account_sid), ("CallSid", self.sid), ("ErrorCode", "0"),
+                ("AccountSid", self.sim.account_sid), ("CallSid", self.sid),
                 ("RecordingChannels", "1"), ("RecordingSource", "RecordVerb"),
                 ("RecordingStartTime", self.stamp(began)), ("RecordingStatus", "completed")] + recording, self.now))
         action = self.resolve(url, verb.get("action")) or url

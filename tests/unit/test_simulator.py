@@ -298,6 +298,7 @@ def test_a_voicemail_sends_the_record_action_and_the_recording_status_callback()
     assert status.param("RecordingStatus") == "completed" and status.param("CallSid") == trace.call_sid
     assert status.param("RecordingSid") == action.param("RecordingSid")
     assert seconds_after_start(status.param("RecordingStartTime")) == pytest.approx(3, abs=1)
+    assert status.param("ErrorCode") is None  # not among the parameters Twilio documents for a completed one
 
 
 def test_a_caller_who_leaves_no_message_just_hangs_up_without_a_record_action():
@@ -349,6 +350,7 @@ def test_the_final_status_callback_reports_the_completed_call_and_its_duration()
         trace.call_sid, "completed", "112")
     assert status.param("SequenceNumber") == "0" and status.param("Duration") == "2"
     assert seconds_after_start(status.param("Timestamp")) == pytest.approx(112, abs=1)
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000", status.param("Timestamp"))
 
 
 def test_reject_as_the_first_verb_ends_the_call_busy():
