@@ -706,8 +706,10 @@ def email_poll(once: bool, ca_file: str | None) -> None:
                                       password=os.environ.get("IMAP_PASSWORD", ""), now=now_utc(), ssl_context=context)
             except ImapError as exc:
                 raise click.ClickException(str(exc)) from None
+            passed_over = (f" {result.passed_over} passed over, received before "
+                           f"{settings.email.imap.take_in_from:%-d %B %Y}." if result.passed_over else "")
             click.echo(f"{settings.email.imap.mailbox}: {result.fetched} read, {result.stored} new, "
-                       f"{result.duplicates} already stored (last UID {result.last_uid}).")
+                       f"{result.duplicates} already stored (last UID {result.last_uid}).{passed_over}")
             if once:
                 return
             time.sleep(settings.email.imap.poll_seconds)

@@ -12,7 +12,7 @@ import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -102,6 +102,9 @@ class ImapSettings:
     # A CA certificate (PEM) to trust for the server, for a private or self-signed one; empty:
     # the system's certificate authorities. A relative path is from the configuration file.
     ca_file: str = ""
+    # A UK date: messages the mailbox received before it are passed over (never stored or
+    # acknowledged), so a mailbox with older mail in it can be used. None: every message.
+    take_in_from: date | None = None
 
     def ssl_context(self):
         """The TLS context to check the server with (None: the system's defaults)."""
@@ -286,7 +289,8 @@ class _Reader:
         return value
 
 
-_KIND_WORDS = {"str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
+_KIND_WORDS = {"str or date": "date such as 2026-12-07",
+               "str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
     "callback", "email", "scheduler", "supervisors", "smtp", "webhooks",
@@ -487,8 +491,24 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
             mailbox=imap.get("mailbox", str, "INBOX") or imap.fail("mailbox", "must not be empty"),
             poll_seconds=imap.number("poll_seconds", 60, 5, 3600, int),
             ca_file=_ca_file(imap, source),
+            take_in_from=_day(imap, "take_in_from"),
         ),
     )
+
+
+def _day(reader: "_Reader", key: str) -> date | None:
+    """A date written as TOML's 2026-12-07 or the string "2026-12-07" (None when not set)."""
+    value = reader.get(key, (str, date), "")
+    if isinstance(value, datetime):
+        reader.fail(key, f"must be a date such as 2026-12-07, without a time, not {value.isoformat()!r}")
+    if isinstance(value, date):
+        return value
+    if not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        reader.fail(key, f"must be a date such as \"2026-12-07\", not {value!r}")
 
 
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")

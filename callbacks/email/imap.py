@@ -18,7 +18,8 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, update
 
@@ -46,6 +47,7 @@ class PollResult:
     stored: int  # of those, new to the database
     duplicates: int  # already stored (a redelivery, or re-read after a UIDVALIDITY change)
     uidvalidity_changed: bool
+    passed_over: int = 0  # received before email.imap.take_in_from: neither stored nor acknowledged
 
 
 def mailbox_key(username: str, settings: Settings) -> str:
@@ -144,16 +146,19 @@ def _read(connection, db, settings: Settings, key: str, now: datetime, batch_siz
         raise ImapError(f"searching the mailbox {mailbox!r} failed")
     # "n:*" always matches the highest UID, even when it is below n: keep only new ones.
     uids = sorted(u for u in (int(v) for v in b" ".join(data).split()) if u > last_uid)
-    fetched = stored = duplicates = 0
+    cutoff = _start_of(settings.email.imap.take_in_from, settings.timezone)
+    fetched = stored = duplicates = passed_over = 0
     for start in range(0, len(uids), batch_size):
         batch = uids[start:start + batch_size]
-        status, data = connection.uid("FETCH", ",".join(map(str, batch)), "(UID INTERNALDATE BODY.PEEK[])")
-        if status != "OK":
-            raise ImapError(f"fetching messages from the mailbox {mailbox!r} failed")
-        messages = dict(_fetched(data))
+        wanted = batch
+        if cutoff is not None:  # only the dates first, so older messages are never downloaded
+            old = _received_before(connection, batch, cutoff, mailbox)
+            passed_over += len(old)
+            wanted = [uid for uid in batch if uid not in old]
+        messages = _fetch(connection, wanted, mailbox) if wanted else {}
         for uid in batch:
             if uid not in messages:
-                continue  # expunged since the search; moved past below
+                continue  # passed over, or expunged since the search; moved past below
             raw, internal_date = messages[uid]
             fetched += 1
             received_at = min(internal_date or now, now)
@@ -167,7 +172,39 @@ def _read(connection, db, settings: Settings, key: str, now: datetime, batch_siz
         _advance(db, key, uidvalidity, last_uid, now)
     if fetched:
         log.info("IMAP %s: %d read, %d new, %d already stored", mailbox, fetched, stored, duplicates)
-    return PollResult(key, uidvalidity, last_uid, fetched, stored, duplicates, changed)
+    if passed_over:
+        log.info("IMAP %s: %d passed over, received before email.imap.take_in_from", mailbox, passed_over)
+    return PollResult(key, uidvalidity, last_uid, fetched, stored, duplicates, changed, passed_over)
+
+
+def _start_of(day: date | None, zone: str) -> datetime | None:
+    """The instant a UK day starts (None for no day)."""
+    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
+
+
+def _fetch(connection, uids: list[int], mailbox: str) -> dict[int, tuple[bytes, datetime | None]]:
+    status, data = connection.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE BODY.PEEK[])")
+    if status != "OK":
+        raise ImapError(f"fetching messages from the mailbox {mailbox!r} failed")
+    return dict(_fetched(data))
+
+
+def _received_before(connection, uids: list[int], cutoff: datetime, mailbox: str) -> set[int]:
+    """The UIDs among `uids` whose INTERNALDATE is before `cutoff` (one with no date that can be
+    read is taken in: nothing says it is older)."""
+    status, data = connection.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE)")
+    if status != "OK":
+        raise ImapError(f"fetching message dates from the mailbox {mailbox!r} failed")
+    old = set()
+    for item in data or ():
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        uid, when = _UID.search(line), _INTERNALDATE.search(line)
+        received = _internal_date(when.group(1)) if when else None
+        if uid and received is not None and received < cutoff:
+            old.add(int(uid.group(1)))
+    return old
 
 
 def _position(db, key: str, uidvalidity: int, now: datetime) -> tuple[int, bool]:

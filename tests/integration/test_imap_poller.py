@@ -4,7 +4,8 @@ from __future__ import annotations
 import imaplib
 import ssl
 import uuid
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -127,6 +128,39 @@ def test_a_changed_uidvalidity_reads_again_from_the_start_without_double_enquiri
     assert poll(database, dovecot, settings).fetched == 0
 
 
+def test_mail_received_before_take_in_from_is_passed_over_without_being_downloaded(
+        dovecot, mailbox, database, monkeypatch):
+    settings = settings_for(dovecot, mailbox)
+    settings = replace(settings, email=replace(settings.email, imap=replace(
+        settings.email.imap, take_in_from=date(2026, 7, 1))))
+    # The UK day of 1 July starts at 23:00 UTC on 30 June (BST).
+    append(dovecot, mailbox, 1, at=datetime(2026, 5, 2, 9, 0, tzinfo=timezone.utc))
+    append(dovecot, mailbox, 2, at=datetime(2026, 6, 30, 23, 0, tzinfo=timezone.utc))
+    append(dovecot, mailbox, 3, at=datetime(2026, 6, 30, 22, 59, 59, tzinfo=timezone.utc))
+    append(dovecot, mailbox, 4, 5)
+    downloaded = []
+    fetch = imap_module._fetch
+    monkeypatch.setattr(imap_module, "_fetch", lambda c, uids, m: downloaded.extend(uids) or fetch(c, uids, m))
+
+    result = poll(database, dovecot, settings, batch_size=2)
+
+    assert (result.passed_over, result.fetched, result.stored, result.last_uid) == (2, 3, 3, 5)
+    assert downloaded == [2, 4, 5]
+    assert subjects(database) == ["Question 2", "Question 4", "Question 5"]
+    with database.session() as session:
+        assert session.scalar(select(func.count(EmailAcknowledgement.id))) == 3
+    assert poll(database, dovecot, settings).fetched == 0
+
+    client = dovecot.client()  # a rebuilt mailbox: the older mail is passed over again
+    assert client.delete(mailbox)[0] == "OK" and client.create(mailbox)[0] == "OK"
+    client.logout()
+    append(dovecot, mailbox, 1, at=datetime(2026, 5, 2, 9, 0, tzinfo=timezone.utc))
+    append(dovecot, mailbox, 2, 6)
+    again = poll(database, dovecot, settings)
+    assert (again.passed_over, again.fetched, again.stored, again.duplicates) == (1, 2, 1, 1)
+    assert subjects(database) == ["Question 2", "Question 4", "Question 5", "Question 6"]
+
+
 def test_a_crash_in_the_middle_neither_skips_nor_repeats_a_message(dovecot, mailbox, database, monkeypatch):
     settings = settings_for(dovecot, mailbox)
     append(dovecot, mailbox, 1, 2, 3)
@@ -196,6 +230,26 @@ def test_the_poll_command_reads_the_mailbox_once_and_says_what_it_read(dovecot, 
     result = CliRunner().invoke(main, arguments, env=env)
     assert result.exit_code == 0, result.output
     assert f"{mailbox}: 2 read, 2 new, 0 already stored (last UID 2)." in result.output
+    assert "passed over" not in result.output
     refused = CliRunner().invoke(main, arguments, env={**env, "IMAP_PASSWORD": "wrong-password-456"})
     assert refused.exit_code == 1 and "refused the login" in refused.output
     assert "wrong-password-456" not in refused.output and "Traceback" not in refused.output
+
+
+def test_the_poll_command_says_how_many_messages_it_passed_over(dovecot, mailbox, migrated_url, tmp_path):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main
+
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n\n'
+                      f'[email.imap]\nhost = "{dovecot.host}"\nport = {dovecot.imaps_port}\nmailbox = "{mailbox}"\n'
+                      f'take_in_from = 2026-11-24\n')
+    append(dovecot, mailbox, 1, 2, at=datetime(2026, 11, 23, 23, 59, tzinfo=timezone.utc))
+    append(dovecot, mailbox, 3, at=datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc))
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config), "IMAP_USERNAME": dovecot.username,
+           "IMAP_PASSWORD": dovecot.password}
+    result = CliRunner().invoke(main, ["email", "poll", "--once", "--ca-file", dovecot.cafile], env=env)
+    assert result.exit_code == 0, result.output
+    assert (f"{mailbox}: 1 read, 1 new, 0 already stored (last UID 3). "
+            "2 passed over, received before 24 November 2026.") in result.output

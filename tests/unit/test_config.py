@@ -168,6 +168,25 @@ def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_ch
             parse_settings({"hours": hours, "email": {"imap": {"ca_file": name}}}, source=source)
 
 
+def test_take_in_from_is_a_date_written_either_way_and_anything_else_is_named():
+    import tomllib
+    from datetime import date
+
+    hours = {"monday": ["09:00-17:00"]}
+    assert parse_settings({"hours": hours}, source="t.toml").email.imap.take_in_from is None
+    for written in ("take_in_from = 2026-12-07", 'take_in_from = "2026-12-07"', 'take_in_from = " 2026-12-07 "'):
+        imap = tomllib.loads(written)
+        assert parse_settings({"hours": hours, "email": {"imap": imap}}, source="t.toml").email.imap.take_in_from \
+            == date(2026, 12, 7)
+    for written, problem in (('"07/12/2026"', "must be a date such as \"2026-12-07\", not '07/12/2026'"),
+                             ("2026-12-07T09:00:00", "must be a date such as 2026-12-07, without a time"),
+                             ("20261207", "must be a date such as 2026-12-07, not 20261207")):
+        with pytest.raises(ConfigError) as error:
+            parse_settings({"hours": hours, "email": {"imap": tomllib.loads(f"take_in_from = {written}")}},
+                           source="helpdesk.toml")
+        assert str(error.value).startswith(f"helpdesk.toml: email.imap.take_in_from {problem}")
+
+
 def test_unlimited_domains_are_mail_domains():
     hours = {"monday": ["09:00-17:00"]}
     settings = parse_settings({"hours": hours, "email": {"unlimited_domains": ["DWP.gov.uk", "@example.org"]}},
