@@ -88,7 +88,7 @@ def _render_queue(said: dict | None) -> str:
     now = clock()
     context = _queue_context(now) | _waiting_context(now)
     with database().session() as session:
-        notices, notices_count = queue.recent_notices(session, now)
+        notices, notices_count = queue.recent_notices(session, settings(), now)
     if said is not None:
         at = said.get("at", "")
         shown_at = ({f"callback-{entry.callback.id}" for entry in context["view"].entries}

@@ -98,6 +98,7 @@ def notices_due(
     for the business clock), so a warning fires while staff are there to act on it. An
     attempt at or before `due_at` meets the rule: no more warnings, never a breach. A
     sweep after `due_at` records the breach and no longer sends stale warnings.
+    A sweep inside several lead times records only the shortest, once.
     """
     if first_attempt_at is not None and first_attempt_at <= due_at:
         return []
@@ -105,12 +106,12 @@ def notices_due(
         return [] if "breach" in already else [Notice("breach", due_at)]
     if first_attempt_at is not None:
         return []
-    notices = []
-    for lead in warn_before:
-        kind = f"warning_{lead}"
-        if kind not in already and remaining <= timedelta(minutes=lead):
-            notices.append(Notice(kind, now))
-    return notices
+    # Only the most urgent lead that applies: a callback first swept 5 minutes before its
+    # deadline (owed late, or the scheduler was down) gets "10 minutes", never "30" beside it.
+    leads = [lead for lead in warn_before if remaining <= timedelta(minutes=lead)]
+    if not leads or f"warning_{min(leads)}" in already:
+        return []
+    return [Notice(f"warning_{min(leads)}", now)]
 
 
 def next_attempt_at(

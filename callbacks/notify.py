@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain
 from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
+from callbacks.sweep import minutes_left, remaining
 from helpdesk.config import Settings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.phones import is_withheld, number_ending
@@ -132,13 +133,13 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
             continue  # another scheduler has it
         try:
             with session.begin():
-                kind, reference, callback = session.execute(
-                    select(CallbackNotice.kind, Enquiry.reference, Callback)
+                kind, recorded_at, reference, callback = session.execute(
+                    select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference, Callback)
                     .join(Callback, Callback.id == CallbackNotice.callback_id)
                     .join(Enquiry, Enquiry.id == Callback.enquiry_id)
                     .where(CallbackNotice.id == notice_id)
                 ).one()
-                subject, body = compose(kind, reference, callback, settings)
+                subject, body = compose(kind, reference, callback, settings, recorded_at)
             notifier.send(subject, body, settings.supervisors)
         except Exception as exc:  # noqa: BLE001 - give the claim back whatever went wrong
             error = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__} while sending"
@@ -158,8 +159,11 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
     return result
 
 
-def compose(kind: str, reference: str, callback: Callback, settings: Settings) -> tuple[str, str]:
-    """Subject and plain-text body for one notice. Only the last three digits of the number."""
+def compose(kind: str, reference: str, callback: Callback, settings: Settings,
+            recorded_at: datetime) -> tuple[str, str]:
+    """Subject and plain-text body for one notice, recorded at `recorded_at`. Only the last three
+    digits of the number. A warning says the time that was left when it was recorded, which is
+    less than its lead time when the sweep first saw the callback late."""
     explanation = json.loads(callback.explanation or "{}")
     due = _when(callback.due_at)
     if kind == "breach":
@@ -167,8 +171,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings) -
         subject = f"Callback {reference} breached the {target} target"
         opening = f"Nobody tried to call back by {due}, so callback {reference} missed the {target} target."
     else:
-        lead = kind.removeprefix("warning_")
-        minutes = f"{lead} minute{'' if lead == '1' else 's'}"
+        minutes = minutes_left(remaining(settings, callback.clock, recorded_at, callback.due_at))
         subject = f"Callback {reference} due in {minutes}"
         left = "of opening time left" if callback.clock == "business" else "left"
         opening = f"Callback {reference} is due at {due}, with {minutes} {left}. Please call back before then."

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits, explain
 from callbacks.service import CALL_UNDER_WAY
-from callbacks.sweep import remaining
+from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
@@ -235,33 +235,36 @@ def summary_of(callback: Callback) -> str:
         return ""
 
 
-def recent_notices(session: Session, now: datetime, limit: int = 20) -> tuple[list[RecentNotice], int]:
+def recent_notices(session: Session, settings: Settings, now: datetime,
+                   limit: int = 20) -> tuple[list[RecentNotice], int]:
     """The sweep's latest `limit` warnings and breaches of the last 24 hours, newest first (a
     breach since corrected to met, by an attempt in time entered late, says so); and how many
-    there were."""
+    there were. A warning says the time that was left when it was recorded."""
     since = CallbackNotice.recorded_at >= now - NOTICES_SINCE
     with session.begin():
         total = session.scalar(select(func.count(CallbackNotice.id)).where(since)) or 0
         rows = session.execute(
-            select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference, Callback.sla_result)
+            select(CallbackNotice.kind, CallbackNotice.recorded_at, Enquiry.reference, Callback.sla_result,
+                   Callback.clock, Callback.due_at)
             .join(Callback, Callback.id == CallbackNotice.callback_id)
             .join(Enquiry, Enquiry.id == Callback.enquiry_id)
             .where(since)
             .order_by(CallbackNotice.recorded_at.desc(), CallbackNotice.id.desc()).limit(limit)
         ).all()
-    return [RecentNotice(notice_text(kind, reference) + (" (corrected: an attempt in time was entered later)"
-                                                         if kind == "breach" and result == "met" else ""),
+    return [RecentNotice(notice_text(kind, reference, remaining(settings, clock, recorded_at, due_at))
+                         + (" (corrected: an attempt in time was entered later)"
+                            if kind == "breach" and result == "met" else ""),
                          recorded_at, kind == "breach" and result != "met")
-            for kind, recorded_at, reference, result in rows], int(total)
+            for kind, recorded_at, reference, result, clock, due_at in rows], int(total)
 
 
-def notice_text(kind: str, reference: str) -> str:
+def notice_text(kind: str, reference: str, left: timedelta) -> str:
+    """A notice's line on the agents' page; `left`: the time a warning's callback had left."""
     if kind == "breach":
         return f"Breached: {reference}"
-    lead = kind.removeprefix("warning_")
-    if not lead.isdigit():
+    if not kind.startswith("warning_"):
         return f"{kind}: {reference}"
-    return f"Due in {int(lead)} minute{'' if int(lead) == 1 else 's'}: {reference}"
+    return f"Due in {minutes_left(left)}: {reference}"
 
 
 def awaiting_outcome(session: Session, now: datetime, limit: int = 100) -> tuple[list[Call], int]:

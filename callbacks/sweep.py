@@ -29,6 +29,12 @@ def remaining(settings: Settings, clock: str, now: datetime, due_at: datetime) -
     return max(due_at - now, timedelta(0))
 
 
+def minutes_left(left: timedelta) -> str:
+    """The time a warning says is left, in whole minutes, never more than there was."""
+    minutes = int(left.total_seconds() // 60)
+    return "under a minute" if minutes < 1 else f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
 def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     """Record the warnings and breaches due at `now` for every open, undecided callback.
 

@@ -480,7 +480,8 @@ def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, c
         sweep(session, settings, clock.now)
     page = text_of(client.get("/queue"))
     notices = page[page.index('id="notices-title"'):page.index('id="queue-live"')]
-    assert f"Breached: {first}" in notices and f"Due in 30 minutes: {second}" in notices
+    # 15 minutes were left when the sweep first saw the second: its 30-minute warning says so.
+    assert f"Breached: {first}" in notices and f"Due in 15 minutes: {second}" in notices
     clock.now += timedelta(hours=25)
     sign_in(client, "alice", PASSWORD)  # a session ends 12 hours after signing in
     assert "No warnings or breaches in the last 24 hours." in text_of(client.get("/queue"))
@@ -863,7 +864,7 @@ def test_more_notices_than_shown_says_how_many_there_were(app, alice, client, cl
     from callbacks import queue as queue_module
 
     with app.extensions["helpdesk.db"].session() as session:
-        shown, total = queue_module.recent_notices(session, clock.now, limit=10)
+        shown, total = queue_module.recent_notices(session, settings, clock.now, limit=10)
     assert (len(shown), total) == (10, 12)
     page = text_of(client.get("/queue"))
     assert "The latest" not in page  # 12 fit in the page's 20

@@ -232,7 +232,8 @@ def test_a_failing_mail_server_leaves_the_notice_unsent_with_its_error_and_a_lat
         server.mailbox.reply = None
         clock.advance(60)
         assert job().emailed == 1
-        assert [m["Subject"] for _, _, m in server.mailbox.messages] == ["Callback HD-2026-000124 due in 30 minutes"]
+        # Recorded at 12:31 for 13:00, sent later: it says what was left when it was recorded.
+        assert [m["Subject"] for _, _, m in server.mailbox.messages] == ["Callback HD-2026-000124 due in 29 minutes"]
     notice = notice_of(database, callback_id, "warning_30")
     assert (notice.emailed_at, notice.email_error) == (at(12, 32), None)
 

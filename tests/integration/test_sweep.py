@@ -109,16 +109,16 @@ def test_two_sweeps_at_the_same_moment_record_each_warning_once(database):
     settings = make_settings()
     ids = [owe(database, settings, n) for n in range(1, 21)]
     recorded = sweep_twice_at_once(database, settings, at(12, 50))
-    assert set(recorded) == {(i, kind) for i in ids for kind in ("warning_30", "warning_10")}
+    assert set(recorded) == {(i, "warning_10") for i in ids}  # 10 minutes left: the most urgent only
     for callback_id in ids:
-        assert set(notices(database, callback_id)) == {"warning_30", "warning_10"}
+        assert set(notices(database, callback_id)) == {"warning_10"}
 
 
 def test_two_sweeps_at_the_same_moment_report_each_new_notice_once(database):
     settings = make_settings()
     ids = [owe(database, settings, n) for n in range(1, 21)]
     recorded = sweep_twice_at_once(database, settings, at(12, 50))
-    assert sorted(recorded) == sorted((i, kind) for i in ids for kind in ("warning_30", "warning_10"))
+    assert sorted(recorded) == sorted((i, "warning_10") for i in ids)
 
 
 def test_the_breach_is_recorded_once_at_the_due_time_and_not_at_the_deadline_itself(database):
@@ -205,9 +205,9 @@ def test_a_missed_call_through_the_webhooks_is_warned_about_and_breached_by_the_
         [callback] = session.scalars(select(Callback)).all()
     assert callback.due_at == arrived + timedelta(hours=3)
     assert [kind for _, kind in run_sweep(database, settings, arrived + timedelta(hours=2, minutes=55))] == [
-        "warning_30", "warning_10"]  # a sweep that missed the first warning still sends it before the deadline
+        "warning_10"]  # a sweep that missed the first warning sends the most urgent, not a stale "30 minutes"
     assert [kind for _, kind in run_sweep(database, settings, arrived + timedelta(hours=4))] == ["breach"]
-    assert set(notices(database, callback.id)) == {"warning_30", "warning_10", "breach"}
+    assert set(notices(database, callback.id)) == {"warning_10", "breach"}
 
 
 def test_a_callback_attempted_late_and_closed_while_the_scheduler_was_down_is_still_breached(database):

@@ -117,8 +117,14 @@ def test_warnings_fall_due_at_their_lead_times_and_never_twice():
     assert sweep_at(10, already={"warning_30"}) == ["warning_10"]
 
 
-def test_a_sweep_that_missed_both_warnings_sends_both_before_the_deadline():
-    assert sweep_at(5) == ["warning_30", "warning_10"]
+def test_a_sweep_that_missed_both_warnings_sends_only_the_most_urgent_and_never_the_other_later():
+    assert sweep_at(5) == ["warning_10"]
+    assert sweep_at(4, already={"warning_10"}) == []
+
+
+def test_each_lead_still_fires_on_its_own_when_sweeps_come_in_time():
+    assert sweep_at(30) == ["warning_30"]
+    assert sweep_at(9, already={"warning_30"}) == ["warning_10"]
 
 
 def test_a_late_sweep_records_the_breach_and_no_stale_warnings():
@@ -164,9 +170,12 @@ def test_the_rule_alone_gives_the_same_due_time_as_the_full_deadline():
     assert due_at_for(start, clock="business", within=THREE_HOURS, calendar=CALENDAR) == full.due_at
 
 
-def test_a_warnings_line_on_the_queue_page_says_minute_or_minutes():
+def test_a_warnings_line_on_the_queue_page_says_the_time_left_in_whole_minutes_never_more():
     from callbacks.queue import notice_text
 
-    assert notice_text("warning_1", "HD-2026-000001") == "Due in 1 minute: HD-2026-000001"
-    assert notice_text("warning_30", "HD-2026-000001") == "Due in 30 minutes: HD-2026-000001"
-    assert notice_text("breach", "HD-2026-000001") == "Breached: HD-2026-000001"
+    left = timedelta(minutes=1, seconds=59)
+    assert notice_text("warning_10", "HD-2026-000001", left) == "Due in 1 minute: HD-2026-000001"
+    assert notice_text("warning_30", "HD-2026-000001", timedelta(minutes=30)) == "Due in 30 minutes: HD-2026-000001"
+    assert notice_text("warning_30", "HD-2026-000001", timedelta(minutes=15)) == "Due in 15 minutes: HD-2026-000001"
+    assert notice_text("warning_10", "HD-2026-000001", timedelta(seconds=59)) == "Due in under a minute: HD-2026-000001"
+    assert notice_text("breach", "HD-2026-000001", timedelta(0)) == "Breached: HD-2026-000001"

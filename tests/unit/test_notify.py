@@ -124,7 +124,8 @@ SUMMER = datetime(2026, 7, 14, 10, 0, tzinfo=timezone.utc)
 
 
 def test_a_warning_names_the_enquiry_and_the_due_time_in_uk_time_and_hides_the_callers_number():
-    subject, body = compose("warning_10", "HD-2026-000123", callback(SUMMER), settings())
+    due = callback(SUMMER).due_at
+    subject, body = compose("warning_10", "HD-2026-000123", callback(SUMMER), settings(), due - timedelta(minutes=10))
     assert subject == "Callback HD-2026-000123 due in 10 minutes"
     assert "due at 14:00 on Tue 14 Jul 2026 (UK time), with 10 minutes of opening time left" in body
     assert "Customer, number ending 123" in body
@@ -134,19 +135,28 @@ def test_a_warning_names_the_enquiry_and_the_due_time_in_uk_time_and_hides_the_c
 
 
 def test_a_warning_on_the_elapsed_clock_does_not_speak_of_opening_time():
-    subject, body = compose("warning_30", "HD-2026-000124", callback(SUMMER, clock="elapsed"), settings())
+    late = callback(SUMMER, clock="elapsed")
+    subject, body = compose("warning_30", "HD-2026-000124", late, settings(), late.due_at - timedelta(minutes=30))
     assert subject == "Callback HD-2026-000124 due in 30 minutes"
     assert "with 30 minutes left" in body and "opening time left" not in body
 
 
+def test_a_warning_first_recorded_late_says_the_time_that_was_left_not_its_lead_time():
+    owed = callback(SUMMER)  # due at 14:00 BST; the sweep first saw it at 13:45 BST
+    subject, body = compose("warning_30", "HD-2026-000127", owed, settings(), owed.due_at - timedelta(minutes=15))
+    assert subject == "Callback HD-2026-000127 due in 15 minutes"
+    assert "with 15 minutes of opening time left" in body and "30 minutes" not in body
+
+
 def test_a_breach_says_which_target_was_missed_and_when_it_fell_due():
-    subject, body = compose("breach", "HD-2026-000125", callback(SUMMER), settings())
+    subject, body = compose("breach", "HD-2026-000125", callback(SUMMER), settings(), SUMMER + timedelta(hours=4))
     assert subject == "Callback HD-2026-000125 breached the 3-hour target"
     assert "Nobody tried to call back by 14:00 on Tue 14 Jul 2026 (UK time)" in body
 
 
 def test_a_withheld_number_is_said_to_be_withheld():
-    _, body = compose("breach", "HD-2026-000126", callback(SUMMER, number=None, reason="not_concluded"), settings())
+    _, body = compose("breach", "HD-2026-000126", callback(SUMMER, number=None, reason="not_concluded"), settings(),
+                      SUMMER + timedelta(hours=4))
     assert "Customer, number withheld" in body
     assert "the enquiry could not be concluded on the call" in body
 
@@ -190,7 +200,7 @@ def test_credentials_come_from_the_environment_and_the_timeout_is_15_seconds():
 
 
 def test_an_email_reaches_a_real_smtp_server_with_its_subject_and_recipients(smtp_server):
-    subject, body = compose("breach", "HD-2026-000123", callback(SUMMER), settings())
+    subject, body = compose("breach", "HD-2026-000123", callback(SUMMER), settings(), SUMMER + timedelta(hours=4))
     SmtpNotifier(smtp_server.settings()).send(subject, body, SUPERVISORS)
     [(sender, recipients, message)] = smtp_server.mailbox.messages
     assert sender == "alerts@helpdesk.example.org" and recipients == list(SUPERVISORS)
