@@ -843,7 +843,7 @@ def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, 
     assert "(corrected: an attempt in time was entered later)" in done
 
 
-def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_hour(app):
+def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_hour_once_it_has_come(app):
     from callbacks.blueprint import _started_at
     from callbacks.service import CallbackError
 
@@ -853,6 +853,12 @@ def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_ho
     # 01:30 happened twice on 25 October 2026 (BST, then GMT): the second, 01:30 GMT.
     assert _started_at("2026-10-25T01:30", now) == datetime(2026, 10, 25, 1, 30, 59, tzinfo=timezone.utc)
     assert _started_at("2026-10-25T00:30", now) == datetime(2026, 10, 24, 23, 30, 59, tzinfo=timezone.utc)
+    # During the first 01:xx (BST) the second has not happened yet: the time is the first.
+    first_pass = datetime(2026, 10, 25, 0, 40, 20, tzinfo=timezone.utc)  # 01:40:20 BST
+    assert _started_at("2026-10-25T01:40", first_pass) == first_pass  # the minute it is: now
+    assert _started_at("2026-10-25T01:30", first_pass) == datetime(2026, 10, 25, 0, 30, 59, tzinfo=timezone.utc)
+    second_pass = datetime(2026, 10, 25, 1, 40, 20, tzinfo=timezone.utc)  # 01:40:20 GMT
+    assert _started_at("2026-10-25T01:30", second_pass) == datetime(2026, 10, 25, 1, 30, 59, tzinfo=timezone.utc)
 
 
 def test_more_notices_than_shown_says_how_many_there_were(app, alice, client, clock, db_session, settings):
