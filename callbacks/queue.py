@@ -267,11 +267,26 @@ def notice_text(kind: str, reference: str, left: timedelta) -> str:
     return f"Due in {minutes_left(left)}: {reference}"
 
 
-def awaiting_outcome(session: Session, now: datetime, limit: int = 100) -> tuple[list[Call], int]:
-    """Today's answered calls whose enquiry nobody has concluded or turned into a callback yet."""
-    start, end = day_bounds(local(now).date())
-    conditions = (Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered",
-                  Enquiry.status == "open")
+# How far back to look for the last opening day before today (a long closure, such as Christmas).
+LAST_OPENING_WITHIN = timedelta(days=31)
+
+
+def awaiting_since(settings: Settings, now: datetime) -> date:
+    """The first UK day whose answered calls are still awaiting an outcome on the page: the last
+    day before today the desk was open, so a call answered just before closing (or midnight)
+    stays until an agent says what became of it; today when the desk has not opened for a month."""
+    today = local(now).date()
+    start, _ = day_bounds(today)
+    opened = settings.calendar.open_intervals(start - LAST_OPENING_WITHIN, start)
+    return local(opened[-1][0]).date() if opened else today
+
+
+def awaiting_outcome(session: Session, settings: Settings, now: datetime,
+                     limit: int = 100) -> tuple[list[Call], int]:
+    """Answered calls since `awaiting_since` whose enquiry nobody has concluded or turned into a
+    callback yet."""
+    start, _ = day_bounds(awaiting_since(settings, now))
+    conditions = (Call.arrived_at >= start, Call.outcome == "answered", Enquiry.status == "open")
     with session.begin():
         count = session.scalar(select(func.count(Call.id)).join(Enquiry, Enquiry.id == Call.enquiry_id)
                                .where(*conditions)) or 0

@@ -473,6 +473,34 @@ def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, 
     assert "This enquiry is already recorded as concluded." in page
 
 
+def test_answered_calls_awaiting_an_outcome_stay_listed_from_the_last_opening_day_before_today(
+        app, alice, client, clock):
+    answer_a_call(client, clock, 2, at(16, 0) - timedelta(days=4))  # Friday 20 November
+    answer_a_call(client, clock, 1, at(17, 55) - timedelta(days=1))  # Monday 23, just before closing
+    answer_a_call(client, clock, 3, at(9, 0))  # Tuesday 24 November, the test day
+    clock.now = at(10, 0)
+
+    def awaiting(page: str) -> tuple[list[str], str]:
+        rows = re.findall(r'<tr id="call-(CA[0-9a-f]+)">', page)
+        caption = re.search(r'<caption id="awaiting-caption">(.*?)</caption>', page, re.S)
+        return rows, " ".join(re.sub(r"<[^>]+>", "", caption.group(1) if caption else "").split())
+
+    page = text_of(client.get("/queue"))
+    assert awaiting(page) == ([sid(3), sid(1)], "Calls answered yesterday or today whose enquiry is still "
+                                                 "open: 2. Times are UK time.")
+    assert f'id="call-{sid(1)}">\n      <td><time datetime="2026-11-23T17:55:00+00:00">17:55 yesterday</time>' in page
+
+    answer_a_call(client, clock, 4, at(17, 50) + timedelta(days=3))  # Friday 27 November
+    clock.now = at(8, 30) + timedelta(days=6)  # Monday 30 November, before anyone has answered a call
+    sign_in(client, "alice", PASSWORD)  # a session ends 12 hours after signing in
+    page = text_of(client.get("/queue"))
+    assert awaiting(page) == ([sid(4)], "Calls answered since Friday 27 November 2026 whose enquiry is still "
+                                        "open: 1. Times are UK time.")
+    act(client, f"/queue/calls/{sid(4)}/concluded")
+    assert "No calls answered since Friday 27 November 2026 are waiting for an outcome." in text_of(
+        client.get("/queue"))
+
+
 def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, clock, settings, three_callbacks, db_session):
     first = reference(db_session, three_callbacks[sid(1)])
     second = reference(db_session, three_callbacks[sid(2)])
