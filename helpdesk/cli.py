@@ -169,24 +169,32 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     from datetime import date, timedelta
 
     from callbacks.deadlines import callback_deadline, explain
-    from helpdesk.clock import LONDON, local
+    from helpdesk.clock import LONDON, iso_day, local, uk_time_problem
     from helpdesk.config import clock_text
 
     try:
         settings = load_settings(None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        start = date.fromisoformat(first) if first else local(datetime.now(timezone.utc)).date()
-    except ValueError:
-        raise click.BadParameter(f"{first!r} is not a date: use YYYY-MM-DD", param_hint="--from") from None
+    start = iso_day(first) if first else local(datetime.now(timezone.utc)).date()
+    # The last day shown, and the day after it, must be dates Python can compute.
+    if start is None or start + timedelta(days=days) > date(9998, 12, 31):
+        raise click.BadParameter(f"{first!r} is not a date: use YYYY-MM-DD, from 1900-01-01 to "
+                                 f"{date(9998, 12, 31) - timedelta(days=days):%Y-%m-%d} for {days} days",
+                                 param_hint="--from")
     owed = None
     if owed_from:
         try:
-            owed = datetime.strptime(owed_from.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=LONDON)
+            naive = datetime.strptime(owed_from.strip(), "%Y-%m-%d %H:%M")
         except ValueError:
             raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM'",
                                      param_hint="--owed-from") from None
+        problem = uk_time_problem(naive)
+        if problem and "forward" in problem:
+            raise click.BadParameter(f"{owed_from!r} {problem}", param_hint="--owed-from")
+        owed = naive.replace(tzinfo=LONDON)
+        if problem:  # the hour the clocks repeat: its first pass (BST), said so below
+            click.echo(f"{naive:%H:%M} {problem}: this is the first {naive:%H:%M}, British Summer Time.")
     calendar = settings.calendar
     click.echo(f"{settings.source} (version {settings.version}); UK time; bank holidays of "
                f"{settings.nation.replace('-', ' ').title().replace(' And ', ' and ')}.")

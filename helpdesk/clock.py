@@ -34,3 +34,14 @@ def now_utc() -> datetime:
 def local(moment: datetime) -> datetime:
     """A stored UTC instant as UK local time, for display."""
     return moment.astimezone(LONDON)
+
+
+def uk_time_problem(naive: datetime, zone: ZoneInfo = LONDON) -> str | None:
+    """Why a wall-clock time written without an offset does not name one UK instant, or None:
+    it fell in the hour the clocks skipped in spring, or in the hour they repeated in autumn."""
+    first = naive.replace(tzinfo=zone, fold=0)
+    if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != naive:
+        return "did not happen in the UK: the clocks went forward an hour then"
+    if first.utcoffset() != naive.replace(tzinfo=zone, fold=1).utcoffset():
+        return "happened twice in the UK: the clocks went back an hour then"
+    return None

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
 from helpdesk.calendar import NATIONS, BusinessCalendar, Closure
+from helpdesk.clock import uk_time_problem
 from helpdesk.phones import is_phone_number
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -580,6 +581,14 @@ def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
     return start, end
 
 
+def _is_date_and_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
     if not isinstance(items, list):
         raise ConfigError(f"{source}: closures must be a list of [[closures]] tables")
@@ -595,6 +604,12 @@ def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
         if "date" in item and ({"from", "to"} & set(item)):
             raise ConfigError(f"{where} has both 'date' and 'from'/'to': use 'date' for a whole day, or 'from' and "
                               "'to' for part of one or several")
+        written = item.get("date")
+        if isinstance(written, datetime) or (isinstance(written, str) and len(written.strip()) > len("2026-12-24")
+                                             and _is_date_and_time(written)):
+            # Its time would be dropped, closing the whole day (and hiding that morning's calls).
+            raise ConfigError(f"{where}.date has {str(written)!r}, a date and time: 'date' closes a whole day, "
+                              "so use 'from' and 'to' for part of one")
         key = "date"
         try:
             if "date" in item:
@@ -604,11 +619,13 @@ def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
                 end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=tz)
             else:
                 key = "from"
-                start = _local(item["from"], tz)
+                start = _local(item["from"], tz, f"{where}.from")
                 key = "to"
-                end = _local(item["to"], tz)
+                end = _local(item["to"], tz, f"{where}.to")
         except KeyError as exc:
             raise ConfigError(f"{where} needs 'date', or both 'from' and 'to' (missing {exc.args[0]!r})") from None
+        except ConfigError:
+            raise
         except (TypeError, ValueError, AttributeError):
             raise ConfigError(f"{where}.{key} has {item.get(key)!r}, a date or time that cannot be read "
                               "(use \"2026-12-24\" or \"2026-12-24T13:00\")") from None
@@ -618,11 +635,19 @@ def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
     return closures
 
 
-def _local(value: Any, tz: ZoneInfo) -> datetime:
+def _local(value: Any, tz: ZoneInfo, where: str) -> datetime:
+    """A closure's time: UK time unless it carries an offset. A time the clocks skipped or
+    repeated is refused, as it does not say which instant is meant."""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if not isinstance(moment, datetime):
         raise TypeError(value)
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+    if moment.tzinfo is not None:
+        return moment
+    problem = uk_time_problem(moment, tz)
+    if problem:
+        raise ConfigError(f"{where} has {str(value)!r}, which {problem}: write it with its offset, for example "
+                          f"\"{moment:%Y-%m-%dT%H:%M}+01:00\" for British Summer Time or \"+00:00\" for GMT")
+    return moment.replace(tzinfo=tz)
 
 
 @dataclass(frozen=True)

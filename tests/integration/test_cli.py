@@ -87,13 +87,28 @@ def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_
     (["--from", "2026-13-01"], "'2026-13-01' is not a date"),
     (["--owed-from", "tomorrow"], "'tomorrow' is not a UK time"),
     (["--days", "0"], "--days"),
+    (["--from", "20261023"], "'20261023' is not a date: use YYYY-MM-DD"),
+    (["--from", "2026-W43-5"], "'2026-W43-5' is not a date"),
+    (["--from", "9998-12-30", "--days", "3"], "'9998-12-30' is not a date: use YYYY-MM-DD, from 1900-01-01 to "
+                                              "9998-12-28 for 3 days"),
+    (["--owed-from", "2026-03-29 01:30"], "'2026-03-29 01:30' did not happen in the UK: the clocks went forward"),
 ])
 def test_calendar_names_a_bad_option(args, problem):
     result = CliRunner().invoke(main, ["calendar", *args])
     assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output
 
 
-def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp_path):
+def test_calendar_says_which_0130_it_takes_when_the_clocks_go_back(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('[hours]\nsunday = ["00:00-24:00"]\nmonday = ["00:00-24:00"]\n')
+    result = CliRunner().invoke(main, ["calendar", "--from", "2026-10-25", "--days", "1", "--owed-from",
+                                       "2026-10-25 01:30"], env={"HELPDESK_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    assert ("01:30 happened twice in the UK: the clocks went back an hour then: this is the first 01:30, "
+            "British Summer Time.") in result.output
+
+
+
     config = tmp_path / "helpdesk.toml"
     config.write_text(WALES)
     result = CliRunner().invoke(main, ["check-config", str(config)])

@@ -35,6 +35,16 @@ def test_a_split_day_and_a_closure_reach_the_calendar():
     assert settings.closures[0].end - settings.closures[0].start == timedelta(days=1)
 
 
+def test_a_closure_in_the_hour_the_clocks_repeat_is_taken_when_written_with_its_offset():
+    hours = {"sunday": ["00:00-24:00"]}
+    settings = parse_settings({"hours": hours, "closures": [{"from": "2026-10-25T01:30+00:00",
+                                                              "to": "2026-10-25T03:00"}]}, source="t.toml")
+    closure = settings.closures[0]
+    assert closure.start.astimezone(ZoneInfo("UTC")) == datetime(2026, 10, 25, 1, 30, tzinfo=ZoneInfo("UTC"))
+    assert not settings.calendar.is_open(datetime(2026, 10, 25, 1, 45, tzinfo=ZoneInfo("UTC")))  # 01:45 GMT
+    assert settings.calendar.is_open(datetime(2026, 10, 25, 0, 45, tzinfo=ZoneInfo("UTC")))  # 01:45 BST
+
+
 def test_a_day_open_until_midnight_is_written_24_00():
     settings = parse_settings({"hours": {"sunday": ["00:00-24:00"]}})
     assert settings.opening_hours[6][0][0] == time(0)
@@ -63,6 +73,18 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"closures": [{"from": "2026-12-24T12:00", "to": "2026-12-24 25:00"}]},
      "closures[1].to has '2026-12-24 25:00', a date or time that cannot be read"),
     ({"closures": [{"date": "2026-12-24", "from": "2026-12-24T12:00"}]}, "closures[1] has both 'date' and 'from'/'to'"),
+    ({"closures": [{"date": "2026-12-24T13:00"}]},
+     "closures[1].date has '2026-12-24T13:00', a date and time: 'date' closes a whole day, so use 'from' and 'to'"),
+    ({"closures": [{"date": datetime(2026, 12, 24, 13, 0)}]},
+     "closures[1].date has '2026-12-24 13:00:00', a date and time: 'date' closes a whole day"),
+    ({"closures": [{"date": "2026-12-24 00:00"}]}, "closures[1].date has '2026-12-24 00:00', a date and time"),
+    ({"closures": [{"from": "2026-03-29T01:30", "to": "2026-03-29T05:00"}]},
+     "closures[1].from has '2026-03-29T01:30', which did not happen in the UK: the clocks went forward an hour "
+     "then: write it with its offset, for example \"2026-03-29T01:30+01:00\""),
+    ({"closures": [{"from": "2026-10-25T00:00", "to": "2026-10-25T01:30"}]},
+     "closures[1].to has '2026-10-25T01:30', which happened twice in the UK: the clocks went back an hour then"),
+    ({"closures": [{"date": "24 December 2026"}]}, "closures[1].date has '24 December 2026', a date or time that "
+                                                   "cannot be read"),
     ({"callers": {"dwp_numbers": ["+4411420"]}}, "callers.dwp_numbers has '+4411420', which is not a whole number"),
     ({"callers": {"dwp_numbers": ["+441134960000", "+441134960000"]}}, "callers.dwp_numbers has '+441134960000' twice"),
     ({"routing": {"dial_targets": ["+447700900123", "client:a", "+447700900123"]}},
