@@ -134,7 +134,7 @@ def _local(text: str) -> datetime:
 
 
 def _when(moment: datetime) -> str:
-    return moment.strftime("%H:%M on %a %d %b %Y").replace(" 0", " ")
+    return moment.strftime("%H:%M on %A %d %B %Y").replace(" 0", " ")
 
 
 def _duration(span: timedelta) -> str:

@@ -116,7 +116,7 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
         missing = "supervisors.emails" if not settings.supervisors else "smtp.host"
         if missing not in _said_page_only:
             _said_page_only.add(missing)
-            log.info("%s is not set in %s: warnings and breaches are shown on the callbacks page only",
+            log.info("%s is not set in %s: warnings and breaches are shown on the Callback queue page only",
                      missing, settings.source)
         return result
     with session.begin():
@@ -184,7 +184,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings,
         f"Due:       {due}",
         f"Deadline:  {_summary(explanation)}",
         "",
-        "On the callbacks page, \"Call back now\" dials the caller, and the full history is there.",
+        "The callback and its attempts so far are on the Callback queue page.",
         "",
         f"-- {settings.name}",
     ]
@@ -192,7 +192,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings,
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(LONDON).strftime("%H:%M on %a %d %b %Y").replace(" 0", " ") + " (UK time)"
+    return moment.astimezone(LONDON).strftime("%H:%M on %A %d %B %Y").replace(" 0", " ") + " (UK time)"
 
 
 def _target(within_minutes: int) -> str:

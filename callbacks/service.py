@@ -164,7 +164,7 @@ def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id
         if enquiry.status == "callback_owed":
             raise CallbackError("A callback is already owed for this enquiry.")
         if enquiry.status != "open":
-            raise CallbackError(f"This enquiry is already recorded as {enquiry.status}.")
+            raise CallbackError(f"This enquiry is already recorded as {enquiry.status.replace('_', ' ')}.")
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "concluded", now, agent_id
 
 

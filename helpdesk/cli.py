@@ -756,7 +756,7 @@ def email_simulate(url: str, count: int) -> None:
 
 
 @main.command("simulate-agent")
-@click.option("--url", "base_url", required=True, help="The help desk's base URL, e.g. http://127.0.0.1:5000.")
+@click.option("--url", "base_url", required=True, help="The help desk's base URL, for example http://127.0.0.1:5000.")
 @click.option("--username", required=True, help="An agent's username (the password comes from HELPDESK_PASSWORD).")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Stop after this many rounds (default: until stopped).")
 @click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Seconds between rounds.")

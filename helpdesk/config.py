@@ -65,7 +65,7 @@ class Messages:
     no_answer: str = "Sorry, nobody is free to take your call. Please leave a message after the tone and we will call you back."
     voicemail_thanks: str = "Thank you. We will call you back. Goodbye."
     goodbye: str = "Thank you for calling. We will call you back. Goodbye."
-    queue_hold: str = "Thank you for waiting. You will be answered as soon as possible."
+    queue_hold: str = "Thank you for waiting. We will answer your call as soon as we can."
     screen_prompt: str = "Help desk call. Press 1 to take it."
 
 

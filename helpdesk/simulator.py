@@ -319,7 +319,7 @@ _RATE = click.FloatRange(0, 1)
 
 
 @click.command("simulate")
-@click.option("--url", "base_url", required=True, help="The app's public base URL, e.g. http://127.0.0.1:5000.")
+@click.option("--url", "base_url", required=True, help="The app's public base URL, for example http://127.0.0.1:5000.")
 @click.option("--calls", type=click.IntRange(1, 100_000), default=50, show_default=True,
               help="Calls to place (every call is planned before the first is placed).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,

@@ -42,13 +42,13 @@ RULES = ("answer_within_rings", "callback_within_3h", "email_ack")
 
 
 def rule_titles(settings) -> dict[str, str]:
-    """Each rule's name as people read it, with the configured limits (10 rings, three hours)."""
+    """Each rule's name as people read it, with the configured limits (10 rings, 3 hours, 15 minutes)."""
     from helpdesk.pages.format import format_minutes
 
     return {
         "answer_within_rings": f"Calls answered within {settings.max_rings} ring{'' if settings.max_rings == 1 else 's'}",
         "callback_within_3h": f"Callbacks within {format_minutes(settings.callback.within_minutes)}",
-        "email_ack": "Emails acknowledged",
+        "email_ack": f"Emails acknowledged within {format_minutes(settings.email.ack_within_minutes)}",
     }
 
 # Day buckets per grouped query: keeps the CASE expression and its parameters bounded.

@@ -69,8 +69,8 @@ def download():
         field = "to"
         last = parse_day(form["to"], "last")
         if last - first >= timedelta(days=MAX_DAYS):
-            raise EvidenceError(f"choose at most {MAX_DAYS} days here; for a longer range, export it on the server "
-                                "with ‘helpdesk evidence export’")
+            raise EvidenceError(f"choose at most {MAX_DAYS} days here; for a longer range, ask an administrator "
+                                "of the help desk to export it on the server (‘helpdesk evidence export’)")
         export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via="web")
         check_range(export)
         field = "allow_empty"  # from here on: nothing came in on those days, or the export itself

@@ -77,30 +77,26 @@ def format_compliance(met: int, countable: int) -> str:
     return f"{percent}%"
 
 
-_NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
-                 9: "nine", 10: "ten", 12: "twelve", 24: "twenty-four"}
-
-
 def format_minutes(minutes: int) -> str:
-    """A length of time in words: 180 -> "three hours", 90 -> "1 hour 30 minutes", 5 -> "five minutes"."""
+    """A length of time in numerals (GOV.UK style): 180 -> "3 hours", 90 -> "1 hour 30 minutes", 5 -> "5 minutes"."""
     hours, rest = divmod(minutes, 60)
 
     def part(n: int, unit: str) -> str:
-        return f"{_NUMBER_WORDS.get(n, n)} {unit}{'' if n == 1 else 's'}"
+        return f"{n} {unit}{'' if n == 1 else 's'}"
 
     if hours and rest:
-        return f"{hours} hour{'' if hours == 1 else 's'} {rest} minute{'' if rest == 1 else 's'}"
+        return f"{part(hours, 'hour')} {part(rest, 'minute')}"
     return part(hours, "hour") if hours else part(rest, "minute")
 
 
 def format_rings(rings: int) -> str:
-    """A number of rings in words: 10 -> "ten rings", 1 -> "one ring", 15 -> "15 rings"."""
-    return f"{_NUMBER_WORDS.get(rings, rings)} ring{'' if rings == 1 else 's'}"
+    """A number of rings in numerals: 10 -> "10 rings", 1 -> "1 ring"."""
+    return f"{rings} ring{'' if rings == 1 else 's'}"
 
 
 def ring_target(rings: int) -> str:
-    """The answer rule's name as a label: 10 -> "Ten-ring target", 15 -> "15-ring target"."""
-    return f"{str(_NUMBER_WORDS.get(rings, rings)).capitalize()}-ring target"
+    """The answer rule's name as a label: 10 -> "10-ring target"."""
+    return f"{rings}-ring target"
 
 
 def format_day(day) -> str:

@@ -51,7 +51,8 @@ def requested_range(args) -> tuple[date, date] | None:
         raise BadRange("Give both a first and a last date for the range.", "to" if first_text else "from")
     first, last = _day(first_text, "first"), _day(last_text, "last")
     if last < first:
-        raise BadRange(f"The last date ({fmt.format_day(last)}) is before the first ({fmt.format_day(first)}).", "to")
+        raise BadRange(f"The last day ({fmt.format_day(last)}) is before the first day ({fmt.format_day(first)}): "
+                       "swap the dates.", "to")
     return first, last
 
 

@@ -15,7 +15,7 @@ from metrics.dashboards.panels import (
 RULES = {
     "answer_within_rings": "Calls answered within 10 rings",
     "callback_within_3h": "Callbacks within 3 hours",
-    "email_ack": "Emails acknowledged in time",
+    "email_ack": "Emails acknowledged within 15 minutes",
 }
 PERIODS = {"today": "Today", "week": "This week", "month": "This month"}
 RING_SECONDS = 3
@@ -146,7 +146,7 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
               "or 0 * sum(rate(helpdesk_http_requests_total[$__rate_interval]))")
     latency = ("histogram_quantile(0.95, sum by (le, endpoint) "
                "(rate(helpdesk_http_request_duration_seconds_bucket[$__rate_interval])))")
-    layout.add(time_series("Slowest 5 % of requests take longer than, by page",
+    layout.add(time_series("Slowest 5% of requests take longer than, by page",
                            [target(latency, "{{endpoint}}")], field_config("s")), width=8, height=8)
     layout.add(time_series("Server errors per second", [target(errors, "Server errors")], field_config("reqps")),
                width=8, height=8)
@@ -207,7 +207,7 @@ def calls_dashboard() -> dict:
                        field_config("short")), width=12, height=8)
     quantile = ("histogram_quantile({q}, max by (le) "
                 "(increase(helpdesk_call_answer_seconds_bucket[{window}])))")
-    layout.add(time_series("Answer time: median and slowest 10 %", [
+    layout.add(time_series("Answer time: median and slowest 10%", [
         target(quantile.format(q=0.5, window=HOURLY), "Median", "A", interval=HOURLY),
         target(quantile.format(q=0.9, window=HOURLY), "90th percentile", "B", interval=HOURLY),
     ], field_config("s", steps=thresholds((0, GREEN), (30, RED)))), width=12, height=8)

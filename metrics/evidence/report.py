@@ -71,7 +71,7 @@ def rules_in_words(settings: Settings) -> list[str]:
            "voicemail never counts as an answer." if settings.routing.screen_calls else ""),
         f"<b>Callbacks within {format_minutes(settings.callback.within_minutes)}.</b> A callback is owed for every missed "
         "call with a caller number and for enquiries not concluded at once. It is met when the caller is first dialled "
-        f"back within {settings.callback.within_minutes} minutes counted on {clock}. A call placed with \"Call back "
+        f"back within {format_minutes(settings.callback.within_minutes)} counted on {clock}. A call placed with \"Call back "
         "now\" rings the agent first and counts from when it dialled the caller. " + _retries(settings),
         _caller_types(settings),
         f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
@@ -93,8 +93,8 @@ def _retries(settings: Settings) -> str:
         return "One attempt is made; if it does not reach the caller, the callback is closed as unreachable."
     gaps = ", then ".join(f"{m} minutes" for m in spacing[:tries - 1])
     more = " (the last gap repeats)" if tries - 1 > len(spacing) else ""
-    return (f"An attempt that does not reach the caller is tried again after {gaps}{more}, up to {tries} attempts; "
-            "then the callback is closed as unreachable.")
+    return (f"If an attempt does not reach the caller, another follows after {gaps}{more}, up to {tries} attempts "
+            "in all; then the callback is closed as unreachable.")
 
 
 def _caller_types(settings: Settings) -> str:

@@ -73,7 +73,7 @@ def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_
         "Sun 27 Dec 2026  closed",
         "Mon 28 Dec 2026  closed  (bank holiday: Boxing Day (observed))",
     ]
-    assert "due after 3 hours of opening time, at 10:55 on Tue 29 Dec 2026" in result.output
+    assert "due after 3 hours of opening time, at 10:55 on Tuesday 29 December 2026" in result.output
     friday = CliRunner().invoke(main, ["calendar", "--from", "2027-01-15", "--days", "1"],
                                 env={"HELPDESK_CONFIG": str(config)})
     assert "Fri 15 Jan 2027  08:00-12:30, 13:00-18:00" in friday.output

@@ -245,7 +245,7 @@ def test_callbacks_explain_their_deadlines_and_list_attempts_in_their_own_file(p
     assert [c["counted"] for c in callbacks] == ["yes", "yes", "no"]
     met = callbacks[0]
     assert met["owed_from"] == "2026-11-23T09:00:00.000+00:00" and met["due"] == "2026-11-23T12:00:00.000+00:00"
-    assert met["deadline_explanation"].startswith("Owed from 09:00 on Mon 23 Nov 2026; due after 3 hours of opening time, at 12:00")
+    assert met["deadline_explanation"].startswith("Owed from 09:00 on Monday 23 November 2026; due after 3 hours of opening time, at 12:00")
     assert (met["attempts"], met["first_attempt"]) == ("2", "2026-11-23T09:45:00.000+00:00")
     # 16:30 on Monday with 18:00 closing: 1.5 hours that day, the rest from 08:00 on Tuesday.
     assert callbacks[1]["due"] == "2026-11-24T09:30:00.000+00:00"
@@ -319,7 +319,7 @@ def test_the_report_renders_as_a_pdf_with_real_text_and_a_title(pack, tmp_path):
                           timeout=60).stdout.decode()
     assert "Monday 23 November 2026 to Tuesday 24 November 2026" in text
     assert "Calls answered within 10 rings" in text and "66.7%" in text and "No data" in text
-    assert "Callbacks within three hours." in text  # the configured window, in words
+    assert "Callbacks within 3 hours." in text  # the configured window, in numerals
     assert "from Twilio's record of the call" in " ".join(text.split())
     info = subprocess.run([require_program("pdfinfo"), str(pack / "report.pdf")], capture_output=True,
                           timeout=60).stdout.decode()

@@ -97,8 +97,8 @@ def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited
     ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01 to "
      "2026-10-31: check the dates, or make the pack anyway to show there was nothing (tick “Make the pack even if "
      "nothing came in on these days”).", "allow_empty"),
-    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here; for a longer range, export it on "
-     "the server with ‘helpdesk evidence export’.", "to"),
+    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here; for a longer range, ask an "
+     "administrator of the help desk to export it on the server (‘helpdesk evidence export’).", "to"),
 ])
 def test_bad_dates_get_the_form_again_with_a_400_and_the_reason_at_the_field(client, db_session, settings, changes,
                                                                              message, field):

@@ -132,7 +132,7 @@ def test_overdue_and_due_soon_callbacks_are_marked_by_words_and_style(alice, cli
     assert 'Due <time datetime="2026-11-24T14:30:00+00:00">14:30 today</time>' in later
     assert "Missed call – caller hung up" in later and "<dt>Caller type</dt><dd>Unknown</dd>" in later
     assert "•••••••• 123" in later and "+447700900123" not in page
-    assert "Owed from 11:30 on Tue 24 Nov 2026; due after 3 hours of opening time" in later  # the explanation
+    assert "Owed from 11:30 on Tuesday 24 November 2026; due after 3 hours of opening time" in later  # the explanation
 
 
 def test_business_time_left_overnight_says_it_counts_opening_hours(alice, client, clock, db_session):

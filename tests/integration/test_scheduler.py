@@ -209,7 +209,7 @@ def test_each_notice_is_emailed_once_to_the_supervisors_through_a_real_smtp_serv
     assert recipients == list(SUPERVISORS) and message["To"] == ", ".join(SUPERVISORS)
     assert message["Subject"] == "Callback HD-2026-000123 breached the 3-hour target"
     body = message.get_content()
-    assert "HD-2026-000123" in body and "13:00 on Tue 24 Nov 2026 (UK time)" in body
+    assert "HD-2026-000123" in body and "13:00 on Tuesday 24 November 2026 (UK time)" in body
     assert "number ending 123" in body and CALLER not in body and "7700900" not in body
     notice = notice_of(database, callback_id, "breach")
     assert (notice.emailed_at, notice.email_error) == (DUE + timedelta(minutes=1), None)
@@ -253,7 +253,7 @@ def test_without_supervisors_or_a_mail_server_notices_are_left_for_the_page_and_
         job()
     assert notifier.attempts == 0
     assert [n.emailed_at for n in all_notices(database)] == [None]
-    assert sum("shown on the callbacks page only" in r.getMessage() for r in caplog.records) == 1
+    assert sum("shown on the Callback queue page only" in r.getMessage() for r in caplog.records) == 1
 
 
 # --------------------------------------------------------------------------- two schedulers, one PostgreSQL

@@ -160,8 +160,8 @@ def test_the_explanation_stores_utc_and_explains_in_uk_time_in_summer():
     deadline = callback_deadline(local(2026, 7, 14, 16, 30), clock="business", within=THREE_HOURS, calendar=CALENDAR,
                                  config_version="v7")
     assert deadline.explanation["owed_from"] == "2026-07-14T15:30:00+00:00"
-    assert "Owed from 16:30 on Tue 14 Jul 2026" in explain(deadline.explanation)
-    assert "11:30 on Wed 15 Jul 2026" in explain(deadline.explanation)
+    assert "Owed from 16:30 on Tuesday 14 July 2026" in explain(deadline.explanation)
+    assert "11:30 on Wednesday 15 July 2026" in explain(deadline.explanation)
 
 
 def test_the_rule_alone_gives_the_same_due_time_as_the_full_deadline():

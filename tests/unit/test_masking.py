@@ -131,18 +131,18 @@ def test_a_day_is_written_the_british_way():
 
 
 @pytest.mark.parametrize(("minutes", "words"), [
-    (180, "three hours"), (60, "one hour"), (5, "five minutes"), (1, "one minute"),
-    (90, "1 hour 30 minutes"), (150, "2 hours 30 minutes"), (45, "45 minutes"), (1440, "twenty-four hours"),
+    (180, "3 hours"), (60, "1 hour"), (5, "5 minutes"), (1, "1 minute"),
+    (90, "1 hour 30 minutes"), (150, "2 hours 30 minutes"), (45, "45 minutes"), (1440, "24 hours"),
 ])
-def test_a_length_of_time_is_written_in_words(minutes, words):
+def test_a_length_of_time_is_written_in_numerals(minutes, words):
     from helpdesk.pages.format import format_minutes
 
     assert format_minutes(minutes) == words
 
 
 @pytest.mark.parametrize("rings, words, label", [
-    (10, "ten rings", "Ten-ring target"), (1, "one ring", "One-ring target"), (15, "15 rings", "15-ring target")])
-def test_ring_counts_in_words_and_as_a_label(rings, words, label):
+    (10, "10 rings", "10-ring target"), (1, "1 ring", "1-ring target"), (15, "15 rings", "15-ring target")])
+def test_ring_counts_in_numerals_and_as_a_label(rings, words, label):
     from helpdesk.pages.format import format_rings, ring_target
 
     assert (format_rings(rings), ring_target(rings)) == (words, label)

@@ -127,10 +127,10 @@ def test_a_warning_names_the_enquiry_and_the_due_time_in_uk_time_and_hides_the_c
     due = callback(SUMMER).due_at
     subject, body = compose("warning_10", "HD-2026-000123", callback(SUMMER), settings(), due - timedelta(minutes=10))
     assert subject == "Callback HD-2026-000123 due in 10 minutes"
-    assert "due at 14:00 on Tue 14 Jul 2026 (UK time), with 10 minutes of opening time left" in body
+    assert "due at 14:00 on Tuesday 14 July 2026 (UK time), with 10 minutes of opening time left" in body
     assert "Customer, number ending 123" in body
     assert "the caller hung up before an answer" in body
-    assert "Owed from 11:00 on Tue 14 Jul 2026; due after 3 hours of opening time" in body  # the explanation's summary
+    assert "Owed from 11:00 on Tuesday 14 July 2026; due after 3 hours of opening time" in body  # the explanation's summary
     assert CALLER not in body and "7700900" not in body and "447700" not in body
 
 
@@ -151,7 +151,7 @@ def test_a_warning_first_recorded_late_says_the_time_that_was_left_not_its_lead_
 def test_a_breach_says_which_target_was_missed_and_when_it_fell_due():
     subject, body = compose("breach", "HD-2026-000125", callback(SUMMER), settings(), SUMMER + timedelta(hours=4))
     assert subject == "Callback HD-2026-000125 breached the 3-hour target"
-    assert "Nobody tried to call back by 14:00 on Tue 14 Jul 2026 (UK time)" in body
+    assert "Nobody tried to call back by 14:00 on Tuesday 14 July 2026 (UK time)" in body
 
 
 def test_a_withheld_number_is_said_to_be_withheld():
