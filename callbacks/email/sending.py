@@ -78,17 +78,26 @@ def send_due_acknowledgements(db: Session, sender: MessageSender, settings: Sett
             _said_not_configured.add(missing)
             log.warning("%s is not set in %s: email acknowledgements are not being sent", missing, settings.source)
         return report
-    stale = now - CLAIM_STALE_AFTER
-    claimable = (Ack.status == "pending", Ack.next_attempt_at <= now,
-                 or_(Ack.claimed_at.is_(None), Ack.claimed_at < stale))
+    tick = clock or (lambda: now)
+
+    def claimable(at: datetime):
+        return (Ack.status == "pending", Ack.next_attempt_at <= now,
+                or_(Ack.claimed_at.is_(None), Ack.claimed_at < at - CLAIM_STALE_AFTER))
+
     with db.begin():
-        due = list(db.scalars(select(Ack.id).where(*claimable).order_by(Ack.next_attempt_at, Ack.id).limit(limit)))
+        due = list(db.scalars(select(Ack.id).where(*claimable(now)).order_by(Ack.next_attempt_at, Ack.id)
+                              .limit(limit)))
     for ack_id in due:
+        # Stamped with the time of the claim, not the run's start: a run against a slow server
+        # can outlast CLAIM_STALE_AFTER, and a claim stamped at its start would look stale to
+        # another sender while this one was still sending it.
+        claimed_at = tick()
         with db.begin():
-            claimed = db.execute(update(Ack).where(Ack.id == ack_id, *claimable).values(claimed_at=now)).rowcount
+            claimed = db.execute(update(Ack).where(Ack.id == ack_id, *claimable(claimed_at))
+                                 .values(claimed_at=claimed_at)).rowcount
         if not claimed:
             continue  # another sender has it, or it was sent meanwhile
-        outcome = _send_one(db, sender, settings, ack_id, sending_from, now, clock or (lambda: now))
+        outcome = _send_one(db, sender, settings, ack_id, sending_from, now, tick)
         setattr(report, outcome, getattr(report, outcome) + 1)
     if report.sent:
         # The mail server takes messages again: those waiting out a back-off go at the next run.

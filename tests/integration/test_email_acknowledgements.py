@@ -336,6 +336,26 @@ def test_a_claim_held_by_another_sender_is_left_alone_until_it_goes_stale(databa
     assert len(sender.messages) == 1
 
 
+def test_a_run_that_outlasts_the_stale_time_keeps_its_claims_fresh_so_no_other_sender_sends_them_too(database):
+    settings = desk_settings(email={"per_sender_limit": 1000})
+    for n in range(1, 3):
+        receive(database, settings, raw_email(n), T)
+    clock = FakeClock(T)
+    second = FakeSender()
+
+    class SlowServer(FakeSender):
+        def send_message(self, message) -> None:
+            clock.advance(200)  # a very slow server: by the second message the run has lasted 400 s
+            super().send_message(message)
+            if len(self.messages) == 2:  # meanwhile another scheduler (its lease ran out) sends what it can
+                send(database, second, settings, clock.now, clock=lambda: clock.now)
+
+    first = SlowServer()
+    assert send(database, first, settings, T, clock=lambda: clock.now).sent == 2
+    assert second.messages == []  # the second claim was 200 s old, not stale, though the run began 400 s before
+    assert {ack.status for ack in acknowledgements(database)} == {"sent"}
+
+
 def test_an_acknowledgement_for_an_email_that_opened_no_enquiry_is_suppressed_not_sent(database):
     sender, settings = FakeSender(), desk_settings()
     receive(database, settings, raw_email(1), T)
