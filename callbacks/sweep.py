@@ -62,14 +62,29 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
         ):
             sent.setdefault(callback_id, set()).add(kind)
         desk_open = settings.calendar.is_open(now)
-        for callback_id, due_at, clock, first_attempt_at, status in candidates:
+
+        def due_notices(due_at, clock, first_attempt_at, status, already):
             # Warnings go out while someone can act: an open callback, and on the business
             # clock only while the desk is open (overnight the time left does not change).
             warn = status == "open" and (clock != "business" or desk_open)
-            for notice in notices_due(due_at=due_at, now=now, first_attempt_at=first_attempt_at,
-                                      remaining=remaining(settings, clock, now, due_at),
-                                      warn_before=leads if warn else (),
-                                      already=sent.get(callback_id, set())):
+            return notices_due(due_at=due_at, now=now, first_attempt_at=first_attempt_at,
+                               remaining=remaining(settings, clock, now, due_at),
+                               warn_before=leads if warn else (), already=already)
+
+        for callback_id, due_at, clock, first_attempt_at, status in candidates:
+            already = sent.get(callback_id, set())
+            if not due_notices(due_at, clock, first_attempt_at, status, already):
+                continue
+            # Read again, locked: an agent may have closed it, or attempted it in time, since the
+            # candidates were read (on PostgreSQL the lock waits for their commit and the
+            # condition is checked against it), and a breach must not be recorded over that.
+            fresh = session.execute(
+                select(Callback.first_attempt_at, Callback.status)
+                .where(Callback.id == callback_id, undecided).with_for_update()
+            ).first()
+            if fresh is None:
+                continue
+            for notice in due_notices(due_at, clock, fresh.first_attempt_at, fresh.status, already):
                 inserted = session.execute(insert_ignoring_conflicts(session, CallbackNotice, {
                     "callback_id": callback_id, "kind": notice.kind, "fell_due_at": notice.due_at, "recorded_at": now,
                 })).rowcount

@@ -223,3 +223,39 @@ def test_a_callback_attempted_late_and_closed_while_the_scheduler_was_down_is_st
     run_sweep(database, settings, at(15, 0))  # the first sweep after the downtime
     callback = load(database, callback_id)
     assert (callback.sla_result, callback.breached_at) == ("breached", DUE)
+
+
+@pytest.mark.parametrize("change, result", [
+    ("status = 'closed', outcome = 'withdrawn', closed_at = :before", None),  # withdrawn in time: not counted
+    ("sla_result = 'met', first_attempt_at = :before, attempts_count = 1", "met"),  # attempted in time
+])
+def test_a_callback_withdrawn_or_attempted_just_before_its_deadline_is_not_breached_by_a_sweep_at_the_same_time(
+        postgres_url, change, result):
+    import time
+
+    from sqlalchemy import text
+
+    from helpdesk.migrate import upgrade
+
+    upgrade(postgres_url)
+    database = Database(postgres_url)
+    try:
+        settings = make_settings()
+        callback_id = owe(database, settings, 1)
+        # The agent's transaction: written a moment before the deadline, not yet committed.
+        agent = database.engine.connect()
+        transaction = agent.begin()
+        agent.execute(text(f"UPDATE callbacks SET {change} WHERE id = :id"),
+                      {"id": callback_id, "before": DUE - timedelta(seconds=2)})
+        recorded: list = []
+        sweeping = Thread(target=lambda: recorded.extend(run_sweep(database, settings, DUE + timedelta(seconds=5))))
+        sweeping.start()
+        time.sleep(0.5)  # the sweep has read its candidates and waits on the agent's row
+        transaction.commit()
+        agent.close()
+        sweeping.join(timeout=30)
+        assert not sweeping.is_alive()
+        assert recorded == [] and notices(database, callback_id) == {}
+        assert load(database, callback_id).sla_result == result
+    finally:
+        database.dispose()
