@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 
 from callbacks import queue, service
 from callbacks.email import sending, waiting
@@ -381,6 +382,8 @@ def callback_needed(call_sid: str):
             reference = queue.reference_of(session, call_sid=call_sid)
     except CallbackError as refusal:
         return _refused(f"call-{call_sid}", str(refusal), typed)
+    except IntegrityError:  # a colleague's callback for this call was stored in the same instant
+        return _refused(f"call-{call_sid}", "A colleague has just recorded this call's outcome: see the queue.", typed)
     now = clock()
     due = queue.when(callback.due_at, local(now).date())
     late = " That is already past: call them now." if callback.due_at < now else ""

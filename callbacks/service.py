@@ -114,7 +114,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
                          note: str = "", number: str | None = None) -> Callback:
     """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
     with session.begin():
-        call = _answered_call(session, call_sid)
+        call, enquiry = _answered_call_and_enquiry(session, call_sid)
         typed = (number or "").strip()
         number = international(typed) if typed else call.caller_number
         if typed and number is None:
@@ -131,7 +131,6 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
         if existing is not None and not reused:
             raise CallbackError(f"This call's callback ({existing.enquiry.reference}) is already closed as "
                                 f"{existing.outcome}.")
-        enquiry = session.get(Enquiry, call.enquiry_id)
         if enquiry.status == "concluded":  # a colleague recorded it meanwhile (as the reverse order is refused)
             raise CallbackError(f"{enquiry.reference} is already recorded as concluded on the call.")
         if not note.strip():
@@ -148,7 +147,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
             session.flush()
         callback = Callback(**fields)
         session.add(callback)
-        session.get(Enquiry, call.enquiry_id).status = "callback_owed"
+        enquiry.status = "callback_owed"
     return callback
 
 
@@ -160,7 +159,7 @@ UNDO_CONCLUDED = timedelta(minutes=10)
 def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id: int | None = None) -> None:
     """An agent says an answered call's enquiry was concluded on the call."""
     with session.begin():
-        enquiry = session.get(Enquiry, _answered_call(session, call_sid).enquiry_id)
+        _, enquiry = _answered_call_and_enquiry(session, call_sid)
         if enquiry.status == "callback_owed":
             raise CallbackError("A callback is already owed for this enquiry.")
         if enquiry.status != "open":
@@ -172,7 +171,7 @@ def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datet
     """Take back "Concluded" (pressed by mistake): the enquiry is open again, awaiting its outcome.
     Only the agent who recorded it, within UNDO_CONCLUDED; the audit log keeps both."""
     with session.begin():
-        enquiry = session.get(Enquiry, _answered_call(session, call_sid).enquiry_id)
+        _, enquiry = _answered_call_and_enquiry(session, call_sid)
         if enquiry.status != "concluded":
             raise CallbackError(f"This enquiry is recorded as {enquiry.status.replace('_', ' ')}, not concluded: "
                                 "there is nothing to undo.")
@@ -188,6 +187,14 @@ def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datet
                                action="enquiry.concluded_undone", detail=json.dumps({
                                    "enquiry": enquiry.reference, "call_sid": call_sid,
                                    "concluded_at": concluded_at.isoformat()}, sort_keys=True)))
+
+
+def _answered_call_and_enquiry(session: Session, call_sid: str) -> tuple[Call, Enquiry]:
+    """The answered call and its enquiry, the enquiry locked: two agents recording the call's
+    outcome at once take turns, and the second sees what the first recorded."""
+    call = _answered_call(session, call_sid)
+    enquiry = session.get(Enquiry, call.enquiry_id, with_for_update=True, populate_existing=True)
+    return call, enquiry
 
 
 def _answered_call(session: Session, call_sid: str) -> Call:

@@ -851,6 +851,62 @@ def test_releasing_a_callback_closed_meanwhile_says_it_is_no_longer_open(app, al
     assert "This callback is no longer open." in text_of(act(client, f"/queue/{first}/release"))
 
 
+@pytest.mark.parametrize("bobs", ["concluded", "callback"])
+def test_two_agents_recording_one_calls_outcome_at_once_take_turns_and_the_second_is_told(
+        app, alice, client, clock, db_session, bobs):
+    bob = app.test_client()
+    add_agent(app, "bob", "Bob Builder")
+    sign_in(bob, "bob", PASSWORD)
+    calls = range(21, 27)
+    for n in calls:
+        answer_a_call(client, clock, n, at(10, n))
+    clock.now = at(11, 0)
+    for n in calls:
+        forms = {name: {"csrf_token": csrf_token(browser, "/queue"), "note": "Needs the grant team"}
+                 for name, browser in (("alice", client), ("bob", bob))}
+        barrier, pages = Barrier(2), {}
+
+        def record(name, browser, action):
+            barrier.wait()
+            pages[name] = text_of(browser.post(f"/queue/calls/{sid(n)}/{action}", data=forms[name],
+                                               follow_redirects=True))
+
+        threads = [Thread(target=record, args=("alice", client, "callback")), Thread(target=record, args=("bob", bob, bobs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        owed = "A callback is now owed for"
+        concluded = "is recorded as concluded on the call"
+        succeeded = [name for name, page in pages.items() if owed in page or concluded in page]
+        assert len(succeeded) == 1, pages  # the other was told what the first recorded
+        db_session.rollback()
+        with db_session.begin():
+            enquiry = db_session.scalars(select(Enquiry).where(Enquiry.call_sid == sid(n))).one()
+            callbacks = db_session.scalars(select(Callback).where(Callback.call_sid == sid(n))).all()
+        if enquiry.status == "concluded":
+            assert callbacks == [] and enquiry.closed_at is not None
+        else:
+            assert enquiry.status == "callback_owed" and enquiry.closed_at is None and enquiry.closed_by_id is None
+            assert [c.reason for c in callbacks] == ["not_concluded"]
+
+
+def test_a_callback_stored_by_a_colleague_in_the_same_instant_is_a_refusal_not_an_error(
+        alice, client, clock, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    answer_a_call(client, clock, 7, at(10, 0))
+
+    def collide(*args, **kwargs):
+        raise IntegrityError("INSERT INTO callbacks", {}, Exception("uq_callbacks_contact_key"))
+
+    monkeypatch.setattr(service, "record_not_concluded", collide)
+    response = act(client, f"/queue/calls/{sid(7)}/callback", note="Needs the grant team")
+    assert response.status_code == 422  # refused, as any refusal on the page, never a 500
+    assert "A colleague has just recorded this call's outcome: see the queue." in text_of(response)
+    assert "Needs the grant team" in text_of(response)  # what was typed is kept
+
+
 def test_a_callback_needed_after_a_colleague_recorded_concluded_is_refused(app, alice, client, clock, db_session):
     answer_a_call(client, clock, 7, at(10, 0))
     clock.now = at(10, 5)
