@@ -113,7 +113,7 @@ def _waiting_context(now: datetime) -> dict:
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,
         "emails_signature": queue.signature([emails_count] + [
             [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at,
-             email.other_senders]
+             email.other_senders, email.latest_email_id]
             for email in emails]),
     }
 
@@ -400,7 +400,8 @@ def email_answered(enquiry_id: int):
     """The agent has answered the email enquiry: it leaves the list of emails awaiting a response."""
     try:
         with database().session() as session:
-            reference = waiting.mark_answered(session, enquiry_id, agent_id=current_user.id, now=clock())
+            reference = waiting.mark_answered(session, enquiry_id, agent_id=current_user.id, now=clock(),
+                                              seen=request.form.get("seen", type=int))
     except waiting.NoSuchEnquiry:
         abort(404)
     except waiting.EnquiryError as refusal:

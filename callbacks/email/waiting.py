@@ -44,6 +44,9 @@ class WaitingEmail:
     # Emails joined to it from addresses other than the person's (any sender who quotes the
     # reference joins the enquiry): an agent should check who is asking before acting on them.
     other_senders: int = 0
+    # The newest email a person sent to it that the page shows it with: "Mark as answered"
+    # sends it back, and is refused if a newer one has come in (unread by the agent).
+    latest_email_id: int = 0
 
 
 def needs_attention(now: datetime):
@@ -71,11 +74,13 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
             .where(*waiting).order_by(needs_attention(now), Enquiry.opened_at, Enquiry.id).limit(limit)
         ).all()
         senders: dict[int, set[str]] = {}
-        for enquiry_id, sender in session.execute(
-                select(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))
+        latest: dict[int, int] = {}
+        for enquiry_id, sender, newest in session.execute(
+                select(InboundEmail.enquiry_id, func.lower(InboundEmail.sender), func.max(InboundEmail.id))
                 .where(InboundEmail.enquiry_id.in_([row[0] for row in rows]), InboundEmail.decision.in_(PEOPLE))
-                .distinct()):
+                .group_by(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))):
             senders.setdefault(enquiry_id, set()).add(sender)
+            latest[enquiry_id] = max(latest.get(enquiry_id, 0), newest)
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
@@ -86,20 +91,32 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
         theirs = {(address or "").lower() for address in (sender, to_address)}
         entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,
                                     next_attempt_at if status == "pending" else None,
-                                    len(senders.get(enquiry_id, set()) - theirs - {None})))
+                                    len(senders.get(enquiry_id, set()) - theirs - {None}),
+                                    latest.get(enquiry_id, 0)))
     return entries, int(total)
 
 
-def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime) -> str:
-    """An agent answered the email enquiry: it is closed and leaves the list. Returns its reference."""
+def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime, seen: int | None = None) -> str:
+    """An agent answered the email enquiry: it is closed and leaves the list. Returns its reference.
+
+    `seen`: the newest email from a person the agent's page showed with it; if a newer one has
+    joined the enquiry since (a reply the agent has not read), it stays open and the agent is told.
+    """
+    newer = (select(InboundEmail.id).where(InboundEmail.enquiry_id == enquiry_id, InboundEmail.id > seen,
+                                            InboundEmail.decision.in_(PEOPLE)).exists()
+             if seen is not None else None)
     with session.begin():
         reference = session.scalar(select(Enquiry.reference).where(Enquiry.id == enquiry_id,
                                                                    Enquiry.channel == "email"))
         if reference is None:
             raise NoSuchEnquiry("There is no such email enquiry.")
         changed = session.execute(
-            update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.status == "open")
+            update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.status == "open",
+                                  *([~newer] if newer is not None else []))
             .values(status="closed", closed_at=now, closed_by_id=agent_id)).rowcount
+        if not changed and newer is not None and session.scalar(select(newer)):
+            raise EnquiryError(f"A new email for {reference} came in after your page showed it. Read it, then mark "
+                               "the enquiry as answered.")
         if not changed:
             raise EnquiryError(f"{reference} is already marked as answered.")
     log.info("email enquiry %d marked answered by user %d", enquiry_id, agent_id)

@@ -63,7 +63,13 @@ def stored_enquiry(database, reference: str) -> Enquiry:
 
 
 def post_from_page(client, path: str, with_token: bool = True):
-    form = {"csrf_token": csrf_token(client, "/queue")} if with_token else {}
+    """POST a form as the queue page shows it now, with its hidden fields."""
+    page = client.get("/queue").get_data(as_text=True)
+    found = re.search(rf'action="{re.escape(path)}[^"]*".*?</form>', page, re.S)
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', found.group(0))) if found \
+        else {"csrf_token": csrf_token(client, "/queue")}
+    if not with_token:
+        form.pop("csrf_token")
     return client.post(path, data=form)
 
 
@@ -203,6 +209,29 @@ def test_a_new_email_from_the_customer_brings_an_answered_enquiry_back(alice, cl
     post_from_page(client, f"/queue/emails/{stored_enquiry(database, reference).id}/answered")
     receive(database, settings, raw_email(2, subject=f"Re: We have your email [{reference}]"), at(9, 45))
     assert f'<th scope="row">{reference}</th>' in text_of(client.get("/queue"))
+
+
+def test_a_reply_that_came_in_after_the_page_was_shown_keeps_the_enquiry_open(alice, client, clock, database,
+                                                                               settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    clock.now = at(9, 30)
+    page = text_of(client.get("/queue"))
+    form = re.search(rf'action="/queue/emails/{enquiry_id}/answered".*?</form>', page, re.S).group(0)
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', form))
+    assert set(fields) == {"csrf_token", "seen"}
+    # The customer's reply joins the enquiry while the agent reads the page (it is still open,
+    # so nothing reopens it afterwards).
+    receive(database, settings, raw_email(2, subject=f"Re: We have your email [{reference}]"), at(9, 30))
+
+    refused = client.post(f"/queue/emails/{enquiry_id}/answered", data=fields)
+    assert refused.status_code == 302
+    assert (f"A new email for {reference} came in after your page showed it. Read it, then mark the enquiry as "
+            "answered.") in text_of(client.get("/queue"))
+    assert stored_enquiry(database, reference).status == "open"
+
+    post_from_page(client, f"/queue/emails/{enquiry_id}/answered")  # from the page as it is now
+    assert stored_enquiry(database, reference).status == "closed"
 
 
 def test_try_again_sends_a_failed_acknowledgement_at_the_next_run(alice, client, clock, database, settings):
