@@ -147,3 +147,20 @@ def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept
                     ("call:CA3", "breached", owed + timedelta(hours=3))]
     assert [(actor, action) for actor, action, _ in audit] == [("helpdesk db upgrade", "callback.not_owed_uncounted")]
     assert '"was": "breached"' in audit[0][2]
+
+
+def test_three_upgrades_at_once_on_an_empty_postgresql_database_take_turns_and_all_succeed(postgres_url):
+    """As when several servers start at once: separate processes (Alembic's context is per process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": postgres_url}
+    for _ in range(2):  # each round from an empty database
+        if migrate.current(postgres_url):
+            migrate.downgrade(postgres_url, "base")
+        runs = [subprocess.Popen([sys.executable, "-m", "helpdesk.cli", "db", "upgrade"], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+        outputs = [run.communicate(timeout=180)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], outputs
+        assert migrate.current(postgres_url) == migrate.head()
