@@ -5,7 +5,9 @@ millions of rows. Rows whose counted state is final are counted once and kept: a
 call that ended over SETTLE_MARGIN ago, a decided callback, an acknowledgement sent,
 suppressed, or given up and past due. Each scrape adds, by query, the rows newer than the
 last count (higher ids) and the ones that were not settled then (their ids are kept).
-Every ROLL_SECONDS the rows that have settled since are added to the kept counts.
+Every ROLL_SECONDS the rows that have settled since are added to the kept counts, up to
+the highest ids the count before saw: PostgreSQL hands out ids before commit, so a row can
+become visible after one with a higher id, and would otherwise fall below the mark uncounted.
 
 That is exact for every change the app makes: acknowledgements never leave a settled state;
 a decided callback changes only when an attempt made in time is entered after its deadline,
@@ -85,6 +87,10 @@ class _Cache:
     totals: Totals
     parts: dict[str, tuple[Period, dict[str, RuleFigures]]]  # "today", "week", "month": counted rows' figures
     dialect: str  # the database dialect's name: how the id lists are sent
+    # model -> the highest id seen at this count. The next count counts rows only up to these:
+    # on PostgreSQL ids are handed out before commit, so a row may become visible after one
+    # with a higher id; a count's newest rows stay live until the next, by when it has come.
+    observed: dict | None = None
 
     def scope(self, counted: bool) -> Scope:
         """The rows counted here (counted=True), or every other row (the live part)."""
@@ -123,13 +129,14 @@ class SettledHistory:
         key = (settings.version, settings.answer_target_seconds, settings.ring_period_seconds, settings.max_rings)
         with self._lock:
             cache = self._cache
+            seen = cache.observed if cache is not None else None
             if (cache is None or cache.key != key or time.monotonic() - cache.built >= REBUILD_SECONDS
                     or now < cache.counted_at or self._events_touch_cache(session, cache)
                     or _last_correction(session) != cache.last_correction):
-                cache = self._count(session, settings, now, key, periods, None)
+                cache = self._count(session, settings, now, key, periods, None, seen)
             elif (now - cache.counted_at >= timedelta(seconds=ROLL_SECONDS)
                   or any(cache.parts.get(p.label, (None,))[0] != p for p in periods)):
-                cache = self._count(session, settings, now, key, periods, cache)
+                cache = self._count(session, settings, now, key, periods, cache, seen)
             self._cache = cache
             return cache
 
@@ -150,15 +157,19 @@ class SettledHistory:
         return False
 
     def _count(self, session: Session, settings: Settings, now: datetime, key: tuple, periods: list[Period],
-               base: _Cache | None) -> _Cache:
-        """Count the settled rows: all of them, or only those `base` left to the live part."""
+               base: _Cache | None, seen: dict | None = None) -> _Cache:
+        """Count the settled rows: all of them, or only those `base` left to the live part; up to
+        the highest ids `seen` at the last count (all there are, at the first)."""
         started = time.perf_counter()
         previous = base.scope(counted=False) if base is not None else None
         dialect = session.get_bind().dialect.name
         with session.begin():
             last_event = session.scalar(select(func.max(TwilioEvent.id))) or 0
             last_correction = _last_correction(session, begin=False)
-            highest = {model: session.scalar(select(func.max(model.id))) or 0 for model in MODELS}
+            observed = {model: session.scalar(select(func.max(model.id))) or 0 for model in MODELS}
+            highest = {model: min(top, seen.get(model, top)) if seen else top for model, top in observed.items()}
+            if base is not None:  # never below what is counted already
+                highest = {model: max(top, base.highest[model]) for model, top in highest.items()}
             unsettled, delta = {}, {}
             for model, top in highest.items():
                 candidate = model.id <= top
@@ -178,7 +189,7 @@ class SettledHistory:
         if base is not None:
             counted_totals = add_totals(base.totals, counted_totals)
         cache = _Cache(key, base.built if base is not None else time.monotonic(), now, highest, unsettled,
-                       last_event, last_correction, counted_totals, {}, dialect)
+                       last_event, last_correction, counted_totals, {}, dialect, observed)
         # A period already kept gets the newly counted rows; a new one (a new day, week or
         # month) is counted from everything kept, which is little so soon after it started.
         same = [p for p in periods if base is not None and base.parts.get(p.label, (None,))[0] == p]

@@ -147,5 +147,41 @@ def test_calls_that_ended_recently_are_counted_by_a_later_roll_and_meanwhile_liv
     with caplog.at_level("DEBUG", logger="metrics.history"):
         assert_same(history_with_old_items, database, settings, clock())
     assert "since the last count" in caplog.text
+    # Rows newer than the last count's highest ids stay live for one more roll (a row may
+    # commit after one with a higher id), then are counted.
+    clock.advance(history_module.ROLL_SECONDS + 1)
+    assert_same(history_with_old_items, database, settings, clock())
     assert recent.id not in history_with_old_items._cache.unsettled[Call]
     assert recent.id <= history_with_old_items._cache.highest[Call]  # now among the counted rows
+
+
+def test_a_row_that_becomes_visible_after_one_with_a_higher_id_is_still_counted(postgres_url):
+    """PostgreSQL hands out ids before commit: an email stored in a transaction still open while
+    a later one commits has the lower id, and is seen by the next count, not lost below it."""
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from tests.integration.conftest import make_settings
+
+    upgrade(postgres_url)
+    database, settings = Database(postgres_url), make_settings()
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    try:
+        with database.session() as session, session.begin():
+            add_email(session, now - timedelta(hours=1))
+        history = SettledHistory()
+        assert_same(history, database, settings, now)
+        slow = database.session()
+        slow.begin()
+        add_email(slow, now - timedelta(minutes=30))  # its ids are taken; not committed yet
+        with database.session() as session, session.begin():
+            add_email(session, now - timedelta(minutes=20))
+        now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
+        assert_same(history, database, settings, now)  # a count while the first is still invisible
+        slow.commit()
+        slow.close()
+        for _ in range(2):
+            now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
+            assert_same(history, database, settings, now)
+            assert cached(history, database, settings, now)[0].emails_received == 3
+    finally:
+        database.dispose()
