@@ -90,6 +90,24 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
     })
 
 
+def arrival_moved(executor: Session | Connection, settings: Settings, *, call_sid: str, enquiry_id: int,
+                  arrived_at: datetime) -> None:
+    """Inside the journal's transaction: a call's arrival, first estimated from an earlier event
+    (a status callback stored before the incoming request), is now known. Its enquiry was opened
+    then, and its untouched, undecided missed-call callback is owed from then (a new deadline).
+    The reference keeps its year: it may have been shown already."""
+    executor.execute(update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "phone")
+                     .values(opened_at=arrived_at))
+    deadline = _deadline(settings, arrived_at)
+    executor.execute(
+        update(Callback)
+        .where(Callback.contact_key == f"call:{call_sid}", Callback.reason != "not_concluded",
+               Callback.status == "open", Callback.attempts_count == 0, Callback.sla_result.is_(None),
+               Callback.owed_from != arrived_at)
+        .values(owed_from=arrived_at, due_at=deadline.due_at, clock=deadline.clock,
+                explanation=json.dumps(deadline.explanation), config_version=settings.version))
+
+
 @cache
 def _owe_statement(dialect: str):
     """Owe the callback once; if it is owed already, untouched, for a missed call whose outcome

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
 
-from callbacks.service import MISSED_OUTCOMES, owe_for_missed_call
+from callbacks.service import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
 from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
@@ -64,7 +64,8 @@ class _Statements:
         self.new_call = Prepared(insert(CALLS).on_conflict_do_nothing(index_elements=["call_sid"]), dialect,
                                  _NEW_CALL)
         self.lock_call = Prepared(
-            select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at)
+            select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at,
+                   CALLS.c.arrived_at)
             .where(CALLS.c.call_sid == bindparam("sid"))
             .with_for_update(), dialect)
         self.new_event = Prepared(insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]), dialect,
@@ -191,6 +192,7 @@ class _Locked(NamedTuple):
     enquiry_id: int | None
     projected: bool  # its incoming request has been seen and projected
     state: tuple[str, bool]  # outcome, and whether the call had ended
+    arrived_at: datetime | None
 
 
 def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
@@ -201,9 +203,10 @@ def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
         sql.new_call.execute(connection, {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
                                           "countable": False, "caller_type": "unknown", "incoming_seen": False})
         rows = sql.lock_call.rows(connection, {"sid": call_sid})
-    (call_id, enquiry_id, incoming_seen, outcome, ended_at), = rows
+    (call_id, enquiry_id, incoming_seen, outcome, ended_at, arrived_at), = rows
     # A call row made just now has never been projected: its first event must be.
-    return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None))
+    return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None),
+                   arrived_at)
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:
@@ -228,6 +231,11 @@ def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
         owe_for_missed_call(connection, settings, call_sid=call_sid, enquiry_id=enquiry_id, outcome=record.outcome,
                             caller_number=record.caller_number, caller_type=record.caller_type,
                             arrived_at=record.arrived_at, now=now)
+    if (locked.enquiry_id is not None and None not in (locked.arrived_at, record.arrived_at)
+            and record.arrived_at != locked.arrived_at):
+        # The arrival was estimated from an earlier event (a status callback before the incoming
+        # request): what was opened and owed from it moves with it.
+        arrival_moved(connection, settings, call_sid=call_sid, enquiry_id=enquiry_id, arrived_at=record.arrived_at)
 
 
 def refresh_call(connection: Connection, settings: Settings, call_sid: str, now: datetime) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from callbacks import service
 from callbacks.service import CallbackError
-from helpdesk.models import Callback, CallbackAttempt, Enquiry
+from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.users import add_user
 from tests.integration.twilio_requests import inbound, post, sid, stamp
 
@@ -91,6 +91,27 @@ def test_a_callback_made_from_out_of_order_events_is_withdrawn_when_the_answer_a
                                                 "Timestamp": stamp(arrived + timedelta(seconds=8))})
     [callback] = callbacks(db_session)
     assert (callback.status, callback.outcome) == ("closed", "withdrawn")
+
+
+def test_when_the_incoming_request_is_stored_after_the_calls_end_the_enquiry_and_callback_move_to_its_arrival(
+        client, db_session, clock):
+    arrived = clock.now
+    ended = {"CallSid": sid(6), "CallStatus": "completed", "From": "+447700900123", "To": "+448001217479",
+             "Direction": "inbound", "Timestamp": stamp(arrived + timedelta(seconds=40))}
+    clock.now = arrived + timedelta(seconds=41)
+    post(client, "/twilio/voice/status", ended)  # the incoming request is still in a spool
+    [early] = callbacks(db_session)
+    clock.now = arrived  # replayed from the spool, with the time it came in
+    post(client, "/twilio/voice/incoming", inbound(sid(6), caller="+447700900123"))
+    [callback] = callbacks(db_session)
+    db_session.expire_all()
+    with db_session.begin():
+        call = db_session.scalars(select(Call).where(Call.call_sid == sid(6))).one()
+        enquiry = db_session.get(Enquiry, call.enquiry_id)
+    assert call.arrived_at == arrived and early.owed_from != arrived  # it had been estimated
+    assert (callback.id, callback.owed_from, callback.due_at) == (early.id, arrived, arrived + timedelta(hours=3))
+    assert json.loads(callback.explanation)["owed_from"] == arrived.isoformat()
+    assert enquiry.opened_at == arrived
 
 
 def test_two_agents_claiming_at_once_give_one_winner_and_a_clear_refusal(app, client, db_session, clock, agents):
