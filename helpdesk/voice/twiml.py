@@ -82,8 +82,9 @@ def screen(settings: Settings, urls: Urls) -> str:
     return str(response)
 
 
-def voicemail(settings: Settings, urls: Urls, message: str) -> str:
-    """A message, then a voicemail recording if voicemail is on."""
+def voicemail(settings: Settings, urls: Urls, message: str, without_voicemail: str) -> str:
+    """A message, then a voicemail recording if voicemail is on; if it is off, the message
+    written for that (which asks for no message after a tone), then goodbye."""
     response = VoiceResponse()
     if settings.voicemail_enabled:
         _say(response, settings, message)
@@ -92,17 +93,17 @@ def voicemail(settings: Settings, urls: Urls, message: str) -> str:
                         recording_status_callback_method="POST")
         _say(response, settings, settings.messages.goodbye)
     else:
-        _say(response, settings, message if message != settings.messages.no_answer else settings.messages.goodbye)
+        _say(response, settings, without_voicemail)
     response.hangup()
     return str(response)
 
 
 def out_of_hours(settings: Settings, urls: Urls) -> str:
-    return voicemail(settings, urls, settings.messages.out_of_hours)
+    return voicemail(settings, urls, settings.messages.out_of_hours, settings.messages.out_of_hours_without_voicemail)
 
 
 def no_agent(settings: Settings, urls: Urls) -> str:
-    return voicemail(settings, urls, settings.messages.no_answer)
+    return voicemail(settings, urls, settings.messages.no_answer, settings.messages.no_answer_without_voicemail)
 
 
 def queue_wait(settings: Settings, queue_seconds: float) -> str:

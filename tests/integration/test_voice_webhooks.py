@@ -96,6 +96,22 @@ def test_a_call_out_of_hours_hears_the_message_and_a_voicemail_prompt(app, clien
     assert (record.outcome, record.in_hours, record.countable) == ("out_of_hours", False, False)
 
 
+def test_with_voicemail_off_nobody_is_asked_to_leave_a_message_or_promised_what_cannot_be_kept(app, client, clock):
+    app.extensions["helpdesk.settings"] = make_settings(voicemail={"enabled": False})
+    clock.now = datetime(2026, 11, 24, 19, 30, tzinfo=timezone.utc)  # closed
+    closed = ET.fromstring(post(client, "/twilio/voice/incoming", inbound(sid(41))).data)
+    assert [say.text for say in closed.findall("Say")] == [
+        "We are closed at the moment. Please call again when we are open. Goodbye."]
+    assert closed.find("Record") is None and closed.find("Hangup") is not None
+    clock.now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)  # open: nobody answers
+    post(client, "/twilio/voice/incoming", inbound(sid(42)))
+    missed = ET.fromstring(post(client, "/twilio/voice/dial-action", {"CallSid": sid(42), "DialCallStatus": "no-answer",
+                                                                      "CallStatus": "in-progress"}).data)
+    spoken = " ".join(say.text for say in missed.findall("Say"))
+    assert "Unless your number is withheld, we will call you back" in spoken
+    assert "tone" not in spoken and missed.find("Record") is None
+
+
 def test_a_bank_holiday_is_out_of_hours(client, db_session, clock):
     clock.now = datetime(2026, 12, 25, 10, 0, tzinfo=timezone.utc)
     post(client, "/twilio/voice/incoming", inbound(sid(5)))
