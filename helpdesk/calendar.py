@@ -19,6 +19,8 @@ _SUBDIVISIONS = {"england-and-wales": "ENG", "scotland": "SCT", "northern-irelan
 # Long enough for any real shutdown, short enough to fail fast on a calendar that never opens.
 _SEARCH_DAYS = 366
 _DAY = timedelta(days=1)
+# A day open to midnight ("...-24:00") is written with this closing time: the next day's start.
+END_OF_DAY = time(23, 59, 59, 999999)
 _ZERO = timedelta(0)
 
 Interval = tuple[datetime, datetime]
@@ -237,7 +239,9 @@ class BusinessCalendar:
                 # clock change measures the time actually elapsed. A close in the spring gap
                 # can map past the next interval's start; the merge below absorbs that.
                 a = datetime.combine(d, opens, self._tz).astimezone(UTC)
-                b = datetime.combine(d, closes, self._tz).astimezone(UTC)
+                # Open to midnight ("24:00"): to the next day's start, not its last microsecond.
+                b = (datetime.combine(d + _DAY, time(0), self._tz) if closes == END_OF_DAY
+                     else datetime.combine(d, closes, self._tz)).astimezone(UTC)
                 if a < b:
                     intervals.append((a, b))
         day = tuple(self._without_closures(_merge(intervals)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
-from helpdesk.calendar import NATIONS, BusinessCalendar, Closure
+from helpdesk.calendar import END_OF_DAY, NATIONS, BusinessCalendar, Closure
 from helpdesk.clock import uk_time_problem
 from helpdesk.phones import is_phone_number
 
@@ -549,8 +549,6 @@ def _ca_file(imap: "_Reader", source: str) -> str:
     return str(path)
 
 
-# A day open to midnight ("...-24:00") closes at the last instant of the day.
-END_OF_DAY = time(23, 59, 59, 999999)
 
 
 def clock_text(moment: time) -> str:

@@ -376,3 +376,15 @@ def test_business_time_over_two_consecutive_spans_adds_up(calendar, start, first
     middle, end = start + first, start + first + second
     whole = calendar.business_time_between(start, end)
     assert calendar.business_time_between(start, middle) + calendar.business_time_between(middle, end) == whole
+
+
+def test_a_day_open_to_midnight_is_open_to_its_last_instant_and_whole():
+    from helpdesk.calendar import END_OF_DAY
+
+    always = BusinessCalendar({weekday: [(time(0), END_OF_DAY)] for weekday in range(7)})
+    assert always.is_open(local(2026, 3, 10, 23, 59) + timedelta(seconds=59, microseconds=999999))
+    assert always.business_time_between(local(2026, 3, 10), local(2026, 3, 11)) == timedelta(hours=24)
+    assert always.business_time_between(local(2026, 3, 29), local(2026, 3, 30)) == timedelta(hours=23)
+    assert always.business_time_between(local(2026, 10, 25), local(2026, 10, 26)) == timedelta(hours=25)
+    # A deadline across midnight lands on the minute, not a microsecond after it.
+    assert always.add_business_time(local(2026, 3, 10, 22, 30), timedelta(hours=3)) == local(2026, 3, 11, 1, 30)
