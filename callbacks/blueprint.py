@@ -382,7 +382,10 @@ def callback_needed(call_sid: str):
             reference = queue.reference_of(session, call_sid=call_sid)
     except CallbackError as refusal:
         return _refused(f"call-{call_sid}", str(refusal), typed)
-    except IntegrityError:  # a colleague's callback for this call was stored in the same instant
+    except IntegrityError as error:
+        if "contact_key" not in str(error.orig):  # the database refused it for another reason
+            raise
+        # A colleague's callback for this call was stored in the same instant.
         return _refused(f"call-{call_sid}", "A colleague has just recorded this call's outcome: see the queue.", typed)
     now = clock()
     due = queue.when(callback.due_at, local(now).date())
