@@ -96,6 +96,7 @@ class BusinessCalendar:
         nation: str = "england-and-wales",
         closures: Sequence[Closure] = (),
         tz: str = "Europe/London",
+        bank_holidays: bool = True,
     ) -> None:
         if nation not in _SUBDIVISIONS:
             raise ValueError(f"unknown nation {nation!r}; expected one of {', '.join(NATIONS)}")
@@ -106,7 +107,8 @@ class BusinessCalendar:
         self.nation = nation
         self._hours = _validate_hours(opening_hours)
         # Observed (substitute) days are included by the package, e.g. 27 and 28 December 2021.
-        self._holidays = holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[nation])
+        # bank_holidays=False: a desk open on them too (its hours hold every day).
+        self._holidays = holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[nation]) if bank_holidays else {}
         self._closures = tuple(sorted(closures, key=lambda c: c.start.astimezone(UTC)))
         self._closures_utc = tuple(
             (c.start.astimezone(UTC), c.end.astimezone(UTC), f"{c.reason} (closure)" if c.reason else "closure")

@@ -196,8 +196,9 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
         if problem:  # the hour the clocks repeat: its first pass (BST), said so below
             click.echo(f"{naive:%H:%M} {problem}: this is the first {naive:%H:%M}, British Summer Time.")
     calendar = settings.calendar
-    click.echo(f"{settings.source} (version {settings.version}); UK time; bank holidays of "
-               f"{settings.nation.replace('-', ' ').title().replace(' And ', ' and ')}.")
+    nation = settings.nation.replace('-', ' ').title().replace(' And ', ' and ')
+    click.echo(f"{settings.source} (version {settings.version}); UK time; "
+               + (f"bank holidays of {nation}." if settings.bank_holidays else f"open on {nation}'s bank holidays."))
     for day in (start + timedelta(days=n) for n in range(days)):
         midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON)
         following = datetime.combine(day + timedelta(days=1), datetime.min.time(), LONDON)

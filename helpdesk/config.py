@@ -172,6 +172,7 @@ class Settings:
     phone: str = ""
     timezone: str = "Europe/London"
     nation: str = "england-and-wales"
+    bank_holidays: bool = True  # the nation's bank holidays close the desk
     opening_hours: dict[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
     closures: tuple[Closure, ...] = ()
     ring_period_seconds: float = 3.0
@@ -198,7 +199,8 @@ class Settings:
     @cached_property
     def calendar(self) -> BusinessCalendar:
         # Built once per Settings so its per-day cache is shared by every request.
-        return BusinessCalendar(self.opening_hours, nation=self.nation, closures=self.closures, tz=self.timezone)
+        return BusinessCalendar(self.opening_hours, nation=self.nation, closures=self.closures, tz=self.timezone,
+                                bank_holidays=self.bank_holidays)
 
 
 def config_path() -> Path:
@@ -314,6 +316,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     if tz != "Europe/London":
         desk.fail("timezone", f"must be 'Europe/London' (the rules are defined in UK time), not {tz!r}")
     nation = desk.choice("nation", "england-and-wales", NATIONS)
+    bank_holidays = desk.get("bank_holidays", bool, True)
 
     hours = _Reader(data, "hours", source)
     opening: dict[int, tuple[tuple[time, time], ...]] = {}
@@ -378,6 +381,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         phone=desk.get("phone", str, ""),
         timezone=tz,
         nation=nation,
+        bank_holidays=bank_holidays,
         opening_hours=opening,
         closures=closures,
         ring_period_seconds=answer.number("ring_period_seconds", 3.0, 0.5, 10.0),

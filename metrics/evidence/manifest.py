@@ -58,6 +58,7 @@ def rules_in_force(settings: Settings, first: date, last: date, redactor: Redact
         "configuration_version": settings.version,
         "time_zone": settings.timezone,
         "nation": settings.nation,
+        "closed_on_bank_holidays": settings.bank_holidays,
         "opening_hours": {
             WEEKDAYS[weekday]: [f"{clock_text(opens)}-{clock_text(closes)}"
                                  for opens, closes in settings.opening_hours.get(weekday, ())]

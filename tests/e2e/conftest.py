@@ -16,6 +16,8 @@ def write_config(path, routing_mode: str = "dial", ivr: bool = True, screen_call
     path.write_text(f"""
 [helpdesk]
 nation = "england-and-wales"
+# Open on bank holidays too, so the tests run the same on Christmas Day.
+bank_holidays = false
 
 [hours]
 {HOURS_ALWAYS_OPEN}

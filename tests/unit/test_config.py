@@ -190,6 +190,18 @@ def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_ch
             parse_settings({"hours": hours, "email": {"imap": {"ca_file": name}}}, source=source)
 
 
+def test_a_desk_open_on_bank_holidays_keeps_its_hours_on_them():
+    hours = {day: ["08:00-18:00"] for day in ("monday", "tuesday", "wednesday", "thursday", "friday")}
+    christmas = datetime(2026, 12, 25, 10, 0, tzinfo=ZoneInfo("Europe/London"))  # a Friday
+    closed = parse_settings({"hours": hours}, source="t.toml")
+    assert closed.bank_holidays and not closed.calendar.is_open(christmas)
+    assert closed.calendar.holiday_name(christmas.date()) == "Christmas Day"
+    open_ = parse_settings({"helpdesk": {"bank_holidays": False}, "hours": hours}, source="t.toml")
+    assert open_.calendar.is_open(christmas) and open_.calendar.holiday_name(christmas.date()) is None
+    with pytest.raises(ConfigError, match="t.toml: helpdesk.bank_holidays must be true or false"):
+        parse_settings({"helpdesk": {"bank_holidays": "no"}, "hours": hours}, source="t.toml")
+
+
 def test_take_in_from_is_a_date_written_either_way_and_anything_else_is_named():
     import tomllib
     from datetime import date
