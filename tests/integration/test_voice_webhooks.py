@@ -136,6 +136,19 @@ def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
     assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
 
 
+@pytest.mark.parametrize("unset", ["TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"])
+def test_without_the_auth_token_or_the_public_address_every_webhook_is_refused_and_nothing_stored(
+        app, client, db_session, unset):
+    app.config[unset] = ""
+    # Signed as the server would check it if it could: with the empty token, or the usual one.
+    signed_with = "" if unset == "TWILIO_AUTH_TOKEN" else None
+    response = post(client, "/twilio/voice/incoming", inbound(sid(30)),
+                    **({"token": signed_with} if signed_with is not None else {}))
+    assert response.status_code == 403
+    assert "Webhooks are not configured on this server." in response.get_data(as_text=True)
+    assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
+
+
 def test_while_the_auth_token_is_changed_webhooks_signed_with_either_token_are_taken(app, client, db_session,
                                                                                      caplog):
     new_token = "the-new-auth-token-0123456789abcd"
