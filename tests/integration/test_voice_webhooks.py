@@ -72,6 +72,24 @@ def test_an_unanswered_ring_group_offers_voicemail_and_the_message_makes_a_voice
     assert (call(db_session, sid(3)).outcome, call(db_session, sid(3)).sla_result) == ("voicemail", "breached")
 
 
+@pytest.mark.parametrize("path, params", [
+    ("/twilio/voice/voicemail", {"Digits": "hangup"}),
+    ("/twilio/voice/recording", {"RecordingStatus": "completed", "RecordingSid": "RE" + "1" * 32}),
+])
+def test_an_empty_recording_is_not_a_voicemail(client, db_session, clock, path, params):
+    post(client, "/twilio/voice/incoming", inbound(sid(31)))
+    clock.advance(65)
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(31), "DialCallStatus": "no-answer"})
+    clock.advance(5)
+    post(client, path, {"CallSid": sid(31), "RecordingUrl": "https://api.twilio.com/r/RE1", "RecordingDuration": "0",
+                        **params})
+    assert call(db_session, sid(31)).outcome == "no_answer"  # the caller left no message
+    db_session.rollback()  # SQLite: the read's transaction would hold back the next webhook's write
+    post(client, path, {"CallSid": sid(31), "RecordingUrl": "https://api.twilio.com/r/RE2", "RecordingDuration": "1",
+                        **params, **({"RecordingSid": "RE" + "2" * 32} if "RecordingSid" in params else {})})
+    assert call(db_session, sid(31)).outcome == "voicemail"
+
+
 def test_a_caller_who_hung_up_while_the_agents_phones_rang_is_abandoned_whatever_the_dial_status(
         client, db_session, clock):
     post(client, "/twilio/voice/incoming", inbound(sid(5)))
