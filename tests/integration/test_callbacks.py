@@ -114,6 +114,19 @@ def test_when_the_incoming_request_is_stored_after_the_calls_end_the_enquiry_and
     assert enquiry.opened_at == arrived
 
 
+def test_an_earlier_attempt_entered_after_a_later_one_becomes_the_first_attempt(app, client, db_session, clock,
+                                                                                settings, agents):
+    arrived = miss_a_call(client, clock, 7)
+    [callback] = callbacks(db_session)
+    for started in (arrived + timedelta(hours=2), arrived + timedelta(hours=1)):  # entered in this order
+        with app.extensions["helpdesk.db"].session() as session:
+            service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], started_at=started,
+                                source="manual", outcome="no_answer", now=arrived + timedelta(hours=2, minutes=5))
+    [callback] = callbacks(db_session)
+    assert (callback.attempts_count, callback.first_attempt_at, callback.sla_result) == (
+        2, arrived + timedelta(hours=1), "met")
+
+
 def test_two_agents_claiming_at_once_give_one_winner_and_a_clear_refusal(app, client, db_session, clock, agents):
     miss_a_call(client, clock, 5)
     [callback] = callbacks(db_session)

@@ -339,6 +339,30 @@ def test_a_caller_answer_arriving_after_the_agent_legs_end_still_counts_as_reach
     assert callback.reached_at == answered and callback.next_attempt_at is None and callback.status == "open"
 
 
+def test_a_caller_answer_arriving_after_a_last_attempt_closed_it_unreachable_opens_it_again_as_reached(
+        app, client, clock, dialled, db_session):
+    app.extensions["helpdesk.settings"] = make_settings(callback={"max_attempts": 1})
+    answered = clock.advance(20)
+    status_of(client, dialled, CallSid=AGENT_LEG, CallStatus="completed", CallDuration="80")
+    assert attempt_and_callback(db_session)[1].outcome == "unreachable"  # its only attempt missed
+    status_of(client, dialled, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+              Timestamp=stamp(answered))
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.outcome, callback.status, callback.outcome) == ("reached", "open", None)
+    assert callback.reached_at == answered and callback.closed_at is None
+
+
+def test_a_caller_who_answered_though_the_dial_was_never_recorded_counts_from_the_answer(
+        client, clock, placed, db_session):
+    answered = clock.advance(20)  # the dial's own request was lost; the caller's answer says it happened
+    clock.advance(4 * 3600)  # heard after the deadline
+    status_of(client, placed, CallSid=CALLER_LEG, ParentCallSid=AGENT_LEG, CallStatus="in-progress",
+              Timestamp=stamp(answered))
+    attempt, callback = attempt_and_callback(db_session)
+    assert (attempt.dialled_at, attempt.outcome) == (answered, "reached")
+    assert (callback.first_attempt_at, callback.sla_result) == (answered, "met")
+
+
 def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, placed, db_session):
     response = status_of(client, placed, CallSid=sid(7777), CallStatus="no-answer")
     assert response.status_code == 204
