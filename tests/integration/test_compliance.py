@@ -214,6 +214,25 @@ def test_live_figures_count_open_callbacks_by_how_soon_they_are_due_and_unsent_a
     assert (live.emails_unacknowledged, live.emails_unacknowledged_overdue) == (3, 2)
 
 
+def test_a_callback_or_acknowledgement_due_this_very_instant_is_not_late_yet_and_is_a_moment_later(app, settings):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        add_callback(session, NOW - timedelta(hours=3), result=None)  # due at NOW exactly
+        add_email(session, NOW - timedelta(minutes=15), status="pending", result=None)  # due at NOW exactly
+    today = current_period("today", NOW)
+    later = NOW + timedelta(microseconds=1)
+    with database.session() as session:
+        live, live_later = live_figures(session, settings, NOW), live_figures(session, settings, later)
+        due, past = figures(session, today, settings, NOW), figures(session, today, settings, later)
+    # An attempt or a send at the due time still meets the rule, so nothing is late at it.
+    assert (live.callbacks_overdue, live.callbacks_due_soon, live.emails_unacknowledged_overdue) == (0, 1, 0)
+    assert (live_later.callbacks_overdue, live_later.callbacks_due_soon, live_later.emails_unacknowledged_overdue) \
+        == (1, 0, 1)
+    assert (due["callback_within_3h"].countable, due["email_ack"].countable) == (0, 0)
+    assert (past["callback_within_3h"].countable, past["callback_within_3h"].met) == (1, 0)
+    assert (past["email_ack"].countable, past["email_ack"].met) == (1, 0)
+
+
 def test_with_nothing_open_the_oldest_age_is_zero(app, settings):
     with app.extensions["helpdesk.db"].session() as session:
         live = live_figures(session, settings, NOW)

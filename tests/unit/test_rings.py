@@ -54,3 +54,15 @@ def test_a_call_still_waiting_is_undecided_until_the_target_passes():
     late = judge_answer(outcome="in_progress", in_hours=True, answer_seconds=None, waited_seconds=40.0, target_seconds=TARGET)
     assert (waiting.countable, waiting.result) == (False, None)
     assert (late.countable, late.result) == (True, "breached")
+
+
+@pytest.mark.parametrize("outcome", ["abandoned", "in_progress"])
+def test_a_wait_of_exactly_the_target_is_not_yet_a_breach_and_just_over_it_is(outcome):
+    """As an answer at exactly 30.0 s meets the target, a caller who has waited exactly 30.0 s
+    (and hung up, or is still waiting) has not yet been failed by it."""
+    at_target = judge_answer(outcome=outcome, in_hours=True, answer_seconds=None, waited_seconds=TARGET,
+                             target_seconds=TARGET)
+    over = judge_answer(outcome=outcome, in_hours=True, answer_seconds=None, waited_seconds=TARGET + 0.001,
+                        target_seconds=TARGET)
+    assert (at_target.countable, at_target.result) == (False, None)
+    assert (over.countable, over.result) == (True, "breached")
