@@ -155,6 +155,23 @@ def test_calls_that_ended_recently_are_counted_by_a_later_roll_and_meanwhile_liv
     assert recent.id <= history_with_old_items._cache.highest[Call]  # now among the counted rows
 
 
+def test_a_callback_closed_undecided_after_its_deadline_is_counted_once_the_sweep_decides_it(app, settings, clock,
+                                                                                            history_with_old_items):
+    from callbacks.sweep import sweep
+
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        late = add_callback(session, clock() - timedelta(hours=4), result=None, status="closed")
+        late.closed_at, late.outcome = clock() - timedelta(minutes=30), "resolved"  # after its deadline, no decision
+    clock.advance(history_module.ROLL_SECONDS + 1)
+    assert_same(history_with_old_items, database, settings, clock())
+    clock.advance(history_module.ROLL_SECONDS + 1)
+    assert_same(history_with_old_items, database, settings, clock())  # counted past it, still undecided
+    with database.session() as session:
+        assert (late.id, "breach") in sweep(session, settings, clock()).recorded
+    assert_same(history_with_old_items, database, settings, clock())
+
+
 def test_a_row_that_becomes_visible_after_one_with_a_higher_id_is_still_counted(postgres_url):
     """PostgreSQL hands out ids before commit: an email stored in a transaction still open while
     a later one commits has the lower id, and is seen by the next count, not lost below it."""
