@@ -146,6 +146,15 @@ def test_with_the_menu_on_a_caller_pressing_1_is_recorded_as_dwp(app, client, db
     assert call(db_session, sid(6)).caller_type == "dwp"
 
 
+@pytest.mark.parametrize("digits, caller_type", [("2", "customer"), ("7", "unknown")])
+def test_with_the_menu_on_a_caller_pressing_2_is_a_customer_and_any_other_key_leaves_it_unknown(
+        app, client, db_session, digits, caller_type):
+    app.extensions["helpdesk.settings"] = make_settings(ivr={"enabled": True})
+    post(client, "/twilio/voice/incoming", inbound(sid(33)))
+    post(client, "/twilio/voice/menu", {"CallSid": sid(33), "Digits": digits})
+    assert call(db_session, sid(33)).caller_type == caller_type
+
+
 def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
     response = post(client, "/twilio/voice/incoming", inbound(sid(7)), token="not-the-token")
     assert response.status_code == 403
