@@ -22,6 +22,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -158,9 +159,30 @@ def _calls_by_day(database_url: str) -> Counter:
     return Counter(local(moment).date() for moment in arrivals)
 
 
-@pytest.fixture(scope="package")
-def live_app(tmp_path_factory) -> Iterator[BrowserApp]:
-    """The app under gunicorn (SQLite, open all hours) with two users and simulated calls."""
+BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def backend_database(request, directory) -> Iterator[str]:
+    """An empty database of the kind `request.param` names, for as long as the fixture lasts."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{directory}/helpdesk.db"
+        return
+    from tests.conftest import _fresh_postgres_database
+
+    with _fresh_postgres_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def live_app(request, tmp_path_factory) -> Iterator[BrowserApp]:
+    """The app under gunicorn (open all hours) with two users and simulated calls, on each database."""
+    directory = tmp_path_factory.mktemp("browser-app")
+    with backend_database(request, directory) as database_url:
+        yield from _live_app(directory, database_url)
+
+
+def _live_app(directory, database_url: str) -> Iterator[BrowserApp]:
     from helpdesk.db import Database
     from helpdesk.migrate import upgrade
     from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic
@@ -168,8 +190,6 @@ def live_app(tmp_path_factory) -> Iterator[BrowserApp]:
     from live import LiveApp
     from tests.e2e.conftest import write_config
 
-    directory = tmp_path_factory.mktemp("browser-app")
-    database_url = f"sqlite:///{directory}/helpdesk.db"
     upgrade(database_url)
     manager = Login("morgan.manager", secrets.token_urlsafe(16), "manager", "Morgan Manager")
     agent = Login("abi.agent", secrets.token_urlsafe(16), "agent", "Abi Agent")

@@ -25,6 +25,7 @@ from twilio.request_validator import RequestValidator
 from prism import PrismServer, bracket_list_fields
 from servers import HOST
 from tests.browser import axe
+from tests.browser.conftest import BACKENDS, backend_database
 
 AGENT_PHONE = "+447700900555"
 DESK = "+441134960000"
@@ -168,9 +169,16 @@ def _inbound(call_sid: str, caller: str) -> dict[str, str]:
             "Called": DESK, "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
 
 
-@pytest.fixture(scope="module")
-def queue_app(tmp_path_factory, browser) -> Iterator[QueueApp]:
-    """The app under gunicorn (open all hours), its Twilio REST API a Prism mock, and an agent with a phone."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def queue_app(request, tmp_path_factory, browser) -> Iterator[QueueApp]:
+    """The app under gunicorn (open all hours), its Twilio REST API a Prism mock, and an agent with a
+    phone, on each database."""
+    directory = tmp_path_factory.mktemp("queue-app")
+    with backend_database(request, directory) as database_url:
+        yield from _queue_app(directory, database_url)
+
+
+def _queue_app(directory, database_url: str) -> Iterator[QueueApp]:
     from sqlalchemy import text
 
     from helpdesk.db import Database
@@ -179,8 +187,6 @@ def queue_app(tmp_path_factory, browser) -> Iterator[QueueApp]:
     from live import LiveApp
     from tests.e2e.conftest import write_config
 
-    directory = tmp_path_factory.mktemp("queue-app")
-    database_url = f"sqlite:///{directory}/helpdesk.db"
     upgrade(database_url)
     agent = Agent("queue.agent", secrets.token_urlsafe(16), "Quinn Agent")
     database = Database(database_url)
