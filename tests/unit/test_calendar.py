@@ -388,3 +388,11 @@ def test_a_day_open_to_midnight_is_open_to_its_last_instant_and_whole():
     assert always.business_time_between(local(2026, 10, 25), local(2026, 10, 26)) == timedelta(hours=25)
     # A deadline across midnight lands on the minute, not a microsecond after it.
     assert always.add_business_time(local(2026, 3, 10, 22, 30), timedelta(hours=3)) == local(2026, 3, 11, 1, 30)
+
+
+def test_a_deadline_across_a_closure_of_two_months_falls_after_it():
+    closure = Closure(start=local(2026, 7, 1), end=local(2026, 9, 1), reason="Refit")
+    desk = BusinessCalendar(NINE_TO_FIVE, closures=[closure])
+    # 16:00 on Tuesday 30 June, 3 hours: 1 hour that day, then 2 from the first opening after the closure.
+    assert desk.add_business_time(local(2026, 6, 30, 16), timedelta(hours=3)) == local(2026, 9, 1, 11)
+    assert desk.next_opening(local(2026, 7, 15, 12)) == local(2026, 9, 1, 9)
