@@ -39,7 +39,7 @@ def desk(app, client, clock, db_session, migrated_url):
     settings = make_settings(email={"addresses": [DESK]})
     emails = [
         f"From: Amira Khan <{ADDRESS}>\r\nSubject: Support worker hours\r\nMessage-ID: <1@example.net>\r\n\r\nHello\r\n",
-        f"From: AMIRA.KHAN@Example.NET\r\nSubject: New job\r\nMessage-ID: <2@example.net>\r\n\r\nAgain\r\n",
+        "From: AMIRA.KHAN@Example.NET\r\nSubject: New job\r\nMessage-ID: <2@example.net>\r\n\r\nAgain\r\n",
         f"From: noreply@forms.example\r\nReply-To: {ADDRESS}\r\nSubject: Web form\r\nMessage-ID: <3@forms.example>"
         "\r\n\r\nFrom the form\r\n",
         "From: someone@else.example\r\nSubject: Mine\r\nMessage-ID: <4@else.example>\r\n\r\nNot hers\r\n",
