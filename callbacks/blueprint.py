@@ -397,6 +397,12 @@ def callback_needed(call_sid: str):
 # --------------------------------------------------------------------------- email enquiries
 
 
+def _form_id(name: str) -> int | None:
+    """A whole number the form sent back, or None if it sent none or something else."""
+    text = request.form.get(name, "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
 @bp.post("/queue/emails/<id:enquiry_id>/answered")
 @role_required(*ROLES)
 def email_answered(enquiry_id: int):
@@ -404,7 +410,7 @@ def email_answered(enquiry_id: int):
     try:
         with database().session() as session:
             reference = waiting.mark_answered(session, enquiry_id, agent_id=current_user.id, now=clock(),
-                                              seen=request.form.get("seen", type=int))
+                                              seen=_form_id("seen"))
     except waiting.NoSuchEnquiry:
         abort(404)
     except waiting.EnquiryError as refusal:

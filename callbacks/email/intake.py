@@ -100,6 +100,10 @@ def store_inbound(
         return existing
 
     if joined is not None:
+        if decision == "joined":
+            # Locked and read again: an agent marking it answered at this moment is waited for
+            # (and then it is reopened), or waits for this reply and is told of it.
+            session.refresh(joined, with_for_update=True)
         if decision == "joined" and (joined.status == "closed" or joined.closed_at is not None):
             # The customer wrote again about an enquiry an agent had closed: it needs an answer.
             joined.closed_at, joined.closed_by_id, joined.status = None, None, "open"

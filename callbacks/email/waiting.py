@@ -96,28 +96,36 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
     return entries, int(total)
 
 
-def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime, seen: int | None = None) -> str:
+# The largest id the form may send back: anything else is not an id this page could have shown.
+MAX_ID = 2**31 - 1
+
+
+def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime, seen: int | None) -> str:
     """An agent answered the email enquiry: it is closed and leaves the list. Returns its reference.
 
-    `seen`: the newest email from a person the agent's page showed with it; if a newer one has
-    joined the enquiry since (a reply the agent has not read), it stays open and the agent is told.
+    `seen`: the newest email from a person the agent's page showed with it (None: the form did
+    not say, or said something no page shows). If a newer one has joined the enquiry since (a
+    reply the agent has not read), it stays open and the agent is told. The enquiry is locked
+    first, as the intake locks it to join a reply, so a reply being stored is waited for.
     """
-    newer = (select(InboundEmail.id).where(InboundEmail.enquiry_id == enquiry_id, InboundEmail.id > seen,
-                                            InboundEmail.decision.in_(PEOPLE)).exists()
-             if seen is not None else None)
     with session.begin():
-        reference = session.scalar(select(Enquiry.reference).where(Enquiry.id == enquiry_id,
-                                                                   Enquiry.channel == "email"))
-        if reference is None:
+        found = session.execute(select(Enquiry.reference, Enquiry.status)
+                                .where(Enquiry.id == enquiry_id, Enquiry.channel == "email")
+                                .with_for_update()).one_or_none()
+        if found is None:
             raise NoSuchEnquiry("There is no such email enquiry.")
-        changed = session.execute(
-            update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.status == "open",
-                                  *([~newer] if newer is not None else []))
-            .values(status="closed", closed_at=now, closed_by_id=agent_id)).rowcount
-        if not changed and newer is not None and session.scalar(select(newer)):
+        reference, status = found
+        if status != "open":
+            raise EnquiryError(f"{reference} is already marked as answered.")
+        if seen is None or not 0 <= seen <= MAX_ID:
+            raise EnquiryError(f"Your page was out of date, so {reference} was not marked as answered. Check it "
+                               "below, then press the button again.")
+        newer = session.scalar(select(InboundEmail.id).where(
+            InboundEmail.enquiry_id == enquiry_id, InboundEmail.id > seen, InboundEmail.decision.in_(PEOPLE)).limit(1))
+        if newer is not None:
             raise EnquiryError(f"A new email for {reference} came in after your page showed it. Read it, then mark "
                                "the enquiry as answered.")
-        if not changed:
-            raise EnquiryError(f"{reference} is already marked as answered.")
+        session.execute(update(Enquiry).where(Enquiry.id == enquiry_id)
+                        .values(status="closed", closed_at=now, closed_by_id=agent_id))
     log.info("email enquiry %d marked answered by user %d", enquiry_id, agent_id)
     return reference

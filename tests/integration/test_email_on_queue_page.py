@@ -234,6 +234,55 @@ def test_a_reply_that_came_in_after_the_page_was_shown_keeps_the_enquiry_open(al
     assert stored_enquiry(database, reference).status == "closed"
 
 
+@pytest.mark.parametrize("seen", [None, "", "abc", "-1", "99999999999999999999", "9223372036854775808", "2147483648"])
+def test_a_missing_or_impossible_seen_value_is_an_out_of_date_page_never_an_error(alice, client, clock, database,
+                                                                                  settings, seen):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    clock.now = at(9, 30)
+    form = {"csrf_token": csrf_token(client, "/queue"), **({} if seen is None else {"seen": seen})}
+    response = client.post(f"/queue/emails/{enquiry_id}/answered", data=form)
+    assert response.status_code == 302
+    assert f"Your page was out of date, so {reference} was not marked as answered." in text_of(client.get("/queue"))
+    assert stored_enquiry(database, reference).status == "open"
+
+
+def test_a_reply_being_stored_as_the_agent_marks_the_enquiry_answered_keeps_it_open(alice, database, settings):
+    from threading import Thread
+
+    from callbacks.email import waiting
+    from callbacks.email.intake import store_inbound
+    from helpdesk.models import InboundEmail
+
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    with database.session() as session, session.begin():
+        seen = session.scalar(select(InboundEmail.id).where(InboundEmail.enquiry_id == enquiry_id))
+    intake = database.session()  # the customer's reply, stored but not yet committed
+    intake.begin()
+    store_inbound(intake, raw_email(2, subject=f"Re: We have your email [{reference}]"), source="imap",
+                  received_at=at(9, 30), settings=settings)
+    said = []
+
+    def press() -> None:
+        with database.session() as session:
+            try:
+                waiting.mark_answered(session, enquiry_id, agent_id=alice, now=at(9, 30), seen=seen)
+                said.append("closed")
+            except waiting.EnquiryError as refusal:
+                said.append(str(refusal))
+
+    pressing = Thread(target=press)
+    pressing.start()
+    pressing.join(timeout=1)  # it waits for the reply's transaction
+    intake.commit()
+    intake.close()
+    pressing.join(timeout=30)
+    assert said == [f"A new email for {reference} came in after your page showed it. Read it, then mark the "
+                    "enquiry as answered."]
+    assert stored_enquiry(database, reference).status == "open"
+
+
 def test_try_again_sends_a_failed_acknowledgement_at_the_next_run(alice, client, clock, database, settings):
     reference = email_in(database, settings, 1, at(9, 0))
     failing = FakeSender()
