@@ -77,6 +77,11 @@ def poll_mailbox(
         raise ImapError("no IMAP server is configured ([email.imap] host is empty)")
     if not username or not password:
         raise ImapError("IMAP_USERNAME and IMAP_PASSWORD must both be set")
+    start = _start_of(imap_settings.take_in_from, settings.timezone)
+    if start is not None and start > now:
+        # Every message would be passed over, for good: the read position moves past them.
+        raise ImapError(f"email.imap.take_in_from is {imap_settings.take_in_from:%-d %B %Y}, after today, so every "
+                        f"message would be passed over: correct it in {settings.source}")
     where = f"{imap_settings.host}:{imap_settings.port}"
     connection = _connect(imap_settings.host, imap_settings.port, imap_settings.security, ssl_context, timeout)
     try:
@@ -173,7 +178,8 @@ def _read(connection, db, settings: Settings, key: str, now: datetime, batch_siz
     if fetched:
         log.info("IMAP %s: %d read, %d new, %d already stored", mailbox, fetched, stored, duplicates)
     if passed_over:
-        log.info("IMAP %s: %d passed over, received before email.imap.take_in_from", mailbox, passed_over)
+        log.warning("IMAP %s: %d passed over, never to be read: received before email.imap.take_in_from",
+                    mailbox, passed_over)
     return PollResult(key, uidvalidity, last_uid, fetched, stored, duplicates, changed, passed_over)
 
 

@@ -161,6 +161,22 @@ def test_mail_received_before_take_in_from_is_passed_over_without_being_download
     assert subjects(database) == ["Question 2", "Question 4", "Question 5", "Question 6"]
 
 
+def test_a_take_in_from_after_today_is_refused_before_anything_is_read(dovecot, mailbox, database):
+    settings = settings_for(dovecot, mailbox)
+    # The day after NOW (a mistyped year, say).
+    settings = replace(settings, email=replace(settings.email, imap=replace(
+        settings.email.imap, take_in_from=date(2026, 11, 25))))
+    append(dovecot, mailbox, 1)
+    with pytest.raises(ImapError, match="email.imap.take_in_from is 25 November 2026, after today, so every message "
+                                        "would be passed over: correct it in"):
+        poll(database, dovecot, settings)
+    with database.session() as session:
+        assert session.get(ImapMailboxState, mailbox_key(dovecot.username, settings)) is None
+    ok = replace(settings, email=replace(settings.email, imap=replace(settings.email.imap,
+                                                                      take_in_from=date(2026, 11, 24))))
+    assert poll(database, dovecot, ok).stored == 1  # today: the message received today is taken in
+
+
 def test_a_crash_in_the_middle_neither_skips_nor_repeats_a_message(dovecot, mailbox, database, monkeypatch):
     settings = settings_for(dovecot, mailbox)
     append(dovecot, mailbox, 1, 2, 3)
