@@ -14,7 +14,7 @@ from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.clock import local
 from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert, dialect_name
-from helpdesk.models import AuditEntry, Call, Callback, CallbackAttempt, Enquiry, User
+from helpdesk.models import AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.callback import CLOSING_OUTCOMES
 from helpdesk.phones import international, is_withheld
 
@@ -94,8 +94,9 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
                   arrived_at: datetime) -> None:
     """Inside the journal's transaction: a call's arrival, first estimated from an earlier event
     (a status callback stored before the incoming request), is now known. Its enquiry was opened
-    then, and its untouched, undecided missed-call callback is owed from then (a new deadline).
-    The reference keeps its year: it may have been shown already."""
+    then, and its untouched, undecided missed-call callback is owed from then (a new deadline),
+    unless a warning has gone out naming the old one. The reference keeps its year: it may have
+    been shown already."""
     executor.execute(update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "phone")
                      .values(opened_at=arrived_at))
     deadline = _deadline(settings, arrived_at)
@@ -103,7 +104,8 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
         update(Callback)
         .where(Callback.contact_key == f"call:{call_sid}", Callback.reason != "not_concluded",
                Callback.status == "open", Callback.attempts_count == 0, Callback.sla_result.is_(None),
-               Callback.owed_from != arrived_at)
+               Callback.owed_from != arrived_at,
+               ~select(CallbackNotice.id).where(CallbackNotice.callback_id == Callback.id).exists())
         .values(owed_from=arrived_at, due_at=deadline.due_at, clock=deadline.clock,
                 explanation=json.dumps(deadline.explanation), config_version=settings.version))
 

@@ -79,12 +79,13 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
             # candidates were read (on PostgreSQL the lock waits for their commit and the
             # condition is checked against it), and a breach must not be recorded over that.
             fresh = session.execute(
-                select(Callback.first_attempt_at, Callback.status)
+                select(Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
                 .where(Callback.id == callback_id, undecided).with_for_update()
             ).first()
             if fresh is None:
                 continue
-            for notice in due_notices(due_at, clock, fresh.first_attempt_at, fresh.status, already):
+            due_at = fresh.due_at
+            for notice in due_notices(fresh.due_at, fresh.clock, fresh.first_attempt_at, fresh.status, already):
                 inserted = session.execute(insert_ignoring_conflicts(session, CallbackNotice, {
                     "callback_id": callback_id, "kind": notice.kind, "fell_due_at": notice.due_at, "recorded_at": now,
                 })).rowcount

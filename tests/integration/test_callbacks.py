@@ -127,6 +127,25 @@ def test_an_earlier_attempt_entered_after_a_later_one_becomes_the_first_attempt(
         2, arrived + timedelta(hours=1), "met")
 
 
+def test_a_callback_already_warned_keeps_the_deadline_its_warning_named_when_the_arrival_is_corrected(
+        app, client, db_session, clock, settings):
+    from callbacks.sweep import sweep
+
+    arrived = clock.now
+    ended = {"CallSid": sid(8), "CallStatus": "no-answer", "From": "+447700900123", "To": "+448001217479",
+             "Direction": "inbound", "Timestamp": stamp(arrived + timedelta(minutes=20))}
+    clock.now = arrived + timedelta(minutes=20, seconds=1)
+    post(client, "/twilio/voice/status", ended)  # the arrival is estimated from it: 20 minutes late
+    [early] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        assert [kind for _, kind in sweep(session, settings, early.due_at - timedelta(minutes=10)).recorded] == [
+            "warning_10"]
+    clock.now = arrived  # the incoming request, replayed from the spool
+    post(client, "/twilio/voice/incoming", inbound(sid(8), caller="+447700900123"))
+    [callback] = callbacks(db_session)
+    assert (callback.owed_from, callback.due_at) == (early.owed_from, early.due_at)  # as the warning said
+
+
 def test_two_agents_claiming_at_once_give_one_winner_and_a_clear_refusal(app, client, db_session, clock, agents):
     miss_a_call(client, clock, 5)
     [callback] = callbacks(db_session)
