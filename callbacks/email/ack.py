@@ -154,7 +154,7 @@ def body_lines(reference: str, settings: Settings, now: datetime) -> list[Line]:
     reopens = next_opening_words(settings, now)
     if reopens:
         lines.append(("p", f"We are closed at the moment. We open again at {reopens}."))
-    hours = opening_hours_words(settings.opening_hours)
+    hours = opening_hours_words(settings.opening_hours, bank_holidays=settings.bank_holidays)
     if hours:
         lines += [("", ""), ("h", "Opening hours")] + [("li", line) for line in hours]
     if settings.phone.strip():
@@ -216,8 +216,10 @@ def listed(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def opening_hours_words(opening_hours: dict[int, tuple[tuple[time, time], ...]]) -> list[str]:
-    """The weekly hours in sentences, days with the same hours together, and the days we are closed."""
+def opening_hours_words(opening_hours: dict[int, tuple[tuple[time, time], ...]],
+                        bank_holidays: bool = True) -> list[str]:
+    """The weekly hours in sentences, days with the same hours together, and the days we are closed
+    (bank holidays among them unless the desk opens on them too)."""
     groups: dict[tuple, list[int]] = {}
     for day in sorted(opening_hours):
         if opening_hours[day]:
@@ -226,7 +228,9 @@ def opening_hours_words(opening_hours: dict[int, tuple[tuple[time, time], ...]])
         return []
     lines = [f"{listed(day_names(days))}: {_intervals_words(hours)}." for hours, days in groups.items()]
     closed = day_names([day for day in range(7) if not opening_hours.get(day)], plural=True)
-    lines.append(f"We are closed on {listed(closed + ['bank holidays'])}.")
+    closed += ["bank holidays"] if bank_holidays else []
+    if closed:
+        lines.append(f"We are closed on {listed(closed)}.")
     return lines
 
 

@@ -77,10 +77,10 @@ def rules_in_words(settings: Settings) -> list[str]:
         f"<b>Email acknowledgements.</b> Every email enquiry gets an acknowledgement with its reference; it is met "
         f"when sent within {settings.email.ack_within_minutes} minutes of receipt. One not sent by then is a breach.",
         f"<b>Opening hours</b> (UK time): {'; '.join(hours)}. "
-        + (f"Bank holidays in {nation} close the help desk" if settings.bank_holidays
-           else "The help desk is open on bank holidays too")
-        + (f", as do {len(settings.closures)} configured closure{'s' if len(settings.closures) != 1 else ''}"
-           if settings.closures else "") + ".",
+        + (f"Bank holidays in {nation} close the help desk." if settings.bank_holidays
+           else "The help desk is open on bank holidays too.")
+        + (f" {len(settings.closures)} configured closure{'s close' if len(settings.closures) != 1 else ' closes'} "
+           "it as well." if settings.closures else ""),
         "<b>Compliance</b> is met divided by countable. A period with nothing countable has no figure "
         "(\u201cNo data\u201d), never 0% or 100%. Each item belongs to the period of its contact: the call's "
         "arrival, the time the callback was owed from, or the email's receipt.",

@@ -207,6 +207,8 @@ def test_opening_hours_in_words_group_days_and_name_the_closed_ones():
     always = {day: ((time(0), time(23, 59, 59, 999999)),) for day in range(7)}
     assert opening_hours_words(always) == ["Monday to Sunday: open all day.", "We are closed on bank holidays."]
     assert opening_hours_words({}) == []
+    assert opening_hours_words(always, bank_holidays=False) == ["Monday to Sunday: open all day."]
+    assert opening_hours_words(weekdays, bank_holidays=False)[-1] == "We are closed on Saturdays and Sundays."
 
 
 def test_the_reference_is_spelled_out_for_reading_aloud():

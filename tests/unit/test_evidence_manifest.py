@@ -252,6 +252,21 @@ def test_the_rules_say_what_made_a_caller_dwp_and_how_callbacks_were_retried():
     assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["caller_type"] == {"dwp_numbers": [], "menu": None}
     words = " ".join(rules_in_words(plain))
     assert "every caller is \"unknown\"" in words and "One attempt is made" in words
+    assert "Bank holidays in England and Wales close the help desk." in words
+
+
+def test_the_rules_in_words_say_when_the_desk_opens_on_bank_holidays_and_count_its_closures():
+    from helpdesk.config import parse_settings
+    from metrics.evidence.report import rules_in_words
+
+    one = [{"date": "2026-12-24"}]
+    settings = parse_settings({"helpdesk": {"bank_holidays": False}, "hours": {"monday": ["09:00-17:00"]},
+                               "closures": one}, source="test.toml")
+    words = " ".join(rules_in_words(settings))
+    assert "The help desk is open on bank holidays too. 1 configured closure closes it as well." in words
+    two = parse_settings({"hours": {"monday": ["09:00-17:00"]}, "closures": one + [{"date": "2026-12-31"}]},
+                         source="test.toml")
+    assert "close the help desk. 2 configured closures close it as well." in " ".join(rules_in_words(two))
 
 
 def test_a_column_without_a_definition_stops_the_export_rather_than_going_unexplained():
