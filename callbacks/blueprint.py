@@ -279,10 +279,11 @@ def _started_at(text: str, now: datetime) -> datetime:
         # 01:30 on the last Sunday of March: the clocks went from 01:00 straight to 02:00.
         raise CallbackError(f"“{text.strip()}” did not happen in the UK: the clocks went forward an hour then.")
     later = naive.replace(tzinfo=LONDON, fold=1).astimezone(timezone.utc)
-    if later != moment and later <= now:
+    second_pass = naive.replace(minute=0, second=0, microsecond=0, tzinfo=LONDON, fold=1).astimezone(timezone.utc)
+    if later != moment and now >= second_pass:
         # 01:30 on the last Sunday of October happened twice: read it as the second, which can
-        # never make an attempt look earlier than it was, unless the second has not come yet
-        # (during the first pass, the time just written can only be the first).
+        # never make an attempt look earlier than it was; but while the clocks have not yet
+        # gone back (the first pass), the time written can only be the first.
         moment = later
     if match.group(3):
         return moment

@@ -943,6 +943,8 @@ def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_ho
     assert _started_at("2026-10-25T01:30", first_pass) == datetime(2026, 10, 25, 0, 30, 59, tzinfo=timezone.utc)
     second_pass = datetime(2026, 10, 25, 1, 40, 20, tzinfo=timezone.utc)  # 01:40:20 GMT
     assert _started_at("2026-10-25T01:30", second_pass) == datetime(2026, 10, 25, 1, 30, 59, tzinfo=timezone.utc)
+    # In the second pass, a time not yet reached is in the future, never read as the hour before.
+    assert _started_at("2026-10-25T01:50", second_pass) == datetime(2026, 10, 25, 1, 50, 59, tzinfo=timezone.utc)
 
 
 def test_more_notices_than_shown_says_how_many_there_were(app, alice, client, clock, db_session, settings):
