@@ -68,7 +68,8 @@ class Messages:
     queue_hold: str = "Thank you for waiting. We will answer your call as soon as we can."
     screen_prompt: str = "Help desk call. Press 1 to take it."
     # Said instead of out_of_hours and no_answer when voicemail is off: no tone, no message.
-    out_of_hours_without_voicemail: str = "We are closed at the moment. Please call again when we are open. Goodbye."
+    out_of_hours_without_voicemail: str = ("We are closed at the moment. Unless your number is withheld, we will call "
+                                           "you back when we open. Goodbye.")
     no_answer_without_voicemail: str = ("Sorry, nobody is free to take your call. Unless your number is withheld, "
                                         "we will call you back. Goodbye.")
 

@@ -118,8 +118,9 @@ def test_with_voicemail_off_nobody_is_asked_to_leave_a_message_or_promised_what_
     app.extensions["helpdesk.settings"] = make_settings(voicemail={"enabled": False})
     clock.now = datetime(2026, 11, 24, 19, 30, tzinfo=timezone.utc)  # closed
     closed = ET.fromstring(post(client, "/twilio/voice/incoming", inbound(sid(41))).data)
+    # Every caller who gave a number is owed a callback, out of hours too: they are told so.
     assert [say.text for say in closed.findall("Say")] == [
-        "We are closed at the moment. Please call again when we are open. Goodbye."]
+        "We are closed at the moment. Unless your number is withheld, we will call you back when we open. Goodbye."]
     assert closed.find("Record") is None and closed.find("Hangup") is not None
     clock.now = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)  # open: nobody answers
     post(client, "/twilio/voice/incoming", inbound(sid(42)))
