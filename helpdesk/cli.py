@@ -187,7 +187,9 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
         try:
             naive = datetime.strptime(owed_from.strip(), "%Y-%m-%d %H:%M")
         except ValueError:
-            raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM'",
+            naive = None
+        if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None or naive.year > 9997:  # room for its deadline
+            raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900 to 9997",
                                      param_hint="--owed-from") from None
         problem = uk_time_problem(naive)
         if problem and "forward" in problem:

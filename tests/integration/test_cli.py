@@ -92,6 +92,8 @@ def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_
     (["--from", "9998-12-30", "--days", "3"], "'9998-12-30' is not a date: use YYYY-MM-DD, from 1900-01-01 to "
                                               "9998-12-28 for 3 days"),
     (["--owed-from", "2026-03-29 01:30"], "'2026-03-29 01:30' did not happen in the UK: the clocks went forward"),
+    (["--owed-from", "9999-12-31 23:59"], "'9999-12-31 23:59' is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900"),
+    (["--owed-from", "0001-01-01 00:00"], "'0001-01-01 00:00' is not a UK time"),
 ])
 def test_calendar_names_a_bad_option(args, problem):
     result = CliRunner().invoke(main, ["calendar", *args])
