@@ -8,6 +8,7 @@ last count (higher ids) and the ones that were not settled then (their ids are k
 Every ROLL_SECONDS the rows that have settled since are added to the kept counts, up to
 the highest ids the count before saw: PostgreSQL hands out ids before commit, so a row can
 become visible after one with a higher id, and would otherwise fall below the mark uncounted.
+A process's first count has no count before it, so the one after counts everything again.
 
 That is exact for every change the app makes: acknowledgements never leave a settled state;
 a decided callback changes only when an attempt made in time is entered after its deadline,
@@ -91,6 +92,9 @@ class _Cache:
     # on PostgreSQL ids are handed out before commit, so a row may become visible after one
     # with a higher id; a count's newest rows stay live until the next, by when it has come.
     observed: dict | None = None
+    # Whether the count held its mark back to the count before's: the first count in a process
+    # has none, so the next one counts everything again, with the mark held back.
+    held_back: bool = False
 
     def scope(self, counted: bool) -> Scope:
         """The rows counted here (counted=True), or every other row (the live part)."""
@@ -132,7 +136,8 @@ class SettledHistory:
             seen = cache.observed if cache is not None else None
             if (cache is None or cache.key != key or time.monotonic() - cache.built >= REBUILD_SECONDS
                     or now < cache.counted_at or self._events_touch_cache(session, cache)
-                    or _last_correction(session) != cache.last_correction):
+                    or _last_correction(session) != cache.last_correction
+                    or (not cache.held_back and now - cache.counted_at >= timedelta(seconds=ROLL_SECONDS))):
                 cache = self._count(session, settings, now, key, periods, None, seen)
             elif (now - cache.counted_at >= timedelta(seconds=ROLL_SECONDS)
                   or any(cache.parts.get(p.label, (None,))[0] != p for p in periods)):
@@ -189,7 +194,8 @@ class SettledHistory:
         if base is not None:
             counted_totals = add_totals(base.totals, counted_totals)
         cache = _Cache(key, base.built if base is not None else time.monotonic(), now, highest, unsettled,
-                       last_event, last_correction, counted_totals, {}, dialect, observed)
+                       last_event, last_correction, counted_totals, {}, dialect, observed,
+                       held_back=bool(seen) or (base is not None and base.held_back))
         # A period already kept gets the newly counted rows; a new one (a new day, week or
         # month) is counted from everything kept, which is little so soon after it started.
         same = [p for p in periods if base is not None and base.parts.get(p.label, (None,))[0] == p]

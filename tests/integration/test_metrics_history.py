@@ -52,6 +52,11 @@ def history_with_old_items(app, settings, clock):
         add_email(session, datetime(2026, 11, 23, 9, tzinfo=UTC), status="pending", result=None)
     history = SettledHistory()
     assert_same(history, database, settings, clock())
+    # A process's first count holds nothing back (there is no count before it), so the next
+    # counts everything again with its mark held back; the counts after that are the rolls.
+    clock.advance(history_module.ROLL_SECONDS + 1)
+    assert_same(history, database, settings, clock())
+    assert history._cache.held_back
     return history
 
 
@@ -170,6 +175,34 @@ def test_a_callback_closed_undecided_after_its_deadline_is_counted_once_the_swee
     with database.session() as session:
         assert (late.id, "breach") in sweep(session, settings, clock()).recorded
     assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_a_row_in_flight_at_a_processs_first_count_is_counted_by_the_next(postgres_url):
+    """The first count in a process has no earlier count to hold its mark back to: the next one
+    counts everything again, so a row committed after the first count with a lower id is seen."""
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from tests.integration.conftest import make_settings
+
+    upgrade(postgres_url)
+    database, settings = Database(postgres_url), make_settings()
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    try:
+        slow = database.session()
+        slow.begin()
+        add_email(slow, now - timedelta(minutes=30))  # its ids are taken; not committed yet
+        with database.session() as session, session.begin():
+            add_email(session, now - timedelta(minutes=20))
+        history = SettledHistory()
+        assert_same(history, database, settings, now)  # the first count: the first email is invisible
+        slow.commit()
+        slow.close()
+        for _ in range(3):
+            now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
+            assert_same(history, database, settings, now)
+            assert cached(history, database, settings, now)[0].emails_received == 2
+    finally:
+        database.dispose()
 
 
 def test_a_row_that_becomes_visible_after_one_with_a_higher_id_is_still_counted(postgres_url):
