@@ -177,61 +177,62 @@ def test_a_callback_closed_undecided_after_its_deadline_is_counted_once_the_swee
     assert_same(history_with_old_items, database, settings, clock())
 
 
-def test_a_row_in_flight_at_a_processs_first_count_is_counted_by_the_next(postgres_url):
+@pytest.fixture
+def postgresql_desk(postgres_url):
+    """(database, settings) on a migrated PostgreSQL, where ids are handed out before commit."""
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from tests.integration.conftest import make_settings
+
+    upgrade(postgres_url)
+    database = Database(postgres_url)
+    yield database, make_settings()
+    database.dispose()
+
+
+def email_in_flight(database, now: datetime):
+    """An email stored in a transaction left open (its ids taken), then a later one committed:
+    the open transaction, to commit when the test says."""
+    slow = database.session()
+    slow.begin()
+    add_email(slow, now - timedelta(minutes=30))
+    with database.session() as session, session.begin():
+        add_email(session, now - timedelta(minutes=20))
+    return slow
+
+
+def counted_through_rolls(history, database, settings, now: datetime, rolls: int, emails: int) -> None:
+    for _ in range(rolls):
+        now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
+        assert_same(history, database, settings, now)
+        assert cached(history, database, settings, now)[0].emails_received == emails
+
+
+def test_a_row_in_flight_at_a_processs_first_count_is_counted_by_the_next(postgresql_desk):
     """The first count in a process has no earlier count to hold its mark back to: the next one
     counts everything again, so a row committed after the first count with a lower id is seen."""
-    from helpdesk.db import Database
-    from helpdesk.migrate import upgrade
-    from tests.integration.conftest import make_settings
-
-    upgrade(postgres_url)
-    database, settings = Database(postgres_url), make_settings()
+    database, settings = postgresql_desk
     now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-    try:
-        slow = database.session()
-        slow.begin()
-        add_email(slow, now - timedelta(minutes=30))  # its ids are taken; not committed yet
-        with database.session() as session, session.begin():
-            add_email(session, now - timedelta(minutes=20))
-        history = SettledHistory()
-        assert_same(history, database, settings, now)  # the first count: the first email is invisible
-        slow.commit()
-        slow.close()
-        for _ in range(3):
-            now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
-            assert_same(history, database, settings, now)
-            assert cached(history, database, settings, now)[0].emails_received == 2
-    finally:
-        database.dispose()
+    slow = email_in_flight(database, now)
+    history = SettledHistory()
+    assert_same(history, database, settings, now)  # the first count: the first email is invisible
+    slow.commit()
+    slow.close()
+    counted_through_rolls(history, database, settings, now, rolls=3, emails=2)
 
 
-def test_a_row_that_becomes_visible_after_one_with_a_higher_id_is_still_counted(postgres_url):
+def test_a_row_that_becomes_visible_after_one_with_a_higher_id_is_still_counted(postgresql_desk):
     """PostgreSQL hands out ids before commit: an email stored in a transaction still open while
     a later one commits has the lower id, and is seen by the next count, not lost below it."""
-    from helpdesk.db import Database
-    from helpdesk.migrate import upgrade
-    from tests.integration.conftest import make_settings
-
-    upgrade(postgres_url)
-    database, settings = Database(postgres_url), make_settings()
+    database, settings = postgresql_desk
     now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-    try:
-        with database.session() as session, session.begin():
-            add_email(session, now - timedelta(hours=1))
-        history = SettledHistory()
-        assert_same(history, database, settings, now)
-        slow = database.session()
-        slow.begin()
-        add_email(slow, now - timedelta(minutes=30))  # its ids are taken; not committed yet
-        with database.session() as session, session.begin():
-            add_email(session, now - timedelta(minutes=20))
-        now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
-        assert_same(history, database, settings, now)  # a count while the first is still invisible
-        slow.commit()
-        slow.close()
-        for _ in range(2):
-            now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
-            assert_same(history, database, settings, now)
-            assert cached(history, database, settings, now)[0].emails_received == 3
-    finally:
-        database.dispose()
+    with database.session() as session, session.begin():
+        add_email(session, now - timedelta(hours=1))
+    history = SettledHistory()
+    assert_same(history, database, settings, now)
+    slow = email_in_flight(database, now)
+    now += timedelta(seconds=history_module.ROLL_SECONDS + 1)
+    assert_same(history, database, settings, now)  # a count while the first is still invisible
+    slow.commit()
+    slow.close()
+    counted_through_rolls(history, database, settings, now, rolls=2, emails=3)
