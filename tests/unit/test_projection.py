@@ -550,3 +550,21 @@ def test_screening_events_can_change_the_record():
 
     assert can_change_record("screen", screen(AGENT_1, 1).params, incoming_seen=True)
     assert can_change_record("screen_accept", accept(AGENT_1, 1).params, incoming_seen=True)
+
+
+def test_a_call_heard_twice_arrived_when_it_was_first_heard_and_ended_and_stopped_waiting_first():
+    """Events that say the same thing at different times, with different parameters (so none is
+    a redelivery of another): the Voice URL answered too slowly and Twilio asked the fallback
+    URL too; two final statuses; two <Dial> actions. The first of each counts."""
+    fallback = Event("incoming", at(15), {"CallSid": CALL, "From": "+447700900123", "CallStatus": "ringing",
+                                          "ErrorCode": "11200", "ErrorUrl": "https://desk.example.org/x"}, "agents")
+    events = [incoming(seconds=0), fallback, dial_action("no-answer", 40), dial_action("no-answer", 44, talked=1),
+              parent_completed(45, 45), parent_completed(50, 50)]
+    record = project_call(CALL, events, RULES, now=at(120))
+    assert record.arrived_at == at(0)
+    assert record.ended_at == at(45).replace(microsecond=0)
+    assert (record.outcome, record.sla_result) == ("no_answer", "breached")
+    # With no final status yet, the wait ended at the first <Dial> action: 29 s, within the target.
+    abandoned = project_call(CALL, [incoming(seconds=0), dial_action("canceled", 29),
+                                    dial_action("canceled", 31, talked=1)], RULES, now=at(120))
+    assert (abandoned.outcome, abandoned.countable) == ("abandoned", False)
