@@ -18,8 +18,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from sqlalchemy import case, update
 
@@ -27,6 +26,7 @@ from callbacks.email.intake import store_inbound
 from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import ImapMailboxState
+from metrics.periods import uk_midnight
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def poll_mailbox(
         raise ImapError("no IMAP server is configured ([email.imap] host is empty)")
     if not username or not password:
         raise ImapError("IMAP_USERNAME and IMAP_PASSWORD must both be set")
-    start = _start_of(imap_settings.take_in_from, settings.timezone)
-    if start is not None and start > now:
+    cutoff = uk_midnight(imap_settings.take_in_from) if imap_settings.take_in_from else None
+    if cutoff is not None and cutoff > now:
         # Every message would be passed over, for good: the read position moves past them.
         raise ImapError(f"email.imap.take_in_from is {imap_settings.take_in_from:%-d %B %Y}, after today, so every "
                         f"message would be passed over: correct it in {settings.source}")
@@ -90,7 +90,7 @@ def poll_mailbox(
         except imaplib.IMAP4.error:
             raise ImapError(f"the IMAP server {where} refused the login (check IMAP_USERNAME and IMAP_PASSWORD)") \
                 from None
-        return _read(connection, db, settings, mailbox_key(username, settings), now, batch_size)
+        return _read(connection, db, settings, mailbox_key(username, settings), now, batch_size, cutoff)
     except (OSError, imaplib.IMAP4.abort) as error:
         raise ImapError(f"the connection to the IMAP server {where} failed: {_reason(error)}") from None
     finally:
@@ -135,7 +135,9 @@ def _quoted(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _read(connection, db, settings: Settings, key: str, now: datetime, batch_size: int) -> PollResult:
+def _read(connection, db, settings: Settings, key: str, now: datetime, batch_size: int,
+          cutoff: datetime | None) -> PollResult:
+    """Take in the new messages; those received before `cutoff` (take_in_from) are passed over."""
     mailbox = settings.email.imap.mailbox
     status, _ = connection.select(_quoted(mailbox), readonly=True)
     if status != "OK":
@@ -151,7 +153,6 @@ def _read(connection, db, settings: Settings, key: str, now: datetime, batch_siz
         raise ImapError(f"searching the mailbox {mailbox!r} failed")
     # "n:*" always matches the highest UID, even when it is below n: keep only new ones.
     uids = sorted(u for u in (int(v) for v in b" ".join(data).split()) if u > last_uid)
-    cutoff = _start_of(settings.email.imap.take_in_from, settings.timezone)
     fetched = stored = duplicates = passed_over = 0
     for start in range(0, len(uids), batch_size):
         batch = uids[start:start + batch_size]
@@ -181,11 +182,6 @@ def _read(connection, db, settings: Settings, key: str, now: datetime, batch_siz
         log.warning("IMAP %s: %d passed over, never to be read: received before email.imap.take_in_from",
                     mailbox, passed_over)
     return PollResult(key, uidvalidity, last_uid, fetched, stored, duplicates, changed, passed_over)
-
-
-def _start_of(day: date | None, zone: str) -> datetime | None:
-    """The instant a UK day starts (None for no day)."""
-    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
 
 
 def _fetch(connection, uids: list[int], mailbox: str) -> dict[int, tuple[bytes, datetime | None]]:
