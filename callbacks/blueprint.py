@@ -102,12 +102,12 @@ def _render_queue(said: dict | None) -> str:
 def _waiting_context(now: datetime) -> dict:
     """The answered calls awaiting an outcome and the email enquiries awaiting a response, each
     with a signature that changes when what its list says changes."""
+    since = queue.awaiting_since(settings(), now)
     with database().session() as session:
-        awaiting, awaiting_count = queue.awaiting_outcome(session, settings(), now)
+        awaiting, awaiting_count = queue.awaiting_outcome(session, since)
         emails, emails_count = waiting.awaiting_response(session, now)
     return {
-        "awaiting": awaiting, "awaiting_count": awaiting_count,
-        "awaiting_since": queue.awaiting_since(settings(), now),
+        "awaiting": awaiting, "awaiting_count": awaiting_count, "awaiting_since": since,
         "awaiting_signature": queue.signature([awaiting_count] + [[call.call_sid, call.caller_type]
                                                                   for call in awaiting]),
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,

@@ -281,11 +281,10 @@ def awaiting_since(settings: Settings, now: datetime) -> date:
     return local(opened[-1][0]).date() if opened else today
 
 
-def awaiting_outcome(session: Session, settings: Settings, now: datetime,
-                     limit: int = 100) -> tuple[list[Call], int]:
-    """Answered calls since `awaiting_since` whose enquiry nobody has concluded or turned into a
-    callback yet."""
-    start, _ = day_bounds(awaiting_since(settings, now))
+def awaiting_outcome(session: Session, since: date, limit: int = 100) -> tuple[list[Call], int]:
+    """Answered calls since the UK day `since` (see `awaiting_since`) whose enquiry nobody has
+    concluded or turned into a callback yet."""
+    start, _ = day_bounds(since)
     conditions = (Call.arrived_at >= start, Call.outcome == "answered", Enquiry.status == "open")
     with session.begin():
         count = session.scalar(select(func.count(Call.id)).join(Enquiry, Enquiry.id == Call.enquiry_id)
