@@ -18,7 +18,7 @@ from callbacks import queue, service
 from callbacks.email import sending, waiting
 from callbacks.service import CallbackError
 from callbacks.telephony import TelephonyError
-from helpdesk.clock import LONDON, local
+from helpdesk.clock import LONDON, REPEATED, SKIPPED, local, uk_time_problem
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.voice.params import is_sid
@@ -274,17 +274,17 @@ def _started_at(text: str, now: datetime) -> datetime:
         naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{match.group(3) or ''}")
     except ValueError:
         raise CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
-    moment = naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
-    if moment.astimezone(LONDON).replace(tzinfo=None) != naive:
+    problem = uk_time_problem(naive)
+    if problem == SKIPPED:
         # 01:30 on the last Sunday of March: the clocks went from 01:00 straight to 02:00.
-        raise CallbackError(f"“{text.strip()}” did not happen in the UK: the clocks went forward an hour then.")
-    later = naive.replace(tzinfo=LONDON, fold=1).astimezone(timezone.utc)
+        raise CallbackError(f"“{text.strip()}” {problem}.")
+    moment = naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
     second_pass = naive.replace(minute=0, second=0, microsecond=0, tzinfo=LONDON, fold=1).astimezone(timezone.utc)
-    if later != moment and now >= second_pass:
+    if problem == REPEATED and now >= second_pass:
         # 01:30 on the last Sunday of October happened twice: read it as the second, which can
         # never make an attempt look earlier than it was; but while the clocks have not yet
         # gone back (the first pass), the time written can only be the first.
-        moment = later
+        moment = naive.replace(tzinfo=LONDON, fold=1).astimezone(timezone.utc)
     if match.group(3):
         return moment
     if moment <= now < moment + timedelta(minutes=1):

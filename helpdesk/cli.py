@@ -169,7 +169,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     from datetime import date, timedelta
 
     from callbacks.deadlines import callback_deadline, explain
-    from helpdesk.clock import LONDON, iso_day, local, uk_time_problem
+    from helpdesk.clock import LONDON, SKIPPED, iso_day, local, uk_time_problem
     from helpdesk.config import clock_text
 
     try:
@@ -192,7 +192,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
             raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900 to 9997",
                                      param_hint="--owed-from") from None
         problem = uk_time_problem(naive)
-        if problem and "forward" in problem:
+        if problem == SKIPPED:
             raise click.BadParameter(f"{owed_from!r} {problem}", param_hint="--owed-from")
         owed = naive.replace(tzinfo=LONDON)
         if problem:  # the hour the clocks repeat: its first pass (BST), said so below

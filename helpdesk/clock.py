@@ -36,12 +36,18 @@ def local(moment: datetime) -> datetime:
     return moment.astimezone(LONDON)
 
 
+# What uk_time_problem says of a time the clocks skipped, and of one they repeated.
+SKIPPED = "did not happen in the UK: the clocks went forward an hour then"
+REPEATED = "happened twice in the UK: the clocks went back an hour then"
+
+
 def uk_time_problem(naive: datetime, zone: ZoneInfo = LONDON) -> str | None:
     """Why a wall-clock time written without an offset does not name one UK instant, or None:
-    it fell in the hour the clocks skipped in spring, or in the hour they repeated in autumn."""
+    it fell in the hour the clocks skipped in spring (SKIPPED), or in the hour they repeated in
+    autumn (REPEATED)."""
     first = naive.replace(tzinfo=zone, fold=0)
     if first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) != naive:
-        return "did not happen in the UK: the clocks went forward an hour then"
+        return SKIPPED
     if first.utcoffset() != naive.replace(tzinfo=zone, fold=1).utcoffset():
-        return "happened twice in the UK: the clocks went back an hour then"
+        return REPEATED
     return None
