@@ -41,6 +41,11 @@ def test_auditors_and_managers_see_the_form_and_an_evidence_link(client, db_sess
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert 'href="/evidence"' in html and 'name="from" value="2026-11-01"' in html and 'value="2026-11-24"' in html
+    text = " ".join(html.replace("’", "'").split())
+    # Every file of the pack is named, and how to check it without this software is said.
+    assert "<strong>columns.csv</strong>: what each column of the other files means." in text
+    assert ("Without this software, work out each file's SHA-256 (for example <code>sha256sum</code> on Linux, "
+            "<code>Get-FileHash</code> in Windows PowerShell) and compare it with <code>manifest.json</code>") in text
 
 
 @pytest.mark.parametrize("role", ["agent", "admin"])
