@@ -4,16 +4,16 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from helpdesk.clock import LONDON
 from helpdesk.config import Settings
 from helpdesk.models import Call
 from helpdesk.models.call import never_reached
 from metrics import compliance
+from metrics.periods import uk_midnight
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,7 @@ class CallsPage:
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants where a UK day starts and ends (23 or 25 hours on clock-change days)."""
-    start = datetime(day.year, day.month, day.day, tzinfo=LONDON)
-    following = day + timedelta(days=1)
-    end = datetime(following.year, following.month, following.day, tzinfo=LONDON)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return uk_midnight(day), uk_midnight(day + timedelta(days=1))
 
 
 def has_clock_change(day: date) -> bool:
