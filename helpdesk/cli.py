@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -118,8 +119,22 @@ def check_config(path: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.source}: valid (version {settings.version}).")
-    for warning in _routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings):
+    for warning in (_routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings)
+                    + _spool_warnings(settings)):
         click.echo(warning)
+
+
+def _spool_warnings(settings) -> list[str]:
+    """A spool this user cannot write to, or one that moves with the working directory."""
+    from helpdesk.voice.recovery import spool_for, spool_problem
+
+    if problem := spool_problem(settings, create=False):
+        return [f"warning: {problem} (as this user; the server checks again when it starts)."]
+    if not Path(settings.webhooks.spool_dir).is_absolute():
+        return [f"warning: webhooks.spool_dir \"{settings.webhooks.spool_dir}\" is relative, so it is taken from "
+                f"each process's working directory (here {spool_for(settings).directory}), and 'helpdesk webhooks "
+                "replay' must run from the same one. Write an absolute path."]
+    return []
 
 
 def _smtp_warnings(settings) -> list[str]:
@@ -262,12 +277,12 @@ def webhooks_replay(set_aside: bool) -> None:
         result = replay(database, settings)
         set_aside_now = spool_for(settings).counts()["unstored"]
     except OSError as exc:
-        raise click.ClickException(f"cannot read the spool {settings.webhooks.spool_dir}: {exc.strerror}") from None
+        raise click.ClickException(f"cannot read the spool {spool_for(settings).directory}: {exc.strerror}") from None
     finally:
         database.dispose()
     if result.busy:
         raise click.ClickException("another process is storing the spool right now; try again in a minute")
-    click.echo(f"Stored {result.stored} webhook{'' if result.stored == 1 else 's'} from {settings.webhooks.spool_dir}.")
+    click.echo(f"Stored {result.stored} webhook{'' if result.stored == 1 else 's'} from {spool_for(settings).directory}.")
     if result.unstored or result.unreadable:
         click.echo(f"{result.unstored} refused by the database (kept in unstored.jsonl), "
                    f"{result.unreadable} unreadable (kept in unreadable.jsonl).")
@@ -299,9 +314,13 @@ def check_before_serving():
     if missing:
         raise click.ClickException(f"set {', '.join(missing)} in the environment first")
     try:
-        load_settings()  # the configuration's problems first, then the database's
+        settings = load_settings()  # the configuration's problems first, then the spool's, then the database's
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    from helpdesk.voice.recovery import spool_problem
+
+    if problem := spool_problem(settings):
+        raise click.ClickException(problem)
     from helpdesk.migrate import NotReady, Unreachable, check_migrated
 
     try:

@@ -69,6 +69,22 @@ class Spool:
         _write_synced(self._open_current(path), line)  # closing releases the shared lock
         _fsync_directory(self.directory)  # the file may be new: make its name durable too
 
+    def check_writable(self, create: bool = True) -> None:
+        """Write, sync and remove a file in the directory, as `put` would, making the directory
+        first (or, with `create` false, only checking that its nearest existing parent could
+        take it): raises OSError if webhooks could not be kept here. Nothing waiting is touched."""
+        if not create and not self.directory.exists():
+            parent = next(p for p in self.directory.parents if p.exists())
+            if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+                raise PermissionError(13, f"{parent} cannot take a new directory")
+            return
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = self.directory / f".probe-{os.getpid()}"
+        try:
+            _write_synced(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), b"{}\n")
+        finally:
+            probe.unlink(missing_ok=True)
+
     @staticmethod
     def _open_current(path: Path) -> int:
         while True:

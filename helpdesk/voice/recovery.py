@@ -147,6 +147,20 @@ def spool_for(settings: Settings) -> Spool:
     return Spool(Path(settings.webhooks.spool_dir).absolute())
 
 
+def spool_problem(settings: Settings, create: bool = True) -> str | None:
+    """Why webhooks the database could not take could not be kept in the spool, if they could not
+    (`create`: make the directory if it is missing, as a server would)."""
+    spool = spool_for(settings)
+    try:
+        spool.check_writable(create)
+    except OSError as exc:
+        relative = "" if Path(settings.webhooks.spool_dir).is_absolute() else (
+            f" (\"{settings.webhooks.spool_dir}\" is taken from the working directory: write an absolute path)")
+        return (f"webhooks.spool_dir: cannot write to {spool.directory} ({exc.strerror or exc}){relative}, so "
+                "webhooks would be lost whenever the database could not take them")
+    return None
+
+
 def replay(database: Database, settings: Settings) -> Drained:
     """Store what waits in the spool (one pass)."""
     return spool_for(settings).drain(lambda entry: store_entry(database, settings, entry))

@@ -125,17 +125,18 @@ def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_l
     config.write_text(WALES + "screen_calls = true\n")
     result = CliRunner().invoke(main, ["check-config", str(config)])
     assert result.exit_code == 0 and "warning: webhooks.twilio_numbers is empty" in result.output
-    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n')
+    config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
+                      f'spool_dir = "{tmp_path}/spool"\n')
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
     config.write_text(WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
-                      'reconcile_after_minutes = 0\n')
+                      f'spool_dir = "{tmp_path}/spool"\nreconcile_after_minutes = 0\n')
     assert "warning: webhooks.reconcile_after_minutes is 0, so the scheduler never asks Twilio" in CliRunner().invoke(
         main, ["check-config", str(config)]).output
 
 
 def test_check_config_warns_when_mail_would_cross_the_network_unencrypted(tmp_path):
     config = tmp_path / "helpdesk.toml"
-    quiet = WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
+    quiet = WALES + f'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\nspool_dir = "{tmp_path}/spool"\n'
     config.write_text(quiet + '\n[smtp]\nhost = "mail.example.org"\nport = 25\nsecurity = "none"\n')
     result = CliRunner().invoke(main, ["check-config", str(config)])
     assert result.exit_code == 0
@@ -143,6 +144,24 @@ def test_check_config_warns_when_mail_would_cross_the_network_unencrypted(tmp_pa
             in result.output)
     config.write_text(quiet + '\n[smtp]\nhost = "127.0.0.1"\nport = 25\nsecurity = "none"\n')
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+
+
+def test_check_config_warns_of_a_spool_that_moves_with_the_working_directory_or_cannot_be_written(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    quiet = WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
+    config.write_text(quiet + 'spool_dir = "spool"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert (f'warning: webhooks.spool_dir "spool" is relative, so it is taken from each process\'s working directory '
+            f"(here {Path.cwd() / 'spool'})") in result.output
+    (tmp_path / "a-file").write_text("")
+    config.write_text(quiet + f'spool_dir = "{tmp_path}/a-file/spool"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert f"warning: webhooks.spool_dir: cannot write to {tmp_path}/a-file/spool" in result.output
+    config.write_text(quiet + f'spool_dir = "{tmp_path}/new/spool"\n')
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    assert not (tmp_path / "new").exists()  # checking makes nothing
 
 
 def test_run_refuses_to_start_without_its_secrets():
@@ -159,6 +178,32 @@ def test_run_refuses_to_start_with_invalid_configuration(tmp_path):
     result = CliRunner().invoke(main, ["run"], env=env)
     assert result.exit_code == 1
     assert f"{bad}: hours.monday has '08:00-25:00'" in result.output
+
+
+def test_run_refuses_to_start_with_a_spool_it_cannot_write_to(tmp_path):
+    # Else webhooks the database could not take would be lost, which is found only in an outage.
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{tmp_path}/a-file/spool"\n')
+    env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example",
+           "HELPDESK_CONFIG": str(config), "DATABASE_URL": f"sqlite:///{tmp_path}/h.db"}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"webhooks.spool_dir: cannot write to {tmp_path}/a-file/spool (" in result.output
+    assert "webhooks would be lost whenever the database could not take them" in result.output
+    assert not (tmp_path / "h.db").exists()
+
+
+def test_the_spool_check_a_server_makes_leaves_a_ready_spool_and_nothing_in_it(tmp_path):
+    from helpdesk.spool import Spool
+    from helpdesk.voice.recovery import spool_problem
+    from tests.integration.conftest import make_settings
+
+    settings = make_settings(webhooks={"spool_dir": str(tmp_path / "new" / "spool")})
+    assert spool_problem(settings, create=False) is None and not (tmp_path / "new").exists()
+    assert spool_problem(settings) is None
+    assert (tmp_path / "new" / "spool").is_dir() and list((tmp_path / "new" / "spool").iterdir()) == []
+    assert not Spool(tmp_path / "new" / "spool").has_waiting()
 
 
 def test_db_upgrade_on_an_unreachable_database_says_so_without_a_traceback(tmp_path):
