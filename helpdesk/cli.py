@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ QUIET_LOGGERS = ("twilio.http_client", "apscheduler.scheduler", "alembic.runtime
 
 @click.group()
 @click.option("--verbose", "-v", is_flag=True, help="Log more detail.")
+@click.version_option(package_name="helpdesk-sla", message="helpdesk %(version)s")
 def main(verbose: bool) -> None:
     """Help-desk telephony and contact SLA monitor."""
     configure_logging(verbose)
@@ -108,6 +110,35 @@ def db_current() -> None:
         click.echo(f"{revision} (newer than this version of the app, which goes up to {newest})")
     else:
         click.echo(f"{revision} (run 'helpdesk db upgrade': this version needs {newest})")
+
+
+@main.command("files")
+@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write them (made if missing).")
+@click.option("--overwrite", is_flag=True, help="Replace files there that differ from this version's (your edits "
+              "to them are lost).")
+def files_command(out: Path, overwrite: bool) -> None:
+    """Write the files that come with this version into DIR, laid out as in a checkout:
+    config/ (the example configuration with every key documented, gunicorn settings,
+    Prometheus and Grafana set-up) and metrics/ (alert rules and their tests, Grafana
+    dashboards). For an installation from a wheel: the README's commands then work from DIR."""
+    from helpdesk.shipped import differing, shipped_files, write_files
+
+    files = shipped_files()
+    if not files:
+        raise click.ClickException("this installation carries none of its files: reinstall it from a wheel or a checkout")
+    clashes = differing(out, files)
+    if clashes and not overwrite:
+        raise click.ClickException(f"{out} already has {len(clashes)} of these files with other content "
+                                   f"({', '.join(clashes)}): nothing written. Choose another directory, or "
+                                   "add --overwrite to replace them")
+    try:
+        done = write_files(out, files)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write in {out}: {exc.strerror or exc}") from None
+    for name, what in done:
+        click.echo(f"{what} {out / name}")
+    click.echo(f"{len(done)} files of helpdesk-sla {version('helpdesk-sla')} in {out}.")
 
 
 @main.command("check-config")

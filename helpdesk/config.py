@@ -219,6 +219,10 @@ def load_settings(path: Path | str | None = None) -> Settings:
             raise ConfigError(f"{path}: the configuration must be an ordinary file, not a directory, device or pipe")
         with path.open("rb") as file:
             raw = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        where = "" if path.is_absolute() else f", looked for in {Path.cwd()}"
+        raise ConfigError(f"{path}: no configuration file there{where}. Set HELPDESK_CONFIG to its path; "
+                          "'helpdesk files --out DIR' writes a documented example") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
     if len(raw) > MAX_CONFIG_BYTES:

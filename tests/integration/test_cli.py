@@ -342,3 +342,43 @@ def test_twilio_request_details_apscheduler_jobs_and_alembic_plugins_are_logged_
     shipped = Path(__file__).resolve().parents[2] / "config" / "helpdesk.toml"
     assert CliRunner().invoke(main, [*verbose, "check-config", str(shipped)]).exit_code == 0
     assert [logging.getLevelName(logging.getLogger(name).level) for name in names] == [level] * 3
+
+
+def test_files_writes_the_operating_files_and_never_overwrites_an_edited_one_unasked(tmp_path):
+    import subprocess
+
+    from helpdesk.shipped import shipped_files
+
+    root = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(["git", "ls-files", "config", "metrics/alerts", ":(glob)metrics/dashboards/*.json"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(shipped_files()) == sorted(set(tracked) - {"config/demo.toml"})  # a new file is shipped too
+    out = tmp_path / "deploy"
+    first = CliRunner().invoke(main, ["files", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert f"wrote {out}/config/helpdesk.toml" in first.output and "10 files of helpdesk-sla " in first.output
+    assert (out / "config/helpdesk.toml").read_bytes() == (root / "config/helpdesk.toml").read_bytes()
+    again = CliRunner().invoke(main, ["files", "--out", str(out)])
+    assert again.exit_code == 0 and "wrote" not in again.output and f"unchanged {out}/config/prometheus.yml" in again.output
+    (out / "config/helpdesk.toml").write_text("# mine\n")
+    (out / "metrics/alerts/helpdesk.rules.yml").unlink()
+    refused = CliRunner().invoke(main, ["files", "--out", str(out)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert (f"{out} already has 1 of these files with other content (config/helpdesk.toml): nothing written"
+            in refused.output)
+    assert (out / "config/helpdesk.toml").read_text() == "# mine\n"
+    assert not (out / "metrics/alerts/helpdesk.rules.yml").exists()
+    replaced = CliRunner().invoke(main, ["files", "--out", str(out), "--overwrite"])
+    assert replaced.exit_code == 0 and f"wrote {out}/config/helpdesk.toml" in replaced.output
+    assert f"wrote {out}/metrics/alerts/helpdesk.rules.yml" in replaced.output
+    assert (out / "config/helpdesk.toml").read_bytes() == (root / "config/helpdesk.toml").read_bytes()
+    (tmp_path / "a-file").write_text("")
+    blocked = CliRunner().invoke(main, ["files", "--out", str(tmp_path / "a-file" / "deploy")])
+    assert blocked.exit_code != 0 and "Traceback" not in blocked.output
+
+
+def test_version_says_which_release_this_is():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output == f"helpdesk {version('helpdesk-sla')}\n"

@@ -144,9 +144,17 @@ def test_a_device_a_pipe_or_a_huge_file_is_refused_without_reading_it_all(tmp_pa
         load_settings(huge)
 
 
-def test_a_missing_file_or_broken_toml_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+def test_a_missing_file_or_broken_toml_is_named(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=f"^{tmp_path}/absent.toml: no configuration file there. Set HELPDESK_CONFIG"):
         load_settings(tmp_path / "absent.toml")
+    monkeypatch.chdir(tmp_path)  # the default, config/helpdesk.toml, is looked for in the working directory
+    monkeypatch.delenv("HELPDESK_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match=f"^config/helpdesk.toml: no configuration file there, looked for in "
+                                          f"{tmp_path}. Set HELPDESK_CONFIG to its path; 'helpdesk files --out DIR'"):
+        load_settings()
+    (tmp_path / "unreadable.toml").mkdir()
+    with pytest.raises(ConfigError, match="must be an ordinary file"):
+        load_settings(tmp_path / "unreadable.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("[hours\nmonday = 1")
     with pytest.raises(ConfigError, match=r"broken.toml: not valid TOML"):
