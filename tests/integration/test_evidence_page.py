@@ -102,8 +102,10 @@ def test_the_download_is_a_zip_of_a_pack_that_verifies_and_the_export_is_audited
     ({"from": "2026-10-01", "to": "2026-10-31"}, "There are no calls, callbacks or emails from 2026-10-01 to "
      "2026-10-31: check the dates, or make the pack anyway to show there was nothing (tick “Make the pack even if "
      "nothing came in on these days”).", "allow_empty"),
-    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 366 days here; for a longer range, ask an "
-     "administrator of the help desk to export it on the server (‘helpdesk evidence export’).", "to"),
+    ({"from": "2025-01-01", "to": "2026-11-24"}, "Choose at most 92 days here (a quarter), so the pack is ready in "
+     "time; for a longer range, download a pack for each quarter, or ask an administrator of the help desk to export "
+     "it on the server (‘helpdesk evidence export’).", "to"),
+    ({"from": "2026-08-23", "to": "2026-11-23"}, "Choose at most 92 days here", "to"),  # 93 days
 ])
 def test_bad_dates_get_the_form_again_with_a_400_and_the_reason_at_the_field(client, db_session, settings, changes,
                                                                              message, field):
@@ -126,3 +128,10 @@ def test_an_empty_range_downloads_when_asked_for(client, db_session):
     response = download(client, allow_empty="yes")
     assert response.status_code == 200 and response.mimetype == "application/zip"
     assert len(audit_entries(db_session)) == 1
+
+
+def test_a_whole_quarter_of_92_days_downloads(client, db_session):
+    signed_in(client, db_session, "auditor")
+    response = download(client, allow_empty="yes", **{"from": "2026-07-01", "to": "2026-09-30"})
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert "2026-07-01-to-2026-09-30" in response.headers["Content-Disposition"]
