@@ -35,6 +35,16 @@ def minutes_left(left: timedelta) -> str:
     return "under a minute" if minutes < 1 else f"{minutes} minute{'' if minutes == 1 else 's'}"
 
 
+def may_need_a_notice():
+    """Undecided callbacks still owed at their deadline (service.undecided_owed); and those
+    breached already by a late first attempt but with no breach notice yet, so the supervisors
+    are still told, once. Each side is read through its partial index (ix_callbacks_undecided,
+    ix_callbacks_breached), never by reading every callback ever owed."""
+    breach = aliased(CallbackNotice)
+    no_breach_notice = ~exists().where(breach.callback_id == Callback.id, breach.kind == "breach")
+    return undecided_owed() | ((Callback.sla_result == "breached") & no_breach_notice)
+
+
 def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     """Record the warnings and breaches due at `now` for every open, undecided callback.
 
@@ -44,12 +54,7 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
     result = SweepResult()
     leads = settings.callback.warn_before_minutes
     with session.begin():
-        # Undecided callbacks still owed at their deadline (service.undecided_owed). Breached
-        # already by a late first attempt, but with no breach notice yet: the supervisors are
-        # still told, once.
-        breach = aliased(CallbackNotice)
-        no_breach_notice = ~exists().where(breach.callback_id == Callback.id, breach.kind == "breach")
-        undecided = undecided_owed() | ((Callback.sla_result == "breached") & no_breach_notice)
+        undecided = may_need_a_notice()
         candidates = session.execute(
             select(Callback.id, Callback.due_at, Callback.clock, Callback.first_attempt_at, Callback.status)
             .where(undecided)

@@ -56,10 +56,15 @@ def needs_attention(now: datetime):
                  0), else_=1)
 
 
+def open_email_enquiries() -> tuple:
+    """The email enquiries awaiting a response (read through the partial index ix_enquiries_open_email)."""
+    return Enquiry.channel == "email", Enquiry.status == "open"
+
+
 def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) -> tuple[list[WaitingEmail], int]:
     """Open email enquiries with their acknowledgement's state, those whose acknowledgement needs
     attention first, then oldest first; and how many there are."""
-    waiting = (Enquiry.channel == "email", Enquiry.status == "open")
+    waiting = open_email_enquiries()
     # The email that opened the enquiry: the first stored with it.
     opening = (select(func.min(InboundEmail.id)).where(InboundEmail.enquiry_id == Enquiry.id)
                .correlate(Enquiry).scalar_subquery())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -14,9 +14,19 @@ REASONS = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed", "not
 CLOSING_OUTCOMES = ("resolved", "unreachable", "withdrawn")
 
 
+# The conditions of the partial indexes ix_callbacks_undecided and ix_callbacks_breached.
+UNDECIDED = "sla_result IS NULL"
+BREACHED = "sla_result = 'breached'"
+
+
 class Callback(Base):
     __tablename__ = "callbacks"
-    __table_args__ = (Index("ix_callbacks_status_due_at", "status", "due_at"), Index("ix_callbacks_owed_from", "owed_from"))
+    __table_args__ = (
+        Index("ix_callbacks_status_due_at", "status", "due_at"), Index("ix_callbacks_owed_from", "owed_from"),
+        # What the sweep looks for every minute among every callback ever owed (migration 0013).
+        Index("ix_callbacks_undecided", "id", sqlite_where=text(UNDECIDED), postgresql_where=text(UNDECIDED)),
+        Index("ix_callbacks_breached", "id", sqlite_where=text(BREACHED), postgresql_where=text(BREACHED)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One callback per contact: "call:<CallSid>" (later "email:<Message-ID>").

@@ -3,14 +3,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.models.base import Base, UTCDateTime
 
 
+# The condition of the partial index ix_enquiries_open_email (migration 0013): the email
+# enquiries on the agents' page, a few among every enquiry ever opened.
+OPEN_EMAIL = "channel = 'email' AND status = 'open'"
+
+
 class Enquiry(Base):
     __tablename__ = "enquiries"
+    __table_args__ = (
+        Index("ix_enquiries_open_email", "opened_at", "id", sqlite_where=text(OPEN_EMAIL),
+              postgresql_where=text(OPEN_EMAIL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # HD-YYYY-NNNNNN, the year being the Europe/London year the contact arrived.
