@@ -147,27 +147,44 @@ def figures_for_periods(session: Session, periods: list[Period], settings: Setti
         return {}
     if len({p.label for p in periods}) != len(periods):
         raise ValueError("periods must have distinct labels")
-    earliest, latest = min(p.start for p in periods), max(p.end for p in periods)
     result: dict[str, dict[str, RuleFigures]] = {p.label: {} for p in periods}
     with session.begin():
         for rule in _rules(now):
             scoped = Scope.of(scope, rule.table)
-            span = (rule.contact >= earliest, rule.contact < latest) if not scoped or scope.bounded else ()
+            spanned = not scoped or scope.bounded
             # Two columns a period, and SQLite takes at most 2,000 in a result: years of weeks are
-            # asked for PERIODS_PER_QUERY at a time.
-            for start in range(0, len(periods), PERIODS_PER_QUERY):
-                chunk = periods[start:start + PERIODS_PER_QUERY]
-                columns = []
-                for period in chunk:
-                    inside = (rule.contact >= period.start) & (rule.contact < period.end)
-                    columns.append(func.sum(case((inside, 1), else_=0)))
-                    columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
-                row = session.execute(
-                    select(*columns).select_from(rule.table).where(*span, rule.countable, *scoped)
-                ).one()
-                for index, period in enumerate(chunk):
-                    result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
+            # asked for PERIODS_PER_QUERY at a time; periods apart in time (last December, and this
+            # month), each group on its own, so no query reads the rows between them.
+            for group in (_overlapping(periods) if spanned else [periods]):
+                earliest, latest = min(p.start for p in group), max(p.end for p in group)
+                span = (rule.contact >= earliest, rule.contact < latest) if spanned else ()
+                for start in range(0, len(group), PERIODS_PER_QUERY):
+                    chunk = group[start:start + PERIODS_PER_QUERY]
+                    columns = []
+                    for period in chunk:
+                        inside = (rule.contact >= period.start) & (rule.contact < period.end)
+                        columns.append(func.sum(case((inside, 1), else_=0)))
+                        columns.append(func.sum(case((inside & rule.met, 1), else_=0)))
+                    row = session.execute(
+                        select(*columns).select_from(rule.table).where(*span, rule.countable, *scoped)
+                    ).one()
+                    for index, period in enumerate(chunk):
+                        result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
     return result
+
+
+def _overlapping(periods: list[Period]) -> list[list[Period]]:
+    """The periods in groups whose spans overlap or touch, earliest first; apart, separate groups."""
+    groups: list[list[Period]] = []
+    end = None
+    for period in sorted(periods, key=lambda p: (p.start, p.end)):
+        if groups and period.start <= end:
+            groups[-1].append(period)
+            end = max(end, period.end)
+        else:
+            groups.append([period])
+            end = period.end
+    return groups
 
 
 def figures_by_day(session: Session, first: date, last: date, settings: Settings,

@@ -143,6 +143,39 @@ def test_several_periods_at_once_give_the_same_figures_as_one_at_a_time(app, set
             assert together[period.label] == figures(session, period, settings, NOW)
 
 
+def test_an_old_range_with_this_month_reads_each_apart_not_everything_between(app, settings):
+    # The Service levels page asks for the chosen range with today, this week and this month.
+    # One span from last year to today would read a whole year of rows to count two months.
+    from sqlalchemy import event
+
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        store_known_mix(session)
+        with session.begin():
+            add_call(session, utc(2025, 12, 3, 9), answer_seconds=4.0)
+            add_call(session, utc(2026, 6, 3, 9), answer_seconds=4.0)  # between the two: read by neither
+    old = date_range_period(date(2025, 12, 1), date(2025, 12, 31))
+    periods = [old] + [current_period(kind, NOW) for kind in ("today", "week", "month")]
+    spans = []
+
+    def seen(conn, statement, multiparams, params, execution_options):
+        if "FROM calls" in str(statement):
+            times = [v for v in statement.compile().params.values() if isinstance(v, datetime)]
+            spans.append((min(times), max(times)))
+
+    event.listen(database.engine, "before_execute", seen)
+    try:
+        with database.session() as session:
+            together = figures_for_periods(session, periods, settings, NOW)
+    finally:
+        event.remove(database.engine, "before_execute", seen)
+    assert sorted(spans) == [(old.start, old.end), (current_period("month", NOW).start, current_period("month", NOW).end)]
+    assert together[old.label]["answer_within_rings"].countable == 1
+    for period in periods:
+        with database.session() as session:
+            assert together[period.label] == figures(session, period, settings, NOW)
+
+
 def test_twenty_years_of_weeks_and_months_are_asked_for_in_parts_and_add_up(app, settings):
     from metrics.compliance import PERIODS_PER_QUERY, date_range_period, month_periods, week_periods
 
