@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Protocol
@@ -108,8 +108,16 @@ class NotifyResult:
 _said_page_only: set[str] = set()
 
 
+# Notices are emailed within a day of being recorded, or not at all: one recorded while no
+# supervisors or mail server were set, or while mail failed, is out of date by then (it is on
+# the agents' page and in the evidence). Else setting supervisors.emails after months without
+# would send every warning and breach of those months at once.
+EMAIL_WITHIN = timedelta(hours=24)
+
+
 def notify_pending(session: Session, settings: Settings, notifier: Notifier, now: datetime) -> NotifyResult:
-    """Email every recorded notice that has not been emailed yet: one message per notice."""
+    """Email every notice recorded in the last EMAIL_WITHIN that has not been emailed yet: one
+    message per notice."""
     result = NotifyResult()
     if not settings.supervisors or not settings.smtp.host:
         result.skipped = True
@@ -121,7 +129,9 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
         return result
     with session.begin():
         pending = list(session.scalars(
-            select(CallbackNotice.id).where(CallbackNotice.emailed_at.is_(None)).order_by(CallbackNotice.id)))
+            select(CallbackNotice.id)
+            .where(CallbackNotice.emailed_at.is_(None), CallbackNotice.recorded_at >= now - EMAIL_WITHIN)
+            .order_by(CallbackNotice.id)))
     for notice_id in pending:
         with session.begin():
             claimed = session.execute(

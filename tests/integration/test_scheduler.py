@@ -256,6 +256,24 @@ def test_without_supervisors_or_a_mail_server_notices_are_left_for_the_page_and_
     assert sum("shown on the Callback queue page only" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_notices_recorded_over_a_day_before_the_supervisors_could_be_emailed_are_never_sent(database):
+    # Months of notices recorded without supervisors.emails would otherwise all go out at once
+    # when it is set; a day's are still sent.
+    notifier = FakeNotifier()
+    settings = make_settings()
+    owe(database, settings, 1)
+    owe(database, settings, 2)
+    clock = FakeClock(DUE + timedelta(minutes=1))
+    assert job_for(database, settings, clock, notifier=notifier)().recorded == 2
+    with database.session() as session, session.begin():
+        old = session.scalars(select(CallbackNotice).order_by(CallbackNotice.id)).first()
+        old.recorded_at -= timedelta(hours=24, seconds=1)
+    clock.advance(60)
+    run = job_for(database, mail_settings(), clock, notifier=notifier)()
+    assert run.emailed == 1 and [m.subject for m in notifier.sent] == ["Callback HD-2026-000002 breached the 3-hour target"]
+    assert [n.emailed_at is None for n in all_notices(database)] == [True, False]
+
+
 # --------------------------------------------------------------------------- two schedulers, one PostgreSQL
 
 
