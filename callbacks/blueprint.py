@@ -131,10 +131,26 @@ def items():
     return _items()
 
 
+# The live parts, by the name queue.js gives each in `have` (its root's class, less "-items").
+LIVE_PARTS = ("queue", "awaiting", "emails")
+
+
+def _unchanged(context: dict) -> set[str]:
+    """The live parts the page already shows as they are now: queue.js sends `have`, a list of
+    part:signature for the parts it would not swap unless changed, and these are left out of the
+    answer (a list of hundreds of forms is the most of it). Anything else in `have` is ignored:
+    every part is sent, as for a page that sent nothing."""
+    have = dict(item.partition(":")[::2] for item in request.args.get("have", "")[:200].split(",") if ":" in item)
+    now = {"queue": context["view"].signature, "awaiting": context["awaiting_signature"],
+           "emails": context["emails_signature"]}
+    return {part for part in LIVE_PARTS if have.get(part) == now[part]}
+
+
 @role_required(*ROLES)
 def _items():
     now = clock()
-    return render_template("queue/live.html", **_queue_context(now), **_waiting_context(now))
+    context = {**_queue_context(now), **_waiting_context(now)}
+    return render_template("queue/live.html", unchanged=_unchanged(context), **context)
 
 
 # The session key for what the last action on a callback said (see _act).

@@ -227,6 +227,24 @@
     return result;
   }
 
+  /* The lists' address, with `have`: the signature of each part that would be swapped only if
+   * it changed (swapped under a minute ago), so the server leaves those out when they did not. */
+  function itemsUrl() {
+    var url = live.getAttribute("data-items-url");
+    var now = Date.now();
+    var have = [];
+    PARTS.forEach(function (part) {
+      var shown = document.querySelector(part.selector);
+      if (shown && now - (swappedAt[part.selector] || 0) < TICK_MS) {
+        have.push(part.selector.slice(1, -"-items".length) + ":" + shown.getAttribute("data-signature"));
+      }
+    });
+    if (!have.length) {
+      return url;
+    }
+    return url + (url.indexOf("?") < 0 ? "?" : "&") + "have=" + encodeURIComponent(have.join(","));
+  }
+
   function refresh() {
     if (signedOut || paused) {
       return; /* nothing more to fetch until the agent signs in again, or resumes */
@@ -236,7 +254,7 @@
       return;
     }
     busy = true;
-    window.fetch(live.getAttribute("data-items-url"), {
+    window.fetch(itemsUrl(), {
       credentials: "same-origin",
       cache: "no-store",
       redirect: "manual", /* signed out: the sign-in page is not a list */

@@ -449,6 +449,31 @@ def test_new_emails_and_answered_calls_appear_without_a_reload_and_are_announced
     assert page.evaluate("window.__samePage") is True, "the page was reloaded"
 
 
+def test_polls_after_the_first_bring_only_the_lists_that_changed(page, queue_app):
+    from playwright.sync_api import expect
+
+    first = queue_app.missed_call()
+    sign_in(page, queue_app)
+    answers = []
+    page.on("response", lambda response: answers.append((response.url, response.text()))
+            if "/queue/items" in response.url else None)
+    page.evaluate("window.__samePage = true; document.getElementById('queue-live').dataset.pollSeconds = '1'")
+    page.wait_for_timeout(3500)
+    assert len(answers) >= 3
+    # The first poll brings every list (and swaps each in); the next ones say what the page
+    # shows, and an unchanged list is not sent again.
+    assert "have=" not in answers[0][0] and 'class="queue-items"' in answers[0][1]
+    later = answers[1:]
+    assert all("have=queue%3A" in url and "awaiting%3A" in url and "emails%3A" in url for url, _ in later)
+    assert all("queue-items" not in text and "emails-items" not in text for _, text in later)
+    assert item(page, first).count() == 1
+    second = queue_app.missed_call()
+    item(page, second).wait_for(state="attached", timeout=5000)
+    assert item(page, first).count() == 1
+    expect(page.locator("#queue-status")).to_have_text(re.compile(r"^Queue updated: \d+ open"), timeout=5000)
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+
+
 def test_when_the_button_an_agent_is_on_goes_focus_stays_at_its_callback_and_says_so(page, queue_app):
     """Claimed in another window (a colleague's claim is the same): the Claim button goes, the callback stays."""
     from playwright.sync_api import expect

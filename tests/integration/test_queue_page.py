@@ -525,6 +525,28 @@ def test_the_items_route_returns_the_list_alone_for_the_live_update(alice, clien
     assert re.search(r'data-poll-seconds="15"', text_of(client.get("/queue")))
 
 
+def test_the_items_route_leaves_out_the_parts_the_page_already_shows_as_they_are(alice, client, three_callbacks):
+    def parts(html: str) -> dict[str, str]:
+        return dict(re.findall(r'<div class="(queue|awaiting|emails)-items"[^>]*? data-signature="([0-9a-f]+)"', html))
+
+    everything = parts(text_of(client.get("/queue/items")))
+    assert sorted(everything) == ["awaiting", "emails", "queue"]
+    have = ",".join(f"{part}:{signature}" for part, signature in everything.items())
+    response = client.get(f"/queue/items?have={have}")
+    assert response.status_code == 200 and parts(text_of(response)) == {}
+    assert 'id="callback-' not in text_of(response)
+    # One changed (a claim): it alone comes back, with its new signature.
+    act(client, f"/queue/{three_callbacks[sid(1)].id}/claim")
+    changed = parts(text_of(client.get(f"/queue/items?have={have}")))
+    assert list(changed) == ["queue"] and changed["queue"] != everything["queue"]
+    # An old signature, a part it does not know, or nonsense: those parts come back whole.
+    assert sorted(parts(text_of(client.get(f"/queue/items?have=emails:{'0' * 16},x:y,awaiting")))) == [
+        "awaiting", "emails", "queue"]
+    for nonsense in ("::::", "%00", "a" * 5000, ",,,"):
+        response = client.get(f"/queue/items?have={nonsense}")
+        assert response.status_code == 200 and sorted(parts(text_of(response))) == ["awaiting", "emails", "queue"]
+
+
 def test_a_long_queue_shows_the_first_ones_with_a_link_to_more(app, alice, client, three_callbacks):
     page = text_of(client.get("/queue?show=2"))
     assert len(re.findall(r'<li class="queue-item', page)) == 2
