@@ -113,20 +113,27 @@ def db_current() -> None:
 
 
 @main.command("files")
-@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Where to write them (made if missing).")
 @click.option("--overwrite", is_flag=True, help="Replace files there that differ from this version's (your edits "
-              "to them are lost).")
-def files_command(out: Path, overwrite: bool) -> None:
+              "to them are lost; a link there is replaced, never written through).")
+def files_command(out: str, overwrite: bool) -> None:
     """Write the files that come with this version into DIR, laid out as in a checkout:
     config/ (the example configuration with every key documented, gunicorn settings,
     Prometheus and Grafana set-up) and metrics/ (alert rules and their tests, Grafana
     dashboards). For an installation from a wheel: the README's commands then work from DIR."""
-    from helpdesk.shipped import differing, shipped_files, write_files
+    from helpdesk.shipped import differing, inside_sources, shipped_files, write_files
 
+    if not out.strip():
+        raise click.BadParameter("name a directory", param_hint="--out")
+    out = Path(out)
+    if (source := inside_sources(out)) is not None:
+        raise click.BadParameter(f"{out} is in {source}, where the files come from: choose a directory "
+                                 "outside the installation", param_hint="--out")
     files = shipped_files()
-    if not files:
-        raise click.ClickException("this installation carries none of its files: reinstall it from a wheel or a checkout")
+    if missing := [name for name, path in files.items() if not path.is_file()]:
+        raise click.ClickException(f"this installation lacks {', '.join(missing)}: reinstall it from a wheel or a "
+                                   "checkout")
     clashes = differing(out, files)
     if clashes and not overwrite:
         raise click.ClickException(f"{out} already has {len(clashes)} of these files with other content "

@@ -1,20 +1,34 @@
 """The operating files that come with the app, and writing them out for an installation.
 
 They are the documented example configuration, the gunicorn settings, the Prometheus and
-Grafana set-up (config/), the alert rules with their tests and the Grafana dashboards
-(metrics/). In a checkout they are those folders of the repository. A wheel carries config/
-as helpdesk/operating/ (setup.py), and metrics/'s files as package data. `helpdesk files`
-writes them laid out as in a checkout, so the README's commands work from that directory.
+Grafana set-up (CONFIG_FILES, in config/), the alert rules with their tests and the Grafana
+dashboards (metrics/). In a checkout they are in those folders of the repository. A wheel
+carries CONFIG_FILES as helpdesk/operating/ (setup.py reads the list from here, so nothing
+else put in config/, such as a site's own configuration, is ever packaged), and metrics/'s
+files as package data. `helpdesk files` writes them laid out as in a checkout, so the
+README's commands work from that directory.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import helpdesk
 import metrics
 
+# config/'s files that ship, as paths under config/ (setup.py reads this literal).
+CONFIG_FILES = (
+    "helpdesk.toml",
+    "gunicorn.conf.py",
+    "prometheus.yml",
+    "grafana/provisioning/datasources/prometheus.yml",
+    "grafana/provisioning/dashboards/helpdesk.yml",
+)
+METRICS_PATTERNS = ("alerts/*.yml", "dashboards/*.json")
+
 PACKAGE = Path(helpdesk.__file__).resolve().parent
-NOT_SHIPPED = {"demo.toml"}  # the demo's own configuration (make demo), not an example
+METRICS = Path(metrics.__file__).resolve().parent
 
 
 def config_dir() -> Path:
@@ -24,31 +38,50 @@ def config_dir() -> Path:
 
 def shipped_files() -> dict[str, Path]:
     """Each file's place in the layout (a relative POSIX path) → where it is now, in order."""
-    config, metrics_dir = config_dir(), Path(metrics.__file__).resolve().parent
-    found = {f"config/{path.relative_to(config).as_posix()}": path for path in config.rglob("*")
-             if path.is_file() and path.name not in NOT_SHIPPED and "__pycache__" not in path.parts}
-    for pattern in ("alerts/*.yml", "dashboards/*.json"):
-        found.update({f"metrics/{path.relative_to(metrics_dir).as_posix()}": path
-                      for path in metrics_dir.glob(pattern)})
+    found = {f"config/{name}": config_dir() / name for name in CONFIG_FILES}
+    for pattern in METRICS_PATTERNS:
+        found.update({f"metrics/{path.relative_to(METRICS).as_posix()}": path for path in METRICS.glob(pattern)})
     return dict(sorted(found.items()))
 
 
+def inside_sources(out: Path) -> Path | None:
+    """The folder of shipped files that `out` is in (writing there would ship the copies), or None."""
+    where = out.resolve()
+    for source in (config_dir().resolve(), METRICS):
+        if where == source or source in where.parents:
+            return source
+    return None
+
+
 def differing(out: Path, files: dict[str, Path]) -> list[str]:
-    """The files that `out` already holds with other content."""
+    """The files that `out` already holds with other content (or as something other than a file)."""
     return [name for name, source in files.items()
-            if (out / name).exists() and (not (out / name).is_file() or (out / name).read_bytes() != source.read_bytes())]
+            if os.path.lexists(out / name) and not _same(out / name, source)]
+
+
+def _same(target: Path, source: Path) -> bool:
+    return target.is_file() and not target.is_symlink() and target.read_bytes() == source.read_bytes()
 
 
 def write_files(out: Path, files: dict[str, Path]) -> list[tuple[str, str]]:
-    """Write each file under `out` (making folders); return (name, "wrote" or "unchanged")."""
+    """Write each file under `out` (making folders); return (name, "wrote" or "unchanged"). Each
+    is written beside its place and renamed over it, so a link there is replaced, never written
+    through (it may point at a configuration of the site's own)."""
     done = []
     for name, source in files.items():
         target = out / name
-        content = source.read_bytes()
-        if target.is_file() and target.read_bytes() == content:
+        if _same(target, source):
             done.append((name, "unchanged"))
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(source.read_bytes())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         done.append((name, "wrote"))
     return done

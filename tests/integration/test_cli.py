@@ -377,6 +377,33 @@ def test_files_writes_the_operating_files_and_never_overwrites_an_edited_one_una
     assert blocked.exit_code != 0 and "Traceback" not in blocked.output
 
 
+def test_files_replaces_a_link_rather_than_writing_through_it_and_stays_out_of_its_sources(tmp_path):
+    from helpdesk.shipped import config_dir
+
+    root = Path(__file__).resolve().parents[2]
+    mine = tmp_path / "etc" / "helpdesk.toml"
+    mine.parent.mkdir()
+    mine.write_text("# the site's own\n")
+    out = tmp_path / "deploy"
+    assert CliRunner().invoke(main, ["files", "--out", str(out)]).exit_code == 0
+    (out / "config/helpdesk.toml").unlink()
+    (out / "config/helpdesk.toml").symlink_to(mine)
+    refused = CliRunner().invoke(main, ["files", "--out", str(out)])
+    assert refused.exit_code == 1 and "(config/helpdesk.toml)" in refused.output
+    replaced = CliRunner().invoke(main, ["files", "--out", str(out), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert mine.read_text() == "# the site's own\n"
+    assert not (out / "config/helpdesk.toml").is_symlink()
+    assert (out / "config/helpdesk.toml").read_bytes() == (root / "config/helpdesk.toml").read_bytes()
+    assert sorted(p.name for p in (out / "config").iterdir() if p.name.startswith(".")) == []  # no temporary left
+    for inside in (config_dir(), config_dir() / "deploy", root / "metrics" / "alerts"):
+        result = CliRunner().invoke(main, ["files", "--out", str(inside)])
+        assert result.exit_code == 2 and "where the files come from" in result.output
+    assert not (config_dir() / "deploy").exists()
+    result = CliRunner().invoke(main, ["files", "--out", ""])
+    assert result.exit_code == 2 and "name a directory" in result.output
+
+
 def test_version_says_which_release_this_is():
     from importlib.metadata import version
 

@@ -28,6 +28,9 @@ def wheel(tmp_path_factory) -> Path:
         if (ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
+    # A site's own configuration kept beside the example must never be packaged.
+    (source / "config" / "production.toml").write_text('[supervisors]\nemails = ["someone@example.org"]\n')
+    (source / "config" / "local.py").write_text("SECRET = 1\n")
     # Built in an isolated environment, as pip install does: setuptools comes from the index.
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
                            "-q", "-w", str(out), str(source)], capture_output=True, text=True, timeout=600)
@@ -46,7 +49,9 @@ def test_the_wheel_carries_the_app_and_every_operating_file_as_in_the_checkout(w
     assert {"helpdesk/templates/base.html", "helpdesk/static/helpdesk.css", "helpdesk/migrations/env.py",
             "metrics/dashboards/schema/dashboard.jsonschema.json"} <= names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
-    assert "helpdesk/operating/demo.toml" not in names
+    assert not any(name.startswith("helpdesk/operating/") for name in names
+                   if name.replace("helpdesk/operating/", "config/", 1) not in shipped_files()), sorted(names)
+    assert "helpdesk/operating/demo.toml" not in names and "helpdesk/operating/production.toml" not in names
     assert not any("/tests/" in name or name.startswith(("tests/", "bench/")) for name in names)
 
 
