@@ -1,11 +1,12 @@
 """gunicorn settings for running the app under gunicorn yourself (`helpdesk run` applies the same):
 
-    gunicorn -c config/gunicorn.conf.py --workers 4 --bind 127.0.0.1:8000 'helpdesk:create_app()'
+    gunicorn -c config/gunicorn.conf.py --workers 4 --threads 4 --bind 127.0.0.1:8000 'helpdesk:create_app()'
 
 Before any worker starts, the master makes the checks `helpdesk run` makes (the secrets in the
-environment, the configuration file, the database's schema) and stops with one line naming a
-problem. It also prepares PROMETHEUS_MULTIPROC_DIR, where the workers add up their request
-metrics: a fresh temporary directory, removed at exit, unless you set one.
+environment, the configuration file, the spool directory, the database's schema) and stops
+with one line naming a problem. Started as root with --user, it checks the spool as that user.
+It also prepares PROMETHEUS_MULTIPROC_DIR, where the workers add up their request metrics: a
+fresh temporary directory (the workers' own), removed at exit, unless you set one.
 
 Add your own settings below; keep the four hooks.
 """
@@ -13,6 +14,10 @@ from helpdesk.server import child_exit, on_exit, on_starting, post_worker_init  
 
 # Twilio waits 15 s for a webhook's answer: a worker stuck for twice that is restarted.
 timeout = 30
+# Threads, as `helpdesk run` has: a worker answers webhooks while another of its requests runs
+# long (an evidence pack for a quarter takes up to half a minute), and that request is not cut
+# off by the timeout above, which a worker with a single thread would apply to it.
+threads = 4
 # No control socket (gunicorn 25.1 and later): the app needs none, and every gunicorn run by
 # one user would otherwise share the same one, $HOME/.gunicorn/gunicorn.ctl.
 control_socket_disable = True

@@ -341,12 +341,13 @@ def build_app():
         raise click.ClickException(str(exc)) from None
 
 
-def check_before_serving():
+def check_before_serving(as_workers=None):
     """The app, once the environment, the configuration and the database are fit to serve it.
 
     `helpdesk run` and gunicorn's master (config/gunicorn.conf.py) call this before any worker
     starts, so a mistake stops the server with one line naming it, rather than failing every
-    request or every worker with a traceback.
+    request or every worker with a traceback. `as_workers` runs the spool's check as the
+    workers' user (helpdesk.server.as_workers), when gunicorn switches to another for them.
     """
     missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
     if missing:
@@ -357,7 +358,7 @@ def check_before_serving():
         raise click.ClickException(str(exc)) from None
     from helpdesk.voice.recovery import spool_problem
 
-    if problem := spool_problem(settings):
+    if problem := (as_workers or (lambda check: check()))(lambda: spool_problem(settings)):
         raise click.ClickException(problem)
     from helpdesk.migrate import NotReady, Unreachable, check_migrated
 

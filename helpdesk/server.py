@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 
 # prometheus_client's multiprocess mode: each worker writes its request metrics here.
@@ -55,11 +56,12 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
     HelpdeskServer(options).run()
 
 
-def prepare_metrics_dir() -> tuple[str, bool]:
+def prepare_metrics_dir(owner: tuple[int, int] | None = None) -> tuple[str, bool]:
     """Set PROMETHEUS_MULTIPROC_DIR before any worker starts: (directory, whether we made it).
 
     A fresh temporary directory per server start, unless the operator set one; then its
-    old metric files are removed, as prometheus_client requires at start-up.
+    old metric files are removed, as prometheus_client requires at start-up. One made here
+    is given to `owner` (uid, gid), the workers' user when they are not this process's.
     """
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
@@ -76,6 +78,8 @@ def prepare_metrics_dir() -> tuple[str, bool]:
         made = False
     else:
         directory, made = tempfile.mkdtemp(prefix="helpdesk-prometheus-"), True
+        if owner is not None:
+            os.chown(directory, *owner)
         os.environ[MULTIPROC_ENV] = directory
     values = sys.modules.get("prometheus_client.values")
     if values is not None:
@@ -104,12 +108,53 @@ def on_starting(arbiter) -> None:
 
     configure_logging()  # the app's own log lines, as under `helpdesk run`; the workers inherit it
     try:
-        check_before_serving()
-        _started["metrics"] = prepare_metrics_dir()
+        check_before_serving(as_workers=as_workers(arbiter))
+        _started["metrics"] = prepare_metrics_dir(owner=workers_owner(arbiter))
     except (click.ClickException, MetricsDirError) as problem:
         message = problem.format_message() if isinstance(problem, click.ClickException) else str(problem)
         print(f"Error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def workers_owner(arbiter) -> tuple[int, int] | None:
+    """(uid, gid) the workers will run as, when not this process's: gunicorn started as root
+    with `--user`/`--group` keeps its master as root and switches only the workers."""
+    cfg = getattr(arbiter, "cfg", None)
+    if cfg is None or (cfg.uid, cfg.gid) == (os.geteuid(), os.getegid()):
+        return None
+    return cfg.uid, cfg.gid
+
+
+def as_workers(arbiter):
+    """A runner for a check that must be made as the workers will run: in this process, or,
+    when they are another user, in a child process switched to that user and group (a spool
+    this root master can write, or one it made, is no use to them). The check returns a
+    problem or None."""
+    owner = workers_owner(arbiter)
+    if owner is None:
+        return lambda check: check()
+
+    def run(check):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: become the workers' user, check, say what was found
+            status = 1
+            try:
+                os.close(read)
+                util.set_owner_process(owner[0], owner[1], initgroups=arbiter.cfg.initgroups)
+                os.write(write, (check() or "").encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            said = pipe.read().decode()
+        _, waited = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(waited) != 0:
+            return f"the check could not be made as the workers' user (uid {owner[0]}, gid {owner[1]})"
+        return said or None
+
+    return run
 
 
 def on_exit(arbiter) -> None:

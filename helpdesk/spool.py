@@ -21,6 +21,7 @@ before the batch is read, and one that begins after it goes to a new file.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -73,10 +74,12 @@ class Spool:
         """Write, sync and remove a file in the directory, as `put` would, making the directory
         first (or, with `create` false, only checking that its nearest existing parent could
         take it): raises OSError if webhooks could not be kept here. Nothing waiting is touched."""
-        if not create and not self.directory.exists():
-            parent = next(p for p in self.directory.parents if p.exists())
+        if os.path.lexists(self.directory) and not self.directory.is_dir():  # a file, or a link to nothing
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+        if not create and not os.path.lexists(self.directory):
+            parent = next(p for p in self.directory.parents if os.path.lexists(p))
             if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-                raise PermissionError(13, f"{parent} cannot take a new directory")
+                raise PermissionError(errno.EACCES, f"{parent} cannot take a new directory")
             return
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         probe = self.directory / f".probe-{os.getpid()}"

@@ -155,9 +155,9 @@ def spool_problem(settings: Settings, create: bool = True) -> str | None:
         spool.check_writable(create)
     except OSError as exc:
         relative = "" if Path(settings.webhooks.spool_dir).is_absolute() else (
-            f" (\"{settings.webhooks.spool_dir}\" is taken from the working directory: write an absolute path)")
-        return (f"webhooks.spool_dir: cannot write to {spool.directory} ({exc.strerror or exc}){relative}, so "
-                "webhooks would be lost whenever the database could not take them")
+            f" (\"{settings.webhooks.spool_dir}\" is taken from the working directory)")
+        return (f"webhooks.spool_dir: cannot write to {spool.directory} ({exc.strerror or exc}), so webhooks "
+                f"would be lost whenever the database could not take them{relative}")
     return None
 
 

@@ -162,6 +162,13 @@ def test_check_config_warns_of_a_spool_that_moves_with_the_working_directory_or_
     config.write_text(quiet + f'spool_dir = "{tmp_path}/new/spool"\n')
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
     assert not (tmp_path / "new").exists()  # checking makes nothing
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for spool in ("a-file", "dangling", "dangling/spool"):  # as the server, which would refuse them, says
+        config.write_text(quiet + f'spool_dir = "{tmp_path}/{spool}"\n')
+        result = CliRunner().invoke(main, ["check-config", str(config)])
+        assert f"warning: webhooks.spool_dir: cannot write to {tmp_path}/{spool} (" in result.output, spool
+    config.write_text(quiet + f'spool_dir = "{tmp_path}/a-file"\n')
+    assert "(not a directory)" in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
 def test_run_refuses_to_start_without_its_secrets():

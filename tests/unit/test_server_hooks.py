@@ -7,6 +7,7 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from gunicorn.config import Config
 
 from helpdesk import server
@@ -32,7 +33,7 @@ def test_the_shipped_gunicorn_configuration_sets_both_hooks_and_gunicorn_accepts
     assert config.post_worker_init is server.post_worker_init
     assert config.child_exit is server.child_exit
     assert config.on_starting is server.on_starting and config.on_exit is server.on_exit
-    assert config.timeout == 30
+    assert config.timeout == 30 and config.threads == 4
     assert "control_socket_disable" not in config.settings or config.control_socket_disable
 
 
@@ -63,7 +64,7 @@ def test_plain_gunicorn_gets_a_metrics_directory_of_its_own_removed_at_exit(monk
 
     keep_value_class(monkeypatch)
     monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
-    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
+    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda **checks: None)
     server.on_starting(None)
     directory = Path(os.environ.pop(server.MULTIPROC_ENV))
     assert directory.is_dir()
@@ -77,7 +78,86 @@ def test_a_metrics_directory_of_the_operators_is_kept_and_its_old_files_removed(
     keep_value_class(monkeypatch)
     (tmp_path / "counter_99.db").write_bytes(b"old")
     monkeypatch.setenv(server.MULTIPROC_ENV, str(tmp_path))
-    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda: None)
+    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda **checks: None)
     server.on_starting(None)
     server.on_exit(None)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+
+
+def workers_as_nobody():
+    """An arbiter whose workers run as nobody (gunicorn started as root with --user/--group)."""
+    import pwd
+
+    from servers import skip_or_fail
+
+    if os.geteuid() != 0:
+        skip_or_fail("switching to the workers' user needs root (CI runs as root)")
+    config = Config()
+    config.set("user", "nobody")
+    config.set("group", str(pwd.getpwnam("nobody").pw_gid))
+    return SimpleNamespace(cfg=config), pwd.getpwnam("nobody")
+
+
+@pytest.fixture
+def open_tmp():
+    """A temporary directory another user can reach (pytest's own are under a 0700 one)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="helpdesk-owner-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_root_master_checks_the_spool_as_the_workers_user_and_makes_it_theirs(open_tmp):
+    # As root the check would pass anywhere, and a spool it made would be root's, 0700: the
+    # workers could not keep a webhook in it in the next database outage.
+    from helpdesk.voice.recovery import spool_problem
+    from tests.integration.conftest import make_settings
+
+    arbiter, nobody = workers_as_nobody()
+    tmp_path = open_tmp
+    theirs, roots = tmp_path / "theirs", tmp_path / "roots"
+    theirs.mkdir()
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    roots.mkdir(mode=0o755)
+    run = server.as_workers(arbiter)
+    assert run(lambda: spool_problem(make_settings(webhooks={"spool_dir": str(theirs / "spool")}))) is None
+    assert (theirs / "spool").stat().st_uid == nobody.pw_uid and not any((theirs / "spool").iterdir())
+    problem = run(lambda: spool_problem(make_settings(webhooks={"spool_dir": str(roots / "spool")})))
+    assert problem.startswith(f"webhooks.spool_dir: cannot write to {roots}/spool (Permission denied)")
+    assert not (roots / "spool").exists()
+    assert spool_problem(make_settings(webhooks={"spool_dir": str(roots / "spool")})) is None  # as root: fine
+    assert run(lambda: 1 / 0) == f"the check could not be made as the workers' user (uid {nobody.pw_uid}, gid {nobody.pw_gid})"
+
+
+def test_a_root_master_gives_the_metrics_directory_it_makes_to_the_workers_user(monkeypatch):
+    arbiter, nobody = workers_as_nobody()
+    keep_value_class(monkeypatch)
+    monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
+    directory, made = server.prepare_metrics_dir(owner=server.workers_owner(arbiter))
+    try:
+        assert made and os.stat(directory).st_uid == nobody.pw_uid
+    finally:
+        os.environ.pop(server.MULTIPROC_ENV, None)
+        os.rmdir(directory)
+    assert server.workers_owner(SimpleNamespace(cfg=Config())) is None and server.workers_owner(None) is None
+
+
+def test_gunicorns_master_makes_its_checks_as_the_workers_user(monkeypatch):
+    import helpdesk.cli
+
+    arbiter, nobody = workers_as_nobody()
+    keep_value_class(monkeypatch)
+    monkeypatch.delenv(server.MULTIPROC_ENV, raising=False)
+    given = {}
+    monkeypatch.setattr(helpdesk.cli, "check_before_serving", lambda **checks: given.update(checks))
+    server.on_starting(arbiter)
+    directory = os.environ.pop(server.MULTIPROC_ENV)
+    try:
+        assert given["as_workers"](lambda: f"{os.geteuid()}:{os.getegid()}") == f"{nobody.pw_uid}:{nobody.pw_gid}"
+        assert os.stat(directory).st_uid == nobody.pw_uid
+    finally:
+        server.on_exit(arbiter)
+    assert not os.path.exists(directory)
