@@ -113,6 +113,8 @@ _said_page_only: set[str] = set()
 # the agents' page and in the evidence). Else setting supervisors.emails after months without
 # would send every warning and breach of those months at once.
 EMAIL_WITHIN = timedelta(hours=24)
+# A notice's email_error once it has failed for EMAIL_WITHIN and is tried no more.
+GAVE_UP = "Not sent within a day: no longer tried."
 
 
 def notify_pending(session: Session, settings: Settings, notifier: Notifier, now: datetime) -> NotifyResult:
@@ -127,6 +129,15 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
             log.info("%s is not set in %s: warnings and breaches are shown on the Callback queue page only",
                      missing, settings.source)
         return result
+    with session.begin():
+        gave_up = session.execute(
+            update(CallbackNotice)
+            .where(CallbackNotice.emailed_at.is_(None), CallbackNotice.recorded_at < now - EMAIL_WITHIN,
+                   CallbackNotice.email_error.is_not(None), CallbackNotice.email_error != GAVE_UP)
+            .values(email_error=GAVE_UP)).rowcount
+    if gave_up:
+        log.warning("%d notice%s could not be emailed to the supervisors within a day and will not be tried again "
+                    "(they are on the Callback queue page)", gave_up, "" if gave_up == 1 else "s")
     with session.begin():
         pending = list(session.scalars(
             select(CallbackNotice.id)

@@ -272,6 +272,31 @@ def test_notices_recorded_over_a_day_before_the_supervisors_could_be_emailed_are
     run = job_for(database, mail_settings(), clock, notifier=notifier)()
     assert run.emailed == 1 and [m.subject for m in notifier.sent] == ["Callback HD-2026-000002 breached the 3-hour target"]
     assert [n.emailed_at is None for n in all_notices(database)] == [True, False]
+    assert [n.email_error for n in all_notices(database)] == [None, None]  # never tried: mail was off
+
+
+def test_a_notice_that_failed_to_send_for_a_day_is_given_up_once_and_said(database, caplog):
+    notifier = FakeNotifier()
+    notifier.fail("connection refused")
+    settings = mail_settings()
+    owe(database, settings, 1)
+    clock = FakeClock(DUE + timedelta(minutes=1))
+    job = job_for(database, settings, clock, notifier=notifier)
+    assert job().recorded == 1
+    [notice] = all_notices(database)
+    assert notice.emailed_at is None and notice.email_error
+    clock.advance(24 * 3600 - 60)
+    job()
+    assert all_notices(database)[0].email_error != notify.GAVE_UP  # a day old to the second: still tried
+    tried = notifier.attempts
+    clock.advance(61)
+    with caplog.at_level(logging.WARNING, logger="callbacks.notify"):
+        job()
+        job()
+    assert notifier.attempts == tried and all_notices(database)[0].email_error == notify.GAVE_UP
+    said = [r.getMessage() for r in caplog.records if "within a day" in r.getMessage()]
+    assert said == ["1 notice could not be emailed to the supervisors within a day and will not be tried again "
+                    "(they are on the Callback queue page)"]
 
 
 # --------------------------------------------------------------------------- two schedulers, one PostgreSQL
