@@ -291,7 +291,7 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
     """The sweep, the acknowledgement job, the mailbox job (when [email.imap] has a host), and the
     check of unfinished calls (unless webhooks.reconcile_after_minutes is 0, or there is no `lookup`
     and no Twilio credentials in the environment)."""
-    url = job.database.engine.url.render_as_string(hide_password=False)
+    url = job.database.url
     # Each job has its own engine: one job disposing of its connections never touches another's.
     shared = {"settings": job.settings, "clock": job.clock, "holder": job.holder,
               "close_connections": close_connections}

@@ -75,7 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = app.config.get("SETTINGS") or load_settings(app.config.get("HELPDESK_CONFIG"))
     app.extensions["helpdesk.settings"] = settings
-    Database().init_app(app)
+    Database(pages=True).init_app(app)
 
     from callbacks import outbound
     from callbacks.email import inbound as email_inbound

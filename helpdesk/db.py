@@ -27,6 +27,14 @@ CONNECT_TIMEOUT_SECONDS = 5
 WEBHOOK_WAIT_SECONDS = 5.0
 # Everything else (pages, exports, the scheduler) waits longer rather than fail.
 SQLITE_WAIT_SECONDS = 30.0
+# Except that a web page on PostgreSQL waits at most this long for a lock, and runs a statement
+# at most PAGE_STATEMENT_SECONDS: a page waiting without limit (on a migration's or a stuck
+# session's lock) keeps its gunicorn thread, and agents' pages refreshing every 15 s would take
+# every thread, leaving none for Twilio's webhooks. The page answers 503 instead.
+PAGE_LOCK_SECONDS = 5.0
+PAGE_STATEMENT_SECONDS = 20.0
+# Settings of ours a DATABASE_URL may carry (taken out of it before the driver sees it).
+POOL_SETTINGS = ("pool_size", "max_overflow")
 # How long a webhook may hold a PostgreSQL connection at all. The server's own limits above
 # speak first while it answers; this one is for a server that has stopped answering on a
 # connection already made (frozen, or a network that drops its packets), where libpq would
@@ -145,12 +153,19 @@ def _create_private(path: str | None) -> None:
         return  # it exists, or SQLite will say what is wrong with the path when it opens it
 
 
-def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Engine:
+def make_engine(url: str, *, wait_seconds: float | None = None, statement_seconds: float | None = None,
+                watchdog: bool = True, name: str = "helpdesk", **kwargs) -> Engine:
     """An engine with SQLite tuned for concurrent webhooks (WAL, a busy timeout).
 
-    `wait_seconds` bounds how long a statement may wait for a lock or, on PostgreSQL, run
-    (the webhooks' engine); otherwise SQLite waits SQLITE_WAIT_SECONDS and PostgreSQL as
-    long as its server is configured to.
+    `wait_seconds` bounds how long a statement may wait for a lock and, on PostgreSQL, run
+    (`statement_seconds`, if given, for the second); otherwise SQLite waits SQLITE_WAIT_SECONDS
+    and PostgreSQL as long as its server is configured to. PostgreSQL gets them at the start of
+    each transaction (SET LOCAL), not as startup options, which a pooler such as pgbouncer
+    refuses or leaves out. `name` is the sessions' application_name, unless the URL gives one;
+    the URL may also give `pool_size`, `max_overflow` and psycopg's `prepare_threshold`
+    (`none`: never prepare on the server, for pgbouncer in transaction mode). With
+    `wait_seconds`, a connection is also cut if held past WEBHOOK_HOLD_SECONDS (`watchdog`,
+    for webhooks: a frozen server would otherwise keep them waiting for ever).
     """
     # A statement's values are callers' numbers, addresses, notes: never in an error's text,
     # which ends up in the log when a write fails.
@@ -170,18 +185,47 @@ def make_engine(url: str, *, wait_seconds: float | None = None, **kwargs) -> Eng
         event.listen(engine, "begin", _begin_immediate)
         return engine
     connect_args = kwargs.pop("connect_args", {})
-    query = make_url(url).query
+    parsed = make_url(url)
+    query = parsed.query
     if "connect_timeout" not in query:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **connect_args}
-    if wait_seconds:
-        milliseconds = round(wait_seconds * 1000)
-        given = connect_args.get("options", query.get("options", ""))
-        connect_args["options"] = " ".join(
-            part for part in (given, f"-c lock_timeout={milliseconds} -c statement_timeout={milliseconds}") if part)
+    if "application_name" not in query:
+        connect_args = {"application_name": name, **connect_args}
+    for setting in POOL_SETTINGS:
+        if setting in query:
+            kwargs.setdefault(setting, _whole_number(setting, query[setting]))
+    if "prepare_threshold" in query:
+        threshold = query["prepare_threshold"]
+        connect_args["prepare_threshold"] = (None if str(threshold).lower() in ("", "none")
+                                             else _whole_number("prepare_threshold", threshold))
+    url = parsed.difference_update_query(POOL_SETTINGS + ("prepare_threshold",))
+    if not wait_seconds:
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    if watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _hold_webhook_connections_briefly(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    _limit_each_transaction(engine, wait_seconds, statement_seconds or wait_seconds)
+    return engine
+
+
+def _whole_number(setting: str, value) -> int:
+    if isinstance(value, tuple) or not str(value).isdigit():
+        raise exc.ArgumentError(f"DATABASE_URL: {setting} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _limit_each_transaction(engine: Engine, lock_seconds: float, statement_seconds: float) -> None:
+    """PostgreSQL: each transaction waits at most `lock_seconds` for a lock and runs each statement
+    at most `statement_seconds` (SET LOCAL, so nothing outlives the transaction, even on a
+    connection a pooler hands to someone else next)."""
+    limits = (f"SELECT set_config('lock_timeout', '{round(lock_seconds * 1000)}', true), "
+              f"set_config('statement_timeout', '{round(statement_seconds * 1000)}', true)")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql(limits)
 
 
 class QueuedSQLiteConnection(sqlite3.Connection):
@@ -274,7 +318,10 @@ def _sqlite_pragmas(dbapi_connection, _record):
 class Database:
     """The app's engine and session factory (flaskr-style `init_app`)."""
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, *, pages: bool = False):
+        # pages: the web app's, whose page requests get PAGE_LOCK_SECONDS and PAGE_STATEMENT_SECONDS.
+        self.pages = pages
+        self.url: str | None = None
         self.engine: Engine | None = None
         self.sessions: sessionmaker[Session] | None = None
         # Webhooks' own engine: the same database, waiting at most WEBHOOK_WAIT_SECONDS.
@@ -284,9 +331,14 @@ class Database:
             self.connect(url)
 
     def connect(self, url: str) -> None:
-        self.engine = make_engine(url)
+        self.url = url  # as given: settings of ours in it are taken out of the engines' URLs
+        if self.pages and not url.startswith("sqlite"):
+            self.engine = make_engine(url, wait_seconds=PAGE_LOCK_SECONDS, statement_seconds=PAGE_STATEMENT_SECONDS,
+                                      watchdog=False, name="helpdesk-pages")
+        else:
+            self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.webhook_engine = make_engine(url, wait_seconds=WEBHOOK_WAIT_SECONDS)
+        self.webhook_engine = make_engine(url, wait_seconds=WEBHOOK_WAIT_SECONDS, name="helpdesk-webhooks")
         self.webhook_sessions = sessionmaker(self.webhook_engine, expire_on_commit=False)
 
     def init_app(self, app) -> None:

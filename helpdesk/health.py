@@ -28,6 +28,13 @@ def readyz():
     except Exception as exc:  # any driver error means not ready
         log.error("readiness check failed: %s", describe(exc))
         return Response("database unreachable\n", status=503, mimetype="text/plain")
+    try:  # webhooks connect with settings of their own (a pooler may refuse them): they must get in too
+        with database().connection() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        log.error("readiness check failed for webhooks' connections: %s", describe(exc))
+        return Response("database unreachable for webhooks (they go to the spool)\n", status=503,
+                        mimetype="text/plain")
     if problem:
         # A database that answers but was never migrated (or is behind): webhooks wait in the spool.
         log.error("readiness check failed: %s", problem)

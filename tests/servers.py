@@ -479,6 +479,58 @@ class PostgresServer:
 DOVECOT_DIRS = ("/usr/sbin",)
 
 
+class PgBouncer:
+    """pgbouncer on 127.0.0.1 in front of one database of a PostgresServer, pooling by transaction
+    (server connections change hands after every transaction). Runs as the server's user when
+    we are root (pgbouncer refuses to run as root); trust authentication."""
+
+    def __init__(self, postgres: PostgresServer, database: str, pool_mode: str = "transaction"):
+        self.postgres, self.database, self.pool_mode = postgres, database, pool_mode
+        self.port: int | None = None
+        self.tempdir: Path | None = None
+        self.process: subprocess.Popen | None = None
+
+    def url(self) -> str:
+        return f"postgresql+psycopg://{self.postgres.superuser}@{HOST}:{self.port}/{self.database}"
+
+    def __enter__(self) -> "PgBouncer":
+        program = require_program("pgbouncer", "install the `pgbouncer` package", ("/usr/sbin",))
+        self.port = free_port()
+        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-pgbouncer-", dir=PostgresServer._temp_base()))
+        (self.tempdir / "users.txt").write_text(f'"{self.postgres.superuser}" ""\n')
+        ini = self.tempdir / "pgbouncer.ini"
+        ini.write_text("\n".join([
+            "[databases]",
+            f"{self.database} = host={self.postgres.host} port={self.postgres.port} dbname={self.database} "
+            f"user={self.postgres.superuser}",
+            "[pgbouncer]",
+            f"listen_addr = {HOST}", f"listen_port = {self.port}", "unix_socket_dir =",
+            "auth_type = trust", f"auth_file = {self.tempdir / 'users.txt'}",
+            f"pool_mode = {self.pool_mode}", "default_pool_size = 2", "max_client_conn = 200",
+            f"logfile = {self.tempdir / 'pgbouncer.log'}", "",
+        ]))
+        if self.postgres.run_as:
+            user = pwd.getpwnam(self.postgres.run_as)
+            for path in (self.tempdir, *self.tempdir.iterdir()):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        self.process = subprocess.Popen(self.postgres._command([program, str(ini)]), cwd=self.tempdir,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, process=self.process)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+        if self.tempdir is not None:
+            shutil.rmtree(self.tempdir, ignore_errors=True)
+            self.tempdir = None
+
+
 class DovecotServer:
     """A throw-away Dovecot IMAP server on 127.0.0.1 (use as a context manager, or start()/stop()).
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.exc import ArgumentError
 
 from helpdesk import db
 from helpdesk.cli import main
@@ -328,7 +329,7 @@ def test_a_webhook_waits_for_a_lock_held_elsewhere_only_so_long_then_goes_to_the
     assert record(migrated_url, sid(11))["events"] == 1
 
 
-def test_pages_and_the_scheduler_still_wait_longer_for_a_lock_than_webhooks(app, migrated_url):
+def test_pages_wait_longer_for_a_lock_than_webhooks_and_the_scheduler_longer_still(app, migrated_url):
     database = app.extensions["helpdesk.db"]
     if migrated_url.startswith("sqlite"):
         waits = []
@@ -338,10 +339,26 @@ def test_pages_and_the_scheduler_still_wait_longer_for_a_lock_than_webhooks(app,
                 waits.append((connection.connection.driver_connection._timeout, busy / 1000))
         assert waits == [(db.SQLITE_WAIT_SECONDS,) * 2, (db.WEBHOOK_WAIT_SECONDS,) * 2]
         return
-    with database.engine.connect() as pages, database.connection() as webhooks:
-        shown = [(c.exec_driver_sql("SHOW lock_timeout").scalar(), c.exec_driver_sql("SHOW statement_timeout").scalar())
-                 for c in (pages, webhooks)]
-    assert shown == [("0", "0"), ("5s", "5s")]
+    scheduler = db.Database(migrated_url)  # the scheduler's and the command line's
+
+    def limits(connection):
+        return tuple(connection.exec_driver_sql(f"SHOW {name}").scalar()
+                     for name in ("lock_timeout", "statement_timeout", "application_name"))
+
+    try:
+        with database.engine.connect() as pages, database.connection() as webhooks, \
+                scheduler.engine.connect() as jobs:
+            shown = [limits(c) for c in (pages, webhooks, jobs)]
+            # Set for each transaction (SET LOCAL), never for the session: a pooler such as
+            # pgbouncer may hand the connection to someone else once the transaction ends.
+            pages.commit()
+            outside = pages.connection.driver_connection.execute("SHOW lock_timeout").fetchone()[0]
+    finally:
+        scheduler.dispose()
+    # A page waits 5 s for a lock and runs a statement 20 s at most, so agents' pages cannot
+    # hold every thread while a migration locks a table; webhooks 5 s; the scheduler without limit.
+    assert shown == [("5s", "20s", "helpdesk-pages"), ("5s", "5s", "helpdesk-webhooks"), ("0", "0", "helpdesk")]
+    assert outside == "0"
 
 
 def test_options_given_in_the_database_url_are_kept_beside_the_webhooks_limits(postgres_url):
@@ -354,6 +371,55 @@ def test_options_given_in_the_database_url_are_kept_beside_the_webhooks_limits(p
     finally:
         engine.dispose()
     assert shown == ["8MB", "2s", "2s"]
+
+
+def test_a_page_waiting_on_a_lock_gives_up_with_a_503_and_frees_its_thread_for_webhooks(
+        app, client, db_session, migrated_url, monkeypatch):
+    # Without a limit, agents' pages refreshing every 15 s behind a migration's lock took every
+    # gunicorn thread, and Twilio's webhooks waited past its 15 s for one.
+    if migrated_url.startswith("sqlite"):
+        return  # SQLite's pages wait SQLITE_WAIT_SECONDS (above); its writers queue on one lock
+    from tests.integration.test_evidence_page import signed_in
+
+    monkeypatch.setattr(db, "PAGE_LOCK_SECONDS", 1.0)
+    database = app.extensions["helpdesk.db"]
+    before = database.engine
+    database.connect(migrated_url)  # with the shorter limit
+    before.dispose()
+    signed_in(client, db_session, "manager")
+    with lock_held_elsewhere(migrated_url):
+        started = time.monotonic()
+        response = client.get("/calls")
+        waited = time.monotonic() - started
+    assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
+    assert 0.9 <= waited < 5, f"waited {waited:.1f} s for a 1 s limit"
+    assert client.get("/calls").status_code == 200
+
+
+def test_the_database_url_may_size_the_pools_and_turn_off_server_side_prepared_statements(postgres_url):
+    # For pgbouncer in transaction mode (no prepared statements) and for counting connections:
+    # these settings are the app's, taken out of the URL before psycopg sees it.
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}pool_size=2&max_overflow=1&prepare_threshold=none&application_name=node-3"
+    database = db.Database(url)
+    try:
+        for engine in (database.engine, database.webhook_engine):
+            assert (engine.pool.size(), engine.pool._max_overflow) == (2, 1)
+            with engine.connect() as connection:
+                assert connection.connection.driver_connection.prepare_threshold is None
+                assert connection.exec_driver_sql("SHOW application_name").scalar() == "node-3"
+                for _ in range(8):  # psycopg would prepare it on the server from the 5th time
+                    connection.exec_driver_sql("SELECT 1").scalar()
+                prepared = connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+                assert prepared == 0
+        assert database.url == url  # whole, for the scheduler's other jobs
+        with db.make_engine(f"{postgres_url}{separator}prepare_threshold=2").connect() as connection:
+            assert connection.connection.driver_connection.prepare_threshold == 2
+    finally:
+        database.dispose()
+    for bad in ("pool_size=many", "max_overflow=-1", "prepare_threshold=soon"):
+        with pytest.raises(ArgumentError, match=f"DATABASE_URL: {bad.split('=')[0]} must be a whole number"):
+            db.make_engine(f"{postgres_url}{separator}{bad}")
 
 
 @pytest.mark.postgres
