@@ -5,6 +5,7 @@ import fcntl
 import itertools
 import logging
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -122,14 +123,24 @@ def _hold_webhook_connections_briefly(engine: Engine) -> None:
     The ping replaces pool_pre_ping, which would run before the watchdog is armed.
     """
 
+    @event.listens_for(engine, "connect")
+    def _connect(_dbapi_connection, record):
+        record.info["fresh"] = True
+
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection, record, _proxy):
+        fresh = record.info.pop("fresh", False)
         token = WATCHDOG.arm(dbapi_connection.pgconn.socket, WEBHOOK_HOLD_SECONDS)
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:
             if not WATCHDOG.disarm(token):
                 raise  # the server stopped answering: a new connection would wait too
+            if fresh:
+                # Made just now and already failing: the database is down behind something that
+                # accepted the connection (pgbouncer), not a pool gone stale. Connecting again
+                # would fail alike, and the webhook must go to the spool as for any outage.
+                raise exc.OperationalError("SELECT 1", None, error) from error
             # The server dropped the connection (it restarted): connect again, and drop the others.
             raise exc.InvalidatePoolError(str(error).split("\n", 1)[0]) from error
         record.record_info["watchdog"] = token
@@ -191,29 +202,66 @@ def make_engine(url: str, *, wait_seconds: float | None = None, statement_second
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **connect_args}
     if "application_name" not in query:
         connect_args = {"application_name": name, **connect_args}
+    ours = url_settings(url)
     for setting in POOL_SETTINGS:
-        if setting in query:
-            kwargs.setdefault(setting, _whole_number(setting, query[setting]))
-    if "prepare_threshold" in query:
-        threshold = query["prepare_threshold"]
-        connect_args["prepare_threshold"] = (None if str(threshold).lower() in ("", "none")
-                                             else _whole_number("prepare_threshold", threshold))
+        if setting in ours:
+            kwargs.setdefault(setting, ours[setting])
+    if "prepare_threshold" in ours:
+        connect_args["prepare_threshold"] = ours["prepare_threshold"]
     url = parsed.difference_update_query(POOL_SETTINGS + ("prepare_threshold",))
     if not wait_seconds:
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
-    if watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    elif watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _hold_webhook_connections_briefly(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
-    _limit_each_transaction(engine, wait_seconds, statement_seconds or wait_seconds)
+    if wait_seconds:
+        _limit_each_transaction(engine, wait_seconds, statement_seconds or wait_seconds)
+    if "prepare_threshold" not in ours:
+        event.listen(engine, "connect", _no_prepared_statements_through_a_pooler)
     return engine
 
 
-def _whole_number(setting: str, value) -> int:
-    if isinstance(value, tuple) or not str(value).isdigit():
-        raise exc.ArgumentError(f"DATABASE_URL: {setting} must be a whole number, not {value!r}")
-    return int(value)
+_said_pooler: set[tuple] = set()
+
+
+def _no_prepared_statements_through_a_pooler(dbapi_connection, _record) -> None:
+    """psycopg prepares a statement on the server after five uses, under a name of its own. Behind
+    a pooler handing server connections from client to client (pgbouncer pooling by transaction),
+    another client may then run a statement of that name that is not its own. A server that
+    answers on another port than the one connected to is behind something that forwards
+    connections: prepare nothing there, unless DATABASE_URL says `prepare_threshold`."""
+    try:
+        port = dbapi_connection.execute("SELECT inet_server_port()").fetchone()[0]
+    finally:
+        dbapi_connection.rollback()
+    given = dbapi_connection.info.port
+    if port is None or port == given:
+        return  # a Unix socket, or the server itself
+    dbapi_connection.prepare_threshold = None
+    if (given, port) not in _said_pooler:
+        _said_pooler.add((given, port))
+        log.info("PostgreSQL answers on port %s through port %s (a pooler such as pgbouncer?): statements are not "
+                 "prepared on the server; put prepare_threshold in DATABASE_URL to choose", port, given)
+
+
+def url_settings(url: str) -> dict:
+    """The app's own settings in a DATABASE_URL (pool_size, max_overflow, prepare_threshold),
+    checked: ArgumentError, naming the setting, for a value that is not one."""
+    query = make_url(url).query
+    found = {}
+    for setting, allowed in (("pool_size", r"[0-9]+"), ("max_overflow", r"-1|[0-9]+"),
+                             ("prepare_threshold", r"none|[0-9]+")):
+        if setting not in query:
+            continue
+        value = query[setting]
+        if isinstance(value, tuple) or not re.fullmatch(allowed, value, re.ASCII | re.IGNORECASE):
+            what = "a whole number" + (" or none" if setting == "prepare_threshold" else
+                                       " or -1 (no limit)" if setting == "max_overflow" else "")
+            raise exc.ArgumentError(f"DATABASE_URL: {setting} must be {what}, not {value!r}")
+        found[setting] = None if value.lower() == "none" else int(value)
+    return found
 
 
 def _limit_each_transaction(engine: Engine, lock_seconds: float, statement_seconds: float) -> None:

@@ -108,6 +108,12 @@ def check_url(database_url: str, missing_file_ok: bool = False) -> None:
     except ValueError:
         raise NotReady("DATABASE_URL has a port that is not a number: "
                        f"{quoted(without_password(database_url), 60)}") from None
+    from helpdesk.db import url_settings
+
+    try:
+        url_settings(database_url)
+    except ArgumentError as problem:
+        raise NotReady(str(problem)) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "

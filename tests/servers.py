@@ -507,6 +507,7 @@ class PgBouncer:
             f"listen_addr = {HOST}", f"listen_port = {self.port}", "unix_socket_dir =",
             "auth_type = trust", f"auth_file = {self.tempdir / 'users.txt'}",
             f"pool_mode = {self.pool_mode}", "default_pool_size = 2", "max_client_conn = 200",
+            "server_login_retry = 1",  # after an outage, try the server again within a second (not 15)
             f"logfile = {self.tempdir / 'pgbouncer.log'}", "",
         ]))
         if self.postgres.run_as:

@@ -157,7 +157,8 @@ def init_app(app: Flask) -> None:
         # One line in the log, not a traceback per page; webhooks have their own spool.
         log.error("%s %s: the database did not answer (%s)", request.method, request.path, describe(error))
         g._login_user = login_manager.anonymous_user()  # the page must not ask the database who is signed in
-        message = ("The help desk cannot reach its database just now, so this page cannot be shown. Calls are "
+        message = ("The help desk's database is not answering just now (it is busy, or cannot be reached), so "
+                   "this page cannot be shown. Calls are "
                    "still answered, and kept until the database is back. Try again in a minute.")
         page = render_template("error.html", title="The database is not answering", message=message)
         return page, 503, {"Retry-After": "30"}

@@ -79,7 +79,7 @@ def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -
             _finish_attempt(database, settings, entry)
         else:
             _store_event(database, settings, entry)
-    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, exc.DisconnectionError) as error:
         # Cannot connect, the server went away, "database is locked", a full disk: try again later.
         raise Unreachable(describe(error)) from error
     except exc.DBAPIError as error:

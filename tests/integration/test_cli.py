@@ -213,6 +213,18 @@ def test_the_spool_check_a_server_makes_leaves_a_ready_spool_and_nothing_in_it(t
     assert not Spool(tmp_path / "new" / "spool").has_waiting()
 
 
+@pytest.mark.parametrize("command", [["scheduler"], ["run", "--port", "1"], ["db", "upgrade"], ["users", "list"]])
+def test_a_bad_setting_in_the_database_url_is_named_in_one_line_by_every_command(tmp_path, command):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n\n[webhooks]\nspool_dir = "{tmp_path}/spool"\n')
+    env = {"SECRET_KEY": "k" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.example",
+           "HELPDESK_CONFIG": str(config), "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x?pool_size=many"}
+    result = CliRunner().invoke(main, command, env=env)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "DATABASE_URL: pool_size must be a whole number, not 'many'" in result.output
+    assert "cannot reach" not in result.output and "Traceback" not in result.output
+
+
 def test_db_upgrade_on_an_unreachable_database_says_so_without_a_traceback(tmp_path):
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
     assert result.exit_code == 1

@@ -392,6 +392,7 @@ def test_a_page_waiting_on_a_lock_gives_up_with_a_503_and_frees_its_thread_for_w
         response = client.get("/calls")
         waited = time.monotonic() - started
     assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
+    assert "(it is busy, or cannot be reached)" in response.get_data(as_text=True)
     assert 0.9 <= waited < 5, f"waited {waited:.1f} s for a 1 s limit"
     assert client.get("/calls").status_code == 200
 
@@ -417,9 +418,11 @@ def test_the_database_url_may_size_the_pools_and_turn_off_server_side_prepared_s
             assert connection.connection.driver_connection.prepare_threshold == 2
     finally:
         database.dispose()
-    for bad in ("pool_size=many", "max_overflow=-1", "prepare_threshold=soon"):
+    for bad in ("pool_size=many", "max_overflow=-2", "prepare_threshold=soon", "pool_size=%C2%B2"):
         with pytest.raises(ArgumentError, match=f"DATABASE_URL: {bad.split('=')[0]} must be a whole number"):
             db.make_engine(f"{postgres_url}{separator}{bad}")
+    assert db.url_settings(f"{postgres_url}{separator}max_overflow=-1&prepare_threshold=NONE") == {
+        "max_overflow": -1, "prepare_threshold": None}  # SQLAlchemy's "no limit"; any case
 
 
 @pytest.mark.postgres
