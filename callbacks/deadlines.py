@@ -65,12 +65,12 @@ def explain(explanation: dict) -> str:
     due = _local(explanation["due_at"])
     hours = _duration(timedelta(minutes=explanation["within_minutes"]))
     if explanation["clock"] == "elapsed":
-        text = f"Owed from {_when(owed)}; due {hours} later, at {_when(due)}."
+        text = f"Owed from {when_words(owed)}; due {hours} later, at {when_words(due)}."
     else:
-        text = f"Owed from {_when(owed)}; due after {hours} of opening time, at {_when(due)}."
+        text = f"Owed from {when_words(owed)}; due after {hours} of opening time, at {when_words(due)}."
         counting = _local(explanation["counting_from"])
         if counting != owed:
-            text += f" The help desk was closed, so the clock started at {_when(counting)}."
+            text += f" The help desk was closed, so the clock started at {when_words(counting)}."
     closed = [c["description"] for c in explanation["crossed"] if c["kind"] in ("bank_holiday", "closure", "dst_change")]
     if closed:
         text += " Crossed: " + "; ".join(dict.fromkeys(closed)) + "."
@@ -133,8 +133,9 @@ def _local(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(LONDON)
 
 
-def _when(moment: datetime) -> str:
-    return moment.strftime("%H:%M on %A %d %B %Y").replace(" 0", " ")
+def when_words(moment: datetime) -> str:
+    """An instant in UK time as a deadline is written: "13:00 on Tuesday 24 November 2026"."""
+    return moment.astimezone(LONDON).strftime("%H:%M on %A %d %B %Y").replace(" 0", " ")
 
 
 def _duration(span: timedelta) -> str:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from callbacks.deadlines import explain
+from callbacks.deadlines import explain, when_words
 from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.config import Settings
@@ -213,7 +213,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings,
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(LONDON).strftime("%H:%M on %A %d %B %Y").replace(" 0", " ") + " (UK time)"
+    return when_words(moment) + " (UK time)"
 
 
 def _target(within_minutes: int) -> str:
