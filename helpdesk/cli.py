@@ -224,6 +224,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     from callbacks.deadlines import callback_deadline, explain
     from helpdesk.clock import LONDON, SKIPPED, iso_day, local, uk_time_problem
     from helpdesk.config import clock_text
+    from metrics.periods import uk_midnight
 
     try:
         settings = load_settings(None)
@@ -255,8 +256,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     click.echo(f"{settings.source} (version {settings.version}); UK time; "
                + (f"bank holidays of {nation}." if settings.bank_holidays else f"open on {nation}'s bank holidays."))
     for day in (start + timedelta(days=n) for n in range(days)):
-        midnight = datetime(day.year, day.month, day.day, tzinfo=LONDON)
-        following = datetime.combine(day + timedelta(days=1), datetime.min.time(), LONDON)
+        midnight, following = uk_midnight(day), uk_midnight(day + timedelta(days=1))
         spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
         # A day open until midnight ends at its last instant (clock_text's 24:00), or at the next day.
         hours = ", ".join(f"{clock_text(a.time())}-" + ("24:00" if b.date() != day else clock_text(b.time()))

@@ -558,8 +558,6 @@ def _ca_file(imap: "_Reader", source: str) -> str:
     return str(path)
 
 
-
-
 def clock_text(moment: time) -> str:
     """A time of day as the configuration writes it: "08:30", and "24:00" for the end of the day."""
     return "24:00" if moment == END_OF_DAY else f"{moment:%H:%M}"
