@@ -6,6 +6,7 @@ import gc
 import shutil
 import socket
 import sqlite3
+import threading
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -387,10 +388,17 @@ def test_a_page_waiting_on_a_lock_gives_up_with_a_503_and_frees_its_thread_for_w
     database.connect(migrated_url)  # with the shorter limit
     before.dispose()
     signed_in(client, db_session, "manager")
+    answered = []
     with lock_held_elsewhere(migrated_url):
         started = time.monotonic()
-        response = client.get("/calls")
+        # In a thread, so a page that waits without limit fails this test rather than hanging it.
+        asking = threading.Thread(target=lambda: answered.append(client.get("/calls")), daemon=True)
+        asking.start()
+        asking.join(timeout=10)
         waited = time.monotonic() - started
+    asking.join(timeout=10)
+    assert answered, f"the page was still waiting after {waited:.0f} s"
+    response = answered[0]
     assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
     assert "(it is busy, or cannot be reached)" in response.get_data(as_text=True)
     assert 0.9 <= waited < 5, f"waited {waited:.1f} s for a 1 s limit"
