@@ -41,6 +41,10 @@ FIRST_RETRY_SECONDS = 2.0
 LAST_RETRY_SECONDS = 60.0
 
 
+# PostgreSQL's "undefined table" and "undefined column": the schema is not (yet) the app's.
+SCHEMA_MISSING = ("42P01", "42703")
+
+
 def describe(error: BaseException) -> str:
     """An error in one short line for the log: its type and the first line of its message."""
     first_line = str(error).split("\n", 1)[0]
@@ -88,6 +92,10 @@ def store_entry(database: Database, settings: Settings, entry: dict[str, Any]) -
         problem = _schema_problem(database)
         if problem:
             raise Unreachable(f"{problem} ({describe(error)})") from error
+        if getattr(error.orig, "sqlstate", None) in SCHEMA_MISSING:
+            # The schema was missing when the statement ran, and is there now: a migration
+            # finished in between. Not a refusal: stored at the next try.
+            raise Unreachable(f"the schema changed meanwhile ({describe(error)})") from error
         raise
 
 
