@@ -2,8 +2,9 @@
 
 A scrape needs all-time counters and today's, this week's and this month's compliance over
 millions of rows. Rows whose counted state is final are counted once and kept: a finished
-call that ended over SETTLE_MARGIN ago, a decided callback, an acknowledgement sent,
-suppressed, or given up and past due. Each scrape adds, by query, the rows newer than the
+call that ended over SETTLE_MARGIN ago, a decided callback or one closed over CLOSED_MARGIN
+ago that no rule will decide (withdrawn, say), an acknowledgement sent, suppressed, or given
+up and past due. Each scrape adds, by query, the rows newer than the
 last count (higher ids) and the ones that were not settled then (their ids are kept).
 Every ROLL_SECONDS the rows that have settled since are added to the kept counts, up to
 the highest ids the count before saw: PostgreSQL hands out ids before commit, so a row can
@@ -30,7 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
-from callbacks.service import BREACH_CORRECTED
+from callbacks.service import BREACH_CORRECTED, never_owed
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, InboundEmail, TwilioEvent
 from metrics import compliance
 from metrics.compliance import Period, RuleFigures, Scope, add_figures
@@ -42,6 +43,9 @@ ROLL_SECONDS = 60
 # Twilio's last status callbacks arrive within seconds of a call's end; a call is counted
 # as settled only this long after it ended, so they rarely touch a counted call.
 SETTLE_MARGIN = timedelta(minutes=15)
+# A callback closed undecided before its deadline (withdrawn) is never decided, unless an attempt
+# still in flight when it was closed reports back (Twilio ends a call after four hours at most).
+CLOSED_MARGIN = timedelta(days=1)
 MODELS = (Call, Callback, InboundEmail, EmailAcknowledgement)
 
 
@@ -51,11 +55,20 @@ def _settled(model, at: datetime):
         ended = func.coalesce(Call.ended_at, Call.arrived_at)
         return and_(Call.outcome != "in_progress", ended < at - SETTLE_MARGIN)
     if model is Callback:
-        return Callback.sla_result.is_not(None)
+        return Callback.sla_result.is_not(None) | _closed_for_good(at)
     if model is EmailAcknowledgement:
         ack = EmailAcknowledgement
         return ack.sla_result.is_not(None) | (ack.status == "suppressed") | ((ack.status == "failed") & (ack.due_at < at))
     return None  # inbound emails are stored once and never change
+
+
+def _closed_for_good(at: datetime):
+    """Closed undecided over CLOSED_MARGIN before `at`, and owed no decision: closed by its
+    deadline, or withdrawn by the app (service.undecided_owed, negated). Written so that no
+    NULL column makes it NULL: a row must be settled or unsettled, never neither."""
+    withdrawn_by_app = Callback.outcome.is_not(None) & never_owed()
+    return (Callback.sla_result.is_(None) & (Callback.status == "closed") & Callback.closed_at.is_not(None)
+            & (Callback.closed_at < at - CLOSED_MARGIN) & ((Callback.closed_at <= Callback.due_at) | withdrawn_by_app))
 
 
 def _last_correction(session: Session, begin: bool = True) -> int:

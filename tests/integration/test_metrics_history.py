@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import insert, select, update
 
-from helpdesk.models import Call, Callback, EmailAcknowledgement, TwilioEvent
+from helpdesk.models import Call, Callback, EmailAcknowledgement, TwilioEvent, User
 from metrics import history as history_module
 from metrics.compliance import current_period, figures_for_periods
 from metrics.counts import totals
@@ -175,6 +175,41 @@ def test_a_callback_closed_undecided_after_its_deadline_is_counted_once_the_swee
     with database.session() as session:
         assert (late.id, "breach") in sweep(session, settings, clock()).recorded
     assert_same(history_with_old_items, database, settings, clock())
+
+
+def test_callbacks_closed_for_good_undecided_leave_the_live_part_a_day_after_closing(app, settings, clock,
+                                                                                     history_with_old_items):
+    """Withdrawn before the deadline, or by the app as never owed, a callback is never decided:
+    kept live for a day (an attempt in flight may still report), then counted, not kept live
+    for ever. One closed undecided after its deadline waits for the sweep; one whose outcome
+    is missing stays live rather than falling out of both parts."""
+    database = app.extensions["helpdesk.db"]
+    owed = clock() - timedelta(hours=2)
+    with database.session() as session, session.begin():
+        agent = User(username="agent", password_hash="x", role="agent", created_at=owed)
+        session.add(agent)
+        session.flush()
+        by_agent = add_callback(session, owed, result=None, status="closed")
+        by_agent.outcome, by_agent.closed_at, by_agent.closed_by_id = "withdrawn", owed + timedelta(hours=1), agent.id
+        by_app = add_callback(session, owed - timedelta(hours=4), result=None, status="closed")
+        by_app.outcome, by_app.closed_at = "withdrawn", owed  # after its deadline, never owed
+        late = add_callback(session, owed - timedelta(hours=4), result=None, status="closed")
+        late.outcome, late.closed_at, late.closed_by_id = "resolved", owed, agent.id  # owed a decision
+        odd = add_callback(session, owed - timedelta(hours=4), result=None, status="closed")
+        odd.closed_at = owed  # after its deadline, with no outcome: it must still be counted somewhere
+    ids = {by_agent.id, by_app.id, late.id, odd.id}
+    for _ in range(2):
+        clock.advance(history_module.ROLL_SECONDS + 1)
+        assert_same(history_with_old_items, database, settings, clock())
+    assert ids <= set(history_with_old_items._cache.unsettled[Callback])
+    clock.advance(history_module.CLOSED_MARGIN.total_seconds())
+    for _ in range(2):
+        clock.advance(history_module.ROLL_SECONDS + 1)
+        assert_same(history_with_old_items, database, settings, clock())
+    live = set(history_with_old_items._cache.unsettled[Callback])
+    assert by_agent.id not in live and by_app.id not in live
+    assert late.id in live  # the sweep has not run in this test
+    assert odd.id in live
 
 
 @pytest.fixture
