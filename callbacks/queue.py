@@ -59,6 +59,17 @@ class QueueEntry:
     call: str = ""  # how the latest "Call back now" call is going, or why it did not count ("" if neither)
     history: tuple["PastAttempt", ...] = ()  # the attempts so far, oldest first
     unheard: bool = False  # its call never reached the help desk: found later in Twilio's call log
+    same_number: tuple["Sibling", ...] = ()  # other open callbacks owed to the same number, earliest due first
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """Another open callback owed to the same number: one call back can serve both."""
+
+    id: int
+    reference: str
+    due_at: datetime
+    listed: bool = False  # on the page too, so it can be linked to
 
 
 @dataclass(frozen=True)
@@ -124,12 +135,16 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
             .where(open_, shows[only]).order_by(Callback.due_at, Callback.id).limit(limit)))
         calls, history = _latest_calls(session, [callback.id for callback in callbacks], now)
         unheard = _unheard_calls(session, callbacks)
+        siblings = _same_number(session, callbacks)
+    shown = {callback.id for callback in callbacks}
+    siblings = {number: [replace(s, listed=s.id in shown) for s in found] for number, found in siblings.items()}
     entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
-                       history=tuple(history.get(callback.id, ())), unheard=callback.call_sid in unheard)
+                       history=tuple(history.get(callback.id, ())), unheard=callback.call_sid in unheard,
+                       same_number=tuple(s for s in siblings.get(callback.caller_number, ()) if s.id != callback.id))
                for callback in callbacks]
     fingerprint = signature([total, overdue, due_soon, mine, free] + [
         [e.callback.id, e.state, e.callback.claimed_by_id, e.callback.attempts_count, e.callback.note,
-         str(e.callback.next_attempt_at), e.call] for e in entries])
+         str(e.callback.next_attempt_at), e.call, [s.id for s in e.same_number]] for e in entries])
     return QueueView(entries, int(total), int(overdue), int(due_soon), fingerprint,
                      {"": int(total), "mine": int(mine), "free": int(free)}, only)
 
@@ -155,6 +170,22 @@ def _unheard_calls(session: Session, callbacks: list[Callback]) -> set[str]:
     if not sids:
         return set()
     return set(session.scalars(select(Call.call_sid).where(Call.call_sid.in_(sids), never_reached())))
+
+
+def _same_number(session: Session, callbacks: list[Callback]) -> dict[str, list[Sibling]]:
+    """Every open callback owed to a number that one of `callbacks` is owed to (a caller who
+    called twice, say), by number, earliest due first."""
+    numbers = {callback.caller_number for callback in callbacks if callback.caller_number}
+    if not numbers:
+        return {}
+    owed: dict[str, list[Sibling]] = {}
+    for callback_id, number, reference, due_at in session.execute(
+            select(Callback.id, Callback.caller_number, Enquiry.reference, Callback.due_at)
+            .join(Enquiry, Enquiry.id == Callback.enquiry_id)
+            .where(Callback.status == "open", Callback.caller_number.in_(numbers))
+            .order_by(Callback.due_at, Callback.id)):
+        owed.setdefault(number, []).append(Sibling(callback_id, reference, due_at))
+    return {number: found for number, found in owed.items() if len(found) > 1}
 
 
 def _latest_calls(session: Session, callback_ids: list[int],

@@ -547,6 +547,30 @@ def test_the_items_route_leaves_out_the_parts_the_page_already_shows_as_they_are
         assert response.status_code == 200 and sorted(parts(text_of(response))) == ["awaiting", "emails", "queue"]
 
 
+def test_callbacks_owed_to_the_same_number_name_each_other(alice, client, clock, three_callbacks, db_session):
+    """The three were missed from one number; a fourth from another number names none."""
+    miss_a_call(client, clock, 4, at(11, 0), caller="+447700900456")
+    clock.now = at(13, 25)
+    first, second, third = (three_callbacks[sid(n)] for n in (1, 2, 3))
+    [other] = [c for c in stored(db_session) if c.id not in {first.id, second.id, third.id}]
+    refs = {c.id: reference(db_session, c) for c in (first, second, third)}
+    page = text_of(client.get("/queue"))
+    entry = item(page, first.id)
+    assert "<dt>Same number</dt>" in entry
+    assert (f'<a href="#callback-{second.id}">{refs[second.id]}</a>, due <time datetime="2026-11-24T13:40:00+00:00">'
+            f'13:40 today</time>; <a href="#callback-{third.id}">{refs[third.id]}</a>') in entry
+    assert refs[first.id] not in re.search(r'<div class="same-number">.*?</div>', entry, re.S).group(0)  # not itself
+    assert "One call back can serve them all: log it on each." in entry
+    assert "Same number" not in item(page, other.id)
+    # One not on the page is named, not linked to; once one is closed, the others stop naming it.
+    assert f"{refs[third.id]}</a>" not in item(text_of(client.get("/queue?show=2")), first.id)
+    act(client, f"/queue/{third.id}/attempts", started_at=local(clock.now).strftime("%Y-%m-%dT%H:%M"),
+        outcome="failed")
+    act(client, f"/queue/{third.id}/close", outcome="unreachable", note="Number not in service")
+    entry = item(text_of(client.get("/queue?show=2")), first.id)
+    assert refs[third.id] not in entry and "One call back can serve both: log it on each." in entry
+
+
 def test_a_long_queue_shows_the_first_ones_with_a_link_to_more(app, alice, client, three_callbacks):
     page = text_of(client.get("/queue?show=2"))
     assert len(re.findall(r'<li class="queue-item', page)) == 2
