@@ -29,10 +29,11 @@ _SEPARATORS = re.compile(r"[\s\-.()/]")
 
 
 def international(typed: str | None, country_code: str = "44") -> str | None:
-    """A number as a person types it, in international format, or None if it cannot be one.
+    """A number as a person types it, in international format, or None if it cannot be rung
+    (`is_phone_number`, the rule the configuration's numbers follow too).
 
     "07700 900123", "+44 (0)7700 900-123" and "0044 7700 900123" are all "+447700900123": a
-    leading 0 is the UK trunk prefix, and 00 the international one.
+    leading 0 is the UK trunk prefix, and 00 the international one. "0114 20", cut short, is None.
     """
     text, prefix = _SEPARATORS.sub("", typed or ""), f"+{country_code}"
     if text.startswith(prefix + "0"):
@@ -41,7 +42,7 @@ def international(typed: str | None, country_code: str = "44") -> str | None:
         text = "+" + text[2:]
     elif text.startswith("0"):
         text = f"+{country_code}{text[1:]}"
-    return text if is_e164(text) else None
+    return text if is_phone_number(text) else None
 
 
 def is_withheld(number: str | None) -> bool:

@@ -38,7 +38,7 @@ def test_only_the_last_three_digits_of_a_long_enough_number_are_shown():
     ("07700 900123", "+447700900123"), ("07700-900-123", "+447700900123"), ("+44 (0)7700 900123", "+447700900123"),
     ("0044 7700 900123", "+447700900123"), ("+447700900123", "+447700900123"), ("(020) 7946 0000", "+442079460000"),
     ("+1 415 867 5309", "+14158675309"), ("123", None), ("call me", None), ("", None), (None, None),
-    ("+44 7700 900123 ext 2", None),
+    ("+44 7700 900123 ext 2", None), ("0114 20", None), ("+44 7700 900 1234 5", None), ("0114 496 0000", "+441144960000"),
 ])
 def test_a_number_as_people_type_it_is_put_in_international_format(typed, number):
     from helpdesk.phones import international
