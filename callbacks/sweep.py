@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class SweepResult:
     recorded: list[tuple[int, str]] = field(default_factory=list)  # (callback id, kind)
-    retries_due: int = 0
 
 
 def remaining(settings: Settings, clock: str, now: datetime, due_at: datetime) -> timedelta:
@@ -46,7 +45,9 @@ def may_need_a_notice():
 
 
 def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
-    """Record the warnings and breaches due at `now` for every open, undecided callback.
+    """Record the warnings and breaches due at `now`: for every callback still owed its decision
+    (open, or closed late, and undecided), and the breach notice of one already breached by a
+    late first attempt (`may_need_a_notice`).
 
     Safe to run twice or late: a notice is inserted at most once per callback and kind
     (a unique constraint), and a late sweep records the breaches that happened meanwhile.
@@ -100,8 +101,6 @@ def sweep(session: Session, settings: Settings, now: datetime) -> SweepResult:
                 if notice.kind == "breach":
                     session.execute(update(Callback).where(Callback.id == callback_id, Callback.sla_result.is_(None))
                                     .values(sla_result="breached", breached_at=due_at))
-        result.retries_due = len(session.execute(
-            select(Callback.id).where(Callback.status == "open", Callback.next_attempt_at <= now)).all())
     if result.recorded:
         log.info("sweep recorded %d notices", len(result.recorded))
     return result
