@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits, explain
-from callbacks.service import CALL_UNDER_WAY
+from callbacks.service import CALL_UNDER_WAY, due_soon_condition, not_met
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import local
 from helpdesk.config import Settings
@@ -46,8 +46,6 @@ CLOSING = {
     "withdrawn": ("Withdrawn", "the callback is no longer needed"),
 }
 NOTICES_SINCE = timedelta(hours=24)
-# Not met yet: overdue and due soon only make sense while the first attempt is still owed.
-_UNDECIDED = or_(Callback.sla_result.is_(None), Callback.sla_result != "met")
 
 
 @dataclass(frozen=True)
@@ -118,15 +116,12 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
     for the user `me`; with counts over all of them, and how many each filter shows."""
     limits = due_soon_limits(settings, now)
     open_ = Callback.status == "open"
-    soon = (Callback.due_at >= now) & (
-        ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
-        | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
     shows = {"": true(), "mine": Callback.claimed_by_id == me, "free": Callback.claimed_by_id.is_(None)}
     with session.begin():
         total, overdue, due_soon, mine, free = session.execute(select(
             func.count(Callback.id),
-            func.count(Callback.id).filter(_UNDECIDED, Callback.due_at < now),
-            func.count(Callback.id).filter(_UNDECIDED, soon),
+            func.count(Callback.id).filter(not_met(), Callback.due_at < now),
+            func.count(Callback.id).filter(due_soon_condition(limits, now)),
             func.count(Callback.id).filter(shows["mine"]),
             func.count(Callback.id).filter(shows["free"]),
         ).where(open_)).one()
@@ -223,6 +218,7 @@ def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[s
         return QueueEntry(callback, "overdue", f"Overdue by {shown}", f"Overdue by {spoken}")
     wall = callback.due_at - now
     left = remaining(settings, callback.clock, now, callback.due_at)
+    # service.due_soon_condition, for this one callback (not met, and not yet due, here).
     state = "due_soon" if callback.due_at < limits.get(callback.clock, limits["elapsed"]) else "on_time"
     shown, spoken = span_words(left)
     if callback.clock == "business" and wall - left >= timedelta(minutes=1):

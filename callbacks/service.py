@@ -53,6 +53,21 @@ def undecided_owed():
         (Callback.status == "open") | ((Callback.closed_at > Callback.due_at) & ~never_owed()))
 
 
+def not_met():
+    """A callback whose first attempt was not made in time, or not yet: undecided, or breached.
+    Only these can be overdue or due soon (a met one has had its call)."""
+    return Callback.sla_result.is_(None) | (Callback.sla_result != "met")
+
+
+def due_soon_condition(limits: dict[str, datetime], now: datetime):
+    """Not met, not yet due, and due before its clock's limit (deadlines.due_soon_limits at `now`):
+    "Due soon" on the agents' page (queue._entry says the same of one callback) and in
+    helpdesk_callbacks_due_soon."""
+    return not_met() & (Callback.due_at >= now) & (
+        ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
+        | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
+
+
 def breach_unrecorded(now: datetime):
     """Breached at `now` though the sweep has not recorded it yet (it runs every minute, or the
     scheduler is down): owed, undecided, and past its deadline. The figures count it as breached

@@ -15,7 +15,7 @@ from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import due_soon_limits
-from callbacks.service import breach_unrecorded
+from callbacks.service import breach_unrecorded, due_soon_condition
 from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
@@ -237,11 +237,7 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
     callers still waiting for a first call (one attempted late is a breach already, and waits
     for its retry).
     """
-    limits = due_soon_limits(settings, now)
-    undecided = Callback.sla_result.is_(None) | (Callback.sla_result != "met")
-    soon = undecided & (Callback.due_at >= now) & (
-        ((Callback.clock == "business") & (Callback.due_at < limits["business"]))
-        | ((Callback.clock != "business") & (Callback.due_at < limits["elapsed"])))
+    soon = due_soon_condition(due_soon_limits(settings, now), now)
     ack = EmailAcknowledgement
     with session.begin():
         open_, due_soon, unclaimed, overdue, oldest = session.execute(select(
