@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 
@@ -558,8 +558,9 @@ def calls_cli() -> None:
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE",
               help="Only calls that arrived on or after this UK day, YYYY-MM-DD.")
 @click.option("--ask-twilio", is_flag=True,
-              help="First ask Twilio's REST API how each ended, whatever its age (calls that waited in a "
-                   "queue excepted). Needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.")
+              help="First ask Twilio's REST API how each ended, however old, once older than [webhooks] "
+                   "reconcile_after_minutes (calls that waited in a queue excepted). Needs TWILIO_ACCOUNT_SID "
+                   "and TWILIO_AUTH_TOKEN.")
 def calls_unfinished(since, ask_twilio: bool) -> None:
     """List the calls not answered whose ending never came, oldest first.
 
@@ -603,9 +604,13 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
         click.echo(f"No calls with no ending{since_text}.")
         return
     click.echo(f"{len(calls)} call{'' if len(calls) == 1 else 's'} with no ending{since_text}:")
+    recent = timedelta(minutes=settings.webhooks.reconcile_after_minutes)
     for call in calls:
         if call.queued:
             why = "waited in a queue: look it up in Twilio's call logs"
+        elif recent and call.arrived_at >= now - recent:
+            why = (f"arrived under {settings.webhooks.reconcile_after_minutes} minutes ago: not asked yet, as its "
+                   "last webhooks may still come")
         elif call.arrived_at < now - LOOK_BACK:
             why = "over two days old: the scheduler no longer asks Twilio (use --ask-twilio)"
         elif not settings.webhooks.reconcile_after_minutes:

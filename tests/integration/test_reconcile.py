@@ -495,6 +495,29 @@ def test_helpdesk_calls_unfinished_lists_the_calls_with_no_ending_and_what_happe
     assert run_cli(["calls", "unfinished", "--since", "2026-13-01"], env).exit_code == 2
 
 
+def test_helpdesk_calls_unfinished_says_a_recent_call_is_not_asked_about_yet(migrated_url, tmp_path):
+    from helpdesk.config import load_settings
+    from helpdesk.voice.journal import record_event
+    from tests.integration.test_scheduler import write_config
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    database = Database(migrated_url)
+    try:
+        with database.connection() as connection:
+            record_event(connection, make_settings(), kind="incoming", path="/twilio/voice/incoming",
+                         params=list(inbound(sid(7)).items()), received_at=now - timedelta(minutes=2),
+                         decision="agents")
+    finally:
+        database.dispose()
+    env = cli_env(migrated_url, write_config(tmp_path / "helpdesk.toml"))
+    after = load_settings(tmp_path / "helpdesk.toml").webhooks.reconcile_after_minutes
+    assert after > 2
+    result = run_cli(["calls", "unfinished"], env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1].endswith(
+        f"arrived under {after} minutes ago: not asked yet, as its last webhooks may still come")
+
+
 def test_helpdesk_calls_unfinished_ask_twilio_needs_credentials(migrated_url, tmp_path):
     from tests.integration.test_scheduler import write_config
 
