@@ -406,11 +406,8 @@ def in_process_scheduler(app):
 def _once_summary(job, outcome) -> str:
     from callbacks.scheduler import AcknowledgementJob, ReconcileJob, SweepJob
 
-    def plural(n: int, word: str) -> str:
-        return f"{n} {word}{'' if n == 1 else 's'}"
-
     if isinstance(job, SweepJob):
-        return f"Swept: {plural(outcome.recorded, 'new warning or breach notice')}, {outcome.emailed} emailed."
+        return f"Swept: {_count(outcome.recorded, 'new warning or breach notice')}, {outcome.emailed} emailed."
     if isinstance(job, AcknowledgementJob):
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result
@@ -420,7 +417,7 @@ def _once_summary(job, outcome) -> str:
         if job.settings.webhooks.twilio_numbers:
             lines.append(_missed_line(result[2]))
         return " ".join(lines)
-    return f"Mailbox polled: {plural(result.stored, 'new message')} ({result.fetched} read)."
+    return f"Mailbox polled: {_count(result.stored, 'new message')} ({result.fetched} read)."
 
 
 def migrated_database_url(wait_if_unreachable: bool = False) -> str:

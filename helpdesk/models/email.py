@@ -8,21 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
 
-# What the intake decided for a message.
-DECISIONS = (
-    "new_enquiry",   # opened an enquiry; an acknowledgement is owed
-    "joined",        # a reply quoting a reference or threaded to an enquiry: no second acknowledgement
-    "auto_reply",    # Auto-Submitted, X-Autoreply, X-Autoresponder, out-of-office
-    "bounce",        # delivery status notification or mailer-daemon
-    "list",          # Precedence: bulk/list/junk, List-Id
-    "null_sender",   # no sender address (Return-Path: <>)
-    "own_address",   # from one of the help desk's own addresses
-    "rate_limited",  # the sender passed the per-sender limit: enquiry opened, not acknowledged
-)
-# Where an acknowledgement stands.
-ACK_STATUSES = ("pending", "sent", "failed", "suppressed")
-
-
 class InboundEmail(Base):
     """One email message as it reached us (SendGrid or IMAP). Never changed after it is stored."""
 
@@ -43,6 +28,9 @@ class InboundEmail(Base):
     # The sender's address, lower-cased; None for a null sender or an unparseable From.
     sender: Mapped[str | None] = mapped_column(String(320), index=True)
     subject: Mapped[str] = mapped_column(Text, default="")
+    # What the intake decided: new_enquiry, joined (a reply to an enquiry: no second acknowledgement),
+    # rate_limited, or what email.parse.classify calls it (auto_reply, bounce, list, own_address,
+    # null_sender). The README's "What happens to each message" says when each applies.
     decision: Mapped[str] = mapped_column(String(16))
     enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id"), index=True)
     # For IMAP: "<mailbox id>/<UIDVALIDITY>/<UID>", for finding it in the mailbox again.

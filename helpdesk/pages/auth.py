@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
@@ -18,14 +18,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 WRONG = "Username or password is wrong."
-# Where each role starts. Pages written later (the agents' callback queue) are used
-# as soon as their blueprint is registered; until then the start page says so.
-START_PAGES = {
-    "admin": ("managers.calls",),
-    "manager": ("managers.calls",),
-    "auditor": ("managers.calls",),
-    "agent": ("agents.queue", "callbacks.queue"),
-}
+# Where each role starts.
+START_PAGES = {"admin": "managers.calls", "manager": "managers.calls", "auditor": "managers.calls",
+               "agent": "agents.queue"}
 
 
 class LoginForm(FlaskForm):
@@ -35,10 +30,9 @@ class LoginForm(FlaskForm):
 
 
 def start_page(user) -> str | None:
-    for endpoint in START_PAGES.get(user.role, ()):
-        if endpoint in current_app.view_functions:
-            return url_for(endpoint)
-    return None
+    """The page a user's role starts on (None for a role with no pages, which no user can have)."""
+    endpoint = START_PAGES.get(user.role)
+    return url_for(endpoint) if endpoint else None
 
 
 def _who(db_session, form: LoginForm) -> str:
@@ -100,6 +94,6 @@ def home():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
     target = start_page(current_user)
-    if target:
-        return redirect(target)
-    return render_template("home.html")
+    if target is None:
+        abort(403)
+    return redirect(target)

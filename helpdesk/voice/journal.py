@@ -236,10 +236,3 @@ def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
         # The arrival was estimated from an earlier event (a status callback before the incoming
         # request): what was opened and owed from it moves with it.
         arrival_moved(connection, settings, call_sid=call_sid, enquiry_id=enquiry_id, arrived_at=record.arrived_at)
-
-
-def refresh_call(connection: Connection, settings: Settings, call_sid: str, now: datetime) -> None:
-    """Recompute one call's record from its events (e.g. after the rules changed)."""
-    with connection.begin():
-        sql = _statements(connection.dialect)
-        _refresh(connection, sql, settings, _lock_call(connection, sql, call_sid), call_sid, now)

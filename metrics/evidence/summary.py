@@ -18,7 +18,6 @@ from metrics.evidence.fields import LONDON, ratio
 SUMMARY_COLUMNS = [
     "level", "period", "first_day", "last_day", "rule", "countable", "met", "breached", "compliance",
 ]
-LEVELS = ("day", "week", "month", "range")
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,6 @@ class Summary:
         yield from self.weeks
         yield from self.months
         yield self.whole
-
-    @property
-    def has_data(self) -> bool:
-        return any(f.countable for f in self.whole.figures.values())
 
 
 def build_summary(session: Session, first: date, last: date, settings: Settings, now: datetime) -> Summary:
