@@ -51,6 +51,27 @@ def configure_logging(verbose: bool = False) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class UkDay(click.ParamType):
+    """A UK calendar day given as YYYY-MM-DD (helpdesk.clock.iso_day), or a message saying why not."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        from datetime import date
+
+        from helpdesk.clock import day_problem, iso_day
+
+        if isinstance(value, date):
+            return value
+        day = iso_day(value)
+        if day is None:
+            self.fail(f"{value!r} {day_problem(value)}", param, ctx)
+        return day
+
+
+UK_DAY = UkDay()
+
+
 def database_url() -> str:
     return Secrets.from_environ().database_url
 
@@ -66,6 +87,8 @@ def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL."""
     from helpdesk.migrate import NotReady, check_url, current, is_known, newer_schema, upgrade
 
+    if not revision.strip():
+        raise click.BadParameter("give a revision, for example head", param_hint="--revision")
     url = database_url()
     try:
         check_url(url, missing_file_ok=True)  # SQLite: `db upgrade` is how the file is made
@@ -222,7 +245,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     from datetime import date, timedelta
 
     from callbacks.deadlines import callback_deadline, explain
-    from helpdesk.clock import LONDON, SKIPPED, iso_day, local, uk_time_problem
+    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, local, uk_time_problem
     from helpdesk.config import clock_text
     from metrics.periods import uk_midnight
 
@@ -231,9 +254,11 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     start = iso_day(first) if first else local(datetime.now(timezone.utc)).date()
+    if start is None:
+        raise click.BadParameter(f"{first!r} {day_problem(first)}", param_hint="--from")
     # The last day shown, and the day after it, must be dates Python can compute.
-    if start is None or start + timedelta(days=days) > date(9998, 12, 31):
-        raise click.BadParameter(f"{first!r} is not a date: use YYYY-MM-DD, from 1900-01-01 to "
+    if start + timedelta(days=days) > date(9998, 12, 31):
+        raise click.BadParameter(f"{first!r} is out of range: use a date up to "
                                  f"{date(9998, 12, 31) - timedelta(days=days):%Y-%m-%d} for {days} days",
                                  param_hint="--from")
     owed = None
@@ -552,8 +577,7 @@ def calls_cli() -> None:
 
 
 @calls_cli.command("unfinished")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE",
-              help="Only calls that arrived on or after this UK day, YYYY-MM-DD.")
+@click.option("--since", type=UK_DAY, help="Only calls that arrived on or after this UK day, YYYY-MM-DD.")
 @click.option("--ask-twilio", is_flag=True,
               help="First ask Twilio's REST API how each ended, however old, once older than [webhooks] "
                    "reconcile_after_minutes (calls that waited in a queue excepted). Needs TWILIO_ACCOUNT_SID "
@@ -574,6 +598,7 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
     from helpdesk.pages.format import outcome_label
     from helpdesk.voice.lookup import lookup_from_environment
     from helpdesk.voice.reconcile import LOOK_BACK, list_unfinished, reconcile_calls
+    from metrics.periods import uk_midnight
 
     try:
         settings = load_settings()
@@ -583,7 +608,7 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
     if ask_twilio and lookup is None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
     url = migrated_database_url()
-    first = since.replace(tzinfo=LONDON).astimezone(timezone.utc) if since else None
+    first = uk_midnight(since) if since else None
     since_text = f" since {since:%d %b %Y}" if since else ""
     now = now_utc()
     database = Database(url)
@@ -621,10 +646,8 @@ def calls_unfinished(since, ask_twilio: bool) -> None:
 
 
 @calls_cli.command("missed")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE", required=True,
-              help="The first UK day to look at, YYYY-MM-DD.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), metavar="DATE",
-              help="The last UK day to look at, YYYY-MM-DD (default: today).")
+@click.option("--since", type=UK_DAY, required=True, help="The first UK day to look at, YYYY-MM-DD.")
+@click.option("--until", type=UK_DAY, help="The last UK day to look at, YYYY-MM-DD (default: today).")
 def calls_missed(since, until) -> None:
     """Find calls that never reached the app in Twilio's call log, and store them.
 
@@ -643,6 +666,7 @@ def calls_missed(since, until) -> None:
     from helpdesk.dbutil import database_error
     from helpdesk.voice.lookup import lookup_from_environment
     from helpdesk.voice.missed import SETTLE, MissedReport, find_missed
+    from metrics.periods import uk_midnight
 
     try:
         settings = load_settings()
@@ -656,13 +680,13 @@ def calls_missed(since, until) -> None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
     now = now_utc()
     today = now.astimezone(LONDON).date()
-    if since.date() > today:
+    if since > today:
         raise click.ClickException(f"--since {since:%Y-%m-%d} is in the future")
-    last = min(until.date(), today) if until else today  # no call has started after today
-    if last < since.date():
+    last = min(until, today) if until else today  # no call has started after today
+    if last < since:
         raise click.ClickException("--until is before --since")
-    first = since.replace(tzinfo=LONDON).astimezone(timezone.utc)
-    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), LONDON).astimezone(timezone.utc)
+    first = uk_midnight(since)
+    end = uk_midnight(last + timedelta(days=1))
     end = min(end - timedelta(microseconds=1), now - SETTLE)  # the last few minutes' webhooks may be on their way
     if end < first:
         raise click.ClickException(f"nothing to look for yet: the calls of the last {SETTLE.seconds // 60} minutes "

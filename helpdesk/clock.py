@@ -27,6 +27,17 @@ def iso_day(text: str) -> date | None:
     return day if date(1900, 1, 1) <= day <= date(9998, 12, 31) else None
 
 
+def day_problem(text: str) -> str:
+    """Why `iso_day` refused `text`, to follow the text quoted in a message."""
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return "is not a date: use YYYY-MM-DD, for example 2026-11-24"
+    if not _ISO_DAY.fullmatch(text.strip()):
+        return "is not a date: use YYYY-MM-DD, for example 2026-11-24"
+    return "is out of range: use a date from 1900 to 9998"
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 

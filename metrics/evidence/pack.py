@@ -21,7 +21,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from helpdesk.clock import iso_day
+from helpdesk.clock import day_problem, iso_day
 from helpdesk.config import Settings
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from helpdesk.pages.format import quoted
@@ -86,9 +86,9 @@ def parse_day(text: str | None, what: str) -> date:
     if not text:
         raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
     day = iso_day(text)
-    if day is None:
-        raise EvidenceError(f"the {what} date {quoted(text)} is not a date: use YYYY-MM-DD, for example 2026-11-24")
-    if day < EARLIEST:
+    if day is None and day_problem(text).startswith("is not a date"):
+        raise EvidenceError(f"the {what} date {quoted(text)} {day_problem(text)}")
+    if day is None or day < EARLIEST:
         raise EvidenceError(f"the {what} date {quoted(text)} is out of range: use a date from {EARLIEST.year} on")
     return day
 

@@ -89,8 +89,8 @@ def test_calendar_shows_the_hours_in_force_and_when_a_callback_would_be_due(tmp_
     (["--days", "0"], "--days"),
     (["--from", "20261023"], "'20261023' is not a date: use YYYY-MM-DD"),
     (["--from", "2026-W43-5"], "'2026-W43-5' is not a date"),
-    (["--from", "9998-12-30", "--days", "3"], "'9998-12-30' is not a date: use YYYY-MM-DD, from 1900-01-01 to "
-                                              "9998-12-28 for 3 days"),
+    (["--from", "9998-12-30", "--days", "3"], "'9998-12-30' is out of range: use a date up to 9998-12-28 for 3 days"),
+    (["--from", "1899-12-31"], "'1899-12-31' is out of range: use a date from 1900 to 9998"),
     (["--owed-from", "2026-03-29 01:30"], "'2026-03-29 01:30' did not happen in the UK: the clocks went forward"),
     (["--owed-from", "9999-12-31 23:59"], "'9999-12-31 23:59' is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900"),
     (["--owed-from", "0001-01-01 00:00"], "'0001-01-01 00:00' is not a UK time"),
@@ -223,6 +223,19 @@ def test_a_bad_setting_in_the_database_url_is_named_in_one_line_by_every_command
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "DATABASE_URL: pool_size must be a whole number, not 'many'" in result.output
     assert "cannot reach" not in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["db", "upgrade", "--revision", " "], "Invalid value for --revision: give a revision, for example head"),
+    (["calls", "unfinished", "--since", "0001-01-01"], "'0001-01-01' is out of range: use a date from 1900 to 9998"),
+    (["calls", "missed", "--since", "2026-02-30"], "'2026-02-30' is not a date: use YYYY-MM-DD"),
+    (["calls", "missed", "--since", "2026-11-24", "--until", "20261124"], "'20261124' is not a date"),
+])
+def test_a_bad_option_is_named_before_anything_is_touched(tmp_path, args, problem):
+    url = f"sqlite:///{tmp_path / 'never-made.db'}"
+    result = CliRunner().invoke(main, args, env={"DATABASE_URL": url})
+    assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "never-made.db").exists()
 
 
 def test_db_upgrade_on_an_unreachable_database_says_so_without_a_traceback(tmp_path):
