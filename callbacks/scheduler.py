@@ -1,6 +1,7 @@
 """The scheduler: the callback sweep and the supervisors' emails every `scheduler.sweep_seconds`,
 the email acknowledgements every 15 seconds, the IMAP mailbox every `email.imap.poll_seconds`,
-and every 5 minutes the calls whose last webhooks never came (asked of Twilio's REST API).
+and every 5 minutes the calls whose last webhooks never came (asked of Twilio's REST API) and
+the calls that never reached the app (looked for in Twilio's call log).
 
 Two shapes (DESIGN.md, "Deployment shapes"):
 
@@ -8,7 +9,8 @@ Two shapes (DESIGN.md, "Deployment shapes"):
   per server, however many workers);
 * separate: `helpdesk scheduler` runs a BlockingScheduler in the foreground.
 
-Either way each run first takes its job's database lease ("sweep", "email.acks", "email.imap"),
+Either way each run first takes its job's database lease ("sweep", "email.acks", "email.imap",
+"calls.reconcile": the names helpdesk_scheduler_lease_expires_timestamp_seconds is labelled with),
 so two schedulers (two servers, or a server and a separate scheduler) never run the same job at
 the same time; the work is safe even if they did (a unique notice per callback and kind, an
 atomic claim per email and acknowledgement, a unique key per inbound message).

@@ -416,8 +416,9 @@ def run(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # --------------------------------------------------------------------------- scheduler
-# The callback sweep and the supervisors' emails (callbacks/scheduler.py): in-process under
-# `helpdesk run` (started by gunicorn's master, see helpdesk/server.py), or its own process.
+# The scheduler's jobs (callbacks/scheduler.py: the sweep and supervisors' emails, email
+# acknowledgements, the mailbox, the checks with Twilio): in-process under `helpdesk run`
+# (started by gunicorn's master, see helpdesk/server.py), or its own process.
 
 
 def in_process_scheduler(app):
@@ -521,7 +522,8 @@ def scheduler_command(once: bool) -> None:
 
     For deployments that serve the app with `helpdesk run --no-scheduler` or plain gunicorn.
     Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail
-    server asks, IMAP_USERNAME/IMAP_PASSWORD for the mailbox.
+    server asks, IMAP_USERNAME/IMAP_PASSWORD for the mailbox, TWILIO_ACCOUNT_SID and
+    TWILIO_AUTH_TOKEN for the checks with Twilio (without them those checks do not run).
     """
     import signal
 
