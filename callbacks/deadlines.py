@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from helpdesk.calendar import BusinessCalendar
-
-LONDON = ZoneInfo("Europe/London")
+from helpdesk.clock import LONDON
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -23,13 +22,13 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import explain, when_words
 from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
 from callbacks.sweep import minutes_left, remaining
+from helpdesk.clock import LONDON
 from helpdesk.config import Settings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
+from helpdesk.pages.format import caller_type_label
 from helpdesk.phones import is_withheld, number_ending
 
 log = logging.getLogger(__name__)
-
-LONDON = ZoneInfo("Europe/London")
 
 REASONS = {
     "abandoned": "the caller hung up before an answer",
@@ -39,16 +38,11 @@ REASONS = {
     "failed": "the call failed",
     "not_concluded": "the enquiry could not be concluded on the call",
 }
-CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
-
-
-# One error for every failed send, whatever was being sent.
-NotifyError = MailError
 
 
 class Notifier(Protocol):
     def send(self, subject: str, body: str, to: Sequence[str]) -> None:
-        """Send one plain-text message to `to`, or raise NotifyError."""
+        """Send one plain-text message to `to`, or raise MailError."""
 
 
 # --------------------------------------------------------------------------- notifiers
@@ -70,11 +64,11 @@ class SmtpNotifier(SmtpSender):
 
     def send(self, subject: str, body: str, to: Sequence[str]) -> None:
         if not self.smtp.host:
-            raise NotifyError("smtp.host is not set")
+            raise MailError("smtp.host is not set")
         if not self.smtp.from_address:
-            raise NotifyError("smtp.from_address is not set")
+            raise MailError("smtp.from_address is not set")
         if not to:
-            raise NotifyError("no recipients")
+            raise MailError("no recipients")
         self.send_message(self.message(subject, body, to))
 
 
@@ -163,7 +157,7 @@ def notify_pending(session: Session, settings: Settings, notifier: Notifier, now
                 subject, body = compose(kind, reference, callback, settings, recorded_at)
             notifier.send(subject, body, settings.supervisors)
         except Exception as exc:  # noqa: BLE001 - give the claim back whatever went wrong
-            error = str(exc) if isinstance(exc, NotifyError) else f"{type(exc).__name__} while sending"
+            error = str(exc) if isinstance(exc, MailError) else f"{type(exc).__name__} while sending"
             error = short_error(error)
             with session.begin():
                 session.execute(
@@ -200,7 +194,7 @@ def compose(kind: str, reference: str, callback: Callback, settings: Settings,
         opening,
         "",
         f"Enquiry:   {reference}",
-        f"Caller:    {CALLER_TYPES.get(callback.caller_type, 'Unknown')}, {_number(callback.caller_number)}",
+        f"Caller:    {caller_type_label(callback.caller_type)}, {_number(callback.caller_number)}",
         f"Reason:    {REASONS.get(callback.reason, callback.reason.replace('_', ' '))}",
         f"Due:       {due}",
         f"Deadline:  {_summary(explanation)}",

@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,7 +41,7 @@ from callbacks.notify import Notifier, SmtpNotifier, notify_pending
 from callbacks.reconcile import reconcile_attempts
 from callbacks.smtp import MessageSender, SmtpSender, redact
 from callbacks.sweep import acquire_lease, release_lease, sweep
-from helpdesk.clock import now_utc
+from helpdesk.clock import LONDON, now_utc
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
@@ -51,7 +50,6 @@ from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls
 
 log = logging.getLogger(__name__)
 
-LONDON = ZoneInfo("Europe/London")
 LEASE = "sweep"
 JOB_ID = "callbacks.sweep"
 ACK_JOB_ID = "email.acknowledgements"

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from helpdesk.clock import LONDON
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Enquiry, ReferenceCounter
 
-LONDON = ZoneInfo("Europe/London")
 ENQUIRIES = Enquiry.__table__
 COUNTERS = ReferenceCounter.__table__
 

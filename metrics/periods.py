@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
 
-LONDON = ZoneInfo("Europe/London")
+from helpdesk.clock import LONDON
+
 PERIOD_KINDS = ("today", "week", "month")
 
 

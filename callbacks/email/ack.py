@@ -15,11 +15,10 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from zoneinfo import ZoneInfo
 
+from helpdesk.clock import LONDON
 from helpdesk.config import END_OF_DAY, Settings
 
-LONDON = ZoneInfo("Europe/London")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # "Subject: " and our subject on one line of at most 78 characters (RFC 5322 2.1.1): folded, the
 # original would be split from our words, and some readers then show only the first line.

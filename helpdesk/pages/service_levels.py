@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from flask import Blueprint, render_template, request
 
+from callbacks.queue import span_words as duration_words
 from helpdesk.clock import iso_day
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
@@ -64,15 +65,9 @@ def span_words(first: date, last: date) -> str:
 
 
 def age_words(seconds: float) -> str:
-    """An age in whole hours and minutes: "2 hours 5 minutes", "less than a minute"."""
-    minutes = int(seconds // 60)
-    if minutes < 1:
-        return "less than a minute"
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
-    if minutes:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return " ".join(parts)
+    """An age in whole hours and minutes, as the agents' page words time left: "2 hours 5 minutes",
+    "less than a minute"."""
+    return duration_words(timedelta(seconds=seconds))[1]
 
 
 @bp.get("/service-levels")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable
-from zoneinfo import ZoneInfo
 
+from helpdesk.clock import LONDON
 from helpdesk.phones import WITHHELD, is_withheld, number_ending
 
-LONDON = ZoneInfo("Europe/London")
 NUMBER_MASK = "********"  # always eight, so the mask does not give away the number's length
 REDACTIONS = ("masked", "none")
 

@@ -18,7 +18,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from callbacks.deadlines import callback_deadline
-from callbacks.notify import FakeNotifier, NotifyError, SmtpNotifier, compose
+from callbacks.notify import FakeNotifier, SmtpNotifier, compose
+from callbacks.smtp import MailError
 from callbacks.smtp import is_this_machine, redact
 from helpdesk.config import SmtpSettings, parse_settings
 from helpdesk.models import Callback
@@ -170,7 +171,7 @@ def test_the_fake_notifier_records_messages_and_fails_until_it_recovers():
     notifier = FakeNotifier()
     notifier.send("Subject", "Body", SUPERVISORS)
     notifier.fail("server down")
-    with pytest.raises(NotifyError, match="server down"):
+    with pytest.raises(MailError, match="server down"):
         notifier.send("Again", "Body", SUPERVISORS)
     notifier.recover()
     notifier.send("Third", "Body", SUPERVISORS)
@@ -219,7 +220,7 @@ def test_starttls_and_login_use_the_credentials_from_the_environment(certificate
         assert server.mailbox.logins == [(b"alerts", b"s3cret-passw0rd")]
         assert len(server.mailbox.messages) == 1
         wrong = SmtpNotifier(server.settings("starttls"), username="alerts", password="wrong", ssl_context=client_tls)
-        with pytest.raises(NotifyError, match="answered 535"):
+        with pytest.raises(MailError, match="answered 535"):
             wrong.send("Subject", "Body\n", SUPERVISORS[:1])
         assert len(server.mailbox.messages) == 1
 
@@ -232,14 +233,14 @@ def test_implicit_tls_works_with_security_ssl(certificate):
 
 
 def test_a_server_without_starttls_is_refused_when_starttls_is_required(smtp_server):
-    with pytest.raises(NotifyError, match="STARTTLS"):
+    with pytest.raises(MailError, match="STARTTLS"):
         SmtpNotifier(smtp_server.settings("starttls")).send("Subject", "Body\n", SUPERVISORS)
     assert smtp_server.mailbox.messages == []
 
 
 def test_a_refused_message_raises_a_short_error_with_the_code_and_no_addresses_or_numbers(smtp_server):
     smtp_server.mailbox.reply = "554 5.7.1 Message from +447700900123 to team.lead@helpdesk.example.org rejected"
-    with pytest.raises(NotifyError) as raised:
+    with pytest.raises(MailError) as raised:
         SmtpNotifier(smtp_server.settings()).send("Subject", "Body\n", SUPERVISORS)
     message = str(raised.value)
     assert message.startswith(f"127.0.0.1:{smtp_server.port} answered 554")
@@ -249,7 +250,7 @@ def test_a_refused_message_raises_a_short_error_with_the_code_and_no_addresses_o
 
 def test_a_login_is_never_sent_over_plain_smtp_to_another_machine():
     remote = SmtpSettings(host="mail.example.org", port=25, security="none", from_address="a@b.example")
-    with pytest.raises(NotifyError, match="not sending the SMTP login to mail.example.org:25 over a connection "
+    with pytest.raises(MailError, match="not sending the SMTP login to mail.example.org:25 over a connection "
                                           "without TLS"):
         SmtpNotifier(remote, username="alerts", password="s3cret-passw0rd").send("Subject", "Body\n", SUPERVISORS)
 
@@ -264,10 +265,10 @@ def test_only_loopback_hosts_count_as_this_machine(host, local):
 def test_an_unreachable_server_raises_an_error_naming_host_and_port():
     port = free_port()
     notifier = SmtpNotifier(SmtpSettings(host="127.0.0.1", port=port, security="none", from_address="a@b.example"))
-    with pytest.raises(NotifyError, match=f"could not reach the mail server at 127.0.0.1:{port} "):
+    with pytest.raises(MailError, match=f"could not reach the mail server at 127.0.0.1:{port} "):
         notifier.send("Subject", "Body\n", SUPERVISORS)
 
 
 def test_sending_without_a_from_address_is_refused_before_connecting():
-    with pytest.raises(NotifyError, match="smtp.from_address is not set"):
+    with pytest.raises(MailError, match="smtp.from_address is not set"):
         SmtpNotifier(SmtpSettings(host="127.0.0.1", port=free_port())).send("Subject", "Body\n", SUPERVISORS)
