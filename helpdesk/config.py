@@ -255,12 +255,6 @@ class _Reader:
         name = key if key == self.table else f"{self.table}.{key}"
         raise ConfigError(f"{self.source}: {name} {problem}")
 
-    def only(self, settings_class: type) -> None:
-        """Refuse a key that is not a field of `settings_class` (a dataclass)."""
-        for key in self.data:
-            if key not in settings_class.__dataclass_fields__:
-                self.fail(key, "is not a known key")
-
     def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
         self.read.add(key)
         value = self.data.get(key, default)
@@ -302,7 +296,8 @@ class _Reader:
 
 
 _KIND_WORDS = {"str or date": "date such as 2026-12-07",
-               "str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list"}
+               "str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list",
+               "dict": "table"}
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
     "callback", "email", "scheduler", "supervisors", "smtp", "webhooks",
@@ -378,7 +373,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         if not _EMAIL.match(address):
             supervisors.fail("emails", f"has {address!r}, which is not an email address")
     smtp = _Reader(data, "smtp", source)
-    email = _parse_email(_Reader(data, "email", source), data, source)
+    email = _parse_email(_Reader(data, "email", source), source)
     scheduler = _Reader(data, "scheduler", source)
 
     settings = Settings(
@@ -445,7 +440,6 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
 
 
 def _parse_webhooks(reader: _Reader) -> WebhookSettings:
-    reader.only(WebhookSettings)
     spool_dir = reader.get("spool_dir", str, WebhookSettings.spool_dir).strip()
     if not spool_dir:
         reader.fail("spool_dir", "must not be empty")
@@ -453,6 +447,7 @@ def _parse_webhooks(reader: _Reader) -> WebhookSettings:
     if 0 < after < RECONCILE_MINIMUM:
         reader.fail("reconcile_after_minutes", f"must be 0 (never) or at least {RECONCILE_MINIMUM}, not {after!r}")
     numbers = reader.phone_numbers("twilio_numbers")
+    reader.all_read()
     return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after, twilio_numbers=numbers)
 
 
@@ -477,7 +472,7 @@ def _parse_callback(reader: _Reader) -> CallbackSettings:
     )
 
 
-def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSettings:
+def _parse_email(reader: _Reader, source: str) -> EmailSettings:
     addresses = reader.strings("addresses", ())
     for address in addresses:
         if not _EMAIL.match(address):
@@ -485,11 +480,8 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
     spacing = reader.get("retry_spacing_minutes", list, list(EmailSettings.retry_spacing_minutes))
     if not spacing or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spacing):
         reader.fail("retry_spacing_minutes", "must be a non-empty list of whole numbers of minutes above 0")
-    imap_data = reader.data.get("imap", {})
-    imap = _Reader({"email.imap": imap_data}, "email.imap", source)
-    imap.only(ImapSettings)
-    reader.only(EmailSettings)
-    return EmailSettings(
+    imap = _Reader({"email.imap": reader.get("imap", dict, {})}, "email.imap", source)
+    settings = EmailSettings(
         addresses=tuple(a.lower() for a in addresses),
         ack_within_minutes=reader.number("ack_within_minutes", 15, 1, 7 * 24 * 60, int),
         per_sender_limit=reader.number("per_sender_limit", 5, 1, 1000, int),
@@ -508,6 +500,9 @@ def _parse_email(reader: _Reader, data: dict[str, Any], source: str) -> EmailSet
             take_in_from=_day(imap, "take_in_from"),
         ),
     )
+    imap.all_read()
+    reader.all_read()
+    return settings
 
 
 def _day(reader: "_Reader", key: str) -> date | None:

@@ -117,6 +117,8 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"email": {"addresses": ["desk@example.org\n"]}}, "email.addresses has 'desk@example.org\\n'"),
     ({"supervisors": {"emails": ["boss@example.org\nBcc: x@example.net"]}}, "supervisors.emails has"),
     ({"email": {"imap": {"hostname": "mail"}}}, "email.imap.hostname is not a known key"),
+    ({"email": {"imap": 5}}, "email.imap must be a table, not 5"),
+    ({"email": {"imap": {"host": "mail", "poll_second": 5}}}, "email.imap.poll_second is not a known key"),
     ({"routing": {"mode": "queue", "screen_calls": True}}, "routing.screen_calls works only with mode = 'dial'"),
     ({"routing": {"screen_calls": "yes"}}, "routing.screen_calls must be"),
     ({"routing": {"screen_calls": True, "screen_timeout_seconds": 1}}, "routing.screen_timeout_seconds must be"),
