@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from markupsafe import Markup, escape
+
 from helpdesk.clock import local
 
 # One rule for withheld numbers and what of a number may be shown, used by the projection too.
@@ -31,6 +33,15 @@ def mask_number(number: str | None) -> str:
         return "Withheld"
     ending = number_ending(number)
     return f"{MASK} {ending}" if ending else MASK
+
+
+def masked_number_html(number: str | None) -> Markup:
+    """`mask_number` as the pages show it: the mask to the eye, "Number ending 123" to a screen reader."""
+    ending = number_ending(number)
+    if not ending:
+        return escape(mask_number(number))
+    return Markup('<span aria-hidden="true">{}</span><span class="visually-hidden">Number ending {}</span>').format(
+        mask_number(number), ending)
 
 
 def outcome_label(outcome: str | None) -> str:
