@@ -504,6 +504,9 @@ def _missed_left(report) -> list[str]:
         parts.append(f"the calls to {', '.join(report.unlisted)} could not be listed")
     if report.unreadable:
         parts.append(f"{_count(report.unreadable, 'call')} with no start time left alone")
+    if report.lost_in_restore:
+        parts.append(f"{_count(report.lost_in_restore, 'call')} in the time a restore of the database lost left "
+                     "alone (see \"After a restore\" in the README)")
     return parts
 
 
@@ -887,6 +890,7 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
 
 
 def _register() -> None:
+    from helpdesk.restore import after_restore_command
     from helpdesk.simulator import simulate_command
     from helpdesk.subject_access import subject_access_command
     from helpdesk.users import users_cli
@@ -894,6 +898,7 @@ def _register() -> None:
 
     main.add_command(simulate_command)
     main.add_command(subject_access_command)
+    db.add_command(after_restore_command)
     main.add_command(users_cli)
     main.add_command(evidence_cli)
 

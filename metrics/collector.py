@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from callbacks.scheduler import AcknowledgementJob, SweepJob
 from helpdesk.config import Settings
 from helpdesk.db import Database
-from helpdesk.models import ImapMailboxState, SchedulerLease, TwilioEvent
+from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, TwilioEvent
 from helpdesk.models.event import found_in_log as found_in_log_events
 from helpdesk.spool import Spool
 from metrics import compliance
@@ -52,6 +52,7 @@ class Snapshot:
     mailbox_polled: bool = False  # whether [email.imap] has a host
     found_in_log: int = 0  # calls found in Twilio's call log that never reached the app
     found_in_log_last_hour: int = 0  # of them, found in the hour before `now`
+    restored_at: datetime | None = None  # when the database was last put back to a backup (None: never)
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -80,8 +81,10 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                 select(func.count(TwilioEvent.id),
                        func.count(TwilioEvent.id).filter(TwilioEvent.received_at > now - FOUND_RECENTLY))
                 .where(found_in_log_events())).one()
+            restored_at = session.scalar(select(func.max(Restore.restored_at)))
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0))
+                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0),
+                    restored_at)
 
 
 class HelpdeskCollector:
@@ -106,6 +109,10 @@ class HelpdeskCollector:
             yield GaugeMetricFamily("helpdesk_imap_last_read_timestamp_seconds",
                                     "When the IMAP mailbox was last read (Unix time; 0 if never).",
                                     value=snapshot.mailbox_read_at.timestamp() if snapshot.mailbox_read_at else 0.0)
+        yield GaugeMetricFamily("helpdesk_database_restored_timestamp_seconds",
+                                "When the database was last put back to an older backup (Unix time; 0 if never): "
+                                "the business counters went back then, and rate() reads it as a reset.",
+                                value=snapshot.restored_at.timestamp() if snapshot.restored_at else 0.0)
         scrape = GaugeMetricFamily("helpdesk_metrics_read_seconds",
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)

@@ -19,9 +19,13 @@ from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.enquiries import LONDON, allocate_reference
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.restore import lost_in_restore, windows
 
 log = logging.getLogger(__name__)
 SOURCES = ("sendgrid", "imap")
+# Why an email received while a restored database was lost is not acknowledged (shown on the agents' page).
+LOST_IN_RESTORE = ("Received while the database was lost to a restore, and read again from the mailbox: it may have "
+                   "been acknowledged before, so it is not again.")
 # Column limits (helpdesk/models/email.py): longer values are not stored in the column.
 _MESSAGE_ID_MAX = 500
 _ADDRESS_MAX = 320
@@ -118,8 +122,11 @@ def store_inbound(
     enquiry = _open_enquiry(session, received_at)
     session.execute(update(InboundEmail).where(InboundEmail.id == inserted).values(enquiry_id=enquiry.id))
     to_address = _acknowledge_to(parsed, settings)
-    suppressed = _over_sender_limit(session, parsed.sender or "", to_address, received_at, settings)
-    if suppressed:
+    # Received while a restored database was lost (helpdesk.restore), and read again from the
+    # mailbox now: it may well have been acknowledged then, so it is not again.
+    again = lost_in_restore(windows(session), received_at)
+    suppressed = again or _over_sender_limit(session, parsed.sender or "", to_address, received_at, settings)
+    if suppressed and not again:
         decision = "rate_limited"
         session.execute(update(InboundEmail).where(InboundEmail.id == inserted).values(decision=decision))
     session.add(EmailAcknowledgement(
@@ -131,6 +138,7 @@ def store_inbound(
         status="suppressed" if suppressed else "pending",
         attempts=0,
         next_attempt_at=None if suppressed else received_at,
+        last_error=LOST_IN_RESTORE if again else None,
     ))
     session.flush()
     log.info("Email %s (%s): %s, enquiry %s", inserted, source, decision, enquiry.reference)

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import TwilioEvent
+from helpdesk.restore import lost_in_restore, windows
 from helpdesk.voice.journal import record_unheard_call
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
 from helpdesk.voice.projection import API_LEG, API_LOG, TERMINAL
@@ -53,6 +54,7 @@ class MissedReport:
     live: int = 0  # never heard of, still going on at Twilio: left for a later run
     failed: int = 0  # never heard of, but Twilio's answer about its legs could not be used: left for a later run
     unreadable: int = 0  # listed with no start time Twilio's answer could give: left alone
+    lost_in_restore: int = 0  # never heard of, as they came while a restored database was lost: left alone
     unlisted: list[str] = field(default_factory=list)  # numbers whose calls Twilio's answer could not list
     hold_from: datetime | None = None  # when the first call left for a later run started: the next look starts there
     stopped: str | None = None  # why the run gave up (Twilio unreachable, or refused the credentials)
@@ -72,12 +74,16 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
     """Store every call to `webhooks.twilio_numbers` that started between `since` and `until`
     and that the app never heard of, from Twilio's call log.
 
-    Stops when Twilio cannot be reached or refuses the credentials. A number whose calls cannot
+    A call that started in a window a restore of the database lost (helpdesk.restore) is left
+    alone: the app most likely heard it, and its record went with the window. Stops when
+    Twilio cannot be reached or refuses the credentials. A number whose calls cannot
     be listed, and a call whose legs Twilio gives no usable answer about, are left for a later
     run, and the others are looked at. A database error is raised; the calls stored before it
     are in `report`, when the caller passes one in.
     """
     report = report if report is not None else MissedReport()
+    with database.session() as session, session.begin():
+        lost = windows(session)
     for number in settings.webhooks.twilio_numbers:
         try:
             listed = lookup.calls_to(number, since, until)
@@ -90,6 +96,11 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
         calls = _inbound(listed, number, since, until, report)
         report.listed += len(calls)
         for call in _unheard_of(database, calls, report):
+            if lost_in_restore(lost, call.start_time):
+                # The app heard it, most likely, but the backup put back was older: its webhooks
+                # are what the database lost, and the log alone would make it a failure.
+                report.lost_in_restore += 1
+                continue
             if call.status not in TERMINAL:
                 report.live += 1
                 report.hold(call)
@@ -113,6 +124,8 @@ def find_missed(database: Database, settings: Settings, lookup: CallLookup, *, s
             else:
                 report.reached += 1
                 log.info("missed calls: %s reached the app after all (a webhook was stored meanwhile)", call.sid)
+    if report.lost_in_restore:
+        log.info("missed calls: %d in the time a restore of the database lost left alone", report.lost_in_restore)
     return report
 
 

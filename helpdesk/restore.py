@@ -1,0 +1,204 @@
+"""After the database is put back to a backup: `helpdesk db after-restore`.
+
+A backup is older than what the world has seen since it was taken. Without this step the app
+would hand out again the enquiry references given out since (to other people, so a reply
+quoting one would join someone else's enquiry), acknowledge again the emails an IMAP mailbox
+still holds, and store the calls in Twilio's call log from that window as calls that never
+reached the app: failed, breached, and owed callbacks, though most were answered.
+
+So the command records the restore (the window the database lost, `restores`), and moves
+each year's reference counter on past anything that could have been given out meanwhile.
+What reads the window afterwards: the look in Twilio's call log leaves its calls alone
+(helpdesk/voice/missed.py), and an email taken in again from the mailbox, received in it, opens
+an enquiry but is not acknowledged again (callbacks/email/intake.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import click
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from helpdesk.clock import LONDON
+from helpdesk.dbutil import insert_ignoring_conflicts
+from helpdesk.models import (
+    AuditEntry, CallbackAttempt, Enquiry, InboundEmail, ReferenceCounter, Restore, TwilioEvent)
+
+log = logging.getLogger(__name__)
+
+ACTION = "database.restored"
+# References skipped: at least this many, and a multiple of it.
+SKIP_STEP = 1000
+# The busiest day is looked for among this many days before the backup.
+BUSIEST_WITHIN = timedelta(days=90)
+LARGEST = 999_999  # HD-YYYY-NNNNNN: six digits
+
+
+class RestoreError(Exception):
+    """The restore cannot be recorded as asked; the text says why."""
+
+
+@dataclass(frozen=True)
+class Moved:
+    year: int
+    last: int  # the last number given out, in the backup
+    now: int  # the counter now: the next reference is now + 1
+
+
+@dataclass(frozen=True)
+class Recorded:
+    backup_taken_at: datetime
+    restored_at: datetime
+    moved: list[Moved]
+
+
+def windows(session: Session) -> list[tuple[datetime, datetime]]:
+    """Every window a restore lost, (from, to), oldest first. Read in the caller's transaction."""
+    return [(start, end) for start, end in session.execute(
+        select(Restore.backup_taken_at, Restore.restored_at).order_by(Restore.id))]
+
+
+def lost_in_restore(lost: list[tuple[datetime, datetime]], moment: datetime) -> bool:
+    """Whether `moment` falls in a window a restore lost."""
+    return any(start <= moment <= end for start, end in lost)
+
+
+def newest_activity(session: Session) -> datetime | None:
+    """The latest moment the database has a record of: webhook, email, enquiry, attempt or audited action."""
+    moments = [session.scalar(select(func.max(column))) for column in (
+        TwilioEvent.received_at, InboundEmail.received_at, Enquiry.opened_at, CallbackAttempt.started_at,
+        AuditEntry.at)]
+    moments = [moment for moment in moments if moment is not None]
+    return max(moments) if moments else None
+
+
+def references_to_skip(session: Session, backup_taken_at: datetime, restored_at: datetime) -> int:
+    """Twice as many references as the busiest day of the last 90 gave out, for each day (or
+    part of one) the database lost; at least SKIP_STEP, in steps of it."""
+    opened = session.scalars(select(Enquiry.opened_at).where(
+        Enquiry.opened_at >= backup_taken_at - BUSIEST_WITHIN, Enquiry.opened_at <= backup_taken_at))
+    per_day: dict = {}
+    for moment in opened:
+        day = moment.astimezone(LONDON).date()
+        per_day[day] = per_day.get(day, 0) + 1
+    busiest = max(per_day.values(), default=0)
+    days = max(1, math.ceil((restored_at - backup_taken_at) / timedelta(days=1)))
+    wanted = 2 * busiest * days
+    return max(SKIP_STEP, math.ceil(wanted / SKIP_STEP) * SKIP_STEP)
+
+
+def record_restore(session: Session, *, backup_taken_at: datetime | None, now: datetime, user_id: int,
+                   actor: str, skip: int | None = None) -> Recorded:
+    """Record that the database was put back to a backup taken at `backup_taken_at` (by default,
+    the latest moment it has a record of), and move the reference counters of the years from
+    the backup's to now's on by `skip` (by default `references_to_skip`)."""
+    with session.begin():
+        newest = newest_activity(session)
+        if backup_taken_at is None:
+            if newest is None:
+                raise RestoreError("the database holds nothing yet: there is nothing a restore could have lost")
+            backup_taken_at = newest
+        if backup_taken_at > now:
+            raise RestoreError(f"the backup time {_uk(backup_taken_at)} is in the future")
+        if newest is not None and newest > backup_taken_at + timedelta(minutes=1):
+            raise RestoreError(f"the database holds a record of {_uk(newest)}, after the backup time given "
+                               f"({_uk(backup_taken_at)}): give the time the backup was taken, or leave "
+                               "--backup-taken out to use that record's")
+        skip = references_to_skip(session, backup_taken_at, now) if skip is None else skip
+        moved = []
+        for year in range(backup_taken_at.astimezone(LONDON).year, now.astimezone(LONDON).year + 1):
+            session.execute(insert_ignoring_conflicts(session, ReferenceCounter, {"year": year, "last": 0}))
+            last = session.scalar(select(ReferenceCounter.last).where(ReferenceCounter.year == year)
+                                  .with_for_update())
+            if last + skip > LARGEST:
+                raise RestoreError(f"skipping {skip:,} references would take {year}'s past HD-{year}-{LARGEST}: "
+                                   "give a smaller --skip")
+            session.execute(update(ReferenceCounter).where(ReferenceCounter.year == year).values(last=last + skip))
+            moved.append(Moved(year, last, last + skip))
+        references = {str(m.year): {"last_in_backup": m.last, "moved_to": m.now} for m in moved}
+        session.add(Restore(backup_taken_at=backup_taken_at, restored_at=now, recorded_by_id=user_id,
+                            references=json.dumps(references, sort_keys=True)))
+        session.add(AuditEntry(at=now, user_id=user_id, actor=actor, action=ACTION, detail=json.dumps({
+            "backup_taken_at": backup_taken_at.isoformat(), "restored_at": now.isoformat(),
+            "references": references}, sort_keys=True)))
+    log.warning("restore recorded: the database lost %s to %s; references moved on by %d",
+                backup_taken_at.isoformat(), now.isoformat(), skip)
+    return Recorded(backup_taken_at, now, moved)
+
+
+def _uk(moment: datetime) -> str:
+    return f"{moment.astimezone(LONDON):%H:%M %a %d %b %Y}"
+
+
+def _backup_time(text: str | None) -> datetime | None:
+    """'YYYY-MM-DD HH:MM', UK time, as an aware instant; in the hour the clocks repeat, its first
+    pass (the earlier: the window lost is then the wider). None when not given."""
+    if text is None:
+        return None
+    from helpdesk.clock import SKIPPED, iso_day, uk_time_problem
+
+    try:
+        naive = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        naive = None
+    if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None:
+        raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM'", param_hint="--backup-taken")
+    if uk_time_problem(naive) == SKIPPED:
+        raise click.BadParameter(f"{text!r} {SKIPPED}", param_hint="--backup-taken")
+    return naive.replace(tzinfo=LONDON, fold=0).astimezone(timezone.utc)
+
+
+@click.command("after-restore")
+@click.option("--backup-taken", "backup_taken", metavar="'YYYY-MM-DD HH:MM'",
+              help="When the backup put back was taken, UK time (by default, the latest record it holds).")
+@click.option("--skip", type=click.IntRange(1, LARGEST), metavar="N",
+              help="How many references to skip (by default twice the busiest day's, for each day lost).")
+@click.option("--user", "username", required=True,
+              help="Who restored it: an active administrator (their password is asked for).")
+def after_restore_command(backup_taken: str | None, skip: int | None, username: str) -> None:
+    """Run once the database is put back to a backup, before the app and the scheduler start again.
+
+    Records what the database lost (from the backup to now), and moves each year's enquiry
+    references on, so none given out since the backup is given out again. Afterwards the look
+    in Twilio's call log leaves the lost window's calls alone (they were not missed: the
+    database lost them), and an email read again from the mailbox that arrived in the window
+    opens an enquiry but is not acknowledged again. The password comes from HELPDESK_PASSWORD
+    (for scripts), or is asked for. Uses DATABASE_URL.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from helpdesk.cli import migrated_database_url
+    from helpdesk.clock import now_utc
+    from helpdesk.db import Database
+    from helpdesk.dbutil import database_error
+    from helpdesk.users import authenticate, normalise_username, password_for
+
+    taken = _backup_time(backup_taken)
+    database = Database(migrated_database_url())
+    try:
+        with database.session() as session:
+            user = authenticate(session, username, password_for(username))
+            if user is None or user.role != "admin":
+                raise click.ClickException(
+                    f"cannot record a restore as {normalise_username(username)!r}: the password is wrong, or there "
+                    "is no such active administrator")
+            recorded = record_restore(session, backup_taken_at=taken, now=now_utc(), user_id=user.id,
+                                      actor=user.username, skip=skip)
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(database_error(exc)) from None
+    finally:
+        database.dispose()
+    click.echo(f"Recorded: the database lost what happened from {_uk(recorded.backup_taken_at)} (the backup) "
+               f"to {_uk(recorded.restored_at)}.")
+    for moved in recorded.moved:
+        click.echo(f"References for {moved.year}: the backup's last was HD-{moved.year}-{moved.last:06d}; the next "
+                   f"is HD-{moved.year}-{moved.now + 1:06d} ({moved.now - moved.last:,} skipped).")
+    click.echo("Before you start the app, see \"After a restore\" in the README: what cannot be had again, "
+               "and what to check.")

@@ -1,0 +1,169 @@
+"""After the database is put back to an older backup (`helpdesk db after-restore`), on SQLite and
+PostgreSQL: no reference is given out twice, the lost window's calls in Twilio's call log are not
+stored as failures, and mail read again from the mailbox is not acknowledged again."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from callbacks.email.intake import LOST_IN_RESTORE, store_inbound
+from helpdesk.cli import main
+from helpdesk.enquiries import allocate_reference
+from helpdesk.models import AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore
+from helpdesk.restore import ACTION, RestoreError, record_restore
+from helpdesk.users import add_user
+from helpdesk.voice.lookup import FakeCallLookup
+from helpdesk.voice.missed import find_missed
+from tests.integration.compliance_data import add_email
+from tests.integration.conftest import make_settings
+from tests.integration.test_missed_calls import DESK, logged
+from tests.integration.twilio_requests import sid
+
+PASSWORD = "a-long-enough-password"
+BACKUP = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)  # last night's backup
+RESTORED = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # put back after a disk failure at 14:30
+
+
+def admin(database, role: str = "admin", name: str = "ada") -> int:
+    with database.session() as session:
+        return add_user(session, name, PASSWORD, role, now=BACKUP - timedelta(days=30)).id
+
+
+def enquiries_on(database, day: datetime, count: int) -> None:
+    """`count` enquiries opened during `day`'s morning, with the references the counter gave them."""
+    with database.session() as session, session.begin():
+        for n in range(count):
+            session.add(Enquiry(reference=allocate_reference(session, 2026), channel="email",
+                                opened_at=day.replace(hour=8) + timedelta(seconds=n)))
+
+
+def counter(database, year: int) -> int:
+    with database.session() as session:
+        return session.scalar(select(ReferenceCounter.last).where(ReferenceCounter.year == year))
+
+
+def test_the_references_move_on_past_any_given_out_since_the_backup_by_twice_the_busiest_day(database):
+    user = admin(database)
+    enquiries_on(database, BACKUP - timedelta(days=3), 700)  # the busiest day: 700 enquiries
+    enquiries_on(database, BACKUP - timedelta(days=1), 200)
+    last = counter(database, 2026)
+    with database.session() as session:
+        recorded = record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+    # 13 hours lost: one day or part of one, twice the busiest day's 700, to the next thousand.
+    assert [(m.year, m.last, m.now) for m in recorded.moved] == [(2026, last, last + 2000)]
+    assert counter(database, 2026) == last + 2000
+    with database.session() as session, session.begin():
+        assert allocate_reference(session, 2026) == f"HD-2026-{last + 2001:06d}"
+        restore = session.scalars(select(Restore)).one()
+        audit = session.scalars(select(AuditEntry).where(AuditEntry.action == ACTION)).one()
+    assert (restore.backup_taken_at, restore.restored_at, restore.recorded_by_id) == (BACKUP, RESTORED, user)
+    assert f'"moved_to": {last + 2000}' in audit.detail and audit.user_id == user
+
+
+def test_a_restore_over_new_year_moves_both_years_on_and_a_quiet_desk_still_skips_a_thousand(database):
+    user = admin(database)
+    backup = datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc)
+    with database.session() as session:
+        recorded = record_restore(session, backup_taken_at=backup, now=backup + timedelta(hours=3), user_id=user,
+                                  actor="ada")
+    assert [(m.year, m.now - m.last) for m in recorded.moved] == [(2026, 1000), (2027, 1000)]
+    with database.session() as session, session.begin():
+        assert allocate_reference(session, 2027) == "HD-2027-001001"
+
+
+def test_the_backup_time_defaults_to_the_latest_record_and_an_earlier_one_is_refused(database):
+    user = admin(database)
+    with database.session() as session, session.begin():
+        add_email(session, BACKUP - timedelta(minutes=10))
+    with database.session() as session:
+        with pytest.raises(RestoreError, match="holds a record of .* after the backup time given"):
+            record_restore(session, backup_taken_at=BACKUP - timedelta(hours=1), now=RESTORED, user_id=user,
+                           actor="ada")
+        with pytest.raises(RestoreError, match="is in the future"):
+            record_restore(session, backup_taken_at=RESTORED + timedelta(hours=1), now=RESTORED, user_id=user,
+                           actor="ada")
+        recorded = record_restore(session, backup_taken_at=None, now=RESTORED, user_id=user, actor="ada")
+    assert recorded.backup_taken_at == BACKUP - timedelta(minutes=10)
+
+
+def test_the_lost_windows_calls_in_twilios_log_are_left_alone_and_the_others_still_found(app):
+    database = app.extensions["helpdesk.db"]
+    user = admin(database)
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+    lookup = FakeCallLookup()
+    lookup.add(logged(sid(1), start=BACKUP + timedelta(hours=8)))  # answered, but its webhooks went with the window
+    lookup.add(logged(sid(2), start=RESTORED + timedelta(minutes=20)))  # after the restore: a real miss
+    report = find_missed(database, app.extensions["helpdesk.settings"], lookup, since=BACKUP,
+                         until=RESTORED + timedelta(hours=1), now=RESTORED + timedelta(hours=2))
+    assert (report.lost_in_restore, [call.sid for call in report.found]) == (1, [sid(2)])
+    with database.session() as session:
+        assert list(session.scalars(select(Call.call_sid))) == [sid(2)]
+
+
+@pytest.fixture
+def settings():
+    return make_settings(webhooks={"twilio_numbers": [DESK]})
+
+
+def message(n: int) -> bytes:
+    return (f"From: Customer {n} <customer{n}@example.net>\r\nTo: help@helpdesk.example.org\r\n"
+            f"Subject: Question {n}\r\nMessage-ID: <q{n}@example.net>\r\n\r\nHello\r\n").encode()
+
+
+def test_mail_received_in_the_lost_window_and_read_again_opens_an_enquiry_but_is_not_acknowledged_again(database):
+    user = admin(database)
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+    settings = make_settings(email={"ack_within_minutes": 15})
+    with database.session() as session, session.begin():
+        again = store_inbound(session, message(1), source="imap", received_at=BACKUP + timedelta(hours=5),
+                              settings=settings)
+        new = store_inbound(session, message(2), source="imap", received_at=RESTORED + timedelta(minutes=1),
+                            settings=settings)
+    assert again.enquiry_id is not None and again.decision == "new_enquiry"
+    with database.session() as session:
+        acks = {ack.inbound_email_id: ack for ack in session.scalars(select(EmailAcknowledgement))}
+    assert (acks[again.inbound_email_id].status, acks[again.inbound_email_id].last_error) == ("suppressed", LOST_IN_RESTORE)
+    assert (acks[new.inbound_email_id].status, acks[new.inbound_email_id].last_error) == ("pending", None)
+
+
+def run(url: str, *args: str, password: str = PASSWORD):
+    return CliRunner().invoke(main, ["db", "after-restore", *args], env={
+        "DATABASE_URL": url, "HELPDESK_PASSWORD": password})
+
+
+def test_the_command_needs_an_administrator_and_says_what_it_did(migrated_url, database):
+    admin(database)
+    admin(database, role="agent", name="abe")
+    assert "no such active administrator" in run(migrated_url, "--user", "abe").output
+    assert "no such active administrator" in run(migrated_url, "--user", "ada", password="wrong-password-x").output
+    refused = run(migrated_url, "--user", "ada", "--backup-taken", "2026-03-29 01:30")
+    assert refused.exit_code == 2 and "did not happen in the UK" in refused.output
+    assert "is not a UK time" in run(migrated_url, "--user", "ada", "--backup-taken", "last night").output
+    assert "holds nothing yet" in run(migrated_url, "--user", "ada").output  # nothing but users
+    with database.session() as session:
+        assert session.scalars(select(Restore)).all() == []
+
+    result = run(migrated_url, "--user", "ada", "--backup-taken", "2026-11-24 02:00", "--skip", "5000")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Recorded: the database lost what happened from 02:00 Tue 24 Nov 2026 (the backup) to ")
+    year = datetime.now(timezone.utc).year
+    assert lines[1:-1][-1] == (f"References for {year}: the backup's last was HD-{year}-000000; the next is "
+                               f"HD-{year}-005001 (5,000 skipped).")
+    assert "After a restore" in lines[-1]
+
+
+def test_metrics_say_when_the_database_was_last_put_back(app, client):
+    from tests.integration.test_metrics_endpoint import scrape, value
+
+    assert value(scrape(client), "helpdesk_database_restored_timestamp_seconds") == 0
+    database = app.extensions["helpdesk.db"]
+    user = admin(database)
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+    assert value(scrape(client), "helpdesk_database_restored_timestamp_seconds") == RESTORED.timestamp()
