@@ -57,7 +57,7 @@ def database_url() -> str:
 
 @main.group()
 def db() -> None:
-    """Manage the database schema."""
+    """The database: migrate its schema, and record a restore from a backup."""
 
 
 @db.command("upgrade")
