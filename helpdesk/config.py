@@ -319,48 +319,11 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     bank_holidays = desk.get("bank_holidays", bool, True)
 
     hours = _Reader(data, "hours", source)
-    opening: dict[int, tuple[tuple[time, time], ...]] = {}
-    for key in hours.data:
-        if key not in WEEKDAYS:
-            hours.fail(key, "is not a weekday (monday to sunday)")
-    for index, day in enumerate(WEEKDAYS):
-        intervals = []
-        for text in hours.strings(day, ()):
-            intervals.append(_parse_interval(text, hours, day))
-        intervals.sort()
-        for first, second in zip(intervals, intervals[1:]):
-            if second[0] < first[1]:
-                hours.fail(day, f"has overlapping intervals: {_interval_text(first)} and {_interval_text(second)}")
-        if intervals:
-            opening[index] = tuple(intervals)
-
+    opening = _parse_hours(hours)
     closures = tuple(_parse_closures(data.get("closures", []), source, ZoneInfo(tz)))
-
     answer = _Reader(data, "answer", source)
     routing = _Reader(data, "routing", source)
-    mode = routing.choice("mode", "dial", ("dial", "queue"))
-    targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
-    for target in targets:
-        if not (is_phone_number(target) or target.startswith(("sip:", "client:"))):
-            routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
-    _no_repeats(routing, "dial_targets", targets)
-    if mode == "dial" and not targets:
-        routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
-    screen_calls = routing.get("screen_calls", bool, False)
-    if screen_calls and mode != "dial":
-        routing.fail("screen_calls", "works only with mode = 'dial': in a queue, agents take callers themselves")
-    answer_on_bridge = routing.get("answer_on_bridge", bool, True)
-    if screen_calls and not answer_on_bridge:
-        routing.fail("screen_calls", "needs answer_on_bridge = true: without it, the caller hears silence, "
-                                     "not ringing, while the agent's phone is asked to press 1")
     ivr = _Reader(data, "ivr", source)
-    dwp_digit = ivr.get("dwp_digit", str, "1")
-    customer_digit = ivr.get("customer_digit", str, "2")
-    for key, digit in (("dwp_digit", dwp_digit), ("customer_digit", customer_digit)):
-        if len(digit) != 1 or digit not in "0123456789*#":
-            ivr.fail(key, f"must be a single key (0-9, * or #), not {digit!r}")
-    if dwp_digit == customer_digit:
-        ivr.fail("customer_digit", "must differ from ivr.dwp_digit")
     callers = _Reader(data, "callers", source)
     dwp_numbers = callers.phone_numbers("dwp_numbers")
     voicemail = _Reader(data, "voicemail", source)
@@ -386,25 +349,8 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         closures=closures,
         ring_period_seconds=answer.number("ring_period_seconds", 3.0, 0.5, 10.0),
         max_rings=answer.number("max_rings", 10, 1, 100, int),
-        routing=RoutingSettings(
-            mode=mode,
-            dial_targets=targets,
-            dial_timeout_seconds=routing.number("dial_timeout_seconds", 60, 5, 600, int),
-            answer_on_bridge=answer_on_bridge,
-            ring_tone=routing.get("ring_tone", str, "uk"),
-            caller_id=routing.get("caller_id", str, ""),
-            queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
-            queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
-            screen_calls=screen_calls,
-            screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
-        ),
-        ivr=IvrSettings(
-            enabled=ivr.get("enabled", bool, False),
-            prompt=ivr.get("prompt", str, IvrSettings.prompt),
-            dwp_digit=dwp_digit,
-            customer_digit=customer_digit,
-            timeout_seconds=ivr.number("timeout_seconds", 5, 1, 60, int),
-        ),
+        routing=_parse_routing(routing),
+        ivr=_parse_ivr(ivr),
         dwp_numbers=frozenset(dwp_numbers),
         voicemail_enabled=voicemail.get("enabled", bool, True),
         voicemail_max_length_seconds=voicemail.number("max_length_seconds", 120, 5, 3600, int),
@@ -437,6 +383,69 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         hours.fail("hours", "gives no opening hours on any day, so the help desk would never be open: "
                             "give at least one weekday its hours, for example monday = [\"08:00-18:00\"]")
     return settings
+
+
+def _parse_hours(hours: _Reader) -> dict[int, tuple[tuple[time, time], ...]]:
+    """Each weekday's opening intervals (index 0 is Monday), sorted; a closed day is left out."""
+    opening: dict[int, tuple[tuple[time, time], ...]] = {}
+    for key in hours.data:
+        if key not in WEEKDAYS:
+            hours.fail(key, "is not a weekday (monday to sunday)")
+    for index, day in enumerate(WEEKDAYS):
+        intervals = sorted(_parse_interval(text, hours, day) for text in hours.strings(day, ()))
+        for first, second in zip(intervals, intervals[1:]):
+            if second[0] < first[1]:
+                hours.fail(day, f"has overlapping intervals: {_interval_text(first)} and {_interval_text(second)}")
+        if intervals:
+            opening[index] = tuple(intervals)
+    return opening
+
+
+def _parse_routing(routing: _Reader) -> RoutingSettings:
+    mode = routing.choice("mode", "dial", ("dial", "queue"))
+    targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
+    for target in targets:
+        if not (is_phone_number(target) or target.startswith(("sip:", "client:"))):
+            routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
+    _no_repeats(routing, "dial_targets", targets)
+    if mode == "dial" and not targets:
+        routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
+    screen_calls = routing.get("screen_calls", bool, False)
+    if screen_calls and mode != "dial":
+        routing.fail("screen_calls", "works only with mode = 'dial': in a queue, agents take callers themselves")
+    answer_on_bridge = routing.get("answer_on_bridge", bool, True)
+    if screen_calls and not answer_on_bridge:
+        routing.fail("screen_calls", "needs answer_on_bridge = true: without it, the caller hears silence, "
+                                     "not ringing, while the agent's phone is asked to press 1")
+    return RoutingSettings(
+        mode=mode,
+        dial_targets=targets,
+        dial_timeout_seconds=routing.number("dial_timeout_seconds", 60, 5, 600, int),
+        answer_on_bridge=answer_on_bridge,
+        ring_tone=routing.get("ring_tone", str, "uk"),
+        caller_id=routing.get("caller_id", str, ""),
+        queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
+        queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
+        screen_calls=screen_calls,
+        screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
+    )
+
+
+def _parse_ivr(ivr: _Reader) -> IvrSettings:
+    dwp_digit = ivr.get("dwp_digit", str, "1")
+    customer_digit = ivr.get("customer_digit", str, "2")
+    for key, digit in (("dwp_digit", dwp_digit), ("customer_digit", customer_digit)):
+        if len(digit) != 1 or digit not in "0123456789*#":
+            ivr.fail(key, f"must be a single key (0-9, * or #), not {digit!r}")
+    if dwp_digit == customer_digit:
+        ivr.fail("customer_digit", "must differ from ivr.dwp_digit")
+    return IvrSettings(
+        enabled=ivr.get("enabled", bool, False),
+        prompt=ivr.get("prompt", str, IvrSettings.prompt),
+        dwp_digit=dwp_digit,
+        customer_digit=customer_digit,
+        timeout_seconds=ivr.number("timeout_seconds", 5, 1, 60, int),
+    )
 
 
 def _parse_webhooks(reader: _Reader) -> WebhookSettings:
