@@ -1,4 +1,6 @@
 """Restores from a backup, recorded by `helpdesk db after-restore`: the window the database lost.
+And an index of open callbacks by number, for the agents' page, which names the other
+callbacks owed to the numbers it shows.
 
 Revision ID: 0014
 Revises: 0013
@@ -26,7 +28,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['recorded_by_id'], ['users.id']),
         sa.PrimaryKeyConstraint('id'),
     )
+    op.create_index('ix_callbacks_status_number', 'callbacks', ['status', 'caller_number'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_callbacks_status_number', table_name='callbacks')
     op.drop_table('restores')
