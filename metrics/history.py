@@ -159,10 +159,17 @@ class SettledHistory:
             return cache
 
     def _events_touch_cache(self, session: Session, cache: _Cache) -> bool:
-        """True when a journal event since the last check is for a counted call (then count again)."""
+        """True when a journal event since the last check is for a counted call, or the journal went
+        back (a restore): then count again."""
         with session.begin():
             newest = session.scalar(select(func.max(TwilioEvent.id))) or 0
-            if newest <= cache.last_event:
+            if newest < cache.last_event:
+                # The journal only grows: the database was put back to an older copy under this process.
+                log.error("the journal's newest webhook is older than one counted before: the database was restored "
+                          "while the app ran (stop it, and see \"After a restore\" in the README); counting "
+                          "everything again")
+                return True
+            if newest == cache.last_event:
                 return False
             counted = cache.scope(counted=True).conditions[Call]
             touched = session.scalar(

@@ -110,6 +110,30 @@ def test_the_next_day_counts_yesterday_into_the_history(app, settings, clock, hi
     assert_same(history_with_old_items, database, settings, clock())
 
 
+def test_a_database_put_back_to_an_older_copy_under_the_app_is_counted_again_at_once(app, settings, clock, caplog):
+    """A restore while the app runs: the journal goes back, and the counted calls with it."""
+    from sqlalchemy import delete
+
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        calls = [add_call(session, TODAY - timedelta(days=1, hours=-9 - n), answer_seconds=5.0) for n in range(3)]
+        session.flush()
+        for n, call in enumerate(calls):
+            session.execute(insert(TwilioEvent).values(received_at=call.arrived_at, kind="incoming",
+                                                       call_sid=call.call_sid, leg_sid=call.call_sid,
+                                                       fingerprint=f"{n:064d}", params="[]"))
+    history = SettledHistory()
+    for _ in range(2):
+        clock.advance(history_module.ROLL_SECONDS + 1)
+        assert_same(history, database, settings, clock())
+    with database.session() as session, session.begin():  # the copy put back lacks the last call
+        session.execute(delete(TwilioEvent).where(TwilioEvent.call_sid == calls[-1].call_sid))
+        session.execute(delete(Call).where(Call.id == calls[-1].id))
+    with caplog.at_level("ERROR", logger="metrics.history"):
+        assert_same(history, database, settings, clock())  # at once, not at the next full count
+    assert "the database was restored while the app ran" in caplog.text
+
+
 def test_a_change_made_outside_the_app_is_seen_once_the_history_is_counted_again(app, settings, clock, monkeypatch,
                                                                                  history_with_old_items):
     database = app.extensions["helpdesk.db"]
