@@ -6,11 +6,14 @@ quoting one would join someone else's enquiry), acknowledge again the emails an 
 still holds, and store the calls in Twilio's call log from that window as calls that never
 reached the app: failed, breached, and owed callbacks, though most were answered.
 
-So the command records the restore (the window the database lost, `restores`), and moves
-each year's reference counter on past anything that could have been given out meanwhile.
-What reads the window afterwards: the look in Twilio's call log leaves its calls alone
-(helpdesk/voice/missed.py), and an email taken in again from the mailbox, received in it, opens
-an enquiry but is not acknowledged again (callbacks/email/intake.py).
+So the command records the restore (the window the database lost, from the backup to the
+failure, `restores`), moves each year's reference counter on past anything that could have
+been given out meanwhile, and holds back the acknowledgements the backup still had to send
+(they most likely went out in the window). What reads the window afterwards: the look in
+Twilio's call log leaves its calls alone (helpdesk/voice/missed.py), and an email taken in
+again from the mailbox, received in it, opens an enquiry but is not acknowledged again
+(callbacks/email/intake.py). After the failure the app was down, not lost: calls and mail
+then are taken in as usual.
 """
 from __future__ import annotations
 
@@ -27,16 +30,23 @@ from sqlalchemy.orm import Session
 from helpdesk.clock import LONDON
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import (
-    AuditEntry, CallbackAttempt, Enquiry, InboundEmail, ReferenceCounter, Restore, TwilioEvent)
+    AuditEntry, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, ReferenceCounter, Restore,
+    SchedulerLease, TwilioEvent)
 
 log = logging.getLogger(__name__)
 
 ACTION = "database.restored"
 # References skipped: at least this many, and a multiple of it.
 SKIP_STEP = 1000
+# The window starts this long before the backup: mail that reached the mailbox just before it,
+# but was read after, is in no backup (and a call or email the backup holds is never touched).
+START_MARGIN = timedelta(minutes=15)
 # The busiest day is looked for among this many days before the backup.
 BUSIEST_WITHIN = timedelta(days=90)
 LARGEST = 999_999  # HD-YYYY-NNNNNN: six digits
+# Why an acknowledgement the backup still had to send is not sent (shown on the agents' page).
+HELD_BACK = ("Owed when the backup put back was taken: most likely sent before the database was lost, so not sent "
+             "again.")
 
 
 class RestoreError(Exception):
@@ -53,14 +63,17 @@ class Moved:
 @dataclass(frozen=True)
 class Recorded:
     backup_taken_at: datetime
+    lost_until: datetime
     restored_at: datetime
     moved: list[Moved]
+    held_back: int  # acknowledgements the backup still had to send, not sent now
+    ran_since: datetime | None  # the latest record after the failure: the app ran before this command
 
 
 def windows(session: Session) -> list[tuple[datetime, datetime]]:
     """Every window a restore lost, (from, to), oldest first. Read in the caller's transaction."""
-    return [(start, end) for start, end in session.execute(
-        select(Restore.backup_taken_at, Restore.restored_at).order_by(Restore.id))]
+    return [(start - START_MARGIN, end) for start, end in session.execute(
+        select(Restore.backup_taken_at, Restore.lost_until).order_by(Restore.id))]
 
 
 def lost_in_restore(lost: list[tuple[datetime, datetime]], moment: datetime) -> bool:
@@ -68,16 +81,17 @@ def lost_in_restore(lost: list[tuple[datetime, datetime]], moment: datetime) -> 
     return any(start <= moment <= end for start, end in lost)
 
 
-def newest_activity(session: Session) -> datetime | None:
-    """The latest moment the database has a record of: webhook, email, enquiry, attempt or audited action."""
-    moments = [session.scalar(select(func.max(column))) for column in (
+def newest_activity(session: Session, until: datetime | None = None) -> datetime | None:
+    """The latest moment (up to `until`) the database has a record of: webhook, email, enquiry,
+    attempt or audited action."""
+    moments = [session.scalar(select(func.max(column)).where(*([column <= until] if until else []))) for column in (
         TwilioEvent.received_at, InboundEmail.received_at, Enquiry.opened_at, CallbackAttempt.started_at,
         AuditEntry.at)]
     moments = [moment for moment in moments if moment is not None]
     return max(moments) if moments else None
 
 
-def references_to_skip(session: Session, backup_taken_at: datetime, restored_at: datetime) -> int:
+def references_to_skip(session: Session, backup_taken_at: datetime, lost_until: datetime) -> int:
     """Twice as many references as the busiest day of the last 90 gave out, for each day (or
     part of one) the database lost; at least SKIP_STEP, in steps of it."""
     opened = session.scalars(select(Enquiry.opened_at).where(
@@ -87,29 +101,42 @@ def references_to_skip(session: Session, backup_taken_at: datetime, restored_at:
         day = moment.astimezone(LONDON).date()
         per_day[day] = per_day.get(day, 0) + 1
     busiest = max(per_day.values(), default=0)
-    days = max(1, math.ceil((restored_at - backup_taken_at) / timedelta(days=1)))
+    days = max(1, math.ceil((lost_until - backup_taken_at) / timedelta(days=1)))
     wanted = 2 * busiest * days
     return max(SKIP_STEP, math.ceil(wanted / SKIP_STEP) * SKIP_STEP)
 
 
-def record_restore(session: Session, *, backup_taken_at: datetime | None, now: datetime, user_id: int,
-                   actor: str, skip: int | None = None) -> Recorded:
+def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_until: datetime, now: datetime,
+                   user_id: int, actor: str, skip: int | None = None) -> Recorded:
     """Record that the database was put back to a backup taken at `backup_taken_at` (by default,
-    the latest moment it has a record of), and move the reference counters of the years from
-    the backup's to now's on by `skip` (by default `references_to_skip`)."""
+    the latest moment it has a record of before `lost_until`), the database it replaced having
+    taken in data until `lost_until`; move the reference counters of the years from the
+    backup's to now's on by `skip` (by default `references_to_skip`); and hold back the
+    acknowledgements the backup still had to send."""
     with session.begin():
-        newest = newest_activity(session)
+        if lost_until > now:
+            raise RestoreError(f"the failure time {_uk(lost_until)} is in the future")
+        newest = newest_activity(session, until=lost_until)
         if backup_taken_at is None:
             if newest is None:
-                raise RestoreError("the database holds nothing yet: there is nothing a restore could have lost")
+                raise RestoreError("the database holds nothing from before the failure: there is nothing a restore "
+                                   "could have lost")
             backup_taken_at = newest
-        if backup_taken_at > now:
-            raise RestoreError(f"the backup time {_uk(backup_taken_at)} is in the future")
+        if backup_taken_at >= lost_until:
+            raise RestoreError(f"the backup time {_uk(backup_taken_at)} is not before the failure time "
+                               f"{_uk(lost_until)}")
         if newest is not None and newest > backup_taken_at + timedelta(minutes=1):
             raise RestoreError(f"the database holds a record of {_uk(newest)}, after the backup time given "
-                               f"({_uk(backup_taken_at)}): give the time the backup was taken, or leave "
-                               "--backup-taken out to use that record's")
-        skip = references_to_skip(session, backup_taken_at, now) if skip is None else skip
+                               f"({_uk(backup_taken_at)}) and before the failure: give the time the backup was "
+                               "taken, or leave --backup-taken out to use that record's")
+        running = session.scalar(select(func.max(SchedulerLease.expires_at)).where(SchedulerLease.expires_at > now))
+        if running is not None:
+            raise RestoreError(f"a scheduler is running (its lease runs until {_uk(running)}): stop the app and the "
+                               "scheduler on every server first")
+        for start, end in windows(session):
+            if start < lost_until and backup_taken_at - START_MARGIN < end:
+                raise RestoreError(f"a restore losing {_uk(start + START_MARGIN)} to {_uk(end)} is recorded already")
+        skip = references_to_skip(session, backup_taken_at, lost_until) if skip is None else skip
         moved = []
         for year in range(backup_taken_at.astimezone(LONDON).year, now.astimezone(LONDON).year + 1):
             session.execute(insert_ignoring_conflicts(session, ReferenceCounter, {"year": year, "last": 0}))
@@ -120,24 +147,32 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, now: d
                                    "give a smaller --skip")
             session.execute(update(ReferenceCounter).where(ReferenceCounter.year == year).values(last=last + skip))
             moved.append(Moved(year, last, last + skip))
+        # Owed when the backup was taken: most likely sent in the window, so not sent again.
+        held_back = session.execute(
+            update(EmailAcknowledgement)
+            .where(EmailAcknowledgement.status == "pending", EmailAcknowledgement.received_at <= lost_until)
+            .values(status="suppressed", next_attempt_at=None, claimed_at=None,
+                    last_error=HELD_BACK)).rowcount
+        ran_since = session.scalar(select(func.max(TwilioEvent.received_at)).where(TwilioEvent.received_at > lost_until))
         references = {str(m.year): {"last_in_backup": m.last, "moved_to": m.now} for m in moved}
-        session.add(Restore(backup_taken_at=backup_taken_at, restored_at=now, recorded_by_id=user_id,
-                            references=json.dumps(references, sort_keys=True)))
+        session.add(Restore(backup_taken_at=backup_taken_at, lost_until=lost_until, restored_at=now,
+                            recorded_by_id=user_id, references=json.dumps(references, sort_keys=True)))
         session.add(AuditEntry(at=now, user_id=user_id, actor=actor, action=ACTION, detail=json.dumps({
-            "backup_taken_at": backup_taken_at.isoformat(), "restored_at": now.isoformat(),
-            "references": references}, sort_keys=True)))
-    log.warning("restore recorded: the database lost %s to %s; references moved on by %d",
-                backup_taken_at.isoformat(), now.isoformat(), skip)
-    return Recorded(backup_taken_at, now, moved)
+            "backup_taken_at": backup_taken_at.isoformat(), "lost_until": lost_until.isoformat(),
+            "restored_at": now.isoformat(), "references": references, "acknowledgements_held_back": held_back},
+            sort_keys=True)))
+    log.warning("restore recorded: the database lost %s to %s; references moved on by %d; %d acknowledgements "
+                "held back", backup_taken_at.isoformat(), lost_until.isoformat(), skip, held_back)
+    return Recorded(backup_taken_at, lost_until, now, moved, held_back, ran_since)
 
 
 def _uk(moment: datetime) -> str:
     return f"{moment.astimezone(LONDON):%H:%M %a %d %b %Y}"
 
 
-def _backup_time(text: str | None) -> datetime | None:
+def _uk_time(text: str | None, option: str) -> datetime | None:
     """'YYYY-MM-DD HH:MM', UK time, as an aware instant; in the hour the clocks repeat, its first
-    pass (the earlier: the window lost is then the wider). None when not given."""
+    pass (the earlier). None when not given."""
     if text is None:
         return None
     from helpdesk.clock import SKIPPED, iso_day, uk_time_problem
@@ -147,27 +182,34 @@ def _backup_time(text: str | None) -> datetime | None:
     except ValueError:
         naive = None
     if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None:
-        raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM'", param_hint="--backup-taken")
+        raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM'", param_hint=option)
     if uk_time_problem(naive) == SKIPPED:
-        raise click.BadParameter(f"{text!r} {SKIPPED}", param_hint="--backup-taken")
+        raise click.BadParameter(f"{text!r} {SKIPPED}", param_hint=option)
     return naive.replace(tzinfo=LONDON, fold=0).astimezone(timezone.utc)
 
 
 @click.command("after-restore")
+@click.option("--lost-until", "lost_until", metavar="'YYYY-MM-DD HH:MM'", required=True,
+              help="When the database that was lost last took anything in (the failure, or when the app was "
+                   "stopped), UK time; after it the app was down.")
 @click.option("--backup-taken", "backup_taken", metavar="'YYYY-MM-DD HH:MM'",
-              help="When the backup put back was taken, UK time (by default, the latest record it holds).")
-@click.option("--skip", type=click.IntRange(1, LARGEST), metavar="N",
-              help="How many references to skip (by default twice the busiest day's, for each day lost).")
+              help="When the backup put back was taken, UK time, rounded down (by default, the latest record it "
+                   "holds).")
+@click.option("--skip", type=click.IntRange(SKIP_STEP, LARGEST), metavar="N",
+              help=f"How many references to skip, at least {SKIP_STEP:,} (by default twice the busiest day's, for "
+                   "each day lost).")
 @click.option("--user", "username", required=True,
               help="Who restored it: an active administrator (their password is asked for).")
-def after_restore_command(backup_taken: str | None, skip: int | None, username: str) -> None:
+def after_restore_command(lost_until: str, backup_taken: str | None, skip: int | None, username: str) -> None:
     """Run once the database is put back to a backup, before the app and the scheduler start again.
 
-    Records what the database lost (from the backup to now), and moves each year's enquiry
-    references on, so none given out since the backup is given out again. Afterwards the look
-    in Twilio's call log leaves the lost window's calls alone (they were not missed: the
-    database lost them), and an email read again from the mailbox that arrived in the window
-    opens an enquiry but is not acknowledged again. The password comes from HELPDESK_PASSWORD
+    Records what the database lost (from the backup to the failure), and moves each year's
+    enquiry references on, so none given out since the backup is given out again.
+    Acknowledgements the backup still had to send are held back (they most likely went out
+    before the failure). Afterwards the look in Twilio's call log leaves the lost window's calls
+    alone (they were not missed: the database lost them), and an email read again from the
+    mailbox that arrived in the window opens an enquiry but is not acknowledged again; calls
+    and mail after the failure are taken in as usual. The password comes from HELPDESK_PASSWORD
     (for scripts), or is asked for. Uses DATABASE_URL.
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -178,7 +220,8 @@ def after_restore_command(backup_taken: str | None, skip: int | None, username: 
     from helpdesk.dbutil import database_error
     from helpdesk.users import authenticate, normalise_username, password_for
 
-    taken = _backup_time(backup_taken)
+    failed = _uk_time(lost_until, "--lost-until")
+    taken = _uk_time(backup_taken, "--backup-taken")
     database = Database(migrated_database_url())
     try:
         with database.session() as session:
@@ -187,18 +230,25 @@ def after_restore_command(backup_taken: str | None, skip: int | None, username: 
                 raise click.ClickException(
                     f"cannot record a restore as {normalise_username(username)!r}: the password is wrong, or there "
                     "is no such active administrator")
-            recorded = record_restore(session, backup_taken_at=taken, now=now_utc(), user_id=user.id,
-                                      actor=user.username, skip=skip)
+            recorded = record_restore(session, backup_taken_at=taken, lost_until=failed, now=now_utc(),
+                                      user_id=user.id, actor=user.username, skip=skip)
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
         raise click.ClickException(database_error(exc)) from None
     finally:
         database.dispose()
-    click.echo(f"Recorded: the database lost what happened from {_uk(recorded.backup_taken_at)} (the backup) "
-               f"to {_uk(recorded.restored_at)}.")
+    click.echo(f"Recorded: the database lost what it took in from {_uk(recorded.backup_taken_at)} (the backup) "
+               f"to {_uk(recorded.lost_until)} (the failure).")
     for moved in recorded.moved:
         click.echo(f"References for {moved.year}: the backup's last was HD-{moved.year}-{moved.last:06d}; the next "
                    f"is HD-{moved.year}-{moved.now + 1:06d} ({moved.now - moved.last:,} skipped).")
+    if recorded.held_back:
+        click.echo(f"Held back {recorded.held_back} email acknowledgement{'' if recorded.held_back == 1 else 's'} "
+                   "the backup still had to send: most likely sent before the failure.")
+    if recorded.ran_since:
+        click.echo(f"Warning: the app has taken in webhooks since the failure (the latest at "
+                   f"{_uk(recorded.ran_since)}): what it did before this command, it did from the backup's state. "
+                   "References it gave out then may repeat ones given out before the failure.")
     click.echo("Before you start the app, see \"After a restore\" in the README: what cannot be had again, "
                "and what to check.")

@@ -108,8 +108,8 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "acknowledged": f"When the acknowledgement was sent, {TIMES}; blank if it was not",
         "ack_seconds": "acknowledged minus received, in seconds",
         "status": "pending (to send or retry), sent, failed (given up after the last retry), or suppressed (not "
-                  "sent on purpose: past the per-sender limit, or received while a restored database was lost, "
-                  "so perhaps acknowledged then; not counted)",
+                  "sent on purpose: past the per-sender limit, or owed or received while a database later restored "
+                  "from a backup was lost, so most likely acknowledged then; not counted)",
         "counted": "yes when it counts for the acknowledgement rule",
         "ack_result": "met, late, unacknowledged (not sent by its due time), pending (not yet due), or blank (not "
                       "sent on purpose, not counted)",

@@ -171,6 +171,21 @@ def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(p
     assert verify(pack).ok
 
 
+def test_the_manifest_names_the_windows_restores_lost_within_the_period(app, db_session, clock, seeded, auditor,
+                                                                         admin, packs):
+    from helpdesk.restore import record_restore
+
+    assert json.loads((export(app, db_session, clock, auditor, packs / "before") / MANIFEST).read_text())[
+        "lost_in_restores"] == []
+    record_restore(db_session, backup_taken_at=utc(2026, 11, 24, 22), lost_until=utc(2026, 11, 24, 23),
+                   now=utc(2026, 11, 26, 12), user_id=admin.user_id, actor=admin.username)
+    manifest = json.loads((export(app, db_session, clock, auditor, packs / "after") / MANIFEST).read_text())
+    assert manifest["lost_in_restores"] == [{"from": "2026-11-24T22:00:00+00:00", "to": "2026-11-24T23:00:00+00:00"}]
+    outside = export(app, db_session, clock, auditor, packs / "outside", first=date(2026, 11, 23),
+                     last=date(2026, 11, 23))
+    assert json.loads((outside / MANIFEST).read_text())["lost_in_restores"] == []
+
+
 def test_calls_csv_has_one_row_per_call_in_the_range_with_uk_times_and_results(pack):
     calls = read(pack / "calls.csv")
     assert [c["enquiry_reference"] for c in calls] == [f"HD-2026-{n:06d}" for n in (1, 2, 4, 3, 5)]

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from callbacks.email.intake import LOST_IN_RESTORE, store_inbound
 from helpdesk.cli import main
 from helpdesk.enquiries import allocate_reference
-from helpdesk.models import AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore
-from helpdesk.restore import ACTION, RestoreError, record_restore
+from helpdesk.models import (
+    AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore, SchedulerLease, TwilioEvent)
+from helpdesk.restore import ACTION, HELD_BACK, RestoreError, record_restore
 from helpdesk.users import add_user
 from helpdesk.voice.lookup import FakeCallLookup
 from helpdesk.voice.missed import find_missed
@@ -24,7 +25,8 @@ from tests.integration.twilio_requests import sid
 
 PASSWORD = "a-long-enough-password"
 BACKUP = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)  # last night's backup
-RESTORED = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # put back after a disk failure at 14:30
+FAILED = datetime(2026, 11, 24, 14, 30, tzinfo=timezone.utc)  # the disk failed: the app was down from then
+RESTORED = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # put back
 
 
 def admin(database, role: str = "admin", name: str = "ada") -> int:
@@ -51,15 +53,17 @@ def test_the_references_move_on_past_any_given_out_since_the_backup_by_twice_the
     enquiries_on(database, BACKUP - timedelta(days=1), 200)
     last = counter(database, 2026)
     with database.session() as session:
-        recorded = record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
-    # 13 hours lost: one day or part of one, twice the busiest day's 700, to the next thousand.
+        recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+    # 12 and a half hours lost: one day or part of one, twice the busiest day's 700, to the next thousand.
     assert [(m.year, m.last, m.now) for m in recorded.moved] == [(2026, last, last + 2000)]
     assert counter(database, 2026) == last + 2000
     with database.session() as session, session.begin():
         assert allocate_reference(session, 2026) == f"HD-2026-{last + 2001:06d}"
         restore = session.scalars(select(Restore)).one()
         audit = session.scalars(select(AuditEntry).where(AuditEntry.action == ACTION)).one()
-    assert (restore.backup_taken_at, restore.restored_at, restore.recorded_by_id) == (BACKUP, RESTORED, user)
+    assert (restore.backup_taken_at, restore.lost_until, restore.restored_at, restore.recorded_by_id) == (
+        BACKUP, FAILED, RESTORED, user)
     assert f'"moved_to": {last + 2000}' in audit.detail and audit.user_id == user
 
 
@@ -67,8 +71,8 @@ def test_a_restore_over_new_year_moves_both_years_on_and_a_quiet_desk_still_skip
     user = admin(database)
     backup = datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc)
     with database.session() as session:
-        recorded = record_restore(session, backup_taken_at=backup, now=backup + timedelta(hours=3), user_id=user,
-                                  actor="ada")
+        recorded = record_restore(session, backup_taken_at=backup, lost_until=backup + timedelta(hours=2),
+                                  now=backup + timedelta(hours=3), user_id=user, actor="ada")
     assert [(m.year, m.now - m.last) for m in recorded.moved] == [(2026, 1000), (2027, 1000)]
     with database.session() as session, session.begin():
         assert allocate_reference(session, 2027) == "HD-2027-001001"
@@ -80,28 +84,76 @@ def test_the_backup_time_defaults_to_the_latest_record_and_an_earlier_one_is_ref
         add_email(session, BACKUP - timedelta(minutes=10))
     with database.session() as session:
         with pytest.raises(RestoreError, match="holds a record of .* after the backup time given"):
-            record_restore(session, backup_taken_at=BACKUP - timedelta(hours=1), now=RESTORED, user_id=user,
+            record_restore(session, backup_taken_at=BACKUP - timedelta(hours=1), lost_until=FAILED, now=RESTORED,
+                           user_id=user, actor="ada")
+        with pytest.raises(RestoreError, match="is not before the failure time"):
+            record_restore(session, backup_taken_at=FAILED, lost_until=FAILED, now=RESTORED, user_id=user,
                            actor="ada")
         with pytest.raises(RestoreError, match="is in the future"):
-            record_restore(session, backup_taken_at=RESTORED + timedelta(hours=1), now=RESTORED, user_id=user,
+            record_restore(session, backup_taken_at=BACKUP, lost_until=RESTORED + timedelta(hours=1), now=RESTORED,
+                           user_id=user, actor="ada")
+        recorded = record_restore(session, backup_taken_at=None, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+        assert recorded.backup_taken_at == BACKUP - timedelta(minutes=10)
+        with pytest.raises(RestoreError, match="is recorded already"):  # the same restore, twice
+            record_restore(session, backup_taken_at=None, lost_until=FAILED, now=RESTORED, user_id=user,
                            actor="ada")
-        recorded = record_restore(session, backup_taken_at=None, now=RESTORED, user_id=user, actor="ada")
-    assert recorded.backup_taken_at == BACKUP - timedelta(minutes=10)
+
+
+def test_the_app_running_after_the_restore_neither_hides_the_window_nor_goes_unmentioned(database):
+    """Started on boot before the command: its records after the failure do not count against the
+    backup time, and the command says the app ran."""
+    user = admin(database)
+    with database.session() as session, session.begin():
+        add_email(session, BACKUP - timedelta(minutes=10))
+        session.add(TwilioEvent(received_at=RESTORED - timedelta(minutes=5), kind="incoming", call_sid=sid(9),
+                                leg_sid=sid(9), fingerprint="9" * 64, params="[]"))
+    with database.session() as session:
+        recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+    assert recorded.ran_since == RESTORED - timedelta(minutes=5)
+
+
+def test_a_running_scheduler_stops_the_command(database):
+    user = admin(database)
+    with database.session() as session, session.begin():
+        session.add(SchedulerLease(name="sweep", holder="host:1:x", expires_at=RESTORED + timedelta(minutes=1)))
+    with database.session() as session:
+        with pytest.raises(RestoreError, match="a scheduler is running .* stop the app and the scheduler"):
+            record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
+                           actor="ada")
+
+
+def test_acknowledgements_the_backup_still_had_to_send_are_held_back(database):
+    user = admin(database)
+    with database.session() as session, session.begin():
+        owed = add_email(session, BACKUP - timedelta(minutes=2), status="pending", result=None)
+        sent = add_email(session, BACKUP - timedelta(minutes=30))
+    with database.session() as session:
+        recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+    assert recorded.held_back == 1
+    with database.session() as session:
+        acks = {ack.id: ack for ack in session.scalars(select(EmailAcknowledgement))}
+    assert (acks[owed.id].status, acks[owed.id].last_error, acks[owed.id].next_attempt_at) == (
+        "suppressed", HELD_BACK, None)
+    assert acks[sent.id].status == "sent"
 
 
 def test_the_lost_windows_calls_in_twilios_log_are_left_alone_and_the_others_still_found(app):
     database = app.extensions["helpdesk.db"]
     user = admin(database)
     with database.session() as session:
-        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
     lookup = FakeCallLookup()
     lookup.add(logged(sid(1), start=BACKUP + timedelta(hours=8)))  # answered, but its webhooks went with the window
-    lookup.add(logged(sid(2), start=RESTORED + timedelta(minutes=20)))  # after the restore: a real miss
+    lookup.add(logged(sid(2), start=FAILED + timedelta(minutes=10)))  # the app was down: it never reached it
+    lookup.add(logged(sid(3), start=RESTORED + timedelta(minutes=20)))  # after the restore: a real miss too
     report = find_missed(database, app.extensions["helpdesk.settings"], lookup, since=BACKUP,
                          until=RESTORED + timedelta(hours=1), now=RESTORED + timedelta(hours=2))
-    assert (report.lost_in_restore, [call.sid for call in report.found]) == (1, [sid(2)])
+    assert (report.lost_in_restore, sorted(call.sid for call in report.found)) == (1, [sid(2), sid(3)])
     with database.session() as session:
-        assert list(session.scalars(select(Call.call_sid))) == [sid(2)]
+        assert sorted(session.scalars(select(Call.call_sid))) == [sid(2), sid(3)]
 
 
 @pytest.fixture
@@ -117,22 +169,25 @@ def message(n: int) -> bytes:
 def test_mail_received_in_the_lost_window_and_read_again_opens_an_enquiry_but_is_not_acknowledged_again(database):
     user = admin(database)
     with database.session() as session:
-        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
     settings = make_settings(email={"ack_within_minutes": 15})
     with database.session() as session, session.begin():
         again = store_inbound(session, message(1), source="imap", received_at=BACKUP + timedelta(hours=5),
                               settings=settings)
-        new = store_inbound(session, message(2), source="imap", received_at=RESTORED + timedelta(minutes=1),
-                            settings=settings)
+        early = store_inbound(session, message(3), source="imap", received_at=BACKUP - timedelta(minutes=5),
+                              settings=settings)  # reached the mailbox before the backup, read after it
+        new = store_inbound(session, message(2), source="imap", received_at=FAILED + timedelta(minutes=1),
+                            settings=settings)  # while the app was down: never acknowledged
     assert again.enquiry_id is not None and again.decision == "new_enquiry"
     with database.session() as session:
         acks = {ack.inbound_email_id: ack for ack in session.scalars(select(EmailAcknowledgement))}
     assert (acks[again.inbound_email_id].status, acks[again.inbound_email_id].last_error) == ("suppressed", LOST_IN_RESTORE)
+    assert acks[early.inbound_email_id].status == "suppressed"
     assert (acks[new.inbound_email_id].status, acks[new.inbound_email_id].last_error) == ("pending", None)
 
 
 def run(url: str, *args: str, password: str = PASSWORD):
-    return CliRunner().invoke(main, ["db", "after-restore", *args], env={
+    return CliRunner().invoke(main, ["db", "after-restore", "--lost-until", "2026-11-24 14:30", *args], env={
         "DATABASE_URL": url, "HELPDESK_PASSWORD": password})
 
 
@@ -144,14 +199,16 @@ def test_the_command_needs_an_administrator_and_says_what_it_did(migrated_url, d
     refused = run(migrated_url, "--user", "ada", "--backup-taken", "2026-03-29 01:30")
     assert refused.exit_code == 2 and "did not happen in the UK" in refused.output
     assert "is not a UK time" in run(migrated_url, "--user", "ada", "--backup-taken", "last night").output
-    assert "holds nothing yet" in run(migrated_url, "--user", "ada").output  # nothing but users
+    assert "holds nothing from before the failure" in run(migrated_url, "--user", "ada").output  # nothing but users
+    assert "--skip" in run(migrated_url, "--user", "ada", "--skip", "1").output  # fewer than a thousand
     with database.session() as session:
         assert session.scalars(select(Restore)).all() == []
 
     result = run(migrated_url, "--user", "ada", "--backup-taken", "2026-11-24 02:00", "--skip", "5000")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("Recorded: the database lost what happened from 02:00 Tue 24 Nov 2026 (the backup) to ")
+    assert lines[0] == ("Recorded: the database lost what it took in from 02:00 Tue 24 Nov 2026 (the backup) to 14:30 "
+                        "Tue 24 Nov 2026 (the failure).")
     year = datetime.now(timezone.utc).year
     assert lines[1:-1][-1] == (f"References for {year}: the backup's last was HD-{year}-000000; the next is "
                                f"HD-{year}-005001 (5,000 skipped).")
@@ -165,5 +222,5 @@ def test_metrics_say_when_the_database_was_last_put_back(app, client):
     database = app.extensions["helpdesk.db"]
     user = admin(database)
     with database.session() as session:
-        record_restore(session, backup_taken_at=BACKUP, now=RESTORED, user_id=user, actor="ada")
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
     assert value(scrape(client), "helpdesk_database_restored_timestamp_seconds") == RESTORED.timestamp()

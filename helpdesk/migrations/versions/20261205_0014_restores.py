@@ -22,6 +22,7 @@ def upgrade() -> None:
         'restores',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('backup_taken_at', UTCDateTime(timezone=True), nullable=False),
+        sa.Column('lost_until', UTCDateTime(timezone=True), nullable=False),
         sa.Column('restored_at', UTCDateTime(timezone=True), nullable=False),
         sa.Column('recorded_by_id', sa.Integer(), nullable=False),
         sa.Column('references', sa.Text(), nullable=False),
