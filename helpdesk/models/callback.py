@@ -26,7 +26,7 @@ class Callback(Base):
         # What the sweep looks for every minute among every callback ever owed (migration 0013).
         Index("ix_callbacks_undecided", "id", sqlite_where=text(UNDECIDED), postgresql_where=text(UNDECIDED)),
         Index("ix_callbacks_breached", "id", sqlite_where=text(BREACHED), postgresql_where=text(BREACHED)),
-        # The agents' page: the other open callbacks owed to the numbers it shows (migration 0014).
+        # The agents' page: the other open callbacks owed to the numbers it shows (migration 0015).
         Index("ix_callbacks_status_number", "status", "caller_number"),
     )
 

@@ -149,6 +149,28 @@ def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept
     assert '"was": "breached"' in audit[0][2]
 
 
+def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was_recorded_with(migrated_url):
+    # Revision 0015: lost_until, first written into 0014 before 0.9.0 was released.
+    from sqlalchemy import text
+
+    from helpdesk.models import Restore, User
+
+    taken, restored = datetime(2026, 12, 4, 2, tzinfo=timezone.utc), datetime(2026, 12, 4, 15, tzinfo=timezone.utc)
+
+    def store(connection):
+        user = connection.execute(insert(User.__table__).values(
+            username="ada", password_hash="x", role="admin", created_at=taken)).inserted_primary_key[0]
+        connection.execute(text('INSERT INTO restores (backup_taken_at, restored_at, recorded_by_id, "references") '
+                                "VALUES (:taken, :restored, :user, '{}')"),
+                           {"taken": taken.replace(tzinfo=None) if connection.dialect.name == "sqlite" else taken,
+                            "restored": restored.replace(tzinfo=None) if connection.dialect.name == "sqlite"
+                            else restored, "user": user})
+
+    rows = upgraded_from(migrated_url, "0014", store, lambda connection: connection.execute(
+        select(Restore.backup_taken_at, Restore.lost_until)).all())
+    assert rows == [(taken, restored)]
+
+
 def test_three_upgrades_at_once_on_an_empty_postgresql_database_take_turns_and_all_succeed(postgres_url):
     """As when several servers start at once: separate processes (Alembic's context is per process)."""
     import os

@@ -1,6 +1,4 @@
 """Restores from a backup, recorded by `helpdesk db after-restore`: the window the database lost.
-And an index of open callbacks by number, for the agents' page, which names the other
-callbacks owed to the numbers it shows.
 
 Revision ID: 0014
 Revises: 0013
@@ -22,16 +20,13 @@ def upgrade() -> None:
         'restores',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('backup_taken_at', UTCDateTime(timezone=True), nullable=False),
-        sa.Column('lost_until', UTCDateTime(timezone=True), nullable=False),
         sa.Column('restored_at', UTCDateTime(timezone=True), nullable=False),
         sa.Column('recorded_by_id', sa.Integer(), nullable=False),
         sa.Column('references', sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(['recorded_by_id'], ['users.id']),
         sa.PrimaryKeyConstraint('id'),
     )
-    op.create_index('ix_callbacks_status_number', 'callbacks', ['status', 'caller_number'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_callbacks_status_number', table_name='callbacks')
     op.drop_table('restores')
