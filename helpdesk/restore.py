@@ -27,6 +27,7 @@ import click
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from callbacks.email.ack_rules import HELD_BACK
 from helpdesk.clock import LONDON
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import (
@@ -38,15 +39,12 @@ log = logging.getLogger(__name__)
 ACTION = "database.restored"
 # References skipped: at least this many, and a multiple of it.
 SKIP_STEP = 1000
-# The window starts this long before the backup: mail that reached the mailbox just before it,
-# but was read after, is in no backup (and a call or email the backup holds is never touched).
-START_MARGIN = timedelta(minutes=15)
+# For mail, the window starts this long before the backup: mail that reached the mailbox just
+# before it, but was read after, is in no backup (an email the backup holds is never touched).
+MAIL_MARGIN = timedelta(minutes=15)
 # The busiest day is looked for among this many days before the backup.
 BUSIEST_WITHIN = timedelta(days=90)
 LARGEST = 999_999  # HD-YYYY-NNNNNN: six digits
-# Why an acknowledgement the backup still had to send is not sent (shown on the agents' page).
-HELD_BACK = ("Owed when the backup put back was taken: most likely sent before the database was lost, so not sent "
-             "again.")
 
 
 class RestoreError(Exception):
@@ -70,9 +68,10 @@ class Recorded:
     ran_since: datetime | None  # the latest record after the failure: the app ran before this command
 
 
-def windows(session: Session) -> list[tuple[datetime, datetime]]:
-    """Every window a restore lost, (from, to), oldest first. Read in the caller's transaction."""
-    return [(start - START_MARGIN, end) for start, end in session.execute(
+def windows(session: Session, margin: timedelta = timedelta(0)) -> list[tuple[datetime, datetime]]:
+    """Every window a restore lost, (from, to), oldest first, each starting `margin` early. Read in
+    the caller's transaction."""
+    return [(start - margin, end) for start, end in session.execute(
         select(Restore.backup_taken_at, Restore.lost_until).order_by(Restore.id))]
 
 
@@ -116,6 +115,10 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
     with session.begin():
         if lost_until > now:
             raise RestoreError(f"the failure time {_uk(lost_until)} is in the future")
+        running = session.scalar(select(func.max(SchedulerLease.expires_at)).where(SchedulerLease.expires_at > now))
+        if running is not None:
+            raise RestoreError(f"a scheduler is running (its lease runs until {_uk(running)}): stop the app and the "
+                               "scheduler on every server first")
         newest = newest_activity(session, until=lost_until)
         if backup_taken_at is None:
             if newest is None:
@@ -129,13 +132,9 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
             raise RestoreError(f"the database holds a record of {_uk(newest)}, after the backup time given "
                                f"({_uk(backup_taken_at)}) and before the failure: give the time the backup was "
                                "taken, or leave --backup-taken out to use that record's")
-        running = session.scalar(select(func.max(SchedulerLease.expires_at)).where(SchedulerLease.expires_at > now))
-        if running is not None:
-            raise RestoreError(f"a scheduler is running (its lease runs until {_uk(running)}): stop the app and the "
-                               "scheduler on every server first")
         for start, end in windows(session):
-            if start < lost_until and backup_taken_at - START_MARGIN < end:
-                raise RestoreError(f"a restore losing {_uk(start + START_MARGIN)} to {_uk(end)} is recorded already")
+            if start < lost_until and backup_taken_at < end:
+                raise RestoreError(f"a restore losing {_uk(start)} to {_uk(end)} is recorded already")
         skip = references_to_skip(session, backup_taken_at, lost_until) if skip is None else skip
         moved = []
         for year in range(backup_taken_at.astimezone(LONDON).year, now.astimezone(LONDON).year + 1):
@@ -147,13 +146,16 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
                                    "give a smaller --skip")
             session.execute(update(ReferenceCounter).where(ReferenceCounter.year == year).values(last=last + skip))
             moved.append(Moved(year, last, last + skip))
-        # Owed when the backup was taken: most likely sent in the window, so not sent again.
+        # Owed when the backup was taken, and not tried yet: sent within seconds, so most likely in
+        # the window, and not sent again. One already failing then is left to its retries.
         held_back = session.execute(
             update(EmailAcknowledgement)
-            .where(EmailAcknowledgement.status == "pending", EmailAcknowledgement.received_at <= lost_until)
+            .where(EmailAcknowledgement.status == "pending", EmailAcknowledgement.attempts == 0,
+                   EmailAcknowledgement.received_at <= lost_until)
             .values(status="suppressed", next_attempt_at=None, claimed_at=None,
                     last_error=HELD_BACK)).rowcount
-        ran_since = session.scalar(select(func.max(TwilioEvent.received_at)).where(TwilioEvent.received_at > lost_until))
+        latest = newest_activity(session)
+        ran_since = latest if latest is not None and latest > lost_until else None
         references = {str(m.year): {"last_in_backup": m.last, "moved_to": m.now} for m in moved}
         session.add(Restore(backup_taken_at=backup_taken_at, lost_until=lost_until, restored_at=now,
                             recorded_by_id=user_id, references=json.dumps(references, sort_keys=True)))
@@ -167,7 +169,8 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
 
 
 def _uk(moment: datetime) -> str:
-    return f"{moment.astimezone(LONDON):%H:%M %a %d %b %Y}"
+    return f"{moment.astimezone(LONDON):%H:%M:%S %a %d %b %Y}" if moment.second else \
+        f"{moment.astimezone(LONDON):%H:%M %a %d %b %Y}"
 
 
 def _uk_time(text: str | None, option: str) -> datetime | None:
@@ -177,21 +180,26 @@ def _uk_time(text: str | None, option: str) -> datetime | None:
         return None
     from helpdesk.clock import SKIPPED, iso_day, uk_time_problem
 
-    try:
-        naive = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M")
-    except ValueError:
-        naive = None
+    naive = None
+    for written in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"):
+        try:
+            naive = datetime.strptime(text.strip(), written)
+            break
+        except ValueError:
+            continue
     if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None:
-        raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM'", param_hint=option)
+        raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS'",
+                                 param_hint=option)
     if uk_time_problem(naive) == SKIPPED:
         raise click.BadParameter(f"{text!r} {SKIPPED}", param_hint=option)
     return naive.replace(tzinfo=LONDON, fold=0).astimezone(timezone.utc)
 
 
 @click.command("after-restore")
-@click.option("--lost-until", "lost_until", metavar="'YYYY-MM-DD HH:MM'", required=True,
+@click.option("--lost-until", "lost_until", metavar="'YYYY-MM-DD HH:MM[:SS]'", required=True,
               help="When the database that was lost last took anything in (the failure, or when the app was "
-                   "stopped), UK time; after it the app was down.")
+                   "stopped), UK time, rounded up: a call answered before it, but given as after, would count as "
+                   "failed. After it the app was down.")
 @click.option("--backup-taken", "backup_taken", metavar="'YYYY-MM-DD HH:MM'",
               help="When the backup put back was taken, UK time, rounded down (by default, the latest record it "
                    "holds).")
@@ -241,14 +249,15 @@ def after_restore_command(lost_until: str, backup_taken: str | None, skip: int |
     click.echo(f"Recorded: the database lost what it took in from {_uk(recorded.backup_taken_at)} (the backup) "
                f"to {_uk(recorded.lost_until)} (the failure).")
     for moved in recorded.moved:
-        click.echo(f"References for {moved.year}: the backup's last was HD-{moved.year}-{moved.last:06d}; the next "
+        click.echo(f"References for {moved.year}: the last given out was HD-{moved.year}-{moved.last:06d}; the next "
                    f"is HD-{moved.year}-{moved.now + 1:06d} ({moved.now - moved.last:,} skipped).")
     if recorded.held_back:
         click.echo(f"Held back {recorded.held_back} email acknowledgement{'' if recorded.held_back == 1 else 's'} "
                    "the backup still had to send: most likely sent before the failure.")
     if recorded.ran_since:
-        click.echo(f"Warning: the app has taken in webhooks since the failure (the latest at "
-                   f"{_uk(recorded.ran_since)}): what it did before this command, it did from the backup's state. "
-                   "References it gave out then may repeat ones given out before the failure.")
+        click.echo(f"Warning: the app has run since the failure (its latest record is of {_uk(recorded.ran_since)}): "
+                   "what it did before this command, it did from the backup's state. References it gave out then "
+                   "may repeat ones given out before the failure, and emails it read again may have been "
+                   "acknowledged twice.")
     click.echo("Before you start the app, see \"After a restore\" in the README: what cannot be had again, "
                "and what to check.")

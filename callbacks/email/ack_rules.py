@@ -9,6 +9,14 @@ from datetime import datetime, timedelta
 # A sender that stopped mid-send (a crash, a killed process) leaves its claim; after this long
 # another may take it. Far longer than a send can take (a 15-second SMTP timeout per step).
 CLAIM_STALE_AFTER = timedelta(minutes=5)
+# Why an acknowledgement is not sent after the database was restored from a backup
+# (helpdesk/restore.py): it was owed when the backup was taken, or its email was read again from
+# the mailbox. An agent can still send it ("Send it") to a customer who never had one.
+HELD_BACK = ("Owed when the backup put back was taken: most likely sent before the database was lost, so not sent "
+             "again.")
+LOST_IN_RESTORE = ("Received while the database was lost to a restore, and read again from the mailbox: it may have "
+                   "been acknowledged before, so it is not again.")
+AFTER_RESTORE = (HELD_BACK, LOST_IN_RESTORE)
 
 
 def retry_wait(attempts: int, spacing_minutes: tuple[int, ...]) -> timedelta:
@@ -57,6 +65,7 @@ class AckState:
     label: str
     detail: str = ""
     can_retry: bool = False
+    retry_label: str = "Try again"
 
 
 def ack_state(*, status: str | None, sla: str | None, attempts: int, decision: str | None,
@@ -76,6 +85,9 @@ def ack_state(*, status: str | None, sla: str | None, attempts: int, decision: s
         if due_at is not None and now > due_at:
             return AckState("overdue", "Not sent yet: overdue")
         return AckState("waiting", "Not sent yet")
+    if status == "suppressed" and last_error in AFTER_RESTORE:
+        return AckState("not_sent", "Not sent", f"{last_error} Send it if the customer never had one.",
+                        can_retry=True, retry_label="Send it")
     if status == "suppressed" or decision == "rate_limited":
         if decision == "rate_limited":
             return AckState("flood_guard", "Not sent: flood guard",

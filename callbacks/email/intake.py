@@ -14,18 +14,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from callbacks.email.ack_rules import LOST_IN_RESTORE
 from callbacks.email.parse import ParsedEmail, classify, content_fingerprint, dedupe_key, parse, references_in
 from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.enquiries import LONDON, allocate_reference
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
-from helpdesk.restore import lost_in_restore, windows
+from helpdesk.restore import MAIL_MARGIN, lost_in_restore, windows
 
 log = logging.getLogger(__name__)
 SOURCES = ("sendgrid", "imap")
-# Why an email received while a restored database was lost is not acknowledged (shown on the agents' page).
-LOST_IN_RESTORE = ("Received while the database was lost to a restore, and read again from the mailbox: it may have "
-                   "been acknowledged before, so it is not again.")
 # Column limits (helpdesk/models/email.py): longer values are not stored in the column.
 _MESSAGE_ID_MAX = 500
 _ADDRESS_MAX = 320
@@ -124,7 +122,7 @@ def store_inbound(
     to_address = _acknowledge_to(parsed, settings)
     # Received while a restored database was lost (helpdesk.restore), and read again from the
     # mailbox now: it may well have been acknowledged then, so it is not again.
-    again = lost_in_restore(windows(session), received_at)
+    again = lost_in_restore(windows(session, MAIL_MARGIN), received_at)
     suppressed = again or _over_sender_limit(session, parsed.sender or "", to_address, received_at, settings)
     if suppressed and not again:
         decision = "rate_limited"

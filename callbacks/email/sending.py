@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack import acknowledgement_message
-from callbacks.email.ack_rules import CLAIM_STALE_AFTER, AfterFailure, after_failure, sla_result
+from callbacks.email.ack_rules import AFTER_RESTORE, CLAIM_STALE_AFTER, AfterFailure, after_failure, sla_result
 from callbacks.smtp import MailError, MessageSender, ascii_domain, short_error
 from helpdesk.config import Settings
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
@@ -190,7 +190,8 @@ def _header(head: bytes | None, name: str) -> str | None:
 
 
 def retry_acknowledgement(db: Session, ack_id: int, now: datetime) -> str:
-    """An agent's "Try again" for a failed acknowledgement, or one waiting to retry: due at once.
+    """An agent's "Try again" for a failed acknowledgement, or one waiting to retry, or "Send it" for
+    one not sent after a restore: due at once.
 
     The attempts so far are kept, so a retry that fails again is marked failed at once and
     shown to the agents again rather than starting a new series of automatic retries.
@@ -201,8 +202,10 @@ def retry_acknowledgement(db: Session, ack_id: int, now: datetime) -> str:
                               .where(Ack.id == ack_id))
         if reference is None:
             raise NoSuchAcknowledgement("There is no such acknowledgement.")
-        # Failed for good, or waiting out a back-off (tried again now, not later).
-        retryable = (Ack.status == "failed") | ((Ack.status == "pending") & (Ack.attempts > 0))
+        # Failed for good, or waiting out a back-off (tried again now, not later), or not sent
+        # after a restore (the agent knows the customer never had one).
+        retryable = ((Ack.status == "failed") | ((Ack.status == "pending") & (Ack.attempts > 0))
+                     | ((Ack.status == "suppressed") & Ack.last_error.in_(AFTER_RESTORE)))
         changed = db.execute(update(Ack).where(Ack.id == ack_id, retryable).values(
             status="pending", next_attempt_at=now, claimed_at=None)).rowcount
         if not changed:

@@ -217,7 +217,7 @@ def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migra
                 connection.exec_driver_sql("ANALYZE callbacks")
         queries = {"ix_enquiries_open_email": select(func.count(Enquiry.id)).where(*open_email_enquiries()),
                    "ix_callbacks_undecided": select(Callback.id).where(may_need_a_notice()),
-                   # Revision 0014: the agents' page looks up the numbers it shows among the open callbacks.
+                   # Revision 0015: the agents' page looks up the numbers it shows among the open callbacks.
                    "ix_callbacks_status_number": owed_to({"+447700900999", "+447700900998"})}
         with engine.connect() as connection:
             assert connection.execute(queries["ix_enquiries_open_email"]).scalar() == 5

@@ -9,12 +9,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from callbacks.email.intake import LOST_IN_RESTORE, store_inbound
+from callbacks.email.ack_rules import HELD_BACK, LOST_IN_RESTORE
+from callbacks.email.intake import store_inbound
 from helpdesk.cli import main
 from helpdesk.enquiries import allocate_reference
 from helpdesk.models import (
     AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore, SchedulerLease, TwilioEvent)
-from helpdesk.restore import ACTION, HELD_BACK, RestoreError, record_restore
+from helpdesk.restore import ACTION, RestoreError, record_restore
 from helpdesk.users import add_user
 from helpdesk.voice.lookup import FakeCallLookup
 from helpdesk.voice.missed import find_missed
@@ -129,6 +130,8 @@ def test_acknowledgements_the_backup_still_had_to_send_are_held_back(database):
     with database.session() as session, session.begin():
         owed = add_email(session, BACKUP - timedelta(minutes=2), status="pending", result=None)
         sent = add_email(session, BACKUP - timedelta(minutes=30))
+        failing = add_email(session, BACKUP - timedelta(minutes=40), status="pending", result=None)
+        failing.attempts, failing.last_error = 2, "the mail server refused it"
     with database.session() as session:
         recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
                                   actor="ada")
@@ -138,6 +141,7 @@ def test_acknowledgements_the_backup_still_had_to_send_are_held_back(database):
     assert (acks[owed.id].status, acks[owed.id].last_error, acks[owed.id].next_attempt_at) == (
         "suppressed", HELD_BACK, None)
     assert acks[sent.id].status == "sent"
+    assert (acks[failing.id].status, acks[failing.id].attempts) == ("pending", 2)  # left to its retries
 
 
 def test_the_lost_windows_calls_in_twilios_log_are_left_alone_and_the_others_still_found(app):
@@ -149,11 +153,12 @@ def test_the_lost_windows_calls_in_twilios_log_are_left_alone_and_the_others_sti
     lookup.add(logged(sid(1), start=BACKUP + timedelta(hours=8)))  # answered, but its webhooks went with the window
     lookup.add(logged(sid(2), start=FAILED + timedelta(minutes=10)))  # the app was down: it never reached it
     lookup.add(logged(sid(3), start=RESTORED + timedelta(minutes=20)))  # after the restore: a real miss too
-    report = find_missed(database, app.extensions["helpdesk.settings"], lookup, since=BACKUP,
+    lookup.add(logged(sid(4), start=BACKUP - timedelta(minutes=5)))  # before the backup, and not in it: a real miss
+    report = find_missed(database, app.extensions["helpdesk.settings"], lookup, since=BACKUP - timedelta(hours=1),
                          until=RESTORED + timedelta(hours=1), now=RESTORED + timedelta(hours=2))
-    assert (report.lost_in_restore, sorted(call.sid for call in report.found)) == (1, [sid(2), sid(3)])
+    assert (report.lost_in_restore, sorted(call.sid for call in report.found)) == (1, [sid(2), sid(3), sid(4)])
     with database.session() as session:
-        assert sorted(session.scalars(select(Call.call_sid))) == [sid(2), sid(3)]
+        assert sorted(session.scalars(select(Call.call_sid))) == [sid(2), sid(3), sid(4)]
 
 
 @pytest.fixture
@@ -204,13 +209,16 @@ def test_the_command_needs_an_administrator_and_says_what_it_did(migrated_url, d
     with database.session() as session:
         assert session.scalars(select(Restore)).all() == []
 
+    assert "is not a UK time" in CliRunner().invoke(main, [
+        "db", "after-restore", "--lost-until", "2026-11-24 14:30:61", "--user", "ada"], env={
+        "DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": PASSWORD}).output
     result = run(migrated_url, "--user", "ada", "--backup-taken", "2026-11-24 02:00", "--skip", "5000")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == ("Recorded: the database lost what it took in from 02:00 Tue 24 Nov 2026 (the backup) to 14:30 "
                         "Tue 24 Nov 2026 (the failure).")
     year = datetime.now(timezone.utc).year
-    assert lines[1:-1][-1] == (f"References for {year}: the backup's last was HD-{year}-000000; the next is "
+    assert lines[1:-1][-1] == (f"References for {year}: the last given out was HD-{year}-000000; the next is "
                                f"HD-{year}-005001 (5,000 skipped).")
     assert "After a restore" in lines[-1]
 
@@ -224,3 +232,23 @@ def test_metrics_say_when_the_database_was_last_put_back(app, client):
     with database.session() as session:
         record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
     assert value(scrape(client), "helpdesk_database_restored_timestamp_seconds") == RESTORED.timestamp()
+
+
+def test_an_agent_can_send_an_acknowledgement_held_back_after_a_restore(app, client, clock):
+    """"Send it", for a customer who never had one; a flood-guard one stays unsendable."""
+    from callbacks.email.sending import AcknowledgementError, retry_acknowledgement
+
+    database = app.extensions["helpdesk.db"]
+    user = admin(database)
+    with database.session() as session, session.begin():
+        owed = add_email(session, BACKUP - timedelta(minutes=2), status="pending", result=None)
+        limited = add_email(session, BACKUP - timedelta(minutes=3), status="suppressed", result=None)
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
+    with database.session() as session:
+        retry_acknowledgement(session, owed.id, RESTORED + timedelta(minutes=5))
+        with pytest.raises(AcknowledgementError):
+            retry_acknowledgement(session, limited.id, RESTORED + timedelta(minutes=5))
+    with database.session() as session:
+        ack = session.get(EmailAcknowledgement, owed.id)
+        assert (ack.status, ack.next_attempt_at) == ("pending", RESTORED + timedelta(minutes=5))

@@ -17,7 +17,7 @@ from callbacks.email.ack import (
     subject_line,
     time_words,
 )
-from callbacks.email.ack_rules import after_failure, ack_state, retry_wait, sla_result
+from callbacks.email.ack_rules import HELD_BACK, LOST_IN_RESTORE, after_failure, ack_state, retry_wait, sla_result
 from helpdesk.config import parse_settings
 
 REFERENCE = "HD-2026-000123"
@@ -264,6 +264,8 @@ def test_sent_at_the_due_time_is_on_time_and_a_second_later_is_late():
     ({"status": "failed", "attempts": 8, "last_error": "451 busy"}, "failed", "Failed", True),
     ({"status": "suppressed", "decision": "rate_limited"}, "flood_guard", "Not sent: flood guard", False),
     ({"status": "suppressed", "last_error": "own address"}, "not_sent", "Not sent", False),
+    ({"status": "suppressed", "last_error": HELD_BACK}, "not_sent", "Not sent", True),  # after a restore: "Send it"
+    ({"status": "suppressed", "last_error": LOST_IN_RESTORE}, "not_sent", "Not sent", True),
     ({"status": None}, "none", "None owed", False),
 ])
 def test_agents_see_the_acknowledgement_state_in_words(values, key, label, can_retry):
