@@ -14,6 +14,12 @@ from helpdesk.server import child_exit, on_exit, on_starting, post_worker_init  
 
 # Twilio waits 15 s for a webhook's answer: a worker stuck for twice that is restarted.
 timeout = 30
+# An idle connection is kept open this long (gunicorn's default is 2 s). A client or proxy that
+# sends on a connection just as gunicorn closes it gets a reset: Twilio then calls the fallback
+# URL, and the call is recorded as failed. Keep a proxy's idle timeout for its connections to
+# the app shorter than this (nginx: keepalive_timeout in the upstream block; a load balancer's
+# idle timeout), so the proxy always closes first.
+keepalive = 75
 # Threads, as `helpdesk run` has: a worker answers webhooks while another of its requests runs
 # long (an evidence pack for a quarter takes up to half a minute), and that request is not cut
 # off by the timeout above, which a worker with a single thread would apply to it.

@@ -36,6 +36,10 @@ class HelpdeskServer(BaseApplication):
         return create_app()
 
 
+# gunicorn closes an idle connection after this; its default, 2 s, races clients reusing one.
+KEEPALIVE_SECONDS = 75
+
+
 def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None:
     """Run gunicorn. `scheduler` (an APScheduler BackgroundScheduler) runs in the master process:
     started once the master is listening (`when_ready`), before it forks the workers, and shut
@@ -47,6 +51,8 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
         "accesslog": "-",
         # Twilio waits 15 s; answer well inside that or fail fast.
         "timeout": 30,
+        # Idle connections stay open longer than a client or proxy keeps them (config/gunicorn.conf.py).
+        "keepalive": KEEPALIVE_SECONDS,
         "preload_app": False,
     }
     hooks = combine_hooks({"post_worker_init": post_worker_init}, metrics_hooks(prepare_metrics_dir()))

@@ -90,3 +90,27 @@ def test_a_database_that_does_not_answer_yet_is_served_anyway_with_the_spool(tmp
     assert "Traceback" not in output
     # The app's lines carry time, level and logger, as under `helpdesk run`.
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR helpdesk\.cli: cannot reach the database", output, re.M)
+
+
+def test_an_idle_connection_is_kept_open_for_the_next_webhook(migrated_url, tmp_path):
+    """gunicorn's default keep-alive (2 s) closes an idle connection just as a client or proxy may
+    reuse it: the request then meets a reset, and Twilio calls the fallback (a failed call)."""
+    import http.client
+    import time
+
+    port = free_port()
+    env = {**SECRETS, "DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(ROOT / "config" / "helpdesk.toml")}
+    process = gunicorn(env, port)
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", process=process)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        time.sleep(3)  # longer than gunicorn's default keep-alive
+        connection.request("GET", "/healthz")  # the same connection, still open
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        stop_process(process)

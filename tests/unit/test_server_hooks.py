@@ -161,3 +161,15 @@ def test_gunicorns_master_makes_its_checks_as_the_workers_user(monkeypatch):
     finally:
         server.on_exit(arbiter)
     assert not os.path.exists(directory)
+
+
+def test_helpdesk_run_keeps_idle_connections_open_as_the_shipped_configuration_does(monkeypatch, tmp_path):
+    from helpdesk import server
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    seen = {}
+    monkeypatch.setattr(server.HelpdeskServer, "run", lambda self: seen.update(self.options))
+    server.serve("127.0.0.1:0")
+    namespace = {}
+    exec(compile(CONFIG_FILE.read_text(), str(CONFIG_FILE), "exec"), namespace)
+    assert seen["keepalive"] == namespace["keepalive"] == server.KEEPALIVE_SECONDS >= 60
