@@ -34,6 +34,7 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callbacks.email.sending import send_due_acknowledgements
@@ -44,6 +45,7 @@ from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import LONDON, now_utc
 from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.models import SchedulerLease
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
 from helpdesk.voice.missed import LOOK_BACK as MISSED_LOOK_BACK, SETTLE, MissedReport, find_missed
 from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls
@@ -113,7 +115,7 @@ class LeasedJob:
                 with self.database.session() as session:
                     lease_seconds = self.settings.scheduler.lease_seconds
                     run.held = acquire_lease(session, self.lease, self.holder, run.now, lease_seconds)
-                    self._say_who_runs_it(run.held)
+                    self._say_who_runs_it(run.held, session)
                     if not run.held:
                         return run
                     self.work(session, run)
@@ -126,13 +128,19 @@ class LeasedJob:
                     self.database.dispose()
             return run
 
-    def _say_who_runs_it(self, held: bool) -> None:
+    def _say_who_runs_it(self, held: bool, session: Session) -> None:
         # Once each time it changes, so a standby scheduler says it is one, and when it takes over.
         if held == self._held_before or not self.announce:
             return
         if not held:
-            log.info("another scheduler holds the lease for the %s: this one stands by, and takes over if that one "
-                     "stops", self.description)
+            # Which process, and until when: after a crash it is this host's own dead predecessor,
+            # whose lease runs out by itself (scheduler.lease_seconds), not a second scheduler.
+            with session.begin():
+                holder, expires = session.execute(select(SchedulerLease.holder, SchedulerLease.expires_at)
+                                                  .where(SchedulerLease.name == self.lease)).one()
+            log.info("the lease for the %s is held by %s until %s: this one stands by, and takes over then unless "
+                     "that scheduler renews it (after a crash, it is the crashed one's)", self.description, holder,
+                     expires.astimezone(LONDON).strftime("%H:%M:%S"))
         elif self._held_before is False:
             log.info("took over the %s: the other scheduler's lease lapsed or was released", self.description)
         self._held_before = held

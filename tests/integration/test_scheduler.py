@@ -129,7 +129,10 @@ def test_a_standby_scheduler_says_once_that_it_stands_by_and_when_it_takes_over(
     assert active().held
     for _ in range(3):
         assert not standby().held
-    assert caplog.text.count("another scheduler holds the lease for the callback sweep: this one stands by") == 1
+    # Who holds it, and until when (the active one's run plus scheduler.lease_seconds, UK time).
+    until = (DUE + timedelta(seconds=settings.scheduler.lease_seconds)).astimezone(ZoneInfo("Europe/London"))
+    assert caplog.text.count(f"the lease for the callback sweep is held by a until {until:%H:%M:%S}: this one "
+                             "stands by") == 1
     assert "took over" not in caplog.text
     active.release()
     assert standby().held and standby().held
