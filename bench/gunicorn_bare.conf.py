@@ -3,4 +3,5 @@ settings, without the help desk's start-up checks (these apps have no database o
 from helpdesk.server import post_worker_init  # noqa: F401  (found by name)
 
 timeout = 30
+keepalive = 75  # as config/gunicorn.conf.py (sync workers, as the benchmarks run, close each connection anyway)
 control_socket_disable = True  # as config/gunicorn.conf.py
