@@ -252,3 +252,21 @@ def test_an_agent_can_send_an_acknowledgement_held_back_after_a_restore(app, cli
     with database.session() as session:
         ack = session.get(EmailAcknowledgement, owed.id)
         assert (ack.status, ack.next_attempt_at) == ("pending", RESTORED + timedelta(minutes=5))
+
+
+def test_the_agents_page_offers_to_send_a_held_back_acknowledgement(app, client):
+    from tests.integration.test_queue_page import PASSWORD as AGENT_PASSWORD, add_agent, text_of
+    from tests.integration.test_users_and_login import sign_in
+
+    database = app.extensions["helpdesk.db"]
+    user = admin(database)
+    with database.session() as session, session.begin():
+        owed = add_email(session, BACKUP - timedelta(minutes=2), status="pending", result=None)
+        reference = session.get(Enquiry, owed.enquiry_id).reference
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
+    add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", AGENT_PASSWORD).status_code == 302
+    page = text_of(client.get("/queue"))
+    assert "Owed when the backup put back was taken" in page and "Send it if the customer never had one." in page
+    assert f'Send it<span class="visually-hidden"> (the acknowledgement for {reference})</span>' in page
