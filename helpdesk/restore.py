@@ -54,7 +54,7 @@ class RestoreError(Exception):
 @dataclass(frozen=True)
 class Moved:
     year: int
-    last: int  # the last number given out, in the backup
+    last: int  # the last number given out so far: the backup's, unless the app ran before the command
     now: int  # the counter now: the next reference is now + 1
 
 
