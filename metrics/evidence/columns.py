@@ -114,6 +114,8 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "ack_result": "met, late, unacknowledged (not sent by its due time), pending (not yet due), or blank (not "
                       "sent on purpose, not counted)",
         "sender": "Who sent the email, masked unless the pack is unmasked",
+        "not_sent_reason": "For a suppressed acknowledgement, why it was not sent: the flood guard, the help "
+                           "desk's own address, or a restore of the database from a backup; blank otherwise",
     },
 }
 

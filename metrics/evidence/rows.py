@@ -45,8 +45,10 @@ ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "so
                    "recorded"]
 EMAIL_COLUMNS = [
     "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
-    "ack_result", "sender",
+    "ack_result", "sender", "not_sent_reason",
 ]
+# Why an acknowledgement held back by the flood guard was not sent (its row has no reason of its own).
+FLOOD_GUARD = "flood guard: the sender passed the limit of acknowledgements in the time window"
 NOTE = "note"
 
 
@@ -295,7 +297,7 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
     ack = EmailAcknowledgement
     statement = (
         select(Enquiry.reference, ack.received_at, ack.due_at, ack.sent_at, ack.status, ack.sla_result,
-               InboundEmail.sender, ack.to_address)
+               InboundEmail.sender, ack.to_address, InboundEmail.decision, ack.last_error)
         .select_from(ack)
         .join(Enquiry, Enquiry.id == ack.enquiry_id)
         .outerjoin(InboundEmail, InboundEmail.id == ack.inbound_email_id)
@@ -305,12 +307,16 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
 
     def rows() -> Iterator[list[str]]:
         when = london_times()
-        for reference, received, due_at, sent, status, result, sender, to_address in _stream(connection, statement):
+        for reference, received, due_at, sent, status, result, sender, to_address, decision, error in _stream(
+                connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
             waited = as_utc(sent) - as_utc(received) if sent is not None else None
+            # A suppressed row's reason is the app's own words (never a mail server's, which are
+            # kept for rows that failed): the flood guard, the help desk's own address, a restore.
+            reason = "" if status != "suppressed" else FLOOD_GUARD if decision == "rate_limited" else (error or "")
             yield [
                 reference, when(received), when(due_at), when(sent), seconds(waited), status, yes_no(counted),
-                verdict, redactor.email(sender or to_address),
+                verdict, redactor.email(sender or to_address), inert(reason),
             ]
 
     return list(EMAIL_COLUMNS), rows()

@@ -105,6 +105,7 @@ def seed(db_session, settings) -> None:
         _email(4, utc(2026, 11, 24, 9, 55), "jane.doe@example.org", status="pending"),  # not yet due at 10:00
         _email(5, utc(2026, 11, 24, 9, 0), "sam@mail.example.co.uk", status="suppressed"),
     ]
+    emails[-1].inbound_email.decision = "rate_limited"
     with db_session.begin():
         db_session.add_all(callbacks + emails)
 
@@ -280,6 +281,9 @@ def test_emails_show_met_late_unacknowledged_pending_and_suppressed(pack):
     assert [(e["ack_result"], e["counted"]) for e in emails] == [
         ("met", "yes"), ("late", "yes"), ("unacknowledged", "yes"), ("", "no"), ("pending", "no")]
     assert emails[0]["ack_seconds"] == "120.0" and emails[0]["acknowledged"] == "2026-11-23T10:02:00.000+00:00"
+    # Why the suppressed one was not sent; no other row has a reason.
+    assert [e["not_sent_reason"] for e in emails] == [
+        "", "", "", "flood guard: the sender passed the limit of acknowledgements in the time window", ""]
 
 
 def test_summary_csv_figures_are_those_of_metrics_compliance_for_every_period(app, pack, db_session, clock):
