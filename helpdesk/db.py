@@ -209,9 +209,7 @@ def make_engine(url: str, *, wait_seconds: float | None = None, statement_second
     if "prepare_threshold" in ours:
         connect_args["prepare_threshold"] = ours["prepare_threshold"]
     url = parsed.difference_update_query(POOL_SETTINGS + ("prepare_threshold",))
-    if not wait_seconds:
-        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
-    elif watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
+    if wait_seconds and watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _hold_webhook_connections_briefly(engine)
     else:
