@@ -224,7 +224,7 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
     from datetime import date, timedelta
 
     from callbacks.deadlines import callback_deadline, explain
-    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, local, uk_time_problem
+    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, local, uk_time_problem, wall_time
     from helpdesk.config import clock_text
     from metrics.periods import uk_midnight
 
@@ -242,11 +242,8 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
                                  param_hint="--from")
     owed = None
     if owed_from:
-        try:
-            naive = datetime.strptime(owed_from.strip(), "%Y-%m-%d %H:%M")
-        except ValueError:
-            naive = None
-        if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None or naive.year > 9997:  # room for its deadline
+        naive = wall_time(owed_from)
+        if naive is None or naive.year > 9997:  # room for its deadline
             raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900 to 9997",
                                      param_hint="--owed-from") from None
         problem = uk_time_problem(naive)

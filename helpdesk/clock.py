@@ -52,6 +52,18 @@ SKIPPED = "did not happen in the UK: the clocks went forward an hour then"
 REPEATED = "happened twice in the UK: the clocks went back an hour then"
 
 
+def wall_time(text: str, seconds: bool = False) -> datetime | None:
+    """A wall-clock time written 'YYYY-MM-DD HH:MM' (or, with `seconds`, also 'YYYY-MM-DD
+    HH:MM:SS'), naive, on a day `iso_day` takes; None if it is not one."""
+    for written in ("%Y-%m-%d %H:%M",) + (("%Y-%m-%d %H:%M:%S",) if seconds else ()):
+        try:
+            naive = datetime.strptime(text.strip(), written)
+        except ValueError:
+            continue
+        return naive if iso_day(f"{naive:%Y-%m-%d}") is not None else None
+    return None
+
+
 def uk_time_problem(naive: datetime, zone: ZoneInfo = LONDON) -> str | None:
     """Why a wall-clock time written without an offset does not name one UK instant, or None:
     it fell in the hour the clocks skipped in spring (SKIPPED), or in the hour they repeated in

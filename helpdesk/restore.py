@@ -178,16 +178,10 @@ def _uk_time(text: str | None, option: str) -> datetime | None:
     pass (the earlier). None when not given."""
     if text is None:
         return None
-    from helpdesk.clock import SKIPPED, iso_day, uk_time_problem
+    from helpdesk.clock import SKIPPED, uk_time_problem, wall_time
 
-    naive = None
-    for written in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"):
-        try:
-            naive = datetime.strptime(text.strip(), written)
-            break
-        except ValueError:
-            continue
-    if naive is None or iso_day(f"{naive:%Y-%m-%d}") is None:
+    naive = wall_time(text, seconds=True)
+    if naive is None:
         raise click.BadParameter(f"{text!r} is not a UK time: use 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS'",
                                  param_hint=option)
     if uk_time_problem(naive) == SKIPPED:
