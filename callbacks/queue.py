@@ -67,7 +67,7 @@ class Sibling:
     id: int
     reference: str
     due_at: datetime
-    listed: bool = False  # on the page too, so it can be linked to
+    listed: bool  # on the page too, so it can be linked to
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,6 @@ def open_callbacks(session: Session, settings: Settings, now: datetime, *, limit
         calls, history = _latest_calls(session, [callback.id for callback in callbacks], now)
         unheard = _unheard_calls(session, callbacks)
         siblings = _same_number(session, callbacks)
-    shown = {callback.id for callback in callbacks}
-    siblings = {number: [replace(s, listed=s.id in shown) for s in found] for number, found in siblings.items()}
     entries = [replace(_entry(settings, callback, now, limits), call=calls.get(callback.id, ""),
                        history=tuple(history.get(callback.id, ())), unheard=callback.call_sid in unheard,
                        same_number=tuple(s for s in siblings.get(callback.caller_number, ()) if s.id != callback.id))
@@ -176,13 +174,14 @@ def owed_to(numbers: set[str]):
 
 def _same_number(session: Session, callbacks: list[Callback]) -> dict[str, list[Sibling]]:
     """Every open callback owed to a number that one of `callbacks` is owed to (a caller who
-    called twice, say), by number, earliest due first."""
+    called twice, say), by number, earliest due first; each says whether it is among `callbacks`."""
     numbers = {callback.caller_number for callback in callbacks if callback.caller_number}
     if not numbers:
         return {}
+    shown = {callback.id for callback in callbacks}
     owed: dict[str, list[Sibling]] = {}
     for callback_id, number, reference, due_at in session.execute(owed_to(numbers)):
-        owed.setdefault(number, []).append(Sibling(callback_id, reference, due_at))
+        owed.setdefault(number, []).append(Sibling(callback_id, reference, due_at, callback_id in shown))
     # Sorted here: ordered in SQL, SQLite would read every open callback by due time rather
     # than look the numbers up (ix_callbacks_status_number).
     return {number: sorted(found, key=lambda s: (s.due_at, s.id)) for number, found in owed.items() if len(found) > 1}
