@@ -86,8 +86,9 @@ def parse_day(text: str | None, what: str) -> date:
     if not text:
         raise EvidenceError(f"give the {what} date as YYYY-MM-DD, for example 2026-11-24")
     day = iso_day(text)
-    if day is None and day_problem(text).startswith("is not a date"):
-        raise EvidenceError(f"the {what} date {quoted(text)} {day_problem(text)}")
+    problem = day_problem(text) if day is None else ""
+    if problem.startswith("is not a date"):
+        raise EvidenceError(f"the {what} date {quoted(text)} {problem}")
     if day is None or day < EARLIEST:
         raise EvidenceError(f"the {what} date {quoted(text)} is out of range: use a date from {EARLIEST.year} on")
     return day
