@@ -80,6 +80,11 @@ def lost_in_restore(lost: list[tuple[datetime, datetime]], moment: datetime) -> 
     return any(start <= moment <= end for start, end in lost)
 
 
+def overlapping(lost: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The windows among `lost` that overlap the period from `start` (included) to `end` (not)."""
+    return [(first, last) for first, last in lost if last >= start and first < end]
+
+
 def newest_activity(session: Session, until: datetime | None = None) -> datetime | None:
     """The latest moment (up to `until`) the database has a record of: webhook, email, enquiry,
     attempt or audited action."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 from helpdesk.config import Settings
 from helpdesk.models import Call
 from helpdesk.models.call import never_reached
+from helpdesk.restore import overlapping, windows
 from metrics import compliance
 from metrics.periods import uk_midnight
 
@@ -34,6 +35,8 @@ class DaySummary:
     # which they arrived: how long callers heard Twilio's error message, at least.
     unheard: int = 0
     unheard_spells: tuple[Spell, ...] = ()
+    # Windows a restore of the database lost that overlap the day (helpdesk db after-restore).
+    lost: tuple[tuple[datetime, datetime], ...] = ()
 
 
 def spells(unheard: list[datetime], heard: list[datetime]) -> tuple[Spell, ...]:
@@ -89,8 +92,9 @@ def day_summary(session: Session, day: date, settings: Settings, now: datetime) 
             select(Call.arrived_at)
             .where(Call.arrived_at > unheard[0], Call.arrived_at < unheard[-1], ~never_reached())
             .order_by(Call.arrived_at))) if len(unheard) > 1 else []
+        lost = overlapping(windows(session), start, end)
     return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached, len(unheard),
-                      spells(unheard, heard))
+                      spells(unheard, heard), tuple(lost))
 
 
 def calls_page(

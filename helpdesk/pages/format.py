@@ -115,6 +115,25 @@ def format_day(day) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
+def window_words(start: datetime, end: datetime) -> str:
+    """A stretch of time in UK time: "from 14:02:10 GMT to 14:06:00 GMT on Thursday 3 December 2026",
+    or with both days when it crosses midnight. GMT or BST with each time, as a time repeated when the
+    clocks go back would otherwise be ambiguous."""
+    first, last = local(start), local(end)
+    if first.date() == last.date():
+        return f"from {first:%H:%M:%S %Z} to {last:%H:%M:%S %Z} on {format_day(first.date())}"
+    return (f"from {first:%H:%M:%S %Z} on {format_day(first.date())} "
+            f"to {last:%H:%M:%S %Z} on {format_day(last.date())}")
+
+
+def lost_words(lost: list[tuple[datetime, datetime]], what: str) -> str:
+    """Why `what` ("these figures") lack something: the windows restores of the database lost."""
+    spans = [window_words(start, end) for start, end in lost]
+    listed = spans[0] if len(spans) == 1 else ", ".join(spans[:-1]) + " and " + spans[-1]
+    return (f"The database was restored from a backup, so what came in {listed} is missing from {what}. "
+            "Twilio's call log still has those calls.")
+
+
 ROLE_LABELS = {"agent": "Agent", "manager": "Manager", "auditor": "DWP auditor", "admin": "Administrator"}
 
 

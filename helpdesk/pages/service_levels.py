@@ -3,7 +3,7 @@ range of UK dates, and what is owed now. Figures come from metrics.compliance, a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, render_template, request
 
@@ -11,6 +11,7 @@ from callbacks.queue import span_words as duration_words
 from helpdesk.clock import iso_day
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
+from helpdesk.restore import overlapping, windows
 from helpdesk.web import clock, database, settings
 from metrics import compliance
 
@@ -33,6 +34,8 @@ class PeriodTable:
     heading: str
     words: str  # "Tuesday 24 November 2026", "Monday 23 to Sunday 29 November 2026"
     figures: dict[str, compliance.RuleFigures]
+    # Windows a restore of the database lost that overlap the period (helpdesk db after-restore).
+    lost: tuple[tuple[datetime, datetime], ...] = ()
 
 
 def _day(text: str, what: str) -> date:
@@ -87,12 +90,15 @@ def service_levels():
     with database().session() as session:
         by_period = compliance.figures_for_periods(session, periods, config, now)
         live = compliance.live_figures(session, config, now)
+        with session.begin():
+            lost = windows(session)
     tables = []
     for period in periods:
         first = compliance.uk_date(period.start)
         last = compliance.uk_date(period.end) - timedelta(days=1)
         heading = PERIOD_HEADINGS.get(period.label, "Chosen dates")
-        tables.append(PeriodTable(period.label, heading, span_words(first, last), by_period[period.label]))
+        tables.append(PeriodTable(period.label, heading, span_words(first, last), by_period[period.label],
+                                  tuple(overlapping(lost, period.start, period.end))))
     return render_template(
         "service_levels.html",
         tables=tables,

@@ -16,7 +16,8 @@ NOTE_MEANING = "The agent's note, when the pack was made with notes included; bl
 DEFINITIONS: dict[str, dict[str, str]] = {
     "summary.csv": {
         "level": "day, week (ISO week, cut at the ends of the range), month, or range (the whole period)",
-        "period": "The period's name: 2026-11-24, 2026-W48, 2026-11, or the range's first and last days",
+        "period": "The period's name: 2026-11-24, 2026-W48, 2026-11, or \"range\" for the whole period (its days are "
+                  "first_day and last_day)",
         "first_day": "The period's first UK date, inclusive",
         "last_day": "The period's last UK date, inclusive",
         "rule": "answer_within_rings (calls answered within the ring target), callback_within_3h (first callback "
@@ -26,6 +27,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "breached": "Countable items that did not meet the rule",
         "compliance": "met / countable as a fraction to four decimals, a half rounded up; blank when nothing was "
                       "countable (no data, never 0)",
+        "lost_in_restore": f"Where the help desk's database was restored from a backup, the time it lost that "
+                           f"overlaps the period, from/to in {TIMES}, several separated by \"; \": what came in "
+                           "then is missing from every file and figure; blank otherwise",
     },
     "calls.csv": {
         "call_sid": "Twilio's identifier of the call (CA...), to find it in Twilio's own records",

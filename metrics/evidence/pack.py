@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.clock import day_problem, iso_day
 from helpdesk.config import Settings
-from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, Restore
+from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from helpdesk.pages.format import quoted
 from helpdesk.paths import parent_problem
 from metrics import compliance
@@ -167,9 +167,6 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             headers[name] = header
             counts[name] = write_csv(directory / name, header, rows, progress)
         tables.answer_rings(connection, start, end, tally)
-        lost = [{"from": taken.isoformat(), "to": until.isoformat()} for taken, until in connection.execute(
-            select(Restore.backup_taken_at, Restore.lost_until)
-            .where(Restore.lost_until > start, Restore.backup_taken_at < end).order_by(Restore.id))]
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
@@ -197,7 +194,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "callback_attempts": "one row per attempt in callback_attempts.csv, joined on callback_id",
         # Restores from a backup (helpdesk db after-restore) whose lost window overlaps the period:
         # what the help desk took in then is missing from every file (UTC instants).
-        "lost_in_restores": lost,
+        "lost_in_restores": [{"from": taken.isoformat(), "to": until.isoformat()}
+                             for taken, until in summary.whole.lost],
     }
     digest = write_manifest(directory, manifest_facts, counts)
     for path in directory.iterdir():

@@ -17,7 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from helpdesk.config import WEEKDAYS, Settings, clock_text
-from helpdesk.pages.format import format_compliance, format_minutes
+from helpdesk.pages.format import format_compliance, format_minutes, lost_words
 from metrics import compliance
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON
@@ -146,6 +146,13 @@ def withdrawn_words(count: int) -> str:
             "\u201cwithdrawn\u201d); the agent's reason is in the note, included when notes are.")
 
 
+def restored_words(lost) -> str:
+    """What a restore of the database took from the pack, for the report's opening."""
+    return (lost_words(lost, "these figures and from every file of this pack")
+            + " summary.csv marks each period it touches (lost_in_restore), and manifest.json lists "
+            + ("the time" if len(lost) == 1 else "each time") + " in UTC (lost_in_restores).")
+
+
 def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str) -> None:
     """Write the PDF report for one pack."""
     styles = getSampleStyleSheet()
@@ -162,6 +169,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
                          + ("Notes are included." if facts.include_notes else "Notes are left out.")),
                   styles["BodyText"]),
         *([Paragraph(escape(PROVISIONAL), styles["BodyText"])] if facts.provisional else []),
+        *([Paragraph("<b>Lost in a restore.</b> " + escape(restored_words(summary.whole.lost)), styles["BodyText"])]
+          if summary.whole.lost else []),
         Paragraph("Rules in force", styles["Heading2"]),
         *[Paragraph(line, styles["BodyText"]) for line in rules_in_words(settings)],
         Paragraph("Figures", styles["Heading2"]),

@@ -12,11 +12,13 @@ from typing import Iterator
 from sqlalchemy.orm import Session
 
 from helpdesk.config import Settings
+from helpdesk.restore import overlapping, windows
 from metrics import compliance
-from metrics.evidence.fields import LONDON, ratio
+from metrics.evidence.fields import LONDON, london_times, ratio
 
 SUMMARY_COLUMNS = [
     "level", "period", "first_day", "last_day", "rule", "countable", "met", "breached", "compliance",
+    "lost_in_restore",
 ]
 
 
@@ -25,6 +27,8 @@ class PeriodFigures:
     level: str  # day, week, month, range
     period: compliance.Period
     figures: dict[str, compliance.RuleFigures]
+    # Windows a restore of the database lost that overlap the period (helpdesk db after-restore).
+    lost: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def first_day(self) -> date:
@@ -54,10 +58,14 @@ class Summary:
 def build_summary(session: Session, first: date, last: date, settings: Settings, now: datetime) -> Summary:
     """Figures for `first`..`last` (UK dates, inclusive) from metrics.compliance."""
     by_day = compliance.figures_by_day(session, first, last, settings, now)
-    days = [
-        PeriodFigures("day", period, by_day[date.fromisoformat(period.label)])
-        for period in compliance.day_periods(first, last)
-    ]
+    with session.begin():
+        lost = windows(session)
+
+    def figures(level: str, period: compliance.Period, found: dict[str, compliance.RuleFigures]) -> PeriodFigures:
+        return PeriodFigures(level, period, found, tuple(overlapping(lost, period.start, period.end)))
+
+    days = [figures("day", period, by_day[date.fromisoformat(period.label)])
+            for period in compliance.day_periods(first, last)]
 
     whole = compliance.date_range_period(first, last)
     months = compliance.month_periods(first, last)
@@ -65,19 +73,22 @@ def build_summary(session: Session, first: date, last: date, settings: Settings,
     # One query per rule for every week, month and the whole range together.
     by_label = compliance.figures_for_periods(session, [whole, *months, *weeks], settings, now)
     return Summary(
-        whole=PeriodFigures("range", whole, by_label[whole.label]),
-        months=[PeriodFigures("month", p, by_label[p.label]) for p in months],
-        weeks=[PeriodFigures("week", p, by_label[p.label]) for p in weeks],
+        whole=figures("range", whole, by_label[whole.label]),
+        months=[figures("month", p, by_label[p.label]) for p in months],
+        weeks=[figures("week", p, by_label[p.label]) for p in weeks],
         days=days,
     )
 
 
 def summary_rows(summary: Summary) -> Iterator[list[str]]:
     """summary.csv's rows: compliance as a ratio (0 to 1) to four places, blank for no data."""
+    uk_time = london_times()
     for entry in summary.levels():
+        lost = "; ".join(f"{uk_time(start)}/{uk_time(end)}" for start, end in entry.lost)
         for rule in compliance.RULES:
             figures = entry.figures[rule]
             yield [
                 entry.level, entry.period.label, entry.first_day.isoformat(), entry.last_day.isoformat(), rule,
                 str(figures.countable), str(figures.met), str(figures.breached), ratio(figures.met, figures.countable),
+                lost,
             ]

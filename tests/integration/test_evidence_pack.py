@@ -172,19 +172,38 @@ def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(p
     assert verify(pack).ok
 
 
-def test_the_manifest_names_the_windows_restores_lost_within_the_period(app, db_session, clock, seeded, auditor,
-                                                                         admin, packs):
+def test_the_pack_names_the_windows_restores_lost_within_the_period(app, db_session, clock, seeded, auditor,
+                                                                      admin, packs):
+    """In the manifest (UTC), in summary.csv against each period it touches, and in report.pdf's opening."""
     from helpdesk.restore import record_restore
 
-    assert json.loads((export(app, db_session, clock, auditor, packs / "before") / MANIFEST).read_text())[
-        "lost_in_restores"] == []
+    pdftotext = require_program("pdftotext", "install poppler-utils")
+
+    def report(pack: Path) -> str:
+        return " ".join(subprocess.run([pdftotext, str(pack / "report.pdf"), "-"], check=True, capture_output=True,
+                                       timeout=60).stdout.decode().split())
+
+    before = export(app, db_session, clock, auditor, packs / "before")
+    assert json.loads((before / MANIFEST).read_text())["lost_in_restores"] == []
+    assert {row["lost_in_restore"] for row in read(before / "summary.csv")} == {""}
+    assert "restored from a backup" not in report(before)
     record_restore(db_session, backup_taken_at=utc(2026, 11, 24, 22), lost_until=utc(2026, 11, 24, 23),
                    now=utc(2026, 11, 26, 12), user_id=admin.user_id, actor=admin.username)
-    manifest = json.loads((export(app, db_session, clock, auditor, packs / "after") / MANIFEST).read_text())
+    after = export(app, db_session, clock, auditor, packs / "after")
+    manifest = json.loads((after / MANIFEST).read_text())
     assert manifest["lost_in_restores"] == [{"from": "2026-11-24T22:00:00+00:00", "to": "2026-11-24T23:00:00+00:00"}]
+    marked = {(row["level"], row["period"]): row["lost_in_restore"] for row in read(after / "summary.csv")}
+    window = "2026-11-24T22:00:00.000+00:00/2026-11-24T23:00:00.000+00:00"
+    assert marked == {("day", "2026-11-23"): "", ("day", "2026-11-24"): window, ("week", "2026-W48"): window,
+                      ("month", "2026-11"): window, ("range", "range"): window}
+    assert ("Lost in a restore. The database was restored from a backup, so what came in from 22:00:00 GMT to "
+            "23:00:00 GMT on Tuesday 24 November 2026 is missing from these figures and from every file of this "
+            "pack.") in report(after)
+    assert verify(after).ok
     outside = export(app, db_session, clock, auditor, packs / "outside", first=date(2026, 11, 23),
                      last=date(2026, 11, 23))
     assert json.loads((outside / MANIFEST).read_text())["lost_in_restores"] == []
+    assert {row["lost_in_restore"] for row in read(outside / "summary.csv")} == {""}
 
 
 def test_calls_csv_has_one_row_per_call_in_the_range_with_uk_times_and_results(pack):

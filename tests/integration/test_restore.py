@@ -270,3 +270,28 @@ def test_the_agents_page_offers_to_send_a_held_back_acknowledgement(app, client)
     page = text_of(client.get("/queue"))
     assert "Owed when the backup put back was taken" in page and "Send it if the customer never had one." in page
     assert f'Send it<span class="visually-hidden"> (the acknowledgement for {reference})</span>' in page
+
+
+def test_the_calls_and_service_levels_pages_say_what_a_restore_lost(app, client, db_session):
+    """For each day and period the window touches, and for no other."""
+    from tests.integration.test_users_and_login import make_user, sign_in
+
+    database = app.extensions["helpdesk.db"]
+    user = admin(database)
+    with database.session() as session:
+        record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user, actor="ada")
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    lost = ("The database was restored from a backup, so what came in from 02:00:00 GMT to 14:30:00 GMT on "
+            "Tuesday 24 November 2026 is missing from")
+    assert f"{lost} this list and these figures." in client.get("/calls?day=2026-11-24").get_data(as_text=True)
+    assert "restored from a backup" not in client.get("/calls?day=2026-11-23").get_data(as_text=True)
+
+    page = client.get("/service-levels?from=2026-11-01&to=2026-11-23").get_data(as_text=True)
+
+    def section(key: str) -> str:
+        return page.split(f'id="{key}-title"')[1].split("</section>")[0]
+
+    for key in ("today", "week", "month"):  # the test clock's today is 24 November
+        assert f"{lost} these figures." in section(key)
+    assert "restored from a backup" not in section("range")
