@@ -149,6 +149,15 @@ def datasource_variable() -> dict:
             "regex": "", "skipUrlSync": False, "multi": False, "includeAll": False, "options": []}
 
 
+# A mark where the database was put back to an older backup (helpdesk db after-restore): the
+# business counters went back there, so an increase() over a range that spans it counts the
+# lost window twice (README, "After a restore").
+RESTORED = {
+    "name": "Database restored from a backup", "datasource": DATASOURCE, "enable": True, "hide": False,
+    "iconColor": RED, "expr": "changes(helpdesk_database_restored_timestamp_seconds[5m]) > 0",
+}
+
+
 def dashboard(uid: str, title: str, description: str, layout: Layout, *, time_from: str = "now/d",
               links: list[dict] | None = None) -> dict:
     """The whole dashboard: UK time, refreshed every minute, today by default."""
@@ -162,7 +171,7 @@ def dashboard(uid: str, title: str, description: str, layout: Layout, *, time_fr
         "annotations": {"list": [{
             "name": "Annotations & Alerts", "builtIn": 1, "type": "dashboard", "enable": True, "hide": True,
             "iconColor": "rgba(0, 211, 255, 1)", "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-        }]},
+        }, RESTORED]},
         "links": links or [],
         "panels": layout.panels,
     }
@@ -181,6 +190,13 @@ def panel_queries(board: dict):
         for inner in [panel, *panel.get("panels", [])]:
             for query in inner.get("targets", []):
                 yield inner.get("title", ""), query
+
+
+def annotation_queries(board: dict):
+    """(name, query) for each annotation that asks Prometheus (not Grafana's own)."""
+    for annotation in board["annotations"]["list"]:
+        if "expr" in annotation:
+            yield annotation["name"], annotation
 
 
 def concrete(expr: str, *, time_range: str = "1h", interval: str = "1m") -> str:

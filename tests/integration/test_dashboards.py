@@ -14,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.dashboards import build
-from metrics.dashboards.panels import DATASOURCE, concrete, panel_queries
+from metrics.dashboards.panels import DATASOURCE, annotation_queries, concrete, panel_queries
 from servers import require_program
 from tests.integration.compliance_data import add_call
 
@@ -142,6 +142,34 @@ def test_a_compliance_stat_never_shows_100_percent_while_anything_was_breached(t
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_every_dashboard_marks_a_restore_of_the_database_once_where_the_counters_went_back(tmp_path):
+    """Evaluated by promtool: the mark shows from the scrape that first sees the new restore time
+    for about five minutes, and not while the time stays as it was (never restored: 0)."""
+    import subprocess
+
+    promtool = require_program("promtool", "install the Debian `prometheus` package")
+    marks = {name: [query for _, query in annotation_queries(board)] for name, board in BOARDS.items()}
+    assert all(len(queries) == 1 for queries in marks.values()), marks
+    (query,) = marks["helpdesk-compliance.json"]
+    assert query["datasource"] == DATASOURCE and query["enable"] and not query["hide"]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(
+        {"groups": [{"name": "mark", "rules": [{"record": "marked", "expr": query["expr"]}]}]}))
+    # Scraped each minute: never restored for 10 minutes, then restored (the app back at minute 10).
+    values = "0x9 1764000000x20"
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m",
+                   "input_series": [{"series": 'helpdesk_database_restored_timestamp_seconds{instance="a"}',
+                                     "values": values}],
+                   "promql_expr_test": [
+                       {"expr": "marked", "eval_time": f"{minute}m",
+                        "exp_samples": [{"labels": 'marked{instance="a"}', "value": 1}] if marked else []}
+                       for minute, marked in ((9, False), (10, True), (13, True), (16, False), (25, False))]}]}))
+    result = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_configured_target_moves_the_green_threshold_of_that_rule_only():
     board = build.build({"answer_within_rings": 0.95})["helpdesk-compliance.json"]
     calls = compliance_panel(board, build.RULES["answer_within_rings"], "This week")
@@ -195,7 +223,8 @@ def test_the_required_views_are_all_there():
 def test_every_panel_query_is_valid_promql(promtool_check_rules, tmp_path):
     """promtool parses each query (Grafana's macros filled in) as a recording rule."""
     rules = [{"record": f"panel:query:{index}", "expr": concrete(query["expr"])}
-             for index, (_, query) in enumerate(q for board in BOARDS.values() for q in panel_queries(board))]
+             for index, (_, query) in enumerate(q for board in BOARDS.values()
+                                                for q in [*panel_queries(board), *annotation_queries(board)])]
     path = tmp_path / "panels.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     result = promtool_check_rules(path)
@@ -242,7 +271,7 @@ def test_every_series_the_dashboards_and_alert_rules_read_is_in_the_apps_exposit
     samples = [sample for family in text_string_to_metric_families(response.get_data(as_text=True))
                for sample in family.samples]
     exported = {sample.name for sample in samples}
-    wanted = {name for board in BOARDS.values() for _, query in panel_queries(board)
+    wanted = {name for board in BOARDS.values() for _, query in [*panel_queries(board), *annotation_queries(board)]
               for name in series_names(query["expr"])}
     rules = yaml.safe_load((ROOT / "metrics" / "alerts" / "helpdesk.rules.yml").read_text())
     wanted |= {name for group in rules["groups"] for rule in group["rules"] for name in series_names(rule["expr"])}
