@@ -195,7 +195,8 @@ class Settings:
 
     @property
     def answer_target_seconds(self) -> float:
-        return self.max_rings * self.ring_period_seconds
+        # Rounded to the microsecond: 3 rings of 0.6 s are 1.8 s, not 1.7999999999999998.
+        return round(self.max_rings * self.ring_period_seconds, 6)
 
     @cached_property
     def calendar(self) -> BusinessCalendar:

@@ -1,6 +1,9 @@
 """The answer rule: rings and what counts (DESIGN.md, "Answer within ten rings")."""
+from datetime import timedelta
+
 import pytest
 
+from helpdesk.config import Settings
 from helpdesk.rings import judge_answer, rings_for
 
 TARGET = 30.0
@@ -12,6 +15,41 @@ TARGET = 30.0
 )
 def test_a_call_is_answered_during_the_ring_its_answer_time_falls_in(seconds, rings):
     assert rings_for(seconds, 3.0) == rings
+
+
+# Every ring period the configuration takes to one decimal (0.5 s to 10 s), in tenths.
+PERIODS = [tenths / 10 for tenths in range(5, 101)]
+
+
+def exact(tenths_of_a_period: int, period: float) -> float:
+    """An answer time of exactly so many periods, as the projection computes it from two instants."""
+    return timedelta(microseconds=tenths_of_a_period * round(period * 1_000_000)).total_seconds()
+
+
+def test_an_answer_at_exactly_the_start_of_a_ring_falls_in_that_ring_for_every_period():
+    """DESIGN.md: rings = floor(answer_seconds / period) + 1, exactly. In floating point
+    2.4 s / 0.8 s was ring 3, and 33 s / 1.1 s ring 30."""
+    wrong = [(period, n) for period in PERIODS for n in range(0, 121)
+             if rings_for(exact(n, period), period) != n + 1
+             or rings_for(exact(n, period) - 0.000001, period) != max(n, 1)]
+    assert wrong == []
+
+
+def test_an_answer_at_exactly_the_target_meets_it_for_every_period_and_ring_count():
+    """In floating point 3 rings of 0.6 s made a target of 1.7999999999999998 s, which 1.8 s missed."""
+    wrong = []
+    for period in PERIODS:
+        for max_rings in range(1, 101):
+            target = Settings(ring_period_seconds=period, max_rings=max_rings).answer_target_seconds
+            at = judge_answer(outcome="answered", in_hours=True, answer_seconds=exact(max_rings, period),
+                              waited_seconds=None, target_seconds=target)
+            after = judge_answer(outcome="answered", in_hours=True,
+                                 answer_seconds=exact(max_rings, period) + 0.000001, waited_seconds=None,
+                                 target_seconds=target)
+            if (at.result, after.result) != ("met", "breached"):
+                wrong.append((period, max_rings))
+    assert wrong == []
+    assert Settings(ring_period_seconds=0.6, max_rings=3).answer_target_seconds == 1.8
 
 
 def test_north_american_cadence_gives_fewer_rings_for_the_same_wait():
