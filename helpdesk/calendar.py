@@ -237,18 +237,33 @@ class BusinessCalendar:
         intervals = []
         if d not in self._holidays:
             for opens, closes in self._hours.get(d.weekday(), ()):
-                # Each end converted on its own with fold=0, so an interval spanning the
-                # clock change measures the time actually elapsed. A close in the spring gap
-                # can map past the next interval's start; the merge below absorbs that.
-                a = datetime.combine(d, opens, self._tz).astimezone(UTC)
-                # Open to midnight ("24:00"): to the next day's start, not its last microsecond.
-                b = (datetime.combine(d + _DAY, time(0), self._tz) if closes == END_OF_DAY
-                     else datetime.combine(d, closes, self._tz)).astimezone(UTC)
-                if a < b:
-                    intervals.append((a, b))
+                intervals += self._wall_span(d, opens, closes)
         day = tuple(self._without_closures(_merge(intervals)))
         self._days[d] = day
         return day
+
+    def _wall_span(self, d: date, opens: time, closes: time) -> list[Interval]:
+        """The UTC instants of local date ``d`` whose wall-clock time is from ``opens`` to
+        ``closes``: one interval, or on the day the clocks change, the part before the change
+        and the part after, each read with the offset then in force. So a span containing the
+        change measures the time that really passes (00:00-24:00 is 23 or 25 hours), an hour
+        the clocks repeat is open twice if its times are open hours, and one they skip is never
+        open: 01:30-02:00 on the autumn Sunday is open 30 minutes on each pass and not at the
+        second pass of 01:10, and 01:30-04:15 in spring opens when the clocks reach 02:00."""
+        start = datetime.combine(d, opens)
+        # Open to midnight ("24:00"): to the next day's start, not its last microsecond.
+        end = datetime.combine(d + _DAY, time(0)) if closes == END_OF_DAY else datetime.combine(d, closes)
+        first, last, _, change = self._date_facts(d)
+        spans = []
+        if change is None:
+            offset = first.astimezone(self._tz).utcoffset()
+            spans.append(((start - offset).replace(tzinfo=UTC), (end - offset).replace(tzinfo=UTC)))
+        else:
+            at = change[0]
+            before, after = first.astimezone(self._tz).utcoffset(), last.astimezone(self._tz).utcoffset()
+            spans.append(((start - before).replace(tzinfo=UTC), min((end - before).replace(tzinfo=UTC), at)))
+            spans.append((max((start - after).replace(tzinfo=UTC), at), (end - after).replace(tzinfo=UTC)))
+        return [(a, b) for a, b in spans if a < b]
 
     def _without_closures(self, intervals: list[Interval]) -> list[Interval]:
         kept = []

@@ -250,10 +250,50 @@ def test_an_opening_that_spans_the_clock_change_counts_the_time_actually_elapsed
 
 
 def test_an_opening_in_the_missing_spring_hour_does_not_break_the_day():
-    # 01:30 does not exist on 29 March 2026; it is read with the pre-change offset (02:30 BST).
+    # 01:30 does not exist on 29 March 2026: the clocks go from 01:00 GMT to 02:00 BST.
     calendar = BusinessCalendar({6: [(time(0), time(1, 30)), (time(1, 30), time(3))]})
     intervals = calendar.open_intervals(local(2026, 3, 28), local(2026, 3, 30))
     assert intervals == [(datetime(2026, 3, 29, 0, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC))]
+
+
+def test_hours_in_the_hour_the_clocks_repeat_are_open_on_each_pass_and_only_then():
+    """25 October 2026: 01:00-02:00 happens twice, BST (00:00-01:00 UTC) then GMT (01:00-02:00 UTC).
+    Open 01:30-02:00 is open 30 minutes on each pass, and not at the second pass of 01:10."""
+    calendar = BusinessCalendar({6: [(time(1, 30), time(2))]})
+    day = (local(2026, 10, 25), local(2026, 10, 26))
+    assert calendar.open_intervals(*day) == [
+        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 1, 30, tzinfo=UTC), datetime(2026, 10, 25, 2, tzinfo=UTC)),
+    ]
+    assert calendar.business_time_between(*day) == timedelta(hours=1)
+    assert not calendar.is_open(datetime(2026, 10, 25, 1, 10, tzinfo=UTC))  # 01:10 GMT, the second pass
+    assert calendar.is_open(datetime(2026, 10, 25, 0, 40, tzinfo=UTC))  # 01:40 BST
+    assert calendar.is_open(datetime(2026, 10, 25, 1, 40, tzinfo=UTC))  # 01:40 GMT
+
+
+def test_hours_that_open_in_the_hour_the_clocks_skip_open_when_the_clocks_reach_the_new_time():
+    """29 March 2026: 01:30-04:15 opens at 02:00 BST (01:00 UTC), when the clocks jump past 01:30."""
+    calendar = BusinessCalendar({6: [(time(1, 30), time(4, 15))]})
+    day = (local(2026, 3, 29), local(2026, 3, 30))
+    assert calendar.open_intervals(*day) == [
+        (datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 3, 15, tzinfo=UTC))]
+    assert calendar.business_time_between(*day) == timedelta(hours=2, minutes=15)
+    assert calendar.is_open(datetime(2026, 3, 29, 1, 10, tzinfo=UTC))  # 02:10 BST
+    assert not calendar.is_open(datetime(2026, 3, 29, 0, 59, tzinfo=UTC))  # 00:59 GMT
+
+
+@pytest.mark.parametrize("sunday", [SPRING_FORWARD, FALL_BACK], ids=["spring", "autumn"])
+@settings(max_examples=300, deadline=None)
+# Quarter hours from 00:00 to 04:00, and minutes of the first four hours: around the change.
+@given(opens=st.integers(0, 16), length=st.integers(1, 16), probe=st.integers(0, 4 * 60))
+def test_on_clock_change_days_the_desk_is_open_exactly_when_the_wall_clock_is_in_its_hours(sunday, opens, length,
+                                                                                          probe):
+    """Open hours are wall-clock times: at any instant of the day, open if and only if the clock
+    on the wall (Europe/London) shows a time from the opening to the closing."""
+    start, end = time(opens // 4, opens % 4 * 15), time((opens + length) // 4, (opens + length) % 4 * 15)
+    calendar = BusinessCalendar({6: [(start, end)]})
+    moment = datetime.combine(sunday, time(0), LONDON).astimezone(UTC) + timedelta(minutes=probe)
+    assert calendar.is_open(moment) == (start <= moment.astimezone(LONDON).time() < end)
 
 
 # Crossings (explaining a deadline)
