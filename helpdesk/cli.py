@@ -639,6 +639,7 @@ def _register() -> None:
     from helpdesk.simulator import simulate_command
     from helpdesk.subject_access import subject_access_command
     from helpdesk.users import users_cli
+    from helpdesk.voice.numbers import twilio_numbers_command
     from metrics.evidence.cli import evidence_cli
 
     main.add_command(calls_cli)
@@ -647,6 +648,7 @@ def _register() -> None:
     db.add_command(after_restore_command)
     main.add_command(users_cli)
     main.add_command(evidence_cli)
+    main.add_command(twilio_numbers_command)
 
 
 _register()

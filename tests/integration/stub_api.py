@@ -26,6 +26,7 @@ class StubApi(ThreadingHTTPServer):
         self.answers: dict[str, tuple[int, str]] = {}
         self.route: Callable[[str], tuple[int, str] | None] | None = None
         self.paths: list[str] = []
+        self.bodies: list[str] = []  # each POST's body, as sent
         self.released = threading.Event()
 
     @property
@@ -52,7 +53,7 @@ class StubHandler(BaseHTTPRequestHandler):
         self._answer()
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
         self._answer()
 
     def _answer(self):

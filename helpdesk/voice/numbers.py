@@ -1,0 +1,237 @@
+"""Whether the help desk's Twilio numbers send their calls to the app: `helpdesk twilio numbers`.
+
+Each number's Voice configuration (README, "Pointing a Twilio number at the app") is typed
+into Twilio's console by hand. A Voice URL with a typo, a staging address, or a TwiML App or
+SIP trunk set on the number (either overrides the Voice URL) sends every call elsewhere, and
+nothing here would hear of them until the look in Twilio's call log finds them: each one a
+caller who heard someone else's answer, or Twilio's error message. A missing fallback URL
+loses the record of calls the app failed to answer; a missing status callback URL, the ending
+of calls whose last webhook never came.
+
+So this reads each number's configuration from the IncomingPhoneNumbers resource and compares
+it with the URLs the app serves under PUBLIC_BASE_URL; `fix=True` sets the ones that differ,
+and reads back what Twilio then holds. A number with a TwiML App or a SIP trunk is reported and
+left alone: that was set on purpose, by someone, and is theirs to undo in the console.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import click
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from callbacks.telephony import ApiBaseHttpClient
+
+# (resource field, its method's field, the console's words for it, the app's path)
+SETTINGS = (
+    ("voice_url", "voice_method", "A call comes in", "/twilio/voice/incoming"),
+    ("voice_fallback_url", "voice_fallback_method", "Primary handler fails", "/twilio/voice/fallback"),
+    ("status_callback", "status_callback_method", "Call status changes", "/twilio/voice/status"),
+)
+METHOD = "POST"
+
+
+class NumbersError(Exception):
+    """Twilio could not be asked, or refused; the text says why (never a phone number's owner)."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    label: str  # "A call comes in"
+    found: str  # "POST https://old.example/voice", or "not set"
+    wanted: str  # "POST https://helpdesk.example.org/twilio/voice/incoming"
+
+
+@dataclass
+class NumberCheck:
+    number: str
+    sid: str | None = None  # PN...; None when the account has no such number
+    differences: list[Difference] = field(default_factory=list)
+    overridden_by: str | None = None  # "the TwiML App AP..." or "the SIP trunk TK...": left alone
+    fixed: bool = False  # the differences were set, and Twilio's answer shows them
+    error: str | None = None  # Twilio could not be asked about it, or refused: why
+
+    @property
+    def pointed_at_app(self) -> bool:
+        return self.sid is not None and not self.differences and not self.overridden_by
+
+
+def wanted_settings(public_base_url: str) -> dict[str, str]:
+    """The parameters to send to point a number at the app at `public_base_url`."""
+    base = public_base_url.rstrip("/")
+    wanted = {}
+    for url_field, method_field, _, path in SETTINGS:
+        wanted[url_field], wanted[method_field] = base + path, METHOD
+    return wanted
+
+
+def differences(record, public_base_url: str) -> list[Difference]:
+    """How one IncomingPhoneNumber's Voice configuration differs from the app's URLs."""
+    wanted = wanted_settings(public_base_url)
+    found = []
+    for url_field, method_field, label, _ in SETTINGS:
+        url, method = getattr(record, url_field, None) or "", (getattr(record, method_field, None) or METHOD).upper()
+        if url != wanted[url_field] or method != METHOD:
+            found.append(Difference(label, f"{method} {url}" if url else "not set", f"{METHOD} {wanted[url_field]}"))
+    return found
+
+
+def _override(record) -> str | None:
+    application, trunk = getattr(record, "voice_application_sid", None), getattr(record, "trunk_sid", None)
+    if application:
+        return f"the TwiML App {application}"
+    if trunk:
+        return f"the SIP trunk {trunk}"
+    return None
+
+
+def _answered(what: str, status: int, message: str) -> str:
+    if status in (401, 403):
+        return f"Twilio refused the credentials (HTTP {status}): check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+    return f"{what}: Twilio answered HTTP {status}" + (f": {message}" if message else "")
+
+
+class TwilioNumbers:
+    """The IncomingPhoneNumbers resource, `timeout` seconds at most a request (`api_base_url`: a mock)."""
+
+    http_client_class: type[ApiBaseHttpClient] = ApiBaseHttpClient
+
+    def __init__(self, account_sid: str, auth_token: str, api_base_url: str | None = None, timeout: float = 10):
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.api_base_url, self.timeout = api_base_url, timeout
+
+    def _ask(self, what: str, request):
+        http = self.http_client_class(self.api_base_url, timeout=self.timeout)
+        try:
+            return request(Client(self.account_sid, self.auth_token, http_client=http))
+        except TwilioRestException as error:
+            raise NumbersError(_answered(what, error.status, error.msg)) from None
+        except requests.RequestException as error:
+            raise NumbersError(f"{what}: could not reach Twilio ({type(error).__name__})") from None
+        except (TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
+            # A list page that is not 200 is a plain TwilioException("Unable to fetch page", response).
+            status = getattr(error.args[1], "status_code", 0) if len(error.args) > 1 else 0
+            if isinstance(status, int) and status >= 300:
+                raise NumbersError(_answered(what, status, "")) from None
+            raise NumbersError(f"{what}: Twilio's answer could not be read ({type(error).__name__})") from None
+        finally:
+            if http.session is not None:
+                http.session.close()
+
+    def find(self, number: str):
+        """The account's IncomingPhoneNumber for `number`, or None."""
+        records = self._ask(f"looking up {number}",
+                            lambda client: list(client.incoming_phone_numbers.page(phone_number=number, page_size=20)))
+        return next((record for record in records if record.phone_number == number), None)
+
+    def update(self, sid: str, number: str, values: dict[str, str]):
+        return self._ask(f"setting {number}", lambda client: client.incoming_phone_numbers(sid).update(**values))
+
+
+def check_numbers(twilio: TwilioNumbers, numbers: list[str], public_base_url: str, *,
+                  fix: bool = False) -> list[NumberCheck]:
+    """Each number's check; with `fix`, the differing ones set and read back. When Twilio cannot
+    be asked, or refuses, the last check says why and the numbers after it are not asked about."""
+    checks = []
+    for number in numbers:
+        check = NumberCheck(number)
+        checks.append(check)
+        try:
+            record = twilio.find(number)
+            if record is None:
+                continue
+            check.sid = record.sid
+            check.overridden_by = _override(record)
+            check.differences = differences(record, public_base_url)
+            if fix and check.differences and not check.overridden_by:
+                record = twilio.update(record.sid, number, wanted_settings(public_base_url))
+                left = differences(record, public_base_url)
+                check.fixed = not left
+                check.differences = left if left else check.differences
+        except NumbersError as exc:
+            check.error = str(exc)
+            break
+    return checks
+
+
+def report_lines(checks: list[NumberCheck], *, fix: bool) -> list[str]:
+    """What the command prints: a line for each number, and one for each setting that differs."""
+    lines = []
+    for check in checks:
+        if check.error:
+            lines.append(f"{check.number}: stopped: {check.error}.")
+            continue
+        if check.sid is None:
+            lines.append(f"{check.number}: not a number of this Twilio account (TWILIO_ACCOUNT_SID).")
+            continue
+        name = f"{check.number} ({check.sid})"
+        if check.overridden_by:
+            lines.append(f"{name}: its calls go to {check.overridden_by}, not to its Voice URL. Remove it in "
+                         "Twilio's console (the number's Voice configuration), then run this again.")
+        elif check.fixed:
+            lines.append(f"{name}: set to send its calls to the app.")
+        elif not check.differences:
+            lines.append(f"{name}: sends its calls to the app.")
+        elif fix:
+            lines.append(f"{name}: set, but Twilio's answer still differs:")
+        else:
+            count = len(check.differences)
+            lines.append(f"{name}: {count} setting{'' if count == 1 else 's'} differ{'s' if count == 1 else ''}:")
+        if not check.fixed:
+            lines += [f"  {d.label}: {d.found}; should be {d.wanted}" for d in check.differences]
+    if not fix and any(check.differences and not check.overridden_by for check in checks if check.sid):
+        lines.append("Run it again with --fix to set them.")
+    return lines
+
+
+@click.command("twilio-numbers")
+@click.argument("numbers", nargs=-1, metavar="[NUMBER]...")
+@click.option("--fix", is_flag=True, help="Set each setting that differs (a number with a TwiML App or a SIP trunk "
+                                          "is left alone).")
+def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
+    """Check that the help desk's Twilio numbers send their calls to the app.
+
+    Reads each number's Voice configuration from Twilio and compares it with the app's URLs under
+    PUBLIC_BASE_URL: a call comes in, the fallback URL and the status callback URL, each POST.
+    Checks NUMBER (as typed: 0114 496 0000 or +441144960000), or by default [webhooks]
+    twilio_numbers. Exits 1 unless every number sends its calls to the app. Needs
+    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL.
+    """
+    import os
+
+    from helpdesk.config import ConfigError, Secrets, load_settings
+    from helpdesk.phones import international
+
+    secrets = Secrets.from_environ()
+    if not (secrets.twilio_account_sid and secrets.twilio_auth_token):
+        raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
+    if not secrets.public_base_url:
+        raise click.ClickException("set PUBLIC_BASE_URL in the environment: the address Twilio reaches the app at")
+    if numbers:
+        wanted = []
+        for typed in numbers:
+            number = international(typed)
+            if number is None:
+                raise click.BadParameter(f"{typed!r} is not a whole phone number", param_hint="NUMBER")
+            wanted.append(number)
+    else:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not settings.webhooks.twilio_numbers:
+            raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
+                                       "numbers, or name the numbers to check")
+        wanted = list(settings.webhooks.twilio_numbers)
+    twilio = TwilioNumbers(secrets.twilio_account_sid, secrets.twilio_auth_token,
+                           os.environ.get("TWILIO_API_BASE_URL", "").strip() or None)
+    wanted = list(dict.fromkeys(wanted))
+    checks = check_numbers(twilio, wanted, secrets.public_base_url, fix=fix)
+    for line in report_lines(checks, fix=fix):
+        click.echo(line)
+    if len(checks) < len(wanted):
+        click.echo(f"Not checked: {', '.join(wanted[len(checks):])}.")
+    if len(checks) < len(wanted) or not all(check.pointed_at_app or check.fixed for check in checks):
+        raise SystemExit(1)
