@@ -324,7 +324,7 @@ def log_attempt(callback_id: int):
         callback = attempt.callback
         if corrected:
             return "It was made in time, so the breach recorded for {reference} is corrected to met."
-        if callback.status == "closed" and callback.outcome == "unreachable":
+        if callback.status == "closed" and callback.closed_at == attempt.recorded_at:
             return (f"That was attempt {callback.attempts_count} of {settings().callback.max_attempts}, the last, so "
                     "{reference} is closed as unreachable.")
         return None
@@ -332,7 +332,14 @@ def log_attempt(callback_id: int):
     label = queue.ATTEMPT_OUTCOMES.get(outcome, "").lower()
     typed = {"panel": "attempt", "started_at": request.form.get("started_at", "")[:32], "outcome": outcome[:32],
              "note": request.form.get("note", "")[:MAX_NOTE * 2]}
-    return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".", typed)
+    return _act(callback_id, add, "Attempt logged for {reference}: " + label + ".", typed,
+                **_earlier_attempt(callback_id))
+
+
+def _earlier_attempt(callback_id: int) -> dict[str, str]:
+    """For what an action says once the callback has closed (it has left the list): where an
+    attempt made before it closed, but not yet logged, can still be (service.add_attempt)."""
+    return {"earlier": url_for("agents.log_attempt", callback_id=callback_id, **_page_args())}
 
 
 @bp.post("/queue/<id:callback_id>/close")
@@ -343,7 +350,8 @@ def close(callback_id: int):
     typed = {"panel": "close", "outcome": outcome[:32], "note": request.form.get("note", "")[:MAX_NOTE * 2]}
     return _act(callback_id, lambda s: service.close(s, callback_id=callback_id, agent_id=current_user.id,
                                                      outcome=outcome, now=clock(), note=_note()),
-                "{reference} is closed as " + label + ".", typed)
+                "{reference} is closed as " + label + ".", typed,
+                **(_earlier_attempt(callback_id) if outcome in service.CLOSED_AFTER_TRYING else {}))
 
 
 def _call_sid(call_sid: str) -> str:

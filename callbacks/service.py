@@ -157,10 +157,11 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
                                 "+447700900123.")
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
-        # A callback withdrawn untouched (owed for a call that looked missed until its answer
-        # arrived) stays as it was, with its notices, under a key of its own; the callback owed
-        # now is a new one, as not concluded.
-        reused = existing is not None and existing.outcome == "withdrawn" and not existing.attempts_count
+        # A callback the app withdrew untouched (owed for a call that looked missed until its
+        # answer arrived) stays as it was, with its notices, under a key of its own; the callback
+        # owed now is a new one, as not concluded. One an agent withdrew is this contact's, done.
+        reused = (existing is not None and existing.outcome == "withdrawn" and existing.closed_by_id is None
+                  and not existing.attempts_count)
         if existing is not None and existing.status == "open":
             raise CallbackError(f"A callback is already owed for this call ({existing.enquiry.reference}).")
         if existing is not None and not reused:
@@ -284,6 +285,10 @@ def _unclaim(session: Session, *which) -> int:
     ).rowcount
 
 
+# Closed by the agents after calling: an attempt made before it closed may still be logged.
+CLOSED_AFTER_TRYING = ("unreachable", "resolved")
+
+
 def _open_for(session: Session, callback_id: int, agent_id: int) -> Callback:
     callback = session.get(Callback, callback_id, with_for_update=True)
     if callback is None or callback.status != "open":
@@ -307,7 +312,18 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
     if started_at > now + timedelta(minutes=1):
         raise CallbackError("An attempt cannot be in the future.")
     with session.begin():
-        callback = _open_for(session, callback_id, agent_id)
+        callback = session.get(Callback, callback_id, with_for_update=True)
+        # One made before the callback closed (unreachable at the last attempt logged, or
+        # resolved), entered after: the agent logged their calls out of order. It still counts,
+        # and may correct a breach, but the callback stays closed as it was.
+        earlier = (callback is not None and callback.status == "closed" and callback.outcome in CLOSED_AFTER_TRYING
+                   and started_at <= callback.closed_at)
+        if callback is not None and callback.status == "closed" and callback.outcome in CLOSED_AFTER_TRYING \
+                and not earlier:
+            raise CallbackError(f"This callback was closed at {local(callback.closed_at):%H:%M on %d %B}: only an "
+                                "attempt made before then can still be logged.")
+        if not earlier:
+            callback = _open_for(session, callback_id, agent_id)
         if started_at < callback.owed_from:
             raise CallbackError("An attempt cannot be before the callback was owed.")
         recorded = session.scalar(select(CallbackAttempt.started_at).where(
@@ -322,7 +338,10 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         callback.claimed_by_id = callback.claimed_by_id or agent_id
         session.flush()  # the attempt's id, for the audit log
         corrected = _dialled(session, callback, attempt, started_at, now)
-        _after_outcome(callback, settings, attempt, now)
+        if not earlier:
+            _after_outcome(callback, settings, attempt, now)
+        elif outcome == "reached":
+            callback.reached_at = min(filter(None, (callback.reached_at, started_at)))
     return attempt, corrected
 
 

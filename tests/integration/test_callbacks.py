@@ -430,3 +430,63 @@ def test_a_late_attempt_on_a_breach_an_earlier_version_kept_changes_nothing(app,
     assert callbacks(db_session)[0].sla_result == "breached"
     with app.extensions["helpdesk.db"].session() as session:
         assert session.scalars(select(AuditEntry)).all() == []
+
+
+def test_an_answered_call_whose_callback_an_agent_withdrew_is_not_owed_another(app, client, db_session, clock,
+                                                                               settings, agents):
+    """"Never twice for one contact": only the app's own withdrawal (the call was answered after
+    all) lets "Callback needed" owe a new one (found by a model-based test)."""
+    answer_a_call(client, clock, 41)
+    with app.extensions["helpdesk.db"].session() as session:
+        callback = service.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[0],
+                                                now=clock.now, note="Needs the grant team")
+    with app.extensions["helpdesk.db"].session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
+                      note="Customer emailed instead")
+    with app.extensions["helpdesk.db"].session() as session, \
+            pytest.raises(CallbackError, match="already closed as withdrawn"):
+        service.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[1], now=clock.now,
+                                     note="Again, from a page loaded before")
+    assert len(callbacks(db_session)) == 1
+
+
+@pytest.mark.parametrize("closed_as", ["unreachable", "resolved"])
+def test_a_call_made_in_time_and_logged_after_the_callback_closed_still_counts(app, client, db_session, clock,
+                                                                              settings, agents, closed_as):
+    """The agent logged their calls out of order: the callback closed at the last one logged
+    (or as resolved), then they entered the one they made at 12:55. It counts and corrects the
+    breach; the callback stays closed as it was. One after it closed is refused."""
+    from callbacks.sweep import sweep
+
+    arrived = miss_a_call(client, clock, 42)
+    [callback] = callbacks(db_session)
+    database = app.extensions["helpdesk.db"]
+    late = [callback.due_at + timedelta(minutes=m) for m in (30, 70, 140)]
+    logged = callback.due_at + timedelta(hours=3)
+    outcomes = ["no_answer"] * 3 if closed_as == "unreachable" else ["reached"]
+    for started, outcome in zip(late, outcomes):
+        with database.session() as session:
+            service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], started_at=started,
+                                source="manual", outcome=outcome, now=logged)
+    if closed_as == "resolved":
+        with database.session() as session:
+            service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="resolved", now=logged)
+    with database.session() as session:
+        sweep(session, settings, logged)
+    [closed] = callbacks(db_session)
+    assert (closed.status, closed.outcome, closed.sla_result) == ("closed", closed_as, "breached")
+    in_time = callback.due_at - timedelta(minutes=5)
+    with database.session() as session:
+        attempt, corrected = service.add_attempt(
+            session, settings, callback_id=callback.id, agent_id=agents[1], started_at=in_time, source="manual",
+            outcome="reached", now=logged + timedelta(minutes=2))
+    assert corrected
+    [fixed] = callbacks(db_session)
+    assert (fixed.status, fixed.outcome, fixed.sla_result, fixed.first_attempt_at, fixed.reached_at) == (
+        "closed", closed_as, "met", in_time, in_time)
+    assert fixed.attempts_count == len(outcomes) + 1 and fixed.next_attempt_at is None
+    with database.session() as session, pytest.raises(CallbackError, match="only an attempt made before then"):
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0],
+                            started_at=logged + timedelta(minutes=1), source="manual", outcome="no_answer",
+                            now=logged + timedelta(minutes=3))
+    assert arrived < in_time

@@ -392,6 +392,13 @@ def test_closing_as_unreachable_takes_the_callback_off_the_queue(alice, client, 
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     assert (after.status, after.outcome, after.closed_by_id) == ("closed", "unreachable", alice)
     assert after.note.endswith("Number not in service")
+    # Where it was said, a call made before it closed can still be logged (it left the list).
+    assert f'action="/queue/{callback.id}/attempts"' in page and "Log an earlier call you have not logged yet" in page
+    earlier = local(clock.now - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+    page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at=earlier, outcome="no_answer"))
+    assert f"Attempt logged for {after.enquiry.reference}: no answer." in page, re.findall(r"notice[^>]*>([^<]*)", page)
+    [logged] = [c for c in stored(db_session) if c.id == callback.id]
+    assert (logged.status, logged.outcome, logged.attempts_count) == ("closed", "unreachable", 2)
 
 
 def test_an_attempt_sent_twice_is_recorded_once(alice, client, clock, three_callbacks, db_session):
