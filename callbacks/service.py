@@ -326,12 +326,22 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
             callback = _open_for(session, callback_id, agent_id)
         if started_at < callback.owed_from:
             raise CallbackError("An attempt cannot be before the callback was owed.")
-        recorded = session.scalar(select(CallbackAttempt.started_at).where(
-            CallbackAttempt.callback_id == callback.id, CallbackAttempt.source == source,
-            CallbackAttempt.started_at > started_at - SAME_ATTEMPT, CallbackAttempt.started_at < started_at + SAME_ATTEMPT,
-        ).limit(1))
-        if recorded is not None:  # the form sent twice (a double click, the back button)
-            raise CallbackError(f"An attempt at {local(recorded):%H:%M} is already recorded for this callback.")
+        def near(moment):
+            return (moment > started_at - SAME_ATTEMPT) & (moment < started_at + SAME_ATTEMPT)
+
+        # The form sent twice (a double click, the back button), or a "Call back now" call that
+        # dialled the caller logged again by hand: the same call, which must not count twice.
+        recorded = session.execute(select(CallbackAttempt.source, CallbackAttempt.started_at, CallbackAttempt.dialled_at)
+                                   .where(CallbackAttempt.callback_id == callback.id,
+                                          ((CallbackAttempt.source == source) & near(CallbackAttempt.started_at))
+                                          | ((CallbackAttempt.source != source) & near(CallbackAttempt.dialled_at)))
+                                   .limit(1)).first()
+        if recorded is not None and recorded.source == source:
+            raise CallbackError(f"An attempt at {local(recorded.started_at):%H:%M} is already recorded for this "
+                                "callback.")
+        if recorded is not None:
+            raise CallbackError(f"“Call back now” dialled the caller at {local(recorded.dialled_at):%H:%M}: that call is "
+                                "already recorded for this callback.")
         attempt = CallbackAttempt(callback_id=callback.id, started_at=started_at, source=source, call_sid=call_sid,
                                   agent_id=agent_id, outcome=outcome, note=note.strip(), recorded_at=now)
         session.add(attempt)

@@ -490,3 +490,30 @@ def test_a_call_made_in_time_and_logged_after_the_callback_closed_still_counts(a
                             started_at=logged + timedelta(minutes=1), source="manual", outcome="no_answer",
                             now=logged + timedelta(minutes=3))
     assert arrived < in_time
+
+
+def test_a_call_back_now_call_logged_again_by_hand_counts_once(app, client, db_session, clock, settings, agents):
+    """The same call, once from Twilio and once typed in, would count twice, and close the
+    callback as unreachable a call early (found by a model-based test). A call by hand a
+    few minutes later is another."""
+    miss_a_call(client, clock, 43)
+    [callback] = callbacks(db_session)
+    database = app.extensions["helpdesk.db"]
+    dialled = clock.now + timedelta(minutes=20)
+    with database.session() as session:
+        attempt_id = service.start_call(session, callback_id=callback.id, agent_id=agents[0],
+                                        now=dialled - timedelta(seconds=15))
+    with database.session() as session:
+        service.call_placed(session, attempt_id=attempt_id, call_sid=sid(943))
+    with database.session() as session:
+        assert service.dial_attempt(session, callback_id=callback.id, call_sid=sid(943), now=dialled)
+    with database.session() as session, pytest.raises(CallbackError, match="“Call back now” dialled the caller at"):
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0],
+                            started_at=dialled + timedelta(seconds=30), source="manual", outcome="no_answer",
+                            now=dialled + timedelta(minutes=2))
+    with database.session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0],
+                            started_at=dialled + timedelta(minutes=5), source="manual", outcome="no_answer",
+                            now=dialled + timedelta(minutes=6))
+    [after] = callbacks(db_session)
+    assert after.attempts_count == 2
