@@ -230,7 +230,7 @@ class MailboxJob(LeasedJob):
 
     environ: Mapping[str, str] | None = None
     poll: Callable[..., Any] | None = None  # callbacks.email.imap.poll_mailbox unless a test gives one
-    ssl_context: Any = None  # None: email.imap.ca_file if set, else the system's certificate authorities
+    ssl_context: Any = None  # None: made at the first poll from email.imap.ca_file, or the system's authorities
 
     lease: ClassVar[str] = "email.imap"
     job_id: ClassVar[str] = IMAP_JOB_ID

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 from threading import Barrier, Thread
@@ -489,8 +490,12 @@ def test_the_mailbox_job_polls_with_the_imap_credentials_from_the_environment_un
     second = MailboxJob(settings=settings, database=database, clock=clock, holder="b", environ=environ, poll=poll)
     assert first().result == "polled"
     assert second().held is False  # one poller at a time
-    assert calls == [(database, settings, {"username": "enquiries", "password": "imap-pass", "now": T,
-                                           "ssl_context": None})]
+    clock.advance(settings.scheduler.lease_seconds + 1)
+    assert first().result == "polled"
+    [(db, given, kwargs), (_, _, again)] = calls
+    assert (db, given, kwargs["username"], kwargs["password"]) == (database, settings, "enquiries", "imap-pass")
+    # The TLS context (the system's authorities: no ca_file) is made once, not at every poll.
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext) and again["ssl_context"] is kwargs["ssl_context"]
 
 
 def test_the_background_scheduler_acknowledges_at_start_and_releases_its_leases(app, clock):

@@ -4,6 +4,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import os
+import ssl
 
 import pytest
 
@@ -192,7 +193,8 @@ def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_ch
                               source=source)
     assert settings.email.imap.ca_file == str(tmp_path / "ca.pem")
     assert settings.email.imap.ssl_context().cert_store_stats()["x509_ca"] == 1
-    assert parse_settings({"hours": hours}, source=source).email.imap.ssl_context() is None
+    system = parse_settings({"hours": hours}, source=source).email.imap.ssl_context()
+    assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname  # the system's authorities
     (tmp_path / "not.pem").write_text("not a certificate\n")
     for name, problem in (("missing.pem", "which is not a file"), ("not.pem", "which holds no certificate in PEM form")):
         with pytest.raises(ConfigError, match=rf"helpdesk.toml: email.imap.ca_file names .*{name}, {problem}"):
