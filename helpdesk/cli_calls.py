@@ -30,6 +30,18 @@ class UkDay(click.ParamType):
 UK_DAY = UkDay()
 
 
+def settings_with_numbers(why: str):
+    """The configuration, which must name the help desk's Twilio numbers ([webhooks] twilio_numbers)."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not settings.webhooks.twilio_numbers:
+        raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
+                                   f"numbers, {why}")
+    return settings
+
+
 @click.group("calls")
 def calls_cli() -> None:
     """Inbound calls the help desk heard of only in part, or not at all."""
@@ -129,13 +141,7 @@ def calls_missed(since, until) -> None:
     from helpdesk.voice.missed import SETTLE, MissedReport, find_missed
     from metrics.periods import uk_midnight
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not settings.webhooks.twilio_numbers:
-        raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
-                                   "numbers, so their calls can be looked for")
+    settings = settings_with_numbers("so their calls can be looked for")
     lookup = lookup_from_environment()
     if lookup is None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")

@@ -124,8 +124,9 @@ def _recording(recording) -> RecordingFacts:
                           source=recording.source, uri=recording.uri)
 
 
-class TwilioCallLookup:
-    """The Calls resource, `timeout` seconds at most a request (`api_base_url`: a mock, in tests)."""
+class TwilioRest:
+    """Asks Twilio's REST API, `timeout` seconds at most a request (`api_base_url`: a mock, in
+    tests); every failure is a LookupFailed."""
 
     http_client_class: type[ApiBaseHttpClient] = ApiBaseHttpClient
 
@@ -151,6 +152,10 @@ class TwilioCallLookup:
         finally:
             if http.session is not None:
                 http.session.close()
+
+
+class TwilioCallLookup(TwilioRest):
+    """The Calls resource."""
 
     def call(self, sid: str) -> CallFacts:
         return self._ask(f"call {sid}", lambda client: _facts(client.calls(sid).fetch()))

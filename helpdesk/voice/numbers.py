@@ -18,11 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import click
-import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
 
-from callbacks.telephony import ApiBaseHttpClient
+from helpdesk.voice.lookup import LookupFailed, TwilioRest
 
 # (resource field, its method's field, the console's words for it, the app's path)
 SETTINGS = (
@@ -87,47 +84,27 @@ def _override(record) -> str | None:
     return None
 
 
-def _answered(what: str, status: int, message: str) -> str:
-    if status in (401, 403):
-        return f"Twilio refused the credentials (HTTP {status}): check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
-    return f"{what}: Twilio answered HTTP {status}" + (f": {message}" if message else "")
+class TwilioNumbers(TwilioRest):
+    """The IncomingPhoneNumbers resource; every failure is a NumbersError."""
 
-
-class TwilioNumbers:
-    """The IncomingPhoneNumbers resource, `timeout` seconds at most a request (`api_base_url`: a mock)."""
-
-    http_client_class: type[ApiBaseHttpClient] = ApiBaseHttpClient
-
-    def __init__(self, account_sid: str, auth_token: str, api_base_url: str | None = None, timeout: float = 10):
-        self.account_sid, self.auth_token = account_sid, auth_token
-        self.api_base_url, self.timeout = api_base_url, timeout
-
-    def _ask(self, what: str, request):
-        http = self.http_client_class(self.api_base_url, timeout=self.timeout)
+    def _numbers(self, what: str, request):
         try:
-            return request(Client(self.account_sid, self.auth_token, http_client=http))
-        except TwilioRestException as error:
-            raise NumbersError(_answered(what, error.status, error.msg)) from None
-        except requests.RequestException as error:
-            raise NumbersError(f"{what}: could not reach Twilio ({type(error).__name__})") from None
-        except (TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
-            # A list page that is not 200 is a plain TwilioException("Unable to fetch page", response).
-            status = getattr(error.args[1], "status_code", 0) if len(error.args) > 1 else 0
-            if isinstance(status, int) and status >= 300:
-                raise NumbersError(_answered(what, status, "")) from None
-            raise NumbersError(f"{what}: Twilio's answer could not be read ({type(error).__name__})") from None
-        finally:
-            if http.session is not None:
-                http.session.close()
+            return self._ask(what, request)
+        except LookupFailed as failure:
+            if failure.refused:
+                raise NumbersError("Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                                   ) from None
+            raise NumbersError(failure.reason) from None
 
     def find(self, number: str):
         """The account's IncomingPhoneNumber for `number`, or None."""
-        records = self._ask(f"looking up {number}",
-                            lambda client: list(client.incoming_phone_numbers.page(phone_number=number, page_size=20)))
+        records = self._numbers(f"looking up {number}", lambda client: list(
+            client.incoming_phone_numbers.page(phone_number=number, page_size=20)))
         return next((record for record in records if record.phone_number == number), None)
 
     def update(self, sid: str, number: str, values: dict[str, str]):
-        return self._ask(f"setting {number}", lambda client: client.incoming_phone_numbers(sid).update(**values))
+        return self._numbers(f"setting {number}",
+                             lambda client: client.incoming_phone_numbers(sid).update(**values))
 
 
 def check_numbers(twilio: TwilioNumbers, numbers: list[str], public_base_url: str, *,
@@ -201,7 +178,8 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
     """
     import os
 
-    from helpdesk.config import ConfigError, Secrets, load_settings
+    from helpdesk.cli_calls import settings_with_numbers
+    from helpdesk.config import Secrets
     from helpdesk.phones import international
 
     secrets = Secrets.from_environ()
@@ -217,14 +195,7 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
                 raise click.BadParameter(f"{typed!r} is not a whole phone number", param_hint="NUMBER")
             wanted.append(number)
     else:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        if not settings.webhooks.twilio_numbers:
-            raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
-                                       "numbers, or name the numbers to check")
-        wanted = list(settings.webhooks.twilio_numbers)
+        wanted = list(settings_with_numbers("or name the numbers to check").webhooks.twilio_numbers)
     twilio = TwilioNumbers(secrets.twilio_account_sid, secrets.twilio_auth_token,
                            os.environ.get("TWILIO_API_BASE_URL", "").strip() or None)
     wanted = list(dict.fromkeys(wanted))

@@ -116,8 +116,7 @@ def test_refused_credentials_stop_the_run_and_say_so(stub):
     result = run(stub.url, NUMBER, "+441144960001")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        f"{NUMBER}: stopped: Twilio refused the credentials (HTTP 401): check TWILIO_ACCOUNT_SID and "
-        "TWILIO_AUTH_TOKEN.",
+        f"{NUMBER}: stopped: Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.",
         "Not checked: +441144960001.",
     ]
 
