@@ -313,19 +313,18 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
         raise CallbackError("An attempt cannot be in the future.")
     with session.begin():
         callback = session.get(Callback, callback_id, with_for_update=True)
-        # One made before the callback closed (unreachable at the last attempt logged, or
-        # resolved), entered after: the agent logged their calls out of order. It still counts,
-        # and may correct a breach, but the callback stays closed as it was.
-        earlier = (callback is not None and callback.status == "closed" and callback.outcome in CLOSED_AFTER_TRYING
-                   and started_at <= callback.closed_at)
-        if callback is not None and callback.status == "closed" and callback.outcome in CLOSED_AFTER_TRYING \
-                and not earlier:
+        # Closed as unreachable (at the last attempt logged) or resolved, and this one made before
+        # that, entered after: the agent logged their calls out of order. It still counts, and may
+        # correct a breach, but the callback stays closed as it was.
+        earlier = callback is not None and callback.status == "closed" and callback.outcome in CLOSED_AFTER_TRYING
+        if earlier and started_at > callback.closed_at:
             raise CallbackError(f"This callback was closed at {local(callback.closed_at):%H:%M on %d %B}: only an "
                                 "attempt made before then can still be logged.")
         if not earlier:
             callback = _open_for(session, callback_id, agent_id)
         if started_at < callback.owed_from:
             raise CallbackError("An attempt cannot be before the callback was owed.")
+
         def near(moment):
             return (moment > started_at - SAME_ATTEMPT) & (moment < started_at + SAME_ATTEMPT)
 
