@@ -254,15 +254,16 @@ class BusinessCalendar:
         # Open to midnight ("24:00"): to the next day's start, not its last microsecond.
         end = datetime.combine(d + _DAY, time(0)) if closes == END_OF_DAY else datetime.combine(d, closes)
         first, last, _, change = self._date_facts(d)
-        spans = []
+
+        def utc(wall: datetime, offset: timedelta) -> datetime:
+            return (wall - offset).replace(tzinfo=UTC)
+
+        before = first.astimezone(self._tz).utcoffset()
         if change is None:
-            offset = first.astimezone(self._tz).utcoffset()
-            spans.append(((start - offset).replace(tzinfo=UTC), (end - offset).replace(tzinfo=UTC)))
+            spans = [(utc(start, before), utc(end, before))]
         else:
-            at = change[0]
-            before, after = first.astimezone(self._tz).utcoffset(), last.astimezone(self._tz).utcoffset()
-            spans.append(((start - before).replace(tzinfo=UTC), min((end - before).replace(tzinfo=UTC), at)))
-            spans.append((max((start - after).replace(tzinfo=UTC), at), (end - after).replace(tzinfo=UTC)))
+            at, after = change[0], last.astimezone(self._tz).utcoffset()
+            spans = [(utc(start, before), min(utc(end, before), at)), (max(utc(start, after), at), utc(end, after))]
         return [(a, b) for a, b in spans if a < b]
 
     def _without_closures(self, intervals: list[Interval]) -> list[Interval]:
