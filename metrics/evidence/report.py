@@ -146,6 +146,17 @@ def withdrawn_words(count: int) -> str:
             "\u201cwithdrawn\u201d); the agent's reason is in the note, included when notes are.")
 
 
+def no_number_words(count: int) -> str:
+    """Callbacks that left the figures because there was nobody they could ring (none: nothing said)."""
+    if not count:
+        return ""
+    them = "it" if count == 1 else "them"
+    return (f"{count:,} callback{' was' if count == 1 else 's were'} closed as unreachable before "
+            f"{'its' if count == 1 else 'their'} deadline was decided because there was no number to dial, so the "
+            f"callback figures do not count {them} either. callbacks.csv lists {them} (closed_outcome "
+            "\u201cunreachable\u201d, counted \u201cno\u201d).")
+
+
 def restored_words(lost) -> str:
     """What a restore of the database took from the pack, for the report's opening."""
     return (lost_words(lost, "these figures and from every file of this pack")
@@ -186,6 +197,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
+    if tally.no_number:
+        story.append(Paragraph(escape(no_number_words(tally.no_number)), styles["BodyText"]))
 
     story.append(Paragraph("Charts", styles["Heading2"]))
     days = [entry.first_day for entry in summary.days]

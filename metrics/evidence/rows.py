@@ -60,6 +60,7 @@ class Tally:
     unanswered_breaches: int = 0  # counted calls breached without an answer (hung up late, no answer, voicemail)
     lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
     withdrawn: int = 0  # callbacks withdrawn before they were decided: not counted
+    no_number: int = 0  # callbacks with no number to dial, closed as unreachable before they were decided: not counted
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
@@ -239,6 +240,8 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
                 tally.lead[lead_bucket(due_at, first_attempt_at)] += 1
             elif outcome == "withdrawn":
                 tally.withdrawn += 1
+            elif outcome == "unreachable":
+                tally.no_number += 1  # closing as unreachable undecided needs an attempt unless there is no number
             row = [
                 str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
                 when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),

@@ -426,6 +426,23 @@ def test_the_report_counts_callbacks_withdrawn_before_they_were_decided(app, db_
     text = subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"), "-"],
                           check=True, capture_output=True, timeout=60).stdout.decode()
     assert "1 callback was withdrawn before its deadline was decided" in " ".join(text.split())
+    assert "no number to dial" not in " ".join(text.split())
+
+
+def test_the_report_counts_callbacks_with_no_number_closed_before_they_were_decided(app, db_session, clock, seeded,
+                                                                                    auditor, packs):
+    callback = db_session.scalars(select(Callback).where(Callback.sla_result.is_(None))).one()
+    callback.caller_number = None
+    callback.status, callback.outcome, callback.closed_at = "closed", "unreachable", clock.now
+    db_session.commit()
+    pack = export(app, db_session, clock, auditor, packs / "pack")
+    rows = read(pack / "callbacks.csv")
+    assert [(c["closed_outcome"], c["counted"]) for c in rows][-1] == ("unreachable", "no")
+    text = " ".join(subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"),
+                                    "-"], check=True, capture_output=True, timeout=60).stdout.decode().split())
+    assert ("1 callback was closed as unreachable before its deadline was decided because there was no number to "
+            "dial") in text
+    assert "No callback was withdrawn before its deadline was decided." in text
 
 
 def test_a_pack_made_before_its_period_ended_says_it_is_provisional(app, db_session, clock, seeded, auditor, packs):

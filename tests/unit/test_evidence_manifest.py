@@ -216,6 +216,16 @@ def test_the_report_says_how_many_callbacks_were_withdrawn_and_left_out():
     assert withdrawn_words(1200).startswith("1,200 callbacks were withdrawn before their deadline")
 
 
+def test_the_report_says_how_many_callbacks_left_out_had_no_number_to_dial():
+    from metrics.evidence.report import no_number_words
+
+    assert no_number_words(0) == ""  # nothing to say, so the report says nothing
+    assert no_number_words(1).startswith("1 callback was closed as unreachable before its deadline was decided "
+                                         "because there was no number to dial, so the callback figures do not "
+                                         "count it either.")
+    assert no_number_words(2).startswith("2 callbacks were closed as unreachable before their deadline")
+
+
 def test_a_zip_whose_manifest_is_not_json_says_so_rather_than_that_the_zip_is_damaged(pack):
     (pack / MANIFEST).write_text("{ not json")
     with pytest.raises(ManifestError) as raised:
