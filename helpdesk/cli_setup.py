@@ -1,0 +1,174 @@
+"""`helpdesk files`, `check-config` and `calendar`: setting the help desk up, and checking it
+before it goes live."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import click
+
+from helpdesk.config import ConfigError, load_settings
+
+
+@click.command("files")
+@click.option("--out", "out", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Where to write them (made if missing).")
+@click.option("--overwrite", is_flag=True, help="Replace files there that differ from this version's (your edits "
+              "to them are lost; a link there is replaced, never written through).")
+def files_command(out: str, overwrite: bool) -> None:
+    """Write the files that come with this version into DIR, laid out as in a checkout:
+    config/ (the example configuration with every key documented, gunicorn settings,
+    Prometheus and Grafana set-up) and metrics/ (alert rules and their tests, Grafana
+    dashboards). For an installation from a wheel: the README's commands then work from DIR."""
+    from helpdesk.shipped import differing, inside_sources, shipped_files, write_files
+
+    if not out.strip():
+        raise click.BadParameter("name a directory", param_hint="--out")
+    out = Path(out)
+    if (source := inside_sources(out)) is not None:
+        raise click.BadParameter(f"{out} is in {source}, where the files come from: choose a directory "
+                                 "outside the installation", param_hint="--out")
+    files = shipped_files()
+    if missing := [name for name, path in files.items() if not path.is_file()]:
+        raise click.ClickException(f"this installation lacks {', '.join(missing)}: reinstall it from a wheel or a "
+                                   "checkout")
+    clashes = differing(out, files)
+    if clashes and not overwrite:
+        raise click.ClickException(f"{out} already has {len(clashes)} of these files with other content "
+                                   f"({', '.join(clashes)}): nothing written. Choose another directory, or "
+                                   "add --overwrite to replace them")
+    try:
+        done = write_files(out, files)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write in {out}: {exc.strerror or exc}") from None
+    for name, what in done:
+        click.echo(f"{what} {out / name}")
+    click.echo(f"{len(done)} files of helpdesk-sla {version('helpdesk-sla')} in {out}.")
+
+
+@click.command("check-config")
+@click.argument("path", required=False)
+def check_config(path: str | None) -> None:
+    """Validate the configuration file (HELPDESK_CONFIG, or config/helpdesk.toml)."""
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{settings.source}: valid (version {settings.version}).")
+    for warning in (_routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings)
+                    + _spool_warnings(settings)):
+        click.echo(warning)
+
+
+def _spool_warnings(settings) -> list[str]:
+    """A spool this user cannot write to, or one that moves with the working directory."""
+    from helpdesk.voice.recovery import spool_for, spool_problem
+
+    if problem := spool_problem(settings, create=False):
+        return [f"warning: {problem} (as this user; the server checks again when it starts)."]
+    if not Path(settings.webhooks.spool_dir).is_absolute():
+        return [f"warning: webhooks.spool_dir \"{settings.webhooks.spool_dir}\" is relative, so it is taken from "
+                f"each process's working directory (here {spool_for(settings).directory}), and 'helpdesk webhooks "
+                "replay' must run from the same one. Write an absolute path."]
+    return []
+
+
+def _smtp_warnings(settings) -> list[str]:
+    """Mail that would cross a network unencrypted."""
+    from callbacks.smtp import is_this_machine
+
+    smtp = settings.smtp
+    if smtp.host and smtp.security == "none" and not is_this_machine(smtp.host):
+        return [f"warning: smtp.security is \"none\" and smtp.host ({smtp.host}) is not this machine: mail to "
+                "callers and supervisors would cross the network unencrypted, and the app will not send "
+                "SMTP_USERNAME and SMTP_PASSWORD that way. Use \"starttls\" or \"ssl\"."]
+    return []
+
+
+def _routing_warnings(settings) -> list[str]:
+    """What a valid configuration may still get wrong: a phone's own voicemail counted as an answer."""
+    routing = settings.routing
+    phones = [target for target in routing.dial_targets if target.startswith("+")]
+    if routing.mode == "dial" and phones and not routing.screen_calls:
+        return [f"warning: routing.dial_targets has phone numbers ({', '.join(phones)}) and routing.screen_calls "
+                "is false: if a phone's own voicemail picks up, the call counts as answered. Turn voicemail off on "
+                "those phones, or set screen_calls = true (see the README)."]
+    return []
+
+
+def _missed_calls_warnings(settings) -> list[str]:
+    """Calls made while the app could not be reached would go uncounted."""
+    missing = ("calls made while the app could not be reached will not be found in Twilio's call log, and will be "
+               "missing from every figure")
+    if not settings.webhooks.twilio_numbers:
+        return [f"warning: webhooks.twilio_numbers is empty: {missing}. Set it to the help desk's Twilio numbers "
+                "(see the README)."]
+    if not settings.webhooks.reconcile_after_minutes:
+        return [f"warning: webhooks.reconcile_after_minutes is 0, so the scheduler never asks Twilio: {missing}, "
+                "unless you run 'helpdesk calls missed'."]
+    return []
+
+
+@click.command("calendar")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="The first UK day to show (today by default).")
+@click.option("--days", type=click.IntRange(1, 400), default=14, show_default=True, help="How many days to show.")
+@click.option("--owed-from", "owed_from", metavar="'YYYY-MM-DD HH:MM'",
+              help="Also say when a callback owed from this UK time would be due, and why.")
+def calendar_command(first: str | None, days: int, owed_from: str | None) -> None:
+    """The opening hours in force day by day (bank holidays and closures taken off), from the
+    configuration (HELPDESK_CONFIG, or config/helpdesk.toml): check them before going live."""
+    from datetime import date, timedelta
+
+    from callbacks.deadlines import callback_deadline, explain
+    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, local, uk_time_problem, wall_time
+    from helpdesk.config import clock_text
+    from metrics.periods import uk_midnight
+
+    try:
+        settings = load_settings(None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    start = iso_day(first) if first else local(datetime.now(timezone.utc)).date()
+    if start is None:
+        raise click.BadParameter(f"{first!r} {day_problem(first)}", param_hint="--from")
+    # The last day shown, and the day after it, must be dates Python can compute.
+    if start + timedelta(days=days) > date(9998, 12, 31):
+        raise click.BadParameter(f"{first!r} is out of range: use a date up to "
+                                 f"{date(9998, 12, 31) - timedelta(days=days):%Y-%m-%d} for {days} days",
+                                 param_hint="--from")
+    owed = None
+    if owed_from:
+        naive = wall_time(owed_from)
+        if naive is None or naive.year > 9997:  # room for its deadline
+            raise click.BadParameter(f"{owed_from!r} is not a UK time: use 'YYYY-MM-DD HH:MM', from 1900 to 9997",
+                                     param_hint="--owed-from") from None
+        problem = uk_time_problem(naive)
+        if problem == SKIPPED:
+            raise click.BadParameter(f"{owed_from!r} {problem}", param_hint="--owed-from")
+        owed = naive.replace(tzinfo=LONDON)
+        if problem:  # the hour the clocks repeat: its first pass (BST), said so below
+            click.echo(f"{naive:%H:%M} {problem}: this is the first {naive:%H:%M}, British Summer Time.")
+    calendar = settings.calendar
+    nation = settings.nation.replace('-', ' ').title().replace(' And ', ' and ')
+    click.echo(f"{settings.source} (version {settings.version}); UK time; "
+               + (f"bank holidays of {nation}." if settings.bank_holidays else f"open on {nation}'s bank holidays."))
+    for day in (start + timedelta(days=n) for n in range(days)):
+        midnight, following = uk_midnight(day), uk_midnight(day + timedelta(days=1))
+        spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
+        # A day open until midnight ends at its last instant (clock_text's 24:00), or at the next day.
+        hours = ", ".join(f"{clock_text(a.time())}-" + ("24:00" if b.date() != day else clock_text(b.time()))
+                          for a, b in spans)
+        why = [f"bank holiday: {name}" for name in [calendar.holiday_name(day)] if name]
+        why += [f"closure: {closure.reason or 'no reason given'} ({local(closure.start):%d %b %H:%M} to "
+                f"{local(closure.end):%d %b %H:%M})" for closure in settings.closures
+                if closure.start < following and closure.end > midnight]
+        line = f"{day:%a %d %b %Y}  {hours or 'closed'}"
+        click.echo(line + (f"  ({'; '.join(why)})" if why else ""))
+    if owed is not None:
+        deadline = callback_deadline(owed, clock=settings.callback.clock,
+                                     within=timedelta(minutes=settings.callback.within_minutes),
+                                     calendar=calendar, config_version=settings.version)
+        click.echo(f"\nA callback owed from {owed:%a %d %b %Y %H:%M}: {explain(deadline.explanation)}")
+    for warning in _routing_warnings(settings):
+        click.echo(warning)
