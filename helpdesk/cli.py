@@ -224,7 +224,7 @@ def _register() -> None:
     from helpdesk.restore import after_restore_command
     from helpdesk.simulator import simulate_command
     from helpdesk.subject_access import subject_access_command
-    from helpdesk.users import users_cli
+    from helpdesk.cli_users import users_cli
     from helpdesk.voice.numbers import twilio_numbers_command
     from metrics.evidence.cli import evidence_cli
 

@@ -225,7 +225,8 @@ def after_restore_command(lost_until: str, backup_taken: str | None, skip: int |
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
     from helpdesk.dbutil import database_error
-    from helpdesk.users import authenticate, normalise_username, password_for
+    from helpdesk.cli_users import password_for
+    from helpdesk.users import authenticate, normalise_username
 
     failed = _uk_time(lost_until, "--lost-until")
     taken = _uk_time(backup_taken, "--backup-taken")

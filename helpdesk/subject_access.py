@@ -232,7 +232,8 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
     from helpdesk.dbutil import command_errors
-    from helpdesk.users import authenticate, normalise_username, password_for
+    from helpdesk.cli_users import password_for
+    from helpdesk.users import authenticate, normalise_username
 
     try:
         if (phone is None) == (email is None):

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from helpdesk.cli_users import password_for
 from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
 from helpdesk.dbutil import command_errors, database_error
-from helpdesk.users import authenticate, normalise_username, password_for
+from helpdesk.users import authenticate, normalise_username
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify

@@ -1,0 +1,156 @@
+"""`helpdesk users`: add, list and deactivate the people who sign in, and set their passwords and phones;
+`password_for`, the password of the user another command runs as."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+import click
+from sqlalchemy import inspect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from helpdesk.config import Secrets
+from helpdesk.db import Database
+from helpdesk.dbutil import database_error
+from helpdesk.models.user import ROLES
+from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
+                            existing_user, list_users, refuse_taken, set_password, set_phone)
+
+
+users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on DATABASE_URL; every failure becomes a one-line message."""
+    url = Secrets.from_environ().database_url
+    database = None
+    try:
+        _refuse_missing_sqlite_file(url)
+        database = Database(url)
+        with database.session() as session:
+            yield session
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(_database_problem(database, exc)) from None
+    finally:
+        if database is not None:
+            database.dispose()
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    # SQLite would quietly create an empty file; say what is wrong instead.
+    from helpdesk.migrate import NotReady, check_url
+
+    try:
+        check_url(url)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:
+    try:
+        migrated = database is not None and inspect(database.engine).has_table("users")
+    except SQLAlchemyError:
+        migrated = None
+    if migrated is False and database is not None:
+        return "the database is not migrated (no users table): run 'helpdesk db upgrade' first"
+    return database_error(exc)
+
+
+def password_for(username: str) -> str:
+    """The password of the user a command runs as: HELPDESK_PASSWORD (for scripts), or asked for."""
+    password = os.environ.get("HELPDESK_PASSWORD")
+    if password:
+        return password
+    return click.prompt(f"Password for {username}", hide_input=True, err=True)
+
+
+def _new_password() -> str:
+    password = os.environ.get("HELPDESK_PASSWORD")
+    if password:
+        return password
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the terminal: click says "Aborted!"
+        raise click.ClickException("no password was given: send it twice, a line each, on standard input, or set "
+                                   "HELPDESK_PASSWORD") from None
+
+
+@users_cli.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
+@click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
+@click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
+def add_command(username: str, role: str, display_name: str, phone: str) -> None:
+    """Add a user who can sign in.
+
+    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    """
+    # Check everything that can be wrong before asking for a password.
+    try:
+        name = check_username(username)
+        check_phone(phone)
+        check_display_name(display_name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    with _session() as session, session.begin():
+        refuse_taken(session, name)
+    password = _new_password()
+    with _session() as session:
+        user = add_user(session, username, password, role, display_name, phone=phone)
+    named = f" ({user.display_name})" if user.display_name else ""
+    click.echo(f"Added {user.role} {user.username!r}{named}.")
+
+
+@users_cli.command("list")
+def list_command() -> None:
+    """List users with their roles and whether they can sign in."""
+    with _session() as session:
+        users = list_users(session)
+    if not users:
+        click.echo("No users yet: add one with 'helpdesk users add USERNAME --role admin'.")
+        return
+    for user in users:
+        state = "active" if user.active else "deactivated"
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {user.display_name}".rstrip())
+
+
+@users_cli.command("deactivate")
+@click.argument("username")
+def deactivate_command(username: str) -> None:
+    """Stop a user signing in (their record is kept)."""
+    with _session() as session:
+        user = deactivate(session, username)
+    click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
+
+
+@users_cli.command("set-phone")
+@click.argument("username")
+@click.argument("phone", required=False, default="")
+def set_phone_command(username: str, phone: str) -> None:
+    """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
+    with _session() as session:
+        user = set_phone(session, username, phone)
+    click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+def set_password_command(username: str) -> None:
+    """Set a user's password.
+
+    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    """
+    with _session() as session, session.begin():
+        existing_user(session, username)  # no password asked for a user who does not exist
+    password = _new_password()
+    with _session() as session:
+        user = set_password(session, username, password)
+    click.echo(f"Changed the password of {user.username!r}.")
