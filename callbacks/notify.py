@@ -23,10 +23,10 @@ from callbacks.deadlines import explain, when_words
 from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import LONDON
-from helpdesk.config import Settings
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.pages.format import caller_type_label
 from helpdesk.phones import is_withheld, number_ending
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from callbacks.deadlines import due_soon_limits, explain
 from callbacks.service import CALL_UNDER_WAY, due_soon_condition, not_met
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import local
-from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.call import never_reached
 from helpdesk.pages.calls import day_bounds
+from helpdesk.settings import Settings
 
 REASONS = {
     "abandoned": "Missed call – caller hung up",

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from callbacks.service import AGENT_LEG_ENDED, LEG_ENDED, finish_attempt
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import CallbackAttempt, TwilioLookup
+from helpdesk.settings import Settings
 from helpdesk.voice.lookup import CallFacts, CallLookup
 from helpdesk.voice.reconcile import BATCH, LOOK_BACK, ReconcileReport, ended_calls, in_turn
 

@@ -43,9 +43,9 @@ from callbacks.reconcile import reconcile_attempts
 from callbacks.smtp import MessageSender, SmtpSender, redact
 from callbacks.sweep import acquire_lease, release_lease, sweep
 from helpdesk.clock import LONDON, now_utc
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import SchedulerLease
+from helpdesk.settings import Settings
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
 from helpdesk.voice.missed import LOOK_BACK as MISSED_LOOK_BACK, SETTLE, MissedReport, find_missed
 from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls

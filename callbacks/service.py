@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline, next_attempt_at
 from helpdesk.clock import local
-from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.callback import CLOSING_OUTCOMES
 from helpdesk.phones import international, is_withheld
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol
 
-from helpdesk.config import Settings, SmtpSettings
+from helpdesk.settings import Settings, SmtpSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, aliased
 
 from callbacks.deadlines import notices_due
 from callbacks.service import undecided_owed
-from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
+from helpdesk.settings import Secrets
 from helpdesk.web import RowId
 
 log = logging.getLogger(__name__)

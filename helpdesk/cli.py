@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from helpdesk.config import ConfigError, Secrets, load_settings
+from helpdesk.config import ConfigError, load_settings
 from helpdesk.dbutil import first_line
+from helpdesk.settings import Secrets
 
 log = logging.getLogger(__name__)
 

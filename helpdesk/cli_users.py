@@ -12,10 +12,10 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from helpdesk.config import Secrets
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.models.user import ROLES
+from helpdesk.settings import Secrets
 from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
                             existing_user, list_users, refuse_taken, set_password, set_phone)
 

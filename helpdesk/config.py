@@ -1,7 +1,8 @@
-"""Configuration: a TOML file for the help desk's rules, the environment for secrets.
+"""Configuration: the TOML file of the help desk's rules, read into helpdesk.settings.Settings.
 
 The file is validated once at start-up; every error names the key and the file, so an
-administrator can fix it without reading code.
+administrator can fix it without reading code. Secrets come from the environment
+(helpdesk.settings.Secrets).
 """
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
-from helpdesk.calendar import END_OF_DAY, NATIONS, BusinessCalendar, Closure
+from helpdesk.calendar import END_OF_DAY, NATIONS, Closure
 from helpdesk.clock import uk_time_problem
 from helpdesk.phones import is_phone_number
+from helpdesk.settings import (CallbackSettings, EmailSettings, ImapSettings, IvrSettings, Messages, RoutingSettings,
+                               SchedulerSettings, Settings, SmtpSettings, WebhookSettings)
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PATH = Path("config/helpdesk.toml")
@@ -28,180 +29,12 @@ _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})\Z")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or has an invalid value."""
-
-
-@dataclass(frozen=True)
-class RoutingSettings:
-    mode: str = "dial"
-    dial_targets: tuple[str, ...] = ("client:agent-1",)
-    dial_timeout_seconds: int = 60
-    answer_on_bridge: bool = True
-    ring_tone: str = "uk"
-    caller_id: str = ""
-    queue_name: str = "helpdesk"
-    queue_max_wait_seconds: int = 600
-    # Ring group only: whoever answers an agent's phone must press 1 before the caller is
-    # put through, so voicemail picking up is neither connected nor counted as an answer.
-    screen_calls: bool = False
-    screen_timeout_seconds: int = 6
-
-
-@dataclass(frozen=True)
-class IvrSettings:
-    enabled: bool = False
-    prompt: str = "If you are calling from DWP, press 1. For all other enquiries, press 2."
-    dwp_digit: str = "1"
-    customer_digit: str = "2"
-    timeout_seconds: int = 5
-
-
-@dataclass(frozen=True)
-class Messages:
-    voice: str = "Polly.Amy"
-    language: str = "en-GB"
-    out_of_hours: str = "We are closed at the moment. Please leave a message after the tone and we will call you back."
-    no_answer: str = "Sorry, nobody is free to take your call. Please leave a message after the tone and we will call you back."
-    voicemail_thanks: str = "Thank you. We will call you back. Goodbye."
-    goodbye: str = "Thank you for calling. We will call you back. Goodbye."
-    queue_hold: str = "Thank you for waiting. We will answer your call as soon as we can."
-    screen_prompt: str = "Help desk call. Press 1 to take it."
-    # Said instead of out_of_hours and no_answer when voicemail is off: no tone, no message.
-    out_of_hours_without_voicemail: str = ("We are closed at the moment. Unless your number is withheld, we will call "
-                                           "you back when we open. Goodbye.")
-    no_answer_without_voicemail: str = ("Sorry, nobody is free to take your call. Unless your number is withheld, "
-                                        "we will call you back. Goodbye.")
-
-
-@dataclass(frozen=True)
-class CallbackSettings:
-    # "business": only opening hours count towards the deadline; "elapsed": the wall clock.
-    clock: str = "business"
-    within_minutes: int = 180
-    warn_before_minutes: tuple[int, ...] = (30, 10)
-    # After an attempt that did not reach the caller, wait this long before the next one
-    # (the last value repeats), up to max_attempts in all.
-    retry_spacing_minutes: tuple[int, ...] = (30, 60)
-    max_attempts: int = 3
-    # Shown as "due soon" on the agents' page when this little time is left.
-    due_soon_minutes: int = 30
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str = ""
-    port: int = 587
-    security: str = "starttls"  # starttls, ssl, none
-    from_address: str = ""
-
-
-@dataclass(frozen=True)
-class ImapSettings:
-    """A mailbox to poll. Credentials come from IMAP_USERNAME and IMAP_PASSWORD."""
-
-    host: str = ""  # empty: no polling
-    port: int = 993
-    security: str = "ssl"  # ssl (IMAPS), starttls
-    mailbox: str = "INBOX"
-    poll_seconds: int = 60
-    # A CA certificate (PEM) to trust for the server, for a private or self-signed one; empty:
-    # the system's certificate authorities. A relative path is from the configuration file.
-    ca_file: str = ""
-    # A UK date: messages the mailbox received before it are passed over (never stored or
-    # acknowledged), so a mailbox with older mail in it can be used. None: every message.
-    take_in_from: date | None = None
-
-    def ssl_context(self):
-        """The TLS context to check the server with: `ca_file`'s authorities, or the system's.
-        Made once by whoever polls: loading the system's takes about 20 ms."""
-        import ssl
-
-        return ssl.create_default_context(cafile=self.ca_file or None)
-
-
-@dataclass(frozen=True)
-class EmailSettings:
-    # The help desk's own addresses: never acknowledged (no mail loops). The first is the
-    # address acknowledgements come from, unless smtp.from_address is set.
-    addresses: tuple[str, ...] = ()
-    ack_within_minutes: int = 15
-    # At most this many acknowledgements to one sender within the window (flood guard).
-    per_sender_limit: int = 5
-    per_sender_window_minutes: int = 60
-    # Senders at these domains (and their subdomains) are never held back by the flood guard.
-    unlimited_domains: tuple[str, ...] = ()
-    # Waits between failed sends (the last value repeats), up to max_send_attempts in all.
-    retry_spacing_minutes: tuple[int, ...] = (1, 5, 15, 60)
-    max_send_attempts: int = 8
-    # Also send a simple HTML part with the plain text.
-    html: bool = False
-    imap: ImapSettings = ImapSettings()
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    sweep_seconds: int = 60
-    lease_seconds: int = 120
-
-
 # Calls in a ring group or at the menu end within minutes; asking sooner only finds them live.
 RECONCILE_MINIMUM = 5
 
 
-@dataclass(frozen=True)
-class WebhookSettings:
-    # Where webhooks the database could not take are kept until they are stored (helpdesk/spool.py).
-    spool_dir: str = "spool"
-    # Minutes after a call arrived, not answered and with no ending, to ask Twilio's REST API how it ended
-    # (helpdesk/voice/reconcile.py); 0 never asks.
-    reconcile_after_minutes: int = 15
-    # The help desk's Twilio numbers: calls to them that never reached the app are looked for in
-    # Twilio's call log (helpdesk/voice/missed.py).
-    twilio_numbers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class Settings:
-    """The validated configuration. `version` identifies the file's content.
-
-    Compared and hashed by identity, so derived objects can be cached per Settings.
-    """
-
-    name: str = "Help desk"
-    phone: str = ""
-    timezone: str = "Europe/London"
-    nation: str = "england-and-wales"
-    bank_holidays: bool = True  # the nation's bank holidays close the desk
-    opening_hours: dict[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
-    closures: tuple[Closure, ...] = ()
-    ring_period_seconds: float = 3.0
-    max_rings: int = 10
-    routing: RoutingSettings = RoutingSettings()
-    ivr: IvrSettings = IvrSettings()
-    dwp_numbers: frozenset[str] = frozenset()
-    voicemail_enabled: bool = True
-    voicemail_max_length_seconds: int = 120
-    messages: Messages = Messages()
-    callback: CallbackSettings = CallbackSettings()
-    supervisors: tuple[str, ...] = ()
-    smtp: SmtpSettings = SmtpSettings()
-    email: EmailSettings = EmailSettings()
-    scheduler: SchedulerSettings = SchedulerSettings()
-    webhooks: WebhookSettings = WebhookSettings()
-    version: str = "defaults"
-    source: str = "(built-in defaults)"
-
-    @property
-    def answer_target_seconds(self) -> float:
-        # Rounded to the microsecond: 3 rings of 0.6 s are 1.8 s, not 1.7999999999999998.
-        return round(self.max_rings * self.ring_period_seconds, 6)
-
-    @cached_property
-    def calendar(self) -> BusinessCalendar:
-        # Built once per Settings so its per-day cache is shared by every request.
-        return BusinessCalendar(self.opening_hours, nation=self.nation, closures=self.closures, tz=self.timezone,
-                                bank_holidays=self.bank_holidays)
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or has an invalid value."""
 
 
 def config_path() -> Path:
@@ -661,28 +494,3 @@ def _local(value: Any, tz: ZoneInfo, where: str) -> datetime:
         raise ConfigError(f"{where} has {str(value)!r}, which {problem}: write it with its offset, for example "
                           f"\"{moment:%Y-%m-%dT%H:%M}+01:00\" for British Summer Time or \"+00:00\" for GMT")
     return moment.replace(tzinfo=tz)
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Everything secret comes from the environment."""
-
-    twilio_account_sid: str | None
-    twilio_auth_token: str | None
-    # While the auth token is being changed: a webhook signed with either verifies.
-    twilio_auth_token_secondary: str | None
-    secret_key: str | None
-    database_url: str
-    public_base_url: str | None
-
-    @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> "Secrets":
-        env = os.environ if environ is None else environ
-        return cls(
-            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
-            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
-            twilio_auth_token_secondary=env.get("TWILIO_AUTH_TOKEN_SECONDARY") or None,
-            secret_key=env.get("SECRET_KEY") or None,
-            database_url=env.get("DATABASE_URL") or "sqlite:///helpdesk.db",
-            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-        )

@@ -7,8 +7,8 @@ from flask import current_app
 from werkzeug.routing import BaseConverter
 
 from helpdesk.clock import now_utc
-from helpdesk.config import Settings
 from helpdesk.db import Database
+from helpdesk.settings import Settings
 
 
 def settings() -> Settings:

@@ -18,10 +18,10 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
 from callbacks.scheduler import AcknowledgementJob, SweepJob
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, TwilioEvent
 from helpdesk.models.event import found_in_log as found_in_log_events
+from helpdesk.settings import Settings
 from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from callbacks.deadlines import due_soon_limits
 from callbacks.service import breach_unrecorded, due_soon_condition
-from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
+from helpdesk.settings import Settings
 from metrics.periods import (
     PERIOD_KINDS,
     Period,

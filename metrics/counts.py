@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
-from helpdesk.config import Settings
 from helpdesk.models import Call, Callback, EmailAcknowledgement, InboundEmail
+from helpdesk.settings import Settings
 from metrics.compliance import Scope
 
 # Finished outcomes (helpdesk/models/call.py) and caller types, zero-initialised as labels.

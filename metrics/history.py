@@ -31,9 +31,9 @@ from sqlalchemy import String, and_, any_, bindparam, func, not_, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from helpdesk.config import Settings
 from callbacks.service import BREACH_CORRECTED, never_owed
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, InboundEmail, TwilioEvent
+from helpdesk.settings import Settings
 from helpdesk.voice.reconcile import LOOK_BACK as STUCK_AFTER
 from metrics import compliance
 from metrics.compliance import Period, RuleFigures, Scope, add_figures

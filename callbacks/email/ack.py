@@ -17,7 +17,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from helpdesk.clock import LONDON
-from helpdesk.config import END_OF_DAY, Settings
+from helpdesk.config import END_OF_DAY
+from helpdesk.settings import Settings
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # "Subject: " and our subject on one line of at most 78 characters (RFC 5322 2.1.1): folded, the

@@ -23,9 +23,9 @@ from datetime import datetime
 from sqlalchemy import case, update
 
 from callbacks.email.intake import store_inbound
-from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import ImapMailboxState
+from helpdesk.settings import Settings
 from metrics.periods import uk_midnight
 
 log = logging.getLogger(__name__)

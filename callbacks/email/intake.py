@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import LOST_IN_RESTORE
 from callbacks.email.parse import ParsedEmail, classify, content_fingerprint, dedupe_key, parse, references_in
-from helpdesk.config import Settings
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.enquiries import LONDON, allocate_reference
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
 from helpdesk.restore import MAIL_MARGIN, lost_in_restore, windows
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 SOURCES = ("sendgrid", "imap")

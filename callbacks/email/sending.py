@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from callbacks.email.ack import acknowledgement_message
 from callbacks.email.ack_rules import AFTER_RESTORE, CLAIM_STALE_AFTER, AfterFailure, after_failure, sla_result
 from callbacks.smtp import MailError, MessageSender, ascii_domain, short_error
-from helpdesk.config import Settings
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from helpdesk.config import Settings
 from helpdesk.models import Call
 from helpdesk.models.call import never_reached
 from helpdesk.restore import overlapping, windows
+from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.periods import uk_midnight
 

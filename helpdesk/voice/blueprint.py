@@ -12,7 +12,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, g, request
 
-from helpdesk.config import Settings
+from helpdesk.settings import Settings
 from helpdesk.voice import twiml
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem

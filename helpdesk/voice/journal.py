@@ -17,11 +17,11 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from callbacks.service import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
-from helpdesk.config import Settings
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
 from helpdesk.prepared import Prepared
+from helpdesk.settings import Settings
 from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)

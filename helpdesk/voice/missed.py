@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.models import TwilioEvent
 from helpdesk.restore import lost_in_restore, windows
+from helpdesk.settings import Settings
 from helpdesk.voice.journal import record_unheard_call
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed
 from helpdesk.voice.projection import API_LEG, API_LOG, TERMINAL

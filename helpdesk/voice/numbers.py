@@ -177,8 +177,8 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
     import os
 
     from helpdesk.cli_calls import settings_with_numbers
-    from helpdesk.config import Secrets
     from helpdesk.phones import international
+    from helpdesk.settings import Secrets
 
     secrets = Secrets.from_environ()
     if not (secrets.twilio_account_sid and secrets.twilio_auth_token):

@@ -29,11 +29,11 @@ from typing import Iterator, NamedTuple
 
 from sqlalchemy import ColumnElement, exists, select
 
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import Call, TwilioEvent, TwilioLookup
 from helpdesk.models.call import unfinished
+from helpdesk.settings import Settings
 from helpdesk.voice.journal import record_event
 from helpdesk.voice.lookup import CallFacts, CallLookup, LookupFailed, RecordingFacts
 from helpdesk.voice.projection import API_CALL, API_LEG, API_RECORDING, TERMINAL

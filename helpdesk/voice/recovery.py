@@ -26,9 +26,9 @@ from typing import Any, Sequence
 from sqlalchemy import exc
 
 from callbacks.service import ATTEMPT_OUTCOMES, finish_attempt
-from helpdesk.config import Settings
 from helpdesk.db import Database
 from helpdesk.migrate import schema_problem
+from helpdesk.settings import Settings
 from helpdesk.spool import Drained, Spool, Unreachable
 from helpdesk.voice.journal import journal_only, record_event
 

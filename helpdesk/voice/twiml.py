@@ -9,7 +9,7 @@ from functools import cache
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from helpdesk.config import Settings
+from helpdesk.settings import Settings
 
 AGENT_EVENTS = "initiated ringing answered completed"
 

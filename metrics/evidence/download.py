@@ -13,7 +13,7 @@ from typing import IO
 
 from sqlalchemy.orm import Session
 
-from helpdesk.config import Settings
+from helpdesk.settings import Settings
 from metrics.evidence.pack import Exporter, ExportRequest, PackResult, check_request, record_export, write_pack
 
 

@@ -15,7 +15,8 @@ from datetime import date, timedelta
 from importlib import metadata
 from pathlib import Path
 
-from helpdesk.config import WEEKDAYS, Settings, clock_text
+from helpdesk.config import WEEKDAYS, clock_text
+from helpdesk.settings import Settings
 from metrics.evidence.fields import Redactor
 
 MANIFEST = "manifest.json"

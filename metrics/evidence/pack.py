@@ -22,10 +22,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from helpdesk.clock import day_problem, iso_day
-from helpdesk.config import Settings
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from helpdesk.pages.format import quoted
 from helpdesk.paths import parent_problem
+from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.evidence import rows as tables
 from metrics.evidence.columns import COLUMNS_FILE, column_rows

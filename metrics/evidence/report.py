@@ -16,8 +16,9 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from helpdesk.config import WEEKDAYS, Settings, clock_text
+from helpdesk.config import WEEKDAYS, clock_text
 from helpdesk.pages.format import format_compliance, format_minutes, lost_words
+from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON

@@ -11,8 +11,8 @@ from typing import Iterator
 
 from sqlalchemy.orm import Session
 
-from helpdesk.config import Settings
 from helpdesk.restore import overlapping, windows
+from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.evidence.fields import LONDON, london_times, ratio
 

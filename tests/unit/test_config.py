@@ -8,8 +8,9 @@ import ssl
 
 import pytest
 
-from helpdesk.config import ConfigError, Secrets, load_settings, parse_settings
+from helpdesk.config import ConfigError, load_settings, parse_settings
 from servers import skip_or_fail
+from helpdesk.settings import Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,9 +21,10 @@ from callbacks.deadlines import callback_deadline
 from callbacks.notify import FakeNotifier, SmtpNotifier, compose
 from callbacks.smtp import MailError
 from callbacks.smtp import is_this_machine, redact
-from helpdesk.config import SmtpSettings, parse_settings
+from helpdesk.config import parse_settings
 from helpdesk.models import Callback
 from servers import free_port, require_program
+from helpdesk.settings import SmtpSettings
 
 SUPERVISORS = ("duty.manager@helpdesk.example.org", "team.lead@helpdesk.example.org")
 CALLER = "+447700900123"

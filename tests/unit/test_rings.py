@@ -3,8 +3,8 @@ from datetime import timedelta
 
 import pytest
 
-from helpdesk.config import Settings
 from helpdesk.rings import judge_answer, rings_for
+from helpdesk.settings import Settings
 
 TARGET = 30.0
 
