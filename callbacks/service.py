@@ -200,6 +200,13 @@ def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id
             raise CallbackError("A callback is already owed for this enquiry.")
         if enquiry.status != "open":
             raise CallbackError(f"This enquiry is already recorded as {enquiry.status.replace('_', ' ')}.")
+        # Owed while the call looked missed, and kept open when its answer came because an agent
+        # had already tried it: concluded beside it, the enquiry would say done while the queue
+        # still owes the caller a call.
+        if session.scalar(select(Callback.id).where(Callback.contact_key == f"call:{call_sid}",
+                                                    Callback.status == "open")) is not None:
+            raise CallbackError(f"This call's callback ({enquiry.reference}) is still open on the queue. Close it "
+                                "there first: as withdrawn if it is no longer needed.")
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "concluded", now, agent_id
 
 

@@ -24,6 +24,13 @@ def callbacks(session) -> list[Callback]:
     return rows
 
 
+def enquiry_status(session, call_sid: str) -> str:
+    session.expire_all()
+    status = session.scalars(select(Enquiry.status).where(Enquiry.call_sid == call_sid)).one()
+    session.rollback()
+    return status
+
+
 def miss_a_call(client, clock, n: int, caller="+447700900123", wait=40):
     arrived = clock.now
     post(client, "/twilio/voice/incoming", inbound(sid(n), caller=caller))
@@ -353,6 +360,32 @@ def test_an_enquiry_not_concluded_can_be_recorded_after_the_missed_call_callback
     with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="already owed"):
         service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
                                      note="Again")
+
+
+def test_a_call_whose_answer_came_after_its_callback_was_tried_is_not_concluded_while_that_callback_is_open(
+        app, client, db_session, clock, settings, agents):
+    # Owed while the call looked missed; an agent tried it; then the answer arrived. The callback
+    # stays open (it was tried), so "Concluded" must not close the enquiry beside it.
+    answered_out_of_order(client, clock, 29)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=clock.now + timedelta(minutes=5), outcome="no_answer",
+                            now=clock.now + timedelta(minutes=6))
+    clock.now += timedelta(minutes=10)
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(929), "ParentCallSid": sid(29), "To": "client:agent-1",
+                                                "CallStatus": "in-progress", "Timestamp": stamp(callback.owed_from
+                                                                                                + timedelta(seconds=12))})
+    [tried] = callbacks(db_session)
+    assert (tried.status, tried.attempts_count) == ("open", 1)
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="still open"):
+        service.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
+    assert enquiry_status(db_session, sid(29)) == "open"
+    with app.extensions["helpdesk.db"].session() as session:
+        service.close(session, callback_id=tried.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
+                      note="The call was answered after all")
+        service.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
+    assert enquiry_status(db_session, sid(29)) == "concluded"
 
 
 def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was_missed(client, db_session, clock):
