@@ -2,13 +2,14 @@
 before it goes live."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 
 import click
 
-from helpdesk.config import ConfigError, load_settings
+from helpdesk.clock import local
+from helpdesk.config import ConfigError, clock_text, load_settings
 
 
 @click.command("files")
@@ -110,6 +111,19 @@ def _missed_calls_warnings(settings) -> list[str]:
     return []
 
 
+def _span_words(day: date, start: datetime, end: datetime, *, zones: bool) -> str:
+    """An open span of a UK day as "08:00-17:00". On the days the clocks change (`zones`) each
+    time also says BST or GMT, and a span's end is read on the clock in force just before it:
+    an hour open to 02:00 BST as the clocks go back ends at 02:00 BST, not at 01:00 GMT."""
+    begins, last = local(start), local(end - timedelta(microseconds=1))
+    ends = end + last.utcoffset()  # naive: the wall clock's reading at the end
+    # A day open until midnight ends at its last instant (clock_text's 24:00), or at the next day.
+    end_words = "24:00" if ends.date() != day else clock_text(ends.time())
+    if zones:
+        return f"{begins:%H:%M} {begins.tzname()}-{end_words} {last.tzname()}"
+    return f"{clock_text(begins.time())}-{end_words}"
+
+
 @click.command("calendar")
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="The first UK day to show (today by default).")
 @click.option("--days", type=click.IntRange(1, 400), default=14, show_default=True, help="How many days to show.")
@@ -118,11 +132,8 @@ def _missed_calls_warnings(settings) -> list[str]:
 def calendar_command(first: str | None, days: int, owed_from: str | None) -> None:
     """The opening hours in force day by day (bank holidays and closures taken off), from the
     configuration (HELPDESK_CONFIG, or config/helpdesk.toml): check them before going live."""
-    from datetime import date, timedelta
-
     from callbacks.deadlines import callback_deadline, explain
-    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, local, uk_time_problem, wall_time
-    from helpdesk.config import clock_text
+    from helpdesk.clock import LONDON, SKIPPED, day_problem, iso_day, uk_time_problem, wall_time
     from metrics.periods import uk_midnight
 
     try:
@@ -155,10 +166,8 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
                + (f"bank holidays of {nation}." if settings.bank_holidays else f"open on {nation}'s bank holidays."))
     for day in (start + timedelta(days=n) for n in range(days)):
         midnight, following = uk_midnight(day), uk_midnight(day + timedelta(days=1))
-        spans = [(local(a), local(b)) for a, b in calendar.open_intervals(midnight, following)]
-        # A day open until midnight ends at its last instant (clock_text's 24:00), or at the next day.
-        hours = ", ".join(f"{clock_text(a.time())}-" + ("24:00" if b.date() != day else clock_text(b.time()))
-                          for a, b in spans)
+        hours = ", ".join(_span_words(day, a, b, zones=local(midnight).utcoffset() != local(following).utcoffset())
+                          for a, b in calendar.open_intervals(midnight, following))
         why = [f"bank holiday: {name}" for name in [calendar.holiday_name(day)] if name]
         why += [f"closure: {closure.reason or 'no reason given'} ({local(closure.start):%d %b %H:%M} to "
                 f"{local(closure.end):%d %b %H:%M})" for closure in settings.closures

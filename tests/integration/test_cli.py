@@ -110,6 +110,28 @@ def test_calendar_says_which_0130_it_takes_when_the_clocks_go_back(tmp_path):
             "British Summer Time.") in result.output
 
 
+def test_calendar_says_bst_or_gmt_on_the_days_the_clocks_change(tmp_path):
+    # Hours inside the repeated hour are open on both passes; a span ending as the clocks go back
+    # ends at 02:00 BST, which the clocks then show as 01:00 GMT.
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('[hours]\nsaturday = ["08:00-17:00"]\nsunday = ["01:30-02:00"]\n')
+    october = CliRunner().invoke(main, ["calendar", "--from", "2026-10-24", "--days", "2"],
+                                 env={"HELPDESK_CONFIG": str(config)})
+    assert october.output.splitlines()[1:3] == [
+        "Sat 24 Oct 2026  08:00-17:00",
+        "Sun 25 Oct 2026  01:30 BST-02:00 BST, 01:30 GMT-02:00 GMT",
+    ], october.output
+    config.write_text('[hours]\nsunday = ["00:00-01:00", "03:00-04:15"]\n')
+    march = CliRunner().invoke(main, ["calendar", "--from", "2026-03-29", "--days", "1"],
+                               env={"HELPDESK_CONFIG": str(config)})
+    # Open until the clocks go forward at 01:00 GMT (not "02:00", the same instant in BST).
+    assert march.output.splitlines()[1] == "Sun 29 Mar 2026  00:00 GMT-01:00 GMT, 03:00 BST-04:15 BST", march.output
+    config.write_text('[hours]\nsunday = ["01:30-04:15"]\n')
+    march = CliRunner().invoke(main, ["calendar", "--from", "2026-03-29", "--days", "1"],
+                               env={"HELPDESK_CONFIG": str(config)})
+    assert march.output.splitlines()[1] == "Sun 29 Mar 2026  02:00 BST-04:15 BST", march.output
+
+
 
     config = tmp_path / "helpdesk.toml"
     config.write_text(WALES)
