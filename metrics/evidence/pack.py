@@ -160,19 +160,21 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             ("calls.csv", tables.call_rows(connection, start, end, redactor)),
             ("callbacks.csv", tables.callback_rows(connection, start, end, redactor, tally, now, request.include_notes)),
             ("callback_attempts.csv", tables.attempt_rows(connection, start, end, request.include_notes)),
-            ("emails.csv", tables.email_rows(connection, start, end, redactor, now)),
+            ("emails.csv", tables.email_rows(connection, start, end, redactor, now, tally)),
         )
         headers = {"summary.csv": SUMMARY_COLUMNS}
         for name, (header, rows) in files:
             headers[name] = header
             counts[name] = write_csv(directory / name, header, rows, progress)
         tables.answer_rings(connection, start, end, tally)
+        tables.call_totals(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
     counts[COLUMNS_FILE] = write_csv(directory / COLUMNS_FILE, COLUMNS_HEADER, column_rows(headers))
     write_workbook(directory, directory / "evidence.xlsx", progress)
-    provisional = now < period.end  # the period had not ended: items still pending may yet count
+    # The period had not ended, or items owed in it were not yet due: they may yet count.
+    provisional = now < period.end or bool(tally.pending_callbacks or tally.pending_acks)
     facts = ReportFacts(request.first, request.last, now, exporter.described, request.redaction,
                         request.include_notes, settings, provisional=provisional)
     write_report(directory / "report.pdf", facts, summary, tally, settings.name)
@@ -187,6 +189,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "software_version": software_version(),
         "generated_at": now.isoformat(),
         "provisional": provisional,
+        # Owed in the period, not yet due when the pack was made, so not in its figures.
+        "not_yet_due": {"callbacks": tally.pending_callbacks, "acknowledgements": tally.pending_acks},
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
         "redaction": request.redaction,

@@ -5,8 +5,9 @@ document's title and subject set, so screen readers and search can use it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -37,12 +38,62 @@ class ReportFacts:
     redaction: str
     include_notes: bool
     settings: Settings
-    provisional: bool = False  # the period had not ended when the pack was made
+    provisional: bool = False  # the period had not ended when the pack was made, or items in it were not yet due
 
 
 PROVISIONAL = ("Provisional: this period had not ended when the pack was made. Callbacks and acknowledgements "
                "not yet due, and calls still going on, are not counted yet, so these figures may still change. "
                "Export the period again once it is over for final figures.")
+
+
+def _were(count: int) -> str:
+    return f"{count:,} {'was' if count == 1 else 'were'}"
+
+
+def not_yet_due_words(callbacks: int, acknowledgements: int) -> str:
+    """Why a pack made after its period ended is still provisional: items owed in it not yet due."""
+    items = [f"{callbacks:,} callback{'' if callbacks == 1 else 's'}"] if callbacks else []
+    items += ([f"{acknowledgements:,} email acknowledgement{'' if acknowledgements == 1 else 's'}"]
+              if acknowledgements else [])
+    one = callbacks + acknowledgements == 1
+    return (f"Provisional: {' and '.join(items)} owed in this period {'was' if one else 'were'} not yet due when the "
+            f"pack was made, so the figures do not count {'it' if one else 'them'} yet and may still change. Export "
+            "the period again once they are due for final figures.")
+
+
+def calls_words(calls, titles: dict[str, str]) -> str:
+    """How many calls came in, and which of them the ten-ring figures leave out, and why."""
+    total = sum(calls.values())
+    if not total:
+        return "No call came in during this period."
+    counted = sum(n for (_, was_counted, _), n in calls.items() if was_counted)
+    outside = sum(n for (in_hours, _, _), n in calls.items() if not in_hours)
+    left = Counter({outcome: n for (in_hours, was_counted, outcome), n in calls.items()
+                    if in_hours and not was_counted})
+    hung_up, waiting = left.pop("abandoned", 0), left.pop("in_progress", 0)
+    reasons = [f"{outside:,} outside opening hours"] if outside else []
+    reasons += [f"{hung_up:,} whose caller hung up within the target"] if hung_up else []
+    reasons += [f"{waiting:,} still waiting, within the target, when the pack was made"] if waiting else []
+    # None by the rules; said rather than lost, should it ever happen.
+    reasons += [f"{sum(left.values()):,} for another reason"] if sum(left.values()) else []
+    return (f"{total:,} call{'' if total == 1 else 's'} came in; {_were(counted)} counted for "
+            f"\u201c{titles['answer_within_rings']}\u201d."
+            + (f" Not counted: {'; '.join(reasons)}." if reasons else "")
+            + " calls.csv lists every call (in_hours, counted, outcome).")
+
+
+def callbacks_words(tally: Tally) -> str:
+    """Of the callbacks counted, how many reached the caller, and how many breaches a late entry corrected."""
+    counted = sum(tally.lead.values())
+    if not counted:
+        return ""
+    text = f"Of {counted:,} callback{'' if counted == 1 else 's'} counted, {tally.reached:,} reached the caller."
+    if tally.corrected:
+        text += (f" {_were(tally.corrected)} met only after a breach had been recorded: an attempt made in time "
+                 "was entered after the deadline passed (callbacks.csv: breach_recorded with met; "
+                 "callback_attempts.csv: recorded; the audit log names who entered "
+                 f"{'it' if tally.corrected == 1 else 'each'}).")
+    return text
 
 
 def day_words(day: date) -> str:
@@ -165,6 +216,12 @@ def restored_words(lost) -> str:
             + ("the time" if len(lost) == 1 else "each time") + " in UTC (lost_in_restores).")
 
 
+def _provisional_words(facts: ReportFacts, tally: Tally) -> str:
+    if facts.generated_at < compliance.uk_midnight(facts.last + timedelta(days=1)):
+        return PROVISIONAL
+    return not_yet_due_words(tally.pending_callbacks, tally.pending_acks)
+
+
 def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str) -> None:
     """Write the PDF report for one pack."""
     styles = getSampleStyleSheet()
@@ -180,7 +237,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
                             else "Caller numbers and email addresses are shown in full. ")
                          + ("Notes are included." if facts.include_notes else "Notes are left out.")),
                   styles["BodyText"]),
-        *([Paragraph(escape(PROVISIONAL), styles["BodyText"])] if facts.provisional else []),
+        *([Paragraph(escape(_provisional_words(facts, tally)), styles["BodyText"])] if facts.provisional else []),
         *([Paragraph("<b>Lost in a restore.</b> " + escape(restored_words(summary.whole.lost)), styles["BodyText"])]
           if summary.whole.lost else []),
         Paragraph("Rules in force", styles["Heading2"]),
@@ -197,6 +254,9 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story += [_figures_table(summary.days, "Day", styles, titles)]
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
+    story.append(Paragraph(escape(calls_words(tally.calls, titles)), styles["BodyText"]))
+    if tally.lead:
+        story.append(Paragraph(escape(callbacks_words(tally)), styles["BodyText"]))
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
     if tally.no_number:
         story.append(Paragraph(escape(no_number_words(tally.no_number)), styles["BodyText"]))

@@ -61,6 +61,11 @@ class Tally:
     lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
     withdrawn: int = 0  # callbacks withdrawn before they were decided: not counted
     no_number: int = 0  # callbacks with no number to dial, closed as unreachable before they were decided: not counted
+    reached: int = 0  # counted callbacks whose caller was reached
+    corrected: int = 0  # counted callbacks met after their breach was recorded (an attempt entered late)
+    pending_callbacks: int = 0  # open and not yet due when the pack was made: not counted yet
+    pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
+    calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
@@ -203,6 +208,19 @@ def answer_rings(connection: Connection, start: datetime, end: datetime, tally: 
             tally.unanswered_breaches += int(count)
 
 
+def call_totals(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
+    """Calls of [start, end) by opening hours, counted or not, and outcome: what the report says
+    was left out of the ten-ring figures, and why."""
+    counted = case((and_(Call.countable.is_(True), Call.sla_result.in_(DECIDED)), True), else_=False)
+    statement = (
+        select(Call.in_hours, counted, Call.outcome, func.count())
+        .where(Call.arrived_at >= start, Call.arrived_at < end)
+        .group_by(Call.in_hours, counted, Call.outcome)
+    )
+    for in_hours, was_counted, outcome, count in connection.execute(statement):
+        tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
+
+
 def _explanation(text: str | None) -> str:
     try:
         return explain(json.loads(text or ""))
@@ -238,10 +256,14 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
             counted = result in DECIDED
             if counted:
                 tally.lead[lead_bucket(due_at, first_attempt_at)] += 1
+                tally.reached += reached_at is not None
+                tally.corrected += result == "met" and breached_at is not None
             elif outcome == "withdrawn":
                 tally.withdrawn += 1
             elif outcome == "unreachable":
                 tally.no_number += 1  # closing as unreachable undecided needs an attempt unless there is no number
+            elif status == "open":
+                tally.pending_callbacks += 1  # undecided and open: not yet due (a late one is counted, breached)
             row = [
                 str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
                 when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),
@@ -295,7 +317,7 @@ def ack_result(status: str, sla_result: str | None, due_at: datetime, now: datet
 
 
 def email_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor,
-               now: datetime) -> tuple[list[str], Iterator[list[str]]]:
+               now: datetime, tally: Tally | None = None) -> tuple[list[str], Iterator[list[str]]]:
     """One row per acknowledgement owed for an email received in [start, end), oldest first."""
     ack = EmailAcknowledgement
     statement = (
@@ -313,6 +335,8 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
         for reference, received, due_at, sent, status, result, sender, to_address, decision, error in _stream(
                 connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
+            if verdict == "pending" and tally is not None:
+                tally.pending_acks += 1
             waited = as_utc(sent) - as_utc(received) if sent is not None else None
             # A suppressed row's reason is the app's own words (never a mail server's, which are
             # kept for rows that failed): the flood guard, the help desk's own address, a restore.

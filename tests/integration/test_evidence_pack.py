@@ -445,6 +445,55 @@ def test_the_report_counts_callbacks_with_no_number_closed_before_they_were_deci
     assert "No callback was withdrawn before its deadline was decided." in text
 
 
+def pdf_text(pack: Path) -> str:
+    return " ".join(subprocess.run([require_program("pdftotext", "install poppler-utils"), str(pack / "report.pdf"),
+                                    "-"], check=True, capture_output=True, timeout=60).stdout.decode().split())
+
+
+def test_the_report_says_how_many_calls_came_in_and_why_some_were_not_counted(app, db_session, clock, seeded,
+                                                                              auditor, packs):
+    text = pdf_text(export(app, db_session, clock, auditor, packs / "pack"))
+    # Calls 1 to 5 arrived on the 23rd and 24th: three counted, one before opening, one caller hung up in time.
+    assert ("5 calls came in; 3 were counted for \u201cCalls answered within 10 rings\u201d. Not counted: 1 outside "
+            "opening hours; 1 whose caller hung up within the target. calls.csv lists every call") in text
+
+
+def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
+        app, db_session, clock, seeded, auditor, packs):
+    assert "Of 2 callbacks counted, 0 reached the caller." in pdf_text(export(app, db_session, clock, auditor,
+                                                                              packs / "before"))
+    met = db_session.scalars(select(Callback).where(Callback.sla_result == "met")).one()
+    # Breached at its deadline by the sweep, then met: its attempt in time was entered late.
+    met.reached_at, met.breached_at = met.first_attempt_at, met.due_at
+    db_session.commit()
+    text = pdf_text(export(app, db_session, clock, auditor, packs / "after"))
+    assert "Of 2 callbacks counted, 1 reached the caller." in text
+    assert "1 was met only after a breach had been recorded: an attempt made in time was entered after" in text
+
+
+def test_a_pack_made_after_its_period_is_provisional_while_items_owed_in_it_are_not_yet_due(
+        app, db_session, clock, seeded, settings, auditor, packs):
+    calls = db_session.scalars(select(Call).order_by(Call.id)).all()
+    # Owed just before closing on the last day: due the next morning, on the business clock.
+    db_session.add(_callback(settings, calls[1].enquiry, 4, utc(2026, 11, 24, 17, 50)))
+    db_session.add(_email(6, utc(2026, 11, 24, 23, 55), "late@example.org", status="pending"))
+    db_session.commit()
+    clock.now = utc(2026, 11, 25, 0, 0)  # the period is over
+    pack = export(app, db_session, clock, auditor, packs / "pack")
+    manifest = json.loads((pack / MANIFEST).read_text())
+    assert manifest["provisional"] is True
+    assert manifest["not_yet_due"] == {"callbacks": 1, "acknowledgements": 1}
+    text = pdf_text(pack)
+    assert ("Provisional: 1 callback and 1 email acknowledgement owed in this period were not yet due when the pack "
+            "was made, so the figures do not count them yet") in text
+    assert "this period had not ended" not in text
+    clock.now = utc(2026, 11, 25, 12, 0)  # both are due now: decided (breached), so the pack is final
+    later = export(app, db_session, clock, auditor, packs / "later")
+    assert json.loads((later / MANIFEST).read_text())["provisional"] is False
+    assert json.loads((later / MANIFEST).read_text())["not_yet_due"] == {"callbacks": 0, "acknowledgements": 0}
+    assert "Provisional" not in pdf_text(later)
+
+
 def test_a_pack_made_before_its_period_ended_says_it_is_provisional(app, db_session, clock, seeded, auditor, packs):
     pdftotext = require_program("pdftotext", "install poppler-utils")
     during = export(app, db_session, clock, auditor, packs / "during")  # the clock is on the last day
