@@ -57,6 +57,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                              "earliest moment the call's other events vouch for",
         "found_in_call_log": "yes when the call never reached the help desk (the app could not be reached when "
                              "it rang) and was found afterwards in Twilio's call log, which its times come from",
+        "config_version": "The configuration version (a hash of the configuration file) whose rules judged the "
+                          "call; blank for a call recorded before versions were kept. manifest.json gives the "
+                          "version in force when the pack was made",
     },
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",

@@ -168,6 +168,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
             counts[name] = write_csv(directory / name, header, rows, progress)
         tables.answer_rings(connection, start, end, tally)
         tables.call_totals(connection, start, end, tally)
+        tables.config_versions(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
@@ -191,6 +192,9 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "provisional": provisional,
         # Owed in the period, not yet due when the pack was made, so not in its figures.
         "not_yet_due": {"callbacks": tally.pending_callbacks, "acknowledgements": tally.pending_acks},
+        # The configuration versions that judged the period's calls and callbacks, with how many each
+        # ("" for records made before versions were kept): the rules above are the current version's.
+        "judged_by_versions": {name: dict(sorted(counts.items())) for name, counts in tally.versions.items()},
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
         "redaction": request.redaction,

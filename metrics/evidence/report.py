@@ -82,6 +82,21 @@ def calls_words(calls, titles: dict[str, str]) -> str:
             + " calls.csv lists every call (in_hours, counted, outcome).")
 
 
+def versions_words(versions: dict, current: str) -> str:
+    """When other configuration versions than the current one judged the period's calls or callbacks,
+    say so: the rules in words describe the current version only. Nothing when only it did."""
+    together = Counter()
+    for counts in versions.values():
+        together.update(counts)
+    if set(together) <= {current}:
+        return ""
+    listed = ", ".join(f"{version or 'not recorded'} ({count:,})" for version, count in sorted(together.items()))
+    return (f"These rules are configuration version {current}'s, in force when the pack was made. This period's "
+            f"calls and callbacks were judged under these versions (how many under each): {listed}. calls.csv and "
+            "callbacks.csv give each one's version (config_version); the rules of another version are in its "
+            "configuration file.")
+
+
 def callbacks_words(tally: Tally) -> str:
     """Of the callbacks counted, how many reached the caller, and how many breaches a late entry corrected."""
     counted = sum(tally.lead.values())
@@ -242,6 +257,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
           if summary.whole.lost else []),
         Paragraph("Rules in force", styles["Heading2"]),
         *[Paragraph(line, styles["BodyText"]) for line in rules_in_words(settings)],
+        *([Paragraph(escape(text), styles["BodyText"])] if (text := versions_words(tally.versions, settings.version))
+          else []),
         Paragraph("Figures", styles["Heading2"]),
     ]
     if not any(f.countable for f in summary.whole.figures.values()):

@@ -34,7 +34,7 @@ DECIDED = ("met", "breached")
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
-    "arrival_estimated", "found_in_call_log",
+    "arrival_estimated", "found_in_call_log", "config_version",
 ]
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
@@ -66,6 +66,7 @@ class Tally:
     pending_callbacks: int = 0  # open and not yet due when the pack was made: not counted yet
     pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
     calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
+    versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
@@ -129,6 +130,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
             Call.call_sid, stored(Call.arrived_at), stored(Call.answered_at), stored(Call.ended_at),
             Call.answer_seconds, Call.rings, Call.outcome, Call.in_hours, Call.countable, Call.sla_result,
             Call.caller_type, Enquiry.reference, Call.caller_number, Call.from_api, Call.incoming_seen,
+            Call.config_version,
         )
         .select_from(Call)
         .outerjoin(Enquiry, Enquiry.id == Call.enquiry_id)
@@ -161,7 +163,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
     rows = []
     add = rows.append
     for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
-         caller_type, reference, caller, from_api, incoming_seen) in batch:
+         caller_type, reference, caller, from_api, incoming_seen, version) in batch:
         if len(arrived) == STORED_LENGTH:
             local_hour, offset = hours[arrived[:13]]
             arrived = local_hour + arrived[13:23] + offset
@@ -186,7 +188,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             sid, arrived, answered, ended, "" if answer_seconds is None else f"{answer_seconds:.1f}",
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
-            "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes",
+            "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes", version or "",
         )
         add(",".join(fields) if joined else fields)
     return rows
@@ -219,6 +221,14 @@ def call_totals(connection: Connection, start: datetime, end: datetime, tally: T
     )
     for in_hours, was_counted, outcome, count in connection.execute(statement):
         tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
+
+
+def config_versions(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
+    """Which configuration versions judged the calls and callbacks of [start, end), and how many each."""
+    for name, model, contact in (("calls", Call, Call.arrived_at), ("callbacks", Callback, Callback.owed_from)):
+        statement = (select(model.config_version, func.count()).where(contact >= start, contact < end)
+                     .group_by(model.config_version))
+        tally.versions[name] = Counter({version or "": int(count) for version, count in connection.execute(statement)})
 
 
 def _explanation(text: str | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from callbacks.deadlines import callback_deadline
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry,
@@ -469,6 +469,24 @@ def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_
     text = pdf_text(export(app, db_session, clock, auditor, packs / "after"))
     assert "Of 2 callbacks counted, 1 reached the caller." in text
     assert "1 was met only after a breach had been recorded: an attempt made in time was entered after" in text
+
+
+def test_the_pack_names_the_configuration_versions_that_judged_its_calls_and_callbacks(app, db_session, clock,
+                                                                                       seeded, settings, auditor,
+                                                                                       packs):
+    # The seeded records were judged under version "test"; the rules in force now are another's.
+    pack = export(app, db_session, clock, auditor, packs / "older")
+    assert {row["config_version"] for row in read(pack / "calls.csv")} == {"test"}
+    assert json.loads((pack / MANIFEST).read_text())["judged_by_versions"] == {"calls": {"test": 5},
+                                                                               "callbacks": {"test": 3}}
+    assert (f"These rules are configuration version {settings.version}'s, in force when the pack was made. This "
+            "period's calls and callbacks were judged under these versions (how many under each): test (8).") \
+        in pdf_text(pack)
+    for model in (Call, Callback):
+        db_session.execute(update(model).values(config_version=settings.version))
+    db_session.commit()
+    same = export(app, db_session, clock, auditor, packs / "same")
+    assert "were judged under these versions" not in pdf_text(same)
 
 
 def test_a_pack_made_after_its_period_is_provisional_while_items_owed_in_it_are_not_yet_due(
