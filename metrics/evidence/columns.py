@@ -58,7 +58,7 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "found_in_call_log": "yes when the call never reached the help desk (the app could not be reached when "
                              "it rang) and was found afterwards in Twilio's call log, which its times come from",
         "config_version": "The configuration version (a hash of the configuration file) whose rules judged the "
-                          "call; blank for a call recorded before versions were kept. manifest.json gives the "
+                          "call; blank if none was recorded. manifest.json gives the "
                           "version in force when the pack was made",
     },
     "callbacks.csv": {

@@ -193,7 +193,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         # Owed in the period, not yet due when the pack was made, so not in its figures.
         "not_yet_due": {"callbacks": tally.pending_callbacks, "acknowledgements": tally.pending_acks},
         # The configuration versions that judged the period's calls and callbacks, with how many each
-        # ("" for records made before versions were kept): the rules above are the current version's.
+        # ("" where none was recorded): the rules above are the current version's.
         "judged_by_versions": {name: dict(sorted(counts.items())) for name, counts in tally.versions.items()},
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
