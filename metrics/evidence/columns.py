@@ -60,6 +60,10 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "config_version": "The configuration version (a hash of the configuration file) whose rules judged the "
                           "call; blank if none was recorded. manifest.json gives the "
                           "version in force when the pack was made",
+        "enquiry_outcome": "For an answered call, what an agent recorded of its enquiry: concluded (on the call), "
+                           "callback_needed (a callback is owed, in callbacks.csv), or none_recorded (neither, so "
+                           "no callback is owed for it); blank for a call not answered (its callback, if owed, "
+                           "is owed by itself)",
     },
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",

@@ -82,6 +82,19 @@ def calls_words(calls, titles: dict[str, str]) -> str:
             + " calls.csv lists every call (in_hours, counted, outcome).")
 
 
+def outcomes_words(outcomes: Counter) -> str:
+    """What agents recorded of the answered calls' enquiries: a callback is owed for one only when
+    an agent says so, so an auditor should see how many have nothing recorded."""
+    answered = sum(outcomes.values())
+    if not answered:
+        return ""
+    return (f"Of {answered:,} answered call{'' if answered == 1 else 's'}, agents recorded "
+            f"{outcomes['concluded']:,} as concluded on the call and {outcomes['callback_needed']:,} as needing a "
+            f"callback; {outcomes['none_recorded']:,} {'has' if outcomes['none_recorded'] == 1 else 'have'} "
+            "neither recorded, so no callback is owed for "
+            f"{'it' if outcomes['none_recorded'] == 1 else 'them'} (calls.csv: enquiry_outcome).")
+
+
 def versions_words(versions: dict, current: str) -> str:
     """When other configuration versions than the current one judged the period's calls or callbacks,
     say so: the rules in words describe the current version only. Nothing when only it did."""
@@ -272,6 +285,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
     story.append(Paragraph(escape(calls_words(tally.calls, titles)), styles["BodyText"]))
+    if tally.enquiry_outcomes:
+        story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes)), styles["BodyText"]))
     if tally.lead:
         story.append(Paragraph(escape(callbacks_words(tally)), styles["BodyText"]))
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))

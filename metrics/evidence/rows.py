@@ -34,8 +34,10 @@ DECIDED = ("met", "breached")
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
-    "arrival_estimated", "found_in_call_log", "config_version",
+    "arrival_estimated", "found_in_call_log", "config_version", "enquiry_outcome",
 ]
+# What an agent recorded of an answered call's enquiry (calls.csv's enquiry_outcome).
+ENQUIRY_OUTCOMES = {"concluded": "concluded", "callback_owed": "callback_needed", "open": "none_recorded"}
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
     "deadline_explanation", "attempts", "first_attempt", "reached", "counted", "three_hour_result",
@@ -66,6 +68,7 @@ class Tally:
     pending_callbacks: int = 0  # open and not yet due when the pack was made: not counted yet
     pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
     calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
+    enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
     versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
 
 
@@ -130,7 +133,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
             Call.call_sid, stored(Call.arrived_at), stored(Call.answered_at), stored(Call.ended_at),
             Call.answer_seconds, Call.rings, Call.outcome, Call.in_hours, Call.countable, Call.sla_result,
             Call.caller_type, Enquiry.reference, Call.caller_number, Call.from_api, Call.incoming_seen,
-            Call.config_version,
+            Call.config_version, Enquiry.status,
         )
         .select_from(Call)
         .outerjoin(Enquiry, Enquiry.id == Call.enquiry_id)
@@ -163,7 +166,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
     rows = []
     add = rows.append
     for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
-         caller_type, reference, caller, from_api, incoming_seen, version) in batch:
+         caller_type, reference, caller, from_api, incoming_seen, version, enquiry_status) in batch:
         if len(arrived) == STORED_LENGTH:
             local_hour, offset = hours[arrived[:13]]
             arrived = local_hour + arrived[13:23] + offset
@@ -189,6 +192,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
             "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes", version or "",
+            ENQUIRY_OUTCOMES.get(enquiry_status, "") if outcome == "answered" else "",
         )
         add(",".join(fields) if joined else fields)
     return rows
@@ -221,6 +225,13 @@ def call_totals(connection: Connection, start: datetime, end: datetime, tally: T
     )
     for in_hours, was_counted, outcome, count in connection.execute(statement):
         tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
+    statement = (
+        select(Enquiry.status, func.count()).select_from(Call).join(Enquiry, Enquiry.id == Call.enquiry_id)
+        .where(Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered")
+        .group_by(Enquiry.status)
+    )
+    for status, count in connection.execute(statement):
+        tally.enquiry_outcomes[ENQUIRY_OUTCOMES.get(status, status)] += int(count)
 
 
 def config_versions(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:

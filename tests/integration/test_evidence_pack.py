@@ -458,6 +458,22 @@ def test_the_report_says_how_many_calls_came_in_and_why_some_were_not_counted(ap
             "opening hours; 1 whose caller hung up within the target. calls.csv lists every call") in text
 
 
+def test_the_pack_says_what_agents_recorded_of_each_answered_calls_enquiry(app, db_session, clock, seeded, auditor,
+                                                                            packs):
+    pack = export(app, db_session, clock, auditor, packs / "none")
+    assert ("Of 3 answered calls, agents recorded 0 as concluded on the call and 0 as needing a callback; 3 have "
+            "neither recorded, so no callback is owed for them") in pdf_text(pack)
+    enquiries = {e.call_sid: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "phone"))}
+    enquiries[f"CA{1:032x}"].status, enquiries[f"CA{2:032x}"].status = "concluded", "callback_owed"
+    db_session.commit()
+    pack = export(app, db_session, clock, auditor, packs / "recorded")
+    # Calls 1, 2, 4, 3 and 5 by arrival: 4 and 5 were not answered.
+    assert [row["enquiry_outcome"] for row in read(pack / "calls.csv")] == [
+        "concluded", "callback_needed", "", "none_recorded", ""]
+    assert ("Of 3 answered calls, agents recorded 1 as concluded on the call and 1 as needing a callback; 1 has "
+            "neither recorded, so no callback is owed for it") in pdf_text(pack)
+
+
 def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
         app, db_session, clock, seeded, auditor, packs):
     assert "Of 2 callbacks counted, 0 reached the caller." in pdf_text(export(app, db_session, clock, auditor,
