@@ -339,6 +339,37 @@ def test_crossings_times_are_utc(desk):
     assert crossings and all(c.start.tzinfo is UTC and c.end.tzinfo is UTC for c in crossings)
 
 
+def test_crossings_list_a_bank_holiday_on_the_last_day_of_the_span_clipped_to_its_end(desk):
+    """A span ending at noon on Christmas Day crossed the first twelve hours of it."""
+    crossed = desk.crossings(local(2026, 12, 24, 12), local(2026, 12, 25, 12), closed=False)
+    assert crossed == [DayCrossing("bank_holiday", local(2026, 12, 25), local(2026, 12, 25, 12),
+                                   "Christmas Day (bank holiday)")]
+
+
+def test_crossings_leave_out_a_bank_holiday_that_starts_exactly_when_the_span_ends(desk):
+    """Spans are [start, end): one ending at midnight before Christmas Day crossed none of it."""
+    assert desk.crossings(local(2026, 12, 24, 12), local(2026, 12, 25), closed=False) == []
+
+
+def test_crossings_include_a_clock_change_at_the_start_of_the_span_and_not_at_its_end(desk):
+    change = datetime(2026, 3, 29, 1, tzinfo=UTC)
+    assert [c.kind for c in desk.crossings(change, change + timedelta(hours=1), closed=False)] == ["dst_change"]
+    assert desk.crossings(change - timedelta(hours=1), change, closed=False) == []
+
+
+def test_crossings_leave_out_a_closure_that_only_touches_the_span():
+    closure = Closure(local(2026, 3, 10, 10), local(2026, 3, 10, 11), "Fire drill")
+    desk = BusinessCalendar(NINE_TO_FIVE, closures=[closure])
+    assert desk.crossings(local(2026, 3, 10, 11), local(2026, 3, 10, 12), closed=False) == []
+    assert desk.crossings(local(2026, 3, 10, 9), local(2026, 3, 10, 10), closed=False) == []
+
+
+def test_a_closure_without_a_reason_is_described_as_a_closure():
+    desk = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 10, 10), local(2026, 3, 10, 11))])
+    (crossing,) = desk.crossings(local(2026, 3, 10, 9), local(2026, 3, 10, 12), closed=False)
+    assert (crossing.kind, crossing.description) == ("closure", "closure")
+
+
 # Invalid input
 
 
@@ -380,6 +411,30 @@ def test_an_invalid_configuration_is_refused_with_a_clear_message(kwargs, messag
 def test_a_closure_that_ends_before_it_starts_is_refused():
     with pytest.raises(ValueError, match="must end after it starts"):
         Closure(local(2026, 3, 11, 14), local(2026, 3, 11, 12), "backwards")
+
+
+def test_a_closure_that_ends_when_it_starts_is_refused():
+    with pytest.raises(ValueError, match="must end after it starts"):
+        Closure(local(2026, 3, 11, 12), local(2026, 3, 11, 12), "empty")
+
+
+def test_opening_hours_given_with_a_time_zone_are_refused():
+    """Opening hours are local wall-clock times; a time with its own zone is ambiguous."""
+    with pytest.raises(ValueError, match="naive local times"):
+        BusinessCalendar({0: [(time(9, tzinfo=UTC), time(17, tzinfo=UTC))]})
+
+
+def test_a_date_or_a_datetime_without_an_offset_is_refused_as_an_instant(desk):
+    from datetime import tzinfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):
+            return None
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        desk.is_open(date(2026, 3, 10))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        desk.is_open(datetime(2026, 3, 10, 10, tzinfo=NoOffset()))
 
 
 # Properties
@@ -436,3 +491,65 @@ def test_a_deadline_across_a_closure_of_two_months_falls_after_it():
     # 16:00 on Tuesday 30 June, 3 hours: 1 hour that day, then 2 from the first opening after the closure.
     assert desk.add_business_time(local(2026, 6, 30, 16), timedelta(hours=3)) == local(2026, 9, 1, 11)
     assert desk.next_opening(local(2026, 7, 15, 12)) == local(2026, 9, 1, 9)
+
+
+def test_two_closures_on_one_day_each_remove_their_own_hours():
+    # Given out of order on purpose: the calendar orders them itself.
+    closures = [Closure(local(2026, 3, 10, 13), local(2026, 3, 10, 14), "Staff meeting"),
+                Closure(local(2026, 3, 10, 10), local(2026, 3, 10, 11), "Fire drill")]
+    desk = BusinessCalendar(NINE_TO_FIVE, closures=closures)
+    assert desk.business_time_between(local(2026, 3, 10), local(2026, 3, 11)) == timedelta(hours=6)
+    assert not desk.is_open(local(2026, 3, 10, 13, 30))
+    assert [c.description for c in desk.crossings(local(2026, 3, 10, 9), local(2026, 3, 10, 17), closed=False)] == [
+        "Fire drill (closure)", "Staff meeting (closure)"]
+
+
+def test_a_desk_configured_to_open_on_bank_holidays_is_open_on_them():
+    """README: `bank_holidays = false` for a desk open on them too. Christmas Day 2026 is a Friday."""
+    assert BusinessCalendar(NINE_TO_FIVE, bank_holidays=False).is_open(local(2026, 12, 25, 10))
+    assert not BusinessCalendar(NINE_TO_FIVE).is_open(local(2026, 12, 25, 10))
+
+
+def test_the_bank_holiday_of_an_instant_is_that_of_its_uk_date(desk):
+    """23:30 UTC on Sunday 24 May 2026 is 00:30 BST on Monday 25 May, the Spring bank holiday."""
+    assert desk.holiday_name(datetime(2026, 5, 24, 23, 30, tzinfo=UTC)) == desk.holiday_name(date(2026, 5, 25))
+    assert desk.holiday_name(date(2026, 5, 25)) is not None
+    assert desk.holiday_name(datetime(2026, 5, 25, 23, 30, tzinfo=UTC)) is None  # 00:30 BST on Tuesday
+
+
+def test_a_day_open_to_midnight_closes_at_midnight():
+    """09:00-24:00: from 23:00 to the next opening at 09:00 there is one hour of business time."""
+    from helpdesk.calendar import END_OF_DAY
+
+    late = BusinessCalendar({weekday: [(time(9), END_OF_DAY)] for weekday in range(7)})
+    assert late.business_time_between(local(2026, 3, 10, 23), local(2026, 3, 11, 9)) == timedelta(hours=1)
+    assert late.add_business_time(local(2026, 3, 10, 23, 30), timedelta(hours=1)) == local(2026, 3, 11, 9, 30)
+
+
+def test_hours_wholly_in_the_hour_the_clocks_skip_never_open():
+    """README: in the hour the clocks skip in March nothing is open. Open 01:00-02:00 on Sundays
+    is never open on 29 March 2026, so the next opening is Monday's."""
+    desk = BusinessCalendar({6: [(time(1), time(2))], 0: [(time(9), time(17))]})
+    assert desk.next_opening(datetime(2026, 3, 29, 0, 30, tzinfo=UTC)) == local(2026, 3, 30, 9)
+    assert desk.business_time_between(local(2026, 3, 29), local(2026, 3, 30)) == timedelta(0)
+
+
+def test_the_next_opening_is_never_inside_a_closure_that_starts_at_opening_or_ends_at_closing():
+    morning = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 10, 9), local(2026, 3, 10, 12))])
+    assert morning.next_opening(local(2026, 3, 10, 8)) == local(2026, 3, 10, 12)
+    afternoon = BusinessCalendar(NINE_TO_FIVE, closures=[Closure(local(2026, 3, 10, 12), local(2026, 3, 10, 17))])
+    assert afternoon.next_opening(local(2026, 3, 10, 13)) == local(2026, 3, 11, 9)
+
+
+def test_open_intervals_are_never_empty(desk):
+    """[17:00, 09:00 next day) only touches opening hours at its ends, and an empty span has none."""
+    assert desk.open_intervals(local(2026, 3, 10, 17), local(2026, 3, 11, 9)) == []
+    assert desk.open_intervals(local(2026, 3, 10, 10), local(2026, 3, 10, 10)) == []
+
+
+def test_a_desk_that_reopens_just_within_366_days_is_still_found():
+    """Shut from 09:00 on Monday 5 January 2026 to 09:00 on Wednesday 6 January 2027 (366 days):
+    from 10:00 on the first day, the next opening is 365 days and 23 hours away, within 366 days."""
+    closure = Closure(local(2026, 1, 5, 9), local(2027, 1, 6, 9), "Long refit")
+    desk = BusinessCalendar(NINE_TO_FIVE, closures=[closure])
+    assert desk.next_opening(local(2026, 1, 5, 10)) == local(2027, 1, 6, 9)
