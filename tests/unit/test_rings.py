@@ -104,3 +104,12 @@ def test_a_wait_of_exactly_the_target_is_not_yet_a_breach_and_just_over_it_is(ou
                         target_seconds=TARGET)
     assert (at_target.countable, at_target.result) == (False, None)
     assert (over.countable, over.result) == (True, "breached")
+
+
+@pytest.mark.parametrize("outcome, countable", [("voicemail", True), ("no_answer", True), ("abandoned", False)])
+def test_an_answer_time_given_for_a_call_no_person_answered_does_not_make_it_met(outcome, countable):
+    """Only a person answering is an answer (a machine, e.g. voicemail, is not): the outcome decides."""
+    judgement = judge_answer(outcome=outcome, in_hours=True, answer_seconds=5.0, waited_seconds=12.0,
+                             target_seconds=TARGET)
+    assert judgement.result != "met"
+    assert judgement.countable is countable
