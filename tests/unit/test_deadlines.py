@@ -179,3 +179,72 @@ def test_a_warnings_line_on_the_queue_page_says_the_time_left_in_whole_minutes_n
     assert notice_text("warning_30", "HD-2026-000001", timedelta(minutes=15)) == "Due in 15 minutes: HD-2026-000001"
     assert notice_text("warning_10", "HD-2026-000001", timedelta(seconds=59)) == "Due in under a minute: HD-2026-000001"
     assert notice_text("breach", "HD-2026-000001", timedelta(0)) == "Breached: HD-2026-000001"
+
+
+def test_a_callback_owed_while_closed_explains_that_its_clock_started_at_the_next_opening():
+    """18:00 on Monday 23 November 2026 is after closing: on the business clock counting starts
+    at 09:00 on Tuesday; on the elapsed clock it starts when the callback was owed."""
+    owed = local(2026, 11, 23, 18, 0)
+    business = callback_deadline(owed, clock="business", within=THREE_HOURS, calendar=CALENDAR, config_version="v7")
+    assert (business.owed_from, business.clock) == (owed, "business")
+    assert business.explanation["counting_from"] == "2026-11-24T09:00:00+00:00"
+    assert business.due_at.astimezone(LONDON) == local(2026, 11, 24, 12, 0)
+    assert explain(business.explanation) == (
+        "Owed from 18:00 on Monday 23 November 2026; due after 3 hours of opening time, at 12:00 on Tuesday"
+        " 24 November 2026. The help desk was closed, so the clock started at 09:00 on Tuesday 24 November 2026.")
+    elapsed = callback_deadline(owed, clock="elapsed", within=THREE_HOURS, calendar=CALENDAR, config_version="v7")
+    assert elapsed.clock == "elapsed"
+    assert elapsed.explanation["counting_from"] == "2026-11-23T18:00:00+00:00"
+
+
+def test_an_elapsed_clock_deadline_is_explained_as_wall_clock_time():
+    deadline = callback_deadline(local(2026, 11, 23, 16, 30), clock="elapsed", within=THREE_HOURS, calendar=CALENDAR,
+                                 config_version="v7")
+    assert explain(deadline.explanation) == (
+        "Owed from 16:30 on Monday 23 November 2026; due 3 hours later, at 19:30 on Monday 23 November 2026.")
+
+
+def test_the_explanation_names_clock_changes_and_closures_crossed_in_order():
+    """DESIGN.md: the explanation keeps the closures, holidays and DST shifts a deadline crossed.
+    16:00 on Friday 23 October 2026: 1 hour that day; the clocks go back on Sunday; on Monday the
+    desk is shut 09:00-10:00, so the other 2 hours run 10:00-12:00."""
+    briefing = Closure(local(2026, 10, 26, 9), local(2026, 10, 26, 10), "Team briefing")
+    calendar = BusinessCalendar({day: [(time(9), time(17))] for day in range(5)}, closures=[briefing])
+    deadline = callback_deadline(local(2026, 10, 23, 16), clock="business", within=THREE_HOURS, calendar=calendar,
+                                 config_version="v7")
+    assert explain(deadline.explanation) == (
+        "Owed from 16:00 on Friday 23 October 2026; due after 3 hours of opening time, at 12:00 on Monday"
+        " 26 October 2026. Crossed: clocks went back one hour; Team briefing (closure).")
+    assert [(c["kind"], c["start"], c["end"]) for c in deadline.explanation["crossed"]] == [
+        ("dst_change", "2026-10-25T01:00:00+00:00", "2026-10-25T01:00:00+00:00"),
+        ("closure", "2026-10-26T09:00:00+00:00", "2026-10-26T10:00:00+00:00"),
+    ]
+
+
+def test_a_deadline_is_written_with_the_day_of_the_month_without_a_leading_zero():
+    from callbacks.deadlines import when_words
+
+    assert when_words(datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)) == "10:00 on Tuesday 1 December 2026"
+
+
+@pytest.mark.parametrize("minutes, words", [(60, "1 hour"), (61, "1 hour 1 minute"), (150, "2 hours 30 minutes"),
+                                            (45, "45 minutes")])
+def test_the_callback_window_is_explained_in_hours_and_minutes(minutes, words):
+    deadline = callback_deadline(local(2026, 11, 23, 10, 0), clock="elapsed", within=timedelta(minutes=minutes),
+                                 calendar=CALENDAR, config_version="v7")
+    assert f"; due {words} later, at " in explain(deadline.explanation)
+
+
+def test_a_sweep_exactly_at_the_deadline_records_no_breach_as_an_attempt_then_still_meets_the_rule():
+    """DESIGN.md: met by the first attempt at or before due_at; so at due_at itself it is not yet breached."""
+    assert sweep_at(0, already={"warning_30", "warning_10"}) == []
+    assert sweep_at(0) == ["warning_10"]
+
+
+def test_a_breach_found_by_a_late_sweep_fell_due_at_the_deadline_not_at_the_sweep():
+    """DESIGN.md: a sweep after downtime records the breaches that happened while it was down."""
+    from callbacks.deadlines import Notice
+
+    notices = notices_due(due_at=DUE, now=DUE + timedelta(hours=5), first_attempt_at=None, remaining=timedelta(0),
+                          warn_before=(30, 10), already=set())
+    assert notices == [Notice("breach", DUE)]
