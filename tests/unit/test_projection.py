@@ -568,3 +568,56 @@ def test_a_call_heard_twice_arrived_when_it_was_first_heard_and_ended_and_stoppe
     abandoned = project_call(CALL, [incoming(seconds=0), dial_action("canceled", 29),
                                     dial_action("canceled", 31, talked=1)], RULES, now=at(120))
     assert (abandoned.outcome, abandoned.countable) == ("abandoned", False)
+
+
+def test_a_request_to_the_fallback_url_makes_an_in_hours_call_a_failed_breach():
+    """README: a request to the fallback URL (our primary answer failed) marks the call failed,
+    a breach if it was in hours."""
+    fallback = Event("fallback", at(2), {"CallSid": CALL, "From": "+447700900123", "CallStatus": "ringing"},
+                     "voicemail")
+    record = project_call(CALL, [incoming(), fallback], RULES, now=at(20))
+    assert (record.outcome, record.countable, record.sla_result) == ("failed", True, "breached")
+
+
+def queue_action(result, seconds, queue_time=None):
+    params = {"CallSid": CALL, "QueueResult": result}
+    if queue_time is not None:
+        params["QueueTime"] = str(queue_time)
+    return Event("queue_action", at(seconds), params, "hangup")
+
+
+@pytest.mark.parametrize("result, outcome", [
+    ("hangup", "abandoned"), ("leave", "no_answer"), ("queue-full", "no_answer"),
+    ("error", "failed"), ("system-error", "failed"),
+])
+def test_a_queue_wait_that_ended_without_an_agent_takes_its_outcome_from_the_queue_result(result, outcome):
+    events = [incoming(decision="queue"), queue_action(result, 40)]
+    record = project_call(CALL, events, RULES, now=at(400))
+    assert record.outcome == outcome
+    assert record.sla_result == "breached"
+
+
+def test_a_caller_who_leaves_the_queue_before_the_target_is_judged_by_when_they_left_not_by_now():
+    record = project_call(CALL, [incoming(decision="queue"), queue_action("hangup", 12)], RULES, now=at(400))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", False, None)
+
+
+def test_a_queue_wait_bridged_to_an_agent_is_answered_at_entry_plus_queue_time():
+    """DESIGN.md: in an <Enqueue> flow, answered_at is arrival in the queue + QueueTime, even
+    when only the Enqueue action (QueueResult bridged) tells us."""
+    record = project_call(CALL, [incoming(decision="queue"), queue_action("bridged", 300, queue_time=20)], RULES,
+                          now=at(400))
+    assert (record.outcome, record.answered_at, record.sla_result) == ("answered", at(20), "met")
+
+
+@pytest.mark.parametrize("kind, extra, outcome", [
+    ("recording", {"RecordingStatus": "completed", "RecordingDuration": "1"}, "voicemail"),
+    ("recording", {"RecordingStatus": "in-progress", "RecordingDuration": "14"}, "no_answer"),
+    ("recording", {"RecordingStatus": "completed", "RecordingDuration": "0"}, "no_answer"),
+    ("voicemail", {"RecordingDuration": "0"}, "no_answer"),
+    ("voicemail", {"RecordingDuration": "1"}, "voicemail"),
+], ids=["recorded", "still recording", "recorded silence", "empty message", "one second message"])
+def test_only_a_finished_recording_with_sound_in_it_is_a_voicemail(kind, extra, outcome):
+    recording = {"CallSid": CALL, "RecordingUrl": "https://api.twilio.com/x/RE1", **extra}
+    events = [incoming(), dial_action("no-answer", 65), Event(kind, at(85), recording), parent_completed(86, 86)]
+    assert project_call(CALL, events, RULES, now=at(100)).outcome == outcome
