@@ -135,3 +135,9 @@ def test_nothing_countable_is_no_data_not_zero_or_one():
 def test_more_met_than_countable_is_refused():
     with pytest.raises(ValueError):
         compliance_ratio(3, 2)
+
+
+def test_month_periods_include_a_last_month_of_which_only_the_first_day_is_in_range():
+    periods = month_periods(date(2026, 10, 15), date(2026, 12, 1))
+    assert [p.label for p in periods] == ["2026-10", "2026-11", "2026-12"]
+    assert periods[-1].start == utc(2026, 12, 1) and periods[-1].end == utc(2026, 12, 2)  # GMT in December
