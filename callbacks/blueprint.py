@@ -93,7 +93,8 @@ def _render_queue(said: dict | None) -> str:
     if said is not None:
         at = said.get("at", "")
         shown_at = ({f"callback-{entry.callback.id}" for entry in context["view"].entries}
-                    | {f"call-{call.call_sid}" for call in context["awaiting"]} | {"awaiting", "emails"})
+                    | {f"call-{call.call_sid}" for call in context["awaiting"]}
+                    | {f"email-{email.enquiry_id}" for email in context["emails"]} | {"awaiting", "emails"})
         context.update(said=said, said_listed=at in shown_at)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
     return render_template("queue.html", notices=notices, notices_count=notices_count, poll_seconds=poll, **context)
@@ -441,6 +442,35 @@ def email_answered(enquiry_id: int):
     except waiting.EnquiryError as refusal:
         return _say("emails", str(refusal), "error")
     return _say("emails", f"{reference} is marked as answered.")
+
+
+@bp.post("/queue/emails/<id:enquiry_id>/callback")
+@role_required(*ROLES)
+def email_callback_needed(enquiry_id: int):
+    """The email enquiry cannot be concluded by email: a callback is owed from its newest email's receipt."""
+    typed = {"panel": "callback", "note": request.form.get("note", "")[:MAX_NOTE * 2],
+             "number": request.form.get("number", "")[:64]}
+    try:
+        note = _note()
+        with database().session() as session:
+            callback = waiting.callback_needed(session, settings(), enquiry_id, agent_id=current_user.id, now=clock(),
+                                               seen=_form_id("seen"), number=request.form.get("number", "")[:64],
+                                               note=note)
+            reference = queue.reference_of(session, callback_id=callback.id)
+    except waiting.NoSuchEnquiry:
+        abort(404)
+    except (waiting.EnquiryError, CallbackError) as refusal:
+        return _refused(f"email-{enquiry_id}", str(refusal), typed)
+    except IntegrityError as error:
+        if "contact_key" not in str(error.orig):  # the database refused it for another reason
+            raise
+        # A colleague's callback for this enquiry was stored in the same instant.
+        return _refused(f"email-{enquiry_id}", "A colleague has just recorded a callback for this enquiry: see the "
+                        "callbacks above.", typed)
+    now = clock()
+    due = queue.when(callback.due_at, local(now).date())
+    late = " That is already past: call them now." if callback.due_at < now else ""
+    return _say(f"callback-{callback.id}", f"A callback is now owed for {reference}, due by {due}.{late}")
 
 
 @bp.post("/queue/emails/acknowledgements/<id:acknowledgement_id>/retry")

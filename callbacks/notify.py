@@ -37,6 +37,7 @@ REASONS = {
     "out_of_hours": "the call came out of hours",
     "failed": "the call failed",
     "not_concluded": "the enquiry could not be concluded on the call",
+    "email": "an email enquiry could not be concluded by email",
 }
 
 

@@ -29,6 +29,7 @@ REASONS = {
     "out_of_hours": "Out of hours",
     "failed": "Failed call",
     "not_concluded": "Not concluded on the call",
+    "email": "Email enquiry needing a call",
 }
 ATTEMPT_OUTCOMES = {
     "reached": "Reached the caller",

@@ -96,7 +96,7 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
         return
     if outcome not in MISSED_OUTCOMES or caller_number is None:
         return
-    deadline = _deadline(settings, arrived_at)
+    deadline = deadline_from(settings, arrived_at)
     executor.execute(_owe_statement(dialect_name(executor)), {
         "contact_key": key, "enquiry_id": enquiry_id, "call_sid": call_sid, "reason": outcome,
         "caller_number": caller_number, "caller_type": caller_type, "owed_from": arrived_at,
@@ -114,7 +114,7 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
     been shown already."""
     executor.execute(update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "phone")
                      .values(opened_at=arrived_at))
-    deadline = _deadline(settings, arrived_at)
+    deadline = deadline_from(settings, arrived_at)
     executor.execute(
         update(Callback)
         .where(Callback.contact_key == f"call:{call_sid}", Callback.reason != "not_concluded",
@@ -139,7 +139,8 @@ def _owe_statement(dialect: str):
         & ((table.reason != new.reason) | (table.caller_type != new.caller_type)))
 
 
-def _deadline(settings: Settings, owed_from: datetime):
+def deadline_from(settings: Settings, owed_from: datetime):
+    """The deadline of a callback owed from `owed_from`, on the configured clock and window."""
     return callback_deadline(owed_from, clock=settings.callback.clock,
                              within=timedelta(minutes=settings.callback.within_minutes),
                              calendar=settings.calendar, config_version=settings.version)
@@ -171,7 +172,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
             raise CallbackError(f"{enquiry.reference} is already recorded as concluded on the call.")
         if not note.strip():
             raise CallbackError("Say what the callback is about, so whoever calls back knows.")
-        deadline = _deadline(settings, call.arrived_at)
+        deadline = deadline_from(settings, call.arrived_at)
         fields = dict(
             contact_key=key, enquiry_id=call.enquiry_id, call_sid=call_sid, reason="not_concluded",
             caller_number=number, caller_type=call.caller_type, owed_from=call.arrived_at,

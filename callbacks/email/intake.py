@@ -106,8 +106,10 @@ def store_inbound(
             # Locked and read again: an agent marking it answered at this moment is waited for
             # (and then it is reopened), or waits for this reply and is told of it.
             session.refresh(joined, with_for_update=True)
-        if decision == "joined" and (joined.status == "closed" or joined.closed_at is not None):
-            # The customer wrote again about an enquiry an agent had closed: it needs an answer.
+        if decision == "joined" and (joined.status == "closed" or joined.closed_at is not None
+                                     or (joined.channel == "email" and joined.status == "callback_owed")):
+            # The customer wrote again about an enquiry an agent had closed, or given a callback
+            # (which stays owed): it needs an answer, so it is back among those awaiting one.
             joined.closed_at, joined.closed_by_id, joined.status = None, None, "open"
         session.flush()
         log.info("Email %s (%s): %s, enquiry %s", inserted, source, decision, joined.reference)

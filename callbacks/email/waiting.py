@@ -1,10 +1,13 @@
-"""Email enquiries awaiting a response, for the agents' page, and marking one as answered.
+"""Email enquiries awaiting a response, for the agents' page: marking one as answered, or
+recording that it needs a call back.
 
-An email enquiry waits from its first email until an agent marks it answered (a reply from
-the customer reopens it: see callbacks.email.intake). Senders are shown masked.
+An email enquiry waits from its first email until an agent marks it answered or records that a
+callback is needed (a reply from the customer reopens it: see callbacks.email.intake). Senders
+are shown masked.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +16,10 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
-from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from callbacks.service import deadline_from
+from helpdesk.models import Callback, EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.phones import international
+from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,67 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
 MAX_ID = 2**31 - 1
 
 
+def _lock_open(session: Session, enquiry_id: int, seen: int | None, done: str, next_step: str) -> Enquiry:
+    """The open email enquiry, locked (as the intake locks it to join a reply, so a reply being
+    stored is waited for), once the agent's page is known to have shown its newest email."""
+    enquiry = session.scalars(select(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "email")
+                              .with_for_update()).one_or_none()
+    if enquiry is None:
+        raise NoSuchEnquiry("There is no such email enquiry.")
+    reference = enquiry.reference
+    if enquiry.status == "callback_owed":
+        raise EnquiryError(f"A callback is already owed for {reference}: see the callbacks above.")
+    if enquiry.status != "open":
+        raise EnquiryError(f"{reference} is already marked as answered.")
+    if seen is None or not 0 <= seen <= MAX_ID:
+        raise EnquiryError(f"Your page was out of date, so {reference} was not {done}. Check it below, then press "
+                           "the button again.")
+    newer = session.scalar(select(InboundEmail.id).where(
+        InboundEmail.enquiry_id == enquiry_id, InboundEmail.id > seen, InboundEmail.decision.in_(PEOPLE)).limit(1))
+    if newer is not None:
+        raise EnquiryError(f"A new email for {reference} came in after your page showed it. Read it, then "
+                           f"{next_step}.")
+    return enquiry
+
+
+def callback_needed(session: Session, settings: Settings, enquiry_id: int, *, agent_id: int, now: datetime,
+                    seen: int | None, number: str, note: str) -> Callback:
+    """An agent says the email enquiry cannot be concluded by email: a callback is owed, from when
+    the newest email the agent read was received, by the three-hour rule (DESIGN: the clock starts
+    at the email's receipt). Once per enquiry; the enquiry leaves the list until the customer
+    writes again."""
+    with session.begin():
+        enquiry = _lock_open(session, enquiry_id, seen, "given a callback", "record the callback")
+        typed = number.strip()
+        dial = international(typed) if typed else None
+        if dial is None:
+            raise EnquiryError("Give the number to call back, for example 07700 900123 or +447700900123: an email "
+                               "has none." if not typed else
+                               "That is not a phone number we can dial: enter it as, for example, 07700 900123 or "
+                               "+447700900123.")
+        if not note.strip():
+            raise EnquiryError("Say what the callback is about, so whoever calls back knows.")
+        key = f"email:{enquiry.reference}"
+        existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
+        if existing is not None and existing.status == "open":
+            raise EnquiryError(f"A callback is already owed for {enquiry.reference}: see the callbacks above.")
+        if existing is not None:
+            raise EnquiryError(f"{enquiry.reference} has had its callback already (closed as {existing.outcome}): "
+                               "answer the customer by email, then mark the enquiry as answered.")
+        owed_from = session.scalar(select(func.max(InboundEmail.received_at)).where(
+            InboundEmail.enquiry_id == enquiry_id, InboundEmail.decision.in_(PEOPLE))) or enquiry.opened_at
+        deadline = deadline_from(settings, owed_from)
+        callback = Callback(
+            contact_key=key, enquiry_id=enquiry_id, call_sid=None, reason="email", caller_number=dial,
+            caller_type="unknown", owed_from=owed_from, due_at=deadline.due_at, clock=deadline.clock,
+            explanation=json.dumps(deadline.explanation), config_version=settings.version, created_at=now,
+            note=note.strip(), status="open", attempts_count=0)
+        session.add(callback)
+        enquiry.status = "callback_owed"
+    log.info("email enquiry %d needs a callback (callback %d), recorded by user %d", enquiry_id, callback.id, agent_id)
+    return callback
+
+
 def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: datetime, seen: int | None) -> str:
     """An agent answered the email enquiry: it is closed and leaves the list. Returns its reference.
 
@@ -114,22 +181,8 @@ def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: date
     first, as the intake locks it to join a reply, so a reply being stored is waited for.
     """
     with session.begin():
-        found = session.execute(select(Enquiry.reference, Enquiry.status)
-                                .where(Enquiry.id == enquiry_id, Enquiry.channel == "email")
-                                .with_for_update()).one_or_none()
-        if found is None:
-            raise NoSuchEnquiry("There is no such email enquiry.")
-        reference, status = found
-        if status != "open":
-            raise EnquiryError(f"{reference} is already marked as answered.")
-        if seen is None or not 0 <= seen <= MAX_ID:
-            raise EnquiryError(f"Your page was out of date, so {reference} was not marked as answered. Check it "
-                               "below, then press the button again.")
-        newer = session.scalar(select(InboundEmail.id).where(
-            InboundEmail.enquiry_id == enquiry_id, InboundEmail.id > seen, InboundEmail.decision.in_(PEOPLE)).limit(1))
-        if newer is not None:
-            raise EnquiryError(f"A new email for {reference} came in after your page showed it. Read it, then mark "
-                               "the enquiry as answered.")
+        enquiry = _lock_open(session, enquiry_id, seen, "marked as answered", "mark the enquiry as answered")
+        reference = enquiry.reference
         session.execute(update(Enquiry).where(Enquiry.id == enquiry_id)
                         .values(status="closed", closed_at=now, closed_by_id=agent_id))
     log.info("email enquiry %d marked answered by user %d", enquiry_id, agent_id)

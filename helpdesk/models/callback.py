@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from helpdesk.models.base import Base, UTCDateTime
 
 # Why a callback is owed.
-REASONS = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed", "not_concluded")
+REASONS = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed", "not_concluded", "email")
 # How a callback was closed.
 CLOSING_OUTCOMES = ("resolved", "unreachable", "withdrawn")
 
@@ -31,7 +31,7 @@ class Callback(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # One callback per contact: "call:<CallSid>" (later "email:<Message-ID>").
+    # One callback per contact: "call:<CallSid>", or "email:<reference>" for an email enquiry.
     contact_key: Mapped[str] = mapped_column(String(300), unique=True)
     enquiry_id: Mapped[int] = mapped_column(ForeignKey("enquiries.id"))
     call_sid: Mapped[str | None] = mapped_column(String(64))

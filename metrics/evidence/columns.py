@@ -68,11 +68,13 @@ DEFINITIONS: dict[str, dict[str, str]] = {
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",
         "enquiry_reference": "The enquiry the callback is for (HD-YYYY-NNNNNN)",
-        "reason": "Why it is owed: abandoned, no_answer, voicemail, out_of_hours, failed (a missed call), or "
-                  "not_concluded (an answered call whose enquiry was not concluded on it)",
-        "caller_type": "dwp, customer or unknown, as for the call",
+        "reason": "Why it is owed: abandoned, no_answer, voicemail, out_of_hours, failed (a missed call), "
+                  "not_concluded (an answered call whose enquiry was not concluded on it), or email (an email "
+                  "enquiry that could not be concluded by email)",
+        "caller_type": "dwp, customer or unknown, as for the call (unknown for an email enquiry)",
         "caller": "The number to call back, masked as in calls.csv",
-        "owed_from": f"When the three-hour clock started (the call's arrival), {TIMES}",
+        "owed_from": f"When the three-hour clock started (the call's arrival, or the receipt of the newest email "
+                     f"the agent had read), {TIMES}",
         "due": f"When the first attempt was due, {TIMES}",
         "clock": "business (only opening hours count towards the deadline) or elapsed (the wall clock)",
         "deadline_explanation": "How due was worked out: when the clock started, and the closed hours, bank "

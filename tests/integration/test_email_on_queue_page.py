@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from callbacks import service
 from callbacks.email.sending import send_due_acknowledgements
 from callbacks.smtp import FakeSender
-from helpdesk.models import EmailAcknowledgement, Enquiry
+from helpdesk.models import Callback, EmailAcknowledgement, Enquiry
 from tests.integration.conftest import make_settings
 from tests.integration.test_email_acknowledgements import DESK, raw_email, receive
 from tests.integration.test_queue_page import PASSWORD, add_agent, at, text_of
@@ -201,6 +202,85 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
     assert f"{reference} is already marked as answered." in text_of(client.get("/queue"))
     assert stored_enquiry(database, reference).closed_at == at(10, 0)  # unchanged by the second press
+
+
+def ask_for_a_callback(client, enquiry_id: int, number: str = "07700 900123", note: str = "Wants a call about the grant"):
+    """Press "Record callback needed" on the email enquiry's row, with the page's hidden fields."""
+    page = client.get("/queue").get_data(as_text=True)
+    found = re.search(rf'action="/queue/emails/{enquiry_id}/callback[^"]*".*?</form>', page, re.S)
+    assert found, "the enquiry has no Callback needed form"
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', found.group(0)))
+    return client.post(f"/queue/emails/{enquiry_id}/callback", data={**form, "number": number, "note": note})
+
+
+def owed_callbacks(database) -> list[Callback]:
+    with database.session() as session:
+        return list(session.scalars(select(Callback).order_by(Callback.id)))
+
+
+def test_an_email_enquiry_that_needs_a_call_is_owed_a_callback_from_the_email_the_agent_read(
+        alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0), sender="jo.bloggs@example.org")
+    # Jo writes again; the agent reads both, and it needs a call: the clock starts at the newest.
+    receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(9, 30))
+    enquiry_id = stored_enquiry(database, reference).id
+    clock.now = at(10, 0)
+    response = ask_for_a_callback(client, enquiry_id)
+    [callback] = owed_callbacks(database)
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/queue#callback-{callback.id}-said")
+    assert (callback.reason, callback.caller_number, callback.call_sid, callback.note) == (
+        "email", "+447700900123", None, "Wants a call about the grant")
+    # Three opening hours from 09:30 on a day open 08:00 to 18:00.
+    assert (callback.owed_from, callback.due_at, callback.status) == (at(9, 30), at(12, 30), "open")
+    assert stored_enquiry(database, reference).status == "callback_owed"
+    page = text_of(client.get("/queue"))
+    assert f"A callback is now owed for {reference}, due by 12:30 today." in page
+    assert f'<th scope="row">{reference}</th>' not in page  # off the emails awaiting a response
+    assert f"{reference} <span class=\"reason\">– Email enquiry needing a call</span>" in page
+
+
+@pytest.mark.parametrize("number, note, refusal", [
+    ("", "Wants a call", "Give the number to call back, for example 07700 900123 or +447700900123: an email has none."),
+    ("call me", "Wants a call", "That is not a phone number we can dial"),
+    ("07700 900123", "  ", "Say what the callback is about, so whoever calls back knows."),
+])
+def test_a_callback_for_an_email_needs_a_number_to_dial_and_a_note(alice, client, clock, database, settings, number,
+                                                                   note, refusal):
+    reference = email_in(database, settings, 1, at(9, 0))
+    clock.now = at(9, 10)
+    response = ask_for_a_callback(client, stored_enquiry(database, reference).id, number=number, note=note)
+    assert response.status_code == 422 and refusal in text_of(response)
+    assert f'value="{number}"' in text_of(response)  # what was typed is kept
+    assert owed_callbacks(database) == [] and stored_enquiry(database, reference).status == "open"
+
+
+def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_back_to_be_answered(
+        alice, client, clock, database, settings):
+    reference = email_in(database, settings, 1, at(9, 0))
+    enquiry_id = stored_enquiry(database, reference).id
+    clock.now = at(9, 10)
+    ask_for_a_callback(client, enquiry_id)
+    # The customer writes again: the enquiry needs an answer again; its callback stays owed.
+    receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(9, 20))
+    clock.now = at(9, 25)
+    assert f'<th scope="row">{reference}</th>' in text_of(client.get("/queue"))
+    response = ask_for_a_callback(client, enquiry_id, note="Again")
+    assert response.status_code == 422
+    assert f"A callback is already owed for {reference}: see the callbacks above." in text_of(response)
+    [callback] = owed_callbacks(database)
+    assert callback.status == "open" and callback.owed_from == at(9, 0)
+    assert post_from_page(client, f"/queue/emails/{enquiry_id}/answered").status_code == 302
+    assert stored_enquiry(database, reference).status == "closed"
+    # Its callback done, the customer writes once more: no second callback for the enquiry.
+    with database.session() as session:
+        service.close(session, callback_id=callback.id, agent_id=alice, outcome="withdrawn", now=at(9, 40),
+                      note="Answered by email")
+    receive(database, settings, raw_email(3, subject=f"Re: {reference}"), at(9, 50))
+    clock.now = at(9, 55)
+    response = ask_for_a_callback(client, enquiry_id, note="Once more")
+    assert (f"{reference} has had its callback already (closed as withdrawn): answer the customer by email, then "
+            "mark the enquiry as answered.") in text_of(response)
+    assert len(owed_callbacks(database)) == 1
 
 
 def test_a_new_email_from_the_customer_brings_an_answered_enquiry_back(alice, client, clock, database, settings):
