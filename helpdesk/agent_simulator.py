@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
 _CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
 _BREACHED = re.compile(r"Breached: ([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
-_EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/answered(?:\?.*)?$")
+_EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/(answered|callback)(?:\?.*)?$")
 NOTES = ("Spoke to the caller; query answered.", "Rang back about their claim.", "Returned the call.")
 MISSED_NOTES = ("No answer; will try again.", "Rang out.")
 
@@ -88,6 +88,7 @@ class QueueItem:
 class QueuePage:
     callbacks: list[QueueItem] = field(default_factory=list)
     emails: list[tuple[str, Form]] = field(default_factory=list)  # (reference, "Mark as answered" form)
+    email_callbacks: dict[str, Form] = field(default_factory=dict)  # reference -> "Callback needed" form
     breached: set[str] = field(default_factory=set)  # references the sweep has recorded as breached
 
 
@@ -156,8 +157,11 @@ def parse_queue(page: str) -> QueuePage:
             if owed and started:
                 item.owed_this_minute = started.endswith("T" + owed.group(1).zfill(5))
             item.forms[match.group(2)] = form
-        elif _EMAIL_ACTION.search(path):
-            result.emails.append((reference, form))
+        elif match := _EMAIL_ACTION.search(path):
+            if match.group(2) == "answered":
+                result.emails.append((reference, form))
+            else:
+                result.email_callbacks[reference] = form
     result.callbacks = list(items.values())
     result.breached = set(_BREACHED.findall(page))
     if "csrf_token" not in page and (result.callbacks or result.emails):
@@ -173,7 +177,8 @@ class Behaviour:
     reached_share: float = 0.7  # attempts that reach the caller; the rest ring out
     close_share: float = 0.6  # reached callbacks closed as resolved in the same round
     release_share: float = 0.05  # claimed callbacks let go for another agent
-    answer_share: float = 0.7  # email enquiries marked answered (the rest keep waiting)
+    answer_share: float = 0.7  # email enquiries marked answered
+    email_callback_share: float = 0.1  # email enquiries that need a call back (the rest keep waiting)
     per_round: int = 5  # callbacks worked each round
     overdue_rounds: int = 30  # a late callback is worked after this many overdue sightings, breach notice or not
 
@@ -190,7 +195,7 @@ class AgentSimulator:
     report: Callable[[str], None] = print
     _late: dict[str, bool] = field(default_factory=dict)
     _overdue_seen: dict[str, int] = field(default_factory=dict)
-    _answer: dict[str, bool] = field(default_factory=dict)
+    _answer: dict[str, str] = field(default_factory=dict)  # reference -> "answer", "callback" or "wait"
     _signed_in: bool = False
 
     def sign_in(self) -> None:
@@ -222,9 +227,21 @@ class AgentSimulator:
         for item in self._to_work(queue.callbacks, queue.breached):
             done += self._work(item)
         for reference, form in queue.emails:
-            if self._answer.setdefault(reference, self.rng.random() < self.behaviour.answer_share):
+            if reference not in self._answer:
+                chance = self.rng.random()
+                self._answer[reference] = ("answer" if chance < self.behaviour.answer_share else "callback"
+                                           if chance < self.behaviour.answer_share + self.behaviour.email_callback_share
+                                           else "wait")
+            if self._answer[reference] == "answer":
                 done += self._submit(form, {}, f"marked {reference} answered") is not None
                 break  # one email a round, as a person reading and replying would
+            if self._answer[reference] == "callback" and reference in queue.email_callbacks:
+                # A number from the range Ofcom keeps for drama (07700 900000 to 900999).
+                number = f"07700 900{self.rng.randrange(1000):03d}"
+                done += self._submit(queue.email_callbacks[reference],
+                                     {"number": number, "note": "Asked to be rung about their claim."},
+                                     f"recorded a callback needed for {reference}") is not None
+                break
         return done
 
     def _to_work(self, callbacks: list[QueueItem], breached: set[str]) -> list[QueueItem]:

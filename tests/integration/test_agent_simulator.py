@@ -89,6 +89,25 @@ def test_one_round_claims_a_callback_logs_an_attempt_in_time_and_answers_an_emai
     assert CALLER not in said and CALLER[-4:] not in said and "@" not in said
 
 
+def test_an_email_enquiry_that_needs_a_call_is_given_a_callback_and_then_worked_like_any_other(app, client, clock,
+                                                                                                settings):
+    add_agent(app, "alice", "Alice Agent")
+    reference = email_in(app.extensions["helpdesk.db"], settings, 1, at(10, 1))
+    clock.now = at(10, 2)
+    lines: list[str] = []
+    agent = agent_at(client, lines, answer_share=0, email_callback_share=1)
+
+    assert agent.round() == 1
+    [callback], _ = callbacks_and_attempts(app)
+    assert (callback.reason, callback.owed_from, callback.caller_number[:10]) == ("email", at(10, 1), "+447700900")
+    assert enquiry(app, reference).status == "callback_owed"
+    assert f"recorded a callback needed for {reference}" in "\n".join(lines)
+    clock.now = at(10, 3)
+    assert agent.round() == 2  # claimed and tried in time, as any callback
+    [callback], [attempt] = callbacks_and_attempts(app)
+    assert (callback.sla_result, attempt.outcome) == ("met", "reached")
+
+
 def test_a_reached_callback_can_be_closed_as_resolved_in_the_same_round(app, client, clock):
     add_agent(app, "alice", "Alice Agent")
     miss_a_call(client, clock, 1, at(10))
