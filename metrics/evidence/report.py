@@ -191,18 +191,30 @@ def _caller_types(settings: Settings) -> str:
 
 
 def _figures_table(entries: list[PeriodFigures], first_column: str, styles, titles: dict[str, str]) -> Table:
-    header = [first_column] + [titles[rule] for rule in compliance.RULES]
+    rows = [(entry.period.label if entry.level != "range" else "Whole period", entry.figures) for entry in entries]
+    return _table(first_column, rows, compliance.RULES, styles, titles)
+
+
+CALLER_RULES = ("answer_within_rings", "callback_within_3h")  # emails have no caller type
+CALLER_TYPE_WORDS = {"dwp": "DWP", "customer": "Customers", "unknown": "Caller type unknown"}
+
+
+def _caller_type_table(by_type: dict, styles, titles: dict[str, str]) -> Table:
+    """The whole range's calls and callbacks by who was calling: DWP, customers, or not known."""
+    rows = [(CALLER_TYPE_WORDS.get(kind, kind), figures) for kind, figures in by_type.items()]
+    return _table("Whole period, by caller", rows, CALLER_RULES, styles, titles)
+
+
+def _table(first_column: str, rows: list[tuple[str, dict]], rules: tuple[str, ...], styles,
+           titles: dict[str, str]) -> Table:
+    """A grid of figures: a row per (label, figures by rule), a column per rule."""
     small = styles["BodyText"].clone("cell", fontSize=8, leading=10)
-    rows = [[Paragraph(f"<b>{escape(text)}</b>", small) for text in header]]
-    for entry in entries:
-        row = [Paragraph(escape(entry.period.label if entry.level != "range" else "Whole period"), small)]
-        for rule in compliance.RULES:
-            f = entry.figures[rule]
-            row.append(Paragraph(f"{format_compliance(f.met, f.countable)}<br/>{f.met} met of {f.countable}, "
-                                 f"{f.breached} breached",
-                                 small))
-        rows.append(row)
-    table = Table(rows, colWidths=[32 * mm] + [46 * mm] * len(compliance.RULES), repeatRows=1)
+    cells = [[Paragraph(f"<b>{escape(text)}</b>", small) for text in [first_column] + [titles[r] for r in rules]]]
+    for label, figures in rows:
+        cells.append([Paragraph(escape(label), small)] + [
+            Paragraph(f"{format_compliance(f.met, f.countable)}<br/>{f.met} met of {f.countable}, {f.breached} "
+                      "breached", small) for f in (figures[rule] for rule in rules)])
+    table = Table(cells, colWidths=[32 * mm] + [46 * mm] * len(rules), repeatRows=1)
     table.setStyle(TableStyle([
         ("GRID", (0, 0), (-1, -1), 0.5, colors.grey),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f2f1")),
@@ -278,6 +290,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story.append(Paragraph("<b>No data:</b> nothing in this period counted for any rule.", styles["BodyText"]))
     titles = compliance.rule_titles(settings)
     story += [_figures_table([summary.whole] + summary.months, "Month", styles, titles), Spacer(1, 4 * mm)]
+    if summary.by_caller_type:
+        story += [_caller_type_table(summary.by_caller_type, styles, titles), Spacer(1, 4 * mm)]
     if len(summary.weeks) > 1:
         story += [_figures_table(summary.weeks, "ISO week", styles, titles), Spacer(1, 4 * mm)]
     if len(summary.days) <= DAILY_TABLE_LIMIT:

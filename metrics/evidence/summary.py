@@ -5,12 +5,14 @@ levels page, so the pack can never disagree with them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterator
 
+from sqlalchemy import false
 from sqlalchemy.orm import Session
 
+from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.restore import overlapping, windows
 from helpdesk.settings import Settings
 from metrics import compliance
@@ -47,6 +49,8 @@ class Summary:
     months: list[PeriodFigures]
     weeks: list[PeriodFigures]
     days: list[PeriodFigures]
+    # The whole range's calls and callbacks by the caller's type (dwp, customer, unknown); emails have none.
+    by_caller_type: dict[str, dict[str, compliance.RuleFigures]] = field(default_factory=dict)
 
     def levels(self) -> Iterator[PeriodFigures]:
         yield from self.days
@@ -77,7 +81,19 @@ def build_summary(session: Session, first: date, last: date, settings: Settings,
         months=[figures("month", p, by_label[p.label]) for p in months],
         weeks=[figures("week", p, by_label[p.label]) for p in weeks],
         days=days,
+        by_caller_type={kind: by_caller_type(session, whole, kind, settings, now) for kind in CALLER_TYPES},
     )
+
+
+CALLER_TYPES = ("dwp", "customer", "unknown")
+
+
+def by_caller_type(session: Session, period: compliance.Period, kind: str, settings: Settings,
+                   now: datetime) -> dict[str, compliance.RuleFigures]:
+    """The period's figures for the calls and callbacks of one caller type (emails have none)."""
+    scope = compliance.Scope({Call: Call.caller_type == kind, Callback: Callback.caller_type == kind,
+                              EmailAcknowledgement: false()})
+    return compliance.figures_for_periods(session, [period], settings, now, scope)[period.label]
 
 
 def summary_rows(summary: Summary) -> Iterator[list[str]]:

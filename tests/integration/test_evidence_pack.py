@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from callbacks.deadlines import callback_deadline
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry,
@@ -472,6 +473,23 @@ def test_the_pack_says_what_agents_recorded_of_each_answered_calls_enquiry(app, 
         "concluded", "callback_needed", "", "none_recorded", ""]
     assert ("Of 3 answered calls, agents recorded 1 as concluded on the call and 1 as needing a callback; 1 has "
             "neither recorded, so no callback is owed for it") in pdf_text(pack)
+
+
+def test_the_report_splits_the_whole_periods_calls_and_callbacks_by_caller_type(app, db_session, clock, seeded,
+                                                                               settings, auditor, packs):
+    from metrics.evidence.summary import build_summary
+
+    with Session(bind=db_session.get_bind()) as session:
+        by_type = build_summary(session, FIRST, LAST, settings, clock.now).by_caller_type
+    figures = {kind: (by_type[kind]["answer_within_rings"].met, by_type[kind]["answer_within_rings"].countable,
+                      by_type[kind]["callback_within_3h"].met, by_type[kind]["callback_within_3h"].countable)
+               for kind in by_type}
+    # Calls 1 (customer, met), 2 (DWP, breached) and 3 (unknown, met) counted; 4 and 5 (customers) not.
+    # Callbacks: all for customers, one met and one breached (the third not yet due).
+    assert figures == {"dwp": (0, 1, 0, 0), "customer": (1, 1, 1, 2), "unknown": (1, 1, 0, 0)}
+    assert all(by_type[kind]["email_ack"].countable == 0 for kind in by_type)  # emails have no caller type
+    text = pdf_text(export(app, db_session, clock, auditor, packs / "pack"))
+    assert "Whole period, by caller" in text and "Customers" in text and "Caller type unknown" in text
 
 
 def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
