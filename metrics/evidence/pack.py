@@ -169,6 +169,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         tables.answer_rings(connection, start, end, tally)
         tables.call_totals(connection, start, end, tally)
         tables.config_versions(connection, start, end, tally)
+        tables.email_totals(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)

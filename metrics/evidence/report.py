@@ -110,6 +110,32 @@ def versions_words(versions: dict, current: str) -> str:
             "configuration file.")
 
 
+# Mail the intake took in that is not an enquiry, and is never acknowledged (callbacks.email.parse.classify).
+NOT_ENQUIRIES = {"auto_reply": ("automatic reply", "automatic replies"), "bounce": ("bounce", "bounces"),
+                 "list": ("from a mailing list", "from mailing lists"),
+                 "own_address": ("from the help desk's own address",) * 2, "null_sender": ("with no sender",) * 2}
+
+
+def emails_words(emails: Counter) -> str:
+    """How many emails came in, which opened or joined enquiries, and which the figures leave out, and why."""
+    total = sum(emails.values())
+    if not total:
+        return "No email came in during this period."
+    opened, limited, joined = emails["new_enquiry"] + emails["rate_limited"], emails["rate_limited"], emails["joined"]
+    text = f"{total:,} email{'' if total == 1 else 's'} came in: {opened:,} opened an enquiry"
+    if limited:
+        text += (f" ({limited:,} of them not acknowledged, and not counted, because the sender had passed the flood "
+                 "guard's limit)")
+    text += f" and {joined:,} joined one (a reply, not acknowledged again)."
+    others = sorted((NOT_ENQUIRIES.get(decision, (decision,) * 2)[n != 1], n) for decision, n in emails.items()
+                    if decision not in ("new_enquiry", "rate_limited", "joined") and n)
+    if others:
+        count = sum(n for _, n in others)
+        text += (f" {_were(count)} not enquiries, so not acknowledged and not in emails.csv: "
+                 + "; ".join(f"{n:,} {words}" for words, n in others) + ".")
+    return text
+
+
 def callbacks_words(tally: Tally) -> str:
     """Of the callbacks counted, how many reached the caller, and how many breaches a late entry corrected."""
     counted = sum(tally.lead.values())
@@ -303,6 +329,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes)), styles["BodyText"]))
     if tally.lead:
         story.append(Paragraph(escape(callbacks_words(tally)), styles["BodyText"]))
+    story.append(Paragraph(escape(emails_words(tally.emails)), styles["BodyText"]))
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
     if tally.no_number:
         story.append(Paragraph(escape(no_number_words(tally.no_number)), styles["BodyText"]))

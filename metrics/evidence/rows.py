@@ -70,6 +70,7 @@ class Tally:
     calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
     enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
     versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
+    emails: Counter = field(default_factory=Counter)  # emails received by the intake's decision
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
@@ -232,6 +233,15 @@ def call_totals(connection: Connection, start: datetime, end: datetime, tally: T
     )
     for status, count in connection.execute(statement):
         tally.enquiry_outcomes[ENQUIRY_OUTCOMES.get(status, status)] += int(count)
+
+
+def email_totals(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
+    """Emails received in [start, end) by what the intake decided: the report says which were not enquiries."""
+    statement = (select(InboundEmail.decision, func.count())
+                 .where(InboundEmail.received_at >= start, InboundEmail.received_at < end)
+                 .group_by(InboundEmail.decision))
+    for decision, count in connection.execute(statement):
+        tally.emails[decision] += int(count)
 
 
 def config_versions(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:

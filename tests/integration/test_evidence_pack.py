@@ -492,6 +492,20 @@ def test_the_report_splits_the_whole_periods_calls_and_callbacks_by_caller_type(
     assert "Whole period, by caller" in text and "Customers" in text and "Caller type unknown" in text
 
 
+def test_the_report_says_how_many_emails_came_in_and_which_were_not_enquiries(app, db_session, clock, seeded,
+                                                                             auditor, packs):
+    for n, decision in ((7, "auto_reply"), (8, "auto_reply"), (9, "bounce")):
+        db_session.add(InboundEmail(received_at=utc(2026, 11, 24, 9, n), source="imap", dedupe_key=f"{n:064d}",
+                                    raw=b"Subject: x\r\n\r\nhi", raw_sha256="0" * 64, sender="robot@example.org",
+                                    subject="Out of office", decision=decision))
+    db_session.commit()
+    text = pdf_text(export(app, db_session, clock, auditor, packs / "pack"))
+    # Emails 1 to 5 opened enquiries (the fifth held back by the flood guard); three were not enquiries.
+    assert ("8 emails came in: 5 opened an enquiry (1 of them not acknowledged, and not counted, because the sender "
+            "had passed the flood guard's limit) and 0 joined one (a reply, not acknowledged again). 3 were not "
+            "enquiries, so not acknowledged and not in emails.csv: 2 automatic replies; 1 bounce.") in text
+
+
 def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
         app, db_session, clock, seeded, auditor, packs):
     assert "Of 2 callbacks counted, 0 reached the caller." in pdf_text(export(app, db_session, clock, auditor,
