@@ -240,7 +240,7 @@ def _table(first_column: str, rows: list[tuple[str, dict]], rules: tuple[str, ..
         cells.append([Paragraph(escape(label), small)] + [
             Paragraph(f"{format_compliance(f.met, f.countable)}<br/>{f.met} met of {f.countable}, {f.breached} "
                       "breached", small) for f in (figures[rule] for rule in rules)])
-    table = Table(cells, colWidths=[32 * mm] + [46 * mm] * len(rules), repeatRows=1)
+    table = Table(cells, colWidths=[32 * mm] + [46 * mm] * len(rules), repeatRows=1, hAlign="LEFT")
     table.setStyle(TableStyle([
         ("GRID", (0, 0), (-1, -1), 0.5, colors.grey),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f3f2f1")),
@@ -324,6 +324,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story += [_figures_table(summary.days, "Day", styles, titles)]
     else:
         story.append(Paragraph("Each day's figures are in summary.csv and the Summary sheet.", styles["BodyText"]))
+    story.append(Paragraph("What came in, and what the figures leave out", styles["Heading2"]))
     story.append(Paragraph(escape(calls_words(tally.calls, titles)), styles["BodyText"]))
     if tally.enquiry_outcomes:
         story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes)), styles["BodyText"]))
