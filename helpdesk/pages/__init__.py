@@ -34,6 +34,7 @@ NAVIGATION = (
     ("agents.queue", "Callback queue", ("agent", "manager")),
     ("managers.calls", "Calls", ("manager", "auditor")),
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
+    ("managers.find_enquiry", "Find an enquiry", ("manager", "auditor")),
     ("evidence.page", "Evidence", ("manager", "auditor")),
 )
 # Links shown to exactly these roles: administrators are not let in to these pages either.

@@ -69,6 +69,12 @@ def format_local_time(moment: datetime | None, with_zone: bool = False) -> str:
     return f"{text} {shown.tzname()}" if with_zone else text
 
 
+def format_date_time(moment: datetime) -> str:
+    """A stored UTC instant as UK date and time with the zone: "24 Nov 2026 10:02:05 GMT"."""
+    shown = local(moment)
+    return f"{shown:%d %b %Y %H:%M:%S} {shown.tzname()}"
+
+
 def format_seconds(seconds: float | None) -> str:
     """Seconds to one decimal place, or "" when there are none."""
     return "" if seconds is None else f"{seconds:.1f}"

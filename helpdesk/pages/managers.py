@@ -1,15 +1,17 @@
-"""Pages for managers and auditors: the Calls page."""
+"""Pages for managers and auditors: the Calls page, and one enquiry's story."""
 from __future__ import annotations
 
 import re
 from datetime import date, timedelta
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from helpdesk.clock import iso_day, local
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.pages.calls import calls_page, has_clock_change
+from helpdesk.pages.enquiry import enquiry_story, normal_reference
 from helpdesk.web import clock, database, settings
 
 bp = Blueprint("managers", __name__)
@@ -105,3 +107,37 @@ def calls():
         next_page=link(page=page + 1) if page < listing.pages else None,
         never_reached_link=link(outcome=None, result=None, reached="no", page=None),
     )
+
+
+@bp.get("/enquiries")
+@role_required("manager", "auditor")
+def find_enquiry():
+    """Look an enquiry up by its reference (HD-YYYY-NNNNNN)."""
+    typed = request.args.get("reference")
+    if typed is None:
+        return render_template("enquiry_search.html")
+    reference = normal_reference(typed[:100])
+    if reference is None:
+        return render_template("enquiry_search.html", typed=typed[:100],
+                               problem=f"{fmt.quoted(typed)} is not a reference. Give it as HD-YYYY-NNNNNN, for "
+                                       "example HD-2026-000123."), 400
+    return redirect(url_for("managers.enquiry", reference=reference))
+
+
+@bp.get("/enquiries/<reference>")
+@role_required("manager", "auditor")
+def enquiry(reference: str):
+    """An enquiry's story in time order: its calls or emails, what the rules made of them, its callbacks."""
+    found = normal_reference(reference[:100])
+    if found is None:
+        return render_template("enquiry_search.html", typed=reference[:100],
+                               problem=f"{fmt.quoted(reference)} is not a reference. Give it as HD-YYYY-NNNNNN, "
+                                       "for example HD-2026-000123."), 400
+    if found != reference:
+        return redirect(url_for("managers.enquiry", reference=found))
+    with database().session() as session:
+        story = enquiry_story(session, found, settings())
+    if story is None:
+        return render_template("enquiry_search.html", typed=found,
+                               problem=f"There is no enquiry {found}."), 404
+    return render_template("enquiry.html", story=story, fmt=fmt, show_notes=current_user.role != "auditor")

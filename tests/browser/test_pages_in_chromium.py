@@ -284,6 +284,19 @@ def test_axe_core_finds_nothing_serious_or_critical_on_the_evidence_page(page, l
     _check_with_axe(page, "/evidence")
 
 
+def test_axe_core_finds_nothing_serious_or_critical_on_an_enquirys_page(page, live_app, sign_in):
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    # From the Calls page, through a call's reference, to its enquiry's story.
+    with page.expect_navigation():
+        page.locator("table.calls tbody tr td a[href^='/enquiries/']").first.click()
+    assert page.locator("table.steps tbody tr").count() > 0, "the story should have steps"
+    _check_with_axe(page, "/enquiries/<reference>")
+    page.goto(live_app.at("/enquiries?reference=not-a-reference"))
+    assert page.locator(".error-summary").count() == 1
+    _check_with_axe(page, "/enquiries (a reference that is not one)")
+
+
 # --------------------------------------------------------------------------- escaping
 
 

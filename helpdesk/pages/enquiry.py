@@ -1,0 +1,159 @@
+"""One enquiry's story, for a manager or auditor looking into it (a complaint, a question from
+DWP): what came in, what the rules made of it, and what the help desk did, in time order.
+
+Read from the stored records only, as the evidence pack is; numbers and addresses masked.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from callbacks.deadlines import explain
+from callbacks.email.ack_rules import mask_address
+from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
+from callbacks.service import BREACH_CORRECTED
+from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
+                             Enquiry, InboundEmail, User)
+from helpdesk.pages import format as fmt
+from metrics.compliance import rule_titles
+
+REFERENCE = re.compile(r"HD-[0-9]{4}-[0-9]{6}")
+NOTICES = {"warning_30": "Warning: 30 minutes left", "warning_10": "Warning: 10 minutes left",
+           "breach": "Breach recorded"}
+EMAIL_DECISIONS = {"new_enquiry": "opened the enquiry", "joined": "joined the enquiry (a reply)",
+                   "rate_limited": "opened the enquiry; not acknowledged (flood guard)"}
+ACK_RESULTS = {"met": "Met", "late": "Late"}
+# An attempt entered this long after it was made says when it was entered.
+LATE_ENTRY = timedelta(minutes=5)
+ENQUIRY_STATUSES = {"open": "Open", "concluded": "Concluded on the call", "callback_owed": "Callback owed",
+                    "closed": "Answered (closed)"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """Something that happened to the enquiry, at `at`."""
+
+    at: datetime
+    what: str
+    detail: str = ""
+    note: str = ""  # an agent's note: shown to managers, not to auditors
+
+
+@dataclass
+class EnquiryStory:
+    reference: str
+    channel: str
+    opened_at: datetime
+    status: str
+    results: list[tuple[str, str]] = field(default_factory=list)  # (rule, "Met" / "Breached" / ...)
+    steps: list[Step] = field(default_factory=list)
+
+
+def normal_reference(text: str) -> str | None:
+    """The reference as stored ("HD-2026-000123"), from what a person typed; None if it is not one."""
+    typed = text.strip().upper()
+    return typed if REFERENCE.fullmatch(typed) else None
+
+
+def enquiry_story(session: Session, reference: str, settings) -> EnquiryStory | None:
+    """The enquiry's story, or None if there is no such enquiry."""
+    with session.begin():
+        enquiry = session.scalars(select(Enquiry).where(Enquiry.reference == reference)).one_or_none()
+        if enquiry is None:
+            return None
+        story = EnquiryStory(reference, enquiry.channel, enquiry.opened_at,
+                             ENQUIRY_STATUSES.get(enquiry.status, enquiry.status))
+        names = {user.id: user.display_name or user.username for user in session.scalars(select(User))}
+        titles = rule_titles(settings)
+        _calls(session, story, enquiry, titles["answer_within_rings"])
+        callback_ids = _callbacks(session, story, enquiry, names, titles["callback_within_3h"])
+        _emails(session, story, enquiry, titles["email_ack"])
+        _audit(session, story, reference, callback_ids)
+        if enquiry.status in ("concluded", "closed") and enquiry.closed_at is not None:
+            who = names.get(enquiry.closed_by_id, "the help desk")
+            story.steps.append(Step(enquiry.closed_at, "Recorded as concluded on the call" if enquiry.channel == "phone"
+                                    else "Marked as answered", f"By {who}."))
+    story.steps.sort(key=lambda step: step.at)
+    return story
+
+
+def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) -> None:
+    for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
+        caller = f"From {fmt.mask_number(call.caller_number)} ({fmt.caller_type_label(call.caller_type)})."
+        story.steps.append(Step(call.arrived_at, "Call arrived", caller))
+        if call.answered_at is not None:
+            story.steps.append(Step(call.answered_at, "Answered by an agent",
+                                    f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."))
+        if call.ended_at is not None:
+            story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
+        story.results.append((title, fmt.sla_label(call.sla_result) if call.countable and call.sla_result
+                              else "Not counted" + (" (outside opening hours)" if not call.in_hours else "")))
+
+
+def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: dict[int, str],
+               title: str) -> list[int]:
+    callbacks = list(session.scalars(select(Callback).where(Callback.enquiry_id == enquiry.id)
+                                     .order_by(Callback.owed_from, Callback.id)))
+    for callback in callbacks:
+        explanation = _explanation(callback.explanation)
+        story.steps.append(Step(callback.created_at, f"Callback owed: {REASONS.get(callback.reason, callback.reason)}",
+                                f"To {fmt.mask_number(callback.caller_number)}. {explanation}",
+                                note=callback.note))
+        for notice in session.scalars(select(CallbackNotice).where(CallbackNotice.callback_id == callback.id)):
+            story.steps.append(Step(notice.fell_due_at, NOTICES.get(notice.kind, notice.kind),
+                                    f"Recorded at {fmt.format_local_time(notice.recorded_at, True)}."))
+        for attempt in session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback.id)
+                                       .order_by(CallbackAttempt.started_at, CallbackAttempt.id)):
+            how = "with Call back now" if attempt.source == "twilio" else "entered by hand"
+            who = names.get(attempt.agent_id, "the help desk")
+            if attempt.dialled_at is None:
+                story.steps.append(Step(attempt.started_at, "Call back did not ring the caller",
+                                        f"Started by {who} {how}."))
+                continue
+            late = (f" Entered at {fmt.format_local_time(attempt.recorded_at, True)}."
+                    if attempt.recorded_at is not None and attempt.recorded_at - attempt.dialled_at > LATE_ENTRY else "")
+            story.steps.append(Step(attempt.dialled_at, "Callback attempt",
+                                    f"{ATTEMPT_OUTCOMES.get(attempt.outcome, attempt.outcome)}; by {who}, {how}.{late}",
+                                    note=attempt.note))
+        if callback.closed_at is not None:
+            story.steps.append(Step(callback.closed_at, f"Callback closed: {callback.outcome}",
+                                    f"By {names.get(callback.closed_by_id, 'the help desk')}."))
+        result = ("Met" if callback.sla_result == "met" else "Breached" if callback.sla_result == "breached"
+                  else "Withdrawn, not counted" if callback.outcome == "withdrawn" else "Not decided yet")
+        story.results.append((f"{title} ({REASONS.get(callback.reason, callback.reason).lower()})", result))
+    return [callback.id for callback in callbacks]
+
+
+def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) -> None:
+    for email in session.scalars(select(InboundEmail).where(InboundEmail.enquiry_id == enquiry.id)
+                                 .order_by(InboundEmail.received_at, InboundEmail.id)):
+        story.steps.append(Step(email.received_at, "Email received",
+                                f"From {mask_address(email.sender)[0]}; "
+                                f"{EMAIL_DECISIONS.get(email.decision, email.decision.replace('_', ' '))}."))
+    for ack in session.scalars(select(EmailAcknowledgement).where(EmailAcknowledgement.enquiry_id == enquiry.id)):
+        if ack.sent_at is not None:
+            story.steps.append(Step(ack.sent_at, "Acknowledgement sent", f"Due {fmt.format_local_time(ack.due_at, True)}."))
+        story.results.append((title, ACK_RESULTS.get(ack.sla_result or "", "Not sent, not counted"
+                                                               if ack.status == "suppressed" else "Not sent yet")))
+
+
+def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: list[int]) -> None:
+    """What the audit log records of it: a breach corrected by an attempt entered late, "Concluded" undone."""
+    mentions = [AuditEntry.detail.contains(f'"enquiry": "{reference}"')]
+    mentions += [AuditEntry.detail.contains(f'"callback_id": {callback_id},') for callback_id in callback_ids]
+    for entry in session.scalars(select(AuditEntry).where(or_(*mentions)).order_by(AuditEntry.at)):
+        words = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
+                 "enquiry.concluded_undone": "Concluded undone"}.get(entry.action, entry.action)
+        story.steps.append(Step(entry.at, words, f"By {entry.actor} (audit log)."))
+
+
+def _explanation(text: str | None) -> str:
+    try:
+        return explain(json.loads(text or ""))
+    except (ValueError, KeyError, TypeError):
+        return "(The stored explanation of its deadline could not be read.)"

@@ -1,0 +1,114 @@
+"""One enquiry's story for managers and auditors: found by its reference, told in time order."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from callbacks import service
+from helpdesk.models import Callback, Enquiry
+from tests.integration.test_callbacks import callbacks, miss_a_call
+from tests.integration.test_queue_page import add_agent
+from tests.integration.test_users_and_login import make_user, sign_in
+from tests.integration.twilio_requests import sid
+
+
+def page_text(response) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.get_data(as_text=True))).split())
+
+
+def reference_of(db_session, call_sid: str) -> str:
+    db_session.expire_all()
+    reference = db_session.scalars(select(Enquiry.reference).where(Enquiry.call_sid == call_sid)).one()
+    db_session.rollback()
+    return reference
+
+
+@pytest.fixture
+def tried(app, client, db_session, clock, settings):
+    """A missed call whose callback an agent tried in time, reaching the caller, with a note."""
+    miss_a_call(client, clock, 1, caller="+447700900123")
+    agent = add_agent(app, "alice", "Alice Agent")
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, source="manual",
+                            started_at=clock.now + timedelta(minutes=20), outcome="reached",
+                            now=clock.now + timedelta(minutes=21), note="Rang about the grant letter")
+    return reference_of(db_session, sid(1))
+
+
+def as_user(client, db_session, username: str, role: str):
+    make_user(db_session, username, role)
+    sign_in(client, username)
+    return client
+
+
+def test_an_enquirys_page_tells_what_happened_in_time_order_with_numbers_masked(client, db_session, tried):
+    response = as_user(client, db_session, "alex", "manager").get(f"/enquiries/{tried}")
+    assert response.status_code == 200
+    text = page_text(response)
+    steps = [what for what in ("Call arrived", "Call ended", "Callback owed: Missed call – caller hung up",
+                               "Callback attempt") if what in text]
+    assert steps == ["Call arrived", "Call ended", "Callback owed: Missed call – caller hung up", "Callback attempt"]
+    assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps)
+    assert "Reached the caller; by Alice Agent, entered by hand." in text
+    # The caller hung up after 40 seconds, past ten rings: breached; called back in time: met.
+    assert "Calls answered within 10 rings: Breached" in text
+    assert "Callbacks within 3 hours (missed call – caller hung up): Met" in text
+    assert "+447700900123" not in text and "•••••••• 123" in text
+    assert "Note: Rang about the grant letter" in text  # a manager sees agents' notes
+
+
+def test_an_auditor_sees_the_story_without_agents_notes(client, db_session, tried):
+    text = page_text(as_user(client, db_session, "dana", "auditor").get(f"/enquiries/{tried}"))
+    assert "Callback attempt" in text and "Rang about the grant letter" not in text
+    assert "Agents' notes are left out." in text
+
+
+def test_an_agent_cannot_open_an_enquirys_story(client, db_session, tried):
+    assert as_user(client, db_session, "ali", "agent").get(f"/enquiries/{tried}").status_code == 403
+
+
+@pytest.mark.parametrize("typed, status, says", [
+    ("hd-2026-000001 ", 302, None),
+    ("2026-000001", 400, "“2026-000001” is not a reference. Give it as HD-YYYY-NNNNNN, for example HD-2026-000123."),
+    ("HD-2026-999999", 302, None),
+])
+def test_an_enquiry_is_found_by_its_reference_as_typed(client, db_session, tried, typed, status, says):
+    response = as_user(client, db_session, "alex", "manager").get("/enquiries", query_string={"reference": typed})
+    assert response.status_code == status
+    if says:
+        assert says in page_text(response)
+    else:
+        assert response.headers["Location"].endswith(f"/enquiries/{typed.strip().upper()}")
+
+
+def test_an_enquiry_that_does_not_exist_says_so(client, db_session, tried):
+    response = as_user(client, db_session, "alex", "manager").get("/enquiries/HD-2026-999999")
+    assert response.status_code == 404 and "There is no enquiry HD-2026-999999." in page_text(response)
+
+
+def test_the_calls_page_links_each_call_to_its_enquiry(client, db_session, tried):
+    page = as_user(client, db_session, "alex", "manager").get("/calls").get_data(as_text=True)
+    assert f'<a href="/enquiries/{tried}">{tried}</a>' in page
+
+
+def test_a_breach_corrected_by_an_attempt_entered_late_is_in_the_story(app, client, db_session, clock, settings):
+    from callbacks.sweep import sweep
+
+    miss_a_call(client, clock, 2)
+    agent = add_agent(app, "bob", "Bob")
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, callback.due_at + timedelta(minutes=1))
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, source="manual",
+                            started_at=callback.due_at - timedelta(minutes=5), outcome="no_answer",
+                            now=callback.due_at + timedelta(minutes=30))
+    text = page_text(as_user(client, db_session, "alex", "manager").get(f"/enquiries/{reference_of(db_session, sid(2))}"))
+    assert "Breach recorded" in text
+    assert "Breach corrected to met: an attempt made in time was entered late By bob (audit log)." in text
+    assert "No answer; by Bob, entered by hand. Entered at" in text
+    assert db_session.scalars(select(Callback.sla_result)).one() == "met"
