@@ -112,3 +112,32 @@ def test_a_breach_corrected_by_an_attempt_entered_late_is_in_the_story(app, clie
     assert "Breach corrected to met: an attempt made in time was entered late By bob (audit log)." in text
     assert "No answer; by Bob, entered by hand. Entered at" in text
     assert db_session.scalars(select(Callback.sla_result)).one() == "met"
+
+
+def test_an_email_enquirys_story_has_its_emails_acknowledgement_and_callback(app, client, db_session, clock):
+    from callbacks.email.waiting import callback_needed
+    from callbacks.smtp import FakeSender
+    from helpdesk.models import InboundEmail
+    from tests.integration.conftest import make_settings
+    from tests.integration.test_email_acknowledgements import DESK, raw_email, receive, send
+    from tests.integration.test_queue_page import at
+
+    settings = make_settings(smtp={"host": "127.0.0.1", "port": 2525, "security": "none"},
+                             email={"addresses": [DESK], "ack_within_minutes": 15})
+    database = app.extensions["helpdesk.db"]
+    reference = receive(database, settings, raw_email(1, sender="jo.bloggs@example.org"), at(9, 0)).reference
+    send(database, FakeSender(), settings, at(9, 2))
+    agent = add_agent(app, "alice", "Alice Agent")
+    with database.session() as session:
+        enquiry_id = session.scalars(select(Enquiry.id).where(Enquiry.reference == reference)).one()
+        seen = session.scalars(select(InboundEmail.id)).one()
+    with database.session() as session:
+        callback_needed(session, settings, enquiry_id, agent_id=agent, now=at(9, 10), seen=seen,
+                        number="07700 900123", note="Wants a call")
+    text = page_text(as_user(client, db_session, "alex", "manager").get(f"/enquiries/{reference}"))
+    assert "Came in by Email" in text and "Now Callback owed" in text
+    assert "Email received From j***@example.org; opened the enquiry." in text
+    assert "Acknowledgement sent Due 09:15:00 GMT." in text
+    assert "Emails acknowledged within 15 minutes: Met" in text
+    assert "Callback owed: Email enquiry needing a call" in text
+    assert "jo.bloggs" not in text and "+447700900123" not in text
