@@ -129,6 +129,10 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "sender": "Who sent the email, masked unless the pack is unmasked",
         "not_sent_reason": "For a suppressed acknowledgement, why it was not sent: the flood guard, the help "
                            "desk's own address, or a restore of the database from a backup; blank otherwise",
+        "enquiry_status": "Where the enquiry stands: awaiting_response, answered (an agent marked it answered), "
+                          "or callback_needed (an agent recorded that it needs a call back: see callbacks.csv)",
+        "marked_answered": f"When an agent marked the enquiry answered, {TIMES}; blank if it is not; a reply "
+                           "from the customer reopens it",
     },
 }
 

@@ -47,8 +47,10 @@ ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "so
                    "recorded"]
 EMAIL_COLUMNS = [
     "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
-    "ack_result", "sender", "not_sent_reason",
+    "ack_result", "sender", "not_sent_reason", "enquiry_status", "marked_answered",
 ]
+# Where an email enquiry stands (emails.csv's enquiry_status).
+EMAIL_ENQUIRY_STATUSES = {"open": "awaiting_response", "closed": "answered", "callback_owed": "callback_needed"}
 # Why an acknowledgement held back by the flood guard was not sent (its row has no reason of its own).
 FLOOD_GUARD = "flood guard: the sender passed the limit of acknowledgements in the time window"
 NOTE = "note"
@@ -353,7 +355,8 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
     ack = EmailAcknowledgement
     statement = (
         select(Enquiry.reference, ack.received_at, ack.due_at, ack.sent_at, ack.status, ack.sla_result,
-               InboundEmail.sender, ack.to_address, InboundEmail.decision, ack.last_error)
+               InboundEmail.sender, ack.to_address, InboundEmail.decision, ack.last_error, Enquiry.status,
+               Enquiry.closed_at)
         .select_from(ack)
         .join(Enquiry, Enquiry.id == ack.enquiry_id)
         .outerjoin(InboundEmail, InboundEmail.id == ack.inbound_email_id)
@@ -363,8 +366,8 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
 
     def rows() -> Iterator[list[str]]:
         when = london_times()
-        for reference, received, due_at, sent, status, result, sender, to_address, decision, error in _stream(
-                connection, statement):
+        for (reference, received, due_at, sent, status, result, sender, to_address, decision, error, enquiry_status,
+             closed_at) in _stream(connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
             if verdict == "pending" and tally is not None:
                 tally.pending_acks += 1
@@ -375,6 +378,8 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
             yield [
                 reference, when(received), when(due_at), when(sent), seconds(waited), status, yes_no(counted),
                 verdict, redactor.email(sender or to_address), inert(reason),
+                EMAIL_ENQUIRY_STATUSES.get(enquiry_status, enquiry_status),
+                when(closed_at) if enquiry_status == "closed" else "",
             ]
 
     return list(EMAIL_COLUMNS), rows()

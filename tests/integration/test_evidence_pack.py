@@ -506,6 +506,19 @@ def test_the_report_says_how_many_emails_came_in_and_which_were_not_enquiries(ap
             "enquiries, so not acknowledged and not in emails.csv: 2 automatic replies; 1 bounce.") in text
 
 
+def test_emails_csv_says_where_each_email_enquiry_stands_and_when_it_was_answered(app, db_session, clock, seeded,
+                                                                                  auditor, packs):
+    enquiries = {e.reference: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "email"))}
+    enquiries["HD-2026-000901"].status, enquiries["HD-2026-000901"].closed_at = "closed", utc(2026, 11, 23, 10, 30)
+    enquiries["HD-2026-000902"].status = "callback_owed"
+    db_session.commit()
+    rows = read(export(app, db_session, clock, auditor, packs / "pack") / "emails.csv")
+    stands = {row["enquiry_reference"]: (row["enquiry_status"], row["marked_answered"]) for row in rows}
+    assert stands["HD-2026-000901"] == ("answered", "2026-11-23T10:30:00.000+00:00")
+    assert stands["HD-2026-000902"] == ("callback_needed", "")
+    assert stands["HD-2026-000903"] == ("awaiting_response", "")
+
+
 def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
         app, db_session, clock, seeded, auditor, packs):
     assert "Of 2 callbacks counted, 0 reached the caller." in pdf_text(export(app, db_session, clock, auditor,
