@@ -208,7 +208,7 @@ def test_the_reports_table_rounds_a_half_as_the_pages_do():
 
 
 def test_the_report_says_how_many_callbacks_were_withdrawn_and_left_out():
-    from metrics.evidence.report import withdrawn_words
+    from metrics.evidence.words import withdrawn_words
 
     assert withdrawn_words(0) == "No callback was withdrawn before its deadline was decided."
     assert withdrawn_words(1).startswith("1 callback was withdrawn before its deadline was decided, so the callback "
@@ -217,7 +217,7 @@ def test_the_report_says_how_many_callbacks_were_withdrawn_and_left_out():
 
 
 def test_the_report_says_how_many_callbacks_left_out_had_no_number_to_dial():
-    from metrics.evidence.report import no_number_words
+    from metrics.evidence.words import no_number_words
 
     assert no_number_words(0) == ""  # nothing to say, so the report says nothing
     assert no_number_words(1).startswith("1 callback was closed as unreachable before its deadline was decided "
