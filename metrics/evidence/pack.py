@@ -28,6 +28,7 @@ from helpdesk.paths import parent_problem
 from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.evidence import rows as tables
+from metrics.evidence import tally as tallies
 from metrics.evidence.columns import COLUMNS_FILE, column_rows
 from metrics.evidence.columns import HEADER as COLUMNS_HEADER
 from metrics.evidence.csvs import Progress, write_csv
@@ -146,7 +147,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
     """Write every file of the pack into `directory` (which must exist and be empty)."""
     period = compliance.date_range_period(request.first, request.last)
     redactor = Redactor(request.redaction)
-    tally = tables.Tally()
+    tally = tallies.Tally()
     counts: dict[str, int] = {}
     with snapshot(url) as connection:
         if not request.allow_empty and not has_contacts(connection, period.start, period.end):
@@ -166,10 +167,10 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         for name, (header, rows) in files:
             headers[name] = header
             counts[name] = write_csv(directory / name, header, rows, progress)
-        tables.answer_rings(connection, start, end, tally)
-        tables.call_totals(connection, start, end, tally)
-        tables.config_versions(connection, start, end, tally)
-        tables.email_totals(connection, start, end, tally)
+        tallies.answer_rings(connection, start, end, tally)
+        tallies.call_totals(connection, start, end, tally)
+        tallies.config_versions(connection, start, end, tally)
+        tallies.email_totals(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)

@@ -22,7 +22,7 @@ from helpdesk.settings import Settings
 from metrics import compliance
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON
-from metrics.evidence.rows import LATE, LEAD_BUCKETS, NO_ATTEMPT, Tally
+from metrics.evidence.tally import LATE, LEAD_BUCKETS, NO_ATTEMPT, Tally
 from metrics.evidence.summary import PeriodFigures, Summary
 from metrics.evidence.words import (PROVISIONAL, callbacks_words, calls_words, emails_words, no_number_words,
                                     not_yet_due_words, outcomes_words, versions_words, withdrawn_words)

@@ -3,19 +3,17 @@
 Each function returns the CSV header and a generator of rows (lists of strings). Rows belong
 to the range by their contact time (call arrival, callback owed-from, email receipt), as in
 `metrics.compliance`. Results are fetched in batches (`yield_per`; a server-side cursor on
-PostgreSQL), so memory stays flat however many rows there are. What the report's charts need
-goes into a `Tally`: callbacks' lead times on the way past, answer rings from one grouped query.
+PostgreSQL), so memory stays flat however many rows there are. What the report counts goes into
+a `Tally` (metrics.evidence.tally) on the way past: callbacks' lead times, and what was not counted.
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import String, and_, case, func, select, type_coerce
+from sqlalchemy import String, case, func, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain
@@ -25,19 +23,17 @@ from helpdesk.models.event import found_in_log
 from metrics.evidence.csvs import Lines, RowBatches
 from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
                                      yes_no)
+from metrics.evidence.tally import DECIDED, ENQUIRY_OUTCOMES, Tally, lead_bucket
 
 log = logging.getLogger(__name__)
 
 BATCH = 10_000
-DECIDED = ("met", "breached")
 
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
     "arrival_estimated", "found_in_call_log", "config_version", "enquiry_outcome",
 ]
-# What an agent recorded of an answered call's enquiry (calls.csv's enquiry_outcome).
-ENQUIRY_OUTCOMES = {"concluded": "concluded", "callback_owed": "callback_needed", "open": "none_recorded"}
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
     "deadline_explanation", "attempts", "first_attempt", "reached", "counted", "three_hour_result",
@@ -54,44 +50,6 @@ EMAIL_ENQUIRY_STATUSES = {"open": "awaiting_response", "closed": "answered", "ca
 # Why an acknowledgement held back by the flood guard was not sent (its row has no reason of its own).
 FLOOD_GUARD = "flood guard: the sender passed the limit of acknowledgements in the time window"
 NOTE = "note"
-
-
-@dataclass
-class Tally:
-    """What the PDF's charts need: counts only, never rows."""
-
-    rings: Counter = field(default_factory=Counter)  # counted, answered calls by rings
-    unanswered_breaches: int = 0  # counted calls breached without an answer (hung up late, no answer, voicemail)
-    lead: Counter = field(default_factory=Counter)  # decided callbacks by time to spare
-    withdrawn: int = 0  # callbacks withdrawn before they were decided: not counted
-    no_number: int = 0  # callbacks with no number to dial, closed as unreachable before they were decided: not counted
-    reached: int = 0  # counted callbacks whose caller was reached
-    corrected: int = 0  # counted callbacks met after their breach was recorded (an attempt entered late)
-    pending_callbacks: int = 0  # open and not yet due when the pack was made: not counted yet
-    pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
-    calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
-    enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
-    versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
-    emails: Counter = field(default_factory=Counter)  # emails received by the intake's decision
-
-
-# Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.
-LEAD_BUCKETS = (
-    ("2 hours or more", 120), ("1 to 2 hours", 60), ("30 to 60 minutes", 30), ("0 to 30 minutes", 0),
-)
-LATE = "Late"
-NO_ATTEMPT = "No attempt"
-
-
-def lead_bucket(due_at: datetime, first_attempt_at: datetime | None) -> str:
-    """Which bar of the lead-time chart a callback falls in."""
-    if first_attempt_at is None:
-        return NO_ATTEMPT
-    spare = (due_at - first_attempt_at).total_seconds() / 60
-    for label, minimum in LEAD_BUCKETS:
-        if spare >= minimum:
-            return label
-    return LATE
 
 
 def _stream(connection: Connection, statement) -> Iterator:
@@ -199,59 +157,6 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
         )
         add(",".join(fields) if joined else fields)
     return rows
-
-
-def answer_rings(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
-    """Counted calls of [start, end) by the ring they were answered on, for the report's chart."""
-    counted = and_(Call.countable.is_(True), Call.sla_result.in_(DECIDED))
-    answered = Call.answered_at.is_not(None) & Call.rings.is_not(None)
-    statement = (
-        select(case((answered, Call.rings), else_=None).label("ring"), Call.sla_result, func.count())
-        .where(Call.arrived_at >= start, Call.arrived_at < end, counted)
-        .group_by(case((answered, Call.rings), else_=None), Call.sla_result)
-    )
-    for ring, result, count in connection.execute(statement):
-        if ring is not None:
-            tally.rings[int(ring)] += int(count)
-        elif result == "breached":
-            tally.unanswered_breaches += int(count)
-
-
-def call_totals(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
-    """Calls of [start, end) by opening hours, counted or not, and outcome: what the report says
-    was left out of the ten-ring figures, and why."""
-    counted = case((and_(Call.countable.is_(True), Call.sla_result.in_(DECIDED)), True), else_=False)
-    statement = (
-        select(Call.in_hours, counted, Call.outcome, func.count())
-        .where(Call.arrived_at >= start, Call.arrived_at < end)
-        .group_by(Call.in_hours, counted, Call.outcome)
-    )
-    for in_hours, was_counted, outcome, count in connection.execute(statement):
-        tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
-    statement = (
-        select(Enquiry.status, func.count()).select_from(Call).join(Enquiry, Enquiry.id == Call.enquiry_id)
-        .where(Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered")
-        .group_by(Enquiry.status)
-    )
-    for status, count in connection.execute(statement):
-        tally.enquiry_outcomes[ENQUIRY_OUTCOMES.get(status, status)] += int(count)
-
-
-def email_totals(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
-    """Emails received in [start, end) by what the intake decided: the report says which were not enquiries."""
-    statement = (select(InboundEmail.decision, func.count())
-                 .where(InboundEmail.received_at >= start, InboundEmail.received_at < end)
-                 .group_by(InboundEmail.decision))
-    for decision, count in connection.execute(statement):
-        tally.emails[decision] += int(count)
-
-
-def config_versions(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:
-    """Which configuration versions judged the calls and callbacks of [start, end), and how many each."""
-    for name, model, contact in (("calls", Call, Call.arrived_at), ("callbacks", Callback, Callback.owed_from)):
-        statement = (select(model.config_version, func.count()).where(contact >= start, contact < end)
-                     .group_by(model.config_version))
-        tally.versions[name] = Counter({version or "": int(count) for version, count in connection.execute(statement)})
 
 
 def _explanation(text: str | None) -> str:

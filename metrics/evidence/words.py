@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from metrics.evidence.rows import Tally
+from metrics.evidence.tally import Tally
 
 PROVISIONAL = ("Provisional: this period had not ended when the pack was made. Callbacks and acknowledgements "
                "not yet due, and calls still going on, are not counted yet, so these figures may still change. "

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from metrics.evidence.fields import Redactor, london_times, mask_email, mask_number, ratio, seconds
-from metrics.evidence.rows import LATE, NO_ATTEMPT, ack_result, lead_bucket
+from metrics.evidence.rows import ack_result
+from metrics.evidence.tally import LATE, NO_ATTEMPT, lead_bucket
 
 UTC = timezone.utc
 
