@@ -85,7 +85,8 @@ def enquiry_story(session: Session, reference: str, settings) -> EnquiryStory | 
 def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) -> None:
     for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
         caller = f"From {fmt.mask_number(call.caller_number)} ({fmt.caller_type_label(call.caller_type)})."
-        story.steps.append(Step(call.arrived_at, "Call arrived", caller))
+        if call.arrived_at is not None:  # None only until its first event has been worked out
+            story.steps.append(Step(call.arrived_at, "Call arrived", caller))
         if call.answered_at is not None:
             story.steps.append(Step(call.answered_at, "Answered by an agent",
                                     f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."))
