@@ -621,3 +621,152 @@ def test_only_a_finished_recording_with_sound_in_it_is_a_voicemail(kind, extra, 
     recording = {"CallSid": CALL, "RecordingUrl": "https://api.twilio.com/x/RE1", **extra}
     events = [incoming(), dial_action("no-answer", 65), Event(kind, at(85), recording), parent_completed(86, 86)]
     assert project_call(CALL, events, RULES, now=at(100)).outcome == outcome
+
+
+# --------------------------------------------------------------------------- round 2 of mutation testing
+
+
+def test_a_record_is_of_the_call_asked_about_heard_through_its_webhooks_and_not_from_the_api():
+    record = project_call(CALL, answered_ring_group(12), RULES, now=at(200))
+    assert record.call_sid == CALL
+    assert record.incoming_seen is True
+    assert record.from_api is False
+
+
+def test_a_call_nobody_answered_has_no_answer_time_and_no_rings():
+    events = [incoming(), dial_action("no-answer", 65), parent_completed(70, 70)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.answered_at, record.answer_seconds, record.rings) == (None, None, None)
+
+
+def test_a_call_whose_events_never_give_the_callers_number_has_none():
+    events = [agent(AGENT_1, "in-progress", 12, 2), dial_action("completed", 72, talked=60)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.caller_number, record.caller_type) == (None, "unknown")
+    assert record.outcome == "answered"
+
+
+def test_without_the_incoming_request_the_calendar_at_the_estimated_arrival_says_if_it_was_in_hours():
+    # The rules' desk is open 08:00-18:00 UTC; the call came at 20:00 and its caller hung up after
+    # 40 s. Only its final status reached us, so nothing stored says whether it was in hours.
+    evening = 10 * 3600
+    params = {"CallSid": CALL, "From": "+447700900123", "CallStatus": "completed",
+              "Timestamp": stamp(evening + 40), "CallDuration": "40"}
+    record = project_call(CALL, [Event("status", at(evening + 40.5), params)], RULES, now=at(evening + 100))
+    assert record.arrived_at == at(evening).replace(microsecond=0)
+    assert (record.in_hours, record.countable, record.sla_result) == (False, False, None)
+
+
+# Caller type (README): "dwp (a known DWP number, or menu key 1), customer (menu key 2), unknown";
+# "unknown unless the number is a configured DWP number or the caller chose in the menu".
+
+def menu(digits):
+    return Event("gather", at(9), {"CallSid": CALL, "Digits": digits}, "queue")
+
+
+@pytest.mark.parametrize("events, caller_type", [
+    ([incoming()], "unknown"),  # a number that is not a DWP one, and no menu
+    ([incoming(decision="ivr"), menu("1")], "dwp"),
+    ([incoming(decision="ivr"), menu("2")], "customer"),
+    ([incoming(decision="ivr"), menu("3")], "unknown"),  # a key the menu does not offer
+], ids=["no menu", "key 1", "key 2", "another key"])
+def test_the_caller_type_is_dwp_for_menu_key_1_customer_for_key_2_and_otherwise_unknown(events, caller_type):
+    assert project_call(CALL, events, RULES, now=at(20)).caller_type == caller_type
+
+
+def test_a_call_whose_own_status_callback_says_failed_is_a_failed_breach():
+    params = {"CallSid": CALL, "From": "+447700900123", "CallStatus": "failed", "Timestamp": stamp(2)}
+    record = project_call(CALL, [incoming(), Event("status", at(2.5), params)], RULES, now=at(100))
+    assert (record.outcome, record.countable, record.sla_result) == ("failed", True, "breached")
+
+
+# Calls that never reached the app (README): found in Twilio's call log, an "api_log" event.
+
+def api_log(status="completed", started=0, ended=None):
+    return Event("api_log", at(900), {**api_call(status, ended=ended, started=started).params})
+
+
+def test_a_call_found_only_in_twilios_call_log_is_a_failed_breach_from_its_start_to_its_end():
+    # README: it arrived at the log's start time and ended at its end time, in whole seconds;
+    # unless an agent leg answered it, it counts as failed: a breach if the desk was open.
+    record = project_call(CALL, [api_log(ended=25)], RULES, now=at(1000))
+    assert (record.arrived_at, record.ended_at) == (at(0).replace(microsecond=0), at(25).replace(microsecond=0))
+    assert (record.outcome, record.countable, record.sla_result) == ("failed", True, "breached")
+    assert (record.caller_number, record.incoming_seen, record.from_api) == ("+447700900123", False, True)
+
+
+def test_a_call_found_in_the_call_log_that_an_agent_leg_answered_is_answered():
+    events = [api_log(ended=90), api_leg(AGENT_1, "completed", ended=80, talked=68)]
+    record = project_call(CALL, events, RULES, now=at(1000))
+    assert (record.outcome, record.answered_at) == ("answered", at(12).replace(microsecond=0))
+    assert (record.rings, record.sla_result, record.agent_leg_sid) == (5, "met", AGENT_1)
+
+
+def test_a_call_found_in_the_call_log_whose_webhooks_turn_up_later_takes_its_outcome_from_them():
+    # A spool replayed after the log was read: the webhooks show the caller was offered a person
+    # and left a message, so the call is not one the app never heard of.
+    recording = {"CallSid": CALL, "RecordingUrl": "https://api.twilio.com/x/RE1", "RecordingDuration": "14"}
+    events = [api_log(ended=90), incoming(), dial_action("no-answer", 65), Event("voicemail", at(85), recording)]
+    assert project_call(CALL, events, RULES, now=at(1000)).outcome == "voicemail"
+
+
+def test_a_one_second_message_the_api_says_the_caller_left_is_a_voicemail():
+    events = sent_to_voicemail() + [api_recording(seconds="1"), api_call(ended=90)]
+    assert project_call(CALL, events, RULES, now=at(900)).outcome == "voicemail"
+
+
+# Screened ring groups: what says a call was screened, and what a key press alone tells.
+
+def test_on_a_screened_call_a_legs_answer_without_a_key_press_is_no_answer_even_before_any_prompt():
+    # Agent 2's voicemail picked up at 20 s; the prompt's request has not reached us (yet).
+    events = [incoming(decision=SCREENED), agent(AGENT_2, "in-progress", 20, 2, PHONE)]
+    record = project_call(CALL, events, RULES, now=at(25))
+    assert (record.outcome, record.answered_at, record.agent_leg_sid) == ("in_progress", None, None)
+
+
+def test_the_prompt_on_a_leg_alone_says_the_call_was_screened():
+    # The request that sent the caller to the agents is missing; a prompt was played on the leg
+    # voicemail answered, and nobody pressed 1.
+    events = [agent(AGENT_2, "in-progress", 20, 2, PHONE), screen(AGENT_2, 20.4), parent_completed(60, 60)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert (record.answered_at, record.agent_leg_sid) == (None, None)
+
+
+def test_a_key_press_alone_says_the_call_was_screened_and_answers_it_for_the_agent_who_pressed_1():
+    # Neither the request that sent the caller to the agents, nor the prompt's, nor the leg's
+    # answered callback reached us: the key press did, at 14.5 s.
+    events = [accept(AGENT_1, 14.5, to="client:agent-1"), parent_completed(90, 90)]
+    record = project_call(CALL, events, RULES, now=at(100))
+    assert record.outcome == "answered"
+    assert (record.answered_at, record.agent_leg_sid, record.agent) == (at(14.5), AGENT_1, "client:agent-1")
+
+
+def test_a_screened_call_whose_legs_the_api_says_were_cancelled_is_abandoned():
+    # Only a completed leg on which 1 was not pressed counts as one that rang out (README).
+    events = [incoming(decision=SCREENED), agent(AGENT_1, "ringing", 1, 1), api_leg(AGENT_1, "canceled", ended=20),
+              api_call(ended=20)]
+    record = project_call(CALL, events, RULES, now=at(900))
+    assert (record.outcome, record.countable, record.sla_result) == ("abandoned", False, None)
+
+
+# Queues.
+
+def test_a_caller_who_hung_up_in_the_queue_is_not_answered_by_the_queue_time_of_their_leaving():
+    # Twilio gives the Enqueue action a QueueTime whatever the result.
+    record = project_call(CALL, [incoming(decision="queue"), queue_action("hangup", 40, queue_time=40)], RULES,
+                          now=at(400))
+    assert (record.outcome, record.answered_at) == ("abandoned", None)
+    assert (record.countable, record.sla_result) == (True, "breached")
+
+
+def test_without_the_request_that_queued_the_caller_the_queue_clock_counts_from_the_estimated_arrival():
+    dequeue = Event("dequeue", at(20.5), {"CallSid": CALL, "QueueTime": "20", "DequeingCallSid": AGENT_1})
+    record = project_call(CALL, [dequeue, parent_completed(300, 300)], RULES, now=at(400))
+    assert record.arrived_at == at(0).replace(microsecond=0)
+    assert (record.answered_at, record.agent_leg_sid, record.sla_result) == (at(20).replace(microsecond=0),
+                                                                           AGENT_1, "met")
+
+
+def test_without_agent_leg_events_the_dial_action_names_the_leg_that_answered():
+    record = project_call(CALL, [incoming(), dial_action("completed", 75, talked=60, leg=AGENT_2)], RULES, now=at(200))
+    assert (record.outcome, record.agent_leg_sid) == ("answered", AGENT_2)
