@@ -17,7 +17,9 @@ from callbacks.email.ack import (
     subject_line,
     time_words,
 )
-from callbacks.email.ack_rules import HELD_BACK, LOST_IN_RESTORE, after_failure, ack_state, retry_wait, sla_result
+from callbacks.email.ack_rules import (
+    HELD_BACK, LOST_IN_RESTORE, after_failure, ack_state, mask_address, retry_wait, sla_result,
+)
 from helpdesk.config import parse_settings
 
 REFERENCE = "HD-2026-000123"
@@ -275,3 +277,59 @@ def test_agents_see_the_acknowledgement_state_in_words(values, key, label, can_r
     assert (state.key, state.label, state.can_retry) == (key, label, can_retry)
     if values.get("last_error"):
         assert values["last_error"] in state.detail
+
+
+def state_of(**values):
+    arguments = {"status": None, "sla": None, "attempts": 0, "decision": "new_enquiry",
+                 "due_at": OPEN + timedelta(minutes=15), "now": OPEN, "last_error": None, **values}
+    return ack_state(**arguments)
+
+
+def test_an_acknowledgement_not_sent_yet_is_overdue_only_after_its_due_time():
+    # Sent at its due time is on time (sla_result), so at that instant it is not overdue yet.
+    due = OPEN + timedelta(minutes=15)
+    assert state_of(status="pending", now=due).key == "waiting"
+    assert state_of(status="pending", now=due + timedelta(seconds=1)).key == "overdue"
+
+
+@pytest.mark.parametrize("attempts, last_error, detail", [
+    (1, None, "Gave up after 1 attempt."),
+    (3, None, "Gave up after 3 attempts."),
+    (2, "451 busy", "Gave up after 2 attempts. Last error: 451 busy"),
+])
+def test_a_failed_acknowledgement_says_after_how_many_attempts_and_only_an_error_there_was(attempts, last_error,
+                                                                                            detail):
+    assert state_of(status="failed", attempts=attempts, last_error=last_error).detail == detail
+
+
+def test_a_retrying_or_suppressed_acknowledgement_without_a_reason_shows_no_made_up_one():
+    assert state_of(status="pending", attempts=1).detail == ""
+    assert state_of(status="suppressed", decision="new_enquiry").detail == ""
+
+
+def test_the_button_is_send_it_after_a_restore_and_try_again_after_a_failure():
+    # README: "Send it" sends a held-back acknowledgement; "Try again" a failed or retrying one.
+    for reason in (HELD_BACK, LOST_IN_RESTORE):
+        assert state_of(status="suppressed", last_error=reason).retry_label == "Send it"
+    assert state_of(status="failed", attempts=8).retry_label == "Try again"
+    assert state_of(status="pending", attempts=2).retry_label == "Try again"
+
+
+def test_the_flood_guard_says_why_the_acknowledgement_was_not_sent():
+    state = state_of(status="suppressed", decision="rate_limited")
+    assert state.key == "flood_guard" and "limit" in state.detail
+
+
+@pytest.mark.parametrize("address, shown, spoken", [
+    ("jo.bloggs@example.org", "j***@example.org", "address starting j, at example.org"),
+    ("  Jo@Mail.Example.org ", "J***@Mail.Example.org", "address starting J, at Mail.Example.org"),
+    ('"jo@home"@example.org', '"***@example.org', 'address starting ", at example.org'),  # the last @ parts
+])
+def test_an_address_is_shown_as_its_first_character_and_its_domain(address, shown, spoken):
+    # README: on the agents' page addresses are masked, "j***@example.org".
+    assert mask_address(address) == (shown, spoken)
+
+
+@pytest.mark.parametrize("address", [None, "", "   ", "jo.bloggs", "@example.org", "jo.bloggs@"])
+def test_an_address_without_a_name_and_a_domain_is_not_known(address):
+    assert mask_address(address) == ("Not known", "address not known")
