@@ -1,10 +1,11 @@
 """The three-hour rule: when a callback is due, why, and what the sweep records."""
 from datetime import datetime, time, timedelta, timezone
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbacks.deadlines import callback_deadline, due_at_for, explain, next_attempt_at, notices_due
+from callbacks.deadlines import callback_deadline, due_at_for, due_soon_limits, explain, next_attempt_at, notices_due
 from helpdesk.calendar import BusinessCalendar, Closure
 
 LONDON = ZoneInfo("Europe/London")
@@ -248,3 +249,29 @@ def test_a_breach_found_by_a_late_sweep_fell_due_at_the_deadline_not_at_the_swee
     notices = notices_due(due_at=DUE, now=DUE + timedelta(hours=5), first_attempt_at=None, remaining=timedelta(0),
                           warn_before=(30, 10), already=set())
     assert notices == [Notice("breach", DUE)]
+
+
+def desk(due_soon_minutes: int, calendar: BusinessCalendar = CALENDAR):
+    """The two settings due_soon_limits reads: callback.due_soon_minutes and the calendar."""
+    return SimpleNamespace(callback=SimpleNamespace(due_soon_minutes=due_soon_minutes), calendar=calendar)
+
+
+def test_due_soon_on_the_business_clock_counts_opening_time_left_and_on_the_elapsed_clock_the_wall_clock():
+    # Friday 27 November 2026 16:45, closing at 17:00: 15 minutes of opening time are left on
+    # Friday, so 30 minutes of it run to 09:15 on Monday; the wall clock to 17:15 on Friday.
+    limits = due_soon_limits(desk(30), local(2026, 11, 27, 16, 45))
+    assert limits == {"business": local(2026, 11, 30, 9, 15), "elapsed": local(2026, 11, 27, 17, 15)}
+
+
+def test_a_callback_due_first_thing_on_monday_is_due_soon_on_the_business_clock_all_weekend():
+    # README: HelpdeskCallbacksDueSoonUnclaimed, "a callback due first thing on Monday is due soon
+    # on the business clock all weekend". Saturday 28 November 2026 11:00.
+    limits = due_soon_limits(desk(30), local(2026, 11, 28, 11, 0))
+    assert limits["business"] == local(2026, 11, 30, 9, 30)
+    assert limits["elapsed"] == local(2026, 11, 28, 11, 30)
+
+
+def test_due_soon_with_a_calendar_that_never_opens_falls_back_to_the_wall_clock():
+    never_open = BusinessCalendar({})
+    limits = due_soon_limits(desk(10, never_open), local(2026, 11, 24, 10, 0))
+    assert limits == {"business": local(2026, 11, 24, 10, 10), "elapsed": local(2026, 11, 24, 10, 10)}
