@@ -34,6 +34,12 @@ def test_only_the_last_three_digits_of_a_long_enough_number_are_shown():
     assert not is_withheld("+447700900123")
 
 
+@pytest.mark.parametrize("number, ending", [("1234567", "567"), ("+123456789", "789"), ("+44 1234 5678", "678")])
+def test_a_number_of_seven_digits_or_more_shows_its_last_three(number, ending):
+    # Six digits or fewer would be mostly given away by three of them; seven are not.
+    assert number_ending(number) == ending
+
+
 @pytest.mark.parametrize("typed, number", [
     ("07700 900123", "+447700900123"), ("07700-900-123", "+447700900123"), ("+44 (0)7700 900123", "+447700900123"),
     ("0044 7700 900123", "+447700900123"), ("+447700900123", "+447700900123"), ("(020) 7946 0000", "+442079460000"),
