@@ -137,6 +137,12 @@ def test_more_met_than_countable_is_refused():
         compliance_ratio(3, 2)
 
 
+@pytest.mark.parametrize("met, countable", [(-1, 5), (1, -1), (-2, -1)])
+def test_a_negative_count_is_refused_even_when_the_other_count_is_not_negative(met, countable):
+    with pytest.raises(ValueError):
+        compliance_ratio(met, countable)
+
+
 def test_month_periods_include_a_last_month_of_which_only_the_first_day_is_in_range():
     periods = month_periods(date(2026, 10, 15), date(2026, 12, 1))
     assert [p.label for p in periods] == ["2026-10", "2026-11", "2026-12"]
