@@ -328,8 +328,10 @@ def _answer(events, by_kind, arrived_at, screening: Screening) -> tuple[datetime
     if not candidates:
         return None, None, None
     # Best evidence first (the agent leg's own answered event, then the queue's clock, then
-    # the estimate); the earliest moment within it.
-    answered_at, _, leg, agent = min(candidates, key=lambda c: (c[1], c[0], c[2] or "", c[3] or ""))
+    # the estimate); the earliest moment within it; at a tie, one that names the leg (a queue's
+    # dequeue and its Enqueue action give the same time, and only the dequeue names the leg).
+    answered_at, _, leg, agent = min(candidates, key=lambda c: (c[1], c[0], c[2] is None, c[2] or "",
+                                                                c[3] is None, c[3] or ""))
     return answered_at, leg, agent
 
 

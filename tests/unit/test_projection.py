@@ -767,6 +767,17 @@ def test_without_the_request_that_queued_the_caller_the_queue_clock_counts_from_
                                                                            AGENT_1, "met")
 
 
+def test_a_queue_calls_agent_leg_is_kept_when_the_enqueue_action_brings_the_same_queue_time():
+    # The dequeue names the agent's leg; the Enqueue action at the end of the call has the same
+    # QueueTime and no leg. The record keeps the leg that answered, whatever the order.
+    dequeue = Event("dequeue", at(20.5), {"CallSid": CALL, "QueueTime": "20", "DequeingCallSid": AGENT_1})
+    events = [incoming(decision="queue"), dequeue, queue_action("bridged", 300, queue_time=20),
+              parent_completed(300, 300)]
+    for ordered in (events, list(reversed(events))):
+        record = project_call(CALL, ordered, RULES, now=at(400))
+        assert (record.outcome, record.agent_leg_sid) == ("answered", AGENT_1)
+
+
 def test_without_agent_leg_events_the_dial_action_names_the_leg_that_answered():
     record = project_call(CALL, [incoming(), dial_action("completed", 75, talked=60, leg=AGENT_2)], RULES, now=at(200))
     assert (record.outcome, record.agent_leg_sid) == ("answered", AGENT_2)
