@@ -1,7 +1,9 @@
 """One enquiry's story, for a manager or auditor looking into it (a complaint, a question from
 DWP): what came in, what the rules made of it, and what the help desk did, in time order.
 
-Read from the stored records only, as the evidence pack is; numbers and addresses masked.
+Read from the stored records only, as the evidence pack is, and judged at `now` as the figures
+are (a callback past its deadline untouched is a breach before the sweep records it); numbers
+and addresses masked.
 """
 from __future__ import annotations
 
@@ -21,13 +23,18 @@ from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, Callba
                              Enquiry, InboundEmail, User)
 from helpdesk.pages import format as fmt
 from metrics.compliance import rule_titles
+from metrics.evidence.rows import ack_result
 
-REFERENCE = re.compile(r"HD-[0-9]{4}-[0-9]{6}")
-NOTICES = {"warning_30": "Warning: 30 minutes left", "warning_10": "Warning: 10 minutes left",
-           "breach": "Breach recorded"}
+# A reference as people type it: any case, word processors' dashes, inside brackets as in a subject.
+TYPED_REFERENCE = re.compile(r"HD[-‐‑‒–—―]([0-9]{4})[-‐‑‒–—―]([0-9]{6})", re.IGNORECASE)
 EMAIL_DECISIONS = {"new_enquiry": "opened the enquiry", "joined": "joined the enquiry (a reply)",
                    "rate_limited": "opened the enquiry; not acknowledged (flood guard)"}
-ACK_RESULTS = {"met": "Met", "late": "Late"}
+ACK_RESULTS = {"met": "Met", "late": "Sent late: breached", "unacknowledged": "Not sent by its due time: breached",
+               "pending": "Not due yet", "": "Not sent on purpose: not counted"}
+CLOSED = {"resolved": "resolved", "unreachable": "the caller could not be reached", "withdrawn": "withdrawn"}
+AUDITED = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
+           "enquiry.concluded_undone": "Concluded undone",
+           "callback.not_owed_uncounted": "A breach no longer counted: the callback was never owed (an upgrade)"}
 # An attempt entered this long after it was made says when it was entered.
 LATE_ENTRY = timedelta(minutes=5)
 ENQUIRY_STATUSES = {"open": "Open", "concluded": "Concluded on the call", "callback_owed": "Callback owed",
@@ -55,12 +62,13 @@ class EnquiryStory:
 
 
 def normal_reference(text: str) -> str | None:
-    """The reference as stored ("HD-2026-000123"), from what a person typed; None if it is not one."""
-    typed = text.strip().upper()
-    return typed if REFERENCE.fullmatch(typed) else None
+    """The reference as stored ("HD-2026-000123"), from what a person typed ("hd–2026–000123",
+    "[HD-2026-000123]"); None if it holds none."""
+    found = TYPED_REFERENCE.search(text)
+    return f"HD-{found.group(1)}-{found.group(2)}" if found else None
 
 
-def enquiry_story(session: Session, reference: str, settings) -> EnquiryStory | None:
+def enquiry_story(session: Session, reference: str, settings, now: datetime) -> EnquiryStory | None:
     """The enquiry's story, or None if there is no such enquiry."""
     with session.begin():
         enquiry = session.scalars(select(Enquiry).where(Enquiry.reference == reference)).one_or_none()
@@ -71,13 +79,15 @@ def enquiry_story(session: Session, reference: str, settings) -> EnquiryStory | 
         names = {user.id: user.display_name or user.username for user in session.scalars(select(User))}
         titles = rule_titles(settings)
         _calls(session, story, enquiry, titles["answer_within_rings"])
-        callback_ids = _callbacks(session, story, enquiry, names, titles["callback_within_3h"])
-        _emails(session, story, enquiry, titles["email_ack"])
-        _audit(session, story, reference, callback_ids)
+        callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
+        _emails(session, story, enquiry, titles["email_ack"], now)
+        _audit(session, story, reference, [callback.id for callback in callbacks])
         if enquiry.status in ("concluded", "closed") and enquiry.closed_at is not None:
             who = names.get(enquiry.closed_by_id, "the help desk")
             story.steps.append(Step(enquiry.closed_at, "Recorded as concluded on the call" if enquiry.channel == "phone"
                                     else "Marked as answered", f"By {who}."))
+        if enquiry.status == "callback_owed" and callbacks and all(c.status == "closed" for c in callbacks):
+            story.status = f"Callback closed: {CLOSED.get(callbacks[-1].outcome, callbacks[-1].outcome)}"
     story.steps.sort(key=lambda step: step.at)
     return story
 
@@ -92,22 +102,32 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) 
                                     f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."))
         if call.ended_at is not None:
             story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
-        story.results.append((title, fmt.sla_label(call.sla_result) if call.countable and call.sla_result
-                              else "Not counted" + (" (outside opening hours)" if not call.in_hours else "")))
+        story.results.append((title, _call_result(call)))
 
 
-def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: dict[int, str],
-               title: str) -> list[int]:
+def _call_result(call: Call) -> str:
+    if call.countable and call.sla_result:
+        return fmt.sla_label(call.sla_result)
+    if not call.in_hours:
+        return "Not counted (outside opening hours)"
+    if call.outcome == "abandoned":
+        return "Not counted (the caller hung up within the target)"
+    return "Not decided yet (the call is still going on)"
+
+
+def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: dict[int, str], title: str,
+               now: datetime) -> list[Callback]:
     callbacks = list(session.scalars(select(Callback).where(Callback.enquiry_id == enquiry.id)
                                      .order_by(Callback.owed_from, Callback.id)))
     for callback in callbacks:
-        explanation = _explanation(callback.explanation)
+        due = fmt.format_local_time(callback.due_at, True)
+        # The agents' notes (what it is about, and any written as it closed) go with its last step.
+        closed = callback.closed_at is not None
         story.steps.append(Step(callback.created_at, f"Callback owed: {REASONS.get(callback.reason, callback.reason)}",
-                                f"To {fmt.mask_number(callback.caller_number)}. {explanation}",
-                                note=callback.note))
+                                f"To {fmt.mask_number(callback.caller_number)}. {_explanation(callback.explanation)}",
+                                note="" if closed else callback.note))
         for notice in session.scalars(select(CallbackNotice).where(CallbackNotice.callback_id == callback.id)):
-            story.steps.append(Step(notice.fell_due_at, NOTICES.get(notice.kind, notice.kind),
-                                    f"Recorded at {fmt.format_local_time(notice.recorded_at, True)}."))
+            story.steps.append(Step(notice.recorded_at, _notice_words(notice.kind), f"For the deadline at {due}."))
         for attempt in session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback.id)
                                        .order_by(CallbackAttempt.started_at, CallbackAttempt.id)):
             how = "with Call back now" if attempt.source == "twilio" else "entered by hand"
@@ -121,16 +141,35 @@ def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: d
             story.steps.append(Step(attempt.dialled_at, "Callback attempt",
                                     f"{ATTEMPT_OUTCOMES.get(attempt.outcome, attempt.outcome)}; by {who}, {how}.{late}",
                                     note=attempt.note))
-        if callback.closed_at is not None:
-            story.steps.append(Step(callback.closed_at, f"Callback closed: {callback.outcome}",
-                                    f"By {names.get(callback.closed_by_id, 'the help desk')}."))
-        result = ("Met" if callback.sla_result == "met" else "Breached" if callback.sla_result == "breached"
-                  else "Withdrawn, not counted" if callback.outcome == "withdrawn" else "Not decided yet")
-        story.results.append((f"{title} ({REASONS.get(callback.reason, callback.reason).lower()})", result))
-    return [callback.id for callback in callbacks]
+        if closed:
+            story.steps.append(Step(callback.closed_at,
+                                    f"Callback closed: {CLOSED.get(callback.outcome, callback.outcome)}",
+                                    f"By {names.get(callback.closed_by_id, 'the help desk')}.", note=callback.note))
+        story.results.append((f"{title} ({REASONS.get(callback.reason, callback.reason).lower()})",
+                              _callback_result(callback, now)))
+    return callbacks
 
 
-def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) -> None:
+def _callback_result(callback: Callback, now: datetime) -> str:
+    if callback.sla_result in ("met", "breached"):
+        return fmt.sla_label(callback.sla_result)
+    if callback.outcome == "withdrawn":
+        return "Withdrawn: not counted"
+    if callback.status == "open" and callback.due_at < now:
+        return "Breached (no attempt by its deadline)"  # as the figures count it, before the sweep records it
+    if callback.status == "closed":
+        return "Closed before its deadline with no number to dial: not counted"
+    return f"Not decided yet (due {fmt.format_date_time(callback.due_at)})"
+
+
+def _notice_words(kind: str) -> str:
+    if kind == "breach":
+        return "Breach recorded"
+    minutes = kind.removeprefix("warning_")
+    return f"Warning: {fmt.format_minutes(int(minutes))} left" if minutes.isdigit() else kind
+
+
+def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, now: datetime) -> None:
     for email in session.scalars(select(InboundEmail).where(InboundEmail.enquiry_id == enquiry.id)
                                  .order_by(InboundEmail.received_at, InboundEmail.id)):
         story.steps.append(Step(email.received_at, "Email received",
@@ -139,8 +178,8 @@ def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str)
     for ack in session.scalars(select(EmailAcknowledgement).where(EmailAcknowledgement.enquiry_id == enquiry.id)):
         if ack.sent_at is not None:
             story.steps.append(Step(ack.sent_at, "Acknowledgement sent", f"Due {fmt.format_local_time(ack.due_at, True)}."))
-        story.results.append((title, ACK_RESULTS.get(ack.sla_result or "", "Not sent, not counted"
-                                                               if ack.status == "suppressed" else "Not sent yet")))
+        _, verdict = ack_result(ack.status, ack.sla_result, ack.due_at, now)
+        story.results.append((title, ACK_RESULTS.get(verdict, verdict)))
 
 
 def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: list[int]) -> None:
@@ -148,9 +187,8 @@ def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: 
     mentions = [AuditEntry.detail.contains(f'"enquiry": "{reference}"')]
     mentions += [AuditEntry.detail.contains(f'"callback_id": {callback_id},') for callback_id in callback_ids]
     for entry in session.scalars(select(AuditEntry).where(or_(*mentions)).order_by(AuditEntry.at)):
-        words = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
-                 "enquiry.concluded_undone": "Concluded undone"}.get(entry.action, entry.action)
-        story.steps.append(Step(entry.at, words, f"By {entry.actor} (audit log)."))
+        story.steps.append(Step(entry.at, AUDITED.get(entry.action, f"Audit log: {entry.action}"),
+                                f"By {entry.actor} (audit log)."))
 
 
 def _explanation(text: str | None) -> str:

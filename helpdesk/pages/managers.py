@@ -118,9 +118,9 @@ def find_enquiry():
         return render_template("enquiry_search.html")
     reference = normal_reference(typed[:100])
     if reference is None:
-        return render_template("enquiry_search.html", typed=typed[:100],
-                               problem=f"{fmt.quoted(typed)} is not a reference. Give it as HD-YYYY-NNNNNN, for "
-                                       "example HD-2026-000123."), 400
+        problem = (f"{fmt.quoted(typed)} is not a reference. Give it as HD-YYYY-NNNNNN, for example HD-2026-000123."
+                   if typed.strip() else "Give a reference, for example HD-2026-000123.")
+        return render_template("enquiry_search.html", typed=typed[:100], problem=problem), 400
     return redirect(url_for("managers.enquiry", reference=reference))
 
 
@@ -136,7 +136,7 @@ def enquiry(reference: str):
     if found != reference:
         return redirect(url_for("managers.enquiry", reference=found))
     with database().session() as session:
-        story = enquiry_story(session, found, settings())
+        story = enquiry_story(session, found, settings(), clock())
     if story is None:
         return render_template("enquiry_search.html", typed=found,
                                problem=f"There is no enquiry {found}."), 404

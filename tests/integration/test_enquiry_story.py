@@ -1,0 +1,112 @@
+"""Find an enquiry, told as the figures judge it: in time order, with breaches before the sweep records
+them, warnings in words, and each note with the step it belongs to (found by a hands-on review of 0.11.0)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from callbacks import service
+from callbacks.email.waiting import callback_needed
+from callbacks.sweep import sweep
+from helpdesk.models import Enquiry, InboundEmail
+from tests.integration.conftest import make_settings
+from tests.integration.test_callbacks import callbacks, miss_a_call
+from tests.integration.test_email_acknowledgements import DESK, raw_email, receive
+from tests.integration.test_enquiry_page import as_user, page_text, reference_of
+from tests.integration.test_queue_page import add_agent, at
+from tests.integration.twilio_requests import sid
+
+EMAIL = dict(smtp={"host": "127.0.0.1", "port": 2525, "security": "none"},
+             email={"addresses": [DESK], "ack_within_minutes": 15})
+
+
+def story(client, db_session, reference: str) -> str:
+    return page_text(as_user(client, db_session, "alex", "manager").get(f"/enquiries/{reference}"))
+
+
+def email_enquiry(database, settings, received) -> tuple[str, int, int]:
+    reference = receive(database, settings, raw_email(1, sender="jo.bloggs@example.org"), received).reference
+    with database.session() as session:
+        enquiry_id = session.scalars(select(Enquiry.id).where(Enquiry.reference == reference)).one()
+        seen = session.scalars(select(InboundEmail.id)).one()
+    return reference, enquiry_id, seen
+
+
+@pytest.fixture
+def settings():
+    return make_settings(**EMAIL)
+
+
+def test_the_story_never_records_a_breach_before_the_callback_it_is_about_was_owed(app, client, db_session, settings):
+    database = app.extensions["helpdesk.db"]
+    reference, enquiry_id, seen = email_enquiry(database, settings, at(9, 0))
+    agent = add_agent(app, "alice", "Alice Agent")
+    # The agent reads the email after its three hours (due 12:00) and records that it needs a call.
+    with database.session() as session:
+        callback_needed(session, settings, enquiry_id, agent_id=agent, now=at(13, 0), seen=seen,
+                        number="07700 900123", note="Wants a call")
+    with database.session() as session:
+        sweep(session, settings, at(13, 1))
+    text = story(client, db_session, reference)
+    assert "Breach recorded" in text and "Callback owed" in text
+    steps = text[text.index("What happened, in time order"):]
+    assert steps.index("Callback owed") < steps.index("Breach recorded")
+
+
+def test_warnings_are_named_in_words_whatever_their_lead_time(app, client, db_session, clock):
+    settings = make_settings(callback={"warn_before_minutes": [60, 15]})
+    miss_a_call(client, clock, 1)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, callback.due_at - timedelta(minutes=59))
+    text = story(client, db_session, reference_of(db_session, sid(1)))
+    assert "warning_60" not in text
+    assert "Warning: 1 hour left" in text
+
+
+def test_a_callback_past_its_deadline_untouched_reads_breached_as_the_figures_count_it(app, client, db_session, clock):
+    miss_a_call(client, clock, 1)
+    [callback] = callbacks(db_session)
+    clock.now = callback.due_at + timedelta(hours=1)  # the scheduler has not swept yet
+    text = story(client, db_session, reference_of(db_session, sid(1)))
+    assert "(missed call – caller hung up): Breached" in text
+
+
+def test_an_acknowledgement_past_its_due_time_reads_as_a_breach(app, client, db_session, clock, settings):
+    database = app.extensions["helpdesk.db"]
+    reference, _, _ = email_enquiry(database, settings, at(9, 0))
+    clock.now = at(11, 0)  # due 09:15, never sent (the mail server is down)
+    text = story(client, db_session, reference)
+    assert "Emails acknowledged within 15 minutes: Not sent yet" not in text
+
+
+def test_the_enquiry_does_not_say_a_callback_is_owed_once_it_was_resolved(app, client, db_session, settings):
+    database = app.extensions["helpdesk.db"]
+    reference, enquiry_id, seen = email_enquiry(database, settings, at(9, 0))
+    agent = add_agent(app, "alice", "Alice Agent")
+    with database.session() as session:
+        callback = callback_needed(session, settings, enquiry_id, agent_id=agent, now=at(9, 10), seen=seen,
+                                   number="07700 900123", note="Wants a call")
+    with database.session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agent, source="manual",
+                            started_at=at(9, 30), outcome="reached", now=at(9, 31))
+    with database.session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agent, outcome="resolved", now=at(9, 32))
+    text = story(client, db_session, reference)
+    assert "Callback closed" in text
+    assert "Now Callback owed" not in text
+
+
+def test_a_closing_note_is_not_shown_as_the_callbacks_opening_note(app, client, db_session, clock, settings):
+    miss_a_call(client, clock, 1)
+    agent = add_agent(app, "alice", "Alice Agent")
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agent, outcome="withdrawn",
+                      now=clock.now + timedelta(minutes=5), note="Caller rang back and was helped")
+    text = story(client, db_session, reference_of(db_session, sid(1)))
+    steps = text[text.index("What happened, in time order"):]
+    owed, closed = steps.index("Callback owed"), steps.index("Callback closed")
+    assert "Caller rang back and was helped" not in steps[owed:closed]
