@@ -114,7 +114,7 @@ def _waiting_context(now: datetime) -> dict:
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,
         "emails_signature": queue.signature([emails_count] + [
             [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at,
-             email.other_senders, email.latest_email_id]
+             email.other_senders, email.latest_email_id, email.callback_owed]
             for email in emails]),
     }
 

@@ -53,6 +53,8 @@ class WaitingEmail:
     # The newest email a person sent to it that the page shows it with: "Mark as answered"
     # sends it back, and is refused if a newer one has come in (unread by the agent).
     latest_email_id: int = 0
+    # A callback owed for it is still open (the customer wrote again after "Callback needed").
+    callback_owed: bool = False
 
 
 def needs_attention(now: datetime):
@@ -92,6 +94,9 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
                 .group_by(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))):
             senders.setdefault(enquiry_id, set()).add(sender)
             latest[enquiry_id] = max(latest.get(enquiry_id, 0), newest)
+        owed = set(session.scalars(select(Callback.enquiry_id).where(
+            Callback.enquiry_id.in_([row[0] for row in rows]), Callback.status == "open",
+            Callback.contact_key.startswith("email:"))))
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
@@ -103,7 +108,7 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
         entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,
                                     next_attempt_at if status == "pending" else None,
                                     len(senders.get(enquiry_id, set()) - theirs - {None}),
-                                    latest.get(enquiry_id, 0)))
+                                    latest.get(enquiry_id, 0), enquiry_id in owed))
     return entries, int(total)
 
 

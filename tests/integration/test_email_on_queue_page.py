@@ -263,8 +263,13 @@ def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_
     # The customer writes again: the enquiry needs an answer again; its callback stays owed.
     receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(9, 20))
     clock.now = at(9, 25)
-    assert f'<th scope="row">{reference}</th>' in text_of(client.get("/queue"))
-    response = ask_for_a_callback(client, enquiry_id, note="Again")
+    shown = row(text_of(client.get("/queue")), reference)
+    assert f"A callback is still owed for it: see {reference} in the callbacks above." in shown
+    assert f"/queue/emails/{enquiry_id}/callback" not in shown  # no "Callback needed" to press again
+    # Pressed all the same (the form as a page from before the reply showed it, with the reply read):
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', shown))
+    response = client.post(f"/queue/emails/{enquiry_id}/callback",
+                           data={**form, "number": "07700 900123", "note": "Again"})
     assert response.status_code == 422
     assert f"A callback is already owed for {reference}: see the callbacks above." in text_of(response)
     [callback] = owed_callbacks(database)
@@ -277,6 +282,7 @@ def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_
                       note="Answered by email")
     receive(database, settings, raw_email(3, subject=f"Re: {reference}"), at(9, 50))
     clock.now = at(9, 55)
+    assert "A callback is still owed" not in row(text_of(client.get("/queue")), reference)
     response = ask_for_a_callback(client, enquiry_id, note="Once more")
     assert (f"{reference} has had its callback already (closed as withdrawn): answer the customer by email, then "
             "mark the enquiry as answered.") in text_of(response)
