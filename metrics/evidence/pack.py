@@ -194,6 +194,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         "provisional": provisional,
         # Owed in the period, not yet due when the pack was made, so not in its figures.
         "not_yet_due": {"callbacks": tally.pending_callbacks, "acknowledgements": tally.pending_acks},
+        # Email enquiries of the period no agent had answered yet: one may yet be owed a callback.
+        "email_enquiries_awaiting_response": tally.awaiting_emails,
         # The configuration versions that judged the period's calls and callbacks, with how many each
         # ("" where none was recorded): the rules above are the current version's.
         "judged_by_versions": {name: dict(sorted(counts.items())) for name, counts in tally.versions.items()},

@@ -201,7 +201,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
         story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes)), styles["BodyText"]))
     if tally.lead:
         story.append(Paragraph(escape(callbacks_words(tally)), styles["BodyText"]))
-    story.append(Paragraph(escape(emails_words(tally.emails)), styles["BodyText"]))
+    story.append(Paragraph(escape(emails_words(tally.emails, tally.awaiting_emails)), styles["BodyText"]))
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
     if tally.no_number:
         story.append(Paragraph(escape(no_number_words(tally.no_number)), styles["BodyText"]))

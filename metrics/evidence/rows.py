@@ -274,8 +274,9 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
         for (reference, received, due_at, sent, status, result, sender, to_address, decision, error, enquiry_status,
              closed_at) in _stream(connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
-            if verdict == "pending" and tally is not None:
-                tally.pending_acks += 1
+            if tally is not None:
+                tally.pending_acks += verdict == "pending"
+                tally.awaiting_emails += enquiry_status == "open"
             waited = as_utc(sent) - as_utc(received) if sent is not None else None
             # A suppressed row's reason is the app's own words (never a mail server's, which are
             # kept for rows that failed): the flood guard, the help desk's own address, a restore.

@@ -35,6 +35,7 @@ class Tally:
     enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
     versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
     emails: Counter = field(default_factory=Counter)  # emails received by the intake's decision
+    awaiting_emails: int = 0  # email enquiries still awaiting a response when the pack was made
 
 
 # Time to spare at the first attempt (due minus first attempt), in minutes: the charts' buckets.

@@ -81,8 +81,9 @@ NOT_ENQUIRIES = {"auto_reply": ("automatic reply", "automatic replies"), "bounce
                  "own_address": ("from the help desk's own address",) * 2, "null_sender": ("with no sender",) * 2}
 
 
-def emails_words(emails: Counter) -> str:
-    """How many emails came in, which opened or joined enquiries, and which the figures leave out, and why."""
+def emails_words(emails: Counter, awaiting: int = 0) -> str:
+    """How many emails came in, which opened or joined enquiries, and which the figures leave out, and why;
+    and how many enquiries still awaited a response (any of them may yet be owed a callback)."""
     total = sum(emails.values())
     if not total:
         return "No email came in during this period."
@@ -98,6 +99,10 @@ def emails_words(emails: Counter) -> str:
         count = sum(n for _, n in others)
         text += (f" {_were(count)} not enquiries, so not acknowledged and not in emails.csv: "
                  + "; ".join(f"{n:,} {words}" for words, n in others) + ".")
+    if awaiting:
+        text += (f" {awaiting:,} email enquir{'y' if awaiting == 1 else 'ies'} from this period still awaited a "
+                 "response when the pack was made (emails.csv: enquiry_status); a callback an agent records for one "
+                 "later is owed from its email, and would change these figures.")
     return text
 
 

@@ -504,6 +504,8 @@ def test_the_report_says_how_many_emails_came_in_and_which_were_not_enquiries(ap
     assert ("8 emails came in: 5 opened an enquiry (1 of them not acknowledged, and not counted, because the sender "
             "had passed the flood guard's limit) and 0 joined one (a reply, not acknowledged again). 3 were not "
             "enquiries, so not acknowledged and not in emails.csv: 2 automatic replies; 1 bounce.") in text
+    assert ("5 email enquiries from this period still awaited a response when the pack was made (emails.csv: "
+            "enquiry_status); a callback an agent records for one later is owed from its email") in text
 
 
 def test_emails_csv_says_where_each_email_enquiry_stands_and_when_it_was_answered(app, db_session, clock, seeded,
@@ -512,8 +514,10 @@ def test_emails_csv_says_where_each_email_enquiry_stands_and_when_it_was_answere
     enquiries["HD-2026-000901"].status, enquiries["HD-2026-000901"].closed_at = "closed", utc(2026, 11, 23, 10, 30)
     enquiries["HD-2026-000902"].status = "callback_owed"
     db_session.commit()
-    rows = read(export(app, db_session, clock, auditor, packs / "pack") / "emails.csv")
-    stands = {row["enquiry_reference"]: (row["enquiry_status"], row["marked_answered"]) for row in rows}
+    pack = export(app, db_session, clock, auditor, packs / "pack")
+    stands = {row["enquiry_reference"]: (row["enquiry_status"], row["marked_answered"])
+              for row in read(pack / "emails.csv")}
+    assert json.loads((pack / MANIFEST).read_text())["email_enquiries_awaiting_response"] == 3
     assert stands["HD-2026-000901"] == ("answered", "2026-11-23T10:30:00.000+00:00")
     assert stands["HD-2026-000902"] == ("callback_needed", "")
     assert stands["HD-2026-000903"] == ("awaiting_response", "")
