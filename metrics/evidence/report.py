@@ -91,7 +91,7 @@ def _retries(settings: Settings) -> str:
     tries = settings.callback.max_attempts
     if tries == 1:
         return "One attempt is made; if it does not reach the caller, the callback is closed as unreachable."
-    gaps = ", then ".join(f"{m} minutes" for m in spacing[:tries - 1])
+    gaps = ", then ".join(format_minutes(m) for m in spacing[:tries - 1])
     more = " (the last gap repeats)" if tries - 1 > len(spacing) else ""
     return (f"If an attempt does not reach the caller, another follows after {gaps}{more}, up to {tries} attempts "
             "in all; then the callback is closed as unreachable.")

@@ -258,6 +258,9 @@ def test_the_rules_say_what_made_a_caller_dwp_and_how_callbacks_were_retried():
     words = " ".join(rules_in_words(settings))
     assert "A caller is DWP when calling from a known DWP number (2 configured) or pressing 3 at the menu" in words
     assert "another follows after 15 minutes (the last gap repeats), up to 4 attempts in all" in words
+    demo = parse_settings({"hours": {"monday": ["09:00-17:00"]},
+                           "callback": {"retry_spacing_minutes": [1, 90], "max_attempts": 3}}, source="demo.toml")
+    assert "another follows after 1 minute, then 1 hour 30 minutes, up to 3 attempts" in " ".join(rules_in_words(demo))
     plain = parse_settings({"hours": {"monday": ["09:00-17:00"]}, "callback": {"max_attempts": 1}}, source="test.toml")
     assert rules_in_force(plain, date(2026, 11, 23), date(2026, 11, 23))["caller_type"] == {"dwp_numbers": [], "menu": None}
     words = " ".join(rules_in_words(plain))
