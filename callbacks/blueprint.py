@@ -72,7 +72,9 @@ def _queue_context(now: datetime) -> dict:
         if view.more and shown < MOST_SHOWN else None,
         "page_args": page_args,
         "filter_hrefs": {key: url_for("agents.queue", **_page_args(shown, key)) for key in queue.FILTERS},
-        "callback_within": settings().callback.within_minutes,
+        # "3 hours", and on the business clock "3 hours of opening time": a call at 16:30 is due the next day.
+        "callback_window": fmt.format_minutes(settings().callback.within_minutes)
+        + (" of opening time" if settings().callback.clock == "business" else ""),
     }
 
 

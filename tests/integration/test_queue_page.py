@@ -144,6 +144,12 @@ def test_business_time_left_overnight_says_it_counts_opening_hours(alice, client
     assert "09:30 tomorrow" in entry and "state-on-time" in entry
 
 
+def test_the_page_says_the_callback_window_counts_opening_hours_on_the_business_clock(alice, client, clock,
+                                                                                     three_callbacks):
+    page = " ".join(text_of(client.get("/queue")).split())
+    assert "is owed a callback within 3 hours of opening time." in page
+
+
 def test_a_withheld_caller_owed_a_callback_cannot_be_dialled(alice, client, clock, db_session):
     answer_a_call(client, clock, 5, at(10, 0), caller="anonymous")
     clock.now = at(10, 5)
