@@ -132,8 +132,12 @@ def _local(text: str) -> datetime:
 
 
 def when_words(moment: datetime) -> str:
-    """An instant in UK time as a deadline is written: "13:00 on Tuesday 24 November 2026"."""
-    return moment.astimezone(LONDON).strftime("%H:%M on %A %d %B %Y").replace(" 0", " ")
+    """An instant in UK time as a deadline is written: "13:00 on Tuesday 24 November 2026"; in the
+    hour the clocks repeat in October, with which pass it is ("01:30 BST on Sunday 25 October 2026")."""
+    shown = moment.astimezone(LONDON)
+    repeated = shown.replace(fold=1 - shown.fold).utcoffset() != shown.utcoffset()
+    zone = f" {shown.tzname()}" if repeated else ""
+    return f"{shown:%H:%M}{zone} on " + shown.strftime("%A %d %B %Y").replace(" 0", " ")
 
 
 def _duration(span: timedelta) -> str:

@@ -275,3 +275,13 @@ def test_due_soon_with_a_calendar_that_never_opens_falls_back_to_the_wall_clock(
     never_open = BusinessCalendar({})
     limits = due_soon_limits(desk(10, never_open), local(2026, 11, 24, 10, 0))
     assert limits == {"business": local(2026, 11, 24, 10, 10), "elapsed": local(2026, 11, 24, 10, 10)}
+
+
+def test_a_time_in_the_hour_the_clocks_repeat_says_which_pass_it_is():
+    from callbacks.deadlines import when_words
+
+    # 01:30 came twice on Sunday 25 October 2026: first in BST (00:30 UTC), then in GMT (01:30 UTC).
+    assert when_words(datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)) == "01:30 BST on Sunday 25 October 2026"
+    assert when_words(datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)) == "01:30 GMT on Sunday 25 October 2026"
+    assert when_words(datetime(2026, 10, 25, 2, 30, tzinfo=timezone.utc)) == "02:30 on Sunday 25 October 2026"
+    assert when_words(datetime(2026, 11, 1, 9, 5, tzinfo=timezone.utc)) == "09:05 on Sunday 1 November 2026"
