@@ -304,7 +304,7 @@ class AgentSimulator:
     def _submit(self, form: Form, values: dict[str, str], said: str) -> str | None:
         """Post a form from the page; the queue page it leads back to, or None if refused."""
         status, page = self.transport.post(form.action, {**form.fields, **values})
-        refused = re.search(r'class="notice notice-error"[^>]*>([^<]*)<', page)
+        refused = re.search(r'class="notice notice-error[^"]*"[^>]*>([^<]*)<', page)
         if status != 200 or refused:
             reason = refused.group(1).strip() if refused else f"HTTP {status}"
             self.report(f"could not do it ({said}): {redact(reason)[:200]}")

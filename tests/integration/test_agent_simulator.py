@@ -108,6 +108,33 @@ def test_an_email_enquiry_that_needs_a_call_is_given_a_callback_and_then_worked_
     assert (callback.sla_result, attempt.outcome) == ("met", "reached")
 
 
+def test_a_refused_action_is_reported_with_the_pages_reason(app, client, clock, settings):
+    from tests.integration.test_email_acknowledgements import raw_email, receive
+
+    add_agent(app, "alice", "Alice Agent")
+    database = app.extensions["helpdesk.db"]
+    reference = email_in(database, settings, 1, at(10, 1))
+    clock.now = at(10, 2)
+
+    class ReplyFirst(ClientTransport):
+        """The customer writes again between the agent's look at the page and their press."""
+
+        def post(self, path, form):
+            if "/callback" in path:
+                receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(10, 2))
+            return super().post(path, form)
+
+    lines: list[str] = []
+    agent = AgentSimulator(ReplyFirst(client), "alice", PASSWORD,
+                           Behaviour(**{**KEEN, "answer_share": 0, "email_callback_share": 1}),
+                           rng=random.Random(7), report=lines.append)
+    agent.sign_in()
+    assert agent.round() == 0
+    # The page's reason, with its numbers masked as everything the simulator logs.
+    assert (f"could not do it (recorded a callback needed for {reference}): A new email for HD-[number] came in "
+            "after your page showed it.") in "\n".join(lines)
+
+
 def test_a_reached_callback_can_be_closed_as_resolved_in_the_same_round(app, client, clock):
     add_agent(app, "alice", "Alice Agent")
     miss_a_call(client, clock, 1, at(10))
