@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
 _CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
+_CALL_ACTION = re.compile(r"/queue/calls/(CA[0-9a-f]{32})/(concluded|callback)(?:\?.*)?$")
 _BREACHED = re.compile(r"Breached: ([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
 _EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/(answered|callback)(?:\?.*)?$")
 NOTES = ("Spoke to the caller; query answered.", "Rang back about their claim.", "Returned the call.")
@@ -89,6 +90,8 @@ class QueuePage:
     callbacks: list[QueueItem] = field(default_factory=list)
     emails: list[tuple[str, Form]] = field(default_factory=list)  # (reference, "Mark as answered" form)
     email_callbacks: dict[str, Form] = field(default_factory=dict)  # reference -> "Callback needed" form
+    # Answered calls awaiting an outcome: reference -> {"concluded": form, "callback": form}.
+    answered: dict[str, dict[str, Form]] = field(default_factory=dict)
     breached: set[str] = field(default_factory=set)  # references the sweep has recorded as breached
 
 
@@ -106,7 +109,7 @@ class _PageParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        item = tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+", a.get("id", ""))
+        item = tag in ("li", "tr") and re.fullmatch(r"(callback|email)-[0-9]+|call-CA[0-9a-f]{32}", a.get("id", ""))
         if tag in ("li", "tr") and self._container and not item:
             self._nested += 1  # a list inside the item (its attempts so far)
         elif item:
@@ -157,6 +160,8 @@ def parse_queue(page: str) -> QueuePage:
             if owed and started:
                 item.owed_this_minute = started.endswith("T" + owed.group(1).zfill(5))
             item.forms[match.group(2)] = form
+        elif match := _CALL_ACTION.search(path):
+            result.answered.setdefault(reference, {})[match.group(2)] = form
         elif match := _EMAIL_ACTION.search(path):
             if match.group(2) == "answered":
                 result.emails.append((reference, form))
@@ -179,6 +184,8 @@ class Behaviour:
     release_share: float = 0.05  # claimed callbacks let go for another agent
     answer_share: float = 0.7  # email enquiries marked answered
     email_callback_share: float = 0.1  # email enquiries that need a call back (the rest keep waiting)
+    concluded_share: float = 0.8  # answered calls whose enquiry was concluded on the call
+    call_callback_share: float = 0.1  # answered calls that need a callback (the rest are left with no outcome)
     per_round: int = 5  # callbacks worked each round
     overdue_rounds: int = 30  # a late callback is worked after this many overdue sightings, breach notice or not
 
@@ -196,6 +203,7 @@ class AgentSimulator:
     _late: dict[str, bool] = field(default_factory=dict)
     _overdue_seen: dict[str, int] = field(default_factory=dict)
     _answer: dict[str, str] = field(default_factory=dict)  # reference -> "answer", "callback" or "wait"
+    _outcome: dict[str, str] = field(default_factory=dict)  # reference -> "concluded", "callback" or "wait"
     _signed_in: bool = False
 
     def sign_in(self) -> None:
@@ -242,7 +250,24 @@ class AgentSimulator:
                                      {"number": number, "note": "Asked to be rung about their claim."},
                                      f"recorded a callback needed for {reference}") is not None
                 break
+        done += self._record_outcome(queue.answered)
         return done
+
+    def _record_outcome(self, answered: dict[str, dict[str, Form]]) -> int:
+        """Say what became of one answered call's enquiry a round, as an agent between calls would."""
+        for reference, forms in answered.items():
+            if reference not in self._outcome:
+                chance = self.rng.random()
+                self._outcome[reference] = ("concluded" if chance < self.behaviour.concluded_share else "callback"
+                                            if chance < self.behaviour.concluded_share
+                                            + self.behaviour.call_callback_share else "wait")
+            choice = self._outcome[reference]
+            if choice == "concluded" and "concluded" in forms:
+                return self._submit(forms["concluded"], {}, f"recorded {reference} as concluded") is not None
+            if choice == "callback" and "callback" in forms:
+                return self._submit(forms["callback"], {"note": "Needs an answer from the grants team."},
+                                    f"recorded a callback needed for {reference}") is not None
+        return 0
 
     def _to_work(self, callbacks: list[QueueItem], breached: set[str]) -> list[QueueItem]:
         workable = []

@@ -21,7 +21,8 @@ from helpdesk.users import add_user
 from tests.integration.conftest import make_settings
 from tests.integration.test_email_acknowledgements import DESK
 from tests.integration.test_email_on_queue_page import email_in
-from tests.integration.test_queue_page import PASSWORD, add_agent, at, miss_a_call
+from tests.integration.test_queue_page import PASSWORD, add_agent, answer_a_call, at, miss_a_call
+from tests.integration.twilio_requests import sid
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLER = "+447700900123"
@@ -133,6 +134,23 @@ def test_a_refused_action_is_reported_with_the_pages_reason(app, client, clock, 
     # The page's reason, with its numbers masked as everything the simulator logs.
     assert (f"could not do it (recorded a callback needed for {reference}): A new email for HD-[number] came in "
             "after your page showed it.") in "\n".join(lines)
+
+
+@pytest.mark.parametrize("shares, status, owed", [
+    ({"concluded_share": 1, "call_callback_share": 0}, "concluded", []),
+    ({"concluded_share": 0, "call_callback_share": 1}, "callback_owed", ["not_concluded"]),
+])
+def test_an_answered_calls_outcome_is_recorded_as_concluded_or_callback_needed(app, client, clock, shares, status,
+                                                                             owed):
+    add_agent(app, "alice", "Alice Agent")
+    answer_a_call(client, clock, 1, at(10))
+    clock.now = at(10, 5)
+    lines: list[str] = []
+    assert agent_at(client, lines, **shares).round() == 1
+    callbacks, _ = callbacks_and_attempts(app)
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        recorded = session.scalars(select(Enquiry.status).where(Enquiry.call_sid == sid(1))).one()
+    assert (recorded, [callback.reason for callback in callbacks]) == (status, owed)
 
 
 def test_a_reached_callback_can_be_closed_as_resolved_in_the_same_round(app, client, clock):
