@@ -20,7 +20,7 @@ ENQUIRY_OUTCOMES = {"concluded": "concluded", "callback_owed": "callback_needed"
 
 @dataclass
 class Tally:
-    """What the PDF's charts need: counts only, never rows."""
+    """What report.pdf counts for its charts and its sentences: counts only, never rows."""
 
     rings: Counter = field(default_factory=Counter)  # counted, answered calls by rings
     unanswered_breaches: int = 0  # counted calls breached without an answer (hung up late, no answer, voicemail)
@@ -107,4 +107,6 @@ def config_versions(connection: Connection, start: datetime, end: datetime, tall
     for name, model, contact in (("calls", Call, Call.arrived_at), ("callbacks", Callback, Callback.owed_from)):
         statement = (select(model.config_version, func.count()).where(contact >= start, contact < end)
                      .group_by(model.config_version))
-        tally.versions[name] = Counter({version or "": int(count) for version, count in connection.execute(statement)})
+        versions = tally.versions.setdefault(name, Counter())
+        for version, count in connection.execute(statement):
+            versions[version or ""] += int(count)  # None and "" alike: no version recorded
