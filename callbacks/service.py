@@ -31,6 +31,8 @@ AGENT_LEG_ENDED = {**LEG_ENDED, "completed": "no_answer"}
 CALL_UNDER_WAY = timedelta(minutes=2)
 # The audit log's action for a recorded breach corrected to met (metrics.history watches for it).
 BREACH_CORRECTED = "callback.breach_corrected"
+# An agent recorded that an enquiry needs a callback (the callback itself does not say who).
+CALLBACK_NEEDED = "callback.needed"
 # Two attempts by hand closer than this are one attempt entered twice.
 SAME_ATTEMPT = timedelta(minutes=1)
 
@@ -184,7 +186,9 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
             session.flush()
         callback = Callback(**fields)
         session.add(callback)
+        session.flush()
         enquiry.status = "callback_owed"
+        record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
     return callback
 
 
@@ -226,11 +230,15 @@ def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datet
                                 "minutes ago, so it can no longer be undone.")
         concluded_at = enquiry.closed_at
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "open", None, None
-        agent = session.get(User, agent_id)
-        session.add(AuditEntry(at=now, user_id=agent_id, actor=agent.username if agent else "helpdesk",
-                               action="enquiry.concluded_undone", detail=json.dumps({
-                                   "enquiry": enquiry.reference, "call_sid": call_sid,
-                                   "concluded_at": concluded_at.isoformat()}, sort_keys=True)))
+        record_audit(session, agent_id, now, "enquiry.concluded_undone", {
+            "enquiry": enquiry.reference, "call_sid": call_sid, "concluded_at": concluded_at.isoformat()})
+
+
+def record_audit(session: Session, agent_id: int | None, now: datetime, action: str, detail: dict) -> None:
+    """An entry in the audit log by the agent (or by the help desk itself), inside the caller's transaction."""
+    agent = session.get(User, agent_id) if agent_id is not None else None
+    session.add(AuditEntry(at=now, user_id=agent_id, actor=agent.username if agent else "helpdesk", action=action,
+                           detail=json.dumps(detail, sort_keys=True)))
 
 
 def _answered_call_and_enquiry(session: Session, call_sid: str) -> tuple[Call, Enquiry]:
@@ -365,14 +373,11 @@ def add_attempt(session: Session, settings: Settings, *, callback_id: int, agent
 def _record_correction(session: Session, callback: Callback, attempt: CallbackAttempt, now: datetime) -> None:
     """A recorded breach turned out met: say so in the audit log. That is also what tells the
     metrics, which keep decided callbacks' counts, to count again."""
-    agent = session.get(User, attempt.agent_id) if attempt.agent_id is not None else None
-    session.add(AuditEntry(at=now, user_id=attempt.agent_id, actor=agent.username if agent else "helpdesk",
-                           action=BREACH_CORRECTED, detail=json.dumps({
-                               "callback_id": callback.id, "attempt_id": attempt.id,
-                               "due_at": callback.due_at.isoformat(),
-                               "breach_recorded_at": callback.breached_at.isoformat() if callback.breached_at else None,
-                               "attempt_dialled_at": attempt.dialled_at.isoformat(), "entered_at": now.isoformat(),
-                           }, sort_keys=True)))
+    record_audit(session, attempt.agent_id, now, BREACH_CORRECTED, {
+        "callback_id": callback.id, "attempt_id": attempt.id, "due_at": callback.due_at.isoformat(),
+        "breach_recorded_at": callback.breached_at.isoformat() if callback.breached_at else None,
+        "attempt_dialled_at": attempt.dialled_at.isoformat(), "entered_at": now.isoformat(),
+    })
     log.info("callback %s: an attempt made before its deadline was entered after it: the breach is now met",
              callback.id)
 

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
-from callbacks.service import deadline_from
+from callbacks.service import CALLBACK_NEEDED, deadline_from, record_audit
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry, InboundEmail
 from helpdesk.phones import international
 from helpdesk.settings import Settings
@@ -112,6 +112,8 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
     return entries, int(total)
 
 
+# In the audit log each time an agent marks an email enquiry answered.
+MARKED_ANSWERED = "enquiry.marked_answered"
 # The largest id the form may send back: anything else is not an id this page could have shown.
 MAX_ID = 2**31 - 1
 
@@ -172,7 +174,9 @@ def callback_needed(session: Session, settings: Settings, enquiry_id: int, *, ag
             explanation=json.dumps(deadline.explanation), config_version=settings.version, created_at=now,
             note=note.strip(), status="open", attempts_count=0)
         session.add(callback)
+        session.flush()
         enquiry.status = "callback_owed"
+        record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
     log.info("email enquiry %d needs a callback (callback %d), recorded by user %d", enquiry_id, callback.id, agent_id)
     return callback
 
@@ -190,5 +194,7 @@ def mark_answered(session: Session, enquiry_id: int, *, agent_id: int, now: date
         reference = enquiry.reference
         session.execute(update(Enquiry).where(Enquiry.id == enquiry_id)
                         .values(status="closed", closed_at=now, closed_by_id=agent_id))
+        # closed_at is the latest answer only: a reply reopens the enquiry, and the next overwrites it.
+        record_audit(session, agent_id, now, MARKED_ANSWERED, {"enquiry": reference})
     log.info("email enquiry %d marked answered by user %d", enquiry_id, agent_id)
     return reference

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import explain
 from callbacks.email.ack_rules import mask_address
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
-from callbacks.service import BREACH_CORRECTED
+from callbacks.email.waiting import MARKED_ANSWERED
+from callbacks.service import BREACH_CORRECTED, CALLBACK_NEEDED
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
                              Enquiry, InboundEmail, User)
 from helpdesk.pages import format as fmt
@@ -33,7 +34,8 @@ ACK_RESULTS = {"met": "Met", "late": "Sent late: breached", "unacknowledged": "N
                "pending": "Not due yet", "": "Not sent on purpose: not counted"}
 CLOSED = {"resolved": "resolved", "unreachable": "the caller could not be reached", "withdrawn": "withdrawn"}
 AUDITED = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
-           "enquiry.concluded_undone": "Concluded undone",
+           "enquiry.concluded_undone": "Concluded undone", CALLBACK_NEEDED: "Callback needed recorded",
+           MARKED_ANSWERED: "Marked as answered",
            "callback.not_owed_uncounted": "A breach no longer counted: the callback was never owed (an upgrade)"}
 # An attempt entered this long after it was made says when it was entered.
 LATE_ENTRY = timedelta(minutes=5)
@@ -81,8 +83,10 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
         _calls(session, story, enquiry, titles["answer_within_rings"])
         callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
         _emails(session, story, enquiry, titles["email_ack"], now)
-        _audit(session, story, reference, [callback.id for callback in callbacks])
-        if enquiry.status in ("concluded", "closed") and enquiry.closed_at is not None:
+        audited = _audit(session, story, reference, [callback.id for callback in callbacks])
+        # Each "Marked as answered" is in the audit log (from 0.11.0); before, only the last one was kept.
+        if enquiry.status in ("concluded", "closed") and enquiry.closed_at is not None \
+                and MARKED_ANSWERED not in audited:
             who = names.get(enquiry.closed_by_id, "the help desk")
             story.steps.append(Step(enquiry.closed_at, "Recorded as concluded on the call" if enquiry.channel == "phone"
                                     else "Marked as answered", f"By {who}."))
@@ -182,13 +186,17 @@ def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
         story.results.append((title, ACK_RESULTS.get(verdict, verdict)))
 
 
-def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: list[int]) -> None:
-    """What the audit log records of it: a breach corrected by an attempt entered late, "Concluded" undone."""
+def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: list[int]) -> set[str]:
+    """What the audit log records of it (a callback needed, each "Marked as answered", a breach
+    corrected by an attempt entered late, "Concluded" undone); the actions found."""
     mentions = [AuditEntry.detail.contains(f'"enquiry": "{reference}"')]
     mentions += [AuditEntry.detail.contains(f'"callback_id": {callback_id},') for callback_id in callback_ids]
+    found = set()
     for entry in session.scalars(select(AuditEntry).where(or_(*mentions)).order_by(AuditEntry.at)):
         story.steps.append(Step(entry.at, AUDITED.get(entry.action, f"Audit log: {entry.action}"),
                                 f"By {entry.actor} (audit log)."))
+        found.add(entry.action)
+    return found
 
 
 def _explanation(text: str | None) -> str:

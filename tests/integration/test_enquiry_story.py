@@ -110,3 +110,28 @@ def test_a_closing_note_is_not_shown_as_the_callbacks_opening_note(app, client, 
     steps = text[text.index("What happened, in time order"):]
     owed, closed = steps.index("Callback owed"), steps.index("Callback closed")
     assert "Caller rang back and was helped" not in steps[owed:closed]
+
+
+def test_who_recorded_the_callback_and_each_marking_as_answered_are_in_the_story(app, client, db_session, settings):
+    from callbacks.email.waiting import mark_answered
+
+    database = app.extensions["helpdesk.db"]
+    reference, enquiry_id, seen = email_enquiry(database, settings, at(9, 0))
+    agent = add_agent(app, "alice", "Alice Agent")
+    with database.session() as session:
+        mark_answered(session, enquiry_id, agent_id=agent, now=at(9, 5), seen=seen)
+    # Jo writes again; answered again, then found to need a call after all.
+    receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(9, 20))
+    with database.session() as session:
+        latest = session.scalars(select(InboundEmail.id).order_by(InboundEmail.id.desc())).first()
+    with database.session() as session:
+        mark_answered(session, enquiry_id, agent_id=agent, now=at(9, 25), seen=latest)
+    receive(database, settings, raw_email(3, subject=f"Re: {reference}"), at(9, 40))
+    with database.session() as session:
+        latest = session.scalars(select(InboundEmail.id).order_by(InboundEmail.id.desc())).first()
+    with database.session() as session:
+        callback_needed(session, settings, enquiry_id, agent_id=agent, now=at(9, 45), seen=latest,
+                        number="07700 900123", note="Wants a call")
+    text = story(client, db_session, reference)
+    assert text.count("Marked as answered By alice (audit log).") == 2  # both, not only the last
+    assert "Callback needed recorded By alice (audit log)." in text
