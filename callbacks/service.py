@@ -98,7 +98,7 @@ def owe_for_missed_call(executor: Session | Connection, settings: Settings, *, c
         return
     if outcome not in MISSED_OUTCOMES or caller_number is None:
         return
-    deadline = deadline_from(settings, arrived_at)
+    deadline = _deadline(settings, arrived_at)
     executor.execute(_owe_statement(dialect_name(executor)), {
         "contact_key": key, "enquiry_id": enquiry_id, "call_sid": call_sid, "reason": outcome,
         "caller_number": caller_number, "caller_type": caller_type, "owed_from": arrived_at,
@@ -116,7 +116,7 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
     been shown already."""
     executor.execute(update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "phone")
                      .values(opened_at=arrived_at))
-    deadline = deadline_from(settings, arrived_at)
+    deadline = _deadline(settings, arrived_at)
     executor.execute(
         update(Callback)
         .where(Callback.contact_key == f"call:{call_sid}", Callback.reason != "not_concluded",
@@ -141,11 +141,48 @@ def _owe_statement(dialect: str):
         & ((table.reason != new.reason) | (table.caller_type != new.caller_type)))
 
 
-def deadline_from(settings: Settings, owed_from: datetime):
+def _deadline(settings: Settings, owed_from: datetime):
     """The deadline of a callback owed from `owed_from`, on the configured clock and window."""
     return callback_deadline(owed_from, clock=settings.callback.clock,
                              within=timedelta(minutes=settings.callback.within_minutes),
                              calendar=settings.calendar, config_version=settings.version)
+
+
+def dialable(typed: str) -> str | None:
+    """The number an agent typed for a callback, as it is dialled; None when they typed none.
+    One that cannot be rung is refused."""
+    typed = typed.strip()
+    number = international(typed) if typed else None
+    if typed and number is None:
+        raise CallbackError("That is not a phone number we can dial: enter it as, for example, 07700 900123 or "
+                            "+447700900123.")
+    return number
+
+
+def about(note: str) -> str:
+    """What a callback an agent asks for is about: it must say, for whoever calls back."""
+    if not note.strip():
+        raise CallbackError("Say what the callback is about, so whoever calls back knows.")
+    return note.strip()
+
+
+def owe_needed_callback(session: Session, settings: Settings, enquiry: Enquiry, *, key: str, call_sid: str | None,
+                        reason: str, number: str | None, caller_type: str, owed_from: datetime, agent_id: int,
+                        now: datetime, note: str) -> Callback:
+    """Inside the caller's transaction: the callback an agent says the enquiry needs, owed from
+    `owed_from`; the enquiry now waits for it, and the audit log says who asked."""
+    deadline = _deadline(settings, owed_from)
+    callback = Callback(
+        contact_key=key, enquiry_id=enquiry.id, call_sid=call_sid, reason=reason, caller_number=number,
+        caller_type=caller_type, owed_from=owed_from, due_at=deadline.due_at, clock=deadline.clock,
+        explanation=json.dumps(deadline.explanation), config_version=settings.version, created_at=now, note=note,
+        status="open", attempts_count=0,
+    )
+    session.add(callback)
+    session.flush()
+    enquiry.status = "callback_owed"
+    record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
+    return callback
 
 
 def record_not_concluded(session: Session, settings: Settings, *, call_sid: str, agent_id: int, now: datetime,
@@ -153,11 +190,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
     """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
     with session.begin():
         call, enquiry = _answered_call_and_enquiry(session, call_sid)
-        typed = (number or "").strip()
-        number = international(typed) if typed else call.caller_number
-        if typed and number is None:
-            raise CallbackError("That is not a phone number we can dial: enter it as, for example, 07700 900123 or "
-                                "+447700900123.")
+        number = dialable(number or "") or call.caller_number
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         # A callback the app withdrew untouched (owed for a call that looked missed until its
@@ -172,24 +205,13 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
                                 f"{existing.outcome}.")
         if enquiry.status == "concluded":  # a colleague recorded it meanwhile (as the reverse order is refused)
             raise CallbackError(f"{enquiry.reference} is already recorded as concluded on the call.")
-        if not note.strip():
-            raise CallbackError("Say what the callback is about, so whoever calls back knows.")
-        deadline = deadline_from(settings, call.arrived_at)
-        fields = dict(
-            contact_key=key, enquiry_id=call.enquiry_id, call_sid=call_sid, reason="not_concluded",
-            caller_number=number, caller_type=call.caller_type, owed_from=call.arrived_at,
-            due_at=deadline.due_at, clock=deadline.clock, explanation=json.dumps(deadline.explanation),
-            config_version=settings.version, created_at=now, note=note.strip(), status="open", attempts_count=0,
-        )
+        note = about(note)
         if reused:
             existing.contact_key = f"{key}#withdrawn-{existing.id}"
             session.flush()
-        callback = Callback(**fields)
-        session.add(callback)
-        session.flush()
-        enquiry.status = "callback_owed"
-        record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
-    return callback
+        return owe_needed_callback(session, settings, enquiry, key=key, call_sid=call_sid, reason="not_concluded",
+                                   number=number, caller_type=call.caller_type, owed_from=call.arrived_at,
+                                   agent_id=agent_id, now=now, note=note)
 
 
 # "Concluded" sits beside "Callback needed" and takes one press: the agent who pressed it may

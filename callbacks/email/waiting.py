@@ -7,7 +7,6 @@ are shown masked.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,9 +15,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
-from callbacks.service import CALLBACK_NEEDED, deadline_from, record_audit
+from callbacks.service import about, dialable, owe_needed_callback, record_audit
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry, InboundEmail
-from helpdesk.phones import international
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,15 +147,11 @@ def callback_needed(session: Session, settings: Settings, enquiry_id: int, *, ag
     writes again."""
     with session.begin():
         enquiry = _lock_open(session, enquiry_id, seen, "given a callback", "record the callback")
-        typed = number.strip()
-        dial = international(typed) if typed else None
+        dial = dialable(number)
         if dial is None:
             raise EnquiryError("Give the number to call back, for example 07700 900123 or +447700900123: an email "
-                               "has none." if not typed else
-                               "That is not a phone number we can dial: enter it as, for example, 07700 900123 or "
-                               "+447700900123.")
-        if not note.strip():
-            raise EnquiryError("Say what the callback is about, so whoever calls back knows.")
+                               "has none.")
+        note = about(note)
         key = f"email:{enquiry.reference}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         if existing is not None and existing.status == "open":
@@ -167,16 +161,9 @@ def callback_needed(session: Session, settings: Settings, enquiry_id: int, *, ag
                                "answer the customer by email, then mark the enquiry as answered.")
         owed_from = session.scalar(select(func.max(InboundEmail.received_at)).where(
             InboundEmail.enquiry_id == enquiry_id, InboundEmail.decision.in_(PEOPLE))) or enquiry.opened_at
-        deadline = deadline_from(settings, owed_from)
-        callback = Callback(
-            contact_key=key, enquiry_id=enquiry_id, call_sid=None, reason="email", caller_number=dial,
-            caller_type="unknown", owed_from=owed_from, due_at=deadline.due_at, clock=deadline.clock,
-            explanation=json.dumps(deadline.explanation), config_version=settings.version, created_at=now,
-            note=note.strip(), status="open", attempts_count=0)
-        session.add(callback)
-        session.flush()
-        enquiry.status = "callback_owed"
-        record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
+        callback = owe_needed_callback(session, settings, enquiry, key=key, call_sid=None, reason="email",
+                                       number=dial, caller_type="unknown", owed_from=owed_from, agent_id=agent_id,
+                                       now=now, note=note)
     log.info("email enquiry %d needs a callback (callback %d), recorded by user %d", enquiry_id, callback.id, agent_id)
     return callback
 
