@@ -4,11 +4,15 @@ Nothing here imports Flask, SQLAlchemy, Twilio or APScheduler; `now` is always p
 """
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from helpdesk.calendar import BusinessCalendar
 from helpdesk.clock import LONDON
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,15 @@ def explain(explanation: dict) -> str:
     if closed:
         text += " Crossed: " + "; ".join(dict.fromkeys(closed)) + "."
     return text
+
+
+def explain_stored(text: str | None) -> str:
+    """`explain` of an explanation as a callback keeps it (JSON); a plain word if it cannot be read."""
+    try:
+        return explain(json.loads(text or ""))
+    except (ValueError, KeyError, TypeError):
+        log.warning("a callback's stored deadline explanation could not be read")
+        return "(the stored explanation could not be read)"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ and addresses masked.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from callbacks.deadlines import explain
+from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
 from callbacks.email.waiting import MARKED_ANSWERED
@@ -128,7 +127,7 @@ def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: d
         # The agents' notes (what it is about, and any written as it closed) go with its last step.
         closed = callback.closed_at is not None
         story.steps.append(Step(callback.created_at, f"Callback owed: {REASONS.get(callback.reason, callback.reason)}",
-                                f"To {fmt.mask_number(callback.caller_number)}. {_explanation(callback.explanation)}",
+                                f"To {fmt.mask_number(callback.caller_number)}. {explain_stored(callback.explanation)}",
                                 note="" if closed else callback.note))
         for notice in session.scalars(select(CallbackNotice).where(CallbackNotice.callback_id == callback.id)):
             story.steps.append(Step(notice.recorded_at, _notice_words(notice.kind), f"For the deadline at {due}."))
@@ -197,10 +196,3 @@ def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: 
                                 f"By {entry.actor} (audit log)."))
         found.add(entry.action)
     return found
-
-
-def _explanation(text: str | None) -> str:
-    try:
-        return explain(json.loads(text or ""))
-    except (ValueError, KeyError, TypeError):
-        return "(The stored explanation of its deadline could not be read.)"

@@ -8,15 +8,13 @@ a `Tally` (metrics.evidence.tally) on the way past: callbacks' lead times, and w
 """
 from __future__ import annotations
 
-import json
-import logging
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import String, case, func, select, type_coerce
 from sqlalchemy.engine import Connection
 
-from callbacks.deadlines import explain
+from callbacks.deadlines import explain_stored
 from callbacks.service import breach_unrecorded
 from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent
 from helpdesk.models.event import found_in_log
@@ -24,8 +22,6 @@ from metrics.evidence.csvs import Lines, RowBatches
 from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
                                      yes_no)
 from metrics.evidence.tally import DECIDED, ENQUIRY_OUTCOMES, Tally, lead_bucket
-
-log = logging.getLogger(__name__)
 
 BATCH = 10_000
 
@@ -159,14 +155,6 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
     return rows
 
 
-def _explanation(text: str | None) -> str:
-    try:
-        return explain(json.loads(text or ""))
-    except (ValueError, KeyError, TypeError):
-        log.warning("a callback's stored deadline explanation could not be read")
-        return "(the stored explanation could not be read)"
-
-
 def callback_rows(connection: Connection, start: datetime, end: datetime, redactor: Redactor, tally: Tally,
                   now: datetime, include_notes: bool = False) -> tuple[list[str], Iterator[list[str]]]:
     """One row per callback owed from a moment in [start, end), oldest first; one past its deadline
@@ -204,7 +192,7 @@ def callback_rows(connection: Connection, start: datetime, end: datetime, redact
                 tally.pending_callbacks += 1  # undecided and open: not yet due (a late one is counted, breached)
             row = [
                 str(callback_id), reference, reason, caller_type, redactor.number(caller), when(owed_from),
-                when(due_at), clock, _explanation(explanation), str(attempts or 0), when(first_attempt_at),
+                when(due_at), clock, explain_stored(explanation), str(attempts or 0), when(first_attempt_at),
                 when(reached_at), yes_no(counted), result if counted else "", when(breached_at), status, when(closed_at),
                 outcome or "", version,
             ]
