@@ -400,26 +400,35 @@ def undo_concluded(call_sid: str):
 def callback_needed(call_sid: str):
     """The enquiry could not be concluded on the call: a callback is owed from the call's arrival."""
     call_sid = _call_sid(call_sid)
+    return _callback_asked_for(
+        f"call-{call_sid}", lambda session: service.record_not_concluded(
+            session, settings(), call_sid=call_sid, agent_id=current_user.id, now=clock(), note=_note(),
+            number=request.form.get("number") or None),
+        colleague="A colleague has just recorded this call's outcome: see the queue.")
+
+
+def _callback_asked_for(at: str, owe, colleague: str):
+    """Run `owe(session)`, the callback an agent asks for, and say when it is due; or why not, at
+    `at` with what was typed put back. `colleague`: what to say when another agent's callback for
+    the same contact was stored in the same instant."""
     typed = {"panel": "callback", "note": request.form.get("note", "")[:MAX_NOTE * 2],
              "number": request.form.get("number", "")[:64]}
     try:
         with database().session() as session:
-            callback = service.record_not_concluded(
-                session, settings(), call_sid=call_sid, agent_id=current_user.id, now=clock(), note=_note(),
-                number=request.form.get("number") or None)
-            reference = queue.reference_of(session, call_sid=call_sid)
-    except CallbackError as refusal:
-        return _refused(f"call-{call_sid}", str(refusal), typed)
+            callback = owe(session)
+            reference = queue.reference_of(session, callback_id=callback.id)
+    except waiting.NoSuchEnquiry:
+        abort(404)
+    except (CallbackError, waiting.EnquiryError) as refusal:
+        return _refused(at, str(refusal), typed)
     except IntegrityError as error:
         if "contact_key" not in str(error.orig):  # the database refused it for another reason
             raise
-        # A colleague's callback for this call was stored in the same instant.
-        return _refused(f"call-{call_sid}", "A colleague has just recorded this call's outcome: see the queue.", typed)
+        return _refused(at, colleague, typed)
     now = clock()
     due = queue.when(callback.due_at, local(now).date())
     late = " That is already past: call them now." if callback.due_at < now else ""
     return _say(f"callback-{callback.id}", f"A callback is now owed for {reference}, due by {due}.{late}")
-
 
 
 # --------------------------------------------------------------------------- email enquiries
@@ -450,29 +459,11 @@ def email_answered(enquiry_id: int):
 @role_required(*ROLES)
 def email_callback_needed(enquiry_id: int):
     """The email enquiry cannot be concluded by email: a callback is owed from its newest email's receipt."""
-    typed = {"panel": "callback", "note": request.form.get("note", "")[:MAX_NOTE * 2],
-             "number": request.form.get("number", "")[:64]}
-    try:
-        note = _note()
-        with database().session() as session:
-            callback = waiting.callback_needed(session, settings(), enquiry_id, agent_id=current_user.id, now=clock(),
-                                               seen=_form_id("seen"), number=request.form.get("number", "")[:64],
-                                               note=note)
-            reference = queue.reference_of(session, callback_id=callback.id)
-    except waiting.NoSuchEnquiry:
-        abort(404)
-    except (waiting.EnquiryError, CallbackError) as refusal:
-        return _refused(f"email-{enquiry_id}", str(refusal), typed)
-    except IntegrityError as error:
-        if "contact_key" not in str(error.orig):  # the database refused it for another reason
-            raise
-        # A colleague's callback for this enquiry was stored in the same instant.
-        return _refused(f"email-{enquiry_id}", "A colleague has just recorded a callback for this enquiry: see the "
-                        "callbacks above.", typed)
-    now = clock()
-    due = queue.when(callback.due_at, local(now).date())
-    late = " That is already past: call them now." if callback.due_at < now else ""
-    return _say(f"callback-{callback.id}", f"A callback is now owed for {reference}, due by {due}.{late}")
+    return _callback_asked_for(
+        f"email-{enquiry_id}", lambda session: waiting.callback_needed(
+            session, settings(), enquiry_id, agent_id=current_user.id, now=clock(), seen=_form_id("seen"),
+            number=request.form.get("number", "")[:64], note=_note()),
+        colleague="A colleague has just recorded a callback for this enquiry: see the callbacks above.")
 
 
 @bp.post("/queue/emails/acknowledgements/<id:acknowledgement_id>/retry")
