@@ -235,15 +235,12 @@ class AgentSimulator:
         for item in self._to_work(queue.callbacks, queue.breached):
             done += self._work(item)
         for reference, form in queue.emails:
-            if reference not in self._answer:
-                chance = self.rng.random()
-                self._answer[reference] = ("answer" if chance < self.behaviour.answer_share else "callback"
-                                           if chance < self.behaviour.answer_share + self.behaviour.email_callback_share
-                                           else "wait")
-            if self._answer[reference] == "answer":
+            choice = self._choose(self._answer, reference, (("answer", self.behaviour.answer_share),
+                                                            ("callback", self.behaviour.email_callback_share)))
+            if choice == "answer":
                 done += self._submit(form, {}, f"marked {reference} answered") is not None
                 break  # one email a round, as a person reading and replying would
-            if self._answer[reference] == "callback" and reference in queue.email_callbacks:
+            if choice == "callback" and reference in queue.email_callbacks:
                 # A number from the range Ofcom keeps for drama (07700 900000 to 900999).
                 number = f"07700 900{self.rng.randrange(1000):03d}"
                 done += self._submit(queue.email_callbacks[reference],
@@ -253,15 +250,24 @@ class AgentSimulator:
         done += self._record_outcome(queue.answered)
         return done
 
+    def _choose(self, chosen: dict[str, str], reference: str, shares: tuple[tuple[str, float], ...]) -> str:
+        """What the agent does with one item, drawn once and kept: each choice by its share, in
+        order, and "wait" for the rest."""
+        if reference not in chosen:
+            chance, upto = self.rng.random(), 0.0
+            chosen[reference] = "wait"
+            for name, share in shares:
+                upto += share
+                if chance < upto:
+                    chosen[reference] = name
+                    break
+        return chosen[reference]
+
     def _record_outcome(self, answered: dict[str, dict[str, Form]]) -> int:
         """Say what became of one answered call's enquiry a round, as an agent between calls would."""
         for reference, forms in answered.items():
-            if reference not in self._outcome:
-                chance = self.rng.random()
-                self._outcome[reference] = ("concluded" if chance < self.behaviour.concluded_share else "callback"
-                                            if chance < self.behaviour.concluded_share
-                                            + self.behaviour.call_callback_share else "wait")
-            choice = self._outcome[reference]
+            choice = self._choose(self._outcome, reference, (("concluded", self.behaviour.concluded_share),
+                                                             ("callback", self.behaviour.call_callback_share)))
             if choice == "concluded" and "concluded" in forms:
                 return self._submit(forms["concluded"], {}, f"recorded {reference} as concluded") is not None
             if choice == "callback" and "callback" in forms:
