@@ -118,10 +118,14 @@ def find_enquiry():
         return render_template("enquiry_search.html")
     reference = normal_reference(typed[:100])
     if reference is None:
-        problem = (f"{fmt.quoted(typed)} is not a reference. Give it as HD-YYYY-NNNNNN, for example HD-2026-000123."
-                   if typed.strip() else "Give a reference, for example HD-2026-000123.")
-        return render_template("enquiry_search.html", typed=typed[:100], problem=problem), 400
+        return _not_a_reference(typed)
     return redirect(url_for("managers.enquiry", reference=reference))
+
+
+def _not_a_reference(typed: str):
+    problem = (f"{fmt.quoted(typed)} is not a reference. Give it as HD-YYYY-NNNNNN, for example HD-2026-000123."
+               if typed.strip() else "Give a reference, for example HD-2026-000123.")
+    return render_template("enquiry_search.html", typed=typed[:100], problem=problem), 400
 
 
 @bp.get("/enquiries/<reference>")
@@ -130,9 +134,7 @@ def enquiry(reference: str):
     """An enquiry's story in time order: its calls or emails, what the rules made of them, its callbacks."""
     found = normal_reference(reference[:100])
     if found is None:
-        return render_template("enquiry_search.html", typed=reference[:100],
-                               problem=f"{fmt.quoted(reference)} is not a reference. Give it as HD-YYYY-NNNNNN, "
-                                       "for example HD-2026-000123."), 400
+        return _not_a_reference(reference)
     if found != reference:
         return redirect(url_for("managers.enquiry", reference=found))
     with database().session() as session:
