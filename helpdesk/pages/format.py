@@ -1,6 +1,7 @@
 """How a call's stored values are shown to people. Pure functions of plain values."""
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -104,6 +105,17 @@ def format_minutes(minutes: int) -> str:
     if hours and rest:
         return f"{part(hours, 'hour')} {part(rest, 'minute')}"
     return part(hours, "hour") if hours else part(rest, "minute")
+
+
+def within_words(seconds: float | None) -> str:
+    """A time that items took no longer than, rounded up so that "within" stays true: 7.2 ->
+    "8 seconds", 61 -> "2 minutes", 11,050 -> "3 hours 5 minutes"; None (no items) -> "No data"."""
+    if seconds is None:
+        return "No data"
+    whole = math.ceil(seconds)
+    if whole < 60:
+        return f"{whole} second{'' if whole == 1 else 's'}"
+    return format_minutes(math.ceil(whole / 60))
 
 
 def format_rings(rings: int) -> str:

@@ -1,5 +1,6 @@
 """The Service levels page: compliance per rule for today, this week, this month and any
-range of UK dates, and what is owed now. Figures come from metrics.compliance, as /metrics."""
+range of UK dates, how quickly contacts were handled, and what is owed now. Figures come from
+metrics.compliance, as /metrics, and metrics.handling, as the evidence pack's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.restore import overlapping, windows
 from helpdesk.web import clock, database, settings
-from metrics import compliance
+from metrics import compliance, handling
 
 bp = Blueprint("service_levels", __name__)
 
@@ -36,6 +37,8 @@ class PeriodTable:
     figures: dict[str, compliance.RuleFigures]
     # Windows a restore of the database lost that overlap the period (helpdesk db after-restore).
     lost: tuple[tuple[datetime, datetime], ...] = ()
+    # How quickly its contacts were handled (metrics.handling.lines): not targets.
+    handling: tuple = ()
 
 
 def _day(text: str, what: str) -> date:
@@ -76,7 +79,8 @@ def age_words(seconds: float) -> str:
 @bp.get("/service-levels")
 @role_required("manager", "auditor")
 def service_levels():
-    """Compliance per rule for today, this week and this month, a chosen range, and what is owed now."""
+    """Compliance per rule for today, this week and this month, a chosen range, how quickly
+    contacts were handled in each, and what is owed now."""
     problem = None
     try:
         chosen = requested_range(request.args)
@@ -90,6 +94,7 @@ def service_levels():
     with database().session() as session:
         by_period = compliance.figures_for_periods(session, periods, config, now)
         live = compliance.live_figures(session, config, now)
+        handled = {period.label: handling.lines(handling.handling(session, period)) for period in periods}
         with session.begin():
             lost = windows(session)
     tables = []
@@ -98,7 +103,7 @@ def service_levels():
         last = compliance.uk_date(period.end) - timedelta(days=1)
         heading = PERIOD_HEADINGS.get(period.label, "Chosen dates")
         tables.append(PeriodTable(period.label, heading, span_words(first, last), by_period[period.label],
-                                  tuple(overlapping(lost, period.start, period.end))))
+                                  tuple(overlapping(lost, period.start, period.end)), tuple(handled[period.label])))
     return render_template(
         "service_levels.html",
         tables=tables,

@@ -1,0 +1,180 @@
+"""How quickly contacts were handled: the rates and times the three rules do not show.
+
+Not targets (metrics.compliance has the rules' figures). They answer the seed's "processed in
+an efficient, quick and customer-focused ... manner" (MHSS 3.15): of the calls in opening
+hours, how many were answered and how many callers hung up first; and how long people waited
+for an answer, a first callback attempt, an acknowledgement and an answer to their email.
+
+Times are wall-clock time, every hour counted, as the caller or writer waited, whichever clock
+the callback rule counts on. "Half within" and "9 in 10 within" are nearest-rank percentiles:
+the shortest time that at least half (nine tenths) of the items took no longer than, so it is
+always one of the items' own times. Each item belongs to the period of its contact, as in
+metrics.compliance: a call's arrival, the time a callback was owed from, an email's receipt.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from sqlalchemy import case, func, select, true
+from sqlalchemy.orm import Session
+
+from callbacks.email.waiting import MARKED_ANSWERED
+from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, Enquiry
+from metrics.periods import Period
+
+HALF = (1, 2)
+NINE_TENTHS = (9, 10)
+
+
+def rank(count: int, share: tuple[int, int]) -> int:
+    """The nearest rank (from 1) of `share` of `count` sorted items: the smallest rank at or
+    below which at least that share of them lies. Whole numbers, so 9/10 of 10 is 9, never 10."""
+    if count < 1:
+        raise ValueError("no items to rank")
+    numerator, denominator = share
+    return -(-count * numerator // denominator)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How long a set of items took: how many, and the times half and nine tenths took no longer than."""
+
+    count: int
+    half: float | None = None  # seconds; None when there are no items
+    nine_tenths: float | None = None
+
+
+def spread(seconds: Iterable[float]) -> Spread:
+    """The Spread of some durations, in seconds."""
+    values = sorted(seconds)
+    if not values:
+        return Spread(0)
+    return Spread(len(values), values[rank(len(values), HALF) - 1], values[rank(len(values), NINE_TENTHS) - 1])
+
+
+@dataclass(frozen=True)
+class Handling:
+    """One period's rates and times."""
+
+    calls: int  # finished calls that arrived in opening hours
+    answered: int  # of them, answered by a person
+    hung_up: int  # of them, the caller hung up before anyone answered (early or late)
+    answer: Spread  # the answered ones: arrival to answer
+    callbacks: int  # callbacks owed
+    reached: int  # of them, the caller was reached
+    first_attempt: Spread  # the attempted ones: owed to the first attempt
+    acknowledgement: Spread  # acknowledgements sent: receipt to sending
+    email_enquiries: int  # email enquiries opened
+    email_answer: Spread  # the ones an agent marked answered: first email to the first answer
+
+
+def handling(session: Session, period: Period) -> Handling:
+    """The rates and times of items whose contact time is in `period`."""
+    with session.begin():
+        return Handling(*_calls(session, period), *_callbacks(session, period), *_emails(session, period))
+
+
+def _calls(session: Session, period: Period) -> tuple[int, int, int, Spread]:
+    in_hours = (Call.arrived_at >= period.start, Call.arrived_at < period.end, Call.in_hours == true(),
+                Call.outcome != "in_progress")
+    calls, answered, hung_up = session.execute(select(
+        func.count(),
+        func.sum(case((Call.outcome == "answered", 1), else_=0)),
+        func.sum(case((Call.outcome == "abandoned", 1), else_=0)),
+    ).select_from(Call).where(*in_hours)).one()
+    # Ranked by the database: a long range's answer times are never all read into memory.
+    timed = (*in_hours, Call.outcome == "answered", Call.answer_seconds.is_not(None))
+    count = session.scalar(select(func.count()).select_from(Call).where(*timed))
+
+    def ranked(share: tuple[int, int]) -> float:
+        return float(session.scalar(select(Call.answer_seconds).where(*timed)
+                                    .order_by(Call.answer_seconds).offset(rank(count, share) - 1).limit(1)))
+
+    answer = Spread(count, ranked(HALF), ranked(NINE_TENTHS)) if count else Spread(0)
+    return int(calls), int(answered or 0), int(hung_up or 0), answer
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max((end - start).total_seconds(), 0.0)
+
+
+def _callbacks(session: Session, period: Period) -> tuple[int, int, Spread]:
+    rows = session.execute(select(Callback.owed_from, Callback.first_attempt_at, Callback.reached_at).where(
+        Callback.owed_from >= period.start, Callback.owed_from < period.end)).all()
+    reached = sum(1 for _, _, reached_at in rows if reached_at is not None)
+    waits = spread(_seconds(owed, first) for owed, first, _ in rows if first is not None)
+    return len(rows), reached, waits
+
+
+def _emails(session: Session, period: Period) -> tuple[Spread, int, Spread]:
+    # Every email enquiry has one acknowledgement row (sent, or not), received when the enquiry opened.
+    ack = EmailAcknowledgement
+    rows = session.execute(
+        select(ack.received_at, ack.sent_at, Enquiry.reference, Enquiry.status, Enquiry.closed_at)
+        .join(Enquiry, Enquiry.id == ack.enquiry_id)
+        .where(ack.received_at >= period.start, ack.received_at < period.end)).all()
+    acknowledged = spread(_seconds(received, sent) for received, sent, *_ in rows if sent is not None)
+    first_answer = _first_answers(session, period.start) if rows else {}
+    answers = []
+    for received, _, reference, status, closed_at in rows:
+        # The audit log keeps each "Marked as answered" (from 0.11.0); an enquiry answered before
+        # that has only its latest answer.
+        answered_at = first_answer.get(reference) or (closed_at if status == "closed" else None)
+        if answered_at is not None:
+            answers.append(_seconds(received, answered_at))
+    return acknowledged, len(rows), spread(answers)
+
+
+def _first_answers(session: Session, since: datetime) -> dict[str, datetime]:
+    """Each email enquiry's first "Marked as answered" at or after `since`, by reference."""
+    first: dict[str, datetime] = {}
+    for at, detail in session.execute(select(AuditEntry.at, AuditEntry.detail).where(
+            AuditEntry.action == MARKED_ANSWERED, AuditEntry.at >= since).order_by(AuditEntry.at, AuditEntry.id)):
+        try:
+            reference = json.loads(detail).get("enquiry")
+        except (ValueError, AttributeError):
+            continue  # not written by mark_answered: nothing to learn from it
+        if isinstance(reference, str):
+            first.setdefault(reference, at)
+    return first
+
+
+def _share(part: int, whole: int) -> str:
+    from helpdesk.pages.format import format_compliance
+
+    return f"{part} ({format_compliance(part, whole)})" if whole else str(part)
+
+
+def lines(figures: Handling) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The figures as people read them, in groups: [(group, [(what, value), ...]), ...], the
+    same labels whatever the figures, so several periods line up as columns."""
+    from helpdesk.pages.format import within_words
+
+    def times(what: str, taken: Spread) -> list[tuple[str, str]]:
+        return [(f"Half {what} within", within_words(taken.half)),
+                (f"9 in 10 {what} within", within_words(taken.nine_tenths))]
+
+    return [
+        ("Calls in opening hours", [
+            ("Calls", str(figures.calls)),
+            ("Answered", _share(figures.answered, figures.calls)),
+            ("Caller hung up before an answer", _share(figures.hung_up, figures.calls)),
+            *times("answered", figures.answer),
+        ]),
+        ("Callbacks", [
+            ("Owed", str(figures.callbacks)),
+            ("First attempt made", _share(figures.first_attempt.count, figures.callbacks)),
+            ("Caller reached", _share(figures.reached, figures.callbacks)),
+            *times("had a first attempt", figures.first_attempt),
+        ]),
+        ("Email enquiries", [
+            ("Enquiries", str(figures.email_enquiries)),
+            ("Acknowledgement sent", _share(figures.acknowledgement.count, figures.email_enquiries)),
+            *times("acknowledged", figures.acknowledgement),
+            ("Marked as answered", _share(figures.email_answer.count, figures.email_enquiries)),
+            *times("answered", figures.email_answer),
+        ]),
+    ]

@@ -1,0 +1,141 @@
+"""How quickly contacts were handled (metrics.handling), from stored records on SQLite and
+PostgreSQL, and on the Service levels page.
+
+The clock stands at Tuesday 24 November 2026, 10:00 UK time (GMT).
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import update
+
+from callbacks.email.waiting import MARKED_ANSWERED
+from helpdesk.models import AuditEntry, Callback, Enquiry
+from metrics.compliance import current_period, date_range_period
+from metrics.handling import Spread, handling
+from tests.integration.compliance_data import add_call, add_callback, add_email
+from tests.integration.test_users_and_login import make_user, sign_in
+
+UTC = timezone.utc
+TODAY = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+def store_calls(session) -> None:
+    with session.begin():
+        for seconds in (2.0, 4.5, 6.0, 9.0, 12.0, 15.0, 21.0, 29.0, 33.0, 40.0):  # ten answered
+            add_call(session, TODAY, answer_seconds=seconds)
+        add_call(session, TODAY, outcome="abandoned", countable=False)  # hung up within the target
+        add_call(session, TODAY, outcome="abandoned", sla_result="breached")  # hung up after it
+        add_call(session, TODAY, outcome="voicemail", sla_result="breached")
+        # Not in the figures: out of hours (answered, even), still ringing, another day.
+        add_call(session, TODAY, outcome="answered", answer_seconds=1.0, in_hours=False, countable=False)
+        add_call(session, TODAY, outcome="in_progress", countable=False)
+        add_call(session, YESTERDAY, answer_seconds=80.0)
+
+
+def answered_by_email(session, ack, answers: list[timedelta]) -> None:
+    """The enquiry of `ack` marked as answered after each of `answers` from its receipt (audit log), then closed."""
+    enquiry = session.get(Enquiry, ack.enquiry_id)
+    for after in answers:
+        session.add(AuditEntry(at=ack.received_at + after, user_id=None, actor="sam", action=MARKED_ANSWERED,
+                               detail=json.dumps({"enquiry": enquiry.reference}, sort_keys=True)))
+    if answers:
+        session.execute(update(Enquiry).where(Enquiry.id == enquiry.id)
+                        .values(status="closed", closed_at=ack.received_at + answers[-1]))
+
+
+def test_calls_in_opening_hours_answered_hung_up_and_how_quickly(db_session, clock):
+    store_calls(db_session)
+    today = handling(db_session, current_period("today", clock()))
+    assert (today.calls, today.answered, today.hung_up) == (13, 10, 2)
+    # Ten answer times: half took no longer than the 5th (12 s), nine tenths than the 9th (33 s).
+    assert today.answer == Spread(10, 12.0, 33.0)
+    both = handling(db_session, date_range_period(YESTERDAY.date(), TODAY.date()))
+    assert (both.calls, both.answered) == (14, 11)
+    assert both.answer == Spread(11, 15.0, 40.0)  # the 6th and the 10th of 11
+
+
+def test_callbacks_owed_attempted_reached_and_how_long_to_the_first_attempt(db_session, clock):
+    with db_session.begin():
+        for minutes in (10, 20, 30, 50, 200):
+            callback = add_callback(db_session, TODAY, result="met" if minutes <= 180 else "breached")
+            callback.first_attempt_at = TODAY + timedelta(minutes=minutes)
+            callback.reached_at = callback.first_attempt_at if minutes != 30 else None
+        add_callback(db_session, TODAY - timedelta(minutes=5), result=None)  # owed, not tried yet
+        add_callback(db_session, YESTERDAY, result="met")  # another day
+    today = handling(db_session, current_period("today", clock()))
+    assert (today.callbacks, today.reached) == (6, 4)
+    assert today.first_attempt == Spread(5, 30 * 60.0, 200 * 60.0)
+
+
+def test_emails_acknowledged_and_answered_and_how_quickly(db_session, clock):
+    with db_session.begin():
+        sent = [add_email(db_session, TODAY, within=timedelta(minutes=m)) for m in (2, 4, 6, 8)]  # sent a minute early
+        unsent = add_email(db_session, TODAY, status="pending", result=None)
+        db_session.flush()
+        answered_by_email(db_session, sent[0], [timedelta(hours=1)])
+        # Answered, reopened by a reply and answered again: the first answer counts.
+        answered_by_email(db_session, sent[1], [timedelta(hours=2), timedelta(hours=30)])
+        answered_by_email(db_session, sent[2], [timedelta(hours=5)])
+        # Answered before the audit log kept answers: its latest answer stands in.
+        enquiry_id = unsent.enquiry_id
+        db_session.execute(update(Enquiry).where(Enquiry.id == enquiry_id)
+                           .values(status="closed", closed_at=TODAY + timedelta(hours=3)))
+        # An unreadable entry is passed over.
+        db_session.add(AuditEntry(at=TODAY, user_id=None, actor="x", action=MARKED_ANSWERED, detail="not json"))
+        add_email(db_session, YESTERDAY)
+    today = handling(db_session, current_period("today", clock()))
+    assert today.email_enquiries == 5
+    assert today.acknowledgement == Spread(4, 3 * 60.0, 7 * 60.0)
+    assert today.email_answer == Spread(4, 2 * 3600.0, 5 * 3600.0)
+
+
+def test_a_period_with_nothing_in_it(db_session, clock):
+    nothing = handling(db_session, current_period("month", clock()))
+    assert (nothing.calls, nothing.answered, nothing.hung_up, nothing.callbacks, nothing.email_enquiries) == (0,) * 5
+    assert nothing.answer == nothing.first_attempt == nothing.acknowledgement == nothing.email_answer == Spread(0)
+
+
+def rows(page: str, key: str) -> dict[str, list[str]]:
+    """The How quickly table `key` ("periods", "range"): figure -> cell texts (a figure named twice: group: figure)."""
+    section = page.split(f'id="{key}-handling-caption"')[1].split("</table>")[0]
+    found, group = {}, ""
+    for row in re.findall(r"<tr>(.*?)</tr>", section, re.S):
+        heading = re.search(r'<th scope="rowgroup"[^>]*>(.*?)</th>', row, re.S)
+        if heading:
+            group = heading.group(1).strip()
+            continue
+        label = re.search(r'<th scope="row">(.*?)</th>', row, re.S)
+        if label:
+            cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            found[f"{group}: {label.group(1).strip()}"] = cells
+    return found
+
+
+def test_the_service_levels_page_shows_how_quickly_for_each_period(app, client, db_session, clock):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    store_calls(db_session)
+    with db_session.begin():
+        callback = add_callback(db_session, TODAY, result="met")
+        callback.reached_at = callback.first_attempt_at
+    page = client.get("/service-levels").get_data(as_text=True)
+    shown = rows(page, "periods")
+    assert re.findall(r'<th scope="col" class="num">([^<]+)</th>', page.split('id="periods-handling-caption"')[1]
+                      .split("</thead>")[0]) == ["Today", "This week", "This month"]
+    assert shown["Calls in opening hours: Calls"] == ["13", "14", "14"]
+    assert shown["Calls in opening hours: Answered"] == ["10 (76.9%)", "11 (78.6%)", "11 (78.6%)"]
+    assert shown["Calls in opening hours: Caller hung up before an answer"] == ["2 (15.4%)", "2 (14.3%)", "2 (14.3%)"]
+    assert shown["Calls in opening hours: Half answered within"] == ["12 seconds", "15 seconds", "15 seconds"]
+    assert shown["Calls in opening hours: 9 in 10 answered within"] == ["33 seconds", "40 seconds", "40 seconds"]
+    assert shown["Callbacks: Owed"] == ["1"] * 3
+    assert shown["Callbacks: Caller reached"] == ["1 (100.0%)"] * 3
+    assert shown["Callbacks: Half had a first attempt within"] == ["20 minutes"] * 3
+    assert shown["Email enquiries: Half acknowledged within"] == ["No data"] * 3
+    assert "range-handling-caption" not in page
+    chosen = client.get("/service-levels?from=2026-11-23&to=2026-11-23").get_data(as_text=True)
+    assert rows(chosen, "range")["Calls in opening hours: Calls"] == ["1"]
+    assert rows(chosen, "range")["Calls in opening hours: Half answered within"] == ["2 minutes"]  # 80 s, rounded up
