@@ -13,12 +13,11 @@ metrics.compliance: a call's arrival, the time a callback was owed from, an emai
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import case, func, select, true
+from sqlalchemy import case, func, literal, select, true
 from sqlalchemy.orm import Session
 
 from callbacks.email.waiting import MARKED_ANSWERED
@@ -112,34 +111,35 @@ def _callbacks(session: Session, period: Period) -> tuple[int, int, Spread]:
 def _emails(session: Session, period: Period) -> tuple[Spread, int, Spread]:
     # Every email enquiry has one acknowledgement row (sent, or not), received when the enquiry opened.
     ack = EmailAcknowledgement
+    first = first_answers(period.start)
     rows = session.execute(
-        select(ack.received_at, ack.sent_at, Enquiry.reference, Enquiry.status, Enquiry.closed_at)
+        select(ack.received_at, ack.sent_at, answered_at(first))
         .join(Enquiry, Enquiry.id == ack.enquiry_id)
+        .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
         .where(ack.received_at >= period.start, ack.received_at < period.end)).all()
-    acknowledged = spread(_seconds(received, sent) for received, sent, *_ in rows if sent is not None)
-    first_answer = _first_answers(session, period.start) if rows else {}
-    answers = []
-    for received, _, reference, status, closed_at in rows:
-        # The audit log keeps each "Marked as answered" (from 0.11.0); an enquiry answered before
-        # that has only its latest answer.
-        answered_at = first_answer.get(reference) or (closed_at if status == "closed" else None)
-        if answered_at is not None:
-            answers.append(_seconds(received, answered_at))
-    return acknowledged, len(rows), spread(answers)
+    acknowledged = spread(_seconds(received, sent) for received, sent, _ in rows if sent is not None)
+    answered = spread(_seconds(received, answer) for received, _, answer in rows if answer is not None)
+    return acknowledged, len(rows), answered
 
 
-def _first_answers(session: Session, since: datetime) -> dict[str, datetime]:
-    """Each email enquiry's first "Marked as answered" at or after `since`, by reference."""
-    first: dict[str, datetime] = {}
-    for at, detail in session.execute(select(AuditEntry.at, AuditEntry.detail).where(
-            AuditEntry.action == MARKED_ANSWERED, AuditEntry.at >= since).order_by(AuditEntry.at, AuditEntry.id)):
-        try:
-            reference = json.loads(detail).get("enquiry")
-        except (ValueError, AttributeError):
-            continue  # not written by mark_answered: nothing to learn from it
-        if isinstance(reference, str):
-            first.setdefault(reference, at)
-    return first
+def first_answers(since: datetime):
+    """Each email enquiry's first "Marked as answered" at or after `since` (an enquiry's answers
+    all come after it opened), from the audit log: a subquery of (detail, at)."""
+    return (select(AuditEntry.detail.label("detail"), func.min(AuditEntry.at).label("at"))
+            .where(AuditEntry.action == MARKED_ANSWERED, AuditEntry.at >= since)
+            .group_by(AuditEntry.detail).subquery())
+
+
+def answer_detail(reference):
+    """The audit entry's detail as mark_answered writes it for the enquiry `reference` (a column):
+    json.dumps({"enquiry": reference}, sort_keys=True). A reference is letters, digits and hyphens."""
+    return literal('{"enquiry": "') + reference + literal('"}')
+
+
+def answered_at(first):
+    """When an email enquiry was first marked as answered. The audit log keeps each answer from
+    0.11.0; for an enquiry answered only before that, its latest answer (the enquiry's closing)."""
+    return func.coalesce(first.c.at, case((Enquiry.status == "closed", Enquiry.closed_at), else_=None))
 
 
 def _share(part: int, whole: int) -> str:
@@ -178,3 +178,23 @@ def lines(figures: Handling) -> list[tuple[str, list[tuple[str, str]]]]:
             *times("answered", figures.email_answer),
         ]),
     ]
+
+
+def _times(taken: Spread) -> dict:
+    return {"count": taken.count, "half": taken.half, "nine_tenths": taken.nine_tenths}
+
+
+def as_facts(figures: Handling) -> dict:
+    """The figures for manifest.json: counts, and times in seconds (null with nothing to time)."""
+    return {
+        "note": "Not targets. Clock time in seconds, every hour counted. half and nine_tenths are nearest-rank "
+                "times: the shortest time that at least half (nine tenths) of the items took no longer than",
+        "calls_in_opening_hours": {"calls": figures.calls, "answered": figures.answered,
+                                   "hung_up_before_an_answer": figures.hung_up,
+                                   "answer_seconds": _times(figures.answer)},
+        "callbacks": {"owed": figures.callbacks, "reached": figures.reached,
+                      "to_first_attempt_seconds": _times(figures.first_attempt)},
+        "email_enquiries": {"enquiries": figures.email_enquiries,
+                            "to_acknowledgement_seconds": _times(figures.acknowledgement),
+                            "to_first_answer_seconds": _times(figures.email_answer)},
+    }

@@ -133,6 +133,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                           "or callback_needed (an agent recorded that it needs a call back: see callbacks.csv)",
         "marked_answered": f"When an agent marked the enquiry answered, {TIMES}; blank if it is not; a reply "
                            "from the customer reopens it",
+        "first_answered": f"When an agent first marked the enquiry answered, {TIMES}; blank if never. Each "
+                          "answer is kept from version 0.11.0; an enquiry answered only before that shows its "
+                          "latest answer, as marked_answered. report.pdf's email answer times count to this",
     },
 }
 

@@ -26,7 +26,7 @@ from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement
 from helpdesk.pages.format import quoted
 from helpdesk.paths import parent_problem
 from helpdesk.settings import Settings
-from metrics import compliance
+from metrics import compliance, handling
 from metrics.evidence import rows as tables
 from metrics.evidence import tally as tallies
 from metrics.evidence.columns import COLUMNS_FILE, column_rows
@@ -173,6 +173,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         tallies.email_totals(connection, start, end, tally)
         with Session(bind=connection) as session:
             summary = build_summary(session, request.first, request.last, settings, now)
+            quick = handling.handling(session, period)
     counts["summary.csv"] = write_csv(directory / "summary.csv", SUMMARY_COLUMNS, summary_rows(summary), progress)
     counts[COLUMNS_FILE] = write_csv(directory / COLUMNS_FILE, COLUMNS_HEADER, column_rows(headers))
     write_workbook(directory, directory / "evidence.xlsx", progress)
@@ -180,7 +181,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
     provisional = now < period.end or bool(tally.pending_callbacks or tally.pending_acks)
     facts = ReportFacts(request.first, request.last, now, exporter.described, request.redaction,
                         request.include_notes, settings, provisional=provisional)
-    write_report(directory / "report.pdf", facts, summary, tally, settings.name)
+    write_report(directory / "report.pdf", facts, summary, tally, settings.name, quick)
     manifest_facts = {
         "period": {
             "first_day": request.first.isoformat(), "last_day": request.last.isoformat(),
@@ -199,6 +200,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         # The configuration versions that judged the period's calls and callbacks, with how many each
         # ("" where none was recorded): the rules above are the current version's.
         "judged_by_versions": {name: dict(sorted(counts.items())) for name, counts in tally.versions.items()},
+        "how_quickly": handling.as_facts(quick),
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
         "redaction": request.redaction,

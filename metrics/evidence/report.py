@@ -19,7 +19,7 @@ from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Space
 from helpdesk.config import WEEKDAYS, clock_text
 from helpdesk.pages.format import format_compliance, format_minutes, lost_words
 from helpdesk.settings import Settings
-from metrics import compliance
+from metrics import compliance, handling
 from metrics.evidence import charts
 from metrics.evidence.fields import LONDON
 from metrics.evidence.tally import LATE, LEAD_BUCKETS, NO_ATTEMPT, Tally
@@ -159,7 +159,34 @@ def _provisional_words(facts: ReportFacts, tally: Tally) -> str:
     return not_yet_due_words(tally.pending_callbacks, tally.pending_acks)
 
 
-def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str) -> None:
+HOW_QUICKLY = (
+    "Not targets: how the period's contacts were handled, beyond the rules. Times are clock time, nights and "
+    "weekends included, as people waited, rounded up to the second or the minute. Each is the shortest time that "
+    "half, or 9 in 10, of them took no longer than (nearest rank). From calls.csv (in_hours, outcome, "
+    "answer_seconds), callbacks.csv (owed_from, first_attempt, reached) and emails.csv (received, acknowledged, "
+    "first_answered); manifest.json has the times to the microsecond (how_quickly)."
+)
+
+
+def _handling_table(figures: handling.Handling, styles) -> Table:
+    """The period's rates and times: a row per figure, under a row per group."""
+    small = styles["BodyText"].clone("cell", fontSize=8, leading=10)
+    cells, groups = [], []
+    for group, rows in handling.lines(figures):
+        groups.append(len(cells))
+        cells.append([Paragraph(f"<b>{escape(group)}</b>", small), Paragraph("<b>Whole period</b>", small)])
+        cells += [[Paragraph(escape(label), small), Paragraph(escape(value), small)] for label, value in rows]
+    table = Table(cells, colWidths=[70 * mm, 46 * mm], hAlign="LEFT")
+    table.setStyle(TableStyle([
+        ("GRID", (0, 0), (-1, -1), 0.5, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        *[("BACKGROUND", (0, row), (-1, row), colors.HexColor("#f3f2f1")) for row in groups],
+    ]))
+    return table
+
+
+def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str,
+                 quick: handling.Handling) -> None:
     """Write the PDF report for one pack."""
     styles = getSampleStyleSheet()
     settings = facts.settings
@@ -205,6 +232,9 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     story.append(Paragraph(escape(withdrawn_words(tally.withdrawn)), styles["BodyText"]))
     if tally.no_number:
         story.append(Paragraph(escape(no_number_words(tally.no_number)), styles["BodyText"]))
+
+    story += [Paragraph("How quickly", styles["Heading2"]), Paragraph(escape(HOW_QUICKLY), styles["BodyText"]),
+              _handling_table(quick, styles), Spacer(1, 4 * mm)]
 
     story.append(Paragraph("Charts", styles["Heading2"]))
     days = [entry.first_day for entry in summary.days]

@@ -22,6 +22,7 @@ from metrics.evidence.csvs import Lines, RowBatches
 from metrics.evidence.fields import (Redactor, STORED_LENGTH, UKHours, as_utc, inert, london_times, seconds, uk_time,
                                      yes_no)
 from metrics.evidence.tally import DECIDED, ENQUIRY_OUTCOMES, Tally, lead_bucket
+from metrics.handling import answer_detail, answered_at, first_answers
 
 BATCH = 10_000
 
@@ -39,7 +40,7 @@ ATTEMPT_COLUMNS = ["callback_id", "enquiry_reference", "started", "dialled", "so
                    "recorded"]
 EMAIL_COLUMNS = [
     "enquiry_reference", "received", "due", "acknowledged", "ack_seconds", "status", "counted",
-    "ack_result", "sender", "not_sent_reason", "enquiry_status", "marked_answered",
+    "ack_result", "sender", "not_sent_reason", "enquiry_status", "marked_answered", "first_answered",
 ]
 # Where an email enquiry stands (emails.csv's enquiry_status).
 EMAIL_ENQUIRY_STATUSES = {"open": "awaiting_response", "closed": "answered", "callback_owed": "callback_needed"}
@@ -246,13 +247,15 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
                now: datetime, tally: Tally | None = None) -> tuple[list[str], Iterator[list[str]]]:
     """One row per acknowledgement owed for an email received in [start, end), oldest first."""
     ack = EmailAcknowledgement
+    first = first_answers(start)
     statement = (
         select(Enquiry.reference, ack.received_at, ack.due_at, ack.sent_at, ack.status, ack.sla_result,
                InboundEmail.sender, ack.to_address, InboundEmail.decision, ack.last_error, Enquiry.status,
-               Enquiry.closed_at)
+               Enquiry.closed_at, answered_at(first))
         .select_from(ack)
         .join(Enquiry, Enquiry.id == ack.enquiry_id)
         .outerjoin(InboundEmail, InboundEmail.id == ack.inbound_email_id)
+        .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
         .where(ack.received_at >= start, ack.received_at < end)
         .order_by(ack.received_at, ack.id)
     )
@@ -260,7 +263,7 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
     def rows() -> Iterator[list[str]]:
         when = london_times()
         for (reference, received, due_at, sent, status, result, sender, to_address, decision, error, enquiry_status,
-             closed_at) in _stream(connection, statement):
+             closed_at, first_answer) in _stream(connection, statement):
             counted, verdict = ack_result(status, result, as_utc(due_at), now)
             if tally is not None:
                 tally.pending_acks += verdict == "pending"
@@ -273,7 +276,7 @@ def email_rows(connection: Connection, start: datetime, end: datetime, redactor:
                 reference, when(received), when(due_at), when(sent), seconds(waited), status, yes_no(counted),
                 verdict, redactor.email(sender or to_address), inert(reason),
                 EMAIL_ENQUIRY_STATUSES.get(enquiry_status, enquiry_status),
-                when(closed_at) if enquiry_status == "closed" else "",
+                when(closed_at) if enquiry_status == "closed" else "", when(first_answer),
             ]
 
     return list(EMAIL_COLUMNS), rows()

@@ -513,14 +513,21 @@ def test_emails_csv_says_where_each_email_enquiry_stands_and_when_it_was_answere
     enquiries = {e.reference: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "email"))}
     enquiries["HD-2026-000901"].status, enquiries["HD-2026-000901"].closed_at = "closed", utc(2026, 11, 23, 10, 30)
     enquiries["HD-2026-000902"].status = "callback_owed"
+    # 901 was first answered at 10:05, reopened by a reply, and answered again at 10:30 (the audit
+    # log keeps both). 904 was answered before the audit log kept answers: its closing stands in.
+    for minute in (5, 30):
+        db_session.add(AuditEntry(at=utc(2026, 11, 23, 10, minute), user_id=None, actor="sam",
+                                  action="enquiry.marked_answered", detail='{"enquiry": "HD-2026-000901"}'))
+    enquiries["HD-2026-000904"].status, enquiries["HD-2026-000904"].closed_at = "closed", utc(2026, 11, 24, 9, 45)
     db_session.commit()
     pack = export(app, db_session, clock, auditor, packs / "pack")
-    stands = {row["enquiry_reference"]: (row["enquiry_status"], row["marked_answered"])
+    stands = {row["enquiry_reference"]: (row["enquiry_status"], row["marked_answered"], row["first_answered"])
               for row in read(pack / "emails.csv")}
-    assert json.loads((pack / MANIFEST).read_text())["email_enquiries_awaiting_response"] == 3
-    assert stands["HD-2026-000901"] == ("answered", "2026-11-23T10:30:00.000+00:00")
-    assert stands["HD-2026-000902"] == ("callback_needed", "")
-    assert stands["HD-2026-000903"] == ("awaiting_response", "")
+    assert json.loads((pack / MANIFEST).read_text())["email_enquiries_awaiting_response"] == 2
+    assert stands["HD-2026-000901"] == ("answered", "2026-11-23T10:30:00.000+00:00", "2026-11-23T10:05:00.000+00:00")
+    assert stands["HD-2026-000902"] == ("callback_needed", "", "")
+    assert stands["HD-2026-000903"] == ("awaiting_response", "", "")
+    assert stands["HD-2026-000904"] == ("answered", "2026-11-24T09:45:00.000+00:00", "2026-11-24T09:45:00.000+00:00")
 
 
 def test_the_report_says_how_many_counted_callbacks_reached_the_caller_and_were_corrected_by_a_late_entry(
@@ -587,3 +594,27 @@ def test_a_pack_made_before_its_period_ended_says_it_is_provisional(app, db_sess
         text = " ".join(subprocess.run([pdftotext, str(pack / "report.pdf"), "-"], check=True, capture_output=True,
                                        timeout=60).stdout.decode().split())
         assert ("Provisional: this period had not ended when the pack was made." in text) is provisional
+
+
+def test_the_pack_says_how_quickly_contacts_were_handled(app, db_session, clock, seeded, auditor, packs):
+    pack = export(app, db_session, clock, auditor, packs / "pack")
+    quick = json.loads((pack / MANIFEST).read_text())["how_quickly"]
+    # In opening hours on the 23rd and 24th: calls 1, 2 and 3 answered (11, 40 and 2 s), call 5's caller hung up.
+    assert quick["calls_in_opening_hours"] == {"calls": 4, "answered": 3, "hung_up_before_an_answer": 1,
+                                               "answer_seconds": {"count": 3, "half": 11.0, "nine_tenths": 40.0}}
+    # Callback 1 first tried 45 minutes after it was owed; 2 and 3 not tried.
+    assert quick["callbacks"] == {"owed": 3, "reached": 0,
+                                  "to_first_attempt_seconds": {"count": 1, "half": 2700.0, "nine_tenths": 2700.0}}
+    # Emails 1 and 2 acknowledged after 2 and 40 minutes; none answered yet.
+    assert quick["email_enquiries"] == {
+        "enquiries": 5, "to_acknowledgement_seconds": {"count": 2, "half": 120.0, "nine_tenths": 2400.0},
+        "to_first_answer_seconds": {"count": 0, "half": None, "nine_tenths": None}}
+    text = pdf_text(pack)
+    assert "How quickly Not targets: how the period's contacts were handled" in text
+    for row in ("Calls 4", "Answered 3 (75.0%)", "Caller hung up before an answer 1 (25.0%)",
+                "Half answered within 11 seconds", "9 in 10 answered within 40 seconds", "Owed 3",
+                "First attempt made 1 (33.3%)", "Caller reached 0 (0.0%)", "Half had a first attempt within 45 minutes",
+                "Enquiries 5", "Acknowledgement sent 2 (40.0%)", "Half acknowledged within 2 minutes",
+                "9 in 10 acknowledged within 40 minutes", "Marked as answered 0 (0.0%)",
+                "9 in 10 answered within No data"):
+        assert row in text

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import update
 
 from callbacks.email.waiting import MARKED_ANSWERED
-from helpdesk.models import AuditEntry, Callback, Enquiry
+from helpdesk.models import AuditEntry, Enquiry
 from metrics.compliance import current_period, date_range_period
 from metrics.handling import Spread, handling
 from tests.integration.compliance_data import add_call, add_callback, add_email
@@ -139,3 +139,19 @@ def test_the_service_levels_page_shows_how_quickly_for_each_period(app, client, 
     chosen = client.get("/service-levels?from=2026-11-23&to=2026-11-23").get_data(as_text=True)
     assert rows(chosen, "range")["Calls in opening hours: Calls"] == ["1"]
     assert rows(chosen, "range")["Calls in opening hours: Half answered within"] == ["2 minutes"]  # 80 s, rounded up
+
+
+def test_an_answer_recorded_by_the_agents_page_counts_from_the_audit_log(db_session, clock):
+    from callbacks.email.waiting import mark_answered
+
+    agent = make_user(db_session, "sam", "agent")
+    with db_session.begin():
+        ack = add_email(db_session, TODAY)
+        db_session.flush()
+        enquiry_id, email_id = ack.enquiry_id, ack.inbound_email_id
+    mark_answered(db_session, enquiry_id, agent_id=agent.id, now=TODAY + timedelta(minutes=47), seen=email_id)
+    # Reopened by a reply, and closed again later: the first answer still counts.
+    with db_session.begin():
+        db_session.execute(update(Enquiry).where(Enquiry.id == enquiry_id).values(status="open"))
+    mark_answered(db_session, enquiry_id, agent_id=agent.id, now=TODAY + timedelta(hours=6), seen=email_id)
+    assert handling(db_session, current_period("today", clock())).email_answer == Spread(1, 47 * 60.0, 47 * 60.0)
