@@ -171,14 +171,23 @@ def calls_dashboard() -> dict:
         ("Not answered within 10 rings", calls_outside_target(RANGE), count_fields(bad_from=1)),
     ]
     for title, query, fields in figures:
-        layout.add(stat(title, [target(query, title, instant=True)], fields), width=4, height=4)
+        layout.add(stat(title, [target(query, title, instant=True)], fields), width=3, height=4)
+    # Of the calls not sent to the out-of-hours message: not targets (the Service levels page's
+    # "How quickly" has the same, by the calls' own opening hours). No calls: "No data", not 0 %.
+    in_hours = increase('helpdesk_calls_total{outcome!="out_of_hours"}', RANGE, "outcome, caller_type")
+    for title, outcome in (("Answered, of calls in hours", "answered"),
+                           ("Caller hung up first, of calls in hours", "abandoned")):
+        these = increase(f'helpdesk_calls_total{{outcome="{outcome}"}}', RANGE, "outcome, caller_type")
+        share = f"sum({these}) / (sum({in_hours}) > 0)"
+        layout.add(stat(title, [target(share, title, instant=True)],
+                        field_config("percentunit", minimum=0, maximum=1, decimals=1)), width=3, height=4)
     layout.add(stat("Since the last answered call",
                     # Never below 0: a Twilio timestamp may run a little ahead of this server's clock.
                     [target("clamp_min(time() - max(helpdesk_last_answered_call_timestamp_seconds), 0)", "Since",
                             instant=True)],
-                    field_config("dtdurations", steps=thresholds((0, BLUE)))), width=4, height=4)
+                    field_config("dtdurations", steps=thresholds((0, BLUE)))), width=3, height=4)
     layout.add(stat("Help desk", [target("max(helpdesk_open)", "Help desk", instant=True)],
-                    field_config(mappings=open_closed(), steps=thresholds((0, "text")))), width=4, height=4)
+                    field_config(mappings=open_closed(), steps=thresholds((0, "text")))), width=3, height=4)
 
     layout.row("Calls per hour")
     for label, title in (("outcome", "Calls per hour, by outcome"), ("caller_type", "Calls per hour, by caller")):

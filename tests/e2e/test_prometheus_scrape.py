@@ -174,6 +174,11 @@ def test_prometheus_scraping_the_app_feeds_every_panel_and_matches_the_complianc
     prometheus = None
     try:
         with LiveApp(database_url, env, workers=2) as live:
+            # Prometheus first, so that the calls are an increase it saw (the share panels divide two).
+            prometheus = Prometheus(prometheus_program, tmp_path / "prometheus", live.url.removeprefix("http://"))
+            wait_for_url(f"{prometheus.url}/-/ready", process=prometheus.process)
+            prometheus.wait_for('count_over_time(helpdesk_calls_total{outcome="answered",caller_type="unknown"}[1m]) '
+                                '>= 2')
             transport = RequestsTransport()
             simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0)
             traces = [simulator.run_call(scenario) for scenario in SCENARIOS]
@@ -181,9 +186,7 @@ def test_prometheus_scraping_the_app_feeds_every_panel_and_matches_the_complianc
             assert [trace.errors for trace in traces if trace.errors] == []
             assert [trace.outcome for trace in traces] == ["answered"] * 5 + ["abandoned"] * 2
             seed_callbacks(database, datetime.now(UTC))
-
-            prometheus = Prometheus(prometheus_program, tmp_path / "prometheus", live.url.removeprefix("http://"))
-            wait_for_url(f"{prometheus.url}/-/ready", process=prometheus.process)
+            prometheus.wait_for(f"sum(helpdesk_calls_total) >= {len(SCENARIOS)}")
             prometheus.wait_for('count_over_time(helpdesk_open{job="helpdesk"}[1m]) >= 3')
 
             # No email yet: the email rule has nothing countable, so no compliance series at all,
@@ -211,6 +214,13 @@ def test_prometheus_scraping_the_app_feeds_every_panel_and_matches_the_complianc
                         empty.append(f"{name} / {title} / {query['legendFormat']}: {query['expr']}")
             assert empty == [], "\n".join(empty)
             assert queries > 60
+            # The calls dashboard's shares: 5 of the 7 calls answered, 2 callers hung up first.
+            shares = {title: query["expr"] for title, query in panel_queries(build.build()["helpdesk-calls.json"])
+                      if "of calls in hours" in title}
+            assert prometheus.value(concrete(shares["Answered, of calls in hours"], time_range="10m")) == \
+                pytest.approx(5 / 7)
+            assert prometheus.value(concrete(shares["Caller hung up first, of calls in hours"], time_range="10m")) == \
+                pytest.approx(2 / 7)
 
             # The figures Prometheus holds are the compliance module's.
             expected = database_figures(database, settings)
