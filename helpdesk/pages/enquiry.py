@@ -77,9 +77,10 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
             return None
         story = EnquiryStory(reference, enquiry.channel, enquiry.opened_at,
                              ENQUIRY_STATUSES.get(enquiry.status, enquiry.status))
-        names = {user.id: user.display_name or user.username for user in session.scalars(select(User))}
+        users = list(session.scalars(select(User)))
+        names = {user.id: user.display_name or user.username for user in users}
         titles = rule_titles(settings)
-        _calls(session, story, enquiry, titles["answer_within_rings"])
+        _calls(session, story, enquiry, titles["answer_within_rings"], users)
         callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
         _emails(session, story, enquiry, titles["email_ack"], now)
         audited = _audit(session, story, reference, [callback.id for callback in callbacks])
@@ -95,17 +96,33 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
     return story
 
 
-def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str) -> None:
+def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, users: list[User]) -> None:
     for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
         caller = f"From {fmt.mask_number(call.caller_number)} ({fmt.caller_type_label(call.caller_type)})."
         if call.arrived_at is not None:  # None only until its first event has been worked out
             story.steps.append(Step(call.arrived_at, "Call arrived", caller))
         if call.answered_at is not None:
             story.steps.append(Step(call.answered_at, "Answered by an agent",
-                                    f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."))
+                                    f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."
+                                    + answered_on(call.agent, users)))
         if call.ended_at is not None:
             story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
         story.results.append((title, _call_result(call)))
+
+
+def answered_on(endpoint: str | None, users: list[User]) -> str:
+    """Who took the call, from the phone its agent leg rang (a number, SIP address or Twilio
+    Client identity): the users whose phone that is, else the phone (a number masked)."""
+    if not endpoint:
+        return ""
+    named = sorted(user.display_name or user.username for user in users
+                   if user.phone and user.phone.strip().lower() == endpoint.strip().lower())
+    shown = fmt.mask_number(endpoint) if endpoint.startswith("+") else endpoint
+    if len(named) == 1:
+        return f" Taken by {named[0]} ({shown})."
+    if named:
+        return f" Taken on {shown}, the phone of {', '.join(named[:-1])} or {named[-1]}."
+    return f" Taken on {shown}."
 
 
 def _call_result(call: Call) -> str:

@@ -135,3 +135,29 @@ def test_who_recorded_the_callback_and_each_marking_as_answered_are_in_the_story
     text = story(client, db_session, reference)
     assert text.count("Marked as answered By alice (audit log).") == 2  # both, not only the last
     assert "Callback needed recorded By alice (audit log)." in text
+
+
+@pytest.mark.parametrize(("endpoint", "phones", "says"), [
+    ("client:agent-1", {"alice": "client:agent-1", "bob": "client:agent-2"}, "Taken by Alice A (client:agent-1)."),
+    ("client:Agent-1", {"alice": "client:agent-1"}, "Taken by Alice A (client:Agent-1)."),
+    ("client:agent-1", {"alice": "client:agent-1", "bob": "client:agent-1"},
+     "Taken on client:agent-1, the phone of Alice A or Bob A."),
+    ("+447700900001", {"alice": "client:agent-1"}, "Taken on •••••••• 001."),
+    ("+447700900001", {"alice": "+447700900001"}, "Taken by Alice A (•••••••• 001)."),
+])
+def test_the_story_says_who_took_an_answered_call_from_the_phone_its_agent_leg_rang(
+        app, client, db_session, clock, endpoint, phones, says):
+    from helpdesk.models import Call
+    from tests.integration.compliance_data import add_call
+
+    for username, phone in phones.items():
+        add_agent(app, username, f"{username.capitalize()} A", phone=phone)
+    with db_session.begin():
+        call = add_call(db_session, clock.now - timedelta(minutes=10), answer_seconds=7.5)
+        enquiry = Enquiry(reference="HD-2026-000777", channel="phone", opened_at=call.arrived_at,
+                          call_sid=call.call_sid)
+        db_session.add(enquiry)
+        db_session.flush()
+        call.enquiry_id, call.agent = enquiry.id, endpoint
+    text = page_text(as_user(client, db_session, "mia", "manager").get("/enquiries/HD-2026-000777"))
+    assert f"Answered by an agent After 7.5 seconds, on ring 3. {says}" in text
