@@ -29,6 +29,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from callbacks.email.intake import store_inbound
 from callbacks.email.parse import clean_text
+from callbacks.email.receipt import sendgrid_received_at
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def inbound():
         return _plain(str(problem), 400)
     try:
         with database().session() as session, session.begin():
-            result = store_inbound(session, raw, source="sendgrid", received_at=clock(), settings=settings())
+            # From SendGrid's own stamp: a post stored on SendGrid's retry still counts from the receipt.
+            received_at = sendgrid_received_at(raw, clock())
+            result = store_inbound(session, raw, source="sendgrid", received_at=received_at, settings=settings())
     except Exception:
         # SendGrid keeps the message and posts it again on a 5xx: nothing is lost.
         log.exception("STORING FAILED for an inbound email (%s mode, %d bytes); SendGrid will retry", mode, len(raw))

@@ -116,7 +116,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
     },
     "emails.csv": {
         "enquiry_reference": "The enquiry the email opened (HD-YYYY-NNNNNN)",
-        "received": f"When the email reached the help desk, {TIMES}",
+        "received": f"When the email was received (the acknowledgement clock's start), {TIMES}: when the "
+                    "mailbox received it (IMAP), or when SendGrid did, by its own stamp (SendGrid; else when "
+                    "SendGrid's post was stored)",
         "due": f"When its acknowledgement was due, {TIMES}",
         "acknowledged": f"When the acknowledgement was sent, {TIMES}; blank if it was not",
         "ack_seconds": "acknowledged minus received, in seconds",

@@ -346,3 +346,24 @@ def test_the_simulator_command_says_what_is_missing_or_refused(live_url):
     a_page = CliRunner().invoke(main, ["email", "simulate", "--url", f"{live_url}/healthz?", "--count", "1"], env=env)
     assert a_page.exit_code == 1 and "Traceback" not in a_page.output, a_page.output
     assert "check --url" in a_page.output or "HTTP 40" in a_page.output
+
+
+def test_a_post_sendgrid_retried_counts_from_sendgrids_receipt_not_from_the_post(client, app, clock):
+    from datetime import timedelta
+
+    # SendGrid took the message 40 minutes ago; its first posts were refused (the database was down).
+    stamped = clock.now - timedelta(minutes=40)
+    raw = (f"Received: by mx0047p1mdw1.sendgrid.net with SMTP id t5sWpZPHWH {stamped:%a, %d %b %Y %H:%M:%S} "
+           "+0000 (UTC)\r\n").encode() + ORDINARY
+    response = post_bytes(client, [("email", raw, None, None), ("envelope", ENVELOPE.encode(), None, None)])
+    assert response.status_code == 200, response.data
+    with app.extensions["helpdesk.db"].session() as session:
+        ack = session.scalars(select(EmailAcknowledgement)).one()
+        row = session.scalars(select(InboundEmail)).one()
+    assert row.received_at == ack.received_at == stamped.replace(microsecond=0)
+    assert ack.due_at == stamped.replace(microsecond=0) + timedelta(minutes=15)  # already past: it will count late
+    # A message with no stamp of SendGrid's counts from the post, as before.
+    response = post_bytes(client, [("email", ORDINARY.replace(b"Message-ID: <", b"Message-ID: <other-"), None, None),
+                                   ("envelope", ENVELOPE.encode(), None, None)])
+    assert response.status_code == 200, response.data
+    assert [email.received_at for email in stored(app)][-1] == clock.now
