@@ -14,9 +14,8 @@ from flask import session as session_store
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from callbacks import queue, service
+from callbacks import owed, queue, service
 from callbacks.email import sending, waiting
-from callbacks.service import CallbackError
 from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, REPEATED, SKIPPED, local, uk_time_problem
 from helpdesk.pages import format as fmt
@@ -169,10 +168,10 @@ def _note() -> str:
     # Browsers send line ends as CRLF but count them as one character against maxlength.
     note = request.form.get("note", "").replace("\r\n", "\n").strip()
     if len(note) > MAX_NOTE:
-        raise CallbackError(f"Keep the note to {MAX_NOTE:,} characters or fewer.")
+        raise owed.CallbackError(f"Keep the note to {MAX_NOTE:,} characters or fewer.")
     if _CONTROL.search(note):
         # PostgreSQL cannot store a NUL, and the evidence workbook no control character.
-        raise CallbackError("The note has a control character in it (pasted from elsewhere?). Type it again "
+        raise owed.CallbackError("The note has a control character in it (pasted from elsewhere?). Type it again "
                             "without it.")
     return note
 
@@ -191,7 +190,7 @@ def _act(callback_id: int, action, done: str, typed: dict[str, str] | None = Non
             if not reference:
                 abort(404)
             said = action(session)
-    except CallbackError as refusal:
+    except owed.CallbackError as refusal:
         # Shown at once, with what they typed still in the form (too long for a session cookie).
         return _refused(f"callback-{callback_id}", str(refusal), typed)
     text = (done + (f" {said}" if isinstance(said, str) else "")).format(reference=reference)
@@ -254,7 +253,7 @@ def call_back(callback_id: int):
     try:  # refused if another agent holds the callback, or a call for it is under way
         with database().session() as session:
             attempt_id = service.start_call(session, callback_id=callback_id, agent_id=current_user.id, now=clock())
-    except CallbackError as refusal:
+    except owed.CallbackError as refusal:
         return _say(at, str(refusal), "error")
     telephony = current_app.extensions["helpdesk.telephony"]
     try:
@@ -288,15 +287,15 @@ def _started_at(text: str, now: datetime) -> datetime:
     """
     match = _LOCAL_TIME.fullmatch(text.strip())
     if not match:
-        raise CallbackError("Enter when you called as a date and time, for example 2026-11-24 14:05.")
+        raise owed.CallbackError("Enter when you called as a date and time, for example 2026-11-24 14:05.")
     try:
         naive = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{match.group(3) or ''}")
     except ValueError:
-        raise CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
+        raise owed.CallbackError(f"“{text.strip()}” is not a date and time that exists.") from None
     problem = uk_time_problem(naive)
     if problem == SKIPPED:
         # 01:30 on the last Sunday of March: the clocks went from 01:00 straight to 02:00.
-        raise CallbackError(f"“{text.strip()}” {problem}.")
+        raise owed.CallbackError(f"“{text.strip()}” {problem}.")
     moment = naive.replace(tzinfo=LONDON).astimezone(timezone.utc)
     second_pass = naive.replace(minute=0, second=0, microsecond=0, tzinfo=LONDON, fold=1).astimezone(timezone.utc)
     if problem == REPEATED and now >= second_pass:
@@ -319,7 +318,7 @@ def log_attempt(callback_id: int):
 
     def add(session):
         if outcome not in queue.ATTEMPT_OUTCOMES:
-            raise CallbackError("Choose what happened on the call.")
+            raise owed.CallbackError("Choose what happened on the call.")
         attempt, corrected = service.add_attempt(
             session, settings(), callback_id=callback_id, agent_id=current_user.id,
             started_at=_started_at(request.form.get("started_at", ""), clock()), source="manual", outcome=outcome,
@@ -370,11 +369,11 @@ def concluded(call_sid: str):
     call_sid = _call_sid(call_sid)
     try:
         with database().session() as session:
-            service.record_concluded(session, call_sid=call_sid, now=clock(), agent_id=current_user.id)
+            owed.record_concluded(session, call_sid=call_sid, now=clock(), agent_id=current_user.id)
             reference = queue.reference_of(session, call_sid=call_sid)
-    except CallbackError as refusal:
+    except owed.CallbackError as refusal:
         return _say(f"call-{call_sid}", str(refusal), "error")
-    minutes = round(service.UNDO_CONCLUDED.total_seconds() / 60)
+    minutes = round(owed.UNDO_CONCLUDED.total_seconds() / 60)
     return _say("awaiting", f"{reference} is recorded as concluded on the call. Pressed by mistake? You can undo it "
                             f"for {minutes} minutes.",
                 undo=url_for("agents.undo_concluded", call_sid=call_sid, **_page_args()), reference=reference)
@@ -387,9 +386,9 @@ def undo_concluded(call_sid: str):
     call_sid = _call_sid(call_sid)
     try:
         with database().session() as session:
-            service.undo_concluded(session, call_sid=call_sid, agent_id=current_user.id, now=clock())
+            owed.undo_concluded(session, call_sid=call_sid, agent_id=current_user.id, now=clock())
             reference = queue.reference_of(session, call_sid=call_sid)
-    except CallbackError as refusal:
+    except owed.CallbackError as refusal:
         return _say("awaiting", str(refusal), "error")
     return _say(f"call-{call_sid}", f"{reference} is no longer recorded as concluded: say whether it was, or that a "
                                     "callback is needed.")
@@ -401,7 +400,7 @@ def callback_needed(call_sid: str):
     """The enquiry could not be concluded on the call: a callback is owed from the call's arrival."""
     call_sid = _call_sid(call_sid)
     return _callback_asked_for(
-        f"call-{call_sid}", lambda session: service.record_not_concluded(
+        f"call-{call_sid}", lambda session: owed.record_not_concluded(
             session, settings(), call_sid=call_sid, agent_id=current_user.id, now=clock(), note=_note(),
             number=request.form.get("number") or None),
         colleague="A colleague has just recorded this call's outcome: see the queue.")
@@ -419,7 +418,7 @@ def _callback_asked_for(at: str, owe, colleague: str):
             reference = queue.reference_of(session, callback_id=callback.id)
     except waiting.NoSuchEnquiry:
         abort(404)
-    except (CallbackError, waiting.EnquiryError) as refusal:
+    except (owed.CallbackError, waiting.EnquiryError) as refusal:
         return _refused(at, str(refusal), typed)
     except IntegrityError as error:
         if "contact_key" not in str(error.orig):  # the database refused it for another reason

@@ -14,7 +14,8 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits, explain
-from callbacks.service import CALL_UNDER_WAY, due_soon_condition, not_met
+from callbacks.owed import due_soon_condition, not_met
+from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import local
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
@@ -223,7 +224,7 @@ def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[s
         return QueueEntry(callback, "overdue", f"Overdue by {shown}", f"Overdue by {spoken}")
     wall = callback.due_at - now
     left = remaining(settings, callback.clock, now, callback.due_at)
-    # service.due_soon_condition, for this one callback (not met, and not yet due, here).
+    # owed.due_soon_condition, for this one callback (not met, and not yet due, here).
     state = "due_soon" if callback.due_at < limits.get(callback.clock, limits["elapsed"]) else "on_time"
     shown, spoken = span_words(left)
     if callback.clock == "business" and wall - left >= timedelta(minutes=1):

@@ -9,7 +9,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from callbacks.deadlines import notices_due
-from callbacks.service import undecided_owed
+from callbacks.owed import undecided_owed
 from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import Callback, CallbackNotice, SchedulerLease
 from helpdesk.settings import Settings
@@ -35,7 +35,7 @@ def minutes_left(left: timedelta) -> str:
 
 
 def may_need_a_notice():
-    """Undecided callbacks still owed at their deadline (service.undecided_owed); and those
+    """Undecided callbacks still owed at their deadline (owed.undecided_owed); and those
     breached already by a late first attempt but with no breach notice yet, so the supervisors
     are still told, once. Each side is read through its partial index (ix_callbacks_undecided,
     ix_callbacks_breached), never by reading every callback ever owed."""

@@ -15,7 +15,7 @@ from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import due_soon_limits
-from callbacks.service import breach_unrecorded, due_soon_condition
+from callbacks.owed import breach_unrecorded, due_soon_condition
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
 from helpdesk.settings import Settings

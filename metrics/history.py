@@ -31,7 +31,8 @@ from sqlalchemy import String, and_, any_, bindparam, func, not_, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from callbacks.service import BREACH_CORRECTED, never_owed
+from callbacks.owed import never_owed
+from callbacks.service import BREACH_CORRECTED
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, InboundEmail, TwilioEvent
 from helpdesk.settings import Settings
 from helpdesk.voice.reconcile import LOOK_BACK as STUCK_AFTER
@@ -69,7 +70,7 @@ def _settled(model, at: datetime):
 
 def _closed_for_good(at: datetime):
     """Closed undecided over CLOSED_MARGIN before `at`, and owed no decision: closed by its
-    deadline, or withdrawn by the app (service.undecided_owed, negated). Written so that no
+    deadline, or withdrawn by the app (owed.undecided_owed, negated). Written so that no
     NULL column makes it NULL: a row must be settled or unsettled, never neither."""
     withdrawn_by_app = Callback.outcome.is_not(None) & never_owed()
     return (Callback.sla_result.is_(None) & (Callback.status == "closed") & Callback.closed_at.is_not(None)

@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
-from callbacks.service import about, dialable, owe_needed_callback, record_audit
+from callbacks.owed import about, dialable, owe_needed_callback, record_audit
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry, InboundEmail
 from helpdesk.settings import Settings
 

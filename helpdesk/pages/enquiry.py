@@ -18,7 +18,8 @@ from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
 from callbacks.email.waiting import MARKED_ANSWERED
-from callbacks.service import BREACH_CORRECTED, CALLBACK_NEEDED
+from callbacks.owed import CALLBACK_NEEDED
+from callbacks.service import BREACH_CORRECTED
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
                              Enquiry, InboundEmail, User)
 from helpdesk.pages import format as fmt

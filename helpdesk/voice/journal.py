@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Dialect
 
-from callbacks.service import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
+from callbacks.owed import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent

@@ -15,7 +15,7 @@ from sqlalchemy import String, case, func, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from callbacks.deadlines import explain_stored
-from callbacks.service import breach_unrecorded
+from callbacks.owed import breach_unrecorded
 from helpdesk.models import Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent
 from helpdesk.models.event import found_in_log
 from metrics.evidence.csvs import Lines, RowBatches

@@ -8,8 +8,8 @@ from threading import Barrier, Thread
 import pytest
 from sqlalchemy import func, select
 
-from callbacks import service
-from callbacks.service import CallbackError
+from callbacks import owed, service
+from callbacks.owed import CallbackError
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.users import add_user
 from tests.integration.twilio_requests import inbound, post, sid, stamp
@@ -80,12 +80,12 @@ def test_an_answered_call_owes_nothing_until_an_agent_says_it_was_not_concluded(
     answer_a_call(client, clock, 3)
     assert callbacks(db_session) == []
     with app.extensions["helpdesk.db"].session() as session:
-        service.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now,
+        owed.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now,
                                      note="Needs the grant team")
     [callback] = callbacks(db_session)
     assert (callback.reason, callback.note) == ("not_concluded", "Needs the grant team")
     with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="already owed"):
-        service.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now)
+        owed.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now)
 
 
 def test_a_callback_made_from_out_of_order_events_is_withdrawn_when_the_answer_arrives(client, db_session, clock):
@@ -234,7 +234,7 @@ def test_an_impossible_attempt_time_is_refused(app, client, db_session, clock, s
 def test_concluding_an_answered_call_marks_its_enquiry(app, client, db_session, clock):
     answer_a_call(client, clock, 10)
     with app.extensions["helpdesk.db"].session() as session:
-        service.record_concluded(session, call_sid=sid(10), now=clock.now)
+        owed.record_concluded(session, call_sid=sid(10), now=clock.now)
     db_session.expire_all()
     assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(10))) == "concluded"
     db_session.rollback()
@@ -349,7 +349,7 @@ def test_an_enquiry_not_concluded_can_be_recorded_after_the_missed_call_callback
     [withdrawn] = callbacks(db_session)
     assert withdrawn.outcome == "withdrawn"
     with app.extensions["helpdesk.db"].session() as session:
-        service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
+        owed.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
                                      note="Needs the grant team")
     old, callback = callbacks(db_session)
     # The withdrawn one stays as it was (with any notices); a new one is owed.
@@ -358,7 +358,7 @@ def test_an_enquiry_not_concluded_can_be_recorded_after_the_missed_call_callback
         "not_concluded", "open", None, "Needs the grant team")
     assert callback.due_at == withdrawn.due_at and callback.sla_result is None
     with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="already owed"):
-        service.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
+        owed.record_not_concluded(session, settings, call_sid=sid(26), agent_id=agents[0], now=clock.now,
                                      note="Again")
 
 
@@ -379,12 +379,12 @@ def test_a_call_whose_answer_came_after_its_callback_was_tried_is_not_concluded_
     [tried] = callbacks(db_session)
     assert (tried.status, tried.attempts_count) == ("open", 1)
     with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="still open"):
-        service.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
+        owed.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
     assert enquiry_status(db_session, sid(29)) == "open"
     with app.extensions["helpdesk.db"].session() as session:
         service.close(session, callback_id=tried.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
                       note="The call was answered after all")
-        service.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
+        owed.record_concluded(session, call_sid=sid(29), now=clock.now, agent_id=agents[0])
     assert enquiry_status(db_session, sid(29)) == "concluded"
 
 
@@ -434,7 +434,7 @@ def test_a_callback_breached_withdrawn_and_owed_again_as_not_concluded_is_breach
         sweep(session, settings, first.due_at + timedelta(minutes=1))  # breached: the call looked missed
     answered_out_of_order(client, clock, 29, answer_arrives=timedelta(hours=4))  # withdrawn: never owed
     with app.extensions["helpdesk.db"].session() as session:
-        service.record_not_concluded(session, settings, call_sid=sid(29), agent_id=agents[0], now=clock.now,
+        owed.record_not_concluded(session, settings, call_sid=sid(29), agent_id=agents[0], now=clock.now,
                                      note="Needs the grant team")
         recorded = sweep(session, settings, clock.now + timedelta(minutes=1)).recorded
     old, new = callbacks(db_session)
@@ -471,14 +471,14 @@ def test_an_answered_call_whose_callback_an_agent_withdrew_is_not_owed_another(a
     all) lets "Callback needed" owe a new one (found by a model-based test)."""
     answer_a_call(client, clock, 41)
     with app.extensions["helpdesk.db"].session() as session:
-        callback = service.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[0],
+        callback = owed.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[0],
                                                 now=clock.now, note="Needs the grant team")
     with app.extensions["helpdesk.db"].session() as session:
         service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
                       note="Customer emailed instead")
     with app.extensions["helpdesk.db"].session() as session, \
             pytest.raises(CallbackError, match="already closed as withdrawn"):
-        service.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[1], now=clock.now,
+        owed.record_not_concluded(session, settings, call_sid=sid(41), agent_id=agents[1], now=clock.now,
                                      note="Again, from a page loaded before")
     assert len(callbacks(db_session)) == 1
 

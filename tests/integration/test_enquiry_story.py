@@ -147,7 +147,6 @@ def test_who_recorded_the_callback_and_each_marking_as_answered_are_in_the_story
 ])
 def test_the_story_says_who_took_an_answered_call_from_the_phone_its_agent_leg_rang(
         app, client, db_session, clock, endpoint, phones, says):
-    from helpdesk.models import Call
     from tests.integration.compliance_data import add_call
 
     for username, phone in phones.items():

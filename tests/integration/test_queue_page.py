@@ -959,7 +959,9 @@ def test_a_callback_stored_by_a_colleague_in_the_same_instant_is_a_refusal_not_a
     def collide(*args, **kwargs):
         raise IntegrityError("INSERT INTO callbacks", {}, Exception("uq_callbacks_contact_key"))
 
-    monkeypatch.setattr(service, "record_not_concluded", collide)
+    from callbacks import owed
+
+    monkeypatch.setattr(owed, "record_not_concluded", collide)
     response = act(client, f"/queue/calls/{sid(7)}/callback", note="Needs the grant team")
     assert response.status_code == 422  # refused, as any refusal on the page, never a 500
     assert "A colleague has just recorded this call's outcome: see the queue." in text_of(response)
@@ -988,7 +990,7 @@ def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, 
 
 def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_hour_once_it_has_come(app):
     from callbacks.blueprint import _started_at
-    from callbacks.service import CallbackError
+    from callbacks.owed import CallbackError
 
     now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
     with pytest.raises(CallbackError, match="did not happen in the UK: the clocks went forward"):

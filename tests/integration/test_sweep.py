@@ -7,7 +7,7 @@ from threading import Barrier, Thread
 import pytest
 from sqlalchemy import select
 
-from callbacks import service
+from callbacks import owed, service
 from callbacks.sweep import sweep
 from helpdesk.db import Database
 from helpdesk.models import Callback, CallbackNotice, Enquiry
@@ -40,7 +40,7 @@ def owe(database: Database, settings, n: int, owed_from: datetime = OWED, caller
                           status="open")
         session.add(enquiry)
         session.flush()
-        service.owe_for_missed_call(session, settings, call_sid=sid(n), enquiry_id=enquiry.id, outcome="abandoned",
+        owed.owe_for_missed_call(session, settings, call_sid=sid(n), enquiry_id=enquiry.id, outcome="abandoned",
                                     caller_number=caller, caller_type="customer", arrived_at=owed_from, now=owed_from)
         return session.scalar(select(Callback.id).where(Callback.contact_key == f"call:{sid(n)}"))
 
