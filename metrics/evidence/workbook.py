@@ -34,6 +34,7 @@ SHEETS = (
 WIDTHS = {
     "meaning": 100, "file": 22, "column": 22,
     "deadline_explanation": 80, "note": 60, "call_sid": 36, "config_version": 16, "enquiry_reference": 18,
+    "lost_in_restore": 60,  # "from/to", two UK times
 }
 TIME_WIDTH = 30  # "2026-11-24T10:00:05.123+00:00"
 
@@ -42,7 +43,8 @@ def _width(column: str) -> float:
     if column in WIDTHS:
         return WIDTHS[column]
     if column in ("arrived", "answered", "ended", "owed_from", "due", "first_attempt", "reached", "closed",
-                  "started", "dialled", "received", "acknowledged", "breach_recorded", "recorded"):
+                  "started", "dialled", "received", "acknowledged", "breach_recorded", "recorded", "marked_answered",
+                  "first_answered"):
         return TIME_WIDTH
     return max(10, len(column) + 2)
 

@@ -59,3 +59,11 @@ def test_text_that_starts_like_a_formula_stays_text_in_the_workbook(tmp_path):
     sheet = openpyxl.load_workbook(tmp_path / "evidence.xlsx")["Callback attempts"]
     assert sheet["B2"].data_type == "s" and sheet["B2"].value == '=HYPERLINK("http://evil.example","click")'
     assert sheet["A2"].value == 1 and sheet["B3"].value == "plain"
+
+
+def test_every_column_of_uk_times_is_wide_enough_for_them():
+    from metrics.evidence.columns import DEFINITIONS, TIMES
+
+    timed = {column for columns in DEFINITIONS.values() for column, meaning in columns.items() if TIMES in meaning}
+    assert {"first_answered", "marked_answered", "received"} <= timed
+    assert [column for column in timed if workbook._width(column) < workbook.TIME_WIDTH] == []
