@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import case, func, literal, select, true
+from sqlalchemy import Integer, case, func, literal, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
 
 from callbacks.email.waiting import MARKED_ANSWERED
+from callbacks.owed import never_owed
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, Enquiry
 from metrics.periods import Period
 
@@ -61,8 +64,8 @@ class Handling:
     calls: int  # finished calls that arrived in opening hours
     answered: int  # of them, answered by a person
     hung_up: int  # of them, the caller hung up before anyone answered (early or late)
-    answer: Spread  # the answered ones: arrival to answer
-    callbacks: int  # callbacks owed
+    answer: Spread  # the answered ones: arrival to answer, in whole seconds rounded up
+    callbacks: int  # callbacks owed (not those the app withdrew as never owed: their call was answered)
     reached: int  # of them, the caller was reached
     first_attempt: Spread  # the attempted ones: owed to the first attempt
     acknowledgement: Spread  # acknowledgements sent: receipt to sending
@@ -76,24 +79,54 @@ def handling(session: Session, period: Period) -> Handling:
         return Handling(*_calls(session, period), *_callbacks(session, period), *_emails(session, period))
 
 
+class whole_seconds_up(FunctionElement):
+    """A number of seconds rounded up to the whole second, in SQL: CEIL on PostgreSQL; SQLite
+    (whose CEIL is not always built in) truncates and adds one for any fraction."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(whole_seconds_up)
+def _ceil(element, compiler, **kw) -> str:
+    return f"CAST(CEIL({compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(whole_seconds_up, "sqlite")
+def _ceil_sqlite(element, compiler, **kw) -> str:
+    value = compiler.process(element.clauses, **kw)
+    return f"(CAST({value} AS INTEGER) + ({value} > CAST({value} AS INTEGER)))"
+
+
+def ranked_counts(counts: list[tuple[float, int]], share: tuple[int, int]) -> float:
+    """The nearest-rank value of `share` of the items counted in `counts` ((value, how many),
+    sorted by value, at least one item)."""
+    wanted, seen = rank(sum(n for _, n in counts), share), 0
+    for value, n in counts:
+        seen += n
+        if seen >= wanted:
+            return value
+    raise ValueError("no items counted")
+
+
 def _calls(session: Session, period: Period) -> tuple[int, int, int, Spread]:
-    in_hours = (Call.arrived_at >= period.start, Call.arrived_at < period.end, Call.in_hours == true(),
-                Call.outcome != "in_progress")
-    calls, answered, hung_up = session.execute(select(
-        func.count(),
-        func.sum(case((Call.outcome == "answered", 1), else_=0)),
-        func.sum(case((Call.outcome == "abandoned", 1), else_=0)),
-    ).select_from(Call).where(*in_hours)).one()
-    # Ranked by the database: a long range's answer times are never all read into memory.
-    timed = (*in_hours, Call.outcome == "answered", Call.answer_seconds.is_not(None))
-    count = session.scalar(select(func.count()).select_from(Call).where(*timed))
-
-    def ranked(share: tuple[int, int]) -> float:
-        return float(session.scalar(select(Call.answer_seconds).where(*timed)
-                                    .order_by(Call.answer_seconds).offset(rank(count, share) - 1).limit(1)))
-
-    answer = Spread(count, ranked(HALF), ranked(NINE_TENTHS)) if count else Spread(0)
-    return int(calls), int(answered or 0), int(hung_up or 0), answer
+    # One pass, by outcome and by whole second: the shown times are whole seconds rounded up
+    # (the nearest rank of the rounded times is the rounded nearest rank), and however long the
+    # range only a few hundred groups come back.
+    answered = Call.outcome == "answered"
+    second = case((answered, whole_seconds_up(Call.answer_seconds)), else_=None)
+    rows = session.execute(
+        select(Call.outcome, second, func.count())
+        .where(Call.arrived_at >= period.start, Call.arrived_at < period.end, Call.in_hours == true(),
+               Call.outcome != "in_progress")
+        .group_by(Call.outcome, second)).all()
+    by_outcome: dict[str, int] = {}
+    for outcome, _, count in rows:
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + int(count)
+    times = sorted((float(s), int(count)) for outcome, s, count in rows if outcome == "answered" and s is not None)
+    timed = sum(count for _, count in times)
+    answer = Spread(timed, ranked_counts(times, HALF), ranked_counts(times, NINE_TENTHS)) if timed else Spread(0)
+    return sum(by_outcome.values()), by_outcome.get("answered", 0), by_outcome.get("abandoned", 0), answer
 
 
 def _seconds(start: datetime, end: datetime) -> float:
@@ -101,8 +134,11 @@ def _seconds(start: datetime, end: datetime) -> float:
 
 
 def _callbacks(session: Session, period: Period) -> tuple[int, int, Spread]:
+    # Not a callback the app withdrew because its call was answered after all: never owed (an
+    # open one has no outcome, and NOT of NULL would leave it out).
+    owed = Callback.outcome.is_(None) | ~never_owed()
     rows = session.execute(select(Callback.owed_from, Callback.first_attempt_at, Callback.reached_at).where(
-        Callback.owed_from >= period.start, Callback.owed_from < period.end)).all()
+        Callback.owed_from >= period.start, Callback.owed_from < period.end, owed)).all()
     reached = sum(1 for _, _, reached_at in rows if reached_at is not None)
     waits = spread(_seconds(owed, first) for owed, first, _ in rows if first is not None)
     return len(rows), reached, waits
@@ -162,6 +198,8 @@ def lines(figures: Handling) -> list[tuple[str, list[tuple[str, str]]]]:
             ("Calls", str(figures.calls)),
             ("Answered", _share(figures.answered, figures.calls)),
             ("Caller hung up before an answer", _share(figures.hung_up, figures.calls)),
+            ("No answer, voicemail or failed", _share(figures.calls - figures.answered - figures.hung_up,
+                                                       figures.calls)),
             *times("answered", figures.answer),
         ]),
         ("Callbacks", [
@@ -188,7 +226,8 @@ def as_facts(figures: Handling) -> dict:
     """The figures for manifest.json: counts, and times in seconds (null with nothing to time)."""
     return {
         "note": "Not targets. Clock time in seconds, every hour counted. half and nine_tenths are nearest-rank "
-                "times: the shortest time that at least half (nine tenths) of the items took no longer than",
+                "times: the shortest time that at least half (nine tenths) of the items took no longer than. "
+                "Calls' answer times are in whole seconds, each rounded up first",
         "calls_in_opening_hours": {"calls": figures.calls, "answered": figures.answered,
                                    "hung_up_before_an_answer": figures.hung_up,
                                    "answer_seconds": _times(figures.answer)},

@@ -612,7 +612,8 @@ def test_the_pack_says_how_quickly_contacts_were_handled(app, db_session, clock,
     text = pdf_text(pack)
     assert "How quickly Not targets: how the period's contacts were handled" in text
     for row in ("Calls 4", "Answered 3 (75.0%)", "Caller hung up before an answer 1 (25.0%)",
-                "Half answered within 11 seconds", "9 in 10 answered within 40 seconds", "Owed 3",
+                "No answer, voicemail or failed 0 (0.0%)", "Half answered within 11 seconds",
+                "9 in 10 answered within 40 seconds", "Owed 3",
                 "First attempt made 1 (33.3%)", "Caller reached 0 (0.0%)", "Half had a first attempt within 45 minutes",
                 "Enquiries 5", "Acknowledgement sent 2 (40.0%)", "Half acknowledged within 2 minutes",
                 "9 in 10 acknowledged within 40 minutes", "Marked as answered 0 (0.0%)",

@@ -59,6 +59,7 @@ def test_calls_in_opening_hours_answered_hung_up_and_how_quickly(db_session, clo
 
 
 def test_callbacks_owed_attempted_reached_and_how_long_to_the_first_attempt(db_session, clock):
+    agent = make_user(db_session, "sam", "agent").id
     with db_session.begin():
         for minutes in (10, 20, 30, 50, 200):
             callback = add_callback(db_session, TODAY, result="met" if minutes <= 180 else "breached")
@@ -66,8 +67,14 @@ def test_callbacks_owed_attempted_reached_and_how_long_to_the_first_attempt(db_s
             callback.reached_at = callback.first_attempt_at if minutes != 30 else None
         add_callback(db_session, TODAY - timedelta(minutes=5), result=None)  # owed, not tried yet
         add_callback(db_session, YESTERDAY, result="met")  # another day
+        # Withdrawn by the app, its call answered after all: never owed, so not counted. One an
+        # agent withdrew was owed, and counts.
+        never = add_callback(db_session, TODAY, result=None, status="closed")
+        never.outcome = "withdrawn"
+        agents = add_callback(db_session, TODAY, result=None, status="closed")
+        agents.outcome, agents.closed_by_id = "withdrawn", agent
     today = handling(db_session, current_period("today", clock()))
-    assert (today.callbacks, today.reached) == (6, 4)
+    assert (today.callbacks, today.reached) == (7, 4)
     assert today.first_attempt == Spread(5, 30 * 60.0, 200 * 60.0)
 
 
@@ -91,6 +98,14 @@ def test_emails_acknowledged_and_answered_and_how_quickly(db_session, clock):
     assert today.email_enquiries == 5
     assert today.acknowledgement == Spread(4, 3 * 60.0, 7 * 60.0)
     assert today.email_answer == Spread(4, 2 * 3600.0, 5 * 3600.0)
+
+
+def test_answer_times_count_in_whole_seconds_rounded_up(db_session, clock):
+    with db_session.begin():
+        for seconds in (7.2, 7.9, 8.0, 8.000001, 10.04):
+            add_call(db_session, TODAY, answer_seconds=seconds)
+    # 8, 8, 8, 9, 11: half took no longer than the 3rd (8 s), nine tenths than the 5th (11 s).
+    assert handling(db_session, current_period("today", clock())).answer == Spread(5, 8.0, 11.0)
 
 
 def test_a_period_with_nothing_in_it(db_session, clock):
@@ -129,6 +144,7 @@ def test_the_service_levels_page_shows_how_quickly_for_each_period(app, client, 
     assert shown["Calls in opening hours: Calls"] == ["13", "14", "14"]
     assert shown["Calls in opening hours: Answered"] == ["10 (76.9%)", "11 (78.6%)", "11 (78.6%)"]
     assert shown["Calls in opening hours: Caller hung up before an answer"] == ["2 (15.4%)", "2 (14.3%)", "2 (14.3%)"]
+    assert shown["Calls in opening hours: No answer, voicemail or failed"] == ["1 (7.7%)", "1 (7.1%)", "1 (7.1%)"]
     assert shown["Calls in opening hours: Half answered within"] == ["12 seconds", "15 seconds", "15 seconds"]
     assert shown["Calls in opening hours: 9 in 10 answered within"] == ["33 seconds", "40 seconds", "40 seconds"]
     assert shown["Callbacks: Owed"] == ["1"] * 3
@@ -137,6 +153,8 @@ def test_the_service_levels_page_shows_how_quickly_for_each_period(app, client, 
     assert shown["Email enquiries: Half acknowledged within"] == ["No data"] * 3
     assert "range-handling-caption" not in page
     chosen = client.get("/service-levels?from=2026-11-23&to=2026-11-23").get_data(as_text=True)
+    ids = re.findall(r'\bid="([^"]+)"', chosen)
+    assert len(ids) == len(set(ids)), "each id once on the page"
     assert rows(chosen, "range")["Calls in opening hours: Calls"] == ["1"]
     assert rows(chosen, "range")["Calls in opening hours: Half answered within"] == ["2 minutes"]  # 80 s, rounded up
 

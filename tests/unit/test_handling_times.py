@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from helpdesk.pages.format import within_words
-from metrics.handling import HALF, NINE_TENTHS, Handling, Spread, lines, rank, spread
+from metrics.handling import HALF, NINE_TENTHS, Handling, Spread, lines, rank, ranked_counts, spread
 
 
 @pytest.mark.parametrize(("count", "half", "nine_tenths"), [
@@ -18,6 +18,13 @@ def test_nearest_rank_in_whole_numbers(count, half, nine_tenths):
     # 0.9 * 10 is 9.000000000000002 in floating point, whose ceiling is 10: whole numbers give 9.
     assert rank(count, HALF) == half
     assert rank(count, NINE_TENTHS) == nine_tenths
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=300))
+def test_counted_values_rank_as_the_values_themselves(values):
+    counts = sorted((float(v), values.count(v)) for v in set(values))
+    found = spread(float(v) for v in values)
+    assert (ranked_counts(counts, HALF), ranked_counts(counts, NINE_TENTHS)) == (found.half, found.nine_tenths)
 
 
 def test_no_items_have_no_rank():
@@ -66,6 +73,7 @@ def test_lines_give_the_same_labels_whatever_the_figures():
     assert shown["Calls"] == "200"
     assert shown["Answered"] == "190 (95.0%)"
     assert shown["Caller hung up before an answer"] == "6 (3.0%)"
+    assert shown["No answer, voicemail or failed"] == "4 (2.0%)"
     assert shown["First attempt made"] == "11 (91.7%)"
     assert shown["Caller reached"] == "9 (75.0%)"
     assert shown["Acknowledgement sent"] == "40 (97.6%)"
