@@ -2,7 +2,7 @@
 
 Each simulated call sends the webhooks Twilio would send for an inbound call, signed with the
 auth token (``X-Twilio-Signature``) and carrying an ``I-Twilio-Idempotency-Token``, and executes
-the TwiML the app answers with (see :mod:`helpdesk.simulator_twiml`). Only two URLs are fixed,
+the TwiML the app answers with (see :mod:`helpdesk.simulator_call`). Only two URLs are fixed,
 as on a real Twilio number: ``{base}/twilio/voice/incoming`` (the Voice URL) and
 ``{base}/twilio/voice/status`` (the status callback); the agent side of a queue is
 ``{base}/twilio/voice/dequeue``. Every other URL comes from the TwiML.
@@ -34,7 +34,8 @@ from twilio.request_validator import RequestValidator
 
 from helpdesk.clock import LONDON
 from helpdesk.simulator_calllog import CallLog, CallLogServer, LoggedCall
-from helpdesk.simulator_twiml import WITHHELD, CallSession, CallTrace, RequestRecord, new_sid
+from helpdesk.simulator_call import CallSession
+from helpdesk.simulator_twiml import WITHHELD, CallTrace, RequestRecord, new_sid
 
 __all__ = [
     "AUTO", "CallScenario", "CallTrace", "RequestRecord", "RequestsTransport", "Simulator", "TrafficProfile",
