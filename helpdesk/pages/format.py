@@ -107,15 +107,23 @@ def format_minutes(minutes: int) -> str:
     return part(hours, "hour") if hours else part(rest, "minute")
 
 
+def shown_seconds(seconds: float) -> int:
+    """A time as within_words shows it, in seconds: rounded up to the whole second under a minute,
+    to the whole minute from one (7.2 -> 8, 61 -> 120), so that "within" stays true. Never less
+    than 0. Rounding up keeps the order of times."""
+    whole = max(math.ceil(seconds), 0)
+    return whole if whole < 60 else math.ceil(whole / 60) * 60
+
+
 def within_words(seconds: float | None) -> str:
     """A time that items took no longer than, rounded up so that "within" stays true: 7.2 ->
     "8 seconds", 61 -> "2 minutes", 11,050 -> "3 hours 5 minutes"; None (no items) -> "No data"."""
     if seconds is None:
         return "No data"
-    whole = math.ceil(seconds)
-    if whole < 60:
-        return f"{whole} second{'' if whole == 1 else 's'}"
-    return format_minutes(math.ceil(whole / 60))
+    shown = shown_seconds(seconds)
+    if shown < 60:
+        return f"{shown} second{'' if shown == 1 else 's'}"
+    return format_minutes(shown // 60)
 
 
 def format_rings(rings: int) -> str:

@@ -163,10 +163,10 @@ HOW_QUICKLY = (
     "Not targets: how the period's contacts were handled, beyond the rules. Times are clock time, nights and "
     "weekends included, as people waited, rounded up to the second or the minute. Each is the shortest time that "
     "half, or 9 in 10, of them took no longer than (nearest rank). From calls.csv (in_hours, outcome, "
-    "answer_seconds: each answer time rounded up to the whole second first; calls.csv gives it to a tenth, so "
-    "10.04 seconds reads 10.0 there and counts as 11 here), callbacks.csv (owed_from, first_attempt, reached; "
-    "not the callbacks withdrawn because their call was answered after all) and emails.csv (received, "
-    "acknowledged, first_answered). manifest.json has the times in seconds (how_quickly)."
+    "answer_seconds), callbacks.csv (owed_from, first_attempt, reached; not the callbacks withdrawn because their "
+    "call was answered after all) and emails.csv (received, acknowledged, first_answered), each time rounded up "
+    "first, as shown; calls.csv gives answer times to a tenth of a second, so 10.04 seconds reads 10.0 there and "
+    "counts as 11 here. manifest.json has the figures in seconds (how_quickly)."
 )
 
 
