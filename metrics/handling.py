@@ -32,6 +32,7 @@ from metrics.periods import Period
 
 HALF = (1, 2)
 NINE_TENTHS = (9, 10)
+STREAMED = 20_000  # rows fetched at a time when times are read one by one
 
 
 def rank(count: int, share: tuple[int, int]) -> int:
@@ -120,9 +121,6 @@ def _shown(session: Session, statement) -> Spread:
         if seconds is not None:
             counts[shown_seconds(seconds)] += 1
     return spread(counts)
-
-
-STREAMED = 20_000  # rows fetched at a time
 
 
 class whole_seconds_up(FunctionElement):
