@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Float, Integer, case, func, literal, select, true
+from sqlalchemy import Integer, case, func, literal, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
@@ -75,26 +75,6 @@ def handling(session: Session, period: Period) -> Handling:
         return Handling(*_calls(session, period), *_callbacks(session, period), *_emails(session, period))
 
 
-class seconds_between(FunctionElement):
-    """The seconds from one stored time to a later one, in SQL, to the millisecond (SQLite reads
-    times no finer; PostgreSQL is rounded alike, so both give the same figures)."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(seconds_between)
-def _between(element, compiler, **kw) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses.clauses)
-    return f"CAST(ROUND(CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS NUMERIC), 3) AS DOUBLE PRECISION)"
-
-
-@compiles(seconds_between, "sqlite")
-def _between_sqlite(element, compiler, **kw) -> str:
-    start, end = (compiler.process(clause, **kw) for clause in element.clauses.clauses)
-    return f"ROUND((julianday({end}) - julianday({start})) * 86400.0, 3)"
-
-
 def ranked_counts(counts: list[tuple[float, int]], share: tuple[int, int]) -> float:
     """The nearest-rank value of `share` of the items counted in `counts` ((value, how many),
     sorted by value, at least one item)."""
@@ -114,12 +94,13 @@ def spread(counts: Counter) -> Spread:
 
 
 def _shown(session: Session, statement) -> Spread:
-    """The Spread of the times (seconds, one column) `statement` selects, each rounded up as shown:
-    streamed, so only the counts of each shown time are kept, however many rows the range has."""
+    """The Spread of the times between two stored instants (the two columns `statement` selects),
+    each exact to the microsecond and rounded up as shown: streamed, so only the counts of each
+    shown time are kept, however many rows the range has."""
     counts: Counter = Counter()
-    for (seconds,) in session.execute(statement, execution_options={"yield_per": STREAMED}):
-        if seconds is not None:
-            counts[shown_seconds(seconds)] += 1
+    for start, end in session.execute(statement, execution_options={"yield_per": STREAMED}):
+        if start is not None and end is not None:
+            counts[shown_seconds((end - start).total_seconds())] += 1
     return spread(counts)
 
 
@@ -167,7 +148,7 @@ def _callbacks(session: Session, period: Period) -> tuple[int, int, Spread]:
             Callback.outcome.is_(None) | ~never_owed())
     callbacks, reached = session.execute(select(
         func.count(), func.sum(case((Callback.reached_at.is_not(None), 1), else_=0))).where(*owed)).one()
-    waits = _shown(session, select(seconds_between(Callback.owed_from, Callback.first_attempt_at)).where(
+    waits = _shown(session, select(Callback.owed_from, Callback.first_attempt_at).where(
         *owed, Callback.first_attempt_at.is_not(None)))
     return int(callbacks), int(reached or 0), waits
 
@@ -177,11 +158,10 @@ def _emails(session: Session, period: Period) -> tuple[Spread, int, Spread]:
     ack = EmailAcknowledgement
     received = (ack.received_at >= period.start, ack.received_at < period.end)
     enquiries = session.scalar(select(func.count()).select_from(ack).where(*received))
-    acknowledged = _shown(session, select(seconds_between(ack.received_at, ack.sent_at)).where(
-        *received, ack.sent_at.is_not(None)))
+    acknowledged = _shown(session, select(ack.received_at, ack.sent_at).where(*received, ack.sent_at.is_not(None)))
     first = first_answers(period.start)
     answer = answered_at(first)
-    answered = _shown(session, select(seconds_between(ack.received_at, answer)).select_from(ack)
+    answered = _shown(session, select(ack.received_at, answer).select_from(ack)
                       .join(Enquiry, Enquiry.id == ack.enquiry_id)
                       .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
                       .where(*received, answer.is_not(None)))

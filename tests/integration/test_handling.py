@@ -9,6 +9,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import update
 
 from callbacks.email.waiting import MARKED_ANSWERED
@@ -106,6 +107,20 @@ def test_answer_times_count_in_whole_seconds_rounded_up(db_session, clock):
             add_call(db_session, TODAY, answer_seconds=seconds)
     # 8, 8, 8, 9, 11: half took no longer than the 3rd (8 s), nine tenths than the 5th (11 s).
     assert handling(db_session, current_period("today", clock())).answer == Spread(5, 8.0, 11.0)
+
+
+@pytest.mark.parametrize(("owed_us", "tried_us", "shown"), [
+    (400, 1_000_600, 2.0),  # 1.0002 s: over a second, so "2 seconds"
+    (400, 1_000_400, 1.0),  # exactly a second
+    (400, 60_000_600, 120.0),  # 60.0002 s: over a minute, so "2 minutes"
+    (999_999, 60_999_999, 60.0),  # exactly a minute
+])
+def test_times_between_two_stored_instants_are_exact_to_the_microsecond_on_both_databases(
+        db_session, clock, owed_us, tried_us, shown):
+    with db_session.begin():
+        callback = add_callback(db_session, TODAY + timedelta(microseconds=owed_us), result="met")
+        callback.first_attempt_at = TODAY + timedelta(microseconds=tried_us)
+    assert handling(db_session, current_period("today", clock())).first_attempt == Spread(1, shown, shown)
 
 
 def test_a_period_with_nothing_in_it(db_session, clock):
