@@ -37,6 +37,8 @@ AUDITED = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time w
            "enquiry.concluded_undone": "Concluded undone", CALLBACK_NEEDED: "Callback needed recorded",
            MARKED_ANSWERED: "Marked as answered",
            "callback.not_owed_uncounted": "A breach no longer counted: the callback was never owed (an upgrade)"}
+# A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
+NUMBER_IN_ENDPOINT = re.compile(r"\+?[0-9]{6,}")
 # An attempt entered this long after it was made says when it was entered.
 LATE_ENTRY = timedelta(minutes=5)
 ENQUIRY_STATUSES = {"open": "Open", "concluded": "Concluded on the call", "callback_owed": "Callback owed",
@@ -113,12 +115,17 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, 
 
 def answered_on(endpoint: str | None, users: list[User]) -> str:
     """Who took the call, from the phone its agent leg rang (a number, SIP address or Twilio
-    Client identity): the users whose phone that is, else the phone (a number masked)."""
+    Client identity): the user a Client identity names (client:alice is user alice), or the users
+    whose phone (for "Call back now") is that number; else the phone, any number in it masked.
+    By the usernames and phones users have now."""
     if not endpoint:
         return ""
+    rung = endpoint.strip().lower()
+    identity = rung.removeprefix("client:") if rung.startswith("client:") else None
     named = sorted(user.display_name or user.username for user in users
-                   if user.phone and user.phone.strip().lower() == endpoint.strip().lower())
-    shown = fmt.mask_number(endpoint) if endpoint.startswith("+") else endpoint
+                   if (user.phone and user.phone.strip().lower() == rung)
+                   or (identity is not None and user.username.lower() == identity))
+    shown = NUMBER_IN_ENDPOINT.sub(lambda found: fmt.mask_number(found.group()), endpoint)
     if len(named) == 1:
         return f" Taken by {named[0]} ({shown})."
     if named:

@@ -144,6 +144,12 @@ def test_who_recorded_the_callback_and_each_marking_as_answered_are_in_the_story
      "Taken on client:agent-1, the phone of Alice A or Bob A."),
     ("+447700900001", {"alice": "client:agent-1"}, "Taken on •••••••• 001."),
     ("+447700900001", {"alice": "+447700900001"}, "Taken by Alice A (•••••••• 001)."),
+    # A Twilio Client identity names the user of that username (phones are numbers only).
+    ("client:alice", {"alice": "+447700900001"}, "Taken by Alice A (client:alice)."),
+    ("client:Bob", {"alice": None, "bob": None}, "Taken by Bob A (client:Bob)."),
+    ("client:carol", {"alice": None}, "Taken on client:carol."),
+    # A number inside a SIP address is masked as any other.
+    ("sip:+447700900123@pbx.example.org", {"alice": None}, "Taken on sip:•••••••• 123@pbx.example.org."),
 ])
 def test_the_story_says_who_took_an_answered_call_from_the_phone_its_agent_leg_rang(
         app, client, db_session, clock, endpoint, phones, says):
