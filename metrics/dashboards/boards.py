@@ -172,8 +172,10 @@ def calls_dashboard() -> dict:
     ]
     for title, query, fields in figures:
         layout.add(stat(title, [target(query, title, instant=True)], fields), width=3, height=4)
-    # Of the calls not sent to the out-of-hours message: not targets (the Service levels page's
-    # "How quickly" has the same, by the calls' own opening hours). No calls: "No data", not 0 %.
+    # Of the calls not sent to the out-of-hours message: not targets. The Service levels page's
+    # "How quickly" goes by each call's opening hours instead, so a call that never reached the
+    # app out of hours (found in Twilio's call log, "failed") counts here and not there (the
+    # series have no in-hours label). No calls: "No data", not 0 %.
     in_hours = increase('helpdesk_calls_total{outcome!="out_of_hours"}', RANGE, "outcome, caller_type")
     for title, outcome in (("Answered, of calls in hours", "answered"),
                            ("Caller hung up first, of calls in hours", "abandoned")):
