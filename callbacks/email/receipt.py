@@ -55,8 +55,8 @@ def _stamp(raw: bytes) -> datetime | None:
         return None
     try:
         stamped = parsedate_to_datetime(dates[-1])
-    except (ValueError, TypeError, IndexError):
+        if stamped is None or stamped.tzinfo is None:  # "-0000": a time whose zone is not known
+            return None
+        return stamped.astimezone(timezone.utc)
+    except (ValueError, TypeError, IndexError, OverflowError):  # OverflowError: past the year 9999 in UTC
         return None
-    if stamped is None or stamped.tzinfo is None:  # "-0000": a time whose zone is not known
-        return None
-    return stamped.astimezone(timezone.utc)

@@ -43,6 +43,7 @@ def test_sendgrids_stamp_starts_the_clock(received, expected):
     ["by mx1.sendgrid.net with SMTP id x; yesterday morning"],
     ["by mx1.sendgrid.net with SMTP id x; Wed, 02 Dec 2026 09:00:00 -0000"],
     ["by mx1.sendgrid.net with SMTP id x; Wed, 31 Feb 2026 09:00:00 +0000"],
+    ["by mx1.sendgrid.net with SMTP id x; Fri, 31 Dec 9999 23:59:59 -0100"],  # past the year 9999 in UTC
     # Later than the post by more than the clocks could disagree, or older than SendGrid keeps mail.
     ["by mx1.sendgrid.net with SMTP id x; Wed, 02 Dec 2026 10:06:00 +0000"],
     ["by mx1.sendgrid.net with SMTP id x; Fri, 27 Nov 2026 09:00:00 +0000"],
