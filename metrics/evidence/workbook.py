@@ -17,6 +17,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
+from metrics.evidence.columns import DEFINITIONS, TIMES
 from metrics.evidence.csvs import read_csv
 from metrics.evidence.fields import FORMULA_STARTS
 
@@ -37,14 +38,15 @@ WIDTHS = {
     "lost_in_restore": 60,  # "from/to", two UK times
 }
 TIME_WIDTH = 30  # "2026-11-24T10:00:05.123+00:00"
+# The columns of UK times: those columns.csv says are (one list, so a new one is never left narrow).
+TIME_COLUMNS = frozenset(column for columns in DEFINITIONS.values() for column, meaning in columns.items()
+                         if TIMES in meaning)
 
 
 def _width(column: str) -> float:
     if column in WIDTHS:
         return WIDTHS[column]
-    if column in ("arrived", "answered", "ended", "owed_from", "due", "first_attempt", "reached", "closed",
-                  "started", "dialled", "received", "acknowledged", "breach_recorded", "recorded", "marked_answered",
-                  "first_answered"):
+    if column in TIME_COLUMNS:
         return TIME_WIDTH
     return max(10, len(column) + 2)
 
