@@ -16,7 +16,7 @@ a callback was owed from, an email's receipt.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import Integer, case, func, literal, select, true
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from callbacks.email.waiting import MARKED_ANSWERED
 from callbacks.owed import never_owed
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, Enquiry
-from helpdesk.pages.format import shown_seconds
+from helpdesk.pages.format import format_compliance, shown_seconds, within_words
 from metrics.periods import Period
 
 HALF = (1, 2)
@@ -189,16 +189,12 @@ def answered_at(first):
 
 
 def _share(part: int, whole: int) -> str:
-    from helpdesk.pages.format import format_compliance
-
     return f"{part} ({format_compliance(part, whole)})" if whole else str(part)
 
 
 def lines(figures: Handling) -> list[tuple[str, list[tuple[str, str]]]]:
     """The figures as people read them, in groups: [(group, [(what, value), ...]), ...], the
     same labels whatever the figures, so several periods line up as columns."""
-    from helpdesk.pages.format import within_words
-
     def times(what: str, taken: Spread) -> list[tuple[str, str]]:
         return [(f"Half {what} within", within_words(taken.half)),
                 (f"9 in 10 {what} within", within_words(taken.nine_tenths))]
@@ -228,10 +224,6 @@ def lines(figures: Handling) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
-def _times(taken: Spread) -> dict:
-    return {"count": taken.count, "half": taken.half, "nine_tenths": taken.nine_tenths}
-
-
 def as_facts(figures: Handling) -> dict:
     """The figures for manifest.json: counts, and times in seconds (null with nothing to time)."""
     return {
@@ -241,10 +233,10 @@ def as_facts(figures: Handling) -> dict:
                 "longer than",
         "calls_in_opening_hours": {"calls": figures.calls, "answered": figures.answered,
                                    "hung_up_before_an_answer": figures.hung_up,
-                                   "answer_seconds": _times(figures.answer)},
+                                   "answer_seconds": asdict(figures.answer)},
         "callbacks": {"owed": figures.callbacks, "reached": figures.reached,
-                      "to_first_attempt_seconds": _times(figures.first_attempt)},
+                      "to_first_attempt_seconds": asdict(figures.first_attempt)},
         "email_enquiries": {"enquiries": figures.email_enquiries,
-                            "to_acknowledgement_seconds": _times(figures.acknowledgement),
-                            "to_first_answer_seconds": _times(figures.email_answer)},
+                            "to_acknowledgement_seconds": asdict(figures.acknowledgement),
+                            "to_first_answer_seconds": asdict(figures.email_answer)},
     }
