@@ -27,6 +27,7 @@ from metrics.periods import (
     date_range_period,
     day_periods,
     month_periods,
+    overlapping_groups,
     uk_date,
     uk_midnight,
     week_periods,
@@ -155,7 +156,7 @@ def figures_for_periods(session: Session, periods: list[Period], settings: Setti
             # Two columns a period, and SQLite takes at most 2,000 in a result: years of weeks are
             # asked for PERIODS_PER_QUERY at a time; periods apart in time (last December, and this
             # month), each group on its own, so no query reads the rows between them.
-            for group in (_overlapping(periods) if spanned else [periods]):
+            for group in (overlapping_groups(periods) if spanned else [periods]):
                 earliest, latest = min(p.start for p in group), max(p.end for p in group)
                 span = (rule.contact >= earliest, rule.contact < latest) if spanned else ()
                 for start in range(0, len(group), PERIODS_PER_QUERY):
@@ -171,20 +172,6 @@ def figures_for_periods(session: Session, periods: list[Period], settings: Setti
                     for index, period in enumerate(chunk):
                         result[period.label][rule.name] = _figures(rule.name, row[2 * index], row[2 * index + 1])
     return result
-
-
-def _overlapping(periods: list[Period]) -> list[list[Period]]:
-    """The periods in groups whose spans overlap or touch, earliest first; apart, separate groups."""
-    groups: list[list[Period]] = []
-    end = None
-    for period in sorted(periods, key=lambda p: (p.start, p.end)):
-        if groups and period.start <= end:
-            groups[-1].append(period)
-            end = max(end, period.end)
-        else:
-            groups.append([period])
-            end = period.end
-    return groups
 
 
 def figures_by_day(session: Session, first: date, last: date, settings: Settings,

@@ -22,6 +22,21 @@ class Period:
     end: datetime
 
 
+def overlapping_groups(periods: list[Period]) -> list[list[Period]]:
+    """The periods in groups whose spans overlap or touch, earliest first; apart, separate groups
+    (so a query over a group's span reads no rows from the gap between two groups)."""
+    groups: list[list[Period]] = []
+    end = None
+    for period in sorted(periods, key=lambda p: (p.start, p.end)):
+        if groups and period.start <= end:
+            groups[-1].append(period)
+            end = max(end, period.end)
+        else:
+            groups.append([period])
+            end = period.end
+    return groups
+
+
 def uk_midnight(day: date) -> datetime:
     """The UTC instant at which `day` starts in the UK (midnight always exists there)."""
     return datetime.combine(day, time(0), tzinfo=LONDON).astimezone(timezone.utc)

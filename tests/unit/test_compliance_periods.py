@@ -147,3 +147,15 @@ def test_month_periods_include_a_last_month_of_which_only_the_first_day_is_in_ra
     periods = month_periods(date(2026, 10, 15), date(2026, 12, 1))
     assert [p.label for p in periods] == ["2026-10", "2026-11", "2026-12"]
     assert periods[-1].start == utc(2026, 12, 1) and periods[-1].end == utc(2026, 12, 2)  # GMT in December
+
+
+def test_periods_that_overlap_or_touch_are_grouped_and_periods_apart_are_not():
+    from metrics.periods import overlapping_groups
+
+    now = utc(2026, 11, 24, 10, 0)
+    today, week, month = (current_period(kind, now) for kind in ("today", "week", "month"))
+    october = date_range_period(date(2026, 10, 1), date(2026, 10, 31))  # ends where November starts
+    summer = date_range_period(date(2026, 7, 1), date(2026, 7, 31))
+    groups = overlapping_groups([month, today, summer, october, week])
+    assert groups == [[summer], [october, month, week, today]]
+    assert overlapping_groups([]) == []
