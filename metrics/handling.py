@@ -28,11 +28,12 @@ from callbacks.email.waiting import MARKED_ANSWERED
 from callbacks.owed import never_owed
 from helpdesk.models import AuditEntry, Call, Callback, EmailAcknowledgement, Enquiry
 from helpdesk.pages.format import format_compliance, shown_seconds, within_words
-from metrics.periods import Period
+from metrics.periods import Period, overlapping_groups
+
+PERIODS_PER_QUERY = 400  # a few columns each; SQLite returns at most 2,000 columns
 
 HALF = (1, 2)
 NINE_TENTHS = (9, 10)
-STREAMED = 20_000  # rows fetched at a time when times are read one by one
 
 
 def rank(count: int, share: tuple[int, int]) -> int:
@@ -71,8 +72,24 @@ class Handling:
 
 def handling(session: Session, period: Period) -> Handling:
     """The rates and times of items whose contact time is in `period`."""
+    return handling_for_periods(session, [period])[period.label]
+
+
+def handling_for_periods(session: Session, periods: list[Period]) -> dict[str, Handling]:
+    """`handling` for several periods (distinct labels) at once. Each part is one grouped query
+    per group of overlapping periods, counting for every period in it (the Service levels page's
+    today, this week and this month read this month's rows once, not three times)."""
+    if len({p.label for p in periods}) != len(periods):
+        raise ValueError("periods must have distinct labels")
+    result: dict[str, Handling] = {}
     with session.begin():
-        return Handling(*_calls(session, period), *_callbacks(session, period), *_emails(session, period))
+        for group in overlapping_groups(periods):
+            for start in range(0, len(group), PERIODS_PER_QUERY):
+                chunk = group[start:start + PERIODS_PER_QUERY]
+                parts = zip(_calls(session, chunk), _callbacks(session, chunk), _emails(session, chunk))
+                for period, (calls, callbacks, emails) in zip(chunk, parts):
+                    result[period.label] = Handling(*calls, *callbacks, *emails)
+    return result
 
 
 def ranked_counts(counts: list[tuple[float, int]], share: tuple[int, int]) -> float:
@@ -91,17 +108,6 @@ def spread(counts: Counter) -> Spread:
     times = sorted((float(time), count) for time, count in counts.items())
     total = sum(counts.values())
     return Spread(total, ranked_counts(times, HALF), ranked_counts(times, NINE_TENTHS)) if total else Spread(0)
-
-
-def _shown(session: Session, statement) -> Spread:
-    """The Spread of the times between two stored instants (the two columns `statement` selects),
-    each exact to the microsecond and rounded up as shown: streamed, so only the counts of each
-    shown time are kept, however many rows the range has."""
-    counts: Counter = Counter()
-    for start, end in session.execute(statement, execution_options={"yield_per": STREAMED}):
-        if start is not None and end is not None:
-            counts[shown_seconds((end - start).total_seconds())] += 1
-    return spread(counts)
 
 
 class whole_seconds_up(FunctionElement):
@@ -123,49 +129,120 @@ def _ceil_sqlite(element, compiler, **kw) -> str:
     return f"(CAST({value} AS INTEGER) + ({value} > CAST({value} AS INTEGER)))"
 
 
-def _calls(session: Session, period: Period) -> tuple[int, int, int, Spread]:
+class seconds_up_between(FunctionElement):
+    """The time from one stored instant to another (two UTC datetime columns), in whole seconds
+    rounded up, exact to the microsecond on both databases (0 or less when the second is not later)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(seconds_up_between)
+def _between(element, compiler, **kw) -> str:
+    # PostgreSQL: the difference of two timestamps is an exact interval, and EXTRACT gives its
+    # seconds exactly (numeric).
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CAST(CEIL(EXTRACT(EPOCH FROM ({end}) - ({start}))) AS INTEGER)"
+
+
+@compiles(seconds_up_between, "sqlite")
+def _between_sqlite(element, compiler, **kw) -> str:
+    # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff". Its date functions round fractions to the
+    # millisecond, so they are given the whole seconds only, and the microseconds are added as
+    # whole numbers (padded, in case a value has fewer digits or none).
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+
+    def seconds(value: str) -> str:
+        return f"CAST(strftime('%s', substr({value}, 1, 19)) AS INTEGER)"
+
+    def microseconds(value: str) -> str:
+        return f"CAST(substr({value} || '000000', 21, 6) AS INTEGER)"
+
+    total = f"(({seconds(end)} - {seconds(start)}) * 1000000 + {microseconds(end)} - {microseconds(start)})"
+    return f"(({total} + 999999) / 1000000)"
+
+
+def as_shown(seconds):
+    """Whole seconds (a SQL expression, at least 0) rounded up as shown: to the minute from
+    one (format.shown_seconds, in SQL). Grouping by it leaves a row per shown time."""
+    return case((seconds < 60, seconds), else_=(seconds + 59) // 60 * 60)
+
+
+def _in_each(contact, periods: list[Period], condition=None) -> list:
+    """A count per period of the rows whose `contact` time is in it (and meet `condition`)."""
+    columns = []
+    for period in periods:
+        inside = (contact >= period.start) & (contact < period.end)
+        columns.append(func.sum(case((inside if condition is None else inside & condition, 1), else_=0)))
+    return columns
+
+
+def _span(contact, periods: list[Period]) -> tuple:
+    return contact >= min(p.start for p in periods), contact < max(p.end for p in periods)
+
+
+def _spreads(session: Session, statement, shown, periods: list[Period]) -> list[Spread]:
+    """Each period's Spread of the shown times `statement` (with a count per period after
+    `shown`) groups by."""
+    counts = [Counter() for _ in periods]
+    for row in session.execute(statement.group_by(shown)):
+        for index, n in enumerate(row[1:]):
+            if n:
+                counts[index][shown_seconds(row[0])] += int(n)
+    return [spread(c) for c in counts]
+
+
+def _calls(session: Session, periods: list[Period]) -> list[tuple[int, int, int, Spread]]:
     # The most rows by far: counted by the database, by outcome and whole second (rounding up to
     # the second and then as shown is rounding as shown), so a few hundred rows come back.
     second = case((Call.outcome == "answered", whole_seconds_up(Call.answer_seconds)), else_=None)
     rows = session.execute(
-        select(Call.outcome, second, func.count())
-        .where(Call.arrived_at >= period.start, Call.arrived_at < period.end, Call.in_hours == true(),
-               Call.outcome != "in_progress")
+        select(Call.outcome, second, *_in_each(Call.arrived_at, periods))
+        .where(*_span(Call.arrived_at, periods), Call.in_hours == true(), Call.outcome != "in_progress")
         .group_by(Call.outcome, second)).all()
-    outcomes: Counter = Counter()
-    times: Counter = Counter()
-    for outcome, seconds, count in rows:
-        outcomes[outcome] += int(count)
-        if outcome == "answered" and seconds is not None:
-            times[shown_seconds(seconds)] += int(count)
-    return sum(outcomes.values()), outcomes["answered"], outcomes["abandoned"], spread(times)
+    result = []
+    for index in range(len(periods)):
+        outcomes: Counter = Counter()
+        times: Counter = Counter()
+        for outcome, seconds, *counts in rows:
+            count = int(counts[index] or 0)
+            outcomes[outcome] += count
+            if outcome == "answered" and seconds is not None and count:
+                times[shown_seconds(seconds)] += count
+        result.append((sum(outcomes.values()), outcomes["answered"], outcomes["abandoned"], spread(times)))
+    return result
 
 
-def _callbacks(session: Session, period: Period) -> tuple[int, int, Spread]:
+def _callbacks(session: Session, periods: list[Period]) -> list[tuple[int, int, Spread]]:
     # Not a callback the app withdrew because its call was answered after all: never owed (an
     # open one has no outcome, and NOT of NULL would leave it out).
-    owed = (Callback.owed_from >= period.start, Callback.owed_from < period.end,
-            Callback.outcome.is_(None) | ~never_owed())
-    callbacks, reached = session.execute(select(
-        func.count(), func.sum(case((Callback.reached_at.is_not(None), 1), else_=0))).where(*owed)).one()
-    waits = _shown(session, select(Callback.owed_from, Callback.first_attempt_at).where(
-        *owed, Callback.first_attempt_at.is_not(None)))
-    return int(callbacks), int(reached or 0), waits
+    owed = (*_span(Callback.owed_from, periods), Callback.outcome.is_(None) | ~never_owed())
+    owing = _in_each(Callback.owed_from, periods)
+    reaching = _in_each(Callback.owed_from, periods, Callback.reached_at.is_not(None))
+    row = session.execute(select(*owing, *reaching).where(*owed)).one()
+    shown = as_shown(seconds_up_between(Callback.owed_from, Callback.first_attempt_at))
+    waits = _spreads(session, select(shown, *owing).where(*owed, Callback.first_attempt_at.is_not(None)),
+                     shown, periods)
+    many = len(periods)
+    return [(int(row[i] or 0), int(row[many + i] or 0), waits[i]) for i in range(many)]
 
 
-def _emails(session: Session, period: Period) -> tuple[Spread, int, Spread]:
+def _emails(session: Session, periods: list[Period]) -> list[tuple[Spread, int, Spread]]:
     # Every email enquiry has one acknowledgement row (sent, or not), received when the enquiry opened.
     ack = EmailAcknowledgement
-    received = (ack.received_at >= period.start, ack.received_at < period.end)
-    enquiries = session.scalar(select(func.count()).select_from(ack).where(*received))
-    acknowledged = _shown(session, select(ack.received_at, ack.sent_at).where(*received, ack.sent_at.is_not(None)))
-    first = first_answers(period.start)
+    received = _span(ack.received_at, periods)
+    each = _in_each(ack.received_at, periods)
+    enquiries = session.execute(select(*each).select_from(ack).where(*received)).one()
+    sent = as_shown(seconds_up_between(ack.received_at, ack.sent_at))
+    acknowledged = _spreads(session, select(sent, *each).where(*received, ack.sent_at.is_not(None)), sent, periods)
+    first = first_answers(min(p.start for p in periods))
     answer = answered_at(first)
-    answered = _shown(session, select(ack.received_at, answer).select_from(ack)
-                      .join(Enquiry, Enquiry.id == ack.enquiry_id)
-                      .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
-                      .where(*received, answer.is_not(None)))
-    return acknowledged, int(enquiries), answered
+    taken = as_shown(seconds_up_between(ack.received_at, answer))
+    answered = _spreads(session, select(taken, *each).select_from(ack)
+                        .join(Enquiry, Enquiry.id == ack.enquiry_id)
+                        .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
+                        .where(*received, answer.is_not(None)), taken, periods)
+    return [(acknowledged[i], int(enquiries[i] or 0), answered[i]) for i in range(len(periods))]
 
 
 def first_answers(since: datetime):

@@ -94,7 +94,8 @@ def service_levels():
     with database().session() as session:
         by_period = compliance.figures_for_periods(session, periods, config, now)
         live = compliance.live_figures(session, config, now)
-        handled = {period.label: handling.lines(handling.handling(session, period)) for period in periods}
+        handled = {label: handling.lines(figures)
+                   for label, figures in handling.handling_for_periods(session, periods).items()}
         with session.begin():
             lost = windows(session)
     tables = []

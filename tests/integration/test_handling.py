@@ -6,16 +6,19 @@ The clock stands at Tuesday 24 November 2026, 10:00 UK time (GMT).
 from __future__ import annotations
 
 import json
+import random
 import re
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from callbacks.email.waiting import MARKED_ANSWERED
-from helpdesk.models import AuditEntry, Enquiry
-from metrics.compliance import current_period, date_range_period
-from metrics.handling import Spread, handling
+from helpdesk.models import AuditEntry, Callback, Enquiry
+from helpdesk.pages.format import shown_seconds
+from metrics.compliance import Period, current_period, date_range_period
+from metrics.handling import Spread, as_shown, handling, handling_for_periods, seconds_up_between, spread
 from tests.integration.compliance_data import add_call, add_callback, add_email
 from tests.integration.test_users_and_login import make_user, sign_in
 
@@ -121,6 +124,91 @@ def test_times_between_two_stored_instants_are_exact_to_the_microsecond_on_both_
         callback = add_callback(db_session, TODAY + timedelta(microseconds=owed_us), result="met")
         callback.first_attempt_at = TODAY + timedelta(microseconds=tried_us)
     assert handling(db_session, current_period("today", clock())).first_attempt == Spread(1, shown, shown)
+
+
+def test_whole_seconds_between_stored_instants_are_exact_whatever_the_fractions_and_dates(db_session):
+    # SQLite's own date functions round a fraction to the millisecond (…:05.9996 would count as
+    # …:06), so these cover such fractions, whole seconds, midnight, both clock changes and
+    # month ends, and times from none to several weeks.
+    rng = random.Random(5)
+    fractions = [0, 1, 400, 500, 999_500, 999_600, 999_999]
+    starts = [datetime(2026, 3, 28, 23, 59, 59, tzinfo=UTC), datetime(2026, 10, 25, 0, 59, 59, tzinfo=UTC),
+              datetime(2026, 11, 30, 23, 59, 58, tzinfo=UTC), TODAY]
+    pairs = []
+    for _ in range(300):
+        start = rng.choice(starts) + timedelta(microseconds=rng.choice(fractions + [rng.randrange(10**6)]))
+        took = rng.choice([timedelta(0), timedelta(microseconds=rng.choice(fractions)),
+                           timedelta(seconds=rng.randrange(120), microseconds=rng.choice(fractions)),
+                           timedelta(microseconds=rng.randrange(40 * 86400 * 10**6))])
+        pairs.append((start, start + took))
+    with db_session.begin():
+        for start, end in pairs:
+            add_callback(db_session, start, result="met").first_attempt_at = end
+    seconds = seconds_up_between(Callback.owed_from, Callback.first_attempt_at)
+    with db_session.begin():
+        got = db_session.execute(select(seconds, as_shown(seconds)).order_by(Callback.id)).all()
+    expected = []
+    for start, end in pairs:
+        whole = -(-((end - start) // timedelta(microseconds=1)) // 10**6)  # exact, in whole numbers
+        expected.append((whole, shown_seconds(whole)))
+    assert [tuple(row) for row in got] == expected
+
+
+def test_several_periods_at_once_give_each_its_own_figures(db_session, clock):
+    # Contacts spread over October and November; the periods overlap (today, this week, this
+    # month, and a range across the month's start) or stand apart (a range in October, and one
+    # with nothing in it), as on the Service levels page.
+    rng = random.Random(11)
+    moments = [datetime(2026, 10, 1, 8, tzinfo=UTC) + timedelta(minutes=rng.randrange(55 * 24 * 60))
+               for _ in range(120)]
+    moments += [TODAY + timedelta(minutes=m) for m in range(0, 40, 4)]  # some today
+    calls, waits, acks, answers = [], [], [], []
+    with db_session.begin():
+        for n, moment in enumerate(moments):
+            seconds = round(rng.uniform(1, 90), 1)
+            add_call(db_session, moment, answer_seconds=seconds) if n % 4 else \
+                add_call(db_session, moment, outcome="abandoned", sla_result="breached")
+            calls.append((moment, seconds if n % 4 else None))
+            if n % 3 == 0:
+                wait = timedelta(seconds=rng.randrange(60, 4 * 3600), microseconds=rng.randrange(10**6))
+                add_callback(db_session, moment, result="met").first_attempt_at = moment + wait
+                waits.append((moment, wait))
+            if n % 2 == 0:
+                sent = timedelta(seconds=rng.randrange(1, 900))
+                ack = add_email(db_session, moment, within=sent + timedelta(minutes=1))
+                acks.append((moment, sent))
+                db_session.flush()
+                if n % 4 == 0:
+                    answer = timedelta(minutes=rng.randrange(5, 3000))
+                    answered_by_email(db_session, ack, [answer, answer + timedelta(hours=1)])
+                    answers.append((moment, answer))
+    now = clock()
+    periods = [current_period(kind, now) for kind in ("today", "week", "month")]
+    periods += [Period("october", datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 10, 20, tzinfo=UTC)),
+                Period("across", datetime(2026, 10, 25, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)),
+                Period("nothing", datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC))]
+    figures = handling_for_periods(db_session, periods)
+
+    def times(items, period):
+        return spread(Counter(shown_seconds(taken.total_seconds() if isinstance(taken, timedelta) else taken)
+                              for moment, taken in items if period.start <= moment < period.end))
+
+    for period in periods:
+        got = figures[period.label]
+        inside = [seconds for moment, seconds in calls if period.start <= moment < period.end]
+        assert (got.calls, got.answered, got.hung_up) == (
+            len(inside), sum(s is not None for s in inside), sum(s is None for s in inside)), period.label
+        assert got.answer == times([c for c in calls if c[1] is not None], period), period.label
+        assert got.first_attempt == times(waits, period), period.label
+        assert got.callbacks == got.first_attempt.count
+        assert got.acknowledgement == times(acks, period), period.label
+        assert got.email_enquiries == got.acknowledgement.count
+        assert got.email_answer == times(answers, period), period.label
+        assert got == handling(db_session, period)  # the same on its own
+    assert figures["month"].calls > figures["week"].calls >= figures["today"].calls >= 10
+    assert figures["nothing"] == handling(db_session, periods[-1]) and figures["nothing"].calls == 0
+    with pytest.raises(ValueError, match="distinct labels"):
+        handling_for_periods(db_session, [periods[0], periods[0]])
 
 
 def test_a_period_with_nothing_in_it(db_session, clock):
