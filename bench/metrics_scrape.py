@@ -2,7 +2,7 @@
 
 The figures are generated over the 90 days before a Tuesday morning in November 2026
 (mostly in opening hours, realistic outcome and answer-time mixes), bulk-inserted with
-Core executemany into SQLite and into a throw-away PostgreSQL (tests/servers.py). GET /metrics
+Core executemany, each table's rows in the order they happened as the app stores them, into SQLite and into a throw-away PostgreSQL (tests/servers.py). GET /metrics
 is timed through the Flask test client in this process, the app's clock moving on 15 s
 before each scrape (no HTTP server: the database queries are what is measured), on an empty
 database and on the full one in turns, so other load on the machine slows both alike.
@@ -46,9 +46,11 @@ CALLS, CALLBACKS, EMAILS = 1_000_000, 200_000, 200_000
 CALL_OUTCOMES = [("answered", 0.80), ("abandoned", 0.07), ("no_answer", 0.04), ("voicemail", 0.03),
                  ("out_of_hours", 0.05), ("failed", 0.01)]
 CALLER_TYPES = [("customer", 0.8), ("dwp", 0.15), ("unknown", 0.05)]
+EMAILS_IN_HOURS = 0.7  # the share of emails received in opening hours
+
 
 def pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
-    roll, total = rng.random(), 0.0
+    roll, total = rng.random() * sum(weight for _, weight in weighted), 0.0
     for value, weight in weighted:
         total += weight
         if roll < total:
@@ -67,13 +69,29 @@ def contact_time(rng: random.Random, in_hours: bool = True) -> datetime:
             return moment
 
 
-def call_rows(count: int, first_id: int, seed: int) -> list[dict]:
+def contact_times(count: int, seed: int, in_hours_share: float = 1.0) -> list[tuple[datetime, bool]]:
+    """`count` contact times and whether each was drawn in opening hours, earliest first: the app
+    stores contacts as they happen, so a table's rows lie in the order of their contact time."""
+    rng = random.Random(seed)
+    times = []
+    for _ in range(count):
+        in_hours = rng.random() < in_hours_share
+        times.append((contact_time(rng, in_hours), in_hours))
+    times.sort(key=lambda item: item[0])
+    return times
+
+
+def chunks(times: list) -> list[tuple[int, list]]:
+    """The times CHUNK at a time, with the number of the first row of each (from 0)."""
+    return [(start, times[start:start + CHUNK]) for start in range(0, len(times), CHUNK)]
+
+
+def call_rows(times: list[tuple[datetime, bool]], first_id: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
-    for n in range(first_id, first_id + count):
-        outcome = pick(rng, CALL_OUTCOMES)
-        in_hours = outcome != "out_of_hours"
-        arrived = contact_time(rng, in_hours)
+    for n, (arrived, in_hours) in enumerate(times, start=first_id):
+        outcome = pick(rng, [item for item in CALL_OUTCOMES if item[0] != "out_of_hours"]) if in_hours \
+            else "out_of_hours"
         answer = waited = None
         if outcome == "answered":
             answer = rng.lognormvariate(2.3, 0.6)  # median 10 s; about 5 % beyond 30 s
@@ -94,11 +112,10 @@ def call_rows(count: int, first_id: int, seed: int) -> list[dict]:
     return rows
 
 
-def callback_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], list[dict]]:
+def callback_rows(times: list[tuple[datetime, bool]], first_id: int, seed: int) -> tuple[list[dict], list[dict]]:
     rng = random.Random(seed)
     enquiries, callbacks = [], []
-    for n in range(first_id, first_id + count):
-        owed = contact_time(rng)
+    for n, (owed, _) in enumerate(times, start=first_id):
         due = owed + timedelta(hours=3)
         age = NOW - owed
         if age < timedelta(hours=3) and rng.random() < 0.6:
@@ -119,11 +136,10 @@ def callback_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], lis
     return enquiries, callbacks
 
 
-def email_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+def email_rows(times: list[tuple[datetime, bool]], first_id: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
     rng = random.Random(seed)
     enquiries, emails, acks = [], [], []
-    for n in range(first_id, first_id + count):
-        received = contact_time(rng, in_hours=rng.random() < 0.7)
+    for n, (received, _) in enumerate(times, start=first_id):
         due = received + timedelta(minutes=15)
         roll = rng.random()
         if NOW - received < timedelta(minutes=2):
@@ -147,20 +163,28 @@ def email_rows(count: int, first_id: int, seed: int) -> tuple[list[dict], list[d
     return enquiries, emails, acks
 
 
+def history(scale: float) -> tuple[list, list, list]:
+    """The contact times of the calls, callbacks and emails (fixed seeds: the same on every run)."""
+    out_of_hours = dict(CALL_OUTCOMES)["out_of_hours"]
+    return (contact_times(int(CALLS * scale), 1, 1 - out_of_hours), contact_times(int(CALLBACKS * scale), 2),
+            contact_times(int(EMAILS * scale), 3, EMAILS_IN_HOURS))
+
+
 def fill(database, scale: float) -> None:
-    """Bulk-insert the history in chunks (the same rows on every database: fixed seeds)."""
-    calls, callbacks, emails = int(CALLS * scale), int(CALLBACKS * scale), int(EMAILS * scale)
+    """Bulk-insert the history in chunks, each table's rows in the order of their contact time
+    (the same rows on every database: fixed seeds)."""
+    calls, callbacks, emails = history(scale)
     with database.session() as session:
-        for start in range(0, calls, CHUNK):
+        for start, times in chunks(calls):
             with session.begin():
-                session.execute(insert(Call), call_rows(min(CHUNK, calls - start), start + 1, start))
-        for start in range(0, callbacks, CHUNK):
-            enquiries, rows = callback_rows(min(CHUNK, callbacks - start), start + 1, 10**7 + start)
+                session.execute(insert(Call), call_rows(times, start + 1, start))
+        for start, times in chunks(callbacks):
+            enquiries, rows = callback_rows(times, start + 1, 10**7 + start)
             with session.begin():
                 session.execute(insert(Enquiry), enquiries)
                 session.execute(insert(Callback), rows)
-        for start in range(0, emails, CHUNK):
-            enquiries, inbound, acks = email_rows(min(CHUNK, emails - start), callbacks + start + 1, 2 * 10**7 + start)
+        for start, times in chunks(emails):
+            enquiries, inbound, acks = email_rows(times, len(callbacks) + start + 1, 2 * 10**7 + start)
             with session.begin():
                 session.execute(insert(Enquiry), enquiries)
                 session.execute(insert(InboundEmail), inbound)

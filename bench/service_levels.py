@@ -37,7 +37,7 @@ from helpdesk.migrate import upgrade  # noqa: E402
 from helpdesk.models import AuditEntry  # noqa: E402
 from helpdesk.users import add_user  # noqa: E402
 from metrics import compliance, handling  # noqa: E402
-from metrics_scrape import CALLBACKS, CHUNK, EMAILS, NOW, email_rows, fill, maintain  # noqa: E402
+from metrics_scrape import NOW, chunks, email_rows, fill, history, maintain  # noqa: E402
 
 OPENING_TARGET, MONTH_TARGET = 1.0, 3.0  # seconds, medians
 PASSWORD = "bench-password-long-enough"
@@ -51,9 +51,9 @@ PAGES = {
 def answers(scale: float) -> None:
     """Audit entries: 60% of the email enquiries marked as answered, after minutes to days."""
     rng = random.Random(77)
-    emails, callbacks = int(EMAILS * scale), int(CALLBACKS * scale)
-    for start in range(0, emails, CHUNK):
-        enquiries, _, acks = email_rows(min(CHUNK, emails - start), callbacks + start + 1, 2 * 10**7 + start)
+    _, callbacks, emails = history(scale)
+    for start, times in chunks(emails):
+        enquiries, _, acks = email_rows(times, len(callbacks) + start + 1, 2 * 10**7 + start)
         rows = [{"at": ack["received_at"] + timedelta(minutes=rng.lognormvariate(5, 1.2)), "user_id": None,
                  "actor": "bench", "action": MARKED_ANSWERED,
                  "detail": json.dumps({"enquiry": enquiry["reference"]}, sort_keys=True)}
