@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, case, func, literal, select, true
+from sqlalchemy import BigInteger, Integer, case, func, literal, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session
@@ -131,9 +131,10 @@ def _ceil_sqlite(element, compiler, **kw) -> str:
 
 class seconds_up_between(FunctionElement):
     """The time from one stored instant to another (two UTC datetime columns), in whole seconds
-    rounded up, exact to the microsecond on both databases (0 or less when the second is not later)."""
+    rounded up, exact to the microsecond on both databases (0 or less when the second is not later,
+    rounded differently on each: as_shown makes any of them 0). 64-bit, as 68 years overflow 32."""
 
-    type = Integer()
+    type = BigInteger()
     inherit_cache = True
 
 
@@ -142,7 +143,7 @@ def _between(element, compiler, **kw) -> str:
     # PostgreSQL: the difference of two timestamps is an exact interval, and EXTRACT gives its
     # seconds exactly (numeric).
     start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CAST(CEIL(EXTRACT(EPOCH FROM ({end}) - ({start}))) AS INTEGER)"
+    return f"CAST(CEIL(EXTRACT(EPOCH FROM ({end}) - ({start}))) AS BIGINT)"
 
 
 @compiles(seconds_up_between, "sqlite")
@@ -163,9 +164,9 @@ def _between_sqlite(element, compiler, **kw) -> str:
 
 
 def as_shown(seconds):
-    """Whole seconds (a SQL expression, at least 0) rounded up as shown: to the minute from
-    one (format.shown_seconds, in SQL). Grouping by it leaves a row per shown time."""
-    return case((seconds < 60, seconds), else_=(seconds + 59) // 60 * 60)
+    """Whole seconds (a SQL expression) rounded up as shown: to the minute from one, and never
+    less than 0 (format.shown_seconds, in SQL). Grouping by it leaves a row per shown time."""
+    return case((seconds < 0, 0), (seconds < 60, seconds), else_=(seconds + 59) // 60 * 60)
 
 
 def _in_each(contact, periods: list[Period], condition=None) -> list:

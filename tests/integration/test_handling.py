@@ -154,6 +154,23 @@ def test_whole_seconds_between_stored_instants_are_exact_whatever_the_fractions_
     assert [tuple(row) for row in got] == expected
 
 
+def test_a_time_of_decades_counts_and_a_time_backwards_shows_as_none(db_session, clock):
+    # Neither comes from the app's own entries; imported or damaged data must still not break
+    # the page (69 years overflow a 32-bit count of seconds), and a negative time is never shown.
+    decades = timedelta(days=69 * 365, microseconds=1)
+    with db_session.begin():
+        add_callback(db_session, TODAY - decades, result="met").first_attempt_at = TODAY
+        for back in (timedelta(microseconds=1), timedelta(seconds=1.5), timedelta(seconds=90.2), decades):
+            add_callback(db_session, TODAY, result="met").first_attempt_at = TODAY - back
+    seconds = seconds_up_between(Callback.owed_from, Callback.first_attempt_at)
+    with db_session.begin():
+        got = db_session.execute(select(seconds, as_shown(seconds)).order_by(Callback.id)).all()
+    assert got[0] == (69 * 365 * 86400 + 1, (69 * 365 * 86400 + 60) // 60 * 60)
+    assert [shown for _, shown in got[1:]] == [0, 0, 0, 0]
+    figures = handling(db_session, date_range_period((TODAY - decades).date(), TODAY.date()))
+    assert figures.first_attempt == Spread(5, 0.0, float(got[0][1]))
+
+
 def test_several_periods_at_once_give_each_its_own_figures(db_session, clock):
     # Contacts spread over October and November; the periods overlap (today, this week, this
     # month, and a range across the month's start) or stand apart (a range in October, and one
