@@ -39,7 +39,7 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                     "blank if nobody did",
         "ended": f"When the call ended, from Twilio's final status callback (with from_twilio_api yes, from "
                  f"Twilio's record of the call), {TIMES}",
-        "answer_seconds": "answered minus arrived, in seconds to one decimal",
+        "answer_seconds": "answered minus arrived, in seconds, exact to the microsecond as stored (no trailing zeros)",
         "rings": "The ring the call was answered on: floor(answer_seconds / ring period) + 1",
         "outcome": "answered, abandoned (the caller hung up first), no_answer, voicemail, out_of_hours, failed, "
                    "or in_progress",
@@ -121,7 +121,7 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                     "SendGrid's post was stored)",
         "due": f"When its acknowledgement was due, {TIMES}",
         "acknowledged": f"When the acknowledgement was sent, {TIMES}; blank if it was not",
-        "ack_seconds": "acknowledged minus received, in seconds",
+        "ack_seconds": "acknowledged minus received, in seconds, exact to the microsecond as stored (no trailing zeros)",
         "status": "pending (to send or retry), sent, failed (given up after the last retry), or suppressed (not "
                   "sent on purpose: past the per-sender limit, or owed or received while a database later restored "
                   "from a backup was lost, so most likely acknowledged then; not counted)",

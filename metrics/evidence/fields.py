@@ -140,12 +140,15 @@ def as_utc(value: str | datetime | None) -> datetime | None:
 
 
 def seconds(value: float | timedelta | None) -> str:
-    """Seconds to one decimal place, or "" when there are none."""
+    """Seconds exactly, as stored (to the microsecond), without trailing zeros: 11.0, 10.04,
+    29.9996; "" when there are none. Exact, so a rule's result follows from the figure as it was
+    decided (29.9996 s is ring 10; to a tenth it would read 30.0, ring 11)."""
     if value is None:
         return ""
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    return f"{value:.1f}"
+    text = f"{value:.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def yes_no(flag: bool | None) -> str:

@@ -165,8 +165,9 @@ HOW_QUICKLY = (
     "half, or 9 in 10, of them took no longer than (nearest rank). From calls.csv (in_hours, outcome, "
     "answer_seconds), callbacks.csv (owed_from, first_attempt, reached; not the callbacks withdrawn because their "
     "call was answered after all) and emails.csv (received, acknowledged, first_answered), each time rounded up "
-    "first, as shown; calls.csv gives answer times to a tenth of a second, so 10.04 seconds reads 10.0 there and "
-    "counts as 11 here. manifest.json has the figures in seconds (how_quickly)."
+    "first, as shown. calls.csv gives answer times exactly; the other files give times to the millisecond, and a "
+    "time a fraction of a millisecond over a whole second counts one second more here. manifest.json has the "
+    "figures in seconds (how_quickly)."
 )
 
 

@@ -146,7 +146,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             ended = uk_time(ended, hours)
         counted = countable and result in DECIDED
         fields = (
-            sid, arrived, answered, ended, "" if answer_seconds is None else f"{answer_seconds:.1f}",
+            sid, arrived, answered, ended, seconds(answer_seconds),
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
             "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes", version or "",

@@ -119,3 +119,17 @@ def test_a_call_whose_incoming_webhook_never_came_says_its_arrival_is_estimated(
     written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
     assert [row[CALL_COLUMNS.index("arrival_estimated")] for row in written] == ["no", "yes"]
     assert iterated == written
+
+
+def test_answer_seconds_are_exact_so_rings_and_the_result_follow_from_them(migrated_url, tmp_path):
+    # 29.9996 s is ring 10 and met; to a tenth it would read 30.0, which is ring 11. A time of
+    # 10.000123 s counts as 11 seconds in How quickly, and reads so.
+    arrived = utc(2026, 11, 24, 10, 0, 0, 400)
+    add_calls(migrated_url, [
+        {"arrived_at": arrived, "answered_at": arrived + timedelta(seconds=took), "ended_at": None,
+         "answer_seconds": took, "rings": int(took // 3) + 1}
+        for took in (29.9996, 10.000123, 10.04, 11.0)])
+    written, iterated = export(migrated_url, date(2026, 11, 24), date(2026, 11, 24), tmp_path)
+    assert [(row[4], row[5]) for row in written] == [("29.9996", "10"), ("10.000123", "4"), ("10.04", "4"),
+                                                     ("11.0", "4")]
+    assert iterated == written

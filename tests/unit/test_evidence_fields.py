@@ -77,7 +77,12 @@ def test_no_data_is_a_blank_ratio_and_never_zero():
     # Halves round up, as the pages' percentages do: 1 of 32 is 0.0313, not 0.0312.
     assert (ratio(1, 32), ratio(13, 16)) == ("0.0313", "0.8125")
     assert (ratio(19999, 20000), ratio(20000, 20000)) == ("0.9999", "1.0000")  # one breach is never 1.0000
-    assert (seconds(None), seconds(timedelta(minutes=2)), seconds(11.04)) == ("", "120.0", "11.0")
+    assert (seconds(None), seconds(timedelta(minutes=2)), seconds(11.04)) == ("", "120.0", "11.04")
+    # Exact as stored, so a figure just over a limit never reads as on it: 900.00004 s is late
+    # for a 15-minute acknowledgement, and 29.9996 s is ring 10.
+    assert seconds(timedelta(minutes=15, microseconds=40)) == "900.00004"
+    assert (seconds(29.9996), seconds(0.0), seconds(1e-6), seconds(123456.789012)) == (
+        "29.9996", "0.0", "0.000001", "123456.789012")
 
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
