@@ -12,29 +12,27 @@ import os
 import re
 import stat
 import tomllib
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from helpdesk.calendar import END_OF_DAY, NATIONS, Closure
-from helpdesk.clock import uk_time_problem
+from helpdesk.calendar import END_OF_DAY, NATIONS
+from helpdesk.config_reader import ConfigError, Reader, no_repeats
+from helpdesk.config_times import WEEKDAYS, clock_text, parse_closures, parse_day, parse_hours
 from helpdesk.phones import is_phone_number
 from helpdesk.settings import (CallbackSettings, EmailSettings, ImapSettings, IvrSettings, Messages, RoutingSettings,
                                SchedulerSettings, Settings, SmtpSettings, WebhookSettings)
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Also for those who import them from here.
+__all__ = ["ConfigError", "DEFAULT_PATH", "END_OF_DAY", "MAX_CONFIG_BYTES", "RECONCILE_MINIMUM", "WEEKDAYS",
+           "clock_text", "config_path", "load_settings", "parse_settings"]
+
 DEFAULT_PATH = Path("config/helpdesk.toml")
-_INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})\Z")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 
 # Calls in a ring group or at the menu end within minutes; asking sooner only finds them live.
 RECONCILE_MINIMUM = 5
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or has an invalid value."""
 
 
 def config_path() -> Path:
@@ -69,68 +67,6 @@ def load_settings(path: Path | str | None = None) -> Settings:
     return parse_settings(data, source=str(path), version=version)
 
 
-class _Reader:
-    """Typed access to one table of the file, with errors that name the key and file."""
-
-    def __init__(self, data: dict[str, Any], table: str, source: str):
-        self.data, self.table, self.source = data.get(table, {}), table, source
-        self.read: set[str] = set()
-        if not isinstance(self.data, dict):
-            self.fail(table, "must be a table")
-
-    def all_read(self) -> None:
-        """Refuse a key nothing has read: a misspelt one would leave its default in force unseen."""
-        for key in self.data:
-            if key not in self.read:
-                self.fail(key, "is not a known key")
-
-    def fail(self, key: str, problem: str):
-        name = key if key == self.table else f"{self.table}.{key}"
-        raise ConfigError(f"{self.source}: {name} {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self.read.add(key)
-        value = self.data.get(key, default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            words = _KIND_WORDS.get(names, names)
-            self.fail(key, f"must be {'' if words == 'true or false' else 'a '}{words}, not {value!r}")
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float, kind: type = float) -> Any:
-        value = self.get(key, kind, default)
-        if not low <= value <= high:
-            self.fail(key, f"must be between {low:g} and {high:g}, not {value!r}")
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(key, list, list(default))
-        if not all(isinstance(v, str) for v in value):
-            self.fail(key, "must be a list of strings")
-        return tuple(value)
-
-    def phone_numbers(self, key: str) -> tuple[str, ...]:
-        """A list of whole phone numbers in international form, each once (none by default)."""
-        numbers = self.strings(key, ())
-        for number in numbers:
-            if not is_phone_number(number):
-                self.fail(key, f"has {number!r}, which is not a whole number in international form "
-                               "(+44 and 9 or 10 digits for a UK number)")
-        _no_repeats(self, key, numbers)
-        return numbers
-
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.get(key, str, default)
-        if value not in choices:
-            self.fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
-        return value
-
-
-_KIND_WORDS = {"str or date": "date such as 2026-12-07",
-               "str": "string", "int": "whole number", "float": "number", "bool": "true or false", "list": "list",
-               "dict": "table"}
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
     "callback", "email", "scheduler", "supervisors", "smtp", "webhooks",
@@ -144,33 +80,33 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     for table in data:
         if table not in _KNOWN:
             raise ConfigError(f"{source}: unknown table or key {table!r}")
-    desk = _Reader(data, "helpdesk", source)
+    desk = Reader(data, "helpdesk", source)
     tz = desk.get("timezone", str, "Europe/London")
     if tz != "Europe/London":
         desk.fail("timezone", f"must be 'Europe/London' (the rules are defined in UK time), not {tz!r}")
     nation = desk.choice("nation", "england-and-wales", NATIONS)
     bank_holidays = desk.get("bank_holidays", bool, True)
 
-    hours = _Reader(data, "hours", source)
-    opening = _parse_hours(hours)
-    closures = tuple(_parse_closures(data.get("closures", []), source, ZoneInfo(tz)))
-    answer = _Reader(data, "answer", source)
-    routing = _Reader(data, "routing", source)
-    ivr = _Reader(data, "ivr", source)
-    callers = _Reader(data, "callers", source)
+    hours = Reader(data, "hours", source)
+    opening = parse_hours(hours)
+    closures = tuple(parse_closures(data.get("closures", []), source, ZoneInfo(tz)))
+    answer = Reader(data, "answer", source)
+    routing = Reader(data, "routing", source)
+    ivr = Reader(data, "ivr", source)
+    callers = Reader(data, "callers", source)
     dwp_numbers = callers.phone_numbers("dwp_numbers")
-    voicemail = _Reader(data, "voicemail", source)
-    messages = _Reader(data, "messages", source)
-    callback_reader = _Reader(data, "callback", source)
+    voicemail = Reader(data, "voicemail", source)
+    messages = Reader(data, "messages", source)
+    callback_reader = Reader(data, "callback", source)
     callback = _parse_callback(callback_reader)
-    supervisors = _Reader(data, "supervisors", source)
+    supervisors = Reader(data, "supervisors", source)
     supervisor_emails = supervisors.strings("emails", ())
     for address in supervisor_emails:
         if not _EMAIL.match(address):
             supervisors.fail("emails", f"has {address!r}, which is not an email address")
-    smtp = _Reader(data, "smtp", source)
-    email = _parse_email(_Reader(data, "email", source), source)
-    scheduler = _Reader(data, "scheduler", source)
+    smtp = Reader(data, "smtp", source)
+    email = _parse_email(Reader(data, "email", source), source)
+    scheduler = Reader(data, "scheduler", source)
 
     settings = Settings(
         name=desk.get("name", str, "Help desk"),
@@ -204,7 +140,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             sweep_seconds=scheduler.number("sweep_seconds", 60, 5, 3600, int),
             lease_seconds=scheduler.number("lease_seconds", 120, 10, 7200, int),
         ),
-        webhooks=_parse_webhooks(_Reader(data, "webhooks", source)),
+        webhooks=_parse_webhooks(Reader(data, "webhooks", source)),
         version=version,
         source=source,
     )
@@ -218,29 +154,13 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     return settings
 
 
-def _parse_hours(hours: _Reader) -> dict[int, tuple[tuple[time, time], ...]]:
-    """Each weekday's opening intervals (index 0 is Monday), sorted; a closed day is left out."""
-    opening: dict[int, tuple[tuple[time, time], ...]] = {}
-    for key in hours.data:
-        if key not in WEEKDAYS:
-            hours.fail(key, "is not a weekday (monday to sunday)")
-    for index, day in enumerate(WEEKDAYS):
-        intervals = sorted(_parse_interval(text, hours, day) for text in hours.strings(day, ()))
-        for first, second in zip(intervals, intervals[1:]):
-            if second[0] < first[1]:
-                hours.fail(day, f"has overlapping intervals: {_interval_text(first)} and {_interval_text(second)}")
-        if intervals:
-            opening[index] = tuple(intervals)
-    return opening
-
-
-def _parse_routing(routing: _Reader) -> RoutingSettings:
+def _parse_routing(routing: Reader) -> RoutingSettings:
     mode = routing.choice("mode", "dial", ("dial", "queue"))
     targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
     for target in targets:
         if not (is_phone_number(target) or target.startswith(("sip:", "client:"))):
             routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
-    _no_repeats(routing, "dial_targets", targets)
+    no_repeats(routing, "dial_targets", targets)
     if mode == "dial" and not targets:
         routing.fail("dial_targets", "must name at least one target when mode is 'dial'")
     screen_calls = routing.get("screen_calls", bool, False)
@@ -264,7 +184,7 @@ def _parse_routing(routing: _Reader) -> RoutingSettings:
     )
 
 
-def _parse_ivr(ivr: _Reader) -> IvrSettings:
+def _parse_ivr(ivr: Reader) -> IvrSettings:
     dwp_digit = ivr.get("dwp_digit", str, "1")
     customer_digit = ivr.get("customer_digit", str, "2")
     for key, digit in (("dwp_digit", dwp_digit), ("customer_digit", customer_digit)):
@@ -281,7 +201,7 @@ def _parse_ivr(ivr: _Reader) -> IvrSettings:
     )
 
 
-def _parse_webhooks(reader: _Reader) -> WebhookSettings:
+def _parse_webhooks(reader: Reader) -> WebhookSettings:
     spool_dir = reader.get("spool_dir", str, WebhookSettings.spool_dir).strip()
     if not spool_dir:
         reader.fail("spool_dir", "must not be empty")
@@ -293,7 +213,7 @@ def _parse_webhooks(reader: _Reader) -> WebhookSettings:
     return WebhookSettings(spool_dir=spool_dir, reconcile_after_minutes=after, twilio_numbers=numbers)
 
 
-def _parse_callback(reader: _Reader) -> CallbackSettings:
+def _parse_callback(reader: Reader) -> CallbackSettings:
     within = reader.number("within_minutes", 180, 1, 7 * 24 * 60, int)
     warnings = reader.get("warn_before_minutes", list, [30, 10])
     spacing = reader.get("retry_spacing_minutes", list, [30, 60])
@@ -314,7 +234,7 @@ def _parse_callback(reader: _Reader) -> CallbackSettings:
     )
 
 
-def _parse_email(reader: _Reader, source: str) -> EmailSettings:
+def _parse_email(reader: Reader, source: str) -> EmailSettings:
     addresses = reader.strings("addresses", ())
     for address in addresses:
         if not _EMAIL.match(address):
@@ -322,7 +242,7 @@ def _parse_email(reader: _Reader, source: str) -> EmailSettings:
     spacing = reader.get("retry_spacing_minutes", list, list(EmailSettings.retry_spacing_minutes))
     if not spacing or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in spacing):
         reader.fail("retry_spacing_minutes", "must be a non-empty list of whole numbers of minutes above 0")
-    imap = _Reader({"email.imap": reader.get("imap", dict, {})}, "email.imap", source)
+    imap = Reader({"email.imap": reader.get("imap", dict, {})}, "email.imap", source)
     settings = EmailSettings(
         addresses=tuple(a.lower() for a in addresses),
         ack_within_minutes=reader.number("ack_within_minutes", 15, 1, 7 * 24 * 60, int),
@@ -339,7 +259,7 @@ def _parse_email(reader: _Reader, source: str) -> EmailSettings:
             mailbox=imap.get("mailbox", str, "INBOX") or imap.fail("mailbox", "must not be empty"),
             poll_seconds=imap.number("poll_seconds", 60, 5, 3600, int),
             ca_file=_ca_file(imap, source),
-            take_in_from=_day(imap, "take_in_from"),
+            take_in_from=parse_day(imap, "take_in_from"),
         ),
     )
     imap.all_read()
@@ -347,25 +267,10 @@ def _parse_email(reader: _Reader, source: str) -> EmailSettings:
     return settings
 
 
-def _day(reader: "_Reader", key: str) -> date | None:
-    """A date written as TOML's 2026-12-07 or the string "2026-12-07" (None when not set)."""
-    value = reader.get(key, (str, date), "")
-    if isinstance(value, datetime):
-        reader.fail(key, f"must be a date such as 2026-12-07, without a time, not {value.isoformat()!r}")
-    if isinstance(value, date):
-        return value
-    if not value.strip():
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        reader.fail(key, f"must be a date such as \"2026-12-07\", not {value!r}")
-
-
 _DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
-def _domains(reader: "_Reader", key: str) -> tuple[str, ...]:
+def _domains(reader: Reader, key: str) -> tuple[str, ...]:
     """A list of mail domains ("dwp.gov.uk"), lower-cased."""
     domains = []
     for value in reader.get(key, list, []):
@@ -376,7 +281,7 @@ def _domains(reader: "_Reader", key: str) -> tuple[str, ...]:
     return tuple(domains)
 
 
-def _ca_file(imap: "_Reader", source: str) -> str:
+def _ca_file(imap: Reader, source: str) -> str:
     """email.imap.ca_file as a path that exists and holds a PEM certificate ("" when not set)."""
     text = imap.get("ca_file", str, "").strip()
     if not text:
@@ -393,104 +298,3 @@ def _ca_file(imap: "_Reader", source: str) -> str:
     except (ssl.SSLError, OSError, UnicodeDecodeError):
         imap.fail("ca_file", f"names {path}, which holds no certificate in PEM form")
     return str(path)
-
-
-def clock_text(moment: time) -> str:
-    """A time of day as the configuration writes it: "08:30", and "24:00" for the end of the day."""
-    return "24:00" if moment == END_OF_DAY else f"{moment:%H:%M}"
-
-
-def _no_repeats(reader: _Reader, key: str, values: Sequence[str]) -> None:
-    seen = set()
-    for value in values:
-        if value in seen:
-            reader.fail(key, f"has {value!r} twice")
-        seen.add(value)
-
-
-def _interval_text(interval: tuple[time, time]) -> str:
-    start, end = interval
-    return f"{clock_text(start)}-{clock_text(end)}"
-
-
-def _parse_interval(text: str, reader: _Reader, day: str) -> tuple[time, time]:
-    match = _INTERVAL.match(text.strip())
-    if not match:
-        reader.fail(day, f"has {text!r}: write intervals as \"HH:MM-HH:MM\"")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
-        reader.fail(day, f"has {text!r}, which is not a valid time of day")
-    start = time(h1, m1)
-    end = END_OF_DAY if h2 == 24 else time(h2, m2)
-    if end <= start:
-        reader.fail(day, f"has {text!r}: the closing time must be after the opening time")
-    return start, end
-
-
-def _is_date_and_time(text: str) -> bool:
-    try:
-        datetime.fromisoformat(text.strip())
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_closures(items: Any, source: str, tz: ZoneInfo) -> list[Closure]:
-    if not isinstance(items, list):
-        raise ConfigError(f"{source}: closures must be a list of [[closures]] tables")
-    closures = []
-    for number, item in enumerate(items, 1):
-        where = f"{source}: closures[{number}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table")
-        unknown = set(item) - {"date", "from", "to", "reason"}
-        if unknown:
-            raise ConfigError(f"{where} has unknown key {sorted(unknown)[0]!r}")
-        reason = item.get("reason", "")
-        if "date" in item and ({"from", "to"} & set(item)):
-            raise ConfigError(f"{where} has both 'date' and 'from'/'to': use 'date' for a whole day, or 'from' and "
-                              "'to' for part of one or several")
-        written = item.get("date")
-        if isinstance(written, datetime) or (isinstance(written, str) and len(written.strip()) > len("2026-12-24")
-                                             and _is_date_and_time(written)):
-            # Its time would be dropped, closing the whole day (and hiding that morning's calls).
-            raise ConfigError(f"{where}.date has {str(written)!r}, a date and time: 'date' closes a whole day, "
-                              "so use 'from' and 'to' for part of one")
-        key = "date"
-        try:
-            if "date" in item:
-                day = item["date"]
-                day = datetime.fromisoformat(day) if isinstance(day, str) else day
-                start = datetime(day.year, day.month, day.day, tzinfo=tz)
-                end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=tz)
-            else:
-                key = "from"
-                start = _local(item["from"], tz, f"{where}.from")
-                key = "to"
-                end = _local(item["to"], tz, f"{where}.to")
-        except KeyError as exc:
-            raise ConfigError(f"{where} needs 'date', or both 'from' and 'to' (missing {exc.args[0]!r})") from None
-        except ConfigError:
-            raise
-        except (TypeError, ValueError, AttributeError):
-            raise ConfigError(f"{where}.{key} has {item.get(key)!r}, a date or time that cannot be read "
-                              "(use \"2026-12-24\" or \"2026-12-24T13:00\")") from None
-        if end <= start:
-            raise ConfigError(f"{where}: 'to' must be after 'from'")
-        closures.append(Closure(start=start, end=end, reason=str(reason)))
-    return closures
-
-
-def _local(value: Any, tz: ZoneInfo, where: str) -> datetime:
-    """A closure's time: UK time unless it carries an offset. A time the clocks skipped or
-    repeated is refused, as it does not say which instant is meant."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
-        raise TypeError(value)
-    if moment.tzinfo is not None:
-        return moment
-    problem = uk_time_problem(moment, tz)
-    if problem:
-        raise ConfigError(f"{where} has {str(value)!r}, which {problem}: write it with its offset, for example "
-                          f"\"{moment:%Y-%m-%dT%H:%M}+01:00\" for British Summer Time or \"+00:00\" for GMT")
-    return moment.replace(tzinfo=tz)
