@@ -989,7 +989,7 @@ def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, 
 
 
 def test_an_attempt_time_in_the_clock_changes_is_refused_or_read_as_the_later_hour_once_it_has_come(app):
-    from callbacks.blueprint import _started_at
+    from callbacks.callback_actions import _started_at
     from callbacks.owed import CallbackError
 
     now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
