@@ -1,19 +1,19 @@
 """Engine and sessions. Service functions take a Session and own the transaction."""
 from __future__ import annotations
 
-import fcntl
-import itertools
 import logging
-import os
 import re
-import socket
-import sqlite3
-import threading
-import time
 
 from sqlalchemy import create_engine, event, exc, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.db_sqlite import QueuedSQLiteConnection, begin_immediate, create_private, sqlite_pragmas
+from helpdesk.db_watchdog import WATCHDOG, WEBHOOK_HOLD_SECONDS, Watchdog, hold_webhook_connections_briefly
+
+# Also for those who import them from here.
+__all__ = ["Database", "make_engine", "url_settings", "QueuedSQLiteConnection", "WATCHDOG", "Watchdog",
+           "WEBHOOK_HOLD_SECONDS"]
 
 log = logging.getLogger(__name__)
 
@@ -36,134 +36,6 @@ PAGE_LOCK_SECONDS = 5.0
 PAGE_STATEMENT_SECONDS = 20.0
 # Settings of ours a DATABASE_URL may carry (taken out of it before the driver sees it).
 POOL_SETTINGS = ("pool_size", "max_overflow")
-# How long a webhook may hold a PostgreSQL connection at all. The server's own limits above
-# speak first while it answers; this one is for a server that has stopped answering on a
-# connection already made (frozen, or a network that drops its packets), where libpq would
-# wait for ever.
-WEBHOOK_HOLD_SECONDS = 7.0
-
-
-class Watchdog:
-    """Cuts the socket of a database connection held past its deadline, so the waiting call fails.
-
-    libpq has no limit on how long it waits for a server's answer. Shutting the socket down
-    from another thread wakes it with an error instead, which the webhook turns into a spool
-    entry. Each armed connection's socket is duplicated, so the watchdog never touches a
-    descriptor number that has since been reused.
-    """
-
-    def __init__(self):
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)  # threads do not survive a fork
-
-    def _reset(self) -> None:
-        self._wake = threading.Condition()
-        self._armed: dict[int, tuple[float, int, float]] = {}  # token -> (deadline, duplicated socket, seconds)
-        self._tokens = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, fileno: int, seconds: float) -> int:
-        """Watch the socket `fileno` for `seconds`; returns the token to disarm it with."""
-        duplicate = os.dup(fileno)
-        with self._wake:
-            token = next(self._tokens)
-            self._armed[token] = (time.monotonic() + seconds, duplicate, seconds)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="helpdesk-db-watchdog", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-        return token
-
-    def disarm(self, token: int) -> bool:
-        """Stop watching; False if the deadline had passed and the socket was cut."""
-        with self._wake:
-            entry = self._armed.pop(token, None)
-        if entry is None:
-            return False
-        os.close(entry[1])
-        return True
-
-    def watching(self) -> int:
-        """How many connections are armed now."""
-        with self._wake:
-            return len(self._armed)
-
-    def _run(self) -> None:
-        with self._wake:
-            while True:
-                now = time.monotonic()
-                for token in [token for token, (deadline, _, _) in self._armed.items() if deadline <= now]:
-                    _, duplicate, seconds = self._armed.pop(token)
-                    self._cut(duplicate)
-                    log.error("a webhook's database connection was cut: the server did not answer within %g s",
-                              seconds)
-                soonest = min((deadline for deadline, _, _ in self._armed.values()), default=None)
-                self._wake.wait(None if soonest is None else max(soonest - now, 0.001))
-
-    @staticmethod
-    def _cut(duplicate: int) -> None:
-        try:
-            held = socket.socket(fileno=duplicate)
-        except OSError:  # not a socket after all: nothing to cut
-            os.close(duplicate)
-            return
-        with held:  # closes the duplicate
-            try:
-                held.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # the server has closed it already
-
-
-WATCHDOG = Watchdog()
-
-
-def _hold_webhook_connections_briefly(engine: Engine) -> None:
-    """Arm the watchdog for each checkout of `engine` (PostgreSQL), and ping under it.
-
-    The ping replaces pool_pre_ping, which would run before the watchdog is armed.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _connect(_dbapi_connection, record):
-        record.info["fresh"] = True
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_connection, record, _proxy):
-        fresh = record.info.pop("fresh", False)
-        token = WATCHDOG.arm(dbapi_connection.pgconn.socket, WEBHOOK_HOLD_SECONDS)
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:
-            if not WATCHDOG.disarm(token):
-                raise  # the server stopped answering: a new connection would wait too
-            if fresh:
-                # Made just now and already failing: the database is down behind something that
-                # accepted the connection (pgbouncer), not a pool gone stale. Connecting again
-                # would fail alike, and the webhook must go to the spool as for any outage.
-                raise exc.OperationalError("SELECT 1", None, error) from error
-            # The server dropped the connection (it restarted): connect again, and drop the others.
-            raise exc.InvalidatePoolError(str(error).split("\n", 1)[0]) from error
-        record.record_info["watchdog"] = token
-
-    @event.listens_for(engine, "checkin")
-    def _checkin(_dbapi_connection, record):
-        token = record.record_info.pop("watchdog", None)
-        if token is not None:
-            WATCHDOG.disarm(token)
-
-
-def _create_private(path: str | None) -> None:
-    """Create a new SQLite database file readable by its owner only (0600): it holds callers'
-    numbers, email texts and password hashes. SQLite gives its -wal and -shm files the same
-    mode. An existing file is left as it is (the README says to make it 0600)."""
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # an empty file is an empty database
-    except OSError:
-        return  # it exists, or SQLite will say what is wrong with the path when it opens it
-
-
 def make_engine(url: str, *, wait_seconds: float | None = None, statement_seconds: float | None = None,
                 watchdog: bool = True, name: str = "helpdesk", **kwargs) -> Engine:
     """An engine with SQLite tuned for concurrent webhooks (WAL, a busy timeout).
@@ -186,14 +58,14 @@ def make_engine(url: str, *, wait_seconds: float | None = None, statement_second
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        _create_private(make_url(url).database)
+        create_private(make_url(url).database)
         connect_args = {"timeout": wait_seconds or SQLITE_WAIT_SECONDS, "factory": QueuedSQLiteConnection,
                         **kwargs.pop("connect_args", {})}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock up front
         # instead, so a read-then-write transaction cannot be overtaken by another writer.
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", begin_immediate)
         return engine
     connect_args = kwargs.pop("connect_args", {})
     parsed = make_url(url)
@@ -211,7 +83,7 @@ def make_engine(url: str, *, wait_seconds: float | None = None, statement_second
     url = parsed.difference_update_query(POOL_SETTINGS + ("prepare_threshold",))
     if wait_seconds and watchdog:  # its ping, under the watchdog, replaces pool_pre_ping
         engine = create_engine(url, connect_args=connect_args, **kwargs)
-        _hold_webhook_connections_briefly(engine)
+        hold_webhook_connections_briefly(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     if wait_seconds:
@@ -272,93 +144,6 @@ def _limit_each_transaction(engine: Engine, lock_seconds: float, statement_secon
     @event.listens_for(engine, "begin")
     def _begin(connection):
         connection.exec_driver_sql(limits)
-
-
-class QueuedSQLiteConnection(sqlite3.Connection):
-    """An SQLite connection whose transactions queue on an OS file lock.
-
-    SQLite lets one writer in at a time and makes the others poll with growing sleeps,
-    which leaves the CPU idle under load (gunicorn workers are separate processes). An
-    flock() on a file beside the database queues them instead: the next one wakes as soon
-    as the lock is released after COMMIT or ROLLBACK.
-    """
-
-    def __init__(self, database, *args, timeout: float = 5.0, **kwargs):
-        super().__init__(database, *args, timeout=timeout, **kwargs)
-        self._timeout = timeout
-        name = os.fspath(database)
-        in_memory = name in ("", ":memory:") or name.startswith("file:")
-        self._lock_path = None if in_memory else name + ".lock"
-        self._lock_fd: int | None = None
-        self._locked = False
-
-    def begin_immediate(self) -> None:
-        if self._lock_path is not None:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._wait_for_lock()
-            self._locked = True
-        try:
-            self.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._release()
-            raise
-
-    def _wait_for_lock(self) -> None:
-        # Bounded like SQLite's own busy timeout, so a stuck transaction elsewhere gives
-        # "database is locked" instead of a hang; short sleeps keep the hand-over quick.
-        deadline = time.monotonic() + self._timeout
-        pause = 0.0001
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
-
-    def _release(self) -> None:
-        if self._locked:
-            self._locked = False
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._release()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._release()
-
-    def close(self) -> None:
-        self._release()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-        super().close()
-
-
-def _begin_immediate(connection) -> None:
-    try:
-        connection.connection.dbapi_connection.begin_immediate()
-    except sqlite3.Error as error:
-        # Raised outside statement execution, so SQLAlchemy would not wrap it itself.
-        raise exc.OperationalError("BEGIN IMMEDIATE", None, error) from error
-
-
-def _sqlite_pragmas(dbapi_connection, _record):
-    dbapi_connection.isolation_level = None  # let the "begin" listener issue BEGIN
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 class Database:

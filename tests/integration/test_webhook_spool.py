@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.exc import ArgumentError
 
-from helpdesk import db
+from helpdesk import db, db_watchdog
 from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.migrate import upgrade
@@ -437,7 +437,7 @@ def test_the_database_url_may_size_the_pools_and_turn_off_server_side_prepared_s
 def test_a_postgresql_that_freezes_with_connections_open_is_cut_off_before_twilio_gives_up(tmp_path, monkeypatch):
     # libpq waits for ever for a server that stops answering on a connection already made;
     # statement_timeout cannot help, because the server enforces it.
-    monkeypatch.setattr(db, "WEBHOOK_HOLD_SECONDS", 1.5)
+    monkeypatch.setattr(db_watchdog, "WEBHOOK_HOLD_SECONDS", 1.5)
     server = own_postgres_server()  # this test freezes it
     with server:
         url = server.create_database("frozen") + "?connect_timeout=2"
