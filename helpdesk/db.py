@@ -9,11 +9,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.db_sqlite import QueuedSQLiteConnection, begin_immediate, create_private, sqlite_pragmas
-from helpdesk.db_watchdog import WATCHDOG, WEBHOOK_HOLD_SECONDS, Watchdog, hold_webhook_connections_briefly
+from helpdesk.db_watchdog import WATCHDOG, Watchdog, hold_webhook_connections_briefly
 
 # Also for those who import them from here.
-__all__ = ["Database", "make_engine", "url_settings", "QueuedSQLiteConnection", "WATCHDOG", "Watchdog",
-           "WEBHOOK_HOLD_SECONDS"]
+__all__ = ["Database", "make_engine", "url_settings", "QueuedSQLiteConnection", "WATCHDOG", "Watchdog"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def make_engine(url: str, *, wait_seconds: float | None = None, statement_second
     refuses or leaves out. `name` is the sessions' application_name, unless the URL gives one;
     the URL may also give `pool_size`, `max_overflow` and psycopg's `prepare_threshold`
     (`none`: never prepare on the server, for pgbouncer in transaction mode). With
-    `wait_seconds`, a connection is also cut if held past WEBHOOK_HOLD_SECONDS (`watchdog`,
+    `wait_seconds`, a connection is also cut if held past db_watchdog.WEBHOOK_HOLD_SECONDS (`watchdog`,
     for webhooks: a frozen server would otherwise keep them waiting for ever).
     """
     # A statement's values are callers' numbers, addresses, notes: never in an error's text,
