@@ -182,11 +182,20 @@ def _span(contact, periods: list[Period]) -> tuple:
     return contact >= min(p.start for p in periods), contact < max(p.end for p in periods)
 
 
-def _spreads(session: Session, statement, shown, periods: list[Period]) -> list[Spread]:
-    """Each period's Spread of the shown times `statement` (with a count per period after
-    `shown`) groups by."""
+def _timed(contact, start, end):
+    """The rows' times from `start` to `end` in whole seconds rounded up, with the contact time
+    that places each in a period: a select to add joins and conditions to."""
+    return select(seconds_up_between(start, end).label("seconds"), contact.label("contact"))
+
+
+def _spreads(session: Session, timed, periods: list[Period]) -> list[Spread]:
+    """Each period's Spread of the times `timed` (see _timed) selects, counted by the database
+    per shown time. OFFSET 0 keeps the database from merging `timed` into the grouping, which
+    would work each row's time out again for every mention of it in as_shown (SQLite does)."""
+    rows = timed.offset(0).subquery()
+    shown = as_shown(rows.c.seconds)
     counts = [Counter() for _ in periods]
-    for row in session.execute(statement.group_by(shown)):
+    for row in session.execute(select(shown, *_in_each(rows.c.contact, periods)).group_by(shown)):
         for index, n in enumerate(row[1:]):
             if n:
                 counts[index][shown_seconds(row[0])] += int(n)
@@ -221,9 +230,8 @@ def _callbacks(session: Session, periods: list[Period]) -> list[tuple[int, int, 
     owing = _in_each(Callback.owed_from, periods)
     reaching = _in_each(Callback.owed_from, periods, Callback.reached_at.is_not(None))
     row = session.execute(select(*owing, *reaching).where(*owed)).one()
-    shown = as_shown(seconds_up_between(Callback.owed_from, Callback.first_attempt_at))
-    waits = _spreads(session, select(shown, *owing).where(*owed, Callback.first_attempt_at.is_not(None)),
-                     shown, periods)
+    waits = _spreads(session, _timed(Callback.owed_from, Callback.owed_from, Callback.first_attempt_at)
+                     .where(*owed, Callback.first_attempt_at.is_not(None)), periods)
     many = len(periods)
     return [(int(row[i] or 0), int(row[many + i] or 0), waits[i]) for i in range(many)]
 
@@ -234,15 +242,14 @@ def _emails(session: Session, periods: list[Period]) -> list[tuple[Spread, int, 
     received = _span(ack.received_at, periods)
     each = _in_each(ack.received_at, periods)
     enquiries = session.execute(select(*each).select_from(ack).where(*received)).one()
-    sent = as_shown(seconds_up_between(ack.received_at, ack.sent_at))
-    acknowledged = _spreads(session, select(sent, *each).where(*received, ack.sent_at.is_not(None)), sent, periods)
+    acknowledged = _spreads(session, _timed(ack.received_at, ack.received_at, ack.sent_at)
+                            .where(*received, ack.sent_at.is_not(None)), periods)
     first = first_answers(min(p.start for p in periods))
     answer = answered_at(first)
-    taken = as_shown(seconds_up_between(ack.received_at, answer))
-    answered = _spreads(session, select(taken, *each).select_from(ack)
+    answered = _spreads(session, _timed(ack.received_at, ack.received_at, answer).select_from(ack)
                         .join(Enquiry, Enquiry.id == ack.enquiry_id)
                         .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
-                        .where(*received, answer.is_not(None)), taken, periods)
+                        .where(*received, answer.is_not(None)), periods)
     return [(acknowledged[i], int(enquiries[i] or 0), answered[i]) for i in range(len(periods))]
 
 
