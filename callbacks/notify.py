@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain, when_words
-from callbacks.smtp import FakeMailServer, MailError, SmtpSender, short_error
+from callbacks.smtp import FakeMailServer, MailError, SmtpSender, from_address, short_error
 from callbacks.sweep import minutes_left, remaining
 from helpdesk.clock import LONDON
 from helpdesk.models import Callback, CallbackNotice, Enquiry
@@ -52,6 +52,14 @@ class Notifier(Protocol):
 class SmtpNotifier(SmtpSender):
     """Plain-text email to the supervisors through the configured SMTP server."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings, environ=None, **kwargs):
+        """As SmtpSender's, from the same address as acknowledgements (smtp.from_address, else
+        the first of email.addresses)."""
+        notifier = super().from_settings(settings, environ, **kwargs)
+        notifier.smtp = replace(settings.smtp, from_address=from_address(settings))
+        return notifier
+
     def message(self, subject: str, body: str, to: Sequence[str]) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.smtp.from_address
@@ -67,7 +75,7 @@ class SmtpNotifier(SmtpSender):
         if not self.smtp.host:
             raise MailError("smtp.host is not set")
         if not self.smtp.from_address:
-            raise MailError("smtp.from_address is not set")
+            raise MailError("smtp.from_address is not set, nor email.addresses")
         if not to:
             raise MailError("no recipients")
         self.send_message(self.message(subject, body, to))

@@ -38,6 +38,12 @@ def is_this_machine(host: str) -> bool:
         return False
 
 
+def from_address(settings: Settings) -> str:
+    """Who the app's mail comes from, acknowledgements and supervisors' notices alike:
+    smtp.from_address, else the first of email.addresses ("" when neither is set)."""
+    return settings.smtp.from_address or (settings.email.addresses[0] if settings.email.addresses else "")
+
+
 class MailError(Exception):
     """A message could not be sent. The text is short and holds no personal data.
 

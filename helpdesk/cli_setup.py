@@ -76,15 +76,22 @@ def _spool_warnings(settings) -> list[str]:
 
 
 def _smtp_warnings(settings) -> list[str]:
-    """Mail that would cross a network unencrypted."""
-    from callbacks.smtp import is_this_machine
+    """Mail that would cross a network unencrypted, or that cannot be sent at all."""
+    from callbacks.smtp import from_address, is_this_machine
 
-    smtp = settings.smtp
+    smtp, warnings = settings.smtp, []
     if smtp.host and smtp.security == "none" and not is_this_machine(smtp.host):
-        return [f"warning: smtp.security is \"none\" and smtp.host ({smtp.host}) is not this machine: mail to "
-                "callers and supervisors would cross the network unencrypted, and the app will not send "
-                "SMTP_USERNAME and SMTP_PASSWORD that way. Use \"starttls\" or \"ssl\"."]
-    return []
+        warnings.append(f"warning: smtp.security is \"none\" and smtp.host ({smtp.host}) is not this machine: mail "
+                        "to callers and supervisors would cross the network unencrypted, and the app will not send "
+                        "SMTP_USERNAME and SMTP_PASSWORD that way. Use \"starttls\" or \"ssl\".")
+    for what, wanted in (("supervisors.emails", settings.supervisors), ("email.addresses", settings.email.addresses)):
+        mail = "warnings and breaches" if what == "supervisors.emails" else "acknowledgements"
+        if wanted and not smtp.host:
+            warnings.append(f"warning: {what} is set but smtp.host is not: {mail} will not be emailed.")
+        elif wanted and not from_address(settings):
+            warnings.append(f"warning: {what} is set but smtp.from_address is not, nor email.addresses: {mail} "
+                            "will not be emailed. Set smtp.from_address.")
+    return warnings
 
 
 def _routing_warnings(settings) -> list[str]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from callbacks.email.ack import acknowledgement_message
 from callbacks.email.ack_rules import AFTER_RESTORE, CLAIM_STALE_AFTER, AfterFailure, after_failure, sla_result
-from callbacks.smtp import MailError, MessageSender, ascii_domain, short_error
+from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address, short_error
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
 from helpdesk.settings import Settings
 
@@ -52,11 +52,6 @@ class SendReport:
     gave_up: int = 0  # failed for the last time: status "failed"
     suppressed: int = 0  # not ours to send (guards)
     skipped: bool = False  # no mail server or From address configured: nothing was tried
-
-
-def from_address(settings: Settings) -> str:
-    """smtp.from_address, else the first of email.addresses ("" when neither is set)."""
-    return settings.smtp.from_address or (settings.email.addresses[0] if settings.email.addresses else "")
 
 
 _said_not_configured: set[str] = set()

@@ -168,6 +168,24 @@ def test_check_config_warns_when_mail_would_cross_the_network_unencrypted(tmp_pa
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
+def test_check_config_warns_when_supervisors_or_acknowledgements_could_not_be_emailed(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    quiet = WALES + f'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\nspool_dir = "{tmp_path}/spool"\n'
+    supervisors = '\n[supervisors]\nemails = ["lead@provider.example.org"]\n'
+    config.write_text(quiet + supervisors)
+    assert ("warning: supervisors.emails is set but smtp.host is not: warnings and breaches will not be emailed."
+            in CliRunner().invoke(main, ["check-config", str(config)]).output)
+    config.write_text(quiet + supervisors + '\n[smtp]\nhost = "127.0.0.1"\n')
+    assert ("warning: supervisors.emails is set but smtp.from_address is not, nor email.addresses"
+            in CliRunner().invoke(main, ["check-config", str(config)]).output)
+    # The first help desk address serves, as it does for acknowledgements.
+    config.write_text(quiet + supervisors + '\n[smtp]\nhost = "127.0.0.1"\n\n[email]\naddresses = ["hd@provider.example.org"]\n')
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    config.write_text(quiet + '\n[email]\naddresses = ["hd@provider.example.org"]\n')
+    assert ("warning: email.addresses is set but smtp.host is not: acknowledgements will not be emailed."
+            in CliRunner().invoke(main, ["check-config", str(config)]).output)
+
+
 def test_check_config_warns_of_a_spool_that_moves_with_the_working_directory_or_cannot_be_written(tmp_path):
     config = tmp_path / "helpdesk.toml"
     quiet = WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'

@@ -198,6 +198,18 @@ def test_credentials_come_from_the_environment_and_the_timeout_is_15_seconds():
     assert SmtpNotifier.from_settings(config, {}).username is None
 
 
+def test_with_no_from_address_notices_come_from_the_first_help_desk_address_as_acknowledgements_do(smtp_server):
+    # The shipped helpdesk.toml leaves smtp.from_address empty: notices went unsent, every sweep.
+    config = settings(smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
+                      email={"addresses": ["helpdesk@provider.example.org", "other@provider.example.org"]})
+    notifier = SmtpNotifier.from_settings(config, {})
+    notifier.send("Subject", "Body\n", SUPERVISORS)
+    [(sender, recipients, message)] = smtp_server.mailbox.messages
+    assert sender == message["From"] == "helpdesk@provider.example.org" and recipients == list(SUPERVISORS)
+    with pytest.raises(MailError, match="smtp.from_address is not set, nor email.addresses"):
+        SmtpNotifier.from_settings(settings(smtp={"host": "127.0.0.1"}), {}).send("Subject", "Body\n", SUPERVISORS)
+
+
 # --------------------------------------------------------------------------- a real SMTP server
 
 
