@@ -18,7 +18,7 @@ from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
-from helpdesk.voice.signature import is_valid
+from helpdesk.voice.signature import is_valid, public_url
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,27 @@ def verify_signature():
     if secondary and is_valid(secondary, base, request):
         _signed_with_secondary()
         return None
-    log.warning("Twilio webhook refused: the signature does not verify (%s)", request.path)
+    _refused_signature(base)
     return _plain("The request signature does not verify.", 403)
+
+
+def _refused_signature(base: str) -> None:
+    """Log a refused signature; the first time (per app), with what to check: when every webhook
+    is refused, PUBLIC_BASE_URL or TWILIO_AUTH_TOKEN is wrong, and the app's log is where an
+    administrator looks (Twilio says only that the request failed)."""
+    if not request.headers.get("X-Twilio-Signature"):
+        log.warning("Twilio webhook refused: it has no signature (%s)", request.path)
+        return
+    if current_app.extensions.get("helpdesk.said_signature_help"):
+        log.warning("Twilio webhook refused: the signature does not verify (%s)", request.path)
+        return
+    current_app.extensions["helpdesk.said_signature_help"] = True
+    forwarded = request.headers.get("X-Forwarded-Host") or request.host
+    scheme = request.headers.get("X-Forwarded-Proto") or request.scheme
+    log.warning("Twilio webhook refused: the signature does not verify against %s (the request came to %s://%s). "
+                "If every webhook is refused, PUBLIC_BASE_URL must be the address Twilio is given, scheme, host and "
+                "port exactly, and TWILIO_AUTH_TOKEN the account's auth token (see the README, \"Pointing a Twilio "
+                "number at the app\")", public_url(base, request), scheme, forwarded)
 
 
 def _signed_with_secondary() -> None:

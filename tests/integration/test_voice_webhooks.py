@@ -164,6 +164,19 @@ def test_a_forged_signature_is_refused_and_stores_nothing(client, db_session):
     assert count(db_session, TwilioEvent) == 0 and count(db_session, Call) == 0
 
 
+def test_the_first_refused_signature_says_what_it_was_checked_against(app, client, caplog):
+    caplog.set_level("WARNING", logger="helpdesk.voice.blueprint")
+    for _ in range(2):
+        assert post(client, "/twilio/voice/incoming", inbound(sid(8)), token="not-the-token").status_code == 403
+    first, second = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    base = app.config["PUBLIC_BASE_URL"].rstrip("/")
+    assert f"does not verify against {base}/twilio/voice/incoming (the request came to http://localhost)" in first
+    assert "PUBLIC_BASE_URL" in first and "TWILIO_AUTH_TOKEN" in first
+    assert second == "Twilio webhook refused: the signature does not verify (/twilio/voice/incoming)"
+    client.post("/twilio/voice/status", data={"CallSid": sid(8), "CallStatus": "completed"})
+    assert caplog.records[-1].getMessage() == "Twilio webhook refused: it has no signature (/twilio/voice/status)"
+
+
 @pytest.mark.parametrize("unset", ["TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"])
 def test_without_the_auth_token_or_the_public_address_every_webhook_is_refused_and_nothing_stored(
         app, client, db_session, unset):
