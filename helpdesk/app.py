@@ -54,6 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for key in ("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE"):
         if key not in (config or {}):
             app.config[key] = secure
+    if "DATABASE_URL" not in (config or {}) and (problem := Secrets.database_url_problem()):
+        raise ConfigError(problem)
     if not app.config["SECRET_KEY"]:
         raise ConfigError("SECRET_KEY is not set: put a long random value in the environment")
     if "SECRET_KEY" not in (config or {}) and len(app.config["SECRET_KEY"]) < SECRET_KEY_MIN:

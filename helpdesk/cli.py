@@ -50,6 +50,8 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def database_url() -> str:
+    if problem := Secrets.database_url_problem():
+        raise click.ClickException(problem)
     return Secrets.from_environ().database_url
 
 
@@ -62,7 +64,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Schema revision to upgrade to.")
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL."""
-    from helpdesk.migrate import NotReady, check_url, current, is_known, newer_schema, upgrade
+    from helpdesk.migrate import NotReady, check_url, current, database_words, is_known, newer_schema, upgrade
 
     if not revision.strip():
         raise click.BadParameter("give a revision, for example head", param_hint="--revision")
@@ -86,6 +88,7 @@ def db_upgrade(revision: str) -> None:
     else:
         click.echo(f"Migrated the database from {'an empty one' if before is None else 'revision ' + before} "
                    f"to revision {after}.")
+    click.echo(f"Database: {database_words(url)}")
 
 
 @db.command("current")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
+from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.settings import Secrets
 from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
@@ -26,6 +27,8 @@ users_cli = click.Group("users", help="Manage the people who sign in (uses DATAB
 @contextmanager
 def _session() -> Iterator[Session]:
     """A session on DATABASE_URL; every failure becomes a one-line message."""
+    if problem := Secrets.database_url_problem():
+        raise click.ClickException(problem)
     url = Secrets.from_environ().database_url
     database = None
     try:
@@ -107,6 +110,7 @@ def add_command(username: str, role: str, display_name: str, phone: str) -> None
         user = add_user(session, username, password, role, display_name, phone=phone)
     named = f" ({user.display_name})" if user.display_name else ""
     click.echo(f"Added {user.role} {user.username!r}{named}.")
+    click.echo(f"Database: {database_words(Secrets.from_environ().database_url)}")
 
 
 @users_cli.command("list")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -90,6 +91,24 @@ def newer_schema(revision: str) -> str:
 def without_password(database_url: str) -> str:
     """DATABASE_URL as it may be shown: any password in it replaced by ***."""
     return re.sub(r"(://[^:/@]*:|^[^:/@]*:)[^@/]*@", r"\1***@", database_url)
+
+
+def database_words(database_url: str) -> str:
+    """The database a command acted on, for its output: the URL without its password; for SQLite
+    the file's full path, and that it is the default when DATABASE_URL is not set."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = without_password(database_url)
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return shown
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        shown = f"the SQLite file {Path(url.database).resolve()}"
+    if "DATABASE_URL" not in os.environ:
+        shown += " (DATABASE_URL is not set, so the default)"
+    return shown
 
 
 def check_url(database_url: str, missing_file_ok: bool = False) -> None:

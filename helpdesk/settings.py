@@ -190,6 +190,17 @@ class Secrets:
     database_url: str
     public_base_url: str | None
 
+    @staticmethod
+    def database_url_problem(environ: dict[str, str] | None = None) -> str | None:
+        """What is wrong with DATABASE_URL as set, or None. Unset means the SQLite file
+        helpdesk.db in the working directory; set but empty (an env file's `DATABASE_URL=`, a
+        variable that did not expand) is refused, as the default would be a surprise."""
+        env = os.environ if environ is None else environ
+        if "DATABASE_URL" in env and not env["DATABASE_URL"].strip():
+            return ("DATABASE_URL is set but empty: give the database's URL (postgresql://...), or unset it "
+                    "for the SQLite file helpdesk.db in the working directory")
+        return None
+
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> "Secrets":
         env = os.environ if environ is None else environ

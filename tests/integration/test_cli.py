@@ -6,6 +6,8 @@ from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import inspect
 
+from sqlalchemy.engine import make_url
+
 from helpdesk.cli import main
 from helpdesk.db import make_engine
 from helpdesk.migrate import alembic_config
@@ -19,9 +21,13 @@ def test_db_upgrade_creates_the_schema_and_is_repeatable(database_url):
         result = runner.invoke(main, ["db", "upgrade"], env={"DATABASE_URL": database_url})
         assert result.exit_code == 0, result.output
         outputs.append(result.output.strip())
-    # Which run did the work, and which did nothing, is plain from the output.
-    assert outputs == [f"Migrated the database from an empty one to revision {head}.",
-                       f"The database is already at revision {head}: nothing to do."]
+    # Which run did the work, and which did nothing, is plain from the output, and on which database.
+    assert [output.splitlines()[0] for output in outputs] == [
+        f"Migrated the database from an empty one to revision {head}.",
+        f"The database is already at revision {head}: nothing to do."]
+    where = make_url(database_url)
+    shown = f"the SQLite file {where.database}" if where.get_backend_name() == "sqlite" else database_url
+    assert [output.splitlines()[1] for output in outputs] == [f"Database: {shown}"] * 2
     engine = make_engine(database_url)
     try:
         tables = set(inspect(engine).get_table_names())
@@ -292,7 +298,31 @@ def test_db_upgrade_from_an_older_schema_says_from_which_revision(tmp_path):
     upgrade(url, "0006")
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
     assert result.exit_code == 0
-    assert result.output.strip() == f"Migrated the database from revision 0006 to revision {head()}."
+    assert result.output.strip() == (f"Migrated the database from revision 0006 to revision {head()}.\n"
+                                     f"Database: the SQLite file {tmp_path}/old.db")
+
+
+def test_db_upgrade_names_the_default_database_and_refuses_an_empty_database_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == (
+        f"Database: the SQLite file {tmp_path}/helpdesk.db (DATABASE_URL is not set, so the default)")
+    for command in (["db", "upgrade"], ["users", "add", "alex", "--role", "manager"], ["users", "list"]):
+        result = CliRunner().invoke(main, command, env={"DATABASE_URL": " ", "HELPDESK_PASSWORD": "x" * 16})
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.output.strip() == ("Error: DATABASE_URL is set but empty: give the database's URL "
+                                         "(postgresql://...), or unset it for the SQLite file helpdesk.db in the "
+                                         "working directory"), command
+
+
+def test_the_database_a_command_names_never_shows_its_password(monkeypatch):
+    from helpdesk.migrate import database_words
+
+    url = "postgresql://helpdesk:s3cret@db.internal/helpdesk"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert database_words(url) == "postgresql://helpdesk:***@db.internal/helpdesk"
 
 
 @pytest.mark.parametrize("url, message", [
@@ -378,6 +408,16 @@ def test_run_refuses_a_secret_key_too_short_to_protect_sessions(tmp_path):
     result = CliRunner().invoke(main, ["run"], env=env)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "SECRET_KEY is too short (8 characters): use at least 32 random characters" in result.output
+
+
+def test_the_app_refuses_an_empty_database_url_rather_than_use_the_default(monkeypatch):
+    from helpdesk.app import create_app
+    from helpdesk.config import ConfigError
+
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    with pytest.raises(ConfigError, match="DATABASE_URL is set but empty"):
+        create_app()
 
 
 def test_run_refuses_a_sendgrid_secret_too_short_to_be_accepted(tmp_path):

@@ -127,7 +127,8 @@ def run_cli(url: str, *args: str, password: str | None = PASSWORD, stdin: str | 
 def test_users_add_takes_the_password_from_helpdesk_password_and_stores_only_a_hash(migrated_url, db_session):
     result = run_cli(migrated_url, "add", "alex", "--role", "manager", "--name", "Alex Smith")
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "Added manager 'alex' (Alex Smith)."
+    assert result.output.splitlines()[0] == "Added manager 'alex' (Alex Smith)."
+    assert result.output.splitlines()[1].startswith("Database: ")  # which one it went to
     [user] = stored_users(db_session)
     assert user.username == "alex"
     assert user.role == "manager" and user.display_name == "Alex Smith"
