@@ -130,8 +130,9 @@ def check_before_serving(as_workers=None):
 
     `helpdesk run` and gunicorn's master (config/gunicorn.conf.py) call this before any worker
     starts, so a mistake stops the server with one line naming it, rather than failing every
-    request or every worker with a traceback. `as_workers` runs the spool's check as the
-    workers' user (helpdesk.server.as_workers), when gunicorn switches to another for them.
+    request or every worker with a traceback. `as_workers` runs the spool's and the SQLite
+    file's checks as the workers' user (helpdesk.server.as_workers), when gunicorn switches to
+    another for them.
     """
     missing = [name for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL") if not os.environ.get(name)]
     if missing:
@@ -144,10 +145,13 @@ def check_before_serving(as_workers=None):
 
     if problem := (as_workers or (lambda check: check()))(lambda: spool_problem(settings)):
         raise click.ClickException(problem)
-    from helpdesk.migrate import NotReady, Unreachable, check_migrated
+    from helpdesk.migrate import NotReady, Unreachable, check_migrated, sqlite_file_problem
 
+    url = database_url()
+    if problem := (as_workers or (lambda check: check()))(lambda: sqlite_file_problem(url)):
+        raise click.ClickException(problem)
     try:
-        check_migrated(database_url())
+        check_migrated(url)
     except Unreachable as exc:
         # Serve anyway: webhooks wait in the spool until the database answers, and Twilio
         # gets its TwiML. A schema that is missing or behind is refused: it will not fix itself.

@@ -137,10 +137,55 @@ def check_url(database_url: str, missing_file_ok: bool = False) -> None:
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "
                        "postgresql://")
+    if problem := sqlite_file_problem(database_url):
+        raise NotReady(problem)
     if (backend == "sqlite" and not missing_file_ok and parsed.database not in (None, "", ":memory:")
             and not Path(parsed.database).exists()):
         raise NotReady(f"the database file {parsed.database} does not exist: check DATABASE_URL, or run "
                        "'helpdesk db upgrade' to create it")
+
+
+def sqlite_file_problem(database_url: str) -> str | None:
+    """Why this user could not use the SQLite file DATABASE_URL names, if it exists and they
+    could not: SQLite needs to read and write it, and to make its -wal, -shm and lock files
+    beside it. (Otherwise every page and webhook fails with "unable to open database file", as
+    when a command run as root made the file, 0600.)"""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(database_url)
+    except (ArgumentError, ValueError):  # check_url says what is wrong with it
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).absolute()
+    user = _user_name(os.geteuid())
+    mend = ("run 'helpdesk db upgrade' and 'helpdesk users' as the app's user, or give them to it "
+            f"(chown {user})")
+    try:
+        if not path.exists():
+            return None
+    except PermissionError:
+        return f"this user ({user}) cannot reach the database file {path}: a folder on its way is closed to it"
+    for each in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", ".lock"))):
+        if each.exists() and not os.access(each, os.R_OK | os.W_OK):
+            info = each.stat()
+            return (f"this user ({user}) cannot read and write the database file {each} (owned by "
+                    f"{_user_name(info.st_uid)}, mode {info.st_mode & 0o777:04o}): {mend}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"this user ({user}) cannot make files in {path.parent}, where SQLite keeps its -wal and -shm "
+                f"files beside the database: {mend}")
+    return None
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def check_migrated(database_url: str) -> None:

@@ -132,6 +132,35 @@ def test_a_root_master_checks_the_spool_as_the_workers_user_and_makes_it_theirs(
     assert run(lambda: 1 / 0) == f"the check could not be made as the workers' user (uid {nobody.pw_uid}, gid {nobody.pw_gid})"
 
 
+def test_a_root_master_checks_an_sqlite_file_as_the_workers_user(open_tmp):
+    # Set up as root (db upgrade, users add), the file is root's, 0600: the workers could open
+    # nothing, and every page and webhook failed with "unable to open database file".
+    from helpdesk.migrate import sqlite_file_problem, upgrade
+
+    arbiter, nobody = workers_as_nobody()
+    run = server.as_workers(arbiter)
+    url = f"sqlite:///{open_tmp}/helpdesk.db"
+    upgrade(url)
+    assert sqlite_file_problem(url) is None  # as root: fine
+    assert run(lambda: sqlite_file_problem(url)) == (
+        f"this user (nobody) cannot read and write the database file {open_tmp}/helpdesk.db (owned by root, "
+        "mode 0600): run 'helpdesk db upgrade' and 'helpdesk users' as the app's user, or give them to it "
+        "(chown nobody)")
+    for each in open_tmp.iterdir():
+        os.chown(each, nobody.pw_uid, nobody.pw_gid)
+    assert run(lambda: sqlite_file_problem(url)) == (
+        f"this user (nobody) cannot make files in {open_tmp}, where SQLite keeps its -wal and -shm files beside "
+        "the database: run 'helpdesk db upgrade' and 'helpdesk users' as the app's user, or give them to it "
+        "(chown nobody)")
+    os.chown(open_tmp, nobody.pw_uid, nobody.pw_gid)
+    assert run(lambda: sqlite_file_problem(url)) is None
+    open_tmp.chmod(0o700)
+    os.chown(open_tmp, 0, 0)
+    assert run(lambda: sqlite_file_problem(url)) == (
+        f"this user (nobody) cannot reach the database file {open_tmp}/helpdesk.db: a folder on its way is "
+        "closed to it")
+
+
 def test_a_root_master_gives_the_metrics_directory_it_makes_to_the_workers_user(monkeypatch):
     arbiter, nobody = workers_as_nobody()
     keep_value_class(monkeypatch)
