@@ -16,9 +16,10 @@ from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
+from helpdesk.pages.format import mask_number
 from helpdesk.settings import Secrets
 from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
-                            existing_user, list_users, refuse_taken, set_password, set_phone)
+                            existing_user, list_users, reactivate, refuse_taken, set_password, set_phone, set_role)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -123,7 +124,8 @@ def list_command() -> None:
         return
     for user in users:
         state = "active" if user.active else "deactivated"
-        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {user.display_name}".rstrip())
+        phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {user.display_name}".rstrip())
 
 
 @users_cli.command("deactivate")
@@ -133,6 +135,27 @@ def deactivate_command(username: str) -> None:
     with _session() as session:
         user = deactivate(session, username)
     click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
+
+
+@users_cli.command("reactivate")
+@click.argument("username")
+def reactivate_command(username: str) -> None:
+    """Let a deactivated user sign in again."""
+    with _session() as session:
+        user = reactivate(session, username)
+    click.echo(f"Reactivated {user.username!r}: they can sign in again with the password they had "
+               f"('helpdesk users set-password {user.username}' sets a new one).")
+
+
+@users_cli.command("set-role")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do from now on.")
+def set_role_command(username: str, role: str) -> None:
+    """Change what a user may see and do (they sign in again)."""
+    with _session() as session:
+        user = set_role(session, username, role)
+    click.echo(f"{user.username!r} is now {'an' if role[0] in 'aeiou' else 'a'} {role}; they sign in again to act "
+               "as one.")
 
 
 @users_cli.command("set-phone")
@@ -157,4 +180,6 @@ def set_password_command(username: str) -> None:
     password = _new_password()
     with _session() as session:
         user = set_password(session, username, password)
-    click.echo(f"Changed the password of {user.username!r}.")
+    still = "" if user.active else (f" They are still deactivated: 'helpdesk users reactivate {user.username}' "
+                                    "lets them sign in.")
+    click.echo(f"Changed the password of {user.username!r}.{still}")

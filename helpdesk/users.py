@@ -34,6 +34,8 @@ _USERNAME = re.compile(r"^[a-z0-9._-]{3,64}\Z")
 
 class UserError(ValueError):
     """A request about a user that cannot be carried out; the message says why."""
+# Who may work the callback queue (callbacks.blueprint: agents and managers, and admins always).
+QUEUE_ROLES = ("agent", "manager", "admin")
 
 
 def normalise_username(username: str) -> str:
@@ -297,8 +299,7 @@ def deactivate(session: Session, username: str) -> User:
         user = existing_user(session, username)
         if not user.active:
             raise UserError(f"{user.username!r} is already deactivated")
-        if user.role == "admin" and session.scalar(select(func.count(User.id)).where(
-                User.role == "admin", User.active.is_(True), User.id != user.id)) == 0:
+        if _last_active_admin(session, user):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
@@ -306,6 +307,45 @@ def deactivate(session: Session, username: str) -> User:
 
         released = release_all(session, user.id)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
+    return user
+
+
+def _last_active_admin(session: Session, user: User) -> bool:
+    return user.role == "admin" and user.active and session.scalar(select(func.count(User.id)).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) == 0
+
+
+def reactivate(session: Session, username: str) -> User:
+    """Let a deactivated user sign in again, with the password they had (set a new one if it
+    might be known to others)."""
+    with session.begin():
+        user = existing_user(session, username)
+        if user.active:
+            raise UserError(f"{user.username!r} is not deactivated")
+        user.active = True
+    log.info("user %s reactivated", user.username)
+    return user
+
+
+def set_role(session: Session, username: str, role: str) -> User:
+    """Change what a user may see and do. Their sessions end, so the new role holds from their
+    next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
+    role = check_role(role)
+    with session.begin():
+        user = existing_user(session, username)
+        if user.role == role:
+            raise UserError(f"{user.username!r} has the role {role} already")
+        if _last_active_admin(session, user):
+            raise UserError(f"{user.username!r} is the last active administrator: add another one first")
+        before, user.role = user.role, role
+        user.session_epoch = User.session_epoch + 1
+        released = 0
+        if role not in QUEUE_ROLES:
+            from callbacks.service import release_all
+
+            released = release_all(session, user.id)
+    log.info("user %s role changed from %s to %s; %d claimed callbacks given back to the queue", user.username,
+             before, role, released)
     return user
 
 

@@ -237,12 +237,24 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
     listing = run_cli(migrated_url, "list")
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
-    assert lines[0].split() == ["alex", "manager", "active", "Alex", "Smith"]
-    assert lines[1].split() == ["sam", "agent", "active"]
+    assert lines[0].split() == ["alex", "manager", "active", "no", "phone", "Alex", "Smith"]
+    assert lines[1].split() == ["sam", "agent", "active", "no", "phone"]
+    run_cli(migrated_url, "set-phone", "sam", "+447700900123")
+    assert run_cli(migrated_url, "list").output.splitlines()[1].split() == ["sam", "agent", "active", "phone",
+                                                                             "••••••••", "123"]
 
     result = run_cli(migrated_url, "deactivate", "sam")
     assert result.exit_code == 0 and "Deactivated 'sam'" in result.output
-    assert run_cli(migrated_url, "list").output.splitlines()[1].split() == ["sam", "agent", "deactivated"]
+    assert run_cli(migrated_url, "list").output.splitlines()[1].split()[:3] == ["sam", "agent", "deactivated"]
+    result = run_cli(migrated_url, "set-password", "sam", password="a new long passphrase")
+    assert result.output.strip() == ("Changed the password of 'sam'. They are still deactivated: 'helpdesk users "
+                                     "reactivate sam' lets them sign in.")
+    assert authenticate(db_session, "sam", "a new long passphrase") is None
+    result = run_cli(migrated_url, "reactivate", "sam")
+    assert result.exit_code == 0 and result.output.startswith("Reactivated 'sam': they can sign in again")
+    assert authenticate(db_session, "sam", "a new long passphrase") is not None
+    again = run_cli(migrated_url, "reactivate", "sam")
+    assert again.exit_code == 1 and "'sam' is not deactivated" in again.output
 
     result = run_cli(migrated_url, "set-password", "alex", password="another long passphrase")
     assert result.exit_code == 0 and "Changed the password of 'alex'" in result.output
@@ -265,6 +277,41 @@ def test_a_user_is_deactivated_once_and_the_last_administrator_is_kept(migrated_
     assert last.exit_code == 1 and "'ada' is the last active administrator: add another one first" in last.output
     run_cli(migrated_url, "add", "bea", "--role", "admin")
     assert run_cli(migrated_url, "deactivate", "ada").exit_code == 0
+
+
+def test_a_role_is_changed_with_set_role_which_ends_sessions_and_keeps_the_last_administrator(
+        migrated_url, db_session):
+    from datetime import datetime
+
+    from tests.integration.compliance_data import add_callback
+
+    run_cli(migrated_url, "add", "sam", "--role", "agent")
+    run_cli(migrated_url, "add", "ada", "--role", "admin")
+    with db_session.begin():
+        sam = db_session.scalar(select(User).where(User.username == "sam"))
+        sam_id, epoch = sam.id, sam.session_epoch
+        claimed = add_callback(db_session, datetime(2026, 11, 24, 9, tzinfo=timezone.utc), result=None,
+                               status="open", claimed_by_id=sam_id)
+        db_session.flush()
+        claimed_id, model = claimed.id, type(claimed)
+    result = run_cli(migrated_url, "set-role", "sam", "--role", "manager")
+    assert result.output.strip() == "'sam' is now a manager; they sign in again to act as one."
+    db_session.expire_all()
+    with db_session.begin():
+        sam = db_session.get(User, sam_id)
+        assert (sam.role, sam.session_epoch) == ("manager", epoch + 1)
+        assert db_session.get(model, claimed_id).claimed_by_id == sam_id  # a manager works the queue
+    result = run_cli(migrated_url, "set-role", "sam", "--role", "auditor")
+    assert result.output.strip() == "'sam' is now an auditor; they sign in again to act as one."
+    db_session.expire_all()
+    with db_session.begin():
+        assert db_session.get(model, claimed_id).claimed_by_id is None  # given back to the queue
+    same = run_cli(migrated_url, "set-role", "sam", "--role", "auditor")
+    assert same.exit_code == 1 and "'sam' has the role auditor already" in same.output
+    last = run_cli(migrated_url, "set-role", "ada", "--role", "manager")
+    assert last.exit_code == 1 and "'ada' is the last active administrator: add another one first" in last.output
+    wrong = run_cli(migrated_url, "set-role", "sam", "--role", "boss")
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output
 
 
 @pytest.mark.parametrize("name", ["Alex\nSmith", "Alex \x1b[31mSmith", "Alex\tSmith"])
