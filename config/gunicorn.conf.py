@@ -8,9 +8,12 @@ with one line naming a problem. Started as root with --user, it checks the spool
 It also prepares PROMETHEUS_MULTIPROC_DIR, where the workers add up their request metrics: a
 fresh temporary directory (the workers' own), removed at exit, unless you set one.
 
-Add your own settings below; keep the four hooks.
+On SIGHUP (a reload) it checks the configuration file again: with a mistake in it, the log says
+so and the new workers run on the configuration in force, rather than fail to start.
+
+Add your own settings below; keep the five hooks.
 """
-from helpdesk.server import child_exit, on_exit, on_starting, post_worker_init  # noqa: F401  (found by name)
+from helpdesk.server import child_exit, on_exit, on_reload, on_starting, post_worker_init  # noqa: F401  (found by name)
 
 # Twilio waits 15 s for a webhook's answer: a worker stuck for twice that is restarted.
 timeout = 30

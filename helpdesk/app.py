@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from helpdesk.config import ConfigError, load_settings
+from helpdesk import config_in_force
+from helpdesk.config import ConfigError
 from helpdesk.db import Database
 from helpdesk.settings import Secrets
 from helpdesk.web import RowId
@@ -76,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError("PUBLIC_BASE_URL must be the address Twilio reaches the app at, such as "
                           "https://helpdesk.example.org")
 
-    settings = app.config.get("SETTINGS") or load_settings(app.config.get("HELPDESK_CONFIG"))
+    settings = app.config.get("SETTINGS") or config_in_force.load_for_app(app.config.get("HELPDESK_CONFIG"))
     app.extensions["helpdesk.settings"] = settings
     Database(pages=True).init_app(app)
 

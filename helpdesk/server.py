@@ -15,6 +15,8 @@ import tempfile
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
 
+from helpdesk import config_in_force
+
 # prometheus_client's multiprocess mode: each worker writes its request metrics here.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -55,7 +57,9 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
         "keepalive": KEEPALIVE_SECONDS,
         "preload_app": False,
     }
-    hooks = combine_hooks({"post_worker_init": post_worker_init}, metrics_hooks(prepare_metrics_dir()))
+    config_in_force.keep()
+    reloads = {"on_reload": config_in_force.reload_hook(), "on_exit": lambda arbiter: config_in_force.remove()}
+    hooks = combine_hooks({"post_worker_init": post_worker_init}, metrics_hooks(prepare_metrics_dir()), reloads)
     if scheduler is not None:
         hooks = combine_hooks(hooks, scheduler_hooks(scheduler))
     options.update(hooks)
@@ -116,6 +120,7 @@ def on_starting(arbiter) -> None:
     try:
         check_before_serving(as_workers=as_workers(arbiter))
         _started["metrics"] = prepare_metrics_dir(owner=workers_owner(arbiter))
+        config_in_force.keep(owner=workers_owner(arbiter))
     except (click.ClickException, MetricsDirError) as problem:
         message = problem.format_message() if isinstance(problem, click.ClickException) else str(problem)
         print(f"Error: {message}", file=sys.stderr, flush=True)
@@ -164,10 +169,18 @@ def as_workers(arbiter):
 
 
 def on_exit(arbiter) -> None:
-    """gunicorn hook (config/gunicorn.conf.py): remove the metrics directory on_starting made."""
+    """gunicorn hook (config/gunicorn.conf.py): remove the metrics directory on_starting made, and
+    the copy of the configuration in force."""
     directory, made = _started.pop("metrics", (None, False))
     if made:
         shutil.rmtree(directory, ignore_errors=True)
+    config_in_force.remove()
+
+
+def on_reload(arbiter) -> None:
+    """gunicorn hook (config/gunicorn.conf.py), on SIGHUP before the new workers start: the
+    configuration file checked again (helpdesk.config_in_force)."""
+    config_in_force.reload_hook(workers_owner(arbiter))(arbiter)
 
 
 def post_worker_init(worker) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from helpdesk.voice.recovery import spool_for
 from helpdesk.web import clock, database, settings
 from metrics import http
-from metrics.collector import HelpdeskCollector, SpoolCollector
+from metrics.collector import BuildCollector, HelpdeskCollector, SpoolCollector
 from metrics.history import SettledHistory
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def exposition():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     registry.register(SpoolCollector(spool_for(settings())))
+    registry.register(BuildCollector(settings()))
     http.register(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})

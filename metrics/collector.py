@@ -119,6 +119,27 @@ class HelpdeskCollector:
         yield scrape
 
 
+class BuildCollector:
+    """Which version of the app, and of the configuration file, this server runs: after an
+    upgrade or a change to the file, every server should show the same."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version("helpdesk-sla")
+        except PackageNotFoundError:
+            release = "unknown"
+        info = GaugeMetricFamily("helpdesk_build_info", "Always 1: the app's version and its configuration's "
+                                 "version (the first 12 hex digits of the file's SHA-256).",
+                                 labels=["version", "config_version"])
+        info.add_metric([release, self.settings.version], 1)
+        yield info
+
+
 class SpoolCollector:
     """Webhooks in this server's spool (helpdesk/spool.py): waiting for the database, or set aside."""
 

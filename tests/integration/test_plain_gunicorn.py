@@ -114,3 +114,53 @@ def test_an_idle_connection_is_kept_open_for_the_next_webhook(migrated_url, tmp_
         connection.close()
     finally:
         stop_process(process)
+
+
+def test_a_reload_with_a_mistake_in_the_configuration_keeps_serving_on_the_configuration_in_force(
+        migrated_url, tmp_path):
+    # SIGHUP (systemctl reload) starts new workers, which read the file again: with a mistake in
+    # it they failed to start, gunicorn stopped, and every caller heard Twilio's error message.
+    import hashlib
+    import signal
+    import time
+    import urllib.request
+
+    config = tmp_path / "helpdesk.toml"
+    good = (ROOT / "config" / "helpdesk.toml").read_text()
+    config.write_text(good)
+    port = free_port()
+    process = gunicorn({**SECRETS, "DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config)}, port)
+
+    def version(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def served() -> str:
+        """The configuration version a worker serves, from /metrics."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        return re.search(r'^helpdesk_build_info\{config_version="(\w+)",version="[^"]+"\} 1\.0$', text, re.M).group(1)
+
+    def until(condition, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline and process.poll() is None, "gave up waiting"
+            time.sleep(0.2)
+
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", process=process)
+        assert served() == version(good)
+        config.write_text(good + "\n[nonsense]\n")
+        process.send_signal(signal.SIGHUP)
+        time.sleep(3)  # the new workers have started (or failed to)
+        assert process.poll() is None, "gunicorn stopped"
+        assert served() == version(good)  # the configuration in force, not the file
+        changed = good + "\n# a comment: a new version\n"
+        config.write_text(changed)
+        process.send_signal(signal.SIGHUP)
+        until(lambda: served() == version(changed))  # a mended file is taken up at the next reload
+    finally:
+        stop_process(process)
+        output = process.stdout.read()
+    assert "unknown table or key 'nonsense': the workers keep the configuration in force" in output
+    assert "running on the configuration in force before it" in output  # each new worker said so
+    assert f"configuration reloaded from {config} (version {version(changed)})" in output
+    assert "Traceback" not in output and "Worker failed to boot" not in output

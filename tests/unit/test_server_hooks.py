@@ -33,6 +33,7 @@ def test_the_shipped_gunicorn_configuration_sets_both_hooks_and_gunicorn_accepts
     assert config.post_worker_init is server.post_worker_init
     assert config.child_exit is server.child_exit
     assert config.on_starting is server.on_starting and config.on_exit is server.on_exit
+    assert config.on_reload is server.on_reload
     assert config.timeout == 30 and config.threads == 4
     assert "control_socket_disable" not in config.settings or config.control_socket_disable
 
@@ -193,12 +194,15 @@ def test_gunicorns_master_makes_its_checks_as_the_workers_user(monkeypatch):
 
 
 def test_helpdesk_run_keeps_idle_connections_open_as_the_shipped_configuration_does(monkeypatch, tmp_path):
-    from helpdesk import server
+    from helpdesk import config_in_force, server
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv(config_in_force.IN_FORCE_ENV, "")  # put back as it was after the test
     seen = {}
     monkeypatch.setattr(server.HelpdeskServer, "run", lambda self: seen.update(self.options))
     server.serve("127.0.0.1:0")
+    config_in_force.remove()
+    assert seen["on_reload"] and seen["on_exit"]
     namespace = {}
     exec(compile(CONFIG_FILE.read_text(), str(CONFIG_FILE), "exec"), namespace)
     assert seen["keepalive"] == namespace["keepalive"] == server.KEEPALIVE_SECONDS >= 60
