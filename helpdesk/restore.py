@@ -234,10 +234,13 @@ def after_restore_command(lost_until: str, backup_taken: str | None, skip: int |
     try:
         with database.session() as session:
             user = authenticate(session, username, password_for(username))
-            if user is None or user.role != "admin":
+            if user is None:
                 raise click.ClickException(
                     f"cannot record a restore as {normalise_username(username)!r}: the password is wrong, or there "
-                    "is no such active administrator")
+                    "is no such active user")
+            if user.role != "admin":
+                raise click.ClickException(f"{user.username!r} may not record a restore (role {user.role}): only an "
+                                           "administrator may")
             recorded = record_restore(session, backup_taken_at=taken, lost_until=failed, now=now_utc(),
                                       user_id=user.id, actor=user.username, skip=skip)
     except RestoreError as exc:

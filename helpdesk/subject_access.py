@@ -248,10 +248,13 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
     try:
         with command_errors("copy", out), database.session() as session:
             user = authenticate(session, username, password_for(username))
-            if user is None or user.role != "admin":
+            if user is None:
                 raise click.ClickException(
                     f"cannot search as {normalise_username(username)!r}: the password is wrong, or there is no such "
-                    "active administrator")
+                    "active user")
+            if user.role != "admin":
+                raise click.ClickException(f"{user.username!r} may not search for a person's data (role "
+                                           f"{user.role}): only an administrator may")
             now = now_utc()
             found = find_person(session, phone=number, email=address)
             try:

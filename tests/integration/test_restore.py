@@ -199,8 +199,10 @@ def run(url: str, *args: str, password: str = PASSWORD):
 def test_the_command_needs_an_administrator_and_says_what_it_did(migrated_url, database):
     admin(database)
     admin(database, role="agent", name="abe")
-    assert "no such active administrator" in run(migrated_url, "--user", "abe").output
-    assert "no such active administrator" in run(migrated_url, "--user", "ada", password="wrong-password-x").output
+    assert "'abe' may not record a restore (role agent): only an administrator may" in run(
+        migrated_url, "--user", "abe").output
+    assert "the password is wrong, or there is no such active user" in run(
+        migrated_url, "--user", "ada", password="wrong-password-x").output
     refused = run(migrated_url, "--user", "ada", "--backup-taken", "2026-03-29 01:30")
     assert refused.exit_code == 2 and "did not happen in the UK" in refused.output
     assert "is not a UK time" in run(migrated_url, "--user", "ada", "--backup-taken", "last night").output

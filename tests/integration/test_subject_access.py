@@ -185,7 +185,7 @@ def test_what_cannot_be_searched_for_is_refused_with_the_reason(desk, args, mess
 def test_only_an_administrator_may_search_and_an_existing_directory_is_never_written_into(desk, db_session,
                                                                                          tmp_path):
     refused = CliRunner().invoke(main, ["subject-access", "--user", "morgan", "--phone", PERSON], env=desk)
-    assert refused.exit_code == 1 and "no such active administrator" in refused.output
+    assert refused.exit_code == 1 and "'morgan' may not search for a person's data (role " in refused.output
     (tmp_path / "taken").mkdir()
     taken = run(desk, "--phone", PERSON, "--out", str(tmp_path / "taken"))
     assert taken.exit_code == 1 and "already exists: give a new directory" in taken.output
