@@ -158,6 +158,10 @@ def check_before_serving(as_workers=None):
         log.error("%s: starting anyway; webhooks are kept in the spool until it answers", exc)
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
+    from helpdesk.cli_setup import environment_warnings
+
+    for warning in environment_warnings(settings, imap=False):  # the scheduler reads the mailbox
+        log.warning(warning.removeprefix("warning: "))
     return build_app()
 
 

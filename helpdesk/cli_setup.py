@@ -2,6 +2,7 @@
 before it goes live."""
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -58,8 +59,38 @@ def check_config(path: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{settings.source}: valid (version {settings.version}).")
     for warning in (_routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings)
-                    + _spool_warnings(settings)):
+                    + _spool_warnings(settings) + environment_warnings(settings) + _scheduler_warnings(settings)):
         click.echo(warning)
+
+
+def environment_warnings(settings, environ=None, imap: bool = True) -> list[str]:
+    """What the environment this command runs in would get wrong with the file: settings the app
+    takes from it that are set but unusable, found otherwise only when an agent presses "Call
+    back now", or (`imap`, the scheduler's) in the scheduler's log."""
+    from callbacks.telephony import UnconfiguredTelephony, telephony_from_app_config
+
+    env = os.environ if environ is None else environ
+    warnings = []
+    twilio = ("TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER")
+    if any(env.get(key) for key in twilio):  # meant to be set up: say what is wrong with it
+        telephony = telephony_from_app_config({key: env.get(key) for key in (*twilio, "TWILIO_AUTH_TOKEN",
+                                                                             "PUBLIC_BASE_URL")}, env)
+        if isinstance(telephony, UnconfiguredTelephony):
+            warnings.append(f"warning: \"Call back now\" will not work here: {telephony.message}")
+    if imap and settings.email.imap.host and not (env.get("IMAP_USERNAME") and env.get("IMAP_PASSWORD")):
+        warnings.append(f"warning: email.imap.host is set ({settings.email.imap.host}) but IMAP_USERNAME and "
+                        "IMAP_PASSWORD are not both set here: the scheduler cannot read the mailbox.")
+    return warnings
+
+
+def _scheduler_warnings(settings) -> list[str]:
+    """A lease that lapses between runs: schedulers take turns, and the stopped-scheduler alert fires."""
+    scheduler = settings.scheduler
+    if scheduler.lease_seconds <= scheduler.sweep_seconds:
+        return [f"warning: scheduler.lease_seconds ({scheduler.lease_seconds}) is not longer than "
+                f"scheduler.sweep_seconds ({scheduler.sweep_seconds}): the lease lapses between runs, so schedulers "
+                "take turns and HelpdeskSchedulerStopped fires. Make the lease at least twice the sweep."]
+    return []
 
 
 def _spool_warnings(settings) -> list[str]:

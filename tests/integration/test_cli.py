@@ -192,6 +192,29 @@ def test_check_config_warns_when_supervisors_or_acknowledgements_could_not_be_em
             in CliRunner().invoke(main, ["check-config", str(config)]).output)
 
 
+def test_check_config_warns_of_environment_settings_that_are_set_but_unusable(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    quiet = WALES + f'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\nspool_dir = "{tmp_path}/spool"\n'
+    config.write_text(quiet)
+    twilio = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t", "PUBLIC_BASE_URL": "https://h.example",
+              "TWILIO_FROM_NUMBER": "+442920000000"}
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env=twilio).output
+    result = CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, "TWILIO_ACCOUNT_SID": "12345"})
+    assert result.exit_code == 0 and ('warning: "Call back now" will not work here: Twilio is not configured: '
+                                      "TWILIO_ACCOUNT_SID is not an account SID") in result.output
+    result = CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, "TWILIO_FROM_NUMBER": "01144960000"})
+    assert "Twilio is not configured: TWILIO_FROM_NUMBER" in result.output
+    config.write_text(quiet + '\n[email.imap]\nhost = "imap.example.org"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, "IMAP_USERNAME": "desk"})
+    assert ("warning: email.imap.host is set (imap.example.org) but IMAP_USERNAME and IMAP_PASSWORD are not both "
+            "set here") in result.output
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={
+        **twilio, "IMAP_USERNAME": "desk", "IMAP_PASSWORD": "pw"}).output
+    config.write_text(quiet + "\n[scheduler]\nsweep_seconds = 300\n")
+    assert ("warning: scheduler.lease_seconds (120) is not longer than scheduler.sweep_seconds (300)"
+            in CliRunner().invoke(main, ["check-config", str(config)]).output)
+
+
 def test_check_config_warns_of_a_spool_that_moves_with_the_working_directory_or_cannot_be_written(tmp_path):
     config = tmp_path / "helpdesk.toml"
     quiet = WALES + 'screen_calls = true\n\n[webhooks]\ntwilio_numbers = ["+442920000000"]\n'
