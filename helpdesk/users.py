@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 from helpdesk.clock import now_utc
 from helpdesk.models import SignInFailure, User
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 12
 # Longer passwords only make hashing slower; no one types more than this.
 MAX_PASSWORD_LENGTH = 1024
+# zxcvbn's work grows with the length; past this a password is long enough not to need it.
+ZXCVBN_LENGTH = 100
 _USERNAME = re.compile(r"^[a-z0-9._-]{3,64}\Z")
 
 
@@ -58,8 +61,8 @@ _REPEATED = re.compile(r"(.+?)\1+", re.S)
 
 def check_password(password: str, username: str = "") -> None:
     """UserError if the password is too short or long, or easy to guess: only spaces (the sign-in
-    form could never take it), the same characters over and over ("aaaaaaaaaaaa", "abcabcabcabc"), or
-    the username in it."""
+    form could never take it), the same characters over and over ("aaaaaaaaaaaa", "abcabcabcabc"),
+    the username in it, or easy to guess by zxcvbn's measure (a common password, a keyboard run)."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -74,6 +77,14 @@ def check_password(password: str, username: str = "") -> None:
     name = normalise_username(username)
     if name and name.casefold() in password.casefold():
         raise UserError("the password has the username in it, which is easy to guess: use something else")
+    # zxcvbn knows the common passwords of published breaches, words and names, keyboard runs,
+    # dates and the usual substitutions ("Password123!", "qwertyuiop12"), as a deny-list
+    # (NCSC's and NIST 800-63B's advice) and more: score 3 is "safely unguessable" online.
+    judged = zxcvbn(password[:ZXCVBN_LENGTH], user_inputs=[name, "helpdesk"] if name else ["helpdesk"])
+    if judged["score"] < 3:
+        why = (judged["feedback"].get("warning") or "").rstrip(".")
+        raise UserError(f"the password is too easy to guess{f' ({why.lower()})' if why else ''}: "
+                        "use several unrelated words")
 
 
 def _is_text(value: str) -> bool:

@@ -194,6 +194,11 @@ def test_users_add_with_a_short_password_fails_naming_the_problem(migrated_url, 
     ("aaaaaaaaaaaa", "the same characters over and over"),
     ("weak1weak1weak1", "the same characters over and over"),
     ("alex's long passphrase", "the password has the username in it"),
+    # Common, breached, or a keyboard run, though long enough (zxcvbn's measure).
+    ("password1234", "the password is too easy to guess (this is a very common password)"),
+    ("qwertyuiop12", "the password is too easy to guess"),
+    ("123456789012", "the password is too easy to guess"),
+    ("Password123!", "the password is too easy to guess"),
 ])
 def test_a_password_easy_to_guess_or_impossible_to_type_is_refused(migrated_url, db_session, password, problem):
     result = run_cli(migrated_url, "add", "alex", "--role", "agent", password=password)
