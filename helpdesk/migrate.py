@@ -137,6 +137,9 @@ def check_url(database_url: str, missing_file_ok: bool = False) -> None:
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise NotReady(f"DATABASE_URL names a database this app does not use ({backend}): use sqlite:/// or "
                        "postgresql://")
+    if backend in ("postgresql", "postgres") and "+" in parsed.drivername and parsed.drivername != "postgresql+psycopg":
+        raise NotReady(f"DATABASE_URL asks for the driver {parsed.drivername.split('+', 1)[1]}, which this app does "
+                       "not use: write postgresql://... (it uses psycopg 3)")
     if problem := sqlite_file_problem(database_url):
         raise NotReady(problem)
     if (backend == "sqlite" and not missing_file_ok and parsed.database not in (None, "", ":memory:")

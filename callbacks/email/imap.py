@@ -92,7 +92,8 @@ def poll_mailbox(
                 from None
         return _read(connection, db, settings, mailbox_key(username, settings), now, batch_size, cutoff)
     except (OSError, imaplib.IMAP4.abort) as error:
-        raise ImapError(f"the connection to the IMAP server {where} failed: {_reason(error)}") from None
+        raise ImapError(f"the connection to the IMAP server {where} failed: "
+                        f"{_reason(error, imap_settings.security)}") from None
     finally:
         try:
             connection.logout()
@@ -100,11 +101,15 @@ def poll_mailbox(
             pass
 
 
-def _reason(error: BaseException) -> str:
+def _reason(error: BaseException, security: str | None = None) -> str:
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"its TLS certificate is not trusted ({error.verify_message})"
+        return (f"its TLS certificate is not trusted ({error.verify_message}); if it is signed by your own "
+                "certificate authority, name that authority's certificate in email.imap.ca_file")
     if isinstance(error, ssl.SSLError):
-        return f"TLS failed ({error.reason or type(error).__name__})"
+        usual = {"ssl": "993", "starttls": "143"}.get(security or "")
+        hint = (f": is email.imap.port the server's port for security = \"{security}\" (usually {usual})?"
+                if usual else "")
+        return f"TLS failed ({error.reason or type(error).__name__}){hint}"
     if isinstance(error, (socket.timeout, TimeoutError)):
         return "it timed out"
     return getattr(error, "strerror", None) or type(error).__name__
@@ -128,7 +133,7 @@ def _connect(host: str, port: int, security: str, context: ssl.SSLContext | None
     except imaplib.IMAP4.error as error:  # e.g. the server offers no STARTTLS
         raise ImapError(f"the IMAP server {host}:{port} would not start TLS: {error}") from None
     except OSError as error:
-        raise ImapError(f"cannot connect to the IMAP server {host}:{port}: {_reason(error)}") from None
+        raise ImapError(f"cannot connect to the IMAP server {host}:{port}: {_reason(error, security)}") from None
 
 
 def _quoted(name: str) -> str:

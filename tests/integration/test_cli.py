@@ -381,6 +381,8 @@ def test_a_schema_from_a_newer_version_of_the_app_is_named_as_such_not_sent_to_d
 @pytest.mark.parametrize("url, shown, hidden", [
     ("helpdesk:S3cretPw@127.0.0.1:5432/helpdesk", "is not a database URL: “helpdesk:***@127.0.0.1", "S3cretPw"),
     ("postgresql://helpdesk:S3cretPw@127.0.0.1:port/helpdesk", "has a port that is not a number", "S3cretPw"),
+    ("postgresql+psycopg2://helpdesk:S3cretPw@127.0.0.1/helpdesk",
+     "asks for the driver psycopg2, which this app does not use: write postgresql://", "S3cretPw"),
 ])
 def test_a_malformed_database_url_is_named_without_its_password_or_a_traceback(url, shown, hidden):
     for command in (["db", "upgrade"], ["db", "current"], ["users", "list"], ["run"]):

@@ -215,6 +215,14 @@ def test_an_untrusted_certificate_is_refused(dovecot, mailbox):
         poll(None, dovecot, settings_for(dovecot, mailbox, "starttls"), ssl_context=ssl.create_default_context())
 
 
+def test_tls_on_the_wrong_port_says_which_port_is_usual(dovecot, mailbox):
+    settings = make_settings(email={"imap": {"host": dovecot.host, "port": dovecot.imap_port, "security": "ssl",
+                                             "mailbox": mailbox}})  # IMAPS, on the plain IMAP port
+    with pytest.raises(ImapError, match=r'TLS failed \(.+\): is email.imap.port the server\'s port for '
+                                        r'security = "ssl" \(usually 993\)\?'):
+        poll(None, dovecot, settings)
+
+
 def test_a_refused_connection_is_a_clear_error(dovecot):
     settings = make_settings(email={"imap": {"host": "127.0.0.1", "port": free_port(), "mailbox": "INBOX"}})
     with pytest.raises(ImapError, match="cannot connect"):
