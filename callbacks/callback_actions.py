@@ -34,8 +34,8 @@ def claim(callback_id: int):
         return act(callback_id, take, "You have claimed {reference}.")
     # Claimed from "Not claimed", it leaves that list: say where it is now, with a way to it.
     return act(callback_id, take, "You have claimed {reference}. It is now under “Claimed by you”.",
-                link=url_for("agents.queue", **page_args(only="mine")) + f"#callback-{callback_id}",
-                link_text="Go to it")
+               link=url_for("agents.queue", **page_args(only="mine")) + f"#callback-{callback_id}",
+               link_text="Go to it")
 
 
 @bp.post("/queue/<id:callback_id>/release")
@@ -44,7 +44,7 @@ def release(callback_id: int):
     # A manager may give back anyone's claim (an agent who went home holding it).
     anyones = request.form.get("anyones") == "1" and current_user.has_role("manager")
     return act(callback_id, lambda s: service.release(s, callback_id, current_user.id, anyones=anyones),
-                "You have released {reference}; another agent can take it.")
+               "You have released {reference}; another agent can take it.")
 
 
 @bp.post("/queue/<id:callback_id>/call")
@@ -86,10 +86,10 @@ def call_back(callback_id: int):
     except Exception as error:  # the phone is ringing already: say so, rather than fail the page
         log.error("callback %s: call %s placed but not recorded: %s", callback_id, placed.call_sid, describe(error))
         return say(at, f"The call was placed (Twilio call {placed.call_sid}) but could not be recorded. "
-                    "Log the attempt by hand.", "error")
+                   "Log the attempt by hand.", "error")
     log.info("callback %s: agent %s placed call %s", callback_id, current_user.id, placed.call_sid)
     return say(at, f"Ringing your phone for {reference}. Answer it and press 1 to be connected to the caller. "
-                    "It counts as an attempt once the caller is dialled.")
+                   "It counts as an attempt once the caller is dialled.")
 
 
 def _started_at(text: str, now: datetime) -> datetime:
@@ -149,7 +149,7 @@ def log_attempt(callback_id: int):
     typed = {"panel": "attempt", "started_at": request.form.get("started_at", "")[:32], "outcome": outcome[:32],
              "note": request.form.get("note", "")[:MAX_NOTE * 2]}
     return act(callback_id, add, "Attempt logged for {reference}: " + label + ".", typed,
-                **_earlier_attempt(callback_id))
+               **_earlier_attempt(callback_id))
 
 
 def _earlier_attempt(callback_id: int) -> dict[str, str]:
@@ -165,6 +165,6 @@ def close(callback_id: int):
     label = queue.CLOSING.get(outcome, ("",))[0].lower()
     typed = {"panel": "close", "outcome": outcome[:32], "note": request.form.get("note", "")[:MAX_NOTE * 2]}
     return act(callback_id, lambda s: service.close(s, callback_id=callback_id, agent_id=current_user.id,
-                                                     outcome=outcome, now=clock(), note=form_note()),
-                "{reference} is closed as " + label + ".", typed,
-                **(_earlier_attempt(callback_id) if outcome in service.CLOSED_AFTER_TRYING else {}))
+                                                    outcome=outcome, now=clock(), note=form_note()),
+               "{reference} is closed as " + label + ".", typed,
+               **(_earlier_attempt(callback_id) if outcome in service.CLOSED_AFTER_TRYING else {}))

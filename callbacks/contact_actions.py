@@ -35,8 +35,8 @@ def concluded(call_sid: str):
         return say(f"call-{call_sid}", str(refusal), "error")
     minutes = round(owed.UNDO_CONCLUDED.total_seconds() / 60)
     return say("awaiting", f"{reference} is recorded as concluded on the call. Pressed by mistake? You can undo it "
-                            f"for {minutes} minutes.",
-                undo=url_for("agents.undo_concluded", call_sid=call_sid, **page_args()), reference=reference)
+                           f"for {minutes} minutes.",
+               undo=url_for("agents.undo_concluded", call_sid=call_sid, **page_args()), reference=reference)
 
 
 @bp.post("/queue/calls/<call_sid>/undo-concluded")
@@ -51,7 +51,7 @@ def undo_concluded(call_sid: str):
     except owed.CallbackError as refusal:
         return say("awaiting", str(refusal), "error")
     return say(f"call-{call_sid}", f"{reference} is no longer recorded as concluded: say whether it was, or that a "
-                                    "callback is needed.")
+                                   "callback is needed.")
 
 
 @bp.post("/queue/calls/<call_sid>/callback")
