@@ -197,6 +197,7 @@ def test_helpdesk_run_keeps_idle_connections_open_as_the_shipped_configuration_d
     from helpdesk import config_in_force, server
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    keep_value_class(monkeypatch)  # serve() prepares the directory as on_starting does
     monkeypatch.setenv(config_in_force.IN_FORCE_ENV, "")  # put back as it was after the test
     seen = {}
     monkeypatch.setattr(server.HelpdeskServer, "run", lambda self: seen.update(self.options))
