@@ -201,7 +201,8 @@ class SweepJob(LeasedJob):
     def work(self, session: Session, run: JobRun) -> None:
         run.recorded = len(sweep(session, self.settings, run.now).recorded)
         if self.notifier is not None:
-            run.emailed = notify_pending(session, self.settings, self.notifier, run.now).sent
+            run.result = notify_pending(session, self.settings, self.notifier, run.now)
+            run.emailed = run.result.sent
 
 
 @dataclass(eq=False)

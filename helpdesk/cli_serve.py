@@ -104,7 +104,10 @@ def _once_summary(job, outcome) -> str:
     from helpdesk.cli_calls import count_words, missed_line, reconcile_line
 
     if isinstance(job, SweepJob):
-        return f"Swept: {count_words(outcome.recorded, 'new warning or breach notice')}, {outcome.emailed} emailed."
+        failed = getattr(outcome.result, "failed", 0)
+        unsent = f", {failed} could not be (see the warnings above; tried again at the next sweep)" if failed else ""
+        return (f"Swept: {count_words(outcome.recorded, 'new warning or breach notice')}, {outcome.emailed} "
+                f"emailed{unsent}.")
     if isinstance(job, AcknowledgementJob):
         return f"Email acknowledgements: {outcome.emailed} sent."
     result = outcome.result

@@ -460,6 +460,19 @@ def test_helpdesk_scheduler_once_records_the_overdue_breach_and_says_so(migrated
     assert "Swept: 0 new warning or breach notices" in again.output
 
 
+def test_helpdesk_scheduler_once_says_when_notices_could_not_be_emailed(migrated_url, tmp_path):
+    config = write_config(tmp_path / "helpdesk.toml")
+    with config.open("a") as extra:  # a mail server that is not there
+        extra.write(f'\n[supervisors]\nemails = ["lead@provider.example.org"]\n\n[smtp]\nhost = "127.0.0.1"\n'
+                    f'port = {free_port()}\nsecurity = "none"\nfrom_address = "desk@provider.example.org"\n')
+    owe_overdue(migrated_url, config)
+    result = CliRunner().invoke(main, ["scheduler", "--once"], env={"HELPDESK_CONFIG": str(config),
+                                                                    "DATABASE_URL": migrated_url})
+    assert result.exit_code == 0, result.output
+    assert ("Swept: 1 new warning or breach notice, 0 emailed, 1 could not be (see the warnings above; tried "
+            "again at the next sweep).") in result.output
+
+
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "helpdesk.cli", *command], cwd=ROOT, stdout=out,
