@@ -44,6 +44,11 @@ MAX_CONFIG_BYTES = 1024 * 1024  # the sample, every key documented, is under 10 
 
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read and validate the TOML configuration file."""
+    return settings_from(*read_config(path))
+
+
+def read_config(path: Path | str | None = None) -> tuple[bytes, Path]:
+    """The configuration file's bytes, and its path (HELPDESK_CONFIG, or config/helpdesk.toml)."""
     path = Path(path) if path is not None else config_path()
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # before opening: a pipe would wait for a writer
@@ -59,6 +64,11 @@ def load_settings(path: Path | str | None = None) -> Settings:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: the configuration file is over {MAX_CONFIG_BYTES // 1024 // 1024} MB; "
                           "is it the right file?")
+    return raw, path
+
+
+def settings_from(raw: bytes, path: Path) -> Settings:
+    """Validate the bytes of the configuration file at `path`; its version is their SHA-256."""
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

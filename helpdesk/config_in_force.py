@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
-from helpdesk.config import ConfigError, config_path, load_settings
+from helpdesk.config import ConfigError, config_path, load_settings, read_config, settings_from
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,13 +23,16 @@ IN_FORCE_ENV = "HELPDESK_CONFIG_IN_FORCE"
 
 
 def keep(owner: tuple[int, int] | None = None) -> str:
-    """Copy the configuration file, already checked, for the workers; `owner`: the workers' user
-    and group, when not this process's. Returns the copy's path, also set in IN_FORCE_ENV."""
-    descriptor, path = tempfile.mkstemp(prefix="helpdesk-config-", suffix=".toml")
+    """Copy the configuration file for the workers, once it is found valid (ConfigError if not);
+    `owner`: the workers' user and group, when not this process's. Returns the copy's path, also
+    set in IN_FORCE_ENV."""
+    raw, path = read_config()
+    settings_from(raw, path)
+    descriptor, copy = tempfile.mkstemp(prefix="helpdesk-config-", suffix=".toml")
     os.close(descriptor)
-    _write(path, config_path().read_bytes(), owner)
-    os.environ[IN_FORCE_ENV] = path
-    return path
+    _write(copy, raw, owner)
+    os.environ[IN_FORCE_ENV] = copy
+    return copy
 
 
 def _write(path: str, raw: bytes, owner: tuple[int, int] | None) -> None:
@@ -43,28 +45,25 @@ def _write(path: str, raw: bytes, owner: tuple[int, int] | None) -> None:
     os.replace(new, path)  # a worker starting now reads the old copy or the new, whole
 
 
-def reload_hook(owner: tuple[int, int] | None = None):
-    """gunicorn's on_reload hook, in the master before the new workers start: the file checked
-    again; valid, it becomes the copy in force; with a mistake, the log says so, and the new
-    workers run on the copy."""
-
-    def on_reload(arbiter) -> None:
-        path = os.environ.get(IN_FORCE_ENV)
+def reload(owner: tuple[int, int] | None = None) -> None:
+    """gunicorn's on_reload, in the master before the new workers start (helpdesk.server): the
+    file checked again; valid, those same bytes become the copy in force; with a mistake, the
+    log says so, and the new workers run on the copy. `owner` as for `keep`."""
+    try:
+        raw, path = read_config()
+        settings = settings_from(raw, path)
+    except ConfigError as problem:
+        log.error("%s: the workers keep the configuration in force until it is mended (check it with "
+                  "'helpdesk check-config', then reload again)", problem)
+        return
+    copy = os.environ.get(IN_FORCE_ENV)
+    if copy:
         try:
-            settings = load_settings()
-        except ConfigError as problem:
-            log.error("%s: the workers keep the configuration in force until it is mended (check it with "
-                      "'helpdesk check-config', then reload again)", problem)
+            _write(copy, raw, owner)
+        except OSError as error:
+            log.error("cannot keep a copy of the configuration for the workers (%s)", error.strerror or error)
             return
-        if path:
-            try:
-                _write(path, Path(settings.source).read_bytes(), owner)
-            except OSError as error:
-                log.error("cannot keep a copy of the configuration for the workers (%s)", error.strerror or error)
-                return
-        log.info("configuration reloaded from %s (version %s)", settings.source, settings.version)
-
-    return on_reload
+    log.info("configuration reloaded from %s (version %s)", settings.source, settings.version)
 
 
 def remove() -> None:
@@ -86,7 +85,7 @@ def load_for_app(path: str | Path | None = None) -> Settings:
         in_force = os.environ.get(IN_FORCE_ENV)
         if path is not None or not in_force or not os.path.exists(in_force):
             raise
-        settings = load_settings(in_force)
+        settings = settings_from(read_config(in_force)[0], config_path())
         log.error("%s: running on the configuration in force before it (version %s) until it is mended",
                   problem, settings.version)
-        return replace(settings, source=str(config_path()))
+        return settings

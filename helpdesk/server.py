@@ -16,6 +16,7 @@ from gunicorn import util
 from gunicorn.app.base import BaseApplication
 
 from helpdesk import config_in_force
+from helpdesk.config import ConfigError
 
 # prometheus_client's multiprocess mode: each worker writes its request metrics here.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,8 +59,8 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
         "preload_app": False,
     }
     config_in_force.keep()
-    reloads = {"on_reload": config_in_force.reload_hook(), "on_exit": lambda arbiter: config_in_force.remove()}
-    hooks = combine_hooks({"post_worker_init": post_worker_init}, metrics_hooks(prepare_metrics_dir()), reloads)
+    hooks = combine_hooks({"post_worker_init": post_worker_init, "on_reload": on_reload, "on_exit": on_exit},
+                          metrics_hooks(prepare_metrics_dir()))
     if scheduler is not None:
         hooks = combine_hooks(hooks, scheduler_hooks(scheduler))
     options.update(hooks)
@@ -121,7 +122,7 @@ def on_starting(arbiter) -> None:
         check_before_serving(as_workers=as_workers(arbiter))
         _started["metrics"] = prepare_metrics_dir(owner=workers_owner(arbiter))
         config_in_force.keep(owner=workers_owner(arbiter))
-    except (click.ClickException, MetricsDirError) as problem:
+    except (click.ClickException, MetricsDirError, ConfigError) as problem:
         message = problem.format_message() if isinstance(problem, click.ClickException) else str(problem)
         print(f"Error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
@@ -169,8 +170,8 @@ def as_workers(arbiter):
 
 
 def on_exit(arbiter) -> None:
-    """gunicorn hook (config/gunicorn.conf.py): remove the metrics directory on_starting made, and
-    the copy of the configuration in force."""
+    """gunicorn hook (config/gunicorn.conf.py, and `helpdesk run`): remove the metrics directory
+    on_starting made, if it did, and the copy of the configuration in force."""
     directory, made = _started.pop("metrics", (None, False))
     if made:
         shutil.rmtree(directory, ignore_errors=True)
@@ -178,9 +179,9 @@ def on_exit(arbiter) -> None:
 
 
 def on_reload(arbiter) -> None:
-    """gunicorn hook (config/gunicorn.conf.py), on SIGHUP before the new workers start: the
-    configuration file checked again (helpdesk.config_in_force)."""
-    config_in_force.reload_hook(workers_owner(arbiter))(arbiter)
+    """gunicorn hook (config/gunicorn.conf.py, and `helpdesk run`), on SIGHUP before the new workers
+    start: the configuration file checked again (helpdesk.config_in_force)."""
+    config_in_force.reload(workers_owner(arbiter))
 
 
 def post_worker_init(worker) -> None:
