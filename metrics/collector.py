@@ -127,16 +127,12 @@ class BuildCollector:
         self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        from importlib.metadata import PackageNotFoundError, version
+        from metrics.evidence.manifest import software_version
 
-        try:
-            release = version("helpdesk-sla")
-        except PackageNotFoundError:
-            release = "unknown"
         info = GaugeMetricFamily("helpdesk_build_info", "Always 1: the app's version and its configuration's "
                                  "version (the first 12 hex digits of the file's SHA-256).",
                                  labels=["version", "config_version"])
-        info.add_metric([release, self.settings.version], 1)
+        info.add_metric([software_version(), self.settings.version], 1)
         yield info
 
 

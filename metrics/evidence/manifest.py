@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+@cache
 def software_version() -> str:
+    """The installed package's version (read once: a new version means a new process)."""
     try:
         return metadata.version("helpdesk-sla")
     except metadata.PackageNotFoundError:
