@@ -18,13 +18,14 @@ from flask_login import current_user
 from callbacks import owed, queue
 from callbacks.email import waiting
 from helpdesk.clock import local
+from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.web import clock, database, settings
 
 bp = Blueprint("agents", __name__)
 
-ROLES = ("agent", "manager")  # admins always
+ROLES = QUEUE_ROLES  # admins always (User.has_role)
 SHOWN, MOST_SHOWN = 200, 2000
 POLL_SECONDS = 15
 MAX_NOTE = 2000

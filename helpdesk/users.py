@@ -22,7 +22,7 @@ from zxcvbn import zxcvbn
 
 from helpdesk.clock import now_utc
 from helpdesk.models import SignInFailure, User
-from helpdesk.models.user import ROLES
+from helpdesk.models.user import QUEUE_ROLES, ROLES
 from helpdesk.phones import international
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ _USERNAME = re.compile(r"^[a-z0-9._-]{3,64}\Z")
 
 class UserError(ValueError):
     """A request about a user that cannot be carried out; the message says why."""
-# Who may work the callback queue (callbacks.blueprint: agents and managers, and admins always).
-QUEUE_ROLES = ("agent", "manager", "admin")
 
 
 def normalise_username(username: str) -> str:
@@ -351,7 +349,7 @@ def set_role(session: Session, username: str, role: str) -> User:
         before, user.role = user.role, role
         user.session_epoch = User.session_epoch + 1
         released = 0
-        if role not in QUEUE_ROLES:
+        if not user.has_role(*QUEUE_ROLES):
             from callbacks.service import release_all
 
             released = release_all(session, user.id)

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from helpdesk.models.base import Base, UTCDateTime
 
 ROLES = ("agent", "manager", "auditor", "admin")
+# Who may work the callback queue; admins may too, as they may do anything (User.has_role).
+QUEUE_ROLES = ("agent", "manager")
 
 
 class User(UserMixin, Base):
