@@ -143,12 +143,13 @@ def check_before_serving(as_workers=None):
         raise click.ClickException(str(exc)) from None
     from helpdesk.voice.recovery import spool_problem
 
-    if problem := (as_workers or (lambda check: check()))(lambda: spool_problem(settings)):
+    as_workers = as_workers or (lambda check: check())
+    if problem := as_workers(lambda: spool_problem(settings)):
         raise click.ClickException(problem)
     from helpdesk.migrate import NotReady, Unreachable, check_migrated, sqlite_file_problem
 
     url = database_url()
-    if problem := (as_workers or (lambda check: check()))(lambda: sqlite_file_problem(url)):
+    if problem := as_workers(lambda: sqlite_file_problem(url)):
         raise click.ClickException(problem)
     try:
         check_migrated(url)

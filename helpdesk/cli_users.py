@@ -17,7 +17,6 @@ from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import mask_number
-from helpdesk.settings import Secrets
 from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
                             existing_user, list_users, reactivate, refuse_taken, set_password, set_phone, set_role)
 
@@ -28,9 +27,9 @@ users_cli = click.Group("users", help="Manage the people who sign in (uses DATAB
 @contextmanager
 def _session() -> Iterator[Session]:
     """A session on DATABASE_URL; every failure becomes a one-line message."""
-    if problem := Secrets.database_url_problem():
-        raise click.ClickException(problem)
-    url = Secrets.from_environ().database_url
+    from helpdesk.cli import database_url  # here: helpdesk.cli imports this module
+
+    url = database_url()
     database = None
     try:
         _refuse_missing_sqlite_file(url)
@@ -111,7 +110,9 @@ def add_command(username: str, role: str, display_name: str, phone: str) -> None
         user = add_user(session, username, password, role, display_name, phone=phone)
     named = f" ({user.display_name})" if user.display_name else ""
     click.echo(f"Added {user.role} {user.username!r}{named}.")
-    click.echo(f"Database: {database_words(Secrets.from_environ().database_url)}")
+    from helpdesk.cli import database_url
+
+    click.echo(f"Database: {database_words(database_url())}")
 
 
 @users_cli.command("list")

@@ -182,10 +182,10 @@ def _span(contact, periods: list[Period]) -> tuple:
     return contact >= min(p.start for p in periods), contact < max(p.end for p in periods)
 
 
-def _timed(contact, start, end):
-    """The rows' times from `start` to `end` in whole seconds rounded up, with the contact time
-    that places each in a period: a select to add joins and conditions to."""
-    return select(seconds_up_between(start, end).label("seconds"), contact.label("contact"))
+def _timed(start, end):
+    """The rows' times from `start` (their contact time, which places each in a period) to `end`,
+    in whole seconds rounded up: a select to add joins and conditions to."""
+    return select(seconds_up_between(start, end).label("seconds"), start.label("contact"))
 
 
 def _spreads(session: Session, timed, periods: list[Period]) -> list[Spread]:
@@ -230,7 +230,7 @@ def _callbacks(session: Session, periods: list[Period]) -> list[tuple[int, int, 
     owing = _in_each(Callback.owed_from, periods)
     reaching = _in_each(Callback.owed_from, periods, Callback.reached_at.is_not(None))
     row = session.execute(select(*owing, *reaching).where(*owed)).one()
-    waits = _spreads(session, _timed(Callback.owed_from, Callback.owed_from, Callback.first_attempt_at)
+    waits = _spreads(session, _timed(Callback.owed_from, Callback.first_attempt_at)
                      .where(*owed, Callback.first_attempt_at.is_not(None)), periods)
     many = len(periods)
     return [(int(row[i] or 0), int(row[many + i] or 0), waits[i]) for i in range(many)]
@@ -242,11 +242,11 @@ def _emails(session: Session, periods: list[Period]) -> list[tuple[Spread, int, 
     received = _span(ack.received_at, periods)
     each = _in_each(ack.received_at, periods)
     enquiries = session.execute(select(*each).select_from(ack).where(*received)).one()
-    acknowledged = _spreads(session, _timed(ack.received_at, ack.received_at, ack.sent_at)
+    acknowledged = _spreads(session, _timed(ack.received_at, ack.sent_at)
                             .where(*received, ack.sent_at.is_not(None)), periods)
     first = first_answers(min(p.start for p in periods))
     answer = answered_at(first)
-    answered = _spreads(session, _timed(ack.received_at, ack.received_at, answer).select_from(ack)
+    answered = _spreads(session, _timed(ack.received_at, answer).select_from(ack)
                         .join(Enquiry, Enquiry.id == ack.enquiry_id)
                         .outerjoin(first, first.c.detail == answer_detail(Enquiry.reference))
                         .where(*received, answer.is_not(None)), periods)
