@@ -1,6 +1,7 @@
 # make demo   - install, migrate demo.db, create a demo manager, run the app with simulated traffic
 # make test   - the whole test suite (unit, integration on SQLite and PostgreSQL, end-to-end)
 # make bench  - the benchmarks under bench/
+# make constraints - pin every dependency at the newest versions pyproject.toml allows (config/constraints.txt)
 # make clean  - remove build artefacts, caches and the demo database (distclean: also .venv, .demo.env)
 
 SHELL := bash
@@ -12,6 +13,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALL_STAMP := .stamp-install
+# The versions every dependency is installed at, here, in CI and by the README's production
+# commands: what the tests ran against. `make constraints` moves them on, on purpose.
+CONSTRAINTS := config/constraints.txt
 PYTEST_ARGS ?=
 
 DEMO_HOST := 127.0.0.1
@@ -40,7 +44,7 @@ DEMO_ENV := .demo.env
 # that says so, or the acknowledgements would go to whatever listens on 8025.
 DEMO_CONFIG := $(if $(filter 8025,$(DEMO_SMTP_PORT)),config/demo.toml,.demo.toml)
 
-.PHONY: help demo demo-secrets test bench clean distclean install
+.PHONY: help demo demo-secrets test bench clean distclean install constraints
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -50,12 +54,29 @@ help:
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changed (or the venv was recreated).
-$(INSTALL_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[test]'
+# Reinstall only when pyproject.toml or the pins changed (or the venv was recreated). A package
+# installed at another version than its pin is moved to the pin.
+$(INSTALL_STAMP): pyproject.toml $(CONSTRAINTS) $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[test]' -c $(CONSTRAINTS)
 	touch $@
 
 install: $(INSTALL_STAMP)
+
+# Resolved afresh in a throw-away venv, so nothing installed here by hand gets pinned. Run it with
+# the oldest Python the app supports (3.11): a package needed only there is pinned too. Then
+# `make test`, and commit the file with the figures it moved.
+CONSTRAINTS_VENV := .constraints-venv
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	{ echo "# The versions of the app's dependencies and test tools that this version was tested with."; \
+	  echo "# Install with them: pip install -c constraints.txt helpdesk_sla-X.Y.Z-py3-none-any.whl"; \
+	  echo "# Written by \`make constraints\` on Python $$($(CONSTRAINTS_VENV)/bin/python -c 'import platform; print(platform.python_version())'); do not edit by hand."; \
+	  $(CONSTRAINTS_VENV)/bin/python -m pip freeze --disable-pip-version-check --exclude-editable; \
+	} > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	rm -rf $(CONSTRAINTS_VENV)
 
 # Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos. A key
 # added in a later version of the demo is appended to an existing file.

@@ -1,12 +1,12 @@
 """The operating files that come with the app, and writing them out for an installation.
 
-They are the documented example configuration, the gunicorn settings, the Prometheus and
-Grafana set-up (CONFIG_FILES, in config/), the alert rules with their tests and the Grafana
-dashboards (metrics/). In a checkout they are in those folders of the repository. A wheel
-carries CONFIG_FILES as helpdesk/operating/ (setup.py reads the list from here, so nothing
-else put in config/, such as a site's own configuration, is ever packaged), and metrics/'s
-files as package data. `helpdesk files` writes them laid out as in a checkout, so the
-README's commands work from that directory.
+They are the documented example configuration, the dependency versions the app was tested
+with, the gunicorn settings, the Prometheus and Grafana set-up (CONFIG_FILES, in config/),
+the alert rules with their tests and the Grafana dashboards (metrics/). In a checkout they
+are in those folders of the repository. A wheel carries CONFIG_FILES as helpdesk/operating/
+(setup.py reads the list from here, so nothing else put in config/, such as a site's own
+configuration, is ever packaged), and metrics/'s files as package data. `helpdesk files`
+writes them laid out as in a checkout, so the README's commands work from that directory.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import metrics
 # config/'s files that ship, as paths under config/ (setup.py reads this literal).
 CONFIG_FILES = (
     "helpdesk.toml",
+    "constraints.txt",
     "gunicorn.conf.py",
     "prometheus.yml",
     "grafana/provisioning/datasources/prometheus.yml",

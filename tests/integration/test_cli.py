@@ -493,7 +493,7 @@ def test_files_writes_the_operating_files_and_never_overwrites_an_edited_one_una
     out = tmp_path / "deploy"
     first = CliRunner().invoke(main, ["files", "--out", str(out)])
     assert first.exit_code == 0, first.output
-    assert f"wrote {out}/config/helpdesk.toml" in first.output and "10 files of helpdesk-sla " in first.output
+    assert f"wrote {out}/config/helpdesk.toml" in first.output and "11 files of helpdesk-sla " in first.output
     assert (out / "config/helpdesk.toml").read_bytes() == (root / "config/helpdesk.toml").read_bytes()
     again = CliRunner().invoke(main, ["files", "--out", str(out)])
     assert again.exit_code == 0 and "wrote" not in again.output and f"unchanged {out}/config/prometheus.yml" in again.output
