@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, Response
 
-from helpdesk.migrate import schema_problem
+from helpdesk.migrate import schema_problem, sqlite_file_problem
 from helpdesk.voice.recovery import describe
 from helpdesk.web import database
 
@@ -26,13 +26,13 @@ def readyz():
         with database().engine.connect() as connection:
             problem = schema_problem(connection)
     except Exception as exc:  # any driver error means not ready
-        log.error("readiness check failed: %s", describe(exc))
+        log.error("readiness check failed: %s", _why(exc))
         return Response("database unreachable\n", status=503, mimetype="text/plain")
     try:  # webhooks connect with settings of their own (a pooler may refuse them): they must get in too
         with database().connection() as connection:
             connection.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        log.error("readiness check failed for webhooks' connections: %s", describe(exc))
+        log.error("readiness check failed for webhooks' connections: %s", _why(exc))
         return Response("database unreachable for webhooks (they go to the spool)\n", status=503,
                         mimetype="text/plain")
     if problem:
@@ -40,3 +40,11 @@ def readyz():
         log.error("readiness check failed: %s", problem)
         return Response(f"database not ready: {problem}\n", status=503, mimetype="text/plain")
     return Response("ready\n", mimetype="text/plain")
+
+
+def _why(exc: BaseException) -> str:
+    """The error, and for an SQLite file this process may no longer read and write (a command run
+    as root since the app started, say), whose the file is and what to do: SQLite itself says
+    only "unable to open database file"."""
+    problem = sqlite_file_problem(database().url)
+    return f"{describe(exc)}; {problem}" if problem else describe(exc)

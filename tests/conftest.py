@@ -7,6 +7,7 @@
   The ``postgresql`` case carries the ``postgres`` marker (``-m "not postgres"`` deselects it).
 * ``postgres_url``: a fresh, empty PostgreSQL database (for PostgreSQL-only tests).
 * ``migrated_url``: ``database_url`` with the schema upgraded to head by ``helpdesk.migrate``.
+* ``open_tmp``: a temporary directory another user can reach (for tests that switch user).
 
 App fixtures live in ``tests/integration/conftest.py``.
 """
@@ -156,3 +157,14 @@ def pytest_report_header(config):
     binaries = find_postgres_binaries()
     where = os.path.dirname(binaries["postgres"]) if binaries else "not found"
     return [f"CI={os.environ.get('CI', '')!r} (true: missing servers fail instead of skip); PostgreSQL: {where}"]
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory another user can reach (pytest's own are under a 0700 one)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="helpdesk-owner-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

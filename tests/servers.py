@@ -8,6 +8,7 @@ Import it as ``servers`` (``tests/`` is on ``sys.path``; ``tests/conftest.py`` m
 * ``find_program(name)``: a program on PATH (or in extra directories), else None.
 * ``skip_or_fail(reason)``: skip locally, FAIL under ``CI=true`` (a missing server in CI is a
   broken CI machine, not a reason to skip).
+* ``workers_as_nobody()``: a gunicorn arbiter whose workers run as ``nobody`` (needs root).
 * ``PostgresServer``: a throw-away PostgreSQL cluster (``initdb`` into a temporary directory,
   started with ``pg_ctl`` on a free port, trust authentication for the ``postgres`` role, no
   fsync). PostgreSQL refuses to run as root, so under euid 0 the cluster runs as the ``postgres``
@@ -59,6 +60,21 @@ def skip_or_fail(reason: str):
     if in_ci():
         pytest.fail(f"{reason} (CI=true: failing instead of skipping)", pytrace=False)
     pytest.skip(reason)
+
+
+def workers_as_nobody():
+    """An arbiter whose workers run as nobody (gunicorn started as root with --user/--group), and
+    nobody's password entry. Only root can switch to another user: skip_or_fail otherwise."""
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    if os.geteuid() != 0:
+        skip_or_fail("switching to the workers' user needs root (CI runs as root)")
+    config = Config()
+    config.set("user", "nobody")
+    config.set("group", str(pwd.getpwnam("nobody").pw_gid))
+    return SimpleNamespace(cfg=config), pwd.getpwnam("nobody")
 
 
 def require_program(name: str, hint: str = "", extra_dirs: tuple[str, ...] = ()) -> str:

@@ -7,10 +7,10 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from gunicorn.config import Config
 
 from helpdesk import server
+from servers import workers_as_nobody
 
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
 
@@ -83,32 +83,6 @@ def test_a_metrics_directory_of_the_operators_is_kept_and_its_old_files_removed(
     server.on_starting(None)
     server.on_exit(None)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
-
-
-def workers_as_nobody():
-    """An arbiter whose workers run as nobody (gunicorn started as root with --user/--group)."""
-    import pwd
-
-    from servers import skip_or_fail
-
-    if os.geteuid() != 0:
-        skip_or_fail("switching to the workers' user needs root (CI runs as root)")
-    config = Config()
-    config.set("user", "nobody")
-    config.set("group", str(pwd.getpwnam("nobody").pw_gid))
-    return SimpleNamespace(cfg=config), pwd.getpwnam("nobody")
-
-
-@pytest.fixture
-def open_tmp():
-    """A temporary directory another user can reach (pytest's own are under a 0700 one)."""
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="helpdesk-owner-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_a_root_master_checks_the_spool_as_the_workers_user_and_makes_it_theirs(open_tmp):
