@@ -1,5 +1,5 @@
 """`helpdesk users`: add, list and deactivate the people who sign in, and set their passwords and phones;
-`password_for`, the password of the user another command runs as."""
+`password_for` and `administrator_for`: who another command runs as."""
 from __future__ import annotations
 
 import os
@@ -71,6 +71,20 @@ def password_for(username: str) -> str:
     if password:
         return password
     return click.prompt(f"Password for {username}", hide_input=True, err=True)
+
+
+def administrator_for(session: Session, username: str, doing: str):
+    """The active administrator a command runs as, once their password is right, or a
+    ClickException saying why not: `doing` is what they would do ("record a restore")."""
+    from helpdesk.users import authenticate, normalise_username
+
+    user = authenticate(session, username, password_for(username))
+    if user is None:
+        raise click.ClickException(f"cannot {doing} as {normalise_username(username)!r}: the password is wrong, or "
+                                   "there is no such active user")
+    if user.role != "admin":
+        raise click.ClickException(f"{user.username!r} may not {doing} (role {user.role}): only an administrator may")
+    return user
 
 
 def _new_password() -> str:

@@ -225,22 +225,14 @@ def after_restore_command(lost_until: str, backup_taken: str | None, skip: int |
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
     from helpdesk.dbutil import database_error
-    from helpdesk.cli_users import password_for
-    from helpdesk.users import authenticate, normalise_username
+    from helpdesk.cli_users import administrator_for
 
     failed = _uk_time(lost_until, "--lost-until")
     taken = _uk_time(backup_taken, "--backup-taken")
     database = Database(migrated_database_url())
     try:
         with database.session() as session:
-            user = authenticate(session, username, password_for(username))
-            if user is None:
-                raise click.ClickException(
-                    f"cannot record a restore as {normalise_username(username)!r}: the password is wrong, or there "
-                    "is no such active user")
-            if user.role != "admin":
-                raise click.ClickException(f"{user.username!r} may not record a restore (role {user.role}): only an "
-                                           "administrator may")
+            user = administrator_for(session, username, "record a restore")
             recorded = record_restore(session, backup_taken_at=taken, lost_until=failed, now=now_utc(),
                                       user_id=user.id, actor=user.username, skip=skip)
     except RestoreError as exc:

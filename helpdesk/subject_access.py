@@ -232,8 +232,7 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
     from helpdesk.dbutil import command_errors
-    from helpdesk.cli_users import password_for
-    from helpdesk.users import authenticate, normalise_username
+    from helpdesk.cli_users import administrator_for
 
     try:
         if (phone is None) == (email is None):
@@ -247,14 +246,7 @@ def subject_access_command(phone: str | None, email: str | None, username: str, 
     database = Database(migrated_database_url())
     try:
         with command_errors("copy", out), database.session() as session:
-            user = authenticate(session, username, password_for(username))
-            if user is None:
-                raise click.ClickException(
-                    f"cannot search as {normalise_username(username)!r}: the password is wrong, or there is no such "
-                    "active user")
-            if user.role != "admin":
-                raise click.ClickException(f"{user.username!r} may not search for a person's data (role "
-                                           f"{user.role}): only an administrator may")
+            user = administrator_for(session, username, "search for a person's data")
             now = now_utc()
             found = find_person(session, phone=number, email=address)
             try:
