@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import callback_deadline
 from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import AuditEntry, Call, Callback, CallbackNotice, Enquiry, User
-from helpdesk.phones import international
+from helpdesk.phones import REMOVED, international
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
     """An agent says an answered call's enquiry could not be concluded: a callback is owed."""
     with session.begin():
         call, enquiry = _answered_call_and_enquiry(session, call_sid)
-        number = dialable(number or "") or call.caller_number
+        # A number removed after the retention period is no number to dial: the agent types one.
+        number = dialable(number or "") or (call.caller_number if call.caller_number != REMOVED else None)
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         # A callback the app withdrew untouched (owed for a call that looked missed until its

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from helpdesk.phones import REMOVED
+
 # A sender that stopped mid-send (a crash, a killed process) leaves its claim; after this long
 # another may take it. Far longer than a send can take (a 15-second SMTP timeout per step).
 CLAIM_STALE_AFTER = timedelta(minutes=5)
@@ -98,6 +100,8 @@ def ack_state(*, status: str | None, sla: str | None, attempts: int, decision: s
 
 def mask_address(address: str | None) -> tuple[str, str]:
     """("j***@example.org", "address starting j, at example.org"): the first character and the domain only."""
+    if address == REMOVED:
+        return "Removed", "address removed"
     local, at, domain = (address or "").strip().rpartition("@")
     if not at or not local or not domain:
         return "Not known", "address not known"

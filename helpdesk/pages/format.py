@@ -10,7 +10,7 @@ from markupsafe import Markup, escape
 from helpdesk.clock import local
 
 # One rule for withheld numbers and what of a number may be shown, used by the projection too.
-from helpdesk.phones import is_withheld, number_ending  # noqa: F401 (used by templates)
+from helpdesk.phones import REMOVED, is_withheld, number_ending  # noqa: F401 (used by templates)
 
 MASK = "••••••••"  # always eight, so the mask does not give away the number's length
 
@@ -30,6 +30,8 @@ REACHED = {"no": "Never reached the help desk"}
 
 def mask_number(number: str | None) -> str:
     """A caller's number with all but the last three digits hidden: "•••••••• 123"."""
+    if number == REMOVED:
+        return "Removed"
     if is_withheld(number):
         return "Withheld"
     ending = number_ending(number)

@@ -50,7 +50,7 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                        "or unknown",
         "enquiry_reference": "The enquiry the call opened (HD-YYYY-NNNNNN)",
         "caller": "The caller's number, masked to its last three digits unless the pack is unmasked; withheld "
-                  "when the caller withheld it",
+                  "when the caller withheld it; removed once the retention period had passed (helpdesk anonymise)",
         "from_twilio_api": "yes when the call's last webhooks never came and its record was finished from "
                            "Twilio's REST API (to the second)",
         "arrival_estimated": "yes when the incoming-call webhook never reached the help desk, so arrived is the "
@@ -128,7 +128,8 @@ DEFINITIONS: dict[str, dict[str, str]] = {
         "counted": "yes when it counts for the acknowledgement rule",
         "ack_result": "met, late, unacknowledged (not sent by its due time), pending (not yet due), or blank (not "
                       "sent on purpose, not counted)",
-        "sender": "Who sent the email, masked unless the pack is unmasked",
+        "sender": "Who sent the email, masked unless the pack is unmasked; removed once the retention period had "
+                  "passed",
         "not_sent_reason": "For a suppressed acknowledgement, why it was not sent: the flood guard, the help "
                            "desk's own address, or a restore of the database from a backup; blank otherwise",
         "enquiry_status": "Where the enquiry stands: awaiting_response, answered (an agent marked it answered), "

@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable
 
 from helpdesk.clock import LONDON
-from helpdesk.phones import WITHHELD, is_withheld, number_ending
+from helpdesk.phones import REMOVED, WITHHELD, is_withheld, number_ending
 
 NUMBER_MASK = "********"  # always eight, so the mask does not give away the number's length
 REDACTIONS = ("masked", "none")
@@ -32,6 +32,8 @@ def mask_email(address: str | None) -> str:
     """
     if not address:
         return ""
+    if address == REMOVED:
+        return REMOVED
     name, at, domain = address.strip().rpartition("@")
     if not at or not name or not domain:
         return "***"
@@ -68,6 +70,8 @@ class Redactor:
     def number(self, number: str | None) -> str:
         if number is None:
             return "withheld"
+        if number == REMOVED:
+            return REMOVED
         if self.masked:
             # The usual case, cheaply: "+" and seven or more digits (the same answer as mask_number).
             if len(number) > 7 and number[0] == "+" and number[1:].isdigit() and number not in WITHHELD:

@@ -146,3 +146,14 @@ def test_ring_counts_in_numerals_and_as_a_label(rings, words, label):
     from helpdesk.pages.format import format_rings, ring_target
 
     assert (format_rings(rings), ring_target(rings)) == (words, label)
+
+
+def test_a_number_or_address_removed_after_the_retention_period_says_so_everywhere_it_is_shown():
+    from callbacks.email.ack_rules import mask_address
+    from metrics.evidence.fields import Redactor, mask_email
+
+    assert mask_number("removed") == "Removed" and number_ending("removed") is None
+    assert mask_address("removed") == ("Removed", "address removed")
+    assert mask_email("removed") == "removed"
+    for redaction in ("masked", "none"):
+        assert Redactor(redaction).number("removed") == "removed" and Redactor(redaction).email("removed") == "removed"

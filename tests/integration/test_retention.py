@@ -1,0 +1,164 @@
+"""`helpdesk anonymise`: personal data removed once the retention period has passed, on SQLite and
+PostgreSQL, with every figure kept."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from helpdesk.cli import main
+from helpdesk.models import (
+    AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
+from helpdesk.retention import KEPT_PARAMETERS, blanked, remove_personal_data
+from metrics.periods import uk_midnight
+from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
+from tests.integration.test_queue_page import add_agent, answer_a_call, at
+from tests.integration.test_subject_access import OTHER, PASSWORD, PERSON, desk  # noqa: F401 (fixture)
+from tests.integration.test_users_and_login import sign_in
+from tests.integration.twilio_requests import sid
+
+AFTER_THE_TEST_DAYS = uk_midnight(date(2026, 11, 26))
+PERSONAL = {"caller", "sender", "note"}  # the packs' columns that may change: all else must not
+
+
+def anonymise(env, *args):
+    return CliRunner().invoke(main, ["anonymise", "--user", "root-admin", *args], env=env)
+
+
+def count(db_session, query) -> int:
+    with db_session.begin():
+        return db_session.scalar(select(func.count()).select_from(query.subquery()))
+
+
+def test_every_figure_of_a_pack_is_the_same_after_the_removal(app, db_session, clock, seeded, auditor, packs):
+    with db_session.begin():  # two callbacks closed, and every email enquiry answered
+        for callback in db_session.scalars(select(Callback).where(Callback.contact_key.in_(["call:CB1", "call:CB2"]))):
+            callback.status, callback.closed_at = "closed", callback.owed_from
+        for enquiry in db_session.scalars(select(Enquiry).where(Enquiry.channel == "email")):
+            enquiry.status = "closed"
+    before = export(app, db_session, clock, auditor, packs / "before", include_notes=True)
+    removal = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True)
+    after = export(app, db_session, clock, auditor, packs / "after", include_notes=True)
+
+    assert (before / "summary.csv").read_bytes() == (after / "summary.csv").read_bytes()
+    removed = 0
+    for name in ("calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv"):
+        old, new = read(before / name), read(after / name)
+        assert len(old) == len(new), name
+        for was, now in zip(old, new):
+            assert {k: v for k, v in was.items() if k not in PERSONAL} == {k: v for k, v in now.items()
+                                                                          if k not in PERSONAL}, name
+            for column in PERSONAL & set(was):
+                assert now[column] in (was[column], "removed", ""), (name, column, now[column])
+                removed += now[column] != was[column]
+    # The open callback (and its call) and the email awaiting its acknowledgement keep their people.
+    assert (removal.callbacks, removal.callbacks_left, removal.calls_left, removal.emails, removal.emails_left) == (
+        2, 1, 1, 4, 1)
+    calls = {row["call_sid"]: row["caller"] for row in read(after / "calls.csv")}
+    assert list(calls.values()).count("removed") == removal.calls - 2  # two calls are outside the pack's days
+    notes = [row["note"] for row in read(after / "callbacks.csv")]
+    assert "Customer asked about grant" not in notes and removed > 5
+
+
+def test_a_callers_number_emails_and_notes_go_and_what_is_still_being_worked_stays(desk, app, client, db_session):
+    with db_session.begin():
+        for n, note in ((1, "Rang back about the grant"), (2, "Spoke to them")):
+            callback = db_session.scalars(select(Callback).where(Callback.call_sid == sid(n))).one()
+            callback.status, callback.closed_at, callback.note = "closed", callback.owed_from, note
+        # Amira's first email enquiry answered; her second still open.
+        first = db_session.scalars(select(InboundEmail).order_by(InboundEmail.id)).first()
+        db_session.get(Enquiry, first.enquiry_id).status = "closed"
+        db_session.execute(EmailAcknowledgement.__table__.update().values(status="sent"))
+        kept_events = db_session.scalar(select(func.count()).where(TwilioEvent.call_sid == sid(3),
+                                                                   TwilioEvent.params.contains(PERSON)))
+    assert kept_events > 0
+
+    dry = anonymise(desk, "--before", "2026-11-25")
+    assert dry.exit_code == 0, dry.output
+    assert "would remove personal data from\n  2 calls\n" in dry.output and "Nothing was changed" in dry.output
+    assert count(db_session, select(Call).where(Call.caller_number == PERSON)) == 2
+
+    done = anonymise(desk, "--before", "2026-11-25", "--apply")
+    assert done.exit_code == 0, done.output
+    assert "Contacts that began before 25 November 2026 (UK time): removed personal data from\n  2 calls\n" in done.output
+    assert "  2 callbacks\n  1 callback attempt\n  1 email\n  1 acknowledgement\n" in done.output
+    assert "Left: 1 call still being worked" in done.output and "Left: 1 callback still being worked" in done.output
+    assert "Left: 3 emails still being worked" in done.output
+
+    db_session.expire_all()  # the rows read above, as the command left them
+    with db_session.begin():
+        numbers = dict(db_session.execute(select(Call.call_sid, Call.caller_number)).all())
+        assert numbers == {sid(1): "removed", sid(2): "removed", sid(3): PERSON}  # sid 3's callback is open
+        for event in db_session.scalars(select(TwilioEvent).where(TwilioEvent.call_sid.in_([sid(1), sid(2)]))):
+            assert PERSON not in event.params and OTHER not in event.params
+            assert event.fingerprint == f"anonymised:{event.id}"
+            assert all(value == "" for name, value in json.loads(event.params) if name not in KEPT_PARAMETERS)
+            assert ["CallSid", event.leg_sid] in json.loads(event.params)  # what the records come from stays
+        assert db_session.scalar(select(func.count()).where(TwilioEvent.call_sid == sid(3),
+                                                             TwilioEvent.params.contains(PERSON))) == kept_events
+        assert {c.note for c in db_session.scalars(select(Callback).where(Callback.status == "closed"))} == {""}
+        assert {a.note for a in db_session.scalars(select(CallbackAttempt))} == {""}
+        emails = {e.id: e for e in db_session.scalars(select(InboundEmail))}
+        assert (emails[first.id].sender, emails[first.id].subject, emails[first.id].raw) == ("removed", "", b"")
+        assert emails[first.id].message_id is None and emails[first.id].raw_sha256 == first.raw_sha256
+        assert sum(e.sender == "removed" for e in emails.values()) == 1
+        [entry] = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "personal_data.removed")).all()
+    assert entry.actor == "root-admin" and json.loads(entry.detail)["before"] == "2026-11-25"
+    assert json.loads(entry.detail)["rows"]["calls"] == 2 and PERSON not in entry.detail
+
+    # Found by subject access only where it was left; shown as removed on the pages.
+    searched = CliRunner().invoke(main, ["subject-access", "--user", "root-admin", "--phone", PERSON], env=desk)
+    assert "  calls: 1 row\n" in searched.output and "  callbacks: 1 row\n" in searched.output
+    from helpdesk.users import add_user
+    with app.extensions["helpdesk.db"].session() as session:
+        add_user(session, "morgan-2", PASSWORD, "manager", display_name="Morgan")
+    sign_in(client, "morgan-2", PASSWORD)
+    calls_page = client.get("/calls?day=2026-11-24")
+    assert calls_page.status_code == 200 and calls_page.get_data(as_text=True).count("Removed") == 2
+    enquiry = client.get("/enquiries/HD-2026-000001")
+    assert enquiry.status_code == 200 and "From Removed (" in enquiry.get_data(as_text=True)
+
+    again = anonymise(desk, "--before", "2026-11-25", "--apply")
+    assert again.exit_code == 0 and "  0 calls\n  0 webhooks as received\n  0 callbacks\n" in again.output
+
+
+def test_a_callback_needed_after_the_callers_number_was_removed_has_no_number_to_dial(app, client, clock,
+                                                                                     db_session, settings):
+    from callbacks import owed
+
+    answer_a_call(client, clock, 40, at(9, 0), caller=PERSON)
+    assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True).calls == 1
+    agent = add_agent(app, "ali", "Ali")
+    with app.extensions["helpdesk.db"].session() as session:
+        callback = owed.record_not_concluded(session, settings, call_sid=sid(40), agent_id=agent, now=clock.now,
+                                             note="About their assessment")
+    assert callback.caller_number is None  # the agent types a number, rather than dial "removed"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--before", "25/11/2026"], "Invalid value for --before: “25/11/2026” is not a date: use YYYY-MM-DD"),
+    (["--before", "2999-01-01"], "Invalid value for --before: 2999-01-01 is after today"),
+])
+def test_a_day_that_is_not_one_or_is_still_to_come_is_refused(desk, db_session, args, message):
+    result = anonymise(desk, *args, "--apply")
+    assert result.exit_code == 2 and message in result.output
+    assert count(db_session, select(Call).where(Call.caller_number == "removed")) == 0
+
+
+def test_only_an_administrator_may_remove_personal_data(desk, db_session):
+    result = CliRunner().invoke(main, ["anonymise", "--user", "morgan", "--before", "2026-11-25", "--apply"], env=desk)
+    assert result.exit_code == 1 and "'morgan' may not remove personal data (role manager)" in result.output
+    wrong = CliRunner().invoke(main, ["anonymise", "--user", "root-admin", "--before", "2026-11-25", "--apply"],
+                               env={**desk, "HELPDESK_PASSWORD": "not the password at all"})
+    assert wrong.exit_code == 1 and "cannot remove personal data as 'root-admin': the password is wrong" in wrong.output
+    assert count(db_session, select(Call).where(Call.caller_number == "removed")) == 0
+
+
+def test_only_values_that_say_nothing_of_a_person_are_kept_in_an_event():
+    params = json.dumps([["CallSid", "CA1"], ["From", "+447700900338"], ["CallStatus", "completed"],
+                         ["RecordingUrl", "https://api.twilio.com/x"], ["CallerName", "Amira Khan"]])
+    assert json.loads(blanked(params)) == [["CallSid", "CA1"], ["From", ""], ["CallStatus", "completed"],
+                                           ["RecordingUrl", ""], ["CallerName", ""]]
