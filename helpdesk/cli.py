@@ -235,7 +235,7 @@ def _register() -> None:
     from helpdesk.cli_setup import calendar_command, check_config, files_command
     from helpdesk.cli_calls import calls_cli
     from helpdesk.restore import after_restore_command
-    from helpdesk.retention import anonymise_command
+    from helpdesk.cli_retention import anonymise_command
     from helpdesk.simulator import simulate_command
     from helpdesk.subject_access import subject_access_command
     from helpdesk.cli_users import users_cli

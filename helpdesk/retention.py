@@ -1,5 +1,5 @@
-"""Removing callers' and senders' personal data once the retention period has passed
-(`helpdesk anonymise`).
+"""Removing callers' and senders' personal data once the retention period has passed, or one
+person's when they ask (`helpdesk anonymise`, in helpdesk/cli_retention.py).
 
 UK GDPR keeps personal data no longer than it is needed. The contract owner sets how long; this
 removes it from every contact that began before a given UK day, and keeps what the figures are
@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import datetime
 
-import click
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
-from helpdesk.clock import day_problem, iso_day
-from helpdesk.pages.format import quoted
 from helpdesk.phones import REMOVED
-from metrics.periods import uk_date, uk_midnight
+from helpdesk.subject_access import Found
 
 ACTION = "personal_data.removed"
 CHUNK = 500
@@ -72,23 +70,49 @@ def blanked(params: str) -> str:
                       ensure_ascii=False)
 
 
-def remove_personal_data(session: Session, before: datetime, *, apply: bool) -> Removal:
-    """Remove (with `apply`, else only count) the personal data of contacts begun before
-    `before`, a chunk of rows per transaction, so a large first run holds no lock for long and
-    can be stopped and run again: it takes up where it stopped."""
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a removal takes, as a condition on each table (only those not being worked
+    are changed): contacts begun before a day, or one person's (`helpdesk subject-access`)."""
+
+    calls: ColumnElement[bool]
+    callbacks: ColumnElement[bool]
+    emails: ColumnElement[bool]
+    events: ColumnElement[bool]  # of no call or attempt: those of one are taken with it
+
+    @classmethod
+    def before(cls, moment: datetime) -> Scope:
+        return cls(calls=func.coalesce(Call.arrived_at, Call.ended_at) < moment, callbacks=Callback.owed_from < moment,
+                   emails=InboundEmail.received_at < moment, events=TwilioEvent.received_at < moment)
+
+    @classmethod
+    def of_person(cls, found: Found) -> Scope:
+        def ids(table: str, model):
+            return model.id.in_([row["id"] for row in found.tables[table]])
+
+        return cls(calls=ids("calls", Call), callbacks=ids("callbacks", Callback),
+                   emails=ids("inbound_emails", InboundEmail), events=ids("twilio_events", TwilioEvent))
+
+
+def remove_personal_data(session: Session, scope: Scope, *, apply: bool) -> Removal:
+    """Remove (with `apply`, else only count) the personal data of the contacts in `scope`, a
+    chunk of rows per transaction, so a large first run holds no lock for long and can be
+    stopped and run again: it takes up where it stopped."""
     removal = Removal()
-    _calls(session, before, removal, apply)
-    _callbacks(session, before, removal, apply)
-    _emails(session, before, removal, apply)
-    _orphan_events(session, before, removal, apply)
+    _calls(session, scope.calls, removal, apply)
+    _callbacks(session, scope.callbacks, removal, apply)
+    _emails(session, scope.emails, removal, apply)
+    _orphan_events(session, scope.events, removal, apply)
     return removal
 
 
-def record_removal(session: Session, *, before_day: str, removal: Removal, user_id: int, username: str,
+def record_removal(session: Session, *, taken: dict[str, str], removal: Removal, user_id: int, username: str,
                    now: datetime) -> None:
+    """The audit log's entry: what was taken ({"before": day} or {"person": as subject access
+    describes them}) and the counts."""
     with session.begin():
         session.add(AuditEntry(at=now, user_id=user_id, actor=username, action=ACTION,
-                               detail=json.dumps({"before": before_day, "rows": asdict(removal)}, sort_keys=True)))
+                               detail=json.dumps({**taken, "rows": asdict(removal)}, sort_keys=True)))
 
 
 def _chunks(session: Session, query, key):
@@ -108,10 +132,10 @@ def _not_removed(column):
     return or_(column.is_(None), column != REMOVED)
 
 
-def _calls(session: Session, before: datetime, removal: Removal, apply: bool) -> None:
+def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
     being_worked = exists().where(Callback.enquiry_id == Call.enquiry_id, Callback.status != "closed")
     query = select(Call.id, Call.call_sid, (Call.ended_at.is_(None) | being_worked).label("left")).where(
-        func.coalesce(Call.arrived_at, Call.ended_at) < before, _not_removed(Call.caller_number))
+        scope, _not_removed(Call.caller_number))
     for page in _chunks(session, query, Call.id):
         done = [row for row in page if not row.left]
         removal.calls_left += len(page) - len(done)
@@ -121,9 +145,9 @@ def _calls(session: Session, before: datetime, removal: Removal, apply: bool) ->
         removal.events += _blank_events(session, [row.call_sid for row in done], apply)
 
 
-def _callbacks(session: Session, before: datetime, removal: Removal, apply: bool) -> None:
+def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
     query = select(Callback.id, (Callback.status != "closed").label("left")).where(
-        Callback.owed_from < before, _not_removed(Callback.caller_number))
+        scope, _not_removed(Callback.caller_number))
     for page in _chunks(session, query, Callback.id):
         done = [row.id for row in page if not row.left]
         removal.callbacks_left += len(page) - len(done)
@@ -137,12 +161,12 @@ def _callbacks(session: Session, before: datetime, removal: Removal, apply: bool
         removal.events += _blank_events(session, [row.call_sid for row in attempts if row.call_sid], apply)
 
 
-def _emails(session: Session, before: datetime, removal: Removal, apply: bool) -> None:
+def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
     open_enquiry = exists().where(Enquiry.id == InboundEmail.enquiry_id, Enquiry.status == "open")
     unsent = exists().where(EmailAcknowledgement.inbound_email_id == InboundEmail.id,
                             EmailAcknowledgement.status == "pending")
     query = select(InboundEmail.id, (open_enquiry | unsent).label("left")).where(
-        InboundEmail.received_at < before, _not_removed(InboundEmail.sender))
+        scope, _not_removed(InboundEmail.sender))
     for page in _chunks(session, query, InboundEmail.id):
         done = [row.id for row in page if not row.left]
         removal.emails_left += len(page) - len(done)
@@ -155,13 +179,13 @@ def _emails(session: Session, before: datetime, removal: Removal, apply: bool) -
             session.execute(update(EmailAcknowledgement).where(acknowledged).values(to_address=REMOVED))
 
 
-def _orphan_events(session: Session, before: datetime, removal: Removal, apply: bool) -> None:
-    """Events of no call record and no callback attempt (a leg's event whose call was never
-    stored, say), received before the day."""
+def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
+    """Events in scope of no call record and no callback attempt (a leg's event whose call was
+    never stored, say)."""
     owned = or_(exists().where(Call.call_sid == TwilioEvent.call_sid),
                 exists().where(CallbackAttempt.call_sid == TwilioEvent.call_sid))
     query = select(TwilioEvent.id, TwilioEvent.params).where(
-        TwilioEvent.received_at < before, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
+        scope, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
     for page in _chunks(session, query, TwilioEvent.id):
         removal.events += len(page)
         if apply:
@@ -185,70 +209,3 @@ def _write_blanked(session: Session, events) -> None:
         for event in events])
 
 
-
-@click.command("anonymise")
-@click.option("--before", "before_day", required=True, metavar="DATE",
-              help="Remove personal data from contacts that began before this UK day, YYYY-MM-DD.")
-@click.option("--user", "username", required=True,
-              help="Who is removing it: an active administrator (their password is asked for).")
-@click.option("--apply", is_flag=True, help="Remove it. Without --apply, only say what would be removed.")
-def anonymise_command(before_day: str, username: str, apply: bool) -> None:
-    """Remove callers' and senders' personal data from contacts that began before a UK day.
-
-    For the retention period your contract owner sets. Removes callers' numbers, senders'
-    addresses, emails as received, agents' notes and what Twilio's webhooks said of people;
-    keeps what the figures are made of, so pages, /metrics and evidence packs give the same
-    figures. Anything still being worked is left. Without --apply it only counts. The password
-    comes from HELPDESK_PASSWORD (for scripts), or is asked for. Each removal is in the audit
-    log. Uses DATABASE_URL.
-    """
-    from helpdesk.cli import migrated_database_url
-    from helpdesk.cli_users import administrator_for
-    from helpdesk.clock import now_utc
-    from helpdesk.db import Database
-    from helpdesk.dbutil import command_errors
-
-    now = now_utc()
-    day = _day_before_tomorrow(before_day, now)
-    before = uk_midnight(day)
-    database = Database(migrated_database_url())
-    try:
-        with command_errors("removal", None), database.session() as session:
-            user = administrator_for(session, username, "remove personal data")
-            removal = remove_personal_data(session, before, apply=apply)
-            if apply:
-                record_removal(session, before_day=day.isoformat(), removal=removal, user_id=user.id,
-                               username=user.username, now=now)
-    finally:
-        database.dispose()
-    click.echo(f"Contacts that began before {day:%-d %B %Y} (UK time): "
-               f"{'removed' if apply else 'would remove'} personal data from")
-    for count, what in ((removal.calls, "call"), (removal.events, "webhook as received"),
-                        (removal.callbacks, "callback"), (removal.attempts, "callback attempt"),
-                        (removal.emails, "email"), (removal.acknowledgements, "acknowledgement")):
-        click.echo(f"  {count:,} {what if count == 1 else _plural(what)}")
-    left = ((removal.calls_left, "call", "not finished, or its callback is not closed"),
-            (removal.callbacks_left, "callback", "not closed"),
-            (removal.emails_left, "email", "its enquiry is open, or its acknowledgement not yet sent"))
-    for count, what, why in left:
-        if count:
-            click.echo(f"Left: {count:,} {what if count == 1 else _plural(what)} still being worked ({why}).")
-    if apply:
-        click.echo("This removal is in the audit log. Backups, evidence packs already exported, Twilio and the "
-                   "mailbox keep their own copies: see the README.")
-    else:
-        click.echo("Nothing was changed: add --apply to remove it.")
-
-
-def _day_before_tomorrow(text: str, now: datetime) -> date:
-    day = iso_day(text)
-    if day is None:
-        raise click.BadParameter(f"{quoted(text)} {day_problem(text)}", param_hint="--before")
-    if day > uk_date(now):
-        raise click.BadParameter(f"{day.isoformat()} is after today: give today's date or an earlier one",
-                                 param_hint="--before")
-    return day
-
-
-def _plural(what: str) -> str:
-    return what.replace("webhook as received", "webhooks as received") if what.startswith("webhook") else what + "s"

@@ -12,15 +12,15 @@ from sqlalchemy import func, select
 from helpdesk.cli import main
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
-from helpdesk.retention import KEPT_PARAMETERS, blanked, remove_personal_data
+from helpdesk.retention import KEPT_PARAMETERS, Scope, blanked, remove_personal_data
 from metrics.periods import uk_midnight
 from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
 from tests.integration.test_queue_page import add_agent, answer_a_call, at
-from tests.integration.test_subject_access import OTHER, PASSWORD, PERSON, desk  # noqa: F401 (fixture)
+from tests.integration.test_subject_access import ADDRESS, OTHER, PASSWORD, PERSON, desk  # noqa: F401 (fixture)
 from tests.integration.test_users_and_login import sign_in
 from tests.integration.twilio_requests import sid
 
-AFTER_THE_TEST_DAYS = uk_midnight(date(2026, 11, 26))
+AFTER_THE_TEST_DAYS = Scope.before(uk_midnight(date(2026, 11, 26)))
 PERSONAL = {"caller", "sender", "note"}  # the packs' columns that may change: all else must not
 
 
@@ -123,6 +123,43 @@ def test_a_callers_number_emails_and_notes_go_and_what_is_still_being_worked_sta
 
     again = anonymise(desk, "--before", "2026-11-25", "--apply")
     assert again.exit_code == 0 and "  0 calls\n  0 webhooks as received\n  0 callbacks\n" in again.output
+
+
+def test_one_persons_contacts_are_erased_on_request_and_nobody_elses(desk, db_session):
+    with db_session.begin():
+        callback = db_session.scalars(select(Callback).where(Callback.call_sid == sid(1))).one()
+        callback.status, callback.closed_at, callback.note = "closed", callback.owed_from, "Rang back"
+        db_session.execute(EmailAcknowledgement.__table__.update().values(status="sent"))
+        db_session.execute(Enquiry.__table__.update().where(Enquiry.channel == "email").values(status="closed"))
+    done = anonymise(desk, "--phone", "07700 900338", "--apply")
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("The contacts of the phone number ending 338: removed personal data from\n"
+                                  "  1 call\n")
+    assert "Left: 1 call still being worked" in done.output  # sid 3: its callback is open
+    by_email = anonymise(desk, "--email", ADDRESS, "--apply")
+    assert by_email.exit_code == 0 and "  3 emails\n  3 acknowledgements\n" in by_email.output
+
+    db_session.expire_all()
+    with db_session.begin():
+        numbers = dict(db_session.execute(select(Call.call_sid, Call.caller_number)).all())
+        senders = sorted(db_session.scalars(select(InboundEmail.sender)))
+        [first, second] = db_session.scalars(select(AuditEntry.detail).where(
+            AuditEntry.action == "personal_data.removed").order_by(AuditEntry.id)).all()
+    assert numbers == {sid(1): "removed", sid(2): OTHER, sid(3): PERSON}
+    assert senders == ["removed", "removed", "removed", "someone@else.example"]
+    assert json.loads(first)["person"] == "phone number ending 338" and PERSON not in first
+    assert json.loads(second)["person"] == "email address a***@e***.net" and ADDRESS not in second
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give one of --before, --phone and --email"),
+    (["--before", "2026-11-25", "--phone", PERSON], "give one of --before, --phone and --email"),
+    (["--phone", "call me"], "'call me' is not a phone number"),
+])
+def test_what_to_remove_is_said_once_and_plainly(desk, db_session, args, message):
+    result = anonymise(desk, *args, "--apply")
+    assert result.exit_code == 2 and message in result.output
+    assert count(db_session, select(Call).where(Call.caller_number == "removed")) == 0
 
 
 def test_a_callback_needed_after_the_callers_number_was_removed_has_no_number_to_dial(app, client, clock,
