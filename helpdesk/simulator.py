@@ -15,290 +15,35 @@ waits; with ``speed=1`` the simulator sleeps in real time (``speed=10``: ten tim
 """
 from __future__ import annotations
 
-import logging
-import math
 import os
 import random
 import threading
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import click
 import requests
-from twilio.request_validator import RequestValidator
 
 from helpdesk.clock import LONDON
-from helpdesk.simulator_calllog import CallLog, CallLogServer, LoggedCall
-from helpdesk.simulator_call import CallSession
-from helpdesk.simulator_twiml import WITHHELD, CallTrace, RequestRecord, new_sid
+from helpdesk.simulator_calllog import CallLog, CallLogServer
+from helpdesk.simulator_traffic import OUTCOMES, TrafficProfile, TrafficResult, TrafficSummary, run_traffic
+from helpdesk.simulator_twiml import CallTrace, RequestRecord
+from helpdesk.simulator_twilio import (AUTO, DEFAULT_IVR_DIGITS, FAKE_ACCOUNT_SID, HELP_DESK_NUMBER, UNREACHED_SECONDS,
+                                       CallScenario, RequestsTransport, Simulator, Transport)
 
+# Also for those who import them from here.
 __all__ = [
     "AUTO", "CallScenario", "CallTrace", "RequestRecord", "RequestsTransport", "Simulator", "TrafficProfile",
     "TrafficResult", "TrafficSummary", "Transport", "run_traffic", "simulate_command",
+    "DEFAULT_IVR_DIGITS", "FAKE_ACCOUNT_SID", "HELP_DESK_NUMBER", "OUTCOMES", "UNREACHED_SECONDS",
 ]
 
-logger = logging.getLogger(__name__)
-
-FAKE_ACCOUNT_SID = "AC" + "0" * 32
-HELP_DESK_NUMBER = "+448001217479"
-AUTO = "auto"  # CallScenario.digits: press the digit for the caller's kind
-DEFAULT_IVR_DIGITS = {"dwp": "1", "customer": "2"}
-OUTCOMES = ("answered", "abandoned", "no_answer", "voicemail", "failed")
-UNREACHED_SECONDS = 6  # Twilio's "an application error has occurred", then it hangs up
 # --unreached: an outage before the run, in the OUTAGE_LENGTH that ended OUTAGE_ENDED ago. Long
 # enough ago that the scheduler's first look in the call log finds them (it leaves the last
 # webhooks.reconcile_after_minutes, 15 by default, to their webhooks).
 OUTAGE_ENDED = timedelta(minutes=20)
 OUTAGE_LENGTH = timedelta(minutes=10)
-
-
-class Transport(Protocol):
-    """Delivers one form-encoded POST; answers ``(status, body)``, status 0 when unreachable."""
-
-    def post(self, url: str, params: list[tuple[str, str]], headers: dict[str, str]) -> tuple[int, str]: ...
-
-
-class RequestsTransport:
-    """The real transport: requests, one session per thread, a 15 s timeout as Twilio's."""
-
-    def __init__(self, timeout: float = 15.0):
-        self.timeout = timeout
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._lock = threading.Lock()
-
-    def post(self, url: str, params: list[tuple[str, str]], headers: dict[str, str]) -> tuple[int, str]:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            with self._lock:
-                self._sessions.append(session)
-        try:
-            response = session.post(url, data=params, headers=headers, timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            logger.warning("Could not reach %s: %s", urlsplit(url).path, type(exc).__name__)
-            return 0, ""
-        return response.status_code, response.text
-
-    def close(self) -> None:
-        """Close every thread's connection pool."""
-        with self._lock:
-            for session in self._sessions:
-                session.close()
-            self._sessions.clear()
-
-
-@dataclass(frozen=True)
-class CallScenario:
-    """One simulated caller. Times are seconds after the call arrives at Twilio.
-
-    ``answer_after``: when a person becomes free to answer (None: nobody ever does).
-    ``abandon_after``: when the caller gives up if still unanswered (None: they never do, though
-    the simulator's ``max_call_seconds`` still ends an endless wait).
-    ``talk_seconds``: how long the conversation lasts, or the voicemail message if they leave one.
-    ``digits``: what the caller presses at an IVR menu: ``AUTO`` for the kind's digit,
-    None for nothing, or the keys themselves. ``seed`` fixes the call's SIDs and choices.
-    ``agent_voicemail_after``: when one agent's phone sends the call to its own voicemail, if
-    nobody has answered by then (None: no phone does).
-    """
-
-    caller: str = "+447700900123"
-    kind: str = "customer"  # "dwp" or "customer"
-    answer_after: float | None = 12.0
-    abandon_after: float | None = None
-    leaves_voicemail: bool = False
-    talk_seconds: float = 90.0
-    digits: str | None = AUTO
-    seed: int | None = None
-    agent_voicemail_after: float | None = None
-
-
-class Simulator:
-    """Plays Twilio's part for inbound calls to the help desk at ``base_url``.
-
-    ``duplicate`` is the probability that any request is delivered twice (same parameters, same
-    idempotency token); ``out_of_order`` the probability that a call's status callbacks are held
-    back until it ends and arrive shuffled (otherwise each arrives as it fires). ``clock`` gives
-    the wall clock (aware datetime); ``sleep`` is used when ``speed > 0``. With ``call_log``,
-    every call placed is entered in it, as Twilio's call log would list it.
-    """
-
-    def __init__(self, base_url: str, auth_token: str, account_sid: str = FAKE_ACCOUNT_SID,
-                 transport: Transport | None = None, clock: Callable[[], datetime] | None = None,
-                 rng: random.Random | None = None, speed: float = 0.0, *, to_number: str = HELP_DESK_NUMBER,
-                 duplicate: float = 0.0, out_of_order: float = 0.0, ivr_digits: dict[str, str] | None = None,
-                 max_call_seconds: float = 1800.0, sleep: Callable[[float], None] = time.sleep,
-                 call_log: CallLog | None = None):
-        if not auth_token:
-            raise ValueError("an auth token is needed to sign requests")
-        self.base_url = base_url.rstrip("/")
-        self.account_sid = account_sid
-        self.transport = transport if transport is not None else RequestsTransport()
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self.rng = rng or random.Random()
-        self.speed = speed
-        self.to_number = to_number
-        self.duplicate = duplicate
-        self.out_of_order = out_of_order
-        self.ivr_digits = dict(DEFAULT_IVR_DIGITS if ivr_digits is None else ivr_digits)
-        self.max_call_seconds = max_call_seconds
-        self.sleep = sleep
-        self.call_log = call_log
-        self._validator = RequestValidator(auth_token)
-        self._lock = threading.Lock()
-
-    def sign(self, url: str, params: list[tuple[str, str]]) -> str:
-        """The ``X-Twilio-Signature`` Twilio would send for this exact URL and body."""
-        return self._validator.compute_signature(url, dict(params))
-
-    def digits_for(self, scenario: CallScenario) -> str | None:
-        """The keys this caller presses at an IVR menu, or None."""
-        if scenario.digits == AUTO:
-            return self.ivr_digits.get(scenario.kind)
-        return scenario.digits or None
-
-    def run_call(self, scenario: CallScenario) -> CallTrace:
-        """Play one inbound call from start to finish, status callbacks included."""
-        session = CallSession(self, scenario, random.Random(self._seed(scenario)))
-        trace = session.run()
-        if self.call_log is not None:
-            start = session.start.replace(microsecond=0)  # the log has whole seconds
-            self.call_log.add(LoggedCall(trace.call_sid, scenario.caller, self.to_number, start,
-                                         start + timedelta(seconds=round(trace.duration))))
-        return trace
-
-    def _seed(self, scenario: CallScenario) -> int:
-        """The scenario's seed, or one from the simulator's generator (shared by the call threads)."""
-        if scenario.seed is not None:
-            return scenario.seed
-        with self._lock:
-            return self.rng.getrandbits(64)
-
-    def unreached_call(self, scenario: CallScenario, start: datetime) -> LoggedCall:
-        """A call that rang while the app could not be reached: Twilio played its error message
-        for a few seconds and hung up, and sent no webhook. Only the call log has it."""
-        start = start.replace(microsecond=0)
-        call = LoggedCall(new_sid(random.Random(self._seed(scenario)), "CA"), scenario.caller, self.to_number, start,
-                          start + timedelta(seconds=UNREACHED_SECONDS))
-        if self.call_log is not None:
-            self.call_log.add(call)
-        return call
-
-
-@dataclass(frozen=True)
-class TrafficProfile:
-    """How simulated callers behave, as distributions; deterministic for a given ``seed``.
-
-    ``abandon_rate``: share of callers nobody reaches in time, who hang up after a time uniform in
-    ``abandon_min..abandon_max`` s. ``no_answer_rate``: share nobody answers and who never give up.
-    Everybody else is answerable after a lognormal time (``answer_median``, ``answer_sigma``).
-    ``voicemail_rate``: the chance that a caller nobody answers leaves a message.
-    ``agent_voicemail_rate``: the share of calls on which one agent's phone sends the call to its
-    own voicemail ``agent_voicemail_after`` seconds after arrival, if nobody answered first.
-    """
-
-    answer_median: float = 12.0
-    answer_sigma: float = 0.8
-    abandon_rate: float = 0.08
-    abandon_min: float = 5.0
-    abandon_max: float = 90.0
-    no_answer_rate: float = 0.05
-    voicemail_rate: float = 0.6
-    dwp_share: float = 0.3
-    withheld_rate: float = 0.05
-    talk_median: float = 90.0
-    talk_sigma: float = 0.6
-    seed: int | None = None
-    agent_voicemail_rate: float = 0.0
-    agent_voicemail_after: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.abandon_rate + self.no_answer_rate > 1:
-            raise ValueError("abandon_rate + no_answer_rate cannot exceed 1")
-
-    def scenarios(self, count: int) -> list[CallScenario]:
-        """``count`` callers, the same ones every time for the same seed."""
-        rng = random.Random(self.seed)
-        return [self._scenario(rng) for _ in range(count)]
-
-    def _scenario(self, rng: random.Random) -> CallScenario:
-        kind = "dwp" if rng.random() < self.dwp_share else "customer"
-        caller = WITHHELD if rng.random() < self.withheld_rate else "+447700900%03d" % rng.randrange(1000)
-        roll = rng.random()
-        answer: float | None = round(rng.lognormvariate(math.log(self.answer_median), self.answer_sigma), 1)
-        patience = round(rng.uniform(self.abandon_min, self.abandon_max), 1)
-        if roll < self.abandon_rate + self.no_answer_rate:
-            answer = None
-        scenario = CallScenario(
-            caller=caller, kind=kind, answer_after=answer,
-            abandon_after=patience if roll < self.abandon_rate else None,
-            leaves_voicemail=rng.random() < self.voicemail_rate,
-            talk_seconds=max(5, round(rng.lognormvariate(math.log(self.talk_median), self.talk_sigma))),
-            seed=rng.getrandbits(64),
-        )
-        # Drawn from the call's own seed, so a seed gives the same callers whatever the rate.
-        if (self.agent_voicemail_rate
-                and random.Random(f"agent-voicemail {scenario.seed}").random() < self.agent_voicemail_rate):
-            scenario = replace(scenario, agent_voicemail_after=self.agent_voicemail_after)
-        return scenario
-
-
-@dataclass
-class TrafficSummary:
-    """What a traffic run did, in numbers."""
-
-    calls: int
-    outcomes: dict[str, int] = field(default_factory=dict)
-    requests: int = 0
-    redeliveries: int = 0
-    errors: int = 0
-    elapsed_seconds: float = 0.0
-
-    @property
-    def requests_per_second(self) -> float:
-        return self.requests / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
-
-    def describe(self) -> str:
-        counts = ", ".join(f"{name} {self.outcomes.get(name, 0)}" for name in OUTCOMES)
-        return (f"{self.calls} call{'' if self.calls == 1 else 's'}: {counts}\n{self.requests} requests ({self.redeliveries} redelivered) in "
-                f"{self.elapsed_seconds:.1f} s, {self.requests_per_second:.1f} requests/s; {self.errors} errors")
-
-
-class TrafficResult(NamedTuple):
-    traces: list[CallTrace]
-    summary: TrafficSummary
-
-
-def run_traffic(simulator: Simulator, profile: TrafficProfile, calls: int, rate_per_second: float | None = 2.0,
-                concurrency: int = 8) -> TrafficResult:
-    """Place ``calls`` calls at ``rate_per_second`` (None or 0: all at once) on ``concurrency`` threads.
-
-    Traces come back in the order the calls were placed.
-    """
-    scenarios = profile.scenarios(calls)
-    began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="simulated-call") as pool:
-        futures = []
-        for index, scenario in enumerate(scenarios):
-            if rate_per_second:
-                delay = began + index / rate_per_second - time.monotonic()
-                if delay > 0:
-                    simulator.sleep(delay)
-            futures.append(pool.submit(simulator.run_call, scenario))
-        traces = [future.result() for future in futures]
-    summary = TrafficSummary(
-        calls=len(traces), outcomes=dict(Counter(trace.outcome for trace in traces)),
-        requests=sum(len(trace.requests) for trace in traces),
-        redeliveries=sum(record.duplicate for trace in traces for record in trace.requests),
-        errors=sum(len(trace.errors) for trace in traces), elapsed_seconds=time.monotonic() - began,
-    )
-    logger.info("Simulated %d calls: %s", summary.calls, summary.outcomes)
-    return TrafficResult(traces, summary)
 
 
 def _ready(base_url: str, seconds: float) -> bool:

@@ -29,7 +29,7 @@ from helpdesk.simulator_twiml import (API_VERSION, END, FALLBACK_PATH, FORM, INC
 if TYPE_CHECKING:  # pragma: no cover
     import random
 
-    from helpdesk.simulator import CallScenario, Simulator
+    from helpdesk.simulator_twilio import CallScenario, Simulator
 
 logger = logging.getLogger(__name__)
 
