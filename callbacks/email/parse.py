@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import email
 import email.policy
-import hashlib
-import html
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
-from html.parser import HTMLParser
+
+from callbacks.email.classify import classify
+from callbacks.email.identity import (REFERENCE, content_fingerprint, dedupe_key, message_ids, normalise_message_id,
+                                      references_in)
+from callbacks.email.text import clean_text, html_to_text
+
+# Also for those who import them from here.
+__all__ = ["MAX_SUBJECT_CHARS", "MAX_TEXT_CHARS", "REFERENCE", "ParsedEmail", "classify", "clean_text",
+           "content_fingerprint", "dedupe_key", "html_to_text", "message_ids", "normalise_message_id", "parse",
+           "references_in"]
 
 # Enough text for an agent to read and for references to be found; the raw message keeps the rest.
 MAX_TEXT_CHARS = 100_000
@@ -24,19 +31,7 @@ MAX_SUBJECT_CHARS = 1_000
 # Decode at most this much of one part (UTF-8 needs up to 4 bytes a character).
 _MAX_PART_BYTES = MAX_TEXT_CHARS * 4
 
-REFERENCE = re.compile(r"\bHD-(\d{4})-(\d{6})\b", re.IGNORECASE)
-_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
-# Control characters other than tab and newline (PostgreSQL refuses NUL in text).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# Subjects of typical out-of-office and automatic replies (start of the subject only, so that
-# "Out of office hours?" in an ordinary question does not match).
-_AUTO_REPLY_SUBJECT = re.compile(
-    r"^\s*(automatic reply|auto[- ]?reply|auto[- ]?response|autoresponse|out of (the )?office"
-    r"( reply| autoreply)?|abwesenheitsnotiz|r[ée]ponse automatique)\s*:",
-    re.IGNORECASE,
-)
 _ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
 
 
 @dataclass(frozen=True)
@@ -58,62 +53,6 @@ class ParsedEmail:
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     has_delivery_status: bool = False
     defects: int = 0
-
-
-def clean_text(value: str) -> str:
-    """Valid Unicode without control characters (8-bit header bytes become UTF-8 if they are)."""
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    value = value.encode("utf-8", "replace").decode("utf-8")
-    return _CONTROL.sub("", value)
-
-
-def normalise_message_id(value: str | None) -> str | None:
-    """"<local@Domain>" as "<local@domain>" (the domain is case-insensitive); None if empty.
-
-    A value without angle brackets is taken whole; the first bracketed id wins otherwise.
-    """
-    if not value:
-        return None
-    value = clean_text(value).strip()
-    match = _MESSAGE_ID.search(value)
-    ident = match.group(1) if match else value.strip("<> \t\r\n")
-    if not ident or any(ch.isspace() for ch in ident):
-        return None
-    local, at, domain = ident.rpartition("@")
-    return f"<{local}@{domain.lower()}>" if at else f"<{ident}>"
-
-
-def message_ids(value: str | None) -> tuple[str, ...]:
-    """All message ids in an In-Reply-To or References header, normalised, in order."""
-    if not value:
-        return ()
-    found = [normalise_message_id(f"<{m}>") for m in _MESSAGE_ID.findall(clean_text(value))]
-    return tuple(dict.fromkeys(m for m in found if m))
-
-
-def dedupe_key(message_id: str | None, raw: bytes, content: str | None = None) -> str:
-    """SHA-256 of the normalised Message-ID, or of the raw bytes when there is none.
-
-    `content` (see `content_fingerprint`) tells apart a different message that reuses a
-    Message-ID already stored (some web forms send the same one every time).
-    """
-    if message_id:
-        return hashlib.sha256((message_id + ("\0" + content if content else "")).encode("utf-8")).hexdigest()
-    return hashlib.sha256(raw).hexdigest()
-
-
-def content_fingerprint(parsed: "ParsedEmail") -> str:
-    """What makes two deliveries the same message, whatever relays added to their headers on the way,
-    and however it came (raw from IMAP, or rebuilt from SendGrid's parsed fields): who, the
-    subject and the words of the text, white space aside."""
-    parts = (parsed.sender or "", parsed.reply_to or "", " ".join(parsed.subject.split()), " ".join(parsed.text.split()))
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
-
-
-def references_in(text: str) -> list[str]:
-    """The HD-YYYY-NNNNNN references in `text`, upper-cased, first occurrence first."""
-    return list(dict.fromkeys(f"HD-{year}-{number}" for year, number in REFERENCE.findall(text or "")))
 
 
 # --------------------------------------------------------------------------- parsing
@@ -280,79 +219,3 @@ def _body_text(message: Message) -> tuple[str, bool]:
         text = html_to_text(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     return text[:MAX_TEXT_CHARS], cut or len(text) > MAX_TEXT_CHARS
-
-
-class _TextFromHtml(HTMLParser):
-    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "hr"}
-    _HIDDEN = {"script", "style", "head", "title"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.pieces: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._HIDDEN:
-            self.hidden += 1
-        elif tag in self._BLOCKS:
-            self.pieces.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in self._HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in self._BLOCKS:
-            self.pieces.append("\n")
-
-    def handle_data(self, data):
-        if not self.hidden:
-            self.pieces.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """Readable plain text from an HTML body: tags dropped, blocks on their own lines."""
-    parser = _TextFromHtml()
-    try:
-        parser.feed(markup)
-        parser.close()
-    except Exception:  # HTMLParser is lenient, but never let a body stop the intake
-        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
-    lines = (" ".join(line.split()) for line in "".join(parser.pieces).split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-# --------------------------------------------------------------------------- classifying
-
-
-def _first_token(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
-
-
-def classify(parsed: ParsedEmail, own_addresses: tuple[str, ...] | list[str] | frozenset[str]) -> str | None:
-    """The decision for mail that must never be acknowledged, or None for an ordinary enquiry.
-
-    In order: bounce, auto_reply, list, own_address, null_sender (a bounce from
-    MAILER-DAEMON usually has a null sender too; the more telling name wins).
-    """
-    headers = parsed.headers
-    local = (parsed.sender or "").partition("@")[0]
-    if parsed.has_delivery_status or headers.get("x-failed-recipients") or local in _BOUNCE_SENDERS:
-        return "bounce"
-    auto_submitted = [_first_token(v) for v in headers.get("auto-submitted", ())]
-    precedence = [_first_token(v) for v in headers.get("precedence", ())]
-    if any(v and v != "no" for v in auto_submitted):
-        return "auto_reply"
-    for name in ("x-autoreply", "x-autorespond", "x-autoresponder"):
-        if any(_first_token(v) not in ("no", "false", "0") for v in headers.get(name, ())):
-            return "auto_reply"
-    if "auto_reply" in precedence or _AUTO_REPLY_SUBJECT.match(parsed.subject):
-        return "auto_reply"
-    if any(p in ("bulk", "list", "junk") for p in precedence) or headers.get("list-id") or headers.get(
-        "list-unsubscribe"
-    ):
-        return "list"
-    own = {address.lower() for address in own_addresses}
-    if parsed.sender and parsed.sender in own:
-        return "own_address"
-    if parsed.sender is None or parsed.return_path == "":
-        return "null_sender"
-    return None
