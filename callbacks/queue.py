@@ -13,40 +13,24 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, joinedload
 
-from callbacks.deadlines import due_soon_limits, explain
+from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
+from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, notice_text,
+                                   span_words, summary_of, when)
 from callbacks.service import CALL_UNDER_WAY
-from callbacks.sweep import minutes_left, remaining
+from callbacks.sweep import remaining
 from helpdesk.clock import local
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.call import never_reached
 from helpdesk.pages.calls import day_bounds
 from helpdesk.settings import Settings
 
-REASONS = {
-    "abandoned": "Missed call – caller hung up",
-    "no_answer": "No answer",
-    "voicemail": "Voicemail",
-    "out_of_hours": "Out of hours",
-    "failed": "Failed call",
-    "not_concluded": "Not concluded on the call",
-    "email": "Email enquiry needing a call",
-}
-ATTEMPT_OUTCOMES = {
-    "reached": "Reached the caller",
-    "no_answer": "No answer",
-    "busy": "Busy",
-    "failed": "Failed",
-    "voicemail_left": "Left a voicemail",
-}
-# Every outcome an attempt can have, in words (those an agent enters, and "Call back now"'s own).
-ATTEMPT_WORDS = {**ATTEMPT_OUTCOMES, "placing": "Call back now: under way",
-                 "not_dialled": "Call back now: the caller was not dialled"}
-CLOSING = {
-    "resolved": ("Resolved", "the caller was reached and helped"),
-    "unreachable": ("Unreachable", "the caller could not be reached"),
-    "withdrawn": ("Withdrawn", "the callback is no longer needed"),
-}
+# Also for those who import them from here (the page's templates too, through this module).
+__all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "LAST_OPENING_WITHIN",
+           "NOTICES_SINCE", "REASONS", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling",
+           "awaiting_outcome", "awaiting_since", "callback_to_dial", "notice_text", "open_callbacks", "owed_to",
+           "recent_notices", "reference_of", "signature", "span_words", "summary_of", "when"]
+
 NOTICES_SINCE = timedelta(hours=24)
 
 
@@ -150,14 +134,6 @@ def signature(shown: list) -> str:
     return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:16]
 
 
-CALL_STATES = {
-    "ringing_agent": "Ringing the agent's phone: answer and press 1 to call the caller.",
-    "ringing_caller": "Ringing the caller now.",
-    "not_dialled": "The last call did not reach the caller: the agent's phone was not answered, or 1 was not "
-                   "pressed. It does not count as an attempt.",
-}
-
-
 def _unheard_calls(session: Session, callbacks: list[Callback]) -> set[str]:
     """The calls of those failed-call callbacks that never reached the help desk, and were
     found afterwards in Twilio's call log (helpdesk/voice/missed.py)."""
@@ -232,42 +208,6 @@ def _entry(settings: Settings, callback: Callback, now: datetime, limits: dict[s
     return QueueEntry(callback, state, f"{shown} left", f"{spoken} left")
 
 
-def span_words(span: timedelta) -> tuple[str, str]:
-    """("1 h 12 min", "1 hour 12 minutes"): whole minutes, rounded down; under one, "less than a minute"."""
-    minutes = int(span.total_seconds() // 60)
-    if minutes < 1:
-        return "less than a minute", "less than a minute"
-    hours, minutes = divmod(minutes, 60)
-    shown = " ".join(([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes else []))
-    spoken = " ".join(([f"{hours} hour{'s' if hours != 1 else ''}"] if hours else [])
-                      + ([f"{minutes} minute{'s' if minutes != 1 else ''}"] if minutes else []))
-    return shown, spoken
-
-
-def when(moment: datetime | None, today: date) -> str:
-    """UK time in words an agent scans quickly: "11:30 today", "09:05 tomorrow", "14:00 Mon 30 Nov"."""
-    if moment is None:
-        return ""
-    shown = local(moment)
-    if shown.date() == today:
-        day = "today"
-    elif shown.date() == today + timedelta(days=1):
-        day = "tomorrow"
-    elif shown.date() == today - timedelta(days=1):
-        day = "yesterday"
-    else:
-        day = f"{shown:%a} {shown.day} {shown:%b}" + ("" if shown.year == today.year else f" {shown.year}")
-    return f"{shown:%H:%M} {day}"
-
-
-def summary_of(callback: Callback) -> str:
-    """The deadline's explanation in a sentence or two (kept beside the callback when it was owed)."""
-    try:
-        return explain(json.loads(callback.explanation))
-    except (ValueError, AttributeError, KeyError, TypeError):
-        return ""
-
-
 def recent_notices(session: Session, settings: Settings, now: datetime,
                    limit: int = 20) -> tuple[list[RecentNotice], int]:
     """The sweep's latest `limit` warnings and breaches of the last 24 hours, newest first (a
@@ -289,15 +229,6 @@ def recent_notices(session: Session, settings: Settings, now: datetime,
                             if kind == "breach" and result == "met" else ""),
                          recorded_at, kind == "breach" and result != "met")
             for kind, recorded_at, reference, result, clock, due_at in rows], int(total)
-
-
-def notice_text(kind: str, reference: str, left: timedelta) -> str:
-    """A notice's line on the agents' page; `left`: the time a warning's callback had left."""
-    if kind == "breach":
-        return f"Breached: {reference}"
-    if not kind.startswith("warning_"):
-        return f"{kind}: {reference}"
-    return f"Due in {minutes_left(left)}: {reference}"
 
 
 # How far back to look for the last opening day before today (a long closure, such as Christmas).
