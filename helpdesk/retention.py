@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -133,11 +133,11 @@ def _not_removed(column):
 
 
 def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
-    being_worked = exists().where(Callback.enquiry_id == Call.enquiry_id, Callback.status != "closed")
-    query = select(Call.id, Call.call_sid, (Call.ended_at.is_(None) | being_worked).label("left")).where(
-        scope, _not_removed(Call.caller_number))
+    query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at).where(scope, _not_removed(Call.caller_number))
     for page in _chunks(session, query, Call.id):
-        done = [row for row in page if not row.left]
+        # Read in each chunk's transaction (the open callbacks are few, and found by index).
+        worked = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
+        done = [row for row in page if row.ended_at is not None and row.enquiry_id not in worked]
         removal.calls_left += len(page) - len(done)
         removal.calls += len(done)
         if apply and done:
@@ -163,18 +163,20 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
 
 def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
     open_enquiry = exists().where(Enquiry.id == InboundEmail.enquiry_id, Enquiry.status == "open")
-    unsent = exists().where(EmailAcknowledgement.inbound_email_id == InboundEmail.id,
-                            EmailAcknowledgement.status == "pending")
-    query = select(InboundEmail.id, (open_enquiry | unsent).label("left")).where(
+    query = select(InboundEmail.id, InboundEmail.enquiry_id, open_enquiry.label("open")).where(
         scope, _not_removed(InboundEmail.sender))
     for page in _chunks(session, query, InboundEmail.id):
-        done = [row.id for row in page if not row.left]
+        unsent = set(session.scalars(select(EmailAcknowledgement.inbound_email_id)
+                                     .where(EmailAcknowledgement.status == "pending")))
+        done = [row for row in page if not row.open and row.id not in unsent]
         removal.emails_left += len(page) - len(done)
         removal.emails += len(done)
-        acknowledged = EmailAcknowledgement.inbound_email_id.in_(done)
+        # An acknowledgement is one per enquiry (found by that index), sent for the email it names.
+        acknowledged = and_(EmailAcknowledgement.enquiry_id.in_({row.enquiry_id for row in done} - {None}),
+                            EmailAcknowledgement.inbound_email_id.in_([row.id for row in done]))
         removal.acknowledgements += session.scalar(select(func.count()).where(acknowledged)) or 0
         if apply and done:
-            session.execute(update(InboundEmail).where(InboundEmail.id.in_(done)).values(
+            session.execute(update(InboundEmail).where(InboundEmail.id.in_([row.id for row in done])).values(
                 sender=REMOVED, subject="", message_id=None, raw=b""))
             session.execute(update(EmailAcknowledgement).where(acknowledged).values(to_address=REMOVED))
 
