@@ -8,7 +8,7 @@ import click
 
 from helpdesk.clock import day_problem, iso_day
 from helpdesk.pages.format import quoted
-from helpdesk.retention import Removal, Scope, record_removal, remove_personal_data
+from helpdesk.retention import Removal, Scope, empty_write_ahead_log, record_removal, remove_personal_data
 from helpdesk.subject_access import SubjectAccessError, described, email_to_search, find_person, phone_to_search
 from metrics.periods import uk_date, uk_midnight
 
@@ -60,12 +60,17 @@ def anonymise_command(before_day: str | None, phone: str | None, email: str | No
                 taken = {"person": described(phone=number, email=address)}
                 whose = f"The contacts of the {taken['person']}"
             removal = remove_personal_data(session, scope, apply=apply)
+            emptied = True
             if apply:
                 record_removal(session, taken=taken, removal=removal, user_id=user.id, username=user.username,
                                now=now)
+                emptied = empty_write_ahead_log(session)
     finally:
         database.dispose()
     _report(whose, removal, apply)
+    if not emptied:
+        click.echo("SQLite's write-ahead log could not be emptied now, as the app was reading: it is written over "
+                   "as the app runs, or run this again when the app is stopped.")
 
 
 def _report(whose: str, removal: Removal, apply: bool) -> None:

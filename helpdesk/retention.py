@@ -26,10 +26,11 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from helpdesk.dbutil import dialect_name
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
 from helpdesk.phones import REMOVED
@@ -106,6 +107,23 @@ def remove_personal_data(session: Session, scope: Scope, *, apply: bool) -> Remo
     return removal
 
 
+def empty_write_ahead_log(session: Session) -> bool:
+    """SQLite: copy the write-ahead log into the file and empty it, so the pages it held from
+    before the removal go too; False when a reader (the app) kept it from being emptied now (the
+    app's own checkpoints reuse it later). Nothing to do on PostgreSQL."""
+    if dialect_name(session) != "sqlite":
+        return True
+    # On the driver's connection as it is, outside the transaction every engine connection begins.
+    connection = session.get_bind().raw_connection()
+    try:
+        cursor = connection.cursor()
+        busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    return not busy
+
+
 def record_removal(session: Session, *, taken: dict[str, str], removal: Removal, user_id: int, username: str,
                    now: datetime) -> None:
     """The audit log's entry: what was taken ({"before": day} or {"person": as subject access
@@ -119,8 +137,11 @@ def _chunks(session: Session, query, key):
     """The query's rows in chunks of CHUNK, by `key` (a unique, increasing column), each chunk
     in a transaction of its own: rows changed in one are not read again."""
     last = None
+    sqlite = dialect_name(session) == "sqlite"
     while True:
         with session.begin():
+            if sqlite:  # what is removed is overwritten in the file, not only unlinked (on whatever build)
+                session.execute(text("PRAGMA secure_delete = ON"))
             page = session.execute((query if last is None else query.where(key > last)).order_by(key).limit(CHUNK)).all()
             if not page:
                 return

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from helpdesk.cli import main
 from helpdesk.models import (
@@ -199,3 +199,37 @@ def test_only_values_that_say_nothing_of_a_person_are_kept_in_an_event():
                          ["RecordingUrl", "https://api.twilio.com/x"], ["CallerName", "Amira Khan"]])
     assert json.loads(blanked(params)) == [["CallSid", "CA1"], ["From", ""], ["CallStatus", "completed"],
                                            ["RecordingUrl", ""], ["CallerName", ""]]
+
+
+def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
+    # Whatever this SQLite build's default, the removal overwrites what it removes, and the
+    # write-ahead log is emptied: a large email's attachment is not left on free pages.
+    from sqlalchemy import event
+
+    from helpdesk.db import Database
+    from helpdesk.migrate import upgrade
+    from helpdesk.retention import empty_write_ahead_log
+    from tests.integration.conftest import make_settings
+    from tests.integration.test_evidence_pack import seed
+
+    path, secret = tmp_path / "helpdesk.db", b"X-Attachment: TOP-SECRET-PAYSLIP "
+    upgrade(f"sqlite:///{path}")
+    database = Database(f"sqlite:///{path}")
+    with database.session() as session:
+        seed(session, make_settings())
+        with session.begin():
+            session.execute(text("PRAGMA secure_delete = ON"))  # the set-up leaves nothing behind itself
+            session.execute(InboundEmail.__table__.update().values(raw=secret * 3000))
+            session.execute(Enquiry.__table__.update().values(status="closed"))
+            session.execute(EmailAcknowledgement.__table__.update().values(status="sent"))
+    database.dispose()
+    database = Database(f"sqlite:///{path}")  # a build whose default is off
+    event.listen(database.engine, "connect", lambda connection, _: connection.execute("PRAGMA secure_delete = OFF"))
+    with database.session() as session:
+        assert remove_personal_data(session, AFTER_THE_TEST_DAYS, apply=True).emails == 5
+        assert empty_write_ahead_log(session)
+        assert path.with_name("helpdesk.db-wal").stat().st_size == 0
+    database.dispose()
+    assert secret not in path.read_bytes()
+    wal = path.with_name("helpdesk.db-wal")
+    assert not wal.exists() or secret not in wal.read_bytes()
