@@ -1,7 +1,8 @@
 """The scheduler: the callback sweep and the supervisors' emails every `scheduler.sweep_seconds`,
 the email acknowledgements every 15 seconds, the IMAP mailbox every `email.imap.poll_seconds`,
-and every 5 minutes the calls whose last webhooks never came (asked of Twilio's REST API) and
-the calls that never reached the app (looked for in Twilio's call log).
+and every 5 minutes the calls whose last webhooks never came (asked of Twilio's REST API), the
+calls that never reached the app (looked for in Twilio's call log), and personal data past
+`retention.personal_data_days`.
 
 Two shapes (DESIGN.md, "Deployment shapes"):
 
@@ -10,7 +11,8 @@ Two shapes (DESIGN.md, "Deployment shapes"):
 * separate: `helpdesk scheduler` runs a BlockingScheduler in the foreground.
 
 Either way each run first takes its job's database lease ("sweep", "email.acks", "email.imap",
-"calls.reconcile": the names helpdesk_scheduler_lease_expires_timestamp_seconds is labelled with),
+"calls.reconcile", "personal_data": the names helpdesk_scheduler_lease_expires_timestamp_seconds
+is labelled with),
 so two schedulers (two servers, or a server and a separate scheduler) never run the same job at
 the same time; the work is safe even if they did (a unique notice per callback and kind, an
 atomic claim per email and acknowledgement, a unique key per inbound message).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -40,10 +42,12 @@ from callbacks.smtp import MessageSender, SmtpSender
 from callbacks.sweep import sweep
 from helpdesk.clock import LONDON
 from helpdesk.db import Database
+from helpdesk.retention import Scope, empty_write_ahead_log, record_removal, remove_personal_data
 from helpdesk.settings import Settings
 from helpdesk.voice.lookup import CallLookup, lookup_from_environment
 from helpdesk.voice.missed import LOOK_BACK as MISSED_LOOK_BACK, SETTLE, MissedReport, find_missed
 from helpdesk.voice.reconcile import ReconcileReport, reconcile_calls
+from metrics.periods import uk_date, uk_midnight
 
 # Also for those who import them from here.
 __all__ = ["ACK_JOB_ID", "ACK_SECONDS", "FORK_WAIT_SECONDS", "IMAP_JOB_ID", "JOB_ID", "LEASE", "RECONCILE_JOB_ID",
@@ -61,6 +65,12 @@ RECONCILE_JOB_ID = "calls.reconcile"
 RECONCILE_SECONDS = 300
 # Acknowledgements are due within minutes (email.ack_within), so look for them often.
 ACK_SECONDS = 15
+RETENTION_JOB_ID = "personal_data.removal"
+# Personal data past the retention period goes this often, at most this many chunks of rows a
+# run (about 20,000 rows: seconds), so a first run over years of data never holds its lease,
+# or gunicorn's forks, for long.
+RETENTION_SECONDS = 300
+RETENTION_CHUNKS = 40
 
 
 @dataclass(eq=False)
@@ -140,6 +150,39 @@ class MailboxJob(LeasedJob):
 
 
 @dataclass(eq=False)
+class RetentionJob(LeasedJob):
+    """Removes callers' and senders' personal data from contacts that began more than
+    retention.personal_data_days ago (whole UK days), a few chunks a run (helpdesk/retention.py);
+    each run that removed anything is in the audit log, as the help desk's own."""
+
+    # Where the last run stopped in each table, so this one goes on from there (in memory: a
+    # restarted scheduler starts again from the beginning, reading what is already done quickly).
+    resume_at: dict[str, int] = field(default_factory=dict)
+
+    lease: ClassVar[str] = "personal_data"
+    job_id: ClassVar[str] = RETENTION_JOB_ID
+    description: ClassVar[str] = "removal of personal data past the retention period"
+
+    def every_seconds(self) -> int:
+        return RETENTION_SECONDS
+
+    def work(self, session: Session, run: JobRun) -> None:
+        days = self.settings.retention.personal_data_days
+        day = uk_date(run.now) - timedelta(days=days)
+        removal = remove_personal_data(session, Scope.before(uk_midnight(day)), apply=True, chunks=RETENTION_CHUNKS,
+                                       resume_at=self.resume_at)
+        if removal.removed_any():
+            taken = {"before": day.isoformat(), "setting": f"retention.personal_data_days = {days}"}
+            record_removal(session, taken=taken, removal=removal, user_id=None, username="helpdesk", now=run.now)
+            log.info("removed personal data from contacts begun before %s (retention.personal_data_days = %d): "
+                     "%d calls, %d callbacks, %d emails%s", day.isoformat(), days, removal.calls, removal.callbacks,
+                     removal.emails, "" if removal.finished else "; more in the next run")
+            if removal.finished:
+                empty_write_ahead_log(session)
+        run.result = removal
+
+
+@dataclass(eq=False)
 class ReconcileJob(LeasedJob):
     """Asks Twilio's REST API how the calls left with no ending (helpdesk/voice/reconcile.py), and the
     "Call back now" attempts left "placing" (callbacks/reconcile.py), ended; and looks in Twilio's
@@ -186,6 +229,8 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
     jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
     if job.settings.email.imap.host:
         jobs.append(MailboxJob(database=Database(url), **shared))
+    if job.settings.retention.personal_data_days:
+        jobs.append(RetentionJob(database=Database(url), **shared))
     if not job.settings.webhooks.reconcile_after_minutes and job.settings.webhooks.twilio_numbers:
         log.warning("calls that never reached the app are not looked for in Twilio's call log: "
                     "webhooks.reconcile_after_minutes is 0")

@@ -100,7 +100,7 @@ def in_process_scheduler(app):
 
 
 def _once_summary(job, outcome) -> str:
-    from callbacks.scheduler import AcknowledgementJob, ReconcileJob, SweepJob
+    from callbacks.scheduler import AcknowledgementJob, ReconcileJob, RetentionJob, SweepJob
     from helpdesk.cli_calls import count_words, missed_line, reconcile_line
 
     if isinstance(job, SweepJob):
@@ -117,6 +117,10 @@ def _once_summary(job, outcome) -> str:
         if job.settings.webhooks.twilio_numbers:
             lines.append(missed_line(result[2]))
         return " ".join(lines)
+    if isinstance(job, RetentionJob):
+        return (f"Personal data past the retention period removed from {count_words(result.calls, 'call')}, "
+                f"{count_words(result.callbacks, 'callback')} and {count_words(result.emails, 'email')}"
+                f"{'' if result.finished else '; more at the next run'}.")
     return f"Mailbox polled: {count_words(result.stored, 'new message')} ({result.fetched} read)."
 
 
@@ -130,8 +134,8 @@ def _quiet_apscheduler() -> None:
 @click.option("--once", is_flag=True, help="Run every job once and exit (to check the set-up, or from cron).")
 def scheduler_command(once: bool) -> None:
     """Run the scheduler in the foreground: callback warnings and breaches, email acknowledgements,
-    (when [email.imap] has a host) the mailbox poll, and the check of unfinished calls with
-    Twilio. Ctrl-C stops it.
+    (when [email.imap] has a host) the mailbox poll, the check of unfinished calls with Twilio,
+    and (when [retention] sets a period) the removal of personal data past it. Ctrl-C stops it.
 
     For deployments that serve the app with `helpdesk run --no-scheduler` or plain gunicorn.
     Needs DATABASE_URL and the configuration file; SMTP_USERNAME/SMTP_PASSWORD if the mail

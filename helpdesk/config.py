@@ -21,7 +21,7 @@ from helpdesk.config_reader import ConfigError, Reader, no_repeats
 from helpdesk.config_times import WEEKDAYS, clock_text, parse_closures, parse_day, parse_hours
 from helpdesk.phones import is_phone_number
 from helpdesk.settings import (CallbackSettings, EmailSettings, ImapSettings, IvrSettings, Messages, RoutingSettings,
-                               SchedulerSettings, Settings, SmtpSettings, WebhookSettings)
+                               RetentionSettings, SchedulerSettings, Settings, SmtpSettings, WebhookSettings)
 
 # Also for those who import them from here.
 __all__ = ["ConfigError", "DEFAULT_PATH", "END_OF_DAY", "MAX_CONFIG_BYTES", "RECONCILE_MINIMUM", "WEEKDAYS",
@@ -79,8 +79,11 @@ def settings_from(raw: bytes, path: Path) -> Settings:
 
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
-    "callback", "email", "scheduler", "supervisors", "smtp", "webhooks",
+    "callback", "email", "scheduler", "retention", "supervisors", "smtp", "webhooks",
 }
+# The shortest retention period taken: a month of contacts is always kept, so a slip of the
+# pen (1 for 100, days for months) cannot remove what the desk is still working on.
+SHORTEST_RETENTION_DAYS = 31
 
 
 def parse_settings(data: dict[str, Any], source: str = "(configuration)", version: str | None = None) -> Settings:
@@ -117,6 +120,11 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     smtp = Reader(data, "smtp", source)
     email = _parse_email(Reader(data, "email", source), source)
     scheduler = Reader(data, "scheduler", source)
+    retention = Reader(data, "retention", source)
+    personal_data_days = retention.number("personal_data_days", 0, 0, 36500, int)
+    if 0 < personal_data_days < SHORTEST_RETENTION_DAYS:
+        retention.fail("personal_data_days", f"must be 0 (kept) or at least {SHORTEST_RETENTION_DAYS}, not "
+                                             f"{personal_data_days}")
 
     settings = Settings(
         name=desk.get("name", str, "Help desk"),
@@ -150,12 +158,13 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
             sweep_seconds=scheduler.number("sweep_seconds", 60, 5, 3600, int),
             lease_seconds=scheduler.number("lease_seconds", 120, 10, 7200, int),
         ),
+        retention=RetentionSettings(personal_data_days=personal_data_days),
         webhooks=_parse_webhooks(Reader(data, "webhooks", source)),
         version=version,
         source=source,
     )
     for reader in (desk, answer, routing, ivr, callers, voicemail, messages, callback_reader, supervisors, smtp,
-                   scheduler):
+                   scheduler, retention):
         reader.all_read()
     if not opening:
         # Every call would be out of hours, and no callback or email acknowledgement could fall due.

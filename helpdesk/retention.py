@@ -23,7 +23,7 @@ not yet finished, an email enquiry still open or an acknowledgement not yet sent
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, exists, func, or_, select, text, update
@@ -39,6 +39,7 @@ from helpdesk.subject_access import Found
 ACTION = "personal_data.removed"
 CHUNK = 500
 ANONYMISED = "anonymised:"  # a blanked event's fingerprint starts so
+PART = "part"  # in `resume_at`: which of the calls, callbacks, emails and other events a run stopped in
 
 # Twilio's parameters that say nothing about a person: what the call records are computed from.
 KEPT_PARAMETERS = frozenset({
@@ -63,6 +64,28 @@ class Removal:
     calls_left: int = 0  # not finished, or their callback is not closed
     callbacks_left: int = 0  # not closed
     emails_left: int = 0  # their enquiry is open, or the acknowledgement not yet sent
+    finished: bool = True  # False: it stopped at its limit of chunks, and the next run goes on
+
+    def removed_any(self) -> bool:
+        return any((self.calls, self.events, self.callbacks, self.attempts, self.emails, self.acknowledgements))
+
+
+@dataclass
+class _Budget:
+    chunks: int | None  # None: no limit
+    # Where the budget ran out (the part, and the last row read in its table), so the next run
+    # goes on from there rather than reading again the rows it left (those still being worked).
+    resume_at: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+
+    def take(self) -> bool:
+        if self.chunks is None:
+            return True
+        if self.chunks == 0:
+            self.stopped = True
+            return False
+        self.chunks -= 1
+        return True
 
 
 def blanked(params: str) -> str:
@@ -95,15 +118,23 @@ class Scope:
                    emails=ids("inbound_emails", InboundEmail), events=ids("twilio_events", TwilioEvent))
 
 
-def remove_personal_data(session: Session, scope: Scope, *, apply: bool) -> Removal:
+def remove_personal_data(session: Session, scope: Scope, *, apply: bool, chunks: int | None = None,
+                         resume_at: dict[str, int] | None = None) -> Removal:
     """Remove (with `apply`, else only count) the personal data of the contacts in `scope`, a
     chunk of rows per transaction, so a large first run holds no lock for long and can be
-    stopped and run again: it takes up where it stopped."""
-    removal = Removal()
-    _calls(session, scope.calls, removal, apply)
-    _callbacks(session, scope.callbacks, removal, apply)
-    _emails(session, scope.emails, removal, apply)
-    _orphan_events(session, scope.events, removal, apply)
+    stopped and run again: it takes up where it stopped. With `chunks`, it stops after that
+    many (the scheduler's runs stay short) and says it has not finished; give the next run the
+    same `resume_at` (kept up to date here) and it goes on from where this one stopped."""
+    removal, budget = Removal(), _Budget(chunks, resume_at if resume_at is not None else {})
+    parts = ((_calls, scope.calls), (_callbacks, scope.callbacks), (_emails, scope.emails),
+             (_orphan_events, scope.events))
+    for index in range(budget.resume_at.pop(PART, 0), len(parts)):
+        remove, condition = parts[index]
+        remove(session, condition, removal, apply, budget)
+        if budget.stopped:
+            budget.resume_at[PART] = index
+            break
+    removal.finished = not budget.stopped
     return removal
 
 
@@ -133,19 +164,27 @@ def record_removal(session: Session, *, taken: dict[str, str], removal: Removal,
                                detail=json.dumps({**taken, "rows": asdict(removal)}, sort_keys=True)))
 
 
-def _chunks(session: Session, query, key):
+def _chunks(session: Session, query, key, budget: _Budget):
     """The query's rows in chunks of CHUNK, by `key` (a unique, increasing column), each chunk
-    in a transaction of its own: rows changed in one are not read again."""
-    last = None
+    in a transaction of its own (rows changed in one are not read again), while the budget lasts."""
+    table = key.class_.__tablename__
+    last = budget.resume_at.pop(table, None)
     sqlite = dialect_name(session) == "sqlite"
     while True:
+        if not budget.take():
+            if last is not None:
+                budget.resume_at[table] = last
+            return
         with session.begin():
             if sqlite:  # what is removed is overwritten in the file, not only unlinked (on whatever build)
                 session.execute(text("PRAGMA secure_delete = ON"))
-            page = session.execute((query if last is None else query.where(key > last)).order_by(key).limit(CHUNK)).all()
+            after = query if last is None else query.where(key > last)
+            page = session.execute(after.order_by(key).limit(CHUNK)).all()
             if not page:
                 return
             yield page
+        if len(page) < CHUNK:  # the last of them
+            return
         last = getattr(page[-1], key.key)
 
 
@@ -153,9 +192,11 @@ def _not_removed(column):
     return or_(column.is_(None), column != REMOVED)
 
 
-def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
-    query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at).where(scope, _not_removed(Call.caller_number))
-    for page in _chunks(session, query, Call.id):
+def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
+           budget: _Budget) -> None:
+    query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at).where(
+        scope, _not_removed(Call.caller_number))
+    for page in _chunks(session, query, Call.id, budget):
         # Read in each chunk's transaction (the open callbacks are few, and found by index).
         worked = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
         done = [row for row in page if row.ended_at is not None and row.enquiry_id not in worked]
@@ -166,10 +207,11 @@ def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply
         removal.events += _blank_events(session, [row.call_sid for row in done], apply)
 
 
-def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
+def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
+               budget: _Budget) -> None:
     query = select(Callback.id, (Callback.status != "closed").label("left")).where(
         scope, _not_removed(Callback.caller_number))
-    for page in _chunks(session, query, Callback.id):
+    for page in _chunks(session, query, Callback.id, budget):
         done = [row.id for row in page if not row.left]
         removal.callbacks_left += len(page) - len(done)
         removal.callbacks += len(done)
@@ -182,11 +224,12 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
         removal.events += _blank_events(session, [row.call_sid for row in attempts if row.call_sid], apply)
 
 
-def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
+def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
+            budget: _Budget) -> None:
     open_enquiry = exists().where(Enquiry.id == InboundEmail.enquiry_id, Enquiry.status == "open")
     query = select(InboundEmail.id, InboundEmail.enquiry_id, open_enquiry.label("open")).where(
         scope, _not_removed(InboundEmail.sender))
-    for page in _chunks(session, query, InboundEmail.id):
+    for page in _chunks(session, query, InboundEmail.id, budget):
         unsent = set(session.scalars(select(EmailAcknowledgement.inbound_email_id)
                                      .where(EmailAcknowledgement.status == "pending")))
         done = [row for row in page if not row.open and row.id not in unsent]
@@ -202,14 +245,15 @@ def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, appl
             session.execute(update(EmailAcknowledgement).where(acknowledged).values(to_address=REMOVED))
 
 
-def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool) -> None:
+def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
+                   budget: _Budget) -> None:
     """Events in scope of no call record and no callback attempt (a leg's event whose call was
     never stored, say)."""
     owned = or_(exists().where(Call.call_sid == TwilioEvent.call_sid),
                 exists().where(CallbackAttempt.call_sid == TwilioEvent.call_sid))
     query = select(TwilioEvent.id, TwilioEvent.params).where(
         scope, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
-    for page in _chunks(session, query, TwilioEvent.id):
+    for page in _chunks(session, query, TwilioEvent.id, budget):
         removal.events += len(page)
         if apply:
             _write_blanked(session, page)

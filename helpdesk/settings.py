@@ -124,6 +124,13 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    # Days callers' and senders' personal data is kept after their contact began, then removed by
+    # the scheduler (helpdesk/retention.py); 0 keeps it.
+    personal_data_days: int = 0
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     # Where webhooks the database could not take are kept until they are stored (helpdesk/spool.py).
     spool_dir: str = "spool"
@@ -162,6 +169,7 @@ class Settings:
     smtp: SmtpSettings = SmtpSettings()
     email: EmailSettings = EmailSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    retention: RetentionSettings = RetentionSettings()
     webhooks: WebhookSettings = WebhookSettings()
     version: str = "defaults"
     source: str = "(built-in defaults)"

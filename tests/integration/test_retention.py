@@ -233,3 +233,57 @@ def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
     assert secret not in path.read_bytes()
     wal = path.with_name("helpdesk.db-wal")
     assert not wal.exists() or secret not in wal.read_bytes()
+
+
+def test_the_scheduler_removes_what_is_past_the_retention_period_a_few_chunks_a_run(app, db_session, seeded,
+                                                                                    monkeypatch):
+    from datetime import datetime, timezone
+
+    from callbacks import scheduler
+    from helpdesk import retention
+    from tests.integration.conftest import make_settings
+
+    settings = make_settings(retention={"personal_data_days": 31})
+    job = scheduler.SweepJob(settings=settings, database=app.extensions["helpdesk.db"])
+    [remover] = [each for each in scheduler.scheduled_jobs(job) if isinstance(each, scheduler.RetentionJob)]
+    assert not any(isinstance(each, scheduler.RetentionJob) for each in scheduler.scheduled_jobs(
+        scheduler.SweepJob(settings=make_settings(), database=app.extensions["helpdesk.db"])))
+    monkeypatch.setattr(retention, "CHUNK", 1)
+    monkeypatch.setattr(scheduler, "RETENTION_CHUNKS", 2)
+    # 31 days after Tuesday 24 November 2026: the days before the 24th are past it, the 24th is not.
+    remover.clock = lambda: datetime(2026, 12, 25, 12, tzinfo=timezone.utc)
+    first = remover()
+    assert first.held and not first.failed and not first.result.finished
+    assert (first.result.calls_left, first.result.calls) == (1, 1)  # call 1's callback is open; call 2 goes
+    # Each run goes on from where the last stopped, past what is still being worked: call 6, the
+    # two open callbacks, the two open email enquiries, and the end of each table.
+    runs = [remover() for _ in range(5)]
+    assert [run.result.finished for run in runs] == [False, False, False, False, True]
+    assert not remover().result.removed_any()
+    with db_session.begin():
+        numbers = dict(db_session.execute(select(Call.call_sid, Call.caller_number)).all())
+        entries = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "personal_data.removed")).all()
+    # Calls 2 (23 November) and 6 (the 22nd) go; 1 (its callback is open), 3, 4 and 5 (the 24th)
+    # and 7 (the 25th) stay.
+    assert sorted(sid for sid, number in numbers.items() if number == "removed") == [
+        f"CA{n:032x}" for n in (2, 6)]
+    assert {entry.actor for entry in entries} == {"helpdesk"} and len(entries) == sum(
+        run.result.removed_any() for run in [first, *runs])
+    assert json.loads(entries[0].detail)["setting"] == "retention.personal_data_days = 31"
+    assert json.loads(entries[0].detail)["before"] == "2026-11-24"
+
+
+def test_scheduler_once_says_what_the_retention_period_removed(migrated_url, db_session, seeded, tmp_path):
+    from datetime import timedelta
+
+    with db_session.begin():  # the seeded calls a year older: past 31 days, whatever today is
+        for call in db_session.scalars(select(Call)):
+            call.arrived_at, call.ended_at = call.arrived_at - timedelta(days=365), call.ended_at - timedelta(days=365)
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('[hours]\nmonday = ["08:00-18:00"]\n\n[retention]\npersonal_data_days = 31\n')
+    env = {"HELPDESK_CONFIG": str(config), "DATABASE_URL": migrated_url, "TWILIO_ACCOUNT_SID": "",
+           "TWILIO_AUTH_TOKEN": ""}
+    result = CliRunner().invoke(main, ["scheduler", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    # Calls 1, 4 and 5 have open callbacks; the callbacks and emails themselves are too recent.
+    assert "Personal data past the retention period removed from 4 calls, 0 callbacks and 0 emails." in result.output

@@ -127,6 +127,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"routing": {"screen_calls": True, "answer_on_bridge": False}}, "routing.screen_calls needs answer_on_bridge"),
     ({"messages": {"screen_prompt": " "}}, "messages.screen_prompt must not be empty"),
     ({"messages": {"out_of_hours": ""}}, "messages.out_of_hours must not be empty"),
+    ({"retention": {"personal_data_days": 30}}, "retention.personal_data_days must be 0 (kept) or at least 31, not 30"),
+    ({"retention": {"personal_data_days": -1}}, "retention.personal_data_days must be between 0 and 36500"),
+    ({"retention": {"personal_data_days": "2 years"}}, "retention.personal_data_days must be a"),
+    ({"retention": {"days": 400}}, "retention.days is not a known key"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
     with pytest.raises(ConfigError) as error:
@@ -240,3 +244,10 @@ def test_unlimited_domains_are_mail_domains():
     assert settings.email.unlimited_domains == ("dwp.gov.uk", "example.org")
     with pytest.raises(ConfigError, match=r"t.toml: email.unlimited_domains has 'not a domain', which is not a mail"):
         parse_settings({"hours": hours, "email": {"unlimited_domains": ["not a domain"]}}, source="t.toml")
+
+
+def test_personal_data_is_kept_unless_a_retention_period_is_set():
+    hours = {"hours": {"monday": ["08:00-18:00"]}}
+    assert parse_settings(hours).retention.personal_data_days == 0
+    assert parse_settings({**hours, "retention": {"personal_data_days": 31}}).retention.personal_data_days == 31
+    assert load_settings(ROOT / "config" / "helpdesk.toml").retention.personal_data_days == 0
