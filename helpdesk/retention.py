@@ -144,19 +144,25 @@ def empty_write_ahead_log(session: Session) -> bool:
     app's own checkpoints reuse it later). Nothing to do on PostgreSQL."""
     if dialect_name(session) != "sqlite":
         return True
-    # On the driver's connection as it is, outside the transaction every engine connection begins.
+    # On the driver's connection as it is, outside the transaction every engine connection begins;
+    # and without waiting, which would hold back the app's writes (webhooks) while it waited.
     connection = session.get_bind().raw_connection()
     try:
         cursor = connection.cursor()
-        busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        cursor.close()
+        waits = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(waits)}")
+            cursor.close()
     finally:
         connection.close()
     return not busy
 
 
-def record_removal(session: Session, *, taken: dict[str, str], removal: Removal, user_id: int, username: str,
-                   now: datetime) -> None:
+def record_removal(session: Session, *, taken: dict[str, str], removal: Removal, user_id: int | None,
+                   username: str, now: datetime) -> None:
     """The audit log's entry: what was taken ({"before": day} or {"person": as subject access
     describes them}) and the counts."""
     with session.begin():
