@@ -91,7 +91,7 @@ def figures(database, settings) -> tuple:
 def timed(database, apply: bool):
     began = time.perf_counter()
     with database.session() as session:
-        removal = remove_personal_data(session, Scope.before(CUT_OFF), apply=apply)
+        removal = remove_personal_data(session, Scope.before(CUT_OFF), apply=apply, now=NOW)
     return time.perf_counter() - began, removal
 
 

@@ -169,8 +169,8 @@ class RetentionJob(LeasedJob):
     def work(self, session: Session, run: JobRun) -> None:
         days = self.settings.retention.personal_data_days
         day = uk_date(run.now) - timedelta(days=days)
-        removal = remove_personal_data(session, Scope.before(uk_midnight(day)), apply=True, chunks=RETENTION_CHUNKS,
-                                       resume_at=self.resume_at)
+        removal = remove_personal_data(session, Scope.before(uk_midnight(day)), apply=True, now=run.now,
+                                       chunks=RETENTION_CHUNKS, resume_at=self.resume_at)
         if removal.removed_any():
             taken = {"before": day.isoformat(), "setting": f"retention.personal_data_days = {days}"}
             record_removal(session, taken=taken, removal=removal, user_id=None, username="helpdesk", now=run.now)

@@ -59,7 +59,14 @@ def anonymise_command(before_day: str | None, phone: str | None, email: str | No
                 scope = Scope.of_person(find_person(session, phone=number, email=address))
                 taken = {"person": described(phone=number, email=address)}
                 whose = f"The contacts of the {taken['person']}"
-            removal = remove_personal_data(session, scope, apply=apply)
+            removal = Removal()
+            try:
+                remove_personal_data(session, scope, apply=apply, now=now, into=removal)
+            except BaseException:
+                if apply and removal.removed_any():  # what was done is done: it goes in the audit log
+                    removal.finished = False
+                    _record_stopped(session, taken, removal, user, now)
+                raise
             emptied = True
             if apply:
                 record_removal(session, taken=taken, removal=removal, user_id=user.id, username=user.username,
@@ -71,6 +78,18 @@ def anonymise_command(before_day: str | None, phone: str | None, email: str | No
     if not emptied:
         click.echo("SQLite's write-ahead log could not be emptied now, as the app was reading: it is written over "
                    "as the app runs, or run this again when the app is stopped.")
+
+
+def _record_stopped(session, taken: dict[str, str], removal: Removal, user, now: datetime) -> None:
+    session.rollback()
+    try:
+        record_removal(session, taken={**taken, "stopped": "before the end"}, removal=removal, user_id=user.id,
+                       username=user.username, now=now)
+    except Exception:  # noqa: BLE001 - the database error that stopped it is the one to report
+        return
+    click.echo(f"Stopped: personal data was removed from about {removal.calls:,} {_counted(removal.calls, 'call')} "
+               f"and {removal.emails:,} {_counted(removal.emails, 'email')} before it stopped (in the audit log). "
+               "Run it again to go on.", err=True)
 
 
 def _report(whose: str, removal: Removal, apply: bool) -> None:

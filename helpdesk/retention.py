@@ -18,13 +18,15 @@ page, `/metrics` and an evidence pack of those days show the same figures afterw
   was received without saying it.
 
 Anything still being worked is left, and counted: a callback not closed (and its call), a call
-not yet finished, an email enquiry still open or an acknowledgement not yet sent.
+not yet finished (unless it never will be: UNFINISHED_FOR_GOOD), an email enquiry still open or
+waiting for a callback, or an acknowledgement not yet sent.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -39,6 +41,11 @@ from helpdesk.subject_access import Found
 ACTION = "personal_data.removed"
 CHUNK = 500
 ANONYMISED = "anonymised:"  # a blanked event's fingerprint starts so
+PAUSE_SECONDS = 0.02  # SQLite: between two chunks, for the app's writes
+EVENT_WINDOW = 20_000  # events of no call are looked for this many ids at a time
+# A call with no ending this long after it arrived will not get one (Twilio's API is asked about
+# it for two days): it is done, not still being worked.
+UNFINISHED_FOR_GOOD = timedelta(days=3)
 PART = "part"  # in `resume_at`: which of the calls, callbacks, emails and other events a run stopped in
 
 # Twilio's parameters that say nothing about a person: what the call records are computed from.
@@ -71,7 +78,10 @@ class Removal:
 
 
 @dataclass
-class _Budget:
+class _Run:
+    """A removal's state as it goes: its budget of chunks, where to go on from, and its time."""
+
+    now: datetime
     chunks: int | None  # None: no limit
     # Where the budget ran out (the part, and the last row read in its table), so the next run
     # goes on from there rather than reading again the rows it left (those still being worked).
@@ -118,14 +128,15 @@ class Scope:
                    emails=ids("inbound_emails", InboundEmail), events=ids("twilio_events", TwilioEvent))
 
 
-def remove_personal_data(session: Session, scope: Scope, *, apply: bool, chunks: int | None = None,
-                         resume_at: dict[str, int] | None = None) -> Removal:
+def remove_personal_data(session: Session, scope: Scope, *, apply: bool, now: datetime, chunks: int | None = None,
+                         resume_at: dict[str, int] | None = None, into: Removal | None = None) -> Removal:
     """Remove (with `apply`, else only count) the personal data of the contacts in `scope`, a
     chunk of rows per transaction, so a large first run holds no lock for long and can be
     stopped and run again: it takes up where it stopped. With `chunks`, it stops after that
     many (the scheduler's runs stay short) and says it has not finished; give the next run the
-    same `resume_at` (kept up to date here) and it goes on from where this one stopped."""
-    removal, budget = Removal(), _Budget(chunks, resume_at if resume_at is not None else {})
+    same `resume_at` (kept up to date here) and it goes on from where this one stopped. The
+    counts go into `into` as it goes, so a caller can say what was done when it is stopped."""
+    removal, budget = into or Removal(), _Run(now, chunks, resume_at if resume_at is not None else {})
     parts = ((_calls, scope.calls), (_callbacks, scope.callbacks), (_emails, scope.emails),
              (_orphan_events, scope.events))
     for index in range(budget.resume_at.pop(PART, 0), len(parts)):
@@ -170,13 +181,21 @@ def record_removal(session: Session, *, taken: dict[str, str], removal: Removal,
                                detail=json.dumps({**taken, "rows": asdict(removal)}, sort_keys=True)))
 
 
-def _chunks(session: Session, query, key, budget: _Budget):
+def _chunks(session: Session, query, key, budget: _Run, window: int | None = None):
     """The query's rows in chunks of CHUNK, by `key` (a unique, increasing column), each chunk
-    in a transaction of its own (rows changed in one are not read again), while the budget lasts."""
+    in a transaction of its own (rows changed in one are not read again), while the budget lasts.
+    With `window`, a chunk is the rows whose key lies in the next `window` values instead (a
+    query that must read many rows to find a few never reads them all in one transaction)."""
     table = key.class_.__tablename__
     last = budget.resume_at.pop(table, None)
     sqlite = dialect_name(session) == "sqlite"
+    top = None
+    if window is not None:
+        with session.begin():
+            top = session.scalar(select(func.max(key))) or 0
     while True:
+        if window is not None and (last or 0) >= top:
+            return
         if not budget.take():
             if last is not None:
                 budget.resume_at[table] = last
@@ -185,13 +204,24 @@ def _chunks(session: Session, query, key, budget: _Budget):
             if sqlite:  # what is removed is overwritten in the file, not only unlinked (on whatever build)
                 session.execute(text("PRAGMA secure_delete = ON"))
             after = query if last is None else query.where(key > last)
-            page = session.execute(after.order_by(key).limit(CHUNK)).all()
-            if not page:
-                return
-            yield page
-        if len(page) < CHUNK:  # the last of them
+            if window is None:
+                page = session.execute(after.order_by(key).limit(CHUNK)).all()
+                if not page:
+                    return
+            else:
+                page = session.execute(after.where(key <= (last or 0) + window)).all()
+            if page:
+                yield page
+        if window is not None:
+            last = (last or 0) + window
+        elif len(page) < CHUNK:  # the last of them
             return
-        last = getattr(page[-1], key.key)
+        else:
+            last = getattr(page[-1], key.key)
+        if sqlite:
+            # Writers queue for SQLite's lock, not fairly: let the webhooks waiting for it in
+            # before the next chunk takes it, or they give up and go to the spool.
+            time.sleep(PAUSE_SECONDS)
 
 
 def _not_removed(column):
@@ -199,13 +229,14 @@ def _not_removed(column):
 
 
 def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-           budget: _Budget) -> None:
-    query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at).where(
+           budget: _Run) -> None:
+    query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at, Call.arrived_at.label("started")).where(
         scope, _not_removed(Call.caller_number))
     for page in _chunks(session, query, Call.id, budget):
         # Read in each chunk's transaction (the open callbacks are few, and found by index).
         worked = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
-        done = [row for row in page if row.ended_at is not None and row.enquiry_id not in worked]
+        done = [row for row in page if row.enquiry_id not in worked and (
+            row.ended_at is not None or (row.started or budget.now) < budget.now - UNFINISHED_FOR_GOOD)]
         removal.calls_left += len(page) - len(done)
         removal.calls += len(done)
         if apply and done:
@@ -214,7 +245,7 @@ def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply
 
 
 def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-               budget: _Budget) -> None:
+               budget: _Run) -> None:
     query = select(Callback.id, (Callback.status != "closed").label("left")).where(
         scope, _not_removed(Callback.caller_number))
     for page in _chunks(session, query, Callback.id, budget):
@@ -231,14 +262,15 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
 
 
 def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-            budget: _Budget) -> None:
+            budget: _Run) -> None:
     open_enquiry = exists().where(Enquiry.id == InboundEmail.enquiry_id, Enquiry.status == "open")
     query = select(InboundEmail.id, InboundEmail.enquiry_id, open_enquiry.label("open")).where(
         scope, _not_removed(InboundEmail.sender))
     for page in _chunks(session, query, InboundEmail.id, budget):
         unsent = set(session.scalars(select(EmailAcknowledgement.inbound_email_id)
                                      .where(EmailAcknowledgement.status == "pending")))
-        done = [row for row in page if not row.open and row.id not in unsent]
+        called_back = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
+        done = [row for row in page if not row.open and row.id not in unsent and row.enquiry_id not in called_back]
         removal.emails_left += len(page) - len(done)
         removal.emails += len(done)
         # An acknowledgement is one per enquiry (found by that index), sent for the email it names.
@@ -252,14 +284,14 @@ def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, appl
 
 
 def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-                   budget: _Budget) -> None:
+                   budget: _Run) -> None:
     """Events in scope of no call record and no callback attempt (a leg's event whose call was
     never stored, say)."""
     owned = or_(exists().where(Call.call_sid == TwilioEvent.call_sid),
                 exists().where(CallbackAttempt.call_sid == TwilioEvent.call_sid))
     query = select(TwilioEvent.id, TwilioEvent.params).where(
         scope, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
-    for page in _chunks(session, query, TwilioEvent.id, budget):
+    for page in _chunks(session, query, TwilioEvent.id, budget, window=EVENT_WINDOW):
         removal.events += len(page)
         if apply:
             _write_blanked(session, page)

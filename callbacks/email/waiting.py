@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from callbacks.email.ack_rules import AckState, ack_state, mask_address
 from callbacks.owed import about, dialable, owe_needed_callback, record_audit
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.phones import REMOVED
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,19 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
-        # Whom to answer: the Reply-To person a web form wrote for, else the sender.
-        shown, spoken = mask_address(to_address or sender)
+        # Whom to answer: the Reply-To person a web form wrote for, else the sender; once those were
+        # removed (the retention period), whoever has written since.
+        known = sorted(senders.get(enquiry_id, set()) - {None, REMOVED})
+        who = to_address or sender
+        if who == REMOVED and known:
+            who = known[0]
+        shown, spoken = mask_address(who)
         state = ack_state(status=status, sla=sla, attempts=attempts or 0, decision=decision, due_at=due_at,
                           now=now, last_error=last_error)
-        theirs = {(address or "").lower() for address in (sender, to_address)}
+        theirs = {(address or "").lower() for address in (sender, to_address, who)}
         entries.append(WaitingEmail(enquiry_id, reference, opened_at, shown, spoken, state, ack_id,
                                     next_attempt_at if status == "pending" else None,
-                                    len(senders.get(enquiry_id, set()) - theirs - {None}),
+                                    len(senders.get(enquiry_id, set()) - theirs - {None, REMOVED}),
                                     latest.get(enquiry_id, 0), enquiry_id in owed))
     return entries, int(total)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import fields
 from datetime import datetime
 from functools import cache
@@ -20,6 +21,7 @@ from callbacks.owed import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
+from helpdesk.phones import REMOVED
 from helpdesk.prepared import Prepared
 from helpdesk.settings import Settings
 from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
@@ -65,7 +67,7 @@ class _Statements:
                                  _NEW_CALL)
         self.lock_call = Prepared(
             select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at,
-                   CALLS.c.arrived_at)
+                   CALLS.c.arrived_at, CALLS.c.caller_number)
             .where(CALLS.c.call_sid == bindparam("sid"))
             .with_for_update(), dialect)
         self.new_event = Prepared(insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]), dialect,
@@ -109,6 +111,16 @@ def record_event(
     with connection.begin():
         sql = _statements(connection.dialect)
         locked = _lock_call(connection, sql, call_sid)
+        if locked.removed:
+            # `helpdesk anonymise` took this call's personal data and blanked its events, so the
+            # journal no longer says what its record was made of (a voicemail's address, the
+            # caller's number, the agent's phone): keep the record as it is, and this event as the
+            # others, without the person (a redelivery of an old one is not recognised as one).
+            from helpdesk.retention import ANONYMISED, blanked
+
+            row = {**row, "params": blanked(row["params"]), "fingerprint": ANONYMISED + uuid.uuid4().hex}
+            sql.new_event.execute(connection, row)
+            return True
         inserted = sql.new_event.execute(connection, row).rowcount
         if not inserted:
             log.debug("redelivered %s webhook for call %s ignored", kind, call_sid)
@@ -193,6 +205,7 @@ class _Locked(NamedTuple):
     projected: bool  # its incoming request has been seen and projected
     state: tuple[str, bool]  # outcome, and whether the call had ended
     arrived_at: datetime | None
+    removed: bool  # its personal data was removed (helpdesk/retention.py)
 
 
 def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
@@ -203,10 +216,10 @@ def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
         sql.new_call.execute(connection, {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
                                           "countable": False, "caller_type": "unknown", "incoming_seen": False})
         rows = sql.lock_call.rows(connection, {"sid": call_sid})
-    (call_id, enquiry_id, incoming_seen, outcome, ended_at, arrived_at), = rows
+    (call_id, enquiry_id, incoming_seen, outcome, ended_at, arrived_at, number), = rows
     # A call row made just now has never been projected: its first event must be.
     return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None),
-                   arrived_at)
+                   arrived_at, number == REMOVED)
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:
