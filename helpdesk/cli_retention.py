@@ -100,7 +100,8 @@ def _report(whose: str, removal: Removal, apply: bool) -> None:
         click.echo(f"  {count:,} {_counted(count, what)}")
     left = ((removal.calls_left, "call", "not finished, or its callback is not closed"),
             (removal.callbacks_left, "callback", "not closed"),
-            (removal.emails_left, "email", "its enquiry is open, or its acknowledgement not yet sent"))
+            (removal.emails_left, "email", "its enquiry is open or waiting for a callback, or its acknowledgement "
+                                           "not yet sent"))
     for count, what, why in left:
         if count:
             click.echo(f"Left: {count:,} {_counted(count, what)} still being worked ({why}).")
