@@ -70,7 +70,7 @@ class Removal:
     acknowledgements: int = 0
     calls_left: int = 0  # not finished, or their callback is not closed
     callbacks_left: int = 0  # not closed
-    emails_left: int = 0  # their enquiry is open, or the acknowledgement not yet sent
+    emails_left: int = 0  # their enquiry is open or waiting for a callback, or the acknowledgement not yet sent
     finished: bool = True  # False: it stopped at its limit of chunks, and the next run goes on
 
     def removed_any(self) -> bool:
@@ -136,16 +136,17 @@ def remove_personal_data(session: Session, scope: Scope, *, apply: bool, now: da
     many (the scheduler's runs stay short) and says it has not finished; give the next run the
     same `resume_at` (kept up to date here) and it goes on from where this one stopped. The
     counts go into `into` as it goes, so a caller can say what was done when it is stopped."""
-    removal, budget = into or Removal(), _Run(now, chunks, resume_at if resume_at is not None else {})
+    removal = into if into is not None else Removal()
+    run = _Run(now, chunks, resume_at if resume_at is not None else {})
     parts = ((_calls, scope.calls), (_callbacks, scope.callbacks), (_emails, scope.emails),
              (_orphan_events, scope.events))
-    for index in range(budget.resume_at.pop(PART, 0), len(parts)):
+    for index in range(run.resume_at.pop(PART, 0), len(parts)):
         remove, condition = parts[index]
-        remove(session, condition, removal, apply, budget)
-        if budget.stopped:
-            budget.resume_at[PART] = index
+        remove(session, condition, removal, apply, run)
+        if run.stopped:
+            run.resume_at[PART] = index
             break
-    removal.finished = not budget.stopped
+    removal.finished = not run.stopped
     return removal
 
 
@@ -181,13 +182,13 @@ def record_removal(session: Session, *, taken: dict[str, str], removal: Removal,
                                detail=json.dumps({**taken, "rows": asdict(removal)}, sort_keys=True)))
 
 
-def _chunks(session: Session, query, key, budget: _Run, window: int | None = None):
+def _chunks(session: Session, query, key, run: _Run, window: int | None = None):
     """The query's rows in chunks of CHUNK, by `key` (a unique, increasing column), each chunk
     in a transaction of its own (rows changed in one are not read again), while the budget lasts.
     With `window`, a chunk is the rows whose key lies in the next `window` values instead (a
     query that must read many rows to find a few never reads them all in one transaction)."""
     table = key.class_.__tablename__
-    last = budget.resume_at.pop(table, None)
+    last = run.resume_at.pop(table, None)
     sqlite = dialect_name(session) == "sqlite"
     top = None
     if window is not None:
@@ -196,9 +197,9 @@ def _chunks(session: Session, query, key, budget: _Run, window: int | None = Non
     while True:
         if window is not None and (last or 0) >= top:
             return
-        if not budget.take():
+        if not run.take():
             if last is not None:
-                budget.resume_at[table] = last
+                run.resume_at[table] = last
             return
         with session.begin():
             if sqlite:  # what is removed is overwritten in the file, not only unlinked (on whatever build)
@@ -228,15 +229,20 @@ def _not_removed(column):
     return or_(column.is_(None), column != REMOVED)
 
 
+def _called_back(session: Session) -> set[int]:
+    """The enquiries with a callback still open: read in each chunk's transaction (they are few,
+    and found by the status index), so a callback opened meanwhile is seen."""
+    return set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
+
+
 def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-           budget: _Run) -> None:
+           run: _Run) -> None:
     query = select(Call.id, Call.call_sid, Call.enquiry_id, Call.ended_at, Call.arrived_at.label("started")).where(
         scope, _not_removed(Call.caller_number))
-    for page in _chunks(session, query, Call.id, budget):
-        # Read in each chunk's transaction (the open callbacks are few, and found by index).
-        worked = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
+    for page in _chunks(session, query, Call.id, run):
+        worked = _called_back(session)
         done = [row for row in page if row.enquiry_id not in worked and (
-            row.ended_at is not None or (row.started or budget.now) < budget.now - UNFINISHED_FOR_GOOD)]
+            row.ended_at is not None or (row.started or run.now) < run.now - UNFINISHED_FOR_GOOD)]
         removal.calls_left += len(page) - len(done)
         removal.calls += len(done)
         if apply and done:
@@ -245,10 +251,10 @@ def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply
 
 
 def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-               budget: _Run) -> None:
+               run: _Run) -> None:
     query = select(Callback.id, (Callback.status != "closed").label("left")).where(
         scope, _not_removed(Callback.caller_number))
-    for page in _chunks(session, query, Callback.id, budget):
+    for page in _chunks(session, query, Callback.id, run):
         done = [row.id for row in page if not row.left]
         removal.callbacks_left += len(page) - len(done)
         removal.callbacks += len(done)
@@ -262,14 +268,14 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
 
 
 def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-            budget: _Run) -> None:
+            run: _Run) -> None:
     open_enquiry = exists().where(Enquiry.id == InboundEmail.enquiry_id, Enquiry.status == "open")
     query = select(InboundEmail.id, InboundEmail.enquiry_id, open_enquiry.label("open")).where(
         scope, _not_removed(InboundEmail.sender))
-    for page in _chunks(session, query, InboundEmail.id, budget):
+    for page in _chunks(session, query, InboundEmail.id, run):
         unsent = set(session.scalars(select(EmailAcknowledgement.inbound_email_id)
                                      .where(EmailAcknowledgement.status == "pending")))
-        called_back = set(session.scalars(select(Callback.enquiry_id).where(Callback.status == "open")))
+        called_back = _called_back(session)
         done = [row for row in page if not row.open and row.id not in unsent and row.enquiry_id not in called_back]
         removal.emails_left += len(page) - len(done)
         removal.emails += len(done)
@@ -284,14 +290,14 @@ def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, appl
 
 
 def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
-                   budget: _Run) -> None:
+                   run: _Run) -> None:
     """Events in scope of no call record and no callback attempt (a leg's event whose call was
     never stored, say)."""
     owned = or_(exists().where(Call.call_sid == TwilioEvent.call_sid),
                 exists().where(CallbackAttempt.call_sid == TwilioEvent.call_sid))
     query = select(TwilioEvent.id, TwilioEvent.params).where(
         scope, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
-    for page in _chunks(session, query, TwilioEvent.id, budget, window=EVENT_WINDOW):
+    for page in _chunks(session, query, TwilioEvent.id, run, window=EVENT_WINDOW):
         removal.events += len(page)
         if apply:
             _write_blanked(session, page)
