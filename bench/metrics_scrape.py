@@ -269,6 +269,23 @@ def run(name: str, url: str, empty_url: str, settings, scale: float, scrapes: in
         app.extensions["helpdesk.db"].dispose()
 
 
+def databases(only: str | None, prefix: str, names: tuple[str, ...] = ("bench",)):
+    """("SQLite", its URLs) in a throw-away folder, then ("PostgreSQL", its URLs) on a throw-away
+    server (tests/servers.py), a database of each of `names`; `only` ("sqlite" or "postgresql",
+    the benchmarks' --only) leaves the other out. Each is gone once the next is asked for."""
+    if only != "postgresql":
+        workdir = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            yield "SQLite", [f"sqlite:///{workdir}/{name}.db" for name in names]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if only != "sqlite":
+        from servers import PostgresServer
+
+        with PostgresServer() as server:
+            yield "PostgreSQL", [server.create_database(name) for name in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full history to generate")
@@ -276,19 +293,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
     settings = load_settings(ROOT / "config" / "helpdesk.toml")
-    if args.only != "postgresql":
-        workdir = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
-        try:
-            run("SQLite", f"sqlite:///{workdir}/bench.db", f"sqlite:///{workdir}/empty.db", settings,
-                args.scale, args.scrapes)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if args.only != "sqlite":
-        from servers import PostgresServer
-
-        with PostgresServer() as server:
-            run("PostgreSQL", server.create_database("bench"), server.create_database("empty"), settings,
-                args.scale, args.scrapes)
+    for name, (url, empty_url) in databases(args.only, "bench-metrics-", ("bench", "empty")):
+        run(name, url, empty_url, settings, args.scale, args.scrapes)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +37,7 @@ from helpdesk.models import Enquiry, TwilioEvent  # noqa: E402
 from helpdesk.retention import Scope, remove_personal_data  # noqa: E402
 from metrics import compliance  # noqa: E402
 from metrics.periods import Period  # noqa: E402
-from metrics_scrape import NOW, chunks, fill, history, maintain  # noqa: E402
+from metrics_scrape import NOW, chunks, databases, fill, history, maintain  # noqa: E402
 
 EVENTS_PER_CALL = 6
 CUT_OFF = NOW - timedelta(days=30)
@@ -127,17 +125,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
     settings = load_settings(ROOT / "config" / "helpdesk.toml")
-    if args.only != "postgresql":
-        workdir = Path(tempfile.mkdtemp(prefix="bench-retention-"))
-        try:
-            run("SQLite", f"sqlite:///{workdir}/bench.db", settings, args.scale)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if args.only != "sqlite":
-        from servers import PostgresServer
-
-        with PostgresServer() as server:
-            run("PostgreSQL", server.create_database("bench"), settings, args.scale)
+    for name, (url,) in databases(args.only, "bench-retention-"):
+        run(name, url, settings, args.scale)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ import argparse
 import json
 import random
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,7 +35,7 @@ from helpdesk.migrate import upgrade  # noqa: E402
 from helpdesk.models import AuditEntry  # noqa: E402
 from helpdesk.users import add_user  # noqa: E402
 from metrics import compliance, handling  # noqa: E402
-from metrics_scrape import NOW, chunks, email_rows, fill, history, maintain  # noqa: E402
+from metrics_scrape import NOW, chunks, databases, email_rows, fill, history, maintain  # noqa: E402
 
 OPENING_TARGET, MONTH_TARGET = 1.0, 3.0  # seconds, medians
 PASSWORD = "bench-password-long-enough"
@@ -124,17 +122,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
     settings = load_settings(ROOT / "config" / "helpdesk.toml")
-    if args.only != "postgresql":
-        workdir = Path(tempfile.mkdtemp(prefix="bench-service-levels-"))
-        try:
-            run("SQLite", f"sqlite:///{workdir}/bench.db", settings, args.scale, args.renders)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if args.only != "sqlite":
-        from servers import PostgresServer
-
-        with PostgresServer() as server:
-            run("PostgreSQL", server.create_database("bench"), settings, args.scale, args.renders)
+    for name, (url,) in databases(args.only, "bench-service-levels-"):
+        run(name, url, settings, args.scale, args.renders)
 
 
 if __name__ == "__main__":
