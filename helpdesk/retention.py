@@ -7,11 +7,9 @@ made of: times, outcomes, rings, caller types, references, deadlines and results
 page, `/metrics` and an evidence pack of those days show the same figures afterwards, with
 "removed" where a number or address was.
 
-- Calls: the caller's number. The journal's events of the call: every parameter's value but
-  those in KEPT_PARAMETERS (times, statuses, SIDs, durations, the menu key) is blanked, so the
-  events stay in place and in order, as DESIGN.md's journal asks, without the person in them.
-  Their fingerprints (a digest of the values) go too: a digest of a phone number can be
-  reversed by trying every number.
+- Calls: the caller's number. The journal's events of the call are blanked: every parameter's
+  value but the times, statuses, SIDs, durations and the menu key, and their fingerprints
+  (helpdesk/blanked_events.py).
 - Callbacks: the number to call and the agent's note; each attempt's note, and its call's events.
 - Emails: the sender, subject, Message-ID and the message as received (attachments included);
   the address each acknowledgement went to. Its digest (`raw_sha256`) stays: it proves what
@@ -32,6 +30,7 @@ from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from helpdesk.blanked_events import blank_events, not_blanked, write_blanked
 from helpdesk.dbutil import dialect_name
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
@@ -40,23 +39,12 @@ from helpdesk.subject_access import Found
 
 ACTION = "personal_data.removed"
 CHUNK = 500
-ANONYMISED = "anonymised:"  # a blanked event's fingerprint starts so
 PAUSE_SECONDS = 0.02  # SQLite: between two chunks, for the app's writes
 EVENT_WINDOW = 20_000  # events of no call are looked for this many ids at a time
 # A call with no ending this long after it arrived will not get one (Twilio's API is asked about
 # it for two days): it is done, not still being worked.
 UNFINISHED_FOR_GOOD = timedelta(days=3)
 PART = "part"  # in `resume_at`: which of the calls, callbacks, emails and other events a run stopped in
-
-# Twilio's parameters that say nothing about a person: what the call records are computed from.
-KEPT_PARAMETERS = frozenset({
-    "AccountSid", "ApiVersion", "CallSid", "ParentCallSid", "CallStatus", "Direction", "Timestamp",
-    "SequenceNumber", "CallbackSource", "CallDuration", "Duration", "StartTime", "EndTime", "DateUpdated",
-    "DialCallStatus", "DialCallSid", "DialCallDuration", "DialBridged", "QueueResult", "QueueSid", "QueueTime",
-    "DequeingCallSid", "Digits", "AnsweredBy", "MachineDetectionDuration", "RecordingStatus",
-    "RecordingDuration", "RecordingSource", "ErrorCode", "SipResponseCode", "StirVerstat",
-})
-
 
 @dataclass
 class Removal:
@@ -96,12 +84,6 @@ class _Run:
             return False
         self.chunks -= 1
         return True
-
-
-def blanked(params: str) -> str:
-    """A journal event's parameters with every value a person could be known by blanked."""
-    return json.dumps([[name, value if name in KEPT_PARAMETERS else ""] for name, value in json.loads(params)],
-                      ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -247,7 +229,7 @@ def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply
         removal.calls += len(done)
         if apply and done:
             session.execute(update(Call).where(Call.id.in_([row.id for row in done])).values(caller_number=REMOVED))
-        removal.events += _blank_events(session, [row.call_sid for row in done], apply)
+        removal.events += blank_events(session, [row.call_sid for row in done], apply)
 
 
 def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
@@ -264,7 +246,7 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
         if apply and done:
             session.execute(update(Callback).where(Callback.id.in_(done)).values(caller_number=REMOVED, note=""))
             session.execute(update(CallbackAttempt).where(CallbackAttempt.callback_id.in_(done)).values(note=""))
-        removal.events += _blank_events(session, [row.call_sid for row in attempts if row.call_sid], apply)
+        removal.events += blank_events(session, [row.call_sid for row in attempts if row.call_sid], apply)
 
 
 def _emails(session: Session, scope: ColumnElement[bool], removal: Removal, apply: bool,
@@ -296,27 +278,8 @@ def _orphan_events(session: Session, scope: ColumnElement[bool], removal: Remova
     owned = or_(exists().where(Call.call_sid == TwilioEvent.call_sid),
                 exists().where(CallbackAttempt.call_sid == TwilioEvent.call_sid))
     query = select(TwilioEvent.id, TwilioEvent.params).where(
-        scope, ~TwilioEvent.fingerprint.startswith(ANONYMISED), ~owned)
+        scope, not_blanked(), ~owned)
     for page in _chunks(session, query, TwilioEvent.id, run, window=EVENT_WINDOW):
         removal.events += len(page)
         if apply:
-            _write_blanked(session, page)
-
-
-def _blank_events(session: Session, call_sids: list[str], apply: bool) -> int:
-    """Blank the events of these calls not blanked yet (in the caller's transaction)."""
-    if not call_sids:
-        return 0
-    events = session.execute(select(TwilioEvent.id, TwilioEvent.params).where(
-        TwilioEvent.call_sid.in_(call_sids), ~TwilioEvent.fingerprint.startswith(ANONYMISED))).all()
-    if apply and events:
-        _write_blanked(session, events)
-    return len(events)
-
-
-def _write_blanked(session: Session, events) -> None:
-    session.execute(update(TwilioEvent), [
-        {"id": event.id, "params": blanked(event.params), "fingerprint": f"{ANONYMISED}{event.id}"}
-        for event in events])
-
-
+            write_blanked(session, page)

@@ -116,7 +116,7 @@ def record_event(
             # journal no longer says what its record was made of (a voicemail's address, the
             # caller's number, the agent's phone): keep the record as it is, and this event as the
             # others, without the person (a redelivery of an old one is not recognised as one).
-            from helpdesk.retention import ANONYMISED, blanked
+            from helpdesk.blanked_events import ANONYMISED, blanked
 
             row = {**row, "params": blanked(row["params"]), "fingerprint": ANONYMISED + uuid.uuid4().hex}
             sql.new_event.execute(connection, row)

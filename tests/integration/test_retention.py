@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
 from helpdesk.cli import main
+from helpdesk.blanked_events import KEPT_PARAMETERS, blanked
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
-from helpdesk.retention import KEPT_PARAMETERS, Scope, blanked, remove_personal_data
+from helpdesk.retention import Scope, remove_personal_data
 from metrics.periods import uk_midnight
 from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
 from tests.integration.test_queue_page import add_agent, answer_a_call, at
