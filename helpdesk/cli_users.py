@@ -17,8 +17,9 @@ from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import mask_number
-from helpdesk.users import (UserError, add_user, check_display_name, check_phone, check_username, deactivate,
-                            existing_user, list_users, reactivate, refuse_taken, set_password, set_phone, set_role)
+from helpdesk.user_rules import UserError, check_display_name, check_phone, check_username
+from helpdesk.users import (add_user, deactivate, existing_user, list_users, reactivate, refuse_taken, set_password,
+                            set_phone, set_role)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")

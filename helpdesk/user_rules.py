@@ -1,0 +1,107 @@
+"""The rules for what a user may be given: a username, a password, a phone for "Call back now",
+a role and a display name (helpdesk/users.py stores them). Pure functions: each returns the value
+as stored, or raises UserError saying what to change."""
+from __future__ import annotations
+
+import re
+
+from zxcvbn import zxcvbn
+
+from helpdesk.models.user import ROLES
+from helpdesk.phones import international
+
+MIN_PASSWORD_LENGTH = 12
+# Longer passwords only make hashing slower; no one types more than this.
+MAX_PASSWORD_LENGTH = 1024
+# zxcvbn's work grows with the length; past this a password is long enough not to need it.
+ZXCVBN_LENGTH = 100
+USERNAME = re.compile(r"^[a-z0-9._-]{3,64}\Z")
+
+
+class UserError(ValueError):
+    """A request about a user that cannot be carried out; the message says why."""
+
+
+def normalise_username(username: str) -> str:
+    return (username or "").strip().lower()
+
+
+def check_username(username: str) -> str:
+    """The username as stored, or UserError if it breaks the rules."""
+    name = normalise_username(username)
+    if not USERNAME.match(name):
+        raise UserError(
+            f"username {username!r} is not allowed: use 3 to 64 letters, digits, dots, hyphens or underscores"
+        )
+    return name
+
+
+# A password that is one run of characters over and over ("weak1weak1weak1", "passwordpassword").
+_REPEATED = re.compile(r"(.+?)\1+", re.S)
+
+
+def check_password(password: str, username: str = "") -> None:
+    """UserError if the password is too short or long, or easy to guess: only spaces (the sign-in
+    form could never take it), the same characters over and over ("aaaaaaaaaaaa", "abcabcabcabc"),
+    the username in it, or easy to guess by zxcvbn's measure (a common password, a keyboard run)."""
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise UserError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
+    if not is_text(password):
+        raise UserError("the password is not valid text (UTF-8): type it again")
+    if not password.strip():
+        raise UserError("the password is only spaces: use words or characters that can be typed at sign-in")
+    if _REPEATED.fullmatch(password.casefold()):
+        raise UserError("the password is the same characters over and over, which is easy to guess: "
+                        "use several unrelated words")
+    name = normalise_username(username)
+    if name and name.casefold() in password.casefold():
+        raise UserError("the password has the username in it, which is easy to guess: use something else")
+    # zxcvbn knows the common passwords of published breaches, words and names, keyboard runs,
+    # dates and the usual substitutions ("Password123!", "qwertyuiop12"), as a deny-list
+    # (NCSC's and NIST 800-63B's advice) and more: score 3 is "safely unguessable" online.
+    judged = zxcvbn(password[:ZXCVBN_LENGTH], user_inputs=[name, "helpdesk"] if name else ["helpdesk"])
+    if judged["score"] < 3:
+        why = (judged["feedback"].get("warning") or "").rstrip(".")
+        raise UserError(f"the password is too easy to guess{f' ({why.lower()})' if why else ''}: "
+                        "use several unrelated words")
+
+
+def is_text(value: str) -> bool:
+    # Bytes that are not UTF-8 reach us from a terminal or the environment as lone surrogates.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_phone(phone: str | None) -> str | None:
+    """An agent's phone for "Call back now": a number in international format, or none."""
+    phone = (phone or "").strip() or None
+    if phone is None:
+        return None
+    if phone.startswith(("sip:", "client:")):
+        raise UserError("the phone must be a phone number, for example 07700 900123 or +447700900123")
+    number = international(phone)
+    if number is None:
+        raise UserError("the phone number must be a UK number or in international format, for example "
+                        "07700 900123 or +447700900123")
+    return number
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise UserError(f"role {role!r} does not exist: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def check_display_name(display_name: str | None) -> str:
+    display_name = (display_name or "").strip()
+    if len(display_name) > 128:
+        raise UserError("the display name is too long: use at most 128 characters")
+    if not display_name.isprintable() or not is_text(display_name):
+        raise UserError("the display name has a line break or a control character: use letters, spaces and "
+                        "punctuation")
+    return display_name
