@@ -18,7 +18,8 @@ from callbacks.email.waiting import MARKED_ANSWERED
 from helpdesk.models import AuditEntry, Callback, Enquiry
 from helpdesk.pages.format import shown_seconds
 from metrics.compliance import Period, current_period, date_range_period
-from metrics.handling import Spread, as_shown, handling, handling_for_periods, seconds_up_between, spread
+from metrics.handling import Spread, handling, handling_for_periods, spread
+from metrics.seconds_sql import as_shown, seconds_up_between
 from tests.integration.compliance_data import add_call, add_callback, add_email
 from tests.integration.test_users_and_login import make_user, sign_in
 
