@@ -191,6 +191,16 @@ def _enquiry_answered(session: Session, parsed: ParsedEmail) -> Enquiry | None:
             )
         ):
             by_id.setdefault(message_id, enquiry_id)
+        # An email whose personal data was removed (helpdesk/retention.py) has no Message-ID left,
+        # but its dedupe key is still the digest of it.
+        digests = {dedupe_key(message_id, b""): message_id for message_id in thread if message_id not in by_id}
+        if digests:
+            for key, enquiry_id in session.execute(
+                select(InboundEmail.dedupe_key, InboundEmail.enquiry_id).where(
+                    InboundEmail.dedupe_key.in_(digests), InboundEmail.enquiry_id.is_not(None)
+                )
+            ):
+                by_id.setdefault(digests[key], enquiry_id)
         for message_id in thread:
             if message_id in by_id:
                 enquiry = session.get(Enquiry, by_id[message_id])

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from callbacks.email.intake import store_inbound
 from helpdesk.models import EmailAcknowledgement, Enquiry, InboundEmail
+from helpdesk.retention import Scope, remove_personal_data
 from tests.integration.conftest import make_settings
 from tests.unit.email_corpus import OWN_ADDRESS, PER_SENDER_LIMIT, cases
 
@@ -169,6 +170,27 @@ def test_a_reply_to_a_closed_enquiry_opens_it_again_but_an_auto_reply_does_not(d
     with database.session() as session:
         reopened = session.get(Enquiry, first.enquiry_id)
         assert (reopened.status, reopened.closed_at, reopened.closed_by_id) == ("open", None, None)
+
+
+def test_a_reply_threads_to_an_enquiry_whose_personal_data_was_removed(database, desk_settings):
+    """The removal takes the Message-ID (helpdesk/retention.py), but not the digest of it that
+    recognises a redelivery: a reply that does not quote the reference still finds its enquiry."""
+    raw = next(c.raw for c in cases() if c.file == "01-ordinary-enquiry.eml")
+    first = store(database, desk_settings, raw)
+    with database.session() as session, session.begin():
+        session.get(Enquiry, first.enquiry_id).status = "closed"
+        session.scalars(select(EmailAcknowledgement)).one().status = "sent"
+    with database.session() as session:
+        removal = remove_personal_data(session, Scope.before(RECEIVED + timedelta(days=1)), apply=True,
+                                       now=RECEIVED + timedelta(days=40))
+    with database.session() as session:
+        assert removal.emails == 1 and session.get(InboundEmail, first.inbound_email_id).message_id is None
+    reply = (b"From: amira.khan@example.net\r\nSubject: Re: my claim\r\nMessage-ID: <again@example.net>\r\n"
+             b"In-Reply-To: <CAF7ordinary.0001@mail.example.net>\r\n\r\nOne more thing.\r\n")
+    result = store(database, desk_settings, reply, at=RECEIVED + timedelta(days=41))
+    assert (result.decision, result.enquiry_id) == ("joined", first.enquiry_id)
+    unrelated = reply.replace(b"<again@", b"<other@").replace(b"<CAF7ordinary.0001@", b"<someone.else@")
+    assert store(database, desk_settings, unrelated, at=RECEIVED + timedelta(days=41)).decision == "new_enquiry"
 
 
 def test_a_quoted_reference_that_does_not_exist_opens_a_new_enquiry(database, desk_settings):
