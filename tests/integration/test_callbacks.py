@@ -550,3 +550,53 @@ def test_a_call_back_now_call_logged_again_by_hand_counts_once(app, client, db_s
                             now=dialled + timedelta(minutes=6))
     [after] = callbacks(db_session)
     assert after.attempts_count == 2
+
+
+def test_a_closed_callback_cannot_be_closed_again_attempted_or_called(app, client, db_session, clock, settings,
+                                                                      agents):
+    """Once withdrawn, it is done: a second close (from a page loaded before), an attempt logged
+    against it, or "Call back now" is refused, and it stays as its agent closed it."""
+    miss_a_call(client, clock, 44)
+    [callback] = callbacks(db_session)
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
+                      note="Caller emailed instead")
+    actions = [
+        lambda s: service.close(s, callback_id=callback.id, agent_id=agents[1], outcome="withdrawn", now=clock.now,
+                                note="Not needed"),
+        lambda s: service.add_attempt(s, settings, callback_id=callback.id, agent_id=agents[1], source="manual",
+                                      started_at=clock.now, outcome="no_answer", now=clock.now),
+        lambda s: service.start_call(s, callback_id=callback.id, agent_id=agents[1], now=clock.now),
+    ]
+    for action in actions:
+        with database.session() as session, pytest.raises(CallbackError, match="no longer open"):
+            action(session)
+    [closed] = callbacks(db_session)
+    assert (closed.outcome, closed.closed_by_id, closed.attempts_count, closed.note) == (
+        "withdrawn", agents[0], 0, "Caller emailed instead")
+    assert db_session.scalar(select(func.count()).select_from(CallbackAttempt)) == 0
+    db_session.rollback()
+
+
+@pytest.mark.parametrize("outcome", ["placing", "not_dialled", ""])
+def test_an_attempt_with_an_outcome_an_agent_cannot_record_is_refused(app, client, db_session, clock, settings,
+                                                                      agents, outcome):
+    arrived = miss_a_call(client, clock, 45)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="what happened"):
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=arrived + timedelta(minutes=20), outcome=outcome, now=clock.now)
+    assert (callbacks(db_session)[0].attempts_count, callbacks(db_session)[0].first_attempt_at) == (0, None)
+
+
+@pytest.mark.parametrize("outcome", ["closed", "met", ""])
+def test_closing_with_an_outcome_that_is_not_one_of_the_three_is_refused(app, client, db_session, clock, agents,
+                                                                         outcome):
+    miss_a_call(client, clock, 46)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="Choose resolved"):
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome=outcome, now=clock.now,
+                      note="Sorted")
+    [still] = callbacks(db_session)
+    assert (still.status, still.outcome, still.closed_at) == ("open", None, None)
