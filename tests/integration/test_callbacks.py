@@ -600,3 +600,19 @@ def test_closing_with_an_outcome_that_is_not_one_of_the_three_is_refused(app, cl
                       note="Sorted")
     [still] = callbacks(db_session)
     assert (still.status, still.outcome, still.closed_at) == ("open", None, None)
+
+
+def test_an_agent_cannot_release_a_colleagues_claim_but_a_manager_can(app, client, db_session, clock, agents):
+    miss_a_call(client, clock, 47)
+    [callback] = callbacks(db_session)
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session:
+        service.claim(session, callback.id, agents[0], clock.now)
+    with database.session() as session, pytest.raises(CallbackError, match="You have not claimed this callback."):
+        service.release(session, callback.id, agents[1])
+    assert callbacks(db_session)[0].claimed_by_id == agents[0]
+    with database.session() as session:
+        service.release(session, callback.id, agents[1], anyones=True)
+    assert (callbacks(db_session)[0].claimed_by_id, callbacks(db_session)[0].claimed_at) == (None, None)
+    with database.session() as session, pytest.raises(CallbackError, match="Nobody holds this callback now."):
+        service.release(session, callback.id, agents[1], anyones=True)
