@@ -276,6 +276,7 @@ def test_an_attempt_made_in_time_but_entered_after_the_breach_was_recorded_makes
         after = history.read(session, settings, due + timedelta(minutes=11), [])[0].callbacks
     assert (entry.action, entry.actor) == ("callback.breach_corrected", "alice")
     assert json.loads(entry.detail)["attempt_dialled_at"] == (due - timedelta(minutes=5)).isoformat()
+    assert json.loads(entry.detail)["attempt_id"] == attempt.id  # which attempt corrected it
     # The metrics' kept counts see the correction at once, not at the next hourly recount.
     assert (after["met"], after.get("breached", 0)) == (1, 0)
     assert arrived < due
