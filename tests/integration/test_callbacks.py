@@ -199,6 +199,7 @@ def test_three_unanswered_attempts_close_the_callback_as_unreachable(app, client
                                 started_at=arrived + timedelta(hours=hours), outcome="busy", now=arrived + timedelta(hours=4))
     [callback] = callbacks(db_session)
     assert (callback.status, callback.outcome, callback.attempts_count) == ("closed", "unreachable", 3)
+    assert (callback.closed_at, callback.closed_by_id) == (arrived + timedelta(hours=4), agents[0])  # by the last
     assert db_session.scalar(select(func.count()).select_from(CallbackAttempt)) == 3
     db_session.rollback()
 

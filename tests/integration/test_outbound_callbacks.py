@@ -363,10 +363,12 @@ def test_a_caller_who_answered_though_the_dial_was_never_recorded_counts_from_th
     assert (callback.first_attempt_at, callback.sla_result) == (answered, "met")
 
 
-def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, placed, db_session):
+def test_a_status_for_a_call_that_is_no_attempt_is_accepted_and_ignored(client, placed, db_session, settings):
     response = status_of(client, placed, CallSid=sid(7777), CallStatus="no-answer")
     assert response.status_code == 204
     assert attempt_and_callback(db_session)[0].outcome == "placing"
+    # Not a failure to store: nothing is kept in the spool to be tried again.
+    assert spool_for(settings).counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
 
 
 def test_outbound_webhooks_are_journalled_as_received_without_making_a_call_record(client, db_session):
