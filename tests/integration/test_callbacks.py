@@ -232,6 +232,17 @@ def test_an_impossible_attempt_time_is_refused(app, client, db_session, clock, s
     assert callbacks(db_session)[0].attempts_count == 0
 
 
+def test_an_attempt_up_to_a_minute_ahead_of_the_desks_clock_is_taken(app, client, db_session, clock, settings,
+                                                                      agents):
+    """A phone whose clock runs a little ahead: the time it shows is still taken as it is."""
+    miss_a_call(client, clock, 48)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=clock.now + timedelta(minutes=1), outcome="busy", now=clock.now)
+    assert callbacks(db_session)[0].first_attempt_at == clock.now + timedelta(minutes=1)
+
+
 def test_concluding_an_answered_call_marks_its_enquiry(app, client, db_session, clock):
     answer_a_call(client, clock, 10)
     with app.extensions["helpdesk.db"].session() as session:
