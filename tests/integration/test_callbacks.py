@@ -629,3 +629,22 @@ def test_an_agent_cannot_release_a_colleagues_claim_but_a_manager_can(app, clien
     assert (callbacks(db_session)[0].claimed_by_id, callbacks(db_session)[0].claimed_at) == (None, None)
     with database.session() as session, pytest.raises(CallbackError, match="Nobody holds this callback now."):
         service.release(session, callback.id, agents[1], anyones=True)
+
+
+def test_a_second_call_back_now_is_refused_while_the_first_may_still_be_ringing_and_allowed_after(
+        app, client, db_session, clock, agents):
+    """The agent's phone rings for a minute and the prompt waits; a call still placing after two
+    minutes ended unheard of, so it no longer keeps the agent from calling again."""
+    miss_a_call(client, clock, 49)
+    [callback] = callbacks(db_session)
+    database = app.extensions["helpdesk.db"]
+    clicked = clock.now
+    with database.session() as session:
+        service.start_call(session, callback_id=callback.id, agent_id=agents[0], now=clicked)
+    with database.session() as session, pytest.raises(CallbackError, match="already under way"):
+        service.start_call(session, callback_id=callback.id, agent_id=agents[0], now=clicked + timedelta(seconds=90))
+    with database.session() as session:
+        service.start_call(session, callback_id=callback.id, agent_id=agents[0],
+                           now=clicked + timedelta(minutes=2, seconds=1))
+    assert db_session.scalar(select(func.count()).select_from(CallbackAttempt)) == 2
+    db_session.rollback()
