@@ -568,7 +568,7 @@ def test_a_call_back_now_call_logged_again_by_hand_counts_once(app, client, db_s
 def test_a_closed_callback_cannot_be_closed_again_attempted_or_called(app, client, db_session, clock, settings,
                                                                       agents):
     """Once withdrawn, it is done: a second close (from a page loaded before), an attempt logged
-    against it, or "Call back now" is refused, and it stays as its agent closed it."""
+    against it, "Call back now" or a claim is refused, and it stays as its agent closed it."""
     miss_a_call(client, clock, 44)
     [callback] = callbacks(db_session)
     database = app.extensions["helpdesk.db"]
@@ -581,6 +581,7 @@ def test_a_closed_callback_cannot_be_closed_again_attempted_or_called(app, clien
         lambda s: service.add_attempt(s, settings, callback_id=callback.id, agent_id=agents[1], source="manual",
                                       started_at=clock.now, outcome="no_answer", now=clock.now),
         lambda s: service.start_call(s, callback_id=callback.id, agent_id=agents[1], now=clock.now),
+        lambda s: service.claim(s, callback.id, agents[1], clock.now),
     ]
     for action in actions:
         with database.session() as session, pytest.raises(CallbackError, match="no longer open"):
@@ -648,3 +649,16 @@ def test_a_second_call_back_now_is_refused_while_the_first_may_still_be_ringing_
                            now=clicked + timedelta(minutes=2, seconds=1))
     assert db_session.scalar(select(func.count()).select_from(CallbackAttempt)) == 2
     db_session.rollback()
+
+
+def test_two_attempts_by_hand_a_minute_and_a_half_apart_are_two_attempts(app, client, db_session, clock, settings,
+                                                                         agents):
+    """Within a minute of each other they are one call entered twice; further apart, two calls."""
+    arrived = miss_a_call(client, clock, 50)
+    [callback] = callbacks(db_session)
+    first = arrived + timedelta(minutes=20)
+    for started in (first, first + timedelta(seconds=90)):
+        with app.extensions["helpdesk.db"].session() as session:
+            service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                                started_at=started, outcome="no_answer", now=first + timedelta(minutes=5))
+    assert callbacks(db_session)[0].attempts_count == 2
