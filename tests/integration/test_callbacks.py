@@ -243,6 +243,15 @@ def test_an_attempt_up_to_a_minute_ahead_of_the_desks_clock_is_taken(app, client
     assert callbacks(db_session)[0].first_attempt_at == clock.now + timedelta(minutes=1)
 
 
+def test_an_attempt_at_the_moment_the_callback_was_owed_is_taken(app, client, db_session, clock, settings, agents):
+    arrived = miss_a_call(client, clock, 51)
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=callback.owed_from, outcome="busy", now=clock.now)
+    assert (callbacks(db_session)[0].first_attempt_at, callbacks(db_session)[0].sla_result) == (arrived, "met")
+
+
 def test_concluding_an_answered_call_marks_its_enquiry(app, client, db_session, clock):
     answer_a_call(client, clock, 10)
     with app.extensions["helpdesk.db"].session() as session:
