@@ -33,6 +33,11 @@ DEMO_SMTP_PORT ?= 8025
 DEMO_MAIL_DIR := demo-mail
 DEMO_CALLS ?= 300
 DEMO_RATE ?= 2
+# Real time: each call's webhooks come as its events happen, so what agents do on the pages
+# follows the calls (at speed 0 the simulator's clock ran minutes ahead of theirs). A call
+# lasts about two minutes, so this many at once keep up with DEMO_RATE.
+DEMO_SPEED ?= 1
+DEMO_CONCURRENCY ?= 300
 # Calls that rang while the app "could not be reached", before the demo: only in the
 # simulator's stand-in for Twilio's call log (on this port), where the scheduler finds them.
 DEMO_UNREACHED ?= 4
@@ -133,6 +138,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo "demo: port $(DEMO_TWILIO_API_PORT) is taken, so the simulator cannot serve Twilio's call log there;" \
 	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; kill $$mailserver; exit 1; fi; \
 	$(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) --wait 60 \
+	  --speed $(DEMO_SPEED) --concurrency $(DEMO_CONCURRENCY) \
 	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) & \
 	simulator=$$!; \
 	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
