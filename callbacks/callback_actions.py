@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from flask import abort, current_app, request, url_for
 from flask_login import current_user
 
-from callbacks import owed, queue, service
+from callbacks import claims, owed, queue, service
 from callbacks.blueprint import MAX_NOTE, ROLES, act, bp, filter_asked, form_note, page_args, say
 from callbacks.telephony import TelephonyError
 from helpdesk.clock import LONDON, REPEATED, SKIPPED, uk_time_problem
@@ -28,7 +28,7 @@ NO_PHONE = ("Your phone number is not set, so the help desk cannot ring you. "
 @role_required(*ROLES)
 def claim(callback_id: int):
     def take(session):
-        service.claim(session, callback_id, current_user.id, clock())
+        claims.claim(session, callback_id, current_user.id, clock())
 
     if filter_asked() != "free":
         return act(callback_id, take, "You have claimed {reference}.")
@@ -43,7 +43,7 @@ def claim(callback_id: int):
 def release(callback_id: int):
     # A manager may give back anyone's claim (an agent who went home holding it).
     anyones = request.form.get("anyones") == "1" and current_user.has_role("manager")
-    return act(callback_id, lambda s: service.release(s, callback_id, current_user.id, anyones=anyones),
+    return act(callback_id, lambda s: claims.release(s, callback_id, current_user.id, anyones=anyones),
                "You have released {reference}; another agent can take it.")
 
 

@@ -215,7 +215,7 @@ def deactivate(session: Session, username: str) -> User:
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
-        from callbacks.service import release_all
+        from callbacks.claims import release_all
 
         released = release_all(session, user.id)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
@@ -253,7 +253,7 @@ def set_role(session: Session, username: str, role: str) -> User:
         user.session_epoch = User.session_epoch + 1
         released = 0
         if not user.has_role(*QUEUE_ROLES):
-            from callbacks.service import release_all
+            from callbacks.claims import release_all
 
             released = release_all(session, user.id)
     log.info("user %s role changed from %s to %s; %d claimed callbacks given back to the queue", user.username,

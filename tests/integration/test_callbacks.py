@@ -8,7 +8,7 @@ from threading import Barrier, Thread
 import pytest
 from sqlalchemy import func, select
 
-from callbacks import owed, service
+from callbacks import claims, owed, service
 from callbacks.owed import CallbackError
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.users import add_user
@@ -162,7 +162,7 @@ def test_two_agents_claiming_at_once_give_one_winner_and_a_clear_refusal(app, cl
         with app.extensions["helpdesk.db"].session() as session:
             barrier.wait()
             try:
-                service.claim(session, callback.id, agent_id, clock.now)
+                claims.claim(session, callback.id, agent_id, clock.now)
                 results[agent_id] = "won"
             except CallbackError as error:
                 results[agent_id] = str(error)
@@ -590,7 +590,7 @@ def test_a_closed_callback_cannot_be_closed_again_attempted_or_called(app, clien
         lambda s: service.add_attempt(s, settings, callback_id=callback.id, agent_id=agents[1], source="manual",
                                       started_at=clock.now, outcome="no_answer", now=clock.now),
         lambda s: service.start_call(s, callback_id=callback.id, agent_id=agents[1], now=clock.now),
-        lambda s: service.claim(s, callback.id, agents[1], clock.now),
+        lambda s: claims.claim(s, callback.id, agents[1], clock.now),
     ]
     for action in actions:
         with database.session() as session, pytest.raises(CallbackError, match="no longer open"):
@@ -630,15 +630,15 @@ def test_an_agent_cannot_release_a_colleagues_claim_but_a_manager_can(app, clien
     [callback] = callbacks(db_session)
     database = app.extensions["helpdesk.db"]
     with database.session() as session:
-        service.claim(session, callback.id, agents[0], clock.now)
+        claims.claim(session, callback.id, agents[0], clock.now)
     with database.session() as session, pytest.raises(CallbackError, match="You have not claimed this callback."):
-        service.release(session, callback.id, agents[1])
+        claims.release(session, callback.id, agents[1])
     assert callbacks(db_session)[0].claimed_by_id == agents[0]
     with database.session() as session:
-        service.release(session, callback.id, agents[1], anyones=True)
+        claims.release(session, callback.id, agents[1], anyones=True)
     assert (callbacks(db_session)[0].claimed_by_id, callbacks(db_session)[0].claimed_at) == (None, None)
     with database.session() as session, pytest.raises(CallbackError, match="Nobody holds this callback now."):
-        service.release(session, callback.id, agents[1], anyones=True)
+        claims.release(session, callback.id, agents[1], anyones=True)
 
 
 def test_a_second_call_back_now_is_refused_while_the_first_may_still_be_ringing_and_allowed_after(
