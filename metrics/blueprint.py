@@ -21,22 +21,33 @@ log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 
+# Says why the business series are missing, to whoever reads the page (Prometheus ignores it).
+NO_FIGURES = b"# The help desk cannot read its database now, so its figures are missing from this scrape.\n"
+
+
 @bp.get("/metrics")
 def exposition():
-    """Business series read from the database now, and the HTTP request metrics."""
+    """Business series read from the database now, this server's spool, and the HTTP request metrics.
+
+    When the database cannot be read, the business series are all left out (never some of them,
+    which would look like a drop) and the rest is served as usual: Prometheus then sees the app
+    up without its figures (HelpdeskFiguresMissing), and the webhooks waiting in the spool
+    meanwhile (HelpdeskWebhooksWaiting), rather than an app that is not there.
+    """
     history = current_app.extensions.setdefault("metrics.history", SettledHistory())
     collector = HelpdeskCollector(database(), settings(), clock(), history)
+    registry = CollectorRegistry(auto_describe=False)
     try:
         collector.read()
     except SQLAlchemyError as exc:
-        # A scrape either shows every series or fails: a partial one would look like a drop.
-        log.error("metrics scrape failed: cannot read the database (%s)", type(exc).__name__)
-        return Response("Cannot read the database, so no metrics this time.\n", status=503,
-                        mimetype="text/plain", headers={"Cache-Control": "no-store"})
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+        log.error("metrics scrape without the help desk's figures: cannot read the database (%s)",
+                  type(exc).__name__)
+        collector = None
+    else:
+        registry.register(collector)
     registry.register(SpoolCollector(spool_for(settings())))
     registry.register(BuildCollector(settings()))
     http.register(registry)
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST,
+    body = generate_latest(registry)
+    return Response(body if collector is not None else NO_FIGURES + body, content_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})

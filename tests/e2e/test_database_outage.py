@@ -5,6 +5,8 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from helpdesk.db import Database
@@ -41,6 +43,7 @@ def test_calls_during_a_database_outage_are_answered_and_stored_once_it_is_back(
             server.pause()
             traces += play(live.url, seed=2)  # every webhook answered, none with an error
             waiting = spool.counts()["waiting"]
+            during = requests.get(f"{live.url}/metrics", timeout=30)
             server.resume()
             traces += play(live.url, seed=3)
             deadline = time.monotonic() + 60
@@ -59,6 +62,12 @@ def test_calls_during_a_database_outage_are_answered_and_stored_once_it_is_back(
             database.dispose()
 
     assert waiting >= CALLS, "the calls during the outage should have gone to the spool"
+    # Prometheus sees the app up, without its figures, and the webhooks waiting in its spool.
+    assert during.status_code == 200
+    families = {family.name: family for family in text_string_to_metric_families(during.text)}
+    assert "helpdesk_open" not in families and "helpdesk_calls" not in families
+    spooled = {sample.labels["state"]: sample.value for sample in families["helpdesk_webhooks_spooled"].samples}
+    assert spooled["waiting"] >= waiting
     assert "kept in the spool" in log and "STORING FAILED" not in log and "Traceback" not in log
     assert spool.counts() == {"waiting": 0, "unstored": 0, "unreadable": 0}
     assert len(calls) == len(references) == 3 * CALLS
