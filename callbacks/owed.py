@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from callbacks.deadlines import callback_deadline
 from helpdesk.dbutil import dialect_insert, dialect_name
 from helpdesk.models import AuditEntry, Call, Callback, CallbackNotice, Enquiry, User
-from helpdesk.phones import REMOVED, international
+from helpdesk.phones import REMOVED_NUMBERS, international
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def record_not_concluded(session: Session, settings: Settings, *, call_sid: str,
     with session.begin():
         call, enquiry = _answered_call_and_enquiry(session, call_sid)
         # A number removed after the retention period is no number to dial: the agent types one.
-        number = dialable(number or "") or (call.caller_number if call.caller_number != REMOVED else None)
+        number = dialable(number or "") or (call.caller_number if call.caller_number not in REMOVED_NUMBERS else None)
         key = f"call:{call_sid}"
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         # A callback the app withdrew untouched (owed for a call that looked missed until its

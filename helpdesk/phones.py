@@ -7,12 +7,17 @@ from __future__ import annotations
 import re
 
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
-# What Twilio and carriers send in From when the caller withheld their number.
-WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "unavailable", "+266696687", "+7378742833"}
 SHOWN_DIGITS = 3
 # Stored instead of a caller's number or a sender's address once the retention period has passed
 # (helpdesk/retention.py): not a number, nor anything a caller could send.
 REMOVED = "removed"
+# Stored for a caller who withheld their number, once the period has passed: still withheld (so
+# shown, and not dialled, as before), and removed (so a late webhook leaves the record alone).
+REMOVED_WITHHELD = "removed:withheld"
+REMOVED_NUMBERS = (REMOVED, REMOVED_WITHHELD)
+# What Twilio and carriers send in From when the caller withheld their number.
+WITHHELD = {"", "anonymous", "restricted", "unknown", "private", "unavailable", "+266696687", "+7378742833",
+            REMOVED_WITHHELD}
 
 
 def is_e164(number: str | None) -> bool:

@@ -5,7 +5,7 @@ UK GDPR keeps personal data no longer than it is needed. The contract owner sets
 removes it from every contact that began before a given UK day, and keeps what the figures are
 made of: times, outcomes, rings, caller types, references, deadlines and results. So every
 page, `/metrics` and an evidence pack of those days show the same figures afterwards, with
-"removed" where a number or address was.
+"removed" where a number or address was ("withheld" stays: it says why no callback was owed).
 
 - Calls: the caller's number. The journal's events of the call are blanked: every parameter's
   value but the times, statuses, SIDs, durations and the menu key, and their fingerprints
@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, case, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -34,7 +34,7 @@ from helpdesk.blanked_events import blank_events, not_blanked, write_blanked
 from helpdesk.dbutil import dialect_name
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
-from helpdesk.phones import REMOVED
+from helpdesk.phones import REMOVED, REMOVED_NUMBERS, REMOVED_WITHHELD
 from helpdesk.subject_access import Found
 
 ACTION = "personal_data.removed"
@@ -208,7 +208,12 @@ def _chunks(session: Session, query, key, run: _Run, window: int | None = None):
 
 
 def _not_removed(column):
-    return or_(column.is_(None), column != REMOVED)
+    return or_(column.is_(None), column.not_in(REMOVED_NUMBERS))
+
+
+def _removed_number(column):
+    """What a caller's number becomes: "withheld" stays known, as the pages and packs show it."""
+    return case((column.is_(None), REMOVED_WITHHELD), else_=REMOVED)
 
 
 def _called_back(session: Session) -> set[int]:
@@ -228,7 +233,8 @@ def _calls(session: Session, scope: ColumnElement[bool], removal: Removal, apply
         removal.calls_left += len(page) - len(done)
         removal.calls += len(done)
         if apply and done:
-            session.execute(update(Call).where(Call.id.in_([row.id for row in done])).values(caller_number=REMOVED))
+            session.execute(update(Call).where(Call.id.in_([row.id for row in done])).values(
+                caller_number=_removed_number(Call.caller_number)))
         removal.events += blank_events(session, [row.call_sid for row in done], apply)
 
 
@@ -244,7 +250,8 @@ def _callbacks(session: Session, scope: ColumnElement[bool], removal: Removal, a
                                    .where(CallbackAttempt.callback_id.in_(done))).all()
         removal.attempts += len(attempts)
         if apply and done:
-            session.execute(update(Callback).where(Callback.id.in_(done)).values(caller_number=REMOVED, note=""))
+            session.execute(update(Callback).where(Callback.id.in_(done)).values(
+                caller_number=_removed_number(Callback.caller_number), note=""))
             session.execute(update(CallbackAttempt).where(CallbackAttempt.callback_id.in_(done)).values(note=""))
         removal.events += blank_events(session, [row.call_sid for row in attempts if row.call_sid], apply)
 

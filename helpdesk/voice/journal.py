@@ -21,7 +21,7 @@ from callbacks.owed import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
-from helpdesk.phones import REMOVED
+from helpdesk.phones import REMOVED_NUMBERS
 from helpdesk.prepared import Prepared
 from helpdesk.settings import Settings
 from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
@@ -219,7 +219,7 @@ def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
     (call_id, enquiry_id, incoming_seen, outcome, ended_at, arrived_at, number), = rows
     # A call row made just now has never been projected: its first event must be.
     return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None),
-                   arrived_at, number == REMOVED)
+                   arrived_at, number in REMOVED_NUMBERS)
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:

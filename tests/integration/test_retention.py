@@ -13,6 +13,7 @@ from helpdesk.cli import main
 from helpdesk.blanked_events import KEPT_PARAMETERS, blanked
 from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
+from helpdesk.pages import format as fmt
 from helpdesk.retention import Scope, remove_personal_data
 from metrics.periods import uk_midnight
 from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
@@ -60,7 +61,10 @@ def test_every_figure_of_a_pack_is_the_same_after_the_removal(app, db_session, c
     assert (removal.callbacks, removal.callbacks_left, removal.calls_left, removal.emails, removal.emails_left) == (
         2, 1, 1, 4, 1)
     calls = {row["call_sid"]: row["caller"] for row in read(after / "calls.csv")}
-    assert list(calls.values()).count("removed") == removal.calls - 2  # two calls are outside the pack's days
+    withheld = [call for call, caller in calls.items() if caller == "withheld"]
+    assert withheld == [row["call_sid"] for row in read(before / "calls.csv") if row["caller"] == "withheld"] != []
+    # Two calls are outside the pack's days; a withheld caller's still says so.
+    assert list(calls.values()).count("removed") == removal.calls - 2 - len(withheld)
     notes = [row["note"] for row in read(after / "callbacks.csv")]
     assert "Customer asked about grant" not in notes and removed > 5
 
@@ -318,6 +322,38 @@ def test_a_late_webhook_for_a_removed_call_changes_nothing_and_stores_nobody(app
         assert {c.call_sid: (c.outcome, c.agent, c.caller_type) for c in db_session.scalars(select(Call))} == was
         assert set(db_session.scalars(select(Call.caller_number))) == {"removed"}
         assert db_session.scalar(select(func.count()).where(TwilioEvent.params.contains("+4477"))) == 0
+
+
+def test_a_withheld_callers_call_still_says_withheld_and_is_left_alone_by_a_late_webhook(app, client, clock,
+                                                                                          db_session):
+    """"Withheld" says why no callback was owed for a missed call, on the pages and in a pack:
+    it stays so after the removal, and the record is guarded as every removed call's is."""
+    from metrics.evidence.fields import Redactor
+    from tests.integration.test_queue_page import miss_a_call
+    from tests.integration.twilio_requests import inbound, post
+
+    miss_a_call(client, clock, 60, at(9, 0), caller="anonymous")
+    miss_a_call(client, clock, 61, at(9, 10), caller=PERSON)
+    with db_session.begin():
+        was = {c.call_sid: (c.outcome, c.caller_type, c.sla_result) for c in db_session.scalars(select(Call))}
+        assert {c.call_sid: c.caller_number for c in db_session.scalars(select(Call))} == {sid(60): None,
+                                                                                            sid(61): PERSON}
+        db_session.execute(Callback.__table__.update().values(status="closed", closed_at=at(9, 45)))
+    assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER).calls == 2
+    with db_session.begin():
+        numbers = {c.call_sid: c.caller_number for c in db_session.scalars(select(Call))}
+    assert [fmt.mask_number(numbers[sid(n)]) for n in (60, 61)] == ["Withheld", "Removed"]
+    assert [Redactor().number(numbers[sid(n)]) for n in (60, 61)] == ["withheld", "removed"]
+    assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER).calls == 0  # done
+
+    clock.now = at(10, 0)
+    assert post(client, "/twilio/voice/dial-action", {**inbound(sid(60), caller="anonymous"),
+                                                      "DialCallStatus": "completed"}).status_code == 200
+    db_session.expire_all()
+    with db_session.begin():
+        assert {c.call_sid: (c.outcome, c.caller_type, c.sla_result) for c in db_session.scalars(select(Call))} == was
+        assert db_session.get(Call, db_session.scalar(select(Call.id).where(Call.call_sid == sid(60)))).caller_number \
+            == numbers[sid(60)]
 
 
 def test_an_email_enquiry_waiting_for_a_callback_keeps_its_emails(desk, app, db_session):
