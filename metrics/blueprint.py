@@ -42,12 +42,12 @@ def exposition():
     except SQLAlchemyError as exc:
         log.error("metrics scrape without the help desk's figures: cannot read the database (%s)",
                   type(exc).__name__)
-        collector = None
+        readable = False
     else:
         registry.register(collector)
+        readable = True
     registry.register(SpoolCollector(spool_for(settings())))
     registry.register(BuildCollector(settings()))
     http.register(registry)
-    body = generate_latest(registry)
-    return Response(body if collector is not None else NO_FIGURES + body, content_type=CONTENT_TYPE_LATEST,
+    return Response((b"" if readable else NO_FIGURES) + generate_latest(registry), content_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
