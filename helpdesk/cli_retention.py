@@ -98,12 +98,13 @@ def _report(whose: str, removal: Removal, apply: bool) -> None:
                         (removal.callbacks, "callback"), (removal.attempts, "callback attempt"),
                         (removal.emails, "email"), (removal.acknowledgements, "acknowledgement")):
         click.echo(f"  {count:,} {_counted(count, what)}")
-    left = ((removal.calls_left, "call", "not finished, or its callback is not closed"),
+    left = ((removal.calls_left, "call", "not finished, or {its} callback is not closed"),
             (removal.callbacks_left, "callback", "not closed"),
-            (removal.emails_left, "email", "its enquiry is open or waiting for a callback, or its acknowledgement "
-                                           "not yet sent"))
+            (removal.emails_left, "email", "{its} enquiry is open or waiting for a callback, or {its} "
+                                           "acknowledgement not yet sent"))
     for count, what, why in left:
         if count:
+            why = why.format(its="its" if count == 1 else "their")
             click.echo(f"Left: {count:,} {_counted(count, what)} still being worked ({why}).")
     if apply:
         click.echo("This removal is in the audit log. Backups, evidence packs already exported, Twilio and the "

@@ -113,7 +113,7 @@ def _smtp_warnings(settings) -> list[str]:
     smtp, warnings = settings.smtp, []
     if smtp.host and smtp.security == "none" and not is_this_machine(smtp.host):
         warnings.append(f"warning: smtp.security is \"none\" and smtp.host ({smtp.host}) is not this machine: mail "
-                        "to callers and supervisors would cross the network unencrypted, and the app will not send "
+                        "to customers and supervisors would cross the network unencrypted, and the app will not send "
                         "SMTP_USERNAME and SMTP_PASSWORD that way. Use \"starttls\" or \"ssl\".")
     for what, wanted in (("supervisors.emails", settings.supervisors), ("email.addresses", settings.email.addresses)):
         mail = "warnings and breaches" if what == "supervisors.emails" else "acknowledgements"
