@@ -873,6 +873,16 @@ def test_callback_needed_wants_what_it_is_about_and_takes_a_number_as_people_wri
     assert callback.caller_number == "+447700900123"
 
 
+def test_callback_needed_with_only_spaces_for_a_number_calls_back_the_number_that_rang(alice, client, clock,
+                                                                                      db_session):
+    answer_a_call(client, clock, 5, at(10, 0), caller="+447700900456")
+    clock.now = at(10, 5)
+    page = text_of(act(client, f"/queue/calls/{sid(5)}/callback", note="Grant form", number="   "))
+    assert "A callback is now owed for HD-2026-" in page and "not a phone number" not in page
+    [callback] = stored(db_session)
+    assert callback.caller_number == "+447700900456"
+
+
 def test_a_colleague_sees_the_attempts_so_far_with_their_outcomes_agents_and_notes(app, alice, client, clock,
                                                                                    three_callbacks):
     callback_id = three_callbacks[sid(2)].id
