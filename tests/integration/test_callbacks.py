@@ -88,6 +88,22 @@ def test_an_answered_call_owes_nothing_until_an_agent_says_it_was_not_concluded(
         owed.record_not_concluded(session, settings, call_sid=sid(3), agent_id=agents[0], now=clock.now)
 
 
+def test_the_audit_log_says_who_said_a_callback_was_needed_and_which_callback_it_is(app, client, db_session, clock,
+                                                                                    settings, agents):
+    from helpdesk.models import AuditEntry
+
+    answer_a_call(client, clock, 5)
+    with app.extensions["helpdesk.db"].session() as session:
+        owed.record_not_concluded(session, settings, call_sid=sid(5), agent_id=agents[1], now=clock.now,
+                                  note="Needs the grant team")
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        [entry] = session.scalars(select(AuditEntry)).all()
+        reference = session.get(Enquiry, callback.enquiry_id).reference
+    assert (entry.action, entry.actor) == ("callback.needed", "bob")
+    assert json.loads(entry.detail) == {"enquiry": reference, "callback_id": callback.id}
+
+
 def test_a_callback_made_from_out_of_order_events_is_withdrawn_when_the_answer_arrives(client, db_session, clock):
     arrived = clock.now
     post(client, "/twilio/voice/incoming", inbound(sid(4)))
