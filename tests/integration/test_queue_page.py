@@ -479,6 +479,15 @@ def test_a_missed_call_cannot_be_recorded_as_concluded_or_as_needing_a_callback(
     assert (callback.reason, callback.status) == ("abandoned", "open")
 
 
+def test_a_call_the_desk_has_no_record_of_cannot_be_recorded_as_concluded_or_as_needing_a_callback(
+        alice, client, clock, db_session):
+    answer_a_call(client, clock, 8, at(10, 0))
+    for action in ("concluded", "callback"):
+        page = text_of(act(client, f"/queue/calls/{sid(99)}/{action}", note="Grant form"))
+        assert "There is no such call." in page
+    assert stored(db_session) == []
+
+
 def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, db_session):
     answer_a_call(client, clock, 8, at(10, 0))
     act(client, f"/queue/calls/{sid(8)}/concluded")
