@@ -537,6 +537,15 @@ def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, c
     assert "No warnings or breaches in the last 24 hours." in text_of(client.get("/queue"))
 
 
+def test_a_callback_still_counts_as_overdue_once_the_sweep_has_recorded_its_breach(app, alice, client, settings,
+                                                                                  three_callbacks, clock):
+    with app.extensions["helpdesk.db"].session() as session:
+        assert (three_callbacks[sid(1)].id, "breach") in sweep(session, settings, clock.now).recorded
+    page = text_of(client.get("/queue"))
+    assert "3 open callbacks: 1 overdue, 1 due soon." in re.sub(r"<[^>]+>|\s+", lambda m: " " if m.group(0).isspace() else "", page)
+    assert re.match(r'\s*<div class="queue-items" data-open="3" data-overdue="1"', text_of(client.get("/queue/items")))
+
+
 def test_the_items_route_returns_the_list_alone_for_the_live_update(alice, client, three_callbacks):
     response = client.get("/queue/items")
     fragment = text_of(response)
