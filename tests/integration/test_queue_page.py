@@ -1005,6 +1005,30 @@ def test_a_callback_needed_after_a_colleague_recorded_concluded_is_refused(app, 
     assert stored(db_session) == []
 
 
+def test_concluded_after_a_colleague_recorded_a_callback_needed_is_refused_and_the_callback_stays_owed(
+        app, alice, client, clock, db_session):
+    answer_a_call(client, clock, 7, at(10, 0))
+    clock.now = at(10, 5)
+    act(client, f"/queue/calls/{sid(7)}/callback", note="Needs the grant team")
+    refused = text_of(act(client, f"/queue/calls/{sid(7)}/concluded"))
+    assert "A callback is already owed for this enquiry." in refused
+    [callback] = stored(db_session)
+    assert (callback.status, callback.reason) == ("open", "not_concluded")
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(7))) == "callback_owed"
+
+
+def test_undo_pressed_twice_says_the_second_time_that_there_is_nothing_to_undo(alice, client, clock, db_session):
+    answer_a_call(client, clock, 8, at(10, 0))
+    clock.now = at(10, 5)
+    act(client, f"/queue/calls/{sid(8)}/concluded")
+    act(client, f"/queue/calls/{sid(8)}/undo-concluded")
+    again = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
+    assert "This enquiry is recorded as open, not concluded: there is nothing to undo." in again
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "open"
+
+
 def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, alice, client, clock,
                                                                           three_callbacks, settings):
     first = three_callbacks[sid(1)].id  # due 13:00
