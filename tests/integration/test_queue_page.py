@@ -454,16 +454,16 @@ def test_concluded_by_mistake_can_be_undone_by_its_agent_for_ten_minutes(app, al
     sign_in(other, "bob", PASSWORD)
     refused = text_of(act(other, f"/queue/calls/{sid(8)}/undo-concluded"))
     assert "Only the agent who recorded it as concluded can undo that." in refused
-    clock.now = at(10, 14)
+    clock.now = at(10, 15)  # ten minutes on: still in time
     undone = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
     assert "is no longer recorded as concluded: say whether it was, or that a callback is needed." in undone
     assert f'id="call-{sid(8)}"' in undone  # awaiting its outcome again
     with db_session.begin():
         assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "open"
         assert db_session.scalar(select(AuditEntry.action).where(AuditEntry.action == "enquiry.concluded_undone"))
-    # Concluded again, and ten minutes later it stays concluded.
+    # Concluded again (at 10:15), and over ten minutes later it stays concluded.
     act(client, f"/queue/calls/{sid(8)}/concluded")
-    clock.now = at(10, 25)
+    clock.now = at(10, 26)
     late = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
     assert "over 10 minutes ago, so it can no longer be undone." in late
 
@@ -544,6 +544,15 @@ def test_a_callback_still_counts_as_overdue_once_the_sweep_has_recorded_its_brea
     page = text_of(client.get("/queue"))
     assert "3 open callbacks: 1 overdue, 1 due soon." in re.sub(r"<[^>]+>|\s+", lambda m: " " if m.group(0).isspace() else "", page)
     assert re.match(r'\s*<div class="queue-items" data-open="3" data-overdue="1"', text_of(client.get("/queue/items")))
+
+
+def test_a_callback_tried_in_time_is_no_longer_counted_as_due_soon(alice, client, clock, three_callbacks):
+    second = three_callbacks[sid(2)].id  # due 13:40: 15 minutes left
+    act(client, f"/queue/{second}/attempts", started_at=local(clock.now).strftime("%Y-%m-%dT%H:%M"),
+        outcome="no_answer")
+    page = text_of(client.get("/queue"))
+    assert "3 open callbacks: 1 overdue, 0 due soon." in re.sub(r"<[^>]+>|\s+", lambda m: " " if m.group(0).isspace() else "", page)
+    assert "state-met" in item(page, second)
 
 
 def test_the_items_route_returns_the_list_alone_for_the_live_update(alice, client, three_callbacks):
