@@ -225,6 +225,20 @@ def test_a_callback_attempted_late_and_closed_while_the_scheduler_was_down_is_st
     assert (callback.sla_result, callback.breached_at) == ("breached", DUE)
 
 
+def test_a_callback_an_agent_withdrew_before_its_deadline_is_never_warned_about_or_breached(database):
+    settings = make_settings()
+    callback_id = owe(database, settings, 10)
+    with database.session() as session:
+        agent = add_user(session, "withdrawing-agent", "a-long-enough-password", "agent", now=OWED).id
+    with database.session() as session:
+        service.close(session, callback_id=callback_id, agent_id=agent, outcome="withdrawn", now=at(12, 0),
+                      note="The caller emailed: sorted")
+    assert run_sweep(database, settings, at(12, 50)) == []  # the warnings' times
+    assert run_sweep(database, settings, at(15, 0)) == []  # and well past the deadline
+    assert notices(database, callback_id) == {}
+    assert load(database, callback_id).sla_result is None
+
+
 @pytest.mark.parametrize("change, result", [
     ("status = 'closed', outcome = 'withdrawn', closed_at = :before", None),  # withdrawn in time: not counted
     ("sla_result = 'met', first_attempt_at = :before, attempts_count = 1", "met"),  # attempted in time
