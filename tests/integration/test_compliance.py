@@ -247,6 +247,19 @@ def test_live_figures_count_open_callbacks_by_how_soon_they_are_due_and_unsent_a
     assert (live.emails_unacknowledged, live.emails_unacknowledged_overdue) == (3, 2)
 
 
+def test_due_soon_counts_each_callback_by_its_own_clock_after_the_desk_has_closed_for_the_day(app, settings):
+    closing = NOW.replace(hour=17, minute=45)  # the desk closes at 18:00 and opens at 08:00
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        # 25 minutes of opening time left (15 today, 10 tomorrow): due soon.
+        add_callback(session, closing, result=None, due_in=timedelta(hours=14, minutes=25), clock="business")
+        # On the wall clock, an hour and a quarter left: not due soon, though tomorrow's opening is later.
+        add_callback(session, closing, result=None, due_in=timedelta(hours=1, minutes=15), clock="elapsed")
+    with database.session() as session:
+        live = live_figures(session, settings, closing)
+    assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_overdue) == (2, 1, 0)
+
+
 def test_a_callback_or_acknowledgement_due_this_very_instant_is_not_late_yet_and_is_a_moment_later(app, settings):
     database = app.extensions["helpdesk.db"]
     with database.session() as session, session.begin():
