@@ -104,6 +104,17 @@ def test_the_audit_log_says_who_said_a_callback_was_needed_and_which_callback_it
     assert json.loads(entry.detail) == {"enquiry": reference, "callback_id": callback.id}
 
 
+def test_a_callback_an_agent_said_was_needed_cannot_be_closed_as_unreachable_before_anyone_has_tried_it(
+        app, client, db_session, clock, settings, agents):
+    answer_a_call(client, clock, 7)
+    with app.extensions["helpdesk.db"].session() as session:
+        callback = owed.record_not_concluded(session, settings, call_sid=sid(7), agent_id=agents[0], now=clock.now,
+                                             note="Needs the grant team")
+    with app.extensions["helpdesk.db"].session() as session, pytest.raises(CallbackError, match="Record the attempts"):
+        service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="unreachable", now=clock.now)
+    assert [(c.status, c.attempts_count) for c in callbacks(db_session)] == [("open", 0)]
+
+
 def test_a_callback_made_from_out_of_order_events_is_withdrawn_when_the_answer_arrives(client, db_session, clock):
     arrived = clock.now
     post(client, "/twilio/voice/incoming", inbound(sid(4)))
@@ -438,6 +449,25 @@ def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was
                                              "RecordingDuration": "15", "Digits": "hangup"})
     [callback] = callbacks(db_session)
     assert (callback.reason, callback.status, callback.owed_from) == ("voicemail", "open", arrived)
+
+
+def test_a_callback_already_tried_keeps_its_reason_when_later_events_change_how_the_call_was_missed(
+        app, client, db_session, clock, settings, agents):
+    arrived = clock.now
+    post(client, "/twilio/voice/incoming", inbound(sid(28)))
+    clock.advance(65)
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(28), "DialCallStatus": "no-answer"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(28), "CallStatus": "completed",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+    [callback] = callbacks(db_session)
+    with app.extensions["helpdesk.db"].session() as session:
+        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                            started_at=clock.now, outcome="no_answer", now=clock.now)
+    post(client, "/twilio/voice/voicemail", {"CallSid": sid(28), "RecordingUrl": "https://api.twilio.com/r/RE1",
+                                             "RecordingDuration": "15", "Digits": "hangup"})
+    [callback] = callbacks(db_session)
+    # What the agent saw when they rang stays what the callback was for.
+    assert (callback.reason, callback.status, callback.attempts_count) == ("no_answer", "open", 1)
 
 
 def test_a_first_attempt_after_the_deadline_is_a_breach_at_once_and_the_sweep_still_records_its_notice(
