@@ -260,6 +260,16 @@ def test_due_soon_counts_each_callback_by_its_own_clock_after_the_desk_has_close
     assert (live.callbacks_open, live.callbacks_due_soon, live.callbacks_overdue) == (2, 1, 0)
 
 
+@pytest.mark.parametrize("clock", ["business", "elapsed"])
+def test_a_callback_with_exactly_half_an_hour_left_is_not_due_soon_yet_and_is_a_moment_later(app, settings, clock):
+    database = app.extensions["helpdesk.db"]
+    with database.session() as session, session.begin():
+        add_callback(session, NOW - timedelta(hours=2, minutes=30), result=None, clock=clock)  # due at 10:30
+    with database.session() as session:
+        now, later = live_figures(session, settings, NOW), live_figures(session, settings, NOW + timedelta(seconds=1))
+    assert (now.callbacks_due_soon, later.callbacks_due_soon) == (0, 1)
+
+
 def test_a_callback_or_acknowledgement_due_this_very_instant_is_not_late_yet_and_is_a_moment_later(app, settings):
     database = app.extensions["helpdesk.db"]
     with database.session() as session, session.begin():

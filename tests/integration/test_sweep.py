@@ -239,6 +239,18 @@ def test_a_callback_an_agent_withdrew_before_its_deadline_is_never_warned_about_
     assert load(database, callback_id).sla_result is None
 
 
+def test_a_callback_an_agent_withdrew_at_its_very_deadline_was_withdrawn_in_time_and_is_not_breached(database):
+    settings = make_settings()
+    callback_id = owe(database, settings, 11)
+    with database.session() as session:
+        agent = add_user(session, "withdrawing-agent", "a-long-enough-password", "agent", now=OWED).id
+    with database.session() as session:
+        service.close(session, callback_id=callback_id, agent_id=agent, outcome="withdrawn", now=DUE,
+                      note="The caller emailed: sorted")
+    assert run_sweep(database, settings, at(15, 0)) == [] and notices(database, callback_id) == {}
+    assert load(database, callback_id).sla_result is None
+
+
 @pytest.mark.parametrize("change, result", [
     ("status = 'closed', outcome = 'withdrawn', closed_at = :before", None),  # withdrawn in time: not counted
     ("sla_result = 'met', first_attempt_at = :before, attempts_count = 1", "met"),  # attempted in time
