@@ -451,8 +451,9 @@ def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was
     assert (callback.reason, callback.status, callback.owed_from) == ("voicemail", "open", arrived)
 
 
-def test_a_callback_already_tried_keeps_its_reason_when_later_events_change_how_the_call_was_missed(
-        app, client, db_session, clock, settings, agents):
+@pytest.mark.parametrize("worked", ["tried", "withdrawn"])
+def test_a_callback_already_tried_or_closed_keeps_its_reason_when_later_events_change_how_the_call_was_missed(
+        app, client, db_session, clock, settings, agents, worked):
     arrived = clock.now
     post(client, "/twilio/voice/incoming", inbound(sid(28)))
     clock.advance(65)
@@ -461,13 +462,18 @@ def test_a_callback_already_tried_keeps_its_reason_when_later_events_change_how_
                                           "Timestamp": stamp(arrived + timedelta(seconds=90))})
     [callback] = callbacks(db_session)
     with app.extensions["helpdesk.db"].session() as session:
-        service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
-                            started_at=clock.now, outcome="no_answer", now=clock.now)
+        if worked == "tried":
+            service.add_attempt(session, settings, callback_id=callback.id, agent_id=agents[0], source="manual",
+                                started_at=clock.now, outcome="no_answer", now=clock.now)
+        else:
+            service.close(session, callback_id=callback.id, agent_id=agents[0], outcome="withdrawn", now=clock.now,
+                          note="The caller emailed instead")
     post(client, "/twilio/voice/voicemail", {"CallSid": sid(28), "RecordingUrl": "https://api.twilio.com/r/RE1",
                                              "RecordingDuration": "15", "Digits": "hangup"})
     [callback] = callbacks(db_session)
-    # What the agent saw when they rang stays what the callback was for.
-    assert (callback.reason, callback.status, callback.attempts_count) == ("no_answer", "open", 1)
+    # What the agent saw when they rang or withdrew it stays what the callback was for.
+    assert callback.reason == "no_answer"
+    assert (callback.status, callback.attempts_count) == (("open", 1) if worked == "tried" else ("closed", 0))
 
 
 def test_a_first_attempt_after_the_deadline_is_a_breach_at_once_and_the_sweep_still_records_its_notice(
