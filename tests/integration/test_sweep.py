@@ -90,6 +90,19 @@ def test_the_30_and_10_minute_warnings_are_each_recorded_once_however_often_the_
     assert load(database, callback_id).sla_result is None
 
 
+def test_on_the_wall_clock_the_warnings_go_out_30_and_10_minutes_before_the_deadline_while_the_desk_is_closed(
+        database):
+    settings = make_settings(callback={"clock": "elapsed"})
+    callback_id = owe(database, settings, 12, owed_from=at(19, 0))  # after closing: due at 22:00
+    assert load(database, callback_id).due_at == at(22, 0)
+    assert run_sweep(database, settings, at(19, 1)) == []
+    assert run_sweep(database, settings, at(21, 29, 59)) == []
+    assert run_sweep(database, settings, at(21, 30)) == [(callback_id, "warning_30")]
+    assert run_sweep(database, settings, at(21, 49, 59)) == []
+    assert run_sweep(database, settings, at(21, 50)) == [(callback_id, "warning_10")]
+    assert notices(database, callback_id) == {"warning_30": at(21, 30), "warning_10": at(21, 50)}
+
+
 def sweep_twice_at_once(database: Database, settings, now: datetime) -> list[tuple[int, str]]:
     barrier, recorded = Barrier(2), []
 
