@@ -188,6 +188,20 @@ def test_a_first_attempt_after_the_deadline_does_not_prevent_the_breach(database
     assert load(database, callback_id).breached_at == DUE
 
 
+def test_a_callback_breached_by_a_late_first_attempt_after_its_warning_still_gets_its_breach_notice(database):
+    settings = make_settings()
+    other = owe(database, settings, 13, owed_from=OWED - timedelta(minutes=10))  # due at 12:50
+    callback_id = owe(database, settings, 14)  # due at 13:00
+    run_sweep(database, settings, at(12, 30))
+    assert (other, "breach") in run_sweep(database, settings, at(12, 51))
+    attempt(database, settings, callback_id, at(13, 5))  # too late: breached at once, before any sweep saw it
+    assert load(database, callback_id).sla_result == "breached"
+    # Warned already, and another callback's breach recorded: its own breach notice still goes out, once.
+    assert run_sweep(database, settings, at(13, 10)) == [(callback_id, "breach")]
+    assert run_sweep(database, settings, at(13, 11)) == []
+    assert set(notices(database, callback_id)) == {"warning_30", "warning_10", "breach"}
+
+
 def test_on_the_business_clock_a_callback_due_at_0910_gets_its_30_minute_warning_at_1640_the_day_before(database):
     # Open 09:00-17:00 on Tuesday and Wednesday: owed at 14:10 on Tuesday, 2 h 50 min are left
     # that day, so it is due at 09:10 on Wednesday.
