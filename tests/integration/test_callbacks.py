@@ -437,13 +437,19 @@ def test_a_call_whose_answer_came_after_its_callback_was_tried_is_not_concluded_
     assert enquiry_status(db_session, sid(29)) == "concluded"
 
 
-def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was_missed(client, db_session, clock):
+def ring_out(client, clock, n: int):
+    """A call nobody answered before the ring group gave up (65 s), ended at 90 s; when it arrived."""
     arrived = clock.now
-    post(client, "/twilio/voice/incoming", inbound(sid(27)))
+    post(client, "/twilio/voice/incoming", inbound(sid(n)))
     clock.advance(65)
-    post(client, "/twilio/voice/dial-action", {"CallSid": sid(27), "DialCallStatus": "no-answer"})
-    post(client, "/twilio/voice/status", {"CallSid": sid(27), "CallStatus": "completed",
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(n), "DialCallStatus": "no-answer"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
                                           "Timestamp": stamp(arrived + timedelta(seconds=90))})
+    return arrived
+
+
+def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was_missed(client, db_session, clock):
+    arrived = ring_out(client, clock, 27)
     assert [c.reason for c in callbacks(db_session)] == ["no_answer"]
     post(client, "/twilio/voice/voicemail", {"CallSid": sid(27), "RecordingUrl": "https://api.twilio.com/r/RE1",
                                              "RecordingDuration": "15", "Digits": "hangup"})
@@ -454,12 +460,7 @@ def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was
 @pytest.mark.parametrize("worked", ["tried", "withdrawn"])
 def test_a_callback_already_tried_or_closed_keeps_its_reason_when_later_events_change_how_the_call_was_missed(
         app, client, db_session, clock, settings, agents, worked):
-    arrived = clock.now
-    post(client, "/twilio/voice/incoming", inbound(sid(28)))
-    clock.advance(65)
-    post(client, "/twilio/voice/dial-action", {"CallSid": sid(28), "DialCallStatus": "no-answer"})
-    post(client, "/twilio/voice/status", {"CallSid": sid(28), "CallStatus": "completed",
-                                          "Timestamp": stamp(arrived + timedelta(seconds=90))})
+    ring_out(client, clock, 28)
     [callback] = callbacks(db_session)
     with app.extensions["helpdesk.db"].session() as session:
         if worked == "tried":

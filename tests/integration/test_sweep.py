@@ -237,11 +237,15 @@ def test_a_missed_call_through_the_webhooks_is_warned_about_and_breached_by_the_
     assert set(notices(database, callback.id)) == {"warning_10", "breach"}
 
 
+def an_agent(database, username: str) -> int:
+    with database.session() as session:
+        return add_user(session, username, "a-long-enough-password", "agent", now=OWED).id
+
+
 def test_a_callback_attempted_late_and_closed_while_the_scheduler_was_down_is_still_breached(database):
     settings = make_settings()
     callback_id = owe(database, settings, 9)
-    with database.session() as session:
-        agent = add_user(session, "late-agent", "a-long-enough-password", "agent", now=OWED).id
+    agent = an_agent(database, "late-agent")
     with database.session() as session:
         service.add_attempt(session, settings, callback_id=callback_id, agent_id=agent, source="manual",
                             started_at=at(14, 0), outcome="reached", now=at(14, 0))
@@ -255,8 +259,7 @@ def test_a_callback_attempted_late_and_closed_while_the_scheduler_was_down_is_st
 def test_a_callback_an_agent_withdrew_before_its_deadline_is_never_warned_about_or_breached(database):
     settings = make_settings()
     callback_id = owe(database, settings, 10)
-    with database.session() as session:
-        agent = add_user(session, "withdrawing-agent", "a-long-enough-password", "agent", now=OWED).id
+    agent = an_agent(database, "withdrawing-agent")
     with database.session() as session:
         service.close(session, callback_id=callback_id, agent_id=agent, outcome="withdrawn", now=at(12, 0),
                       note="The caller emailed: sorted")
@@ -269,8 +272,7 @@ def test_a_callback_an_agent_withdrew_before_its_deadline_is_never_warned_about_
 def test_a_callback_an_agent_withdrew_at_its_very_deadline_was_withdrawn_in_time_and_is_not_breached(database):
     settings = make_settings()
     callback_id = owe(database, settings, 11)
-    with database.session() as session:
-        agent = add_user(session, "withdrawing-agent", "a-long-enough-password", "agent", now=OWED).id
+    agent = an_agent(database, "withdrawing-agent")
     with database.session() as session:
         service.close(session, callback_id=callback_id, agent_id=agent, outcome="withdrawn", now=DUE,
                       note="The caller emailed: sorted")
