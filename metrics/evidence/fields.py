@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable
 
 from helpdesk.clock import LONDON
-from helpdesk.phones import REMOVED, REMOVED_WITHHELD, WITHHELD, is_withheld, number_ending
+from helpdesk.phones import REMOVED, WITHHELD, is_withheld, number_ending
 
 NUMBER_MASK = "********"  # always eight, so the mask does not give away the number's length
 REDACTIONS = ("masked", "none")
@@ -68,7 +68,7 @@ class Redactor:
         self.masked = redaction == "masked"
 
     def number(self, number: str | None) -> str:
-        if number is None or number == REMOVED_WITHHELD:
+        if number is None:
             return "withheld"
         if number == REMOVED:
             return REMOVED
