@@ -15,12 +15,13 @@ from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
 from helpdesk.pages import format as fmt
 from helpdesk.retention import Scope, remove_personal_data
+from metrics.evidence.fields import Redactor
 from metrics.periods import uk_midnight
 from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
-from tests.integration.test_queue_page import add_agent, answer_a_call, at
+from tests.integration.test_queue_page import add_agent, answer_a_call, at, miss_a_call
 from tests.integration.test_subject_access import ADDRESS, OTHER, PASSWORD, PERSON, desk  # noqa: F401 (fixture)
 from tests.integration.test_users_and_login import sign_in
-from tests.integration.twilio_requests import sid
+from tests.integration.twilio_requests import inbound, post, sid
 
 AFTER_THE_TEST_DAYS = Scope.before(uk_midnight(date(2026, 11, 26)))
 LATER = uk_midnight(date(2026, 12, 1))  # when the tests' removals run
@@ -299,8 +300,6 @@ def test_a_late_webhook_for_a_removed_call_changes_nothing_and_stores_nobody(app
     """A voicemail's record is made of its RecordingUrl, and an answered call's agent of its leg's
     To: both blanked by the removal. A webhook that comes afterwards (Twilio retrying one, say)
     must not recompute the record from what is left, nor store the caller's number again."""
-    from tests.integration.test_queue_page import miss_a_call
-    from tests.integration.twilio_requests import inbound, post
 
     miss_a_call(client, clock, 50, at(9, 0), caller=PERSON)
     post(client, "/twilio/voice/voicemail", {**inbound(sid(50), caller=PERSON), "CallStatus": "completed",
@@ -328,10 +327,6 @@ def test_a_withheld_callers_call_still_says_withheld_and_is_left_alone_by_a_late
                                                                                           db_session):
     """"Withheld" says why no callback was owed for a missed call, on the pages and in a pack:
     it stays so after the removal, and the record is guarded as every removed call's is."""
-    from metrics.evidence.fields import Redactor
-    from tests.integration.test_queue_page import miss_a_call
-    from tests.integration.twilio_requests import inbound, post
-
     miss_a_call(client, clock, 60, at(9, 0), caller="anonymous")
     miss_a_call(client, clock, 61, at(9, 10), caller=PERSON)
     with db_session.begin():
