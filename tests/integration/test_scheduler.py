@@ -476,7 +476,13 @@ def test_helpdesk_scheduler_once_says_when_notices_could_not_be_emailed(migrated
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "helpdesk.cli", *command], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, **env})
+                                stderr=subprocess.STDOUT, env={**os.environ, **env}, preexec_fn=hear_ctrl_c)
+
+
+def hear_ctrl_c() -> None:
+    """In the child: Ctrl-C as at a terminal, even when the suite was started in the background
+    (`make test &` from a script), where the shell ignores it and everything started inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
