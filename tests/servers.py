@@ -45,6 +45,10 @@ POSTGRES_BIN_GLOBS = ("/usr/lib/postgresql/*/bin",)
 POSTGRES_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 # Used when running as root and there is no `postgres` system user.
 FALLBACK_POSTGRES_USER = "helpdesk-pgtest"
+# A PostgreSQL cluster lives in this memory file system when it has this much room (durability
+# is off anyway: fsync=off): see PostgresServer._data_base.
+MEMORY_DIR = "/dev/shm"
+MEMORY_DIR_ROOM = 1 << 30
 
 
 # --------------------------------------------------------------------------- skipping
@@ -270,7 +274,7 @@ class PostgresServer:
         if self._started:
             return self
         self.run_as = self._unprivileged_user() if os.geteuid() == 0 else None
-        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-pg-", dir=self._temp_base()))
+        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-pg-", dir=self._data_base()))
         try:
             if self.run_as:
                 user = pwd.getpwnam(self.run_as)
@@ -445,6 +449,21 @@ class PostgresServer:
         )
         return FALLBACK_POSTGRES_USER
 
+    @classmethod
+    def _data_base(cls) -> str | None:
+        """Where the cluster lives: in memory (MEMORY_DIR) when it has room, else as `_temp_base`.
+
+        Most tests make a database and drop it; on a disk that took a quarter of a second a
+        test (hundreds of files made and removed each time), in memory a twentieth.
+        """
+        try:
+            room = os.statvfs(MEMORY_DIR)
+        except OSError:
+            return cls._temp_base()
+        if room.f_bavail * room.f_frsize < MEMORY_DIR_ROOM or os.stat(MEMORY_DIR).st_mode & 0o1777 != 0o1777:
+            return cls._temp_base()  # small (a container's 64 MB), or not everyone's to write in
+        return MEMORY_DIR
+
     @staticmethod
     def _temp_base() -> str | None:
         """A temp base directory the unprivileged user can traverse (TMPDIR may be private)."""
@@ -468,9 +487,12 @@ class PostgresServer:
         from psycopg import sql
 
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template is not None:
-            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self.connect() as connection:
+            if template is not None:
+                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                if connection.info.server_version >= 150000:
+                    # Copy the files, not every block through the WAL (15's default): 30 % quicker.
+                    statement += sql.SQL(" STRATEGY FILE_COPY")
             connection.execute(statement)
         return self.url(name)
 
