@@ -242,6 +242,38 @@ def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
     assert not wal.exists() or secret not in wal.read_bytes()
 
 
+def test_on_sqlite_a_reader_keeps_the_log_from_being_emptied_without_the_removal_waiting_for_it(tmp_path):
+    # The app reading meanwhile: the log is emptied later, and the connection still waits for
+    # locks afterwards as the app's do (its busy timeout is put back).
+    import sqlite3
+    import time
+    from datetime import datetime, timezone
+
+    from helpdesk.db import SQLITE_WAIT_SECONDS, Database
+    from helpdesk.migrate import upgrade
+    from helpdesk.retention import empty_write_ahead_log
+
+    path = tmp_path / "helpdesk.db"
+    upgrade(f"sqlite:///{path}")
+    database = Database(f"sqlite:///{path}")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM audit_log").fetchone()
+    with database.session() as session:
+        with session.begin():  # written after the reader's snapshot: in the log until it is done
+            session.add(AuditEntry(at=datetime(2026, 12, 1, tzinfo=timezone.utc), actor="helpdesk", action="test",
+                                   detail="{}"))
+        started = time.monotonic()
+        assert not empty_write_ahead_log(session)
+        assert time.monotonic() - started < SQLITE_WAIT_SECONDS / 10
+        with session.begin():
+            assert session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_WAIT_SECONDS * 1000
+        reader.rollback()
+        assert empty_write_ahead_log(session)
+    reader.close()
+    database.dispose()
+
+
 def test_the_scheduler_removes_what_is_past_the_retention_period_a_few_chunks_a_run(app, db_session, seeded,
                                                                                     monkeypatch):
     from datetime import datetime, timezone
