@@ -87,6 +87,7 @@ def test_a_callers_number_emails_and_notes_go_and_what_is_still_being_worked_sta
     assert dry.exit_code == 0, dry.output
     assert "would remove personal data from\n  2 calls\n" in dry.output and "Nothing was changed" in dry.output
     assert count(db_session, select(Call).where(Call.caller_number == PERSON)) == 2
+    assert count(db_session, select(TwilioEvent).where(TwilioEvent.fingerprint.startswith("anonymised:"))) == 0
 
     done = anonymise(desk, "--before", "2026-11-25", "--apply")
     assert done.exit_code == 0, done.output
