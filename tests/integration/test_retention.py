@@ -329,6 +329,18 @@ def test_the_scheduler_removes_what_is_past_the_retention_period_a_few_chunks_a_
     assert json.loads(entries[0].detail)["before"] == "2026-11-24"
 
 
+def test_a_removal_out_of_chunks_goes_on_next_time_in_the_table_it_stopped_in(db_session, seeded, monkeypatch):
+    from helpdesk import retention
+
+    monkeypatch.setattr(retention, "CHUNK", 1)
+    resume_at = {}
+    first = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER, chunks=1, resume_at=resume_at)
+    assert not first.finished and (first.calls, first.calls_left) == (0, 1)  # call 1: its callback is open
+    second = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER, chunks=1,
+                                  resume_at=resume_at)
+    assert not second.finished and second.calls == 1  # call 2, not the callbacks
+
+
 def test_scheduler_once_says_what_the_retention_period_removed(migrated_url, db_session, seeded, tmp_path):
     from datetime import timedelta
 
