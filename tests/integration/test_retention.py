@@ -113,6 +113,9 @@ def test_a_callers_number_emails_and_notes_go_and_what_is_still_being_worked_sta
         assert (emails[first.id].sender, emails[first.id].subject, emails[first.id].raw) == ("removed", "", b"")
         assert emails[first.id].message_id is None and emails[first.id].raw_sha256 == first.raw_sha256
         assert sum(e.sender == "removed" for e in emails.values()) == 1
+        sent_to = dict(db_session.execute(select(EmailAcknowledgement.inbound_email_id,
+                                                 EmailAcknowledgement.to_address)).all())
+        assert sent_to[first.id] == "removed" and list(sent_to.values()).count("removed") == 1
         [entry] = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "personal_data.removed")).all()
     assert entry.actor == "root-admin" and json.loads(entry.detail)["before"] == "2026-11-25"
     assert json.loads(entry.detail)["rows"]["calls"] == 2 and PERSON not in entry.detail
