@@ -164,18 +164,22 @@ def test_one_persons_contacts_are_erased_on_request_and_nobody_elses(desk, db_se
 
 def test_the_events_of_a_callback_attempts_call_are_blanked_with_the_callback(desk, db_session):
     # The agent's call to the caller is no call of the queue's: its events go with the attempt.
-    dialled = "CA" + "7" * 32
+    # Those of no call and no attempt at all (a leg whose call was never stored) go too.
+    dialled, unowned = "CA" + "7" * 32, "CA" + "6" * 32
     with db_session.begin():
         callback = db_session.scalars(select(Callback).where(Callback.call_sid == sid(1))).one()
         callback.status, callback.closed_at = "closed", callback.owed_from
         db_session.scalars(select(CallbackAttempt)).one().call_sid = dialled
-        db_session.add(TwilioEvent(received_at=at(11, 5), kind="agent_status", call_sid=dialled, leg_sid=dialled,
-                                   fingerprint="7" * 64, params=json.dumps([["CallSid", dialled], ["To", PERSON]])))
+        for n, call_sid in enumerate((dialled, unowned)):
+            db_session.add(TwilioEvent(received_at=at(11, 5), kind="agent_status", call_sid=call_sid,
+                                       leg_sid=call_sid, fingerprint=f"{n:064d}",
+                                       params=json.dumps([["CallSid", call_sid], ["To", PERSON]])))
     assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER).attempts == 1
     with db_session.begin():
-        [event] = db_session.scalars(select(TwilioEvent).where(TwilioEvent.call_sid == dialled)).all()
-        assert json.loads(event.params) == [["CallSid", dialled], ["To", ""]]
-        assert event.fingerprint == f"anonymised:{event.id}"
+        for call_sid in (dialled, unowned):
+            [event] = db_session.scalars(select(TwilioEvent).where(TwilioEvent.call_sid == call_sid)).all()
+            assert json.loads(event.params) == [["CallSid", call_sid], ["To", ""]]
+            assert event.fingerprint == f"anonymised:{event.id}"
 
 
 @pytest.mark.parametrize("args, message", [
