@@ -457,15 +457,18 @@ def test_events_of_no_call_are_found_a_window_at_a_time_and_a_call_that_never_en
         for sid_, day in (("CA" + "8" * 32, 20), ("CA" + "9" * 32, 25)):  # no ending ever came
             db_session.add(Call(call_sid=sid_, arrived_at=utc(day), outcome="in_progress", in_hours=True,
                                 countable=False, caller_number=PERSON, caller_type="customer"))
+        db_session.add(Call(call_sid="CA" + "7" * 32, arrived_at=utc(25), ended_at=utc(25, 11), outcome="answered",
+                            in_hours=True, countable=True, caller_number=PERSON, caller_type="customer"))
     monkeypatch.setattr(retention, "EVENT_WINDOW", 2)
+    dry = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=False, now=utc(26, 12))
     removal = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=utc(26, 12))
-    assert removal.events == 3 and (removal.calls, removal.calls_left) == (1, 1)
+    assert dry == removal and removal.events == 3 and (removal.calls, removal.calls_left) == (2, 1)
     with db_session.begin():
         named = set(db_session.scalars(select(TwilioEvent.call_sid).where(TwilioEvent.params.contains(PERSON))))
         numbers = dict(db_session.execute(select(Call.call_sid, Call.caller_number)).all())
     assert named == {f"CA{4:032d}"}  # after the day: kept
-    # Five days with no ending: it will not get one. One day: it may yet.
-    assert numbers == {"CA" + "8" * 32: "removed", "CA" + "9" * 32: PERSON}
+    # Five days with no ending: it will not get one. One day: it may yet. One that ended goes at once.
+    assert numbers == {"CA" + "8" * 32: "removed", "CA" + "9" * 32: PERSON, "CA" + "7" * 32: "removed"}
     assert timedelta(days=1) < retention.UNFINISHED_FOR_GOOD < timedelta(days=5)
 
 
