@@ -348,6 +348,14 @@ def test_a_removal_out_of_chunks_goes_on_next_time_in_the_table_it_stopped_in(db
     assert not second.finished and second.calls == 1  # call 2, not the callbacks
 
 
+def test_what_a_removal_counts_is_the_same_whatever_the_size_of_a_chunk(db_session, seeded, monkeypatch):
+    from helpdesk import retention
+
+    whole = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=False, now=LATER)
+    monkeypatch.setattr(retention, "CHUNK", 2)
+    assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=False, now=LATER) == whole
+
+
 def test_scheduler_once_says_what_the_retention_period_removed(migrated_url, db_session, seeded, tmp_path):
     from datetime import timedelta
 
