@@ -182,6 +182,20 @@ def test_the_events_of_a_callback_attempts_call_are_blanked_with_the_callback(de
             assert event.fingerprint == f"anonymised:{event.id}"
 
 
+def test_a_contact_that_began_at_the_moment_a_removal_is_before_is_not_taken(desk, db_session):
+    # "Before 25 November" leaves a call that came in at midnight on the 25th.
+    unowned = "CA" + "6" * 32
+    with db_session.begin():
+        db_session.add(TwilioEvent(received_at=at(9, 0), kind="agent_status", call_sid=unowned, leg_sid=unowned,
+                                   fingerprint="6" * 64, params=json.dumps([["To", PERSON]])))
+        first = {name: db_session.scalar(select(func.min(column))) for name, column in (
+            ("calls", Call.arrived_at), ("callbacks", Callback.owed_from), ("emails", InboundEmail.received_at),
+            ("events", TwilioEvent.received_at))}
+    for name, moment in first.items():
+        removal = remove_personal_data(db_session, Scope.before(moment), apply=False, now=LATER)
+        assert getattr(removal, name) + getattr(removal, f"{name}_left", 0) == 0, name
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "give one of --before, --phone and --email"),
     (["--before", "2026-11-25", "--phone", PERSON], "give one of --before, --phone and --email"),
