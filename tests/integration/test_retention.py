@@ -3,21 +3,31 @@ PostgreSQL, with every figure kept."""
 from __future__ import annotations
 
 import json
-from datetime import date
+import sqlite3
+import time
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
+from callbacks import owed, scheduler
+from callbacks.email.waiting import awaiting_response, callback_needed
+from helpdesk import retention
 from helpdesk.cli import main
 from helpdesk.blanked_events import KEPT_PARAMETERS, blanked
+from helpdesk.db import SQLITE_WAIT_SECONDS, Database
+from helpdesk.migrate import upgrade
 from helpdesk.models import (
-    AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent)
+    AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent, User)
 from helpdesk.pages import format as fmt
-from helpdesk.retention import Scope, remove_personal_data
+from helpdesk.retention import Scope, empty_write_ahead_log, remove_personal_data
+from helpdesk.users import add_user
 from metrics.evidence.fields import Redactor
 from metrics.periods import uk_midnight
-from tests.integration.test_evidence_pack import auditor, export, packs, read, seeded  # noqa: F401 (fixtures)
+from tests.integration.conftest import make_settings
+from tests.integration.test_email_intake import RECEIVED, store
+from tests.integration.test_evidence_pack import auditor, export, packs, read, seed, seeded  # noqa: F401 (fixtures)
 from tests.integration.test_queue_page import add_agent, answer_a_call, at, miss_a_call
 from tests.integration.test_subject_access import ADDRESS, OTHER, PASSWORD, PERSON, desk  # noqa: F401 (fixture)
 from tests.integration.test_users_and_login import sign_in
@@ -123,7 +133,6 @@ def test_a_callers_number_emails_and_notes_go_and_what_is_still_being_worked_sta
     # Found by subject access only where it was left; shown as removed on the pages.
     searched = CliRunner().invoke(main, ["subject-access", "--user", "root-admin", "--phone", PERSON], env=desk)
     assert "  calls: 1 row\n" in searched.output and "  callbacks: 1 row\n" in searched.output
-    from helpdesk.users import add_user
     with app.extensions["helpdesk.db"].session() as session:
         add_user(session, "morgan-2", PASSWORD, "manager", display_name="Morgan")
     sign_in(client, "morgan-2", PASSWORD)
@@ -209,8 +218,6 @@ def test_what_to_remove_is_said_once_and_plainly(desk, db_session, args, message
 
 def test_a_callback_needed_after_the_callers_number_was_removed_has_no_number_to_dial(app, client, clock,
                                                                                      db_session, settings):
-    from callbacks import owed
-
     answer_a_call(client, clock, 40, at(9, 0), caller=PERSON)
     assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER).calls == 1
     agent = add_agent(app, "ali", "Ali")
@@ -249,13 +256,7 @@ def test_only_values_that_say_nothing_of_a_person_are_kept_in_an_event():
 def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
     # Whatever this SQLite build's default, the removal overwrites what it removes, and the
     # write-ahead log is emptied: a large email's attachment is not left on free pages.
-    from sqlalchemy import event
-
-    from helpdesk.db import Database
-    from helpdesk.migrate import upgrade
-    from helpdesk.retention import empty_write_ahead_log
-    from tests.integration.conftest import make_settings
-    from tests.integration.test_evidence_pack import seed
+    from sqlalchemy import event  # a local name: tests here call their events `event`
 
     path, secret = tmp_path / "helpdesk.db", b"X-Attachment: TOP-SECRET-PAYSLIP "
     upgrade(f"sqlite:///{path}")
@@ -283,14 +284,6 @@ def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
 def test_on_sqlite_a_reader_keeps_the_log_from_being_emptied_without_the_removal_waiting_for_it(tmp_path):
     # The app reading meanwhile: the log is emptied later, and the connection still waits for
     # locks afterwards as the app's do (its busy timeout is put back).
-    import sqlite3
-    import time
-    from datetime import datetime, timezone
-
-    from helpdesk.db import SQLITE_WAIT_SECONDS, Database
-    from helpdesk.migrate import upgrade
-    from helpdesk.retention import empty_write_ahead_log
-
     path = tmp_path / "helpdesk.db"
     upgrade(f"sqlite:///{path}")
     database = Database(f"sqlite:///{path}")
@@ -314,12 +307,6 @@ def test_on_sqlite_a_reader_keeps_the_log_from_being_emptied_without_the_removal
 
 def test_the_scheduler_removes_what_is_past_the_retention_period_a_few_chunks_a_run(app, db_session, seeded,
                                                                                     monkeypatch):
-    from datetime import datetime, timezone
-
-    from callbacks import scheduler
-    from helpdesk import retention
-    from tests.integration.conftest import make_settings
-
     settings = make_settings(retention={"personal_data_days": 31})
     job = scheduler.SweepJob(settings=settings, database=app.extensions["helpdesk.db"])
     [remover] = [each for each in scheduler.scheduled_jobs(job) if isinstance(each, scheduler.RetentionJob)]
@@ -351,8 +338,6 @@ def test_the_scheduler_removes_what_is_past_the_retention_period_a_few_chunks_a_
 
 
 def test_a_removal_out_of_chunks_goes_on_next_time_in_the_table_it_stopped_in(db_session, seeded, monkeypatch):
-    from helpdesk import retention
-
     monkeypatch.setattr(retention, "CHUNK", 1)
     resume_at = {}
     first = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=True, now=LATER, chunks=1, resume_at=resume_at)
@@ -363,16 +348,12 @@ def test_a_removal_out_of_chunks_goes_on_next_time_in_the_table_it_stopped_in(db
 
 
 def test_what_a_removal_counts_is_the_same_whatever_the_size_of_a_chunk(db_session, seeded, monkeypatch):
-    from helpdesk import retention
-
     whole = remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=False, now=LATER)
     monkeypatch.setattr(retention, "CHUNK", 2)
     assert remove_personal_data(db_session, AFTER_THE_TEST_DAYS, apply=False, now=LATER) == whole
 
 
 def test_scheduler_once_says_what_the_retention_period_removed(migrated_url, db_session, seeded, tmp_path):
-    from datetime import timedelta
-
     with db_session.begin():  # the seeded calls a year older: past 31 days, whatever today is
         for call in db_session.scalars(select(Call)):
             call.arrived_at, call.ended_at = call.arrived_at - timedelta(days=365), call.ended_at - timedelta(days=365)
@@ -442,9 +423,6 @@ def test_a_withheld_callers_call_still_says_withheld_and_is_left_alone_by_a_late
 
 
 def test_an_email_enquiry_waiting_for_a_callback_keeps_its_emails(desk, app, db_session):
-    from callbacks.email.waiting import callback_needed
-    from helpdesk.models import User
-
     with db_session.begin():
         db_session.execute(EmailAcknowledgement.__table__.update().values(status="sent"))
         first = db_session.scalars(select(InboundEmail).order_by(InboundEmail.id)).first()
@@ -464,10 +442,6 @@ def test_an_email_enquiry_waiting_for_a_callback_keeps_its_emails(desk, app, db_
 
 def test_events_of_no_call_are_found_a_window_at_a_time_and_a_call_that_never_ended_goes_in_the_end(
         db_session, monkeypatch):
-    from datetime import datetime, timedelta, timezone
-
-    from helpdesk import retention
-
     def utc(day, hour=10):
         return datetime(2026, 11, day, hour, tzinfo=timezone.utc)
 
@@ -495,8 +469,6 @@ def test_events_of_no_call_are_found_a_window_at_a_time_and_a_call_that_never_en
 
 
 def test_a_removal_stopped_part_way_is_in_the_audit_log_with_what_it_had_done(desk, db_session, monkeypatch):
-    from helpdesk import retention
-
     with db_session.begin():
         db_session.execute(Callback.__table__.update().values(status="closed", closed_at=at(12, 0)))
 
@@ -513,12 +485,6 @@ def test_a_removal_stopped_part_way_is_in_the_audit_log_with_what_it_had_done(de
 
 
 def test_a_reply_to_an_enquiry_whose_sender_was_removed_is_answered_to_whoever_wrote(desk, app, db_session):
-    from datetime import timedelta
-
-    from callbacks.email.waiting import awaiting_response
-    from tests.integration.conftest import make_settings
-    from tests.integration.test_email_intake import RECEIVED, store
-
     with db_session.begin():
         db_session.execute(EmailAcknowledgement.__table__.update().values(status="sent"))
         db_session.execute(Enquiry.__table__.update().where(Enquiry.channel == "email").values(status="closed"))
