@@ -282,7 +282,7 @@ def databases(only: str | None, prefix: str, names: tuple[str, ...] = ("bench",)
     if only != "sqlite":
         from servers import PostgresServer
 
-        with PostgresServer() as server:
+        with PostgresServer(in_memory=False) as server:  # on disk, as the figures always were
             yield "PostgreSQL", [server.create_database(name) for name in names]
 
 

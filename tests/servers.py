@@ -227,7 +227,9 @@ class PostgresServer:
 
     superuser = "postgres"
 
-    def __init__(self, binaries: dict[str, str] | None = None, host: str = HOST):
+    def __init__(self, binaries: dict[str, str] | None = None, host: str = HOST, in_memory: bool = True):
+        """`in_memory=False` keeps the cluster on disk whatever room MEMORY_DIR has (benchmarks:
+        figures comparable with a server's, and gigabytes of data at full scale)."""
         binaries = binaries or find_postgres_binaries()
         if binaries is None:
             raise PostgresUnavailable(
@@ -239,6 +241,7 @@ class PostgresServer:
         self.port: int | None = None
         self.tempdir: Path | None = None
         self.run_as: str | None = None  # system user the server runs as (None: ourselves)
+        self.in_memory = in_memory
         self._started = False
 
     # ----------------------------------------------------------------- paths
@@ -274,7 +277,8 @@ class PostgresServer:
         if self._started:
             return self
         self.run_as = self._unprivileged_user() if os.geteuid() == 0 else None
-        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-pg-", dir=self._data_base()))
+        base = self._data_base() if self.in_memory else self._temp_base()
+        self.tempdir = Path(tempfile.mkdtemp(prefix="helpdesk-pg-", dir=base))
         try:
             if self.run_as:
                 user = pwd.getpwnam(self.run_as)
