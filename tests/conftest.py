@@ -156,7 +156,6 @@ def migrated_url(request, database_url: str, _migrated_templates: dict) -> str:
         if not template.exists():
             upgrade(f"sqlite:///{template}")
         shutil.copyfile(template, database_url[len("sqlite:///"):])
-        return database_url
     return database_url  # on PostgreSQL, `database_url` made it as the copy
 
 
