@@ -13,7 +13,7 @@ from callbacks.smtp import FakeSender
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry
 from tests.integration.conftest import make_settings
 from tests.integration.test_email_acknowledgements import DESK, raw_email, receive
-from tests.integration.test_queue_page import PASSWORD, add_agent, at, text_of
+from tests.integration.test_queue_page import PASSWORD, add_agent, at, text_of, words
 from tests.integration.test_users_and_login import csrf_token, sign_in
 
 
@@ -52,10 +52,6 @@ def row(page: str, reference: str) -> str:
     match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row">{reference}</th>.*?</tr>', page, re.S)
     assert match, f"{reference} is not on the page"
     return match.group(0)
-
-
-def words(html: str) -> str:
-    return re.sub(r" ([.,:])", r"\1", " ".join(re.sub(r"<[^>]+>", " ", html).split()))
 
 
 def stored_enquiry(database, reference: str) -> Enquiry:
