@@ -192,7 +192,7 @@ def test_the_events_of_a_callback_attempts_call_are_blanked_with_the_callback(de
 
 
 def test_a_contact_that_began_at_the_moment_a_removal_is_before_is_not_taken(desk, db_session):
-    # "Before 25 November" leaves a call that came in at midnight on the 25th.
+    # "Before" is strict: a removal before each table's first contact, to the microsecond, takes none.
     unowned = "CA" + "6" * 32
     with db_session.begin():
         db_session.add(TwilioEvent(received_at=at(9, 0), kind="agent_status", call_sid=unowned, leg_sid=unowned,
@@ -371,7 +371,6 @@ def test_a_late_webhook_for_a_removed_call_changes_nothing_and_stores_nobody(app
     """A voicemail's record is made of its RecordingUrl, and an answered call's agent of its leg's
     To: both blanked by the removal. A webhook that comes afterwards (Twilio retrying one, say)
     must not recompute the record from what is left, nor store the caller's number again."""
-
     miss_a_call(client, clock, 50, at(9, 0), caller=PERSON)
     post(client, "/twilio/voice/voicemail", {**inbound(sid(50), caller=PERSON), "CallStatus": "completed",
                                              "RecordingUrl": "https://api.twilio.com/x/RE1", "RecordingDuration": "12"})
