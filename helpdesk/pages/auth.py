@@ -1,16 +1,20 @@
-"""Signing in and out, and the start page that sends each role to its own page."""
+"""Signing in and out, changing one's own password, and the start page that sends each role to its own page."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
+from helpdesk.models import User
+from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password
 from helpdesk.pages.access import local_path, remember_sign_in
+from helpdesk.user_rules import MIN_PASSWORD_LENGTH
 from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, user_id_named
 from helpdesk.web import clock, database
 
@@ -27,6 +31,18 @@ class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=64, message="A username is at most 64 characters.")])
     password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024, message="A password is at most 1,024 characters.")])
     next = HiddenField()
+
+
+TOO_LONG = "A password is at most 1,024 characters."
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=1024, message=TOO_LONG)])
+    new_password = PasswordField("New password", validators=[
+        DataRequired("Enter a new password."), Length(max=1024, message=TOO_LONG)])
+    new_password_again = PasswordField("New password again", validators=[
+        DataRequired("Enter the new password again."), Length(max=1024, message=TOO_LONG)])
 
 
 def start_page(user) -> str | None:
@@ -97,3 +113,37 @@ def home():
     if target is None:
         abort(403)
     return redirect(target)
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Change your own password: the current one, then the new one twice. Other sessions end."""
+    form = PasswordForm()
+    if request.method in ("GET", "HEAD"):
+        return _password_page(form)
+    if not form.validate_on_submit():
+        return _password_page(form), 400
+    with database().session() as db_session:
+        try:
+            change_own_password(db_session, current_user, form.current_password.data, form.new_password.data,
+                                form.new_password_again.data, current_app.config["SECRET_KEY"], clock())
+        except TooManyWrongPasswords as refused:
+            return _password_page(form, blocked=refused.until), 429
+        except PasswordNotChanged as refused:
+            for name, problem in refused.problems.items():
+                form[name].errors = [problem]
+            return _password_page(form), 400
+        user = db_session.get(User, current_user.id)
+    # The old password's sessions end everywhere (helpdesk.pages.access.password_mark); this
+    # one goes on, now marked with the new password.
+    remember_sign_in(user)
+    flash("Your password has been changed. If you were signed in anywhere else, you have been signed out there.",
+          "success")
+    return redirect(start_page(user) or url_for("auth.home"))
+
+
+def _password_page(form: PasswordForm, blocked: datetime | None = None):
+    blocked_at = blocked.astimezone(LONDON).strftime("%H:%M") if blocked is not None else None
+    return render_template("change_password.html", form=form, blocked_at=blocked_at,
+                           min_length=MIN_PASSWORD_LENGTH)

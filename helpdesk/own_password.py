@@ -1,0 +1,86 @@
+"""A signed-in user changing their own password (the Change your password page).
+
+The current password is checked as a sign-in's is (helpdesk.users), and counted against the
+same limit of wrong passwords: a session left open on a shared desk cannot be used to guess
+the password, nor to change it without knowing it.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from werkzeug.security import generate_password_hash
+
+from helpdesk.models import User
+from helpdesk.user_rules import UserError, check_password
+from helpdesk.users import authenticate, begin_sign_in, finish_sign_in, sign_in_keys
+
+log = logging.getLogger(__name__)
+
+
+class PasswordNotChanged(Exception):
+    """What is wrong, by form field: current_password, new_password or new_password_again."""
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
+
+
+class TooManyWrongPasswords(Exception):
+    """The limit of wrong passwords was reached: nothing was checked; try again after `until`."""
+
+    def __init__(self, until: datetime):
+        super().__init__(f"too many wrong passwords: try again after {until.isoformat()}")
+        self.until = until
+
+
+def sentence(problem: UserError) -> str:
+    """A rule's message ("the password is too short: ...") as the page shows it."""
+    text = str(problem)
+    return text[:1].upper() + text[1:] + "."
+
+
+def change_own_password(session: Session, user: User, current: str, new: str, again: str, secret: str | bytes,
+                        now: datetime) -> None:
+    """Give `user` the password `new` in place of `current`, typed twice (`again`).
+
+    Raises TooManyWrongPasswords before checking anything once the sign-in limit is reached,
+    or PasswordNotChanged with every problem found: the current password wrong (counted as a
+    refused sign-in), the new one breaking the password rules or the same as the current one,
+    or typed differently the second time. Sessions signed in with the old password end (see
+    helpdesk.pages.access.password_mark); the caller keeps its own.
+    """
+    keys = sign_in_keys(session, user.username, secret)
+    blocked = begin_sign_in(session, keys, now)
+    if blocked is not None:
+        log.warning("password change refused unheard for user id %s: too many wrong passwords", user.id)
+        raise TooManyWrongPasswords(blocked)
+    checked = authenticate(session, user.username, current)
+    finish_sign_in(session, keys, succeeded=checked is not None)
+    problems: dict[str, str] = {}
+    if checked is None:
+        log.info("password change refused for user id %s: the current password was wrong", user.id)
+        problems["current_password"] = "Your current password is wrong."
+    try:
+        check_password(new, user.username)
+    except UserError as problem:
+        problems["new_password"] = sentence(problem)
+    else:
+        if new == current:
+            problems["new_password"] = "The new password is the same as your current one. Choose a different one."
+        elif again != new:
+            problems["new_password_again"] = "The new password was not the same the second time. Type it again."
+    if problems:
+        raise PasswordNotChanged(problems)
+    with session.begin():
+        # Only over the password just checked: one changed meanwhile (an administrator's
+        # `helpdesk users set-password`, or this form in another tab) is not overwritten.
+        changed = session.execute(update(User).where(User.id == checked.id,
+                                                     User.password_hash == checked.password_hash)
+                                  .values(password_hash=generate_password_hash(new))).rowcount
+    if not changed:
+        raise PasswordNotChanged({"current_password": "Your password was changed meanwhile. Sign in again with "
+                                                      "the new one, then change it here if you need to."})
+    log.info("user %s changed their password", user.username)
