@@ -9,6 +9,7 @@ import pytest
 
 from helpdesk.pages.format import format_compliance
 from tests.browser import axe
+from tests.browser.conftest import Login
 
 SCREENSHOT = "/tmp/calls-page.png"
 WRONG = "Username or password is wrong."
@@ -313,7 +314,8 @@ def test_a_display_name_containing_markup_is_shown_as_text_and_never_run(page, l
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
-@pytest.mark.parametrize("path", ["/calls", "/service-levels", "/evidence", "/queue", "/no-such-page"])
+@pytest.mark.parametrize("path", ["/calls", "/service-levels", "/evidence", "/queue", "/account/password",
+                                  "/no-such-page"])
 def test_at_320_px_wide_a_managers_pages_need_no_sideways_scroll(page, live_app, sign_in, path):
     """WCAG 1.4.10 (reflow, as at 400 % zoom): the header's menu wraps rather than running off."""
     page.set_viewport_size({"width": 320, "height": 256})
@@ -343,3 +345,53 @@ def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_
     described = page.evaluate("document.getElementById(document.activeElement.getAttribute('aria-describedby'))"
                               ".textContent")
     assert "before it starts" in described
+
+
+# --------------------------------------------------------------------------- changing one's password
+
+
+def fill_password_form(page, current: str, new: str) -> None:
+    """Type into the Change your password form from its first field with the keyboard, and send it."""
+    page.focus("#current_password")
+    for typed in (current, new, new):
+        page.keyboard.type(typed)
+        page.keyboard.press("Tab")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def test_a_user_changes_their_password_with_the_keyboard_and_signs_in_with_it_next_time(page, live_app, sign_in):
+    login = live_app.add_user("keyboard.agent", "agent")
+    sign_in(page, login)
+    with page.expect_navigation():
+        page.click("header a[href='/account/password']")
+    _check_with_axe(page, "/account/password")
+
+    fill_password_form(page, login.password, "three unrelated words and more")
+    assert path_of(page) == "/queue"
+    assert "Your password has been changed." in page.locator("main .notice-success").text_content()
+
+    with page.expect_navigation():
+        page.click("header button[type=submit]")  # sign out
+    assert sign_in(page, Login(login.username, "three unrelated words and more", "agent")) == "/queue"
+
+
+def test_a_refused_password_change_takes_focus_to_its_errors_and_from_there_to_the_field(page, live_app, sign_in):
+    login = live_app.add_user("refused.agent", "agent")
+    sign_in(page, login)
+    page.goto(live_app.at("/account/password"))
+
+    fill_password_form(page, "not my password at all", "short")
+    assert page.title().startswith("Error: ")
+    page.wait_for_function("document.activeElement.classList.contains('error-summary')", timeout=5000)
+    assert page.locator(".error-summary li").count() == 2  # the current password wrong, the new one too short
+    _check_with_axe(page, "/account/password (refused)")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "current_password"
+    for selector, said in (("#current_password", "Your current password is wrong."),
+                           ("#new_password", "The password is too short")):
+        described = page.evaluate(f"""[...document.querySelector('{selector}').getAttribute('aria-describedby')
+            .split(' ')].map(id => document.getElementById(id).textContent).join(' ')""")
+        assert said in described, described
+    assert page.locator("input[type=password]").evaluate_all("inputs => inputs.map(i => i.value)") == ["", "", ""]
