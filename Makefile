@@ -111,21 +111,21 @@ demo: $(INSTALL_STAMP) demo-secrets
 	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)' \
 	  TWILIO_API_BASE_URL='http://127.0.0.1:$(DEMO_TWILIO_API_PORT)'; \
 	$(BIN)/helpdesk db upgrade; \
-	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager 2>&1); then \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AGENT)' \
-	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' 2>&1); then \
+	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_SIM_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_SIM_AGENT)' \
-	      --role agent --name 'Simulated Agent' --phone '$(DEMO_AGENT_PHONE)' 2>&1); then \
+	      --role agent --name 'Simulated Agent' --phone '$(DEMO_AGENT_PHONE)' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_SIM_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
-	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AUDITOR_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AUDITOR)' --role auditor --name 'DWP Auditor' 2>&1); then \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AUDITOR_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AUDITOR)' --role auditor --name 'DWP Auditor' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AUDITOR) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \

@@ -101,15 +101,27 @@ def _new_password() -> str:
                                    "HELPDESK_PASSWORD") from None
 
 
+PERMANENT_HELP = ("The user may keep this password (you are adding yourself, or they chose it); without this, "
+                  "they must choose their own when they next sign in.")
+
+
+def _first_sign_in(user) -> str:
+    if not user.must_change_password:
+        return ""
+    return " They choose their own password when they next sign in, as you know this one."
+
+
 @users_cli.command("add")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
 @click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
 @click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
-def add_command(username: str, role: str, display_name: str, phone: str) -> None:
+@click.option("--permanent", is_flag=True, help=PERMANENT_HELP)
+def add_command(username: str, role: str, display_name: str, phone: str, permanent: bool) -> None:
     """Add a user who can sign in.
 
-    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    The password comes from HELPDESK_PASSWORD, or is asked for twice. It is for their first
+    sign-in only: they then choose their own (unless --permanent).
     """
     # Check everything that can be wrong before asking for a password.
     try:
@@ -122,9 +134,9 @@ def add_command(username: str, role: str, display_name: str, phone: str) -> None
         refuse_taken(session, name)
     password = _new_password()
     with _session() as session:
-        user = add_user(session, username, password, role, display_name, phone=phone)
+        user = add_user(session, username, password, role, display_name, phone=phone, temporary=not permanent)
     named = f" ({user.display_name})" if user.display_name else ""
-    click.echo(f"Added {user.role} {user.username!r}{named}.")
+    click.echo(f"Added {user.role} {user.username!r}{named}.{_first_sign_in(user)}")
     from helpdesk.cli import database_url
 
     click.echo(f"Database: {database_words(database_url())}")
@@ -141,7 +153,9 @@ def list_command() -> None:
     for user in users:
         state = "active" if user.active else "deactivated"
         phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
-        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {user.display_name}".rstrip())
+        password = "password to choose" if user.must_change_password else "own password"
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {password:<18} "
+                   f"{user.display_name}".rstrip())
 
 
 @users_cli.command("deactivate")
@@ -186,16 +200,18 @@ def set_phone_command(username: str, phone: str) -> None:
 
 @users_cli.command("set-password")
 @click.argument("username")
-def set_password_command(username: str) -> None:
-    """Set a user's password.
+@click.option("--permanent", is_flag=True, help=PERMANENT_HELP)
+def set_password_command(username: str, permanent: bool) -> None:
+    """Set a user's password (for one who has forgotten theirs).
 
-    The password comes from HELPDESK_PASSWORD, or is asked for twice.
+    The password comes from HELPDESK_PASSWORD, or is asked for twice. It is for their next
+    sign-in only: they then choose their own (unless --permanent).
     """
     with _session() as session, session.begin():
         existing_user(session, username)  # no password asked for a user who does not exist
     password = _new_password()
     with _session() as session:
-        user = set_password(session, username, password)
+        user = set_password(session, username, password, temporary=not permanent)
     still = "" if user.active else (f" They are still deactivated: 'helpdesk users reactivate {user.username}' "
                                     "lets them sign in.")
-    click.echo(f"Changed the password of {user.username!r}.{still}")
+    click.echo(f"Changed the password of {user.username!r}.{_first_sign_in(user)}{still}")

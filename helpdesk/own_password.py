@@ -79,7 +79,8 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
         # `helpdesk users set-password`, or this form in another tab) is not overwritten.
         changed = session.execute(update(User).where(User.id == checked.id,
                                                      User.password_hash == checked.password_hash)
-                                  .values(password_hash=generate_password_hash(new))).rowcount
+                                  .values(password_hash=generate_password_hash(new), must_change_password=False)
+                                  ).rowcount
     if not changed:
         raise PasswordNotChanged({"current_password": "Your password was changed meanwhile. Sign in again with "
                                                       "the new one, then change it here if you need to."})

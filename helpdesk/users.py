@@ -35,8 +35,10 @@ def add_user(
     display_name: str = "",
     now: datetime | None = None,
     phone: str | None = None,
+    temporary: bool = False,
 ) -> User:
-    """Add a user who can sign in at once. Owns the transaction."""
+    """Add a user who can sign in at once (and, with `temporary`, must then choose their own
+    password before anything else). Owns the transaction."""
     name = check_username(username)
     check_password(password, name)
     check_role(role)
@@ -50,6 +52,7 @@ def add_user(
         phone=phone,
         active=True,
         created_at=now or now_utc(),
+        must_change_password=temporary,
     )
     try:
         with session.begin():
@@ -181,12 +184,14 @@ def existing_user(session: Session, username: str) -> User:
     return user
 
 
-def set_password(session: Session, username: str, password: str) -> User:
-    """Replace a user's password; sessions signed in with the old one stop working."""
+def set_password(session: Session, username: str, password: str, temporary: bool = False) -> User:
+    """Replace a user's password; sessions signed in with the old one stop working. With
+    `temporary`, the user must choose their own at their next sign-in."""
     check_password(password, username)
     with session.begin():
         user = existing_user(session, username)
         user.password_hash = generate_password_hash(password)
+        user.must_change_password = temporary
         # A new password lets the user straight back in after a run of wrong ones (those counted
         # under the name's digest too, where SECRET_KEY is set, as it is for the app).
         secret = os.environ.get("SECRET_KEY")

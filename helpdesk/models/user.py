@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -29,6 +29,9 @@ class User(UserMixin, Base):
     # Goes up when the user signs out: every session signed in before then ends, on every
     # device, even if its cookie was copied.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The password was set by an administrator, who knows it: the user chooses their own at
+    # their next sign-in before anything else (helpdesk.pages.access.own_password_first).
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, g, redirect, render_template, request, url_for
+from flask import Flask, current_app, flash, g, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -76,8 +76,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def navigation() -> list[dict]:
     """The links the signed-in user may follow, for the header."""
-    if not current_user.is_authenticated:
-        return []
+    if not current_user.is_authenticated or current_user.must_change_password:
+        return []  # nothing to follow before choosing a password (own_password_first)
     return [
         {"href": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
         for endpoint, label, roles in NAVIGATION
@@ -85,6 +85,8 @@ def navigation() -> list[dict]:
     ]
 
 
+# What a user who must choose their own password may still do.
+OWN_PASSWORD_FIRST_EXEMPT = frozenset({"auth.change_password", "auth.logout", "auth.login", "static"})
 # Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers), not people.
 PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/")
 HTTP_MESSAGES = {
@@ -112,6 +114,20 @@ def init_app(app: Flask) -> None:
         if request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS:
             return None
         csrf.protect()
+        return None
+
+    @app.before_request
+    def own_password_first():
+        """A user signed in with a password an administrator set chooses their own before
+        anything else (signing out excepted)."""
+        if request.endpoint in OWN_PASSWORD_FIRST_EXEMPT or request.path.startswith(PLAIN_PREFIXES):
+            return None
+        if (request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS) or request.endpoint is None:
+            return None
+        if current_user.is_authenticated and current_user.must_change_password:
+            if request.method not in ("GET", "HEAD"):
+                flash("Choose your own password first, so that nobody else knows it. That was not done.", "error")
+            return redirect(url_for("auth.change_password"))
         return None
 
     @app.after_request

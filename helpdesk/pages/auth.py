@@ -88,6 +88,8 @@ def login():
     login_user(user)
     remember_sign_in(user)
     log.info("user %s signed in", user.username)
+    if user.must_change_password:
+        return redirect(url_for("auth.change_password"))
     return redirect(local_path(form.next.data) or start_page(user) or url_for("auth.home"))
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import column, func, insert, inspect, select, table
 
 from helpdesk import migrate
 from helpdesk.db import make_engine
@@ -51,6 +51,15 @@ def an_enquiry(connection, opened_at: datetime) -> int:
     """A phone enquiry stored as any schema since revision 0001 has it; its id."""
     return connection.execute(insert(Enquiry.__table__).values(
         reference="HD-2026-000001", channel="phone", opened_at=opened_at, status="open")).inserted_primary_key[0]
+
+
+def a_user(connection, username: str, role: str, created_at: datetime) -> int:
+    """A user stored as every schema from revision 0009 to 0015 has them; their id."""
+    users = table("users", *(column(name) for name in (
+        "id", "username", "display_name", "password_hash", "role", "active", "created_at", "session_epoch")))
+    return connection.execute(insert(users).values(
+        username=username, display_name="", password_hash="x", role=role, active=True, created_at=created_at,
+        session_epoch=0).returning(users.c.id)).scalar_one()
 
 
 def test_attempts_stored_before_dialled_at_keep_the_judgement_they_were_given(migrated_url):
@@ -117,15 +126,13 @@ def test_the_unfinished_calls_index_takes_missed_calls_with_no_ending_and_the_sc
 
 
 def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept_with_an_audit_entry(migrated_url):
-    from helpdesk.models import AuditEntry, User
+    from helpdesk.models import AuditEntry
 
     owed = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
 
     def store(connection):
         enquiry = an_enquiry(connection, owed)
-        agent = connection.execute(insert(User.__table__).values(
-            username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=owed,
-            session_epoch=0)).inserted_primary_key[0]
+        agent = a_user(connection, "ann", "agent", owed)
         rows = (("CA1", "abandoned", None, "breached"),  # withdrawn by the app: never owed
                 ("CA2", "abandoned", agent, "breached"),  # withdrawn by an agent after its deadline: a breach
                 ("CA3", "not_concluded", None, "breached"))  # not the app's withdrawal
@@ -153,13 +160,12 @@ def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was
     # Revision 0015: lost_until, first written into 0014 before 0.9.0 was released.
     from sqlalchemy import text
 
-    from helpdesk.models import Restore, User
+    from helpdesk.models import Restore
 
     taken, restored = datetime(2026, 12, 4, 2, tzinfo=timezone.utc), datetime(2026, 12, 4, 15, tzinfo=timezone.utc)
 
     def store(connection):
-        user = connection.execute(insert(User.__table__).values(
-            username="ada", password_hash="x", role="admin", created_at=taken)).inserted_primary_key[0]
+        user = a_user(connection, "ada", "admin", taken)
         connection.execute(text('INSERT INTO restores (backup_taken_at, restored_at, recorded_by_id, "references") '
                                 "VALUES (:taken, :restored, :user, '{}')"),
                            {"taken": taken.replace(tzinfo=None) if connection.dialect.name == "sqlite" else taken,
@@ -236,3 +242,30 @@ def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migra
                     assert "ix_callbacks_breached" in plan, plan
     finally:
         engine.dispose()
+
+
+def test_users_added_before_a_password_had_to_be_chosen_keep_theirs_and_their_callbacks(migrated_url):
+    """Revision 0016 on a database whose users other rows refer to (on SQLite, rebuilding
+    `users` to add the column would fail there, as their callbacks and audit entries hold them)."""
+    from helpdesk.models import AuditEntry, User
+
+    added = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+
+    def store(connection):
+        agent = a_user(connection, "ann", "agent", added)
+        connection.execute(insert(AuditEntry.__table__).values(at=added, user_id=agent, actor="ann",
+                                                              action="evidence.export", detail="{}"))
+        connection.execute(insert(Callback.__table__).values(
+            contact_key="call:CA1", enquiry_id=an_enquiry(connection, added), reason="abandoned",
+            caller_type="customer", owed_from=added, due_at=added + timedelta(hours=3), clock="business",
+            explanation="{}", config_version="v", created_at=added, status="open", claimed_by_id=agent,
+            attempts_count=0, note=""))
+
+    def read(connection):
+        return (connection.execute(select(User.username, User.must_change_password)).all(),
+                connection.execute(select(Callback.claimed_by_id)).scalars().all(),
+                connection.execute(select(AuditEntry.user_id)).scalars().all())
+
+    users, claimed, audited = upgraded_from(migrated_url, "0015", store, read)
+    assert users == [("ann", False)]
+    assert claimed == audited == [1]

@@ -5,9 +5,10 @@ import logging
 
 import pytest
 
+from helpdesk.models import Callback, User
 from helpdesk.users import SIGN_IN_LIMIT, authenticate, set_password
-from tests.integration.test_queue_page import words
-from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
+from tests.integration.test_queue_page import at, miss_a_call, stored, words
+from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, run_cli, sign_in, stored_users
 
 NEW = "a brand new passphrase"
 PAGE = "/account/password"
@@ -217,3 +218,88 @@ def test_the_log_names_the_user_and_never_a_password(client, db_session, caplog)
         change(client)
     assert "password change refused for user id" in caplog.text and "user alex changed their password" in caplog.text
     assert not any(secret in caplog.text for secret in (PASSWORD, NEW, "a wrong guess here"))
+
+
+# --------------------------------------------------------------------------- a password an administrator set
+
+
+def temporary_user(db_session, username: str = "alex", role: str = "agent"):
+    return make_user(db_session, username, role, temporary=True)
+
+
+def test_a_user_with_a_password_an_administrator_set_is_asked_to_choose_their_own_first(client, db_session):
+    temporary_user(db_session)
+
+    response = sign_in(client, "alex", next_path="/queue")
+
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+    page = words(client.get(PAGE).get_data(as_text=True))
+    assert "An administrator set the password you signed in with, so they know it. Choose your own to carry on." \
+        in page
+    assert "Callback queue" not in page  # no navigation to follow yet
+
+
+@pytest.mark.parametrize("path", ["/", "/queue", "/calls", "/enquiries", "/service-levels", "/evidence"])
+def test_every_page_sends_them_back_to_choose_their_password(client, db_session, path):
+    temporary_user(db_session, role="manager")
+    sign_in(client, "alex")
+    response = client.get(path)
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+
+
+def test_a_form_sent_before_choosing_a_password_is_not_acted_on(client, clock, db_session):
+    miss_a_call(client, clock, 1, at(10, 0))
+    [callback] = stored(db_session, Callback)
+    temporary_user(db_session)
+    sign_in(client, "alex")
+
+    response = client.post(f"/queue/{callback.id}/claim", data={"csrf_token": csrf_token(client, PAGE)})
+
+    assert response.status_code == 302 and response.headers["Location"] == PAGE
+    assert "Choose your own password first, so that nobody else knows it. That was not done." in words(
+        client.get(PAGE).get_data(as_text=True))
+    assert [c.claimed_by_id for c in stored(db_session, Callback)] == [None]
+
+
+def test_they_may_sign_out_before_choosing(client, db_session):
+    temporary_user(db_session)
+    sign_in(client, "alex")
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, PAGE)})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert client.get(PAGE).status_code == 302 and "/login?next=" in client.get(PAGE).headers["Location"]
+
+
+def test_once_they_have_chosen_their_own_password_every_page_is_theirs_again(client, db_session):
+    temporary_user(db_session, role="manager")
+    sign_in(client, "alex")
+
+    response = change(client)
+
+    assert response.status_code == 302 and response.headers["Location"] == "/calls"
+    assert client.get("/calls").status_code == 200
+    assert [user.must_change_password for user in stored(db_session, User)] == [False]
+    assert works(db_session, "alex", NEW)
+
+
+def test_a_refused_choice_still_leaves_them_on_the_page(client, db_session):
+    temporary_user(db_session)
+    sign_in(client, "alex")
+    assert change(client, new=PASSWORD).status_code == 400  # the same as the administrator's
+    assert client.get("/queue").headers["Location"] == PAGE
+
+
+def test_the_command_line_makes_passwords_temporary_unless_permanent(migrated_url, db_session):
+    assert run_cli(migrated_url, "add", "alex", "--role", "agent").exit_code == 0
+    permanent = run_cli(migrated_url, "add", "sam", "--role", "admin", "--permanent")
+    assert permanent.exit_code == 0 and permanent.output.splitlines()[0] == "Added admin 'sam'."
+    assert [(u.username, u.must_change_password) for u in stored_users(db_session)] == [("alex", True),
+                                                                                        ("sam", False)]
+    listing = run_cli(migrated_url, "list").output.splitlines()
+    assert "password to choose" in listing[0] and "own password" in listing[1]
+
+    run_cli(migrated_url, "set-password", "alex", "--permanent", password="a new long passphrase")
+    again = run_cli(migrated_url, "set-password", "sam", password="another long passphrase")
+    assert again.output.strip() == ("Changed the password of 'sam'. They choose their own password when they next "
+                                    "sign in, as you know this one.")
+    assert [(u.username, u.must_change_password) for u in stored_users(db_session)] == [("alex", False),
+                                                                                        ("sam", True)]

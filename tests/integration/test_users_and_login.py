@@ -127,7 +127,8 @@ def run_cli(url: str, *args: str, password: str | None = PASSWORD, stdin: str | 
 def test_users_add_takes_the_password_from_helpdesk_password_and_stores_only_a_hash(migrated_url, db_session):
     result = run_cli(migrated_url, "add", "alex", "--role", "manager", "--name", "Alex Smith")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == "Added manager 'alex' (Alex Smith)."
+    assert result.output.splitlines()[0] == ("Added manager 'alex' (Alex Smith). They choose their own password "
+                                             "when they next sign in, as you know this one.")
     assert result.output.splitlines()[1].startswith("Database: ")  # which one it went to
     [user] = stored_users(db_session)
     assert user.username == "alex"
@@ -242,17 +243,20 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
     listing = run_cli(migrated_url, "list")
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
-    assert lines[0].split() == ["alex", "manager", "active", "no", "phone", "Alex", "Smith"]
-    assert lines[1].split() == ["sam", "agent", "active", "no", "phone"]
+    assert lines[0].split() == ["alex", "manager", "active", "no", "phone", "password", "to", "choose", "Alex",
+                                "Smith"]
+    assert lines[1].split() == ["sam", "agent", "active", "no", "phone", "password", "to", "choose"]
     run_cli(migrated_url, "set-phone", "sam", "+447700900123")
     assert run_cli(migrated_url, "list").output.splitlines()[1].split() == ["sam", "agent", "active", "phone",
-                                                                             "••••••••", "123"]
+                                                                             "••••••••", "123", "password", "to",
+                                                                             "choose"]
 
     result = run_cli(migrated_url, "deactivate", "sam")
     assert result.exit_code == 0 and "Deactivated 'sam'" in result.output
     assert run_cli(migrated_url, "list").output.splitlines()[1].split()[:3] == ["sam", "agent", "deactivated"]
     result = run_cli(migrated_url, "set-password", "sam", password="a new long passphrase")
-    assert result.output.strip() == ("Changed the password of 'sam'. They are still deactivated: 'helpdesk users "
+    assert result.output.strip() == ("Changed the password of 'sam'. They choose their own password when they next "
+                                     "sign in, as you know this one. They are still deactivated: 'helpdesk users "
                                      "reactivate sam' lets them sign in.")
     assert authenticate(db_session, "sam", "a new long passphrase") is None
     result = run_cli(migrated_url, "reactivate", "sam")
