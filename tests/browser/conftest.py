@@ -128,8 +128,9 @@ class BrowserApp:
         """The UK day most simulated calls arrived on."""
         return self.calls_by_day.most_common(1)[0][0]
 
-    def add_user(self, username: str, role: str, display_name: str = "") -> Login:
-        """Another user who can sign in at once, with a random password."""
+    def add_user(self, username: str, role: str, display_name: str = "", temporary: bool = False) -> Login:
+        """Another user who can sign in at once, with a random password (with `temporary`, one an
+        administrator set, to be replaced at the first sign-in)."""
         from helpdesk.db import Database
         from helpdesk.users import add_user
 
@@ -137,7 +138,7 @@ class BrowserApp:
         database = Database(self.database_url)
         try:
             with database.session() as session:
-                add_user(session, login.username, login.password, role, display_name)
+                add_user(session, login.username, login.password, role, display_name, temporary=temporary)
         finally:
             database.dispose()
         return login

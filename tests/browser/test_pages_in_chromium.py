@@ -395,3 +395,20 @@ def test_a_refused_password_change_takes_focus_to_its_errors_and_from_there_to_t
             .split(' ')].map(id => document.getElementById(id).textContent).join(' ')""")
         assert said in described, described
     assert page.locator("input[type=password]").evaluate_all("inputs => inputs.map(i => i.value)") == ["", "", ""]
+
+
+def test_a_user_given_a_password_by_an_administrator_chooses_their_own_at_first_sign_in(page, live_app):
+    login = live_app.add_user("first.agent", "agent", temporary=True)
+    page.goto(live_app.at("/login"))
+    page.fill("#username", login.username)
+    page.fill("#password", login.password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert path_of(page) == "/account/password"
+    assert "Choose your own to carry on." in page.locator("main").text_content()
+    assert page.locator("nav[aria-label=Main]").count() == 0
+    _check_with_axe(page, "/account/password (a password to choose)")
+
+    fill_password_form(page, login.password, "my very own choice of words")
+    assert path_of(page) == "/queue"
+    assert page.locator("nav[aria-label=Main]").count() == 1
