@@ -30,7 +30,7 @@ class User(UserMixin, Base):
     # device, even if its cookie was copied.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The password was set by an administrator, who knows it: the user chooses their own at
-    # their next sign-in before anything else (helpdesk.pages.access.own_password_first).
+    # their next sign-in before anything else (own_password_first in helpdesk.pages).
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property

@@ -27,13 +27,13 @@ START_PAGES = {"admin": "managers.calls", "manager": "managers.calls", "auditor"
                "agent": "agents.queue"}
 
 
+TOO_LONG = "A password is at most 1,024 characters."
+
+
 class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired("Enter your username."), Length(max=64, message="A username is at most 64 characters.")])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024, message="A password is at most 1,024 characters.")])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024, message=TOO_LONG)])
     next = HiddenField()
-
-
-TOO_LONG = "A password is at most 1,024 characters."
 
 
 class PasswordForm(FlaskForm):
