@@ -67,7 +67,7 @@ class _Statements:
                                  _NEW_CALL)
         self.lock_call = Prepared(
             select(CALLS.c.id, CALLS.c.enquiry_id, CALLS.c.incoming_seen, CALLS.c.outcome, CALLS.c.ended_at,
-                   CALLS.c.arrived_at, CALLS.c.caller_number)
+                   CALLS.c.caller_type, CALLS.c.arrived_at, CALLS.c.caller_number)
             .where(CALLS.c.call_sid == bindparam("sid"))
             .with_for_update(), dialect)
         self.new_event = Prepared(insert(EVENTS).on_conflict_do_nothing(index_elements=["fingerprint"]), dialect,
@@ -203,7 +203,7 @@ class _Locked(NamedTuple):
     id: int
     enquiry_id: int | None
     projected: bool  # its incoming request has been seen and projected
-    state: tuple[str, bool]  # outcome, and whether the call had ended
+    state: tuple[str, bool, str]  # outcome, whether the call had ended, and its caller type
     arrived_at: datetime | None
     removed: bool  # its personal data was removed (helpdesk/retention.py)
 
@@ -216,10 +216,10 @@ def _lock_call(connection: Connection, sql, call_sid: str) -> _Locked:
         sql.new_call.execute(connection, {"call_sid": call_sid, "outcome": "in_progress", "in_hours": True,
                                           "countable": False, "caller_type": "unknown", "incoming_seen": False})
         rows = sql.lock_call.rows(connection, {"sid": call_sid})
-    (call_id, enquiry_id, incoming_seen, outcome, ended_at, arrived_at, number), = rows
+    (call_id, enquiry_id, incoming_seen, outcome, ended_at, caller_type, arrived_at, number), = rows
     # A call row made just now has never been projected: its first event must be.
-    return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None, (outcome, ended_at is not None),
-                   arrived_at, number in REMOVED_NUMBERS)
+    return _Locked(call_id, enquiry_id, bool(incoming_seen) and enquiry_id is not None,
+                   (outcome, ended_at is not None, caller_type), arrived_at, number in REMOVED_NUMBERS)
 
 
 def load_events(connection: Connection, call_sid: str) -> list[Event]:
@@ -235,9 +235,10 @@ def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
         enquiry_id = open_phone_enquiry(connection, call_sid, record.arrived_at)
     values.update(_id=locked.id, config_version=settings.version, enquiry_id=enquiry_id)
     sql.update_call.execute(connection, values)
-    # A callback is owed once a missed call has ended; one owed earlier is withdrawn if the
-    # call turns out to have been answered. Nothing else changes it, so skip the work.
-    state = (record.outcome, record.ended_at is not None)
+    # A callback is owed once a missed call has ended, and follows its outcome and caller type
+    # (the menu's choice may be stored after the call's end); one owed earlier is withdrawn if
+    # the call turns out to have been answered. Nothing else changes it, so skip the work.
+    state = (record.outcome, record.ended_at is not None, record.caller_type)
     owed_before = locked.state[1] and locked.state[0] in MISSED_OUTCOMES
     owed_now = state[1] and record.outcome in MISSED_OUTCOMES
     if (owed_now and state != locked.state) or (owed_before and record.outcome == "answered"):

@@ -458,8 +458,6 @@ def test_a_callbacks_reason_follows_the_call_when_later_events_change_how_it_was
     assert (callback.reason, callback.status, callback.owed_from) == ("voicemail", "open", arrived)
 
 
-@pytest.mark.xfail(strict=True, reason="the journal owes again only when the outcome or the ending changes, "
-                   "not the caller type")
 def test_a_callbacks_caller_type_follows_the_call_when_the_menu_choice_is_stored_after_the_call_ended(
         app, client, db_session, clock):
     app.extensions["helpdesk.settings"] = make_settings(ivr={"enabled": True})
