@@ -438,6 +438,45 @@ def test_a_call_whose_answer_came_after_its_callback_was_tried_is_not_concluded_
     assert enquiry_status(db_session, sid(29)) == "concluded"
 
 
+def test_a_callback_an_agent_said_was_needed_stays_as_they_said_while_replayed_requests_make_the_call_look_missed(
+        app, client, db_session, clock, settings, agents):
+    """A screened call: an agent answered, pressed 1 and talked; the incoming request and the
+    screening's two requests could not be stored and wait in a spool. Replayed after the agent
+    said a callback was needed, they make the call look missed (screened, and nobody yet known to
+    have pressed 1), then answered again: the agent's callback is neither of those."""
+    app.extensions["helpdesk.settings"] = make_settings(routing={"screen_calls": True})
+    arrived = clock.now
+    leg = {"CallSid": sid(931), "ParentCallSid": sid(31), "To": "client:agent-1"}
+    clock.now = arrived + timedelta(seconds=20)
+    post(client, "/twilio/voice/agent-status", {**leg, "CallStatus": "in-progress",
+                                                "Timestamp": stamp(arrived + timedelta(seconds=20))})
+    clock.now = arrived + timedelta(seconds=120)
+    post(client, "/twilio/voice/status", {"CallSid": sid(31), "CallStatus": "completed", "CallDuration": "120",
+                                          "From": "+447700900123", "To": "+448001217479", "Direction": "inbound",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=120))})
+    assert db_session.scalars(select(Call.outcome).where(Call.call_sid == sid(31))).one() == "answered"
+    db_session.rollback()
+    with app.extensions["helpdesk.db"].session() as session:
+        owed.record_not_concluded(session, settings, call_sid=sid(31), agent_id=agents[0], now=clock.now,
+                                  note="Needs the grant team")
+
+    clock.now = arrived  # replayed from the spool, each with the time it came in
+    post(client, "/twilio/voice/incoming", inbound(sid(31)))
+    db_session.expire_all()
+    assert db_session.scalars(select(Call.outcome).where(Call.call_sid == sid(31))).one() == "abandoned"
+    assert [(c.reason, c.status) for c in callbacks(db_session)] == [("not_concluded", "open")]
+    clock.now = arrived + timedelta(seconds=20)
+    post(client, "/twilio/voice/screen", {**leg, "CallStatus": "in-progress"})
+    clock.now = arrived + timedelta(seconds=23)
+    post(client, "/twilio/voice/screen-accept", {**leg, "CallStatus": "in-progress", "Digits": "1"})
+    db_session.expire_all()
+    assert db_session.scalars(select(Call.outcome).where(Call.call_sid == sid(31))).one() == "answered"
+    [callback] = callbacks(db_session)
+    assert (callback.reason, callback.status, callback.outcome, callback.note) == (
+        "not_concluded", "open", None, "Needs the grant team")
+    assert enquiry_status(db_session, sid(31)) == "callback_owed"
+
+
 def ring_out(client, clock, n: int):
     """A call nobody answered before the ring group gave up (65 s), ended at 90 s; when it arrived."""
     arrived = clock.now
