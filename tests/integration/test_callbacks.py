@@ -149,6 +149,32 @@ def test_when_the_incoming_request_is_stored_after_the_calls_end_the_enquiry_and
     assert enquiry.opened_at == arrived
 
 
+def test_a_callback_an_agent_said_was_needed_moves_to_the_calls_arrival_when_its_incoming_request_comes_later(
+        app, client, db_session, clock, settings, agents):
+    """The clock starts at the contact, for an answered call's callback as for a missed call's."""
+    arrived = clock.now
+    clock.now = arrived + timedelta(seconds=30)
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(932), "ParentCallSid": sid(32), "To": "client:agent-1",
+                                                "CallStatus": "in-progress",
+                                                "Timestamp": stamp(arrived + timedelta(seconds=30))})
+    clock.now = arrived + timedelta(minutes=5)
+    post(client, "/twilio/voice/status", {"CallSid": sid(32), "CallStatus": "completed",
+                                          "From": "+447700900123", "To": "+448001217479", "Direction": "inbound",
+                                          "Timestamp": stamp(arrived + timedelta(minutes=5))})
+    with app.extensions["helpdesk.db"].session() as session:
+        early = owed.record_not_concluded(session, settings, call_sid=sid(32), agent_id=agents[0], now=clock.now,
+                                          note="Needs the grant team")
+    assert early.owed_from > arrived  # estimated from the first webhook stored
+
+    clock.now = arrived  # the incoming request, replayed from the spool with the time it came in
+    post(client, "/twilio/voice/incoming", inbound(sid(32), caller="+447700900123"))
+
+    [callback] = callbacks(db_session)
+    assert (callback.id, callback.reason) == (early.id, "not_concluded")
+    assert (callback.owed_from, callback.due_at) == (arrived, arrived + timedelta(hours=3))
+    assert json.loads(callback.explanation)["owed_from"] == arrived.isoformat()
+
+
 def test_an_earlier_attempt_entered_after_a_later_one_becomes_the_first_attempt(app, client, db_session, clock,
                                                                                 settings, agents):
     arrived = miss_a_call(client, clock, 7)
