@@ -83,9 +83,18 @@ def administrator_for(session: Session, username: str, doing: str):
     if user is None:
         raise click.ClickException(f"cannot {doing} as {normalise_username(username)!r}: the password is wrong, or "
                                    "there is no such active user")
+    refuse_temporary(user, doing)
     if user.role != "admin":
         raise click.ClickException(f"{user.username!r} may not {doing} (role {user.role}): only an administrator may")
     return user
+
+
+def refuse_temporary(user, doing: str) -> None:
+    """A ClickException if the user's password is one an administrator set (who knows it), as
+    the pages allow nothing else until they choose their own."""
+    if user.must_change_password:
+        raise click.ClickException(f"cannot {doing} as {user.username!r} yet: their password was set by an "
+                                   "administrator. They sign in to the help desk's pages and choose their own first")
 
 
 def _new_password() -> str:

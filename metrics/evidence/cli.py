@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from helpdesk.cli_users import password_for
+from helpdesk.cli_users import password_for, refuse_temporary
 from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
@@ -67,6 +67,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
                 raise click.ClickException(
                     f"cannot export as {normalise_username(username)!r}: the password is wrong, or there is no "
                     "such active user")
+            refuse_temporary(user, "export")
             exporter = Exporter(user.id, user.username, user.display_name, user.role)
             check_request(request, exporter)
             progress = None if quiet else TerminalProgress(sys.stderr)

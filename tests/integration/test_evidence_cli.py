@@ -13,7 +13,7 @@ from sqlalchemy import select
 from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.models import AuditEntry
-from helpdesk.users import add_user, deactivate
+from helpdesk.users import add_user, deactivate, set_password
 from tests.integration.conftest import make_settings
 from tests.integration.test_evidence_pack import seed
 
@@ -250,6 +250,18 @@ def test_an_existing_empty_directory_is_filled(desk, tmp_path):
     out.mkdir()
     assert run(env, *export_args(out)).exit_code == 0
     assert (out / "manifest.json").exists()
+
+
+def test_an_auditor_whose_password_an_administrator_set_chooses_their_own_before_exporting(desk, tmp_path):
+    env, database = desk
+    with database.session() as session:
+        set_password(session, "dana", "a password the administrator knows", temporary=True)
+    out = tmp_path / "packs" / "not-yet"
+    result = run({**env, "HELPDESK_PASSWORD": "a password the administrator knows"}, *export_args(out))
+    assert result.exit_code == 1
+    assert ("cannot export as 'dana' yet: their password was set by an administrator. They sign in to the help "
+            "desk's pages and choose their own first") in " ".join(result.output.split())
+    assert not out.exists() and audit_entries(database) == []
 
 
 def test_an_administrator_may_export_unmasked(desk, tmp_path):

@@ -22,7 +22,7 @@ from helpdesk.models import (
     AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, TwilioEvent, User)
 from helpdesk.pages import format as fmt
 from helpdesk.retention import Scope, empty_write_ahead_log, remove_personal_data
-from helpdesk.users import add_user
+from helpdesk.users import add_user, set_password
 from metrics.evidence.fields import Redactor
 from metrics.periods import uk_midnight
 from tests.integration.conftest import make_settings
@@ -243,6 +243,16 @@ def test_only_an_administrator_may_remove_personal_data(desk, db_session):
     wrong = CliRunner().invoke(main, ["anonymise", "--user", "root-admin", "--before", "2026-11-25", "--apply"],
                                env={**desk, "HELPDESK_PASSWORD": "not the password at all"})
     assert wrong.exit_code == 1 and "cannot remove personal data as 'root-admin': the password is wrong" in wrong.output
+    assert count(db_session, select(Call).where(Call.caller_number == "removed")) == 0
+
+
+def test_an_administrator_whose_password_another_set_chooses_their_own_before_removing_data(desk, db_session):
+    set_password(db_session, "root-admin", "a password another administrator knows", temporary=True)
+    result = CliRunner().invoke(main, ["anonymise", "--user", "root-admin", "--before", "2026-11-25", "--apply"],
+                                env={**desk, "HELPDESK_PASSWORD": "a password another administrator knows"})
+    assert result.exit_code == 1
+    assert "cannot remove personal data as 'root-admin' yet: their password was set by an administrator" in " ".join(
+        result.output.split())
     assert count(db_session, select(Call).where(Call.caller_number == "removed")) == 0
 
 
