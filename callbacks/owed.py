@@ -121,14 +121,22 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
 def _owe_statement(dialect: str):
     """Owe the callback once; if it is owed already, untouched, for a missed call whose outcome
     later events changed (no answer, then the caller's voicemail), give it the call's outcome as
-    its reason, and the caller type the call now has. Built once per dialect: this runs inside
-    the webhook's transaction."""
+    its reason, and the caller type the call now has. One the app withdrew untouched, as the
+    call looked answered, is owed again (later events showed it missed after all: a screened
+    call's incoming request stored after an agent leg answered by a voicemail), with the deadline
+    it had. Built once per dialect: this runs inside the webhook's transaction."""
     insert = dialect_insert(dialect)(Callback.__table__)
     table, new = Callback.__table__.c, insert.excluded
+    changed = (table.reason != new.reason) | (table.caller_type != new.caller_type)
+    withdrawn_by_app = (table.status == "closed") & (table.outcome == "withdrawn") & table.closed_by_id.is_(None)
+    # An open untouched callback has no outcome, closing time or note: these change only a
+    # withdrawn one, back to what it was.
     return insert.on_conflict_do_update(
-        index_elements=["contact_key"], set_={"reason": new.reason, "caller_type": new.caller_type},
-        where=(table.status == "open") & (table.attempts_count == 0) & (table.reason != "not_concluded")
-        & ((table.reason != new.reason) | (table.caller_type != new.caller_type)))
+        index_elements=["contact_key"],
+        set_={"reason": new.reason, "caller_type": new.caller_type, "status": "open", "outcome": None,
+              "closed_at": None, "note": ""},
+        where=(table.attempts_count == 0) & (table.reason != "not_concluded")
+        & (((table.status == "open") & changed) | withdrawn_by_app))
 
 
 def _deadline(settings: Settings, owed_from: datetime):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from callbacks import claims, owed, service
-from callbacks.owed import CallbackError
+from callbacks.owed import MISSED_OUTCOMES, CallbackError
 from helpdesk.models import Call, Callback, CallbackAttempt, Enquiry
 from helpdesk.users import add_user
 from tests.integration.conftest import make_settings
@@ -173,6 +173,35 @@ def test_a_callback_an_agent_said_was_needed_moves_to_the_calls_arrival_when_its
     assert (callback.id, callback.reason) == (early.id, "not_concluded")
     assert (callback.owed_from, callback.due_at) == (arrived, arrived + timedelta(hours=3))
     assert json.loads(callback.explanation)["owed_from"] == arrived.isoformat()
+
+
+def test_a_callback_withdrawn_as_the_call_looked_answered_is_owed_again_when_later_requests_show_it_was_missed(
+        app, client, db_session, clock):
+    """A screened call: an agent's phone answered with its own voicemail, so nobody pressed 1.
+    Its end is stored first, then the agent leg's answer (the call looks answered, and the
+    callback owed for it is withdrawn), then the incoming request, last, from a spool elsewhere:
+    the call was missed after all, and the caller is owed their callback."""
+    app.extensions["helpdesk.settings"] = make_settings(routing={"screen_calls": True})
+    arrived = clock.now
+    clock.now = arrived + timedelta(seconds=60)
+    post(client, "/twilio/voice/status", {"CallSid": sid(33), "CallStatus": "completed", "From": "+447700900123",
+                                          "To": "+448001217479", "Direction": "inbound",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=60))})
+    [owed_first] = callbacks(db_session)
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(933), "ParentCallSid": sid(33), "To": "+447700900999",
+                                                "CallStatus": "in-progress",
+                                                "Timestamp": stamp(arrived + timedelta(seconds=15))})
+    assert [(c.status, c.outcome) for c in callbacks(db_session)] == [("closed", "withdrawn")]
+
+    clock.now = arrived
+    post(client, "/twilio/voice/incoming", inbound(sid(33), caller="+447700900123"))
+
+    db_session.expire_all()
+    assert db_session.scalars(select(Call.outcome).where(Call.call_sid == sid(33))).one() in MISSED_OUTCOMES
+    [callback] = callbacks(db_session)
+    assert callback.id == owed_first.id
+    assert (callback.status, callback.outcome, callback.closed_at, callback.note) == ("open", None, None, "")
+    assert (callback.owed_from, callback.due_at) == (arrived, arrived + timedelta(hours=3))
 
 
 def test_an_earlier_attempt_entered_after_a_later_one_becomes_the_first_attempt(app, client, db_session, clock,
