@@ -102,15 +102,17 @@ def arrival_moved(executor: Session | Connection, settings: Settings, *, call_si
     (a status callback stored before the incoming request), is now known. Its enquiry was opened
     then, and its untouched, undecided callback is owed from then (a new deadline), as the clock
     starts at the contact: one owed for the missed call, or one an agent said was needed after
-    answering it. Not once a warning has gone out naming the old deadline. The reference keeps
-    its year: it may have been shown already."""
+    answering it, and one the app withdrew as the call looked answered (it is owed again, with
+    this deadline, if the call proves missed after all). Not once a warning has gone out naming
+    the old deadline. The reference keeps its year: it may have been shown already."""
     executor.execute(update(Enquiry).where(Enquiry.id == enquiry_id, Enquiry.channel == "phone")
                      .values(opened_at=arrived_at))
     deadline = _deadline(settings, arrived_at)
     executor.execute(
         update(Callback)
         .where(Callback.contact_key == f"call:{call_sid}",
-               Callback.status == "open", Callback.attempts_count == 0, Callback.sla_result.is_(None),
+               (Callback.status == "open") | (Callback.outcome.is_not(None) & never_owed()),
+               Callback.attempts_count == 0, Callback.sla_result.is_(None),
                Callback.owed_from != arrived_at,
                ~select(CallbackNotice.id).where(CallbackNotice.callback_id == Callback.id).exists())
         .values(owed_from=arrived_at, due_at=deadline.due_at, clock=deadline.clock,

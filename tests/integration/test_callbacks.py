@@ -204,6 +204,30 @@ def test_a_callback_withdrawn_as_the_call_looked_answered_is_owed_again_when_lat
     assert (callback.owed_from, callback.due_at) == (arrived, arrived + timedelta(hours=3))
 
 
+def test_a_callback_owed_again_takes_the_arrival_corrected_while_it_was_withdrawn(app, client, db_session, clock):
+    """As above, but the incoming request, which corrects the arrival, comes while the call still
+    looks answered; the menu's choice, stored last, shows the call screened and missed."""
+    app.extensions["helpdesk.settings"] = make_settings(routing={"screen_calls": True}, ivr={"enabled": True})
+    arrived = clock.now
+    clock.now = arrived + timedelta(seconds=60)
+    post(client, "/twilio/voice/status", {"CallSid": sid(34), "CallStatus": "completed", "From": "+447700900123",
+                                          "To": "+448001217479", "Direction": "inbound",
+                                          "Timestamp": stamp(arrived + timedelta(seconds=60))})
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(934), "ParentCallSid": sid(34), "To": "+447700900999",
+                                                "CallStatus": "in-progress",
+                                                "Timestamp": stamp(arrived + timedelta(seconds=15))})
+    clock.now = arrived
+    post(client, "/twilio/voice/incoming", inbound(sid(34), caller="+447700900123"))
+    assert [(c.status, c.outcome) for c in callbacks(db_session)] == [("closed", "withdrawn")]
+
+    clock.now = arrived + timedelta(seconds=8)
+    post(client, "/twilio/voice/menu", {"CallSid": sid(34), "Digits": "2"})
+
+    [callback] = callbacks(db_session)
+    assert (callback.status, callback.caller_type) == ("open", "customer")
+    assert (callback.owed_from, callback.due_at) == (arrived, arrived + timedelta(hours=3))
+
+
 def test_an_earlier_attempt_entered_after_a_later_one_becomes_the_first_attempt(app, client, db_session, clock,
                                                                                 settings, agents):
     arrived = miss_a_call(client, clock, 7)
