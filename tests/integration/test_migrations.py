@@ -269,3 +269,38 @@ def test_users_added_before_a_password_had_to_be_chosen_keep_theirs_and_their_ca
     users, claimed, audited = upgraded_from(migrated_url, "0015", store, read)
     assert users == [("ann", False)]
     assert claimed == audited == [1]
+
+
+def test_going_back_before_revision_0016_keeps_users_that_other_rows_refer_to(migrated_url):
+    """Revision 0016's downgrade on a database in use: its users have callbacks and audit entries
+    (on SQLite, rebuilding `users` to drop the column failed there, as dropping the old table
+    broke those references)."""
+    from helpdesk.models import AuditEntry, User
+
+    added = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
+    engine = make_engine(migrated_url)
+    try:
+        with engine.begin() as connection:
+            agent = connection.execute(insert(User.__table__).values(
+                username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
+                session_epoch=0, must_change_password=True)).inserted_primary_key[0]
+            connection.execute(insert(AuditEntry.__table__).values(at=added, user_id=agent, actor="ann",
+                                                                  action="evidence.export", detail="{}"))
+            connection.execute(insert(Callback.__table__).values(
+                contact_key="call:CA1", enquiry_id=an_enquiry(connection, added), reason="abandoned",
+                caller_type="customer", owed_from=added, due_at=added + timedelta(hours=3), clock="business",
+                explanation="{}", config_version="v", created_at=added, status="open", claimed_by_id=agent,
+                attempts_count=0, note=""))
+
+        migrate.downgrade(migrated_url, "0015")
+
+        with engine.connect() as connection:
+            assert "must_change_password" not in {column["name"] for column in inspect(connection).get_columns("users")}
+            assert connection.exec_driver_sql("SELECT username FROM users").scalars().all() == ["ann"]
+            assert connection.execute(select(Callback.claimed_by_id)).scalars().all() == [agent]
+            assert connection.execute(select(AuditEntry.user_id)).scalars().all() == [agent]
+        migrate.upgrade(migrated_url)
+        with engine.connect() as connection:
+            assert connection.execute(select(User.username, User.must_change_password)).all() == [("ann", False)]
+    finally:
+        engine.dispose()

@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('users') as batch:
-        batch.drop_column('must_change_password')
+    # ALTER TABLE ... DROP COLUMN on SQLite too (3.35 and later), for the same reason: batch mode
+    # would rebuild `users`, and dropping the old table fails once other rows refer to its users.
+    op.drop_column('users', 'must_change_password')
