@@ -104,6 +104,10 @@ class AgentSimulator:
                                                       "password": self.password})
         if status != 200 or 'action="/login"' in page.replace("'", '"') or "There is a problem" in page:
             raise AgentError("sign-in was refused: check the username and HELPDESK_PASSWORD")
+        if 'action="/account/password"' in page.replace("'", '"'):  # Change your password, before anything else
+            raise AgentError(f"{self.username}'s password was set by an administrator, to be replaced at the first "
+                             "sign-in: give the simulated agent one to keep with "
+                             f"'helpdesk users set-password {self.username} --permanent'")
         self._signed_in = True
         self.report(f"signed in as {self.username}")
 

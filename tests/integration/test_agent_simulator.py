@@ -227,6 +227,21 @@ def test_a_wrong_password_is_reported_and_nothing_is_done(app, client, clock):
     assert callbacks_and_attempts(app)[1] == []
 
 
+def test_an_agent_whose_password_an_administrator_set_is_told_how_to_give_it_one_of_its_own(app, client, clock):
+    """`helpdesk users add` makes a password for the first sign-in only: the simulated agent
+    cannot choose one, and must say so rather than that the queue page is not as expected."""
+    with app.extensions["helpdesk.db"].session() as session:
+        add_user(session, "alice", PASSWORD, "agent", temporary=True)
+    miss_a_call(client, clock, 1, at(10))
+    lines: list[str] = []
+    agent = AgentSimulator(ClientTransport(client), "alice", PASSWORD, Behaviour(**KEEN), report=lines.append)
+    assert run(agent, interval=0, rounds=2, stopping=lambda: False) == (0, 2, 2)
+    assert len(lines) == 2 and all(
+        "alice's password was set by an administrator, to be replaced at the first sign-in: give the simulated "
+        "agent one to keep with 'helpdesk users set-password alice --permanent'" in line for line in lines)
+    assert callbacks_and_attempts(app)[1] == []
+
+
 class BrokenDesk:
     """A help desk that first fails, then serves a page that is not the queue."""
 
