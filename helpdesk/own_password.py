@@ -68,7 +68,7 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
     except UserError as problem:
         problems["new_password"] = sentence(problem)
     else:
-        if new == current:
+        if checked is not None and new == current:  # not when what was typed there is not their password
             problems["new_password"] = "The new password is the same as your current one. Choose a different one."
         elif again != new:
             problems["new_password_again"] = "The new password was not the same the second time. Type it again."

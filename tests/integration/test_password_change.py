@@ -153,6 +153,15 @@ def test_every_problem_is_shown_at_once(client, db_session):
     assert '<a href="#new_password">The password is too short: use at least 12 characters.</a>' in page
 
 
+def test_a_new_password_is_not_called_the_same_as_the_current_one_when_what_was_typed_there_was_wrong(client,
+                                                                                                    db_session):
+    make_user(db_session, "alex", "agent")
+    sign_in(client, "alex")
+    page = change(client, current="a brand new passphrase", new="a brand new passphrase").get_data(as_text=True)
+    assert '<a href="#current_password">Your current password is wrong.</a>' in page
+    assert "the same as your current one" not in page
+
+
 @pytest.mark.parametrize("blank", ["current_password", "new_password", "new_password_again"])
 def test_an_empty_field_is_asked_for_and_not_counted_as_a_wrong_password(app, client, db_session, blank):
     make_user(db_session, "alex", "agent")
