@@ -125,8 +125,9 @@ def _owe_statement(dialect: str):
     later events changed (no answer, then the caller's voicemail), give it the call's outcome as
     its reason, and the caller type the call now has. One the app withdrew untouched, as the
     call looked answered, is owed again (later events showed it missed after all: a screened
-    call's incoming request stored after an agent leg answered by a voicemail), with the deadline
-    it had. Built once per dialect: this runs inside the webhook's transaction."""
+    call's incoming request stored after an agent leg answered by a voicemail), with its deadline
+    (moved meanwhile with the call's arrival, if that was corrected: arrival_moved). Built once
+    per dialect: this runs inside the webhook's transaction."""
     insert = dialect_insert(dialect)(Callback.__table__)
     table, new = Callback.__table__.c, insert.excluded
     changed = (table.reason != new.reason) | (table.caller_type != new.caller_type)
