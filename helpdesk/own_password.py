@@ -82,6 +82,6 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
                                   .values(password_hash=generate_password_hash(new), must_change_password=False)
                                   ).rowcount
     if not changed:
-        raise PasswordNotChanged({"current_password": "Your password was changed meanwhile. Sign in again with "
-                                                      "the new one, then change it here if you need to."})
+        raise PasswordNotChanged({"current_password": "Your password was changed meanwhile, in another tab or by "
+                                                      "an administrator, so this change was not made."})
     log.info("user %s changed their password", user.username)

@@ -215,7 +215,9 @@ def test_a_password_changed_meanwhile_by_an_administrator_is_not_overwritten(app
     monkeypatch.setattr(own, "authenticate", then_the_administrator)
     response = change(client)
 
-    assert response.status_code == 400 and "Your password was changed meanwhile." in response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert ("Your password was changed meanwhile, in another tab or by an administrator, so this change was not "
+            "made.") in response.get_data(as_text=True)
     assert works(db_session, "alex", "the administrators choice") and not works(db_session, "alex", NEW)
 
 
