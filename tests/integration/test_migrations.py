@@ -244,6 +244,18 @@ def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migra
         engine.dispose()
 
 
+def referred_to(connection, user_id: int, at: datetime) -> None:
+    """Rows that refer to a user, as in any database in use: an audit entry and a claimed callback."""
+    from helpdesk.models import AuditEntry
+
+    connection.execute(insert(AuditEntry.__table__).values(at=at, user_id=user_id, actor="ann",
+                                                          action="evidence.export", detail="{}"))
+    connection.execute(insert(Callback.__table__).values(
+        contact_key="call:CA1", enquiry_id=an_enquiry(connection, at), reason="abandoned", caller_type="customer",
+        owed_from=at, due_at=at + timedelta(hours=3), clock="business", explanation="{}", config_version="v",
+        created_at=at, status="open", claimed_by_id=user_id, attempts_count=0, note=""))
+
+
 def test_users_added_before_a_password_had_to_be_chosen_keep_theirs_and_their_callbacks(migrated_url):
     """Revision 0016 on a database whose users other rows refer to (on SQLite, rebuilding
     `users` to add the column would fail there, as their callbacks and audit entries hold them)."""
@@ -253,13 +265,7 @@ def test_users_added_before_a_password_had_to_be_chosen_keep_theirs_and_their_ca
 
     def store(connection):
         agent = a_user(connection, "ann", "agent", added)
-        connection.execute(insert(AuditEntry.__table__).values(at=added, user_id=agent, actor="ann",
-                                                              action="evidence.export", detail="{}"))
-        connection.execute(insert(Callback.__table__).values(
-            contact_key="call:CA1", enquiry_id=an_enquiry(connection, added), reason="abandoned",
-            caller_type="customer", owed_from=added, due_at=added + timedelta(hours=3), clock="business",
-            explanation="{}", config_version="v", created_at=added, status="open", claimed_by_id=agent,
-            attempts_count=0, note=""))
+        referred_to(connection, agent, added)
 
     def read(connection):
         return (connection.execute(select(User.username, User.must_change_password)).all(),
@@ -284,13 +290,7 @@ def test_going_back_before_revision_0016_keeps_users_that_other_rows_refer_to(mi
             agent = connection.execute(insert(User.__table__).values(
                 username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
                 session_epoch=0, must_change_password=True)).inserted_primary_key[0]
-            connection.execute(insert(AuditEntry.__table__).values(at=added, user_id=agent, actor="ann",
-                                                                  action="evidence.export", detail="{}"))
-            connection.execute(insert(Callback.__table__).values(
-                contact_key="call:CA1", enquiry_id=an_enquiry(connection, added), reason="abandoned",
-                caller_type="customer", owed_from=added, due_at=added + timedelta(hours=3), clock="business",
-                explanation="{}", config_version="v", created_at=added, status="open", claimed_by_id=agent,
-                attempts_count=0, note=""))
+            referred_to(connection, agent, added)
 
         migrate.downgrade(migrated_url, "0015")
 
