@@ -34,6 +34,12 @@ def remember_sign_in(user: User) -> None:
     session[_SIGNED_IN_KEY] = clock().timestamp()
 
 
+def remember_new_password(user: User) -> None:
+    """The user changed their password in this session: it goes on, marked with the new one (all
+    others end), and still ends MOST_SIGNED_IN after signing in, not after the change."""
+    session[_PASSWORD_KEY] = password_mark(user)
+
+
 # However busy a session is (the queue page asks for its list every 15 seconds, and every
 # request renews the 8-hour idle limit), it ends this long after signing in: a shift and more.
 MOST_SIGNED_IN = timedelta(hours=12)

@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length
 from helpdesk.clock import LONDON
 from helpdesk.models import User
 from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password
-from helpdesk.pages.access import local_path, remember_sign_in
+from helpdesk.pages.access import local_path, remember_new_password, remember_sign_in
 from helpdesk.user_rules import MIN_PASSWORD_LENGTH
 from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, user_id_named
 from helpdesk.web import clock, database
@@ -139,7 +139,7 @@ def change_password():
         user = db_session.get(User, current_user.id)
     # The old password's sessions end everywhere (helpdesk.pages.access.password_mark); this
     # one goes on, now marked with the new password.
-    remember_sign_in(user)
+    remember_new_password(user)
     flash("Your password has been changed. If you were signed in anywhere else, you have been signed out there.",
           "success")
     return redirect(start_page(user) or url_for("auth.home"))

@@ -54,6 +54,17 @@ def test_a_password_change_signs_the_user_out_everywhere_else(app, client, db_se
     assert sign_in(elsewhere, "alex", NEW).status_code == 302 and elsewhere.get("/calls").status_code == 200
 
 
+def test_a_password_change_does_not_make_the_session_last_longer_than_12_hours_from_signing_in(client, clock,
+                                                                                                db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    clock.advance(11 * 3600)
+    assert change(client).status_code == 302 and client.get("/calls").status_code == 200
+    clock.advance(3600 + 60)
+    ended = client.get("/calls")
+    assert ended.status_code == 302 and ended.headers["Location"].startswith("/login")
+
+
 def test_the_page_is_for_signed_in_users_only(client, db_session):
     response = client.get(PAGE)
     assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
