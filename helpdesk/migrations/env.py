@@ -15,6 +15,14 @@ def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     try:
         with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # SQLite alters most of a table by rebuilding it (Alembic's batch mode): with foreign
+                # keys enforced, dropping the old table fails once other rows refer to its rows (a
+                # user's callbacks and audit entries). Alembic's advice is to switch enforcement off
+                # while migrating; it must be done outside a transaction, so on the driver's own
+                # connection, which is in autocommit mode until the app's BEGIN. Rebuilding copies
+                # every row as it was, so no reference is broken.
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             with context.begin_transaction():
                 if connection.dialect.name == "postgresql":

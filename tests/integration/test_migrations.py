@@ -304,3 +304,31 @@ def test_going_back_before_revision_0016_keeps_users_that_other_rows_refer_to(mi
             assert connection.execute(select(User.username, User.must_change_password)).all() == [("ann", False)]
     finally:
         engine.dispose()
+
+
+def test_a_database_in_use_goes_back_to_an_early_revision_and_up_again(migrated_url):
+    """SQLite alters a table by rebuilding it: with foreign keys enforced, dropping the old table
+    failed once other rows referred to its rows (going back before revision 0009 rebuilds `users`,
+    which callbacks and the audit log refer to). Migrations run with enforcement off."""
+    from helpdesk.models import AuditEntry, User
+
+    added = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
+    engine = make_engine(migrated_url)
+    try:
+        with engine.begin() as connection:
+            agent = connection.execute(insert(User.__table__).values(
+                username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
+                session_epoch=0, must_change_password=False)).inserted_primary_key[0]
+            referred_to(connection, agent, added)
+
+        migrate.downgrade(migrated_url, "0003")
+        migrate.upgrade(migrated_url)
+
+        with engine.connect() as connection:
+            assert connection.execute(select(User.username)).scalars().all() == ["ann"]
+            assert connection.execute(select(Callback.claimed_by_id)).scalars().all() == [agent]
+            assert connection.execute(select(AuditEntry.user_id)).scalars().all() == [agent]
+            if connection.dialect.name == "sqlite":  # and enforced again for the app
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

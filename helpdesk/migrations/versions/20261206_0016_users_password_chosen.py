@@ -19,13 +19,11 @@ depends_on = None
 
 def upgrade() -> None:
     # The default as a plain string, so that SQLite adds the column with ALTER TABLE: given an
-    # expression (sa.false()), Alembic's batch mode rebuilds the table instead, and dropping the
-    # old `users` fails while callbacks and the audit log refer to its rows.
+    # expression (sa.false()), Alembic's batch mode rebuilds the table instead, copying every user.
     with op.batch_alter_table('users') as batch:
         batch.add_column(sa.Column('must_change_password', sa.Boolean(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
-    # ALTER TABLE ... DROP COLUMN on SQLite too (3.35 and later), for the same reason: batch mode
-    # would rebuild `users`, and dropping the old table fails once other rows refer to its users.
+    # ALTER TABLE ... DROP COLUMN on SQLite too (3.35 and later), for the same reason.
     op.drop_column('users', 'must_change_password')
