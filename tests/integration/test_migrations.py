@@ -277,20 +277,28 @@ def test_users_added_before_a_password_had_to_be_chosen_keep_theirs_and_their_ca
     assert claimed == audited == [1]
 
 
+def an_agent_in_use(engine, must_change_password: bool) -> int:
+    """An agent stored as the newest schema has them, with rows that refer to them; their id."""
+    from helpdesk.models import User
+
+    added = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
+    with engine.begin() as connection:
+        agent = connection.execute(insert(User.__table__).values(
+            username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
+            session_epoch=0, must_change_password=must_change_password)).inserted_primary_key[0]
+        referred_to(connection, agent, added)
+    return agent
+
+
 def test_going_back_before_revision_0016_keeps_users_that_other_rows_refer_to(migrated_url):
     """Revision 0016's downgrade on a database in use: its users have callbacks and audit entries
     (on SQLite, rebuilding `users` to drop the column failed there, as dropping the old table
     broke those references)."""
     from helpdesk.models import AuditEntry, User
 
-    added = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
     engine = make_engine(migrated_url)
     try:
-        with engine.begin() as connection:
-            agent = connection.execute(insert(User.__table__).values(
-                username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
-                session_epoch=0, must_change_password=True)).inserted_primary_key[0]
-            referred_to(connection, agent, added)
+        agent = an_agent_in_use(engine, must_change_password=True)
 
         migrate.downgrade(migrated_url, "0015")
 
@@ -312,14 +320,9 @@ def test_a_database_in_use_goes_back_to_an_early_revision_and_up_again(migrated_
     which callbacks and the audit log refer to). Migrations run with enforcement off."""
     from helpdesk.models import AuditEntry, User
 
-    added = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
     engine = make_engine(migrated_url)
     try:
-        with engine.begin() as connection:
-            agent = connection.execute(insert(User.__table__).values(
-                username="ann", display_name="", password_hash="x", role="agent", active=True, created_at=added,
-                session_epoch=0, must_change_password=False)).inserted_primary_key[0]
-            referred_to(connection, agent, added)
+        agent = an_agent_in_use(engine, must_change_password=False)
 
         migrate.downgrade(migrated_url, "0003")
         migrate.upgrade(migrated_url)
