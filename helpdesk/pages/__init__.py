@@ -97,6 +97,13 @@ HTTP_MESSAGES = {
 }
 
 
+def _for_machines() -> bool:
+    """Whether this request is a machine's (a webhook, /metrics, a health check, a static file),
+    whose answers stay plain, rather than a person's page."""
+    return request.path.startswith(PLAIN_PREFIXES) or bool(request.blueprints
+                                                             and request.blueprints[-1] in WEBHOOK_BLUEPRINTS)
+
+
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
     from helpdesk.pages import auth, managers
@@ -120,9 +127,7 @@ def init_app(app: Flask) -> None:
     def own_password_first():
         """A user signed in with a password an administrator set chooses their own before
         anything else (signing out excepted)."""
-        if request.endpoint in OWN_PASSWORD_FIRST_EXEMPT or request.path.startswith(PLAIN_PREFIXES):
-            return None
-        if (request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS) or request.endpoint is None:
+        if request.endpoint is None or request.endpoint in OWN_PASSWORD_FIRST_EXEMPT or _for_machines():
             return None
         if current_user.is_authenticated and current_user.must_change_password:
             if request.method not in ("GET", "HEAD"):
@@ -159,8 +164,7 @@ def init_app(app: Flask) -> None:
 
         Webhooks, /metrics and the health checks keep their plain answers.
         """
-        if (error.code is None or error.code < 400 or request.path.startswith(PLAIN_PREFIXES)
-                or (request.blueprints and request.blueprints[-1] in WEBHOOK_BLUEPRINTS)):
+        if error.code is None or error.code < 400 or _for_machines():
             return error
         title, message = HTTP_MESSAGES.get(error.code, (error.name, "Go back and try again."))
         if error.code == 404 and not current_user.is_authenticated:
