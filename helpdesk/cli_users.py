@@ -19,7 +19,7 @@ from helpdesk.models.user import ROLES
 from helpdesk.pages.format import mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_phone, check_username
 from helpdesk.users import (add_user, deactivate, existing_user, list_users, reactivate, refuse_taken, set_password,
-                            set_phone, set_role)
+                            set_phone, set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -165,6 +165,26 @@ def list_command() -> None:
         password = "password to choose" if user.must_change_password else "own password"
         click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {password:<18} "
                    f"{user.display_name}".rstrip())
+
+
+@users_cli.command("history")
+@click.argument("username", required=False)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="How many changes to show, newest first.")
+def history_command(username: str | None, limit: int) -> None:
+    """Show who changed which user, and when (from the audit log), newest first."""
+    from helpdesk.pages.format import format_date_time
+
+    with _session() as session:
+        with session.begin():
+            user_id = existing_user(session, username).id if username else None
+        changes = user_changes(session, user_id=user_id, limit=limit)
+    if not changes:
+        click.echo("No changes to users recorded yet.")
+        return
+    for change in changes:
+        by = "" if change.own else f", by {change.actor} ({change.via})"
+        click.echo(f"{format_date_time(change.at)}  {change.username}: {change.words}{by}")
 
 
 @users_cli.command("deactivate")

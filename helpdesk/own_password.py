@@ -15,7 +15,7 @@ from werkzeug.security import generate_password_hash
 
 from helpdesk.models import User
 from helpdesk.user_rules import UserError, check_password
-from helpdesk.users import authenticate, begin_sign_in, finish_sign_in, sign_in_keys
+from helpdesk.users import PASSWORD_CHANGED, Actor, audit, authenticate, begin_sign_in, finish_sign_in, sign_in_keys
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
                                                      User.password_hash == checked.password_hash)
                                   .values(password_hash=generate_password_hash(new), must_change_password=False)
                                   ).rowcount
+        if changed:
+            audit(session, PASSWORD_CHANGED, checked, Actor(checked.username, checked.id), now)
     if not changed:
         raise PasswordNotChanged({"current_password": "Your password was changed meanwhile, in another tab or by "
                                                       "an administrator, so this change was not made."})

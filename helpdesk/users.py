@@ -6,25 +6,64 @@ werkzeug scrypt hashes.
 """
 from __future__ import annotations
 
+import getpass
 import hashlib
 import hmac
+import json
 import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk.clock import now_utc
-from helpdesk.models import SignInFailure, User
+from helpdesk.models import AuditEntry, SignInFailure, User
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.user_rules import (USERNAME, UserError, check_display_name, check_password, check_phone,
                                  check_role, check_username, is_text, normalise_username)
 
 log = logging.getLogger(__name__)
+
+# The audit log's actions for changes to users (helpdesk.models.AuditEntry).
+ADDED, PASSWORD_SET, PASSWORD_CHANGED = "user.added", "user.password_set", "user.password_changed"
+DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED = (
+    "user.deactivated", "user.reactivated", "user.role_changed", "user.phone_changed")
+USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who changes a user, for the audit log: an administrator signed in to the pages (or the
+    user themself), or, with no `user_id`, the system user running `helpdesk users`."""
+
+    name: str
+    user_id: int | None = None
+
+    @property
+    def via(self) -> str:
+        return "command line" if self.user_id is None else "web"
+
+
+def command_line() -> Actor:
+    try:
+        return Actor(getpass.getuser())
+    except (OSError, KeyError):
+        return Actor("unknown")
+
+
+def audit(session: Session, action: str, user: User, by: Actor | None, now: datetime | None = None,
+          **detail) -> None:
+    """Record a change to `user` in the audit log, in the caller's transaction. Nothing secret is
+    recorded: no password or hash, and of a phone only whether it was set."""
+    by = by or command_line()
+    session.add(AuditEntry(at=now or now_utc(), user_id=by.user_id, actor=by.name, action=action,
+                           detail=json.dumps({"user": user.username, "user_id": user.id, "via": by.via, **detail},
+                                             sort_keys=True)))
 
 
 def add_user(
@@ -36,6 +75,7 @@ def add_user(
     now: datetime | None = None,
     phone: str | None = None,
     temporary: bool = False,
+    by: Actor | None = None,
 ) -> User:
     """Add a user who can sign in at once (and, with `temporary`, must then choose their own
     password before anything else). Owns the transaction."""
@@ -58,6 +98,9 @@ def add_user(
         with session.begin():
             refuse_taken(session, name)
             session.add(user)
+            session.flush()
+            audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
+                  phone=phone is not None)
     except IntegrityError:  # added by someone else between the check and the insert
         raise UserError(f"username {name!r} is already taken") from None
     log.info("user %s added with role %s", name, role)
@@ -184,7 +227,8 @@ def existing_user(session: Session, username: str) -> User:
     return user
 
 
-def set_password(session: Session, username: str, password: str, temporary: bool = False) -> User:
+def set_password(session: Session, username: str, password: str, temporary: bool = False,
+                 by: Actor | None = None) -> User:
     """Replace a user's password; sessions signed in with the old one stop working. With
     `temporary`, the user must choose their own at their next sign-in."""
     check_password(password, username)
@@ -196,21 +240,25 @@ def set_password(session: Session, username: str, password: str, temporary: bool
         # under the name's digest too, where SECRET_KEY is set, as it is for the app).
         secret = os.environ.get("SECRET_KEY")
         _forget_failures(session, f"user:{user.id}", *([_name_digest(user.username, secret)] if secret else []))
+        audit(session, PASSWORD_SET, user, by, temporary=temporary)
     log.info("password changed for user %s", user.username)
     return user
 
 
-def set_phone(session: Session, username: str, phone: str | None) -> User:
+def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None) -> User:
     """Set (or, with None, clear) the phone an agent's callbacks ring first."""
     phone = check_phone(phone)
     with session.begin():
         user = existing_user(session, username)
+        if user.phone == phone:
+            return user  # nothing to change, nor to record
         user.phone = phone
+        audit(session, PHONE_CHANGED, user, by, phone=phone is not None)
     log.info("phone changed for user %s", user.username)
     return user
 
 
-def deactivate(session: Session, username: str) -> User:
+def deactivate(session: Session, username: str, by: Actor | None = None) -> User:
     """Stop a user signing in; their record stays for the audit trail."""
     with session.begin():
         user = existing_user(session, username)
@@ -219,20 +267,30 @@ def deactivate(session: Session, username: str) -> User:
         if _last_active_admin(session, user):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
+        # Their sessions end for good: reactivated, they sign in again.
+        user.session_epoch = User.session_epoch + 1
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
         from callbacks.claims import release_all
 
         released = release_all(session, user.id)
+        audit(session, DEACTIVATED, user, by, callbacks_released=released)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
     return user
 
 
 def _last_active_admin(session: Session, user: User) -> bool:
-    return user.role == "admin" and user.active and session.scalar(select(func.count(User.id)).where(
-        User.role == "admin", User.active.is_(True), User.id != user.id)) == 0
+    """Whether `user` is the only active administrator. On PostgreSQL the active administrators'
+    rows stay locked until the transaction ends (always in the same order, so two administrators
+    deactivating each other at once wait rather than deadlock): the second then sees the first's
+    change, and cannot leave nobody. SQLite runs one writing transaction at a time anyway."""
+    if user.role != "admin" or not user.active:
+        return False
+    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True))
+                             .order_by(User.id).with_for_update()).all()
+    return all(admin_id == user.id for admin_id in admins)
 
 
-def reactivate(session: Session, username: str) -> User:
+def reactivate(session: Session, username: str, by: Actor | None = None) -> User:
     """Let a deactivated user sign in again, with the password they had (set a new one if it
     might be known to others)."""
     with session.begin():
@@ -240,11 +298,12 @@ def reactivate(session: Session, username: str) -> User:
         if user.active:
             raise UserError(f"{user.username!r} is not deactivated")
         user.active = True
+        audit(session, REACTIVATED, user, by)
     log.info("user %s reactivated", user.username)
     return user
 
 
-def set_role(session: Session, username: str, role: str) -> User:
+def set_role(session: Session, username: str, role: str, by: Actor | None = None) -> User:
     """Change what a user may see and do. Their sessions end, so the new role holds from their
     next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
     role = check_role(role)
@@ -261,6 +320,7 @@ def set_role(session: Session, username: str, role: str) -> User:
             from callbacks.claims import release_all
 
             released = release_all(session, user.id)
+        audit(session, ROLE_CHANGED, user, by, before=before, after=role, callbacks_released=released)
     log.info("user %s role changed from %s to %s; %d claimed callbacks given back to the queue", user.username,
              before, role, released)
     return user
@@ -269,3 +329,55 @@ def set_role(session: Session, username: str, role: str) -> User:
 def list_users(session: Session) -> list[User]:
     with session.begin():
         return list(session.scalars(select(User).order_by(User.username)))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change to a user, as the audit log has it."""
+
+    at: datetime
+    actor: str  # the administrator, the user themself, or the system user of `helpdesk users`
+    via: str  # "web" or "command line"
+    username: str
+    user_id: int
+    words: str  # what was done, e.g. "role changed from Agent to Manager"
+    own: bool  # made by the user themself (their own password), so no "by" to say
+
+
+def user_changes(session: Session, user_id: int | None = None, limit: int = 50) -> list[Change]:
+    """The latest changes to users (to one user, with `user_id`), newest first."""
+    query = select(AuditEntry).where(AuditEntry.action.in_(USER_ACTIONS))
+    if user_id is not None:
+        # The detail is JSON with sorted keys: "user_id" is always followed by "via".
+        query = query.where(AuditEntry.detail.contains(f'"user_id": {int(user_id)}, '))
+    with session.begin():
+        entries = list(session.scalars(query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)))
+    changes = []
+    for entry in entries:
+        detail = json.loads(entry.detail)
+        changes.append(Change(at=entry.at, actor=entry.actor, via=detail.get("via", ""), username=detail["user"],
+                              user_id=detail["user_id"], words=_change_words(entry.action, detail),
+                              own=entry.action == PASSWORD_CHANGED))
+    return changes
+
+
+def _change_words(action: str, detail: dict) -> str:
+    from helpdesk.pages.format import role_label
+
+    released = detail.get("callbacks_released") or 0
+    given_back = f"; {released} claimed callback{'' if released == 1 else 's'} back to the queue" if released else ""
+    if action == ADDED:
+        return (f"added as {role_label(detail.get('role'))}"
+                + (", with a password for their first sign-in only" if detail.get("temporary") else "")
+                + (", with a phone" if detail.get("phone") else ""))
+    if action == PASSWORD_SET:
+        return "password set for their next sign-in only" if detail.get("temporary") else "password set"
+    if action == PASSWORD_CHANGED:
+        return "changed their own password"
+    if action == DEACTIVATED:
+        return f"deactivated{given_back}"
+    if action == REACTIVATED:
+        return "reactivated"
+    if action == ROLE_CHANGED:
+        return f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}{given_back}"
+    return "phone set" if detail.get("phone") else "phone cleared"

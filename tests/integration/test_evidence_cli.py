@@ -54,7 +54,7 @@ def export_args(out: Path, *extra, first="2026-11-23", last="2026-11-24", user="
 
 def audit_entries(database) -> list[AuditEntry]:
     with database.session() as session, session.begin():
-        return list(session.scalars(select(AuditEntry)))
+        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == "evidence.export")))
 
 
 def test_export_writes_a_pack_that_verifies_and_is_in_the_audit_log(desk, tmp_path):

@@ -367,7 +367,7 @@ def test_the_report_renders_as_a_pdf_with_real_text_and_a_title(pack, tmp_path):
 
 def test_an_export_is_recorded_in_the_audit_log_with_the_manifest_hash(pack, db_session, clock):
     with db_session.begin():
-        entries = list(db_session.scalars(select(AuditEntry)))
+        entries = list(db_session.scalars(select(AuditEntry).where(AuditEntry.action == "evidence.export")))
     assert len(entries) == 1
     entry = entries[0]
     detail = json.loads(entry.detail)
@@ -388,7 +388,7 @@ def test_a_failure_while_writing_leaves_nothing_behind(app, db_session, clock, s
         export(app, db_session, clock, auditor, packs / "pack")
     assert list(packs.iterdir()) == []
     with db_session.begin():
-        assert db_session.scalar(select(AuditEntry.id)) is None
+        assert db_session.scalar(select(AuditEntry.id).where(AuditEntry.action == "evidence.export")) is None
 
 
 def test_an_empty_range_is_refused_unless_allowed_and_then_says_no_data(app, db_session, clock, seeded, auditor, packs):

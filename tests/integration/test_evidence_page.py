@@ -31,7 +31,7 @@ def download(client, **changes):
 
 def audit_entries(db_session) -> list[AuditEntry]:
     with db_session.begin():
-        return list(db_session.scalars(select(AuditEntry)))
+        return list(db_session.scalars(select(AuditEntry).where(AuditEntry.action == "evidence.export")))
 
 
 @pytest.mark.parametrize("role", ["auditor", "manager"])

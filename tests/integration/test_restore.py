@@ -4,6 +4,7 @@ stored as failures, and mail read again from the mailbox is not acknowledged aga
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from unittest.mock import patch
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from helpdesk.enquiries import allocate_reference
 from helpdesk.models import (
     AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore, SchedulerLease, TwilioEvent)
 from helpdesk.restore import ACTION, RestoreError, record_restore
-from helpdesk.users import add_user
+from helpdesk.users import add_user, set_password
 from helpdesk.voice.lookup import FakeCallLookup
 from helpdesk.voice.missed import find_missed
 from tests.integration.compliance_data import add_email
@@ -113,6 +114,21 @@ def test_the_app_running_after_the_restore_neither_hides_the_window_nor_goes_unm
         recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
                                   actor="ada")
     assert recorded.ran_since == RESTORED - timedelta(minutes=5)
+
+
+def test_changes_to_users_are_not_taken_for_the_help_desks_activity(database):
+    """An administrator given a password on the server to record the restore (after the failure),
+    or a user added before the backup, neither moves the backup time nor says the app ran."""
+    user = admin(database)
+    with database.session() as session, session.begin():
+        add_email(session, BACKUP - timedelta(minutes=10))
+    with database.session() as session:
+        add_user(session, "bea", PASSWORD, "agent", now=BACKUP - timedelta(minutes=1))
+        with patch("helpdesk.users.now_utc", return_value=RESTORED - timedelta(minutes=2)):
+            set_password(session, "ada", PASSWORD + " again", temporary=False)
+        recorded = record_restore(session, backup_taken_at=None, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+    assert recorded.backup_taken_at == BACKUP - timedelta(minutes=10) and recorded.ran_since is None
 
 
 def test_a_running_scheduler_stops_the_command(database):

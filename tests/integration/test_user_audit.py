@@ -1,0 +1,159 @@
+"""Every change to a user, from the Users pages or from `helpdesk users`, and each user's own
+password change, is in the audit log, without a secret; `helpdesk users history` shows them.
+Also: two administrators cannot leave the help desk with none, and a deactivated user's
+sessions stay ended."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from helpdesk.clock import now_utc
+from helpdesk.models import AuditEntry, User
+from helpdesk.users import authenticate, set_phone, user_changes
+from tests.integration.test_password_change import NEW, change
+from tests.integration.test_users_and_login import PASSWORD, make_user, run_cli, sign_in
+
+TEMPORARY = "tangerine lighthouse quorum"
+
+
+def user_named(db_session, username: str) -> User | None:
+    db_session.expire_all()
+    with db_session.begin():
+        user = db_session.scalar(select(User).where(User.username == username))
+        if user is not None:
+            db_session.expunge(user)
+    return user
+
+
+def works(db_session, username: str, password: str) -> bool:
+    db_session.expire_all()
+    return authenticate(db_session, username, password) is not None
+
+
+def audit_entries(db_session, action: str | None = None) -> list[AuditEntry]:
+    with db_session.begin():
+        query = select(AuditEntry).where(AuditEntry.action.like("user.%")).order_by(AuditEntry.id)
+        entries = list(db_session.scalars(query))
+        for entry in entries:
+            db_session.expunge(entry)
+    return [entry for entry in entries if action is None or entry.action == action]
+
+
+def test_the_command_line_and_own_changes_are_in_the_audit_log_too(migrated_url, client, clock, db_session):
+    run = run_cli(migrated_url, "add", "alex", "--role", "agent")
+    assert run.exit_code == 0, run.output
+    for args in (("set-role", "alex", "--role", "manager"), ("set-phone", "alex", "07700 900123"),
+                 ("deactivate", "alex"), ("reactivate", "alex")):
+        assert run_cli(migrated_url, *args).exit_code == 0
+    assert run_cli(migrated_url, "set-password", "alex", "--permanent", password=TEMPORARY).exit_code == 0
+    clock.now = now_utc() + timedelta(minutes=1)  # the pages' clock, after the commands' real one
+    sign_in(client, "alex", TEMPORARY)
+    assert change(client, current=TEMPORARY).status_code == 302
+
+    entries = audit_entries(db_session)
+    assert [entry.action for entry in entries] == [
+        "user.added", "user.role_changed", "user.phone_changed", "user.deactivated", "user.reactivated",
+        "user.password_set", "user.password_changed"]
+    alex = user_named(db_session, "alex")
+    assert all(json.loads(entry.detail)["user_id"] == alex.id for entry in entries)
+    assert [json.loads(entry.detail)["via"] for entry in entries] == ["command line"] * 6 + ["web"]
+    assert all(entry.user_id is None for entry in entries[:6]) and entries[6].user_id == alex.id
+    assert entries[6].actor == "alex"
+    assert all(secret not in entry.detail for entry in entries for secret in (PASSWORD, TEMPORARY, NEW, "900123"))
+    words_ = [change.words for change in user_changes(db_session, user_id=alex.id)]
+    assert words_ == ["changed their own password", "password set", "reactivated", "deactivated", "phone set",
+                      "role changed from Agent to Manager",
+                      "added as Agent, with a password for their first sign-in only"]
+
+
+def test_one_users_changes_are_not_mixed_with_anothers(db_session):
+    for number in range(1, 13):  # ids 1 and 11, 12: "user_id": 1 must not find 11
+        make_user(db_session, f"user{number:02}", "agent")
+    first = user_named(db_session, "user01")
+    set_phone(db_session, "user01", "07700 900123")
+    changes = user_changes(db_session, user_id=first.id)
+    assert [change.username for change in changes] == ["user01", "user01"]
+    assert len(user_changes(db_session)) == 13
+    assert len(user_changes(db_session, limit=5)) == 5
+
+
+def test_a_phone_saved_unchanged_records_nothing(db_session):
+    make_user(db_session, "alex", "agent", phone="07700 900123")
+    set_phone(db_session, "alex", "+447700900123")
+    assert [entry.action for entry in audit_entries(db_session)] == ["user.added"]
+
+
+def test_users_history_shows_the_changes_newest_first_and_one_users_alone(migrated_url, db_session):
+    assert run_cli(migrated_url, "history").output == "No changes to users recorded yet.\n"
+    make_user(db_session, "alex", "agent")
+    make_user(db_session, "sam", "manager")
+    set_phone(db_session, "alex", "07700 900123")
+
+    everyone = run_cli(migrated_url, "history").output.splitlines()
+    alex = run_cli(migrated_url, "history", "ALEX").output.splitlines()
+    latest = run_cli(migrated_url, "history", "--limit", "1").output.splitlines()
+
+    assert [line.split("  ", 1)[1].split(", by ")[0] for line in everyone] == [
+        "alex: phone set", "sam: added as Manager", "alex: added as Agent"]
+    assert all(line.endswith("(command line)") and ("GMT" in line or "BST" in line) for line in everyone)
+    assert [line.split("  ", 1)[1].split(", by ")[0] for line in alex] == ["alex: phone set", "alex: added as Agent"]
+    assert latest == everyone[:1]
+    unknown = run_cli(migrated_url, "history", "nobody")
+    assert unknown.exit_code == 1 and "there is no user 'nobody'" in unknown.output
+
+
+@pytest.mark.parametrize("second", ["deactivate", "set_role"])
+def test_two_administrators_removing_each_other_at_once_leave_one(database, monkeypatch, second):
+    """Each checks there is another active administrator before either has committed; the second
+    must see the first's change (on PostgreSQL, by the rows' lock; SQLite runs them one by one)."""
+    import threading
+    import time
+
+    from callbacks import claims
+    from helpdesk.user_rules import UserError
+    from helpdesk.users import deactivate, set_role
+
+    with database.session() as session:
+        make_user(session, "ada", "admin")
+        make_user(session, "bea", "admin")
+    release_all = claims.release_all
+
+    def slowly(session, user_id):  # between the check and the commit
+        time.sleep(0.3)
+        return release_all(session, user_id)
+
+    monkeypatch.setattr(claims, "release_all", slowly)
+    refused: list[str] = []
+
+    def remove(name: str, how: str) -> None:
+        with database.session() as session:
+            try:
+                deactivate(session, name) if how == "deactivate" else set_role(session, name, "agent")
+            except UserError as problem:
+                refused.append(str(problem))
+
+    threads = [threading.Thread(target=remove, args=("ada", "deactivate")),
+               threading.Thread(target=remove, args=("bea", second))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(10)
+
+    with database.session() as session, session.begin():
+        admins = session.scalars(select(User.username).where(User.role == "admin", User.active.is_(True))).all()
+    assert admins == ["bea"] and len(refused) == 1 and "last active administrator" in refused[0]
+
+
+def test_a_session_ended_by_deactivation_stays_ended_after_reactivation(migrated_url, client, db_session):
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+    assert run_cli(migrated_url, "deactivate", "alex").exit_code == 0
+    assert client.get("/calls").status_code == 302
+    assert run_cli(migrated_url, "reactivate", "alex").exit_code == 0
+
+    assert client.get("/calls").status_code == 302  # it worked again before
+    assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
