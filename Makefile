@@ -28,6 +28,7 @@ DEMO_AGENT_PHONE ?= +447700900100
 # The simulated agent has a login of its own, so the demo agent's "Claimed by you" is only theirs.
 DEMO_SIM_AGENT ?= sim-agent
 DEMO_AUDITOR ?= auditor
+DEMO_ADMIN ?= admin
 DEMO_EMAILS ?= 40
 DEMO_SMTP_PORT ?= 8025
 DEMO_MAIL_DIR := demo-mail
@@ -86,7 +87,7 @@ constraints:
 # Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos. A key
 # added in a later version of the demo is appended to an existing file.
 DEMO_SECRETS := SECRET_KEY TWILIO_AUTH_TOKEN DEMO_MANAGER_PASSWORD DEMO_AGENT_PASSWORD \
-	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET DEMO_SIM_AGENT_PASSWORD
+	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET DEMO_SIM_AGENT_PASSWORD DEMO_ADMIN_PASSWORD
 
 demo-secrets:
 	@umask 077; touch $(DEMO_ENV); \
@@ -129,6 +130,10 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AUDITOR) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_ADMIN_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_ADMIN)' --role admin --name 'Demo Administrator' --permanent 2>&1); then \
+	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_ADMIN) already exists, keeping it"; \
+	  else echo "$$out" >&2; exit 1; fi; \
+	else echo "$$out"; fi; \
 	mkdir -p $(DEMO_MAIL_DIR)/tmp $(DEMO_MAIL_DIR)/new $(DEMO_MAIL_DIR)/cur; \
 	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:$(DEMO_SMTP_PORT) -c aiosmtpd.handlers.Mailbox $(DEMO_MAIL_DIR) & \
 	mailserver=$$!; \
@@ -164,6 +169,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " manager login: $(DEMO_USER) / $$DEMO_MANAGER_PASSWORD   (Calls: /calls)"; \
 	  echo " agent login:   $(DEMO_AGENT) / $$DEMO_AGENT_PASSWORD   (Callback queue: /queue)"; \
 	  echo " auditor login: $(DEMO_AUDITOR) / $$DEMO_AUDITOR_PASSWORD   (Evidence: /evidence)"; \
+	  echo " admin login:   $(DEMO_ADMIN) / $$DEMO_ADMIN_PASSWORD   (Users: /admin/users)"; \
 	  echo " Prometheus metrics: $(DEMO_URL)/metrics   Service levels: /service-levels (manager)"; \
 	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \

@@ -29,6 +29,10 @@ from helpdesk.user_rules import (USERNAME, UserError, check_display_name, check_
 
 log = logging.getLogger(__name__)
 
+class UsernameTaken(UserError):
+    """Another user has the username."""
+
+
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
 ADDED, PASSWORD_SET, PASSWORD_CHANGED = "user.added", "user.password_set", "user.password_changed"
 DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED = (
@@ -102,14 +106,14 @@ def add_user(
             audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
                   phone=phone is not None)
     except IntegrityError:  # added by someone else between the check and the insert
-        raise UserError(f"username {name!r} is already taken") from None
+        raise UsernameTaken(f"username {name!r} is already taken") from None
     log.info("user %s added with role %s", name, role)
     return user
 
 
 def refuse_taken(session: Session, name: str) -> None:
     if session.scalar(select(User.id).where(User.username == name)) is not None:
-        raise UserError(f"username {name!r} is already taken")
+        raise UsernameTaken(f"username {name!r} is already taken")
 
 
 @cache

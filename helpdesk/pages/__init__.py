@@ -36,6 +36,7 @@ NAVIGATION = (
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
     ("managers.find_enquiry", "Find an enquiry", ("manager", "auditor")),
     ("evidence.page", "Evidence", ("manager", "auditor")),
+    ("admin.users", "Users", ("admin",)),
 )
 # Links shown to exactly these roles: administrators are not let in to these pages either.
 EXACT_ROLES = frozenset({"evidence.page"})
@@ -106,7 +107,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import auth, managers
+    from helpdesk.pages import admin, auth, managers
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -191,4 +192,5 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(managers.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(agents.bp)

@@ -412,3 +412,53 @@ def test_a_user_given_a_password_by_an_administrator_chooses_their_own_at_first_
     fill_password_form(page, login.password, "my very own choice of words")
     assert path_of(page) == "/queue"
     assert page.locator("nav[aria-label=Main]").count() == 1
+
+
+# --------------------------------------------------------------------------- the Users pages
+
+
+def test_an_administrator_adds_a_user_from_the_users_pages_after_correcting_the_form(page, live_app, sign_in):
+    admin = live_app.add_user("browser.admin", "admin")
+    sign_in(page, admin)
+    with page.expect_navigation():
+        page.click("nav[aria-label=Main] a[href='/admin/users']")
+    _check_with_axe(page, "/admin/users")
+    with page.expect_navigation():
+        page.click("main a[href='/admin/users/new']")
+    _check_with_axe(page, "/admin/users/new")
+
+    page.fill("#username", "new.agent")
+    page.fill("#display_name", "New Agent")
+    page.fill("#password", "short")
+    page.fill("#password_again", "short")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.title().startswith("Error: ")
+    page.wait_for_function("document.activeElement.classList.contains('error-summary')", timeout=5000)
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "Choose a role.", "The password is too short: use at least 12 characters."]
+    _check_with_axe(page, "/admin/users/new (refused)")
+    assert page.input_value("#username") == "new.agent" and page.input_value("#password") == ""
+
+    page.check("#role-agent")
+    page.fill("#password", "cobalt meadow turnstile")
+    page.fill("#password_again", "cobalt meadow turnstile")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert re.fullmatch(r"/admin/users/[0-9]+", path_of(page))
+    assert "Added new.agent." in page.locator("main .notice-success").text_content()
+    _check_with_axe(page, "/admin/users/N")
+
+    with page.expect_navigation():
+        page.click("header button[type=submit]")  # sign out
+    assert sign_in(page, Login("new.agent", "cobalt meadow turnstile", "agent")) == "/account/password"
+
+
+@pytest.mark.parametrize("path", ["/admin/users", "/admin/users/new", "/admin/users/1"])
+def test_at_320_px_wide_the_users_pages_need_no_sideways_scroll(page, live_app, sign_in, path):
+    page.set_viewport_size({"width": 320, "height": 256})
+    sign_in(page, live_app.add_user(f"a.rather.long.username.for.an.administrator{len(path)}", "admin"))
+    page.goto(live_app.at(path))
+    assert page.title() != "Page not found – Help desk"
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{path} scrolls {overflow} px sideways at 320 px"

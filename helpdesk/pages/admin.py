@@ -1,0 +1,252 @@
+"""The Users pages, for administrators: add a user, set a password for their next sign-in,
+change a role or a phone, deactivate and reactivate, and see who changed what.
+
+Each change goes through helpdesk.users, with the rules `helpdesk users` has, and is in the
+audit log with the administrator's name. An administrator changes their own password on
+Change password, and leaves their own role and deactivation to another administrator, so
+that nobody locks themself out by a slip.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from helpdesk.models import User
+from helpdesk.models.user import ROLES
+from helpdesk.own_password import sentence
+from helpdesk.pages.access import role_required
+from helpdesk.pages.format import format_date_time, masked_number_html, role_label
+from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
+                                 check_password, check_phone, normalise_username)
+from helpdesk.users import (Actor, UsernameTaken, add_user, deactivate, list_users, reactivate, refuse_taken,
+                            set_password, set_phone, set_role, user_changes)
+from helpdesk.web import clock, database
+
+log = logging.getLogger(__name__)
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+ROLE_HINTS = {
+    "agent": "Works the callback queue.",
+    "manager": "Works the callback queue, and sees the calls, service levels, enquiries and evidence.",
+    "auditor": "Sees the calls, service levels, enquiries and evidence, and changes nothing.",
+    "admin": "Everything a manager can, and manages users. Not the Evidence page.",
+}
+USERNAME_RULE = "A username is 3 to 64 letters, digits, dots, hyphens or underscores."
+LONGEST_TEXT = 1000  # for a name or a phone number, far more than either needs
+SAME_TWICE = "The password was not the same the second time. Type it again."
+
+
+class Refused(Exception):
+    """What is wrong with a form, by field id."""
+
+    def __init__(self, problems: dict[str, str]):
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
+
+
+@bp.context_processor
+def formats():
+    return {"fmt_phone": lambda phone: masked_number_html(phone) if phone else "None",
+            "fmt_when": format_date_time}
+
+
+def _by() -> Actor:
+    return Actor(current_user.username, current_user.id)
+
+
+def _user(user_id: int) -> User:
+    with database().session() as db_session, db_session.begin():
+        user = db_session.get(User, user_id)
+        if user is None:
+            abort(404)
+        db_session.expunge(user)
+    return user
+
+
+def _text(name: str, longest: int) -> str:
+    """A form field as typed, refused when longer than any value could be."""
+    value = request.form.get(name, "")
+    if len(value) > longest:
+        raise Refused({name: f"That is too long: at most {longest} characters."})
+    return value
+
+
+def _new_password(username: str) -> str:
+    """The password typed twice, checked against the password rules."""
+    password = _text("password", MAX_PASSWORD_LENGTH)
+    again = _text("password_again", MAX_PASSWORD_LENGTH)
+    if not password:
+        raise Refused({"password": "Enter a password."})
+    try:
+        check_password(password, username)
+    except UserError as problem:
+        raise Refused({"password": sentence(problem)}) from None
+    if again != password:
+        raise Refused({"password_again": SAME_TWICE})
+    return password
+
+
+@bp.get("/users")
+@role_required("admin")
+def users():
+    with database().session() as db_session:
+        people = list_users(db_session)
+        changes = user_changes(db_session, limit=20)
+    return render_template("admin/users.html", people=people, changes=changes, role_label=role_label)
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@role_required("admin")
+def new_user():
+    if request.method in ("GET", "HEAD"):
+        return _new_user_page({}, {})
+    typed = {name: request.form.get(name, "") for name in ("username", "display_name", "role", "phone")}
+    try:
+        user = _add(typed)
+    except Refused as refused:
+        return _new_user_page(typed, refused.problems), 400
+    flash(f"Added {user.username}. Give them the password you chose, in person or by phone: they choose their own "
+          "when they first sign in.", "success")
+    return redirect(url_for("admin.user", user_id=user.id))
+
+
+def _add(typed: dict[str, str]) -> User:
+    problems: dict[str, str] = {}
+    name = normalise_username(typed["username"])
+    if not name:
+        problems["username"] = "Enter a username."
+    elif not USERNAME.match(name):
+        problems["username"] = USERNAME_RULE
+    for field, check in (("display_name", check_display_name), ("phone", check_phone)):
+        try:
+            if len(typed[field]) > LONGEST_TEXT:
+                raise Refused({field: f"That is too long: at most {LONGEST_TEXT} characters."})
+            check(typed[field])
+        except UserError as problem:
+            problems[field] = sentence(problem)
+        except Refused as refused:
+            problems.update(refused.problems)
+    if typed["role"] not in ROLES:
+        problems["role"] = "Choose a role."
+    try:
+        password = _new_password(name)
+    except Refused as refused:
+        problems.update(refused.problems)
+    if problems:
+        raise Refused(problems)
+    with database().session() as db_session:
+        try:
+            with db_session.begin():
+                refuse_taken(db_session, name)
+            return add_user(db_session, name, password, typed["role"], typed["display_name"], now=clock(),
+                            phone=typed["phone"], temporary=True, by=_by())
+        except UsernameTaken:  # perhaps by someone else meanwhile
+            raise Refused({"username": f"There is already a user {name}. Choose another username."}) from None
+        except UserError as problem:  # checked above; said as it is, should a rule change
+            raise Refused({"page": sentence(problem)}) from None
+
+
+def _new_user_page(typed: dict[str, str], problems: dict[str, str]):
+    return render_template("admin/new_user.html", typed=typed, problems=problems, roles=ROLES, role_hints=ROLE_HINTS,
+                           role_label=role_label, min_length=MIN_PASSWORD_LENGTH)
+
+
+@bp.get("/users/<int:user_id>")
+@role_required("admin")
+def user(user_id: int):
+    return _user_page(_user(user_id))
+
+
+def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict[str, str] | None = None):
+    with database().session() as db_session:
+        changes = user_changes(db_session, user_id=person.id)
+    return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
+                           changes=changes, roles=ROLES, role_hints=ROLE_HINTS, role_label=role_label,
+                           yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
+
+
+def _change(user_id: int, change, done: str):
+    """Run `change(db_session, person)` for the user's page; a UserError or Refused is shown at its
+    field (`Refused`) or at the top (UserError), and nothing is changed."""
+    person = _user(user_id)
+    try:
+        with database().session() as db_session:
+            change(db_session, person)
+    except Refused as refused:
+        return _user_page(person, refused.problems, dict(request.form)), 400
+    except UserError as problem:
+        return _user_page(person, {"page": sentence(problem)}), 409
+    flash(done.format(name=person.username), "success")
+    return redirect(url_for("admin.user", user_id=user_id))
+
+
+def _not_yourself(person: User, what: str) -> None:
+    if person.id == current_user.id:
+        raise Refused({"page": f"You cannot {what} yourself here. Another administrator can."})
+
+
+@bp.post("/users/<int:user_id>/role")
+@role_required("admin")
+def change_role(user_id: int):
+    role = request.form.get("role", "")
+
+    def change(db_session, person):
+        _not_yourself(person, "change the role of")
+        if role not in ROLES:
+            raise Refused({"role": "Choose a role."})
+        set_role(db_session, person.username, role, by=_by())
+
+    return _change(user_id, change, f"The role of {{name}} is now {role_label(role)}. They sign in again to act in it."
+                   if role in ROLES else "")
+
+
+@bp.post("/users/<int:user_id>/phone")
+@role_required("admin")
+def change_phone(user_id: int):
+    clear = request.form.get("action") == "clear"
+
+    def change(db_session, person):
+        phone = "" if clear else _text("phone", LONGEST_TEXT)
+        if not clear and not phone.strip():
+            raise Refused({"phone": "Enter a phone number, or use Clear phone."})
+        try:
+            set_phone(db_session, person.username, phone, by=_by())
+        except UserError as problem:
+            raise Refused({"phone": sentence(problem)}) from None
+
+    return _change(user_id, change, "Cleared the phone of {name}." if clear else "Saved the phone of {name}.")
+
+
+@bp.post("/users/<int:user_id>/password")
+@role_required("admin")
+def change_password(user_id: int):
+    def change(db_session, person):
+        if person.id == current_user.id:
+            raise Refused({"page": "Change your own password with Change password, at the top of the page."})
+        set_password(db_session, person.username, _new_password(person.username), temporary=True, by=_by())
+
+    return _change(user_id, change, "Set a password for {name}: give it to them in person or by phone. They choose "
+                                    "their own when they next sign in, and are signed out everywhere until then.")
+
+
+@bp.post("/users/<int:user_id>/deactivate")
+@role_required("admin")
+def deactivate_user(user_id: int):
+    def change(db_session, person):
+        _not_yourself(person, "deactivate")
+        deactivate(db_session, person.username, by=_by())
+
+    return _change(user_id, change, "Deactivated {name}: they can no longer sign in. Callbacks they had claimed are "
+                                    "back in the queue.")
+
+
+@bp.post("/users/<int:user_id>/reactivate")
+@role_required("admin")
+def reactivate_user(user_id: int):
+    def change(db_session, person):
+        reactivate(db_session, person.username, by=_by())
+
+    return _change(user_id, change, "Reactivated {name}: they can sign in again with the password they had. If "
+                                    "others might know it, set a new one below.")

@@ -1,0 +1,304 @@
+"""The Users pages (/admin/users): administrators manage users from the web, and every change to a
+user, from there or from `helpdesk users`, is in the audit log."""
+from __future__ import annotations
+
+import json
+from html import unescape
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from callbacks.claims import claim
+from helpdesk.models import Callback
+from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
+from tests.integration.test_password_change import NEW
+from tests.integration.test_queue_page import miss_a_call, words
+from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
+
+
+
+@pytest.fixture
+def admin(client, db_session):
+    """An administrator, signed in to `client`."""
+    user = make_user(db_session, "dana", "admin", display_name="Dana Admin")
+    sign_in(client, "dana")
+    return user
+
+
+def post(client, path: str, **form):
+    return client.post(path, data={"csrf_token": csrf_token(client, "/admin/users"), **form})
+
+
+def add(client, **form):
+    data = {"username": "alex", "display_name": "Alex Smith", "role": "agent", "phone": "07700 900123",
+            "password": TEMPORARY, "password_again": TEMPORARY}
+    data.update(form)
+    return post(client, "/admin/users/new", **data)
+
+
+# --------------------------------------------------------------------------- who may see it
+
+
+@pytest.mark.parametrize("role", ["agent", "manager", "auditor"])
+def test_only_administrators_may_see_or_use_the_users_pages(client, db_session, role):
+    make_user(db_session, "sam", role)
+    sign_in(client, "sam")
+    assert "/admin/users" not in client.get("/account/password").get_data(as_text=True)
+    for path in ("/admin/users", "/admin/users/new", "/admin/users/1"):
+        assert client.get(path).status_code == 403
+    refused = add(client)
+    assert refused.status_code == 403 and user_named(db_session, "alex") is None
+    assert post(client, "/admin/users/1/deactivate").status_code == 403
+    assert user_named(db_session, "sam").active
+
+
+def test_signed_out_people_are_sent_to_sign_in(client, db_session):
+    response = client.get("/admin/users")
+    assert response.status_code == 302 and "/login?next=" in response.headers["Location"]
+
+
+def test_the_navigation_links_administrators_to_users(client, admin):
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert '<a href="/admin/users" aria-current="page">Users</a>' in page
+
+
+# --------------------------------------------------------------------------- the list
+
+
+def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(client, db_session, admin):
+    make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123")
+    make_user(db_session, "sam", "auditor", temporary=True)
+    from helpdesk.users import deactivate
+    deactivate(db_session, "sam")
+
+    page = words(client.get("/admin/users").get_data(as_text=True))
+
+    assert "alex Alex Smith Agent •••••••• 123 Number ending 123 Yes Their own" in page
+    assert ("sam DWP auditor None No: deactivated Set by an administrator: to be changed at their next sign-in"
+            in page)
+    assert "dana Dana Admin Administrator None Yes Their own" in page
+    assert "900123" not in page.replace("Number ending 123", "")
+
+
+# --------------------------------------------------------------------------- adding
+
+
+def test_an_administrator_adds_a_user_who_must_choose_their_own_password(app, client, db_session, admin):
+    response = add(client)
+
+    alex = user_named(db_session, "alex")
+    assert response.status_code == 302 and response.headers["Location"] == f"/admin/users/{alex.id}"
+    assert (alex.role, alex.display_name, alex.phone, alex.active, alex.must_change_password) == (
+        "agent", "Alex Smith", "+447700900123", True, True)
+    page = words(client.get(response.headers["Location"]).get_data(as_text=True))
+    assert "Added alex. Give them the password you chose" in page
+    assert "added as Agent, with a password for their first sign-in only, with a phone, by dana" in page
+    # They sign in with it, and are then asked to choose their own.
+    theirs = app.test_client()
+    assert sign_in(theirs, "alex", TEMPORARY).status_code == 302
+    assert theirs.get("/queue").headers["Location"] == "/account/password"
+    entry = audit_entries(db_session, "user.added")[-1]
+    assert (entry.user_id, entry.actor) == (admin.id, "dana")
+    assert json.loads(entry.detail) == {"user": "alex", "user_id": alex.id, "via": "web", "role": "agent",
+                                        "temporary": True, "phone": True}
+    assert TEMPORARY not in entry.detail
+
+
+def test_every_problem_with_a_new_user_is_shown_at_its_field_and_nothing_is_added(client, db_session, admin):
+    response = add(client, username="a b", display_name="Line\nbreak", role="boss", phone="not a phone",
+                   password="short", password_again="short")
+
+    html = response.get_data(as_text=True)
+    page = words(html)
+    assert response.status_code == 400 and "<title>Error: Add a user" in html
+    for field, problem in (("username", "A username is 3 to 64 letters, digits, dots, hyphens or underscores."),
+                           ("display_name", "The display name has a line break or a control character"),
+                           ("role", "Choose a role."),
+                           ("phone", "The phone number must be a UK number or in international format"),
+                           ("password", "The password is too short: use at least 12 characters.")):
+        assert f'<a href="#{field}">{problem}' in html, field
+        assert f'id="{field}-error"' in html, field
+    assert 'value="short"' not in html and "short</" not in html  # a password is never sent back
+    assert 'value="not a phone"' in html  # the rest is, to correct it
+    assert user_named(db_session, "a b") is None and len(audit_entries(db_session)) == 1  # dana's
+    assert "There is a problem" in page
+
+
+@pytest.mark.parametrize("form, field, problem", [
+    ({"username": ""}, "username", "Enter a username."),
+    ({"username": "dana"}, "username", "There is already a user dana. Choose another username."),
+    ({"username": "DANA"}, "username", "There is already a user dana. Choose another username."),
+    ({"password": "", "password_again": ""}, "password", "Enter a password."),
+    ({"password": "alex is my name ok", "password_again": "alex is my name ok"}, "password",
+     "The password has the username in it"),
+    ({"password_again": "something else entirely"}, "password_again",
+     "The password was not the same the second time. Type it again."),
+    ({"role": ""}, "role", "Choose a role."),
+    ({"username": "x" * 5000}, "username", "A username is 3 to 64"),
+    ({"password": "p" * 2000, "password_again": "p" * 2000}, "password", "That is too long: at most 1024"),
+])
+def test_a_new_user_is_refused_for_each_problem(client, db_session, admin, form, field, problem):
+    response = add(client, **form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert f'<a href="#{field}">{problem}' in html
+    assert user_named(db_session, "alex") is None
+    assert [user.username for user in [user_named(db_session, "dana")]] == ["dana"]
+
+
+# --------------------------------------------------------------------------- one user
+
+
+def test_an_administrator_sets_a_password_for_a_users_next_sign_in_and_their_sessions_end(app, client, db_session,
+                                                                                           admin):
+    alex = make_user(db_session, "alex", "manager")
+    theirs = app.test_client()
+    sign_in(theirs, "alex")
+    assert theirs.get("/calls").status_code == 200
+
+    response = post(client, f"/admin/users/{alex.id}/password", password=TEMPORARY, password_again=TEMPORARY)
+
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert theirs.get("/calls").status_code == 302  # signed out
+    assert works(db_session, "alex", TEMPORARY)
+    assert user_named(db_session, "alex").must_change_password
+    assert "Set a password for alex" in words(client.get(response.headers["Location"]).get_data(as_text=True))
+    entry, = audit_entries(db_session, "user.password_set")
+    assert entry.actor == "dana" and json.loads(entry.detail)["temporary"] is True
+
+
+def test_a_refused_password_changes_nothing_and_is_not_sent_back(client, db_session, admin):
+    alex = make_user(db_session, "alex", "manager")
+    response = post(client, f"/admin/users/{alex.id}/password", password=TEMPORARY, password_again="other words")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and '<a href="#password_again">The password was not the same' in html
+    assert TEMPORARY not in html
+    assert works(db_session, "alex", PASSWORD)
+    assert audit_entries(db_session, "user.password_set") == []
+
+
+def test_an_administrator_changes_a_role_and_the_user_signs_in_again(app, client, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+    theirs = app.test_client()
+    sign_in(theirs, "alex")
+
+    response = post(client, f"/admin/users/{alex.id}/role", role="manager")
+
+    assert response.status_code == 302 and user_named(db_session, "alex").role == "manager"
+    assert theirs.get("/queue").status_code == 302
+    page = words(client.get(response.headers["Location"]).get_data(as_text=True))
+    assert "The role of alex is now Manager. They sign in again to act in it." in page
+    assert "role changed from Agent to Manager, by dana" in page
+
+
+def test_a_role_change_to_auditor_gives_claimed_callbacks_back_and_says_so(client, clock, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+    miss_a_call(client, clock, 1, clock.now)
+    with db_session.begin():
+        callback_id = db_session.scalar(select(Callback.id))
+    claim(db_session, callback_id, alex.id, clock.now)
+
+    assert post(client, f"/admin/users/{alex.id}/role", role="auditor").status_code == 302
+
+    with db_session.begin():
+        assert db_session.get(Callback, callback_id).claimed_by is None
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert "role changed from Agent to DWP auditor; 1 claimed callback back to the queue, by dana" in page
+
+
+def test_an_administrator_sets_and_clears_a_phone(client, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+
+    assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
+    assert user_named(db_session, "alex").phone == "+447700900456"
+    refused = post(client, f"/admin/users/{alex.id}/phone", phone="12", action="save")
+    assert refused.status_code == 400 and 'value="12"' in refused.get_data(as_text=True)
+    empty = post(client, f"/admin/users/{alex.id}/phone", phone=" ", action="save")
+    assert empty.status_code == 400 and "Enter a phone number, or use Clear phone." in empty.get_data(as_text=True)
+    assert user_named(db_session, "alex").phone == "+447700900456"
+    assert post(client, f"/admin/users/{alex.id}/phone", phone="", action="clear").status_code == 302
+    assert user_named(db_session, "alex").phone is None
+    assert [json.loads(entry.detail)["phone"] for entry in audit_entries(db_session, "user.phone_changed")] == [
+        True, False]
+    assert all("900456" not in entry.detail for entry in audit_entries(db_session))
+
+
+def test_an_administrator_deactivates_and_reactivates_a_user(app, client, db_session, admin):
+    alex = make_user(db_session, "alex", "manager")
+    theirs = app.test_client()
+    sign_in(theirs, "alex")
+
+    assert post(client, f"/admin/users/{alex.id}/deactivate").status_code == 302
+    assert not user_named(db_session, "alex").active
+    assert theirs.get("/calls").status_code == 302
+    again = post(client, f"/admin/users/{alex.id}/deactivate")
+    assert again.status_code == 409 and "'alex' is already deactivated." in unescape(again.get_data(as_text=True))
+
+    assert post(client, f"/admin/users/{alex.id}/reactivate").status_code == 302
+    assert user_named(db_session, "alex").active
+    assert theirs.get("/calls").status_code == 302  # the session deactivated stays ended
+    assert sign_in(theirs, "alex").status_code == 302 and theirs.get("/calls").status_code == 200
+    assert [entry.action for entry in audit_entries(db_session)][-2:] == ["user.deactivated", "user.reactivated"]
+
+
+def test_administrators_leave_their_own_role_deactivation_and_password_to_others(client, db_session, admin):
+    make_user(db_session, "erin", "admin")  # not the last administrator either
+    page = client.get(f"/admin/users/{admin.id}").get_data(as_text=True)
+    assert "This is you." in words(page) and f"/admin/users/{admin.id}/deactivate" not in page
+
+    for path, form in (("role", {"role": "agent"}), ("deactivate", {}),
+                       ("password", {"password": TEMPORARY, "password_again": TEMPORARY})):
+        refused = post(client, f"/admin/users/{admin.id}/{path}", **form)
+        assert refused.status_code == 400, path
+    dana = user_named(db_session, "dana")
+    assert (dana.role, dana.active, dana.must_change_password) == ("admin", True, False)
+    assert works(db_session, "dana", PASSWORD)
+
+
+def test_the_last_active_administrator_is_kept(app, client, db_session, admin):
+    erin = make_user(db_session, "erin", "admin")
+    other = app.test_client()
+    sign_in(other, "erin")
+    assert post(client, f"/admin/users/{erin.id}/deactivate").status_code == 302
+    # erin is gone; dana cannot be deactivated by anyone now, even from the command line.
+    assert run_cli_deactivate(db_session, "dana")
+
+
+def run_cli_deactivate(db_session, username: str) -> bool:
+    from helpdesk.user_rules import UserError
+    from helpdesk.users import deactivate
+
+    try:
+        deactivate(db_session, username)
+    except UserError as refused:
+        return "last active administrator" in str(refused)
+    return False
+
+
+def test_an_unknown_user_is_not_found(client, admin):
+    assert client.get("/admin/users/999999").status_code == 404
+    assert post(client, "/admin/users/999999/deactivate").status_code == 404
+
+
+def test_a_form_without_its_token_changes_nothing(client, db_session, admin):
+    alex = make_user(db_session, "alex", "manager")
+    response = client.post(f"/admin/users/{alex.id}/deactivate")
+    assert response.status_code == 400 and user_named(db_session, "alex").active
+
+
+def test_the_users_pages_log_no_password(client, db_session, admin, caplog):
+    caplog.set_level(logging.DEBUG)
+    add(client)
+    alex = user_named(db_session, "alex")
+    post(client, f"/admin/users/{alex.id}/password", password=NEW, password_again=NEW)
+    assert TEMPORARY not in caplog.text and NEW not in caplog.text
+
+
+def test_a_name_or_phone_far_too_long_is_refused_at_its_field(client, db_session, admin):
+    response = add(client, display_name="n" * 200, phone="7" * 200_000)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert '<a href="#display_name">The display name is too long: use at most 128 characters.' in html
+    assert '<a href="#phone">That is too long: at most 1000 characters.' in html
+    assert user_named(db_session, "alex") is None
