@@ -153,7 +153,7 @@ def _new_user_page(typed: dict[str, str], problems: dict[str, str]):
                            role_label=role_label, min_length=MIN_PASSWORD_LENGTH)
 
 
-@bp.get("/users/<int:user_id>")
+@bp.get("/users/<id:user_id>")
 @role_required("admin")
 def user(user_id: int):
     return _user_page(_user(user_id))
@@ -187,7 +187,7 @@ def _not_yourself(person: User, what: str) -> None:
         raise Refused({"page": f"You cannot {what} yourself here. Another administrator can."})
 
 
-@bp.post("/users/<int:user_id>/role")
+@bp.post("/users/<id:user_id>/role")
 @role_required("admin")
 def change_role(user_id: int):
     role = request.form.get("role", "")
@@ -202,7 +202,7 @@ def change_role(user_id: int):
                    if role in ROLES else "")
 
 
-@bp.post("/users/<int:user_id>/phone")
+@bp.post("/users/<id:user_id>/phone")
 @role_required("admin")
 def change_phone(user_id: int):
     clear = request.form.get("action") == "clear"
@@ -219,7 +219,7 @@ def change_phone(user_id: int):
     return _change(user_id, change, "Cleared the phone of {name}." if clear else "Saved the phone of {name}.")
 
 
-@bp.post("/users/<int:user_id>/password")
+@bp.post("/users/<id:user_id>/password")
 @role_required("admin")
 def change_password(user_id: int):
     def change(db_session, person):
@@ -231,7 +231,7 @@ def change_password(user_id: int):
                                     "their own when they next sign in, and are signed out everywhere until then.")
 
 
-@bp.post("/users/<int:user_id>/deactivate")
+@bp.post("/users/<id:user_id>/deactivate")
 @role_required("admin")
 def deactivate_user(user_id: int):
     def change(db_session, person):
@@ -242,7 +242,7 @@ def deactivate_user(user_id: int):
                                     "back in the queue.")
 
 
-@bp.post("/users/<int:user_id>/reactivate")
+@bp.post("/users/<id:user_id>/reactivate")
 @role_required("admin")
 def reactivate_user(user_id: int):
     def change(db_session, person):

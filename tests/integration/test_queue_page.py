@@ -731,7 +731,7 @@ def test_an_agent_signing_in_starts_on_the_queue(app, client):
     assert 'href="/queue" aria-current="page"' in text_of(client.get("/queue"))
 
 
-@pytest.mark.parametrize("callback_id", ["999999", str(2 ** 63), "9" * 30, "\u0661\u0662"])
+@pytest.mark.parametrize("callback_id", ["999999", str(2 ** 31), str(2 ** 63), "9" * 30, "\u0661\u0662"])
 @pytest.mark.parametrize("action", ["claim", "release", "call", "attempts", "close"])
 def test_an_id_no_row_can_have_is_a_404_not_a_failure(alice, client, three_callbacks, db_session, callback_id, action):
     before = [(c.id, c.status, c.claimed_by_id) for c in stored(db_session)]

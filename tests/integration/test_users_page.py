@@ -281,6 +281,14 @@ def test_an_unknown_user_is_not_found(client, admin):
     assert post(client, "/admin/users/999999/deactivate").status_code == 404
 
 
+@pytest.mark.parametrize("user_id", [str(2 ** 31), str(2 ** 63), "9" * 30, "\u0661"])
+def test_an_id_no_user_can_have_is_not_found_rather_than_a_failure(client, db_session, admin, user_id):
+    assert client.get(f"/admin/users/{user_id}").status_code == 404
+    for action in ("role", "phone", "password", "deactivate", "reactivate"):
+        assert post(client, f"/admin/users/{user_id}/{action}", role="agent").status_code == 404, action
+    assert user_named(db_session, "dana").active  # "\u0661" is a 1 in Arabic-Indic digits: dana's id
+
+
 def test_a_form_without_its_token_changes_nothing(client, db_session, admin):
     alex = make_user(db_session, "alex", "manager")
     response = client.post(f"/admin/users/{alex.id}/deactivate")
