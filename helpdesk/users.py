@@ -225,7 +225,8 @@ def end_sessions(session: Session, user_id: int) -> None:
 
 def existing_user(session: Session, username: str) -> User:
     name = normalise_username(username)
-    user = session.scalar(select(User).where(User.username == name))
+    # A name no user can have is not asked for: one not UTF-8 (from a terminal) cannot be sent.
+    user = session.scalar(select(User).where(User.username == name)) if USERNAME.match(name) else None
     if user is None:
         raise UserError(f"there is no user {name!r}")
     return user

@@ -105,6 +105,12 @@ def test_users_history_shows_the_changes_newest_first_and_one_users_alone(migrat
     assert unknown.exit_code == 1 and "there is no user 'nobody'" in unknown.output
 
 
+@pytest.mark.parametrize("command", ["history", "deactivate"])
+def test_a_name_not_utf8_is_no_user_rather_than_a_failure(migrated_url, command):
+    run = run_cli(migrated_url, command, "al\udcffex")  # bytes not UTF-8, as a terminal may pass them
+    assert run.exit_code == 1 and "there is no user 'al\\udcffex'" in run.output, run.exception
+
+
 @pytest.mark.parametrize("second", ["deactivate", "set_role"])
 def test_two_administrators_removing_each_other_at_once_leave_one(database, monkeypatch, second):
     """Each checks there is another active administrator before either has committed; the second
