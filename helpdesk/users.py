@@ -55,9 +55,12 @@ class Actor:
 
 def command_line() -> Actor:
     try:
-        return Actor(getpass.getuser())
+        name = getpass.getuser()
     except (OSError, KeyError):
         return Actor("unknown")
+    # From LOGNAME or USER, which may be anything: as text the database takes, and no longer
+    # than AuditEntry.actor holds (else every change from the command line failed).
+    return Actor(name.encode("utf-8", "replace").decode("utf-8")[:128] or "unknown")
 
 
 def audit(session: Session, action: str, user: User, by: Actor | None, now: datetime | None = None,

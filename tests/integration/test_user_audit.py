@@ -4,6 +4,7 @@ Also: two administrators cannot leave the help desk with none, and a deactivated
 sessions stay ended."""
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import timedelta
 
@@ -103,6 +104,16 @@ def test_users_history_shows_the_changes_newest_first_and_one_users_alone(migrat
     assert latest == everyone[:1]
     unknown = run_cli(migrated_url, "history", "nobody")
     assert unknown.exit_code == 1 and "there is no user 'nobody'" in unknown.output
+
+
+@pytest.mark.parametrize("system_user, actor", [("x" * 200, "x" * 128), ("ad\udcffmin", "ad?min")])
+def test_a_system_user_too_long_or_not_utf8_still_changes_users(migrated_url, db_session, monkeypatch, system_user,
+                                                                actor):
+    """getpass takes the name from LOGNAME or USER, which may be anything."""
+    monkeypatch.setattr(getpass, "getuser", lambda: system_user)
+    run = run_cli(migrated_url, "add", "alex", "--role", "agent")
+    assert run.exit_code == 0, run.output
+    assert [entry.actor for entry in audit_entries(db_session)] == [actor]
 
 
 @pytest.mark.parametrize("command", ["history", "deactivate"])
