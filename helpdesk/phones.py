@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII digits: another script's cannot be dialled
 SHOWN_DIGITS = 3
 # Stored instead of a caller's number or a sender's address once the retention period has passed
 # (helpdesk/retention.py): not a number, nor anything a caller could send.

@@ -224,6 +224,17 @@ def test_an_administrator_sets_and_clears_a_phone(client, db_session, admin):
     assert all("900456" not in entry.detail for entry in audit_entries(db_session))
 
 
+def test_a_phone_in_another_scripts_digits_is_refused_as_no_phone_can_ring_it(client, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+    arabic_indic = "+44\u0667\u0667\u0660\u0660\u0669\u0660\u0660\u0661\u0662\u0663"  # +447700900123
+
+    refused = post(client, f"/admin/users/{alex.id}/phone", phone=arabic_indic, action="save")
+
+    assert refused.status_code == 400 and '<a href="#phone">The phone number must be' in refused.get_data(as_text=True)
+    assert user_named(db_session, "alex").phone is None
+    assert add(client, username="sam", phone=arabic_indic).status_code == 400
+
+
 def test_an_administrator_deactivates_and_reactivates_a_user(app, client, db_session, admin):
     alex = make_user(db_session, "alex", "manager")
     theirs = app.test_client()

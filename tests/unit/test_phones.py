@@ -10,7 +10,8 @@ def test_international_numbers_are_accepted(number):
 
 
 @pytest.mark.parametrize("number", [None, "", "07700 900123", "+44 7700 900123", "+047700900123", "+447700900123\n",
-                                    "client:agent-1", "+4412"])
+                                    "client:agent-1", "+4412",
+                                    "+44\u0667\u0667\u0660\u0660\u0669\u0660\u0660\u0661\u0662\u0663"])  # Arabic-Indic
 def test_anything_else_is_not_an_international_number(number):
     assert not is_e164(number)
 
