@@ -196,6 +196,9 @@ def change_role(user_id: int):
         _not_yourself(person, "change the role of")
         if role not in ROLES:
             raise Refused({"role": "Choose a role."})
+        if role == person.role:
+            raise Refused({"role": f"The role of {person.username} is already {role_label(role)}. "
+                                   "Choose another role."})
         set_role(db_session, person.username, role, by=_by())
 
     return _change(user_id, change, f"The role of {{name}} is now {role_label(role)}. They sign in again to act in it."

@@ -192,6 +192,18 @@ def test_an_administrator_changes_a_role_and_the_user_signs_in_again(app, client
     assert "role changed from Agent to Manager, by dana" in page
 
 
+def test_the_role_a_user_has_already_is_refused_at_its_field_in_the_pages_words(client, db_session, admin):
+    sam = make_user(db_session, "sam", "auditor")
+
+    refused = post(client, f"/admin/users/{sam.id}/role", role="auditor")
+
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert '<a href="#role">The role of sam is already DWP auditor. Choose another role.' in html
+    assert "'sam'" not in unescape(html)  # not the command line's "'sam' has the role auditor already"
+    assert audit_entries(db_session, "user.role_changed") == []
+
+
 def test_a_role_change_to_auditor_gives_claimed_callbacks_back_and_says_so(client, clock, db_session, admin):
     alex = make_user(db_session, "alex", "agent")
     miss_a_call(client, clock, 1, clock.now)
