@@ -226,10 +226,15 @@ def end_sessions(session: Session, user_id: int) -> None:
         session.execute(update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1))
 
 
-def existing_user(session: Session, username: str) -> User:
+def existing_user(session: Session, username: str, lock: bool = False) -> User:
+    """The user with this name, or UserError; with `lock`, read afresh and locked until the
+    transaction ends (PostgreSQL)."""
     name = normalise_username(username)
+    query = select(User).where(User.username == name)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
     # A name no user can have is not asked for: one not UTF-8 (from a terminal) cannot be sent.
-    user = session.scalar(select(User).where(User.username == name)) if USERNAME.match(name) else None
+    user = session.scalar(query) if USERNAME.match(name) else None
     if user is None:
         raise UserError(f"there is no user {name!r}")
     return user
@@ -269,7 +274,7 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
 def deactivate(session: Session, username: str, by: Actor | None = None) -> User:
     """Stop a user signing in; their record stays for the audit trail."""
     with session.begin():
-        user = existing_user(session, username)
+        user = _locked_user(session, username)
         if not user.active:
             raise UserError(f"{user.username!r} is already deactivated")
         if _last_active_admin(session, user):
@@ -286,15 +291,25 @@ def deactivate(session: Session, username: str, by: Actor | None = None) -> User
     return user
 
 
+def _locked_user(session: Session, username: str) -> User:
+    """The user, read afresh and locked until the transaction ends, for a change that depends on
+    what they are now (their role, whether they are active).
+
+    On PostgreSQL the active administrators' rows are locked first, always in the same order, then
+    the user's: two such changes at once (two administrators deactivating each other, or the same
+    user) run one after the other rather than deadlock, and the second sees the first's change.
+    SQLite runs one writing transaction at a time anyway.
+    """
+    session.execute(select(User.id).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
+                    .with_for_update())
+    return existing_user(session, username, lock=True)
+
+
 def _last_active_admin(session: Session, user: User) -> bool:
-    """Whether `user` is the only active administrator. On PostgreSQL the active administrators'
-    rows stay locked until the transaction ends (always in the same order, so two administrators
-    deactivating each other at once wait rather than deadlock): the second then sees the first's
-    change, and cannot leave nobody. SQLite runs one writing transaction at a time anyway."""
+    """Whether `user` is the only active administrator (read under _locked_user's locks)."""
     if user.role != "admin" or not user.active:
         return False
-    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True))
-                             .order_by(User.id).with_for_update()).all()
+    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True))).all()
     return all(admin_id == user.id for admin_id in admins)
 
 
@@ -302,7 +317,7 @@ def reactivate(session: Session, username: str, by: Actor | None = None) -> User
     """Let a deactivated user sign in again, with the password they had (set a new one if it
     might be known to others)."""
     with session.begin():
-        user = existing_user(session, username)
+        user = _locked_user(session, username)
         if user.active:
             raise UserError(f"{user.username!r} is not deactivated")
         user.active = True
@@ -316,7 +331,7 @@ def set_role(session: Session, username: str, role: str, by: Actor | None = None
     next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
     role = check_role(role)
     with session.begin():
-        user = existing_user(session, username)
+        user = _locked_user(session, username)
         if user.role == role:
             raise UserError(f"{user.username!r} has the role {role} already")
         if _last_active_admin(session, user):

@@ -122,49 +122,6 @@ def test_a_name_not_utf8_is_no_user_rather_than_a_failure(migrated_url, command)
     assert run.exit_code == 1 and "there is no user 'al\\udcffex'" in run.output, run.exception
 
 
-@pytest.mark.parametrize("second", ["deactivate", "set_role"])
-def test_two_administrators_removing_each_other_at_once_leave_one(database, monkeypatch, second):
-    """Each checks there is another active administrator before either has committed; the second
-    must see the first's change (on PostgreSQL, by the rows' lock; SQLite runs them one by one)."""
-    import threading
-    import time
-
-    from callbacks import claims
-    from helpdesk.user_rules import UserError
-    from helpdesk.users import deactivate, set_role
-
-    with database.session() as session:
-        make_user(session, "ada", "admin")
-        make_user(session, "bea", "admin")
-    release_all = claims.release_all
-
-    def slowly(session, user_id):  # between the check and the commit
-        time.sleep(0.3)
-        return release_all(session, user_id)
-
-    monkeypatch.setattr(claims, "release_all", slowly)
-    refused: list[str] = []
-
-    def remove(name: str, how: str) -> None:
-        with database.session() as session:
-            try:
-                deactivate(session, name) if how == "deactivate" else set_role(session, name, "agent")
-            except UserError as problem:
-                refused.append(str(problem))
-
-    threads = [threading.Thread(target=remove, args=("ada", "deactivate")),
-               threading.Thread(target=remove, args=("bea", second))]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.05)
-    for thread in threads:
-        thread.join(10)
-
-    with database.session() as session, session.begin():
-        admins = session.scalars(select(User.username).where(User.role == "admin", User.active.is_(True))).all()
-    assert admins == ["bea"] and len(refused) == 1 and "last active administrator" in refused[0]
-
-
 def test_a_session_ended_by_deactivation_stays_ended_after_reactivation(migrated_url, client, db_session):
     make_user(db_session, "alex", "manager")
     sign_in(client, "alex")
@@ -174,3 +131,82 @@ def test_a_session_ended_by_deactivation_stays_ended_after_reactivation(migrated
 
     assert client.get("/calls").status_code == 302  # it worked again before
     assert sign_in(client, "alex").status_code == 302 and client.get("/calls").status_code == 200
+
+
+def at_once(database, monkeypatch, *changes) -> list[str]:
+    """Run each of `changes(session)` in its own thread, each a moment after the one before, with
+    a pause between their checks and their commits; the problems they raised, in order."""
+    import threading
+    import time
+
+    from callbacks import claims
+    from helpdesk.user_rules import UserError
+
+    release_all = claims.release_all
+
+    def slowly(session, user_id):  # between the check and the commit
+        time.sleep(0.3)
+        return release_all(session, user_id)
+
+    monkeypatch.setattr(claims, "release_all", slowly)
+    refused: list[str] = []
+
+    def run(change) -> None:
+        with database.session() as session:
+            try:
+                change(session)
+            except UserError as problem:
+                refused.append(str(problem))
+
+    threads = [threading.Thread(target=run, args=(change,)) for change in changes]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(10)
+    return refused
+
+
+def test_the_same_user_deactivated_twice_at_once_is_deactivated_and_recorded_once(database, monkeypatch):
+    from helpdesk.users import deactivate
+
+    with database.session() as session:
+        make_user(session, "alex", "agent")
+    refused = at_once(database, monkeypatch, lambda s: deactivate(s, "alex"), lambda s: deactivate(s, "alex"))
+
+    assert refused == ["'alex' is already deactivated"]
+    with database.session() as session:
+        assert [entry.action for entry in audit_entries(session)] == ["user.added", "user.deactivated"]
+
+
+def test_two_role_changes_at_once_record_the_role_each_replaced(database, monkeypatch):
+    from helpdesk.users import set_role
+
+    with database.session() as session:
+        make_user(session, "alex", "agent")
+    refused = at_once(database, monkeypatch, lambda s: set_role(s, "alex", "auditor"),
+                      lambda s: set_role(s, "alex", "manager"))
+
+    assert refused == []
+    with database.session() as session:
+        changes = [json.loads(entry.detail) for entry in audit_entries(session, "user.role_changed")]
+        assert [(change["before"], change["after"]) for change in changes] == [("agent", "auditor"),
+                                                                             ("auditor", "manager")]
+        assert user_named(session, "alex").role == "manager"
+
+
+@pytest.mark.parametrize("second", ["deactivate", "set_role"])
+def test_two_administrators_removing_each_other_at_once_leave_one(database, monkeypatch, second):
+    """Each checks there is another active administrator before either has committed; the second
+    must see the first's change (on PostgreSQL, by the rows' lock; SQLite runs them one by one)."""
+    from helpdesk.users import deactivate, set_role
+
+    with database.session() as session:
+        make_user(session, "ada", "admin")
+        make_user(session, "bea", "admin")
+    refused = at_once(database, monkeypatch, lambda s: deactivate(s, "ada"),
+                      lambda s: deactivate(s, "bea") if second == "deactivate" else set_role(s, "bea", "agent"))
+
+    with database.session() as session, session.begin():
+        admins = session.scalars(select(User.username).where(User.role == "admin", User.active.is_(True))).all()
+    assert admins == ["bea"] and len(refused) == 1 and "last active administrator" in refused[0]
