@@ -18,8 +18,8 @@ from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_phone, check_username
-from helpdesk.users import (add_user, deactivate, existing_user, list_users, reactivate, refuse_taken, set_password,
-                            set_phone, set_role, user_changes)
+from helpdesk.users import (add_user, deactivate, existing_user, list_users, reactivate, refuse_taken, set_display_name,
+                            set_password, set_phone, set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -225,6 +225,17 @@ def set_phone_command(username: str, phone: str) -> None:
     with _session() as session:
         user = set_phone(session, username, phone)
     click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
+
+
+@users_cli.command("set-name")
+@click.argument("username")
+@click.argument("name", required=False, default="")
+def set_name_command(username: str, name: str) -> None:
+    """Set the name shown for a user, e.g. "Alex Smith" (leave NAME out to clear it)."""
+    with _session() as session:
+        user = set_display_name(session, username, name)
+    click.echo(f"{user.username!r} is shown as {user.display_name}." if user.display_name
+               else f"Cleared the name of {user.username!r}.")
 
 
 @users_cli.command("set-password")

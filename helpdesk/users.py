@@ -35,9 +35,10 @@ class UsernameTaken(UserError):
 
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
 ADDED, PASSWORD_SET, PASSWORD_CHANGED = "user.added", "user.password_set", "user.password_changed"
-DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED = (
-    "user.deactivated", "user.reactivated", "user.role_changed", "user.phone_changed")
-USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED)
+DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED, NAME_CHANGED = (
+    "user.deactivated", "user.reactivated", "user.role_changed", "user.phone_changed", "user.name_changed")
+USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
+                NAME_CHANGED)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,12 @@ def finish_sign_in(session: Session, keys: tuple[str, ...], *, succeeded: bool) 
             _forget_failures(session, *keys)
 
 
+def signed_in(session: Session, user_id: int, now: datetime) -> None:
+    """Note when the user signed in, for the Users page."""
+    with session.begin():
+        session.execute(update(User).where(User.id == user_id).values(last_signed_in_at=now))
+
+
 def user_id_named(session: Session, username: str) -> int | None:
     """The id of the user with this name, for the log (never the name typed: it may be a password)."""
     user = _user_named(session, normalise_username(username)[:64])
@@ -255,6 +262,19 @@ def set_password(session: Session, username: str, password: str, temporary: bool
         _forget_failures(session, f"user:{user.id}", *([_name_digest(user.username, secret)] if secret else []))
         audit(session, PASSWORD_SET, user, by, temporary=temporary)
     log.info("password changed for user %s", user.username)
+    return user
+
+
+def set_display_name(session: Session, username: str, display_name: str | None, by: Actor | None = None) -> User:
+    """Set (or, with nothing, clear) the name shown for a user."""
+    display_name = check_display_name(display_name)
+    with session.begin():
+        user = existing_user(session, username)
+        if user.display_name == display_name:
+            return user  # nothing to change, nor to record
+        user.display_name = display_name
+        audit(session, NAME_CHANGED, user, by, name=bool(display_name))
+    log.info("display name changed for user %s", user.username)
     return user
 
 
@@ -403,4 +423,6 @@ def _change_words(action: str, detail: dict) -> str:
         return "reactivated"
     if action == ROLE_CHANGED:
         return f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}{given_back}"
+    if action == NAME_CHANGED:
+        return "name changed" if detail.get("name") else "name cleared"
     return "phone set" if detail.get("phone") else "phone cleared"

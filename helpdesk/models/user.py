@@ -32,6 +32,8 @@ class User(UserMixin, Base):
     # The password was set by an administrator, who knows it: the user chooses their own at
     # their next sign-in before anything else (own_password_first in helpdesk.pages).
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When they last signed in (None: not since 0.17.0), for the Users page.
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users

@@ -21,7 +21,7 @@ from helpdesk.pages.format import format_date_time, masked_number_html, role_lab
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_password, check_phone, normalise_username)
 from helpdesk.users import (Actor, UsernameTaken, add_user, deactivate, list_users, reactivate, refuse_taken,
-                            set_password, set_phone, set_role, user_changes)
+                            set_display_name, set_password, set_phone, set_role, user_changes)
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,18 @@ def change_role(user_id: int):
 
     return _change(user_id, change, f"The role of {{name}} is now {role_label(role)}. They sign in again to act in it."
                    if role in ROLES else "")
+
+
+@bp.post("/users/<id:user_id>/name")
+@role_required("admin")
+def change_name(user_id: int):
+    def change(db_session, person):
+        try:
+            set_display_name(db_session, person.username, _text("display_name", LONGEST_TEXT), by=_by())
+        except UserError as problem:
+            raise Refused({"display_name": sentence(problem)}) from None
+
+    return _change(user_id, change, "Saved the name of {name}.")
 
 
 @bp.post("/users/<id:user_id>/phone")

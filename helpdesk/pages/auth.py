@@ -15,7 +15,8 @@ from helpdesk.models import User
 from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password
 from helpdesk.pages.access import local_path, remember_new_password, remember_sign_in
 from helpdesk.user_rules import MIN_PASSWORD_LENGTH
-from helpdesk.users import authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, user_id_named
+from helpdesk.users import (authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, signed_in,
+                            user_id_named)
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def login():
         finish_sign_in(db_session, keys, succeeded=user is not None)
         if user is None:
             log.info("sign-in refused for %s", _who(db_session, form))
+        else:
+            signed_in(db_session, user.id, now)
     if user is None:
         return render_template("login.html", form=form, error=WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)

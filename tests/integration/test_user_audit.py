@@ -210,3 +210,15 @@ def test_two_administrators_removing_each_other_at_once_leave_one(database, monk
     with database.session() as session, session.begin():
         admins = session.scalars(select(User.username).where(User.role == "admin", User.active.is_(True))).all()
     assert admins == ["bea"] and len(refused) == 1 and "last active administrator" in refused[0]
+
+
+def test_users_set_name_sets_and_clears_the_name_and_records_it(migrated_url, db_session):
+    make_user(db_session, "alex", "agent")
+    shown = run_cli(migrated_url, "set-name", "alex", "Alex Smith")
+    assert shown.exit_code == 0 and shown.output == "'alex' is shown as Alex Smith.\n"
+    assert user_named(db_session, "alex").display_name == "Alex Smith"
+    cleared = run_cli(migrated_url, "set-name", "alex")
+    assert cleared.exit_code == 0 and cleared.output == "Cleared the name of 'alex'.\n"
+    refused = run_cli(migrated_url, "set-name", "alex", "x" * 129)
+    assert refused.exit_code == 1 and "the display name is too long" in refused.output
+    assert [change.words for change in user_changes(db_session)][:2] == ["name cleared", "name changed"]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from callbacks.claims import claim
 from helpdesk.models import Callback
+from helpdesk.pages.format import format_date_time
 from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
 from tests.integration.test_password_change import NEW
 from tests.integration.test_queue_page import miss_a_call, words
@@ -338,3 +339,34 @@ def test_a_name_or_phone_far_too_long_is_refused_at_its_field(client, db_session
     assert '<a href="#display_name">The display name is too long: use at most 128 characters.' in html
     assert '<a href="#phone">That is too long: at most 1000 characters.' in html
     assert user_named(db_session, "alex") is None
+
+
+def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+    assert "alex Agent None Yes Their own No sign-in recorded" in words(client.get("/admin/users").get_data(as_text=True))
+
+    clock.advance(3600)
+    sign_in(app.test_client(), "alex")
+    when = format_date_time(clock.now)
+    clock.advance(60)
+    sign_in(app.test_client(), "alex", "not the password")  # refused: not a sign-in
+
+    listed = words(client.get("/admin/users").get_data(as_text=True))
+    assert f"alex Agent None Yes Their own {when}" in listed
+    assert f"Last signed in {when}" in words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+
+
+def test_an_administrator_changes_and_clears_a_users_name(client, db_session, admin):
+    alex = make_user(db_session, "alex", "agent", display_name="Alex Smith")
+
+    assert post(client, f"/admin/users/{alex.id}/name", display_name="Alex Jones").status_code == 302
+    assert user_named(db_session, "alex").display_name == "Alex Jones"
+    refused = post(client, f"/admin/users/{alex.id}/name", display_name="Tab\there")
+    assert refused.status_code == 400
+    assert '<a href="#display_name">The display name has a line break or a control character' in refused.get_data(
+        as_text=True)
+    assert post(client, f"/admin/users/{alex.id}/name", display_name="").status_code == 302
+    assert user_named(db_session, "alex").display_name == ""
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert "name cleared, by dana" in page and "name changed, by dana" in page
+    assert all("Alex" not in entry.detail for entry in audit_entries(db_session))
