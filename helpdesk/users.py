@@ -267,27 +267,25 @@ def set_password(session: Session, username: str, password: str, temporary: bool
 
 def set_display_name(session: Session, username: str, display_name: str | None, by: Actor | None = None) -> User:
     """Set (or, with nothing, clear) the name shown for a user."""
-    display_name = check_display_name(display_name)
-    with session.begin():
-        user = existing_user(session, username)
-        if user.display_name == display_name:
-            return user  # nothing to change, nor to record
-        user.display_name = display_name
-        audit(session, NAME_CHANGED, user, by, name=bool(display_name))
-    log.info("display name changed for user %s", user.username)
-    return user
+    return _set_detail(session, username, "display_name", check_display_name(display_name), NAME_CHANGED, "name", by)
 
 
 def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None) -> User:
     """Set (or, with None, clear) the phone an agent's callbacks ring first."""
-    phone = check_phone(phone)
+    return _set_detail(session, username, "phone", check_phone(phone), PHONE_CHANGED, "phone", by)
+
+
+def _set_detail(session: Session, username: str, column: str, value, action: str, what: str,
+                by: Actor | None) -> User:
+    """Set one of a user's details, checked already; the audit log has only whether `what` is now
+    set. A value unchanged is neither stored nor recorded."""
     with session.begin():
         user = existing_user(session, username)
-        if user.phone == phone:
-            return user  # nothing to change, nor to record
-        user.phone = phone
-        audit(session, PHONE_CHANGED, user, by, phone=phone is not None)
-    log.info("phone changed for user %s", user.username)
+        if getattr(user, column) == value:
+            return user
+        setattr(user, column, value)
+        audit(session, action, user, by, **{what: bool(value)})
+    log.info("%s changed for user %s", what, user.username)
     return user
 
 
