@@ -292,10 +292,10 @@ def _set_detail(session: Session, username: str, column: str, value, action: str
 def deactivate(session: Session, username: str, by: Actor | None = None) -> User:
     """Stop a user signing in; their record stays for the audit trail."""
     with session.begin():
-        user = _locked_user(session, username)
+        user, admins = _locked_user(session, username)
         if not user.active:
             raise UserError(f"{user.username!r} is already deactivated")
-        if _last_active_admin(session, user):
+        if _last_active_admin(user, admins):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
         # Their sessions end for good: reactivated, they sign in again.
@@ -309,33 +309,30 @@ def deactivate(session: Session, username: str, by: Actor | None = None) -> User
     return user
 
 
-def _locked_user(session: Session, username: str) -> User:
+def _locked_user(session: Session, username: str) -> tuple[User, list[int]]:
     """The user, read afresh and locked until the transaction ends, for a change that depends on
-    what they are now (their role, whether they are active).
+    what they are now (their role, whether they are active); and the active administrators' ids.
 
     On PostgreSQL the active administrators' rows are locked first, always in the same order, then
     the user's: two such changes at once (two administrators deactivating each other, or the same
     user) run one after the other rather than deadlock, and the second sees the first's change.
     SQLite runs one writing transaction at a time anyway.
     """
-    session.execute(select(User.id).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
-                    .with_for_update())
-    return existing_user(session, username, lock=True)
+    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True)).order_by(User.id)
+                             .with_for_update()).all()
+    return existing_user(session, username, lock=True), admins
 
 
-def _last_active_admin(session: Session, user: User) -> bool:
-    """Whether `user` is the only active administrator (read under _locked_user's locks)."""
-    if user.role != "admin" or not user.active:
-        return False
-    admins = session.scalars(select(User.id).where(User.role == "admin", User.active.is_(True))).all()
-    return all(admin_id == user.id for admin_id in admins)
+def _last_active_admin(user: User, active_admins: list[int]) -> bool:
+    """Whether `user` is the only active administrator (`active_admins` as _locked_user read them)."""
+    return user.role == "admin" and user.active and all(admin_id == user.id for admin_id in active_admins)
 
 
 def reactivate(session: Session, username: str, by: Actor | None = None) -> User:
     """Let a deactivated user sign in again, with the password they had (set a new one if it
     might be known to others)."""
     with session.begin():
-        user = _locked_user(session, username)
+        user, _ = _locked_user(session, username)
         if user.active:
             raise UserError(f"{user.username!r} is not deactivated")
         user.active = True
@@ -349,10 +346,10 @@ def set_role(session: Session, username: str, role: str, by: Actor | None = None
     next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
     role = check_role(role)
     with session.begin():
-        user = _locked_user(session, username)
+        user, admins = _locked_user(session, username)
         if user.role == role:
             raise UserError(f"{user.username!r} has the role {role} already")
-        if _last_active_admin(session, user):
+        if _last_active_admin(user, admins):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         before, user.role = user.role, role
         user.session_epoch = User.session_epoch + 1
