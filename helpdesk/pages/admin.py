@@ -20,8 +20,8 @@ from helpdesk.pages.access import role_required
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_password, check_phone, normalise_username)
-from helpdesk.users import (Actor, UsernameTaken, add_user, deactivate, list_users, reactivate, refuse_taken,
-                            set_display_name, set_password, set_phone, set_role, user_changes)
+from helpdesk.users import (Actor, UsernameTaken, add_user, deactivate, list_users, reactivate, set_display_name,
+                            set_password, set_phone, set_role, user_changes)
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def users():
     with database().session() as db_session:
         people = list_users(db_session)
         changes = user_changes(db_session, limit=20)
-    return render_template("admin/users.html", people=people, changes=changes, role_label=role_label)
+    return render_template("admin/users.html", people=people, changes=changes)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -121,9 +121,7 @@ def _add(typed: dict[str, str]) -> User:
         problems["username"] = USERNAME_RULE
     for field, check in (("display_name", check_display_name), ("phone", check_phone)):
         try:
-            if len(typed[field]) > LONGEST_TEXT:
-                raise Refused({field: f"That is too long: at most {LONGEST_TEXT} characters."})
-            check(typed[field])
+            check(_text(field, LONGEST_TEXT))
         except UserError as problem:
             problems[field] = sentence(problem)
         except Refused as refused:
@@ -138,8 +136,6 @@ def _add(typed: dict[str, str]) -> User:
         raise Refused(problems)
     with database().session() as db_session:
         try:
-            with db_session.begin():
-                refuse_taken(db_session, name)
             return add_user(db_session, name, password, typed["role"], typed["display_name"], now=clock(),
                             phone=typed["phone"], temporary=True, by=_by())
         except UsernameTaken:  # perhaps by someone else meanwhile
@@ -150,7 +146,7 @@ def _add(typed: dict[str, str]) -> User:
 
 def _new_user_page(typed: dict[str, str], problems: dict[str, str]):
     return render_template("admin/new_user.html", typed=typed, problems=problems, roles=ROLES, role_hints=ROLE_HINTS,
-                           role_label=role_label, min_length=MIN_PASSWORD_LENGTH)
+                           min_length=MIN_PASSWORD_LENGTH)
 
 
 @bp.get("/users/<id:user_id>")
@@ -163,7 +159,7 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
     with database().session() as db_session:
         changes = user_changes(db_session, user_id=person.id)
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
-                           changes=changes, roles=ROLES, role_hints=ROLE_HINTS, role_label=role_label,
+                           changes=changes, roles=ROLES, role_hints=ROLE_HINTS,
                            yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
 
 
