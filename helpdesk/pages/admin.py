@@ -49,7 +49,19 @@ class Refused(Exception):
 @bp.context_processor
 def formats():
     return {"fmt_phone": lambda phone: masked_number_html(phone) if phone else "None",
-            "fmt_when": format_date_time}
+            "fmt_when": format_date_time, "state_words": state_words}
+
+
+def state_words(person: User) -> dict[str, str]:
+    """What the list and a user's page say of whether they sign in, whose password they have and
+    when they last signed in: the same words in both."""
+    return {
+        "signs_in": "Yes" if person.active else "No: deactivated",
+        "password": ("Set by an administrator: to be changed at their next sign-in" if person.must_change_password
+                     else "Their own"),
+        "last_signed_in": (format_date_time(person.last_signed_in_at) if person.last_signed_in_at
+                           else "No sign-in recorded"),
+    }
 
 
 def _by() -> Actor:
