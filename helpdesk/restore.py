@@ -33,7 +33,7 @@ from helpdesk.dbutil import insert_ignoring_conflicts
 from helpdesk.models import (
     AuditEntry, CallbackAttempt, EmailAcknowledgement, Enquiry, InboundEmail, ReferenceCounter, Restore,
     SchedulerLease, TwilioEvent)
-from helpdesk.users import USER_ACTIONS
+from helpdesk.users import SIGN_IN_ACTIONS, USER_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,15 @@ def overlapping(lost: list[tuple[datetime, datetime]], start: datetime, end: dat
 
 def newest_activity(session: Session, until: datetime | None = None) -> datetime | None:
     """The latest moment (up to `until`) the database has a record of: webhook, email, enquiry,
-    attempt or audited action. Changes to users are left out: they are made on the server, with
-    the app stopped too (a password for the administrator recording the restore), and say
-    nothing of what the help desk took in."""
+    attempt or audited action. Changes to users, and signing in and out, are left out: they are
+    made on the server with the app stopped too (a password for the administrator recording the
+    restore), or by people checking the restored app, and say nothing of what the help desk took in."""
     def latest(column, *where):
         return session.scalar(select(func.max(column)).where(*where, *([column <= until] if until else [])))
 
     moments = [latest(column) for column in (
         TwilioEvent.received_at, InboundEmail.received_at, Enquiry.opened_at, CallbackAttempt.started_at)]
-    moments.append(latest(AuditEntry.at, AuditEntry.action.not_in(USER_ACTIONS)))
+    moments.append(latest(AuditEntry.at, AuditEntry.action.not_in(USER_ACTIONS + SIGN_IN_ACTIONS)))
     moments = [moment for moment in moments if moment is not None]
     return max(moments) if moments else None
 

@@ -39,6 +39,10 @@ DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED, NAME_CHANGED = (
     "user.deactivated", "user.reactivated", "user.role_changed", "user.phone_changed", "user.name_changed")
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
                 NAME_CHANGED)
+# Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
+# (what else was typed may be a password), and not once the name is refused unheard.
+SIGNED_IN, SIGN_IN_REFUSED, SIGNED_OUT = "user.signed_in", "user.sign_in_refused", "user.signed_out"
+SIGN_IN_ACTIONS = (SIGNED_IN, SIGN_IN_REFUSED, SIGNED_OUT)
 
 
 @dataclass(frozen=True)
@@ -201,10 +205,30 @@ def finish_sign_in(session: Session, keys: tuple[str, ...], *, succeeded: bool) 
             _forget_failures(session, *keys)
 
 
-def signed_in(session: Session, user_id: int, now: datetime) -> None:
-    """Note when the user signed in, for the Users page."""
+def signed_in(session: Session, user: User, now: datetime) -> None:
+    """Note when the user signed in, for the Users page, and that they did, in the audit log."""
     with session.begin():
-        session.execute(update(User).where(User.id == user_id).values(last_signed_in_at=now))
+        session.execute(update(User).where(User.id == user.id).values(last_signed_in_at=now))
+        audit(session, SIGNED_IN, user, Actor(user.username, user.id), now)
+
+
+def sign_in_refused(session: Session, username: str, now: datetime) -> int | None:
+    """Record a refused sign-in against the user with this name, if there is one; their id, for
+    the app's log (None for an unknown name, which is not recorded: it may be a password)."""
+    user = _user_named(session, normalise_username(username)[:64])
+    if user is None:
+        return None
+    with session.begin():
+        audit(session, SIGN_IN_REFUSED, user, Actor(user.username, user.id), now,
+              reason="wrong password" if user.active else "deactivated")
+    return user.id
+
+
+def signed_out(session: Session, user: User, now: datetime) -> None:
+    """End every session the user has, on every device, and record that they signed out."""
+    with session.begin():
+        session.execute(update(User).where(User.id == user.id).values(session_epoch=User.session_epoch + 1))
+        audit(session, SIGNED_OUT, user, Actor(user.username, user.id), now)
 
 
 def user_id_named(session: Session, username: str) -> int | None:
@@ -225,12 +249,6 @@ def _user_named(session: Session, username: str) -> User | None:
 
 def _forget_failures(session: Session, *keys: str) -> None:
     session.execute(delete(SignInFailure).where(SignInFailure.who.in_(keys)))
-
-
-def end_sessions(session: Session, user_id: int) -> None:
-    """End every session the user has signed in with, on every device (they signed out)."""
-    with session.begin():
-        session.execute(update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1))
 
 
 def existing_user(session: Session, username: str, lock: bool = False) -> User:
@@ -394,12 +412,12 @@ def user_changes(session: Session, user_id: int | None = None, limit: int = 50) 
     for entry in entries:
         detail = json.loads(entry.detail)
         changes.append(Change(at=entry.at, actor=entry.actor, via=detail.get("via", ""), username=detail["user"],
-                              user_id=detail["user_id"], words=_change_words(entry.action, detail),
+                              user_id=detail["user_id"], words=change_words(entry.action, detail),
                               own=entry.action == PASSWORD_CHANGED))
     return changes
 
 
-def _change_words(action: str, detail: dict) -> str:
+def change_words(action: str, detail: dict) -> str:
     from helpdesk.pages.format import role_label
 
     released = detail.get("callbacks_released") or 0

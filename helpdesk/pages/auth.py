@@ -15,8 +15,8 @@ from helpdesk.models import User
 from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password
 from helpdesk.pages.access import local_path, remember_new_password, remember_sign_in
 from helpdesk.user_rules import MIN_PASSWORD_LENGTH
-from helpdesk.users import (authenticate, begin_sign_in, end_sessions, finish_sign_in, sign_in_keys, signed_in,
-                            user_id_named)
+from helpdesk.users import (authenticate, begin_sign_in, finish_sign_in, sign_in_keys, sign_in_refused, signed_in,
+                            signed_out, user_id_named)
 from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,8 @@ def start_page(user) -> str | None:
     return url_for(endpoint) if endpoint else None
 
 
-def _who(db_session, form: LoginForm) -> str:
+def _who(user_id: int | None) -> str:
     """Whose sign-in, for the log: a user's id, never the name typed (people type passwords there)."""
-    user_id = user_id_named(db_session, form.username.data)
     return "an unknown username" if user_id is None else f"user id {user_id}"
 
 
@@ -74,16 +73,17 @@ def login():
         keys = sign_in_keys(db_session, form.username.data, current_app.config["SECRET_KEY"])
         blocked = begin_sign_in(db_session, keys, now)
         if blocked is not None:
-            log.warning("sign-in refused unheard for %s: too many refused in a row", _who(db_session, form))
+            log.warning("sign-in refused unheard for %s: too many refused in a row",
+                        _who(user_id_named(db_session, form.username.data)))
             return render_template("login.html", form=form, error=(
                 f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
                 "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
         finish_sign_in(db_session, keys, succeeded=user is not None)
         if user is None:
-            log.info("sign-in refused for %s", _who(db_session, form))
+            log.info("sign-in refused for %s", _who(sign_in_refused(db_session, form.username.data, now)))
         else:
-            signed_in(db_session, user.id, now)
+            signed_in(db_session, user, now)
     if user is None:
         return render_template("login.html", form=form, error=WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)
@@ -101,7 +101,7 @@ def logout():
     """Sign out (a POST form with a CSRF token, so no other site can sign people out)."""
     if current_user.is_authenticated:
         with database().session() as db_session:
-            end_sessions(db_session, current_user.id)
+            signed_out(db_session, current_user, clock())
         log.info("user %s signed out", current_user.username)
     logout_user()
     session.clear()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from helpdesk.clock import now_utc
 from helpdesk.models import AuditEntry, User
-from helpdesk.users import authenticate, set_phone, user_changes
+from helpdesk.users import USER_ACTIONS, authenticate, set_phone, user_changes
 from tests.integration.test_password_change import NEW, change
 from tests.integration.test_users_and_login import PASSWORD, make_user, run_cli, sign_in
 
@@ -36,7 +36,7 @@ def works(db_session, username: str, password: str) -> bool:
 
 def audit_entries(db_session, action: str | None = None) -> list[AuditEntry]:
     with db_session.begin():
-        query = select(AuditEntry).where(AuditEntry.action.like("user.%")).order_by(AuditEntry.id)
+        query = select(AuditEntry).where(AuditEntry.action.in_(USER_ACTIONS)).order_by(AuditEntry.id)
         entries = list(db_session.scalars(query))
         for entry in entries:
             db_session.expunge(entry)

@@ -1,0 +1,74 @@
+"""Signing in and out, and refused sign-ins for existing usernames, are in the audit log."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from helpdesk.models import AuditEntry
+from helpdesk.restore import newest_activity
+from helpdesk.users import deactivate
+from tests.integration.test_users_and_login import csrf_token, make_user, sign_in
+
+
+def entries(db_session, *actions: str) -> list[AuditEntry]:
+    with db_session.begin():
+        query = select(AuditEntry).order_by(AuditEntry.id)
+        if actions:
+            query = query.where(AuditEntry.action.in_(actions))
+        found = list(db_session.scalars(query))
+        for entry in found:
+            db_session.expunge(entry)
+    return found
+
+
+def person(db_session, clock, username: str, role: str, **kwargs):
+    """A user added at the test clock's time (make_user adds them now), so their entry is on its day."""
+    return make_user(db_session, username, role, now=clock.now, **kwargs)
+
+
+def test_signing_in_and_out_is_recorded_with_who(client, db_session, clock):
+    alex = person(db_session, clock, "alex", "agent")
+    sign_in(client, "alex")
+    clock.advance(60)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/queue")})
+    recorded = entries(db_session, "user.signed_in", "user.signed_out")
+    assert [(e.action, e.actor, e.user_id, e.at) for e in recorded] == [
+        ("user.signed_in", "alex", alex.id, clock.now - timedelta(seconds=60)),
+        ("user.signed_out", "alex", alex.id, clock.now)]
+    assert json.loads(recorded[0].detail) == {"user": "alex", "user_id": alex.id, "via": "web"}
+
+
+def test_a_refused_sign_in_is_recorded_for_a_user_but_nothing_typed_for_an_unknown_name(client, db_session, clock):
+    alex = person(db_session, clock, "alex", "agent")
+    sam = person(db_session, clock, "sam", "agent")
+    deactivate(db_session, "sam")
+    sign_in(client, "alex", "not the password")
+    sign_in(client, "sam")  # the right password, but sam cannot sign in
+    sign_in(client, "my secret password", "another secret")  # a password typed as the username
+    refused = entries(db_session, "user.sign_in_refused")
+    assert [(e.user_id, json.loads(e.detail)["reason"]) for e in refused] == [
+        (alex.id, "wrong password"), (sam.id, "deactivated")]
+    stored = " ".join(e.detail + e.actor for e in entries(db_session))
+    assert "secret" not in stored and "not the password" not in stored
+
+
+def test_sign_ins_refused_unheard_are_not_recorded_one_by_one(client, db_session, clock):
+    person(db_session, clock, "alex", "agent")
+    for _ in range(15):
+        sign_in(client, "alex", "not the password")
+    assert len(entries(db_session, "user.sign_in_refused")) == 10  # the limit; the other five are refused unheard
+
+
+def test_signing_in_does_not_move_the_time_a_restore_takes_for_the_backup(client, db_session, clock):
+    person(db_session, clock, "alex", "manager")
+    with db_session.begin():
+        before = newest_activity(db_session)
+    clock.advance(3600)
+    sign_in(client, "alex")
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/calls")})
+    sign_in(client, "alex", "wrong password here")
+    assert len(entries(db_session, "user.signed_in", "user.signed_out", "user.sign_in_refused")) == 3
+    with db_session.begin():
+        assert newest_activity(db_session) == before
