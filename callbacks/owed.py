@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
 # An agent recorded that an enquiry needs a callback (the callback itself does not say who).
 CALLBACK_NEEDED = "callback.needed"
+CONCLUDED_UNDONE = "enquiry.concluded_undone"
 
 
 class CallbackError(ValueError):
@@ -254,7 +255,7 @@ def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datet
                                 "minutes ago, so it can no longer be undone.")
         concluded_at = enquiry.closed_at
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "open", None, None
-        record_audit(session, agent_id, now, "enquiry.concluded_undone", {
+        record_audit(session, agent_id, now, CONCLUDED_UNDONE, {
             "enquiry": enquiry.reference, "call_sid": call_sid, "concluded_at": concluded_at.isoformat()})
 
 

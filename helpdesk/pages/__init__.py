@@ -36,6 +36,7 @@ NAVIGATION = (
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
     ("managers.find_enquiry", "Find an enquiry", ("manager", "auditor")),
     ("evidence.page", "Evidence", ("manager", "auditor")),
+    ("audit.log", "Audit log", ("auditor",)),
     ("admin.users", "Users", ("admin",)),
 )
 # Links shown to exactly these roles: administrators are not let in to these pages either.
@@ -107,7 +108,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import admin, auth, managers
+    from helpdesk.pages import admin, audit, auth, managers
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -193,4 +194,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(agents.bp)

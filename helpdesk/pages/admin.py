@@ -13,6 +13,8 @@ import logging
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from helpdesk.audit_log import user_sign_ins
+from helpdesk.clock import local
 from helpdesk.models import User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
@@ -170,8 +172,9 @@ def user(user_id: int):
 def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict[str, str] | None = None):
     with database().session() as db_session:
         changes = user_changes(db_session, user_id=person.id)
+        sign_ins = user_sign_ins(db_session, person.id)
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
-                           changes=changes, roles=ROLES, role_hints=ROLE_HINTS,
+                           changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES, role_hints=ROLE_HINTS,
                            yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
 
 

@@ -18,8 +18,7 @@ from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
 from callbacks.email.waiting import MARKED_ANSWERED
-from callbacks.owed import CALLBACK_NEEDED
-from callbacks.service import BREACH_CORRECTED
+from helpdesk.audit_log import TITLES
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
                              Enquiry, InboundEmail, User)
 from helpdesk.pages import format as fmt
@@ -33,10 +32,6 @@ EMAIL_DECISIONS = {"new_enquiry": "opened the enquiry", "joined": "joined the en
 ACK_RESULTS = {"met": "Met", "late": "Sent late: breached", "unacknowledged": "Not sent by its due time: breached",
                "pending": "Not due yet", "": "Not sent on purpose: not counted"}
 CLOSED = {"resolved": "resolved", "unreachable": "the caller could not be reached", "withdrawn": "withdrawn"}
-AUDITED = {BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
-           "enquiry.concluded_undone": "Concluded undone", CALLBACK_NEEDED: "Callback needed recorded",
-           MARKED_ANSWERED: "Marked as answered",
-           "callback.not_owed_uncounted": "A breach no longer counted: the callback was never owed (an upgrade)"}
 # A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
 NUMBER_IN_ENDPOINT = re.compile(r"\+?[0-9]{6,}")
 # An attempt entered this long after it was made says when it was entered.
@@ -217,7 +212,7 @@ def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: 
     mentions += [AuditEntry.detail.contains(f'"callback_id": {callback_id},') for callback_id in callback_ids]
     found = set()
     for entry in session.scalars(select(AuditEntry).where(or_(*mentions)).order_by(AuditEntry.at)):
-        story.steps.append(Step(entry.at, AUDITED.get(entry.action, f"Audit log: {entry.action}"),
+        story.steps.append(Step(entry.at, TITLES.get(entry.action, f"Audit log: {entry.action}"),
                                 f"By {entry.actor} (audit log)."))
         found.add(entry.action)
     return found

@@ -462,3 +462,25 @@ def test_at_320_px_wide_the_users_pages_need_no_sideways_scroll(page, live_app, 
     assert page.title() != "Page not found – Help desk"
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{path} scrolls {overflow} px sideways at 320 px"
+
+
+def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_app, sign_in):
+    auditor = live_app.add_user("browser.auditor", "auditor")
+    sign_in(page, auditor)
+    with page.expect_navigation():
+        page.click("nav[aria-label=Main] a[href='/audit']")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() > 0, "the auditor's own sign-in, at least"
+    _check_with_axe(page, "/audit")
+    page.select_option("#what", "sign-ins")
+    with page.expect_navigation():
+        page.locator("form.filters button[type=submit]").click()
+    assert "what=sign-ins" in page.url
+    whats = page.locator("table.audit tbody tr td:nth-child(3)").all_text_contents()
+    assert whats and all(what.startswith(("Signed in", "Signed out", "Sign-in refused")) for what in whats), whats
+    assert any(who.startswith("browser.auditor") for who in page.locator("table.audit tbody tr td:nth-child(2)")
+               .all_text_contents())
+    _check_with_axe(page, "/audit (sign-ins)")
+    page.set_viewport_size({"width": 320, "height": 256})
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"/audit scrolls {overflow} px sideways at 320 px"

@@ -1,0 +1,216 @@
+"""The audit log as people read it: what each entry says, and the entries of a period.
+
+The entries are written where things happen (helpdesk.users, callbacks.owed, metrics.evidence
+and so on), each with an action and a JSON detail. This module only reads them: for the Audit
+log page, its CSV file, and an enquiry's story.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from callbacks.email.waiting import MARKED_ANSWERED
+from callbacks.owed import CALLBACK_NEEDED, CONCLUDED_UNDONE
+from callbacks.service import BREACH_CORRECTED
+from helpdesk.clock import LONDON
+from helpdesk.models import AuditEntry, User
+from helpdesk.restore import ACTION as RESTORED
+from helpdesk.retention import ACTION as PERSONAL_DATA_REMOVED
+from helpdesk.subject_access import ACTION as SUBJECT_ACCESS
+from helpdesk.users import (PASSWORD_CHANGED, SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN, SIGNED_OUT, USER_ACTIONS,
+                            change_words)
+from metrics.evidence.pack import ACTION as EVIDENCE_EXPORT
+
+# Written once, by migration 0010, which cannot import this: a breach no longer counted.
+NOT_OWED_UNCOUNTED = "callback.not_owed_uncounted"
+
+# What the page's "What" filter offers: a name in the address, its words, and its actions.
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sign-ins": ("Signing in and out", SIGN_IN_ACTIONS),
+    "users": ("Changes to users", USER_ACTIONS),
+    "enquiries": ("Callbacks and enquiries", (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE, BREACH_CORRECTED,
+                                              NOT_OWED_UNCOUNTED)),
+    "evidence": ("Evidence packs", (EVIDENCE_EXPORT,)),
+    "personal-data": ("Personal data: searches and removals", (SUBJECT_ACCESS, PERSONAL_DATA_REMOVED)),
+    "restores": ("Restores of the database", (RESTORED,)),
+}
+
+# Each action's title, as the page and an enquiry's story say it.
+TITLES = {
+    SIGNED_IN: "Signed in",
+    SIGN_IN_REFUSED: "Sign-in refused",
+    SIGNED_OUT: "Signed out",
+    **{action: "User changed" for action in USER_ACTIONS},
+    PASSWORD_CHANGED: "Changed their own password",
+    CALLBACK_NEEDED: "Callback needed recorded",
+    MARKED_ANSWERED: "Marked as answered",
+    CONCLUDED_UNDONE: "Concluded undone",
+    BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
+    NOT_OWED_UNCOUNTED: "A breach no longer counted: the callback was never owed (an upgrade)",
+    EVIDENCE_EXPORT: "Evidence pack exported",
+    SUBJECT_ACCESS: "Searched for a person's data",
+    PERSONAL_DATA_REMOVED: "Personal data removed",
+    RESTORED: "Restore of the database recorded",
+}
+# Who acts when nobody does: the scheduler, and the help desk itself.
+HELPDESK = "helpdesk"
+PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One audit log entry, in words."""
+
+    id: int
+    at: datetime
+    actor: str
+    by_user_id: int | None  # the actor's id, when they were signed in to the pages
+    actor_role: str | None  # the role the actor has now; None for the server or the help desk itself
+    by: str  # who, in words: "alex (Manager)", "root, on the server", "The help desk"
+    action: str
+    title: str
+    words: str  # what it was, beyond the title; may be empty
+    enquiry: str | None  # the enquiry it is about, for a link
+    user_id: int | None  # the user it is about (changes to users, signing in), for a link
+    detail: dict
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[Entry]
+    total: int
+    page: int
+    pages: int
+
+
+def day_range(first: date, last: date) -> tuple[datetime, datetime]:
+    """From the start of `first` to the start of the day after `last`, UK days, as UTC instants."""
+    start = datetime.combine(first, time(), LONDON)
+    end = datetime.combine(last + timedelta(days=1), time(), LONDON)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def _query(first: date, last: date, kind: str | None, user_id: int | None):
+    start, end = day_range(first, last)
+    query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
+             .where(AuditEntry.at >= start, AuditEntry.at < end))
+    if kind is not None:
+        query = query.where(AuditEntry.action.in_(KINDS[kind][1]))
+    if user_id is not None:
+        # By them, or about them: a change to a user's detail is JSON with sorted keys, where
+        # "user_id" is always followed by "via".
+        query = query.where(or_(AuditEntry.user_id == user_id,
+                                AuditEntry.detail.contains(f'"user_id": {int(user_id)}, ')))
+    return query
+
+
+def entries_page(session: Session, first: date, last: date, *, kind: str | None = None, user_id: int | None = None,
+                 page: int = 1, per_page: int = PER_PAGE) -> Listing:
+    """The entries of UK days `first` to `last`, newest first, one page of them."""
+    query = _query(first, last, kind, user_id)
+    with session.begin():
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        pages = max(1, -(-total // per_page))
+        rows = [] if page > pages else session.execute(
+            query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).offset((page - 1) * per_page)
+            .limit(per_page)).all()
+    return Listing([entry_words(entry, role) for entry, role in rows], total, page, pages)
+
+
+def all_entries(session: Session, first: date, last: date, *, kind: str | None = None, user_id: int | None = None):
+    """Every entry of UK days `first` to `last`, oldest first, read in batches (for the CSV file)."""
+    query = _query(first, last, kind, user_id).order_by(AuditEntry.at, AuditEntry.id).execution_options(
+        yield_per=500)
+    with session.begin():
+        for entry, role in session.execute(query):
+            yield entry_words(entry, role)
+
+
+def user_sign_ins(session: Session, user_id: int, limit: int = 10) -> list[Entry]:
+    """A user's latest sign-ins, refused ones and sign-outs, newest first (for their page)."""
+    query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
+             .where(AuditEntry.action.in_(SIGN_IN_ACTIONS),
+                    AuditEntry.detail.contains(f'"user_id": {int(user_id)}, '))
+             .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit))
+    with session.begin():
+        return [entry_words(entry, role) for entry, role in session.execute(query)]
+
+
+def entry_words(entry: AuditEntry, role: str | None) -> Entry:
+    from helpdesk.pages.format import role_label
+
+    detail = _detail(entry.detail)
+    if entry.user_id is not None:
+        by = f"{entry.actor} ({role_label(role)})" if role else entry.actor
+    elif entry.actor == HELPDESK or entry.actor.startswith("helpdesk "):
+        by = "The help desk"  # the scheduler, or an upgrade (migration 0010)
+    else:
+        by = f"{entry.actor}, on the server"
+    about_user = detail.get("user_id") if entry.action in USER_ACTIONS + SIGN_IN_ACTIONS else None
+    return Entry(id=entry.id, at=entry.at, actor=entry.actor, by_user_id=entry.user_id, actor_role=role if entry.user_id is not None else None,
+                 by=by, action=entry.action, title=TITLES.get(entry.action, entry.action),
+                 words=_words(entry.action, detail), enquiry=_text(detail.get("enquiry")),
+                 user_id=about_user if isinstance(about_user, int) else None, detail=detail)
+
+
+def _words(action: str, detail: dict) -> str:
+    """What the entry says beyond its title."""
+    if action == SIGN_IN_REFUSED:
+        return "deactivated user" if detail.get("reason") == "deactivated" else "wrong password"
+    if action in USER_ACTIONS and action != PASSWORD_CHANGED:
+        return f"{detail.get('user', '?')}: {change_words(action, detail)}"
+    if action in (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE):
+        return _text(detail.get("enquiry")) or ""
+    if action in (BREACH_CORRECTED, NOT_OWED_UNCOUNTED):
+        return f"callback {detail['callback_id']}" if "callback_id" in detail else ""
+    if action == EVIDENCE_EXPORT:
+        return (f"{detail.get('first_day', '?')} to {detail.get('last_day', '?')}, "
+                f"{'unmasked' if detail.get('redaction') == 'none' else 'masked'}, "
+                f"{'with' if detail.get('notes_included') else 'no'} notes, "
+                f"{'on the server' if detail.get('via') == 'cli' else 'from the Evidence page'}")
+    if action == SUBJECT_ACCESS:
+        rows = sum(n for n in (detail.get("rows") or {}).values() if isinstance(n, int))
+        copy = "; a copy written on the server" if detail.get("copy_written_to") else ""
+        return f"the {detail.get('searched_for', '?')}: {_rows(rows)} found{copy}"
+    if action == PERSONAL_DATA_REMOVED:
+        counts = detail.get("rows") or {}
+        rows = sum(counts.get(name, 0) for name in ("calls", "events", "callbacks", "attempts", "emails",
+                                                    "acknowledgements") if isinstance(counts.get(name), int))
+        whose = (f"the {detail['person']}" if "person" in detail
+                 else f"before {detail['before']}" if "before" in detail else "")
+        stopped = "; stopped before the end" if detail.get("stopped") else ""
+        return f"{whose}: {_rows(rows)}{stopped}".lstrip(": ")
+    if action == RESTORED:
+        return (f"backup taken at {_uk(detail.get('backup_taken_at'))}; data from then to "
+                f"{_uk(detail.get('lost_until'))} lost")
+    return ""
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"
+
+
+def _uk(stamp) -> str:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return "?"
+    if moment.tzinfo is None:
+        return "?"
+    return f"{moment.astimezone(LONDON):%d %b %Y %H:%M:%S %Z}"
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _detail(text: str | None) -> dict:
+    try:
+        detail = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {}
