@@ -56,8 +56,6 @@ TITLES = {
     PERSONAL_DATA_REMOVED: "Personal data removed",
     RESTORED: "Restore of the database recorded",
 }
-# Who acts when nobody does: the scheduler, and the help desk itself.
-HELPDESK = "helpdesk"
 PER_PAGE = 100
 
 
@@ -78,6 +76,11 @@ class Entry:
     user_id: int | None  # the user it is about (changes to users, signing in), for a link
     detail: dict
 
+    @property
+    def what(self) -> str:
+        """What it was, in words: "Sign-in refused: wrong password"."""
+        return f"{self.title}: {self.words}" if self.words else self.title
+
 
 @dataclass(frozen=True)
 class Listing:
@@ -94,17 +97,24 @@ def day_range(first: date, last: date) -> tuple[datetime, datetime]:
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
+def _with_role():
+    """Entries, each with the role its actor has now (None for the server or the help desk)."""
+    return select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
+
+
+def _about(user_id: int):
+    # A change to a user, or their signing in, has JSON detail with sorted keys, where
+    # "user_id" is always followed by "via".
+    return AuditEntry.detail.contains(f'"user_id": {int(user_id)}, ')
+
+
 def _query(first: date, last: date, kind: str | None, user_id: int | None):
     start, end = day_range(first, last)
-    query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
-             .where(AuditEntry.at >= start, AuditEntry.at < end))
+    query = _with_role().where(AuditEntry.at >= start, AuditEntry.at < end)
     if kind is not None:
         query = query.where(AuditEntry.action.in_(KINDS[kind][1]))
-    if user_id is not None:
-        # By them, or about them: a change to a user's detail is JSON with sorted keys, where
-        # "user_id" is always followed by "via".
-        query = query.where(or_(AuditEntry.user_id == user_id,
-                                AuditEntry.detail.contains(f'"user_id": {int(user_id)}, ')))
+    if user_id is not None:  # by them, or about them
+        query = query.where(or_(AuditEntry.user_id == user_id, _about(user_id)))
     return query
 
 
@@ -132,9 +142,7 @@ def all_entries(session: Session, first: date, last: date, *, kind: str | None =
 
 def user_sign_ins(session: Session, user_id: int, limit: int = 10) -> list[Entry]:
     """A user's latest sign-ins, refused ones and sign-outs, newest first (for their page)."""
-    query = (select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
-             .where(AuditEntry.action.in_(SIGN_IN_ACTIONS),
-                    AuditEntry.detail.contains(f'"user_id": {int(user_id)}, '))
+    query = (_with_role().where(AuditEntry.action.in_(SIGN_IN_ACTIONS), _about(user_id))
              .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit))
     with session.begin():
         return [entry_words(entry, role) for entry, role in session.execute(query)]
@@ -144,15 +152,15 @@ def entry_words(entry: AuditEntry, role: str | None) -> Entry:
     from helpdesk.pages.format import role_label
 
     detail = _detail(entry.detail)
-    if entry.user_id is not None:
+    if entry.user_id is not None:  # signed in to the pages, or named with --user on the server
         by = f"{entry.actor} ({role_label(role)})" if role else entry.actor
-    elif entry.actor == HELPDESK or entry.actor.startswith("helpdesk "):
-        by = "The help desk"  # the scheduler, or an upgrade (migration 0010)
-    else:
+    elif detail.get("via") == "command line":  # `helpdesk users`, by the system user who ran it
         by = f"{entry.actor}, on the server"
+    else:  # the scheduler, or an upgrade (migration 0010)
+        by = "The help desk"
     about_user = detail.get("user_id") if entry.action in USER_ACTIONS + SIGN_IN_ACTIONS else None
-    return Entry(id=entry.id, at=entry.at, actor=entry.actor, by_user_id=entry.user_id, actor_role=role if entry.user_id is not None else None,
-                 by=by, action=entry.action, title=TITLES.get(entry.action, entry.action),
+    return Entry(id=entry.id, at=entry.at, actor=entry.actor, by_user_id=entry.user_id,
+                 actor_role=role if entry.user_id is not None else None, by=by, action=entry.action, title=TITLES.get(entry.action, entry.action),
                  words=_words(entry.action, detail), enquiry=_text(detail.get("enquiry")),
                  user_id=about_user if isinstance(about_user, int) else None, detail=detail)
 

@@ -174,8 +174,8 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
         changes = user_changes(db_session, user_id=person.id)
         sign_ins = user_sign_ins(db_session, person.id)
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
-                           changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES, role_hints=ROLE_HINTS,
-                           yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
+                           changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
+                           role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
 
 
 def _change(user_id: int, change, done: str):

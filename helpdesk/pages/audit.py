@@ -81,7 +81,7 @@ def download():
                 writer.writerow([
                     entry.at.isoformat(), local(entry.at).isoformat(), inert(entry.by),
                     "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "", entry.action,
-                    inert(" ".join(filter(None, (entry.title + ("." if not entry.words else ":"), entry.words)))),
+                    inert(entry.what),
                     entry.enquiry or "", "" if entry.user_id is None else entry.user_id,
                     inert(json.dumps(entry.detail, sort_keys=True, ensure_ascii=False))])
                 yield buffer.getvalue()

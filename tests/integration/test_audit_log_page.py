@@ -114,6 +114,15 @@ def test_each_kind_of_entry_is_shown_in_words(client, db_session, clock, setting
     assert f'<a href="/admin/users/{dana.id}">dana</a>' in html  # administrators follow a user to their page
 
 
+def test_a_system_user_named_helpdesk_is_not_taken_for_the_help_desk_itself(client, db_session, clock, auditor):
+    person(db_session, clock, "alex", "agent", by=Actor("helpdesk"))  # the service account, on the server
+    record_removal(db_session, taken={"before": "2026-05-01"}, removal=Removal(calls=1), user_id=None,
+                   username="helpdesk", now=clock.now)  # the scheduler
+    text = "\n".join(rows_of(page(client)))
+    assert "helpdesk, on the server User changed: alex: added as Agent" in text
+    assert "The help desk Personal data removed: before 2026-05-01: 1 row" in text
+
+
 def test_auditors_see_who_a_change_was_about_without_a_link_to_the_users_pages(client, db_session, clock, auditor):
     person(db_session, clock, "alex", "agent")
     html = page(client)
