@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from callbacks.email.waiting import MARKED_ANSWERED
@@ -57,6 +57,7 @@ TITLES = {
     RESTORED: "Restore of the database recorded",
 }
 PER_PAGE = 100
+BATCH = 500  # entries read at a time for the CSV file
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,22 @@ def entries_page(session: Session, first: date, last: date, *, kind: str | None 
 
 
 def all_entries(session: Session, first: date, last: date, *, kind: str | None = None, user_id: int | None = None):
-    """Every entry of UK days `first` to `last`, oldest first, read in batches (for the CSV file)."""
-    query = _query(first, last, kind, user_id).order_by(AuditEntry.at, AuditEntry.id).execution_options(
-        yield_per=500)
-    with session.begin():
-        for entry, role in session.execute(query):
+    """Every entry of UK days `first` to `last`, oldest first (for the CSV file), read BATCH at a
+    time, each batch in a transaction of its own that ends before its entries are handed on: the
+    file goes out as fast as the browser takes it, and on SQLite a transaction holds the write lock
+    (helpdesk.db), which would stop webhooks and every page for as long as a slow download lasted."""
+    query = _query(first, last, kind, user_id).order_by(AuditEntry.at, AuditEntry.id).limit(BATCH)
+    after = None  # the last entry read: the next batch starts after it
+    while True:
+        batch = query if after is None else query.where(
+            or_(AuditEntry.at > after.at, and_(AuditEntry.at == after.at, AuditEntry.id > after.id)))
+        with session.begin():
+            rows = session.execute(batch).all()
+        for entry, role in rows:
             yield entry_words(entry, role)
+        if len(rows) < BATCH:
+            return
+        after = rows[-1][0]
 
 
 def user_sign_ins(session: Session, user_id: int, limit: int = 10) -> list[Entry]:

@@ -6,13 +6,16 @@ import csv
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import unescape
 
 import pytest
+from sqlalchemy.orm import Session
 
 from callbacks.owed import CALLBACK_NEEDED, record_audit
+from helpdesk import audit_log
 from helpdesk.clock import local, now_utc
+from helpdesk.db import make_engine
 from helpdesk.retention import Removal, record_removal
 from helpdesk.subject_access import Found, record_search
 from helpdesk.users import Actor, command_line, set_role
@@ -228,6 +231,35 @@ def test_the_csv_file_has_every_entry_oldest_first_with_its_detail(app, client, 
 def test_an_empty_range_gives_a_csv_file_with_its_header_only(client, db_session, auditor):
     response = client.get("/audit.csv?from=2020-01-01&to=2020-01-31")
     assert list(csv.reader(io.StringIO(response.get_data(as_text=True)))) == [CSV_HEADER]
+
+
+def test_the_csv_file_reads_in_batches_with_none_left_out_or_repeated(monkeypatch, client, db_session, clock, auditor):
+    monkeypatch.setattr(audit_log, "BATCH", 2)
+    alex = person(db_session, clock, "alex", "agent")
+    with db_session.begin():  # the same moment for several entries, and ids not in the order of time
+        for number, seconds in enumerate((5, 5, 5, 0, 5, 9, 0), 1):
+            record_audit(db_session, alex.id, clock.now - timedelta(seconds=seconds), CALLBACK_NEEDED,
+                         {"enquiry": f"HD-2026-00000{number}"})
+    response = client.get("/audit.csv?what=enquiries")
+    rows = [dict(zip(CSV_HEADER, row)) for row in csv.reader(io.StringIO(response.get_data(as_text=True)))][1:]
+    assert [row["enquiry"][-1] for row in rows] == ["6", "1", "2", "3", "5", "4", "7"]
+
+
+def test_a_csv_file_downloaded_slowly_does_not_stop_webhooks_writing(app, client, db_session, clock, auditor):
+    alex = person(db_session, clock, "alex", "agent")
+    with db_session.begin():
+        for number in range(3):
+            record_audit(db_session, alex.id, clock.now, CALLBACK_NEEDED, {"enquiry": f"HD-2026-00000{number}"})
+    response = client.get("/audit.csv", buffered=False)
+    chunks = iter(response.response)
+    next(chunks), next(chunks)  # the browser has taken the first lines, and waits
+    engine = make_engine(app.config["DATABASE_URL"], wait_seconds=1)
+    try:
+        with Session(engine) as other, other.begin():  # as a webhook does, giving up after a second
+            record_audit(other, None, clock.now, CALLBACK_NEEDED, {"enquiry": "HD-2026-000009"})
+    finally:
+        engine.dispose()
+        response.close()
 
 
 # --------------------------------------------------------------------------- a user's page
