@@ -83,7 +83,7 @@ def download():
                     "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "", entry.action,
                     inert(entry.what),
                     entry.enquiry or "", "" if entry.user_id is None else entry.user_id,
-                    inert(json.dumps(entry.detail, sort_keys=True, ensure_ascii=False))])
+                    inert(_json(entry.detail))])
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -92,6 +92,18 @@ def download():
     # The header row is written before the first entry is read, so stream from the start.
     return Response(stream_with_context(rows()), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+def _json(detail: dict) -> str:
+    """The detail as JSON, its letters as they are (not \\u escapes); but all escaped if it holds
+    what UTF-8 cannot carry, which the file could not be sent with: a path given on the server
+    (an evidence pack's, a copy of a person's data) with bytes that are not UTF-8 in its name."""
+    text = json.dumps(detail, sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(detail, sort_keys=True)
+    return text
 
 
 def _query() -> tuple[date, date, str | None, User | None]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from html import unescape
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -226,6 +228,19 @@ def test_the_csv_file_has_every_entry_oldest_first_with_its_detail(app, client, 
     assert refused["at_utc"] == (clock.now).isoformat() and refused["at_uk"] == "2026-11-24T10:01:00+00:00"
     assert json.loads(refused["detail"])["reason"] == "wrong password"
     assert refused["about_user_id"] == refused["by_user_id"] != ""
+
+
+def test_a_path_of_bytes_that_are_not_utf8_is_in_the_csv_file_escaped(client, db_session, clock, auditor):
+    # `--out` as the shell gave it: Python keeps a byte that is not UTF-8 as half a surrogate pair.
+    out = Path(os.fsdecode(b"/srv/sar/SAR-2026-017-caf\xe9"))
+    record_search(db_session, user_id=auditor.id, username="ali", who="phone number ending 123",
+                  found=Found("phone number +447700900123", {"calls": [{}]}), wrote=out, now=clock.now)
+    response = client.get("/audit.csv?what=personal-data")
+    rows = [dict(zip(CSV_HEADER, row)) for row in csv.reader(io.StringIO(response.get_data(as_text=True)))][1:]
+    assert [row["what"] for row in rows] == [
+        "Searched for a person's data: the phone number ending 123: 1 row found; a copy written on the server"]
+    assert json.loads(rows[0]["detail"])["copy_written_to"] == str(out)
+    assert json.loads(rows[0]["detail"])["searched_for"] == "phone number ending 123"
 
 
 def test_an_empty_range_gives_a_csv_file_with_its_header_only(client, db_session, auditor):
