@@ -212,16 +212,21 @@ def signed_in(session: Session, user: User, now: datetime) -> None:
         audit(session, SIGNED_IN, user, Actor(user.username, user.id), now)
 
 
-def sign_in_refused(session: Session, username: str, now: datetime) -> int | None:
+def sign_in_refused(session: Session, keys: tuple[str, ...], username: str, now: datetime) -> int | None:
     """Record a refused sign-in against the user with this name, if there is one; their id, for
-    the app's log (None for an unknown name, which is not recorded: it may be a password)."""
+    the app's log (None for an unknown name, which is not recorded: it may be a password).
+
+    Either way the same write is made, the refusal counted by begin_sign_in under keys[0] being
+    written again, so that the time a refusal takes does not tell which usernames exist.
+    """
     user = _user_named(session, normalise_username(username)[:64])
-    if user is None:
-        return None
     with session.begin():
-        audit(session, SIGN_IN_REFUSED, user, Actor(user.username, user.id), now,
-              reason="wrong password" if user.active else "deactivated")
-    return user.id
+        session.execute(update(SignInFailure).where(SignInFailure.who == keys[0], SignInFailure.failed_at == now)
+                        .values(failed_at=now))
+        if user is not None:
+            audit(session, SIGN_IN_REFUSED, user, Actor(user.username, user.id), now,
+                  reason="wrong password" if user.active else "deactivated")
+    return None if user is None else user.id
 
 
 def signed_out(session: Session, user: User, now: datetime) -> None:

@@ -82,7 +82,7 @@ def download():
                     entry.at.isoformat(), local(entry.at).isoformat(), inert(entry.by),
                     "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "", entry.action,
                     inert(entry.what),
-                    entry.enquiry or "", "" if entry.user_id is None else entry.user_id,
+                    inert(entry.enquiry or ""), "" if entry.user_id is None else entry.user_id,
                     inert(_json(entry.detail))])
                 yield buffer.getvalue()
                 buffer.seek(0)

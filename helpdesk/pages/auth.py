@@ -81,7 +81,7 @@ def login():
         user = authenticate(db_session, form.username.data, form.password.data)
         finish_sign_in(db_session, keys, succeeded=user is not None)
         if user is None:
-            log.info("sign-in refused for %s", _who(sign_in_refused(db_session, form.username.data, now)))
+            log.info("sign-in refused for %s", _who(sign_in_refused(db_session, keys, form.username.data, now)))
         else:
             signed_in(db_session, user, now)
     if user is None:

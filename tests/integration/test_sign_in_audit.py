@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from helpdesk.models import AuditEntry
 from helpdesk.restore import newest_activity
@@ -72,3 +72,33 @@ def test_signing_in_does_not_move_the_time_a_restore_takes_for_the_backup(client
     assert len(entries(db_session, "user.signed_in", "user.signed_out", "user.sign_in_refused")) == 3
     with db_session.begin():
         assert newest_activity(db_session) == before
+
+
+def test_a_refused_sign_in_makes_the_same_writes_whether_or_not_the_name_is_a_users(app, client, db_session, clock):
+    """Only the audit entry differs, so the time a refusal takes does not tell which usernames exist."""
+    person(db_session, clock, "alex", "agent")
+    engine = app.extensions["helpdesk.db"].engine
+
+    def statements_of(username: str) -> list[str]:
+        seen = []
+
+        def write(conn, cursor, statement, parameters, context, executemany):
+            words = statement.split()
+            if words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+                seen.append(" ".join(words[:3]).upper())
+
+        def commit(conn):
+            seen.append("COMMIT")
+
+        event.listen(engine, "before_cursor_execute", write)
+        event.listen(engine, "commit", commit)
+        try:
+            sign_in(client, username, "not the password")
+        finally:
+            event.remove(engine, "before_cursor_execute", write)
+            event.remove(engine, "commit", commit)
+        return seen
+
+    known, unknown = statements_of("alex"), statements_of("nobody.here")
+    assert "INSERT INTO AUDIT_LOG" in known and "INSERT INTO AUDIT_LOG" not in unknown
+    assert [s for s in known if s != "INSERT INTO AUDIT_LOG"] == unknown
