@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from helpdesk.clock import LONDON
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
@@ -153,7 +154,7 @@ def add_command(username: str, role: str, display_name: str, phone: str, permane
 
 @users_cli.command("list")
 def list_command() -> None:
-    """List users with their roles and whether they can sign in."""
+    """List users with their roles, whether they can sign in, and when they last did (UK time)."""
     with _session() as session:
         users = list_users(session)
     if not users:
@@ -163,7 +164,9 @@ def list_command() -> None:
         state = "active" if user.active else "deactivated"
         phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
         password = "password to choose" if user.must_change_password else "own password"
-        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {password:<18} "
+        last = (f"last in {user.last_signed_in_at.astimezone(LONDON):%Y-%m-%d %H:%M}" if user.last_signed_in_at
+                else "no sign-in recorded")
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {password:<18} {last:<24} "
                    f"{user.display_name}".rstrip())
 
 

@@ -3,6 +3,7 @@ user, from there or from `helpdesk users`, is in the audit log."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from html import unescape
 import logging
 
@@ -10,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from callbacks.claims import claim
+from helpdesk.clock import local
 from helpdesk.models import Callback
 from helpdesk.pages.format import format_date_time
 from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
 from tests.integration.test_password_change import NEW
 from tests.integration.test_queue_page import miss_a_call, words
-from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
+from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, run_cli, sign_in
 
 
 
@@ -346,6 +348,9 @@ def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_sess
     listed = words(client.get("/admin/users").get_data(as_text=True))
     assert f"alex Agent None Yes Their own {when}" in listed
     assert f"Last signed in {when}" in words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    # And on the server: `helpdesk users list`, in UK time.
+    listing = run_cli(app.config["DATABASE_URL"], "list").output
+    assert f"last in {local(clock.now - timedelta(seconds=60)):%Y-%m-%d %H:%M}" in listing.splitlines()[0]
 
 
 def test_an_administrator_changes_and_clears_a_users_name(client, db_session, admin):
