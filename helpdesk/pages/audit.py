@@ -89,7 +89,7 @@ def download():
                 buffer.truncate()
         if buffer.tell():
             yield buffer.getvalue()
-    # The header row is written before the first entry is read, so stream from the start.
+    # Streamed: each row goes out as it is read (all_entries reads a batch at a time).
     return Response(stream_with_context(rows()), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
