@@ -30,7 +30,6 @@ from tests.browser.conftest import BACKENDS, backend_database
 AGENT_PHONE = "+447700900555"
 DESK = "+441134960000"
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
-SCREENSHOT = "/tmp/queue-page.png"
 
 
 # --------------------------------------------------------------------------- Twilio's API, mocked
@@ -322,7 +321,7 @@ def test_a_script_in_a_note_stays_inert_text(page, queue_app):
     assert item(page, callback).locator(".note img, .note script").count() == 0
 
 
-def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, queue_app):
+def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, queue_app, tmp_path):
     overdue, soon = queue_app.missed_call(), queue_app.missed_call()
     now = datetime.now(timezone.utc)
     for callback, due in ((overdue, now - timedelta(minutes=25)), (soon, now + timedelta(minutes=10))):
@@ -351,7 +350,9 @@ def test_the_queue_has_no_serious_or_critical_accessibility_violations(page, que
     # Overdue and due soon differ by more than colour: the border style too.
     styles = [item(page, n).evaluate("e => getComputedStyle(e).borderLeftStyle") for n in (overdue, soon)]
     assert styles == ["solid", "dashed"]
-    page.screenshot(path=SCREENSHOT, full_page=True)  # for a person to look at; not asserted
+    # For a person to look at, not asserted: in the test's own temporary directory (pytest keeps
+    # the last three runs'), as each backend and each parallel worker takes its own picture.
+    page.screenshot(path=tmp_path / "queue-page.png", full_page=True)
     page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
     found = axe.violations(page)
     assert axe.blocking(found) == [], axe.describe(axe.blocking(found))
