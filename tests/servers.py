@@ -445,13 +445,23 @@ class PostgresServer:
             except KeyError:
                 continue
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run(
-            [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", FALLBACK_POSTGRES_USER],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        return FALLBACK_POSTGRES_USER
+        # Parallel test workers (pytest-xdist) may all get here at once: one useradd makes the
+        # user, the others find it taken (9) or /etc/passwd locked (10) and look again.
+        for _ in range(50):
+            done = subprocess.run(
+                [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", FALLBACK_POSTGRES_USER],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            try:
+                pwd.getpwnam(FALLBACK_POSTGRES_USER)
+                return FALLBACK_POSTGRES_USER
+            except KeyError:
+                if done.returncode not in (9, 10):
+                    raise RuntimeError(f"useradd {FALLBACK_POSTGRES_USER} failed ({done.returncode}): "
+                                       f"{done.stderr.strip()}") from None
+                time.sleep(0.1)
+        raise RuntimeError(f"useradd {FALLBACK_POSTGRES_USER}: /etc/passwd stayed locked")
 
     @classmethod
     def _data_base(cls) -> str | None:
