@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -312,7 +313,16 @@ def test_the_command_works_a_live_help_desk_and_stops_on_sigterm(migrated_url, t
 
             endless = subprocess.Popen(command, cwd=ROOT, env=child_env, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)
-            time.sleep(2)
+            # SIGTERM once it is at work: it sets its handler before it signs in. A fixed 2 s lost
+            # the race on a busy machine (parallel workers): Python's default SIGTERM ended it.
+            with ThreadPoolExecutor(1) as pool:
+                try:
+                    signed_in = pool.submit(endless.stdout.readline).result(timeout=30)
+                except TimeoutError:
+                    endless.kill()
+                    raise
+            assert signed_in == "signed in as alice\n", signed_in + endless.communicate(timeout=30)[1]
+            time.sleep(1)  # a few rounds at 0.2 s
             endless.send_signal(signal.SIGTERM)
             out, err = endless.communicate(timeout=30)
             assert endless.returncode == 0 and out.rstrip().endswith("actions.") and "Traceback" not in err
