@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from helpdesk.clock import iso_day, local
+from helpdesk.clock import day_problem, iso_day, local
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.pages.calls import calls_page, has_clock_change
@@ -30,7 +30,7 @@ def _day(text: str | None) -> date:
     day = iso_day(text)
     if day is not None:
         return day
-    raise BadQuery(f"{fmt.quoted(text)} is not a date. Give the day as YYYY-MM-DD, for example 2026-11-24.")
+    raise BadQuery(f"{fmt.quoted(text)} {day_problem(text)}.")
 
 
 def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None:

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from flask import Blueprint, render_template, request
 
 from callbacks.queue import span_words as duration_words
-from helpdesk.clock import iso_day
+from helpdesk.clock import day_problem, iso_day
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.restore import overlapping, windows
@@ -45,7 +45,7 @@ def _day(text: str, what: str) -> date:
     day = iso_day(text)
     if day is not None:
         return day
-    raise BadRange(f"The {what} date {fmt.quoted(text)} is not a date. Give it as YYYY-MM-DD, for example 2026-11-24.",
+    raise BadRange(f"The {what} date {fmt.quoted(text)} {day_problem(text)}.",
                    "from" if what == "first" else "to")
 
 

@@ -190,6 +190,7 @@ def test_pages_of_entries(app, client, db_session, clock, auditor):
 @pytest.mark.parametrize("query, problem", [
     ("from=yesterday", "is not a date"),
     ("to=2026-02-30", "is not a date"),
+    ("from=1899-12-31", "“1899-12-31” is out of range: use a date from 1900 to 9998."),
     ("from=2026-11-25&to=2026-11-24", "is after the last"),
     ("what=everything", "is not a kind of entry"),
     ("user=alex", "is not a user's number"),

@@ -249,16 +249,24 @@ def test_on_the_day_the_clocks_go_back_times_show_their_zone(manager, db_session
     assert [row[0] for row in table] == ["01:30:00 GMT", "01:30:00 BST"]
 
 
-@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "yesterday", "20261124", "0001-01-01"])
+@pytest.mark.parametrize("day", ["2026-13-45", "2026-02-30", "yesterday", "20261124"])
 def test_a_day_that_is_not_a_date_gets_a_400_page_saying_so(manager, day):
     response = manager.get(f"/calls?day={day}")
     assert response.status_code == 400
-    assert "is not a date" in response.get_data(as_text=True)
+    assert "is not a date: use YYYY-MM-DD, for example 2026-11-24." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1899-12-31", "9999-01-01"])
+def test_a_date_out_of_range_is_a_400_saying_so_rather_than_that_it_is_not_a_date(manager, day):
+    response = manager.get(f"/calls?day={day}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "is not a date" not in page
+    assert f"“{day}” is out of range: use a date from 1900 to 9998." in page
 
 
 def test_a_long_bad_value_is_quoted_cut_short(manager):
     page = manager.get(f"/calls?day={'9' * 5000}").get_data(as_text=True)
-    assert "“" + "9" * 30 + "…” is not a date." in page and "9" * 31 not in page
+    assert "“" + "9" * 30 + "…” is not a date:" in page and "9" * 31 not in page
 
 
 def test_a_caller_value_with_a_script_tag_is_not_rendered_as_html(manager, db_session):

@@ -103,9 +103,11 @@ def test_a_chosen_date_range_shows_its_figures_from_the_same_module(app, manager
 @pytest.mark.parametrize("query, message, field", [
     ("from=2026-11-30&to=2026-11-01", "The last day (Sunday 1 November 2026) is before the first day (Monday 30 November "
      "2026): swap the dates.", "to"),
-    ("from=2026-13-01&to=2026-12-01", "The first date “2026-13-01” is not a date.", "from"),
+    ("from=2026-13-01&to=2026-12-01", "The first date “2026-13-01” is not a date: use YYYY-MM-DD", "from"),
     ("from=2026-11-01", "Give both a first and a last date for the range.", "to"),
-    ("from=yesterday&to=2026-11-01", "The first date “yesterday” is not a date.", "from"),
+    ("from=yesterday&to=2026-11-01", "The first date “yesterday” is not a date: use YYYY-MM-DD", "from"),
+    ("from=2026-11-01&to=1899-12-31", "The last date “1899-12-31” is out of range: use a date from 1900 to 9998.",
+     "to"),
 ])
 def test_a_bad_range_is_refused_at_its_field_with_the_form_and_the_other_figures_kept(manager, query, message, field):
     response = manager.get(f"/service-levels?{query}")
