@@ -21,8 +21,8 @@ from helpdesk.models import AuditEntry, User
 from helpdesk.restore import ACTION as RESTORED
 from helpdesk.retention import ACTION as PERSONAL_DATA_REMOVED
 from helpdesk.subject_access import ACTION as SUBJECT_ACCESS
-from helpdesk.users import (PASSWORD_CHANGED, SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN, SIGNED_OUT, USER_ACTIONS,
-                            change_words)
+from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN,
+                            SIGNED_OUT, USER_ACTIONS, change_words)
 from metrics.evidence.pack import ACTION as EVIDENCE_EXPORT
 
 # Written once, by migration 0010, which cannot import this: a breach no longer counted.
@@ -44,6 +44,7 @@ TITLES = {
     SIGNED_IN: "Signed in",
     SIGN_IN_REFUSED: "Sign-in refused",
     SIGNED_OUT: "Signed out",
+    PASSWORD_CHANGE_REFUSED: "Password change refused",
     **{action: "User changed" for action in USER_ACTIONS},
     PASSWORD_CHANGED: "Changed their own password",
     CALLBACK_NEEDED: "Callback needed recorded",
@@ -180,6 +181,8 @@ def _words(action: str, detail: dict) -> str:
     """What the entry says beyond its title."""
     if action == SIGN_IN_REFUSED:
         return "deactivated user" if detail.get("reason") == "deactivated" else "wrong password"
+    if action == PASSWORD_CHANGE_REFUSED:
+        return "wrong current password"
     if action in USER_ACTIONS and action != PASSWORD_CHANGED:
         return f"{detail.get('user', '?')}: {change_words(action, detail)}"
     if action in (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE):

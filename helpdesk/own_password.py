@@ -15,7 +15,8 @@ from werkzeug.security import generate_password_hash
 
 from helpdesk.models import User
 from helpdesk.user_rules import UserError, check_password
-from helpdesk.users import PASSWORD_CHANGED, Actor, audit, authenticate, begin_sign_in, finish_sign_in, sign_in_keys
+from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, Actor, audit, authenticate, begin_sign_in,
+                            finish_sign_in, sign_in_keys)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
 
     Raises TooManyWrongPasswords before checking anything once the sign-in limit is reached,
     or PasswordNotChanged with every problem found: the current password wrong (counted as a
-    refused sign-in), the new one breaking the password rules or the same as the current one,
+    refused sign-in, and recorded in the audit log), the new one breaking the password rules or the same as the current one,
     or typed differently the second time. Sessions signed in with the old password end (see
     helpdesk.pages.access.password_mark); the caller keeps its own.
     """
@@ -62,6 +63,9 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
     problems: dict[str, str] = {}
     if checked is None:
         log.info("password change refused for user id %s: the current password was wrong", user.id)
+        with session.begin():  # a session left open being used to guess the password shows
+            audit(session, PASSWORD_CHANGE_REFUSED, user, Actor(user.username, user.id), now,
+                  reason="wrong current password")
         problems["current_password"] = "Your current password is wrong."
     try:
         check_password(new, user.username)

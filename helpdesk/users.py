@@ -40,9 +40,12 @@ DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED, NAME_CHANGED = (
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
                 NAME_CHANGED)
 # Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
-# (what else was typed may be a password), and not once the name is refused unheard.
+# (what else was typed may be a password), and not once the name is refused unheard. A wrong
+# current password on the Change your password page counts as a refused sign-in, and is recorded
+# as PASSWORD_CHANGE_REFUSED.
 SIGNED_IN, SIGN_IN_REFUSED, SIGNED_OUT = "user.signed_in", "user.sign_in_refused", "user.signed_out"
-SIGN_IN_ACTIONS = (SIGNED_IN, SIGN_IN_REFUSED, SIGNED_OUT)
+PASSWORD_CHANGE_REFUSED = "user.password_change_refused"
+SIGN_IN_ACTIONS = (SIGNED_IN, SIGN_IN_REFUSED, SIGNED_OUT, PASSWORD_CHANGE_REFUSED)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import event, select
 
+from helpdesk.clock import local
 from helpdesk.models import AuditEntry
 from helpdesk.restore import newest_activity
 from helpdesk.users import deactivate
-from tests.integration.test_users_and_login import csrf_token, make_user, sign_in
+from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
 
 
 def entries(db_session, *actions: str) -> list[AuditEntry]:
@@ -102,3 +103,30 @@ def test_a_refused_sign_in_makes_the_same_writes_whether_or_not_the_name_is_a_us
     known, unknown = statements_of("alex"), statements_of("nobody.here")
     assert "INSERT INTO AUDIT_LOG" in known and "INSERT INTO AUDIT_LOG" not in unknown
     assert [s for s in known if s != "INSERT INTO AUDIT_LOG"] == unknown
+
+
+def test_a_wrong_current_password_on_change_password_is_recorded_and_shown_on_the_audit_log_page(
+        app, client, db_session, clock):
+    alex = person(db_session, clock, "alex", "agent")
+    person(db_session, clock, "ali", "auditor")
+    sign_in(client, "alex")
+    page = "/account/password"
+    for current in ("not the password", "nor this one"):
+        client.post(page, data={"csrf_token": csrf_token(client, page), "current_password": current,
+                                "new_password": "a brand new passphrase", "new_password_again": "a brand new passphrase"})
+    refused = entries(db_session, "user.password_change_refused")
+    assert [(e.user_id, e.actor, json.loads(e.detail)) for e in refused] == [
+        (alex.id, "alex", {"reason": "wrong current password", "user": "alex", "user_id": alex.id, "via": "web"})] * 2
+    stored = " ".join(e.detail + e.actor for e in entries(db_session))
+    assert "not the password" not in stored and "nor this one" not in stored and "passphrase" not in stored
+    # The right one then: the change is recorded, the refusals stay.
+    client.post(page, data={"csrf_token": csrf_token(client, page), "current_password": PASSWORD,
+                            "new_password": "a brand new passphrase", "new_password_again": "a brand new passphrase"})
+    assert len(entries(db_session, "user.password_change_refused")) == 2
+    assert len(entries(db_session, "user.password_changed")) == 1
+
+    auditor = app.test_client()
+    sign_in(auditor, "ali")
+    day = f"{local(clock.now):%Y-%m-%d}"
+    shown = auditor.get(f"/audit?what=sign-ins&from={day}&to={day}").get_data(as_text=True)
+    assert shown.count("Password change refused: wrong current password") == 2
