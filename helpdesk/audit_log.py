@@ -69,7 +69,8 @@ class Entry:
     at: datetime
     actor: str
     by_user_id: int | None  # the actor's id, when they were signed in to the pages
-    actor_role: str | None  # the role the actor has now; None for the server or the help desk itself
+    actor_role: str | None  # the role the actor had then (None for the server or the help desk itself)
+    role_now: str | None  # the role the actor has now
     by: str  # who, in words: "alex (Manager)", "root, on the server", "The help desk"
     action: str
     title: str
@@ -100,7 +101,8 @@ def day_range(first: date, last: date) -> tuple[datetime, datetime]:
 
 
 def _with_role():
-    """Entries, each with the role its actor has now (None for the server or the help desk)."""
+    """Entries, each with the role its actor has now (None for the server or the help desk): the
+    one they had then is in the entry, from 0.19.0."""
     return select(AuditEntry, User.role).outerjoin(User, User.id == AuditEntry.user_id)
 
 
@@ -165,14 +167,18 @@ def entry_words(entry: AuditEntry, role: str | None) -> Entry:
 
     detail = _detail(entry.detail)
     if entry.user_id is not None:  # signed in to the pages, or named with --user on the server
-        by = f"{entry.actor} ({role_label(role)})" if role else entry.actor
+        # Their role then; for an entry written before it was recorded (0.19.0), the one they have now.
+        by = (f"{entry.actor} ({role_label(entry.actor_role)})" if entry.actor_role
+              else f"{entry.actor} (now {role_label(role)})" if role else entry.actor)
     elif detail.get("via") == "command line":  # `helpdesk users`, by the system user who ran it
         by = f"{entry.actor}, on the server"
     else:  # the scheduler, or an upgrade (migration 0010)
         by = "The help desk"
     about_user = detail.get("user_id") if entry.action in USER_ACTIONS + SIGN_IN_ACTIONS else None
     return Entry(id=entry.id, at=entry.at, actor=entry.actor, by_user_id=entry.user_id,
-                 actor_role=role if entry.user_id is not None else None, by=by, action=entry.action, title=TITLES.get(entry.action, entry.action),
+                 actor_role=entry.actor_role if entry.user_id is not None else None,
+                 role_now=role if entry.user_id is not None else None, by=by, action=entry.action,
+                 title=TITLES.get(entry.action, entry.action),
                  words=_words(entry.action, detail), enquiry=_text(detail.get("enquiry")),
                  user_id=about_user if isinstance(about_user, int) else None, detail=detail)
 

@@ -25,7 +25,7 @@ bp = Blueprint("audit", __name__)
 DEFAULT_DAYS = 7
 _USER_ID = re.compile(r"[0-9]{1,10}")
 LARGEST_ID = 2**31 - 1  # the largest id PostgreSQL's integer holds
-CSV_COLUMNS = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "action", "what", "enquiry", "about_user_id",
+CSV_COLUMNS = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "by_role_now", "action", "what", "enquiry", "about_user_id",
                "detail"]
 
 
@@ -80,7 +80,8 @@ def download():
             for entry in all_entries(session, first, last, kind=kind, user_id=user.id if user else None):
                 writer.writerow([
                     entry.at.isoformat(), local(entry.at).isoformat(), inert(entry.by),
-                    "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "", entry.action,
+                    "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "",
+                    entry.role_now or "", entry.action,
                     inert(entry.what),
                     inert(entry.enquiry or ""), "" if entry.user_id is None else entry.user_id,
                     inert(_json(entry.detail))])

@@ -12,12 +12,14 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.owed import CALLBACK_NEEDED, record_audit
 from helpdesk import audit_log
 from helpdesk.clock import local, now_utc
 from helpdesk.db import make_engine
+from helpdesk.models import AuditEntry
 from helpdesk.retention import Removal, record_removal
 from helpdesk.subject_access import Found, record_search
 from helpdesk.users import Actor, command_line, set_role
@@ -26,7 +28,7 @@ from tests.integration.test_sign_in_audit import person
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, sign_in
 
 SYSTEM_USER = command_line().name  # who runs the tests, as `helpdesk users` records them
-CSV_HEADER = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "action", "what", "enquiry", "about_user_id",
+CSV_HEADER = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "by_role_now", "action", "what", "enquiry", "about_user_id",
               "detail"]
 
 
@@ -107,16 +109,47 @@ def test_each_kind_of_entry_is_shown_in_words(client, db_session, clock, setting
             "dana (Administrator) Searched for a person's data: the phone number ending 123: 3 rows found",
             "dana (Administrator) Callback needed recorded: HD-2026-000042 HD-2026-000042",
             f"{SYSTEM_USER}, on the server User changed: morgan: role changed from Manager to Agent morgan",
-            "morgan (Agent) Signed out",
-            "morgan (Agent) Evidence pack exported: 2026-11-23 to 2026-11-24, masked, no notes, from the Evidence page",
-            "morgan (Agent) Signed in",
+            "morgan (Manager) Signed out",  # their role then: now an agent
+            "morgan (Manager) Evidence pack exported: 2026-11-23 to 2026-11-24, masked, no notes, from the Evidence page",
+            "morgan (Manager) Signed in",
             f"{SYSTEM_USER}, on the server User changed: dana: added as Administrator dana"):
         assert expected in text, f"{expected!r} not in:\n{text}"
     # Newest first.
-    assert text.index("dana (Administrator) Signed in") < text.index("morgan (Agent) Signed in")
+    assert text.index("dana (Administrator) Signed in") < text.index("morgan (Manager) Signed in")
     html = page(client)
     assert '<a href="/enquiries/HD-2026-000042">HD-2026-000042</a>' in html
     assert f'<a href="/admin/users/{dana.id}">dana</a>' in html  # administrators follow a user to their page
+
+
+def test_each_entry_says_the_role_its_user_had_then_and_an_older_one_the_role_they_have_now(
+        app, client, db_session, clock, auditor):
+    dana = person(db_session, clock, "dana", "admin")
+    alex = person(db_session, clock, "alex", "agent")
+    with db_session.begin():
+        record_audit(db_session, alex.id, clock.now, CALLBACK_NEEDED, {"enquiry": "HD-2026-000042", "callback_id": 7})
+    set_role(db_session, "alex", "manager", by=Actor("dana", dana.id))
+    with db_session.begin():
+        record_audit(db_session, alex.id, clock.now + timedelta(seconds=1), CALLBACK_NEEDED,
+                     {"enquiry": "HD-2026-000043", "callback_id": 8})
+        # As an entry written before 0.19.0 is: no role recorded.
+        older = AuditEntry(at=clock.now - timedelta(hours=1), user_id=alex.id, actor="alex", action=CALLBACK_NEEDED,
+                           detail=json.dumps({"enquiry": "HD-2026-000041"}))
+        db_session.add(older)
+        db_session.flush()
+        db_session.execute(update(AuditEntry).where(AuditEntry.id == older.id).values(actor_role=None))
+    text = "\n".join(rows_of(page(client, "/audit?what=enquiries")))
+    assert "alex (Manager) Callback needed recorded: HD-2026-000043" in text
+    assert "alex (Agent) Callback needed recorded: HD-2026-000042" in text
+    assert "alex (now Manager) Callback needed recorded: HD-2026-000041" in text
+    table = list(csv.reader(io.StringIO(client.get("/audit.csv?what=enquiries").get_data(as_text=True))))
+    rows = [dict(zip(CSV_HEADER, row)) for row in table[1:]]
+    assert [(row["enquiry"], row["by_role"], row["by_role_now"]) for row in rows] == [
+        ("HD-2026-000041", "", "manager"), ("HD-2026-000042", "agent", "manager"),
+        ("HD-2026-000043", "manager", "manager")]
+    with db_session.begin():  # the role is stored as the entry is: nothing reads it back from the user
+        stored = dict(db_session.execute(select(AuditEntry.action, AuditEntry.actor_role)
+                                         .where(AuditEntry.action == "user.role_changed")).all())
+    assert stored == {"user.role_changed": "admin"}  # dana's, who changed it
 
 
 def test_a_system_user_named_helpdesk_is_not_taken_for_the_help_desk_itself(client, db_session, clock, auditor):
@@ -225,7 +258,8 @@ def test_the_csv_file_has_every_entry_oldest_first_with_its_detail(app, client, 
     added_alex, refused = rows[2], rows[3]
     assert added_alex["by"] == "'=HYPERLINK(evil), on the server"  # a spreadsheet shows it, and runs nothing
     assert added_alex["what"] == "User changed: alex: added as Agent" and added_alex["by_user_id"] == ""
-    assert refused["what"] == "Sign-in refused: wrong password" and refused["by_role"] == "agent"
+    assert refused["what"] == "Sign-in refused: wrong password"
+    assert refused["by_role"] == refused["by_role_now"] == "agent"
     assert refused["at_utc"] == (clock.now).isoformat() and refused["at_uk"] == "2026-11-24T10:01:00+00:00"
     assert json.loads(refused["detail"])["reason"] == "wrong password"
     assert refused["about_user_id"] == refused["by_user_id"] != ""
