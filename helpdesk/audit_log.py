@@ -23,6 +23,7 @@ from helpdesk.retention import ACTION as PERSONAL_DATA_REMOVED
 from helpdesk.subject_access import ACTION as SUBJECT_ACCESS
 from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN,
                             SIGNED_OUT, USER_ACTIONS, change_words)
+from metrics.evidence.fields import inert
 from metrics.evidence.pack import ACTION as EVIDENCE_EXPORT
 
 # Written once, by migration 0010, which cannot import this: a breach no longer counted.
@@ -59,6 +60,9 @@ TITLES = {
 }
 PER_PAGE = 100
 BATCH = 500  # entries read at a time for the CSV file
+# The CSV file's columns (the Audit log page's, and `helpdesk audit-log --csv`).
+CSV_COLUMNS = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "by_role_now", "action", "what", "enquiry",
+               "about_user_id", "detail"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,27 @@ def _words(action: str, detail: dict) -> str:
         return (f"backup taken at {_uk(detail.get('backup_taken_at'))}; data from then to "
                 f"{_uk(detail.get('lost_until'))} lost")
     return ""
+
+
+def csv_row(entry: Entry) -> list:
+    """The entry as a row of the CSV file (CSV_COLUMNS); text a spreadsheet would run as a formula
+    starts with "'"."""
+    return [entry.at.isoformat(), entry.at.astimezone(LONDON).isoformat(), inert(entry.by),
+            "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "", entry.role_now or "",
+            entry.action, inert(entry.what), inert(entry.enquiry or ""), "" if entry.user_id is None else entry.user_id,
+            inert(_json(entry.detail))]
+
+
+def _json(detail: dict) -> str:
+    """The detail as JSON, its letters as they are (not \\u escapes); but all escaped if it holds
+    what UTF-8 cannot carry, which the file could not be sent with: a path given on the server
+    (an evidence pack's, a copy of a person's data) with bytes that are not UTF-8 in its name."""
+    text = json.dumps(detail, sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(detail, sort_keys=True)
+    return text
 
 
 def _rows(count: int) -> str:

@@ -230,6 +230,7 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
 
 
 def _register() -> None:
+    from helpdesk.cli_audit import audit_log_command
     from helpdesk.cli_email import email_cli
     from helpdesk.cli_serve import run, scheduler_command, webhooks
     from helpdesk.cli_setup import calendar_command, check_config, files_command
@@ -251,6 +252,7 @@ def _register() -> None:
     db.add_command(after_restore_command)
     main.add_command(users_cli)
     main.add_command(evidence_cli)
+    main.add_command(audit_log_command)
     main.add_command(twilio_numbers_command)
 
 

@@ -27,7 +27,7 @@ users_cli = click.Group("users", help="Manage the people who sign in (uses DATAB
 
 
 @contextmanager
-def _session() -> Iterator[Session]:
+def cli_session() -> Iterator[Session]:
     """A session on DATABASE_URL; every failure becomes a one-line message."""
     from helpdesk.cli import database_url  # here: helpdesk.cli imports this module
 
@@ -140,10 +140,10 @@ def add_command(username: str, role: str, display_name: str, phone: str, permane
         check_display_name(display_name)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
-    with _session() as session, session.begin():
+    with cli_session() as session, session.begin():
         refuse_taken(session, name)
     password = _new_password()
-    with _session() as session:
+    with cli_session() as session:
         user = add_user(session, username, password, role, display_name, phone=phone, temporary=not permanent)
     named = f" ({user.display_name})" if user.display_name else ""
     click.echo(f"Added {user.role} {user.username!r}{named}.{_first_sign_in(user)}")
@@ -155,7 +155,7 @@ def add_command(username: str, role: str, display_name: str, phone: str, permane
 @users_cli.command("list")
 def list_command() -> None:
     """List users with their roles, whether they can sign in, and when they last did (UK time)."""
-    with _session() as session:
+    with cli_session() as session:
         users = list_users(session)
     if not users:
         click.echo("No users yet: add one with 'helpdesk users add USERNAME --role admin'.")
@@ -178,7 +178,7 @@ def history_command(username: str | None, limit: int) -> None:
     """Show who changed which user, and when (from the audit log), newest first."""
     from helpdesk.pages.format import format_date_time
 
-    with _session() as session:
+    with cli_session() as session:
         with session.begin():
             user_id = existing_user(session, username).id if username else None
         changes = user_changes(session, user_id=user_id, limit=limit)
@@ -194,7 +194,7 @@ def history_command(username: str | None, limit: int) -> None:
 @click.argument("username")
 def deactivate_command(username: str) -> None:
     """Stop a user signing in (their record is kept)."""
-    with _session() as session:
+    with cli_session() as session:
         user = deactivate(session, username)
     click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
 
@@ -203,7 +203,7 @@ def deactivate_command(username: str) -> None:
 @click.argument("username")
 def reactivate_command(username: str) -> None:
     """Let a deactivated user sign in again."""
-    with _session() as session:
+    with cli_session() as session:
         user = reactivate(session, username)
     click.echo(f"Reactivated {user.username!r}: they can sign in again with the password they had "
                f"('helpdesk users set-password {user.username}' sets a new one).")
@@ -214,7 +214,7 @@ def reactivate_command(username: str) -> None:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do from now on.")
 def set_role_command(username: str, role: str) -> None:
     """Change what a user may see and do (they sign in again)."""
-    with _session() as session:
+    with cli_session() as session:
         user = set_role(session, username, role)
     click.echo(f"{user.username!r} is now {'an' if role[0] in 'aeiou' else 'a'} {role}; they sign in again to act "
                "as one.")
@@ -225,7 +225,7 @@ def set_role_command(username: str, role: str) -> None:
 @click.argument("phone", required=False, default="")
 def set_phone_command(username: str, phone: str) -> None:
     """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
-    with _session() as session:
+    with cli_session() as session:
         user = set_phone(session, username, phone)
     click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
 
@@ -235,7 +235,7 @@ def set_phone_command(username: str, phone: str) -> None:
 @click.argument("name", required=False, default="")
 def set_name_command(username: str, name: str) -> None:
     """Set the name shown for a user, e.g. "Alex Smith" (leave NAME out to clear it)."""
-    with _session() as session:
+    with cli_session() as session:
         user = set_display_name(session, username, name)
     click.echo(f"{user.username!r} is shown as {user.display_name}." if user.display_name
                else f"Cleared the name of {user.username!r}.")
@@ -250,10 +250,10 @@ def set_password_command(username: str, permanent: bool) -> None:
     The password comes from HELPDESK_PASSWORD, or is asked for twice. It is for their next
     sign-in only: they then choose their own (unless --permanent).
     """
-    with _session() as session, session.begin():
+    with cli_session() as session, session.begin():
         existing_user(session, username)  # no password asked for a user who does not exist
     password = _new_password()
-    with _session() as session:
+    with cli_session() as session:
         user = set_password(session, username, password, temporary=not permanent)
     still = "" if user.active else (f" They are still deactivated: 'helpdesk users reactivate {user.username}' "
                                     "lets them sign in.")

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from datetime import date, timedelta
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from helpdesk.audit_log import KINDS, PER_PAGE, all_entries, entries_page
-from helpdesk.clock import local
+from helpdesk.audit_log import CSV_COLUMNS, KINDS, PER_PAGE, all_entries, csv_row, entries_page
 from helpdesk.models import User
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
 from helpdesk.pages.managers import BadQuery, _choice, _day, _page
 from helpdesk.web import database
-from metrics.evidence.fields import inert
 
 bp = Blueprint("audit", __name__)
 
 DEFAULT_DAYS = 7
 _USER_ID = re.compile(r"[0-9]{1,10}")
 LARGEST_ID = 2**31 - 1  # the largest id PostgreSQL's integer holds
-CSV_COLUMNS = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "by_role_now", "action", "what", "enquiry", "about_user_id",
-               "detail"]
 
 
 @bp.get("/audit")
@@ -78,13 +73,7 @@ def download():
         writer.writerow(CSV_COLUMNS)
         with database().session() as session:
             for entry in all_entries(session, first, last, kind=kind, user_id=user.id if user else None):
-                writer.writerow([
-                    entry.at.isoformat(), local(entry.at).isoformat(), inert(entry.by),
-                    "" if entry.by_user_id is None else entry.by_user_id, entry.actor_role or "",
-                    entry.role_now or "", entry.action,
-                    inert(entry.what),
-                    inert(entry.enquiry or ""), "" if entry.user_id is None else entry.user_id,
-                    inert(_json(entry.detail))])
+                writer.writerow(csv_row(entry))
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -93,18 +82,6 @@ def download():
     # Streamed: each row goes out as it is read (all_entries reads a batch at a time).
     return Response(stream_with_context(rows()), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
-
-
-def _json(detail: dict) -> str:
-    """The detail as JSON, its letters as they are (not \\u escapes); but all escaped if it holds
-    what UTF-8 cannot carry, which the file could not be sent with: a path given on the server
-    (an evidence pack's, a copy of a person's data) with bytes that are not UTF-8 in its name."""
-    text = json.dumps(detail, sort_keys=True, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(detail, sort_keys=True)
-    return text
 
 
 def _query() -> tuple[date, date, str | None, User | None]:

@@ -155,7 +155,9 @@ def exports_command(digest: str | None, limit: int) -> None:
             continue
         shown += 1
         notes = "with notes" if detail.get("notes_included") else "no notes"
-        who = f"{entry.actor} ({role})" if role else entry.actor
+        # Their role then (from 0.19.0), else the one they have now.
+        who = (f"{entry.actor} ({entry.actor_role})" if entry.actor_role
+               else f"{entry.actor} (now {role})" if role else entry.actor)
         click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M}  {who}  {detail.get('first_day', '?')} to "
                    f"{detail.get('last_day', '?')}  {detail.get('redaction', '?')}, {notes}  {detail.get('via', '?')}  "
                    f"{detail.get('manifest_sha256', '?')}")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from helpdesk.cli import main
 from helpdesk.db import Database
 from helpdesk.models import AuditEntry
-from helpdesk.users import add_user, deactivate, set_password
+from helpdesk.users import add_user, deactivate, set_password, set_role
 from tests.integration.conftest import make_settings
 from tests.integration.test_evidence_pack import seed
 
@@ -90,6 +90,9 @@ def test_exports_lists_the_packs_made_and_finds_one_by_its_manifest(desk, tmp_pa
     assert "root-admin (admin)  2026-11-24 to 2026-11-24  none, with notes  cli  " + made["root-admin"] in newest
     assert "dana (auditor)  2026-11-23 to 2026-11-24  masked, no notes  cli  " + made["dana"] in oldest
     assert run(env, "exports", "--limit", "1").output.strip() == newest
+    with database.session() as session:
+        set_role(session, "dana", "manager")
+    assert run(env, "exports").output.strip().splitlines()[1] == oldest  # the role dana had when she made it
 
     checked = run(env, "verify", str(first))
     assert f"'helpdesk evidence exports --sha256 {made['dana']}' says who made it" in checked.output
