@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpdesk import config_in_force
 from helpdesk.config import ConfigError
@@ -79,6 +80,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = app.config.get("SETTINGS") or config_in_force.load_for_app(app.config.get("HELPDESK_CONFIG"))
     app.extensions["helpdesk.settings"] = settings
+    if settings.web.proxies:
+        # The client's address from X-Forwarded-For, as the outermost proxy heard it (werkzeug
+        # takes the entry that many from the end, which no client can put there), for the audit
+        # log's sign-ins. Nothing else: the public address is PUBLIC_BASE_URL's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.web.proxies, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     Database(pages=True).init_app(app)
 
     from callbacks import outbound

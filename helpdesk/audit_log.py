@@ -85,8 +85,10 @@ class Entry:
 
     @property
     def what(self) -> str:
-        """What it was, in words: "Sign-in refused: wrong password"."""
-        return f"{self.title}: {self.words}" if self.words else self.title
+        """What it was, in words: "Sign-in refused: wrong password", "Signed in from 192.0.2.7"."""
+        if not self.words:
+            return self.title
+        return f"{self.title} {self.words}" if self.words.startswith("from ") else f"{self.title}: {self.words}"
 
 
 @dataclass(frozen=True)
@@ -189,10 +191,12 @@ def entry_words(entry: AuditEntry, role: str | None) -> Entry:
 
 def _words(action: str, detail: dict) -> str:
     """What the entry says beyond its title."""
-    if action == SIGN_IN_REFUSED:
-        return "deactivated user" if detail.get("reason") == "deactivated" else "wrong password"
-    if action == PASSWORD_CHANGE_REFUSED:
-        return "wrong current password"
+    if action in SIGN_IN_ACTIONS:
+        address = _text(detail.get("address"))
+        reason = ("deactivated user" if action == SIGN_IN_REFUSED and detail.get("reason") == "deactivated"
+                  else "wrong password" if action == SIGN_IN_REFUSED
+                  else "wrong current password" if action == PASSWORD_CHANGE_REFUSED else "")
+        return ", ".join(part for part in (reason, address and f"from {address}") if part)
     if action in USER_ACTIONS and action != PASSWORD_CHANGED:
         return f"{detail.get('user', '?')}: {change_words(action, detail)}"
     if action in (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE):

@@ -21,7 +21,7 @@ from helpdesk.config_reader import ConfigError, Reader, no_repeats
 from helpdesk.config_times import WEEKDAYS, clock_text, parse_closures, parse_hours
 from helpdesk.phones import is_phone_number
 from helpdesk.settings import (CallbackSettings, IvrSettings, Messages, RoutingSettings, RetentionSettings,
-                               SchedulerSettings, Settings, SmtpSettings, WebhookSettings)
+                               SchedulerSettings, Settings, SmtpSettings, WebhookSettings, WebSettings)
 
 # Also for those who import them from here.
 __all__ = ["ConfigError", "DEFAULT_PATH", "END_OF_DAY", "MAX_CONFIG_BYTES", "RECONCILE_MINIMUM", "WEEKDAYS",
@@ -78,8 +78,10 @@ def settings_from(raw: bytes, path: Path) -> Settings:
 
 _KNOWN = {
     "helpdesk", "hours", "closures", "answer", "routing", "ivr", "callers", "voicemail", "messages",
-    "callback", "email", "scheduler", "retention", "supervisors", "smtp", "webhooks",
+    "callback", "email", "scheduler", "retention", "supervisors", "smtp", "webhooks", "web",
 }
+# The most proxies one after another in front of the app (web.proxies).
+MOST_PROXIES = 5
 # The shortest retention period taken: a month of contacts is always kept, so a slip of the
 # pen (1 for 100, days for months) cannot remove what the desk is still working on.
 SHORTEST_RETENTION_DAYS = 31
@@ -120,6 +122,7 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     email = parse_email(Reader(data, "email", source), source)
     scheduler = Reader(data, "scheduler", source)
     retention = Reader(data, "retention", source)
+    web = Reader(data, "web", source)
     personal_data_days = retention.number("personal_data_days", 0, 0, 36500, int)
     if 0 < personal_data_days < SHORTEST_RETENTION_DAYS:
         retention.fail("personal_data_days", f"must be 0 (kept) or at least {SHORTEST_RETENTION_DAYS}, not "
@@ -159,11 +162,12 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         ),
         retention=RetentionSettings(personal_data_days=personal_data_days),
         webhooks=_parse_webhooks(Reader(data, "webhooks", source)),
+        web=WebSettings(proxies=web.number("proxies", 0, 0, MOST_PROXIES, int)),
         version=version,
         source=source,
     )
     for reader in (desk, answer, routing, ivr, callers, voicemail, messages, callback_reader, supervisors, smtp,
-                   scheduler, retention):
+                   scheduler, retention, web):
         reader.all_read()
     if not opening:
         # Every call would be out of hours, and no callback or email acknowledgement could fall due.

@@ -16,7 +16,7 @@ from werkzeug.security import generate_password_hash
 from helpdesk.models import User
 from helpdesk.user_rules import UserError, check_password
 from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, Actor, audit, authenticate, begin_sign_in,
-                            finish_sign_in, sign_in_keys)
+                            finish_sign_in, from_address, sign_in_keys)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,14 @@ def sentence(problem: UserError) -> str:
 
 
 def change_own_password(session: Session, user: User, current: str, new: str, again: str, secret: str | bytes,
-                        now: datetime) -> None:
+                        now: datetime, address: str | None = None) -> None:
     """Give `user` the password `new` in place of `current`, typed twice (`again`).
 
     Raises TooManyWrongPasswords before checking anything once the sign-in limit is reached,
     or PasswordNotChanged with every problem found: the current password wrong (counted as a
     refused sign-in, and recorded in the audit log), the new one breaking the password rules or the same as the current one,
-    or typed differently the second time. Sessions signed in with the old password end (see
+    or typed differently the second time (`address`: where the form came from, for the audit
+    log). Sessions signed in with the old password end (see
     helpdesk.pages.access.password_mark); the caller keeps its own.
     """
     keys = sign_in_keys(session, user.username, secret)
@@ -65,7 +66,7 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
         log.info("password change refused for user id %s: the current password was wrong", user.id)
         with session.begin():  # a session left open being used to guess the password shows
             audit(session, PASSWORD_CHANGE_REFUSED, user, Actor(user.username, user.id), now,
-                  reason="wrong current password")
+                  reason="wrong current password", **from_address(address))
         problems["current_password"] = "Your current password is wrong."
     try:
         check_password(new, user.username)

@@ -142,6 +142,13 @@ class WebhookSettings:
     twilio_numbers: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    # Proxies in front of the app that add the address they heard from to X-Forwarded-For: the
+    # address recorded for each sign-in is the one the outermost of them heard (helpdesk.app).
+    proxies: int = 0
+
+
 @dataclass(frozen=True, eq=False)
 class Settings:
     """The validated configuration. `version` identifies the file's content.
@@ -171,6 +178,7 @@ class Settings:
     scheduler: SchedulerSettings = SchedulerSettings()
     retention: RetentionSettings = RetentionSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    web: WebSettings = WebSettings()
     version: str = "defaults"
     source: str = "(built-in defaults)"
 

@@ -211,14 +211,22 @@ def finish_sign_in(session: Session, keys: tuple[str, ...], *, succeeded: bool) 
             _forget_failures(session, *keys)
 
 
-def signed_in(session: Session, user: User, now: datetime) -> None:
-    """Note when the user signed in, for the Users page, and that they did, in the audit log."""
+def from_address(address: str | None) -> dict:
+    """The audit detail for where a sign-in (or sign-out) came from: `address` as the app took it
+    (helpdesk.pages.auth.client_address), when there is one."""
+    return {"address": address} if address else {}
+
+
+def signed_in(session: Session, user: User, now: datetime, address: str | None = None) -> None:
+    """Note when the user signed in, for the Users page, and that they did, from `address`, in
+    the audit log."""
     with session.begin():
         session.execute(update(User).where(User.id == user.id).values(last_signed_in_at=now))
-        audit(session, SIGNED_IN, user, Actor(user.username, user.id), now)
+        audit(session, SIGNED_IN, user, Actor(user.username, user.id), now, **from_address(address))
 
 
-def sign_in_refused(session: Session, keys: tuple[str, ...], username: str, now: datetime) -> int | None:
+def sign_in_refused(session: Session, keys: tuple[str, ...], username: str, now: datetime,
+                    address: str | None = None) -> int | None:
     """Record a refused sign-in against the user with this name, if there is one; their id, for
     the app's log (None for an unknown name, which is not recorded: it may be a password).
 
@@ -231,15 +239,15 @@ def sign_in_refused(session: Session, keys: tuple[str, ...], username: str, now:
                         .values(failed_at=now))
         if user is not None:
             audit(session, SIGN_IN_REFUSED, user, Actor(user.username, user.id), now,
-                  reason="wrong password" if user.active else "deactivated")
+                  reason="wrong password" if user.active else "deactivated", **from_address(address))
     return None if user is None else user.id
 
 
-def signed_out(session: Session, user: User, now: datetime) -> None:
+def signed_out(session: Session, user: User, now: datetime, address: str | None = None) -> None:
     """End every session the user has, on every device, and record that they signed out."""
     with session.begin():
         session.execute(update(User).where(User.id == user.id).values(session_epoch=User.session_epoch + 1))
-        audit(session, SIGNED_OUT, user, Actor(user.username, user.id), now)
+        audit(session, SIGNED_OUT, user, Actor(user.username, user.id), now, **from_address(address))
 
 
 def user_id_named(session: Session, username: str) -> int | None:

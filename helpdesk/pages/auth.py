@@ -1,6 +1,7 @@
 """Signing in and out, changing one's own password, and the start page that sends each role to its own page."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 from datetime import datetime
 
@@ -52,6 +53,15 @@ def start_page(user) -> str | None:
     return url_for(endpoint) if endpoint else None
 
 
+def client_address() -> str | None:
+    """The address the request came from, for the audit log: behind proxies (web.proxies), the one
+    the outermost heard; None if that is not an IP address (a proxy sending something else)."""
+    try:
+        return str(ipaddress.ip_address((request.remote_addr or "").strip()))
+    except ValueError:
+        return None
+
+
 def _who(user_id: int | None) -> str:
     """Whose sign-in, for the log: a user's id, never the name typed (people type passwords there)."""
     return "an unknown username" if user_id is None else f"user id {user_id}"
@@ -81,9 +91,10 @@ def login():
         user = authenticate(db_session, form.username.data, form.password.data)
         finish_sign_in(db_session, keys, succeeded=user is not None)
         if user is None:
-            log.info("sign-in refused for %s", _who(sign_in_refused(db_session, keys, form.username.data, now)))
+            log.info("sign-in refused for %s", _who(sign_in_refused(db_session, keys, form.username.data, now,
+                                                                    client_address())))
         else:
-            signed_in(db_session, user, now)
+            signed_in(db_session, user, now, client_address())
     if user is None:
         return render_template("login.html", form=form, error=WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)
@@ -101,7 +112,7 @@ def logout():
     """Sign out (a POST form with a CSRF token, so no other site can sign people out)."""
     if current_user.is_authenticated:
         with database().session() as db_session:
-            signed_out(db_session, current_user, clock())
+            signed_out(db_session, current_user, clock(), client_address())
         log.info("user %s signed out", current_user.username)
     logout_user()
     session.clear()
@@ -132,7 +143,8 @@ def change_password():
     with database().session() as db_session:
         try:
             change_own_password(db_session, current_user, form.current_password.data, form.new_password.data,
-                                form.new_password_again.data, current_app.config["SECRET_KEY"], clock())
+                                form.new_password_again.data, current_app.config["SECRET_KEY"], clock(),
+                                client_address())
         except TooManyWrongPasswords as refused:
             return _password_page(form, blocked=refused.until), 429
         except PasswordNotChanged as refused:

@@ -44,9 +44,9 @@ def test_it_lists_entries_newest_first_in_words_with_uk_times(migrated_url, clie
     lines = result.output.splitlines()
     said = [line.split("  ", 1)[1] for line in lines]
     assert said[:4] == ["dana (Administrator)  User changed: alex: role changed from Agent to Manager",
-                        "alex (Agent)  Signed out",
+                        "alex (Agent)  Signed out from 127.0.0.1",
                         "alex (Agent)  Callback needed recorded: HD-2026-000042",
-                        "alex (Agent)  Signed in"]
+                        "alex (Agent)  Signed in from 127.0.0.1"]
     assert f"{SYSTEM_USER}, on the server  User changed: alex: added as Agent" in said
     signed_in = lines[3].split("  ", 1)[0]
     assert signed_in == f"{(clock.now - timedelta(seconds=120)).astimezone(LONDON):%Y-%m-%d %H:%M:%S %Z}"
@@ -58,7 +58,8 @@ def test_what_and_user_narrow_it_as_on_the_page(migrated_url, client, db_session
     person(db_session, clock, "sam", "agent")
     every_day = ("--from", "2026-11-24", "--to", today())
     sign_ins = audit_log(migrated_url, *every_day, "--what", "sign-ins").output.splitlines()
-    assert [line.split("  ", 1)[1] for line in sign_ins] == ["alex (Agent)  Signed out", "alex (Agent)  Signed in"]
+    assert [line.split("  ", 1)[1] for line in sign_ins] == ["alex (Agent)  Signed out from 127.0.0.1",
+                                                          "alex (Agent)  Signed in from 127.0.0.1"]
     alex = audit_log(migrated_url, *every_day, "--user", "ALEX").output
     assert len(alex.splitlines()) == 5 and "sam" not in alex  # added, signed in, callback, signed out, role changed
     nobody = audit_log(migrated_url, "--user", "nobody")

@@ -258,7 +258,7 @@ def test_the_csv_file_has_every_entry_oldest_first_with_its_detail(app, client, 
     added_alex, refused = rows[2], rows[3]
     assert added_alex["by"] == "'=HYPERLINK(evil), on the server"  # a spreadsheet shows it, and runs nothing
     assert added_alex["what"] == "User changed: alex: added as Agent" and added_alex["by_user_id"] == ""
-    assert refused["what"] == "Sign-in refused: wrong password"
+    assert refused["what"] == "Sign-in refused: wrong password, from 127.0.0.1"
     assert refused["by_role"] == refused["by_role_now"] == "agent"
     assert refused["at_utc"] == (clock.now).isoformat() and refused["at_uk"] == "2026-11-24T10:01:00+00:00"
     assert json.loads(refused["detail"])["reason"] == "wrong password"

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event, select
 
 from helpdesk.clock import local
 from helpdesk.models import AuditEntry
 from helpdesk.restore import newest_activity
-from helpdesk.users import deactivate
+from helpdesk.users import SIGN_IN_ACTIONS, deactivate
+from tests.integration.conftest import make_app, make_settings
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
 
 
@@ -38,7 +40,7 @@ def test_signing_in_and_out_is_recorded_with_who(client, db_session, clock):
     assert [(e.action, e.actor, e.user_id, e.at) for e in recorded] == [
         ("user.signed_in", "alex", alex.id, clock.now - timedelta(seconds=60)),
         ("user.signed_out", "alex", alex.id, clock.now)]
-    assert json.loads(recorded[0].detail) == {"user": "alex", "user_id": alex.id, "via": "web"}
+    assert json.loads(recorded[0].detail) == {"user": "alex", "user_id": alex.id, "via": "web", "address": "127.0.0.1"}
 
 
 def test_a_refused_sign_in_is_recorded_for_a_user_but_nothing_typed_for_an_unknown_name(client, db_session, clock):
@@ -116,7 +118,8 @@ def test_a_wrong_current_password_on_change_password_is_recorded_and_shown_on_th
                                 "new_password": "a brand new passphrase", "new_password_again": "a brand new passphrase"})
     refused = entries(db_session, "user.password_change_refused")
     assert [(e.user_id, e.actor, json.loads(e.detail)) for e in refused] == [
-        (alex.id, "alex", {"reason": "wrong current password", "user": "alex", "user_id": alex.id, "via": "web"})] * 2
+        (alex.id, "alex", {"reason": "wrong current password", "user": "alex", "user_id": alex.id, "via": "web",
+                           "address": "127.0.0.1"})] * 2
     stored = " ".join(e.detail + e.actor for e in entries(db_session))
     assert "not the password" not in stored and "nor this one" not in stored and "passphrase" not in stored
     # The right one then: the change is recorded, the refusals stay.
@@ -129,4 +132,30 @@ def test_a_wrong_current_password_on_change_password_is_recorded_and_shown_on_th
     sign_in(auditor, "ali")
     day = f"{local(clock.now):%Y-%m-%d}"
     shown = auditor.get(f"/audit?what=sign-ins&from={day}&to={day}").get_data(as_text=True)
-    assert shown.count("Password change refused: wrong current password") == 2
+    assert shown.count("Password change refused: wrong current password, from 127.0.0.1") == 2
+
+
+@pytest.mark.parametrize("proxies, forwarded, recorded", [
+    (0, None, "127.0.0.1"),  # no proxy: the address the app sees
+    (0, "198.51.100.9", "127.0.0.1"),  # a client's own X-Forwarded-For, with no proxy to trust, changes nothing
+    (1, "198.51.100.9, 203.0.113.5", "203.0.113.5"),  # what the one proxy heard; the client wrote the first
+    (2, "198.51.100.9, 203.0.113.5", "198.51.100.9"),  # a load balancer, then nginx
+    (1, "2001:db8::7", "2001:db8::7"),
+    (1, "not an address", None),  # a proxy sending something else: no address recorded
+])
+def test_each_sign_in_records_the_address_it_came_from_behind_the_proxies_configured(
+        migrated_url, clock, db_session, proxies, forwarded, recorded):
+    app = make_app(migrated_url, make_settings(web={"proxies": proxies}), clock)
+    try:
+        client = app.test_client()
+        person(db_session, clock, "alex", "agent")
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        client.post("/login", data={"csrf_token": csrf_token(client, "/login"), "username": "alex",
+                                    "password": "not the password"}, headers=headers)
+        client.post("/login", data={"csrf_token": csrf_token(client, "/login"), "username": "alex",
+                                    "password": PASSWORD}, headers=headers)
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/queue")}, headers=headers)
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+    addresses = [json.loads(e.detail).get("address") for e in entries(db_session, *SIGN_IN_ACTIONS)]
+    assert addresses == [recorded] * 3

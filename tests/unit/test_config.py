@@ -130,6 +130,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"retention": {"personal_data_days": 30}}, "retention.personal_data_days must be 0 (kept) or at least 31, not 30"),
     ({"retention": {"personal_data_days": -1}}, "retention.personal_data_days must be between 0 and 36500"),
     ({"retention": {"personal_data_days": "2 years"}}, "retention.personal_data_days must be a"),
+    ({"web": {"proxies": 6}}, "web.proxies must be between 0 and 5, not 6"),
+    ({"web": {"proxies": -1}}, "web.proxies must be between 0 and 5"),
+    ({"web": {"proxies": "1"}}, "web.proxies must be a"),
+    ({"web": {"proxy": 1}}, "web.proxy is not a known key"),
     ({"retention": {"days": 400}}, "retention.days is not a known key"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
