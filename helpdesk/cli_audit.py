@@ -58,10 +58,16 @@ def audit_log_command(first, last, kind, username, limit, csv_path) -> None:
         click.echo(f"No entries from {span}.")
         return
     for entry in listing.entries:
-        click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M:%S %Z}  {entry.by}  {entry.what}")
+        click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M:%S %Z}  {_shown(entry.by)}  {_shown(entry.what)}")
     if listing.total > len(listing.entries):
         click.echo(f"The newest {len(listing.entries):,} of {listing.total:,} entries from {span}: "
                    "give --limit or a shorter range for the rest, or --csv for all of them.")
+
+
+def _shown(text: str) -> str:
+    """Text as a terminal may show it: a control character (an escape sequence, say, in the name
+    of the system user who ran a command) as "?"."""
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def _write_csv(entries, path: str) -> int:

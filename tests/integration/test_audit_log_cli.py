@@ -66,6 +66,13 @@ def test_what_and_user_narrow_it_as_on_the_page(migrated_url, client, db_session
     assert nobody.exit_code == 1 and "there is no user 'nobody'" in nobody.output
 
 
+def test_control_characters_are_not_sent_to_the_terminal(migrated_url, db_session, clock):
+    person(db_session, clock, "alex", "agent", by=Actor("root\x1b[2J\x07"))  # LOGNAME with an escape sequence
+    result = audit_log(migrated_url, "--from", "2026-11-24", "--to", today())
+    assert "root?[2J?, on the server  User changed: alex: added as Agent" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+
+
 def test_more_entries_than_the_limit_says_how_many_and_how_to_see_them(migrated_url, client, db_session, clock):
     story(migrated_url, client, db_session, clock)
     result = audit_log(migrated_url, "--from", "2026-11-24", "--to", today(), "--limit", "2")
