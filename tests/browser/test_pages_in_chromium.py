@@ -478,7 +478,9 @@ def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_ap
         page.locator("form.filters button[type=submit]").click()
     assert "what=sign-ins" in page.url
     whats = page.locator("table.audit tbody tr td:nth-child(3)").all_text_contents()
-    assert whats and all(what.startswith(("Signed in", "Signed out", "Sign-in refused")) for what in whats), whats
+    assert whats and all(what.startswith(("Signed in", "Signed out", "Sign-in refused", "Password change refused"))
+                         for what in whats), whats
+    assert any(what.startswith("Signed in from 127.0.0.1") for what in whats), whats
     assert any(who.startswith("browser.auditor") for who in page.locator("table.audit tbody tr td:nth-child(2)")
                .all_text_contents())
     _check_with_axe(page, "/audit (sign-ins)")
