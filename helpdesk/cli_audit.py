@@ -39,10 +39,7 @@ def audit_log_command(first, last, kind, username, limit, csv_path) -> None:
     if first > last:
         raise click.BadParameter(f"{first} is after --to {last}: give a first day on or before the last",
                                  param_hint="--from")
-    from helpdesk.cli import migrated_database_url  # here: helpdesk.cli adds this command
-
-    migrated_database_url()  # an older schema is named as such, not as a column it lacks
-    with cli_session() as session:
+    with cli_session() as session:  # a database not upgraded yet is named as such
         user_id = None
         if username is not None:
             with session.begin():

@@ -34,7 +34,7 @@ def cli_session() -> Iterator[Session]:
     url = database_url()
     database = None
     try:
-        _refuse_missing_sqlite_file(url)
+        _refuse_unmigrated(url)
         database = Database(url)
         with database.session() as session:
             yield session
@@ -47,13 +47,16 @@ def cli_session() -> Iterator[Session]:
             database.dispose()
 
 
-def _refuse_missing_sqlite_file(url: str) -> None:
-    # SQLite would quietly create an empty file; say what is wrong instead.
-    from helpdesk.migrate import NotReady, check_url
+def _refuse_unmigrated(url: str) -> None:
+    """A one-line message for a database these commands cannot use: an SQLite file that is not
+    there (SQLite would quietly create an empty one), one that does not answer, or one whose
+    schema is not this version's (after an upgrade of the app, before `helpdesk db upgrade`:
+    else a change to a user failed on the audit log's column it lacks)."""
+    from helpdesk.migrate import NotReady, check_migrated
 
     try:
-        check_url(url)
-    except NotReady as exc:
+        check_migrated(url)
+    except NotReady as exc:  # Unreachable too
         raise click.ClickException(str(exc)) from None
 
 

@@ -15,7 +15,7 @@ from helpdesk.clock import LONDON, local
 from helpdesk.users import Actor, set_role
 from tests.integration.test_audit_log_page import CSV_HEADER, SYSTEM_USER, today
 from tests.integration.test_sign_in_audit import person
-from tests.integration.test_users_and_login import csrf_token, sign_in
+from tests.integration.test_users_and_login import PASSWORD, csrf_token, sign_in
 
 
 def audit_log(url: str, *args: str):
@@ -147,8 +147,12 @@ def test_a_database_failing_part_of_the_way_leaves_no_csv_file(migrated_url, cli
 
 
 def test_a_database_not_upgraded_is_named_as_such(database_url):
-    from helpdesk.migrate import upgrade
+    from helpdesk.migrate import head, upgrade
 
     upgrade(database_url, "0017")
-    result = audit_log(database_url)
-    assert result.exit_code == 1 and "helpdesk db upgrade" in result.output and "Traceback" not in result.output
+    for command in (["audit-log"], ["users", "add", "alex", "--role", "agent"], ["users", "list"]):
+        result = CliRunner().invoke(helpdesk_cli, command, env={"DATABASE_URL": database_url,
+                                                                "HELPDESK_PASSWORD": PASSWORD})
+        assert result.exit_code == 1 and "Traceback" not in result.output, (command, result.output)
+        assert result.output == (f"Error: the database's schema is at revision 0017, and this version needs {head()}: "
+                                 "run 'helpdesk db upgrade' first\n"), command
