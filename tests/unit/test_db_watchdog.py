@@ -16,8 +16,9 @@ def open_descriptors() -> int:
 def test_a_connection_held_past_its_deadline_is_cut_and_a_blocked_read_wakes():
     watchdog, (ours, server) = Watchdog(), socket.socketpair()
     with ours, server:
-        token = watchdog.arm(ours.fileno(), 0.2)
+        # Timed from before arming: arm starts the watchdog's thread, which may take a while on a busy machine.
         started = time.monotonic()
+        token = watchdog.arm(ours.fileno(), 0.2)
         assert ours.recv(1) == b""  # waits for a server that never answers, until the cut
         assert 0.15 < time.monotonic() - started < 5
         assert watchdog.disarm(token) is False  # it was cut
