@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 
 from callbacks.scheduler import AcknowledgementJob, SweepJob
 from helpdesk.db import Database
-from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, TwilioEvent
+from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, SignInFailure, TwilioEvent
 from helpdesk.models.event import found_in_log as found_in_log_events
 from helpdesk.settings import Settings
+from helpdesk.users import SIGN_IN_WINDOW
 from helpdesk.spool import Spool
 from metrics import compliance
 from metrics.counts import Totals, totals
@@ -53,6 +54,7 @@ class Snapshot:
     found_in_log: int = 0  # calls found in Twilio's call log that never reached the app
     found_in_log_last_hour: int = 0  # of them, found in the hour before `now`
     restored_at: datetime | None = None  # when the database was last put back to a backup (None: never)
+    sign_ins_refused: int = 0  # refused within helpdesk.users.SIGN_IN_WINDOW and not followed by a good one
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -82,9 +84,13 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                        func.count(TwilioEvent.id).filter(TwilioEvent.received_at > now - FOUND_RECENTLY))
                 .where(found_in_log_events())).one()
             restored_at = session.scalar(select(func.max(Restore.restored_at)))
+            # As the sign-in limit counts them: a good sign-in clears its name's, so a mistyped
+            # password put right at once is not here, and guesses are.
+            refused = session.scalar(select(func.count(SignInFailure.id))
+                                     .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
                     leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0),
-                    restored_at)
+                    restored_at, int(refused or 0))
 
 
 class HelpdeskCollector:
@@ -113,6 +119,10 @@ class HelpdeskCollector:
                                 "When the database was last put back to an older backup (Unix time; 0 if never): "
                                 "the business counters went back then, and rate() reads it as a reset.",
                                 value=snapshot.restored_at.timestamp() if snapshot.restored_at else 0.0)
+        yield GaugeMetricFamily("helpdesk_sign_ins_refused_recently",
+                                "Sign-ins refused in the last 15 minutes (wrong passwords, unknown usernames, "
+                                "deactivated users) with no good sign-in for the same name after them.",
+                                value=snapshot.sign_ins_refused)
         scrape = GaugeMetricFamily("helpdesk_metrics_read_seconds",
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)

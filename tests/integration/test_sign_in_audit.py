@@ -12,6 +12,7 @@ from helpdesk.models import AuditEntry
 from helpdesk.restore import newest_activity
 from helpdesk.users import SIGN_IN_ACTIONS, deactivate
 from tests.integration.conftest import make_app, make_settings
+from tests.integration.test_metrics_endpoint import scrape, value
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, sign_in
 
 
@@ -159,3 +160,25 @@ def test_each_sign_in_records_the_address_it_came_from_behind_the_proxies_config
         app.extensions["helpdesk.db"].dispose()
     addresses = [json.loads(e.detail).get("address") for e in entries(db_session, *SIGN_IN_ACTIONS)]
     assert addresses == [recorded] * 3
+
+
+def test_metrics_count_sign_ins_refused_in_the_last_15_minutes_but_not_a_typo_put_right(app, client, db_session,
+                                                                                       clock):
+    person(db_session, clock, "alex", "agent")
+    person(db_session, clock, "sam", "agent")
+
+    def refused() -> float | None:
+        return value(scrape(client), "helpdesk_sign_ins_refused_recently")
+
+    assert refused() == 0
+    guesser = app.test_client()
+    for password in ("guess one", "guess two", "guess three"):
+        sign_in(guesser, "alex", password)
+    sign_in(guesser, "no.such.user", "guess four")
+    typist = app.test_client()
+    sign_in(typist, "sam", "a typo")
+    assert refused() == 5
+    sign_in(typist, "sam")  # put right: sam's is cleared
+    assert refused() == 4
+    clock.advance(15 * 60 + 1)
+    assert refused() == 0
