@@ -59,6 +59,7 @@ TITLES = {
     RESTORED: "Restore of the database recorded",
 }
 PER_PAGE = 100
+DEFAULT_DAYS = 7  # shown when no first day is asked for: the last week, to the last day
 BATCH = 500  # entries read at a time for the CSV file
 # The CSV file's columns (the Audit log page's, and `helpdesk audit-log --csv`).
 CSV_COLUMNS = ["at_utc", "at_uk", "by", "by_user_id", "by_role", "by_role_now", "action", "what", "enquiry",
@@ -97,6 +98,11 @@ class Listing:
     total: int
     page: int
     pages: int
+
+
+def default_first(last: date) -> date:
+    """The first day shown when none is asked for: DEFAULT_DAYS to `last`, both included."""
+    return last - timedelta(days=DEFAULT_DAYS - 1)
 
 
 def day_range(first: date, last: date) -> tuple[datetime, datetime]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from datetime import timedelta
 
 import click
 
-from helpdesk.audit_log import CSV_COLUMNS, KINDS, all_entries, csv_row, entries_page
+from helpdesk.audit_log import CSV_COLUMNS, KINDS, all_entries, csv_row, default_first, entries_page
 from helpdesk.cli_calls import UK_DAY
 from helpdesk.cli_users import cli_session
 from helpdesk.clock import LONDON, local, now_utc
 from helpdesk.users import existing_user
-
-DEFAULT_DAYS = 7  # as the page
 
 
 @click.command("audit-log")
@@ -35,7 +32,7 @@ def audit_log_command(first, last, kind, username, limit, csv_path) -> None:
     by hand, evidence packs, searches for a person's data and its removal, and restores (uses
     DATABASE_URL). Times are UK times."""
     last = last or local(now_utc()).date()
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
+    first = first or default_first(last)
     if first > last:
         raise click.BadParameter(f"{first} is after --to {last}: give a first day on or before the last",
                                  param_hint="--from")

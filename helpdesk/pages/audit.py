@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import date, timedelta
+from datetime import date
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from helpdesk.audit_log import CSV_COLUMNS, KINDS, PER_PAGE, all_entries, csv_row, entries_page
+from helpdesk.audit_log import CSV_COLUMNS, KINDS, PER_PAGE, all_entries, csv_row, default_first, entries_page
 from helpdesk.models import User
 from helpdesk.pages import format as fmt
 from helpdesk.pages.access import role_required
@@ -19,7 +19,6 @@ from helpdesk.web import database
 
 bp = Blueprint("audit", __name__)
 
-DEFAULT_DAYS = 7
 _USER_ID = re.compile(r"[0-9]{1,10}")
 LARGEST_ID = 2**31 - 1  # the largest id PostgreSQL's integer holds
 
@@ -88,7 +87,7 @@ def _query() -> tuple[date, date, str | None, User | None]:
     """The range, the kind of entry and the user the address asks for, checked."""
     args = request.args
     last = _day(args.get("to"))
-    first = _day(args.get("from")) if args.get("from") else last - timedelta(days=DEFAULT_DAYS - 1)
+    first = _day(args.get("from")) if args.get("from") else default_first(last)
     if first > last:
         raise BadQuery(f"The first day, {fmt.format_day(first)}, is after the last, {fmt.format_day(last)}. "
                        "Choose a first day on or before the last.")
