@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import click
-from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -41,7 +40,7 @@ def cli_session() -> Iterator[Session]:
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise click.ClickException(_database_problem(database, exc)) from None
+        raise click.ClickException(database_error(exc)) from None
     finally:
         if database is not None:
             database.dispose()
@@ -58,16 +57,6 @@ def _refuse_unmigrated(url: str) -> None:
         check_migrated(url)
     except NotReady as exc:  # Unreachable too
         raise click.ClickException(str(exc)) from None
-
-
-def _database_problem(database: Database | None, exc: SQLAlchemyError) -> str:
-    try:
-        migrated = database is not None and inspect(database.engine).has_table("users")
-    except SQLAlchemyError:
-        migrated = None
-    if migrated is False and database is not None:
-        return "the database is not migrated (no users table): run 'helpdesk db upgrade' first"
-    return database_error(exc)
 
 
 def password_for(username: str) -> str:
