@@ -76,10 +76,7 @@ def audit(session: Session, action: str, user: User, by: Actor | None, now: date
     """Record a change to `user` in the audit log, in the caller's transaction. Nothing secret is
     recorded: no password or hash, and of a phone only whether it was set."""
     by = by or command_line()
-    # A user's own entry (signing in, their own password) has their role at hand; any other's is
-    # read as the entry is stored (helpdesk.models.audit).
     session.add(AuditEntry(at=now or now_utc(), user_id=by.user_id, actor=by.name, action=action,
-                           actor_role=user.role if by.user_id is not None and by.user_id == user.id else None,
                            detail=json.dumps({"user": user.username, "user_id": user.id, "via": by.via, **detail},
                                              sort_keys=True)))
 
