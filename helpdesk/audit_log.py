@@ -21,8 +21,8 @@ from helpdesk.models import AuditEntry, User
 from helpdesk.restore import ACTION as RESTORED
 from helpdesk.retention import ACTION as PERSONAL_DATA_REMOVED
 from helpdesk.subject_access import ACTION as SUBJECT_ACCESS
-from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN,
-                            SIGNED_OUT, USER_ACTIONS, change_words)
+from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT,
+                            SIGN_IN_ACTIONS, SIGN_IN_REFUSED, SIGNED_IN, SIGNED_OUT, USER_ACTIONS, change_words)
 from metrics.evidence.fields import inert
 from metrics.evidence.pack import ACTION as EVIDENCE_EXPORT
 
@@ -48,6 +48,8 @@ TITLES = {
     PASSWORD_CHANGE_REFUSED: "Password change refused",
     **{action: "User changed" for action in USER_ACTIONS},
     PASSWORD_CHANGED: "Changed their own password",
+    PASSWORD_LINK_SENT: "Password link emailed",
+    PASSWORD_CHOSEN_WITH_LINK: "Password chosen with an emailed link",
     CALLBACK_NEEDED: "Callback needed recorded",
     MARKED_ANSWERED: "Marked as answered",
     CONCLUDED_UNDONE: "Concluded undone",
@@ -203,6 +205,11 @@ def _words(action: str, detail: dict) -> str:
                   else "wrong password" if action == SIGN_IN_REFUSED
                   else "wrong current password" if action == PASSWORD_CHANGE_REFUSED else "")
         return ", ".join(part for part in (reason, address and f"from {address}") if part)
+    if action in (PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK):
+        address = _text(detail.get("address"))
+        asked = ", asked for on the sign-in page" if detail.get("asked") else ""
+        whom = f"to {detail.get('user', '?')}" if action == PASSWORD_LINK_SENT else f"{detail.get('user', '?')}"
+        return whom + asked + (f", from {address}" if address else "")
     if action in USER_ACTIONS and action != PASSWORD_CHANGED:
         return f"{detail.get('user', '?')}: {change_words(action, detail)}"
     if action in (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE):

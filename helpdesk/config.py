@@ -162,7 +162,8 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         ),
         retention=RetentionSettings(personal_data_days=personal_data_days),
         webhooks=_parse_webhooks(Reader(data, "webhooks", source)),
-        web=WebSettings(proxies=web.number("proxies", 0, 0, MOST_PROXIES, int)),
+        web=WebSettings(proxies=web.number("proxies", 0, 0, MOST_PROXIES, int),
+                        forgotten_password_links=web.get("forgotten_password_links", bool, True)),
         version=version,
         source=source,
     )

@@ -147,6 +147,9 @@ class WebSettings:
     # Proxies in front of the app that add the address they heard from to X-Forwarded-For: the
     # address recorded for each sign-in is the one the outermost of them heard (helpdesk.app).
     proxies: int = 0
+    # Whether the sign-in page offers "Forgotten your password?", which emails a link to choose a
+    # new one to a user with an email address (helpdesk.password_links); only once smtp.host is set.
+    forgotten_password_links: bool = True
 
 
 @dataclass(frozen=True, eq=False)

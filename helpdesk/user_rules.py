@@ -1,5 +1,5 @@
 """The rules for what a user may be given: a username, a password, a phone for "Call back now",
-a role and a display name (helpdesk/users.py stores them). Pure functions: each returns the value
+an email address for links to choose a password, a role and a display name (helpdesk/users.py stores them). Pure functions: each returns the value
 as stored, or raises UserError saying what to change."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 from zxcvbn import zxcvbn
 
+from helpdesk.config_email import EMAIL_ADDRESS
 from helpdesk.models.user import ROLES
 from helpdesk.phones import international
 
@@ -105,3 +106,19 @@ def check_display_name(display_name: str | None) -> str:
         raise UserError("the display name has a line break or a control character: use letters, spaces and "
                         "punctuation")
     return display_name
+
+
+LONGEST_EMAIL = 254  # the most an address can hold (RFC 5321's path, less its brackets)
+
+
+def check_email(email: str | None) -> str | None:
+    """A user's email address, for links to choose a password, as stored (lower case); or none."""
+    email = (email or "").strip()
+    if not email:
+        return None
+    if len(email) > LONGEST_EMAIL:
+        raise UserError(f"the email address is too long: an address has at most {LONGEST_EMAIL} characters")
+    if not email.isprintable() or not is_text(email) or not EMAIL_ADDRESS.match(email) or any(
+            ch in email for ch in '<>"(),;:[]\\'):
+        raise UserError("the email address is not one: write it as name@example.org")
+    return email.lower()

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk.clock import now_utc
-from helpdesk.models import AuditEntry, SignInFailure, User
+from helpdesk.models import AuditEntry, PasswordLink, SignInFailure, User
 from helpdesk.models.user import QUEUE_ROLES
-from helpdesk.user_rules import (USERNAME, UserError, check_display_name, check_password, check_phone,
+from helpdesk.user_rules import (USERNAME, UserError, check_display_name, check_email, check_password, check_phone,
                                  check_role, check_username, is_text, normalise_username)
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,20 @@ class UsernameTaken(UserError):
     """Another user has the username."""
 
 
+class EmailTaken(UserError):
+    """Another user has the email address."""
+
+
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
 ADDED, PASSWORD_SET, PASSWORD_CHANGED = "user.added", "user.password_set", "user.password_changed"
 DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED, NAME_CHANGED = (
     "user.deactivated", "user.reactivated", "user.role_changed", "user.phone_changed", "user.name_changed")
+EMAIL_CHANGED = "user.email_changed"
+# Links emailed to choose a password (helpdesk.password_links): sent by an administrator, or
+# asked for by the user on the sign-in page; and a password chosen with one.
+PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK = "user.password_link_sent", "user.password_chosen_with_link"
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
-                NAME_CHANGED)
+                NAME_CHANGED, EMAIL_CHANGED, PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK)
 # Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
 # (what else was typed may be a password), and not once the name is refused unheard. A wrong
 # current password on the Change your password page counts as a refused sign-in, and is recorded
@@ -91,13 +99,17 @@ def add_user(
     phone: str | None = None,
     temporary: bool = False,
     by: Actor | None = None,
+    email: str | None = None,
+    by_link: bool = False,
 ) -> User:
     """Add a user who can sign in at once (and, with `temporary`, must then choose their own
-    password before anything else). Owns the transaction."""
+    password before anything else; `by_link`: they are to choose it with an emailed link, as
+    nobody knows the one given). Owns the transaction."""
     name = check_username(username)
     check_password(password, name)
     check_role(role)
     phone = check_phone(phone)
+    email = check_email(email)
     display_name = check_display_name(display_name)
     user = User(
         username=name,
@@ -105,6 +117,7 @@ def add_user(
         password_hash=generate_password_hash(password),
         role=role,
         phone=phone,
+        email=email,
         active=True,
         created_at=now or now_utc(),
         must_change_password=temporary,
@@ -112,11 +125,15 @@ def add_user(
     try:
         with session.begin():
             refuse_taken(session, name)
+            if email is not None:
+                refuse_email_taken(session, email)
             session.add(user)
             session.flush()
             audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
-                  phone=phone is not None)
+                  phone=phone is not None, **({"email": True} if email else {}), **({"link": True} if by_link else {}))
     except IntegrityError:  # added by someone else between the check and the insert
+        if email is not None and _email_user(session, email) is not None:
+            raise EmailTaken(f"another user has the email address {email}") from None
         raise UsernameTaken(f"username {name!r} is already taken") from None
     log.info("user %s added with role %s", name, role)
     return user
@@ -125,6 +142,17 @@ def add_user(
 def refuse_taken(session: Session, name: str) -> None:
     if session.scalar(select(User.id).where(User.username == name)) is not None:
         raise UsernameTaken(f"username {name!r} is already taken")
+
+
+def refuse_email_taken(session: Session, email: str, user_id: int | None = None) -> None:
+    other = session.scalar(select(User.id).where(User.email == email))
+    if other is not None and other != user_id:
+        raise EmailTaken(f"another user has the email address {email}")
+
+
+def _email_user(session: Session, email: str) -> int | None:
+    with session.begin():
+        return session.scalar(select(User.id).where(User.email == email))
 
 
 @cache
@@ -309,6 +337,16 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
     return _set_detail(session, username, "phone", check_phone(phone), PHONE_CHANGED, "phone", by)
 
 
+def set_email(session: Session, username: str, email: str | None, by: Actor | None = None) -> User:
+    """Set (or, with None, clear) the address links to choose a password are sent to. Setting or
+    clearing it ends any link sent to the old one."""
+    email = check_email(email)
+    try:
+        return _set_detail(session, username, "email", email, EMAIL_CHANGED, "email", by)
+    except IntegrityError:  # given to someone else between the check and the update
+        raise EmailTaken(f"another user has the email address {email}") from None
+
+
 def _set_detail(session: Session, username: str, column: str, value, action: str, what: str,
                 by: Actor | None) -> User:
     """Set one of a user's details, checked already; the audit log has only whether `what` is now
@@ -317,6 +355,10 @@ def _set_detail(session: Session, username: str, column: str, value, action: str
         user = existing_user(session, username)
         if getattr(user, column) == value:
             return user
+        if column == "email":
+            if value is not None:
+                refuse_email_taken(session, value, user.id)
+            session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
         setattr(user, column, value)
         audit(session, action, user, by, **{what: bool(value)})
     log.info("%s changed for user %s", what, user.username)
@@ -332,8 +374,9 @@ def deactivate(session: Session, username: str, by: Actor | None = None) -> User
         if _last_active_admin(user, admins):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
-        # Their sessions end for good: reactivated, they sign in again.
+        # Their sessions end for good: reactivated, they sign in again. So do links emailed to them.
         user.session_epoch = User.session_epoch + 1
+        session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
         from callbacks.claims import release_all
 
@@ -429,8 +472,15 @@ def user_changes(session: Session, user_id: int | None = None, limit: int = 50) 
         detail = json.loads(entry.detail)
         changes.append(Change(at=entry.at, actor=entry.actor, via=detail.get("via", ""), username=detail["user"],
                               user_id=detail["user_id"], words=change_words(entry.action, detail),
-                              own=entry.action == PASSWORD_CHANGED))
+                              own=own_doing(entry.action, detail)))
     return changes
+
+
+def own_doing(action: str, detail: dict) -> bool:
+    """Whether the user did this themself (their own password, a link they asked for), so that
+    there is nobody else to name as having done it."""
+    return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK) or (action == PASSWORD_LINK_SENT
+                                                                      and bool(detail.get("asked")))
 
 
 def change_words(action: str, detail: dict) -> str:
@@ -440,7 +490,9 @@ def change_words(action: str, detail: dict) -> str:
     given_back = f"; {released} claimed callback{'' if released == 1 else 's'} back to the queue" if released else ""
     if action == ADDED:
         return (f"added as {role_label(detail.get('role'))}"
-                + (", with a password for their first sign-in only" if detail.get("temporary") else "")
+                + (", to choose their password with an emailed link" if detail.get("link")
+                   else ", with a password for their first sign-in only" if detail.get("temporary") else "")
+                + (", with an email address" if detail.get("email") else "")
                 + (", with a phone" if detail.get("phone") else ""))
     if action == PASSWORD_SET:
         return "password set for their next sign-in only" if detail.get("temporary") else "password set"
@@ -454,4 +506,11 @@ def change_words(action: str, detail: dict) -> str:
         return f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}{given_back}"
     if action == NAME_CHANGED:
         return "name changed" if detail.get("name") else "name cleared"
+    if action == EMAIL_CHANGED:
+        return "email address set" if detail.get("email") else "email address cleared"
+    if action == PASSWORD_LINK_SENT:
+        return ("asked for a link to choose a new password" if detail.get("asked")
+                else "emailed a link to choose a password")
+    if action == PASSWORD_CHOSEN_WITH_LINK:
+        return "chose a password with an emailed link"
     return "phone set" if detail.get("phone") else "phone cleared"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Integer, String, false
+from sqlalchemy import Boolean, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -34,6 +34,9 @@ class User(UserMixin, Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # When they last signed in (None: not since 0.17.0), for the Users page.
     last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where a link to choose a password is sent (helpdesk.password_links); stored in lower case,
+    # one user to an address.
+    email: Mapped[str | None] = mapped_column(String(254), index=True, unique=True)
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -55,3 +58,24 @@ class SignInFailure(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     who: Mapped[str] = mapped_column(String(64), index=True)
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PasswordLink(Base):
+    """A link emailed to a user to choose a password (helpdesk.password_links), until it is used,
+    replaced by a newer one or out of date.
+
+    The link's secret is never stored: `digest` is its SHA-256. `password_mark` is the user's
+    password (helpdesk.pages.access.password_mark) when the link was made: once the password
+    changes, by the link or otherwise, the link no longer works.
+    """
+
+    __tablename__ = "password_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    # "sent": by an administrator; "asked": from the sign-in page's "Forgotten your password?"
+    kind: Mapped[str] = mapped_column(String(8))
+    password_mark: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

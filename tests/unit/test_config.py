@@ -133,6 +133,7 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"web": {"proxies": 6}}, "web.proxies must be between 0 and 5, not 6"),
     ({"web": {"proxies": -1}}, "web.proxies must be between 0 and 5"),
     ({"web": {"proxies": "1"}}, "web.proxies must be a"),
+    ({"web": {"forgotten_password_links": "yes"}}, "web.forgotten_password_links must be true or false"),
     ({"web": {"proxy": 1}}, "web.proxy is not a known key"),
     ({"retention": {"days": 400}}, "retention.days is not a known key"),
 ])
