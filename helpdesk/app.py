@@ -90,12 +90,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from callbacks import outbound
     from callbacks.email import inbound as email_inbound
     from callbacks.telephony import telephony_from_app_config
-    from helpdesk import health, pages
+    from helpdesk import health, pages, password_links
     from helpdesk.pages import evidence, service_levels
     from helpdesk.voice import blueprint as voice
     from metrics import blueprint as metrics_endpoint
     from metrics import http as metrics_http
 
+    # Links to choose a password are emailed through this; tests put a FakeSender here instead.
+    app.extensions["helpdesk.mail"] = app.config.get("MAIL_SENDER") or password_links.smtp_sender(settings)
     # "Call back now" places calls through this; tests put a FakeTelephony here instead.
     app.extensions["helpdesk.telephony"] = telephony_from_app_config(app.config)
     metrics_http.init_app(app)  # first, so its timer starts before any other request hook

@@ -1,8 +1,10 @@
-"""`helpdesk users`: add, list and deactivate the people who sign in, and set their passwords and phones;
+"""`helpdesk users`: add, list and deactivate the people who sign in, set their passwords, phones and
+email addresses, and email them links to choose a password;
 `password_for` and `administrator_for`: who another command runs as."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,9 +19,10 @@ from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import mask_number
-from helpdesk.user_rules import UserError, check_display_name, check_phone, check_username
-from helpdesk.users import (add_user, deactivate, existing_user, list_users, reactivate, refuse_taken, set_display_name,
-                            set_password, set_phone, set_role, user_changes)
+from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
+from helpdesk.users import (add_user, command_line, deactivate, existing_user, list_users, reactivate,
+                            refuse_email_taken, refuse_taken, set_display_name, set_email, set_password, set_phone,
+                            set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -118,30 +121,104 @@ def _first_sign_in(user) -> str:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
 @click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
 @click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
+@click.option("--email", default="", help="Where links to choose a password are sent, e.g. alex@example.org.")
+@click.option("--send-link", is_flag=True,
+              help="Email them a link to choose their password (needs --email), rather than asking for one here.")
 @click.option("--permanent", is_flag=True, help=PERMANENT_HELP)
-def add_command(username: str, role: str, display_name: str, phone: str, permanent: bool) -> None:
+def add_command(username: str, role: str, display_name: str, phone: str, email: str, send_link: bool,
+                permanent: bool) -> None:
     """Add a user who can sign in.
 
     The password comes from HELPDESK_PASSWORD, or is asked for twice. It is for their first
-    sign-in only: they then choose their own (unless --permanent).
+    sign-in only: they then choose their own (unless --permanent). With --send-link, none is
+    asked for: they choose theirs with a link emailed to them.
     """
     # Check everything that can be wrong before asking for a password.
     try:
         name = check_username(username)
         check_phone(phone)
         check_display_name(display_name)
+        email = check_email(email) or ""
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
+    if send_link and (not email or permanent):
+        raise click.UsageError("--send-link needs --email, and cannot go with --permanent")
+    if send_link:
+        _mail_setup()  # before adding anyone
     with cli_session() as session, session.begin():
         refuse_taken(session, name)
-    password = _new_password()
+        if email:
+            refuse_email_taken(session, email)
+    password = secrets.token_urlsafe(32) if send_link else _new_password()
     with cli_session() as session:
-        user = add_user(session, username, password, role, display_name, phone=phone, temporary=not permanent)
+        user = add_user(session, username, password, role, display_name, phone=phone, temporary=not permanent,
+                        email=email, by_link=send_link)
     named = f" ({user.display_name})" if user.display_name else ""
-    click.echo(f"Added {user.role} {user.username!r}{named}.{_first_sign_in(user)}")
+    click.echo(f"Added {user.role} {user.username!r}{named}.{'' if send_link else _first_sign_in(user)}")
     from helpdesk.cli import database_url
 
     click.echo(f"Database: {database_words(database_url())}")
+    if send_link:
+        _send_link(user)
+
+
+def _mail_setup():
+    """The settings, PUBLIC_BASE_URL and the mail server, for emailing a link; or a message
+    naming what is missing."""
+    from helpdesk.config import ConfigError, load_settings
+    from helpdesk.password_links import smtp_sender
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not settings.smtp.host:
+        raise click.ClickException("links cannot be emailed: smtp.host is not set in the configuration")
+    base_url = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    if not base_url:
+        raise click.ClickException("PUBLIC_BASE_URL is not set: the link needs the address people reach the app "
+                                   "at, such as https://helpdesk.example.org")
+    return settings, base_url, smtp_sender(settings)
+
+
+def _send_link(user) -> None:
+    from callbacks.email.ack_rules import mask_address
+    from callbacks.smtp import MailError
+    from helpdesk.clock import now_utc
+    from helpdesk.password_links import SENT, make_link, send
+
+    settings, base_url, sender = _mail_setup()
+    with cli_session() as session:
+        link = make_link(session, user, SENT, now_utc(), command_line())
+    try:
+        send(link, sender, settings, base_url)
+    except MailError as failed:
+        raise click.ClickException(f"the link could not be sent: {failed}. Try 'helpdesk users send-link "
+                                   f"{user.username}' again once the mail server is reachable.") from None
+    until = link.expires_at.astimezone(LONDON)
+    click.echo(f"Emailed {user.username!r} a link to choose a password, at {mask_address(link.email)[0]}. It "
+               f"works once, until {until:%H:%M} on {until:%A} {until.day} {until:%B %Y} (UK time).")
+
+
+@users_cli.command("send-link")
+@click.argument("username")
+def send_link_command(username: str) -> None:
+    """Email a user a link to choose a new password (for one who has forgotten theirs).
+
+    It goes to the address set with set-email, works once, for 3 days, and replaces any link
+    sent before. Their password stays as it is until they use it. Needs [smtp] in the
+    configuration and PUBLIC_BASE_URL.
+    """
+    _mail_setup()
+    with cli_session() as session, session.begin():
+        user = existing_user(session, username)
+        if not user.active:
+            raise UserError(f"{user.username!r} is deactivated: 'helpdesk users reactivate {user.username}' first")
+        if not user.email:
+            raise UserError(f"{user.username!r} has no email address: set one with 'helpdesk users set-email "
+                            f"{user.username} ADDRESS'")
+        session.expunge(user)
+    _send_link(user)
 
 
 @users_cli.command("list")
@@ -155,10 +232,11 @@ def list_command() -> None:
     for user in users:
         state = "active" if user.active else "deactivated"
         phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
+        email = "email" if user.email else "no email"
         password = "password to choose" if user.must_change_password else "own password"
         last = (f"last in {user.last_signed_in_at.astimezone(LONDON):%Y-%m-%d %H:%M}" if user.last_signed_in_at
                 else "no sign-in recorded")
-        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {password:<18} {last:<24} "
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {email:<8} {password:<18} {last:<24} "
                    f"{user.display_name}".rstrip())
 
 
@@ -220,6 +298,17 @@ def set_phone_command(username: str, phone: str) -> None:
     with cli_session() as session:
         user = set_phone(session, username, phone)
     click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
+
+
+@users_cli.command("set-email")
+@click.argument("username")
+@click.argument("email", required=False, default="")
+def set_email_command(username: str, email: str) -> None:
+    """Set the address links to choose a password are sent to (leave EMAIL out to clear it)."""
+    with cli_session() as session:
+        user = set_email(session, username, email)
+    click.echo(f"Links for {user.username!r} go to {user.email}." if user.email
+               else f"Cleared the email address of {user.username!r}.")
 
 
 @users_cli.command("set-name")

@@ -88,7 +88,11 @@ def navigation() -> list[dict]:
 
 
 # What a user who must choose their own password may still do.
-OWN_PASSWORD_FIRST_EXEMPT = frozenset({"auth.change_password", "auth.logout", "auth.login", "static"})
+OWN_PASSWORD_FIRST_EXEMPT = frozenset({"auth.change_password", "auth.logout", "auth.login", "static",
+                                       "links.forgotten", "links.open_link", "links.choose"})
+# Forms for people who are not signed in (besides signing in): a form refused there is not
+# because its sender was signed out meanwhile.
+SIGNED_OUT_FORMS = ("links.forgotten", "links.choose")
 # Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers), not people.
 PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/")
 HTTP_MESSAGES = {
@@ -108,7 +112,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import admin, audit, auth, managers
+    from helpdesk.pages import admin, audit, auth, managers, password_links
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -148,7 +152,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_refused(error: CSRFError):
-        if not current_user.is_authenticated and request.endpoint not in (None, "auth.login"):
+        if not current_user.is_authenticated and request.endpoint not in (None, "auth.login", *SIGNED_OUT_FORMS):
             # Signed out in another tab of this browser (which clears the form tokens with the
             # session) or timed out: say that, as for a form sent while signed out, not "expired".
             if request.endpoint == "auth.logout":
@@ -192,6 +196,7 @@ def init_app(app: Flask) -> None:
 
     login_manager.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(password_links.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)

@@ -9,8 +9,9 @@ that nobody locks themself out by a slip.
 from __future__ import annotations
 
 import logging
+import secrets
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from helpdesk.audit_log import user_sign_ins
@@ -19,12 +20,14 @@ from helpdesk.models import User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
+from callbacks.smtp import MailError
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
+from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_link, send
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
-                                 check_password, check_phone, normalise_username)
-from helpdesk.users import (Actor, UsernameTaken, add_user, deactivate, list_users, reactivate, set_display_name,
-                            set_password, set_phone, set_role, user_changes)
-from helpdesk.web import clock, database
+                                 check_email, check_password, check_phone, normalise_username)
+from helpdesk.users import (Actor, EmailTaken, UsernameTaken, add_user, deactivate, list_users, reactivate,
+                            set_display_name, set_email, set_password, set_phone, set_role, user_changes)
+from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -36,6 +39,8 @@ ROLE_HINTS = {
     "admin": "Everything a manager can, and manages users. Not the Evidence page.",
 }
 USERNAME_RULE = "A username is 3 to 64 letters, digits, dots, hyphens or underscores."
+# How a new user gets their first password: a link emailed to them, or one set here.
+BY_LINK, BY_PASSWORD = "link", "password"
 LONGEST_TEXT = 1000  # for a name or a phone number, far more than either needs
 SAME_TWICE = "The password was not the same the second time. Type it again."
 
@@ -54,12 +59,15 @@ def formats():
             "fmt_when": format_date_time, "state_words": state_words}
 
 
-def state_words(person: User) -> dict[str, str]:
+def state_words(person: User, link=None) -> dict[str, str]:
     """What the list and a user's page say of whether they sign in, whose password they have and
-    when they last signed in: the same words in both."""
+    when they last signed in: the same words in both (`link`: one emailed to them still working,
+    which only their page looks for)."""
     return {
         "signs_in": "Yes" if person.active else "No: deactivated",
-        "password": ("Set by an administrator: to be changed at their next sign-in" if person.must_change_password
+        "password": ("Not chosen yet: they choose it with the link emailed to them" if person.must_change_password
+                     and link is not None and link.kind == SENT
+                     else "Set by an administrator: to be changed at their next sign-in" if person.must_change_password
                      else "Their own"),
         "last_signed_in": (format_date_time(person.last_signed_in_at) if person.last_signed_in_at
                            else "No sign-in recorded"),
@@ -116,14 +124,49 @@ def users():
 def new_user():
     if request.method in ("GET", "HEAD"):
         return _new_user_page({}, {})
-    typed = {name: request.form.get(name, "") for name in ("username", "display_name", "role", "phone")}
+    typed = {name: request.form.get(name, "") for name in ("username", "display_name", "role", "phone", "email",
+                                                           "first")}
     try:
         user = _add(typed)
     except Refused as refused:
         return _new_user_page(typed, refused.problems), 400
-    flash(f"Added {user.username}. Give them the password you chose, in person or by phone: they choose their own "
-          "when they first sign in.", "success")
+    if typed["first"] != BY_LINK:
+        flash(f"Added {user.username}. Give them the password you chose, in person or by phone: they choose their "
+              "own when they first sign in.", "success")
+    elif (failed := _email_link(user)) is None:
+        flash(f"Added {user.username}, and emailed them a link to choose their password. It works for "
+              f"{_days(SENT_LIFETIME)}.", "success")
+    else:
+        flash(f"Added {user.username}, but the email with the link could not be sent: {failed}. Send it again "
+              "below, or set a password for them.", "error")
     return redirect(url_for("admin.user", user_id=user.id))
+
+
+def mail_offered() -> bool:
+    """Whether links can be emailed: there is a mail server to send them through."""
+    return bool(settings().smtp.host)
+
+
+def _days(lifetime) -> str:
+    return f"{lifetime.days} days"
+
+
+def _email_link(person: User) -> str | None:
+    """Email `person` a new link to choose a password; None, or why it could not be sent."""
+    from helpdesk.pages.password_links import mail_sender
+
+    with database().session() as db_session:
+        try:
+            link = make_link(db_session, person, SENT, clock(), _by())
+        except UserError as problem:
+            return str(problem)
+    try:
+        send(link, mail_sender(), settings(), current_app.config["PUBLIC_BASE_URL"],
+             sent_by=current_user.display_name or current_user.username)
+    except MailError as failed:
+        log.error("password link for user %s not sent: %s", person.username, failed)
+        return str(failed)
+    return None
 
 
 def _add(typed: dict[str, str]) -> User:
@@ -133,7 +176,7 @@ def _add(typed: dict[str, str]) -> User:
         problems["username"] = "Enter a username."
     elif not USERNAME.match(name):
         problems["username"] = USERNAME_RULE
-    for field, check in (("display_name", check_display_name), ("phone", check_phone)):
+    for field, check in (("display_name", check_display_name), ("phone", check_phone), ("email", check_email)):
         try:
             check(_text(field, LONGEST_TEXT))
         except UserError as problem:
@@ -142,25 +185,38 @@ def _add(typed: dict[str, str]) -> User:
             problems.update(refused.problems)
     if typed["role"] not in ROLES:
         problems["role"] = "Choose a role."
-    try:
-        password = _new_password(name)
-    except Refused as refused:
-        problems.update(refused.problems)
+    if not mail_offered():
+        typed["first"] = BY_PASSWORD  # the only way, and the page offers no choice
+    if typed["first"] not in (BY_LINK, BY_PASSWORD):
+        problems["first"] = "Choose how they get their first password."
+    elif typed["first"] == BY_LINK and "email" not in problems and not typed["email"].strip():
+        problems["email"] = "Enter their email address, to send the link to."
+    password = ""
+    if typed["first"] == BY_PASSWORD:
+        try:
+            password = _new_password(name)
+        except Refused as refused:
+            problems.update(refused.problems)
+    else:
+        password = secrets.token_urlsafe(32)  # nobody knows it: they choose their own with the link
     if problems:
         raise Refused(problems)
     with database().session() as db_session:
         try:
             return add_user(db_session, name, password, typed["role"], typed["display_name"], now=clock(),
-                            phone=typed["phone"], temporary=True, by=_by())
+                            phone=typed["phone"], temporary=True, by=_by(), email=typed["email"],
+                            by_link=typed["first"] == BY_LINK)
         except UsernameTaken:  # perhaps by someone else meanwhile
             raise Refused({"username": f"There is already a user {name}. Choose another username."}) from None
+        except EmailTaken:
+            raise Refused({"email": "Another user has that email address. Each user needs their own."}) from None
         except UserError as problem:  # checked above; said as it is, should a rule change
             raise Refused({"page": sentence(problem)}) from None
 
 
 def _new_user_page(typed: dict[str, str], problems: dict[str, str]):
     return render_template("admin/new_user.html", typed=typed, problems=problems, roles=ROLES, role_hints=ROLE_HINTS,
-                           min_length=MIN_PASSWORD_LENGTH)
+                           min_length=MIN_PASSWORD_LENGTH, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME))
 
 
 @bp.get("/users/<id:user_id>")
@@ -173,9 +229,11 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
     with database().session() as db_session:
         changes = user_changes(db_session, user_id=person.id)
         sign_ins = user_sign_ins(db_session, person.id)
+        link = pending_link(db_session, person.id, clock())
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
-                           role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH)
+                           role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
+                           link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME))
 
 
 def _change(user_id: int, change, done: str):
@@ -243,6 +301,43 @@ def change_phone(user_id: int):
             raise Refused({"phone": sentence(problem)}) from None
 
     return _change(user_id, change, "Cleared the phone of {name}." if clear else "Saved the phone of {name}.")
+
+
+@bp.post("/users/<id:user_id>/email")
+@role_required("admin")
+def change_email(user_id: int):
+    clear = request.form.get("action") == "clear"
+
+    def change(db_session, person):
+        email = "" if clear else _text("email", LONGEST_TEXT)
+        if not clear and not email.strip():
+            raise Refused({"email": "Enter an email address, or use Clear email address."})
+        try:
+            set_email(db_session, person.username, email, by=_by())
+        except EmailTaken:
+            raise Refused({"email": "Another user has that email address. Each user needs their own."}) from None
+        except UserError as problem:
+            raise Refused({"email": sentence(problem)}) from None
+
+    return _change(user_id, change, "Cleared the email address of {name}." if clear
+                   else "Saved the email address of {name}.")
+
+
+@bp.post("/users/<id:user_id>/link")
+@role_required("admin")
+def email_link(user_id: int):
+    person = _user(user_id)
+    if person.id == current_user.id:
+        return _user_page(person, {"page": "Change your own password with Change password, at the top of the "
+                                           "page."}), 409
+    if not mail_offered():
+        return _user_page(person, {"page": "Links cannot be emailed: no mail server is set up ([smtp] host)."}), 409
+    failed = _email_link(person)
+    if failed is not None:
+        return _user_page(person, {"page": f"The link could not be sent: {failed}."}), 409
+    flash(f"Emailed {person.username} a link to choose a new password. It works for {_days(SENT_LIFETIME)}; their "
+          "password stays as it is until they use it.", "success")
+    return redirect(url_for("admin.user", user_id=user_id))
 
 
 @bp.post("/users/<id:user_id>/password")

@@ -75,9 +75,9 @@ def login():
         if current_user.is_authenticated:
             return redirect(url_for("auth.home"))
         form.next.data = local_path(request.args.get("next")) or ""
-        return render_template("login.html", form=form, error=None)
+        return _login_page(form, None)
     if not form.validate_on_submit():
-        return render_template("login.html", form=form, error=None), 400
+        return _login_page(form, None), 400
     now = clock()
     with database().session() as db_session:
         keys = sign_in_keys(db_session, form.username.data, current_app.config["SECRET_KEY"])
@@ -85,7 +85,7 @@ def login():
         if blocked is not None:
             log.warning("sign-in refused unheard for %s: too many refused in a row",
                         _who(user_id_named(db_session, form.username.data)))
-            return render_template("login.html", form=form, error=(
+            return _login_page(form, (
                 f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
                 "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
@@ -96,7 +96,7 @@ def login():
         else:
             signed_in(db_session, user, now, client_address())
     if user is None:
-        return render_template("login.html", form=form, error=WRONG), 200
+        return _login_page(form, WRONG), 200
     session.clear()  # nothing from before sign-in carries over (session fixation)
     session.permanent = True  # ends after PERMANENT_SESSION_LIFETIME without a request
     login_user(user)
@@ -105,6 +105,12 @@ def login():
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
     return redirect(local_path(form.next.data) or start_page(user) or url_for("auth.home"))
+
+
+def _login_page(form: LoginForm, error: str | None):
+    from helpdesk.pages.password_links import offered
+
+    return render_template("login.html", form=form, error=error, forgotten_offered=offered())
 
 
 @bp.post("/logout")

@@ -119,6 +119,7 @@ class BrowserApp:
     # Simulated calls per UK day they arrived on (all on one day unless the run crossed midnight).
     calls_by_day: Counter = field(default_factory=Counter)
     log_text: Callable[[], str] | None = None  # gunicorn's log so far
+    mailbox: object = None  # what the app's mail server (aiosmtpd on 127.0.0.1) received
 
     def at(self, path: str) -> str:
         return self.url + path
@@ -128,9 +129,10 @@ class BrowserApp:
         """The UK day most simulated calls arrived on."""
         return self.calls_by_day.most_common(1)[0][0]
 
-    def add_user(self, username: str, role: str, display_name: str = "", temporary: bool = False) -> Login:
+    def add_user(self, username: str, role: str, display_name: str = "", temporary: bool = False,
+                 email: str | None = None) -> Login:
         """Another user who can sign in at once, with a random password (with `temporary`, one an
-        administrator set, to be replaced at the first sign-in)."""
+        administrator set, to be replaced at the first sign-in), and with `email` an address."""
         from helpdesk.db import Database
         from helpdesk.users import add_user
 
@@ -138,7 +140,8 @@ class BrowserApp:
         database = Database(self.database_url)
         try:
             with database.session() as session:
-                add_user(session, login.username, login.password, role, display_name, temporary=temporary)
+                add_user(session, login.username, login.password, role, display_name, temporary=temporary,
+                         email=email)
         finally:
             database.dispose()
         return login
@@ -190,6 +193,7 @@ def _live_app(directory, database_url: str) -> Iterator[BrowserApp]:
     from helpdesk.users import add_user
     from live import LiveApp
     from tests.e2e.conftest import write_config
+    from tests.unit.test_notify import SmtpServer
 
     upgrade(database_url)
     manager = Login("morgan.manager", secrets.token_urlsafe(16), "manager", "Morgan Manager")
@@ -203,12 +207,13 @@ def _live_app(directory, database_url: str) -> Iterator[BrowserApp]:
         database.dispose()
 
     auth_token = secrets.token_hex(16)
-    env = {
-        "SECRET_KEY": secrets.token_hex(16),
-        "TWILIO_AUTH_TOKEN": auth_token,
-        "HELPDESK_CONFIG": write_config(directory / "helpdesk.toml", routing_mode="dial", ivr=True),
-    }
-    with LiveApp(database_url, env, workers=2, migrate=False) as live:
+    config = write_config(directory / "helpdesk.toml", routing_mode="dial", ivr=True)
+    mail = SmtpServer()
+    with open(config, "a") as file:  # for links to choose a password
+        file.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {mail.port}\nsecurity = "none"\n'
+                   'from_address = "helpdesk@example.org"\n')
+    env = {"SECRET_KEY": secrets.token_hex(16), "TWILIO_AUTH_TOKEN": auth_token, "HELPDESK_CONFIG": config}
+    with mail, LiveApp(database_url, env, workers=2, migrate=False) as live:
         # Some answered within ten rings, some late, some abandoned or never answered.
         profile = TrafficProfile(seed=20261124, answer_median=20, abandon_rate=0.2, no_answer_rate=0.1)
         transport = RequestsTransport()
@@ -220,7 +225,7 @@ def _live_app(directory, database_url: str) -> Iterator[BrowserApp]:
         assert result.summary.errors == 0, [trace.errors for trace in result.traces if trace.errors]
         yield BrowserApp(
             url=live.url, database_url=database_url, manager=manager, agent=agent,
-            calls_by_day=_calls_by_day(database_url), log_text=live.log_text,
+            calls_by_day=_calls_by_day(database_url), log_text=live.log_text, mailbox=mail.mailbox,
         )
     log = live.log_text()
     assert "Traceback" not in log, f"the app logged an error during the browser tests:\n{log[-3000:]}"

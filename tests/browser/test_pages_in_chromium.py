@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -437,11 +438,19 @@ def test_an_administrator_adds_a_user_from_the_users_pages_after_correcting_the_
     assert page.title().startswith("Error: ")
     page.wait_for_function("document.activeElement.classList.contains('error-summary')", timeout=5000)
     assert page.locator(".error-summary li").all_text_contents() == [
-        "Choose a role.", "The password is too short: use at least 12 characters."]
+        "Choose a role.", "Choose how they get their first password."]
     _check_with_axe(page, "/admin/users/new (refused)")
     assert page.input_value("#username") == "new.agent" and page.input_value("#password") == ""
 
     page.check("#role-agent")
+    page.check("#first-password")
+    page.fill("#password", "short")
+    page.fill("#password_again", "short")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "The password is too short: use at least 12 characters."]
+    assert page.is_checked("#role-agent") and page.is_checked("#first-password")
     page.fill("#password", "cobalt meadow turnstile")
     page.fill("#password_again", "cobalt meadow turnstile")
     with page.expect_navigation():
@@ -453,6 +462,51 @@ def test_an_administrator_adds_a_user_from_the_users_pages_after_correcting_the_
     with page.expect_navigation():
         page.click("header button[type=submit]")  # sign out
     assert sign_in(page, Login("new.agent", "cobalt meadow turnstile", "agent")) == "/account/password"
+
+
+def test_a_user_who_forgot_their_password_has_a_link_emailed_and_chooses_a_new_one(page, live_app, sign_in):
+    login = live_app.add_user("forgetful.agent", "agent", email="forgetful.agent@example.org")
+    page.goto(live_app.at("/login"))
+    with page.expect_navigation():
+        page.click("main a[href='/password/forgotten']")
+    _check_with_axe(page, "/password/forgotten")
+    page.fill("#who", "Forgetful.Agent@example.org")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.locator("h1").text_content() == "Check your email"
+    _check_with_axe(page, "/password/forgotten (asked)")
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not live_app.mailbox.messages:
+        time.sleep(0.05)  # sent in the background, after the page
+    _, recipients, message = live_app.mailbox.messages[-1]
+    assert recipients == ["forgetful.agent@example.org"]
+    link = re.search(re.escape(live_app.url) + r"/password/link/\S+", message.get_content()).group(0)
+    page.goto(link)
+    assert path_of(page) == "/password/choose"
+    assert "forgetful.agent" in page.locator("main").text_content()
+    _check_with_axe(page, "/password/choose")
+
+    page.fill("#new_password", "harbour lantern picnic")
+    page.fill("#new_password_again", "harbour lantern picnik")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    page.wait_for_function("document.activeElement.classList.contains('error-summary')", timeout=5000)
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "The password was not the same the second time. Type it again."]
+    _check_with_axe(page, "/password/choose (refused)")
+    page.fill("#new_password", "harbour lantern picnic")
+    page.fill("#new_password_again", "harbour lantern picnic")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert path_of(page) == "/login"
+    assert "Your password is set." in page.locator("main .notice-success").text_content()
+    assert sign_in(page, Login(login.username, "harbour lantern picnic", "agent")) == "/queue"
+
+    with page.expect_navigation():
+        page.click("header button[type=submit]")  # sign out
+    page.goto(link)  # once only
+    assert page.locator("h1").text_content() == "This link no longer works"
 
 
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/users/new", "/admin/users/1"])
