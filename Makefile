@@ -122,7 +122,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_AGENT)' \
-	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' --permanent 2>&1); then \
+	      --role agent --name 'Demo Agent' --phone '$(DEMO_AGENT_PHONE)' --email 'agent@desk.example.org' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
@@ -135,7 +135,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_AUDITOR) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
-	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_ADMIN_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_ADMIN)' --role admin --name 'Demo Administrator' --permanent 2>&1); then \
+	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_ADMIN_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_ADMIN)' --role admin --name 'Demo Administrator' --email 'admin@desk.example.org' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_ADMIN) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
@@ -176,7 +176,8 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " auditor login: $(DEMO_AUDITOR) / $$DEMO_AUDITOR_PASSWORD   (Evidence: /evidence)"; \
 	  echo " admin login:   $(DEMO_ADMIN) / $$DEMO_ADMIN_PASSWORD   (Users: /admin/users)"; \
 	  echo " Prometheus metrics: $(DEMO_URL)/metrics   Service levels: /service-levels (manager)"; \
-	  echo " Email acknowledgements land in ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
+	  echo " Email acknowledgements, and links from Forgotten your password? (for $(DEMO_AGENT) and $(DEMO_ADMIN)), land in"; \
+	  echo " ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
 	  echo "  a simulated agent, $(DEMO_SIM_AGENT), works the queue; callbacks are due in 5 minutes in the demo;"; \
 	  echo "  $(DEMO_UNREACHED) calls rang while the app was down: the scheduler finds them in Twilio's call log"; \
