@@ -129,8 +129,10 @@ def add_user(
                 refuse_email_taken(session, email)
             session.add(user)
             session.flush()
+            # Whether there is an email address, and a link to come, only when there are (as before 0.20.0).
+            extra = {key: True for key, value in (("email", email), ("link", by_link)) if value}
             audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
-                  phone=phone is not None, **({"email": True} if email else {}), **({"link": True} if by_link else {}))
+                  phone=phone is not None, **extra)
     except IntegrityError:  # added by someone else between the check and the insert
         if email is not None and _email_user(session, email) is not None:
             raise EmailTaken(f"another user has the email address {email}") from None
@@ -341,24 +343,29 @@ def set_email(session: Session, username: str, email: str | None, by: Actor | No
     """Set (or, with None, clear) the address links to choose a password are sent to. Setting or
     clearing it ends any link sent to the old one."""
     email = check_email(email)
+
+    def before(user: User) -> None:
+        if email is not None:
+            refuse_email_taken(session, email, user.id)
+        session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
+
     try:
-        return _set_detail(session, username, "email", email, EMAIL_CHANGED, "email", by)
+        return _set_detail(session, username, "email", email, EMAIL_CHANGED, "email", by, before)
     except IntegrityError:  # given to someone else between the check and the update
         raise EmailTaken(f"another user has the email address {email}") from None
 
 
 def _set_detail(session: Session, username: str, column: str, value, action: str, what: str,
-                by: Actor | None) -> User:
+                by: Actor | None, before=None) -> User:
     """Set one of a user's details, checked already; the audit log has only whether `what` is now
-    set. A value unchanged is neither stored nor recorded."""
+    set. A value unchanged is neither stored nor recorded. `before(user)`, if given, runs first,
+    in the same transaction."""
     with session.begin():
         user = existing_user(session, username)
         if getattr(user, column) == value:
             return user
-        if column == "email":
-            if value is not None:
-                refuse_email_taken(session, value, user.id)
-            session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
+        if before is not None:
+            before(user)
         setattr(user, column, value)
         audit(session, action, user, by, **{what: bool(value)})
     log.info("%s changed for user %s", what, user.username)

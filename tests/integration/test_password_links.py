@@ -452,7 +452,8 @@ def test_an_administrator_sets_and_clears_an_address_and_emails_a_link(client, d
     page = f"/admin/users/{alex.id}"
     assert "Email a link" not in client.get(page).get_data(as_text=True)  # no address yet
 
-    bad = client.post(page + "/email", data={"csrf_token": csrf_token(client, page), "email": "alex@", "action": "save"})
+    bad = client.post(page + "/email", data={"csrf_token": csrf_token(client, page), "email": "alex@",
+                                             "action": "save"})
     assert bad.status_code == 400 and "The email address is not one" in bad.get_data(as_text=True)
     saved = client.post(page + "/email", data={"csrf_token": csrf_token(client, page), "email": "Alex@Example.org",
                                                "action": "save"})
