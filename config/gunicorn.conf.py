@@ -11,7 +11,7 @@ fresh temporary directory (the workers' own), removed at exit, unless you set on
 On SIGHUP (a reload) it checks the configuration file again: with a mistake in it, the log says
 so and the new workers run on the configuration in force, rather than fail to start.
 
-Add your own settings below; keep the five hooks.
+Add your own settings below; keep the five hooks, and logger_class.
 """
 from helpdesk.server import child_exit, on_exit, on_reload, on_starting, post_worker_init  # noqa: F401  (found by name)
 
@@ -27,6 +27,8 @@ keepalive = 75
 # long (an evidence pack for a quarter takes up to half a minute), and that request is not cut
 # off by the timeout above, which a worker with a single thread would apply to it.
 threads = 4
+# The access log (if you turn it on) leaves out the secret of a link to choose a password.
+logger_class = "helpdesk.server.AccessLog"
 # No control socket (gunicorn 25.1 and later): the app needs none, and every gunicorn run by
 # one user would otherwise share the same one, $HOME/.gunicorn/gunicorn.ctl.
 control_socket_disable = True

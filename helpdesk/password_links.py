@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ LIFETIMES = {SENT: SENT_LIFETIME, ASKED: ASKED_LIFETIME}
 ASKED_LIMIT = 3  # links asked for one user within ASKED_WINDOW; more are not sent
 ASKED_WINDOW = timedelta(hours=1)
 LINK_PATH = "/password/link/"
+_LINK_SECRET = re.compile(re.escape(LINK_PATH) + r"[^\s?#\"']*")
 
 
 class LinkNotValid(Exception):
@@ -61,6 +63,11 @@ class Link:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def hide_secret(text: str) -> str:
+    """`text` (an access log's request line, say) with any link's secret replaced by "[secret]"."""
+    return _LINK_SECRET.sub(LINK_PATH + "[secret]", text) if LINK_PATH in text else text
 
 
 def password_mark(password_hash: str) -> str:

@@ -14,6 +14,7 @@ import tempfile
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from helpdesk import config_in_force
 from helpdesk.config import ConfigError
@@ -39,6 +40,18 @@ class HelpdeskServer(BaseApplication):
         return create_app()
 
 
+class AccessLog(Logger):
+    """gunicorn's logger, but an access log line never holds the secret of a link to choose a
+    password (helpdesk.password_links): whoever reads the log could otherwise use a link opened
+    and not yet used. (config/gunicorn.conf.py names it as logger_class.)"""
+
+    def atoms(self, resp, req, environ, request_time):
+        from helpdesk.password_links import hide_secret
+
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: hide_secret(value) if isinstance(value, str) else value for key, value in atoms.items()}
+
+
 # gunicorn closes an idle connection after this; its default, 2 s, races clients reusing one.
 KEEPALIVE_SECONDS = 75
 
@@ -52,6 +65,7 @@ def serve(bind: str, workers: int = 2, threads: int = 4, scheduler=None) -> None
         "workers": workers,
         "threads": threads,
         "accesslog": "-",
+        "logger_class": "helpdesk.server.AccessLog",
         # Twilio waits 15 s; answer well inside that or fail fast.
         "timeout": 30,
         # Idle connections stay open longer than a client or proxy keeps them (config/gunicorn.conf.py).

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"SECRET_KEY": "s" * 32, "TWILIO_AUTH_TOKEN": "test-auth-token", "PUBLIC_BASE_URL": "https://h.example"}
 
 
-def gunicorn(env: dict[str, str], port: int | None = None) -> subprocess.Popen:
+def gunicorn(env: dict[str, str], port: int | None = None, *options: str) -> subprocess.Popen:
     environment = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", *SECRETS)}
     environment.update(env)
     command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "--workers", "2",
-               "--bind", f"127.0.0.1:{port or free_port()}", "helpdesk:create_app()"]
+               "--bind", f"127.0.0.1:{port or free_port()}", *options, "helpdesk:create_app()"]
     return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -114,6 +114,30 @@ def test_an_idle_connection_is_kept_open_for_the_next_webhook(migrated_url, tmp_
         connection.close()
     finally:
         stop_process(process)
+
+
+def test_the_access_log_never_holds_the_secret_of_a_link_to_choose_a_password(migrated_url):
+    import urllib.request
+
+    port = free_port()
+    env = {**SECRETS, "DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(ROOT / "config" / "helpdesk.toml")}
+    process = gunicorn(env, port, "--access-logfile", "-")
+    try:
+        wait_for_url(f"http://127.0.0.1:{port}/healthz", process=process)
+        for path in ("/password/link/Sekr1t-one_A", "/password/link/Sekr1t-two_B?utm=x", "/healthz"):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                             headers={"Referer": "http://x.example/password/link/Sekr1t-three"})
+            opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                                      {"redirect_request": lambda *args: None}))
+            try:
+                opener.open(request, timeout=10)
+            except urllib.error.HTTPError as answer:
+                assert answer.code == 302
+    finally:
+        stop_process(process)
+    output = process.stdout.read()
+    assert output.count("GET /password/link/[secret]") == 2 and "GET /healthz" in output, output[-2000:]
+    assert "Sekr1t" not in output
 
 
 def test_a_reload_with_a_mistake_in_the_configuration_keeps_serving_on_the_configuration_in_force(

@@ -7,7 +7,7 @@ import pytest
 
 from callbacks.smtp import MailError
 from helpdesk.config import parse_settings
-from helpdesk.password_links import ASKED, SENT, Link, digest, link_url, message, password_mark
+from helpdesk.password_links import ASKED, SENT, Link, digest, hide_secret, link_url, message, password_mark
 from helpdesk.user_rules import UserError, check_email
 
 SETTINGS = parse_settings({"helpdesk": {"name": "Access to Work help desk"}, "hours": {"monday": ["08:00-18:00"]},
@@ -83,3 +83,14 @@ def test_the_digest_and_the_password_mark_do_not_hold_what_they_are_made_from():
     assert len(digest("token")) == 64 and "token" not in digest("token") and digest("token") != digest("token2")
     assert password_mark("scrypt:32768:8:1$salt$hash") != password_mark("scrypt:32768:8:1$salt$hash2")
     assert len(password_mark("x")) == 32
+
+
+@pytest.mark.parametrize("line, shown", [
+    ('GET /password/link/Ab_c-9 HTTP/1.1', 'GET /password/link/[secret] HTTP/1.1'),
+    ('GET /password/link/Ab_c-9?x=1 HTTP/1.1', 'GET /password/link/[secret]?x=1 HTTP/1.1'),
+    ('"https://h.example/password/link/Ab_c-9"', '"https://h.example/password/link/[secret]"'),
+    ('GET /password/choose HTTP/1.1', 'GET /password/choose HTTP/1.1'),
+    ('GET /calls HTTP/1.1', 'GET /calls HTTP/1.1'),
+])
+def test_an_access_log_line_keeps_no_link_secret(line, shown):
+    assert hide_secret(line) == shown
