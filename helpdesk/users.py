@@ -496,11 +496,12 @@ def change_words(action: str, detail: dict) -> str:
     released = detail.get("callbacks_released") or 0
     given_back = f"; {released} claimed callback{'' if released == 1 else 's'} back to the queue" if released else ""
     if action == ADDED:
+        having = " and ".join(what for key, what in (("phone", "a phone"), ("email", "an email address"))
+                              if detail.get(key))
         return (f"added as {role_label(detail.get('role'))}"
                 + (", to choose their password with an emailed link" if detail.get("link")
                    else ", with a password for their first sign-in only" if detail.get("temporary") else "")
-                + (", with an email address" if detail.get("email") else "")
-                + (", with a phone" if detail.get("phone") else ""))
+                + (f", with {having}" if having else ""))
     if action == PASSWORD_SET:
         return "password set for their next sign-in only" if detail.get("temporary") else "password set"
     if action == PASSWORD_CHANGED:

@@ -595,3 +595,6 @@ def test_every_entry_says_what_happened_in_words(client, db_session, smtp_server
     assert {"user.added", PASSWORD_LINK_SENT} <= actions
     page = words(client.get("/admin/users").get_data(as_text=True))
     assert "alex added as Agent, to choose their password with an emailed link, with an email address, by dana" in page
+    add_by_link(client, username="sam", email="sam@example.org", phone="07700 900123")
+    page = words(client.get("/admin/users").get_data(as_text=True))
+    assert "sam added as Agent, to choose their password with an emailed link, with a phone and an email address" in page
