@@ -289,38 +289,31 @@ def change_name(user_id: int):
 @bp.post("/users/<id:user_id>/phone")
 @role_required("admin")
 def change_phone(user_id: int):
-    clear = request.form.get("action") == "clear"
-
-    def change(db_session, person):
-        phone = "" if clear else _text("phone", LONGEST_TEXT)
-        if not clear and not phone.strip():
-            raise Refused({"phone": "Enter a phone number, or use Clear phone."})
-        try:
-            set_phone(db_session, person.username, phone, by=_by())
-        except UserError as problem:
-            raise Refused({"phone": sentence(problem)}) from None
-
-    return _change(user_id, change, "Cleared the phone of {name}." if clear else "Saved the phone of {name}.")
+    return _save_or_clear(user_id, "phone", set_phone, "phone", "a phone number", "Clear phone")
 
 
 @bp.post("/users/<id:user_id>/email")
 @role_required("admin")
 def change_email(user_id: int):
+    return _save_or_clear(user_id, "email", set_email, "email address", "an email address", "Clear email address")
+
+
+def _save_or_clear(user_id: int, field: str, setter, what: str, a_value: str, clear_button: str):
+    """A detail's form on a user's page: saved as typed, or cleared with its second button."""
     clear = request.form.get("action") == "clear"
 
     def change(db_session, person):
-        email = "" if clear else _text("email", LONGEST_TEXT)
-        if not clear and not email.strip():
-            raise Refused({"email": "Enter an email address, or use Clear email address."})
+        value = "" if clear else _text(field, LONGEST_TEXT)
+        if not clear and not value.strip():
+            raise Refused({field: f"Enter {a_value}, or use {clear_button}."})
         try:
-            set_email(db_session, person.username, email, by=_by())
+            setter(db_session, person.username, value, by=_by())
         except EmailTaken:
-            raise Refused({"email": "Another user has that email address. Each user needs their own."}) from None
+            raise Refused({field: "Another user has that email address. Each user needs their own."}) from None
         except UserError as problem:
-            raise Refused({"email": sentence(problem)}) from None
+            raise Refused({field: sentence(problem)}) from None
 
-    return _change(user_id, change, "Cleared the email address of {name}." if clear
-                   else "Saved the email address of {name}.")
+    return _change(user_id, change, f"Cleared the {what} of {{name}}." if clear else f"Saved the {what} of {{name}}.")
 
 
 @bp.post("/users/<id:user_id>/link")

@@ -72,8 +72,8 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(recovery, "LAST_RETRY_SECONDS", 0.2)
 
 
-def make_app(database_url: str, settings, clock):
-    """The app as the tests run it: signed webhooks under BASE_URL, a fixed clock."""
+def make_app(database_url: str, settings, clock, **config):
+    """The app as the tests run it: signed webhooks under BASE_URL, a fixed clock (and `config`)."""
     return create_app({
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
@@ -82,6 +82,7 @@ def make_app(database_url: str, settings, clock):
         "PUBLIC_BASE_URL": BASE_URL,
         "SETTINGS": settings,
         "CLOCK": clock,
+        **config,
     })
 
 

@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import select, text
 
 from callbacks.smtp import FakeSender
-from helpdesk.app import create_app
 from helpdesk.models import AuditEntry, PasswordLink
 from helpdesk.password_links import ASKED_LIMIT, digest
 from helpdesk.users import (PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, SIGN_IN_LIMIT, authenticate, deactivate,
                             set_password)
-from tests.integration.conftest import AUTH_TOKEN, BASE_URL, make_settings
+from tests.integration.conftest import BASE_URL, make_app, make_settings
 from tests.integration.test_queue_page import words
 from tests.integration.test_sign_in_audit import entries
 from tests.integration.test_user_audit import user_named
@@ -38,11 +37,8 @@ def mail_app(url, clock, smtp_server=None, *, sender=None, background=False, **w
     smtp = {"host": "127.0.0.1", "port": smtp_server.port if smtp_server else 25, "security": "none",
             "from_address": "helpdesk@example.org"}
     settings = make_settings(smtp=smtp, web=web) if web else make_settings(smtp=smtp)
-    config = {"TESTING": True, "SECRET_KEY": "test-secret-key", "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-              "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": settings, "CLOCK": clock, "MAIL_IN_BACKGROUND": background}
-    if sender is not None:
-        config["MAIL_SENDER"] = sender
-    return create_app(config)
+    return make_app(url, settings, clock, MAIL_IN_BACKGROUND=background,
+                    **({"MAIL_SENDER": sender} if sender is not None else {}))
 
 
 @pytest.fixture
@@ -203,8 +199,7 @@ def test_a_password_breaking_the_rules_or_typed_differently_is_refused_and_the_l
 
 
 def test_without_a_mail_server_the_page_offers_no_link_and_asks_for_a_password(migrated_url, clock, db_session):
-    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key", "DATABASE_URL": migrated_url,
-                      "PUBLIC_BASE_URL": BASE_URL, "SETTINGS": make_settings(), "CLOCK": clock})
+    app = make_app(migrated_url, make_settings(), clock)
     try:
         client = app.test_client()
         make_user(db_session, "dana", "admin")
