@@ -137,10 +137,16 @@ def live_link(session: Session, token: str, now: datetime) -> tuple[PasswordLink
         raise LinkNotValid("no such link")
     user = session.get(User, link.user_id)
     newest = session.scalar(select(func.max(PasswordLink.id)).where(PasswordLink.user_id == link.user_id))
-    if (now >= link.expires_at or user is None or not user.active or link.id != newest
-            or link.password_mark != password_mark(user.password_hash)):
+    if not _works(link, user, newest, now):
         raise LinkNotValid("the link is out of date, used or replaced")
     return link, user
+
+
+def _works(link: PasswordLink, user: User | None, newest_id: int | None, now: datetime) -> bool:
+    """Whether `link` still works: in date, its user active, the user's newest link (`newest_id`),
+    and the user's password still the one they had when it was made."""
+    return (now < link.expires_at and user is not None and user.active and link.id == newest_id
+            and link.password_mark == password_mark(user.password_hash))
 
 
 def choose_password(session: Session, token: str, new: str, again: str, now: datetime, secret: str | bytes,
@@ -180,17 +186,23 @@ def choose_password(session: Session, token: str, new: str, again: str, now: dat
     return user
 
 
-def pending_link(session: Session, user_id: int, now: datetime) -> PasswordLink | None:
-    """The user's link that would still work, for their page."""
+def pending_links(session: Session, now: datetime, user_id: int | None = None) -> dict[int, PasswordLink]:
+    """Each user's link that still works, by user id (for one user, with `user_id`), for the Users pages."""
+    query = (select(PasswordLink, User).join(User, User.id == PasswordLink.user_id)
+             .where(PasswordLink.expires_at > now).order_by(PasswordLink.id))
+    if user_id is not None:
+        query = query.where(PasswordLink.user_id == user_id)
     with session.begin():
-        user = session.get(User, user_id)
-        link = session.scalar(select(PasswordLink).where(PasswordLink.user_id == user_id)
-                              .order_by(PasswordLink.id.desc()).limit(1))
-        if (link is None or user is None or not user.active or now >= link.expires_at
-                or link.password_mark != password_mark(user.password_hash)):
-            return None
-        session.expunge(link)
-        return link
+        newest = {}
+        for link, user in session.execute(query):
+            newest[user.id] = (link, user)  # in id order: the last is the newest still in date
+        # A newer link out of date still replaces an older one in date.
+        latest = dict(session.execute(select(PasswordLink.user_id, func.max(PasswordLink.id))
+                                      .where(PasswordLink.user_id.in_(newest)).group_by(PasswordLink.user_id)).all())
+        working = {who: link for who, (link, user) in newest.items() if _works(link, user, latest.get(who), now)}
+        for link in working.values():
+            session.expunge(link)
+    return working
 
 
 def link_url(base_url: str | None, token: str) -> str:

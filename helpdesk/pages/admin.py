@@ -22,7 +22,7 @@ from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
 from callbacks.smtp import MailError
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
-from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_link, send
+from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
 from helpdesk.users import (Actor, EmailTaken, UsernameTaken, add_user, deactivate, list_users, reactivate,
@@ -116,7 +116,8 @@ def users():
     with database().session() as db_session:
         people = list_users(db_session)
         changes = user_changes(db_session, limit=20)
-    return render_template("admin/users.html", people=people, changes=changes)
+        links = pending_links(db_session, clock())
+    return render_template("admin/users.html", people=people, changes=changes, pending=links)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -229,7 +230,7 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
     with database().session() as db_session:
         changes = user_changes(db_session, user_id=person.id)
         sign_ins = user_sign_ins(db_session, person.id)
-        link = pending_link(db_session, person.id, clock())
+        link = pending_links(db_session, clock(), person.id).get(person.id)
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,

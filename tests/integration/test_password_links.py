@@ -118,6 +118,9 @@ def test_an_administrator_adds_a_user_who_chooses_their_password_with_the_emaile
     page = words(client.get(response.headers["Location"]).get_data(as_text=True))
     assert "Added alex, and emailed them a link to choose their password. It works for 3 days." in page
     assert "Not chosen yet: they choose it with the link emailed to them" in page
+    listed = words(client.get("/admin/users").get_data(as_text=True))
+    assert f"alex Alex Smith Agent None {ADDRESS} Yes Not chosen yet" in listed
+    assert "dana Dana Admin Administrator None None Yes Their own" in listed
     [(sender, recipients, message)] = smtp_server.mailbox.messages
     assert recipients == [ADDRESS] and message["To"] == ADDRESS and message["From"] == "helpdesk@example.org"
     assert message["Subject"] == "Choose your password for Help desk"
@@ -285,7 +288,10 @@ def test_a_newer_link_replaces_the_older(app, client, db_session, smtp_server, a
     visitor = app.test_client()
     visitor.get(first)
     assert visitor.get("/password/choose").status_code == 404
+    assert "Not chosen yet" in words(client.get("/admin/users").get_data(as_text=True))
     assert choose(visitor, second).status_code == 302 and works(db_session, CHOSEN)
+    listed = words(client.get("/admin/users").get_data(as_text=True))
+    assert "Not chosen yet" not in listed and f"{ADDRESS} Yes Their own" in listed
 
 
 @pytest.mark.parametrize("change", ["password set", "deactivated", "email changed"])

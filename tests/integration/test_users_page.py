@@ -82,10 +82,10 @@ def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(clien
 
     page = words(client.get("/admin/users").get_data(as_text=True))
 
-    assert "alex Alex Smith Agent •••••••• 123 Number ending 123 Yes Their own" in page
-    assert ("sam DWP auditor None No: deactivated Set by an administrator: to be changed at their next sign-in"
+    assert "alex Alex Smith Agent •••••••• 123 Number ending 123 None Yes Their own" in page
+    assert ("sam DWP auditor None None No: deactivated Set by an administrator: to be changed at their next sign-in"
             in page)
-    assert "dana Dana Admin Administrator None Yes Their own" in page
+    assert "dana Dana Admin Administrator None None Yes Their own" in page
     assert "900123" not in page.replace("Number ending 123", "")
 
 
@@ -337,7 +337,7 @@ def test_a_name_or_phone_far_too_long_is_refused_at_its_field(client, db_session
 
 def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_session, admin):
     alex = make_user(db_session, "alex", "agent")
-    assert "alex Agent None Yes Their own No sign-in recorded" in words(client.get("/admin/users").get_data(as_text=True))
+    assert "alex Agent None None Yes Their own No sign-in recorded" in words(client.get("/admin/users").get_data(as_text=True))
 
     clock.advance(3600)
     sign_in(app.test_client(), "alex")
@@ -346,7 +346,7 @@ def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_sess
     sign_in(app.test_client(), "alex", "not the password")  # refused: not a sign-in
 
     listed = words(client.get("/admin/users").get_data(as_text=True))
-    assert f"alex Agent None Yes Their own {when}" in listed
+    assert f"alex Agent None None Yes Their own {when}" in listed
     assert f"Last signed in {when}" in words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
     # And on the server: `helpdesk users list`, in UK time.
     listing = run_cli(app.config["DATABASE_URL"], "list").output
