@@ -13,6 +13,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET
 from helpdesk.clock import LONDON
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
@@ -305,10 +306,14 @@ def set_phone_command(username: str, phone: str) -> None:
 @click.argument("email", required=False, default="")
 def set_email_command(username: str, email: str) -> None:
     """Set the address links to choose a password are sent to (leave EMAIL out to clear it)."""
+    with cli_session() as session, session.begin():
+        before = existing_user(session, username).email
     with cli_session() as session:
         user = set_email(session, username, email)
     click.echo(f"Links for {user.username!r} go to {user.email}." if user.email
                else f"Cleared the email address of {user.username!r}.")
+    if before and before != user.email:
+        _tell(user, EMAIL_CHANGED, before)
 
 
 @users_cli.command("set-name")
@@ -339,3 +344,27 @@ def set_password_command(username: str, permanent: bool) -> None:
     still = "" if user.active else (f" They are still deactivated: 'helpdesk users reactivate {user.username}' "
                                     "lets them sign in.")
     click.echo(f"Changed the password of {user.username!r}.{_first_sign_in(user)}{still}")
+    _tell(user, PASSWORD_SET, user.email)
+
+
+def _tell(user, kind: str, to: str | None) -> None:
+    """Email `user` (at `to`) a notice of the change (helpdesk.account_notices), once a mail server
+    is set up; a line says so, or why it could not be sent. The change stands either way."""
+    from helpdesk.account_notices import Notice, send_quietly
+    from helpdesk.clock import now_utc
+    from helpdesk.config import ConfigError, load_settings
+    from helpdesk.password_links import smtp_sender
+
+    if not to:
+        return
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"Could not email {user.username!r} about it: {exc}")
+        return
+    if not settings.smtp.host:
+        return
+    failed = send_quietly(Notice(kind, to, user.username, user.display_name, now_utc()), smtp_sender(settings),
+                          settings)
+    click.echo(f"Emailed {user.username!r} about it." if failed is None
+               else f"Could not email {user.username!r} about it: {failed}.")

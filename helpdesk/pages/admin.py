@@ -21,6 +21,7 @@ from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
 from callbacks.smtp import MailError
+from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
@@ -308,11 +309,13 @@ def _save_or_clear(user_id: int, field: str, setter, what: str, a_value: str, cl
         if not clear and not value.strip():
             raise Refused({field: f"Enter {a_value}, or use {clear_button}."})
         try:
-            setter(db_session, person.username, value, by=_by())
+            changed = setter(db_session, person.username, value, by=_by())
         except EmailTaken:
             raise Refused({field: "Another user has that email address. Each user needs their own."}) from None
         except UserError as problem:
             raise Refused({field: sentence(problem)}) from None
+        if field == "email" and person.email and changed.email != person.email:
+            _tell(person.email, EMAIL_CHANGED, person)  # the old address: the new owner may not read it
 
     return _change(user_id, change, f"Cleared the {what} of {{name}}." if clear else f"Saved the {what} of {{name}}.")
 
@@ -341,9 +344,19 @@ def change_password(user_id: int):
         if person.id == current_user.id:
             raise Refused({"page": "Change your own password with Change password, at the top of the page."})
         set_password(db_session, person.username, _new_password(person.username), temporary=True, by=_by())
+        _tell(person.email, PASSWORD_SET, person)
 
     return _change(user_id, change, "Set a password for {name}: give it to them in person or by phone. They choose "
                                     "their own when they next sign in, and are signed out everywhere until then.")
+
+
+def _tell(to: str | None, kind: str, person: User) -> None:
+    """Email `person` (at `to`, when they have an address) that an administrator changed `kind`."""
+    from helpdesk.pages.password_links import notify
+
+    if to:
+        notify(Notice(kind, to, person.username, person.display_name, clock(),
+                      by=current_user.display_name or current_user.username))
 
 
 @bp.post("/users/<id:user_id>/deactivate")

@@ -161,6 +161,11 @@ def change_password():
     # The old password's sessions end everywhere (helpdesk.pages.access.password_mark); this
     # one goes on, now marked with the new password.
     remember_new_password(user)
+    if user.email:
+        from helpdesk.account_notices import PASSWORD_CHANGED, Notice
+        from helpdesk.pages.password_links import notify
+
+        notify(Notice(PASSWORD_CHANGED, user.email, user.username, user.display_name, clock()))
     flash("Your password has been changed. If you were signed in anywhere else, you have been signed out there.",
           "success")
     return redirect(start_page(user) or url_for("auth.home"))

@@ -54,6 +54,16 @@ def mail_sender():
     return current_app.extensions["helpdesk.mail"]
 
 
+def notify(notice) -> None:
+    """Email `notice` (helpdesk.account_notices) in the background, once a mail server is set up."""
+    from helpdesk.account_notices import send_quietly
+
+    if not settings().smtp.host:
+        return
+    current, sender = settings(), mail_sender()
+    in_background(lambda: send_quietly(notice, sender, current))
+
+
 def in_background(work) -> None:
     """Run `work` after the answer, so that how long sending takes does not tell who has an account
     (tests set MAIL_IN_BACKGROUND to False)."""

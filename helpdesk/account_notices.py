@@ -1,0 +1,80 @@
+"""Emails telling a user that their password or email address was changed, so that a change they
+did not make does not go unnoticed (NIST SP 800-63B asks for such a notice when an authenticator
+changes). Sent only to a user who has an address, and only once [smtp] host is set.
+
+A password chosen with an emailed link gets no notice: the link went to the same address.
+An address changed is told to the old one, which the new owner of the account may not read.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+
+from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address
+from helpdesk.clock import local
+from helpdesk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PASSWORD_CHANGED, PASSWORD_SET, EMAIL_CHANGED = "password_changed", "password_set", "email_changed"
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # PASSWORD_CHANGED (by the user), PASSWORD_SET (by an administrator), EMAIL_CHANGED
+    to: str
+    username: str
+    display_name: str
+    at: datetime
+    by: str | None = None  # the administrator, or None for the command line or the user themself
+
+
+def message(notice: Notice, settings: Settings) -> EmailMessage:
+    """The notice as an email, or MailError when there is no address to send from."""
+    sender = from_address(settings)
+    if not sender:
+        raise MailError("there is no address to send from: set smtp.from_address")
+    when = local(notice.at)
+    at = f"at {when:%H:%M} on {when:%A} {when.day} {when:%B %Y} (UK time)"
+    who = notice.by or "An administrator"
+    desk = settings.name
+    if notice.kind == PASSWORD_CHANGED:
+        subject = f"Your password for {desk} was changed"
+        said = (f"The password for your username {notice.username} on the {desk} pages was changed {at}, on the "
+                "Change password page.\n\nIf that was you, there is nothing to do. If it was not, ask an "
+                "administrator to set a new password for you at once: someone else knows yours.")
+    elif notice.kind == PASSWORD_SET:
+        subject = f"A new password was set for you on {desk}"
+        said = (f"{who} set a new password for your username {notice.username} on the {desk} pages {at}, and "
+                "you have been signed out everywhere. They give it to you in person or by phone, and you choose "
+                "your own when you next sign in.\n\nIf you did not ask for this, tell another administrator.")
+    else:
+        subject = f"Your email address for {desk} was changed"
+        said = (f"{who} changed the email address for your username {notice.username} on the {desk} pages {at}. "
+                "Links to choose a password no longer come to this address.\n\nIf you did not ask for this, tell "
+                "an administrator.")
+    mail = EmailMessage()
+    mail["Subject"] = subject
+    mail["From"] = sender
+    mail["To"] = ascii_domain(notice.to)
+    mail["Auto-Submitted"] = "auto-generated"
+    mail.set_content(f"Hello {notice.display_name or notice.username},\n\n{said}\n\n{desk}\n")
+    return mail
+
+
+def send(notice: Notice, sender: MessageSender, settings: Settings) -> None:
+    """Send the notice, or raise MailError (its text holds no address)."""
+    sender.send_message(message(notice, settings))
+    log.info("notice sent to user %s: %s", notice.username, notice.kind)
+
+
+def send_quietly(notice: Notice, sender: MessageSender, settings: Settings) -> str | None:
+    """Send the notice; None, or why it could not be (logged): the change it tells of stands."""
+    try:
+        send(notice, sender, settings)
+    except MailError as failed:
+        log.error("notice to user %s (%s) not sent: %s", notice.username, notice.kind, failed)
+        return str(failed)
+    return None
