@@ -213,6 +213,9 @@ def test_without_a_mail_server_the_page_offers_no_link_and_asks_for_a_password(m
         assert 'name="first"' not in page and 'name="email"' in page
         refused = add_by_link(client)  # "first": "link" is not offered, so a password is needed
         assert refused.status_code == 400 and "Enter a password." in refused.get_data(as_text=True)
+        sam = make_user(db_session, "sam", "agent", email="sam@example.org")
+        shown = client.get(f"/admin/users/{sam.id}").get_data(as_text=True)
+        assert "Email a link" not in shown and "give them an email address above" not in shown
         assert "Forgotten your password?" not in app.test_client().get("/login").get_data(as_text=True)
         assert app.test_client().get("/password/forgotten").status_code == 404
     finally:
@@ -453,7 +456,9 @@ def test_a_user_who_must_choose_a_password_may_still_use_a_link(app, client, db_
 def test_an_administrator_sets_and_clears_an_address_and_emails_a_link(client, db_session, smtp_server, admin):
     alex = make_user(db_session, "alex", "agent")
     page = f"/admin/users/{alex.id}"
-    assert "Email a link" not in client.get(page).get_data(as_text=True)  # no address yet
+    shown = words(client.get(page).get_data(as_text=True))
+    assert "Email a link" not in shown  # no address yet
+    assert "To email them a link to choose a new password instead, give them an email address above." in shown
 
     bad = client.post(page + "/email", data={"csrf_token": csrf_token(client, page), "email": "alex@",
                                              "action": "save"})
