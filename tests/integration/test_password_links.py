@@ -735,3 +735,33 @@ def test_helpdesk_users_set_password_says_nothing_of_email_without_a_mail_server
     result = run_cli(migrated_url, "set-password", "alex")
     assert result.exit_code == 0 and "email" not in result.output.lower()
 
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("path", ["/password/link/%00", "/password/link/" + "a" * 5000, "/password/link/%F0%9F%98%80",
+                                  "/password/link/%20"])
+def test_a_link_of_any_shape_is_told_it_no_longer_works(client, path):
+    assert client.get(path).status_code == 302
+    page = client.get("/password/choose")
+    assert page.status_code == 404 and "This link no longer works" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("who", ["\x00", "a" * 254, "@", "@@@", "x@" + "y" * 252, "alex\r\nBcc: x@example.org",
+                                 "alex@example.org\x00"])
+def test_anything_asked_for_gets_the_same_page_and_nothing_is_sent(client, db_session, smtp_server, who):
+    make_user(db_session, "alex", "agent", email=ADDRESS)
+    response = ask(client, who)
+    assert response.status_code == 200 and "Check your email" in response.get_data(as_text=True)
+    assert smtp_server.mailbox.messages == []
+
+
+@pytest.mark.parametrize("password", ["\x00" * 20, "a" * 1025, " " * 20])
+def test_a_password_no_one_could_type_is_refused_and_the_link_still_works(client, db_session, smtp_server,
+                                                                          password):
+    make_user(db_session, "alex", "agent", email=ADDRESS)
+    ask(client, "alex")
+    path = link_in(mails(smtp_server)[0])
+    assert choose(client, path, new=password).status_code == 400
+    assert choose(client, path).status_code == 302 and works(db_session, CHOSEN)
