@@ -13,16 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain, when_words
-from callbacks.smtp import FakeMailServer, MailError, SmtpSender, from_address, short_error
+from callbacks.smtp import FakeMailServer, MailError, SmtpSender, from_address, plain_message, short_error
 from callbacks.sweep import minutes_left, remaining
-from helpdesk.clock import LONDON
 from helpdesk.models import Callback, CallbackNotice, Enquiry
 from helpdesk.pages.format import caller_type_label
 from helpdesk.phones import is_withheld, number_ending
@@ -61,15 +59,7 @@ class SmtpNotifier(SmtpSender):
         return notifier
 
     def message(self, subject: str, body: str, to: Sequence[str]) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self.smtp.from_address
-        message["To"] = ", ".join(to)
-        message["Subject"] = subject
-        message["Date"] = format_datetime(datetime.now(LONDON))
-        message["Message-ID"] = make_msgid(domain=self.smtp.from_address.rpartition("@")[2] or None)
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody should auto-reply to it
-        message.set_content(body)
-        return message
+        return plain_message(self.smtp.from_address, ", ".join(to), subject, body)
 
     def send(self, subject: str, body: str, to: Sequence[str]) -> None:
         if not self.smtp.host:

@@ -17,9 +17,12 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import Protocol
 
+from helpdesk.clock import LONDON
 from helpdesk.settings import Settings, SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,21 @@ def from_address(settings: Settings) -> str:
     """Who the app's mail comes from, acknowledgements and supervisors' notices alike:
     smtp.from_address, else the first of email.addresses ("" when neither is set)."""
     return settings.smtp.from_address or (settings.email.addresses[0] if settings.email.addresses else "")
+
+
+def plain_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    """A plain-text message of the app's own (a supervisors' notice, a link to choose a password,
+    a notice to a user): dated, with a Message-ID at the sender's domain, and marked
+    Auto-Submitted (RFC 3834) so that nobody auto-replies to it."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(LONDON))
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body)
+    return message
 
 
 class MailError(Exception):

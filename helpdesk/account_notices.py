@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address
-from helpdesk.clock import local
+from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address, plain_message
+from helpdesk.pages.format import format_moment
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ def message(notice: Notice, settings: Settings) -> EmailMessage:
     sender = from_address(settings)
     if not sender:
         raise MailError("there is no address to send from: set smtp.from_address")
-    when = local(notice.at)
-    at = f"at {when:%H:%M} on {when:%A} {when.day} {when:%B %Y} (UK time)"
+    at = f"at {format_moment(notice.at)}"
     who = notice.by or "An administrator"
     desk = settings.name
     if notice.kind == PASSWORD_CHANGED:
@@ -55,13 +54,8 @@ def message(notice: Notice, settings: Settings) -> EmailMessage:
         said = (f"{who} changed the email address for your username {notice.username} on the {desk} pages {at}. "
                 "Links to choose a password no longer come to this address.\n\nIf you did not ask for this, tell "
                 "an administrator.")
-    mail = EmailMessage()
-    mail["Subject"] = subject
-    mail["From"] = sender
-    mail["To"] = ascii_domain(notice.to)
-    mail["Auto-Submitted"] = "auto-generated"
-    mail.set_content(f"Hello {notice.display_name or notice.username},\n\n{said}\n\n{desk}\n")
-    return mail
+    return plain_message(sender, ascii_domain(notice.to), subject,
+                         f"Hello {notice.display_name or notice.username},\n\n{said}\n\n{desk}\n")
 
 
 def send(notice: Notice, sender: MessageSender, settings: Settings) -> None:

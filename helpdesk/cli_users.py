@@ -186,6 +186,7 @@ def _send_link(user) -> None:
     from callbacks.email.ack_rules import mask_address
     from callbacks.smtp import MailError
     from helpdesk.clock import now_utc
+    from helpdesk.pages.format import format_moment
     from helpdesk.password_links import SENT, make_link, send
 
     settings, base_url, sender = _mail_setup()
@@ -196,9 +197,8 @@ def _send_link(user) -> None:
     except MailError as failed:
         raise click.ClickException(f"the link could not be sent: {failed}. Try 'helpdesk users send-link "
                                    f"{user.username}' again once the mail server is reachable.") from None
-    until = link.expires_at.astimezone(LONDON)
     click.echo(f"Emailed {user.username!r} a link to choose a password, at {mask_address(link.email)[0]}. It "
-               f"works once, until {until:%H:%M} on {until:%A} {until.day} {until:%B %Y} (UK time).")
+               f"works once, until {format_moment(link.expires_at)}.")
 
 
 @users_cli.command("send-link")

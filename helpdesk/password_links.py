@@ -23,8 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address
-from helpdesk.clock import local
+from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address, plain_message
 from helpdesk.models import PasswordLink, SignInFailure, User
 from helpdesk.own_password import PasswordNotChanged, sentence
 from helpdesk.settings import Settings
@@ -216,14 +215,12 @@ def link_url(base_url: str | None, token: str) -> str:
 
 def message(link: Link, settings: Settings, base_url: str | None, sent_by: str | None = None) -> EmailMessage:
     """The email with the link: plain text, in the user's name; MailError if it cannot be made."""
-    from helpdesk.pages.format import role_label
+    from helpdesk.pages.format import format_moment, role_label
 
     sender = from_address(settings)
     if not sender:
         raise MailError("there is no address to send from: set smtp.from_address")
     url = link_url(base_url, link.token)
-    until = local(link.expires_at)
-    until_words = f"{until:%H:%M} on {until:%A} {until.day} {until:%B %Y} (UK time)"
     name = link.display_name or link.username
     if link.kind == SENT:
         subject = f"Choose your password for {settings.name}"
@@ -238,14 +235,8 @@ def message(link: Link, settings: Settings, base_url: str | None, sent_by: str |
                    f"{link.username} on the {settings.name} pages.")
         closing = "If it was not you who asked, ignore this email: your password stays as it is."
     body = (f"Hello {name},\n\n{opening}\n\nChoose your password here:\n{url}\n\n"
-            f"The link works once, until {until_words}. {closing}\n\n{settings.name}\n")
-    mail = EmailMessage()
-    mail["Subject"] = subject
-    mail["From"] = sender
-    mail["To"] = ascii_domain(link.email)
-    mail["Auto-Submitted"] = "auto-generated"
-    mail.set_content(body)
-    return mail
+            f"The link works once, until {format_moment(link.expires_at)}. {closing}\n\n{settings.name}\n")
+    return plain_message(sender, ascii_domain(link.email), subject, body)
 
 
 def send(link: Link, sender: MessageSender, settings: Settings, base_url: str | None,

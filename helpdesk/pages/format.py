@@ -143,6 +143,12 @@ def format_day(day) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
+def format_moment(moment: datetime) -> str:
+    """A stored UTC instant in words, for an email or a message: "14:30 on Friday 3 July 2026 (UK time)"."""
+    shown = local(moment)
+    return f"{shown:%H:%M} on {format_day(shown)} (UK time)"
+
+
 def window_words(start: datetime, end: datetime) -> str:
     """A stretch of time in UK time: "from 14:02:10 GMT to 14:06:00 GMT on Thursday 3 December 2026",
     or with both days when it crosses midnight. GMT or BST with each time, as a time repeated when the

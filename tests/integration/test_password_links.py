@@ -622,6 +622,7 @@ def test_a_user_who_changes_their_password_is_told_by_email(client, db_session, 
     assert change(client).status_code == 302
     [(_, recipients, message)] = smtp_server.mailbox.messages
     assert recipients == [ADDRESS] and message["Subject"] == "Your password for Help desk was changed"
+    assert message["Date"] and message["Message-ID"].endswith("@example.org>")
     assert body(message).startswith("Hello Alex Smith, The password for your username alex on the Help desk pages "
                                     "was changed at ")
     assert "If it was not, ask an administrator to set a new password for you at once" in body(message)

@@ -55,6 +55,8 @@ def test_a_link_sent_by_an_administrator_says_who_sent_it_the_username_role_and_
     assert mail["Subject"] == "Choose your password for Access to Work help desk"
     assert mail["From"] == "helpdesk@example.org" and mail["To"] == "alex@xn--bcher-kva.example"
     assert mail["Auto-Submitted"] == "auto-generated"
+    # Dated and identified as every message of the app's own is (callbacks.smtp.plain_message).
+    assert mail["Date"] and mail["Message-ID"].endswith("@example.org>")
     body = " ".join(mail.get_content().split())
     assert body.startswith("Hello Alex Smith, Dana Admin has sent you this link")
     assert "Your username is alex, and your role is Manager." in body
