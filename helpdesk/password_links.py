@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address, plain_message
-from helpdesk.models import PasswordLink, SignInFailure, User
+from helpdesk.models import PasswordLink, User
 from helpdesk.own_password import PasswordNotChanged, sentence
 from helpdesk.settings import Settings
 from helpdesk.user_rules import USERNAME, UserError, check_password, normalise_username
-from helpdesk.users import PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, Actor, _name_digest, audit
+from helpdesk.users import PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, Actor, audit, forget_failures_of
 from helpdesk.users import from_address as address_detail
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,7 @@ def choose_password(session: Session, token: str, new: str, again: str, now: dat
         if not changed:
             raise LinkNotValid("the password was changed meanwhile")
         session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
-        session.execute(delete(SignInFailure).where(SignInFailure.who.in_(
-            (f"user:{user.id}", _name_digest(user.username, secret)))))
+        forget_failures_of(session, user, secret)
         audit(session, PASSWORD_CHOSEN_WITH_LINK, user, Actor(user.username, user.id), now,
               **address_detail(address))
     log.info("user %s chose a password with an emailed link", username)

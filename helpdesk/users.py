@@ -297,6 +297,12 @@ def _forget_failures(session: Session, *keys: str) -> None:
     session.execute(delete(SignInFailure).where(SignInFailure.who.in_(keys)))
 
 
+def forget_failures_of(session: Session, user: User, secret: str | bytes | None) -> None:
+    """A new password lets the user straight back in after a run of wrong ones: those counted
+    under their id, and under their name's digest when `secret` (SECRET_KEY) is known."""
+    _forget_failures(session, f"user:{user.id}", *([_name_digest(user.username, secret)] if secret else []))
+
+
 def existing_user(session: Session, username: str, lock: bool = False) -> User:
     """The user with this name, or UserError; with `lock`, read afresh and locked until the
     transaction ends (PostgreSQL)."""
@@ -320,10 +326,8 @@ def set_password(session: Session, username: str, password: str, temporary: bool
         user = existing_user(session, username)
         user.password_hash = generate_password_hash(password)
         user.must_change_password = temporary
-        # A new password lets the user straight back in after a run of wrong ones (those counted
-        # under the name's digest too, where SECRET_KEY is set, as it is for the app).
-        secret = os.environ.get("SECRET_KEY")
-        _forget_failures(session, f"user:{user.id}", *([_name_digest(user.username, secret)] if secret else []))
+        # SECRET_KEY is set where the app runs, so the failures under the name's digest go too.
+        forget_failures_of(session, user, os.environ.get("SECRET_KEY"))
         audit(session, PASSWORD_SET, user, by, temporary=temporary)
     log.info("password changed for user %s", user.username)
     return user
