@@ -144,8 +144,7 @@ def add_command(username: str, role: str, display_name: str, phone: str, email: 
         raise click.ClickException(str(exc)) from None
     if send_link and (not email or permanent):
         raise click.UsageError("--send-link needs --email, and cannot go with --permanent")
-    if send_link:
-        _mail_setup()  # before adding anyone
+    mail = _mail_setup() if send_link else None  # before adding anyone
     with cli_session() as session, session.begin():
         refuse_taken(session, name)
         if email:
@@ -159,8 +158,8 @@ def add_command(username: str, role: str, display_name: str, phone: str, email: 
     from helpdesk.cli import database_url
 
     click.echo(f"Database: {database_words(database_url())}")
-    if send_link:
-        _send_link(user)
+    if mail is not None:
+        _send_link(user, mail)
 
 
 def _mail_setup():
@@ -182,14 +181,15 @@ def _mail_setup():
     return settings, base_url, smtp_sender(settings)
 
 
-def _send_link(user) -> None:
+def _send_link(user, mail) -> None:
+    """Email `user` a new link, through `mail` (_mail_setup's settings, base URL and server)."""
     from callbacks.email.ack_rules import mask_address
     from callbacks.smtp import MailError
     from helpdesk.clock import now_utc
     from helpdesk.pages.format import format_moment
     from helpdesk.password_links import SENT, make_link, send
 
-    settings, base_url, sender = _mail_setup()
+    settings, base_url, sender = mail
     with cli_session() as session:
         link = make_link(session, user, SENT, now_utc(), command_line())
     try:
@@ -210,7 +210,7 @@ def send_link_command(username: str) -> None:
     sent before. Their password stays as it is until they use it. Needs [smtp] in the
     configuration and PUBLIC_BASE_URL.
     """
-    _mail_setup()
+    mail = _mail_setup()
     with cli_session() as session, session.begin():
         user = existing_user(session, username)
         if not user.active:
@@ -219,7 +219,7 @@ def send_link_command(username: str) -> None:
             raise UserError(f"{user.username!r} has no email address: set one with 'helpdesk users set-email "
                             f"{user.username} ADDRESS'")
         session.expunge(user)
-    _send_link(user)
+    _send_link(user, mail)
 
 
 @users_cli.command("list")

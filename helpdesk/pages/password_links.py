@@ -68,7 +68,7 @@ def in_background(work) -> None:
     """Run `work` after the answer, so that how long sending takes does not tell who has an account
     (tests set MAIL_IN_BACKGROUND to False)."""
     if current_app.config.get("MAIL_IN_BACKGROUND", True):
-        threading.Thread(target=work, name="password-link-mail", daemon=True).start()
+        threading.Thread(target=work, name="account-mail", daemon=True).start()
     else:
         work()
 
