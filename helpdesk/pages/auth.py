@@ -38,13 +38,20 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class PasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[
-        DataRequired("Enter your current password."), Length(max=1024, message=TOO_LONG)])
+class NewPasswordForm(FlaskForm):
+    """A new password, typed twice (Choose your password, with an emailed link)."""
+
     new_password = PasswordField("New password", validators=[
         DataRequired("Enter a new password."), Length(max=1024, message=TOO_LONG)])
     new_password_again = PasswordField("New password again", validators=[
         DataRequired("Enter the new password again."), Length(max=1024, message=TOO_LONG)])
+
+
+class PasswordForm(NewPasswordForm):
+    """Change your password: the current one, then the new one twice."""
+
+    current_password = PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=1024, message=TOO_LONG)])
 
 
 def start_page(user) -> str | None:

@@ -13,12 +13,12 @@ import threading
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from callbacks.smtp import MailError
 from helpdesk.own_password import PasswordNotChanged
-from helpdesk.pages.auth import TOO_LONG, client_address
+from helpdesk.pages.auth import NewPasswordForm, client_address
 from helpdesk.password_links import ASKED_LIFETIME, LinkNotValid, ask_for_link, choose_password, live_link, send
 from helpdesk.user_rules import LONGEST_EMAIL, MIN_PASSWORD_LENGTH
 from helpdesk.web import clock, database, settings
@@ -35,13 +35,6 @@ class ForgottenForm(FlaskForm):
     who = StringField("Username or email address", validators=[
         DataRequired("Enter your username or email address."),
         Length(max=LONGEST_EMAIL, message=f"That is too long: at most {LONGEST_EMAIL} characters.")])
-
-
-class ChooseForm(FlaskForm):
-    new_password = PasswordField("New password", validators=[
-        DataRequired("Enter a new password."), Length(max=1024, message=TOO_LONG)])
-    new_password_again = PasswordField("New password again", validators=[
-        DataRequired("Enter the new password again."), Length(max=1024, message=TOO_LONG)])
 
 
 def offered() -> bool:
@@ -118,7 +111,7 @@ def choose():
     except LinkNotValid:
         session.pop(_TOKEN_KEY, None)
         return render_template("password_choose.html", form=None, problem=NOT_VALID), 404
-    form = ChooseForm()
+    form = NewPasswordForm()
     page = {"username": username, "first": must_change, "min_length": MIN_PASSWORD_LENGTH}
     if request.method in ("GET", "HEAD"):
         return render_template("password_choose.html", form=form, problem=None, **page)
