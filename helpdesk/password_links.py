@@ -27,7 +27,7 @@ from callbacks.smtp import MailError, MessageSender, ascii_domain, from_address,
 from helpdesk.models import PasswordLink, User
 from helpdesk.own_password import PasswordNotChanged, sentence
 from helpdesk.settings import Settings
-from helpdesk.user_rules import USERNAME, UserError, check_password, normalise_username
+from helpdesk.user_rules import LONGEST_EMAIL, USERNAME, UserError, check_password, normalise_username
 from helpdesk.users import PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, Actor, audit, forget_failures_of
 from helpdesk.users import from_address as address_detail
 
@@ -40,6 +40,9 @@ LIFETIMES = {SENT: SENT_LIFETIME, ASKED: ASKED_LIFETIME}
 ASKED_LIMIT = 3  # links asked for one user within ASKED_WINDOW; more are not sent
 ASKED_WINDOW = timedelta(hours=1)
 LINK_PATH = "/password/link/"
+# A link's secret is 43 characters (token_urlsafe(32)); anything longer is no link, and is not
+# kept in the session.
+LONGEST_TOKEN = 100
 _LINK_SECRET = re.compile(re.escape(LINK_PATH) + r"[^\s?#\"']*")
 
 
@@ -120,7 +123,7 @@ def user_for(session: Session, typed: str) -> User | None:
     typed = typed.strip()
     with session.begin():
         if "@" in typed:
-            if len(typed) > 254 or "\x00" in typed:
+            if len(typed) > LONGEST_EMAIL or "\x00" in typed:
                 return None
             return session.scalar(select(User).where(User.email == typed.lower()))
         name = normalise_username(typed)
@@ -129,7 +132,7 @@ def user_for(session: Session, typed: str) -> User | None:
 
 def live_link(session: Session, token: str, now: datetime) -> tuple[PasswordLink, User]:
     """The link with this secret and its user, or LinkNotValid. In the caller's transaction."""
-    if not token or len(token) > 100:
+    if not token or len(token) > LONGEST_TOKEN:
         raise LinkNotValid("no such link")
     link = session.scalar(select(PasswordLink).where(PasswordLink.digest == digest(token)))
     if link is None:

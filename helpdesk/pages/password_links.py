@@ -19,7 +19,8 @@ from wtforms.validators import DataRequired, Length
 from callbacks.smtp import MailError
 from helpdesk.own_password import PasswordNotChanged
 from helpdesk.pages.auth import NewPasswordForm, client_address
-from helpdesk.password_links import ASKED_LIFETIME, LinkNotValid, ask_for_link, choose_password, live_link, send
+from helpdesk.password_links import (ASKED_LIFETIME, LONGEST_TOKEN, LinkNotValid, ask_for_link, choose_password,
+                                     live_link, send)
 from helpdesk.user_rules import LONGEST_EMAIL, MIN_PASSWORD_LENGTH
 from helpdesk.web import clock, database, settings
 
@@ -95,7 +96,7 @@ def forgotten():
 @bp.get("/link/<token>")
 def open_link(token: str):
     """A link from an email: keep its secret in the session, and go on to choose a password."""
-    session[_TOKEN_KEY] = token[:100]
+    session[_TOKEN_KEY] = token[:LONGEST_TOKEN]
     return redirect(url_for("links.choose"))
 
 
