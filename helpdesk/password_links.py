@@ -189,18 +189,14 @@ def choose_password(session: Session, token: str, new: str, again: str, now: dat
 
 def pending_links(session: Session, now: datetime, user_id: int | None = None) -> dict[int, PasswordLink]:
     """Each user's link that still works, by user id (for one user, with `user_id`), for the Users pages."""
-    query = (select(PasswordLink, User).join(User, User.id == PasswordLink.user_id)
-             .where(PasswordLink.expires_at > now).order_by(PasswordLink.id))
+    # Every link, not only those in date: a newer one out of date still replaces an older one.
+    # Few are kept (make_link deletes those a day out of date).
+    query = select(PasswordLink, User).join(User, User.id == PasswordLink.user_id).order_by(PasswordLink.id)
     if user_id is not None:
         query = query.where(PasswordLink.user_id == user_id)
     with session.begin():
-        newest = {}
-        for link, user in session.execute(query):
-            newest[user.id] = (link, user)  # in id order: the last is the newest still in date
-        # A newer link out of date still replaces an older one in date.
-        latest = dict(session.execute(select(PasswordLink.user_id, func.max(PasswordLink.id))
-                                      .where(PasswordLink.user_id.in_(newest)).group_by(PasswordLink.user_id)).all())
-        working = {who: link for who, (link, user) in newest.items() if _works(link, user, latest.get(who), now)}
+        newest = {user.id: (link, user) for link, user in session.execute(query)}  # in id order: the last wins
+        working = {who: link for who, (link, user) in newest.items() if _works(link, user, link.id, now)}
         for link in working.values():
             session.expunge(link)
     return working
