@@ -134,8 +134,9 @@ def add_user(
             audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
                   phone=phone is not None, **extra)
     except IntegrityError:  # added by someone else between the check and the insert
-        if email is not None and _email_user(session, email) is not None:
-            raise EmailTaken(f"another user has the email address {email}") from None
+        if email is not None:
+            with session.begin():
+                refuse_email_taken(session, email)  # EmailTaken, if the address was what clashed
         raise UsernameTaken(f"username {name!r} is already taken") from None
     log.info("user %s added with role %s", name, role)
     return user
@@ -150,11 +151,6 @@ def refuse_email_taken(session: Session, email: str, user_id: int | None = None)
     other = session.scalar(select(User.id).where(User.email == email))
     if other is not None and other != user_id:
         raise EmailTaken(f"another user has the email address {email}")
-
-
-def _email_user(session: Session, email: str) -> int | None:
-    with session.begin():
-        return session.scalar(select(User.id).where(User.email == email))
 
 
 @cache
