@@ -244,6 +244,17 @@ def send(link: Link, sender: MessageSender, settings: Settings, base_url: str | 
     log.info("password link sent to user %s", link.username)
 
 
+def send_quietly(link: Link, sender: MessageSender, settings: Settings, base_url: str | None,
+                 sent_by: str | None = None) -> str | None:
+    """Send the link; None, or why it could not be (logged). The link stands: another can be sent."""
+    try:
+        send(link, sender, settings, base_url, sent_by)
+    except MailError as failed:
+        log.error("password link for user %s not sent: %s", link.username, failed)
+        return str(failed)
+    return None
+
+
 def smtp_sender(settings: Settings) -> MessageSender:
     """The configured SMTP server, credentials from the environment (callbacks/smtp.py)."""
     from callbacks.smtp import SmtpSender

@@ -20,10 +20,9 @@ from helpdesk.models import User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
-from callbacks.smtp import MailError
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
-from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send
+from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
 from helpdesk.users import (Actor, EmailTaken, UsernameTaken, add_user, deactivate, list_users, reactivate,
@@ -162,13 +161,8 @@ def _email_link(person: User) -> str | None:
             link = make_link(db_session, person, SENT, clock(), _by())
         except UserError as problem:
             return str(problem)
-    try:
-        send(link, mail_sender(), settings(), current_app.config["PUBLIC_BASE_URL"],
-             sent_by=current_user.display_name or current_user.username)
-    except MailError as failed:
-        log.error("password link for user %s not sent: %s", person.username, failed)
-        return str(failed)
-    return None
+    return send_quietly(link, mail_sender(), settings(), current_app.config["PUBLIC_BASE_URL"],
+                        sent_by=current_user.display_name or current_user.username)
 
 
 def _add(typed: dict[str, str]) -> User:

@@ -7,7 +7,6 @@ Referer of a page after it.
 """
 from __future__ import annotations
 
-import logging
 import threading
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -16,15 +15,13 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from callbacks.smtp import MailError
 from helpdesk.own_password import PasswordNotChanged
 from helpdesk.pages.auth import NewPasswordForm, client_address
 from helpdesk.password_links import (ASKED_LIFETIME, LONGEST_TOKEN, LinkNotValid, ask_for_link, choose_password,
-                                     live_link, send)
+                                     live_link, send_quietly)
 from helpdesk.user_rules import LONGEST_EMAIL, MIN_PASSWORD_LENGTH
 from helpdesk.web import clock, database, settings
 
-log = logging.getLogger(__name__)
 bp = Blueprint("links", __name__, url_prefix="/password")
 
 _TOKEN_KEY = "password_link"
@@ -80,14 +77,7 @@ def forgotten():
         link = ask_for_link(db_session, form.who.data, clock(), client_address())
     if link is not None:
         current, base_url, sender = settings(), current_app.config["PUBLIC_BASE_URL"], mail_sender()
-
-        def work():
-            try:
-                send(link, sender, current, base_url)
-            except MailError as failed:
-                log.error("password link for user %s not sent: %s", link.username, failed)
-
-        in_background(work)
+        in_background(lambda: send_quietly(link, sender, current, base_url))
     # The same whether or not a link was sent.
     return render_template("password_forgotten.html", form=form, sent=True,
                            minutes=int(ASKED_LIFETIME.total_seconds() // 60))
