@@ -1,6 +1,7 @@
-"""Emails telling a user that their password or email address was changed, so that a change they
-did not make does not go unnoticed (NIST SP 800-63B asks for such a notice when an authenticator
-changes). Sent only to a user who has an address, and only once [smtp] host is set.
+"""Emails telling a user that their password, email address or two-step sign-in was changed, or
+that a recovery code was used to sign in as them, so that a change they did not make does not go
+unnoticed (NIST SP 800-63B asks for such a notice when an authenticator changes, or a recovery
+code is used). Sent only to a user who has an address, and only once [smtp] host is set.
 
 A password chosen with an emailed link gets no notice: the link went to the same address.
 An address changed is told to the old one, which the new owner of the account may not read.
@@ -19,16 +20,19 @@ from helpdesk.settings import Settings
 log = logging.getLogger(__name__)
 
 PASSWORD_CHANGED, PASSWORD_SET, EMAIL_CHANGED = "password_changed", "password_set", "email_changed"
+TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODE_USED = "two_step_on", "two_step_off", "recovery_code_used"
 
 
 @dataclass(frozen=True)
 class Notice:
-    kind: str  # PASSWORD_CHANGED (by the user), PASSWORD_SET (by an administrator), EMAIL_CHANGED
+    kind: str  # PASSWORD_CHANGED (by the user), PASSWORD_SET (by an administrator), EMAIL_CHANGED, TWO_STEP_...
     to: str
     username: str
     display_name: str
     at: datetime
     by: str | None = None  # the administrator, or None for the command line or the user themself
+    own: bool = False  # done by the user themself (two-step sign-in turned off)
+    left: int | None = None  # recovery codes still unused (RECOVERY_CODE_USED)
 
 
 def message(notice: Notice, settings: Settings) -> EmailMessage:
@@ -49,6 +53,22 @@ def message(notice: Notice, settings: Settings) -> EmailMessage:
         said = (f"{who} set a new password for your username {notice.username} on the {desk} pages {at}, and "
                 "you have been signed out everywhere. They give it to you in person or by phone, and you choose "
                 "your own when you next sign in.\n\nIf you did not ask for this, tell another administrator.")
+    elif notice.kind == TWO_STEP_ON:
+        subject = f"Two-step sign-in is set up for you on {desk}"
+        said = (f"Two-step sign-in was set up for your username {notice.username} on the {desk} pages {at}. From "
+                "now on you give a code from your authenticator app after your password.\n\nIf that was not you, "
+                "someone knows your password: tell an administrator at once.")
+    elif notice.kind == TWO_STEP_OFF:
+        subject = f"Two-step sign-in was turned off for you on {desk}"
+        said = (f"{'You' if notice.own else who} turned off two-step sign-in for your username {notice.username} "
+                f"on the {desk} pages {at}. If your role must have it, you set it up again when you next sign "
+                "in.\n\nIf you did not do or ask for this, tell an administrator at once.")
+    elif notice.kind == RECOVERY_CODE_USED:
+        subject = f"A recovery code was used to sign in to {desk}"
+        left = f"You have {notice.left} left." if notice.left is not None else ""
+        said = (f"One of your recovery codes was used to sign in as {notice.username} on the {desk} pages {at}. "
+                f"It cannot be used again. {left}\n\nIf that was not you, someone has your password and your "
+                "recovery codes: tell an administrator at once.")
     else:
         subject = f"Your email address for {desk} was changed"
         said = (f"{who} changed the email address for your username {notice.username} on the {desk} pages {at}. "

@@ -45,8 +45,12 @@ EMAIL_CHANGED = "user.email_changed"
 # Links emailed to choose a password (helpdesk.password_links): sent by an administrator, or
 # asked for by the user on the sign-in page; and a password chosen with one.
 PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK = "user.password_link_sent", "user.password_chosen_with_link"
+# Two-step sign-in (helpdesk.two_step): set up by the user, turned off by them or an
+# administrator, new recovery codes made by the user.
+TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODES_MADE = "user.two_step_on", "user.two_step_off", "user.recovery_codes_made"
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
-                NAME_CHANGED, EMAIL_CHANGED, PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK)
+                NAME_CHANGED, EMAIL_CHANGED, PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, TWO_STEP_OFF,
+                RECOVERY_CODES_MADE)
 # Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
 # (what else was typed may be a password), and not once the name is refused unheard. A wrong
 # current password on the Change your password page counts as a refused sign-in, and is recorded
@@ -240,12 +244,14 @@ def from_address(address: str | None) -> dict:
     return {"address": address} if address else {}
 
 
-def signed_in(session: Session, user: User, now: datetime, address: str | None = None) -> None:
-    """Note when the user signed in, for the Users page, and that they did, from `address`, in
-    the audit log."""
+def signed_in(session: Session, user: User, now: datetime, address: str | None = None,
+              two_step: str | None = None) -> None:
+    """Note when the user signed in, for the Users page, and that they did, from `address` (and
+    how they passed two-step sign-in, if they have it), in the audit log."""
     with session.begin():
         session.execute(update(User).where(User.id == user.id).values(last_signed_in_at=now))
-        audit(session, SIGNED_IN, user, Actor(user.username, user.id), now, **from_address(address))
+        audit(session, SIGNED_IN, user, Actor(user.username, user.id), now, **from_address(address),
+              **({"two_step": two_step} if two_step else {}))
 
 
 def sign_in_refused(session: Session, keys: tuple[str, ...], username: str, now: datetime,
@@ -486,8 +492,9 @@ def user_changes(session: Session, user_id: int | None = None, limit: int = 50) 
 def own_doing(action: str, detail: dict) -> bool:
     """Whether the user did this themself (their own password, a link they asked for), so that
     there is nobody else to name as having done it."""
-    return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK) or (action == PASSWORD_LINK_SENT
-                                                                      and bool(detail.get("asked")))
+    return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, RECOVERY_CODES_MADE) or (
+        action == PASSWORD_LINK_SENT and bool(detail.get("asked"))) or (action == TWO_STEP_OFF
+                                                                      and bool(detail.get("own")))
 
 
 def change_words(action: str, detail: dict) -> str:
@@ -521,4 +528,10 @@ def change_words(action: str, detail: dict) -> str:
                 else "emailed a link to choose a password")
     if action == PASSWORD_CHOSEN_WITH_LINK:
         return "chose a password with an emailed link"
+    if action == TWO_STEP_ON:
+        return "set up two-step sign-in"
+    if action == TWO_STEP_OFF:
+        return "turned off their two-step sign-in" if detail.get("own") else "two-step sign-in turned off"
+    if action == RECOVERY_CODES_MADE:
+        return "made new recovery codes"
     return "phone set" if detail.get("phone") else "phone cleared"

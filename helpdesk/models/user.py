@@ -37,6 +37,15 @@ class User(UserMixin, Base):
     # Where a link to choose a password is sent (helpdesk.password_links); stored in lower case,
     # one user to an address.
     email: Mapped[str | None] = mapped_column(String(254), index=True, unique=True)
+    # Two-step sign-in (helpdesk.two_step): the authenticator app's key (None: not set up), since
+    # when, and the last 30-second step whose code was taken (each is taken once only).
+    two_step_secret: Mapped[str | None] = mapped_column(String(32))
+    two_step_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    two_step_last_step: Mapped[int | None] = mapped_column(Integer)
+
+    @property
+    def has_two_step(self) -> bool:
+        return self.two_step_secret is not None
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -79,3 +88,16 @@ class PasswordLink(Base):
     password_mark: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(Base):
+    """A code to sign in once without the authenticator app (helpdesk.two_step), as a SHA-256 of
+    it; `used_at` once it has been."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
