@@ -197,13 +197,20 @@ def entry_words(entry: AuditEntry, role: str | None) -> Entry:
                  user_id=about_user if isinstance(about_user, int) else None, detail=detail)
 
 
+# How a sign-in passed two-step sign-in (helpdesk.two_step), as the log says it.
+TWO_STEP_WORDS = {"app": "with the app's code", "recovery code": "with a recovery code"}
+
+
 def _words(action: str, detail: dict) -> str:
     """What the entry says beyond its title."""
     if action in SIGN_IN_ACTIONS:
         address = _text(detail.get("address"))
-        reason = ("deactivated user" if action == SIGN_IN_REFUSED and detail.get("reason") == "deactivated"
+        refused = detail.get("reason")
+        reason = ("deactivated user" if action == SIGN_IN_REFUSED and refused == "deactivated"
+                  else "wrong two-step code" if action == SIGN_IN_REFUSED and refused == "wrong code"
                   else "wrong password" if action == SIGN_IN_REFUSED
-                  else "wrong current password" if action == PASSWORD_CHANGE_REFUSED else "")
+                  else "wrong current password" if action == PASSWORD_CHANGE_REFUSED
+                  else TWO_STEP_WORDS.get(detail.get("two_step"), "") if action == SIGNED_IN else "")
         return ", ".join(part for part in (reason, address and f"from {address}") if part)
     if action in (PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK):
         address = _text(detail.get("address"))

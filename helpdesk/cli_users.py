@@ -13,7 +13,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET
+from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF
 from helpdesk.clock import LONDON
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
@@ -71,16 +71,37 @@ def password_for(username: str) -> str:
     return click.prompt(f"Password for {username}", hide_input=True, err=True)
 
 
-def administrator_for(session: Session, username: str, doing: str):
-    """The active administrator a command runs as, once their password is right, or a
-    ClickException saying why not: `doing` is what they would do ("record a restore")."""
+def signed_in_as(session: Session, username: str, doing: str):
+    """The active user a command runs as, once their password is right (and their code, if they
+    have two-step sign-in), or a ClickException saying why not: `doing` is what they would do
+    ("export")."""
+    from helpdesk.clock import now_utc
+    from helpdesk.two_step import passed
     from helpdesk.users import authenticate, normalise_username
 
     user = authenticate(session, username, password_for(username))
     if user is None:
         raise click.ClickException(f"cannot {doing} as {normalise_username(username)!r}: the password is wrong, or "
                                    "there is no such active user")
+    if user.has_two_step and passed(session, user.id, code_for(user.username), now_utc()) is None:
+        raise click.ClickException(f"cannot {doing} as {user.username!r}: the two-step code is wrong, or has been "
+                                   "used already")
     refuse_temporary(user, doing)
+    return user
+
+
+def code_for(username: str) -> str:
+    """The two-step code of the user a command runs as: HELPDESK_CODE, or asked for."""
+    code = os.environ.get("HELPDESK_CODE")
+    if code:
+        return code
+    return click.prompt(f"Code from the authenticator app for {username} (or a recovery code)", err=True)
+
+
+def administrator_for(session: Session, username: str, doing: str):
+    """The active administrator a command runs as, once their password is right, or a
+    ClickException saying why not: `doing` is what they would do ("record a restore")."""
+    user = signed_in_as(session, username, doing)
     if user.role != "admin":
         raise click.ClickException(f"{user.username!r} may not {doing} (role {user.role}): only an administrator may")
     return user
@@ -235,10 +256,11 @@ def list_command() -> None:
         phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
         email = "email" if user.email else "no email"
         password = "password to choose" if user.must_change_password else "own password"
+        two_step = "two-step" if user.has_two_step else "no two-step"
         last = (f"last in {user.last_signed_in_at.astimezone(LONDON):%Y-%m-%d %H:%M}" if user.last_signed_in_at
                 else "no sign-in recorded")
-        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {email:<8} {password:<18} {last:<24} "
-                   f"{user.display_name}".rstrip())
+        click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {email:<8} {password:<18} "
+                   f"{two_step:<11} {last:<24} {user.display_name}".rstrip())
 
 
 @users_cli.command("history")
@@ -278,6 +300,19 @@ def reactivate_command(username: str) -> None:
         user = reactivate(session, username)
     click.echo(f"Reactivated {user.username!r}: they can sign in again with the password they had "
                f"('helpdesk users set-password {user.username}' sets a new one).")
+
+
+@users_cli.command("two-step-off")
+@click.argument("username")
+def two_step_off_command(username: str) -> None:
+    """Turn off two-step sign-in for a user who has lost their phone and their recovery codes."""
+    from helpdesk.two_step import turn_off
+
+    with cli_session() as session:
+        user = turn_off(session, username)
+    click.echo(f"Turned off two-step sign-in for {user.username!r}: they sign in with their password alone, or set "
+               "it up again when they next sign in if their role must have it.")
+    _tell(user, TWO_STEP_OFF, user.email)
 
 
 @users_cli.command("set-role")

@@ -163,7 +163,8 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         retention=RetentionSettings(personal_data_days=personal_data_days),
         webhooks=_parse_webhooks(Reader(data, "webhooks", source)),
         web=WebSettings(proxies=web.number("proxies", 0, 0, MOST_PROXIES, int),
-                        forgotten_password_links=web.get("forgotten_password_links", bool, True)),
+                        forgotten_password_links=web.get("forgotten_password_links", bool, True),
+                        two_step_for=_two_step_roles(web)),
         version=version,
         source=source,
     )
@@ -175,6 +176,16 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
         hours.fail("hours", "gives no opening hours on any day, so the help desk would never be open: "
                             "give at least one weekday its hours, for example monday = [\"08:00-18:00\"]")
     return settings
+
+
+def _two_step_roles(web: Reader) -> tuple[str, ...]:
+    from helpdesk.models.user import ROLES
+
+    roles = web.strings("two_step_for", ())
+    for role in roles:
+        if role not in ROLES:
+            web.fail("two_step_for", f"has {role!r}, which is not a role: give some of {', '.join(ROLES)}")
+    return tuple(dict.fromkeys(roles))
 
 
 def _parse_routing(routing: Reader) -> RoutingSettings:

@@ -150,6 +150,9 @@ class WebSettings:
     # Whether the sign-in page offers "Forgotten your password?", which emails a link to choose a
     # new one to a user with an email address (helpdesk.password_links); only once smtp.host is set.
     forgotten_password_links: bool = True
+    # The roles whose users must set up two-step sign-in (helpdesk.two_step): they do so when they
+    # next sign in, before anything else. Anybody else may set it up for themself.
+    two_step_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

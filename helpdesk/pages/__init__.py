@@ -78,8 +78,10 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def navigation() -> list[dict]:
     """The links the signed-in user may follow, for the header."""
-    if not current_user.is_authenticated or current_user.must_change_password:
-        return []  # nothing to follow before choosing a password (own_password_first)
+    from helpdesk.pages.two_step import must_set_up  # here: it imports helpdesk.pages' modules
+
+    if not current_user.is_authenticated or current_user.must_change_password or must_set_up(current_user):
+        return []  # nothing to follow before choosing a password or setting up two-step (own_password_first)
     return [
         {"href": url_for(endpoint), "label": label, "current": request.endpoint == endpoint}
         for endpoint, label, roles in NAVIGATION
@@ -89,10 +91,12 @@ def navigation() -> list[dict]:
 
 # What a user who must choose their own password may still do.
 OWN_PASSWORD_FIRST_EXEMPT = frozenset({"auth.change_password", "auth.logout", "auth.login", "static",
-                                       "links.forgotten", "links.open_link", "links.choose"})
+                                       "links.forgotten", "links.open_link", "links.choose", "two_step.code"})
+# What a user whose role must have two-step sign-in may do before they set it up.
+TWO_STEP_FIRST_EXEMPT = OWN_PASSWORD_FIRST_EXEMPT | {"two_step.page", "two_step.set_up"}
 # Forms for people who are not signed in (besides signing in): a form refused there is not
 # because its sender was signed out meanwhile.
-SIGNED_OUT_FORMS = ("links.forgotten", "links.choose")
+SIGNED_OUT_FORMS = ("links.forgotten", "links.choose", "two_step.code")
 # Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers), not people.
 PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/")
 HTTP_MESSAGES = {
@@ -112,7 +116,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import admin, audit, auth, managers, password_links
+    from helpdesk.pages import admin, audit, auth, managers, password_links, two_step
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -132,13 +136,19 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def own_password_first():
         """A user signed in with a password an administrator set chooses their own before
-        anything else (signing out excepted)."""
+        anything else (signing out excepted); then one whose role must have two-step sign-in
+        sets it up."""
         if request.endpoint is None or request.endpoint in OWN_PASSWORD_FIRST_EXEMPT or _for_machines():
             return None
         if current_user.is_authenticated and current_user.must_change_password:
             if request.method not in ("GET", "HEAD"):
                 flash("Choose your own password first, so that nobody else knows it. That was not done.", "error")
             return redirect(url_for("auth.change_password"))
+        if (request.endpoint not in TWO_STEP_FIRST_EXEMPT and current_user.is_authenticated
+                and two_step.must_set_up(current_user)):
+            if request.method not in ("GET", "HEAD"):
+                flash("Set up two-step sign-in first: your role must have it. That was not done.", "error")
+            return redirect(url_for("two_step.page"))
         return None
 
     @app.after_request
@@ -197,6 +207,7 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(password_links.bp)
+    app.register_blueprint(two_step.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)

@@ -20,7 +20,7 @@ from helpdesk.models import User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
-from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, Notice
+from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
@@ -60,8 +60,8 @@ def formats():
 
 
 def state_words(person: User, link=None) -> dict[str, str]:
-    """What the list and a user's page say of whether they sign in, whose password they have and
-    when they last signed in: the same words in both (`link`: their link to choose a password
+    """What the list and a user's page say of whether they sign in, whose password they have, when
+    they last signed in and whether they have two-step sign-in: the same words in both (`link`: their link to choose a password
     that still works, if any; helpdesk.password_links.pending_links)."""
     return {
         "signs_in": "Yes" if person.active else "No: deactivated",
@@ -71,6 +71,9 @@ def state_words(person: User, link=None) -> dict[str, str]:
                      else "Their own"),
         "last_signed_in": (format_date_time(person.last_signed_in_at) if person.last_signed_in_at
                            else "No sign-in recorded"),
+        "two_step": ("On" if person.has_two_step
+                     else "Not set up: their role must have it, so they set it up when they next sign in"
+                     if person.role in settings().web.two_step_for else "Off"),
     }
 
 
@@ -229,7 +232,8 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
-                           link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME))
+                           link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME),
+                           two_step_for=settings().web.two_step_for)
 
 
 def _change(user_id: int, change, done: str):
@@ -351,6 +355,22 @@ def _tell(to: str | None, kind: str, person: User) -> None:
     if to:
         notify(Notice(kind, to, person.username, person.display_name, clock(),
                       by=current_user.display_name or current_user.username))
+
+
+@bp.post("/users/<id:user_id>/two-step-off")
+@role_required("admin")
+def two_step_off(user_id: int):
+    """For a user who has lost their phone and their recovery codes."""
+    from helpdesk.two_step import turn_off
+
+    def change(db_session, person):
+        if person.id == current_user.id:
+            raise Refused({"page": "Turn off your own two-step sign-in with Two-step sign-in, at the top of the page."})
+        turn_off(db_session, person.username, by=_by(), now=clock())
+        _tell(person.email, TWO_STEP_OFF, person)
+
+    return _change(user_id, change, "Turned off two-step sign-in for {name}: they sign in with their password "
+                                    "alone, or set it up again when they next sign in if their role must have it.")
 
 
 @bp.post("/users/<id:user_id>/deactivate")

@@ -96,14 +96,29 @@ def login():
                 f"Too many wrong passwords for this username. Try again after {blocked.astimezone(LONDON):%H:%M}, "
                 "or ask an administrator to set a new password.")), 429
         user = authenticate(db_session, form.username.data, form.password.data)
-        finish_sign_in(db_session, keys, succeeded=user is not None)
+        # With two-step sign-in, the password's try stays counted until the code is right.
+        finish_sign_in(db_session, keys, succeeded=user is not None and not user.has_two_step)
         if user is None:
             log.info("sign-in refused for %s", _who(sign_in_refused(db_session, keys, form.username.data, now,
                                                                     client_address())))
-        else:
-            signed_in(db_session, user, now, client_address())
     if user is None:
         return _login_page(form, WRONG), 200
+    next_path = local_path(form.next.data)
+    if user.has_two_step:
+        from helpdesk.pages.two_step import ask_for_code
+
+        return ask_for_code(user, next_path)
+    return complete_sign_in(user, next_path)
+
+
+def complete_sign_in(user: User, next_path: str | None, two_step: str | None = None):
+    """Sign `user` in (their password right, and their code if they have two-step sign-in:
+    `two_step` says how it was passed) and go on: to choose their own password or set up two-step
+    sign-in if they must, else to `next_path` or their role's page."""
+    from helpdesk.pages.two_step import must_set_up
+
+    with database().session() as db_session:
+        signed_in(db_session, user, clock(), client_address(), two_step)
     session.clear()  # nothing from before sign-in carries over (session fixation)
     session.permanent = True  # ends after PERMANENT_SESSION_LIFETIME without a request
     login_user(user)
@@ -111,7 +126,9 @@ def login():
     log.info("user %s signed in", user.username)
     if user.must_change_password:
         return redirect(url_for("auth.change_password"))
-    return redirect(local_path(form.next.data) or start_page(user) or url_for("auth.home"))
+    if must_set_up(user):
+        return redirect(url_for("two_step.page"))
+    return redirect(local_path(next_path) or start_page(user) or url_for("auth.home"))
 
 
 def _login_page(form: LoginForm, error: str | None):

@@ -9,12 +9,11 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from helpdesk.cli_users import password_for, refuse_temporary
+from helpdesk.cli_users import signed_in_as
 from helpdesk.clock import now_utc
 from helpdesk.config import ConfigError, load_settings
 from helpdesk.db import Database
 from helpdesk.dbutil import command_errors, database_error
-from helpdesk.users import authenticate, normalise_username
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
 from metrics.evidence.manifest import ManifestError, verify
@@ -62,12 +61,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     database = Database(url)
     try:
         with command_errors("pack", out), database.session() as session:
-            user = authenticate(session, username, password_for(username))
-            if user is None:
-                raise click.ClickException(
-                    f"cannot export as {normalise_username(username)!r}: the password is wrong, or there is no "
-                    "such active user")
-            refuse_temporary(user, "export")
+            user = signed_in_as(session, username, "export")
             exporter = Exporter(user.id, user.username, user.display_name, user.role)
             check_request(request, exporter)
             progress = None if quiet else TerminalProgress(sys.stderr)

@@ -317,7 +317,7 @@ def test_a_display_name_containing_markup_is_shown_as_text_and_never_run(page, l
 
 
 @pytest.mark.parametrize("path", ["/calls", "/service-levels", "/evidence", "/queue", "/account/password",
-                                  "/no-such-page"])
+                                  "/account/two-step", "/no-such-page"])
 def test_at_320_px_wide_a_managers_pages_need_no_sideways_scroll(page, live_app, sign_in, path):
     """WCAG 1.4.10 (reflow, as at 400 % zoom): the header's menu wraps rather than running off."""
     page.set_viewport_size({"width": 320, "height": 256})
@@ -507,6 +507,60 @@ def test_a_user_who_forgot_their_password_has_a_link_emailed_and_chooses_a_new_o
         page.click("header button[type=submit]")  # sign out
     page.goto(link)  # once only
     assert page.locator("h1").text_content() == "This link no longer works"
+
+
+def test_a_manager_sets_up_two_step_sign_in_and_signs_in_with_a_recovery_code(page, live_app, sign_in):
+    from helpdesk.clock import now_utc
+    from helpdesk.two_step_rules import app_code
+
+    login = live_app.add_user("careful.manager", "manager")
+    sign_in(page, login)
+    with page.expect_navigation():
+        page.click("header a[href='/account/two-step']")
+    assert page.locator("h1").text_content() == "Set up two-step sign-in"
+    assert page.locator(".qr-code svg").count() == 1
+    _check_with_axe(page, "/account/two-step (set up)")
+
+    key = page.locator("#secret-key").text_content().replace(" ", "")
+    page.fill("#code", "123 456")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "That is not the code the app shows. Check that the app has the key above, and type the code it shows now."]
+    _check_with_axe(page, "/account/two-step (refused)")
+    page.fill("#code", app_code(key, now_utc()))
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.locator("h1").text_content() == "Your recovery codes"
+    codes = page.locator("#recovery-codes code").all_text_contents()
+    assert len(codes) == 10
+    _check_with_axe(page, "recovery codes")
+    with page.expect_navigation():
+        page.click("main a.button")
+    assert path_of(page) == "/calls"
+
+    with page.expect_navigation():
+        page.click("header button[type=submit]")  # sign out
+    page.goto(live_app.at("/login"))
+    page.fill("#username", login.username)
+    page.fill("#password", login.password)
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert path_of(page) == "/login/code" and page.locator(".account strong").count() == 0
+    _check_with_axe(page, "/login/code")
+    page.fill("#code", "000000")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "That code is wrong, or has been used already. Type the code the app shows now."]
+    page.fill("#code", codes[0].lower())
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert path_of(page) == "/calls"
+    assert "You have 9 left" in page.locator("main").text_content()
+    page.goto(live_app.at("/account/two-step"))
+    assert "You have 9 recovery codes left." in " ".join(page.locator("main").text_content().split())
+    _check_with_axe(page, "/account/two-step (on)")
 
 
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/users/new", "/admin/users/1"])

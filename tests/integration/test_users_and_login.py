@@ -244,15 +244,15 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
     assert lines[0].split() == ["alex", "manager", "active", "no", "phone", "no", "email", "password", "to", "choose",
-                                "no", "sign-in", "recorded", "Alex", "Smith"]
+                                "no", "two-step", "no", "sign-in", "recorded", "Alex", "Smith"]
     assert lines[1].split() == ["sam", "agent", "active", "no", "phone", "no", "email", "password", "to", "choose",
-                                "no", "sign-in", "recorded"]
+                                "no", "two-step", "no", "sign-in", "recorded"]
     run_cli(migrated_url, "set-phone", "sam", "+447700900123")
     run_cli(migrated_url, "set-email", "sam", "sam@example.org")
     assert run_cli(migrated_url, "list").output.splitlines()[1].split() == ["sam", "agent", "active", "phone",
                                                                              "••••••••", "123", "email", "password",
-                                                                             "to", "choose", "no", "sign-in",
-                                                                             "recorded"]
+                                                                             "to", "choose", "no", "two-step",
+                                                                             "no", "sign-in", "recorded"]
 
     result = run_cli(migrated_url, "deactivate", "sam")
     assert result.exit_code == 0 and "Deactivated 'sam'" in result.output

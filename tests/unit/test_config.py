@@ -135,6 +135,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"web": {"proxies": "1"}}, "web.proxies must be a"),
     ({"web": {"forgotten_password_links": "yes"}}, "web.forgotten_password_links must be true or false"),
     ({"web": {"proxy": 1}}, "web.proxy is not a known key"),
+    ({"web": {"two_step_for": ["admin", "administrator"]}},
+     "web.two_step_for has 'administrator', which is not a role: give some of agent, manager, auditor, admin"),
+    ({"web": {"two_step_for": "admin"}}, "web.two_step_for must be a list"),
+    ({"web": {"two_step_for": [1]}}, "web.two_step_for must be a list of strings"),
     ({"retention": {"days": 400}}, "retention.days is not a known key"),
 ])
 def test_an_invalid_value_is_named_with_its_key_and_file(data, message):
