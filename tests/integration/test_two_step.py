@@ -15,34 +15,20 @@ from helpdesk.models import RecoveryCode
 from helpdesk.two_step_rules import app_code
 from helpdesk.users import SIGN_IN_LIMIT, SIGN_IN_REFUSED, SIGNED_IN, TWO_STEP_OFF, TWO_STEP_ON, set_password
 from tests.integration.conftest import make_app, make_settings
-from tests.integration.test_password_links import mail_app, mails
+from tests.integration import test_password_links as links_tests
+from tests.integration.test_password_links import mails
 from tests.integration.test_queue_page import words
 from tests.integration.test_sign_in_audit import entries
 from tests.integration.test_user_audit import user_named
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, run_cli, sign_in
-from tests.unit.test_notify import SmtpServer
 
 ADDRESS = "alex.smith@example.org"
 KEY = re.compile(r'<p class="secret-key" id="secret-key">([A-Z2-7 ]+)</p>')
 CODES = re.compile(r"<li><code>([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})</code></li>")
 
 
-@pytest.fixture
-def smtp_server():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def app(migrated_url, clock, smtp_server):
-    app = mail_app(migrated_url, clock, smtp_server)
-    yield app
-    app.extensions["helpdesk.db"].dispose()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+# The app with a mail server (aiosmtpd on 127.0.0.1), as the links' tests have it.
+app, client, smtp_server = links_tests.app, links_tests.client, links_tests.smtp_server
 
 
 @pytest.fixture
