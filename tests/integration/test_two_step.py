@@ -409,3 +409,25 @@ def test_one_code_sent_twice_at_once_passes_once(app, client, clock, db_session,
         for thread in threads:
             thread.join()
         assert len(results) == 8 and sum(result is not None for result in results) == 1, results
+
+
+@pytest.mark.parametrize("typed", ["12\x0034", "\x00" * 6, "1" * 5000, "🙂" * 6, "١٢٣٤٥٦", "' OR 1=1 --",
+                                   "AAAA-BBBB-CCCC\nX-Header: 1"])
+def test_bad_codes_at_sign_in_and_on_the_page_are_refused_plainly_and_change_nothing(app, client, clock, db_session,
+                                                                                     typed):
+    key, _ = two_step_user(app, client, clock, db_session)
+    before = user_named(db_session, "alex")
+    sign_in(client, "alex")
+
+    refused = post_code(client, "/login/code", typed)
+
+    assert refused.status_code in (200, 400) and "There is a problem" in words(refused.get_data(as_text=True))
+    assert signed_in_page(client) == 302
+    assert post_code(client, "/login/code", app_code(key, clock.now)).status_code == 302  # still there to finish
+    clock.advance(30)
+    for action, prefix in (("codes", "codes-"), ("off", "off-")):
+        response = post_code(client, f"/account/two-step/{action}", typed, page_path="/account/two-step",
+                             prefix=prefix)
+        assert response.status_code == 400 and "There is a problem" in words(response.get_data(as_text=True))
+    after = user_named(db_session, "alex")
+    assert after.two_step_secret == before.two_step_secret and len(stored_codes(db_session)) == 10
