@@ -102,9 +102,13 @@ class AgentSimulator:
             raise AgentError("the sign-in page has no CSRF token")
         status, page = self.transport.post("/login", {"csrf_token": token.group(1), "username": self.username,
                                                       "password": self.password})
-        if status != 200 or 'action="/login"' in page.replace("'", '"') or "There is a problem" in page:
+        forms = page.replace("'", '"')
+        if status != 200 or 'action="/login"' in forms or "There is a problem" in page:
             raise AgentError("sign-in was refused: check the username and HELPDESK_PASSWORD")
-        if 'action="/account/password"' in page.replace("'", '"'):  # Change your password, before anything else
+        if 'action="/login/code"' in forms or 'action="/account/two-step/on"' in forms:
+            raise AgentError(f"{self.username} has two-step sign-in, or their role must have it ([web] "
+                             "two_step_for): the simulated agent cannot give its codes. Use an agent without it")
+        if 'action="/account/password"' in forms:  # Change your password, before anything else
             raise AgentError(f"{self.username}'s password was set by an administrator, to be replaced at the first "
                              "sign-in: give the simulated agent one to keep with "
                              f"'helpdesk users set-password {self.username} --permanent'")

@@ -19,7 +19,7 @@ from helpdesk.agent_simulator import AgentSimulator, Behaviour, parse_queue, run
 from helpdesk.db import Database
 from helpdesk.models import Callback, CallbackAttempt, Enquiry
 from helpdesk.users import add_user
-from tests.integration.conftest import make_settings
+from tests.integration.conftest import make_app, make_settings
 from tests.integration.test_email_acknowledgements import DESK
 from tests.integration.test_email_on_queue_page import email_in
 from tests.integration.test_queue_page import PASSWORD, add_agent, answer_a_call, at, miss_a_call
@@ -241,6 +241,22 @@ def test_an_agent_whose_password_an_administrator_set_is_told_how_to_give_it_one
         "alice's password was set by an administrator, to be replaced at the first sign-in: give the simulated "
         "agent one to keep with 'helpdesk users set-password alice --permanent'" in line for line in lines)
     assert callbacks_and_attempts(app)[1] == []
+
+
+def test_an_agent_with_two_step_sign_in_is_told_it_cannot_be_played(migrated_url, clock):
+    """The simulated agent cannot give an authenticator app's codes: it says so, rather than that
+    the queue page is not as expected."""
+    app = make_app(migrated_url, make_settings(web={"two_step_for": ["agent"]}), clock)
+    try:
+        with app.extensions["helpdesk.db"].session() as session:
+            add_user(session, "alice", PASSWORD, "agent")
+        lines: list[str] = []
+        agent = AgentSimulator(ClientTransport(app.test_client()), "alice", PASSWORD, Behaviour(**KEEN),
+                               report=lines.append)
+        assert run(agent, interval=0, rounds=1, stopping=lambda: False) == (0, 1, 1)
+        assert "alice has two-step sign-in, or their role must have it" in lines[0]
+    finally:
+        app.extensions["helpdesk.db"].dispose()
 
 
 class BrokenDesk:
