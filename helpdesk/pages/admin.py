@@ -61,8 +61,8 @@ def formats():
 
 def state_words(person: User, link=None) -> dict[str, str]:
     """What the list and a user's page say of whether they sign in, whose password they have, when
-    they last signed in and whether they have two-step sign-in: the same words in both (`link`: their link to choose a password
-    that still works, if any; helpdesk.password_links.pending_links)."""
+    they last signed in and whether they have two-step sign-in: the same words in both (`link`:
+    their link to choose a password that still works, if any; helpdesk.password_links.pending_links)."""
     return {
         "signs_in": "Yes" if person.active else "No: deactivated",
         "password": ("Not chosen yet: they choose it with the link emailed to them" if person.must_change_password
