@@ -16,7 +16,7 @@ from helpdesk.two_step_rules import app_code
 from helpdesk.users import SIGN_IN_LIMIT, SIGN_IN_REFUSED, SIGNED_IN, TWO_STEP_OFF, TWO_STEP_ON, set_password
 from tests.integration.conftest import make_app, make_settings
 from tests.integration import test_password_links as links_tests
-from tests.integration.test_password_links import mails
+from tests.integration.test_password_links import ask, choose, link_in, mails
 from tests.integration.test_queue_page import words
 from tests.integration.test_sign_in_audit import entries
 from tests.integration.test_user_audit import user_named
@@ -262,6 +262,18 @@ def test_new_recovery_codes_replace_the_old_ones_once_a_code_shows_it_is_the_use
     sign_in(client, "alex")
     assert post_code(client, "/login/code", old[0]).status_code == 200
     assert post_code(client, "/login/code", new[0]).status_code == 302
+
+
+def test_a_password_chosen_with_an_emailed_link_still_needs_the_code(app, client, clock, db_session, smtp_server):
+    key, _ = two_step_user(app, client, clock, db_session)
+    ask(client, "alex")
+    choose(client, link_in(mails(smtp_server)[-1]), new="marmalade orbit questioning")
+
+    response = sign_in(client, "alex", password="marmalade orbit questioning")
+
+    assert response.headers["Location"] == "/login/code" and signed_in_page(client) == 302
+    assert post_code(client, "/login/code", app_code(key, clock.now)).status_code == 302
+    assert signed_in_page(client) == 200
 
 
 # --------------------------------------------------------------------------- turning it off
