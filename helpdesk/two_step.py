@@ -17,10 +17,11 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.models import RecoveryCode, User
+from helpdesk.own_password import TooManyWrongPasswords
 from helpdesk.two_step_rules import app_code_step, looks_like_app_code, new_recovery_codes, recovery_digest
 from helpdesk.user_rules import UserError
-from helpdesk.users import (RECOVERY_CODES_MADE, TWO_STEP_OFF, TWO_STEP_ON, Actor, audit, existing_user,
-                            from_address)
+from helpdesk.users import (RECOVERY_CODES_MADE, TWO_STEP_OFF, TWO_STEP_ON, Actor, audit, begin_sign_in,
+                            existing_user, finish_sign_in, from_address, sign_in_keys)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,20 @@ def passed(session: Session, user_id: int, typed: str, now: datetime) -> str | N
         return BY_RECOVERY_CODE if used else None
 
 
+def passed_counted(session: Session, user: User, typed: str, secret: str | bytes, now: datetime) -> str | None:
+    """`passed`, counted as a sign-in is, under the limit of refused ones (helpdesk.users): a
+    wrong code stays counted, so a session left open, or a password known to someone else, gives
+    no more tries at the code than at a password. TooManyWrongPasswords, before the code is
+    checked, once the limit is reached (`secret`: SECRET_KEY, for sign_in_keys)."""
+    keys = sign_in_keys(session, user.username, secret)
+    blocked = begin_sign_in(session, keys, now)
+    if blocked is not None:
+        raise TooManyWrongPasswords(blocked)
+    how = passed(session, user.id, typed, now)
+    finish_sign_in(session, keys, succeeded=how is not None)
+    return how
+
+
 def codes_left(session: Session, user_id: int) -> int:
     """How many of the user's recovery codes are still unused."""
     with session.begin():
@@ -115,8 +130,3 @@ def turn_off(session: Session, username: str, by: Actor | None = None, now: date
 def _replace_codes(session: Session, user_id: int, codes: list[str], now: datetime) -> None:
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     session.add_all(RecoveryCode(user_id=user_id, digest=recovery_digest(code), created_at=now) for code in codes)
-
-
-def required(role: str, roles: tuple[str, ...]) -> bool:
-    """Whether a user with `role` must have two-step sign-in (`roles`: [web] two_step_for)."""
-    return role in roles

@@ -22,6 +22,7 @@ from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
+from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
@@ -73,7 +74,7 @@ def state_words(person: User, link=None) -> dict[str, str]:
                            else "No sign-in recorded"),
         "two_step": ("On" if person.has_two_step
                      else "Not set up: their role must have it, so they set it up when they next sign in"
-                     if person.role in settings().web.two_step_for else "Off"),
+                     if role_must(person) else "Off"),
     }
 
 
@@ -233,7 +234,7 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
                            link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME),
-                           two_step_for=settings().web.two_step_for)
+                           role_must_two_step=role_must(person))
 
 
 def _change(user_id: int, change, done: str):

@@ -24,11 +24,11 @@ from helpdesk.models import User
 from helpdesk.pages.access import password_mark
 from helpdesk.pages.auth import client_address, complete_sign_in, start_page
 from helpdesk.pages.format import format_moment
-from helpdesk.two_step import BY_RECOVERY_CODE, CodeWrong, codes_left, make_new_codes, passed, turn_off, turn_on
+from helpdesk.own_password import TooManyWrongPasswords
+from helpdesk.two_step import BY_RECOVERY_CODE, CodeWrong, codes_left, make_new_codes, passed_counted, turn_off, turn_on
 from helpdesk.two_step_rules import LONGEST_CODE, grouped, new_secret, setup_uri
 from helpdesk.user_rules import UserError
-from helpdesk.users import (SIGN_IN_REFUSED, Actor, audit, begin_sign_in, finish_sign_in, from_address,
-                            sign_in_keys)
+from helpdesk.users import SIGN_IN_REFUSED, Actor, audit, from_address
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,14 @@ class CodeForm(FlaskForm):
                                            Length(max=LONGEST_CODE, message=TOO_LONG)])
 
 
+def role_must(user) -> bool:
+    """Whether `user`'s role must have two-step sign-in ([web] two_step_for)."""
+    return user.role in settings().web.two_step_for
+
+
 def must_set_up(user) -> bool:
     """Whether `user` must set up two-step sign-in before anything else: their role must have it."""
-    return user.role in settings().web.two_step_for and not user.has_two_step
+    return role_must(user) and not user.has_two_step
 
 
 def ask_for_code(user: User, next_path: str | None):
@@ -91,16 +96,14 @@ def code():
         return _code_page(form, None), 400
     now = clock()
     with database().session() as db_session:
-        keys = sign_in_keys(db_session, user.username, current_app.config["SECRET_KEY"])
-        blocked = begin_sign_in(db_session, keys, now)
-        if blocked is not None:
+        try:
+            how = passed_counted(db_session, user, form.code.data, current_app.config["SECRET_KEY"], now)
+        except TooManyWrongPasswords as refused:
             log.warning("sign-in code refused unheard for user id %s: too many refused in a row", user.id)
             session.pop(_PENDING, None)
             flash(f"Too many wrong passwords or codes for your username. Sign in again after "
-                  f"{blocked.astimezone(LONDON):%H:%M}.", "error")
+                  f"{refused.until.astimezone(LONDON):%H:%M}.", "error")
             return redirect(url_for("auth.login"))
-        how = passed(db_session, user.id, form.code.data, now)
-        finish_sign_in(db_session, keys, succeeded=how is not None)
         if how is None:
             with db_session.begin():
                 audit(db_session, SIGN_IN_REFUSED, user, Actor(user.username, user.id), now, reason="wrong code",
@@ -128,10 +131,6 @@ def page():
     if current_user.has_two_step:
         return _state_page()
     return _setup_page(CodeForm())
-
-
-def _role_must() -> bool:
-    return current_user.role in settings().web.two_step_for
 
 
 def _setup_page(form: CodeForm):
@@ -200,7 +199,7 @@ def off():
     except UserError:  # turned off meanwhile
         return redirect(url_for("two_step.page"))
     _notify(current_user, TWO_STEP_OFF, by_self=True)
-    if _role_must():
+    if role_must(current_user):
         flash("Two-step sign-in is off. Your role must have it: set it up again, with your new phone.", "success")
     else:
         flash("Two-step sign-in is off. You sign in with your password alone.", "success")
@@ -214,16 +213,14 @@ def _confirm(name: str):
     form = CodeForm(prefix=name)
     if not form.validate_on_submit():
         return _state_page(name, form), 400
-    now = clock()
-    with database().session() as db_session:
-        keys = sign_in_keys(db_session, current_user.username, current_app.config["SECRET_KEY"])
-        blocked = begin_sign_in(db_session, keys, now)
-        if blocked is not None:
-            form.code.errors = [f"Too many wrong passwords or codes for your username. Try again after "
-                                f"{blocked.astimezone(LONDON):%H:%M}."]
-            return _state_page(name, form), 429
-        how = passed(db_session, current_user.id, form.code.data, now)
-        finish_sign_in(db_session, keys, succeeded=how is not None)
+    try:
+        with database().session() as db_session:
+            how = passed_counted(db_session, current_user, form.code.data, current_app.config["SECRET_KEY"],
+                                 clock())
+    except TooManyWrongPasswords as refused:
+        form.code.errors = [f"Too many wrong passwords or codes for your username. Try again after "
+                            f"{refused.until.astimezone(LONDON):%H:%M}."]
+        return _state_page(name, form), 429
     if how is None:
         form.code.errors = ["That code is wrong, or has been used already. Type the code the app shows now."]
         return _state_page(name, form), 400
@@ -236,7 +233,7 @@ def _state_page(posted_name: str | None = None, posted: CodeForm | None = None):
     with database().session() as db_session:
         left = codes_left(db_session, current_user.id)
     return render_template("two_step.html", codes_form=forms[_CODES], off_form=forms[_OFF], left=left,
-                           since=format_moment(current_user.two_step_since), must=_role_must())
+                           since=format_moment(current_user.two_step_since), must=role_must(current_user))
 
 
 def _notify(user: User, kind: str, left: int | None = None, by_self: bool = False) -> None:
