@@ -208,6 +208,8 @@ def _words(action: str, detail: dict) -> str:
         refused = detail.get("reason")
         reason = ("deactivated user" if action == SIGN_IN_REFUSED and refused == "deactivated"
                   else "wrong two-step code" if action == SIGN_IN_REFUSED and refused == "wrong code"
+                  else f"wrong password, on {_text(detail.get('page'))}"
+                  if action == SIGN_IN_REFUSED and detail.get("page")
                   else "wrong password" if action == SIGN_IN_REFUSED
                   else "wrong current password" if action == PASSWORD_CHANGE_REFUSED
                   else TWO_STEP_WORDS.get(detail.get("two_step"), "") if action == SIGNED_IN else "")

@@ -15,8 +15,8 @@ from werkzeug.security import generate_password_hash
 
 from helpdesk.models import User
 from helpdesk.user_rules import UserError, check_password
-from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, Actor, audit, authenticate, begin_sign_in,
-                            finish_sign_in, from_address, sign_in_keys)
+from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, SIGN_IN_REFUSED, Actor, audit, authenticate,
+                            begin_sign_in, finish_sign_in, from_address, sign_in_keys)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,32 @@ def sentence(problem: UserError) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+def password_confirmed(session: Session, user: User, typed: str, secret: str | bytes, now: datetime,
+                       address: str | None = None, page: str | None = None) -> User | None:
+    """`user`, read afresh, when `typed` is their password; else None, counted as a refused sign-in
+    and recorded in the audit log as PASSWORD_CHANGE_REFUSED (or SIGN_IN_REFUSED on another `page`,
+    named in it), so that a session left open being used to guess the password shows. Raises
+    TooManyWrongPasswords before checking anything once the sign-in limit is reached."""
+    keys = sign_in_keys(session, user.username, secret)
+    blocked = begin_sign_in(session, keys, now)
+    if blocked is not None:
+        log.warning("%s refused unheard for user id %s: too many wrong passwords", _what(page), user.id)
+        raise TooManyWrongPasswords(blocked)
+    checked = authenticate(session, user.username, typed)
+    finish_sign_in(session, keys, succeeded=checked is not None)
+    if checked is None:
+        log.info("%s refused for user id %s: the password was wrong", _what(page), user.id)
+        action, detail = ((PASSWORD_CHANGE_REFUSED, {"reason": "wrong current password"}) if page is None
+                          else (SIGN_IN_REFUSED, {"reason": "wrong password", "page": page}))
+        with session.begin():
+            audit(session, action, user, Actor(user.username, user.id), now, **detail, **from_address(address))
+    return checked
+
+
+def _what(page: str | None) -> str:
+    return "password change" if page is None else f"password check on {page}"
+
+
 def change_own_password(session: Session, user: User, current: str, new: str, again: str, secret: str | bytes,
                         now: datetime, address: str | None = None) -> None:
     """Give `user` the password `new` in place of `current`, typed twice (`again`).
@@ -54,19 +80,9 @@ def change_own_password(session: Session, user: User, current: str, new: str, ag
     log). Sessions signed in with the old password end (see
     helpdesk.pages.access.password_mark); the caller keeps its own.
     """
-    keys = sign_in_keys(session, user.username, secret)
-    blocked = begin_sign_in(session, keys, now)
-    if blocked is not None:
-        log.warning("password change refused unheard for user id %s: too many wrong passwords", user.id)
-        raise TooManyWrongPasswords(blocked)
-    checked = authenticate(session, user.username, current)
-    finish_sign_in(session, keys, succeeded=checked is not None)
+    checked = password_confirmed(session, user, current, secret, now, address)
     problems: dict[str, str] = {}
     if checked is None:
-        log.info("password change refused for user id %s: the current password was wrong", user.id)
-        with session.begin():  # a session left open being used to guess the password shows
-            audit(session, PASSWORD_CHANGE_REFUSED, user, Actor(user.username, user.id), now,
-                  reason="wrong current password", **from_address(address))
         problems["current_password"] = "Your current password is wrong."
     try:
         check_password(new, user.username)
