@@ -179,6 +179,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  echo " Email acknowledgements, and links from Forgotten your password? (for $(DEMO_AGENT) and $(DEMO_ADMIN)), land in"; \
 	  echo " ./$(DEMO_MAIL_DIR) (a local mail server on port $(DEMO_SMTP_PORT))"; \
 	  echo " Two-step sign-in, with any authenticator app: Two-step sign-in at the top of each page"; \
+	  echo " Packs for scripts: an access token from /account/tokens (auditor) downloads them from /api/evidence"; \
 	  echo " (secrets in $(DEMO_ENV); feeding $(DEMO_EMAILS) emails and $(DEMO_CALLS) simulated calls at $(DEMO_RATE)/s;"; \
 	  echo "  a simulated agent, $(DEMO_SIM_AGENT), works the queue; callbacks are due in 5 minutes in the demo;"; \
 	  echo "  $(DEMO_UNREACHED) calls rang while the app was down: the scheduler finds them in Twilio's call log"; \

@@ -1,7 +1,8 @@
-"""Emails telling a user that their password, email address or two-step sign-in was changed, or
-that a recovery code was used to sign in as them, so that a change they did not make does not go
-unnoticed (NIST SP 800-63B asks for such a notice when an authenticator changes, or a recovery
-code is used). Sent only to a user who has an address, and only once [smtp] host is set.
+"""Emails telling a user that their password, email address or two-step sign-in was changed, that
+a recovery code was used to sign in as them, or that an access token was made for them, so that
+a change they did not make does not go unnoticed (NIST SP 800-63B asks for such a notice when an
+authenticator changes, or a recovery code is used). Sent only to a user who has an address, and
+only once [smtp] host is set.
 
 A password chosen with an emailed link gets no notice: the link went to the same address.
 An address changed is told to the old one, which the new owner of the account may not read.
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD_CHANGED, PASSWORD_SET, EMAIL_CHANGED = "password_changed", "password_set", "email_changed"
 TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODE_USED = "two_step_on", "two_step_off", "recovery_code_used"
+TOKEN_MADE = "token_made"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Notice:
     by: str | None = None  # the administrator, or None for the command line or the user themself
     own: bool = False  # done by the user themself (two-step sign-in turned off)
     left: int | None = None  # recovery codes still unused (RECOVERY_CODE_USED)
+    token: str | None = None  # the access token's name (TOKEN_MADE)
 
 
 def message(notice: Notice, settings: Settings) -> EmailMessage:
@@ -69,6 +72,12 @@ def message(notice: Notice, settings: Settings) -> EmailMessage:
         said = (f"One of your recovery codes was used to sign in as {notice.username} on the {desk} pages {at}. "
                 f"It cannot be used again. {left}\n\nIf that was not you, someone has your password and your "
                 "recovery codes: tell an administrator at once.")
+    elif notice.kind == TOKEN_MADE:
+        subject = f"An access token was made for you on {desk}"
+        said = (f"An access token named “{notice.token}” was made for your username {notice.username} on the "
+                f"{desk} pages {at}. A script that gives it can download evidence packs as you.\n\nIf that was "
+                "not you, revoke it on the Access tokens page and tell an administrator at once: someone knows your "
+                "password.")
     else:
         subject = f"Your email address for {desk} was changed"
         said = (f"{who} changed the email address for your username {notice.username} on the {desk} pages {at}. "

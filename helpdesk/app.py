@@ -91,7 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from callbacks.email import inbound as email_inbound
     from callbacks.telephony import telephony_from_app_config
     from helpdesk import health, pages, password_links
-    from helpdesk.pages import evidence, service_levels
+    from helpdesk.pages import api, evidence, service_levels
     from helpdesk.voice import blueprint as voice
     from metrics import blueprint as metrics_endpoint
     from metrics import http as metrics_http
@@ -109,4 +109,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     pages.init_app(app)
     app.register_blueprint(service_levels.bp)
     app.register_blueprint(evidence.bp)
+    app.register_blueprint(api.bp)  # "api": no session (helpdesk/pages, SESSIONLESS_BLUEPRINTS)
     return app

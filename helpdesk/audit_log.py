@@ -197,6 +197,8 @@ def entry_words(entry: AuditEntry, role: str | None) -> Entry:
                  user_id=about_user if isinstance(about_user, int) else None, detail=detail)
 
 
+# Where an evidence pack was exported from, as the log says it.
+EXPORTED_VIA = {"cli": "on the server", "web": "from the Evidence page", "token": "by a script with the access token"}
 # How a sign-in passed two-step sign-in (helpdesk.two_step), as the log says it.
 TWO_STEP_WORDS = {"app": "with the app's code", "recovery code": "with a recovery code"}
 
@@ -229,7 +231,8 @@ def _words(action: str, detail: dict) -> str:
         return (f"{detail.get('first_day', '?')} to {detail.get('last_day', '?')}, "
                 f"{'unmasked' if detail.get('redaction') == 'none' else 'masked'}, "
                 f"{'with' if detail.get('notes_included') else 'no'} notes, "
-                f"{'on the server' if detail.get('via') == 'cli' else 'from the Evidence page'}")
+                f"{EXPORTED_VIA.get(detail.get('via'), 'from the Evidence page')}"
+                + (f" “{_text(detail.get('token'))}”" if detail.get("via") == "token" else ""))
     if action == SUBJECT_ACCESS:
         rows = sum(n for n in (detail.get("rows") or {}).values() if isinstance(n, int))
         copy = "; a copy written on the server" if detail.get("copy_written_to") else ""

@@ -1,5 +1,5 @@
 """`helpdesk users`: add, list and deactivate the people who sign in, set their passwords, phones and
-email addresses, and email them links to choose a password;
+email addresses, email them links to choose a password, and revoke their access tokens;
 `password_for` and `administrator_for`: who another command runs as."""
 from __future__ import annotations
 
@@ -313,6 +313,52 @@ def two_step_off_command(username: str) -> None:
     click.echo(f"Turned off two-step sign-in for {user.username!r}: they sign in with their password alone, or set "
                "it up again when they next sign in if their role must have it.")
     _tell(user, TWO_STEP_OFF, user.email)
+
+
+@users_cli.command("tokens")
+@click.argument("username")
+def tokens_command(username: str) -> None:
+    """List a user's access tokens still working (for scripts that download evidence packs)."""
+    from helpdesk.access_tokens import live_tokens
+    from helpdesk.clock import now_utc
+    from helpdesk.pages.format import format_date_time
+
+    with cli_session() as session:
+        with session.begin():
+            user = existing_user(session, username)
+        tokens = live_tokens(session, user.id, now_utc())
+    if not tokens:
+        click.echo(f"{user.username!r} has no access tokens.")
+        return
+    for token in tokens:
+        used = f"last used {format_date_time(token.last_used_at)}" if token.last_used_at else "not used yet"
+        click.echo(f"{token.id:>6}  {token.name}  made {format_date_time(token.created_at)}, runs out "
+                   f"{format_date_time(token.expires_at)}, {used}")
+
+
+@users_cli.command("revoke-token")
+@click.argument("username")
+@click.argument("token_id", metavar="ID", required=False, type=click.IntRange(1))
+@click.option("--all", "every", is_flag=True, help="Revoke all of the user's tokens.")
+def revoke_token_command(username: str, token_id: int | None, every: bool) -> None:
+    """Revoke a user's access token ID (from 'helpdesk users tokens'), or --all of them: a script
+    that gives it is refused from then on."""
+    from helpdesk.access_tokens import live_tokens, revoke
+    from helpdesk.clock import now_utc
+
+    if (token_id is None) == (not every):
+        raise click.UsageError("give either the token's ID (from 'helpdesk users tokens USERNAME') or --all")
+    now = now_utc()
+    with cli_session() as session:
+        with session.begin():
+            user = existing_user(session, username)
+            session.expunge(user)
+        ids = [token.id for token in live_tokens(session, user.id, now)] if every else [token_id]
+        for one in ids:
+            token = revoke(session, user, one, command_line(), now)
+            click.echo(f"Revoked {user.username!r}'s access token {token.id} “{token.name}”.")
+    if every and not ids:
+        click.echo(f"{user.username!r} has no access tokens to revoke.")
 
 
 @users_cli.command("set-role")

@@ -37,8 +37,8 @@ class TooManyWrongPasswords(Exception):
         self.until = until
 
 
-def sentence(problem: UserError) -> str:
-    """A rule's message ("the password is too short: ...") as the page shows it."""
+def sentence(problem: Exception) -> str:
+    """A rule's message ("the password is too short: ...") as a page shows it: a sentence."""
     text = str(problem)
     return text[:1].upper() + text[1:] + "."
 

@@ -67,6 +67,7 @@ class Recorded:
     moved: list[Moved]
     held_back: int  # acknowledgements the backup still had to send, not sent now
     ran_since: datetime | None  # the latest record after the failure: the app ran before this command
+    tokens_revoked: int = 0  # access tokens still working in the backup, all revoked
 
 
 def windows(session: Session, margin: timedelta = timedelta(0)) -> list[tuple[datetime, datetime]]:
@@ -165,6 +166,10 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
                    EmailAcknowledgement.received_at <= lost_until)
             .values(status="suppressed", next_attempt_at=None, claimed_at=None,
                     last_error=HELD_BACK)).rowcount
+        # A token revoked in the window the database lost would work again: none is trusted.
+        from helpdesk.access_tokens import revoke_all
+
+        tokens = revoke_all(session, now)
         latest = newest_activity(session)
         ran_since = latest if latest is not None and latest > lost_until else None
         references = {str(m.year): {"last_in_backup": m.last, "moved_to": m.now} for m in moved}
@@ -172,11 +177,12 @@ def record_restore(session: Session, *, backup_taken_at: datetime | None, lost_u
                             recorded_by_id=user_id, references=json.dumps(references, sort_keys=True)))
         session.add(AuditEntry(at=now, user_id=user_id, actor=actor, action=ACTION, detail=json.dumps({
             "backup_taken_at": backup_taken_at.isoformat(), "lost_until": lost_until.isoformat(),
-            "restored_at": now.isoformat(), "references": references, "acknowledgements_held_back": held_back},
+            "restored_at": now.isoformat(), "references": references, "acknowledgements_held_back": held_back,
+            "tokens_revoked": tokens},
             sort_keys=True)))
     log.warning("restore recorded: the database lost %s to %s; references moved on by %d; %d acknowledgements "
                 "held back", backup_taken_at.isoformat(), lost_until.isoformat(), skip, held_back)
-    return Recorded(backup_taken_at, lost_until, now, moved, held_back, ran_since)
+    return Recorded(backup_taken_at, lost_until, now, moved, held_back, ran_since, tokens)
 
 
 def _uk(moment: datetime) -> str:
@@ -255,6 +261,9 @@ def after_restore_command(lost_until: str, backup_taken: str | None, skip: int |
     if recorded.held_back:
         click.echo(f"Held back {recorded.held_back} email acknowledgement{'' if recorded.held_back == 1 else 's'} "
                    "the backup still had to send: most likely sent before the failure.")
+    if recorded.tokens_revoked:
+        click.echo(f"Revoked all {recorded.tokens_revoked} access token{'' if recorded.tokens_revoked == 1 else 's'}: "
+                   "one revoked since the backup would otherwise work again. Their users make new ones.")
     if recorded.ran_since:
         click.echo(f"Warning: the app has run since the failure (its latest record is of {_uk(recorded.ran_since)}): "
                    "what it did before this command, it did from the backup's state. References it gave out then "

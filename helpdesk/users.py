@@ -48,9 +48,12 @@ PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK = "user.password_link_sent", "user
 # Two-step sign-in (helpdesk.two_step): set up by the user, turned off by them or an
 # administrator, new recovery codes made by the user.
 TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODES_MADE = "user.two_step_on", "user.two_step_off", "user.recovery_codes_made"
+# Access tokens for scripts (helpdesk.access_tokens): made by the user, revoked by them or an
+# administrator.
+TOKEN_MADE, TOKEN_REVOKED = "user.token_made", "user.token_revoked"
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
                 NAME_CHANGED, EMAIL_CHANGED, PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, TWO_STEP_OFF,
-                RECOVERY_CODES_MADE)
+                RECOVERY_CODES_MADE, TOKEN_MADE, TOKEN_REVOKED)
 # Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
 # (what else was typed may be a password), and not once the name is refused unheard. A wrong
 # current password on the Change your password page counts as a refused sign-in, and is recorded
@@ -378,7 +381,7 @@ def _set_detail(session: Session, username: str, column: str, value, action: str
     return user
 
 
-def deactivate(session: Session, username: str, by: Actor | None = None) -> User:
+def deactivate(session: Session, username: str, by: Actor | None = None, now: datetime | None = None) -> User:
     """Stop a user signing in; their record stays for the audit trail."""
     with session.begin():
         user, admins = _locked_user(session, username)
@@ -387,16 +390,25 @@ def deactivate(session: Session, username: str, by: Actor | None = None) -> User
         if _last_active_admin(user, admins):
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         user.active = False
-        # Their sessions end for good: reactivated, they sign in again. So do links emailed to them.
+        # Their sessions end for good: reactivated, they sign in again. So do links emailed to them,
+        # and their access tokens.
         user.session_epoch = User.session_epoch + 1
         session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
+        from helpdesk.access_tokens import revoke_all
+
+        tokens = revoke_all(session, now or now_utc(), user.id)
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
         from callbacks.claims import release_all
 
         released = release_all(session, user.id)
-        audit(session, DEACTIVATED, user, by, callbacks_released=released)
+        audit(session, DEACTIVATED, user, by, now, callbacks_released=released, **_revoked(tokens))
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
     return user
+
+
+def _revoked(tokens: int) -> dict:
+    """The audit detail of access tokens revoked with a change (none: nothing said)."""
+    return {"tokens_revoked": tokens} if tokens else {}
 
 
 def _locked_user(session: Session, username: str) -> tuple[User, list[int]]:
@@ -431,7 +443,8 @@ def reactivate(session: Session, username: str, by: Actor | None = None) -> User
     return user
 
 
-def set_role(session: Session, username: str, role: str, by: Actor | None = None) -> User:
+def set_role(session: Session, username: str, role: str, by: Actor | None = None, now: datetime | None = None
+             ) -> User:
     """Change what a user may see and do. Their sessions end, so the new role holds from their
     next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
     role = check_role(role)
@@ -443,12 +456,16 @@ def set_role(session: Session, username: str, role: str, by: Actor | None = None
             raise UserError(f"{user.username!r} is the last active administrator: add another one first")
         before, user.role = user.role, role
         user.session_epoch = User.session_epoch + 1
+        from helpdesk.access_tokens import revoke_all
+
+        tokens = revoke_all(session, now or now_utc(), user.id)  # made for the old role, as sessions were
         released = 0
         if not user.has_role(*QUEUE_ROLES):
             from callbacks.claims import release_all
 
             released = release_all(session, user.id)
-        audit(session, ROLE_CHANGED, user, by, before=before, after=role, callbacks_released=released)
+        audit(session, ROLE_CHANGED, user, by, now, before=before, after=role, callbacks_released=released,
+              **_revoked(tokens))
     log.info("user %s role changed from %s to %s; %d claimed callbacks given back to the queue", user.username,
              before, role, released)
     return user
@@ -492,8 +509,8 @@ def user_changes(session: Session, user_id: int | None = None, limit: int = 50) 
 def own_doing(action: str, detail: dict) -> bool:
     """Whether the user did this themself (their own password, a link they asked for), so that
     there is nobody else to name as having done it."""
-    return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, RECOVERY_CODES_MADE) or (
-        action == PASSWORD_LINK_SENT and bool(detail.get("asked"))) or (action == TWO_STEP_OFF
+    return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, RECOVERY_CODES_MADE, TOKEN_MADE) or (
+        action == PASSWORD_LINK_SENT and bool(detail.get("asked"))) or (action in (TWO_STEP_OFF, TOKEN_REVOKED)
                                                                       and bool(detail.get("own")))
 
 
@@ -502,6 +519,8 @@ def change_words(action: str, detail: dict) -> str:
 
     released = detail.get("callbacks_released") or 0
     given_back = f"; {released} claimed callback{'' if released == 1 else 's'} back to the queue" if released else ""
+    tokens = detail.get("tokens_revoked") or 0
+    given_back += f"; {tokens} access token{'' if tokens == 1 else 's'} revoked" if tokens else ""
     if action == ADDED:
         having = " and ".join(what for key, what in (("phone", "a phone"), ("email", "an email address"))
                               if detail.get(key))
@@ -534,4 +553,9 @@ def change_words(action: str, detail: dict) -> str:
         return "turned off their two-step sign-in" if detail.get("own") else "two-step sign-in turned off"
     if action == RECOVERY_CODES_MADE:
         return "made new recovery codes"
+    if action == TOKEN_MADE:
+        return f"made the access token “{detail.get('token', '?')}”, for {detail.get('days', '?')} days"
+    if action == TOKEN_REVOKED:
+        return (f"revoked their access token “{detail.get('token', '?')}”" if detail.get("own")
+                else f"access token “{detail.get('token', '?')}” revoked")
     return "phone set" if detail.get("phone") else "phone cleared"

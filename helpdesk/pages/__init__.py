@@ -28,6 +28,9 @@ __all__ = ["init_app", "role_required", "csrf", "WEBHOOK_BLUEPRINTS"]
 csrf = CSRFProtect()
 # Blueprints that receive webhooks: their own signature check stands in for CSRF.
 WEBHOOK_BLUEPRINTS = frozenset({"voice", "email"})
+# Blueprints whose requests carry their own credentials (a signature, an access token): no session
+# cookie is read or written for them.
+SESSIONLESS_BLUEPRINTS = WEBHOOK_BLUEPRINTS | {"api"}
 # The navigation: (endpoint, label, roles). Entries whose blueprint is not registered
 # (yet) are left out, so later pages only need a line here.
 NAVIGATION = (
@@ -50,22 +53,22 @@ def _may_follow(endpoint: str, roles: tuple[str, ...]) -> bool:
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, but none for webhooks, and the signer built once.
+    """Flask's signed-cookie sessions, but none for webhooks or scripts, and the signer built once.
 
-    Webhooks are stateless and signed by their sender: they get Flask's null session, so
-    no cookie is read or written for them. Flask builds the signer for every request,
-    which cost more than reading an absent cookie.
+    Webhooks are stateless and signed by their sender, and scripts give an access token: they get
+    Flask's null session, so no cookie is read or written for them. Flask builds the signer for
+    every request, which cost more than reading an absent cookie.
     """
 
     def __init__(self):
         self._serializers: dict[tuple, object] = {}
-        self._webhook_paths: tuple[str, ...] | None = None
+        self._sessionless_paths: tuple[str, ...] | None = None
 
     def open_session(self, app: Flask, request):
-        if self._webhook_paths is None:  # on the first request, when every blueprint is registered
-            self._webhook_paths = tuple(f"{app.blueprints[name].url_prefix}/" for name in WEBHOOK_BLUEPRINTS
-                                        if name in app.blueprints)
-        if request.path.startswith(self._webhook_paths):
+        if self._sessionless_paths is None:  # on the first request, when every blueprint is registered
+            self._sessionless_paths = tuple(f"{app.blueprints[name].url_prefix}/"
+                                            for name in SESSIONLESS_BLUEPRINTS if name in app.blueprints)
+        if request.path.startswith(self._sessionless_paths):
             return None  # Flask's null session
         return super().open_session(app, request)
 
@@ -97,8 +100,8 @@ TWO_STEP_FIRST_EXEMPT = OWN_PASSWORD_FIRST_EXEMPT | {"two_step.page", "two_step.
 # Forms for people who are not signed in (besides signing in): a form refused there is not
 # because its sender was signed out meanwhile.
 SIGNED_OUT_FORMS = ("links.forgotten", "links.choose", "two_step.code")
-# Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers), not people.
-PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/")
+# Paths that answer machines (Twilio, SendGrid, Prometheus, load balancers, scripts), not people.
+PLAIN_PREFIXES = ("/twilio/", "/email/", "/metrics", "/healthz", "/readyz", "/static/", "/api/")
 HTTP_MESSAGES = {
     404: ("Page not found", "There is no page at this address. Check the address, or use the links above."),
     405: ("That cannot be done here", "This address does not take that kind of request. Go back to the page "
@@ -116,7 +119,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import admin, audit, auth, managers, password_links, two_step
+    from helpdesk.pages import access_tokens, admin, audit, auth, managers, password_links, two_step
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -194,6 +197,9 @@ def init_app(app: Flask) -> None:
         # One line in the log, not a traceback per page; webhooks have their own spool.
         log.error("%s %s: the database did not answer (%s)", request.method, request.path, describe(error))
         g._login_user = login_manager.anonymous_user()  # the page must not ask the database who is signed in
+        if request.path.startswith("/api/"):  # a script: one line of plain text, as its other answers
+            return ("The help desk's database is not answering just now. Try again in a minute.\n", 503,
+                    {"Retry-After": "30", "Content-Type": "text/plain; charset=utf-8"})
         message = ("The help desk's database is not answering just now (it is busy, or cannot be reached), so "
                    "this page cannot be shown. Calls are "
                    "still answered, and kept until the database is back. Try again in a minute.")
@@ -208,6 +214,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(password_links.bp)
     app.register_blueprint(two_step.bp)
+    app.register_blueprint(access_tokens.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit.bp)

@@ -14,6 +14,7 @@ import secrets
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from helpdesk.access_tokens import live_tokens, revoke
 from helpdesk.audit_log import user_sign_ins
 from helpdesk.clock import local
 from helpdesk.models import User
@@ -230,11 +231,12 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
         changes = user_changes(db_session, user_id=person.id)
         sign_ins = user_sign_ins(db_session, person.id)
         link = pending_links(db_session, clock(), person.id).get(person.id)
+        tokens = live_tokens(db_session, person.id, clock())
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
                            link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME),
-                           role_must_two_step=role_must(person))
+                           role_must_two_step=role_must(person), tokens=tokens)
 
 
 def _change(user_id: int, change, done: str):
@@ -269,7 +271,7 @@ def change_role(user_id: int):
         if role == person.role:
             raise Refused({"role": f"The role of {person.username} is already {role_label(role)}. "
                                    "Choose another role."})
-        set_role(db_session, person.username, role, by=_by())
+        set_role(db_session, person.username, role, by=_by(), now=clock())
 
     return _change(user_id, change, f"The role of {{name}} is now {role_label(role)}. They sign in again to act in it."
                    if role in ROLES else "")
@@ -374,12 +376,23 @@ def two_step_off(user_id: int):
                                     "alone, or set it up again when they next sign in if their role must have it.")
 
 
+@bp.post("/users/<id:user_id>/tokens/<int:token_id>/revoke")
+@role_required("admin")
+def revoke_token(user_id: int, token_id: int):
+    """For a token that may have been seen, or a script no longer run."""
+    def change(db_session, person):
+        revoke(db_session, person, token_id, _by(), clock())
+
+    return _change(user_id, change, "Revoked the access token of {name}: a script that gives it is refused from now "
+                                    "on.")
+
+
 @bp.post("/users/<id:user_id>/deactivate")
 @role_required("admin")
 def deactivate_user(user_id: int):
     def change(db_session, person):
         _not_yourself(person, "deactivate")
-        deactivate(db_session, person.username, by=_by())
+        deactivate(db_session, person.username, by=_by(), now=clock())
 
     return _change(user_id, change, "Deactivated {name}: they can no longer sign in. Callbacks they had claimed are "
                                     "back in the queue.")

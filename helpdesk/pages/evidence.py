@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, render_template, request, send_file
 from flask_login import current_user, login_required
 
 from helpdesk.clock import local
+from helpdesk.own_password import sentence
 from helpdesk.pages import format as fmt
 from helpdesk.web import clock, database, settings
 from metrics.evidence.download import export_zip, pack_name
@@ -65,7 +66,34 @@ def download():
     values = request.form
     form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
-    field = "from"  # what an error is about, as the form goes on
+    exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
+    try:
+        return pack_download(form, exporter, "web")
+    except NotMade as problem:
+        field = problem.field
+        if field == "allow_empty" and form["allow_empty"]:
+            field = None  # not about the form's fields at all
+        return _form_page(form, problem.sentence, 400, field)
+
+
+class NotMade(EvidenceError):
+    """A pack that could not be made; `field` is what it is about: from, to, or allow_empty (for
+    nothing having come in on those days, or the export itself)."""
+
+    def __init__(self, problem: EvidenceError, field: str):
+        super().__init__(str(problem))
+        self.field = field
+
+    @property
+    def sentence(self) -> str:
+        return sentence(self)
+
+
+def pack_download(form: dict, exporter: Exporter, via: str, token: tuple[int, str] | None = None):
+    """The masked pack for the days `form` names ("from", "to", "include_notes", "allow_empty"),
+    as a ZIP to download; the export is audited (`via`: web or token, with the `token`'s id and
+    name). NotMade says why not."""
+    field = "from"  # what an error is about, as the checks go on
     try:
         first = parse_day(form["from"], "first")
         field = "to"
@@ -74,18 +102,15 @@ def download():
             raise EvidenceError(f"choose at most {MAX_DAYS} days here (a quarter), so the pack is ready in time; "
                                 "for a longer range, download a pack for each quarter, or ask an administrator "
                                 "of the help desk to export it on the server (‘helpdesk evidence export’)")
-        export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via="web")
+        export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via=via,
+                               token=token)
         check_range(export)
-        field = "allow_empty"  # from here on: nothing came in on those days, or the export itself
-        exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
+        field = "allow_empty"
         with database().session() as audit_session:
-            archive, result = export_zip(current_app.config["DATABASE_URL"], settings(), export, exporter, clock(),
-                                         audit_session)
+            archive, _ = export_zip(current_app.config["DATABASE_URL"], settings(), export, exporter, clock(),
+                                    audit_session)
     except EvidenceError as problem:
-        message = str(problem)
-        if field == "allow_empty" and form["allow_empty"]:
-            field = None  # not about the form's fields at all
-        return _form_page(form, message[0].upper() + message[1:] + ".", 400, field)
+        raise NotMade(problem, field) from None
     response = send_file(archive, mimetype="application/zip", as_attachment=True,
                          download_name=f"{pack_name(export)}.zip")
     response.headers["Cache-Control"] = "no-store"  # callers' data: never kept by a browser or proxy

@@ -72,7 +72,8 @@ class ExportRequest:
     redaction: str = "masked"
     include_notes: bool = False
     allow_empty: bool = False
-    via: str = "cli"  # cli or web
+    via: str = "cli"  # cli, web, or token (a script with an access token)
+    token: tuple[int, str] | None = None  # the access token's id and name, via token
 
 
 @dataclass
@@ -155,7 +156,7 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
                 f"there are no calls, callbacks or emails from {request.first.isoformat()} to "
                 f"{request.last.isoformat()}: check the dates, or make the pack anyway to show there was nothing "
                 + ("(tick “Make the pack even if nothing came in on these days”)" if request.via == "web"
-                   else "(--allow-empty)"))
+                   else "(add allow_empty=yes to the address)" if request.via == "token" else "(--allow-empty)"))
         start, end = period.start, period.end
         files = (
             ("calls.csv", tables.call_rows(connection, start, end, redactor)),
@@ -257,6 +258,8 @@ def record_export(session: Session, exporter: Exporter, request: ExportRequest, 
         "manifest_sha256": result.manifest_sha256,
         "rows": result.rows,
     }
+    if request.token is not None:
+        detail["token_id"], detail["token"] = request.token
     if request.via == "cli":
         detail["out"] = where
         detail["system_user"] = _system_user()

@@ -12,12 +12,13 @@ from sqlalchemy import select
 
 from callbacks.email.ack_rules import HELD_BACK, LOST_IN_RESTORE
 from callbacks.email.intake import store_inbound
+from helpdesk.access_tokens import TokenRefused, make_token, revoke, token_user
 from helpdesk.cli import main
 from helpdesk.enquiries import allocate_reference
-from helpdesk.models import (
-    AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore, SchedulerLease, TwilioEvent)
+from helpdesk.models import (AccessToken, AuditEntry, Call, EmailAcknowledgement, Enquiry, ReferenceCounter, Restore,
+                             SchedulerLease, TwilioEvent, User)
 from helpdesk.restore import ACTION, RestoreError, record_restore
-from helpdesk.users import add_user, set_password
+from helpdesk.users import Actor, add_user, set_password
 from helpdesk.voice.lookup import FakeCallLookup
 from helpdesk.voice.missed import find_missed
 from tests.integration.compliance_data import add_email
@@ -158,6 +159,33 @@ def test_acknowledgements_the_backup_still_had_to_send_are_held_back(database):
         "suppressed", HELD_BACK, None)
     assert acks[sent.id].status == "sent"
     assert (acks[failing.id].status, acks[failing.id].attempts) == ("pending", 2)  # left to its retries
+
+
+def test_a_restore_revokes_every_access_token_as_one_revoked_in_the_lost_window_would_work_again(database):
+    user = admin(database)
+    auditor = admin(database, role="auditor", name="dana")
+    made_at = BACKUP - timedelta(days=1)
+    with database.session() as session:
+        with session.begin():
+            dana = session.get(User, auditor)
+            session.expunge(dana)
+        live = make_token(session, dana, "Monthly", 90, made_at).secret
+        make_token(session, dana, "Old", 30, made_at - timedelta(days=40))  # run out before the restore: left alone
+        revoked = make_token(session, dana, "Revoked", 90, made_at)
+        revoke(session, dana, revoked.token.id, Actor("dana", auditor), made_at)
+
+    with database.session() as session:
+        recorded = record_restore(session, backup_taken_at=BACKUP, lost_until=FAILED, now=RESTORED, user_id=user,
+                                  actor="ada")
+
+    assert recorded.tokens_revoked == 1
+    with database.session() as session, session.begin():
+        tokens = {token.name: token.revoked_at for token in session.scalars(select(AccessToken))}
+        audit = session.scalars(select(AuditEntry).where(AuditEntry.action == ACTION)).one()
+    assert tokens == {"Monthly": RESTORED, "Old": None, "Revoked": made_at}
+    assert '"tokens_revoked": 1' in audit.detail
+    with database.session() as session, pytest.raises(TokenRefused, match="has been revoked"):
+        token_user(session, live, RESTORED + timedelta(minutes=1), ())
 
 
 def test_the_lost_windows_calls_in_twilios_log_are_left_alone_and_the_others_still_found(app):

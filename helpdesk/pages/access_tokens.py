@@ -1,0 +1,100 @@
+"""Access tokens (helpdesk.access_tokens) on the pages: an auditor or a manager makes one for a
+script that downloads evidence packs, sees it once, and revokes those they no longer use.
+
+Making one asks for the user's password, counted as a sign-in is: a session left open on a
+shared desk must not be enough to take away a token that works for months.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from helpdesk.access_tokens import (DEFAULT_DAYS, LIFETIMES, LONGEST_NAME, MOST_LIVE, check_days, check_name,
+                                    live_tokens, make_token, revoke)
+from helpdesk.account_notices import TOKEN_MADE, Notice
+from helpdesk.clock import LONDON
+from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
+from helpdesk.pages.auth import client_address
+from helpdesk.pages.evidence import auditors_only
+from helpdesk.pages.format import format_date_time, format_moment
+from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
+from helpdesk.users import Actor
+from helpdesk.web import clock, database, settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("tokens", __name__)
+
+PAGE = "Access tokens"  # where a wrong password was typed, as the audit log says
+
+
+@bp.get("/account/tokens")
+@auditors_only
+def page():
+    """The user's tokens still working, and the form to make one."""
+    return _page({"days": str(DEFAULT_DAYS)}, {})
+
+
+def _page(typed: dict[str, str], problems: dict[str, str], status: int = 200):
+    with database().session() as db_session:
+        tokens = live_tokens(db_session, current_user.id, clock())
+    return render_template("access_tokens.html", tokens=tokens, typed=typed, problems=problems, lifetimes=LIFETIMES,
+                           most=MOST_LIVE, longest=LONGEST_NAME, base_url=current_app.config["PUBLIC_BASE_URL"],
+                           fmt_when=format_date_time), status
+
+
+@bp.post("/account/tokens")
+@auditors_only
+def make():
+    """Make a token once the password is right; it is shown once, on the page this answers."""
+    typed = {"name": request.form.get("name", "")[:LONGEST_NAME * 4], "days": request.form.get("days", "")}
+    password = request.form.get("password", "")
+    problems = {}
+    for field, check in (("name", check_name), ("days", check_days)):
+        try:
+            check(typed[field])
+        except UserError as problem:
+            problems[field] = sentence(problem)
+    if not password:
+        problems["password"] = "Enter your password."
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        problems["password"] = "Your password is wrong."
+    elif not problems:  # the password is checked (and counted) only for a form otherwise right
+        try:
+            with database().session() as db_session:
+                if password_confirmed(db_session, current_user, password, current_app.config["SECRET_KEY"], clock(),
+                                      client_address(), page=PAGE) is None:
+                    problems["password"] = "Your password is wrong."
+        except TooManyWrongPasswords as refused:
+            problems["password"] = (f"Too many wrong passwords for your username. Try again after "
+                                    f"{refused.until.astimezone(LONDON):%H:%M}.")
+            return _page(typed, problems, 429)
+    if problems:
+        return _page(typed, problems, 400)
+    try:
+        with database().session() as db_session:
+            made = make_token(db_session, current_user, typed["name"], typed["days"], clock(), client_address())
+    except UserError as problem:  # as many as they may have, or one of that name
+        return _page(typed, {"name": sentence(problem)}, 400)
+    if current_user.email:
+        from helpdesk.pages.password_links import notify
+
+        notify(Notice(TOKEN_MADE, current_user.email, current_user.username, current_user.display_name, clock(),
+                      token=made.token.name))
+    return render_template("access_token_made.html", secret=made.secret, token=made.token, fmt_when=format_moment,
+                           base_url=current_app.config["PUBLIC_BASE_URL"], desk=settings().name)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@auditors_only
+def revoke_own(token_id: int):
+    try:
+        with database().session() as db_session:
+            token = revoke(db_session, current_user, token_id, Actor(current_user.username, current_user.id), clock(),
+                           client_address())
+    except UserError as problem:
+        flash(sentence(problem), "error")
+    else:
+        flash(f"Revoked the access token “{token.name}”: a script that gives it is refused from now on.", "success")
+    return redirect(url_for("tokens.page"))
