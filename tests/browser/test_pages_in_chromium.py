@@ -563,6 +563,63 @@ def test_a_manager_sets_up_two_step_sign_in_and_signs_in_with_a_recovery_code(pa
     _check_with_axe(page, "/account/two-step (on)")
 
 
+def test_an_auditor_makes_an_access_token_a_script_downloads_a_pack_with_it_and_they_revoke_it(page, live_app,
+                                                                                                sign_in):
+    import urllib.error
+    import urllib.request
+
+    def script(token: str) -> int:
+        day = live_app.calls_day.isoformat()
+        request = urllib.request.Request(live_app.at(f"/api/evidence?from={day}&to={day}"),
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.headers["Content-Type"] == "application/zip"
+                return response.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    login = live_app.add_user("scripting.auditor", "auditor")
+    sign_in(page, login)
+    page.goto(live_app.at("/evidence"))
+    with page.expect_navigation():
+        page.click("main a[href='/account/tokens']")
+    assert page.locator("h1").text_content() == "Access tokens"
+    _check_with_axe(page, "/account/tokens (none)")
+    page.fill("#name", "Monthly pack for DWP")
+    page.select_option("#days", "30")
+    page.fill("#password", "not the password")
+    with page.expect_navigation():
+        page.click("main form.form button[type=submit]")
+    assert page.locator(".error-summary li").all_text_contents() == ["Your password is wrong."]
+    assert page.locator("#name").input_value() == "Monthly pack for DWP"
+    assert page.locator("#password").input_value() == ""
+    _check_with_axe(page, "/account/tokens (refused)")
+    page.fill("#password", login.password)
+    with page.expect_navigation():
+        page.click("main form.form button[type=submit]")
+    assert page.locator("h1").text_content() == "Your new access token"
+    token = page.locator("#access-token code").text_content()
+    _check_with_axe(page, "a new access token")
+    page.set_viewport_size({"width": 320, "height": 480})
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the new token's page scrolls {overflow} px sideways at 320 px"
+
+    assert script(token) == 200
+    with page.expect_navigation():
+        page.click("main a.button")
+    row = page.locator("main table tbody tr")
+    assert row.count() == 1 and "Monthly pack for DWP" in row.text_content() and "Not yet" not in row.text_content()
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"/account/tokens scrolls {overflow} px sideways at 320 px"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    _check_with_axe(page, "/account/tokens (one)")
+    with page.expect_navigation():
+        row.locator("button").click()
+    assert "Revoked the access token “Monthly pack for DWP”" in page.locator("main").text_content()
+    assert script(token) == 401
+
+
 @pytest.mark.parametrize("path", ["/admin/users", "/admin/users/new", "/admin/users/1"])
 def test_at_320_px_wide_the_users_pages_need_no_sideways_scroll(page, live_app, sign_in, path):
     page.set_viewport_size({"width": 320, "height": 256})
