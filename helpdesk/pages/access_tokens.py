@@ -21,7 +21,7 @@ from helpdesk.pages.evidence import auditors_only
 from helpdesk.pages.format import format_date_time, format_moment
 from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
 from helpdesk.users import Actor
-from helpdesk.web import clock, database, settings
+from helpdesk.web import clock, database
 
 log = logging.getLogger(__name__)
 bp = Blueprint("tokens", __name__)
@@ -40,7 +40,7 @@ def _page(typed: dict[str, str], problems: dict[str, str], status: int = 200):
     with database().session() as db_session:
         tokens = live_tokens(db_session, current_user.id, clock())
     return render_template("access_tokens.html", tokens=tokens, typed=typed, problems=problems, lifetimes=LIFETIMES,
-                           most=MOST_LIVE, longest=LONGEST_NAME, base_url=current_app.config["PUBLIC_BASE_URL"],
+                           most=MOST_LIVE, longest=LONGEST_NAME, base_url=_base_url(),
                            fmt_when=format_date_time), status
 
 
@@ -83,7 +83,13 @@ def make():
         notify(Notice(TOKEN_MADE, current_user.email, current_user.username, current_user.display_name, clock(),
                       token=made.token.name))
     return render_template("access_token_made.html", secret=made.secret, token=made.token, fmt_when=format_moment,
-                           base_url=current_app.config["PUBLIC_BASE_URL"], desk=settings().name)
+                           base_url=_base_url())
+
+
+def _base_url() -> str:
+    """Where the examples say the app is: PUBLIC_BASE_URL, or without it the address this page
+    was asked at (an example only: nothing is sent there)."""
+    return current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
