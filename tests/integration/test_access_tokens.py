@@ -180,6 +180,19 @@ def test_agents_and_administrators_have_no_access_tokens_page(client, db_session
     assert response.status_code == 403 and stored_tokens(db_session) == []
 
 
+def test_without_public_base_url_the_example_names_the_address_the_page_was_asked_at(migrated_url, clock):
+    bare = make_app(migrated_url, make_settings(), clock, PUBLIC_BASE_URL=None)
+    try:
+        with bare.extensions["helpdesk.db"].session() as session:
+            make_user(session, "dana", "auditor")
+        browser = bare.test_client()
+        sign_in(browser, "dana")
+        page = browser.get("/account/tokens").get_data(as_text=True)
+        assert '"http://localhost/api/evidence?from=' in page and "None/api" not in page
+    finally:
+        bare.extensions["helpdesk.db"].dispose()
+
+
 def test_the_evidence_page_leads_to_access_tokens(client, db_session, dana):
     sign_in(client, "dana")
     assert 'href="/account/tokens"' in client.get("/evidence").get_data(as_text=True)
