@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.models import AccessToken, User
@@ -130,15 +130,6 @@ def live_tokens(session: Session, user_id: int, now: datetime) -> list[AccessTok
                                                                     AccessToken.id.desc())))
         session.expunge_all()
     return tokens
-
-
-def live_counts(session: Session, now: datetime) -> dict[int, int]:
-    """How many live tokens each user has who has any (for the Users page)."""
-    with session.begin():
-        return dict(session.execute(
-            select(AccessToken.user_id, func.count()).where(AccessToken.revoked_at.is_(None),
-                                                            AccessToken.expires_at > now)
-            .group_by(AccessToken.user_id)).all())
 
 
 def revoke(session: Session, user: User, token_id: int, by: Actor, now: datetime,
