@@ -25,13 +25,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.models import AccessToken, User
+from helpdesk.models.user import EVIDENCE_ROLES
 from helpdesk.user_rules import UserError, is_text
 from helpdesk.users import TOKEN_MADE, TOKEN_REVOKED, Actor, audit, from_address
 
 log = logging.getLogger(__name__)
 
 PREFIX = "hdt_"  # so that a token is known for what it is in a file or a secret scanner's findings
-ROLES = ("auditor", "manager")  # those of the Evidence page
 LIFETIMES = (30, 90, 180, 365)  # days a token may last
 DEFAULT_DAYS = 90
 MOST_LIVE = 10  # a user's tokens neither revoked nor run out
@@ -100,7 +100,7 @@ def make_token(session: Session, user: User, name: str, days: int, now: datetime
         user = session.get(User, user.id, populate_existing=True, with_for_update=True)
         if user is None or not user.active:
             raise UserError("there is no such user")
-        if user.role not in ROLES:
+        if user.role not in EVIDENCE_ROLES:
             raise UserError("only auditors and managers download evidence packs, so only they make access tokens")
         live = list(session.scalars(_live(user.id, now)))
         if len(live) >= MOST_LIVE:
@@ -181,7 +181,7 @@ def token_user(session: Session, presented: str, now: datetime, two_step_for: tu
         user = session.get(User, token.user_id)
         if not user.active:
             raise TokenRefused("the access token's user is deactivated", token_id=token.id)
-        if user.role not in ROLES:
+        if user.role not in EVIDENCE_ROLES:
             raise TokenRefused("the access token's user is no longer an auditor or a manager", 403, token.id)
         if user.must_change_password:
             raise TokenRefused("the access token's user has a password to choose: they sign in and choose it, "

@@ -12,6 +12,9 @@ from helpdesk.models.base import Base, UTCDateTime
 ROLES = ("agent", "manager", "auditor", "admin")
 # Who may work the callback queue; admins may too, as they may do anything (User.has_role).
 QUEUE_ROLES = ("agent", "manager")
+# Who may download evidence packs, on the Evidence page or with an access token: exactly these
+# (administrators export on the server, with their password).
+EVIDENCE_ROLES = ("auditor", "manager")
 
 
 class User(UserMixin, Base):

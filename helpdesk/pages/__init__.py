@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from helpdesk.models.user import EVIDENCE_ROLES
 from helpdesk.pages.access import login_manager, page_headers, role_required, sign_in_first
 from helpdesk.pages.format import role_label
 from helpdesk.voice.recovery import describe
@@ -38,7 +39,7 @@ NAVIGATION = (
     ("managers.calls", "Calls", ("manager", "auditor")),
     ("service_levels.service_levels", "Service levels", ("manager", "auditor")),
     ("managers.find_enquiry", "Find an enquiry", ("manager", "auditor")),
-    ("evidence.page", "Evidence", ("manager", "auditor")),
+    ("evidence.page", "Evidence", EVIDENCE_ROLES),
     ("audit.log", "Audit log", ("auditor",)),
     ("admin.users", "Users", ("admin",)),
 )

@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, render_template, request, send_file
 from flask_login import current_user, login_required
 
 from helpdesk.clock import local
+from helpdesk.models.user import EVIDENCE_ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages import format as fmt
 from helpdesk.web import clock, database, settings
@@ -23,7 +24,6 @@ from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, check_
 log = logging.getLogger(__name__)
 bp = Blueprint("evidence", __name__)
 
-ROLES = ("auditor", "manager")
 # A download is built inside the request, so it must finish well within a proxy's timeout
 # (nginx waits 60 s by default). A quarter of a busy year's PostgreSQL (113,000 calls) took
 # 28 s on two cores, a year 102 s; longer ranges are for the command line, or a pack a quarter.
@@ -35,7 +35,7 @@ def auditors_only(view):
 
     @wraps(view)
     def checked(*args, **kwargs):
-        if current_user.role not in ROLES:
+        if current_user.role not in EVIDENCE_ROLES:
             return render_template("forbidden.html"), 403
         return view(*args, **kwargs)
 
