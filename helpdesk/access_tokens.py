@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.models import AccessToken, User
 from helpdesk.models.user import EVIDENCE_ROLES
+from helpdesk.two_step import still_to_set_up
 from helpdesk.user_rules import UserError, is_text
 from helpdesk.users import TOKEN_MADE, TOKEN_REVOKED, Actor, audit, from_address
 
@@ -186,7 +187,7 @@ def token_user(session: Session, presented: str, now: datetime, two_step_for: tu
         if user.must_change_password:
             raise TokenRefused("the access token's user has a password to choose: they sign in and choose it, "
                                "then the token works again", 403, token.id)
-        if user.role in two_step_for and not user.has_two_step:
+        if still_to_set_up(user, two_step_for):
             raise TokenRefused("the access token's user must set up two-step sign-in: they sign in and set it up, "
                                "then the token works again", 403, token.id)
         token.last_used_at = now

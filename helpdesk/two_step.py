@@ -33,6 +33,13 @@ class CodeWrong(Exception):
     """The code typed is not the app's code (nor, where taken, a recovery code still unused)."""
 
 
+def still_to_set_up(user: User, two_step_for: tuple[str, ...]) -> bool:
+    """Whether `user`'s role must have two-step sign-in (`two_step_for`: [web] two_step_for) and
+    they have not set it up yet: until they do, they may do nothing else, on the pages or with an
+    access token."""
+    return user.role in two_step_for and not user.has_two_step
+
+
 def turn_on(session: Session, user: User, secret: str, typed: str, now: datetime,
             address: str | None = None) -> list[str]:
     """Set up two-step sign-in for `user` with the app's key `secret`, once `typed` shows the app

@@ -25,7 +25,8 @@ from helpdesk.pages.access import password_mark
 from helpdesk.pages.auth import client_address, complete_sign_in, start_page
 from helpdesk.pages.format import format_moment
 from helpdesk.own_password import TooManyWrongPasswords
-from helpdesk.two_step import BY_RECOVERY_CODE, CodeWrong, codes_left, make_new_codes, passed_counted, turn_off, turn_on
+from helpdesk.two_step import (BY_RECOVERY_CODE, CodeWrong, codes_left, make_new_codes, passed_counted,
+                               still_to_set_up, turn_off, turn_on)
 from helpdesk.two_step_rules import LONGEST_CODE, grouped, new_secret, setup_uri
 from helpdesk.user_rules import UserError
 from helpdesk.users import SIGN_IN_REFUSED, Actor, audit, from_address
@@ -55,7 +56,7 @@ def role_must(user) -> bool:
 
 def must_set_up(user) -> bool:
     """Whether `user` must set up two-step sign-in before anything else: their role must have it."""
-    return role_must(user) and not user.has_two_step
+    return still_to_set_up(user, settings().web.two_step_for)
 
 
 def ask_for_code(user: User, next_path: str | None):
