@@ -122,3 +122,14 @@ class AccessToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PackBuild(Base):
+    """An evidence pack being built for a user's script (helpdesk.pack_builds), so that each
+    user has one at a time; `claim` is the request's, and the row goes when its pack is built."""
+
+    __tablename__ = "pack_builds"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    claim: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
