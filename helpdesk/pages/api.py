@@ -1,11 +1,13 @@
 """For scripts: an evidence pack downloaded with an access token (helpdesk.access_tokens).
 
-    curl --fail-with-body -H "Authorization: Bearer $HELPDESK_TOKEN" -o pack.zip \\
+    curl --fail-with-body --retry 5 -H "Authorization: Bearer $HELPDESK_TOKEN" -o pack.zip \\
         "https://helpdesk.example.org/api/evidence?from=2026-11-01&to=2026-11-30"
 
 The token goes only in the Authorization header (RFC 6750), never in the address, which access
 logs keep. No session cookie is read or written here, so a signed-in browser gets nothing
 without a token. Answers other than the ZIP are one line of plain text saying what is wrong.
+A pack is built for one request of a user's at a time (helpdesk.pack_builds): 429 with
+Retry-After meanwhile, which curl's --retry honours.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import logging
 from flask import Blueprint, request
 
 from helpdesk.access_tokens import TokenRefused, token_user
+from helpdesk.clock import local
 from helpdesk.own_password import sentence
-from helpdesk.pages.evidence import NotMade, pack_download
+from helpdesk.pack_builds import RETRY_AFTER_SECONDS, Busy, one_at_a_time
+from helpdesk.pages.evidence import NotMade, pack_download, pack_export, pack_head
 from helpdesk.web import clock, database, settings
 from metrics.evidence.pack import Exporter
 
@@ -50,7 +54,9 @@ def _bearer() -> str | None:
 def evidence_pack():
     """The masked evidence pack for `from` to `to` (UK dates, both included, at most a quarter) as
     a ZIP; `notes=yes` adds agents' notes, `allow_empty=yes` makes a pack of days when nothing
-    came in. Audited as an export by the token's user, naming the token."""
+    came in. Audited as an export by the token's user, naming the token. One at a time for each
+    user (helpdesk.pack_builds): 429 while another is being built. HEAD checks the token and the
+    address, and builds nothing."""
     if "access_token" in request.args:
         return _plain(400, "Send the access token in the Authorization header, not in the address, where logs keep "
                            "it. Make a new token: this one may have been seen.")
@@ -78,8 +84,18 @@ def evidence_pack():
         form[key] = value == "yes"
     exporter = Exporter(user.id, user.username, user.display_name, user.role)
     try:
-        response = pack_download(form, exporter, "token", (token.id, token.name))
+        export = pack_export(form, "token", (token.id, token.name))
+        if request.method == "HEAD":
+            return pack_head(export)
+        with one_at_a_time(database(), user.id, clock()):
+            response = pack_download(export, exporter)
     except NotMade as problem:
         return _plain(400, problem.sentence)
+    except Busy as busy:
+        log.info("evidence pack refused to access token %d: one already being built for its user", token.id)
+        return _plain(429, f"A pack is already being built for you, asked for at "
+                           f"{local(busy.started_at):%H:%M:%S} (UK time). Scripts get one pack at a time for each "
+                           "person: wait until it has come, then ask again.",
+                      {"Retry-After": str(RETRY_AFTER_SECONDS)})
     log.info("evidence pack downloaded with access token %d of user %s", token.id, user.username)
     return response

@@ -68,7 +68,7 @@ def download():
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
     exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
     try:
-        return pack_download(form, exporter, "web")
+        return pack_download(pack_export(form, "web"), exporter)
     except NotMade as problem:
         field = problem.field
         if field == "allow_empty" and form["allow_empty"]:
@@ -89,10 +89,9 @@ class NotMade(EvidenceError):
         return sentence(self)
 
 
-def pack_download(form: dict, exporter: Exporter, via: str, token: tuple[int, str] | None = None):
-    """The masked pack for the days `form` names ("from", "to", "include_notes", "allow_empty"),
-    as a ZIP to download; the export is audited (`via`: web or token, with the `token`'s id and
-    name). NotMade says why not."""
+def pack_export(form: dict, via: str, token: tuple[int, str] | None = None) -> ExportRequest:
+    """The masked pack `form` asks for ("from", "to", "include_notes", "allow_empty"), checked;
+    `via`: web or token, with the `token`'s id and name. NotMade says what is wrong."""
     field = "from"  # what an error is about, as the checks go on
     try:
         first = parse_day(form["from"], "first")
@@ -105,13 +104,33 @@ def pack_download(form: dict, exporter: Exporter, via: str, token: tuple[int, st
         export = ExportRequest(first, last, "masked", form["include_notes"], form["allow_empty"], via=via,
                                token=token)
         check_range(export)
-        field = "allow_empty"
+    except EvidenceError as problem:
+        raise NotMade(problem, field) from None
+    return export
+
+
+def pack_download(export: ExportRequest, exporter: Exporter):
+    """The pack built and sent as a ZIP to download; the export is audited. NotMade (about
+    "allow_empty") when it cannot be made: nothing came in on those days, or the export failed."""
+    try:
         with database().session() as audit_session:
             archive, _ = export_zip(current_app.config["DATABASE_URL"], settings(), export, exporter, clock(),
                                     audit_session)
     except EvidenceError as problem:
-        raise NotMade(problem, field) from None
-    response = send_file(archive, mimetype="application/zip", as_attachment=True,
-                         download_name=f"{pack_name(export)}.zip")
+        raise NotMade(problem, "allow_empty") from None
+    return _no_store(send_file(archive, mimetype="application/zip", as_attachment=True,
+                               download_name=f"{pack_name(export)}.zip"))
+
+
+def pack_head(export: ExportRequest):
+    """A HEAD request's answer: the download's headers, with nothing built (so no length given)
+    and nothing audited. A script can ask this to check its token and dates."""
+    response = current_app.response_class(None, mimetype="application/zip")
+    response.automatically_set_content_length = False
+    response.headers.set("Content-Disposition", "attachment", filename=f"{pack_name(export)}.zip")
+    return _no_store(response)
+
+
+def _no_store(response):
     response.headers["Cache-Control"] = "no-store"  # callers' data: never kept by a browser or proxy
     return response

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import zipfile
 from datetime import timedelta
 
@@ -15,7 +16,9 @@ from sqlalchemy import select
 
 from helpdesk.access_tokens import MOST_LIVE, PREFIX, digest
 from helpdesk.cli import main as helpdesk_cli
-from helpdesk.models import AccessToken
+from helpdesk.models import AccessToken, PackBuild
+from helpdesk.pack_builds import STALE_AFTER
+from helpdesk.pages import evidence as evidence_pages
 from helpdesk.users import (SIGN_IN_LIMIT, SIGN_IN_REFUSED, TOKEN_MADE, TOKEN_REVOKED, deactivate, reactivate,
                             set_password, set_role)
 from metrics.evidence.manifest import verify
@@ -322,6 +325,124 @@ def test_only_get_is_answered(app, client, db_session, clock, settings):
     secret = script_token(app, db_session, clock)
     response = client.post(f"/api/evidence?{DAYS}", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 405 and exports(db_session) == []
+
+
+def test_head_checks_the_token_and_the_dates_answers_as_get_would_and_builds_and_audits_nothing(
+        app, client, db_session, clock, settings):
+    seed(db_session, settings)
+    secret = script_token(app, db_session, clock)
+    clock.advance(60)
+
+    checked = client.head(f"/api/evidence?{DAYS}", headers={"Authorization": f"Bearer {secret}"})
+
+    assert checked.status_code == 200 and checked.get_data() == b""
+    assert "Content-Length" not in checked.headers  # nothing built, so no length to give
+    assert exports(db_session) == [] and stored_tokens(db_session)[0].last_used_at == clock.now
+    got = pack(client, secret)
+    for header in ("Content-Type", "Content-Disposition", "Cache-Control"):
+        assert checked.headers[header] == got.headers[header], header
+    assert client.head(f"/api/evidence?{DAYS}").status_code == 401
+    wrong = client.head("/api/evidence?from=2026-11-24&to=2026-11-23", headers={"Authorization": f"Bearer {secret}"})
+    assert wrong.status_code == 400 and len(exports(db_session)) == 1
+
+
+# --------------------------------------------------------------------------- one pack at a time
+
+
+@pytest.fixture
+def held_build(monkeypatch):
+    """The next pack's build waits inside until `release` is set; `inside` is set once it is there."""
+    inside, release = threading.Event(), threading.Event()
+    building = evidence_pages.export_zip
+
+    def slow_build(*args, **kwargs):
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(timeout=30), "the test never let the build finish"
+        return building(*args, **kwargs)
+
+    monkeypatch.setattr(evidence_pages, "export_zip", slow_build)
+    yield inside, release
+    release.set()
+
+
+def test_while_a_pack_is_built_for_a_user_their_scripts_are_told_to_wait_and_other_users_are_not(
+        app, client, db_session, clock, settings, held_build):
+    seed(db_session, settings)
+    secret = script_token(app, db_session, clock)
+    other = app.test_client()
+    sign_in(other, "dana")
+    second_secret = made(other, name="Second script")
+    make_user(db_session, "maria", "manager")
+    maria = app.test_client()
+    sign_in(maria, "maria")
+    maria_secret = made(maria)
+    inside, release = held_build
+    clock.advance(60)
+    first = {}
+    running = threading.Thread(target=lambda: first.update(response=pack(app.test_client(), secret)))
+    running.start()
+    assert inside.wait(timeout=30)
+    clock.advance(20)  # the refusal names when the first was asked for
+
+    refused = [pack(client, secret), pack(client, second_secret, DAYS + "&notes=yes")]
+    meanwhile = pack(client, maria_secret)
+    release.set()
+    running.join(timeout=60)
+
+    for response in refused:
+        assert response.status_code == 429 and response.headers["Retry-After"] == "30"
+        assert response.mimetype == "text/plain" and "Cache-Control" in response.headers
+        assert response.get_data(as_text=True) == (
+            "A pack is already being built for you, asked for at 10:01:00 (UK time). Scripts get one pack at a time "
+            "for each person: wait until it has come, then ask again.\n")
+    assert meanwhile.status_code == 200 and first["response"].status_code == 200
+    assert sorted(entry.actor for entry in exports(db_session)) == ["dana", "maria"]
+    assert pack(client, second_secret).status_code == 200  # once the first has come
+    assert builds_left(db_session) == []
+
+
+def test_a_pack_not_made_lets_the_next_request_through(app, client, db_session, clock, settings):
+    seed(db_session, settings)
+    secret = script_token(app, db_session, clock)
+
+    assert pack(client, secret, "from=2026-11-10&to=2026-11-11").status_code == 400  # nothing came in
+    assert builds_left(db_session) == []
+    assert pack(client, secret).status_code == 200
+
+
+def test_a_build_whose_worker_died_stops_counting_after_ten_minutes(app, client, db_session, clock, settings):
+    seed(db_session, settings)
+    secret = script_token(app, db_session, clock)
+    [dana] = [token.user_id for token in stored_tokens(db_session)]
+    with db_session.begin():
+        db_session.add(PackBuild(user_id=dana, claim="left by a worker that died", started_at=clock.now))
+
+    clock.advance(STALE_AFTER.total_seconds() - 1)
+    assert pack(client, secret).status_code == 429
+    clock.advance(1)
+    assert pack(client, secret).status_code == 200
+    assert builds_left(db_session) == []
+
+
+def test_the_evidence_page_is_not_held_up_by_a_scripts_build(app, client, db_session, clock, settings):
+    seed(db_session, settings)
+    script_token(app, db_session, clock)
+    [dana] = [token.user_id for token in stored_tokens(db_session)]
+    with db_session.begin():
+        db_session.add(PackBuild(user_id=dana, claim="a script's", started_at=clock.now))
+    sign_in(client, "dana")
+
+    response = client.post("/evidence/download", data={"csrf_token": csrf_token(client, "/evidence"),
+                                                       "from": "2026-11-23", "to": "2026-11-24"})
+
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+
+
+def builds_left(db_session) -> list[int]:
+    db_session.expire_all()
+    with db_session.begin():
+        return list(db_session.scalars(select(PackBuild.user_id)))
 
 
 # --------------------------------------------------------------------------- when a token stops working
