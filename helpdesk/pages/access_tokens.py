@@ -7,6 +7,8 @@ shared desk must not be enough to take away a token that works for months.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -14,10 +16,10 @@ from flask_login import current_user
 from helpdesk.access_tokens import (DEFAULT_DAYS, LIFETIMES, LONGEST_NAME, MOST_LIVE, check_days, check_name,
                                     live_tokens, make_token, revoke)
 from helpdesk.account_notices import TOKEN_MADE, Notice
-from helpdesk.clock import LONDON
+from helpdesk.clock import LONDON, local
 from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
 from helpdesk.pages.auth import client_address
-from helpdesk.pages.evidence import auditors_only
+from helpdesk.pages.evidence import MAX_DAYS, auditors_only
 from helpdesk.pages.format import format_date_time, format_moment
 from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
 from helpdesk.users import Actor
@@ -40,7 +42,7 @@ def _page(typed: dict[str, str], problems: dict[str, str], status: int = 200):
     with database().session() as db_session:
         tokens = live_tokens(db_session, current_user.id, clock())
     return render_template("access_tokens.html", tokens=tokens, typed=typed, problems=problems, lifetimes=LIFETIMES,
-                           most=MOST_LIVE, longest=LONGEST_NAME, base_url=_base_url(),
+                           most=MOST_LIVE, longest=LONGEST_NAME, example=_example(),
                            fmt_when=format_date_time), status
 
 
@@ -83,13 +85,24 @@ def make():
         notify(Notice(TOKEN_MADE, current_user.email, current_user.username, current_user.display_name, clock(),
                       token=made.token.name))
     return render_template("access_token_made.html", secret=made.secret, token=made.token, fmt_when=format_moment,
-                           base_url=_base_url())
+                           example=_example())
 
 
-def _base_url() -> str:
-    """Where the examples say the app is: PUBLIC_BASE_URL, or without it the address this page
-    was asked at (an example only: nothing is sent there)."""
-    return current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
+@dataclass(frozen=True)
+class Example:
+    """What the pages' curl example asks for: last month's pack, from where the app is."""
+
+    base_url: str
+    first: date
+    last: date
+    max_days: int = MAX_DAYS
+
+
+def _example() -> Example:
+    """Last month's pack, at PUBLIC_BASE_URL, or without it the address this page was asked at
+    (an example only: nothing is sent there)."""
+    last = local(clock()).date().replace(day=1) - timedelta(days=1)
+    return Example(current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/"), last.replace(day=1), last)
 
 
 @bp.post("/account/tokens/<int:token_id>/revoke")

@@ -8,7 +8,7 @@ import io
 import re
 import threading
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -194,6 +194,26 @@ def test_without_public_base_url_the_example_names_the_address_the_page_was_aske
         assert '"http://localhost/api/evidence?from=' in page and "None/api" not in page
     finally:
         bare.extensions["helpdesk.db"].dispose()
+
+
+@pytest.mark.parametrize("now, month, first, last", [
+    (datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc), "October", "2026-10-01", "2026-10-31"),
+    # 00:30 on 1 October in the UK (BST) is still 30 September in UTC: the UK's month counts
+    (datetime(2026, 9, 30, 23, 30, tzinfo=timezone.utc), "September", "2026-09-01", "2026-09-30"),
+    (datetime(2027, 1, 5, 9, 0, tzinfo=timezone.utc), "December", "2026-12-01", "2026-12-31"),
+])
+def test_the_curl_example_asks_for_last_months_pack_in_the_uk(client, db_session, clock, dana, now, month, first,
+                                                              last):
+    clock.now = now
+    sign_in(client, "dana")
+
+    listed = client.get("/account/tokens").get_data(as_text=True)
+    shown = made(client), client.post("/account/tokens", data={
+        "csrf_token": csrf_token(client, "/account/tokens"), "name": "Second", "days": "90", "password": PASSWORD})
+
+    address = f"https://helpdesk.example.org/api/evidence?from={first}&amp;to={last}"
+    assert f"for {month}'s pack" in listed and address in listed
+    assert address in shown[1].get_data(as_text=True) and "--retry 5" in shown[1].get_data(as_text=True)
 
 
 def test_the_evidence_page_leads_to_access_tokens(client, db_session, dana):
