@@ -7,6 +7,7 @@ password and is audited the same way.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from functools import wraps
 
@@ -28,6 +29,10 @@ bp = Blueprint("evidence", __name__)
 # (nginx waits 60 s by default). A quarter of a busy year's PostgreSQL (113,000 calls) took
 # 28 s on two cores, a year 102 s; longer ranges are for the command line, or a pack a quarter.
 MAX_DAYS = 92
+# The page's script (static/evidence.js) sends a random id with the form; the ZIP comes with it
+# in this cookie, so the script knows the pack has come. It reads the cookie, so not HttpOnly.
+DOWNLOADED_COOKIE = "evidence_downloaded"
+DOWNLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def auditors_only(view):
@@ -62,18 +67,24 @@ def page():
 @bp.post("/evidence/download")
 @auditors_only
 def download():
-    """Build the pack for the chosen dates and send it as a ZIP; the export is audited."""
+    """Build the pack for the chosen dates and send it as a ZIP; the export is audited. With the
+    page's `download_id`, the ZIP sets DOWNLOADED_COOKIE to it, for the page's script."""
     values = request.form
     form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
     exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
     try:
-        return pack_download(pack_export(form, "web"), exporter)
+        response = pack_download(pack_export(form, "web"), exporter)
     except NotMade as problem:
         field = problem.field
         if field == "allow_empty" and form["allow_empty"]:
             field = None  # not about the form's fields at all
         return _form_page(form, problem.sentence, 400, field)
+    download_id = values.get("download_id") or ""
+    if DOWNLOAD_ID.fullmatch(download_id):  # the page's script waits for this (static/evidence.js)
+        response.set_cookie(DOWNLOADED_COOKIE, download_id, max_age=120, path="/evidence", samesite="Strict",
+                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=False)
+    return response
 
 
 class NotMade(EvidenceError):

@@ -349,6 +349,92 @@ def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_
     assert "before it starts" in described
 
 
+def exports_by(live_app, username: str) -> int:
+    """How many evidence exports the audit log has by `username`."""
+    from sqlalchemy import func, select
+
+    from helpdesk.db import Database
+    from helpdesk.models import AuditEntry
+
+    database = Database(live_app.database_url)
+    try:
+        with database.session() as session:
+            return session.scalar(select(func.count()).select_from(AuditEntry).where(
+                AuditEntry.action == "evidence.export", AuditEntry.actor == username))
+    finally:
+        database.dispose()
+
+
+def until(page, condition: str, seconds: float = 30) -> None:
+    """Wait for `condition` (a function) to hold in the page; wait_for_function would need the
+    eval the pages' Content-Security-Policy forbids."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(condition):
+        assert time.monotonic() < deadline, f"still not {condition} after {seconds} s"
+        time.sleep(0.1)
+
+
+WATCH_STATUS = """() => {
+    const status = document.getElementById('download-status');
+    const button = document.querySelector('#evidence-form button[type=submit]');
+    window.seen = [];
+    new MutationObserver(() => window.seen.push([status.textContent, button.getAttribute('aria-disabled')]))
+        .observe(status, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def test_the_evidence_page_says_while_a_pack_is_built_and_a_second_click_meanwhile_sends_nothing(
+        page, live_app, sign_in):
+    import io
+    import zipfile
+
+    login = live_app.add_user("downloading.auditor", "auditor")
+    sign_in(page, login)
+    page.goto(live_app.at("/evidence"))
+    day = live_app.calls_day.isoformat()
+    page.fill("#from", day)
+    page.fill("#to", day)
+    page.evaluate(WATCH_STATUS)
+    button = page.locator("#evidence-form button[type=submit]")
+    asked = []  # the page's requests for a pack, each held as if the pack took long to build
+
+    def slowly(route):
+        asked.append(route.request.url)
+        time.sleep(1.5)
+        route.continue_()
+
+    page.route("**/evidence/download", slowly)
+
+    with page.expect_download() as downloading:
+        # A click, and two more while the pack is built (in the page: Playwright would wait for
+        # the button, marked busy, to be enabled again).
+        page.evaluate("""() => {
+            const button = document.querySelector('#evidence-form button[type=submit]');
+            for (const after of [0, 300, 700]) setTimeout(() => button.click(), after);
+        }""")
+    download = downloading.value
+    until(page, "() => window.seen.length >= 2")
+
+    assert asked == [live_app.at("/evidence/download")], "a click meanwhile sent a second request for a pack"
+    assert page.evaluate("window.seen")[0] == [
+        "Building the pack. It downloads when it is ready: a quarter can take half a minute.", "true"]
+    assert page.evaluate("window.seen")[1:] == [
+        ["The pack has downloaded: it is with your browser’s other downloads.", None]]
+    assert download.suggested_filename == f"evidence-{day}-to-{day}.zip"
+    with zipfile.ZipFile(io.BytesIO(open(download.path(), "rb").read())) as pack:
+        assert f"evidence-{day}-to-{day}/manifest.json" in pack.namelist()
+    assert page.evaluate("document.cookie") == ""  # the script's cookie is gone again
+    assert exports_by(live_app, login.username) == 1
+    _check_with_axe(page, "/evidence (a pack downloaded)")
+    # The button works again: a second pack, and the page says so again.
+    page.unroute("**/evidence/download")
+    with page.expect_download():
+        button.click()
+    until(page, "() => window.seen.length == 4")
+    assert page.evaluate("window.seen")[2:] == page.evaluate("window.seen")[:2]
+    assert exports_by(live_app, login.username) == 2
+
+
 # --------------------------------------------------------------------------- changing one's password
 
 

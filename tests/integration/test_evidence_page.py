@@ -135,3 +135,41 @@ def test_a_whole_quarter_of_92_days_downloads(client, db_session):
     response = download(client, allow_empty="yes", **{"from": "2026-07-01", "to": "2026-09-30"})
     assert response.status_code == 200 and response.mimetype == "application/zip"
     assert "2026-07-01-to-2026-09-30" in response.headers["Content-Disposition"]
+
+
+DOWNLOAD_ID = "0123456789abcdef0123456789abcdef"
+
+
+def test_with_the_pages_download_id_the_zip_comes_with_a_cookie_for_the_pages_script(client, db_session):
+    signed_in(client, db_session, "auditor")
+
+    response = download(client, allow_empty="yes", download_id=DOWNLOAD_ID)
+
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    [cookie] = [value for value in response.headers.getlist("Set-Cookie") if value.startswith("evidence_downloaded=")]
+    parts = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
+    assert parts["evidence_downloaded"] == f"evidence_downloaded={DOWNLOAD_ID}"
+    assert (parts["path"], parts["max-age"], parts["samesite"]) == ("Path=/evidence", "Max-Age=120", "SameSite=Strict")
+    assert "secure" in parts  # the tests' public address is https
+    assert "httponly" not in parts  # the page's script reads it
+
+
+@pytest.mark.parametrize("download_id", ["", "0123", DOWNLOAD_ID.upper(), DOWNLOAD_ID + "0",
+                                         DOWNLOAD_ID[:-1] + ";", "x; Path=/; Max-Age=99999999"])
+def test_without_a_well_formed_download_id_no_cookie_is_set_and_the_zip_still_comes(client, db_session, download_id):
+    signed_in(client, db_session, "auditor")
+
+    response = download(client, allow_empty="yes", download_id=download_id)
+
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert not any(value.startswith("evidence_downloaded=") for value in response.headers.getlist("Set-Cookie"))
+
+
+def test_a_refused_form_sets_no_download_cookie(client, db_session):
+    signed_in(client, db_session, "auditor")
+
+    response = download(client, download_id=DOWNLOAD_ID, **{"from": "2026-11-24", "to": "2026-11-23"})
+
+    assert response.status_code == 400
+    assert not any(value.startswith("evidence_downloaded=") for value in response.headers.getlist("Set-Cookie"))
+    assert 'id="download-status"' in response.get_data(as_text=True)  # the refused form still has the script's parts
