@@ -8,8 +8,9 @@ second request for the same user meanwhile is refused (Busy), and its script is 
 again later. The row goes when the pack is built, or fails to be. A worker killed in the middle
 leaves its row behind: it stops counting after STALE_AFTER, and the next request takes it over.
 
-The Evidence page is not limited: a person downloads one pack at a time anyway, and a second
-click on its button, refused, would lose the first click's pack in the browser.
+The Evidence page is not limited here: a second click on its button, refused, would lose the
+first click's pack in the browser. Its own script ignores a second click while a pack is built
+(static/evidence.js).
 """
 from __future__ import annotations
 
