@@ -7,7 +7,9 @@ the password, nor to change it without knowing it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -19,6 +21,7 @@ from helpdesk.users import (PASSWORD_CHANGE_REFUSED, PASSWORD_CHANGED, SIGN_IN_R
                             begin_sign_in, finish_sign_in, from_address, sign_in_keys)
 
 log = logging.getLogger(__name__)
+Checked = TypeVar("Checked")
 
 
 class PasswordNotChanged(Exception):
@@ -49,19 +52,31 @@ def password_confirmed(session: Session, user: User, typed: str, secret: str | b
     and recorded in the audit log as PASSWORD_CHANGE_REFUSED (or SIGN_IN_REFUSED on another `page`,
     named in it), so that a session left open being used to guess the password shows. Raises
     TooManyWrongPasswords before checking anything once the sign-in limit is reached."""
-    keys = sign_in_keys(session, user.username, secret)
-    blocked = begin_sign_in(session, keys, now)
-    if blocked is not None:
+    try:
+        checked = counted_as_sign_in(session, user, secret, now, lambda: authenticate(session, user.username, typed))
+    except TooManyWrongPasswords:
         log.warning("%s refused unheard for user id %s: too many wrong passwords", _what(page), user.id)
-        raise TooManyWrongPasswords(blocked)
-    checked = authenticate(session, user.username, typed)
-    finish_sign_in(session, keys, succeeded=checked is not None)
+        raise
     if checked is None:
         log.info("%s refused for user id %s: the password was wrong", _what(page), user.id)
         action, detail = ((PASSWORD_CHANGE_REFUSED, {"reason": "wrong current password"}) if page is None
                           else (SIGN_IN_REFUSED, {"reason": "wrong password", "page": page}))
         with session.begin():
             audit(session, action, user, Actor(user.username, user.id), now, **detail, **from_address(address))
+    return checked
+
+
+def counted_as_sign_in(session: Session, user: User, secret: str | bytes, now: datetime,
+                       check: Callable[[], Checked | None]) -> Checked | None:
+    """What `check` finds (a password, a two-step code), counted as a sign-in is, under the limit
+    of refused ones (helpdesk.users): None counts as refused. TooManyWrongPasswords, before
+    `check` runs, once the limit is reached (`secret`: SECRET_KEY, for sign_in_keys)."""
+    keys = sign_in_keys(session, user.username, secret)
+    blocked = begin_sign_in(session, keys, now)
+    if blocked is not None:
+        raise TooManyWrongPasswords(blocked)
+    checked = check()
+    finish_sign_in(session, keys, succeeded=checked is not None)
     return checked
 
 

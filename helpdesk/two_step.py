@@ -17,11 +17,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.models import RecoveryCode, User
-from helpdesk.own_password import TooManyWrongPasswords
+from helpdesk.own_password import counted_as_sign_in
 from helpdesk.two_step_rules import app_code_step, looks_like_app_code, new_recovery_codes, recovery_digest
 from helpdesk.user_rules import UserError
-from helpdesk.users import (RECOVERY_CODES_MADE, TWO_STEP_OFF, TWO_STEP_ON, Actor, audit, begin_sign_in,
-                            existing_user, finish_sign_in, from_address, sign_in_keys)
+from helpdesk.users import RECOVERY_CODES_MADE, TWO_STEP_OFF, TWO_STEP_ON, Actor, audit, existing_user, from_address
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +89,7 @@ def passed_counted(session: Session, user: User, typed: str, secret: str | bytes
     wrong code stays counted, so a session left open, or a password known to someone else, gives
     no more tries at the code than at a password. TooManyWrongPasswords, before the code is
     checked, once the limit is reached (`secret`: SECRET_KEY, for sign_in_keys)."""
-    keys = sign_in_keys(session, user.username, secret)
-    blocked = begin_sign_in(session, keys, now)
-    if blocked is not None:
-        raise TooManyWrongPasswords(blocked)
-    how = passed(session, user.id, typed, now)
-    finish_sign_in(session, keys, succeeded=how is not None)
-    return how
+    return counted_as_sign_in(session, user, secret, now, lambda: passed(session, user.id, typed, now))
 
 
 def codes_left(session: Session, user_id: int) -> int:
