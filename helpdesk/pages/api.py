@@ -82,7 +82,7 @@ def evidence_pack():
         if value not in ("yes", "no"):
             return _plain(400, f"Give {name}=yes or {name}=no, not {value[:20]!r}.")
         form[key] = value == "yes"
-    exporter = Exporter(user.id, user.username, user.display_name, user.role)
+    exporter = Exporter.of(user)
     try:
         export = pack_export(form, "token", (token.id, token.name))
         if request.method == "HEAD":

@@ -72,7 +72,7 @@ def download():
     values = request.form
     form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
-    exporter = Exporter(current_user.id, current_user.username, current_user.display_name, current_user.role)
+    exporter = Exporter.of(current_user)
     try:
         response = pack_download(pack_export(form, "web"), exporter)
     except NotMade as problem:

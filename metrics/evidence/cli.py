@@ -62,7 +62,7 @@ def export_command(first: str, last: str, out: Path, username: str, redaction: s
     try:
         with command_errors("pack", out), database.session() as session:
             user = signed_in_as(session, username, "export")
-            exporter = Exporter(user.id, user.username, user.display_name, user.role)
+            exporter = Exporter.of(user)
             check_request(request, exporter)
             progress = None if quiet else TerminalProgress(sys.stderr)
             result = export_pack(url, settings, request, exporter, out, now_utc(), session, progress)

@@ -59,6 +59,11 @@ class Exporter:
     display_name: str
     role: str
 
+    @classmethod
+    def of(cls, user) -> Exporter:
+        """The exporter a user is (helpdesk.models.User, or the signed-in one)."""
+        return cls(user.id, user.username, user.display_name, user.role)
+
     @property
     def described(self) -> str:
         name = self.display_name or self.username
