@@ -16,6 +16,7 @@
   }
   var button = form.querySelector("button[type=submit]");
   var COOKIE = "evidence_downloaded";
+  var ARRIVED = new RegExp("(?:^|;\\s*)" + COOKIE + "=([0-9a-f]{32})(?:;|$)");
   var POLL_MS = 500;
   var GIVE_UP_MS = 5 * 60 * 1000; /* longer than any pack the page builds */
   var timer = null;
@@ -29,7 +30,7 @@
   }
 
   function arrived() {
-    var found = document.cookie.match(/(?:^|;\s*)evidence_downloaded=([0-9a-f]{32})(?:;|$)/);
+    var found = document.cookie.match(ARRIVED);
     return found ? found[1] : null;
   }
 
