@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from helpdesk.app import create_app
 from helpdesk.config import parse_settings
@@ -34,6 +35,17 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+def stored(db_session, model) -> list:
+    """Every row of `model` in id order, read afresh in a transaction of its own and detached, so
+    that reading them later holds no transaction open (SQLite would lock the app's writes)."""
+    db_session.expire_all()
+    with db_session.begin():
+        found = list(db_session.scalars(select(model).order_by(model.id)))
+        for row in found:
+            db_session.expunge(row)
+    return found
 
 
 def make_settings(**tables):

@@ -23,7 +23,7 @@ from helpdesk.users import (SIGN_IN_LIMIT, SIGN_IN_REFUSED, TOKEN_MADE, TOKEN_RE
                             set_password, set_role)
 from metrics.evidence.manifest import verify
 from tests.integration import test_password_links as links_tests
-from tests.integration.conftest import make_app, make_settings
+from tests.integration.conftest import make_app, make_settings, stored
 from tests.integration.test_audit_log_page import page, rows_of
 from tests.integration.test_evidence_pack import PACK_FILES, seed
 from tests.integration.test_password_links import mails
@@ -70,12 +70,7 @@ def exports(db_session):
 
 
 def stored_tokens(db_session) -> list[AccessToken]:
-    db_session.expire_all()
-    with db_session.begin():
-        found = list(db_session.scalars(select(AccessToken).order_by(AccessToken.id)))
-        for token in found:
-            db_session.expunge(token)
-    return found
+    return stored(db_session, AccessToken)
 
 
 def script_token(app, db_session, clock, **user) -> str:

@@ -16,7 +16,7 @@ from helpdesk.models import AuditEntry, PasswordLink
 from helpdesk.password_links import ASKED_LIMIT, digest
 from helpdesk.users import (PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, SIGN_IN_LIMIT, authenticate, deactivate,
                             set_password)
-from tests.integration.conftest import BASE_URL, make_app, make_settings
+from tests.integration.conftest import BASE_URL, make_app, make_settings, stored
 from tests.integration.test_password_change import NEW, change
 from tests.integration.test_queue_page import words
 from tests.integration.test_sign_in_audit import entries
@@ -81,12 +81,7 @@ def ask(client, who: str):
 
 
 def links(db_session) -> list[PasswordLink]:
-    db_session.expire_all()
-    with db_session.begin():
-        found = list(db_session.scalars(select(PasswordLink).order_by(PasswordLink.id)))
-        for link in found:
-            db_session.expunge(link)
-    return found
+    return stored(db_session, PasswordLink)
 
 
 def works(db_session, password: str, username: str = "alex") -> bool:

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from helpdesk.cli import main as helpdesk_cli
 from helpdesk.models import RecoveryCode
 from helpdesk.two_step_rules import app_code
 from helpdesk.users import SIGN_IN_LIMIT, SIGN_IN_REFUSED, SIGNED_IN, TWO_STEP_OFF, TWO_STEP_ON, set_password
-from tests.integration.conftest import make_app, make_settings
+from tests.integration.conftest import make_app, make_settings, stored
 from tests.integration import test_password_links as links_tests
 from tests.integration.test_password_links import ask, choose, link_in, mails
 from tests.integration.test_queue_page import words
@@ -57,12 +57,7 @@ def signed_in_page(client) -> int:
 
 
 def stored_codes(db_session) -> list[RecoveryCode]:
-    db_session.expire_all()
-    with db_session.begin():
-        found = list(db_session.scalars(select(RecoveryCode).order_by(RecoveryCode.id)))
-        for code in found:
-            db_session.expunge(code)
-    return found
+    return stored(db_session, RecoveryCode)
 
 
 def two_step_user(app, client, clock, db_session):
