@@ -29,8 +29,9 @@ bp = Blueprint("evidence", __name__)
 # (nginx waits 60 s by default). A quarter of a busy year's PostgreSQL (113,000 calls) took
 # 28 s on two cores, a year 102 s; longer ranges are for the command line, or a pack a quarter.
 MAX_DAYS = 92
-# The page's script (static/evidence.js) sends a random id with the form; the ZIP comes with it
-# in this cookie, so the script knows the pack has come. It reads the cookie, so not HttpOnly.
+# The page's script (static/evidence.js) sends a random id with the form; the ZIP comes with a
+# cookie named this, "_" and the id, so the script knows the pack has come. A name for each id,
+# as two tabs may download at once. The script reads the cookie, so not HttpOnly.
 DOWNLOADED_COOKIE = "evidence_downloaded"
 DOWNLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -68,7 +69,8 @@ def page():
 @auditors_only
 def download():
     """Build the pack for the chosen dates and send it as a ZIP; the export is audited. With the
-    page's `download_id`, the ZIP sets DOWNLOADED_COOKIE to it, for the page's script."""
+    page's `download_id`, the ZIP sets a cookie named after it (DOWNLOADED_COOKIE + "_" + the id),
+    for the page's script: one name for each download, so two tabs never read each other's."""
     values = request.form
     form = {"from": (values.get("from") or "").strip(), "to": (values.get("to") or "").strip(),
             "include_notes": values.get("include_notes") == "yes", "allow_empty": values.get("allow_empty") == "yes"}
@@ -82,8 +84,8 @@ def download():
         return _form_page(form, problem.sentence, 400, field)
     download_id = values.get("download_id") or ""
     if DOWNLOAD_ID.fullmatch(download_id):  # the page's script waits for this (static/evidence.js)
-        response.set_cookie(DOWNLOADED_COOKIE, download_id, max_age=120, path="/evidence", samesite="Strict",
-                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=False)
+        response.set_cookie(f"{DOWNLOADED_COOKIE}_{download_id}", "1", max_age=120, path="/evidence",
+                            samesite="Strict", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=False)
     return response
 
 

@@ -2,9 +2,10 @@
  * a minute), and nothing on the page shows it; a second click would build a second pack. So on
  * submit the button is marked busy (aria-disabled, still focusable) and further submits are
  * ignored, and #download-status says the pack is being built. The server answers the ZIP with a
- * cookie naming this download (evidence_downloaded=ID, the random ID sent in download_id); once
- * it appears the pack has come, and the button works again. A refused form comes back as a new
- * page. Without JavaScript the form works the same, without the status.
+ * cookie named after this download (evidence_downloaded_ID=1, ID the random id sent in
+ * download_id: a name for each download, so two tabs downloading at once never read each
+ * other's); once it appears the pack has come, and the button works again. A refused form comes
+ * back as a new page. Without JavaScript the form works the same, without the status.
  */
 (function () {
   "use strict";
@@ -15,8 +16,7 @@
     return;
   }
   var button = form.querySelector("button[type=submit]");
-  var COOKIE = "evidence_downloaded";
-  var ARRIVED = new RegExp("(?:^|;\\s*)" + COOKIE + "=([0-9a-f]{32})(?:;|$)");
+  var COOKIE = "evidence_downloaded_"; /* and the download's id */
   var POLL_MS = 500;
   var GIVE_UP_MS = 5 * 60 * 1000; /* longer than any pack the page builds */
   var timer = null;
@@ -29,13 +29,12 @@
     }).join("");
   }
 
-  function arrived() {
-    var found = document.cookie.match(ARRIVED);
-    return found ? found[1] : null;
+  function arrived(id) {
+    return document.cookie.split(/;\s*/).indexOf(COOKIE + id + "=1") !== -1;
   }
 
-  function forget() {
-    document.cookie = COOKIE + "=; Path=/evidence; Max-Age=0; SameSite=Strict";
+  function forget(id) {
+    document.cookie = COOKIE + id + "=; Path=/evidence; Max-Age=0; SameSite=Strict";
   }
 
   function finish(message) {
@@ -52,13 +51,12 @@
     }
     var id = newId();
     form.querySelector("input[name=download_id]").value = id;
-    forget();
     button.setAttribute("aria-disabled", "true");
     status.textContent = form.getAttribute("data-building");
     var started = Date.now();
     timer = window.setInterval(function () {
-      if (arrived() === id) {
-        forget();
+      if (arrived(id)) {
+        forget(id);
         finish(form.getAttribute("data-done"));
       } else if (Date.now() - started > GIVE_UP_MS) {
         finish(form.getAttribute("data-slow"));

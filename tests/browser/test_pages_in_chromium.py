@@ -435,6 +435,41 @@ def test_the_evidence_page_says_while_a_pack_is_built_and_a_second_click_meanwhi
     assert exports_by(live_app, login.username) == 2
 
 
+def test_two_evidence_tabs_downloading_at_once_each_say_their_own_pack_has_come(page, live_app, sign_in):
+    login = live_app.add_user("two.tabs.auditor", "auditor")
+    sign_in(page, login)
+    tabs = [page, page.context.new_page()]  # one browser, so one jar of cookies
+    day = live_app.calls_day.isoformat()
+    held = []  # both tabs' requests, let go together so their packs come back together
+
+    def hold(route):
+        held.append(route)
+
+    for tab in tabs:
+        tab.goto(live_app.at("/evidence"))
+        tab.fill("#from", day)
+        tab.fill("#to", day)
+        tab.evaluate(WATCH_STATUS)
+        tab.route("**/evidence/download", hold)
+        tab.evaluate("() => document.querySelector('#evidence-form button[type=submit]').click()")
+    deadline = time.monotonic() + 30
+    while len(held) < 2:
+        assert time.monotonic() < deadline, f"{len(held)} of the two tabs' requests came"
+        page.wait_for_timeout(50)
+    with tabs[0].expect_download() as first, tabs[1].expect_download() as second:
+        for route in held:
+            route.continue_()
+    for tab in tabs:
+        until(tab, "() => window.seen.length >= 2", seconds=10)
+
+    for tab in tabs:  # with one cookie for both, a tab read the other's id, or lost its own
+        assert tab.evaluate("window.seen")[1:] == [
+            ["The pack has downloaded: it is with your browser’s other downloads.", None]]
+    assert first.value.suggested_filename == second.value.suggested_filename == f"evidence-{day}-to-{day}.zip"
+    assert page.evaluate("document.cookie") == ""  # each tab's cookie is gone again
+    assert exports_by(live_app, login.username) == 2
+
+
 # --------------------------------------------------------------------------- changing one's password
 
 
