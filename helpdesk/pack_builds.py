@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=10)
 # What a refused script is told to wait (Retry-After), in seconds; curl's --retry honours it.
 RETRY_AFTER_SECONDS = 30
+# How often a claim is tried while the row it met goes before it can be read.
+CLAIM_TRIES = 3
 
 
 class Busy(Exception):
@@ -50,14 +52,20 @@ def one_at_a_time(database: Database, user_id: int, now: datetime) -> Iterator[N
     claim = secrets.token_hex(16)
     with database.session() as session, session.begin():
         row = {"user_id": user_id, "claim": claim, "started_at": now}
-        if not session.execute(insert_ignoring_conflicts(session, PackBuild, row)).rowcount:
-            taken_over = session.execute(
-                update(PackBuild).where(PackBuild.user_id == user_id, PackBuild.started_at <= now - STALE_AFTER)
-                .values(claim=claim, started_at=now)).rowcount
-            if not taken_over:
-                started_at = session.scalar(select(PackBuild.started_at).where(PackBuild.user_id == user_id))
-                raise Busy(started_at or now)
-            log.warning("took over user %d's evidence pack build left from over %s ago", user_id, STALE_AFTER)
+        for _ in range(CLAIM_TRIES):
+            if session.execute(insert_ignoring_conflicts(session, PackBuild, row)).rowcount:
+                break
+            if session.execute(
+                    update(PackBuild).where(PackBuild.user_id == user_id, PackBuild.started_at <= now - STALE_AFTER)
+                    .values(claim=claim, started_at=now)).rowcount:
+                log.warning("took over user %d's evidence pack build left from over %s ago", user_id, STALE_AFTER)
+                break
+            started_at = session.scalar(select(PackBuild.started_at).where(PackBuild.user_id == user_id))
+            if started_at is not None:
+                raise Busy(started_at)
+            # The other build ended between the insert and this read: claim again.
+        else:
+            raise Busy(now)  # builds ending and starting that fast: this one can wait its turn
     try:
         yield
     finally:

@@ -7,10 +7,10 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from helpdesk.models import PackBuild
-from helpdesk.pack_builds import STALE_AFTER, Busy, one_at_a_time
+from helpdesk.pack_builds import CLAIM_TRIES, STALE_AFTER, Busy, one_at_a_time
 from tests.integration.conftest import OPEN_TIME
 from tests.integration.test_users_and_login import make_user
 
@@ -72,6 +72,51 @@ def test_a_build_left_behind_stops_counting_after_stale_after_and_its_end_leaves
                 pass
 
     assert builds(database) == []
+
+
+def ending_before_each_read(database, user_id: int, times: int, another_starts: bool = False) -> list[str]:
+    """Delete `user_id`'s row just before one_at_a_time reads when its build started, `times`
+    times, as if that build ended in between; with `another_starts`, put a row back just after
+    each read, as if yet another build claimed it. The list records each time."""
+    ended = []
+
+    def ends(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("SELECT pack_builds.started_at") and len(ended) < times:
+            cursor.execute(f"DELETE FROM pack_builds WHERE user_id = {int(user_id)}")
+            ended.append(statement)
+
+    def starts(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("SELECT pack_builds.started_at"):
+            cursor.connection.cursor().execute(  # a cursor of its own: the read's rows are still to come
+                f"INSERT INTO pack_builds (user_id, claim, started_at) VALUES ({int(user_id)}, 'another', "
+                f"'{NOW:%Y-%m-%d %H:%M:%S}')")
+
+    event.listen(database.engine, "before_cursor_execute", ends)
+    if another_starts:
+        event.listen(database.engine, "after_cursor_execute", starts)
+    return ended
+
+
+def test_a_build_that_ends_while_a_second_is_refused_lets_the_second_through(database, people):
+    dana, _ = people
+    with one_at_a_time(database, dana, NOW):
+        ended = ending_before_each_read(database, dana, times=1)
+        with one_at_a_time(database, dana, NOW + timedelta(seconds=20)):
+            assert len(ended) == 1  # the second met the first's row, then found it gone
+            assert builds(database) == [(dana, NOW + timedelta(seconds=20))]
+    assert builds(database) == []
+
+
+def test_builds_ending_and_starting_between_every_try_refuse_the_claim_as_of_now(database, people):
+    dana, _ = people
+    later = NOW + timedelta(seconds=20)
+    with one_at_a_time(database, dana, NOW):
+        ended = ending_before_each_read(database, dana, times=CLAIM_TRIES, another_starts=True)
+        with pytest.raises(Busy) as refused:
+            with one_at_a_time(database, dana, later):
+                pytest.fail("a build ran without its claim")
+
+    assert refused.value.started_at == later and len(ended) == CLAIM_TRIES
 
 
 def test_of_requests_racing_on_their_own_connections_exactly_one_builds(database, people):
