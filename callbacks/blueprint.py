@@ -14,12 +14,15 @@ from datetime import datetime
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
 from flask_login import current_user
+from sqlalchemy import select
 
 from callbacks import owed, queue
 from callbacks.email import waiting
 from helpdesk.clock import local
+from helpdesk.models import User
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
+from helpdesk.pages import taken_by
 from helpdesk.pages.access import role_required
 from helpdesk.web import clock, database, settings
 
@@ -101,12 +104,19 @@ def _waiting_context(now: datetime) -> dict:
     with a signature that changes when what its list says changes."""
     since = queue.awaiting_since(settings(), now)
     with database().session() as session:
-        awaiting, awaiting_count = queue.awaiting_outcome(session, since)
+        awaiting = queue.awaiting_outcome(session, since,
+                                          yours=taken_by.own_endpoints(current_user.username, current_user.phone))
+        with session.begin():
+            users = list(session.scalars(select(User))) if any(call.agent for call in awaiting.calls) else []
         emails, emails_count = waiting.awaiting_response(session, now)
+    # Who took each call; no column at all when no call says (calls reach agents through a queue).
+    takers = {call.call_sid: taken_by.answered_by(call.agent, users, current_user.id)
+              for call in awaiting.calls} if users else {}
     return {
-        "awaiting": awaiting, "awaiting_count": awaiting_count, "awaiting_since": since,
-        "awaiting_signature": queue.signature([awaiting_count] + [[call.call_sid, call.caller_type]
-                                                                  for call in awaiting]),
+        "awaiting": awaiting.calls, "awaiting_count": awaiting.count, "awaiting_yours": awaiting.yours,
+        "awaiting_since": since, "awaiting_takers": takers,
+        "awaiting_signature": queue.signature([awaiting.count, awaiting.yours] + [
+            [call.call_sid, call.caller_type, takers.get(call.call_sid)] for call in awaiting.calls]),
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,
         "emails_signature": queue.signature([emails_count] + [
             [email.enquiry_id, email.acknowledgement.key, email.acknowledgement.detail, email.next_attempt_at,

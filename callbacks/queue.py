@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, true
+from sqlalchemy import case, false, func, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.deadlines import due_soon_limits
@@ -27,7 +28,7 @@ from helpdesk.settings import Settings
 
 # Also for those who import them from here (the page's templates too, through this module).
 __all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "LAST_OPENING_WITHIN",
-           "NOTICES_SINCE", "REASONS", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling",
+           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling",
            "awaiting_outcome", "awaiting_since", "callback_to_dial", "notice_text", "open_callbacks", "owed_to",
            "recent_notices", "reference_of", "signature", "span_words", "summary_of", "when"]
 
@@ -245,18 +246,32 @@ def awaiting_since(settings: Settings, now: datetime) -> date:
     return local(opened[-1][0]).date() if opened else today
 
 
-def awaiting_outcome(session: Session, since: date, limit: int = 100) -> tuple[list[Call], int]:
+@dataclass(frozen=True)
+class Awaiting:
+    """Answered calls awaiting an outcome: those shown (the user's own first), how many there are,
+    and how many of them the user took."""
+    calls: list[Call]
+    count: int
+    yours: int
+
+
+def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Sequence[str] = ()) -> Awaiting:
     """Answered calls since the UK day `since` (see `awaiting_since`) whose enquiry nobody has
-    concluded or turned into a callback yet."""
+    concluded or turned into a callback yet: newest first, but first those answered on one of
+    `yours` (a user's endpoints, lower case: helpdesk.pages.taken_by.own_endpoints), so an agent
+    finds their own calls at the top however many others are waiting."""
     start, _ = day_bounds(since)
     conditions = (Call.arrived_at >= start, Call.outcome == "answered", Enquiry.status == "open")
+    is_yours = func.lower(Call.agent).in_(list(yours)) if yours else false()
     with session.begin():
-        count = session.scalar(select(func.count(Call.id)).join(Enquiry, Enquiry.id == Call.enquiry_id)
-                               .where(*conditions)) or 0
+        count, yours_count = session.execute(
+            select(func.count(Call.id), func.count(case((is_yours, Call.id))))
+            .join(Enquiry, Enquiry.id == Call.enquiry_id).where(*conditions)).one()
         calls = list(session.scalars(
             select(Call).join(Enquiry, Enquiry.id == Call.enquiry_id).options(joinedload(Call.enquiry))
-            .where(*conditions).order_by(Call.arrived_at.desc(), Call.id.desc()).limit(limit)))
-    return calls, int(count)
+            .where(*conditions)
+            .order_by(case((is_yours, 0), else_=1), Call.arrived_at.desc(), Call.id.desc()).limit(limit)))
+    return Awaiting(calls, int(count or 0), int(yours_count or 0))
 
 
 def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None] | None:

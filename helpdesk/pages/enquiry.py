@@ -22,6 +22,7 @@ from helpdesk.audit_log import TITLES
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
                              Enquiry, InboundEmail, User)
 from helpdesk.pages import format as fmt
+from helpdesk.pages import taken_by
 from metrics.compliance import rule_titles
 from metrics.evidence.rows import ack_result
 
@@ -32,8 +33,6 @@ EMAIL_DECISIONS = {"new_enquiry": "opened the enquiry", "joined": "joined the en
 ACK_RESULTS = {"met": "Met", "late": "Sent late: breached", "unacknowledged": "Not sent by its due time: breached",
                "pending": "Not due yet", "": "Not sent on purpose: not counted"}
 CLOSED = {"resolved": "resolved", "unreachable": "the caller could not be reached", "withdrawn": "withdrawn"}
-# A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
-NUMBER_IN_ENDPOINT = re.compile(r"\+?[0-9]{6,}")
 # An attempt entered this long after it was made says when it was entered.
 LATE_ENTRY = timedelta(minutes=5)
 ENQUIRY_STATUSES = {"open": "Open", "concluded": "Concluded on the call", "callback_owed": "Callback owed",
@@ -109,22 +108,15 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, 
 
 
 def answered_on(endpoint: str | None, users: list[User]) -> str:
-    """Who took the call, from the phone its agent leg rang (a number, SIP address or Twilio
-    Client identity): the user a Client identity names (client:alice is user alice), or the users
-    whose phone (for "Call back now") is that number; else the phone, any number in it masked.
-    By the usernames and phones users have now."""
+    """Who took the call (see taken_by), in a sentence; any number in its phone masked."""
     if not endpoint:
         return ""
-    rung = endpoint.strip().lower()
-    identity = rung.removeprefix("client:") if rung.startswith("client:") else None
-    named = sorted(user.display_name or user.username for user in users
-                   if (user.phone and user.phone.strip().lower() == rung)
-                   or (identity is not None and user.username.lower() == identity))
-    shown = NUMBER_IN_ENDPOINT.sub(lambda found: fmt.mask_number(found.group()), endpoint)
+    named = [taken_by.name(user) for user in taken_by.takers(endpoint, users)]
+    shown = taken_by.shown_endpoint(endpoint)
     if len(named) == 1:
         return f" Taken by {named[0]} ({shown})."
     if named:
-        return f" Taken on {shown}, the phone of {', '.join(named[:-1])} or {named[-1]}."
+        return f" Taken on {shown}, the phone of {taken_by.in_words(named)}."
     return f" Taken on {shown}."
 
 

@@ -38,10 +38,12 @@ def miss_a_call(client, clock, n: int, arrived: datetime, caller: str = "+447700
                                           "Timestamp": stamp(arrived + timedelta(seconds=40))})
 
 
-def answer_a_call(client, clock, n: int, arrived: datetime, caller: str = "+447700900123") -> None:
+def answer_a_call(client, clock, n: int, arrived: datetime, caller: str = "+447700900123",
+                  on: str = "client:agent-1") -> None:
+    """Call `n` arrives at `arrived` and is answered 6 s later on the agent leg to `on`."""
     clock.now = arrived
     post(client, "/twilio/voice/incoming", inbound(sid(n), caller=caller))
-    post(client, "/twilio/voice/agent-status", {"CallSid": sid(900 + n), "ParentCallSid": sid(n), "To": "client:agent-1",
+    post(client, "/twilio/voice/agent-status", {"CallSid": sid(900 + n), "ParentCallSid": sid(n), "To": on,
                                                 "CallStatus": "in-progress", "Timestamp": stamp(arrived + timedelta(seconds=6))})
     post(client, "/twilio/voice/status", {"CallSid": sid(n), "CallStatus": "completed",
                                           "Timestamp": stamp(arrived + timedelta(seconds=90))})
@@ -498,6 +500,74 @@ def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, 
     act(client, f"/queue/calls/{sid(8)}/concluded")
     page = text_of(act(client, f"/queue/calls/{sid(8)}/concluded"))
     assert "This enquiry is already recorded as concluded." in page
+
+
+def awaiting_rows(page: str) -> list[tuple[str, ...]]:
+    """The answered calls awaiting an outcome, in order: each row's call and its cells' text."""
+    table = page[page.index('<table class="calls awaiting">'):]
+    table = table[:table.index("</table>")]
+    return [(found.group(1), *(words(cell) for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(2), re.S)))
+            for found in re.finditer(r'<tr id="call-(CA[0-9a-f]+)">(.*?)</tr>', table, re.S)]
+
+
+def awaiting_caption(page: str) -> str:
+    return words(re.search(r'<caption id="awaiting-caption">(.*?)</caption>', page, re.S).group(1))
+
+
+def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(app, alice, client, clock):
+    add_agent(app, "bob", "Bob Agent", phone="+447700900666")
+    add_agent(app, "carol", "Carol Agent", phone="+447700900777")
+    add_agent(app, "dave", "Dave Agent", phone="+447700900777")  # a phone two share
+    phones = {1: AGENT_PHONE, 2: "client:Alice", 3: "client:agent-1", 4: "+447700900666",
+              5: "+447700900999", 6: "+447700900777"}
+    for n, phone in phones.items():
+        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
+    clock.now = at(11, 0)
+
+    page = text_of(client.get("/queue"))
+    # Alice's own (on her phone, and on her Client identity) first, then the rest; newest first in each.
+    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+        (sid(2), "You"), (sid(1), "You"), (sid(6), "Carol Agent or Dave Agent"), (sid(5), "•••••••• 999"),
+        (sid(4), "Bob Agent"), (sid(3), "client:agent-1")]
+    assert '<th scope="col">Answered by</th>' in page
+    assert awaiting_caption(page) == ("Calls answered yesterday or today whose enquiry is still open: 6. "
+                                      "The 2 you answered come first. Times are UK time.")
+
+    daves = app.test_client()
+    sign_in(daves, "dave", PASSWORD)
+    page = text_of(daves.get("/queue"))
+    assert [(row[0], row[-2]) for row in awaiting_rows(page)][:2] == [
+        (sid(6), "You or Carol Agent"), (sid(5), "•••••••• 999")]
+    assert "The one you answered comes first." in awaiting_caption(page)
+
+
+def test_an_agents_own_calls_are_shown_however_many_newer_calls_wait(alice, client, clock, db_session):
+    from callbacks import queue
+    from helpdesk.pages.taken_by import own_endpoints
+
+    for n in range(5):
+        answer_a_call(client, clock, n, at(9, n), on=AGENT_PHONE if n < 2 else "client:someone-else")
+    db_session.rollback()
+
+    awaiting = queue.awaiting_outcome(db_session, at(9).date(), limit=3, yours=own_endpoints("alice", AGENT_PHONE))
+
+    assert [call.call_sid for call in awaiting.calls] == [sid(1), sid(0), sid(4)]
+    assert (awaiting.count, awaiting.yours) == (5, 2)
+    nobodys = queue.awaiting_outcome(db_session, at(9).date(), limit=3)
+    assert ([call.call_sid for call in nobodys.calls], nobodys.yours) == ([sid(4), sid(3), sid(2)], 0)
+
+
+def test_with_no_call_saying_who_took_it_there_is_no_answered_by_column(alice, client, clock):
+    clock.now = at(9, 0)
+    post(client, "/twilio/voice/incoming", inbound(sid(1)))
+    clock.now = at(9, 0) + timedelta(seconds=18)
+    post(client, "/twilio/voice/dequeue", {"CallSid": sid(1), "QueueTime": "18", "DequeingCallSid": sid(901)})
+    clock.now = at(10, 0)
+
+    page = text_of(client.get("/queue"))
+
+    assert [row[0] for row in awaiting_rows(page)] == [sid(1)]
+    assert "Answered by" not in page
 
 
 def test_answered_calls_awaiting_an_outcome_stay_listed_from_the_last_opening_day_before_today(
