@@ -106,12 +106,13 @@ def _waiting_context(now: datetime) -> dict:
     with database().session() as session:
         awaiting = queue.awaiting_outcome(session, since,
                                           yours=taken_by.own_endpoints(current_user.username, current_user.phone))
+        # Who took each call; no column at all when no call says (calls reach agents through a queue).
+        says_who = any(call.agent for call in awaiting.calls)
         with session.begin():
-            users = list(session.scalars(select(User))) if any(call.agent for call in awaiting.calls) else []
+            book = taken_by.phone_book(session.scalars(select(User))) if says_who else {}
         emails, emails_count = waiting.awaiting_response(session, now)
-    # Who took each call; no column at all when no call says (calls reach agents through a queue).
-    takers = {call.call_sid: taken_by.answered_by(call.agent, users, current_user.id)
-              for call in awaiting.calls} if users else {}
+    takers = {call.call_sid: taken_by.answered_by(call.agent, book, current_user.id)
+              for call in awaiting.calls} if says_who else {}
     return {
         "awaiting": awaiting.calls, "awaiting_count": awaiting.count, "awaiting_yours": awaiting.yours,
         "awaiting_since": since, "awaiting_takers": takers,

@@ -111,7 +111,7 @@ def answered_on(endpoint: str | None, users: list[User]) -> str:
     """Who took the call (see taken_by), in a sentence; any number in its phone masked."""
     if not endpoint:
         return ""
-    named = [taken_by.name(user) for user in taken_by.takers(endpoint, users)]
+    named = [taken_by.name(user) for user in taken_by.takers(endpoint, taken_by.phone_book(users))]
     shown = taken_by.shown_endpoint(endpoint)
     if len(named) == 1:
         return f" Taken by {named[0]} ({shown})."

@@ -21,12 +21,18 @@ def own_endpoints(username: str, phone: str | None) -> list[str]:
     return sorted({f"client:{username}"} | ({phone.strip().lower()} if phone and phone.strip() else set()))
 
 
-def takers(endpoint: str | None, users: Iterable[User]) -> list[User]:
-    """The users `endpoint` is the phone of, by name; none for a phone nobody has."""
-    if not endpoint:
-        return []
-    rung = endpoint.strip().lower()
-    return sorted((user for user in users if rung in own_endpoints(user.username, user.phone)), key=name)
+def phone_book(users: Iterable[User]) -> dict[str, list[User]]:
+    """Each endpoint (lower case) that is some user's, and whose it is, by name."""
+    book: dict[str, list[User]] = {}
+    for user in users:
+        for endpoint in own_endpoints(user.username, user.phone):
+            book.setdefault(endpoint, []).append(user)
+    return {endpoint: sorted(found, key=name) for endpoint, found in book.items()}
+
+
+def takers(endpoint: str | None, book: dict[str, list[User]]) -> list[User]:
+    """The users `endpoint` is the phone of (`book`: phone_book), by name; none for a phone nobody has."""
+    return book.get(endpoint.strip().lower(), []) if endpoint else []
 
 
 def name(user: User) -> str:
@@ -43,12 +49,12 @@ def in_words(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def answered_by(endpoint: str | None, users: Iterable[User], me: int) -> str:
+def answered_by(endpoint: str | None, book: dict[str, list[User]], me: int) -> str:
     """Who took the call, for the agents' queue page: "You" for user `me` (first, if the phone is
     others' too), their names, or the phone, masked, that nobody has."""
     if not endpoint:
         return "Not known"
-    found = takers(endpoint, users)
+    found = takers(endpoint, book)
     if not found:
         return shown_endpoint(endpoint)
     names = (["You"] if any(user.id == me for user in found) else []) + [name(user) for user in found if user.id != me]
