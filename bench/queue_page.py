@@ -1,13 +1,15 @@
 """The agents' queue page with 5,000 open callbacks, and the deadline rule's speed.
 
 1. /queue (and /queue/items, what queue.js fetches) rendered through the Flask test client
-   for a signed-in agent, on a temporary SQLite database holding 5,000 open callbacks.
+   for a signed-in agent, on a temporary SQLite database holding 5,000 open callbacks and
+   1,000 answered calls awaiting an outcome (20 agents', each saying who answered it).
    Target: p95 < 150 ms. The page shows the first 200 by due time, with counts of all. Also
    /queue/items as queue.js asks for it once the page shows every list as it is (`have`): nothing changed.
 2. callback_deadline(...) on the business clock (config/helpdesk.toml's hours, England and
    Wales bank holidays) from random starts in 2026. Target: >= 100,000 calls/s.
 
-Run: .venv/bin/python bench/queue_page.py [--renders 50] [--callbacks 5000] [--deadlines 200000]
+Run: .venv/bin/python bench/queue_page.py [--renders 50] [--callbacks 5000] [--answered 1000]
+     [--deadlines 200000]
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from callbacks.deadlines import callback_deadline, due_at_for, explain  # noqa: 
 from helpdesk.app import create_app  # noqa: E402
 from helpdesk.config import load_settings  # noqa: E402
 from helpdesk.migrate import upgrade  # noqa: E402
-from helpdesk.models import Callback, Enquiry  # noqa: E402
+from helpdesk.models import Call, Callback, Enquiry  # noqa: E402
 from helpdesk.users import add_user  # noqa: E402
 
 PAGE_TARGET_MS = 150.0
@@ -66,6 +68,29 @@ def fill(app, settings, now: datetime, count: int) -> None:
     with app.extensions["helpdesk.db"].session() as session, session.begin():
         session.execute(insert(Enquiry), enquiries)
         session.execute(insert(Callback), callbacks)
+
+
+def fill_answered(app, now: datetime, count: int, first_id: int) -> None:
+    """`count` calls answered over the morning, awaiting an outcome, on 20 agents' phones (one of
+    them the bench agent's: every 20th call), each a user with a name (the list says who)."""
+    rng = random.Random(2000)
+    with app.extensions["helpdesk.db"].session() as session:
+        for n in range(1, 20):
+            add_user(session, f"agent.{n:02d}", PASSWORD, "agent", display_name=f"Agent {n:02d}", now=now,
+                     phone=f"+4477009001{n:02d}")
+    enquiries, calls = [], []
+    for n in range(first_id, first_id + count):
+        arrived = now - timedelta(minutes=rng.uniform(0, 120))
+        call_sid = f"CA{n:032x}"
+        enquiries.append({"id": n, "reference": f"HD-2026-{n:06d}", "channel": "phone", "opened_at": arrived,
+                          "call_sid": call_sid, "status": "open"})
+        calls.append({"id": n, "call_sid": call_sid, "arrived_at": arrived, "answered_at": arrived + timedelta(seconds=9),
+                      "answer_seconds": 9.0, "rings": 4, "outcome": "answered", "in_hours": True, "countable": True,
+                      "sla_result": "met", "caller_number": f"+4477009{n:05d}", "caller_type": "customer",
+                      "agent": "client:bench.agent" if n % 20 == 0 else f"+4477009001{n % 20:02d}", "enquiry_id": n})
+    with app.extensions["helpdesk.db"].session() as session, session.begin():
+        session.execute(insert(Enquiry), enquiries)
+        session.execute(insert(Call), calls)
 
 
 def signed_in_client(app):
@@ -140,6 +165,7 @@ def breakdown(settings, calls: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callbacks", type=int, default=5000)
+    parser.add_argument("--answered", type=int, default=1000, help="answered calls awaiting an outcome")
     parser.add_argument("--renders", type=int, default=50)
     parser.add_argument("--deadlines", type=int, default=200_000)
     args = parser.parse_args()
@@ -152,6 +178,7 @@ def main() -> None:
     now = datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)
     app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": lambda: now})
     fill(app, settings, now, args.callbacks)
+    fill_answered(app, now, args.answered, first_id=args.callbacks + 1)
     client = signed_in_client(app)
     page = client.get("/queue").get_data(as_text=True)
     # As each gunicorn worker does once the app is loaded (helpdesk/server.py, post_worker_init):
@@ -161,8 +188,10 @@ def main() -> None:
     shown = len(re.findall(r'<li class="queue-item', page))
     counts = re.search(r'data-open="(\d+)" data-overdue="(\d+)"\s+data-due-soon="(\d+)"', page).groups()
 
+    answered = len(re.findall(r'<tr id="call-CA', page))
     print(f"queue page: {args.callbacks} open callbacks in SQLite ({counts[0]} open, {counts[1]} overdue, "
-          f"{counts[2]} due soon); {shown} shown; page {len(page) / 1024:.0f} KiB; {args.renders} renders each")
+          f"{counts[2]} due soon); {shown} shown; {args.answered} answered calls awaiting an outcome, {answered} "
+          f"shown; page {len(page) / 1024:.0f} KiB; {args.renders} renders each")
     # What queue.js asks for once the page shows every list as it is: nothing changed.
     items = client.get("/queue/items").get_data(as_text=True)
     have = ",".join(f"{part}:{signature}" for part, signature in
