@@ -30,6 +30,7 @@ bp = Blueprint("agents", __name__)
 
 ROLES = QUEUE_ROLES  # admins always (User.has_role)
 SHOWN, MOST_SHOWN = 200, 2000
+AWAITING_SHOWN = 100  # answered calls awaiting an outcome
 POLL_SECONDS = 15
 MAX_NOTE = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab and line ends
@@ -104,7 +105,7 @@ def _waiting_context(now: datetime) -> dict:
     with a signature that changes when what its list says changes."""
     since = queue.awaiting_since(settings(), now)
     with database().session() as session:
-        awaiting = queue.awaiting_outcome(session, since,
+        awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
                                           yours=taken_by.own_endpoints(current_user.username, current_user.phone))
         # Who took each call; no column at all when no call says (calls reach agents through a queue).
         says_who = any(call.agent for call in awaiting.calls)

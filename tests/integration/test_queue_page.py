@@ -541,6 +541,28 @@ def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(
     assert "The one you answered comes first." in awaiting_caption(page)
 
 
+@pytest.mark.parametrize(("shown", "whose", "says"), [
+    (2, "alice", "open: 3, 2 shown: the one you answered first, then the newest."),
+    (2, "bob", "open: 3, newest 2 shown."),
+    (3, "bob", "open: 3."),
+])
+def test_the_caption_says_how_the_answered_calls_shown_were_chosen(app, client, clock, monkeypatch, shown, whose, says):
+    from callbacks import blueprint
+
+    add_agent(app, "alice", "Alice Agent")
+    add_agent(app, "bob", "Bob Agent", phone=None)
+    for n in range(3):
+        answer_a_call(client, clock, n, at(9, n), on=AGENT_PHONE if n == 0 else "client:agent-1")
+    clock.now = at(10)
+    monkeypatch.setattr(blueprint, "AWAITING_SHOWN", shown)
+    sign_in(client, whose, PASSWORD)
+
+    page = text_of(client.get("/queue"))
+
+    assert awaiting_caption(page) == f"Calls answered yesterday or today whose enquiry is still {says} Times are UK time."
+    assert len(awaiting_rows(page)) == shown
+
+
 def test_an_agents_own_calls_are_shown_however_many_newer_calls_wait(alice, client, clock, db_session):
     from callbacks import queue
     from helpdesk.pages.taken_by import own_endpoints
