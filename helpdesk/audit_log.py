@@ -176,14 +176,19 @@ def user_sign_ins(session: Session, user_id: int, limit: int = 10) -> list[Entry
         return [entry_words(entry, role) for entry, role in session.execute(query)]
 
 
-def entry_words(entry: AuditEntry, role: str | None) -> Entry:
+def user_and_role(entry: AuditEntry, role_now: str | None) -> str:
+    """"dana (DWP auditor)": the user who acted and their role then; for an entry written before
+    the role was recorded (0.19.0), "(now Manager)", the role they have now."""
     from helpdesk.pages.format import role_label
 
+    return (f"{entry.actor} ({role_label(entry.actor_role)})" if entry.actor_role
+            else f"{entry.actor} (now {role_label(role_now)})" if role_now else entry.actor)
+
+
+def entry_words(entry: AuditEntry, role: str | None) -> Entry:
     detail = _detail(entry.detail)
     if entry.user_id is not None:  # signed in to the pages, or named with --user on the server
-        # Their role then; for an entry written before it was recorded (0.19.0), the one they have now.
-        by = (f"{entry.actor} ({role_label(entry.actor_role)})" if entry.actor_role
-              else f"{entry.actor} (now {role_label(role)})" if role else entry.actor)
+        by = user_and_role(entry, role)
     elif detail.get("via") == "command line":  # `helpdesk users`, by the system user who ran it
         by = f"{entry.actor}, on the server"
     else:  # the scheduler, or an upgrade (migration 0010)

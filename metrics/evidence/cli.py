@@ -121,6 +121,7 @@ def exports_command(digest: str | None, limit: int) -> None:
     """
     from sqlalchemy import select
 
+    from helpdesk.audit_log import user_and_role
     from helpdesk.clock import LONDON
     from helpdesk.models import AuditEntry, User
     from metrics.evidence.pack import ACTION
@@ -150,10 +151,7 @@ def exports_command(digest: str | None, limit: int) -> None:
         shown += 1
         notes = "with notes" if detail.get("notes_included") else "no notes"
         via = f"token “{detail.get('token', '?')}”" if detail.get("via") == "token" else detail.get("via", "?")
-        # Their role then (from 0.19.0), else the one they have now.
-        who = (f"{entry.actor} ({entry.actor_role})" if entry.actor_role
-               else f"{entry.actor} (now {role})" if role else entry.actor)
-        click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M}  {who}  {detail.get('first_day', '?')} to "
+        click.echo(f"{entry.at.astimezone(LONDON):%Y-%m-%d %H:%M}  {user_and_role(entry, role)}  {detail.get('first_day', '?')} to "
                    f"{detail.get('last_day', '?')}  {detail.get('redaction', '?')}, {notes}  {via}  "
                    f"{detail.get('manifest_sha256', '?')}")
     if digest is not None and not shown:

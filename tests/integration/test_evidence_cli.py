@@ -87,8 +87,8 @@ def test_exports_lists_the_packs_made_and_finds_one_by_its_manifest(desk, tmp_pa
     listing = run(env, "exports")
     assert listing.exit_code == 0, listing.output
     newest, oldest = listing.output.strip().splitlines()
-    assert "root-admin (admin)  2026-11-24 to 2026-11-24  none, with notes  cli  " + made["root-admin"] in newest
-    assert "dana (auditor)  2026-11-23 to 2026-11-24  masked, no notes  cli  " + made["dana"] in oldest
+    assert "root-admin (Administrator)  2026-11-24 to 2026-11-24  none, with notes  cli  " + made["root-admin"] in newest
+    assert "dana (DWP auditor)  2026-11-23 to 2026-11-24  masked, no notes  cli  " + made["dana"] in oldest
     assert run(env, "exports", "--limit", "1").output.strip() == newest
     with database.session() as session:
         set_role(session, "dana", "manager")
