@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, false, func, select, true
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
@@ -20,17 +20,17 @@ from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES,
                                    span_words, summary_of, when)
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
-from helpdesk.clock import local
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
+from callbacks.awaiting import LAST_OPENING_WITHIN, awaiting, awaiting_since
 from helpdesk.models.call import never_reached
-from helpdesk.pages.calls import day_bounds
 from helpdesk.settings import Settings
 
 # Also for those who import them from here (the page's templates too, through this module).
 __all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "LAST_OPENING_WITHIN",
-           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling",
-           "awaiting_outcome", "awaiting_since", "callback_to_dial", "notice_text", "open_callbacks", "owed_to",
-           "recent_notices", "reference_of", "signature", "span_words", "summary_of", "when"]
+           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice",
+           "Sibling", "awaiting_outcome", "awaiting_since", "callback_to_dial",
+           "notice_text", "open_callbacks", "owed_to", "recent_notices", "reference_of", "signature",
+           "span_words", "summary_of", "when"]
 
 NOTICES_SINCE = timedelta(hours=24)
 
@@ -232,20 +232,6 @@ def recent_notices(session: Session, settings: Settings, now: datetime,
             for kind, recorded_at, reference, result, clock, due_at in rows], int(total)
 
 
-# How far back to look for the last opening day before today (a long closure, such as Christmas).
-LAST_OPENING_WITHIN = timedelta(days=31)
-
-
-def awaiting_since(settings: Settings, now: datetime) -> date:
-    """The first UK day whose answered calls are still awaiting an outcome on the page: the last
-    day before today the desk was open, so a call answered just before closing (or midnight)
-    stays until an agent says what became of it; today when the desk has not opened for a month."""
-    today = local(now).date()
-    start, _ = day_bounds(today)
-    opened = settings.calendar.open_intervals(start - LAST_OPENING_WITHIN, start)
-    return local(opened[-1][0]).date() if opened else today
-
-
 @dataclass(frozen=True)
 class Awaiting:
     """Answered calls awaiting an outcome: those shown (the user's own first), how many there are,
@@ -260,16 +246,12 @@ def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Seq
     concluded or turned into a callback yet: newest first, but first those answered on one of
     `yours` (a user's endpoints, lower case: helpdesk.pages.taken_by.own_endpoints), so an agent
     finds their own calls at the top however many others are waiting."""
-    start, _ = day_bounds(since)
-    conditions = (Call.arrived_at >= start, Call.outcome == "answered", Enquiry.status == "open")
     is_yours = func.lower(Call.agent).in_(list(yours)) if yours else false()
     with session.begin():
         count, yours_count = session.execute(
-            select(func.count(Call.id), func.count(case((is_yours, Call.id))))
-            .join(Enquiry, Enquiry.id == Call.enquiry_id).where(*conditions)).one()
+            awaiting(select(func.count(Call.id), func.count(case((is_yours, Call.id)))), since)).one()
         calls = list(session.scalars(
-            select(Call).join(Enquiry, Enquiry.id == Call.enquiry_id).options(joinedload(Call.enquiry))
-            .where(*conditions)
+            awaiting(select(Call), since).options(contains_eager(Call.enquiry))
             .order_by(case((is_yours, 0), else_=1), Call.arrived_at.desc(), Call.id.desc()).limit(limit)))
     return Awaiting(calls, int(count or 0), int(yours_count or 0))
 

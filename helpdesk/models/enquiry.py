@@ -12,6 +12,9 @@ from helpdesk.models.base import Base, UTCDateTime
 # The condition of the partial index ix_enquiries_open_email (migration 0013): the email
 # enquiries on the agents' page, a few among every enquiry ever opened.
 OPEN_EMAIL = "channel = 'email' AND status = 'open'"
+# The condition of the partial index ix_enquiries_open_phone (migration 0023): the answered
+# calls awaiting an outcome (callbacks.awaiting), and calls whose outcome was never recorded.
+OPEN_PHONE = "channel = 'phone' AND status = 'open'"
 
 
 class Enquiry(Base):
@@ -19,6 +22,7 @@ class Enquiry(Base):
     __table_args__ = (
         Index("ix_enquiries_open_email", "opened_at", "id", sqlite_where=text(OPEN_EMAIL),
               postgresql_where=text(OPEN_EMAIL)),
+        Index("ix_enquiries_open_phone", "opened_at", sqlite_where=text(OPEN_PHONE), postgresql_where=text(OPEN_PHONE)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

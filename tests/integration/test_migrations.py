@@ -197,6 +197,7 @@ def test_three_upgrades_at_once_on_an_empty_postgresql_database_take_turns_and_a
 def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migrated_url):
     # Revision 0013: among a long history, the open email enquiries and the callbacks the sweep
     # looks at are read through partial indexes, not by reading every row ever stored.
+    from callbacks.awaiting import awaiting
     from callbacks.email.waiting import open_email_enquiries
     from callbacks.queue import owed_to
     from callbacks.sweep import may_need_a_notice
@@ -209,8 +210,14 @@ def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migra
             rows = 5000
             connection.execute(insert(Enquiry.__table__), [
                 {"id": n, "reference": f"HD-2026-{n:06d}", "channel": "email" if n % 4 == 0 else "phone",
-                 "opened_at": start + timedelta(minutes=n), "status": "open" if n > rows - 20 else "closed"}
+                 "opened_at": start + timedelta(minutes=n), "status": "open" if n > rows - 20 else "closed",
+                 "call_sid": f"CA{n:032x}" if n % 4 else None}
                 for n in range(1, rows + 1)])
+            # Revision 0023: the open phone enquiries' calls, answered (awaiting an outcome) or not.
+            connection.execute(insert(Call.__table__), [
+                {"id": n, "call_sid": f"CA{n:032x}", "arrived_at": start + timedelta(minutes=n),
+                 "outcome": "answered" if n % 3 else "abandoned", "enquiry_id": n}
+                for n in range(1, rows + 1) if n % 4])
             connection.execute(insert(Callback.__table__), [
                 {"id": n, "contact_key": f"call:CA{n}", "enquiry_id": n, "reason": "abandoned",
                  "caller_type": "customer", "owed_from": start + timedelta(minutes=n),
@@ -221,12 +228,17 @@ def test_the_open_rows_indexes_are_what_the_agents_page_and_the_sweep_read(migra
             if dialect_name(connection) == "postgresql":
                 connection.exec_driver_sql("ANALYZE enquiries")
                 connection.exec_driver_sql("ANALYZE callbacks")
+        awaiting_since_then = (start + timedelta(minutes=rows)).date()
         queries = {"ix_enquiries_open_email": select(func.count(Enquiry.id)).where(*open_email_enquiries()),
+                   "ix_enquiries_open_phone": awaiting(select(func.count(Call.id)), awaiting_since_then),
                    "ix_callbacks_undecided": select(Callback.id).where(may_need_a_notice()),
                    # Revision 0015: the agents' page looks up the numbers it shows among the open callbacks.
                    "ix_callbacks_status_number": owed_to({"+447700900999", "+447700900998"})}
         with engine.connect() as connection:
             assert connection.execute(queries["ix_enquiries_open_email"]).scalar() == 5
+            # The open phone enquiries (the last 20, less every 4th, an email), answered (not every 3rd).
+            assert connection.execute(queries["ix_enquiries_open_phone"]).scalar() == len(
+                [n for n in range(rows - 19, rows + 1) if n % 4 and n % 3]) == 10
             assert len(connection.execute(queries["ix_callbacks_undecided"]).all()) == 10 + 99  # open; breached, no notice
             assert sorted(row.id for row in connection.execute(queries["ix_callbacks_status_number"])) == [4998, 4999]
             explain = ("EXPLAIN QUERY PLAN " if dialect_name(connection) == "sqlite" else "EXPLAIN ")

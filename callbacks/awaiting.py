@@ -1,0 +1,46 @@
+"""Answered calls awaiting an outcome: calls a person answered whose enquiry nobody has yet said
+was concluded on the call or needs a callback. The agents' page lists them (callbacks.queue), and
+/metrics counts them (metrics.compliance): one definition for both.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Select, text
+
+from helpdesk.clock import local
+from helpdesk.models import Call, Enquiry
+from helpdesk.settings import Settings
+from metrics.periods import uk_midnight
+
+# How far back to look for the last opening day before today (a long closure, such as Christmas).
+LAST_OPENING_WITHIN = timedelta(days=31)
+# A phone enquiry is opened at its call's arrival as first worked out; a correction moves the
+# arrival by minutes. This margin keeps such a call in, and the index's range small.
+OPENED_MARGIN = timedelta(days=1)
+# helpdesk.models.enquiry.OPEN_PHONE, qualified: the call is joined.
+OPEN_PHONE_ENQUIRY = "enquiries.channel = 'phone' AND enquiries.status = 'open'"
+
+
+def awaiting_since(settings: Settings, now: datetime) -> date:
+    """The first UK day whose answered calls are still awaiting an outcome on the page: the last
+    day before today the desk was open, so a call answered just before closing (or midnight)
+    stays until an agent says what became of it; today when the desk has not opened for a month."""
+    today = local(now).date()
+    start = uk_midnight(today)
+    opened = settings.calendar.open_intervals(start - LAST_OPENING_WITHIN, start)
+    return local(opened[-1][0]).date() if opened else today
+
+
+def awaiting(query: Select, since: date) -> Select:
+    """`query`, over calls, narrowed to the answered calls since the UK day `since` whose enquiry
+    nobody has concluded or turned into a callback yet.
+
+    Read from the open phone enquiries (the partial index ix_enquiries_open_phone, its condition
+    written out so that SQLite and PostgreSQL see it matches), a few among all, and each one's
+    call by its SID: at every /metrics scrape, not the last two days' calls (thousands) each
+    looking up its enquiry, or every open enquiry, email ones included, hashed."""
+    start = uk_midnight(since)
+    return (query.join(Enquiry, (Enquiry.call_sid == Call.call_sid) & (Enquiry.id == Call.enquiry_id))
+            .where(text(OPEN_PHONE_ENQUIRY), Enquiry.opened_at >= start - OPENED_MARGIN,
+                   Call.arrived_at >= start, Call.outcome == "answered"))
