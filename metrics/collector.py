@@ -191,6 +191,14 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
                             "Calls not answered and with no ending two hours after they arrived: Twilio's last "
                             "webhooks for them never came, and its REST API has not said how they ended.",
                             value=snapshot.live.calls_unfinished)
+    yield GaugeMetricFamily("helpdesk_calls_awaiting_outcome",
+                            "Answered calls on the agents' page whose enquiry has no outcome yet (concluded on "
+                            "the call, or callback needed).",
+                            value=snapshot.live.calls_awaiting_outcome)
+    yield GaugeMetricFamily("helpdesk_call_awaiting_outcome_oldest_seconds",
+                            "Seconds since the earliest-ended of the answered calls awaiting an outcome ended "
+                            "(0 when none has ended).",
+                            value=snapshot.live.oldest_awaiting_outcome_seconds)
     buckets = [(floatToGoString(bound), count) for bound, count in zip(counts.answer_bounds, counts.answer_cumulative)]
     buckets.append(("+Inf", counts.answer_cumulative[-1]))
     yield HistogramMetricFamily("helpdesk_call_answer_seconds",

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import breach_unrecorded, due_soon_condition
+from callbacks.awaiting import awaiting, awaiting_since
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
 from helpdesk.settings import Settings
@@ -214,6 +215,11 @@ class LiveFigures:
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
     calls_unfinished: int  # not answered and with no ending UNFINISHED_AFTER after they arrived
+    # Answered calls on the agents' page whose enquiry has no outcome yet (callbacks.queue), and
+    # how long ago the earliest of them to end ended (0 when none has): a callback needed is owed
+    # from the call's arrival, so an outcome not recorded eats into its three hours.
+    calls_awaiting_outcome: int
+    oldest_awaiting_outcome_seconds: float
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
@@ -240,6 +246,13 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
         ).select_from(ack).where(ack.status.in_(("pending", "failed")))).one()
         calls_unfinished = session.scalar(select(func.count()).select_from(Call).where(
             unfinished(), Call.arrived_at < now - UNFINISHED_AFTER))
-    oldest_age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
-    return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), oldest_age,
-                       int(unacknowledged), int(unacknowledged_overdue or 0), int(calls_unfinished))
+        awaiting_count, first_ended = session.execute(awaiting(
+            select(func.count(Call.id), func.min(Call.ended_at)), awaiting_since(settings, now))).one()
+    return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), _age(now, oldest),
+                       int(unacknowledged), int(unacknowledged_overdue or 0), int(calls_unfinished),
+                       int(awaiting_count), _age(now, first_ended))
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    """Seconds from `since` to `now`; 0 for none, or for one in the future."""
+    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0

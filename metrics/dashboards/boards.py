@@ -63,6 +63,10 @@ def percent_fields(target_ratio: float) -> dict:
                         decimals=1)
 
 
+# When an answered call's wait for an outcome turns red: the alert HelpdeskCallOutcomesNotRecorded's 30 minutes.
+OUTCOME_LATE_SECONDS = 30 * 60
+
+
 def count_fields(bad_from: int | None = None, colour: str = RED) -> dict:
     """Whole numbers; coloured from `bad_from` upwards when any is a problem."""
     steps = thresholds((0, GREEN), (bad_from, colour)) if bad_from is not None else thresholds((0, BLUE))
@@ -245,6 +249,19 @@ def callbacks_email_dashboard() -> dict:
                     [target("max(helpdesk_callback_oldest_open_age_seconds)", "Oldest", instant=True)],
                     field_config("dtdurations", steps=thresholds((0, BLUE)))),
                width=4, height=4)
+
+    # An answered call's enquiry not concluded is owed a callback from the call's arrival, but
+    # only once an agent says so: a call left without an outcome eats into those three hours.
+    layout.row("Answered calls awaiting an outcome")
+    layout.add(stat("Awaiting an outcome", [target("max(helpdesk_calls_awaiting_outcome)", "Awaiting",
+                                                   instant=True)], count_fields()), width=6, height=4)
+    layout.add(stat("Longest wait since a call ended",
+                    [target("max(helpdesk_call_awaiting_outcome_oldest_seconds)", "Longest", instant=True)],
+                    field_config("dtdurations", steps=thresholds((0, GREEN), (OUTCOME_LATE_SECONDS / 3, AMBER),
+                                                                 (OUTCOME_LATE_SECONDS, RED)))),
+               width=6, height=4)
+    layout.add(time_series("Answered calls awaiting an outcome", [
+        target("max(helpdesk_calls_awaiting_outcome)", "Awaiting an outcome")], count_fields()), width=12, height=4)
 
     layout.row("Callbacks over time")
     layout.add(time_series("Callbacks open, due soon and overdue", [

@@ -98,6 +98,33 @@ def test_with_no_call_ever_answered_there_is_no_last_answered_timestamp(client):
     assert value(samples, "helpdesk_call_answer_seconds_count") == 0
 
 
+def test_answered_calls_awaiting_an_outcome_and_how_long_the_first_to_end_has_waited(app, client, clock, settings):
+    from tests.integration.test_queue_page import PASSWORD, act, add_agent, answer_a_call, at, sid
+    from tests.integration.test_users_and_login import sign_in
+
+    add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    answer_a_call(client, clock, 1, at(9, 0))  # each ends 90 s after it arrived
+    answer_a_call(client, clock, 2, at(9, 30))
+    answer_a_call(client, clock, 3, at(9, 50))
+    clock.now = at(9, 55)
+    act(client, f"/queue/calls/{sid(2)}/concluded")
+    clock.now = at(10, 0)
+
+    samples = scrape(client)
+    assert value(samples, "helpdesk_calls_awaiting_outcome") == 2  # 1 and 3; 2 was concluded
+    assert value(samples, "helpdesk_call_awaiting_outcome_oldest_seconds") == 58.5 * 60  # 1 ended at 09:01:30
+    with app.extensions["helpdesk.db"].session() as session:
+        live = live_figures(session, settings, clock())
+    assert (live.calls_awaiting_outcome, live.oldest_awaiting_outcome_seconds) == (2, 58.5 * 60)
+
+    act(client, f"/queue/calls/{sid(1)}/callback", number="07700 900123", note="Wants the grants team")
+    act(client, f"/queue/calls/{sid(3)}/concluded")
+    samples = scrape(client)
+    assert value(samples, "helpdesk_calls_awaiting_outcome") == 0
+    assert value(samples, "helpdesk_call_awaiting_outcome_oldest_seconds") == 0
+
+
 def test_callback_and_email_series_equal_the_live_figures(app, client, clock, settings):
     database = app.extensions["helpdesk.db"]
     now = clock()
