@@ -14,9 +14,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
+from callbacks.awaiting import awaiting, awaiting_since
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import breach_unrecorded, due_soon_condition
-from callbacks.awaiting import awaiting, awaiting_since
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
 from helpdesk.settings import Settings
@@ -215,7 +215,7 @@ class LiveFigures:
     emails_unacknowledged: int
     emails_unacknowledged_overdue: int
     calls_unfinished: int  # not answered and with no ending UNFINISHED_AFTER after they arrived
-    # Answered calls on the agents' page whose enquiry has no outcome yet (callbacks.queue), and
+    # Answered calls on the agents' page whose enquiry has no outcome yet (callbacks.awaiting), and
     # how long ago the earliest of them to end ended (0 when none has): a callback needed is owed
     # from the call's arrival, so an outcome not recorded eats into its three hours.
     calls_awaiting_outcome: int
@@ -223,7 +223,8 @@ class LiveFigures:
 
 
 def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
-    """Open callbacks (due soon, overdue, oldest), unacknowledged emails and unfinished calls at `now`.
+    """Open callbacks (due soon, overdue, oldest), unacknowledged emails, unfinished calls and
+    answered calls awaiting an outcome at `now`.
 
     Due soon counts only callbacks whose first attempt is still owed (not met), the same as
     the agents' queue page. Overdue counts those past due that nobody has attempted yet: the
