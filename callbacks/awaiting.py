@@ -10,6 +10,7 @@ from sqlalchemy import Select, text
 
 from helpdesk.clock import local
 from helpdesk.models import Call, Enquiry
+from helpdesk.models.enquiry import OPEN_PHONE
 from helpdesk.settings import Settings
 from metrics.periods import uk_midnight
 
@@ -18,8 +19,6 @@ LAST_OPENING_WITHIN = timedelta(days=31)
 # A phone enquiry is opened at its call's arrival as first worked out; a correction moves the
 # arrival by minutes. This margin keeps such a call in, and the index's range small.
 OPENED_MARGIN = timedelta(days=1)
-# helpdesk.models.enquiry.OPEN_PHONE, qualified: the call is joined.
-OPEN_PHONE_ENQUIRY = "enquiries.channel = 'phone' AND enquiries.status = 'open'"
 
 
 def awaiting_since(settings: Settings, now: datetime) -> date:
@@ -36,11 +35,12 @@ def awaiting(query: Select, since: date) -> Select:
     """`query`, over calls, narrowed to the answered calls since the UK day `since` whose enquiry
     nobody has concluded or turned into a callback yet.
 
-    Read from the open phone enquiries (the partial index ix_enquiries_open_phone, its condition
-    written out so that SQLite and PostgreSQL see it matches), a few among all, and each one's
-    call by its SID: at every /metrics scrape, not the last two days' calls (thousands) each
-    looking up its enquiry, or every open enquiry, email ones included, hashed."""
+    Read from the open phone enquiries, a few among all, through the partial index
+    ix_enquiries_open_phone (its condition as the index's own SQL text, so that SQLite sees it
+    matches, which a bound parameter would not; calls have no columns of those names), and each
+    one's call by its SID: at every /metrics scrape, not the last two days' calls (thousands)
+    each looking up its enquiry, or every open enquiry, email ones included, hashed."""
     start = uk_midnight(since)
     return (query.join(Enquiry, (Enquiry.call_sid == Call.call_sid) & (Enquiry.id == Call.enquiry_id))
-            .where(text(OPEN_PHONE_ENQUIRY), Enquiry.opened_at >= start - OPENED_MARGIN,
+            .where(text(OPEN_PHONE), Enquiry.opened_at >= start - OPENED_MARGIN,
                    Call.arrived_at >= start, Call.outcome == "answered"))
