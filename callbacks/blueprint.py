@@ -17,6 +17,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from callbacks import owed, queue
+from callbacks.awaiting import awaiting_since
 from callbacks.email import waiting
 from helpdesk.clock import local
 from helpdesk.models import User
@@ -103,7 +104,7 @@ def _render_queue(said: dict | None) -> str:
 def _waiting_context(now: datetime) -> dict:
     """The answered calls awaiting an outcome and the email enquiries awaiting a response, each
     with a signature that changes when what its list says changes."""
-    since = queue.awaiting_since(settings(), now)
+    since = awaiting_since(settings(), now)
     with database().session() as session:
         awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
                                           yours=taken_by.own_endpoints(current_user.username, current_user.phone))

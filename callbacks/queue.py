@@ -21,14 +21,14 @@ from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES,
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
-from callbacks.awaiting import LAST_OPENING_WITHIN, awaiting, awaiting_since
+from callbacks.awaiting import awaiting
 from helpdesk.models.call import never_reached
 from helpdesk.settings import Settings
 
 # Also for those who import them from here (the page's templates too, through this module).
-__all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "LAST_OPENING_WITHIN",
+__all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS",
            "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice",
-           "Sibling", "awaiting_outcome", "awaiting_since", "callback_to_dial",
+           "Sibling", "awaiting_outcome", "callback_to_dial",
            "notice_text", "open_callbacks", "owed_to", "recent_notices", "reference_of", "signature",
            "span_words", "summary_of", "when"]
 
@@ -242,7 +242,7 @@ class Awaiting:
 
 
 def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Sequence[str] = ()) -> Awaiting:
-    """Answered calls since the UK day `since` (see `awaiting_since`) whose enquiry nobody has
+    """Answered calls since the UK day `since` (see callbacks.awaiting.awaiting_since) whose enquiry nobody has
     concluded or turned into a callback yet: newest first, but first those answered on one of
     `yours` (a user's endpoints, lower case: helpdesk.pages.taken_by.own_endpoints), so an agent
     finds their own calls at the top however many others are waiting."""
