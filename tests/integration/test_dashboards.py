@@ -211,7 +211,8 @@ def test_the_required_views_are_all_there():
     assert {"Calls per hour, by outcome", "Answered calls, by the ring they were answered in",
             "Answer time through the day (seconds)"} <= titles["Help desk: calls"]
     assert {"Open", "Due soon", "Due soon, not claimed", "Overdue", "Oldest open callback, since its contact", "Emails received",
-            "Acknowledged in time", "Acknowledged late", "Waiting for acknowledgement"} <= titles[
+            "Acknowledged in time", "Acknowledged late", "Waiting for acknowledgement", "Awaiting an outcome",
+            "Longest wait since a call ended", "Answered calls awaiting an outcome"} <= titles[
         "Help desk: callbacks and email"]
     assert {"Calls not answered within 10 rings, per hour", "Callbacks breached, per hour",
             "Emails acknowledged late, per hour", "Webhooks not stored yet",
