@@ -31,9 +31,10 @@ def awaiting_since(settings: Settings, now: datetime) -> date:
     return local(opened[-1][0]).date() if opened else today
 
 
-def awaiting(query: Select, since: date) -> Select:
-    """`query`, over calls, narrowed to the answered calls since the UK day `since` whose enquiry
-    nobody has concluded or turned into a callback yet.
+def awaiting(query: Select, since: date, until: date | None = None) -> Select:
+    """`query`, over calls, narrowed to the answered calls since the UK day `since` (and before
+    the UK day `until`, if given) whose enquiry nobody has concluded or turned into a callback
+    yet: for a day before the agents' page's, the calls whose outcome was never recorded.
 
     Read from the open phone enquiries, a few among all, through the partial index
     ix_enquiries_open_phone (its condition as the index's own SQL text, so that SQLite sees it
@@ -41,6 +42,10 @@ def awaiting(query: Select, since: date) -> Select:
     one's call by its SID: at every /metrics scrape, not the last two days' calls (thousands)
     each looking up its enquiry, or every open enquiry, email ones included, hashed."""
     start = uk_midnight(since)
-    return (query.join(Enquiry, (Enquiry.call_sid == Call.call_sid) & (Enquiry.id == Call.enquiry_id))
-            .where(text(OPEN_PHONE), Enquiry.opened_at >= start - OPENED_MARGIN,
-                   Call.arrived_at >= start, Call.outcome == "answered"))
+    query = (query.join(Enquiry, (Enquiry.call_sid == Call.call_sid) & (Enquiry.id == Call.enquiry_id))
+             .where(text(OPEN_PHONE), Enquiry.opened_at >= start - OPENED_MARGIN,
+                    Call.arrived_at >= start, Call.outcome == "answered"))
+    if until is None:
+        return query
+    end = uk_midnight(until)
+    return query.where(Enquiry.opened_at < end + OPENED_MARGIN, Call.arrived_at < end)

@@ -6,9 +6,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from callbacks.awaiting import awaiting
 from helpdesk.models import Call
 from helpdesk.models.call import never_reached
 from helpdesk.restore import overlapping, windows
@@ -37,6 +38,9 @@ class DaySummary:
     unheard_spells: tuple[Spell, ...] = ()
     # Windows a restore of the database lost that overlap the day (helpdesk db after-restore).
     lost: tuple[tuple[datetime, datetime], ...] = ()
+    # Answered calls whose enquiry no agent has said was concluded on the call or needs a
+    # callback (callbacks.awaiting): on the agents' page, or, for an earlier day, never recorded.
+    no_outcome: int = 0
 
 
 def spells(unheard: list[datetime], heard: list[datetime]) -> tuple[Spell, ...]:
@@ -93,8 +97,9 @@ def day_summary(session: Session, day: date, settings: Settings, now: datetime) 
             .where(Call.arrived_at > unheard[0], Call.arrived_at < unheard[-1], ~never_reached())
             .order_by(Call.arrived_at))) if len(unheard) > 1 else []
         lost = overlapping(windows(session), start, end)
+        no_outcome = session.scalar(awaiting(select(func.count(Call.id)), day, day + timedelta(days=1)))
     return DaySummary(int(offered or 0), answer.countable, answer.met, answer.breached, len(unheard),
-                      spells(unheard, heard), tuple(lost))
+                      spells(unheard, heard), tuple(lost), int(no_outcome or 0))
 
 
 def calls_page(
@@ -106,11 +111,13 @@ def calls_page(
     outcome: str | None = None,
     result: str | None = None,
     unheard: bool = False,
+    no_outcome: bool = False,
     page: int = 1,
     per_page: int = 200,
 ) -> CallsPage:
-    """One page of `day`'s calls, newest first, optionally only one outcome or SLA result, or
-    only the calls that never reached the app (`unheard`)."""
+    """One page of `day`'s calls, newest first, optionally only one outcome or SLA result, only
+    the calls that never reached the app (`unheard`), or only the answered calls with no outcome
+    recorded (`no_outcome`)."""
     start, end = day_bounds(day)
     conditions = [Call.arrived_at >= start, Call.arrived_at < end]
     if outcome:
@@ -120,17 +127,22 @@ def calls_page(
         conditions.append(Call.sla_result == result)
     if unheard:
         conditions.append(never_reached())
+
+    def narrowed(query: Select) -> Select:
+        query = query.where(*conditions)
+        return awaiting(query, day, day + timedelta(days=1)) if no_outcome else query
+
     summary = day_summary(session, day, settings, now)
     with session.begin():
-        matching = session.scalar(select(func.count(Call.id)).where(*conditions)) or 0
+        matching = session.scalar(narrowed(select(func.count(Call.id)))) or 0
         pages = max(1, math.ceil(matching / per_page))
         # A page past the last has no calls: not asked for, as its offset may be too large for
         # the database's integers (page 10**17 was a 500).
         calls = [] if page > pages else list(
             session.scalars(
-                select(Call)
-                .options(joinedload(Call.enquiry))
-                .where(*conditions)
+                # With no_outcome, the enquiry is joined already: a second join would make the
+                # index's condition, in its own unqualified words, ambiguous.
+                narrowed(select(Call)).options(contains_eager(Call.enquiry) if no_outcome else joinedload(Call.enquiry))
                 .order_by(Call.arrived_at.desc(), Call.id.desc())
                 .limit(per_page)
                 .offset((page - 1) * per_page)

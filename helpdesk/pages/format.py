@@ -26,6 +26,10 @@ OUTCOMES = {
 CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
 SLA_RESULTS = {"met": "Met", "breached": "Breached"}
 REACHED = {"no": "Never reached the help desk"}
+RECORDED = {"no": "Answered, no outcome recorded"}
+# What an agent recorded of an answered call's enquiry, by the enquiry's status.
+ENQUIRY_OUTCOMES = {"open": "No outcome recorded", "concluded": "Concluded on the call",
+                    "callback_owed": "Callback needed"}
 
 
 def mask_number(number: str | None) -> str:
@@ -52,6 +56,14 @@ def outcome_label(outcome: str | None) -> str:
     if not outcome:
         return "Unknown"
     return OUTCOMES.get(outcome, outcome.replace("_", " ").capitalize())
+
+
+def enquiry_outcome(call_outcome: str | None, enquiry_status: str | None) -> str:
+    """What an agent recorded of an answered call's enquiry; "" for any other call (a missed
+    call's callback is owed by the help desk itself, with no agent's word)."""
+    if call_outcome != "answered" or enquiry_status is None:
+        return ""
+    return ENQUIRY_OUTCOMES.get(enquiry_status, "")
 
 
 def caller_type_label(caller_type: str | None) -> str:

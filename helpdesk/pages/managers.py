@@ -6,9 +6,13 @@ from datetime import date, timedelta
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
+from callbacks.awaiting import awaiting_since
 from helpdesk.clock import day_problem, iso_day, local
+from helpdesk.models import User
 from helpdesk.pages import format as fmt
+from helpdesk.pages import taken_by
 from helpdesk.pages.access import role_required
 from helpdesk.pages.calls import calls_page, has_clock_change
 from helpdesk.pages.enquiry import enquiry_story, normal_reference
@@ -48,6 +52,13 @@ def _reached(value: str | None) -> str | None:
     return value or None
 
 
+def _recorded(value: str | None) -> str | None:
+    if value and value not in fmt.RECORDED:
+        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use recorded=no for the answered calls with no "
+                       "outcome recorded, or leave it out for every call.")
+    return value or None
+
+
 def _page(text: str | None) -> int:
     if not text:
         return 1
@@ -67,6 +78,7 @@ def calls():
         outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
         result = _choice(args.get("result"), fmt.SLA_RESULTS, "a result")
         reached = _reached(args.get("reached"))
+        recorded = _recorded(args.get("recorded"))
         page = _page(args.get("page"))
     except BadQuery as problem:
         if day and args.get("day"):  # the day asked for was a day: only a filter was wrong
@@ -78,14 +90,21 @@ def calls():
                                back_href=back_href, back_label=back_label), 400
 
     per_page = int(current_app.config.get("CALLS_PER_PAGE", PER_PAGE))
+    now = clock()
     with database().session() as session:
-        listing = calls_page(session, day, settings=settings(), now=clock(), outcome=outcome, result=result,
-                             unheard=reached == "no", page=page, per_page=per_page)
+        listing = calls_page(session, day, settings=settings(), now=now, outcome=outcome, result=result,
+                             unheard=reached == "no", no_outcome=recorded == "no", page=page, per_page=per_page)
+        # Who took each call; no column when no call listed says (calls reach agents through a queue).
+        says_who = any(call.agent for call in listing.calls)
+        with session.begin():
+            book = taken_by.phone_book(session.scalars(select(User))) if says_who else {}
     if page > listing.pages:
         message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."
         return render_template("error.html", title="Page not found", message=message), 404
 
-    filters = {"outcome": outcome, "result": result, "reached": reached}
+    filters = {"outcome": outcome, "result": result, "reached": reached, "recorded": recorded}
+    takers = {call.call_sid: taken_by.answered_by(call.agent, book, current_user.id)
+              for call in listing.calls if call.outcome == "answered"} if says_who else None
 
     def link(**changes) -> str:
         params = {"day": day.isoformat(), **filters, **changes}
@@ -105,7 +124,11 @@ def calls():
         next_day=link(day=(day + timedelta(days=1)).isoformat(), page=None),
         previous_page=link(page=page - 1) if page > 1 else None,
         next_page=link(page=page + 1) if page < listing.pages else None,
-        never_reached_link=link(outcome=None, result=None, reached="no", page=None),
+        never_reached_link=link(outcome=None, result=None, reached="no", recorded=None, page=None),
+        no_outcome_link=link(outcome=None, result=None, reached=None, recorded="no", page=None),
+        takers=takers,
+        # The day's calls awaiting an outcome are still on the agents' page (callbacks.awaiting).
+        on_agents_page=day >= awaiting_since(settings(), now),
     )
 
 

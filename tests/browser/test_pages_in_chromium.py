@@ -262,6 +262,9 @@ def test_axe_core_finds_nothing_serious_or_critical_on_the_calls_page(page, live
     sign_in(page, live_app.manager)
     page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
     assert page.locator("table.calls tbody tr").count() > 0, "the page should show the simulated calls"
+    # What is new in 0.25.0 is on the page axe checks: who answered, and the agents' word (none yet).
+    assert page.locator("table.calls th", has_text="Answered by").count() == 1
+    assert page.locator("#no-outcome").count() == 1 and page.locator(".enquiry-outcome-open").count() > 0
     _check_with_axe(page, "/calls")
 
 

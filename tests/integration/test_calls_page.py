@@ -20,18 +20,19 @@ def utc(*args) -> datetime:
 def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answered", answer_seconds: float | None = None,
              countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
              caller_type: str = "customer", in_hours: bool = True, reference: str | None = None,
-             from_api: bool = False, incoming_seen: bool = True, found_in_log: bool = False) -> None:
+             from_api: bool = False, incoming_seen: bool = True, found_in_log: bool = False,
+             enquiry_status: str = "open", agent: str | None = None) -> None:
     """A call as the projection would have stored it, with its enquiry; `found_in_log`: one that
     never reached the app, stored from Twilio's call log (with its api_log event)."""
     rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
     enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
-                      call_sid=sid(n))
+                      call_sid=sid(n), status=enquiry_status)
     call = Call(
         call_sid=sid(n), arrived_at=arrived_at, outcome=outcome, in_hours=in_hours, countable=countable,
         sla_result=sla_result, caller_number=caller, caller_type=caller_type, rings=rings,
         answer_seconds=answer_seconds,
         answered_at=None if answer_seconds is None else arrived_at + timedelta(seconds=answer_seconds),
-        enquiry=enquiry, from_api=from_api, incoming_seen=incoming_seen,
+        enquiry=enquiry, from_api=from_api, incoming_seen=incoming_seen, agent=agent,
     )
     with db_session.begin():
         db_session.add(call)
@@ -51,11 +52,12 @@ def manager(client, db_session):
 @pytest.fixture
 def busy_day(db_session):
     """Three countable calls (two met, one breached) and two not counted, plus the days around."""
-    add_call(db_session, 1, utc(2026, 11, 24, 9, 0, 5), answer_seconds=11.0, sla_result="met")
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0, 5), answer_seconds=11.0, sla_result="met",
+             enquiry_status="concluded")
     add_call(db_session, 2, utc(2026, 11, 24, 9, 30), answer_seconds=40.0, sla_result="breached",
              caller="+441234567890", caller_type="dwp")
     add_call(db_session, 3, utc(2026, 11, 24, 10, 15), answer_seconds=2.0, sla_result="met", caller=None,
-             caller_type="unknown")
+             caller_type="unknown", enquiry_status="callback_owed")
     add_call(db_session, 4, utc(2026, 11, 24, 7, 0), outcome="out_of_hours", countable=False, in_hours=False,
              caller="+447700900456")
     add_call(db_session, 5, utc(2026, 11, 24, 11, 0), outcome="abandoned", countable=False, caller="+447700900789")
@@ -76,6 +78,11 @@ def rows(page: str) -> list[list[str]]:
     ]
 
 
+def references(page: str) -> list[str]:
+    """The enquiry references the table's rows link to, in order."""
+    return re.findall(r">(HD-[0-9]{4}-[0-9]{6})</a>", page.split("<tbody>")[1])
+
+
 def test_the_calls_page_shows_masked_numbers_and_never_the_full_number(manager, busy_day):
     page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
     assert "•••••••• 123" in page and "•••••••• 890" in page
@@ -89,11 +96,12 @@ def test_the_calls_are_listed_newest_first_with_uk_times_rings_and_results(manag
     assert [row[0] for row in table] == ["11:00:00", "10:15:00", "09:30:00", "09:00:05", "07:00:00"]
     abandoned, withheld, breached, met, out_of_hours = table
     assert breached[1:] == ["•••••••• 890Number ending 890", "DWP", "14", "40.0", "Answered", "Yes", "Breached",
-                            "HD-2026-000002"]
-    assert met[3:8] == ["4", "11.0", "Answered", "Yes", "Met"]
+                            "HD-2026-000002No outcome recorded"]
+    assert met[3:9] == ["4", "11.0", "Answered", "Yes", "Met", "HD-2026-000001Concluded on the call"]
     assert withheld[1:3] == ["Withheld", "Unknown"]
-    assert abandoned[3:8] == ["", "", "Abandoned", "No", ""]
-    assert out_of_hours[5:8] == ["Out of hours", "No", ""]
+    assert withheld[-1] == "HD-2026-000003Callback needed"
+    assert abandoned[3:9] == ["", "", "Abandoned", "No", "", "HD-2026-000005"]  # no agent's word on a missed call
+    assert out_of_hours[5:9] == ["Out of hours", "No", "", "HD-2026-000004"]
 
 
 def test_the_day_summary_counts_offered_countable_met_breached_and_compliance(manager, busy_day):
@@ -184,7 +192,7 @@ def test_the_reached_filter_lists_only_the_calls_that_never_reached_the_help_des
 
     page = manager.get(f"/calls?day={DAY}&reached=no").get_data(as_text=True)
 
-    assert [row[-1] for row in rows(page)] == ["HD-2026-000004"]
+    assert references(page) == ["HD-2026-000004"]
     assert "that never reached the help desk: 1 call." in " ".join(page.split())
     assert '<option value="no" selected>Never reached the help desk</option>' in page
     assert figures(page)["Calls offered"] == "4"  # the summary is still the whole day's
@@ -298,7 +306,7 @@ def test_the_outcome_filter_shows_only_that_outcome_but_the_summary_is_for_the_w
 
 def test_the_result_filter_shows_only_breached_calls(manager, busy_day):
     page = manager.get(f"/calls?day={DAY}&result=breached").get_data(as_text=True)
-    assert [row[-1] for row in rows(page)] == ["HD-2026-000002"]
+    assert references(page) == ["HD-2026-000002"]
 
 
 def test_an_unknown_filter_value_gets_a_400_page_naming_it(manager):
@@ -329,3 +337,93 @@ def test_the_calls_table_is_accessible_with_a_caption_and_column_headers(manager
     assert page.count('<th scope="col"') == 9
     assert '<label for="day">Day</label>' in page and '<input type="date" id="day" name="day" value="2026-11-24"' in page
     assert 'aria-current="page">Calls</a>' in page
+
+
+# --------------------------------------------------------------------------- outcomes never recorded
+
+
+def no_outcome_notice(page: str) -> str | None:
+    found = re.search(r'<p class="notice" id="no-outcome">(.*?)</p>', page, re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split()) if found else None
+
+
+def test_todays_answered_calls_with_no_outcome_are_counted_and_can_be_shown_alone(manager, busy_day):
+    """Of the day's three answered calls, one has no outcome: an agent concluded one and said the
+    other needs a callback. The answered calls just before and after the day are not counted."""
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+
+    assert no_outcome_notice(page) == (
+        "1 answered call on this day has no outcome recorded yet: no agent has said whether its enquiry was "
+        "concluded on the call or needs a callback. It is on the agents' page until an agent does. "
+        "Show only this call")
+    assert 'href="/calls?day=2026-11-24&amp;recorded=no">Show only this call' in page
+
+    shown = manager.get(f"/calls?day={DAY}&recorded=no").get_data(as_text=True)
+    assert references(shown) == ["HD-2026-000002"]
+    assert "answered with no outcome recorded: 1 call." in " ".join(shown.split())
+    assert '<option value="no" selected>Answered, no outcome recorded</option>' in shown
+    assert figures(shown)["Calls offered"] == "5"  # the summary is still the whole day's
+    assert "Show only" not in no_outcome_notice(shown)  # already shown
+
+
+def test_an_earlier_days_calls_with_no_outcome_say_none_was_ever_recorded(manager, db_session):
+    thursday = "2026-11-19"  # before Monday, the last day the desk was open before the test's today
+    add_call(db_session, 1, utc(2026, 11, 19, 9, 0), answer_seconds=5.0, sla_result="met")
+    add_call(db_session, 2, utc(2026, 11, 19, 9, 30), answer_seconds=5.0, sla_result="met")
+    add_call(db_session, 3, utc(2026, 11, 19, 10, 0), answer_seconds=5.0, sla_result="met", enquiry_status="concluded")
+    add_call(db_session, 4, utc(2026, 11, 19, 11, 0), outcome="abandoned", countable=False)  # an open missed call
+
+    page = manager.get(f"/calls?day={thursday}").get_data(as_text=True)
+
+    assert no_outcome_notice(page) == (
+        "2 answered calls on this day have no outcome recorded: no agent said whether each enquiry was concluded "
+        "on the call or needed a callback, so no callback was owed for them. The evidence pack counts them as "
+        "none recorded. Show only these calls")
+    assert references(manager.get(f"/calls?day={thursday}&recorded=no").get_data(as_text=True)) == [
+        "HD-2026-000002", "HD-2026-000001"]
+    # With the other filters: only the answered calls with no outcome that also match them.
+    assert "No calls on this day match these filters." in manager.get(
+        f"/calls?day={thursday}&recorded=no&outcome=abandoned").get_data(as_text=True)
+
+
+def test_a_day_whose_outcomes_were_all_recorded_has_no_notice_and_the_filter_finds_none(manager, db_session):
+    add_call(db_session, 1, utc(2026, 11, 24, 9, 0), answer_seconds=5.0, sla_result="met", enquiry_status="concluded")
+    add_call(db_session, 2, utc(2026, 11, 24, 9, 5), outcome="abandoned", countable=False)
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert no_outcome_notice(page) is None
+    assert "No calls on this day match these filters." in manager.get(f"/calls?day={DAY}&recorded=no").get_data(
+        as_text=True)
+
+
+def test_a_recorded_value_other_than_no_gets_a_400_page_saying_what_to_use(manager):
+    response = manager.get(f"/calls?day={DAY}&recorded=yes")
+    page = " ".join(response.get_data(as_text=True).split())
+    assert response.status_code == 400
+    assert "“yes” is not a choice here. Use recorded=no for the answered calls with no outcome recorded" in page
+    assert 'href="/calls?day=2026-11-24"' in page
+
+
+def test_the_answered_by_column_names_who_took_each_call(app, client, db_session, clock):
+    from tests.integration.test_queue_page import add_agent, answer_a_call, at, miss_a_call
+
+    add_agent(app, "alice", "Alice Agent", phone="+447700900555")
+    add_agent(app, "bob", "Bob Agent", phone=None)
+    answer_a_call(client, clock, 1, at(9, 0), on="+447700900555")
+    answer_a_call(client, clock, 2, at(9, 10), on="client:bob")
+    answer_a_call(client, clock, 3, at(9, 20), on="+447700900999")  # nobody's phone
+    miss_a_call(client, clock, 4, at(9, 30))
+    make_user(db_session, "alex", "manager")
+    sign_in(client, "alex")
+
+    page = client.get(f"/calls?day={DAY}").get_data(as_text=True)
+
+    assert '<th scope="col">Answered by</th>' in page
+    assert [row[5:7] for row in rows(page)] == [
+        ["Abandoned", ""], ["Answered", "•••••••• 999"], ["Answered", "Bob Agent"], ["Answered", "Alice Agent"]]
+    assert "+447700900999" not in page
+
+
+def test_calls_that_reached_agents_through_a_queue_have_no_answered_by_column(manager, busy_day):
+    page = manager.get(f"/calls?day={DAY}").get_data(as_text=True)
+    assert "Answered by" not in page  # no call says which phone took it
+
