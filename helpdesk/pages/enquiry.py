@@ -77,7 +77,9 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
         users = list(session.scalars(select(User)))
         names = {user.id: user.display_name or user.username for user in users}
         titles = rule_titles(settings)
-        _calls(session, story, enquiry, titles["answer_within_rings"], users)
+        answered = _calls(session, story, enquiry, titles["answer_within_rings"], users)
+        if enquiry.status == "open" and answered:  # an agent took the call, and said nothing of it since
+            story.status = fmt.enquiry_outcome("answered", "open")
         callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
         _emails(session, story, enquiry, titles["email_ack"], now)
         audited = _audit(session, story, reference, [callback.id for callback in callbacks])
@@ -93,7 +95,9 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
     return story
 
 
-def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, users: list[User]) -> None:
+def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, users: list[User]) -> bool:
+    """The enquiry's calls in the story; whether one was answered."""
+    answered = False
     for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
         caller = f"From {fmt.mask_number(call.caller_number)} ({fmt.caller_type_label(call.caller_type)})."
         if call.arrived_at is not None:  # None only until its first event has been worked out
@@ -105,6 +109,8 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, 
         if call.ended_at is not None:
             story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
         story.results.append((title, _call_result(call)))
+        answered = answered or call.outcome == "answered"
+    return answered
 
 
 def answered_on(endpoint: str | None, users: list[User]) -> str:

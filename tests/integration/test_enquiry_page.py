@@ -143,3 +143,18 @@ def test_an_email_enquirys_story_has_its_emails_acknowledgement_and_callback(app
     assert "Emails acknowledged within 15 minutes: Met" in text
     assert "Callback owed: Email enquiry needing a call" in text
     assert "jo.bloggs" not in text and "+447700900123" not in text
+
+
+def test_an_answered_calls_enquiry_says_its_outcome_was_not_recorded_until_an_agent_records_it(
+        app, client, db_session, clock):
+    from tests.integration.test_queue_page import act, answer_a_call, at
+
+    add_agent(app, "alice", "Alice Agent")
+    answer_a_call(client, clock, 1, at(9, 0))
+    reference = reference_of(db_session, sid(1))
+    manager = as_user(client, db_session, "alex", "manager")
+
+    assert "Now No outcome recorded" in page_text(manager.get(f"/enquiries/{reference}"))
+
+    act(manager, f"/queue/calls/{sid(1)}/concluded")
+    assert "Now Concluded on the call" in page_text(manager.get(f"/enquiries/{reference}"))
