@@ -16,6 +16,9 @@ from metrics.periods import uk_midnight
 
 # How far back to look for the last opening day before today (a long closure, such as Christmas).
 LAST_OPENING_WITHIN = timedelta(days=31)
+# How far back the agents' page goes when asked for older calls (older=yes): an outcome nobody
+# recorded in time can still be, and a callback still owed, however late.
+OLDER_DAYS = 28
 # A phone enquiry is opened at its call's arrival as first worked out; a correction moves the
 # arrival by minutes. This margin keeps such a call in, and the index's range small.
 OPENED_MARGIN = timedelta(days=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
@@ -17,7 +17,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from callbacks import owed, queue
-from callbacks.awaiting import awaiting_since
+from callbacks.awaiting import OLDER_DAYS, awaiting_since
 from callbacks.email import waiting
 from helpdesk.clock import local
 from helpdesk.models import User
@@ -51,12 +51,19 @@ def filter_asked() -> str:
     return only if only in queue.FILTERS else ""
 
 
-def page_args(shown: int | None = None, only: str | None = None) -> dict[str, str | int]:
+def older_asked() -> bool:
+    """Whether the page shows answered calls awaiting an outcome from OLDER_DAYS back (older=yes)."""
+    return request.args.get("older") == "yes"
+
+
+def page_args(shown: int | None = None, only: str | None = None, older: bool | None = None) -> dict[str, str | int]:
     """The queue page's address arguments as shown now (none when they are the defaults), so the
     live list, the links and every action come back to the page as the agent had it."""
     shown = _shown() if shown is None else shown
     only = filter_asked() if only is None else only
-    return {**({"show": shown} if shown != SHOWN else {}), **({"only": only} if only else {})}
+    older = older_asked() if older is None else older
+    return {**({"show": shown} if shown != SHOWN else {}), **({"only": only} if only else {}),
+            **({"older": "yes"} if older else {})}
 
 
 def _queue_context(now: datetime) -> dict:
@@ -101,10 +108,20 @@ def _render_queue(said: dict | None) -> str:
     return render_template("queue.html", notices=notices, notices_count=notices_count, poll_seconds=poll, **context)
 
 
+def since_words(since: date, today: date) -> str:
+    """"today", "yesterday or today", or "since Friday 20 November 2026": when the calls shown were answered."""
+    if since == today:
+        return "today"
+    return "yesterday or today" if (today - since).days == 1 else f"since {fmt.format_day(since)}"
+
+
 def _waiting_context(now: datetime) -> dict:
     """The answered calls awaiting an outcome and the email enquiries awaiting a response, each
     with a signature that changes when what its list says changes."""
-    since = awaiting_since(settings(), now)
+    recent = awaiting_since(settings(), now)
+    older = older_asked()
+    today = local(now).date()
+    since = min(recent, today - timedelta(days=OLDER_DAYS)) if older else recent
     with database().session() as session:
         awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
                                           yours=taken_by.own_endpoints(current_user.username, current_user.phone))
@@ -117,7 +134,9 @@ def _waiting_context(now: datetime) -> dict:
               for call in awaiting.calls} if says_who else {}
     return {
         "awaiting": awaiting.calls, "awaiting_count": awaiting.count, "awaiting_yours": awaiting.yours,
-        "awaiting_since": since, "awaiting_takers": takers,
+        "awaiting_since_words": since_words(since, today), "awaiting_takers": takers, "awaiting_older": older,
+        "awaiting_recent_words": since_words(recent, today), "older_days": OLDER_DAYS,
+        "awaiting_toggle_href": url_for("agents.queue", **page_args(older=not older)) + "#awaiting",
         "awaiting_signature": queue.signature([awaiting.count, awaiting.yours] + [
             [call.call_sid, call.caller_type, takers.get(call.call_sid)] for call in awaiting.calls]),
         "emails": emails, "emails_count": emails_count, "ack_within": settings().email.ack_within_minutes,

@@ -620,6 +620,50 @@ def test_answered_calls_awaiting_an_outcome_stay_listed_from_the_last_opening_da
         client.get("/queue"))
 
 
+def test_older_calls_with_no_outcome_are_shown_on_request_and_can_still_be_recorded(
+        app, alice, client, clock, db_session):
+    answer_a_call(client, clock, 1, at(11, 0) - timedelta(days=29))  # Monday 26 October: too old
+    answer_a_call(client, clock, 2, at(11, 0) - timedelta(days=28))  # Tuesday 27 October
+    answer_a_call(client, clock, 3, at(15, 0) - timedelta(days=10))  # Saturday 14 November
+    answer_a_call(client, clock, 4, at(9, 0))  # today
+    clock.now = at(10, 0)
+
+    page = text_of(client.get("/queue"))
+    assert [row[0] for row in awaiting_rows(page)] == [sid(4)]
+    assert '<a href="/queue?older=yes#awaiting">Show older calls too</a>: those answered in the last 28 days ' \
+           'whose outcome nobody recorded.' in page
+
+    older = text_of(client.get("/queue?older=yes"))
+    assert [row[0] for row in awaiting_rows(older)] == [sid(4), sid(3), sid(2)]
+    assert awaiting_caption(older).startswith("Calls answered since Tuesday 27 October 2026 whose enquiry is still "
+                                              "open: 3.")
+    assert '<a href="/queue#awaiting">Show only the calls answered yesterday or today</a>' in older
+    # The live list and every action keep the older calls shown.
+    assert 'data-items-url="/queue/items?older=yes"' in older
+    assert [row[0] for row in awaiting_rows(text_of(client.get("/queue/items?older=yes")))] == [sid(4), sid(3), sid(2)]
+    assert f'action="/queue/calls/{sid(3)}/concluded?older=yes"' in older
+
+    token = csrf_token(client, "/queue?older=yes")
+    done = client.post(f"/queue/calls/{sid(2)}/concluded?older=yes", data={"csrf_token": token})
+    assert done.status_code == 302 and done.headers["Location"] == "/queue?older=yes#awaiting-said"
+    owed = client.post(f"/queue/calls/{sid(3)}/callback?older=yes", data={"csrf_token": token, "note": "Forgot"},
+                       follow_redirects=True)
+    assert "That is already past: call them now." in words(text_of(owed))
+    [callback] = stored(db_session)
+    assert (callback.reason, callback.call_sid, callback.owed_from) == ("not_concluded", sid(3), at(15, 0) - timedelta(days=10))
+    assert callback.due_at < clock.now
+    assert [row[0] for row in awaiting_rows(text_of(client.get("/queue?older=yes")))] == [sid(4)]
+
+
+def test_older_yes_is_the_only_value_that_shows_older_calls(alice, client, clock):
+    answer_a_call(client, clock, 3, at(15, 0) - timedelta(days=10))
+    clock.now = at(10, 0)
+    for asked in ("no", "1", "YES", "<script>"):
+        page = text_of(client.get("/queue", query_string={"older": asked}))
+        assert "No calls answered yesterday or today are waiting for an outcome." in page
+        assert 'data-items-url="/queue/items"' in page and "Show older calls too" in page
+
+
 def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, clock, settings, three_callbacks, db_session):
     first = reference(db_session, three_callbacks[sid(1)])
     second = reference(db_session, three_callbacks[sid(2)])
