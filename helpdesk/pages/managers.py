@@ -8,9 +8,10 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from sqlalchemy import select
 
-from callbacks.awaiting import awaiting_since
+from callbacks.awaiting import OLDER_DAYS, awaiting_since
 from helpdesk.clock import day_problem, iso_day, local
 from helpdesk.models import User
+from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
 from helpdesk.pages.access import role_required
@@ -127,8 +128,11 @@ def calls():
         never_reached_link=link(outcome=None, result=None, reached="no", recorded=None, page=None),
         no_outcome_link=link(outcome=None, result=None, reached=None, recorded="no", page=None),
         takers=takers,
-        # The day's calls awaiting an outcome are still on the agents' page (callbacks.awaiting).
+        # The day's calls awaiting an outcome are still on the agents' page (callbacks.awaiting),
+        # or on it when older calls are shown, for those who may see it.
         on_agents_page=day >= awaiting_since(settings(), now),
+        older_href=url_for("agents.queue", older="yes") + "#awaiting"
+        if current_user.has_role(*QUEUE_ROLES) and day >= local(now).date() - timedelta(days=OLDER_DAYS) else None,
     )
 
 

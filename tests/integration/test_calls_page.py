@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from helpdesk.models import Call, Enquiry, TwilioEvent
-from tests.integration.test_users_and_login import make_user, sign_in
+from tests.integration.test_users_and_login import csrf_token, make_user, sign_in
 from tests.integration.twilio_requests import sid
 
 DAY = "2026-11-24"  # a Tuesday in GMT; the test clock's today
@@ -378,12 +378,29 @@ def test_an_earlier_days_calls_with_no_outcome_say_none_was_ever_recorded(manage
     assert no_outcome_notice(page) == (
         "2 answered calls on this day have no outcome recorded: no agent said whether each enquiry was concluded "
         "on the call or needed a callback, so no callback was owed for them. The evidence pack counts them as "
-        "none recorded. Show only these calls")
+        "none recorded. An agent can still record them on the agents' page, with older calls shown . "
+        "Show only these calls")
+    assert 'href="/queue?older=yes#awaiting">the agents' in page
     assert references(manager.get(f"/calls?day={thursday}&recorded=no").get_data(as_text=True)) == [
         "HD-2026-000002", "HD-2026-000001"]
     # With the other filters: only the answered calls with no outcome that also match them.
     assert "No calls on this day match these filters." in manager.get(
         f"/calls?day={thursday}&recorded=no&outcome=abandoned").get_data(as_text=True)
+
+
+def test_the_agents_page_is_offered_only_to_those_who_may_see_it_and_only_for_the_last_four_weeks(
+        client, db_session):
+    add_call(db_session, 1, utc(2026, 10, 27, 9, 0), answer_seconds=5.0, sla_result="met")  # 28 days before
+    add_call(db_session, 2, utc(2026, 10, 26, 9, 0), answer_seconds=5.0, sla_result="met")  # 29 days before
+    make_user(db_session, "alex", "manager")
+    make_user(db_session, "dana", "auditor")
+    sign_in(client, "alex")
+    assert "older calls shown" in no_outcome_notice(client.get("/calls?day=2026-10-27").get_data(as_text=True))
+    assert "older calls shown" not in no_outcome_notice(client.get("/calls?day=2026-10-26").get_data(as_text=True))
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/calls")})
+    sign_in(client, "dana")
+    notice = no_outcome_notice(client.get("/calls?day=2026-10-27").get_data(as_text=True))
+    assert notice.startswith("1 answered call on this day has no outcome recorded") and "agents' page" not in notice
 
 
 def test_a_day_whose_outcomes_were_all_recorded_has_no_notice_and_the_filter_finds_none(manager, db_session):
