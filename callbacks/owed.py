@@ -183,6 +183,8 @@ def owe_needed_callback(session: Session, settings: Settings, enquiry: Enquiry, 
     session.add(callback)
     session.flush()
     enquiry.status = "callback_owed"
+    if enquiry.channel == "phone":
+        enquiry.outcome_recorded_at = now
     record_audit(session, agent_id, now, CALLBACK_NEEDED, {"enquiry": enquiry.reference, "callback_id": callback.id})
     return callback
 
@@ -238,6 +240,7 @@ def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id
             raise CallbackError(f"This call's callback ({enquiry.reference}) is still open on the queue. Close it "
                                 "there first: as withdrawn if it is no longer needed.")
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "concluded", now, agent_id
+        enquiry.outcome_recorded_at = now
 
 
 def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datetime) -> None:
@@ -255,6 +258,7 @@ def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datet
                                 "minutes ago, so it can no longer be undone.")
         concluded_at = enquiry.closed_at
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "open", None, None
+        enquiry.outcome_recorded_at = None
         record_audit(session, agent_id, now, CONCLUDED_UNDONE, {
             "enquiry": enquiry.reference, "call_sid": call_sid, "concluded_at": concluded_at.isoformat()})
 

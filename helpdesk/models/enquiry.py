@@ -36,6 +36,9 @@ class Enquiry(Base):
     # When an agent marked the enquiry answered (email enquiries leave the agents' list then).
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # For a phone enquiry: when an agent recorded what became of it (concluded on the call, or a
+    # callback needed), so the evidence shows an outcome recorded late. None while none is.
+    outcome_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ReferenceCounter(Base):

@@ -156,6 +156,37 @@ def test_callbacks_withdrawn_as_never_owed_lose_the_breach_earlier_versions_kept
     assert '"was": "breached"' in audit[0][2]
 
 
+def test_outcomes_recorded_before_revision_0024_keep_when_they_were_recorded(migrated_url):
+    opened = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+    concluded, needed = opened + timedelta(minutes=4), opened + timedelta(days=2)
+
+    def store(connection):
+        def enquiry(n: int, status: str, channel: str = "phone", closed_at: datetime | None = None) -> int:
+            return connection.execute(insert(Enquiry.__table__).values(
+                reference=f"HD-2026-{n:06d}", channel=channel, opened_at=opened, status=status,
+                call_sid=f"CA{n}" if channel == "phone" else None, closed_at=closed_at)).inserted_primary_key[0]
+
+        def callback(enquiry_id: int, sid: str, reason: str, created_at: datetime) -> None:
+            connection.execute(insert(Callback.__table__).values(
+                contact_key=f"call:{sid}", enquiry_id=enquiry_id, reason=reason, caller_type="customer",
+                owed_from=opened, due_at=opened + timedelta(hours=3), clock="business", explanation="{}",
+                config_version="v", created_at=created_at, status="open", attempts_count=0, note=""))
+
+        enquiry(1, "concluded", closed_at=concluded)
+        callback(enquiry(2, "callback_owed"), "CA2", "not_concluded", needed)
+        # Owed automatically while the call looked missed, and kept when its answer came: no agent's word.
+        callback(enquiry(3, "callback_owed"), "CA3", "abandoned", opened + timedelta(minutes=2))
+        enquiry(4, "open")
+        enquiry(5, "closed", channel="email", closed_at=concluded)
+
+    def read(connection):
+        return connection.execute(select(Enquiry.reference, Enquiry.outcome_recorded_at).order_by(Enquiry.id)).all()
+
+    assert upgraded_from(migrated_url, "0023", store, read) == [
+        ("HD-2026-000001", concluded), ("HD-2026-000002", needed), ("HD-2026-000003", None),
+        ("HD-2026-000004", None), ("HD-2026-000005", None)]
+
+
 def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was_recorded_with(migrated_url):
     # Revision 0015: lost_until, first written into 0014 before 0.9.0 was released.
     from sqlalchemy import text

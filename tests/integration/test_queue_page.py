@@ -466,10 +466,13 @@ def test_concluded_by_mistake_can_be_undone_by_its_agent_for_ten_minutes(app, al
     assert "is no longer recorded as concluded: say whether it was, or that a callback is needed." in undone
     assert f'id="call-{sid(8)}"' in undone  # awaiting its outcome again
     with db_session.begin():
-        assert db_session.scalar(select(Enquiry.status).where(Enquiry.call_sid == sid(8))) == "open"
+        assert db_session.execute(select(Enquiry.status, Enquiry.outcome_recorded_at)
+                                  .where(Enquiry.call_sid == sid(8))).one() == ("open", None)
         assert db_session.scalar(select(AuditEntry.action).where(AuditEntry.action == "enquiry.concluded_undone"))
     # Concluded again (at 10:15), and over ten minutes later it stays concluded.
     act(client, f"/queue/calls/{sid(8)}/concluded")
+    with db_session.begin():
+        assert db_session.scalar(select(Enquiry.outcome_recorded_at).where(Enquiry.call_sid == sid(8))) == at(10, 15)
     clock.now = at(10, 26)
     late = text_of(act(client, f"/queue/calls/{sid(8)}/undo-concluded"))
     assert "over 10 minutes ago, so it can no longer be undone." in late
@@ -652,6 +655,9 @@ def test_older_calls_with_no_outcome_are_shown_on_request_and_can_still_be_recor
     [callback] = stored(db_session)
     assert (callback.reason, callback.call_sid, callback.owed_from) == ("not_concluded", sid(3), at(15, 0) - timedelta(days=10))
     assert callback.due_at < clock.now
+    # Both outcomes say when they were recorded, for the evidence pack: today, not the calls' days.
+    assert {enquiry.call_sid: enquiry.outcome_recorded_at for enquiry in stored(db_session, Enquiry)
+            if enquiry.outcome_recorded_at} == {sid(2): clock.now, sid(3): clock.now}
     assert [row[0] for row in awaiting_rows(text_of(client.get("/queue?older=yes")))] == [sid(4)]
 
 
