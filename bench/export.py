@@ -36,6 +36,9 @@ RSS_TARGET_MB = 300
 FIRST, LAST = date(2026, 1, 1), date(2026, 12, 31)
 OUTCOMES = ("answered",) * 8 + ("abandoned", "no_answer", "voicemail", "out_of_hours")
 STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+# Of the answered calls, agents record 7 in 10 as concluded and 2 as needing a callback, a few
+# minutes after the call; the rest have no outcome recorded.
+AGENTS_WORD = ("concluded",) * 7 + ("callback_owed",) * 2 + ("open",)
 
 SQLITE_QUERY = """
 SELECT c.call_sid,
@@ -48,7 +51,9 @@ SELECT c.call_sid,
        CASE WHEN c.countable AND c.sla_result IN ('met', 'breached') THEN 'yes' ELSE 'no' END,
        CASE WHEN c.countable AND c.sla_result IN ('met', 'breached') THEN c.sla_result ELSE '' END,
        c.caller_type, e.reference,
-       CASE WHEN c.caller_number IS NULL THEN 'withheld' ELSE '********' || substr(c.caller_number, -3) END
+       CASE WHEN c.caller_number IS NULL THEN 'withheld' ELSE '********' || substr(c.caller_number, -3) END,
+       CASE WHEN c.outcome = 'answered' AND e.outcome_recorded_at IS NOT NULL
+            THEN strftime('%Y-%m-%dT%H:%M:%f', e.outcome_recorded_at) || '+00:00' ELSE '' END
 FROM calls c LEFT JOIN enquiries e ON e.id = c.enquiry_id
 WHERE c.arrived_at >= '{start}' AND c.arrived_at < '{end}'
 ORDER BY c.arrived_at, c.id;
@@ -73,7 +78,9 @@ def fill(path: Path, count: int) -> None:
         countable = outcome != "out_of_hours" and outcome != "voicemail"
         result = ("met" if answer_seconds <= 30 else "breached") if answered else ("breached" if n % 3 == 0 else None)
         sid = f"CA{n:032x}"
-        batch_enquiries.append((n, f"HD-2026-{n:07d}", "phone", arrived.strftime(STORED), sid, "open"))
+        status = AGENTS_WORD[n % len(AGENTS_WORD)] if answered else "open"
+        recorded = (arrived + timedelta(seconds=rng.uniform(120, 900))).strftime(STORED) if status != "open" else None
+        batch_enquiries.append((n, f"HD-2026-{n:07d}", "phone", arrived.strftime(STORED), sid, status, recorded))
         batch_calls.append((
             n, sid, arrived.strftime(STORED),
             (arrived + timedelta(seconds=answer_seconds)).strftime(STORED) if answered else None,
@@ -84,8 +91,8 @@ def fill(path: Path, count: int) -> None:
         ))
         if len(batch_calls) == 100_000 or n == count:
             with connection:
-                connection.executemany("INSERT INTO enquiries (id, reference, channel, opened_at, call_sid, status) "
-                                       "VALUES (?, ?, ?, ?, ?, ?)", batch_enquiries)
+                connection.executemany("INSERT INTO enquiries (id, reference, channel, opened_at, call_sid, status, "
+                                       "outcome_recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)", batch_enquiries)
                 connection.executemany(
                     "INSERT INTO calls (id, call_sid, arrived_at, answered_at, ended_at, answer_seconds, rings, outcome, "
                     "in_hours, countable, sla_result, caller_number, caller_type, incoming_seen, enquiry_id) "

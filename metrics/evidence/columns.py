@@ -64,6 +64,9 @@ DEFINITIONS: dict[str, dict[str, str]] = {
                            "callback_needed (a callback is owed, in callbacks.csv), or none_recorded (neither, so "
                            "no callback is owed for it); blank for a call not answered (its callback, if owed, "
                            "is owed by itself)",
+        "enquiry_outcome_recorded": f"When the agent recorded enquiry_outcome (concluded or callback_needed), "
+                                    f"{TIMES}; blank for none_recorded and for a call not answered. An agent can "
+                                    "record an outcome up to 28 days after the call, so this shows one recorded late",
     },
     "callbacks.csv": {
         "callback_id": "The callback's number, joining callback_attempts.csv",

@@ -29,7 +29,7 @@ BATCH = 10_000
 CALL_COLUMNS = [
     "call_sid", "arrived", "answered", "ended", "answer_seconds", "rings", "outcome", "in_hours",
     "counted", "ten_ring_result", "caller_type", "enquiry_reference", "caller", "from_twilio_api",
-    "arrival_estimated", "found_in_call_log", "config_version", "enquiry_outcome",
+    "arrival_estimated", "found_in_call_log", "config_version", "enquiry_outcome", "enquiry_outcome_recorded",
 ]
 CALLBACK_COLUMNS = [
     "callback_id", "enquiry_reference", "reason", "caller_type", "caller", "owed_from", "due", "clock",
@@ -91,7 +91,7 @@ def call_rows(connection: Connection, start: datetime, end: datetime,
             Call.call_sid, stored(Call.arrived_at), stored(Call.answered_at), stored(Call.ended_at),
             Call.answer_seconds, Call.rings, Call.outcome, Call.in_hours, Call.countable, Call.sla_result,
             Call.caller_type, Enquiry.reference, Call.caller_number, Call.from_api, Call.incoming_seen,
-            Call.config_version, Enquiry.status,
+            Call.config_version, Enquiry.status, stored(Enquiry.outcome_recorded_at),
         )
         .select_from(Call)
         .outerjoin(Enquiry, Enquiry.id == Call.enquiry_id)
@@ -124,7 +124,7 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
     rows = []
     add = rows.append
     for (sid, arrived, answered, ended, answer_seconds, rings, outcome, in_hours, countable, result,
-         caller_type, reference, caller, from_api, incoming_seen, version, enquiry_status) in batch:
+         caller_type, reference, caller, from_api, incoming_seen, version, enquiry_status, recorded) in batch:
         if len(arrived) == STORED_LENGTH:
             local_hour, offset = hours[arrived[:13]]
             arrived = local_hour + arrived[13:23] + offset
@@ -144,13 +144,21 @@ def _call_lines(batch: Sequence[tuple], hours: UKHours, number: Callable[[str | 
             ended = local_hour + ended[13:23] + offset
         else:
             ended = uk_time(ended, hours)
+        # When the agent recorded the enquiry's outcome: most answered calls have one.
+        if recorded is None or outcome != "answered":
+            recorded = ""
+        elif len(recorded) == STORED_LENGTH:
+            local_hour, offset = hours[recorded[:13]]
+            recorded = local_hour + recorded[13:23] + offset
+        else:
+            recorded = uk_time(recorded, hours)
         counted = countable and result in DECIDED
         fields = (
             sid, arrived, answered, ended, seconds(answer_seconds),
             "" if rings is None else str(rings), outcome, "yes" if in_hours else "no", "yes" if counted else "no",
             result if counted else "", caller_type, reference or "", number(caller), "yes" if from_api else "no",
             "no" if incoming_seen else "yes", "no" if incoming_seen or sid not in found else "yes", version or "",
-            ENQUIRY_OUTCOMES.get(enquiry_status, "") if outcome == "answered" else "",
+            ENQUIRY_OUTCOMES.get(enquiry_status, "") if outcome == "answered" else "", recorded,
         )
         add(",".join(fields) if joined else fields)
     return rows

@@ -466,11 +466,15 @@ def test_the_pack_says_what_agents_recorded_of_each_answered_calls_enquiry(app, 
             "neither recorded, so no callback is owed for them") in pdf_text(pack)
     enquiries = {e.call_sid: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "phone"))}
     enquiries[f"CA{1:032x}"].status, enquiries[f"CA{2:032x}"].status = "concluded", "callback_owed"
+    # Call 1's the same day, call 2's nine days later: a late outcome shows.
+    enquiries[f"CA{1:032x}"].outcome_recorded_at = datetime(2026, 11, 23, 10, 4, 30, 250000, tzinfo=timezone.utc)
+    enquiries[f"CA{2:032x}"].outcome_recorded_at = datetime(2026, 12, 2, 16, 0, tzinfo=timezone.utc)
     db_session.commit()
     pack = export(app, db_session, clock, auditor, packs / "recorded")
     # Calls 1, 2, 4, 3 and 5 by arrival: 4 and 5 were not answered.
-    assert [row["enquiry_outcome"] for row in read(pack / "calls.csv")] == [
-        "concluded", "callback_needed", "", "none_recorded", ""]
+    assert [(row["enquiry_outcome"], row["enquiry_outcome_recorded"]) for row in read(pack / "calls.csv")] == [
+        ("concluded", "2026-11-23T10:04:30.250+00:00"), ("callback_needed", "2026-12-02T16:00:00.000+00:00"),
+        ("", ""), ("none_recorded", ""), ("", "")]
     assert ("Of 3 answered calls, agents recorded 1 as concluded on the call and 1 as needing a callback; 1 has "
             "neither recorded, so no callback is owed for it") in pdf_text(pack)
 
