@@ -46,17 +46,11 @@ def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None
     return value
 
 
-def _reached(value: str | None) -> str | None:
-    if value and value not in fmt.REACHED:
-        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use reached=no for the calls that never "
-                       "reached the help desk, or leave it out for every call.")
-    return value or None
-
-
-def _recorded(value: str | None) -> str | None:
-    if value and value not in fmt.RECORDED:
-        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use recorded=no for the answered calls with no "
-                       "outcome recorded, or leave it out for every call.")
+def _only(name: str, value: str | None, allowed: dict[str, str], which: str) -> str | None:
+    """A filter whose one choice is `no` (reached=no, recorded=no): `which` says what it lists."""
+    if value and value not in allowed:
+        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use {name}=no for {which}, or leave it out for "
+                       "every call.")
     return value or None
 
 
@@ -78,8 +72,8 @@ def calls():
         day = _day(args.get("day"))
         outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
         result = _choice(args.get("result"), fmt.SLA_RESULTS, "a result")
-        reached = _reached(args.get("reached"))
-        recorded = _recorded(args.get("recorded"))
+        reached = _only("reached", args.get("reached"), fmt.REACHED, "the calls that never reached the help desk")
+        recorded = _only("recorded", args.get("recorded"), fmt.RECORDED, "the answered calls with no outcome recorded")
         page = _page(args.get("page"))
     except BadQuery as problem:
         if day and args.get("day"):  # the day asked for was a day: only a filter was wrong
