@@ -645,6 +645,8 @@ def test_older_calls_with_no_outcome_are_shown_on_request_and_can_still_be_recor
     assert 'data-items-url="/queue/items?older=yes"' in older
     assert [row[0] for row in awaiting_rows(text_of(client.get("/queue/items?older=yes")))] == [sid(4), sid(3), sid(2)]
     assert f'action="/queue/calls/{sid(3)}/concluded?older=yes"' in older
+    assert re.findall(r'href="(/queue[^"#]*only=[^"]*)"', older) == [  # the filters too
+        "/queue?only=mine&older=yes", "/queue?only=free&older=yes"]
 
     token = csrf_token(client, "/queue?older=yes")
     done = client.post(f"/queue/calls/{sid(2)}/concluded?older=yes", data={"csrf_token": token})
