@@ -5,11 +5,13 @@
    1,000 answered calls awaiting an outcome (20 agents', each saying who answered it).
    Target: p95 < 150 ms. The page shows the first 200 by due time, with counts of all. Also
    /queue/items as queue.js asks for it once the page shows every list as it is (`have`): nothing changed.
+   And with older calls shown (older=yes): 5,000 more answered calls with no outcome recorded,
+   over the 4 weeks before yesterday.
 2. callback_deadline(...) on the business clock (config/helpdesk.toml's hours, England and
    Wales bank holidays) from random starts in 2026. Target: >= 100,000 calls/s.
 
 Run: .venv/bin/python bench/queue_page.py [--renders 50] [--callbacks 5000] [--answered 1000]
-     [--deadlines 200000]
+     [--older 5000] [--deadlines 200000]
 """
 from __future__ import annotations
 
@@ -70,17 +72,22 @@ def fill(app, settings, now: datetime, count: int) -> None:
         session.execute(insert(Callback), callbacks)
 
 
-def fill_answered(app, now: datetime, count: int, first_id: int) -> None:
-    """`count` calls answered over the morning, awaiting an outcome, on 20 agents' phones (one of
-    them the bench agent's: every 20th call), each a user with a name (the list says who)."""
-    rng = random.Random(2000)
+def add_agents(app, now: datetime) -> None:
+    """19 agents with a name and a phone, who answer the calls the bench agent does not."""
     with app.extensions["helpdesk.db"].session() as session:
         for n in range(1, 20):
             add_user(session, f"agent.{n:02d}", PASSWORD, "agent", display_name=f"Agent {n:02d}", now=now,
                      phone=f"+4477009001{n:02d}")
+
+
+def fill_answered(app, now: datetime, count: int, first_id: int,
+                  between: tuple[timedelta, timedelta] = (timedelta(0), timedelta(hours=2))) -> None:
+    """`count` calls answered `between` (how long before `now`), awaiting an outcome, on 20 agents'
+    phones (one of them the bench agent's: every 20th call), each a user with a name (the list says who)."""
+    rng = random.Random(2000 + first_id)
     enquiries, calls = [], []
     for n in range(first_id, first_id + count):
-        arrived = now - timedelta(minutes=rng.uniform(0, 120))
+        arrived = now - timedelta(seconds=rng.uniform(between[0].total_seconds(), between[1].total_seconds()))
         call_sid = f"CA{n:032x}"
         enquiries.append({"id": n, "reference": f"HD-2026-{n:06d}", "channel": "phone", "opened_at": arrived,
                           "call_sid": call_sid, "status": "open"})
@@ -166,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callbacks", type=int, default=5000)
     parser.add_argument("--answered", type=int, default=1000, help="answered calls awaiting an outcome")
+    parser.add_argument("--older", type=int, default=5000,
+                        help="answered calls with no outcome recorded, from 2 to 28 days before (older=yes)")
     parser.add_argument("--renders", type=int, default=50)
     parser.add_argument("--deadlines", type=int, default=200_000)
     args = parser.parse_args()
@@ -178,7 +187,10 @@ def main() -> None:
     now = datetime(2026, 11, 24, 11, 0, tzinfo=timezone.utc)
     app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": url, "SETTINGS": settings, "CLOCK": lambda: now})
     fill(app, settings, now, args.callbacks)
+    add_agents(app, now)
     fill_answered(app, now, args.answered, first_id=args.callbacks + 1)
+    fill_answered(app, now, args.older, first_id=args.callbacks + args.answered + 1,
+                  between=(timedelta(days=2), timedelta(days=28)))
     client = signed_in_client(app)
     page = client.get("/queue").get_data(as_text=True)
     # As each gunicorn worker does once the app is loaded (helpdesk/server.py, post_worker_init):
@@ -191,13 +203,14 @@ def main() -> None:
     answered = len(re.findall(r'<tr id="call-CA', page))
     print(f"queue page: {args.callbacks} open callbacks in SQLite ({counts[0]} open, {counts[1]} overdue, "
           f"{counts[2]} due soon); {shown} shown; {args.answered} answered calls awaiting an outcome, {answered} "
-          f"shown; page {len(page) / 1024:.0f} KiB; {args.renders} renders each")
+          f"shown; {args.older} more from 2 to 28 days before, shown with older=yes; page {len(page) / 1024:.0f} KiB; "
+          f"{args.renders} renders each")
     # What queue.js asks for once the page shows every list as it is: nothing changed.
     items = client.get("/queue/items").get_data(as_text=True)
     have = ",".join(f"{part}:{signature}" for part, signature in
                     re.findall(r'<div class="(queue|awaiting|emails)-items"[^>]*? data-signature="([0-9a-f]+)"', items))
     unchanged = f"/queue/items?have={have}"
-    for path in ("/queue", "/queue/items", unchanged):
+    for path in ("/queue", "/queue/items", unchanged, "/queue?older=yes", "/queue/items?older=yes"):
         timings = time_renders(client, path, args.renders)
         p50, p95 = statistics.median(timings), percentile(timings, 0.95)
         size = len(client.get(path).get_data())
