@@ -14,13 +14,11 @@ from datetime import date, datetime, timedelta
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
 from flask_login import current_user
-from sqlalchemy import select
 
 from callbacks import owed, queue
 from callbacks.awaiting import OLDER_DAYS, awaiting_since
 from callbacks.email import waiting
 from helpdesk.clock import local
-from helpdesk.models import User
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
@@ -125,13 +123,8 @@ def _waiting_context(now: datetime) -> dict:
     with database().session() as session:
         awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
                                           yours=taken_by.own_endpoints(current_user.username, current_user.phone))
-        # Who took each call; no column at all when no call says (calls reach agents through a queue).
-        says_who = any(call.agent for call in awaiting.calls)
-        with session.begin():
-            book = taken_by.phone_book(session.scalars(select(User))) if says_who else {}
+        takers = taken_by.answered_by_each(session, awaiting.calls, current_user.id) or {}
         emails, emails_count = waiting.awaiting_response(session, now)
-    takers = {call.call_sid: taken_by.answered_by(call.agent, book, current_user.id)
-              for call in awaiting.calls} if says_who else {}
     return {
         "awaiting": awaiting.calls, "awaiting_count": awaiting.count, "awaiting_yours": awaiting.yours,
         "awaiting_since_words": since_words(since, today), "awaiting_takers": takers, "awaiting_older": older,

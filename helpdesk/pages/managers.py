@@ -6,11 +6,9 @@ from datetime import date, timedelta
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from callbacks.awaiting import OLDER_DAYS, awaiting_since
 from helpdesk.clock import day_problem, iso_day, local
-from helpdesk.models import User
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
@@ -89,17 +87,12 @@ def calls():
     with database().session() as session:
         listing = calls_page(session, day, settings=settings(), now=now, outcome=outcome, result=result,
                              unheard=reached == "no", no_outcome=recorded == "no", page=page, per_page=per_page)
-        # Who took each call; no column when no call listed says (calls reach agents through a queue).
-        says_who = any(call.agent for call in listing.calls)
-        with session.begin():
-            book = taken_by.phone_book(session.scalars(select(User))) if says_who else {}
+        takers = taken_by.answered_by_each(session, listing.calls, current_user.id)
     if page > listing.pages:
         message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."
         return render_template("error.html", title="Page not found", message=message), 404
 
     filters = {"outcome": outcome, "result": result, "reached": reached, "recorded": recorded}
-    takers = {call.call_sid: taken_by.answered_by(call.agent, book, current_user.id)
-              for call in listing.calls if call.outcome == "answered"} if says_who else None
 
     def link(**changes) -> str:
         params = {"day": day.isoformat(), **filters, **changes}

@@ -1,14 +1,17 @@
 """Who took an answered call, from the phone its agent leg rang (a number, SIP address or Twilio
 Client identity, as Twilio's `To` gave it): the user a Client identity names (client:alice is
 user alice), or the users whose phone (for "Call back now") is that endpoint. By the usernames
-and phones users have now. The enquiry's story and the agents' queue page say it.
+and phones users have now. The enquiry's story, the agents' queue page and the Calls page say it.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
-from helpdesk.models import User
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.models import Call, User
 from helpdesk.pages import format as fmt
 
 # A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
@@ -59,3 +62,15 @@ def answered_by(endpoint: str | None, book: dict[str, list[User]], me: int) -> s
         return shown_endpoint(endpoint)
     names = (["You"] if any(user.id == me for user in found) else []) + [name(user) for user in found if user.id != me]
     return in_words(names)
+
+
+def answered_by_each(session: Session, calls: Iterable[Call], me: int) -> dict[str, str] | None:
+    """A page's "Answered by" column: `answered_by` for each answered call among `calls`, by its
+    SID; None when no call says which phone took it (calls reach agents through a queue), so the
+    page has no such column. Reads the users only then, inside a transaction of `session`."""
+    calls = list(calls)
+    if not any(call.agent for call in calls):
+        return None
+    with session.begin():
+        book = phone_book(session.scalars(select(User)))
+        return {call.call_sid: answered_by(call.agent, book, me) for call in calls if call.outcome == "answered"}
