@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, false, func, select, true
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from callbacks.awaiting import awaiting
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
 from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, notice_text,
@@ -21,7 +22,6 @@ from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES,
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
-from callbacks.awaiting import awaiting
 from helpdesk.models.call import never_reached
 from helpdesk.settings import Settings
 
