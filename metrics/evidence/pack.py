@@ -207,6 +207,8 @@ def write_pack(url: str, settings: Settings, request: ExportRequest, exporter: E
         # ("" where none was recorded): the rules above are the current version's.
         "judged_by_versions": {name: dict(sorted(counts.items())) for name, counts in tally.versions.items()},
         "how_quickly": handling.as_facts(quick),
+        # What agents recorded of the period's answered calls, and when: report.pdf's sentence.
+        "enquiry_outcomes": tallies.outcome_facts(tally),
         "generated_by": {"username": exporter.username, "display_name": exporter.display_name,
                          "role": exporter.role, "via": request.via},
         "redaction": request.redaction,

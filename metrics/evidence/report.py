@@ -228,7 +228,8 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
     story.append(Paragraph("What came in, and what the figures leave out", styles["Heading2"]))
     story.append(Paragraph(escape(calls_words(tally.calls, titles)), styles["BodyText"]))
     if tally.enquiry_outcomes:
-        story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes)), styles["BodyText"]))
+        story.append(Paragraph(escape(outcomes_words(tally.enquiry_outcomes, tally.outcomes_late,
+                                                     tally.outcomes_undated)), styles["BodyText"]))
     if tally.lead:
         story.append(Paragraph(escape(callbacks_words(tally)), styles["BodyText"]))
     story.append(Paragraph(escape(emails_words(tally.emails, tally.awaiting_emails)), styles["BodyText"]))

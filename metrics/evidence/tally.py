@@ -6,16 +6,22 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from helpdesk.models import Call, Callback, Enquiry, InboundEmail
+from metrics.seconds_sql import seconds_up_between
 
 DECIDED = ("met", "breached")
 # What an agent recorded of an answered call's enquiry (calls.csv's enquiry_outcome).
 ENQUIRY_OUTCOMES = {"concluded": "concluded", "callback_owed": "callback_needed", "open": "none_recorded"}
+RECORDED_OUTCOMES = ("concluded", "callback_needed")  # the two an agent records
+# An outcome recorded more than this after its call was answered is counted as recorded late: the
+# agents' page lists older calls on request (callbacks.awaiting.OLDER_DAYS), so an outcome can be
+# recorded weeks afterwards, and an auditor should see how many were.
+RECORDED_LATE_AFTER = timedelta(days=1)
 
 
 @dataclass
@@ -33,6 +39,8 @@ class Tally:
     pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
     calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
     enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
+    outcomes_late: Counter = field(default_factory=Counter)  # of those, recorded over RECORDED_LATE_AFTER after the answer
+    outcomes_undated: Counter = field(default_factory=Counter)  # recorded, but with no time kept (outcome_recorded_at)
     versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
     emails: Counter = field(default_factory=Counter)  # emails received by the intake's decision
     awaiting_emails: int = 0  # email enquiries still awaiting a response when the pack was made
@@ -84,13 +92,32 @@ def call_totals(connection: Connection, start: datetime, end: datetime, tally: T
     )
     for in_hours, was_counted, outcome, count in connection.execute(statement):
         tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
+    # When each outcome was recorded, against the call's answer (or arrival, if the answer's time
+    # is not known), exactly: late is more than a day after; undated, recorded with no time kept.
+    after = seconds_up_between(func.coalesce(Call.answered_at, Call.arrived_at), Enquiry.outcome_recorded_at)
+    timing = case((Enquiry.outcome_recorded_at.is_(None), "undated"),
+                  (after > int(RECORDED_LATE_AFTER.total_seconds()), "late"), else_="in_time")
     statement = (
-        select(Enquiry.status, func.count()).select_from(Call).join(Enquiry, Enquiry.id == Call.enquiry_id)
+        select(Enquiry.status, timing, func.count()).select_from(Call).join(Enquiry, Enquiry.id == Call.enquiry_id)
         .where(Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered")
-        .group_by(Enquiry.status)
+        .group_by(Enquiry.status, timing)
     )
-    for status, count in connection.execute(statement):
-        tally.enquiry_outcomes[ENQUIRY_OUTCOMES.get(status, status)] += int(count)
+    for status, when, count in connection.execute(statement):
+        outcome = ENQUIRY_OUTCOMES.get(status, status)
+        tally.enquiry_outcomes[outcome] += int(count)
+        if outcome in RECORDED_OUTCOMES and when != "in_time":
+            (tally.outcomes_late if when == "late" else tally.outcomes_undated)[outcome] += int(count)
+
+
+def outcome_facts(tally: Tally) -> dict:
+    """manifest.json's enquiry_outcomes: the answered calls by what agents recorded (calls.csv's
+    enquiry_outcome), and of the outcomes recorded, how many over a day after the call was answered
+    and how many at a time not kept (enquiry_outcome_recorded blank)."""
+    return {
+        "answered_calls": {name: tally.enquiry_outcomes[name] for name in ENQUIRY_OUTCOMES.values()},
+        "recorded_over_a_day_after_the_answer": {name: tally.outcomes_late[name] for name in RECORDED_OUTCOMES},
+        "recorded_at_a_time_not_kept": {name: tally.outcomes_undated[name] for name in RECORDED_OUTCOMES},
+    }
 
 
 def email_totals(connection: Connection, start: datetime, end: datetime, tally: Tally) -> None:

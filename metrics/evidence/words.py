@@ -47,17 +47,33 @@ def calls_words(calls, titles: dict[str, str]) -> str:
             + " calls.csv lists every call (in_hours, counted, outcome).")
 
 
-def outcomes_words(outcomes: Counter) -> str:
+def outcomes_words(outcomes: Counter, late_by: Counter, undated_by: Counter) -> str:
     """What agents recorded of the answered calls' enquiries: a callback is owed for one only when
-    an agent says so, so an auditor should see how many have nothing recorded."""
+    an agent says so, so an auditor should see how many have nothing recorded, and how many were
+    recorded more than a day after the call (the agents' page lists older calls on request)."""
     answered = sum(outcomes.values())
     if not answered:
         return ""
-    return (f"Of {answered:,} answered call{'' if answered == 1 else 's'}, agents recorded "
+    text = (f"Of {answered:,} answered call{'' if answered == 1 else 's'}, agents recorded "
             f"{outcomes['concluded']:,} as concluded on the call and {outcomes['callback_needed']:,} as needing a "
             f"callback; {outcomes['none_recorded']:,} {'has' if outcomes['none_recorded'] == 1 else 'have'} "
             "neither recorded, so no callback is owed for "
             f"{'it' if outcomes['none_recorded'] == 1 else 'them'} (calls.csv: enquiry_outcome).")
+    recorded = outcomes["concluded"] + outcomes["callback_needed"]
+    if not recorded:
+        return text
+    late, undated = sum(late_by.values()), sum(undated_by.values())
+    text += (f" Of the {recorded:,} recorded, {_were(late) if late else 'none was'} recorded more than a day after "
+             "the call was answered"
+             + (f": {late_by['concluded']:,} concluded and {late_by['callback_needed']:,} needing a callback"
+                if late else "")
+             + " (calls.csv: enquiry_outcome_recorded).")
+    if late_by["callback_needed"]:
+        text += " A callback is owed from its call, however late it is recorded."
+    if undated:
+        text += (f" When {undated:,} {'was' if undated == 1 else 'were'} recorded is not known: before the time was "
+                 "kept.")
+    return text
 
 
 def versions_words(versions: dict, current: str) -> str:

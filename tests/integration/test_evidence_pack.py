@@ -462,8 +462,10 @@ def test_the_report_says_how_many_calls_came_in_and_why_some_were_not_counted(ap
 def test_the_pack_says_what_agents_recorded_of_each_answered_calls_enquiry(app, db_session, clock, seeded, auditor,
                                                                             packs):
     pack = export(app, db_session, clock, auditor, packs / "none")
+    text = pdf_text(pack)
     assert ("Of 3 answered calls, agents recorded 0 as concluded on the call and 0 as needing a callback; 3 have "
-            "neither recorded, so no callback is owed for them") in pdf_text(pack)
+            "neither recorded, so no callback is owed for them (calls.csv: enquiry_outcome).") in text
+    assert "more than a day" not in text  # nothing recorded, so nothing recorded late
     enquiries = {e.call_sid: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "phone"))}
     enquiries[f"CA{1:032x}"].status, enquiries[f"CA{2:032x}"].status = "concluded", "callback_owed"
     # Call 1's the same day, call 2's nine days later: a late outcome shows.
@@ -475,8 +477,43 @@ def test_the_pack_says_what_agents_recorded_of_each_answered_calls_enquiry(app, 
     assert [(row["enquiry_outcome"], row["enquiry_outcome_recorded"]) for row in read(pack / "calls.csv")] == [
         ("concluded", "2026-11-23T10:04:30.250+00:00"), ("callback_needed", "2026-12-02T16:00:00.000+00:00"),
         ("", ""), ("none_recorded", ""), ("", "")]
+    text = pdf_text(pack)
     assert ("Of 3 answered calls, agents recorded 1 as concluded on the call and 1 as needing a callback; 1 has "
-            "neither recorded, so no callback is owed for it") in pdf_text(pack)
+            "neither recorded, so no callback is owed for it (calls.csv: enquiry_outcome). Of the 2 recorded, 1 was "
+            "recorded more than a day after the call was answered: 0 concluded and 1 needing a callback (calls.csv: "
+            "enquiry_outcome_recorded). A callback is owed from its call, however late it is recorded.") in text
+
+
+def test_the_pack_counts_outcomes_recorded_more_than_a_day_after_the_answer(app, db_session, clock, seeded, auditor,
+                                                                            packs):
+    enquiries = {e.call_sid: e for e in db_session.scalars(select(Enquiry).where(Enquiry.channel == "phone"))}
+    one, three = enquiries[f"CA{1:032x}"], enquiries[f"CA{3:032x}"]
+    # Call 1 was answered at 09:00:16.25 on the 23rd, call 3 at 09:15:02 on the 24th.
+    one.status, one.outcome_recorded_at = "concluded", utc(2026, 11, 24, 9, 0, 16, 250000)  # a day to the microsecond
+    three.status, three.outcome_recorded_at = "callback_owed", utc(2026, 11, 24, 9, 20)
+    db_session.commit()
+    pack = export(app, db_session, clock, auditor, packs / "in-time")
+    assert ("Of the 2 recorded, none was recorded more than a day after the call was answered (calls.csv: "
+            "enquiry_outcome_recorded).") in pdf_text(pack)
+    assert json.loads((pack / MANIFEST).read_text())["enquiry_outcomes"] == {
+        "answered_calls": {"concluded": 1, "callback_needed": 1, "none_recorded": 1},
+        "recorded_over_a_day_after_the_answer": {"concluded": 0, "callback_needed": 0},
+        "recorded_at_a_time_not_kept": {"concluded": 0, "callback_needed": 0}}
+
+    one.outcome_recorded_at += timedelta(microseconds=1)
+    three.outcome_recorded_at = None  # recorded before the time was kept, and not found by the upgrade
+    db_session.commit()
+    pack = export(app, db_session, clock, auditor, packs / "late")
+    text = pdf_text(pack)
+    assert ("Of the 2 recorded, 1 was recorded more than a day after the call was answered: 1 concluded and 0 "
+            "needing a callback (calls.csv: enquiry_outcome_recorded). When 1 was recorded is not known: before the "
+            "time was kept.") in text
+    assert "however late" not in text  # no callback was recorded late
+    assert json.loads((pack / MANIFEST).read_text())["enquiry_outcomes"] == {
+        "answered_calls": {"concluded": 1, "callback_needed": 1, "none_recorded": 1},
+        "recorded_over_a_day_after_the_answer": {"concluded": 1, "callback_needed": 0},
+        "recorded_at_a_time_not_kept": {"concluded": 0, "callback_needed": 1}}
+    assert verify(pack).ok
 
 
 def test_the_report_splits_the_whole_periods_calls_and_callbacks_by_caller_type(app, db_session, clock, seeded,
