@@ -1,18 +1,20 @@
 """Answered calls awaiting an outcome: calls a person answered whose enquiry nobody has yet said
 was concluded on the call or needs a callback. The agents' page lists them (callbacks.queue), and
-/metrics counts them (metrics.compliance): one definition for both.
+/metrics counts them (metrics.compliance): one definition for both. And when an outcome was
+recorded late: the Calls page and the evidence pack use one definition of that too.
 """
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, text
+from sqlalchemy import ColumnElement, Select, func, text
 
 from helpdesk.clock import local
 from helpdesk.models import Call, Enquiry
 from helpdesk.models.enquiry import OPEN_PHONE
 from helpdesk.settings import Settings
 from metrics.periods import uk_midnight
+from metrics.seconds_sql import seconds_up_between
 
 # How far back to look for the last opening day before today (a long closure, such as Christmas).
 LAST_OPENING_WITHIN = timedelta(days=31)
@@ -22,6 +24,10 @@ OLDER_DAYS = 28
 # A phone enquiry is opened at its call's arrival as first worked out; a correction moves the
 # arrival by minutes. This margin keeps such a call in, and the index's range small.
 OPENED_MARGIN = timedelta(days=1)
+# An outcome recorded more than this after its call was answered was recorded late: the Calls
+# page marks it and lists such calls (recorded=late), and the evidence pack counts them. With
+# older calls on the agents' page, one can be recorded weeks afterwards.
+RECORDED_LATE_AFTER = timedelta(days=1)
 
 
 def awaiting_since(settings: Settings, now: datetime) -> date:
@@ -52,3 +58,18 @@ def awaiting(query: Select, since: date, until: date | None = None) -> Select:
         return query
     end = uk_midnight(until)
     return query.where(Enquiry.opened_at < end + OPENED_MARGIN, Call.arrived_at < end)
+
+
+def recorded_late(call: Call, enquiry: Enquiry) -> bool:
+    """Whether the outcome of the answered call's enquiry was recorded more than RECORDED_LATE_AFTER
+    after the call was answered (or arrived, if its answer's time is not known)."""
+    start = call.answered_at or call.arrived_at
+    return (enquiry.outcome_recorded_at is not None and start is not None
+            and enquiry.outcome_recorded_at - start > RECORDED_LATE_AFTER)
+
+
+def recorded_late_sql() -> ColumnElement[bool]:
+    """`recorded_late` in SQL, over calls joined to their enquiries: exact to the microsecond on
+    both databases, as whole seconds rounded up are over a day exactly when the time is."""
+    after = seconds_up_between(func.coalesce(Call.answered_at, Call.arrived_at), Enquiry.outcome_recorded_at)
+    return after > int(RECORDED_LATE_AFTER.total_seconds())

@@ -9,8 +9,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
-from callbacks.awaiting import awaiting
-from helpdesk.models import Call
+from callbacks.awaiting import awaiting, recorded_late, recorded_late_sql
+from helpdesk.models import Call, Enquiry
 from helpdesk.models.call import never_reached
 from helpdesk.restore import overlapping, windows
 from helpdesk.settings import Settings
@@ -66,6 +66,8 @@ class CallsPage:
     pages: int
     # The call SIDs, among `calls`, of those that never reached the app (never_reached).
     unheard: frozenset[str] = frozenset()
+    # The call SIDs, among `calls`, of the answered calls whose outcome was recorded late.
+    recorded_late: frozenset[str] = frozenset()
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -111,13 +113,13 @@ def calls_page(
     outcome: str | None = None,
     result: str | None = None,
     unheard: bool = False,
-    no_outcome: bool = False,
+    recorded: str | None = None,
     page: int = 1,
     per_page: int = 200,
 ) -> CallsPage:
     """One page of `day`'s calls, newest first, optionally only one outcome or SLA result, only
     the calls that never reached the app (`unheard`), or only the answered calls with no outcome
-    recorded (`no_outcome`)."""
+    recorded (`recorded="no"`) or with one recorded late (`recorded="late"`: callbacks.awaiting.recorded_late)."""
     start, end = day_bounds(day)
     conditions = [Call.arrived_at >= start, Call.arrived_at < end]
     if outcome:
@@ -130,7 +132,12 @@ def calls_page(
 
     def narrowed(query: Select) -> Select:
         query = query.where(*conditions)
-        return awaiting(query, day, day + timedelta(days=1)) if no_outcome else query
+        if recorded == "no":
+            return awaiting(query, day, day + timedelta(days=1))
+        if recorded == "late":
+            return (query.join(Enquiry, Enquiry.id == Call.enquiry_id)
+                    .where(Call.outcome == "answered", Enquiry.channel == "phone", recorded_late_sql()))
+        return query
 
     summary = day_summary(session, day, settings, now)
     with session.begin():
@@ -140,9 +147,9 @@ def calls_page(
         # the database's integers (page 10**17 was a 500).
         calls = [] if page > pages else list(
             session.scalars(
-                # With no_outcome, the enquiry is joined already: a second join would make the
-                # index's condition, in its own unqualified words, ambiguous.
-                narrowed(select(Call)).options(contains_eager(Call.enquiry) if no_outcome else joinedload(Call.enquiry))
+                # Filtered by its outcome, the enquiry is joined already: a second join would make
+                # the index's condition, in its own unqualified words, ambiguous.
+                narrowed(select(Call)).options(contains_eager(Call.enquiry) if recorded else joinedload(Call.enquiry))
                 .order_by(Call.arrived_at.desc(), Call.id.desc())
                 .limit(per_page)
                 .offset((page - 1) * per_page)
@@ -151,5 +158,7 @@ def calls_page(
         listed = [call.id for call in calls]
         listed_unheard = frozenset(session.scalars(
             select(Call.call_sid).where(Call.id.in_(listed), never_reached()))) if listed else frozenset()
+    late = frozenset(call.call_sid for call in calls
+                     if call.outcome == "answered" and call.enquiry is not None and recorded_late(call, call.enquiry))
     return CallsPage(day=day, calls=calls, summary=summary, matching=matching, page=page, pages=pages,
-                     unheard=listed_unheard)
+                     unheard=listed_unheard, recorded_late=late)

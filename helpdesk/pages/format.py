@@ -26,7 +26,7 @@ OUTCOMES = {
 CALLER_TYPES = {"dwp": "DWP", "customer": "Customer", "unknown": "Unknown"}
 SLA_RESULTS = {"met": "Met", "breached": "Breached"}
 REACHED = {"no": "Never reached the help desk"}
-RECORDED = {"no": "Answered, no outcome recorded"}
+RECORDED = {"no": "Answered, no outcome recorded", "late": "Answered, outcome recorded late"}
 # What an agent recorded of an answered call's enquiry, by the enquiry's status.
 ENQUIRY_OUTCOMES = {"open": "No outcome recorded", "concluded": "Concluded on the call",
                     "callback_owed": "Callback needed"}

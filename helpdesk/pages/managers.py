@@ -44,11 +44,11 @@ def _choice(value: str | None, allowed: dict[str, str], what: str) -> str | None
     return value
 
 
-def _only(name: str, value: str | None, allowed: dict[str, str], which: str) -> str | None:
-    """A filter whose one choice is `no` (reached=no, recorded=no): `which` says what it lists."""
-    if value and value not in allowed:
-        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use {name}=no for {which}, or leave it out for "
-                       "every call.")
+def _only(name: str, value: str | None, which: dict[str, str]) -> str | None:
+    """A filter of a few choices (reached=no; recorded=no or late): `which` says what each lists."""
+    if value and value not in which:
+        uses = ", ".join(f"{name}={choice} for {listed}" for choice, listed in which.items())
+        raise BadQuery(f"{fmt.quoted(value)} is not a choice here. Use {uses}, or leave it out for every call.")
     return value or None
 
 
@@ -70,8 +70,10 @@ def calls():
         day = _day(args.get("day"))
         outcome = _choice(args.get("outcome"), fmt.OUTCOMES, "an outcome")
         result = _choice(args.get("result"), fmt.SLA_RESULTS, "a result")
-        reached = _only("reached", args.get("reached"), fmt.REACHED, "the calls that never reached the help desk")
-        recorded = _only("recorded", args.get("recorded"), fmt.RECORDED, "the answered calls with no outcome recorded")
+        reached = _only("reached", args.get("reached"), {"no": "the calls that never reached the help desk"})
+        recorded = _only("recorded", args.get("recorded"), {
+            "no": "the answered calls with no outcome recorded",
+            "late": "the answered calls whose outcome was recorded over a day after the answer"})
         page = _page(args.get("page"))
     except BadQuery as problem:
         if day and args.get("day"):  # the day asked for was a day: only a filter was wrong
@@ -86,7 +88,7 @@ def calls():
     now = clock()
     with database().session() as session:
         listing = calls_page(session, day, settings=settings(), now=now, outcome=outcome, result=result,
-                             unheard=reached == "no", no_outcome=recorded == "no", page=page, per_page=per_page)
+                             unheard=reached == "no", recorded=recorded, page=page, per_page=per_page)
         takers = taken_by.answered_by_each(session, listing.calls, current_user.id)
     if page > listing.pages:
         message = f"There is no page {page}: this day has {listing.pages} page{'s' if listing.pages > 1 else ''}."

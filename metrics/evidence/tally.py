@@ -6,22 +6,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Connection
 
+from callbacks.awaiting import recorded_late_sql
 from helpdesk.models import Call, Callback, Enquiry, InboundEmail
-from metrics.seconds_sql import seconds_up_between
 
 DECIDED = ("met", "breached")
 # What an agent recorded of an answered call's enquiry (calls.csv's enquiry_outcome).
 ENQUIRY_OUTCOMES = {"concluded": "concluded", "callback_owed": "callback_needed", "open": "none_recorded"}
 RECORDED_OUTCOMES = ("concluded", "callback_needed")  # the two an agent records
-# An outcome recorded more than this after its call was answered is counted as recorded late: the
-# agents' page lists older calls on request (callbacks.awaiting.OLDER_DAYS), so an outcome can be
-# recorded weeks afterwards, and an auditor should see how many were.
-RECORDED_LATE_AFTER = timedelta(days=1)
 
 
 @dataclass
@@ -39,7 +35,7 @@ class Tally:
     pending_acks: int = 0  # not sent and not yet due when the pack was made: not counted yet
     calls: Counter = field(default_factory=Counter)  # calls by (in opening hours, counted, outcome)
     enquiry_outcomes: Counter = field(default_factory=Counter)  # answered calls by ENQUIRY_OUTCOMES
-    outcomes_late: Counter = field(default_factory=Counter)  # of those, recorded over RECORDED_LATE_AFTER after the answer
+    outcomes_late: Counter = field(default_factory=Counter)  # of those, recorded late (callbacks.awaiting.recorded_late)
     outcomes_undated: Counter = field(default_factory=Counter)  # recorded, but with no time kept (outcome_recorded_at)
     versions: dict = field(default_factory=dict)  # "calls"/"callbacks" -> Counter of configuration versions
     emails: Counter = field(default_factory=Counter)  # emails received by the intake's decision
@@ -92,11 +88,10 @@ def call_totals(connection: Connection, start: datetime, end: datetime, tally: T
     )
     for in_hours, was_counted, outcome, count in connection.execute(statement):
         tally.calls[(bool(in_hours), bool(was_counted), outcome)] += int(count)
-    # When each outcome was recorded, against the call's answer (or arrival, if the answer's time
-    # is not known), exactly: late is more than a day after; undated, recorded with no time kept.
-    after = seconds_up_between(func.coalesce(Call.answered_at, Call.arrived_at), Enquiry.outcome_recorded_at)
-    timing = case((Enquiry.outcome_recorded_at.is_(None), "undated"),
-                  (after > int(RECORDED_LATE_AFTER.total_seconds()), "late"), else_="in_time")
+    # When each outcome was recorded: late, more than a day after the call was answered; undated,
+    # recorded with no time kept.
+    timing = case((Enquiry.outcome_recorded_at.is_(None), "undated"), (recorded_late_sql(), "late"),
+                  else_="in_time")
     statement = (
         select(Enquiry.status, timing, func.count()).select_from(Call).join(Enquiry, Enquiry.id == Call.enquiry_id)
         .where(Call.arrived_at >= start, Call.arrived_at < end, Call.outcome == "answered")

@@ -21,12 +21,13 @@ def add_call(db_session, n: int, arrived_at: datetime, *, outcome: str = "answer
              countable: bool = True, sla_result: str | None = None, caller: str | None = "+447700900123",
              caller_type: str = "customer", in_hours: bool = True, reference: str | None = None,
              from_api: bool = False, incoming_seen: bool = True, found_in_log: bool = False,
-             enquiry_status: str = "open", agent: str | None = None) -> None:
+             enquiry_status: str = "open", agent: str | None = None,
+             outcome_recorded_at: datetime | None = None) -> None:
     """A call as the projection would have stored it, with its enquiry; `found_in_log`: one that
     never reached the app, stored from Twilio's call log (with its api_log event)."""
     rings = None if answer_seconds is None else int(answer_seconds // 3) + 1
     enquiry = Enquiry(reference=reference or f"HD-2026-{n:06d}", channel="phone", opened_at=arrived_at,
-                      call_sid=sid(n), status=enquiry_status)
+                      call_sid=sid(n), status=enquiry_status, outcome_recorded_at=outcome_recorded_at)
     call = Call(
         call_sid=sid(n), arrived_at=arrived_at, outcome=outcome, in_hours=in_hours, countable=countable,
         sla_result=sla_result, caller_number=caller, caller_type=caller_type, rings=rings,
@@ -416,8 +417,44 @@ def test_a_recorded_value_other_than_no_gets_a_400_page_saying_what_to_use(manag
     response = manager.get(f"/calls?day={DAY}&recorded=yes")
     page = " ".join(response.get_data(as_text=True).split())
     assert response.status_code == 400
-    assert "“yes” is not a choice here. Use recorded=no for the answered calls with no outcome recorded" in page
+    assert ("“yes” is not a choice here. Use recorded=no for the answered calls with no outcome recorded, "
+            "recorded=late for the answered calls whose outcome was recorded over a day after the answer, or leave "
+            "it out for every call.") in page
     assert 'href="/calls?day=2026-11-24"' in page
+
+
+def test_outcomes_recorded_more_than_a_day_after_the_answer_say_when_and_can_be_shown_alone(manager, db_session):
+    thursday = "2026-11-19"
+    # Answered at 09:00:05, concluded a day later to the microsecond: not late.
+    add_call(db_session, 1, utc(2026, 11, 19, 9, 0), answer_seconds=5.0, sla_result="met", enquiry_status="concluded",
+             outcome_recorded_at=utc(2026, 11, 20, 9, 0, 5))
+    # Answered at 09:30:05, a callback needed a day and a microsecond later: late.
+    add_call(db_session, 2, utc(2026, 11, 19, 9, 30), answer_seconds=5.0, sla_result="met",
+             enquiry_status="callback_owed", outcome_recorded_at=utc(2026, 11, 20, 9, 30, 5, 1))
+    # Concluded nearly two weeks later, from the agents' page with older calls shown.
+    add_call(db_session, 3, utc(2026, 11, 19, 10, 0), answer_seconds=5.0, sla_result="met",
+             enquiry_status="concluded", outcome_recorded_at=utc(2026, 12, 2, 16, 0))
+    add_call(db_session, 4, utc(2026, 11, 19, 10, 30), answer_seconds=5.0, sla_result="met")  # none recorded
+    add_call(db_session, 5, utc(2026, 11, 19, 11, 0), outcome="abandoned", countable=False)
+
+    page = manager.get(f"/calls?day={thursday}").get_data(as_text=True)
+
+    assert [row[-1] for row in rows(page)] == [
+        "HD-2026-000005", "HD-2026-000004No outcome recorded",
+        "HD-2026-000003Concluded on the callRecorded late: 02 Dec 2026 16:00:00 GMT",
+        "HD-2026-000002Callback neededRecorded late: 20 Nov 2026 09:30:05 GMT",
+        "HD-2026-000001Concluded on the call"]
+    assert '<time datetime="2026-12-02T16:00:00+00:00">' in page
+
+    shown = manager.get(f"/calls?day={thursday}&recorded=late").get_data(as_text=True)
+    assert references(shown) == ["HD-2026-000003", "HD-2026-000002"]
+    assert "answered with an outcome recorded late: 2 calls." in " ".join(shown.split())
+    assert '<option value="late" selected>Answered, outcome recorded late</option>' in shown
+    assert figures(shown)["Calls offered"] == "5"  # the summary is still the whole day's
+    assert references(manager.get(f"/calls?day={thursday}&recorded=late&result=met").get_data(as_text=True)) == [
+        "HD-2026-000003", "HD-2026-000002"]
+    assert "No calls on this day match these filters." in manager.get(
+        f"/calls?day={thursday}&recorded=late&outcome=abandoned").get_data(as_text=True)
 
 
 def test_the_answered_by_column_names_who_took_each_call(app, client, db_session, clock):
