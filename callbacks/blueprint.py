@@ -122,7 +122,7 @@ def _waiting_context(now: datetime) -> dict:
     since = min(recent, today - timedelta(days=OLDER_DAYS)) if older else recent
     with database().session() as session:
         awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
-                                          yours=taken_by.own_endpoints(current_user.username, current_user.phone))
+                                          yours=taken_by.own_holdings(session, current_user))
         takers = taken_by.answered_by_each(session, awaiting.calls, current_user.id) or {}
         emails, emails_count = waiting.awaiting_response(session, now)
     return {

@@ -10,8 +10,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import case, false, func, select, true
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from callbacks.awaiting import awaiting
@@ -24,6 +25,9 @@ from callbacks.sweep import remaining
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.call import never_reached
 from helpdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from helpdesk.pages.taken_by import Holding
 
 # Also for those who import them from here (the page's templates too, through this module).
 __all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS",
@@ -241,12 +245,23 @@ class Awaiting:
     yours: int
 
 
-def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Sequence[str] = ()) -> Awaiting:
+def answered_on_any(held: Sequence[Holding]) -> ColumnElement[bool]:
+    """In SQL, over calls: answered on one of the endpoints while it was held (`held`: a user's
+    helpdesk.pages.taken_by.holdings), as taken_by.takers judges it."""
+    moment = func.coalesce(Call.answered_at, Call.arrived_at)
+    each = [and_(func.lower(Call.agent) == holding.endpoint,
+                 *([moment >= holding.since] if holding.since is not None else []),
+                 *([moment < holding.until] if holding.until is not None else []))
+            for holding in held]
+    return or_(*each) if each else false()
+
+
+def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Sequence[Holding] = ()) -> Awaiting:
     """Answered calls since the UK day `since` (see callbacks.awaiting.awaiting_since) whose enquiry nobody has
-    concluded or turned into a callback yet: newest first, but first those answered on one of
-    `yours` (a user's endpoints, lower case: helpdesk.pages.taken_by.own_endpoints), so an agent
-    finds their own calls at the top however many others are waiting."""
-    is_yours = func.lower(Call.agent).in_(list(yours)) if yours else false()
+    concluded or turned into a callback yet: newest first, but first those answered on a phone
+    that was the user's then (`yours`: helpdesk.pages.taken_by.own_holdings), so an agent finds
+    their own calls at the top however many others are waiting."""
+    is_yours = answered_on_any(yours)
     with session.begin():
         count, yours_count = session.execute(
             awaiting(select(func.count(Call.id), func.count(case((is_yours, Call.id)))), since)).one()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from helpdesk.clock import now_utc
-from helpdesk.models import AuditEntry, PasswordLink, SignInFailure, User
+from helpdesk.models import AuditEntry, FormerPhone, PasswordLink, SignInFailure, User
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.user_rules import (USERNAME, UserError, check_display_name, check_email, check_password, check_phone,
                                  check_role, check_username, is_text, normalise_username)
@@ -118,6 +118,7 @@ def add_user(
     phone = check_phone(phone)
     email = check_email(email)
     display_name = check_display_name(display_name)
+    now = now or now_utc()
     user = User(
         username=name,
         display_name=display_name,
@@ -126,7 +127,8 @@ def add_user(
         phone=phone,
         email=email,
         active=True,
-        created_at=now or now_utc(),
+        created_at=now,
+        phone_since=None if phone is None else now,
         must_change_password=temporary,
     )
     try:
@@ -343,9 +345,18 @@ def set_display_name(session: Session, username: str, display_name: str | None, 
     return _set_detail(session, username, "display_name", check_display_name(display_name), NAME_CHANGED, "name", by)
 
 
-def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None) -> User:
-    """Set (or, with None, clear) the phone an agent's callbacks ring first."""
-    return _set_detail(session, username, "phone", check_phone(phone), PHONE_CHANGED, "phone", by)
+def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None,
+              now: datetime | None = None) -> User:
+    """Set (or, with None, clear) the phone an agent's callbacks ring first. The phone they had
+    is kept as a FormerPhone, so the calls they answered on it stay theirs."""
+    phone, now = check_phone(phone), now or now_utc()
+
+    def before(user: User) -> None:
+        if user.phone:
+            session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=now))
+        user.phone_since = now if phone else None
+
+    return _set_detail(session, username, "phone", phone, PHONE_CHANGED, "phone", by, before)
 
 
 def set_email(session: Session, username: str, email: str | None, by: Actor | None = None) -> User:

@@ -8,7 +8,8 @@ from helpdesk.models.enquiry import Enquiry, ReferenceCounter
 from helpdesk.models.event import TwilioEvent
 from helpdesk.models.lookup import TwilioLookup
 from helpdesk.models.restore import Restore
-from helpdesk.models.user import AccessToken, PackBuild, PasswordLink, RecoveryCode, SignInFailure, User
+from helpdesk.models.user import (AccessToken, FormerPhone, PackBuild, PasswordLink, RecoveryCode, SignInFailure,
+                                  User)
 
 __all__ = [
-    "AccessToken", "AuditEntry", "Base", "EmailAcknowledgement", "ImapMailboxState", "InboundEmail", "PackBuild", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "Restore", "TwilioEvent", "TwilioLookup", "PasswordLink", "RecoveryCode", "SignInFailure", "User"]
+    "AccessToken", "AuditEntry", "Base", "EmailAcknowledgement", "FormerPhone", "ImapMailboxState", "InboundEmail", "PackBuild", "UTCDateTime", "Call", "Callback", "CallbackAttempt", "CallbackNotice", "SchedulerLease", "Enquiry", "ReferenceCounter", "Restore", "TwilioEvent", "TwilioLookup", "PasswordLink", "RecoveryCode", "SignInFailure", "User"]

@@ -27,6 +27,9 @@ class User(UserMixin, Base):
     role: Mapped[str] = mapped_column(String(16))
     # The agent's phone for "Call back now": +44..., sip:... or client:...
     phone: Mapped[str | None] = mapped_column(String(128))
+    # Since when they have had it (None: since before 0.26.0 kept it, or no phone): a call
+    # answered on it before then was not theirs. The phones they had before are FormerPhones.
+    phone_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Goes up when the user signs out: every session signed in before then ends, on every
@@ -133,3 +136,16 @@ class PackBuild(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     claim: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FormerPhone(Base):
+    """A phone a user had before (helpdesk.users.set_phone), and when: so that a call answered on
+    it then is still theirs ("Answered by", helpdesk.pages.taken_by) after it changes hands."""
+
+    __tablename__ = "former_phones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(128))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: not known (before 0.26.0)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)

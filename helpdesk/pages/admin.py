@@ -292,7 +292,10 @@ def change_name(user_id: int):
 @bp.post("/users/<id:user_id>/phone")
 @role_required("admin")
 def change_phone(user_id: int):
-    return _save_or_clear(user_id, "phone", set_phone, "phone", "a phone number", "Clear phone")
+    def setter(db_session, username, value, by):
+        return set_phone(db_session, username, value, by=by, now=clock())
+
+    return _save_or_clear(user_id, "phone", setter, "phone", "a phone number", "Clear phone")
 
 
 @bp.post("/users/<id:user_id>/email")

@@ -20,7 +20,7 @@ from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
 from callbacks.email.waiting import MARKED_ANSWERED
 from helpdesk.audit_log import TITLES
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
-                             Enquiry, InboundEmail, User)
+                             Enquiry, FormerPhone, InboundEmail, User)
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
 from metrics.compliance import rule_titles
@@ -77,7 +77,8 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
         users = list(session.scalars(select(User)))
         names = {user.id: user.display_name or user.username for user in users}
         titles = rule_titles(settings)
-        answered = _calls(session, story, enquiry, titles["answer_within_rings"], users)
+        book = taken_by.phone_book(users, session.scalars(select(FormerPhone)))
+        answered = _calls(session, story, enquiry, titles["answer_within_rings"], book)
         if enquiry.status == "open" and answered:  # an agent took the call, and said nothing of it since
             story.status = fmt.enquiry_outcome("answered", "open")
         callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
@@ -95,7 +96,8 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
     return story
 
 
-def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, users: list[User]) -> bool:
+def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
+           book: dict[str, list[taken_by.Holding]]) -> bool:
     """The enquiry's calls in the story; whether one was answered."""
     answered = False
     for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
@@ -105,7 +107,7 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, 
         if call.answered_at is not None:
             story.steps.append(Step(call.answered_at, "Answered by an agent",
                                     f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."
-                                    + answered_on(call.agent, users)))
+                                    + answered_on(call.agent, book, call.answered_at)))
         if call.ended_at is not None:
             story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
         story.results.append((title, _call_result(call)))
@@ -113,11 +115,12 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str, 
     return answered
 
 
-def answered_on(endpoint: str | None, users: list[User]) -> str:
-    """Who took the call (see taken_by), in a sentence; any number in its phone masked."""
+def answered_on(endpoint: str | None, book: dict[str, list[taken_by.Holding]], moment: datetime) -> str:
+    """Who took the call answered at `moment` (see taken_by), in a sentence; any number in its
+    phone masked."""
     if not endpoint:
         return ""
-    named = [taken_by.name(user) for user in taken_by.takers(endpoint, taken_by.phone_book(users))]
+    named = [taken_by.name(user) for user in taken_by.takers(endpoint, book, moment)]
     shown = taken_by.shown_endpoint(endpoint)
     if len(named) == 1:
         return f" Taken by {named[0]} ({shown})."

@@ -1,41 +1,91 @@
 """Who took an answered call, from the phone its agent leg rang (a number, SIP address or Twilio
 Client identity, as Twilio's `To` gave it): the user a Client identity names (client:alice is
-user alice), or the users whose phone (for "Call back now") is that endpoint. By the usernames
-and phones users have now. The enquiry's story, the agents' queue page and the Calls page say it.
+user alice), or the users whose phone (for "Call back now") it was when the call was answered:
+their phone now since they set it (users.phone_since), or one they had then (former_phones).
+The enquiry's story, the agents' queue page and the Calls page say it.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.models import Call, User
+from helpdesk.models import Call, FormerPhone, User
 from helpdesk.pages import format as fmt
 
 # A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
 NUMBER_IN_ENDPOINT = re.compile(r"\+?[0-9]{6,}")
 
 
-def own_endpoints(username: str, phone: str | None) -> list[str]:
-    """The endpoints, lower case, that are this user's: their Client identity (usernames are lower
-    case already) and their phone."""
-    return sorted({f"client:{username}"} | ({phone.strip().lower()} if phone and phone.strip() else set()))
+@dataclass(frozen=True)
+class Holding:
+    """A user had the endpoint (lower case) from `since` (None: as far back as is known) until
+    `until` (None: still)."""
+    endpoint: str
+    user: User
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def at(self, moment: datetime | None) -> bool:
+        """Whether the user had it at `moment` (None: now)."""
+        if moment is None:
+            return self.until is None
+        return (self.since is None or self.since <= moment) and (self.until is None or moment < self.until)
 
 
-def phone_book(users: Iterable[User]) -> dict[str, list[User]]:
-    """Each endpoint (lower case) that is some user's, and whose it is, by name."""
-    book: dict[str, list[User]] = {}
+def _endpoint(text: str) -> str:
+    return text.strip().lower()
+
+
+def holdings(user: User, former: Iterable[FormerPhone] = ()) -> list[Holding]:
+    """The endpoints that are or were `user`'s, and when: their Client identity (usernames are lower
+    case already) always, their phone since they set it, and their `former` phones (theirs or
+    anyone's: only theirs are taken)."""
+    found = [Holding(f"client:{user.username}", user)]
+    if user.phone and user.phone.strip():
+        found.append(Holding(_endpoint(user.phone), user, user.phone_since))
+    found += [Holding(_endpoint(phone.phone), user, phone.since, phone.until) for phone in former
+              if phone.user_id == user.id and phone.phone.strip()]
+    return found
+
+
+def own_holdings(session: Session, user: User) -> list[Holding]:
+    """`holdings` of `user`, reading their former phones inside a transaction of `session`."""
+    with session.begin():
+        return holdings(user, session.scalars(select(FormerPhone).where(FormerPhone.user_id == user.id)))
+
+
+def phone_book(users: Iterable[User], former: Iterable[FormerPhone] = ()) -> dict[str, list[Holding]]:
+    """Each endpoint (lower case) that is or was some user's, and whose, and when."""
+    former = list(former)
+    book: dict[str, list[Holding]] = {}
     for user in users:
-        for endpoint in own_endpoints(user.username, user.phone):
-            book.setdefault(endpoint, []).append(user)
-    return {endpoint: sorted(found, key=name) for endpoint, found in book.items()}
+        for holding in holdings(user, former):
+            book.setdefault(holding.endpoint, []).append(holding)
+    return book
 
 
-def takers(endpoint: str | None, book: dict[str, list[User]]) -> list[User]:
-    """The users `endpoint` is the phone of (`book`: phone_book), by name; none for a phone nobody has."""
-    return book.get(endpoint.strip().lower(), []) if endpoint else []
+def read_phone_book(session: Session) -> dict[str, list[Holding]]:
+    """`phone_book` of every user, inside the caller's transaction of `session`."""
+    return phone_book(session.scalars(select(User)), session.scalars(select(FormerPhone)))
+
+
+def takers(endpoint: str | None, book: dict[str, list[Holding]], moment: datetime | None = None) -> list[User]:
+    """The users `endpoint` was the phone of at `moment` (None: now), by name (`book`:
+    phone_book); none for a phone nobody had then."""
+    if not endpoint:
+        return []
+    found = {holding.user.id: holding.user for holding in book.get(_endpoint(endpoint), []) if holding.at(moment)}
+    return sorted(found.values(), key=name)
+
+
+def answered_at(call: Call) -> datetime | None:
+    """When the call was answered, as who had the phone is judged (its arrival if not known)."""
+    return call.answered_at or call.arrived_at
 
 
 def name(user: User) -> str:
@@ -52,12 +102,12 @@ def in_words(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def answered_by(endpoint: str | None, book: dict[str, list[User]], me: int) -> str:
-    """Who took the call, for the agents' queue page: "You" for user `me` (first, if the phone is
-    others' too), their names, or the phone, masked, that nobody has."""
+def answered_by(endpoint: str | None, book: dict[str, list[Holding]], me: int, moment: datetime | None) -> str:
+    """Who took the call answered at `moment`, for the agents' queue page: "You" for user `me`
+    (first, if the phone was others' too), their names, or the phone, masked, that nobody had."""
     if not endpoint:
         return "Not known"
-    found = takers(endpoint, book)
+    found = takers(endpoint, book, moment)
     if not found:
         return shown_endpoint(endpoint)
     names = (["You"] if any(user.id == me for user in found) else []) + [name(user) for user in found if user.id != me]
@@ -72,5 +122,6 @@ def answered_by_each(session: Session, calls: Iterable[Call], me: int) -> dict[s
     if not any(call.agent for call in calls):
         return None
     with session.begin():
-        book = phone_book(session.scalars(select(User)))
-        return {call.call_sid: answered_by(call.agent, book, me) for call in calls if call.outcome == "answered"}
+        book = read_phone_book(session)
+        return {call.call_sid: answered_by(call.agent, book, me, answered_at(call)) for call in calls
+                if call.outcome == "answered"}

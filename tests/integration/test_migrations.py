@@ -187,6 +187,26 @@ def test_outcomes_recorded_before_revision_0024_keep_when_they_were_recorded(mig
         ("HD-2026-000004", None), ("HD-2026-000005", None)]
 
 
+def test_phones_set_before_revision_0025_are_had_since_before_and_none_is_former(migrated_url):
+    from helpdesk.models import FormerPhone, User
+
+    added = datetime(2026, 11, 30, 10, 5, tzinfo=timezone.utc)
+
+    def store(connection):
+        ann = a_user(connection, "ann", "agent", added)
+        users = table("users", column("id"), column("phone"))
+        connection.execute(users.update().where(users.c.id == ann).values(phone="+447700900555"))
+        a_user(connection, "bob", "agent", added)
+
+    def read(connection):
+        return (connection.execute(select(User.username, User.phone, User.phone_since).order_by(User.id)).all(),
+                connection.execute(select(func.count()).select_from(FormerPhone)).scalar())
+
+    # Not known since when: had since before, so a call answered on it at any time is still ann's.
+    assert upgraded_from(migrated_url, "0024", store, read) == (
+        [("ann", "+447700900555", None), ("bob", None, None)], 0)
+
+
 def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was_recorded_with(migrated_url):
     # Revision 0015: lost_until, first written into 0014 before 0.9.0 was released.
     from sqlalchemy import text

@@ -15,7 +15,7 @@ from callbacks import service
 from callbacks.sweep import sweep
 from callbacks.telephony import FakeTelephony
 from helpdesk.clock import local
-from helpdesk.models import AuditEntry, Callback, CallbackAttempt, Enquiry, User
+from helpdesk.models import AuditEntry, Callback, CallbackAttempt, Enquiry, FormerPhone, User
 from helpdesk.users import add_user
 from tests.integration.conftest import OPEN_TIME
 from tests.integration.test_users_and_login import csrf_token, sign_in
@@ -544,6 +544,46 @@ def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(
     assert "The one you answered comes first." in awaiting_caption(page)
 
 
+def test_a_phone_that_changed_hands_names_whoever_had_it_when_each_call_was_answered(app, alice, client, clock,
+                                                                                    db_session):
+    from helpdesk.users import set_phone
+    from tests.integration.test_calls_page import rows as calls_rows
+
+    add_agent(app, "bob", "Bob Agent", phone=None)
+    add_agent(app, "mona", "Mona Manager", phone=None, role="manager")
+    answer_a_call(client, clock, 1, at(9, 0), on=AGENT_PHONE)  # answered at 09:00:06, on Alice's phone
+    with app.extensions["helpdesk.db"].session() as session:  # at 09:30 Bob takes it, Alice takes another
+        set_phone(session, "alice", "+447700900444", now=at(9, 30))
+        set_phone(session, "bob", AGENT_PHONE, now=at(9, 30))
+    answer_a_call(client, clock, 2, at(9, 29) + timedelta(seconds=54), on=AGENT_PHONE)  # at 09:30:00: Bob's
+    answer_a_call(client, clock, 3, at(10, 0), on=AGENT_PHONE)
+    answer_a_call(client, clock, 4, at(10, 10), on="+447700900444")
+    clock.now = at(11, 0)
+
+    # Alice's, on either phone while it was hers, come first for her; Bob's for him.
+    page = text_of(client.get("/queue"))
+    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+        (sid(4), "You"), (sid(1), "You"), (sid(3), "Bob Agent"), (sid(2), "Bob Agent")]
+    bobs = app.test_client()
+    sign_in(bobs, "bob", PASSWORD)
+    assert [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))] == [
+        (sid(3), "You"), (sid(2), "You"), (sid(4), "Alice Agent"), (sid(1), "Alice Agent")]
+
+    # The Calls page and the enquiry's page name the same.
+    monas = app.test_client()
+    sign_in(monas, "mona", PASSWORD)
+    calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
+    assert [row[6] for row in calls] == ["Alice Agent", "Bob Agent", "Bob Agent", "Alice Agent"]
+    first = next(enquiry for enquiry in stored(db_session, Enquiry) if enquiry.call_sid == sid(1))
+    assert "Taken by Alice Agent (•••••••• 555)." in text_of(monas.get(f"/enquiries/{first.reference}"))
+
+    # Alice's phone before is kept, and when she had it (from before the time was kept).
+    assert [(former.phone, former.since, former.until) for former in stored(db_session, FormerPhone)] == [
+        (AGENT_PHONE, None, at(9, 30))]
+    assert [(user.username, user.phone_since) for user in stored(db_session, User)] == [
+        ("alice", at(9, 30)), ("bob", at(9, 30)), ("mona", None)]
+
+
 @pytest.mark.parametrize(("shown", "whose", "says"), [
     (2, "alice", "open: 3, 2 shown: the one you answered first, then the newest."),
     (2, "bob", "open: 3, newest 2 shown."),
@@ -568,13 +608,14 @@ def test_the_caption_says_how_the_answered_calls_shown_were_chosen(app, client, 
 
 def test_an_agents_own_calls_are_shown_however_many_newer_calls_wait(alice, client, clock, db_session):
     from callbacks import queue
-    from helpdesk.pages.taken_by import own_endpoints
+    from helpdesk.pages.taken_by import own_holdings
 
     for n in range(5):
         answer_a_call(client, clock, n, at(9, n), on=AGENT_PHONE if n < 2 else "client:someone-else")
     db_session.rollback()
+    user = next(user for user in stored(db_session, User) if user.username == "alice")
 
-    awaiting = queue.awaiting_outcome(db_session, at(9).date(), limit=3, yours=own_endpoints("alice", AGENT_PHONE))
+    awaiting = queue.awaiting_outcome(db_session, at(9).date(), limit=3, yours=own_holdings(db_session, user))
 
     assert [call.call_sid for call in awaiting.calls] == [sid(1), sid(0), sid(4)]
     assert (awaiting.count, awaiting.yours) == (5, 2)

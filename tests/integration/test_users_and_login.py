@@ -523,12 +523,18 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
     from sqlalchemy import select
 
     from helpdesk.db import Database
-    from helpdesk.models import User
+    from helpdesk.models import FormerPhone, User
 
     database = Database(migrated_url)
     try:
         with database.session() as session:
-            assert session.scalar(select(User.phone).where(User.username == "dana")) == "+447700900999"
+            dana = session.scalars(select(User).where(User.username == "dana")).one()
+            assert dana.phone == "+447700900999"
+            # The phone she had is kept, from when she was added (the same number typed again
+            # changed nothing) until it changed, so the calls she answered on it stay hers.
+            former = session.scalars(select(FormerPhone)).one()
+            assert (former.user_id, former.phone, former.since) == (dana.id, "+447700900321", dana.created_at)
+            assert former.until == dana.phone_since and former.since < former.until
     finally:
         database.dispose()
 

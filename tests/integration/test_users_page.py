@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from callbacks.claims import claim
 from helpdesk.clock import local
-from helpdesk.models import Callback
+from helpdesk.models import Callback, FormerPhone
 from helpdesk.pages.format import format_date_time
 from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
 from tests.integration.test_password_change import NEW
@@ -227,10 +227,13 @@ def test_a_role_change_to_auditor_gives_claimed_callbacks_back_and_says_so(clien
     assert "role changed from Agent to DWP auditor; 1 claimed callback back to the queue, by dana" in page
 
 
-def test_an_administrator_sets_and_clears_a_phone(client, db_session, admin):
+def test_an_administrator_sets_and_clears_a_phone(client, clock, db_session, admin):
     alex = make_user(db_session, "alex", "agent")
 
+    set_at = clock.now
     assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
+    assert user_named(db_session, "alex").phone_since == set_at
+    clock.advance(3600)
     assert user_named(db_session, "alex").phone == "+447700900456"
     refused = post(client, f"/admin/users/{alex.id}/phone", phone="12", action="save")
     assert refused.status_code == 400 and 'value="12"' in refused.get_data(as_text=True)
@@ -238,7 +241,11 @@ def test_an_administrator_sets_and_clears_a_phone(client, db_session, admin):
     assert empty.status_code == 400 and "Enter a phone number, or use Clear phone." in empty.get_data(as_text=True)
     assert user_named(db_session, "alex").phone == "+447700900456"
     assert post(client, f"/admin/users/{alex.id}/phone", phone="", action="clear").status_code == 302
-    assert user_named(db_session, "alex").phone is None
+    assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (None, None)
+    # Kept, with when alex had it: calls answered on it then are still alex's.
+    with db_session.begin():
+        assert [(f.user_id, f.phone, f.since, f.until) for f in db_session.scalars(select(FormerPhone))] == [
+            (alex.id, "+447700900456", set_at, set_at + timedelta(hours=1))]
     assert [json.loads(entry.detail)["phone"] for entry in audit_entries(db_session, "user.phone_changed")] == [
         True, False]
     assert all("900456" not in entry.detail for entry in audit_entries(db_session))
