@@ -43,13 +43,12 @@ def _endpoint(text: str) -> str:
 
 def holdings(user: User, former: Iterable[FormerPhone] = ()) -> list[Holding]:
     """The endpoints that are or were `user`'s, and when: their Client identity (usernames are lower
-    case already) always, their phone since they set it, and their `former` phones (theirs or
-    anyone's: only theirs are taken)."""
+    case already) always, their phone since they set it, and their `former` phones."""
     found = [Holding(f"client:{user.username}", user)]
     if user.phone and user.phone.strip():
         found.append(Holding(_endpoint(user.phone), user, user.phone_since))
     found += [Holding(_endpoint(phone.phone), user, phone.since, phone.until) for phone in former
-              if phone.user_id == user.id and phone.phone.strip()]
+              if phone.phone.strip()]
     return found
 
 
@@ -61,10 +60,12 @@ def own_holdings(session: Session, user: User) -> list[Holding]:
 
 def phone_book(users: Iterable[User], former: Iterable[FormerPhone] = ()) -> dict[str, list[Holding]]:
     """Each endpoint (lower case) that is or was some user's, and whose, and when."""
-    former = list(former)
+    theirs: dict[int, list[FormerPhone]] = {}
+    for phone in former:
+        theirs.setdefault(phone.user_id, []).append(phone)
     book: dict[str, list[Holding]] = {}
     for user in users:
-        for holding in holdings(user, former):
+        for holding in holdings(user, theirs.get(user.id, ())):
             book.setdefault(holding.endpoint, []).append(holding)
     return book
 
