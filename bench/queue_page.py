@@ -73,11 +73,12 @@ def fill(app, settings, now: datetime, count: int) -> None:
 
 
 def add_agents(app, now: datetime) -> None:
-    """19 agents with a name and a phone, who answer the calls the bench agent does not."""
+    """19 agents with a name and a phone, who answer the calls the bench agent does not: each has
+    had their phone since before the oldest call, so the list names them."""
     with app.extensions["helpdesk.db"].session() as session:
         for n in range(1, 20):
-            add_user(session, f"agent.{n:02d}", PASSWORD, "agent", display_name=f"Agent {n:02d}", now=now,
-                     phone=f"+4477009001{n:02d}")
+            add_user(session, f"agent.{n:02d}", PASSWORD, "agent", display_name=f"Agent {n:02d}",
+                     now=now - timedelta(days=90), phone=f"+4477009001{n:02d}")
 
 
 def fill_answered(app, now: datetime, count: int, first_id: int,
@@ -201,6 +202,8 @@ def main() -> None:
     counts = re.search(r'data-open="(\d+)" data-overdue="(\d+)"\s+data-due-soon="(\d+)"', page).groups()
 
     answered = len(re.findall(r'<tr id="call-CA', page))
+    # The list names who answered each call (and "You" first), as it would on a real desk.
+    assert "Agent 01" in page and ">You<" in page, "the answered calls do not say who took them"
     print(f"queue page: {args.callbacks} open callbacks in SQLite ({counts[0]} open, {counts[1]} overdue, "
           f"{counts[2]} due soon); {shown} shown; {args.answered} answered calls awaiting an outcome, {answered} "
           f"shown; {args.older} more from 2 to 28 days before, shown with older=yes; page {len(page) / 1024:.0f} KiB; "
