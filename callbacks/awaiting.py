@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, text
+from sqlalchemy import ColumnElement, Select, text
 
 from helpdesk.clock import local
 from helpdesk.models import Call, Enquiry
@@ -63,7 +63,7 @@ def awaiting(query: Select, since: date, until: date | None = None) -> Select:
 def recorded_late(call: Call, enquiry: Enquiry) -> bool:
     """Whether the outcome of the answered call's enquiry was recorded more than RECORDED_LATE_AFTER
     after the call was answered (or arrived, if its answer's time is not known)."""
-    start = call.answered_at or call.arrived_at
+    start = call.answer_moment
     return (enquiry.outcome_recorded_at is not None and start is not None
             and enquiry.outcome_recorded_at - start > RECORDED_LATE_AFTER)
 
@@ -71,5 +71,5 @@ def recorded_late(call: Call, enquiry: Enquiry) -> bool:
 def recorded_late_sql() -> ColumnElement[bool]:
     """`recorded_late` in SQL, over calls joined to their enquiries: exact to the microsecond on
     both databases, as whole seconds rounded up are over a day exactly when the time is."""
-    after = seconds_up_between(func.coalesce(Call.answered_at, Call.arrived_at), Enquiry.outcome_recorded_at)
+    after = seconds_up_between(Call.answer_moment, Enquiry.outcome_recorded_at)
     return after > int(RECORDED_LATE_AFTER.total_seconds())

@@ -248,7 +248,7 @@ class Awaiting:
 def answered_on_any(held: Sequence[Holding]) -> ColumnElement[bool]:
     """In SQL, over calls: answered on one of the endpoints while it was held (`held`: a user's
     helpdesk.pages.taken_by.holdings), as taken_by.takers judges it."""
-    moment = func.coalesce(Call.answered_at, Call.arrived_at)
+    moment = Call.answer_moment
     each = [and_(func.lower(Call.agent) == holding.endpoint,
                  *([moment >= holding.since] if holding.since is not None else []),
                  *([moment < holding.until] if holding.until is not None else []))

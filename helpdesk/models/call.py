@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, and_, false, select, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, and_, false, func, select, text
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base, UTCDateTime
@@ -49,6 +50,18 @@ class Call(Base):
     enquiry_id: Mapped[int | None] = mapped_column(ForeignKey("enquiries.id"))
 
     enquiry = relationship("Enquiry")
+
+    @hybrid_property
+    def answer_moment(self) -> datetime | None:
+        """When the call was answered, or arrived if that is not known: what an outcome recorded
+        late (callbacks.awaiting) and who had the phone then (helpdesk.pages.taken_by) are judged
+        from. In SQL too, the same."""
+        return self.answered_at or self.arrived_at
+
+    @answer_moment.inplace.expression
+    @classmethod
+    def _answer_moment_expression(cls):
+        return func.coalesce(cls.answered_at, cls.arrived_at)
 
 
 def unfinished():

@@ -84,11 +84,6 @@ def takers(endpoint: str | None, book: dict[str, list[Holding]], moment: datetim
     return sorted(found.values(), key=name)
 
 
-def answered_at(call: Call) -> datetime | None:
-    """When the call was answered, as who had the phone is judged (its arrival if not known)."""
-    return call.answered_at or call.arrived_at
-
-
 def name(user: User) -> str:
     return user.display_name or user.username
 
@@ -124,5 +119,5 @@ def answered_by_each(session: Session, calls: Iterable[Call], me: int) -> dict[s
         return None
     with session.begin():
         book = read_phone_book(session)
-        return {call.call_sid: answered_by(call.agent, book, me, answered_at(call)) for call in calls
+        return {call.call_sid: answered_by(call.agent, book, me, call.answer_moment) for call in calls
                 if call.outcome == "answered"}
