@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from metrics.evidence.tally import Tally
+from metrics.evidence.tally import RECORDED_OUTCOMES, Tally
 
 PROVISIONAL = ("Provisional: this period had not ended when the pack was made. Callbacks and acknowledgements "
                "not yet due, and calls still going on, are not counted yet, so these figures may still change. "
@@ -59,7 +59,7 @@ def outcomes_words(outcomes: Counter, late_by: Counter, undated_by: Counter) -> 
             f"callback; {outcomes['none_recorded']:,} {'has' if outcomes['none_recorded'] == 1 else 'have'} "
             "neither recorded, so no callback is owed for "
             f"{'it' if outcomes['none_recorded'] == 1 else 'them'} (calls.csv: enquiry_outcome).")
-    recorded = outcomes["concluded"] + outcomes["callback_needed"]
+    recorded = sum(outcomes[name] for name in RECORDED_OUTCOMES)
     if not recorded:
         return text
     late, undated = sum(late_by.values()), sum(undated_by.values())
