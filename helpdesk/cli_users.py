@@ -14,12 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF
-from helpdesk.clock import LONDON
+from helpdesk.clock import LONDON, uk_moment
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
-from helpdesk.pages.format import mask_number
+from helpdesk.pages.format import format_date_time, mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
 from helpdesk.users import (add_user, command_line, deactivate, existing_user, list_users, reactivate,
                             refuse_email_taken, refuse_taken, set_display_name, set_email, set_password, set_phone,
@@ -375,11 +375,24 @@ def set_role_command(username: str, role: str) -> None:
 @users_cli.command("set-phone")
 @click.argument("username")
 @click.argument("phone", required=False, default="")
-def set_phone_command(username: str, phone: str) -> None:
+@click.option("--since", metavar="'YYYY-MM-DD[ HH:MM]'",
+              help="When they got the phone, UK time, if not now: calls answered on it since then name them. "
+                   "With the phone they have now, changes only this.")
+def set_phone_command(username: str, phone: str, since: str | None) -> None:
     """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
+    start = None
+    if since is not None:
+        try:
+            start = uk_moment(since)
+        except ValueError as problem:
+            raise click.BadParameter(f"{since!r} {problem}", param_hint="--since") from None
     with cli_session() as session:
-        user = set_phone(session, username, phone)
-    click.echo(f"{user.username!r} will be rung on {user.phone}." if user.phone else f"Cleared the phone of {user.username!r}.")
+        user = set_phone(session, username, phone, since=start)
+    if not user.phone:
+        click.echo(f"Cleared the phone of {user.username!r}.")
+    else:
+        click.echo(f"{user.username!r} will be rung on {user.phone}"
+                   + (f"; calls answered on it since {format_date_time(start)} name them." if start else "."))
 
 
 @users_cli.command("set-email")

@@ -64,6 +64,21 @@ def wall_time(text: str, seconds: bool = False) -> datetime | None:
     return None
 
 
+def uk_moment(text: str) -> datetime:
+    """A UK date ('YYYY-MM-DD', its midnight) or date and time ('YYYY-MM-DD HH:MM[:SS]', or with a
+    'T' as <input type=datetime-local> sends it), as an aware UTC instant; in the hour the clocks
+    repeat, its first pass (the earlier). ValueError says why not, to follow the text quoted."""
+    written = text.strip()
+    day = iso_day(written)
+    naive = (datetime(day.year, day.month, day.day) if day is not None
+             else wall_time(f"{written[:10]} {written[11:]}", seconds=True) if written[10:11] in ("T", " ") else None)
+    if naive is None:
+        raise ValueError("is not a UK date and time: use YYYY-MM-DD HH:MM, for example 2026-11-24 09:00")
+    if uk_time_problem(naive) == SKIPPED:
+        raise ValueError(SKIPPED)
+    return naive.replace(tzinfo=LONDON, fold=0).astimezone(timezone.utc)
+
+
 def uk_time_problem(naive: datetime, zone: ZoneInfo = LONDON) -> str | None:
     """Why a wall-clock time written without an offset does not name one UK instant, or None:
     it fell in the hour the clocks skipped in spring (SKIPPED), or in the hour they repeated in

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -35,6 +35,10 @@ class UsernameTaken(UserError):
 
 class EmailTaken(UserError):
     """Another user has the email address."""
+
+
+class PhoneSinceRefused(UserError):
+    """A user cannot have had the phone since the time given (phone_since_problem)."""
 
 
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
@@ -346,17 +350,48 @@ def set_display_name(session: Session, username: str, display_name: str | None, 
 
 
 def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None,
-              now: datetime | None = None) -> User:
-    """Set (or, with None, clear) the phone an agent's callbacks ring first. The phone they had
-    is kept as a FormerPhone, so the calls they answered on it stay theirs."""
+              now: datetime | None = None, since: datetime | None = None) -> User:
+    """Set (or, with None, clear) the phone an agent's callbacks ring first, theirs from `now`, or
+    from `since` if they have had it a while (phone_since_problem says which times may be given).
+    The phone they had is kept as a FormerPhone, theirs until then, so the calls they answered on it
+    stay theirs. The same phone with another `since` changes only when they have had it from."""
     phone, now = check_phone(phone), now or now_utc()
+    if since is not None and phone is None:
+        raise UserError("a phone cleared has no time it was had from: give the phone they have had since then")
+    with session.begin():
+        user = existing_user(session, username)
+        start = now if since is None else since
+        if user.phone == phone and (since is None or since == user.phone_since):
+            return user
+        if since is not None:
+            problem = phone_since_problem(session, user, phone, since, now)
+            if problem:
+                raise PhoneSinceRefused(problem)
+        kept = user.phone == phone
+        if user.phone and not kept:
+            session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=start))
+        user.phone, user.phone_since = phone, start if phone else None
+        # With `since`: when from, and whether it was the phone they had already.
+        extra = {} if since is None else {"since": since.isoformat(), **({"kept": True} if kept else {})}
+        audit(session, PHONE_CHANGED, user, by, now, phone=phone is not None, **extra)
+    log.info("phone changed for user %s", user.username)
+    return user
 
-    def before(user: User) -> None:
-        if user.phone:
-            session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=now))
-        user.phone_since = now if phone else None
 
-    return _set_detail(session, username, "phone", phone, PHONE_CHANGED, "phone", by, before)
+def phone_since_problem(session: Session, user: User, phone: str, since: datetime, now: datetime) -> str | None:
+    """Why `user` cannot have had `phone` since `since`, or None: not after `now`; after they got
+    the phone they have now, if it is another; and not while they had another (former_phones)."""
+    from helpdesk.pages.format import format_date_time
+
+    if since > now:
+        return "the time they have had the phone from cannot be in the future"
+    if user.phone and user.phone != phone and user.phone_since is not None and since <= user.phone_since:
+        return (f"they have had the phone they have now since {format_date_time(user.phone_since)}: "
+                "give a time after that, when they changed phone")
+    last_change = session.scalar(select(func.max(FormerPhone.until)).where(FormerPhone.user_id == user.id))
+    if last_change is not None and since < last_change:
+        return (f"they had another phone until {format_date_time(last_change)}: give a time from then on")
+    return None
 
 
 def set_email(session: Session, username: str, email: str | None, by: Actor | None = None) -> User:
@@ -569,4 +604,9 @@ def change_words(action: str, detail: dict) -> str:
     if action == TOKEN_REVOKED:
         return (f"revoked their access token “{detail.get('token', '?')}”" if detail.get("own")
                 else f"access token “{detail.get('token', '?')}” revoked")
+    if detail.get("since"):
+        from helpdesk.pages.format import format_date_time
+
+        since = format_date_time(datetime.fromisoformat(detail["since"]))
+        return f"phone {'unchanged' if detail.get('kept') else 'set'}, theirs since {since}"
     return "phone set" if detail.get("phone") else "phone cleared"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -535,6 +535,52 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
             former = session.scalars(select(FormerPhone)).one()
             assert (former.user_id, former.phone, former.since) == (dana.id, "+447700900321", dana.created_at)
             assert former.until == dana.phone_since and former.since < former.until
+    finally:
+        database.dispose()
+
+
+def test_the_cli_sets_since_when_an_agent_has_had_their_phone_in_uk_time(migrated_url):
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from helpdesk.cli import main
+    from helpdesk.db import Database
+    from helpdesk.models import FormerPhone, User
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": "a-long-enough-password"}
+    assert runner.invoke(main, ["users", "add", "dana", "--role", "agent"], env=env).exit_code == 0
+
+    def set_phone(*args: str):
+        return runner.invoke(main, ["users", "set-phone", "dana", *args], env=env)
+
+    summer = set_phone("07700 900321", "--since", "2026-07-01")  # midnight, British Summer Time
+    assert summer.exit_code == 0, summer.output
+    assert summer.output == ("'dana' will be rung on +447700900321; calls answered on it since 01 Jul 2026 00:00:00 "
+                             "BST name them.\n")
+    for args, code, problem in (
+            (("+447700900999", "--since", "1 July"), 2, "Invalid value for --since: '1 July' is not a UK date and "
+                                                     "time: use YYYY-MM-DD HH:MM"),
+            (("+447700900999", "--since", "2026-03-29 01:15"), 2, "'2026-03-29 01:15' did not happen in the UK"),
+            (("+447700900999", "--since", "2099-01-01"), 1, "Error: the time they have had the phone from cannot be "
+                                                             "in the future"),
+            (("+447700900999", "--since", "2026-06-30 23:00"), 1, "Error: they have had the phone they have now since "
+                                                                  "01 Jul 2026 00:00:00 BST"),
+            (("--since", "2026-08-01"), 1, "Error: a phone cleared has no time it was had from")):
+        refused = set_phone(*args)
+        assert (refused.exit_code, problem in refused.output) == (code, True), refused.output
+    changed = set_phone("+447700900999", "--since", "2026-10-25 01:30")  # the first 01:30 (BST) of two
+    assert changed.exit_code == 0, changed.output
+
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            dana = session.scalars(select(User).where(User.username == "dana")).one()
+            change = datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)
+            assert (dana.phone, dana.phone_since) == ("+447700900999", change)
+            former = session.scalars(select(FormerPhone)).one()
+            assert (former.phone, former.since, former.until) == (
+                "+447700900321", datetime(2026, 6, 30, 23, 0, tzinfo=timezone.utc), change)
     finally:
         database.dispose()
 
