@@ -13,11 +13,12 @@ import secrets
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 
 from helpdesk.access_tokens import live_tokens, revoke
 from helpdesk.audit_log import user_sign_ins
-from helpdesk.clock import local
-from helpdesk.models import User
+from helpdesk.clock import local, uk_moment
+from helpdesk.models import FormerPhone, User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
@@ -27,8 +28,8 @@ from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
-from helpdesk.users import (Actor, EmailTaken, UsernameTaken, add_user, deactivate, list_users, reactivate,
-                            set_display_name, set_email, set_password, set_phone, set_role, user_changes)
+from helpdesk.users import (Actor, EmailTaken, PhoneSinceRefused, UsernameTaken, add_user, deactivate, list_users,
+                            reactivate, set_display_name, set_email, set_password, set_phone, set_role, user_changes)
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,11 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
         sign_ins = user_sign_ins(db_session, person.id)
         link = pending_links(db_session, clock(), person.id).get(person.id)
         tokens = live_tokens(db_session, person.id, clock())
+        with db_session.begin():
+            former = db_session.scalars(select(FormerPhone).where(FormerPhone.user_id == person.id)
+                                        .order_by(FormerPhone.until.desc(), FormerPhone.id.desc())).all()
     return render_template("admin/user.html", person=person, problems=problems or {}, typed=typed or {},
+                           former_phones=former,
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
                            link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME),
@@ -292,8 +297,19 @@ def change_name(user_id: int):
 @bp.post("/users/<id:user_id>/phone")
 @role_required("admin")
 def change_phone(user_id: int):
+    typed_since = request.form.get("since", "").strip()[:LONGEST_TEXT]
+
     def setter(db_session, username, value, by):
-        return set_phone(db_session, username, value, by=by, now=clock())
+        since = None
+        if value and typed_since:
+            try:
+                since = uk_moment(typed_since)
+            except ValueError as problem:
+                raise Refused({"since": f"“{typed_since}” {problem}."}) from None
+        try:
+            return set_phone(db_session, username, value, by=by, now=clock(), since=since)
+        except PhoneSinceRefused as problem:
+            raise Refused({"since": sentence(problem)}) from None
 
     return _save_or_clear(user_id, "phone", setter, "phone", "a phone number", "Clear phone")
 

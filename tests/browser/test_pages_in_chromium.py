@@ -588,6 +588,41 @@ def test_an_administrator_adds_a_user_from_the_users_pages_after_correcting_the_
     assert sign_in(page, Login("new.agent", "cobalt meadow turnstile", "agent")) == "/account/password"
 
 
+def test_an_administrator_gives_an_agent_a_phone_theirs_since_a_time_on_the_users_page(page, live_app, sign_in):
+    sign_in(page, live_app.add_user("phones.admin", "admin"))
+    live_app.add_user("phones.agent", "agent")
+    page.goto(live_app.at("/admin/users"))
+    with page.expect_navigation():
+        page.click("main a:text-is('phones.agent')")
+    user_page = path_of(page)
+
+    def save_phone(phone: str, since: str) -> None:
+        page.fill("#phone", phone)
+        page.fill("#since", since)  # <input type=datetime-local>, as a browser sends it
+        with page.expect_navigation():
+            page.click("main button[name=action][value=save]")
+
+    save_phone("07700 900456", "2026-11-02T09:00")
+    assert "Saved the phone of phones.agent." in page.locator("main .notice-success").text_content()
+    save_phone("07700 900789", "2026-11-01T09:00")  # before the one they have now
+    assert page.title().startswith("Error: ")
+    assert page.locator(".error-summary li").all_text_contents() == [
+        "They have had the phone they have now since 02 Nov 2026 09:00:00 GMT: give a time after that, when they "
+        "changed phone."]
+    assert (page.input_value("#phone"), page.input_value("#since")) == ("07700 900789", "2026-11-01T09:00")
+    _check_with_axe(page, f"{user_page} (a phone's time refused)")
+
+    save_phone("07700 900789", "2026-11-20T09:00")
+    def read(text: str) -> str:  # as the page reads, with a masked number's words for screen readers
+        return " ".join(text.split()).replace(" ,", ",")
+
+    facts = read(page.locator("dl.facts").inner_text())
+    assert "Phone •••••••• 789 Number ending 789, theirs since 20 Nov 2026 09:00:00 GMT" in facts, facts
+    assert [read(text) for text in page.locator("ul.former-phones li").all_inner_texts()] == [
+        "•••••••• 456 Number ending 456, from 02 Nov 2026 09:00:00 GMT until 20 Nov 2026 09:00:00 GMT"]
+    _check_with_axe(page, f"{user_page} (a phone before)")
+
+
 def test_a_user_who_forgot_their_password_has_a_link_emailed_and_chooses_a_new_one(page, live_app, sign_in):
     login = live_app.add_user("forgetful.agent", "agent", email="forgetful.agent@example.org")
     page.goto(live_app.at("/login"))

@@ -3,7 +3,7 @@ user, from there or from `helpdesk users`, is in the audit log."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from html import unescape
 import logging
 
@@ -249,6 +249,61 @@ def test_an_administrator_sets_and_clears_a_phone(client, clock, db_session, adm
     assert [json.loads(entry.detail)["phone"] for entry in audit_entries(db_session, "user.phone_changed")] == [
         True, False]
     assert all("900456" not in entry.detail for entry in audit_entries(db_session))
+
+
+def former_phones(db_session) -> list[tuple]:
+    with db_session.begin():
+        return [(f.phone, f.since, f.until) for f in db_session.scalars(select(FormerPhone).order_by(FormerPhone.id))]
+
+
+def test_an_administrator_says_since_when_a_user_has_had_their_phone(client, clock, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+    nov = {day: datetime(2026, 11, day, 9, 0, tzinfo=timezone.utc) for day in (1, 2, 20)}  # 09:00 GMT
+    path = f"/admin/users/{alex.id}/phone"
+
+    assert post(client, path, phone="07700 900456", since="2026-11-02T09:00", action="save").status_code == 302
+    assert user_named(db_session, "alex").phone_since == nov[2]
+    # The same phone again changes only when they got it.
+    assert post(client, path, phone="+447700900456", since="2026-11-01T09:00", action="save").status_code == 302
+    assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (
+        "+447700900456", nov[1])
+    assert former_phones(db_session) == []
+
+    # Each refusal is at the time's field, keeps what was typed, and changes nothing.
+    for since, problem in (
+            ("2026-10-31T09:00", "They have had the phone they have now since 01 Nov 2026 09:00:00 GMT: give a time "
+                                 "after that, when they changed phone."),
+            ("2026-11-24T10:01", "The time they have had the phone from cannot be in the future."),
+            ("2026-03-29T01:30", "“2026-03-29T01:30” did not happen in the UK: the clocks went forward an hour then."),
+            ("next week", "“next week” is not a UK date and time: use YYYY-MM-DD HH:MM, for example 2026-11-24 "
+                          "09:00.")):
+        refused = post(client, path, phone="07700 900789", since=since, action="save")
+        html = unescape(refused.get_data(as_text=True))
+        assert refused.status_code == 400, since
+        assert f'<a href="#since">{problem}</a>' in html and f'value="{since}"' in html
+        assert 'value="07700 900789"' in html
+    assert user_named(db_session, "alex").phone == "+447700900456" and former_phones(db_session) == []
+
+    # A new phone from a time: the one before was theirs until then.
+    assert post(client, path, phone="07700 900789", since="2026-11-20 09:00", action="save").status_code == 302
+    assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (
+        "+447700900789", nov[20])
+    assert former_phones(db_session) == [("+447700900456", nov[1], nov[20])]
+    # Not back into the time they had that one.
+    refused = post(client, path, phone="07700 900789", since="2026-11-19T09:00", action="save")
+    assert refused.status_code == 400 and ("They had another phone until 20 Nov 2026 09:00:00 GMT: give a time from "
+                                           "then on.") in unescape(refused.get_data(as_text=True))
+
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert "Phone •••••••• 789 Number ending 789, theirs since 20 Nov 2026 09:00:00 GMT" in page
+    assert "Phones before •••••••• 456 Number ending 456, from 01 Nov 2026 09:00:00 GMT until 20 Nov 2026 09:00:00 GMT" in page
+    assert "phone set, theirs since 20 Nov 2026 09:00:00 GMT, by dana" in page
+    assert "phone unchanged, theirs since 01 Nov 2026 09:00:00 GMT, by dana" in page
+    assert all("900456" not in entry.detail and "900789" not in entry.detail for entry in audit_entries(db_session))
+
+    # Cleared, the time typed is not used: the phone was theirs until now.
+    assert post(client, path, phone="", since="2026-11-21T09:00", action="clear").status_code == 302
+    assert former_phones(db_session)[-1] == ("+447700900789", nov[20], clock.now)
 
 
 def test_a_phone_in_another_scripts_digits_is_refused_as_no_phone_can_ring_it(client, db_session, admin):
