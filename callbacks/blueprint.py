@@ -121,9 +121,11 @@ def _waiting_context(now: datetime) -> dict:
     today = local(now).date()
     since = min(recent, today - timedelta(days=OLDER_DAYS)) if older else recent
     with database().session() as session:
+        with session.begin():
+            book = taken_by.read_phone_book(session)  # who had each phone when: read once for both
         awaiting = queue.awaiting_outcome(session, since, limit=AWAITING_SHOWN,
-                                          yours=taken_by.own_holdings(session, current_user))
-        takers = taken_by.answered_by_each(session, awaiting.calls, current_user.id) or {}
+                                          yours=taken_by.own_holdings(book, current_user.id))
+        takers = taken_by.answered_by_each(session, awaiting.calls, current_user.id, book) or {}
         emails, emails_count = waiting.awaiting_response(session, now)
     return {
         "awaiting": awaiting.calls, "awaiting_count": awaiting.count, "awaiting_yours": awaiting.yours,

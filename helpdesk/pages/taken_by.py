@@ -52,10 +52,9 @@ def holdings(user: User, former: Iterable[FormerPhone] = ()) -> list[Holding]:
     return found
 
 
-def own_holdings(session: Session, user: User) -> list[Holding]:
-    """`holdings` of `user`, reading their former phones inside a transaction of `session`."""
-    with session.begin():
-        return holdings(user, session.scalars(select(FormerPhone).where(FormerPhone.user_id == user.id)))
+def own_holdings(book: dict[str, list[Holding]], me: int) -> list[Holding]:
+    """The endpoints that are or were user `me`'s, and when, from `book` (phone_book)."""
+    return [holding for found in book.values() for holding in found if holding.user.id == me]
 
 
 def phone_book(users: Iterable[User], former: Iterable[FormerPhone] = ()) -> dict[str, list[Holding]]:
@@ -110,14 +109,17 @@ def answered_by(endpoint: str | None, book: dict[str, list[Holding]], me: int, m
     return in_words(names)
 
 
-def answered_by_each(session: Session, calls: Iterable[Call], me: int) -> dict[str, str] | None:
+def answered_by_each(session: Session, calls: Iterable[Call], me: int,
+                     book: dict[str, list[Holding]] | None = None) -> dict[str, str] | None:
     """A page's "Answered by" column: `answered_by` for each answered call among `calls`, by its
     SID; None when no call says which phone took it (calls reach agents through a queue), so the
-    page has no such column. Reads the users only then, inside a transaction of `session`."""
+    page has no such column. Reads the users only then, and only if not given their `book`
+    (phone_book), inside a transaction of `session`."""
     calls = list(calls)
     if not any(call.agent for call in calls):
         return None
-    with session.begin():
-        book = read_phone_book(session)
-        return {call.call_sid: answered_by(call.agent, book, me, call.answer_moment) for call in calls
-                if call.outcome == "answered"}
+    if book is None:
+        with session.begin():
+            book = read_phone_book(session)
+    return {call.call_sid: answered_by(call.agent, book, me, call.answer_moment) for call in calls
+            if call.outcome == "answered"}

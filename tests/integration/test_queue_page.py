@@ -584,6 +584,47 @@ def test_a_phone_that_changed_hands_names_whoever_had_it_when_each_call_was_answ
         ("alice", at(9, 30)), ("bob", at(9, 30)), ("mona", None)]
 
 
+def test_a_phone_set_after_calls_were_answered_on_it_names_its_user_once_told_since_when(app, alice, client, clock,
+                                                                                        db_session):
+    from helpdesk.users import set_phone
+    from tests.integration.test_calls_page import rows as calls_rows
+
+    add_agent(app, "bob", "Bob Agent", phone=None)
+    add_agent(app, "mona", "Mona Manager", phone=None, role="manager")
+    bobs_phone = "+447700900777"
+    answer_a_call(client, clock, 1, at(8, 59), on=bobs_phone)  # answered at 08:59:06
+    answer_a_call(client, clock, 2, at(9, 30), on=bobs_phone)
+    clock.now = at(11, 0)
+    monas, bobs = app.test_client(), app.test_client()
+    sign_in(monas, "mona", PASSWORD)
+    sign_in(bobs, "bob", PASSWORD)
+
+    def answered_by() -> tuple[list[str], list[tuple[str, str]], str]:
+        calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
+        queue_page = [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))]
+        second = next(enquiry for enquiry in stored(db_session, Enquiry) if enquiry.call_sid == sid(2))
+        story = text_of(monas.get(f"/enquiries/{second.reference}"))
+        return [row[6] for row in calls], queue_page, story
+
+    # Set now, the phone was nobody's when the calls were answered.
+    with app.extensions["helpdesk.db"].session() as session:
+        set_phone(session, "bob", bobs_phone, now=clock.now)
+    calls, queue_page, story = answered_by()
+    assert calls == ["•••••••• 777", "•••••••• 777"]
+    assert queue_page == [(sid(2), "•••••••• 777"), (sid(1), "•••••••• 777")]
+    assert "Taken on •••••••• 777." in story
+
+    # Told he has had it since 09:00: the call answered since then is his, the one before is not.
+    with app.extensions["helpdesk.db"].session() as session:
+        set_phone(session, "bob", bobs_phone, now=clock.now, since=at(9, 0))
+    calls, queue_page, story = answered_by()
+    assert calls == ["Bob Agent", "•••••••• 777"]  # newest first
+    assert queue_page == [(sid(2), "You"), (sid(1), "•••••••• 777")]
+    assert "Taken by Bob Agent (•••••••• 777)." in story
+    assert [user.phone_since for user in stored(db_session, User) if user.username == "bob"] == [at(9, 0)]
+    assert stored(db_session, FormerPhone) == []
+
+
 @pytest.mark.parametrize(("shown", "whose", "says"), [
     (2, "alice", "open: 3, 2 shown: the one you answered first, then the newest."),
     (2, "bob", "open: 3, newest 2 shown."),
@@ -608,14 +649,16 @@ def test_the_caption_says_how_the_answered_calls_shown_were_chosen(app, client, 
 
 def test_an_agents_own_calls_are_shown_however_many_newer_calls_wait(alice, client, clock, db_session):
     from callbacks import queue
-    from helpdesk.pages.taken_by import own_holdings
+    from helpdesk.pages.taken_by import own_holdings, read_phone_book
 
     for n in range(5):
         answer_a_call(client, clock, n, at(9, n), on=AGENT_PHONE if n < 2 else "client:someone-else")
     db_session.rollback()
     user = next(user for user in stored(db_session, User) if user.username == "alice")
 
-    awaiting = queue.awaiting_outcome(db_session, at(9).date(), limit=3, yours=own_holdings(db_session, user))
+    with db_session.begin():
+        book = read_phone_book(db_session)
+    awaiting = queue.awaiting_outcome(db_session, at(9).date(), limit=3, yours=own_holdings(book, user.id))
 
     assert [call.call_sid for call in awaiting.calls] == [sid(1), sid(0), sid(4)]
     assert (awaiting.count, awaiting.yours) == (5, 2)
