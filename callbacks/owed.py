@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 MISSED_OUTCOMES = ("abandoned", "no_answer", "voicemail", "out_of_hours", "failed")
 # An agent recorded that an enquiry needs a callback (the callback itself does not say who).
 CALLBACK_NEEDED = "callback.needed"
-CONCLUDED_UNDONE = "enquiry.concluded_undone"
+CONCLUDED, CONCLUDED_UNDONE = "enquiry.concluded", "enquiry.concluded_undone"
 
 
 class CallbackError(ValueError):
@@ -225,7 +225,8 @@ UNDO_CONCLUDED = timedelta(minutes=10)
 
 
 def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id: int | None = None) -> None:
-    """An agent says an answered call's enquiry was concluded on the call."""
+    """An agent says an answered call's enquiry was concluded on the call; the audit log keeps who
+    and when (from 0.27.0), as it keeps a callback needed."""
     with session.begin():
         _, enquiry = _answered_call_and_enquiry(session, call_sid)
         if enquiry.status == "callback_owed":
@@ -241,6 +242,7 @@ def record_concluded(session: Session, *, call_sid: str, now: datetime, agent_id
                                 "there first: as withdrawn if it is no longer needed.")
         enquiry.status, enquiry.closed_at, enquiry.closed_by_id = "concluded", now, agent_id
         enquiry.outcome_recorded_at = now
+        record_audit(session, agent_id, now, CONCLUDED, {"enquiry": enquiry.reference, "call_sid": call_sid})
 
 
 def undo_concluded(session: Session, *, call_sid: str, agent_id: int, now: datetime) -> None:

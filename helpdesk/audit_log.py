@@ -14,7 +14,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from callbacks.email.waiting import MARKED_ANSWERED
-from callbacks.owed import CALLBACK_NEEDED, CONCLUDED_UNDONE
+from callbacks.owed import CALLBACK_NEEDED, CONCLUDED, CONCLUDED_UNDONE
 from callbacks.service import BREACH_CORRECTED
 from helpdesk.clock import LONDON
 from helpdesk.models import AuditEntry, User
@@ -33,8 +33,8 @@ NOT_OWED_UNCOUNTED = "callback.not_owed_uncounted"
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sign-ins": ("Signing in and out", SIGN_IN_ACTIONS),
     "users": ("Changes to users", USER_ACTIONS),
-    "enquiries": ("Callbacks and enquiries", (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE, BREACH_CORRECTED,
-                                              NOT_OWED_UNCOUNTED)),
+    "enquiries": ("Callbacks and enquiries", (CALLBACK_NEEDED, CONCLUDED, MARKED_ANSWERED, CONCLUDED_UNDONE,
+                                              BREACH_CORRECTED, NOT_OWED_UNCOUNTED)),
     "evidence": ("Evidence packs", (EVIDENCE_EXPORT,)),
     "personal-data": ("Personal data: searches and removals", (SUBJECT_ACCESS, PERSONAL_DATA_REMOVED)),
     "restores": ("Restores of the database", (RESTORED,)),
@@ -51,6 +51,7 @@ TITLES = {
     PASSWORD_LINK_SENT: "Password link emailed",
     PASSWORD_CHOSEN_WITH_LINK: "Password chosen with an emailed link",
     CALLBACK_NEEDED: "Callback needed recorded",
+    CONCLUDED: "Recorded as concluded on the call",
     MARKED_ANSWERED: "Marked as answered",
     CONCLUDED_UNDONE: "Concluded undone",
     BREACH_CORRECTED: "Breach corrected to met: an attempt made in time was entered late",
@@ -228,7 +229,7 @@ def _words(action: str, detail: dict) -> str:
         return whom + asked + (f", from {address}" if address else "")
     if action in USER_ACTIONS and action != PASSWORD_CHANGED:
         return f"{detail.get('user', '?')}: {change_words(action, detail)}"
-    if action in (CALLBACK_NEEDED, MARKED_ANSWERED, CONCLUDED_UNDONE):
+    if action in (CALLBACK_NEEDED, CONCLUDED, MARKED_ANSWERED, CONCLUDED_UNDONE):
         return _text(detail.get("enquiry")) or ""
     if action in (BREACH_CORRECTED, NOT_OWED_UNCOUNTED):
         return f"callback {detail['callback_id']}" if "callback_id" in detail else ""

@@ -18,6 +18,7 @@ from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
 from callbacks.email.waiting import MARKED_ANSWERED
+from callbacks.owed import CONCLUDED
 from helpdesk.audit_log import TITLES
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, CallbackNotice, EmailAcknowledgement,
                              Enquiry, FormerPhone, InboundEmail, User)
@@ -84,9 +85,10 @@ def enquiry_story(session: Session, reference: str, settings, now: datetime) -> 
         callbacks = _callbacks(session, story, enquiry, names, titles["callback_within_3h"], now)
         _emails(session, story, enquiry, titles["email_ack"], now)
         audited = _audit(session, story, reference, [callback.id for callback in callbacks])
-        # Each "Marked as answered" is in the audit log (from 0.11.0); before, only the last one was kept.
+        # Each "Marked as answered" is in the audit log (from 0.11.0), and each "Concluded" (from
+        # 0.27.0); before, only the last one was kept.
         if enquiry.status in ("concluded", "closed") and enquiry.closed_at is not None \
-                and MARKED_ANSWERED not in audited:
+                and not audited & {MARKED_ANSWERED, CONCLUDED}:
             who = names.get(enquiry.closed_by_id, "the help desk")
             story.steps.append(Step(enquiry.closed_at, "Recorded as concluded on the call" if enquiry.channel == "phone"
                                     else "Marked as answered", f"By {who}."))
@@ -207,8 +209,8 @@ def _emails(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
 
 
 def _audit(session: Session, story: EnquiryStory, reference: str, callback_ids: list[int]) -> set[str]:
-    """What the audit log records of it (a callback needed, each "Marked as answered", a breach
-    corrected by an attempt entered late, "Concluded" undone); the actions found."""
+    """What the audit log records of it (a callback needed, each "Concluded" and "Marked as
+    answered", a breach corrected by an attempt entered late, "Concluded" undone); the actions found."""
     mentions = [AuditEntry.detail.contains(f'"enquiry": "{reference}"')]
     mentions += [AuditEntry.detail.contains(f'"callback_id": {callback_id},') for callback_id in callback_ids]
     found = set()
