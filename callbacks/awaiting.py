@@ -14,7 +14,7 @@ from helpdesk.models import Call, Enquiry
 from helpdesk.models.enquiry import OPEN_PHONE
 from helpdesk.settings import Settings
 from metrics.periods import uk_midnight
-from metrics.seconds_sql import seconds_up_between
+from metrics.seconds_sql import over_days_after
 
 # How far back to look for the last opening day before today (a long closure, such as Christmas).
 LAST_OPENING_WITHIN = timedelta(days=31)
@@ -71,5 +71,4 @@ def recorded_late(call: Call, enquiry: Enquiry) -> bool:
 def recorded_late_sql() -> ColumnElement[bool]:
     """`recorded_late` in SQL, over calls joined to their enquiries: exact to the microsecond on
     both databases, as whole seconds rounded up are over a day exactly when the time is."""
-    after = seconds_up_between(Call.answer_moment, Enquiry.outcome_recorded_at)
-    return after > int(RECORDED_LATE_AFTER.total_seconds())
+    return over_days_after(Call.answer_moment, Enquiry.outcome_recorded_at, int(RECORDED_LATE_AFTER.total_seconds()))

@@ -2,7 +2,7 @@
 figures of how quickly contacts were handled (metrics.handling)."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, case
+from sqlalchemy import BigInteger, Boolean, Integer, case, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -58,6 +58,35 @@ def _between_sqlite(element, compiler, **kw) -> str:
 
     total = f"(({seconds(end)} - {seconds(start)}) * 1000000 + {microseconds(end)} - {microseconds(start)})"
     return f"(({total} + 999999) / 1000000)"
+
+
+class over_days_after(FunctionElement):
+    """Whether one stored instant is more than `seconds` (a day or more) after another: exactly
+    seconds_up_between(start, end) > seconds. On SQLite, an end on the start's UTC date or before
+    is not, which the stored text says without its date functions; only the others are worked
+    out (most outcomes are recorded the day their call was answered)."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, start, end, seconds: int):
+        if seconds < 86400:
+            raise ValueError("over_days_after compares whole days first: give a day or more")
+        super().__init__(start, end, literal(seconds))
+
+
+@compiles(over_days_after)
+def _over(element, compiler, **kw) -> str:
+    start, end, seconds = element.clauses
+    return compiler.process(seconds_up_between(start, end) > seconds, **kw)
+
+
+@compiles(over_days_after, "sqlite")
+def _over_sqlite(element, compiler, **kw) -> str:
+    start, end, seconds = element.clauses
+    first, last = (compiler.process(clause, **kw) for clause in (start, end))
+    exact = compiler.process(seconds_up_between(start, end) > seconds, **kw)
+    return f"(CASE WHEN substr({last}, 1, 10) <= substr({first}, 1, 10) THEN 0 ELSE {exact} END)"
 
 
 def as_shown(seconds):

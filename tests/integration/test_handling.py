@@ -19,7 +19,7 @@ from helpdesk.models import AuditEntry, Callback, Enquiry
 from helpdesk.pages.format import shown_seconds
 from metrics.compliance import Period, current_period, date_range_period
 from metrics.handling import Spread, handling, handling_for_periods, spread
-from metrics.seconds_sql import as_shown, seconds_up_between
+from metrics.seconds_sql import as_shown, over_days_after, seconds_up_between
 from tests.integration.compliance_data import add_call, add_callback, add_email
 from tests.integration.test_users_and_login import make_user, sign_in
 
@@ -153,6 +153,31 @@ def test_whole_seconds_between_stored_instants_are_exact_whatever_the_fractions_
         whole = -(-((end - start) // timedelta(microseconds=1)) // 10**6)  # exact, in whole numbers
         expected.append((whole, shown_seconds(whole)))
     assert [tuple(row) for row in got] == expected
+
+
+def test_over_a_day_after_is_exact_on_either_side_of_midnight(db_session):
+    # On SQLite an end on the start's date is taken as not over a day from the stored text
+    # alone; these cover the dates either side of that, to the microsecond, and times backwards.
+    rng = random.Random(7)
+    day, micro = timedelta(days=1), timedelta(microseconds=1)
+    starts = [datetime(2026, 11, 23, 23, 59, 59, 999_999, tzinfo=UTC), datetime(2026, 11, 24, 0, 0, tzinfo=UTC),
+              datetime(2026, 3, 29, 0, 30, 0, 500_000, tzinfo=UTC), TODAY]
+    tooks = [timedelta(0), -micro, -day - micro, day - micro, day, day + micro, 2 * day, timedelta(hours=23),
+             timedelta(seconds=1)]
+    pairs = [(start, start + took) for start in starts for took in tooks]
+    pairs += [(start, start + timedelta(microseconds=rng.randrange(-86400 * 10**6, 3 * 86400 * 10**6)))
+              for start in (rng.choice(starts) for _ in range(200))]
+    pairs.append((TODAY, None))
+    with db_session.begin():
+        for start, end in pairs:
+            add_callback(db_session, start, result="met").first_attempt_at = end
+    over = over_days_after(Callback.owed_from, Callback.first_attempt_at, 86400)
+    with db_session.begin():
+        got = [row[0] for row in db_session.execute(select(over).order_by(Callback.id))]
+    assert [None if value is None else bool(value) for value in got] == [
+        None if end is None else end - start > day for start, end in pairs]
+    with pytest.raises(ValueError):
+        over_days_after(Callback.owed_from, Callback.first_attempt_at, 3600)
 
 
 def test_a_time_of_decades_counts_and_a_time_backwards_shows_as_none(db_session, clock):
