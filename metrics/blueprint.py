@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from helpdesk.voice.recovery import spool_for
 from helpdesk.web import clock, database, settings
 from metrics import http
+from metrics.compliance import OlderAwaiting
 from metrics.collector import BuildCollector, HelpdeskCollector, SpoolCollector
 from metrics.history import SettledHistory
 
@@ -35,7 +36,8 @@ def exposition():
     meanwhile (HelpdeskWebhooksWaiting), rather than an app that is not there.
     """
     history = current_app.extensions.setdefault("metrics.history", SettledHistory())
-    collector = HelpdeskCollector(database(), settings(), clock(), history)
+    older = current_app.extensions.setdefault("metrics.older_awaiting", OlderAwaiting())
+    collector = HelpdeskCollector(database(), settings(), clock(), history, older)
     registry = CollectorRegistry(auto_describe=False)
     try:
         collector.read()

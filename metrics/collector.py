@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
+from callbacks.awaiting import OLDER_DAYS
 from callbacks.scheduler import AcknowledgementJob, SweepJob
 from helpdesk.db import Database
 from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, SignInFailure, TwilioEvent
@@ -58,10 +59,12 @@ class Snapshot:
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
-                  history: SettledHistory | None = None) -> Snapshot:
+                  history: SettledHistory | None = None,
+                  older: compliance.OlderAwaiting | None = None) -> Snapshot:
     """Read every figure from the database (raises SQLAlchemyError if it cannot).
 
-    With `history`, the settled rows it has counted already are not counted again.
+    With `history`, the settled rows it has counted already are not counted again; with
+    `older`, the older calls awaiting an outcome are read at most once a minute.
     """
     started = time.perf_counter()
     periods = [compliance.current_period(kind, now) for kind in compliance.PERIOD_KINDS]
@@ -71,7 +74,8 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
             by_period = compliance.figures_for_periods(session, periods, settings, now)
         else:
             all_time, by_period = history.read(session, settings, now, periods)
-        live = compliance.live_figures(session, settings, now)
+        live = compliance.live_figures(session, settings, now,
+                                       None if older is None else older(session, settings, now))
         with session.begin():
             leases = {name: expires for name, expires in session.execute(
                 select(SchedulerLease.name, SchedulerLease.expires_at))}
@@ -96,12 +100,13 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
 class HelpdeskCollector:
     """Yields the business metric families from one snapshot (see `read`)."""
 
-    def __init__(self, database: Database, settings: Settings, now: datetime, history: SettledHistory | None = None):
-        self.database, self.settings, self.now, self.history = database, settings, now, history
+    def __init__(self, database: Database, settings: Settings, now: datetime, history: SettledHistory | None = None,
+                 older: compliance.OlderAwaiting | None = None):
+        self.database, self.settings, self.now, self.history, self.older = database, settings, now, history, older
         self.snapshot: Snapshot | None = None
 
     def read(self) -> Snapshot:
-        self.snapshot = read_snapshot(self.database, self.settings, self.now, self.history)
+        self.snapshot = read_snapshot(self.database, self.settings, self.now, self.history, self.older)
         return self.snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -199,6 +204,10 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
                             "Seconds since the earliest-ended of the answered calls awaiting an outcome ended "
                             "(0 when none has ended).",
                             value=snapshot.live.oldest_awaiting_outcome_seconds)
+    yield GaugeMetricFamily("helpdesk_calls_awaiting_outcome_older",
+                            f"Answered calls of the last {OLDER_DAYS} days from before those on the agents' page, "
+                            "whose enquiry still has no outcome (shown there with older calls).",
+                            value=snapshot.live.calls_awaiting_outcome_older)
     buckets = [(floatToGoString(bound), count) for bound, count in zip(counts.answer_bounds, counts.answer_cumulative)]
     buckets.append(("+Inf", counts.answer_cumulative[-1]))
     yield HistogramMetricFamily("helpdesk_call_answer_seconds",

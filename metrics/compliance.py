@@ -8,15 +8,17 @@ The period arithmetic is pure and lives in `metrics.periods`; it is re-exported 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, case, func, select, true
 from sqlalchemy.orm import Session
 
-from callbacks.awaiting import awaiting, awaiting_since
+from callbacks.awaiting import OLDER_DAYS, awaiting, awaiting_since
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import breach_unrecorded, due_soon_condition
+from helpdesk.clock import local
 from helpdesk.models import Call, Callback, EmailAcknowledgement
 from helpdesk.models.call import unfinished
 from helpdesk.settings import Settings
@@ -220,16 +222,19 @@ class LiveFigures:
     # from the call's arrival, so an outcome not recorded eats into its three hours.
     calls_awaiting_outcome: int
     oldest_awaiting_outcome_seconds: float
+    # And those answered before, back to OLDER_DAYS: on the agents' page only when older calls are
+    # asked for, their outcome never recorded on the day.
+    calls_awaiting_outcome_older: int
 
 
-def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFigures:
+def live_figures(session: Session, settings: Settings, now: datetime, older: int | None = None) -> LiveFigures:
     """Open callbacks (due soon, overdue, oldest), unacknowledged emails, unfinished calls and
     answered calls awaiting an outcome at `now`.
 
     Due soon counts only callbacks whose first attempt is still owed (not met), the same as
     the agents' queue page. Overdue counts those past due that nobody has attempted yet: the
     callers still waiting for a first call (one attempted late is a breach already, and waits
-    for its retry).
+    for its retry). The older calls awaiting an outcome are `older` when given (OlderAwaiting's).
     """
     soon = due_soon_condition(due_soon_limits(settings, now), now)
     ack = EmailAcknowledgement
@@ -251,7 +256,41 @@ def live_figures(session: Session, settings: Settings, now: datetime) -> LiveFig
             select(func.count(Call.id), func.min(Call.ended_at)), awaiting_since(settings, now))).one()
     return LiveFigures(int(open_), int(due_soon or 0), int(unclaimed or 0), int(overdue or 0), _age(now, oldest),
                        int(unacknowledged), int(unacknowledged_overdue or 0), int(calls_unfinished),
-                       int(awaiting_count), _age(now, first_ended))
+                       int(awaiting_count), _age(now, first_ended),
+                       older_awaiting(session, settings, now) if older is None else older)
+
+
+def older_awaiting(session: Session, settings: Settings, now: datetime) -> int:
+    """Answered calls of the OLDER_DAYS before the agents' page's usual ones (awaiting_since)
+    whose enquiry still has no outcome: the page shows them only with older calls."""
+    recent = awaiting_since(settings, now)
+    with session.begin():
+        return int(session.scalar(awaiting(select(func.count(Call.id)),
+                                           local(now).date() - timedelta(days=OLDER_DAYS), until=recent)) or 0)
+
+
+# How long a process's /metrics shows the same older_awaiting: calls of earlier days, whose
+# outcome is seldom recorded late, and tens of thousands of them on a desk that never records
+# outcomes, which would double a scrape's time if read at each.
+OLDER_EVERY = timedelta(minutes=1)
+
+
+class OlderAwaiting:
+    """older_awaiting for one process's scrapes, read again once OLDER_EVERY of the app's clock
+    has passed, the UK day has changed (the window moves), the clock has gone back, or the
+    configuration has changed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._read: tuple[datetime, date, str, int] | None = None  # when, its UK day, configuration, count
+
+    def __call__(self, session: Session, settings: Settings, now: datetime) -> int:
+        with self._lock:
+            read = self._read
+            if (read is None or now < read[0] or now - read[0] >= OLDER_EVERY or local(now).date() != read[1]
+                    or settings.version != read[2]):
+                read = self._read = (now, local(now).date(), settings.version, older_awaiting(session, settings, now))
+            return read[3]
 
 
 def _age(now: datetime, since: datetime | None) -> float:

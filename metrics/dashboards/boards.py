@@ -7,6 +7,7 @@ the panel says "No data" rather than showing the last value seen or 0 %.
 """
 from __future__ import annotations
 
+from callbacks.awaiting import OLDER_DAYS
 from metrics.dashboards.panels import (
     AMBER, BLUE, GREEN, RED, Layout, bar_gauge, dashboard, dashboard_links, field_config, heatmap, stat,
     target, thresholds, time_series, value_text,
@@ -254,12 +255,17 @@ def callbacks_email_dashboard() -> dict:
     # only once an agent says so: a call left without an outcome eats into those three hours.
     layout.row("Answered calls awaiting an outcome")
     layout.add(stat("Awaiting an outcome", [target("max(helpdesk_calls_awaiting_outcome)", "Awaiting",
-                                                   instant=True)], count_fields()), width=6, height=4)
+                                                   instant=True)], count_fields()), width=4, height=4)
     layout.add(stat("Longest wait since a call ended",
                     [target("max(helpdesk_call_awaiting_outcome_oldest_seconds)", "Longest", instant=True)],
                     field_config("dtdurations", steps=thresholds((0, GREEN), (OUTCOME_LATE_SECONDS / 3, AMBER),
                                                                  (OUTCOME_LATE_SECONDS, RED)))),
-               width=6, height=4)
+               width=4, height=4)
+    # Earlier days' calls, never recorded on the day: any is amber, as its callback, if one is
+    # needed, is overdue already.
+    layout.add(stat(f"Older, last {OLDER_DAYS} days", [target("max(helpdesk_calls_awaiting_outcome_older)", "Older",
+                                                              instant=True)],
+                    count_fields(1, AMBER)), width=4, height=4)
     layout.add(time_series("Answered calls awaiting an outcome", [
         target("max(helpdesk_calls_awaiting_outcome)", "Awaiting an outcome")], count_fields()), width=12, height=4)
 

@@ -292,4 +292,4 @@ def test_a_callback_or_acknowledgement_due_this_very_instant_is_not_late_yet_and
 def test_with_nothing_open_the_oldest_age_is_zero(app, settings):
     with app.extensions["helpdesk.db"].session() as session:
         live = live_figures(session, settings, NOW)
-    assert live == type(live)(0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0)
+    assert live == type(live)(0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0)

@@ -125,6 +125,59 @@ def test_answered_calls_awaiting_an_outcome_and_how_long_the_first_to_end_has_wa
     assert value(samples, "helpdesk_call_awaiting_outcome_oldest_seconds") == 0
 
 
+def test_older_answered_calls_with_no_outcome_are_counted_apart_back_to_28_days(app, client, clock, settings):
+    from tests.integration.test_queue_page import PASSWORD, act, add_agent, answer_a_call, at, sid
+    from tests.integration.test_users_and_login import sign_in
+
+    add_agent(app, "alice", "Alice Agent")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    # Tuesday 24 November: the agents' page shows Monday's calls on. Older: from 27 October.
+    answer_a_call(client, clock, 1, at(9, 0) - timedelta(days=1))  # Monday: on the page
+    answer_a_call(client, clock, 2, at(9, 0) - timedelta(days=4))  # Friday: older
+    answer_a_call(client, clock, 3, at(9, 0) - timedelta(days=4, minutes=-5))  # Friday, concluded below
+    answer_a_call(client, clock, 4, datetime(2026, 10, 27, 0, 30, tzinfo=UTC))  # 00:30 UK time (GMT), 28 days back
+    answer_a_call(client, clock, 5, datetime(2026, 10, 26, 23, 59, tzinfo=UTC))  # the day before: beyond it
+    clock.now = at(10, 0)
+    act(client, f"/queue/calls/{sid(3)}/concluded")
+
+    samples = scrape(client)
+    assert (value(samples, "helpdesk_calls_awaiting_outcome"), value(samples, "helpdesk_calls_awaiting_outcome_older")) \
+        == (1, 2)
+    with app.extensions["helpdesk.db"].session() as session:
+        live = live_figures(session, settings, clock())
+    assert (live.calls_awaiting_outcome, live.calls_awaiting_outcome_older) == (1, 2)
+    # The agents' page with older calls shows the same three.
+    older = client.get("/queue?older=yes").get_data(as_text=True)
+    assert [n for n in range(1, 6) if f'id="call-{sid(n)}"' in older] == [1, 2, 4]
+
+    # Read at most once a minute of the app's clock (they are days old), then again.
+    act(client, f"/queue/calls/{sid(4)}/callback", number="07700 900123", note="Asked about a grant")
+    clock.advance(59)
+    assert value(scrape(client), "helpdesk_calls_awaiting_outcome_older") == 2
+    clock.advance(1)
+    assert value(scrape(client), "helpdesk_calls_awaiting_outcome_older") == 1
+    with app.extensions["helpdesk.db"].session() as session:  # exact at every read without a process's cache
+        assert live_figures(session, settings, clock()).calls_awaiting_outcome_older == 1
+
+
+def test_a_process_reads_the_older_calls_again_after_a_minute_a_new_uk_day_the_clock_going_back_or_new_rules(
+        monkeypatch, settings):
+    from dataclasses import replace
+
+    from metrics import compliance
+
+    reads = []
+    monkeypatch.setattr(compliance, "older_awaiting", lambda session, settings, now: reads.append(now) or len(reads))
+    older = compliance.OlderAwaiting()
+    evening = datetime(2026, 11, 24, 23, 58, tzinfo=UTC)  # GMT: UK time is UTC
+    seen = [older(None, settings, evening + timedelta(seconds=step)) for step in (0, 30, 59.9, 90, 119.9, 120)]
+    assert seen == [1, 1, 1, 2, 2, 3]  # a minute on (23:59:30), then a new UK day 30 s later
+    assert older(None, settings, evening + timedelta(seconds=100)) == 4  # the clock went back
+    assert older(None, settings, evening + timedelta(seconds=101)) == 4
+    assert older(None, replace(settings, version="another"), evening + timedelta(seconds=101)) == 5
+    assert len(reads) == 5
+
+
 def test_callback_and_email_series_equal_the_live_figures(app, client, clock, settings):
     database = app.extensions["helpdesk.db"]
     now = clock()
