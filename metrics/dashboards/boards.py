@@ -262,7 +262,7 @@ def callbacks_email_dashboard() -> dict:
                                                                  (OUTCOME_LATE_SECONDS, RED)))),
                width=4, height=4)
     # Earlier days' calls, never recorded on the day: any is amber, as its callback, if one is
-    # needed, is overdue already.
+    # needed, is most likely overdue already (a whole opening day has passed since).
     layout.add(stat(f"Older, last {OLDER_DAYS} days", [target("max(helpdesk_calls_awaiting_outcome_older)", "Older",
                                                               instant=True)],
                     count_fields(1, AMBER)), width=4, height=4)
