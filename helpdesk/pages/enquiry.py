@@ -109,7 +109,7 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
         if call.answered_at is not None:
             story.steps.append(Step(call.answered_at, "Answered by an agent",
                                     f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."
-                                    + answered_on(call.agent, book, call.answered_at)))
+                                    + answered_on(call.agent, book, call.answer_moment)))
         if call.ended_at is not None:
             story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
         story.results.append((title, _call_result(call)))
