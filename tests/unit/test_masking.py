@@ -1,9 +1,12 @@
 """How the Calls page shows numbers, outcomes, caller types, times and compliance."""
 from __future__ import annotations
 
+import html
+import re
 from datetime import date, datetime, timezone
 
 import pytest
+from markupsafe import Markup
 
 from helpdesk.pages.format import (
     caller_type_label,
@@ -12,6 +15,7 @@ from helpdesk.pages.format import (
     format_local_time,
     format_seconds,
     mask_number,
+    masked_number_html,
     number_ending,
     outcome_label,
     sla_label,
@@ -157,3 +161,18 @@ def test_a_number_or_address_removed_after_the_retention_period_says_so_everywhe
     assert mask_email("removed") == "removed"
     for redaction in ("masked", "none"):
         assert Redactor(redaction).number("removed") == "removed" and Redactor(redaction).email("removed") == "removed"
+
+
+@pytest.mark.parametrize("number, shown", [
+    ("+447700900123", '<span aria-hidden="true">•••••••• 123</span>'
+                      '<span class="visually-hidden">Number ending 123</span>'),
+    ("sip:desk.7@example.org", "••••••••"),  # one digit: masked completely, as mask_number does
+    ("12345", "••••••••"),
+    (None, "Withheld"), ("anonymous", "Withheld"), ("removed:withheld", "Withheld"),
+    ("removed", "Removed"),
+    ("<b>+447700900123</b>", '<span aria-hidden="true">•••••••• 123</span>'
+                             '<span class="visually-hidden">Number ending 123</span>'),
+])
+def test_the_pages_show_the_mask_to_the_eye_and_the_ending_to_a_screen_reader(number, shown):
+    assert masked_number_html(number) == Markup(shown)
+    assert html.unescape(re.sub(r"<[^>]+>", "", shown)).startswith(mask_number(number))
