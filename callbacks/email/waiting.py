@@ -56,6 +56,11 @@ class WaitingEmail:
     callback_owed: bool = False
 
 
+def callback_key(reference: str) -> str:
+    """The contact key of the callback an email enquiry is given (one at most)."""
+    return f"email:{reference}"
+
+
 def needs_attention(now: datetime):
     """0 for an enquiry whose acknowledgement failed, is retrying or is overdue (an agent may have
     to act: "Try again", or answer by hand); 1 for the others. Sorts them first."""
@@ -87,15 +92,20 @@ def awaiting_response(session: Session, now: datetime, *, limit: int = SHOWN) ->
         ).all()
         senders: dict[int, set[str]] = {}
         latest: dict[int, int] = {}
-        for enquiry_id, sender, newest in session.execute(
-                select(InboundEmail.enquiry_id, func.lower(InboundEmail.sender), func.max(InboundEmail.id))
-                .where(InboundEmail.enquiry_id.in_([row[0] for row in rows]), InboundEmail.decision.in_(PEOPLE))
-                .group_by(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))):
-            senders.setdefault(enquiry_id, set()).add(sender)
-            latest[enquiry_id] = max(latest.get(enquiry_id, 0), newest)
-        owed = set(session.scalars(select(Callback.enquiry_id).where(
-            Callback.enquiry_id.in_([row[0] for row in rows]), Callback.status == "open",
-            Callback.contact_key.startswith("email:"))))
+        owed: set[int] = set()
+        # With none shown, neither is asked: SQLite answered "IN (nothing)" by reading every open
+        # callback, 2.6 ms at each poll of the agents' page with 5,000 of them. The callbacks are
+        # looked up by their keys (unique, indexed), not read among the open ones.
+        if rows:
+            for enquiry_id, sender, newest in session.execute(
+                    select(InboundEmail.enquiry_id, func.lower(InboundEmail.sender), func.max(InboundEmail.id))
+                    .where(InboundEmail.enquiry_id.in_([row[0] for row in rows]), InboundEmail.decision.in_(PEOPLE))
+                    .group_by(InboundEmail.enquiry_id, func.lower(InboundEmail.sender))):
+                senders.setdefault(enquiry_id, set()).add(sender)
+                latest[enquiry_id] = max(latest.get(enquiry_id, 0), newest)
+            keys = {callback_key(row[1]): row[0] for row in rows}
+            owed = {keys[key] for key in session.scalars(select(Callback.contact_key).where(
+                Callback.contact_key.in_(keys), Callback.status == "open"))}
     entries = []
     for (enquiry_id, reference, opened_at, ack_id, status, sla, attempts, due_at, last_error, next_attempt_at,
          to_address, sender, decision) in rows:
@@ -158,7 +168,7 @@ def callback_needed(session: Session, settings: Settings, enquiry_id: int, *, ag
             raise EnquiryError("Give the number to call back, for example 07700 900123 or +447700900123: an email "
                                "has none.")
         note = about(note)
-        key = f"email:{enquiry.reference}"
+        key = callback_key(enquiry.reference)
         existing = session.scalars(select(Callback).where(Callback.contact_key == key)).one_or_none()
         if existing is not None and existing.status == "open":
             raise EnquiryError(f"A callback is already owed for {enquiry.reference}: see the callbacks above.")
