@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from callbacks.awaiting import awaiting
 from callbacks.deadlines import due_soon_limits
@@ -263,12 +263,18 @@ def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Seq
     their own calls at the top however many others are waiting."""
     is_yours = answered_on_any(yours)
     with session.begin():
-        count, yours_count = session.execute(
-            awaiting(select(func.count(Call.id), func.count(case((is_yours, Call.id)))), since)).one()
-        calls = list(session.scalars(
-            awaiting(select(Call), since).options(contains_eager(Call.enquiry))
-            .order_by(case((is_yours, 0), else_=1), Call.arrived_at.desc(), Call.id.desc()).limit(limit)))
-    return Awaiting(calls, int(count or 0), int(yours_count or 0))
+        # Which to show, and how many there are (window functions, over all of them), from the
+        # calls' ids alone; then the calls shown. With older calls shown, sorting 6,000 whole rows
+        # and counting them in a second pass took 27 to 47 ms on SQLite, this 22 to 35.
+        shown = session.execute(
+            awaiting(select(Call.id, func.count(Call.id).over(), func.count(case((is_yours, Call.id))).over()), since)
+            .order_by(case((is_yours, 0), else_=1), Call.arrived_at.desc(), Call.id.desc()).limit(limit)).all()
+        ids = [row[0] for row in shown]
+        calls = {call.id: call for call in session.scalars(
+            select(Call).where(Call.id.in_(ids)).options(joinedload(Call.enquiry)))} if ids else {}
+    if not shown:
+        return Awaiting([], 0, 0)
+    return Awaiting([calls[id_] for id_ in ids if id_ in calls], int(shown[0][1]), int(shown[0][2]))
 
 
 def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None] | None:
