@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
@@ -23,7 +24,7 @@ from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
 from helpdesk.pages.access import role_required
-from helpdesk.web import clock, database, settings
+from helpdesk.web import RowHrefs, clock, database, settings
 
 bp = Blueprint("agents", __name__)
 
@@ -34,6 +35,9 @@ POLL_SECONDS = 15
 MAX_NOTE = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab and line ends
 _SHOW = re.compile(r"[0-9]{1,5}")
+# The actions on each row of the page's lists (a callback, an answered call, an email enquiry).
+ROW_ACTIONS = ("claim", "release", "call_back", "log_attempt", "close", "concluded", "callback_needed",
+               "email_answered", "email_callback_needed", "retry_acknowledgement")
 
 
 def _shown() -> int:
@@ -75,6 +79,8 @@ def _queue_context(now: datetime) -> dict:
         "more_href": url_for("agents.queue", **page_args(min(shown + SHOWN, MOST_SHOWN), only))
         if view.more and shown < MOST_SHOWN else None,
         "page_args": args,
+        # Each list's actions' addresses, coming back to the page as it is shown: `hrefs.claim(id)`.
+        "hrefs": SimpleNamespace(**{name: RowHrefs(f"agents.{name}", **args) for name in ROW_ACTIONS}),
         "filter_hrefs": {key: url_for("agents.queue", **page_args(shown, key)) for key in queue.FILTERS},
         # "3 hours", and on the business clock "3 hours of opening time": a call at 16:30 is due the next day.
         "callback_window": fmt.format_minutes(settings().callback.within_minutes)
