@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask import session as session_store
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 
 from callbacks import owed, queue
 from callbacks.awaiting import OLDER_DAYS, awaiting_since
@@ -24,6 +25,7 @@ from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
 from helpdesk.pages.access import role_required
+from helpdesk.pages.stamp import Stamp
 from helpdesk.web import RowHrefs, clock, database, settings
 
 bp = Blueprint("agents", __name__)
@@ -73,9 +75,13 @@ def _queue_context(now: datetime) -> dict:
     with database().session() as session:
         view = queue.open_callbacks(session, settings(), now, limit=shown, only=only, me=current_user.id)
     args = page_args(shown, only)
+    now_input = local(now).strftime("%Y-%m-%dT%H:%M")
     return {
         "view": view, "shown": shown, "now": now, "today": local(now).date(), "queue": queue, "fmt": fmt,
-        "now_input": local(now).strftime("%Y-%m-%dT%H:%M"), "me": current_user.id,
+        "now_input": now_input, "me": current_user.id,
+        # Each callback's two panels, filled in for it (the one with what an agent typed is rendered).
+        "panels": Stamp("queue/item_panels.html", ("key", "reference", "attempt_href", "close_href"),
+                        panel="", typed={}, token=generate_csrf(), now_input=now_input, queue=queue),
         "more_href": url_for("agents.queue", **page_args(min(shown + SHOWN, MOST_SHOWN), only))
         if view.more and shown < MOST_SHOWN else None,
         "page_args": args,

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 
-from callbacks import service
+from flask import render_template, url_for
+
+from callbacks import queue, service
 from callbacks.sweep import sweep
 from callbacks.telephony import FakeTelephony
 from helpdesk.clock import local
@@ -686,7 +688,6 @@ def test_the_caption_says_how_the_answered_calls_shown_were_chosen(app, client, 
 
 
 def test_an_agents_own_calls_are_shown_however_many_newer_calls_wait(alice, client, clock, db_session):
-    from callbacks import queue
     from helpdesk.pages.taken_by import own_holdings, read_phone_book
 
     for n in range(5):
@@ -1123,6 +1124,28 @@ def test_what_an_action_said_is_shown_at_its_callback_and_the_page_opens_there(a
     assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said" '
                      r'tabindex="-1"\s+role="status">You have claimed HD-', here)
     assert "item-message" not in text_of(client.get("/queue"))  # said once
+
+
+@pytest.mark.parametrize("query", ["", "?show=2&only=free&older=yes"])
+def test_each_callbacks_panels_are_as_their_template_renders_them(app, alice, client, clock, three_callbacks, query):
+    """The page fills in one rendering of the panels for each callback (helpdesk.pages.stamp):
+    each must be what the template gives for that callback, with its page's arguments."""
+    page = client.get(f"/queue{query}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    shown = [int(n) for n in re.findall(r'<li class="queue-item[^"]*" id="callback-(\d+)">', page)]
+    assert len(shown) == (2 if query else 3)
+    args = dict(re.findall(r"([a-z]+)=([a-z0-9]+)", query))
+    with app.test_request_context(f"/queue{query}"):
+        for callback_id in shown:
+            here = item(page, callback_id)
+            panels = render_template(
+                "queue/item_panels.html", key=f"callback-{callback_id}",
+                reference=re.search(r"HD-\d{4}-\d{6}", here).group(),
+                attempt_href=url_for("agents.log_attempt", callback_id=callback_id, **args),
+                close_href=url_for("agents.close", callback_id=callback_id, **args),
+                panel="", typed={}, token=token, now_input=local(clock.now).strftime("%Y-%m-%dT%H:%M"), queue=queue)
+            assert panels in here
+            assert ("&amp;only=free&amp;older=yes" in panels) is bool(query)
 
 
 def test_a_refused_attempt_is_explained_at_its_callback_with_what_was_typed_kept(alice, client, clock,
