@@ -269,12 +269,12 @@ def awaiting_outcome(session: Session, since: date, limit: int = 100, yours: Seq
         shown = session.execute(
             awaiting(select(Call.id, func.count(Call.id).over(), func.count(case((is_yours, Call.id))).over()), since)
             .order_by(case((is_yours, 0), else_=1), Call.arrived_at.desc(), Call.id.desc()).limit(limit)).all()
+        if not shown:
+            return Awaiting([], 0, 0)
         ids = [row[0] for row in shown]
         calls = {call.id: call for call in session.scalars(
-            select(Call).where(Call.id.in_(ids)).options(joinedload(Call.enquiry)))} if ids else {}
-    if not shown:
-        return Awaiting([], 0, 0)
-    return Awaiting([calls[id_] for id_ in ids if id_ in calls], int(shown[0][1]), int(shown[0][2]))
+            select(Call).where(Call.id.in_(ids)).options(joinedload(Call.enquiry)))}
+    return Awaiting([calls[id_] for id_ in ids], int(shown[0][1]), int(shown[0][2]))
 
 
 def callback_to_dial(session: Session, callback_id: int) -> tuple[str, str | None] | None:

@@ -1,9 +1,8 @@
 """Request-time access to the app's settings, database and clock."""
 from __future__ import annotations
 
-from datetime import datetime
-
 import re
+from datetime import datetime
 
 from flask import current_app, url_for
 from werkzeug.routing import BaseConverter, ValidationError
