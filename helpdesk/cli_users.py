@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Iterator
 
 import click
@@ -14,16 +15,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF
-from helpdesk.clock import LONDON, uk_moment
+from helpdesk.clock import LONDON, now_utc, uk_moment
 from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import format_date_time, mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
-from helpdesk.users import (add_user, command_line, deactivate, existing_user, list_users, reactivate,
-                            refuse_email_taken, refuse_taken, set_display_name, set_email, set_password, set_phone,
-                            set_role, user_changes)
+from helpdesk.users import (SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user, list_users,
+                            reactivate, refuse_email_taken, refuse_taken, set_display_name, set_email, set_password,
+                            set_phone, set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -143,12 +144,14 @@ def _first_sign_in(user) -> str:
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
 @click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
 @click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
+@click.option("--since", metavar="'YYYY-MM-DD[ HH:MM]'",
+              help="When they got the phone, UK time, if not now: calls answered on it since then name them.")
 @click.option("--email", default="", help="Where links to choose a password are sent, e.g. alex@example.org.")
 @click.option("--send-link", is_flag=True,
               help="Email them a link to choose their password (needs --email), rather than asking for one here.")
 @click.option("--permanent", is_flag=True, help=PERMANENT_HELP)
-def add_command(username: str, role: str, display_name: str, phone: str, email: str, send_link: bool,
-                permanent: bool) -> None:
+def add_command(username: str, role: str, display_name: str, phone: str, since: str | None, email: str,
+                send_link: bool, permanent: bool) -> None:
     """Add a user who can sign in.
 
     The password comes from HELPDESK_PASSWORD, or is asked for twice. It is for their first
@@ -165,6 +168,11 @@ def add_command(username: str, role: str, display_name: str, phone: str, email: 
         raise click.ClickException(str(exc)) from None
     if send_link and (not email or permanent):
         raise click.UsageError("--send-link needs --email, and cannot go with --permanent")
+    start = _since(since)
+    if start is not None and not phone.strip():
+        raise click.UsageError("--since needs --phone: it says since when they have had it")
+    if start is not None and start > now_utc():
+        raise click.BadParameter(f"{since!r}: {SINCE_IN_FUTURE}", param_hint="--since")
     mail = _mail_setup() if send_link else None  # before adding anyone
     with cli_session() as session, session.begin():
         refuse_taken(session, name)
@@ -173,9 +181,11 @@ def add_command(username: str, role: str, display_name: str, phone: str, email: 
     password = secrets.token_urlsafe(32) if send_link else _new_password()
     with cli_session() as session:
         user = add_user(session, username, password, role, display_name, phone=phone, temporary=not permanent,
-                        email=email, by_link=send_link)
+                        email=email, by_link=send_link, phone_since=start)
     named = f" ({user.display_name})" if user.display_name else ""
     click.echo(f"Added {user.role} {user.username!r}{named}.{'' if send_link else _first_sign_in(user)}")
+    if start is not None:
+        click.echo(f"Calls answered on {user.phone} since {format_date_time(start)} name them.")
     from helpdesk.cli import database_url
 
     click.echo(f"Database: {database_words(database_url())}")
@@ -380,12 +390,7 @@ def set_role_command(username: str, role: str) -> None:
                    "With the phone they have now, changes only this.")
 def set_phone_command(username: str, phone: str, since: str | None) -> None:
     """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
-    start = None
-    if since is not None:
-        try:
-            start = uk_moment(since)
-        except ValueError as problem:
-            raise click.BadParameter(f"{since!r} {problem}", param_hint="--since") from None
+    start = _since(since)
     with cli_session() as session:
         user = set_phone(session, username, phone, since=start)
     if not user.phone:
@@ -393,6 +398,16 @@ def set_phone_command(username: str, phone: str, since: str | None) -> None:
     else:
         click.echo(f"{user.username!r} will be rung on {user.phone}"
                    + (f"; calls answered on it since {format_date_time(start)} name them." if start else "."))
+
+
+def _since(since: str | None) -> datetime | None:
+    """--since as an instant, or a message naming the problem."""
+    if since is None:
+        return None
+    try:
+        return uk_moment(since)
+    except ValueError as problem:
+        raise click.BadParameter(f"{since!r} {problem}", param_hint="--since") from None
 
 
 @users_cli.command("set-email")

@@ -41,6 +41,9 @@ class PhoneSinceRefused(UserError):
     """A user cannot have had the phone since the time given (phone_since_problem)."""
 
 
+SINCE_IN_FUTURE = "the time they have had the phone from cannot be in the future"
+
+
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
 ADDED, PASSWORD_SET, PASSWORD_CHANGED = "user.added", "user.password_set", "user.password_changed"
 DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED, NAME_CHANGED = (
@@ -112,10 +115,12 @@ def add_user(
     by: Actor | None = None,
     email: str | None = None,
     by_link: bool = False,
+    phone_since: datetime | None = None,
 ) -> User:
     """Add a user who can sign in at once (and, with `temporary`, must then choose their own
     password before anything else; `by_link`: they are to choose it with an emailed link, as
-    nobody knows the one given). Owns the transaction."""
+    nobody knows the one given). Their phone is theirs from now, or from `phone_since` if they
+    have had it a while (the calls answered on it since then name them). Owns the transaction."""
     name = check_username(username)
     check_password(password, name)
     check_role(role)
@@ -123,6 +128,10 @@ def add_user(
     email = check_email(email)
     display_name = check_display_name(display_name)
     now = now or now_utc()
+    if phone_since is not None and phone is None:
+        raise PhoneSinceRefused("a time they have had the phone from needs the phone")
+    if phone_since is not None and phone_since > now:
+        raise PhoneSinceRefused(SINCE_IN_FUTURE)
     user = User(
         username=name,
         display_name=display_name,
@@ -132,7 +141,7 @@ def add_user(
         email=email,
         active=True,
         created_at=now,
-        phone_since=None if phone is None else now,
+        phone_since=None if phone is None else phone_since or now,
         must_change_password=temporary,
     )
     try:
@@ -144,6 +153,8 @@ def add_user(
             session.flush()
             # Whether there is an email address, and a link to come, only when there are (as before 0.20.0).
             extra = {key: True for key, value in (("email", email), ("link", by_link)) if value}
+            if phone_since is not None:
+                extra["since"] = phone_since.isoformat()
             audit(session, ADDED, user, by, user.created_at, role=role, temporary=temporary,
                   phone=phone is not None, **extra)
     except IntegrityError:  # added by someone else between the check and the insert
@@ -384,7 +395,7 @@ def phone_since_problem(session: Session, user: User, phone: str, since: datetim
     from helpdesk.pages.format import format_date_time
 
     if since > now:
-        return "the time they have had the phone from cannot be in the future"
+        return SINCE_IN_FUTURE
     if user.phone and user.phone != phone and user.phone_since is not None and since <= user.phone_since:
         return (f"they have had the phone they have now since {format_date_time(user.phone_since)}: "
                 "give a time after that, when they changed phone")
@@ -568,7 +579,8 @@ def change_words(action: str, detail: dict) -> str:
     tokens = detail.get("tokens_revoked") or 0
     given_back += f"; {tokens} access token{'' if tokens == 1 else 's'} revoked" if tokens else ""
     if action == ADDED:
-        having = " and ".join(what for key, what in (("phone", "a phone"), ("email", "an email address"))
+        phone = f"a phone, theirs since {_since_words(detail['since'])}" if detail.get("since") else "a phone"
+        having = " and ".join(what for key, what in (("phone", phone), ("email", "an email address"))
                               if detail.get(key))
         return (f"added as {role_label(detail.get('role'))}"
                 + (", to choose their password with an emailed link" if detail.get("link")
@@ -605,8 +617,12 @@ def change_words(action: str, detail: dict) -> str:
         return (f"revoked their access token “{detail.get('token', '?')}”" if detail.get("own")
                 else f"access token “{detail.get('token', '?')}” revoked")
     if detail.get("since"):
-        from helpdesk.pages.format import format_date_time
-
-        since = format_date_time(datetime.fromisoformat(detail["since"]))
-        return f"phone {'unchanged' if detail.get('kept') else 'set'}, theirs since {since}"
+        return f"phone {'unchanged' if detail.get('kept') else 'set'}, theirs since {_since_words(detail['since'])}"
     return "phone set" if detail.get("phone") else "phone cleared"
+
+
+def _since_words(since: str) -> str:
+    """The time a phone was theirs from, as an audit entry keeps it (ISO), in UK time."""
+    from helpdesk.pages.format import format_date_time
+
+    return format_date_time(datetime.fromisoformat(since))

@@ -1,6 +1,7 @@
 """Users (the service and the `helpdesk users` commands) and signing in and out."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -581,6 +582,43 @@ def test_the_cli_sets_since_when_an_agent_has_had_their_phone_in_uk_time(migrate
             former = session.scalars(select(FormerPhone)).one()
             assert (former.phone, former.since, former.until) == (
                 "+447700900321", datetime(2026, 6, 30, 23, 0, tzinfo=timezone.utc), change)
+    finally:
+        database.dispose()
+
+
+def test_the_cli_adds_a_user_with_a_phone_they_have_had_a_while(migrated_url):
+    from helpdesk.db import Database
+    from helpdesk.models import AuditEntry
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": "a-long-enough-password"}
+
+    def add(username: str, *args: str):
+        return runner.invoke(helpdesk_cli, ["users", "add", username, "--role", "agent", *args], env=env)
+
+    for args, problem in (
+            (("--since", "2026-11-02 09:00"), "--since needs --phone: it says since when they have had it"),
+            (("--phone", "07700 900321", "--since", "2 November"), "'2 November' is not a UK date and time"),
+            (("--phone", "07700 900321", "--since", "2026-03-29 01:15"), "'2026-03-29 01:15' did not happen in the UK"),
+            (("--phone", "07700 900321", "--since", "2099-01-01"), "the time they have had the phone from cannot be "
+                                                                   "in the future")):
+        refused = add("erin", *args)
+        assert (refused.exit_code, problem in refused.output) == (2, True), refused.output
+    added = add("erin", "--name", "Erin Agent", "--phone", "07700 900321", "--since", "2026-11-02 09:00")
+    assert added.exit_code == 0, added.output
+    assert "Calls answered on +447700900321 since 02 Nov 2026 09:00:00 GMT name them.\n" in added.output
+    assert add("fay", "--phone", "07700 900654").exit_code == 0  # from now, as before
+
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            users = {user.username: user for user in session.scalars(select(User))}
+            assert set(users) == {"erin", "fay"}  # nothing added by the refusals
+            assert users["erin"].phone_since == datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+            assert users["fay"].phone_since == users["fay"].created_at
+            added = {detail["user"]: detail for detail in (json.loads(entry.detail) for entry in session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "user.added")))}
+            assert added["erin"]["since"] == "2026-11-02T09:00:00+00:00" and "since" not in added["fay"]
     finally:
         database.dispose()
 
