@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -126,13 +127,16 @@ def users():
     return render_template("admin/users.html", people=people, changes=changes, pending=links)
 
 
+# The Add a user page's fields, in the page's order (the last two are the password, never sent back).
+NEW_USER_FIELDS = ("username", "display_name", "role", "phone", "since", "email", "first", "password", "password_again")
+
+
 @bp.route("/users/new", methods=["GET", "POST"])
 @role_required("admin")
 def new_user():
     if request.method in ("GET", "HEAD"):
         return _new_user_page({}, {})
-    typed = {name: request.form.get(name, "") for name in ("username", "display_name", "role", "phone", "email",
-                                                           "first")}
+    typed = {name: request.form.get(name, "") for name in NEW_USER_FIELDS[:-2]}
     try:
         user = _add(typed)
     except Refused as refused:
@@ -187,6 +191,7 @@ def _add(typed: dict[str, str]) -> User:
             problems.update(refused.problems)
     if typed["role"] not in ROLES:
         problems["role"] = "Choose a role."
+    since = _phone_since(typed, problems)
     if not mail_offered():
         typed["first"] = BY_PASSWORD  # the only way, and the page offers no choice
     if typed["first"] not in (BY_LINK, BY_PASSWORD):
@@ -202,18 +207,37 @@ def _add(typed: dict[str, str]) -> User:
     else:
         password = secrets.token_urlsafe(32)  # nobody knows it: they choose their own with the link
     if problems:
-        raise Refused(problems)
+        # In the page's order, for the error summary.
+        raise Refused(dict(sorted(problems.items(), key=lambda item: NEW_USER_FIELDS.index(item[0])
+                                  if item[0] in NEW_USER_FIELDS else len(NEW_USER_FIELDS))))
     with database().session() as db_session:
         try:
             return add_user(db_session, name, password, typed["role"], typed["display_name"], now=clock(),
                             phone=typed["phone"], temporary=True, by=_by(), email=typed["email"],
-                            by_link=typed["first"] == BY_LINK)
+                            by_link=typed["first"] == BY_LINK, phone_since=since)
+        except PhoneSinceRefused as problem:
+            raise Refused({"since": sentence(problem)}) from None
         except UsernameTaken:  # perhaps by someone else meanwhile
             raise Refused({"username": f"There is already a user {name}. Choose another username."}) from None
         except EmailTaken:
             raise Refused({"email": "Another user has that email address. Each user needs their own."}) from None
         except UserError as problem:  # checked above; said as it is, should a rule change
             raise Refused({"page": sentence(problem)}) from None
+
+
+def _phone_since(typed: dict[str, str], problems: dict[str, str]) -> datetime | None:
+    """"Theirs since" on the Add a user page, read; or None, with any problem in `problems`."""
+    text = typed["since"].strip()[:LONGEST_TEXT]
+    if not text:
+        return None
+    if not typed["phone"].strip():
+        problems["since"] = "Enter their phone too, or leave this empty: it says since when they have had it."
+        return None
+    try:
+        return uk_moment(text)
+    except ValueError as problem:
+        problems["since"] = f"“{text}” {problem}."
+        return None
 
 
 def _new_user_page(typed: dict[str, str], problems: dict[str, str]):

@@ -155,6 +155,37 @@ def test_a_new_user_is_refused_for_each_problem(client, db_session, admin, form,
     assert [user.username for user in [user_named(db_session, "dana")]] == ["dana"]
 
 
+def test_an_administrator_adds_a_user_with_a_phone_they_have_had_a_while(client, clock, db_session, admin):
+    # Each refusal is at the time's field, keeps what was typed, and adds nobody.
+    for form, problem in (
+            ({"phone": "", "since": "2026-11-02T09:00"},
+             "Enter their phone too, or leave this empty: it says since when they have had it."),
+            ({"since": "2026-11-24T10:01"}, "The time they have had the phone from cannot be in the future."),
+            ({"since": "2026-03-29T01:30"}, "“2026-03-29T01:30” did not happen in the UK: the clocks went forward an "
+                                            "hour then."),
+            ({"since": "last year"}, "“last year” is not a UK date and time")):
+        refused = add(client, **form)
+        html = unescape(refused.get_data(as_text=True))
+        assert refused.status_code == 400, form
+        assert f'<a href="#since">{problem}' in html and f'value="{form["since"]}"' in html
+        assert user_named(db_session, "alex") is None
+    # The error summary lists the problems in the page's order (the role before the phone and its time).
+    html = unescape(add(client, username="", role="", phone="call me", since="soon", password="").get_data(
+        as_text=True))
+    order = ("username", "role-agent", "phone", "since", "password")
+    assert [html.index(f'<a href="#{field}">') for field in order] == sorted(
+        html.index(f'<a href="#{field}">') for field in order)
+
+    added = add(client, since="2026-11-02T09:00")
+    alex = user_named(db_session, "alex")
+    assert added.status_code == 302 and alex.phone_since == datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    page = words(client.get(added.headers["Location"]).get_data(as_text=True))
+    assert "Phone •••••••• 123 Number ending 123, theirs since 02 Nov 2026 09:00:00 GMT" in page
+    assert ("added as Agent, with a password for their first sign-in only, with a phone, theirs since 02 Nov 2026 "
+            "09:00:00 GMT, by dana") in page
+    assert json.loads(audit_entries(db_session, "user.added")[-1].detail)["since"] == "2026-11-02T09:00:00+00:00"
+
+
 # --------------------------------------------------------------------------- one user
 
 
