@@ -234,10 +234,18 @@ def _phone_since(typed: dict[str, str], problems: dict[str, str]) -> datetime | 
         problems["since"] = "Enter their phone too, or leave this empty: it says since when they have had it."
         return None
     try:
+        return _typed_time("since", text)
+    except Refused as refused:
+        problems.update(refused.problems)
+        return None
+
+
+def _typed_time(field: str, text: str) -> datetime:
+    """A UK date and time as typed at `field`, or Refused saying why it cannot be read."""
+    try:
         return uk_moment(text)
     except ValueError as problem:
-        problems["since"] = f"“{text}” {problem}."
-        return None
+        raise Refused({field: f"“{text}” {problem}."}) from None
 
 
 def _new_user_page(typed: dict[str, str], problems: dict[str, str]):
@@ -324,12 +332,7 @@ def change_phone(user_id: int):
     typed_since = request.form.get("since", "").strip()[:LONGEST_TEXT]
 
     def setter(db_session, username, value, by):
-        since = None
-        if value and typed_since:
-            try:
-                since = uk_moment(typed_since)
-            except ValueError as problem:
-                raise Refused({"since": f"“{typed_since}” {problem}."}) from None
+        since = _typed_time("since", typed_since) if value and typed_since else None
         try:
             return set_phone(db_session, username, value, by=by, now=clock(), since=since)
         except PhoneSinceRefused as problem:
