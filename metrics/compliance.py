@@ -285,11 +285,12 @@ class OlderAwaiting:
         self._read: tuple[datetime, date, str, int] | None = None  # when, its UK day, configuration, count
 
     def __call__(self, session: Session, settings: Settings, now: datetime) -> int:
+        day = local(now).date()
         with self._lock:
             read = self._read
-            if (read is None or now < read[0] or now - read[0] >= OLDER_EVERY or local(now).date() != read[1]
+            if (read is None or now < read[0] or now - read[0] >= OLDER_EVERY or day != read[1]
                     or settings.version != read[2]):
-                read = self._read = (now, local(now).date(), settings.version, older_awaiting(session, settings, now))
+                read = self._read = (now, day, settings.version, older_awaiting(session, settings, now))
             return read[3]
 
 
