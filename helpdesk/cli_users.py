@@ -22,7 +22,7 @@ from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import format_date_time, mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
-from helpdesk.users import (SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user, list_users,
+from helpdesk.users import (PHONE_FREED, SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user, list_users,
                             reactivate, refuse_email_taken, refuse_taken, set_display_name, set_email, set_password,
                             set_phone, set_role, user_changes)
 
@@ -296,10 +296,12 @@ def history_command(username: str | None, limit: int) -> None:
 @users_cli.command("deactivate")
 @click.argument("username")
 def deactivate_command(username: str) -> None:
-    """Stop a user signing in (their record is kept)."""
+    """Stop a user signing in (their record is kept) and free their phone."""
     with cli_session() as session:
+        with session.begin():
+            had_phone = bool(existing_user(session, username).phone)
         user = deactivate(session, username)
-    click.echo(f"Deactivated {user.username!r}: they can no longer sign in.")
+    click.echo(f"Deactivated {user.username!r}: they can no longer sign in." + (f" {PHONE_FREED}" if had_phone else ""))
 
 
 @users_cli.command("reactivate")

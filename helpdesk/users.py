@@ -42,6 +42,9 @@ class PhoneSinceRefused(UserError):
 
 
 SINCE_IN_FUTURE = "the time they have had the phone from cannot be in the future"
+# Said when a user with a phone is deactivated (deactivate frees it).
+PHONE_FREED = ("Their phone is free for someone else: the calls they answered on it still name them, and calls "
+               "answered on it from now on do not.")
 
 
 # The audit log's actions for changes to users (helpdesk.models.AuditEntry).
@@ -363,9 +366,10 @@ def set_display_name(session: Session, username: str, display_name: str | None, 
 def set_phone(session: Session, username: str, phone: str | None, by: Actor | None = None,
               now: datetime | None = None, since: datetime | None = None) -> User:
     """Set (or, with None, clear) the phone an agent's callbacks ring first, theirs from `now`, or
-    from `since` if they have had it a while (phone_since_problem says which times may be given).
-    The phone they had is kept as a FormerPhone, theirs until then, so the calls they answered on it
-    stay theirs. The same phone with another `since` changes only when they have had it from."""
+    from `since` if they have had it a while (phone_since_problem says which times may be given);
+    not for a deactivated user (deactivate frees their phone). The phone they had is kept as a
+    FormerPhone, theirs until then, so the calls they answered on it stay theirs. The same phone
+    with another `since` changes only when they have had it from."""
     phone, now = check_phone(phone), now or now_utc()
     if since is not None and phone is None:
         raise UserError("a phone cleared has no time it was had from: give the phone they have had since then")
@@ -374,6 +378,8 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
         start = now if since is None else since
         if user.phone == phone and (since is None or since == user.phone_since):
             return user
+        if not user.active and phone is not None:  # deactivating freed it: nothing of theirs to name
+            raise UserError(f"{user.username!r} is deactivated: reactivate them first, then give them a phone")
         if since is not None:
             problem = phone_since_problem(session, user, phone, since, now)
             if problem:
@@ -439,7 +445,10 @@ def _set_detail(session: Session, username: str, column: str, value, action: str
 
 
 def deactivate(session: Session, username: str, by: Actor | None = None, now: datetime | None = None) -> User:
-    """Stop a user signing in; their record stays for the audit trail."""
+    """Stop a user signing in; their record stays for the audit trail. Their phone is freed: kept
+    as a FormerPhone, theirs until now, so the calls they answered on it stay theirs and the calls
+    answered on it from now on are not (it may go to someone else)."""
+    now = now or now_utc()
     with session.begin():
         user, admins = _locked_user(session, username)
         if not user.active:
@@ -453,12 +462,17 @@ def deactivate(session: Session, username: str, by: Actor | None = None, now: da
         session.execute(delete(PasswordLink).where(PasswordLink.user_id == user.id))
         from helpdesk.access_tokens import revoke_all
 
-        tokens = revoke_all(session, now or now_utc(), user.id)
+        tokens = revoke_all(session, now, user.id)
         # Their claims would otherwise hold those callbacks for good: give them back to the queue.
         from callbacks.claims import release_all
 
         released = release_all(session, user.id)
-        audit(session, DEACTIVATED, user, by, now, callbacks_released=released, **_revoked(tokens))
+        freed = {}
+        if user.phone:
+            session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=now))
+            user.phone = user.phone_since = None
+            freed = {"phone_freed": True}
+        audit(session, DEACTIVATED, user, by, now, callbacks_released=released, **_revoked(tokens), **freed)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
     return user
 
@@ -591,7 +605,7 @@ def change_words(action: str, detail: dict) -> str:
     if action == PASSWORD_CHANGED:
         return "changed their own password"
     if action == DEACTIVATED:
-        return f"deactivated{given_back}"
+        return f"deactivated{'; phone freed' if detail.get('phone_freed') else ''}{given_back}"
     if action == REACTIVATED:
         return "reactivated"
     if action == ROLE_CHANGED:

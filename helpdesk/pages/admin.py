@@ -29,8 +29,9 @@ from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
-from helpdesk.users import (Actor, EmailTaken, PhoneSinceRefused, UsernameTaken, add_user, deactivate, list_users,
-                            reactivate, set_display_name, set_email, set_password, set_phone, set_role, user_changes)
+from helpdesk.users import (PHONE_FREED, Actor, EmailTaken, PhoneSinceRefused, UsernameTaken, add_user, deactivate,
+                            list_users, reactivate, set_display_name, set_email, set_password, set_phone, set_role,
+                            user_changes)
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -277,17 +278,18 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
 
 
 def _change(user_id: int, change, done: str):
-    """Run `change(db_session, person)` for the user's page; a UserError or Refused is shown at its
-    field (`Refused`) or at the top (UserError), and nothing is changed."""
+    """Run `change(db_session, person)` for the user's page, and say `done` (with any sentence
+    `change` returns after it); a UserError or Refused is shown at its field (`Refused`) or at the
+    top (UserError), and nothing is changed."""
     person = _user(user_id)
     try:
         with database().session() as db_session:
-            change(db_session, person)
+            more = change(db_session, person)
     except Refused as refused:
         return _user_page(person, refused.problems, dict(request.form)), 400
     except UserError as problem:
         return _user_page(person, {"page": sentence(problem)}), 409
-    flash(done.format(name=person.username), "success")
+    flash(done.format(name=person.username) + (f" {more}" if more else ""), "success")
     return redirect(url_for("admin.user", user_id=user_id))
 
 
@@ -438,7 +440,9 @@ def revoke_token(user_id: int, token_id: int):
 def deactivate_user(user_id: int):
     def change(db_session, person):
         _not_yourself(person, "deactivate")
+        had_phone = bool(person.phone)
         deactivate(db_session, person.username, by=_by(), now=clock())
+        return PHONE_FREED if had_phone else None
 
     return _change(user_id, change, "Deactivated {name}: they can no longer sign in. Callbacks they had claimed are "
                                     "back in the queue.")

@@ -665,6 +665,48 @@ def test_a_phone_set_after_calls_were_answered_on_it_names_its_user_once_told_si
     assert stored(db_session, FormerPhone) == []
 
 
+def test_a_leavers_phone_names_them_for_the_calls_they_took_and_nobody_after_until_it_is_given_on(
+        app, alice, client, clock, db_session):
+    from helpdesk.users import UserError, deactivate, reactivate, set_phone
+    from tests.integration.test_calls_page import rows as calls_rows
+
+    add_agent(app, "bob", "Bob Agent", phone=None)
+    add_agent(app, "mona", "Mona Manager", phone=None, role="manager")
+    answer_a_call(client, clock, 1, at(9, 0), on=AGENT_PHONE)  # Alice's, before she leaves at 09:30
+    with app.extensions["helpdesk.db"].session() as session:
+        deactivate(session, "alice", now=at(9, 30))
+    answer_a_call(client, clock, 2, at(9, 40), on=AGENT_PHONE)  # on the phone she left behind
+    with app.extensions["helpdesk.db"].session() as session:
+        set_phone(session, "bob", AGENT_PHONE, now=at(10, 0))  # Bob is given it at 10:00
+    answer_a_call(client, clock, 3, at(10, 10), on=AGENT_PHONE)
+    clock.now = at(11, 0)
+    monas, bobs = app.test_client(), app.test_client()
+    sign_in(monas, "mona", PASSWORD)
+    sign_in(bobs, "bob", PASSWORD)
+
+    def answered_by() -> tuple[list[str], list[tuple[str, str]]]:
+        calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
+        return [row[6] for row in calls], [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))]
+
+    # Hers until she left, nobody's until Bob had it: never "Alice Agent or Bob Agent".
+    assert answered_by() == (["Bob Agent", "•••••••• 555", "Alice Agent"],
+                             [(sid(3), "You"), (sid(2), "•••••••• 555"), (sid(1), "Alice Agent")])
+    assert [(former.user_id, former.phone, former.since, former.until)
+            for former in stored(db_session, FormerPhone)] == [(1, AGENT_PHONE, None, at(9, 30))]
+    assert [(user.username, user.phone, user.phone_since) for user in stored(db_session, User)] == [
+        ("alice", None, None), ("bob", AGENT_PHONE, at(10, 0)), ("mona", None, None)]
+    [left] = [entry for entry in stored(db_session, AuditEntry) if entry.action == "user.deactivated"]
+    assert (left.at, json.loads(left.detail)["phone_freed"]) == (at(9, 30), True)
+
+    # Deactivated, she is given no phone; reactivated, she has none until given one, and the calls stay as they were.
+    with app.extensions["helpdesk.db"].session() as session:
+        with pytest.raises(UserError, match="'alice' is deactivated: reactivate them first, then give them a phone"):
+            set_phone(session, "alice", "+447700900444", now=at(10, 30))
+        reactivate(session, "alice")
+    assert [user.phone for user in stored(db_session, User)] == [None, AGENT_PHONE, None]
+    assert answered_by()[0] == ["Bob Agent", "•••••••• 555", "Alice Agent"]
+
+
 @pytest.mark.parametrize(("shown", "whose", "says"), [
     (2, "alice", "open: 3, 2 shown: the one you answered first, then the newest."),
     (2, "bob", "open: 3, newest 2 shown."),

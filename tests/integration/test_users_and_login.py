@@ -256,8 +256,17 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
                                                                              "no", "sign-in", "recorded"]
 
     result = run_cli(migrated_url, "deactivate", "sam")
-    assert result.exit_code == 0 and "Deactivated 'sam'" in result.output
-    assert run_cli(migrated_url, "list").output.splitlines()[1].split()[:3] == ["sam", "agent", "deactivated"]
+    assert result.exit_code == 0 and result.output.strip() == (
+        "Deactivated 'sam': they can no longer sign in. Their phone is free for someone else: the calls they answered "
+        "on it still name them, and calls answered on it from now on do not.")
+    assert run_cli(migrated_url, "list").output.splitlines()[1].split()[:5] == ["sam", "agent", "deactivated", "no",
+                                                                               "phone"]
+    refused = run_cli(migrated_url, "set-phone", "sam", "+447700900123")
+    assert refused.exit_code == 1 and "'sam' is deactivated: reactivate them first, then give them a phone" in (
+        refused.output)
+    assert run_cli(migrated_url, "deactivate", "alex").output.strip() == (
+        "Deactivated 'alex': they can no longer sign in.")  # no phone to free
+    assert run_cli(migrated_url, "reactivate", "alex").exit_code == 0
     result = run_cli(migrated_url, "set-password", "sam", password="a new long passphrase")
     assert result.output.strip() == ("Changed the password of 'sam'. They choose their own password when they next "
                                      "sign in, as you know this one. They are still deactivated: 'helpdesk users "
@@ -268,6 +277,7 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
     assert authenticate(db_session, "sam", "a new long passphrase") is not None
     again = run_cli(migrated_url, "reactivate", "sam")
     assert again.exit_code == 1 and "'sam' is not deactivated" in again.output
+    assert run_cli(migrated_url, "set-phone", "sam", "+447700900123").exit_code == 0  # back, given it again
 
     result = run_cli(migrated_url, "set-password", "alex", password="another long passphrase")
     assert result.exit_code == 0 and "Changed the password of 'alex'" in result.output

@@ -366,6 +366,39 @@ def test_an_administrator_deactivates_and_reactivates_a_user(app, client, db_ses
     assert [entry.action for entry in audit_entries(db_session)][-2:] == ["user.deactivated", "user.reactivated"]
 
 
+def test_deactivating_a_user_frees_their_phone_and_they_are_given_none_until_reactivated(client, clock, db_session,
+                                                                                        admin):
+    alex = make_user(db_session, "alex", "agent", phone="+447700900456", now=clock.now - timedelta(days=3))
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert ("did. Their phone is freed, for someone else: it stays in their phones, and the calls they answered on it "
+            "still name them. Deactivate alex") in page
+
+    done = post(client, f"/admin/users/{alex.id}/deactivate")
+    assert done.status_code == 302
+    page = words(client.get(done.headers["Location"]).get_data(as_text=True))
+    assert ("Deactivated alex: they can no longer sign in. Callbacks they had claimed are back in the queue. Their "
+            "phone is free for someone else: the calls they answered on it still name them, and calls answered on it "
+            "from now on do not.") in page
+    assert "Phone None Phones before •••••••• 456 Number ending 456, from " in page
+    assert "A deactivated user has no phone: reactivate them first, then give them one here." in page
+    assert f"/admin/users/{alex.id}/phone" not in page
+    assert ("They can sign in again with the password they had. Their phone was freed when they were deactivated: once "
+            "they are back, give it to them again above if they still have it.") in page
+    assert "deactivated; phone freed, by dana" in page
+    assert former_phones(db_session) == [("+447700900456", clock.now - timedelta(days=3), clock.now)]
+
+    # A phone posted all the same (a page open from before) is refused, and nothing changes.
+    refused = post(client, f"/admin/users/{alex.id}/phone", phone="07700 900789", action="save")
+    assert refused.status_code == 400 and ("'alex' is deactivated: reactivate them first, then give them a phone."
+                                           in unescape(refused.get_data(as_text=True)))
+    assert user_named(db_session, "alex").phone is None and len(former_phones(db_session)) == 1
+
+    assert post(client, f"/admin/users/{alex.id}/reactivate").status_code == 302
+    assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
+    assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (
+        "+447700900456", clock.now)
+
+
 def test_administrators_leave_their_own_role_deactivation_and_password_to_others(client, db_session, admin):
     make_user(db_session, "erin", "admin")  # not the last administrator either
     page = client.get(f"/admin/users/{admin.id}").get_data(as_text=True)
