@@ -1,6 +1,7 @@
 """The migrations build exactly the schema the models describe, and undo it cleanly."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from alembic.autogenerate import compare_metadata
@@ -205,6 +206,49 @@ def test_phones_set_before_revision_0025_are_had_since_before_and_none_is_former
     # Not known since when: had since before, so a call answered on it at any time is still ann's.
     assert upgraded_from(migrated_url, "0024", store, read) == (
         [("ann", "+447700900555", None), ("bob", None, None)], 0)
+
+
+def test_phones_of_users_deactivated_before_revision_0026_are_theirs_until_they_left(migrated_url):
+    from helpdesk.models import AuditEntry, FormerPhone, User
+
+    added = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    left, came_back, left_again = added + timedelta(days=3), added + timedelta(days=5), added + timedelta(days=9)
+    before = datetime.now(timezone.utc)
+
+    def store(connection):
+        users = table("users", column("id"), column("phone"), column("phone_since"), column("active"))
+
+        def user(name: str, phone: str | None, since: datetime | None, active: bool) -> int:
+            user_id = a_user(connection, name, "agent", added)
+            connection.execute(users.update().where(users.c.id == user_id).values(
+                phone=phone, phone_since=since, active=active))
+            return user_id
+
+        ann = user("ann", "+447700900111", added, False)  # left, came back, left again
+        user("bob", "+447700900222", None, False)  # deactivated with no audit entry kept
+        user("cat", "+447700900333", added, True)  # still here: hers
+        dan = user("dan", "+447700900444", left + timedelta(days=1), False)  # given it while deactivated
+        user("eve", None, None, False)  # nothing to free
+        for user_id, action, at in ((ann, "user.deactivated", left), (ann, "user.reactivated", came_back),
+                                    (ann, "user.deactivated", left_again), (dan, "user.deactivated", left)):
+            connection.execute(insert(AuditEntry.__table__).values(
+                at=at, actor="root on the server", action=action, detail=json.dumps({"user_id": user_id})))
+        connection.execute(insert(AuditEntry.__table__).values(  # not a user's: skipped
+            at=left, actor="helpdesk", action="user.deactivated", detail="not json"))
+
+    def read(connection):
+        return (connection.execute(select(User.username, User.phone, User.phone_since).order_by(User.id)).all(),
+                connection.execute(select(FormerPhone.user_id, FormerPhone.phone, FormerPhone.since, FormerPhone.until)
+                                   .order_by(FormerPhone.user_id)).all())
+
+    users, former = upgraded_from(migrated_url, "0025", store, read)
+    assert users == [("ann", None, None), ("bob", None, None), ("cat", "+447700900333", added), ("dan", None, None),
+                     ("eve", None, None)]
+    assert former[:1] == [(1, "+447700900111", added, left_again)]
+    # No entry, or given after leaving: theirs until the upgrade, as the earlier version said.
+    assert [(user_id, phone, since) for user_id, phone, since, _ in former[1:]] == [
+        (2, "+447700900222", None), (4, "+447700900444", left + timedelta(days=1))]
+    assert all(before <= until <= datetime.now(timezone.utc) for *_, until in former[1:])
 
 
 def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was_recorded_with(migrated_url):
