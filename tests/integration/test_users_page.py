@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from callbacks.claims import claim
 from helpdesk.clock import local
-from helpdesk.models import Callback, FormerPhone
+from helpdesk.models import Callback, FormerPhone, User
 from helpdesk.pages.format import format_date_time
 from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
 from tests.integration.test_password_change import NEW
@@ -75,14 +75,20 @@ def test_the_navigation_links_administrators_to_users(client, admin):
 
 
 def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(client, db_session, admin):
-    make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123")
+    make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123",
+              now=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc))
+    make_user(db_session, "kim", "agent", phone="+447700900456")
     make_user(db_session, "sam", "auditor", temporary=True)
     from helpdesk.users import deactivate
     deactivate(db_session, "sam")
+    with db_session.begin():  # a phone set before 0.26.0 kept since when: no time to show
+        db_session.execute(User.__table__.update().where(User.username == "kim").values(phone_since=None))
 
     page = words(client.get("/admin/users").get_data(as_text=True))
 
-    assert "alex Alex Smith Agent •••••••• 123 Number ending 123 None Yes Their own" in page
+    assert ("alex Alex Smith Agent •••••••• 123 Number ending 123 since 20 Nov 2026 09:30:00 GMT None Yes Their own"
+            in page)
+    assert "kim Agent •••••••• 456 Number ending 456 None Yes Their own" in page
     assert ("sam DWP auditor None None No: deactivated Set by an administrator: to be changed at their next sign-in"
             in page)
     assert "dana Dana Admin Administrator None None Yes Their own" in page
