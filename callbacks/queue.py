@@ -245,11 +245,21 @@ class Awaiting:
     yours: int
 
 
+def _rang(endpoint: str) -> ColumnElement[bool]:
+    """In SQL, over calls: the answering leg rang `endpoint` (lower case), as
+    helpdesk.pages.taken_by.phone_of reads it: a phone number also through a SIP address whose
+    user part it is."""
+    agent = func.lower(Call.agent)
+    if endpoint.startswith("+"):
+        return or_(agent == endpoint, agent.like(f"sip:{endpoint}@%"))
+    return agent == endpoint
+
+
 def answered_on_any(held: Sequence[Holding]) -> ColumnElement[bool]:
     """In SQL, over calls: answered on one of the endpoints while it was held (`held`: a user's
     helpdesk.pages.taken_by.holdings), as taken_by.takers judges it."""
     moment = Call.answer_moment
-    each = [and_(func.lower(Call.agent) == holding.endpoint,
+    each = [and_(_rang(holding.endpoint),
                  *([moment >= holding.since] if holding.since is not None else []),
                  *([moment < holding.until] if holding.until is not None else []))
             for holding in held]

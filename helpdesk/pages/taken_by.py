@@ -41,6 +41,19 @@ def _endpoint(text: str) -> str:
     return text.strip().lower()
 
 
+def phone_of(endpoint: str) -> str:
+    """The phone (lower case) a leg's endpoint rings: the endpoint itself, or for a SIP address
+    whose user part is a number in international format ("sip:+447700900123@pbx.example.org",
+    with or without parameters), that number, so that it names the user whose phone that is.
+    `callbacks.queue.answered_on_any` matches the same in SQL."""
+    endpoint = _endpoint(endpoint)
+    if endpoint.startswith("sip:+"):
+        user, at, _ = endpoint[4:].partition("@")
+        if at and user[1:].isdigit() and user[1:].isascii():
+            return user
+    return endpoint
+
+
 def holdings(user: User, former: Iterable[FormerPhone] = ()) -> list[Holding]:
     """The endpoints that are or were `user`'s, and when: their Client identity (usernames are lower
     case already) always, their phone since they set it, and their `former` phones."""
@@ -79,7 +92,7 @@ def takers(endpoint: str | None, book: dict[str, list[Holding]], moment: datetim
     phone_book); none for a phone nobody had then."""
     if not endpoint:
         return []
-    found = {holding.user.id: holding.user for holding in book.get(_endpoint(endpoint), []) if holding.at(moment)}
+    found = {holding.user.id: holding.user for holding in book.get(phone_of(endpoint), []) if holding.at(moment)}
     return sorted(found.values(), key=name)
 
 

@@ -584,6 +584,34 @@ def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(
     assert "The one you answered comes first." in awaiting_caption(page)
 
 
+def test_a_sip_address_whose_user_part_is_an_agents_number_names_them_and_puts_theirs_first(app, alice, client, clock,
+                                                                                           db_session):
+    from tests.integration.test_calls_page import rows as calls_rows
+
+    add_agent(app, "bob", "Bob Agent", phone="+447700900666")
+    add_agent(app, "mona", "Mona Manager", phone=None, role="manager")
+    phones = {1: f"sip:{AGENT_PHONE}@pbx.example.org;transport=tls", 2: "SIP:+447700900666@PBX.example.org",
+              3: "sip:1001@pbx.example.org", 4: "sip:+447700900999@pbx.example.org",
+              5: f"sip:{AGENT_PHONE}0@pbx.example.org", 6: f"sip:x{AGENT_PHONE}@pbx.example.org"}
+    for n, phone in phones.items():
+        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
+    clock.now = at(11, 0)
+
+    page = text_of(client.get("/queue"))
+    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+        (sid(1), "You"), (sid(6), "sip:x•••••••• 555@pbx.example.org"), (sid(5), "sip:•••••••• 550@pbx.example.org"),
+        (sid(4), "sip:•••••••• 999@pbx.example.org"), (sid(3), "sip:1001@pbx.example.org"), (sid(2), "Bob Agent")]
+    assert "The one you answered comes first." in awaiting_caption(page)
+
+    monas = app.test_client()
+    sign_in(monas, "mona", PASSWORD)
+    calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
+    assert [row[6] for row in calls][-2:] == ["Bob Agent", "Alice Agent"]
+    first = next(enquiry for enquiry in stored(db_session, Enquiry) if enquiry.call_sid == sid(1))
+    assert "Taken by Alice Agent (sip:•••••••• 555@pbx.example.org;transport=tls)." in text_of(
+        monas.get(f"/enquiries/{first.reference}"))
+
+
 def test_a_phone_that_changed_hands_names_whoever_had_it_when_each_call_was_answered(app, alice, client, clock,
                                                                                     db_session):
     from helpdesk.users import set_phone
