@@ -74,8 +74,10 @@ def screening_of(events, by_kind) -> Screening:
     return Screening(on, accepted)
 
 
-def answer_of(events, by_kind, arrived_at, screening: Screening) -> tuple[datetime | None, str | None, str | None]:
-    """When a person answered, and the agent leg that did."""
+def answer_of(events, by_kind, arrived_at, screening: Screening, dequeued_by: Mapping[str, str] | None = None
+              ) -> tuple[datetime | None, str | None, str | None]:
+    """When a person answered, the agent leg that did, and the endpoint it rang (in queue mode:
+    what the agent's own call came from, `dequeued_by` its SID)."""
     candidates: list[tuple[datetime, str, str | None, str | None]] = []
     # A screened ring group: an agent leg answering may be its voicemail. Only a leg on which 1
     # was pressed was answered by a person: when the key press reached us, and never earlier
@@ -95,13 +97,14 @@ def answer_of(events, by_kind, arrived_at, screening: Screening) -> tuple[dateti
         candidates.append((pressed, "ab", leg, event.params.get("To")))
     # Queue flow: the queue's own clock counts from when the caller entered it.
     entered = next((e.received_at for e in events if e.decision == "queue"), arrived_at)
+    dequeued_by = dequeued_by or {}
     for event in by_kind.get("dequeue", []) + by_kind.get("queue_action", []):
         if event.kind == "queue_action" and event.params.get("QueueResult") != "bridged":
             continue
         waited = seconds_or_none(event.params.get("QueueTime"))
         if waited is not None:
             agent_leg = event.params.get("DequeingCallSid")
-            candidates.append((entered + timedelta(seconds=waited), "b", agent_leg, None))
+            candidates.append((entered + timedelta(seconds=waited), "b", agent_leg, dequeued_by.get(agent_leg or "")))
     # Then a Dial action saying the agent leg was connected for so long.
     for event in by_kind.get("dial_action", []):
         talked = seconds_or_none(event.params.get("DialCallDuration"))

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from helpdesk.settings import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
+from helpdesk.voice.journal import AGENT_DEQUEUE, CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
@@ -96,7 +96,7 @@ def _problem(kind: str, params: dict[str, str], now: datetime) -> str | None:
     return problem(params, now)
 
 
-def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None) -> Response:
+def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None, journal: str = "call") -> Response:
     flat = request.form.to_dict()
     # One reading of the clock for the whole request: the arrival stored is the moment the
     # call was judged open or closed at.
@@ -106,7 +106,7 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None)
         return _plain(reason, 400)
     decision, body = decide(flat) if decide else (None, None)
     kept = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
-                          decision=decision)
+                          decision=decision, journal=journal)
     if kept is None and body is None:
         return _plain("The event could not be stored.", 503)
     if body is None:
@@ -259,5 +259,7 @@ def recording():
 
 @bp.post("/agent-dequeue")
 def agent_dequeue():
-    """Voice URL for agents' phones in queue mode: connects them to the next caller."""
-    return Response(_twiml("agent_dequeue"), content_type=_XML)
+    """Voice URL for agents' phones in queue mode: connects them to the next caller. Journalled
+    under the agent's own call, with no call record, so that the caller's call it takes says
+    which phone took it (journal.dequeued_by)."""
+    return _handle(AGENT_DEQUEUE, lambda _params: (None, _twiml("agent_dequeue")), journal="only")

@@ -21,7 +21,7 @@ from callbacks.owed import MISSED_OUTCOMES, arrival_moved, owe_for_missed_call
 from helpdesk.dbutil import dialect_insert
 from helpdesk.enquiries import open_phone_enquiry
 from helpdesk.models import Call, TwilioEvent
-from helpdesk.phones import REMOVED_NUMBERS
+from helpdesk.phones import REMOVED_NUMBERS, is_withheld
 from helpdesk.prepared import Prepared
 from helpdesk.settings import Settings
 from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 CALLS = Call.__table__
 EVENTS = TwilioEvent.__table__
+# The agents' Voice URL in queue mode (/twilio/voice/agent-dequeue): journalled under the agent's
+# call, read by dequeued_by; and the events of a caller's call that name it (DequeingCallSid).
+AGENT_DEQUEUE = "agent_dequeue"
+DEQUEUE_KINDS = ("dequeue", "queue_action")
 # Agent legs report under their own CallSid; they belong to the inbound (parent) call.
 CHILD_KINDS = frozenset({"agent_status", "api_leg", "screen", "screen_accept"})
 
@@ -227,8 +231,29 @@ def load_events(connection: Connection, call_sid: str) -> list[Event]:
     return [Event(kind, received_at, dict(json.loads(params)), decision) for kind, received_at, params, decision in rows]
 
 
+def dequeued_by(connection: Connection, events: Sequence[Event]) -> dict[str, str]:
+    """Queue mode: for each agent's call that took this caller from the queue (a dequeue's
+    DequeingCallSid), what it came from: the `From` of its request to the agents' Voice URL
+    (AGENT_DEQUEUE, journalled under its own SID), their phone or Client identity. Nothing to
+    read for a call that was never dequeued."""
+    agents = {event.params["DequeingCallSid"] for event in events
+              if event.kind in DEQUEUE_KINDS and event.params.get("DequeingCallSid")}
+    if not agents:
+        return {}
+    found: dict[str, str] = {}
+    for agent, params in connection.execute(
+            select(EVENTS.c.call_sid, EVENTS.c.params).where(EVENTS.c.kind == AGENT_DEQUEUE,
+                                                             EVENTS.c.call_sid.in_(sorted(agents)))
+            .order_by(EVENTS.c.id)):
+        came_from = dict(json.loads(params)).get("From", "").strip()
+        if came_from and not is_withheld(came_from):  # blanked (anonymised): empty
+            found.setdefault(agent, came_from)
+    return found
+
+
 def _refresh(connection, sql, settings, locked: _Locked, call_sid, now) -> None:
-    record = project_call(call_sid, load_events(connection, call_sid), call_rules(settings), now=now)
+    events = load_events(connection, call_sid)
+    record = project_call(call_sid, events, call_rules(settings), now=now, dequeued_by=dequeued_by(connection, events))
     values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
     enquiry_id = locked.enquiry_id
     if enquiry_id is None:

@@ -62,8 +62,11 @@ def caller_number(raw: str | None) -> str | None:
     return raw.strip()
 
 
-def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: datetime) -> CallRecord:
-    """Recompute a call's record from all its events."""
+def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: datetime,
+                 dequeued_by: Mapping[str, str] | None = None) -> CallRecord:
+    """Recompute a call's record from all its events; in queue mode with `dequeued_by`: for the
+    agents' calls that took callers from the queue (their SIDs), what each came from (its `From`,
+    from the agents' Voice URL's request: journal.dequeued_by)."""
     events = sorted(set_of(events), key=Event.sort_key)
     by_kind: dict[str, list[Event]] = {}
     for event in events:
@@ -82,7 +85,7 @@ def project_call(call_sid: str, events: Sequence[Event], rules: CallRules, now: 
     caller_type = _caller_type(number, by_kind.get("gather", []), rules)
 
     screening = screening_of(events, by_kind)
-    answered_at, agent_leg_sid, agent = answer_of(events, by_kind, arrived_at, screening)
+    answered_at, agent_leg_sid, agent = answer_of(events, by_kind, arrived_at, screening, dequeued_by)
     ended_at = _ended(by_kind)
     # Twilio stamps events in whole seconds, and arrival is when the first request came, to the
     # millisecond: a call answered or ended within its first second can be stamped before it

@@ -49,9 +49,11 @@ def test_simulated_traffic_is_recorded_call_by_call(database_url, app_env, tmp_p
     for scenario, trace in zip(profile.scenarios(CALLS), result.traces):
         call = calls[trace.call_sid]
         # Every distinct webhook about the call is journalled once; redeliveries are recognised. (The
-        # agent's phone asking the agents' Voice URL is the agent's own call: it only gets TwiML.)
+        # agent's phone asking the agents' Voice URL is the agent's own call, journalled under its own SID.)
         assert events[trace.call_sid] == sum(not r.duplicate and r.kind != "agent-dequeue"
                                              for r in trace.requests), trace.call_sid
+        if mode == "queue" and trace.outcome == "answered":  # the simulator's agents call from client:agent
+            assert (call.agent, events[call.agent_leg_sid]) == ("client:agent", 1), trace.call_sid
         assert call.incoming_seen and call.ended_at is not None
         # The test desk is open every hour of every day, bank holidays too, so every call is judged.
         assert calendar.is_open(call.arrived_at), call.arrived_at

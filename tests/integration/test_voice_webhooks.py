@@ -338,10 +338,46 @@ def test_queue_mode_enqueues_the_caller_and_a_dequeue_records_the_answer(app, cl
     wait = post(client, "/twilio/voice/queue-wait", {"CallSid": sid(13), "QueueTime": "5", "QueuePosition": "1"})
     assert ET.fromstring(wait.data).find("Say") is not None
     clock.advance(18)
+    # The agent's phone calls the agents' Voice URL, which takes the caller from the queue.
+    agents_call = {"CallSid": sid(902), "From": "client:alice", "To": "+441234000999", "Direction": "inbound",
+                   "CallStatus": "ringing"}
+    taken = post(client, "/twilio/voice/agent-dequeue", agents_call)
+    assert taken.status_code == 200 and ET.fromstring(taken.data).find("Dial/Queue").text == "helpdesk"
     post(client, "/twilio/voice/dequeue", {"CallSid": sid(13), "QueueTime": "18", "DequeingCallSid": sid(902)})
     record = call(db_session, sid(13))
     assert (record.outcome, record.answer_seconds, record.rings) == ("answered", 18.0, 7)
-    assert record.agent_leg_sid == sid(902)
+    # Which phone took it: what the agent's call came from. The agent's call is journalled, not a call.
+    assert (record.agent_leg_sid, record.agent) == (sid(902), "client:alice")
+    assert db_session.scalar(select(func.count()).select_from(Call).where(Call.call_sid == sid(902))) == 0
+    assert db_session.scalars(select(TwilioEvent.kind).where(TwilioEvent.call_sid == sid(902))).all() == [
+        "agent_dequeue"]
+
+
+@pytest.mark.parametrize(("came_from", "agent"), [("+447700900555", "+447700900555"), ("anonymous", None), ("", None)])
+def test_in_queue_mode_the_phone_that_took_a_caller_is_what_the_agents_call_came_from(
+        app, client, db_session, clock, came_from, agent):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    post(client, "/twilio/voice/incoming", inbound(sid(13)))
+    clock.advance(18)
+    # The caller's dequeue first (a retried request can come late): the agent's call names the phone all the same
+    # once its own request is stored and the caller's call is next brought up to date.
+    post(client, "/twilio/voice/dequeue", {"CallSid": sid(13), "QueueTime": "18", "DequeingCallSid": sid(902)})
+    assert call(db_session, sid(13)).agent is None
+    db_session.rollback()  # the read ends: the webhooks write next
+    post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": came_from, "To": "+441234000999"})
+    clock.advance(60)
+    post(client, "/twilio/voice/status", {"CallSid": sid(13), "CallStatus": "completed", "CallDuration": "78"})
+    assert (call(db_session, sid(13)).agent_leg_sid, call(db_session, sid(13)).agent) == (sid(902), agent)
+
+
+def test_the_agents_voice_url_refuses_a_forged_or_malformed_request_and_stores_nothing(app, client, db_session):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    forged = post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": "client:alice"},
+                  token="not-the-token")
+    assert forged.status_code == 403
+    malformed = post(client, "/twilio/voice/agent-dequeue", {"CallSid": "not a sid", "From": "client:alice"})
+    assert malformed.status_code == 400 and "CallSid is not a Twilio call SID." in malformed.get_data(as_text=True)
+    assert count(db_session, TwilioEvent) == 0
 
 
 def test_a_caller_who_waited_too_long_in_the_queue_is_told_to_leave(app, client):

@@ -135,6 +135,25 @@ def test_webhooks_go_on_being_answered_when_neither_the_database_nor_the_spool_c
     # Nothing to answer with but a status: say it was not stored, so it shows in Twilio's debugger.
     status = post(client, "/twilio/voice/status", {"CallSid": sid(4), "CallStatus": "completed"})
     assert status.status_code == 503
+    # An agent's phone in queue mode is still put through to the queue.
+    taken = post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": "client:alice"})
+    assert taken.status_code == 200 and ET.fromstring(taken.data).find("Dial/Queue") is not None
+
+
+def test_an_agents_dequeue_while_the_database_is_down_is_kept_and_names_the_phone_once_back(
+        app, client, clock, settings, spool_dir, migrated_url):
+    app.extensions["helpdesk.settings"] = settings = make_settings(routing={"mode": "queue"},
+                                                                   webhooks={"spool_dir": str(spool_dir)})
+    take_down(app, migrated_url)
+    post(client, "/twilio/voice/incoming", inbound(sid(7)))
+    clock.advance(12)
+    taken = post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": "client:alice"})
+    assert taken.status_code == 200 and ET.fromstring(taken.data).find("Dial/Queue") is not None
+    post(client, "/twilio/voice/dequeue", {"CallSid": sid(7), "QueueTime": "12", "DequeingCallSid": sid(902)})
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    assert read(migrated_url, lambda s: s.execute(select(Call.agent_leg_sid, Call.agent)).all()) == [
+        (sid(902), "client:alice")]  # and no call of the agent's own
 
 
 def test_a_spooled_event_stored_twice_is_journalled_once(app, settings, migrated_url):

@@ -166,6 +166,16 @@ def test_a_queue_answer_is_arrival_in_the_queue_plus_queue_time_so_menu_time_cou
     assert record.caller_type == "dwp" and record.agent_leg_sid == AGENT_1
 
 
+def test_in_queue_mode_the_phone_that_took_the_caller_is_what_the_dequeuing_agents_call_came_from():
+    dequeue = Event("dequeue", at(30), {"CallSid": CALL, "QueueTime": "20", "DequeingCallSid": AGENT_1})
+    events = [incoming(decision="queue"), dequeue, parent_completed(300, 300)]
+    record = project_call(CALL, events, RULES, now=at(400), dequeued_by={AGENT_1: "client:alice", AGENT_2: "+44"})
+    assert (record.agent_leg_sid, record.agent) == (AGENT_1, "client:alice")
+    # Without its request (or for another agent's call), the leg is known and its phone is not.
+    assert project_call(CALL, events, RULES, now=at(400)).agent is None
+    assert project_call(CALL, events, RULES, now=at(400), dequeued_by={AGENT_2: "client:bob"}).agent is None
+
+
 def test_a_known_dwp_number_is_a_dwp_caller_and_a_withheld_number_is_none():
     record = project_call(CALL, [incoming(caller="+441234567890")], RULES, now=at(5))
     assert record.caller_type == "dwp"
