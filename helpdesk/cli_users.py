@@ -22,9 +22,9 @@ from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import format_date_time, mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
-from helpdesk.users import (PHONE_FREED, SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user, list_users,
-                            reactivate, refuse_email_taken, refuse_taken, set_display_name, set_email, set_password,
-                            set_phone, set_role, user_changes)
+from helpdesk.users import (PHONE_FREED, SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user,
+                            list_users, reactivate, refuse_email_taken, refuse_taken, set_display_name, set_email,
+                            set_password, set_phone, set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")

@@ -65,8 +65,8 @@ def test_the_command_line_and_own_changes_are_in_the_audit_log_too(migrated_url,
     assert entries[6].actor == "alex"
     assert all(secret not in entry.detail for entry in entries for secret in (PASSWORD, TEMPORARY, NEW, "900123"))
     words_ = [change.words for change in user_changes(db_session, user_id=alex.id)]
-    assert words_ == ["changed their own password", "password set", "reactivated", "deactivated; phone freed", "phone set",
-                      "role changed from Agent to Manager",
+    assert words_ == ["changed their own password", "password set", "reactivated", "deactivated; phone freed",
+                      "phone set", "role changed from Agent to Manager",
                       "added as Agent, with a password for their first sign-in only"]
 
 

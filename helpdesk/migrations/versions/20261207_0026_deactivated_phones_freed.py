@@ -4,7 +4,8 @@ a leaver for calls answered on it after they left (it may have gone to someone e
 
 Done here for the users deactivated before: each one's phone is theirs until they were last
 deactivated (the audit log's user.deactivated entry), or until this upgrade for a user with no
-such entry or given the phone while deactivated. Nothing to undo: a downgrade leaves their phones among their former phones.
+such entry or given the phone while deactivated. Nothing to undo: a downgrade leaves their
+phones among their former phones.
 
 Revision ID: 0026
 Revises: 0025
