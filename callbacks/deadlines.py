@@ -41,8 +41,10 @@ def callback_deadline(
     The explanation holds the facts (start, clock, when counting began, what was crossed,
     the configuration version); `explain()` turns them into a sentence when shown.
     """
-    due_at = due_at_for(owed_from, clock=clock, within=within, calendar=calendar)
-    counting_from = calendar.next_opening(owed_from) if clock == "business" else owed_from
+    if clock == "business":  # the rule (due_at_for) and when it started counting, in one pass
+        counting_from, due_at = calendar.counting_and_due(owed_from, within)
+    else:
+        counting_from, due_at = owed_from, due_at_for(owed_from, clock=clock, within=within, calendar=calendar)
     # Ordinary closed hours are implied by the opening hours of the configuration version;
     # what is kept is what an auditor could not see from them: holidays, closures, DST.
     crossed = calendar.crossings(owed_from, due_at, closed=False)
@@ -136,8 +138,8 @@ def next_attempt_at(
 
 
 def _iso(moment: datetime) -> str:
-    # Stored in UTC like every other instant; explain() shows UK time.
-    return moment.astimezone(timezone.utc).isoformat()
+    # Stored in UTC like every other instant; explain() shows UK time. (The calendar's are in UTC already.)
+    return (moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)).isoformat()
 
 
 def _local(text: str) -> datetime:

@@ -154,10 +154,15 @@ class BusinessCalendar:
         gives ``start`` when open and the next opening otherwise. Raises ValueError for a
         negative ``delta`` or if the desk does not open within 366 days.
         """
+        return self.counting_and_due(start, delta)[1]
+
+    def counting_and_due(self, start: datetime, delta: timedelta) -> tuple[datetime, datetime]:
+        """(``next_opening(start)``, ``add_business_time(start, delta)``) in one pass: when
+        counting starts, and when ``delta`` of business time has elapsed, in UTC."""
         t = _as_utc(start, "start")
         if delta < _ZERO:
             raise ValueError(f"delta must not be negative, got {delta}")
-        remaining = delta
+        remaining, counting = delta, None
         d = last_open = self._local_date(t)
         while (d - last_open).days <= _SEARCH_DAYS:
             for opens, closes in self._day(d):
@@ -165,9 +170,11 @@ class BusinessCalendar:
                     continue
                 if opens > t:
                     t = opens
+                if counting is None:
+                    counting = t
                 available = closes - t
                 if remaining <= available:
-                    return t + remaining
+                    return counting, t + remaining
                 remaining -= available
                 t = closes
                 last_open = d

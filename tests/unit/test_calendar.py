@@ -460,6 +460,20 @@ def test_the_business_time_between_a_start_and_its_deadline_is_the_time_that_was
     assert calendar.business_time_between(start, calendar.add_business_time(start, delta)) == delta
 
 
+@settings(database=None, deadline=None, max_examples=300)
+@given(
+    calendar=st.sampled_from(CALENDARS),
+    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
+    delta=st.timedeltas(timedelta(0), timedelta(hours=60)),
+)
+def test_counting_starts_at_the_first_open_instant_from_the_start_whatever_is_added(calendar, start, delta):
+    counting, due = calendar.counting_and_due(start, delta)
+    assert due == calendar.add_business_time(start, delta)
+    assert counting == calendar.next_opening(start) == calendar.counting_and_due(start, timedelta(0))[0]
+    assert calendar.is_open(counting) and calendar.business_time_between(start, counting) == timedelta(0)
+    assert start <= counting <= due
+
+
 @settings(database=None, deadline=None, max_examples=200)
 @given(
     calendar=st.sampled_from(CALENDARS),
