@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from servers import free_port, stop_process, wait_for_url
 
 ROOT = Path(__file__).resolve().parent.parent
+PORT_ATTEMPTS = 3
 
 
 class LiveApp:
@@ -34,6 +36,22 @@ class LiveApp:
             from helpdesk.migrate import upgrade
 
             upgrade(self.database_url)
+        for attempt in range(PORT_ATTEMPTS):
+            if attempt:  # another server took the port between free_port() and gunicorn's bind
+                taken, self.port = self.url, free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                if self.env.get("PUBLIC_BASE_URL") == taken:
+                    self.env["PUBLIC_BASE_URL"] = self.url
+            if self._started():
+                return self
+        self.stop()
+        raise RuntimeError(f"gunicorn found no free port in {PORT_ATTEMPTS} tries; its log:\n"
+                           f"{self.log.read_text()[-3000:]}")
+
+    def _started(self) -> bool:
+        """Start gunicorn on self.port: True once it answers there, False if the port was taken.
+        Only its own "Listening at" counts: another server answering on that port (free_port()
+        gave two servers the same one) must not stand in for it."""
         command = [
             sys.executable, "-m", "gunicorn", "--config", str(ROOT / self.config),
             "--bind", f"127.0.0.1:{self.port}",
@@ -43,12 +61,20 @@ class LiveApp:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:
+            deadline = time.monotonic() + 30
+            while f"Listening at: {self.url} " not in (text := self.log.read_text(errors="replace")):
+                if "Connection in use" in text:
+                    self.stop()
+                    return False
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not bind its port")
+                time.sleep(0.05)
             wait_for_url(self.url + ("/readyz" if "helpdesk" in self.app else "/"), process=self.process,
                          status=None if "helpdesk" not in self.app else 200)
         except Exception:
             self.stop()
             raise RuntimeError(f"gunicorn did not start; its log:\n{self.log.read_text()[-3000:]}") from None
-        return self
+        return True
 
     def stop(self) -> None:
         if self.process is not None:
