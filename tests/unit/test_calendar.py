@@ -450,22 +450,23 @@ CALENDARS = [
 ]
 
 
-@settings(database=None, deadline=None, max_examples=300)
-@given(
-    calendar=st.sampled_from(CALENDARS),
-    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
-    delta=st.timedeltas(timedelta(0), timedelta(hours=60)),
-)
+# Instants of a decade in UTC, and business time to add to them.
+STARTS = st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC))
+DEADLINE_SPANS = st.timedeltas(timedelta(0), timedelta(hours=60))
+
+
+def over_deadlines(test):
+    """A property test over each of CALENDARS, a start and business time to add to it."""
+    return settings(database=None, deadline=None, max_examples=300)(
+        given(calendar=st.sampled_from(CALENDARS), start=STARTS, delta=DEADLINE_SPANS)(test))
+
+
+@over_deadlines
 def test_the_business_time_between_a_start_and_its_deadline_is_the_time_that_was_added(calendar, start, delta):
     assert calendar.business_time_between(start, calendar.add_business_time(start, delta)) == delta
 
 
-@settings(database=None, deadline=None, max_examples=300)
-@given(
-    calendar=st.sampled_from(CALENDARS),
-    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
-    delta=st.timedeltas(timedelta(0), timedelta(hours=60)),
-)
+@over_deadlines
 def test_counting_starts_at_the_first_open_instant_from_the_start_whatever_is_added(calendar, start, delta):
     counting, due = calendar.counting_and_due(start, delta)
     assert due == calendar.add_business_time(start, delta)
@@ -477,7 +478,7 @@ def test_counting_starts_at_the_first_open_instant_from_the_start_whatever_is_ad
 @settings(database=None, deadline=None, max_examples=200)
 @given(
     calendar=st.sampled_from(CALENDARS),
-    start=st.datetimes(datetime(2020, 1, 1), datetime(2030, 12, 31), timezones=st.just(UTC)),
+    start=STARTS,
     first=st.timedeltas(timedelta(0), timedelta(days=10)),
     second=st.timedeltas(timedelta(0), timedelta(days=10)),
 )
