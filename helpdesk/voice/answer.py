@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from helpdesk.voice.call_events import (ACCEPT_DIGIT, API_LEG, DIAL_ANSWERED, SCREENED, TERMINAL, Event, api_time,
-                                        event_time, seconds_or_none)
+from helpdesk.voice.call_events import (ACCEPT_DIGIT, API_LEG, DEQUEUE_KINDS, DIAL_ANSWERED, SCREENED, TERMINAL,
+                                        Event, api_time, event_time, seconds_or_none)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def answer_of(events, by_kind, arrived_at, screening: Screening, dequeued_by: Ma
     # Queue flow: the queue's own clock counts from when the caller entered it.
     entered = next((e.received_at for e in events if e.decision == "queue"), arrived_at)
     dequeued_by = dequeued_by or {}
-    for event in by_kind.get("dequeue", []) + by_kind.get("queue_action", []):
+    for event in [found for kind in DEQUEUE_KINDS for found in by_kind.get(kind, [])]:
         if event.kind == "queue_action" and event.params.get("QueueResult") != "bridged":
             continue
         waited = seconds_or_none(event.params.get("QueueTime"))

@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, g, request
 
 from helpdesk.settings import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.journal import AGENT_DEQUEUE, CHILD_KINDS, owning_call_sid
+from helpdesk.voice.call_events import AGENT_DEQUEUE
+from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event

@@ -27,6 +27,11 @@ SCREENED = "agents_screened"
 ACCEPT_DIGIT = "1"
 # What a Dial action's DialCallStatus says when an agent leg answered.
 DIAL_ANSWERED = ("completed", "answered")
+# Queue mode: a caller's events that name the agent's call that took them from the queue
+# (DequeingCallSid), and that call's own request to the agents' Voice URL
+# (/twilio/voice/agent-dequeue), journalled under its own SID with no call record.
+DEQUEUE_KINDS = ("dequeue", "queue_action")
+AGENT_DEQUEUE = "agent_dequeue"
 
 
 @dataclass(frozen=True)

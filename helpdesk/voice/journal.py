@@ -24,16 +24,13 @@ from helpdesk.models import Call, TwilioEvent
 from helpdesk.phones import REMOVED_NUMBERS, is_withheld
 from helpdesk.prepared import Prepared
 from helpdesk.settings import Settings
+from helpdesk.voice.call_events import AGENT_DEQUEUE, DEQUEUE_KINDS
 from helpdesk.voice.projection import API_LOG, CallRecord, CallRules, Event, can_change_record, project_call
 
 log = logging.getLogger(__name__)
 
 CALLS = Call.__table__
 EVENTS = TwilioEvent.__table__
-# The agents' Voice URL in queue mode (/twilio/voice/agent-dequeue): journalled under the agent's
-# call, read by dequeued_by; and the events of a caller's call that name it (DequeingCallSid).
-AGENT_DEQUEUE = "agent_dequeue"
-DEQUEUE_KINDS = ("dequeue", "queue_action")
 # Agent legs report under their own CallSid; they belong to the inbound (parent) call.
 CHILD_KINDS = frozenset({"agent_status", "api_leg", "screen", "screen_accept"})
 
