@@ -298,10 +298,8 @@ def history_command(username: str | None, limit: int) -> None:
 def deactivate_command(username: str) -> None:
     """Stop a user signing in (their record is kept) and free their phone."""
     with cli_session() as session:
-        with session.begin():
-            had_phone = bool(existing_user(session, username).phone)
-        user = deactivate(session, username)
-    click.echo(f"Deactivated {user.username!r}: they can no longer sign in." + (f" {PHONE_FREED}" if had_phone else ""))
+        user, freed = deactivate(session, username)
+    click.echo(f"Deactivated {user.username!r}: they can no longer sign in." + (f" {PHONE_FREED}" if freed else ""))
 
 
 @users_cli.command("reactivate")

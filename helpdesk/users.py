@@ -444,10 +444,12 @@ def _set_detail(session: Session, username: str, column: str, value, action: str
     return user
 
 
-def deactivate(session: Session, username: str, by: Actor | None = None, now: datetime | None = None) -> User:
+def deactivate(session: Session, username: str, by: Actor | None = None, now: datetime | None = None
+               ) -> tuple[User, bool]:
     """Stop a user signing in; their record stays for the audit trail. Their phone is freed: kept
     as a FormerPhone, theirs until now, so the calls they answered on it stay theirs and the calls
-    answered on it from now on are not (it may go to someone else)."""
+    answered on it from now on are not (it may go to someone else). Returns the user, and whether
+    a phone was freed (PHONE_FREED says so)."""
     now = now or now_utc()
     with session.begin():
         user, admins = _locked_user(session, username)
@@ -474,7 +476,7 @@ def deactivate(session: Session, username: str, by: Actor | None = None, now: da
             freed = {"phone_freed": True}
         audit(session, DEACTIVATED, user, by, now, callbacks_released=released, **_revoked(tokens), **freed)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
-    return user
+    return user, bool(freed)
 
 
 def _revoked(tokens: int) -> dict:

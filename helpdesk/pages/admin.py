@@ -440,9 +440,8 @@ def revoke_token(user_id: int, token_id: int):
 def deactivate_user(user_id: int):
     def change(db_session, person):
         _not_yourself(person, "deactivate")
-        had_phone = bool(person.phone)
-        deactivate(db_session, person.username, by=_by(), now=clock())
-        return PHONE_FREED if had_phone else None
+        _, freed = deactivate(db_session, person.username, by=_by(), now=clock())
+        return PHONE_FREED if freed else None
 
     return _change(user_id, change, "Deactivated {name}: they can no longer sign in. Callbacks they had claimed are "
                                     "back in the queue.")

@@ -702,7 +702,7 @@ def test_a_leavers_phone_names_them_for_the_calls_they_took_and_nobody_after_unt
     add_agent(app, "mona", "Mona Manager", phone=None, role="manager")
     answer_a_call(client, clock, 1, at(9, 0), on=AGENT_PHONE)  # Alice's, before she leaves at 09:30
     with app.extensions["helpdesk.db"].session() as session:
-        deactivate(session, "alice", now=at(9, 30))
+        assert deactivate(session, "alice", now=at(9, 30))[1]  # her phone freed
     answer_a_call(client, clock, 2, at(9, 40), on=AGENT_PHONE)  # on the phone she left behind
     with app.extensions["helpdesk.db"].session() as session:
         set_phone(session, "bob", AGENT_PHONE, now=at(10, 0))  # Bob is given it at 10:00
