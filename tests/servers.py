@@ -4,7 +4,8 @@ Import it as ``servers`` (``tests/`` is on ``sys.path``; ``tests/conftest.py`` m
 
     from servers import PostgresServer, free_port, skip_or_fail, wait_for_url
 
-* ``free_port()`` / ``wait_for_port()`` / ``wait_for_url()``: ports and readiness.
+* ``free_port()`` / ``wait_for_port()`` / ``wait_for_url()``: ports and readiness. Ports come from
+  a block of this process's own, below the kernel's ephemeral range (see ``PORT_RANGE``).
 * ``find_program(name)``: a program on PATH (or in extra directories), else None.
 * ``skip_or_fail(reason)``: skip locally, FAIL under ``CI=true`` (a missing server in CI is a
   broken CI machine, not a reason to skip).
@@ -22,6 +23,7 @@ Nothing here imports the ``helpdesk`` package.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import shlex
@@ -123,11 +125,52 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
             process.wait()
 
 
-def free_port(host: str = HOST) -> int:
-    """A TCP port that was free a moment ago (bind to port 0, read it, release it)."""
+# Servers' ports come from below Linux's ephemeral range (32768-60999 by default), where the
+# kernel picks every client socket's own port and port 0's: a port found free there can be taken
+# by any outgoing connection before the server binds it. Each pytest-xdist worker (and each other
+# process, by its pid) draws from a block of its own, in turn, so two servers started at once, in
+# one process or in two workers, are never handed the same port. The server that fails to bind
+# it would otherwise exit while wait_for_port() saw the other one listening.
+PORT_RANGE = (20000, 32768)
+PORT_BLOCKS = 8
+_port_turn = itertools.count()
+
+
+def port_block(worker: str | None = None, pid: int | None = None) -> range:
+    """The ports this process may hand out: pytest-xdist worker "gwN" gets block N (mod 8)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "") if worker is None else worker
+    if worker.startswith("gw") and worker[2:].isdigit():
+        block = int(worker[2:]) % PORT_BLOCKS
+    else:
+        block = (os.getpid() if pid is None else pid) % PORT_BLOCKS
+    low, high = PORT_RANGE
+    size = (high - low) // PORT_BLOCKS
+    return range(low + block * size, low + (block + 1) * size)
+
+
+def _bindable(port: int, host: str) -> bool:
+    # No SO_REUSEADDR: a port still in TIME_WAIT from an earlier server is passed over too.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that is free now and that this process has not handed out before.
+
+    Taken in turn from this process's block (see PORT_RANGE), skipping any port something else
+    holds; RuntimeError when the whole block is taken.
+    """
+    block = port_block()
+    start = os.getpid() % len(block)  # so that a rerun does not begin where the last run's ports linger
+    for _ in range(len(block)):
+        port = block[(start + next(_port_turn)) % len(block)]
+        if _bindable(port, host):
+            return port
+    raise RuntimeError(f"no free TCP port on {host} in {block.start}-{block.stop - 1}")
 
 
 def port_is_open(port: int, host: str = HOST) -> bool:
