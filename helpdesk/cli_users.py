@@ -22,9 +22,9 @@ from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
 from helpdesk.pages.format import format_date_time, mask_number
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
-from helpdesk.users import (PHONE_FREED, SINCE_IN_FUTURE, add_user, command_line, deactivate, existing_user,
-                            list_users, reactivate, refuse_email_taken, refuse_taken, set_display_name, set_email,
-                            set_password, set_phone, set_role, user_changes)
+from helpdesk.users import (NO_PHONE_FOR_AUDITOR, PHONE_FREED, PHONELESS_ROLES, SINCE_IN_FUTURE, add_user, command_line,
+                            deactivate, existing_user, list_users, reactivate, refuse_email_taken, refuse_taken,
+                            set_display_name, set_email, set_password, set_phone, set_role, user_changes)
 
 
 users_cli = click.Group("users", help="Manage the people who sign in (uses DATABASE_URL).")
@@ -168,6 +168,8 @@ def add_command(username: str, role: str, display_name: str, phone: str, since: 
         raise click.ClickException(str(exc)) from None
     if send_link and (not email or permanent):
         raise click.UsageError("--send-link needs --email, and cannot go with --permanent")
+    if role in PHONELESS_ROLES and phone.strip():
+        raise click.UsageError(f"--phone is not for --role {role}: {NO_PHONE_FOR_AUDITOR}")
     start = _since(since)
     if start is not None and not phone.strip():
         raise click.UsageError("--since needs --phone: it says since when they have had it")
@@ -377,9 +379,9 @@ def revoke_token_command(username: str, token_id: int | None, every: bool) -> No
 def set_role_command(username: str, role: str) -> None:
     """Change what a user may see and do (they sign in again)."""
     with cli_session() as session:
-        user = set_role(session, username, role)
+        user, freed = set_role(session, username, role)
     click.echo(f"{user.username!r} is now {'an' if role[0] in 'aeiou' else 'a'} {role}; they sign in again to act "
-               "as one.")
+               "as one." + (f" {PHONE_FREED}" if freed else ""))
 
 
 @users_cli.command("set-phone")

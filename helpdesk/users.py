@@ -42,6 +42,14 @@ class PhoneSinceRefused(UserError):
 
 
 SINCE_IN_FUTURE = "the time they have had the phone from cannot be in the future"
+# A DWP auditor answers no calls for the help desk: they have no phone, so no call names them.
+PHONELESS_ROLES = ("auditor",)
+NO_PHONE_FOR_AUDITOR = "a DWP auditor answers no calls, so has no phone"
+
+
+class PhoneRefused(UserError):
+    """The user's role has no phone (PHONELESS_ROLES)."""
+
 # Said when a user with a phone is deactivated (deactivate frees it).
 PHONE_FREED = ("Their phone is free for someone else: the calls they answered on it still name them, and calls "
                "answered on it from now on do not.")
@@ -135,6 +143,8 @@ def add_user(
         raise PhoneSinceRefused("a time they have had the phone from needs the phone")
     if phone_since is not None and phone_since > now:
         raise PhoneSinceRefused(SINCE_IN_FUTURE)
+    if phone is not None and role in PHONELESS_ROLES:
+        raise PhoneRefused(f"{NO_PHONE_FOR_AUDITOR}: leave the phone empty")
     user = User(
         username=name,
         display_name=display_name,
@@ -367,7 +377,7 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
               now: datetime | None = None, since: datetime | None = None) -> User:
     """Set (or, with None, clear) the phone an agent's callbacks ring first, theirs from `now`, or
     from `since` if they have had it a while (phone_since_problem says which times may be given);
-    not for a deactivated user (deactivate frees their phone). The phone they had is kept as a
+    not for a deactivated user (deactivate frees their phone) nor a DWP auditor. The phone they had is kept as a
     FormerPhone, theirs until then, so the calls they answered on it stay theirs. The same phone
     with another `since` changes only when they have had it from."""
     phone, now = check_phone(phone), now or now_utc()
@@ -380,6 +390,8 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
             return user
         if not user.active and phone is not None:  # deactivating freed it: nothing of theirs to name
             raise UserError(f"{user.username!r} is deactivated: reactivate them first, then give them a phone")
+        if user.role in PHONELESS_ROLES and phone is not None:
+            raise PhoneRefused(f"{user.username!r} is a DWP auditor, who answers no calls, so has no phone")
         if since is not None:
             problem = phone_since_problem(session, user, phone, since, now)
             if problem:
@@ -469,14 +481,21 @@ def deactivate(session: Session, username: str, by: Actor | None = None, now: da
         from callbacks.claims import release_all
 
         released = release_all(session, user.id)
-        freed = {}
-        if user.phone:
-            session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=now))
-            user.phone = user.phone_since = None
-            freed = {"phone_freed": True}
+        freed = _free_phone(session, user, now)
         audit(session, DEACTIVATED, user, by, now, callbacks_released=released, **_revoked(tokens), **freed)
     log.info("user %s deactivated; %d claimed callbacks given back to the queue", user.username, released)
     return user, bool(freed)
+
+
+def _free_phone(session: Session, user: User, now: datetime) -> dict:
+    """Take `user`'s phone off them, kept as a FormerPhone, theirs until `now`: the calls they
+    answered on it stay theirs, and those answered on it from now on are not. The audit detail
+    that says so ({} with no phone)."""
+    if not user.phone:
+        return {}
+    session.add(FormerPhone(user_id=user.id, phone=user.phone, since=user.phone_since, until=now))
+    user.phone = user.phone_since = None
+    return {"phone_freed": True}
 
 
 def _revoked(tokens: int) -> dict:
@@ -517,10 +536,12 @@ def reactivate(session: Session, username: str, by: Actor | None = None) -> User
 
 
 def set_role(session: Session, username: str, role: str, by: Actor | None = None, now: datetime | None = None
-             ) -> User:
+             ) -> tuple[User, bool]:
     """Change what a user may see and do. Their sessions end, so the new role holds from their
-    next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it."""
-    role = check_role(role)
+    next sign-in; callbacks they had claimed go back to the queue when the new role cannot work it.
+    Made a DWP auditor, their phone is freed (as deactivate does). Returns the user, and whether a
+    phone was freed (PHONE_FREED says so)."""
+    role, now = check_role(role), now or now_utc()
     with session.begin():
         user, admins = _locked_user(session, username)
         if user.role == role:
@@ -531,17 +552,18 @@ def set_role(session: Session, username: str, role: str, by: Actor | None = None
         user.session_epoch = User.session_epoch + 1
         from helpdesk.access_tokens import revoke_all
 
-        tokens = revoke_all(session, now or now_utc(), user.id)  # made for the old role, as sessions were
+        tokens = revoke_all(session, now, user.id)  # made for the old role, as sessions were
         released = 0
         if not user.has_role(*QUEUE_ROLES):
             from callbacks.claims import release_all
 
             released = release_all(session, user.id)
+        freed = _free_phone(session, user, now) if role in PHONELESS_ROLES else {}
         audit(session, ROLE_CHANGED, user, by, now, before=before, after=role, callbacks_released=released,
-              **_revoked(tokens))
+              **_revoked(tokens), **freed)
     log.info("user %s role changed from %s to %s; %d claimed callbacks given back to the queue", user.username,
              before, role, released)
-    return user
+    return user, bool(freed)
 
 
 def list_users(session: Session) -> list[User]:
@@ -611,7 +633,8 @@ def change_words(action: str, detail: dict) -> str:
     if action == REACTIVATED:
         return "reactivated"
     if action == ROLE_CHANGED:
-        return f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}{given_back}"
+        return (f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}"
+                f"{'; phone freed' if detail.get('phone_freed') else ''}{given_back}")
     if action == NAME_CHANGED:
         return "name changed" if detail.get("name") else "name cleared"
     if action == EMAIL_CHANGED:

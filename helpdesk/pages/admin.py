@@ -29,9 +29,9 @@ from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
-from helpdesk.users import (PHONE_FREED, Actor, EmailTaken, PhoneSinceRefused, UsernameTaken, add_user, deactivate,
-                            list_users, reactivate, set_display_name, set_email, set_password, set_phone, set_role,
-                            user_changes)
+from helpdesk.users import (PHONE_FREED, PHONELESS_ROLES, Actor, EmailTaken, PhoneRefused, PhoneSinceRefused, UsernameTaken, add_user,
+                            deactivate, list_users, reactivate, set_display_name, set_email, set_password, set_phone,
+                            set_role, user_changes)
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,8 @@ def _add(typed: dict[str, str]) -> User:
             problems.update(refused.problems)
     if typed["role"] not in ROLES:
         problems["role"] = "Choose a role."
+    elif typed["role"] in PHONELESS_ROLES and typed["phone"].strip() and "phone" not in problems:
+        problems["phone"] = "A DWP auditor answers no calls, so has no phone. Leave it empty."
     since = _phone_since(typed, problems)
     if not mail_offered():
         typed["first"] = BY_PASSWORD  # the only way, and the page offers no choice
@@ -218,6 +220,8 @@ def _add(typed: dict[str, str]) -> User:
                             by_link=typed["first"] == BY_LINK, phone_since=since)
         except PhoneSinceRefused as problem:
             raise Refused({"since": sentence(problem)}) from None
+        except PhoneRefused as problem:
+            raise Refused({"phone": sentence(problem)}) from None
         except UsernameTaken:  # perhaps by someone else meanwhile
             raise Refused({"username": f"There is already a user {name}. Choose another username."}) from None
         except EmailTaken:
@@ -274,7 +278,8 @@ def _user_page(person: User, problems: dict[str, str] | None = None, typed: dict
                            changes=changes, sign_ins=sign_ins, since=local(person.created_at).date(), roles=ROLES,
                            role_hints=ROLE_HINTS, yourself=person.id == current_user.id, min_length=MIN_PASSWORD_LENGTH,
                            link=link, mail_offered=mail_offered(), link_days=_days(SENT_LIFETIME),
-                           role_must_two_step=role_must(person), tokens=tokens)
+                           role_must_two_step=role_must(person), tokens=tokens,
+                           phoneless_roles=PHONELESS_ROLES)
 
 
 def _change(user_id: int, change, done: str):
@@ -310,7 +315,8 @@ def change_role(user_id: int):
         if role == person.role:
             raise Refused({"role": f"The role of {person.username} is already {role_label(role)}. "
                                    "Choose another role."})
-        set_role(db_session, person.username, role, by=_by(), now=clock())
+        _, freed = set_role(db_session, person.username, role, by=_by(), now=clock())
+        return PHONE_FREED if freed else None
 
     return _change(user_id, change, f"The role of {{name}} is now {role_label(role)}. They sign in again to act in it."
                    if role in ROLES else "")

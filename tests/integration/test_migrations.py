@@ -251,6 +251,32 @@ def test_phones_of_users_deactivated_before_revision_0026_are_theirs_until_they_
     assert all(before <= until <= datetime.now(timezone.utc) for *_, until in former[1:])
 
 
+def test_phones_of_dwp_auditors_before_revision_0027_are_theirs_until_the_upgrade(migrated_url):
+    from helpdesk.models import FormerPhone, User
+
+    added = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    before = datetime.now(timezone.utc)
+
+    def store(connection):
+        users = table("users", column("id"), column("phone"), column("phone_since"), column("active"))
+        for name, role, phone, since in (("ann", "auditor", "+447700900111", added), ("bob", "auditor", None, None),
+                                         ("cat", "agent", "+447700900333", added),
+                                         ("dan", "auditor", "+447700900444", None)):
+            user_id = a_user(connection, name, role, added)
+            connection.execute(users.update().where(users.c.id == user_id).values(phone=phone, phone_since=since))
+
+    def read(connection):
+        return (connection.execute(select(User.username, User.phone, User.phone_since).order_by(User.id)).all(),
+                connection.execute(select(FormerPhone.user_id, FormerPhone.phone, FormerPhone.since, FormerPhone.until)
+                                   .order_by(FormerPhone.user_id)).all())
+
+    users, former = upgraded_from(migrated_url, "0026", store, read)
+    assert users == [("ann", None, None), ("bob", None, None), ("cat", "+447700900333", added), ("dan", None, None)]
+    assert [(user_id, phone, since) for user_id, phone, since, _ in former] == [
+        (1, "+447700900111", added), (4, "+447700900444", None)]
+    assert all(before <= until <= datetime.now(timezone.utc) for *_, until in former)
+
+
 def test_a_restore_recorded_before_its_window_had_an_end_keeps_the_window_it_was_recorded_with(migrated_url):
     # Revision 0015: lost_until, first written into 0014 before 0.9.0 was released.
     from sqlalchemy import text

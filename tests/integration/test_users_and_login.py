@@ -279,6 +279,23 @@ def test_users_list_deactivate_and_set_password_work_together(migrated_url, db_s
     assert again.exit_code == 1 and "'sam' is not deactivated" in again.output
     assert run_cli(migrated_url, "set-phone", "sam", "+447700900123").exit_code == 0  # back, given it again
 
+    # A DWP auditor answers no calls: made one, sam's phone is freed, and none is given.
+    result = run_cli(migrated_url, "set-role", "sam", "--role", "auditor")
+    assert result.exit_code == 0 and result.output.strip() == (
+        "'sam' is now an auditor; they sign in again to act as one. Their phone is free for someone else: the calls "
+        "they answered on it still name them, and calls answered on it from now on do not.")
+    refused = run_cli(migrated_url, "set-phone", "sam", "+447700900123")
+    assert refused.exit_code == 1 and "'sam' is a DWP auditor, who answers no calls, so has no phone" in (
+        refused.output)
+    assert run_cli(migrated_url, "list").output.splitlines()[1].split()[:5] == ["sam", "auditor", "active", "no",
+                                                                               "phone"]
+    assert run_cli(migrated_url, "set-role", "sam", "--role", "agent").output.strip() == (
+        "'sam' is now an agent; they sign in again to act as one.")  # no phone to free, none given back
+    refused = run_cli(migrated_url, "add", "ann", "--role", "auditor", "--phone", "+447700900999")
+    assert refused.exit_code == 2 and (
+        "--phone is not for --role auditor: a DWP auditor answers no calls, so has no phone" in refused.output)
+    assert "ann" not in run_cli(migrated_url, "list").output
+
     result = run_cli(migrated_url, "set-password", "alex", password="another long passphrase")
     assert result.exit_code == 0 and "Changed the password of 'alex'" in result.output
     assert authenticate(db_session, "alex", "another long passphrase") is not None

@@ -149,6 +149,7 @@ def test_every_problem_with_a_new_user_is_shown_at_its_field_and_nothing_is_adde
     ({"password_again": "something else entirely"}, "password_again",
      "The password was not the same the second time. Type it again."),
     ({"role": ""}, "role", "Choose a role."),
+    ({"role": "auditor"}, "phone", "A DWP auditor answers no calls, so has no phone. Leave it empty."),
     ({"username": "x" * 5000}, "username", "A username is 3 to 64"),
     ({"password": "p" * 2000, "password_again": "p" * 2000}, "password", "That is too long: at most 1024"),
 ])
@@ -403,6 +404,45 @@ def test_deactivating_a_user_frees_their_phone_and_they_are_given_none_until_rea
     assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
     assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (
         "+447700900456", clock.now)
+
+
+def test_making_a_user_a_dwp_auditor_frees_their_phone_and_an_auditor_is_given_none(client, clock, db_session, admin):
+    alex = make_user(db_session, "alex", "agent", phone="+447700900456", now=clock.now - timedelta(days=3))
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert ("if the new role cannot work it. Made a DWP auditor, they have no phone: theirs is freed for someone "
+            "else, and the calls they answered on it still name them. Change role") in page
+
+    # Another role keeps the phone, and says nothing of it.
+    done = post(client, f"/admin/users/{alex.id}/role", role="manager")
+    page = words(client.get(done.headers["Location"]).get_data(as_text=True))
+    assert "The role of alex is now Manager. They sign in again to act in it. ← Users" in page
+    assert user_named(db_session, "alex").phone == "+447700900456" and former_phones(db_session) == []
+
+    done = post(client, f"/admin/users/{alex.id}/role", role="auditor")
+    assert done.status_code == 302
+    page = words(client.get(done.headers["Location"]).get_data(as_text=True))
+    assert ("The role of alex is now DWP auditor. They sign in again to act in it. Their phone is free for someone "
+            "else: the calls they answered on it still name them, and calls answered on it from now on do not.") in page
+    assert "Phone None Phones before •••••••• 456 Number ending 456, from " in page
+    assert ("A DWP auditor answers no calls, so has no phone. Made an agent or manager, they can be given one here."
+            in page)
+    assert f"/admin/users/{alex.id}/phone" not in page and "Made a DWP auditor" not in page
+    assert "role changed from Manager to DWP auditor; phone freed, by dana" in page
+    assert former_phones(db_session) == [("+447700900456", clock.now - timedelta(days=3), clock.now)]
+
+    # A phone posted all the same (a page open from before) is refused, and nothing changes.
+    refused = post(client, f"/admin/users/{alex.id}/phone", phone="07700 900789", action="save")
+    assert refused.status_code == 400 and ("'alex' is a DWP auditor, who answers no calls, so has no phone."
+                                           in unescape(refused.get_data(as_text=True)))
+    assert user_named(db_session, "alex").phone is None and len(former_phones(db_session)) == 1
+
+    # Made an agent again, they have no phone until given one.
+    assert post(client, f"/admin/users/{alex.id}/role", role="agent").status_code == 302
+    page = words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert f"/admin/users/{alex.id}/phone" in unescape(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert "role changed from DWP auditor to Agent, by dana" in page
+    assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
+    assert user_named(db_session, "alex").phone == "+447700900456"
 
 
 def test_administrators_leave_their_own_role_deactivation_and_password_to_others(client, db_session, admin):
