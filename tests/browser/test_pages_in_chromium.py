@@ -789,6 +789,31 @@ def test_at_320_px_wide_the_users_pages_need_no_sideways_scroll(page, live_app, 
     assert overflow <= 0, f"{path} scrolls {overflow} px sideways at 320 px"
 
 
+# Every box a user types into, as the stylesheet draws it: thick dark border, room for a finger.
+FIELDS = ("input:not([type=hidden]):not([type=checkbox]):not([type=radio]):not([type=submit]):not([type=button]), "
+          "select, textarea")
+
+
+@pytest.mark.parametrize("role, path", [("admin", "/admin/users/new"), ("admin", "/admin/users/1"),
+                                        ("admin", "/audit"), ("manager", "/account/password"),
+                                        ("manager", "/evidence"), ("manager", "/calls"), ("agent", "/queue")])
+def test_every_field_to_type_in_is_drawn_alike_whatever_its_type(page, live_app, sign_in, role, path):
+    """An email field was once left at the browser's own thin, short box, unlike the fields about it."""
+    sign_in(page, live_app.add_user("fields" + path.replace("/", "."), role))
+    page.goto(live_app.at(path))
+    assert page.title() != "Page not found – Help desk"
+    fields = page.evaluate("""selector => [...document.querySelectorAll(selector)]
+        .filter(field => field.offsetParent !== null)
+        .map(field => { const style = getComputedStyle(field);
+            return [field.name, field.type, field.getBoundingClientRect().height, style.borderTopWidth,
+                    style.borderTopColor]; })""", FIELDS)
+    assert fields, f"no field on {path}"
+    for name, kind, height, border, colour in fields:
+        assert (height >= 44, border, colour) == (True, "2px", "rgb(11, 12, 12)"), (path, name, kind, height)
+    if path.startswith("/admin/users"):
+        assert "email" in [kind for _, kind, *_ in fields]
+
+
 def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_app, sign_in):
     auditor = live_app.add_user("browser.auditor", "auditor")
     sign_in(page, auditor)
