@@ -814,6 +814,22 @@ def test_every_field_to_type_in_is_drawn_alike_whatever_its_type(page, live_app,
         assert "email" in [kind for _, kind, *_ in fields]
 
 
+@pytest.mark.parametrize("width", [320, 390, 1280])
+def test_each_checkbox_has_its_label_beside_it_however_narrow_the_page(page, live_app, sign_in, width):
+    """A label too long for the line once dropped below its box, at 390 px on the Evidence page."""
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at("/evidence"))
+    boxes = page.locator("input[type=checkbox]").all()
+    assert len(boxes) == 2
+    for box in boxes:
+        label = page.locator(f"label[for={box.get_attribute('id')}]")
+        square, words = box.bounding_box(), label.bounding_box()
+        assert words["x"] >= square["x"] + square["width"], (width, label.text_content())
+        assert words["y"] < square["y"] + square["height"], (width, label.text_content())
+        assert words["x"] + words["width"] <= width
+
+
 def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_app, sign_in):
     auditor = live_app.add_user("browser.auditor", "auditor")
     sign_in(page, auditor)
