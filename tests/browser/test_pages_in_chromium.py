@@ -830,6 +830,24 @@ def test_each_checkbox_has_its_label_beside_it_however_narrow_the_page(page, liv
         assert words["x"] + words["width"] <= width
 
 
+@pytest.mark.parametrize("width", [320, 1280])
+def test_a_choices_hint_is_under_its_label_and_level_with_it(page, live_app, sign_in, width):
+    """As GOV.UK's radios: once the hints sat beside their labels, each at its own ragged left edge."""
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_app.add_user(f"radio.admin{width}", "admin"))
+    page.goto(live_app.at("/admin/users/new"))
+    radios = page.locator(".radio:has(p.hint)").all()
+    assert len(radios) >= 4
+    lefts = set()
+    for radio in radios:
+        button, label, hint = (radio.locator(part).bounding_box() for part in ("input", "label", "p.hint"))
+        assert hint["y"] >= label["y"] + label["height"] - 1, (width, radio.text_content())
+        assert abs(hint["x"] - label["x"]) < 1 and label["x"] >= button["x"] + button["width"]
+        assert hint["x"] + hint["width"] <= width
+        lefts.add(round(label["x"]))
+    assert len(lefts) == 1, lefts
+
+
 def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_app, sign_in):
     auditor = live_app.add_user("browser.auditor", "auditor")
     sign_in(page, auditor)
