@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
 _CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
 _CALL_ACTION = re.compile(r"/queue/calls/(CA[0-9a-f]{32})/(concluded|callback)(?:\?.*)?$")
-_BREACHED = re.compile(r"Breached: ([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
+_BREACHED = re.compile(r"Breached:\s+([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
+_TAG = re.compile(r"<[^>]*>")
 _EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/(answered|callback)(?:\?.*)?$")
 
 
@@ -121,7 +122,7 @@ def parse_queue(page: str) -> QueuePage:
             else:
                 result.email_callbacks[reference] = form
     result.callbacks = list(items.values())
-    result.breached = set(_BREACHED.findall(page))
+    result.breached = set(_BREACHED.findall(_TAG.sub(" ", page)))  # "Breached: <span ...>HD-...</span>"
     if "csrf_token" not in page and (result.callbacks or result.emails):
         raise AgentError("the queue page's forms carry no CSRF token")
     return result

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from helpdesk.models.user import EVIDENCE_ROLES
 from helpdesk.pages.access import login_manager, page_headers, role_required, sign_in_first
-from helpdesk.pages.format import role_label
+from helpdesk.pages.format import role_label, unbroken_references
 from helpdesk.voice.recovery import describe
 from helpdesk.web import settings
 
@@ -206,6 +206,8 @@ def init_app(app: Flask) -> None:
                    "still answered, and kept until the database is back. Try again in a minute.")
         page = render_template("error.html", title="The database is not answering", message=message)
         return page, 503, {"Retry-After": "30"}
+
+    app.jinja_env.filters["references"] = unbroken_references
 
     @app.context_processor
     def page_context():

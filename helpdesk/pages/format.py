@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -192,3 +193,15 @@ def role_label(role: str | None) -> str:
 def quoted(text: str, longest: int = 30) -> str:
     """Input echoed back in a message, in curly quotes and cut at `longest` characters."""
     return f"“{text if len(text) <= longest else text[:longest] + '…'}”"
+
+
+# An enquiry reference (helpdesk.enquiries: "HD-2026-000263") in a line of text.
+REFERENCE_IN_TEXT = re.compile(r"\bHD-[0-9]{4}-[0-9]{6,}\b")
+
+
+def unbroken_references(text) -> Markup:
+    """`text`, escaped, with each enquiry reference in it kept on one line (the stylesheet's
+    .reference): a narrow screen otherwise breaks "HD-2026-" from "000263" at the hyphen. The
+    templates' `references` filter."""
+    return Markup(REFERENCE_IN_TEXT.sub(lambda found: f'<span class="reference">{found.group()}</span>',
+                                        str(escape(text))))

@@ -282,6 +282,13 @@ def test_http_errors_and_a_changed_page_are_reported_and_retried_next_round():
     assert "not as expected" in lines[-1]
 
 
+def test_the_breaches_are_read_from_the_notices_as_the_page_marks_them_up():
+    page = ('<ul class="notice-list"><li class="notice-breach"><strong>Breached: <span class="reference">'
+            'HD-2026-000007</span></strong></li><li><strong>Due in 1 minute: <span class="reference">HD-2026-000008'
+            '</span></strong></li><li><strong>Breached: HD-2026-000009</strong></li></ul>')
+    assert parse_queue(page).breached == {"HD-2026-000007", "HD-2026-000009"}
+
+
 def test_a_queue_page_without_csrf_tokens_is_refused():
     page = '<li class="queue-item state-open" id="callback-3"><h3>HD-2026-000003</h3>' \
            '<form method="post" action="/queue/3/claim"></form></li>'

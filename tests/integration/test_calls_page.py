@@ -81,7 +81,7 @@ def rows(page: str) -> list[list[str]]:
 
 def references(page: str) -> list[str]:
     """The enquiry references the table's rows link to, in order."""
-    return re.findall(r">(HD-[0-9]{4}-[0-9]{6})</a>", page.split("<tbody>")[1])
+    return re.findall(r'><span class="reference">(HD-[0-9]{4}-[0-9]{6})</span></a>', page.split("<tbody>")[1])
 
 
 def test_the_calls_page_shows_masked_numbers_and_never_the_full_number(manager, busy_day):

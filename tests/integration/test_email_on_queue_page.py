@@ -49,7 +49,7 @@ def send(database, settings, now, sender=None):
 
 def row(page: str, reference: str) -> str:
     """One email enquiry's table row, by its reference."""
-    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row">{reference}</th>.*?</tr>', page, re.S)
+    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row"><span class="reference">{reference}</span></th>.*?</tr>', page, re.S)
     assert match, f"{reference} is not on the page"
     return match.group(0)
 
@@ -81,7 +81,7 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     clock.now = at(10, 0)
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title" tabindex="-1">Email enquiries awaiting a response</h2>'):]
-    assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section) == [oldest, later, newest]
+    assert re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section) == [oldest, later, newest]
     assert ("Email enquiries awaiting a response: 3. Those whose acknowledgement failed, is retrying or is overdue "
             "come first, then the oldest. Times are UK time.") in words(section)
     first = row(page, oldest)
@@ -154,7 +154,7 @@ def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, data
     assert "Try again" not in row(page, on_time) + row(page, flooded)
     # Those an agent may have to act on come first: failed, retrying, overdue; then the rest, oldest first.
     section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
-    listed = re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)
+    listed = re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section)
     assert listed[:3] == [failed, overdue, retried]
     assert listed[3:5] == [on_time, late] and listed[-1] == flooded and len(listed) == 7
 
@@ -173,7 +173,7 @@ def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hun
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
     assert "Email enquiries awaiting a response: 103 (100 shown)." in words(section)
-    assert re.findall(r'<th scope="row">(HD-[0-9-]+)</th>', section)[0] == newest
+    assert re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section)[0] == newest
 
 
 def test_without_email_enquiries_the_section_says_so(alice, client):
@@ -192,7 +192,7 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
     assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails-said")
     page = text_of(client.get("/queue"))
-    assert f"{reference} is marked as answered." in page and f'<th scope="row">{reference}</th>' not in page
+    assert f"{reference} is marked as answered." in page and f'<th scope="row"><span class="reference">{reference}</span></th>' not in page
     enquiry = stored_enquiry(database, reference)
     assert (enquiry.status, enquiry.closed_at, enquiry.closed_by_id) == ("closed", at(10, 0), alice)
     post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
@@ -231,8 +231,9 @@ def test_an_email_enquiry_that_needs_a_call_is_owed_a_callback_from_the_email_th
     assert stored_enquiry(database, reference).status == "callback_owed"
     page = text_of(client.get("/queue"))
     assert f"A callback is now owed for {reference}, due by 12:30 today." in page
-    assert f'<th scope="row">{reference}</th>' not in page  # off the emails awaiting a response
-    assert f"{reference} <span class=\"reason\">– Email enquiry needing a call</span>" in page
+    assert (f'<th scope="row"><span class="reference">{reference}</span></th>'
+            not in page)  # off the emails awaiting a response
+    assert f'<span class="reference">{reference}</span> <span class="reason">– Email enquiry needing a call</span>' in page
 
 
 @pytest.mark.parametrize("number, note, refusal", [
@@ -260,7 +261,8 @@ def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_
     receive(database, settings, raw_email(2, subject=f"Re: {reference}"), at(9, 20))
     clock.now = at(9, 25)
     shown = row(text_of(client.get("/queue")), reference)
-    assert f"A callback is still owed for it: see {reference} in the callbacks above." in shown
+    assert (f'A callback is still owed for it: see <span class="reference">{reference}</span> in the callbacks above.'
+            in shown)
     assert f"/queue/emails/{enquiry_id}/callback" not in shown  # no "Callback needed" to press again
     # Pressed all the same (the form as a page from before the reply showed it, with the reply read):
     form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', shown))
@@ -290,7 +292,7 @@ def test_a_new_email_from_the_customer_brings_an_answered_enquiry_back(alice, cl
     clock.now = at(9, 30)
     post_from_page(client, f"/queue/emails/{stored_enquiry(database, reference).id}/answered")
     receive(database, settings, raw_email(2, subject=f"Re: We have your email [{reference}]"), at(9, 45))
-    assert f'<th scope="row">{reference}</th>' in text_of(client.get("/queue"))
+    assert f'<th scope="row"><span class="reference">{reference}</span></th>' in text_of(client.get("/queue"))
 
 
 def test_a_reply_that_came_in_after_the_page_was_shown_keeps_the_enquiry_open(alice, client, clock, database,

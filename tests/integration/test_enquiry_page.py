@@ -95,7 +95,7 @@ def test_an_enquiry_that_does_not_exist_says_so(client, db_session, tried):
 
 def test_the_calls_page_links_each_call_to_its_enquiry(client, db_session, tried):
     page = as_user(client, db_session, "alex", "manager").get("/calls").get_data(as_text=True)
-    assert f'<a href="/enquiries/{tried}">{tried}</a>' in page
+    assert f'<a href="/enquiries/{tried}"><span class="reference">{tried}</span></a>' in page
 
 
 def test_a_breach_corrected_by_an_attempt_entered_late_is_in_the_story(app, client, db_session, clock, settings):

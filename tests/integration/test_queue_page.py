@@ -873,7 +873,8 @@ def test_the_sweeps_recent_warnings_and_breaches_are_shown(app, alice, client, c
     page = text_of(client.get("/queue"))
     notices = page[page.index('id="notices-title"'):page.index('id="queue-live"')]
     # 15 minutes were left when the sweep first saw the second: its 30-minute warning says so.
-    assert f"Breached: {first}" in notices and f"Due in 15 minutes: {second}" in notices
+    assert (f'Breached: <span class="reference">{first}</span>' in notices
+            and f'Due in 15 minutes: <span class="reference">{second}</span>' in notices)
     clock.now += timedelta(hours=25)
     sign_in(client, "alice", PASSWORD)  # a session ends 12 hours after signing in
     assert "No warnings or breaches in the last 24 hours." in text_of(client.get("/queue"))
@@ -939,8 +940,9 @@ def test_callbacks_owed_to_the_same_number_name_each_other(alice, client, clock,
     page = text_of(client.get("/queue"))
     entry = item(page, first.id)
     assert "<dt>Same number</dt>" in entry
-    assert (f'<a href="#callback-{second.id}">{refs[second.id]}</a>, due <time datetime="2026-11-24T13:40:00+00:00">'
-            f'13:40 today</time>; <a href="#callback-{third.id}">{refs[third.id]}</a>') in entry
+    assert (f'<a href="#callback-{second.id}"><span class="reference">{refs[second.id]}</span></a>, due <time '
+            f'datetime="2026-11-24T13:40:00+00:00">13:40 today</time>; <a href="#callback-{third.id}"><span '
+            f'class="reference">{refs[third.id]}</span></a>') in entry
     assert refs[first.id] not in re.search(r'<div class="same-number">.*?</div>', entry, re.S).group(0)  # not itself
     assert "One call back can serve them all: log it on each." in entry
     assert "Same number" not in item(page, other.id)
