@@ -528,3 +528,25 @@ def test_at_320_px_wide_no_reference_is_broken_across_two_lines(page, queue_app)
     assert page.locator(f"#call-{awaiting} .reference").count() == 1
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the queue scrolls {overflow} px sideways at 320 px"
+
+
+def test_at_320_px_wide_a_tables_caption_is_read_without_scrolling_sideways(page, queue_app):
+    """A table wider than the screen scrolls in its own box; its caption once took the table's
+    width too, so that the end of each of its lines was out of sight."""
+    queue_app.answered_call()
+    queue_app.email_enquiry()
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, queue_app)
+    captions = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
+        const caption = wrap.querySelector('caption'), box = caption.getBoundingClientRect(),
+              frame = wrap.getBoundingClientRect();
+        return [caption.id, wrap.scrollWidth > wrap.clientWidth, box.left >= frame.left, box.right <= frame.right + 0.5];
+    })""")
+    assert len(captions) == 2 and any(wider for _, wider, *_ in captions), captions
+    assert all(left and right for _, _, left, right in captions), captions
+    # Scrolled to the table's far end, the caption stays in view.
+    page.evaluate("document.querySelectorAll('.table-wrap').forEach(wrap => wrap.scrollLeft = wrap.scrollWidth)")
+    after = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
+        const box = wrap.querySelector('caption').getBoundingClientRect(), frame = wrap.getBoundingClientRect();
+        return box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5; })""")
+    assert after == [True, True]
