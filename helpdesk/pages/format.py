@@ -50,7 +50,7 @@ def masked_number_html(number: str | None) -> Markup:
         return escape(mask_number(number))
     # The ending is digits only, so nothing to escape. Built directly: the agents' page shows up to
     # 300 a render, and Markup.format took 9 µs for each where this takes 2.
-    return Markup(f'<span aria-hidden="true">{MASK} {ending}</span>'
+    return Markup(f'<span class="masked" aria-hidden="true">{MASK} {ending}</span>'
                   f'<span class="visually-hidden">Number ending {ending}</span>')
 
 

@@ -516,14 +516,16 @@ def test_an_agent_can_pause_the_live_updates_and_resume_them(page, queue_app):
     item(page, callback).wait_for(state="attached", timeout=5000)
 
 
-def test_at_320_px_wide_no_reference_is_broken_across_two_lines(page, queue_app):
-    """"HD-2026-" at the end of one line and "000263" on the next once read as two references."""
+def test_at_320_px_wide_no_reference_or_masked_number_is_broken_across_two_lines(page, queue_app):
+    """"HD-2026-" at the end of one line and "000263" on the next once read as two references, and
+    "••••••••" above "980" as no number at all."""
     missed, awaiting = queue_app.missed_call(), queue_app.answered_call()
     page.set_viewport_size({"width": 320, "height": 640})
     sign_in(page, queue_app)
-    shown = page.evaluate("""() => [...document.querySelectorAll('main .reference')]
+    shown = page.evaluate("""() => [...document.querySelectorAll('main .reference, main .masked')]
         .map(reference => [reference.textContent, reference.getClientRects().length])""")
     assert all(lines == 1 for _, lines in shown), shown
+    assert sum("•" in text for text, _ in shown) >= 2, shown
     assert item(page, missed).locator(".reference").count() >= 1
     assert page.locator(f"#call-{awaiting} .reference").count() == 1
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

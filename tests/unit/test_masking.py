@@ -164,13 +164,13 @@ def test_a_number_or_address_removed_after_the_retention_period_says_so_everywhe
 
 
 @pytest.mark.parametrize("number, shown", [
-    ("+447700900123", '<span aria-hidden="true">•••••••• 123</span>'
+    ("+447700900123", '<span class="masked" aria-hidden="true">•••••••• 123</span>'
                       '<span class="visually-hidden">Number ending 123</span>'),
     ("sip:desk.7@example.org", "••••••••"),  # one digit: masked completely, as mask_number does
     ("12345", "••••••••"),
     (None, "Withheld"), ("anonymous", "Withheld"), ("removed:withheld", "Withheld"),
     ("removed", "Removed"),
-    ("<b>+447700900123</b>", '<span aria-hidden="true">•••••••• 123</span>'
+    ("<b>+447700900123</b>", '<span class="masked" aria-hidden="true">•••••••• 123</span>'
                              '<span class="visually-hidden">Number ending 123</span>'),
 ])
 def test_the_pages_show_the_mask_to_the_eye_and_the_ending_to_a_screen_reader(number, shown):
