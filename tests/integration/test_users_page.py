@@ -373,6 +373,14 @@ def test_an_administrator_deactivates_and_reactivates_a_user(app, client, db_ses
     assert [entry.action for entry in audit_entries(db_session)][-2:] == ["user.deactivated", "user.reactivated"]
 
 
+def phone_refused(client, db_session, person: User, reason: str) -> None:
+    """A phone posted all the same for `person`, who is given none (a page open from before), is
+    refused for `reason`, and nothing changes: they have no phone, and one phone before."""
+    refused = post(client, f"/admin/users/{person.id}/phone", phone="07700 900789", action="save")
+    assert refused.status_code == 400 and reason in unescape(refused.get_data(as_text=True))
+    assert user_named(db_session, person.username).phone is None and len(former_phones(db_session)) == 1
+
+
 def test_deactivating_a_user_frees_their_phone_and_they_are_given_none_until_reactivated(client, clock, db_session,
                                                                                         admin):
     alex = make_user(db_session, "alex", "agent", phone="+447700900456", now=clock.now - timedelta(days=3))
@@ -394,11 +402,7 @@ def test_deactivating_a_user_frees_their_phone_and_they_are_given_none_until_rea
     assert "deactivated; phone freed, by dana" in page
     assert former_phones(db_session) == [("+447700900456", clock.now - timedelta(days=3), clock.now)]
 
-    # A phone posted all the same (a page open from before) is refused, and nothing changes.
-    refused = post(client, f"/admin/users/{alex.id}/phone", phone="07700 900789", action="save")
-    assert refused.status_code == 400 and ("'alex' is deactivated: reactivate them first, then give them a phone."
-                                           in unescape(refused.get_data(as_text=True)))
-    assert user_named(db_session, "alex").phone is None and len(former_phones(db_session)) == 1
+    phone_refused(client, db_session, alex, "'alex' is deactivated: reactivate them first, then give them a phone.")
 
     assert post(client, f"/admin/users/{alex.id}/reactivate").status_code == 302
     assert post(client, f"/admin/users/{alex.id}/phone", phone="07700 900456", action="save").status_code == 302
@@ -430,11 +434,7 @@ def test_making_a_user_a_dwp_auditor_frees_their_phone_and_an_auditor_is_given_n
     assert "role changed from Manager to DWP auditor; phone freed, by dana" in page
     assert former_phones(db_session) == [("+447700900456", clock.now - timedelta(days=3), clock.now)]
 
-    # A phone posted all the same (a page open from before) is refused, and nothing changes.
-    refused = post(client, f"/admin/users/{alex.id}/phone", phone="07700 900789", action="save")
-    assert refused.status_code == 400 and ("'alex' is a DWP auditor, who answers no calls, so has no phone."
-                                           in unescape(refused.get_data(as_text=True)))
-    assert user_named(db_session, "alex").phone is None and len(former_phones(db_session)) == 1
+    phone_refused(client, db_session, alex, "'alex' is a DWP auditor, who answers no calls, so has no phone.")
 
     # Made an agent again, they have no phone until given one.
     assert post(client, f"/admin/users/{alex.id}/role", role="agent").status_code == 302
