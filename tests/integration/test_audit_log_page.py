@@ -118,6 +118,8 @@ def test_each_kind_of_entry_is_shown_in_words(client, db_session, clock, setting
     assert text.index("dana (Administrator) Signed in") < text.index("morgan (Manager) Signed in")
     html = page(client)
     assert '<a href="/enquiries/HD-2026-000042"><span class="reference">HD-2026-000042</span></a>' in html
+    # Each reference kept on one line, in what was done as in its link.
+    assert 'Callback needed recorded: <span class="reference">HD-2026-000042</span></td>' in html
     assert f'<a href="/admin/users/{dana.id}">dana</a>' in html  # administrators follow a user to their page
 
 
