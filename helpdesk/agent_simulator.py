@@ -229,9 +229,11 @@ class AgentSimulator:
     def _submit(self, form: Form, values: dict[str, str], said: str) -> str | None:
         """Post a form from the page; the queue page it leads back to, or None if refused."""
         status, page = self.transport.post(form.action, {**form.fields, **values})
-        refused = re.search(r'class="notice notice-error[^"]*"[^>]*>([^<]*)<', page)
+        refused = re.search(r'class="notice notice-error[^"]*"[^>]*>(.*?)</p>', page, re.S)
         if status != 200 or refused:
-            reason = refused.group(1).strip() if refused else f"HTTP {status}"
+            # The message's own words: up to its link, if any, less the markup that keeps references whole.
+            reason = " ".join(re.sub(r"<span[^>]*>|</span>", "", refused.group(1).split("<a ")[0]).split()) \
+                if refused else f"HTTP {status}"
             self.report(f"could not do it ({said}): {redact(reason)[:200]}")
             return None
         self.report(said)

@@ -526,6 +526,12 @@ def test_at_320_px_wide_no_reference_or_masked_number_is_broken_across_two_lines
         .map(reference => [reference.textContent, reference.getClientRects().length])""")
     assert all(lines == 1 for _, lines in shown), shown
     assert sum("•" in text for text, _ in shown) >= 2, shown
+    # What an action says names the reference whole too.
+    with page.expect_navigation():
+        page.click(f"#callback-{missed}-claim")
+    said = page.evaluate(f"""() => [...document.querySelectorAll('#callback-{missed}-said .reference')]
+        .map(reference => reference.getClientRects().length)""")
+    assert said == [1], said
     assert item(page, missed).locator(".reference").count() >= 1
     assert page.locator(f"#call-{awaiting} .reference").count() == 1
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

@@ -37,6 +37,11 @@ def database(app):
     return app.extensions["helpdesk.db"]
 
 
+def ref(reference: str) -> str:
+    """A reference as the pages' messages show it: in a span that keeps it on one line."""
+    return f'<span class="reference">{reference}</span>'
+
+
 def email_in(database, settings, n: int, received, sender: str | None = None) -> str:
     """An email enquiry from its own sender (unless given); returns its reference."""
     return receive(database, settings, raw_email(n, sender=sender or f"sender{n}@example.org"), received).reference
@@ -192,11 +197,11 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
     assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails-said")
     page = text_of(client.get("/queue"))
-    assert f"{reference} is marked as answered." in page and f'<th scope="row"><span class="reference">{reference}</span></th>' not in page
+    assert f"{ref(reference)} is marked as answered." in page and f'<th scope="row"><span class="reference">{reference}</span></th>' not in page
     enquiry = stored_enquiry(database, reference)
     assert (enquiry.status, enquiry.closed_at, enquiry.closed_by_id) == ("closed", at(10, 0), alice)
     post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
-    assert f"{reference} is already marked as answered." in text_of(client.get("/queue"))
+    assert f"{ref(reference)} is already marked as answered." in text_of(client.get("/queue"))
     assert stored_enquiry(database, reference).closed_at == at(10, 0)  # unchanged by the second press
 
 
@@ -230,7 +235,7 @@ def test_an_email_enquiry_that_needs_a_call_is_owed_a_callback_from_the_email_th
     assert (callback.owed_from, callback.due_at, callback.status) == (at(9, 30), at(12, 30), "open")
     assert stored_enquiry(database, reference).status == "callback_owed"
     page = text_of(client.get("/queue"))
-    assert f"A callback is now owed for {reference}, due by 12:30 today." in page
+    assert f"A callback is now owed for {ref(reference)}, due by 12:30 today." in page
     assert (f'<th scope="row"><span class="reference">{reference}</span></th>'
             not in page)  # off the emails awaiting a response
     assert f'<span class="reference">{reference}</span> <span class="reason">– Email enquiry needing a call</span>' in page
@@ -269,7 +274,7 @@ def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_
     response = client.post(f"/queue/emails/{enquiry_id}/callback",
                            data={**form, "number": "07700 900123", "note": "Again"})
     assert response.status_code == 422
-    assert f"A callback is already owed for {reference}: see the callbacks above." in text_of(response)
+    assert f"A callback is already owed for {ref(reference)}: see the callbacks above." in text_of(response)
     [callback] = owed_callbacks(database)
     assert callback.status == "open" and callback.owed_from == at(9, 0)
     assert post_from_page(client, f"/queue/emails/{enquiry_id}/answered").status_code == 302
@@ -282,7 +287,7 @@ def test_an_email_enquirys_callback_is_owed_once_and_a_reply_brings_the_enquiry_
     clock.now = at(9, 55)
     assert "A callback is still owed" not in row(text_of(client.get("/queue")), reference)
     response = ask_for_a_callback(client, enquiry_id, note="Once more")
-    assert (f"{reference} has had its callback already (closed as withdrawn): answer the customer by email, then "
+    assert (f"{ref(reference)} has had its callback already (closed as withdrawn): answer the customer by email, then "
             "mark the enquiry as answered.") in text_of(response)
     assert len(owed_callbacks(database)) == 1
 
@@ -310,7 +315,7 @@ def test_a_reply_that_came_in_after_the_page_was_shown_keeps_the_enquiry_open(al
 
     refused = client.post(f"/queue/emails/{enquiry_id}/answered", data=fields)
     assert refused.status_code == 302
-    assert (f"A new email for {reference} came in after your page showed it. Read it, then mark the enquiry as "
+    assert (f"A new email for {ref(reference)} came in after your page showed it. Read it, then mark the enquiry as "
             "answered.") in text_of(client.get("/queue"))
     assert stored_enquiry(database, reference).status == "open"
 
@@ -327,7 +332,7 @@ def test_a_missing_or_impossible_seen_value_is_an_out_of_date_page_never_an_erro
     form = {"csrf_token": csrf_token(client, "/queue"), **({} if seen is None else {"seen": seen})}
     response = client.post(f"/queue/emails/{enquiry_id}/answered", data=form)
     assert response.status_code == 302
-    assert f"Your page was out of date, so {reference} was not marked as answered." in text_of(client.get("/queue"))
+    assert f"Your page was out of date, so {ref(reference)} was not marked as answered." in text_of(client.get("/queue"))
     assert stored_enquiry(database, reference).status == "open"
 
 
@@ -379,7 +384,7 @@ def test_try_again_sends_a_failed_acknowledgement_at_the_next_run(alice, client,
     clock.now = at(9, 30)
     response = post_from_page(client, f"/queue/emails/acknowledgements/{ack.id}/retry")
     assert response.status_code == 302
-    assert f"The acknowledgement for {reference} will be sent again within 15 seconds." in text_of(
+    assert f"The acknowledgement for {ref(reference)} will be sent again within 15 seconds." in text_of(
         client.get("/queue"))
     sender = FakeSender()
     assert send(database, settings, at(9, 30), sender).sent == 1 and len(sender.messages) == 1

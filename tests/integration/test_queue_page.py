@@ -166,7 +166,7 @@ def test_a_withheld_caller_owed_a_callback_cannot_be_dialled(alice, client, cloc
     page = text_of(client.get("/queue"))
     assert f'id="call-{sid(5)}"' in page and "Withheld" in page
     done = act(client, f"/queue/calls/{sid(5)}/callback", note="Wants the grant form")
-    assert "A callback is now owed for HD-2026-" in text_of(done)
+    assert 'A callback is now owed for <span class="reference">HD-2026-' in text_of(done)
     [callback] = stored(db_session)
     assert callback.caller_number is None and callback.reason == "not_concluded"
     entry = item(text_of(client.get("/queue")), callback.id)
@@ -177,7 +177,7 @@ def test_a_withheld_caller_owed_a_callback_cannot_be_dialled(alice, client, cloc
 
 def test_a_second_agent_is_told_who_has_already_claimed_the_callback(app, alice, client, three_callbacks, db_session):
     callback = three_callbacks[sid(3)]
-    assert "You have claimed HD-2026-" in text_of(act(client, f"/queue/{callback.id}/claim"))
+    assert 'You have claimed <span class="reference">HD-2026-' in text_of(act(client, f"/queue/{callback.id}/claim"))
     bob = app.test_client()
     add_agent(app, "bob", "Bob Builder")
     sign_in(bob, "bob", PASSWORD)
@@ -187,7 +187,7 @@ def test_a_second_agent_is_told_who_has_already_claimed_the_callback(app, alice,
     assert "Only Alice Agent can act on this callback while they hold it." in item(refused, callback.id)
     assert [c.claimed_by_id for c in stored(db_session) if c.id == callback.id] == [alice]
     released = text_of(act(client, f"/queue/{callback.id}/release"))
-    assert "You have released HD-2026-" in released and "Nobody yet" in item(released, callback.id)
+    assert 'You have released <span class="reference">HD-2026-' in released and "Nobody yet" in item(released, callback.id)
 
 
 def test_two_agents_claiming_at_the_same_moment_get_one_winner_and_one_named_refusal(app, alice, client,
@@ -211,7 +211,7 @@ def test_two_agents_claiming_at_the_same_moment_get_one_winner_and_one_named_ref
     [holder] = [c.claimed_by_id for c in stored(db_session) if c.id == callback_id]
     winner, loser = ("alice", "bob") if holder == alice else ("bob", "alice")
     assert holder in (alice, bob_id)
-    assert "You have claimed HD-2026-" in pages[winner]
+    assert 'You have claimed <span class="reference">HD-2026-' in pages[winner]
     name = {"alice": "Alice Agent", "bob": "Bob Builder"}[winner]
     assert f"{name} has already claimed this callback." in pages[loser]
 
@@ -221,7 +221,7 @@ def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(
     # The attempt counts once Twilio dials the caller (tests/integration/test_outbound_callbacks.py).
     callback = three_callbacks[sid(3)]
     page = text_of(act(client, f"/queue/{callback.id}/call"))
-    assert "Ringing your phone for HD-2026-" in page
+    assert 'Ringing your phone for <span class="reference">HD-2026-' in page
     [placed] = telephony.calls
     assert (placed.agent_phone, placed.caller_number, placed.callback_id) == (AGENT_PHONE, "+447700900123", callback.id)
     [attempt] = stored(db_session, CallbackAttempt)
@@ -270,7 +270,7 @@ def test_a_second_call_back_now_while_one_is_under_way_is_refused(alice, client,
     assert len(telephony.calls) == 1 and len(stored(db_session, CallbackAttempt)) == 1
     # A call that never reported back does not block the callback for good.
     clock.advance(91)
-    assert "Ringing your phone for HD-2026-" in text_of(act(client, f"/queue/{callback.id}/call"))
+    assert 'Ringing your phone for <span class="reference">HD-2026-' in text_of(act(client, f"/queue/{callback.id}/call"))
     assert len(telephony.calls) == 2 and len(stored(db_session, CallbackAttempt)) == 2
 
 
@@ -343,7 +343,7 @@ def test_a_manual_attempt_before_the_due_time_meets_the_target(alice, client, th
     callback = three_callbacks[sid(1)]  # due 13:00, now 13:25: the agent logs a call made at 12:50
     page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at="2026-11-24T12:50",
                        outcome="no_answer", note="Rang out"))
-    assert "Attempt logged for HD-2026-" in page
+    assert 'Attempt logged for <span class="reference">HD-2026-' in page
     [after] = [c for c in stored(db_session) if c.id == callback.id]
     # A time given to the minute is read as that minute's last second.
     assert after.sla_result == "met" and after.first_attempt_at == at(12, 50) + timedelta(seconds=59)
@@ -412,7 +412,8 @@ def test_closing_as_unreachable_takes_the_callback_off_the_queue(alice, client, 
     assert f'action="/queue/{callback.id}/attempts"' in page and "Log an earlier call you have not logged yet" in page
     earlier = local(clock.now - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
     page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at=earlier, outcome="no_answer"))
-    assert f"Attempt logged for {after.enquiry.reference}: no answer." in page, re.findall(r"notice[^>]*>([^<]*)", page)
+    assert (f'Attempt logged for <span class="reference">{after.enquiry.reference}</span>: no answer.'
+            in page), re.findall(r"notice[^>]*>([^<]*)", page)
     [logged] = [c for c in stored(db_session) if c.id == callback.id]
     assert (logged.status, logged.outcome, logged.attempts_count) == ("closed", "unreachable", 2)
 
@@ -1137,9 +1138,9 @@ def test_the_attempt_that_uses_up_the_last_try_says_the_callback_is_closed(alice
     for minutes_ago in (150, 60, 1):  # three tries (the settings' max_attempts), after 10:40 when it was owed
         when = local(clock.now - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M")
         page = text_of(act(client, f"/queue/{callback.id}/attempts", started_at=when, outcome="no_answer"))
-        found = re.search(r"Attempt logged for [^<]*", page)
+        found = re.search(r"Attempt logged for (?:[^<]|<span class=\"reference\">|</span>)*", page)
         assert found, re.findall(r"notice[^>]*>([^<]*)", page)
-        messages.append(found.group(0))
+        messages.append(re.sub(r"</?span[^>]*>", "", found.group(0)))  # each reference in its no-wrap span
     assert messages[0].endswith(": no answer.") and messages[1].endswith(": no answer.")
     assert messages[2].endswith("no answer. That was attempt 3 of 3, the last, so "
                                 f"{messages[2].split()[3].rstrip(':')} is closed as unreachable.")
@@ -1194,7 +1195,7 @@ def test_what_an_action_said_is_shown_at_its_callback_and_the_page_opens_there(a
     assert response.status_code == 302 and response.headers["Location"].endswith(f"#callback-{callback_id}-said")
     here = item(text_of(client.get(response.headers["Location"])), callback_id)
     assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said" '
-                     r'tabindex="-1"\s+role="status">You have claimed HD-', here)
+                     r'tabindex="-1"\s+role="status">You have claimed <span class="reference">HD-', here)
     assert "item-message" not in text_of(client.get("/queue"))  # said once
 
 
@@ -1242,7 +1243,7 @@ def test_closing_says_so_at_the_top_once_the_callback_has_left_the_list(alice, c
     page = text_of(act(client, f"/queue/{callback_id}/close", outcome="withdrawn", note="The caller emailed."))
     assert f'id="callback-{callback_id}"' not in page
     assert re.search(rf'<p class="notice notice-success item-message" id="callback-{callback_id}-said"[^>]*>'
-                     r"HD-\d{4}-\d{6} is closed as withdrawn.</p>\s*<h1>", page)
+                     r'<span class="reference">HD-\d{4}-\d{6}</span> is closed as withdrawn.</p>\s*<h1>', page)
 
 
 @pytest.mark.parametrize("role, linked", [("agent", True), ("manager", True), ("admin", True), ("auditor", False)])
@@ -1271,7 +1272,7 @@ def test_callback_needed_with_only_spaces_for_a_number_calls_back_the_number_tha
     answer_a_call(client, clock, 5, at(10, 0), caller="+447700900456")
     clock.now = at(10, 5)
     page = text_of(act(client, f"/queue/calls/{sid(5)}/callback", note="Grant form", number="   "))
-    assert "A callback is now owed for HD-2026-" in page and "not a phone number" not in page
+    assert 'A callback is now owed for <span class="reference">HD-2026-' in page and "not a phone number" not in page
     [callback] = stored(db_session)
     assert callback.caller_number == "+447700900456"
 
@@ -1411,7 +1412,8 @@ def test_a_breach_corrected_by_an_attempt_entered_late_says_so_on_the_page(app, 
         sweep(session, settings, at(13, 1))
     clock.now = at(13, 25)
     done = text_of(act(client, f"/queue/{first}/attempts", started_at="2026-11-24T12:55:00", outcome="no_answer"))
-    assert "It was made in time, so the breach recorded for HD-2026-" in done and "is corrected to met." in done
+    assert ('It was made in time, so the breach recorded for <span class="reference">HD-2026-' in done
+            and "is corrected to met." in done)
     assert "(corrected: an attempt in time was entered later)" in done
 
 
