@@ -50,6 +50,7 @@ NO_PHONE_FOR_AUDITOR = "a DWP auditor answers no calls, so has no phone"
 class PhoneRefused(UserError):
     """The user's role has no phone (PHONELESS_ROLES)."""
 
+
 # Said when a user with a phone is deactivated (deactivate frees it).
 PHONE_FREED = ("Their phone is free for someone else: the calls they answered on it still name them, and calls "
                "answered on it from now on do not.")
@@ -377,9 +378,9 @@ def set_phone(session: Session, username: str, phone: str | None, by: Actor | No
               now: datetime | None = None, since: datetime | None = None) -> User:
     """Set (or, with None, clear) the phone an agent's callbacks ring first, theirs from `now`, or
     from `since` if they have had it a while (phone_since_problem says which times may be given);
-    not for a deactivated user (deactivate frees their phone) nor a DWP auditor. The phone they had is kept as a
-    FormerPhone, theirs until then, so the calls they answered on it stay theirs. The same phone
-    with another `since` changes only when they have had it from."""
+    not for a deactivated user (deactivate frees their phone) nor a DWP auditor. The phone they
+    had is kept as a FormerPhone, theirs until then, so the calls they answered on it stay theirs.
+    The same phone with another `since` changes only when they have had it from."""
     phone, now = check_phone(phone), now or now_utc()
     if since is not None and phone is None:
         raise UserError("a phone cleared has no time it was had from: give the phone they have had since then")

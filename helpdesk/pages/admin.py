@@ -29,9 +29,9 @@ from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
                                  check_email, check_password, check_phone, normalise_username)
-from helpdesk.users import (PHONE_FREED, PHONELESS_ROLES, Actor, EmailTaken, PhoneRefused, PhoneSinceRefused, UsernameTaken, add_user,
-                            deactivate, list_users, reactivate, set_display_name, set_email, set_password, set_phone,
-                            set_role, user_changes)
+from helpdesk.users import (PHONE_FREED, PHONELESS_ROLES, Actor, EmailTaken, PhoneRefused, PhoneSinceRefused,
+                            UsernameTaken, add_user, deactivate, list_users, reactivate, set_display_name, set_email,
+                            set_password, set_phone, set_role, user_changes)
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)

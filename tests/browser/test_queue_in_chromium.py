@@ -548,7 +548,8 @@ def test_at_320_px_wide_a_tables_caption_is_read_without_scrolling_sideways(page
     captions = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
         const caption = wrap.querySelector('caption'), box = caption.getBoundingClientRect(),
               frame = wrap.getBoundingClientRect();
-        return [caption.id, wrap.scrollWidth > wrap.clientWidth, box.left >= frame.left, box.right <= frame.right + 0.5];
+        return [caption.id, wrap.scrollWidth > wrap.clientWidth, box.left >= frame.left,
+                box.right <= frame.right + 0.5];
     })""")
     assert len(captions) == 2 and any(wider for _, wider, *_ in captions), captions
     assert all(left and right for _, _, left, right in captions), captions

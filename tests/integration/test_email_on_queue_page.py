@@ -54,7 +54,8 @@ def send(database, settings, now, sender=None):
 
 def row(page: str, reference: str) -> str:
     """One email enquiry's table row, by its reference."""
-    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row"><span class="reference">{reference}</span></th>.*?</tr>', page, re.S)
+    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row">{ref(reference)}</th>.*?</tr>', page,
+                      re.S)
     assert match, f"{reference} is not on the page"
     return match.group(0)
 
@@ -86,7 +87,7 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     clock.now = at(10, 0)
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title" tabindex="-1">Email enquiries awaiting a response</h2>'):]
-    assert re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section) == [oldest, later, newest]
+    assert re.findall(r'<th scope="row">' + ref("(HD-[0-9-]+)") + "</th>", section) == [oldest, later, newest]
     assert ("Email enquiries awaiting a response: 3. Those whose acknowledgement failed, is retrying or is overdue "
             "come first, then the oldest. Times are UK time.") in words(section)
     first = row(page, oldest)
@@ -197,7 +198,7 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
     assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails-said")
     page = text_of(client.get("/queue"))
-    assert f"{ref(reference)} is marked as answered." in page and f'<th scope="row"><span class="reference">{reference}</span></th>' not in page
+    assert f"{ref(reference)} is marked as answered." in page and f'<th scope="row">{ref(reference)}</th>' not in page
     enquiry = stored_enquiry(database, reference)
     assert (enquiry.status, enquiry.closed_at, enquiry.closed_by_id) == ("closed", at(10, 0), alice)
     post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
@@ -238,7 +239,7 @@ def test_an_email_enquiry_that_needs_a_call_is_owed_a_callback_from_the_email_th
     assert f"A callback is now owed for {ref(reference)}, due by 12:30 today." in page
     assert (f'<th scope="row"><span class="reference">{reference}</span></th>'
             not in page)  # off the emails awaiting a response
-    assert f'<span class="reference">{reference}</span> <span class="reason">– Email enquiry needing a call</span>' in page
+    assert f'{ref(reference)} <span class="reason">– Email enquiry needing a call</span>' in page
 
 
 @pytest.mark.parametrize("number, note, refusal", [
@@ -332,7 +333,8 @@ def test_a_missing_or_impossible_seen_value_is_an_out_of_date_page_never_an_erro
     form = {"csrf_token": csrf_token(client, "/queue"), **({} if seen is None else {"seen": seen})}
     response = client.post(f"/queue/emails/{enquiry_id}/answered", data=form)
     assert response.status_code == 302
-    assert f"Your page was out of date, so {ref(reference)} was not marked as answered." in text_of(client.get("/queue"))
+    assert (f"Your page was out of date, so {ref(reference)} was not marked as answered."
+            in text_of(client.get("/queue")))
     assert stored_enquiry(database, reference).status == "open"
 
 
