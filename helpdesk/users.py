@@ -617,6 +617,7 @@ def change_words(action: str, detail: dict) -> str:
     given_back = f"; {released} claimed callback{'' if released == 1 else 's'} back to the queue" if released else ""
     tokens = detail.get("tokens_revoked") or 0
     given_back += f"; {tokens} access token{'' if tokens == 1 else 's'} revoked" if tokens else ""
+    freed = "; phone freed" if detail.get("phone_freed") else ""  # deactivated, or made a DWP auditor
     if action == ADDED:
         phone = f"a phone, theirs since {_since_words(detail['since'])}" if detail.get("since") else "a phone"
         having = " and ".join(what for key, what in (("phone", phone), ("email", "an email address"))
@@ -630,12 +631,12 @@ def change_words(action: str, detail: dict) -> str:
     if action == PASSWORD_CHANGED:
         return "changed their own password"
     if action == DEACTIVATED:
-        return f"deactivated{'; phone freed' if detail.get('phone_freed') else ''}{given_back}"
+        return f"deactivated{freed}{given_back}"
     if action == REACTIVATED:
         return "reactivated"
     if action == ROLE_CHANGED:
         return (f"role changed from {role_label(detail.get('before'))} to {role_label(detail.get('after'))}"
-                f"{'; phone freed' if detail.get('phone_freed') else ''}{given_back}")
+                f"{freed}{given_back}")
     if action == NAME_CHANGED:
         return "name changed" if detail.get("name") else "name cleared"
     if action == EMAIL_CHANGED:
