@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import requests
 
 from callbacks.smtp import redact
-from helpdesk.agent_simulator_page import AgentError, Form, QueueItem, QueuePage, parse_queue
+from helpdesk.agent_simulator_page import AgentError, Form, QueueItem, QueuePage, parse_queue, words_of
 
 # Also for those who import them from here.
 __all__ = ["AgentError", "AgentSimulator", "Behaviour", "Form", "QueueItem", "QueuePage", "RequestsTransport", "Rounds",
@@ -231,9 +231,8 @@ class AgentSimulator:
         status, page = self.transport.post(form.action, {**form.fields, **values})
         refused = re.search(r'class="notice notice-error[^"]*"[^>]*>(.*?)</p>', page, re.S)
         if status != 200 or refused:
-            # The message's own words: up to its link, if any, less the markup that keeps references whole.
-            reason = " ".join(re.sub(r"<span[^>]*>|</span>", "", refused.group(1).split("<a ")[0]).split()) \
-                if refused else f"HTTP {status}"
+            # The message's own words, up to its link if it has one.
+            reason = words_of(refused.group(1).split("<a ")[0]) if refused else f"HTTP {status}"
             self.report(f"could not do it ({said}): {redact(reason)[:200]}")
             return None
         self.report(said)

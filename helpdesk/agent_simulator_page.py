@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
 _CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
 _CALL_ACTION = re.compile(r"/queue/calls/(CA[0-9a-f]{32})/(concluded|callback)(?:\?.*)?$")
-_BREACHED = re.compile(r"Breached:\s+([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
+# A breach notice, the markup that keeps its reference whole (if any) between its words.
+_BREACHED = re.compile(r"Breached:\s*(?:<[^>]*>\s*)*([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
 _TAG = re.compile(r"<[^>]*>")
 _EMAIL_ACTION = re.compile(r"/queue/emails/([0-9]+)/(answered|callback)(?:\?.*)?$")
 
@@ -90,6 +91,11 @@ class _PageParser(HTMLParser):
             self.texts[self._container].append(data)
 
 
+def words_of(fragment: str) -> str:
+    """A fragment of the page as its words: the markup taken out, spaces collapsed."""
+    return " ".join(_TAG.sub("", fragment).split())
+
+
 def parse_queue(page: str) -> QueuePage:
     """The open callbacks and email enquiries on /queue, with the forms an agent can submit."""
     parser = _PageParser()
@@ -122,7 +128,7 @@ def parse_queue(page: str) -> QueuePage:
             else:
                 result.email_callbacks[reference] = form
     result.callbacks = list(items.values())
-    result.breached = set(_BREACHED.findall(_TAG.sub(" ", page)))  # "Breached: <span ...>HD-...</span>"
+    result.breached = set(_BREACHED.findall(page))
     if "csrf_token" not in page and (result.callbacks or result.emails):
         raise AgentError("the queue page's forms carry no CSRF token")
     return result
