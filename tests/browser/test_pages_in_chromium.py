@@ -333,6 +333,29 @@ def test_at_320_px_wide_a_managers_pages_need_no_sideways_scroll(page, live_app,
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 320, (link.text_content(), box)
 
 
+@pytest.mark.parametrize("path", ["/calls", "/service-levels"])
+def test_at_320_px_wide_a_tables_caption_is_read_without_scrolling_sideways(page, live_app, sign_in, path):
+    """A table wider than the screen scrolls in its own box; its caption once took the table's
+    width too, so that the end of each of its lines was out of sight."""
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(path if path != "/calls" else f"/calls?day={live_app.calls_day.isoformat()}"))
+    captions = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
+        const caption = wrap.querySelector('caption'), box = caption.getBoundingClientRect(),
+              frame = wrap.getBoundingClientRect();
+        return [caption.id, wrap.scrollWidth > wrap.clientWidth, box.left >= frame.left,
+                box.right <= frame.right + 0.5];
+    })""")
+    assert captions and any(wider for _, wider, *_ in captions), captions
+    assert all(left and right for _, _, left, right in captions), captions
+    # Scrolled to the table's far end, the caption stays in view.
+    page.evaluate("document.querySelectorAll('.table-wrap').forEach(wrap => wrap.scrollLeft = wrap.scrollWidth)")
+    after = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
+        const box = wrap.querySelector('caption').getBoundingClientRect(), frame = wrap.getBoundingClientRect();
+        return box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5; })""")
+    assert after == [True] * len(captions)
+
+
 def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_field(page, live_app, sign_in):
     """As GOV.UK's error summary: focused on arrival, its link leads to the field, which says why."""
     sign_in(page, live_app.manager)

@@ -26,6 +26,7 @@ from prism import PrismServer, bracket_list_fields
 from servers import HOST
 from tests.browser import axe
 from tests.browser.conftest import BACKENDS, backend_database
+from tests.browser.tables import assert_cards, assert_tables, tables_as_laid_out
 
 AGENT_PHONE = "+447700900555"
 DESK = "+441134960000"
@@ -538,24 +539,51 @@ def test_at_320_px_wide_no_reference_or_masked_number_is_broken_across_two_lines
     assert overflow <= 0, f"the queue scrolls {overflow} px sideways at 320 px"
 
 
-def test_at_320_px_wide_a_tables_caption_is_read_without_scrolling_sideways(page, queue_app):
-    """A table wider than the screen scrolls in its own box; its caption once took the table's
-    width too, so that the end of each of its lines was out of sight."""
+@pytest.mark.parametrize("width", [320, 390, 768])
+def test_on_a_phone_or_an_upright_tablet_each_answered_call_and_email_is_a_card_with_its_buttons_in_view(
+        page, queue_app, width):
+    """The tables of answered calls and emails were wider than a phone: an agent scrolled each row
+    sideways to reach its buttons. In a box narrower than 60rem each row is a card, every cell under
+    its column's heading, and the table is still a table to a screen reader."""
+    awaiting, email = queue_app.answered_call(), queue_app.email_enquiry()
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, queue_app)
+    tables = tables_as_laid_out(page)
+    assert [table["id"] for table in tables] == ["awaiting-caption", "emails-caption"], tables
+    assert_cards(tables)
+    targets = page.evaluate("""() => [...document.querySelectorAll('main table button, main table summary')]
+        .map(e => [e.id || e.textContent.trim(), e.getBoundingClientRect().left, e.getBoundingClientRect().right])""")
+    assert len(targets) >= 4 and all(left >= 0 and right <= width for _, left, right in targets), targets
+    for target in (f"#call-{awaiting}-concluded", f"#call-{awaiting}-callback-panel summary"):
+        page.locator(target).scroll_into_view_if_needed()
+        assert page.locator(target).is_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the queue scrolls {overflow} px sideways at {width} px"
+    # To assistive technology, still two tables of rows of cells, each cell's heading hidden from it.
+    tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
+    roles = [node["role"]["value"] for node in tree if not node.get("ignored")]
+    rows = sum(len(table["rows"]) for table in tables)
+    assert roles.count("table") == 2 and roles.count("row") == rows + 2 and roles.count("rowheader") == rows, roles
+    assert roles.count("columnheader") == len(tables[0]["columns"]) + len(tables[1]["columns"]), roles
+    headings = sum(len(row) for table in tables for row in table["rows"])
+    assert page.locator(".cell-heading[aria-hidden=true]").count() == headings
+    assert page.get_by_role("row", name=re.compile(re.escape(email))).count() == 1
+    # Opened on a card, the callback form fits it too.
+    page.locator(f"#call-{awaiting}-callback-panel summary").click()
+    fields = page.evaluate(f"""() => [...document.querySelectorAll(
+        '#call-{awaiting} textarea, #call-{awaiting} input:not([type=hidden]), #call-{awaiting} button')]
+        .map(e => e.getBoundingClientRect().right)""")
+    assert fields and max(fields) <= width, fields
+    found = axe.violations(page)
+    assert axe.blocking(found) == [], axe.describe(axe.blocking(found))
+
+
+def test_on_a_wide_screen_the_answered_calls_and_emails_are_tables_with_their_column_headers(page, queue_app):
     queue_app.answered_call()
     queue_app.email_enquiry()
-    page.set_viewport_size({"width": 320, "height": 640})
+    page.set_viewport_size({"width": 1280, "height": 800})
     sign_in(page, queue_app)
-    captions = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
-        const caption = wrap.querySelector('caption'), box = caption.getBoundingClientRect(),
-              frame = wrap.getBoundingClientRect();
-        return [caption.id, wrap.scrollWidth > wrap.clientWidth, box.left >= frame.left,
-                box.right <= frame.right + 0.5];
-    })""")
-    assert len(captions) == 2 and any(wider for _, wider, *_ in captions), captions
-    assert all(left and right for _, _, left, right in captions), captions
-    # Scrolled to the table's far end, the caption stays in view.
-    page.evaluate("document.querySelectorAll('.table-wrap').forEach(wrap => wrap.scrollLeft = wrap.scrollWidth)")
-    after = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')].map(wrap => {
-        const box = wrap.querySelector('caption').getBoundingClientRect(), frame = wrap.getBoundingClientRect();
-        return box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5; })""")
-    assert after == [True, True]
+    tables = tables_as_laid_out(page)
+    assert len(tables) == 2
+    assert_tables(tables)
+    assert page.evaluate("getComputedStyle(document.querySelector('table.awaiting')).display") == "table"

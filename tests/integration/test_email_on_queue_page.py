@@ -13,7 +13,7 @@ from callbacks.smtp import FakeSender
 from helpdesk.models import Callback, EmailAcknowledgement, Enquiry
 from tests.integration.conftest import make_settings
 from tests.integration.test_email_acknowledgements import DESK, raw_email, receive
-from tests.integration.test_queue_page import PASSWORD, add_agent, at, text_of, words
+from tests.integration.test_queue_page import PASSWORD, add_agent, at, row_header, table_rows, text_of, words
 from tests.integration.test_users_and_login import csrf_token, sign_in
 
 
@@ -54,7 +54,7 @@ def send(database, settings, now, sender=None):
 
 def row(page: str, reference: str) -> str:
     """One email enquiry's table row, by its reference."""
-    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*<th scope="row">{ref(reference)}</th>.*?</tr>', page,
+    match = re.search(rf'<tr id="email-\d+"[^>]*>(?:(?!</tr>).)*{row_header(reference)}.*?</tr>', page,
                       re.S)
     assert match, f"{reference} is not on the page"
     return match.group(0)
@@ -87,7 +87,7 @@ def test_email_enquiries_are_listed_oldest_first_with_their_age_and_a_masked_sen
     clock.now = at(10, 0)
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title" tabindex="-1">Email enquiries awaiting a response</h2>'):]
-    assert re.findall(r'<th scope="row">' + ref("(HD-[0-9-]+)") + "</th>", section) == [oldest, later, newest]
+    assert re.findall(row_header("(HD-[0-9-]+)"), section) == [oldest, later, newest]
     assert ("Email enquiries awaiting a response: 3. Those whose acknowledgement failed, is retrying or is overdue "
             "come first, then the oldest. Times are UK time.") in words(section)
     first = row(page, oldest)
@@ -160,9 +160,9 @@ def test_each_acknowledgement_state_is_shown_in_words(alice, client, clock, data
     assert "Try again" not in row(page, on_time) + row(page, flooded)
     # Those an agent may have to act on come first: failed, retrying, overdue; then the rest, oldest first.
     section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
-    listed = re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section)
-    assert listed[:3] == [failed, overdue, retried]
-    assert listed[3:5] == [on_time, late] and listed[-1] == flooded and len(listed) == 7
+    order = re.findall(row_header("(HD-[0-9-]+)"), section)
+    assert order[:3] == [failed, overdue, retried]
+    assert order[3:5] == [on_time, late] and order[-1] == flooded and len(order) == 7
 
 
 def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hundred(alice, client, clock, database,
@@ -179,7 +179,7 @@ def test_acknowledgements_needing_attention_are_listed_even_beyond_the_first_hun
     page = text_of(client.get("/queue"))
     section = page[page.index('<h2 id="emails-title" tabindex="-1">'):]
     assert "Email enquiries awaiting a response: 103 (100 shown)." in words(section)
-    assert re.findall(r'<th scope="row"><span class="reference">(HD-[0-9-]+)</span></th>', section)[0] == newest
+    assert re.findall(row_header("(HD-[0-9-]+)"), section)[0] == newest
 
 
 def test_without_email_enquiries_the_section_says_so(alice, client):
@@ -198,7 +198,7 @@ def test_marking_an_email_enquiry_answered_closes_it_and_takes_it_off_the_list(a
     response = post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
     assert response.status_code == 302 and response.headers["Location"].endswith("/queue#emails-said")
     page = text_of(client.get("/queue"))
-    assert f"{ref(reference)} is marked as answered." in page and f'<th scope="row">{ref(reference)}</th>' not in page
+    assert f"{ref(reference)} is marked as answered." in page and row_header(reference) not in page
     enquiry = stored_enquiry(database, reference)
     assert (enquiry.status, enquiry.closed_at, enquiry.closed_by_id) == ("closed", at(10, 0), alice)
     post_from_page(client, f"/queue/emails/{enquiry_id}/answered")
@@ -237,8 +237,7 @@ def test_an_email_enquiry_that_needs_a_call_is_owed_a_callback_from_the_email_th
     assert stored_enquiry(database, reference).status == "callback_owed"
     page = text_of(client.get("/queue"))
     assert f"A callback is now owed for {ref(reference)}, due by 12:30 today." in page
-    assert (f'<th scope="row"><span class="reference">{reference}</span></th>'
-            not in page)  # off the emails awaiting a response
+    assert row_header(reference) not in page  # off the emails awaiting a response
     assert f'{ref(reference)} <span class="reason">– Email enquiry needing a call</span>' in page
 
 
@@ -298,7 +297,7 @@ def test_a_new_email_from_the_customer_brings_an_answered_enquiry_back(alice, cl
     clock.now = at(9, 30)
     post_from_page(client, f"/queue/emails/{stored_enquiry(database, reference).id}/answered")
     receive(database, settings, raw_email(2, subject=f"Re: We have your email [{reference}]"), at(9, 45))
-    assert f'<th scope="row"><span class="reference">{reference}</span></th>' in text_of(client.get("/queue"))
+    assert row_header(reference) in text_of(client.get("/queue"))
 
 
 def test_a_reply_that_came_in_after_the_page_was_shown_keeps_the_enquiry_open(alice, client, clock, database,
@@ -426,6 +425,10 @@ def test_the_section_keeps_the_pages_structure_for_screen_readers(alice, client,
     page = text_of(client.get("/queue"))
     assert re.search(r'<section class="queue-emails" id="emails" aria-labelledby="emails-title"', page)
     assert '<caption id="emails-caption">' in page and 'aria-labelledby="emails-caption"' in page
-    assert all(f'<th scope="col">{name}</th>' in page for name in
-               ("Received", "Enquiry", "Reply to", "Waiting", "Acknowledgement", "Action"))
+    columns = ["Received", "Enquiry", "Reply to", "Waiting", "Acknowledgement", "Action"]
+    assert all(f'<th scope="col" role="columnheader">{name}</th>' in page for name in columns)
+    # On a narrow screen each row is a card, its cells under their columns' headings (for the eye
+    # alone: a screen reader says the column header), and the table's roles written out keep it a table.
+    assert '<table class="calls emails cards" role="table">' in page
+    assert [[heading for heading, _ in cells] for _, cells in table_rows(page, "emails", "email-")] == [columns]
     assert f'Mark as answered<span class="visually-hidden"> ({reference})</span>' in page

@@ -548,12 +548,30 @@ def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, 
     assert "This enquiry is already recorded as concluded." in page
 
 
+# The heading a cell of a table of cards shows on a narrow screen; hidden from screen readers.
+CELL_HEADING = r'<span class="cell-heading" aria-hidden="true">([^<]*)</span>'
+
+
+def row_header(reference: str) -> str:
+    """A reference as the agents' page's tables list it: its row's header, with the heading its card shows."""
+    return (f'<th scope="row" role="rowheader"><span class="cell-heading" aria-hidden="true">Enquiry</span>'
+            f'<span class="reference">{reference}</span></th>')
+
+
+def table_rows(page: str, table_class: str, prefix: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """A table's rows in order, each as its id without the prefix and its cells: the heading its card
+    shows, and its text."""
+    table = page[page.index(f'<table class="calls {table_class} cards"'):]
+    table = table[:table.index("</table>")]
+    return [(found.group(1), [(heading.group(1) if (heading := re.search(CELL_HEADING, cell)) else "",
+                               words(re.sub(CELL_HEADING, "", cell)))
+                              for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(2), re.S)])
+            for found in re.finditer(rf'<tr id="{prefix}([^"]+)"[^>]*>(.*?)</tr>', table, re.S)]
+
+
 def awaiting_rows(page: str) -> list[tuple[str, ...]]:
     """The answered calls awaiting an outcome, in order: each row's call and its cells' text."""
-    table = page[page.index('<table class="calls awaiting">'):]
-    table = table[:table.index("</table>")]
-    return [(found.group(1), *(words(cell) for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(2), re.S)))
-            for found in re.finditer(r'<tr id="call-(CA[0-9a-f]+)">(.*?)</tr>', table, re.S)]
+    return [(call, *(text for _, text in cells)) for call, cells in table_rows(page, "awaiting", "call-")]
 
 
 def awaiting_caption(page: str) -> str:
@@ -575,7 +593,7 @@ def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(
     assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
         (sid(2), "You"), (sid(1), "You"), (sid(6), "Carol Agent or Dave Agent"), (sid(5), "•••••••• 999"),
         (sid(4), "Bob Agent"), (sid(3), "client:agent-1")]
-    assert '<th scope="col">Answered by</th>' in page
+    assert '<th scope="col" role="columnheader">Answered by</th>' in page
     assert awaiting_caption(page) == ("Calls answered yesterday or today whose enquiry is still open: 6. "
                                       "The 2 you answered come first. Times are UK time.")
 
@@ -799,14 +817,15 @@ def test_answered_calls_awaiting_an_outcome_stay_listed_from_the_last_opening_da
     clock.now = at(10, 0)
 
     def awaiting(page: str) -> tuple[list[str], str]:
-        rows = re.findall(r'<tr id="call-(CA[0-9a-f]+)">', page)
+        rows = re.findall(r'<tr id="call-(CA[0-9a-f]+)"', page)
         caption = re.search(r'<caption id="awaiting-caption">(.*?)</caption>', page, re.S)
         return rows, " ".join(re.sub(r"<[^>]+>", "", caption.group(1) if caption else "").split())
 
     page = text_of(client.get("/queue"))
     assert awaiting(page) == ([sid(3), sid(1)], "Calls answered yesterday or today whose enquiry is still "
                                                  "open: 2. Times are UK time.")
-    assert f'id="call-{sid(1)}">\n      <td><time datetime="2026-11-23T17:55:00+00:00">17:55 yesterday</time>' in page
+    assert re.search(rf'<tr id="call-{sid(1)}"[^>]*>\s*<td[^>]*>{CELL_HEADING}'
+                     r'<time datetime="2026-11-23T17:55:00\+00:00">17:55 yesterday</time>', page)
 
     answer_a_call(client, clock, 4, at(17, 50) + timedelta(days=3))  # Friday 27 November
     clock.now = at(8, 30) + timedelta(days=6)  # Monday 30 November, before anyone has answered a call
