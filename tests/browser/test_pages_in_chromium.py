@@ -11,6 +11,7 @@ import pytest
 from helpdesk.pages.format import format_compliance
 from tests.browser import axe
 from tests.browser.conftest import Login
+from tests.browser.tables import assert_cards, assert_tables, tables_as_laid_out
 
 WRONG = "Username or password is wrong."
 MASKED = re.compile(r"^(•{8} [0-9]{3}|•{8}|Withheld)$")
@@ -810,6 +811,19 @@ def test_at_320_px_wide_the_users_pages_need_no_sideways_scroll(page, live_app, 
     assert page.title() != "Page not found – Help desk"
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{path} scrolls {overflow} px sideways at 320 px"
+
+
+@pytest.mark.parametrize("width", [320, 390, 768, 1280])
+def test_on_a_phone_each_user_is_a_card_and_on_a_wide_screen_a_row(page, live_app, sign_in, width):
+    """The Users list was nine columns wide: on a phone, most of each user was out of sight."""
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_app.add_user(f"cards.admin.{width}", "admin"))
+    page.goto(live_app.at("/admin/users"))
+    tables = tables_as_laid_out(page)
+    assert len(tables) == 1 and len(tables[0]["rows"]) >= 2, tables
+    (assert_tables if width == 1280 else assert_cards)(tables)
+    # Each card, or row, is headed by its username, a link to the user's page.
+    assert page.get_by_role("rowheader").get_by_role("link").count() == len(tables[0]["rows"])
 
 
 # Every box a user types into, as the stylesheet draws it: thick dark border, room for a finger.

@@ -19,6 +19,7 @@ from helpdesk.users import (PASSWORD_CHOSEN_WITH_LINK, PASSWORD_LINK_SENT, SIGN_
 from tests.integration.conftest import BASE_URL, make_app, make_settings, stored
 from tests.integration.test_password_change import NEW, change
 from tests.integration.test_queue_page import words
+from tests.integration.test_users_page import users_list
 from tests.integration.test_sign_in_audit import entries
 from tests.integration.test_user_audit import user_named
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, run_cli, sign_in
@@ -115,7 +116,7 @@ def test_an_administrator_adds_a_user_who_chooses_their_password_with_the_emaile
     page = words(client.get(response.headers["Location"]).get_data(as_text=True))
     assert "Added alex, and emailed them a link to choose their password. It works for 3 days." in page
     assert "Not chosen yet: they choose it with the link emailed to them" in page
-    listed = words(client.get("/admin/users").get_data(as_text=True))
+    listed = users_list(client)
     assert f"alex Alex Smith Agent None {ADDRESS} Yes Not chosen yet" in listed
     assert "dana Dana Admin Administrator None None Yes Their own" in listed
     [(sender, recipients, message)] = smtp_server.mailbox.messages
@@ -288,9 +289,9 @@ def test_a_newer_link_replaces_the_older(app, client, db_session, smtp_server, a
     visitor = app.test_client()
     visitor.get(first)
     assert visitor.get("/password/choose").status_code == 404
-    assert "Not chosen yet" in words(client.get("/admin/users").get_data(as_text=True))
+    assert "Not chosen yet" in users_list(client)
     assert choose(visitor, second).status_code == 302 and works(db_session, CHOSEN)
-    listed = words(client.get("/admin/users").get_data(as_text=True))
+    listed = users_list(client)
     assert "Not chosen yet" not in listed and f"{ADDRESS} Yes Their own" in listed
 
 
@@ -596,10 +597,10 @@ def test_every_entry_says_what_happened_in_words(client, db_session, smtp_server
     with db_session.begin():
         actions = set(db_session.scalars(select(AuditEntry.action)))
     assert {"user.added", PASSWORD_LINK_SENT} <= actions
-    page = words(client.get("/admin/users").get_data(as_text=True))
+    page = users_list(client)
     assert "alex added as Agent, to choose their password with an emailed link, with an email address, by dana" in page
     add_by_link(client, username="sam", email="sam@example.org", phone="07700 900123")
-    page = words(client.get("/admin/users").get_data(as_text=True))
+    page = users_list(client)
     assert "sam added as Agent, to choose their password with an emailed link, with a phone and an email address" in page
 
 

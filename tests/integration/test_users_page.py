@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from html import unescape
 import logging
+import re
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from helpdesk.models import Callback, FormerPhone, User
 from helpdesk.pages.format import format_date_time
 from tests.integration.test_user_audit import TEMPORARY, audit_entries, user_named, works
 from tests.integration.test_password_change import NEW
-from tests.integration.test_queue_page import miss_a_call, words
+from tests.integration.test_queue_page import CELL_HEADING, miss_a_call, words
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, make_user, run_cli, sign_in
 
 
@@ -73,6 +74,11 @@ def test_the_navigation_links_administrators_to_users(client, admin):
 
 # --------------------------------------------------------------------------- the list
 
+def users_list(client) -> str:
+    """The Users list's words as a screen reader reads them: without the headings each card shows."""
+    return words(re.sub(CELL_HEADING, "", client.get("/admin/users").get_data(as_text=True)))
+
+
 
 def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(client, db_session, admin):
     make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123",
@@ -84,7 +90,7 @@ def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(clien
     with db_session.begin():  # a phone set before 0.26.0 kept since when: no time to show
         db_session.execute(User.__table__.update().where(User.username == "kim").values(phone_since=None))
 
-    page = words(client.get("/admin/users").get_data(as_text=True))
+    page = users_list(client)
 
     assert ("alex Alex Smith Agent •••••••• 123 Number ending 123 since 20 Nov 2026 09:30:00 GMT None Yes Their own"
             in page)
@@ -93,6 +99,22 @@ def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(clien
             in page)
     assert "dana Dana Admin Administrator None None Yes Their own" in page
     assert "900123" not in page.replace("Number ending 123", "")
+
+
+def test_each_users_row_is_headed_by_their_username_and_each_cell_names_its_column_for_a_card(
+        client, db_session, admin):
+    make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123")
+    page = client.get("/admin/users").get_data(as_text=True)
+    columns = re.findall(r'<th scope="col" role="columnheader">([^<]+)</th>', page)
+    assert columns == ["Username", "Name", "Role", "Phone", "Email address", "Signs in", "Password", "Last signed in",
+                       "Two-step sign-in"]
+    body = page[page.index('<tbody role="rowgroup">'):page.index("</tbody>")]
+    rows = re.findall(r'<tr role="row">(.*?)</tr>', body, re.S)
+    assert len(rows) == 2 and all(re.findall(CELL_HEADING, row) == columns for row in rows)
+    for username in ("alex", "dana"):
+        assert re.search(r'<th scope="row" class="long-text" role="rowheader">' + CELL_HEADING
+                         + rf'<a href="/admin/users/\d+">{username}</a></th>', body), username
+    assert '<table class="cards" role="table">' in page
 
 
 # --------------------------------------------------------------------------- adding
@@ -509,7 +531,7 @@ def test_a_name_or_phone_far_too_long_is_refused_at_its_field(client, db_session
 
 def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_session, admin):
     alex = make_user(db_session, "alex", "agent")
-    assert "alex Agent None None Yes Their own No sign-in recorded" in words(client.get("/admin/users").get_data(as_text=True))
+    assert "alex Agent None None Yes Their own No sign-in recorded" in users_list(client)
 
     clock.advance(3600)
     sign_in(app.test_client(), "alex")
@@ -517,7 +539,7 @@ def test_the_pages_say_when_each_user_last_signed_in(app, client, clock, db_sess
     clock.advance(60)
     sign_in(app.test_client(), "alex", "not the password")  # refused: not a sign-in
 
-    listed = words(client.get("/admin/users").get_data(as_text=True))
+    listed = users_list(client)
     assert f"alex Agent None None Yes Their own {when}" in listed
     assert f"Last signed in {when}" in words(client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
     # And on the server: `helpdesk users list`, in UK time.
