@@ -139,9 +139,18 @@ def _setup_page(form: CodeForm):
     if not isinstance(secret, str) or len(secret) != 32:
         secret = session[_NEW_SECRET] = new_secret()
     uri = setup_uri(secret, current_user.username, settings().name)
-    qr = segno.make(uri, error="m").svg_inline(scale=5, border=4, dark="#0b0c0c", light="#ffffff",
-                                               title="QR code to scan with the authenticator app")
-    return render_template("two_step_setup.html", form=form, qr=qr, key=grouped(secret), must=must_set_up(current_user))
+    return render_template("two_step_setup.html", form=form, qr=qr_code(uri), key=grouped(secret),
+                           must=must_set_up(current_user))
+
+
+def qr_code(uri: str) -> str:
+    """The key's QR code as inline SVG, 5 px a module, and with a viewBox, so that the stylesheet can
+    shrink it to a screen narrower than that (a phone's at 320 px) rather than have it run off."""
+    code = segno.make(uri, error="m")
+    width, height = code.symbol_size(scale=5, border=4)
+    svg = code.svg_inline(scale=5, border=4, dark="#0b0c0c", light="#ffffff", omitsize=True,
+                          title="QR code to scan with the authenticator app")
+    return svg.replace("<svg ", f'<svg width="{width}" height="{height}" ', 1)
 
 
 @bp.post("/account/two-step/on")

@@ -357,6 +357,23 @@ def test_at_320_px_wide_a_tables_caption_is_read_without_scrolling_sideways(page
     assert after == [True] * len(captions)
 
 
+def test_at_320_px_wide_the_two_step_qr_code_is_shrunk_to_the_screen_not_cut(page, live_app, sign_in):
+    """A longer username makes a larger QR code (305 px for the demo's agent): at 320 px it ran off
+    the screen, and the page scrolled sideways."""
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, live_app.add_user("a.rather.long.username.for.a.manager.setting.up", "manager"))
+    page.goto(live_app.at("/account/two-step"))
+    natural = int(page.locator(".qr-code svg").get_attribute("width"))
+    box = page.locator(".qr-code svg").bounding_box()
+    assert natural > 320 - 56, "the username should make a QR code too wide for the list's indent at 320 px"
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 320 and box["width"] < natural, box
+    assert abs(box["width"] - box["height"]) < 0.5, "a QR code shrunk keeps its shape"
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the set-up page scrolls {overflow} px sideways at 320 px"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.locator(".qr-code svg").bounding_box()["width"] == natural, "at its natural size where it fits"
+
+
 def test_a_refused_evidence_form_takes_focus_to_its_error_and_from_there_to_the_field(page, live_app, sign_in):
     """As GOV.UK's error summary: focused on arrival, its link leads to the field, which says why."""
     sign_in(page, live_app.manager)
