@@ -304,6 +304,17 @@ def test_axe_core_finds_nothing_serious_or_critical_on_an_enquirys_page(page, li
     _check_with_axe(page, "/enquiries (a reference that is not one)")
 
 
+def test_an_enquirys_story_is_as_wide_as_the_page(page, live_app, sign_in):
+    """Its table once took the two-step set-up's list's rule (.steps, at most 48rem wide), and so
+    was 768 px wide on a 1,280 px screen, its details crammed."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    page.goto(live_app.at(page.locator("table.calls tbody tr td a[href^='/enquiries/']").first.get_attribute("href")))
+    table, frame = page.locator("table.steps").bounding_box(), page.locator("table.steps").locator("..").bounding_box()
+    assert table["width"] == frame["width"] > 768, (table, frame)
+
+
 # --------------------------------------------------------------------------- escaping
 
 
