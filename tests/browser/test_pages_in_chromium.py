@@ -304,13 +304,19 @@ def test_axe_core_finds_nothing_serious_or_critical_on_an_enquirys_page(page, li
     _check_with_axe(page, "/enquiries (a reference that is not one)")
 
 
+def _an_enquirys_page(page, live_app) -> None:
+    """From the Calls page, through a call's reference, to its enquiry's story."""
+    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    href = page.locator("table.calls tbody tr td a[href^='/enquiries/']").first.get_attribute("href")
+    page.goto(live_app.at(href))
+
+
 def test_an_enquirys_story_is_as_wide_as_the_page(page, live_app, sign_in):
     """Its table once took the two-step set-up's list's rule (.steps, at most 48rem wide), and so
     was 768 px wide on a 1,280 px screen, its details crammed."""
     page.set_viewport_size({"width": 1280, "height": 800})
     sign_in(page, live_app.manager)
-    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
-    page.goto(live_app.at(page.locator("table.calls tbody tr td a[href^='/enquiries/']").first.get_attribute("href")))
+    _an_enquirys_page(page, live_app)
     table, frame = page.locator("table.steps").bounding_box(), page.locator("table.steps").locator("..").bounding_box()
     assert table["width"] == frame["width"] > 768, (table, frame)
 
@@ -854,6 +860,27 @@ def test_on_a_phone_each_user_is_a_card_and_on_a_wide_screen_a_row(page, live_ap
     assert page.get_by_role("rowheader").get_by_role("link").count() == len(tables[0]["rows"])
 
 
+@pytest.mark.parametrize("width", [320, 390, 768, 1280])
+@pytest.mark.parametrize("what", ["audit log", "an enquiry's story"])
+def test_on_a_phone_the_audit_log_and_an_enquirys_story_are_cards_and_on_a_wide_screen_tables(
+        page, live_app, sign_in, what, width):
+    """Their tables scrolled sideways on a phone (the audit log's by 169 to 239 px): the end of
+    what happened, and what it was about, were out of sight."""
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_app.add_user(f"cards.auditor.{width}.{len(what)}", "auditor"))
+    if what == "audit log":
+        page.goto(live_app.at("/audit"))
+    else:
+        _an_enquirys_page(page, live_app)
+    tables = tables_as_laid_out(page)
+    assert len(tables) == 1 and tables[0]["rows"], tables
+    (assert_tables if width == 1280 else assert_cards)(tables)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the {what} scrolls {overflow} px sideways at {width} px"
+    if width == 390:
+        _check_with_axe(page, f"the {what}, as cards")
+
+
 # Every box a user types into, as the stylesheet draws it: thick dark border, room for a finger.
 FIELDS = ("input:not([type=hidden]):not([type=checkbox]):not([type=radio]):not([type=submit]):not([type=button]), "
           "select, textarea")
@@ -925,12 +952,12 @@ def test_an_auditor_reads_the_audit_log_and_narrows_it_to_sign_ins(page, live_ap
     with page.expect_navigation():
         page.locator("form.filters button[type=submit]").click()
     assert "what=sign-ins" in page.url
-    whats = page.locator("table.audit tbody tr td:nth-child(3)").all_text_contents()
+    whats = page.locator("table.audit tbody tr td:nth-child(3)").all_inner_texts()
     assert whats and all(what.startswith(("Signed in", "Signed out", "Sign-in refused", "Password change refused"))
                          for what in whats), whats
     assert any(what.startswith("Signed in from 127.0.0.1") for what in whats), whats
     assert any(who.startswith("browser.auditor") for who in page.locator("table.audit tbody tr td:nth-child(2)")
-               .all_text_contents())
+               .all_inner_texts())
     _check_with_axe(page, "/audit (sign-ins)")
     page.set_viewport_size({"width": 320, "height": 256})
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

@@ -24,6 +24,7 @@ from helpdesk.retention import Removal, record_removal
 from helpdesk.subject_access import Found, record_search
 from helpdesk.users import Actor, command_line, set_role
 from tests.integration.test_evidence_page import download, seed
+from tests.integration.test_queue_page import CELL_HEADING
 from tests.integration.test_sign_in_audit import person
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, sign_in
 
@@ -43,10 +44,14 @@ def page(client, path: str = "/audit", status: int = 200) -> str:
     return unescape(response.get_data(as_text=True))
 
 
+TBODY = '<tbody role="rowgroup">'
+
+
 def rows_of(page_text: str) -> list[str]:
-    """The table's rows, as text without markup, in order."""
-    body = page_text.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in page_text else ""
-    return [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in body.split("<tr>")[1:]]
+    """The table's rows, as text without markup (and without the headings of its cards), in order."""
+    body = page_text.split(TBODY, 1)[1].split("</tbody>", 1)[0] if TBODY in page_text else ""
+    return [" ".join(re.sub(r"<[^>]+>", " ", re.sub(CELL_HEADING, "", row)).split())
+            for row in body.split('<tr role="row">')[1:]]
 
 
 @pytest.fixture

@@ -75,13 +75,18 @@ def reference(db_session, callback) -> str:
         return db_session.scalar(select(Enquiry.reference).where(Enquiry.id == callback.enquiry_id))
 
 
+# The heading a cell of a table of cards shows on a narrow screen; hidden from screen readers.
+CELL_HEADING = r'<span class="cell-heading" aria-hidden="true">([^<]*)</span>'
+
+
 def text_of(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
 def words(html: str) -> str:
-    """The page's text as read: tags and runs of white space made one space, none before . , :"""
-    return re.sub(r" ([.,:])", r"\1", " ".join(re.sub(r"<[^>]+>", " ", html).split()))
+    """The page's text as read: tags and runs of white space made one space, none before . , :, and
+    without the headings a table's cards show in each cell (hidden from screen readers)."""
+    return re.sub(r" ([.,:])", r"\1", " ".join(re.sub(r"<[^>]+>", " ", re.sub(CELL_HEADING, "", html)).split()))
 
 
 def item(page: str, callback_id: int) -> str:
@@ -548,10 +553,6 @@ def test_an_enquiry_concluded_once_is_not_concluded_again(alice, client, clock, 
     assert "This enquiry is already recorded as concluded." in page
 
 
-# The heading a cell of a table of cards shows on a narrow screen; hidden from screen readers.
-CELL_HEADING = r'<span class="cell-heading" aria-hidden="true">([^<]*)</span>'
-
-
 def row_header(reference: str) -> str:
     """A reference as the agents' page's tables list it: its row's header, with the heading its card shows."""
     return (f'<th scope="row" role="rowheader"><span class="cell-heading" aria-hidden="true">Enquiry</span>'
@@ -564,7 +565,7 @@ def table_rows(page: str, table_class: str, prefix: str) -> list[tuple[str, list
     table = page[page.index(f'<table class="calls {table_class} cards"'):]
     table = table[:table.index("</table>")]
     return [(found.group(1), [(heading.group(1) if (heading := re.search(CELL_HEADING, cell)) else "",
-                               words(re.sub(CELL_HEADING, "", cell)))
+                               words(cell))
                               for cell in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(2), re.S)])
             for found in re.finditer(rf'<tr id="{prefix}([^"]+)"[^>]*>(.*?)</tr>', table, re.S)]
 
