@@ -304,6 +304,18 @@ def test_axe_core_finds_nothing_serious_or_critical_on_an_enquirys_page(page, li
     _check_with_axe(page, "/enquiries (a reference that is not one)")
 
 
+@pytest.mark.parametrize("width", [1024, 1280])
+def test_on_a_laptop_or_a_tablet_held_sideways_the_calls_table_fits_the_page(page, live_app, sign_in, width):
+    """At 1,024 px (a tablet held sideways, a small laptop) the Calls page's ten columns were 998 px at
+    their narrowest, 6 px more than the page had: the table scrolled sideways for its last column."""
+    page.set_viewport_size({"width": width, "height": 800})
+    sign_in(page, live_app.manager)
+    page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
+    assert page.locator("table.calls thead th").count() == 10, "with who answered: every column"
+    sideways = page.evaluate("(w => w.scrollWidth - w.clientWidth)(document.querySelector('.table-wrap'))")
+    assert sideways <= 0, f"the Calls table scrolls {sideways} px sideways at {width} px"
+
+
 def _an_enquirys_page(page, live_app) -> None:
     """From the Calls page, through a call's reference, to its enquiry's story."""
     page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
