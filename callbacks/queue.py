@@ -30,13 +30,13 @@ if TYPE_CHECKING:
     from helpdesk.pages.taken_by import Holding
 
 # Also for those who import them from here (the page's templates too, through this module).
-__all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS",
-           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice",
-           "Sibling", "awaiting_outcome", "callback_to_dial",
+__all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "NOTICES_FIRST",
+           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling", "awaiting_outcome", "callback_to_dial",
            "notice_text", "open_callbacks", "owed_to", "recent_notices", "reference_of", "signature",
            "span_words", "summary_of", "when"]
 
 NOTICES_SINCE = timedelta(hours=24)
+NOTICES_FIRST = 5  # shown at once on the agents' page; the rest of the latest are a click away
 
 
 @dataclass(frozen=True)

@@ -587,3 +587,27 @@ def test_on_a_wide_screen_the_answered_calls_and_emails_are_tables_with_their_co
     assert len(tables) == 2
     assert_tables(tables)
     assert page.evaluate("getComputedStyle(document.querySelector('table.awaiting')).display") == "table"
+
+
+def test_on_a_phone_the_open_callbacks_are_not_two_screens_down_under_the_warnings(page, queue_app):
+    """Twenty warnings and breaches, each three lines at 320 px, put the open callbacks' heading
+    over 2,000 px down. The newest five are shown; the rest are a click away."""
+    now = datetime.now(timezone.utc)
+    for n in range(10):  # a warning and a breach for each of ten callbacks
+        callback = queue_app.missed_call()
+        for kind, seconds in (("warning_10", 2 * n + 1), ("breach", 2 * n)):
+            # As SQLAlchemy stores a UTC time in SQLite: naive text.
+            recorded = (now - timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")
+            queue_app.execute("INSERT INTO callback_notices (callback_id, kind, fell_due_at, recorded_at) "
+                              "VALUES (:callback, :kind, :at, :at)", callback=callback, kind=kind, at=recorded)
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, queue_app)
+    notices = page.locator(".queue-notices li")
+    assert notices.count() == 20 and [notices.nth(n).is_visible() for n in (0, 4, 5, 19)] == [True, True, False, False]
+    heading = page.locator("#open-title").bounding_box()["y"] + page.evaluate("window.scrollY")
+    assert heading < 1400, f"the open callbacks' heading is {heading:.0f} px down at 320 px"
+    more = page.locator(".more-notices summary")
+    assert more.text_content() == "Show 15 more warnings and breaches"
+    more.focus()
+    page.keyboard.press("Enter")
+    assert notices.nth(19).is_visible()

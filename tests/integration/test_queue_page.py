@@ -1472,3 +1472,21 @@ def test_more_notices_than_shown_says_how_many_there_were(app, alice, client, cl
     assert (len(shown), total) == (10, 12)
     page = text_of(client.get("/queue"))
     assert "The latest" not in page  # 12 fit in the page's 20
+    # The newest five at once; the other seven a click away, so that the open callbacks are not
+    # two screens down on a phone.
+    notices = page[page.index('id="notices-title"'):page.index('id="queue-live"')]
+    first, _, rest = notices.partition('<details class="more-notices">')
+    breaches = r'<li class="notice-breach">\s*<strong>Breached: <span class="reference">(HD-[0-9-]+)</span>'
+    assert len(re.findall(breaches, first)) == 5 and len(re.findall(breaches, rest)) == 7
+    assert "<summary>Show 7 more warnings and breaches</summary>" in rest
+    assert re.findall(breaches, first + rest) == [f"HD-2026-{n:06d}" for n in range(12, 0, -1)], "newest first"
+
+
+def test_five_notices_or_fewer_are_all_shown_at_once(app, alice, client, clock, db_session, settings):
+    for n in range(1, 6):
+        miss_a_call(client, clock, 100 + n, at(9, 0) + timedelta(minutes=n))
+    with app.extensions["helpdesk.db"].session() as session:
+        sweep(session, settings, at(12, 30))
+    clock.now = at(12, 31)
+    page = text_of(client.get("/queue"))
+    assert page.count('<li class="notice-breach">') == 5 and "more-notices" not in page
