@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 # Also for those who import them from here (the page's templates too, through this module).
 __all__ = ["ATTEMPT_OUTCOMES", "ATTEMPT_WORDS", "CALL_STATES", "CLOSING", "FILTERS", "NOTICES_FIRST",
-           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling", "awaiting_outcome", "callback_to_dial",
+           "NOTICES_SINCE", "REASONS", "Awaiting", "PastAttempt", "QueueEntry", "QueueView", "RecentNotice", "Sibling",
+           "awaiting_outcome", "callback_to_dial",
            "notice_text", "open_callbacks", "owed_to", "recent_notices", "reference_of", "signature",
            "span_words", "summary_of", "when"]
 
