@@ -316,6 +316,22 @@ def test_on_a_laptop_or_a_tablet_held_sideways_the_calls_table_fits_the_page(pag
     assert sideways <= 0, f"the Calls table scrolls {sideways} px sideways at {width} px"
 
 
+@pytest.mark.parametrize("path", ["/calls", "/service-levels", "/audit"])
+def test_printed_a_pages_tables_fit_an_upright_a4_page_without_the_menu_or_the_forms(page, live_app, sign_in, path):
+    """On paper a table that scrolled in its box on the screen is cut off at the page's edge: the
+    Calls page lost its last columns (met or breached, the enquiry) on an upright A4 page."""
+    sign_in(page, live_app.add_user(f"printing.auditor.{path.strip('/')}", "auditor"))
+    page.goto(live_app.at(path if path != "/calls" else f"/calls?day={live_app.calls_day.isoformat()}"))
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 1000})  # A4's width less Chromium's margins, in CSS px
+    cut = page.evaluate("[...document.querySelectorAll('.table-wrap')].map(w => w.scrollWidth - w.clientWidth)")
+    assert cut and all(px <= 0 for px in cut), f"{path} on paper: tables wider than the page by {cut} px"
+    for hidden in ("nav[aria-label=Main]", "form.filters", "header button"):
+        assert not page.locator(hidden).first.is_visible(), f"{hidden} is printed"
+    assert page.locator("h1").is_visible() and page.locator("main table").first.is_visible()
+    assert len(page.pdf(format="A4")) > 1000, "Chromium prints the page"
+
+
 def _an_enquirys_page(page, live_app) -> None:
     """From the Calls page, through a call's reference, to its enquiry's story."""
     page.goto(live_app.at(f"/calls?day={live_app.calls_day.isoformat()}"))
