@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import re
 from datetime import datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
@@ -24,7 +23,7 @@ from helpdesk.retention import Removal, record_removal
 from helpdesk.subject_access import Found, record_search
 from helpdesk.users import Actor, command_line, set_role
 from tests.integration.test_evidence_page import download, seed
-from tests.integration.test_queue_page import CELL_HEADING
+from tests.integration.test_queue_page import words
 from tests.integration.test_sign_in_audit import person
 from tests.integration.test_users_and_login import PASSWORD, csrf_token, sign_in
 
@@ -50,8 +49,7 @@ TBODY = '<tbody role="rowgroup">'
 def rows_of(page_text: str) -> list[str]:
     """The table's rows, as text without markup (and without the headings of its cards), in order."""
     body = page_text.split(TBODY, 1)[1].split("</tbody>", 1)[0] if TBODY in page_text else ""
-    return [" ".join(re.sub(r"<[^>]+>", " ", re.sub(CELL_HEADING, "", row)).split())
-            for row in body.split('<tr role="row">')[1:]]
+    return [words(row) for row in body.split('<tr role="row">')[1:]]
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import re
 from datetime import timedelta
 
 import pytest
@@ -11,15 +10,14 @@ from sqlalchemy import select
 from callbacks import service
 from helpdesk.models import Callback, Enquiry
 from tests.integration.test_callbacks import callbacks, miss_a_call
-from tests.integration.test_queue_page import CELL_HEADING, add_agent
+from tests.integration.test_queue_page import add_agent, words
 from tests.integration.test_users_and_login import make_user, sign_in
 from tests.integration.twilio_requests import sid
 
 
 def page_text(response) -> str:
     """The page's words as a screen reader reads them: without the headings of the steps' cards."""
-    page = re.sub(CELL_HEADING, "", response.get_data(as_text=True))
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    return html.unescape(words(response.get_data(as_text=True)))
 
 
 def reference_of(db_session, call_sid: str) -> str:

@@ -79,7 +79,6 @@ def users_list(client) -> str:
     return words(client.get("/admin/users").get_data(as_text=True))
 
 
-
 def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(client, db_session, admin):
     make_user(db_session, "alex", "agent", display_name="Alex Smith", phone="+447700900123",
               now=datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc))
