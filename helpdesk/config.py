@@ -19,7 +19,7 @@ from helpdesk.calendar import END_OF_DAY, NATIONS
 from helpdesk.config_email import EMAIL_ADDRESS, parse_email
 from helpdesk.config_reader import ConfigError, Reader, no_repeats
 from helpdesk.config_times import WEEKDAYS, clock_text, parse_closures, parse_hours
-from helpdesk.phones import is_phone_number
+from helpdesk.phones import is_phone_number, sip_address
 from helpdesk.settings import (CallbackSettings, IvrSettings, Messages, RoutingSettings, RetentionSettings,
                                SchedulerSettings, Settings, SmtpSettings, WebhookSettings, WebSettings)
 
@@ -188,12 +188,25 @@ def _two_step_roles(web: Reader) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
+def _dial_target(routing: Reader, target: str) -> str:
+    """A ring group's target as it is dialled: a SIP address with its scheme and host in lower
+    case (so it is dialled as <Sip>, and compared as SIP does); a number or Client identity as
+    written."""
+    if target.lower().startswith("sip"):
+        address = sip_address(target, longest=None)
+        if address is None:
+            routing.fail("dial_targets", f"has {target!r}, which is not a SIP address: write sip:, the extension "
+                                         "or name, @ and the phone system's address, for example sip:1001@pbx.example.org")
+        return address
+    if not (is_phone_number(target) or target.startswith("client:")):
+        routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
+    return target
+
+
 def _parse_routing(routing: Reader) -> RoutingSettings:
     mode = routing.choice("mode", "dial", ("dial", "queue"))
-    targets = routing.strings("dial_targets", RoutingSettings.dial_targets)
-    for target in targets:
-        if not (is_phone_number(target) or target.startswith(("sip:", "client:"))):
-            routing.fail("dial_targets", f"has {target!r}: use +44... numbers, sip:... or client:...")
+    targets = tuple(_dial_target(routing, target) for target in routing.strings("dial_targets",
+                                                                                  RoutingSettings.dial_targets))
     no_repeats(routing, "dial_targets", targets)
     if mode == "dial" and not targets:
         routing.fail("dial_targets", "must name at least one target when mode is 'dial'")

@@ -53,6 +53,29 @@ def international(typed: str | None, country_code: str = "44") -> str | None:
     return text if is_phone_number(text) else None
 
 
+# A SIP address Twilio can dial (RFC 3261's sip: URI, ASCII): a user part (an extension such as
+# 1001, a name, or a number), the host (a name, an IPv4 address or an [IPv6] one), an optional
+# port, then optional parameters (";transport=tls") and headers ("?X-Team=helpdesk").
+_SIP_ADDRESS = re.compile(
+    r"sip:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,%]+)"
+    r"@(?P<host>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"|\[[0-9A-Fa-f:.]+\])"
+    r"(?P<port>:[0-9]{1,5})?"
+    r"(?P<rest>(?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$=]+)*(?:\?[A-Za-z0-9\-_.!~*'()%\[\]/?:+$=&]+)?)",
+    re.IGNORECASE)
+SIP_ADDRESS_LENGTH = 128  # as users.phone holds
+
+
+def sip_address(typed: str | None, longest: int | None = SIP_ADDRESS_LENGTH) -> str | None:
+    """A SIP address as a person types it ("SIP:1001@PBX.example.org"), with its scheme and host
+    in lower case as SIP compares them ("sip:1001@pbx.example.org"), or None if it is not one or
+    is longer than `longest` (None: any length, as the ring group's targets may be)."""
+    match = _SIP_ADDRESS.fullmatch((typed or "").strip())
+    if match is None or (longest is not None and len(match.group()) > longest):
+        return None
+    return f"sip:{match['user']}@{match['host'].lower()}{match['port'] or ''}{match['rest']}"
+
+
 def is_withheld(number: str | None) -> bool:
     return number is None or number.strip().lower() in WITHHELD
 

@@ -93,6 +93,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
     ({"routing": {"dial_targets": ["+447700900123", "client:a", "+447700900123"]}},
      "routing.dial_targets has '+447700900123' twice"),
     ({"routing": {"dial_targets": ["+44770090012345"]}}, "routing.dial_targets has '+44770090012345'"),
+    ({"routing": {"dial_targets": ["sip:1001"]}}, "routing.dial_targets has 'sip:1001', which is not a SIP address: "
+                                                  "write sip:, the extension or name, @ and the phone system's address"),
+    ({"routing": {"dial_targets": ["sip:1001@pbx example.org"]}}, "has 'sip:1001@pbx example.org', which is not a SIP"),
+    ({"routing": {"dial_targets": ["sips:1001@pbx.example.org"]}}, "has 'sips:1001@pbx.example.org', which is not a"),
     ({"closures": [{"from": "2026-12-01T10:00"}]}, "closures[1] needs 'date', or both 'from' and 'to'"),
     ({"closures": [{"from": "2026-12-01T10:00", "to": "2026-12-01T09:00"}]}, "closures[1]: 'to' must be after 'from'"),
     ({"closures": [{"date": "2026-12-01", "why": "x"}]}, "closures[1] has unknown key 'why'"),
@@ -244,6 +248,18 @@ def test_take_in_from_is_a_date_written_either_way_and_anything_else_is_named():
             parse_settings({"hours": hours, "email": {"imap": tomllib.loads(f"take_in_from = {written}")}},
                            source="helpdesk.toml")
         assert str(error.value).startswith(f"helpdesk.toml: email.imap.take_in_from {problem}")
+
+
+def test_a_ring_group_may_ring_sip_addresses_with_parameters_and_headers():
+    targets = ["SIP:1001@PBX.example.org:5061;transport=tls", "sip:alice@helpdesk.sip.twilio.com?X-Team=help-desk",
+               "sip:+447700900123@10.0.0.5", "client:agent-1", "+447700900001"]
+    settings = parse_settings({"hours": {"monday": ["09:00-17:00"]}, "routing": {"dial_targets": targets}},
+                              source="t.toml")
+    # Dialled as written, but for a SIP address's scheme and host (in lower case, as SIP compares them).
+    assert list(settings.routing.dial_targets) == ["sip:1001@pbx.example.org:5061;transport=tls", *targets[1:]]
+    with pytest.raises(ConfigError, match="routing.dial_targets has 'sip:1001@pbx.example.org' twice"):
+        parse_settings({"hours": {"monday": ["09:00-17:00"]},
+                        "routing": {"dial_targets": ["sip:1001@pbx.example.org", "SIP:1001@PBX.example.org"]}})
 
 
 def test_unlimited_domains_are_mail_domains():

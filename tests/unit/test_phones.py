@@ -51,3 +51,23 @@ def test_a_number_as_people_type_it_is_put_in_international_format(typed, number
     from helpdesk.phones import international
 
     assert international(typed) == number
+
+
+@pytest.mark.parametrize("typed, address", [
+    ("sip:1001@pbx.example.org", "sip:1001@pbx.example.org"),
+    (" SIP:1001@PBX.Example.org ", "sip:1001@pbx.example.org"),  # scheme and host compare in any case
+    ("sip:Alice.Smith@pbx.example.org", "sip:Alice.Smith@pbx.example.org"),  # the user part as typed
+    ("sip:1001@pbx.example.org:5061;transport=TLS", "sip:1001@pbx.example.org:5061;transport=TLS"),
+    ("sip:+447700900123@10.0.0.5", "sip:+447700900123@10.0.0.5"),
+    ("sip:1001@[2001:db8::1]", "sip:1001@[2001:db8::1]"),
+    ("sip:1001@pbx.example.org?X-Team=help-desk", "sip:1001@pbx.example.org?X-Team=help-desk"),
+    ("sip:1001@", None), ("sip:@pbx.example.org", None), ("sip:1001", None), ("sips:1001@pbx.example.org", None),
+    ("sip:10 01@pbx.example.org", None), ("sip:1001@pbx..example.org", None), ("sip:1001@-pbx.example.org", None),
+    ("sip:1001@pbx.example.org:port", None), ("sip:١٠٠١@pbx.example.org", None), ("client:alice", None),
+    ("07700 900123", None), ("", None), (None, None),
+    ("sip:" + "1" * 110 + "@pbx.example.org", None),  # longer than a user's phone is kept
+])
+def test_a_sip_address_as_people_type_it_is_checked_and_its_scheme_and_host_put_in_lower_case(typed, address):
+    from helpdesk.phones import sip_address
+
+    assert sip_address(typed) == address
