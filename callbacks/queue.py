@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session, joinedload
 
 from callbacks.awaiting import awaiting
@@ -247,12 +247,15 @@ class Awaiting:
 
 
 def _rang(endpoint: str) -> ColumnElement[bool]:
-    """In SQL, over calls: the answering leg rang `endpoint` (lower case), as
-    helpdesk.pages.taken_by.phone_of reads it: a phone number also through a SIP address whose
-    user part it is."""
-    agent = func.lower(Call.agent)
+    """In SQL, over calls: the answering leg rang `endpoint` (a phone as
+    helpdesk.pages.taken_by.phone_of reads it): a phone number also through a SIP address whose
+    user part it is, and a SIP address also with parameters or headers."""
+    agent = func.lower(Call.agent, type_=String)
     if endpoint.startswith("+"):
         return or_(agent == endpoint, agent.like(f"sip:{endpoint}@%"))
+    if endpoint.startswith("sip:"):
+        return or_(agent == endpoint, agent.startswith(f"{endpoint};", autoescape=True),
+                   agent.startswith(f"{endpoint}?", autoescape=True))
     return agent == endpoint
 
 

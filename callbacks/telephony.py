@@ -26,7 +26,7 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from helpdesk.clock import now_utc
-from helpdesk.phones import is_e164, is_withheld
+from helpdesk.phones import is_e164, is_withheld, sip_address
 from helpdesk.voice.params import is_sid
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,12 @@ def check_caller(caller_number: str | None) -> None:
 
 
 def check_numbers(agent_phone: str, caller_number: str | None) -> None:
-    """Raise TelephonyError unless both numbers are E.164 (the message never repeats a number)."""
+    """Raise TelephonyError unless the caller's number is E.164, and the agent's phone too or a
+    SIP address, which Twilio dials as well (the message never repeats a number)."""
     check_caller(caller_number)
-    if not is_e164(agent_phone):
-        raise TelephonyError(f"Your phone number {_INTERNATIONAL}")
+    if not (is_e164(agent_phone) or sip_address(agent_phone) is not None):
+        raise TelephonyError("Your phone is not a phone number in international format (+44...) "
+                             "nor a SIP address (sip:...).")
 
 
 def _urls(public_base_url: str, callback_id: int) -> tuple[str, str, str]:

@@ -20,7 +20,8 @@ from helpdesk.db import Database
 from helpdesk.dbutil import database_error
 from helpdesk.migrate import database_words
 from helpdesk.models.user import ROLES
-from helpdesk.pages.format import format_date_time, mask_number
+from helpdesk.pages.format import format_date_time
+from helpdesk.pages.taken_by import shown_phone
 from helpdesk.user_rules import UserError, check_display_name, check_email, check_phone, check_username
 from helpdesk.users import (NO_PHONE_FOR_AUDITOR, PHONE_FREED, PHONELESS_ROLES, SINCE_IN_FUTURE, add_user, command_line,
                             deactivate, existing_user, list_users, reactivate, refuse_email_taken, refuse_taken,
@@ -143,7 +144,8 @@ def _first_sign_in(user) -> str:
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may see and do.")
 @click.option("--name", "display_name", default="", help="Display name, e.g. \"Alex Smith\".")
-@click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123.")
+@click.option("--phone", default="", help="The agent's phone for \"Call back now\", e.g. +447700900123, or a desk "
+              "phone's SIP address, e.g. sip:1001@pbx.example.org.")
 @click.option("--since", metavar="'YYYY-MM-DD[ HH:MM]'",
               help="When they got the phone, UK time, if not now: calls answered on it since then name them.")
 @click.option("--email", default="", help="Where links to choose a password are sent, e.g. alex@example.org.")
@@ -265,7 +267,7 @@ def list_command() -> None:
         return
     for user in users:
         state = "active" if user.active else "deactivated"
-        phone = f"phone {mask_number(user.phone)}" if user.phone else "no phone"
+        phone = f"phone {shown_phone(user.phone)}" if user.phone else "no phone"
         email = "email" if user.email else "no email"
         password = "password to choose" if user.must_change_password else "own password"
         two_step = "two-step" if user.has_two_step else "no two-step"
@@ -391,7 +393,8 @@ def set_role_command(username: str, role: str) -> None:
               help="When they got the phone, UK time, if not now: calls answered on it since then name them. "
                    "With the phone they have now, changes only this.")
 def set_phone_command(username: str, phone: str, since: str | None) -> None:
-    """Set the phone "Call back now" rings first (leave PHONE out to clear it)."""
+    """Set the phone "Call back now" rings first: a number, or a desk phone's SIP address (leave
+    PHONE out to clear it)."""
     start = _since(since)
     with cli_session() as session:
         user = set_phone(session, username, phone, since=start)

@@ -9,7 +9,7 @@ from zxcvbn import zxcvbn
 
 from helpdesk.config_email import EMAIL_ADDRESS
 from helpdesk.models.user import ROLES
-from helpdesk.phones import international
+from helpdesk.phones import international, sip_address
 
 MIN_PASSWORD_LENGTH = 12
 # Longer passwords only make hashing slower; no one types more than this.
@@ -78,17 +78,28 @@ def is_text(value: str) -> bool:
     return True
 
 
+PHONE_EXAMPLES = "for example 07700 900123, +447700900123 or sip:1001@pbx.example.org"
+
+
 def check_phone(phone: str | None) -> str | None:
-    """An agent's phone for "Call back now": a number in international format, or none."""
+    """An agent's phone for "Call back now": a number in international format, a SIP address (a
+    desk phone on the provider's own phone system), or none."""
     phone = (phone or "").strip() or None
     if phone is None:
         return None
-    if phone.startswith(("sip:", "client:")):
-        raise UserError("the phone must be a phone number, for example 07700 900123 or +447700900123")
+    if phone.lower().startswith("client:"):
+        raise UserError("a Twilio Client identity is not a phone to give: client:USERNAME is each user's "
+                        f"already. Give a phone number or a desk phone's SIP address, {PHONE_EXAMPLES}")
+    if phone.lower().startswith("sip"):
+        address = sip_address(phone)
+        if address is None:
+            raise UserError("the SIP address must be sip:, the extension or name, @ and the phone system's "
+                            "address, for example sip:1001@pbx.example.org")
+        return address
     number = international(phone)
     if number is None:
-        raise UserError("the phone number must be a UK number or in international format, for example "
-                        "07700 900123 or +447700900123")
+        raise UserError("the phone must be a UK number, a number in international format or a desk phone's "
+                        f"SIP address, {PHONE_EXAMPLES}")
     return number
 
 

@@ -25,6 +25,7 @@ from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
+from helpdesk.pages.taken_by import shown_phone
 from helpdesk.pages.two_step import role_must
 from helpdesk.password_links import SENT, SENT_LIFETIME, make_link, pending_links, send_quietly
 from helpdesk.user_rules import (MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, USERNAME, UserError, check_display_name,
@@ -60,7 +61,7 @@ class Refused(Exception):
 
 @bp.context_processor
 def formats():
-    return {"fmt_phone": lambda phone: masked_number_html(phone) if phone else "None",
+    return {"fmt_phone": lambda phone: shown_phone(phone, masked_number_html) if phone else "None",
             "fmt_when": format_date_time, "state_words": state_words}
 
 

@@ -7,7 +7,7 @@ The enquiry's story, the agents' queue page and the Calls page say it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,8 +23,8 @@ NUMBER_IN_ENDPOINT = re.compile(r"\+?[0-9]{6,}")
 
 @dataclass(frozen=True)
 class Holding:
-    """A user had the endpoint (lower case) from `since` (None: as far back as is known) until
-    `until` (None: still)."""
+    """A user had the phone `endpoint` (as phone_of reads it) from `since` (None: as far back as
+    is known) until `until` (None: still)."""
     endpoint: str
     user: User
     since: datetime | None = None
@@ -37,20 +37,20 @@ class Holding:
         return (self.since is None or self.since <= moment) and (self.until is None or moment < self.until)
 
 
-def _endpoint(text: str) -> str:
-    return text.strip().lower()
-
-
 def phone_of(endpoint: str) -> str:
-    """The phone (lower case) a leg's endpoint rings: the endpoint itself, or for a SIP address
-    whose user part is a number in international format ("sip:+447700900123@pbx.example.org",
-    with or without parameters), that number, so that it names the user whose phone that is.
-    `callbacks.queue.answered_on_any` matches the same in SQL."""
-    endpoint = _endpoint(endpoint)
-    if endpoint.startswith("sip:+"):
-        user, at, _ = endpoint[4:].partition("@")
-        if at and user[1:].isdigit() and user[1:].isascii():
+    """The phone (lower case) a leg's endpoint rings: the endpoint itself; for a SIP address whose
+    user part is a number in international format ("sip:+447700900123@pbx.example.org", with or
+    without parameters), that number, so that it names the user whose phone that is; for another
+    SIP address, the address without its parameters and headers ("sip:1001@pbx.example.org" for
+    "sip:1001@pbx.example.org;transport=tls"), as a user's desk phone is the same phone with or
+    without them. `callbacks.queue.answered_on_any` matches the same in SQL."""
+    endpoint = endpoint.strip().lower()
+    if endpoint.startswith("sip:"):
+        user, at, host = endpoint[4:].partition("@")
+        if at and user.startswith("+") and user[1:].isdigit() and user[1:].isascii():
             return user
+        if at and user and host:
+            return f"sip:{user}@{re.split(r'[;?]', host, maxsplit=1)[0]}"
     return endpoint
 
 
@@ -59,8 +59,8 @@ def holdings(user: User, former: Iterable[FormerPhone] = ()) -> list[Holding]:
     case already) always, their phone since they set it, and their `former` phones."""
     found = [Holding(f"client:{user.username}", user)]
     if user.phone and user.phone.strip():
-        found.append(Holding(_endpoint(user.phone), user, user.phone_since))
-    found += [Holding(_endpoint(phone.phone), user, phone.since, phone.until) for phone in former
+        found.append(Holding(phone_of(user.phone), user, user.phone_since))
+    found += [Holding(phone_of(phone.phone), user, phone.since, phone.until) for phone in former
               if phone.phone.strip()]
     return found
 
@@ -71,7 +71,7 @@ def own_holdings(book: dict[str, list[Holding]], me: int) -> list[Holding]:
 
 
 def phone_book(users: Iterable[User], former: Iterable[FormerPhone] = ()) -> dict[str, list[Holding]]:
-    """Each endpoint (lower case) that is or was some user's, and whose, and when."""
+    """Each phone (as phone_of reads it) that is or was some user's, and whose, and when."""
     theirs: dict[int, list[FormerPhone]] = {}
     for phone in former:
         theirs.setdefault(phone.user_id, []).append(phone)
@@ -103,6 +103,13 @@ def name(user: User) -> str:
 def shown_endpoint(endpoint: str) -> str:
     """The endpoint with any phone number in it masked."""
     return NUMBER_IN_ENDPOINT.sub(lambda found: fmt.mask_number(found.group()), endpoint)
+
+
+def shown_phone(phone: str, mask: Callable[[str], str] = fmt.mask_number) -> str:
+    """A user's phone as the Users pages and `helpdesk users list` show it: a number masked (with
+    `mask`), a SIP address with any phone number in it masked ("sip:1001@pbx.example.org" as
+    it is: a desk phone's extension is no one's own number)."""
+    return shown_endpoint(phone) if phone.startswith("sip:") else mask(phone)
 
 
 def in_words(names: list[str]) -> str:

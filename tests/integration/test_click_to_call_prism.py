@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timezone
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -66,6 +67,20 @@ def test_placing_a_callback_returns_the_call_sid_from_a_request_that_passes_pris
     log = prism.wait_for_log('Responding with "201"', since=mark)
     assert "The request passed the validation rules" in log
     assert "Request did not pass the validation rules" not in log
+
+
+def test_a_callback_to_an_agents_sip_address_passes_prisms_validation_and_is_sent_as_the_to(prism, stub):
+    desk_phone = "sip:1001@pbx.example.org;transport=tls"
+    mark = prism.log_size()
+    telephony = PrismTelephony(SID, "token", DESK, BASE, api_base_url=prism.url)
+    assert CALL_SID.match(telephony.place_callback(agent_phone=desk_phone, caller_number=CALLER,
+                                                   callback_id=42).call_sid)
+    log = prism.wait_for_log('Responding with "201"', since=mark)
+    assert "The request passed the validation rules" in log
+    stub.body = f'{{"sid": "{EXAMPLE_CALL_SID}", "status": "queued"}}'
+    TwilioTelephony(SID, "token", DESK, BASE, api_base_url=stub.url).place_callback(
+        agent_phone=desk_phone, caller_number=CALLER, callback_id=42)
+    assert parse_qs(stub.bodies[-1])["To"] == [desk_phone]
 
 
 def test_the_call_sid_is_read_from_twilios_answer_rather_than_assumed(prism):

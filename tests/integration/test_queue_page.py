@@ -238,6 +238,16 @@ def test_call_back_now_rings_the_agent_and_records_an_attempt_with_the_call_sid(
     assert "It counts as an attempt once the caller is dialled." in page and "None yet" in item(page, callback.id)
 
 
+def test_call_back_now_rings_an_agents_desk_phone_at_its_sip_address(app, alice, client, telephony, three_callbacks):
+    from helpdesk.users import set_phone
+
+    with app.extensions["helpdesk.db"].session() as session:
+        set_phone(session, "alice", "sip:1001@pbx.example.org;transport=tls")
+    callback = three_callbacks[sid(3)]
+    assert 'Ringing your phone for <span class="reference">HD-2026-' in text_of(act(client, f"/queue/{callback.id}/call"))
+    assert [placed.agent_phone for placed in telephony.calls] == ["sip:1001@pbx.example.org;transport=tls"]
+
+
 def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, telephony, three_callbacks):
     callback_id = three_callbacks[sid(3)].id
 
@@ -632,6 +642,36 @@ def test_a_sip_address_whose_user_part_is_an_agents_number_names_them_and_puts_t
     first = next(enquiry for enquiry in stored(db_session, Enquiry) if enquiry.call_sid == sid(1))
     assert "Taken by Alice Agent (sip:•••••••• 555@pbx.example.org;transport=tls)." in text_of(
         monas.get(f"/enquiries/{first.reference}"))
+
+
+def test_a_desk_phones_sip_address_names_its_agent_with_any_parameters_and_puts_their_calls_first(
+        app, alice, client, clock):
+    from helpdesk.users import set_phone
+
+    with app.extensions["helpdesk.db"].session() as session:
+        set_phone(session, "alice", "SIP:1001@PBX.example.org;transport=tls", now=at(8, 0))
+    # An underscore is a wildcard to SQL's LIKE: bob's extension must not take 1071.
+    add_agent(app, "bob", "Bob Agent", phone="sip:10_1@pbx.example.org")
+    phones = {1: "sip:1001@pbx.example.org", 2: "SIP:1001@PBX.example.org;transport=udp",
+              3: "sip:1001@pbx.example.org?X-Team=help-desk", 4: "sip:10011@pbx.example.org",
+              5: "sip:1001@pbx.example.org.example.net", 6: "sip:1001@other.example.org",
+              7: "sip:1071@pbx.example.org;transport=tls"}
+    for n, phone in phones.items():
+        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
+    clock.now = at(11, 0)
+
+    page = text_of(client.get("/queue"))
+    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+        (sid(3), "You"), (sid(2), "You"), (sid(1), "You"), (sid(7), "sip:1071@pbx.example.org;transport=tls"),
+        (sid(6), "sip:1001@other.example.org"), (sid(5), "sip:1001@pbx.example.org.example.net"),
+        (sid(4), "sip:10011@pbx.example.org")]
+    assert "The 3 you answered come first." in awaiting_caption(page)
+
+    bobs = app.test_client()
+    sign_in(bobs, "bob", PASSWORD)
+    page = text_of(bobs.get("/queue"))
+    assert [row[0] for row in awaiting_rows(page)] == [sid(n) for n in (7, 6, 5, 4, 3, 2, 1)]
+    assert "you answered" not in awaiting_caption(page)
 
 
 def test_a_phone_that_changed_hands_names_whoever_had_it_when_each_call_was_answered(app, alice, client, clock,

@@ -543,7 +543,7 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
     added = runner.invoke(main, ["users", "add", "dana", "--role", "agent", "--phone", "+447700900321"], env=env)
     assert added.exit_code == 0, added.output
     refused = runner.invoke(main, ["users", "set-phone", "dana", "call me on 123"], env=env)
-    assert refused.exit_code == 1 and "must be a UK number or in international format" in refused.output
+    assert refused.exit_code == 1 and "must be a UK number, a number in international format or a desk" in refused.output
     national = runner.invoke(main, ["users", "set-phone", "dana", "07700 900321"], env=env)
     assert national.exit_code == 0 and "+447700900321" in national.output
     changed = runner.invoke(main, ["users", "set-phone", "dana", "+447700900999"], env=env)
@@ -563,6 +563,37 @@ def test_an_agents_phone_is_set_with_the_cli_and_must_be_international(migrated_
             former = session.scalars(select(FormerPhone)).one()
             assert (former.user_id, former.phone, former.since) == (dana.id, "+447700900321", dana.created_at)
             assert former.until == dana.phone_since and former.since < former.until
+    finally:
+        database.dispose()
+
+
+def test_an_agents_phone_may_be_a_desk_phones_sip_address_with_the_cli(migrated_url):
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from helpdesk.cli import main
+    from helpdesk.db import Database
+    from helpdesk.models import User
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_PASSWORD": "a-long-enough-password"}
+    added = runner.invoke(main, ["users", "add", "dana", "--role", "agent", "--phone", "SIP:1001@PBX.example.org"],
+                          env=env)
+    assert added.exit_code == 0, added.output
+    for typed, problem in (("sip:1001", "the SIP address must be sip:, the extension or name, @ and the phone "
+                                        "system's address"),
+                           ("client:dana", "client:USERNAME is each user's already")):
+        refused = runner.invoke(main, ["users", "set-phone", "dana", typed], env=env)
+        assert refused.exit_code == 1 and problem in refused.output, typed
+    changed = runner.invoke(main, ["users", "set-phone", "dana", "sip:+447700900321@10.0.0.5;transport=tls"], env=env)
+    assert changed.exit_code == 0 and "will be rung on sip:+447700900321@10.0.0.5;transport=tls" in changed.output
+    listed = runner.invoke(main, ["users", "list"], env=env)
+    # The number in a SIP address is masked, as any other phone number the list shows.
+    assert "phone sip:•••••••• 321@10.0.0.5;transport=tls" in listed.output and "900321" not in listed.output
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            assert session.scalars(select(User.phone)).one() == "sip:+447700900321@10.0.0.5;transport=tls"
     finally:
         database.dispose()
 

@@ -150,7 +150,8 @@ def test_every_problem_with_a_new_user_is_shown_at_its_field_and_nothing_is_adde
     for field, problem in (("username", "A username is 3 to 64 letters, digits, dots, hyphens or underscores."),
                            ("display_name", "The display name has a line break or a control character"),
                            ("role", "Choose a role."),
-                           ("phone", "The phone number must be a UK number or in international format"),
+                           ("phone", "The phone must be a UK number, a number in international format or a desk phone&#39;s "
+                                     "SIP address"),
                            ("password", "The password is too short: use at least 12 characters.")):
         assert f'<a href="#{anchor(field)}">{problem}' in html, field
         assert f'id="{field}-error"' in html, field
@@ -310,6 +311,27 @@ def test_an_administrator_sets_and_clears_a_phone(client, clock, db_session, adm
     assert all("900456" not in entry.detail for entry in audit_entries(db_session))
 
 
+def test_an_administrator_gives_an_agent_a_desk_phones_sip_address(client, db_session, admin):
+    alex = make_user(db_session, "alex", "agent")
+
+    typed = " SIP:1001@PBX.Example.org;transport=tls "
+    assert post(client, f"/admin/users/{alex.id}/phone", phone=typed, action="save").status_code == 302
+    assert user_named(db_session, "alex").phone == "sip:1001@pbx.example.org;transport=tls"
+    # An extension is no one's own number: shown as it is, where a number is masked.
+    assert "Phone sip:1001@pbx.example.org;transport=tls, theirs since" in words(
+        client.get(f"/admin/users/{alex.id}").get_data(as_text=True))
+    assert "alex Agent sip:1001@pbx.example.org;transport=tls since" in users_list(client)
+
+    refused = post(client, f"/admin/users/{alex.id}/phone", phone="sip:1001@", action="save")
+    assert refused.status_code == 400
+    assert ('<a href="#phone">The SIP address must be sip:, the extension or name, @ and the phone system&#39;s '
+            "address, for example sip:1001@pbx.example.org") in refused.get_data(as_text=True)
+    assert add(client, username="kim", phone="sip:+447700900123@10.0.0.5").status_code == 302
+    assert user_named(db_session, "kim").phone == "sip:+447700900123@10.0.0.5"
+    page = users_list(client)
+    assert "kim Alex Smith Agent sip:•••••••• 123@10.0.0.5 since" in page and "900123" not in page
+
+
 def former_phones(db_session) -> list[tuple]:
     with db_session.begin():
         return [(f.phone, f.since, f.until) for f in db_session.scalars(select(FormerPhone).order_by(FormerPhone.id))]
@@ -371,7 +393,7 @@ def test_a_phone_in_another_scripts_digits_is_refused_as_no_phone_can_ring_it(cl
 
     refused = post(client, f"/admin/users/{alex.id}/phone", phone=arabic_indic, action="save")
 
-    assert refused.status_code == 400 and '<a href="#phone">The phone number must be' in refused.get_data(as_text=True)
+    assert refused.status_code == 400 and '<a href="#phone">The phone must be' in refused.get_data(as_text=True)
     assert user_named(db_session, "alex").phone is None
     assert add(client, username="sam", phone=arabic_indic).status_code == 400
 

@@ -12,8 +12,12 @@ from helpdesk.pages.taken_by import phone_of
     ("sip:+447700900123@pbx.example.org", "+447700900123"),
     ("SIP:+447700900123@PBX.example.org;transport=tls", "+447700900123"),
     ("sip:+447700900123@", "+447700900123"),
-    # Not a number in international format before the @: the address as it is.
+    # Not a number in international format before the @: the address without parameters or headers.
     ("sip:1001@pbx.example.org", "sip:1001@pbx.example.org"),
+    ("SIP:1001@PBX.example.org;transport=tls", "sip:1001@pbx.example.org"),
+    ("sip:1001@pbx.example.org:5061;transport=tls?X-Team=a", "sip:1001@pbx.example.org:5061"),
+    ("sip:1001@pbx.example.org?x-team=a;b", "sip:1001@pbx.example.org"),
+    ("sip:1001@;transport=tls", "sip:1001@"),
     ("sip:07700900123@pbx.example.org", "sip:07700900123@pbx.example.org"),
     ("sip:+44 7700 900123@pbx.example.org", "sip:+44 7700 900123@pbx.example.org"),
     ("sip:+@pbx.example.org", "sip:+@pbx.example.org"),

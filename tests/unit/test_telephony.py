@@ -107,11 +107,19 @@ def test_a_caller_number_not_in_e164_is_refused_without_repeating_the_number(cal
     assert caller not in raised.value.message
 
 
-@pytest.mark.parametrize("agent", ["", "07700900001", "client:agent-1"])
-def test_an_agent_phone_not_in_e164_is_refused(agent):
+@pytest.mark.parametrize("agent", ["", "07700900001", "client:agent-1", "sip:1001@", "sips:1001@pbx.example.org"])
+def test_an_agent_phone_neither_in_e164_nor_a_sip_address_is_refused(agent):
     with pytest.raises(TelephonyError) as raised:
         FakeTelephony().place_callback(agent_phone=agent, caller_number=CALLER, callback_id=1)
-    assert raised.value.message == f"Your phone number {NOT_INTERNATIONAL}"
+    assert raised.value.message == ("Your phone is not a phone number in international format (+44...) "
+                                    "nor a SIP address (sip:...).")
+
+
+@pytest.mark.parametrize("agent", ["sip:1001@pbx.example.org", "sip:+447700900001@10.0.0.5:5061;transport=tls"])
+def test_an_agent_phone_may_be_a_sip_address_which_twilio_dials_too(agent):
+    telephony = FakeTelephony()
+    telephony.place_callback(agent_phone=agent, caller_number=CALLER, callback_id=1)
+    assert [call.agent_phone for call in telephony.calls] == [agent]
 
 
 def test_the_real_telephony_checks_numbers_before_it_sends_anything(monkeypatch):
