@@ -9,7 +9,7 @@ from zxcvbn import zxcvbn
 
 from helpdesk.config_email import EMAIL_ADDRESS
 from helpdesk.models.user import ROLES
-from helpdesk.phones import international, sip_address
+from helpdesk.phones import SIP_ADDRESS_LENGTH, international, sip_address
 
 MIN_PASSWORD_LENGTH = 12
 # Longer passwords only make hashing slower; no one types more than this.
@@ -92,6 +92,8 @@ def check_phone(phone: str | None) -> str | None:
                         f"already. Give a phone number or a desk phone's SIP address, {PHONE_EXAMPLES}")
     if phone.lower().startswith("sip"):
         address = sip_address(phone)
+        if address is None and sip_address(phone, longest=None) is not None:
+            raise UserError(f"the SIP address is too long: at most {SIP_ADDRESS_LENGTH} characters")
         if address is None:
             raise UserError("the SIP address must be sip:, the extension or name, @ and the phone system's "
                             "address, for example sip:1001@pbx.example.org")

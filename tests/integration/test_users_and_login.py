@@ -582,7 +582,8 @@ def test_an_agents_phone_may_be_a_desk_phones_sip_address_with_the_cli(migrated_
     assert added.exit_code == 0, added.output
     for typed, problem in (("sip:1001", "the SIP address must be sip:, the extension or name, @ and the phone "
                                         "system's address"),
-                           ("client:dana", "client:USERNAME is each user's already")):
+                           ("client:dana", "client:USERNAME is each user's already"),
+                           (f"sip:{'1' * 120}@pbx.example.org", "the SIP address is too long: at most 128 characters")):
         refused = runner.invoke(main, ["users", "set-phone", "dana", typed], env=env)
         assert refused.exit_code == 1 and problem in refused.output, typed
     changed = runner.invoke(main, ["users", "set-phone", "dana", "sip:+447700900321@10.0.0.5;transport=tls"], env=env)
