@@ -32,6 +32,8 @@ DEMO_AGENT ?= agent
 DEMO_AGENT_PHONE ?= +447700900100
 # The simulated agent has a login of its own, so the demo agent's "Claimed by you" is only theirs.
 DEMO_SIM_AGENT ?= sim-agent
+# Its phone is a desk phone on the provider's own phone system, which the ring group rings too.
+DEMO_SIM_AGENT_PHONE ?= sip:1001@pbx.desk.example.org
 DEMO_AUDITOR ?= auditor
 DEMO_ADMIN ?= admin
 DEMO_EMAILS ?= 40
@@ -127,7 +129,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_SIM_AGENT_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_SIM_AGENT)' \
-	      --role agent --name 'Simulated Agent' --phone '$(DEMO_AGENT_PHONE)' --permanent 2>&1); then \
+	      --role agent --name 'Simulated Agent' --phone '$(DEMO_SIM_AGENT_PHONE)' --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_SIM_AGENT) already exists, keeping it"; \
 	  else echo "$$out" >&2; exit 1; fi; \
 	else echo "$$out"; fi; \
