@@ -126,13 +126,14 @@ def _smtp_warnings(settings) -> list[str]:
 
 
 def _routing_warnings(settings) -> list[str]:
-    """What a valid configuration may still get wrong: a phone's own voicemail counted as an answer."""
+    """What a valid configuration may still get wrong: a phone's own voicemail counted as an answer
+    (a number's, or a SIP address's on the provider's phone system; a Twilio Client has none)."""
     routing = settings.routing
-    phones = [target for target in routing.dial_targets if target.startswith("+")]
+    phones = [target for target in routing.dial_targets if target.startswith(("+", "sip:"))]
     if routing.mode == "dial" and phones and not routing.screen_calls:
-        return [f"warning: routing.dial_targets has phone numbers ({', '.join(phones)}) and routing.screen_calls "
-                "is false: if a phone's own voicemail picks up, the call counts as answered. Turn voicemail off on "
-                "those phones, or set screen_calls = true (see the README)."]
+        return [f"warning: routing.dial_targets has phones ({', '.join(phones)}) and routing.screen_calls is false: "
+                "if a phone's own voicemail, or its phone system's, picks up, the call counts as answered. Turn "
+                "voicemail off on those phones, or set screen_calls = true (see the README)."]
     return []
 
 

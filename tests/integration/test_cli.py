@@ -138,13 +138,20 @@ def test_calendar_says_bst_or_gmt_on_the_days_the_clocks_change(tmp_path):
     assert march.output.splitlines()[1] == "Sun 29 Mar 2026  02:00 BST-04:15 BST", march.output
 
 
-
+def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp_path):
     config = tmp_path / "helpdesk.toml"
     config.write_text(WALES)
     result = CliRunner().invoke(main, ["check-config", str(config)])
     assert result.exit_code == 0
-    assert "warning: routing.dial_targets has phone numbers (+447700900123)" in result.output
+    assert ("warning: routing.dial_targets has phones (+447700900123) and routing.screen_calls is false: if a "
+            "phone's own voicemail, or its phone system's, picks up, the call counts as answered.") in result.output
     config.write_text(WALES + "screen_calls = true\n")
+    assert "routing.dial_targets" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    # A desk phone on the provider's own phone system may have voicemail too; a Twilio Client has none.
+    config.write_text(WALES.replace('"+447700900123"', '"sip:1001@pbx.example.org", "client:alice"'))
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert "warning: routing.dial_targets has phones (sip:1001@pbx.example.org) and" in result.output
+    config.write_text(WALES.replace('"+447700900123"', '"client:alice"'))
     assert "routing.dial_targets" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
