@@ -140,7 +140,6 @@ class SmtpSender:
             # Some got it: sending again would repeat it to them, so report and carry on.
             log.warning("the SMTP server refused %d of the message's recipients", len(refused))
 
-
     def _tls(self) -> ssl.SSLContext:
         # Made once: loading the system's certificate authorities takes tens of milliseconds.
         if self.ssl_context is None:
