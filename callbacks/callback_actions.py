@@ -20,8 +20,8 @@ from helpdesk.web import clock, database, settings
 log = logging.getLogger(__name__)
 
 _LOCAL_TIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})(:[0-9]{2}(\.[0-9]+)?)?")
-NO_PHONE = ("Your phone number is not set, so the help desk cannot ring you. "
-            "Ask an administrator to set your phone number.")
+NO_PHONE = ("Your phone is not set, so the help desk cannot ring you. "
+            "Ask an administrator to set your phone: a number, or your desk phone's SIP address.")
 
 
 @bp.post("/queue/<id:callback_id>/claim")

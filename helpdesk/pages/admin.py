@@ -347,7 +347,7 @@ def change_phone(user_id: int):
         except PhoneSinceRefused as problem:
             raise Refused({"since": sentence(problem)}) from None
 
-    return _save_or_clear(user_id, "phone", setter, "phone", "a phone number", "Clear phone")
+    return _save_or_clear(user_id, "phone", setter, "phone", "a phone number or SIP address", "Clear phone")
 
 
 @bp.post("/users/<id:user_id>/email")

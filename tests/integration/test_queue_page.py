@@ -352,7 +352,7 @@ def test_an_agent_without_a_phone_is_told_to_ask_an_administrator(app, client, t
     add_agent(app, "carol", "Carol", phone=None)
     sign_in(client, "carol", PASSWORD)
     page = text_of(act(client, f"/queue/{three_callbacks[sid(3)].id}/call"))
-    assert "Ask an administrator to set your phone number." in page
+    assert "Ask an administrator to set your phone: a number, or your desk phone's SIP address." in page
     assert telephony.calls == [] and stored(db_session, CallbackAttempt) == []
 
 

@@ -298,7 +298,7 @@ def test_an_administrator_sets_and_clears_a_phone(client, clock, db_session, adm
     refused = post(client, f"/admin/users/{alex.id}/phone", phone="12", action="save")
     assert refused.status_code == 400 and 'value="12"' in refused.get_data(as_text=True)
     empty = post(client, f"/admin/users/{alex.id}/phone", phone=" ", action="save")
-    assert empty.status_code == 400 and "Enter a phone number, or use Clear phone." in empty.get_data(as_text=True)
+    assert empty.status_code == 400 and "Enter a phone number or SIP address, or use Clear phone." in empty.get_data(as_text=True)
     assert user_named(db_session, "alex").phone == "+447700900456"
     assert post(client, f"/admin/users/{alex.id}/phone", phone="", action="clear").status_code == 302
     assert (user_named(db_session, "alex").phone, user_named(db_session, "alex").phone_since) == (None, None)
