@@ -589,19 +589,28 @@ def awaiting_caption(page: str) -> str:
     return words(re.search(r'<caption id="awaiting-caption">(.*?)</caption>', page, re.S).group(1))
 
 
+def answered_on(client, clock, phones: dict[int, str]) -> str:
+    """Call n answered on the phone phones[n] at 09:00 and 10n minutes; the agents' page at 11:00."""
+    for n, phone in phones.items():
+        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
+    clock.now = at(11, 0)
+    return text_of(client.get("/queue"))
+
+
+def taken_by(page: str) -> list[tuple[str, str]]:
+    """Each answered call awaiting an outcome on the agents' page: its SID and who answered it."""
+    return [(row[0], row[-2]) for row in awaiting_rows(page)]
+
+
 def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(app, alice, client, clock):
     add_agent(app, "bob", "Bob Agent", phone="+447700900666")
     add_agent(app, "carol", "Carol Agent", phone="+447700900777")
     add_agent(app, "dave", "Dave Agent", phone="+447700900777")  # a phone two share
     phones = {1: AGENT_PHONE, 2: "client:Alice", 3: "client:agent-1", 4: "+447700900666",
               5: "+447700900999", 6: "+447700900777"}
-    for n, phone in phones.items():
-        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
-    clock.now = at(11, 0)
-
-    page = text_of(client.get("/queue"))
+    page = answered_on(client, clock, phones)
     # Alice's own (on her phone, and on her Client identity) first, then the rest; newest first in each.
-    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+    assert taken_by(page) == [
         (sid(2), "You"), (sid(1), "You"), (sid(6), "Carol Agent or Dave Agent"), (sid(5), "•••••••• 999"),
         (sid(4), "Bob Agent"), (sid(3), "client:agent-1")]
     assert '<th scope="col" role="columnheader">Answered by</th>' in page
@@ -611,7 +620,7 @@ def test_answered_calls_the_agent_took_come_first_and_each_says_who_answered_it(
     daves = app.test_client()
     sign_in(daves, "dave", PASSWORD)
     page = text_of(daves.get("/queue"))
-    assert [(row[0], row[-2]) for row in awaiting_rows(page)][:2] == [
+    assert taken_by(page)[:2] == [
         (sid(6), "You or Carol Agent"), (sid(5), "•••••••• 999")]
     assert "The one you answered comes first." in awaiting_caption(page)
 
@@ -625,12 +634,8 @@ def test_a_sip_address_whose_user_part_is_an_agents_number_names_them_and_puts_t
     phones = {1: f"sip:{AGENT_PHONE}@pbx.example.org;transport=tls", 2: "SIP:+447700900666@PBX.example.org",
               3: "sip:1001@pbx.example.org", 4: "sip:+447700900999@pbx.example.org",
               5: f"sip:{AGENT_PHONE}0@pbx.example.org", 6: f"sip:x{AGENT_PHONE}@pbx.example.org"}
-    for n, phone in phones.items():
-        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
-    clock.now = at(11, 0)
-
-    page = text_of(client.get("/queue"))
-    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+    page = answered_on(client, clock, phones)
+    assert taken_by(page) == [
         (sid(1), "You"), (sid(6), "sip:x•••••••• 555@pbx.example.org"), (sid(5), "sip:•••••••• 550@pbx.example.org"),
         (sid(4), "sip:•••••••• 999@pbx.example.org"), (sid(3), "sip:1001@pbx.example.org"), (sid(2), "Bob Agent")]
     assert "The one you answered comes first." in awaiting_caption(page)
@@ -656,12 +661,8 @@ def test_a_desk_phones_sip_address_names_its_agent_with_any_parameters_and_puts_
               3: "sip:1001@pbx.example.org?X-Team=help-desk", 4: "sip:10011@pbx.example.org",
               5: "sip:1001@pbx.example.org.example.net", 6: "sip:1001@other.example.org",
               7: "sip:1071@pbx.example.org;transport=tls"}
-    for n, phone in phones.items():
-        answer_a_call(client, clock, n, at(9, 0) + timedelta(minutes=10 * n), on=phone)
-    clock.now = at(11, 0)
-
-    page = text_of(client.get("/queue"))
-    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+    page = answered_on(client, clock, phones)
+    assert taken_by(page) == [
         (sid(3), "You"), (sid(2), "You"), (sid(1), "You"), (sid(7), "sip:1071@pbx.example.org;transport=tls"),
         (sid(6), "sip:1001@other.example.org"), (sid(5), "sip:1001@pbx.example.org.example.net"),
         (sid(4), "sip:10011@pbx.example.org")]
@@ -692,11 +693,11 @@ def test_a_phone_that_changed_hands_names_whoever_had_it_when_each_call_was_answ
 
     # Alice's, on either phone while it was hers, come first for her; Bob's for him.
     page = text_of(client.get("/queue"))
-    assert [(row[0], row[-2]) for row in awaiting_rows(page)] == [
+    assert taken_by(page) == [
         (sid(4), "You"), (sid(1), "You"), (sid(3), "Bob Agent"), (sid(2), "Bob Agent")]
     bobs = app.test_client()
     sign_in(bobs, "bob", PASSWORD)
-    assert [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))] == [
+    assert taken_by(text_of(bobs.get("/queue"))) == [
         (sid(3), "You"), (sid(2), "You"), (sid(4), "Alice Agent"), (sid(1), "Alice Agent")]
 
     # The Calls page and the enquiry's page name the same.
@@ -731,7 +732,7 @@ def test_a_phone_set_after_calls_were_answered_on_it_names_its_user_once_told_si
 
     def answered_by() -> tuple[list[str], list[tuple[str, str]], str]:
         calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
-        queue_page = [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))]
+        queue_page = taken_by(text_of(bobs.get("/queue")))
         second = next(enquiry for enquiry in stored(db_session, Enquiry) if enquiry.call_sid == sid(2))
         story = text_of(monas.get(f"/enquiries/{second.reference}"))
         return [row[6] for row in calls], queue_page, story
@@ -776,7 +777,7 @@ def test_a_leavers_phone_names_them_for_the_calls_they_took_and_nobody_after_unt
 
     def answered_by() -> tuple[list[str], list[tuple[str, str]]]:
         calls = calls_rows(monas.get("/calls?day=2026-11-24").get_data(as_text=True))
-        return [row[6] for row in calls], [(row[0], row[-2]) for row in awaiting_rows(text_of(bobs.get("/queue")))]
+        return [row[6] for row in calls], taken_by(text_of(bobs.get("/queue")))
 
     # Hers until she left, nobody's until Bob had it: never "Alice Agent or Bob Agent".
     assert answered_by() == (["Bob Agent", "•••••••• 555", "Alice Agent"],
