@@ -111,6 +111,12 @@ def record_event(
     row = _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
     with connection.begin():
         sql = _statements(connection.dialect)
+        if kind == "status" and settings.routing.mode == "queue" and _an_agents_call(connection, call_sid):
+            # The agents' number has a status callback URL (the README says to give it none): an
+            # agent's call that took a caller from the queue is not a call to the help desk.
+            log.warning("status callback for call %s, an agent's call to the agents' Voice URL: journalled, not "
+                        "counted as a call; give the agents' number no status callback URL", call_sid)
+            return bool(sql.new_event.execute(connection, row).rowcount)
         locked = _lock_call(connection, sql, call_sid)
         if locked.removed:
             # `helpdesk anonymise` took this call's personal data and blanked its events, so the
@@ -128,6 +134,13 @@ def record_event(
         elif can_change_record(kind, flat, locked.projected):
             _refresh(connection, sql, settings, locked, call_sid, now=received_at)
     return bool(inserted)
+
+
+def _an_agents_call(connection: Connection, call_sid: str) -> bool:
+    """Queue mode: whether the call is an agent's that requested the agents' Voice URL
+    (AGENT_DEQUEUE, journalled under its own SID) rather than a caller's."""
+    return connection.scalar(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid, EVENTS.c.kind == AGENT_DEQUEUE)
+                             .limit(1)) is not None
 
 
 def record_unheard_call(

@@ -353,6 +353,29 @@ def test_queue_mode_enqueues_the_caller_and_a_dequeue_records_the_answer(app, cl
         "agent_dequeue"]
 
 
+def test_in_queue_mode_a_status_callback_for_an_agents_own_call_is_journalled_and_makes_no_call(
+        app, client, db_session, clock, caplog):
+    # The agents' number given a status callback URL, which the README says not to do.
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    post(client, "/twilio/voice/incoming", inbound(sid(13)))
+    clock.advance(18)
+    post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": "client:alice", "To": "+441234000999"})
+    post(client, "/twilio/voice/dequeue", {"CallSid": sid(13), "QueueTime": "18", "DequeingCallSid": sid(902)})
+    clock.advance(60)
+    for call_sid in (sid(13), sid(902)):
+        answered = post(client, "/twilio/voice/status", {"CallSid": call_sid, "CallStatus": "completed",
+                                                         "From": "client:alice", "To": "+441234000999",
+                                                         "CallDuration": "78"})
+        assert answered.status_code == 204
+    assert db_session.scalars(select(Call.call_sid)).all() == [sid(13)]  # the caller's alone
+    assert (call(db_session, sid(13)).outcome, call(db_session, sid(13)).agent) == ("answered", "client:alice")
+    assert sorted(db_session.scalars(select(TwilioEvent.kind).where(TwilioEvent.call_sid == sid(902)))) == [
+        "agent_dequeue", "status"]
+    assert count(db_session, Enquiry) == 1
+    assert "an agent's call to the agents' Voice URL: journalled, not counted as a call" in caplog.text
+    assert "alice" not in caplog.text  # nothing personal in the log
+
+
 @pytest.mark.parametrize(("came_from", "agent"), [("+447700900555", "+447700900555"), ("anonymous", None), ("", None)])
 def test_in_queue_mode_the_phone_that_took_a_caller_is_what_the_agents_call_came_from(
         app, client, db_session, clock, came_from, agent):
