@@ -45,6 +45,8 @@ class Messages:
     goodbye: str = "Thank you for calling. We will call you back. Goodbye."
     queue_hold: str = "Thank you for waiting. We will answer your call as soon as we can."
     screen_prompt: str = "Help desk call. Press 1 to take it."
+    # Said to a call to the agents' Voice URL (queue mode) that is not from an agent's phone.
+    not_an_agent: str = "This line is for the help desk's agents only. Goodbye."
     # Said instead of out_of_hours and no_answer when voicemail is off: no tone, no message.
     out_of_hours_without_voicemail: str = ("We are closed at the moment. Unless your number is withheld, we will call "
                                            "you back when we open. Goodbye.")

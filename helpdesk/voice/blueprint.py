@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, g, request
 
 from helpdesk.settings import Settings
 from helpdesk.voice import twiml
-from helpdesk.voice.call_events import AGENT_DEQUEUE
+from helpdesk.phones import is_withheld
+from helpdesk.voice.call_events import AGENT_DEQUEUE, NOT_AN_AGENT
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
@@ -262,5 +263,31 @@ def recording():
 def agent_dequeue():
     """Voice URL for agents' phones in queue mode: connects them to the next caller. Journalled
     under the agent's own call, with no call record, so that the caller's call it takes says
-    which phone took it (journal.dequeued_by)."""
-    return _handle(AGENT_DEQUEUE, lambda _params: (None, _twiml("agent_dequeue")), journal="only")
+    which phone took it (journal.dequeued_by). A call from no agent's phone or Client identity
+    (a wrong number, a robot dialling at random) is told so and hung up on: nobody else is put
+    through to a caller."""
+    def decide(params: dict[str, str]) -> Answer:
+        if _from_an_agent(params.get("From", "")):
+            return None, _twiml("agent_dequeue")
+        log.warning("call %s to the agents' Voice URL refused: not from an agent's phone or Client identity",
+                    params.get("CallSid"))
+        return NOT_AN_AGENT, _twiml("not_an_agent")
+
+    return _handle(AGENT_DEQUEUE, decide, journal="only")
+
+
+def _from_an_agent(came_from: str) -> bool:
+    """Whether a call to the agents' Voice URL came from a user who works the queue; when the
+    users cannot be read, yes: callers waiting in the queue are still taken while the database
+    is down (the request is spooled, as any other)."""
+    from helpdesk.pages.taken_by import works_the_queue
+
+    if is_withheld(came_from):
+        return False
+    try:
+        with database().session() as session, session.begin():
+            return works_the_queue(session, came_from)
+    except Exception as error:
+        log.error("the agents' Voice URL could not read the users, so put a call through unchecked: %s",
+                  describe(error))
+        return True

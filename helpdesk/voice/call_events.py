@@ -32,6 +32,8 @@ DIAL_ANSWERED = ("completed", "answered")
 # (/twilio/voice/agent-dequeue), journalled under its own SID with no call record.
 DEQUEUE_KINDS = ("dequeue", "queue_action")
 AGENT_DEQUEUE = "agent_dequeue"
+# The decision stored with such a request from no agent's phone or Client identity: refused.
+NOT_AN_AGENT = "not_an_agent"
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,14 @@ def hang_up() -> str:
     return str(response)
 
 
+def not_an_agent(settings: Settings, urls: Urls) -> str:
+    """For a call to the agents' Voice URL from no agent's phone: said goodbye to, and hung up on."""
+    response = VoiceResponse()
+    _say(response, settings, settings.messages.not_an_agent)
+    response.hangup()
+    return str(response)
+
+
 def agent_dequeue(settings: Settings, urls: Urls) -> str:
     """For an agent's phone or client: take the next caller from the queue."""
     response = VoiceResponse()

@@ -16,6 +16,13 @@ def count(session, model) -> int:
     return session.scalar(select(func.count()).select_from(model))
 
 
+def add_person(app, username: str, role: str = "agent", phone: str | None = None) -> None:
+    from helpdesk.users import add_user
+
+    with app.extensions["helpdesk.db"].session() as session:
+        add_user(session, username, "a-long-enough-password", role, phone=phone)
+
+
 def call(session, call_sid) -> Call:
     session.expire_all()
     return session.scalars(select(Call).where(Call.call_sid == call_sid)).one()
@@ -332,6 +339,7 @@ def test_out_of_order_events_give_the_same_record_as_in_order_ones(client, db_se
 
 def test_queue_mode_enqueues_the_caller_and_a_dequeue_records_the_answer(app, client, db_session, clock):
     app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    add_person(app, "alice")
     response = post(client, "/twilio/voice/incoming", inbound(sid(13)))
     enqueue = ET.fromstring(response.data).find("Enqueue")
     assert enqueue.text == "helpdesk" and enqueue.get("waitUrl") == f"{BASE_URL}/twilio/voice/queue-wait"
@@ -357,6 +365,7 @@ def test_in_queue_mode_a_status_callback_for_an_agents_own_call_is_journalled_an
         app, client, db_session, clock, caplog):
     # The agents' number given a status callback URL, which the README says not to do.
     app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    add_person(app, "alice")
     post(client, "/twilio/voice/incoming", inbound(sid(13)))
     clock.advance(18)
     post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": "client:alice", "To": "+441234000999"})
@@ -376,10 +385,17 @@ def test_in_queue_mode_a_status_callback_for_an_agents_own_call_is_journalled_an
     assert "alice" not in caplog.text  # nothing personal in the log
 
 
-@pytest.mark.parametrize(("came_from", "agent"), [("+447700900555", "+447700900555"), ("anonymous", None), ("", None)])
+@pytest.mark.parametrize(("came_from", "agent"), [("+447700900555", "+447700900555"),
+                                                  ("sip:1001@pbx.example.org;transport=tls",
+                                                   "sip:1001@pbx.example.org;transport=tls"),
+                                                  # Refused now, but put through unchecked while the
+                                                  # users cannot be read: a withheld number names nobody.
+                                                  ("anonymous", None), ("", None)])
 def test_in_queue_mode_the_phone_that_took_a_caller_is_what_the_agents_call_came_from(
         app, client, db_session, clock, came_from, agent):
     app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    add_person(app, "alice", phone="+447700900555")
+    add_person(app, "bob", phone="sip:1001@pbx.example.org")
     post(client, "/twilio/voice/incoming", inbound(sid(13)))
     clock.advance(18)
     # The caller's dequeue first (a retried request can come late): the agent's call names the phone all the same
@@ -391,6 +407,48 @@ def test_in_queue_mode_the_phone_that_took_a_caller_is_what_the_agents_call_came
     clock.advance(60)
     post(client, "/twilio/voice/status", {"CallSid": sid(13), "CallStatus": "completed", "CallDuration": "78"})
     assert (call(db_session, sid(13)).agent_leg_sid, call(db_session, sid(13)).agent) == (sid(902), agent)
+
+
+@pytest.mark.parametrize(("came_from", "role"), [("client:alice", "agent"), ("Client:Mona", "manager"),
+                                               ("+447700900555", "agent"), ("sip:1001@pbx.example.org", "agent"),
+                                               ("client:dana", "admin")])
+def test_the_agents_voice_url_puts_through_the_phones_and_client_identities_of_those_who_work_the_queue(
+        app, client, db_session, came_from, role):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    add_person(app, "alice", phone="+447700900555")
+    add_person(app, "bob", phone="sip:1001@pbx.example.org;transport=tls")
+    add_person(app, "mona", "manager")
+    add_person(app, "dana", "admin")
+    taken = post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": came_from, "To": "+441234000999"})
+    assert taken.status_code == 200 and ET.fromstring(taken.data).find("Dial/Queue").text == "helpdesk"
+    assert db_session.scalars(select(TwilioEvent.decision).where(TwilioEvent.call_sid == sid(902))).all() == [None]
+
+
+@pytest.mark.parametrize("came_from", ["client:carol", "+447700900999", "sip:1002@pbx.example.org", "anonymous", "",
+                                       "client:sam", "client:olly", "client:+447700900555"])
+def test_the_agents_voice_url_says_goodbye_to_anyone_else_and_puts_them_through_to_nobody(
+        app, client, db_session, caplog, came_from):
+    from helpdesk.users import deactivate
+
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    add_person(app, "alice", phone="+447700900555")
+    add_person(app, "bob", phone="sip:1001@pbx.example.org")
+    add_person(app, "sam", "auditor")  # a DWP auditor takes no calls
+    add_person(app, "olly")
+    with app.extensions["helpdesk.db"].session() as session:
+        deactivate(session, "olly")
+    refused = post(client, "/twilio/voice/agent-dequeue", {"CallSid": sid(902), "From": came_from,
+                                                            "To": "+441234000999"})
+    twiml = ET.fromstring(refused.data)
+    assert refused.status_code == 200 and twiml.find("Dial") is None
+    assert [verb.tag for verb in twiml] == ["Say", "Hangup"]
+    assert twiml.find("Say").text == "This line is for the help desk's agents only. Goodbye."
+    # Journalled, with why, and no call of its own.
+    assert db_session.scalars(select(TwilioEvent.decision).where(TwilioEvent.call_sid == sid(902))).all() == [
+        "not_an_agent"]
+    assert count(db_session, Call) == 0
+    assert "to the agents' Voice URL refused: not from an agent's phone or Client identity" in caplog.text
+    assert came_from.strip() == "" or came_from not in caplog.text
 
 
 def test_the_agents_voice_url_refuses_a_forged_or_malformed_request_and_stores_nothing(app, client, db_session):
