@@ -12,9 +12,9 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, g, request
 
+from helpdesk.phones import is_withheld
 from helpdesk.settings import Settings
 from helpdesk.voice import twiml
-from helpdesk.phones import is_withheld
 from helpdesk.voice.call_events import AGENT_DEQUEUE, NOT_AN_AGENT
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
@@ -279,13 +279,14 @@ def agent_dequeue():
 def _from_an_agent(came_from: str) -> bool:
     """Whether a call to the agents' Voice URL came from a user who works the queue; when the
     users cannot be read, yes: callers waiting in the queue are still taken while the database
-    is down (the request is spooled, as any other)."""
+    is down (the request is spooled, as any other). Read with a webhook's session, which gives up
+    in time for the request to be spooled and answered within the 15 s Twilio waits."""
     from helpdesk.pages.taken_by import works_the_queue
 
     if is_withheld(came_from):
         return False
     try:
-        with database().session() as session, session.begin():
+        with database().webhook_session() as session, session.begin():
             return works_the_queue(session, came_from)
     except Exception as error:
         log.error("the agents' Voice URL could not read the users, so put a call through unchecked: %s",
