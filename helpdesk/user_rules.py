@@ -91,12 +91,12 @@ def check_phone(phone: str | None) -> str | None:
         raise UserError("a Twilio Client identity is not a phone to give: client:USERNAME is each user's "
                         f"already. Give a phone number or a desk phone's SIP address, {PHONE_EXAMPLES}")
     if phone.lower().startswith("sip"):
-        address = sip_address(phone)
-        if address is None and sip_address(phone, longest=None) is not None:
-            raise UserError(f"the SIP address is too long: at most {SIP_ADDRESS_LENGTH} characters")
+        address = sip_address(phone, longest=None)
         if address is None:
             raise UserError("the SIP address must be sip:, the extension or name, @ and the phone system's "
                             "address, for example sip:1001@pbx.example.org")
+        if len(address) > SIP_ADDRESS_LENGTH:
+            raise UserError(f"the SIP address is too long: at most {SIP_ADDRESS_LENGTH} characters")
         return address
     number = international(phone)
     if number is None:
