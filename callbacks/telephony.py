@@ -27,6 +27,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from helpdesk.clock import now_utc
 from helpdesk.phones import is_e164, is_withheld, sip_address
+from helpdesk.settings import SipLogin
 from helpdesk.voice.params import is_sid
 
 log = logging.getLogger(__name__)
@@ -175,20 +176,24 @@ class TwilioTelephony:
     http_client_class: type[ApiBaseHttpClient] = ApiBaseHttpClient
 
     def __init__(self, account_sid: str, auth_token: str, from_number: str, public_base_url: str,
-                 api_base_url: str | None = None, timeout: float = 10, *, clock: Callable[[], datetime] = now_utc):
+                 api_base_url: str | None = None, timeout: float = 10, *, clock: Callable[[], datetime] = now_utc,
+                 sip_login: SipLogin | None = None):
         self.account_sid, self.auth_token, self.from_number = account_sid, auth_token, from_number
         self.public_base_url, self.api_base_url = public_base_url.rstrip("/"), api_base_url
-        self.timeout, self.clock = timeout, clock
+        self.timeout, self.clock, self.sip_login = timeout, clock, sip_login
 
     def place_callback(self, *, agent_phone: str, caller_number: str | None, callback_id: int) -> PlacedCall:
         check_numbers(agent_phone, caller_number)
         connect_url, status_url, _ = _urls(self.public_base_url, callback_id)
+        # A desk phone's SIP address is dialled with the login the ring group's are, if any.
+        login = ({"sip_auth_username": self.sip_login.username, "sip_auth_password": self.sip_login.password}
+                 if self.sip_login and agent_phone.startswith("sip:") else {})
         http = self.http_client_class(self.api_base_url, timeout=self.timeout)  # one per call: error_body
         try:
             call = Client(self.account_sid, self.auth_token, http_client=http).calls.create(
                 to=agent_phone, from_=self.from_number, url=connect_url, method="POST",
                 status_callback=status_url, status_callback_event=list(CALL_EVENTS),
-                status_callback_method="POST", timeout=30)
+                status_callback_method="POST", timeout=30, **login)
         except (requests.RequestException, TwilioException, ValueError, TypeError, AttributeError, KeyError) as error:
             raise _translate(error, http, callback_id) from error
         finally:
@@ -242,7 +247,8 @@ def telephony_from_app_config(config: Mapping, environ: Mapping[str, str] | None
     """TwilioTelephony from the app's config, or UnconfiguredTelephony naming what is missing.
 
     TWILIO_FROM_NUMBER and TWILIO_API_BASE_URL fall back to the environment (`create_app` does
-    not copy them into the config). An empty TWILIO_API_BASE_URL means the real Twilio.
+    not copy them into the config), and SIP_LOGIN to SIP_USERNAME and SIP_PASSWORD. An empty
+    TWILIO_API_BASE_URL means the real Twilio.
     """
     env = os.environ if environ is None else environ
     keys = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL", "TWILIO_FROM_NUMBER", "TWILIO_API_BASE_URL")
@@ -257,4 +263,5 @@ def telephony_from_app_config(config: Mapping, environ: Mapping[str, str] | None
                                      "(AC followed by 32 hexadecimal characters, from the Twilio console).")
     if not is_e164(number):
         return UnconfiguredTelephony(f"Twilio is not configured: TWILIO_FROM_NUMBER {_INTERNATIONAL}")
-    return TwilioTelephony(sid, token, number, base, api or None)
+    sip_login = config["SIP_LOGIN"] if "SIP_LOGIN" in config else SipLogin.from_environ(env)
+    return TwilioTelephony(sid, token, number, base, api or None, sip_login=sip_login)

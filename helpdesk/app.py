@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from helpdesk import config_in_force
 from helpdesk.config import ConfigError
 from helpdesk.db import Database
-from helpdesk.settings import Secrets
+from helpdesk.settings import Secrets, SipLogin
 from helpdesk.web import RowId
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         PUBLIC_BASE_URL=secrets.public_base_url,
         # The password in SendGrid Inbound Parse's URL (callbacks/email/inbound.py).
         SENDGRID_INBOUND_SECRET=os.environ.get("SENDGRID_INBOUND_SECRET") or None,
+        # What Twilio logs in to the phone system with, for SIP addresses it dials (or None).
+        SIP_LOGIN=SipLogin.from_environ(),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
@@ -71,6 +73,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # Unset is allowed (no SendGrid); set but short would refuse every post, found only when mail comes.
         raise ConfigError(f"SENDGRID_INBOUND_SECRET is too short ({len(inbound)} characters): use at least "
                           f"{SENDGRID_SECRET_MIN} random characters, or leave it unset if SendGrid does not post here")
+    if "SIP_LOGIN" not in (config or {}) and (problem := SipLogin.problem()):
+        # Found otherwise only when the phone system refuses every call to a SIP address.
+        raise ConfigError(problem)
     base = urlsplit(app.config["PUBLIC_BASE_URL"] or "")
     if app.config["PUBLIC_BASE_URL"] and (base.scheme not in ("http", "https") or not base.netloc
                                           or base.query or base.fragment):

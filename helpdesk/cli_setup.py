@@ -11,6 +11,7 @@ import click
 
 from helpdesk.clock import local
 from helpdesk.config import ConfigError, clock_text, load_settings
+from helpdesk.settings import SipLogin
 
 
 @click.command("files")
@@ -61,6 +62,8 @@ def check_config(path: str | None) -> None:
     for warning in (_routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings)
                     + _spool_warnings(settings) + environment_warnings(settings) + _scheduler_warnings(settings)):
         click.echo(warning)
+    if problem := SipLogin.problem():  # the server says so when it starts, and stops
+        click.echo(f"warning: the app will not start here: {problem}.")
 
 
 def environment_warnings(settings, environ=None, imap: bool = True) -> list[str]:

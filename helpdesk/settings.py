@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from functools import cached_property
@@ -200,6 +201,45 @@ class Settings:
         # Built once per Settings so its per-day cache is shared by every request.
         return BusinessCalendar(self.opening_hours, nation=self.nation, closures=self.closures, tz=self.timezone,
                                 bank_holidays=self.bank_holidays)
+
+
+@dataclass(frozen=True)
+class SipLogin:
+    """The username and password Twilio gives a phone system that asks who is calling (SIP digest
+    authentication), for every SIP address the app dials: a ring group's, or an agent's desk phone
+    for "Call back now". Never shown, logged or stored: it is in the TwiML Twilio fetches only."""
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # in a traceback or a debugger, not the password
+        return f"SipLogin(username={self.username!r}, password='•••')"
+
+    @staticmethod
+    def problem(environ: Mapping[str, str] | None = None) -> str | None:
+        """What is wrong with SIP_USERNAME and SIP_PASSWORD as set, or None: both or neither, and
+        neither with a space at either end or a control character (an env file saved with
+        Windows line endings leaves a carriage return on each value), which the phone system
+        would refuse on every call."""
+        env = os.environ if environ is None else environ
+        username, password = env.get("SIP_USERNAME") or "", env.get("SIP_PASSWORD") or ""
+        if bool(username) != bool(password):
+            have, lack = ("SIP_USERNAME", "SIP_PASSWORD") if username else ("SIP_PASSWORD", "SIP_USERNAME")
+            return (f"{have} is set but {lack} is not: set both, for a phone system that asks Twilio to log in, "
+                    "or neither")
+        for name, value in (("SIP_USERNAME", username), ("SIP_PASSWORD", password)):
+            if value != value.strip() or any(ord(char) < 32 or ord(char) == 127 for char in value):
+                return (f"{name} has a space at its start or end, or a control character such as a carriage "
+                        "return (from an env file saved with Windows line endings?): the phone system would "
+                        "refuse it. Set it again without")
+        return None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "SipLogin | None":
+        """The login, or None when neither is set; call `problem` first (a half-set pair is None)."""
+        env = os.environ if environ is None else environ
+        username, password = env.get("SIP_USERNAME") or "", env.get("SIP_PASSWORD") or ""
+        return cls(username, password) if username and password else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 
 from helpdesk.phones import is_withheld
-from helpdesk.settings import Settings
+from helpdesk.settings import Settings, SipLogin
 from helpdesk.voice import twiml
 from helpdesk.voice.call_events import AGENT_DEQUEUE, NOT_AN_AGENT
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
@@ -138,13 +138,15 @@ def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime
 
 
 @lru_cache(maxsize=64)
-def _static(name: str, config: Settings, base: str) -> str:
+def _static(name: str, config: Settings, base: str, sip_login: SipLogin | None = None) -> str:
     # Most answers depend only on the configuration and the public address: build once.
+    if name == "agents":
+        return twiml.agents(config, twiml.Urls(base), sip_login)
     return getattr(twiml, name)(config, twiml.Urls(base))
 
 
 def _twiml(name: str) -> str:
-    return _static(name, settings(), current_app.config["PUBLIC_BASE_URL"])
+    return _static(name, settings(), current_app.config["PUBLIC_BASE_URL"], current_app.config.get("SIP_LOGIN"))
 
 
 def _agents(_params=None) -> Answer:

@@ -9,7 +9,7 @@ from functools import cache
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from helpdesk.settings import Settings
+from helpdesk.settings import Settings, SipLogin
 
 AGENT_EVENTS = "initiated ringing answered completed"
 
@@ -36,8 +36,9 @@ def menu(settings: Settings, urls: Urls) -> str:
     return str(response)
 
 
-def agents(settings: Settings, urls: Urls) -> str:
-    """Ring the agents (a ring group) or put the caller in the queue."""
+def agents(settings: Settings, urls: Urls, sip_login: SipLogin | None = None) -> str:
+    """Ring the agents (a ring group) or put the caller in the queue. A SIP address is dialled
+    with `sip_login`, when there is one, for a phone system that asks Twilio to log in."""
     response = VoiceResponse()
     routing = settings.routing
     if routing.mode == "queue":
@@ -61,7 +62,8 @@ def agents(settings: Settings, urls: Urls) -> str:
         if target.startswith("client:"):
             dial.client(target[len("client:"):], **callback)
         elif target.startswith("sip:"):
-            dial.sip(target, **callback)
+            login = {"username": sip_login.username, "password": sip_login.password} if sip_login else {}
+            dial.sip(target, **login, **callback)
         else:
             dial.number(target, **callback)
     response.append(dial)

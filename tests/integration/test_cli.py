@@ -217,6 +217,12 @@ def test_check_config_warns_of_environment_settings_that_are_set_but_unusable(tm
             "set here") in result.output
     assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={
         **twilio, "IMAP_USERNAME": "desk", "IMAP_PASSWORD": "pw"}).output
+    config.write_text(quiet)
+    result = CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, "SIP_PASSWORD": "pw"})
+    assert result.exit_code == 0 and ("warning: the app will not start here: SIP_PASSWORD is set but SIP_USERNAME "
+                                      "is not: set both") in result.output
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={
+        **twilio, "SIP_USERNAME": "desk", "SIP_PASSWORD": "pw"}).output
     config.write_text(quiet + "\n[scheduler]\nsweep_seconds = 300\n")
     assert ("warning: scheduler.lease_seconds (120) is not longer than scheduler.sweep_seconds (300)"
             in CliRunner().invoke(main, ["check-config", str(config)]).output)

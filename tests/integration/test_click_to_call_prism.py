@@ -15,7 +15,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from callbacks.telephony import ApiBaseHttpClient, PlacedCall, TelephonyError, TwilioTelephony
+from callbacks.telephony import (ApiBaseHttpClient, PlacedCall, TelephonyError, TwilioTelephony,
+                                 telephony_from_app_config)
+from helpdesk.settings import SipLogin
 from prism import bracket_list_fields
 from servers import HOST, free_port
 from tests.integration.stub_api import StubApi
@@ -81,6 +83,32 @@ def test_a_callback_to_an_agents_sip_address_passes_prisms_validation_and_is_sen
     TwilioTelephony(SID, "token", DESK, BASE, api_base_url=stub.url).place_callback(
         agent_phone=desk_phone, caller_number=CALLER, callback_id=42)
     assert parse_qs(stub.bodies[-1])["To"] == [desk_phone]
+
+
+def test_a_desk_phone_is_rung_with_the_sip_login_and_a_number_without_it(prism, stub):
+    login = SipLogin("helpdesk-trunk", "correct horse battery staple")
+    desk_phone = "sip:1001@pbx.example.org"
+    mark = prism.log_size()
+    PrismTelephony(SID, "token", DESK, BASE, api_base_url=prism.url, sip_login=login).place_callback(
+        agent_phone=desk_phone, caller_number=CALLER, callback_id=42)
+    log = prism.wait_for_log('Responding with "201"', since=mark)
+    assert "The request passed the validation rules" in log
+    stub.body = f'{{"sid": "{EXAMPLE_CALL_SID}", "status": "queued"}}'
+    telephony = TwilioTelephony(SID, "token", DESK, BASE, api_base_url=stub.url, sip_login=login)
+    telephony.place_callback(agent_phone=desk_phone, caller_number=CALLER, callback_id=42)
+    sent = parse_qs(stub.bodies[-1])
+    assert (sent["SipAuthUsername"], sent["SipAuthPassword"]) == (["helpdesk-trunk"], ["correct horse battery staple"])
+    telephony.place_callback(agent_phone=AGENT, caller_number=CALLER, callback_id=43)
+    assert not {"SipAuthUsername", "SipAuthPassword"} & parse_qs(stub.bodies[-1]).keys()  # a number is not asked
+
+
+def test_the_sip_login_for_call_back_now_comes_from_the_environment():
+    config = {"TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": "token", "PUBLIC_BASE_URL": BASE}
+    environ = {"TWILIO_FROM_NUMBER": DESK, "SIP_USERNAME": "helpdesk-trunk", "SIP_PASSWORD": "secret"}
+    assert telephony_from_app_config(config, environ).sip_login == SipLogin("helpdesk-trunk", "secret")
+    assert telephony_from_app_config(config, {"TWILIO_FROM_NUMBER": DESK}).sip_login is None
+    # The app's own, as create_app read and checked it, comes first.
+    assert telephony_from_app_config({**config, "SIP_LOGIN": None}, environ).sip_login is None
 
 
 def test_the_call_sid_is_read_from_twilios_answer_rather_than_assumed(prism):

@@ -45,6 +45,58 @@ def test_an_incoming_call_in_hours_rings_the_agents_with_status_callbacks(client
     assert record.enquiry.reference == "HD-2026-000001"
 
 
+SIP_RING_GROUP = {"dial_targets": ["sip:1001@pbx.example.org;transport=tls", "client:agent-1", "+447700900001"]}
+
+
+def test_a_ring_groups_sip_addresses_are_dialled_with_the_sip_login_from_the_environment_and_nothing_else_is(
+        migrated_url, clock, monkeypatch, caplog):
+    from tests.integration.conftest import make_app
+
+    monkeypatch.setenv("SIP_USERNAME", "helpdesk-trunk")
+    monkeypatch.setenv("SIP_PASSWORD", "correct horse battery staple")
+    app = make_app(migrated_url, make_settings(routing=SIP_RING_GROUP), clock)
+    try:
+        caplog.set_level("DEBUG")
+        dial = ET.fromstring(post(app.test_client(), "/twilio/voice/incoming", inbound(sid(11))).data).find("Dial")
+    finally:
+        app.extensions["helpdesk.db"].dispose()
+    sip = dial.find("Sip")
+    assert sip.text == "sip:1001@pbx.example.org;transport=tls"
+    assert (sip.get("username"), sip.get("password")) == ("helpdesk-trunk", "correct horse battery staple")
+    assert sip.get("statusCallback") == f"{BASE_URL}/twilio/voice/agent-status"  # still watched like the rest
+    for other in (dial.find("Client"), dial.find("Number")):
+        assert other.get("username") is None and other.get("password") is None
+    assert "correct horse battery staple" not in caplog.text
+
+
+def test_without_a_sip_login_a_sip_address_is_dialled_with_none(app, client):
+    app.extensions["helpdesk.settings"] = make_settings(routing=SIP_RING_GROUP)
+    sip = ET.fromstring(post(client, "/twilio/voice/incoming", inbound(sid(12))).data).find("Dial/Sip")
+    assert sip.text == "sip:1001@pbx.example.org;transport=tls"
+    assert "username" not in sip.attrib and "password" not in sip.attrib
+
+
+@pytest.mark.parametrize(("environment", "reason"), [
+    ({"SIP_USERNAME": "helpdesk-trunk"}, "SIP_USERNAME is set but SIP_PASSWORD is not: set both"),
+    ({"SIP_PASSWORD": "secret"}, "SIP_PASSWORD is set but SIP_USERNAME is not: set both"),
+    ({"SIP_USERNAME": "helpdesk-trunk", "SIP_PASSWORD": "secret\r"}, "SIP_PASSWORD has a space at its start or end, "
+                                                                    "or a control character"),
+])
+def test_a_sip_login_the_phone_system_would_refuse_stops_the_app_naming_the_variable(
+        migrated_url, clock, monkeypatch, environment, reason):
+    from helpdesk.config import ConfigError
+    from tests.integration.conftest import make_app
+
+    for name in ("SIP_USERNAME", "SIP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        make_app(migrated_url, make_settings(), clock)
+    assert str(raised.value).startswith(reason)
+    assert "secret" not in str(raised.value)
+
+
 def test_a_call_answered_by_an_agent_after_four_rings_is_recorded_as_met(client, db_session, clock):
     arrived = clock.now
     post(client, "/twilio/voice/incoming", inbound(sid(2)))

@@ -10,7 +10,7 @@ import pytest
 
 from helpdesk.config import ConfigError, load_settings, parse_settings
 from servers import skip_or_fail
-from helpdesk.settings import Secrets
+from helpdesk.settings import Secrets, SipLogin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,6 +195,28 @@ def test_secrets_come_from_the_environment_with_no_default_secret():
     assert secrets.public_base_url == "https://desk.example.org"
     assert secrets.database_url == "sqlite:///helpdesk.db"
     assert secrets.secret_key is None and secrets.twilio_auth_token is None
+
+
+def test_a_sip_login_is_both_or_neither_and_never_shows_its_password():
+    assert SipLogin.from_environ({}) is None and SipLogin.problem({}) is None
+    both = {"SIP_USERNAME": "helpdesk-trunk", "SIP_PASSWORD": "pass word with spaces inside"}
+    assert SipLogin.problem(both) is None
+    login = SipLogin.from_environ(both)
+    assert (login.username, login.password) == ("helpdesk-trunk", "pass word with spaces inside")
+    assert "pass word" not in repr(login) and "helpdesk-trunk" in repr(login)
+    assert SipLogin.from_environ({"SIP_USERNAME": "helpdesk-trunk"}) is None  # half a login is none at all
+    assert SipLogin.problem({"SIP_USERNAME": "helpdesk-trunk", "SIP_PASSWORD": ""}).startswith(
+        "SIP_USERNAME is set but SIP_PASSWORD is not")
+
+
+@pytest.mark.parametrize(("name", "value"), [("SIP_USERNAME", " helpdesk-trunk"), ("SIP_USERNAME", "helpdesk-trunk\n"),
+                                             ("SIP_PASSWORD", "secret\r"), ("SIP_PASSWORD", "sec\x00ret"),
+                                             ("SIP_PASSWORD", "secret\x7f"), ("SIP_PASSWORD", "secret\t")])
+def test_a_sip_login_with_a_stray_space_or_control_character_is_named_and_not_shown(name, value):
+    environ = {"SIP_USERNAME": "helpdesk-trunk", "SIP_PASSWORD": "secret", name: value}
+    problem = SipLogin.problem(environ)
+    assert problem.startswith(f"{name} has a space at its start or end, or a control character")
+    assert value.strip() not in problem
 
 
 def test_the_imap_ca_file_is_found_from_the_configuration_files_directory_and_checked(tmp_path):
