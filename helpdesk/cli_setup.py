@@ -62,8 +62,25 @@ def check_config(path: str | None) -> None:
     for warning in (_routing_warnings(settings) + _missed_calls_warnings(settings) + _smtp_warnings(settings)
                     + _spool_warnings(settings) + environment_warnings(settings) + _scheduler_warnings(settings)):
         click.echo(warning)
-    if problem := SipLogin.problem():  # the server says so when it starts, and stops
-        click.echo(f"warning: the app will not start here: {problem}.")
+    for warning in _sip_login_warnings():
+        click.echo(warning)
+
+
+def _sip_login_warnings(environ=None) -> list[str]:
+    """A SIP login the app would stop at (it says so when it starts), or one it would hand Twilio
+    in TwiML over plain HTTP, across the internet."""
+    from urllib.parse import urlsplit
+
+    from callbacks.smtp import is_this_machine
+
+    env = os.environ if environ is None else environ
+    if problem := SipLogin.problem(env):
+        return [f"warning: the app will not start here: {problem}."]
+    base = urlsplit((env.get("PUBLIC_BASE_URL") or "").strip())
+    if SipLogin.from_environ(env) and base.scheme == "http" and not is_this_machine(base.hostname or ""):
+        return [f"warning: SIP_PASSWORD is set and PUBLIC_BASE_URL is http://{base.netloc}: the ring group's TwiML "
+                "gives it to Twilio unencrypted. Serve the app over HTTPS (see \"Running it\")."]
+    return []
 
 
 def environment_warnings(settings, environ=None, imap: bool = True) -> list[str]:

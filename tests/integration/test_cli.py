@@ -221,8 +221,16 @@ def test_check_config_warns_of_environment_settings_that_are_set_but_unusable(tm
     result = CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, "SIP_PASSWORD": "pw"})
     assert result.exit_code == 0 and ("warning: the app will not start here: SIP_PASSWORD is set but SIP_USERNAME "
                                       "is not: set both") in result.output
-    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={
-        **twilio, "SIP_USERNAME": "desk", "SIP_PASSWORD": "pw"}).output
+    login = {"SIP_USERNAME": "desk", "SIP_PASSWORD": "trunk-password-8861"}
+    assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={**twilio, **login}).output
+    result = CliRunner().invoke(main, ["check-config", str(config)], env={
+        **twilio, **login, "PUBLIC_BASE_URL": "http://helpdesk.example.org:8080"})
+    assert ("warning: SIP_PASSWORD is set and PUBLIC_BASE_URL is http://helpdesk.example.org:8080: the ring group's "
+            "TwiML gives it to Twilio unencrypted.") in result.output
+    assert "trunk-password-8861" not in result.output
+    for quiet_base in ("http://127.0.0.1:5000", "http://localhost:5000"):  # the demo's and a test's: no network
+        assert "warning" not in CliRunner().invoke(main, ["check-config", str(config)], env={
+            **twilio, **login, "PUBLIC_BASE_URL": quiet_base}).output
     config.write_text(quiet + "\n[scheduler]\nsweep_seconds = 300\n")
     assert ("warning: scheduler.lease_seconds (120) is not longer than scheduler.sweep_seconds (300)"
             in CliRunner().invoke(main, ["check-config", str(config)]).output)
