@@ -171,6 +171,10 @@ def parse_settings(data: dict[str, Any], source: str = "(configuration)", versio
     for reader in (desk, answer, routing, ivr, callers, voicemail, messages, callback_reader, supervisors, smtp,
                    scheduler, retention, web):
         reader.all_read()
+    if shared := sorted(settings.routing.agents_numbers & set(settings.webhooks.twilio_numbers)):
+        # A caller's call to it would be taken for an agent's, and left out of every figure.
+        routing.fail("agents_numbers", f"has {', '.join(shared)}, which webhooks.twilio_numbers has as a number "
+                                       "callers ring: the agents' numbers must be numbers of their own")
     if not opening:
         # Every call would be out of hours, and no callback or email acknowledgement could fall due.
         hours.fail("hours", "gives no opening hours on any day, so the help desk would never be open: "
@@ -226,6 +230,7 @@ def _parse_routing(routing: Reader) -> RoutingSettings:
         caller_id=routing.get("caller_id", str, ""),
         queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
         queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
+        agents_numbers=frozenset(routing.phone_numbers("agents_numbers")),
         screen_calls=screen_calls,
         screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
     )

@@ -21,6 +21,9 @@ class RoutingSettings:
     caller_id: str = ""
     queue_name: str = "helpdesk"
     queue_max_wait_seconds: int = 600
+    # Queue mode: the Twilio numbers agents call to take the next caller (Voice URL
+    # /twilio/voice/agent-dequeue). A call to one is an agent's, never a call to the help desk.
+    agents_numbers: frozenset[str] = frozenset()
     # Ring group only: whoever answers an agent's phone must press 1 before the caller is
     # put through, so voicemail picking up is neither connected nor counted as an answer.
     screen_calls: bool = False

@@ -90,6 +90,10 @@ def _statements(dialect: Dialect) -> _Statements:
     return _compiled[key]
 
 
+# The requests only a caller's call makes: the number's Voice URL, and its fallback URL.
+CALLERS_KINDS = ("incoming", "fallback")
+
+
 def record_event(
     connection: Connection,
     settings: Settings,
@@ -111,11 +115,12 @@ def record_event(
     row = _event_row(kind, path, params, received_at, call_sid, idempotency_token, decision)
     with connection.begin():
         sql = _statements(connection.dialect)
-        if kind == "status" and settings.routing.mode == "queue" and _an_agents_call(connection, call_sid):
+        if kind == "status" and settings.routing.mode == "queue" and _an_agents_call(
+                connection, call_sid, to_an_agents_number=flat.get("To") in settings.routing.agents_numbers):
             # The agents' number has a status callback URL (the README says to give it none): an
             # agent's call that took a caller from the queue is not a call to the help desk.
-            log.warning("status callback for call %s, an agent's call to the agents' Voice URL: journalled, not "
-                        "counted as a call; give the agents' number no status callback URL", call_sid)
+            log.warning("status callback for call %s, an agent's own call: journalled, not counted as a call; give "
+                        "the agents' number no status callback URL", call_sid)
             return bool(sql.new_event.execute(connection, row).rowcount)
         locked = _lock_call(connection, sql, call_sid)
         if locked.removed:
@@ -136,11 +141,18 @@ def record_event(
     return bool(inserted)
 
 
-def _an_agents_call(connection: Connection, call_sid: str) -> bool:
-    """Queue mode: whether the call is an agent's that requested the agents' Voice URL
-    (AGENT_DEQUEUE, journalled under its own SID) rather than a caller's."""
-    return connection.scalar(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid, EVENTS.c.kind == AGENT_DEQUEUE)
-                             .limit(1)) is not None
+def _an_agents_call(connection: Connection, call_sid: str, *, to_an_agents_number: bool = False) -> bool:
+    """Queue mode: whether the call is an agent's rather than a caller's: it requested the agents'
+    Voice URL (AGENT_DEQUEUE, journalled under its own SID); or it was made to one of
+    routing.agents_numbers (`to_an_agents_number`) and the app never heard it come in as a
+    caller's, so an agent's call whose Voice URL request was lost (the app could not be reached)
+    is not counted either."""
+    if not to_an_agents_number:
+        return connection.scalar(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid,
+                                                           EVENTS.c.kind == AGENT_DEQUEUE).limit(1)) is not None
+    heard = set(connection.scalars(select(EVENTS.c.kind).distinct().where(
+        EVENTS.c.call_sid == call_sid, EVENTS.c.kind.in_((AGENT_DEQUEUE, *CALLERS_KINDS)))))
+    return AGENT_DEQUEUE in heard or not heard
 
 
 def record_unheard_call(

@@ -433,8 +433,45 @@ def test_in_queue_mode_a_status_callback_for_an_agents_own_call_is_journalled_an
     assert sorted(db_session.scalars(select(TwilioEvent.kind).where(TwilioEvent.call_sid == sid(902)))) == [
         "agent_dequeue", "status"]
     assert count(db_session, Enquiry) == 1 and count(db_session, Callback) == 0  # none owed to the agent
-    assert "an agent's call to the agents' Voice URL: journalled, not counted as a call" in caplog.text
+    assert "an agent's own call: journalled, not counted as a call" in caplog.text
     assert "alice" not in caplog.text  # nothing personal in the log
+
+
+AGENTS_NUMBER = "+441144960099"
+
+
+def agents_call_ended(client, call_sid: str, to: str = AGENTS_NUMBER):
+    return post(client, "/twilio/voice/status", {"CallSid": call_sid, "CallStatus": "completed", "To": to,
+                                                 "From": "+447700900555", "CallDuration": "78"})
+
+
+def test_in_queue_mode_a_call_to_an_agents_number_the_app_never_heard_of_makes_no_call(
+        app, client, db_session, clock, caplog):
+    # The agent's request to the agents' Voice URL was lost (the app could not be reached), and
+    # the agents' number has a status callback URL: only its To says whose call it was.
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "agents_numbers": [AGENTS_NUMBER]})
+    assert agents_call_ended(client, sid(903)).status_code == 204
+    assert agents_call_ended(client, sid(904), to="+441144960098").status_code == 204  # another number: a call
+    assert db_session.scalars(select(Call.call_sid)).all() == [sid(904)]
+    assert db_session.scalars(select(TwilioEvent.kind).where(TwilioEvent.call_sid == sid(903))).all() == ["status"]
+    assert "status callback for call " + sid(903) + ", an agent's own call" in caplog.text
+    assert "+447700900555" not in caplog.text
+
+
+def test_a_call_to_an_agents_number_that_came_in_as_a_callers_is_still_counted(app, client, db_session, clock):
+    # An agents' number whose Voice URL is the help desk's (a mistake twilio-numbers reports):
+    # the app heard the call come in, so it is a caller's call, counted as one.
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "agents_numbers": [AGENTS_NUMBER]})
+    post(client, "/twilio/voice/incoming", {**inbound(sid(905)), "To": AGENTS_NUMBER})
+    clock.advance(45)  # past the ten rings: counted, and breached
+    agents_call_ended(client, sid(905))
+    assert (call(db_session, sid(905)).outcome, call(db_session, sid(905)).countable) == ("abandoned", True)
+
+
+def test_in_dial_mode_the_agents_numbers_are_not_used(app, client, db_session):
+    app.extensions["helpdesk.settings"] = make_settings(routing={"agents_numbers": [AGENTS_NUMBER]})
+    agents_call_ended(client, sid(906))
+    assert db_session.scalars(select(Call.call_sid)).all() == [sid(906)]
 
 
 @pytest.mark.parametrize(("came_from", "agent"), [("+447700900555", "+447700900555"),

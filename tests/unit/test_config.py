@@ -97,6 +97,11 @@ def test_a_day_open_until_midnight_is_written_24_00():
                                                   "write sip:, the extension or name, @ and the phone system's address"),
     ({"routing": {"dial_targets": ["sip:1001@pbx example.org"]}}, "has 'sip:1001@pbx example.org', which is not a SIP"),
     ({"routing": {"dial_targets": ["sips:1001@pbx.example.org"]}}, "has 'sips:1001@pbx.example.org', which is not a"),
+    ({"routing": {"agents_numbers": ["0114 496 0099"]}}, "routing.agents_numbers has '0114 496 0099', which is not a"),
+    ({"routing": {"agents_numbers": ["+441144960099"]},
+      "webhooks": {"twilio_numbers": ["+441144960000", "+441144960099"]}},
+     "routing.agents_numbers has +441144960099, which webhooks.twilio_numbers has as a number callers ring: the "
+     "agents' numbers must be numbers of their own"),
     ({"closures": [{"from": "2026-12-01T10:00"}]}, "closures[1] needs 'date', or both 'from' and 'to'"),
     ({"closures": [{"from": "2026-12-01T10:00", "to": "2026-12-01T09:00"}]}, "closures[1]: 'to' must be after 'from'"),
     ({"closures": [{"date": "2026-12-01", "why": "x"}]}, "closures[1] has unknown key 'why'"),
