@@ -12,22 +12,35 @@ So this reads each number's configuration from the IncomingPhoneNumbers resource
 it with the URLs the app serves under PUBLIC_BASE_URL; `fix=True` sets the ones that differ,
 and reads back what Twilio then holds. A number with a TwiML App or a SIP trunk is reported and
 left alone: that was set on purpose, by someone, and is theirs to undo in the console.
+
+In queue mode, the agents' numbers (routing.agents_numbers) are checked too, against what an
+agents' number should hold: the agents' Voice URL, and no fallback or status callback URL (an
+agent's call is not a caller's). `fix` sets the Voice URL; it does not clear a URL (Twilio's
+OpenAPI description takes only a URL there): the report says to remove it in the console.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import click
 
 from helpdesk.voice.lookup import LookupFailed, TwilioRest
 
-# (resource field, its method's field, the console's words for it, the app's path)
+# (resource field, its method's field, the console's words for it, the app's path, or None for
+# "not set"): for a number callers ring, and for an agents' number in queue mode.
 SETTINGS = (
     ("voice_url", "voice_method", "A call comes in", "/twilio/voice/incoming"),
     ("voice_fallback_url", "voice_fallback_method", "Primary handler fails", "/twilio/voice/fallback"),
     ("status_callback", "status_callback_method", "Call status changes", "/twilio/voice/status"),
 )
+AGENTS_SETTINGS = (
+    ("voice_url", "voice_method", "A call comes in", "/twilio/voice/agent-dequeue"),
+    ("voice_fallback_url", "voice_fallback_method", "Primary handler fails", None),
+    ("status_callback", "status_callback_method", "Call status changes", None),
+)
 METHOD = "POST"
+NOT_SET = "not set"
 
 
 class NumbersError(Exception):
@@ -38,12 +51,18 @@ class NumbersError(Exception):
 class Difference:
     label: str  # "A call comes in"
     found: str  # "POST https://old.example/voice", or "not set"
-    wanted: str  # "POST https://helpdesk.example.org/twilio/voice/incoming"
+    wanted: str  # "POST https://helpdesk.example.org/twilio/voice/incoming", or "not set"
+
+    @property
+    def settable(self) -> bool:
+        """Whether `fix` can set it: a URL, not a URL's removal."""
+        return self.wanted != NOT_SET
 
 
 @dataclass
 class NumberCheck:
     number: str
+    agents: bool = False  # an agents' number (routing.agents_numbers), not one callers ring
     sid: str | None = None  # PN...; None when the account has no such number
     differences: list[Difference] = field(default_factory=list)
     overridden_by: str | None = None  # "the TwiML App AP..." or "the SIP trunk TK...": left alone
@@ -55,23 +74,29 @@ class NumberCheck:
         return self.sid is not None and not self.differences and not self.overridden_by
 
 
-def wanted_settings(public_base_url: str) -> dict[str, str]:
-    """The parameters to send to point a number at the app at `public_base_url`."""
+def wanted_settings(public_base_url: str, *, agents: bool = False) -> dict[str, str]:
+    """The parameters to send to point a number (an agents' number, with `agents`) at the app at
+    `public_base_url`: its URLs, not the ones it should not have."""
     base = public_base_url.rstrip("/")
     wanted = {}
-    for url_field, method_field, _, path in SETTINGS:
-        wanted[url_field], wanted[method_field] = base + path, METHOD
+    for url_field, method_field, _, path in AGENTS_SETTINGS if agents else SETTINGS:
+        if path is not None:
+            wanted[url_field], wanted[method_field] = base + path, METHOD
     return wanted
 
 
-def differences(record, public_base_url: str) -> list[Difference]:
-    """How one IncomingPhoneNumber's Voice configuration differs from the app's URLs."""
-    wanted = wanted_settings(public_base_url)
+def differences(record, public_base_url: str, *, agents: bool = False) -> list[Difference]:
+    """How one IncomingPhoneNumber's Voice configuration differs from the app's URLs (for an
+    agents' number, with `agents`: the agents' Voice URL, and no other)."""
+    wanted = wanted_settings(public_base_url, agents=agents)
     found = []
-    for url_field, method_field, label, _ in SETTINGS:
+    for url_field, method_field, label, path in AGENTS_SETTINGS if agents else SETTINGS:
         url, method = getattr(record, url_field, None) or "", (getattr(record, method_field, None) or METHOD).upper()
-        if url != wanted[url_field] or method != METHOD:
-            found.append(Difference(label, f"{method} {url}" if url else "not set", f"{METHOD} {wanted[url_field]}"))
+        shown = f"{method} {url}" if url else NOT_SET
+        if path is None and url:
+            found.append(Difference(label, shown, NOT_SET))
+        elif path is not None and (url != wanted[url_field] or method != METHOD):
+            found.append(Difference(label, shown, f"{METHOD} {wanted[url_field]}"))
     return found
 
 
@@ -108,12 +133,13 @@ class TwilioNumbers(TwilioRest):
 
 
 def check_numbers(twilio: TwilioNumbers, numbers: list[str], public_base_url: str, *,
-                  fix: bool = False) -> list[NumberCheck]:
-    """Each number's check; with `fix`, the differing ones set and read back. When Twilio cannot
-    be asked, or refuses, the last check says why and the numbers after it are not asked about."""
+                  fix: bool = False, agents_numbers: Collection[str] = ()) -> list[NumberCheck]:
+    """Each number's check (those in `agents_numbers` as agents' numbers); with `fix`, the
+    differing ones set and read back. When Twilio cannot be asked, or refuses, the last check
+    says why and the numbers after it are not asked about."""
     checks = []
     for number in numbers:
-        check = NumberCheck(number)
+        check = NumberCheck(number, agents=number in agents_numbers)
         checks.append(check)
         try:
             record = twilio.find(number)
@@ -121,11 +147,12 @@ def check_numbers(twilio: TwilioNumbers, numbers: list[str], public_base_url: st
                 continue
             check.sid = record.sid
             check.overridden_by = _override(record)
-            check.differences = differences(record, public_base_url)
-            if fix and check.differences and not check.overridden_by:
-                record = twilio.update(record.sid, number, wanted_settings(public_base_url))
-                check.differences = differences(record, public_base_url)  # what Twilio's answer still shows
-                check.fixed = not check.differences
+            check.differences = differences(record, public_base_url, agents=check.agents)
+            if fix and any(d.settable for d in check.differences) and not check.overridden_by:
+                record = twilio.update(record.sid, number, wanted_settings(public_base_url, agents=check.agents))
+                # what Twilio's answer still shows
+                check.differences = differences(record, public_base_url, agents=check.agents)
+                check.fixed = not any(d.settable for d in check.differences)
         except NumbersError as exc:
             check.error = str(exc)
             break
@@ -142,22 +169,30 @@ def report_lines(checks: list[NumberCheck], *, fix: bool) -> list[str]:
         if check.sid is None:
             lines.append(f"{check.number}: not a number of this Twilio account (TWILIO_ACCOUNT_SID).")
             continue
-        name = f"{check.number} ({check.sid})"
+        name = f"{check.number} ({check.sid})" + (", an agents' number" if check.agents else "")
+        to_do, does = (("put agents through to the callers waiting", "puts agents through to the callers waiting")
+                       if check.agents else ("send its calls to the app", "sends its calls to the app"))
+        count = len(check.differences)
         if check.overridden_by:
             lines.append(f"{name}: its calls go to {check.overridden_by}, not to its Voice URL. Remove it in "
                          "Twilio's console (the number's Voice configuration), then run this again.")
+        elif check.fixed and check.differences:
+            lines.append(f"{name}: set, and {count} setting{'' if count == 1 else 's'} to remove:")
         elif check.fixed:
-            lines.append(f"{name}: set to send its calls to the app.")
+            lines.append(f"{name}: set to {to_do}.")
         elif not check.differences:
-            lines.append(f"{name}: sends its calls to the app.")
-        elif fix:
+            lines.append(f"{name}: {does}.")
+        elif fix and any(d.settable for d in check.differences):
             lines.append(f"{name}: set, but Twilio's answer still differs:")
         else:
-            count = len(check.differences)
             lines.append(f"{name}: {count} setting{'' if count == 1 else 's'} differ{'s' if count == 1 else ''}:")
         lines += [f"  {d.label}: {d.found}; should be {d.wanted}" for d in check.differences]
-    if not fix and any(check.differences and not check.overridden_by for check in checks if check.sid):
+    shown = [d for check in checks if check.sid and not check.overridden_by for d in check.differences]
+    if not fix and any(d.settable for d in shown):
         lines.append("Run it again with --fix to set them.")
+    if any(not d.settable for d in shown):
+        lines.append(f"--fix does not remove a URL: remove each that should be {NOT_SET} in Twilio's console "
+                     "(the number's Voice configuration).")
     return lines
 
 
@@ -170,13 +205,15 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
 
     Reads each number's Voice configuration from Twilio and compares it with the app's URLs under
     PUBLIC_BASE_URL: a call comes in, the fallback URL and the status callback URL, each POST.
-    Checks NUMBER (as typed: 0114 496 0000 or +441144960000), or by default [webhooks]
-    twilio_numbers. Exits 1 unless every number sends its calls to the app. Needs
+    An agents' number (routing.agents_numbers, queue mode) should have the agents' Voice URL,
+    /twilio/voice/agent-dequeue, and no fallback or status callback URL. Checks NUMBER (as typed:
+    0114 496 0000 or +441144960000), or by default [webhooks] twilio_numbers and
+    routing.agents_numbers. Exits 1 unless every number is set as it should be. Needs
     TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL.
     """
     import os
 
-    from helpdesk.cli_calls import settings_with_numbers
+    from helpdesk.config import ConfigError, load_settings
     from helpdesk.phones import international
     from helpdesk.settings import Secrets
 
@@ -185,6 +222,13 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
         raise click.ClickException("set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the environment to ask Twilio")
     if not secrets.public_base_url:
         raise click.ClickException("set PUBLIC_BASE_URL in the environment: the address Twilio reaches the app at")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        if not numbers:
+            raise click.ClickException(str(exc)) from None
+        settings = None  # named numbers are checked as numbers callers ring
+    agents_numbers = settings.routing.agents_numbers if settings else frozenset()
     if numbers:
         wanted = []
         for typed in numbers:
@@ -193,11 +237,14 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
                 raise click.BadParameter(f"{typed!r} is not a whole phone number", param_hint="NUMBER")
             wanted.append(number)
     else:
-        wanted = list(settings_with_numbers("or name the numbers to check").webhooks.twilio_numbers)
+        wanted = [*settings.webhooks.twilio_numbers, *sorted(agents_numbers)]
+        if not wanted:
+            raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
+                                       "numbers, or name the numbers to check")
     twilio = TwilioNumbers(secrets.twilio_account_sid, secrets.twilio_auth_token,
                            os.environ.get("TWILIO_API_BASE_URL", "").strip() or None)
     wanted = list(dict.fromkeys(wanted))
-    checks = check_numbers(twilio, wanted, secrets.public_base_url, fix=fix)
+    checks = check_numbers(twilio, wanted, secrets.public_base_url, fix=fix, agents_numbers=agents_numbers)
     for line in report_lines(checks, fix=fix):
         click.echo(line)
     if len(checks) < len(wanted):

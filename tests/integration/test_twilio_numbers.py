@@ -153,3 +153,80 @@ def test_the_requests_pass_twilios_own_description(prism):
     assert f"post {ONE}" in log
     assert "Request did not pass the validation rules" not in log, log
     assert len(differences(updated, BASE)) == 3  # read as any answer is: made-up URLs all differ
+    mark = prism.log_size()
+    twilio.update(SID, NUMBER, wanted_settings(BASE, agents=True))  # an agents' number: its Voice URL only
+    log = prism.wait_for_log('Responding with "200"', since=mark)
+    assert "Request did not pass the validation rules" not in log, log
+
+
+AGENTS = "+441144960099"
+AGENTS_SID = "PN" + "9" * 32
+AGENTS_RIGHT = {"voice_url": f"{BASE}/twilio/voice/agent-dequeue", "voice_method": "POST",
+                "voice_fallback_url": "", "voice_fallback_method": "POST", "status_callback": "",
+                "status_callback_method": "POST"}
+
+
+class Numbers(Account):
+    """The help desk's number as Account holds it, and an agents' number beside it."""
+
+    def __init__(self, stub, **agents_fields):
+        super().__init__(stub)
+        self.agents = {**record(), "sid": AGENTS_SID, "phone_number": AGENTS, **AGENTS_RIGHT, **agents_fields}
+
+    def answer(self, path: str):
+        if path.startswith(LIST) and "PhoneNumber=%2B441144960099" in path:
+            return 200, listing(self.agents)
+        if path == ONE.replace(SID, AGENTS_SID):
+            sent = {key: values[-1] for key, values in parse_qs(self.stub.bodies[-1]).items()}
+            self.agents.update({{"VoiceUrl": "voice_url", "VoiceMethod": "voice_method"}[key]: value
+                                for key, value in sent.items()})
+            return 200, json.dumps(self.agents)
+        return super().answer(path)
+
+
+def queue_config(tmp_path) -> str:
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[routing]\nmode = "queue"\nagents_numbers = ["{AGENTS}"]\n'
+                      f'[webhooks]\ntwilio_numbers = ["{NUMBER}"]\n')
+    return str(config)
+
+
+def test_an_agents_number_is_checked_for_the_agents_voice_url_and_no_other(stub, tmp_path):
+    # Pointed at the help desk's URLs, as a number callers ring: an agent calling it would be
+    # queued as a caller, and their call counted as one.
+    numbers = Numbers(stub, **{key: value for key, value in RIGHT.items()})
+    checked = run(stub.url, HELPDESK_CONFIG=queue_config(tmp_path))
+    assert checked.exit_code == 1, checked.output
+    assert checked.output.splitlines() == [
+        f"{NUMBER} ({SID}): sends its calls to the app.",
+        f"{AGENTS} ({AGENTS_SID}), an agents' number: 3 settings differ:",
+        f"  A call comes in: POST {BASE}/twilio/voice/incoming; should be POST {BASE}/twilio/voice/agent-dequeue",
+        f"  Primary handler fails: POST {BASE}/twilio/voice/fallback; should be not set",
+        f"  Call status changes: POST {BASE}/twilio/voice/status; should be not set",
+        "Run it again with --fix to set them.",
+        "--fix does not remove a URL: remove each that should be not set in Twilio's console (the number's Voice "
+        "configuration).",
+    ]
+    fixed = run(stub.url, "--fix", HELPDESK_CONFIG=queue_config(tmp_path))
+    assert fixed.exit_code == 1, fixed.output
+    assert parse_qs(stub.bodies[-1]) == {"VoiceUrl": [f"{BASE}/twilio/voice/agent-dequeue"], "VoiceMethod": ["POST"]}
+    assert fixed.output.splitlines()[1:3] == [
+        f"{AGENTS} ({AGENTS_SID}), an agents' number: set, and 2 settings to remove:",
+        f"  Primary handler fails: POST {BASE}/twilio/voice/fallback; should be not set"]
+    assert "Run it again with --fix" not in fixed.output
+    numbers.agents.update(voice_fallback_url="", status_callback=None)  # removed in the console
+    again = run(stub.url, AGENTS, HELPDESK_CONFIG=queue_config(tmp_path))  # named: still an agents' number
+    assert (again.exit_code, again.output) == (
+        0, f"{AGENTS} ({AGENTS_SID}), an agents' number: puts agents through to the callers waiting.\n")
+
+
+def test_an_agents_number_with_only_a_status_callback_url_to_remove_is_not_set_by_fix(stub, tmp_path):
+    Numbers(stub, status_callback=f"{BASE}/twilio/voice/status")
+    fixed = run(stub.url, AGENTS, "--fix", HELPDESK_CONFIG=queue_config(tmp_path))
+    assert fixed.exit_code == 1 and stub.bodies == []  # nothing --fix could set
+    assert fixed.output.splitlines() == [
+        f"{AGENTS} ({AGENTS_SID}), an agents' number: 1 setting differs:",
+        f"  Call status changes: POST {BASE}/twilio/voice/status; should be not set",
+        "--fix does not remove a URL: remove each that should be not set in Twilio's console (the number's Voice "
+        "configuration).",
+    ]
