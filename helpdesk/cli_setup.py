@@ -148,13 +148,16 @@ def _smtp_warnings(settings) -> list[str]:
 def _routing_warnings(settings) -> list[str]:
     """What a valid configuration may still get wrong: a phone's own voicemail counted as an answer
     (a number's, or a SIP address's on the provider's phone system; a Twilio Client has none)."""
-    routing = settings.routing
+    routing, warnings = settings.routing, []
     phones = [target for target in routing.dial_targets if target.startswith(("+", "sip:"))]
     if routing.mode == "dial" and phones and not routing.screen_calls:
-        return [f"warning: routing.dial_targets has phones ({', '.join(phones)}) and routing.screen_calls is false: "
-                "if a phone's own voicemail, or its phone system's, picks up, the call counts as answered. Turn "
-                "voicemail off on those phones, or set screen_calls = true (see the README)."]
-    return []
+        warnings.append(f"warning: routing.dial_targets has phones ({', '.join(phones)}) and routing.screen_calls is "
+                        "false: if a phone's own voicemail, or its phone system's, picks up, the call counts as "
+                        "answered. Turn voicemail off on those phones, or set screen_calls = true (see the README).")
+    if routing.mode == "dial" and routing.agents_numbers:
+        warnings.append("warning: routing.agents_numbers is set but routing.mode is \"dial\": agents take no calls "
+                        "from a queue, so the numbers are not used.")
+    return warnings
 
 
 def _missed_calls_warnings(settings) -> list[str]:

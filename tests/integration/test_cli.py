@@ -155,6 +155,17 @@ def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp
     assert "routing.dial_targets" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
+def test_check_config_warns_of_agents_numbers_a_ring_group_does_not_use(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(WALES.replace('"+447700900123"', '"client:alice"') + 'agents_numbers = ["+441144960099"]\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0 and ('warning: routing.agents_numbers is set but routing.mode is "dial": agents '
+                                      "take no calls from a queue, so the numbers are not used.") in result.output
+    config.write_text(config.read_text() + 'mode = "queue"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0 and "agents_numbers" not in result.output, result.output
+
+
 def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_looked_for(tmp_path):
     config = tmp_path / "helpdesk.toml"
     config.write_text(WALES + "screen_calls = true\n")
