@@ -13,7 +13,7 @@ it with the URLs the app serves under PUBLIC_BASE_URL; `fix=True` sets the ones 
 and reads back what Twilio then holds. A number with a TwiML App or a SIP trunk is reported and
 left alone: that was set on purpose, by someone, and is theirs to undo in the console.
 
-In queue mode, the agents' numbers (routing.agents_numbers) are checked too, against what an
+The agents' numbers (queue mode's routing.agents_numbers) are checked too, against what an
 agents' number should hold: the agents' Voice URL, and no fallback or status callback URL (an
 agent's call is not a caller's). `fix` sets the Voice URL; it does not clear a URL (Twilio's
 OpenAPI description takes only a URL there): the report says to remove it in the console.
