@@ -194,7 +194,7 @@ def queue_config(tmp_path) -> str:
 def test_an_agents_number_is_checked_for_the_agents_voice_url_and_no_other(stub, tmp_path):
     # Pointed at the help desk's URLs, as a number callers ring: an agent calling it would be
     # queued as a caller, and their call counted as one.
-    numbers = Numbers(stub, **{key: value for key, value in RIGHT.items()})
+    numbers = Numbers(stub, **RIGHT)
     checked = run(stub.url, HELPDESK_CONFIG=queue_config(tmp_path))
     assert checked.exit_code == 1, checked.output
     assert checked.output.splitlines() == [
