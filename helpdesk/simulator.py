@@ -102,11 +102,15 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the app to answer /readyz before the first call (the call log is "
                    "served meanwhile).")
+@click.option("--sip-login-required", is_flag=True,
+              help="Play a phone system that asks Twilio to log in: a <Sip> the app dials without SIP_USERNAME and "
+                   "SIP_PASSWORD (from this environment, as the app's) is refused, and that leg fails.")
 @click.option("--quiet", is_flag=True, help="Print the summary only.")
 def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, answer_median: float,
                      answer_sigma: float, abandon_rate: float, no_answer_rate: float, voicemail_rate: float,
                      agent_voicemail_rate: float, dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
-                     seed: int | None, call_log_port: int | None, unreached: int, wait: float, quiet: bool) -> None:
+                     seed: int | None, call_log_port: int | None, unreached: int, wait: float, sip_login_required: bool,
+                     quiet: bool) -> None:
     """Play Twilio's part: send signed, realistic call webhooks to a running help desk."""
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
@@ -118,6 +122,16 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
     if unreached and call_log_port is None:
         raise click.BadParameter("only Twilio's call log has calls that never reached the app: give --call-log-port "
                                  "too", param_hint="--unreached")
+    sip_login = None
+    if sip_login_required:
+        from helpdesk.settings import SipLogin
+
+        if problem := SipLogin.problem():
+            raise click.UsageError(problem)
+        if (login := SipLogin.from_environ()) is None:
+            raise click.UsageError("--sip-login-required needs SIP_USERNAME and SIP_PASSWORD: the login the phone "
+                                   "system asks for, as the app is given it")
+        sip_login = (login.username, login.password)
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     profile = TrafficProfile(answer_median=answer_median, answer_sigma=answer_sigma, abandon_rate=abandon_rate,
                              no_answer_rate=no_answer_rate, voicemail_rate=voicemail_rate, dwp_share=dwp_share,
@@ -135,7 +149,7 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         click.echo(f"Serving Twilio's call log at {server.url} (the app's TWILIO_API_BASE_URL)")
     transport = RequestsTransport()
     simulator = Simulator(base_url, token, account_sid, transport, rng=random.Random(seed), speed=speed,
-                          duplicate=duplicate_rate, out_of_order=out_of_order_rate, call_log=log)
+                          duplicate=duplicate_rate, out_of_order=out_of_order_rate, call_log=log, sip_login=sip_login)
     if unreached:
         # Callers of their own, after the traffic's: the traffic is the same for a seed either way.
         outage = datetime.now(timezone.utc) - OUTAGE_ENDED - OUTAGE_LENGTH

@@ -11,6 +11,11 @@ import xml.etree.ElementTree as ET
 from helpdesk.simulator_twiml import (AGENT_DEQUEUE_PATH, API_VERSION, END, PROGRESS, RING_DELAY, SPOKEN, TwiMLError,
                                       answered_twiml, dial_targets, events_of, new_sid, number_of, spoken_seconds)
 
+# A phone system that asks Twilio to log in answers an INVITE without its login with 407, and
+# one with another login with 407 again: the leg fails within this, before it ever rings.
+SIP_REFUSED_SECONDS = 0.5
+SIP_REFUSED_CODE = "407"
+
 
 class AgentLegs:
     """The verbs that reach agents, for CallSession (whose attributes and methods they use)."""
@@ -24,6 +29,9 @@ class AgentLegs:
         answer, quit_at = self.answer_at(began + RING_DELAY), max(self.give_up_at(), began)
         caller_id = verb.get("callerId") or self.scenario.caller
         machine, pickup = self.voicemail_pickup(len(targets), began + timeout, answer, quit_at)
+        refused = self.refused_legs(targets)
+        if machine in refused:
+            machine = None  # it never rang, so its voicemail cannot pick up
         screens = [self.resolve(url, noun.get("url")) for _, noun in targets]
         machine_leg = None  # (sid, hung up at) of a screened leg that voicemail answered
         if machine is not None and screens[machine] is None:
@@ -39,8 +47,11 @@ class AgentLegs:
                 answer, self.trace.machine_answered, machine_leg = pickup + seconds, True, None
             else:
                 machine_leg = (sid, pickup + seconds)
-        people = [index for index in range(len(targets)) if machine_leg is None or index != machine]
-        if answer is not None and answer < began + timeout and answer < quit_at and people:
+        people = [index for index in range(len(targets))
+                  if (machine_leg is None or index != machine) and index not in refused]
+        if len(refused) == len(targets) and began + SIP_REFUSED_SECONDS < quit_at:
+            ended, result = began + SIP_REFUSED_SECONDS, "failed"  # nobody could be rung at all
+        elif answer is not None and answer < began + timeout and answer < quit_at and people:
             ended, result = answer, "completed"
         elif machine_leg is not None and len(targets) == 1 and machine_leg[1] < min(quit_at, began + timeout):
             ended, result = machine_leg[1], "unbridged"  # its only leg was screened out
@@ -74,7 +85,11 @@ class AgentLegs:
             if not callback:
                 continue
             wanted = events_of(noun, "statusCallbackEvent")
-            if machine_leg is not None and index == machine:
+            if index in refused:
+                over = min(ended, began + SIP_REFUSED_SECONDS)
+                self.leg_callbacks(leg, to, caller_id, callback, wanted, began, over, None, "failed", 0,
+                                   sip_code=SIP_REFUSED_CODE)
+            elif machine_leg is not None and index == machine:
                 self.leg_callbacks(leg, to, caller_id, callback, wanted, began, machine_leg[1], pickup, "completed",
                                    round(machine_leg[1] - pickup))
             elif index == winner:  # talk is 0 unless the caller was put through
@@ -83,6 +98,7 @@ class AgentLegs:
             else:
                 terminal = "no-answer" if result == "no-answer" else "canceled"
                 self.leg_callbacks(leg, to, caller_id, callback, wanted, began, ended, None, terminal, 0)
+        self.trace.sip_refused += len(refused)
         self.tick(ended)
         if result == "completed":
             self.answered, self.status, self.trace.answer_delay = True, "in-progress", ended
@@ -105,6 +121,15 @@ class AgentLegs:
         if action:
             return self.follow("dial-action", action, extra)
         return END if self.over else None
+
+    def refused_legs(self, targets: list[tuple[str, ET.Element]]) -> set[int]:
+        """The ``<Sip>`` legs the phone system refuses: when it asks Twilio to log in
+        (``Simulator.sip_login``), those whose noun gives no login, or another."""
+        login = self.sim.sip_login
+        if login is None:
+            return set()
+        return {index for index, (_, noun) in enumerate(targets)
+                if noun.tag == "Sip" and (noun.get("username"), noun.get("password")) != login}
 
     def voicemail_pickup(self, count: int, give_up: float, answer: float | None,
                          quit_at: float) -> tuple[int | None, float]:
@@ -165,8 +190,10 @@ class AgentLegs:
         return seconds, True
 
     def leg_callbacks(self, leg: str, to: str, caller_id: str, url: str, wanted: list[str], began: float,
-                      ended: float, answered_at: float | None, terminal: str, duration: int) -> None:
-        """Queue the status callbacks that one agent leg's noun asked for."""
+                      ended: float, answered_at: float | None, terminal: str, duration: int, *,
+                      sip_code: str | None = None) -> None:
+        """Queue the status callbacks that one agent leg's noun asked for (`sip_code`: the SIP
+        response that ended it, when not the usual 200 answered or 487 cancelled)."""
         timeline = [("initiated", "initiated", began)]
         if began + RING_DELAY <= (ended if answered_at is None else answered_at):
             timeline.append(("ringing", "ringing", began + RING_DELAY))
@@ -181,7 +208,7 @@ class AgentLegs:
                 ("CallbackSource", PROGRESS), ("SequenceNumber", str(sequence)), ("Timestamp", self.stamp(at))]
             if event == "completed":
                 params += [("CallDuration", str(duration)), ("Duration", str(math.ceil(duration / 60))),
-                           ("SipResponseCode", "200" if answered_at is not None else "487")]
+                           ("SipResponseCode", sip_code or ("200" if answered_at is not None else "487"))]
             self.pending.append(("leg-status", url, params, at))
             sequence += 1
 

@@ -88,6 +88,7 @@ class TrafficSummary:
     redeliveries: int = 0
     errors: int = 0
     elapsed_seconds: float = 0.0
+    sip_refused: int = 0
 
     @property
     def requests_per_second(self) -> float:
@@ -95,8 +96,12 @@ class TrafficSummary:
 
     def describe(self) -> str:
         counts = ", ".join(f"{name} {self.outcomes.get(name, 0)}" for name in OUTCOMES)
+        legs = f"{self.sip_refused} SIP leg{'' if self.sip_refused == 1 else 's'}"
+        refused = (f"\n{legs} refused: the phone system asked Twilio to log in, and the app's <Sip> gave no login "
+                   "or another (SIP_USERNAME, SIP_PASSWORD)" if self.sip_refused else "")
         return (f"{self.calls} call{'' if self.calls == 1 else 's'}: {counts}\n{self.requests} requests ({self.redeliveries} redelivered) in "
-                f"{self.elapsed_seconds:.1f} s, {self.requests_per_second:.1f} requests/s; {self.errors} errors")
+                f"{self.elapsed_seconds:.1f} s, {self.requests_per_second:.1f} requests/s; {self.errors} errors"
+                + refused)
 
 
 class TrafficResult(NamedTuple):
@@ -126,6 +131,7 @@ def run_traffic(simulator: Simulator, profile: TrafficProfile, calls: int, rate_
         requests=sum(len(trace.requests) for trace in traces),
         redeliveries=sum(record.duplicate for trace in traces for record in trace.requests),
         errors=sum(len(trace.errors) for trace in traces), elapsed_seconds=time.monotonic() - began,
+        sip_refused=sum(trace.sip_refused for trace in traces),
     )
     logger.info("Simulated %d calls: %s", summary.calls, summary.outcomes)
     return TrafficResult(traces, summary)

@@ -104,7 +104,7 @@ class Simulator:
                  rng: random.Random | None = None, speed: float = 0.0, *, to_number: str = HELP_DESK_NUMBER,
                  duplicate: float = 0.0, out_of_order: float = 0.0, ivr_digits: dict[str, str] | None = None,
                  max_call_seconds: float = 1800.0, sleep: Callable[[float], None] = time.sleep,
-                 call_log: CallLog | None = None):
+                 call_log: CallLog | None = None, sip_login: tuple[str, str] | None = None):
         if not auth_token:
             raise ValueError("an auth token is needed to sign requests")
         self.base_url = base_url.rstrip("/")
@@ -120,6 +120,9 @@ class Simulator:
         self.max_call_seconds = max_call_seconds
         self.sleep = sleep
         self.call_log = call_log
+        # (username, password) the phone system behind every <Sip> asks Twilio for: a leg
+        # dialled without them, or with others, is refused (SIP 407), as that phone system would.
+        self.sip_login = sip_login
         self._validator = RequestValidator(auth_token)
         self._lock = threading.Lock()
 

@@ -63,6 +63,7 @@ class CallTrace:
     machine_answered: bool = False  # an agent's voicemail, not a person, was put through
     picked_up: float | None = None  # when the answering phone picked up (before a screening prompt)
     duration: float = 0.0  # virtual seconds from arrival until the caller's line closed
+    sip_refused: int = 0  # <Sip> legs the phone system refused: they came without its login
 
     def sent(self, kind: str, *, duplicates: bool = False) -> list[RequestRecord]:
         """The requests of one kind, without redeliveries unless asked for."""

@@ -508,6 +508,72 @@ def test_the_simulate_command_runs_calls_and_prints_a_summary(monkeypatch):
     assert dict(params)["AccountSid"] == "AC" + "0" * 32
 
 
+# --------------------------------------------------------------------------- a phone system that asks for a login
+LOGIN = ("helpdesk-trunk", "trunk-password")
+
+
+def sip_group(*sip_nouns: str) -> str:
+    return (f'<Response><Dial action="dial-action" timeout="30" answerOnBridge="true">{"".join(sip_nouns)}'
+            f'<Client {AGENT_EVENTS}>alice</Client></Dial></Response>')
+
+
+def sip_noun(attributes: str = "") -> str:
+    return f'<Sip {AGENT_EVENTS} {attributes}>sip:1001@pbx.example.org</Sip>'
+
+
+def test_a_phone_system_that_asks_for_a_login_refuses_a_sip_leg_without_it_and_the_others_still_ring():
+    sim, _ = make(ring_group_app(**{"/twilio/voice/incoming": sip_group(sip_noun())}), sip_login=LOGIN)
+    trace = sim.run_call(CallScenario(answer_after=12, talk_seconds=60))
+    sip_leg = [leg for leg in trace.sent("leg-status") if leg.param("To") == "sip:1001@pbx.example.org"]
+    assert [leg.param("CallStatus") for leg in sip_leg] == ["initiated", "failed"]  # never rang
+    assert sip_leg[-1].param("SipResponseCode") == "407" and sip_leg[-1].param("CallDuration") == "0"
+    (action,) = trace.sent("dial-action")
+    assert action.param("DialCallStatus") == "completed"  # alice's app took it
+    assert trace.outcome == "answered" and trace.sip_refused == 1
+
+
+@pytest.mark.parametrize("attributes", ['username="helpdesk-trunk"', 'username="helpdesk-trunk" password="other"'])
+def test_a_ring_group_of_sip_legs_all_refused_fails_at_once_and_the_caller_is_offered_voicemail(attributes):
+    only_sip = sip_group(sip_noun(attributes)).replace(f"<Client {AGENT_EVENTS}>alice</Client>", "")
+    sim, _ = make(ring_group_app(**{"/twilio/voice/incoming": only_sip}), sip_login=LOGIN)
+    trace = sim.run_call(CallScenario(answer_after=12, talk_seconds=60, leaves_voicemail=True))
+    (action,) = trace.sent("dial-action")
+    assert (action.param("DialCallStatus"), action.param("DialBridged")) == ("failed", "false")
+    initiated, failed = trace.sent("leg-status")  # at once, never ringing
+    assert (initiated.param("CallStatus"), failed.param("CallStatus")) == ("initiated", "failed")
+    assert seconds_after_start(failed.param("Timestamp")) - seconds_after_start(initiated.param("Timestamp")) <= 1
+    assert trace.outcome == "voicemail" and trace.sip_refused == 1
+
+
+def test_a_sip_leg_with_the_phone_systems_login_rings_and_answers_as_any_other():
+    with_login = sip_group(sip_noun('username="helpdesk-trunk" password="trunk-password"')).replace(
+        f"<Client {AGENT_EVENTS}>alice</Client>", "")
+    sim, _ = make(ring_group_app(**{"/twilio/voice/incoming": with_login}), sip_login=LOGIN)
+    trace = sim.run_call(CallScenario(answer_after=12, talk_seconds=60))
+    assert [leg.param("CallStatus") for leg in trace.sent("leg-status")] == [
+        "initiated", "ringing", "in-progress", "completed"]
+    assert trace.outcome == "answered" and trace.sip_refused == 0
+    # A phone system that asks for nothing takes a <Sip> with or without a login.
+    sim, _ = make(ring_group_app(**{"/twilio/voice/incoming": sip_group(sip_noun())}))
+    assert sim.run_call(CallScenario(answer_after=12, talk_seconds=60)).sip_refused == 0
+
+
+def test_the_simulate_command_plays_a_phone_system_that_asks_for_the_login_in_its_environment(monkeypatch):
+    transport = FakeTransport(ring_group_app(**{"/twilio/voice/incoming": sip_group(sip_noun())}))
+    monkeypatch.setattr(simulator_module, "RequestsTransport", lambda: transport)
+    args = ["--url", BASE, "--calls", "3", "--rate", "1000", "--seed", "5", "--quiet", "--sip-login-required"]
+    result = CliRunner().invoke(simulate_command, args, env={"TWILIO_AUTH_TOKEN": TOKEN, "SIP_USERNAME": LOGIN[0],
+                                                             "SIP_PASSWORD": LOGIN[1]})
+    assert result.exit_code == 0, result.output
+    assert ("3 SIP legs refused: the phone system asked Twilio to log in, and the app's <Sip> gave no login"
+            in result.output)
+    assert LOGIN[1] not in result.output
+    for environment, message in (({"SIP_USERNAME": "", "SIP_PASSWORD": ""}, "--sip-login-required needs SIP_USERNAME"),
+                                 ({"SIP_USERNAME": "", "SIP_PASSWORD": "x"}, "SIP_PASSWORD is set but SIP_USERNAME")):
+        refused = CliRunner().invoke(simulate_command, args, env={"TWILIO_AUTH_TOKEN": TOKEN, **environment})
+        assert refused.exit_code == 2 and message in refused.output
+
+
 # --------------------------------------------------------------------------- screened ring groups
 SCREEN_EVENTS = AGENT_EVENTS + ' url="screen"'
 SCREENED_GROUP = (f'<Response><Dial action="dial-action" timeout="30" answerOnBridge="true">'
