@@ -12,7 +12,14 @@ HOURS_ALWAYS_OPEN = "\n".join(
 )
 
 
-def write_config(path, routing_mode: str = "dial", ivr: bool = True, screen_calls: bool = False) -> str:
+SIP_TARGET = "sip:1001@pbx.example.org;transport=tls"
+SIP_LOGIN = ("helpdesk-e2e", secrets.token_hex(8))
+
+
+def write_config(path, routing_mode: str = "dial", ivr: bool = True, screen_calls: bool = False,
+                 sip: bool = False) -> str:
+    """The test desk's configuration; with `sip`, the ring group rings a desk phone's SIP address too."""
+    targets = '"client:agent-1", "client:agent-2", "+447700900001"' + (f', "{SIP_TARGET}"' if sip else "")
     path.write_text(f"""
 [helpdesk]
 nation = "england-and-wales"
@@ -24,7 +31,7 @@ bank_holidays = false
 
 [routing]
 mode = "{routing_mode}"
-dial_targets = ["client:agent-1", "client:agent-2", "+447700900001"]
+dial_targets = [{targets}]
 dial_timeout_seconds = 45
 screen_calls = {"true" if screen_calls else "false"}
 

@@ -10,7 +10,7 @@ from helpdesk.models import Call, Enquiry, TwilioEvent
 from helpdesk.rings import rings_for
 from helpdesk.simulator import RequestsTransport, Simulator, TrafficProfile, run_traffic
 from live import LiveApp
-from tests.e2e.conftest import AUTH_TOKEN, write_config
+from tests.e2e.conftest import AUTH_TOKEN, SIP_LOGIN, SIP_TARGET, write_config
 
 CALLS = 40
 TARGET = 30.0
@@ -21,7 +21,11 @@ TARGET = 30.0
                          ids=["ring-group-with-menu", "queue", "screened-ring-group"])
 def test_simulated_traffic_is_recorded_call_by_call(migrated_url, app_env, tmp_path, mode, ivr, screened):
     database_url = migrated_url
-    config = write_config(tmp_path / "helpdesk.toml", routing_mode=mode, ivr=ivr, screen_calls=screened)
+    # The ring group with a menu also rings a desk phone on a phone system that asks Twilio to log in.
+    sip = mode == "dial" and ivr
+    config = write_config(tmp_path / "helpdesk.toml", routing_mode=mode, ivr=ivr, screen_calls=screened, sip=sip)
+    if sip:
+        app_env = {**app_env, "SIP_USERNAME": SIP_LOGIN[0], "SIP_PASSWORD": SIP_LOGIN[1]}
     if mode == "queue":  # the simulator's agents call from client:agent: the agents' Voice URL takes a user's only
         from helpdesk.users import add_user
 
@@ -37,12 +41,16 @@ def test_simulated_traffic_is_recorded_call_by_call(migrated_url, app_env, tmp_p
                              agent_voicemail_rate=0.35 if screened else 0.0)
     with LiveApp(database_url, {**app_env, "HELPDESK_CONFIG": config}, workers=3) as live:
         transport = RequestsTransport()
-        simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0, duplicate=0.15, out_of_order=0.4)
+        simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0, duplicate=0.15, out_of_order=0.4,
+                              sip_login=SIP_LOGIN if sip else None)
         result = run_traffic(simulator, profile, calls=CALLS, rate_per_second=None, concurrency=8)
         transport.close()
         log = live.log_text()
     assert result.summary.errors == 0, [trace.errors for trace in result.traces if trace.errors]
     assert result.summary.redeliveries > 0, "the run should include redelivered webhooks"
+    assert result.summary.sip_refused == 0, "the app gave the phone system its login"
+    if sip:  # the desk phone was rung, and took some calls
+        assert any(r.param("To") == SIP_TARGET for trace in result.traces for r in trace.sent("leg-status"))
     assert "Traceback" not in log
 
     database = Database(database_url)
@@ -55,6 +63,8 @@ def test_simulated_traffic_is_recorded_call_by_call(migrated_url, app_env, tmp_p
         database.dispose()
 
     assert len(calls) == CALLS
+    if sip:
+        assert any(call.agent == SIP_TARGET for call in calls.values())
     assert len(set(references)) == CALLS
     for scenario, trace in zip(profile.scenarios(CALLS), result.traces):
         call = calls[trace.call_sid]
