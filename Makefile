@@ -93,13 +93,15 @@ constraints:
 
 # Demo secrets: generated once, here, at demo time; git-ignored; reused by later demos. A key
 # added in a later version of the demo is appended to an existing file.
+# SIP_PASSWORD: the demo's phone system (played by the simulator) asks Twilio to log in.
 DEMO_SECRETS := SECRET_KEY TWILIO_AUTH_TOKEN DEMO_MANAGER_PASSWORD DEMO_AGENT_PASSWORD \
-	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET DEMO_SIM_AGENT_PASSWORD DEMO_ADMIN_PASSWORD
+	DEMO_AUDITOR_PASSWORD SENDGRID_INBOUND_SECRET DEMO_SIM_AGENT_PASSWORD DEMO_ADMIN_PASSWORD SIP_PASSWORD
 
 demo-secrets:
 	@umask 077; touch $(DEMO_ENV); \
 	hex() { $(PYTHON) -c "import secrets; print(secrets.token_hex($$1))"; }; \
 	grep -q '^TWILIO_ACCOUNT_SID=' $(DEMO_ENV) || echo "TWILIO_ACCOUNT_SID=AC$$(hex 16)" >> $(DEMO_ENV); \
+	grep -q '^SIP_USERNAME=' $(DEMO_ENV) || echo "SIP_USERNAME=helpdesk-demo" >> $(DEMO_ENV); \
 	for key in $(DEMO_SECRETS); do \
 	  grep -q "^$$key=" $(DEMO_ENV) || { echo "$$key=$$(hex 16)" >> $(DEMO_ENV); echo "demo: wrote a new $$key to $(DEMO_ENV)"; }; \
 	done
@@ -151,7 +153,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; kill $$mailserver; exit 1; fi; \
 	$(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) --wait 60 \
 	  --speed $(DEMO_SPEED) --concurrency $(DEMO_CONCURRENCY) \
-	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) & \
+	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) --sip-login-required & \
 	simulator=$$!; \
 	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
 	served=; \
