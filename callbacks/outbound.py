@@ -31,6 +31,7 @@ from helpdesk.phones import is_withheld
 from helpdesk.voice.blueprint import _XML, _plain, store_or_spool
 from helpdesk.voice.params import is_sid, moment, problem, seconds
 from helpdesk.voice.recovery import attempt_entry, describe, keep_for_later
+from helpdesk.voice.sip_refusals import log_refusal
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,9 @@ def status():
     except BadRequest as bad:
         return _plain(str(bad), 400)
     reachable = _journal("callback_status", params)
+    if "ParentCallSid" not in params:  # the agent's own phone, perhaps a desk phone's SIP address
+        log_refusal(params, leg=f"callback {callback_id}: call",
+                    login_given=current_app.config.get("SIP_LOGIN") is not None)
     if outcome is None:
         return Response(status=204)
     return _finish(callback_id, params.get("ParentCallSid") or params["CallSid"], outcome, answered_at, reachable)

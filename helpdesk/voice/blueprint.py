@@ -21,6 +21,7 @@ from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
 from helpdesk.voice.recovery import describe, keep_for_later, recovery_for, spool_entry, store_event
 from helpdesk.voice.signature import is_valid, public_url
+from helpdesk.voice.sip_refusals import log_refusal
 from helpdesk.web import clock, database, settings
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,10 @@ def status():
 
 @bp.post("/agent-status")
 def agent_status():
-    return _handle("agent_status")
+    response = _handle("agent_status")
+    if response.status_code < 300:  # a leg the app took: say if a phone system refused it
+        log_refusal(request.form, leg="agent leg", login_given=current_app.config.get("SIP_LOGIN") is not None)
+    return response
 
 
 @bp.post("/recording")

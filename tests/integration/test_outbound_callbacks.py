@@ -186,6 +186,17 @@ def test_the_agents_leg_ending_before_the_caller_is_dialled_is_no_attempt(client
     assert counted(callback) == (0, None, None, None) and callback.status == "open"
 
 
+def test_a_desk_phone_whose_phone_system_refuses_the_call_is_no_attempt_and_said_in_the_log(
+        client, clock, placed, db_session, caplog):
+    clock.advance(2)
+    assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="failed", To="sip:1001@pbx.example.org",
+                     SipResponseCode="407").status_code == 204
+    assert attempt_and_callback(db_session)[0].outcome == "not_dialled"
+    assert (f"callback {placed}: call {AGENT_LEG}: the phone system refused Twilio's call to a SIP address (SIP 407): "
+            "it asks Twilio to log in: set SIP_USERNAME and SIP_PASSWORD") in caplog.text
+    assert "pbx.example.org" not in caplog.text
+
+
 def test_calls_the_agent_never_answers_do_not_close_the_callback_as_unreachable(app, client, clock, placed, settings,
                                                                                  db_session):
     agent = attempt_and_callback(db_session)[0].agent_id

@@ -76,6 +76,36 @@ def test_without_a_sip_login_a_sip_address_is_dialled_with_none(app, client):
     assert "username" not in sip.attrib and "password" not in sip.attrib
 
 
+def sip_leg_ended(client, code: str, to: str = "sip:+447700900555@pbx.example.org"):
+    return post(client, "/twilio/voice/agent-status", {
+        "CallSid": sid(950), "ParentCallSid": sid(13), "To": to, "CallStatus": "failed", "SipResponseCode": code,
+        "CallbackSource": "call-progress-events"})
+
+
+@pytest.mark.parametrize(("code", "login", "advice"), [
+    ("407", False, "it asks Twilio to log in: set SIP_USERNAME and SIP_PASSWORD"),
+    ("401", True, "it did not take the login: check SIP_USERNAME and SIP_PASSWORD"),
+    ("403", True, "it does not take calls from Twilio's addresses, or did not take the login"),
+])
+def test_a_phone_system_refusing_a_sip_leg_is_said_in_the_log_with_what_to_do(app, client, caplog, code, login,
+                                                                                 advice):
+    from helpdesk.settings import SipLogin
+
+    app.config["SIP_LOGIN"] = SipLogin("helpdesk-trunk", "trunk-password") if login else None
+    post(client, "/twilio/voice/incoming", inbound(sid(13)))
+    assert sip_leg_ended(client, code).status_code == 204
+    assert (f"agent leg {sid(950)}: the phone system refused Twilio's call to a SIP address (SIP {code}): {advice}"
+            in caplog.text)
+    assert "7700900555" not in caplog.text and "trunk-password" not in caplog.text
+
+
+def test_an_ordinary_end_of_a_leg_or_a_number_leg_is_not_taken_for_a_refusal(client, caplog):
+    post(client, "/twilio/voice/incoming", inbound(sid(14)))
+    sip_leg_ended(client, "487")  # cancelled: another phone answered
+    sip_leg_ended(client, "407", to="+447700900001")  # a number: no SIP login to give
+    assert "refused Twilio's call" not in caplog.text
+
+
 @pytest.mark.parametrize(("environment", "reason"), [
     ({"SIP_USERNAME": "helpdesk-trunk"}, "SIP_USERNAME is set but SIP_PASSWORD is not: set both"),
     ({"SIP_PASSWORD": "secret"}, "SIP_PASSWORD is set but SIP_USERNAME is not: set both"),
