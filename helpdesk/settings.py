@@ -219,13 +219,18 @@ class SipLogin:
         return f"SipLogin(username={self.username!r}, password='•••')"
 
     @staticmethod
+    def _given(environ: Mapping[str, str] | None) -> tuple[str, str]:
+        """SIP_USERNAME and SIP_PASSWORD as set ("" for either not set)."""
+        env = os.environ if environ is None else environ
+        return env.get("SIP_USERNAME") or "", env.get("SIP_PASSWORD") or ""
+
+    @staticmethod
     def problem(environ: Mapping[str, str] | None = None) -> str | None:
         """What is wrong with SIP_USERNAME and SIP_PASSWORD as set, or None: both or neither, and
         neither with a space at either end or a control character (an env file saved with
         Windows line endings leaves a carriage return on each value), which the phone system
         would refuse on every call."""
-        env = os.environ if environ is None else environ
-        username, password = env.get("SIP_USERNAME") or "", env.get("SIP_PASSWORD") or ""
+        username, password = SipLogin._given(environ)
         if bool(username) != bool(password):
             have, lack = ("SIP_USERNAME", "SIP_PASSWORD") if username else ("SIP_PASSWORD", "SIP_USERNAME")
             return (f"{have} is set but {lack} is not: set both, for a phone system that asks Twilio to log in, "
@@ -240,8 +245,7 @@ class SipLogin:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "SipLogin | None":
         """The login, or None when neither is set; call `problem` first (a half-set pair is None)."""
-        env = os.environ if environ is None else environ
-        username, password = env.get("SIP_USERNAME") or "", env.get("SIP_PASSWORD") or ""
+        username, password = cls._given(environ)
         return cls(username, password) if username and password else None
 
 

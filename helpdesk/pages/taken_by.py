@@ -141,8 +141,9 @@ def answered_by_each(session: Session, calls: Iterable[Call], me: int,
                      book: dict[str, list[Holding]] | None = None) -> dict[str, str] | None:
     """A page's "Answered by" column: `answered_by` for each answered call among `calls`, by its
     SID; None when no call says which phone took it (calls taken from a queue before 0.28.0,
-    whose agents' calls were not journalled), so the page has no such column. Reads the users only then, and only if not given their `book`
-    (phone_book), inside a transaction of `session`."""
+    whose agents' calls were not journalled), so the page has no such column. Reads the users
+    only then, and only if not given their `book` (phone_book), inside a transaction of
+    `session`."""
     calls = list(calls)
     if not any(call.agent for call in calls):
         return None

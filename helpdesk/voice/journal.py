@@ -147,12 +147,10 @@ def _an_agents_call(connection: Connection, call_sid: str, *, to_an_agents_numbe
     routing.agents_numbers (`to_an_agents_number`) and the app never heard it come in as a
     caller's, so an agent's call whose Voice URL request was lost (the app could not be reached)
     is not counted either."""
-    if not to_an_agents_number:
-        return connection.scalar(select(EVENTS.c.id).where(EVENTS.c.call_sid == call_sid,
-                                                           EVENTS.c.kind == AGENT_DEQUEUE).limit(1)) is not None
-    heard = set(connection.scalars(select(EVENTS.c.kind).distinct().where(
-        EVENTS.c.call_sid == call_sid, EVENTS.c.kind.in_((AGENT_DEQUEUE, *CALLERS_KINDS)))))
-    return AGENT_DEQUEUE in heard or not heard
+    kinds = (AGENT_DEQUEUE, *CALLERS_KINDS) if to_an_agents_number else (AGENT_DEQUEUE,)
+    heard = set(connection.scalars(select(EVENTS.c.kind).distinct().where(EVENTS.c.call_sid == call_sid,
+                                                                          EVENTS.c.kind.in_(kinds))))
+    return AGENT_DEQUEUE in heard or (to_an_agents_number and not heard)
 
 
 def record_unheard_call(
