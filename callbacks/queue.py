@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session, joinedload
 from callbacks.awaiting import awaiting
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
-from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, notice_text,
-                                   span_words, summary_of, when)
+from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, REFUSED_WORDS,
+                                   notice_text, span_words, summary_of, when)
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.call import never_reached
 from helpdesk.settings import Settings
+from helpdesk.voice.sip_refusals import refused_calls
 
 if TYPE_CHECKING:
     from helpdesk.pages.taken_by import Holding
@@ -174,24 +175,31 @@ def _same_number(session: Session, callbacks: list[Callback]) -> dict[str, list[
 def _latest_calls(session: Session, callback_ids: list[int],
                   now: datetime) -> tuple[dict[int, str], dict[int, list[PastAttempt]]]:
     """For callbacks whose latest attempt is a "Call back now" call under way or not dialled, what to
-    say of it; and each callback's attempts so far."""
+    say of it (a phone system that refused to ring the agent's desk phone, too); and each callback's
+    attempts so far."""
     if not callback_ids:
         return {}, {}
+    rows = session.execute(
+        select(CallbackAttempt.callback_id, CallbackAttempt.outcome, CallbackAttempt.started_at,
+               CallbackAttempt.dialled_at, CallbackAttempt.call_sid, CallbackAttempt.note, User.display_name,
+               User.username)
+        .outerjoin(User, User.id == CallbackAttempt.agent_id)
+        .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)).all()
+    refused = refused_calls(session, {row.call_sid for row in rows if row.outcome == "not_dialled" and row.call_sid})
     latest, history = {}, {}
-    for callback_id, outcome, started_at, dialled_at, note, name, username in session.execute(
-            select(CallbackAttempt.callback_id, CallbackAttempt.outcome, CallbackAttempt.started_at,
-                   CallbackAttempt.dialled_at, CallbackAttempt.note, User.display_name, User.username)
-            .outerjoin(User, User.id == CallbackAttempt.agent_id)
-            .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)):
-        latest[callback_id] = (outcome, started_at, dialled_at)  # the last one entered wins
-        history.setdefault(callback_id, []).append(PastAttempt(
-            dialled_at or started_at, ATTEMPT_WORDS.get(outcome, outcome.replace("_", " ")), name or username or "",
-            note or ""))
+    for callback_id, outcome, started_at, dialled_at, call_sid, note, name, username in rows:
+        code = refused.get(call_sid)
+        latest[callback_id] = (outcome, started_at, dialled_at, code)  # the last one entered wins
+        words = REFUSED_WORDS.format(code=code) if code else ATTEMPT_WORDS.get(outcome, outcome.replace("_", " "))
+        history.setdefault(callback_id, []).append(PastAttempt(dialled_at or started_at, words,
+                                                               name or username or "", note or ""))
     for attempts in history.values():
         attempts.sort(key=lambda past: past.at)  # in the order they were made, however entered
     said = {}
-    for callback_id, (outcome, started_at, dialled_at) in latest.items():
-        if outcome == "not_dialled":
+    for callback_id, (outcome, started_at, dialled_at, code) in latest.items():
+        if code:
+            said[callback_id] = CALL_STATES["refused"].format(code=code)
+        elif outcome == "not_dialled":
             said[callback_id] = CALL_STATES["not_dialled"]
         elif outcome == "placing" and started_at > now - CALL_UNDER_WAY:
             said[callback_id] = CALL_STATES["ringing_caller" if dialled_at else "ringing_agent"]

@@ -31,6 +31,8 @@ ATTEMPT_OUTCOMES = {
 # Every outcome an attempt can have, in words (those an agent enters, and "Call back now"'s own).
 ATTEMPT_WORDS = {**ATTEMPT_OUTCOMES, "placing": "Call back now: under way",
                  "not_dialled": "Call back now: the caller was not dialled"}
+# A "Call back now" whose agent's desk phone never rang: its phone system refused Twilio's call.
+REFUSED_WORDS = "Call back now: the desk phone's phone system refused the call (SIP {code})"
 CLOSING = {
     "resolved": ("Resolved", "the caller was reached and helped"),
     "unreachable": ("Unreachable", "the caller could not be reached"),
@@ -42,6 +44,9 @@ CALL_STATES = {
     "ringing_caller": "Ringing the caller now.",
     "not_dialled": "The last call did not reach the caller: the agent's phone was not answered, or 1 was not "
                    "pressed. It does not count as an attempt.",
+    "refused": "The last call did not reach the caller: the agent's desk phone did not ring, because its phone "
+               "system refused the call (SIP {code}). An administrator can see why in the app's log. It does not "
+               "count as an attempt.",
 }
 
 

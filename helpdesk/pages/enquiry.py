@@ -24,6 +24,7 @@ from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, Callba
                              Enquiry, FormerPhone, InboundEmail, User)
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
+from helpdesk.voice.sip_refusals import refused_calls
 from metrics.compliance import rule_titles
 from metrics.evidence.rows import ack_result
 
@@ -154,13 +155,18 @@ def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: d
                                 note="" if closed else callback.note))
         for notice in session.scalars(select(CallbackNotice).where(CallbackNotice.callback_id == callback.id)):
             story.steps.append(Step(notice.recorded_at, _notice_words(notice.kind), f"For the deadline at {due}."))
-        for attempt in session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback.id)
-                                       .order_by(CallbackAttempt.started_at, CallbackAttempt.id)):
+        attempts = list(session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback.id)
+                                        .order_by(CallbackAttempt.started_at, CallbackAttempt.id)))
+        refused = refused_calls(session, {a.call_sid for a in attempts if a.dialled_at is None and a.call_sid})
+        for attempt in attempts:
             how = "with Call back now" if attempt.source == "twilio" else "entered by hand"
             who = names.get(attempt.agent_id, "the help desk")
             if attempt.dialled_at is None:
+                code = refused.get(attempt.call_sid)
+                why = (f" The agent's desk phone did not ring: its phone system refused the call (SIP {code})."
+                       if code else "")
                 story.steps.append(Step(attempt.started_at, "Call back did not ring the caller",
-                                        f"Started by {who} {how}."))
+                                        f"Started by {who} {how}.{why}"))
                 continue
             late = (f" Entered at {fmt.format_local_time(attempt.recorded_at, True)}."
                     if attempt.recorded_at is not None and attempt.recorded_at - attempt.dialled_at > LATE_ENTRY else "")

@@ -4,12 +4,19 @@ it gives) turns every call its desk phones would have taken into a breach, with 
 
 The SIP answer is in an agent leg's final status callback (`SipResponseCode`), for the ring
 group's legs and for "Call back now" to a desk phone. The log names the leg's CallSid and the
-code, never the SIP address (its user part may be a phone number).
+code, never the SIP address (its user part may be a phone number). The agents' queue page and an
+enquiry's story say it too, for "Call back now" (`refused_calls`, from the journal).
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Mapping
+from typing import Collection, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.models import TwilioEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +53,19 @@ def log_refusal(params: Mapping[str, str], *, leg: str, login_given: bool) -> bo
     log.warning("%s %s: the phone system refused Twilio's call to a SIP address (SIP %s): %s", leg,
                 params.get("CallSid", "?"), code, advice)
     return True
+
+
+def refused_calls(session: Session, call_sids: Collection[str]) -> dict[str, str]:
+    """Of these "Call back now" calls (their attempts' `call_sid`), those a phone system refused,
+    with its SIP code, read from the agent leg's status callbacks in the journal."""
+    if not call_sids:
+        return {}
+    refused = {}
+    for leg_sid, params in session.execute(
+            select(TwilioEvent.leg_sid, TwilioEvent.params)
+            .where(TwilioEvent.call_sid.in_(sorted(call_sids)), TwilioEvent.kind == "callback_status",
+                   TwilioEvent.leg_sid == TwilioEvent.call_sid)):
+        code = refusal(dict(json.loads(params)))
+        if code is not None:
+            refused[leg_sid] = code
+    return refused

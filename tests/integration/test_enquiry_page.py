@@ -12,7 +12,7 @@ from helpdesk.models import Callback, Enquiry
 from tests.integration.test_callbacks import callbacks, miss_a_call
 from tests.integration.test_queue_page import add_agent, words
 from tests.integration.test_users_and_login import make_user, sign_in
-from tests.integration.twilio_requests import sid
+from tests.integration.twilio_requests import post, sid
 
 
 def page_text(response) -> str:
@@ -114,6 +114,27 @@ def test_a_breach_corrected_by_an_attempt_entered_late_is_in_the_story(app, clie
     assert "Breach corrected to met: an attempt made in time was entered late By bob (audit log)." in text
     assert "No answer; by Bob, entered by hand. Entered at" in text
     assert db_session.scalars(select(Callback.sla_result)).one() == "met"
+
+
+def test_a_call_back_now_the_desk_phones_phone_system_refused_says_so_in_the_story(app, client, db_session, clock):
+    miss_a_call(client, clock, 3)
+    agent = add_agent(app, "bob", "Bob", phone="sip:1001@pbx.example.org")
+    [callback] = callbacks(db_session)
+    for n, code in ((9001, "407"), (9002, "487")):  # refused; then rung and not answered (cancelled)
+        with app.extensions["helpdesk.db"].session() as session:
+            attempt = service.start_call(session, callback_id=callback.id, agent_id=agent, now=clock.now)
+        with app.extensions["helpdesk.db"].session() as session:
+            service.call_placed(session, attempt_id=attempt, call_sid=sid(n))
+        assert post(client, f"/twilio/voice/callback-status?callback={callback.id}",
+                    {"CallSid": sid(n), "CallStatus": "failed" if code == "407" else "no-answer",
+                     "To": "sip:1001@pbx.example.org", "SipResponseCode": code}).status_code == 204
+        clock.advance(180)
+    reference = reference_of(db_session, sid(3))
+    text = page_text(as_user(client, db_session, "alex", "manager").get(f"/enquiries/{reference}"))
+    refused = ("Call back did not ring the caller Started by Bob with Call back now. The agent's desk phone did not "
+               "ring: its phone system refused the call (SIP 407).")
+    assert refused in text and text.count("Call back did not ring the caller") == 2
+    assert text.count("refused the call") == 1 and "pbx.example.org" not in text
 
 
 def test_an_email_enquirys_story_has_its_emails_acknowledgement_and_callback(app, client, db_session, clock):

@@ -276,6 +276,29 @@ def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, 
     assert "Call back now</dt>" not in shown()
 
 
+@pytest.mark.parametrize("to, code, refused", [
+    ("sip:1001@pbx.example.org;transport=tls", "407", True),  # it wants a login
+    ("sip:1001@pbx.example.org;transport=tls", "403", True),
+    ("sip:1001@pbx.example.org;transport=tls", "487", False),  # cancelled: not the phone system's doing
+    (AGENT_PHONE, "407", False),  # only a SIP address's phone system refuses with a SIP code
+])
+def test_the_queue_says_when_the_desk_phones_phone_system_refused_call_back_now(alice, client, clock, telephony,
+                                                                                  three_callbacks, to, code, refused):
+    callback_id = three_callbacks[sid(3)].id
+    act(client, f"/queue/{callback_id}/call")
+    agent_leg = telephony.calls[0].placed.call_sid
+    clock.advance(2)
+    assert post(client, f"/twilio/voice/callback-status?callback={callback_id}",
+                {"CallSid": agent_leg, "CallStatus": "failed", "To": to, "SipResponseCode": code}).status_code == 204
+    shown = words(item(text_of(client.get("/queue")), callback_id))
+    said = (f"The last call did not reach the caller: the agent's desk phone did not ring, because its phone "
+            f"system refused the call (SIP {code}). An administrator can see why in the app's log.")
+    history = f"Call back now: the desk phone's phone system refused the call (SIP {code})"
+    assert (said in shown, history in shown) == (refused, refused)
+    assert ("the agent's phone was not answered, or 1 was not pressed" in shown) is not refused
+    assert "None yet" in shown and "pbx.example.org" not in shown
+
+
 def test_a_second_call_back_now_while_one_is_under_way_is_refused(alice, client, clock, telephony, three_callbacks,
                                                                   db_session):
     callback = three_callbacks[sid(3)]
