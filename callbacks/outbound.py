@@ -169,7 +169,7 @@ def status():
         return _plain(str(bad), 400)
     reachable = _journal("callback_status", params)
     if "ParentCallSid" not in params:  # the agent's own phone, perhaps a desk phone's SIP address
-        log_refusal(params, leg=f"callback {callback_id}: call",
+        log_refusal(params, leg=f"callback {callback_id}: call", call="call_back_now",
                     login_given=current_app.config.get("SIP_LOGIN") is not None)
     if outcome is None:
         return Response(status=204)

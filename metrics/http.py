@@ -1,4 +1,5 @@
-"""HTTP request counts and latencies per endpoint, added up across gunicorn workers.
+"""HTTP request counts and latencies per endpoint, and Twilio's calls to SIP addresses that a
+phone system refused (helpdesk/voice/sip_refusals.py), added up across gunicorn workers.
 
 These are per-process counters (prometheus_client), so under gunicorn they need
 multiprocess mode: PROMETHEUS_MULTIPROC_DIR set before the workers start (helpdesk/server.py
@@ -25,6 +26,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 
 _instruments: tuple[Counter, Histogram] | None = None
+_sip_refusals: Counter | None = None
 # A worker's threads can take their first requests at once: one set of instruments each
 # would write its own running total to the worker's file, and one overwrites the other.
 _instruments_lock = threading.Lock()
@@ -47,7 +49,36 @@ def instruments() -> tuple[Counter, Histogram]:
                     Histogram("helpdesk_http_request_duration_seconds", "HTTP request duration by endpoint.",
                               ["endpoint"], buckets=DURATION_BUCKETS, registry=None),
                 )
+        sip_refusals()  # its series at 0 once the worker serves its first request
     return _instruments
+
+
+def sip_refusals() -> Counter:
+    """This process's count of Twilio's calls to SIP addresses that a phone system refused, by the
+    app's call that dialled them (`ring_group`, `call_back_now`) and SIP code (unregistered)."""
+    global _sip_refusals
+    if _sip_refusals is None:
+        from helpdesk.voice.sip_refusals import CALLS, REFUSED  # here, as that module imports this one
+
+        with _instruments_lock:
+            if _sip_refusals is None:
+                counter = Counter("helpdesk_sip_calls_refused",
+                                  "Twilio's calls to SIP addresses that the phone system refused, by call and "
+                                  "SIP code.", ["call", "code"], registry=None)
+                # Each at 0 from the start: increase() cannot see a series' first sample go up.
+                for call in CALLS:
+                    for code in REFUSED:
+                        counter.labels(call, code)
+                _sip_refusals = counter
+    return _sip_refusals
+
+
+def count_sip_refusal(call: str, code: str) -> None:
+    """Count one refused SIP call; a webhook is answered all the same if it cannot be counted."""
+    try:
+        sip_refusals().labels(call, code).inc()
+    except Exception as error:
+        _report_failure(error)
 
 
 def register(registry: CollectorRegistry) -> None:
@@ -61,7 +92,7 @@ def register(registry: CollectorRegistry) -> None:
             return
         MultiProcessCollector(registry, path=directory)
     else:
-        for instrument in instruments():
+        for instrument in (*instruments(), sip_refusals()):
             registry.register(instrument)
 
 

@@ -256,7 +256,8 @@ def status():
 def agent_status():
     response = _handle("agent_status")
     if response.status_code < 300:  # a leg the app took: say if a phone system refused it
-        log_refusal(request.form, leg="agent leg", login_given=current_app.config.get("SIP_LOGIN") is not None)
+        log_refusal(request.form, leg="agent leg", call="ring_group",
+                    login_given=current_app.config.get("SIP_LOGIN") is not None)
     return response
 
 

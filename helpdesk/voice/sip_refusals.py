@@ -1,11 +1,13 @@
-"""A phone system refusing Twilio's call to a SIP address, said in the log where an administrator
-looks. Without it, a phone system that wants a login the app does not give (or refuses the one
-it gives) turns every call its desk phones would have taken into a breach, with no reason shown.
+"""A phone system refusing Twilio's call to a SIP address, said where an administrator looks: the
+log, and /metrics for an alert. Without it, a phone system that wants a login the app does not
+give (or refuses the one it gives) turns every call its desk phones would have taken into a
+breach, with no reason shown.
 
 The SIP answer is in an agent leg's final status callback (`SipResponseCode`), for the ring
 group's legs and for "Call back now" to a desk phone. The log names the leg's CallSid and the
-code, never the SIP address (its user part may be a phone number). The agents' queue page and an
-enquiry's story say it too, for "Call back now" (`refused_calls`, from the journal).
+code, never the SIP address (its user part may be a phone number); /metrics counts it
+(`helpdesk_sip_calls_refused_total`). The agents' queue page and an enquiry's story say it too,
+for "Call back now" (`refused_calls`, from the journal).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.models import TwilioEvent
+from metrics.http import count_sip_refusal
 
 log = logging.getLogger(__name__)
 
@@ -25,23 +28,28 @@ log = logging.getLogger(__name__)
 # answer a wrong login, or a call from an address they do not know.
 LOGIN_WANTED = ("401", "407")
 FORBIDDEN = "403"
+REFUSED = (*LOGIN_WANTED, FORBIDDEN)
+# The app's calls that dial SIP addresses, as /metrics counts their refusals.
+CALLS = ("ring_group", "call_back_now")
 
 
 def refusal(params: Mapping[str, str]) -> str | None:
     """The SIP code with which a phone system refused this leg, or None: only a leg to a SIP
     address, and only for a refusal (not 487, a leg cancelled because another phone answered)."""
     code = (params.get("SipResponseCode") or "").strip()
-    if code not in (*LOGIN_WANTED, FORBIDDEN) or not (params.get("To") or "").lower().startswith("sip:"):
+    if code not in REFUSED or not (params.get("To") or "").lower().startswith("sip:"):
         return None
     return code
 
 
-def log_refusal(params: Mapping[str, str], *, leg: str, login_given: bool) -> bool:
+def log_refusal(params: Mapping[str, str], *, leg: str, call: str, login_given: bool) -> bool:
     """Log a warning if the phone system refused this SIP leg (`leg` says whose: "agent leg",
-    "callback call"), with what to do; returns whether it did."""
+    "callback call"), with what to do, and count it on /metrics by `call` (`ring_group`,
+    `call_back_now`); returns whether it did."""
     code = refusal(params)
     if code is None:
         return False
+    count_sip_refusal(call, code)
     if code == FORBIDDEN:
         advice = ("it does not take calls from Twilio's addresses, or did not take the login "
                   "(SIP_USERNAME, SIP_PASSWORD)")

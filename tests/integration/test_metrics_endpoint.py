@@ -278,10 +278,11 @@ def test_a_database_error_during_a_scrape_leaves_out_every_business_series_and_s
     body = response.get_data(as_text=True)
     assert body.startswith("# The help desk cannot read its database now")
     names = {family.name for family in text_string_to_metric_families(body)}
-    assert {"helpdesk_webhooks_spooled", "helpdesk_build_info", "helpdesk_http_requests"} <= names
+    assert {"helpdesk_webhooks_spooled", "helpdesk_build_info", "helpdesk_http_requests",
+            "helpdesk_sip_calls_refused"} <= names
     assert not names & {"helpdesk_open", "helpdesk_calls", "helpdesk_callbacks_open", "helpdesk_sla_compliance_ratio"}
-    assert all(name in ("helpdesk_webhooks_spooled", "helpdesk_build_info") or name.startswith("helpdesk_http_")
-               for name in names), names
+    assert all(name in ("helpdesk_webhooks_spooled", "helpdesk_build_info")
+               or name.startswith(("helpdesk_http_", "helpdesk_sip_calls_refused")) for name in names), names
     promtool = require_program("promtool", "install the `prometheus` package")
     checked = subprocess.run([promtool, "check", "metrics"], input=response.get_data(), capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
@@ -317,6 +318,8 @@ def test_http_metrics_add_up_across_three_gunicorn_workers(tmp_path):
                 samples = parse(response.read().decode())
             totals.append(value(samples, "helpdesk_http_requests_total", endpoint="health.healthz", method="GET",
                                 status="200"))
+            # Written at 0 by each worker from its first request, so increase() sees the first refusal.
+            assert value(samples, "helpdesk_sip_calls_refused_total", call="ring_group", code="407") == 0
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -188,9 +188,13 @@ def test_the_agents_leg_ending_before_the_caller_is_dialled_is_no_attempt(client
 
 def test_a_desk_phone_whose_phone_system_refuses_the_call_is_no_attempt_and_said_in_the_log(
         client, clock, placed, db_session, caplog):
+    from tests.integration.test_metrics_endpoint import scrape, value
+
+    before = value(scrape(client), "helpdesk_sip_calls_refused_total", call="call_back_now", code="407")
     clock.advance(2)
     assert status_of(client, placed, CallSid=AGENT_LEG, CallStatus="failed", To="sip:1001@pbx.example.org",
                      SipResponseCode="407").status_code == 204
+    assert value(scrape(client), "helpdesk_sip_calls_refused_total", call="call_back_now", code="407") == before + 1
     assert attempt_and_callback(db_session)[0].outcome == "not_dialled"
     assert (f"callback {placed}: call {AGENT_LEG}: the phone system refused Twilio's call to a SIP address (SIP 407): "
             "it asks Twilio to log in: set SIP_USERNAME and SIP_PASSWORD") in caplog.text

@@ -106,6 +106,27 @@ def test_an_ordinary_end_of_a_leg_or_a_number_leg_is_not_taken_for_a_refusal(cli
     assert "refused Twilio's call" not in caplog.text
 
 
+def test_refused_sip_legs_are_counted_on_metrics_by_call_and_code_from_0(client):
+    from tests.integration.test_metrics_endpoint import scrape, value
+
+    before = scrape(client)
+    # Every call and code is there before any refusal: increase() cannot see a series' first sample go up.
+    assert all(value(before, "helpdesk_sip_calls_refused_total", call=call, code=code) is not None
+               for call in ("ring_group", "call_back_now") for code in ("401", "403", "407"))
+    post(client, "/twilio/voice/incoming", inbound(sid(15)))
+    for code in ("407", "407", "403", "487"):  # 487: cancelled, another phone answered
+        sip_leg_ended(client, code)
+    sip_leg_ended(client, "407", to="+447700900001")  # a number's leg
+    after = scrape(client)
+
+    def counted(code: str) -> float:
+        return (value(after, "helpdesk_sip_calls_refused_total", call="ring_group", code=code)
+                - value(before, "helpdesk_sip_calls_refused_total", call="ring_group", code=code))
+
+    assert (counted("407"), counted("403"), counted("401")) == (2, 1, 0)
+    assert not any("7700900" in str(labels) or "487" in str(labels) for _, labels in after)
+
+
 @pytest.mark.parametrize(("environment", "reason"), [
     ({"SIP_USERNAME": "helpdesk-trunk"}, "SIP_USERNAME is set but SIP_PASSWORD is not: set both"),
     ({"SIP_PASSWORD": "secret"}, "SIP_PASSWORD is set but SIP_USERNAME is not: set both"),
