@@ -123,20 +123,25 @@ def compliance_dashboard(targets: dict[str, float]) -> dict:
 
     layout.row("Service")
     layout.add(stat("Help desk", [target("max(helpdesk_open)", "Help desk", instant=True)],
-                    field_config(mappings=open_closed(), steps=thresholds((0, "text")))), width=4, height=4)
+                    field_config(mappings=open_closed(), steps=thresholds((0, "text")))), width=3, height=4)
     layout.add(stat("Metrics scrape", [target('max(up{job="helpdesk"})', "Scrape", instant=True)],
                     field_config(steps=thresholds((0, RED), (1, GREEN)),
                                  mappings=[value_text("1", "Up", GREEN), value_text("0", "Down", RED)])),
-               width=4, height=4)
+               width=3, height=4)
     # Both have alerts; here a manager sees them without opening Alertmanager.
     layout.add(stat("Webhooks not stored yet", [target("sum(helpdesk_webhooks_spooled)", "Spooled", instant=True)],
-                    count_fields(bad_from=1)), width=4, height=4)
+                    count_fields(bad_from=1)), width=3, height=4)
     layout.add(stat("Calls with no ending", [target("max(helpdesk_calls_unfinished)", "Unfinished", instant=True)],
-                    count_fields(bad_from=1)), width=4, height=4)
+                    count_fields(bad_from=1)), width=3, height=4)
     # A wrong auth token or public address: Twilio's calls are refused and missing from every figure.
     layout.add(stat("Twilio webhooks refused in the time range",
                     [target(f'sum(increase(helpdesk_http_requests_total{{endpoint=~"voice\\\\..+",'
                             f'status=~"4..|5.."}}[{RANGE}])) or vector(0)', "Refused", instant=True)],
+                    count_fields(bad_from=1)), width=4, height=4)
+    # A phone system wanting a login the app does not give: its desk phones never ring.
+    layout.add(stat("Calls to SIP addresses the phone system refused, in the time range",
+                    [target(f"sum(increase(helpdesk_sip_calls_refused_total[{RANGE}])) or vector(0)", "Refused",
+                            instant=True)],
                     count_fields(bad_from=1)), width=4, height=4)
     # The app was down or unreachable: found afterwards in Twilio's call log, their callers owed callbacks.
     # From the last-hour gauge: increase() of the counter misses a find no scrape preceded.
