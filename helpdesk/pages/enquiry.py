@@ -24,7 +24,7 @@ from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, Callba
                              Enquiry, FormerPhone, InboundEmail, User)
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
-from helpdesk.voice.sip_refusals import refused_calls
+from helpdesk.voice.sip_refusals import refused_calls, refused_legs
 from metrics.compliance import rule_titles
 from metrics.evidence.rows import ack_result
 
@@ -103,7 +103,9 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
            book: dict[str, list[taken_by.Holding]]) -> bool:
     """The enquiry's calls in the story; whether one was answered."""
     answered = False
-    for call in session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)):
+    calls = list(session.scalars(select(Call).where(Call.enquiry_id == enquiry.id).order_by(Call.arrived_at)))
+    refused = refused_legs(session, {call.call_sid for call in calls}, "agent_status")
+    for call in calls:
         caller = f"From {fmt.mask_number(call.caller_number)} ({fmt.caller_type_label(call.caller_type)})."
         if call.arrived_at is not None:  # None only until its first event has been worked out
             story.steps.append(Step(call.arrived_at, "Call arrived", caller))
@@ -112,10 +114,21 @@ def _calls(session: Session, story: EnquiryStory, enquiry: Enquiry, title: str,
                                     f"After {fmt.format_seconds(call.answer_seconds)} seconds, on ring {call.rings}."
                                     + answered_on(call.agent, book, call.answer_moment)))
         if call.ended_at is not None:
-            story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."))
+            story.steps.append(Step(call.ended_at, "Call ended", f"Outcome: {fmt.outcome_label(call.outcome)}."
+                                    + _refused_words(refused.get(call.call_sid, {}))))
         story.results.append((title, _call_result(call)))
         answered = answered or call.outcome == "answered"
     return answered
+
+
+def _refused_words(legs: dict[str, str]) -> str:
+    """What the phone system refusing some of a call's desk phones (legs to SIP addresses) did, in a
+    sentence: why those phones did not ring, which may be why the call was not answered."""
+    if not legs:
+        return ""
+    codes = ", ".join(sorted(set(legs.values())))
+    phones = "1 desk phone, so it" if len(legs) == 1 else f"{len(legs)} desk phones, so they"
+    return f" The phone system refused Twilio's call to {phones} did not ring (SIP {codes})."
 
 
 def answered_on(endpoint: str | None, book: dict[str, list[taken_by.Holding]], moment: datetime) -> str:

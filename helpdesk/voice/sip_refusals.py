@@ -63,17 +63,24 @@ def log_refusal(params: Mapping[str, str], *, leg: str, call: str, login_given: 
     return True
 
 
-def refused_calls(session: Session, call_sids: Collection[str]) -> dict[str, str]:
-    """Of these "Call back now" calls (their attempts' `call_sid`), those a phone system refused,
-    with its SIP code, read from the agent leg's status callbacks in the journal."""
+def refused_legs(session: Session, call_sids: Collection[str], kind: str) -> dict[str, dict[str, str]]:
+    """For each of these calls, its legs a phone system refused, with their SIP codes, read from the
+    status callbacks of `kind` in the journal: `agent_status` for a call's ring group legs,
+    `callback_status` for "Call back now" calls (whose own leg rings the agent's phone)."""
     if not call_sids:
         return {}
-    refused = {}
-    for leg_sid, params in session.execute(
-            select(TwilioEvent.leg_sid, TwilioEvent.params)
-            .where(TwilioEvent.call_sid.in_(sorted(call_sids)), TwilioEvent.kind == "callback_status",
-                   TwilioEvent.leg_sid == TwilioEvent.call_sid)):
+    refused: dict[str, dict[str, str]] = {}
+    for call_sid, leg_sid, params in session.execute(
+            select(TwilioEvent.call_sid, TwilioEvent.leg_sid, TwilioEvent.params)
+            .where(TwilioEvent.call_sid.in_(sorted(call_sids)), TwilioEvent.kind == kind)):
         code = refusal(dict(json.loads(params)))
         if code is not None:
-            refused[leg_sid] = code
+            refused.setdefault(call_sid, {})[leg_sid] = code
     return refused
+
+
+def refused_calls(session: Session, call_sids: Collection[str]) -> dict[str, str]:
+    """Of these "Call back now" calls (their attempts' `call_sid`), those a phone system refused,
+    with its SIP code."""
+    return {call_sid: legs[call_sid] for call_sid, legs in refused_legs(session, call_sids, "callback_status").items()
+            if call_sid in legs}

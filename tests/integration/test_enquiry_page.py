@@ -12,7 +12,7 @@ from helpdesk.models import Callback, Enquiry
 from tests.integration.test_callbacks import callbacks, miss_a_call
 from tests.integration.test_queue_page import add_agent, words
 from tests.integration.test_users_and_login import make_user, sign_in
-from tests.integration.twilio_requests import post, sid
+from tests.integration.twilio_requests import inbound, post, sid
 
 
 def page_text(response) -> str:
@@ -137,6 +137,30 @@ def test_a_call_back_now_the_desk_phones_phone_system_refused_says_so_in_the_sto
     assert text.count("refused the call") == 1 and "pbx.example.org" not in text
 
 
+def test_a_call_whose_desk_phones_the_phone_system_refused_says_so_where_it_ended(client, db_session, clock):
+    from tests.integration.test_callbacks import answer_a_call
+
+    post(client, "/twilio/voice/incoming", inbound(sid(4)))
+    for leg, to, status, code in ((941, "sip:1001@pbx.example.org", "failed", "407"),
+                                  (942, "sip:1002@pbx.example.org", "failed", "407"),
+                                  (943, "sip:1003@pbx.example.org", "failed", "403"),
+                                  (944, "client:agent-1", "no-answer", "487"),  # rang, not answered: not refused
+                                  (945, "+447700900555", "failed", "407")):  # a number: no phone system of ours
+        post(client, "/twilio/voice/agent-status", {"CallSid": sid(leg), "ParentCallSid": sid(4), "To": to,
+                                                    "CallStatus": status, "SipResponseCode": code})
+    clock.advance(40)
+    post(client, "/twilio/voice/dial-action", {"CallSid": sid(4), "DialCallStatus": "no-answer"})
+    post(client, "/twilio/voice/status", {"CallSid": sid(4), "CallStatus": "completed"})
+    answer_a_call(client, clock, 5)  # another caller's call, answered: nothing refused
+    manager = as_user(client, db_session, "alex", "manager")
+    refused = words(manager.get(f"/enquiries/{reference_of(db_session, sid(4))}").get_data(as_text=True))
+    assert ("Call ended Outcome: No answer. The phone system refused Twilio's call to 3 desk phones, so they did "
+            "not ring (SIP 403, 407).") in html.unescape(refused)
+    assert "pbx.example.org" not in refused
+    answered = words(manager.get(f"/enquiries/{reference_of(db_session, sid(5))}").get_data(as_text=True))
+    assert "Call ended" in answered and "refused" not in answered
+
+
 def test_an_email_enquirys_story_has_its_emails_acknowledgement_and_callback(app, client, db_session, clock):
     from callbacks.email.waiting import callback_needed
     from callbacks.smtp import FakeSender
@@ -179,3 +203,11 @@ def test_an_answered_calls_enquiry_says_its_outcome_was_not_recorded_until_an_ag
 
     act(manager, f"/queue/calls/{sid(1)}/concluded")
     assert "Now Concluded on the call" in page_text(manager.get(f"/enquiries/{reference}"))
+
+
+def test_one_refused_desk_phone_is_said_in_the_singular():
+    from helpdesk.pages.enquiry import _refused_words
+
+    assert _refused_words({sid(941): "401"}) == (" The phone system refused Twilio's call to 1 desk phone, so it did "
+                                                 "not ring (SIP 401).")
+    assert _refused_words({}) == ""
