@@ -157,6 +157,9 @@ def _routing_warnings(settings) -> list[str]:
     if routing.mode == "dial" and routing.agents_numbers:
         warnings.append("warning: routing.agents_numbers is set but routing.mode is \"dial\": agents take no calls "
                         "from a queue, so the numbers are not used.")
+    if routing.mode == "dial" and routing.agents_apps:
+        warnings.append("warning: routing.agents_apps is set but routing.mode is \"dial\": agents take no calls "
+                        "from a queue, so the TwiML Apps' Voice URLs are not used.")
     return warnings
 
 

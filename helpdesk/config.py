@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = ["ConfigError", "DEFAULT_PATH", "END_OF_DAY", "MAX_CONFIG_BYTES", "REC
            "clock_text", "config_path", "load_settings", "parse_settings"]
 
 DEFAULT_PATH = Path("config/helpdesk.toml")
+# A TwiML App's SID, as Twilio's console shows it.
+TWIML_APP = re.compile(r"AP[0-9a-f]{32}")
 
 
 # Calls in a ring group or at the menu end within minutes; asking sooner only finds them live.
@@ -231,9 +234,21 @@ def _parse_routing(routing: Reader) -> RoutingSettings:
         queue_name=routing.get("queue_name", str, "helpdesk") or routing.fail("queue_name", "must not be empty"),
         queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
         agents_numbers=frozenset(routing.phone_numbers("agents_numbers")),
+        agents_apps=_twiml_apps(routing, "agents_apps"),
         screen_calls=screen_calls,
         screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
     )
+
+
+def _twiml_apps(reader: Reader, key: str) -> tuple[str, ...]:
+    """A list of TwiML App SIDs (AP and 32 hex digits, as Twilio's console shows them), each once."""
+    apps = reader.strings(key, ())
+    for app in apps:
+        if not TWIML_APP.fullmatch(app):
+            reader.fail(key, f"has {app!r}, which is not a TwiML App's SID (AP and 32 letters a-f and digits, "
+                             "as Twilio's console shows it)")
+    no_repeats(reader, key, apps)
+    return apps
 
 
 def _parse_ivr(ivr: Reader) -> IvrSettings:

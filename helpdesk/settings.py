@@ -24,6 +24,9 @@ class RoutingSettings:
     # Queue mode: the Twilio numbers agents call to take the next caller (Voice URL
     # /twilio/voice/agent-dequeue). A call to one is an agent's, never a call to the help desk.
     agents_numbers: frozenset[str] = frozenset()
+    # Queue mode: the TwiML Apps (AP...) of agents' Twilio Client apps, whose Voice URL is
+    # /twilio/voice/agent-dequeue too; `helpdesk twilio-numbers` checks them.
+    agents_apps: tuple[str, ...] = ()
     # Ring group only: whoever answers an agent's phone must press 1 before the caller is
     # put through, so voicemail picking up is neither connected nor counted as an answer.
     screen_calls: bool = False

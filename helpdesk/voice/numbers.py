@@ -15,8 +15,10 @@ left alone: that was set on purpose, by someone, and is theirs to undo in the co
 
 The agents' numbers (queue mode's routing.agents_numbers) are checked too, against what an
 agents' number should hold: the agents' Voice URL, and no fallback or status callback URL (an
-agent's call is not a caller's). `fix` sets the Voice URL; it does not clear a URL (Twilio's
-OpenAPI description takes only a URL there): the report says to remove it in the console.
+agent's call is not a caller's); and so are the TwiML Apps of agents' Twilio Client apps
+(routing.agents_apps), from the Applications resource, which hold the same three settings.
+`fix` sets the Voice URL; it does not clear a URL (Twilio's OpenAPI description takes only a URL
+there): the report says to remove it in the console.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ class Difference:
 
 @dataclass
 class NumberCheck:
-    number: str
+    number: str  # or a TwiML App's SID (AP...), with `app`
     agents: bool = False  # an agents' number (routing.agents_numbers), not one callers ring
+    app: bool = False  # an agents' TwiML App (routing.agents_apps): `number` is its SID
     sid: str | None = None  # PN...; None when the account has no such number
     differences: list[Difference] = field(default_factory=list)
     overridden_by: str | None = None  # "the TwiML App AP..." or "the SIP trunk TK...": left alone
@@ -131,25 +134,40 @@ class TwilioNumbers(TwilioRest):
         return self._numbers(f"setting {number}",
                              lambda client: client.incoming_phone_numbers(sid).update(**values))
 
+    def find_app(self, sid: str):
+        """The account's TwiML App `sid` (the Applications resource), or None."""
+        try:
+            return self._ask(f"looking up {sid}", lambda client: client.applications(sid).fetch())
+        except LookupFailed as failure:
+            if failure.not_found:
+                return None
+            raise NumbersError("Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+                               if failure.refused else failure.reason) from None
+
+    def update_app(self, sid: str, values: dict[str, str]):
+        return self._numbers(f"setting {sid}", lambda client: client.applications(sid).update(**values))
+
 
 def check_numbers(twilio: TwilioNumbers, numbers: list[str], public_base_url: str, *,
                   fix: bool = False, agents_numbers: Collection[str] = ()) -> list[NumberCheck]:
-    """Each number's check (those in `agents_numbers` as agents' numbers); with `fix`, the
-    differing ones set and read back. When Twilio cannot be asked, or refuses, the last check
-    says why and the numbers after it are not asked about."""
+    """Each number's check (those in `agents_numbers` as agents' numbers; a TwiML App's SID as an
+    agents' TwiML App); with `fix`, the differing ones set and read back. When Twilio cannot be
+    asked, or refuses, the last check says why and the numbers after it are not asked about."""
     checks = []
     for number in numbers:
-        check = NumberCheck(number, agents=number in agents_numbers)
+        app = number.startswith("AP")
+        check = NumberCheck(number, agents=app or number in agents_numbers, app=app)
         checks.append(check)
         try:
-            record = twilio.find(number)
+            record = twilio.find_app(number) if app else twilio.find(number)
             if record is None:
                 continue
             check.sid = record.sid
-            check.overridden_by = _override(record)
+            check.overridden_by = None if app else _override(record)
             check.differences = differences(record, public_base_url, agents=check.agents)
             if fix and any(d.settable for d in check.differences) and not check.overridden_by:
-                record = twilio.update(record.sid, number, wanted_settings(public_base_url, agents=check.agents))
+                wanted = wanted_settings(public_base_url, agents=check.agents)
+                record = twilio.update_app(number, wanted) if app else twilio.update(record.sid, number, wanted)
                 # what Twilio's answer still shows
                 check.differences = differences(record, public_base_url, agents=check.agents)
                 check.fixed = not any(d.settable for d in check.differences)
@@ -167,9 +185,13 @@ def report_lines(checks: list[NumberCheck], *, fix: bool) -> list[str]:
             lines.append(f"{check.number}: stopped: {check.error}.")
             continue
         if check.sid is None:
-            lines.append(f"{check.number}: not a number of this Twilio account (TWILIO_ACCOUNT_SID).")
+            lines.append(f"{check.number}: not a {'TwiML App' if check.app else 'number'} of this Twilio account "
+                         "(TWILIO_ACCOUNT_SID).")
             continue
-        name = f"{check.number} ({check.sid})" + (", an agents' number" if check.agents else "")
+        if check.app:
+            name = f"{check.number}, the agents' TwiML App"
+        else:
+            name = f"{check.number} ({check.sid})" + (", an agents' number" if check.agents else "")
         to_do, does = (("put agents through to the callers waiting", "puts agents through to the callers waiting")
                        if check.agents else ("send its calls to the app", "sends its calls to the app"))
         count = len(check.differences)
@@ -190,9 +212,12 @@ def report_lines(checks: list[NumberCheck], *, fix: bool) -> list[str]:
     shown = [d for check in checks if check.sid and not check.overridden_by for d in check.differences]
     if not fix and any(d.settable for d in shown):
         lines.append("Run it again with --fix to set them.")
-    if any(not d.settable for d in shown):
+    removed = [check for check in checks if check.sid and not check.overridden_by
+               and any(not d.settable for d in check.differences)]
+    if removed:
+        where = " or ".join(dict.fromkeys("the TwiML App's" if check.app else "the number's" for check in removed))
         lines.append(f"--fix does not remove a URL: remove each that should be {NOT_SET} in Twilio's console "
-                     "(the number's Voice configuration).")
+                     f"({where} Voice configuration).")
     return lines
 
 
@@ -206,14 +231,15 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
     Reads each number's Voice configuration from Twilio and compares it with the app's URLs under
     PUBLIC_BASE_URL: a call comes in, the fallback URL and the status callback URL, each POST.
     An agents' number (routing.agents_numbers, queue mode) should have the agents' Voice URL,
-    /twilio/voice/agent-dequeue, and no fallback or status callback URL. Checks NUMBER (as typed:
-    0114 496 0000 or +441144960000), or by default [webhooks] twilio_numbers and
-    routing.agents_numbers. Exits 1 unless every number is set as it should be. Needs
-    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL.
+    /twilio/voice/agent-dequeue, and no fallback or status callback URL; so should the TwiML App
+    of agents' Twilio Client apps (routing.agents_apps). Checks NUMBER (as typed: 0114 496 0000
+    or +441144960000, or a TwiML App's SID, AP...), or by default [webhooks] twilio_numbers,
+    routing.agents_numbers and routing.agents_apps. Exits 1 unless every one is set as it should
+    be. Needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL.
     """
     import os
 
-    from helpdesk.config import ConfigError, load_settings
+    from helpdesk.config import TWIML_APP, ConfigError, load_settings
     from helpdesk.phones import international
     from helpdesk.settings import Secrets
 
@@ -232,12 +258,13 @@ def twilio_numbers_command(numbers: tuple[str, ...], fix: bool) -> None:
     if numbers:
         wanted = []
         for typed in numbers:
-            number = international(typed)
+            number = typed.strip() if TWIML_APP.fullmatch(typed.strip()) else international(typed)
             if number is None:
-                raise click.BadParameter(f"{typed!r} is not a whole phone number", param_hint="NUMBER")
+                raise click.BadParameter(f"{typed!r} is not a whole phone number, or a TwiML App's SID (AP and 32 "
+                                         "letters a-f and digits)", param_hint="NUMBER")
             wanted.append(number)
     else:
-        wanted = [*settings.webhooks.twilio_numbers, *sorted(agents_numbers)]
+        wanted = [*settings.webhooks.twilio_numbers, *sorted(agents_numbers), *settings.routing.agents_apps]
         if not wanted:
             raise click.ClickException(f"{settings.source}: set [webhooks] twilio_numbers to the help desk's Twilio "
                                        "numbers, or name the numbers to check")

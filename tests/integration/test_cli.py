@@ -166,6 +166,18 @@ def test_check_config_warns_of_agents_numbers_a_ring_group_does_not_use(tmp_path
     assert result.exit_code == 0 and "agents_numbers" not in result.output, result.output
 
 
+def test_check_config_warns_of_agents_twiml_apps_a_ring_group_does_not_use(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(WALES.replace('"+447700900123"', '"client:alice"') + f'agents_apps = ["AP{"5" * 32}"]\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert ('warning: routing.agents_apps is set but routing.mode is "dial": agents take no calls from a queue, so '
+            "the TwiML Apps' Voice URLs are not used.") in result.output
+    config.write_text(config.read_text() + 'mode = "queue"\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0 and "agents_apps" not in result.output, result.output
+
+
 def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_looked_for(tmp_path):
     config = tmp_path / "helpdesk.toml"
     config.write_text(WALES + "screen_calls = true\n")

@@ -230,3 +230,88 @@ def test_an_agents_number_with_only_a_status_callback_url_to_remove_is_not_set_b
         "--fix does not remove a URL: remove each that should be not set in Twilio's console (the number's Voice "
         "configuration).",
     ]
+
+
+APP = "AP" + "3" * 32
+APP_PATH = f"/2010-04-01/Accounts/{ACCOUNT}/Applications/{APP}.json"
+
+
+class Apps(Account):
+    """The help desk's number as Account holds it, and the agents' TwiML App (the Applications resource)."""
+
+    def __init__(self, stub, **app_fields):
+        super().__init__(stub)
+        self.app = {"sid": APP, "account_sid": ACCOUNT, "friendly_name": "Agents' softphone", **AGENTS_RIGHT,
+                    **app_fields}
+        self.posted = 0  # the stub's POST bodies seen so far: one more means this request is a POST
+
+    def answer(self, path: str):
+        if path == APP_PATH:
+            if len(self.stub.bodies) > self.posted:
+                self.posted = len(self.stub.bodies)
+                sent = {key: values[-1] for key, values in parse_qs(self.stub.bodies[-1]).items()}
+                self.app.update({{"VoiceUrl": "voice_url", "VoiceMethod": "voice_method"}[key]: value
+                                 for key, value in sent.items()})
+            return 200, json.dumps(self.app)
+        return super().answer(path)
+
+
+def apps_config(tmp_path, mode: str = "queue") -> str:
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[routing]\nmode = "{mode}"\nagents_apps = ["{APP}"]\n'
+                      f'[webhooks]\ntwilio_numbers = ["{NUMBER}"]\n')
+    return str(config)
+
+
+def test_the_agents_twiml_app_is_checked_for_the_agents_voice_url_and_no_other(stub, tmp_path):
+    # Given the help desk's URLs: an agent's call from their softphone would be queued as a
+    # caller's, and its status callback counted as a call to the help desk.
+    apps = Apps(stub, **RIGHT)
+    checked = run(stub.url, HELPDESK_CONFIG=apps_config(tmp_path))
+    assert checked.exit_code == 1, checked.output
+    assert checked.output.splitlines() == [
+        f"{NUMBER} ({SID}): sends its calls to the app.",
+        f"{APP}, the agents' TwiML App: 3 settings differ:",
+        f"  A call comes in: POST {BASE}/twilio/voice/incoming; should be POST {BASE}/twilio/voice/agent-dequeue",
+        f"  Primary handler fails: POST {BASE}/twilio/voice/fallback; should be not set",
+        f"  Call status changes: POST {BASE}/twilio/voice/status; should be not set",
+        "Run it again with --fix to set them.",
+        "--fix does not remove a URL: remove each that should be not set in Twilio's console (the TwiML App's "
+        "Voice configuration).",
+    ]
+    fixed = run(stub.url, "--fix", HELPDESK_CONFIG=apps_config(tmp_path))
+    assert fixed.exit_code == 1, fixed.output
+    assert stub.paths[-2:] == [APP_PATH, APP_PATH] and len(stub.bodies) == 1  # looked up, then set
+    assert parse_qs(stub.bodies[-1]) == {"VoiceUrl": [f"{BASE}/twilio/voice/agent-dequeue"], "VoiceMethod": ["POST"]}
+    assert fixed.output.splitlines()[1] == f"{APP}, the agents' TwiML App: set, and 2 settings to remove:"
+    apps.app.update(voice_fallback_url="", status_callback=None)  # removed in the console
+    again = run(stub.url, APP, HELPDESK_CONFIG=apps_config(tmp_path))  # named by its SID
+    assert (again.exit_code, again.output) == (
+        0, f"{APP}, the agents' TwiML App: puts agents through to the callers waiting.\n")
+
+
+def test_a_twiml_app_the_account_does_not_have_is_said_and_fails(stub):
+    Account(stub)  # answers 404 for any TwiML App
+    result = run(stub.url, "AP" + "4" * 32)
+    assert (result.exit_code, result.output) == (
+        1, f"AP{'4' * 32}: not a TwiML App of this Twilio account (TWILIO_ACCOUNT_SID).\n")
+
+
+def test_a_sid_that_is_not_a_twiml_apps_is_refused_by_name():
+    result = run("http://127.0.0.1:9", "AP123")
+    assert result.exit_code == 2 and "'AP123' is not a whole phone number, or a TwiML App's SID" in result.output
+
+
+def test_the_twiml_app_requests_pass_twilios_own_description(prism):
+    from tests.integration.test_call_lookup_prism import GeneratedAnswers
+
+    class Generated(TwilioNumbers):
+        http_client_class = GeneratedAnswers
+
+    twilio = Generated(ACCOUNT, "token", api_base_url=prism.url)
+    for ask in (lambda: twilio.find_app(APP), lambda: twilio.update_app(APP, wanted_settings(BASE, agents=True))):
+        mark = prism.log_size()
+        found = ask()
+        log = prism.wait_for_log('Responding with "200"', since=mark)
+        assert APP_PATH in log and "Request did not pass the validation rules" not in log, log
+        assert len(differences(found, BASE, agents=True)) >= 1  # read as any answer is: a made-up URL differs

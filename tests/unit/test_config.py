@@ -102,6 +102,10 @@ def test_a_day_open_until_midnight_is_written_24_00():
       "webhooks": {"twilio_numbers": ["+441144960000", "+441144960099"]}},
      "routing.agents_numbers has +441144960099, which webhooks.twilio_numbers has as a number callers ring: the "
      "agents' numbers must be numbers of their own"),
+    ({"routing": {"agents_apps": ["AP" + "A" * 32]}}, f"routing.agents_apps has 'AP{'A' * 32}', which is not a TwiML "
+                                                      "App's SID (AP and 32 letters a-f and digits"),
+    ({"routing": {"agents_apps": ["PN" + "a" * 32]}}, "which is not a TwiML App's SID"),
+    ({"routing": {"agents_apps": ["AP" + "a" * 32, "AP" + "a" * 32]}}, f"routing.agents_apps has 'AP{'a' * 32}' twice"),
     ({"closures": [{"from": "2026-12-01T10:00"}]}, "closures[1] needs 'date', or both 'from' and 'to'"),
     ({"closures": [{"from": "2026-12-01T10:00", "to": "2026-12-01T09:00"}]}, "closures[1]: 'to' must be after 'from'"),
     ({"closures": [{"date": "2026-12-01", "why": "x"}]}, "closures[1] has unknown key 'why'"),
