@@ -184,9 +184,10 @@ class Numbers(Account):
         return super().answer(path)
 
 
-def queue_config(tmp_path) -> str:
+def queue_config(tmp_path, agents: str = f'agents_numbers = ["{AGENTS}"]') -> str:
+    """A queue-mode configuration with the help desk's number, and `agents` in [routing]."""
     config = tmp_path / "helpdesk.toml"
-    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[routing]\nmode = "queue"\nagents_numbers = ["{AGENTS}"]\n'
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[routing]\nmode = "queue"\n{agents}\n'
                       f'[webhooks]\ntwilio_numbers = ["{NUMBER}"]\n')
     return str(config)
 
@@ -256,18 +257,12 @@ class Apps(Account):
         return super().answer(path)
 
 
-def apps_config(tmp_path, mode: str = "queue") -> str:
-    config = tmp_path / "helpdesk.toml"
-    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[routing]\nmode = "{mode}"\nagents_apps = ["{APP}"]\n'
-                      f'[webhooks]\ntwilio_numbers = ["{NUMBER}"]\n')
-    return str(config)
-
-
 def test_the_agents_twiml_app_is_checked_for_the_agents_voice_url_and_no_other(stub, tmp_path):
     # Given the help desk's URLs: an agent's call from their softphone would be queued as a
     # caller's, and its status callback counted as a call to the help desk.
     apps = Apps(stub, **RIGHT)
-    checked = run(stub.url, HELPDESK_CONFIG=apps_config(tmp_path))
+    config = queue_config(tmp_path, f'agents_apps = ["{APP}"]')
+    checked = run(stub.url, HELPDESK_CONFIG=config)
     assert checked.exit_code == 1, checked.output
     assert checked.output.splitlines() == [
         f"{NUMBER} ({SID}): sends its calls to the app.",
@@ -279,13 +274,13 @@ def test_the_agents_twiml_app_is_checked_for_the_agents_voice_url_and_no_other(s
         "--fix does not remove a URL: remove each that should be not set in Twilio's console (the TwiML App's "
         "Voice configuration).",
     ]
-    fixed = run(stub.url, "--fix", HELPDESK_CONFIG=apps_config(tmp_path))
+    fixed = run(stub.url, "--fix", HELPDESK_CONFIG=config)
     assert fixed.exit_code == 1, fixed.output
     assert stub.paths[-2:] == [APP_PATH, APP_PATH] and len(stub.bodies) == 1  # looked up, then set
     assert parse_qs(stub.bodies[-1]) == {"VoiceUrl": [f"{BASE}/twilio/voice/agent-dequeue"], "VoiceMethod": ["POST"]}
     assert fixed.output.splitlines()[1] == f"{APP}, the agents' TwiML App: set, and 2 settings to remove:"
     apps.app.update(voice_fallback_url="", status_callback=None)  # removed in the console
-    again = run(stub.url, APP, HELPDESK_CONFIG=apps_config(tmp_path))  # named by its SID
+    again = run(stub.url, APP, HELPDESK_CONFIG=config)  # named by its SID
     assert (again.exit_code, again.output) == (
         0, f"{APP}, the agents' TwiML App: puts agents through to the callers waiting.\n")
 
