@@ -110,3 +110,33 @@ def test_simulated_traffic_is_recorded_call_by_call(migrated_url, app_env, tmp_p
         # Some agents' voicemail picked up, heard the prompt and was hung up on.
         prompts = [r for trace in result.traces for r in trace.sent("screen")]
         assert len(prompts) > sum(len(trace.sent("screen-accept")) for trace in result.traces) > 0
+
+
+@pytest.mark.e2e
+def test_a_phone_system_refusing_the_apps_sip_login_is_counted_and_said_across_workers(migrated_url, app_env,
+                                                                                       tmp_path):
+    """The ring group's desk phone is on a phone system that takes another password: every leg to it
+    is refused, and /metrics counts each once, whichever of the three workers took its status callback."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = write_config(tmp_path / "helpdesk.toml", routing_mode="dial", ivr=False, sip=True)
+    env = {**app_env, "HELPDESK_CONFIG": config, "SIP_USERNAME": SIP_LOGIN[0], "SIP_PASSWORD": "not-the-password"}
+    with LiveApp(migrated_url, env, workers=3) as live:
+        transport = RequestsTransport()
+        simulator = Simulator(live.url, AUTH_TOKEN, transport=transport, speed=0, sip_login=SIP_LOGIN)
+        result = run_traffic(simulator, TrafficProfile(seed=7, abandon_rate=0.0, no_answer_rate=0.0), calls=12,
+                             rate_per_second=None, concurrency=6)
+        transport.close()
+        with urllib.request.urlopen(f"{live.url}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        log = live.log_text()
+    refused = {(s.labels["call"], s.labels["code"]): s.value for family in text_string_to_metric_families(exposition)
+               for s in family.samples if s.name == "helpdesk_sip_calls_refused_total"}
+    assert result.summary.errors == 0 and result.summary.sip_refused > 0
+    assert refused[("ring_group", "407")] == result.summary.sip_refused
+    assert sum(refused.values()) == result.summary.sip_refused  # no other call or code
+    assert log.count("the phone system refused Twilio's call to a SIP address (SIP 407): it did not take the "
+                     "login") == result.summary.sip_refused
+    assert "not-the-password" not in log and "pbx.example.org" not in log
