@@ -115,10 +115,12 @@ def _override(record) -> str | None:
 class TwilioNumbers(TwilioRest):
     """The IncomingPhoneNumbers resource; every failure is a NumbersError."""
 
-    def _numbers(self, what: str, request):
+    def _numbers(self, what: str, request, *, none_if_absent: bool = False):
         try:
             return self._ask(what, request)
         except LookupFailed as failure:
+            if none_if_absent and failure.not_found:
+                return None
             if failure.refused:
                 raise NumbersError("Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
                                    ) from None
@@ -136,13 +138,8 @@ class TwilioNumbers(TwilioRest):
 
     def find_app(self, sid: str):
         """The account's TwiML App `sid` (the Applications resource), or None."""
-        try:
-            return self._ask(f"looking up {sid}", lambda client: client.applications(sid).fetch())
-        except LookupFailed as failure:
-            if failure.not_found:
-                return None
-            raise NumbersError("Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
-                               if failure.refused else failure.reason) from None
+        return self._numbers(f"looking up {sid}", lambda client: client.applications(sid).fetch(),
+                             none_if_absent=True)
 
     def update_app(self, sid: str, values: dict[str, str]):
         return self._numbers(f"setting {sid}", lambda client: client.applications(sid).update(**values))
