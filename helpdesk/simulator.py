@@ -27,6 +27,7 @@ import requests
 
 from helpdesk.clock import LONDON
 from helpdesk.simulator_calllog import CallLog, CallLogServer
+from helpdesk.simulator_outbound import OutboundCalls
 from helpdesk.simulator_traffic import OUTCOMES, TrafficProfile, TrafficResult, TrafficSummary, run_traffic
 from helpdesk.simulator_twiml import CallTrace, RequestRecord
 from helpdesk.simulator_twilio import (AUTO, DEFAULT_IVR_DIGITS, FAKE_ACCOUNT_SID, HELP_DESK_NUMBER, UNREACHED_SECONDS,
@@ -95,7 +96,8 @@ _RATE = click.FloatRange(0, 1)
 @click.option("--seed", type=int, default=None, help="Repeat a run exactly (printed at the end).")
 @click.option("--call-log-port", type=click.IntRange(1, 65535), default=None,
               help="Also serve Twilio's call log of these calls on 127.0.0.1 at this port, for the app's "
-                   "TWILIO_API_BASE_URL; it stays served after the calls, until stopped.")
+                   "TWILIO_API_BASE_URL, and place the app's \"Call back now\" calls there as Twilio would; it "
+                   "stays served after the calls, until stopped.")
 @click.option("--unreached", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Calls that rang while the app could not be reached, in the 10 minutes that ended 20 minutes "
                    "ago: no webhook, only in the call log (needs --call-log-port).")
@@ -138,11 +140,14 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
                              agent_voicemail_rate=agent_voicemail_rate,
                              seed=seed)
     account_sid = os.environ.get("TWILIO_ACCOUNT_SID") or FAKE_ACCOUNT_SID
-    log = server = None
+    log = server = outbound = None
     if call_log_port is not None:
         log = CallLog()
+        # "Call back now" calls the app places through the stand-in, played with their own connections.
+        outbound = OutboundCalls(Simulator(base_url, token, account_sid, RequestsTransport(), speed=speed, call_log=log,
+                                           sip_login=sip_login), random.Random(seed))
         try:
-            server = CallLogServer(log, account_sid, token, call_log_port).start()
+            server = CallLogServer(log, account_sid, token, call_log_port, outbound=outbound).start()
         except OSError as exc:
             raise click.ClickException(f"cannot serve the call log on 127.0.0.1:{call_log_port}: "
                                        f"{exc.strerror or exc}") from None

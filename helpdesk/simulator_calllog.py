@@ -13,7 +13,11 @@ Served on 127.0.0.1 only, with HTTP basic authentication by the account SID and 
     GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json
     GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json   (always empty)
 
-Anything else gets Twilio's 404 answer; a method other than GET gets 405.
+With ``outbound`` (helpdesk/simulator_outbound.py), it places calls too, as "Call back now" asks:
+
+    POST /2010-04-01/Accounts/{AccountSid}/Calls.json   (To, From, Url, StatusCallback, ...)
+
+Anything else gets Twilio's 404 answer; any other method, 405.
 """
 from __future__ import annotations
 
@@ -27,8 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from helpdesk.simulator_outbound import OutboundCalls
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ _LIST = re.compile(_ACCOUNT + r"/Calls\.json")
 _ONE = re.compile(_ACCOUNT + r"/Calls/(?P<sid>CA[0-9a-fA-F]{32})\.json")
 _RECORDINGS = re.compile(_ACCOUNT + r"/Calls/(?P<sid>CA[0-9a-fA-F]{32})/Recordings\.json")
 MAX_PAGE_SIZE = 1000  # Twilio's largest page
+MAX_BODY = 64 * 1024  # a Calls request is a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -171,16 +179,19 @@ def list_page(log: CallLog, account_sid: str, path: str, query: str) -> dict:
 
 
 def answer(log: CallLog, account_sid: str, auth_token: str, method: str, target: str,
-           authorization: str | None) -> tuple[int, dict]:
+           authorization: str | None, body: str = "", outbound: "OutboundCalls | None" = None) -> tuple[int, dict]:
     """The status and JSON body Twilio would give for one request."""
     try:
-        if method != "GET":
-            raise CallLogError(405, 20004, "Method not allowed: this stand-in only reads the call log")
         parts = urlsplit(target)
         path = parts.path
+        placing = method == "POST" and outbound is not None and _LIST.fullmatch(path) is not None
+        if method != "GET" and not placing:
+            raise CallLogError(405, 20004, "Method not allowed: this stand-in only reads the call log")
         expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
             raise CallLogError(401, 20003, "Authenticate")
+        if placing and _LIST.fullmatch(path)["account"] == account_sid:
+            return 201, outbound.create({name: values[-1] for name, values in parse_qs(body).items()})
         if (found := _LIST.fullmatch(path)) and found["account"] == account_sid:
             return 200, list_page(log, account_sid, path, parts.query)
         if (found := _ONE.fullmatch(path)) and found["account"] == account_sid:
@@ -199,12 +210,16 @@ def answer(log: CallLog, account_sid: str, auth_token: str, method: str, target:
 class CallLogServer:
     """Serves `log` on 127.0.0.1:`port` (0: any free port) in a background thread."""
 
-    def __init__(self, log: CallLog, account_sid: str, auth_token: str, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, log: CallLog, account_sid: str, auth_token: str, port: int = 0, host: str = "127.0.0.1",
+                 outbound: "OutboundCalls | None" = None):
         served = (log, account_sid, auth_token)
 
         class Handler(BaseHTTPRequestHandler):
             def _reply(self) -> None:
-                status, body = answer(*served, self.command, self.path, self.headers.get("Authorization"))
+                length = int(self.headers.get("Content-Length") or 0)
+                sent = self.rfile.read(min(length, MAX_BODY)).decode("utf-8", "replace") if length else ""
+                status, body = answer(*served, self.command, self.path, self.headers.get("Authorization"), sent,
+                                      outbound)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

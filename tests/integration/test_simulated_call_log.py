@@ -164,6 +164,35 @@ def test_the_log_refuses_other_credentials_an_unknown_call_and_anything_but_read
     assert (bad_page.status_code, bad_page.json()["message"]) == (400, "Invalid PageSize: 5000")
 
 
+def test_with_outbound_calls_it_places_a_call_back_now_call_and_refuses_a_bad_request_as_twilio_would():
+    from helpdesk.simulator_outbound import OutboundCalls
+
+    log = CallLog()
+    outbound = OutboundCalls(Simulator("http://127.0.0.1:9", AUTH_TOKEN, ACCOUNT, call_log=log), random.Random(3))
+    server = CallLogServer(log, ACCOUNT, AUTH_TOKEN, outbound=outbound).start()
+    calls = f"{server.url}/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+    call = {"To": "+447700900555", "From": HELP_DESK_NUMBER, "Url": "http://127.0.0.1:9/twilio/voice/callback-connect"}
+    try:
+        placed = requests.post(calls, auth=(ACCOUNT, AUTH_TOKEN), data=call, timeout=5)
+        no_url = requests.post(calls, auth=(ACCOUNT, AUTH_TOKEN), data={**call, "Url": ""}, timeout=5)
+        no_to = requests.post(calls, auth=(ACCOUNT, AUTH_TOKEN), data={**call, "To": " "}, timeout=5)
+        anonymous = requests.post(calls, data=call, timeout=5)
+        updated = requests.post(calls.replace("Calls.json", f"Calls/CA{1:032x}.json"), auth=(ACCOUNT, AUTH_TOKEN),
+                                data={"Status": "completed"}, timeout=5)
+        outbound.join(timeout=10)  # the app is not there: the call rings out unanswered, and ends
+    finally:
+        server.stop()
+    assert placed.status_code == 201
+    body = placed.json()
+    assert (body["status"], body["direction"], body["to"], body["from"]) == (
+        "queued", "outbound-api", "+447700900555", HELP_DESK_NUMBER)
+    assert log.get(body["sid"]).direction == "outbound-api" and len(log) == 1
+    assert (no_url.status_code, no_url.json()["code"]) == (400, 21205)
+    assert (no_to.status_code, no_to.json()["code"]) == (400, 21201)
+    assert anonymous.status_code == 401
+    assert (updated.status_code, updated.json()["code"]) == (405, 20004)
+
+
 def test_simulate_unreached_needs_the_call_log_a_free_port_and_waits_for_the_app_only_so_long(monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     runner = CliRunner()
