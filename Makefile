@@ -50,6 +50,9 @@ DEMO_CONCURRENCY ?= 300
 # simulator's stand-in for Twilio's call log (on this port), where the scheduler finds them.
 DEMO_UNREACHED ?= 4
 DEMO_TWILIO_API_PORT ?= 5099
+# The help desk's number: the simulator's callers ring it, and "Call back now" calls from it,
+# placed through the same stand-in, which plays them back to the app as Twilio would.
+DEMO_DESK_NUMBER := +448001217479
 # Share of callbacks the simulated agent leaves until they breach (the demo's window is 5 minutes).
 DEMO_LATE_SHARE ?= 0.1
 DEMO_ENV := .demo.env
@@ -119,7 +122,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	fi
 	@set -a; . "$(abspath $(DEMO_ENV))"; set +a; \
 	export PUBLIC_BASE_URL='$(DEMO_URL)' DATABASE_URL='$(DEMO_DATABASE_URL)' HELPDESK_CONFIG='$(DEMO_CONFIG)' \
-	  TWILIO_API_BASE_URL='http://127.0.0.1:$(DEMO_TWILIO_API_PORT)'; \
+	  TWILIO_API_BASE_URL='http://127.0.0.1:$(DEMO_TWILIO_API_PORT)' TWILIO_FROM_NUMBER='$(DEMO_DESK_NUMBER)'; \
 	$(BIN)/helpdesk db upgrade; \
 	if ! out=$$(HELPDESK_PASSWORD="$$DEMO_MANAGER_PASSWORD" $(BIN)/helpdesk users add '$(DEMO_USER)' --role manager --permanent 2>&1); then \
 	  if grep -qi 'exist\|taken' <<<"$$out"; then echo "demo: user $(DEMO_USER) already exists, keeping it"; \
