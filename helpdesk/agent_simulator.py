@@ -1,8 +1,10 @@
 """A simulated help-desk agent: works the agents' queue page over HTTP, as a person would.
 
 It signs in through /login, then each round reads /queue and submits the page's own forms:
-claim an open callback, log an attempt by hand (reached or no answer), sometimes close it
-as resolved, now and then release one, and mark some email enquiries answered. Every figure
+claim an open callback, log an attempt by hand (reached or no answer) or make it with "Call
+back now" (``call_back_now_share``: Twilio, or the simulator's stand-in for it, plays the
+call), sometimes close it as resolved, now and then release one, and mark some email
+enquiries answered. Every figure
 it produces therefore comes from the real views and services. A share of callbacks
 (``late_share``) is left alone until the page shows them overdue, so the sweep records
 breaches too. It prints references and actions only, never numbers, names or addresses.
@@ -72,6 +74,7 @@ class Behaviour:
     email_callback_share: float = 0.1  # email enquiries that need a call back (the rest keep waiting)
     concluded_share: float = 0.8  # answered calls whose enquiry was concluded on the call
     call_callback_share: float = 0.1  # answered calls that need a callback (the rest are left with no outcome)
+    call_back_now_share: float = 0.0  # attempts made with "Call back now" (Twilio rings the agent's phone)
     per_round: int = 5  # callbacks worked each round
     overdue_rounds: int = 30  # a late callback is worked after this many overdue sightings, breach notice or not
 
@@ -186,6 +189,8 @@ class AgentSimulator:
                 continue  # claimed already; rung next minute (the form's time would seem early)
             if item.next_try and not item.next_try_now:
                 continue  # waiting for the next try
+            if item.calling:
+                continue  # "Call back now" is ringing: its outcome comes from the call
             workable.append(item)
         return workable[: self.behaviour.per_round]
 
@@ -205,6 +210,10 @@ class AgentSimulator:
         if item.attempted and not item.next_try:  # the caller was reached: the enquiry is dealt with
             return done + bool(self._act(item, "close", {"outcome": "resolved", "note": "Caller helped."},
                                          f"closed {ref} as resolved"))
+        if "call" in item.forms and self.rng.random() < b.call_back_now_share:
+            # Twilio rings the agent's phone, which answers and presses 1, and dials the caller:
+            # how the attempt went comes from its status callbacks, and shows next round.
+            return done + bool(self._act(item, "call", {}, f"{ref}, Call back now"))
         reached = self.rng.random() < b.reached_share
         outcome = "reached" if reached else "no_answer"
         note = self.rng.choice(NOTES if reached else MISSED_NOTES)

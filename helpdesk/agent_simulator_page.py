@@ -8,7 +8,9 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 _REFERENCE = re.compile(r"\b[A-Z]{2,4}-[0-9]{4}-[0-9]{4,}\b")
-_CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close)(?:\?.*)?$")
+_CALLBACK_ACTION = re.compile(r"/queue/([0-9]+)/(claim|release|attempts|close|call)(?:\?.*)?$")
+# What the page says while a "Call back now" call rings the agent's phone or the caller.
+_CALLING = ("Ringing the agent's phone", "Ringing the caller now")
 _CALL_ACTION = re.compile(r"/queue/calls/(CA[0-9a-f]{32})/(concluded|callback)(?:\?.*)?$")
 # A breach notice, the markup that keeps its reference whole (if any) between its words.
 _BREACHED = re.compile(r"Breached:\s*(?:<[^>]*>\s*)*([A-Z]{2,4}-[0-9]{4}-[0-9]{4,})\b")
@@ -33,11 +35,12 @@ class QueueItem:
     callback_id: int
     reference: str = ""
     state: str = ""
-    forms: dict[str, Form] = field(default_factory=dict)  # "claim", "release", "attempts", "close"
+    forms: dict[str, Form] = field(default_factory=dict)  # "claim", "release", "attempts", "close", "call"
     attempted: bool = False
     next_try: bool = False  # a retry is scheduled (the last attempt did not reach the caller)
     next_try_now: bool = False
     owed_this_minute: bool = False  # the form's times are whole minutes: an attempt now would seem early
+    calling: bool = False  # a "Call back now" call is ringing the agent's phone or the caller
 
 
 @dataclass
@@ -115,6 +118,7 @@ def parse_queue(page: str) -> QueuePage:
             item.attempted = "None yet" not in text
             item.next_try = "next try" in text
             item.next_try_now = "next try now" in text
+            item.calling = any(words in text for words in _CALLING)
             owed = re.search(r"Owed from ([0-9]{1,2}:[0-9]{2})", text)
             started = form.fields.get("started_at", "")
             if owed and started:

@@ -196,9 +196,12 @@ def migrated_database_url(wait_if_unreachable: bool = False) -> str:
               help="Share of callbacks left alone until overdue, so they breach.")
 @click.option("--per-round", type=click.IntRange(min=1), default=5, show_default=True,
               help="Callbacks worked each round at most.")
+@click.option("--call-back-now-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of attempts made with \"Call back now\" rather than logged by hand (the app must be able "
+                   "to place calls: Twilio, or simulate --call-log-port).")
 @click.option("--seed", type=int, default=None, help="Repeat a run's choices exactly.")
 def simulate_agent(base_url: str, username: str, rounds: int | None, interval: float, late_share: float,
-                   per_round: int, seed: int | None) -> None:
+                   per_round: int, call_back_now_share: float, seed: int | None) -> None:
     """Play an agent at the callback queue page: claim, log attempts, close, answer emails."""
     import random
     import signal
@@ -215,8 +218,8 @@ def simulate_agent(base_url: str, username: str, rounds: int | None, interval: f
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     transport = RequestsTransport(base_url)
-    agent = AgentSimulator(transport, username, password, Behaviour(late_share=late_share, per_round=per_round),
-                           rng=random.Random(seed), report=click.echo)
+    behaviour = Behaviour(late_share=late_share, per_round=per_round, call_back_now_share=call_back_now_share)
+    agent = AgentSimulator(transport, username, password, behaviour, rng=random.Random(seed), report=click.echo)
     try:
         played = run(agent, interval=interval, rounds=rounds, stopping=stop.is_set, sleep=stop.wait)
     except KeyboardInterrupt:

@@ -178,6 +178,37 @@ def test_after_no_answer_the_agent_waits_for_the_next_try_then_rings_again(app, 
     assert len(attempts) == 2 and callbacks[0].sla_result == "met"
 
 
+def test_an_attempt_made_with_call_back_now_is_left_to_its_call_then_closed_once_it_reached_the_caller(
+        app, client, clock):
+    from callbacks.telephony import FakeTelephony
+    from tests.integration.twilio_requests import post
+
+    telephony = app.extensions["helpdesk.telephony"] = FakeTelephony(clock=clock)
+    alice = add_agent(app, "alice", "Alice Agent")
+    miss_a_call(client, clock, 1, at(10))
+    clock.now = at(10, 1)
+    lines: list[str] = []
+    agent = agent_at(client, lines, call_back_now_share=1, close_share=1)
+    assert agent.round() == 2  # claimed, and "Call back now"
+    [placed] = telephony.calls
+    _, [attempt] = callbacks_and_attempts(app)
+    assert (attempt.source, attempt.outcome, attempt.agent_id) == ("twilio", "placing", alice)
+    assert agent.round() == 0  # its phone is ringing: not rung again, nor logged by hand
+    assert len(telephony.calls) == 1
+    # Twilio: the agent answers and presses 1, and the caller answers.
+    [callback], _ = callbacks_and_attempts(app)
+    leg = placed.placed.call_sid
+    post(client, f"/twilio/voice/callback-connect?callback={callback.id}", {"CallSid": leg, "Digits": "1"})
+    post(client, f"/twilio/voice/callback-status?callback={callback.id}",
+         {"CallSid": sid(900), "ParentCallSid": leg, "CallStatus": "in-progress"})
+    assert agent.round() == 1  # reached: closed as resolved
+    [callback], [attempt] = callbacks_and_attempts(app)
+    assert (attempt.outcome, callback.status, callback.outcome, callback.sla_result) == (
+        "reached", "closed", "resolved", "met")
+    said = "\n".join(lines)
+    assert ", Call back now" in said and "could not" not in said
+
+
 def test_a_callback_owed_this_minute_is_claimed_and_rung_the_next_minute(app, client, clock):
     # The form's time has whole minutes, so an attempt in the call's own minute would seem early.
     alice = add_agent(app, "alice", "Alice Agent")
