@@ -55,6 +55,9 @@ DEMO_TWILIO_API_PORT ?= 5099
 DEMO_DESK_NUMBER := +448001217479
 # Share of callbacks the simulated agent leaves until they breach (the demo's window is 5 minutes).
 DEMO_LATE_SHARE ?= 0.1
+# Share of the simulated agent's attempts made with "Call back now" (its desk phone rings, through
+# the simulator's stand-in for Twilio); the rest it logs by hand.
+DEMO_CALL_BACK_NOW_SHARE ?= 0.3
 DEMO_ENV := .demo.env
 # config/demo.toml sends mail to port 8025; with another DEMO_SMTP_PORT the demo runs on a copy
 # that says so, or the acknowledgements would go to whatever listens on 8025.
@@ -204,6 +207,7 @@ demo: $(INSTALL_STAMP) demo-secrets
 	  done; \
 	  HELPDESK_PASSWORD="$$DEMO_SIM_AGENT_PASSWORD" exec $(BIN)/helpdesk simulate-agent --url '$(DEMO_URL)' \
 	    --username '$(DEMO_SIM_AGENT)' --late-share $(DEMO_LATE_SHARE) \
+	    --call-back-now-share $(DEMO_CALL_BACK_NOW_SHARE) \
 	) & \
 	agent=$$!; \
 	echo "demo: starting the app on $(DEMO_URL) (database $(DEMO_DATABASE_URL))"; \
