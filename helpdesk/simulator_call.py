@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from helpdesk.simulator_legs import AgentLegs
-from helpdesk.simulator_twiml import (API_VERSION, END, FALLBACK_PATH, FORM, INCOMING_PATH, MAX_DOCUMENTS, PROGRESS,
+from helpdesk.simulator_twiml import (API_VERSION, END, FALLBACK_PATH, INCOMING_PATH, MAX_DOCUMENTS, PROGRESS,
                                       SPOKEN, STATUS_PATH, WITHHELD, CallTrace, RequestRecord, TwiMLError,
                                       events_of, new_sid, number_of, parse_twiml, spoken_seconds)
 
@@ -99,9 +99,7 @@ class CallSession(AgentLegs):
     # -- requests ---------------------------------------------------------------------------
     def send(self, kind: str, url: str, params: list[tuple[str, str]], token: str, at: float,
              duplicate: bool = False) -> tuple[int, str]:
-        headers = {"X-Twilio-Signature": self.sim.sign(url, params), "I-Twilio-Idempotency-Token": token,
-                   "Content-Type": FORM, "User-Agent": "TwilioProxy/1.1"}
-        status, body = self.sim.transport.post(url, list(params), headers)
+        status, body = self.sim.transport.post(url, list(params), self.sim.headers(url, params, token))
         self.trace.requests.append(RequestRecord(kind, url, tuple(params), status, token, at, duplicate))
         logger.debug("Call %s: %s request answered with HTTP %s", self.sid, kind, status)
         return status, body

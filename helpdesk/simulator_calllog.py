@@ -184,15 +184,16 @@ def answer(log: CallLog, account_sid: str, auth_token: str, method: str, target:
     try:
         parts = urlsplit(target)
         path = parts.path
-        placing = method == "POST" and outbound is not None and _LIST.fullmatch(path) is not None
+        calls = _LIST.fullmatch(path)
+        placing = method == "POST" and outbound is not None and calls is not None
         if method != "GET" and not placing:
             raise CallLogError(405, 20004, "Method not allowed: this stand-in only reads the call log")
         expected = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
             raise CallLogError(401, 20003, "Authenticate")
-        if placing and _LIST.fullmatch(path)["account"] == account_sid:
-            return 201, outbound.create({name: values[-1] for name, values in parse_qs(body).items()})
-        if (found := _LIST.fullmatch(path)) and found["account"] == account_sid:
+        if calls and calls["account"] == account_sid:
+            if placing:
+                return 201, outbound.create({name: values[-1] for name, values in parse_qs(body).items()})
             return 200, list_page(log, account_sid, path, parts.query)
         if (found := _ONE.fullmatch(path)) and found["account"] == account_sid:
             call = log.get(found["sid"])

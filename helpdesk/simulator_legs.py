@@ -8,13 +8,9 @@ import hashlib
 import math
 import xml.etree.ElementTree as ET
 
-from helpdesk.simulator_twiml import (AGENT_DEQUEUE_PATH, API_VERSION, END, PROGRESS, RING_DELAY, SPOKEN, TwiMLError,
-                                      answered_twiml, dial_targets, events_of, new_sid, number_of, spoken_seconds)
-
-# A phone system that asks Twilio to log in answers an INVITE without its login with 407, and
-# one with another login with 407 again: the leg fails within this, before it ever rings.
-SIP_REFUSED_SECONDS = 0.5
-SIP_REFUSED_CODE = "407"
+from helpdesk.simulator_twiml import (AGENT_DEQUEUE_PATH, API_VERSION, END, PROGRESS, RING_DELAY, SIP_REFUSED_CODE,
+                                      SIP_REFUSED_SECONDS, SPOKEN, TwiMLError, answered_twiml, dial_targets,
+                                      events_of, new_sid, number_of, spoken_seconds)
 
 
 class AgentLegs:
@@ -125,11 +121,8 @@ class AgentLegs:
     def refused_legs(self, targets: list[tuple[str, ET.Element]]) -> set[int]:
         """The ``<Sip>`` legs the phone system refuses: when it asks Twilio to log in
         (``Simulator.sip_login``), those whose noun gives no login, or another."""
-        login = self.sim.sip_login
-        if login is None:
-            return set()
-        return {index for index, (_, noun) in enumerate(targets)
-                if noun.tag == "Sip" and (noun.get("username"), noun.get("password")) != login}
+        return {index for index, (to, noun) in enumerate(targets)
+                if noun.tag == "Sip" and self.sim.refuses_sip(to, (noun.get("username"), noun.get("password")))}
 
     def voicemail_pickup(self, count: int, give_up: float, answer: float | None,
                          quit_at: float) -> tuple[int | None, float]:

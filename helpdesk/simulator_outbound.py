@@ -19,12 +19,14 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import timedelta, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Callable
 
 from helpdesk.simulator_calllog import CallLogError, LoggedCall
-from helpdesk.simulator_twiml import API_VERSION, FORM, PROGRESS, new_sid
+from helpdesk.simulator_twiml import (API_VERSION, PROGRESS, SIP_REFUSED_CODE, SIP_REFUSED_SECONDS, events_of,
+                                      new_sid)
 
 if TYPE_CHECKING:  # pragma: no cover
     from helpdesk.simulator_twilio import Simulator
@@ -38,7 +40,6 @@ PRESSES_1_AFTER = 3.0
 CALLER_RINGS = 6.0
 CALLER_NO_ANSWER = 25.0
 TALK = (20.0, 60.0)
-SIP_REFUSED_AFTER = 0.5
 
 
 class OutboundCalls:
@@ -87,12 +88,32 @@ class OutboundCalls:
             logger.exception("Call back now call %s could not be played", call.sid)
 
 
+class _Leg:
+    """One leg of the call, sending the status callbacks its request or ``<Number>`` asked for."""
+
+    def __init__(self, call: "_Call", params: list[tuple[str, str]], url: str | None, events: list[str]):
+        self.call, self.params, self.url, self.events, self.sequence = call, params, url, events, 0
+
+    def status(self, event: str, status: str, extra: list[tuple[str, str]] = ()) -> None:
+        if self.url and event in self.events:
+            self.sequence += 1
+            self.call.post(self.url, [*self.params, ("CallStatus", status), ("CallbackSource", PROGRESS),
+                                      ("Timestamp", self.call.stamp()), ("SequenceNumber", str(self.sequence)),
+                                      *extra])
+
+
 class _Call:
     def __init__(self, calls: OutboundCalls, call: LoggedCall, form: dict[str, str], rng: random.Random):
         self.calls, self.sim, self.call, self.form, self.rng = calls, calls.sim, call, form, rng
         self.now = 0.0
-        self.events = set(form.get("StatusCallbackEvent", "completed").split()) | {"completed"}
-        self.sequence = 0
+        self.agent = _Leg(self, self.leg_params(call, "outbound-api"), form.get("StatusCallback"),
+                          events_of(form, "StatusCallbackEvent"))
+
+    def leg_params(self, leg: LoggedCall, direction: str) -> list[tuple[str, str]]:
+        """What every request about `leg` says of it (its CallStatus apart)."""
+        parent = [("ParentCallSid", leg.parent_sid)] if leg.parent_sid else []
+        return [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", leg.sid), *parent,
+                ("Direction", direction), ("From", leg.from_), ("To", leg.to)]
 
     def wait(self, seconds: float) -> None:
         if self.sim.speed > 0:
@@ -103,41 +124,21 @@ class _Call:
         return format_datetime(self.call.start_time + timedelta(seconds=self.now))
 
     def post(self, url: str, params: list[tuple[str, str]]) -> str:
-        headers = {"X-Twilio-Signature": self.sim.sign(url, params), "Content-Type": FORM,
-                   "I-Twilio-Idempotency-Token": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-                   "User-Agent": "TwilioProxy/1.1"}
-        status, body = self.sim.transport.post(url, params, headers)
+        token = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        status, body = self.sim.transport.post(url, params, self.sim.headers(url, params, token))
         if not 200 <= status < 300:
             logger.warning("Call back now call %s: %s got HTTP %s", self.call.sid, url.split("?")[0], status)
         return body if 200 <= status < 300 else ""
 
-    def agent_params(self, status: str) -> list[tuple[str, str]]:
-        return [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION), ("CallSid", self.call.sid),
-                ("CallStatus", status), ("Direction", "outbound-api"), ("From", self.call.from_),
-                ("To", self.call.to)]
-
-    def agent_status(self, event: str, status: str, extra: list[tuple[str, str]] = ()) -> None:
-        url = self.form.get("StatusCallback")
-        if url and event in self.events:
-            self.sequence += 1
-            self.post(url, self.agent_params(status) + [("CallbackSource", PROGRESS), ("Timestamp", self.stamp()),
-                                                        ("SequenceNumber", str(self.sequence)), *extra])
-
-    def refused(self) -> bool:
-        """A desk phone's phone system asking for a login the request did not give."""
-        login = self.sim.sip_login
-        given = (self.form.get("SipAuthUsername", ""), self.form.get("SipAuthPassword", ""))
-        return self.call.to.lower().startswith("sip:") and login is not None and given != tuple(login)
-
     def run(self) -> None:
-        self.agent_status("initiated", "initiated")
-        if self.refused():
-            self.wait(SIP_REFUSED_AFTER)
-            self.agent_status("completed", "failed", [("CallDuration", "0"), ("SipResponseCode", "407")])
+        self.agent.status("initiated", "initiated")
+        if self.sim.refuses_sip(self.call.to, (self.form.get("SipAuthUsername"), self.form.get("SipAuthPassword"))):
+            self.wait(SIP_REFUSED_SECONDS)
+            self.agent.status("completed", "failed", [("CallDuration", "0"), ("SipResponseCode", SIP_REFUSED_CODE)])
             return self.end("failed")
-        self.agent_status("ringing", "ringing")
+        self.agent.status("ringing", "ringing")
         self.wait(AGENT_RINGS)
-        self.agent_status("answered", "in-progress")
+        self.agent.status("answered", "in-progress")
         prompt = self.fetch(self.form["Url"], [])
         gather = prompt.find("Gather") if prompt is not None else None
         if gather is None:
@@ -152,7 +153,7 @@ class _Call:
         self.hang_up()
 
     def fetch(self, url: str, extra: list[tuple[str, str]]) -> ET.Element | None:
-        body = self.post(url, self.agent_params("in-progress") + extra)
+        body = self.post(url, [*self.agent.params, ("CallStatus", "in-progress"), *extra])
         try:
             return ET.fromstring(body) if body else None
         except ET.ParseError:
@@ -160,47 +161,33 @@ class _Call:
             return None
 
     def dial_caller(self, dial: ET.Element, number: ET.Element) -> None:
-        leg = LoggedCall(new_sid(self.rng, "CA"), self.call.from_, (number.text or "").strip(),
-                         self.call.start_time + timedelta(seconds=self.now), self.call.end_time,
-                         direction="outbound-dial", parent_sid=self.call.sid)
-        events = set((number.get("statusCallbackEvent") or "completed").split()) | {"completed"}
-        url, sequence = number.get("statusCallback"), 0
-
-        def leg_status(event: str, status: str, extra: list[tuple[str, str]] = ()) -> None:
-            nonlocal sequence
-            if url and event in events:
-                sequence += 1
-                self.post(url, [("AccountSid", self.sim.account_sid), ("ApiVersion", API_VERSION),
-                                ("CallSid", leg.sid), ("ParentCallSid", self.call.sid), ("CallStatus", status),
-                                ("Direction", "outbound-dial"), ("From", leg.from_), ("To", leg.to),
-                                ("CallbackSource", PROGRESS), ("Timestamp", self.stamp()),
-                                ("SequenceNumber", str(sequence)), *extra])
-
-        leg_status("initiated", "initiated")
-        leg_status("ringing", "ringing")
+        called = LoggedCall(new_sid(self.rng, "CA"), self.call.from_, (number.text or "").strip(),
+                            self.call.start_time + timedelta(seconds=self.now), self.call.end_time,
+                            direction="outbound-dial", parent_sid=self.call.sid)
+        leg = _Leg(self, self.leg_params(called, "outbound-dial"), number.get("statusCallback"),
+                   events_of(number, "statusCallbackEvent"))
+        leg.status("initiated", "initiated")
+        leg.status("ringing", "ringing")
         answers = self.rng.random() < self.calls.caller_answers
         self.wait(CALLER_RINGS if answers else CALLER_NO_ANSWER)
         talk = round(self.rng.uniform(*TALK)) if answers else 0
         if answers:
-            leg_status("answered", "in-progress")
+            leg.status("answered", "in-progress")
             self.wait(talk)
         status = "completed" if answers else "no-answer"
-        leg_status("completed", status, [("CallDuration", str(talk))])
+        leg.status("completed", status, [("CallDuration", str(talk))])
         if self.sim.call_log is not None:
             end = self.call.start_time + timedelta(seconds=self.now)
-            self.sim.call_log.add(LoggedCall(leg.sid, leg.from_, leg.to, leg.start_time, end, status,
-                                             "outbound-dial", self.call.sid))
+            self.sim.call_log.add(replace(called, end_time=end, status=status))
         if action := dial.get("action"):
-            self.fetch(action, [("DialCallStatus", status), ("DialCallSid", leg.sid),
+            self.fetch(action, [("DialCallStatus", status), ("DialCallSid", called.sid),
                                 ("DialCallDuration", str(talk))])
 
     def hang_up(self) -> None:
-        self.agent_status("completed", "completed", [("CallDuration", str(round(self.now)))])
+        self.agent.status("completed", "completed", [("CallDuration", str(round(self.now)))])
         self.end("completed")
 
     def end(self, status: str) -> None:
         if self.sim.call_log is not None:
-            call = self.call
-            self.sim.call_log.add(LoggedCall(call.sid, call.from_, call.to, call.start_time,
-                                             call.start_time + timedelta(seconds=round(self.now)), status,
-                                             call.direction))
+            end = self.call.start_time + timedelta(seconds=round(self.now))
+            self.sim.call_log.add(replace(self.call, end_time=end, status=status))

@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from helpdesk.simulator_call import CallSession
 from helpdesk.simulator_calllog import CallLog, LoggedCall
-from helpdesk.simulator_twiml import CallTrace, new_sid
+from helpdesk.simulator_twiml import FORM, CallTrace, new_sid
 
 # The simulator's log, as before this was split from it: its lines keep the name they had.
 logger = logging.getLogger("helpdesk.simulator")
@@ -129,6 +129,17 @@ class Simulator:
     def sign(self, url: str, params: list[tuple[str, str]]) -> str:
         """The ``X-Twilio-Signature`` Twilio would send for this exact URL and body."""
         return self._validator.compute_signature(url, dict(params))
+
+    def headers(self, url: str, params: list[tuple[str, str]], token: str) -> dict[str, str]:
+        """The headers of Twilio's webhook request: signed, with its idempotency token."""
+        return {"X-Twilio-Signature": self.sign(url, params), "I-Twilio-Idempotency-Token": token,
+                "Content-Type": FORM, "User-Agent": "TwilioProxy/1.1"}
+
+    def refuses_sip(self, to: str, login: tuple[str | None, str | None]) -> bool:
+        """Whether the phone system refuses a call to `to` given `login` (username, password): only
+        a SIP address's, when it asks Twilio to log in (``sip_login``) and that is not its login."""
+        return (self.sip_login is not None and to.strip().lower().startswith("sip:")
+                and tuple(login) != tuple(self.sip_login))
 
     def digits_for(self, scenario: CallScenario) -> str | None:
         """The keys this caller presses at an IVR menu, or None."""

@@ -25,6 +25,10 @@ WITHHELD = "anonymous"
 SAY_SECONDS_PER_CHARACTER = 0.07
 PLAY_SECONDS = 5.0  # the simulator cannot know a clip's length; assume a short one
 RING_DELAY = 1.0  # from dialling an agent's leg to its phone ringing
+# A phone system that asks Twilio to log in (Simulator.refuses_sip) answers an INVITE without its
+# login with 407, and one with another login with 407 again: the leg fails within this, unrung.
+SIP_REFUSED_SECONDS = 0.5
+SIP_REFUSED_CODE = "407"
 MAX_DOCUMENTS = 50  # a guard against redirect loops in the app
 SPOKEN = ("Say", "Play", "Pause")
 END = "end"  # a verb's answer meaning "the call is over"
@@ -102,7 +106,8 @@ def number_of(element: ET.Element, name: str, default: float) -> float:
     return value if math.isfinite(value) and value >= 0 else default
 
 
-def events_of(element: ET.Element, name: str) -> list[str]:
+def events_of(element: ET.Element | dict[str, str], name: str) -> list[str]:
+    """The status callback events a noun (or a Calls request's form) asks for: completed if none."""
     return (element.get(name) or "completed").replace(",", " ").split()
 
 
