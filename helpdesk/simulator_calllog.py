@@ -193,7 +193,10 @@ def answer(log: CallLog, account_sid: str, auth_token: str, method: str, target:
             raise CallLogError(401, 20003, "Authenticate")
         if calls and calls["account"] == account_sid:
             if placing:
-                return 201, outbound.create({name: values[-1] for name, values in parse_qs(body).items()})
+                # twilio-python sends a list parameter once for each value: StatusCallbackEvent.
+                form = {name: " ".join(values) if name == "StatusCallbackEvent" else values[-1]
+                        for name, values in parse_qs(body).items()}
+                return 201, outbound.create(form)
             return 200, list_page(log, account_sid, path, parts.query)
         if (found := _ONE.fullmatch(path)) and found["account"] == account_sid:
             call = log.get(found["sid"])

@@ -2,6 +2,7 @@
 the agent's click places the call there, and the simulator plays it back to the app."""
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -11,7 +12,7 @@ import requests
 from sqlalchemy import select
 
 from helpdesk.db import Database
-from helpdesk.models import Callback, CallbackAttempt
+from helpdesk.models import Callback, CallbackAttempt, TwilioEvent
 from helpdesk.simulator import CallLog, CallLogServer, CallScenario, RequestsTransport, Simulator
 from helpdesk.simulator_outbound import OutboundCalls
 from live import LiveApp
@@ -31,6 +32,18 @@ def add_agent(database_url: str, phone: str) -> None:
             add_user(session, "alice", "a-long-enough-password", "agent")
         with database.session() as session:
             set_phone(session, "alice", phone)
+    finally:
+        database.dispose()
+
+
+def agent_leg_statuses(database_url: str, call_sid: str) -> list[str]:
+    """The CallStatus of each status callback the app journalled for the agent's leg, in order."""
+    database = Database(database_url)
+    try:
+        with database.session() as session, session.begin():
+            return [dict(json.loads(params))["CallStatus"] for params in session.scalars(
+                select(TwilioEvent.params).where(TwilioEvent.call_sid == call_sid, TwilioEvent.leg_sid == call_sid,
+                                                 TwilioEvent.kind == "callback_status").order_by(TwilioEvent.id))]
     finally:
         database.dispose()
 
@@ -104,6 +117,9 @@ def test_call_back_now_is_placed_and_played_back_as_twilio_would(migrated_url, a
         assert attempt.dialled_at is not None and callback.reached_at is not None
         [leg] = log.matching(parent_sid=attempt.call_sid)
         assert leg.to == callback.caller_number
+        # Every event "Call back now" asked Twilio for (StatusCallbackEvent, sent once for each).
+        assert agent_leg_statuses(migrated_url, attempt.call_sid) == ["initiated", "ringing", "in-progress",
+                                                                       "completed"]
     else:
         # The phone system refused the desk phone: the caller was never dialled, and the log says why.
         assert (attempt.outcome, callback.attempts_count) == ("not_dialled", 0)
