@@ -154,12 +154,12 @@ def _routing_warnings(settings) -> list[str]:
         warnings.append(f"warning: routing.dial_targets has phones ({', '.join(phones)}) and routing.screen_calls is "
                         "false: if a phone's own voicemail, or its phone system's, picks up, the call counts as "
                         "answered. Turn voicemail off on those phones, or set screen_calls = true (see the README).")
-    if routing.mode == "dial" and routing.agents_numbers:
-        warnings.append("warning: routing.agents_numbers is set but routing.mode is \"dial\": agents take no calls "
-                        "from a queue, so the numbers are not used.")
-    if routing.mode == "dial" and routing.agents_apps:
-        warnings.append("warning: routing.agents_apps is set but routing.mode is \"dial\": agents take no calls "
-                        "from a queue, so the TwiML Apps' Voice URLs are not used.")
+    # Queue mode's ways for agents to take the next caller, which a ring group never uses.
+    for key, unused in (("agents_numbers", "the numbers are not used"),
+                        ("agents_apps", "the TwiML Apps' Voice URLs are not used")):
+        if routing.mode == "dial" and getattr(routing, key):
+            warnings.append(f"warning: routing.{key} is set but routing.mode is \"dial\": agents take no calls "
+                            f"from a queue, so {unused}.")
     return warnings
 
 

@@ -155,27 +155,21 @@ def test_check_config_warns_when_a_phones_voicemail_would_count_as_an_answer(tmp
     assert "routing.dial_targets" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
-def test_check_config_warns_of_agents_numbers_a_ring_group_does_not_use(tmp_path):
+@pytest.mark.parametrize(("setting", "unused"), [
+    ('agents_numbers = ["+441144960099"]', "the numbers are not used"),
+    (f'agents_apps = ["AP{"5" * 32}"]', "the TwiML Apps' Voice URLs are not used"),
+])
+def test_check_config_warns_of_queue_modes_agents_settings_a_ring_group_does_not_use(tmp_path, setting, unused):
     config = tmp_path / "helpdesk.toml"
-    config.write_text(WALES.replace('"+447700900123"', '"client:alice"') + 'agents_numbers = ["+441144960099"]\n')
-    result = CliRunner().invoke(main, ["check-config", str(config)])
-    assert result.exit_code == 0 and ('warning: routing.agents_numbers is set but routing.mode is "dial": agents '
-                                      "take no calls from a queue, so the numbers are not used.") in result.output
-    config.write_text(config.read_text() + 'mode = "queue"\n')
-    result = CliRunner().invoke(main, ["check-config", str(config)])
-    assert result.exit_code == 0 and "agents_numbers" not in result.output, result.output
-
-
-def test_check_config_warns_of_agents_twiml_apps_a_ring_group_does_not_use(tmp_path):
-    config = tmp_path / "helpdesk.toml"
-    config.write_text(WALES.replace('"+447700900123"', '"client:alice"') + f'agents_apps = ["AP{"5" * 32}"]\n')
+    key = setting.split(" = ")[0]
+    config.write_text(WALES.replace('"+447700900123"', '"client:alice"') + setting + "\n")
     result = CliRunner().invoke(main, ["check-config", str(config)])
     assert result.exit_code == 0
-    assert ('warning: routing.agents_apps is set but routing.mode is "dial": agents take no calls from a queue, so '
-            "the TwiML Apps' Voice URLs are not used.") in result.output
+    assert (f'warning: routing.{key} is set but routing.mode is "dial": agents take no calls from a queue, so '
+            f"{unused}.") in result.output
     config.write_text(config.read_text() + 'mode = "queue"\n')
     result = CliRunner().invoke(main, ["check-config", str(config)])
-    assert result.exit_code == 0 and "agents_apps" not in result.output, result.output
+    assert result.exit_code == 0 and key not in result.output, result.output
 
 
 def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_looked_for(tmp_path):
