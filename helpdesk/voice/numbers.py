@@ -206,11 +206,10 @@ def report_lines(checks: list[NumberCheck], *, fix: bool) -> list[str]:
         else:
             lines.append(f"{name}: {count} setting{'' if count == 1 else 's'} differ{'s' if count == 1 else ''}:")
         lines += [f"  {d.label}: {d.found}; should be {d.wanted}" for d in check.differences]
-    shown = [d for check in checks if check.sid and not check.overridden_by for d in check.differences]
-    if not fix and any(d.settable for d in shown):
+    shown = [check for check in checks if check.sid and not check.overridden_by]  # with their differences
+    if not fix and any(d.settable for check in shown for d in check.differences):
         lines.append("Run it again with --fix to set them.")
-    removed = [check for check in checks if check.sid and not check.overridden_by
-               and any(not d.settable for d in check.differences)]
+    removed = [check for check in shown if any(not d.settable for d in check.differences)]
     if removed:
         where = " or ".join(dict.fromkeys("the TwiML App's" if check.app else "the number's" for check in removed))
         lines.append(f"--fix does not remove a URL: remove each that should be {NOT_SET} in Twilio's console "
