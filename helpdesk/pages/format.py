@@ -87,10 +87,11 @@ def format_local_time(moment: datetime | None, with_zone: bool = False) -> str:
     return f"{text} {shown.tzname()}" if with_zone else text
 
 
-def format_date_time(moment: datetime) -> str:
-    """A stored UTC instant as UK date and time with the zone: "24 Nov 2026 10:02:05 GMT"."""
+def format_date_time(moment: datetime, seconds: bool = True) -> str:
+    """A stored UTC instant as UK date and time with the zone: "24 Nov 2026 10:02:05 GMT", or
+    "24 Nov 2026 10:02 GMT" without the seconds, for a list."""
     shown = local(moment)
-    return f"{shown:%d %b %Y %H:%M:%S} {shown.tzname()}"
+    return f"{shown:%d %b %Y %H:%M{':%S' if seconds else ''}} {shown.tzname()}"
 
 
 def format_seconds(seconds: float | None) -> str:

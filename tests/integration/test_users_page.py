@@ -91,7 +91,7 @@ def test_the_list_shows_everyone_with_role_state_masked_phone_and_password(clien
 
     page = users_list(client)
 
-    assert ("alex Alex Smith Agent •••••••• 123 Number ending 123 since 20 Nov 2026 09:30:00 GMT None Yes Their own"
+    assert ("alex Alex Smith Agent •••••••• 123 Number ending 123 since 20 Nov 2026 09:30 GMT None Yes Their own"
             in page)
     assert "kim Agent •••••••• 456 Number ending 456 None Yes Their own" in page
     assert ("sam DWP auditor None None No: deactivated Set by an administrator: to be changed at their next sign-in"
