@@ -58,6 +58,9 @@ DEMO_LATE_SHARE ?= 0.1
 # Share of the simulated agent's attempts made with "Call back now" (its desk phone rings, through
 # the simulator's stand-in for Twilio); the rest it logs by hand.
 DEMO_CALL_BACK_NOW_SHARE ?= 0.3
+# Share of those calls the agent's desk phone does not take (rung out, or its voicemail answers and
+# presses nothing): the caller is not dialled, and the queue page says so.
+DEMO_CALL_BACK_NOW_UNANSWERED ?= 0.15
 DEMO_ENV := .demo.env
 # config/demo.toml sends mail to port 8025; with another DEMO_SMTP_PORT the demo runs on a copy
 # that says so, or the acknowledgements would go to whatever listens on 8025.
@@ -159,7 +162,8 @@ demo: $(INSTALL_STAMP) demo-secrets
 	    "make demo DEMO_TWILIO_API_PORT=5199 moves it" >&2; kill $$mailserver; exit 1; fi; \
 	$(BIN)/helpdesk simulate --url '$(DEMO_URL)' --calls $(DEMO_CALLS) --rate $(DEMO_RATE) --wait 60 \
 	  --speed $(DEMO_SPEED) --concurrency $(DEMO_CONCURRENCY) \
-	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) --sip-login-required & \
+	  --call-log-port $(DEMO_TWILIO_API_PORT) --unreached $(DEMO_UNREACHED) --sip-login-required \
+	  --call-back-now-unanswered-rate $(DEMO_CALL_BACK_NOW_UNANSWERED) & \
 	simulator=$$!; \
 	trap 'kill $$simulator $$mailserver 2>/dev/null || true' EXIT; \
 	served=; \

@@ -98,6 +98,9 @@ _RATE = click.FloatRange(0, 1)
               help="Also serve Twilio's call log of these calls on 127.0.0.1 at this port, for the app's "
                    "TWILIO_API_BASE_URL, and place the app's \"Call back now\" calls there as Twilio would; it "
                    "stays served after the calls, until stopped.")
+@click.option("--call-back-now-unanswered-rate", type=_RATE, default=0.0, show_default=True,
+              help="Share of the \"Call back now\" calls placed through --call-log-port that the agent's phone "
+                   "does not take: half ring out, half go to its voicemail, which presses nothing.")
 @click.option("--unreached", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Calls that rang while the app could not be reached, in the 10 minutes that ended 20 minutes "
                    "ago: no webhook, only in the call log (needs --call-log-port).")
@@ -111,8 +114,8 @@ _RATE = click.FloatRange(0, 1)
 def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, answer_median: float,
                      answer_sigma: float, abandon_rate: float, no_answer_rate: float, voicemail_rate: float,
                      agent_voicemail_rate: float, dwp_share: float, duplicate_rate: float, out_of_order_rate: float, speed: float,
-                     seed: int | None, call_log_port: int | None, unreached: int, wait: float, sip_login_required: bool,
-                     quiet: bool) -> None:
+                     seed: int | None, call_log_port: int | None, call_back_now_unanswered_rate: float,
+                     unreached: int, wait: float, sip_login_required: bool, quiet: bool) -> None:
     """Play Twilio's part: send signed, realistic call webhooks to a running help desk."""
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
@@ -124,6 +127,9 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
     if unreached and call_log_port is None:
         raise click.BadParameter("only Twilio's call log has calls that never reached the app: give --call-log-port "
                                  "too", param_hint="--unreached")
+    if call_back_now_unanswered_rate and call_log_port is None:
+        raise click.BadParameter("\"Call back now\" calls are placed through the call log's port: give --call-log-port "
+                                 "too", param_hint="--call-back-now-unanswered-rate")
     sip_login = None
     if sip_login_required:
         from helpdesk.settings import SipLogin
@@ -145,7 +151,8 @@ def simulate_command(base_url: str, calls: int, rate: float, concurrency: int, a
         log = CallLog()
         # "Call back now" calls the app places through the stand-in, played with their own connections.
         outbound = OutboundCalls(Simulator(base_url, token, account_sid, RequestsTransport(), speed=speed, call_log=log,
-                                           sip_login=sip_login), random.Random(seed))
+                                           sip_login=sip_login), random.Random(seed),
+                                 agent_unanswered=call_back_now_unanswered_rate)
         try:
             server = CallLogServer(log, account_sid, token, call_log_port, outbound=outbound).start()
         except OSError as exc:

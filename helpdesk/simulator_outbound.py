@@ -6,7 +6,9 @@ In a demo there is no Twilio account, so the simulator's stand-in for the call l
 call against the app as Twilio would: the agent's phone rings and answers, fetches the call's
 Url (the "press 1" prompt), presses 1, and the caller's leg is dialled from the app's ``<Dial>``,
 rings, and is answered or not; every status callback the app asked for is sent, signed. The
-call and the caller's leg go into the call log, as Twilio's would.
+call and the caller's leg go into the call log, as Twilio's would. A share of the agent's calls
+(``agent_unanswered``) are not taken: half ring out unanswered for the request's ``Timeout``,
+half go to the phone's voicemail, which hears the prompt and presses nothing.
 
 A desk phone (a SIP address) on a phone system that asks Twilio to log in (the simulator's
 ``sip_login``) refuses the call with SIP 407 unless the request gave that login.
@@ -37,6 +39,7 @@ logger = logging.getLogger("helpdesk.simulator")
 # 1 pressed; the caller's phone rings; the conversation.
 AGENT_RINGS = 4.0
 PRESSES_1_AFTER = 3.0
+VOICEMAIL_AFTER = 15.0  # the agent's phone sends the call to its voicemail
 CALLER_RINGS = 6.0
 CALLER_NO_ANSWER = 25.0
 TALK = (20.0, 60.0)
@@ -44,11 +47,13 @@ TALK = (20.0, 60.0)
 
 class OutboundCalls:
     """Takes Calls resource requests (:meth:`create`) and plays each call in a thread of its own.
-    ``caller_answers`` is the share of callers who answer when called back."""
+    ``caller_answers`` is the share of callers who answer when called back; ``agent_unanswered``
+    the share of calls the agent's phone does not take (rung out or sent to its voicemail)."""
 
     def __init__(self, sim: Simulator, rng: random.Random | None = None, caller_answers: float = 0.8,
-                 sleep: Callable[[float], None] = time.sleep):
+                 agent_unanswered: float = 0.0, sleep: Callable[[float], None] = time.sleep):
         self.sim, self.rng, self.caller_answers, self.sleep = sim, rng or random.Random(), caller_answers, sleep
+        self.agent_unanswered = agent_unanswered
         self._lock = threading.Lock()
         self.threads: list[threading.Thread] = []
 
@@ -137,11 +142,20 @@ class _Call:
             self.agent.status("completed", "failed", [("CallDuration", "0"), ("SipResponseCode", SIP_REFUSED_CODE)])
             return self.end("failed")
         self.agent.status("ringing", "ringing")
-        self.wait(AGENT_RINGS)
+        # Drawn only when asked for, so that a seed plays the same calls as before without it.
+        unanswered = self.calls.agent_unanswered > 0 and self.rng.random() < self.calls.agent_unanswered
+        if unanswered and self.rng.random() < 0.5:  # rings out: nobody at the phone
+            self.wait(_seconds(self.form.get("Timeout"), 60))
+            self.agent.status("completed", "no-answer", [("CallDuration", "0")])
+            return self.end("no-answer")
+        self.wait(VOICEMAIL_AFTER if unanswered else AGENT_RINGS)
         self.agent.status("answered", "in-progress")
         prompt = self.fetch(self.form["Url"], [])
         gather = prompt.find("Gather") if prompt is not None else None
         if gather is None:
+            return self.hang_up()
+        if unanswered:  # the voicemail records the prompt; nothing is pressed, and the app says goodbye
+            self.wait(_seconds(gather.get("timeout"), 5) + 3)
             return self.hang_up()
         self.wait(PRESSES_1_AFTER)
         dialled = self.fetch(gather.get("action") or self.form["Url"], [("Digits", "1")])
@@ -191,3 +205,8 @@ class _Call:
         if self.sim.call_log is not None:
             end = self.call.start_time + timedelta(seconds=round(self.now))
             self.sim.call_log.add(replace(self.call, end_time=end, status=status))
+
+
+def _seconds(value: str | None, default: int) -> int:
+    """A TwiML or Calls request's whole seconds, as Twilio reads them (its default when not given)."""
+    return int(value) if value and value.strip().isdigit() else default
