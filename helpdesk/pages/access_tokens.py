@@ -105,7 +105,7 @@ def _example() -> Example:
     return Example(current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/"), last.replace(day=1), last)
 
 
-@bp.post("/account/tokens/<int:token_id>/revoke")
+@bp.post("/account/tokens/<id:token_id>/revoke")
 @auditors_only
 def revoke_own(token_id: int):
     try:

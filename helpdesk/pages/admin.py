@@ -431,7 +431,7 @@ def two_step_off(user_id: int):
                                     "alone, or set it up again when they next sign in if their role must have it.")
 
 
-@bp.post("/users/<id:user_id>/tokens/<int:token_id>/revoke")
+@bp.post("/users/<id:user_id>/tokens/<id:token_id>/revoke")
 @role_required("admin")
 def revoke_token(user_id: int, token_id: int):
     """For a token that may have been seen, or a script no longer run."""

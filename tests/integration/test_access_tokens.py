@@ -487,6 +487,20 @@ def test_a_token_revoked_by_its_user_is_refused_and_the_others_still_work(app, c
     assert "was revoked already" in words(client.get(again.headers["Location"]).get_data(as_text=True))
 
 
+@pytest.mark.parametrize("token_id", [str(2 ** 31), str(2 ** 63), "9" * 30, "\u0661"])
+def test_revoking_an_id_no_token_can_have_is_not_found_rather_than_a_failure(app, client, db_session, clock,
+                                                                               settings, token_id):
+    seed(db_session, settings)
+    secret = script_token(app, db_session, clock)  # dana's, id 1: "\u0661" is a 1 in Arabic-Indic digits
+    sign_in(client, "dana")
+
+    response = client.post(f"/account/tokens/{token_id}/revoke",
+                           data={"csrf_token": csrf_token(client, "/account/tokens")})
+
+    assert response.status_code == 404
+    assert pack(app.test_client(), secret).status_code == 200
+
+
 def test_a_user_cannot_revoke_someone_elses_token(app, client, db_session, clock, settings):
     seed(db_session, settings)
     secret = script_token(app, db_session, clock)

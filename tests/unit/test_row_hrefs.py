@@ -47,3 +47,4 @@ def test_a_route_needs_exactly_one_value_from_the_row(app):
         with pytest.raises(ValueError):
             RowHrefs("queue")  # none
         assert RowHrefs("note", note_id=3)(5) == "/queue/5/notes/3"
+
