@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session, joinedload
 from callbacks.awaiting import awaiting
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
-from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, REFUSED_WORDS,
+from callbacks.not_dialled import why_not_dialled
+from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, NOT_DIALLED, REASONS,
                                    notice_text, span_words, summary_of, when)
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
 from helpdesk.models import Call, Callback, CallbackAttempt, CallbackNotice, Enquiry, User
 from helpdesk.models.call import never_reached
 from helpdesk.settings import Settings
-from helpdesk.voice.sip_refusals import refused_calls
 
 if TYPE_CHECKING:
     from helpdesk.pages.taken_by import Holding
@@ -185,20 +185,22 @@ def _latest_calls(session: Session, callback_ids: list[int],
                User.username)
         .outerjoin(User, User.id == CallbackAttempt.agent_id)
         .where(CallbackAttempt.callback_id.in_(callback_ids)).order_by(CallbackAttempt.id)).all()
-    refused = refused_calls(session, {row.call_sid for row in rows if row.outcome == "not_dialled" and row.call_sid})
+    reasons = why_not_dialled(session, {row.call_sid for row in rows if row.outcome == "not_dialled" and row.call_sid})
     latest, history = {}, {}
     for callback_id, outcome, started_at, dialled_at, call_sid, note, name, username in rows:
-        code = refused.get(call_sid)
-        latest[callback_id] = (outcome, started_at, dialled_at, code)  # the last one entered wins
-        words = REFUSED_WORDS.format(code=code) if code else ATTEMPT_WORDS.get(outcome, outcome.replace("_", " "))
+        reason = reasons.get(call_sid) if outcome == "not_dialled" else None
+        why = NOT_DIALLED[reason.why] if reason else None
+        latest[callback_id] = (outcome, started_at, dialled_at, reason, why)  # the last one entered wins
+        words = (f"Call back now: {why.attempt.format(code=reason.code)}" if why
+                 else ATTEMPT_WORDS.get(outcome, outcome.replace("_", " ")))
         history.setdefault(callback_id, []).append(PastAttempt(dialled_at or started_at, words,
                                                                name or username or "", note or ""))
     for attempts in history.values():
         attempts.sort(key=lambda past: past.at)  # in the order they were made, however entered
     said = {}
-    for callback_id, (outcome, started_at, dialled_at, code) in latest.items():
-        if code:
-            said[callback_id] = CALL_STATES["refused"].format(code=code)
+    for callback_id, (outcome, started_at, dialled_at, reason, why) in latest.items():
+        if why:
+            said[callback_id] = CALL_STATES["not_dialled_because"].format(state=why.state.format(code=reason.code))
         elif outcome == "not_dialled":
             said[callback_id] = CALL_STATES["not_dialled"]
         elif outcome == "placing" and started_at > now - CALL_UNDER_WAY:

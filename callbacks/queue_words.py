@@ -4,6 +4,7 @@ a deadline's explanation and the sweep's notices."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
@@ -31,8 +32,6 @@ ATTEMPT_OUTCOMES = {
 # Every outcome an attempt can have, in words (those an agent enters, and "Call back now"'s own).
 ATTEMPT_WORDS = {**ATTEMPT_OUTCOMES, "placing": "Call back now: under way",
                  "not_dialled": "Call back now: the caller was not dialled"}
-# A "Call back now" whose agent's desk phone never rang: its phone system refused Twilio's call.
-REFUSED_WORDS = "Call back now: the desk phone's phone system refused the call (SIP {code})"
 CLOSING = {
     "resolved": ("Resolved", "the caller was reached and helped"),
     "unreachable": ("Unreachable", "the caller could not be reached"),
@@ -42,11 +41,44 @@ CLOSING = {
 CALL_STATES = {
     "ringing_agent": "Ringing the agent's phone: answer and press 1 to call the caller.",
     "ringing_caller": "Ringing the caller now.",
+    # With no reason known (callbacks.not_dialled): what a call that did not dial the caller can be.
     "not_dialled": "The last call did not reach the caller: the agent's phone was not answered, or 1 was not "
                    "pressed. It does not count as an attempt.",
-    "refused": "The last call did not reach the caller: the agent's desk phone did not ring, because its phone "
-               "system refused the call (SIP {code}). An administrator can see why in the app's log. It does not "
-               "count as an attempt.",
+    # With one: NOT_DIALLED's state.
+    "not_dialled_because": "The last call did not reach the caller: {state}. It does not count as an attempt.",
+}
+
+
+@dataclass(frozen=True)
+class NotDialledWords:
+    """Why a "Call back now" call did not dial the caller (callbacks.not_dialled), in the callback's
+    list of attempts, in what the queue says of its last call, and in the enquiry's story."""
+
+    attempt: str
+    state: str
+    story: str
+
+
+NOT_DIALLED = {
+    "refused": NotDialledWords(
+        "the desk phone's phone system refused the call (SIP {code})",
+        "the agent's desk phone did not ring, because its phone system refused the call (SIP {code}). An "
+        "administrator can see why in the app's log",
+        "The agent's desk phone did not ring: its phone system refused the call (SIP {code})"),
+    "no-answer": NotDialledWords("the agent's phone was not answered", "the agent's phone rang but was not answered",
+                                 "The agent's phone rang but was not answered"),
+    "busy": NotDialledWords("the agent's phone was busy", "the agent's phone was busy", "The agent's phone was busy"),
+    "failed": NotDialledWords(
+        "Twilio could not call the agent's phone",
+        "Twilio could not call the agent's phone. An administrator can see why in Twilio's call log",
+        "Twilio could not call the agent's phone"),
+    "no_key": NotDialledWords(
+        "the agent's phone answered, but 1 was not pressed",
+        "the agent's phone answered, but 1 was not pressed (if nobody picked it up, its voicemail did)",
+        "The agent's phone answered, but 1 was not pressed"),
+    "other_key": NotDialledWords("a key other than 1 was pressed",
+                                 "a key other than 1 was pressed on the agent's phone",
+                                 "A key other than 1 was pressed on the agent's phone"),
 }
 
 

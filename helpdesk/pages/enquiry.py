@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
+from callbacks.not_dialled import why_not_dialled
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
+from callbacks.queue_words import NOT_DIALLED
 from callbacks.email.waiting import MARKED_ANSWERED
 from callbacks.owed import CONCLUDED
 from helpdesk.audit_log import TITLES
@@ -24,7 +26,7 @@ from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, Callba
                              Enquiry, FormerPhone, InboundEmail, User)
 from helpdesk.pages import format as fmt
 from helpdesk.pages import taken_by
-from helpdesk.voice.sip_refusals import refused_calls, refused_legs
+from helpdesk.voice.sip_refusals import refused_legs
 from metrics.compliance import rule_titles
 from metrics.evidence.rows import ack_result
 
@@ -170,14 +172,13 @@ def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: d
             story.steps.append(Step(notice.recorded_at, _notice_words(notice.kind), f"For the deadline at {due}."))
         attempts = list(session.scalars(select(CallbackAttempt).where(CallbackAttempt.callback_id == callback.id)
                                         .order_by(CallbackAttempt.started_at, CallbackAttempt.id)))
-        refused = refused_calls(session, {a.call_sid for a in attempts if a.dialled_at is None and a.call_sid})
+        reasons = why_not_dialled(session, {a.call_sid for a in attempts if a.dialled_at is None and a.call_sid})
         for attempt in attempts:
             how = "with Call back now" if attempt.source == "twilio" else "entered by hand"
             who = names.get(attempt.agent_id, "the help desk")
             if attempt.dialled_at is None:
-                code = refused.get(attempt.call_sid)
-                why = (f" The agent's desk phone did not ring: its phone system refused the call (SIP {code})."
-                       if code else "")
+                reason = reasons.get(attempt.call_sid)
+                why = f" {NOT_DIALLED[reason.why].story.format(code=reason.code)}." if reason else ""
                 story.steps.append(Step(attempt.started_at, "Call back did not ring the caller",
                                         f"Started by {who} {how}.{why}"))
                 continue

@@ -7,7 +7,7 @@ The SIP answer is in an agent leg's final status callback (`SipResponseCode`), f
 group's legs and for "Call back now" to a desk phone. The log names the leg's CallSid and the
 code, never the SIP address (its user part may be a phone number); /metrics counts it
 (`helpdesk_sip_calls_refused_total`). The agents' queue page and an enquiry's story say it too,
-for "Call back now" (`refused_calls`, from the journal).
+for "Call back now" (callbacks.not_dialled, from the journal).
 """
 from __future__ import annotations
 
@@ -78,9 +78,3 @@ def refused_legs(session: Session, call_sids: Collection[str], kind: str) -> dic
             refused.setdefault(call_sid, {})[leg_sid] = code
     return refused
 
-
-def refused_calls(session: Session, call_sids: Collection[str]) -> dict[str, str]:
-    """Of these "Call back now" calls (their attempts' `call_sid`), those a phone system refused,
-    with its SIP code."""
-    return {call_sid: legs[call_sid] for call_sid, legs in refused_legs(session, call_sids, "callback_status").items()
-            if call_sid in legs}

@@ -116,24 +116,30 @@ def test_a_breach_corrected_by_an_attempt_entered_late_is_in_the_story(app, clie
     assert db_session.scalars(select(Callback.sla_result)).one() == "met"
 
 
-def test_a_call_back_now_the_desk_phones_phone_system_refused_says_so_in_the_story(app, client, db_session, clock):
+def test_why_a_call_back_now_did_not_ring_the_caller_is_in_the_story(app, client, db_session, clock):
     miss_a_call(client, clock, 3)
     agent = add_agent(app, "bob", "Bob", phone="sip:1001@pbx.example.org")
     [callback] = callbacks(db_session)
-    for n, code in ((9001, "407"), (9002, "487")):  # refused; then rung and not answered (cancelled)
+    # Refused by the phone system; rung and not answered (cancelled); answered by its voicemail.
+    for n, events in ((9001, [("status", {"CallStatus": "failed", "SipResponseCode": "407"})]),
+                      (9002, [("status", {"CallStatus": "no-answer", "SipResponseCode": "487"})]),
+                      (9003, [("connect", {}), ("status", {"CallStatus": "completed", "CallDuration": "20"})])):
         with app.extensions["helpdesk.db"].session() as session:
             attempt = service.start_call(session, callback_id=callback.id, agent_id=agent, now=clock.now)
         with app.extensions["helpdesk.db"].session() as session:
             service.call_placed(session, attempt_id=attempt, call_sid=sid(n))
-        assert post(client, f"/twilio/voice/callback-status?callback={callback.id}",
-                    {"CallSid": sid(n), "CallStatus": "failed" if code == "407" else "no-answer",
-                     "To": "sip:1001@pbx.example.org", "SipResponseCode": code}).status_code == 204
+        for path, params in events:
+            assert post(client, f"/twilio/voice/callback-{path}?callback={callback.id}",
+                        {"CallSid": sid(n), "To": "sip:1001@pbx.example.org", **params}).status_code in (200, 204)
         clock.advance(180)
     reference = reference_of(db_session, sid(3))
     text = page_text(as_user(client, db_session, "alex", "manager").get(f"/enquiries/{reference}"))
-    refused = ("Call back did not ring the caller Started by Bob with Call back now. The agent's desk phone did not "
-               "ring: its phone system refused the call (SIP 407).")
-    assert refused in text and text.count("Call back did not ring the caller") == 2
+    started = "Call back did not ring the caller Started by Bob with Call back now."
+    assert (f"{started} The agent's desk phone did not ring: its phone system refused the call (SIP 407)."
+            in text)
+    assert f"{started} The agent's phone rang but was not answered." in text
+    assert f"{started} The agent's phone answered, but 1 was not pressed." in text
+    assert text.count("Call back did not ring the caller") == 3
     assert text.count("refused the call") == 1 and "pbx.example.org" not in text
 
 

@@ -276,27 +276,59 @@ def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, 
     assert "Call back now</dt>" not in shown()
 
 
-@pytest.mark.parametrize("to, code, refused", [
-    ("sip:1001@pbx.example.org;transport=tls", "407", True),  # it wants a login
-    ("sip:1001@pbx.example.org;transport=tls", "403", True),
-    ("sip:1001@pbx.example.org;transport=tls", "487", False),  # cancelled: not the phone system's doing
-    (AGENT_PHONE, "407", False),  # only a SIP address's phone system refuses with a SIP code
-])
-def test_the_queue_says_when_the_desk_phones_phone_system_refused_call_back_now(alice, client, clock, telephony,
-                                                                                  three_callbacks, to, code, refused):
+@pytest.mark.parametrize("to, status, code, said, history", [
+    # It wants a login, or refuses Twilio: the phone system refused it.
+    ("sip:1001@pbx.example.org;transport=tls", "failed", "407",
+     "the agent's desk phone did not ring, because its phone system refused the call (SIP 407). An administrator can "
+     "see why in the app's log.", "Call back now: the desk phone's phone system refused the call (SIP 407)"),
+    ("sip:1001@pbx.example.org;transport=tls", "failed", "403",
+     "the agent's desk phone did not ring, because its phone system refused the call (SIP 403). An administrator can "
+     "see why in the app's log.",
+     "Call back now: the desk phone's phone system refused the call (SIP 403)"),
+    # Cancelled after ringing out: not the phone system's doing.
+    ("sip:1001@pbx.example.org;transport=tls", "no-answer", "487", "the agent's phone rang but was not answered.",
+     "Call back now: the agent's phone was not answered"),
+    # Only a SIP address's phone system refuses with a SIP code: a number's call failed.
+    (AGENT_PHONE, "failed", "407", "Twilio could not call the agent's phone. An administrator can see why in "
+     "Twilio's call log.", "Call back now: Twilio could not call the agent's phone"),
+    (AGENT_PHONE, "busy", None, "the agent's phone was busy.", "Call back now: the agent's phone was busy"),
+    # Cancelled before it ended any other way (the app does not cancel it): nothing more is known.
+    (AGENT_PHONE, "canceled", None, "the agent's phone was not answered, or 1 was not pressed.",
+     "Call back now: the caller was not dialled"),
+], ids=["sip-407", "sip-403", "sip-487-no-answer", "number-failed", "busy", "canceled"])
+def test_the_queue_says_why_call_back_now_did_not_dial_the_caller_from_the_agent_legs_end(
+        alice, client, clock, telephony, three_callbacks, to, status, code, said, history):
     callback_id = three_callbacks[sid(3)].id
     act(client, f"/queue/{callback_id}/call")
     agent_leg = telephony.calls[0].placed.call_sid
     clock.advance(2)
-    assert post(client, f"/twilio/voice/callback-status?callback={callback_id}",
-                {"CallSid": agent_leg, "CallStatus": "failed", "To": to, "SipResponseCode": code}).status_code == 204
+    ended = {"CallSid": agent_leg, "CallStatus": status, "To": to} | ({"SipResponseCode": code} if code else {})
+    assert post(client, f"/twilio/voice/callback-status?callback={callback_id}", ended).status_code == 204
     shown = words(item(text_of(client.get("/queue")), callback_id))
-    said = (f"The last call did not reach the caller: the agent's desk phone did not ring, because its phone "
-            f"system refused the call (SIP {code}). An administrator can see why in the app's log.")
-    history = f"Call back now: the desk phone's phone system refused the call (SIP {code})"
-    assert (said in shown, history in shown) == (refused, refused)
-    assert ("the agent's phone was not answered, or 1 was not pressed" in shown) is not refused
+    assert f"The last call did not reach the caller: {said} It does not count as an attempt." in shown
+    assert history in shown
     assert "None yet" in shown and "pbx.example.org" not in shown
+
+
+@pytest.mark.parametrize("keys, said, history", [
+    ((), "the agent's phone answered, but 1 was not pressed (if nobody picked it up, its voicemail did).",
+     "Call back now: the agent's phone answered, but 1 was not pressed"),
+    (("2",), "a key other than 1 was pressed on the agent's phone.", "Call back now: a key other than 1 was pressed"),
+], ids=["voicemail", "another-key"])
+def test_the_queue_says_when_the_agents_phone_answered_and_1_was_not_pressed(alice, client, clock, telephony,
+                                                                             three_callbacks, keys, said, history):
+    callback_id = three_callbacks[sid(3)].id
+    act(client, f"/queue/{callback_id}/call")
+    agent_leg = telephony.calls[0].placed.call_sid
+    for path, params in [("callback-status", {"CallStatus": "in-progress"}), ("callback-connect", {}),
+                         *[("callback-connect", {"Digits": key}) for key in keys],
+                         ("callback-status", {"CallStatus": "completed", "CallDuration": "18"})]:
+        clock.advance(5)
+        response = post(client, f"/twilio/voice/{path}?callback={callback_id}", {"CallSid": agent_leg, **params})
+        assert response.status_code in (200, 204), path
+    shown = words(item(text_of(client.get("/queue")), callback_id))
+    assert f"The last call did not reach the caller: {said} It does not count as an attempt." in shown
+    assert history in shown and "None yet" in shown
 
 
 def test_a_second_call_back_now_while_one_is_under_way_is_refused(alice, client, clock, telephony, three_callbacks,
