@@ -16,7 +16,7 @@ from helpdesk.db import Database
 from helpdesk.dbutil import command_errors, database_error
 from metrics.evidence.csvs import TerminalProgress
 from metrics.evidence.fields import REDACTIONS
-from metrics.evidence.manifest import ManifestError, verify
+from metrics.evidence.manifest import CHECKSUMS, ManifestError, verify
 
 evidence_cli = click.Group("evidence", help="Evidence packs for DWP: export them, verify one, list those made.")
 
@@ -88,7 +88,8 @@ def verify_command(pack: Path) -> None:
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
     for name in result.altered:
-        click.echo(f"ALTERED: {name} (its SHA-256 does not match the manifest)")
+        click.echo(f"ALTERED: {name} (it does not say what the manifest says)" if name == CHECKSUMS
+                   else f"ALTERED: {name} (its SHA-256 does not match the manifest)")
     for name in result.missing:
         click.echo(f"MISSING: {name} (listed in the manifest, not in the pack)")
     for name in result.unexpected:
@@ -102,6 +103,9 @@ def verify_command(pack: Path) -> None:
     click.echo(f"All {len(result.checked)} files match the manifest. That shows nothing was changed after the "
                "manifest was written, not who wrote it: to know the pack is the help desk's own, have them look "
                "up its SHA-256 (above) in their audit log.")
+    if result.checksums:
+        click.echo(f"{CHECKSUMS} agrees with the manifest: in the pack's folder, 'sha256sum -c {CHECKSUMS}' (or "
+                   f"'shasum -a 256 -c {CHECKSUMS}' on a Mac) checks the files without this software.")
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -1,13 +1,18 @@
 """manifest.json: what a pack covers, the rules in force, and the SHA-256 of every other file.
 
+Beside it, SHA256SUMS (from 0.34.0) gives every file's SHA-256, the manifest's too, in the form
+`sha256sum -c` reads, so a pack can be checked with no more than an operating system's tools.
+
 `verify` is what `helpdesk evidence verify` runs: it recomputes every hash and names each
-altered, missing or unexpected file. Pure file work: no database.
+altered, missing or unexpected file, and checks SHA256SUMS against the files when it is there
+(packs made before 0.34.0 have none). Pure file work: no database.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from helpdesk.settings import Settings
 from metrics.evidence.fields import Redactor
 
 MANIFEST = "manifest.json"
+CHECKSUMS = "SHA256SUMS"
 FORMAT = "helpdesk-sla evidence pack 1"
 CHUNK = 1 << 20
 
@@ -107,7 +113,7 @@ def describe_files(directory: Path, rows: dict[str, int]) -> dict[str, dict]:
     """SHA-256, size and (for CSVs) row count of every file in `directory` but the manifest."""
     files = {}
     for path in sorted(directory.iterdir()):
-        if path.name == MANIFEST or not path.is_file():
+        if path.name in (MANIFEST, CHECKSUMS) or not path.is_file():
             continue
         entry = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
         if path.name in rows:
@@ -117,15 +123,23 @@ def describe_files(directory: Path, rows: dict[str, int]) -> dict[str, dict]:
 
 
 def write_manifest(directory: Path, facts: dict, rows: dict[str, int]) -> str:
-    """Write manifest.json (facts plus the files' hashes); returns the manifest's own SHA-256."""
-    manifest = {"format": FORMAT, **facts, "files": describe_files(directory, rows)}
+    """Write manifest.json (facts plus the files' hashes), then SHA256SUMS; returns the manifest's
+    own SHA-256."""
+    files = describe_files(directory, rows)
+    manifest = {"format": FORMAT, **facts, "files": files}
     path = directory / MANIFEST
+    _write_synced(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    digest = sha256_of(path)
+    sums = {**{name: entry["sha256"] for name, entry in files.items()}, MANIFEST: digest}
+    _write_synced(directory / CHECKSUMS, "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)))
+    return digest
+
+
+def _write_synced(path: Path, text: str) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as stream:
-        json.dump(manifest, stream, indent=2, ensure_ascii=False)
-        stream.write("\n")
+        stream.write(text)
         stream.flush()
         os.fsync(stream.fileno())
-    return sha256_of(path)
 
 
 @dataclass
@@ -135,6 +149,7 @@ class Verification:
     altered: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    checksums: bool = False  # SHA256SUMS is there, and agrees with the manifest (else it is altered)
 
     @property
     def ok(self) -> bool:
@@ -189,7 +204,8 @@ def verify(path: Path) -> Verification:
                             "into it), or the ZIP file itself")
     manifest = read_manifest(path)
     present = {p.name: p for p in path.iterdir() if p.name != MANIFEST}
-    return _compare(manifest["files"], sha256_of(path / MANIFEST), present, lambda p: sha256_of(p) if p.is_file() else "")
+    return _compare(manifest["files"], sha256_of(path / MANIFEST), present, lambda p: sha256_of(p) if p.is_file() else "",
+                    lambda p: p.read_bytes() if p.is_file() else b"")
 
 
 def _verify_zip(path: Path) -> Verification:
@@ -215,7 +231,8 @@ def _verify_bundle(path: Path) -> Verification:
         # Anything outside the folder or in a subfolder is unexpected, named in full.
         present = {(info.filename[len(folder):] if info.filename.startswith(folder) and "/" not in info.filename[len(folder):]
                     else info.filename): info for info in members if info is not manifests[0]}
-        return _compare(manifest["files"], hashlib.sha256(raw).hexdigest(), present, lambda info: _member_sha256(bundle, info))
+        return _compare(manifest["files"], hashlib.sha256(raw).hexdigest(), present, lambda info: _member_sha256(bundle, info),
+                        lambda info: _member_bytes(bundle, info))
 
 
 def _member_sha256(bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
@@ -230,13 +247,24 @@ def _member_sha256(bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
     return digest.hexdigest()
 
 
+def _member_bytes(bundle: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """SHA256SUMS from the ZIP (a few hundred bytes; b"", so it disagrees, if it is larger or unreadable)."""
+    if info.file_size > MAX_CHECKSUMS:
+        return b""
+    try:
+        return bundle.read(info)
+    except UNREADABLE_MEMBER:
+        return b""
+
+
 # What reading a damaged or doctored ZIP member raises: a bad CRC or structure, corrupt
 # compressed data, a truncated stream, encryption or a compression method Python lacks.
 UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError)
 
 
-def _compare(listed: dict, manifest_sha256: str, present: dict, digest_of) -> Verification:
+def _compare(listed: dict, manifest_sha256: str, present: dict, digest_of, read) -> Verification:
     result = Verification(manifest_sha256=manifest_sha256)
+    checksums = present.pop(CHECKSUMS, None)
     for name in sorted(listed):
         if name not in present:
             result.missing.append(name)
@@ -245,4 +273,33 @@ def _compare(listed: dict, manifest_sha256: str, present: dict, digest_of) -> Ve
         else:
             result.checked.append(name)
     result.unexpected = sorted(set(present) - set(listed))
+    if checksums is not None:
+        # It must say what the manifest says, and name the manifest itself: a file altered is
+        # named once (against the manifest), SHA256SUMS only if it was altered itself.
+        expected = {**{name: entry["sha256"] for name, entry in listed.items()}, MANIFEST: manifest_sha256}
+        if read_checksums(read(checksums)) == expected:
+            result.checksums = True
+        else:
+            result.altered.append(CHECKSUMS)
     return result
+
+
+MAX_CHECKSUMS = 64 * 1024
+_CHECKSUM_LINE = re.compile(r"([0-9a-f]{64}) [ *]([^/\\\n]+)")
+
+
+def read_checksums(raw: bytes) -> dict[str, str] | None:
+    """SHA256SUMS's names and hashes, or None if it is not in `sha256sum`'s form (or names a file twice)."""
+    if len(raw) > MAX_CHECKSUMS:
+        return None
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    sums: dict[str, str] = {}
+    for line in lines:
+        match = _CHECKSUM_LINE.fullmatch(line)
+        if match is None or match.group(2) in sums:
+            return None
+        sums[match.group(2)] = match.group(1)
+    return sums

@@ -70,6 +70,8 @@ def test_export_writes_a_pack_that_verifies_and_is_in_the_audit_log(desk, tmp_pa
     assert checked.exit_code == 0, checked.output
     assert "All 8 files match the manifest. That shows nothing was changed after the manifest was written, not who " \
            "wrote it" in checked.stdout
+    assert ("SHA256SUMS agrees with the manifest: in the pack's folder, 'sha256sum -c SHA256SUMS' (or 'shasum -a 256 "
+            "-c SHA256SUMS' on a Mac) checks the files without this software.") in checked.stdout
     [entry] = audit_entries(database)
     detail = json.loads(entry.detail)
     assert (entry.actor, detail["via"], detail["out"]) == ("dana", "cli", str(out))
@@ -128,6 +130,7 @@ def test_reversed_dates_are_named_before_the_password_is_asked_for(desk, tmp_pat
     (lambda pack: _flip_one_byte(pack / "report.pdf"), "ALTERED: report.pdf"),
     (lambda pack: (pack / "emails.csv").unlink(), "MISSING: emails.csv"),
     (lambda pack: (pack / "extra.csv").write_text("added\n"), "UNEXPECTED: extra.csv"),
+    (lambda pack: _flip_one_byte(pack / "SHA256SUMS"), "ALTERED: SHA256SUMS (it does not say what the manifest says)"),
 ])
 def test_verify_names_the_file_that_was_altered_removed_or_added(desk, tmp_path, change, named):
     env, _ = desk

@@ -16,14 +16,14 @@ from callbacks.deadlines import callback_deadline
 from helpdesk.models import (AuditEntry, Call, Callback, CallbackAttempt, EmailAcknowledgement, Enquiry,
                              InboundEmail)
 from metrics import compliance
-from metrics.evidence.manifest import MANIFEST, verify
+from metrics.evidence.manifest import CHECKSUMS, MANIFEST, verify
 from metrics.evidence.pack import EvidenceError, Exporter, ExportRequest, export_pack
 from servers import require_program
 from tests.integration.test_users_and_login import make_user
 
 FIRST, LAST = date(2026, 11, 23), date(2026, 11, 24)
 PACK_FILES = {"calls.csv", "callbacks.csv", "callback_attempts.csv", "emails.csv", "summary.csv", "columns.csv", "evidence.xlsx",
-              "report.pdf", MANIFEST}
+              "report.pdf", MANIFEST, CHECKSUMS}
 NUMBERS = ("+447700900123", "+441234567890", "+447700900456", "+447700900789")
 ADDRESSES = ("jane.doe@example.org", "sam@mail.example.co.uk")
 
@@ -155,7 +155,7 @@ def pack(app, db_session, clock, seeded, auditor, packs) -> Path:
 def test_the_pack_has_every_file_and_the_manifest_lists_their_hashes_and_rules(pack):
     assert {p.name for p in pack.iterdir()} == PACK_FILES
     manifest = json.loads((pack / MANIFEST).read_text())
-    assert set(manifest["files"]) == PACK_FILES - {MANIFEST}
+    assert set(manifest["files"]) == PACK_FILES - {MANIFEST, CHECKSUMS}
     assert manifest["period"]["first_day"] == "2026-11-23" and manifest["period"]["last_day"] == "2026-11-24"
     assert manifest["time_zone"] == "Europe/London"
     assert manifest["rules"]["answer"] == {"ring_period_seconds": 3.0, "max_rings": 10, "target_seconds": 30.0,

@@ -44,8 +44,9 @@ def test_auditors_and_managers_see_the_form_and_an_evidence_link(client, db_sess
     text = " ".join(html.replace("’", "'").split())
     # Every file of the pack is named, and how to check it without this software is said.
     assert "<strong>columns.csv</strong>: what each column of the other files means." in text
-    assert ("Without this software, work out each file's SHA-256 (for example <code>sha256sum</code> on Linux, "
-            "<code>Get-FileHash</code> in Windows PowerShell) and compare it with <code>manifest.json</code>") in text
+    assert ("Without this software, in the unzipped folder run <code>sha256sum -c SHA256SUMS</code> on Linux or "
+            "<code>shasum -a 256 -c SHA256SUMS</code> on a Mac") in text
+    assert "<strong>SHA256SUMS</strong>: the same fingerprints, the manifest's too" in text
 
 
 @pytest.mark.parametrize("role", ["agent", "admin"])

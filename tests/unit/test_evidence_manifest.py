@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from metrics.evidence.manifest import MANIFEST, ManifestError, verify, write_manifest
+from metrics.evidence.manifest import CHECKSUMS, MANIFEST, ManifestError, read_checksums, verify, write_manifest
 from metrics.evidence.csvs import TerminalProgress, read_csv, write_csv
 
 
@@ -33,7 +35,7 @@ def test_the_manifest_holds_each_files_sha256_size_and_rows(pack):
 
 def test_an_untouched_pack_verifies(pack):
     result = verify(pack)
-    assert result.ok and result.checked == ["calls.csv", "report.pdf"]
+    assert result.ok and result.checked == ["calls.csv", "report.pdf"] and result.checksums
     assert result.manifest_sha256 == hashlib.sha256((pack / MANIFEST).read_bytes()).hexdigest()
 
 
@@ -56,7 +58,58 @@ def test_a_manifest_with_a_changed_hash_fails_for_that_file(pack):
     manifest = json.loads((pack / MANIFEST).read_text())
     manifest["files"]["calls.csv"]["sha256"] = "0" * 64
     (pack / MANIFEST).write_text(json.dumps(manifest))
-    assert verify(pack).altered == ["calls.csv"]
+    # SHA256SUMS names the manifest as it was written: it no longer agrees.
+    assert verify(pack).altered == ["calls.csv", CHECKSUMS]
+
+
+def test_sha256sums_lists_every_file_and_the_manifest_as_sha256sum_writes_them(pack):
+    sums = (pack / CHECKSUMS).read_text()
+    assert sums == "".join(f"{hashlib.sha256((pack / name).read_bytes()).hexdigest()}  {name}\n"
+                           for name in ("calls.csv", MANIFEST, "report.pdf"))
+    assert CHECKSUMS not in json.loads((pack / MANIFEST).read_text())["files"]
+
+
+def test_the_operating_systems_sha256sum_checks_a_pack_and_names_a_file_altered(pack):
+    sha256sum = shutil.which("sha256sum")
+    if sha256sum is None:
+        pytest.skip("sha256sum (coreutils) is not installed")
+    checked = subprocess.run([sha256sum, "-c", CHECKSUMS], cwd=pack, capture_output=True, text=True)
+    assert checked.returncode == 0 and f"{MANIFEST}: OK" in checked.stdout
+    (pack / "calls.csv").write_bytes((pack / "calls.csv").read_bytes().replace(b"x,y", b"x,z"))
+    altered = subprocess.run([sha256sum, "-c", CHECKSUMS], cwd=pack, capture_output=True, text=True)
+    assert altered.returncode == 1 and "calls.csv: FAILED" in altered.stdout and "report.pdf: OK" in altered.stdout
+
+
+@pytest.mark.parametrize("change", [
+    lambda text: text.replace(text[:64], "0" * 64, 1),  # a hash changed
+    lambda text: "".join(text.splitlines(keepends=True)[1:]),  # a file left out
+    lambda text: text + "a" * 64 + "  notes.txt\n",  # one the manifest does not list
+    lambda text: text + text.splitlines(keepends=True)[0],  # a file twice
+    lambda text: text.replace("  ", " ", 1),  # not sha256sum's form
+    lambda text: b"\xff" + text.encode(),
+], ids=["hash", "left-out", "added", "twice", "form", "not-text"])
+def test_sha256sums_that_does_not_agree_with_the_manifest_is_altered_and_nothing_else(pack, change):
+    path = pack / CHECKSUMS
+    changed = change(path.read_text())
+    path.write_bytes(changed if isinstance(changed, bytes) else changed.encode())
+    result = verify(pack)
+    zipped_result = verify(zipped(pack))
+    for checked in (result, zipped_result):
+        assert (checked.altered, checked.missing, checked.unexpected) == ([CHECKSUMS], [], [])
+        assert checked.checked == ["calls.csv", "report.pdf"] and not checked.checksums
+
+
+def test_a_pack_made_before_sha256sums_still_verifies(pack):
+    (pack / CHECKSUMS).unlink()
+    for result in (verify(pack), verify(zipped(pack))):
+        assert result.ok and result.checked == ["calls.csv", "report.pdf"] and not result.checksums
+
+
+def test_sha256sums_may_mark_files_binary_as_sha256sum_b_does():
+    line = "a" * 64
+    assert read_checksums(f"{line} *calls.csv\n{line}  report.pdf\n".encode()) == {"calls.csv": line,
+                                                                                  "report.pdf": line}
+    assert read_checksums(f"{line}  ../calls.csv\n".encode()) is None
 
 
 @pytest.mark.parametrize("text, message", [
@@ -98,7 +151,7 @@ def zipped(pack: Path, extra: dict[str, bytes] | None = None, leave_out: str = "
 
 def test_a_downloaded_zip_verifies_without_unpacking(pack):
     result = verify(zipped(pack))
-    assert result.ok and result.checked == ["calls.csv", "report.pdf"]
+    assert result.ok and result.checked == ["calls.csv", "report.pdf"] and result.checksums
     assert result.manifest_sha256 == hashlib.sha256((pack / MANIFEST).read_bytes()).hexdigest()
 
 
