@@ -188,6 +188,12 @@ def _handling_table(figures: handling.Handling, styles) -> Table:
     return table
 
 
+# How to check the pack, for whoever reads this report (metrics.evidence.manifest writes SHA256SUMS).
+CHECKING = ("To check that no file of this pack was changed: in its folder, run sha256sum -c SHA256SUMS (Linux) or "
+            "shasum -a 256 -c SHA256SUMS (Mac); helpdesk evidence verify also checks it. The help desk can confirm "
+            "that the SHA-256 of manifest.json, given in SHA256SUMS, is one it made.")
+
+
 def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally, desk_name: str,
                  quick: handling.Handling) -> None:
     """Write the PDF report for one pack."""
@@ -204,6 +210,7 @@ def write_report(path: Path, facts: ReportFacts, summary: Summary, tally: Tally,
                             else "Caller numbers and email addresses are shown in full. ")
                          + ("Notes are included." if facts.include_notes else "Notes are left out.")),
                   styles["BodyText"]),
+        Paragraph(escape(CHECKING), styles["BodyText"]),
         *([Paragraph(escape(_provisional_words(facts, tally)), styles["BodyText"])] if facts.provisional else []),
         *([Paragraph("<b>Lost in a restore.</b> " + escape(restored_words(summary.whole.lost)), styles["BodyText"])]
           if summary.whole.lost else []),

@@ -360,6 +360,8 @@ def test_the_report_renders_as_a_pdf_with_real_text_and_a_title(pack, tmp_path):
     assert "Calls answered within 10 rings" in text and "66.7%" in text and "No data" in text
     assert "Callbacks within 3 hours." in text  # the configured window, in numerals
     assert "from Twilio's record of the call" in " ".join(text.split())
+    assert ("To check that no file of this pack was changed: in its folder, run sha256sum -c SHA256SUMS (Linux) or "
+            "shasum -a 256 -c SHA256SUMS (Mac)") in " ".join(text.split())
     info = subprocess.run([require_program("pdfinfo"), str(pack / "report.pdf")], capture_output=True,
                           timeout=60).stdout.decode()
     assert "Service level evidence: 23 November 2026 to 24 November 2026" in info
