@@ -42,6 +42,7 @@ NAVIGATION = (
     ("evidence.page", "Evidence", EVIDENCE_ROLES),
     ("audit.log", "Audit log", ("auditor",)),
     ("admin.users", "Users", ("admin",)),
+    ("system.page", "System", ("admin",)),
 )
 # Links shown to exactly these roles: administrators are not let in to these pages either.
 EXACT_ROLES = frozenset({"evidence.page"})
@@ -120,7 +121,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import access_tokens, admin, audit, auth, managers, password_links, two_step
+    from helpdesk.pages import access_tokens, admin, audit, auth, managers, password_links, system, two_step
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -220,5 +221,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(access_tokens.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(system.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(agents.bp)

@@ -674,6 +674,19 @@ def test_an_administrator_adds_a_user_from_the_users_pages_after_correcting_the_
     assert sign_in(page, Login("new.agent", "cobalt meadow turnstile", "agent")) == "/account/password"
 
 
+def test_the_system_page_passes_axe_and_reads_as_cards_at_320_px_wide(page, live_app, sign_in):
+    sign_in(page, live_app.add_user("system.admin", "admin"))
+    with page.expect_navigation():
+        page.click("nav[aria-label=Main] a[href='/admin/system']")
+    # No scheduler runs beside the browser tests' app: its jobs need attention, said in words.
+    assert "need attention" in page.locator("main .system-summary").inner_text()
+    assert page.locator("main tr.system-attention th").first.text_content().startswith("Scheduler: ")
+    _check_with_axe(page, "/admin/system")
+    page.set_viewport_size({"width": 320, "height": 640})
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"/admin/system scrolls {overflow} px sideways at 320 px"
+
+
 def test_an_administrator_gives_an_agent_a_phone_theirs_since_a_time_on_the_users_page(page, live_app, sign_in):
     sign_in(page, live_app.add_user("phones.admin", "admin"))
     live_app.add_user("phones.agent", "agent")

@@ -1,0 +1,255 @@
+"""Is every part of the help desk working? What the System page (administrators) says.
+
+`read_facts` reads what the database knows (the scheduler's leases, the latest webhook, the
+mailbox's last read, what is owed, sign-ins refused, restores), `checks` turns the facts,
+with what this server was given (its spool, its telephony, its secrets: only whether each is
+set, never its value), into one line a part: working, needing attention (with what to do), or
+not set up. The same facts the alerts read from /metrics, for an administrator who set the
+desk up and has no Prometheus yet, or wants one place to look.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callbacks.scheduler import AcknowledgementJob, MailboxJob, ReconcileJob, RetentionJob, SweepJob
+from helpdesk.clock import local
+from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, SignInFailure, TwilioEvent
+from helpdesk.models.event import found_in_log
+from helpdesk.voice.call_events import API_KINDS
+from helpdesk.settings import Settings
+from helpdesk.users import SIGN_IN_WINDOW
+from metrics import compliance
+
+OK, ATTENTION, OFF = "ok", "attention", "off"
+STATE_WORDS = {OK: "Working", ATTENTION: "Needs attention", OFF: "Not set up"}
+
+# As the alerts (metrics/alerts/helpdesk.rules.yml) judge them: a mailbox not read for this long
+# (HelpdeskMailboxNotRead), and this many sign-ins refused within SIGN_IN_WINDOW (HelpdeskSignInsRefused).
+MAILBOX_LATE = timedelta(minutes=10)
+SIGN_INS_REFUSED = 30
+# Calls found in Twilio's call log that never reached the app, in the hour before now (as
+# helpdesk_calls_found_in_twilio_log_last_hour).
+FOUND_RECENTLY = timedelta(hours=1)
+
+# The scheduler's jobs by lease, in the page's order, with what each does for the desk.
+JOBS = (
+    (SweepJob.lease, "Callback deadlines, warnings and breaches"),
+    (AcknowledgementJob.lease, "Email acknowledgements"),
+    (MailboxJob.lease, "Reading the enquiries mailbox"),
+    (ReconcileJob.lease, "Checking calls with Twilio: any left with no ending, or that never reached the app"),
+    (RetentionJob.lease, "Removing personal data past the retention period"),
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the database says at `now` (read_facts)."""
+
+    now: datetime
+    leases: dict[str, datetime] = field(default_factory=dict)  # job lease -> when it runs out
+    last_webhook: datetime | None = None  # the latest webhook from Twilio stored (not what the app asked its API)
+    mailbox_read_at: datetime | None = None
+    found_last_hour: int = 0  # calls found in Twilio's call log that never reached the app
+    calls_unfinished: int = 0
+    emails_unacknowledged_overdue: int = 0
+    callbacks_overdue: int = 0
+    sign_ins_refused: int = 0
+    restored_at: datetime | None = None
+    database_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What this server was given, as booleans and words: never a secret's value."""
+
+    spool: dict[str, int]  # this server's webhook spool by state (helpdesk.spool.Spool.counts); {} if unreadable
+    telephony_problem: str | None  # why "Call back now" cannot place calls, or None if it can
+    from_number: str = ""
+    sip_login: bool = False
+    sendgrid: bool = False  # SENDGRID_INBOUND_SECRET is set
+
+
+@dataclass(frozen=True)
+class Check:
+    part: str
+    state: str
+    said: str
+    todo: str = ""
+    readme: str = ""  # the README section that says more
+
+    @property
+    def state_words(self) -> str:
+        return STATE_WORDS[self.state]
+
+
+def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
+    """The facts, in one read-only transaction (raises SQLAlchemyError if the database cannot answer)."""
+    started = time.perf_counter()
+    live = compliance.live_figures(session, settings, now)
+    with session.begin():
+        leases = dict(session.execute(select(SchedulerLease.name, SchedulerLease.expires_at)).all())
+        # The newest by id: the primary key's index, however long the journal.
+        last_webhook = session.scalar(select(TwilioEvent.received_at).where(TwilioEvent.kind.not_in(API_KINDS))
+                                      .order_by(TwilioEvent.id.desc()).limit(1))
+        found = session.scalar(select(func.count(TwilioEvent.id))
+                               .where(found_in_log(), TwilioEvent.received_at > now - FOUND_RECENTLY))
+        read_at = (session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host
+                   else None)
+        refused = session.scalar(select(func.count(SignInFailure.id))
+                                 .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
+        restored_at = session.scalar(select(func.max(Restore.restored_at)))
+    return Facts(now, leases, last_webhook, read_at, int(found or 0), live.calls_unfinished,
+                 live.emails_unacknowledged_overdue, live.callbacks_overdue, int(refused or 0), restored_at,
+                 time.perf_counter() - started)
+
+
+def expected_jobs(settings: Settings) -> list[tuple[str, str]]:
+    """The jobs a scheduler with these settings runs (callbacks.scheduler.scheduled_jobs), by lease."""
+    wanted = {SweepJob.lease, AcknowledgementJob.lease}
+    if settings.email.imap.host:
+        wanted.add(MailboxJob.lease)
+    if settings.webhooks.reconcile_after_minutes:
+        wanted.add(ReconcileJob.lease)
+    if settings.retention.personal_data_days:
+        wanted.add(RetentionJob.lease)
+    return [(lease, what) for lease, what in JOBS if lease in wanted]
+
+
+def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
+    """Every part's line, in the page's order."""
+    now, today = facts.now, local(facts.now).date()
+    restored = (f" Restored from a backup at {_when(facts.restored_at, today)}: what came in between the backup "
+                "and then is missing." if facts.restored_at else "")
+    found = [Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read this page's figures."
+                                   f"{restored}", "", "After a restore" if restored else "")]
+    lease_seconds = settings.scheduler.lease_seconds
+    for lease, what in expected_jobs(settings):
+        expires = facts.leases.get(lease)
+        if expires is not None and expires > now:
+            ran = max(timedelta(0), now - (expires - timedelta(seconds=lease_seconds)))
+            found.append(Check(f"Scheduler: {what}", OK, f"Running: last run {_ago(ran)}."))
+        else:
+            since = f"since {_when(expires, today)}" if expires is not None else "ever"
+            todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
+            if lease == ReconcileJob.lease:
+                todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."
+            found.append(Check(f"Scheduler: {what}", ATTENTION, f"No scheduler has run it {since}.", todo,
+                               "Running it"))
+    if facts.last_webhook is None:
+        found.append(Check("Webhooks from Twilio", ATTENTION, "None has come yet.",
+                           "Point the help desk's number at this app, and check it with helpdesk twilio-numbers.",
+                           "Pointing a Twilio number at the app"))
+    else:
+        found.append(Check("Webhooks from Twilio", OK, f"The last came at {_when(facts.last_webhook, today)}."))
+    found.append(_spool(setup.spool))
+    if facts.calls_unfinished:
+        found.append(Check("Calls with no ending", ATTENTION,
+                           f"{_count(facts.calls_unfinished, 'call')} not answered and with no ending from Twilio "
+                           f"for over {_hours(compliance.UNFINISHED_AFTER)}.",
+                           "Twilio's last webhooks for them never came: see the README.",
+                           "When Twilio's last webhooks never come"))
+    else:
+        found.append(Check("Calls with no ending", OK, "None."))
+    if not settings.webhooks.reconcile_after_minutes or not settings.webhooks.twilio_numbers:
+        found.append(Check("Calls that never reached the app", OFF,
+                           "Not looked for in Twilio's call log.",
+                           "List the desk's numbers in webhooks.twilio_numbers, with webhooks.reconcile_after_minutes "
+                           "above 0 and the scheduler given TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.",
+                           "Calls that never reached the app"))
+    elif facts.found_last_hour:
+        found.append(Check("Calls that never reached the app", ATTENTION,
+                           f"{_count(facts.found_last_hour, 'call')} in the last hour found only in Twilio's "
+                           "call log.",
+                           "Check the number's Voice URL, and that Twilio could reach the app then.",
+                           "Calls that never reached the app"))
+    else:
+        found.append(Check("Calls that never reached the app", OK, "None found in the last hour."))
+    if setup.telephony_problem:
+        missing = setup.telephony_problem.removeprefix("Twilio is not configured: ")
+        found.append(Check("Call back now", OFF, "Agents call from their own phones and log each attempt by hand.",
+                           missing[0].upper() + missing[1:], "Pointing a Twilio number at the app"))
+    else:
+        login = (" Desk phones' phone system is given SIP_USERNAME and SIP_PASSWORD." if setup.sip_login else "")
+        found.append(Check("Call back now", OK, f"Calls are placed from {setup.from_number}.{login}"))
+    found.append(_mail_in(facts, setup, settings, today))
+    if not settings.smtp.host:
+        found.append(Check("Email acknowledgements", OFF, "Not sent: [smtp] has no host.",
+                           "Set [smtp] host in the configuration file.", "Email acknowledgements"))
+    elif facts.emails_unacknowledged_overdue:
+        found.append(Check("Email acknowledgements", ATTENTION,
+                           f"{_count(facts.emails_unacknowledged_overdue, 'acknowledgement')} overdue.",
+                           "The agents' queue lists them; the scheduler's log says why the mail server refused.",
+                           "Email acknowledgements"))
+    else:
+        found.append(Check("Email acknowledgements", OK, f"Sent through {settings.smtp.host}; none overdue."))
+    refused = _count(facts.sign_ins_refused, "sign-in")
+    if facts.sign_ins_refused >= SIGN_INS_REFUSED:
+        found.append(Check("Signing in", ATTENTION, f"{refused} refused in the last 15 minutes.",
+                           "Someone may be guessing passwords: the Audit log lists them, with where each came from."))
+    else:
+        found.append(Check("Signing in", OK, f"{refused} refused in the last 15 minutes."))
+    return found
+
+
+def _spool(counts: dict[str, int]) -> Check:
+    part = "Webhooks waiting on this server"
+    if not counts:
+        return Check(part, ATTENTION, "The spool cannot be read.", "Check webhooks.spool_dir and its permissions.",
+                     "When the database is down")
+    waiting, unstored, unreadable = (counts.get(state, 0) for state in ("waiting", "unstored", "unreadable"))
+    if unstored or unreadable:
+        return Check(part, ATTENTION, f"{_count(unstored, 'webhook')} the database refused, "
+                                      f"{_count(unreadable, 'line')} unreadable, in the spool.",
+                     "See the README on what to do with them.", "When the database is down")
+    if waiting:
+        return Check(part, ATTENTION, f"{_count(waiting, 'webhook')} kept in the spool until the database takes "
+                                      "them.", "They are stored by themselves once it does.",
+                     "When the database is down")
+    return Check(part, OK, "None: every webhook is stored.")
+
+
+def _mail_in(facts: Facts, setup: Setup, settings: Settings, today: date) -> Check:
+    part = "Email enquiries coming in"
+    ways = (["SendGrid Inbound Parse may post them"] if setup.sendgrid else [])
+    if settings.email.imap.host:
+        read = facts.mailbox_read_at
+        if read is None or facts.now - read > MAILBOX_LATE:
+            since = f"since {_when(read, today)}" if read else "yet"
+            return Check(part, ATTENTION, f"The mailbox on {settings.email.imap.host} has not been read {since}.",
+                         "Check the scheduler's log for IMAP: the server, IMAP_USERNAME and IMAP_PASSWORD.",
+                         "IMAP mailbox (polling)")
+        ways.append(f"the mailbox on {settings.email.imap.host} was last read {_ago(facts.now - read)}")
+    if not ways:
+        return Check(part, OFF, "None comes in.", "Set SENDGRID_INBOUND_SECRET for SendGrid, or [email.imap] for a "
+                     "mailbox.", "Email enquiries: how mail comes in")
+    text = "; ".join(ways)
+    return Check(part, OK, text[0].upper() + text[1:] + ".")
+
+
+def _when(moment: datetime, today: date) -> str:
+    shown = local(moment)
+    return f"{shown:%H:%M} {shown.tzname()}" + ("" if shown.date() == today else f" on {shown:%a} {shown.day} "
+                                                                                  f"{shown:%b %Y}")
+
+
+def _ago(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"

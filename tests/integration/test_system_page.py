@@ -1,0 +1,209 @@
+"""The System page: each part of the help desk working, needing attention (with what to do), or
+not set up, from the database and this server's setup; for administrators only. SQLite and
+PostgreSQL."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from callbacks.sweep import acquire_lease
+from callbacks.telephony import TwilioTelephony
+from helpdesk.models import SignInFailure
+from helpdesk.system_status import MAILBOX_LATE, SIGN_INS_REFUSED
+from helpdesk.voice.recovery import spool_for
+from tests.integration.conftest import BASE_URL, make_app, make_settings
+from tests.integration.test_callbacks import miss_a_call
+from tests.integration.test_queue_page import text_of, words
+from tests.integration.test_users_and_login import make_user, sign_in
+
+RULES = Path(__file__).parents[2] / "metrics" / "alerts" / "helpdesk.rules.yml"
+
+
+def page_of(client) -> str:
+    response = client.get("/admin/system")
+    assert response.status_code == 200
+    return words(text_of(response))
+
+
+def row(page: str, part: str) -> str:
+    """One part's line: its name to the next part's (the parts' names are in the page's order)."""
+    start = page.index(part)
+    following = [page.find(name, start + len(part)) for name in PARTS if name != part]
+    return page[start:min([at for at in following if at > 0], default=len(page))]
+
+
+PARTS = ("Database", "Scheduler: Callback deadlines", "Scheduler: Email acknowledgements", "Scheduler: Reading",
+         "Scheduler: Checking calls", "Scheduler: Removing", "Webhooks from Twilio", "Webhooks waiting",
+         "Calls with no ending", "Calls that never reached the app", "Call back now", "Email enquiries coming in",
+         "Email acknowledgements Working", "Email acknowledgements Not set up", "Email acknowledgements Needs",
+         "Signing in", "This server")
+
+
+@pytest.fixture
+def admin(client, db_session):
+    user = make_user(db_session, "dana", "admin", display_name="Dana Admin")
+    sign_in(client, "dana")
+    return user
+
+
+def test_a_new_desk_says_what_is_not_running_yet_and_what_to_do(client, admin):
+    page = page_of(client)
+
+    assert "4 parts need attention." in page
+    sweep = row(page, "Scheduler: Callback deadlines")
+    assert "Needs attention No scheduler has run it ever. Start the scheduler (helpdesk scheduler" in sweep
+    assert "README: “Running it”" in sweep
+    assert "Needs attention" in row(page, "Scheduler: Email acknowledgements")
+    assert ("Webhooks from Twilio Needs attention None has come yet. Point the help desk's number at this app"
+            in page)
+    assert "Webhooks waiting on this server Working None: every webhook is stored." in page
+    assert "Calls with no ending Working None." in page
+    assert "Email enquiries coming in Not set up None comes in." in page
+    assert "Email acknowledgements Not set up Not sent: [smtp] has no host." in page
+    assert "Signing in Working 0 sign-ins refused in the last 15 minutes." in page
+    assert "Database Working Answering" in page
+
+
+def test_a_running_scheduler_and_webhooks_coming_in_are_working(app, client, admin, clock, db_session, settings):
+    with app.extensions["helpdesk.db"].session() as session:
+        for lease in ("sweep", "email.acks", "calls.reconcile"):
+            assert acquire_lease(session, lease, "node-1", clock.now - timedelta(seconds=10), 120)
+    miss_a_call(client, clock, 1)
+
+    page = page_of(client)
+
+    # 10 s before the call, which took 40 s.
+    assert "Scheduler: Callback deadlines, warnings and breaches Working Running: last run 50 s ago." in page
+    assert "Scheduler: Checking calls with Twilio" in page
+    assert re.search(r"Webhooks from Twilio Working The last came at \d\d:\d\d GMT\.", page)
+    # Every part set up works; the others (mail, Call back now, Twilio's call log) are not set up.
+    assert "Every part that is set up is working." in page and "needs attention" not in page.lower()
+
+
+def test_a_scheduler_that_stopped_says_since_when(app, client, admin, clock, db_session):
+    with app.extensions["helpdesk.db"].session() as session:
+        acquire_lease(session, "sweep", "node-1", clock.now - timedelta(minutes=10), 120)
+    page = page_of(client)
+    stopped = (clock.now - timedelta(minutes=8)).strftime("%H:%M")
+    assert f"Scheduler: Callback deadlines, warnings and breaches Needs attention No scheduler has run it since " \
+           f"{stopped} GMT." in page
+
+
+def test_webhooks_kept_in_the_spool_and_set_aside_need_attention(app, client, admin, settings):
+    spool = spool_for(settings)
+    spool.put({"kind": "status", "params": []})
+    assert "Needs attention 1 webhook kept in the spool until the database takes them." in row(
+        page_of(client), "Webhooks waiting")
+    spool.directory.joinpath("unstored.jsonl").write_text('{"kind": "status"}\n{"kind": "status"}\n')
+    assert "Needs attention 2 webhooks the database refused, 0 lines unreadable, in the spool." in row(
+        page_of(client), "Webhooks waiting")
+
+
+def test_calls_with_no_ending_and_calls_found_only_in_twilios_log_need_attention(migrated_url, clock, db_session):
+    from helpdesk.models import TwilioEvent
+    from tests.integration.twilio_requests import inbound, post, sid
+
+    settings = make_settings(webhooks={"twilio_numbers": ["+448001217479"], "reconcile_after_minutes": 10})
+    app = make_app(migrated_url, settings, clock)
+    make_user(db_session, "dana", "admin")
+    client = app.test_client()
+    sign_in(client, "dana")
+    assert "Calls that never reached the app Working None found in the last hour." in page_of(client)
+    post(client, "/twilio/voice/incoming", inbound(sid(1)))  # and nothing more from Twilio
+    with db_session.begin():  # as the scheduler's look in the call log stores a call it finds
+        db_session.add(TwilioEvent(received_at=clock.now, kind="api_log", call_sid=sid(2), leg_sid=sid(2),
+                                   fingerprint="f" * 64, params="[]"))
+    clock.advance(2 * 3600 + 60)
+    page = page_of(client)
+    assert ("Calls with no ending Needs attention 1 call not answered and with no ending from Twilio for over 2 "
+            "hours.") in page
+    # Found 2 hours ago: not in the last hour; the webhooks' last is the call's, not the find.
+    assert "Calls that never reached the app Working None found in the last hour." in page
+    assert "Webhooks from Twilio Working The last came at 10:00 GMT." in page
+    with db_session.begin():
+        db_session.add(TwilioEvent(received_at=clock.now, kind="api_log", call_sid=sid(3), leg_sid=sid(3),
+                                   fingerprint="e" * 64, params="[]"))
+    assert ("Calls that never reached the app Needs attention 1 call in the last hour found only in Twilio's call "
+            "log.") in page_of(client)
+    app.extensions["helpdesk.db"].dispose()
+
+
+def test_call_back_now_says_what_is_missing_and_never_a_secret(migrated_url, clock, db_session, monkeypatch):
+    monkeypatch.delenv("TWILIO_FROM_NUMBER", raising=False)
+    settings = make_settings()
+    unconfigured = make_app(migrated_url, settings, clock, TWILIO_ACCOUNT_SID="AC" + "a" * 32,
+                            SENDGRID_INBOUND_SECRET="a-sendgrid-secret-long-enough")
+    configured = make_app(migrated_url, settings, clock, SENDGRID_INBOUND_SECRET="a-sendgrid-secret-long-enough")
+    configured.extensions["helpdesk.telephony"] = TwilioTelephony("AC" + "b" * 32, "a-twilio-token",
+                                                                  "+448001217479", BASE_URL)
+    make_user(db_session, "dana", "admin")
+    pages = []
+    for app in (unconfigured, configured):
+        client = app.test_client()
+        sign_in(client, "dana")
+        pages.append(page_of(client))
+        app.extensions["helpdesk.db"].dispose()
+
+    assert ("Call back now Not set up Agents call from their own phones and log each attempt by hand. Set "
+            "TWILIO_FROM_NUMBER.") in pages[0]
+    assert "Call back now Working Calls are placed from +448001217479." in pages[1]
+    for page in pages:
+        assert "Email enquiries coming in Working SendGrid Inbound Parse may post them." in page
+        assert "a-sendgrid-secret" not in page and "aaaaaaaa" not in page and "a-twilio-token" not in page
+
+
+def test_a_mailbox_not_read_for_ten_minutes_needs_attention(migrated_url, clock, db_session):
+    from helpdesk.models import ImapMailboxState
+
+    settings = make_settings(email={"imap": {"host": "imap.example.org"}}, smtp={"host": "smtp.example.org"})
+    app = make_app(migrated_url, settings, clock)
+    make_user(db_session, "dana", "admin")
+    client = app.test_client()
+    sign_in(client, "dana")
+    assert "The mailbox on imap.example.org has not been read yet." in row(page_of(client), "Email enquiries")
+    assert "Scheduler: Reading the enquiries mailbox Needs attention" in page_of(client)
+    with db_session.begin():
+        db_session.add(ImapMailboxState(mailbox="helpdesk@imap.example.org:993/INBOX", uidvalidity=1, last_uid=0,
+                                        checked_at=clock.now - MAILBOX_LATE + timedelta(seconds=30)))
+    assert ("Email enquiries coming in Working The mailbox on imap.example.org was last read 9 min ago."
+            in page_of(client))
+    clock.advance(31)
+    read = (clock.now - MAILBOX_LATE - timedelta(seconds=1)).strftime("%H:%M")
+    assert f"has not been read since {read} GMT." in row(page_of(client), "Email enquiries")
+    assert "Email acknowledgements Working Sent through smtp.example.org; none overdue." in page_of(client)
+    app.extensions["helpdesk.db"].dispose()
+
+
+def test_thirty_sign_ins_refused_need_attention(client, admin, clock, db_session):
+    with db_session.begin():
+        db_session.add_all(SignInFailure(who=f"guess{n}", failed_at=clock.now - timedelta(minutes=1))
+                           for n in range(SIGN_INS_REFUSED - 1))
+    assert "Signing in Working 29 sign-ins refused in the last 15 minutes." in page_of(client)
+    with db_session.begin():
+        db_session.add(SignInFailure(who="admin", failed_at=clock.now))
+    page = page_of(client)
+    assert "Signing in Needs attention 30 sign-ins refused in the last 15 minutes. Someone may be guessing" in page
+
+
+def test_the_thresholds_are_the_alerts(db_session):
+    """The page judges as the alerts do: the same numbers as in the rules file."""
+    rules = {rule["alert"]: rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"]
+             for rule in group["rules"] if "alert" in rule}
+    assert f"> {int(MAILBOX_LATE.total_seconds())}" in rules["HelpdeskMailboxNotRead"]
+    assert f">= {SIGN_INS_REFUSED}" in rules["HelpdeskSignInsRefused"]
+
+
+@pytest.mark.parametrize("role", ["agent", "manager", "auditor"])
+def test_only_administrators_see_it_and_have_it_in_the_header(app, db_session, role):
+    make_user(db_session, "sam", role)
+    make_user(db_session, "dana", "admin")
+    someone, administrator = app.test_client(), app.test_client()
+    sign_in(someone, "sam")
+    sign_in(administrator, "dana")
+    assert someone.get("/admin/system").status_code == 403
+    assert 'href="/admin/system"' not in someone.get("/", follow_redirects=True).get_data(as_text=True)
+    assert 'href="/admin/system"' in administrator.get("/admin/users").get_data(as_text=True)
