@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -32,6 +32,8 @@ STATE_WORDS = {OK: "Working", ATTENTION: "Needs attention", OFF: "Not set up"}
 # (HelpdeskMailboxNotRead), and this many sign-ins refused within SIGN_IN_WINDOW (HelpdeskSignInsRefused).
 MAILBOX_LATE = timedelta(minutes=10)
 SIGN_INS_REFUSED = 30
+# A lease given up on shutdown runs out at the start of 1970 (callbacks.sweep.release_lease).
+RELEASED = datetime(1970, 1, 2, tzinfo=timezone.utc)
 # Calls found in Twilio's call log that never reached the app, in the hour before now (as
 # helpdesk_calls_found_in_twilio_log_last_hour).
 FOUND_RECENTLY = timedelta(hours=1)
@@ -57,7 +59,6 @@ class Facts:
     found_last_hour: int = 0  # calls found in Twilio's call log that never reached the app
     calls_unfinished: int = 0
     emails_unacknowledged_overdue: int = 0
-    callbacks_overdue: int = 0
     sign_ins_refused: int = 0
     restored_at: datetime | None = None
     database_seconds: float = 0.0
@@ -104,7 +105,7 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
                                  .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
         restored_at = session.scalar(select(func.max(Restore.restored_at)))
     return Facts(now, leases, last_webhook, read_at, int(found or 0), live.calls_unfinished,
-                 live.emails_unacknowledged_overdue, live.callbacks_overdue, int(refused or 0), restored_at,
+                 live.emails_unacknowledged_overdue, int(refused or 0), restored_at,
                  time.perf_counter() - started)
 
 
@@ -134,12 +135,16 @@ def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
             ran = max(timedelta(0), now - (expires - timedelta(seconds=lease_seconds)))
             found.append(Check(f"Scheduler: {what}", OK, f"Running: last run {_ago(ran)}."))
         else:
-            since = f"since {_when(expires, today)}" if expires is not None else "ever"
+            if expires is None:
+                said = "No scheduler has run it yet."
+            elif expires <= RELEASED:  # a scheduler that stops gives its leases up (callbacks.sweep.release_lease)
+                said = "Its scheduler stopped, and none has run it since."
+            else:
+                said = f"No scheduler has run it since {_when(expires - timedelta(seconds=lease_seconds), today)}."
             todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
             if lease == ReconcileJob.lease:
                 todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."
-            found.append(Check(f"Scheduler: {what}", ATTENTION, f"No scheduler has run it {since}.", todo,
-                               "Running it"))
+            found.append(Check(f"Scheduler: {what}", ATTENTION, said, todo, "Running it"))
     if facts.last_webhook is None:
         found.append(Check("Webhooks from Twilio", ATTENTION, "None has come yet.",
                            "Point the help desk's number at this app, and check it with helpdesk twilio-numbers.",

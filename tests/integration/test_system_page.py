@@ -55,7 +55,7 @@ def test_a_new_desk_says_what_is_not_running_yet_and_what_to_do(client, admin):
 
     assert "4 parts need attention." in page
     sweep = row(page, "Scheduler: Callback deadlines")
-    assert "Needs attention No scheduler has run it ever. Start the scheduler (helpdesk scheduler" in sweep
+    assert "Needs attention No scheduler has run it yet. Start the scheduler (helpdesk scheduler" in sweep
     assert "README: “Running it”" in sweep
     assert "Needs attention" in row(page, "Scheduler: Email acknowledgements")
     assert ("Webhooks from Twilio Needs attention None has come yet. Point the help desk's number at this app"
@@ -84,13 +84,20 @@ def test_a_running_scheduler_and_webhooks_coming_in_are_working(app, client, adm
     assert "Every part that is set up is working." in page and "needs attention" not in page.lower()
 
 
-def test_a_scheduler_that_stopped_says_since_when(app, client, admin, clock, db_session):
+def test_a_scheduler_that_stopped_says_since_when_it_last_ran(app, client, admin, clock, db_session):
+    from callbacks.sweep import release_lease
+
     with app.extensions["helpdesk.db"].session() as session:
         acquire_lease(session, "sweep", "node-1", clock.now - timedelta(minutes=10), 120)
+        acquire_lease(session, "email.acks", "node-1", clock.now - timedelta(minutes=10), 120)
+        release_lease(session, "email.acks", "node-1")  # stopped, and gave its lease up
     page = page_of(client)
-    stopped = (clock.now - timedelta(minutes=8)).strftime("%H:%M")
+    last_ran = (clock.now - timedelta(minutes=10)).strftime("%H:%M")
     assert f"Scheduler: Callback deadlines, warnings and breaches Needs attention No scheduler has run it since " \
-           f"{stopped} GMT." in page
+           f"{last_ran} GMT." in page
+    assert ("Scheduler: Email acknowledgements Needs attention Its scheduler stopped, and none has run it since."
+            in page)
+    assert "1970" not in page
 
 
 def test_webhooks_kept_in_the_spool_and_set_aside_need_attention(app, client, admin, settings):
