@@ -236,7 +236,7 @@ def _register() -> None:
     from helpdesk.cli_audit import audit_log_command
     from helpdesk.cli_email import email_cli
     from helpdesk.cli_serve import run, scheduler_command, webhooks
-    from helpdesk.cli_setup import calendar_command, check_config, files_command
+    from helpdesk.cli_setup import calendar_command, check_config, files_command, status_command
     from helpdesk.cli_calls import calls_cli
     from helpdesk.restore import after_restore_command
     from helpdesk.cli_retention import anonymise_command
@@ -246,7 +246,8 @@ def _register() -> None:
     from helpdesk.voice.numbers import twilio_numbers_command
     from metrics.evidence.cli import evidence_cli
 
-    for command in (files_command, check_config, calendar_command, webhooks, run, scheduler_command, email_cli):
+    for command in (files_command, check_config, calendar_command, status_command, webhooks, run, scheduler_command,
+                    email_cli):
         main.add_command(command)
     main.add_command(calls_cli)
     main.add_command(simulate_command)

@@ -246,3 +246,43 @@ def calendar_command(first: str | None, days: int, owed_from: str | None) -> Non
         click.echo(f"\nA callback owed from {owed:%a %d %b %Y %H:%M}: {explain(deadline.explanation)}")
     for warning in _routing_warnings(settings):
         click.echo(warning)
+
+
+@click.command("status")
+def status_command() -> None:
+    """Say whether each part of the help desk is working, as the System page does.
+
+    Read from the database and this environment (run it with the app's environment). Exits 1 if
+    any part needs attention, so a monitoring script can run it.
+    """
+    from callbacks.telephony import telephony_from_app_config
+    from helpdesk.cli import migrated_database_url
+    from helpdesk.clock import now_utc
+    from helpdesk.db import Database
+    from helpdesk.system_status import ATTENTION, OFF, checks, read_facts, setup_of
+
+    try:
+        settings = load_settings(None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    database = Database(migrated_database_url())
+    try:
+        with database.session() as session:
+            facts = read_facts(session, settings, now_utc())
+    finally:
+        database.dispose()
+    config = {key: os.environ.get(key) for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL",
+                                                    "SENDGRID_INBOUND_SECRET")}
+    config["SIP_LOGIN"] = SipLogin.from_environ()
+    found = checks(facts, setup_of(settings, config, telephony_from_app_config(config)), settings)
+    width = max(len(check.part) for check in found)
+    for check in found:
+        shown = {ATTENTION: "ATTENTION", OFF: "NOT SET UP"}.get(check.state, "WORKING")
+        todo = " ".join(filter(None, [check.todo, f'(README: "{check.readme}")' if check.state != "ok" and
+                                      check.readme else ""]))
+        click.echo(f"{shown:<10}  {check.part:<{width}}  {check.said}" + (f" {todo}" if todo else ""))
+    attention = sum(check.state == ATTENTION for check in found)
+    if attention:
+        click.echo(f"{attention} part{' needs' if attention == 1 else 's need'} attention.", err=True)
+        raise SystemExit(1)
+    click.echo("Every part that is set up is working.")

@@ -10,6 +10,7 @@ desk up and has no Prometheus yet, or wants one place to look.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -40,11 +41,11 @@ FOUND_RECENTLY = timedelta(hours=1)
 
 # The scheduler's jobs by lease, in the page's order, with what each does for the desk.
 JOBS = (
-    (SweepJob.lease, "Callback deadlines, warnings and breaches"),
+    (SweepJob.lease, "Callback deadlines and breaches"),
     (AcknowledgementJob.lease, "Email acknowledgements"),
-    (MailboxJob.lease, "Reading the enquiries mailbox"),
-    (ReconcileJob.lease, "Checking calls with Twilio: any left with no ending, or that never reached the app"),
-    (RetentionJob.lease, "Removing personal data past the retention period"),
+    (MailboxJob.lease, "Reading the mailbox"),
+    (ReconcileJob.lease, "Checking calls with Twilio"),  # those with no ending, and any that never reached the app
+    (RetentionJob.lease, "Removing old personal data"),
 )
 
 
@@ -88,6 +89,23 @@ class Check:
         return STATE_WORDS[self.state]
 
 
+def setup_of(settings: Settings, config: Mapping, telephony) -> Setup:
+    """What a server with this configuration (the app's config, or the environment's keys), and
+    this telephony (callbacks.telephony.telephony_from_app_config's), was given."""
+    from callbacks.telephony import UnconfiguredTelephony
+    from helpdesk.voice.recovery import spool_for
+
+    try:
+        spool = spool_for(settings).counts()
+    except OSError:
+        spool = {}
+    return Setup(spool=spool,
+                 telephony_problem=telephony.message if isinstance(telephony, UnconfiguredTelephony) else None,
+                 from_number=getattr(telephony, "from_number", "") or "",
+                 sip_login=config.get("SIP_LOGIN") is not None,
+                 sendgrid=bool(config.get("SENDGRID_INBOUND_SECRET")))
+
+
 def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
     """The facts, in one read-only transaction (raises SQLAlchemyError if the database cannot answer)."""
     started = time.perf_counter()
@@ -126,7 +144,7 @@ def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
     now, today = facts.now, local(facts.now).date()
     restored = (f" Restored from a backup at {_when(facts.restored_at, today)}: what came in between the backup "
                 "and then is missing." if facts.restored_at else "")
-    found = [Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read this page's figures."
+    found = [Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read these figures."
                                    f"{restored}", "", "After a restore" if restored else "")]
     lease_seconds = settings.scheduler.lease_seconds
     for lease, what in expected_jobs(settings):

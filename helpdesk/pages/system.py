@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from callbacks.telephony import UnconfiguredTelephony
 from helpdesk.clock import local
 from helpdesk.pages.access import role_required
-from helpdesk.system_status import ATTENTION, Setup, checks, read_facts
-from helpdesk.voice.recovery import spool_for
+from helpdesk.system_status import ATTENTION, checks, read_facts, setup_of
 from helpdesk.web import clock, database, settings
 from metrics.evidence.manifest import software_version
 
@@ -21,7 +19,7 @@ def page():
     now, desk = clock(), settings()
     with database().session() as session:
         facts = read_facts(session, desk, now)
-    found = checks(facts, _setup(desk), desk)
+    found = checks(facts, setup_of(desk, current_app.config, current_app.extensions["helpdesk.telephony"]), desk)
     open_now = desk.calendar.is_open(now)
     try:
         next_opening = None if open_now else local(desk.calendar.next_opening(now))
@@ -31,16 +29,3 @@ def page():
                            version=software_version(), desk=desk, shown_at=local(now), open_now=open_now,
                            next_opening=next_opening)
 
-
-def _setup(desk) -> Setup:
-    try:
-        spool = spool_for(desk).counts()
-    except OSError:
-        spool = {}
-    telephony = current_app.extensions["helpdesk.telephony"]
-    config = current_app.config
-    return Setup(spool=spool,
-                 telephony_problem=telephony.message if isinstance(telephony, UnconfiguredTelephony) else None,
-                 from_number=getattr(telephony, "from_number", "") or "",
-                 sip_login=config.get("SIP_LOGIN") is not None,
-                 sendgrid=bool(config.get("SENDGRID_INBOUND_SECRET")))

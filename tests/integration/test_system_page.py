@@ -12,7 +12,7 @@ import yaml
 
 from callbacks.sweep import acquire_lease
 from callbacks.telephony import TwilioTelephony
-from helpdesk.models import SignInFailure
+from helpdesk.models import SignInFailure, TwilioEvent
 from helpdesk.system_status import MAILBOX_LATE, SIGN_INS_REFUSED
 from helpdesk.voice.recovery import spool_for
 from tests.integration.conftest import BASE_URL, make_app, make_settings
@@ -77,7 +77,7 @@ def test_a_running_scheduler_and_webhooks_coming_in_are_working(app, client, adm
     page = page_of(client)
 
     # 10 s before the call, which took 40 s.
-    assert "Scheduler: Callback deadlines, warnings and breaches Working Running: last run 50 s ago." in page
+    assert "Scheduler: Callback deadlines and breaches Working Running: last run 50 s ago." in page
     assert "Scheduler: Checking calls with Twilio" in page
     assert re.search(r"Webhooks from Twilio Working The last came at \d\d:\d\d GMT\.", page)
     # Every part set up works; the others (mail, Call back now, Twilio's call log) are not set up.
@@ -93,7 +93,7 @@ def test_a_scheduler_that_stopped_says_since_when_it_last_ran(app, client, admin
         release_lease(session, "email.acks", "node-1")  # stopped, and gave its lease up
     page = page_of(client)
     last_ran = (clock.now - timedelta(minutes=10)).strftime("%H:%M")
-    assert f"Scheduler: Callback deadlines, warnings and breaches Needs attention No scheduler has run it since " \
+    assert f"Scheduler: Callback deadlines and breaches Needs attention No scheduler has run it since " \
            f"{last_ran} GMT." in page
     assert ("Scheduler: Email acknowledgements Needs attention Its scheduler stopped, and none has run it since."
             in page)
@@ -111,7 +111,6 @@ def test_webhooks_kept_in_the_spool_and_set_aside_need_attention(app, client, ad
 
 
 def test_calls_with_no_ending_and_calls_found_only_in_twilios_log_need_attention(migrated_url, clock, db_session):
-    from helpdesk.models import TwilioEvent
     from tests.integration.twilio_requests import inbound, post, sid
 
     settings = make_settings(webhooks={"twilio_numbers": ["+448001217479"], "reconcile_after_minutes": 10})
@@ -172,7 +171,7 @@ def test_a_mailbox_not_read_for_ten_minutes_needs_attention(migrated_url, clock,
     client = app.test_client()
     sign_in(client, "dana")
     assert "The mailbox on imap.example.org has not been read yet." in row(page_of(client), "Email enquiries")
-    assert "Scheduler: Reading the enquiries mailbox Needs attention" in page_of(client)
+    assert "Scheduler: Reading the mailbox Needs attention" in page_of(client)
     with db_session.begin():
         db_session.add(ImapMailboxState(mailbox="helpdesk@imap.example.org:993/INBOX", uidvalidity=1, last_uid=0,
                                         checked_at=clock.now - MAILBOX_LATE + timedelta(seconds=30)))
@@ -214,3 +213,45 @@ def test_only_administrators_see_it_and_have_it_in_the_header(app, db_session, r
     assert someone.get("/admin/system").status_code == 403
     assert 'href="/admin/system"' not in someone.get("/", follow_redirects=True).get_data(as_text=True)
     assert 'href="/admin/system"' in administrator.get("/admin/users").get_data(as_text=True)
+
+
+def test_helpdesk_status_says_the_same_and_exits_1_while_a_part_needs_attention(migrated_url, db_session, tmp_path):
+    from click.testing import CliRunner
+
+    from helpdesk.cli import main as helpdesk_cli
+    from helpdesk.clock import now_utc
+    from helpdesk.db import Database
+
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(f'[hours]\nmonday = ["08:00-18:00"]\n[webhooks]\nspool_dir = "{tmp_path / "spool"}"\n'
+                      'reconcile_after_minutes = 0\n')
+    env = {"DATABASE_URL": migrated_url, "HELPDESK_CONFIG": str(config), "TWILIO_ACCOUNT_SID": "AC" + "c" * 32,
+           "TWILIO_AUTH_TOKEN": "a-twilio-token", "PUBLIC_BASE_URL": BASE_URL, "TWILIO_FROM_NUMBER": "+448001217479",
+           "SENDGRID_INBOUND_SECRET": "", "SIP_USERNAME": "", "SIP_PASSWORD": ""}
+
+    waiting = CliRunner().invoke(helpdesk_cli, ["status"], env=env)
+
+    assert waiting.exit_code == 1, waiting.output
+    lines = waiting.stdout.splitlines()
+    assert lines[0].startswith("WORKING     Database ") and "Answering:" in lines[0]
+    sweep = next(line for line in lines if "Callback deadlines and breaches" in line)
+    assert sweep.startswith("ATTENTION   Scheduler: ") and sweep.endswith(
+        "No scheduler has run it yet. Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and "
+        'read its log. (README: "Running it")')
+    assert any(line.startswith("NOT SET UP  Email enquiries coming in") for line in lines)
+    assert any(line.startswith("WORKING     Call back now") and line.endswith("Calls are placed from +448001217479.")
+               for line in lines)
+    assert "3 parts need attention." in waiting.stderr  # the two jobs, and no webhook yet
+    assert "a-twilio-token" not in waiting.output
+
+    database = Database(migrated_url)
+    with database.session() as session:
+        for lease in ("sweep", "email.acks"):
+            acquire_lease(session, lease, "node-1", now_utc(), 120)
+        session.add(TwilioEvent(received_at=now_utc(), kind="status", call_sid="CA" + "1" * 32,
+                                leg_sid="CA" + "1" * 32, fingerprint="d" * 64, params="[]"))
+        session.commit()
+    database.dispose()
+    working = CliRunner().invoke(helpdesk_cli, ["status"], env=env)
+    assert working.exit_code == 0, working.output
+    assert working.stdout.splitlines()[-1] == "Every part that is set up is working."
