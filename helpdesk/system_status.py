@@ -141,82 +141,99 @@ def expected_jobs(settings: Settings) -> list[tuple[str, str]]:
 
 def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
     """Every part's line, in the page's order."""
-    now, today = facts.now, local(facts.now).date()
+    today = local(facts.now).date()
+    return [_database(facts, today), *_jobs(facts, settings, today), _webhooks(facts, today), _spool(setup.spool),
+            *_calls(facts, settings), _call_back_now(setup), _mail_in(facts, setup, settings, today),
+            _acknowledgements(facts, settings), _sign_ins(facts)]
+
+
+def _database(facts: Facts, today: date) -> Check:
     restored = (f" Restored from a backup at {_when(facts.restored_at, today)}: what came in between the backup "
                 "and then is missing." if facts.restored_at else "")
-    found = [Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read these figures."
-                                   f"{restored}", "", "After a restore" if restored else "")]
+    return Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read these figures."
+                                 f"{restored}", "", "After a restore" if restored else "")
+
+
+def _jobs(facts: Facts, settings: Settings, today: date) -> list[Check]:
+    found = []
     lease_seconds = settings.scheduler.lease_seconds
     for lease, what in expected_jobs(settings):
         expires = facts.leases.get(lease)
-        if expires is not None and expires > now:
-            ran = max(timedelta(0), now - (expires - timedelta(seconds=lease_seconds)))
+        if expires is not None and expires > facts.now:
+            ran = max(timedelta(0), facts.now - (expires - timedelta(seconds=lease_seconds)))
             found.append(Check(f"Scheduler: {what}", OK, f"Running: last run {_ago(ran)}."))
+            continue
+        if expires is None:
+            said = "No scheduler has run it yet."
+        elif expires <= RELEASED:  # a scheduler that stops gives its leases up (callbacks.sweep.release_lease)
+            said = "Its scheduler stopped, and none has run it since."
         else:
-            if expires is None:
-                said = "No scheduler has run it yet."
-            elif expires <= RELEASED:  # a scheduler that stops gives its leases up (callbacks.sweep.release_lease)
-                said = "Its scheduler stopped, and none has run it since."
-            else:
-                said = f"No scheduler has run it since {_when(expires - timedelta(seconds=lease_seconds), today)}."
-            todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
-            if lease == ReconcileJob.lease:
-                todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."
-            found.append(Check(f"Scheduler: {what}", ATTENTION, said, todo, "Running it"))
+            said = f"No scheduler has run it since {_when(expires - timedelta(seconds=lease_seconds), today)}."
+        todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
+        if lease == ReconcileJob.lease:
+            todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."
+        found.append(Check(f"Scheduler: {what}", ATTENTION, said, todo, "Running it"))
+    return found
+
+
+def _webhooks(facts: Facts, today: date) -> Check:
     if facts.last_webhook is None:
-        found.append(Check("Webhooks from Twilio", ATTENTION, "None has come yet.",
-                           "Point the help desk's number at this app, and check it with helpdesk twilio-numbers.",
-                           "Pointing a Twilio number at the app"))
-    else:
-        found.append(Check("Webhooks from Twilio", OK, f"The last came at {_when(facts.last_webhook, today)}."))
-    found.append(_spool(setup.spool))
+        return Check("Webhooks from Twilio", ATTENTION, "None has come yet.",
+                     "Point the help desk's number at this app, and check it with helpdesk twilio-numbers.",
+                     "Pointing a Twilio number at the app")
+    return Check("Webhooks from Twilio", OK, f"The last came at {_when(facts.last_webhook, today)}.")
+
+
+def _calls(facts: Facts, settings: Settings) -> list[Check]:
     if facts.calls_unfinished:
-        found.append(Check("Calls with no ending", ATTENTION,
+        unfinished = Check("Calls with no ending", ATTENTION,
                            f"{_count(facts.calls_unfinished, 'call')} not answered and with no ending from Twilio "
                            f"for over {_hours(compliance.UNFINISHED_AFTER)}.",
                            "Twilio's last webhooks for them never came: see the README.",
-                           "When Twilio's last webhooks never come"))
+                           "When Twilio's last webhooks never come")
     else:
-        found.append(Check("Calls with no ending", OK, "None."))
+        unfinished = Check("Calls with no ending", OK, "None.")
+    part, readme = "Calls that never reached the app", "Calls that never reached the app"
     if not settings.webhooks.reconcile_after_minutes or not settings.webhooks.twilio_numbers:
-        found.append(Check("Calls that never reached the app", OFF,
-                           "Not looked for in Twilio's call log.",
-                           "List the desk's numbers in webhooks.twilio_numbers, with webhooks.reconcile_after_minutes "
-                           "above 0 and the scheduler given TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.",
-                           "Calls that never reached the app"))
+        missed = Check(part, OFF, "Not looked for in Twilio's call log.",
+                       "List the desk's numbers in webhooks.twilio_numbers, with webhooks.reconcile_after_minutes "
+                       "above 0 and the scheduler given TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.", readme)
     elif facts.found_last_hour:
-        found.append(Check("Calls that never reached the app", ATTENTION,
-                           f"{_count(facts.found_last_hour, 'call')} in the last hour found only in Twilio's "
-                           "call log.",
-                           "Check the number's Voice URL, and that Twilio could reach the app then.",
-                           "Calls that never reached the app"))
+        missed = Check(part, ATTENTION, f"{_count(facts.found_last_hour, 'call')} in the last hour found only in "
+                                        "Twilio's call log.",
+                       "Check the number's Voice URL, and that Twilio could reach the app then.", readme)
     else:
-        found.append(Check("Calls that never reached the app", OK, "None found in the last hour."))
+        missed = Check(part, OK, "None found in the last hour.")
+    return [unfinished, missed]
+
+
+def _call_back_now(setup: Setup) -> Check:
     if setup.telephony_problem:
         missing = setup.telephony_problem.removeprefix("Twilio is not configured: ")
-        found.append(Check("Call back now", OFF, "Agents call from their own phones and log each attempt by hand.",
-                           missing[0].upper() + missing[1:], "Pointing a Twilio number at the app"))
-    else:
-        login = (" Desk phones' phone system is given SIP_USERNAME and SIP_PASSWORD." if setup.sip_login else "")
-        found.append(Check("Call back now", OK, f"Calls are placed from {setup.from_number}.{login}"))
-    found.append(_mail_in(facts, setup, settings, today))
+        return Check("Call back now", OFF, "Agents call from their own phones and log each attempt by hand.",
+                     missing[0].upper() + missing[1:], "Pointing a Twilio number at the app")
+    login = " Desk phones' phone system is given SIP_USERNAME and SIP_PASSWORD." if setup.sip_login else ""
+    return Check("Call back now", OK, f"Calls are placed from {setup.from_number}.{login}")
+
+
+def _acknowledgements(facts: Facts, settings: Settings) -> Check:
     if not settings.smtp.host:
-        found.append(Check("Email acknowledgements", OFF, "Not sent: [smtp] has no host.",
-                           "Set [smtp] host in the configuration file.", "Email acknowledgements"))
-    elif facts.emails_unacknowledged_overdue:
-        found.append(Check("Email acknowledgements", ATTENTION,
-                           f"{_count(facts.emails_unacknowledged_overdue, 'acknowledgement')} overdue.",
-                           "The agents' queue lists them; the scheduler's log says why the mail server refused.",
-                           "Email acknowledgements"))
-    else:
-        found.append(Check("Email acknowledgements", OK, f"Sent through {settings.smtp.host}; none overdue."))
-    refused = _count(facts.sign_ins_refused, "sign-in")
+        return Check("Email acknowledgements", OFF, "Not sent: [smtp] has no host.",
+                     "Set [smtp] host in the configuration file.", "Email acknowledgements")
+    if facts.emails_unacknowledged_overdue:
+        return Check("Email acknowledgements", ATTENTION,
+                     f"{_count(facts.emails_unacknowledged_overdue, 'acknowledgement')} overdue.",
+                     "The agents' queue lists them; the scheduler's log says why the mail server refused.",
+                     "Email acknowledgements")
+    return Check("Email acknowledgements", OK, f"Sent through {settings.smtp.host}; none overdue.")
+
+
+def _sign_ins(facts: Facts) -> Check:
+    refused = f"{_count(facts.sign_ins_refused, 'sign-in')} refused in the last 15 minutes."
     if facts.sign_ins_refused >= SIGN_INS_REFUSED:
-        found.append(Check("Signing in", ATTENTION, f"{refused} refused in the last 15 minutes.",
-                           "Someone may be guessing passwords: the Audit log lists them, with where each came from."))
-    else:
-        found.append(Check("Signing in", OK, f"{refused} refused in the last 15 minutes."))
-    return found
+        return Check("Signing in", ATTENTION, refused,
+                     "Someone may be guessing passwords: the Audit log lists them, with where each came from.")
+    return Check("Signing in", OK, refused)
 
 
 def _spool(counts: dict[str, int]) -> Check:
