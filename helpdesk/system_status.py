@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callbacks.scheduler import AcknowledgementJob, MailboxJob, ReconcileJob, RetentionJob, SweepJob
+from callbacks.scheduler import (ACK_SECONDS, RECONCILE_SECONDS, RETENTION_SECONDS, AcknowledgementJob, MailboxJob,
+                                 ReconcileJob, RetentionJob, SweepJob)
 from helpdesk.clock import local
 from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, SignInFailure, TwilioEvent
 from helpdesk.models.event import found_in_log
@@ -127,16 +128,17 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
                  time.perf_counter() - started)
 
 
-def expected_jobs(settings: Settings) -> list[tuple[str, str]]:
-    """The jobs a scheduler with these settings runs (callbacks.scheduler.scheduled_jobs), by lease."""
-    wanted = {SweepJob.lease, AcknowledgementJob.lease}
+def expected_jobs(settings: Settings) -> list[tuple[str, str, int]]:
+    """The jobs a scheduler with these settings runs (callbacks.scheduler.scheduled_jobs): their
+    lease, what they do, and how often they run (seconds)."""
+    every = {SweepJob.lease: settings.scheduler.sweep_seconds, AcknowledgementJob.lease: ACK_SECONDS}
     if settings.email.imap.host:
-        wanted.add(MailboxJob.lease)
+        every[MailboxJob.lease] = settings.email.imap.poll_seconds
     if settings.webhooks.reconcile_after_minutes:
-        wanted.add(ReconcileJob.lease)
+        every[ReconcileJob.lease] = RECONCILE_SECONDS
     if settings.retention.personal_data_days:
-        wanted.add(RetentionJob.lease)
-    return [(lease, what) for lease, what in JOBS if lease in wanted]
+        every[RetentionJob.lease] = RETENTION_SECONDS
+    return [(lease, what, every[lease]) for lease, what in JOBS if lease in every]
 
 
 def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
@@ -157,18 +159,21 @@ def _database(facts: Facts, today: date) -> Check:
 def _jobs(facts: Facts, settings: Settings, today: date) -> list[Check]:
     found = []
     lease_seconds = settings.scheduler.lease_seconds
-    for lease, what in expected_jobs(settings):
+    for lease, what, every in expected_jobs(settings):
         expires = facts.leases.get(lease)
-        if expires is not None and expires > facts.now:
-            ran = max(timedelta(0), facts.now - (expires - timedelta(seconds=lease_seconds)))
-            found.append(Check(f"Scheduler: {what}", OK, f"Running: last run {_ago(ran)}."))
+        # Each run renews the lease for lease_seconds; a job that runs less often than that lets it
+        # lapse between runs, so it is late only once its next run is a lease's length overdue.
+        ran = expires - timedelta(seconds=lease_seconds) if expires is not None and expires > RELEASED else None
+        if ran is not None and facts.now <= ran + timedelta(seconds=every + lease_seconds):
+            found.append(Check(f"Scheduler: {what}", OK,
+                               f"Running: last run {_ago(max(timedelta(0), facts.now - ran))}, every {_every(every)}."))
             continue
         if expires is None:
             said = "No scheduler has run it yet."
-        elif expires <= RELEASED:  # a scheduler that stops gives its leases up (callbacks.sweep.release_lease)
+        elif ran is None:  # a scheduler that stops gives its leases up (callbacks.sweep.release_lease)
             said = "Its scheduler stopped, and none has run it since."
         else:
-            said = f"No scheduler has run it since {_when(expires - timedelta(seconds=lease_seconds), today)}."
+            said = f"No scheduler has run it since {_when(ran, today)}."
         todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
         if lease == ReconcileJob.lease:
             todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."
@@ -284,6 +289,12 @@ def _ago(span: timedelta) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min ago"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+
+
+def _every(seconds: int) -> str:
+    if seconds == 60:
+        return "minute"
+    return f"{seconds} s" if seconds < 60 or seconds % 60 else f"{seconds // 60} min"
 
 
 def _hours(span: timedelta) -> str:

@@ -77,7 +77,8 @@ def test_a_running_scheduler_and_webhooks_coming_in_are_working(app, client, adm
     page = page_of(client)
 
     # 10 s before the call, which took 40 s.
-    assert "Scheduler: Callback deadlines and breaches Working Running: last run 50 s ago." in page
+    assert "Scheduler: Callback deadlines and breaches Working Running: last run 50 s ago, every minute." in page
+    assert "Scheduler: Email acknowledgements Working Running: last run 50 s ago, every 15 s." in page
     assert "Scheduler: Checking calls with Twilio" in page
     assert re.search(r"Webhooks from Twilio Working The last came at \d\d:\d\d GMT\.", page)
     # Every part set up works; the others (mail, Call back now, Twilio's call log) are not set up.
@@ -98,6 +99,23 @@ def test_a_scheduler_that_stopped_says_since_when_it_last_ran(app, client, admin
     assert ("Scheduler: Email acknowledgements Needs attention Its scheduler stopped, and none has run it since."
             in page)
     assert "1970" not in page
+
+
+def test_a_job_that_runs_less_often_than_its_lease_lasts_is_late_only_once_a_run_is_overdue(app, client, admin,
+                                                                                              clock):
+    """The check of calls with Twilio runs every 5 minutes, and its lease lasts 2: between runs the
+    lease has lapsed, which is not a stopped scheduler (the alert watches only the two jobs that
+    run more often than that)."""
+    with app.extensions["helpdesk.db"].session() as session:
+        acquire_lease(session, "calls.reconcile", "node-1", clock.now - timedelta(minutes=4), 120)
+    assert ("Scheduler: Checking calls with Twilio Working Running: last run 4 min ago, every 5 min."
+            in page_of(client))
+    clock.advance(3 * 60)  # 7 min after it ran: its next run 2 min late, a lease's length
+    assert "Scheduler: Checking calls with Twilio Working" in page_of(client)
+    clock.advance(1)
+    last_ran = (clock.now - timedelta(minutes=7, seconds=1)).strftime("%H:%M")
+    assert (f"Scheduler: Checking calls with Twilio Needs attention No scheduler has run it since {last_ran} GMT."
+            in page_of(client))
 
 
 def test_webhooks_kept_in_the_spool_and_set_aside_need_attention(app, client, admin, settings):
