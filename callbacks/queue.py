@@ -19,7 +19,7 @@ from callbacks.awaiting import awaiting
 from callbacks.deadlines import due_soon_limits
 from callbacks.owed import due_soon_condition, not_met
 from callbacks.not_dialled import why_not_dialled
-from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, NOT_DIALLED, REASONS,
+from callbacks.queue_words import (ATTEMPT_OUTCOMES, ATTEMPT_WORDS, CALL_STATES, CLOSING, REASONS, not_dialled_words,
                                    notice_text, span_words, summary_of, when)
 from callbacks.service import CALL_UNDER_WAY
 from callbacks.sweep import remaining
@@ -189,18 +189,17 @@ def _latest_calls(session: Session, callback_ids: list[int],
     latest, history = {}, {}
     for callback_id, outcome, started_at, dialled_at, call_sid, note, name, username in rows:
         reason = reasons.get(call_sid) if outcome == "not_dialled" else None
-        why = NOT_DIALLED[reason.why] if reason else None
-        latest[callback_id] = (outcome, started_at, dialled_at, reason, why)  # the last one entered wins
-        words = (f"Call back now: {why.attempt.format(code=reason.code)}" if why
-                 else ATTEMPT_WORDS.get(outcome, outcome.replace("_", " ")))
+        why = not_dialled_words(reason.why, reason.code) if reason else None
+        latest[callback_id] = (outcome, started_at, dialled_at, why)  # the last one entered wins
+        words = f"Call back now: {why.attempt}" if why else ATTEMPT_WORDS.get(outcome, outcome.replace("_", " "))
         history.setdefault(callback_id, []).append(PastAttempt(dialled_at or started_at, words,
                                                                name or username or "", note or ""))
     for attempts in history.values():
         attempts.sort(key=lambda past: past.at)  # in the order they were made, however entered
     said = {}
-    for callback_id, (outcome, started_at, dialled_at, reason, why) in latest.items():
+    for callback_id, (outcome, started_at, dialled_at, why) in latest.items():
         if why:
-            said[callback_id] = CALL_STATES["not_dialled_because"].format(state=why.state.format(code=reason.code))
+            said[callback_id] = CALL_STATES["not_dialled_because"].format(state=why.state)
         elif outcome == "not_dialled":
             said[callback_id] = CALL_STATES["not_dialled"]
         elif outcome == "placing" and started_at > now - CALL_UNDER_WAY:

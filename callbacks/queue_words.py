@@ -82,6 +82,12 @@ NOT_DIALLED = {
 }
 
 
+def not_dialled_words(why: str, code: str = "") -> NotDialledWords:
+    """NOT_DIALLED's words for a reason (callbacks.not_dialled.NotDialled), with its SIP code in."""
+    words = NOT_DIALLED[why]
+    return NotDialledWords(*(text.format(code=code) for text in (words.attempt, words.state, words.story)))
+
+
 def span_words(span: timedelta) -> tuple[str, str]:
     """("1 h 12 min", "1 hour 12 minutes"): whole minutes, rounded down; under one, "less than a minute"."""
     minutes = int(span.total_seconds() // 60)

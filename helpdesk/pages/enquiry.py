@@ -18,7 +18,7 @@ from callbacks.deadlines import explain_stored
 from callbacks.email.ack_rules import mask_address
 from callbacks.not_dialled import why_not_dialled
 from callbacks.queue import ATTEMPT_OUTCOMES, REASONS
-from callbacks.queue_words import NOT_DIALLED
+from callbacks.queue_words import not_dialled_words
 from callbacks.email.waiting import MARKED_ANSWERED
 from callbacks.owed import CONCLUDED
 from helpdesk.audit_log import TITLES
@@ -178,7 +178,7 @@ def _callbacks(session: Session, story: EnquiryStory, enquiry: Enquiry, names: d
             who = names.get(attempt.agent_id, "the help desk")
             if attempt.dialled_at is None:
                 reason = reasons.get(attempt.call_sid)
-                why = f" {NOT_DIALLED[reason.why].story.format(code=reason.code)}." if reason else ""
+                why = f" {not_dialled_words(reason.why, reason.code).story}." if reason else ""
                 story.steps.append(Step(attempt.started_at, "Call back did not ring the caller",
                                         f"Started by {who} {how}.{why}"))
                 continue
