@@ -20,6 +20,7 @@ from flask_wtf.csrf import generate_csrf
 from callbacks import owed, queue
 from callbacks.awaiting import OLDER_DAYS, awaiting_since
 from callbacks.email import waiting
+from callbacks.telephony import UnconfiguredTelephony
 from helpdesk.clock import local
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
@@ -88,6 +89,8 @@ def _queue_context(now: datetime) -> dict:
         # Each list's actions' addresses, coming back to the page as it is shown: `hrefs.claim(id)`.
         "hrefs": SimpleNamespace(**{name: RowHrefs(f"agents.{name}", **args) for name in ROW_ACTIONS}),
         "filter_hrefs": {key: url_for("agents.queue", **page_args(shown, key)) for key in queue.FILTERS},
+        # "Call back now" only where the app can place calls; without Twilio's settings, attempts by hand.
+        "can_call": not isinstance(current_app.extensions["helpdesk.telephony"], UnconfiguredTelephony),
         # "3 hours", and on the business clock "3 hours of opening time": a call at 16:30 is due the next day.
         "callback_window": fmt.format_minutes(settings().callback.within_minutes)
         + (" of opening time" if settings().callback.clock == "business" else ""),

@@ -276,6 +276,22 @@ def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, 
     assert "Call back now</dt>" not in shown()
 
 
+@pytest.mark.parametrize("configured", [False, True], ids=["twilio-not-set-up", "twilio-set-up"])
+def test_call_back_now_is_offered_only_where_the_app_can_place_calls(app, alice, client, clock, three_callbacks,
+                                                                      configured):
+    if configured:
+        app.extensions["helpdesk.telephony"] = FakeTelephony(clock=clock)
+    page = text_of(client.get("/queue"))
+    shown = words(page)
+    buttons = re.findall(r'id="callback-\d+-call"', page)
+    assert len(buttons) == (3 if configured else 0)
+    said = "Calling from this page is not set up, so call from your own phone and log each attempt."
+    assert (said in shown) is not configured
+    assert shown.count("Log an attempt") >= 3  # by hand, always
+    live = words(text_of(client.get("/queue/items")))
+    assert ("Call back now for HD-" in live) is configured
+
+
 @pytest.mark.parametrize("to, status, code, said, history", [
     # It wants a login, or refuses Twilio: the phone system refused it.
     ("sip:1001@pbx.example.org;transport=tls", "failed", "407",
