@@ -89,12 +89,23 @@ def _queue_context(now: datetime) -> dict:
         # Each list's actions' addresses, coming back to the page as it is shown: `hrefs.claim(id)`.
         "hrefs": SimpleNamespace(**{name: RowHrefs(f"agents.{name}", **args) for name in ROW_ACTIONS}),
         "filter_hrefs": {key: url_for("agents.queue", **page_args(shown, key)) for key in queue.FILTERS},
-        # "Call back now" only where the app can place calls; without Twilio's settings, attempts by hand.
-        "can_call": not isinstance(current_app.extensions["helpdesk.telephony"], UnconfiguredTelephony),
+        # "Call back now" only where the app can place calls, to a user with a phone to ring first;
+        # else why not, and attempts by hand.
+        "cannot_call": cannot_call(),
         # "3 hours", and on the business clock "3 hours of opening time": a call at 16:30 is due the next day.
         "callback_window": fmt.format_minutes(settings().callback.within_minutes)
         + (" of opening time" if settings().callback.clock == "business" else ""),
     }
+
+
+def cannot_call() -> str | None:
+    """Why this user cannot use "Call back now" (the page says so instead of offering it), or None."""
+    if isinstance(current_app.extensions["helpdesk.telephony"], UnconfiguredTelephony):
+        return "Calling from this page is not set up, so call from your own phone and log each attempt."
+    if not (current_user.phone or "").strip():
+        return ("Call back now rings your phone first, and yours is not set: ask an administrator to set it (a "
+                "number, or your desk phone's SIP address). Until then, call from another phone and log each attempt.")
+    return None
 
 
 @bp.get("/queue", endpoint="queue")

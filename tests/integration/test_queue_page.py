@@ -276,20 +276,30 @@ def test_the_queue_says_how_a_call_back_now_call_is_going(alice, client, clock, 
     assert "Call back now</dt>" not in shown()
 
 
-@pytest.mark.parametrize("configured", [False, True], ids=["twilio-not-set-up", "twilio-set-up"])
-def test_call_back_now_is_offered_only_where_the_app_can_place_calls(app, alice, client, clock, three_callbacks,
-                                                                      configured):
+@pytest.mark.parametrize("configured, phone, said", [
+    (False, AGENT_PHONE, "Calling from this page is not set up, so call from your own phone and log each attempt."),
+    (True, None, "Call back now rings your phone first, and yours is not set: ask an administrator to set it (a "
+                 "number, or your desk phone's SIP address). Until then, call from another phone and log each "
+                 "attempt."),
+    (True, AGENT_PHONE, None),
+], ids=["twilio-not-set-up", "no-phone", "can-call"])
+def test_call_back_now_is_offered_only_where_the_app_can_place_calls_to_a_user_with_a_phone(
+        app, client, clock, db_session, three_callbacks, configured, phone, said):
     if configured:
         app.extensions["helpdesk.telephony"] = FakeTelephony(clock=clock)
+    add_agent(app, "alice", "Alice Agent", phone=phone)
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
     page = text_of(client.get("/queue"))
     shown = words(page)
     buttons = re.findall(r'id="callback-\d+-call"', page)
-    assert len(buttons) == (3 if configured else 0)
-    said = "Calling from this page is not set up, so call from your own phone and log each attempt."
-    assert (said in shown) is not configured
+    assert len(buttons) == (0 if said else 3)
+    assert ("Calling from this page is not set up" in shown) is (not configured)
+    assert ("Call back now rings your phone first" in shown) is (phone is None)
+    if said:
+        assert said in shown
     assert shown.count("Log an attempt") >= 3  # by hand, always
     live = words(text_of(client.get("/queue/items")))
-    assert ("Call back now for HD-" in live) is configured
+    assert ("Call back now for HD-" in live) is (said is None)
 
 
 @pytest.mark.parametrize("to, status, code, said, history", [
