@@ -259,7 +259,7 @@ def status_command() -> None:
     from helpdesk.cli import migrated_database_url
     from helpdesk.clock import now_utc
     from helpdesk.db import Database
-    from helpdesk.system_status import ATTENTION, OFF, checks, read_facts, setup_of
+    from helpdesk.system_status import ATTENTION, OFF, OK, checks, read_facts, setup_of
 
     try:
         settings = load_settings(None)
@@ -278,7 +278,7 @@ def status_command() -> None:
     width = max(len(check.part) for check in found)
     for check in found:
         shown = {ATTENTION: "ATTENTION", OFF: "NOT SET UP"}.get(check.state, "WORKING")
-        todo = " ".join(filter(None, [check.todo, f'(README: "{check.readme}")' if check.state != "ok" and
+        todo = " ".join(filter(None, [check.todo, f'(README: "{check.readme}")' if check.state != OK and
                                       check.readme else ""]))
         click.echo(f"{shown:<10}  {check.part:<{width}}  {check.said}" + (f" {todo}" if todo else ""))
     attention = sum(check.state == ATTENTION for check in found)
