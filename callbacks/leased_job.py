@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callbacks.smtp import redact
@@ -60,6 +60,8 @@ class LeasedJob:
     close_connections: bool = False
     _running: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _held_before: bool | None = field(default=None, repr=False)  # whether the last run held the lease
+    # Whether a failure of this job is kept with its lease (None: not known yet, as after a restart).
+    _failure_kept: bool | None = field(default=None, repr=False)
     # Log when this scheduler stands by or takes over (not for `helpdesk scheduler --once`, which says so itself).
     announce: bool = field(default=True, repr=False)
 
@@ -84,14 +86,33 @@ class LeasedJob:
                     if not run.held:
                         return run
                     self.work(session, run)
+                    if self._failure_kept is not False:  # a run that succeeds clears the last failure
+                        with session.begin():
+                            session.execute(update(SchedulerLease).where(SchedulerLease.name == self.lease,
+                                                                         SchedulerLease.failed_at.is_not(None))
+                                            .values(failed_at=None, failure=None))
+                        self._failure_kept = False
             except Exception as exc:  # noqa: BLE001 - a failed run must not stop the scheduler
                 run.failed = True
+                described = _describe(exc)
                 log.error("the %s failed; it will run again in %d s: %s",
-                          self.description, self.every_seconds(), _describe(exc))
+                          self.description, self.every_seconds(), described)
+                self._keep_failure(run.now, described)
             finally:
                 if self.close_connections:
                     self.database.dispose()
             return run
+
+    def _keep_failure(self, now: datetime, described: str) -> None:
+        """Keep the failure with the job's lease, for the System page; if the database cannot take
+        it (the likeliest failure), the log has it."""
+        try:
+            with self.database.session() as session, session.begin():
+                session.execute(update(SchedulerLease).where(SchedulerLease.name == self.lease)
+                                .values(failed_at=now, failure=described[:400]))
+            self._failure_kept = True
+        except Exception:  # noqa: BLE001 - logged above already
+            self._failure_kept = None
 
     def _say_who_runs_it(self, held: bool, session: Session) -> None:
         # Once each time it changes, so a standby scheduler says it is one, and when it takes over.

@@ -56,6 +56,7 @@ class Facts:
 
     now: datetime
     leases: dict[str, datetime] = field(default_factory=dict)  # job lease -> when it runs out
+    failures: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # job lease -> its last run's failure
     last_webhook: datetime | None = None  # the latest webhook from Twilio stored (not what the app asked its API)
     mailbox_read_at: datetime | None = None
     found_last_hour: int = 0  # calls found in Twilio's call log that never reached the app
@@ -112,7 +113,13 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
     started = time.perf_counter()
     live = compliance.live_figures(session, settings, now)
     with session.begin():
-        leases = dict(session.execute(select(SchedulerLease.name, SchedulerLease.expires_at)).all())
+        leases, failures = {}, {}
+        for name, expires, failed_at, failure in session.execute(
+                select(SchedulerLease.name, SchedulerLease.expires_at, SchedulerLease.failed_at,
+                       SchedulerLease.failure)):
+            leases[name] = expires
+            if failed_at is not None:
+                failures[name] = (failed_at, failure or "")
         # The newest by id: the primary key's index, however long the journal.
         last_webhook = session.scalar(select(TwilioEvent.received_at).where(TwilioEvent.kind.not_in(API_KINDS))
                                       .order_by(TwilioEvent.id.desc()).limit(1))
@@ -123,7 +130,7 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
         refused = session.scalar(select(func.count(SignInFailure.id))
                                  .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
         restored_at = session.scalar(select(func.max(Restore.restored_at)))
-    return Facts(now, leases, last_webhook, read_at, int(found or 0), live.calls_unfinished,
+    return Facts(now, leases, failures, last_webhook, read_at, int(found or 0), live.calls_unfinished,
                  live.emails_unacknowledged_overdue, int(refused or 0), restored_at,
                  time.perf_counter() - started)
 
@@ -164,9 +171,16 @@ def _jobs(facts: Facts, settings: Settings, today: date) -> list[Check]:
         # Each run renews the lease for lease_seconds; a job that runs less often than that lets it
         # lapse between runs, so it is late only once its next run is a lease's length overdue.
         ran = expires - timedelta(seconds=lease_seconds) if expires is not None and expires > RELEASED else None
+        failed = facts.failures.get(lease)
+        failure = (f" Its last run failed, at {_when(failed[0], today)}: {failed[1]}" if failed else "")
         if ran is not None and facts.now <= ran + timedelta(seconds=every + lease_seconds):
-            found.append(Check(f"Scheduler: {what}", OK,
-                               f"Running: last run {_ago(max(timedelta(0), facts.now - ran))}, every {_every(every)}."))
+            running = f"Running: last run {_ago(max(timedelta(0), facts.now - ran))}, every {_every(every)}."
+            if failed:
+                found.append(Check(f"Scheduler: {what}", ATTENTION, running + failure,
+                                   "Read the scheduler's log around then: it runs again, and says so if it works.",
+                                   "Running it"))
+            else:
+                found.append(Check(f"Scheduler: {what}", OK, running))
             continue
         if expires is None:
             said = "No scheduler has run it yet."
@@ -174,6 +188,7 @@ def _jobs(facts: Facts, settings: Settings, today: date) -> list[Check]:
             said = "Its scheduler stopped, and none has run it since."
         else:
             said = f"No scheduler has run it since {_when(ran, today)}."
+        said += failure
         todo = "Start the scheduler (helpdesk scheduler, or helpdesk run, which runs it), and read its log."
         if lease == ReconcileJob.lease:
             todo += " It runs this job only with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in its environment."

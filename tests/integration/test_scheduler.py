@@ -155,10 +155,37 @@ def test_a_failing_run_is_logged_without_personal_data_and_the_next_run_works(da
     [record] = caplog.records
     assert "the callback sweep failed" in record.getMessage() and "ValueError" in record.getMessage()
     assert CALLER not in caplog.text and "bob@example.org" not in caplog.text and "[number]" in caplog.text
+    # Kept with the job's lease for the System page, as the log says it.
+    failed_at, failure = kept_failure(database, "sweep")
+    assert failed_at == DUE + timedelta(minutes=1)
+    assert failure.startswith("ValueError: cannot judge the callback from [number]") and CALLER not in failure
     monkeypatch.setattr(scheduler_module, "sweep", real_sweep)
     run = job()
     assert (run.failed, run.recorded) == (False, 1)
     assert [(n.callback_id, n.kind) for n in all_notices(database)] == [(callback_id, "breach")]
+    assert kept_failure(database, "sweep") == (None, None)  # the run that worked cleared it
+
+
+def kept_failure(database, lease: str) -> tuple:
+    with database.session() as session, session.begin():
+        return tuple(session.execute(select(SchedulerLease.failed_at, SchedulerLease.failure)
+                                     .where(SchedulerLease.name == lease)).one())
+
+
+def test_a_failure_kept_from_before_a_restart_is_cleared_by_the_next_run_that_works(database, monkeypatch):
+    settings = make_settings()
+    clock = FakeClock(DUE)
+
+    def broken(*args):
+        raise RuntimeError("the sweep broke")
+
+    monkeypatch.setattr(scheduler_module, "sweep", broken)
+    assert job_for(database, settings, clock)().failed
+    assert kept_failure(database, "sweep")[1].startswith("RuntimeError: the sweep broke")
+    monkeypatch.undo()
+    restarted = job_for(database, settings, clock)  # a new process: it does not know a failure is kept
+    assert not restarted().failed
+    assert kept_failure(database, "sweep") == (None, None)
 
 
 def test_a_run_against_a_database_without_its_tables_fails_without_raising(tmp_path, caplog):

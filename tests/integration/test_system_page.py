@@ -118,6 +118,25 @@ def test_a_job_that_runs_less_often_than_its_lease_lasts_is_late_only_once_a_run
             in page_of(client))
 
 
+def test_a_job_that_runs_but_failed_last_time_needs_attention_and_says_why(app, client, admin, clock, db_session):
+    from sqlalchemy import update
+
+    from helpdesk.models import SchedulerLease
+
+    with app.extensions["helpdesk.db"].session() as session:
+        acquire_lease(session, "sweep", "node-1", clock.now - timedelta(seconds=20), 120)
+    with db_session.begin():  # as callbacks.leased_job keeps a run's failure
+        db_session.execute(update(SchedulerLease).where(SchedulerLease.name == "sweep").values(
+            failed_at=clock.now - timedelta(seconds=20), failure="OperationalError: database is locked (at sweep.py:9)"))
+    page = page_of(client)
+    assert ("Scheduler: Callback deadlines and breaches Needs attention Running: last run 20 s ago, every minute. Its "
+            "last run failed, at 09:59 GMT: OperationalError: database is locked (at sweep.py:9) Read the scheduler's "
+            "log around then") in page
+    with db_session.begin():
+        db_session.execute(update(SchedulerLease).values(failed_at=None, failure=None))
+    assert "Scheduler: Callback deadlines and breaches Working Running: last run 20 s ago" in page_of(client)
+
+
 def test_webhooks_kept_in_the_spool_and_set_aside_need_attention(app, client, admin, settings):
     spool = spool_for(settings)
     spool.put({"kind": "status", "params": []})
