@@ -56,6 +56,7 @@ class Snapshot:
     found_in_log_last_hour: int = 0  # of them, found in the hour before `now`
     restored_at: datetime | None = None  # when the database was last put back to a backup (None: never)
     sign_ins_refused: int = 0  # refused within helpdesk.users.SIGN_IN_WINDOW and not followed by a good one
+    failing: frozenset[str] = frozenset()  # leases whose job's last run failed (callbacks.leased_job)
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -77,8 +78,12 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
         live = compliance.live_figures(session, settings, now,
                                        None if older is None else older(session, settings, now))
         with session.begin():
-            leases = {name: expires for name, expires in session.execute(
-                select(SchedulerLease.name, SchedulerLease.expires_at))}
+            leases, failing = {}, set()
+            for name, expires, failed_at in session.execute(
+                    select(SchedulerLease.name, SchedulerLease.expires_at, SchedulerLease.failed_at)):
+                leases[name] = expires
+                if failed_at is not None:
+                    failing.add(name)
             read_at = session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host \
                 else None
             # Events, not calls: the journal only grows, so the counter never goes down, even if
@@ -94,7 +99,7 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                                      .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
                     leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0),
-                    restored_at, int(refused or 0))
+                    restored_at, int(refused or 0), frozenset(failing))
 
 
 class HelpdeskCollector:
@@ -115,7 +120,7 @@ class HelpdeskCollector:
         yield from callback_families(snapshot)
         yield from email_families(snapshot)
         yield from sla_families(snapshot)
-        yield scheduler_family(snapshot)
+        yield from scheduler_families(snapshot)
         if snapshot.mailbox_polled:
             yield GaugeMetricFamily("helpdesk_imap_last_read_timestamp_seconds",
                                     "When the IMAP mailbox was last read (Unix time; 0 if never).",
@@ -286,14 +291,21 @@ def sla_families(snapshot: Snapshot) -> Iterator[Metric]:
 ALWAYS_LEASED = (SweepJob.lease, AcknowledgementJob.lease)
 
 
-def scheduler_family(snapshot: Snapshot) -> Metric:
+def scheduler_families(snapshot: Snapshot) -> Iterator[Metric]:
     """When each scheduler job's lease runs out: every run renews it, so a time in the past means
-    no scheduler has run that job since (stopped, or never started)."""
+    no scheduler has run that job since (stopped, or never started); and whether its last run
+    failed (kept with its lease until a run works)."""
     leases = GaugeMetricFamily(
         "helpdesk_scheduler_lease_expires_timestamp_seconds",
         "When each scheduler job's lease runs out (Unix time); each run renews it, so a time in the past "
         "means no scheduler is running the job.", labels=["lease"])
+    failing = GaugeMetricFamily(
+        "helpdesk_scheduler_job_failing",
+        "1 while a scheduler job's last run failed (the scheduler's log says why), 0 once a run works.",
+        labels=["lease"])
     for name in sorted(set(ALWAYS_LEASED) | set(snapshot.leases)):
         expires = snapshot.leases.get(name)
         leases.add_metric([name], expires.timestamp() if expires is not None else 0.0)
-    return leases
+        failing.add_metric([name], 1.0 if name in snapshot.failing else 0.0)
+    yield leases
+    yield failing

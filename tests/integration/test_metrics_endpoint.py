@@ -359,6 +359,29 @@ def test_each_scheduler_jobs_lease_is_reported_so_a_stopped_scheduler_can_be_not
     assert value(scrape(client), "helpdesk_scheduler_lease_expires_timestamp_seconds", lease="sweep") < clock().timestamp()
 
 
+def test_a_scheduler_job_whose_last_run_failed_is_reported_until_a_run_works(app, client, clock, database,
+                                                                             monkeypatch):
+    import callbacks.scheduler as scheduler_module
+    from callbacks.scheduler import SweepJob
+
+    samples = scrape(client)
+    assert value(samples, "helpdesk_scheduler_job_failing", lease="sweep") == 0  # before any run
+    assert value(samples, "helpdesk_scheduler_job_failing", lease="email.acks") == 0
+    job = SweepJob(settings=app.extensions["helpdesk.settings"], database=database, clock=clock, announce=False)
+
+    def broken(*args):
+        raise RuntimeError("the sweep broke")
+
+    monkeypatch.setattr(scheduler_module, "sweep", broken)
+    assert job().failed
+    samples = scrape(client)
+    assert value(samples, "helpdesk_scheduler_job_failing", lease="sweep") == 1
+    assert value(samples, "helpdesk_scheduler_job_failing", lease="email.acks") == 0
+    monkeypatch.undo()
+    assert not job().failed
+    assert value(scrape(client), "helpdesk_scheduler_job_failing", lease="sweep") == 0
+
+
 def test_when_the_imap_mailbox_was_last_read_is_reported_when_one_is_polled(app, client, clock, settings):
     from dataclasses import replace
 
