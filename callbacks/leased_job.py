@@ -69,8 +69,13 @@ class LeasedJob:
     job_id: ClassVar[str]
     description: ClassVar[str]
 
-    def every_seconds(self) -> int:
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
+        """How often the job runs with these settings, in seconds."""
         raise NotImplementedError
+
+    def every_seconds(self) -> int:
+        return self.interval(self.settings)
 
     def work(self, session: Session, run: JobRun) -> None:
         raise NotImplementedError

@@ -92,8 +92,9 @@ class SweepJob(LeasedJob):
     def from_app(cls, app, **kwargs: Any) -> "SweepJob":
         return cls.from_settings(app.extensions["helpdesk.settings"], app.config["DATABASE_URL"], **kwargs)
 
-    def every_seconds(self) -> int:
-        return self.settings.scheduler.sweep_seconds
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
+        return settings.scheduler.sweep_seconds
 
     def work(self, session: Session, run: JobRun) -> None:
         run.recorded = len(sweep(session, self.settings, run.now).recorded)
@@ -112,7 +113,8 @@ class AcknowledgementJob(LeasedJob):
     job_id: ClassVar[str] = ACK_JOB_ID
     description: ClassVar[str] = "sending of email acknowledgements"
 
-    def every_seconds(self) -> int:
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
         return ACK_SECONDS
 
     def work(self, session: Session, run: JobRun) -> None:
@@ -134,8 +136,9 @@ class MailboxJob(LeasedJob):
     job_id: ClassVar[str] = IMAP_JOB_ID
     description: ClassVar[str] = "IMAP mailbox poll"
 
-    def every_seconds(self) -> int:
-        return self.settings.email.imap.poll_seconds
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
+        return settings.email.imap.poll_seconds
 
     def work(self, session: Session, run: JobRun) -> None:
         poll = self.poll
@@ -163,7 +166,8 @@ class RetentionJob(LeasedJob):
     job_id: ClassVar[str] = RETENTION_JOB_ID
     description: ClassVar[str] = "removal of personal data past the retention period"
 
-    def every_seconds(self) -> int:
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
         return RETENTION_SECONDS
 
     def work(self, session: Session, run: JobRun) -> None:
@@ -196,7 +200,8 @@ class ReconcileJob(LeasedJob):
     job_id: ClassVar[str] = RECONCILE_JOB_ID
     description: ClassVar[str] = "check of unfinished calls with Twilio"
 
-    def every_seconds(self) -> int:
+    @classmethod
+    def interval(cls, settings: Settings) -> int:
         return RECONCILE_SECONDS
 
     def work(self, session: Session, run: JobRun) -> None:
@@ -217,6 +222,21 @@ class ReconcileJob(LeasedJob):
         run.result = (calls, attempts, missed)
 
 
+def wanted_jobs(settings: Settings) -> list[type[LeasedJob]]:
+    """The jobs a scheduler runs with these settings: the sweep and the acknowledgements always; the
+    mailbox's when [email.imap] has a host; the retention's when retention.personal_data_days is
+    set; the check of unfinished calls unless webhooks.reconcile_after_minutes is 0 (and only with
+    Twilio's credentials: scheduled_jobs)."""
+    wanted: list[type[LeasedJob]] = [SweepJob, AcknowledgementJob]
+    if settings.email.imap.host:
+        wanted.append(MailboxJob)
+    if settings.retention.personal_data_days:
+        wanted.append(RetentionJob)
+    if settings.webhooks.reconcile_after_minutes:
+        wanted.append(ReconcileJob)
+    return wanted
+
+
 def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_connections: bool = False,
                    lookup: CallLookup | None = None) -> list[LeasedJob]:
     """The sweep, the acknowledgement job, the mailbox job (when [email.imap] has a host), and the
@@ -226,15 +246,16 @@ def scheduled_jobs(job: SweepJob, *, sender: MessageSender | None = None, close_
     # Each job has its own engine: one job disposing of its connections never touches another's.
     shared = {"settings": job.settings, "clock": job.clock, "holder": job.holder,
               "close_connections": close_connections}
+    wanted = wanted_jobs(job.settings)
     jobs: list[LeasedJob] = [job, AcknowledgementJob(database=Database(url), sender=sender, **shared)]
-    if job.settings.email.imap.host:
+    if MailboxJob in wanted:
         jobs.append(MailboxJob(database=Database(url), **shared))
-    if job.settings.retention.personal_data_days:
+    if RetentionJob in wanted:
         jobs.append(RetentionJob(database=Database(url), **shared))
-    if not job.settings.webhooks.reconcile_after_minutes and job.settings.webhooks.twilio_numbers:
+    if ReconcileJob not in wanted and job.settings.webhooks.twilio_numbers:
         log.warning("calls that never reached the app are not looked for in Twilio's call log: "
                     "webhooks.reconcile_after_minutes is 0")
-    if job.settings.webhooks.reconcile_after_minutes:
+    if ReconcileJob in wanted:
         lookup = lookup or lookup_from_environment()
         if lookup is None:
             log.warning("calls whose last webhooks never came stay unfinished: set TWILIO_ACCOUNT_SID and "

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callbacks.scheduler import (ACK_SECONDS, RECONCILE_SECONDS, RETENTION_SECONDS, AcknowledgementJob, MailboxJob,
-                                 ReconcileJob, RetentionJob, SweepJob)
+from callbacks.scheduler import AcknowledgementJob, MailboxJob, ReconcileJob, RetentionJob, SweepJob, wanted_jobs
 from helpdesk.clock import local
-from helpdesk.models import ImapMailboxState, Restore, SchedulerLease, SignInFailure, TwilioEvent
-from helpdesk.models.event import found_in_log
-from helpdesk.voice.call_events import API_KINDS
+from helpdesk.models import TwilioEvent
 from helpdesk.settings import Settings
-from helpdesk.users import SIGN_IN_WINDOW
+from helpdesk.voice.call_events import API_KINDS
 from metrics import compliance
+from metrics.collector import Operations, read_operations
 
 OK, ATTENTION, OFF = "ok", "attention", "off"
 STATE_WORDS = {OK: "Working", ATTENTION: "Needs attention", OFF: "Not set up"}
@@ -36,18 +34,15 @@ MAILBOX_LATE = timedelta(minutes=10)
 SIGN_INS_REFUSED = 30
 # A lease given up on shutdown runs out at the start of 1970 (callbacks.sweep.release_lease).
 RELEASED = datetime(1970, 1, 2, tzinfo=timezone.utc)
-# Calls found in Twilio's call log that never reached the app, in the hour before now (as
-# helpdesk_calls_found_in_twilio_log_last_hour).
-FOUND_RECENTLY = timedelta(hours=1)
 
-# The scheduler's jobs by lease, in the page's order, with what each does for the desk.
-JOBS = (
-    (SweepJob.lease, "Callback deadlines and breaches"),
-    (AcknowledgementJob.lease, "Email acknowledgements"),
-    (MailboxJob.lease, "Reading the mailbox"),
-    (ReconcileJob.lease, "Checking calls with Twilio"),  # those with no ending, and any that never reached the app
-    (RetentionJob.lease, "Removing old personal data"),
-)
+# What each of the scheduler's jobs does for the desk, by lease.
+JOB_WORDS = {
+    SweepJob.lease: "Callback deadlines and breaches",
+    AcknowledgementJob.lease: "Email acknowledgements",
+    MailboxJob.lease: "Reading the mailbox",
+    RetentionJob.lease: "Removing old personal data",
+    ReconcileJob.lease: "Checking calls with Twilio",  # those with no ending, and any that never reached the app
+}
 
 
 @dataclass(frozen=True)
@@ -55,16 +50,11 @@ class Facts:
     """What the database says at `now` (read_facts)."""
 
     now: datetime
-    leases: dict[str, datetime] = field(default_factory=dict)  # job lease -> when it runs out
-    failures: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # job lease -> its last run's failure
-    last_webhook: datetime | None = None  # the latest webhook from Twilio stored (not what the app asked its API)
-    mailbox_read_at: datetime | None = None
-    found_last_hour: int = 0  # calls found in Twilio's call log that never reached the app
-    calls_unfinished: int = 0
-    emails_unacknowledged_overdue: int = 0
-    sign_ins_refused: int = 0
-    restored_at: datetime | None = None
-    database_seconds: float = 0.0
+    operations: Operations  # the scheduler's jobs, the mailbox, finds in Twilio's log, sign-ins, restores
+    last_webhook: datetime | None  # the latest webhook from Twilio stored (not what the app asked its API)
+    calls_unfinished: int
+    emails_unacknowledged_overdue: int
+    database_seconds: float
 
 
 @dataclass(frozen=True)
@@ -109,43 +99,22 @@ def setup_of(settings: Settings, config: Mapping, telephony) -> Setup:
 
 
 def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
-    """The facts, in one read-only transaction (raises SQLAlchemyError if the database cannot answer)."""
+    """The facts (raises SQLAlchemyError if the database cannot answer)."""
     started = time.perf_counter()
     live = compliance.live_figures(session, settings, now)
+    operations = read_operations(session, settings, now)
     with session.begin():
-        leases, failures = {}, {}
-        for name, expires, failed_at, failure in session.execute(
-                select(SchedulerLease.name, SchedulerLease.expires_at, SchedulerLease.failed_at,
-                       SchedulerLease.failure)):
-            leases[name] = expires
-            if failed_at is not None:
-                failures[name] = (failed_at, failure or "")
         # The newest by id: the primary key's index, however long the journal.
         last_webhook = session.scalar(select(TwilioEvent.received_at).where(TwilioEvent.kind.not_in(API_KINDS))
                                       .order_by(TwilioEvent.id.desc()).limit(1))
-        found = session.scalar(select(func.count(TwilioEvent.id))
-                               .where(found_in_log(), TwilioEvent.received_at > now - FOUND_RECENTLY))
-        read_at = (session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host
-                   else None)
-        refused = session.scalar(select(func.count(SignInFailure.id))
-                                 .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
-        restored_at = session.scalar(select(func.max(Restore.restored_at)))
-    return Facts(now, leases, failures, last_webhook, read_at, int(found or 0), live.calls_unfinished,
-                 live.emails_unacknowledged_overdue, int(refused or 0), restored_at,
+    return Facts(now, operations, last_webhook, live.calls_unfinished, live.emails_unacknowledged_overdue,
                  time.perf_counter() - started)
 
 
 def expected_jobs(settings: Settings) -> list[tuple[str, str, int]]:
-    """The jobs a scheduler with these settings runs (callbacks.scheduler.scheduled_jobs): their
-    lease, what they do, and how often they run (seconds)."""
-    every = {SweepJob.lease: settings.scheduler.sweep_seconds, AcknowledgementJob.lease: ACK_SECONDS}
-    if settings.email.imap.host:
-        every[MailboxJob.lease] = settings.email.imap.poll_seconds
-    if settings.webhooks.reconcile_after_minutes:
-        every[ReconcileJob.lease] = RECONCILE_SECONDS
-    if settings.retention.personal_data_days:
-        every[RetentionJob.lease] = RETENTION_SECONDS
-    return [(lease, what, every[lease]) for lease, what in JOBS if lease in every]
+    """The jobs a scheduler with these settings runs (callbacks.scheduler.wanted_jobs): their lease,
+    what they do, and how often they run (seconds)."""
+    return [(job.lease, JOB_WORDS[job.lease], job.interval(settings)) for job in wanted_jobs(settings)]
 
 
 def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
@@ -157,8 +126,8 @@ def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
 
 
 def _database(facts: Facts, today: date) -> Check:
-    restored = (f" Restored from a backup at {_when(facts.restored_at, today)}: what came in between the backup "
-                "and then is missing." if facts.restored_at else "")
+    restored = (f" Restored from a backup at {_when(facts.operations.restored_at, today)}: what came in between the backup "
+                "and then is missing." if facts.operations.restored_at else "")
     return Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read these figures."
                                  f"{restored}", "", "After a restore" if restored else "")
 
@@ -167,11 +136,11 @@ def _jobs(facts: Facts, settings: Settings, today: date) -> list[Check]:
     found = []
     lease_seconds = settings.scheduler.lease_seconds
     for lease, what, every in expected_jobs(settings):
-        expires = facts.leases.get(lease)
+        expires = facts.operations.leases.get(lease)
         # Each run renews the lease for lease_seconds; a job that runs less often than that lets it
         # lapse between runs, so it is late only once its next run is a lease's length overdue.
         ran = expires - timedelta(seconds=lease_seconds) if expires is not None and expires > RELEASED else None
-        failed = facts.failures.get(lease)
+        failed = facts.operations.failures.get(lease)
         failure = (f" Its last run failed, at {_when(failed[0], today)}: {failed[1]}" if failed else "")
         if ran is not None and facts.now <= ran + timedelta(seconds=every + lease_seconds):
             running = f"Running: last run {_ago(max(timedelta(0), facts.now - ran))}, every {_every(every)}."
@@ -218,8 +187,8 @@ def _calls(facts: Facts, settings: Settings) -> list[Check]:
         missed = Check(part, OFF, "Not looked for in Twilio's call log.",
                        "List the desk's numbers in webhooks.twilio_numbers, with webhooks.reconcile_after_minutes "
                        "above 0 and the scheduler given TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.", readme)
-    elif facts.found_last_hour:
-        missed = Check(part, ATTENTION, f"{_count(facts.found_last_hour, 'call')} in the last hour found only in "
+    elif facts.operations.found_last_hour:
+        missed = Check(part, ATTENTION, f"{_count(facts.operations.found_last_hour, 'call')} in the last hour found only in "
                                         "Twilio's call log.",
                        "Check the number's Voice URL, and that Twilio could reach the app then.", readme)
     else:
@@ -249,8 +218,8 @@ def _acknowledgements(facts: Facts, settings: Settings) -> Check:
 
 
 def _sign_ins(facts: Facts) -> Check:
-    refused = f"{_count(facts.sign_ins_refused, 'sign-in')} refused in the last 15 minutes."
-    if facts.sign_ins_refused >= SIGN_INS_REFUSED:
+    refused = f"{_count(facts.operations.sign_ins_refused, 'sign-in')} refused in the last 15 minutes."
+    if facts.operations.sign_ins_refused >= SIGN_INS_REFUSED:
         return Check("Signing in", ATTENTION, refused,
                      "Someone may be guessing passwords: the Audit log lists them, with where each came from.")
     return Check("Signing in", OK, refused)
@@ -277,7 +246,7 @@ def _mail_in(facts: Facts, setup: Setup, settings: Settings, today: date) -> Che
     part = "Email enquiries coming in"
     ways = (["SendGrid Inbound Parse may post them"] if setup.sendgrid else [])
     if settings.email.imap.host:
-        read = facts.mailbox_read_at
+        read = facts.operations.mailbox_read_at
         if read is None or facts.now - read > MAILBOX_LATE:
             since = f"since {_when(read, today)}" if read else "yet"
             return Check(part, ATTENTION, f"The mailbox on {settings.email.imap.host} has not been read {since}.",

@@ -16,6 +16,7 @@ from typing import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from callbacks.awaiting import OLDER_DAYS
 from callbacks.scheduler import AcknowledgementJob, SweepJob
@@ -77,29 +78,52 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
             all_time, by_period = history.read(session, settings, now, periods)
         live = compliance.live_figures(session, settings, now,
                                        None if older is None else older(session, settings, now))
-        with session.begin():
-            leases, failing = {}, set()
-            for name, expires, failed_at in session.execute(
-                    select(SchedulerLease.name, SchedulerLease.expires_at, SchedulerLease.failed_at)):
-                leases[name] = expires
-                if failed_at is not None:
-                    failing.add(name)
-            read_at = session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host \
-                else None
-            # Events, not calls: the journal only grows, so the counter never goes down, even if
-            # such a call's webhooks turn up later from a spool.
-            found_in_log, last_hour = session.execute(
-                select(func.count(TwilioEvent.id),
-                       func.count(TwilioEvent.id).filter(TwilioEvent.received_at > now - FOUND_RECENTLY))
-                .where(found_in_log_events())).one()
-            restored_at = session.scalar(select(func.max(Restore.restored_at)))
-            # As the sign-in limit counts them: a good sign-in clears its name's, so a mistyped
-            # password put right at once is not here, and guesses are.
-            refused = session.scalar(select(func.count(SignInFailure.id))
-                                     .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
+        operations = read_operations(session, settings, now)
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    leases, read_at, bool(settings.email.imap.host), int(found_in_log or 0), int(last_hour or 0),
-                    restored_at, int(refused or 0), frozenset(failing))
+                    operations.leases, operations.mailbox_read_at, bool(settings.email.imap.host),
+                    operations.found_in_log, operations.found_last_hour, operations.restored_at,
+                    operations.sign_ins_refused, frozenset(operations.failures))
+
+
+@dataclass(frozen=True)
+class Operations:
+    """How the desk's machinery is doing, from the database: what /metrics reports beside the
+    business figures, and the System page (helpdesk.system_status) shows."""
+
+    leases: dict[str, datetime]  # scheduler job lease -> when it runs out
+    failures: dict[str, tuple[datetime, str]]  # job lease -> when its last run failed, and why
+    mailbox_read_at: datetime | None  # the IMAP mailbox's last successful read (None: never, or none polled)
+    found_in_log: int  # calls found in Twilio's call log that never reached the app
+    found_last_hour: int  # of them, found in the hour before now
+    restored_at: datetime | None  # when the database was last put back to a backup (None: never)
+    sign_ins_refused: int  # within helpdesk.users.SIGN_IN_WINDOW, not followed by a good one
+
+
+def read_operations(session: Session, settings: Settings, now: datetime) -> Operations:
+    """The Operations at `now`, in one read-only transaction of `session`."""
+    with session.begin():
+        leases, failures = {}, {}
+        for name, expires, failed_at, failure in session.execute(
+                select(SchedulerLease.name, SchedulerLease.expires_at, SchedulerLease.failed_at,
+                       SchedulerLease.failure)):
+            leases[name] = expires
+            if failed_at is not None:
+                failures[name] = (failed_at, failure or "")
+        read_at = session.scalar(select(func.max(ImapMailboxState.checked_at))) if settings.email.imap.host \
+            else None
+        # Events, not calls: the journal only grows, so the counter never goes down, even if
+        # such a call's webhooks turn up later from a spool.
+        found_in_log, last_hour = session.execute(
+            select(func.count(TwilioEvent.id),
+                   func.count(TwilioEvent.id).filter(TwilioEvent.received_at > now - FOUND_RECENTLY))
+            .where(found_in_log_events())).one()
+        restored_at = session.scalar(select(func.max(Restore.restored_at)))
+        # As the sign-in limit counts them: a good sign-in clears its name's, so a mistyped
+        # password put right at once is not here, and guesses are.
+        refused = session.scalar(select(func.count(SignInFailure.id))
+                                 .where(SignInFailure.failed_at > now - SIGN_IN_WINDOW))
+    return Operations(leases, failures, read_at, int(found_in_log or 0), int(last_hour or 0), restored_at,
+                      int(refused or 0))
 
 
 class HelpdeskCollector:
