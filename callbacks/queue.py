@@ -95,6 +95,14 @@ class QueueView:
     def more(self) -> int:
         return self.listed - len(self.entries)
 
+    @property
+    def title(self) -> str:
+        """The page's title: how many are overdue and due soon first, so that the browser's tab
+        says so while the agent works in another ("(2 overdue, 1 due soon) Callback queue")."""
+        urgent = [f"{count} {state}" for count, state in ((self.overdue, "overdue"), (self.due_soon, "due soon"))
+                  if count]
+        return f"({', '.join(urgent)}) Callback queue" if urgent else "Callback queue"
+
 
 @dataclass(frozen=True)
 class RecentNotice:

@@ -3,8 +3,9 @@
  * callbacks, answered calls awaiting an outcome, email enquiries awaiting a response) and
  * swaps each into the page. What the agent is doing survives the swap: keyboard focus, text
  * typed into a form (also what the server put back after a refusal), choices made, panels
- * opened. Changes are announced politely in #queue-status. Without JavaScript the page works
- * the same, refreshed by hand.
+ * opened. Changes are announced politely in #queue-status, and the page's title counts what is
+ * overdue and due soon, for the browser's tab; a tab out of sight asks once a minute. Without
+ * JavaScript the page works the same, refreshed by hand.
  */
 (function () {
   "use strict";
@@ -31,9 +32,17 @@
   var failing = false;
   var signedOut = false;
 
-  function seconds() {
-    var value = parseFloat(live.getAttribute("data-poll-seconds"));
-    return value > 0 ? value : 15;
+  var polledAt = Date.now(); /* the page has just come with its lists */
+  /* The page's title starts with the open callbacks' own (data-title: how many are overdue and
+   * due soon), so the browser's tab says so while the agent works in another; the rest of it (the
+   * desk's name) stays as it is. */
+  var titled = document.querySelector(".queue-items");
+  var titleStart = titled ? titled.getAttribute("data-title") : null;
+  var titleRest = titleStart && document.title.indexOf(titleStart) === 0 ? document.title.slice(titleStart.length) : null;
+
+  function seconds(name, otherwise) {
+    var value = parseFloat(live.getAttribute(name || "data-poll-seconds"));
+    return value > 0 ? value : otherwise || 15;
   }
 
   function schedule() {
@@ -129,6 +138,10 @@
       }
       moved = moved || result.moved;
     });
+    var open = document.querySelector(".queue-items");
+    if (titleRest !== null && open && open.getAttribute("data-title")) {
+      document.title = open.getAttribute("data-title") + titleRest;
+    }
     var text = [changed.length ? announcement(changed) : "", moved || ""].join(" ").trim();
     if (text) {
       status.textContent = text;
@@ -249,11 +262,14 @@
     if (signedOut || paused) {
       return; /* nothing more to fetch until the agent signs in again, or resumes */
     }
-    if (busy || document.hidden) {
+    /* A tab out of sight asks only once a minute (data-hidden-poll-seconds), for its title. */
+    var hiddenWait = seconds("data-hidden-poll-seconds", 60) * 1000;
+    if (busy || (document.hidden && Date.now() - polledAt < hiddenWait)) {
       schedule();
       return;
     }
     busy = true;
+    polledAt = Date.now();
     window.fetch(itemsUrl(), {
       credentials: "same-origin",
       cache: "no-store",

@@ -517,6 +517,32 @@ def test_an_agent_can_pause_the_live_updates_and_resume_them(page, queue_app):
     item(page, callback).wait_for(state="attached", timeout=5000)
 
 
+def test_the_tabs_title_counts_the_overdue_callbacks_and_a_tab_out_of_sight_still_updates_it(page, queue_app):
+    from playwright.sync_api import expect
+
+    sign_in(page, queue_app)
+    counts, desk = page.locator(".queue-items"), page.title().split(" – ", 1)[1]
+    overdue, soon = int(counts.get_attribute("data-overdue")), int(counts.get_attribute("data-due-soon"))
+    urgent = ", ".join([f"{overdue} overdue"] * bool(overdue) + [f"{soon} due soon"] * bool(soon))
+    assert page.title() == (f"({urgent}) Callback queue – " if urgent else "Callback queue – ") + desk
+    polled = []
+    page.on("request", lambda request: polled.append(request.url) if "/queue/items" in request.url else None)
+    # The agent works in another tab: this one is out of sight, and asks only once its minute is up.
+    page.evaluate("window.__samePage = true; Object.defineProperty(document, 'hidden', {get: () => true}); "
+                  "var live = document.getElementById('queue-live'); live.dataset.hiddenPollSeconds = '600'; "
+                  "live.dataset.pollSeconds = '1'")
+    callback = queue_app.missed_call()
+    queue_app.execute("UPDATE callbacks SET due_at = :due WHERE id = :id", id=callback,
+                      due=(datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    page.wait_for_timeout(2500)
+    assert polled == [], "a tab out of sight asked every second"
+    page.evaluate("document.getElementById('queue-live').dataset.hiddenPollSeconds = '1'")
+    expect(page).to_have_title(re.compile(rf"^\({overdue + 1} overdue(, \d+ due soon)?\) Callback queue – "),
+                               timeout=8000)
+    assert page.title().endswith(f" – {desk}") and polled
+    assert page.evaluate("window.__samePage") is True, "the page was reloaded"
+
+
 def test_at_320_px_wide_no_reference_or_masked_number_is_broken_across_two_lines(page, queue_app):
     """"HD-2026-" at the end of one line and "000263" on the next once read as two references, and
     "••••••••" above "980" as no number at all."""

@@ -1053,6 +1053,25 @@ def test_the_items_route_returns_the_list_alone_for_the_live_update(alice, clien
     assert re.search(r'data-poll-seconds="15"', text_of(client.get("/queue")))
 
 
+def test_the_pages_title_counts_what_is_overdue_and_due_soon_for_the_browsers_tab(alice, client, clock,
+                                                                                  three_callbacks):
+    def title() -> str:
+        return re.search(r"<title>(.*?)</title>", text_of(client.get("/queue")), re.S).group(1)
+
+    def fragment_title() -> str:
+        return re.search(r'<div class="queue-items"[^>]* data-title="([^"]*)"', text_of(client.get("/queue/items")))[1]
+
+    # Due 13:00, 13:40 and 14:30; warned 30 minutes before.
+    assert title().startswith("(1 overdue, 1 due soon) Callback queue – ")
+    assert fragment_title() == "(1 overdue, 1 due soon) Callback queue"
+    clock.now = at(12, 45)
+    assert title().startswith("(1 due soon) Callback queue – ") and fragment_title() == "(1 due soon) Callback queue"
+    clock.now = at(14, 31)
+    assert title().startswith("(3 overdue) Callback queue – ") and fragment_title() == "(3 overdue) Callback queue"
+    clock.now = at(12, 0)
+    assert title().startswith("Callback queue – ") and fragment_title() == "Callback queue"
+
+
 def test_the_items_route_leaves_out_the_parts_the_page_already_shows_as_they_are(alice, client, three_callbacks):
     def parts(html: str) -> dict[str, str]:
         return dict(re.findall(r'<div class="(queue|awaiting|emails)-items"[^>]*? data-signature="([0-9a-f]+)"', html))
