@@ -241,14 +241,16 @@
   }
 
   /* The lists' address, with `have`: the signature of each part that would be swapped only if
-   * it changed (swapped under a minute ago), so the server leaves those out when they did not. */
+   * it changed (swapped under a minute ago, or any while the tab is out of sight), so the server
+   * leaves those out when they did not. */
   function itemsUrl() {
     var url = live.getAttribute("data-items-url");
     var now = Date.now();
     var have = [];
     PARTS.forEach(function (part) {
       var shown = document.querySelector(part.selector);
-      if (shown && now - (swappedAt[part.selector] || 0) < TICK_MS) {
+      /* Out of sight, times left need no bringing up to date: only a change is worth sending. */
+      if (shown && (document.hidden || now - (swappedAt[part.selector] || 0) < TICK_MS)) {
         have.push(part.selector.slice(1, -"-items".length) + ":" + shown.getAttribute("data-signature"));
       }
     });
