@@ -118,16 +118,21 @@ def refuse_temporary(user, doing: str) -> None:
 
 
 def _new_password() -> str:
-    password = os.environ.get("HELPDESK_PASSWORD")
-    if password:
-        return password
+    return _typed_twice("HELPDESK_PASSWORD", "Password", "password")
+
+
+def _typed_twice(variable: str, prompt: str, what: str) -> str:
+    """A new secret: the environment's `variable`, or asked for twice."""
+    value = os.environ.get(variable)
+    if value:
+        return value
     try:
-        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
     except click.Abort:
         if sys.stdin.isatty():
             raise  # Ctrl-C or Ctrl-D at the terminal: click says "Aborted!"
-        raise click.ClickException("no password was given: send it twice, a line each, on standard input, or set "
-                                   "HELPDESK_PASSWORD") from None
+        raise click.ClickException(f"no {what} was given: send it twice, a line each, on standard input, or set "
+                                   f"{variable}") from None
 
 
 PERMANENT_HELP = ("The user may keep this password (you are adding yourself, or they chose it); without this, "
@@ -327,6 +332,25 @@ def two_step_off_command(username: str) -> None:
     click.echo(f"Turned off two-step sign-in for {user.username!r}: they sign in with their password alone, or set "
                "it up again when they next sign in if their role must have it.")
     _tell(user, TWO_STEP_OFF, user.email)
+
+
+@users_cli.command("set-pin")
+@click.argument("username")
+def set_pin_command(username: str) -> None:
+    """Set a user's PIN for the agents' line (routing.agents_pin), unlocking it.
+
+    The PIN (4 to 8 digits) comes from HELPDESK_PIN, or is asked for twice. Users can set their
+    own on the Agents' line PIN page.
+    """
+    from helpdesk.agents_pin import set_pin
+
+    with cli_session() as session, session.begin():
+        existing_user(session, username)  # no PIN asked for a user who does not exist
+    pin = _typed_twice("HELPDESK_PIN", "PIN for the agents' line", "PIN")
+    with cli_session() as session:
+        user = set_pin(session, username, pin.strip())
+    click.echo(f"Set the PIN for the agents' line of {user.username!r}: they type it, then #, when their phone "
+               "calls the agents' line.")
 
 
 @users_cli.command("tokens")

@@ -221,6 +221,9 @@ def _parse_routing(routing: Reader) -> RoutingSettings:
     if screen_calls and mode != "dial":
         routing.fail("screen_calls", "works only with mode = 'dial': in a queue, agents take callers themselves")
     answer_on_bridge = routing.get("answer_on_bridge", bool, True)
+    agents_pin = routing.get("agents_pin", bool, False)
+    if agents_pin and mode != "queue":
+        routing.fail("agents_pin", "works only with mode = 'queue': in a ring group, the app rings the agents")
     if screen_calls and not answer_on_bridge:
         routing.fail("screen_calls", "needs answer_on_bridge = true: without it, the caller hears silence, "
                                      "not ringing, while the agent's phone is asked to press 1")
@@ -235,6 +238,7 @@ def _parse_routing(routing: Reader) -> RoutingSettings:
         queue_max_wait_seconds=routing.number("queue_max_wait_seconds", 600, 30, 3600, int),
         agents_numbers=frozenset(routing.phone_numbers("agents_numbers")),
         agents_apps=_twiml_apps(routing, "agents_apps"),
+        agents_pin=agents_pin,
         screen_calls=screen_calls,
         screen_timeout_seconds=routing.number("screen_timeout_seconds", 6, 2, 30, int),
     )

@@ -27,6 +27,9 @@ class RoutingSettings:
     # Queue mode: the TwiML Apps (AP...) of agents' Twilio Client apps, whose Voice URL is
     # /twilio/voice/agent-dequeue too; `helpdesk twilio-numbers` checks them.
     agents_apps: tuple[str, ...] = ()
+    # Queue mode: a call to the agents' Voice URL from a phone number or SIP address is put
+    # through only once the agent types their PIN (helpdesk.agents_pin): a caller ID can be faked.
+    agents_pin: bool = False
     # Ring group only: whoever answers an agent's phone must press 1 before the caller is
     # put through, so voicemail picking up is neither connected nor counted as an answer.
     screen_calls: bool = False
@@ -54,6 +57,13 @@ class Messages:
     screen_prompt: str = "Help desk call. Press 1 to take it."
     # Said to a call to the agents' Voice URL (queue mode) that is not from an agent's phone.
     not_an_agent: str = "This line is for the help desk's agents only. Goodbye."
+    # Said to an agent's phone on the agents' line when routing.agents_pin is on.
+    agents_pin_prompt: str = "Please type your PIN for the agents' line, then press hash."
+    agents_pin_wrong: str = "That PIN is not right."
+    agents_pin_not_set: str = ("You have no PIN for the agents' line yet. Set one on the help desk's Agents' line PIN "
+                               "page, then call again. Goodbye.")
+    agents_pin_locked: str = ("Your PIN for the agents' line is locked after too many wrong tries. Set a new one on the "
+                              "help desk's Agents' line PIN page, then call again. Goodbye.")
     # Said instead of out_of_hours and no_answer when voicemail is off: no tone, no message.
     out_of_hours_without_voicemail: str = ("We are closed at the moment. Unless your number is withheld, we will call "
                                            "you back when we open. Goodbye.")

@@ -70,9 +70,12 @@ TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODES_MADE = "user.two_step_on", "user.two_s
 # Access tokens for scripts (helpdesk.access_tokens): made by the user, revoked by them or an
 # administrator.
 TOKEN_MADE, TOKEN_REVOKED = "user.token_made", "user.token_revoked"
+# The PIN for the agents' line (helpdesk.agents_pin): set by the user or an administrator, and
+# locked by too many wrong ones typed on the phone.
+AGENTS_PIN_SET, AGENTS_PIN_LOCKED = "user.agents_pin_set", "user.agents_pin_locked"
 USER_ACTIONS = (ADDED, PASSWORD_SET, PASSWORD_CHANGED, DEACTIVATED, REACTIVATED, ROLE_CHANGED, PHONE_CHANGED,
                 NAME_CHANGED, EMAIL_CHANGED, PASSWORD_LINK_SENT, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, TWO_STEP_OFF,
-                RECOVERY_CODES_MADE, TOKEN_MADE, TOKEN_REVOKED)
+                RECOVERY_CODES_MADE, TOKEN_MADE, TOKEN_REVOKED, AGENTS_PIN_SET, AGENTS_PIN_LOCKED)
 # Signing in and out on the pages. A refused sign-in is recorded only for a username a user has
 # (what else was typed may be a password), and not once the name is refused unheard. A wrong
 # current password on the Change your password page counts as a refused sign-in, and is recorded
@@ -606,8 +609,8 @@ def own_doing(action: str, detail: dict) -> bool:
     """Whether the user did this themself (their own password, a link they asked for), so that
     there is nobody else to name as having done it."""
     return action in (PASSWORD_CHANGED, PASSWORD_CHOSEN_WITH_LINK, TWO_STEP_ON, RECOVERY_CODES_MADE, TOKEN_MADE) or (
-        action == PASSWORD_LINK_SENT and bool(detail.get("asked"))) or (action in (TWO_STEP_OFF, TOKEN_REVOKED)
-                                                                      and bool(detail.get("own")))
+        action == PASSWORD_LINK_SENT and bool(detail.get("asked"))) or (
+        action in (TWO_STEP_OFF, TOKEN_REVOKED, AGENTS_PIN_SET) and bool(detail.get("own")))
 
 
 def change_words(action: str, detail: dict) -> str:
@@ -657,6 +660,10 @@ def change_words(action: str, detail: dict) -> str:
     if action == TOKEN_REVOKED:
         return (f"revoked their access token “{detail.get('token', '?')}”" if detail.get("own")
                 else f"access token “{detail.get('token', '?')}” revoked")
+    if action == AGENTS_PIN_SET:
+        return "set their own PIN for the agents' line" if detail.get("own") else "PIN for the agents' line set"
+    if action == AGENTS_PIN_LOCKED:
+        return f"PIN for the agents' line locked after {detail.get('wrong', '?')} wrong PINs on the phone"
     if detail.get("since"):
         return f"phone {'unchanged' if detail.get('kept') else 'set'}, theirs since {_since_words(detail['since'])}"
     return "phone set" if detail.get("phone") else "phone cleared"

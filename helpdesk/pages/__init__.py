@@ -121,7 +121,7 @@ def _for_machines() -> bool:
 
 def init_app(app: Flask) -> None:
     from callbacks import blueprint as agents
-    from helpdesk.pages import access_tokens, admin, audit, auth, managers, password_links, system, two_step
+    from helpdesk.pages import access_tokens, admin, agents_pin, audit, auth, managers, password_links, system, two_step
 
     # CSRFProtect's own before_request is switched off: the hook below runs the same
     # check but skips webhook blueprints by name.
@@ -212,13 +212,15 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def page_context():
-        return {"desk_name": settings().name, "navigation": navigation, "role_label": role_label}
+        return {"desk_name": settings().name, "navigation": navigation, "role_label": role_label,
+                "has_pin_page": agents_pin.has_pin_page}
 
     login_manager.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(password_links.bp)
     app.register_blueprint(two_step.bp)
     app.register_blueprint(access_tokens.bp)
+    app.register_blueprint(agents_pin.bp)
     app.register_blueprint(managers.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(system.bp)

@@ -17,12 +17,14 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from helpdesk.access_tokens import live_tokens, revoke
+from helpdesk.agents_pin import ASK, LOCK_AFTER, LOCKED, NOT_SET, state_of
 from helpdesk.audit_log import user_sign_ins
 from helpdesk.clock import local, uk_moment
 from helpdesk.models import FormerPhone, User
 from helpdesk.models.user import ROLES
 from helpdesk.own_password import sentence
 from helpdesk.pages.access import role_required
+from helpdesk.pages.agents_pin import has_pin_page
 from helpdesk.account_notices import EMAIL_CHANGED, PASSWORD_SET, TWO_STEP_OFF, Notice
 from helpdesk.pages.format import format_date_time, masked_number_html, role_label
 from helpdesk.pages.taken_by import shown_phone
@@ -80,7 +82,18 @@ def state_words(person: User, link=None) -> dict[str, str]:
         "two_step": ("On" if person.has_two_step
                      else "Not set up: their role must have it, so they set it up when they next sign in"
                      if role_must(person) else "Off"),
+        "agents_pin": _pin_words(person),
     }
+
+
+def _pin_words(person: User) -> str:
+    """Their PIN for the agents' line, while the desk asks for PINs and they take callers."""
+    if not has_pin_page(person):
+        return ""
+    return {NOT_SET: "Not set: their phone cannot take callers from the agents' line until they set one",
+            LOCKED: f"Locked after {LOCK_AFTER} wrong PINs: they set a new one on Agents' line PIN, or "
+                    f"'helpdesk users set-pin {person.username}' does",
+            ASK: "Set"}[state_of(person)]
 
 
 def _by() -> Actor:

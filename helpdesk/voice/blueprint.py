@@ -11,11 +11,15 @@ from functools import lru_cache
 from typing import Callable
 
 from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.orm import Session
 
+from helpdesk.agents_pin import (ASK, LOCKED, NOT_SET, PIN_TRIES, RIGHT, WRONG, agents_at, check_pin, needs_pin,
+                                 pin_state)
+from helpdesk.models import User
 from helpdesk.phones import is_withheld
 from helpdesk.settings import Settings, SipLogin
 from helpdesk.voice import twiml
-from helpdesk.voice.call_events import AGENT_DEQUEUE, NOT_AN_AGENT
+from helpdesk.voice.call_events import AGENT_DEQUEUE, AGENTS_PIN, NOT_AN_AGENT
 from helpdesk.voice.journal import CHILD_KINDS, owning_call_sid
 from helpdesk.voice.params import is_sid, problem
 from helpdesk.voice.projection import ACCEPT_DIGIT, SCREENED, caller_left, dial_bridged
@@ -99,7 +103,11 @@ def _problem(kind: str, params: dict[str, str], now: datetime) -> str | None:
     return problem(params, now)
 
 
-def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None, journal: str = "call") -> Response:
+def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None, journal: str = "call",
+            leave_out: tuple[str, ...] = ()) -> Response:
+    """Check, decide, and store the request's webhook whatever was decided: without the
+    parameters in `leave_out`, which are secret, and then under its path with its query string,
+    so that requests which differed only in those are not taken for one delivered twice."""
     flat = request.form.to_dict()
     # One reading of the clock for the whole request: the arrival stored is the moment the
     # call was judged open or closed at.
@@ -108,8 +116,9 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None,
     if reason:
         return _plain(reason, 400)
     decision, body = decide(flat) if decide else (None, None)
-    kept = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=request.path, received_at=received_at,
-                          decision=decision, journal=journal)
+    path = request.full_path.rstrip("?") if leave_out else request.path
+    kept = store_or_spool(kind, call_sid=owning_call_sid(kind, flat), path=path, received_at=received_at,
+                          decision=decision, journal=journal, leave_out=leave_out)
     if kept is None and body is None:
         return _plain("The event could not be stored.", 503)
     if body is None:
@@ -118,13 +127,14 @@ def _handle(kind: str, decide: Callable[[dict[str, str]], Answer] | None = None,
 
 
 def store_or_spool(kind: str, *, call_sid: str, path: str, received_at: datetime, decision: str | None = None,
-                   journal: str = "call") -> str | None:
+                   journal: str = "call", leave_out: tuple[str, ...] = ()) -> str | None:
     """Store this request's webhook, or keep it in the spool to store later.
 
     Returns where it went, "database" or "spool"; None if neither could take it. `journal`
     "call" records the event and recomputes its call; "only" journals it (outbound legs).
     """
-    event = {"kind": kind, "path": path, "params": list(request.form.items(multi=True)), "received_at": received_at,
+    params = [(name, value) for name, value in request.form.items(multi=True) if name not in leave_out]
+    event = {"kind": kind, "path": path, "params": params, "received_at": received_at,
              "idempotency_token": request.headers.get("I-Twilio-Idempotency-Token"), "decision": decision}
     config, db = settings(), database()
     try:
@@ -272,30 +282,68 @@ def agent_dequeue():
     under the agent's own call, with no call record, so that the caller's call it takes says
     which phone took it (journal.dequeued_by). A call from no agent's phone or Client identity
     (a wrong number, a robot dialling at random) is told so and hung up on: nobody else is put
-    through to a caller."""
+    through to a caller. With routing.agents_pin, a phone number or SIP address is asked for
+    its PIN first (helpdesk.agents_pin), typed to /twilio/voice/agent-pin."""
     def decide(params: dict[str, str]) -> Answer:
-        if _from_an_agent(params.get("From", "")):
-            return None, _twiml("agent_dequeue")
-        log.warning("call %s to the agents' Voice URL refused: not from an agent's phone or Client identity",
-                    params.get("CallSid"))
-        return NOT_AN_AGENT, _twiml("not_an_agent")
+        came_from = params.get("From", "")
+        found = _agents_line(came_from, lambda _session, agents: pin_state(agents) if _asks_pin(came_from) else RIGHT)
+        if found == NOT_AN_AGENT:
+            log.warning("call %s to the agents' Voice URL refused: not from an agent's phone or Client identity",
+                        params.get("CallSid"))
+        return _agents_line_answer(found, next_try=1)
 
     return _handle(AGENT_DEQUEUE, decide, journal="only")
 
 
-def _from_an_agent(came_from: str) -> bool:
-    """Whether a call to the agents' Voice URL came from a user who works the queue; when the
-    users cannot be read, yes: callers waiting in the queue are still taken while the database
-    is down (the request is spooled, as any other). Read with a webhook's session, which gives up
-    in time for the request to be spooled and answered within the 15 s Twilio waits."""
-    from helpdesk.pages.taken_by import works_the_queue
+@bp.post("/agent-pin")
+def agent_pin():
+    """The PIN typed on the agents' line (routing.agents_pin): right, the agent is put through to
+    the next caller; wrong, asked again, up to PIN_TRIES a call. Journalled without the PIN."""
+    attempt = request.args.get("try", "1")
+    attempt = int(attempt) if attempt in {str(n) for n in range(1, PIN_TRIES + 1)} else PIN_TRIES
 
+    def decide(params: dict[str, str]) -> Answer:
+        came_from, typed = params.get("From", ""), params.get("Digits", "")
+        found = _agents_line(came_from, lambda session, agents: check_pin(session, agents, typed, g.received_at))
+        if found in (WRONG, LOCKED, NOT_AN_AGENT):
+            log.warning("call %s to the agents' Voice URL: a wrong PIN (try %d)", params.get("CallSid"), attempt)
+        return _agents_line_answer(found, next_try=attempt + 1)
+
+    return _handle(AGENTS_PIN, decide, journal="only", leave_out=("Digits",))
+
+
+def _asks_pin(came_from: str) -> bool:
+    return settings().routing.agents_pin and needs_pin(came_from)
+
+
+def _agents_line(came_from: str, judge: Callable[[Session, list[User]], str]) -> str:
+    """What the agents' line finds for a call from `came_from`: NOT_AN_AGENT for nobody's phone,
+    else what `judge` says of the agents whose phone it is (in the session's transaction). When the users cannot be read, RIGHT: callers waiting in the queue are still
+    taken while the database is down (the request is spooled, as any other). Read with a
+    webhook's session, which gives up in time for the request to be spooled and answered within
+    the 15 s Twilio waits."""
     if is_withheld(came_from):
-        return False
+        return NOT_AN_AGENT
     try:
         with database().webhook_session() as session, session.begin():
-            return works_the_queue(session, came_from)
+            agents = agents_at(session, came_from)
+            if not agents:
+                return NOT_AN_AGENT
+            return judge(session, agents)
     except Exception as error:
         log.error("the agents' Voice URL could not read the users, so put a call through unchecked: %s",
                   describe(error))
-        return True
+        return RIGHT
+
+
+def _agents_line_answer(found: str, next_try: int) -> Answer:
+    """The decision journalled, and the TwiML, for what the agents' line found; `next_try`: the
+    PIN's try a prompt would be."""
+    if found == RIGHT:
+        return None, _twiml("agent_dequeue")
+    if found in (ASK, WRONG) and next_try <= PIN_TRIES:
+        return f"agents_pin_{found}", twiml.agents_pin(settings(), twiml.Urls(current_app.config["PUBLIC_BASE_URL"]),
+                                                        next_try)
+    if found in (NOT_SET, LOCKED):
+        return f"agents_pin_{found}", _twiml(f"agents_pin_{found}")
+    return (NOT_AN_AGENT if found == NOT_AN_AGENT else "agents_pin_wrong"), _twiml("not_an_agent")

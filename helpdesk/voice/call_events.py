@@ -32,6 +32,9 @@ DIAL_ANSWERED = ("completed", "answered")
 # (/twilio/voice/agent-dequeue), journalled under its own SID with no call record.
 DEQUEUE_KINDS = ("dequeue", "queue_action")
 AGENT_DEQUEUE = "agent_dequeue"
+# The PIN typed on the agents' line (routing.agents_pin), journalled under the agent's call too,
+# without the PIN.
+AGENTS_PIN = "agents_pin"
 # The decision stored with such a request from no agent's phone or Client identity: refused.
 NOT_AN_AGENT = "not_an_agent"
 

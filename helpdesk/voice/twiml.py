@@ -136,8 +136,36 @@ def hang_up() -> str:
 
 def not_an_agent(settings: Settings, urls: Urls) -> str:
     """For a call to the agents' Voice URL from no agent's phone: said goodbye to, and hung up on."""
+    return _goodbye(settings, settings.messages.not_an_agent)
+
+
+def agents_pin(settings: Settings, urls: Urls, attempt: int = 1) -> str:
+    """Ask an agent's phone on the agents' line for its PIN (routing.agents_pin): digits, then #,
+    to /twilio/voice/agent-pin with the try it is; after a wrong one (`attempt` above 1), say so
+    first. Nothing typed is a try too (`actionOnEmptyResult`), though not a wrong PIN."""
     response = VoiceResponse()
+    if attempt > 1:
+        _say(response, settings, settings.messages.agents_pin_wrong)
+    gather = Gather(action=f"{urls.agent_pin}?try={attempt}", method="POST", finish_on_key="#", timeout=10,
+                    action_on_empty_result=True)
+    _say(gather, settings, settings.messages.agents_pin_prompt)
+    response.append(gather)
     _say(response, settings, settings.messages.not_an_agent)
+    response.hangup()
+    return str(response)
+
+
+def agents_pin_not_set(settings: Settings, urls: Urls) -> str:
+    return _goodbye(settings, settings.messages.agents_pin_not_set)
+
+
+def agents_pin_locked(settings: Settings, urls: Urls) -> str:
+    return _goodbye(settings, settings.messages.agents_pin_locked)
+
+
+def _goodbye(settings: Settings, message: str) -> str:
+    response = VoiceResponse()
+    _say(response, settings, message)
     response.hangup()
     return str(response)
 

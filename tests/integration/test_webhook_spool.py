@@ -156,6 +156,25 @@ def test_an_agents_dequeue_while_the_database_is_down_is_kept_and_names_the_phon
         (sid(902), "client:alice")]  # and no call of the agent's own
 
 
+def test_an_agents_pin_while_the_database_is_down_puts_the_phone_through_and_is_kept_without_the_pin(
+        app, client, settings, spool_dir, migrated_url):
+    app.extensions["helpdesk.settings"] = settings = make_settings(routing={"mode": "queue", "agents_pin": True},
+                                                                   webhooks={"spool_dir": str(spool_dir)})
+    take_down(app, migrated_url)
+    agents_call = {"CallSid": sid(902), "From": "+447700900555", "To": "+441234000999"}
+    for path, params in (("/twilio/voice/agent-dequeue", agents_call),
+                         ("/twilio/voice/agent-pin?try=1", {**agents_call, "Digits": "2580"})):
+        taken = post(client, path, params)
+        assert taken.status_code == 200 and ET.fromstring(taken.data).find("Dial/Queue") is not None
+    assert "2580" not in "".join(path.read_text() for path in spool_dir.rglob("*") if path.is_file())
+    bring_back(app, migrated_url)
+    wait_until_stored(settings)
+    stored = read(migrated_url, lambda s: s.execute(select(TwilioEvent.kind, TwilioEvent.params)
+                                                    .order_by(TwilioEvent.id)).all())
+    assert [kind for kind, _ in stored] == ["agent_dequeue", "agents_pin"]
+    assert all("2580" not in params and "Digits" not in params for _, params in stored)
+
+
 def test_a_spooled_event_stored_twice_is_journalled_once(app, settings, migrated_url):
     entry = spool_entry(kind="incoming", path="/twilio/voice/incoming", params=list(inbound(sid(5)).items()),
                         received_at=OPEN_TIME, call_sid=sid(5), idempotency_token=None, decision="agents")

@@ -1,0 +1,89 @@
+"""The Agents' line PIN page: someone who takes callers from the queue sets the PIN their phone
+types on the agents' line (routing.agents_pin, helpdesk.agents_pin), or a new one once it is
+locked. It asks for their password, counted as a sign-in is: a session left open on a shared
+desk must not be enough to set a PIN that puts a phone through to callers.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from helpdesk.agents_pin import LOCK_AFTER, LONGEST, SHORTEST, pin_problem, set_pin, state_of
+from helpdesk.clock import LONDON
+from helpdesk.models.user import QUEUE_ROLES
+from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
+from helpdesk.pages.auth import client_address
+from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
+from helpdesk.users import Actor
+from helpdesk.web import clock, database, settings
+
+bp = Blueprint("agents_pin", __name__)
+
+PAGE = "Agents' line PIN"  # where a wrong password was typed, as the audit log says
+
+
+def has_pin_page(user) -> bool:
+    """Whether `user` has the page: the desk asks for PINs, and they take callers from the queue."""
+    return settings().routing.agents_pin and user.has_role(*QUEUE_ROLES)
+
+
+def queue_takers_only(view):
+    @wraps(view)
+    def checked(*args, **kwargs):
+        if not has_pin_page(current_user):
+            return render_template("forbidden.html"), 403
+        return view(*args, **kwargs)
+
+    return login_required(checked)
+
+
+@bp.get("/account/agents-pin")
+@queue_takers_only
+def page():
+    return _page({})
+
+
+def _page(problems: dict[str, str], status: int = 200):
+    return render_template("agents_pin.html", problems=problems, state=state_of(current_user), shortest=SHORTEST,
+                           longest=LONGEST, lock_after=LOCK_AFTER), status
+
+
+@bp.post("/account/agents-pin")
+@queue_takers_only
+def choose():
+    """Set the PIN, typed twice, once the password is right."""
+    pin, again, password = (request.form.get(name, "")[:64] for name in ("pin", "pin_again", "password"))
+    problems = {}
+    if not pin:
+        problems["pin"] = "Enter a PIN."
+    elif problem := pin_problem(pin):
+        problems["pin"] = f"The PIN {problem}."
+    elif again != pin:
+        problems["pin_again"] = "The PINs do not match. Type the same PIN twice."
+    if not password:
+        problems["password"] = "Enter your password."
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        problems["password"] = "Your password is wrong."
+    elif not problems:  # the password is checked (and counted) only for a form otherwise right
+        try:
+            with database().session() as db_session:
+                if password_confirmed(db_session, current_user, password, current_app.config["SECRET_KEY"], clock(),
+                                      client_address(), page=PAGE) is None:
+                    problems["password"] = "Your password is wrong."
+        except TooManyWrongPasswords as refused:
+            problems["password"] = (f"Too many wrong passwords for your username. Try again after "
+                                    f"{refused.until.astimezone(LONDON):%H:%M}.")
+            return _page(problems, 429)
+    if problems:
+        return _page(problems, 400)
+    try:
+        with database().session() as db_session:
+            set_pin(db_session, current_user.username, pin, Actor(current_user.username, current_user.id), clock(),
+                    client_address())
+    except UserError as problem:
+        return _page({"pin": sentence(problem)}, 400)
+    flash("Your PIN for the agents' line is set. Your phone types it, then #, when it calls the agents' line.",
+          "success")
+    return redirect(url_for("agents_pin.page"))
