@@ -160,6 +160,10 @@ def _routing_warnings(settings) -> list[str]:
         if routing.mode == "dial" and getattr(routing, key):
             warnings.append(f"warning: routing.{key} is set but routing.mode is \"dial\": agents take no calls "
                             f"from a queue, so {unused}.")
+    if routing.mode == "queue" and routing.agents_numbers and not routing.agents_pin:
+        warnings.append("warning: routing.agents_numbers is set and routing.agents_pin is false: a call to the agents' "
+                        "line is put through to a caller on its caller ID alone, which can be faked. Once each agent "
+                        "has set their PIN, set agents_pin = true (see the README).")
     return warnings
 
 

@@ -169,7 +169,21 @@ def test_check_config_warns_of_queue_modes_agents_settings_a_ring_group_does_not
             f"{unused}.") in result.output
     config.write_text(config.read_text() + 'mode = "queue"\n')
     result = CliRunner().invoke(main, ["check-config", str(config)])
-    assert result.exit_code == 0 and key not in result.output, result.output
+    assert result.exit_code == 0 and f"routing.{key} is set but" not in result.output, result.output
+
+
+def test_check_config_warns_when_the_agents_line_trusts_the_caller_id_alone(tmp_path):
+    config = tmp_path / "helpdesk.toml"
+    queue = WALES.replace('"+447700900123"', '"client:alice"') + 'mode = "queue"\n'
+    config.write_text(queue + 'agents_numbers = ["+441144960099"]\n')
+    result = CliRunner().invoke(main, ["check-config", str(config)])
+    assert result.exit_code == 0
+    assert ("warning: routing.agents_numbers is set and routing.agents_pin is false: a call to the agents' line is "
+            "put through to a caller on its caller ID alone, which can be faked.") in result.output
+    config.write_text(queue + 'agents_numbers = ["+441144960099"]\nagents_pin = true\n')
+    assert "agents_pin" not in CliRunner().invoke(main, ["check-config", str(config)]).output
+    config.write_text(queue)  # agents on Twilio Client apps alone: Twilio has checked who they are
+    assert "agents_pin" not in CliRunner().invoke(main, ["check-config", str(config)]).output
 
 
 def test_check_config_warns_when_calls_that_never_reached_the_app_would_not_be_looked_for(tmp_path):
