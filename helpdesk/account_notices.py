@@ -1,5 +1,6 @@
-"""Emails telling a user that their password, email address or two-step sign-in was changed, that
-a recovery code was used to sign in as them, or that an access token was made for them, so that
+"""Emails telling a user that their password, email address, two-step sign-in or PIN for the
+agents' line was changed, that a recovery code was used to sign in as them, that an access token
+was made for them, or that their PIN was locked by wrong ones typed on a phone, so that
 a change they did not make does not go unnoticed (NIST SP 800-63B asks for such a notice when an
 authenticator changes, or a recovery code is used). Sent only to a user who has an address, and
 only once [smtp] host is set.
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 PASSWORD_CHANGED, PASSWORD_SET, EMAIL_CHANGED = "password_changed", "password_set", "email_changed"
 TWO_STEP_ON, TWO_STEP_OFF, RECOVERY_CODE_USED = "two_step_on", "two_step_off", "recovery_code_used"
 TOKEN_MADE = "token_made"
+AGENTS_PIN_SET, AGENTS_PIN_LOCKED = "agents_pin_set", "agents_pin_locked"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Notice:
     at: datetime
     by: str | None = None  # the administrator, or None for the command line or the user themself
     own: bool = False  # done by the user themself (two-step sign-in turned off)
-    left: int | None = None  # recovery codes still unused (RECOVERY_CODE_USED)
+    left: int | None = None  # recovery codes still unused (RECOVERY_CODE_USED); wrong PINs (AGENTS_PIN_LOCKED)
     token: str | None = None  # the access token's name (TOKEN_MADE)
 
 
@@ -78,6 +80,19 @@ def message(notice: Notice, settings: Settings) -> EmailMessage:
                 f"{desk} pages {at}. A script that gives it can download evidence packs as you.\n\nIf that was "
                 "not you, revoke it on the Access tokens page and tell an administrator at once: someone knows your "
                 "password.")
+    elif notice.kind == AGENTS_PIN_SET:
+        subject = f"Your PIN for the agents' line of {desk} was set"
+        said = (f"{'You' if notice.own else who} set a new PIN for the agents' line for your username "
+                f"{notice.username} on the {desk} pages {at}. You type it, then #, when you call the agents' line to "
+                "take callers.\n\n"
+                "If you did not do or ask for this, set a new one on the Agents' line PIN page and tell an "
+                "administrator at once.")
+    elif notice.kind == AGENTS_PIN_LOCKED:
+        subject = f"Your PIN for the agents' line of {desk} is locked"
+        said = (f"Your PIN for the agents' line (username {notice.username}) was typed wrong {notice.left} times "
+                f"in a row on a phone that is yours, or pretends to be, and was locked {at}. Your phone cannot "
+                "take callers until you set a new one on the Agents' line PIN page.\n\nIf those wrong PINs "
+                "were not yours, tell an administrator: someone may be trying to take callers as you.")
     else:
         subject = f"Your email address for {desk} was changed"
         said = (f"{who} changed the email address for your username {notice.username} on the {desk} pages {at}. "

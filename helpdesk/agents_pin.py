@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
@@ -103,10 +104,21 @@ def pin_state(agents: list[User]) -> str:
     return NOT_SET if NOT_SET in states else LOCKED
 
 
-def check_pin(session: Session, agents: list[User], typed: str, now: datetime) -> str:
+@dataclass(frozen=True)
+class Locked:
+    """A user whose PIN a wrong one just locked, to be told (helpdesk.account_notices)."""
+
+    username: str
+    display_name: str | None
+    email: str | None
+
+
+def check_pin(session: Session, agents: list[User], typed: str, now: datetime,
+              locked: list[Locked] | None = None) -> str:
     """RIGHT if `typed` is the PIN of one of `agents` (agents_at, read in the caller's transaction
     of `session`), which clears their wrong ones; else WRONG, counted against each of them whose
-    PIN could be typed, or LOCKED once that locks them all (or nobody's could be typed)."""
+    PIN could be typed, or LOCKED once that locks them all (or nobody's could be typed). Whoever
+    it locks is added to `locked`."""
     askable = [user for user in agents if state_of(user) == ASK]
     if not askable:
         return pin_state(agents)
@@ -123,5 +135,7 @@ def check_pin(session: Session, agents: list[User], typed: str, now: datetime) -
         session.refresh(user, ["agents_pin_failures"])
         if user.agents_pin_failures == LOCK_AFTER:
             audit(session, AGENTS_PIN_LOCKED, user, Actor("agents' line"), now, wrong=LOCK_AFTER, via="phone")
+            if locked is not None:
+                locked.append(Locked(user.username, user.display_name, user.email))
             log.warning("PIN for the agents' line of user %s locked after %d wrong PINs", user.username, LOCK_AFTER)
     return WRONG if any(state_of(user) == ASK for user in askable) else LOCKED

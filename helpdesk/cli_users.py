@@ -342,6 +342,7 @@ def set_pin_command(username: str) -> None:
     The PIN (4 to 8 digits) comes from HELPDESK_PIN, or is asked for twice. Users can set their
     own on the Agents' line PIN page.
     """
+    from helpdesk.account_notices import AGENTS_PIN_SET as AGENTS_PIN_SET_NOTICE
     from helpdesk.agents_pin import set_pin
 
     with cli_session() as session, session.begin():
@@ -351,6 +352,7 @@ def set_pin_command(username: str) -> None:
         user = set_pin(session, username, pin.strip())
     click.echo(f"Set the PIN for the agents' line of {user.username!r}: they type it, then #, when their phone "
                "calls the agents' line.")
+    _tell(user, AGENTS_PIN_SET_NOTICE, user.email)
 
 
 @users_cli.command("tokens")

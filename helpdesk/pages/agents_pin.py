@@ -10,11 +10,13 @@ from functools import wraps
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from helpdesk.account_notices import AGENTS_PIN_SET, Notice
 from helpdesk.agents_pin import LOCK_AFTER, LONGEST, SHORTEST, pin_problem, set_pin, state_of
 from helpdesk.clock import LONDON
 from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
 from helpdesk.pages.auth import client_address
+from helpdesk.pages.password_links import notify
 from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
 from helpdesk.users import Actor
 from helpdesk.web import clock, database, settings
@@ -84,6 +86,8 @@ def choose():
                     client_address())
     except UserError as problem:
         return _page({"pin": sentence(problem)}, 400)
-    flash("Your PIN for the agents' line is set. Your phone types it, then #, when it calls the agents' line.",
-          "success")
+    if current_user.email:
+        notify(Notice(AGENTS_PIN_SET, current_user.email, current_user.username, current_user.display_name, clock(),
+                      own=True))
+    flash("Your PIN for the agents' line is set. Type it, then #, when you call the agents' line.", "success")
     return redirect(url_for("agents_pin.page"))

@@ -13,8 +13,8 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from helpdesk.agents_pin import (ASK, LOCKED, NOT_SET, PIN_TRIES, RIGHT, WRONG, agents_at, check_pin, needs_pin,
-                                 pin_state)
+from helpdesk.agents_pin import (ASK, LOCK_AFTER, LOCKED, NOT_SET, PIN_TRIES, RIGHT, WRONG, agents_at, check_pin,
+                                 needs_pin, pin_state)
 from helpdesk.models import User
 from helpdesk.phones import is_withheld
 from helpdesk.settings import Settings, SipLogin
@@ -303,10 +303,19 @@ def agent_pin():
     attempt = int(attempt) if attempt in {str(n) for n in range(1, PIN_TRIES + 1)} else PIN_TRIES
 
     def decide(params: dict[str, str]) -> Answer:
-        came_from, typed = params.get("From", ""), params.get("Digits", "")
-        found = _agents_line(came_from, lambda session, agents: check_pin(session, agents, typed, g.received_at))
+        came_from, typed, locked = params.get("From", ""), params.get("Digits", ""), []
+        found = _agents_line(came_from, lambda session, agents: check_pin(session, agents, typed, g.received_at,
+                                                                          locked))
         if found in (WRONG, LOCKED, NOT_AN_AGENT):
             log.warning("call %s to the agents' Voice URL: a wrong PIN (try %d)", params.get("CallSid"), attempt)
+        if any(user.email for user in locked):
+            from helpdesk.account_notices import AGENTS_PIN_LOCKED as LOCKED_NOTICE, Notice
+            from helpdesk.pages.password_links import notify
+
+            for user in locked:
+                if user.email:
+                    notify(Notice(LOCKED_NOTICE, user.email, user.username, user.display_name, g.received_at,
+                                  left=LOCK_AFTER))
         return _agents_line_answer(found, next_try=attempt + 1)
 
     return _handle(AGENTS_PIN, decide, journal="only", leave_out=("Digits",))

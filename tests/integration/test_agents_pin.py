@@ -17,6 +17,7 @@ from helpdesk.cli import main as helpdesk_cli
 from helpdesk.config import ConfigError
 from helpdesk.models import AuditEntry, TwilioEvent, User
 from tests.integration.conftest import BASE_URL, make_settings
+from tests.integration.test_password_links import smtp_server  # noqa: F401 (a fixture: a mail server)
 from tests.integration.twilio_requests import post, sid
 
 ALICE_PHONE, BOB_DESK = "+447700900555", "sip:1001@pbx.example.org"
@@ -342,3 +343,44 @@ def test_an_administrator_sees_whether_each_agents_pin_is_set_or_locked(queue_de
                                "'helpdesk users set-pin cleo' does")
     queue_desk.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
     assert said_of("alice") == ""
+
+
+# --------------------------------------------------------------------------- the user is told
+
+@pytest.fixture
+def mail_desk(migrated_url, clock, smtp_server):
+    """Queue mode with agents' PINs and a mail server; Alice has an email address."""
+    from dataclasses import replace
+
+    from helpdesk.users import add_user
+    from tests.integration.test_password_links import mail_app
+
+    app = mail_app(migrated_url, clock, smtp_server)
+    current = app.extensions["helpdesk.settings"]
+    app.extensions["helpdesk.settings"] = replace(current, routing=replace(current.routing, mode="queue",
+                                                                           agents_pin=True))
+    with app.extensions["helpdesk.db"].session() as session:
+        add_user(session, "alice", PASSWORD, "agent", "Alice Agent", phone=ALICE_PHONE, email="alice@example.org")
+    with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "alice", PIN)
+    yield app
+    app.extensions["helpdesk.db"].dispose()
+
+
+def test_a_user_is_emailed_when_their_pin_is_set_and_when_wrong_ones_lock_it(mail_desk, smtp_server):
+    from tests.integration.test_password_links import mails
+    from tests.integration.test_users_and_login import sign_in
+
+    client = mail_desk.test_client()
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    assert choose(client, "739164").status_code == 302
+    for n, attempt in ((902, 1), (902, 2), (902, 3), (903, 1), (903, 2)):
+        typed(client, n, "0852", attempt=attempt)
+    set_mail, locked_mail = mails(smtp_server)
+    assert set_mail["To"] == "alice@example.org"
+    assert set_mail["Subject"] == "Your PIN for the agents' line of Help desk was set"
+    assert "You set a new PIN for the agents' line for your username alice" in " ".join(set_mail.get_content().split())
+    assert locked_mail["Subject"] == "Your PIN for the agents' line of Help desk is locked"
+    body = " ".join(locked_mail.get_content().split())
+    assert "was typed wrong 5 times in a row on a phone that is yours, or pretends to be" in body
+    assert not any(pin in set_mail.get_content() + body for pin in ("739164", "0852", "0900555"))
