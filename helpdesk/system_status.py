@@ -10,16 +10,19 @@ desk up and has no Prometheus yet, or wants one place to look.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callbacks.scheduler import AcknowledgementJob, MailboxJob, ReconcileJob, RetentionJob, SweepJob, wanted_jobs
+from helpdesk.agents_pin import LOCKED, NOT_SET, state_of
 from helpdesk.clock import local
-from helpdesk.models import TwilioEvent
+from helpdesk.models import TwilioEvent, User
+from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.settings import Settings
 from helpdesk.voice.call_events import API_KINDS
 from metrics import compliance
@@ -55,6 +58,9 @@ class Facts:
     calls_unfinished: int
     emails_unacknowledged_overdue: int
     database_seconds: float
+    # Queue mode: of the active users who take callers and have a phone, how many have no PIN for
+    # the agents' line, and how many a PIN locked (helpdesk.agents_pin); and how many there are.
+    pins: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,11 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
         # The newest by id: the primary key's index, however long the journal.
         last_webhook = session.scalar(select(TwilioEvent.received_at).where(TwilioEvent.kind.not_in(API_KINDS))
                                       .order_by(TwilioEvent.id.desc()).limit(1))
+        pins = Counter(state_of(user) for user in session.scalars(select(User).where(
+            User.active, User.role.in_((*QUEUE_ROLES, "admin")), User.phone.is_not(None)))) \
+            if settings.routing.mode == "queue" else Counter()
     return Facts(now, operations, last_webhook, live.calls_unfinished, live.emails_unacknowledged_overdue,
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, dict(pins))
 
 
 def expected_jobs(settings: Settings) -> list[tuple[str, str, int]]:
@@ -121,7 +130,8 @@ def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
     """Every part's line, in the page's order."""
     today = local(facts.now).date()
     return [_database(facts, today), *_jobs(facts, settings, today), _webhooks(facts, today), _spool(setup.spool),
-            *_calls(facts, settings), _call_back_now(setup), _mail_in(facts, setup, settings, today),
+            *_calls(facts, settings), *_agents_line(facts, settings), _call_back_now(setup),
+            _mail_in(facts, setup, settings, today),
             _acknowledgements(facts, settings), _sign_ins(facts)]
 
 
@@ -194,6 +204,29 @@ def _calls(facts: Facts, settings: Settings) -> list[Check]:
     else:
         missed = Check(part, OK, "None found in the last hour.")
     return [unfinished, missed]
+
+
+def _agents_line(facts: Facts, settings: Settings) -> list[Check]:
+    """Queue mode: whether a faked caller ID could take callers, and PINs missing or locked."""
+    routing, part = settings.routing, "Agents' line"
+    if routing.mode != "queue":
+        return []
+    if not routing.agents_pin:
+        if not routing.agents_numbers:
+            return [Check(part, OK, "Agents take callers with Twilio Client apps, whose identity Twilio checks.")]
+        return [Check(part, OFF, "A call from an agent's phone is put through on its caller ID alone, which can be "
+                                 "faked.", "Have everyone set a PIN on Agents' line PIN, then set [routing] "
+                                           "agents_pin = true.", "Agents' line PIN")]
+    locked, missing, phones = facts.pins.get(LOCKED, 0), facts.pins.get(NOT_SET, 0), sum(facts.pins.values())
+    said = f"A PIN is asked of each phone: {_count(phones - missing - locked, 'phone')} of {phones} can take callers."
+    todo = []
+    if locked:
+        todo.append(f"{_count(locked, 'PIN')} locked after wrong ones: its owner sets a new one on Agents' line PIN "
+                    "(the Audit log says when; if they did not type them, someone may be faking their caller ID).")
+    if missing:
+        todo.append(f"{_count(missing, 'phone')} {'has' if missing == 1 else 'have'} no PIN yet: its owner sets one "
+                    "on Agents' line PIN.")
+    return [Check(part, ATTENTION if todo else OK, said, " ".join(todo), "Agents' line PIN" if todo else "")]
 
 
 def _call_back_now(setup: Setup) -> Check:

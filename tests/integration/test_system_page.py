@@ -38,7 +38,7 @@ def row(page: str, part: str) -> str:
 
 PARTS = ("Database", "Scheduler: Callback deadlines", "Scheduler: Email acknowledgements", "Scheduler: Reading",
          "Scheduler: Checking calls", "Scheduler: Removing", "Webhooks from Twilio", "Webhooks waiting",
-         "Calls with no ending", "Calls that never reached the app", "Call back now", "Email enquiries coming in",
+         "Calls with no ending", "Calls that never reached the app", "Agents' line", "Call back now", "Email enquiries coming in",
          "Email acknowledgements Working", "Email acknowledgements Not set up", "Email acknowledgements Needs",
          "Signing in", "This server")
 
@@ -219,6 +219,43 @@ def test_a_mailbox_not_read_for_ten_minutes_needs_attention(migrated_url, clock,
     assert f"has not been read since {read} GMT." in row(page_of(client), "Email enquiries")
     assert "Email acknowledgements Working Sent through smtp.example.org; none overdue." in page_of(client)
     app.extensions["helpdesk.db"].dispose()
+
+
+def test_in_queue_mode_the_agents_line_says_whether_a_faked_caller_id_could_take_callers(app, client, admin,
+                                                                                         db_session):
+    from helpdesk.agents_pin import LOCK_AFTER, set_pin
+    from helpdesk.models import User
+
+    def parts() -> str:  # the table alone: the header has the Agents' line PIN page's link
+        return page_of(client).split("Each part of the help desk and its state", 1)[1]
+
+    assert "Agents' line" not in page_of(client)  # a ring group: there is none
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    assert "Agents' line Working Agents take callers with Twilio Client apps" in page_of(client)
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "agents_numbers": ["+441144960099"]})
+    assert ("Agents' line Not set up A call from an agent's phone is put through on its caller ID alone, which can be "
+            "faked. Have everyone set a PIN on Agents' line PIN, then set [routing] agents_pin = true.") in page_of(client)
+    app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "agents_pin": True})
+    for name, phone in (("alice", "+447700900555"), ("bob", "sip:1001@pbx.example.org"), ("cleo", "+447700900556")):
+        make_user(db_session, name, "agent", phone=phone)
+    make_user(db_session, "nina", "agent")  # no phone: nothing to type a PIN on
+    with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "alice", "2580")
+    with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "cleo", "2580")
+    line = row(parts(), "Agents' line")
+    assert line.startswith("Agents' line Needs attention A PIN is asked of each phone: 2 phones of 3 can take callers. "
+                           "1 phone has no PIN yet: its owner sets one on Agents' line PIN."), line
+    with db_session.begin():
+        db_session.execute(User.__table__.update().where(User.username == "cleo").values(
+            agents_pin_failures=LOCK_AFTER))
+    line = row(parts(), "Agents' line")
+    assert "1 phone of 3 can take callers. 1 PIN locked after wrong ones" in line
+    with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "bob", "2580")
+    with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "cleo", "739164")
+    assert "Agents' line Working A PIN is asked of each phone: 3 phones of 3 can take callers." in page_of(client)
 
 
 def test_thirty_sign_ins_refused_need_attention(client, admin, clock, db_session):
