@@ -80,7 +80,8 @@ def set_pin(session: Session, username: str, pin: str, by: Actor | None = None, 
 
 def agents_at(session: Session, came_from: str) -> list[User]:
     """The active users who work the queue and have `came_from` (a call's `From`) as their phone
-    now: usually one; a desk phone may be several people's. Inside the caller's transaction."""
+    or Client identity now: usually one; a desk phone may be several people's. Queue mode's
+    agents' Voice URL puts no one else through to a caller. Inside the caller's transaction."""
     from helpdesk.pages.taken_by import read_phone_book, takers
 
     return [user for user in takers(came_from, read_phone_book(session)) if user.active and user.has_role(*QUEUE_ROLES)]
@@ -113,29 +114,52 @@ class Locked:
     email: str | None
 
 
-def check_pin(session: Session, agents: list[User], typed: str, now: datetime,
-              locked: list[Locked] | None = None) -> str:
-    """RIGHT if `typed` is the PIN of one of `agents` (agents_at, read in the caller's transaction
-    of `session`), which clears their wrong ones; else WRONG, counted against each of them whose
-    PIN could be typed, or LOCKED once that locks them all (or nobody's could be typed). Whoever
-    it locks is added to `locked`."""
+@dataclass(frozen=True)
+class Judged:
+    """What a PIN typed is (judge_pin), before it is counted (count_pin)."""
+
+    found: str  # RIGHT or WRONG; or NOT_SET or LOCKED when nobody's PIN can be typed (pin_state)
+    whose: int | None = None  # RIGHT: the id of the user whose PIN it is
+    guess: bool = False  # WRONG: a PIN was typed (nothing typed, or not a PIN at all, is not counted)
+
+
+def judge_pin(agents: list[User], typed: str) -> Judged:
+    """Whether `typed` is the PIN of one of `agents` (agents_at) whose PIN can be typed; nothing
+    is written."""
     askable = [user for user in agents if state_of(user) == ASK]
     if not askable:
-        return pin_state(agents)
+        return Judged(pin_state(agents))
     if not _PIN.fullmatch(typed or ""):
-        return WRONG  # nothing typed, or not a PIN at all: not a guess at one, so not counted
+        return Judged(WRONG)
     for user in askable:
         if check_password_hash(user.agents_pin_hash, typed):
-            session.execute(update(User).where(User.id == user.id).values(agents_pin_failures=0))
-            return RIGHT
-    for user in askable:
-        # Counted in the database, so two calls guessing at once each add theirs.
-        session.execute(update(User).where(User.id == user.id)
-                        .values(agents_pin_failures=User.agents_pin_failures + 1))
-        session.refresh(user, ["agents_pin_failures"])
-        if user.agents_pin_failures == LOCK_AFTER:
-            audit(session, AGENTS_PIN_LOCKED, user, Actor("agents' line"), now, wrong=LOCK_AFTER, via="phone")
-            if locked is not None:
-                locked.append(Locked(user.username, user.display_name, user.email))
-            log.warning("PIN for the agents' line of user %s locked after %d wrong PINs", user.username, LOCK_AFTER)
+            return Judged(RIGHT, whose=user.id)
+    return Judged(WRONG, guess=True)
+
+
+def count_pin(session: Session, agents: list[User], judged: Judged, now: datetime,
+              locked: list[Locked] | None = None) -> str:
+    """Count what judge_pin found, in a transaction of `session` (the one `agents` were read
+    with): a right PIN clears its user's wrong ones; a wrong guess adds one to each of `agents`
+    whose PIN could be typed, and locks those it brings to LOCK_AFTER (audit log; added to
+    `locked`, to be told). Returns what was found, or LOCKED once that locked them all."""
+    if judged.found == RIGHT:
+        with session.begin():
+            session.execute(update(User).where(User.id == judged.whose).values(agents_pin_failures=0))
+        return RIGHT
+    if not judged.guess:
+        return judged.found
+    askable = [user for user in agents if state_of(user) == ASK]
+    with session.begin():
+        for user in askable:
+            # Counted in the database, so two calls guessing at once each add theirs.
+            session.execute(update(User).where(User.id == user.id)
+                            .values(agents_pin_failures=User.agents_pin_failures + 1))
+            session.refresh(user, ["agents_pin_failures"])
+            if user.agents_pin_failures == LOCK_AFTER:
+                audit(session, AGENTS_PIN_LOCKED, user, Actor("agents' line"), now, wrong=LOCK_AFTER, via="phone")
+                if locked is not None:
+                    locked.append(Locked(user.username, user.display_name, user.email))
+                log.warning("PIN for the agents' line of user %s locked after %d wrong PINs", user.username,
+                            LOCK_AFTER)
     return WRONG if any(state_of(user) == ASK for user in askable) else LOCKED

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.models import Call, FormerPhone, User
-from helpdesk.models.user import QUEUE_ROLES
 from helpdesk.pages import format as fmt
 
 # A phone number in a dial target ("+447700900123", "sip:+447700900123@pbx.example.org"): masked.
@@ -95,13 +94,6 @@ def takers(endpoint: str | None, book: dict[str, list[Holding]], moment: datetim
         return []
     found = {holding.user.id: holding.user for holding in book.get(phone_of(endpoint), []) if holding.at(moment)}
     return sorted(found.values(), key=name)
-
-
-def works_the_queue(session: Session, endpoint: str) -> bool:
-    """Whether `endpoint` (a call's `From`) is now the phone or Client identity of an active user
-    who may work the queue: queue mode's agents' Voice URL puts no one else through to a caller.
-    Inside the caller's transaction of `session`."""
-    return any(user.active and user.has_role(*QUEUE_ROLES) for user in takers(endpoint, read_phone_book(session)))
 
 
 def name(user: User) -> str:

@@ -13,8 +13,8 @@ from typing import Callable
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.orm import Session
 
-from helpdesk.agents_pin import (ASK, LOCK_AFTER, LOCKED, NOT_SET, PIN_TRIES, RIGHT, WRONG, agents_at, check_pin,
-                                 needs_pin, pin_state)
+from helpdesk.agents_pin import (ASK, LOCK_AFTER, LOCKED, NOT_SET, PIN_TRIES, RIGHT, WRONG, agents_at, count_pin,
+                                 judge_pin, needs_pin, pin_state)
 from helpdesk.models import User
 from helpdesk.phones import is_withheld
 from helpdesk.settings import Settings, SipLogin
@@ -286,7 +286,8 @@ def agent_dequeue():
     its PIN first (helpdesk.agents_pin), typed to /twilio/voice/agent-pin."""
     def decide(params: dict[str, str]) -> Answer:
         came_from = params.get("From", "")
-        found = _agents_line(came_from, lambda _session, agents: pin_state(agents) if _asks_pin(came_from) else RIGHT)
+        asks = settings().routing.agents_pin and needs_pin(came_from)
+        found = _agents_line(came_from, lambda _session, agents: pin_state(agents) if asks else RIGHT)
         if found == NOT_AN_AGENT:
             log.warning("call %s to the agents' Voice URL refused: not from an agent's phone or Client identity",
                         params.get("CallSid"))
@@ -303,46 +304,55 @@ def agent_pin():
     attempt = int(attempt) if attempt in {str(n) for n in range(1, PIN_TRIES + 1)} else PIN_TRIES
 
     def decide(params: dict[str, str]) -> Answer:
-        came_from, typed, locked = params.get("From", ""), params.get("Digits", ""), []
-        found = _agents_line(came_from, lambda session, agents: check_pin(session, agents, typed, g.received_at,
-                                                                          locked))
+        came_from, locked = params.get("From", ""), []
+
+        def judge(session: Session, agents: list[User]) -> str:
+            judged = judge_pin(agents, params.get("Digits", ""))
+            try:
+                return count_pin(session, agents, judged, g.received_at, locked)
+            except Exception as error:  # what the PIN is stands; it is only not counted
+                log.error("the agents' line could not count a PIN: %s", describe(error))
+                return judged.found
+
+        found = _agents_line(came_from, judge)
         if found in (WRONG, LOCKED, NOT_AN_AGENT):
             log.warning("call %s to the agents' Voice URL: a wrong PIN (try %d)", params.get("CallSid"), attempt)
-        if any(user.email for user in locked):
-            from helpdesk.account_notices import AGENTS_PIN_LOCKED as LOCKED_NOTICE, Notice
-            from helpdesk.pages.password_links import notify
-
-            for user in locked:
-                if user.email:
-                    notify(Notice(LOCKED_NOTICE, user.email, user.username, user.display_name, g.received_at,
-                                  left=LOCK_AFTER))
+        _tell_locked(locked)
         return _agents_line_answer(found, next_try=attempt + 1)
 
     return _handle(AGENTS_PIN, decide, journal="only", leave_out=("Digits",))
 
 
-def _asks_pin(came_from: str) -> bool:
-    return settings().routing.agents_pin and needs_pin(came_from)
+def _tell_locked(locked: list) -> None:
+    """Email each user whose PIN was just locked, if they have an address (helpdesk.account_notices)."""
+    if not any(user.email for user in locked):
+        return
+    from helpdesk.account_notices import AGENTS_PIN_LOCKED as LOCKED_NOTICE, Notice
+    from helpdesk.pages.password_links import notify
+
+    for user in locked:
+        if user.email:
+            notify(Notice(LOCKED_NOTICE, user.email, user.username, user.display_name, g.received_at,
+                          left=LOCK_AFTER))
 
 
 def _agents_line(came_from: str, judge: Callable[[Session, list[User]], str]) -> str:
     """What the agents' line finds for a call from `came_from`: NOT_AN_AGENT for nobody's phone,
-    else what `judge` says of the agents whose phone it is (in the session's transaction). When the users cannot be read, RIGHT: callers waiting in the queue are still
-    taken while the database is down (the request is spooled, as any other). Read with a
-    webhook's session, which gives up in time for the request to be spooled and answered within
-    the 15 s Twilio waits."""
+    else what `judge` says of the agents whose phone it is (with the session they were read with).
+    When the users cannot be read, RIGHT: callers waiting in the queue are still taken while the
+    database is down (the request is spooled, as any other). Read with a webhook's session, which
+    gives up in time for the request to be spooled and answered within the 15 s Twilio waits."""
     if is_withheld(came_from):
         return NOT_AN_AGENT
-    try:
-        with database().webhook_session() as session, session.begin():
-            agents = agents_at(session, came_from)
-            if not agents:
-                return NOT_AN_AGENT
-            return judge(session, agents)
-    except Exception as error:
-        log.error("the agents' Voice URL could not read the users, so put a call through unchecked: %s",
-                  describe(error))
-        return RIGHT
+    with database().webhook_session() as session:
+        try:
+            with session.begin():
+                agents = agents_at(session, came_from)
+        except Exception as error:
+            log.error("the agents' Voice URL could not read the users, so put a call through unchecked: %s",
+                      describe(error))
+            return RIGHT
+        return judge(session, agents) if agents else NOT_AN_AGENT
 
 
 def _agents_line_answer(found: str, next_try: int) -> Answer:

@@ -384,3 +384,17 @@ def test_a_user_is_emailed_when_their_pin_is_set_and_when_wrong_ones_lock_it(mai
     body = " ".join(locked_mail.get_content().split())
     assert "was typed wrong 5 times in a row on a phone that is yours, or pretends to be" in body
     assert not any(pin in set_mail.get_content() + body for pin in ("739164", "0852", "0900555"))
+
+
+def test_a_wrong_pin_that_cannot_be_counted_still_puts_nobody_through(queue_desk, client, db_session, monkeypatch,
+                                                                      caplog):
+    from sqlalchemy.exc import OperationalError
+
+    def cannot_count(*_args, **_kwargs):
+        raise OperationalError("UPDATE users", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("helpdesk.voice.blueprint.count_pin", cannot_count)
+    refused = typed(client, 902, "0852")
+    assert not put_through(refused) and prompt_url(refused).endswith("/agent-pin?try=2")
+    assert "the agents' line could not count a PIN: OperationalError" in caplog.text
+    assert put_through(typed(client, 902, PIN, attempt=2))  # a right one still is right
