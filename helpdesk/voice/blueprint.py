@@ -315,10 +315,12 @@ def agent_pin():
                 return judged.found
 
         found = _agents_line(came_from, judge)
+        typed = bool(params.get("Digits"))
         if found in (WRONG, LOCKED, NOT_AN_AGENT):
-            log.warning("call %s to the agents' Voice URL: a wrong PIN (try %d)", params.get("CallSid"), attempt)
+            log.warning("call %s to the agents' Voice URL: %s (try %d)", params.get("CallSid"),
+                        "a wrong PIN" if typed else "no PIN typed", attempt)
         _tell_locked(locked)
-        return _agents_line_answer(found, next_try=attempt + 1)
+        return _agents_line_answer(found, next_try=attempt + 1, wrong=typed)
 
     return _handle(AGENTS_PIN, decide, journal="only", leave_out=("Digits",))
 
@@ -355,14 +357,14 @@ def _agents_line(came_from: str, judge: Callable[[Session, list[User]], str]) ->
         return judge(session, agents) if agents else NOT_AN_AGENT
 
 
-def _agents_line_answer(found: str, next_try: int) -> Answer:
+def _agents_line_answer(found: str, next_try: int, wrong: bool = False) -> Answer:
     """The decision journalled, and the TwiML, for what the agents' line found; `next_try`: the
-    PIN's try a prompt would be."""
+    PIN's try a prompt would be, saying first that the one typed was `wrong`."""
     if found == RIGHT:
         return None, _twiml("agent_dequeue")
     if found in (ASK, WRONG) and next_try <= PIN_TRIES:
         return f"agents_pin_{found}", twiml.agents_pin(settings(), twiml.Urls(current_app.config["PUBLIC_BASE_URL"]),
-                                                        next_try)
+                                                        next_try, wrong=wrong)
     if found in (NOT_SET, LOCKED):
         return f"agents_pin_{found}", _twiml(f"agents_pin_{found}")
     return (NOT_AN_AGENT if found == NOT_AN_AGENT else "agents_pin_wrong"), _twiml("not_an_agent")

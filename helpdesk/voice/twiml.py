@@ -139,12 +139,12 @@ def not_an_agent(settings: Settings, urls: Urls) -> str:
     return _goodbye(settings, settings.messages.not_an_agent)
 
 
-def agents_pin(settings: Settings, urls: Urls, attempt: int = 1) -> str:
+def agents_pin(settings: Settings, urls: Urls, attempt: int = 1, wrong: bool = False) -> str:
     """Ask an agent's phone on the agents' line for its PIN (routing.agents_pin): digits, then #,
-    to /twilio/voice/agent-pin with the try it is; after a wrong one (`attempt` above 1), say so
-    first. Nothing typed is a try too (`actionOnEmptyResult`), though not a wrong PIN."""
+    to /twilio/voice/agent-pin with the try it is; after a `wrong` one, say so first. Nothing
+    typed is a try too (`actionOnEmptyResult`), though not a wrong PIN."""
     response = VoiceResponse()
-    if attempt > 1:
+    if wrong:
         _say(response, settings, settings.messages.agents_pin_wrong)
     gather = Gather(action=f"{urls.agent_pin}?try={attempt}", method="POST", finish_on_key="#", timeout=10,
                     action_on_empty_result=True)

@@ -123,6 +123,7 @@ def test_nothing_typed_is_asked_again_and_not_counted_as_a_wrong_pin(queue_desk,
     post(client, "/twilio/voice/agent-dequeue", agents_call(902))
     again = typed(client, 902, "")
     assert prompt_url(again).endswith("/agent-pin?try=2") and failures(db_session, "alice") == 0
+    assert said(again)[0] == "Please type your PIN for the agents' line, then press hash."  # not "not right"
     assert put_through(typed(client, 902, PIN, attempt=2))
 
 
