@@ -16,12 +16,12 @@ from flask_login import current_user
 from helpdesk.access_tokens import (DEFAULT_DAYS, LIFETIMES, LONGEST_NAME, MOST_LIVE, check_days, check_name,
                                     live_tokens, make_token, revoke)
 from helpdesk.account_notices import TOKEN_MADE, Notice
-from helpdesk.clock import LONDON, local
-from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
-from helpdesk.pages.auth import client_address
+from helpdesk.clock import local
+from helpdesk.own_password import sentence
+from helpdesk.pages.auth import client_address, confirm_password
 from helpdesk.pages.evidence import MAX_DAYS, auditors_only
 from helpdesk.pages.format import format_date_time, format_moment
-from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
+from helpdesk.user_rules import UserError
 from helpdesk.users import Actor
 from helpdesk.web import clock, database
 
@@ -58,20 +58,12 @@ def make():
             check(typed[field])
         except UserError as problem:
             problems[field] = sentence(problem)
-    if not password:
-        problems["password"] = "Enter your password."
-    elif len(password) > MAX_PASSWORD_LENGTH:
-        problems["password"] = "Your password is wrong."
-    elif not problems:  # the password is checked (and counted) only for a form otherwise right
-        try:
-            with database().session() as db_session:
-                if password_confirmed(db_session, current_user, password, current_app.config["SECRET_KEY"], clock(),
-                                      client_address(), page=PAGE) is None:
-                    problems["password"] = "Your password is wrong."
-        except TooManyWrongPasswords as refused:
-            problems["password"] = (f"Too many wrong passwords for your username. Try again after "
-                                    f"{refused.until.astimezone(LONDON):%H:%M}.")
-            return _page(typed, problems, 429)
+    # The password is checked (and counted) only for a form otherwise right.
+    problem, blocked = confirm_password(password, PAGE, check=not problems)
+    if problem:
+        problems["password"] = problem
+    if blocked:
+        return _page(typed, problems, 429)
     if problems:
         return _page(typed, problems, 400)
     try:

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from helpdesk.account_notices import AGENTS_PIN_SET, Notice
 from helpdesk.agents_pin import LOCK_AFTER, LONGEST, SHORTEST, pin_problem, set_pin, state_of
-from helpdesk.clock import LONDON
 from helpdesk.models.user import QUEUE_ROLES
-from helpdesk.own_password import TooManyWrongPasswords, password_confirmed, sentence
-from helpdesk.pages.auth import client_address
+from helpdesk.own_password import sentence
+from helpdesk.pages.auth import client_address, confirm_password
 from helpdesk.pages.password_links import notify
-from helpdesk.user_rules import MAX_PASSWORD_LENGTH, UserError
+from helpdesk.user_rules import UserError
 from helpdesk.users import Actor
 from helpdesk.web import clock, database, settings
 
@@ -64,20 +63,12 @@ def choose():
         problems["pin"] = f"The PIN {problem}."
     elif again != pin:
         problems["pin_again"] = "The PINs do not match. Type the same PIN twice."
-    if not password:
-        problems["password"] = "Enter your password."
-    elif len(password) > MAX_PASSWORD_LENGTH:
-        problems["password"] = "Your password is wrong."
-    elif not problems:  # the password is checked (and counted) only for a form otherwise right
-        try:
-            with database().session() as db_session:
-                if password_confirmed(db_session, current_user, password, current_app.config["SECRET_KEY"], clock(),
-                                      client_address(), page=PAGE) is None:
-                    problems["password"] = "Your password is wrong."
-        except TooManyWrongPasswords as refused:
-            problems["password"] = (f"Too many wrong passwords for your username. Try again after "
-                                    f"{refused.until.astimezone(LONDON):%H:%M}.")
-            return _page(problems, 429)
+    # The password is checked (and counted) only for a form otherwise right.
+    problem, blocked = confirm_password(password, PAGE, check=not problems)
+    if problem:
+        problems["password"] = problem
+    if blocked:
+        return _page(problems, 429)
     if problems:
         return _page(problems, 400)
     try:

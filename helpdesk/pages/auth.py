@@ -13,9 +13,9 @@ from wtforms.validators import DataRequired, Length
 
 from helpdesk.clock import LONDON
 from helpdesk.models import User
-from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password
+from helpdesk.own_password import PasswordNotChanged, TooManyWrongPasswords, change_own_password, password_confirmed
 from helpdesk.pages.access import local_path, remember_new_password, remember_sign_in
-from helpdesk.user_rules import MIN_PASSWORD_LENGTH
+from helpdesk.user_rules import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from helpdesk.users import (authenticate, begin_sign_in, finish_sign_in, sign_in_keys, sign_in_refused, signed_in,
                             signed_out, user_id_named)
 from helpdesk.web import clock, database
@@ -67,6 +67,27 @@ def client_address() -> str | None:
         return str(ipaddress.ip_address((request.remote_addr or "").strip()))
     except ValueError:
         return None
+
+
+def confirm_password(password: str, page: str, check: bool = True) -> tuple[str | None, bool]:
+    """What is wrong with the password the signed-in user typed on `page` (as the audit log names
+    it) to confirm what they do there, or None; checked, and counted as a sign-in is, only when
+    `check` (the rest of the form is right). With whether the sign-in limit was reached (a 429)."""
+    if not password:
+        return "Enter your password.", False
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return "Your password is wrong.", False
+    if not check:
+        return None, False
+    try:
+        with database().session() as db_session:
+            if password_confirmed(db_session, current_user, password, current_app.config["SECRET_KEY"], clock(),
+                                  client_address(), page=page) is None:
+                return "Your password is wrong.", False
+    except TooManyWrongPasswords as refused:
+        return (f"Too many wrong passwords for your username. Try again after "
+                f"{refused.until.astimezone(LONDON):%H:%M}."), True
+    return None, False
 
 
 def _who(user_id: int | None) -> str:

@@ -231,18 +231,20 @@ def _live_app(directory, database_url: str) -> Iterator[BrowserApp]:
     assert "Traceback" not in log, f"the app logged an error during the browser tests:\n{log[-3000:]}"
 
 
+def sign_in_at(page, base_url: str, username: str, password: str) -> str:
+    """Sign in through the form of the app at `base_url`; returns the page's path afterwards."""
+    from urllib.parse import urlsplit
+
+    page.goto(base_url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.locator(".account strong").count() == 1, f"{username} did not get signed in"
+    return urlsplit(page.url).path
+
+
 @pytest.fixture
 def sign_in(live_app):
     """``sign_in(page, login)``: sign in through the form; returns the page's path afterwards."""
-    from urllib.parse import urlsplit
-
-    def signing_in(page, login: Login) -> str:
-        page.goto(live_app.at("/login"))
-        page.fill("#username", login.username)
-        page.fill("#password", login.password)
-        with page.expect_navigation():
-            page.click("button[type=submit]")
-        assert page.locator(".account strong").count() == 1, f"{login.username} did not get signed in"
-        return urlsplit(page.url).path
-
-    return signing_in
+    return lambda page, login: sign_in_at(page, live_app.url, login.username, login.password)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.browser import axe
-from tests.browser.conftest import BACKENDS, backend_database
+from tests.browser.conftest import BACKENDS, backend_database, sign_in_at
 
 PHONE = "+447700900555"
 
@@ -57,11 +57,7 @@ def pin_app(request, tmp_path_factory) -> Iterator[PinApp]:
 
 
 def sign_in(page, app: PinApp) -> None:
-    page.goto(app.at("/login"))
-    page.fill("#username", app.username)
-    page.fill("#password", app.password)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
+    sign_in_at(page, app.url, app.username, app.password)
 
 
 def stored_pin(app: PinApp) -> tuple[str | None, int]:

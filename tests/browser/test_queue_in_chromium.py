@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 from prism import PrismServer, bracket_list_fields
 from servers import HOST
 from tests.browser import axe
-from tests.browser.conftest import BACKENDS, backend_database
+from tests.browser.conftest import BACKENDS, backend_database, sign_in_at
 from tests.browser.tables import assert_cards, assert_tables, tables_as_laid_out
 
 AGENT_PHONE = "+447700900555"
@@ -220,12 +220,8 @@ def _queue_app(directory, database_url: str) -> Iterator[QueueApp]:
 
 
 def sign_in(page, app: QueueApp) -> None:
-    page.goto(app.at("/login"))
-    page.fill("#username", app.agent.username)
-    page.fill("#password", app.agent.password)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert page.url.endswith("/queue"), f"an agent should start on the queue, not {page.url}"
+    started = sign_in_at(page, app.url, app.agent.username, app.agent.password)
+    assert started == "/queue", f"an agent should start on the queue, not {started}"
 
 
 def item(page, callback_id: int):
