@@ -221,11 +221,12 @@ def _agents_line(facts: Facts, settings: Settings) -> list[Check]:
     said = f"A PIN is asked of each phone: {_count(phones - missing - locked, 'phone')} of {phones} can take callers."
     todo = []
     if locked:
-        todo.append(f"{_count(locked, 'PIN')} locked after wrong ones: its owner sets a new one on Agents' line PIN "
-                    "(the Audit log says when; if they did not type them, someone may be faking their caller ID).")
+        owners = "its owner sets a new one" if locked == 1 else "their owners set new ones"
+        todo.append(f"{_count(locked, 'PIN')} locked after wrong ones: {owners} on Agents' line PIN (the Audit log "
+                    "says when; if they did not type them, someone may be faking their caller ID).")
     if missing:
-        todo.append(f"{_count(missing, 'phone')} {'has' if missing == 1 else 'have'} no PIN yet: its owner sets one "
-                    "on Agents' line PIN.")
+        owners = "has no PIN yet: its owner sets one" if missing == 1 else "have no PIN yet: their owners set one each"
+        todo.append(f"{_count(missing, 'phone')} {owners} on Agents' line PIN.")
     return [Check(part, ATTENTION if todo else OK, said, " ".join(todo), "Agents' line PIN" if todo else "")]
 
 

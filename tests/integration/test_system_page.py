@@ -225,6 +225,7 @@ def test_in_queue_mode_the_agents_line_says_whether_a_faked_caller_id_could_take
                                                                                          db_session):
     from helpdesk.agents_pin import LOCK_AFTER, set_pin
     from helpdesk.models import User
+    from helpdesk.users import deactivate
 
     def parts() -> str:  # the table alone: the header has the Agents' line PIN page's link
         return page_of(client).split("Each part of the help desk and its state", 1)[1]
@@ -251,11 +252,20 @@ def test_in_queue_mode_the_agents_line_says_whether_a_faked_caller_id_could_take
             agents_pin_failures=LOCK_AFTER))
     line = row(parts(), "Agents' line")
     assert "1 phone of 3 can take callers. 1 PIN locked after wrong ones" in line
+    make_user(db_session, "dave", "agent", phone="+447700900557")
+    assert ("1 phone of 4 can take callers. 1 PIN locked after wrong ones: its owner sets a new one on Agents' line "
+            "PIN") in row(parts(), "Agents' line")
+    assert "2 phones have no PIN yet: their owners set one each on Agents' line PIN." in row(parts(), "Agents' line")
+    make_user(db_session, "eve", "agent", phone="+447700900558")
+    with app.extensions["helpdesk.db"].session() as session:
+        deactivate(session, "eve")  # not counted: she takes no callers
     with app.extensions["helpdesk.db"].session() as session:
         set_pin(session, "bob", "2580")
     with app.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "dave", "2580")
+    with app.extensions["helpdesk.db"].session() as session:
         set_pin(session, "cleo", "739164")
-    assert "Agents' line Working A PIN is asked of each phone: 3 phones of 3 can take callers." in page_of(client)
+    assert "Agents' line Working A PIN is asked of each phone: 4 phones of 4 can take callers." in page_of(client)
 
 
 def test_thirty_sign_ins_refused_need_attention(client, admin, clock, db_session):
