@@ -3,7 +3,7 @@ retention job (helpdesk/retention.py) leave of a call's webhooks, and what the j
 a webhook that comes for a call whose personal data is gone (helpdesk/voice/journal.py).
 
 Each event stays in place and in order, as DESIGN.md's journal asks, with every parameter's
-value blanked but those in KEPT_PARAMETERS. Its fingerprint (a digest of the values) goes too:
+value blanked but those in KEPT_PARAMETERS (and an address's kind, KEPT_SCHEMES). Its fingerprint (a digest of the values) goes too:
 a digest of a phone number can be reversed by trying every number.
 """
 from __future__ import annotations
@@ -27,10 +27,20 @@ KEPT_PARAMETERS = frozenset({
 })
 
 
+# Of an address, the kind is kept ("sip:", "client:"), which names nobody: a SIP code means a
+# phone system refused the call only on a leg to a SIP address (helpdesk.voice.sip_refusals).
+KEPT_SCHEMES = ("sip", "client")
+
+
 def blanked(params: str) -> str:
     """A journal event's parameters with every value a person could be known by blanked."""
-    return json.dumps([[name, value if name in KEPT_PARAMETERS else ""] for name, value in json.loads(params)],
-                      ensure_ascii=False)
+    return json.dumps([[name, value if name in KEPT_PARAMETERS else _scheme(value)]
+                       for name, value in json.loads(params)], ensure_ascii=False)
+
+
+def _scheme(value: str) -> str:
+    scheme = value.partition(":")[0].lower() if ":" in value else ""
+    return f"{scheme}:" if scheme in KEPT_SCHEMES else ""
 
 
 def not_blanked():

@@ -258,9 +258,13 @@ def test_an_administrator_whose_password_another_set_chooses_their_own_before_re
 
 def test_only_values_that_say_nothing_of_a_person_are_kept_in_an_event():
     params = json.dumps([["CallSid", "CA1"], ["From", "+447700900338"], ["CallStatus", "completed"],
-                         ["RecordingUrl", "https://api.twilio.com/x"], ["CallerName", "Amira Khan"]])
+                         ["RecordingUrl", "https://api.twilio.com/x"], ["CallerName", "Amira Khan"],
+                         ["To", "sip:1001@pbx.example.org;transport=tls"], ["Called", "client:amira"],
+                         ["Caller", "SIP:amira@example.org"], ["ForwardedFrom", "tel:+447700900338"]])
+    # Of an address, only its kind: a SIP code is a phone system's refusal only on a SIP leg.
     assert json.loads(blanked(params)) == [["CallSid", "CA1"], ["From", ""], ["CallStatus", "completed"],
-                                           ["RecordingUrl", ""], ["CallerName", ""]]
+                                           ["RecordingUrl", ""], ["CallerName", ""], ["To", "sip:"],
+                                           ["Called", "client:"], ["Caller", "sip:"], ["ForwardedFrom", ""]]
 
 
 def test_on_sqlite_what_is_removed_is_gone_from_the_file_too(tmp_path):
