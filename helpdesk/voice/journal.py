@@ -266,7 +266,8 @@ def dequeued_by(connection: Connection, events: Sequence[Event]) -> dict[str, st
                                                              EVENTS.c.call_sid.in_(sorted(agents)))
             .order_by(EVENTS.c.id)):
         came_from = dict(json.loads(params)).get("From", "").strip()
-        if came_from and not is_withheld(came_from):  # blanked (anonymised): empty
+        # Blanked (anonymised): empty, or only the address's kind ("sip:", helpdesk.blanked_events).
+        if came_from and not is_withheld(came_from) and not came_from.endswith(":"):
             found.setdefault(agent, came_from)
     return found
 

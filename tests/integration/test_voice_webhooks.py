@@ -530,7 +530,9 @@ def test_in_dial_mode_the_agents_numbers_are_not_used(app, client, db_session):
                                                    "sip:1001@pbx.example.org;transport=tls"),
                                                   # Refused now, but put through unchecked while the
                                                   # users cannot be read: a withheld number names nobody.
-                                                  ("anonymous", None), ("", None)])
+                                                  ("anonymous", None), ("", None),
+                                                  # Nor does what a blanked webhook keeps of an address.
+                                                  ("client:", None), ("sip:", None)])
 def test_in_queue_mode_the_phone_that_took_a_caller_is_what_the_agents_call_came_from(
         app, client, db_session, clock, came_from, agent):
     app.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
