@@ -108,6 +108,19 @@ def cannot_call() -> str | None:
     return None
 
 
+def pin_needed() -> str | None:
+    """Why this user's phone cannot take callers from the agents' line (routing.agents_pin): their
+    PIN is not set, or locked; or None."""
+    from helpdesk.agents_pin import LOCKED, NOT_SET, state_of
+    from helpdesk.pages.agents_pin import has_pin_page
+
+    if not has_pin_page(current_user) or not (current_user.phone or "").strip():
+        return None
+    return {NOT_SET: "Your phone cannot take callers from the agents' line until you set your PIN for it.",
+            LOCKED: "Your PIN for the agents' line is locked after too many wrong tries, so your phone cannot take "
+                    "callers from it."}.get(state_of(current_user))
+
+
 @bp.get("/queue", endpoint="queue")
 @role_required(*ROLES)
 def queue_page():
@@ -129,7 +142,8 @@ def _render_queue(said: dict | None) -> str:
                     | {f"email-{email.enquiry_id}" for email in context["emails"]} | {"awaiting", "emails"})
         context.update(said=said, said_listed=at in shown_at)
     poll = current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)
-    return render_template("queue.html", notices=notices, notices_count=notices_count, poll_seconds=poll, **context)
+    return render_template("queue.html", notices=notices, notices_count=notices_count, poll_seconds=poll,
+                           pin_needed=pin_needed(), **context)
 
 
 def since_words(since: date, today: date) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -399,3 +400,29 @@ def test_a_wrong_pin_that_cannot_be_counted_still_puts_nobody_through(queue_desk
     assert not put_through(refused) and prompt_url(refused).endswith("/agent-pin?try=2")
     assert "the agents' line could not count a PIN: OperationalError" in caplog.text
     assert put_through(typed(client, 902, PIN, attempt=2))  # a right one still is right
+
+
+def test_the_queue_page_tells_an_agent_whose_phone_cannot_take_callers_to_set_a_pin(queue_desk, client, db_session):
+    from tests.integration.test_users_and_login import sign_in
+
+    def said_on_queue() -> str:
+        page = page_text(client.get("/queue"))
+        found = re.search(r'<p class="notice notice-error">(.*?)</p>', page)
+        return found[1] if found else ""
+
+    assert sign_in(client, "bob", PASSWORD).status_code == 302  # a desk phone, and no PIN yet
+    assert said_on_queue() == ("Your phone cannot take callers from the agents' line until you set your PIN for it. "
+                               '<a href="/account/agents-pin">Set a PIN</a>.')
+    with queue_desk.extensions["helpdesk.db"].session() as session:
+        set_pin(session, "bob", "739164")
+    assert said_on_queue() == ""
+    with queue_desk.extensions["helpdesk.db"].session() as session, session.begin():
+        session.execute(User.__table__.update().where(User.username == "bob").values(agents_pin_failures=LOCK_AFTER))
+    assert said_on_queue().startswith("Your PIN for the agents' line is locked after too many wrong tries")
+    queue_desk.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue"})
+    assert said_on_queue() == ""  # the desk asks for no PIN
+    client.post("/logout", data={"csrf_token": re.search(r'name="csrf_token"[^>]*value="([^"]+)"',
+                                                         client.get("/queue").get_data(as_text=True))[1]})
+    queue_desk.extensions["helpdesk.settings"] = make_settings(routing={"mode": "queue", "agents_pin": True})
+    assert sign_in(client, "cleo", PASSWORD).status_code == 302  # no phone: nothing to type a PIN on
+    assert said_on_queue() == ""
