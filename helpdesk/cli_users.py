@@ -265,6 +265,8 @@ def send_link_command(username: str) -> None:
 @users_cli.command("list")
 def list_command() -> None:
     """List users with their roles, whether they can sign in, and when they last did (UK time)."""
+    from helpdesk.agents_pin import ASK, LOCKED, state_of
+
     with cli_session() as session:
         users = list_users(session)
     if not users:
@@ -276,10 +278,12 @@ def list_command() -> None:
         email = "email" if user.email else "no email"
         password = "password to choose" if user.must_change_password else "own password"
         two_step = "two-step" if user.has_two_step else "no two-step"
+        # The agents' line PIN (helpdesk.agents_pin), for those who have one.
+        pin = {ASK: "PIN set", LOCKED: "PIN locked"}.get(state_of(user), "")
         last = (f"last in {user.last_signed_in_at.astimezone(LONDON):%Y-%m-%d %H:%M}" if user.last_signed_in_at
                 else "no sign-in recorded")
         click.echo(f"{user.username:<24} {user.role:<8} {state:<11} {phone:<22} {email:<8} {password:<18} "
-                   f"{two_step:<11} {last:<24} {user.display_name}".rstrip())
+                   f"{two_step:<11} {pin:<10} {last:<24} {user.display_name}".rstrip())
 
 
 @users_cli.command("history")

@@ -205,12 +205,16 @@ def run_cli(url: str, *args: str, pin: str | None = None, stdin: str | None = No
 def test_users_set_pin_sets_and_unlocks_a_pin_stored_only_as_a_hash(queue_desk, migrated_url, db_session):
     with queue_desk.extensions["helpdesk.db"].session() as session, session.begin():
         session.execute(User.__table__.update().where(User.username == "alice").values(agents_pin_failures=5))
+    listed = {line.split()[0]: line for line in run_cli(migrated_url, "list").output.splitlines()}
+    assert " PIN locked " in listed["alice"] and "PIN" not in listed["bob"]
     result = run_cli(migrated_url, "set-pin", "alice", stdin="739164\n739164\n")
     assert result.exit_code == 0, result.output
     assert "Set the PIN for the agents' line of 'alice'" in result.output and "739164" not in result.output
     db_session.expire_all()
     alice = db_session.scalars(select(User).where(User.username == "alice")).one()
     assert alice.agents_pin_failures == 0 and "739164" not in alice.agents_pin_hash
+    db_session.rollback()  # the read ends: the command writes next
+    assert " PIN set " in run_cli(migrated_url, "list").output.splitlines()[0]  # alice
     entry = db_session.scalars(select(AuditEntry).where(AuditEntry.action == "user.agents_pin_set")
                                .order_by(AuditEntry.id.desc())).first()
     assert json.loads(entry.detail)["via"] == "command line"
