@@ -113,11 +113,12 @@ def read_facts(session: Session, settings: Settings, now: datetime) -> Facts:
         # The newest by id: the primary key's index, however long the journal.
         last_webhook = session.scalar(select(TwilioEvent.received_at).where(TwilioEvent.kind.not_in(API_KINDS))
                                       .order_by(TwilioEvent.id.desc()).limit(1))
-        pins = Counter(state_of(user) for user in session.scalars(select(User).where(
-            User.active, User.role.in_((*QUEUE_ROLES, "admin")), User.phone.is_not(None)))) \
-            if settings.routing.mode == "queue" else Counter()
+        pins = {}
+        if settings.routing.mode == "queue":
+            phones = session.scalars(select(User).where(User.active, User.phone.is_not(None)))
+            pins = dict(Counter(state_of(user) for user in phones if user.has_role(*QUEUE_ROLES)))
     return Facts(now, operations, last_webhook, live.calls_unfinished, live.emails_unacknowledged_overdue,
-                 time.perf_counter() - started, dict(pins))
+                 time.perf_counter() - started, pins)
 
 
 def expected_jobs(settings: Settings) -> list[tuple[str, str, int]]:
@@ -136,8 +137,9 @@ def checks(facts: Facts, setup: Setup, settings: Settings) -> list[Check]:
 
 
 def _database(facts: Facts, today: date) -> Check:
-    restored = (f" Restored from a backup at {_when(facts.operations.restored_at, today)}: what came in between the backup "
-                "and then is missing." if facts.operations.restored_at else "")
+    restored_at = facts.operations.restored_at
+    restored = (f" Restored from a backup at {_when(restored_at, today)}: what came in between the backup and then "
+                "is missing." if restored_at else "")
     return Check("Database", OK, f"Answering: {facts.database_seconds * 1000:.0f} ms to read these figures."
                                  f"{restored}", "", "After a restore" if restored else "")
 
@@ -198,8 +200,8 @@ def _calls(facts: Facts, settings: Settings) -> list[Check]:
                        "List the desk's numbers in webhooks.twilio_numbers, with webhooks.reconcile_after_minutes "
                        "above 0 and the scheduler given TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.", readme)
     elif facts.operations.found_last_hour:
-        missed = Check(part, ATTENTION, f"{_count(facts.operations.found_last_hour, 'call')} in the last hour found only in "
-                                        "Twilio's call log.",
+        missed = Check(part, ATTENTION, f"{_count(facts.operations.found_last_hour, 'call')} in the last hour found "
+                                        "only in Twilio's call log.",
                        "Check the number's Voice URL, and that Twilio could reach the app then.", readme)
     else:
         missed = Check(part, OK, "None found in the last hour.")

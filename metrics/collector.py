@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
 
@@ -50,14 +50,8 @@ class Snapshot:
     periods: dict[str, dict[str, compliance.RuleFigures]]  # "today", "week", "month" -> rule -> figures
     desk_open: bool
     read_seconds: float
-    leases: dict[str, datetime] = field(default_factory=dict)  # scheduler job lease -> when it runs out
-    mailbox_read_at: datetime | None = None  # the IMAP mailbox's last successful read (None: never)
-    mailbox_polled: bool = False  # whether [email.imap] has a host
-    found_in_log: int = 0  # calls found in Twilio's call log that never reached the app
-    found_in_log_last_hour: int = 0  # of them, found in the hour before `now`
-    restored_at: datetime | None = None  # when the database was last put back to a backup (None: never)
-    sign_ins_refused: int = 0  # refused within helpdesk.users.SIGN_IN_WINDOW and not followed by a good one
-    failing: frozenset[str] = frozenset()  # leases whose job's last run failed (callbacks.leased_job)
+    operations: Operations  # the scheduler's jobs, the mailbox, finds in Twilio's log, restores, sign-ins
+    mailbox_polled: bool  # whether [email.imap] has a host
 
 
 def read_snapshot(database: Database, settings: Settings, now: datetime,
@@ -80,9 +74,7 @@ def read_snapshot(database: Database, settings: Settings, now: datetime,
                                        None if older is None else older(session, settings, now))
         operations = read_operations(session, settings, now)
     return Snapshot(now, all_time, live, by_period, settings.calendar.is_open(now), time.perf_counter() - started,
-                    operations.leases, operations.mailbox_read_at, bool(settings.email.imap.host),
-                    operations.found_in_log, operations.found_last_hour, operations.restored_at,
-                    operations.sign_ins_refused, frozenset(operations.failures))
+                    operations, bool(settings.email.imap.host))
 
 
 @dataclass(frozen=True)
@@ -145,18 +137,19 @@ class HelpdeskCollector:
         yield from email_families(snapshot)
         yield from sla_families(snapshot)
         yield from scheduler_families(snapshot)
+        operations = snapshot.operations
         if snapshot.mailbox_polled:
             yield GaugeMetricFamily("helpdesk_imap_last_read_timestamp_seconds",
                                     "When the IMAP mailbox was last read (Unix time; 0 if never).",
-                                    value=snapshot.mailbox_read_at.timestamp() if snapshot.mailbox_read_at else 0.0)
+                                    value=operations.mailbox_read_at.timestamp() if operations.mailbox_read_at else 0.0)
         yield GaugeMetricFamily("helpdesk_database_restored_timestamp_seconds",
                                 "When the database was last put back to an older backup (Unix time; 0 if never): "
                                 "the business counters went back then, and rate() reads it as a reset.",
-                                value=snapshot.restored_at.timestamp() if snapshot.restored_at else 0.0)
+                                value=operations.restored_at.timestamp() if operations.restored_at else 0.0)
         yield GaugeMetricFamily("helpdesk_sign_ins_refused_recently",
                                 "Sign-ins refused in the last 15 minutes (wrong passwords, unknown usernames, "
                                 "deactivated users) with no good sign-in for the same name after them.",
-                                value=snapshot.sign_ins_refused)
+                                value=operations.sign_ins_refused)
         scrape = GaugeMetricFamily("helpdesk_metrics_read_seconds",
                                    "Time taken to read the business figures from the database for this scrape.")
         scrape.add_metric([], snapshot.read_seconds)
@@ -217,10 +210,10 @@ def call_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily("helpdesk_calls_found_in_twilio_log",
                               "Calls to the help desk's numbers that never reached the app, found later in Twilio's "
                               "call log: the app could not be reached when they rang. Also in helpdesk_calls.",
-                              value=snapshot.found_in_log)
+                              value=snapshot.operations.found_in_log)
     yield GaugeMetricFamily("helpdesk_calls_found_in_twilio_log_last_hour",
                             "Calls that never reached the app found in Twilio's call log in the last hour.",
-                            value=snapshot.found_in_log_last_hour)
+                            value=snapshot.operations.found_last_hour)
     yield GaugeMetricFamily("helpdesk_calls_unfinished",
                             "Calls not answered and with no ending two hours after they arrived: Twilio's last "
                             "webhooks for them never came, and its REST API has not said how they ended.",
@@ -327,9 +320,9 @@ def scheduler_families(snapshot: Snapshot) -> Iterator[Metric]:
         "helpdesk_scheduler_job_failing",
         "1 while a scheduler job's last run failed (the scheduler's log says why), 0 once a run works.",
         labels=["lease"])
-    for name in sorted(set(ALWAYS_LEASED) | set(snapshot.leases)):
-        expires = snapshot.leases.get(name)
+    for name in sorted(set(ALWAYS_LEASED) | set(snapshot.operations.leases)):
+        expires = snapshot.operations.leases.get(name)
         leases.add_metric([name], expires.timestamp() if expires is not None else 0.0)
-        failing.add_metric([name], 1.0 if name in snapshot.failing else 0.0)
+        failing.add_metric([name], 1.0 if name in snapshot.operations.failures else 0.0)
     yield leases
     yield failing
