@@ -84,7 +84,8 @@ def agents_at(session: Session, came_from: str) -> list[User]:
     agents' Voice URL puts no one else through to a caller. Inside the caller's transaction."""
     from helpdesk.pages.taken_by import read_phone_book, takers
 
-    return [user for user in takers(came_from, read_phone_book(session)) if user.active and user.has_role(*QUEUE_ROLES)]
+    return [user for user in takers(came_from, read_phone_book(session))
+            if user.active and user.has_role(*QUEUE_ROLES)]
 
 
 def state_of(user: User) -> str:
@@ -92,6 +93,11 @@ def state_of(user: User) -> str:
     if user.agents_pin_hash is None:
         return NOT_SET
     return LOCKED if user.agents_pin_failures >= LOCK_AFTER else ASK
+
+
+def _askable(agents: list[User]) -> list[User]:
+    """Those of `agents` whose PIN can be typed: set, and not locked."""
+    return [user for user in agents if state_of(user) == ASK]
 
 
 def pin_state(agents: list[User]) -> str:
@@ -126,7 +132,7 @@ class Judged:
 def judge_pin(agents: list[User], typed: str) -> Judged:
     """Whether `typed` is the PIN of one of `agents` (agents_at) whose PIN can be typed; nothing
     is written."""
-    askable = [user for user in agents if state_of(user) == ASK]
+    askable = _askable(agents)
     if not askable:
         return Judged(pin_state(agents))
     if not _PIN.fullmatch(typed or ""):
@@ -149,7 +155,7 @@ def count_pin(session: Session, agents: list[User], judged: Judged, now: datetim
         return RIGHT
     if not judged.guess:
         return judged.found
-    askable = [user for user in agents if state_of(user) == ASK]
+    askable = _askable(agents)
     with session.begin():
         for user in askable:
             # Counted in the database, so two calls guessing at once each add theirs.
@@ -162,4 +168,4 @@ def count_pin(session: Session, agents: list[User], judged: Judged, now: datetim
                     locked.append(Locked(user.username, user.display_name, user.email))
                 log.warning("PIN for the agents' line of user %s locked after %d wrong PINs", user.username,
                             LOCK_AFTER)
-    return WRONG if any(state_of(user) == ASK for user in askable) else LOCKED
+    return WRONG if _askable(askable) else LOCKED

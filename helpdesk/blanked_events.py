@@ -3,8 +3,9 @@ retention job (helpdesk/retention.py) leave of a call's webhooks, and what the j
 a webhook that comes for a call whose personal data is gone (helpdesk/voice/journal.py).
 
 Each event stays in place and in order, as DESIGN.md's journal asks, with every parameter's
-value blanked but those in KEPT_PARAMETERS (and an address's kind, KEPT_SCHEMES). Its fingerprint (a digest of the values) goes too:
-a digest of a phone number can be reversed by trying every number.
+value blanked but those in KEPT_PARAMETERS (and an address's kind, KEPT_SCHEMES). Its fingerprint
+(a digest of the values) goes too: a digest of a phone number can be reversed by trying every
+number.
 """
 from __future__ import annotations
 

@@ -62,8 +62,8 @@ class Messages:
     agents_pin_wrong: str = "That PIN is not right."
     agents_pin_not_set: str = ("You have no PIN for the agents' line yet. Set one on the help desk's Agents' line PIN "
                                "page, then call again. Goodbye.")
-    agents_pin_locked: str = ("Your PIN for the agents' line is locked after too many wrong tries. Set a new one on the "
-                              "help desk's Agents' line PIN page, then call again. Goodbye.")
+    agents_pin_locked: str = ("Your PIN for the agents' line is locked after too many wrong tries. Set a new one on "
+                              "the help desk's Agents' line PIN page, then call again. Goodbye.")
     # Said instead of out_of_hours and no_answer when voicemail is off: no tone, no message.
     out_of_hours_without_voicemail: str = ("We are closed at the moment. Unless your number is withheld, we will call "
                                            "you back when we open. Goodbye.")

@@ -49,7 +49,7 @@ class User(UserMixin, Base):
     two_step_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     two_step_last_step: Mapped[int | None] = mapped_column(Integer)
     # The PIN for the agents' line (helpdesk.agents_pin), hashed as a password is (None: not set),
-    # and the wrong PINs typed since the last right one: at AGENTS_PIN_LOCK_AFTER it is locked.
+    # and the wrong PINs typed since the last right one: at helpdesk.agents_pin.LOCK_AFTER it is locked.
     agents_pin_hash: Mapped[str | None] = mapped_column(String(255))
     agents_pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

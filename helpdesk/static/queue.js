@@ -38,7 +38,8 @@
    * desk's name) stays as it is. */
   var titled = document.querySelector(".queue-items");
   var titleStart = titled ? titled.getAttribute("data-title") : null;
-  var titleRest = titleStart && document.title.indexOf(titleStart) === 0 ? document.title.slice(titleStart.length) : null;
+  var titleRest = titleStart && document.title.indexOf(titleStart) === 0
+    ? document.title.slice(titleStart.length) : null;
 
   function seconds(name, otherwise) {
     var value = parseFloat(live.getAttribute(name || "data-poll-seconds"));

@@ -327,15 +327,14 @@ def agent_pin():
 
 def _tell_locked(locked: list) -> None:
     """Email each user whose PIN was just locked, if they have an address (helpdesk.account_notices)."""
-    if not any(user.email for user in locked):
+    told = [user for user in locked if user.email]
+    if not told:
         return
     from helpdesk.account_notices import AGENTS_PIN_LOCKED as LOCKED_NOTICE, Notice
     from helpdesk.pages.password_links import notify
 
-    for user in locked:
-        if user.email:
-            notify(Notice(LOCKED_NOTICE, user.email, user.username, user.display_name, g.received_at,
-                          left=LOCK_AFTER))
+    for user in told:
+        notify(Notice(LOCKED_NOTICE, user.email, user.username, user.display_name, g.received_at, left=LOCK_AFTER))
 
 
 def _agents_line(came_from: str, judge: Callable[[Session, list[User]], str]) -> str:
